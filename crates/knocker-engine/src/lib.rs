@@ -1,0 +1,18 @@
+//! knocker's engine: decides, never acts.
+//!
+//! The engine is sans-IO in the manner of `quinn-proto`: it owns no clock, socket or file. Callers
+//! feed it [`Knock`]s together with the current time ([`Engine::handle`]), drain the resulting
+//! [`Event`]s ([`Engine::poll_event`]), and call [`Engine::handle_timeout`] at
+//! [`Engine::poll_timeout`]. That makes every scenario testable on virtual time and lets the
+//! packet-facing process stay free of privilege: a [`Grant`] is a value that the gatekeeper
+//! checks and applies elsewhere.
+#![forbid(unsafe_code)]
+
+mod engine;
+mod sequence;
+mod table;
+mod types;
+
+pub use engine::{validate_doors, DoorsError, Engine, EngineConfig, Event, DEFAULT_MAX_TRACKED};
+pub use sequence::{SequenceDoor, SequenceError, MAX_KNOCKS, MIN_KNOCKS};
+pub use types::{FlagFilter, Grant, Knock, ParseError, Proto, Service, TcpFlags};

@@ -1,0 +1,1 @@
+//! NFLOG source (placeholder: being written).

@@ -1,0 +1,1 @@
+//! nftables set elements over netlink (placeholder: being written).

@@ -1,3 +1,12 @@
 //! knockerd: sources, gatekeeper and firewall backends around `knocker-engine`.
+//!
+//! The split follows DESIGN.md: `nflog` sees knocks, `knocker_engine` decides, `gatekeeper`
+//! validates and applies grants through `nftset`, and `ruleset` owns the `inet knocker` table.
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod gatekeeper;
+pub mod lab;
 pub mod nflog;
 pub mod nftset;
+pub mod ruleset;

@@ -1,0 +1,523 @@
+//! knockerd's native configuration: TOML, validated as a whole, with file:line in every error.
+//!
+//! ```toml
+//! [daemon]
+//! nflog_group = 4100
+//!
+//! [door.ssh]
+//! sequence = ["7000", "9000:udp", "8000"]
+//! open = ["tcp/22"]
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use knocker_engine::{validate_doors, DoorsError, FlagFilter, SequenceDoor, Service};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Where knockerd looks for its configuration unless told otherwise.
+pub const DEFAULT_CONFIG: &str = "/etc/knocker/knockerd.toml";
+/// nftables table that knockerd owns (family inet). It never touches any other table.
+pub const TABLE: &str = "knocker";
+pub const DEFAULT_NFLOG_GROUP: u16 = 4100;
+/// Packet mark set on granted packets so that an admin's own default-drop chain can accept them.
+pub const DEFAULT_GRANT_MARK: u32 = 0x4b4e_0000;
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(15);
+pub const DEFAULT_OPEN_FOR: Duration = Duration::from_secs(30);
+/// Longest a door may stay open per knock: a grant is a short opening, not a permanent rule.
+pub const MAX_OPEN_FOR: Duration = Duration::from_secs(24 * 3600);
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// A configuration error, with the file and line it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file.display(), line, self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// What happens to open grants when knockerd stops cleanly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnStop {
+    /// Grants stay until their kernel timeout (a restart does not cut anyone off).
+    Keep,
+    /// Grants are removed at once.
+    Withdraw,
+}
+
+/// A command to run when a door opens or closes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run directly, no shell: each element is one argument. `%IP%` is substituted per argument.
+    Argv(Vec<String>),
+    /// Run with `/bin/sh -c`, because the config asked for a shell (`shell = true`).
+    Shell(String),
+}
+
+impl Command {
+    /// The program and arguments to execute, with `%IP%` replaced by the granted address. The
+    /// address comes from an `IpAddr`, so it is only ever hex digits, dots and colons.
+    pub fn argv_for(&self, ip: IpAddr) -> Vec<String> {
+        let ip = ip.to_string();
+        match self {
+            Command::Argv(v) => v.iter().map(|a| a.replace("%IP%", &ip)).collect(),
+            Command::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.replace("%IP%", &ip)],
+        }
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Argv(v) => write!(f, "{v:?}"),
+            Command::Shell(s) => write!(f, "/bin/sh -c {s:?}"),
+        }
+    }
+}
+
+/// A door as the daemon runs it: the engine's door plus what only the daemon needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Door {
+    pub spec: SequenceDoor,
+    /// Drop the door's services for everyone without a grant.
+    pub protect: bool,
+    pub start_command: Option<Command>,
+    pub stop_command: Option<Command>,
+    /// When the stop command runs, after the start command.
+    pub stop_after: Duration,
+    /// Line of the `[door.NAME]` header, for messages.
+    pub line: usize,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub file: PathBuf,
+    pub nflog_group: u16,
+    pub max_tracked: usize,
+    pub on_stop: OnStop,
+    pub grant_mark: u32,
+    /// Services dropped for everyone without a grant, besides the doors' own.
+    pub protect: Vec<Service>,
+    pub doors: Vec<Door>,
+}
+
+impl Config {
+    /// Every service knockerd drops for everyone without a grant.
+    pub fn protected(&self) -> Vec<Service> {
+        let mut v: Vec<Service> = self.protect.clone();
+        for d in self.doors.iter().filter(|d| d.protect) {
+            v.extend(d.spec.open.iter().copied());
+        }
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Every service some door listens for knocks on.
+    pub fn knock_services(&self) -> Vec<Service> {
+        let mut v: Vec<Service> = self.doors.iter().flat_map(|d| d.spec.sequence.clone()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    pub fn door(&self, name: &str) -> Option<&Door> {
+        self.doors.iter().find(|d| d.spec.name == name)
+    }
+}
+
+// ---- the file as written -------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    daemon: Option<Spanned<RawDaemon>>,
+    #[serde(default)]
+    door: BTreeMap<String, Spanned<RawDoor>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    nflog_group: Option<Spanned<i64>>,
+    max_tracked: Option<Spanned<i64>>,
+    on_stop: Option<OnStop>,
+    grant_mark: Option<Spanned<i64>>,
+    #[serde(default)]
+    protect: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDoor {
+    sequence: Spanned<Vec<Spanned<String>>>,
+    open: Spanned<Vec<Spanned<String>>>,
+    window: Option<Spanned<RawDuration>>,
+    open_for: Option<Spanned<RawDuration>>,
+    tcp_flags: Option<Spanned<String>>,
+    protect: Option<bool>,
+    start_command: Option<Spanned<RawCommand>>,
+    stop_command: Option<Spanned<RawCommand>>,
+    stop_after: Option<Spanned<RawDuration>>,
+    shell: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawDuration {
+    Seconds(i64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawCommand {
+    Argv(Vec<String>),
+    Line(String),
+}
+
+/// Parses `30`, `30s`, `5m`, `2h`, `1d` into a duration of whole seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("bad duration {text:?}: write seconds (30) or a number with s, m, h or d (30s, 5m)"))?;
+    let mult = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("bad duration {text:?}: the unit must be s, m, h or d")),
+    };
+    n.checked_mul(mult)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("duration {text:?} is too long"))
+}
+
+/// Formats a duration the way the config writes it.
+pub fn fmt_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s != 0 && s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else if s != 0 && s % 60 == 0 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+struct Ctx<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    }
+    fn err<T>(&self, span: std::ops::Range<usize>, message: impl Into<String>) -> Result<T, ConfigError> {
+        Err(ConfigError {
+            file: self.file.to_path_buf(),
+            line: Some(self.line_of(span.start)),
+            message: message.into(),
+        })
+    }
+    fn duration(&self, v: &Spanned<RawDuration>, key: &str) -> Result<Duration, ConfigError> {
+        let d = match v.get_ref() {
+            RawDuration::Seconds(n) if *n >= 0 => Ok(Duration::from_secs(*n as u64)),
+            RawDuration::Seconds(n) => Err(format!("{key} = {n}: a duration cannot be negative")),
+            RawDuration::Text(t) => parse_duration(t).map_err(|e| format!("{key}: {e}")),
+        };
+        d.or_else(|m| self.err(v.span(), m))
+    }
+    fn services(&self, list: &[Spanned<String>], key: &str) -> Result<Vec<Service>, ConfigError> {
+        list.iter()
+            .map(|s| {
+                s.get_ref()
+                    .parse::<Service>()
+                    .or_else(|e| self.err(s.span(), format!("{key}: {e}")))
+            })
+            .collect()
+    }
+}
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let plain = |message: String| ConfigError {
+        file: path.to_path_buf(),
+        line: None,
+        message,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| plain(format!("cannot read: {e}")))?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(plain(format!("file is {} bytes; at most {MAX_FILE_BYTES} are read", meta.len())));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| plain(format!("cannot read: {e}")))?;
+    parse(path, &text)
+}
+
+/// Parses and validates configuration text; `file` names it in errors.
+pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
+    let cx = Ctx { file, text };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+        file: file.to_path_buf(),
+        line: e.span().map(|s| cx.line_of(s.start)),
+        message: e.message().trim().to_string(),
+    })?;
+
+    let daemon_span = raw.daemon.as_ref().map(|d| d.span()).unwrap_or(0..0);
+    let daemon = raw.daemon.map(Spanned::into_inner).unwrap_or_default();
+    let nflog_group = match &daemon.nflog_group {
+        None => DEFAULT_NFLOG_GROUP,
+        Some(g) => match u16::try_from(*g.get_ref()) {
+            Ok(v) => v,
+            Err(_) => return cx.err(g.span(), "nflog_group must be 0 to 65535"),
+        },
+    };
+    let max_tracked = match &daemon.max_tracked {
+        None => knocker_engine::DEFAULT_MAX_TRACKED,
+        Some(m) => match *m.get_ref() {
+            n @ 1..=100_000_000 => n as usize,
+            _ => return cx.err(m.span(), "max_tracked must be 1 to 100000000 (each entry costs about 100 bytes)"),
+        },
+    };
+    let grant_mark = match &daemon.grant_mark {
+        None => DEFAULT_GRANT_MARK,
+        Some(m) => match u32::try_from(*m.get_ref()) {
+            Ok(v) => v,
+            Err(_) => return cx.err(m.span(), "grant_mark must fit in 32 bits (0 turns marking off)"),
+        },
+    };
+    let protect = cx.services(&daemon.protect, "protect")?;
+
+    if raw.door.is_empty() {
+        return cx.err(daemon_span, "no doors: add at least one [door.NAME] table with `sequence` and `open`");
+    }
+    let mut doors = Vec::new();
+    for (name, raw_door) in &raw.door {
+        let span = raw_door.span();
+        let d = raw_door.get_ref();
+        if name.is_empty() || name.len() > 32 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return cx.err(span, format!("door name {name:?}: use 1 to 32 letters, digits, '-' or '_'"));
+        }
+        let sequence = cx.services(d.sequence.get_ref(), "sequence")?;
+        let open = cx.services(d.open.get_ref(), "open")?;
+        let window = match &d.window {
+            Some(w) => cx.duration(w, "window")?,
+            None => DEFAULT_WINDOW,
+        };
+        let open_for = match &d.open_for {
+            Some(w) => cx.duration(w, "open_for")?,
+            None => DEFAULT_OPEN_FOR,
+        };
+        if open_for > MAX_OPEN_FOR {
+            let span = d.open_for.as_ref().map(|s| s.span()).unwrap_or(span.clone());
+            return cx.err(span, format!("open_for is at most {}", fmt_duration(MAX_OPEN_FOR)));
+        }
+        let tcp_flags = match &d.tcp_flags {
+            None => None,
+            Some(f) => Some(
+                f.get_ref()
+                    .parse::<FlagFilter>()
+                    .or_else(|e| cx.err(f.span(), format!("tcp_flags: {e}")))?,
+            ),
+        };
+        let shell = d.shell.unwrap_or(false);
+        let command = |c: &Option<Spanned<RawCommand>>, key: &str| -> Result<Option<Command>, ConfigError> {
+            let Some(c) = c else { return Ok(None) };
+            match (c.get_ref(), shell) {
+                (RawCommand::Argv(v), false) if v.is_empty() || v[0].is_empty() => {
+                    cx.err(c.span(), format!("{key} is empty: name the program to run first"))
+                }
+                (RawCommand::Argv(v), false) => Ok(Some(Command::Argv(v.clone()))),
+                (RawCommand::Line(l), true) if !l.trim().is_empty() => Ok(Some(Command::Shell(l.clone()))),
+                (RawCommand::Line(_), true) => cx.err(c.span(), format!("{key} is empty")),
+                (RawCommand::Line(l), false) => cx.err(
+                    c.span(),
+                    format!(
+                        "{key} is a string, which would need a shell: write it as a list of arguments, e.g. {:?}, or set `shell = true` in this door to run it with /bin/sh -c",
+                        l.split_whitespace().collect::<Vec<_>>()
+                    ),
+                ),
+                (RawCommand::Argv(_), true) => cx.err(
+                    c.span(),
+                    format!("{key} is a list but `shell = true`: with a shell, write the command as one string"),
+                ),
+            }
+        };
+        let start_command = command(&d.start_command, "start_command")?;
+        let stop_command = command(&d.stop_command, "stop_command")?;
+        let stop_after = match &d.stop_after {
+            Some(w) if stop_command.is_none() => return cx.err(w.span(), "stop_after without stop_command: add the command or remove stop_after"),
+            Some(w) => cx.duration(w, "stop_after")?,
+            None => open_for,
+        };
+        let spec = SequenceDoor {
+            name: name.clone(),
+            sequence,
+            window,
+            tcp_flags,
+            open,
+            open_for,
+        };
+        if let Err(e) = spec.validate() {
+            return cx.err(d.sequence.span(), format!("door {name:?}: {e}"));
+        }
+        doors.push(Door {
+            spec,
+            protect: d.protect.unwrap_or(true),
+            start_command,
+            stop_command,
+            stop_after,
+            line: cx.line_of(span.start),
+        });
+    }
+    let specs: Vec<SequenceDoor> = doors.iter().map(|d| d.spec.clone()).collect();
+    if let Err(e) = validate_doors(&specs) {
+        let door_name = match &e {
+            DoorsError::Door { door, .. } | DoorsError::Identical(_, door) | DoorsError::Prefix(door, _) | DoorsError::KnockIsService(_, door, _) => Some(door.clone()),
+            DoorsError::TooMany(_) => None,
+        };
+        let line = door_name.and_then(|n| doors.iter().find(|d| d.spec.name == n)).map(|d| d.line);
+        return Err(ConfigError {
+            file: file.to_path_buf(),
+            line,
+            message: e.to_string(),
+        });
+    }
+    let config = Config {
+        file: file.to_path_buf(),
+        nflog_group,
+        max_tracked,
+        on_stop: daemon.on_stop.unwrap_or(OnStop::Keep),
+        grant_mark,
+        protect,
+        doors,
+    };
+    let knocks = config.knock_services();
+    if let Some(s) = config.protect.iter().find(|s| knocks.contains(s)) {
+        let line = daemon.protect.first().map(|p| cx.line_of(p.span().start));
+        return Err(ConfigError {
+            file: file.to_path_buf(),
+            line,
+            message: format!("{s} is both a knock port and protected: a knock port is always dropped and logged, so it cannot be a service too"),
+        });
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Result<Config, ConfigError> {
+        parse(Path::new("k.toml"), text)
+    }
+
+    const GOOD: &str = r#"
+[daemon]
+nflog_group = 7
+on_stop = "withdraw"
+protect = ["tcp/80"]
+
+[door.ssh]
+sequence = ["7000", "9000:udp", "8000"]
+open = ["tcp/22"]
+window = "10s"
+open_for = 60
+tcp_flags = "syn,!ack"
+start_command = ["/usr/bin/logger", "open %IP%"]
+stop_command = ["/usr/bin/logger", "close %IP%"]
+stop_after = "2m"
+"#;
+
+    #[test]
+    fn good_config() {
+        let c = p(GOOD).expect("valid");
+        assert_eq!(c.nflog_group, 7);
+        assert_eq!(c.on_stop, OnStop::Withdraw);
+        let d = c.door("ssh").expect("door");
+        assert_eq!(d.spec.sequence, vec![Service::tcp(7000), Service::udp(9000), Service::tcp(8000)]);
+        assert_eq!(d.spec.window, Duration::from_secs(10));
+        assert_eq!(d.spec.open_for, Duration::from_secs(60));
+        assert_eq!(d.stop_after, Duration::from_secs(120));
+        assert_eq!(d.line, 7);
+        assert_eq!(c.protected(), vec![Service::tcp(22), Service::tcp(80)]);
+        let ip: IpAddr = "10.200.1.2".parse().expect("ip");
+        assert_eq!(
+            d.start_command.as_ref().expect("cmd").argv_for(ip),
+            vec!["/usr/bin/logger".to_string(), "open 10.200.1.2".to_string()]
+        );
+    }
+
+    fn err_of(text: &str) -> String {
+        p(text).expect_err("must be rejected").to_string()
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let e = err_of("[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nbogus = 1\n");
+        assert!(e.starts_with("k.toml:4:") && e.contains("bogus"), "{e}");
+        let e = err_of("[door.ssh]\nsequence = [\"7000\", \"70000\", \"8000\"]\nopen = [\"22\"]\n");
+        assert!(e.starts_with("k.toml:2:") && e.contains("70000"), "{e}");
+        let e = err_of("[door.ssh]\nsequence = [\"7000\", \"8000\", \"9000\"]\nopen = [\"22\"]\n");
+        assert!(e.starts_with("k.toml:2:") && e.contains("ascending"), "{e}");
+        let e = err_of("[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nstart_command = \"echo %IP% | logger\"\n");
+        assert!(e.starts_with("k.toml:4:") && e.contains("shell = true"), "{e}");
+        let e = err_of("[door.a]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\n\n[door.b]\nsequence = [\"7000\", \"9000\", \"8000\", \"7500\"]\nopen = [\"22\"]\n");
+        assert!(e.starts_with("k.toml:5:") && e.contains("begins with"), "{e}");
+        let e = err_of("[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nwindow = \"10 parsecs\"\n");
+        assert!(e.starts_with("k.toml:4:"), "{e}");
+        let e = err_of("[daemon]\nnflog_group = 70000\n[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\n");
+        assert!(e.starts_with("k.toml:2:"), "{e}");
+        let e = err_of("[daemon]\n");
+        assert!(e.contains("no doors"), "{e}");
+        let e = err_of("[door.ssh\n");
+        assert!(e.starts_with("k.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn shell_commands_need_shell_true() {
+        let c = p("[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nshell = true\nstart_command = \"echo %IP% | logger\"\n").expect("valid");
+        let ip: IpAddr = "2001:db8::1".parse().expect("ip");
+        assert_eq!(
+            c.doors[0].start_command.as_ref().expect("cmd").argv_for(ip),
+            vec!["/bin/sh".to_string(), "-c".to_string(), "echo 2001:db8::1 | logger".to_string()]
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("5 years").is_err());
+        assert!(parse_duration("-5").is_err());
+        assert!(parse_duration("99999999999999999999d").is_err());
+        assert_eq!(fmt_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(fmt_duration(Duration::from_secs(120)), "2m");
+    }
+}

@@ -1,0 +1,227 @@
+//! The daemon's loop: NFLOG in, engine, gatekeeper out; signals for stop and reload.
+
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use knocker_engine::{Engine, EngineConfig, Event, Knock};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use crate::config::{self, fmt_duration, Config, OnStop, TABLE};
+use crate::gatekeeper::{Gatekeeper, Verdict};
+use crate::nflog::NflogSource;
+use crate::nftset::NftSets;
+use crate::ruleset::{self, TableSpec, SET4, SET6};
+
+/// The longest the loop sleeps, so that running commands are reaped and stop commands are not
+/// late even when no knocks arrive.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+
+fn engine_for(config: &Config) -> Result<Engine, String> {
+    Engine::new(EngineConfig {
+        doors: config.doors.iter().map(|d| d.spec.clone()).collect(),
+        max_tracked: config.max_tracked,
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// Logs what the configuration makes knockerd do, once at start and after each reload.
+fn announce(config: &Config) {
+    for d in &config.doors {
+        let seq: Vec<String> = d.spec.sequence.iter().map(|s| s.to_string()).collect();
+        let open: Vec<String> = d.spec.open.iter().map(|s| s.to_string()).collect();
+        tracing::info!(
+            "door={} sequence {} within {} opens {} for {}{}",
+            d.spec.name,
+            seq.join(","),
+            fmt_duration(d.spec.window),
+            open.join(","),
+            fmt_duration(d.spec.open_for),
+            d.spec.tcp_flags.map(|f| format!(" (tcp flags {f})")).unwrap_or_default()
+        );
+        tracing::warn!(
+            "door={}: a static sequence can be replayed by anyone who records it; prefer a rotating or SPA door where that matters",
+            d.spec.name
+        );
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. Returns an error message for a failed start.
+pub fn run(config_path: &Path) -> Result<(), String> {
+    let mut config = config::load(config_path).map_err(|e| e.to_string())?;
+    // Signals are taken synchronously through a signalfd, so they must be blocked before any
+    // thread exists. Children get an empty mask from std::process.
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        mask.add(s);
+    }
+    mask.thread_block().map_err(|e| format!("cannot block signals: {e}"))?;
+    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| format!("cannot create signalfd: {e}"))?;
+
+    let mut engine = engine_for(&config)?;
+    // Bind NFLOG before the table exists, so no logged knock is ever missed: once the table is
+    // in place, knockerd is ready.
+    let mut source = NflogSource::bind(config.nflog_group, ruleset::SNAPLEN)
+        .map_err(|e| format!("cannot listen on NFLOG group {}: {e}", config.nflog_group))?;
+    ruleset::apply(&TableSpec::from_config(&config)).map_err(|e| format!("cannot load table inet {TABLE}: {e}"))?;
+    let sets = NftSets::open(TABLE, SET4, SET6).map_err(|e| format!("cannot open the allow sets: {e}"))?;
+    let mut gate = Gatekeeper::new(&config, sets);
+    announce(&config);
+    tracing::info!(
+        "ready: table inet {TABLE} loaded, watching NFLOG group {} for {} knock port(s), protecting {}",
+        config.nflog_group,
+        config.knock_services().len(),
+        config.protected().iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
+    );
+
+    let mut knocks: Vec<Knock> = Vec::with_capacity(256);
+    let mut overrun_reported = false;
+    loop {
+        let now = Instant::now();
+        let deadline = [engine.poll_timeout(), gate.poll_timeout(), Some(now + MAX_SLEEP)]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(now + MAX_SLEEP);
+        let wait = deadline.saturating_duration_since(now);
+        let timeout = PollTimeout::try_from(wait.as_millis().min(60_000) as u32 + 1).unwrap_or(PollTimeout::MAX);
+        let (knock_ready, signal_ready) = {
+            let mut fds = [
+                PollFd::new(source.as_fd(), PollFlags::POLLIN),
+                PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, timeout) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(format!("poll failed: {e}")),
+            }
+            let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+            (ready(&fds[0]), ready(&fds[1]))
+        };
+
+        if signal_ready {
+            let mut stop = false;
+            while let Ok(Some(info)) = signals.read_signal() {
+                match Signal::try_from(info.ssi_signo as i32) {
+                    Ok(Signal::SIGHUP) => {
+                        reload(config_path, &mut config, &mut engine, &mut source, &mut gate);
+                    }
+                    Ok(s) => {
+                        tracing::info!("{s} received, stopping");
+                        stop = true;
+                    }
+                    Err(_) => {}
+                }
+            }
+            if stop {
+                break;
+            }
+        }
+
+        if knock_ready {
+            knocks.clear();
+            match source.recv_batch(&mut knocks) {
+                Ok(stats) => {
+                    if stats.overruns > 0 && !overrun_reported {
+                        overrun_reported = true;
+                        tracing::warn!("the kernel dropped knock packets because knockerd fell behind (a flood?); reported once");
+                    }
+                }
+                Err(e) => tracing::warn!("reading NFLOG: {e}"),
+            }
+            let now = Instant::now();
+            for k in &knocks {
+                tracing::trace!("knock {} -> {} {} flags {}", k.src, k.dst, k.service(), k.tcp_flags);
+                engine.handle(now, k);
+            }
+        }
+
+        let now = Instant::now();
+        engine.handle_timeout(now);
+        while let Some(ev) = engine.poll_event() {
+            handle_event(ev, &mut gate, now);
+        }
+        gate.handle_timeout(now);
+    }
+
+    match config.on_stop {
+        OnStop::Withdraw => match ruleset::flush_grants() {
+            Ok(()) => tracing::info!("on_stop = withdraw: every open grant was removed"),
+            Err(e) => tracing::error!("on_stop = withdraw: could not remove grants: {e}"),
+        },
+        OnStop::Keep => tracing::info!("open grants stay until their kernel timeouts (on_stop = keep)"),
+    }
+    gate.stop_all(Instant::now());
+    gate.finish(Duration::from_secs(10));
+    tracing::info!("stopped; knock and protected ports stay closed (remove the table with `knockerd teardown`)");
+    Ok(())
+}
+
+fn handle_event(ev: Event, gate: &mut Gatekeeper<NftSets>, now: Instant) {
+    match ev {
+        Event::Grant(g) => match gate.apply(&g, now) {
+            Ok(Verdict::Opened { to, open, duration, refreshed }) => {
+                let open: Vec<String> = open.iter().map(|s| s.to_string()).collect();
+                tracing::info!(
+                    "door={} src={to} {} {} for {}",
+                    g.door_name,
+                    if refreshed { "refresh" } else { "grant" },
+                    open.join(","),
+                    fmt_duration(duration)
+                );
+            }
+            Err(e) => tracing::error!("door={} src={} grant refused: {e}", g.door_name, g.to),
+        },
+        Event::Progress { door, src, matched, of } => {
+            tracing::debug!("door={door} src={src} knock {matched}/{of}")
+        }
+        Event::Reset { door, src } => tracing::debug!("door={door} src={src} wrong port, knock reset"),
+        Event::TableFull { capacity } => tracing::warn!(
+            "{capacity} partial knocks tracked (max_tracked): dropping the oldest to make room; a flood of spoofed sources? (reported once)"
+        ),
+    }
+}
+
+/// Re-reads the configuration; a bad one is refused and the running one kept, whole.
+fn reload(path: &Path, config: &mut Config, engine: &mut Engine, source: &mut NflogSource, gate: &mut Gatekeeper<NftSets>) {
+    let new = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("reload refused, keeping the running configuration: {e}");
+            return;
+        }
+    };
+    let new_engine = match engine_for(&new) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!("reload refused, keeping the running configuration: {e}");
+            return;
+        }
+    };
+    let new_source = if new.nflog_group != config.nflog_group {
+        match NflogSource::bind(new.nflog_group, ruleset::SNAPLEN) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!("reload refused, keeping the running configuration: NFLOG group {}: {e}", new.nflog_group);
+                return;
+            }
+        }
+    } else {
+        None
+    };
+    if let Err(e) = ruleset::apply(&TableSpec::from_config(&new)) {
+        tracing::error!("reload refused, keeping the running configuration: {e}");
+        return;
+    }
+    if let Some(s) = new_source {
+        *source = s;
+    }
+    *engine = new_engine;
+    gate.reconfigure(&new);
+    *config = new;
+    announce(config);
+    tracing::info!("configuration reloaded from {}", path.display());
+}

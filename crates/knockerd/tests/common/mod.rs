@@ -1,0 +1,223 @@
+//! Harness for end-to-end tests: a lab of network namespaces, the real knockerd binary in the
+//! server namespace, Debian's knock client and real TCP connections.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use knockerd::lab::{self, send_knock, try_connect, Lab, Netns, Reach};
+use knockerd::ruleset::{self, LiveGrant};
+
+pub const SERVICE: u16 = 2222;
+pub const PROBE: Duration = Duration::from_millis(800);
+
+/// Whether e2e tests run. They fail loudly when a prerequisite is missing, and skip only when
+/// KNOCKER_SKIP_E2E=1 is set on purpose.
+pub fn e2e(tools: &[&str]) -> bool {
+    if std::env::var("KNOCKER_SKIP_E2E").as_deref() == Ok("1") {
+        eprintln!("SKIPPED: KNOCKER_SKIP_E2E=1");
+        return false;
+    }
+    if let Err(e) = lab::preflight() {
+        panic!("e2e prerequisite missing: {e} (set KNOCKER_SKIP_E2E=1 to skip on purpose)");
+    }
+    for t in tools {
+        let found = Command::new("sh").args(["-c", &format!("command -v {t}")]).output().map(|o| o.status.success()).unwrap_or(false);
+        assert!(found, "e2e prerequisite missing: `{t}` is not installed (scripts/test.sh installs it; KNOCKER_SKIP_E2E=1 skips on purpose)");
+    }
+    true
+}
+
+pub fn ip(s: &str) -> IpAddr {
+    s.parse().expect("test address")
+}
+
+/// The real knockerd, running in the lab's server namespace, with its log captured.
+pub struct Knockerd {
+    pub child: Child,
+    pub log: Arc<Mutex<String>>,
+    pub config: PathBuf,
+    dir: PathBuf,
+}
+
+impl Knockerd {
+    pub fn start(lab: &Lab, config: &str) -> Knockerd {
+        let dir = std::env::temp_dir().join(format!("knocker-e2e-{}", lab.server.name()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("knockerd.toml");
+        std::fs::write(&path, config).expect("write config");
+        let mut child = lab
+            .server
+            .command(env!("CARGO_BIN_EXE_knockerd"))
+            .args(["-v", "--config"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start knockerd");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("knockerd| {line}");
+                if let Ok(mut l) = sink.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            }
+        });
+        let d = Knockerd { child, log, config: path, dir };
+        d.wait_log("ready:", Duration::from_secs(10));
+        d
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`; panics with the log if it does not in time.
+    pub fn wait_log(&self, needle: &str, limit: Duration) {
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            if self.log().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("knockerd never logged {needle:?}; log:\n{}", self.log());
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).expect("signal knockerd");
+    }
+
+    /// Waits for knockerd to exit and returns its exit code (None if killed by a signal).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let end = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code();
+            }
+            assert!(Instant::now() < end, "knockerd did not exit within {limit:?}; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Knockerd {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A lab with knockerd and a TCP service on port SERVICE in the server namespace.
+pub struct World {
+    pub daemon: Knockerd,
+    pub lab: Lab,
+    names: [String; 3],
+}
+
+impl World {
+    pub fn new(tag: &str, config: &str) -> World {
+        let lab = Lab::new(tag).expect("lab");
+        let names = lab.names();
+        let listener = lab.server.enter(|| TcpListener::bind(("::", SERVICE))).expect("enter").expect("listen");
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                // keep accepted connections open until the peer closes
+                if let Ok(c) = conn {
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 64];
+                        let mut c = c;
+                        while let Ok(n) = std::io::Read::read(&mut c, &mut buf) {
+                            if n == 0 || std::io::Write::write_all(&mut c, &buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        let daemon = Knockerd::start(&lab, config);
+        World { daemon, lab, names }
+    }
+
+    pub fn connect(&self, from: &Netns, to: &str) -> Reach {
+        let addr = SocketAddr::new(ip(to), SERVICE);
+        from.enter(move || try_connect(addr, PROBE)).expect("enter")
+    }
+
+    /// Connects, retrying for up to `limit` (a grant takes effect within milliseconds of the
+    /// last knock, but the test must not depend on how many).
+    pub fn connect_within(&self, from: &Netns, to: &str, limit: Duration) -> Reach {
+        let addr = SocketAddr::new(ip(to), SERVICE);
+        from.enter(move || {
+            let end = Instant::now() + limit;
+            loop {
+                let r = try_connect(addr, Duration::from_millis(300));
+                if r == Reach::Connected || Instant::now() > end {
+                    return r;
+                }
+            }
+        })
+        .expect("enter")
+    }
+
+    /// Runs Debian's knock client in a namespace.
+    pub fn debian_knock(&self, from: &Netns, args: &[&str]) {
+        from.exec("knock", args).expect("knock");
+    }
+
+    /// Sends knocks with knocker's own sender.
+    pub fn knock(&self, from: &Netns, host: &str, seq: &[&str]) {
+        let host = ip(host);
+        let seq: Vec<knocker_engine::Service> = seq.iter().map(|s| s.parse().expect("service")).collect();
+        from.enter(move || seq.iter().try_for_each(|s| send_knock(host, *s))).expect("enter").expect("knock");
+    }
+
+    /// The grants in the server's kernel sets right now.
+    pub fn grants(&self) -> Vec<LiveGrant> {
+        self.lab.server.enter(ruleset::live_grants).expect("enter").expect("list grants")
+    }
+
+    /// Waits until the grant count matches.
+    pub fn wait_grants(&self, n: usize, limit: Duration) -> Vec<LiveGrant> {
+        let end = Instant::now() + limit;
+        loop {
+            let g = self.grants();
+            if g.len() == n || Instant::now() > end {
+                return g;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Tears everything down and checks that no namespace is left behind.
+    pub fn finish(self) {
+        let names = self.names.clone();
+        drop(self);
+        let list = Command::new("ip").args(["netns", "list"]).output().expect("ip netns list");
+        let list = String::from_utf8_lossy(&list.stdout);
+        for n in names {
+            assert!(!list.contains(&n), "namespace {n} left behind");
+        }
+    }
+}
+
+/// A door config for tests.
+pub fn door_config(extra_daemon: &str, door: &str) -> String {
+    format!("[daemon]\nnflog_group = 4100\n{extra_daemon}\n\n[door.ssh]\nopen = [\"tcp/{SERVICE}\"]\n{door}\n")
+}

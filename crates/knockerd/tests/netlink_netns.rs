@@ -1,0 +1,524 @@
+//! The NFLOG source and the nftables gatekeeper against the real kernel, each test inside network
+//! namespaces of its own (`kn-<pid>-<n>`), removed again even when a test fails.
+//!
+//! Needs root, `ip` and `nft`. Without them the tests fail with a message saying so, unless
+//! `KNOCKER_SKIP_E2E=1`, where they print a skip notice and pass. Traffic only flows between the
+//! tests' own namespaces, on 10.200.0.0/16 and fd00:200::/48.
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::os::fd::{AsFd, OwnedFd};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use knocker_engine::{Knock, Proto, Service, TcpFlags};
+use knockerd::nflog::{NflogSource, RecvStats};
+use knockerd::nftset::NftSets;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::{setns, CloneFlags};
+use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6};
+
+const GROUP: u16 = 4100;
+
+const RULESET: &str = "
+table inet knocker {
+	set allow4 { type ipv4_addr . inet_proto . inet_service; flags timeout; }
+	set allow6 { type ipv6_addr . inet_proto . inet_service; flags timeout; }
+	chain input {
+		type filter hook input priority filter - 10; policy accept;
+		meta l4proto . th dport { tcp . 7000, udp . 9000 } log group 4100 drop
+	}
+}
+";
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Whether the end-to-end tests can run here; panics with the reason if they cannot, unless
+/// KNOCKER_SKIP_E2E=1.
+fn e2e_ready(test: &str) -> bool {
+    let missing = |tool: &str, arg: &str| {
+        !Command::new(tool)
+            .arg(arg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let problem = if !nix::unistd::Uid::effective().is_root() {
+        Some("they must run as root (network namespaces, nftables, NFLOG)".to_string())
+    } else if missing("ip", "-V") {
+        Some("the `ip` tool (iproute2) is missing".to_string())
+    } else if missing("nft", "--version") {
+        Some("the `nft` tool (nftables) is missing".to_string())
+    } else {
+        None
+    };
+    match problem {
+        None => true,
+        Some(p) if std::env::var("KNOCKER_SKIP_E2E").as_deref() == Ok("1") => {
+            eprintln!("SKIPPED {test}: {p} (KNOCKER_SKIP_E2E=1)");
+            false
+        }
+        Some(p) => panic!(
+            "netlink end-to-end test {test} cannot run: {p}. \
+             Run as root with iproute2 and nftables, or set KNOCKER_SKIP_E2E=1 to skip it."
+        ),
+    }
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A network namespace that is deleted when dropped, panic or not.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn new() -> Netns {
+        let name = format!("kn-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+        run(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn ip(&self, args: &[&str]) {
+        run(Command::new("ip").arg("-n").arg(&self.name).args(args));
+    }
+
+    /// Loads an nft script inside the namespace.
+    fn nft(&self, script: &str) {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.name, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nft");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(script.as_bytes())
+            .expect("write ruleset");
+        let out = child.wait_with_output().expect("nft");
+        assert!(
+            out.status.success(),
+            "nft -f failed in {}: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The elements of `inet knocker <set>` as nft shows them: (`a . proto . port`, timeout s,
+    /// expires s), sorted.
+    fn elements(&self, set: &str) -> Vec<(String, u64, u64)> {
+        let out = run(Command::new("ip").args([
+            "netns", "exec", &self.name, "nft", "-j", "list", "set", "inet", "knocker", set,
+        ]));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("nft json");
+        let mut elems = Vec::new();
+        for item in json["nftables"].as_array().expect("nftables array") {
+            let Some(list) = item["set"]["elem"].as_array() else { continue };
+            for e in list {
+                let e = &e["elem"];
+                let concat = e["val"]["concat"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("element without concat or timeout: {e}"));
+                let val = concat
+                    .iter()
+                    .map(|v| match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" . ");
+                let timeout = e["timeout"].as_u64().expect("timeout");
+                let expires = e["expires"].as_u64().expect("expires");
+                elems.push((val, timeout, expires));
+            }
+        }
+        elems.sort();
+        elems
+    }
+
+    /// Runs `f` on a thread that has entered this namespace; sockets it opens belong to it.
+    fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        let thread = std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+            setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).expect("setns");
+            f()
+        });
+        match thread.join() {
+            Ok(v) => v,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Two namespaces joined by a veth pair: `server` (10.200.k.1, fd00:200:k::1) with knocker's
+/// ruleset and `client` (10.200.k.2, fd00:200:k::2).
+struct Link {
+    server: Netns,
+    client: Netns,
+    server4: Ipv4Addr,
+    client4: Ipv4Addr,
+    server6: Ipv6Addr,
+    client6: Ipv6Addr,
+}
+
+impl Link {
+    fn new() -> Link {
+        let server = Netns::new();
+        let client = Netns::new();
+        let k = NEXT.fetch_add(1, Ordering::SeqCst) % 256;
+        let link = Link {
+            server4: Ipv4Addr::new(10, 200, k as u8, 1),
+            client4: Ipv4Addr::new(10, 200, k as u8, 2),
+            server6: format!("fd00:200:{k:x}::1").parse().expect("v6"),
+            client6: format!("fd00:200:{k:x}::2").parse().expect("v6"),
+            server,
+            client,
+        };
+        link.server
+            .ip(&["link", "add", "kns", "type", "veth", "peer", "name", "knc", "netns", &link.client.name]);
+        for (ns, dev, a4, a6) in [
+            (&link.server, "kns", link.server4, link.server6),
+            (&link.client, "knc", link.client4, link.client6),
+        ] {
+            ns.ip(&["addr", "add", &format!("{a4}/24"), "dev", dev]);
+            ns.ip(&["-6", "addr", "add", &format!("{a6}/64"), "dev", dev, "nodad"]);
+            ns.ip(&["link", "set", dev, "up"]);
+        }
+        link
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// nftables sets
+
+fn open_sets(ns: &Netns) -> NftSets {
+    ns.enter(|| NftSets::open("knocker", "allow4", "allow6"))
+        .expect("open nftables sets")
+}
+
+#[test]
+fn grant_shows_in_nft_with_its_timeout_and_refreshes() {
+    if !e2e_ready("grant_shows_in_nft_with_its_timeout_and_refreshes") {
+        return;
+    }
+    let ns = Netns::new();
+    ns.nft(RULESET);
+    let mut sets = open_sets(&ns);
+    sets.check().expect("knocker's sets pass the check");
+
+    let to: IpAddr = "10.200.7.2".parse().expect("addr");
+    sets.grant(to, &[Service::tcp(22)], Duration::from_secs(100))
+        .expect("grant");
+    let elems = ns.elements("allow4");
+    assert_eq!(elems.len(), 1, "{elems:?}");
+    assert_eq!(elems[0].0, "10.200.7.2 . tcp . 22");
+    assert_eq!(elems[0].1, 100, "timeout as set: {elems:?}");
+    assert!((98..=100).contains(&elems[0].2), "{elems:?}");
+    assert!(ns.elements("allow6").is_empty());
+
+    // Let the clock run, then grant again: the timeout starts over, still one element.
+    std::thread::sleep(Duration::from_millis(2200));
+    let before = ns.elements("allow4");
+    assert!(before[0].2 <= 98, "time passed: {before:?}");
+    sets.grant(to, &[Service::tcp(22)], Duration::from_secs(100))
+        .expect("second grant");
+    let after = ns.elements("allow4");
+    assert_eq!(after.len(), 1, "no duplicate: {after:?}");
+    assert_eq!(after[0].0, "10.200.7.2 . tcp . 22");
+    assert_eq!(after[0].1, 100);
+    assert!(after[0].2 >= 99, "expiry refreshed: {before:?} -> {after:?}");
+
+    // A different duration replaces the timeout too; more services add elements.
+    sets.grant(to, &[Service::tcp(22), Service::udp(53)], Duration::from_secs(250))
+        .expect("third grant");
+    let elems = ns.elements("allow4");
+    let shown: Vec<_> = elems.iter().map(|(v, t, _)| (v.as_str(), *t)).collect();
+    assert_eq!(
+        shown,
+        [("10.200.7.2 . tcp . 22", 250), ("10.200.7.2 . udp . 53", 250)]
+    );
+
+    // Revoke removes, and revoking what is gone is fine.
+    sets.revoke(to, &[Service::tcp(22), Service::udp(53)])
+        .expect("revoke");
+    assert!(ns.elements("allow4").is_empty());
+    sets.revoke(to, &[Service::tcp(22)])
+        .expect("revoking an absent element is not an error");
+    assert!(ns.elements("allow4").is_empty());
+}
+
+#[test]
+fn grant_ipv6_and_mapped_ipv4() {
+    if !e2e_ready("grant_ipv6_and_mapped_ipv4") {
+        return;
+    }
+    let ns = Netns::new();
+    ns.nft(RULESET);
+    let mut sets = open_sets(&ns);
+
+    let to: IpAddr = "fd00:200:7::2".parse().expect("addr");
+    sets.grant(to, &[Service::tcp(22), Service::udp(9999)], Duration::from_secs(60))
+        .expect("grant v6");
+    let elems = ns.elements("allow6");
+    let shown: Vec<_> = elems.iter().map(|(v, t, _)| (v.as_str(), *t)).collect();
+    assert_eq!(
+        shown,
+        [("fd00:200:7::2 . tcp . 22", 60), ("fd00:200:7::2 . udp . 9999", 60)]
+    );
+    assert!(ns.elements("allow4").is_empty());
+
+    // An IPv4-mapped IPv6 address is an IPv4 client.
+    let mapped: IpAddr = "::ffff:10.200.7.9".parse().expect("addr");
+    sets.grant(mapped, &[Service::tcp(443)], Duration::from_millis(30_500))
+        .expect("grant mapped");
+    let elems = ns.elements("allow4");
+    assert_eq!(elems.len(), 1);
+    assert_eq!(elems[0].0, "10.200.7.9 . tcp . 443");
+    assert_eq!(elems[0].1, 30, "nft shows whole seconds: {elems:?}");
+
+    sets.revoke(to, &[Service::tcp(22), Service::udp(9999)])
+        .expect("revoke v6");
+    assert!(ns.elements("allow6").is_empty());
+}
+
+#[test]
+fn missing_table_is_a_clear_error_not_a_hang() {
+    if !e2e_ready("missing_table_is_a_clear_error_not_a_hang") {
+        return;
+    }
+    let ns = Netns::new(); // no ruleset at all
+    let mut sets = open_sets(&ns);
+    let started = Instant::now();
+    let err = sets
+        .grant("10.200.7.2".parse().expect("addr"), &[Service::tcp(22)], Duration::from_secs(10))
+        .expect_err("no table, no grant");
+    assert!(started.elapsed() < Duration::from_secs(1), "answered at once");
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    assert_eq!(
+        err.to_string(),
+        "nftables set inet knocker allow4 does not exist: is knockerd's table loaded?"
+    );
+    let err = sets
+        .revoke("fd00:200::2".parse().expect("addr"), &[Service::tcp(22)])
+        .expect_err("no table, no revoke");
+    assert!(err.to_string().contains("set inet knocker allow6 does not exist"), "{err}");
+    let err = sets.check().expect_err("check fails");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+
+    // The socket is still usable once the table appears.
+    ns.nft(RULESET);
+    sets.grant("10.200.7.2".parse().expect("addr"), &[Service::tcp(22)], Duration::from_secs(10))
+        .expect("grant after the table was loaded");
+    assert_eq!(ns.elements("allow4").len(), 1);
+}
+
+#[test]
+fn check_catches_sets_of_the_wrong_shape() {
+    if !e2e_ready("check_catches_sets_of_the_wrong_shape") {
+        return;
+    }
+    let ns = Netns::new();
+    ns.nft(
+        "table inet knocker {
+            set allow4 { type ipv4_addr . inet_service . inet_proto; flags timeout; }
+            set good4 { type ipv4_addr . inet_proto . inet_service; flags timeout; }
+            set allow6 { type ipv6_addr . inet_proto . inet_service; }
+        }",
+    );
+    let mut sets = open_sets(&ns);
+    let err = sets.check().expect_err("wrong key order");
+    assert!(err.to_string().contains("allow4 has the wrong type"), "{err}");
+
+    let mut sets = ns
+        .enter(|| NftSets::open("knocker", "good4", "allow6"))
+        .expect("open");
+    let err = sets.check().expect_err("no timeout flag");
+    assert!(err.to_string().contains("allow6 lacks `flags timeout`"), "{err}");
+    // And the kernel refuses a timeout on such a set, with an error rather than a forever element.
+    let err = sets
+        .grant("fd00:200::2".parse().expect("addr"), &[Service::tcp(22)], Duration::from_secs(5))
+        .expect_err("set without timeouts");
+    assert!(err.to_string().contains("flags timeout"), "{err}");
+    assert!(ns.elements_raw_is_empty("allow6"));
+}
+
+impl Netns {
+    fn elements_raw_is_empty(&self, set: &str) -> bool {
+        let out = run(Command::new("ip").args([
+            "netns", "exec", &self.name, "nft", "-j", "list", "set", "inet", "knocker", set,
+        ]));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("nft json");
+        json["nftables"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .all(|item| item["set"]["elem"].is_null())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// NFLOG
+
+/// Waits (up to 2 s) until `want` shows up among the knocks read from `source`.
+fn wait_for(source: &mut NflogSource, seen: &mut Vec<Knock>, stats: &mut RecvStats, want: impl Fn(&Knock) -> bool) -> Duration {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(2);
+    loop {
+        if seen.iter().any(&want) {
+            return started.elapsed();
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "knock not seen within 2 s; saw {seen:?} ({stats:?})");
+        let mut fds = [PollFd::new(source.as_fd(), PollFlags::POLLIN)];
+        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        poll(&mut fds, timeout).expect("poll");
+        stats.add(source.recv_batch(seen).expect("recv_batch"));
+    }
+}
+
+/// Starts a TCP connection from the calling thread's namespace without waiting for it: one SYN.
+fn send_syn(to: SocketAddr) -> OwnedFd {
+    let (family, addr): (AddressFamily, Box<dyn nix::sys::socket::SockaddrLike>) = match to {
+        SocketAddr::V4(a) => (AddressFamily::Inet, Box::new(SockaddrIn::from(a))),
+        SocketAddr::V6(a) => (AddressFamily::Inet6, Box::new(SockaddrIn6::from(a))),
+    };
+    let fd = socket(family, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)
+        .expect("socket");
+    use std::os::fd::AsRawFd;
+    match connect(fd.as_raw_fd(), addr.as_ref()) {
+        Err(nix::errno::Errno::EINPROGRESS) | Ok(()) => {}
+        Err(e) => panic!("connect {to}: {e}"),
+    }
+    fd
+}
+
+#[test]
+fn nflog_delivers_tcp_syn_and_udp_knocks_v4_and_v6() {
+    if !e2e_ready("nflog_delivers_tcp_syn_and_udp_knocks_v4_and_v6") {
+        return;
+    }
+    let link = Link::new();
+    link.server.nft(RULESET);
+    let mut source = link
+        .server
+        .enter(|| NflogSource::bind(GROUP, 0))
+        .expect("bind NFLOG group");
+    assert_eq!(source.group(), GROUP);
+    let mut seen = Vec::new();
+    let mut stats = RecvStats::default();
+
+    // UDP over IPv4
+    let (c4, s4) = (link.client4, link.server4);
+    let udp_port = link.client.enter(move || {
+        let sock = UdpSocket::bind(SocketAddrV4::new(c4, 0)).expect("bind udp");
+        sock.send_to(b"knock", SocketAddrV4::new(s4, 9000)).expect("send udp");
+        sock.local_addr().expect("local").port()
+    });
+    let took = wait_for(&mut source, &mut seen, &mut stats, |k| k.proto == Proto::Udp && k.src == IpAddr::V4(c4));
+    eprintln!("udp/ipv4 knock arrived after {took:?}");
+    let k = seen.iter().find(|k| k.proto == Proto::Udp && k.src == IpAddr::V4(c4)).expect("seen");
+    assert_eq!(
+        *k,
+        Knock {
+            src: IpAddr::V4(c4),
+            dst: IpAddr::V4(s4),
+            proto: Proto::Udp,
+            src_port: udp_port,
+            dst_port: 9000,
+            tcp_flags: TcpFlags::default(),
+        }
+    );
+
+    // TCP SYN over IPv4; the socket is kept open until the knock is seen.
+    let syn = link.client.enter(move || send_syn(SocketAddr::V4(SocketAddrV4::new(s4, 7000))));
+    let took = wait_for(&mut source, &mut seen, &mut stats, |k| k.proto == Proto::Tcp && k.src == IpAddr::V4(c4));
+    eprintln!("tcp/ipv4 knock arrived after {took:?}");
+    drop(syn);
+    let k = seen.iter().find(|k| k.proto == Proto::Tcp && k.src == IpAddr::V4(c4)).expect("seen");
+    assert_eq!((k.dst, k.dst_port), (IpAddr::V4(s4), 7000));
+    assert_ne!(k.src_port, 0);
+    assert!(k.tcp_flags.contains(TcpFlags::SYN) && !k.tcp_flags.contains(TcpFlags::ACK), "{k:?}");
+
+    // The same over IPv6.
+    let (c6, s6) = (link.client6, link.server6);
+    let udp_port = link.client.enter(move || {
+        let sock = UdpSocket::bind(SocketAddrV6::new(c6, 0, 0, 0)).expect("bind udp6");
+        sock.send_to(b"knock", SocketAddrV6::new(s6, 9000, 0, 0)).expect("send udp6");
+        sock.local_addr().expect("local").port()
+    });
+    let took = wait_for(&mut source, &mut seen, &mut stats, |k| k.proto == Proto::Udp && k.src == IpAddr::V6(c6));
+    eprintln!("udp/ipv6 knock arrived after {took:?}");
+    let k = seen.iter().find(|k| k.proto == Proto::Udp && k.src == IpAddr::V6(c6)).expect("seen");
+    assert_eq!(
+        *k,
+        Knock {
+            src: IpAddr::V6(c6),
+            dst: IpAddr::V6(s6),
+            proto: Proto::Udp,
+            src_port: udp_port,
+            dst_port: 9000,
+            tcp_flags: TcpFlags::default(),
+        }
+    );
+
+    let syn = link.client.enter(move || send_syn(SocketAddr::V6(SocketAddrV6::new(s6, 7000, 0, 0))));
+    let took = wait_for(&mut source, &mut seen, &mut stats, |k| k.proto == Proto::Tcp && k.src == IpAddr::V6(c6));
+    eprintln!("tcp/ipv6 knock arrived after {took:?}");
+    drop(syn);
+    let k = seen.iter().find(|k| k.proto == Proto::Tcp && k.src == IpAddr::V6(c6)).expect("seen");
+    assert_eq!((k.dst, k.dst_port), (IpAddr::V6(s6), 7000));
+    assert!(k.tcp_flags.contains(TcpFlags::SYN) && !k.tcp_flags.contains(TcpFlags::ACK), "{k:?}");
+
+    assert_eq!(stats.malformed, 0, "{stats:?}");
+    assert_eq!(stats.overruns, 0, "{stats:?}");
+    assert_eq!(stats.knocks as usize, seen.len());
+    // Nothing else is queued: no blocking, no error.
+    let mut more = Vec::new();
+    let extra = source.recv_batch(&mut more).expect("empty read");
+    assert_eq!(extra.overruns, 0);
+}
+
+#[test]
+fn nflog_group_taken_by_another_socket_is_a_clear_error() {
+    if !e2e_ready("nflog_group_taken_by_another_socket_is_a_clear_error") {
+        return;
+    }
+    let ns = Netns::new();
+    let (first, second) = ns.enter(|| (NflogSource::bind(GROUP, 128), NflogSource::bind(GROUP, 128)));
+    let _first = first.expect("first bind");
+    let err = second.expect_err("second bind must fail");
+    assert!(
+        err.to_string()
+            .contains("NFLOG group 4100 is already bound by another process"),
+        "{err}"
+    );
+    // Once the owner is gone, the group is free again.
+    drop(_first);
+    let again = ns.enter(|| NflogSource::bind(GROUP, 128));
+    again.expect("bind after the first socket closed");
+}

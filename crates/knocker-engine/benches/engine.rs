@@ -69,6 +69,16 @@ fn prefilled(n: usize, t0: Instant) -> Engine {
     engine
 }
 
+/// Checks, outside the timing, that the legitimate knock really opens on this engine.
+fn assert_legit_opens(engine: &mut Engine, now: Instant) {
+    for port in SEQUENCE {
+        engine.handle(now, &syn(ALICE, port));
+    }
+    let opened = std::iter::from_fn(|| engine.poll_event())
+        .any(|e| matches!(e, knocker_engine::Event::Grant(g) if g.to == ALICE));
+    assert!(opened, "the legitimate knock must open");
+}
+
 /// Resident set size of this process, from `VmRSS` in /proc/self/status.
 fn rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -136,7 +146,11 @@ fn handle(c: &mut Criterion) {
         let mut round: u64 = 0;
         group.throughput(Throughput::Elements(SEQUENCE.len() as u64));
         group.bench_function(format!("legit/{n}"), |b| {
-            let engine = engine.get_or_insert_with(|| prefilled(n, t0));
+            let engine = engine.get_or_insert_with(|| {
+                let mut engine = prefilled(n, t0);
+                assert_legit_opens(&mut engine, t0);
+                engine
+            });
             b.iter(|| {
                 round += 1;
                 let now = t0 + Duration::from_micros(round);

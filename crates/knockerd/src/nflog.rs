@@ -96,6 +96,10 @@ impl NflogSource {
             group,
             buf: vec![0; RECV_BUF_BYTES],
         };
+        // No NFULNL_CFG_CMD_PF_BIND: `log group N` reaches the group without it (nft's log
+        // expression names the NFLOG logger itself), and on current kernels PF_BIND still makes
+        // nfnetlink_log the namespace's *default* IPv4/IPv6 logger in place of nf_log_syslog
+        // (see /proc/net/netfilter/nf_log), which would divert other users' kernel logging.
         let mut seq: u32 = 1;
         let nlas: Vec<ConfigNla> = vec![
             ConfigCmd::Bind.into(),
@@ -358,11 +362,17 @@ pub fn parse_l3(payload: &[u8]) -> Option<Knock> {
     let (src, dst) = match packet.net.as_ref()? {
         LaxNetSlice::Ipv4(ip) => {
             let h = ip.header();
-            (IpAddr::V4(h.source_addr()), IpAddr::V4(h.destination_addr()))
+            (
+                IpAddr::V4(h.source_addr()),
+                IpAddr::V4(h.destination_addr()),
+            )
         }
         LaxNetSlice::Ipv6(ip) => {
             let h = ip.header();
-            (IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr()))
+            (
+                IpAddr::V6(h.source_addr()),
+                IpAddr::V6(h.destination_addr()),
+            )
         }
         _ => return None,
     };
@@ -399,7 +409,8 @@ mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn tcp4(flags_syn: bool, payload: &[u8]) -> Vec<u8> {
-        let mut b = PacketBuilder::ipv4([10, 200, 1, 2], [10, 200, 1, 1], 64).tcp(40000, 7000, 1, 64240);
+        let mut b =
+            PacketBuilder::ipv4([10, 200, 1, 2], [10, 200, 1, 1], 64).tcp(40000, 7000, 1, 64240);
         if flags_syn {
             b = b.syn();
         }
@@ -541,7 +552,7 @@ mod tests {
         let mut datagram = nflog_message(1, tcp4(true, b""));
         datagram.extend(nflog_message(2, udp6(b"spa")));
         datagram.extend(nflog_message(3, vec![0x45, 0, 0])); // garbage packet
-        // NLMSG_DONE trailer, as the kernel appends to multi-message datagrams.
+                                                             // NLMSG_DONE trailer, as the kernel appends to multi-message datagrams.
         let mut done = vec![0u8; 20];
         done[..4].copy_from_slice(&20u32.to_ne_bytes());
         done[4..6].copy_from_slice(&3u16.to_ne_bytes());

@@ -85,8 +85,12 @@ impl NftSets {
                 ));
             }
         }
-        let mut socket = Socket::new(NETLINK_NETFILTER as isize)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot open a netfilter netlink socket: {e}")))?;
+        let mut socket = Socket::new(NETLINK_NETFILTER as isize).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot open a netfilter netlink socket: {e}"),
+            )
+        })?;
         socket.bind_auto()?;
         // Acknowledgements and errors carry only the request's header, not the whole request.
         let _ = socket.set_cap_ack(true);
@@ -108,9 +112,7 @@ impl NftSets {
             (self.set4.clone(), KEY_LEN_V4, KEY_TYPE_V4, "ipv4_addr"),
             (self.set6.clone(), KEY_LEN_V6, KEY_TYPE_V6, "ipv6_addr"),
         ] {
-            let reply = self
-                .get_set(&set)
-                .map_err(|e| self.explain(e, &set))?;
+            let reply = self.get_set(&set).map_err(|e| self.explain(e, &set))?;
             let attrs = reply.get(NFGENMSG_LEN..).unwrap_or(&[]);
             let be32 = |kind| {
                 find_attr(attrs, kind)
@@ -298,7 +300,8 @@ impl NftSets {
             Some(libc::EPERM) | Some(libc::EACCES) => {
                 format!("not allowed to change {what}: knockerd needs CAP_NET_ADMIN ({e})")
             }
-            Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(libc::ERANGE) => format!(
+            Some(libc::ERANGE) => format!("{what} refused the timeout: it is too long ({e})"),
+            Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => format!(
                 "{what} refused the element ({e}): it must be declared with \
                  `type ipv4_addr . inet_proto . inet_service` (or ipv6_addr) and `flags timeout`"
             ),
@@ -353,7 +356,13 @@ pub fn element_key(to: IpAddr, service: Service) -> Vec<u8> {
 
 /// Encodes BATCH_BEGIN, one set-element message per op (each carrying every key), BATCH_END, with
 /// sequence numbers from `first_seq` on.
-fn encode_batch(table: &str, set: &str, keys: &[Vec<u8>], ops: &[ElemOp], first_seq: u32) -> Vec<u8> {
+fn encode_batch(
+    table: &str,
+    set: &str,
+    keys: &[Vec<u8>],
+    ops: &[ElemOp],
+    first_seq: u32,
+) -> Vec<u8> {
     let mut msgs = Vec::with_capacity(ops.len() + 2);
     let marker = |m: ControlMessage| {
         let mut msg = NetlinkMessage::new(
@@ -493,7 +502,10 @@ mod tests {
         assert_eq!(count(msgs[3].payload), 2);
         // The keys are there, byte for byte.
         for key in &keys {
-            assert!(msgs[2].payload.windows(key.len()).any(|w| w == key.as_slice()));
+            assert!(msgs[2]
+                .payload
+                .windows(key.len())
+                .any(|w| w == key.as_slice()));
         }
     }
 

@@ -17,7 +17,9 @@ use knockerd::nflog::{NflogSource, RecvStats};
 use knockerd::nftset::NftSets;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::{setns, CloneFlags};
-use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6};
+use nix::sys::socket::{
+    connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6,
+};
 
 const GROUP: u16 = 4100;
 
@@ -68,7 +70,9 @@ fn e2e_ready(test: &str) -> bool {
 }
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}",
@@ -84,7 +88,11 @@ struct Netns {
 
 impl Netns {
     fn new() -> Netns {
-        let name = format!("kn-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+        let name = format!(
+            "kn-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
         run(Command::new("ip").args(["netns", "add", &name]));
         let ns = Netns { name };
         ns.ip(&["link", "set", "lo", "up"]);
@@ -128,7 +136,9 @@ impl Netns {
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("nft json");
         let mut elems = Vec::new();
         for item in json["nftables"].as_array().expect("nftables array") {
-            let Some(list) = item["set"]["elem"].as_array() else { continue };
+            let Some(list) = item["set"]["elem"].as_array() else {
+                continue;
+            };
             for e in list {
                 let e = &e["elem"];
                 let concat = e["val"]["concat"]
@@ -199,14 +209,32 @@ impl Link {
             server,
             client,
         };
-        link.server
-            .ip(&["link", "add", "kns", "type", "veth", "peer", "name", "knc", "netns", &link.client.name]);
+        link.server.ip(&[
+            "link",
+            "add",
+            "kns",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "knc",
+            "netns",
+            &link.client.name,
+        ]);
         for (ns, dev, a4, a6) in [
             (&link.server, "kns", link.server4, link.server6),
             (&link.client, "knc", link.client4, link.client6),
         ] {
             ns.ip(&["addr", "add", &format!("{a4}/24"), "dev", dev]);
-            ns.ip(&["-6", "addr", "add", &format!("{a6}/64"), "dev", dev, "nodad"]);
+            ns.ip(&[
+                "-6",
+                "addr",
+                "add",
+                &format!("{a6}/64"),
+                "dev",
+                dev,
+                "nodad",
+            ]);
             ns.ip(&["link", "set", dev, "up"]);
         }
         link
@@ -251,16 +279,26 @@ fn grant_shows_in_nft_with_its_timeout_and_refreshes() {
     assert_eq!(after.len(), 1, "no duplicate: {after:?}");
     assert_eq!(after[0].0, "10.200.7.2 . tcp . 22");
     assert_eq!(after[0].1, 100);
-    assert!(after[0].2 >= 99, "expiry refreshed: {before:?} -> {after:?}");
+    assert!(
+        after[0].2 >= 99,
+        "expiry refreshed: {before:?} -> {after:?}"
+    );
 
     // A different duration replaces the timeout too; more services add elements.
-    sets.grant(to, &[Service::tcp(22), Service::udp(53)], Duration::from_secs(250))
-        .expect("third grant");
+    sets.grant(
+        to,
+        &[Service::tcp(22), Service::udp(53)],
+        Duration::from_secs(250),
+    )
+    .expect("third grant");
     let elems = ns.elements("allow4");
     let shown: Vec<_> = elems.iter().map(|(v, t, _)| (v.as_str(), *t)).collect();
     assert_eq!(
         shown,
-        [("10.200.7.2 . tcp . 22", 250), ("10.200.7.2 . udp . 53", 250)]
+        [
+            ("10.200.7.2 . tcp . 22", 250),
+            ("10.200.7.2 . udp . 53", 250)
+        ]
     );
 
     // Revoke removes, and revoking what is gone is fine.
@@ -282,13 +320,20 @@ fn grant_ipv6_and_mapped_ipv4() {
     let mut sets = open_sets(&ns);
 
     let to: IpAddr = "fd00:200:7::2".parse().expect("addr");
-    sets.grant(to, &[Service::tcp(22), Service::udp(9999)], Duration::from_secs(60))
-        .expect("grant v6");
+    sets.grant(
+        to,
+        &[Service::tcp(22), Service::udp(9999)],
+        Duration::from_secs(60),
+    )
+    .expect("grant v6");
     let elems = ns.elements("allow6");
     let shown: Vec<_> = elems.iter().map(|(v, t, _)| (v.as_str(), *t)).collect();
     assert_eq!(
         shown,
-        [("fd00:200:7::2 . tcp . 22", 60), ("fd00:200:7::2 . udp . 9999", 60)]
+        [
+            ("fd00:200:7::2 . tcp . 22", 60),
+            ("fd00:200:7::2 . udp . 9999", 60)
+        ]
     );
     assert!(ns.elements("allow4").is_empty());
 
@@ -315,9 +360,16 @@ fn missing_table_is_a_clear_error_not_a_hang() {
     let mut sets = open_sets(&ns);
     let started = Instant::now();
     let err = sets
-        .grant("10.200.7.2".parse().expect("addr"), &[Service::tcp(22)], Duration::from_secs(10))
+        .grant(
+            "10.200.7.2".parse().expect("addr"),
+            &[Service::tcp(22)],
+            Duration::from_secs(10),
+        )
         .expect_err("no table, no grant");
-    assert!(started.elapsed() < Duration::from_secs(1), "answered at once");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "answered at once"
+    );
     assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     assert_eq!(
         err.to_string(),
@@ -326,14 +378,22 @@ fn missing_table_is_a_clear_error_not_a_hang() {
     let err = sets
         .revoke("fd00:200::2".parse().expect("addr"), &[Service::tcp(22)])
         .expect_err("no table, no revoke");
-    assert!(err.to_string().contains("set inet knocker allow6 does not exist"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("set inet knocker allow6 does not exist"),
+        "{err}"
+    );
     let err = sets.check().expect_err("check fails");
     assert!(err.to_string().contains("does not exist"), "{err}");
 
     // The socket is still usable once the table appears.
     ns.nft(RULESET);
-    sets.grant("10.200.7.2".parse().expect("addr"), &[Service::tcp(22)], Duration::from_secs(10))
-        .expect("grant after the table was loaded");
+    sets.grant(
+        "10.200.7.2".parse().expect("addr"),
+        &[Service::tcp(22)],
+        Duration::from_secs(10),
+    )
+    .expect("grant after the table was loaded");
     assert_eq!(ns.elements("allow4").len(), 1);
 }
 
@@ -352,16 +412,26 @@ fn check_catches_sets_of_the_wrong_shape() {
     );
     let mut sets = open_sets(&ns);
     let err = sets.check().expect_err("wrong key order");
-    assert!(err.to_string().contains("allow4 has the wrong type"), "{err}");
+    assert!(
+        err.to_string().contains("allow4 has the wrong type"),
+        "{err}"
+    );
 
     let mut sets = ns
         .enter(|| NftSets::open("knocker", "good4", "allow6"))
         .expect("open");
     let err = sets.check().expect_err("no timeout flag");
-    assert!(err.to_string().contains("allow6 lacks `flags timeout`"), "{err}");
+    assert!(
+        err.to_string().contains("allow6 lacks `flags timeout`"),
+        "{err}"
+    );
     // And the kernel refuses a timeout on such a set, with an error rather than a forever element.
     let err = sets
-        .grant("fd00:200::2".parse().expect("addr"), &[Service::tcp(22)], Duration::from_secs(5))
+        .grant(
+            "fd00:200::2".parse().expect("addr"),
+            &[Service::tcp(22)],
+            Duration::from_secs(5),
+        )
         .expect_err("set without timeouts");
     assert!(err.to_string().contains("flags timeout"), "{err}");
     assert!(ns.elements_raw_is_empty("allow6"));
@@ -385,7 +455,12 @@ impl Netns {
 // NFLOG
 
 /// Waits (up to 2 s) until `want` shows up among the knocks read from `source`.
-fn wait_for(source: &mut NflogSource, seen: &mut Vec<Knock>, stats: &mut RecvStats, want: impl Fn(&Knock) -> bool) -> Duration {
+fn wait_for(
+    source: &mut NflogSource,
+    seen: &mut Vec<Knock>,
+    stats: &mut RecvStats,
+    want: impl Fn(&Knock) -> bool,
+) -> Duration {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(2);
     loop {
@@ -393,7 +468,10 @@ fn wait_for(source: &mut NflogSource, seen: &mut Vec<Knock>, stats: &mut RecvSta
             return started.elapsed();
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "knock not seen within 2 s; saw {seen:?} ({stats:?})");
+        assert!(
+            !left.is_zero(),
+            "knock not seen within 2 s; saw {seen:?} ({stats:?})"
+        );
         let mut fds = [PollFd::new(source.as_fd(), PollFlags::POLLIN)];
         let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
         poll(&mut fds, timeout).expect("poll");
@@ -407,8 +485,13 @@ fn send_syn(to: SocketAddr) -> OwnedFd {
         SocketAddr::V4(a) => (AddressFamily::Inet, Box::new(SockaddrIn::from(a))),
         SocketAddr::V6(a) => (AddressFamily::Inet6, Box::new(SockaddrIn6::from(a))),
     };
-    let fd = socket(family, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)
-        .expect("socket");
+    let fd = socket(
+        family,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .expect("socket");
     use std::os::fd::AsRawFd;
     match connect(fd.as_raw_fd(), addr.as_ref()) {
         Err(nix::errno::Errno::EINPROGRESS) | Ok(()) => {}
@@ -436,12 +519,18 @@ fn nflog_delivers_tcp_syn_and_udp_knocks_v4_and_v6() {
     let (c4, s4) = (link.client4, link.server4);
     let udp_port = link.client.enter(move || {
         let sock = UdpSocket::bind(SocketAddrV4::new(c4, 0)).expect("bind udp");
-        sock.send_to(b"knock", SocketAddrV4::new(s4, 9000)).expect("send udp");
+        sock.send_to(b"knock", SocketAddrV4::new(s4, 9000))
+            .expect("send udp");
         sock.local_addr().expect("local").port()
     });
-    let took = wait_for(&mut source, &mut seen, &mut stats, |k| k.proto == Proto::Udp && k.src == IpAddr::V4(c4));
+    let took = wait_for(&mut source, &mut seen, &mut stats, |k| {
+        k.proto == Proto::Udp && k.src == IpAddr::V4(c4)
+    });
     eprintln!("udp/ipv4 knock arrived after {took:?}");
-    let k = seen.iter().find(|k| k.proto == Proto::Udp && k.src == IpAddr::V4(c4)).expect("seen");
+    let k = seen
+        .iter()
+        .find(|k| k.proto == Proto::Udp && k.src == IpAddr::V4(c4))
+        .expect("seen");
     assert_eq!(
         *k,
         Knock {
@@ -455,25 +544,41 @@ fn nflog_delivers_tcp_syn_and_udp_knocks_v4_and_v6() {
     );
 
     // TCP SYN over IPv4; the socket is kept open until the knock is seen.
-    let syn = link.client.enter(move || send_syn(SocketAddr::V4(SocketAddrV4::new(s4, 7000))));
-    let took = wait_for(&mut source, &mut seen, &mut stats, |k| k.proto == Proto::Tcp && k.src == IpAddr::V4(c4));
+    let syn = link
+        .client
+        .enter(move || send_syn(SocketAddr::V4(SocketAddrV4::new(s4, 7000))));
+    let took = wait_for(&mut source, &mut seen, &mut stats, |k| {
+        k.proto == Proto::Tcp && k.src == IpAddr::V4(c4)
+    });
     eprintln!("tcp/ipv4 knock arrived after {took:?}");
     drop(syn);
-    let k = seen.iter().find(|k| k.proto == Proto::Tcp && k.src == IpAddr::V4(c4)).expect("seen");
+    let k = seen
+        .iter()
+        .find(|k| k.proto == Proto::Tcp && k.src == IpAddr::V4(c4))
+        .expect("seen");
     assert_eq!((k.dst, k.dst_port), (IpAddr::V4(s4), 7000));
     assert_ne!(k.src_port, 0);
-    assert!(k.tcp_flags.contains(TcpFlags::SYN) && !k.tcp_flags.contains(TcpFlags::ACK), "{k:?}");
+    assert!(
+        k.tcp_flags.contains(TcpFlags::SYN) && !k.tcp_flags.contains(TcpFlags::ACK),
+        "{k:?}"
+    );
 
     // The same over IPv6.
     let (c6, s6) = (link.client6, link.server6);
     let udp_port = link.client.enter(move || {
         let sock = UdpSocket::bind(SocketAddrV6::new(c6, 0, 0, 0)).expect("bind udp6");
-        sock.send_to(b"knock", SocketAddrV6::new(s6, 9000, 0, 0)).expect("send udp6");
+        sock.send_to(b"knock", SocketAddrV6::new(s6, 9000, 0, 0))
+            .expect("send udp6");
         sock.local_addr().expect("local").port()
     });
-    let took = wait_for(&mut source, &mut seen, &mut stats, |k| k.proto == Proto::Udp && k.src == IpAddr::V6(c6));
+    let took = wait_for(&mut source, &mut seen, &mut stats, |k| {
+        k.proto == Proto::Udp && k.src == IpAddr::V6(c6)
+    });
     eprintln!("udp/ipv6 knock arrived after {took:?}");
-    let k = seen.iter().find(|k| k.proto == Proto::Udp && k.src == IpAddr::V6(c6)).expect("seen");
+    let k = seen
+        .iter()
+        .find(|k| k.proto == Proto::Udp && k.src == IpAddr::V6(c6))
+        .expect("seen");
     assert_eq!(
         *k,
         Knock {
@@ -486,13 +591,23 @@ fn nflog_delivers_tcp_syn_and_udp_knocks_v4_and_v6() {
         }
     );
 
-    let syn = link.client.enter(move || send_syn(SocketAddr::V6(SocketAddrV6::new(s6, 7000, 0, 0))));
-    let took = wait_for(&mut source, &mut seen, &mut stats, |k| k.proto == Proto::Tcp && k.src == IpAddr::V6(c6));
+    let syn = link
+        .client
+        .enter(move || send_syn(SocketAddr::V6(SocketAddrV6::new(s6, 7000, 0, 0))));
+    let took = wait_for(&mut source, &mut seen, &mut stats, |k| {
+        k.proto == Proto::Tcp && k.src == IpAddr::V6(c6)
+    });
     eprintln!("tcp/ipv6 knock arrived after {took:?}");
     drop(syn);
-    let k = seen.iter().find(|k| k.proto == Proto::Tcp && k.src == IpAddr::V6(c6)).expect("seen");
+    let k = seen
+        .iter()
+        .find(|k| k.proto == Proto::Tcp && k.src == IpAddr::V6(c6))
+        .expect("seen");
     assert_eq!((k.dst, k.dst_port), (IpAddr::V6(s6), 7000));
-    assert!(k.tcp_flags.contains(TcpFlags::SYN) && !k.tcp_flags.contains(TcpFlags::ACK), "{k:?}");
+    assert!(
+        k.tcp_flags.contains(TcpFlags::SYN) && !k.tcp_flags.contains(TcpFlags::ACK),
+        "{k:?}"
+    );
 
     assert_eq!(stats.malformed, 0, "{stats:?}");
     assert_eq!(stats.overruns, 0, "{stats:?}");
@@ -509,7 +624,8 @@ fn nflog_group_taken_by_another_socket_is_a_clear_error() {
         return;
     }
     let ns = Netns::new();
-    let (first, second) = ns.enter(|| (NflogSource::bind(GROUP, 128), NflogSource::bind(GROUP, 128)));
+    let (first, second) =
+        ns.enter(|| (NflogSource::bind(GROUP, 128), NflogSource::bind(GROUP, 128)));
     let _first = first.expect("first bind");
     let err = second.expect_err("second bind must fail");
     assert!(
@@ -521,4 +637,61 @@ fn nflog_group_taken_by_another_socket_is_a_clear_error() {
     drop(_first);
     let again = ns.enter(|| NflogSource::bind(GROUP, 128));
     again.expect("bind after the first socket closed");
+}
+
+#[test]
+fn nflog_overrun_is_counted_not_an_error() {
+    if !e2e_ready("nflog_overrun_is_counted_not_an_error") {
+        return;
+    }
+    let link = Link::new();
+    link.server.nft(RULESET);
+    let mut source = link
+        .server
+        .enter(|| NflogSource::bind(GROUP, 0))
+        .expect("bind NFLOG group");
+    // Far more knocks than the receive buffer holds, while nobody reads.
+    let (c4, s4) = (link.client4, link.server4);
+    let sent = link.client.enter(move || {
+        let sock = UdpSocket::bind(SocketAddrV4::new(c4, 0)).expect("bind udp");
+        let mut sent = 0u64;
+        for _ in 0..60_000 {
+            if sock.send_to(b"flood", SocketAddrV4::new(s4, 9000)).is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    });
+    let mut total = RecvStats::default();
+    let mut calls = 0;
+    loop {
+        let mut out = Vec::new();
+        let stats = source
+            .recv_batch(&mut out)
+            .expect("an overrun is not an error");
+        assert_eq!(stats.knocks as usize, out.len());
+        calls += 1;
+        total.add(stats);
+        if stats == RecvStats::default() {
+            break;
+        }
+    }
+    eprintln!("sent {sent}, read in {calls} calls: {total:?}");
+    assert!(
+        total.overruns >= 1,
+        "the kernel must have dropped some: {total:?}"
+    );
+    assert!(total.knocks > 0 && total.knocks < sent, "{total:?}");
+    assert!(calls > 2, "reads are bounded per call");
+    assert_eq!(total.malformed, 0);
+
+    // The source keeps working afterwards.
+    let mut seen = Vec::new();
+    let mut stats = RecvStats::default();
+    link.client.enter(move || {
+        let sock = UdpSocket::bind(SocketAddrV4::new(c4, 4242)).expect("bind udp");
+        sock.send_to(b"after", SocketAddrV4::new(s4, 9000))
+            .expect("send");
+    });
+    wait_for(&mut source, &mut seen, &mut stats, |k| k.src_port == 4242);
 }

@@ -1,0 +1,22 @@
+# Sourced by scripts/*.sh: `ensure cmd:package ...` installs the Debian packages whose command is
+# missing (as root), so the demo and the tests work on a fresh machine.
+ensure() {
+  local need=() pair
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
+  done
+  [ "${#need[@]}" -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing ${need[*]}: run as root so they can be installed" >&2
+    return 1
+  fi
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # policy-rc.d keeps packages such as knockd from starting their own daemons during the install
+  local had_policy=0
+  [ -e /usr/sbin/policy-rc.d ] && had_policy=1
+  [ "$had_policy" -eq 1 ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
+  apt-get install -y -qq --no-install-recommends "${need[@]}"
+  [ "$had_policy" -eq 1 ] || rm -f /usr/sbin/policy-rc.d
+}

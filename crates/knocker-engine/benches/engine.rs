@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use knocker_engine::{Engine, EngineConfig, Knock, SequenceDoor, Service, TcpFlags};
+use knocker_engine::{Engine, EngineConfig, Knock, SequenceDoor, Service, TcpFlags, MAX_WINDOW};
 
 const SERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 const ALICE: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
@@ -28,7 +28,7 @@ fn door() -> SequenceDoor {
         name: "ssh".to_string(),
         sequence: SEQUENCE.iter().map(|p| Service::tcp(*p)).collect(),
         // Long enough that nothing expires while a benchmark runs on virtual time.
-        window: Duration::from_secs(24 * 3600),
+        window: MAX_WINDOW,
         tcp_flags: Some("syn,!ack".parse().expect("valid filter")),
         open: vec![Service::tcp(22)],
         open_for: Duration::from_secs(30),

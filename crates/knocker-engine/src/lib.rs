@@ -14,5 +14,5 @@ mod table;
 mod types;
 
 pub use engine::{validate_doors, DoorsError, Engine, EngineConfig, Event, DEFAULT_MAX_TRACKED};
-pub use sequence::{SequenceDoor, SequenceError, MAX_KNOCKS, MIN_KNOCKS};
+pub use sequence::{SequenceDoor, SequenceError, MAX_KNOCKS, MAX_OPEN_FOR, MAX_WINDOW, MIN_KNOCKS};
 pub use types::{FlagFilter, Grant, Knock, ParseError, Proto, Service, TcpFlags};

@@ -28,6 +28,10 @@ use crate::types::{FlagFilter, Knock, Service};
 pub const MIN_KNOCKS: usize = 3;
 /// The largest number of knocks a sequence may have (knockd's limit).
 pub const MAX_KNOCKS: usize = 32;
+/// The longest window a sequence may take: knocks are seconds apart, not hours.
+pub const MAX_WINDOW: Duration = Duration::from_secs(3600);
+/// The longest a door may stay open per knock.
+pub const MAX_OPEN_FOR: Duration = Duration::from_secs(24 * 3600);
 
 /// A configured sequence door.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,10 +61,10 @@ pub enum SequenceError {
     KnockIsService(Service),
     #[error("the door opens nothing: give at least one service in `open`")]
     OpensNothing,
-    #[error("the window must be at least one second")]
-    ZeroWindow,
-    #[error("the door must stay open for at least one second")]
-    ZeroOpenFor,
+    #[error("the window must be from one second to one hour")]
+    BadWindow,
+    #[error("the door must stay open from one second to one day")]
+    BadOpenFor,
 }
 
 impl SequenceDoor {
@@ -100,11 +104,11 @@ impl SequenceDoor {
         if let Some(s) = self.sequence.iter().find(|s| self.open.contains(s)) {
             return Err(SequenceError::KnockIsService(*s));
         }
-        if self.window < Duration::from_secs(1) {
-            return Err(SequenceError::ZeroWindow);
+        if self.window < Duration::from_secs(1) || self.window > MAX_WINDOW {
+            return Err(SequenceError::BadWindow);
         }
-        if self.open_for < Duration::from_secs(1) {
-            return Err(SequenceError::ZeroOpenFor);
+        if self.open_for < Duration::from_secs(1) || self.open_for > MAX_OPEN_FOR {
+            return Err(SequenceError::BadOpenFor);
         }
         Ok(())
     }
@@ -169,7 +173,10 @@ mod tests {
     #[test]
     fn validation() {
         assert_eq!(door(&[7000, 9000, 8000]).validate(), Ok(()));
-        assert!(matches!(door(&[7000, 8000]).validate(), Err(SequenceError::TooShort(2))));
+        assert!(matches!(
+            door(&[7000, 8000]).validate(),
+            Err(SequenceError::TooShort(2))
+        ));
         assert!(matches!(
             door(&[7000, 8000, 9000]).validate(),
             Err(SequenceError::Monotonic("ascending", _, _))
@@ -186,7 +193,10 @@ mod tests {
             door(&[7000, 22, 8000]).validate(),
             Err(SequenceError::KnockIsService(_))
         ));
-        let msg = door(&[7000, 8000, 9000]).validate().unwrap_err().to_string();
+        let msg = door(&[7000, 8000, 9000])
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("tcp/8000, tcp/7000, tcp/9000"), "{msg}");
         // the suggested fix is itself valid
         assert_eq!(door(&[8000, 7000, 9000]).validate(), Ok(()));

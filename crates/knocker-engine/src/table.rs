@@ -64,7 +64,9 @@ impl Table {
     }
 
     pub fn get(&self, key: &Key) -> Option<Progress> {
-        self.index.get(key).map(|&i| self.slots[i as usize].progress)
+        self.index
+            .get(key)
+            .map(|&i| self.slots[i as usize].progress)
     }
 
     /// Updates progress in place, keeping its place in the age order.
@@ -128,8 +130,9 @@ impl Table {
         Some(key)
     }
 
-    /// Bytes held per slot in the slab plus the index's key, value and control byte, as an
-    /// estimate for reporting (the index's load factor adds up to 1/8 more).
+    /// Bytes held per slot in the slab plus the index's key, value and control byte: a lower
+    /// bound. The index's spare capacity (load factor, power-of-two growth) and the slab's
+    /// growth add more; BENCHMARKS.md has the measured figure.
     pub fn bytes_per_entry() -> usize {
         std::mem::size_of::<Slot>() + std::mem::size_of::<(Key, u32)>() + 1
     }

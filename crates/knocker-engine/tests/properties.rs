@@ -273,7 +273,7 @@ impl Model {
             };
             let seq = &door.sequence;
             let progress = |matched| Event::Progress {
-                door: door.name.clone(),
+                door: door.name.as_str().into(),
                 src: k.src,
                 matched,
                 of: seq.len(),
@@ -305,7 +305,7 @@ impl Model {
                 self.progress.remove(&key);
                 if matched > 0 {
                     events.push(Event::Reset {
-                        door: door.name.clone(),
+                        door: door.name.as_str().into(),
                         src: k.src,
                     });
                 }
@@ -325,8 +325,8 @@ proptest! {
         assert_sweeps_never_open(&doors, 1..=SMALL_PORTS + 24)?;
     }
 
-    /// The door's exact sequence from a fresh source always opens that door, exactly once, to
-    /// that source, also when every knock arrives several times.
+    /// The door's exact sequence from a fresh source always opens that door and no other,
+    /// exactly once, to that source, also when every knock arrives several times.
     #[test]
     fn the_right_sequence_always_opens(doors in doors(), copies in 1usize..=3) {
         let t0 = Instant::now();
@@ -334,8 +334,11 @@ proptest! {
             let mut e = engine(&doors, DEFAULT_MAX_TRACKED);
             knock_sequence(&mut e, t0, ALICE, &d.sequence, copies);
             let events = drain(&mut e);
-            let mine: Vec<&Grant> = grants(&events).into_iter().filter(|g| g.door == id).collect();
+            // Exactly this door opens: validate_doors refuses doors whose sequences overlap, and
+            // a duplicated knock changes nothing for any door.
+            let mine = grants(&events);
             prop_assert_eq!(mine.len(), 1, "door {} knocked {} times each: {:?}", id, copies, events);
+            prop_assert_eq!(mine[0].door, id);
             prop_assert_eq!(mine[0].to, ALICE);
             prop_assert_eq!(&mine[0].door_name, &d.name);
             prop_assert_eq!(&mine[0].open, &d.open);
@@ -430,7 +433,7 @@ proptest! {
         let mut now = t0;
         let mut e = engine(&doors, max_tracked);
         // TableFull is reported once per episode: again only after the table has drained
-        // below half (as the engine rounds it: `tracked < bound / 2`).
+        // below half of `bound`.
         let mut armed = true;
         for op in &ops {
             match *op {
@@ -466,7 +469,7 @@ proptest! {
                     Event::Reset { .. } => {}
                 }
             }
-            if e.tracked() < bound / 2 {
+            if e.tracked() * 2 < bound {
                 armed = true;
             }
         }

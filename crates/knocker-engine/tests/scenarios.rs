@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use knocker_engine::{
     validate_doors, DoorsError, Engine, EngineConfig, Event, Grant, Knock, Proto, SequenceDoor,
-    SequenceError, Service, TcpFlags, DEFAULT_MAX_TRACKED,
+    SequenceError, Service, TcpFlags, DEFAULT_MAX_TRACKED, MAX_OPEN_FOR, MAX_WINDOW,
 };
 
 const SERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
@@ -638,20 +638,37 @@ fn table_full_is_reported_again_only_after_draining_below_half() {
 }
 
 #[test]
-#[ignore = "engine bug: engine.rs `len < capacity / 2` rounds half down, so with max_tracked = 1 \
-            (or any odd capacity, a table drained to floor(capacity/2)) TableFull is never re-armed"]
 fn table_full_is_reported_again_with_an_odd_capacity() {
+    // "Below half" is exact: with capacity 1 an empty table is below half, with capacity 3 one
+    // entry is.
     let t0 = Instant::now();
     let mut e = engine_with(vec![ssh_door()], 1);
     e.handle(t0, &tcp(ALICE, 7000));
     e.handle(t0, &tcp(BOB, 7000));
     assert_eq!(table_fulls(&drain(&mut e)), 1);
-    // Empty is below half of one.
     e.handle_timeout(t0 + WINDOW);
     assert_eq!(e.tracked(), 0);
     let t1 = t0 + WINDOW;
     e.handle(t1, &tcp(ALICE, 7000));
     e.handle(t1, &tcp(BOB, 7000));
+    assert_eq!(table_fulls(&drain(&mut e)), 1);
+
+    let mut e = engine_with(vec![ssh_door()], 3);
+    let src = |i: u32| v4(0x0a00_0000 + i);
+    for i in 0..4 {
+        e.handle(t0, &tcp(src(i), 7000));
+    }
+    assert_eq!(table_fulls(&drain(&mut e)), 1);
+    // Sources 1, 2 and 3 are held; finishing two leaves one, which is below half of three.
+    for i in [1, 2] {
+        e.handle(t0, &tcp(src(i), 9000));
+        e.handle(t0, &tcp(src(i), 8000));
+    }
+    assert_eq!(e.tracked(), 1);
+    drain(&mut e);
+    for i in 10..13 {
+        e.handle(t0, &tcp(src(i), 7000));
+    }
     assert_eq!(table_fulls(&drain(&mut e)), 1);
 }
 
@@ -717,10 +734,22 @@ fn validate_doors_refuses_doors_that_cannot_work_together() {
         Err(DoorsError::Identical("ssh".into(), "twin".into()))
     );
 
-    let longer = door("longer", &["7000", "9000", "8000", "6000"], &["443"]);
-    let expected = Err(DoorsError::Prefix("longer".into(), "ssh".into()));
-    assert_eq!(validate_doors(&[ssh.clone(), longer.clone()]), expected);
-    assert_eq!(validate_doors(&[longer.clone(), ssh.clone()]), expected);
+    // Knocking a door whose sequence holds another's opens both: a prefix, a suffix, or the
+    // other's ports in order with foreign ports between them (which a door ignores).
+    for (name, sequence) in [
+        ("prefix", ["7000", "9000", "8000", "6000"]),
+        ("suffix", ["6000", "7000", "9000", "8000"]),
+        ("between", ["7000", "6000", "9000", "8000"]),
+        ("wrong first", ["9000", "7000", "9000", "8000"]),
+    ] {
+        let longer = door(name, &sequence, &["443"]);
+        let expected = Err(DoorsError::Overlap(name.into(), "ssh".into()));
+        assert_eq!(validate_doors(&[ssh.clone(), longer.clone()]), expected);
+        assert_eq!(validate_doors(&[longer.clone(), ssh.clone()]), expected);
+    }
+    // Sharing ports in another order is fine: knocking web resets ssh on 9000.
+    let web = door("web", &["7000", "8000", "9000", "6000"], &["443"]);
+    assert_eq!(validate_doors(&[ssh.clone(), web]), Ok(()));
 
     let opens_a_knock_port = door("web", &["6000", "5000", "6500"], &["9000"]);
     assert_eq!(
@@ -766,7 +795,7 @@ fn validate_doors_refuses_doors_that_cannot_work_together() {
         Some(DoorsError::Identical("ssh".into(), "twin".into()))
     );
     // Every message names the doors involved.
-    let msg = DoorsError::Prefix("longer".into(), "ssh".into()).to_string();
+    let msg = DoorsError::Overlap("longer".into(), "ssh".into()).to_string();
     assert!(
         msg.contains("\"longer\"") && msg.contains("\"ssh\""),
         "{msg}"
@@ -774,40 +803,73 @@ fn validate_doors_refuses_doors_that_cannot_work_together() {
 }
 
 #[test]
-#[ignore = "engine bug: validate_doors (engine.rs) only refuses a door whose sequence *begins* \
-            with another's; doors ssh=[7000,9000,8000] and long=[6000,7000,9000,8000] pass, and \
-            knocking `long` also opens `ssh`"]
 fn knocking_one_door_never_opens_another() {
-    // The reason for DoorsError::Prefix is that knocking the longer door opens the shorter one as
-    // well. The same happens whenever the shorter door's sequence is found, in order, among the
-    // knocks of the longer one that are ports of the shorter door: here as a suffix.
-    let t0 = Instant::now();
+    // Why DoorsError::Overlap exists: with ssh = 7000, 9000, 8000 and long = 6000, 7000, 9000,
+    // 8000 side by side, knocking `long` would open `ssh` as well, since each door keeps its own
+    // progress and only sees its own ports.
     let ssh = ssh_door();
     let long = door("long", &["6000", "7000", "9000", "8000"], &["443"]);
-    let doors = vec![ssh, long];
-    if validate_doors(&doors).is_err() {
-        return; // refused: that is a correct outcome
+    let err = Engine::new(EngineConfig {
+        doors: vec![ssh, long],
+        max_tracked: 10,
+    })
+    .err();
+    assert_eq!(err, Some(DoorsError::Overlap("long".into(), "ssh".into())));
+
+    // Doors that validate together only open one at a time.
+    let t0 = Instant::now();
+    let doors = vec![
+        ssh_door(),
+        door("web", &["7000", "8000", "9000", "6000"], &["443"]),
+        door("mail", &["6000", "9000", "7000"], &["25"]),
+    ];
+    let mut e = engine(doors.clone());
+    for (i, d) in doors.iter().enumerate() {
+        let src = v4(0x0a00_0000 + i as u32);
+        let ports: Vec<u16> = d.sequence.iter().map(|s| s.port).collect();
+        knock_tcp_sequence(&mut e, t0, src, &ports);
+        let opened: Vec<usize> = grants(&drain(&mut e)).iter().map(|g| g.door).collect();
+        assert_eq!(opened, vec![i], "knocking {}", d.name);
     }
-    let mut e = engine(doors);
-    knock_tcp_sequence(&mut e, t0, ALICE, &[6000, 7000, 9000, 8000]);
-    let opened: Vec<String> = grants(&drain(&mut e))
-        .iter()
-        .map(|g| g.door_name.clone())
-        .collect();
-    assert_eq!(opened, vec!["long"]);
 }
 
 #[test]
-#[ignore = "engine bug: SequenceDoor::validate accepts any window >= 1 s, and Engine::handle \
-            (engine.rs, `deadline: now + door.window`) panics on Instant overflow for a huge one"]
-fn a_door_that_validates_never_panics_the_engine() {
-    let t0 = Instant::now();
+fn windows_and_open_times_are_bounded() {
+    // A door with a window so long that `now + window` overflows an Instant must never reach
+    // the engine: validation bounds both durations.
     let mut huge = ssh_door();
     huge.window = Duration::MAX;
-    if huge.validate().is_err() {
-        return; // refused: that is a correct outcome
-    }
-    let mut e = engine(vec![huge]);
-    knock_tcp_sequence(&mut e, t0, ALICE, &[7000, 9000, 8000]);
-    assert_eq!(grants_to(&drain(&mut e), ALICE), 1);
+    assert_eq!(huge.validate(), Err(SequenceError::BadWindow));
+    let err = Engine::new(EngineConfig {
+        doors: vec![huge],
+        max_tracked: 10,
+    })
+    .err();
+    assert!(matches!(
+        err,
+        Some(DoorsError::Door {
+            error: SequenceError::BadWindow,
+            ..
+        })
+    ));
+    let mut too_long = ssh_door();
+    too_long.open_for = MAX_OPEN_FOR + Duration::from_secs(1);
+    assert_eq!(too_long.validate(), Err(SequenceError::BadOpenFor));
+
+    // The longest window allowed works, to its last instant.
+    let t0 = Instant::now();
+    let mut longest = ssh_door();
+    longest.window = MAX_WINDOW;
+    longest.open_for = MAX_OPEN_FOR;
+    let mut e = engine(vec![longest]);
+    e.handle(t0, &tcp(ALICE, 7000));
+    e.handle(t0 + MAX_WINDOW / 2, &tcp(ALICE, 9000));
+    e.handle(
+        t0 + MAX_WINDOW - Duration::from_millis(1),
+        &tcp(ALICE, 8000),
+    );
+    let events = drain(&mut e);
+    let g = grants(&events);
+    assert_eq!(g.len(), 1);
+    assert_eq!(g[0].duration, MAX_OPEN_FOR);
 }

@@ -123,7 +123,10 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
         .iter()
         .rposition(|&b| b == b'\n')
         .map_or(0, |i| i + 1);
-    let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    let column = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
     (line, column)
 }
 
@@ -149,7 +152,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Profiles, ProfileError> {
     let mut profiles = Profiles::new();
     for (name, raw) in raw.profile {
         let host = raw.host.get_ref();
-        check_host(host).map_err(|e| malformed(Some(raw.host.span()), format!("profile {name:?}: {e}")))?;
+        check_host(host)
+            .map_err(|e| malformed(Some(raw.host.span()), format!("profile {name:?}: {e}")))?;
         if raw.sequence.get_ref().is_empty() {
             return Err(malformed(
                 Some(raw.sequence.span()),
@@ -295,7 +299,11 @@ impl Store {
         &self.path
     }
 
-    fn io_error(&self, action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ProfileError {
+    fn io_error(
+        &self,
+        action: &'static str,
+        path: &Path,
+    ) -> impl FnOnce(io::Error) -> ProfileError {
         let path = path.to_path_buf();
         move |source| ProfileError::Io {
             action,
@@ -420,13 +428,13 @@ impl Store {
         let existing = self.read_text()?;
         let text = existing.as_deref().unwrap_or("");
         parse(text, &self.path)?;
-        let mut doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
-            ProfileError::Malformed {
-                path: self.path.clone(),
-                at: e.span().map(|s| line_column(text, s.start)),
-                message: e.message().to_string(),
-            }
-        })?;
+        let mut doc: DocumentMut =
+            text.parse()
+                .map_err(|e: toml_edit::TomlError| ProfileError::Malformed {
+                    path: self.path.clone(),
+                    at: e.span().map(|s| line_column(text, s.start)),
+                    message: e.message().to_string(),
+                })?;
         change(&mut doc, &self.path)?;
 
         let mut new_text = doc.to_string().trim_start_matches(['\n', '\r']).to_string();
@@ -563,20 +571,24 @@ family = "6"
         let (at, msg) = malformed_at("[profile.a]\nhost = \"h\"\nsequence = [\"1\"\n");
         assert_eq!(at.map(|a| a.0), Some(3), "{msg}");
         // A bad port, in the middle of the array.
-        let (at, msg) =
-            malformed_at("\n[profile.a]\nhost = \"h\"\nsequence = [\n  \"7000\",\n  \"70000\",\n]\n");
+        let (at, msg) = malformed_at(
+            "\n[profile.a]\nhost = \"h\"\nsequence = [\n  \"7000\",\n  \"70000\",\n]\n",
+        );
         assert_eq!(at, Some((6, 3)), "{msg}");
         assert!(msg.contains("bad port \"70000\""), "{msg}");
         assert!(msg.contains("profile \"a\""), "{msg}");
         // A misspelt key.
-        let (at, msg) = malformed_at("[profile.a]\nhost = \"h\"\nsequence = [\"1\"]\ndealy_ms = 5\n");
+        let (at, msg) =
+            malformed_at("[profile.a]\nhost = \"h\"\nsequence = [\"1\"]\ndealy_ms = 5\n");
         assert_eq!(at.map(|a| a.0), Some(4), "{msg}");
         assert!(msg.contains("dealy_ms"), "{msg}");
         // A wrong type.
-        let (at, msg) = malformed_at("[profile.a]\nhost = \"h\"\nsequence = [\"1\"]\ndelay_ms = -5\n");
+        let (at, msg) =
+            malformed_at("[profile.a]\nhost = \"h\"\nsequence = [\"1\"]\ndelay_ms = -5\n");
         assert_eq!(at.map(|a| a.0), Some(4), "{msg}");
         // An unknown family.
-        let (at, msg) = malformed_at("[profile.a]\nhost = \"h\"\nsequence = [\"1\"]\n\nfamily = \"7\"\n");
+        let (at, msg) =
+            malformed_at("[profile.a]\nhost = \"h\"\nsequence = [\"1\"]\n\nfamily = \"7\"\n");
         assert_eq!(at, Some((5, 10)), "{msg}");
         // An empty sequence.
         let (at, msg) = malformed_at("[profile.a]\nhost = \"h\"\nsequence = []\n");
@@ -656,6 +668,33 @@ family = "6"
     }
 
     #[test]
+    fn removing_a_profile_takes_its_own_comments_and_keeps_the_header() {
+        let tmp = TempDir::new();
+        fs::create_dir_all(&tmp.0).expect("mkdir");
+        let store = Store::in_dir(&tmp.0);
+        fs::write(
+            store.path(),
+            "# header\n\n# about a\n[profile.a]\nhost = \"h\"\nsequence = [\"1\"]\n\n\
+             [profile.b]\nhost = \"h\"\nsequence = [\"2\"]\n",
+        )
+        .expect("write");
+        store.remove("a").expect("remove a");
+        assert_eq!(
+            fs::read_to_string(store.path()).expect("read"),
+            "# header\n\n[profile.b]\nhost = \"h\"\nsequence = [\"2\"]\n"
+        );
+        store.remove("b").expect("remove b");
+        assert_eq!(
+            fs::read_to_string(store.path()).expect("read"),
+            "# header\n\n"
+        );
+        // And the header goes back above the next profile added.
+        store.add("c", &sample(), false).expect("add");
+        let text = fs::read_to_string(store.path()).expect("read");
+        assert!(text.starts_with("# header\n\n[profile.c]\n"), "{text}");
+    }
+
+    #[test]
     fn a_broken_file_is_never_overwritten() {
         let tmp = TempDir::new();
         fs::create_dir_all(&tmp.0).expect("mkdir");
@@ -665,7 +704,10 @@ family = "6"
             store.add("b", &sample(), false),
             Err(ProfileError::Malformed { .. })
         ));
-        assert_eq!(fs::read_to_string(store.path()).expect("read"), "[profile.a\n");
+        assert_eq!(
+            fs::read_to_string(store.path()).expect("read"),
+            "[profile.a\n"
+        );
     }
 
     #[test]
@@ -720,8 +762,12 @@ family = "6"
         };
         let at = |pairs| Store::locate(env(pairs)).map(|s| s.path().to_path_buf());
         assert_eq!(
-            at(&[("KNOCKER_CONFIG_DIR", "/k"), ("XDG_CONFIG_HOME", "/x"), ("HOME", "/h")])
-                .expect("dir"),
+            at(&[
+                ("KNOCKER_CONFIG_DIR", "/k"),
+                ("XDG_CONFIG_HOME", "/x"),
+                ("HOME", "/h")
+            ])
+            .expect("dir"),
             Path::new("/k/profiles.toml")
         );
         assert_eq!(

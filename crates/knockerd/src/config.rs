@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use knocker_engine::{validate_doors, DoorsError, FlagFilter, SequenceDoor, Service};
+use knocker_engine::{validate_doors, DoorsError, FlagFilter, SequenceDoor, Service, MAX_OPEN_FOR};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -28,8 +28,6 @@ pub const DEFAULT_NFLOG_GROUP: u16 = 4100;
 pub const DEFAULT_GRANT_MARK: u32 = 0x4b4e_0000;
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(15);
 pub const DEFAULT_OPEN_FOR: Duration = Duration::from_secs(30);
-/// Longest a door may stay open per knock: a grant is a short opening, not a permanent rule.
-pub const MAX_OPEN_FOR: Duration = Duration::from_secs(24 * 3600);
 const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// A configuration error, with the file and line it concerns.
@@ -132,7 +130,11 @@ impl Config {
 
     /// Every service some door listens for knocks on.
     pub fn knock_services(&self) -> Vec<Service> {
-        let mut v: Vec<Service> = self.doors.iter().flat_map(|d| d.spec.sequence.clone()).collect();
+        let mut v: Vec<Service> = self
+            .doors
+            .iter()
+            .flat_map(|d| d.spec.sequence.clone())
+            .collect();
         v.sort();
         v.dedup();
         v
@@ -201,15 +203,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         Some(i) => t.split_at(i),
         None => (t, "s"),
     };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("bad duration {text:?}: write seconds (30) or a number with s, m, h or d (30s, 5m)"))?;
+    let n: u64 = num.parse().map_err(|_| {
+        format!("bad duration {text:?}: write seconds (30) or a number with s, m, h or d (30s, 5m)")
+    })?;
     let mult = match unit.trim() {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86400,
-        _ => return Err(format!("bad duration {text:?}: the unit must be s, m, h or d")),
+        _ => {
+            return Err(format!(
+                "bad duration {text:?}: the unit must be s, m, h or d"
+            ))
+        }
     };
     n.checked_mul(mult)
         .map(Duration::from_secs)
@@ -236,9 +242,17 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
     }
-    fn err<T>(&self, span: std::ops::Range<usize>, message: impl Into<String>) -> Result<T, ConfigError> {
+    fn err<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        message: impl Into<String>,
+    ) -> Result<T, ConfigError> {
         Err(ConfigError {
             file: self.file.to_path_buf(),
             line: Some(self.line_of(span.start)),
@@ -273,7 +287,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     };
     let meta = std::fs::metadata(path).map_err(|e| plain(format!("cannot read: {e}")))?;
     if meta.len() > MAX_FILE_BYTES {
-        return Err(plain(format!("file is {} bytes; at most {MAX_FILE_BYTES} are read", meta.len())));
+        return Err(plain(format!(
+            "file is {} bytes; at most {MAX_FILE_BYTES} are read",
+            meta.len()
+        )));
     }
     let text = std::fs::read_to_string(path).map_err(|e| plain(format!("cannot read: {e}")))?;
     parse(path, &text)
@@ -301,27 +318,48 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         None => knocker_engine::DEFAULT_MAX_TRACKED,
         Some(m) => match *m.get_ref() {
             n @ 1..=100_000_000 => n as usize,
-            _ => return cx.err(m.span(), "max_tracked must be 1 to 100000000 (each entry costs about 100 bytes)"),
+            _ => {
+                return cx.err(
+                    m.span(),
+                    "max_tracked must be 1 to 100000000 (each entry costs about 100 bytes)",
+                )
+            }
         },
     };
     let grant_mark = match &daemon.grant_mark {
         None => DEFAULT_GRANT_MARK,
         Some(m) => match u32::try_from(*m.get_ref()) {
             Ok(v) => v,
-            Err(_) => return cx.err(m.span(), "grant_mark must fit in 32 bits (0 turns marking off)"),
+            Err(_) => {
+                return cx.err(
+                    m.span(),
+                    "grant_mark must fit in 32 bits (0 turns marking off)",
+                )
+            }
         },
     };
     let protect = cx.services(&daemon.protect, "protect")?;
 
     if raw.door.is_empty() {
-        return cx.err(daemon_span, "no doors: add at least one [door.NAME] table with `sequence` and `open`");
+        return cx.err(
+            daemon_span,
+            "no doors: add at least one [door.NAME] table with `sequence` and `open`",
+        );
     }
     let mut doors = Vec::new();
     for (name, raw_door) in &raw.door {
         let span = raw_door.span();
         let d = raw_door.get_ref();
-        if name.is_empty() || name.len() > 32 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return cx.err(span, format!("door name {name:?}: use 1 to 32 letters, digits, '-' or '_'"));
+        if name.is_empty()
+            || name.len() > 32
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return cx.err(
+                span,
+                format!("door name {name:?}: use 1 to 32 letters, digits, '-' or '_'"),
+            );
         }
         let sequence = cx.services(d.sequence.get_ref(), "sequence")?;
         let open = cx.services(d.open.get_ref(), "open")?;
@@ -334,8 +372,15 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             None => DEFAULT_OPEN_FOR,
         };
         if open_for > MAX_OPEN_FOR {
-            let span = d.open_for.as_ref().map(|s| s.span()).unwrap_or(span.clone());
-            return cx.err(span, format!("open_for is at most {}", fmt_duration(MAX_OPEN_FOR)));
+            let span = d
+                .open_for
+                .as_ref()
+                .map(|s| s.span())
+                .unwrap_or(span.clone());
+            return cx.err(
+                span,
+                format!("open_for is at most {}", fmt_duration(MAX_OPEN_FOR)),
+            );
         }
         let tcp_flags = match &d.tcp_flags {
             None => None,
@@ -346,7 +391,9 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             ),
         };
         let shell = d.shell.unwrap_or(false);
-        let command = |c: &Option<Spanned<RawCommand>>, key: &str| -> Result<Option<Command>, ConfigError> {
+        let command = |c: &Option<Spanned<RawCommand>>,
+                       key: &str|
+         -> Result<Option<Command>, ConfigError> {
             let Some(c) = c else { return Ok(None) };
             match (c.get_ref(), shell) {
                 (RawCommand::Argv(v), false) if v.is_empty() || v[0].is_empty() => {
@@ -371,7 +418,12 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         let start_command = command(&d.start_command, "start_command")?;
         let stop_command = command(&d.stop_command, "stop_command")?;
         let stop_after = match &d.stop_after {
-            Some(w) if stop_command.is_none() => return cx.err(w.span(), "stop_after without stop_command: add the command or remove stop_after"),
+            Some(w) if stop_command.is_none() => {
+                return cx.err(
+                    w.span(),
+                    "stop_after without stop_command: add the command or remove stop_after",
+                )
+            }
             Some(w) => cx.duration(w, "stop_after")?,
             None => open_for,
         };
@@ -398,10 +450,15 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
     let specs: Vec<SequenceDoor> = doors.iter().map(|d| d.spec.clone()).collect();
     if let Err(e) = validate_doors(&specs) {
         let door_name = match &e {
-            DoorsError::Door { door, .. } | DoorsError::Identical(_, door) | DoorsError::Prefix(door, _) | DoorsError::KnockIsService(_, door, _) => Some(door.clone()),
+            DoorsError::Door { door, .. }
+            | DoorsError::Identical(_, door)
+            | DoorsError::Overlap(door, _)
+            | DoorsError::KnockIsService(_, door, _) => Some(door.clone()),
             DoorsError::TooMany(_) => None,
         };
-        let line = door_name.and_then(|n| doors.iter().find(|d| d.spec.name == n)).map(|d| d.line);
+        let line = door_name
+            .and_then(|n| doors.iter().find(|d| d.spec.name == n))
+            .map(|d| d.line);
         return Err(ConfigError {
             file: file.to_path_buf(),
             line,
@@ -460,7 +517,10 @@ stop_after = "2m"
         assert_eq!(c.nflog_group, 7);
         assert_eq!(c.on_stop, OnStop::Withdraw);
         let d = c.door("ssh").expect("door");
-        assert_eq!(d.spec.sequence, vec![Service::tcp(7000), Service::udp(9000), Service::tcp(8000)]);
+        assert_eq!(
+            d.spec.sequence,
+            vec![Service::tcp(7000), Service::udp(9000), Service::tcp(8000)]
+        );
         assert_eq!(d.spec.window, Duration::from_secs(10));
         assert_eq!(d.spec.open_for, Duration::from_secs(60));
         assert_eq!(d.stop_after, Duration::from_secs(120));
@@ -479,16 +539,24 @@ stop_after = "2m"
 
     #[test]
     fn errors_name_the_line() {
-        let e = err_of("[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nbogus = 1\n");
+        let e = err_of(
+            "[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nbogus = 1\n",
+        );
         assert!(e.starts_with("k.toml:4:") && e.contains("bogus"), "{e}");
         let e = err_of("[door.ssh]\nsequence = [\"7000\", \"70000\", \"8000\"]\nopen = [\"22\"]\n");
         assert!(e.starts_with("k.toml:2:") && e.contains("70000"), "{e}");
         let e = err_of("[door.ssh]\nsequence = [\"7000\", \"8000\", \"9000\"]\nopen = [\"22\"]\n");
         assert!(e.starts_with("k.toml:2:") && e.contains("ascending"), "{e}");
         let e = err_of("[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nstart_command = \"echo %IP% | logger\"\n");
-        assert!(e.starts_with("k.toml:4:") && e.contains("shell = true"), "{e}");
+        assert!(
+            e.starts_with("k.toml:4:") && e.contains("shell = true"),
+            "{e}"
+        );
         let e = err_of("[door.a]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\n\n[door.b]\nsequence = [\"7000\", \"9000\", \"8000\", \"7500\"]\nopen = [\"22\"]\n");
-        assert!(e.starts_with("k.toml:5:") && e.contains("begins with"), "{e}");
+        assert!(
+            e.starts_with("k.toml:5:") && e.contains("also opens door \"a\""),
+            "{e}"
+        );
         let e = err_of("[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nwindow = \"10 parsecs\"\n");
         assert!(e.starts_with("k.toml:4:"), "{e}");
         let e = err_of("[daemon]\nnflog_group = 70000\n[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\n");
@@ -505,7 +573,11 @@ stop_after = "2m"
         let ip: IpAddr = "2001:db8::1".parse().expect("ip");
         assert_eq!(
             c.doors[0].start_command.as_ref().expect("cmd").argv_for(ip),
-            vec!["/bin/sh".to_string(), "-c".to_string(), "echo 2001:db8::1 | logger".to_string()]
+            vec![
+                "/bin/sh".to_string(),
+                "-c".to_string(),
+                "echo 2001:db8::1 | logger".to_string()
+            ]
         );
     }
 

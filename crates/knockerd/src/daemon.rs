@@ -39,7 +39,10 @@ fn announce(config: &Config) {
             fmt_duration(d.spec.window),
             open.join(","),
             fmt_duration(d.spec.open_for),
-            d.spec.tcp_flags.map(|f| format!(" (tcp flags {f})")).unwrap_or_default()
+            d.spec
+                .tcp_flags
+                .map(|f| format!(" (tcp flags {f})"))
+                .unwrap_or_default()
         );
         tracing::warn!(
             "door={}: a static sequence can be replayed by anyone who records it; prefer a rotating or SPA door where that matters",
@@ -57,7 +60,8 @@ pub fn run(config_path: &Path) -> Result<(), String> {
     for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         mask.add(s);
     }
-    mask.thread_block().map_err(|e| format!("cannot block signals: {e}"))?;
+    mask.thread_block()
+        .map_err(|e| format!("cannot block signals: {e}"))?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(|e| format!("cannot create signalfd: {e}"))?;
 
@@ -66,8 +70,13 @@ pub fn run(config_path: &Path) -> Result<(), String> {
     // in place, knockerd is ready.
     let mut source = NflogSource::bind(config.nflog_group, ruleset::SNAPLEN)
         .map_err(|e| format!("cannot listen on NFLOG group {}: {e}", config.nflog_group))?;
-    ruleset::apply(&TableSpec::from_config(&config)).map_err(|e| format!("cannot load table inet {TABLE}: {e}"))?;
-    let sets = NftSets::open(TABLE, SET4, SET6).map_err(|e| format!("cannot open the allow sets: {e}"))?;
+    ruleset::apply(&TableSpec::from_config(&config))
+        .map_err(|e| format!("cannot load table inet {TABLE}: {e}"))?;
+    let mut sets =
+        NftSets::open(TABLE, SET4, SET6).map_err(|e| format!("cannot open the allow sets: {e}"))?;
+    // The kernel accepts an element into any set with the same key length, so a set left over
+    // with another field order would silently grant the wrong thing: check the declaration.
+    sets.check().map_err(|e| format!("table inet {TABLE} is not as knockerd declares it ({e}); remove it with `knockerd teardown` and start again"))?;
     let mut gate = Gatekeeper::new(&config, sets);
     announce(&config);
     tracing::info!(
@@ -81,13 +90,18 @@ pub fn run(config_path: &Path) -> Result<(), String> {
     let mut overrun_reported = false;
     loop {
         let now = Instant::now();
-        let deadline = [engine.poll_timeout(), gate.poll_timeout(), Some(now + MAX_SLEEP)]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(now + MAX_SLEEP);
+        let deadline = [
+            engine.poll_timeout(),
+            gate.poll_timeout(),
+            Some(now + MAX_SLEEP),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(now + MAX_SLEEP);
         let wait = deadline.saturating_duration_since(now);
-        let timeout = PollTimeout::try_from(wait.as_millis().min(60_000) as u32 + 1).unwrap_or(PollTimeout::MAX);
+        let timeout = PollTimeout::try_from(wait.as_millis().min(60_000) as u32 + 1)
+            .unwrap_or(PollTimeout::MAX);
         let (knock_ready, signal_ready) = {
             let mut fds = [
                 PollFd::new(source.as_fd(), PollFlags::POLLIN),
@@ -107,7 +121,13 @@ pub fn run(config_path: &Path) -> Result<(), String> {
             while let Ok(Some(info)) = signals.read_signal() {
                 match Signal::try_from(info.ssi_signo as i32) {
                     Ok(Signal::SIGHUP) => {
-                        reload(config_path, &mut config, &mut engine, &mut source, &mut gate);
+                        reload(
+                            config_path,
+                            &mut config,
+                            &mut engine,
+                            &mut source,
+                            &mut gate,
+                        );
                     }
                     Ok(s) => {
                         tracing::info!("{s} received, stopping");
@@ -134,7 +154,13 @@ pub fn run(config_path: &Path) -> Result<(), String> {
             }
             let now = Instant::now();
             for k in &knocks {
-                tracing::trace!("knock {} -> {} {} flags {}", k.src, k.dst, k.service(), k.tcp_flags);
+                tracing::trace!(
+                    "knock {} -> {} {} flags {}",
+                    k.src,
+                    k.dst,
+                    k.service(),
+                    k.tcp_flags
+                );
                 engine.handle(now, k);
             }
         }
@@ -152,7 +178,9 @@ pub fn run(config_path: &Path) -> Result<(), String> {
             Ok(()) => tracing::info!("on_stop = withdraw: every open grant was removed"),
             Err(e) => tracing::error!("on_stop = withdraw: could not remove grants: {e}"),
         },
-        OnStop::Keep => tracing::info!("open grants stay until their kernel timeouts (on_stop = keep)"),
+        OnStop::Keep => {
+            tracing::info!("open grants stay until their kernel timeouts (on_stop = keep)")
+        }
     }
     gate.stop_all(Instant::now());
     gate.finish(Duration::from_secs(10));
@@ -186,7 +214,13 @@ fn handle_event(ev: Event, gate: &mut Gatekeeper<NftSets>, now: Instant) {
 }
 
 /// Re-reads the configuration; a bad one is refused and the running one kept, whole.
-fn reload(path: &Path, config: &mut Config, engine: &mut Engine, source: &mut NflogSource, gate: &mut Gatekeeper<NftSets>) {
+fn reload(
+    path: &Path,
+    config: &mut Config,
+    engine: &mut Engine,
+    source: &mut NflogSource,
+    gate: &mut Gatekeeper<NftSets>,
+) {
     let new = match config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -205,7 +239,10 @@ fn reload(path: &Path, config: &mut Config, engine: &mut Engine, source: &mut Nf
         match NflogSource::bind(new.nflog_group, ruleset::SNAPLEN) {
             Ok(s) => Some(s),
             Err(e) => {
-                tracing::error!("reload refused, keeping the running configuration: NFLOG group {}: {e}", new.nflog_group);
+                tracing::error!(
+                    "reload refused, keeping the running configuration: NFLOG group {}: {e}",
+                    new.nflog_group
+                );
                 return;
             }
         }

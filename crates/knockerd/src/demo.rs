@@ -90,9 +90,12 @@ pub fn run(open_for: u64) -> Result<usize, String> {
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGINT);
     mask.add(Signal::SIGTERM);
-    mask.thread_block().map_err(|e| format!("cannot block signals: {e}"))?;
+    mask.thread_block()
+        .map_err(|e| format!("cannot block signals: {e}"))?;
 
-    println!("knocker demo: building namespaces server, alice, mallory (10.200.1.0/24, 10.200.2.0/24)");
+    println!(
+        "knocker demo: building namespaces server, alice, mallory (10.200.1.0/24, 10.200.2.0/24)"
+    );
     let lab = Lab::new("demo")?;
     let daemon_pid = Arc::new(AtomicU32::new(0));
     {
@@ -106,7 +109,9 @@ pub fn run(open_for: u64) -> Result<usize, String> {
                     let _ = kill(Pid::from_raw(p as i32), Signal::SIGTERM);
                 }
                 for n in names {
-                    let _ = std::process::Command::new("ip").args(["netns", "del", &n]).output();
+                    let _ = std::process::Command::new("ip")
+                        .args(["netns", "del", &n])
+                        .output();
                 }
                 std::process::exit(130);
             }
@@ -116,7 +121,8 @@ pub fn run(open_for: u64) -> Result<usize, String> {
     let dir = std::env::temp_dir().join(format!("knocker-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let conf = dir.join("knockerd.toml");
-    std::fs::write(&conf, config(open_for)).map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
+    std::fs::write(&conf, config(open_for))
+        .map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
     println!("config ({}):\n{}", conf.display(), config(open_for));
 
     let exe = std::env::current_exe().map_err(|e| format!("cannot find myself: {e}"))?;
@@ -169,7 +175,11 @@ impl Drop for Daemon {
 fn steps(lab: &Lab, daemon: &mut Daemon, open_for: u64) -> Result<usize, String> {
     // knockerd binds NFLOG before it loads its table, so the table's presence means ready.
     let start = Instant::now();
-    while lab.server.exec("nft", &["list", "table", "inet", "knocker"]).is_err() {
+    while lab
+        .server
+        .exec("nft", &["list", "table", "inet", "knocker"])
+        .is_err()
+    {
         if let Ok(Some(status)) = daemon.0.try_wait() {
             return Err(format!("knockerd exited early ({status})"));
         }
@@ -181,7 +191,9 @@ fn steps(lab: &Lab, daemon: &mut Daemon, open_for: u64) -> Result<usize, String>
     let listener = lab
         .server
         .enter(|| TcpListener::bind(("::", SERVICE_PORT)))?
-        .map_err(|e| format!("cannot listen on port {SERVICE_PORT} in the server namespace: {e}"))?;
+        .map_err(|e| {
+            format!("cannot listen on port {SERVICE_PORT} in the server namespace: {e}")
+        })?;
     std::thread::spawn(move || serve(listener));
 
     let ip = |s: &str| s.parse::<IpAddr>().map_err(|e| e.to_string());
@@ -192,7 +204,11 @@ fn steps(lab: &Lab, daemon: &mut Daemon, open_for: u64) -> Result<usize, String>
 
     println!("\nA TCP service listens on server port {SERVICE_PORT}; knockerd protects it.");
     let r = lab.mallory.enter(move || try_connect(to_mallory, probe))?;
-    s.check("mallory connects to the protected port", r == Reach::Silent, describe(r));
+    s.check(
+        "mallory connects to the protected port",
+        r == Reach::Silent,
+        describe(r),
+    );
 
     println!("\nalice knocks tcp/7000, udp/9000, tcp/8000 (one SYN, one datagram, one SYN)");
     let server = to_alice.ip();
@@ -218,7 +234,11 @@ fn steps(lab: &Lab, daemon: &mut Daemon, open_for: u64) -> Result<usize, String>
             let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
             let mut greeting = String::new();
             let _ = BufReader::new(&c).read_line(&mut greeting);
-            s.check("alice connects", greeting.starts_with("hello"), &format!("connected, server says {:?}", greeting.trim()));
+            s.check(
+                "alice connects",
+                greeting.starts_with("hello"),
+                &format!("connected, server says {:?}", greeting.trim()),
+            );
             Some(c)
         }
         Err(e) => {
@@ -227,16 +247,35 @@ fn steps(lab: &Lab, daemon: &mut Daemon, open_for: u64) -> Result<usize, String>
         }
     };
 
-    let grants = lab.server.exec(&std::env::current_exe().map_err(|e| e.to_string())?.to_string_lossy(), &["status"]);
-    println!("      knockerd status | {}", grants.unwrap_or_else(|e| e).trim());
+    let grants = lab.server.exec(
+        &std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .to_string_lossy(),
+        &["status"],
+    );
+    println!(
+        "      knockerd status | {}",
+        grants.unwrap_or_else(|e| e).trim()
+    );
 
     let r = lab.mallory.enter(move || try_connect(to_mallory, probe))?;
-    s.check("mallory connects while alice's door is open", r == Reach::Silent, describe(r));
+    s.check(
+        "mallory connects while alice's door is open",
+        r == Reach::Silent,
+        describe(r),
+    );
 
-    println!("\nwaiting {}s for alice's grant to time out in the kernel...", open_for + 1);
+    println!(
+        "\nwaiting {}s for alice's grant to time out in the kernel...",
+        open_for + 1
+    );
     std::thread::sleep(Duration::from_secs(open_for + 1));
     let r = lab.alice.enter(move || try_connect(to_alice, probe))?;
-    s.check("alice opens a new connection after the timeout", r == Reach::Silent, describe(r));
+    s.check(
+        "alice opens a new connection after the timeout",
+        r == Reach::Silent,
+        describe(r),
+    );
 
     match alice_conn.as_mut() {
         Some(c) => {
@@ -249,7 +288,11 @@ fn steps(lab: &Lab, daemon: &mut Daemon, open_for: u64) -> Result<usize, String>
                 &format!("server says {:?}", echo.trim()),
             );
         }
-        None => s.check("alice's open connection keeps working", false, "there was no connection"),
+        None => s.check(
+            "alice's open connection keeps working",
+            false,
+            "there was no connection",
+        ),
     }
 
     println!();

@@ -35,7 +35,11 @@ pub enum Refusal {
     #[error("door {door:?} does not open {service}")]
     ServiceNotInDoor { door: String, service: Service },
     #[error("door {door:?} opens for at most {max:?}, not {asked:?}")]
-    TooLong { door: String, max: Duration, asked: Duration },
+    TooLong {
+        door: String,
+        max: Duration,
+        asked: Duration,
+    },
     #[error("{0} is not a unicast address a knock can come from")]
     BadAddress(IpAddr),
     #[error("the firewall refused: {0}")]
@@ -46,14 +50,23 @@ pub enum Refusal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// The services are open to the address until the kernel times them out.
-    Opened { to: IpAddr, open: Vec<Service>, duration: Duration, refreshed: bool },
+    Opened {
+        to: IpAddr,
+        open: Vec<Service>,
+        duration: Duration,
+        refreshed: bool,
+    },
 }
 
 /// Whether an address is one a knock may be granted to.
 pub fn grantable(ip: IpAddr) -> bool {
     match ip.to_canonical() {
         IpAddr::V4(a) => {
-            !(a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.is_broadcast() || a.octets()[0] == 0)
+            !(a.is_unspecified()
+                || a.is_loopback()
+                || a.is_multicast()
+                || a.is_broadcast()
+                || a.octets()[0] == 0)
         }
         IpAddr::V6(a) => !(a.is_unspecified() || a.is_loopback() || a.is_multicast()),
     }
@@ -113,7 +126,10 @@ impl<F: Firewall> Gatekeeper<F> {
             .cloned()
             .ok_or_else(|| Refusal::UnknownDoor(grant.door_name.clone()))?;
         if let Some(s) = grant.open.iter().find(|s| !door.spec.open.contains(s)) {
-            return Err(Refusal::ServiceNotInDoor { door: door.spec.name.clone(), service: *s });
+            return Err(Refusal::ServiceNotInDoor {
+                door: door.spec.name.clone(),
+                service: *s,
+            });
         }
         if grant.duration > door.spec.open_for {
             return Err(Refusal::TooLong {
@@ -126,13 +142,16 @@ impl<F: Firewall> Gatekeeper<F> {
         if !grantable(to) {
             return Err(Refusal::BadAddress(grant.to));
         }
-        self.firewall.grant(to, &grant.open, grant.duration).map_err(Refusal::Firewall)?;
+        self.firewall
+            .grant(to, &grant.open, grant.duration)
+            .map_err(Refusal::Firewall)?;
 
         let key = (door.spec.name.clone(), to);
-        let until = now + match door.stop_command {
-            Some(_) => door.stop_after,
-            None => grant.duration,
-        };
+        let until = now
+            + match door.stop_command {
+                Some(_) => door.stop_after,
+                None => grant.duration,
+            };
         let refreshed = match self.open.get_mut(&key) {
             Some(open) => {
                 open.until = open.until.max(until);
@@ -147,13 +166,22 @@ impl<F: Firewall> Gatekeeper<F> {
                 false
             }
         };
-        Ok(Verdict::Opened { to, open: grant.open.clone(), duration: grant.duration, refreshed })
+        Ok(Verdict::Opened {
+            to,
+            open: grant.open.clone(),
+            duration: grant.duration,
+            refreshed,
+        })
     }
 
     /// When the next stop command is due or a running command should be checked.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let stops = self.open.values().map(|o| o.until).min();
-        let reap = self.running.iter().map(|_| Instant::now() + Duration::from_millis(500)).min();
+        let reap = self
+            .running
+            .iter()
+            .map(|_| Instant::now() + Duration::from_millis(500))
+            .min();
         match (stops, reap) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -162,8 +190,12 @@ impl<F: Firewall> Gatekeeper<F> {
 
     /// Runs stop commands that are due and reaps finished commands.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<(String, IpAddr)> =
-            self.open.iter().filter(|(_, o)| o.until <= now).map(|(k, _)| k.clone()).collect();
+        let due: Vec<(String, IpAddr)> = self
+            .open
+            .iter()
+            .filter(|(_, o)| o.until <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
         for key in due {
             self.open.remove(&key);
             self.stop(&key.0, key.1, now);
@@ -191,7 +223,11 @@ impl<F: Firewall> Gatekeeper<F> {
     }
 
     fn stop(&mut self, door: &str, ip: IpAddr, now: Instant) {
-        let cmd = self.doors.iter().find(|d| d.spec.name == door).and_then(|d| d.stop_command.clone());
+        let cmd = self
+            .doors
+            .iter()
+            .find(|d| d.spec.name == door)
+            .and_then(|d| d.stop_command.clone());
         if let Some(cmd) = cmd {
             self.spawn(&cmd, ip, format!("door={door} stop command for {ip}"), now);
         }
@@ -199,7 +235,9 @@ impl<F: Firewall> Gatekeeper<F> {
 
     fn spawn(&mut self, cmd: &Command, ip: IpAddr, what: String, now: Instant) {
         let argv = cmd.argv_for(ip);
-        let Some((program, args)) = argv.split_first() else { return };
+        let Some((program, args)) = argv.split_first() else {
+            return;
+        };
         let spawned = std::process::Command::new(program)
             .args(args)
             .stdin(Stdio::null())
@@ -208,7 +246,11 @@ impl<F: Firewall> Gatekeeper<F> {
         match spawned {
             Ok(child) => {
                 tracing::info!("{what}: started pid {}", child.id());
-                self.running.push(Running { what, child, started: now });
+                self.running.push(Running {
+                    what,
+                    child,
+                    started: now,
+                });
             }
             Err(e) => tracing::error!("{what}: cannot run {program:?}: {e}"),
         }
@@ -277,21 +319,59 @@ mod tests {
         let mut g = Gatekeeper::new(&config(), Recorder::default());
         let now = Instant::now();
         assert!(g.apply(&grant("10.200.1.2"), now).is_ok());
-        assert!(matches!(g.apply(&Grant { door_name: "web".into(), ..grant("10.200.1.2") }, now), Err(Refusal::UnknownDoor(_))));
         assert!(matches!(
-            g.apply(&Grant { open: vec![Service::tcp(23)], ..grant("10.200.1.2") }, now),
+            g.apply(
+                &Grant {
+                    door_name: "web".into(),
+                    ..grant("10.200.1.2")
+                },
+                now
+            ),
+            Err(Refusal::UnknownDoor(_))
+        ));
+        assert!(matches!(
+            g.apply(
+                &Grant {
+                    open: vec![Service::tcp(23)],
+                    ..grant("10.200.1.2")
+                },
+                now
+            ),
             Err(Refusal::ServiceNotInDoor { .. })
         ));
         assert!(matches!(
-            g.apply(&Grant { duration: Duration::from_secs(31), ..grant("10.200.1.2") }, now),
+            g.apply(
+                &Grant {
+                    duration: Duration::from_secs(31),
+                    ..grant("10.200.1.2")
+                },
+                now
+            ),
             Err(Refusal::TooLong { .. })
         ));
-        for bad in ["0.0.0.0", "127.0.0.1", "224.0.0.1", "255.255.255.255", "::", "::1", "ff02::1", "::ffff:127.0.0.1"] {
-            assert!(matches!(g.apply(&grant(bad), now), Err(Refusal::BadAddress(_))), "{bad}");
+        for bad in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(
+                matches!(g.apply(&grant(bad), now), Err(Refusal::BadAddress(_))),
+                "{bad}"
+            );
         }
         // an IPv4-mapped address is granted as the IPv4 address it is
         assert!(g.apply(&grant("::ffff:10.200.1.3"), now).is_ok());
-        let granted: Vec<String> = g.firewall().0.iter().map(|(ip, _, _)| ip.to_string()).collect();
+        let granted: Vec<String> = g
+            .firewall()
+            .0
+            .iter()
+            .map(|(ip, _, _)| ip.to_string())
+            .collect();
         assert_eq!(granted, vec!["10.200.1.2", "10.200.1.3"]);
     }
 
@@ -308,13 +388,34 @@ mod tests {
         let mut g = Gatekeeper::new(&c, Recorder::default());
         let t0 = Instant::now();
         let v = g.apply(&grant("10.200.1.2"), t0).expect("granted");
-        assert!(matches!(v, Verdict::Opened { refreshed: false, .. }));
-        let v = g.apply(&grant("10.200.1.2"), t0 + Duration::from_secs(1)).expect("granted");
-        assert!(matches!(v, Verdict::Opened { refreshed: true, .. }));
-        assert_eq!(g.firewall().0.len(), 2, "the firewall element is refreshed every time");
+        assert!(matches!(
+            v,
+            Verdict::Opened {
+                refreshed: false,
+                ..
+            }
+        ));
+        let v = g
+            .apply(&grant("10.200.1.2"), t0 + Duration::from_secs(1))
+            .expect("granted");
+        assert!(matches!(
+            v,
+            Verdict::Opened {
+                refreshed: true,
+                ..
+            }
+        ));
+        assert_eq!(
+            g.firewall().0.len(),
+            2,
+            "the firewall element is refreshed every time"
+        );
         g.finish(Duration::from_secs(5));
         g.handle_timeout(t0 + Duration::from_secs(5));
-        assert!(g.poll_timeout().is_some(), "the refresh moved the stop to t0+6s");
+        assert!(
+            g.poll_timeout().is_some(),
+            "the refresh moved the stop to t0+6s"
+        );
         g.handle_timeout(t0 + Duration::from_secs(6));
         g.finish(Duration::from_secs(5));
         let text = std::fs::read_to_string(&log).expect("log");

@@ -19,18 +19,25 @@ pub struct Netns {
 }
 
 fn run(cmd: &mut Command) -> Result<Output, String> {
-    let out = cmd.output().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
     if out.status.success() {
         Ok(out)
     } else {
-        Err(format!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
 impl Netns {
     pub fn create(name: &str) -> Result<Netns, String> {
         run(Command::new("ip").args(["netns", "add", name]))?;
-        let ns = Netns { name: name.to_string() };
+        let ns = Netns {
+            name: name.to_string(),
+        };
         ns.ip(&["link", "set", "lo", "up"])?;
         Ok(ns)
     }
@@ -57,31 +64,60 @@ impl Netns {
     }
 
     /// Runs `f` on a new thread that has joined this namespace: sockets it creates live here.
-    pub fn spawn<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<Result<T, String>> {
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<Result<T, String>> {
         let path = format!("/run/netns/{}", self.name);
         std::thread::spawn(move || {
             let fd = File::open(&path).map_err(|e| format!("cannot open {path}: {e}"))?;
-            nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| format!("setns {path}: {e}"))?;
+            nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("setns {path}: {e}"))?;
             Ok(f())
         })
     }
 
     /// Runs `f` inside this namespace and waits for it.
-    pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
-        self.spawn(f).join().map_err(|_| "thread panicked".to_string())?
+    pub fn enter<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, String> {
+        self.spawn(f)
+            .join()
+            .map_err(|_| "thread panicked".to_string())?
     }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
 /// Joins two namespaces with a veth pair and gives each end its addresses (CIDR notation).
-pub fn link(a: &Netns, a_if: &str, a_addrs: &[&str], b: &Netns, b_if: &str, b_addrs: &[&str]) -> Result<(), String> {
+pub fn link(
+    a: &Netns,
+    a_if: &str,
+    a_addrs: &[&str],
+    b: &Netns,
+    b_if: &str,
+    b_addrs: &[&str],
+) -> Result<(), String> {
     run(Command::new("ip").args([
-        "link", "add", a_if, "netns", a.name(), "type", "veth", "peer", "name", b_if, "netns", b.name(),
+        "link",
+        "add",
+        a_if,
+        "netns",
+        a.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_if,
+        "netns",
+        b.name(),
     ]))?;
     for (ns, ifname, addrs) in [(a, a_if, a_addrs), (b, b_if, b_addrs)] {
         for addr in addrs {
@@ -125,13 +161,35 @@ impl Lab {
         let server = Netns::create(&format!("{base}-server"))?;
         let alice = Netns::create(&format!("{base}-alice"))?;
         let mallory = Netns::create(&format!("{base}-mallory"))?;
-        link(&server, "to-alice", &["10.200.1.1/24", "fd00:200:1::1/64"], &alice, "eth0", &["10.200.1.2/24", "fd00:200:1::2/64"])?;
-        link(&server, "to-mallory", &["10.200.2.1/24", "fd00:200:2::1/64"], &mallory, "eth0", &["10.200.2.2/24", "fd00:200:2::2/64"])?;
-        Ok(Lab { alice, mallory, server })
+        link(
+            &server,
+            "to-alice",
+            &["10.200.1.1/24", "fd00:200:1::1/64"],
+            &alice,
+            "eth0",
+            &["10.200.1.2/24", "fd00:200:1::2/64"],
+        )?;
+        link(
+            &server,
+            "to-mallory",
+            &["10.200.2.1/24", "fd00:200:2::1/64"],
+            &mallory,
+            "eth0",
+            &["10.200.2.2/24", "fd00:200:2::2/64"],
+        )?;
+        Ok(Lab {
+            alice,
+            mallory,
+            server,
+        })
     }
 
     pub fn names(&self) -> [String; 3] {
-        [self.server.name().to_string(), self.alice.name().to_string(), self.mallory.name().to_string()]
+        [
+            self.server.name().to_string(),
+            self.alice.name().to_string(),
+            self.mallory.name().to_string(),
+        ]
     }
 }
 
@@ -172,7 +230,12 @@ pub enum Reach {
 pub fn try_connect(addr: SocketAddr, timeout: Duration) -> Reach {
     match std::net::TcpStream::connect_timeout(&addr, timeout) {
         Ok(_) => Reach::Connected,
-        Err(e) if e.kind() == std::io::ErrorKind::TimedOut || e.kind() == std::io::ErrorKind::WouldBlock => Reach::Silent,
+        Err(e)
+            if e.kind() == std::io::ErrorKind::TimedOut
+                || e.kind() == std::io::ErrorKind::WouldBlock =>
+        {
+            Reach::Silent
+        }
         Err(_) => Reach::Refused,
     }
 }
@@ -183,8 +246,12 @@ pub fn preflight() -> Result<(), String> {
         return Err("must run as root (it creates network namespaces and nftables tables)".into());
     }
     for (prog, pkg) in [("ip", "iproute2"), ("nft", "nftables")] {
-        if Command::new(prog).arg("-V").output().is_err() && Command::new(prog).arg("--version").output().is_err() {
-            return Err(format!("`{prog}` is not installed (Debian: apt-get install {pkg})"));
+        if Command::new(prog).arg("-V").output().is_err()
+            && Command::new(prog).arg("--version").output().is_err()
+        {
+            return Err(format!(
+                "`{prog}` is not installed (Debian: apt-get install {pkg})"
+            ));
         }
     }
     Ok(())
@@ -201,7 +268,12 @@ pub fn send_raw_tcp4(
 ) -> std::io::Result<()> {
     use socket2::{Domain, Protocol, SockAddr, Socket, Type};
     let f = flags.0;
-    let mut b = etherparse::PacketBuilder::ipv4(src.octets(), dst.octets(), 64).tcp(src_port, dst_port, 0x1000_0000, 64240);
+    let mut b = etherparse::PacketBuilder::ipv4(src.octets(), dst.octets(), 64).tcp(
+        src_port,
+        dst_port,
+        0x1000_0000,
+        64240,
+    );
     if f & 0x01 != 0 {
         b = b.fin();
     }
@@ -223,6 +295,14 @@ pub fn send_raw_tcp4(
     let mut packet = Vec::with_capacity(b.size(0));
     b.write(&mut packet, &[]).map_err(std::io::Error::other)?;
     // IPPROTO_RAW implies IP_HDRINCL: the kernel sends our header as it is.
-    let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(libc::IPPROTO_RAW)))?;
-    s.send_to(&packet, &SockAddr::from(SocketAddr::new(IpAddr::V4(dst), 0))).map(|_| ())
+    let s = Socket::new(
+        Domain::IPV4,
+        Type::RAW,
+        Some(Protocol::from(libc::IPPROTO_RAW)),
+    )?;
+    s.send_to(
+        &packet,
+        &SockAddr::from(SocketAddr::new(IpAddr::V4(dst), 0)),
+    )
+    .map(|_| ())
 }

@@ -60,7 +60,9 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("KNOCKERD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("knockerd={level},warn")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // Under systemd the journal adds its own timestamps.
@@ -101,7 +103,11 @@ fn main() -> ExitCode {
 }
 
 fn list(services: &[knocker_engine::Service]) -> String {
-    services.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+    services
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn check(path: &std::path::Path) -> Result<(), String> {
@@ -113,9 +119,16 @@ fn check(path: &std::path::Path) -> Result<(), String> {
             "  knock {} within {}{}",
             list(&d.spec.sequence),
             fmt_duration(d.spec.window),
-            d.spec.tcp_flags.map(|f| format!(", tcp flags {f}")).unwrap_or_default()
+            d.spec
+                .tcp_flags
+                .map(|f| format!(", tcp flags {f}"))
+                .unwrap_or_default()
         );
-        println!("  opens {} to the knocking address for {}", list(&d.spec.open), fmt_duration(d.spec.open_for));
+        println!(
+            "  opens {} to the knocking address for {}",
+            list(&d.spec.open),
+            fmt_duration(d.spec.open_for)
+        );
         if let Some(cmd) = &d.start_command {
             println!("  runs {cmd} on opening");
         }
@@ -124,12 +137,19 @@ fn check(path: &std::path::Path) -> Result<(), String> {
         }
         println!("  warning: a static sequence can be replayed by anyone who records it");
     }
-    println!("watches (dropped silently, logged to NFLOG group {}): {}", c.nflog_group, list(&c.knock_services()));
+    println!(
+        "watches (dropped silently, logged to NFLOG group {}): {}",
+        c.nflog_group,
+        list(&c.knock_services())
+    );
     let protected = c.protected();
     if protected.is_empty() {
         println!("protects nothing: the opened services must be closed by your own firewall");
     } else {
-        println!("protects (dropped for everyone without a grant): {}", list(&protected));
+        println!(
+            "protects (dropped for everyone without a grant): {}",
+            list(&protected)
+        );
     }
     println!(
         "keeps at most {} partial knocks in memory; on a clean stop, open grants are {}",
@@ -177,7 +197,10 @@ fn status() -> Result<(), String> {
         println!("no open grants");
     }
     for g in grants {
-        println!("{} {} expires in {}s (of {}s)", g.to, g.service, g.expires_s, g.timeout_s);
+        println!(
+            "{} {} expires in {}s (of {}s)",
+            g.to, g.service, g.expires_s, g.timeout_s
+        );
     }
     Ok(())
 }

@@ -81,7 +81,7 @@ impl NflogSource {
     /// NFLOG `group`, copying up to `copy_range` bytes of each packet (from the IP header on; 0 means
     /// the whole packet). Every configuration request is acknowledged by the kernel or fails here.
     pub fn bind(group: u16, copy_range: u16) -> io::Result<NflogSource> {
-        let mut socket = Socket::new(NETLINK_NETFILTER as isize)
+        let mut socket = Socket::new(NETLINK_NETFILTER)
             .map_err(|e| with_context(e, "cannot open a netfilter netlink socket"))?;
         socket
             .bind_auto()
@@ -288,7 +288,9 @@ impl<'a> Iterator for NetlinkMessages<'a> {
             return None;
         }
         let rest = std::mem::take(&mut self.rest);
-        let header = rest.get(..NLMSG_HDRLEN)?;
+        let Some(header) = rest.get(..NLMSG_HDRLEN) else {
+            return Some(Err(()));
+        };
         let len = u32::from_ne_bytes([header[0], header[1], header[2], header[3]]) as usize;
         if len < NLMSG_HDRLEN || len > rest.len() {
             return Some(Err(()));
@@ -577,6 +579,16 @@ mod tests {
         let mut datagram = nflog_message(1, tcp4(true, b""));
         let second = nflog_message(2, udp6(b"spa"));
         datagram.extend_from_slice(&second[..second.len() - 7]);
+        let mut out = Vec::new();
+        let mut stats = RecvStats::default();
+        parse_datagram(&datagram, &mut out, &mut stats);
+        assert_eq!((stats.knocks, stats.malformed), (1, 1));
+    }
+
+    #[test]
+    fn trailing_bytes_are_malformed() {
+        let mut datagram = nflog_message(1, udp6(b"spa"));
+        datagram.extend_from_slice(&[1, 2, 3, 4, 5]);
         let mut out = Vec::new();
         let mut stats = RecvStats::default();
         parse_datagram(&datagram, &mut out, &mut stats);

@@ -85,7 +85,7 @@ impl NftSets {
                 ));
             }
         }
-        let mut socket = Socket::new(NETLINK_NETFILTER as isize).map_err(|e| {
+        let mut socket = Socket::new(NETLINK_NETFILTER).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("cannot open a netfilter netlink socket: {e}"),

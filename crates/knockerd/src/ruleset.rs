@@ -44,7 +44,10 @@ impl TableSpec {
 }
 
 fn service_set(services: &[Service]) -> String {
-    let items: Vec<String> = services.iter().map(|s| format!("{} . {}", s.proto, s.port)).collect();
+    let items: Vec<String> = services
+        .iter()
+        .map(|s| format!("{} . {}", s.proto, s.port))
+        .collect();
     format!("{{ {} }}", items.join(", "))
 }
 
@@ -80,8 +83,14 @@ pub fn render(spec: &TableSpec) -> String {
     } else {
         String::new()
     };
-    rule(&mut s, &format!("ip saddr . meta l4proto . th dport @{SET4} {mark}accept"));
-    rule(&mut s, &format!("ip6 saddr . meta l4proto . th dport @{SET6} {mark}accept"));
+    rule(
+        &mut s,
+        &format!("ip saddr . meta l4proto . th dport @{SET4} {mark}accept"),
+    );
+    rule(
+        &mut s,
+        &format!("ip6 saddr . meta l4proto . th dport @{SET6} {mark}accept"),
+    );
     if !spec.knock.is_empty() {
         rule(
             &mut s,
@@ -94,7 +103,13 @@ pub fn render(spec: &TableSpec) -> String {
         );
     }
     if !spec.protect.is_empty() {
-        rule(&mut s, &format!("meta l4proto . th dport {} drop", service_set(&spec.protect)));
+        rule(
+            &mut s,
+            &format!(
+                "meta l4proto . th dport {} drop",
+                service_set(&spec.protect)
+            ),
+        );
     }
     s
 }
@@ -103,7 +118,11 @@ pub fn render(spec: &TableSpec) -> String {
 pub fn nft(args: &[&str], stdin: Option<&str>) -> Result<String, String> {
     let mut cmd = Command::new("nft");
     cmd.args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| {
@@ -114,13 +133,20 @@ pub fn nft(args: &[&str], stdin: Option<&str>) -> Result<String, String> {
         }
     })?;
     if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes()).map_err(|e| format!("cannot write to nft: {e}"))?;
+        pipe.write_all(text.as_bytes())
+            .map_err(|e| format!("cannot write to nft: {e}"))?;
     }
-    let out = child.wait_with_output().map_err(|e| format!("nft failed: {e}"))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("nft failed: {e}"))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(format!("nft {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!(
+            "nft {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
@@ -132,7 +158,8 @@ pub fn apply(spec: &TableSpec) -> Result<(), String> {
 /// Whether knockerd's table exists.
 pub fn table_exists() -> Result<bool, String> {
     let out = nft(&["-j", "list", "tables", "inet"], None)?;
-    let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| format!("cannot read nft's JSON: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&out).map_err(|e| format!("cannot read nft's JSON: {e}"))?;
     let found = items(&v, "table").any(|t| t["name"] == TABLE && t["family"] == "inet");
     Ok(found)
 }
@@ -166,7 +193,8 @@ pub fn live_grants() -> Result<Vec<LiveGrant>, String> {
     let mut out = Vec::new();
     for set in [SET4, SET6] {
         let text = nft(&["-j", "list", "set", "inet", TABLE, set], None)?;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("cannot read nft's JSON: {e}"))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("cannot read nft's JSON: {e}"))?;
         for s in items(&v, "set") {
             for e in s["elem"].as_array().into_iter().flatten() {
                 let elem = &e["elem"];
@@ -183,8 +211,15 @@ pub fn live_grants() -> Result<Vec<LiveGrant>, String> {
     Ok(out)
 }
 
-fn items<'a>(v: &'a serde_json::Value, kind: &'a str) -> impl Iterator<Item = &'a serde_json::Value> + 'a {
-    v["nftables"].as_array().into_iter().flatten().filter_map(move |o| o.get(kind))
+fn items<'a>(
+    v: &'a serde_json::Value,
+    kind: &'a str,
+) -> impl Iterator<Item = &'a serde_json::Value> + 'a {
+    v["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(move |o| o.get(kind))
 }
 
 /// Looks at the whole live ruleset (`nft -j list ruleset`) for chains outside knockerd's table
@@ -196,7 +231,8 @@ fn items<'a>(v: &'a serde_json::Value, kind: &'a str) -> impl Iterator<Item = &'
 /// knockerd's (lower priority), because the mark is not set yet. Rules of iptables-legacy are
 /// invisible to nft and not checked.
 pub fn drop_warnings(ruleset_json: &str, grant_mark: u32) -> Result<Vec<String>, String> {
-    let v: serde_json::Value = serde_json::from_str(ruleset_json).map_err(|e| format!("cannot read nft's JSON: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(ruleset_json).map_err(|e| format!("cannot read nft's JSON: {e}"))?;
     let rules: Vec<&serde_json::Value> = items(&v, "rule").collect();
     let mut warnings = Vec::new();
     for chain in items(&v, "chain") {
@@ -213,7 +249,8 @@ pub fn drop_warnings(ruleset_json: &str, grant_mark: u32) -> Result<Vec<String>,
             continue;
         }
         let prio = chain["prio"].as_i64().unwrap_or(0);
-        let what = format!("chain {family} {table} {name} (hook input, priority {prio}, policy drop)");
+        let what =
+            format!("chain {family} {table} {name} (hook input, priority {prio}, policy drop)");
         if grant_mark == 0 {
             warnings.push(format!(
                 "{what} drops granted packets, and grant_mark = 0 gives it nothing to accept them by: set grant_mark in [daemon] and add `{}` to that chain",
@@ -245,7 +282,9 @@ pub fn drop_warnings(ruleset_json: &str, grant_mark: u32) -> Result<Vec<String>,
 
 /// Whether a rule's expressions test the packet mark for our bits and accept.
 fn rule_accepts_mark(expr: &serde_json::Value, mark: u32) -> bool {
-    let Some(list) = expr.as_array() else { return false };
+    let Some(list) = expr.as_array() else {
+        return false;
+    };
     let accepts = list.iter().any(|e| e.get("accept").is_some());
     let tests_mark = list.iter().any(|e| {
         let m = &e["match"];
@@ -273,7 +312,10 @@ mod tests {
     fn render_is_one_updating_transaction() {
         let r = render(&spec());
         assert!(r.starts_with("add table inet knocker\n"));
-        assert!(!r.contains("delete table"), "replacing the table would drop open grants");
+        assert!(
+            !r.contains("delete table"),
+            "replacing the table would drop open grants"
+        );
         assert!(r.contains("flush chain inet knocker input"));
         assert!(r.contains("meta l4proto . th dport { tcp . 7000, udp . 9000 } log group 4100 snaplen 128 queue-threshold 1 drop"));
         assert!(r.contains("meta l4proto . th dport { tcp . 22 } drop"));
@@ -292,12 +334,20 @@ mod tests {
         };
         let w = drop_warnings(&json("", 0), DEFAULT).expect("json");
         assert_eq!(w.len(), 1);
-        assert!(w[0].contains("meta mark & 0x4b4e0000 == 0x4b4e0000 accept"), "{}", w[0]);
+        assert!(
+            w[0].contains("meta mark & 0x4b4e0000 == 0x4b4e0000 accept"),
+            "{}",
+            w[0]
+        );
         let mark_rule = r#", {"rule": {"family": "inet", "table": "filter", "chain": "input", "handle": 3, "expr": [{"match": {"op": "==", "left": {"&": [{"meta": {"key": "mark"}}, 1263403008]}, "right": 1263403008}}, {"accept": null}]}}"#;
-        assert!(drop_warnings(&json(mark_rule, 0), DEFAULT).expect("json").is_empty());
+        assert!(drop_warnings(&json(mark_rule, 0), DEFAULT)
+            .expect("json")
+            .is_empty());
         let w = drop_warnings(&json(mark_rule, -100), DEFAULT).expect("json");
         assert!(w[0].contains("runs before"), "{}", w[0]);
         let accept_policy = json("", 0).replace("\"drop\"", "\"accept\"");
-        assert!(drop_warnings(&accept_policy, DEFAULT).expect("json").is_empty());
+        assert!(drop_warnings(&accept_policy, DEFAULT)
+            .expect("json")
+            .is_empty());
     }
 }

@@ -19,17 +19,38 @@ fn debian_knock_opens_for_alice_and_only_alice() {
         return;
     }
     let w = World::new("knock", &door_config("", SEQ));
-    assert_eq!(w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY), Reach::Silent, "protected before any knock");
-    assert_eq!(w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE), Reach::Silent, "protected for alice too");
-    w.debian_knock(&w.lab.alice, &[Lab::SERVER_FOR_ALICE, "7000", "9000:udp", "8000"]);
-    assert_eq!(w.connect_within(&w.lab.alice, Lab::SERVER_FOR_ALICE, Duration::from_secs(2)), Reach::Connected);
-    assert_eq!(w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY), Reach::Silent, "mallory still gets nothing");
+    assert_eq!(
+        w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
+        Reach::Silent,
+        "protected before any knock"
+    );
+    assert_eq!(
+        w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE),
+        Reach::Silent,
+        "protected for alice too"
+    );
+    w.debian_knock(
+        &w.lab.alice,
+        &[Lab::SERVER_FOR_ALICE, "7000", "9000:udp", "8000"],
+    );
+    assert_eq!(
+        w.connect_within(&w.lab.alice, Lab::SERVER_FOR_ALICE, Duration::from_secs(2)),
+        Reach::Connected
+    );
+    assert_eq!(
+        w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
+        Reach::Silent,
+        "mallory still gets nothing"
+    );
     let g = w.grants();
     assert_eq!(g.len(), 1, "{g:?}");
     assert_eq!(g[0].to, Lab::ALICE);
     assert_eq!(g[0].service, format!("tcp/{SERVICE}"));
     assert_eq!(g[0].timeout_s, 5);
-    w.daemon.wait_log(&format!("door=ssh src={} grant tcp/{SERVICE} for 5s", Lab::ALICE), Duration::from_secs(1));
+    w.daemon.wait_log(
+        &format!("door=ssh src={} grant tcp/{SERVICE} for 5s", Lab::ALICE),
+        Duration::from_secs(1),
+    );
     w.finish();
 }
 
@@ -41,12 +62,22 @@ fn knock_ports_and_protected_ports_never_answer() {
     let w = World::new("silent", &door_config("", SEQ));
     for port in [7000u16, 8000, SERVICE] {
         let addr = std::net::SocketAddr::new(ip(Lab::SERVER_FOR_MALLORY), port);
-        let r = w.lab.mallory.enter(move || try_connect(addr, PROBE)).expect("enter");
+        let r = w
+            .lab
+            .mallory
+            .enter(move || try_connect(addr, PROBE))
+            .expect("enter");
         assert_eq!(r, Reach::Silent, "port {port} must look filtered");
     }
     // an unrelated closed port does answer (RST), so silence above is knocker's doing
     let addr = std::net::SocketAddr::new(ip(Lab::SERVER_FOR_MALLORY), 7999);
-    assert_eq!(w.lab.mallory.enter(move || try_connect(addr, PROBE)).expect("enter"), Reach::Refused);
+    assert_eq!(
+        w.lab
+            .mallory
+            .enter(move || try_connect(addr, PROBE))
+            .expect("enter"),
+        Reach::Refused
+    );
     w.finish();
 }
 
@@ -55,13 +86,23 @@ fn tcp_flag_filter_ignores_non_syn_knocks() {
     if !e2e(&[]) {
         return;
     }
-    let conf = door_config("", "sequence = [\"7000\", \"9000\", \"8000\"]\ntcp_flags = \"syn,!ack\"\nopen_for = 5\n");
+    let conf = door_config(
+        "",
+        "sequence = [\"7000\", \"9000\", \"8000\"]\ntcp_flags = \"syn,!ack\"\nopen_for = 5\n",
+    );
     let w = World::new("flags", &conf);
-    let (src, dst): (Ipv4Addr, Ipv4Addr) = (Lab::ALICE.parse().expect("ip"), Lab::SERVER_FOR_ALICE.parse().expect("ip"));
+    let (src, dst): (Ipv4Addr, Ipv4Addr) = (
+        Lab::ALICE.parse().expect("ip"),
+        Lab::SERVER_FOR_ALICE.parse().expect("ip"),
+    );
     let send = |flags: TcpFlags, ports: &'static [u16]| {
         w.lab
             .alice
-            .enter(move || ports.iter().try_for_each(|p| knockerd::lab::send_raw_tcp4(src, dst, 40000, *p, flags)))
+            .enter(move || {
+                ports
+                    .iter()
+                    .try_for_each(|p| knockerd::lab::send_raw_tcp4(src, dst, 40000, *p, flags))
+            })
             .expect("enter")
             .expect("raw send");
     };
@@ -70,7 +111,10 @@ fn tcp_flag_filter_ignores_non_syn_knocks() {
     send(ack, &[7000, 9000, 8000]);
     send(synack, &[7000, 9000, 8000]);
     std::thread::sleep(Duration::from_millis(300));
-    assert!(w.grants().is_empty(), "ACK and SYN+ACK knocks must not open");
+    assert!(
+        w.grants().is_empty(),
+        "ACK and SYN+ACK knocks must not open"
+    );
     // filtered packets neither advance nor reset: SYNs interleaved with ACKs still open
     send(TcpFlags::SYN, &[7000]);
     send(ack, &[8000]);
@@ -78,7 +122,11 @@ fn tcp_flag_filter_ignores_non_syn_knocks() {
     send(synack, &[7000]);
     send(TcpFlags::SYN, &[8000]);
     let g = w.wait_grants(1, Duration::from_secs(2));
-    assert_eq!(g.len(), 1, "SYN knocks with ACK noise in between must open: {g:?}");
+    assert_eq!(
+        g.len(),
+        1,
+        "SYN knocks with ACK noise in between must open: {g:?}"
+    );
     assert_eq!(g[0].to, Lab::ALICE);
     w.finish();
 }
@@ -88,10 +136,25 @@ fn udp_knocks_with_debian_knock() {
     if !e2e(&["knock"]) {
         return;
     }
-    let w = World::new("udp", &door_config("", "sequence = [\"7000:udp\", \"9000:udp\", \"8000:udp\"]\nopen_for = 5\n"));
-    w.debian_knock(&w.lab.alice, &["-u", Lab::SERVER_FOR_ALICE, "7000", "9000", "8000"]);
-    assert_eq!(w.connect_within(&w.lab.alice, Lab::SERVER_FOR_ALICE, Duration::from_secs(2)), Reach::Connected);
-    assert_eq!(w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY), Reach::Silent);
+    let w = World::new(
+        "udp",
+        &door_config(
+            "",
+            "sequence = [\"7000:udp\", \"9000:udp\", \"8000:udp\"]\nopen_for = 5\n",
+        ),
+    );
+    w.debian_knock(
+        &w.lab.alice,
+        &["-u", Lab::SERVER_FOR_ALICE, "7000", "9000", "8000"],
+    );
+    assert_eq!(
+        w.connect_within(&w.lab.alice, Lab::SERVER_FOR_ALICE, Duration::from_secs(2)),
+        Reach::Connected
+    );
+    assert_eq!(
+        w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
+        Reach::Silent
+    );
     w.finish();
 }
 
@@ -101,21 +164,39 @@ fn ipv6_knock_opens_over_ipv6_only_for_alice() {
         return;
     }
     let w = World::new("v6", &door_config("", SEQ));
-    assert_eq!(w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE6), Reach::Silent);
-    w.debian_knock(&w.lab.alice, &["-6", Lab::SERVER_FOR_ALICE6, "7000", "9000:udp", "8000"]);
-    assert_eq!(w.connect_within(&w.lab.alice, Lab::SERVER_FOR_ALICE6, Duration::from_secs(2)), Reach::Connected);
-    assert_eq!(w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY6), Reach::Silent);
+    assert_eq!(
+        w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE6),
+        Reach::Silent
+    );
+    w.debian_knock(
+        &w.lab.alice,
+        &["-6", Lab::SERVER_FOR_ALICE6, "7000", "9000:udp", "8000"],
+    );
+    assert_eq!(
+        w.connect_within(&w.lab.alice, Lab::SERVER_FOR_ALICE6, Duration::from_secs(2)),
+        Reach::Connected
+    );
+    assert_eq!(
+        w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY6),
+        Reach::Silent
+    );
     let g = w.grants();
     assert_eq!(g.len(), 1, "{g:?}");
     assert_eq!(g[0].to, Lab::ALICE6);
     // the IPv6 grant does not open IPv4
-    assert_eq!(w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE), Reach::Silent);
+    assert_eq!(
+        w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE),
+        Reach::Silent
+    );
     w.finish();
 }
 
 /// Sends one SYN to every port, in order, from mallory.
 fn syn_sweep(w: &World, ports: Vec<u16>) {
-    let (src, dst): (Ipv4Addr, Ipv4Addr) = (Lab::MALLORY.parse().expect("ip"), Lab::SERVER_FOR_MALLORY.parse().expect("ip"));
+    let (src, dst): (Ipv4Addr, Ipv4Addr) = (
+        Lab::MALLORY.parse().expect("ip"),
+        Lab::SERVER_FOR_MALLORY.parse().expect("ip"),
+    );
     w.lab
         .mallory
         .enter(move || {
@@ -133,7 +214,11 @@ fn udp_sweep(w: &World, ports: Vec<u16>) {
     let dst = ip(Lab::SERVER_FOR_MALLORY);
     w.lab
         .mallory
-        .enter(move || ports.into_iter().try_for_each(|p| send_knock(dst, knocker_engine::Service::udp(p))))
+        .enter(move || {
+            ports
+                .into_iter()
+                .try_for_each(|p| send_knock(dst, knocker_engine::Service::udp(p)))
+        })
         .expect("enter")
         .expect("sweep");
 }
@@ -143,7 +228,13 @@ fn port_sweeps_in_either_direction_never_open() {
     if !e2e(&["nmap"]) {
         return;
     }
-    let w = World::new("sweep", &door_config("", "sequence = [\"7000\", \"9000\", \"8000\", \"7500:udp\"]\nopen_for = 5\n"));
+    let w = World::new(
+        "sweep",
+        &door_config(
+            "",
+            "sequence = [\"7000\", \"9000\", \"8000\", \"7500:udp\"]\nopen_for = 5\n",
+        ),
+    );
     let up: Vec<u16> = (1..=65535).collect();
     let down: Vec<u16> = (1..=65535).rev().collect();
     syn_sweep(&w, up.clone());
@@ -158,13 +249,37 @@ fn port_sweeps_in_either_direction_never_open() {
     // nmap's sequential SYN scan over the knock range (-r: ports in order)
     w.lab
         .mallory
-        .exec("nmap", &["-n", "-Pn", "-sS", "-r", "-T5", "--max-retries", "0", "-p", "6990-9010", Lab::SERVER_FOR_MALLORY])
+        .exec(
+            "nmap",
+            &[
+                "-n",
+                "-Pn",
+                "-sS",
+                "-r",
+                "-T5",
+                "--max-retries",
+                "0",
+                "-p",
+                "6990-9010",
+                Lab::SERVER_FOR_MALLORY,
+            ],
+        )
         .expect("nmap");
     std::thread::sleep(Duration::from_millis(300));
-    assert!(w.grants().is_empty(), "a sweep opened the door: {:?}", w.grants());
-    assert_eq!(w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY), Reach::Silent);
+    assert!(
+        w.grants().is_empty(),
+        "a sweep opened the door: {:?}",
+        w.grants()
+    );
+    assert_eq!(
+        w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
+        Reach::Silent
+    );
     // the knock did reach knockerd: it saw and reset progress (the test is not vacuous)
-    assert!(w.daemon.log().contains("knock 1/4"), "knockerd saw no sweep packet at all");
+    assert!(
+        w.daemon.log().contains("knock 1/4"),
+        "knockerd saw no sweep packet at all"
+    );
     w.finish();
 }
 
@@ -173,17 +288,40 @@ fn grant_closes_at_its_timeout_and_open_connections_survive() {
     if !e2e(&[]) {
         return;
     }
-    let w = World::new("timeout", &door_config("", "sequence = [\"7000\", \"9000:udp\", \"8000\"]\nopen_for = 2\n"));
-    w.knock(&w.lab.alice, Lab::SERVER_FOR_ALICE, &["7000", "9000:udp", "8000"]);
+    let w = World::new(
+        "timeout",
+        &door_config(
+            "",
+            "sequence = [\"7000\", \"9000:udp\", \"8000\"]\nopen_for = 2\n",
+        ),
+    );
+    w.knock(
+        &w.lab.alice,
+        Lab::SERVER_FOR_ALICE,
+        &["7000", "9000:udp", "8000"],
+    );
     assert_eq!(w.wait_grants(1, Duration::from_secs(2)).len(), 1);
     let addr = std::net::SocketAddr::new(ip(Lab::SERVER_FOR_ALICE), SERVICE);
-    let conn = w.lab.alice.enter(move || std::net::TcpStream::connect_timeout(&addr, PROBE)).expect("enter").expect("connect");
+    let conn = w
+        .lab
+        .alice
+        .enter(move || std::net::TcpStream::connect_timeout(&addr, PROBE))
+        .expect("enter")
+        .expect("connect");
     std::thread::sleep(Duration::from_millis(2500));
-    assert!(w.grants().is_empty(), "the kernel must have removed the element");
-    assert_eq!(w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE), Reach::Silent, "new connections fail after the timeout");
+    assert!(
+        w.grants().is_empty(),
+        "the kernel must have removed the element"
+    );
+    assert_eq!(
+        w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE),
+        Reach::Silent,
+        "new connections fail after the timeout"
+    );
     let mut c = conn;
     std::io::Write::write_all(&mut c, b"ping").expect("write on the open connection");
-    c.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    c.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
     let mut buf = [0u8; 4];
     std::io::Read::read_exact(&mut c, &mut buf).expect("echo on the open connection");
     assert_eq!(&buf, b"ping");
@@ -195,17 +333,48 @@ fn kill_9_leaves_ports_closed_and_grants_still_expire() {
     if !e2e(&[]) {
         return;
     }
-    let mut w = World::new("kill", &door_config("", "sequence = [\"7000\", \"9000:udp\", \"8000\"]\nopen_for = 3\n"));
-    w.knock(&w.lab.alice, Lab::SERVER_FOR_ALICE, &["7000", "9000:udp", "8000"]);
+    let mut w = World::new(
+        "kill",
+        &door_config(
+            "",
+            "sequence = [\"7000\", \"9000:udp\", \"8000\"]\nopen_for = 3\n",
+        ),
+    );
+    w.knock(
+        &w.lab.alice,
+        Lab::SERVER_FOR_ALICE,
+        &["7000", "9000:udp", "8000"],
+    );
     assert_eq!(w.wait_grants(1, Duration::from_secs(2)).len(), 1);
     w.daemon.signal(Signal::SIGKILL);
-    assert_eq!(w.daemon.wait_exit(Duration::from_secs(5)), None, "killed by a signal");
-    assert_eq!(w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE), Reach::Connected, "the open grant outlives knockerd");
-    assert_eq!(w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY), Reach::Silent, "fail closed: still protected");
+    assert_eq!(
+        w.daemon.wait_exit(Duration::from_secs(5)),
+        None,
+        "killed by a signal"
+    );
+    assert_eq!(
+        w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE),
+        Reach::Connected,
+        "the open grant outlives knockerd"
+    );
+    assert_eq!(
+        w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
+        Reach::Silent,
+        "fail closed: still protected"
+    );
     std::thread::sleep(Duration::from_millis(3500));
-    assert!(w.grants().is_empty(), "the kernel expired the grant with knockerd dead");
-    assert_eq!(w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE), Reach::Silent);
-    assert_eq!(w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY), Reach::Silent);
+    assert!(
+        w.grants().is_empty(),
+        "the kernel expired the grant with knockerd dead"
+    );
+    assert_eq!(
+        w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE),
+        Reach::Silent
+    );
+    assert_eq!(
+        w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
+        Reach::Silent
+    );
     w.finish();
 }
 
@@ -214,17 +383,34 @@ fn repeated_knock_refreshes_without_duplicates() {
     if !e2e(&[]) {
         return;
     }
-    let w = World::new("refresh", &door_config("", "sequence = [\"7000\", \"9000:udp\", \"8000\"]\nopen_for = 10\n"));
-    w.knock(&w.lab.alice, Lab::SERVER_FOR_ALICE, &["7000", "9000:udp", "8000"]);
+    let w = World::new(
+        "refresh",
+        &door_config(
+            "",
+            "sequence = [\"7000\", \"9000:udp\", \"8000\"]\nopen_for = 10\n",
+        ),
+    );
+    w.knock(
+        &w.lab.alice,
+        Lab::SERVER_FOR_ALICE,
+        &["7000", "9000:udp", "8000"],
+    );
     assert_eq!(w.wait_grants(1, Duration::from_secs(2)).len(), 1);
     std::thread::sleep(Duration::from_millis(2200));
     let before = w.grants();
     assert!(before[0].expires_s <= 8, "{before:?}");
-    w.knock(&w.lab.alice, Lab::SERVER_FOR_ALICE, &["7000", "9000:udp", "8000"]);
+    w.knock(
+        &w.lab.alice,
+        Lab::SERVER_FOR_ALICE,
+        &["7000", "9000:udp", "8000"],
+    );
     w.daemon.wait_log("refresh", Duration::from_secs(2));
     let after = w.grants();
     assert_eq!(after.len(), 1, "one element, not two: {after:?}");
-    assert!(after[0].expires_s >= 9, "the timeout was refreshed: {after:?}");
+    assert!(
+        after[0].expires_s >= 9,
+        "the timeout was refreshed: {after:?}"
+    );
     w.finish();
 }
 
@@ -234,13 +420,28 @@ fn sigterm_exits_0_and_on_stop_decides_about_grants() {
         return;
     }
     for (on_stop, kept) in [("keep", 1usize), ("withdraw", 0)] {
-        let mut w = World::new("stop", &door_config(&format!("on_stop = \"{on_stop}\""), SEQ));
-        w.knock(&w.lab.alice, Lab::SERVER_FOR_ALICE, &["7000", "9000:udp", "8000"]);
+        let mut w = World::new(
+            "stop",
+            &door_config(&format!("on_stop = \"{on_stop}\""), SEQ),
+        );
+        w.knock(
+            &w.lab.alice,
+            Lab::SERVER_FOR_ALICE,
+            &["7000", "9000:udp", "8000"],
+        );
         assert_eq!(w.wait_grants(1, Duration::from_secs(2)).len(), 1);
         w.daemon.signal(Signal::SIGTERM);
-        assert_eq!(w.daemon.wait_exit(Duration::from_secs(10)), Some(0), "exit 0 on SIGTERM");
+        assert_eq!(
+            w.daemon.wait_exit(Duration::from_secs(10)),
+            Some(0),
+            "exit 0 on SIGTERM"
+        );
         assert_eq!(w.grants().len(), kept, "on_stop = {on_stop}");
-        assert_eq!(w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY), Reach::Silent, "fail closed after stop");
+        assert_eq!(
+            w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
+            Reach::Silent,
+            "fail closed after stop"
+        );
         w.finish();
     }
 }
@@ -253,27 +454,80 @@ fn default_drop_ruleset_needs_the_mark_line_and_check_says_so() {
     let w = World::new("dflt", &door_config("", SEQ));
     // the admin's own default-drop firewall, as on a hardened Debian host
     let admin = "table inet filter {\n chain input {\n  type filter hook input priority filter; policy drop;\n  ct state established,related accept\n  iif lo accept\n }\n}\n";
-    w.lab.server.enter(move || knockerd::ruleset::nft(&["-f", "-"], Some(admin))).expect("enter").expect("admin ruleset");
+    w.lab
+        .server
+        .enter(move || knockerd::ruleset::nft(&["-f", "-"], Some(admin)))
+        .expect("enter")
+        .expect("admin ruleset");
     let check = |w: &World| {
-        let out = w.lab.server.command(env!("CARGO_BIN_EXE_knockerd")).arg("check").arg("--config").arg(&w.daemon.config).output().expect("check");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = w
+            .lab
+            .server
+            .command(env!("CARGO_BIN_EXE_knockerd"))
+            .arg("check")
+            .arg("--config")
+            .arg(&w.daemon.config)
+            .output()
+            .expect("check");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let out = check(&w);
-    assert!(out.contains("warning: chain inet filter input") && out.contains("meta mark & 0x4b4e0000 == 0x4b4e0000 accept"), "{out}");
-    w.knock(&w.lab.alice, Lab::SERVER_FOR_ALICE, &["7000", "9000:udp", "8000"]);
+    assert!(
+        out.contains("warning: chain inet filter input")
+            && out.contains("meta mark & 0x4b4e0000 == 0x4b4e0000 accept"),
+        "{out}"
+    );
+    w.knock(
+        &w.lab.alice,
+        Lab::SERVER_FOR_ALICE,
+        &["7000", "9000:udp", "8000"],
+    );
     assert_eq!(w.wait_grants(1, Duration::from_secs(2)).len(), 1);
-    assert_eq!(w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE), Reach::Silent, "granted, but the admin's chain drops it");
+    assert_eq!(
+        w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE),
+        Reach::Silent,
+        "granted, but the admin's chain drops it"
+    );
     // the one line from the docs
     w.lab
         .server
-        .exec("nft", &["add", "rule", "inet", "filter", "input", "meta", "mark", "&", "0x4b4e0000", "==", "0x4b4e0000", "accept"])
+        .exec(
+            "nft",
+            &[
+                "add",
+                "rule",
+                "inet",
+                "filter",
+                "input",
+                "meta",
+                "mark",
+                "&",
+                "0x4b4e0000",
+                "==",
+                "0x4b4e0000",
+                "accept",
+            ],
+        )
         .expect("add the mark line");
     let out = check(&w);
     assert!(!out.contains("warning: chain"), "{out}");
-    assert!(out.contains("no other chain would drop granted packets"), "{out}");
-    assert_eq!(w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE), Reach::Connected);
-    assert_eq!(w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY), Reach::Silent);
+    assert!(
+        out.contains("no other chain would drop granted packets"),
+        "{out}"
+    );
+    assert_eq!(
+        w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE),
+        Reach::Connected
+    );
+    assert_eq!(
+        w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
+        Reach::Silent
+    );
     w.finish();
 }
 
@@ -283,20 +537,50 @@ fn reload_takes_a_good_config_and_keeps_the_running_one_on_a_bad_one() {
         return;
     }
     let w = World::new("reload", &door_config("", SEQ));
-    std::fs::write(&w.daemon.config, "[door.ssh]\nsequence = [\"1\", \"2\", \"3\"]\nopen = [\"22\"]\n").expect("write");
+    std::fs::write(
+        &w.daemon.config,
+        "[door.ssh]\nsequence = [\"1\", \"2\", \"3\"]\nopen = [\"22\"]\n",
+    )
+    .expect("write");
     w.daemon.signal(Signal::SIGHUP);
-    w.daemon.wait_log("reload refused, keeping the running configuration", Duration::from_secs(3));
-    assert!(w.daemon.log().contains(":2: door \"ssh\""), "file:line in the refusal: {}", w.daemon.log());
+    w.daemon.wait_log(
+        "reload refused, keeping the running configuration",
+        Duration::from_secs(3),
+    );
+    assert!(
+        w.daemon.log().contains(":2: door \"ssh\""),
+        "file:line in the refusal: {}",
+        w.daemon.log()
+    );
     // still the old door
-    w.knock(&w.lab.alice, Lab::SERVER_FOR_ALICE, &["7000", "9000:udp", "8000"]);
+    w.knock(
+        &w.lab.alice,
+        Lab::SERVER_FOR_ALICE,
+        &["7000", "9000:udp", "8000"],
+    );
     assert_eq!(w.wait_grants(1, Duration::from_secs(2)).len(), 1);
     // a good config with a new sequence replaces it
-    std::fs::write(&w.daemon.config, door_config("", "sequence = [\"6000\", \"6002\", \"6001\"]\nopen_for = 5\n")).expect("write");
+    std::fs::write(
+        &w.daemon.config,
+        door_config(
+            "",
+            "sequence = [\"6000\", \"6002\", \"6001\"]\nopen_for = 5\n",
+        ),
+    )
+    .expect("write");
     w.daemon.signal(Signal::SIGHUP);
-    w.daemon.wait_log("configuration reloaded", Duration::from_secs(3));
+    w.daemon
+        .wait_log("configuration reloaded", Duration::from_secs(3));
     assert_eq!(w.grants().len(), 1, "a reload keeps open grants");
-    w.knock(&w.lab.mallory, Lab::SERVER_FOR_MALLORY, &["6000", "6002", "6001"]);
+    w.knock(
+        &w.lab.mallory,
+        Lab::SERVER_FOR_MALLORY,
+        &["6000", "6002", "6001"],
+    );
     let g = w.wait_grants(2, Duration::from_secs(2));
-    assert!(g.iter().any(|g| g.to == Lab::MALLORY), "new sequence works: {g:?}");
+    assert!(
+        g.iter().any(|g| g.to == Lab::MALLORY),
+        "new sequence works: {g:?}"
+    );
     w.finish();
 }

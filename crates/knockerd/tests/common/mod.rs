@@ -26,7 +26,11 @@ pub fn e2e(tools: &[&str]) -> bool {
         panic!("e2e prerequisite missing: {e} (set KNOCKER_SKIP_E2E=1 to skip on purpose)");
     }
     for t in tools {
-        let found = Command::new("sh").args(["-c", &format!("command -v {t}")]).output().map(|o| o.status.success()).unwrap_or(false);
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
         assert!(found, "e2e prerequisite missing: `{t}` is not installed (scripts/test.sh installs it; KNOCKER_SKIP_E2E=1 skips on purpose)");
     }
     true
@@ -71,7 +75,12 @@ impl Knockerd {
                 }
             }
         });
-        let d = Knockerd { child, log, config: path, dir };
+        let d = Knockerd {
+            child,
+            log,
+            config: path,
+            dir,
+        };
         d.wait_log("ready:", Duration::from_secs(10));
         d
     }
@@ -97,7 +106,8 @@ impl Knockerd {
     }
 
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).expect("signal knockerd");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig)
+            .expect("signal knockerd");
     }
 
     /// Waits for knockerd to exit and returns its exit code (None if killed by a signal).
@@ -107,7 +117,11 @@ impl Knockerd {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status.code();
             }
-            assert!(Instant::now() < end, "knockerd did not exit within {limit:?}; log:\n{}", self.log());
+            assert!(
+                Instant::now() < end,
+                "knockerd did not exit within {limit:?}; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -134,21 +148,22 @@ impl World {
     pub fn new(tag: &str, config: &str) -> World {
         let lab = Lab::new(tag).expect("lab");
         let names = lab.names();
-        let listener = lab.server.enter(|| TcpListener::bind(("::", SERVICE))).expect("enter").expect("listen");
+        let listener = lab
+            .server
+            .enter(|| TcpListener::bind(("::", SERVICE)))
+            .expect("enter")
+            .expect("listen");
         std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                // keep accepted connections open until the peer closes
-                if let Ok(c) = conn {
-                    std::thread::spawn(move || {
-                        let mut buf = [0u8; 64];
-                        let mut c = c;
-                        while let Ok(n) = std::io::Read::read(&mut c, &mut buf) {
-                            if n == 0 || std::io::Write::write_all(&mut c, &buf[..n]).is_err() {
-                                break;
-                            }
+            // an echo service; accepted connections stay open until the peer closes
+            for mut c in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 64];
+                    while let Ok(n) = std::io::Read::read(&mut c, &mut buf) {
+                        if n == 0 || std::io::Write::write_all(&mut c, &buf[..n]).is_err() {
+                            break;
                         }
-                    });
-                }
+                    }
+                });
             }
         });
         let daemon = Knockerd::start(&lab, config);
@@ -184,13 +199,20 @@ impl World {
     /// Sends knocks with knocker's own sender.
     pub fn knock(&self, from: &Netns, host: &str, seq: &[&str]) {
         let host = ip(host);
-        let seq: Vec<knocker_engine::Service> = seq.iter().map(|s| s.parse().expect("service")).collect();
-        from.enter(move || seq.iter().try_for_each(|s| send_knock(host, *s))).expect("enter").expect("knock");
+        let seq: Vec<knocker_engine::Service> =
+            seq.iter().map(|s| s.parse().expect("service")).collect();
+        from.enter(move || seq.iter().try_for_each(|s| send_knock(host, *s)))
+            .expect("enter")
+            .expect("knock");
     }
 
     /// The grants in the server's kernel sets right now.
     pub fn grants(&self) -> Vec<LiveGrant> {
-        self.lab.server.enter(ruleset::live_grants).expect("enter").expect("list grants")
+        self.lab
+            .server
+            .enter(ruleset::live_grants)
+            .expect("enter")
+            .expect("list grants")
     }
 
     /// Waits until the grant count matches.
@@ -209,7 +231,10 @@ impl World {
     pub fn finish(self) {
         let names = self.names.clone();
         drop(self);
-        let list = Command::new("ip").args(["netns", "list"]).output().expect("ip netns list");
+        let list = Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .expect("ip netns list");
         let list = String::from_utf8_lossy(&list.stdout);
         for n in names {
             assert!(!list.contains(&n), "namespace {n} left behind");

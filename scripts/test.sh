@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test of knocker: formatting, lints, unit and property tests, the end-to-end tests in
-# network namespaces (real knockerd, real nftables, Debian's knock client, nmap), and a smoke run
-# of the benchmarks. Installs the system packages it needs (Debian, as root).
+# Runs every test of knocker: formatting, lints, a smoke run of the benchmarks, unit and property
+# tests, and the end-to-end tests in network namespaces (real knockerd, real nftables, Debian's
+# knock client, nmap). Installs the system packages it needs (Debian, as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ensure-packages.sh
@@ -9,6 +9,11 @@ ensure nft:nftables ip:iproute2 knock:knockd nmap:nmap
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
 # the benchmarks must build and run (one quick iteration each); real figures: BENCHMARKS.md
-cargo bench --workspace --locked -- --test
+cargo bench --workspace --benches --locked -- --test
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$log"
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "all tests: %d passed, %d failed, %d skipped\n", p, f, s; exit (p == 0 || f > 0) }' "$log"

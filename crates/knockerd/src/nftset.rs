@@ -28,7 +28,9 @@ use netlink_packet_netfilter::none::ControlMessage;
 use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProtoFamily};
 use netlink_sys::{constants::NETLINK_NETFILTER, Socket};
 
-use crate::nflog::{ack_result, find_attr, set_receive_timeout, NetlinkMessages};
+use crate::nflog::{
+    ack_result, find_attr, set_receive_timeout, NetlinkMessages, NFGENMSG_LEN, NLMSG_ERROR,
+};
 
 /// How long to wait for the kernel's acknowledgements before giving up on a batch. The kernel
 /// answers a batch while processing the send, so this only bounds the pathological case.
@@ -37,8 +39,6 @@ pub const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 // include/uapi/linux/netfilter/nfnetlink.h, nf_tables.h, linux/netlink.h
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFT_MSG_NEWSET: u16 = 9;
-const NLMSG_ERROR: u16 = 2;
-const NFGENMSG_LEN: usize = 4;
 const NFTA_SET_FLAGS: u16 = 3;
 const NFTA_SET_KEY_TYPE: u16 = 4;
 const NFTA_SET_KEY_LEN: u16 = 5;

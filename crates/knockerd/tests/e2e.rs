@@ -288,19 +288,8 @@ fn grant_closes_at_its_timeout_and_open_connections_survive() {
     if !e2e(&[]) {
         return;
     }
-    let w = World::new(
-        "timeout",
-        &door_config(
-            "",
-            "sequence = [\"7000\", \"9000:udp\", \"8000\"]\nopen_for = 2\n",
-        ),
-    );
-    w.knock(
-        &w.lab.alice,
-        Lab::SERVER_FOR_ALICE,
-        &["7000", "9000:udp", "8000"],
-    );
-    assert_eq!(w.wait_grants(1, Duration::from_secs(2)).len(), 1);
+    let w = World::alice_door("timeout", 2);
+    w.alice_knocks_and_is_granted();
     let addr = std::net::SocketAddr::new(ip(Lab::SERVER_FOR_ALICE), SERVICE);
     let conn = w
         .lab
@@ -333,19 +322,8 @@ fn kill_9_leaves_ports_closed_and_grants_still_expire() {
     if !e2e(&[]) {
         return;
     }
-    let mut w = World::new(
-        "kill",
-        &door_config(
-            "",
-            "sequence = [\"7000\", \"9000:udp\", \"8000\"]\nopen_for = 3\n",
-        ),
-    );
-    w.knock(
-        &w.lab.alice,
-        Lab::SERVER_FOR_ALICE,
-        &["7000", "9000:udp", "8000"],
-    );
-    assert_eq!(w.wait_grants(1, Duration::from_secs(2)).len(), 1);
+    let mut w = World::alice_door("kill", 3);
+    w.alice_knocks_and_is_granted();
     w.daemon.signal(Signal::SIGKILL);
     assert_eq!(
         w.daemon.wait_exit(Duration::from_secs(5)),
@@ -383,27 +361,12 @@ fn repeated_knock_refreshes_without_duplicates() {
     if !e2e(&[]) {
         return;
     }
-    let w = World::new(
-        "refresh",
-        &door_config(
-            "",
-            "sequence = [\"7000\", \"9000:udp\", \"8000\"]\nopen_for = 10\n",
-        ),
-    );
-    w.knock(
-        &w.lab.alice,
-        Lab::SERVER_FOR_ALICE,
-        &["7000", "9000:udp", "8000"],
-    );
-    assert_eq!(w.wait_grants(1, Duration::from_secs(2)).len(), 1);
+    let w = World::alice_door("refresh", 10);
+    w.alice_knocks_and_is_granted();
     std::thread::sleep(Duration::from_millis(2200));
     let before = w.grants();
     assert!(before[0].expires_s <= 8, "{before:?}");
-    w.knock(
-        &w.lab.alice,
-        Lab::SERVER_FOR_ALICE,
-        &["7000", "9000:udp", "8000"],
-    );
+    w.knock(&w.lab.alice, Lab::SERVER_FOR_ALICE, &ALICE_SEQ);
     w.daemon.wait_log("refresh", Duration::from_secs(2));
     let after = w.grants();
     assert_eq!(after.len(), 1, "one element, not two: {after:?}");
@@ -424,12 +387,7 @@ fn sigterm_exits_0_and_on_stop_decides_about_grants() {
             "stop",
             &door_config(&format!("on_stop = \"{on_stop}\""), SEQ),
         );
-        w.knock(
-            &w.lab.alice,
-            Lab::SERVER_FOR_ALICE,
-            &["7000", "9000:udp", "8000"],
-        );
-        assert_eq!(w.wait_grants(1, Duration::from_secs(2)).len(), 1);
+        w.alice_knocks_and_is_granted();
         w.daemon.signal(Signal::SIGTERM);
         assert_eq!(
             w.daemon.wait_exit(Duration::from_secs(10)),
@@ -482,12 +440,7 @@ fn default_drop_ruleset_needs_the_mark_line_and_check_says_so() {
             && out.contains("meta mark & 0x4b4e0000 == 0x4b4e0000 accept"),
         "{out}"
     );
-    w.knock(
-        &w.lab.alice,
-        Lab::SERVER_FOR_ALICE,
-        &["7000", "9000:udp", "8000"],
-    );
-    assert_eq!(w.wait_grants(1, Duration::from_secs(2)).len(), 1);
+    w.alice_knocks_and_is_granted();
     assert_eq!(
         w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE),
         Reach::Silent,
@@ -553,12 +506,7 @@ fn reload_takes_a_good_config_and_keeps_the_running_one_on_a_bad_one() {
         w.daemon.log()
     );
     // still the old door
-    w.knock(
-        &w.lab.alice,
-        Lab::SERVER_FOR_ALICE,
-        &["7000", "9000:udp", "8000"],
-    );
-    assert_eq!(w.wait_grants(1, Duration::from_secs(2)).len(), 1);
+    w.alice_knocks_and_is_granted();
     // a good config with a new sequence replaces it
     std::fs::write(
         &w.daemon.config,

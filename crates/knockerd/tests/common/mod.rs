@@ -14,6 +14,8 @@ use knockerd::ruleset::{self, LiveGrant};
 
 pub const SERVICE: u16 = 2222;
 pub const PROBE: Duration = Duration::from_millis(800);
+/// alice's usual sequence in the tests.
+pub const ALICE_SEQ: [&str; 3] = ["7000", "9000:udp", "8000"];
 
 /// Whether e2e tests run. They fail loudly when a prerequisite is missing, and skip only when
 /// KNOCKER_SKIP_E2E=1 is set on purpose.
@@ -189,6 +191,30 @@ impl World {
             }
         })
         .expect("enter")
+    }
+
+    /// A world whose door is alice's usual sequence (tcp/7000, udp/9000, tcp/8000), open for
+    /// `open_for` seconds.
+    pub fn alice_door(tag: &str, open_for: u64) -> World {
+        World::new(
+            tag,
+            &door_config(
+                "",
+                &format!("sequence = {ALICE_SEQ:?}\nopen_for = {open_for}\n"),
+            ),
+        )
+    }
+
+    /// alice knocks the usual sequence with knocker's own sender; exactly one grant follows.
+    pub fn alice_knocks_and_is_granted(&self) {
+        self.knock(&self.lab.alice, Lab::SERVER_FOR_ALICE, &ALICE_SEQ);
+        let g = self.wait_grants(1, Duration::from_secs(2));
+        assert_eq!(
+            g.len(),
+            1,
+            "alice's knock must be granted once: {g:?}\n{}",
+            self.daemon.log()
+        );
     }
 
     /// Runs Debian's knock client in a namespace.

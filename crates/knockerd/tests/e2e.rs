@@ -532,3 +532,130 @@ fn reload_takes_a_good_config_and_keeps_the_running_one_on_a_bad_one() {
     );
     w.finish();
 }
+
+/// The `knocker` client binary, built by `cargo test --workspace` next to knockerd.
+fn knocker_client() -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_BIN_EXE_knockerd")).with_file_name("knocker");
+    assert!(
+        path.exists(),
+        "{} is missing: build the client first (cargo build -p knocker, or cargo test --workspace)",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn knocker_client_profile_opens_the_door() {
+    if !e2e(&[]) {
+        return;
+    }
+    let w = World::alice_door("client", 5);
+    let dir = std::env::temp_dir().join(format!("knocker-e2e-client-{}", std::process::id()));
+    let client = knocker_client();
+    let run = |args: &[&str]| {
+        let out = w
+            .lab
+            .alice
+            .command(&client.to_string_lossy())
+            .args(args)
+            .env("KNOCKER_CONFIG_DIR", &dir)
+            .output()
+            .expect("run knocker");
+        assert!(
+            out.status.success(),
+            "knocker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "profile",
+        "add",
+        "lab",
+        Lab::SERVER_FOR_ALICE,
+        "7000",
+        "9000:udp",
+        "8000",
+    ]);
+    assert_eq!(
+        w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE),
+        Reach::Silent
+    );
+    run(&["knock", "lab"]);
+    assert_eq!(
+        w.connect_within(&w.lab.alice, Lab::SERVER_FOR_ALICE, Duration::from_secs(2)),
+        Reach::Connected
+    );
+    assert_eq!(
+        w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
+        Reach::Silent
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    w.finish();
+}
+
+#[test]
+fn teardown_removes_only_knockers_table_and_status_lists_grants() {
+    if !e2e(&[]) {
+        return;
+    }
+    let mut w = World::alice_door("teardown", 30);
+    let admin = "table inet filter {\n chain input {\n  type filter hook input priority filter; policy accept;\n }\n}\n";
+    w.lab
+        .server
+        .enter(move || knockerd::ruleset::nft(&["-f", "-"], Some(admin)))
+        .expect("enter")
+        .expect("admin ruleset");
+    w.alice_knocks_and_is_granted();
+    let knockerd_cmd = |args: &[&str]| {
+        let out = w
+            .lab
+            .server
+            .command(env!("CARGO_BIN_EXE_knockerd"))
+            .args(args)
+            .output()
+            .expect("run knockerd");
+        assert!(
+            out.status.success(),
+            "knockerd {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let status = knockerd_cmd(&["status"]);
+    assert!(
+        status.contains(&format!("{} tcp/{SERVICE} expires in", Lab::ALICE)),
+        "{status}"
+    );
+    w.daemon.signal(Signal::SIGTERM);
+    assert_eq!(w.daemon.wait_exit(Duration::from_secs(10)), Some(0));
+    assert_eq!(
+        w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
+        Reach::Silent,
+        "stopped knockerd still protects"
+    );
+    assert_eq!(
+        knockerd_cmd(&["teardown"]).trim(),
+        "removed table inet knocker"
+    );
+    let tables = w
+        .lab
+        .server
+        .exec("nft", &["list", "tables"])
+        .expect("nft list tables");
+    assert_eq!(
+        tables.trim(),
+        "table inet filter",
+        "only the admin's table is left"
+    );
+    assert_eq!(
+        w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
+        Reach::Connected,
+        "teardown stops protecting"
+    );
+    assert_eq!(
+        knockerd_cmd(&["teardown"]).trim(),
+        "no table inet knocker: nothing to remove"
+    );
+    assert!(knockerd_cmd(&["status"]).contains("no table inet knocker"));
+    w.finish();
+}

@@ -32,6 +32,7 @@ fn door() -> SequenceDoor {
         tcp_flags: Some("syn,!ack".parse().expect("valid filter")),
         open: vec![Service::tcp(22)],
         open_for: Duration::from_secs(30),
+        kind: knocker_engine::Kind::Static,
     }
 }
 

@@ -5,13 +5,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::sequence::{SequenceDoor, SequenceError, Step};
+use crate::sequence::{step, Clock, Kind, SequenceDoor, SequenceError, Step};
 use crate::table::{Progress, Table};
 use crate::types::{Grant, Knock, Service};
 
 /// Default bound on tracked partial knocks: about 11 MiB at the ~110 bytes each measured in
 /// BENCHMARKS.md.
 pub const DEFAULT_MAX_TRACKED: usize = 100_000;
+/// The most candidate sequences a rotating door offers at once (skew or lookahead).
+pub const MAX_CANDIDATES: u64 = 64;
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -25,6 +27,16 @@ pub struct EngineConfig {
 pub enum Event {
     /// A door was completed: the gatekeeper should open.
     Grant(Grant),
+    /// A one-time line, counter or time step was used and must never work again. Comes just
+    /// before its [`Event::Grant`]; the caller must make it durable first and drop the grant if
+    /// it cannot (fail closed).
+    Used {
+        door: Arc<str>,
+        index: usize,
+        tag: u64,
+    },
+    /// A one-time door has no sequence left: it is closed for good.
+    Exhausted { door: Arc<str> },
     /// A knock advanced a source through a door (for verbose logs).
     Progress {
         door: Arc<str>,
@@ -54,48 +66,181 @@ pub enum DoorsError {
     TooMany(usize),
 }
 
+/// A door as the engine runs it.
+struct DoorState {
+    spec: SequenceDoor,
+    name: Arc<str>,
+    /// The last tag used (one-time line, counter, time step), if any.
+    used: Option<u64>,
+    /// The sequences that open the door now, with their tags.
+    candidates: Vec<(u64, Vec<Service>)>,
+    /// The time step the candidates of a TOTP door were computed for.
+    step: Option<u64>,
+}
+
+impl DoorState {
+    fn refresh(&mut self, wall: u64) {
+        let (candidates, step) = candidates(&self.spec, self.used, wall);
+        self.candidates = candidates;
+        self.step = step;
+    }
+}
+
+/// The candidate sequences of a door, and the TOTP step they belong to.
+fn candidates(
+    spec: &SequenceDoor,
+    used: Option<u64>,
+    wall: u64,
+) -> (Vec<(u64, Vec<Service>)>, Option<u64>) {
+    let after_used = |t: u64| used.is_none_or(|u| t > u);
+    match &spec.kind {
+        Kind::Static => (vec![(0, spec.sequence.clone())], None),
+        Kind::OneTime { lines, .. } => {
+            let next = used.map_or(0, |u| u.saturating_add(1));
+            let line = usize::try_from(next).ok().and_then(|i| lines.get(i));
+            (
+                line.map(|l| vec![(next, l.clone())]).unwrap_or_default(),
+                None,
+            )
+        }
+        Kind::Rotating {
+            derive,
+            clock: Clock::Totp { period, skew },
+            ..
+        } => {
+            let now = wall / (*period).max(1);
+            let skew = (*skew).min(MAX_CANDIDATES / 2);
+            let from = now.saturating_sub(skew);
+            let to = now.saturating_add(skew);
+            let c = (from..=to)
+                .filter(|t| after_used(*t))
+                .map(|t| (t, derive(t)))
+                .collect();
+            (c, Some(now))
+        }
+        Kind::Rotating {
+            derive,
+            clock: Clock::Hotp { lookahead },
+            ..
+        } => {
+            let first = used.map_or(0, |u| u.saturating_add(1));
+            let n = (*lookahead).clamp(1, MAX_CANDIDATES);
+            let c = (first..first.saturating_add(n))
+                .map(|t| (t, derive(t)))
+                .collect();
+            (c, None)
+        }
+    }
+}
+
 pub struct Engine {
-    doors: Vec<SequenceDoor>,
-    /// Door names shared by events, so that reporting progress allocates nothing per packet.
-    names: Vec<Arc<str>>,
-    /// Which doors each knock port belongs to.
-    by_service: HashMap<Service, Vec<u16>>,
+    doors: Vec<DoorState>,
+    /// Which (door, candidate tag) each knock port belongs to right now.
+    by_service: HashMap<Service, Vec<(u16, u64)>>,
     table: Table,
     events: VecDeque<Event>,
     full_reported: bool,
+    /// Wall-clock time in Unix seconds, for TOTP doors.
+    wall: u64,
 }
 
 impl Engine {
+    /// Builds an engine, refusing doors that break any rule.
     pub fn new(config: EngineConfig) -> Result<Self, DoorsError> {
         validate_doors(&config.doors)?;
-        let mut by_service: HashMap<Service, Vec<u16>> = HashMap::new();
-        for (i, door) in config.doors.iter().enumerate() {
-            for s in &door.sequence {
-                let ids = by_service.entry(*s).or_default();
-                if !ids.contains(&(i as u16)) {
-                    ids.push(i as u16);
-                }
-            }
-        }
-        Ok(Engine {
-            names: config
-                .doors
-                .iter()
-                .map(|d| Arc::from(d.name.as_str()))
-                .collect(),
-            doors: config.doors,
-            by_service,
+        Ok(Engine::build(config))
+    }
+
+    /// Builds an engine for a knockd.conf: what knockd accepts runs, and the rules that only
+    /// protect against sweeps, retransmissions and overlapping doors come back as warnings.
+    pub fn new_compat(config: EngineConfig) -> Result<(Self, Vec<DoorsError>), DoorsError> {
+        let warnings = validate_doors_compat(&config.doors)?;
+        Ok((Engine::build(config), warnings))
+    }
+
+    fn build(config: EngineConfig) -> Self {
+        let doors = config
+            .doors
+            .into_iter()
+            .map(|spec| {
+                let used = match &spec.kind {
+                    Kind::Static => None,
+                    Kind::OneTime { used, .. } | Kind::Rotating { used, .. } => *used,
+                };
+                let mut d = DoorState {
+                    name: Arc::from(spec.name.as_str()),
+                    spec,
+                    used,
+                    candidates: Vec::new(),
+                    step: None,
+                };
+                d.refresh(0);
+                d
+            })
+            .collect();
+        let mut e = Engine {
+            doors,
+            by_service: HashMap::new(),
             table: Table::new(config.max_tracked),
             events: VecDeque::new(),
             full_reported: false,
-        })
+            wall: 0,
+        };
+        e.reindex();
+        e
     }
 
-    pub fn doors(&self) -> &[SequenceDoor] {
-        &self.doors
+    fn reindex(&mut self) {
+        self.by_service.clear();
+        for (i, door) in self.doors.iter().enumerate() {
+            for (tag, seq) in &door.candidates {
+                for s in seq {
+                    let ids = self.by_service.entry(*s).or_default();
+                    if !ids.contains(&(i as u16, *tag)) {
+                        ids.push((i as u16, *tag));
+                    }
+                }
+            }
+        }
     }
 
-    /// Every protocol and port that some door listens for.
+    /// Tells the engine the wall-clock time (Unix seconds). TOTP doors derive their candidate
+    /// sequences from it; call it before [`Engine::handle`] whenever the second changes.
+    pub fn set_wall_clock(&mut self, unix_secs: u64) {
+        self.wall = unix_secs;
+        let mut changed = false;
+        for d in &mut self.doors {
+            if let Kind::Rotating {
+                clock: Clock::Totp { period, .. },
+                ..
+            } = d.spec.kind
+            {
+                if d.step != Some(unix_secs / period.max(1)) {
+                    d.refresh(unix_secs);
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            self.reindex();
+        }
+    }
+
+    pub fn doors(&self) -> impl Iterator<Item = &SequenceDoor> {
+        self.doors.iter().map(|d| &d.spec)
+    }
+
+    /// The sequences that open door `index` right now, with their tags.
+    pub fn candidates(&self, index: usize) -> &[(u64, Vec<Service>)] {
+        self.doors.get(index).map_or(&[], |d| &d.candidates)
+    }
+
+    /// The last tag door `index` used.
+    pub fn used(&self, index: usize) -> Option<u64> {
+        self.doors.get(index).and_then(|d| d.used)
+    }
+
+    /// Every protocol and port that some door listens for right now.
     pub fn knock_services(&self) -> Vec<Service> {
         let mut v: Vec<Service> = self.by_service.keys().copied().collect();
         v.sort();
@@ -112,21 +257,25 @@ impl Engine {
         Table::bytes_per_entry()
     }
 
-    /// Feeds one knock seen at `now`. O(number of doors sharing the knock's port), independent of
-    /// how many sources are tracked.
+    /// Feeds one knock seen at `now`. O(number of candidate sequences sharing the knock's port),
+    /// independent of how many sources are tracked.
     pub fn handle(&mut self, now: Instant, knock: &Knock) {
         // An IPv4-mapped IPv6 source is the IPv4 address it maps, not a second identity.
         let src = knock.src.to_canonical();
         let service = knock.service();
-        let Some(ids) = self.by_service.get(&service) else {
+        let Some(entries) = self.by_service.get(&service) else {
             return;
         };
-        for &id in ids {
+        let mut completed: Vec<(u16, u64)> = Vec::new();
+        for &(id, tag) in entries {
             let door = &self.doors[id as usize];
-            if !door.admits(knock) {
+            if !door.spec.admits(knock) {
                 continue;
             }
-            let key = (src, id);
+            let Some((_, seq)) = door.candidates.iter().find(|(t, _)| *t == tag) else {
+                continue;
+            };
+            let key = (src, id, tag);
             let matched = match self.table.get(&key) {
                 Some(p) if now < p.deadline => p.matched as usize,
                 Some(_) => {
@@ -135,23 +284,17 @@ impl Engine {
                 }
                 None => 0,
             };
-            let of = door.sequence.len();
-            match door.step(matched, service) {
+            let of = seq.len();
+            match step(seq, matched, service) {
                 Step::Ignore => {}
                 Step::Complete => {
                     self.table.remove(&key);
-                    self.events.push_back(Event::Grant(Grant {
-                        door: id as usize,
-                        door_name: door.name.clone(),
-                        to: src,
-                        open: door.open.clone(),
-                        duration: door.open_for,
-                    }));
+                    completed.push((id, tag));
                 }
                 Step::Advance(n) if matched > 0 => {
                     self.table.update(&key, n as u8);
                     self.events.push_back(Event::Progress {
-                        door: self.names[id as usize].clone(),
+                        door: door.name.clone(),
                         src,
                         matched: n,
                         of,
@@ -160,16 +303,18 @@ impl Engine {
                 Step::Advance(_) | Step::Restart => {
                     // validate() bounds the window; checked_add keeps a hand-built door from
                     // panicking the engine all the same.
-                    let Some(deadline) = now.checked_add(door.window) else {
+                    let Some(deadline) = now.checked_add(door.spec.window) else {
                         continue;
                     };
-                    let progress = Progress {
-                        matched: 1,
-                        deadline,
-                    };
-                    let evicted = self.table.insert_newest(key, progress);
+                    let evicted = self.table.insert_newest(
+                        key,
+                        Progress {
+                            matched: 1,
+                            deadline,
+                        },
+                    );
                     self.events.push_back(Event::Progress {
-                        door: self.names[id as usize].clone(),
+                        door: door.name.clone(),
                         src,
                         matched: 1,
                         of,
@@ -184,14 +329,53 @@ impl Engine {
                 Step::Reset => {
                     if self.table.remove(&key).is_some() {
                         self.events.push_back(Event::Reset {
-                            door: self.names[id as usize].clone(),
+                            door: door.name.clone(),
                             src,
                         });
                     }
                 }
             }
         }
+        for (id, tag) in completed {
+            self.complete(id as usize, tag, src);
+        }
         self.rearm_table_full();
+    }
+
+    /// A candidate was knocked in full: use its tag (once) and grant.
+    fn complete(&mut self, index: usize, tag: u64, src: IpAddr) {
+        let wall = self.wall;
+        let door = &mut self.doors[index];
+        let dynamic = !matches!(door.spec.kind, Kind::Static);
+        if dynamic {
+            // A second completion of the same tag (two sources racing, or doors sharing a
+            // knock) must not open twice: tags are used once.
+            if door.used.is_some_and(|u| tag <= u) {
+                return;
+            }
+            door.used = Some(tag);
+            self.events.push_back(Event::Used {
+                door: door.name.clone(),
+                index,
+                tag,
+            });
+        }
+        self.events.push_back(Event::Grant(Grant {
+            door: index,
+            door_name: door.spec.name.clone(),
+            to: src,
+            open: door.spec.open.clone(),
+            duration: door.spec.open_for,
+        }));
+        if dynamic {
+            door.refresh(wall);
+            if door.candidates.is_empty() {
+                self.events.push_back(Event::Exhausted {
+                    door: door.name.clone(),
+                });
+            }
+            self.reindex();
+        }
     }
 
     /// TableFull may be reported again once the table has drained below half its capacity.
@@ -224,17 +408,17 @@ impl Engine {
     }
 }
 
-/// Whether knocking `knocks`, in order and from one source, completes `door`: the door's own
-/// state machine run over them. This is exact, so it catches every way one door's sequence can
-/// contain another's (a prefix, a suffix, or the other's ports in order with foreign ports
-/// between them, which a door ignores).
-fn opens_with(door: &SequenceDoor, knocks: &[Service]) -> bool {
+/// Whether knocking `knocks`, in order and from one source, completes the sequence `door`: the
+/// door's own state machine run over them. This is exact, so it catches every way one door's
+/// sequence can contain another's (a prefix, a suffix, or the other's ports in order with
+/// foreign ports between them, which a door ignores).
+fn opens_with(door: &[Service], knocks: &[Service]) -> bool {
     let mut matched = 0;
     for k in knocks {
-        if !door.sequence.contains(k) {
+        if !door.contains(k) {
             continue;
         }
-        match door.step(matched, *k) {
+        match step(door, matched, *k) {
             Step::Complete => return true,
             Step::Advance(n) => matched = n,
             Step::Ignore => {}
@@ -247,32 +431,43 @@ fn opens_with(door: &SequenceDoor, knocks: &[Service]) -> bool {
 
 /// Checks each door and the doors against each other.
 pub fn validate_doors(doors: &[SequenceDoor]) -> Result<(), DoorsError> {
-    if doors.len() > u16::MAX as usize {
-        return Err(DoorsError::TooMany(doors.len()));
-    }
     for d in doors {
         d.validate().map_err(|error| DoorsError::Door {
             door: d.name.clone(),
             error,
         })?;
     }
-    for (i, a) in doors.iter().enumerate() {
-        for b in &doors[i + 1..] {
-            if a.sequence == b.sequence {
-                return Err(DoorsError::Identical(a.name.clone(), b.name.clone()));
-            }
-        }
+    match cross_check(doors)?.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// knockd's rules: only what knockd itself refuses is an error; the rest are warnings.
+pub fn validate_doors_compat(doors: &[SequenceDoor]) -> Result<Vec<DoorsError>, DoorsError> {
+    let mut warnings = Vec::new();
+    for d in doors {
+        let w = d.validate_compat().map_err(|error| DoorsError::Door {
+            door: d.name.clone(),
+            error,
+        })?;
+        warnings.extend(w.into_iter().map(|error| DoorsError::Door {
+            door: d.name.clone(),
+            error,
+        }));
+    }
+    warnings.extend(cross_check(doors)?);
+    Ok(warnings)
+}
+
+/// Rules between doors: hard errors are returned as `Err`, ambiguities as the `Ok` list.
+fn cross_check(doors: &[SequenceDoor]) -> Result<Vec<DoorsError>, DoorsError> {
+    if doors.len() > u16::MAX as usize {
+        return Err(DoorsError::TooMany(doors.len()));
     }
     for a in doors {
         for b in doors {
-            if !std::ptr::eq(a, b) && opens_with(b, &a.sequence) {
-                return Err(DoorsError::Overlap(a.name.clone(), b.name.clone()));
-            }
-        }
-    }
-    for a in doors {
-        for b in doors {
-            if let Some(s) = a.sequence.iter().find(|s| b.open.contains(s)) {
+            if let Some(s) = a.fixed_knocks().find(|s| b.open.contains(s)) {
                 return Err(DoorsError::KnockIsService(
                     *s,
                     a.name.clone(),
@@ -281,7 +476,30 @@ pub fn validate_doors(doors: &[SequenceDoor]) -> Result<(), DoorsError> {
             }
         }
     }
-    Ok(())
+    let mut ambiguous = Vec::new();
+    let fixed = |d: &SequenceDoor| matches!(d.kind, Kind::Static).then_some(d.sequence.clone());
+    for (i, a) in doors.iter().enumerate() {
+        for b in &doors[i + 1..] {
+            if let (Some(x), Some(y)) = (fixed(a), fixed(b)) {
+                if x == y {
+                    ambiguous.push(DoorsError::Identical(a.name.clone(), b.name.clone()));
+                }
+            }
+        }
+    }
+    for a in doors {
+        for b in doors {
+            if std::ptr::eq(a, b) {
+                continue;
+            }
+            if let (Some(x), Some(y)) = (fixed(a), fixed(b)) {
+                if x != y && opens_with(&y, &x) {
+                    ambiguous.push(DoorsError::Overlap(a.name.clone(), b.name.clone()));
+                }
+            }
+        }
+    }
+    Ok(ambiguous)
 }
 
 #[cfg(test)]
@@ -299,6 +517,7 @@ mod tests {
             tcp_flags: None,
             open: vec![Service::tcp(22)],
             open_for: Duration::from_secs(30),
+            kind: crate::Kind::Static,
         };
         let mut e = Engine::new(EngineConfig {
             doors: vec![door],

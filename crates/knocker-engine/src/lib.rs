@@ -13,6 +13,12 @@ mod sequence;
 mod table;
 mod types;
 
-pub use engine::{validate_doors, DoorsError, Engine, EngineConfig, Event, DEFAULT_MAX_TRACKED};
-pub use sequence::{SequenceDoor, SequenceError, MAX_KNOCKS, MAX_OPEN_FOR, MAX_WINDOW, MIN_KNOCKS};
+pub use engine::{
+    validate_doors, validate_doors_compat, DoorsError, Engine, EngineConfig, Event,
+    DEFAULT_MAX_TRACKED, MAX_CANDIDATES,
+};
+pub use sequence::{
+    sequence_rules, Clock, Derive, Kind, SequenceDoor, SequenceError, MAX_KNOCKS, MAX_OPEN_FOR,
+    MAX_WINDOW, MIN_KNOCKS,
+};
 pub use types::{FlagFilter, Grant, Knock, ParseError, Proto, Service, TcpFlags};

@@ -20,6 +20,8 @@
 //! downward would otherwise walk straight through it, see [`SequenceDoor::validate`]), and no
 //! knock may follow itself (it could not be told from a retransmission).
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::types::{FlagFilter, Knock, Service};
@@ -37,6 +39,7 @@ pub const MAX_OPEN_FOR: Duration = Duration::from_secs(24 * 3600);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SequenceDoor {
     pub name: String,
+    /// The sequence of a [`Kind::Static`] door; empty for the other kinds.
     pub sequence: Vec<Service>,
     /// How long, from the first knock, the whole sequence may take.
     pub window: Duration,
@@ -44,7 +47,87 @@ pub struct SequenceDoor {
     pub tcp_flags: Option<FlagFilter>,
     pub open: Vec<Service>,
     pub open_for: Duration,
+    /// Where the door's sequence comes from.
+    pub kind: Kind,
 }
+
+/// Where a door's sequence comes from.
+///
+/// Only [`Kind::Static`] uses [`SequenceDoor::sequence`]. The other kinds offer the engine a
+/// few *candidate* sequences at a time, each with a tag (line number, counter or time step), and
+/// accept each tag once: a tag at or below the last one used is never a candidate again, so a
+/// recorded knock never opens twice. The caller persists [`crate::Event::Used`] and passes the
+/// last used tag back in `used` after a restart.
+#[derive(Clone)]
+pub enum Kind {
+    /// The same sequence every time (replayable by nature).
+    Static,
+    /// knockd's One_Time_Sequences: lines used in order, each once; the door closes for good
+    /// when none is left. The tag is the line's index.
+    OneTime {
+        lines: Vec<Vec<Service>>,
+        used: Option<u64>,
+    },
+    /// A sequence derived from a shared key and a counter (HOTP) or a time step (TOTP). The
+    /// derivation is injected, so the engine holds no key material and does no crypto.
+    Rotating {
+        derive: Derive,
+        clock: Clock,
+        used: Option<u64>,
+    },
+}
+
+/// The derivation of a rotating door's sequence for a counter or time step.
+pub type Derive = Arc<dyn Fn(u64) -> Vec<Service> + Send + Sync>;
+
+/// What a rotating door counts in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    /// Time steps of `period` seconds since the Unix epoch, `skew` steps either way.
+    Totp { period: u64, skew: u64 },
+    /// A counter: the `lookahead` counters after the last one used.
+    Hotp { lookahead: u64 },
+}
+
+impl fmt::Debug for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Kind::Static => f.write_str("Static"),
+            Kind::OneTime { lines, used } => {
+                write!(f, "OneTime {{ lines: {}, used: {used:?} }}", lines.len())
+            }
+            Kind::Rotating { clock, used, .. } => {
+                write!(f, "Rotating {{ clock: {clock:?}, used: {used:?} }}")
+            }
+        }
+    }
+}
+
+impl PartialEq for Kind {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Kind::Static, Kind::Static) => true,
+            (Kind::OneTime { lines: a, used: u }, Kind::OneTime { lines: b, used: v }) => {
+                a == b && u == v
+            }
+            (
+                Kind::Rotating {
+                    derive: d,
+                    clock: c,
+                    used: u,
+                },
+                Kind::Rotating {
+                    derive: e,
+                    clock: k,
+                    used: v,
+                },
+            ) => Arc::ptr_eq(d, e) && c == k && u == v,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Kind {}
 
 /// Why a sequence door cannot be used; each message says how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,43 +148,80 @@ pub enum SequenceError {
     BadWindow,
     #[error("the door must stay open from one second to one day")]
     BadOpenFor,
+    #[error("a sequence is empty")]
+    Empty,
+}
+
+/// The rules that make a sequence safe against port sweeps and retransmissions.
+pub fn sequence_rules(seq: &[Service]) -> Result<(), SequenceError> {
+    let n = seq.len();
+    if n == 0 {
+        return Err(SequenceError::Empty);
+    }
+    if n > MAX_KNOCKS {
+        return Err(SequenceError::TooLong(n));
+    }
+    if n < MIN_KNOCKS {
+        return Err(SequenceError::TooShort(n));
+    }
+    for (i, pair) in seq.windows(2).enumerate() {
+        if pair[0] == pair[1] {
+            return Err(SequenceError::Repeated(pair[0], i + 2));
+        }
+    }
+    let ascending = seq.windows(2).all(|w| w[0].port <= w[1].port);
+    let descending = seq.windows(2).all(|w| w[0].port >= w[1].port);
+    if ascending || descending {
+        let mut fixed = seq.to_vec();
+        // Swapping the first two breaks the order of any sequence of three or more knocks
+        // without repeats; it is a suggestion, not the only fix.
+        fixed.swap(0, 1);
+        let fixed: Vec<String> = fixed.iter().map(|s| s.to_string()).collect();
+        let (order, way) = if ascending {
+            ("ascending", "upward")
+        } else {
+            ("descending", "downward")
+        };
+        return Err(SequenceError::Monotonic(order, way, fixed.join(", ")));
+    }
+    Ok(())
 }
 
 impl SequenceDoor {
     /// Checks everything about a door that does not depend on other doors.
     pub fn validate(&self) -> Result<(), SequenceError> {
-        let n = self.sequence.len();
-        if n < MIN_KNOCKS {
-            return Err(SequenceError::TooShort(n));
-        }
-        if n > MAX_KNOCKS {
-            return Err(SequenceError::TooLong(n));
-        }
-        for (i, pair) in self.sequence.windows(2).enumerate() {
-            if pair[0] == pair[1] {
-                return Err(SequenceError::Repeated(pair[0], i + 2));
+        self.validate_with(true).map(|_| ())
+    }
+
+    /// Like [`SequenceDoor::validate`], but the rules that only protect against port sweeps and
+    /// retransmissions (at least three knocks, not in order, no knock twice in a row) come back
+    /// as warnings instead of errors: knockd accepts such sequences, and a knockd.conf must run
+    /// as it is.
+    pub fn validate_compat(&self) -> Result<Vec<SequenceError>, SequenceError> {
+        self.validate_with(false)
+    }
+
+    fn validate_with(&self, strict: bool) -> Result<Vec<SequenceError>, SequenceError> {
+        let mut warnings = Vec::new();
+        let mut check = |seq: &[Service]| match sequence_rules(seq) {
+            Ok(()) => Ok(()),
+            Err(e @ (SequenceError::TooLong(_) | SequenceError::Empty)) => Err(e),
+            Err(e) if strict => Err(e),
+            Err(e) => {
+                warnings.push(e);
+                Ok(())
             }
-        }
-        let ports: Vec<u16> = self.sequence.iter().map(|s| s.port).collect();
-        let ascending = ports.windows(2).all(|w| w[0] <= w[1]);
-        let descending = ports.windows(2).all(|w| w[0] >= w[1]);
-        if ascending || descending {
-            let mut fixed = self.sequence.clone();
-            // Swapping the first two breaks the order for any sequence of three or more
-            // distinct-by-neighbour knocks; it is a suggestion, not the only fix.
-            fixed.swap(0, 1);
-            let fixed: Vec<String> = fixed.iter().map(|s| s.to_string()).collect();
-            let (order, way) = if ascending {
-                ("ascending", "upward")
-            } else {
-                ("descending", "downward")
-            };
-            return Err(SequenceError::Monotonic(order, way, fixed.join(", ")));
+        };
+        match &self.kind {
+            Kind::Static => check(&self.sequence)?,
+            Kind::OneTime { lines, .. } => lines.iter().try_for_each(|l| check(l))?,
+            // derived sequences are made valid by the derivation (knocker-wire guarantees it)
+            Kind::Rotating { .. } => {}
         }
         if self.open.is_empty() {
             return Err(SequenceError::OpensNothing);
         }
-        if let Some(s) = self.sequence.iter().find(|s| self.open.contains(s)) {
+        if let Some(s) = self.fixed_knocks().find(|s| self.open.contains(s)) {
             return Err(SequenceError::KnockIsService(*s));
         }
         if self.window < Duration::from_secs(1) || self.window > MAX_WINDOW {
@@ -110,7 +230,20 @@ impl SequenceDoor {
         if self.open_for < Duration::from_secs(1) || self.open_for > MAX_OPEN_FOR {
             return Err(SequenceError::BadOpenFor);
         }
-        Ok(())
+        Ok(warnings)
+    }
+
+    /// Every knock this door can ever expect that is known in advance (not derived).
+    pub fn fixed_knocks(&self) -> impl Iterator<Item = &Service> + '_ {
+        let lines: &[Vec<Service>] = match &self.kind {
+            Kind::OneTime { lines, .. } => lines,
+            _ => &[],
+        };
+        let own: &[Service] = match &self.kind {
+            Kind::Static => &self.sequence,
+            _ => &[],
+        };
+        own.iter().chain(lines.iter().flatten())
     }
 
     /// Whether this door's flag filter lets the knock count at all.
@@ -120,23 +253,23 @@ impl SequenceDoor {
             _ => true,
         }
     }
+}
 
-    /// The progress after `service` is knocked with `progress` knocks already matched.
-    /// The caller has already checked the window and that `service` belongs to this door.
-    pub(crate) fn step(&self, progress: usize, service: Service) -> Step {
-        if self.sequence.get(progress) == Some(&service) {
-            if progress + 1 == self.sequence.len() {
-                Step::Complete
-            } else {
-                Step::Advance(progress + 1)
-            }
-        } else if progress > 0 && self.sequence[progress - 1] == service {
-            Step::Ignore
-        } else if self.sequence[0] == service {
-            Step::Restart
+/// The progress after `service` is knocked on `seq` with `progress` knocks already matched.
+/// The caller has already checked the window and that `service` belongs to the sequence.
+pub(crate) fn step(seq: &[Service], progress: usize, service: Service) -> Step {
+    if seq.get(progress) == Some(&service) {
+        if progress + 1 == seq.len() {
+            Step::Complete
         } else {
-            Step::Reset
+            Step::Advance(progress + 1)
         }
+    } else if progress > 0 && seq.get(progress - 1) == Some(&service) {
+        Step::Ignore
+    } else if seq.first() == Some(&service) {
+        Step::Restart
+    } else {
+        Step::Reset
     }
 }
 
@@ -167,6 +300,7 @@ mod tests {
             tcp_flags: None,
             open: vec![Service::tcp(22)],
             open_for: Duration::from_secs(30),
+            kind: Kind::Static,
         }
     }
 
@@ -205,12 +339,12 @@ mod tests {
     #[test]
     fn steps() {
         let d = door(&[7000, 9000, 8000]);
-        assert_eq!(d.step(0, Service::tcp(7000)), Step::Advance(1));
-        assert_eq!(d.step(1, Service::tcp(7000)), Step::Ignore);
-        assert_eq!(d.step(1, Service::tcp(9000)), Step::Advance(2));
-        assert_eq!(d.step(2, Service::tcp(7000)), Step::Restart);
-        assert_eq!(d.step(2, Service::tcp(8000)), Step::Complete);
-        assert_eq!(d.step(1, Service::tcp(8000)), Step::Reset);
-        assert_eq!(d.step(0, Service::tcp(8000)), Step::Reset);
+        assert_eq!(step(&d.sequence, 0, Service::tcp(7000)), Step::Advance(1));
+        assert_eq!(step(&d.sequence, 1, Service::tcp(7000)), Step::Ignore);
+        assert_eq!(step(&d.sequence, 1, Service::tcp(9000)), Step::Advance(2));
+        assert_eq!(step(&d.sequence, 2, Service::tcp(7000)), Step::Restart);
+        assert_eq!(step(&d.sequence, 2, Service::tcp(8000)), Step::Complete);
+        assert_eq!(step(&d.sequence, 1, Service::tcp(8000)), Step::Reset);
+        assert_eq!(step(&d.sequence, 0, Service::tcp(8000)), Step::Reset);
     }
 }

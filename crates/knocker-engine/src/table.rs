@@ -12,8 +12,8 @@ use std::time::Instant;
 
 const NIL: u32 = u32::MAX;
 
-/// Which source is knocking on which door.
-pub(crate) type Key = (IpAddr, u16);
+/// Which source is knocking on which door, for which candidate sequence (its tag).
+pub(crate) type Key = (IpAddr, u16, u64);
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Progress {
@@ -176,7 +176,7 @@ mod tests {
     use std::time::Duration;
 
     fn key(n: u32) -> Key {
-        (IpAddr::V4(Ipv4Addr::from(n)), 0)
+        (IpAddr::V4(Ipv4Addr::from(n)), 0, 0)
     }
 
     #[test]

@@ -69,7 +69,7 @@ fn events_of(events: &[Event], who: IpAddr) -> Vec<Event> {
         .filter(|e| match e {
             Event::Grant(g) => g.to == who,
             Event::Progress { src, .. } | Event::Reset { src, .. } => *src == who,
-            Event::TableFull { .. } => false,
+            Event::TableFull { .. } | Event::Used { .. } | Event::Exhausted { .. } => false,
         })
         .cloned()
         .collect()
@@ -101,6 +101,7 @@ fn door_with_ports(max_port: u16) -> impl Strategy<Value = SequenceDoor> {
             tcp_flags: flags.map(|f| f.parse().expect("valid filter")),
             open: vec![Service::tcp(u16::MAX), Service::udp(u16::MAX)],
             open_for: Duration::from_secs(30),
+            kind: knocker_engine::Kind::Static,
         })
         .prop_filter("door validates", |d| d.validate().is_ok())
 }
@@ -467,6 +468,9 @@ proptest! {
                         armed = false;
                     }
                     Event::Reset { .. } => {}
+                    Event::Used { .. } | Event::Exhausted { .. } => {
+                        prop_assert!(false, "a static door never uses or exhausts a sequence: {:?}", ev);
+                    }
                 }
             }
             if e.tracked() * 2 < bound {

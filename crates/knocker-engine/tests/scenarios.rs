@@ -30,6 +30,7 @@ fn door(name: &str, sequence: &[&str], open: &[&str]) -> SequenceDoor {
         tcp_flags: Some("syn,!ack".parse().expect("valid filter")),
         open: services(open),
         open_for: OPEN_FOR,
+        kind: knocker_engine::Kind::Static,
     }
 }
 

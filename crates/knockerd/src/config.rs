@@ -434,6 +434,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             tcp_flags,
             open,
             open_for,
+            kind: knocker_engine::Kind::Static,
         };
         if let Err(e) = spec.validate() {
             return cx.err(d.sequence.span(), format!("door {name:?}: {e}"));

@@ -206,6 +206,10 @@ fn handle_event(ev: Event, gate: &mut Gatekeeper<NftSets>, now: Instant) {
         Event::Progress { door, src, matched, of } => {
             tracing::debug!("door={door} src={src} knock {matched}/{of}")
         }
+        Event::Used { door, tag, .. } => tracing::info!("door={door} used sequence {tag}; it never opens again"),
+        Event::Exhausted { door } => {
+            tracing::warn!("door={door}: no one-time sequence left, the door is closed for good")
+        }
         Event::Reset { door, src } => tracing::debug!("door={door} src={src} wrong port, knock reset"),
         Event::TableFull { capacity } => tracing::warn!(
             "{capacity} partial knocks tracked (max_tracked): dropping the oldest to make room; a flood of spoofed sources? (reported once)"

@@ -33,6 +33,7 @@ fn door() -> SequenceDoor {
         open: vec![Service::tcp(22)],
         open_for: Duration::from_secs(30),
         kind: knocker_engine::Kind::Static,
+        target: None,
     }
 }
 

@@ -518,6 +518,7 @@ mod tests {
             open: vec![Service::tcp(22)],
             open_for: Duration::from_secs(30),
             kind: crate::Kind::Static,
+            target: None,
         };
         let mut e = Engine::new(EngineConfig {
             doors: vec![door],

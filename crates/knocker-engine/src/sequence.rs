@@ -49,6 +49,25 @@ pub struct SequenceDoor {
     pub open_for: Duration,
     /// Where the door's sequence comes from.
     pub kind: Kind,
+    /// Count only knocks sent to this address (knockd's `Target`); any address when `None`.
+    pub target: Option<std::net::IpAddr>,
+}
+
+impl Default for SequenceDoor {
+    /// A static door with no knocks and nothing to open: fill in at least `name`, `sequence`
+    /// and `open` (or give it commands in the daemon's config).
+    fn default() -> Self {
+        SequenceDoor {
+            name: String::new(),
+            sequence: Vec::new(),
+            window: Duration::from_secs(15),
+            tcp_flags: None,
+            open: Vec::new(),
+            open_for: Duration::from_secs(30),
+            kind: Kind::Static,
+            target: None,
+        }
+    }
 }
 
 /// Where a door's sequence comes from.
@@ -142,8 +161,6 @@ pub enum SequenceError {
     Repeated(Service, usize),
     #[error("knock port {0} is also opened or protected by a door: a knock port must only ever be dropped and logged")]
     KnockIsService(Service),
-    #[error("the door opens nothing: give at least one service in `open`")]
-    OpensNothing,
     #[error("the window must be from one second to one hour")]
     BadWindow,
     #[error("the door must stay open from one second to one day")]
@@ -218,9 +235,6 @@ impl SequenceDoor {
             // derived sequences are made valid by the derivation (knocker-wire guarantees it)
             Kind::Rotating { .. } => {}
         }
-        if self.open.is_empty() {
-            return Err(SequenceError::OpensNothing);
-        }
         if let Some(s) = self.fixed_knocks().find(|s| self.open.contains(s)) {
             return Err(SequenceError::KnockIsService(*s));
         }
@@ -246,8 +260,11 @@ impl SequenceDoor {
         own.iter().chain(lines.iter().flatten())
     }
 
-    /// Whether this door's flag filter lets the knock count at all.
+    /// Whether this door's target and flag filter let the knock count at all.
     pub(crate) fn admits(&self, knock: &Knock) -> bool {
+        if self.target.is_some_and(|t| t.to_canonical() != knock.dst.to_canonical()) {
+            return false;
+        }
         match (knock.proto, self.tcp_flags) {
             (crate::Proto::Tcp, Some(filter)) => filter.matches(knock.tcp_flags),
             _ => true,
@@ -301,6 +318,7 @@ mod tests {
             open: vec![Service::tcp(22)],
             open_for: Duration::from_secs(30),
             kind: Kind::Static,
+            target: None,
         }
     }
 

@@ -26,6 +26,7 @@ fn door(kind: Kind) -> SequenceDoor {
         open: vec![Service::tcp(22)],
         open_for: Duration::from_secs(30),
         kind,
+        target: None,
     }
 }
 
@@ -351,4 +352,38 @@ fn udp_and_tcp_candidates_are_distinct_services() {
         .collect();
     assert!(knock_all(&mut e, t, ALICE, &wrong).is_empty());
     assert_eq!(used(&knock_all(&mut e, t, ALICE, &d(0))), vec![0]);
+}
+
+#[test]
+fn a_target_door_counts_only_knocks_to_its_address() {
+    let mut d = door(Kind::Static);
+    d.sequence = seq(&[7000, 9000, 8000]);
+    d.target = Some(ip("10.200.9.9"));
+    let mut e = Engine::new(EngineConfig { doors: vec![d.clone()], max_tracked: 10 }).expect("valid");
+    // knock_all sends to 10.200.1.1: not the target
+    assert!(knock_all(&mut e, Instant::now(), ALICE, &d.sequence).is_empty());
+    for s in &d.sequence {
+        e.handle(
+            Instant::now(),
+            &Knock {
+                src: ip(ALICE),
+                dst: ip("10.200.9.9"),
+                proto: s.proto,
+                src_port: 1,
+                dst_port: s.port,
+                tcp_flags: TcpFlags::SYN,
+            },
+        );
+    }
+    assert!(std::iter::from_fn(|| e.poll_event()).any(|ev| matches!(ev, Event::Grant(_))));
+}
+
+#[test]
+fn a_door_may_open_nothing_in_the_firewall_and_only_trigger_commands() {
+    let mut d = door(Kind::Static);
+    d.sequence = seq(&[7000, 9000, 8000]);
+    d.open.clear();
+    let mut e = Engine::new(EngineConfig { doors: vec![d.clone()], max_tracked: 10 }).expect("valid");
+    let ev = knock_all(&mut e, Instant::now(), ALICE, &d.sequence);
+    assert!(ev.iter().any(|e| matches!(e, Event::Grant(g) if g.open.is_empty())), "{ev:?}");
 }

@@ -102,6 +102,7 @@ fn door_with_ports(max_port: u16) -> impl Strategy<Value = SequenceDoor> {
             open: vec![Service::tcp(u16::MAX), Service::udp(u16::MAX)],
             open_for: Duration::from_secs(30),
             kind: knocker_engine::Kind::Static,
+            target: None,
         })
         .prop_filter("door validates", |d| d.validate().is_ok())
 }

@@ -31,6 +31,7 @@ fn door(name: &str, sequence: &[&str], open: &[&str]) -> SequenceDoor {
         open: services(open),
         open_for: OPEN_FOR,
         kind: knocker_engine::Kind::Static,
+        target: None,
     }
 }
 

@@ -15,7 +15,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use knocker_engine::{validate_doors, DoorsError, FlagFilter, SequenceDoor, Service, MAX_OPEN_FOR};
+use knocker_engine::{validate_doors, DoorsError, FlagFilter, Kind, SequenceDoor, Service, MAX_OPEN_FOR};
+
+use crate::onetime::OneTimeFile;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -24,6 +26,8 @@ pub const DEFAULT_CONFIG: &str = "/etc/knocker/knockerd.toml";
 /// nftables table that knockerd owns (family inet). It never touches any other table.
 pub const TABLE: &str = "knocker";
 pub const DEFAULT_NFLOG_GROUP: u16 = 4100;
+/// Where the ledger lives unless `[daemon] state_dir` says otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/knocker";
 /// Packet mark set on granted packets so that an admin's own default-drop chain can accept them.
 pub const DEFAULT_GRANT_MARK: u32 = 0x4b4e_0000;
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(15);
@@ -97,10 +101,63 @@ pub struct Door {
     pub protect: bool,
     pub start_command: Option<Command>,
     pub stop_command: Option<Command>,
+    /// For IPv6 knocks, when they differ from the IPv4 ones (knockd's `Start_Command_6`).
+    pub start_command_6: Option<Command>,
+    pub stop_command_6: Option<Command>,
     /// When the stop command runs, after the start command.
     pub stop_after: Duration,
+    /// The file of a `one-time` door, whose lines are marked when used.
+    pub one_time: Option<OneTimeFile>,
     /// Line of the `[door.NAME]` header, for messages.
     pub line: usize,
+}
+
+impl Door {
+    /// The start command for a knock from `ip` (the `_6` variant for IPv6, when given).
+    pub fn start_command_for(&self, ip: IpAddr) -> Option<&Command> {
+        match ip {
+            IpAddr::V6(_) => self.start_command_6.as_ref().or(self.start_command.as_ref()),
+            IpAddr::V4(_) => self.start_command.as_ref(),
+        }
+    }
+
+    /// The stop command for a grant to `ip`.
+    pub fn stop_command_for(&self, ip: IpAddr) -> Option<&Command> {
+        match ip {
+            IpAddr::V6(_) => self.stop_command_6.as_ref().or(self.stop_command.as_ref()),
+            IpAddr::V4(_) => self.stop_command.as_ref(),
+        }
+    }
+
+    /// What the door listens for, for `check` (this shows the secret: not for logs).
+    pub fn describe_knocks(&self) -> String {
+        let list = |seq: &[Service]| seq.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
+        match &self.one_time {
+            Some(f) => match f.entries.first() {
+                Some(next) => format!(
+                    "one-time sequences from {} ({} left; next, line {}: {})",
+                    f.path.display(),
+                    f.entries.len(),
+                    next.line,
+                    list(&next.sequence)
+                ),
+                None => format!("one-time sequences from {}: none left, the door is closed for good", f.path.display()),
+            },
+            None => list(&self.spec.sequence),
+        }
+    }
+
+    /// What the door listens for, without the secret: for logs.
+    pub fn describe_knocks_for_log(&self) -> String {
+        match &self.one_time {
+            Some(f) => format!("{} one-time sequence(s) left in {}", f.entries.len(), f.path.display()),
+            None => format!("a sequence of {} knocks", self.spec.sequence.len()),
+        }
+    }
+
+    pub fn has_commands(&self) -> bool {
+        self.start_command.is_some() || self.start_command_6.is_some()
+    }
 }
 
 /// The validated configuration.
@@ -113,6 +170,10 @@ pub struct Config {
     pub grant_mark: u32,
     /// Services dropped for everyone without a grant, besides the doors' own.
     pub protect: Vec<Service>,
+    /// Only knocks arriving on this interface count (knockd's `Interface`); any when `None`.
+    pub interface: Option<String>,
+    /// Where knockerd keeps its ledger.
+    pub state_dir: PathBuf,
     pub doors: Vec<Door>,
 }
 
@@ -133,7 +194,7 @@ impl Config {
         let mut v: Vec<Service> = self
             .doors
             .iter()
-            .flat_map(|d| d.spec.sequence.clone())
+            .flat_map(|d| d.spec.fixed_knocks().copied().collect::<Vec<_>>())
             .collect();
         v.sort();
         v.dedup();
@@ -165,13 +226,21 @@ struct RawDaemon {
     grant_mark: Option<Spanned<i64>>,
     #[serde(default)]
     protect: Vec<Spanned<String>>,
+    interface: Option<Spanned<String>>,
+    state_dir: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDoor {
-    sequence: Spanned<Vec<Spanned<String>>>,
-    open: Spanned<Vec<Spanned<String>>>,
+    kind: Option<Spanned<String>>,
+    sequence: Option<Spanned<Vec<Spanned<String>>>>,
+    one_time_sequences: Option<Spanned<String>>,
+    #[serde(default)]
+    open: Vec<Spanned<String>>,
+    target: Option<Spanned<String>>,
+    start_command_6: Option<Spanned<RawCommand>>,
+    stop_command_6: Option<Spanned<RawCommand>>,
     window: Option<Spanned<RawDuration>>,
     open_for: Option<Spanned<RawDuration>>,
     tcp_flags: Option<Spanned<String>>,
@@ -361,8 +430,41 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
                 format!("door name {name:?}: use 1 to 32 letters, digits, '-' or '_'"),
             );
         }
-        let sequence = cx.services(d.sequence.get_ref(), "sequence")?;
-        let open = cx.services(d.open.get_ref(), "open")?;
+        let kind_name = d.kind.as_ref().map(|k| k.get_ref().as_str()).unwrap_or("sequence");
+        let (sequence, one_time) = match kind_name {
+            "sequence" => {
+                let Some(seq) = &d.sequence else {
+                    return cx.err(span, format!("door {name:?} has no `sequence`: list its knocks, e.g. sequence = [\"7000\", \"9000:udp\", \"8000\"]"));
+                };
+                if let Some(o) = &d.one_time_sequences {
+                    return cx.err(o.span(), "one_time_sequences needs kind = \"one-time\"");
+                }
+                (cx.services(seq.get_ref(), "sequence")?, None)
+            }
+            "one-time" => {
+                if let Some(seq) = &d.sequence {
+                    return cx.err(seq.span(), "a one-time door takes its sequences from `one_time_sequences`, not `sequence`");
+                }
+                let Some(o) = &d.one_time_sequences else {
+                    return cx.err(span, format!("door {name:?} is one-time: name its file, e.g. one_time_sequences = \"/etc/knocker/{name}.seq\""));
+                };
+                match OneTimeFile::load(Path::new(o.get_ref())) {
+                    Ok(f) => (Vec::new(), Some(f)),
+                    Err((_, msg)) => return cx.err(o.span(), msg),
+                }
+            }
+            other => {
+                let at = d.kind.as_ref().map(|k| k.span()).unwrap_or(span.clone());
+                return cx.err(at, format!("unknown door kind {other:?}: use \"sequence\" or \"one-time\""));
+            }
+        };
+        let open = cx.services(&d.open, "open")?;
+        let target = match &d.target {
+            None => None,
+            Some(t) => Some(t.get_ref().parse::<IpAddr>().or_else(|_| {
+                cx.err(t.span(), format!("target {:?} is not an IP address", t.get_ref()))
+            })?),
+        };
         let window = match &d.window {
             Some(w) => cx.duration(w, "window")?,
             None => DEFAULT_WINDOW,
@@ -417,8 +519,13 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         };
         let start_command = command(&d.start_command, "start_command")?;
         let stop_command = command(&d.stop_command, "stop_command")?;
+        let start_command_6 = command(&d.start_command_6, "start_command_6")?;
+        let stop_command_6 = command(&d.stop_command_6, "stop_command_6")?;
+        if open.is_empty() && start_command.is_none() && start_command_6.is_none() {
+            return cx.err(span, format!("door {name:?} opens nothing and runs nothing: give it `open` services or a start_command"));
+        }
         let stop_after = match &d.stop_after {
-            Some(w) if stop_command.is_none() => {
+            Some(w) if stop_command.is_none() && stop_command_6.is_none() => {
                 return cx.err(
                     w.span(),
                     "stop_after without stop_command: add the command or remove stop_after",
@@ -434,17 +541,25 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             tcp_flags,
             open,
             open_for,
-            kind: knocker_engine::Kind::Static,
+            kind: match &one_time {
+                Some(f) => Kind::OneTime { lines: f.sequences(), used: None },
+                None => Kind::Static,
+            },
+            target,
         };
         if let Err(e) = spec.validate() {
-            return cx.err(d.sequence.span(), format!("door {name:?}: {e}"));
+            let at = d.sequence.as_ref().map(|s| s.span()).or(d.one_time_sequences.as_ref().map(|s| s.span()));
+            return cx.err(at.unwrap_or(span.clone()), format!("door {name:?}: {e}"));
         }
         doors.push(Door {
             spec,
             protect: d.protect.unwrap_or(true),
             start_command,
             stop_command,
+            start_command_6,
+            stop_command_6,
             stop_after,
+            one_time,
             line: cx.line_of(span.start),
         });
     }
@@ -473,6 +588,18 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         on_stop: daemon.on_stop.unwrap_or(OnStop::Keep),
         grant_mark,
         protect,
+        interface: match &daemon.interface {
+            None => None,
+            Some(i) => {
+                let name = i.get_ref();
+                // an interface name as the kernel allows it: at most 15 bytes, no '/' or space
+                if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '"', '\\']) {
+                    return cx.err(i.span(), format!("interface {name:?} is not an interface name"));
+                }
+                Some(name.clone())
+            }
+        },
+        state_dir: PathBuf::from(daemon.state_dir.clone().unwrap_or_else(|| DEFAULT_STATE_DIR.to_string())),
         doors,
     };
     let knocks = config.knock_services();

@@ -30,24 +30,27 @@ fn engine_for(config: &Config) -> Result<Engine, String> {
 /// Logs what the configuration makes knockerd do, once at start and after each reload.
 fn announce(config: &Config) {
     for d in &config.doors {
-        let seq: Vec<String> = d.spec.sequence.iter().map(|s| s.to_string()).collect();
         let open: Vec<String> = d.spec.open.iter().map(|s| s.to_string()).collect();
+        let opens = if open.is_empty() { "runs its commands".to_string() } else { format!("opens {}", open.join(",")) };
         tracing::info!(
-            "door={} sequence {} within {} opens {} for {}{}",
+            "door={} {} within {} {} for {}{}",
             d.spec.name,
-            seq.join(","),
+            d.describe_knocks_for_log(),
             fmt_duration(d.spec.window),
-            open.join(","),
+            opens,
             fmt_duration(d.spec.open_for),
-            d.spec
-                .tcp_flags
-                .map(|f| format!(" (tcp flags {f})"))
-                .unwrap_or_default()
+            d.spec.tcp_flags.map(|f| format!(" (tcp flags {f})")).unwrap_or_default()
         );
-        tracing::warn!(
-            "door={}: a static sequence can be replayed by anyone who records it; prefer a rotating or SPA door where that matters",
-            d.spec.name
-        );
+        match &d.one_time {
+            None => tracing::warn!(
+                "door={}: a static sequence can be replayed by anyone who records it; prefer a one-time, rotating or SPA door where that matters",
+                d.spec.name
+            ),
+            Some(f) if f.entries.is_empty() => {
+                tracing::warn!("door={}: no one-time sequence left, the door is closed for good", d.spec.name)
+            }
+            Some(_) => {}
+        }
     }
 }
 
@@ -167,8 +170,23 @@ pub fn run(config_path: &Path) -> Result<(), String> {
 
         let now = Instant::now();
         engine.handle_timeout(now);
+        // A door whose used sequence could not be recorded must not open (fail closed).
+        let mut unrecorded: Option<usize> = None;
         while let Some(ev) = engine.poll_event() {
-            handle_event(ev, &mut gate, now);
+            match ev {
+                Event::Used { door, index, tag } => match record_used(&config, index, tag) {
+                    Ok(what) => tracing::info!("door={door} used {what}; it never opens again"),
+                    Err(e) => {
+                        tracing::error!("door={door}: {e}; the grant is refused");
+                        unrecorded = Some(index);
+                    }
+                },
+                Event::Grant(g) if unrecorded == Some(g.door) => {
+                    unrecorded = None;
+                    tracing::error!("door={} src={} grant refused: its use could not be recorded", g.door_name, g.to);
+                }
+                ev => handle_event(ev, &mut gate, now),
+            }
         }
         gate.handle_timeout(now);
     }
@@ -206,7 +224,7 @@ fn handle_event(ev: Event, gate: &mut Gatekeeper<NftSets>, now: Instant) {
         Event::Progress { door, src, matched, of } => {
             tracing::debug!("door={door} src={src} knock {matched}/{of}")
         }
-        Event::Used { door, tag, .. } => tracing::info!("door={door} used sequence {tag}; it never opens again"),
+        Event::Used { .. } => {}
         Event::Exhausted { door } => {
             tracing::warn!("door={door}: no one-time sequence left, the door is closed for good")
         }
@@ -214,6 +232,20 @@ fn handle_event(ev: Event, gate: &mut Gatekeeper<NftSets>, now: Instant) {
         Event::TableFull { capacity } => tracing::warn!(
             "{capacity} partial knocks tracked (max_tracked): dropping the oldest to make room; a flood of spoofed sources? (reported once)"
         ),
+    }
+}
+
+/// Makes a used one-time line, counter or time step durable before its grant is applied.
+fn record_used(config: &Config, index: usize, tag: u64) -> Result<String, String> {
+    let door = config.doors.get(index).ok_or("no such door")?;
+    match &door.one_time {
+        Some(file) => {
+            let i = usize::try_from(tag).map_err(|_| "bad one-time index".to_string())?;
+            file.mark_used(i)?;
+            let line = file.entries.get(i).map_or(0, |e| e.line);
+            Ok(format!("one-time line {}:{line}", file.path.display()))
+        }
+        None => Ok(format!("sequence {tag}")),
     }
 }
 

@@ -142,13 +142,16 @@ impl<F: Firewall> Gatekeeper<F> {
         if !grantable(to) {
             return Err(Refusal::BadAddress(grant.to));
         }
-        self.firewall
-            .grant(to, &grant.open, grant.duration)
-            .map_err(Refusal::Firewall)?;
+        // a door that only runs commands (knockd's kind) has nothing to put in the sets
+        if !grant.open.is_empty() {
+            self.firewall
+                .grant(to, &grant.open, grant.duration)
+                .map_err(Refusal::Firewall)?;
+        }
 
         let key = (door.spec.name.clone(), to);
         let until = now
-            + match door.stop_command {
+            + match door.stop_command_for(to) {
                 Some(_) => door.stop_after,
                 None => grant.duration,
             };
@@ -159,7 +162,7 @@ impl<F: Firewall> Gatekeeper<F> {
             }
             None => {
                 self.open.insert(key, Open { until });
-                if let Some(cmd) = &door.start_command {
+                if let Some(cmd) = door.start_command_for(to) {
                     let what = format!("door={} start command for {to}", door.spec.name);
                     self.spawn(cmd, to, what, now);
                 }
@@ -227,7 +230,7 @@ impl<F: Firewall> Gatekeeper<F> {
             .doors
             .iter()
             .find(|d| d.spec.name == door)
-            .and_then(|d| d.stop_command.clone());
+            .and_then(|d| d.stop_command_for(ip).cloned());
         if let Some(cmd) = cmd {
             self.spawn(&cmd, ip, format!("door={door} stop command for {ip}"), now);
         }

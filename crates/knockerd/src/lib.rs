@@ -9,4 +9,5 @@ pub mod gatekeeper;
 pub mod lab;
 pub mod nflog;
 pub mod nftset;
+pub mod onetime;
 pub mod ruleset;

@@ -117,7 +117,7 @@ fn check(path: &std::path::Path) -> Result<(), String> {
         println!("door {} (line {}):", d.spec.name, d.line);
         println!(
             "  knock {} within {}{}",
-            list(&d.spec.sequence),
+            d.describe_knocks(),
             fmt_duration(d.spec.window),
             d.spec
                 .tcp_flags
@@ -126,7 +126,7 @@ fn check(path: &std::path::Path) -> Result<(), String> {
         );
         println!(
             "  opens {} to the knocking address for {}",
-            list(&d.spec.open),
+            if d.spec.open.is_empty() { "nothing in the firewall (it runs its commands)".to_string() } else { list(&d.spec.open) },
             fmt_duration(d.spec.open_for)
         );
         if let Some(cmd) = &d.start_command {
@@ -135,7 +135,9 @@ fn check(path: &std::path::Path) -> Result<(), String> {
         if let Some(cmd) = &d.stop_command {
             println!("  runs {cmd} {} after opening", fmt_duration(d.stop_after));
         }
-        println!("  warning: a static sequence can be replayed by anyone who records it");
+        if d.one_time.is_none() {
+            println!("  warning: a static sequence can be replayed by anyone who records it");
+        }
     }
     println!(
         "watches (dropped silently, logged to NFLOG group {}): {}",

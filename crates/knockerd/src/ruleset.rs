@@ -30,6 +30,8 @@ pub struct TableSpec {
     pub knock: Vec<Service>,
     pub protect: Vec<Service>,
     pub grant_mark: u32,
+    /// Only knocks arriving on this interface are logged.
+    pub interface: Option<String>,
 }
 
 impl TableSpec {
@@ -39,6 +41,7 @@ impl TableSpec {
             knock: c.knock_services(),
             protect: c.protected(),
             grant_mark: c.grant_mark,
+            interface: c.interface.clone(),
         }
     }
 }
@@ -95,7 +98,8 @@ pub fn render(spec: &TableSpec) -> String {
         rule(
             &mut s,
             &format!(
-                "meta l4proto . th dport {} log group {} snaplen {} queue-threshold 1 drop",
+                "{}meta l4proto . th dport {} log group {} snaplen {} queue-threshold 1 drop",
+                spec.interface.as_ref().map(|i| format!("iifname \"{i}\" ")).unwrap_or_default(),
                 service_set(&spec.knock),
                 spec.nflog_group,
                 SNAPLEN
@@ -304,6 +308,7 @@ mod tests {
             knock: vec![Service::tcp(7000), Service::udp(9000)],
             protect: vec![Service::tcp(22)],
             grant_mark: DEFAULT,
+            interface: None,
         }
     }
     const DEFAULT: u32 = crate::config::DEFAULT_GRANT_MARK;

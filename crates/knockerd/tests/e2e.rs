@@ -659,3 +659,46 @@ fn teardown_removes_only_knockers_table_and_status_lists_grants() {
     assert!(knockerd_cmd(&["status"]).contains("no table inet knocker"));
     w.finish();
 }
+
+#[test]
+fn one_time_lines_open_once_are_marked_and_stay_used_across_a_restart() {
+    if !e2e(&[]) {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("knocker-e2e-onetime-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let seq_file = dir.join("ssh.seq");
+    std::fs::write(&seq_file, " 7000,9000:udp,8000\n 6000,6200,6100\n").expect("write");
+    let conf = format!(
+        "[daemon]\nnflog_group = 4100\n\n[door.ssh]\nkind = \"one-time\"\none_time_sequences = {:?}\nopen = [\"tcp/{SERVICE}\"]\nopen_for = 5\n",
+        seq_file.display().to_string()
+    );
+    let mut w = World::new("onetime", &conf);
+    w.knock(&w.lab.alice, Lab::SERVER_FOR_ALICE, &["7000", "9000:udp", "8000"]);
+    assert_eq!(w.wait_grants(1, Duration::from_secs(2)).len(), 1);
+    assert_eq!(
+        std::fs::read_to_string(&seq_file).expect("read"),
+        "#7000,9000:udp,8000\n 6000,6200,6100\n",
+        "the used line is marked in place, as knockd does"
+    );
+    // mallory replays the recorded line: nothing opens for her
+    w.knock(&w.lab.mallory, Lab::SERVER_FOR_MALLORY, &["7000", "9000:udp", "8000"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(w.grants().len(), 1, "{:?}", w.grants());
+    assert_eq!(w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY), Reach::Silent);
+    // a restart reads the file again: the used line stays used, the next one works
+    w.daemon.signal(Signal::SIGTERM);
+    assert_eq!(w.daemon.wait_exit(Duration::from_secs(10)), Some(0));
+    w.daemon = Knockerd::start(&w.lab, &conf);
+    w.knock(&w.lab.mallory, Lab::SERVER_FOR_MALLORY, &["7000", "9000:udp", "8000"]);
+    w.knock(&w.lab.mallory, Lab::SERVER_FOR_MALLORY, &["6000", "6200", "6100"]);
+    let g = w.wait_grants(2, Duration::from_secs(2));
+    assert!(g.iter().any(|g| g.to == Lab::MALLORY), "the second line opens: {g:?}");
+    w.daemon.wait_log("no one-time sequence left", Duration::from_secs(2));
+    assert_eq!(
+        std::fs::read_to_string(&seq_file).expect("read"),
+        "#7000,9000:udp,8000\n#6000,6200,6100\n"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    w.finish();
+}

@@ -1,0 +1,132 @@
+//! One-time sequences, kept exactly as knockd keeps them: a file with one sequence per line in
+//! `Sequence` syntax; a used line gets `#` written over its first byte, in place; lines are used
+//! in order; when none is left the door closes for good.
+//!
+//! knockerd marks the line and syncs the file to disk *before* it applies the grant, so a crash
+//! can never reuse a line: at worst a line is used up by a grant that was not applied, and the
+//! user knocks the next one.
+
+use std::fs::OpenOptions;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use knocker_engine::Service;
+
+/// The most bytes of a one-time sequences file that are read.
+const MAX_BYTES: u64 = 4 << 20;
+
+/// Parses knockd's `Sequence` syntax: `port[:tcp|udp],...`, TCP by default.
+pub fn parse_sequence(text: &str) -> Result<Vec<Service>, String> {
+    let seq: Vec<Service> = text
+        .split(',')
+        .map(|p| p.trim().parse::<Service>().map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    if seq.is_empty() {
+        return Err("empty sequence".into());
+    }
+    Ok(seq)
+}
+
+/// One unused line of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// 1-based line number, for messages.
+    pub line: usize,
+    /// Byte offset of the line's first byte, where `#` is written when it is used.
+    pub offset: u64,
+    /// The line as read, to check that the file did not change before marking it.
+    pub text: String,
+    pub sequence: Vec<Service>,
+}
+
+/// The unused lines of a one-time sequences file, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneTimeFile {
+    pub path: PathBuf,
+    pub entries: Vec<Entry>,
+}
+
+impl OneTimeFile {
+    /// Reads the file. Used lines (starting with `#`) and blank lines are skipped; a line that is
+    /// not a sequence is an error with its line number.
+    pub fn load(path: &Path) -> Result<OneTimeFile, (Option<usize>, String)> {
+        let meta = std::fs::metadata(path).map_err(|e| (None, format!("cannot read {}: {e}", path.display())))?;
+        if meta.len() > MAX_BYTES {
+            return Err((None, format!("{} is larger than {MAX_BYTES} bytes", path.display())));
+        }
+        let bytes = std::fs::read(path).map_err(|e| (None, format!("cannot read {}: {e}", path.display())))?;
+        let text = String::from_utf8(bytes).map_err(|_| (None, format!("{} is not text", path.display())))?;
+        let mut entries = Vec::new();
+        let mut offset = 0u64;
+        for (i, raw) in text.split_inclusive('\n').enumerate() {
+            let line = raw.trim_end_matches(['\n', '\r']);
+            let trimmed = line.trim();
+            if !trimmed.is_empty() && !line.starts_with('#') {
+                let sequence = parse_sequence(trimmed)
+                    .map_err(|e| (Some(i + 1), format!("{}:{}: {e}", path.display(), i + 1)))?;
+                entries.push(Entry { line: i + 1, offset, text: line.to_string(), sequence });
+            }
+            offset += raw.len() as u64;
+        }
+        Ok(OneTimeFile { path: path.to_path_buf(), entries })
+    }
+
+    /// Marks entry `index` as used: `#` over its first byte, then fsync. Refuses if the file no
+    /// longer holds that line where it was (it changed since it was read).
+    pub fn mark_used(&self, index: usize) -> Result<(), String> {
+        let entry = self.entries.get(index).ok_or_else(|| format!("no one-time line #{index}"))?;
+        let current = std::fs::read(&self.path).map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
+        let start = usize::try_from(entry.offset).map_err(|_| "offset out of range".to_string())?;
+        let found = current.get(start..start + entry.text.len());
+        if found != Some(entry.text.as_bytes()) {
+            return Err(format!(
+                "{}:{} changed since it was read; not using it (reload knockerd)",
+                self.path.display(),
+                entry.line
+            ));
+        }
+        let mut f = OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
+        f.seek(SeekFrom::Start(entry.offset))
+            .and_then(|_| f.write_all(b"#"))
+            .and_then(|_| f.sync_data())
+            .map_err(|e| format!("cannot mark {}:{} used: {e}", self.path.display(), entry.line))
+    }
+
+    pub fn sequences(&self) -> Vec<Vec<Service>> {
+        self.entries.iter().map(|e| e.sequence.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_unused_lines_and_marks_them_in_place() {
+        let dir = std::env::temp_dir().join(format!("knocker-onetime-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("seq");
+        std::fs::write(&path, "#used,1,2\n 7000,9000:udp,8000\n\n 6000, 6200 ,6100:tcp\n").expect("write");
+        let f = OneTimeFile::load(&path).expect("load");
+        assert_eq!(f.entries.len(), 2);
+        assert_eq!(f.entries[0].line, 2);
+        assert_eq!(f.entries[0].sequence, vec![Service::tcp(7000), Service::udp(9000), Service::tcp(8000)]);
+        assert_eq!(f.entries[1].line, 4);
+        f.mark_used(0).expect("mark");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert_eq!(text, "#used,1,2\n#7000,9000:udp,8000\n\n 6000, 6200 ,6100:tcp\n");
+        // marking again finds the line changed and refuses
+        assert!(f.mark_used(0).expect_err("changed").contains("changed since it was read"));
+        let f = OneTimeFile::load(&path).expect("reload");
+        assert_eq!(f.entries.len(), 1);
+        assert_eq!(f.entries[0].line, 4);
+        std::fs::write(&path, " 7000,bogus\n").expect("write");
+        let (line, msg) = OneTimeFile::load(&path).expect_err("bad line");
+        assert_eq!(line, Some(1));
+        assert!(msg.contains(":1:") && msg.contains("bogus"), "{msg}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

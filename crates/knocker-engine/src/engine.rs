@@ -289,7 +289,20 @@ impl Engine {
                 Step::Ignore => {}
                 Step::Complete => {
                     self.table.remove(&key);
-                    completed.push((id, tag));
+                    if matches!(door.spec.kind, Kind::Static) {
+                        // in door order, like every other event of this knock
+                        self.events.push_back(Event::Grant(Grant {
+                            door: id as usize,
+                            door_name: door.spec.name.clone(),
+                            to: src,
+                            open: door.spec.open.clone(),
+                            duration: door.spec.open_for,
+                        }));
+                    } else {
+                        // using a tag changes the candidates and the index being iterated, so
+                        // one-time and rotating doors complete after the loop
+                        completed.push((id, tag));
+                    }
                 }
                 Step::Advance(n) if matched > 0 => {
                     self.table.update(&key, n as u8);
@@ -346,6 +359,7 @@ impl Engine {
     fn complete(&mut self, index: usize, tag: u64, src: IpAddr) {
         let wall = self.wall;
         let door = &mut self.doors[index];
+        // static doors complete inline in `handle`; this stays correct for them too
         let dynamic = !matches!(door.spec.kind, Kind::Static);
         if dynamic {
             // A second completion of the same tag (two sources racing, or doors sharing a

@@ -262,7 +262,10 @@ impl SequenceDoor {
 
     /// Whether this door's target and flag filter let the knock count at all.
     pub(crate) fn admits(&self, knock: &Knock) -> bool {
-        if self.target.is_some_and(|t| t.to_canonical() != knock.dst.to_canonical()) {
+        if self
+            .target
+            .is_some_and(|t| t.to_canonical() != knock.dst.to_canonical())
+        {
             return false;
         }
         match (knock.proto, self.tcp_flags) {

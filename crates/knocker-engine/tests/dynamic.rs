@@ -359,7 +359,11 @@ fn a_target_door_counts_only_knocks_to_its_address() {
     let mut d = door(Kind::Static);
     d.sequence = seq(&[7000, 9000, 8000]);
     d.target = Some(ip("10.200.9.9"));
-    let mut e = Engine::new(EngineConfig { doors: vec![d.clone()], max_tracked: 10 }).expect("valid");
+    let mut e = Engine::new(EngineConfig {
+        doors: vec![d.clone()],
+        max_tracked: 10,
+    })
+    .expect("valid");
     // knock_all sends to 10.200.1.1: not the target
     assert!(knock_all(&mut e, Instant::now(), ALICE, &d.sequence).is_empty());
     for s in &d.sequence {
@@ -383,7 +387,15 @@ fn a_door_may_open_nothing_in_the_firewall_and_only_trigger_commands() {
     let mut d = door(Kind::Static);
     d.sequence = seq(&[7000, 9000, 8000]);
     d.open.clear();
-    let mut e = Engine::new(EngineConfig { doors: vec![d.clone()], max_tracked: 10 }).expect("valid");
+    let mut e = Engine::new(EngineConfig {
+        doors: vec![d.clone()],
+        max_tracked: 10,
+    })
+    .expect("valid");
     let ev = knock_all(&mut e, Instant::now(), ALICE, &d.sequence);
-    assert!(ev.iter().any(|e| matches!(e, Event::Grant(g) if g.open.is_empty())), "{ev:?}");
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::Grant(g) if g.open.is_empty())),
+        "{ev:?}"
+    );
 }

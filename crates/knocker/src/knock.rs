@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::thread;
 use std::time::Duration;
 
-use knocker_engine::{ParseError, Proto, Service};
+use knocker_wire::{ParseError, Proto, Service};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Which address family to use when HOST resolves to several addresses.

@@ -1,21 +1,28 @@
 //! `knocker`: the client. It sends knocks (compatible with the `knock` client, so knockd and
-//! knockerd's sequence doors see what they expect) and keeps named profiles of saved sequences.
+//! knockerd's sequence doors see what they expect), rotating sequences and encoded knocks, and
+//! keeps named profiles and keys.
 //!
 //! This file is the command line only: clap definitions (the one source of `--help`), and the
-//! glue from arguments to [`knock`] (sending) and [`profile`] (the profiles file).
+//! glue from arguments to [`knock`] (sending), [`kinds`] (what a profile's kind sends),
+//! [`profile`] (the profiles file) and [`secrets`] (key and counter files).
 #![forbid(unsafe_code)]
 
+mod files;
+mod kinds;
 mod knock;
 mod profile;
+mod secrets;
 
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use knocker_engine::{Proto, Service};
+use knocker_wire::{Proto, RotateKey, Service};
 
 use crate::knock::Family;
-use crate::profile::{Profile, ProfileError, Store};
+use crate::profile::{Kind, Mode, Profile, ProfileError, Store};
 
 const PORT_SYNTAX: &str = "\
 PORT is `7000` (TCP, or UDP with -u), `7000:udp` or `7000:tcp` (as with `knock`), \
@@ -23,10 +30,10 @@ PORT is `7000` (TCP, or UDP with -u), `7000:udp` or `7000:tcp` (as with `knock`)
 
 const PROFILES_HELP: &str = "\
 Profiles:
-  Saved sequences live in $KNOCKER_CONFIG_DIR/profiles.toml if that variable is set, else in
+  Saved profiles live in $KNOCKER_CONFIG_DIR/profiles.toml if that variable is set, else in
   $XDG_CONFIG_HOME/knocker/profiles.toml, else in ~/.config/knocker/profiles.toml. `knocker
-  profile add` writes it (mode 0600, in a directory made 0700, replaced atomically, comments
-  kept); it may also be edited by hand:
+  profile add` writes sequence profiles (mode 0600, in a directory made 0700, replaced
+  atomically, comments kept); the file may also be edited by hand:
 
     [profile.myserver]
     host = \"server.example.org\"
@@ -34,8 +41,36 @@ Profiles:
     delay_ms = 0        # optional: milliseconds to wait after each knock
     family = \"any\"      # optional: \"any\", \"4\" or \"6\"
 
-  A port in `sequence` that names no protocol is TCP. A mistake in the file is reported as
-  file:line:column.";
+  A port in `sequence` that names no protocol is TCP. Every profile has `host` and may have
+  `delay_ms` and `family`; `kind` says what it knocks: \"sequence\" (the default, above),
+  \"rotating\" or \"encoded\". The server's door must say the same as the profile.
+
+    [profile.rot]                 # a rotating sequence: new ports every period
+    host = \"server.example.org\"
+    kind = \"rotating\"
+    key_file = \"rot.key\"          # shared key (`knocker keygen`), mode 0600
+    mode = \"totp\"                 # \"totp\": time steps; \"hotp\": a counter
+    period = 30                   # totp: seconds per step (default 30)
+    # counter_file = \"rot.count\"  # hotp: the next counter, moved on before each knock
+    knocks = 4                    # 3 to 16 knocks
+    ports = \"40000-40999\"         # drawn from this range (at least 64 ports)
+    proto = \"tcp\"                 # optional: \"tcp\" (default) or \"udp\"
+
+    [profile.enc]                 # an encoded knock: an encrypted request as ports
+    host = \"server.example.org\"
+    kind = \"encoded\"
+    key_file = \"enc.key\"
+    base = 40000                  # the span: 2^bits ports from base
+    bits = 12                     # 11 to 15; 12 takes 63 knocks for IPv4 and 1 service
+    proto = \"tcp\"                 # optional
+    open = [\"tcp/22\"]             # 1 to 8 services to open
+    duration = \"30s\"              # optional: how long to open (default 30s)
+    # allow = \"203.0.113.7\"       # optional: the address to open for; default: this
+                                  # machine's address towards the host (set it behind NAT)
+
+  Relative key_file and counter_file paths are relative to the directory of profiles.toml;
+  `~/` is the home directory. A key file is refused if group or others have any access to
+  it. A mistake in the file is reported as file:line:column.";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -43,16 +78,21 @@ Examples:
   knocker knock -v -d 100 203.0.113.7 7000 9000:udp 8000
   knocker knock -6 -u server.example.org 7000 8000:tcp 9000
   knocker profile add myserver server.example.org 7000 9000:udp 8000
-  knocker knock myserver && ssh server.example.org";
+  knocker knock myserver && ssh server.example.org
+  knocker keygen --out ~/.config/knocker/rot.key      # then copy it to the server
+  knocker sequence rot                                # prints e.g. `40392 40952 40454 40384`
+  knock server.example.org $(knocker sequence rot)    # any knock tool can knock it";
 
 #[derive(Parser, Debug)]
 #[command(
     name = "knocker",
     version,
-    about = "Port-knocking client: send knocks, keep named knock profiles",
+    about = "Port-knocking client: send knocks, keep named knock profiles and keys",
     long_about = "Port-knocking client: sends knock sequences (one TCP SYN or one UDP datagram per \
-port, as the `knock` client does, so knockd and knockerd's sequence doors understand them) and \
-keeps named profiles, so that `knocker knock myserver` knocks a saved sequence.",
+port, as the `knock` client does, so knockd and knockerd's sequence doors understand them), \
+rotating sequences (derived from a shared key and the time or a counter, so a recorded knock \
+is worthless) and encoded knocks (an encrypted, authenticated request spelled out as ports), and \
+keeps named profiles, so that `knocker knock myserver` knocks whatever the profile describes.",
     after_long_help = format!("{PROFILES_HELP}\n\n{EXAMPLES}"),
     after_help = "Run `knocker help knock` or `knocker --help` for the profiles file format and examples."
 )]
@@ -68,19 +108,38 @@ enum Command {
         long_about = format!("Knocks on HOST: for each PORT in order, one TCP SYN (a connection attempt \
 that is abandoned at once, so the SYN is neither completed nor retransmitted) or one UDP datagram \
 of one byte. HOST is a name, an IPv4 address or an IPv6 address; a name is resolved once, so every \
-knock goes to the same address.\n\n{PORT_SYNTAX}\n\nWith no PORT, HOST names a saved profile: its \
-host and sequence are knocked, and -d, -4 or -6 given here override the profile's own (-u does \
+knock goes to the same address.\n\n{PORT_SYNTAX}\n\nWith no PORT, HOST names a saved profile, \
+and knocker knocks what its kind needs: its sequence; the current rotating sequence (a hotp \
+profile's counter is moved on before anything is sent); or a new encoded request, with a fresh \
+nonce, sent header knock first. -d, -4 or -6 given here override the profile's own (-u does \
 not apply: a profile's ports name their protocol). With PORTs, HOST is always a host, even if a \
 profile has that name.\n\nPrints nothing unless -v, and exits 0 once every knock is sent: a knock \
 gets no answer, so knocker cannot tell whether a door opened."),
         after_long_help = format!("{EXAMPLES}\n\n{PROFILES_HELP}"),
     )]
     Knock(KnockArgs),
+    /// Print a profile's current knock sequence, for any knock tool
+    #[command(
+        long_about = "Prints the knock sequence of profile NAME on one line, in knock's \
+syntax (`40392 40952 9000:udp`), so that any tool can knock it: `knock HOST $(knocker sequence \
+NAME)`. For a rotating profile that is the current sequence: with mode = \"totp\", the one of \
+this time step (standard error says when it changes); with mode = \"hotp\", the one of the next \
+counter, which is not used up unless --consume is given (then the counter file moves on before \
+the sequence is printed, as `knocker knock` does). An encoded profile has no fixed sequence: each \
+knock is a new encrypted request."
+    )]
+    Sequence(SequenceArgs),
+    /// Write a new random key to a file (mode 0600) for a rotating or encoded profile
+    #[command(
+        long_about = "Writes a new key (32 random bytes from the operating system, as one \
+line of base64) to FILE, readable by its owner only. Refuses to overwrite an existing file. Name \
+it in a profile's key_file, and give the same key to the server's door."
+    )]
+    Keygen(KeygenArgs),
     /// Add, list, show or remove saved profiles
     #[command(subcommand, after_long_help = PROFILES_HELP)]
     Profile(ProfileCommand),
 }
-
 /// How knocks are sent: shared by `knock` and `profile add`, which stores them.
 #[derive(Args, Debug)]
 struct SendOpts {
@@ -130,6 +189,29 @@ struct KnockArgs {
     /// Ports to knock, in order: PORT[:tcp|:udp]
     #[arg(value_name = "PORT")]
     ports: Vec<String>,
+    /// For tests only: knock as if the time were UNIX_SECS (a totp step, an encoded request's
+    /// time)
+    #[arg(long, value_name = "UNIX_SECS", hide = true)]
+    at: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+struct SequenceArgs {
+    /// Profile name
+    name: String,
+    /// hotp: use the counter up (move the counter file on), as knocking does
+    #[arg(long)]
+    consume: bool,
+    /// For tests only: the sequence as of UNIX_SECS instead of now (totp)
+    #[arg(long, value_name = "UNIX_SECS", hide = true)]
+    at: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+struct KeygenArgs {
+    /// The key file to create (it must not exist)
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    out: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -179,11 +261,19 @@ enum Error {
     Knock(#[from] knock::KnockError),
     #[error(transparent)]
     Profile(#[from] ProfileError),
+    #[error(transparent)]
+    Kind(#[from] kinds::KindError),
+    #[error(transparent)]
+    Secret(#[from] secrets::SecretError),
     #[error("no ports to knock on {host:?}, and no profile of that name in {}: give PORTs, or save one with `knocker profile add {host} HOST PORT...`", .path.display())]
     NoPorts {
         host: String,
         path: std::path::PathBuf,
     },
+    #[error("profile {0:?} is encoded: it has no fixed sequence, every knock is a new encrypted request; knock it with `knocker knock {0}` (-v shows the ports)")]
+    NoSequence(String),
+    #[error("--consume uses up a hotp counter, and profile {0:?} is not kind = \"rotating\" with mode = \"hotp\"")]
+    NothingToConsume(String),
 }
 
 impl Error {
@@ -193,6 +283,8 @@ impl Error {
         match self {
             Error::BadPort(_)
             | Error::NoPorts { .. }
+            | Error::NoSequence(_)
+            | Error::NothingToConsume(_)
             | Error::Profile(ProfileError::BadName(_) | ProfileError::BadHost(_)) => 2,
             _ => 1,
         }
@@ -203,6 +295,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Knock(args) => knock(args),
+        Command::Sequence(args) => sequence(args),
+        Command::Keygen(args) => keygen(args),
         Command::Profile(command) => profile(command),
     };
     match result {
@@ -215,7 +309,8 @@ fn main() -> ExitCode {
 }
 
 fn knock(args: KnockArgs) -> Result<(), Error> {
-    let (host, sequence, delay_ms, family) = if args.ports.is_empty() {
+    let now = args.at.unwrap_or_else(kinds::now_unix);
+    let (ip, sequence, delay_ms) = if args.ports.is_empty() {
         let store = Store::from_env()?;
         let Some(saved) = store.load()?.remove(&args.host) else {
             return Err(Error::NoPorts {
@@ -223,32 +318,70 @@ fn knock(args: KnockArgs) -> Result<(), Error> {
                 path: store.path().to_path_buf(),
             });
         };
-        (
-            saved.host,
-            saved.sequence,
-            args.send.delay.unwrap_or(saved.delay_ms),
-            args.send.family().unwrap_or(saved.family),
-        )
+        let family = match (&saved.kind, args.send.family().unwrap_or(saved.family)) {
+            // The knocks must come from the family of the address they ask to open for.
+            (Kind::Encoded(encoded), Family::Any) => match encoded.allow {
+                Some(IpAddr::V4(_)) => Family::V4,
+                Some(IpAddr::V6(_)) => Family::V6,
+                None => Family::Any,
+            },
+            (_, family) => family,
+        };
+        // Resolve first: a host that does not resolve must not use up a hotp counter.
+        let ip = knock::resolve(&saved.host, family)?;
+        let sequence = match &saved.kind {
+            Kind::Sequence(sequence) => sequence.clone(),
+            Kind::Rotating(rotating) => kinds::rotating(&store, rotating, now, true)?.0,
+            Kind::Encoded(encoded) => kinds::encoded(&store, encoded, ip, now)?,
+        };
+        (ip, sequence, args.send.delay.unwrap_or(saved.delay_ms))
     } else {
         let sequence = knock::parse_sequence(&args.ports, args.send.default_proto())?;
-        (
-            args.host,
-            sequence,
-            args.send.delay.unwrap_or(0),
-            args.send.family().unwrap_or_default(),
-        )
+        let ip = knock::resolve(&args.host, args.send.family().unwrap_or_default())?;
+        (ip, sequence, args.send.delay.unwrap_or(0))
     };
-    let ip = knock::resolve(&host, family)?;
+    send(ip, &sequence, delay_ms, args.verbose)
+}
+
+fn send(ip: IpAddr, sequence: &[Service], delay_ms: u32, verbose: bool) -> Result<(), Error> {
     knock::knock_sequence(
         ip,
-        &sequence,
+        sequence,
         Duration::from_millis(delay_ms.into()),
         |proto, addr| {
-            if args.verbose {
+            if verbose {
                 println!("hitting {proto} {addr}");
             }
         },
     )?;
+    Ok(())
+}
+
+fn sequence(args: SequenceArgs) -> Result<(), Error> {
+    let store = Store::from_env()?;
+    let saved = store.get(&args.name)?;
+    let hotp = matches!(&saved.kind, Kind::Rotating(r) if matches!(r.mode, Mode::Hotp { .. }));
+    if args.consume && !hotp {
+        return Err(Error::NothingToConsume(args.name));
+    }
+    match &saved.kind {
+        Kind::Sequence(sequence) => println!("{}", sequence_text(sequence)),
+        Kind::Rotating(rotating) => {
+            let now = args.at.unwrap_or_else(kinds::now_unix);
+            let (sequence, step) = kinds::rotating(&store, rotating, now, args.consume)?;
+            println!("{}", sequence_text(&sequence));
+            // Standard error, so that `$(knocker sequence NAME)` is the ports alone.
+            eprintln!("{}", step.note);
+        }
+        Kind::Encoded(_) => return Err(Error::NoSequence(args.name)),
+    }
+    Ok(())
+}
+
+fn keygen(args: KeygenArgs) -> Result<(), Error> {
+    // Key files are the same for every kind of door.
+    let key = RotateKey::generate().map_err(secrets::SecretError::Rng)?;
+    secrets::write_new_key(&args.out, &key.to_base64())?;
     Ok(())
 }
 
@@ -259,9 +392,9 @@ fn profile(command: ProfileCommand) -> Result<(), Error> {
             let sequence = knock::parse_sequence(&args.ports, args.send.default_proto())?;
             let saved = Profile {
                 host: args.host,
-                sequence,
                 delay_ms: args.send.delay.unwrap_or(0),
                 family: args.send.family().unwrap_or_default(),
+                kind: Kind::Sequence(sequence),
             };
             store.add(&args.name, &saved, args.force)?;
         }
@@ -272,8 +405,7 @@ fn profile(command: ProfileCommand) -> Result<(), Error> {
             for (name, saved) in &profiles {
                 println!(
                     "{name:name_width$}  {:host_width$}  {}",
-                    saved.host,
-                    sequence_text(&saved.sequence)
+                    saved.host, saved.kind
                 );
             }
         }
@@ -328,6 +460,68 @@ mod tests {
     fn profile_add_needs_ports() {
         assert!(Cli::try_parse_from(["knocker", "profile", "add", "n", "h"]).is_err());
         assert!(Cli::try_parse_from(["knocker", "profile", "add", "n", "h", "1"]).is_ok());
+    }
+
+    #[test]
+    fn the_documented_profiles_parse() {
+        // The help's example sections are indented by four spaces; together they are a file.
+        let toml: String = PROFILES_HELP
+            .lines()
+            .filter_map(|l| l.strip_prefix("    "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let profiles = profile::parse(&toml, std::path::Path::new("--help")).expect(&toml);
+        let kinds: Vec<(&str, &str)> = profiles
+            .iter()
+            .map(|(name, p)| {
+                let kind = match p.kind {
+                    Kind::Sequence(_) => "sequence",
+                    Kind::Rotating(_) => "rotating",
+                    Kind::Encoded(_) => "encoded",
+                };
+                (name.as_str(), kind)
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("enc", "encoded"),
+                ("myserver", "sequence"),
+                ("rot", "rotating")
+            ]
+        );
+        // "12 takes 63 knocks for IPv4 and 1 service"
+        let Kind::Encoded(enc) = &profiles["enc"].kind else {
+            panic!("not encoded")
+        };
+        let v4: IpAddr = "192.0.2.1".parse().expect("v4");
+        assert_eq!(
+            knocker_wire::encoded::layout(&enc.spec, v4, 1).map(|l| l.knocks()),
+            Some(63)
+        );
+    }
+
+    #[test]
+    fn sequence_and_keygen_parse() {
+        let cli = Cli::try_parse_from(["knocker", "sequence", "rot", "--consume", "--at", "5"])
+            .expect("parses");
+        let Command::Sequence(args) = cli.command else {
+            panic!("not sequence")
+        };
+        assert_eq!(
+            (args.name.as_str(), args.consume, args.at),
+            ("rot", true, Some(5))
+        );
+        assert!(Cli::try_parse_from(["knocker", "keygen"]).is_err());
+        assert!(Cli::try_parse_from(["knocker", "keygen", "-o", "k"]).is_ok());
+        // --at is for tests: hidden from help.
+        let help = Cli::command()
+            .find_subcommand_mut("sequence")
+            .expect("sequence")
+            .render_long_help()
+            .to_string();
+        assert!(!help.contains("--at"), "{help}");
+        assert!(help.contains("--consume"), "{help}");
     }
 
     #[test]

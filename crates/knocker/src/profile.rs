@@ -1,20 +1,28 @@
-//! Named knock profiles: `knocker knock myserver` knocks a saved sequence.
+//! Named knock profiles: `knocker knock myserver` knocks what a profile describes.
 //!
 //! They live in `profiles.toml` in knocker's config directory. The file is meant to be edited by
 //! hand as well as by `knocker profile add/remove`, so reading reports mistakes as `file:line`,
 //! and writing edits the document in place (comments and layout survive) and replaces the file
 //! atomically, readable by its owner only: a static sequence is a secret.
+//!
+//! A profile has a kind: `sequence` (a static port sequence, the default), `rotating` (a sequence
+//! derived from a shared key and the time or a counter) or `encoded` (an encrypted request spelled
+//! out as ports). Key files and counter files are named by path; a relative path is relative to
+//! the directory of profiles.toml, and `~/` is the home directory.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Write};
+use std::fmt;
+use std::fs::{self, DirBuilder};
+use std::io;
+use std::net::IpAddr;
 use std::ops::Range;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process;
 
-use knocker_engine::{Proto, Service};
+use knocker_wire::encoded::{self, EncodedSpec};
+use knocker_wire::rotate::{self, RotateSpec};
+use knocker_wire::{Proto, Service};
 use serde::Deserialize;
 use toml::Spanned;
 use toml_edit::{Array, DocumentMut, Item, Table, Value};
@@ -22,6 +30,11 @@ use toml_edit::{Array, DocumentMut, Item, Table, Value};
 use crate::knock::{self, Family};
 
 pub const FILE_NAME: &str = "profiles.toml";
+
+/// The TOTP period when a rotating profile names none, as most TOTP systems use.
+pub const DEFAULT_PERIOD_SECS: u64 = 30;
+/// How long an encoded profile asks for when it says nothing (knockerd's default `open_for`).
+pub const DEFAULT_DURATION_SECS: u32 = 30;
 
 /// Written at the top of a profiles file that `profile add` creates.
 const NEW_FILE_HEADER: &str = "\
@@ -34,10 +47,75 @@ const NEW_FILE_HEADER: &str = "\
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Profile {
     pub host: String,
-    pub sequence: Vec<Service>,
     /// Milliseconds to wait after each knock.
     pub delay_ms: u32,
     pub family: Family,
+    pub kind: Kind,
+}
+
+/// What a profile knocks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A static sequence.
+    Sequence(Vec<Service>),
+    Rotating(Rotating),
+    Encoded(Encoded),
+}
+
+/// A rotating sequence: derived from the key in `key_file` and the time step or a counter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rotating {
+    /// As written in the file; see [`Store::resolve`].
+    pub key_file: PathBuf,
+    pub mode: Mode,
+    pub spec: RotateSpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The counter is the time step: Unix time / `period_secs`.
+    Totp { period_secs: u64 },
+    /// The counter is the next unused value in `counter_file` (0 if there is no file yet).
+    Hotp { counter_file: PathBuf },
+}
+
+/// An encoded knock: a request to open `open` for `duration_secs` to `allow` (or to the address
+/// the route to the host leaves from), encrypted with the key in `key_file`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    pub key_file: PathBuf,
+    pub spec: EncodedSpec,
+    pub open: Vec<Service>,
+    pub duration_secs: u32,
+    pub allow: Option<IpAddr>,
+}
+
+/// One line about what a profile knocks, for `profile list`.
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Kind::Sequence(sequence) => {
+                let ports: Vec<String> = sequence.iter().map(|s| knock::knock_syntax(*s)).collect();
+                f.write_str(&ports.join(" "))
+            }
+            Kind::Rotating(r) => match &r.mode {
+                Mode::Totp { period_secs } => {
+                    write!(f, "rotating (totp, {period_secs}s): {}", r.spec)
+                }
+                Mode::Hotp { .. } => write!(f, "rotating (hotp): {}", r.spec),
+            },
+            Kind::Encoded(e) => {
+                let open: Vec<String> = e.open.iter().map(Service::to_string).collect();
+                write!(
+                    f,
+                    "encoded: {}, open {} for {}s",
+                    e.spec,
+                    open.join(" "),
+                    e.duration_secs
+                )
+            }
+        }
+    }
 }
 
 pub type Profiles = BTreeMap<String, Profile>;
@@ -103,17 +181,42 @@ pub fn check_host(host: &str) -> Result<(), ProfileError> {
 #[serde(deny_unknown_fields)]
 struct RawFile {
     #[serde(default)]
-    profile: BTreeMap<String, RawProfile>,
+    profile: BTreeMap<String, Spanned<RawProfile>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawProfile {
     host: Spanned<String>,
-    sequence: Spanned<Vec<Spanned<String>>>,
+    kind: Option<Spanned<String>>,
     #[serde(default)]
     delay_ms: u32,
     family: Option<Spanned<toml::Value>>,
+    // sequence
+    sequence: Option<Spanned<Vec<Spanned<String>>>>,
+    // rotating and encoded
+    key_file: Option<Spanned<String>>,
+    proto: Option<Spanned<String>>,
+    // rotating
+    mode: Option<Spanned<String>>,
+    period: Option<Spanned<RawDuration>>,
+    counter_file: Option<Spanned<String>>,
+    knocks: Option<Spanned<i64>>,
+    ports: Option<Spanned<String>>,
+    // encoded
+    base: Option<Spanned<i64>>,
+    bits: Option<Spanned<i64>>,
+    open: Option<Spanned<Vec<Spanned<String>>>>,
+    duration: Option<Spanned<RawDuration>>,
+    allow: Option<Spanned<String>>,
+}
+
+/// `30` (seconds) or `"30s"`, `"5m"`, `"2h"`, `"1d"`, as knockerd's config writes durations.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawDuration {
+    Seconds(i64),
+    Text(String),
 }
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
@@ -130,13 +233,352 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// Seconds in a duration: `30`, or text with a unit (`30s`, `5m`, `2h`, `1d`).
+fn duration_secs(value: &RawDuration) -> Result<u64, String> {
+    let text = match value {
+        RawDuration::Seconds(n) => {
+            return u64::try_from(*n)
+                .map_err(|_| format!("{n} seconds: a duration cannot be negative"))
+        }
+        RawDuration::Text(t) => t.trim(),
+    };
+    let (num, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let bad = || {
+        format!("bad duration {text:?}: write seconds (30) or a number with s, m, h or d (30s, 5m)")
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let mult = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(mult).ok_or_else(bad)
+}
+
+/// Reads the profiles of the text of a profiles file, one `[profile.NAME]` at a time, pointing
+/// every mistake at its place.
+struct Reader<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+/// Which kinds take a key: `sequence`, `rotating`, `encoded`, or both keyed kinds.
+const SEQUENCE: &[&str] = &["sequence"];
+const ROTATING: &[&str] = &["rotating"];
+const ENCODED: &[&str] = &["encoded"];
+const KEYED: &[&str] = &["rotating", "encoded"];
+
+/// A kind-specific key: its name, where it is (if present), and the kinds that take it.
+type KindKey = (&'static str, Option<Range<usize>>, &'static [&'static str]);
+
+impl RawProfile {
+    fn kind_keys(&self) -> [KindKey; 13] {
+        fn at<T>(value: &Option<Spanned<T>>) -> Option<Range<usize>> {
+            value.as_ref().map(Spanned::span)
+        }
+        [
+            ("sequence", at(&self.sequence), SEQUENCE),
+            ("key_file", at(&self.key_file), KEYED),
+            ("proto", at(&self.proto), KEYED),
+            ("mode", at(&self.mode), ROTATING),
+            ("period", at(&self.period), ROTATING),
+            ("counter_file", at(&self.counter_file), ROTATING),
+            ("knocks", at(&self.knocks), ROTATING),
+            ("ports", at(&self.ports), ROTATING),
+            ("base", at(&self.base), ENCODED),
+            ("bits", at(&self.bits), ENCODED),
+            ("open", at(&self.open), ENCODED),
+            ("duration", at(&self.duration), ENCODED),
+            ("allow", at(&self.allow), ENCODED),
+        ]
+    }
+}
+
+/// One `[profile.NAME]` being read: every error names the profile and points at its place.
+struct Section<'a> {
+    reader: &'a Reader<'a>,
+    name: &'a str,
+    /// The whole section, for what is missing.
+    span: Range<usize>,
+    kind: &'static str,
+}
+
+impl Section<'_> {
+    fn err(&self, span: Range<usize>, message: impl fmt::Display) -> ProfileError {
+        self.reader
+            .malformed(Some(span), format!("profile {:?}: {message}", self.name))
+    }
+
+    fn required<'v, T>(
+        &self,
+        value: &'v Option<Spanned<T>>,
+        key: &str,
+    ) -> Result<&'v Spanned<T>, ProfileError> {
+        value.as_ref().ok_or_else(|| {
+            self.err(
+                self.span.clone(),
+                format!(
+                    "{} {} profile needs `{key}` (see `knocker --help`)",
+                    if self.kind == "encoded" { "an" } else { "a" },
+                    self.kind
+                ),
+            )
+        })
+    }
+
+    fn path(&self, value: &Option<Spanned<String>>, key: &str) -> Result<PathBuf, ProfileError> {
+        let v = self.required(value, key)?;
+        if v.get_ref().trim().is_empty() {
+            return Err(self.err(v.span(), format!("`{key}` is empty: give a path")));
+        }
+        Ok(PathBuf::from(v.get_ref()))
+    }
+
+    /// A duration in whole seconds, from 1 second to `max`.
+    fn seconds(
+        &self,
+        value: &Spanned<RawDuration>,
+        key: &str,
+        max: u64,
+    ) -> Result<u64, ProfileError> {
+        match duration_secs(value.get_ref()) {
+            Ok(s) if (1..=max).contains(&s) => Ok(s),
+            Ok(_) => Err(self.err(
+                value.span(),
+                format!("{key}: from 1 second to {max} seconds"),
+            )),
+            Err(e) => Err(self.err(value.span(), format!("{key}: {e}"))),
+        }
+    }
+
+    fn proto(&self, raw: &RawProfile) -> Result<Proto, ProfileError> {
+        match &raw.proto {
+            None => Ok(Proto::Tcp),
+            Some(p) => p
+                .get_ref()
+                .parse()
+                .map_err(|e| self.err(p.span(), format!("proto: {e}"))),
+        }
+    }
+
+    fn sequence(&self, raw: &RawProfile) -> Result<Kind, ProfileError> {
+        let seq = self.required(&raw.sequence, "sequence")?;
+        if seq.get_ref().is_empty() {
+            return Err(self.err(seq.span(), "the sequence is empty: give at least one port"));
+        }
+        let mut sequence = Vec::new();
+        for port in seq.get_ref() {
+            let service = knock::parse_port(port.get_ref(), Proto::Tcp)
+                .map_err(|e| self.err(port.span(), e))?;
+            sequence.push(service);
+        }
+        Ok(Kind::Sequence(sequence))
+    }
+
+    fn rotating(&self, raw: &RawProfile) -> Result<Kind, ProfileError> {
+        let key_file = self.path(&raw.key_file, "key_file")?;
+        let mode = match raw.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+            None | Some(("totp", _)) => {
+                if let Some(c) = &raw.counter_file {
+                    return Err(self.err(
+                        c.span(),
+                        "`counter_file` is for mode = \"hotp\"; a totp profile counts time steps",
+                    ));
+                }
+                let period_secs = match &raw.period {
+                    None => DEFAULT_PERIOD_SECS,
+                    Some(p) => self.seconds(p, "period", 86_400)?,
+                };
+                Mode::Totp { period_secs }
+            }
+            Some(("hotp", _)) => {
+                if let Some(p) = &raw.period {
+                    return Err(self.err(
+                        p.span(),
+                        "`period` is for mode = \"totp\"; a hotp profile counts knocks in \
+                         `counter_file`",
+                    ));
+                }
+                Mode::Hotp {
+                    counter_file: self.path(&raw.counter_file, "counter_file")?,
+                }
+            }
+            Some((other, span)) => {
+                return Err(self.err(
+                    span,
+                    format!(
+                        "unknown mode {other:?}: use \"totp\" (time steps) or \"hotp\" (a counter)"
+                    ),
+                ))
+            }
+        };
+        let knocks = self.required(&raw.knocks, "knocks")?;
+        let ports = self.required(&raw.ports, "ports")?;
+        let range = rotate::parse_ports(ports.get_ref()).map_err(|e| self.err(ports.span(), e))?;
+        let n = usize::try_from(*knocks.get_ref()).unwrap_or(0);
+        let spec = RotateSpec::new(n, range, self.proto(raw)?).map_err(|e| match e {
+            rotate::SpecError::Knocks(_) => self.err(knocks.span(), e),
+            _ => self.err(ports.span(), e),
+        })?;
+        Ok(Kind::Rotating(Rotating {
+            key_file,
+            mode,
+            spec,
+        }))
+    }
+
+    fn encoded(&self, raw: &RawProfile) -> Result<Kind, ProfileError> {
+        let key_file = self.path(&raw.key_file, "key_file")?;
+        let base = self.required(&raw.base, "base")?;
+        let bits = self.required(&raw.bits, "bits")?;
+        let base_port = u16::try_from(*base.get_ref())
+            .map_err(|_| self.err(base.span(), "base: a port from 1 to 65535"))?;
+        let bits_n = u8::try_from(*bits.get_ref()).unwrap_or(0);
+        let spec = EncodedSpec::new(base_port, bits_n, self.proto(raw)?).map_err(|e| match e {
+            encoded::SpecError::Bits(_) => self.err(bits.span(), e),
+            _ => self.err(base.span(), e),
+        })?;
+        let listed = self.required(&raw.open, "open")?;
+        let mut open = Vec::new();
+        for s in listed.get_ref() {
+            let service: Service = s
+                .get_ref()
+                .parse()
+                .map_err(|e| self.err(s.span(), format!("open: {e}")))?;
+            if open.contains(&service) {
+                return Err(self.err(s.span(), format!("open: {service} is listed twice")));
+            }
+            open.push(service);
+        }
+        if !(1..=encoded::MAX_SERVICES).contains(&open.len()) {
+            return Err(self.err(
+                listed.span(),
+                format!("open: list 1 to {} services", encoded::MAX_SERVICES),
+            ));
+        }
+        let duration_secs = match &raw.duration {
+            None => DEFAULT_DURATION_SECS,
+            Some(d) => {
+                let max = encoded::MAX_DURATION_SECS;
+                // At most a day: it fits.
+                self.seconds(d, "duration", u64::from(max))? as u32
+            }
+        };
+        let allow = match &raw.allow {
+            None => None,
+            Some(a) => match a.get_ref().trim().parse::<IpAddr>() {
+                Ok(ip) if !ip.is_unspecified() => Some(ip),
+                _ => {
+                    return Err(self.err(
+                        a.span(),
+                        format!("allow: {:?} is not an address to open for", a.get_ref()),
+                    ))
+                }
+            },
+        };
+        // Without `allow` the family is known only when knocking, where encoding says so.
+        if let Some(ip) = allow {
+            if encoded::layout(&spec, ip, open.len()).is_none() {
+                return Err(self.err(
+                    listed.span(),
+                    format!(
+                        "{} services for an IPv6 address do not fit in {}-bit knocks: open \
+                         fewer, or use more bits",
+                        open.len(),
+                        spec.bits()
+                    ),
+                ));
+            }
+        }
+        Ok(Kind::Encoded(Encoded {
+            key_file,
+            spec,
+            open,
+            duration_secs,
+            allow,
+        }))
+    }
+}
+
+impl Reader<'_> {
+    fn malformed(&self, span: Option<Range<usize>>, message: String) -> ProfileError {
+        ProfileError::Malformed {
+            path: self.path.to_path_buf(),
+            at: span.map(|s| line_column(self.text, s.start)),
+            message,
+        }
+    }
+
+    fn profile(&self, name: &str, table: &Spanned<RawProfile>) -> Result<Profile, ProfileError> {
+        let raw = table.get_ref();
+        let mut section = Section {
+            reader: self,
+            name,
+            span: table.span(),
+            kind: "sequence",
+        };
+        let host = raw.host.get_ref();
+        check_host(host).map_err(|e| section.err(raw.host.span(), e))?;
+        let family = match &raw.family {
+            None => Family::Any,
+            Some(value) => family_of(value.get_ref()).ok_or_else(|| {
+                section.err(value.span(), "family must be \"any\", \"4\" or \"6\"")
+            })?,
+        };
+        if let Some(k) = &raw.kind {
+            section.kind = match k.get_ref().as_str() {
+                "sequence" => "sequence",
+                "rotating" => "rotating",
+                "encoded" => "encoded",
+                other => {
+                    return Err(section.err(
+                        k.span(),
+                        format!(
+                            "unknown kind {other:?}: use \"sequence\", \"rotating\" or \"encoded\""
+                        ),
+                    ))
+                }
+            };
+        }
+        // A key of another kind is a mistake worth naming.
+        for (key, span, kinds) in raw.kind_keys() {
+            if let (Some(span), false) = (span, kinds.contains(&section.kind)) {
+                let belongs = match kinds {
+                    SEQUENCE => "a sequence profile (the default kind)".to_string(),
+                    KEYED => "kind = \"rotating\" and kind = \"encoded\"".to_string(),
+                    _ => format!("kind = \"{}\"", kinds.join("")),
+                };
+                return Err(section.err(
+                    span,
+                    format!(
+                        "`{key}` is for {belongs}, and this profile is kind = \"{}\"",
+                        section.kind
+                    ),
+                ));
+            }
+        }
+        let kind = match section.kind {
+            "rotating" => section.rotating(raw)?,
+            "encoded" => section.encoded(raw)?,
+            _ => section.sequence(raw)?,
+        };
+        Ok(Profile {
+            host: host.clone(),
+            delay_ms: raw.delay_ms,
+            family,
+            kind,
+        })
+    }
+}
+
 /// Reads profiles from the text of a profiles file; `path` only names it in errors.
 pub fn parse(text: &str, path: &Path) -> Result<Profiles, ProfileError> {
-    let malformed = |span: Option<Range<usize>>, message: String| ProfileError::Malformed {
-        path: path.to_path_buf(),
-        at: span.map(|s| line_column(text, s.start)),
-        message,
-    };
+    let reader = Reader { text, path };
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         // toml's message may run over several lines; one line reads better after `file:line:`.
         let message = e
@@ -146,44 +588,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Profiles, ProfileError> {
             .filter(|l| !l.is_empty())
             .collect::<Vec<_>>()
             .join("; ");
-        malformed(e.span(), message)
+        reader.malformed(e.span(), message)
     })?;
-
     let mut profiles = Profiles::new();
-    for (name, raw) in raw.profile {
-        let host = raw.host.get_ref();
-        check_host(host)
-            .map_err(|e| malformed(Some(raw.host.span()), format!("profile {name:?}: {e}")))?;
-        if raw.sequence.get_ref().is_empty() {
-            return Err(malformed(
-                Some(raw.sequence.span()),
-                format!("profile {name:?}: the sequence is empty: give at least one port"),
-            ));
-        }
-        let mut sequence = Vec::new();
-        for port in raw.sequence.get_ref() {
-            let service = knock::parse_port(port.get_ref(), Proto::Tcp)
-                .map_err(|e| malformed(Some(port.span()), format!("profile {name:?}: {e}")))?;
-            sequence.push(service);
-        }
-        let family = match &raw.family {
-            None => Family::Any,
-            Some(value) => family_of(value.get_ref()).ok_or_else(|| {
-                malformed(
-                    Some(value.span()),
-                    format!("profile {name:?}: family must be \"any\", \"4\" or \"6\""),
-                )
-            })?,
-        };
-        profiles.insert(
-            name,
-            Profile {
-                host: host.clone(),
-                sequence,
-                delay_ms: raw.delay_ms,
-                family,
-            },
-        );
+    for (name, table) in &raw.profile {
+        profiles.insert(name.clone(), reader.profile(name, table)?);
     }
     Ok(profiles)
 }
@@ -198,15 +607,67 @@ fn family_of(value: &toml::Value) -> Option<Family> {
     }
 }
 
+fn resolve_in(dir: &Path, home: Option<&Path>, path: &Path) -> PathBuf {
+    if let (Ok(rest), Some(home)) = (path.strip_prefix("~"), home) {
+        return home.join(rest);
+    }
+    dir.join(path)
+}
+
+fn path_text(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
 /// The TOML table of one profile, as `profile add` writes it and `profile show` prints it.
 fn profile_table(profile: &Profile) -> Table {
-    let mut sequence = Array::new();
-    for service in &profile.sequence {
-        sequence.push(knock::knock_syntax(*service));
-    }
     let mut table = Table::new();
     table.insert("host", toml_edit::value(profile.host.as_str()));
-    table.insert("sequence", toml_edit::value(sequence));
+    match &profile.kind {
+        Kind::Sequence(seq) => {
+            let mut sequence = Array::new();
+            for service in seq {
+                sequence.push(knock::knock_syntax(*service));
+            }
+            table.insert("sequence", toml_edit::value(sequence));
+        }
+        Kind::Rotating(r) => {
+            table.insert("kind", toml_edit::value("rotating"));
+            table.insert("key_file", toml_edit::value(path_text(&r.key_file)));
+            match &r.mode {
+                Mode::Totp { period_secs } => {
+                    table.insert("mode", toml_edit::value("totp"));
+                    table.insert("period", toml_edit::value(*period_secs as i64));
+                }
+                Mode::Hotp { counter_file } => {
+                    table.insert("mode", toml_edit::value("hotp"));
+                    table.insert("counter_file", toml_edit::value(path_text(counter_file)));
+                }
+            }
+            let ports = r.spec.ports();
+            table.insert("knocks", toml_edit::value(r.spec.knocks() as i64));
+            table.insert(
+                "ports",
+                toml_edit::value(format!("{}-{}", ports.start(), ports.end())),
+            );
+            table.insert("proto", toml_edit::value(r.spec.proto().as_str()));
+        }
+        Kind::Encoded(e) => {
+            table.insert("kind", toml_edit::value("encoded"));
+            table.insert("key_file", toml_edit::value(path_text(&e.key_file)));
+            table.insert("base", toml_edit::value(i64::from(e.spec.base())));
+            table.insert("bits", toml_edit::value(i64::from(e.spec.bits())));
+            table.insert("proto", toml_edit::value(e.spec.proto().as_str()));
+            let mut open = Array::new();
+            for service in &e.open {
+                open.push(service.to_string());
+            }
+            table.insert("open", toml_edit::value(open));
+            table.insert("duration", toml_edit::value(i64::from(e.duration_secs)));
+            if let Some(allow) = e.allow {
+                table.insert("allow", toml_edit::value(allow.to_string()));
+            }
+        }
+    }
     table.insert("delay_ms", toml_edit::value(i64::from(profile.delay_ms)));
     table.insert("family", toml_edit::value(profile.family.as_str()));
     table
@@ -297,6 +758,17 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Where a path written in the profiles file points: `~/x` is in the home directory, and a
+    /// relative path is relative to the directory the profiles file is in.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        let home = std::env::var_os("HOME").filter(|h| !h.is_empty());
+        resolve_in(self.dir(), home.as_deref().map(Path::new), path)
+    }
+
+    fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
     }
 
     fn io_error(
@@ -459,35 +931,15 @@ impl Store {
             fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
                 .map_err(self.io_error("set permissions of", dir))?;
         }
-        let tmp = dir.join(format!(".{FILE_NAME}.{}.tmp", process::id()));
-        // A leftover from a crashed run of this pid would make create_new fail; removing a
-        // symlink removes the link, never its target.
-        let _ = fs::remove_file(&tmp);
-        let result = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            file.set_permissions(fs::Permissions::from_mode(0o600))?;
-            file.write_all(text.as_bytes())?;
-            file.sync_all()?;
-            fs::rename(&tmp, &self.path)
-        })();
-        if let Err(e) = result {
-            let _ = fs::remove_file(&tmp);
-            return Err(self.io_error("write", &self.path)(e));
-        }
-        // Make the rename itself durable.
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(self.io_error("sync directory", dir))
+        crate::files::replace_atomically(&self.path, text.as_bytes())
+            .map_err(self.io_error("write", &self.path))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A directory under the system temp dir, removed when dropped.
@@ -515,9 +967,13 @@ mod tests {
     fn sample() -> Profile {
         Profile {
             host: "server.example.org".to_string(),
-            sequence: vec![Service::tcp(7000), Service::udp(9000), Service::tcp(8000)],
             delay_ms: 0,
             family: Family::Any,
+            kind: Kind::Sequence(vec![
+                Service::tcp(7000),
+                Service::udp(9000),
+                Service::tcp(8000),
+            ]),
         }
     }
 
@@ -549,9 +1005,9 @@ family = "6"
             profiles["other"],
             Profile {
                 host: "2001:db8::1".to_string(),
-                sequence: vec![Service::udp(1), Service::tcp(2)],
                 delay_ms: 250,
                 family: Family::V6,
+                kind: Kind::Sequence(vec![Service::udp(1), Service::tcp(2)]),
             }
         );
         assert_eq!(parse("", Path::new("p.toml")).expect("empty").len(), 0);
@@ -628,9 +1084,9 @@ family = "6"
         store.add("myserver", &sample(), false).expect("add");
         let other = Profile {
             host: "10.0.0.1".to_string(),
-            sequence: vec![Service::udp(1)],
             delay_ms: 200,
             family: Family::V4,
+            kind: Kind::Sequence(vec![Service::udp(1)]),
         };
         store.add("other.box", &other, false).expect("add");
         let profiles = store.load().expect("load");
@@ -722,6 +1178,303 @@ family = "6"
             parse(&text, Path::new("p")).expect("parse")["myserver"],
             sample()
         );
+    }
+
+    const ROTATING_AND_ENCODED: &str = r#"
+[profile.rot]
+host = "server.example.org"
+kind = "rotating"
+key_file = "rot.key"
+mode = "totp"
+period = "1m"
+knocks = 4
+ports = "40000-40999"
+
+[profile.hot]
+host = "10.0.0.1"
+kind = "rotating"
+key_file = "~/keys/hot.key"
+mode = "hotp"
+counter_file = "/var/tmp/hot.count"
+knocks = 5
+ports = "1000 - 1063"
+proto = "udp"
+delay_ms = 20
+
+[profile.enc]
+host = "server.example.org"
+kind = "encoded"
+key_file = "enc.key"
+base = 40000
+bits = 12
+open = ["tcp/22", "443", "udp/51820"]
+duration = "2h"
+allow = "203.0.113.7"
+family = "4"
+
+[profile.bare]
+host = "h"
+kind = "encoded"
+key_file = "k"
+base = 20000
+bits = 11
+proto = "udp"
+open = ["22"]
+"#;
+
+    #[test]
+    fn rotating_and_encoded_profiles_parse() {
+        let profiles = parse(ROTATING_AND_ENCODED, Path::new("p.toml")).expect("valid");
+        assert_eq!(
+            profiles["rot"].kind,
+            Kind::Rotating(Rotating {
+                key_file: PathBuf::from("rot.key"),
+                mode: Mode::Totp { period_secs: 60 },
+                spec: RotateSpec::new(4, 40000..=40999, Proto::Tcp).expect("spec"),
+            })
+        );
+        assert_eq!(
+            profiles["hot"].kind,
+            Kind::Rotating(Rotating {
+                key_file: PathBuf::from("~/keys/hot.key"),
+                mode: Mode::Hotp {
+                    counter_file: PathBuf::from("/var/tmp/hot.count")
+                },
+                spec: RotateSpec::new(5, 1000..=1063, Proto::Udp).expect("spec"),
+            })
+        );
+        assert_eq!(profiles["hot"].delay_ms, 20);
+        assert_eq!(
+            profiles["enc"].kind,
+            Kind::Encoded(Encoded {
+                key_file: PathBuf::from("enc.key"),
+                spec: EncodedSpec::new(40000, 12, Proto::Tcp).expect("spec"),
+                open: vec![Service::tcp(22), Service::tcp(443), Service::udp(51820)],
+                duration_secs: 7200,
+                allow: Some("203.0.113.7".parse().expect("ip")),
+            })
+        );
+        assert_eq!(profiles["enc"].family, Family::V4);
+        let Kind::Encoded(bare) = &profiles["bare"].kind else {
+            panic!("not encoded")
+        };
+        assert_eq!(bare.duration_secs, DEFAULT_DURATION_SECS);
+        assert_eq!(bare.allow, None);
+        assert_eq!(bare.spec.proto(), Proto::Udp);
+        // A rotating profile's period defaults to 30 seconds, its protocol to TCP.
+        let text = "[profile.r]\nhost = \"h\"\nkind = \"rotating\"\nkey_file = \"k\"\nknocks = 3\nports = \"1-64\"\n";
+        assert_eq!(
+            parse(text, Path::new("p")).expect("valid")["r"].kind,
+            Kind::Rotating(Rotating {
+                key_file: PathBuf::from("k"),
+                mode: Mode::Totp { period_secs: 30 },
+                spec: RotateSpec::new(3, 1..=64, Proto::Tcp).expect("spec"),
+            })
+        );
+    }
+
+    #[test]
+    fn kind_mistakes_point_at_the_line_and_say_why() {
+        let rot = "[profile.r]\nhost = \"h\"\nkind = \"rotating\"\nkey_file = \"k\"\n";
+        let enc = "[profile.e]\nhost = \"h\"\nkind = \"encoded\"\nkey_file = \"k\"\n";
+        let cases: &[(String, usize, &str)] = &[
+            (
+                "[profile.a]\nhost = \"h\"\nkind = \"spa\"\n".into(),
+                3,
+                "unknown kind \"spa\"",
+            ),
+            (
+                "[profile.a]\nhost = \"h\"\nsequence = [\"1\"]\nports = \"1-100\"\n".into(),
+                4,
+                "`ports` is for kind = \"rotating\", and this profile is kind = \"sequence\"",
+            ),
+            (
+                format!("{rot}knocks = 3\nports = \"1-100\"\nsequence = [\"1\"]\n"),
+                7,
+                "`sequence` is for a sequence profile",
+            ),
+            (
+                "[profile.a]\nhost = \"h\"\nkey_file = \"k\"\nsequence = [\"1\"]\n".into(),
+                3,
+                "`key_file` is for kind = \"rotating\" and kind = \"encoded\"",
+            ),
+            (
+                "[profile.a]\nhost = \"h\"\n".into(),
+                1,
+                "a sequence profile needs `sequence`",
+            ),
+            (format!("{rot}knocks = 3\n"), 1, "a rotating profile needs `ports`"),
+            (
+                format!("{rot}knocks = 3\nports = \"1-100\"\nmode = \"hotp\"\n"),
+                1,
+                "a rotating profile needs `counter_file`",
+            ),
+            (
+                format!("{rot}knocks = 3\nports = \"1-100\"\nmode = \"motp\"\n"),
+                7,
+                "unknown mode \"motp\"",
+            ),
+            (
+                format!("{rot}knocks = 3\nports = \"1-100\"\nmode = \"hotp\"\ncounter_file = \"c\"\nperiod = 30\n"),
+                9,
+                "`period` is for mode = \"totp\"",
+            ),
+            (
+                format!("{rot}knocks = 3\nports = \"1-100\"\ncounter_file = \"c\"\n"),
+                7,
+                "`counter_file` is for mode = \"hotp\"",
+            ),
+            (
+                format!("{rot}knocks = 3\nports = \"1-100\"\nperiod = \"0s\"\n"),
+                7,
+                "period: from 1 second",
+            ),
+            (
+                format!("{rot}knocks = 2\nports = \"1-100\"\n"),
+                5,
+                "from 3 to 16 knocks, not 2",
+            ),
+            (
+                format!("{rot}knocks = 3\nports = \"1-10\"\n"),
+                6,
+                "holds 10 ports; it needs at least 64",
+            ),
+            (
+                format!("{rot}knocks = 3\nports = \"40000\"\n"),
+                6,
+                "write first-last",
+            ),
+            (
+                format!("{rot}knocks = 3\nports = \"1-100\"\nproto = \"sctp\"\n"),
+                7,
+                "proto: unknown protocol \"sctp\"",
+            ),
+            (
+                format!("{rot}knocks = 3\nports = \"1-100\"\nkey_file = \"\"\n"),
+                0,
+                "duplicate key",
+            ),
+            (
+                format!("{enc}base = 40000\nbits = 9\nopen = [\"22\"]\n"),
+                6,
+                "from 11 to 15 bits per knock, not 9",
+            ),
+            (
+                format!("{enc}base = 65000\nbits = 12\nopen = [\"22\"]\n"),
+                5,
+                "the base can be at most 61440",
+            ),
+            (
+                format!("{enc}base = 70000\nbits = 12\nopen = [\"22\"]\n"),
+                5,
+                "base: a port from 1 to 65535",
+            ),
+            (
+                format!("{enc}base = 40000\nbits = 12\nopen = []\n"),
+                7,
+                "open: list 1 to 8 services",
+            ),
+            (
+                format!("{enc}base = 40000\nbits = 12\nopen = [\"22\", \"tcp/22\"]\n"),
+                7,
+                "open: tcp/22 is listed twice",
+            ),
+            (
+                format!("{enc}base = 40000\nbits = 12\nopen = [\"22\"]\nduration = \"2d\"\n"),
+                8,
+                "duration: from 1 second to 86400 seconds",
+            ),
+            (
+                format!("{enc}base = 40000\nbits = 12\nopen = [\"22\"]\nallow = \"0.0.0.0\"\n"),
+                8,
+                "allow: \"0.0.0.0\" is not an address to open for",
+            ),
+            (
+                format!(
+                    "{enc}base = 40000\nbits = 11\nopen = [\"1\", \"2\", \"3\", \"4\"]\nallow = \"2001:db8::1\"\n"
+                ),
+                7,
+                "4 services for an IPv6 address do not fit in 11-bit knocks",
+            ),
+            (format!("{enc}bits = 12\nopen = [\"22\"]\n"), 1, "an encoded profile needs `base`"),
+        ];
+        for (text, line, needle) in cases {
+            let (at, msg) = malformed_at(text);
+            if *line > 0 {
+                assert_eq!(at.map(|a| a.0), Some(*line), "{msg}\n{text}");
+            }
+            assert!(msg.contains(needle), "{msg:?} lacks {needle:?}\n{text}");
+        }
+    }
+
+    #[test]
+    fn rotating_and_encoded_profiles_render_and_parse_back() {
+        let profiles = parse(ROTATING_AND_ENCODED, Path::new("p.toml")).expect("valid");
+        for (name, profile) in &profiles {
+            let text = render(name, profile);
+            assert_eq!(
+                &parse(&text, Path::new("p")).expect("parses")[name],
+                profile,
+                "{text}"
+            );
+        }
+        assert_eq!(
+            render("rot", &profiles["rot"]),
+            "[profile.rot]\nhost = \"server.example.org\"\nkind = \"rotating\"\n\
+             key_file = \"rot.key\"\nmode = \"totp\"\nperiod = 60\nknocks = 4\n\
+             ports = \"40000-40999\"\nproto = \"tcp\"\ndelay_ms = 0\nfamily = \"any\"\n"
+        );
+        assert_eq!(
+            profiles["enc"].kind.to_string(),
+            "encoded: tcp 40000-44095 (12 bits), open tcp/22 tcp/443 udp/51820 for 7200s"
+        );
+        assert_eq!(
+            profiles["hot"].kind.to_string(),
+            "rotating (hotp): 5 udp knocks in 1000-1063"
+        );
+        assert_eq!(
+            profiles["rot"].kind.to_string(),
+            "rotating (totp, 60s): 4 tcp knocks in 40000-40999"
+        );
+    }
+
+    #[test]
+    fn paths_are_relative_to_the_profiles_file_and_tilde_is_home() {
+        let dir = Path::new("/cfg/knocker");
+        let home = Some(Path::new("/home/a"));
+        assert_eq!(
+            resolve_in(dir, home, Path::new("k")),
+            Path::new("/cfg/knocker/k")
+        );
+        assert_eq!(
+            resolve_in(dir, home, Path::new("/etc/k")),
+            Path::new("/etc/k")
+        );
+        assert_eq!(
+            resolve_in(dir, home, Path::new("~/k")),
+            Path::new("/home/a/k")
+        );
+        assert_eq!(
+            resolve_in(dir, None, Path::new("~/k")),
+            Path::new("/cfg/knocker/~/k")
+        );
+        assert_eq!(
+            resolve_in(dir, home, Path::new("~x/k")),
+            Path::new("/cfg/knocker/~x/k")
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration_secs(&RawDuration::Seconds(30)), Ok(30));
+        assert_eq!(duration_secs(&RawDuration::Text("30".into())), Ok(30));
+        assert_eq!(duration_secs(&RawDuration::Text("5m".into())), Ok(300));
+        assert_eq!(duration_secs(&RawDuration::Text("2h".into())), Ok(7200));
+        assert_eq!(duration_secs(&RawDuration::Text("1d".into())), Ok(86400));
+        assert!(duration_secs(&RawDuration::Seconds(-1)).is_err());
+        assert!(duration_secs(&RawDuration::Text("5x".into())).is_err());
+        assert!(duration_secs(&RawDuration::Text("".into())).is_err());
+        assert!(duration_secs(&RawDuration::Text("99999999999999999999d".into())).is_err());
     }
 
     #[test]

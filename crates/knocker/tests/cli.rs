@@ -10,6 +10,10 @@ use std::process::{self, Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use knocker_wire::encoded::{self, EncodedSpec, Push, Reassembly, Request};
+use knocker_wire::rotate::{self, RotateSpec};
+use knocker_wire::{EncodedKey, Proto, RotateKey, Service};
+
 const KNOCKER: &str = env!("CARGO_BIN_EXE_knocker");
 
 /// A scratch config directory (not created: knocker must create it), removed when dropped.
@@ -306,5 +310,392 @@ fn help_documents_the_profiles_file_and_examples() {
             help.contains(needle),
             "knock --help lacks {needle:?}:\n{help}"
         );
+    }
+}
+
+// Rotating sequences, encoded knocks and keys.
+
+/// The key `00 01 .. 1f`, as knocker-wire's known answers use it.
+const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+fn mode_of(p: &Path) -> u32 {
+    fs::metadata(p).expect("stat").permissions().mode() & 0o777
+}
+
+/// Writes a profiles file and a 0600 key file `k` beside it; returns the config directory.
+fn config_with(tmp: &TempDir, profiles: &str) -> PathBuf {
+    let dir = tmp.config();
+    fs::create_dir_all(&dir).expect("mkdir");
+    fs::write(dir.join("profiles.toml"), profiles).expect("write profiles");
+    let key = dir.join("k");
+    fs::write(&key, format!("{KEY}\n")).expect("write key");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).expect("chmod");
+    dir
+}
+
+fn wire_sequence(spec: &RotateSpec, counter: u64) -> String {
+    let key = RotateKey::from_base64(KEY).expect("key");
+    let ports: Vec<String> = rotate::sequence(&key, spec, counter)
+        .iter()
+        .map(|s| match s.proto {
+            Proto::Tcp => s.port.to_string(),
+            Proto::Udp => format!("{}:udp", s.port),
+        })
+        .collect();
+    format!("{}\n", ports.join(" "))
+}
+
+#[test]
+fn keygen_writes_a_private_key_and_never_overwrites() {
+    let tmp = TempDir::new();
+    fs::create_dir_all(&tmp.0).expect("mkdir");
+    let path = tmp.0.join("new.key");
+    let out = knocker(
+        &tmp.config(),
+        &["keygen", "--out", path.to_str().expect("utf-8")],
+    );
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "");
+    assert_eq!(mode_of(&path), 0o600);
+    let text = fs::read_to_string(&path).expect("read");
+    assert_eq!(text.len(), 45, "{text:?}");
+    assert!(text.ends_with('\n'));
+    RotateKey::from_base64(&text).expect("a 32-byte base64 key");
+
+    // Another run makes another key, elsewhere.
+    let other = tmp.0.join("other.key");
+    assert_ok(&knocker(
+        &tmp.config(),
+        &["keygen", "-o", other.to_str().expect("utf-8")],
+    ));
+    assert_ne!(fs::read_to_string(&other).expect("read"), text);
+
+    // An existing file is never replaced.
+    let out = knocker(
+        &tmp.config(),
+        &["keygen", "--out", path.to_str().expect("utf-8")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "knocker: {} already exists: knocker keygen never overwrites a key (remove the file first to replace it)\n",
+            path.display()
+        )
+    );
+    assert_eq!(fs::read_to_string(&path).expect("read"), text);
+
+    // A directory that does not exist is an error, not created.
+    let nowhere = tmp.0.join("no/such/dir/k");
+    let out = knocker(
+        &tmp.config(),
+        &["keygen", "--out", nowhere.to_str().expect("utf-8")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with("knocker: cannot write key file"),
+        "{}",
+        stderr(&out)
+    );
+    // --out is required.
+    assert_eq!(knocker(&tmp.config(), &["keygen"]).status.code(), Some(2));
+}
+
+const TOTP: &str = "[profile.rot]\nhost = \"127.0.0.1\"\nkind = \"rotating\"\nkey_file = \"k\"\n\
+                    knocks = 4\nports = \"40000-40999\"\n";
+
+#[test]
+fn exposed_key_files_are_refused_naming_the_file_and_the_fix() {
+    let tmp = TempDir::new();
+    let dir = config_with(&tmp, TOTP);
+    let key = dir.join("k");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).expect("chmod");
+    for args in [&["sequence", "rot"][..], &["knock", "rot"][..]] {
+        let out = knocker(&dir, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "knocker: key file {} is accessible to other users (mode 0644): run `chmod 600 {}`\n",
+                key.display(),
+                key.display()
+            ),
+            "{args:?}"
+        );
+        assert_eq!(stdout(&out), "");
+    }
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).expect("chmod");
+    assert_ok(&knocker(&dir, &["sequence", "rot"]));
+}
+
+#[test]
+fn totp_sequence_is_knocker_wires_and_says_when_it_changes() {
+    let tmp = TempDir::new();
+    let dir = config_with(&tmp, TOTP);
+    let out = knocker(&dir, &["sequence", "rot", "--at", "1700000000"]);
+    assert_ok(&out);
+    let spec = RotateSpec::new(4, 40000..=40999, Proto::Tcp).expect("spec");
+    // 1700000000 / 30 = 56666666, 10 seconds before the next step.
+    assert_eq!(stdout(&out), wire_sequence(&spec, 56_666_666));
+    assert_eq!(stdout(&out), "40461 40625 40237 40618\n");
+    assert_eq!(stderr(&out), "totp step 56666666 (30s): changes in 10s\n");
+    // The step before (it began at 1699999980) gives the sequence before.
+    let out = knocker(&dir, &["sequence", "rot", "--at", "1699999979"]);
+    assert_eq!(stdout(&out), wire_sequence(&spec, 56_666_665));
+    // Without --at, it is the sequence of now.
+    let out = knocker(&dir, &["sequence", "rot"]);
+    assert_ok(&out);
+    assert_eq!(stdout(&out).split_whitespace().count(), 4);
+
+    // UDP knocks say so, in knock's syntax; a period of 1 minute.
+    let tmp = TempDir::new();
+    let dir = config_with(
+        &tmp,
+        "[profile.u]\nhost = \"h\"\nkind = \"rotating\"\nkey_file = \"k\"\nperiod = \"1m\"\n\
+         knocks = 3\nports = \"1000-1063\"\nproto = \"udp\"\n",
+    );
+    let out = knocker(&dir, &["sequence", "u", "--at", "600"]);
+    assert_ok(&out);
+    let spec = RotateSpec::new(3, 1000..=1063, Proto::Udp).expect("spec");
+    assert_eq!(stdout(&out), wire_sequence(&spec, 10));
+    assert_eq!(stderr(&out), "totp step 10 (60s): changes in 60s\n");
+}
+
+#[test]
+fn hotp_counters_persist_and_move_on_only_when_used() {
+    let tmp = TempDir::new();
+    let dir = config_with(
+        &tmp,
+        "[profile.hot]\nhost = \"127.0.0.1\"\nkind = \"rotating\"\nkey_file = \"k\"\n\
+         mode = \"hotp\"\ncounter_file = \"hot.count\"\nknocks = 3\nports = \"1000-1063\"\n\
+         proto = \"udp\"\n\n\
+         [profile.six]\nhost = \"127.0.0.1\"\nfamily = \"6\"\nkind = \"rotating\"\n\
+         key_file = \"k\"\nmode = \"hotp\"\ncounter_file = \"hot.count\"\nknocks = 3\n\
+         ports = \"1000-1063\"\nproto = \"udp\"\n",
+    );
+    let counter = dir.join("hot.count");
+    let spec = RotateSpec::new(3, 1000..=1063, Proto::Udp).expect("spec");
+
+    // Looking does not use the counter up (and makes no file).
+    for _ in 0..2 {
+        let out = knocker(&dir, &["sequence", "hot"]);
+        assert_ok(&out);
+        assert_eq!(stdout(&out), wire_sequence(&spec, 0));
+        assert!(
+            stderr(&out).starts_with("hotp counter 0, not used up"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(!counter.exists());
+    }
+    // --consume does, before printing.
+    let out = knocker(&dir, &["sequence", "hot", "--consume"]);
+    assert_ok(&out);
+    assert_eq!(stdout(&out), wire_sequence(&spec, 0));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "hotp counter 0, used up: {} now holds 1\n",
+            counter.display()
+        )
+    );
+    assert_eq!(fs::read_to_string(&counter).expect("counter"), "1\n");
+    assert_eq!(mode_of(&counter), 0o600);
+    assert_eq!(
+        stdout(&knocker(&dir, &["sequence", "hot"])),
+        wire_sequence(&spec, 1)
+    );
+
+    // Knocking uses the next one, and -v shows exactly its ports.
+    let out = knocker(&dir, &["knock", "-v", "hot"]);
+    assert_ok(&out);
+    let hits: Vec<String> = stdout(&out)
+        .lines()
+        .map(|l| {
+            let port = l.rsplit(':').next().expect("port");
+            format!("{port}:udp")
+        })
+        .collect();
+    assert_eq!(format!("{}\n", hits.join(" ")), wire_sequence(&spec, 1));
+    assert_eq!(fs::read_to_string(&counter).expect("counter"), "2\n");
+
+    // A knock that fails before sending (no IPv6 address) leaves the counter alone.
+    let out = knocker(&dir, &["knock", "six"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(fs::read_to_string(&counter).expect("counter"), "2\n");
+
+    // A counter file that is not a number is an error, and is left as it is.
+    fs::write(&counter, "two\n").expect("write");
+    let out = knocker(&dir, &["knock", "hot"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is not a counter"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read_to_string(&counter).expect("counter"), "two\n");
+}
+
+#[test]
+fn sequence_refuses_what_has_no_sequence() {
+    let tmp = TempDir::new();
+    let dir = config_with(
+        &tmp,
+        &format!(
+            "{TOTP}\n[profile.enc]\nhost = \"127.0.0.1\"\nkind = \"encoded\"\nkey_file = \"k\"\n\
+             base = 40000\nbits = 12\nopen = [\"tcp/22\"]\n\n\
+             [profile.seq]\nhost = \"h\"\nsequence = [\"7000\", \"9000:udp\"]\n"
+        ),
+    );
+    let out = knocker(&dir, &["sequence", "enc"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with("knocker: profile \"enc\" is encoded"),
+        "{}",
+        stderr(&out)
+    );
+    let out = knocker(&dir, &["sequence", "rot", "--consume"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--consume uses up a hotp counter"),
+        "{}",
+        stderr(&out)
+    );
+    // A static sequence is printed as it is.
+    let out = knocker(&dir, &["sequence", "seq"]);
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "7000 9000:udp\n");
+    let out = knocker(&dir, &["sequence", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with("knocker: no profile named \"nosuch\""));
+
+    let out = knocker(&dir, &["profile", "list"]);
+    assert_ok(&out);
+    assert_eq!(
+        stdout(&out),
+        "enc  127.0.0.1  encoded: tcp 40000-44095 (12 bits), open tcp/22 for 30s\n\
+         rot  127.0.0.1  rotating (totp, 30s): 4 tcp knocks in 40000-40999\n\
+         seq  h          7000 9000:udp\n"
+    );
+}
+
+#[test]
+fn an_encoded_knock_decodes_to_the_profiles_request() {
+    // The span starts at a UDP port this test holds, so the header knock (the first, at the
+    // span's base for IPv4 and one service) arrives here.
+    let server = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    server
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let base = server.local_addr().expect("addr").port();
+    assert!(
+        base <= 61440,
+        "ephemeral port {base} leaves no room for the span"
+    );
+    let tmp = TempDir::new();
+    let dir = config_with(
+        &tmp,
+        &format!(
+            "[profile.enc]\nhost = \"127.0.0.1\"\nkind = \"encoded\"\nkey_file = \"k\"\n\
+             base = {base}\nbits = 12\nproto = \"udp\"\nopen = [\"tcp/22\"]\nduration = \"5m\"\n"
+        ),
+    );
+    let out = knocker(&dir, &["knock", "-v", "enc", "--at", "1700000000"]);
+    assert_ok(&out);
+    let ports: Vec<u16> = stdout(&out)
+        .lines()
+        .map(|l| {
+            let rest = l.strip_prefix("hitting udp 127.0.0.1:").expect(l);
+            rest.parse().expect("port")
+        })
+        .collect();
+    assert_eq!(ports.len(), 63);
+    assert_eq!(ports[0], base, "the header knock comes first");
+    let mut buf = [0xffu8; 16];
+    let (n, _) = server.recv_from(&mut buf).expect("the header knock");
+    assert_eq!(&buf[..n], &[0u8]);
+
+    let spec = EncodedSpec::new(base, 12, Proto::Udp).expect("spec");
+    let mut reassembly = Reassembly::new(&spec);
+    let mut messages = Vec::new();
+    for p in &ports {
+        if let Push::Complete(m) = reassembly.push(*p) {
+            messages.push(m);
+        }
+    }
+    assert_eq!(messages.len(), 1);
+    let key = EncodedKey::from_base64(KEY).expect("key");
+    let decoded = encoded::decode(&key, &spec, messages[0].as_bytes()).expect("authentic");
+    assert_eq!(
+        decoded.request,
+        Request {
+            allow: "127.0.0.1".parse().expect("ip"),
+            services: vec![Service::tcp(22)],
+            duration_secs: 300,
+            unix_time: 1_700_000_000,
+        }
+    );
+
+    // Every knock is a new message: another nonce, other ports.
+    let again = knocker(&dir, &["knock", "-v", "enc", "--at", "1700000000"]);
+    assert_ok(&again);
+    assert_ne!(stdout(&again), stdout(&out));
+
+    // An `allow` of the other family than the host's is refused before anything is sent: the
+    // host is resolved in allow's family, or, with a family forced, the mismatch is named.
+    let tmp = TempDir::new();
+    let dir = config_with(
+        &tmp,
+        &format!(
+            "[profile.enc]\nhost = \"127.0.0.1\"\nkind = \"encoded\"\nkey_file = \"k\"\n\
+             base = {base}\nbits = 12\nopen = [\"tcp/22\"]\nallow = \"2001:db8::1\"\n"
+        ),
+    );
+    let out = knocker(&dir, &["knock", "enc"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with("knocker: no IPv6 address for \"127.0.0.1\""),
+        "{}",
+        stderr(&out)
+    );
+    let out = knocker(&dir, &["knock", "-4", "enc"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("both must be IPv4 or both IPv6"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn help_documents_rotating_and_encoded_profiles() {
+    let out = Command::new(KNOCKER)
+        .arg("--help")
+        .output()
+        .expect("run knocker");
+    assert_ok(&out);
+    let help = stdout(&out);
+    for needle in [
+        "kind = \"rotating\"",
+        "kind = \"encoded\"",
+        "key_file",
+        "mode = \"totp\"",
+        "counter_file",
+        "ports = \"40000-40999\"",
+        "open = [\"tcp/22\"]",
+        "allow",
+        "knocker keygen --out",
+        "knocker sequence rot",
+        "$(knocker sequence rot)",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
+    }
+    for sub in ["sequence", "keygen"] {
+        let out = Command::new(KNOCKER)
+            .args([sub, "--help"])
+            .output()
+            .expect("run knocker");
+        assert_ok(&out);
+        assert!(!stdout(&out).contains("--at"), "{sub} --help shows --at");
     }
 }

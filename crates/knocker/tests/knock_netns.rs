@@ -14,10 +14,14 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{self, Command, Output};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use knocker_wire::encoded::{self, EncodedSpec, Push, Reassembly};
+use knocker_wire::{EncodedKey, Proto, Service};
 
 const KNOCKER: &str = env!("CARGO_BIN_EXE_knocker");
 
@@ -489,4 +493,220 @@ fn profiles_knock_end_to_end() {
         ("udp9001", 1),
         ("syn7001", 1),
     ]);
+}
+
+// Rotating sequences and encoded knocks, on the wire.
+
+/// The key `00 01 .. 1f`, as knocker-wire's known answers use it.
+const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+impl Lab {
+    /// Adds named counters that count, and drop, what `rules` match. Each rule is inserted at
+    /// the head of the chain, so the last one given is matched first.
+    fn watch(&self, rules: &[(String, String)]) {
+        let mut script = String::new();
+        for (name, matcher) in rules {
+            script.push_str(&format!(
+                "add counter inet kctest {name}\n\
+                 insert rule inet kctest input {matcher} counter name \"{name}\" drop\n"
+            ));
+        }
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.server, "nft", "-f", "-"])
+            .stdin(process::Stdio::piped())
+            .stderr(process::Stdio::piped())
+            .spawn()
+            .expect("run nft");
+        {
+            let mut stdin = child.stdin.take().expect("nft stdin");
+            stdin.write_all(script.as_bytes()).expect("write rules");
+        }
+        let out = child.wait_with_output().expect("nft");
+        assert!(
+            out.status.success(),
+            "nft -f failed: {}\n{script}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn client_v4(&self) -> String {
+        format!("10.200.{}.2", self.x)
+    }
+}
+
+/// A config directory holding `profiles` and the key file `k` (mode 0600) beside it.
+fn key_config(test: &str, profiles: &str) -> TempDir {
+    let config = TempDir::new(test);
+    fs::create_dir_all(&config.0).expect("mkdir");
+    fs::write(config.0.join("profiles.toml"), profiles).expect("write profiles");
+    let key = config.0.join("k");
+    fs::write(&key, format!("{KEY}\n")).expect("write key");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).expect("chmod");
+    config
+}
+
+/// `knocker sequence ARGS` outside the namespaces (it needs no network): the printed services.
+fn printed_sequence(config: &TempDir, args: &[&str]) -> Vec<(String, u16)> {
+    let out = Command::new(KNOCKER)
+        .arg("sequence")
+        .args(args)
+        .env("KNOCKER_CONFIG_DIR", &config.0)
+        .output()
+        .expect("run knocker");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .split_whitespace()
+        .map(|word| match word.split_once(':') {
+            Some((port, proto)) => (proto.to_string(), port.parse().expect("port")),
+            None => ("tcp".to_string(), word.parse().expect("port")),
+        })
+        .collect()
+}
+
+/// Counters for each printed port (one SYN, or one one-byte datagram), and one for anything
+/// else in the range; returns what the counters must read after the knock.
+fn watch_sequence(lab: &Lab, sequence: &[(String, u16)], range: &str) -> Vec<(String, u64)> {
+    let mut rules = vec![
+        ("rangetcp".to_string(), format!("tcp dport {range}")),
+        ("rangeudp".to_string(), format!("udp dport {range}")),
+    ];
+    let mut expected = Vec::new();
+    for (proto, port) in sequence {
+        let name = format!("{proto}{port}");
+        let matcher = match proto.as_str() {
+            "tcp" => format!("tcp dport {port} tcp flags & (syn|ack) == syn"),
+            _ => format!("udp dport {port} udp length 9"),
+        };
+        rules.push((name.clone(), matcher));
+        expected.push((name, 1));
+    }
+    lab.watch(&rules);
+    expected
+}
+
+fn as_counters(expected: &[(String, u64)]) -> Vec<(&str, u64)> {
+    expected.iter().map(|(n, c)| (n.as_str(), *c)).collect()
+}
+
+#[test]
+fn a_rotating_profile_sends_exactly_what_sequence_printed() {
+    if !e2e_ready("a_rotating_profile_sends_exactly_what_sequence_printed") {
+        return;
+    }
+    let lab = Lab::new("rot");
+    let config = key_config(
+        "rot",
+        &format!(
+            "[profile.hot]\nhost = \"{}\"\nkind = \"rotating\"\nkey_file = \"k\"\nmode = \"hotp\"\n\
+             counter_file = \"hot.count\"\nknocks = 4\nports = \"40000-40999\"\n\n\
+             [profile.tot]\nhost = \"{}\"\nkind = \"rotating\"\nkey_file = \"k\"\nknocks = 5\n\
+             ports = \"41000-41999\"\nproto = \"udp\"\ndelay_ms = 5\n",
+            lab.server_v4(),
+            lab.server_v6()
+        ),
+    );
+
+    // hotp over IPv4 and TCP: what `sequence` shows (without using it up) is what is sent.
+    let hot = printed_sequence(&config, &["hot"]);
+    assert_eq!(hot.len(), 4);
+    let mut expected = watch_sequence(&lab, &hot, "40000-40999");
+    let out = lab.knocker(&["knock", "hot"], Some(&config.0));
+    assert_success(&out);
+    lab.assert_counters(&as_counters(&expected));
+    assert_eq!(
+        fs::read_to_string(config.0.join("hot.count")).expect("counter"),
+        "1\n"
+    );
+    // The next knock is the next counter's sequence.
+    let next = printed_sequence(&config, &["hot"]);
+    assert_ne!(next, hot);
+
+    // totp over IPv6 and UDP, at a fixed time so the step cannot change in between.
+    let tot = printed_sequence(&config, &["tot", "--at", "1700000000"]);
+    assert_eq!(tot.len(), 5);
+    assert!(tot.iter().all(|(proto, _)| proto == "udp"));
+    expected.extend(watch_sequence(&lab, &tot, "41000-41999"));
+    let out = lab.knocker(&["knock", "tot", "--at", "1700000000"], Some(&config.0));
+    assert_success(&out);
+    lab.assert_counters(&as_counters(&expected));
+}
+
+#[test]
+fn an_encoded_profile_sends_its_knocks_within_the_span() {
+    if !e2e_ready("an_encoded_profile_sends_its_knocks_within_the_span") {
+        return;
+    }
+    let lab = Lab::new("enc");
+    let config = key_config(
+        "enc",
+        &format!(
+            "[profile.enc]\nhost = \"{}\"\nkind = \"encoded\"\nkey_file = \"k\"\nbase = 40000\n\
+             bits = 12\nopen = [\"tcp/22\"]\nduration = 60\n\n\
+             [profile.enc6]\nhost = \"{}\"\nkind = \"encoded\"\nkey_file = \"k\"\nbase = 50000\n\
+             bits = 12\nproto = \"udp\"\nopen = [\"tcp/22\", \"udp/53\"]\n",
+            lab.server_v4(),
+            lab.server_v6()
+        ),
+    );
+    lab.watch(&[
+        ("spanother".to_string(), "tcp dport 40000-44095".to_string()),
+        (
+            "span".to_string(),
+            "tcp dport 40000-44095 tcp flags & (syn|ack) == syn".to_string(),
+        ),
+        (
+            "span6other".to_string(),
+            "udp dport 50000-54095".to_string(),
+        ),
+        (
+            "span6".to_string(),
+            "udp dport 50000-54095 udp length 9".to_string(),
+        ),
+    ]);
+
+    // IPv4, one service, 12 bits: 63 knocks, each one SYN inside the span.
+    let out = lab.knocker(&["knock", "-v", "enc"], Some(&config.0));
+    assert_success(&out);
+    lab.assert_counters(&[("span", 63)]);
+
+    // What was sent decodes to the profile's request, for the client's own address.
+    let host = lab.server_v4();
+    let ports: Vec<u16> = text(&out.stdout)
+        .lines()
+        .map(|l| {
+            let prefix = format!("hitting tcp {host}:");
+            l.strip_prefix(&prefix).expect(l).parse().expect("port")
+        })
+        .collect();
+    let spec = EncodedSpec::new(40000, 12, Proto::Tcp).expect("spec");
+    let mut reassembly = Reassembly::new(&spec);
+    let messages: Vec<_> = ports
+        .iter()
+        .filter_map(|p| match reassembly.push(*p) {
+            Push::Complete(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(messages.len(), 1);
+    let key = EncodedKey::from_base64(KEY).expect("key");
+    let request = encoded::decode(&key, &spec, messages[0].as_bytes())
+        .expect("authentic")
+        .request;
+    assert_eq!(request.allow.to_string(), lab.client_v4());
+    assert_eq!(request.services, [Service::tcp(22)]);
+    assert_eq!(request.duration_secs, 60);
+
+    // IPv6, two services, over UDP: 97 one-byte datagrams inside the span.
+    let out = lab.knocker(&["knock", "enc6"], Some(&config.0));
+    assert_success(&out);
+    let v6: std::net::IpAddr = lab.server_v6().parse().expect("v6");
+    let want = encoded::layout(
+        &EncodedSpec::new(50000, 12, Proto::Udp).expect("spec"),
+        v6,
+        2,
+    )
+    .expect("fits")
+    .knocks() as u64;
+    assert_eq!(want, 97);
+    lab.assert_counters(&[("span", 63), ("span6", want)]);
 }

@@ -15,7 +15,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use knocker_engine::{validate_doors, DoorsError, FlagFilter, Kind, SequenceDoor, Service, MAX_OPEN_FOR};
+use knocker_engine::{
+    validate_doors, DoorsError, FlagFilter, Kind, SequenceDoor, Service, MAX_OPEN_FOR,
+};
 
 use crate::onetime::OneTimeFile;
 use serde::Deserialize;
@@ -26,6 +28,9 @@ pub const DEFAULT_CONFIG: &str = "/etc/knocker/knockerd.toml";
 /// nftables table that knockerd owns (family inet). It never touches any other table.
 pub const TABLE: &str = "knocker";
 pub const DEFAULT_NFLOG_GROUP: u16 = 4100;
+/// The longest delay of a stop command (knockd's Cmd_Timeout is an int of seconds); it keeps
+/// the deadline arithmetic far from overflowing.
+pub const MAX_STOP_AFTER: Duration = Duration::from_secs(i32::MAX as u64);
 /// Where the ledger lives unless `[daemon] state_dir` says otherwise.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/knocker";
 /// Packet mark set on granted packets so that an admin's own default-drop chain can accept them.
@@ -116,7 +121,10 @@ impl Door {
     /// The start command for a knock from `ip` (the `_6` variant for IPv6, when given).
     pub fn start_command_for(&self, ip: IpAddr) -> Option<&Command> {
         match ip {
-            IpAddr::V6(_) => self.start_command_6.as_ref().or(self.start_command.as_ref()),
+            IpAddr::V6(_) => self
+                .start_command_6
+                .as_ref()
+                .or(self.start_command.as_ref()),
             IpAddr::V4(_) => self.start_command.as_ref(),
         }
     }
@@ -131,7 +139,12 @@ impl Door {
 
     /// What the door listens for, for `check` (this shows the secret: not for logs).
     pub fn describe_knocks(&self) -> String {
-        let list = |seq: &[Service]| seq.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
+        let list = |seq: &[Service]| {
+            seq.iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         match &self.one_time {
             Some(f) => match f.entries.first() {
                 Some(next) => format!(
@@ -141,7 +154,10 @@ impl Door {
                     next.line,
                     list(&next.sequence)
                 ),
-                None => format!("one-time sequences from {}: none left, the door is closed for good", f.path.display()),
+                None => format!(
+                    "one-time sequences from {}: none left, the door is closed for good",
+                    f.path.display()
+                ),
             },
             None => list(&self.spec.sequence),
         }
@@ -150,7 +166,11 @@ impl Door {
     /// What the door listens for, without the secret: for logs.
     pub fn describe_knocks_for_log(&self) -> String {
         match &self.one_time {
-            Some(f) => format!("{} one-time sequence(s) left in {}", f.entries.len(), f.path.display()),
+            Some(f) => format!(
+                "{} one-time sequence(s) left in {}",
+                f.entries.len(),
+                f.path.display()
+            ),
             None => format!("a sequence of {} knocks", self.spec.sequence.len()),
         }
     }
@@ -430,7 +450,11 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
                 format!("door name {name:?}: use 1 to 32 letters, digits, '-' or '_'"),
             );
         }
-        let kind_name = d.kind.as_ref().map(|k| k.get_ref().as_str()).unwrap_or("sequence");
+        let kind_name = d
+            .kind
+            .as_ref()
+            .map(|k| k.get_ref().as_str())
+            .unwrap_or("sequence");
         let (sequence, one_time) = match kind_name {
             "sequence" => {
                 let Some(seq) = &d.sequence else {
@@ -455,14 +479,20 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             }
             other => {
                 let at = d.kind.as_ref().map(|k| k.span()).unwrap_or(span.clone());
-                return cx.err(at, format!("unknown door kind {other:?}: use \"sequence\" or \"one-time\""));
+                return cx.err(
+                    at,
+                    format!("unknown door kind {other:?}: use \"sequence\" or \"one-time\""),
+                );
             }
         };
         let open = cx.services(&d.open, "open")?;
         let target = match &d.target {
             None => None,
             Some(t) => Some(t.get_ref().parse::<IpAddr>().or_else(|_| {
-                cx.err(t.span(), format!("target {:?} is not an IP address", t.get_ref()))
+                cx.err(
+                    t.span(),
+                    format!("target {:?} is not an IP address", t.get_ref()),
+                )
             })?),
         };
         let window = match &d.window {
@@ -531,7 +561,15 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
                     "stop_after without stop_command: add the command or remove stop_after",
                 )
             }
-            Some(w) => cx.duration(w, "stop_after")?,
+            Some(w) => match cx.duration(w, "stop_after")? {
+                d if d > MAX_STOP_AFTER => {
+                    return cx.err(
+                        w.span(),
+                        format!("stop_after is at most {} seconds", MAX_STOP_AFTER.as_secs()),
+                    )
+                }
+                d => d,
+            },
             None => open_for,
         };
         let spec = SequenceDoor {
@@ -542,13 +580,20 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             open,
             open_for,
             kind: match &one_time {
-                Some(f) => Kind::OneTime { lines: f.sequences(), used: None },
+                Some(f) => Kind::OneTime {
+                    lines: f.sequences(),
+                    used: None,
+                },
                 None => Kind::Static,
             },
             target,
         };
         if let Err(e) = spec.validate() {
-            let at = d.sequence.as_ref().map(|s| s.span()).or(d.one_time_sequences.as_ref().map(|s| s.span()));
+            let at = d
+                .sequence
+                .as_ref()
+                .map(|s| s.span())
+                .or(d.one_time_sequences.as_ref().map(|s| s.span()));
             return cx.err(at.unwrap_or(span.clone()), format!("door {name:?}: {e}"));
         }
         doors.push(Door {
@@ -594,12 +639,20 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
                 let name = i.get_ref();
                 // an interface name as the kernel allows it: at most 15 bytes, no '/' or space
                 if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '"', '\\']) {
-                    return cx.err(i.span(), format!("interface {name:?} is not an interface name"));
+                    return cx.err(
+                        i.span(),
+                        format!("interface {name:?} is not an interface name"),
+                    );
                 }
                 Some(name.clone())
             }
         },
-        state_dir: PathBuf::from(daemon.state_dir.clone().unwrap_or_else(|| DEFAULT_STATE_DIR.to_string())),
+        state_dir: PathBuf::from(
+            daemon
+                .state_dir
+                .clone()
+                .unwrap_or_else(|| DEFAULT_STATE_DIR.to_string()),
+        ),
         doors,
     };
     let knocks = config.knock_services();

@@ -1,7 +1,6 @@
 //! The daemon's loop: NFLOG in, engine, gatekeeper out; signals for stop and reload.
 
 use std::os::fd::AsFd;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use knocker_engine::{Engine, EngineConfig, Event, Knock};
@@ -9,8 +8,9 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use crate::config::{self, fmt_duration, Config, OnStop, TABLE};
+use crate::config::{fmt_duration, Config, OnStop, TABLE};
 use crate::gatekeeper::{Gatekeeper, Verdict};
+use crate::ledger::{self, Ledger};
 use crate::nflog::NflogSource;
 use crate::nftset::NftSets;
 use crate::ruleset::{self, TableSpec, SET4, SET6};
@@ -19,11 +19,15 @@ use crate::ruleset::{self, TableSpec, SET4, SET6};
 /// late even when no knocks arrive.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 
+/// The engine for a validated configuration. Native configurations were already held to the
+/// strict rules by `config::parse`; a knockd.conf runs as knockd would run it (its sweep and
+/// overlap warnings were logged when it was loaded), so the engine is built in compat mode.
 fn engine_for(config: &Config) -> Result<Engine, String> {
-    Engine::new(EngineConfig {
+    Engine::new_compat(EngineConfig {
         doors: config.doors.iter().map(|d| d.spec.clone()).collect(),
         max_tracked: config.max_tracked,
     })
+    .map(|(engine, _warnings)| engine)
     .map_err(|e| e.to_string())
 }
 
@@ -31,7 +35,11 @@ fn engine_for(config: &Config) -> Result<Engine, String> {
 fn announce(config: &Config) {
     for d in &config.doors {
         let open: Vec<String> = d.spec.open.iter().map(|s| s.to_string()).collect();
-        let opens = if open.is_empty() { "runs its commands".to_string() } else { format!("opens {}", open.join(",")) };
+        let opens = if open.is_empty() {
+            "runs its commands".to_string()
+        } else {
+            format!("opens {}", open.join(","))
+        };
         tracing::info!(
             "door={} {} within {} {} for {}{}",
             d.spec.name,
@@ -39,7 +47,10 @@ fn announce(config: &Config) {
             fmt_duration(d.spec.window),
             opens,
             fmt_duration(d.spec.open_for),
-            d.spec.tcp_flags.map(|f| format!(" (tcp flags {f})")).unwrap_or_default()
+            d.spec
+                .tcp_flags
+                .map(|f| format!(" (tcp flags {f})"))
+                .unwrap_or_default()
         );
         match &d.one_time {
             None => tracing::warn!(
@@ -54,9 +65,28 @@ fn announce(config: &Config) {
     }
 }
 
+/// What the command line sets over the configuration file, at start and at every reload.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--state-dir`: where the ledger lives (a knockd.conf has no key for it).
+    pub state_dir: Option<std::path::PathBuf>,
+}
+
+/// Loads the configuration and applies the command line's overrides.
+pub fn load(
+    config_source: &crate::knockd::Source,
+    overrides: &Overrides,
+) -> Result<Config, String> {
+    let mut config = crate::knockd::load_source(config_source).map_err(|e| e.to_string())?;
+    if let Some(dir) = &overrides.state_dir {
+        config.state_dir = dir.clone();
+    }
+    Ok(config)
+}
+
 /// Runs the daemon until SIGTERM or SIGINT. Returns an error message for a failed start.
-pub fn run(config_path: &Path) -> Result<(), String> {
-    let mut config = config::load(config_path).map_err(|e| e.to_string())?;
+pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Result<(), String> {
+    let mut config = load(config_source, overrides)?;
     // Signals are taken synchronously through a signalfd, so they must be blocked before any
     // thread exists. Children get an empty mask from std::process.
     let mut mask = SigSet::empty();
@@ -80,7 +110,21 @@ pub fn run(config_path: &Path) -> Result<(), String> {
     // The kernel accepts an element into any set with the same key length, so a set left over
     // with another field order would silently grant the wrong thing: check the declaration.
     sets.check().map_err(|e| format!("table inet {TABLE} is not as knockerd declares it ({e}); remove it with `knockerd teardown` and start again"))?;
-    let mut gate = Gatekeeper::new(&config, sets);
+    let ledger_path = config.state_dir.join(ledger::FILE_NAME);
+    let (ledger, recovery) =
+        Ledger::open(&ledger_path, ledger::unix_now(), ledger::Options::default())
+            .map_err(|e| format!("cannot open the ledger: {e}"))?;
+    if let Some(bytes) = recovery.torn_bytes {
+        tracing::warn!(
+            "ledger {}: dropped a torn last record ({bytes} bytes) left by a crash",
+            ledger_path.display()
+        );
+    }
+    let mut gate = Gatekeeper::new(&config, sets, Some(ledger));
+    let (ran, scheduled) = gate.recover(Instant::now());
+    if ran + scheduled > 0 {
+        tracing::info!("ledger: ran {ran} overdue stop command(s), scheduled {scheduled}");
+    }
     announce(&config);
     tracing::info!(
         "ready: table inet {TABLE} loaded, watching NFLOG group {} for {} knock port(s), protecting {}",
@@ -125,7 +169,8 @@ pub fn run(config_path: &Path) -> Result<(), String> {
                 match Signal::try_from(info.ssi_signo as i32) {
                     Ok(Signal::SIGHUP) => {
                         reload(
-                            config_path,
+                            config_source,
+                            overrides,
                             &mut config,
                             &mut engine,
                             &mut source,
@@ -183,7 +228,11 @@ pub fn run(config_path: &Path) -> Result<(), String> {
                 },
                 Event::Grant(g) if unrecorded == Some(g.door) => {
                     unrecorded = None;
-                    tracing::error!("door={} src={} grant refused: its use could not be recorded", g.door_name, g.to);
+                    tracing::error!(
+                        "door={} src={} grant refused: its use could not be recorded",
+                        g.door_name,
+                        g.to
+                    );
                 }
                 ev => handle_event(ev, &mut gate, now),
             }
@@ -251,13 +300,14 @@ fn record_used(config: &Config, index: usize, tag: u64) -> Result<String, String
 
 /// Re-reads the configuration; a bad one is refused and the running one kept, whole.
 fn reload(
-    path: &Path,
+    config_source: &crate::knockd::Source,
+    overrides: &Overrides,
     config: &mut Config,
     engine: &mut Engine,
     source: &mut NflogSource,
     gate: &mut Gatekeeper<NftSets>,
 ) {
-    let new = match config::load(path) {
+    let new = match load(config_source, overrides) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("reload refused, keeping the running configuration: {e}");
@@ -296,5 +346,5 @@ fn reload(
     gate.reconfigure(&new);
     *config = new;
     announce(config);
-    tracing::info!("configuration reloaded from {}", path.display());
+    tracing::info!("configuration reloaded from {config_source}");
 }

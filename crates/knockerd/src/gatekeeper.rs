@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use knocker_engine::{Grant, Service};
 
-use crate::config::{Command, Config, Door};
+use crate::config::{Config, Door};
+use crate::ledger::{self, Ledger, Record};
 
 /// How grants reach the kernel.
 pub trait Firewall {
@@ -42,6 +43,8 @@ pub enum Refusal {
     },
     #[error("{0} is not a unicast address a knock can come from")]
     BadAddress(IpAddr),
+    #[error("cannot record it in the ledger, so it is not applied: {0}")]
+    Ledger(String),
     #[error("the firewall refused: {0}")]
     Firewall(io::Error),
 }
@@ -72,9 +75,13 @@ pub fn grantable(ip: IpAddr) -> bool {
     }
 }
 
+/// A grant this process knows is open, by (door, address).
 struct Open {
-    /// When the door's stop command is due (or the grant ends, with no stop command).
+    /// When the door's stop command is due, or the grant ends when there is none.
     until: Instant,
+    /// The pending stop command: its ledger id (0 without a ledger) and the argv to run, fixed
+    /// when the door opened so that a reload cannot change what closes it.
+    stop: Option<(u64, Vec<String>)>,
 }
 
 /// A command the gatekeeper started and has not reaped yet.
@@ -90,25 +97,35 @@ const COMMAND_LIMIT: Duration = Duration::from_secs(60);
 pub struct Gatekeeper<F: Firewall> {
     doors: Vec<Door>,
     firewall: F,
-    /// Grants this process made that are still open, by (door, address): so that a repeated
-    /// knock refreshes instead of running the start command again, and the stop command runs
-    /// once. Entries leave when the grant (or its stop command) is due, so the map holds at most
-    /// the grants of one door's duration.
+    /// Where grants and pending stop commands are journaled before anything is applied, so
+    /// that a restart after a crash still closes what was opened. `None` only in unit tests.
+    ledger: Option<Ledger>,
+    /// Grants this process knows are open, by (door, address): so that a repeated knock
+    /// refreshes instead of running the start command again, and the stop command runs once.
+    /// Entries leave when the grant (or its stop command) is due, so the map holds at most the
+    /// grants of one door's duration.
     open: HashMap<(String, IpAddr), Open>,
     running: Vec<Running>,
 }
 
+/// Seconds from now until `at`, as a Unix time.
+fn unix_at(now: Instant, at: Instant) -> u64 {
+    ledger::unix_now().saturating_add(at.saturating_duration_since(now).as_secs_f64().ceil() as u64)
+}
+
 impl<F: Firewall> Gatekeeper<F> {
-    pub fn new(config: &Config, firewall: F) -> Self {
+    pub fn new(config: &Config, firewall: F, ledger: Option<Ledger>) -> Self {
         Gatekeeper {
             doors: config.doors.clone(),
             firewall,
+            ledger,
             open: HashMap::new(),
             running: Vec::new(),
         }
     }
 
-    /// Takes a new configuration (after a reload). Grants already open keep their schedule.
+    /// Takes a new configuration (after a reload). Grants already open keep their schedule and
+    /// the stop commands they were opened with.
     pub fn reconfigure(&mut self, config: &Config) {
         self.doors = config.doors.clone();
     }
@@ -117,7 +134,46 @@ impl<F: Firewall> Gatekeeper<F> {
         &mut self.firewall
     }
 
-    /// Validates a grant against the configuration and applies it.
+    pub fn ledger(&mut self) -> Option<&mut Ledger> {
+        self.ledger.as_mut()
+    }
+
+    /// After a restart: runs every stop command that came due while knockerd was not running,
+    /// and schedules the others. Returns (run now, scheduled).
+    pub fn recover(&mut self, now: Instant) -> (usize, usize) {
+        let Some(ledger) = &self.ledger else {
+            return (0, 0);
+        };
+        let wall = ledger::unix_now();
+        let pending: Vec<(u64, String, IpAddr, Vec<String>, u64)> = ledger
+            .state()
+            .pending_stops()
+            .into_iter()
+            .map(|p| (p.id, p.door.clone(), p.addr, p.command.clone(), p.due_unix))
+            .collect();
+        let (mut ran, mut scheduled) = (0, 0);
+        for (id, door, addr, argv, due) in pending {
+            if due <= wall {
+                tracing::info!("door={door} src={addr} stop command was due {}s ago while knockerd was down: running it now", wall - due);
+                self.run_stop(id, argv, &door, addr, now);
+                ran += 1;
+            } else {
+                let until = now + Duration::from_secs(due - wall);
+                self.open.insert(
+                    (door, addr),
+                    Open {
+                        until,
+                        stop: Some((id, argv)),
+                    },
+                );
+                scheduled += 1;
+            }
+        }
+        (ran, scheduled)
+    }
+
+    /// Validates a grant against the configuration and applies it: journal first, then the
+    /// firewall, then the start command.
     pub fn apply(&mut self, grant: &Grant, now: Instant) -> Result<Verdict, Refusal> {
         let door = self
             .doors
@@ -142,29 +198,81 @@ impl<F: Firewall> Gatekeeper<F> {
         if !grantable(to) {
             return Err(Refusal::BadAddress(grant.to));
         }
+
+        let key = (door.spec.name.clone(), to);
+        let stop_cmd = door.stop_command_for(to);
+        let until = now
+            + if stop_cmd.is_some() {
+                door.stop_after
+            } else {
+                grant.duration
+            };
+        let existing = self
+            .open
+            .get(&key)
+            .map(|o| (o.until, o.stop.as_ref().map(|s| s.0)));
+        if let Some(ledger) = self.ledger.as_mut() {
+            let wall = ledger::unix_now();
+            let mut records = vec![Record::Grant {
+                door: door.spec.name.clone(),
+                addr: to,
+                services: grant.open.iter().map(|s| s.to_string()).collect(),
+                until_unix: wall + grant.duration.as_secs(),
+            }];
+            match (existing, stop_cmd) {
+                (Some((old, Some(id))), _) if until > old => records.push(Record::StopMoved {
+                    id,
+                    due_unix: unix_at(now, until),
+                }),
+                (Some(_), _) => {}
+                (None, Some(cmd)) => records.push(Record::StopPending {
+                    door: door.spec.name.clone(),
+                    addr: to,
+                    command: cmd.argv_for(to),
+                    due_unix: unix_at(now, until),
+                }),
+                (None, None) => {}
+            }
+            let ids = ledger
+                .append_batch(wall, &records)
+                .map_err(|e| Refusal::Ledger(e.to_string()))?;
+            if existing.is_none() && stop_cmd.is_some() {
+                // the StopPending record is the last of the batch; its sequence number is its id
+                let id = ids.end - 1;
+                self.open.insert(
+                    key.clone(),
+                    Open {
+                        until,
+                        stop: stop_cmd.map(|c| (id, c.argv_for(to))),
+                    },
+                );
+            }
+        } else if existing.is_none() {
+            self.open.insert(
+                key.clone(),
+                Open {
+                    until,
+                    stop: stop_cmd.map(|c| (0, c.argv_for(to))),
+                },
+            );
+        }
+
         // a door that only runs commands (knockd's kind) has nothing to put in the sets
         if !grant.open.is_empty() {
             self.firewall
                 .grant(to, &grant.open, grant.duration)
                 .map_err(Refusal::Firewall)?;
         }
-
-        let key = (door.spec.name.clone(), to);
-        let until = now
-            + match door.stop_command_for(to) {
-                Some(_) => door.stop_after,
-                None => grant.duration,
-            };
-        let refreshed = match self.open.get_mut(&key) {
-            Some(open) => {
+        let refreshed = match (existing, self.open.get_mut(&key)) {
+            (Some(_), Some(open)) => {
                 open.until = open.until.max(until);
                 true
             }
-            None => {
-                self.open.insert(key, Open { until });
+            _ => {
+                self.open.entry(key).or_insert(Open { until, stop: None });
                 if let Some(cmd) = door.start_command_for(to) {
                     let what = format!("door={} start command for {to}", door.spec.name);
-                    self.spawn(cmd, to, what, now);
+                    self.spawn(cmd.argv_for(to), to, what, now);
                 }
                 false
             }
@@ -180,11 +288,7 @@ impl<F: Firewall> Gatekeeper<F> {
     /// When the next stop command is due or a running command should be checked.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let stops = self.open.values().map(|o| o.until).min();
-        let reap = self
-            .running
-            .iter()
-            .map(|_| Instant::now() + Duration::from_millis(500))
-            .min();
+        let reap = (!self.running.is_empty()).then(|| Instant::now() + Duration::from_millis(500));
         match (stops, reap) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -200,8 +304,13 @@ impl<F: Firewall> Gatekeeper<F> {
             .map(|(k, _)| k.clone())
             .collect();
         for key in due {
-            self.open.remove(&key);
-            self.stop(&key.0, key.1, now);
+            if let Some(Open {
+                stop: Some((id, argv)),
+                ..
+            }) = self.open.remove(&key)
+            {
+                self.run_stop(id, argv, &key.0, key.1, now);
+            }
         }
         self.reap(now);
     }
@@ -209,9 +318,11 @@ impl<F: Firewall> Gatekeeper<F> {
     /// Runs every pending stop command now (a clean shutdown must not leave a command-opened door
     /// open with nobody left to close it).
     pub fn stop_all(&mut self, now: Instant) {
-        let keys: Vec<(String, IpAddr)> = self.open.drain().map(|(k, _)| k).collect();
-        for (door, ip) in keys {
-            self.stop(&door, ip, now);
+        let open: Vec<((String, IpAddr), Open)> = self.open.drain().collect();
+        for ((door, ip), o) in open {
+            if let Some((id, argv)) = o.stop {
+                self.run_stop(id, argv, &door, ip, now);
+            }
         }
     }
 
@@ -225,19 +336,20 @@ impl<F: Firewall> Gatekeeper<F> {
         self.reap(Instant::now() + COMMAND_LIMIT);
     }
 
-    fn stop(&mut self, door: &str, ip: IpAddr, now: Instant) {
-        let cmd = self
-            .doors
-            .iter()
-            .find(|d| d.spec.name == door)
-            .and_then(|d| d.stop_command_for(ip).cloned());
-        if let Some(cmd) = cmd {
-            self.spawn(&cmd, ip, format!("door={door} stop command for {ip}"), now);
+    /// Starts a stop command, then records it done. A crash in between runs it again at the next
+    /// start: closing twice is the safe side.
+    fn run_stop(&mut self, id: u64, argv: Vec<String>, door: &str, ip: IpAddr, now: Instant) {
+        self.spawn(argv, ip, format!("door={door} stop command for {ip}"), now);
+        if let Some(ledger) = self.ledger.as_mut() {
+            if id != 0 {
+                if let Err(e) = ledger.append(ledger::unix_now(), Record::StopDone { id }) {
+                    tracing::error!("door={door} src={ip}: cannot record the stop command as done ({e}); it runs again at the next start");
+                }
+            }
         }
     }
 
-    fn spawn(&mut self, cmd: &Command, ip: IpAddr, what: String, now: Instant) {
-        let argv = cmd.argv_for(ip);
+    fn spawn(&mut self, argv: Vec<String>, ip: IpAddr, what: String, now: Instant) {
         let Some((program, args)) = argv.split_first() else {
             return;
         };
@@ -319,7 +431,7 @@ mod tests {
 
     #[test]
     fn validates_every_grant() {
-        let mut g = Gatekeeper::new(&config(), Recorder::default());
+        let mut g = Gatekeeper::new(&config(), Recorder::default(), None);
         let now = Instant::now();
         assert!(g.apply(&grant("10.200.1.2"), now).is_ok());
         assert!(matches!(
@@ -388,7 +500,7 @@ mod tests {
             log.display()
         );
         let c = parse(Path::new("t.toml"), &text).expect("valid");
-        let mut g = Gatekeeper::new(&c, Recorder::default());
+        let mut g = Gatekeeper::new(&c, Recorder::default(), None);
         let t0 = Instant::now();
         let v = g.apply(&grant("10.200.1.2"), t0).expect("granted");
         assert!(matches!(
@@ -423,6 +535,119 @@ mod tests {
         g.finish(Duration::from_secs(5));
         let text = std::fs::read_to_string(&log).expect("log");
         assert_eq!(text, "start 10.200.1.2\nstop 10.200.1.2\n");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("knocker-gk-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
+    }
+
+    fn open_ledger(dir: &Path) -> Ledger {
+        Ledger::open(
+            &dir.join("state").join(ledger::FILE_NAME),
+            ledger::unix_now(),
+            ledger::Options::default(),
+        )
+        .expect("ledger")
+        .0
+    }
+
+    fn command_config(log: &Path, stop_after: u64) -> Config {
+        let text = format!(
+            "[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nopen_for = 30\nshell = true\nstart_command = \"echo start %IP% >> {0}\"\nstop_command = \"echo stop %IP% >> {0}\"\nstop_after = {stop_after}\n",
+            log.display()
+        );
+        parse(Path::new("t.toml"), &text).expect("valid")
+    }
+
+    #[test]
+    fn a_stop_command_pending_at_a_crash_runs_once_at_the_next_start() {
+        let dir = temp("crash");
+        let log = dir.join("log");
+        let c = command_config(&log, 1);
+        let t0 = Instant::now();
+        {
+            let mut g = Gatekeeper::new(&c, Recorder::default(), Some(open_ledger(&dir)));
+            g.apply(&grant("10.200.1.2"), t0).expect("granted");
+            g.finish(Duration::from_secs(5));
+            // a crash: no stop_all, the gatekeeper just goes away
+        }
+        assert_eq!(
+            std::fs::read_to_string(&log).expect("log"),
+            "start 10.200.1.2\n"
+        );
+        std::thread::sleep(Duration::from_millis(1100));
+        let mut g = Gatekeeper::new(&c, Recorder::default(), Some(open_ledger(&dir)));
+        assert_eq!(g.recover(Instant::now()), (1, 0), "overdue: run at once");
+        g.finish(Duration::from_secs(5));
+        assert_eq!(
+            std::fs::read_to_string(&log).expect("log"),
+            "start 10.200.1.2\nstop 10.200.1.2\n"
+        );
+        assert!(
+            g.ledger()
+                .expect("ledger")
+                .state()
+                .pending_stops()
+                .is_empty(),
+            "recorded as done"
+        );
+        drop(g);
+        // a further restart runs nothing again
+        let mut g = Gatekeeper::new(&c, Recorder::default(), Some(open_ledger(&dir)));
+        assert_eq!(g.recover(Instant::now()), (0, 0));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_stop_command_not_yet_due_is_rescheduled_and_a_refresh_moves_it() {
+        let dir = temp("resched");
+        let log = dir.join("log");
+        let c = command_config(&log, 60);
+        let t0 = Instant::now();
+        {
+            let mut g = Gatekeeper::new(&c, Recorder::default(), Some(open_ledger(&dir)));
+            g.apply(&grant("10.200.1.2"), t0).expect("granted");
+            let v = g
+                .apply(&grant("10.200.1.2"), t0 + Duration::from_secs(2))
+                .expect("refreshed");
+            assert!(matches!(
+                v,
+                Verdict::Opened {
+                    refreshed: true,
+                    ..
+                }
+            ));
+            let pending = g.ledger().expect("ledger").state().pending_stops().len();
+            assert_eq!(pending, 1, "a refresh moves the stop, it does not add one");
+            g.finish(Duration::from_secs(5));
+        }
+        let mut g = Gatekeeper::new(&c, Recorder::default(), Some(open_ledger(&dir)));
+        let now = Instant::now();
+        assert_eq!(g.recover(now), (0, 1));
+        let due = g.poll_timeout().expect("scheduled");
+        assert!(
+            due > now + Duration::from_secs(55),
+            "due about 62 s after the first grant"
+        );
+        // a knock after the restart refreshes: the start command does not run again
+        let v = g.apply(&grant("10.200.1.2"), now).expect("granted");
+        assert!(matches!(
+            v,
+            Verdict::Opened {
+                refreshed: true,
+                ..
+            }
+        ));
+        g.stop_all(now);
+        g.finish(Duration::from_secs(5));
+        assert_eq!(
+            std::fs::read_to_string(&log).expect("log"),
+            "start 10.200.1.2\nstop 10.200.1.2\n"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -5,7 +5,20 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
+
+/// Prints a line to stdout; a closed pipe (`knockerd check | head`) ends the output quietly
+/// instead of panicking.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
 use knockerd::config::{self, fmt_duration, DEFAULT_CONFIG, TABLE};
+use knockerd::knockd::{self, Source};
 use knockerd::ruleset::{self, TableSpec, PRIORITY, SET4, SET6};
 
 #[derive(Parser)]
@@ -19,12 +32,19 @@ and logged by knockerd's own nftables table (inet knocker) and read from NFLOG. 
 elements with a timeout, so the kernel closes them on time even if knockerd dies.\n\n\
 Without a subcommand, knockerd runs in the foreground (for systemd) and logs one line per event to stderr. \
 SIGTERM/SIGINT stop it (exit 0); SIGHUP reloads the configuration (a bad one is refused and the running one kept).",
-    after_help = "Examples:\n  knockerd check                      validate /etc/knocker/knockerd.toml and show what it does\n  knockerd --config ./k.toml -v       run in the foreground with detail\n  knockerd status                     list open grants\n  knockerd teardown                   remove knocker's nftables table\n  knockerd demo                       self-contained demo in network namespaces (root)"
+    after_help = "Examples:\n  knockerd check                      validate /etc/knocker/knockerd.toml and show what it does\n  knockerd --config ./k.toml -v       run in the foreground with detail\n  knockerd status                     list open grants\n  knockerd teardown                   remove knocker's nftables table\n  knockerd --knockd-conf /etc/knockd.conf   run an existing knockd configuration as it is\n  knockerd import-knockd /etc/knockd.conf   print it as knockerd's own TOML\n  knockerd demo                       self-contained demo in network namespaces (root)"
 )]
 struct Cli {
     /// Configuration file (TOML)
     #[arg(short, long, global = true, default_value = DEFAULT_CONFIG, value_name = "FILE")]
     config: PathBuf,
+    /// Run a knockd configuration (knockd.conf) as it is, instead of knockerd's own TOML
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "config")]
+    knockd_conf: Option<PathBuf>,
+    /// Keep the ledger (pending stop commands, used sequences) in DIR instead of the
+    /// configuration's `state_dir` (default /var/lib/knocker)
+    #[arg(long, global = true, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// More detail in the log: -v shows each knock's progress, -vv every packet seen
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -44,6 +64,12 @@ enum Cmd {
     /// Remove knocker's nftables table. Open grants end, and knock and protected ports are no
     /// longer dropped by knocker: whatever else the firewall says applies
     Teardown,
+    /// Print a knockd configuration as knockerd's own TOML, with a note wherever the meaning differs
+    ImportKnockd {
+        /// The knockd.conf to convert
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Run the self-contained demo: three network namespaces, real knockerd, real packets (root)
     Demo {
         /// Seconds the demo door stays open
@@ -52,7 +78,7 @@ enum Cmd {
     },
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, extra: knockd::KnockdLog) {
     let level = match verbose {
         0 => "info",
         1 => "debug",
@@ -60,33 +86,69 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("KNOCKERD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("knockerd={level},warn")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // Under systemd the journal adds its own timestamps.
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        builder.without_time().init();
+    let fmt = if std::env::var_os("JOURNAL_STREAM").is_some() {
+        fmt.without_time().boxed()
     } else {
-        builder.init();
-    }
+        fmt.boxed()
+    };
+    // `extra` carries knockd.conf's LogFile and UseSyslog; it writes nothing for native configs.
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(extra)
+        .init();
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
-    let result = match cli.command.unwrap_or(Cmd::Run) {
-        Cmd::Run => knockerd::daemon::run(&cli.config),
-        Cmd::Check => check(&cli.config),
+    let source = match cli.knockd_conf {
+        Some(path) => Source::Knockd(path),
+        None => Source::Native(cli.config),
+    };
+    let command = cli.command.unwrap_or(Cmd::Run);
+    // knockd.conf's UseSyslog, LogFile and PidFile apply to the running daemon only; a config
+    // that does not load is reported by run() itself.
+    let options = match (&source, &command) {
+        (Source::Knockd(path), Cmd::Run) => {
+            knockd::load(path).map(|k| k.options).unwrap_or_default()
+        }
+        _ => knockd::KnockdOptions::default(),
+    };
+    let (extra, problems) = knockd::KnockdLog::new(&options);
+    knockd::register_log(&extra);
+    init_logging(cli.verbose, extra);
+    for p in problems {
+        tracing::warn!("{p}");
+    }
+    let overrides = knockerd::daemon::Overrides {
+        state_dir: cli.state_dir,
+    };
+    let result = match command {
+        Cmd::Run => match options
+            .pid_file
+            .as_deref()
+            .map(knockd::write_pid_file)
+            .transpose()
+        {
+            // the guard removes the pid file when the daemon returns
+            Ok(_pid) => knockerd::daemon::run(&source, &overrides),
+            Err(e) => Err(e),
+        },
+        Cmd::Check => check(&source),
+        Cmd::ImportKnockd { file } => import_knockd(&file),
         Cmd::Status => status(),
         Cmd::Teardown => match ruleset::teardown() {
             Ok(true) => {
-                println!("removed table inet {TABLE}");
+                out!("removed table inet {TABLE}");
                 Ok(())
             }
             Ok(false) => {
-                println!("no table inet {TABLE}: nothing to remove");
+                out!("no table inet {TABLE}: nothing to remove");
                 Ok(())
             }
             Err(e) => Err(e),
@@ -110,12 +172,55 @@ fn list(services: &[knocker_engine::Service]) -> String {
         .join(", ")
 }
 
-fn check(path: &std::path::Path) -> Result<(), String> {
-    let c = config::load(path).map_err(|e| e.to_string())?;
-    println!("{}: OK", path.display());
+fn import_knockd(file: &std::path::Path) -> Result<(), String> {
+    let (toml, warnings) = knockd::import(file).map_err(|e| e.to_string())?;
+    std::io::Write::write_all(&mut std::io::stdout(), toml.as_bytes())
+        .map_err(|e| format!("cannot write the TOML: {e}"))?;
+    for w in warnings {
+        eprintln!("knockerd: warning: {w}");
+    }
+    Ok(())
+}
+
+fn check(source: &Source) -> Result<(), String> {
+    let (c, warnings, options) = match source {
+        Source::Native(path) => (
+            config::load(path).map_err(|e| e.to_string())?,
+            Vec::new(),
+            None,
+        ),
+        Source::Knockd(path) => {
+            let k = knockd::load(path).map_err(|e| e.to_string())?;
+            (k.config, k.warnings, Some(k.options))
+        }
+    };
+    match &options {
+        None => out!("{}: OK", source.path().display()),
+        Some(_) => out!(
+            "{}: OK (knockd.conf, run as knockd runs it)",
+            source.path().display()
+        ),
+    }
+    for w in &warnings {
+        out!("warning: {w}");
+    }
+    if let Some(o) = &options {
+        if o.use_syslog {
+            out!("logs to syslog too (UseSyslog)");
+        }
+        if let Some(f) = &o.log_file {
+            out!("appends its log to {} too (LogFile)", f.display());
+        }
+        if let Some(f) = &o.pid_file {
+            out!("writes its pid to {} while it runs (PidFile)", f.display());
+        }
+    }
+    if let Some(i) = &c.interface {
+        out!("counts only knocks arriving on interface {i}");
+    }
     for d in &c.doors {
-        println!("door {} (line {}):", d.spec.name, d.line);
-        println!(
+        out!("door {} (line {}):", d.spec.name, d.line);
+        out!(
             "  knock {} within {}{}",
             d.describe_knocks(),
             fmt_duration(d.spec.window),
@@ -124,36 +229,49 @@ fn check(path: &std::path::Path) -> Result<(), String> {
                 .map(|f| format!(", tcp flags {f}"))
                 .unwrap_or_default()
         );
-        println!(
+        out!(
             "  opens {} to the knocking address for {}",
-            if d.spec.open.is_empty() { "nothing in the firewall (it runs its commands)".to_string() } else { list(&d.spec.open) },
+            if d.spec.open.is_empty() {
+                "nothing in the firewall (it runs its commands)".to_string()
+            } else {
+                list(&d.spec.open)
+            },
             fmt_duration(d.spec.open_for)
         );
         if let Some(cmd) = &d.start_command {
-            println!("  runs {cmd} on opening");
+            out!("  runs {cmd} on opening");
         }
         if let Some(cmd) = &d.stop_command {
-            println!("  runs {cmd} {} after opening", fmt_duration(d.stop_after));
+            out!("  runs {cmd} {} after opening", fmt_duration(d.stop_after));
+        }
+        if let Some(cmd) = &d.start_command_6 {
+            out!("  runs {cmd} on opening to an IPv6 address");
+        }
+        if let Some(cmd) = &d.stop_command_6 {
+            out!(
+                "  runs {cmd} {} after opening to an IPv6 address",
+                fmt_duration(d.stop_after)
+            );
         }
         if d.one_time.is_none() {
-            println!("  warning: a static sequence can be replayed by anyone who records it");
+            out!("  warning: a static sequence can be replayed by anyone who records it");
         }
     }
-    println!(
+    out!(
         "watches (dropped silently, logged to NFLOG group {}): {}",
         c.nflog_group,
         list(&c.knock_services())
     );
     let protected = c.protected();
     if protected.is_empty() {
-        println!("protects nothing: the opened services must be closed by your own firewall");
+        out!("protects nothing: the opened services must be closed by your own firewall");
     } else {
-        println!(
+        out!(
             "protects (dropped for everyone without a grant): {}",
             list(&protected)
         );
     }
-    println!(
+    out!(
         "keeps at most {} partial knocks in memory; on a clean stop, open grants are {}",
         c.max_tracked,
         match c.on_stop {
@@ -162,46 +280,49 @@ fn check(path: &std::path::Path) -> Result<(), String> {
         }
     );
     if c.grant_mark != 0 {
-        println!(
+        out!(
             "marks granted packets with {:#010x}: a default-drop chain of your own accepts them with `{}`",
             c.grant_mark,
             ruleset::mark_accept_rule(c.grant_mark)
         );
     }
-    println!(
+    out!(
         "table inet {TABLE} (sets {SET4}, {SET6}; chain input at priority {PRIORITY}), created or updated atomically with:"
     );
     for line in ruleset::render(&TableSpec::from_config(&c)).lines() {
-        println!("  {line}");
+        out!("  {line}");
     }
     match ruleset::nft(&["-j", "list", "ruleset"], None) {
         Ok(json) => {
             let warnings = ruleset::drop_warnings(&json, c.grant_mark)?;
             if warnings.is_empty() {
-                println!("live ruleset: no other chain would drop granted packets");
+                out!("live ruleset: no other chain would drop granted packets");
             }
             for w in warnings {
-                println!("warning: {w}");
+                out!("warning: {w}");
             }
         }
-        Err(e) => println!("live ruleset not inspected ({e})"),
+        Err(e) => out!("live ruleset not inspected ({e})"),
     }
     Ok(())
 }
 
 fn status() -> Result<(), String> {
     if !ruleset::table_exists()? {
-        println!("no table inet {TABLE}: knockerd has not run here, or it was torn down");
+        out!("no table inet {TABLE}: knockerd has not run here, or it was torn down");
         return Ok(());
     }
     let grants = ruleset::live_grants()?;
     if grants.is_empty() {
-        println!("no open grants");
+        out!("no open grants");
     }
     for g in grants {
-        println!(
+        out!(
             "{} {} expires in {}s (of {}s)",
-            g.to, g.service, g.expires_s, g.timeout_s
+            g.to,
+            g.service,
+            g.expires_s,
+            g.timeout_s
         );
     }
     Ok(())

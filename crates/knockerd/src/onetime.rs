@@ -50,32 +50,51 @@ impl OneTimeFile {
     /// Reads the file. Used lines (starting with `#`) and blank lines are skipped; a line that is
     /// not a sequence is an error with its line number.
     pub fn load(path: &Path) -> Result<OneTimeFile, (Option<usize>, String)> {
-        let meta = std::fs::metadata(path).map_err(|e| (None, format!("cannot read {}: {e}", path.display())))?;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| (None, format!("cannot read {}: {e}", path.display())))?;
         if meta.len() > MAX_BYTES {
-            return Err((None, format!("{} is larger than {MAX_BYTES} bytes", path.display())));
+            return Err((
+                None,
+                format!("{} is larger than {MAX_BYTES} bytes", path.display()),
+            ));
         }
-        let bytes = std::fs::read(path).map_err(|e| (None, format!("cannot read {}: {e}", path.display())))?;
-        let text = String::from_utf8(bytes).map_err(|_| (None, format!("{} is not text", path.display())))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| (None, format!("cannot read {}: {e}", path.display())))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| (None, format!("{} is not text", path.display())))?;
         let mut entries = Vec::new();
         let mut offset = 0u64;
         for (i, raw) in text.split_inclusive('\n').enumerate() {
             let line = raw.trim_end_matches(['\n', '\r']);
             let trimmed = line.trim();
-            if !trimmed.is_empty() && !line.starts_with('#') {
+            // knockd trims a line before it looks for the '#' of a used line
+            if !trimmed.is_empty() && !trimmed.starts_with('#') {
                 let sequence = parse_sequence(trimmed)
                     .map_err(|e| (Some(i + 1), format!("{}:{}: {e}", path.display(), i + 1)))?;
-                entries.push(Entry { line: i + 1, offset, text: line.to_string(), sequence });
+                entries.push(Entry {
+                    line: i + 1,
+                    offset,
+                    text: line.to_string(),
+                    sequence,
+                });
             }
             offset += raw.len() as u64;
         }
-        Ok(OneTimeFile { path: path.to_path_buf(), entries })
+        Ok(OneTimeFile {
+            path: path.to_path_buf(),
+            entries,
+        })
     }
 
     /// Marks entry `index` as used: `#` over its first byte, then fsync. Refuses if the file no
     /// longer holds that line where it was (it changed since it was read).
     pub fn mark_used(&self, index: usize) -> Result<(), String> {
-        let entry = self.entries.get(index).ok_or_else(|| format!("no one-time line #{index}"))?;
-        let current = std::fs::read(&self.path).map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
+        let entry = self
+            .entries
+            .get(index)
+            .ok_or_else(|| format!("no one-time line #{index}"))?;
+        let current = std::fs::read(&self.path)
+            .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
         let start = usize::try_from(entry.offset).map_err(|_| "offset out of range".to_string())?;
         let found = current.get(start..start + entry.text.len());
         if found != Some(entry.text.as_bytes()) {
@@ -92,7 +111,13 @@ impl OneTimeFile {
         f.seek(SeekFrom::Start(entry.offset))
             .and_then(|_| f.write_all(b"#"))
             .and_then(|_| f.sync_data())
-            .map_err(|e| format!("cannot mark {}:{} used: {e}", self.path.display(), entry.line))
+            .map_err(|e| {
+                format!(
+                    "cannot mark {}:{} used: {e}",
+                    self.path.display(),
+                    entry.line
+                )
+            })
     }
 
     pub fn sequences(&self) -> Vec<Vec<Service>> {
@@ -109,20 +134,34 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("knocker-onetime-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("seq");
-        std::fs::write(&path, "#used,1,2\n 7000,9000:udp,8000\n\n 6000, 6200 ,6100:tcp\n").expect("write");
+        let original = "#used,1,2\n 7000,9000:udp,8000\n\n  #0,1,2\n 6000, 6200 ,6100:tcp\n";
+        std::fs::write(&path, original).expect("write");
         let f = OneTimeFile::load(&path).expect("load");
-        assert_eq!(f.entries.len(), 2);
+        assert_eq!(
+            f.entries.len(),
+            2,
+            "used lines, indented or not, and blank lines are skipped"
+        );
         assert_eq!(f.entries[0].line, 2);
-        assert_eq!(f.entries[0].sequence, vec![Service::tcp(7000), Service::udp(9000), Service::tcp(8000)]);
-        assert_eq!(f.entries[1].line, 4);
+        assert_eq!(
+            f.entries[0].sequence,
+            vec![Service::tcp(7000), Service::udp(9000), Service::tcp(8000)]
+        );
+        assert_eq!(f.entries[1].line, 5);
         f.mark_used(0).expect("mark");
         let text = std::fs::read_to_string(&path).expect("read");
-        assert_eq!(text, "#used,1,2\n#7000,9000:udp,8000\n\n 6000, 6200 ,6100:tcp\n");
+        assert_eq!(
+            text,
+            "#used,1,2\n#7000,9000:udp,8000\n\n  #0,1,2\n 6000, 6200 ,6100:tcp\n"
+        );
         // marking again finds the line changed and refuses
-        assert!(f.mark_used(0).expect_err("changed").contains("changed since it was read"));
+        assert!(f
+            .mark_used(0)
+            .expect_err("changed")
+            .contains("changed since it was read"));
         let f = OneTimeFile::load(&path).expect("reload");
         assert_eq!(f.entries.len(), 1);
-        assert_eq!(f.entries[0].line, 4);
+        assert_eq!(f.entries[0].line, 5);
         std::fs::write(&path, " 7000,bogus\n").expect("write");
         let (line, msg) = OneTimeFile::load(&path).expect_err("bad line");
         assert_eq!(line, Some(1));

@@ -99,7 +99,10 @@ pub fn render(spec: &TableSpec) -> String {
             &mut s,
             &format!(
                 "{}meta l4proto . th dport {} log group {} snaplen {} queue-threshold 1 drop",
-                spec.interface.as_ref().map(|i| format!("iifname \"{i}\" ")).unwrap_or_default(),
+                spec.interface
+                    .as_ref()
+                    .map(|i| format!("iifname \"{i}\" "))
+                    .unwrap_or_default(),
                 service_set(&spec.knock),
                 spec.nflog_group,
                 SNAPLEN

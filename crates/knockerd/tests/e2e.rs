@@ -674,7 +674,11 @@ fn one_time_lines_open_once_are_marked_and_stay_used_across_a_restart() {
         seq_file.display().to_string()
     );
     let mut w = World::new("onetime", &conf);
-    w.knock(&w.lab.alice, Lab::SERVER_FOR_ALICE, &["7000", "9000:udp", "8000"]);
+    w.knock(
+        &w.lab.alice,
+        Lab::SERVER_FOR_ALICE,
+        &["7000", "9000:udp", "8000"],
+    );
     assert_eq!(w.wait_grants(1, Duration::from_secs(2)).len(), 1);
     assert_eq!(
         std::fs::read_to_string(&seq_file).expect("read"),
@@ -682,23 +686,94 @@ fn one_time_lines_open_once_are_marked_and_stay_used_across_a_restart() {
         "the used line is marked in place, as knockd does"
     );
     // mallory replays the recorded line: nothing opens for her
-    w.knock(&w.lab.mallory, Lab::SERVER_FOR_MALLORY, &["7000", "9000:udp", "8000"]);
+    w.knock(
+        &w.lab.mallory,
+        Lab::SERVER_FOR_MALLORY,
+        &["7000", "9000:udp", "8000"],
+    );
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(w.grants().len(), 1, "{:?}", w.grants());
-    assert_eq!(w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY), Reach::Silent);
+    assert_eq!(
+        w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
+        Reach::Silent
+    );
     // a restart reads the file again: the used line stays used, the next one works
     w.daemon.signal(Signal::SIGTERM);
     assert_eq!(w.daemon.wait_exit(Duration::from_secs(10)), Some(0));
     w.daemon = Knockerd::start(&w.lab, &conf);
-    w.knock(&w.lab.mallory, Lab::SERVER_FOR_MALLORY, &["7000", "9000:udp", "8000"]);
-    w.knock(&w.lab.mallory, Lab::SERVER_FOR_MALLORY, &["6000", "6200", "6100"]);
+    w.knock(
+        &w.lab.mallory,
+        Lab::SERVER_FOR_MALLORY,
+        &["7000", "9000:udp", "8000"],
+    );
+    w.knock(
+        &w.lab.mallory,
+        Lab::SERVER_FOR_MALLORY,
+        &["6000", "6200", "6100"],
+    );
     let g = w.wait_grants(2, Duration::from_secs(2));
-    assert!(g.iter().any(|g| g.to == Lab::MALLORY), "the second line opens: {g:?}");
-    w.daemon.wait_log("no one-time sequence left", Duration::from_secs(2));
+    assert!(
+        g.iter().any(|g| g.to == Lab::MALLORY),
+        "the second line opens: {g:?}"
+    );
+    w.daemon
+        .wait_log("no one-time sequence left", Duration::from_secs(2));
     assert_eq!(
         std::fs::read_to_string(&seq_file).expect("read"),
         "#7000,9000:udp,8000\n#6000,6200,6100\n"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+    w.finish();
+}
+
+#[test]
+fn a_stop_command_pending_when_knockerd_is_killed_runs_at_the_next_start() {
+    if !e2e(&[]) {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("knocker-e2e-stopcmd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let log = dir.join("commands.log");
+    let conf = door_config(
+        "",
+        &format!(
+            "sequence = [\"7000\", \"9000:udp\", \"8000\"]\nopen_for = 2\nshell = true\nstart_command = \"echo start %IP% >> {0}\"\nstop_command = \"echo stop %IP% >> {0}\"\nstop_after = 2\n",
+            log.display()
+        ),
+    );
+    let mut w = World::new("stopcmd", &conf);
+    w.alice_knocks_and_is_granted();
+    w.daemon
+        .wait_log("start command for", Duration::from_secs(2));
+    // the same knock again while open: no second start command
+    w.alice_knocks_and_is_granted();
+    w.daemon.wait_log("refresh", Duration::from_secs(2));
+    w.daemon.signal(Signal::SIGKILL);
+    assert_eq!(w.daemon.wait_exit(Duration::from_secs(5)), None);
+    std::thread::sleep(Duration::from_millis(2500));
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        read(),
+        format!("start {}\n", Lab::ALICE),
+        "killed before its stop command ran"
+    );
+    w.daemon = Knockerd::start(&w.lab, &conf);
+    w.daemon.wait_log("running it now", Duration::from_secs(2));
+    let end = std::time::Instant::now() + Duration::from_secs(3);
+    while read().lines().count() < 2 && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        read(),
+        format!("start {0}\nstop {0}\n", Lab::ALICE),
+        "the overdue stop command ran once"
+    );
+    // and not again after another restart
+    w.daemon.signal(Signal::SIGTERM);
+    assert_eq!(w.daemon.wait_exit(Duration::from_secs(10)), Some(0));
+    w.daemon = Knockerd::start(&w.lab, &conf);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(read(), format!("start {0}\nstop {0}\n", Lab::ALICE));
     let _ = std::fs::remove_dir_all(&dir);
     w.finish();
 }

@@ -42,6 +42,11 @@ pub fn ip(s: &str) -> IpAddr {
     s.parse().expect("test address")
 }
 
+/// The lab's own state directory (ledger), removed with the World.
+pub fn state_dir(lab: &Lab) -> PathBuf {
+    std::env::temp_dir().join(format!("knocker-e2e-state-{}", lab.server.name()))
+}
+
 /// The real knockerd, running in the lab's server namespace, with its log captured.
 pub struct Knockerd {
     pub child: Child,
@@ -51,10 +56,30 @@ pub struct Knockerd {
 }
 
 impl Knockerd {
+    /// Starts knockerd with `config`. Unless the config names a `state_dir`, the ledger lives in
+    /// a directory of the lab's own ([`state_dir`]), kept across restarts within the lab.
     pub fn start(lab: &Lab, config: &str) -> Knockerd {
-        let dir = std::env::temp_dir().join(format!("knocker-e2e-{}", lab.server.name()));
+        static STARTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("knocker-e2e-{}-{n}", lab.server.name()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("knockerd.toml");
+        let config = if config.contains("state_dir") {
+            config.to_string()
+        } else {
+            config.replacen(
+                "[daemon]\n",
+                &format!(
+                    "[daemon]\nstate_dir = {:?}\n",
+                    state_dir(lab).display().to_string()
+                ),
+                1,
+            )
+        };
+        assert!(
+            config.contains("state_dir"),
+            "test configs have a [daemon] table"
+        );
         std::fs::write(&path, config).expect("write config");
         let mut child = lab
             .server
@@ -253,6 +278,11 @@ impl World {
         }
     }
 
+    /// The lab's ledger directory (see [`state_dir`]).
+    pub fn state_dir(&self) -> PathBuf {
+        state_dir(&self.lab)
+    }
+
     /// Tears everything down and checks that no namespace is left behind.
     pub fn finish(self) {
         let names = self.names.clone();
@@ -265,6 +295,12 @@ impl World {
         for n in names {
             assert!(!list.contains(&n), "namespace {n} left behind");
         }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(state_dir(&self.lab));
     }
 }
 

@@ -1,0 +1,22 @@
+//! knocker's wire formats and their crypto. No IO: bytes and ports in, values out.
+//!
+//! - [`rotate`]: rotating sequences (TOTP/HOTP): a port sequence derived from a shared key and a
+//!   counter.
+//! - [`encoded`]: encoded knocks: a request (address, services, duration, time), encrypted and
+//!   authenticated with ChaCha20-Poly1305, spelled out as ports in a span of 2^k ports, and
+//!   reassembled in any order.
+//!
+//! Everything here is total on untrusted input: no panics, typed errors, bounded memory. Keys are
+//! zeroized on drop, compared in constant time and never printed (their `Debug` shows only the
+//! type's name).
+#![forbid(unsafe_code)]
+
+pub mod encoded;
+mod key;
+pub mod rotate;
+mod service;
+
+pub use encoded::EncodedKey;
+pub use key::{KeyError, KEY_LEN};
+pub use rotate::RotateKey;
+pub use service::{ParseError, Proto, Service};

@@ -13,6 +13,7 @@
 
 pub mod encoded;
 mod key;
+pub mod keyfile;
 pub mod rotate;
 mod service;
 

@@ -8,16 +8,14 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use knocker_wire::keyfile::KeyFileError;
 use knocker_wire::KeyError;
 use zeroize::Zeroizing;
 
 use crate::files;
 
-/// A key file is one line; anything much longer is not one.
-const MAX_KEY_FILE: u64 = 1024;
 /// A counter file is one number.
 const MAX_COUNTER_FILE: u64 = 64;
 
@@ -29,12 +27,8 @@ pub enum SecretError {
         path: PathBuf,
         source: io::Error,
     },
-    #[error("key file {} is accessible to other users (mode {mode:04o}): run `chmod 600 {}`", .path.display(), .path.display())]
-    Exposed { path: PathBuf, mode: u32 },
-    #[error("{} is not a regular file", .0.display())]
-    NotAFile(PathBuf),
-    #[error("key file {}: {source}", .path.display())]
-    BadKey { path: PathBuf, source: KeyError },
+    #[error(transparent)]
+    Key(#[from] KeyFileError),
     #[error("{} already exists: knocker keygen never overwrites a key (remove the file first to replace it)", .0.display())]
     Exists(PathBuf),
     #[error("cannot make a key: {0}")]
@@ -54,40 +48,13 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Secr
     }
 }
 
-/// Reads the key in `path` with `parse` (e.g. `RotateKey::from_base64`), after checking that the
-/// file is a regular file of its owner's alone. The checks are made on the opened file, so the
-/// file checked is the file read.
+/// Reads the key in `path` with `parse`, after checking that the file is its owner's alone
+/// (see `knocker_wire::keyfile`, shared with the daemon).
 pub fn load_key<K>(
     path: &Path,
     parse: impl FnOnce(&str) -> Result<K, KeyError>,
 ) -> Result<K, SecretError> {
-    let mut file = File::open(path).map_err(io_error("read key file", path))?;
-    let meta = file.metadata().map_err(io_error("read key file", path))?;
-    if !meta.is_file() {
-        return Err(SecretError::NotAFile(path.to_path_buf()));
-    }
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(SecretError::Exposed {
-            path: path.to_path_buf(),
-            mode,
-        });
-    }
-    let mut text = Zeroizing::new(String::with_capacity(64));
-    file.by_ref()
-        .take(MAX_KEY_FILE)
-        .read_to_string(&mut text)
-        .map_err(|source| match source.kind() {
-            io::ErrorKind::InvalidData => SecretError::BadKey {
-                path: path.to_path_buf(),
-                source: KeyError::NotBase64,
-            },
-            _ => io_error("read key file", path)(source),
-        })?;
-    parse(&text).map_err(|source| SecretError::BadKey {
-        path: path.to_path_buf(),
-        source,
-    })
+    Ok(knocker_wire::keyfile::load_key(path, parse)?)
 }
 
 /// Writes `key_text` (one line of base64) and a newline to a new file at `path`, mode 0600.
@@ -136,6 +103,7 @@ mod tests {
     use super::*;
     use knocker_wire::RotateKey;
     use std::fs;
+    use std::os::unix::fs::PermissionsExt;
     use std::process;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -216,7 +184,10 @@ mod tests {
         assert!(e.to_string().starts_with("cannot read key file"), "{e}");
         let e = load_key(&tmp.0, RotateKey::from_base64).expect_err("directory");
         assert!(
-            matches!(e, SecretError::NotAFile(_) | SecretError::Exposed { .. }),
+            matches!(
+                e,
+                SecretError::Key(KeyFileError::NotAFile(_) | KeyFileError::Exposed { .. })
+            ),
             "{e}"
         );
     }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use knocker_engine::{
-    validate_doors, DoorsError, FlagFilter, Kind, SequenceDoor, Service, MAX_OPEN_FOR,
+    validate_doors, Clock, DoorsError, FlagFilter, Kind, Proto, SequenceDoor, Service, MAX_OPEN_FOR,
 };
 
 use crate::onetime::OneTimeFile;
@@ -113,6 +113,8 @@ pub struct Door {
     pub stop_after: Duration,
     /// The file of a `one-time` door, whose lines are marked when used.
     pub one_time: Option<OneTimeFile>,
+    /// What a `rotating` door draws its knocks from.
+    pub rotating: Option<Rotating>,
     /// Line of the `[door.NAME]` header, for messages.
     pub line: usize,
 }
@@ -145,6 +147,12 @@ impl Door {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        if let (Some(r), Kind::Rotating { clock, .. }) = (&self.rotating, &self.spec.kind) {
+            return format!(
+                "a rotating sequence ({clock:?}) drawn from {}/{}-{}",
+                r.proto, r.first, r.last
+            );
+        }
         match &self.one_time {
             Some(f) => match f.entries.first() {
                 Some(next) => format!(
@@ -165,6 +173,12 @@ impl Door {
 
     /// What the door listens for, without the secret: for logs.
     pub fn describe_knocks_for_log(&self) -> String {
+        if let Some(r) = &self.rotating {
+            return format!(
+                "a rotating sequence ({}) from {}/{}-{}",
+                r.mode, r.proto, r.first, r.last
+            );
+        }
         match &self.one_time {
             Some(f) => format!(
                 "{} one-time sequence(s) left in {}",
@@ -173,6 +187,11 @@ impl Door {
             ),
             None => format!("a sequence of {} knocks", self.spec.sequence.len()),
         }
+    }
+
+    /// Whether anyone who records a knock on this door can replay it.
+    pub fn replayable(&self) -> bool {
+        matches!(self.spec.kind, Kind::Static)
     }
 
     pub fn has_commands(&self) -> bool {
@@ -221,9 +240,27 @@ impl Config {
         v
     }
 
+    /// The port spans of rotating doors, every port of which is a knock port.
+    pub fn knock_ranges(&self) -> Vec<(Proto, u16, u16)> {
+        self.doors
+            .iter()
+            .filter_map(|d| d.rotating.as_ref().map(|r| (r.proto, r.first, r.last)))
+            .collect()
+    }
+
     pub fn door(&self, name: &str) -> Option<&Door> {
         self.doors.iter().find(|d| d.spec.name == name)
     }
+}
+
+/// A rotating door's port span and clock, as the daemon needs them beside the engine's door.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotating {
+    pub proto: Proto,
+    pub first: u16,
+    pub last: u16,
+    /// "totp" or "hotp": also the ledger's key for the door's last used step or counter.
+    pub mode: &'static str,
 }
 
 // ---- the file as written -------------------------------------------------------------------
@@ -261,6 +298,15 @@ struct RawDoor {
     target: Option<Spanned<String>>,
     start_command_6: Option<Spanned<RawCommand>>,
     stop_command_6: Option<Spanned<RawCommand>>,
+    // rotating doors
+    key_file: Option<Spanned<String>>,
+    mode: Option<Spanned<String>>,
+    period: Option<Spanned<RawDuration>>,
+    skew: Option<Spanned<i64>>,
+    lookahead: Option<Spanned<i64>>,
+    knocks: Option<Spanned<i64>>,
+    ports: Option<Spanned<String>>,
+    proto: Option<Spanned<String>>,
     window: Option<Spanned<RawDuration>>,
     open_for: Option<Spanned<RawDuration>>,
     tcp_flags: Option<Spanned<String>>,
@@ -455,6 +501,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             .as_ref()
             .map(|k| k.get_ref().as_str())
             .unwrap_or("sequence");
+        let mut rotating = None;
         let (sequence, one_time) = match kind_name {
             "sequence" => {
                 let Some(seq) = &d.sequence else {
@@ -477,14 +524,39 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
                     Err((_, msg)) => return cx.err(o.span(), msg),
                 }
             }
+            "rotating" => {
+                if let Some(seq) = &d.sequence {
+                    return cx.err(
+                        seq.span(),
+                        "a rotating door derives its sequences from `key_file`: remove `sequence`",
+                    );
+                }
+                rotating = Some(rotating_door(&cx, d, &span, name)?);
+                (Vec::new(), None)
+            }
             other => {
                 let at = d.kind.as_ref().map(|k| k.span()).unwrap_or(span.clone());
                 return cx.err(
                     at,
-                    format!("unknown door kind {other:?}: use \"sequence\" or \"one-time\""),
+                    format!("unknown door kind {other:?}: use \"sequence\", \"one-time\" or \"rotating\""),
                 );
             }
         };
+        if kind_name != "rotating" {
+            let stray = [&d.key_file, &d.mode, &d.ports, &d.proto]
+                .into_iter()
+                .flatten()
+                .next()
+                .map(|s| s.span());
+            let stray_n = [&d.skew, &d.lookahead, &d.knocks]
+                .into_iter()
+                .flatten()
+                .next()
+                .map(|s| s.span());
+            if let Some(at) = stray.or(stray_n).or(d.period.as_ref().map(|p| p.span())) {
+                return cx.err(at, "key_file, mode, period, skew, lookahead, knocks, ports and proto belong to kind = \"rotating\"");
+            }
+        }
         let open = cx.services(&d.open, "open")?;
         let target = match &d.target {
             None => None,
@@ -579,12 +651,13 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             tcp_flags,
             open,
             open_for,
-            kind: match &one_time {
-                Some(f) => Kind::OneTime {
+            kind: match (&one_time, &rotating) {
+                (Some(f), _) => Kind::OneTime {
                     lines: f.sequences(),
                     used: None,
                 },
-                None => Kind::Static,
+                (None, Some((_, kind))) => kind.clone(),
+                (None, None) => Kind::Static,
             },
             target,
         };
@@ -605,6 +678,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             stop_command_6,
             stop_after,
             one_time,
+            rotating: rotating.map(|(r, _)| r),
             line: cx.line_of(span.start),
         });
     }
@@ -655,6 +729,35 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         ),
         doors,
     };
+    // every port of a rotating door's span is a knock port, dropped and logged
+    for (proto, first, last) in config.knock_ranges() {
+        let inside = |s: &Service| s.proto == proto && (first..=last).contains(&s.port);
+        let clash = config
+            .doors
+            .iter()
+            .flat_map(|d| d.spec.open.iter())
+            .chain(config.protect.iter())
+            .find(|s| inside(s));
+        if let Some(s) = clash {
+            let door = config.doors.iter().find(|d| {
+                d.rotating
+                    .as_ref()
+                    .is_some_and(|r| r.first == first && r.last == last)
+            });
+            return Err(ConfigError {
+                file: file.to_path_buf(),
+                line: door.map(|d| d.line),
+                message: format!("{s} lies in the rotating span {proto}/{first}-{last}, whose every port is a knock port (dropped and logged): move the span"),
+            });
+        }
+        if let Some(s) = config.knock_services().into_iter().find(|s| inside(s)) {
+            return Err(ConfigError {
+                file: file.to_path_buf(),
+                line: None,
+                message: format!("knock port {s} of another door lies in the rotating span {proto}/{first}-{last}: a knock there would count for both doors; move one"),
+            });
+        }
+    }
     let knocks = config.knock_services();
     if let Some(s) = config.protect.iter().find(|s| knocks.contains(s)) {
         let line = daemon.protect.first().map(|p| cx.line_of(p.span().start));
@@ -665,6 +768,130 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         });
     }
     Ok(config)
+}
+
+/// Builds a rotating door from its keys: the key file (owner-only, read into wiped memory), the
+/// port span and the clock. The derivation is a closure over the key, handed to the engine.
+fn rotating_door(
+    cx: &Ctx<'_>,
+    d: &RawDoor,
+    span: &std::ops::Range<usize>,
+    name: &str,
+) -> Result<(Rotating, Kind), ConfigError> {
+    use knocker_wire::rotate::{self, RotateSpec};
+    let Some(key_file) = &d.key_file else {
+        return cx.err(span.clone(), format!("door {name:?} is rotating: name its key, e.g. key_file = \"/etc/knocker/{name}.key\" (make one with `knocker keygen --out FILE`)"));
+    };
+    let key = knocker_wire::keyfile::load_key(
+        Path::new(key_file.get_ref()),
+        knocker_wire::RotateKey::from_base64,
+    )
+    .or_else(|e| cx.err(key_file.span(), e.to_string()))?;
+    let Some(ports) = &d.ports else {
+        return cx.err(span.clone(), format!("door {name:?} is rotating: give the span its knocks are drawn from, e.g. ports = \"40000-40999\""));
+    };
+    let range = rotate::parse_ports(ports.get_ref())
+        .or_else(|e| cx.err(ports.span(), format!("ports: {e}")))?;
+    let proto = match &d.proto {
+        None => Proto::Tcp,
+        Some(p) => p
+            .get_ref()
+            .parse::<Proto>()
+            .or_else(|e| cx.err(p.span(), format!("proto: {e}")))?,
+    };
+    let knocks = match &d.knocks {
+        None => 4,
+        Some(k) => usize::try_from(*k.get_ref())
+            .or_else(|_| cx.err(k.span(), "knocks must be a positive number"))?,
+    };
+    let spec = RotateSpec::new(knocks, range.clone(), proto)
+        .or_else(|e| cx.err(ports.span(), e.to_string()))?;
+    let small =
+        |v: &Option<Spanned<i64>>, key: &str, default: u64, max: u64| -> Result<u64, ConfigError> {
+            match v {
+                None => Ok(default),
+                Some(x) => match u64::try_from(*x.get_ref()) {
+                    Ok(n) if n <= max => Ok(n),
+                    _ => cx.err(x.span(), format!("{key} must be 0 to {max}")),
+                },
+            }
+        };
+    let mode = d
+        .mode
+        .as_ref()
+        .map(|m| m.get_ref().as_str())
+        .unwrap_or("totp");
+    let clock = match mode {
+        "totp" => {
+            if let Some(l) = &d.lookahead {
+                return cx.err(
+                    l.span(),
+                    "lookahead is for mode = \"hotp\"; a totp door has `skew`",
+                );
+            }
+            let period = match &d.period {
+                None => 30,
+                Some(p) => match cx.duration(p, "period")?.as_secs() {
+                    n @ 5..=3600 => n,
+                    _ => return cx.err(p.span(), "period must be 5 s to 1 h"),
+                },
+            };
+            Clock::Totp {
+                period,
+                skew: small(&d.skew, "skew", 1, 10)?,
+            }
+        }
+        "hotp" => {
+            if let Some(x) = &d.skew {
+                return cx.err(
+                    x.span(),
+                    "skew is for mode = \"totp\"; a hotp door has `lookahead`",
+                );
+            }
+            if let Some(p) = &d.period {
+                return cx.err(p.span(), "period is for mode = \"totp\"");
+            }
+            match small(&d.lookahead, "lookahead", 5, knocker_engine::MAX_CANDIDATES)? {
+                0 => {
+                    let at = d
+                        .lookahead
+                        .as_ref()
+                        .map(|l| l.span())
+                        .unwrap_or(span.clone());
+                    return cx.err(at, "lookahead must be at least 1");
+                }
+                n => Clock::Hotp { lookahead: n },
+            }
+        }
+        other => {
+            let at = d.mode.as_ref().map(|m| m.span()).unwrap_or(span.clone());
+            return cx.err(
+                at,
+                format!("mode {other:?}: use \"totp\" (time steps) or \"hotp\" (a counter)"),
+            );
+        }
+    };
+    let key = std::sync::Arc::new(key);
+    let derive: knocker_engine::Derive =
+        std::sync::Arc::new(move |t| rotate::sequence(&key, &spec, t));
+    let r = Rotating {
+        proto,
+        first: *range.start(),
+        last: *range.end(),
+        mode: if matches!(clock, Clock::Totp { .. }) {
+            "totp"
+        } else {
+            "hotp"
+        },
+    };
+    Ok((
+        r,
+        Kind::Rotating {
+            derive,
+            clock,
+            used: None,
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -772,5 +999,44 @@ stop_after = "2m"
         assert!(parse_duration("99999999999999999999d").is_err());
         assert_eq!(fmt_duration(Duration::from_secs(90)), "90s");
         assert_eq!(fmt_duration(Duration::from_secs(120)), "2m");
+    }
+
+    #[test]
+    fn rotating_doors_are_checked() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("knocker-cfg-rot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let key = dir.join("k");
+        std::fs::write(&key, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n").expect("key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let door = |extra: &str| {
+            format!(
+                "[door.v]\nkind = \"rotating\"\nkey_file = {:?}\nports = \"40000-40999\"\nopen = [\"22\"]\n{extra}",
+                key.display().to_string()
+            )
+        };
+        let c = p(&door("mode = \"hotp\"\nlookahead = 3\n")).expect("valid");
+        assert_eq!(c.knock_ranges(), vec![(Proto::Tcp, 40000, 40999)]);
+        assert!(!c.doors[0].replayable());
+        let e = err_of(&door("mode = \"hotp\"\nskew = 2\n"));
+        assert!(
+            e.starts_with("k.toml:7:") && e.contains("skew is for"),
+            "{e}"
+        );
+        let e = err_of(&door("mode = \"sometimes\"\n"));
+        assert!(e.starts_with("k.toml:6:") && e.contains("totp"), "{e}");
+        let e = err_of(&door(
+            "open_for = 30\n[daemon]\nprotect = [\"tcp/40022\"]\n",
+        ));
+        assert!(e.contains("tcp/40022 lies in the rotating span"), "{e}");
+        let e = err_of("[door.s]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nports = \"1-100\"\n");
+        assert!(
+            e.starts_with("k.toml:4:") && e.contains("belong to kind = \"rotating\""),
+            "{e}"
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let e = err_of(&door(""));
+        assert!(e.starts_with("k.toml:3:") && e.contains("chmod 600"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

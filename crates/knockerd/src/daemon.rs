@@ -3,14 +3,14 @@
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use knocker_engine::{Engine, EngineConfig, Event, Knock};
+use knocker_engine::{Engine, EngineConfig, Event, Kind, Knock};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::config::{fmt_duration, Config, OnStop, TABLE};
 use crate::gatekeeper::{Gatekeeper, Verdict};
-use crate::ledger::{self, Ledger};
+use crate::ledger::{self, Ledger, Record};
 use crate::nflog::NflogSource;
 use crate::nftset::NftSets;
 use crate::ruleset::{self, TableSpec, SET4, SET6};
@@ -52,15 +52,17 @@ fn announce(config: &Config) {
                 .map(|f| format!(" (tcp flags {f})"))
                 .unwrap_or_default()
         );
-        match &d.one_time {
-            None => tracing::warn!(
+        if d.replayable() {
+            tracing::warn!(
                 "door={}: a static sequence can be replayed by anyone who records it; prefer a one-time, rotating or SPA door where that matters",
                 d.spec.name
-            ),
-            Some(f) if f.entries.is_empty() => {
-                tracing::warn!("door={}: no one-time sequence left, the door is closed for good", d.spec.name)
-            }
-            Some(_) => {}
+            );
+        }
+        if d.one_time.as_ref().is_some_and(|f| f.entries.is_empty()) {
+            tracing::warn!(
+                "door={}: no one-time sequence left, the door is closed for good",
+                d.spec.name
+            );
         }
     }
 }
@@ -98,7 +100,21 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(|e| format!("cannot create signalfd: {e}"))?;
 
+    let ledger_path = config.state_dir.join(ledger::FILE_NAME);
+    let (ledger, recovery) =
+        Ledger::open(&ledger_path, ledger::unix_now(), ledger::Options::default())
+            .map_err(|e| format!("cannot open the ledger: {e}"))?;
+    if let Some(bytes) = recovery.torn_bytes {
+        tracing::warn!(
+            "ledger {}: dropped a torn last record ({bytes} bytes) left by a crash",
+            ledger_path.display()
+        );
+    }
+    // rotating doors start from the last step or counter they used, so a recorded knock never
+    // works again after a restart
+    seed_used(&mut config, &ledger);
     let mut engine = engine_for(&config)?;
+    engine.set_wall_clock(ledger::unix_now());
     // Bind NFLOG before the table exists, so no logged knock is ever missed: once the table is
     // in place, knockerd is ready.
     let mut source = NflogSource::bind(config.nflog_group, ruleset::SNAPLEN)
@@ -110,16 +126,6 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
     // The kernel accepts an element into any set with the same key length, so a set left over
     // with another field order would silently grant the wrong thing: check the declaration.
     sets.check().map_err(|e| format!("table inet {TABLE} is not as knockerd declares it ({e}); remove it with `knockerd teardown` and start again"))?;
-    let ledger_path = config.state_dir.join(ledger::FILE_NAME);
-    let (ledger, recovery) =
-        Ledger::open(&ledger_path, ledger::unix_now(), ledger::Options::default())
-            .map_err(|e| format!("cannot open the ledger: {e}"))?;
-    if let Some(bytes) = recovery.torn_bytes {
-        tracing::warn!(
-            "ledger {}: dropped a torn last record ({bytes} bytes) left by a crash",
-            ledger_path.display()
-        );
-    }
     let mut gate = Gatekeeper::new(&config, sets, Some(ledger));
     let (ran, scheduled) = gate.recover(Instant::now());
     if ran + scheduled > 0 {
@@ -201,6 +207,8 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
                 Err(e) => tracing::warn!("reading NFLOG: {e}"),
             }
             let now = Instant::now();
+            // TOTP doors follow the wall clock (a cheap comparison unless the step changed)
+            engine.set_wall_clock(ledger::unix_now());
             for k in &knocks {
                 tracing::trace!(
                     "knock {} -> {} {} flags {}",
@@ -219,13 +227,15 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
         let mut unrecorded: Option<usize> = None;
         while let Some(ev) = engine.poll_event() {
             match ev {
-                Event::Used { door, index, tag } => match record_used(&config, index, tag) {
-                    Ok(what) => tracing::info!("door={door} used {what}; it never opens again"),
-                    Err(e) => {
-                        tracing::error!("door={door}: {e}; the grant is refused");
-                        unrecorded = Some(index);
+                Event::Used { door, index, tag } => {
+                    match record_used(&config, gate.ledger(), index, tag) {
+                        Ok(what) => tracing::info!("door={door} used {what}; it never opens again"),
+                        Err(e) => {
+                            tracing::error!("door={door}: {e}; the grant is refused");
+                            unrecorded = Some(index);
+                        }
                     }
-                },
+                }
                 Event::Grant(g) if unrecorded == Some(g.door) => {
                     unrecorded = None;
                     tracing::error!(
@@ -284,18 +294,50 @@ fn handle_event(ev: Event, gate: &mut Gatekeeper<NftSets>, now: Instant) {
     }
 }
 
-/// Makes a used one-time line, counter or time step durable before its grant is applied.
-fn record_used(config: &Config, index: usize, tag: u64) -> Result<String, String> {
-    let door = config.doors.get(index).ok_or("no such door")?;
-    match &door.one_time {
-        Some(file) => {
-            let i = usize::try_from(tag).map_err(|_| "bad one-time index".to_string())?;
-            file.mark_used(i)?;
-            let line = file.entries.get(i).map_or(0, |e| e.line);
-            Ok(format!("one-time line {}:{line}", file.path.display()))
+/// Sets each rotating door's last used step or counter from the ledger.
+fn seed_used(config: &mut Config, ledger: &Ledger) {
+    for d in &mut config.doors {
+        if let (Some(r), Kind::Rotating { used, .. }) = (&d.rotating, &mut d.spec.kind) {
+            *used = ledger.state().used(&d.spec.name, r.mode);
         }
-        None => Ok(format!("sequence {tag}")),
     }
+}
+
+/// Makes a used one-time line, counter or time step durable before its grant is applied.
+fn record_used(
+    config: &Config,
+    ledger: Option<&mut Ledger>,
+    index: usize,
+    tag: u64,
+) -> Result<String, String> {
+    let door = config.doors.get(index).ok_or("no such door")?;
+    if let Some(file) = &door.one_time {
+        let i = usize::try_from(tag).map_err(|_| "bad one-time index".to_string())?;
+        file.mark_used(i)?;
+        let line = file.entries.get(i).map_or(0, |e| e.line);
+        return Ok(format!("one-time line {}:{line}", file.path.display()));
+    }
+    let Some(r) = &door.rotating else {
+        return Ok(format!("sequence {tag}"));
+    };
+    let ledger = ledger.ok_or("no ledger to record it in")?;
+    let record = Record::Used {
+        door: door.spec.name.clone(),
+        key: r.mode.to_string(),
+        value: tag,
+    };
+    ledger
+        .append(ledger::unix_now(), record)
+        .map_err(|e| format!("cannot record {} {tag} in the ledger: {e}", r.mode))?;
+    Ok(format!(
+        "{} {}",
+        if r.mode == "totp" {
+            "time step"
+        } else {
+            "counter"
+        },
+        tag
+    ))
 }
 
 /// Re-reads the configuration; a bad one is refused and the running one kept, whole.
@@ -307,13 +349,16 @@ fn reload(
     source: &mut NflogSource,
     gate: &mut Gatekeeper<NftSets>,
 ) {
-    let new = match load(config_source, overrides) {
+    let mut new = match load(config_source, overrides) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("reload refused, keeping the running configuration: {e}");
             return;
         }
     };
+    if let Some(ledger) = gate.ledger() {
+        seed_used(&mut new, ledger);
+    }
     let new_engine = match engine_for(&new) {
         Ok(e) => e,
         Err(e) => {
@@ -343,6 +388,7 @@ fn reload(
         *source = s;
     }
     *engine = new_engine;
+    engine.set_wall_clock(ledger::unix_now());
     gate.reconfigure(&new);
     *config = new;
     announce(config);

@@ -939,6 +939,7 @@ fn build_door(
         stop_command_6,
         stop_after,
         one_time,
+        rotating: None,
         line: d.line,
     };
     let mut warnings = d.warnings;

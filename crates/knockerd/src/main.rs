@@ -253,7 +253,7 @@ fn check(source: &Source) -> Result<(), String> {
                 fmt_duration(d.stop_after)
             );
         }
-        if d.one_time.is_none() {
+        if d.replayable() {
             out!("  warning: a static sequence can be replayed by anyone who records it");
         }
     }

@@ -28,6 +28,8 @@ pub const SNAPLEN: u16 = 128;
 pub struct TableSpec {
     pub nflog_group: u16,
     pub knock: Vec<Service>,
+    /// Spans of knock ports (rotating doors), as (protocol, first, last).
+    pub knock_ranges: Vec<(knocker_engine::Proto, u16, u16)>,
     pub protect: Vec<Service>,
     pub grant_mark: u32,
     /// Only knocks arriving on this interface are logged.
@@ -39,6 +41,7 @@ impl TableSpec {
         TableSpec {
             nflog_group: c.nflog_group,
             knock: c.knock_services(),
+            knock_ranges: c.knock_ranges(),
             protect: c.protected(),
             grant_mark: c.grant_mark,
             interface: c.interface.clone(),
@@ -47,9 +50,17 @@ impl TableSpec {
 }
 
 fn service_set(services: &[Service]) -> String {
+    service_and_range_set(services, &[])
+}
+
+fn service_and_range_set(
+    services: &[Service],
+    ranges: &[(knocker_engine::Proto, u16, u16)],
+) -> String {
     let items: Vec<String> = services
         .iter()
         .map(|s| format!("{} . {}", s.proto, s.port))
+        .chain(ranges.iter().map(|(p, a, b)| format!("{p} . {a}-{b}")))
         .collect();
     format!("{{ {} }}", items.join(", "))
 }
@@ -94,7 +105,7 @@ pub fn render(spec: &TableSpec) -> String {
         &mut s,
         &format!("ip6 saddr . meta l4proto . th dport @{SET6} {mark}accept"),
     );
-    if !spec.knock.is_empty() {
+    if !spec.knock.is_empty() || !spec.knock_ranges.is_empty() {
         rule(
             &mut s,
             &format!(
@@ -103,7 +114,7 @@ pub fn render(spec: &TableSpec) -> String {
                     .as_ref()
                     .map(|i| format!("iifname \"{i}\" "))
                     .unwrap_or_default(),
-                service_set(&spec.knock),
+                service_and_range_set(&spec.knock, &spec.knock_ranges),
                 spec.nflog_group,
                 SNAPLEN
             ),
@@ -309,6 +320,7 @@ mod tests {
         TableSpec {
             nflog_group: 4100,
             knock: vec![Service::tcp(7000), Service::udp(9000)],
+            knock_ranges: vec![(knocker_engine::Proto::Tcp, 40000, 40999)],
             protect: vec![Service::tcp(22)],
             grant_mark: DEFAULT,
             interface: None,
@@ -325,7 +337,7 @@ mod tests {
             "replacing the table would drop open grants"
         );
         assert!(r.contains("flush chain inet knocker input"));
-        assert!(r.contains("meta l4proto . th dport { tcp . 7000, udp . 9000 } log group 4100 snaplen 128 queue-threshold 1 drop"));
+        assert!(r.contains("meta l4proto . th dport { tcp . 7000, udp . 9000, tcp . 40000-40999 } log group 4100 snaplen 128 queue-threshold 1 drop"));
         assert!(r.contains("meta l4proto . th dport { tcp . 22 } drop"));
         // grants are accepted before knock and protected ports are dropped
         let grant = r.find("@allow4").expect("grant rule");

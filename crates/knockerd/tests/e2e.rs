@@ -777,3 +777,139 @@ fn a_stop_command_pending_when_knockerd_is_killed_runs_at_the_next_start() {
     let _ = std::fs::remove_dir_all(&dir);
     w.finish();
 }
+
+/// Writes a key file (mode 0600) and the client's profile for a rotating door; returns the dir.
+fn rotating_setup(tag: &str, mode: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("knocker-e2e-rot-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let key = dir.join("door.key");
+    std::fs::write(&key, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n").expect("key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let extra = if mode == "hotp" {
+        "counter_file = \"door.count\"\n"
+    } else {
+        ""
+    };
+    std::fs::write(
+        dir.join("profiles.toml"),
+        format!(
+            "[profile.lab]\nhost = \"{}\"\nkind = \"rotating\"\nkey_file = \"door.key\"\nmode = \"{mode}\"\n{extra}knocks = 4\nports = \"40000-40999\"\n",
+            Lab::SERVER_FOR_ALICE
+        ),
+    )
+    .expect("profile");
+    dir
+}
+
+fn rotating_config(dir: &std::path::Path, mode: &str) -> String {
+    door_config(
+        "",
+        &format!(
+            "kind = \"rotating\"\nkey_file = {:?}\nmode = \"{mode}\"\nknocks = 4\nports = \"40000-40999\"\nopen_for = 30\n",
+            dir.join("door.key").display().to_string()
+        ),
+    )
+}
+
+/// Runs the client in alice's namespace with the lab profile directory.
+fn client(w: &World, dir: &std::path::Path, args: &[&str]) -> String {
+    let out = w
+        .lab
+        .alice
+        .command(&knocker_client().to_string_lossy())
+        .args(args)
+        .env("KNOCKER_CONFIG_DIR", dir)
+        .output()
+        .expect("run knocker");
+    assert!(
+        out.status.success(),
+        "knocker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn rotating_totp_door_opens_once_per_step_and_replays_fail_also_after_a_restart() {
+    if !e2e(&[]) {
+        return;
+    }
+    let dir = rotating_setup("totp", "totp");
+    let conf = rotating_config(&dir, "totp");
+    let mut w = World::new("totp", &conf);
+    // stay clear of a step boundary, so the printed sequence is the one knocked
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs()
+    };
+    if now() % 30 > 24 {
+        std::thread::sleep(Duration::from_secs(30 - now() % 30 + 1));
+    }
+    let at = now().to_string();
+    let printed = client(&w, &dir, &["sequence", "lab", "--at", &at]);
+    client(&w, &dir, &["knock", "lab"]);
+    let g = w.wait_grants(1, Duration::from_secs(2));
+    assert_eq!(
+        g.len(),
+        1,
+        "alice's rotating knock opens: {g:?}\n{}",
+        w.daemon.log()
+    );
+    assert_eq!(g[0].to, Lab::ALICE);
+    let ports: Vec<&str> = printed.split_whitespace().collect();
+    assert_eq!(ports.len(), 4, "{printed}");
+    // mallory replays the very ports alice sent
+    w.knock(&w.lab.mallory, Lab::SERVER_FOR_MALLORY, &ports);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        w.grants().iter().all(|g| g.to != Lab::MALLORY),
+        "replay within the step: {:?}",
+        w.grants()
+    );
+    w.daemon.signal(Signal::SIGTERM);
+    assert_eq!(w.daemon.wait_exit(Duration::from_secs(10)), Some(0));
+    w.daemon = Knockerd::start(&w.lab, &conf);
+    w.knock(&w.lab.mallory, Lab::SERVER_FOR_MALLORY, &ports);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        w.grants().iter().all(|g| g.to != Lab::MALLORY),
+        "replay after a restart: {:?}",
+        w.grants()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    w.finish();
+}
+
+#[test]
+fn rotating_hotp_door_accepts_each_counter_once() {
+    if !e2e(&[]) {
+        return;
+    }
+    let dir = rotating_setup("hotp", "hotp");
+    let conf = rotating_config(&dir, "hotp");
+    let w = World::new("hotp", &conf);
+    let first = client(&w, &dir, &["sequence", "lab"]);
+    client(&w, &dir, &["knock", "lab"]);
+    assert_eq!(
+        w.wait_grants(1, Duration::from_secs(2)).len(),
+        1,
+        "{}",
+        w.daemon.log()
+    );
+    // replaying counter 0 from mallory opens nothing
+    let ports: Vec<&str> = first.split_whitespace().collect();
+    w.knock(&w.lab.mallory, Lab::SERVER_FOR_MALLORY, &ports);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(w.grants().iter().all(|g| g.to != Lab::MALLORY));
+    // the client moved on to counter 1: its next knock opens again (a refresh)
+    let second = client(&w, &dir, &["sequence", "lab"]);
+    assert_ne!(first, second, "the counter moved on");
+    client(&w, &dir, &["knock", "lab"]);
+    w.daemon.wait_log("used counter 1", Duration::from_secs(2));
+    let _ = std::fs::remove_dir_all(&dir);
+    w.finish();
+}

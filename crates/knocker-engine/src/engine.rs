@@ -5,9 +5,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::encoded::{self, Assembly, Outcome, Refusal};
 use crate::sequence::{step, Clock, Kind, SequenceDoor, SequenceError, Step};
 use crate::table::{Progress, Table};
 use crate::types::{Grant, Knock, Service};
+use knocker_wire::encoded::Reassembly;
 
 /// Default bound on tracked partial knocks: about 11 MiB at the ~110 bytes each measured in
 /// BENCHMARKS.md.
@@ -37,6 +39,20 @@ pub enum Event {
     },
     /// A one-time door has no sequence left: it is closed for good.
     Exhausted { door: Arc<str> },
+    /// An encoded request was granted: its digest must be remembered until `until_unix` (also
+    /// across restarts). Comes just before its [`Event::Grant`]; make it durable first.
+    Seen {
+        door: Arc<str>,
+        index: usize,
+        digest: [u8; 32],
+        until_unix: u64,
+    },
+    /// A complete encoded message was not granted, and why.
+    Refused {
+        door: Arc<str>,
+        src: IpAddr,
+        reason: Refusal,
+    },
     /// A knock advanced a source through a door (for verbose logs).
     Progress {
         door: Arc<str>,
@@ -95,6 +111,8 @@ fn candidates(
     let after_used = |t: u64| used.is_none_or(|u| t > u);
     match &spec.kind {
         Kind::Static => (vec![(0, spec.sequence.clone())], None),
+        // encoded doors have no sequences: their knocks are reassembled, not matched
+        Kind::Encoded(_) => (Vec::new(), None),
         Kind::OneTime { lines, .. } => {
             let next = used.map_or(0, |u| u.saturating_add(1));
             let line = usize::try_from(next).ok().and_then(|i| lines.get(i));
@@ -138,9 +156,16 @@ pub struct Engine {
     /// Which (door, candidate tag) each knock port belongs to right now.
     by_service: HashMap<Service, Vec<(u16, u64)>>,
     table: Table,
+    /// The encoded doors, by index.
+    encoded_doors: Vec<u16>,
+    /// Per-source reassembly buffers of encoded doors, bounded like `table`.
+    assemblies: Table<(IpAddr, u16), Assembly>,
+    /// Replay digests of granted encoded requests, with the Unix time until which each must be
+    /// remembered.
+    seen: HashMap<[u8; 32], u64>,
     events: VecDeque<Event>,
     full_reported: bool,
-    /// Wall-clock time in Unix seconds, for TOTP doors.
+    /// Wall-clock time in Unix seconds, for TOTP doors and encoded requests.
     wall: u64,
 }
 
@@ -159,12 +184,12 @@ impl Engine {
     }
 
     fn build(config: EngineConfig) -> Self {
-        let doors = config
+        let doors: Vec<DoorState> = config
             .doors
             .into_iter()
             .map(|spec| {
                 let used = match &spec.kind {
-                    Kind::Static => None,
+                    Kind::Static | Kind::Encoded(_) => None,
                     Kind::OneTime { used, .. } | Kind::Rotating { used, .. } => *used,
                 };
                 let mut d = DoorState {
@@ -178,10 +203,20 @@ impl Engine {
                 d
             })
             .collect();
+        let encoded_doors = doors
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| matches!(d.spec.kind, Kind::Encoded(_)))
+            .map(|(i, _)| i as u16)
+            .collect();
         let mut e = Engine {
             doors,
             by_service: HashMap::new(),
             table: Table::new(config.max_tracked),
+            encoded_doors,
+            // a reassembly buffer is about 300 bytes, a partial knock about 100
+            assemblies: Table::new((config.max_tracked / 4).max(1)),
+            seen: HashMap::new(),
             events: VecDeque::new(),
             full_reported: false,
             wall: 0,
@@ -254,7 +289,7 @@ impl Engine {
 
     /// Estimated bytes of state per tracked (source, door).
     pub fn bytes_per_tracked() -> usize {
-        Table::bytes_per_entry()
+        Table::<crate::table::Key, Progress>::bytes_per_entry()
     }
 
     /// Feeds one knock seen at `now`. O(number of candidate sequences sharing the knock's port),
@@ -262,6 +297,10 @@ impl Engine {
     pub fn handle(&mut self, now: Instant, knock: &Knock) {
         // An IPv4-mapped IPv6 source is the IPv4 address it maps, not a second identity.
         let src = knock.src.to_canonical();
+        for i in 0..self.encoded_doors.len() {
+            let id = self.encoded_doors[i];
+            self.handle_encoded(now, id, src, knock);
+        }
         let service = knock.service();
         let Some(entries) = self.by_service.get(&service) else {
             return;
@@ -305,7 +344,9 @@ impl Engine {
                     }
                 }
                 Step::Advance(n) if matched > 0 => {
-                    self.table.update(&key, n as u8);
+                    if let Some(p) = self.table.get_mut(&key) {
+                        p.matched = n as u8;
+                    }
                     self.events.push_back(Event::Progress {
                         door: door.name.clone(),
                         src,
@@ -392,6 +433,90 @@ impl Engine {
         }
     }
 
+    /// One knock for encoded door `id`: reassemble, and judge a complete message.
+    fn handle_encoded(&mut self, now: Instant, id: u16, src: IpAddr, knock: &Knock) {
+        let door = &self.doors[id as usize];
+        let Kind::Encoded(e) = &door.spec.kind else {
+            return;
+        };
+        if knock.proto != e.spec.proto()
+            || !e.spec.span().contains(&knock.dst_port)
+            || !door.spec.admits(knock)
+        {
+            return;
+        }
+        let key = (src, id);
+        if self.assemblies.get(&key).is_none_or(|a| a.deadline <= now) {
+            let Some(deadline) = now.checked_add(door.spec.window) else {
+                return;
+            };
+            let fresh = Assembly {
+                buf: Box::new(Reassembly::new(&e.spec)),
+                deadline,
+            };
+            if self.assemblies.insert_newest(key, fresh).is_some() && !self.full_reported {
+                self.full_reported = true;
+                self.events.push_back(Event::TableFull {
+                    capacity: self.assemblies.capacity(),
+                });
+            }
+        }
+        let Some(a) = self.assemblies.get_mut(&key) else {
+            return;
+        };
+        let Some(bytes) = encoded::push(&mut a.buf, knock.dst_port) else {
+            return;
+        };
+        match encoded::judge(
+            id as usize,
+            &door.spec,
+            e,
+            &bytes,
+            src,
+            self.wall,
+            &mut self.seen,
+        ) {
+            Outcome::Granted {
+                grant,
+                digest,
+                until_unix,
+            } => {
+                self.assemblies.remove(&key);
+                self.events.push_back(Event::Seen {
+                    door: door.name.clone(),
+                    index: id as usize,
+                    digest,
+                    until_unix,
+                });
+                self.events.push_back(Event::Grant(grant));
+            }
+            // keep the buffer after an unauthentic message: the knocks of a retry may still
+            // complete it (knocker-wire's reassembly rules)
+            Outcome::Refused(reason @ Refusal::NotAuthentic) => {
+                self.events.push_back(Event::Refused {
+                    door: door.name.clone(),
+                    src,
+                    reason,
+                });
+            }
+            Outcome::Refused(reason) => {
+                self.assemblies.remove(&key);
+                self.events.push_back(Event::Refused {
+                    door: door.name.clone(),
+                    src,
+                    reason,
+                });
+            }
+        }
+    }
+
+    /// Remembers a replay digest from before a restart (from the ledger).
+    pub fn add_seen(&mut self, digest: [u8; 32], until_unix: u64) {
+        if self.seen.len() < encoded::MAX_SEEN {
+            self.seen.insert(digest, until_unix);
+        }
+    }
+
     /// TableFull may be reported again once the table has drained below half its capacity.
     fn rearm_table_full(&mut self) {
         if self.full_reported && self.table.len() * 2 < self.table.capacity() {
@@ -407,7 +532,9 @@ impl Engine {
     /// doors have different windows; those are dropped lazily when touched or when they reach
     /// the head, which only delays freeing memory that the hard bound already caps.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.table.oldest().map(|(_, p)| p.deadline)
+        let a = self.table.oldest().map(|(_, p)| p.deadline);
+        let b = self.assemblies.oldest().map(|(_, a)| a.deadline);
+        a.into_iter().chain(b).min()
     }
 
     /// Forgets partial knocks whose window has passed.
@@ -417,6 +544,16 @@ impl Engine {
                 break;
             }
             self.table.pop_oldest();
+        }
+        while let Some((_, a)) = self.assemblies.oldest() {
+            if a.deadline > now {
+                break;
+            }
+            self.assemblies.pop_oldest();
+        }
+        if self.seen.len() > encoded::MAX_SEEN / 2 {
+            let wall = self.wall;
+            self.seen.retain(|_, until| *until >= wall);
         }
         self.rearm_table_full();
     }

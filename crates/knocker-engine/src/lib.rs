@@ -8,17 +8,19 @@
 //! checks and applies elsewhere.
 #![forbid(unsafe_code)]
 
+mod encoded;
 mod engine;
 mod sequence;
 mod table;
 mod types;
 
+pub use encoded::{Refusal, MAX_SEEN};
 pub use engine::{
     validate_doors, validate_doors_compat, DoorsError, Engine, EngineConfig, Event,
     DEFAULT_MAX_TRACKED, MAX_CANDIDATES,
 };
 pub use sequence::{
-    sequence_rules, Clock, Derive, Kind, SequenceDoor, SequenceError, MAX_KNOCKS, MAX_OPEN_FOR,
-    MAX_WINDOW, MIN_KNOCKS,
+    sequence_rules, Clock, Derive, Encoded, Kind, SequenceDoor, SequenceError, MAX_KNOCKS,
+    MAX_OPEN_FOR, MAX_WINDOW, MIN_KNOCKS,
 };
 pub use types::{FlagFilter, Grant, Knock, ParseError, Proto, Service, TcpFlags};

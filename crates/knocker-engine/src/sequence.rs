@@ -94,6 +94,23 @@ pub enum Kind {
         clock: Clock,
         used: Option<u64>,
     },
+    /// Encoded knocks: a request encrypted and authenticated with the door's key, spelled out
+    /// as ports of a span, reassembled in any order (see `knocker_wire::encoded`).
+    Encoded(Encoded),
+}
+
+/// An encoded door: what it decodes with and what it accepts.
+#[derive(Clone)]
+pub struct Encoded {
+    pub spec: knocker_wire::encoded::EncodedSpec,
+    pub key: Arc<knocker_wire::EncodedKey>,
+    /// How far a request's timestamp may be from the server's clock, either way, in seconds;
+    /// also how long its replay digest is remembered.
+    pub max_age: u64,
+    /// Grant the address inside the request even when the knocks came from another one (a
+    /// client behind carrier-grade NAT that knows its public address). Off by default: a
+    /// request opens only for the address it came from.
+    pub allow_other_address: bool,
 }
 
 /// The derivation of a rotating door's sequence for a counter or time step.
@@ -118,6 +135,11 @@ impl fmt::Debug for Kind {
             Kind::Rotating { clock, used, .. } => {
                 write!(f, "Rotating {{ clock: {clock:?}, used: {used:?} }}")
             }
+            Kind::Encoded(e) => write!(
+                f,
+                "Encoded {{ spec: {:?}, max_age: {}, allow_other_address: {} }}",
+                e.spec, e.max_age, e.allow_other_address
+            ),
         }
     }
 }
@@ -141,6 +163,12 @@ impl PartialEq for Kind {
                     used: v,
                 },
             ) => Arc::ptr_eq(d, e) && c == k && u == v,
+            (Kind::Encoded(a), Kind::Encoded(b)) => {
+                a.spec == b.spec
+                    && Arc::ptr_eq(&a.key, &b.key)
+                    && a.max_age == b.max_age
+                    && a.allow_other_address == b.allow_other_address
+            }
             _ => false,
         }
     }
@@ -167,6 +195,8 @@ pub enum SequenceError {
     BadOpenFor,
     #[error("a sequence is empty")]
     Empty,
+    #[error("an encoded door needs `open`: the services a request may ask for")]
+    EncodedOpensNothing,
 }
 
 /// The rules that make a sequence safe against port sweeps and retransmissions.
@@ -234,6 +264,11 @@ impl SequenceDoor {
             Kind::OneTime { lines, .. } => lines.iter().try_for_each(|l| check(l))?,
             // derived sequences are made valid by the derivation (knocker-wire guarantees it)
             Kind::Rotating { .. } => {}
+            // a request names what it wants from `open`: a door with nothing to open is useless
+            Kind::Encoded(_) if self.open.is_empty() => {
+                return Err(SequenceError::EncodedOpensNothing)
+            }
+            Kind::Encoded(_) => {}
         }
         if let Some(s) = self.fixed_knocks().find(|s| self.open.contains(s)) {
             return Err(SequenceError::KnockIsService(*s));

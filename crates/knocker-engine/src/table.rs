@@ -1,12 +1,13 @@
-//! A bounded table of partial knocks with O(1) lookup, insert, eviction of the oldest and expiry.
+//! A bounded table of per-source state with O(1) lookup, insert, eviction of the oldest and
+//! expiry: partial knocks of sequence doors, and reassembly buffers of encoded doors.
 //!
-//! Entries live in a slab (`Vec`) threaded by an intrusive doubly linked list in the order their
-//! knock started, so the head is always the oldest partial knock: it is the one evicted when the
-//! table is full, and the one whose deadline `poll_timeout` reports. A `HashMap` with std's
-//! randomly keyed SipHash maps (source, door) to a slab index, so an attacker cannot aim
-//! collisions at it.
+//! Entries live in a slab (`Vec`) threaded by an intrusive doubly linked list in the order they
+//! were started, so the head is always the oldest entry: it is the one evicted when the table is
+//! full, and the one whose deadline `poll_timeout` reports. A `HashMap` with std's randomly keyed
+//! SipHash maps a key to a slab index, so an attacker cannot aim collisions at it.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -15,33 +16,35 @@ const NIL: u32 = u32::MAX;
 /// Which source is knocking on which door, for which candidate sequence (its tag).
 pub(crate) type Key = (IpAddr, u16, u64);
 
+/// A source's progress through one candidate sequence of a door.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Progress {
     /// Knocks matched so far (at least 1 while the entry exists).
     pub matched: u8,
-    /// When this progress is forgotten: `started` + the door's window.
+    /// When this progress is forgotten: the first knock + the door's window.
     pub deadline: Instant,
 }
 
 #[derive(Debug)]
-struct Slot {
-    key: Key,
-    progress: Progress,
+struct Slot<K, V> {
+    key: K,
+    /// `None` only while the slot is on the free list.
+    value: Option<V>,
     prev: u32,
     next: u32,
 }
 
 #[derive(Debug)]
-pub(crate) struct Table {
-    index: HashMap<Key, u32>,
-    slots: Vec<Slot>,
+pub(crate) struct Table<K = Key, V = Progress> {
+    index: HashMap<K, u32>,
+    slots: Vec<Slot<K, V>>,
     free: Vec<u32>,
     head: u32,
     tail: u32,
     capacity: usize,
 }
 
-impl Table {
+impl<K: Hash + Eq + Copy, V> Table<K, V> {
     pub fn new(capacity: usize) -> Self {
         // The slab index is a u32 with one value reserved for "none".
         let capacity = capacity.clamp(1, (NIL - 1) as usize);
@@ -63,24 +66,23 @@ impl Table {
         self.capacity
     }
 
-    pub fn get(&self, key: &Key) -> Option<Progress> {
+    pub fn get(&self, key: &K) -> Option<&V> {
         self.index
             .get(key)
-            .map(|&i| self.slots[i as usize].progress)
+            .and_then(|&i| self.slots[i as usize].value.as_ref())
     }
 
-    /// Updates progress in place, keeping its place in the age order.
-    pub fn update(&mut self, key: &Key, matched: u8) {
-        if let Some(&i) = self.index.get(key) {
-            self.slots[i as usize].progress.matched = matched;
-        }
+    /// Changes a value in place, keeping its place in the age order.
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        let i = *self.index.get(key)?;
+        self.slots[i as usize].value.as_mut()
     }
 
     /// Inserts or replaces `key` as the newest entry. Returns the key evicted to make room.
-    pub fn insert_newest(&mut self, key: Key, progress: Progress) -> Option<Key> {
+    pub fn insert_newest(&mut self, key: K, value: V) -> Option<K> {
         if let Some(i) = self.index.get(&key).copied() {
             self.unlink(i);
-            self.slots[i as usize].progress = progress;
+            self.slots[i as usize].value = Some(value);
             self.link_tail(i);
             return None;
         }
@@ -91,7 +93,7 @@ impl Table {
         };
         let slot = Slot {
             key,
-            progress,
+            value: Some(value),
             prev: NIL,
             next: NIL,
         };
@@ -110,22 +112,23 @@ impl Table {
         evicted
     }
 
-    pub fn remove(&mut self, key: &Key) -> Option<Progress> {
+    pub fn remove(&mut self, key: &K) -> Option<V> {
         let i = self.index.remove(key)?;
         self.unlink(i);
         self.free.push(i);
-        Some(self.slots[i as usize].progress)
+        self.slots[i as usize].value.take()
     }
 
-    pub fn oldest(&self) -> Option<(Key, Progress)> {
-        (self.head != NIL).then(|| {
-            let s = &self.slots[self.head as usize];
-            (s.key, s.progress)
-        })
+    pub fn oldest(&self) -> Option<(K, &V)> {
+        if self.head == NIL {
+            return None;
+        }
+        let s = &self.slots[self.head as usize];
+        s.value.as_ref().map(|v| (s.key, v))
     }
 
-    pub fn pop_oldest(&mut self) -> Option<Key> {
-        let (key, _) = self.oldest()?;
+    pub fn pop_oldest(&mut self) -> Option<K> {
+        let key = self.oldest()?.0;
         self.remove(&key);
         Some(key)
     }
@@ -134,7 +137,7 @@ impl Table {
     /// bound. The index's spare capacity (load factor, power-of-two growth) and the slab's
     /// growth add more; BENCHMARKS.md has the measured figure.
     pub fn bytes_per_entry() -> usize {
-        std::mem::size_of::<Slot>() + std::mem::size_of::<(Key, u32)>() + 1
+        std::mem::size_of::<Slot<K, V>>() + std::mem::size_of::<(K, u32)>() + 1
     }
 
     fn unlink(&mut self, i: u32) {
@@ -186,7 +189,7 @@ mod tests {
             matched: 1,
             deadline: t0 + Duration::from_secs(s + 10),
         };
-        let mut t = Table::new(3);
+        let mut t: Table = Table::new(3);
         for n in 0..3 {
             assert_eq!(t.insert_newest(key(n), p(n as u64)), None);
         }

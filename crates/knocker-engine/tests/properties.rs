@@ -69,7 +69,11 @@ fn events_of(events: &[Event], who: IpAddr) -> Vec<Event> {
         .filter(|e| match e {
             Event::Grant(g) => g.to == who,
             Event::Progress { src, .. } | Event::Reset { src, .. } => *src == who,
-            Event::TableFull { .. } | Event::Used { .. } | Event::Exhausted { .. } => false,
+            Event::TableFull { .. }
+            | Event::Used { .. }
+            | Event::Exhausted { .. }
+            | Event::Seen { .. }
+            | Event::Refused { .. } => false,
         })
         .cloned()
         .collect()
@@ -469,7 +473,7 @@ proptest! {
                         armed = false;
                     }
                     Event::Reset { .. } => {}
-                    Event::Used { .. } | Event::Exhausted { .. } => {
+                    Event::Used { .. } | Event::Exhausted { .. } | Event::Seen { .. } | Event::Refused { .. } => {
                         prop_assert!(false, "a static door never uses or exhausts a sequence: {:?}", ev);
                     }
                 }

@@ -253,13 +253,14 @@ impl Config {
     }
 }
 
-/// A rotating door's port span and clock, as the daemon needs them beside the engine's door.
+/// The port span of a rotating or encoded door, as the daemon needs it beside the engine's door.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rotating {
     pub proto: Proto,
     pub first: u16,
     pub last: u16,
-    /// "totp" or "hotp": also the ledger's key for the door's last used step or counter.
+    /// "totp" or "hotp": also the ledger's key for the door's last used step or counter;
+    /// "encoded" for an encoded door's span.
     pub mode: &'static str,
 }
 
@@ -307,6 +308,11 @@ struct RawDoor {
     knocks: Option<Spanned<i64>>,
     ports: Option<Spanned<String>>,
     proto: Option<Spanned<String>>,
+    // encoded doors (and key_file, proto)
+    base: Option<Spanned<i64>>,
+    bits: Option<Spanned<i64>>,
+    max_age: Option<Spanned<RawDuration>>,
+    allow_other_address: Option<bool>,
     window: Option<Spanned<RawDuration>>,
     open_for: Option<Spanned<RawDuration>>,
     tcp_flags: Option<Spanned<String>>,
@@ -524,6 +530,16 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
                     Err((_, msg)) => return cx.err(o.span(), msg),
                 }
             }
+            "encoded" => {
+                if let Some(seq) = &d.sequence {
+                    return cx.err(
+                        seq.span(),
+                        "an encoded door reads requests from knocks in its span: remove `sequence`",
+                    );
+                }
+                rotating = Some(encoded_door(&cx, d, &span, name)?);
+                (Vec::new(), None)
+            }
             "rotating" => {
                 if let Some(seq) = &d.sequence {
                     return cx.err(
@@ -538,11 +554,27 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
                 let at = d.kind.as_ref().map(|k| k.span()).unwrap_or(span.clone());
                 return cx.err(
                     at,
-                    format!("unknown door kind {other:?}: use \"sequence\", \"one-time\" or \"rotating\""),
+                    format!("unknown door kind {other:?}: use \"sequence\", \"one-time\", \"rotating\" or \"encoded\""),
                 );
             }
         };
-        if kind_name != "rotating" {
+        if kind_name != "encoded" {
+            let stray = [&d.base, &d.bits]
+                .into_iter()
+                .flatten()
+                .next()
+                .map(|s| s.span());
+            if let Some(at) = stray.or(d.max_age.as_ref().map(|m| m.span())) {
+                return cx.err(at, "base, bits and max_age belong to kind = \"encoded\"");
+            }
+            if d.allow_other_address.is_some() {
+                return cx.err(
+                    span.clone(),
+                    "allow_other_address belongs to kind = \"encoded\"",
+                );
+            }
+        }
+        if kind_name != "rotating" && kind_name != "encoded" {
             let stray = [&d.key_file, &d.mode, &d.ports, &d.proto]
                 .into_iter()
                 .flatten()
@@ -554,7 +586,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
                 .next()
                 .map(|s| s.span());
             if let Some(at) = stray.or(stray_n).or(d.period.as_ref().map(|p| p.span())) {
-                return cx.err(at, "key_file, mode, period, skew, lookahead, knocks, ports and proto belong to kind = \"rotating\"");
+                return cx.err(at, "key_file, mode, period, skew, lookahead, knocks, ports and proto belong to kind = \"rotating\" (key_file and proto also to \"encoded\")");
             }
         }
         let open = cx.services(&d.open, "open")?;
@@ -768,6 +800,69 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         });
     }
     Ok(config)
+}
+
+/// Builds an encoded door: its key file, the span of 2^bits ports from base, the age window.
+fn encoded_door(
+    cx: &Ctx<'_>,
+    d: &RawDoor,
+    span: &std::ops::Range<usize>,
+    name: &str,
+) -> Result<(Rotating, Kind), ConfigError> {
+    use knocker_wire::encoded::EncodedSpec;
+    for (v, key) in [(&d.mode, "mode"), (&d.ports, "ports")] {
+        if let Some(v) = v {
+            return cx.err(
+                v.span(),
+                format!("{key} is for rotating doors; an encoded door has `base` and `bits`"),
+            );
+        }
+    }
+    let Some(key_file) = &d.key_file else {
+        return cx.err(span.clone(), format!("door {name:?} is encoded: name its key, e.g. key_file = \"/etc/knocker/{name}.key\" (make one with `knocker keygen --out FILE`)"));
+    };
+    let key = knocker_wire::keyfile::load_key(
+        Path::new(key_file.get_ref()),
+        knocker_wire::EncodedKey::from_base64,
+    )
+    .or_else(|e| cx.err(key_file.span(), e.to_string()))?;
+    let (Some(base), Some(bits)) = (&d.base, &d.bits) else {
+        return cx.err(span.clone(), format!("door {name:?} is encoded: give its span, e.g. base = 50000 and bits = 12 (4096 ports)"));
+    };
+    let proto = match &d.proto {
+        None => Proto::Tcp,
+        Some(p) => p
+            .get_ref()
+            .parse::<Proto>()
+            .or_else(|e| cx.err(p.span(), format!("proto: {e}")))?,
+    };
+    let base_v = u16::try_from(*base.get_ref())
+        .or_else(|_| cx.err(base.span(), "base must be a port, 1 to 65535"))?;
+    let bits_v =
+        u8::try_from(*bits.get_ref()).or_else(|_| cx.err(bits.span(), "bits must be 11 to 15"))?;
+    let spec =
+        EncodedSpec::new(base_v, bits_v, proto).or_else(|e| cx.err(bits.span(), e.to_string()))?;
+    let max_age = match &d.max_age {
+        None => 120,
+        Some(m) => match cx.duration(m, "max_age")?.as_secs() {
+            n @ 5..=3600 => n,
+            _ => return cx.err(m.span(), "max_age must be 5 s to 1 h"),
+        },
+    };
+    let range = spec.span();
+    let r = Rotating {
+        proto,
+        first: *range.start(),
+        last: *range.end(),
+        mode: "encoded",
+    };
+    let kind = Kind::Encoded(knocker_engine::Encoded {
+        spec,
+        key: std::sync::Arc::new(key),
+        max_age,
+        allow_other_address: d.allow_other_address.unwrap_or(false),
+    });
+    Ok((r, kind))
 }
 
 /// Builds a rotating door from its keys: the key file (owner-only, read into wiped memory), the

@@ -115,6 +115,8 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
     seed_used(&mut config, &ledger);
     let mut engine = engine_for(&config)?;
     engine.set_wall_clock(ledger::unix_now());
+    // encoded requests seen before a restart stay replays
+    seed_seen(&mut engine, &ledger);
     // Bind NFLOG before the table exists, so no logged knock is ever missed: once the table is
     // in place, knockerd is ready.
     let mut source = NflogSource::bind(config.nflog_group, ruleset::SNAPLEN)
@@ -236,6 +238,27 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
                         }
                     }
                 }
+                Event::Seen {
+                    door,
+                    index,
+                    digest,
+                    until_unix,
+                } => {
+                    let record = Record::Seen {
+                        digest: hex(&digest),
+                        until_unix,
+                    };
+                    let written = match gate.ledger() {
+                        Some(l) => l
+                            .append(ledger::unix_now(), record)
+                            .map_err(|e| e.to_string()),
+                        None => Err("no ledger".to_string()),
+                    };
+                    if let Err(e) = written {
+                        tracing::error!("door={door}: cannot record the request's digest ({e}); the grant is refused");
+                        unrecorded = Some(index);
+                    }
+                }
                 Event::Grant(g) if unrecorded == Some(g.door) => {
                     unrecorded = None;
                     tracing::error!(
@@ -283,7 +306,11 @@ fn handle_event(ev: Event, gate: &mut Gatekeeper<NftSets>, now: Instant) {
         Event::Progress { door, src, matched, of } => {
             tracing::debug!("door={door} src={src} knock {matched}/{of}")
         }
-        Event::Used { .. } => {}
+        Event::Used { .. } | Event::Seen { .. } => {}
+        Event::Refused { door, src, reason: reason @ knocker_engine::Refusal::NotAuthentic } => {
+            tracing::debug!("door={door} src={src} refused: {reason}")
+        }
+        Event::Refused { door, src, reason } => tracing::warn!("door={door} src={src} refused: {reason}"),
         Event::Exhausted { door } => {
             tracing::warn!("door={door}: no one-time sequence left, the door is closed for good")
         }
@@ -299,6 +326,33 @@ fn seed_used(config: &mut Config, ledger: &Ledger) {
     for d in &mut config.doors {
         if let (Some(r), Kind::Rotating { used, .. }) = (&d.rotating, &mut d.spec.kind) {
             *used = ledger.state().used(&d.spec.name, r.mode);
+        }
+    }
+}
+
+/// Lower-case hex, for replay digests in the ledger.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads back what [`hex`] wrote; `None` for anything else.
+fn unhex32(text: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Gives the engine the replay digests the ledger still remembers.
+fn seed_seen(engine: &mut Engine, ledger: &Ledger) {
+    for (digest, until) in ledger.state().seen_all() {
+        match unhex32(digest) {
+            Some(d) => engine.add_seen(d, until),
+            None => tracing::warn!("ledger: ignoring a replay digest that is not 64 hex digits"),
         }
     }
 }
@@ -389,6 +443,9 @@ fn reload(
     }
     *engine = new_engine;
     engine.set_wall_clock(ledger::unix_now());
+    if let Some(ledger) = gate.ledger() {
+        seed_seen(engine, ledger);
+    }
     gate.reconfigure(&new);
     *config = new;
     announce(config);

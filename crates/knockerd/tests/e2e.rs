@@ -913,3 +913,68 @@ fn rotating_hotp_door_accepts_each_counter_once() {
     let _ = std::fs::remove_dir_all(&dir);
     w.finish();
 }
+
+#[test]
+fn encoded_knocks_open_for_their_sender_once_and_replays_fail_also_after_a_restart() {
+    if !e2e(&[]) {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("knocker-e2e-enc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let key = dir.join("door.key");
+    std::fs::write(&key, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n").expect("key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::write(
+        dir.join("profiles.toml"),
+        format!(
+            "[profile.lab]\nhost = \"{}\"\nkind = \"encoded\"\nkey_file = \"door.key\"\nbase = 50000\nbits = 12\nopen = [\"tcp/{SERVICE}\"]\nduration = \"20s\"\n",
+            Lab::SERVER_FOR_ALICE
+        ),
+    )
+    .expect("profile");
+    let conf = door_config(
+        "",
+        &format!(
+            "kind = \"encoded\"\nkey_file = {:?}\nbase = 50000\nbits = 12\nopen_for = 60\n",
+            key.display().to_string()
+        ),
+    );
+    let mut w = World::new("enc", &conf);
+    let out = client(&w, &dir, &["knock", "-v", "lab"]);
+    let g = w.wait_grants(1, Duration::from_secs(3));
+    assert_eq!(g.len(), 1, "{g:?}\n{}", w.daemon.log());
+    assert_eq!(g[0].to, Lab::ALICE);
+    assert_eq!(g[0].timeout_s, 20, "the duration the request asked for");
+    // the knocks alice sent, as a recording would have them
+    let ports: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.rsplit(':').next())
+        .filter(|p| p.parse::<u16>().is_ok())
+        .map(|p| p.to_string())
+        .collect();
+    assert!(ports.len() > 40, "the client printed its knocks: {out}");
+    let ports: Vec<&str> = ports.iter().map(|s| s.as_str()).collect();
+    w.knock(&w.lab.mallory, Lab::SERVER_FOR_MALLORY, &ports);
+    w.daemon.wait_log(
+        &format!(
+            "src={} refused: the request is for {}",
+            Lab::MALLORY,
+            Lab::ALICE
+        ),
+        Duration::from_secs(3),
+    );
+    w.knock(&w.lab.alice, Lab::SERVER_FOR_ALICE, &ports);
+    w.daemon
+        .wait_log("refused: a replay", Duration::from_secs(3));
+    w.daemon.signal(Signal::SIGTERM);
+    assert_eq!(w.daemon.wait_exit(Duration::from_secs(10)), Some(0));
+    w.daemon = Knockerd::start(&w.lab, &conf);
+    w.knock(&w.lab.alice, Lab::SERVER_FOR_ALICE, &ports);
+    w.daemon
+        .wait_log("refused: a replay", Duration::from_secs(3));
+    assert_eq!(w.grants().len(), 1, "nothing new opened: {:?}", w.grants());
+    let _ = std::fs::remove_dir_all(&dir);
+    w.finish();
+}

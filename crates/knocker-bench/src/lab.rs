@@ -1,0 +1,540 @@
+//! The bench's lab and the two daemons under test.
+//!
+//! knockd captures on one interface, so the lab has one link: the server namespace's `eth0`
+//! faces a `net` namespace that stands for the internet. alice lives there (several addresses,
+//! one per knock attempt, so each attempt's opening is told apart by its source), and so does the
+//! flood, whose sources are spoofed. Both daemons therefore see exactly the same packets on the
+//! same interface. Namespaces go away when the lab drops, also on error or panic.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use knockerd::lab::{link, Netns};
+
+use crate::packets::Family;
+
+pub const SERVER4: Ipv4Addr = Ipv4Addr::new(10, 200, 1, 1);
+pub const SERVER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x200, 1, 0, 0, 0, 0, 1);
+/// The server's interface, where every packet arrives.
+pub const IFACE: &str = "eth0";
+/// The door: three TCP knocks, not monotonic (knockerd refuses sweepable sequences).
+pub const SEQUENCE: [u16; 3] = [7000, 9000, 8000];
+/// The service the door opens.
+pub const SERVICE: u16 = 2222;
+/// Seconds a partial knock is kept (knockd's Seq_Timeout, knockerd's window).
+pub const SEQ_TIMEOUT: u32 = 10;
+
+pub fn server(family: Family) -> IpAddr {
+    match family {
+        Family::V4 => IpAddr::V4(SERVER4),
+        Family::V6 => IpAddr::V6(SERVER6),
+    }
+}
+
+/// alice's `k`-th address: 10.200.1.(10+k) or fd00:200:1::1:k. Each knock attempt has its own.
+pub fn alice(family: Family, k: u16) -> IpAddr {
+    match family {
+        Family::V4 => IpAddr::V4(Ipv4Addr::new(10, 200, 1, 10 + k as u8)),
+        Family::V6 => IpAddr::V6(Ipv6Addr::new(0xfd00, 0x200, 1, 0, 0, 0, 1, k)),
+    }
+}
+
+static LABS: AtomicU32 = AtomicU32::new(0);
+
+pub struct FloodLab {
+    // Field order is drop order: the client side first, then the server.
+    pub net: Netns,
+    pub server: Netns,
+}
+
+impl FloodLab {
+    /// A server and the `net` namespace in front of it, with `alice_addrs` addresses for alice.
+    /// Names are unique per process and call: `kf<pid>-<n>-srv`, `kf<pid>-<n>-net`.
+    pub fn new(alice_addrs: u16) -> Result<FloodLab, String> {
+        assert!(alice_addrs <= 200);
+        let n = LABS.fetch_add(1, Ordering::SeqCst);
+        let base = format!("kf{}-{n}", std::process::id());
+        let server = Netns::create(&format!("{base}-srv"))?;
+        let net = Netns::create(&format!("{base}-net"))?;
+        let mut client: Vec<String> = vec!["10.200.1.2/24".into(), "fd00:200:1::2/64".into()];
+        for k in 0..alice_addrs {
+            client.push(format!("{}/24", alice(Family::V4, k)));
+            client.push(format!("{}/64", alice(Family::V6, k)));
+        }
+        let client: Vec<&str> = client.iter().map(String::as_str).collect();
+        link(
+            &server,
+            IFACE,
+            &["10.200.1.1/24", "fd00:200:1::1/64"],
+            &net,
+            "eth0",
+            &client,
+        )?;
+        // The spoofed sources are routed back the way they came, as on the internet, so that
+        // reverse-path filtering (if any) lets them through.
+        for args in [
+            &["route", "add", "10.200.0.0/16", "via", "10.200.1.2"][..],
+            &[
+                "-6",
+                "route",
+                "add",
+                "fd00:200::/48",
+                "via",
+                "fd00:200:1::2",
+            ][..],
+        ] {
+            ip(server.name(), args)?;
+        }
+        Ok(FloodLab { net, server })
+    }
+}
+
+pub fn ip(netns: &str, args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(["-n", netns])
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip -n {netns} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// alice knocks the sequence from `src` the way knock(1) does (one SYN per port, from a
+/// non-blocking connect closed at once) and returns when her last knock packet was sent. Must
+/// run inside the `net` namespace.
+pub fn knock(src: IpAddr, dst: IpAddr) -> std::io::Result<Instant> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let domain = Domain::for_address(SocketAddr::new(dst, 0));
+    for port in SEQUENCE {
+        let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+        s.bind(&SockAddr::from(SocketAddr::new(src, 0)))?;
+        s.set_nonblocking(true)?;
+        match s.connect(&SockAddr::from(SocketAddr::new(dst, port))) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Instant::now())
+}
+
+/// When each source address was first seen opened by the daemon.
+pub type Opened = Arc<Mutex<HashMap<IpAddr, Instant>>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Knockd,
+    Knockerd,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Knockd => "knockd 0.8",
+            Kind::Knockerd => "knockerd",
+        }
+    }
+}
+
+/// A daemon running in the lab's server namespace; killed (by its PID) when dropped, with its
+/// working directory removed.
+pub struct Daemon {
+    pub kind: Kind,
+    child: Child,
+    pub opened: Opened,
+    log: Arc<Mutex<String>>,
+    stop: Arc<AtomicBool>,
+    dir: PathBuf,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    pub fn opened_at(&self, addr: IpAddr) -> Option<Instant> {
+        self.opened.lock().ok()?.get(&addr).copied()
+    }
+
+    /// Exits early if the daemon died.
+    pub fn check_alive(&mut self) -> Result<(), String> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(st)) => Err(format!(
+                "{} exited ({st}); its output:\n{}",
+                self.kind.name(),
+                self.log()
+            )),
+            Err(e) => Err(format!("waiting for {}: {e}", self.kind.name())),
+        }
+    }
+
+    /// knockerd from `binary`, with the door, its ledger in a directory of its own, and the
+    /// default bound on tracked partial knocks. Ready once it logs `ready:`.
+    pub fn knockerd(lab: &FloodLab, binary: &Path, dir: PathBuf) -> Result<Daemon, String> {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let config = dir.join("knockerd.toml");
+        std::fs::write(&config, knockerd_config(&dir.join("state")))
+            .map_err(|e| format!("{}: {e}", config.display()))?;
+        let child = lab
+            .server
+            .command(&binary.display().to_string())
+            .arg("--config")
+            .arg(&config)
+            // without it knockerd leaves the timestamps to the journal
+            .env_remove("JOURNAL_STREAM")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("start {}: {e}", binary.display()))?;
+        let mut d = Daemon::new(Kind::Knockerd, child, dir);
+        let stderr = d.child.stderr.take();
+        let (log, opened) = (d.log.clone(), d.opened.clone());
+        if let Some(stderr) = stderr {
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    // The grant line is logged once the kernel has acknowledged the set update.
+                    // Its own timestamp says when, so a busy machine delaying this thread does
+                    // not count against knockerd.
+                    if line.contains(" grant ") || line.contains(" refresh ") {
+                        if let Some(addr) = grant_source(&line) {
+                            let now = Instant::now();
+                            let lag = line
+                                .split_whitespace()
+                                .next()
+                                .and_then(parse_rfc3339_utc)
+                                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                                .unwrap_or_default();
+                            if let Ok(mut o) = opened.lock() {
+                                o.entry(addr).or_insert(now.checked_sub(lag).unwrap_or(now));
+                            }
+                        }
+                    }
+                    if let Ok(mut l) = log.lock() {
+                        if l.len() < 1 << 20 {
+                            l.push_str(&line);
+                            l.push('\n');
+                        }
+                    }
+                }
+            });
+        }
+        let end = Instant::now() + Duration::from_secs(10);
+        while !d.log().contains("ready:") {
+            d.check_alive()?;
+            if Instant::now() > end {
+                return Err(format!("knockerd not ready after 10 s:\n{}", d.log()));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(d)
+    }
+
+    /// Debian's knockd on the server's interface, with the same door. Its start command adds the
+    /// same kind of set element knockerd adds (to a table shaped like knockerd's, loaded first),
+    /// then appends the address to a file that the bench polls every millisecond.
+    pub fn knockd(lab: &FloodLab, binary: &Path, dir: PathBuf) -> Result<Daemon, String> {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let nft = which("nft").ok_or("nft not found")?;
+        let script = knockd_table();
+        let out = lab
+            .server
+            .command(&nft.display().to_string())
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                if let Some(mut i) = c.stdin.take() {
+                    i.write_all(script.as_bytes())?;
+                }
+                c.wait_with_output()
+            })
+            .map_err(|e| format!("nft: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "loading the knockd bench table: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let marker = dir.join("opened");
+        std::fs::write(&marker, "").map_err(|e| format!("{}: {e}", marker.display()))?;
+        let config = dir.join("knockd.conf");
+        std::fs::write(&config, knockd_config(&nft, &marker))
+            .map_err(|e| format!("{}: {e}", config.display()))?;
+        let child = lab
+            .server
+            .command(&binary.display().to_string())
+            .args(["-i", IFACE, "-c"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("start {}: {e}", binary.display()))?;
+        let mut d = Daemon::new(Kind::Knockd, child, dir);
+        for pipe in [
+            d.child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            d.child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let log = d.log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if let Ok(mut l) = log.lock() {
+                        if l.len() < 1 << 20 {
+                            l.push_str(&line);
+                            l.push('\n');
+                        }
+                    }
+                }
+            });
+        }
+        let (opened, stop) = (d.opened.clone(), d.stop.clone());
+        std::thread::spawn(move || {
+            let mut seen = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(text) = std::fs::read_to_string(&marker) {
+                    if text.len() > seen {
+                        let now = Instant::now();
+                        // only whole lines: the shell may be between write calls
+                        let upto = text.rfind('\n').map_or(0, |i| i + 1);
+                        if upto > seen {
+                            if let Ok(mut o) = opened.lock() {
+                                for l in text[seen..upto].lines() {
+                                    if let Ok(a) = l.trim().parse::<IpAddr>() {
+                                        o.entry(a).or_insert(now);
+                                    }
+                                }
+                            }
+                            seen = upto;
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        // knockd says nothing when it is ready (without -v); pcap opens within milliseconds.
+        // The bench's first idle knock proves it works.
+        std::thread::sleep(Duration::from_millis(500));
+        d.check_alive()?;
+        Ok(d)
+    }
+
+    fn new(kind: Kind, child: Child, dir: PathBuf) -> Daemon {
+        Daemon {
+            kind,
+            child,
+            opened: Arc::new(Mutex::new(HashMap::new())),
+            log: Arc::new(Mutex::new(String::new())),
+            stop: Arc::new(AtomicBool::new(false)),
+            dir,
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Ok(None) = self.child.try_wait() {
+            // SIGTERM first (knockd and knockerd both exit cleanly on it), then SIGKILL
+            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let end = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < end {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if let Ok(None) = self.child.try_wait() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The address in knockerd's `door=... src=ADDR grant ...` line.
+pub fn grant_source(line: &str) -> Option<IpAddr> {
+    let rest = &line[line.find("src=")? + 4..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// A timestamp as tracing writes it, `2026-11-21T10:00:00.123456Z` (UTC).
+pub fn parse_rfc3339_utc(s: &str) -> Option<SystemTime> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.splitn(3, ':').map(|x| x.parse::<u64>().ok());
+    let (h, min, sec) = (t.next()??, t.next()??, t.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || min > 59 || sec > 60 {
+        return None;
+    }
+    // days since 1970-01-01 in the proleptic Gregorian calendar (H. Hinnant's days_from_civil)
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + day - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let secs = u64::try_from(days).ok()? * 86_400 + h * 3600 + min * 60 + sec;
+    let nanos = if frac.is_empty() {
+        0
+    } else {
+        let digits: String = frac.chars().take(9).collect();
+        let n: u64 = digits.parse().ok()?;
+        n * 10u64.pow(9 - digits.len() as u32)
+    };
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_nanos(nanos))
+}
+
+pub fn knockerd_config(state_dir: &Path) -> String {
+    let seq: Vec<String> = SEQUENCE.iter().map(|p| format!("\"{p}\"")).collect();
+    format!(
+        "[daemon]\nnflog_group = 4100\nstate_dir = {:?}\nmax_tracked = 100000\n\n\
+         [door.bench]\nsequence = [{}]\ntcp_flags = \"syn,!ack\"\nwindow = \"{SEQ_TIMEOUT}s\"\n\
+         open = [\"tcp/{SERVICE}\"]\nopen_for = \"60s\"\n",
+        state_dir.display().to_string(),
+        seq.join(", ")
+    )
+}
+
+/// A table shaped like knockerd's `inet knocker` (same hook, priority, conntrack rule, sets and
+/// drops), minus the NFLOG logging: the kernel does the same work for both daemons, except
+/// handing packets to knockerd. knockd captures with pcap before any of it.
+pub fn knockd_table() -> String {
+    let knock: Vec<String> = SEQUENCE.iter().map(|p| format!("tcp . {p}")).collect();
+    format!(
+        "table inet kbench {{\n\
+         \x20 set allow4 {{ type ipv4_addr . inet_proto . inet_service; flags timeout; }}\n\
+         \x20 set allow6 {{ type ipv6_addr . inet_proto . inet_service; flags timeout; }}\n\
+         \x20 chain input {{\n\
+         \x20   type filter hook input priority -10; policy accept;\n\
+         \x20   iif \"lo\" accept\n\
+         \x20   ct state established,related accept\n\
+         \x20   ip saddr . meta l4proto . th dport @allow4 accept\n\
+         \x20   ip6 saddr . meta l4proto . th dport @allow6 accept\n\
+         \x20   meta l4proto . th dport {{ {} }} drop\n\
+         \x20   meta l4proto . th dport {{ tcp . {SERVICE} }} drop\n\
+         \x20 }}\n}}\n",
+        knock.join(", ")
+    )
+}
+
+pub fn knockd_config(nft: &Path, marker: &Path) -> String {
+    let seq: Vec<String> = SEQUENCE.iter().map(u16::to_string).collect();
+    let cmd = |set: &str| {
+        format!(
+            "{} add element inet kbench {set} {{ %IP% . tcp . {SERVICE} timeout 60s }} && echo %IP% >> {}",
+            nft.display(),
+            marker.display()
+        )
+    };
+    format!(
+        "[options]\n    Interface = {IFACE}\n\n[bench]\n    Sequence = {}\n    Seq_Timeout = {SEQ_TIMEOUT}\n    \
+         TCPFlags = syn,!ack\n    Start_Command = {}\n    Start_Command_6 = {}\n",
+        seq.join(","),
+        cmd("allow4"),
+        cmd("allow6")
+    )
+}
+
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grant_lines_name_the_source() {
+        let l = "2026-11-21T10:00:00.000001Z  INFO door=bench src=fd00:200:1::1:3 grant tcp/2222 for 60s";
+        assert_eq!(
+            grant_source(l),
+            Some("fd00:200:1::1:3".parse().expect("addr"))
+        );
+        assert_eq!(grant_source("ready: table loaded"), None);
+    }
+
+    #[test]
+    fn log_timestamps_are_read_as_utc() {
+        let t = parse_rfc3339_utc("2026-11-21T10:00:01.250000Z").expect("parses");
+        let d = t
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("after 1970");
+        assert_eq!(d, Duration::from_millis(1_795_255_201_250));
+        let t = parse_rfc3339_utc("1970-01-01T00:00:00Z").expect("parses");
+        assert_eq!(t, SystemTime::UNIX_EPOCH);
+        let t = parse_rfc3339_utc("2000-03-01T00:00:00.000000001Z").expect("parses");
+        let d = t
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("after 1970");
+        assert_eq!(d, Duration::new(951_868_800, 1));
+        assert_eq!(parse_rfc3339_utc("ready:"), None);
+        assert_eq!(parse_rfc3339_utc("2026-13-01T00:00:00Z"), None);
+    }
+
+    #[test]
+    fn alice_addresses_are_distinct_and_in_the_lab() {
+        let mut seen = std::collections::HashSet::new();
+        for k in 0..20 {
+            for f in [Family::V4, Family::V6] {
+                let a = alice(f, k);
+                assert!(seen.insert(a));
+                assert!(
+                    a.to_string().starts_with("10.200.1.")
+                        || a.to_string().starts_with("fd00:200:1::")
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn both_daemons_get_the_same_door() {
+        let k = knockerd_config(Path::new("/tmp/x"));
+        assert!(k.contains("sequence = [\"7000\", \"9000\", \"8000\"]"));
+        assert!(k.contains("window = \"10s\""));
+        let d = knockd_config(Path::new("/usr/sbin/nft"), Path::new("/tmp/m"));
+        assert!(d.contains("Sequence = 7000,9000,8000"));
+        assert!(d.contains("Seq_Timeout = 10"));
+        assert!(d.contains("TCPFlags = syn,!ack"));
+        assert!(d.contains("allow6 { %IP% . tcp . 2222 timeout 60s } && echo %IP% >> /tmp/m"));
+        assert!(knockd_table().contains("{ tcp . 7000, tcp . 9000, tcp . 8000 } drop"));
+    }
+}

@@ -1,0 +1,697 @@
+//! knocker-flood: knockd and knockerd side by side under a spoofed-source SYN flood, in network
+//! namespaces of their own (root only; nothing leaves them). See BENCHMARKS.md, "Flood", and
+//! scripts/bench-flood.sh, which installs what it needs, builds and runs this.
+//!
+//! For each flood (1 000 IPv4 sources, 1 000 000 IPv6 sources) and each daemon, in a fresh lab:
+//! start the daemon with the same door, let alice knock a few times on an idle server, then flood
+//! the door's first port with SYNs from the spoofed sources while alice knocks again at even
+//! points of the flood, and measure the daemon's CPU time and peak memory and how fast each of
+//! alice's knocks opened the door.
+
+mod lab;
+mod packets;
+mod procfs;
+mod sender;
+
+use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+
+use lab::{Daemon, FloodLab, Kind};
+use packets::Family;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "knocker-flood",
+    about = "knockd and knockerd side by side under a spoofed-source SYN flood, in network namespaces (root)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    bench: BenchArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// The flood sender (the bench runs it inside the lab; not for direct use).
+    #[command(hide = true)]
+    Send(sender::SendArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct BenchArgs {
+    /// Small floods (100 000 packets; 1 000 and 100 000 sources) for a quick check.
+    #[arg(long)]
+    quick: bool,
+    /// Flood packets per run (default 1 000 000; 100 000 with --quick).
+    #[arg(long)]
+    packets: Option<u64>,
+    /// Spoofed IPv6 sources of the large flood (default 1 000 000; 100 000 with --quick).
+    #[arg(long)]
+    sources: Option<u32>,
+    /// Flood rate in packets per second, the same for both daemons; 0 floods as fast as the
+    /// sender goes (which depends on the daemon: NFLOG work in the kernel slows the sender).
+    #[arg(long, default_value_t = 80_000)]
+    pps: u64,
+    /// alice's knock attempts during each flood.
+    #[arg(long, default_value_t = 5)]
+    attempts: u16,
+    /// Hard time limit of each flood, in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    max_secs: f64,
+    /// Which daemons to run (knockd, knockerd).
+    #[arg(long, value_delimiter = ',', default_value = "knockd,knockerd")]
+    daemons: Vec<String>,
+    /// knockerd binary (default: next to this one).
+    #[arg(long)]
+    knockerd: Option<PathBuf>,
+    /// knockd binary (default: from PATH).
+    #[arg(long)]
+    knockd: Option<PathBuf>,
+}
+
+/// Knock attempts on the idle server before each flood (they also prove the setup works).
+const IDLE_ATTEMPTS: u16 = 3;
+/// How long a knock may take to open the door before it counts as failed.
+const OPEN_LIMIT: Duration = Duration::from_secs(5);
+/// After the flood, how long the bench waits at most for the daemon to go idle.
+const SETTLE_LIMIT: Duration = Duration::from_secs(15);
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+fn stopped() -> Result<(), String> {
+    if STOP.load(Ordering::Relaxed) {
+        Err("interrupted".into())
+    } else {
+        Ok(())
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match &cli.cmd {
+        Some(Cmd::Send(a)) => sender::run(a),
+        None => {
+            catch_signals();
+            bench(&cli.bench)
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("knocker-flood: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// SIGINT/SIGTERM/SIGHUP set STOP, so that every wait loop returns and the labs' guards remove
+/// the namespaces and stop the daemons. Blocked before any thread exists; children get an empty
+/// mask from std::process.
+fn catch_signals() {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(s);
+    }
+    if set.thread_block().is_ok() {
+        std::thread::spawn(move || {
+            if let Ok(s) = set.wait() {
+                eprintln!("knocker-flood: {s} received, cleaning up");
+                STOP.store(true, Ordering::Relaxed);
+            }
+        });
+    }
+}
+
+struct Case {
+    name: String,
+    family: Family,
+    sources: u32,
+    packets: u64,
+}
+
+fn bench(a: &BenchArgs) -> Result<(), String> {
+    knockerd::lab::preflight()?;
+    let default_packets = if a.quick { 100_000 } else { 1_000_000 };
+    let packets = a.packets.unwrap_or(default_packets);
+    let big = a
+        .sources
+        .unwrap_or(if a.quick { 100_000 } else { 1_000_000 });
+    let cases = [
+        Case {
+            name: format!("{} IPv4 sources", thousands(1000)),
+            family: Family::V4,
+            sources: 1000,
+            packets,
+        },
+        Case {
+            name: format!("{} IPv6 sources", thousands(big as u64)),
+            family: Family::V6,
+            sources: big,
+            packets,
+        },
+    ];
+    if !(1..=50).contains(&a.attempts) {
+        return Err("--attempts must be 1 to 50".into());
+    }
+    if big == 0 || big > Family::V6.max_sources() {
+        return Err(format!(
+            "--sources must be 1 to {}",
+            Family::V6.max_sources()
+        ));
+    }
+    let mut kinds = Vec::new();
+    for d in &a.daemons {
+        kinds.push(match d.as_str() {
+            "knockd" => Kind::Knockd,
+            "knockerd" => Kind::Knockerd,
+            other => return Err(format!("unknown daemon {other:?} (knockd, knockerd)")),
+        });
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
+    let knockerd_bin = match &a.knockerd {
+        Some(p) => p.clone(),
+        None => exe
+            .parent()
+            .map(|d| d.join("knockerd"))
+            .ok_or("cannot locate knockerd")?,
+    };
+    let knockd_bin = match &a.knockd {
+        Some(p) => p.clone(),
+        None => lab::which("knockd").unwrap_or_else(|| PathBuf::from("/usr/sbin/knockd")),
+    };
+    for (k, bin) in [(Kind::Knockerd, &knockerd_bin), (Kind::Knockd, &knockd_bin)] {
+        if kinds.contains(&k) && !bin.is_file() {
+            return Err(format!("{} not found at {}", k.name(), bin.display()));
+        }
+    }
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    for case in &cases {
+        for &kind in &kinds {
+            stopped()?;
+            eprintln!(
+                "== {}: flood of {} packets from {}",
+                kind.name(),
+                thousands(case.packets),
+                case.name
+            );
+            let bin = match kind {
+                Kind::Knockd => &knockd_bin,
+                Kind::Knockerd => &knockerd_bin,
+            };
+            let row = run_one(kind, bin, &exe, case, a)?;
+            eprintln!("   {}", row.summary());
+            rows.push(row);
+        }
+    }
+    print_report(&rows, a, started.elapsed());
+    Ok(())
+}
+
+/// One flood against one daemon, in a fresh lab.
+fn run_one(
+    kind: Kind,
+    bin: &std::path::Path,
+    exe: &std::path::Path,
+    case: &Case,
+    a: &BenchArgs,
+) -> Result<Row, String> {
+    let lab = FloodLab::new(IDLE_ATTEMPTS + a.attempts)?;
+    let dir = std::env::temp_dir().join(format!("knocker-flood-{}", lab.server.name()));
+    let mut daemon = match kind {
+        Kind::Knockerd => Daemon::knockerd(&lab, bin, dir)?,
+        Kind::Knockd => Daemon::knockd(&lab, bin, dir)?,
+    };
+    let pid = daemon.pid();
+    let server = lab::server(case.family);
+
+    // alice on an idle server; the first success also proves the setup
+    let mut idle = Vec::new();
+    for k in 0..IDLE_ATTEMPTS {
+        stopped()?;
+        let src = lab::alice(case.family, k);
+        let sent = lab
+            .net
+            .enter(move || lab::knock(src, server))?
+            .map_err(|e| format!("alice's knock: {e}"))?;
+        idle.push(wait_open(&daemon, src, sent)?);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if idle.iter().all(Option::is_none) {
+        return Err(format!(
+            "{}: alice's knocks on the idle server never opened: the setup is broken; its output:\n{}",
+            kind.name(),
+            daemon.log()
+        ));
+    }
+    let rss_start = procfs::status_bytes(pid, "VmRSS").unwrap_or(0);
+    let rx_before = procfs::rx_packets(lab.server.name(), lab::IFACE);
+
+    let mut flood = Flood::spawn(&lab, exe, case, a)?;
+    flood.wait_started()?;
+    let cpu_start = procfs::cpu_seconds(pid)?;
+    let flood_start = Instant::now();
+
+    // alice knocks at even points of the flood, each time from a further address
+    let mut attempts: Vec<(IpAddr, Instant, bool)> = Vec::new();
+    for k in 0..a.attempts {
+        let due = case.packets * (u64::from(k) + 1) / (u64::from(a.attempts) + 1);
+        while flood.sent() < due && !flood.finished() {
+            stopped()?;
+            daemon.check_alive()?;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let during = !flood.finished();
+        let src = lab::alice(case.family, IDLE_ATTEMPTS + k);
+        let sent = lab
+            .net
+            .enter(move || lab::knock(src, server))?
+            .map_err(|e| format!("alice's knock: {e}"))?;
+        attempts.push((src, sent, during));
+    }
+    let (sent, send_errors, send_secs) = flood.wait_done(a.max_secs + 30.0)?;
+    let flood_end = Instant::now();
+    let cpu_flood_end = procfs::cpu_seconds(pid)?;
+
+    // after the flood: until the daemon is idle (it may still be working through a backlog)
+    // and every attempt has opened or run out of time
+    let mut busy_after = None;
+    let mut cpu_idle = cpu_flood_end;
+    let mut last = cpu_flood_end;
+    loop {
+        stopped()?;
+        std::thread::sleep(Duration::from_millis(250));
+        daemon.check_alive()?;
+        let now_cpu = procfs::cpu_seconds(pid)?;
+        if busy_after.is_none() && now_cpu - last < 0.01 {
+            busy_after = Some(
+                flood_end
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(250)),
+            );
+            cpu_idle = now_cpu;
+        }
+        last = now_cpu;
+        let resolved = attempts
+            .iter()
+            .all(|(src, t, _)| daemon.opened_at(*src).is_some() || t.elapsed() > OPEN_LIMIT);
+        if (busy_after.is_some() && resolved) || flood_end.elapsed() > SETTLE_LIMIT {
+            break;
+        }
+    }
+    if busy_after.is_none() {
+        cpu_idle = last;
+    }
+    let rx_after = procfs::rx_packets(lab.server.name(), lab::IFACE);
+    let rss_peak = procfs::status_bytes(pid, "VmHWM").unwrap_or(0);
+    // knockd's losses (its pcap ring overflowing) are counted only inside knockd, which never
+    // reports them; knockerd's NFLOG socket overruns are visible in /proc/net/netlink
+    let drops = match kind {
+        Kind::Knockerd => procfs::netlink_drops(lab.server.name()),
+        Kind::Knockd => None,
+    };
+    let during: Vec<Option<Duration>> = attempts
+        .iter()
+        .map(|(src, t, _)| latency(&daemon, *src, *t))
+        .collect();
+    let after_flood = attempts.iter().filter(|(_, _, d)| !d).count();
+    drop(daemon);
+    drop(lab);
+    Ok(Row {
+        kind,
+        case: case.name.clone(),
+        sources: case.sources,
+        sent,
+        send_errors,
+        send_secs,
+        delivered: match (rx_before, rx_after) {
+            (Some(b), Some(a)) => Some(a.saturating_sub(b)),
+            _ => None,
+        },
+        cpu_flood: cpu_idle - cpu_start,
+        busy_during: (cpu_flood_end - cpu_start)
+            / flood_end.duration_since(flood_start).as_secs_f64(),
+        busy_after,
+        drops,
+        rss_start,
+        rss_peak,
+        idle,
+        during,
+        after_flood,
+    })
+}
+
+fn latency(d: &Daemon, src: IpAddr, knocked: Instant) -> Option<Duration> {
+    let at = d.opened_at(src)?;
+    let l = at.checked_duration_since(knocked).unwrap_or_default();
+    (l <= OPEN_LIMIT).then_some(l)
+}
+
+fn wait_open(d: &Daemon, src: IpAddr, knocked: Instant) -> Result<Option<Duration>, String> {
+    while knocked.elapsed() <= OPEN_LIMIT {
+        stopped()?;
+        if d.opened_at(src).is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    Ok(latency(d, src, knocked))
+}
+
+/// The sender process (`knocker-flood send`) in the lab's `net` namespace, under `nice` so the
+/// daemon and the bench's measuring threads get the CPU first. Killed by its PID when dropped.
+struct Flood {
+    child: Child,
+    sent: Arc<AtomicU64>,
+    started: Arc<AtomicBool>,
+    done: Arc<Mutex<Option<(u64, u64, f64)>>>,
+    errors: Arc<Mutex<String>>,
+}
+
+impl Flood {
+    fn spawn(
+        lab: &FloodLab,
+        exe: &std::path::Path,
+        case: &Case,
+        a: &BenchArgs,
+    ) -> Result<Flood, String> {
+        let mut child = lab
+            .net
+            .command("nice")
+            .args(["-n", "10"])
+            .arg(exe)
+            .args(["send", "--dst"])
+            .arg(lab::server(case.family).to_string())
+            .args(["--port", &lab::SEQUENCE[0].to_string()])
+            .args(["--sources", &case.sources.to_string()])
+            .args(["--packets", &case.packets.to_string()])
+            .args(["--pps", &a.pps.to_string()])
+            .args(["--max-secs", &a.max_secs.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("start the flood sender: {e}"))?;
+        child.stdin.take();
+        let mut f = Flood {
+            child,
+            sent: Arc::new(AtomicU64::new(0)),
+            started: Arc::new(AtomicBool::new(false)),
+            done: Arc::new(Mutex::new(None)),
+            errors: Arc::new(Mutex::new(String::new())),
+        };
+        if let Some(out) = f.child.stdout.take() {
+            let (sent, started, done) = (f.sent.clone(), f.started.clone(), f.done.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    let w: Vec<&str> = line.split_whitespace().collect();
+                    match w.as_slice() {
+                        ["start", _] => started.store(true, Ordering::Relaxed),
+                        ["progress", n] => {
+                            sent.store(n.parse().unwrap_or(0), Ordering::Relaxed);
+                        }
+                        ["done", n, e, s] => {
+                            let n = n.parse().unwrap_or(0);
+                            sent.store(n, Ordering::Relaxed);
+                            if let Ok(mut d) = done.lock() {
+                                *d = Some((n, e.parse().unwrap_or(0), s.parse().unwrap_or(0.0)));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            });
+        }
+        if let Some(err) = f.child.stderr.take() {
+            let errors = f.errors.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    if let Ok(mut e) = errors.lock() {
+                        e.push_str(&line);
+                        e.push('\n');
+                    }
+                }
+            });
+        }
+        Ok(f)
+    }
+
+    fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    fn finished(&self) -> bool {
+        self.done.lock().map(|d| d.is_some()).unwrap_or(true)
+    }
+
+    fn exited(&mut self) -> Result<bool, String> {
+        match self.child.try_wait() {
+            Ok(Some(st)) if !st.success() => Err(format!(
+                "the flood sender failed ({st}): {}",
+                self.errors.lock().map(|e| e.clone()).unwrap_or_default()
+            )),
+            Ok(Some(_)) => Ok(true),
+            Ok(None) => Ok(false),
+            Err(e) => Err(format!("waiting for the flood sender: {e}")),
+        }
+    }
+
+    fn wait_started(&mut self) -> Result<(), String> {
+        let end = Instant::now() + Duration::from_secs(60);
+        while !self.started.load(Ordering::Relaxed) {
+            stopped()?;
+            if self.exited()? || Instant::now() > end {
+                return Err(format!(
+                    "the flood sender did not start: {}",
+                    self.errors.lock().map(|e| e.clone()).unwrap_or_default()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+
+    fn wait_done(&mut self, limit_secs: f64) -> Result<(u64, u64, f64), String> {
+        let end = Instant::now() + Duration::from_secs_f64(limit_secs);
+        loop {
+            stopped()?;
+            if let Some(d) = self.done.lock().ok().and_then(|d| *d) {
+                let _ = self.child.wait();
+                return Ok(d);
+            }
+            if self.exited()? {
+                // the reader may not have parsed the last line yet
+                std::thread::sleep(Duration::from_millis(50));
+                return self
+                    .done
+                    .lock()
+                    .ok()
+                    .and_then(|d| *d)
+                    .ok_or_else(|| "the flood sender exited without its summary".to_string());
+            }
+            if Instant::now() > end {
+                return Err("the flood sender overran its time limit".into());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Flood {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+struct Row {
+    kind: Kind,
+    case: String,
+    sources: u32,
+    sent: u64,
+    send_errors: u64,
+    send_secs: f64,
+    delivered: Option<u64>,
+    /// Daemon CPU seconds from the flood's start until it went idle after it.
+    cpu_flood: f64,
+    /// Daemon CPU during the flood, as a share of one core.
+    busy_during: f64,
+    busy_after: Option<Duration>,
+    drops: Option<u64>,
+    rss_start: u64,
+    rss_peak: u64,
+    idle: Vec<Option<Duration>>,
+    during: Vec<Option<Duration>>,
+    after_flood: usize,
+}
+
+impl Row {
+    fn pps(&self) -> f64 {
+        if self.send_secs > 0.0 {
+            self.sent as f64 / self.send_secs
+        } else {
+            0.0
+        }
+    }
+
+    fn cpu_per_million(&self) -> f64 {
+        if self.sent == 0 {
+            return 0.0;
+        }
+        self.cpu_flood * 1e6 / self.sent as f64
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "{} packets in {:.1} s ({} pps); daemon CPU {:.2} s ({:.2} s per M packets, {:.0}% of a core during the flood); peak RSS {}; alice opened {}/{} during the flood, median {}",
+            thousands(self.sent),
+            self.send_secs,
+            thousands(self.pps() as u64),
+            self.cpu_flood,
+            self.cpu_per_million(),
+            self.busy_during * 100.0,
+            mib(self.rss_peak),
+            self.during.iter().flatten().count(),
+            self.during.len(),
+            fmt_median(&self.during),
+        )
+    }
+}
+
+fn median(v: &[Option<Duration>]) -> Option<Duration> {
+    let mut ok: Vec<Duration> = v.iter().flatten().copied().collect();
+    if ok.is_empty() {
+        return None;
+    }
+    ok.sort();
+    Some(ok[ok.len() / 2])
+}
+
+fn fmt_ms(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1e3;
+    if ms < 10.0 {
+        format!("{ms:.2} ms")
+    } else {
+        format!("{ms:.0} ms")
+    }
+}
+
+fn fmt_median(v: &[Option<Duration>]) -> String {
+    median(v).map_or_else(|| "-".to_string(), fmt_ms)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn print_report(rows: &[Row], a: &BenchArgs, took: Duration) {
+    println!(
+        "Flood: SYNs to the door's first port from spoofed sources, {}; alice knocks {} times during each flood (5 s limit).\n",
+        if a.pps == 0 {
+            "as fast as the sender goes".to_string()
+        } else {
+            format!("paced at {} pps", thousands(a.pps))
+        },
+        a.attempts
+    );
+    println!("| flood | daemon | packets sent (pps) | daemon CPU | CPU s per M packets | core busy during flood | busy after flood | knocks the kernel dropped before the daemon | RSS start -> peak | alice idle: median open | alice during flood: opened | median open |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let opened = r.during.iter().flatten().count();
+        println!(
+            "| {} | {} | {} ({}) | {:.2} s | {:.2} | {:.0}% | {} | {} | {} -> {} | {} | {}/{}{} | {} |",
+            r.case,
+            r.kind.name(),
+            thousands(r.sent),
+            thousands(r.pps() as u64),
+            r.cpu_flood,
+            r.cpu_per_million(),
+            r.busy_during * 100.0,
+            r.busy_after
+                .map_or_else(|| format!(">= {} s", SETTLE_LIMIT.as_secs()), |d| format!("{:.1} s", d.as_secs_f64())),
+            r.drops.map_or_else(|| "n/a".to_string(), thousands),
+            mib(r.rss_start),
+            mib(r.rss_peak),
+            fmt_median(&r.idle),
+            opened,
+            r.during.len(),
+            if r.after_flood > 0 {
+                format!(" ({} knocked after the flood ended)", r.after_flood)
+            } else {
+                String::new()
+            },
+            fmt_median(&r.during),
+        );
+    }
+    println!();
+    println!("n/a: knockd loses packets when its pcap ring is full, and only knockd could count them (it never does); knockerd's NFLOG socket overruns are read from /proc/net/netlink.\n");
+    println!("Each of alice's attempts, last knock packet -> door open (\"-\": not within 5 s):\n");
+    for r in rows {
+        let each: Vec<String> = r
+            .during
+            .iter()
+            .map(|d| d.map_or_else(|| "-".to_string(), fmt_ms))
+            .collect();
+        let idle: Vec<String> = r
+            .idle
+            .iter()
+            .map(|d| d.map_or_else(|| "-".to_string(), fmt_ms))
+            .collect();
+        println!(
+            "- {} / {} ({} distinct sources): idle [{}], during the flood [{}]; sender: {} send errors",
+            r.case,
+            r.kind.name(),
+            thousands(u64::from(r.sources)),
+            idle.join(", "),
+            each.join(", "),
+            thousands(r.send_errors),
+        );
+        if let Some(d) = r.delivered {
+            println!("  server interface received {} packets", thousands(d));
+        }
+    }
+    println!("\nWhole run: {:.0} s.", took.as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_grouped_for_reading() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1 000");
+        assert_eq!(thousands(1_000_000), "1 000 000");
+    }
+
+    #[test]
+    fn median_ignores_failures() {
+        let ms = Duration::from_millis;
+        assert_eq!(
+            median(&[None, Some(ms(3)), Some(ms(1)), Some(ms(2))]),
+            Some(ms(2))
+        );
+        assert_eq!(median(&[None, None]), None);
+    }
+}

@@ -104,6 +104,9 @@ pub struct Door {
     pub spec: SequenceDoor,
     /// Drop the door's services for everyone without a grant.
     pub protect: bool,
+    /// Run the start command again when a knock completes while the door is already open for
+    /// that address (knockd's behaviour); off by default, so repeated knocks never stack rules.
+    pub repeat_start_command: bool,
     pub start_command: Option<Command>,
     pub stop_command: Option<Command>,
     /// For IPv6 knocks, when they differ from the IPv4 ones (knockd's `Start_Command_6`).
@@ -321,6 +324,7 @@ struct RawDoor {
     stop_command: Option<Spanned<RawCommand>>,
     stop_after: Option<Spanned<RawDuration>>,
     shell: Option<bool>,
+    repeat_start_command: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -704,6 +708,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         doors.push(Door {
             spec,
             protect: d.protect.unwrap_or(true),
+            repeat_start_command: d.repeat_start_command.unwrap_or(false),
             start_command,
             stop_command,
             start_command_6,

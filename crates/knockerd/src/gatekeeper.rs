@@ -266,6 +266,13 @@ impl<F: Firewall> Gatekeeper<F> {
         let refreshed = match (existing, self.open.get_mut(&key)) {
             (Some(_), Some(open)) => {
                 open.until = open.until.max(until);
+                if door.repeat_start_command {
+                    if let Some(cmd) = door.start_command_for(to) {
+                        let what =
+                            format!("door={} start command (again) for {to}", door.spec.name);
+                        self.spawn(cmd.argv_for(to), to, what, now);
+                    }
+                }
                 true
             }
             _ => {
@@ -647,6 +654,31 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(&log).expect("log"),
             "start 10.200.1.2\nstop 10.200.1.2\n"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn repeat_start_command_runs_the_start_again_but_stops_once() {
+        let dir = temp("repeat");
+        let log = dir.join("log");
+        let text = format!(
+            "[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nopen_for = 30\nshell = true\nrepeat_start_command = true\nstart_command = \"echo start %IP% >> {0}\"\nstop_command = \"echo stop %IP% >> {0}\"\nstop_after = 5\n",
+            log.display()
+        );
+        let c = parse(Path::new("t.toml"), &text).expect("valid");
+        let mut g = Gatekeeper::new(&c, Recorder::default(), Some(open_ledger(&dir)));
+        let t0 = Instant::now();
+        g.apply(&grant("10.200.1.2"), t0).expect("granted");
+        g.finish(Duration::from_secs(5));
+        g.apply(&grant("10.200.1.2"), t0 + Duration::from_secs(1))
+            .expect("granted");
+        g.finish(Duration::from_secs(5));
+        g.handle_timeout(t0 + Duration::from_secs(7));
+        g.finish(Duration::from_secs(5));
+        assert_eq!(
+            std::fs::read_to_string(&log).expect("log"),
+            "start 10.200.1.2\nstart 10.200.1.2\nstop 10.200.1.2\n"
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -933,6 +933,7 @@ fn build_door(
     let door = Door {
         spec,
         protect: false,
+        repeat_start_command: false,
         start_command,
         stop_command,
         start_command_6,

@@ -40,6 +40,14 @@ pub enum Refusal {
     NotOpened(Service),
     /// The replay memory is full.
     MemoryFull,
+    /// Authentic, but not a request the door can grant.
+    Unsupported(String),
+    /// The request names a user the door does not accept.
+    Username(String),
+    /// The door's access expired.
+    Expired,
+    /// The request asks for a service the door never opens.
+    Restricted(Service),
 }
 
 impl std::fmt::Display for Refusal {
@@ -56,6 +64,10 @@ impl std::fmt::Display for Refusal {
             Refusal::Replayed => f.write_str("a replay of a request already seen"),
             Refusal::NotOpened(s) => write!(f, "the request asks for {s}, which the door does not open"),
             Refusal::MemoryFull => write!(f, "the replay memory is full ({MAX_SEEN} requests within the age window)"),
+            Refusal::Unsupported(why) => write!(f, "{why}"),
+            Refusal::Username(u) => write!(f, "user {u:?} is not the one this door requires"),
+            Refusal::Expired => f.write_str("the door's access has expired"),
+            Refusal::Restricted(s) => write!(f, "{s} is restricted on this door"),
         }
     }
 }

@@ -112,7 +112,7 @@ fn candidates(
     match &spec.kind {
         Kind::Static => (vec![(0, spec.sequence.clone())], None),
         // encoded doors have no sequences: their knocks are reassembled, not matched
-        Kind::Encoded(_) => (Vec::new(), None),
+        Kind::Encoded(_) | Kind::Spa(_) => (Vec::new(), None),
         Kind::OneTime { lines, .. } => {
             let next = used.map_or(0, |u| u.saturating_add(1));
             let line = usize::try_from(next).ok().and_then(|i| lines.get(i));
@@ -189,7 +189,7 @@ impl Engine {
             .into_iter()
             .map(|spec| {
                 let used = match &spec.kind {
-                    Kind::Static | Kind::Encoded(_) => None,
+                    Kind::Static | Kind::Encoded(_) | Kind::Spa(_) => None,
                     Kind::OneTime { used, .. } | Kind::Rotating { used, .. } => *used,
                 };
                 let mut d = DoorState {
@@ -510,6 +510,96 @@ impl Engine {
         }
     }
 
+    /// One UDP datagram to an SPA port, with its payload: the doors on that port in order, the
+    /// first whose sources admit the packet and whose key authenticates it decides.
+    pub fn handle_datagram(&mut self, now: Instant, knock: &Knock, payload: &[u8]) {
+        let _ = now;
+        let src = knock.src.to_canonical();
+        if knock.proto != crate::Proto::Udp {
+            return;
+        }
+        // the replay memory first: a digest of the raw packet, before any key is used
+        let digest: [u8; 32] = {
+            use sha2::Digest as _;
+            sha2::Sha256::digest(payload).into()
+        };
+        let wall = self.wall;
+        let mut tried: Option<usize> = None;
+        for (index, door) in self.doors.iter().enumerate() {
+            let Kind::Spa(spa) = &door.spec.kind else {
+                continue;
+            };
+            if spa.port != knock.dst_port || !spa.admits_source(src) {
+                continue;
+            }
+            if self.seen.get(&digest).is_some_and(|until| *until >= wall) {
+                self.events.push_back(Event::Refused {
+                    door: door.name.clone(),
+                    src,
+                    reason: Refusal::Replayed,
+                });
+                return;
+            }
+            tried = Some(index);
+            let req = match (spa.decode)(payload) {
+                Err(crate::spa::SpaError::NotForThisKey) => continue,
+                Err(crate::spa::SpaError::Unsupported(why)) => {
+                    self.events.push_back(Event::Refused {
+                        door: door.name.clone(),
+                        src,
+                        reason: Refusal::Unsupported(why),
+                    });
+                    return;
+                }
+                Ok(req) => req,
+            };
+            let verdict = spa_verdict(index, &door.spec, spa, &req, src, wall);
+            match verdict {
+                Ok(grant) => {
+                    if self.seen.len() >= encoded::MAX_SEEN {
+                        self.seen.retain(|_, until| *until >= wall);
+                    }
+                    if self.seen.len() >= encoded::MAX_SEEN {
+                        let reason = Refusal::MemoryFull;
+                        self.events.push_back(Event::Refused {
+                            door: door.name.clone(),
+                            src,
+                            reason,
+                        });
+                        return;
+                    }
+                    // remembered for as long as the packet could pass the age check
+                    let until_unix = match spa.max_age {
+                        Some(age) => req.timestamp.max(wall).saturating_add(age),
+                        None => u64::MAX,
+                    };
+                    self.seen.insert(digest, until_unix);
+                    self.events.push_back(Event::Seen {
+                        door: door.name.clone(),
+                        index,
+                        digest,
+                        until_unix,
+                    });
+                    self.events.push_back(Event::Grant(grant));
+                }
+                Err(reason) => self.events.push_back(Event::Refused {
+                    door: door.name.clone(),
+                    src,
+                    reason,
+                }),
+            }
+            return;
+        }
+        if let Some(index) = tried {
+            let reason = Refusal::NotAuthentic;
+            self.events.push_back(Event::Refused {
+                door: self.doors[index].name.clone(),
+                src,
+                reason,
+            });
+        }
+    }
+
     /// Remembers a replay digest from before a restart (from the ledger).
     pub fn add_seen(&mut self, digest: [u8; 32], until_unix: u64) {
         if self.seen.len() < encoded::MAX_SEEN {
@@ -557,6 +647,64 @@ impl Engine {
         }
         self.rearm_table_full();
     }
+}
+
+/// The checks after an SPA packet authenticated, in fwknopd's order.
+fn spa_verdict(
+    index: usize,
+    door: &SequenceDoor,
+    spa: &crate::spa::Spa,
+    req: &crate::spa::SpaRequest,
+    src: IpAddr,
+    wall: u64,
+) -> Result<Grant, Refusal> {
+    if let Some(max_age) = spa.max_age {
+        let off_by = req.timestamp as i128 - wall as i128;
+        if off_by.unsigned_abs() > u128::from(max_age) {
+            let off_by_secs = off_by.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+            return Err(Refusal::Age {
+                off_by_secs,
+                max_age,
+            });
+        }
+    }
+    let allow = req.allow.to_canonical();
+    let to = if allow.is_unspecified() {
+        src
+    } else if allow == src || spa.allow_other_address {
+        allow
+    } else {
+        return Err(Refusal::OtherAddress { allow });
+    };
+    if let Some(user) = &spa.require_username {
+        if &req.username != user {
+            return Err(Refusal::Username(req.username.clone()));
+        }
+    }
+    if spa.expire.is_some_and(|e| wall >= e) {
+        return Err(Refusal::Expired);
+    }
+    if let Some(s) = req.access.iter().find(|s| spa.restrict.contains(s)) {
+        return Err(Refusal::Restricted(*s));
+    }
+    if let Some(s) = req.access.iter().find(|s| !door.open.contains(s)) {
+        return Err(Refusal::NotOpened(*s));
+    }
+    if req.access.is_empty() {
+        return Err(Refusal::Unsupported("the request opens nothing".into()));
+    }
+    let secs = match req.client_timeout {
+        Some(t) => u64::from(t).min(spa.max_timeout),
+        None => spa.access_timeout,
+    };
+    let duration = std::time::Duration::from_secs(secs.max(1)).min(door.open_for);
+    Ok(Grant {
+        door: index,
+        door_name: door.name.clone(),
+        to,
+        open: req.access.clone(),
+        duration,
+    })
 }
 
 /// Whether knocking `knocks`, in order and from one source, completes the sequence `door`: the

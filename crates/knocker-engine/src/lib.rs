@@ -11,6 +11,7 @@
 mod encoded;
 mod engine;
 mod sequence;
+mod spa;
 mod table;
 mod types;
 
@@ -23,4 +24,5 @@ pub use sequence::{
     sequence_rules, Clock, Derive, Encoded, Kind, SequenceDoor, SequenceError, MAX_KNOCKS,
     MAX_OPEN_FOR, MAX_WINDOW, MIN_KNOCKS,
 };
+pub use spa::{in_net, Spa, SpaDecode, SpaError, SpaRequest};
 pub use types::{FlagFilter, Grant, Knock, ParseError, Proto, Service, TcpFlags};

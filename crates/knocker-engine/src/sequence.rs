@@ -97,6 +97,8 @@ pub enum Kind {
     /// Encoded knocks: a request encrypted and authenticated with the door's key, spelled out
     /// as ports of a span, reassembled in any order (see `knocker_wire::encoded`).
     Encoded(Encoded),
+    /// Single-packet authorization: one UDP datagram with an authenticated request.
+    Spa(crate::spa::Spa),
 }
 
 /// An encoded door: what it decodes with and what it accepts.
@@ -135,6 +137,7 @@ impl fmt::Debug for Kind {
             Kind::Rotating { clock, used, .. } => {
                 write!(f, "Rotating {{ clock: {clock:?}, used: {used:?} }}")
             }
+            Kind::Spa(spa) => write!(f, "{spa:?}"),
             Kind::Encoded(e) => write!(
                 f,
                 "Encoded {{ spec: {:?}, max_age: {}, allow_other_address: {} }}",
@@ -163,6 +166,9 @@ impl PartialEq for Kind {
                     used: v,
                 },
             ) => Arc::ptr_eq(d, e) && c == k && u == v,
+            (Kind::Spa(a), Kind::Spa(b)) => {
+                Arc::ptr_eq(&a.decode, &b.decode) && a.port == b.port && a.sources == b.sources
+            }
             (Kind::Encoded(a), Kind::Encoded(b)) => {
                 a.spec == b.spec
                     && Arc::ptr_eq(&a.key, &b.key)
@@ -195,7 +201,7 @@ pub enum SequenceError {
     BadOpenFor,
     #[error("a sequence is empty")]
     Empty,
-    #[error("an encoded door needs `open`: the services a request may ask for")]
+    #[error("an encoded or SPA door needs `open`: the services a request may ask for")]
     EncodedOpensNothing,
 }
 
@@ -269,6 +275,8 @@ impl SequenceDoor {
                 return Err(SequenceError::EncodedOpensNothing)
             }
             Kind::Encoded(_) => {}
+            Kind::Spa(_) if self.open.is_empty() => return Err(SequenceError::EncodedOpensNothing),
+            Kind::Spa(_) => {}
         }
         if let Some(s) = self.fixed_knocks().find(|s| self.open.contains(s)) {
             return Err(SequenceError::KnockIsService(*s));

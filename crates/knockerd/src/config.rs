@@ -116,7 +116,9 @@ pub struct Door {
     pub stop_after: Duration,
     /// The file of a `one-time` door, whose lines are marked when used.
     pub one_time: Option<OneTimeFile>,
-    /// What a `rotating` door draws its knocks from.
+    /// The UDP port a single-packet-authorization door (fwknop) listens on.
+    pub spa_port: Option<u16>,
+    /// What a `rotating` door draws its knocks from, or an `encoded` door's span.
     pub rotating: Option<Rotating>,
     /// Line of the `[door.NAME]` header, for messages.
     pub line: usize,
@@ -243,7 +245,15 @@ impl Config {
         v
     }
 
-    /// The port spans of rotating doors, every port of which is a knock port.
+    /// UDP ports of single-packet-authorization doors (fwknop), each logged with its payload.
+    pub fn spa_ports(&self) -> Vec<u16> {
+        let mut v: Vec<u16> = self.doors.iter().filter_map(|d| d.spa_port).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// The port spans of rotating and encoded doors, every port of which is a knock port.
     pub fn knock_ranges(&self) -> Vec<(Proto, u16, u16)> {
         self.doors
             .iter()
@@ -716,6 +726,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             stop_after,
             one_time,
             rotating: rotating.map(|(r, _)| r),
+            spa_port: None,
             line: cx.line_of(span.start),
         });
     }

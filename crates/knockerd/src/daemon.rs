@@ -119,7 +119,7 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
     seed_seen(&mut engine, &ledger);
     // Bind NFLOG before the table exists, so no logged knock is ever missed: once the table is
     // in place, knockerd is ready.
-    let mut source = NflogSource::bind(config.nflog_group, ruleset::SNAPLEN)
+    let mut source = NflogSource::bind(config.nflog_group, ruleset::SPA_SNAPLEN)
         .map_err(|e| format!("cannot listen on NFLOG group {}: {e}", config.nflog_group))?;
     ruleset::apply(&TableSpec::from_config(&config))
         .map_err(|e| format!("cannot load table inet {TABLE}: {e}"))?;
@@ -142,6 +142,8 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
     );
 
     let mut knocks: Vec<Knock> = Vec::with_capacity(256);
+    let mut datagrams: Vec<crate::nflog::Datagram> = Vec::new();
+    let mut refusals = RefusalLog::default();
     let mut overrun_reported = false;
     loop {
         let now = Instant::now();
@@ -199,7 +201,8 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
 
         if knock_ready {
             knocks.clear();
-            match source.recv_batch(&mut knocks) {
+            datagrams.clear();
+            match source.recv_batch_with(&mut knocks, &mut datagrams) {
                 Ok(stats) => {
                     if stats.overruns > 0 && !overrun_reported {
                         overrun_reported = true;
@@ -220,6 +223,9 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
                     k.tcp_flags
                 );
                 engine.handle(now, k);
+            }
+            for d in &datagrams {
+                engine.handle_datagram(now, &d.knock, &d.payload);
             }
         }
 
@@ -267,6 +273,7 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
                         g.to
                     );
                 }
+                Event::Refused { door, src, reason } => refusals.log(&door, src, &reason),
                 ev => handle_event(ev, &mut gate, now),
             }
         }
@@ -307,9 +314,6 @@ fn handle_event(ev: Event, gate: &mut Gatekeeper<NftSets>, now: Instant) {
             tracing::debug!("door={door} src={src} knock {matched}/{of}")
         }
         Event::Used { .. } | Event::Seen { .. } => {}
-        Event::Refused { door, src, reason: reason @ knocker_engine::Refusal::NotAuthentic } => {
-            tracing::debug!("door={door} src={src} refused: {reason}")
-        }
         Event::Refused { door, src, reason } => tracing::warn!("door={door} src={src} refused: {reason}"),
         Event::Exhausted { door } => {
             tracing::warn!("door={door}: no one-time sequence left, the door is closed for good")
@@ -318,6 +322,42 @@ fn handle_event(ev: Event, gate: &mut Gatekeeper<NftSets>, now: Instant) {
         Event::TableFull { capacity } => tracing::warn!(
             "{capacity} partial knocks tracked (max_tracked): dropping the oldest to make room; a flood of spoofed sources? (reported once)"
         ),
+    }
+}
+
+/// Logs refused requests (SPA packets, encoded knocks) one line each, but at most
+/// [`RefusalLog::PER_SECOND`] a second: a flood of garbage must not flood the journal. What was
+/// held back is counted and reported in the next second that logs.
+#[derive(Default)]
+struct RefusalLog {
+    second: u64,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl RefusalLog {
+    const PER_SECOND: u32 = 10;
+
+    fn log(&mut self, door: &str, src: std::net::IpAddr, reason: &knocker_engine::Refusal) {
+        let now = ledger::unix_now();
+        if now != self.second {
+            self.second = now;
+            self.logged = 0;
+        }
+        if self.logged >= Self::PER_SECOND {
+            self.suppressed += 1;
+            return;
+        }
+        self.logged += 1;
+        if self.suppressed > 0 {
+            tracing::warn!(
+                "{} more refusals were not logged (more than {} a second)",
+                self.suppressed,
+                Self::PER_SECOND
+            );
+            self.suppressed = 0;
+        }
+        tracing::warn!("door={door} src={src} refused: {reason}");
     }
 }
 
@@ -421,7 +461,7 @@ fn reload(
         }
     };
     let new_source = if new.nflog_group != config.nflog_group {
-        match NflogSource::bind(new.nflog_group, ruleset::SNAPLEN) {
+        match NflogSource::bind(new.nflog_group, ruleset::SPA_SNAPLEN) {
             Ok(s) => Some(s),
             Err(e) => {
                 tracing::error!(

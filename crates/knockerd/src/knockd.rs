@@ -941,6 +941,7 @@ fn build_door(
         stop_after,
         one_time,
         rotating: None,
+        spa_port: None,
         line: d.line,
     };
     let mut warnings = d.warnings;

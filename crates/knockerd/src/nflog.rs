@@ -40,6 +40,18 @@ const NFNL_SUBSYS_ULOG: u16 = 4;
 const NFULNL_MSG_PACKET: u16 = 0;
 const NFLOG_PACKET_TYPE: u16 = (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET;
 const NFULA_PAYLOAD: u16 = 9;
+const NFULA_PREFIX: u16 = 10;
+
+/// The log prefix of knockerd's rule for single-packet-authorization ports: packets logged with
+/// it are handed over with their UDP payload, the rest as bare knocks.
+pub const SPA_PREFIX: &str = "knocker-spa";
+
+/// A UDP datagram to an SPA port, with its payload (the SPA packet).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Datagram {
+    pub knock: Knock,
+    pub payload: Vec<u8>,
+}
 pub(crate) const NLMSG_ERROR: u16 = 2;
 const NLMSG_HDRLEN: usize = 16;
 pub(crate) const NFGENMSG_LEN: usize = 4;
@@ -180,6 +192,17 @@ impl NflogSource {
     /// datagrams. Kernel drops (ENOBUFS) and unparseable packets are counted, never returned as
     /// errors; an error is returned only when the socket itself fails.
     pub fn recv_batch(&mut self, out: &mut Vec<Knock>) -> io::Result<RecvStats> {
+        let mut spa = Vec::new();
+        self.recv_batch_with(out, &mut spa)
+    }
+
+    /// Like [`NflogSource::recv_batch`], and datagrams logged with [`SPA_PREFIX`] go to `spa`
+    /// with their payload.
+    pub fn recv_batch_with(
+        &mut self,
+        out: &mut Vec<Knock>,
+        spa: &mut Vec<Datagram>,
+    ) -> io::Result<RecvStats> {
         let mut stats = RecvStats::default();
         let mut datagrams = 0;
         while datagrams < MAX_DATAGRAMS_PER_BATCH {
@@ -201,7 +224,7 @@ impl NflogSource {
             if n > self.buf.len() {
                 stats.malformed += 1;
             }
-            parse_datagram(&self.buf[..n.min(self.buf.len())], out, &mut stats);
+            parse_datagram_with(&self.buf[..n.min(self.buf.len())], out, spa, &mut stats);
         }
         Ok(stats)
     }
@@ -328,7 +351,18 @@ pub(crate) fn find_attr(mut attrs: &[u8], kind: u16) -> Option<&[u8]> {
 
 /// Parses one datagram read from an NFLOG socket: every NFULNL_MSG_PACKET in it becomes a knock or
 /// a count in `stats.malformed`.
+#[cfg(test)]
 pub(crate) fn parse_datagram(datagram: &[u8], out: &mut Vec<Knock>, stats: &mut RecvStats) {
+    parse_datagram_with(datagram, out, &mut Vec::new(), stats)
+}
+
+/// [`parse_datagram`], with SPA datagrams (logged with [`SPA_PREFIX`]) going to `spa`.
+pub(crate) fn parse_datagram_with(
+    datagram: &[u8],
+    out: &mut Vec<Knock>,
+    spa: &mut Vec<Datagram>,
+    stats: &mut RecvStats,
+) {
     for msg in NetlinkMessages::new(datagram) {
         let Ok(msg) = msg else {
             stats.malformed += 1;
@@ -336,11 +370,23 @@ pub(crate) fn parse_datagram(datagram: &[u8], out: &mut Vec<Knock>, stats: &mut 
         };
         match msg.ty {
             NFLOG_PACKET_TYPE => {
-                let knock = msg
-                    .payload
-                    .get(NFGENMSG_LEN..)
-                    .and_then(|attrs| find_attr(attrs, NFULA_PAYLOAD))
-                    .and_then(parse_l3);
+                let attrs = msg.payload.get(NFGENMSG_LEN..).unwrap_or(&[]);
+                let is_spa = find_attr(attrs, NFULA_PREFIX)
+                    .is_some_and(|p| p.split(|b| *b == 0).next() == Some(SPA_PREFIX.as_bytes()));
+                if is_spa {
+                    match find_attr(attrs, NFULA_PAYLOAD).and_then(parse_l3_udp_payload) {
+                        Some((knock, payload)) => {
+                            spa.push(Datagram {
+                                knock,
+                                payload: payload.to_vec(),
+                            });
+                            stats.knocks += 1;
+                        }
+                        None => stats.malformed += 1,
+                    }
+                    continue;
+                }
+                let knock = find_attr(attrs, NFULA_PAYLOAD).and_then(parse_l3);
                 match knock {
                     Some(knock) => {
                         out.push(knock);
@@ -353,6 +399,20 @@ pub(crate) fn parse_datagram(datagram: &[u8], out: &mut Vec<Knock>, stats: &mut 
             // NLMSG_DONE closes a multi-message datagram; acks and other types carry no packet.
             _ => {}
         }
+    }
+}
+
+/// Parses a UDP packet (from its IP header on) into its knock and its payload. A payload cut short
+/// by the snap length is returned as far as it was copied; the SPA decoder refuses it.
+pub fn parse_l3_udp_payload(packet: &[u8]) -> Option<(Knock, &[u8])> {
+    let knock = parse_l3(packet)?;
+    if knock.proto != Proto::Udp {
+        return None;
+    }
+    let sliced = LaxSlicedPacket::from_ip(packet).ok()?;
+    match sliced.transport? {
+        TransportSlice::Udp(udp) => Some((knock, udp.payload())),
+        _ => None,
     }
 }
 
@@ -530,6 +590,10 @@ mod tests {
     }
 
     fn nflog_message(seq: u32, payload: Vec<u8>) -> Vec<u8> {
+        nflog_message_with_prefix(seq, payload, c"knock")
+    }
+
+    fn nflog_message_with_prefix(seq: u32, payload: Vec<u8>, prefix: &std::ffi::CStr) -> Vec<u8> {
         let mut msg = NetlinkMessage::new(
             NetlinkHeader::default(),
             NetlinkPayload::from(NetfilterMessage::new(
@@ -538,7 +602,7 @@ mod tests {
                     PacketNla::HwType(1),
                     PacketNla::Mark(0),
                     PacketNla::Payload(payload),
-                    PacketNla::Prefix(c"knock".to_owned()),
+                    PacketNla::Prefix(prefix.to_owned()),
                 ]),
             )),
         );
@@ -547,6 +611,26 @@ mod tests {
         let mut bytes = vec![0; msg.buffer_len()];
         msg.serialize(&mut bytes);
         bytes
+    }
+
+    #[test]
+    fn spa_datagrams_come_with_their_payload_and_knocks_without() {
+        let spa_packet = b"an SPA packet, as many bytes as the client sent".to_vec();
+        let mut datagram = nflog_message_with_prefix(1, udp6(&spa_packet), c"knocker-spa");
+        datagram.extend(nflog_message(2, udp6(b"x")));
+        // an SPA-prefixed packet that is TCP is not an SPA datagram
+        datagram.extend(nflog_message_with_prefix(
+            3,
+            tcp4(true, b""),
+            c"knocker-spa",
+        ));
+        let (mut out, mut spa, mut stats) = (Vec::new(), Vec::new(), RecvStats::default());
+        parse_datagram_with(&datagram, &mut out, &mut spa, &mut stats);
+        assert_eq!(spa.len(), 1);
+        assert_eq!(spa[0].payload, spa_packet);
+        assert_eq!(spa[0].knock.proto, Proto::Udp);
+        assert_eq!(out.len(), 1, "the plain UDP knock stays a knock");
+        assert_eq!(stats.malformed, 1);
     }
 
     #[test]

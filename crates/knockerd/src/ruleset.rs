@@ -22,6 +22,9 @@ pub const CHAIN: &str = "input";
 pub const PRIORITY: i32 = -10;
 /// Bytes of each logged knock packet copied to knockerd: IP and TCP/UDP headers with options.
 pub const SNAPLEN: u16 = 128;
+/// Bytes of each logged SPA datagram copied to knockerd: a whole SPA packet (fwknop's are at most
+/// 1500 bytes of payload) with its headers. Also the copy range NFLOG is bound with.
+pub const SPA_SNAPLEN: u16 = 1600;
 
 /// What knockerd's table must contain for a configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +37,8 @@ pub struct TableSpec {
     pub grant_mark: u32,
     /// Only knocks arriving on this interface are logged.
     pub interface: Option<String>,
+    /// UDP ports of single-packet-authorization doors: logged whole, with the SPA prefix.
+    pub spa_ports: Vec<u16>,
 }
 
 impl TableSpec {
@@ -45,6 +50,7 @@ impl TableSpec {
             protect: c.protected(),
             grant_mark: c.grant_mark,
             interface: c.interface.clone(),
+            spa_ports: c.spa_ports(),
         }
     }
 }
@@ -117,6 +123,20 @@ pub fn render(spec: &TableSpec) -> String {
                 service_and_range_set(&spec.knock, &spec.knock_ranges),
                 spec.nflog_group,
                 SNAPLEN
+            ),
+        );
+    }
+    if !spec.spa_ports.is_empty() {
+        let ports: Vec<Service> = spec.spa_ports.iter().map(|p| Service::udp(*p)).collect();
+        rule(
+            &mut s,
+            &format!(
+                "{}meta l4proto . th dport {} log prefix \"{}\" group {} snaplen {} queue-threshold 1 drop",
+                spec.interface.as_ref().map(|i| format!("iifname \"{i}\" ")).unwrap_or_default(),
+                service_set(&ports),
+                crate::nflog::SPA_PREFIX,
+                spec.nflog_group,
+                SPA_SNAPLEN
             ),
         );
     }
@@ -324,6 +344,7 @@ mod tests {
             protect: vec![Service::tcp(22)],
             grant_mark: DEFAULT,
             interface: None,
+            spa_ports: vec![62201],
         }
     }
     const DEFAULT: u32 = crate::config::DEFAULT_GRANT_MARK;
@@ -339,6 +360,7 @@ mod tests {
         assert!(r.contains("flush chain inet knocker input"));
         assert!(r.contains("meta l4proto . th dport { tcp . 7000, udp . 9000, tcp . 40000-40999 } log group 4100 snaplen 128 queue-threshold 1 drop"));
         assert!(r.contains("meta l4proto . th dport { tcp . 22 } drop"));
+        assert!(r.contains("meta l4proto . th dport { udp . 62201 } log prefix \"knocker-spa\" group 4100 snaplen 1600 queue-threshold 1 drop"));
         // grants are accepted before knock and protected ports are dropped
         let grant = r.find("@allow4").expect("grant rule");
         assert!(grant < r.find("log group").expect("knock rule"));

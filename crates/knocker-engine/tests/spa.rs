@@ -1,0 +1,279 @@
+//! SPA doors in the engine, with a stand-in decoder: the policy (replay, sources, keys in door
+//! order, age, address binding, username, expiry, ports and timeouts) on virtual time.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use knocker_engine::{
+    Engine, EngineConfig, Event, Kind, Knock, Proto, Refusal, SequenceDoor, Service, Spa,
+    SpaDecode, SpaError, SpaRequest, TcpFlags,
+};
+
+const NOW: u64 = 1_795_260_671;
+const ALICE: &str = "10.200.1.2";
+const MALLORY: &str = "10.200.2.2";
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("ip")
+}
+
+/// "KEY|user|timestamp|allow|tcp/22,udp/53|timeout" — `KEY` must equal the door's key.
+fn decoder(key: &'static str) -> SpaDecode {
+    Arc::new(move |payload: &[u8]| {
+        let text = std::str::from_utf8(payload).map_err(|_| SpaError::NotForThisKey)?;
+        let f: Vec<&str> = text.split('|').collect();
+        if f.len() != 6 || f[0] != key {
+            return Err(SpaError::NotForThisKey);
+        }
+        if f[4] == "NAT" {
+            return Err(SpaError::Unsupported(
+                "NAT access messages are not supported yet".into(),
+            ));
+        }
+        Ok(SpaRequest {
+            username: f[1].into(),
+            timestamp: f[2].parse().expect("ts"),
+            allow: f[3].parse().expect("allow"),
+            access: f[4]
+                .split(',')
+                .map(|s| s.parse().expect("service"))
+                .collect(),
+            client_timeout: f[5].parse().ok(),
+        })
+    })
+}
+
+fn door(name: &str, key: &'static str, tweak: impl FnOnce(&mut Spa)) -> SequenceDoor {
+    let mut spa = Spa {
+        decode: decoder(key),
+        port: 62201,
+        sources: Vec::new(),
+        max_age: Some(120),
+        access_timeout: 30,
+        max_timeout: 300,
+        restrict: vec![Service::tcp(23)],
+        require_username: None,
+        expire: None,
+        allow_other_address: false,
+    };
+    tweak(&mut spa);
+    SequenceDoor {
+        name: name.into(),
+        open: vec![Service::tcp(22), Service::udp(53)],
+        open_for: Duration::from_secs(3600),
+        kind: Kind::Spa(spa),
+        ..Default::default()
+    }
+}
+
+fn engine(doors: Vec<SequenceDoor>) -> Engine {
+    let mut e = Engine::new(EngineConfig {
+        doors,
+        max_tracked: 100,
+    })
+    .expect("valid");
+    e.set_wall_clock(NOW);
+    e
+}
+
+fn send(e: &mut Engine, from: &str, payload: &str) -> Vec<Event> {
+    let knock = Knock {
+        src: ip(from),
+        dst: ip("10.200.1.1"),
+        proto: Proto::Udp,
+        src_port: 55555,
+        dst_port: 62201,
+        tcp_flags: TcpFlags::default(),
+    };
+    e.handle_datagram(Instant::now(), &knock, payload.as_bytes());
+    std::iter::from_fn(|| e.poll_event()).collect()
+}
+
+fn granted(ev: &[Event]) -> Option<(String, IpAddr, Vec<Service>, Duration)> {
+    ev.iter().find_map(|e| match e {
+        Event::Grant(g) => Some((g.door_name.clone(), g.to, g.open.clone(), g.duration)),
+        _ => None,
+    })
+}
+
+fn refused(ev: &[Event]) -> Option<Refusal> {
+    ev.iter().find_map(|e| match e {
+        Event::Refused { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_valid_packet_opens_for_its_source_once() {
+    let mut e = engine(vec![door("ssh", "K", |_| {})]);
+    let p = format!("K|alice|{NOW}|0.0.0.0|tcp/22|-");
+    let ev = send(&mut e, ALICE, &p);
+    assert_eq!(
+        granted(&ev),
+        Some((
+            "ssh".into(),
+            ip(ALICE),
+            vec![Service::tcp(22)],
+            Duration::from_secs(30)
+        ))
+    );
+    let seen = ev
+        .iter()
+        .position(|e| matches!(e, Event::Seen { .. }))
+        .expect("seen");
+    assert!(
+        seen < ev
+            .iter()
+            .position(|e| matches!(e, Event::Grant(_)))
+            .expect("grant")
+    );
+    assert_eq!(refused(&send(&mut e, ALICE, &p)), Some(Refusal::Replayed));
+    assert_eq!(
+        refused(&send(&mut e, MALLORY, &p)),
+        Some(Refusal::Replayed),
+        "a replay from anywhere"
+    );
+}
+
+#[test]
+fn the_allow_ip_must_be_the_source_unless_the_door_permits_another() {
+    let mut e = engine(vec![door("ssh", "K", |_| {})]);
+    let p = format!("K|alice|{NOW}|{ALICE}|tcp/22|-");
+    assert_eq!(
+        refused(&send(&mut e, MALLORY, &p)),
+        Some(Refusal::OtherAddress { allow: ip(ALICE) })
+    );
+    let mut e = engine(vec![door("cgn", "K", |s| s.allow_other_address = true)]);
+    let p = format!("K|alice|{NOW}|203.0.113.7|tcp/22|-");
+    assert_eq!(
+        granted(&send(&mut e, ALICE, &p)).map(|g| g.1),
+        Some(ip("203.0.113.7"))
+    );
+}
+
+#[test]
+fn doors_on_one_port_are_tried_in_order_by_source_and_key() {
+    let mut e = engine(vec![
+        door("lan", "L", |s| s.sources = vec![(ip("10.200.1.0"), 24)]),
+        door("any", "A", |_| {}),
+    ]);
+    assert_eq!(
+        granted(&send(&mut e, ALICE, &format!("L|a|{NOW}|0.0.0.0|tcp/22|-"))).map(|g| g.0),
+        Some("lan".into())
+    );
+    assert_eq!(
+        granted(&send(&mut e, ALICE, &format!("A|a|{NOW}|0.0.0.0|tcp/22|-"))).map(|g| g.0),
+        Some("any".into())
+    );
+    // mallory is not in lan's sources: lan's key does not even get tried
+    assert_eq!(
+        refused(&send(
+            &mut e,
+            MALLORY,
+            &format!("L|m|{NOW}|0.0.0.0|tcp/22|-")
+        )),
+        Some(Refusal::NotAuthentic)
+    );
+    assert_eq!(
+        refused(&send(&mut e, ALICE, &format!("X|a|{NOW}|0.0.0.0|tcp/22|-"))),
+        Some(Refusal::NotAuthentic)
+    );
+}
+
+#[test]
+fn age_username_expiry_ports_and_timeouts() {
+    let mut e = engine(vec![door("ssh", "K", |s| {
+        s.require_username = Some("alice".into())
+    })]);
+    let r = refused(&send(
+        &mut e,
+        ALICE,
+        &format!("K|alice|{}|0.0.0.0|tcp/22|-", NOW - 200),
+    ))
+    .expect("old");
+    assert_eq!(
+        r,
+        Refusal::Age {
+            off_by_secs: -200,
+            max_age: 120
+        }
+    );
+    assert_eq!(
+        refused(&send(
+            &mut e,
+            ALICE,
+            &format!("K|bob|{NOW}|0.0.0.0|tcp/22|-")
+        )),
+        Some(Refusal::Username("bob".into()))
+    );
+    assert_eq!(
+        refused(&send(
+            &mut e,
+            ALICE,
+            &format!("K|alice|{}|0.0.0.0|tcp/23|-", NOW + 1)
+        )),
+        Some(Refusal::Restricted(Service::tcp(23)))
+    );
+    assert_eq!(
+        refused(&send(
+            &mut e,
+            ALICE,
+            &format!("K|alice|{}|0.0.0.0|tcp/80|-", NOW + 2)
+        )),
+        Some(Refusal::NotOpened(Service::tcp(80)))
+    );
+    assert_eq!(
+        refused(&send(
+            &mut e,
+            ALICE,
+            &format!("K|alice|{}|0.0.0.0|NAT|-", NOW + 3)
+        )),
+        Some(Refusal::Unsupported(
+            "NAT access messages are not supported yet".into()
+        ))
+    );
+    let g = granted(&send(
+        &mut e,
+        ALICE,
+        &format!("K|alice|{}|0.0.0.0|tcp/22,udp/53|9999", NOW + 4),
+    ))
+    .expect("granted");
+    assert_eq!(
+        g.3,
+        Duration::from_secs(300),
+        "a client timeout is capped by max_timeout"
+    );
+    let mut e = engine(vec![door("old", "K", |s| s.expire = Some(NOW - 1))]);
+    assert_eq!(
+        refused(&send(&mut e, ALICE, &format!("K|a|{NOW}|0.0.0.0|tcp/22|-"))),
+        Some(Refusal::Expired)
+    );
+}
+
+#[test]
+fn the_replay_memory_survives_a_restart_through_add_seen() {
+    let mut e = engine(vec![door("ssh", "K", |_| {})]);
+    let p = format!("K|alice|{NOW}|0.0.0.0|tcp/22|-");
+    let ev = send(&mut e, ALICE, &p);
+    let (digest, until) = ev
+        .iter()
+        .find_map(|e| {
+            if let Event::Seen {
+                digest, until_unix, ..
+            } = e
+            {
+                Some((*digest, *until_unix))
+            } else {
+                None
+            }
+        })
+        .expect("seen");
+    assert_eq!(until, NOW + 120);
+    let mut restarted = engine(vec![door("ssh", "K", |_| {})]);
+    restarted.add_seen(digest, until);
+    assert_eq!(
+        refused(&send(&mut restarted, ALICE, &p)),
+        Some(Refusal::Replayed)
+    );
+}

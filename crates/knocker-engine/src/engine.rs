@@ -529,7 +529,7 @@ impl Engine {
             let Kind::Spa(spa) = &door.spec.kind else {
                 continue;
             };
-            if spa.port != knock.dst_port || !spa.admits_source(src) {
+            if spa.port != knock.dst_port || !spa.admits(src, knock.dst.to_canonical()) {
                 continue;
             }
             if self.seen.get(&digest).is_some_and(|until| *until >= wall) {
@@ -669,6 +669,11 @@ fn spa_verdict(
         }
     }
     let allow = req.allow.to_canonical();
+    if allow.is_unspecified() && spa.require_source_address {
+        return Err(Refusal::Unsupported(
+            "the request does not name its address (0.0.0.0), and this door requires it".into(),
+        ));
+    }
     let to = if allow.is_unspecified() {
         src
     } else if allow == src || spa.allow_other_address {
@@ -687,7 +692,11 @@ fn spa_verdict(
     if let Some(s) = req.access.iter().find(|s| spa.restrict.contains(s)) {
         return Err(Refusal::Restricted(*s));
     }
-    if let Some(s) = req.access.iter().find(|s| !door.open.contains(s)) {
+    if let Some(s) = req
+        .access
+        .iter()
+        .find(|s| !spa.open_any && !door.open.contains(s))
+    {
         return Err(Refusal::NotOpened(*s));
     }
     if req.access.is_empty() {

@@ -275,7 +275,9 @@ impl SequenceDoor {
                 return Err(SequenceError::EncodedOpensNothing)
             }
             Kind::Encoded(_) => {}
-            Kind::Spa(_) if self.open.is_empty() => return Err(SequenceError::EncodedOpensNothing),
+            Kind::Spa(spa) if self.open.is_empty() && !spa.open_any => {
+                return Err(SequenceError::EncodedOpensNothing)
+            }
             Kind::Spa(_) => {}
         }
         if let Some(s) = self.fixed_knocks().find(|s| self.open.contains(s)) {

@@ -60,6 +60,13 @@ pub struct Spa {
     pub expire: Option<u64>,
     /// Grant the address inside the request even when it differs from the packet's source.
     pub allow_other_address: bool,
+    /// Refuse requests whose allow IP is unspecified (fwknopd's REQUIRE_SOURCE_ADDRESS).
+    pub require_source_address: bool,
+    /// Where packets must be sent to: (network, prefix length); empty means anywhere.
+    pub destinations: Vec<(IpAddr, u8)>,
+    /// Open whatever service the request names (fwknopd's access.conf without OPEN_PORTS);
+    /// otherwise only the door's `open` services.
+    pub open_any: bool,
 }
 
 impl Spa {
@@ -70,6 +77,16 @@ impl Spa {
                 .sources
                 .iter()
                 .any(|(net, len)| in_net(src, *net, *len))
+    }
+
+    /// Whether a packet from `src` to `dst` is for this door.
+    pub fn admits(&self, src: IpAddr, dst: IpAddr) -> bool {
+        self.admits_source(src)
+            && (self.destinations.is_empty()
+                || self
+                    .destinations
+                    .iter()
+                    .any(|(net, len)| in_net(dst, *net, *len)))
     }
 }
 

@@ -56,6 +56,9 @@ fn door(name: &str, key: &'static str, tweak: impl FnOnce(&mut Spa)) -> Sequence
         require_username: None,
         expire: None,
         allow_other_address: false,
+        require_source_address: false,
+        destinations: Vec::new(),
+        open_any: false,
     };
     tweak(&mut spa);
     SequenceDoor {

@@ -5,6 +5,8 @@
 //! - [`encoded`]: encoded knocks: a request (address, services, duration, time), encrypted and
 //!   authenticated with ChaCha20-Poly1305, spelled out as ports in a span of 2^k ports, and
 //!   reassembled in any order.
+//! - [`fwknop`]: fwknop's single packet authorization (Rijndael + HMAC), decoded in fwknopd's
+//!   order of checks and encoded as Debian's `fwknop` client sends it.
 //!
 //! Everything here is total on untrusted input: no panics, typed errors, bounded memory. Keys are
 //! zeroized on drop, compared in constant time and never printed (their `Debug` shows only the
@@ -12,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod encoded;
+pub mod fwknop;
 mod key;
 pub mod keyfile;
 pub mod rotate;

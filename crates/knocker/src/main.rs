@@ -8,10 +8,12 @@
 #![forbid(unsafe_code)]
 
 mod files;
+mod fwknoprc;
 mod kinds;
 mod knock;
 mod profile;
 mod secrets;
+mod spa;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -43,7 +45,7 @@ Profiles:
 
   A port in `sequence` that names no protocol is TCP. Every profile has `host` and may have
   `delay_ms` and `family`; `kind` says what it knocks: \"sequence\" (the default, above),
-  \"rotating\" or \"encoded\". The server's door must say the same as the profile.
+  \"rotating\", \"encoded\" or \"fwknop\". The server's door must say the same as the profile.
 
     [profile.rot]                 # a rotating sequence: new ports every period
     host = \"server.example.org\"
@@ -68,6 +70,20 @@ Profiles:
     # allow = \"203.0.113.7\"       # optional: the address to open for; default: this
                                   # machine's address towards the host (set it behind NAT)
 
+    [profile.fw]                  # fwknop SPA: one packet, as the fwknop client sends it
+    host = \"server.example.org\"   # (the stanza's SPA_SERVER is not used)
+    kind = \"fwknop\"
+    stanza = \"myssh\"              # a ~/.fwknoprc stanza: keys, ACCESS, ALLOW_IP...
+    # rc_file = \"~/.fwknoprc\"     # optional: another rc file
+    # key_file = \"fw.key\"         # instead of a stanza: the Rijndael key (base64, 1 to 32
+    # hmac_key_file = \"fw.hmac\"   # bytes) and the HMAC key (base64, 1 to 128 bytes)
+    # hmac_digest = \"sha256\"      # optional: md5, sha1, sha256, sha384 or sha512
+    # open = [\"tcp/22\"]           # these override the stanza's; open is needed without one
+    # allow = \"203.0.113.7\"       # or \"source\" (fwknop -s); default as for encoded
+    # duration = \"120s\"           # optional: ask for this long (fwknop -f)
+    # port = 62201                # optional: the server's port
+    # user = \"alice\"              # optional: the user name in the packet
+
   Relative key_file and counter_file paths are relative to the directory of profiles.toml;
   `~/` is the home directory. A key file is refused if group or others have any access to
   it. A mistake in the file is reported as file:line:column.";
@@ -81,7 +97,8 @@ Examples:
   knocker knock myserver && ssh server.example.org
   knocker keygen --out ~/.config/knocker/rot.key      # then copy it to the server
   knocker sequence rot                                # prints e.g. `40392 40952 40454 40384`
-  knock server.example.org $(knocker sequence rot)    # any knock tool can knock it";
+  knock server.example.org $(knocker sequence rot)    # any knock tool can knock it
+  knocker spa --fwknop -n myssh                       # an fwknop SPA packet (~/.fwknoprc)";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -139,6 +156,15 @@ it in a profile's key_file, and give the same key to the server's door."
     /// Add, list, show or remove saved profiles
     #[command(subcommand, after_long_help = PROFILES_HELP)]
     Profile(ProfileCommand),
+    /// Send a single packet authorization (SPA) packet: fwknop's format, with --fwknop
+    #[command(
+        long_about = "Sends one single packet authorization (SPA) packet to HOST: one UDP \
+datagram carrying an encrypted, authenticated request to open services (or run a command) for an \
+address. With --fwknop (required: it is the only format today) the packet is fwknop's, exactly as \
+the fwknop client sends it, so that fwknopd and knockerd's fwknop doors accept it. Prints nothing \
+unless -v, and exits 0 once the packet is sent: an SPA packet gets no answer."
+    )]
+    Spa(Box<spa::SpaArgs>),
 }
 /// How knocks are sent: shared by `knock` and `profile add`, which stores them.
 #[derive(Args, Debug)]
@@ -265,6 +291,8 @@ enum Error {
     Kind(#[from] kinds::KindError),
     #[error(transparent)]
     Secret(#[from] secrets::SecretError),
+    #[error(transparent)]
+    Spa(#[from] spa::SpaError),
     #[error("no ports to knock on {host:?}, and no profile of that name in {}: give PORTs, or save one with `knocker profile add {host} HOST PORT...`", .path.display())]
     NoPorts {
         host: String,
@@ -272,6 +300,8 @@ enum Error {
     },
     #[error("profile {0:?} is encoded: it has no fixed sequence, every knock is a new encrypted request; knock it with `knocker knock {0}` (-v shows the ports)")]
     NoSequence(String),
+    #[error("profile {0:?} is kind = \"fwknop\": it sends one SPA packet, not a port sequence; knock it with `knocker knock {0}`")]
+    NoFwknopSequence(String),
     #[error("--consume uses up a hotp counter, and profile {0:?} is not kind = \"rotating\" with mode = \"hotp\"")]
     NothingToConsume(String),
 }
@@ -284,8 +314,10 @@ impl Error {
             Error::BadPort(_)
             | Error::NoPorts { .. }
             | Error::NoSequence(_)
+            | Error::NoFwknopSequence(_)
             | Error::NothingToConsume(_)
             | Error::Profile(ProfileError::BadName(_) | ProfileError::BadHost(_)) => 2,
+            Error::Spa(e) if e.is_usage() => 2,
             _ => 1,
         }
     }
@@ -298,6 +330,7 @@ fn main() -> ExitCode {
         Command::Sequence(args) => sequence(args),
         Command::Keygen(args) => keygen(args),
         Command::Profile(command) => profile(command),
+        Command::Spa(args) => spa::run(&args).map_err(Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -318,6 +351,11 @@ fn knock(args: KnockArgs) -> Result<(), Error> {
                 path: store.path().to_path_buf(),
             });
         };
+        if let Kind::Fwknop(fwknop) = &saved.kind {
+            // One SPA datagram, not a sequence.
+            spa::knock_profile(&store, &saved.host, fwknop, args.verbose, args.at)?;
+            return Ok(());
+        }
         let family = match (&saved.kind, args.send.family().unwrap_or(saved.family)) {
             // The knocks must come from the family of the address they ask to open for.
             (Kind::Encoded(encoded), Family::Any) => match encoded.allow {
@@ -333,6 +371,8 @@ fn knock(args: KnockArgs) -> Result<(), Error> {
             Kind::Sequence(sequence) => sequence.clone(),
             Kind::Rotating(rotating) => kinds::rotating(&store, rotating, now, true)?.0,
             Kind::Encoded(encoded) => kinds::encoded(&store, encoded, ip, now)?,
+            // Sent above: one SPA datagram, not a sequence.
+            Kind::Fwknop(_) => return Ok(()),
         };
         (ip, sequence, args.send.delay.unwrap_or(saved.delay_ms))
     } else {
@@ -374,6 +414,7 @@ fn sequence(args: SequenceArgs) -> Result<(), Error> {
             eprintln!("{}", step.note);
         }
         Kind::Encoded(_) => return Err(Error::NoSequence(args.name)),
+        Kind::Fwknop(_) => return Err(Error::NoFwknopSequence(args.name)),
     }
     Ok(())
 }
@@ -478,6 +519,7 @@ mod tests {
                     Kind::Sequence(_) => "sequence",
                     Kind::Rotating(_) => "rotating",
                     Kind::Encoded(_) => "encoded",
+                    Kind::Fwknop(_) => "fwknop",
                 };
                 (name.as_str(), kind)
             })
@@ -486,6 +528,7 @@ mod tests {
             kinds,
             [
                 ("enc", "encoded"),
+                ("fw", "fwknop"),
                 ("myserver", "sequence"),
                 ("rot", "rotating")
             ]

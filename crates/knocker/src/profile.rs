@@ -6,8 +6,8 @@
 //! atomically, readable by its owner only: a static sequence is a secret.
 //!
 //! A profile has a kind: `sequence` (a static port sequence, the default), `rotating` (a sequence
-//! derived from a shared key and the time or a counter) or `encoded` (an encrypted request spelled
-//! out as ports). Key files and counter files are named by path; a relative path is relative to
+//! derived from a shared key and the time or a counter), `encoded` (an encrypted request spelled
+//! out as ports) or `fwknop` (one fwknop SPA packet, from a `~/.fwknoprc` stanza or key files). Key files and counter files are named by path; a relative path is relative to
 //! the directory of profiles.toml, and `~/` is the home directory.
 
 use std::collections::BTreeMap;
@@ -15,12 +15,13 @@ use std::ffi::OsString;
 use std::fmt;
 use std::fs::{self, DirBuilder};
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Range;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use knocker_wire::encoded::{self, EncodedSpec};
+use knocker_wire::fwknop::Digest;
 use knocker_wire::rotate::{self, RotateSpec};
 use knocker_wire::{Proto, Service};
 use serde::Deserialize;
@@ -60,6 +61,31 @@ pub enum Kind {
     Sequence(Vec<Service>),
     Rotating(Rotating),
     Encoded(Encoded),
+    Fwknop(Fwknop),
+}
+
+/// An fwknop SPA packet: the settings of a `~/.fwknoprc` stanza (or of `rc_file`), or keys in key
+/// files; the other fields, when given, override the stanza's. The host is the profile's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fwknop {
+    pub stanza: Option<String>,
+    pub rc_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub hmac_key_file: Option<PathBuf>,
+    pub hmac_digest: Option<Digest>,
+    pub open: Option<Vec<Service>>,
+    pub allow: Option<FwknopAllow>,
+    pub port: Option<u16>,
+    pub timeout_secs: Option<u32>,
+    pub user: Option<String>,
+}
+
+/// Whom an fwknop profile asks to open for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FwknopAllow {
+    Ip(Ipv4Addr),
+    /// `allow = "source"`: 0.0.0.0, the packet's source address.
+    Source,
 }
 
 /// A rotating sequence: derived from the key in `key_file` and the time step or a counter.
@@ -113,6 +139,17 @@ impl fmt::Display for Kind {
                     open.join(" "),
                     e.duration_secs
                 )
+            }
+            Kind::Fwknop(fw) => {
+                f.write_str("fwknop")?;
+                if let Some(stanza) = &fw.stanza {
+                    write!(f, ": stanza [{stanza}]")?;
+                }
+                if let Some(open) = &fw.open {
+                    let open: Vec<String> = open.iter().map(Service::to_string).collect();
+                    write!(f, ", open {}", open.join(","))?;
+                }
+                Ok(())
             }
         }
     }
@@ -209,6 +246,13 @@ struct RawProfile {
     open: Option<Spanned<Vec<Spanned<String>>>>,
     duration: Option<Spanned<RawDuration>>,
     allow: Option<Spanned<String>>,
+    // fwknop
+    stanza: Option<Spanned<String>>,
+    rc_file: Option<Spanned<String>>,
+    hmac_key_file: Option<Spanned<String>>,
+    hmac_digest: Option<Spanned<String>>,
+    port: Option<Spanned<i64>>,
+    user: Option<Spanned<String>>,
 }
 
 /// `30` (seconds) or `"30s"`, `"5m"`, `"2h"`, `"1d"`, as knockerd's config writes durations.
@@ -271,19 +315,22 @@ struct Reader<'a> {
 const SEQUENCE: &[&str] = &["sequence"];
 const ROTATING: &[&str] = &["rotating"];
 const ENCODED: &[&str] = &["encoded"];
+const FWKNOP: &[&str] = &["fwknop"];
 const KEYED: &[&str] = &["rotating", "encoded"];
+const SPA: &[&str] = &["encoded", "fwknop"];
+const ANY_KEY: &[&str] = &["rotating", "encoded", "fwknop"];
 
 /// A kind-specific key: its name, where it is (if present), and the kinds that take it.
 type KindKey = (&'static str, Option<Range<usize>>, &'static [&'static str]);
 
 impl RawProfile {
-    fn kind_keys(&self) -> [KindKey; 13] {
+    fn kind_keys(&self) -> [KindKey; 19] {
         fn at<T>(value: &Option<Spanned<T>>) -> Option<Range<usize>> {
             value.as_ref().map(Spanned::span)
         }
         [
             ("sequence", at(&self.sequence), SEQUENCE),
-            ("key_file", at(&self.key_file), KEYED),
+            ("key_file", at(&self.key_file), ANY_KEY),
             ("proto", at(&self.proto), KEYED),
             ("mode", at(&self.mode), ROTATING),
             ("period", at(&self.period), ROTATING),
@@ -292,9 +339,15 @@ impl RawProfile {
             ("ports", at(&self.ports), ROTATING),
             ("base", at(&self.base), ENCODED),
             ("bits", at(&self.bits), ENCODED),
-            ("open", at(&self.open), ENCODED),
-            ("duration", at(&self.duration), ENCODED),
-            ("allow", at(&self.allow), ENCODED),
+            ("open", at(&self.open), SPA),
+            ("duration", at(&self.duration), SPA),
+            ("allow", at(&self.allow), SPA),
+            ("stanza", at(&self.stanza), FWKNOP),
+            ("rc_file", at(&self.rc_file), FWKNOP),
+            ("hmac_key_file", at(&self.hmac_key_file), FWKNOP),
+            ("hmac_digest", at(&self.hmac_digest), FWKNOP),
+            ("port", at(&self.port), FWKNOP),
+            ("user", at(&self.user), FWKNOP),
         ]
     }
 }
@@ -324,7 +377,11 @@ impl Section<'_> {
                 self.span.clone(),
                 format!(
                     "{} {} profile needs `{key}` (see `knocker --help`)",
-                    if self.kind == "encoded" { "an" } else { "a" },
+                    if self.kind == "encoded" || self.kind == "fwknop" {
+                        "an"
+                    } else {
+                        "a"
+                    },
                     self.kind
                 ),
             )
@@ -505,6 +562,136 @@ impl Section<'_> {
     }
 }
 
+impl Section<'_> {
+    fn optional_path(
+        &self,
+        value: &Option<Spanned<String>>,
+        key: &str,
+    ) -> Result<Option<PathBuf>, ProfileError> {
+        match value {
+            None => Ok(None),
+            Some(_) => self.path(value, key).map(Some),
+        }
+    }
+
+    fn fwknop(&self, raw: &RawProfile) -> Result<Kind, ProfileError> {
+        let stanza = match &raw.stanza {
+            Some(s) if s.get_ref().trim().is_empty() => {
+                return Err(self.err(s.span(), "`stanza` is empty: name a ~/.fwknoprc stanza"))
+            }
+            Some(s) => Some(s.get_ref().trim().to_string()),
+            None => None,
+        };
+        let key_file = self.optional_path(&raw.key_file, "key_file")?;
+        let hmac_key_file = self.optional_path(&raw.hmac_key_file, "hmac_key_file")?;
+        match (&stanza, &raw.key_file, &raw.hmac_key_file) {
+            (Some(_), Some(k), _) | (Some(_), None, Some(k)) => {
+                return Err(self.err(
+                    k.span(),
+                    "the keys of a profile with a `stanza` come from the stanza: drop the key \
+                     files, or the stanza",
+                ))
+            }
+            (None, None, None) => {
+                return Err(self.err(
+                    self.span.clone(),
+                    "an fwknop profile needs `stanza` (a ~/.fwknoprc stanza), or `key_file` and \
+                     `hmac_key_file`",
+                ))
+            }
+            (None, Some(_), None) | (None, None, Some(_)) => {
+                self.required(&raw.key_file, "key_file")?;
+                self.required(&raw.hmac_key_file, "hmac_key_file")?;
+            }
+            _ => {}
+        }
+        if let (Some(r), None) = (&raw.rc_file, &stanza) {
+            return Err(self.err(r.span(), "`rc_file` goes with `stanza`"));
+        }
+        let rc_file = self.optional_path(&raw.rc_file, "rc_file")?;
+        let hmac_digest = match &raw.hmac_digest {
+            None => None,
+            Some(d) => Some(
+                d.get_ref()
+                    .parse::<Digest>()
+                    .map_err(|e| self.err(d.span(), format!("hmac_digest: {e}")))?,
+            ),
+        };
+        let open = match &raw.open {
+            None if stanza.is_none() => {
+                self.required(&raw.open, "open")?;
+                None
+            }
+            None => None,
+            Some(listed) => {
+                let mut open = Vec::new();
+                for s in listed.get_ref() {
+                    let service: Service = s
+                        .get_ref()
+                        .parse()
+                        .map_err(|e| self.err(s.span(), format!("open: {e}")))?;
+                    open.push(service);
+                }
+                if open.is_empty() {
+                    return Err(self.err(listed.span(), "open: list at least one service"));
+                }
+                Some(open)
+            }
+        };
+        let allow = match &raw.allow {
+            None => None,
+            Some(a) if a.get_ref().trim().eq_ignore_ascii_case("source") => {
+                Some(FwknopAllow::Source)
+            }
+            Some(a) => match a.get_ref().trim().parse::<Ipv4Addr>() {
+                Ok(ip) if !ip.is_unspecified() => Some(FwknopAllow::Ip(ip)),
+                _ => {
+                    return Err(self.err(
+                        a.span(),
+                        format!(
+                            "allow: {:?} is neither an IPv4 address nor \"source\" (fwknop carries \
+                             only IPv4)",
+                            a.get_ref()
+                        ),
+                    ))
+                }
+            },
+        };
+        let port = match &raw.port {
+            None => None,
+            Some(p) => Some(
+                u16::try_from(*p.get_ref())
+                    .ok()
+                    .filter(|&p| p > 0)
+                    .ok_or_else(|| self.err(p.span(), "port: a port from 1 to 65535"))?,
+            ),
+        };
+        // At most 65536 s, as fwknop's -f: it fits.
+        let timeout_secs = match &raw.duration {
+            None => None,
+            Some(d) => Some(self.seconds(d, "duration", 65_536)? as u32),
+        };
+        let user = match &raw.user {
+            Some(u) if u.get_ref().is_empty() => {
+                return Err(self.err(u.span(), "user: empty"));
+            }
+            other => other.as_ref().map(|u| u.get_ref().clone()),
+        };
+        Ok(Kind::Fwknop(Fwknop {
+            stanza,
+            rc_file,
+            key_file,
+            hmac_key_file,
+            hmac_digest,
+            open,
+            allow,
+            port,
+            timeout_secs,
+            user,
+        }))
+    }
+}
+
 impl Reader<'_> {
     fn malformed(&self, span: Option<Range<usize>>, message: String) -> ProfileError {
         ProfileError::Malformed {
@@ -535,11 +722,13 @@ impl Reader<'_> {
                 "sequence" => "sequence",
                 "rotating" => "rotating",
                 "encoded" => "encoded",
+                "fwknop" => "fwknop",
                 other => {
                     return Err(section.err(
                         k.span(),
                         format!(
-                            "unknown kind {other:?}: use \"sequence\", \"rotating\" or \"encoded\""
+                            "unknown kind {other:?}: use \"sequence\", \"rotating\", \"encoded\" \
+                             or \"fwknop\""
                         ),
                     ))
                 }
@@ -550,8 +739,11 @@ impl Reader<'_> {
             if let (Some(span), false) = (span, kinds.contains(&section.kind)) {
                 let belongs = match kinds {
                     SEQUENCE => "a sequence profile (the default kind)".to_string(),
-                    KEYED => "kind = \"rotating\" and kind = \"encoded\"".to_string(),
-                    _ => format!("kind = \"{}\"", kinds.join("")),
+                    _ => kinds
+                        .iter()
+                        .map(|k| format!("kind = \"{k}\""))
+                        .collect::<Vec<_>>()
+                        .join(" and "),
                 };
                 return Err(section.err(
                     span,
@@ -565,6 +757,7 @@ impl Reader<'_> {
         let kind = match section.kind {
             "rotating" => section.rotating(raw)?,
             "encoded" => section.encoded(raw)?,
+            "fwknop" => section.fwknop(raw)?,
             _ => section.sequence(raw)?,
         };
         Ok(Profile {
@@ -666,6 +859,47 @@ fn profile_table(profile: &Profile) -> Table {
             if let Some(allow) = e.allow {
                 table.insert("allow", toml_edit::value(allow.to_string()));
             }
+        }
+        Kind::Fwknop(fw) => {
+            table.insert("kind", toml_edit::value("fwknop"));
+            let text = |t: &mut Table, key: &str, v: &Option<String>| {
+                if let Some(v) = v {
+                    t.insert(key, toml_edit::value(v.as_str()));
+                }
+            };
+            let path = |t: &mut Table, key: &str, v: &Option<PathBuf>| {
+                if let Some(v) = v {
+                    t.insert(key, toml_edit::value(path_text(v)));
+                }
+            };
+            text(&mut table, "stanza", &fw.stanza);
+            path(&mut table, "rc_file", &fw.rc_file);
+            path(&mut table, "key_file", &fw.key_file);
+            path(&mut table, "hmac_key_file", &fw.hmac_key_file);
+            text(
+                &mut table,
+                "hmac_digest",
+                &fw.hmac_digest.map(|d| d.name().to_string()),
+            );
+            if let Some(open) = &fw.open {
+                let mut list = Array::new();
+                for service in open {
+                    list.push(service.to_string());
+                }
+                table.insert("open", toml_edit::value(list));
+            }
+            let allow = fw.allow.map(|a| match a {
+                FwknopAllow::Ip(ip) => ip.to_string(),
+                FwknopAllow::Source => "source".to_string(),
+            });
+            text(&mut table, "allow", &allow);
+            if let Some(port) = fw.port {
+                table.insert("port", toml_edit::value(i64::from(port)));
+            }
+            if let Some(secs) = fw.timeout_secs {
+                table.insert("duration", toml_edit::value(i64::from(secs)));
+            }
+            text(&mut table, "user", &fw.user);
         }
     }
     table.insert("delay_ms", toml_edit::value(i64::from(profile.delay_ms)));
@@ -1403,6 +1637,77 @@ open = ["22"]
             if *line > 0 {
                 assert_eq!(at.map(|a| a.0), Some(*line), "{msg}\n{text}");
             }
+            assert!(msg.contains(needle), "{msg:?} lacks {needle:?}\n{text}");
+        }
+    }
+
+    #[test]
+    fn fwknop_profiles_parse_render_and_say_what_is_wrong() {
+        let text = "[profile.s]\nhost = \"h\"\nkind = \"fwknop\"\nstanza = \"myssh\"\n\
+                    rc_file = \"~/.fwknoprc\"\n\n\
+                    [profile.k]\nhost = \"h\"\nkind = \"fwknop\"\nkey_file = \"k\"\n\
+                    hmac_key_file = \"hk\"\nhmac_digest = \"SHA512\"\nopen = [\"tcp/22\", \"53:udp\"]\n\
+                    allow = \"source\"\nduration = \"1m\"\nport = 62202\nuser = \"bob\"\n";
+        let profiles = parse(text, Path::new("p.toml")).expect("valid");
+        assert_eq!(
+            profiles["k"].kind,
+            Kind::Fwknop(Fwknop {
+                stanza: None,
+                rc_file: None,
+                key_file: Some("k".into()),
+                hmac_key_file: Some("hk".into()),
+                hmac_digest: Some(Digest::Sha512),
+                open: Some(vec![Service::tcp(22), Service::udp(53)]),
+                allow: Some(FwknopAllow::Source),
+                port: Some(62202),
+                timeout_secs: Some(60),
+                user: Some("bob".into()),
+            })
+        );
+        let Kind::Fwknop(s) = &profiles["s"].kind else {
+            panic!("not fwknop")
+        };
+        assert_eq!(s.stanza.as_deref(), Some("myssh"));
+        assert_eq!(s.rc_file, Some(PathBuf::from("~/.fwknoprc")));
+        for (name, profile) in &profiles {
+            let text = render(name, profile);
+            assert_eq!(
+                &parse(&text, Path::new("p")).expect("parses")[name],
+                profile,
+                "{text}"
+            );
+        }
+
+        let fw = "[profile.f]\nhost = \"h\"\nkind = \"fwknop\"\n";
+        let cases: &[(String, usize, &str)] = &[
+            (fw.into(), 1, "needs `stanza` (a ~/.fwknoprc stanza), or `key_file` and"),
+            (
+                format!("{fw}stanza = \"a\"\nkey_file = \"k\"\n"),
+                5,
+                "the keys of a profile with a `stanza` come from the stanza",
+            ),
+            (format!("{fw}key_file = \"k\"\nopen = [\"22\"]\n"), 1, "needs `hmac_key_file`"),
+            (
+                format!("{fw}key_file = \"k\"\nhmac_key_file = \"h\"\n"),
+                1,
+                "an fwknop profile needs `open`",
+            ),
+            (format!("{fw}rc_file = \"r\"\nkey_file = \"k\"\nhmac_key_file = \"h\"\nopen = [\"22\"]\n"), 4, "`rc_file` goes with `stanza`"),
+            (format!("{fw}stanza = \"a\"\nallow = \"2001:db8::1\"\n"), 5, "fwknop carries only IPv4"),
+            (format!("{fw}stanza = \"a\"\nhmac_digest = \"sha3_256\"\n"), 5, "unknown digest type"),
+            (format!("{fw}stanza = \"a\"\nport = 0\n"), 5, "port: a port from 1 to 65535"),
+            (format!("{fw}stanza = \"a\"\nduration = \"2d\"\n"), 5, "duration: from 1 second to 65536"),
+            (format!("{fw}stanza = \"a\"\nopen = []\n"), 5, "open: list at least one service"),
+            (format!("{fw}stanza = \"a\"\nbase = 40000\n"), 5, "`base` is for kind = \"encoded\""),
+            (
+                "[profile.e]\nhost = \"h\"\nsequence = [\"1\"]\nstanza = \"a\"\n".into(),
+                4,
+                "`stanza` is for kind = \"fwknop\"",
+            ),
+        ];
+        for (text, line, needle) in cases {
+            let (at, msg) = malformed_at(text);
+            assert_eq!(at.map(|a| a.0), Some(*line), "{msg}\n{text}");
             assert!(msg.contains(needle), "{msg:?} lacks {needle:?}\n{text}");
         }
     }

@@ -146,6 +146,9 @@ impl Door {
 
     /// What the door listens for, for `check` (this shows the secret: not for logs).
     pub fn describe_knocks(&self) -> String {
+        if let Some(d) = self.describe_spa() {
+            return d;
+        }
         let list = |seq: &[Service]| {
             seq.iter()
                 .map(|s| s.to_string())
@@ -177,7 +180,37 @@ impl Door {
     }
 
     /// What the door listens for, without the secret: for logs.
+    /// An SPA door's description (it has no secret to hide).
+    fn describe_spa(&self) -> Option<String> {
+        let Kind::Spa(spa) = &self.spec.kind else {
+            return None;
+        };
+        let nets = |v: &[(std::net::IpAddr, u8)]| {
+            if v.is_empty() {
+                "anywhere".to_string()
+            } else {
+                v.iter()
+                    .map(|(n, l)| format!("{n}/{l}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        Some(format!(
+            "fwknop SPA packets on udp/{} from {}{}",
+            spa.port,
+            nets(&spa.sources),
+            if spa.open_any {
+                " (opens any port asked for: no OPEN_PORTS)"
+            } else {
+                ""
+            }
+        ))
+    }
+
     pub fn describe_knocks_for_log(&self) -> String {
+        if let Some(d) = self.describe_spa() {
+            return d;
+        }
         if let Some(r) = &self.rotating {
             return format!(
                 "a rotating sequence ({}) from {}/{}-{}",
@@ -326,6 +359,18 @@ struct RawDoor {
     bits: Option<Spanned<i64>>,
     max_age: Option<Spanned<RawDuration>>,
     allow_other_address: Option<bool>,
+    // fwknop doors (and key_file, max_age, allow_other_address)
+    port: Option<Spanned<i64>>,
+    sources: Option<Spanned<Vec<Spanned<String>>>>,
+    destinations: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    restrict: Vec<Spanned<String>>,
+    hmac_key_file: Option<Spanned<String>>,
+    hmac_digest: Option<Spanned<String>>,
+    max_open_for: Option<Spanned<RawDuration>>,
+    expire: Option<Spanned<i64>>,
+    require_username: Option<String>,
+    require_source_address: Option<bool>,
     window: Option<Spanned<RawDuration>>,
     open_for: Option<Spanned<RawDuration>>,
     tcp_flags: Option<Spanned<String>>,
@@ -544,6 +589,15 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
                     Err((_, msg)) => return cx.err(o.span(), msg),
                 }
             }
+            "fwknop" => {
+                if let Some(seq) = &d.sequence {
+                    return cx.err(
+                        seq.span(),
+                        "a fwknop door reads SPA packets: remove `sequence`",
+                    );
+                }
+                (Vec::new(), None)
+            }
             "encoded" => {
                 if let Some(seq) = &d.sequence {
                     return cx.err(
@@ -568,11 +622,34 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
                 let at = d.kind.as_ref().map(|k| k.span()).unwrap_or(span.clone());
                 return cx.err(
                     at,
-                    format!("unknown door kind {other:?}: use \"sequence\", \"one-time\", \"rotating\" or \"encoded\""),
+                    format!("unknown door kind {other:?}: use \"sequence\", \"one-time\", \"rotating\", \"encoded\" or \"fwknop\""),
                 );
             }
         };
-        if kind_name != "encoded" {
+        if kind_name != "fwknop" {
+            let stray = [&d.port, &d.expire]
+                .into_iter()
+                .flatten()
+                .next()
+                .map(|s| s.span());
+            let stray = stray
+                .or(d.sources.as_ref().map(|s| s.span()))
+                .or(d.destinations.as_ref().map(|s| s.span()))
+                .or(d.restrict.first().map(|s| s.span()))
+                .or(d.hmac_key_file.as_ref().map(|s| s.span()))
+                .or(d.hmac_digest.as_ref().map(|s| s.span()))
+                .or(d.max_open_for.as_ref().map(|s| s.span()));
+            if let Some(at) = stray {
+                return cx.err(at, "port, sources, destinations, restrict, hmac_key_file, hmac_digest, max_open_for and expire belong to kind = \"fwknop\"");
+            }
+            if d.require_username.is_some() || d.require_source_address.is_some() {
+                return cx.err(
+                    span.clone(),
+                    "require_username and require_source_address belong to kind = \"fwknop\"",
+                );
+            }
+        }
+        if kind_name != "encoded" && kind_name != "fwknop" {
             let stray = [&d.base, &d.bits]
                 .into_iter()
                 .flatten()
@@ -588,7 +665,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
                 );
             }
         }
-        if kind_name != "rotating" && kind_name != "encoded" {
+        if kind_name != "rotating" && kind_name != "encoded" && kind_name != "fwknop" {
             let stray = [&d.key_file, &d.mode, &d.ports, &d.proto]
                 .into_iter()
                 .flatten()
@@ -604,6 +681,11 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             }
         }
         let open = cx.services(&d.open, "open")?;
+        let fwknop = if kind_name == "fwknop" {
+            Some(fwknop_door(&cx, d, &span, name, &open)?)
+        } else {
+            None
+        };
         let target = match &d.target {
             None => None,
             Some(t) => Some(t.get_ref().parse::<IpAddr>().or_else(|_| {
@@ -690,6 +772,13 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             },
             None => open_for,
         };
+        // a fwknop door's grants last open_for, or up to max_open_for when the client asks
+        let open_for = match &fwknop {
+            Some((_, Kind::Spa(spa))) => {
+                Duration::from_secs(spa.access_timeout.max(spa.max_timeout))
+            }
+            _ => open_for,
+        };
         let spec = SequenceDoor {
             name: name.clone(),
             sequence,
@@ -698,6 +787,10 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             open,
             open_for,
             kind: match (&one_time, &rotating) {
+                _ if fwknop.is_some() => fwknop
+                    .as_ref()
+                    .map(|(_, k)| k.clone())
+                    .unwrap_or(Kind::Static),
                 (Some(f), _) => Kind::OneTime {
                     lines: f.sequences(),
                     used: None,
@@ -726,7 +819,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             stop_after,
             one_time,
             rotating: rotating.map(|(r, _)| r),
-            spa_port: None,
+            spa_port: fwknop.as_ref().map(|(port, _)| *port),
             line: cx.line_of(span.start),
         });
     }
@@ -816,6 +909,134 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         });
     }
     Ok(config)
+}
+
+/// Builds a single-packet-authorization door in fwknop's format (what `import-fwknop` writes):
+/// the two key files, the sources, and fwknopd's limits.
+fn fwknop_door(
+    cx: &Ctx<'_>,
+    d: &RawDoor,
+    span: &std::ops::Range<usize>,
+    name: &str,
+    open: &[Service],
+) -> Result<(u16, Kind), ConfigError> {
+    use knocker_wire::fwknop::{key_from_base64, Digest, FwknopKeys};
+    for (v, key) in [(&d.mode, "mode"), (&d.ports, "ports"), (&d.proto, "proto")] {
+        if let Some(v) = v {
+            return cx.err(v.span(), format!("{key} is not a key of fwknop doors"));
+        }
+    }
+    if let Some(v) = [&d.base, &d.bits, &d.skew, &d.lookahead, &d.knocks]
+        .into_iter()
+        .flatten()
+        .next()
+    {
+        return cx.err(v.span(), "not a key of fwknop doors");
+    }
+    let key = |file: &Option<Spanned<String>>,
+               what: &str|
+     -> Result<zeroize::Zeroizing<Vec<u8>>, ConfigError> {
+        let Some(f) = file else {
+            return cx.err(span.clone(), format!("door {name:?} is fwknop: give `{what}`, a file (mode 0600) holding the key as one line of base64"));
+        };
+        knocker_wire::keyfile::load_key(Path::new(f.get_ref()), |text| {
+            key_from_base64(text.trim()).map_err(|_| knocker_wire::KeyError::NotBase64)
+        })
+        .or_else(|e| cx.err(f.span(), e.to_string()))
+    };
+    let enc = key(&d.key_file, "key_file")?;
+    let hmac = key(&d.hmac_key_file, "hmac_key_file")?;
+    let digest = match &d.hmac_digest {
+        None => Digest::Sha256,
+        Some(h) => h.get_ref().parse::<Digest>().or_else(|_| {
+            cx.err(
+                h.span(),
+                "hmac_digest: use md5, sha1, sha256, sha384 or sha512",
+            )
+        })?,
+    };
+    let keys = FwknopKeys::new(enc, hmac, digest).or_else(|e| {
+        cx.err(
+            d.key_file
+                .as_ref()
+                .map(|k| k.span())
+                .unwrap_or(span.clone()),
+            e.to_string(),
+        )
+    })?;
+    if open.is_empty() {
+        return cx.err(
+            span.clone(),
+            format!("door {name:?} is fwknop: list in `open` the services a packet may ask for"),
+        );
+    }
+    let nets = |list: &Option<Spanned<Vec<Spanned<String>>>>,
+                key: &str|
+     -> Result<Vec<(IpAddr, u8)>, ConfigError> {
+        let Some(list) = list else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for item in list.get_ref() {
+            let text = item.get_ref().trim();
+            if text.eq_ignore_ascii_case("any") {
+                return Ok(Vec::new());
+            }
+            let (addr, len) = match text.split_once('/') {
+                Some((a, l)) => (a, l.parse::<u8>().ok()),
+                None => (text, None),
+            };
+            let Ok(ip) = addr.parse::<IpAddr>() else {
+                return cx.err(item.span(), format!("{key}: {text:?} is not an address or network (e.g. 10.0.0.0/8, fd00::/8, any)"));
+            };
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            match len.or(if text.contains('/') { None } else { Some(max) }) {
+                Some(l) if l <= max => out.push((ip, l)),
+                _ => return cx.err(item.span(), format!("{key}: bad prefix length in {text:?}")),
+            }
+        }
+        Ok(out)
+    };
+    let secs =
+        |v: &Option<Spanned<RawDuration>>, key: &str, default: u64| -> Result<u64, ConfigError> {
+            match v {
+                None => Ok(default),
+                Some(x) => match cx.duration(x, key)?.as_secs() {
+                    n @ 1..=86_400 => Ok(n),
+                    _ => cx.err(x.span(), format!("{key} must be 1 s to 1 day")),
+                },
+            }
+        };
+    let port = match &d.port {
+        None => knocker_wire::fwknop::DEFAULT_PORT,
+        Some(p) => u16::try_from(*p.get_ref())
+            .ok()
+            .filter(|p| *p > 0)
+            .map_or_else(|| cx.err(p.span(), "port must be 1 to 65535"), Ok)?,
+    };
+    let spa = knocker_engine::Spa {
+        decode: crate::fwknop_doors::decoder(keys),
+        port,
+        sources: nets(&d.sources, "sources")?,
+        max_age: Some(secs(&d.max_age, "max_age", 120)?),
+        access_timeout: secs(&d.open_for, "open_for", 30)?,
+        max_timeout: secs(&d.max_open_for, "max_open_for", 300)?,
+        restrict: cx.services(&d.restrict, "restrict")?,
+        require_username: d.require_username.clone(),
+        expire: d
+            .expire
+            .as_ref()
+            .map(|e| {
+                u64::try_from(*e.get_ref())
+                    .map_or_else(|_| cx.err(e.span(), "expire is a Unix time"), Ok)
+            })
+            .transpose()?,
+        allow_other_address: d.allow_other_address.unwrap_or(false),
+        require_source_address: d.require_source_address.unwrap_or(false),
+        destinations: nets(&d.destinations, "destinations")?,
+        open_any: false,
+    };
+    Ok((port, Kind::Spa(spa)))
 }
 
 /// Builds an encoded door: its key file, the span of 2^bits ports from base, the age window.

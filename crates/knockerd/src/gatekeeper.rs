@@ -181,7 +181,13 @@ impl<F: Firewall> Gatekeeper<F> {
             .find(|d| d.spec.name == grant.door_name)
             .cloned()
             .ok_or_else(|| Refusal::UnknownDoor(grant.door_name.clone()))?;
-        if let Some(s) = grant.open.iter().find(|s| !door.spec.open.contains(s)) {
+        // an SPA door read from an access.conf without OPEN_PORTS opens what is asked, as fwknopd
+        let open_any = matches!(&door.spec.kind, knocker_engine::Kind::Spa(spa) if spa.open_any);
+        if let Some(s) = grant
+            .open
+            .iter()
+            .find(|s| !open_any && !door.spec.open.contains(s))
+        {
             return Err(Refusal::ServiceNotInDoor {
                 door: door.spec.name.clone(),
                 service: *s,

@@ -81,12 +81,18 @@ pub enum Source {
     Native(PathBuf),
     /// A knockd.conf, run as knockd would ([`load`]).
     Knockd(PathBuf),
+    /// fwknopd's access.conf, and optionally its fwknopd.conf (`crate::fwknop_doors`).
+    Fwknop {
+        access: PathBuf,
+        fwknopd_conf: Option<PathBuf>,
+    },
 }
 
 impl Source {
     pub fn path(&self) -> &Path {
         match self {
             Source::Native(p) | Source::Knockd(p) => p,
+            Source::Fwknop { access, .. } => access,
         }
     }
 }
@@ -96,6 +102,9 @@ impl fmt::Display for Source {
         match self {
             Source::Native(p) => write!(f, "{}", p.display()),
             Source::Knockd(p) => write!(f, "{} (knockd.conf)", p.display()),
+            Source::Fwknop { access, .. } => {
+                write!(f, "{} (fwknopd access.conf)", access.display())
+            }
         }
     }
 }
@@ -117,6 +126,16 @@ pub fn load_source(source: &Source) -> Result<Config, ConfigError> {
                 }
             }
             Ok(k.config)
+        }
+        Source::Fwknop {
+            access,
+            fwknopd_conf,
+        } => {
+            let (config, warnings) = crate::fwknop_doors::load(access, fwknopd_conf.as_deref())?;
+            for w in &warnings {
+                tracing::warn!("{w}");
+            }
+            Ok(config)
         }
     }
 }

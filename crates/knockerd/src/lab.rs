@@ -306,3 +306,29 @@ pub fn send_raw_tcp4(
     )
     .map(|_| ())
 }
+
+/// Sends one hand-made IPv4 UDP datagram with any source address through a raw socket (root
+/// only): for spoofed SPA replays in tests. Must run inside the sender's namespace.
+pub fn send_raw_udp4(
+    src: std::net::Ipv4Addr,
+    dst: std::net::Ipv4Addr,
+    src_port: u16,
+    dst_port: u16,
+    payload: &[u8],
+) -> std::io::Result<()> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let b = etherparse::PacketBuilder::ipv4(src.octets(), dst.octets(), 64).udp(src_port, dst_port);
+    let mut packet = Vec::with_capacity(b.size(payload.len()));
+    b.write(&mut packet, payload)
+        .map_err(std::io::Error::other)?;
+    let s = Socket::new(
+        Domain::IPV4,
+        Type::RAW,
+        Some(Protocol::from(libc::IPPROTO_RAW)),
+    )?;
+    s.send_to(
+        &packet,
+        &SockAddr::from(SocketAddr::new(IpAddr::V4(dst), 0)),
+    )
+    .map(|_| ())
+}

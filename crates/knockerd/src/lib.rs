@@ -5,6 +5,8 @@
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod fwknop_conf;
+pub mod fwknop_doors;
 pub mod gatekeeper;
 pub mod knockd;
 pub mod lab;

@@ -41,6 +41,13 @@ struct Cli {
     /// Run a knockd configuration (knockd.conf) as it is, instead of knockerd's own TOML
     #[arg(long, global = true, value_name = "FILE", conflicts_with = "config")]
     knockd_conf: Option<PathBuf>,
+    /// Run fwknopd's access.conf as it is: fwknop clients work unchanged
+    #[arg(long, global = true, value_name = "FILE", conflicts_with_all = ["config", "knockd_conf"])]
+    fwknop_access: Option<PathBuf>,
+    /// With --fwknop-access: fwknopd.conf, for the SPA port (PCAP_FILTER), MAX_SPA_PACKET_AGE,
+    /// ENABLE_SPA_PACKET_AGING and PCAP_INTF
+    #[arg(long, global = true, value_name = "FILE", requires = "fwknop_access")]
+    fwknopd_conf: Option<PathBuf>,
     /// Keep the ledger (pending stop commands, used sequences) in DIR instead of the
     /// configuration's `state_dir` (default /var/lib/knocker)
     #[arg(long, global = true, value_name = "DIR")]
@@ -67,6 +74,13 @@ enum Cmd {
     /// Print a knockd configuration as knockerd's own TOML, with a note wherever the meaning differs
     ImportKnockd {
         /// The knockd.conf to convert
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Print fwknopd's access.conf as knockerd's own TOML (keys go into key files, never into the
+    /// TOML), with a note wherever the meaning differs
+    ImportFwknop {
+        /// The access.conf to convert
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
@@ -106,9 +120,14 @@ fn init_logging(verbose: u8, extra: knockd::KnockdLog) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let source = match cli.knockd_conf {
-        Some(path) => Source::Knockd(path),
-        None => Source::Native(cli.config),
+    let cli_fwknopd_conf = cli.fwknopd_conf.clone();
+    let source = match (cli.knockd_conf, cli.fwknop_access) {
+        (Some(path), _) => Source::Knockd(path),
+        (None, Some(access)) => Source::Fwknop {
+            access,
+            fwknopd_conf: cli.fwknopd_conf,
+        },
+        (None, None) => Source::Native(cli.config),
     };
     let command = cli.command.unwrap_or(Cmd::Run);
     // knockd.conf's UseSyslog, LogFile and PidFile apply to the running daemon only; a config
@@ -140,6 +159,18 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Cmd::Check => check(&source),
+        Cmd::ImportFwknop { file } => {
+            match knockerd::fwknop_conf::import(&file, cli_fwknopd_conf.as_deref()) {
+                Ok((toml, warnings)) => {
+                    for w in warnings {
+                        eprintln!("knockerd: warning: {w}");
+                    }
+                    out!("{toml}");
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
         Cmd::ImportKnockd { file } => import_knockd(&file),
         Cmd::Status => status(),
         Cmd::Teardown => match ruleset::teardown() {
@@ -193,6 +224,14 @@ fn check(source: &Source) -> Result<(), String> {
             let k = knockd::load(path).map_err(|e| e.to_string())?;
             (k.config, k.warnings, Some(k.options))
         }
+        Source::Fwknop {
+            access,
+            fwknopd_conf,
+        } => {
+            let (c, w) = knockerd::fwknop_doors::load(access, fwknopd_conf.as_deref())
+                .map_err(|e| e.to_string())?;
+            (c, w, None)
+        }
     };
     match &options {
         None => out!("{}: OK", source.path().display()),
@@ -220,15 +259,19 @@ fn check(source: &Source) -> Result<(), String> {
     }
     for d in &c.doors {
         out!("door {} (line {}):", d.spec.name, d.line);
-        out!(
-            "  knock {} within {}{}",
-            d.describe_knocks(),
-            fmt_duration(d.spec.window),
-            d.spec
-                .tcp_flags
-                .map(|f| format!(", tcp flags {f}"))
-                .unwrap_or_default()
-        );
+        if d.spa_port.is_some() {
+            out!("  accepts {}", d.describe_knocks());
+        } else {
+            out!(
+                "  knock {} within {}{}",
+                d.describe_knocks(),
+                fmt_duration(d.spec.window),
+                d.spec
+                    .tcp_flags
+                    .map(|f| format!(", tcp flags {f}"))
+                    .unwrap_or_default()
+            );
+        }
         out!(
             "  opens {} to the knocking address for {}",
             if d.spec.open.is_empty() {
@@ -260,7 +303,20 @@ fn check(source: &Source) -> Result<(), String> {
     out!(
         "watches (dropped silently, logged to NFLOG group {}): {}",
         c.nflog_group,
-        list(&c.knock_services())
+        {
+            let mut all: Vec<String> = c.knock_services().iter().map(|s| s.to_string()).collect();
+            all.extend(
+                c.knock_ranges()
+                    .iter()
+                    .map(|(p, a, b)| format!("{p}/{a}-{b}")),
+            );
+            all.extend(
+                c.spa_ports()
+                    .iter()
+                    .map(|p| format!("udp/{p} (SPA packets, read whole)")),
+            );
+            all.join(", ")
+        }
     );
     let protected = c.protected();
     if protected.is_empty() {

@@ -81,11 +81,29 @@ impl Knockerd {
             "test configs have a [daemon] table"
         );
         std::fs::write(&path, config).expect("write config");
+        let path_s = path.display().to_string();
+        Knockerd::spawn(lab, dir, path.clone(), &["-v", "--config", &path_s])
+    }
+
+    /// Starts knockerd with these arguments (e.g. `--fwknop-access FILE`), its ledger in the
+    /// lab's state directory.
+    pub fn start_args(lab: &Lab, args: &[&str]) -> Knockerd {
+        static STARTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("knocker-e2e-args-{}-{n}", lab.server.name()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let state = state_dir(lab).display().to_string();
+        let mut all = vec!["-v", "--state-dir", &state];
+        all.extend_from_slice(args);
+        let config = PathBuf::from(args.last().copied().unwrap_or_default());
+        Knockerd::spawn(lab, dir, config, &all)
+    }
+
+    fn spawn(lab: &Lab, dir: PathBuf, path: PathBuf, args: &[&str]) -> Knockerd {
         let mut child = lab
             .server
             .command(env!("CARGO_BIN_EXE_knockerd"))
-            .args(["-v", "--config"])
-            .arg(&path)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -173,6 +191,11 @@ pub struct World {
 
 impl World {
     pub fn new(tag: &str, config: &str) -> World {
+        World::start_with(tag, |lab| Knockerd::start(lab, config))
+    }
+
+    /// A world whose knockerd is started by `start` (e.g. with `--fwknop-access`).
+    pub fn start_with(tag: &str, start: impl FnOnce(&Lab) -> Knockerd) -> World {
         let lab = Lab::new(tag).expect("lab");
         let names = lab.names();
         let listener = lab
@@ -193,7 +216,7 @@ impl World {
                 });
             }
         });
-        let daemon = Knockerd::start(&lab, config);
+        let daemon = start(&lab);
         World { daemon, lab, names }
     }
 

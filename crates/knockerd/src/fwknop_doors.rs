@@ -1,0 +1,195 @@
+//! fwknopd's access.conf as knockerd doors: one SPA door per usable stanza, in fwknopd's order
+//! (the first stanza whose sources admit the packet and whose key authenticates it decides).
+//!
+//! The stanza's keys go into the decoder closure handed to the engine (see
+//! `knocker_engine::Spa`): HMAC in constant time first, then decryption, in knocker-wire.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use knocker_engine::{Kind, SequenceDoor, Spa, SpaDecode, SpaError, SpaRequest};
+use knocker_wire::fwknop::{self, FwknopKeys, MessageType};
+
+use crate::config::{Command, Config, ConfigError, Door, DEFAULT_STATE_DIR};
+use crate::fwknop_conf::{self, FwknopConf, Source, Stanza};
+
+/// The decoder for one stanza's keys.
+pub fn decoder(keys: FwknopKeys) -> SpaDecode {
+    let keys = Arc::new(keys);
+    Arc::new(move |payload: &[u8]| match fwknop::decode(&keys, payload) {
+        Ok(msg) => match (msg.message_type, msg.request) {
+            (
+                MessageType::Access | MessageType::ClientTimeoutAccess,
+                fwknop::SpaRequest::Access(access),
+            ) => Ok(SpaRequest {
+                username: msg.username,
+                timestamp: msg.timestamp,
+                allow: msg.allow,
+                access,
+                client_timeout: msg.client_timeout,
+            }),
+            (t, _) if t.is_nat() => Err(SpaError::Unsupported(format!(
+                "{t} messages (NAT forwarding) are not supported yet; send a plain access request"
+            ))),
+            (t, _) => Err(SpaError::Unsupported(format!(
+                "{t} messages are not supported: knockerd runs no command from a packet"
+            ))),
+        },
+        // made with this stanza's HMAC key, but broken: the client's configuration is wrong
+        Err(e) if e.authenticated() => Err(SpaError::Unsupported(e.to_string())),
+        Err(_) => Err(SpaError::NotForThisKey),
+    })
+}
+
+fn networks(list: &[Source]) -> Vec<(IpAddr, u8)> {
+    if list.iter().any(|s| matches!(s, Source::Any)) {
+        return Vec::new();
+    }
+    list.iter()
+        .filter_map(|s| match s {
+            Source::Net(ip, len) => Some((*ip, *len)),
+            Source::Any => None,
+        })
+        .collect()
+}
+
+/// A CMD_CYCLE template as an argv with `%IP%`, when it uses no other variable than `$IP`.
+fn cycle_command(template: &str) -> Option<Command> {
+    let probe = fwknop_conf::CmdVars {
+        allow: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+        packet_source: IpAddr::V6(Ipv6Addr::LOCALHOST),
+        destination: IpAddr::V6(Ipv6Addr::LOCALHOST),
+        service: knocker_engine::Service::tcp(1),
+        timestamp: 0,
+        client_timeout: 0,
+    };
+    let cycle = fwknop_conf::CmdCycle {
+        open: template.to_string(),
+        close: None,
+        timer: 0,
+    };
+    let argv = cycle.argv(template, &probe).ok()?;
+    // every variable but $IP expands to something else than the probe address: refuse those
+    let other = template.replace("$IP", "").contains('$');
+    if other {
+        return None;
+    }
+    Some(Command::Argv(
+        argv.into_iter()
+            .map(|a| a.replace("192.0.2.1", "%IP%"))
+            .collect(),
+    ))
+}
+
+fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option<Door> {
+    let keys = match FwknopKeys::new(s.enc_key.clone(), s.hmac_key.clone(), s.hmac_digest) {
+        Ok(k) => k,
+        Err(e) => {
+            warnings.push(format!(
+                "{}:{}: stanza #{} refused: {e}",
+                s.file.display(),
+                s.line,
+                s.number
+            ));
+            return None;
+        }
+    };
+    let (start_command, stop_command, stop_after) = match &s.cmd_cycle {
+        None => (None, None, Duration::from_secs(s.fw_access_timeout.max(1))),
+        Some(c) => {
+            let open = cycle_command(&c.open);
+            let close = c.close.as_deref().map(cycle_command);
+            if open.is_none() || matches!(close, Some(None)) {
+                warnings.push(format!(
+                    "{}:{}: stanza #{} refused: its CMD_CYCLE commands use variables other than $IP, which knockerd does not substitute",
+                    s.file.display(),
+                    s.line,
+                    s.number
+                ));
+                return None;
+            }
+            (open, close.flatten(), Duration::from_secs(c.timer.max(1)))
+        }
+    };
+    let open_for = Duration::from_secs(s.fw_access_timeout.max(s.max_fw_timeout).clamp(1, 86_400));
+    let spa = Spa {
+        decode: decoder(keys),
+        port: conf.spa_port,
+        sources: networks(&s.sources),
+        max_age: conf.max_age,
+        access_timeout: s.fw_access_timeout,
+        max_timeout: s.max_fw_timeout,
+        restrict: s.restrict_ports.clone(),
+        require_username: s.require_username.clone(),
+        expire: s.access_expire,
+        allow_other_address: false,
+        require_source_address: s.require_source_address,
+        destinations: networks(&s.destinations),
+        open_any: s.open_ports.is_empty(),
+    };
+    Some(Door {
+        spec: SequenceDoor {
+            name: s.door_name(),
+            open: s.open_ports.clone(),
+            open_for,
+            kind: Kind::Spa(spa),
+            ..Default::default()
+        },
+        protect: true,
+        repeat_start_command: false,
+        start_command,
+        stop_command,
+        start_command_6: None,
+        stop_command_6: None,
+        stop_after,
+        one_time: None,
+        rotating: None,
+        spa_port: Some(conf.spa_port),
+        line: s.line,
+    })
+}
+
+/// Reads an access.conf (and fwknopd.conf) into a configuration; warnings alongside.
+pub fn load(
+    access: &Path,
+    fwknopd_conf: Option<&Path>,
+) -> Result<(Config, Vec<String>), ConfigError> {
+    let conf = fwknop_conf::load(access, fwknopd_conf)?;
+    let mut warnings = conf.warnings.clone();
+    for r in &conf.refused {
+        warnings.push(format!(
+            "{}:{}: stanza #{} (SOURCE {}) refused: {}",
+            r.file.display(),
+            r.line,
+            r.number,
+            r.source,
+            r.reasons.join("; ")
+        ));
+    }
+    let doors: Vec<Door> = conf
+        .stanzas
+        .iter()
+        .filter_map(|s| door_for(s, &conf, &mut warnings))
+        .collect();
+    if doors.is_empty() {
+        return Err(ConfigError {
+            file: access.to_path_buf(),
+            line: None,
+            message: format!("no usable stanza: {}", warnings.join(" | ")),
+        });
+    }
+    let config = Config {
+        file: access.to_path_buf(),
+        nflog_group: crate::config::DEFAULT_NFLOG_GROUP,
+        max_tracked: knocker_engine::DEFAULT_MAX_TRACKED,
+        on_stop: crate::config::OnStop::Keep,
+        grant_mark: crate::config::DEFAULT_GRANT_MARK,
+        protect: Vec::new(),
+        interface: conf.interface.clone(),
+        state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+        doors,
+    };
+    Ok((config, warnings))
+}

@@ -1,0 +1,519 @@
+//! fwknop clients work unchanged: Debian's `fwknop` client from alice opens a door on knockerd
+//! running an unchanged access.conf; replays, stale packets, wrong keys, flipped bytes and
+//! truncated packets open nothing. Needs root, iproute2, nftables and fwknop-client.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+use nix::sys::signal::Signal;
+
+const KEY: &str = "fwknoptestkey123";
+const HMAC: &str = "fwknophmackey12345678";
+
+struct Setup {
+    dir: PathBuf,
+    access: PathBuf,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn setup(tag: &str, access_conf: &str) -> Setup {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("knocker-fwknop-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let access = dir.join("access.conf");
+    std::fs::write(&access, access_conf).expect("access.conf");
+    std::fs::set_permissions(&access, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    Setup { dir, access }
+}
+
+fn world(tag: &str, s: &Setup) -> World {
+    let access = s.access.display().to_string();
+    World::start_with(tag, |lab| {
+        Knockerd::start_args(lab, &["--fwknop-access", &access])
+    })
+}
+
+fn basic_access() -> String {
+    format!("SOURCE ANY\nOPEN_PORTS tcp/{SERVICE}, udp/53\nKEY {KEY}\nHMAC_KEY {HMAC}\nFW_ACCESS_TIMEOUT 5\n")
+}
+
+/// Runs Debian's fwknop client in alice's namespace with these options (plus the server and no
+/// rc file), returning its output.
+fn fwknop(w: &World, args: &[&str]) -> String {
+    let out = w
+        .lab
+        .alice
+        .command("fwknop")
+        .args([
+            "-D",
+            Lab::SERVER_FOR_ALICE,
+            "--no-save-args",
+            "--no-rc-file",
+        ])
+        .args(args)
+        .env("HOME", "/nonexistent")
+        .output()
+        .expect("run fwknop");
+    assert!(
+        out.status.success(),
+        "fwknop {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn keys() -> Vec<&'static str> {
+    vec!["--key-rijndael", KEY, "--key-hmac", HMAC, "--use-hmac"]
+}
+
+#[test]
+fn debian_fwknop_opens_for_alice_only_with_an_unchanged_access_conf() {
+    if !e2e(&["fwknop"]) {
+        return;
+    }
+    let s = setup("basic", &basic_access());
+    let w = world("fwk", &s);
+    assert_eq!(
+        w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE),
+        Reach::Silent,
+        "protected: OPEN_PORTS"
+    );
+    let mut args = vec!["-A", "tcp/2222", "-a", Lab::ALICE];
+    args.extend(keys());
+    fwknop(&w, &args);
+    assert_eq!(
+        w.connect_within(&w.lab.alice, Lab::SERVER_FOR_ALICE, Duration::from_secs(2)),
+        Reach::Connected
+    );
+    assert_eq!(
+        w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
+        Reach::Silent
+    );
+    let g = w.grants();
+    assert_eq!(g.len(), 1, "{g:?}");
+    assert_eq!(
+        (g[0].to.as_str(), g[0].service.as_str(), g[0].timeout_s),
+        (Lab::ALICE, "tcp/2222", 5)
+    );
+    w.finish();
+}
+
+#[test]
+fn debian_fwknop_option_sets() {
+    if !e2e(&["fwknop"]) {
+        return;
+    }
+    // several ports, a client timeout, and -s (allow the packet's source)
+    let s = setup(
+        "opts",
+        &basic_access().replace(
+            "FW_ACCESS_TIMEOUT 5",
+            "FW_ACCESS_TIMEOUT 5\nMAX_FW_TIMEOUT 8",
+        ),
+    );
+    let w = world("fwkopt", &s);
+    let mut args = vec!["-A", "tcp/2222,udp/53", "-s", "-f", "7"];
+    args.extend(keys());
+    fwknop(&w, &args);
+    let g = w.wait_grants(2, Duration::from_secs(2));
+    let mut got: Vec<(String, String, u64)> = g
+        .iter()
+        .map(|g| (g.to.clone(), g.service.clone(), g.timeout_s))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (Lab::ALICE.into(), "tcp/2222".into(), 7),
+            (Lab::ALICE.into(), "udp/53".into(), 7)
+        ],
+        "{}",
+        w.daemon.log()
+    );
+    drop(w);
+    // base64 keys and another HMAC digest
+    let s = setup(
+        "b64",
+        "SOURCE ANY\nOPEN_PORTS tcp/2222\nKEY_BASE64 7DEa1rlrtY85doBUqXNmDQiNabn9gsdxPgBVJBlm9Us=\nHMAC_KEY_BASE64 wTDOAXDe3ufkW5fFJxXzQznxSQBTK+9HhE6BIs9pYCq6vAVZs54yiwKLZd8N1UzkCQOYUxVMzyo97QjKmhbEkA==\nHMAC_DIGEST_TYPE sha512\n",
+    );
+    let w = world("fwkb64", &s);
+    fwknop(
+        &w,
+        &[
+            "-A",
+            "tcp/2222",
+            "-a",
+            Lab::ALICE,
+            "--key-base64-rijndael",
+            "7DEa1rlrtY85doBUqXNmDQiNabn9gsdxPgBVJBlm9Us=",
+            "--key-base64-hmac",
+            "wTDOAXDe3ufkW5fFJxXzQznxSQBTK+9HhE6BIs9pYCq6vAVZs54yiwKLZd8N1UzkCQOYUxVMzyo97QjKmhbEkA==",
+            "--hmac-digest-type",
+            "sha512",
+            "--use-hmac",
+        ],
+    );
+    assert_eq!(
+        w.wait_grants(1, Duration::from_secs(2)).len(),
+        1,
+        "{}",
+        w.daemon.log()
+    );
+    w.finish();
+}
+
+/// Makes alice's packet with the client without sending it (`-B FILE --test`).
+fn packet(w: &World, s: &Setup, extra: &[&str]) -> Vec<u8> {
+    let file = s.dir.join(format!("pkt-{}", extra.len()));
+    let file_s = file.display().to_string();
+    let mut args = vec!["-A", "tcp/2222", "-a", Lab::ALICE, "-B", &file_s, "--test"];
+    args.extend(keys());
+    args.extend_from_slice(extra);
+    fwknop(w, &args);
+    let mut bytes = std::fs::read(&file).expect("packet file");
+    while bytes.last() == Some(&b'\n') {
+        bytes.pop();
+    }
+    bytes
+}
+
+/// Sends a datagram to the SPA port from a client's namespace, as a replaying client would.
+fn send_udp(from: &common::Netns, payload: Vec<u8>) {
+    let server = if from.name().ends_with("mallory") {
+        Lab::SERVER_FOR_MALLORY
+    } else {
+        Lab::SERVER_FOR_ALICE
+    };
+    let dst = std::net::SocketAddr::new(ip(server), 62201);
+    from.enter(move || {
+        std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| s.send_to(&payload, dst))
+    })
+    .expect("enter")
+    .expect("send");
+}
+
+#[test]
+fn replays_stale_and_damaged_packets_open_nothing_also_after_a_restart() {
+    if !e2e(&["fwknop"]) {
+        return;
+    }
+    let s = setup("replay", &basic_access());
+    let mut w = world("fwkrep", &s);
+    let pkt = packet(&w, &s, &[]);
+    // alice sends her packet: it opens
+    send_udp(&w.lab.alice, pkt.clone());
+    assert_eq!(
+        w.wait_grants(1, Duration::from_secs(2)).len(),
+        1,
+        "{}",
+        w.daemon.log()
+    );
+    // mallory replays it from her own address, and spoofed as alice
+    send_udp(&w.lab.mallory, pkt.clone());
+    w.daemon.wait_log(
+        &format!("src={} refused: a replay", Lab::MALLORY),
+        Duration::from_secs(2),
+    );
+    let spoof = pkt.clone();
+    w.lab
+        .mallory
+        .enter(move || {
+            knockerd::lab::send_raw_udp4(
+                Lab::ALICE.parse::<Ipv4Addr>().expect("ip"),
+                Lab::SERVER_FOR_MALLORY.parse().expect("ip"),
+                40000,
+                62201,
+                &spoof,
+            )
+        })
+        .expect("enter")
+        .expect("spoof");
+    w.daemon.wait_log(
+        &format!("src={} refused: a replay", Lab::ALICE),
+        Duration::from_secs(2),
+    );
+    // a restart keeps the replay memory (the ledger)
+    w.daemon.signal(Signal::SIGTERM);
+    assert_eq!(w.daemon.wait_exit(Duration::from_secs(10)), Some(0));
+    let access = s.access.display().to_string();
+    w.daemon = Knockerd::start_args(&w.lab, &["--fwknop-access", &access]);
+    send_udp(&w.lab.alice, pkt.clone());
+    w.daemon
+        .wait_log("refused: a replay", Duration::from_secs(2));
+    // a packet outside the age window: refused, with how far off the clock is
+    let stale = packet(&w, &s, &["--time-offset-minus", "300s"]);
+    send_udp(&w.lab.alice, stale);
+    w.daemon
+        .wait_log("s behind the server's", Duration::from_secs(2));
+    // a flipped byte, a truncated packet, a wrong key: refused, one line each
+    let mut flipped = packet(&w, &s, &["-v"]);
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x01;
+    let fresh = packet(&w, &s, &["-v", "-v"]);
+    let truncated = fresh[..fresh.len() - 20].to_vec();
+    let before = w.daemon.log().matches("refused: not an authentic").count();
+    send_udp(&w.lab.alice, flipped);
+    send_udp(&w.lab.alice, truncated);
+    let end = std::time::Instant::now() + Duration::from_secs(2);
+    while w.daemon.log().matches("refused: not an authentic").count() < before + 2
+        && std::time::Instant::now() < end
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        w.daemon.log().matches("refused: not an authentic").count(),
+        before + 2,
+        "{}",
+        w.daemon.log()
+    );
+    assert_eq!(
+        w.grants().len(),
+        1,
+        "only alice's one packet opened: {:?}",
+        w.grants()
+    );
+    w.finish();
+}
+
+/// The `knocker` client binary, built by `cargo test --workspace` next to knockerd.
+fn knocker_client() -> PathBuf {
+    let path = std::path::Path::new(env!("CARGO_BIN_EXE_knockerd")).with_file_name("knocker");
+    assert!(
+        path.exists(),
+        "{} is missing: build the client first (cargo build -p knocker)",
+        path.display()
+    );
+    path
+}
+
+fn knocker_spa(w: &World, extra: &[&str]) {
+    let out = w
+        .lab
+        .alice
+        .command(&knocker_client().display().to_string())
+        .args([
+            "spa",
+            "--fwknop",
+            "-D",
+            Lab::SERVER_FOR_ALICE,
+            "--key-rijndael",
+            KEY,
+            "--key-hmac",
+            HMAC,
+        ])
+        .args(extra)
+        .env("HOME", "/nonexistent")
+        .output()
+        .expect("run knocker");
+    assert!(
+        out.status.success(),
+        "knocker spa: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn knockers_own_fwknop_packets_open_knockerd() {
+    if !e2e(&["fwknop"]) {
+        return;
+    }
+    let s = setup("own", &basic_access());
+    let w = world("fwkown", &s);
+    knocker_spa(&w, &["-A", "tcp/2222", "-a", Lab::ALICE]);
+    assert_eq!(
+        w.connect_within(&w.lab.alice, Lab::SERVER_FOR_ALICE, Duration::from_secs(2)),
+        Reach::Connected
+    );
+    w.finish();
+}
+
+/// Debian's fwknopd, run in the server namespace with its iptables backend, killed on drop.
+struct Fwknopd {
+    child: std::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Drop for Fwknopd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn knockers_fwknop_packets_open_debians_fwknopd() {
+    if !e2e(&["fwknop", "fwknopd", "iptables"]) {
+        return;
+    }
+    use std::io::BufRead;
+    let s = setup("fwknopd", &basic_access());
+    let conf = s.dir.join("fwknopd.conf");
+    std::fs::write(&conf, "PCAP_INTF to-alice;\nENABLE_IPT_FORWARDING N;\n").expect("fwknopd.conf");
+    let lab = Lab::new("fwkd").expect("lab");
+    let run = s.dir.join("run");
+    std::fs::create_dir_all(&run).expect("run dir");
+    let mut child = lab
+        .server
+        .command("fwknopd")
+        .arg("-f")
+        .arg("-c")
+        .arg(&conf)
+        .arg("-a")
+        .arg(&s.access)
+        .arg("-d")
+        .arg(s.dir.join("digest.cache"))
+        .arg("-p")
+        .arg(s.dir.join("fwknopd.pid"))
+        .arg("-r")
+        .arg(&run)
+        .arg("-i")
+        .arg("to-alice")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start fwknopd");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    for pipe in [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                eprintln!("fwknopd| {line}");
+                if let Ok(mut l) = sink.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            }
+        });
+    }
+    let d = Fwknopd { child, log };
+    let wait = |needle: &str| {
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < end {
+            if d.log.lock().map(|l| l.contains(needle)).unwrap_or(false) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    };
+    assert!(
+        wait("Starting fwknopd"),
+        "fwknopd did not start:\n{}",
+        d.log.lock().map(|l| l.clone()).unwrap_or_default()
+    );
+    std::thread::sleep(Duration::from_millis(300)); // pcap is open once it logs its filter
+    let out = lab
+        .alice
+        .command(&knocker_client().display().to_string())
+        .args([
+            "spa",
+            "--fwknop",
+            "-D",
+            Lab::SERVER_FOR_ALICE,
+            "--key-rijndael",
+            KEY,
+            "--key-hmac",
+            HMAC,
+        ])
+        .args(["-A", "tcp/2222", "-a", Lab::ALICE])
+        .env("HOME", "/nonexistent")
+        .output()
+        .expect("run knocker");
+    assert!(
+        out.status.success(),
+        "knocker spa: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait(&format!(
+            "Added access rule to FWKNOP_INPUT for {}",
+            Lab::ALICE
+        )),
+        "fwknopd did not grant knocker's packet:\n{}",
+        d.log.lock().map(|l| l.clone()).unwrap_or_default()
+    );
+    let rules = lab
+        .server
+        .exec("iptables", &["-n", "-L", "FWKNOP_INPUT"])
+        .expect("iptables");
+    assert!(
+        rules.contains(Lab::ALICE) && rules.contains("dpt:2222"),
+        "{rules}"
+    );
+    drop(d);
+}
+
+#[test]
+fn import_fwknop_gives_a_native_door_that_debian_fwknop_opens() {
+    if !e2e(&["fwknop"]) {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let s = setup("import", &basic_access());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_knockerd"))
+        .arg("import-fwknop")
+        .arg(&s.access)
+        .output()
+        .expect("import-fwknop");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let toml = String::from_utf8_lossy(&out.stdout)
+        .replace("/etc/knocker/", &format!("{}/", s.dir.display()));
+    assert!(
+        !toml.contains(KEY) && !toml.contains(HMAC),
+        "key material never goes into the TOML:\n{toml}"
+    );
+    // the keys go where the notes say, as one line of base64 each
+    for (file, key) in [
+        ("fwknop-1.fwknop.key", KEY),
+        ("fwknop-1.fwknop.hmac.key", HMAC),
+    ] {
+        let path = s.dir.join(file);
+        let b64 =
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key.as_bytes());
+        std::fs::write(&path, format!("{b64}\n")).expect("key");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    let native = s.dir.join("native.toml");
+    std::fs::write(&native, format!("[daemon]\nnflog_group = 4100\n{toml}")).expect("toml");
+    let native_s = native.display().to_string();
+    let w = World::start_with("fwkimp", |lab| {
+        Knockerd::start_args(lab, &["--config", &native_s])
+    });
+    let mut args = vec!["-A", "tcp/2222", "-a", Lab::ALICE];
+    args.extend(keys());
+    fwknop(&w, &args);
+    assert_eq!(
+        w.connect_within(&w.lab.alice, Lab::SERVER_FOR_ALICE, Duration::from_secs(2)),
+        Reach::Connected,
+        "{}",
+        w.daemon.log()
+    );
+    w.finish();
+}

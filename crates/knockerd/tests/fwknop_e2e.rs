@@ -262,19 +262,44 @@ fn replays_stale_and_damaged_packets_open_nothing_also_after_a_restart() {
     flipped[mid] ^= 0x01;
     let fresh = packet(&w, &s, &["-v", "-v"]);
     let truncated = fresh[..fresh.len() - 20].to_vec();
+    // made by the real client with keys the server does not know
+    let wrong_file = s.dir.join("wrong-key.pkt");
+    let wrong_file_s = wrong_file.display().to_string();
+    fwknop(
+        &w,
+        &[
+            "-A",
+            "tcp/2222",
+            "-a",
+            Lab::ALICE,
+            "-B",
+            &wrong_file_s,
+            "--test",
+            "--key-rijndael",
+            "not-the-right-key",
+            "--key-hmac",
+            "not-the-right-hmac-key",
+            "--use-hmac",
+        ],
+    );
+    let mut wrong = std::fs::read(&wrong_file).expect("packet");
+    while wrong.last() == Some(&b'\n') {
+        wrong.pop();
+    }
     let before = w.daemon.log().matches("refused: not an authentic").count();
     send_udp(&w.lab.alice, flipped);
     send_udp(&w.lab.alice, truncated);
+    send_udp(&w.lab.alice, wrong);
     let end = std::time::Instant::now() + Duration::from_secs(2);
-    while w.daemon.log().matches("refused: not an authentic").count() < before + 2
+    while w.daemon.log().matches("refused: not an authentic").count() < before + 3
         && std::time::Instant::now() < end
     {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(
         w.daemon.log().matches("refused: not an authentic").count(),
-        before + 2,
-        "{}",
+        before + 3,
+        "a flipped byte, a truncated packet and a wrong key: refused, one line each\n{}",
         w.daemon.log()
     );
     assert_eq!(

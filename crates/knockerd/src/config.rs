@@ -37,7 +37,8 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/knocker";
 pub const DEFAULT_GRANT_MARK: u32 = 0x4b4e_0000;
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(15);
 pub const DEFAULT_OPEN_FOR: Duration = Duration::from_secs(30);
-const MAX_FILE_BYTES: u64 = 1 << 20;
+/// The most bytes of a configuration file that are read (native, knockd.conf, access.conf).
+pub(crate) const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// A configuration error, with the file and line it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -480,6 +481,17 @@ impl Ctx<'_> {
 
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let bytes = read_bounded(path)?;
+    let text = String::from_utf8(bytes).map_err(|_| ConfigError {
+        file: path.to_path_buf(),
+        line: None,
+        message: "cannot read: not UTF-8 text".into(),
+    })?;
+    parse(path, &text)
+}
+
+/// Reads a configuration file whole, refusing one larger than [`MAX_FILE_BYTES`].
+pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, ConfigError> {
     let plain = |message: String| ConfigError {
         file: path.to_path_buf(),
         line: None,
@@ -492,8 +504,20 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             meta.len()
         )));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| plain(format!("cannot read: {e}")))?;
-    parse(path, &text)
+    std::fs::read(path).map_err(|e| plain(format!("cannot read: {e}")))
+}
+
+/// A TOML string literal, for the importers' output.
+pub(crate) fn toml_quote(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// Appends `text` as TOML comment lines, one per line of text, so that nothing escapes the
+/// comment.
+pub(crate) fn toml_comment(out: &mut String, prefix: &str, text: &str) {
+    for line in text.lines() {
+        out.push_str(&format!("# {prefix}{line}\n"));
+    }
 }
 
 /// Parses and validates configuration text; `file` names it in errors.

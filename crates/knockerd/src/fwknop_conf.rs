@@ -46,6 +46,8 @@
 //! authorized can match another one by its absence. If no stanza is left, the configuration is
 //! refused. docs/fwknop.md lists every difference from fwknopd.
 
+use crate::config::MAX_FILE_BYTES;
+use crate::config::{toml_comment as comment, toml_quote as quote};
 use std::ffi::OsStr;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -86,7 +88,6 @@ const MAX_INCLUDE_DEPTH: usize = 3;
 /// itself is an error instead of a stack overflow.
 const MAX_NESTING: usize = 8;
 const MAX_FILES: usize = 256;
-const MAX_FILE_BYTES: u64 = 1 << 20;
 /// `CMD_CYCLE_BUFSIZE`: a command (before and after substitution) is shorter than this.
 const CMD_CYCLE_BUFSIZE: usize = 256;
 /// `strtoargv()` accepts at most `MAX_CMDLINE_ARGS - 2` arguments.
@@ -2388,17 +2389,6 @@ fn pcap_filter_port(filter: &str) -> Result<(u16, bool), String> {
 }
 
 // ---- import-fwknop: the native TOML -------------------------------------------------------------
-
-fn quote(s: &str) -> String {
-    toml::Value::String(s.to_string()).to_string()
-}
-
-fn comment(out: &mut String, prefix: &str, text: &str) {
-    // one comment line per line of text, so that nothing escapes the comment
-    for line in text.lines() {
-        out.push_str(&format!("# {prefix}{line}\n"));
-    }
-}
 
 fn list<T: fmt::Display>(items: &[T]) -> String {
     let inner: Vec<String> = items.iter().map(|i| quote(&i.to_string())).collect();

@@ -16,6 +16,7 @@
 //! (`open` is empty, `protect` is false) and whose commands run with `/bin/sh -c` as root, as in
 //! knockd; only the validated source address replaces `%IP%`.
 
+use crate::config::{toml_comment as comment, toml_quote as quote};
 use std::collections::HashSet;
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -49,7 +50,6 @@ pub const DEFAULT_SEQ_TIMEOUT: u64 = 25;
 pub const DEFAULT_CMD_TIMEOUT: u64 = 10;
 /// knockd reads lines with `fgets(line, PATH_MAX, fp)`: longer lines are split in two.
 const LINE_MAX: usize = 4095;
-const MAX_FILE_BYTES: u64 = 1 << 20;
 /// knockd reads timeouts with `atoi` into an `int`.
 const MAX_SECONDS: i64 = i32::MAX as i64;
 /// The shell's no-op: what knockd's explicitly empty `Start_Command_6`/`Stop_Command_6` mean.
@@ -229,19 +229,7 @@ pub fn import(path: &Path) -> Result<(String, Vec<String>), ConfigError> {
 }
 
 fn read_and_parse(path: &Path) -> Result<Knockd, ConfigError> {
-    let plain = |message: String| ConfigError {
-        file: path.to_path_buf(),
-        line: None,
-        message,
-    };
-    let meta = std::fs::metadata(path).map_err(|e| plain(format!("cannot read: {e}")))?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(plain(format!(
-            "file is {} bytes; at most {MAX_FILE_BYTES} are read",
-            meta.len()
-        )));
-    }
-    let bytes = std::fs::read(path).map_err(|e| plain(format!("cannot read: {e}")))?;
+    let bytes = crate::config::read_bounded(path)?;
     let mut text = String::with_capacity(bytes.len());
     for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
         if i > 0 {
@@ -977,17 +965,6 @@ fn build_door(
 }
 
 // ---- import-knockd: the native TOML -------------------------------------------------------------
-
-fn quote(s: &str) -> String {
-    toml::Value::String(s.to_string()).to_string()
-}
-
-fn comment(out: &mut String, prefix: &str, text: &str) {
-    // one comment line per line of text, so that nothing escapes the comment
-    for line in text.lines() {
-        out.push_str(&format!("# {prefix}{line}\n"));
-    }
-}
 
 impl Knockd {
     /// The native TOML with the same meaning: `knockerd check --config` reads it back into the

@@ -4,9 +4,12 @@
 //!
 //! This file is the command line only: clap definitions (the one source of `--help`), and the
 //! glue from arguments to [`knock`] (sending), [`kinds`] (what a profile's kind sends),
-//! [`profile`] (the profiles file) and [`secrets`] (key and counter files).
+//! [`profile`] (the profiles file), [`secrets`] (key and counter files) and [`connect`] (knock,
+//! then relay a connection). Knocking a saved profile, whatever its kind, is [`knock_saved`]:
+//! `knock NAME` and `connect` share it.
 #![forbid(unsafe_code)]
 
+mod connect;
 mod files;
 mod fwknoprc;
 mod kinds;
@@ -15,6 +18,7 @@ mod profile;
 mod secrets;
 mod spa;
 
+use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -98,7 +102,8 @@ Examples:
   knocker keygen --out ~/.config/knocker/rot.key      # then copy it to the server
   knocker sequence rot                                # prints e.g. `40392 40952 40454 40384`
   knock server.example.org $(knocker sequence rot)    # any knock tool can knock it
-  knocker spa --fwknop -n myssh                       # an fwknop SPA packet (~/.fwknoprc)";
+  knocker spa --fwknop -n myssh                       # an fwknop SPA packet (~/.fwknoprc)
+  ssh -o ProxyCommand='knocker connect %h %p' myserver # knock, then ssh through the door";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -109,7 +114,8 @@ Examples:
 port, as the `knock` client does, so knockd and knockerd's sequence doors understand them), \
 rotating sequences (derived from a shared key and the time or a counter, so a recorded knock \
 is worthless) and encoded knocks (an encrypted, authenticated request spelled out as ports), and \
-keeps named profiles, so that `knocker knock myserver` knocks whatever the profile describes.",
+keeps named profiles, so that `knocker knock myserver` knocks whatever the profile describes, and \
+`knocker connect myserver 22` knocks and then carries a connection (ssh's ProxyCommand).",
     after_long_help = format!("{PROFILES_HELP}\n\n{EXAMPLES}"),
     after_help = "Run `knocker help knock` or `knocker --help` for the profiles file format and examples."
 )]
@@ -131,7 +137,13 @@ profile's counter is moved on before anything is sent); or a new encoded request
 nonce, sent header knock first. -d, -4 or -6 given here override the profile's own (-u does \
 not apply: a profile's ports name their protocol). With PORTs, HOST is always a host, even if a \
 profile has that name.\n\nPrints nothing unless -v, and exits 0 once every knock is sent: a knock \
-gets no answer, so knocker cannot tell whether a door opened."),
+gets no answer, so knocker cannot tell whether a door opened. One exception, for the person at \
+the terminal: when standard error is a terminal and the profile says how long it asks the door to \
+open (an encoded profile's `duration`; an fwknop profile's `duration` or its stanza's FW_TIMEOUT), \
+knocker writes `door open for up to 30s` there after the knocks. \"Up to\": the server may allow \
+less (a door's own `open_for` caps a request). A sequence or rotating knock carries no duration, \
+so only the server knows; nothing is printed. Piped or redirected, the output stays as described \
+above."),
         after_long_help = format!("{EXAMPLES}\n\n{PROFILES_HELP}"),
     )]
     Knock(KnockArgs),
@@ -165,6 +177,12 @@ the fwknop client sends it, so that fwknopd and knockerd's fwknop doors accept i
 unless -v, and exits 0 once the packet is sent: an SPA packet gets no answer."
     )]
     Spa(Box<spa::SpaArgs>),
+    /// Knock (if HOST has a profile), wait until PORT answers, then relay stdin and stdout to it
+    #[command(
+        long_about = connect::LONG_ABOUT,
+        after_long_help = connect::AFTER_HELP,
+    )]
+    Connect(connect::ConnectArgs),
 }
 /// How knocks are sent: shared by `knock` and `profile add`, which stores them.
 #[derive(Args, Debug)]
@@ -293,6 +311,8 @@ enum Error {
     Secret(#[from] secrets::SecretError),
     #[error(transparent)]
     Spa(#[from] spa::SpaError),
+    #[error(transparent)]
+    Connect(#[from] connect::ConnectError),
     #[error("no ports to knock on {host:?}, and no profile of that name in {}: give PORTs, or save one with `knocker profile add {host} HOST PORT...`", .path.display())]
     NoPorts {
         host: String,
@@ -318,6 +338,7 @@ impl Error {
             | Error::NothingToConsume(_)
             | Error::Profile(ProfileError::BadName(_) | ProfileError::BadHost(_)) => 2,
             Error::Spa(e) if e.is_usage() => 2,
+            Error::Connect(e) if e.is_usage() => 2,
             _ => 1,
         }
     }
@@ -331,6 +352,7 @@ fn main() -> ExitCode {
         Command::Keygen(args) => keygen(args),
         Command::Profile(command) => profile(command),
         Command::Spa(args) => spa::run(&args).map_err(Error::from),
+        Command::Connect(args) => connect::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -342,8 +364,7 @@ fn main() -> ExitCode {
 }
 
 fn knock(args: KnockArgs) -> Result<(), Error> {
-    let now = args.at.unwrap_or_else(kinds::now_unix);
-    let (ip, sequence, delay_ms) = if args.ports.is_empty() {
+    if args.ports.is_empty() {
         let store = Store::from_env()?;
         let Some(saved) = store.load()?.remove(&args.host) else {
             return Err(Error::NoPorts {
@@ -351,46 +372,125 @@ fn knock(args: KnockArgs) -> Result<(), Error> {
                 path: store.path().to_path_buf(),
             });
         };
-        if let Kind::Fwknop(fwknop) = &saved.kind {
-            // One SPA datagram, not a sequence.
-            spa::knock_profile(&store, &saved.host, fwknop, args.verbose, args.at)?;
-            return Ok(());
+        let family = args.send.family();
+        knock_saved(
+            &store,
+            &saved,
+            family,
+            args.send.delay,
+            args.at,
+            args.verbose.then_some(Say::Stdout),
+        )?;
+        // A note for the person at the terminal, never for a script: see `knock --help`.
+        if std::io::stderr().is_terminal() {
+            if let Some(secs) = open_for(&store, &saved) {
+                eprintln!("door open for up to {secs}s");
+            }
         }
-        let family = match (&saved.kind, args.send.family().unwrap_or(saved.family)) {
-            // The knocks must come from the family of the address they ask to open for.
-            (Kind::Encoded(encoded), Family::Any) => match encoded.allow {
-                Some(IpAddr::V4(_)) => Family::V4,
-                Some(IpAddr::V6(_)) => Family::V6,
-                None => Family::Any,
-            },
-            (_, family) => family,
-        };
-        // Resolve first: a host that does not resolve must not use up a hotp counter.
-        let ip = knock::resolve(&saved.host, family)?;
-        let sequence = match &saved.kind {
-            Kind::Sequence(sequence) => sequence.clone(),
-            Kind::Rotating(rotating) => kinds::rotating(&store, rotating, now, true)?.0,
-            Kind::Encoded(encoded) => kinds::encoded(&store, encoded, ip, now)?,
-            // Sent above: one SPA datagram, not a sequence.
-            Kind::Fwknop(_) => return Ok(()),
-        };
-        (ip, sequence, args.send.delay.unwrap_or(saved.delay_ms))
-    } else {
-        let sequence = knock::parse_sequence(&args.ports, args.send.default_proto())?;
-        let ip = knock::resolve(&args.host, args.send.family().unwrap_or_default())?;
-        (ip, sequence, args.send.delay.unwrap_or(0))
-    };
-    send(ip, &sequence, delay_ms, args.verbose)
+        return Ok(());
+    }
+    let sequence = knock::parse_sequence(&args.ports, args.send.default_proto())?;
+    let ip = knock::resolve(&args.host, args.send.family().unwrap_or_default())?;
+    send(
+        ip,
+        &sequence,
+        args.send.delay.unwrap_or(0),
+        args.verbose.then_some(Say::Stdout),
+    )
 }
 
-fn send(ip: IpAddr, sequence: &[Service], delay_ms: u32, verbose: bool) -> Result<(), Error> {
+/// Where `-v` lines about knocks go: `knock` prints them on standard output (as Debian's `knock
+/// -v` does); `connect` on standard error, because its standard output is the connection's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Say {
+    Stdout,
+    Stderr,
+}
+
+impl Say {
+    fn line(self, text: &str) {
+        match self {
+            Say::Stdout => println!("{text}"),
+            Say::Stderr => eprintln!("knocker: {text}"),
+        }
+    }
+}
+
+/// Knocks a saved profile, whatever its kind: its sequence, the current rotating sequence (a hotp
+/// counter is used up), a new encoded request, or one fwknop SPA packet. `family` and `delay_ms`
+/// (from the command line) override the profile's. Returns the address the knocks went to, where
+/// the door opens (None for fwknop, which resolves the host itself: see [`connect`]).
+fn knock_saved(
+    store: &Store,
+    saved: &Profile,
+    family: Option<Family>,
+    delay_ms: Option<u32>,
+    at: Option<u64>,
+    say: Option<Say>,
+) -> Result<Option<IpAddr>, Error> {
+    if let Kind::Fwknop(fwknop) = &saved.kind {
+        // One SPA datagram, not a sequence. Its -v summary is printed on standard output, so
+        // for standard error a shorter line of our own.
+        spa::knock_profile(store, &saved.host, fwknop, say == Some(Say::Stdout), at)?;
+        if say == Some(Say::Stderr) {
+            Say::Stderr.line(&format!("sent an fwknop SPA packet to {}", saved.host));
+        }
+        return Ok(None);
+    }
+    let now = at.unwrap_or_else(kinds::now_unix);
+    let family = match (&saved.kind, family.unwrap_or(saved.family)) {
+        // The knocks must come from the family of the address they ask to open for.
+        (Kind::Encoded(encoded), Family::Any) => match encoded.allow {
+            Some(IpAddr::V4(_)) => Family::V4,
+            Some(IpAddr::V6(_)) => Family::V6,
+            None => Family::Any,
+        },
+        (_, family) => family,
+    };
+    // Resolve first: a host that does not resolve must not use up a hotp counter.
+    let ip = knock::resolve(&saved.host, family)?;
+    let sequence = match &saved.kind {
+        Kind::Sequence(sequence) => sequence.clone(),
+        Kind::Rotating(rotating) => kinds::rotating(store, rotating, now, true)?.0,
+        Kind::Encoded(encoded) => kinds::encoded(store, encoded, ip, now)?,
+        // Sent above: one SPA datagram, not a sequence.
+        Kind::Fwknop(_) => return Ok(None),
+    };
+    send(ip, &sequence, delay_ms.unwrap_or(saved.delay_ms), say)?;
+    Ok(Some(ip))
+}
+
+/// How long a knock of `saved` asks the door to stay open, when the profile says: an encoded
+/// request's duration, an fwknop packet's timeout (the profile's, else its stanza's FW_TIMEOUT).
+/// A sequence or rotating knock carries none: the server's `open_for` decides, unknown here.
+fn open_for(store: &Store, saved: &Profile) -> Option<u32> {
+    match &saved.kind {
+        Kind::Encoded(encoded) => Some(encoded.duration_secs),
+        Kind::Fwknop(fw) => fw
+            .timeout_secs
+            .or_else(|| {
+                let path = match &fw.rc_file {
+                    Some(p) => store.resolve(p),
+                    None => fwknoprc::default_path()?,
+                };
+                fwknoprc::load(&path, Some(fw.stanza.as_deref()?))
+                    .ok()?
+                    .fw_timeout
+            })
+            // FW_TIMEOUT 0 is no timeout: the server's default applies.
+            .filter(|&t| t > 0),
+        Kind::Sequence(_) | Kind::Rotating(_) => None,
+    }
+}
+
+fn send(ip: IpAddr, sequence: &[Service], delay_ms: u32, say: Option<Say>) -> Result<(), Error> {
     knock::knock_sequence(
         ip,
         sequence,
         Duration::from_millis(delay_ms.into()),
         |proto, addr| {
-            if verbose {
-                println!("hitting {proto} {addr}");
+            if let Some(say) = say {
+                say.line(&format!("hitting {proto} {addr}"));
             }
         },
     )?;

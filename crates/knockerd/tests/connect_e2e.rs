@@ -1,0 +1,275 @@
+//! End-to-end: `knocker connect`, as ssh's ProxyCommand runs it, against the real knockerd in
+//! namespaces. alice's `knocker connect lab 2222` knocks the door open and relays her standard
+//! input and output to the service behind it (an echo service); without a profile, or with a
+//! wrong one, the protected port never answers and connect gives up after its tries. Needs root,
+//! iproute2 and nftables, like e2e.rs, and the knocker binary (built next to knockerd by `cargo
+//! test --workspace`, or `cargo build -p knocker`). KNOCKER_SKIP_E2E=1 skips on purpose.
+//!
+//! A real ssh session through `ssh -o ProxyCommand='knocker connect %h %p'` is left out: the
+//! relay is byte-exact both ways with each direction closed on its own (proven here and in
+//! knocker's tests/connect.rs), which is all ssh asks of a ProxyCommand.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The knocker client, built next to knockerd.
+fn knocker_client() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_knockerd")).with_file_name("knocker");
+    assert!(
+        path.exists(),
+        "{} is missing: build the client first (cargo build -p knocker, or cargo test --workspace)",
+        path.display()
+    );
+    path
+}
+
+/// A config directory for alice's knocker, removed when dropped.
+struct Profiles(PathBuf);
+
+impl Profiles {
+    fn new(tag: &str, profiles: &str) -> Profiles {
+        use std::os::unix::fs::PermissionsExt;
+        let dir =
+            std::env::temp_dir().join(format!("knocker-e2e-connect-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("config dir");
+        let path = dir.join("profiles.toml");
+        std::fs::write(&path, profiles).expect("profiles");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        Profiles(dir)
+    }
+}
+
+impl Drop for Profiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `knocker connect ARGS` in alice's namespace with `input` on its standard input, which
+/// is then closed, and returns its output once it exits (panics after `limit`).
+fn connect(w: &World, config: &Path, args: &[&str], input: &[u8], limit: Duration) -> Output {
+    let mut child = w
+        .lab
+        .alice
+        .command(&knocker_client().to_string_lossy())
+        .arg("connect")
+        .args(args)
+        .env("KNOCKER_CONFIG_DIR", config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run knocker connect");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input).expect("write stdin");
+    drop(stdin);
+    finish(child, limit)
+}
+
+fn finish(mut child: Child, limit: Duration) -> Output {
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<Vec<u8>> {
+        thread::spawn(move || {
+            let mut all = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut all);
+            }
+            all
+        })
+    }
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let end = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "knocker connect did not exit within {limit:?}: {}",
+                text(&stderr.join().expect("stderr"))
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout"),
+        stderr: stderr.join().expect("stderr"),
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn connect_knocks_a_sequence_door_open_and_relays_the_session() {
+    if !e2e(&[]) {
+        return;
+    }
+    let w = World::alice_door("conn", 30);
+    let port = SERVICE.to_string();
+    assert_eq!(
+        w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE),
+        Reach::Silent,
+        "protected before any knock"
+    );
+
+    // No profile for the host: no knock, and the protected port never answers.
+    let none = Profiles::new("none", "");
+    let started = Instant::now();
+    let out = connect(
+        &w,
+        &none.0,
+        &[
+            "--tries",
+            "2",
+            "--wait",
+            "0.5",
+            Lab::SERVER_FOR_ALICE,
+            &port,
+        ],
+        b"hello\n",
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "knocker: cannot connect to tcp/{SERVICE} on {} (no profile for it, so no knock): \
+             connection timed out\n",
+            Lab::SERVER_FOR_ALICE
+        )
+    );
+    assert_eq!(text(&out.stdout), "");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "it waited --tries x --wait"
+    );
+
+    // A profile with the wrong sequence: two knocks, two waits, nothing opens.
+    let wrong = Profiles::new(
+        "wrong",
+        &format!(
+            "[profile.wrong]\nhost = \"{}\"\nsequence = [\"7000\", \"8000\", \"9000:udp\"]\n",
+            Lab::SERVER_FOR_ALICE
+        ),
+    );
+    let out = connect(
+        &w,
+        &wrong.0,
+        &["--tries", "2", "--wait", "0.5", "wrong", &port],
+        b"",
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "knocker: tcp/{SERVICE} on {} did not open after 2 knocks (last attempt: \
+             connection timed out)\n",
+            Lab::SERVER_FOR_ALICE
+        )
+    );
+    assert!(w.grants().is_empty(), "{:?}", w.grants());
+
+    // alice's profile: connect knocks, the door opens, and the session is relayed: what she
+    // writes reaches the echo service and comes back; her end of input ends the session.
+    let lab = Profiles::new(
+        "lab",
+        &format!(
+            "[profile.lab]\nhost = \"{}\"\nsequence = {ALICE_SEQ:?}\n",
+            Lab::SERVER_FOR_ALICE
+        ),
+    );
+    let out = connect(
+        &w,
+        &lab.0,
+        &["-v", "lab", &port],
+        b"hello\n",
+        Duration::from_secs(20),
+    );
+    let said = text(&out.stderr);
+    assert!(out.status.success(), "knocker connect failed: {said}");
+    assert_eq!(text(&out.stdout), "hello\n", "the echo, and nothing else");
+    assert!(
+        said.contains(&format!(
+            "knocker: knock 1 of 3: profile lab (sequence) on {}\n",
+            Lab::SERVER_FOR_ALICE
+        )) && said.contains(&format!(
+            "knocker: connected to {}:{SERVICE}\n",
+            Lab::SERVER_FOR_ALICE
+        )),
+        "{said}"
+    );
+    let g = w.grants();
+    assert_eq!(g.len(), 1, "{g:?}\n{}", w.daemon.log());
+    assert_eq!(g[0].to, Lab::ALICE);
+    assert_eq!(g[0].service, format!("tcp/{SERVICE}"));
+    assert_eq!(
+        w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
+        Reach::Silent,
+        "alice's knock opened nothing for mallory"
+    );
+    w.finish();
+}
+
+#[test]
+fn connect_finds_an_encoded_profile_by_its_host_and_says_how_long_it_asked_for() {
+    if !e2e(&[]) {
+        return;
+    }
+    let profiles = Profiles::new(
+        "enc",
+        &format!(
+            "[profile.enc]\nhost = \"{}\"\nkind = \"encoded\"\nkey_file = \"door.key\"\n\
+             base = 50000\nbits = 12\nopen = [\"tcp/{SERVICE}\"]\nduration = \"20s\"\n",
+            Lab::SERVER_FOR_ALICE
+        ),
+    );
+    let key = profiles.0.join("door.key");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(&key, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n").expect("key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    let conf = door_config(
+        "",
+        &format!(
+            "kind = \"encoded\"\nkey_file = {:?}\nbase = 50000\nbits = 12\nopen_for = 60\n",
+            key.display().to_string()
+        ),
+    );
+    let w = World::new("connenc", &conf);
+    // ssh passes the host name (%h), not the profile's: the profile whose host it is knocks.
+    let out = connect(
+        &w,
+        &profiles.0,
+        &["-v", Lab::SERVER_FOR_ALICE, &SERVICE.to_string()],
+        b"over the encoded door\n",
+        Duration::from_secs(20),
+    );
+    let said = text(&out.stderr);
+    assert!(out.status.success(), "knocker connect failed: {said}");
+    assert_eq!(text(&out.stdout), "over the encoded door\n");
+    assert!(said.contains("profile enc (encoded)"), "{said}");
+    assert!(
+        said.contains("knocker: door open for up to 20s\n"),
+        "{said}"
+    );
+    let g = w.grants();
+    assert_eq!(g.len(), 1, "{g:?}\n{}", w.daemon.log());
+    assert_eq!(g[0].to, Lab::ALICE);
+    assert_eq!(g[0].timeout_s, 20, "the duration the request asked for");
+    w.finish();
+}

@@ -5,16 +5,32 @@
 # knocks. Prints a markdown table: daemon CPU per million flood packets, peak RSS, and how fast
 # alice's knocks opened the door during the flood. Takes about two minutes on 2 cores.
 #
-#   scripts/bench-flood.sh            the full bench
-#   scripts/bench-flood.sh --quick    100 000 packets, 1 000 and 100 000 sources (seconds)
-#   scripts/bench-flood.sh --help     every option of knocker-flood (packets, pps, daemons...)
+# With --spa (BENCHMARKS.md, "SPA flood"): Debian's fwknopd (as it ships, then with a larger
+# PCAP_DISPATCH_COUNT) and knockerd with the same access.conf, each facing the same flood of UDP
+# datagrams to the SPA port from 10 000 spoofed sources (random base64 garbage, then real fwknop
+# packets made with a wrong key; 20 s at 1 000 and at 10 000 datagrams/s) while alice sends
+# packets made by Debian's fwknop client. About six minutes.
 #
-# Root only (namespaces, raw sockets, nftables). Installs nftables, iproute2 and knockd if
-# missing (Debian). Every flood is bounded in packets and time and never leaves the namespaces,
-# which are removed on success, failure and Ctrl-C. Not part of `cargo test` or scripts/test.sh.
+#   scripts/bench-flood.sh                  the SYN flood bench
+#   scripts/bench-flood.sh --quick          100 000 packets, 1 000 and 100 000 sources (seconds)
+#   scripts/bench-flood.sh --help           every option of knocker-flood (packets, pps, daemons...)
+#   scripts/bench-flood.sh --spa            the SPA flood bench
+#   scripts/bench-flood.sh --spa --quick    3 s floods from 1 000 sources (about a minute)
+#   scripts/bench-flood.sh --spa --help     every option of the SPA mode (rates, floods, daemons...)
+#
+# Root only (namespaces, raw sockets, nftables, iptables). Installs nftables, iproute2 and knockd
+# (and for --spa fwknop-server, fwknop-client and iptables) if missing (Debian). Every flood is
+# bounded in packets and time and never leaves the namespaces, which are removed on success,
+# failure and Ctrl-C. Not part of `cargo test` or scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ensure-packages.sh
+if [ "${1:-}" = "--spa" ]; then
+  shift
+  ensure nft:nftables ip:iproute2 fwknop:fwknop-client fwknopd:fwknop-server iptables:iptables
+  cargo build --release --locked -p knockerd -p knocker-bench
+  exec ./target/release/knocker-flood spa "$@"
+fi
 ensure nft:nftables ip:iproute2 knockd:knockd
 cargo build --release --locked -p knockerd -p knocker-bench
 exec ./target/release/knocker-flood "$@"

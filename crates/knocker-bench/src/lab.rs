@@ -1,6 +1,7 @@
-//! The bench's lab and the two daemons under test.
+//! The bench's lab and the daemons under test (knockd and knockerd with a knock sequence;
+//! fwknopd and knockerd with an fwknop access.conf).
 //!
-//! knockd captures on one interface, so the lab has one link: the server namespace's `eth0`
+//! knockd and fwknopd capture on one interface, so the lab has one link: the server namespace's `eth0`
 //! faces a `net` namespace that stands for the internet. alice lives there (several addresses,
 //! one per knock attempt, so each attempt's opening is told apart by its source), and so does the
 //! flood, whose sources are spoofed. Both daemons therefore see exactly the same packets on the
@@ -11,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -138,6 +139,13 @@ pub type Opened = Arc<Mutex<HashMap<IpAddr, Instant>>>;
 pub enum Kind {
     Knockd,
     Knockerd,
+    /// Debian's fwknopd as it ships.
+    Fwknopd,
+    /// Debian's fwknopd with [`TUNED_DISPATCH_COUNT`]: each pass of its loop takes every packet
+    /// waiting in the capture ring instead of at most 100 (the compiled default; Debian's
+    /// fwknopd.conf says the default is 0, which fwknopd 2.6.10 refuses), still sleeping 100 ms
+    /// between passes.
+    FwknopdTuned,
 }
 
 impl Kind {
@@ -145,9 +153,21 @@ impl Kind {
         match self {
             Kind::Knockd => "knockd 0.8",
             Kind::Knockerd => "knockerd",
+            Kind::Fwknopd => "fwknopd 2.6.10",
+            Kind::FwknopdTuned => "fwknopd, PCAP_DISPATCH_COUNT 1000000",
         }
     }
+
+    pub fn is_fwknopd(self) -> bool {
+        matches!(self, Kind::Fwknopd | Kind::FwknopdTuned)
+    }
 }
+
+/// PCAP_DISPATCH_COUNT of [`Kind::FwknopdTuned`]: more than its ring can hold.
+pub const TUNED_DISPATCH_COUNT: u32 = 1_000_000;
+
+/// The SPA port (fwknopd's default).
+pub const SPA_PORT: u16 = knocker_wire::fwknop::DEFAULT_PORT;
 
 /// A daemon running in the lab's server namespace; killed (by its PID) when dropped, with its
 /// working directory removed.
@@ -155,12 +175,20 @@ pub struct Daemon {
     pub kind: Kind,
     child: Child,
     pub opened: Opened,
+    /// SPA packets the daemon has examined and refused, from its log: knockerd's refusals
+    /// (logged, and counted in its "N more refusals were not logged" lines), or fwknopd's "SPA
+    /// Packet from IP: ... received" lines (one per packet that passed its cheap checks).
+    examined: Arc<AtomicU64>,
     log: Arc<Mutex<String>>,
     stop: Arc<AtomicBool>,
     dir: PathBuf,
 }
 
 impl Daemon {
+    pub fn examined(&self) -> u64 {
+        self.examined.load(Ordering::Relaxed)
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -193,11 +221,42 @@ impl Daemon {
         let config = dir.join("knockerd.toml");
         std::fs::write(&config, knockerd_config(&dir.join("state")))
             .map_err(|e| format!("{}: {e}", config.display()))?;
+        Daemon::spawn_knockerd(lab, binary, dir, &["--config".as_ref(), config.as_os_str()])
+    }
+
+    /// knockerd from `binary` running the fwknop `access.conf` as it is (`--fwknop-access`),
+    /// its ledger in a directory of its own.
+    pub fn knockerd_fwknop(
+        lab: &FloodLab,
+        binary: &Path,
+        dir: PathBuf,
+        access: &str,
+    ) -> Result<Daemon, String> {
+        let access = write_access_conf(&dir, access)?;
+        let state = dir.join("state");
+        Daemon::spawn_knockerd(
+            lab,
+            binary,
+            dir,
+            &[
+                "--fwknop-access".as_ref(),
+                access.as_os_str(),
+                "--state-dir".as_ref(),
+                state.as_os_str(),
+            ],
+        )
+    }
+
+    fn spawn_knockerd(
+        lab: &FloodLab,
+        binary: &Path,
+        dir: PathBuf,
+        args: &[&std::ffi::OsStr],
+    ) -> Result<Daemon, String> {
         let child = lab
             .server
             .command(&binary.display().to_string())
-            .arg("--config")
-            .arg(&config)
+            .args(args)
             // without it knockerd leaves the timestamps to the journal
             .env_remove("JOURNAL_STREAM")
             .stdin(Stdio::null())
@@ -207,7 +266,7 @@ impl Daemon {
             .map_err(|e| format!("start {}: {e}", binary.display()))?;
         let mut d = Daemon::new(Kind::Knockerd, child, dir);
         let stderr = d.child.stderr.take();
-        let (log, opened) = (d.log.clone(), d.opened.clone());
+        let (log, opened, examined) = (d.log.clone(), d.opened.clone(), d.examined.clone());
         if let Some(stderr) = stderr {
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -228,12 +287,11 @@ impl Daemon {
                             }
                         }
                     }
-                    if let Ok(mut l) = log.lock() {
-                        if l.len() < 1 << 20 {
-                            l.push_str(&line);
-                            l.push('\n');
-                        }
+                    let refused = knockerd_refusals(&line);
+                    if refused > 0 {
+                        examined.fetch_add(refused, Ordering::Relaxed);
                     }
+                    keep(&log, &line);
                 }
             });
         }
@@ -245,6 +303,104 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+        Ok(d)
+    }
+
+    /// Debian's fwknopd (`kind`: as it ships, or tuned) on the server's
+    /// interface with the same access.conf and its iptables backend, run as the fwknop e2e test
+    /// runs it (`-f`: its log goes to stderr, not syslog).
+    /// The SPA port is dropped by an iptables rule first, as a host firewall would: otherwise
+    /// the kernel would answer each flood datagram with an ICMP port unreachable, which
+    /// knockerd's table never does. fwknopd captures before the firewall, so it still sees them.
+    pub fn fwknopd(
+        lab: &FloodLab,
+        kind: Kind,
+        binary: &Path,
+        dir: PathBuf,
+        access: &str,
+    ) -> Result<Daemon, String> {
+        let access = write_access_conf(&dir, access)?;
+        let iptables = which("iptables").ok_or("iptables not found")?;
+        lab.server.exec(
+            &iptables.display().to_string(),
+            &[
+                "-A",
+                "INPUT",
+                "-p",
+                "udp",
+                "--dport",
+                &SPA_PORT.to_string(),
+                "-j",
+                "DROP",
+            ],
+        )?;
+        let conf = dir.join("fwknopd.conf");
+        write_private(&conf, &fwknopd_config(kind))?;
+        let run = dir.join("run");
+        std::fs::create_dir_all(&run).map_err(|e| format!("{}: {e}", run.display()))?;
+        let child = lab
+            .server
+            .command(&binary.display().to_string())
+            .arg("-f")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-a")
+            .arg(&access)
+            .arg("-d")
+            .arg(dir.join("digest.cache"))
+            .arg("-p")
+            .arg(dir.join("fwknopd.pid"))
+            .arg("-r")
+            .arg(&run)
+            .args(["-i", IFACE])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("start {}: {e}", binary.display()))?;
+        let mut d = Daemon::new(kind, child, dir);
+        for pipe in [
+            d.child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            d.child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let (log, opened, examined) = (d.log.clone(), d.opened.clone(), d.examined.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    // fwknopd writes no timestamps: the door is open when the line is read
+                    // (fwknopd flushes each line, once its iptables command has returned)
+                    if let Some(addr) = fwknopd_grant_source(&line) {
+                        let now = Instant::now();
+                        if let Ok(mut o) = opened.lock() {
+                            o.entry(addr).or_insert(now);
+                        }
+                    }
+                    if line.contains(FWKNOPD_RECEIVED) {
+                        examined.fetch_add(1, Ordering::Relaxed);
+                    }
+                    keep(&log, &line);
+                }
+            });
+        }
+        let end = Instant::now() + Duration::from_secs(10);
+        while !d.log().contains("Starting fwknopd") {
+            d.check_alive()?;
+            if Instant::now() > end {
+                return Err(format!("fwknopd not started after 10 s:\n{}", d.log()));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // pcap is open once it logs its main loop; the first idle knock proves it works
+        std::thread::sleep(Duration::from_millis(300));
+        d.check_alive()?;
         Ok(d)
     }
 
@@ -309,12 +465,7 @@ impl Daemon {
             let log = d.log.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    if let Ok(mut l) = log.lock() {
-                        if l.len() < 1 << 20 {
-                            l.push_str(&line);
-                            l.push('\n');
-                        }
-                    }
+                    keep(&log, &line);
                 }
             });
         }
@@ -354,6 +505,7 @@ impl Daemon {
             kind,
             child,
             opened: Arc::new(Mutex::new(HashMap::new())),
+            examined: Arc::new(AtomicU64::new(0)),
             log: Arc::new(Mutex::new(String::new())),
             stop: Arc::new(AtomicBool::new(false)),
             dir,
@@ -382,6 +534,70 @@ impl Drop for Daemon {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Keeps a daemon's log line, up to 1 MiB of log (a flood can make fwknopd write gigabytes).
+fn keep(log: &Mutex<String>, line: &str) {
+    if let Ok(mut l) = log.lock() {
+        if l.len() < 1 << 20 {
+            l.push_str(line);
+            l.push('\n');
+        }
+    }
+}
+
+/// Writes an access.conf (mode 0600, as both daemons want it) into `dir`.
+fn write_access_conf(dir: &Path, text: &str) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join("access.conf");
+    write_private(&path, text)?;
+    Ok(path)
+}
+
+/// Writes a file with mode 0600 (fwknopd warns about any other).
+fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// fwknopd.conf for the bench: Debian's defaults (the file's settings all commented out) but
+/// for the interface, and no forwarding (the e2e test's two lines); for
+/// [`Kind::FwknopdTuned`], also PCAP_DISPATCH_COUNT.
+pub fn fwknopd_config(kind: Kind) -> String {
+    let mut c = format!("PCAP_INTF {IFACE};\nENABLE_IPT_FORWARDING N;\n");
+    if kind == Kind::FwknopdTuned {
+        c.push_str(&format!("PCAP_DISPATCH_COUNT {TUNED_DISPATCH_COUNT};\n"));
+    }
+    c
+}
+
+/// What fwknopd logs for every packet that passed its cheap checks (length, prefix, base64)
+/// and matched a stanza's SOURCE, before the stanza's keys are tried.
+const FWKNOPD_RECEIVED: &str = "received with access source match";
+
+/// The address in fwknopd's `Added access rule to FWKNOP_INPUT for ADDR, ...` line.
+pub fn fwknopd_grant_source(line: &str) -> Option<IpAddr> {
+    const MARK: &str = "Added access rule to FWKNOP_INPUT for ";
+    let rest = &line[line.find(MARK)? + MARK.len()..];
+    rest.split(|c: char| c == ',' || c.is_whitespace())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// How many refused requests one line of knockerd's log stands for: 1 for a `refused:` line,
+/// N for its `N more refusals were not logged` line (refusals are logged at most 10 a second).
+pub fn knockerd_refusals(line: &str) -> u64 {
+    if let Some(i) = line.find(" more refusals were not logged") {
+        return line[..i]
+            .split_whitespace()
+            .last()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+    }
+    u64::from(line.contains(" refused: ") && !line.contains(" grant refused: "))
 }
 
 /// The address in knockerd's `door=... src=ADDR grant ...` line.
@@ -490,6 +706,49 @@ mod tests {
             Some("fd00:200:1::1:3".parse().expect("addr"))
         );
         assert_eq!(grant_source("ready: table loaded"), None);
+    }
+
+    #[test]
+    fn fwknopd_grants_and_knockerd_refusals_are_read_from_the_logs() {
+        assert_eq!(
+            fwknopd_grant_source(
+                "Added access rule to FWKNOP_INPUT for 10.200.1.13 -> 0.0.0.0/0 tcp/2222, expires at 1795255230"
+            ),
+            Some("10.200.1.13".parse().expect("addr"))
+        );
+        assert_eq!(
+            fwknopd_grant_source("Added access rule to FWKNOP_INPUT for 10.200.1.4, tcp/2222"),
+            Some("10.200.1.4".parse().expect("addr"))
+        );
+        assert_eq!(
+            fwknopd_grant_source(
+                "(stanza #1) SPA Packet from IP: 10.200.1.3 received with access source match"
+            ),
+            None
+        );
+        let w = "2026-11-21T10:00:01.000001Z  WARN";
+        assert_eq!(
+            knockerd_refusals(&format!(
+                "{w} door=fwknop-1 src=10.200.100.7 refused: not an authentic request for this door"
+            )),
+            1
+        );
+        assert_eq!(
+            knockerd_refusals(&format!(
+                "{w} 12345 more refusals were not logged (more than 10 a second)"
+            )),
+            12345
+        );
+        assert_eq!(
+            knockerd_refusals(&format!(
+                "{w} door=fwknop-1 src=10.200.1.3 grant refused: the firewall refused: x"
+            )),
+            0
+        );
+        assert_eq!(knockerd_refusals("ready: table loaded"), 0);
+        assert!(fwknopd_config(Kind::Fwknopd).contains("PCAP_INTF eth0;"));
+        assert!(!fwknopd_config(Kind::Fwknopd).contains("PCAP_DISPATCH_COUNT"));
+        assert!(fwknopd_config(Kind::FwknopdTuned).contains("PCAP_DISPATCH_COUNT 1000000;"));
     }
 
     #[test]

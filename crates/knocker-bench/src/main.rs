@@ -1,35 +1,39 @@
-//! knocker-flood: knockd and knockerd side by side under a spoofed-source SYN flood, in network
-//! namespaces of their own (root only; nothing leaves them). See BENCHMARKS.md, "Flood", and
-//! scripts/bench-flood.sh, which installs what it needs, builds and runs this.
+//! knocker-flood: knockd and knockerd side by side under a spoofed-source SYN flood, and
+//! (`knocker-flood spa`) fwknopd and knockerd side by side under a flood of SPA-looking UDP
+//! datagrams, in network namespaces of their own (root only; nothing leaves them). See
+//! BENCHMARKS.md, "Flood" and "SPA flood", and scripts/bench-flood.sh, which installs what it
+//! needs, builds and runs this.
 //!
 //! For each flood (1 000 IPv4 sources, 1 000 000 IPv6 sources) and each daemon, in a fresh lab:
 //! start the daemon with the same door, let alice knock a few times on an idle server, then flood
 //! the door's first port with SYNs from the spoofed sources while alice knocks again at even
 //! points of the flood, and measure the daemon's CPU time and peak memory and how fast each of
-//! alice's knocks opened the door.
+//! alice's knocks opened the door. The SPA mode does the same with fwknop packets (spa.rs).
 
+mod flood;
 mod lab;
 mod packets;
 mod procfs;
 mod sender;
+mod spa;
 
-use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+use flood::Flood;
 use lab::{Daemon, FloodLab, Kind};
-use packets::Family;
+use packets::{Family, Payload};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "knocker-flood",
-    about = "knockd and knockerd side by side under a spoofed-source SYN flood, in network namespaces (root)"
+    about = "knockd and knockerd side by side under a spoofed-source SYN flood, in network namespaces (root)",
+    after_help = "`knocker-flood spa --help`: fwknopd and knockerd under a flood of SPA-looking datagrams",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
     #[command(subcommand)]
@@ -40,6 +44,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// fwknopd and knockerd side by side, with the same access.conf, under a flood of
+    /// SPA-looking UDP datagrams (garbage, then real fwknop packets with a wrong key).
+    Spa(spa::SpaArgs),
     /// The flood sender (the bench runs it inside the lab; not for direct use).
     #[command(hide = true)]
     Send(sender::SendArgs),
@@ -78,15 +85,15 @@ struct BenchArgs {
 }
 
 /// Knock attempts on the idle server before each flood (they also prove the setup works).
-const IDLE_ATTEMPTS: u16 = 3;
+pub(crate) const IDLE_ATTEMPTS: u16 = 3;
 /// How long a knock may take to open the door before it counts as failed.
-const OPEN_LIMIT: Duration = Duration::from_secs(5);
+pub(crate) const OPEN_LIMIT: Duration = Duration::from_secs(5);
 /// After the flood, how long the bench waits at most for the daemon to go idle.
-const SETTLE_LIMIT: Duration = Duration::from_secs(15);
+pub(crate) const SETTLE_LIMIT: Duration = Duration::from_secs(15);
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
-fn stopped() -> Result<(), String> {
+pub(crate) fn stopped() -> Result<(), String> {
     if STOP.load(Ordering::Relaxed) {
         Err("interrupted".into())
     } else {
@@ -98,6 +105,10 @@ fn main() {
     let cli = Cli::parse();
     let result = match &cli.cmd {
         Some(Cmd::Send(a)) => sender::run(a),
+        Some(Cmd::Spa(a)) => {
+            catch_signals();
+            spa::bench(a)
+        }
         None => {
             catch_signals();
             bench(&cli.bench)
@@ -202,8 +213,8 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
                 case.name
             );
             let bin = match kind {
-                Kind::Knockd => &knockd_bin,
                 Kind::Knockerd => &knockerd_bin,
+                Kind::Knockd | Kind::Fwknopd | Kind::FwknopdTuned => &knockd_bin,
             };
             let row = run_one(kind, bin, &exe, case, a)?;
             eprintln!("   {}", row.summary());
@@ -227,6 +238,9 @@ fn run_one(
     let mut daemon = match kind {
         Kind::Knockerd => Daemon::knockerd(&lab, bin, dir)?,
         Kind::Knockd => Daemon::knockd(&lab, bin, dir)?,
+        Kind::Fwknopd | Kind::FwknopdTuned => {
+            return Err("fwknopd runs in `knocker-flood spa`".into())
+        }
     };
     let pid = daemon.pid();
     let server = lab::server(case.family);
@@ -253,7 +267,20 @@ fn run_one(
     let rss_start = procfs::status_bytes(pid, "VmRSS").unwrap_or(0);
     let rx_before = procfs::rx_packets(lab.server.name(), lab::IFACE);
 
-    let mut flood = Flood::spawn(&lab, exe, case, a)?;
+    let mut flood = Flood::spawn(
+        &lab,
+        exe,
+        &sender::SendArgs {
+            dst: server,
+            port: lab::SEQUENCE[0],
+            payload: Payload::Syn,
+            sources: case.sources,
+            packets: case.packets,
+            pps: a.pps,
+            max_secs: a.max_secs,
+            progress_every: 8192,
+        },
+    )?;
     flood.wait_started()?;
     let cpu_start = procfs::cpu_seconds(pid)?;
     let flood_start = Instant::now();
@@ -314,7 +341,7 @@ fn run_one(
     // reports them; knockerd's NFLOG socket overruns are visible in /proc/net/netlink
     let drops = match kind {
         Kind::Knockerd => procfs::netlink_drops(lab.server.name()),
-        Kind::Knockd => None,
+        Kind::Knockd | Kind::Fwknopd | Kind::FwknopdTuned => None,
     };
     let during: Vec<Option<Duration>> = attempts
         .iter()
@@ -347,13 +374,17 @@ fn run_one(
     })
 }
 
-fn latency(d: &Daemon, src: IpAddr, knocked: Instant) -> Option<Duration> {
+pub(crate) fn latency(d: &Daemon, src: IpAddr, knocked: Instant) -> Option<Duration> {
     let at = d.opened_at(src)?;
     let l = at.checked_duration_since(knocked).unwrap_or_default();
     (l <= OPEN_LIMIT).then_some(l)
 }
 
-fn wait_open(d: &Daemon, src: IpAddr, knocked: Instant) -> Result<Option<Duration>, String> {
+pub(crate) fn wait_open(
+    d: &Daemon,
+    src: IpAddr,
+    knocked: Instant,
+) -> Result<Option<Duration>, String> {
     while knocked.elapsed() <= OPEN_LIMIT {
         stopped()?;
         if d.opened_at(src).is_some() {
@@ -362,154 +393,6 @@ fn wait_open(d: &Daemon, src: IpAddr, knocked: Instant) -> Result<Option<Duratio
         std::thread::sleep(Duration::from_micros(200));
     }
     Ok(latency(d, src, knocked))
-}
-
-/// The sender process (`knocker-flood send`) in the lab's `net` namespace, under `nice` so the
-/// daemon and the bench's measuring threads get the CPU first. Killed by its PID when dropped.
-struct Flood {
-    child: Child,
-    sent: Arc<AtomicU64>,
-    started: Arc<AtomicBool>,
-    done: Arc<Mutex<Option<(u64, u64, f64)>>>,
-    errors: Arc<Mutex<String>>,
-}
-
-impl Flood {
-    fn spawn(
-        lab: &FloodLab,
-        exe: &std::path::Path,
-        case: &Case,
-        a: &BenchArgs,
-    ) -> Result<Flood, String> {
-        let mut child = lab
-            .net
-            .command("nice")
-            .args(["-n", "10"])
-            .arg(exe)
-            .args(["send", "--dst"])
-            .arg(lab::server(case.family).to_string())
-            .args(["--port", &lab::SEQUENCE[0].to_string()])
-            .args(["--sources", &case.sources.to_string()])
-            .args(["--packets", &case.packets.to_string()])
-            .args(["--pps", &a.pps.to_string()])
-            .args(["--max-secs", &a.max_secs.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("start the flood sender: {e}"))?;
-        child.stdin.take();
-        let mut f = Flood {
-            child,
-            sent: Arc::new(AtomicU64::new(0)),
-            started: Arc::new(AtomicBool::new(false)),
-            done: Arc::new(Mutex::new(None)),
-            errors: Arc::new(Mutex::new(String::new())),
-        };
-        if let Some(out) = f.child.stdout.take() {
-            let (sent, started, done) = (f.sent.clone(), f.started.clone(), f.done.clone());
-            std::thread::spawn(move || {
-                for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    let w: Vec<&str> = line.split_whitespace().collect();
-                    match w.as_slice() {
-                        ["start", _] => started.store(true, Ordering::Relaxed),
-                        ["progress", n] => {
-                            sent.store(n.parse().unwrap_or(0), Ordering::Relaxed);
-                        }
-                        ["done", n, e, s] => {
-                            let n = n.parse().unwrap_or(0);
-                            sent.store(n, Ordering::Relaxed);
-                            if let Ok(mut d) = done.lock() {
-                                *d = Some((n, e.parse().unwrap_or(0), s.parse().unwrap_or(0.0)));
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            });
-        }
-        if let Some(err) = f.child.stderr.take() {
-            let errors = f.errors.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(err).lines().map_while(Result::ok) {
-                    if let Ok(mut e) = errors.lock() {
-                        e.push_str(&line);
-                        e.push('\n');
-                    }
-                }
-            });
-        }
-        Ok(f)
-    }
-
-    fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
-    }
-
-    fn finished(&self) -> bool {
-        self.done.lock().map(|d| d.is_some()).unwrap_or(true)
-    }
-
-    fn exited(&mut self) -> Result<bool, String> {
-        match self.child.try_wait() {
-            Ok(Some(st)) if !st.success() => Err(format!(
-                "the flood sender failed ({st}): {}",
-                self.errors.lock().map(|e| e.clone()).unwrap_or_default()
-            )),
-            Ok(Some(_)) => Ok(true),
-            Ok(None) => Ok(false),
-            Err(e) => Err(format!("waiting for the flood sender: {e}")),
-        }
-    }
-
-    fn wait_started(&mut self) -> Result<(), String> {
-        let end = Instant::now() + Duration::from_secs(60);
-        while !self.started.load(Ordering::Relaxed) {
-            stopped()?;
-            if self.exited()? || Instant::now() > end {
-                return Err(format!(
-                    "the flood sender did not start: {}",
-                    self.errors.lock().map(|e| e.clone()).unwrap_or_default()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        Ok(())
-    }
-
-    fn wait_done(&mut self, limit_secs: f64) -> Result<(u64, u64, f64), String> {
-        let end = Instant::now() + Duration::from_secs_f64(limit_secs);
-        loop {
-            stopped()?;
-            if let Some(d) = self.done.lock().ok().and_then(|d| *d) {
-                let _ = self.child.wait();
-                return Ok(d);
-            }
-            if self.exited()? {
-                // the reader may not have parsed the last line yet
-                std::thread::sleep(Duration::from_millis(50));
-                return self
-                    .done
-                    .lock()
-                    .ok()
-                    .and_then(|d| *d)
-                    .ok_or_else(|| "the flood sender exited without its summary".to_string());
-            }
-            if Instant::now() > end {
-                return Err("the flood sender overran its time limit".into());
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for Flood {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
 }
 
 struct Row {
@@ -566,7 +449,7 @@ impl Row {
     }
 }
 
-fn median(v: &[Option<Duration>]) -> Option<Duration> {
+pub(crate) fn median(v: &[Option<Duration>]) -> Option<Duration> {
     let mut ok: Vec<Duration> = v.iter().flatten().copied().collect();
     if ok.is_empty() {
         return None;
@@ -575,7 +458,7 @@ fn median(v: &[Option<Duration>]) -> Option<Duration> {
     Some(ok[ok.len() / 2])
 }
 
-fn fmt_ms(d: Duration) -> String {
+pub(crate) fn fmt_ms(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1e3;
     if ms < 10.0 {
         format!("{ms:.2} ms")
@@ -584,15 +467,15 @@ fn fmt_ms(d: Duration) -> String {
     }
 }
 
-fn fmt_median(v: &[Option<Duration>]) -> String {
+pub(crate) fn fmt_median(v: &[Option<Duration>]) -> String {
     median(v).map_or_else(|| "-".to_string(), fmt_ms)
 }
 
-fn mib(bytes: u64) -> String {
+pub(crate) fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
-fn thousands(n: u64) -> String {
+pub(crate) fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {

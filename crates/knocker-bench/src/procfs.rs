@@ -12,6 +12,25 @@ pub fn cpu_seconds(pid: u32) -> Result<f64, String> {
         .ok_or_else(|| format!("/proc/{pid}/stat: unexpected format"))
 }
 
+/// CPU time (user + system) of a process's children that have exited and been waited for (fwknopd
+/// runs `iptables` for each rule it adds or removes), in seconds.
+pub fn children_cpu_seconds(pid: u32) -> Result<f64, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
+    parse_children_ticks(&stat)
+        .map(|ticks| ticks as f64 / clock_ticks())
+        .ok_or_else(|| format!("/proc/{pid}/stat: unexpected format"))
+}
+
+/// cutime + cstime (fields 16 and 17) of a /proc/PID/stat line.
+pub fn parse_children_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let cutime: u64 = fields.get(13)?.parse().ok()?;
+    let cstime: u64 = fields.get(14)?.parse().ok()?;
+    Some(cutime + cstime)
+}
+
 /// utime + stime (fields 14 and 15) of a /proc/PID/stat line; the command name (field 2) may
 /// contain spaces and parentheses, so fields are counted after its last `)`.
 pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
@@ -93,6 +112,10 @@ mod tests {
     fn cpu_ticks_are_read_after_the_command_name() {
         let stat = "4242 (kno ck) d) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 1 0 1000 1000 100";
         assert_eq!(parse_cpu_ticks(stat), Some(325));
+        assert_eq!(parse_children_ticks(stat), Some(0));
+        let stat =
+            "77 (fwknopd) S 1 77 77 0 -1 4194560 100 0 0 0 250 75 12 8 20 0 1 0 1000 1000 100";
+        assert_eq!(parse_children_ticks(stat), Some(20));
         assert_eq!(parse_cpu_ticks("garbage"), None);
     }
 

@@ -2,8 +2,9 @@
 //! `nice`, inside the lab's client namespace) so that its CPU, its niceness and its lifetime are
 //! separate from the bench's measuring threads.
 //!
-//! It writes pre-built SYNs from spoofed sources to a raw socket (IP header included) in
-//! `sendmmsg` batches, and reports on stdout: `start N` once the packets are built, `progress
+//! It writes pre-built packets from spoofed sources (SYNs, or UDP datagrams with an SPA-looking
+//! payload: see [`Payload`]) to a raw socket (IP header included) in `sendmmsg` batches, and
+//! reports on stdout: `start N` once the packets are built, `progress
 //! SENT` now and then, `done SENT ERRORS SECONDS` at the end. It stops after `packets` packets
 //! or `max_secs` seconds, whichever comes first.
 
@@ -15,21 +16,22 @@ use std::time::{Duration, Instant};
 use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use crate::packets::{Family, FloodPackets};
+use crate::packets::{Family, FloodPackets, Payload};
 
 /// Messages per `sendmmsg` call.
 const BATCH: usize = 64;
-/// Packets between two `progress` lines.
-const PROGRESS_EVERY: u64 = 8192;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SendArgs {
-    /// Server address the SYNs go to (its family is the flood's).
+    /// Server address the packets go to (its family is the flood's).
     #[arg(long)]
     pub dst: IpAddr,
-    /// Destination port of every SYN.
+    /// Destination port of every packet.
     #[arg(long)]
     pub port: u16,
+    /// What the packets are.
+    #[arg(long, value_enum, default_value_t = Payload::Syn)]
+    pub payload: Payload,
     /// Distinct spoofed sources, cycled.
     #[arg(long)]
     pub sources: u32,
@@ -42,6 +44,28 @@ pub struct SendArgs {
     /// Hard time limit in seconds.
     #[arg(long)]
     pub max_secs: f64,
+    /// Packets between two `progress` lines (the bench places alice's attempts by them).
+    #[arg(long, default_value_t = 8192)]
+    pub progress_every: u64,
+}
+
+impl SendArgs {
+    /// The command line that gives these arguments back (after `send`).
+    pub fn to_args(&self) -> Vec<String> {
+        [
+            ("--dst", self.dst.to_string()),
+            ("--port", self.port.to_string()),
+            ("--payload", self.payload.name().to_string()),
+            ("--sources", self.sources.to_string()),
+            ("--packets", self.packets.to_string()),
+            ("--pps", self.pps.to_string()),
+            ("--max-secs", self.max_secs.to_string()),
+            ("--progress-every", self.progress_every.to_string()),
+        ]
+        .into_iter()
+        .flat_map(|(k, v)| [k.to_string(), v])
+        .collect()
+    }
 }
 
 pub fn run(a: &SendArgs) -> Result<(), String> {
@@ -55,7 +79,7 @@ pub fn run(a: &SendArgs) -> Result<(), String> {
             family.max_sources()
         ));
     }
-    let packets = FloodPackets::build(family, a.sources, a.dst, a.port);
+    let packets = FloodPackets::build(a.payload, family, a.sources, a.packets, a.dst, a.port)?;
     let domain = match family {
         Family::V4 => Domain::IPV4,
         Family::V6 => Domain::IPV6,
@@ -78,14 +102,15 @@ pub fn run(a: &SendArgs) -> Result<(), String> {
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
     };
-    say(&mut out, format!("start {}", packets.count));
+    say(&mut out, format!("start {}", packets.count()));
 
     let mut headers: MultiHeaders<SockaddrStorage> = MultiHeaders::preallocate(BATCH, None);
     let addrs: Vec<Option<SockaddrStorage>> = vec![None; BATCH];
     let no_cmsgs: [ControlMessage; 0] = [];
     let start = Instant::now();
     let cap = Duration::from_secs_f64(a.max_secs.max(0.0));
-    let (mut sent, mut errors, mut next_progress) = (0u64, 0u64, PROGRESS_EVERY);
+    let every = a.progress_every.max(1);
+    let (mut sent, mut errors, mut next_progress) = (0u64, 0u64, every);
     while sent < a.packets && start.elapsed() < cap {
         let n = (a.packets - sent).min(BATCH as u64) as usize;
         let iovs: Vec<[IoSlice; 1]> = (0..n)
@@ -105,7 +130,7 @@ pub fn run(a: &SendArgs) -> Result<(), String> {
         }
         if sent >= next_progress {
             say(&mut out, format!("progress {sent}"));
-            next_progress = sent + PROGRESS_EVERY;
+            next_progress = sent + every;
         }
         if a.pps > 0 {
             let due = Duration::from_secs_f64(sent as f64 / a.pps as f64);
@@ -120,4 +145,37 @@ pub fn run(a: &SendArgs) -> Result<(), String> {
         format!("done {sent} {errors} {:.6}", start.elapsed().as_secs_f64()),
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        a: SendArgs,
+    }
+
+    #[test]
+    fn the_senders_arguments_round_trip() {
+        let a = SendArgs {
+            dst: "10.200.1.1".parse().expect("addr"),
+            port: 62201,
+            payload: Payload::WrongHmac,
+            sources: 10_000,
+            packets: 300_000,
+            pps: 10_000,
+            max_secs: 60.5,
+            progress_every: 500,
+        };
+        let back = Wrap::try_parse_from(std::iter::once("send".to_string()).chain(a.to_args()))
+            .expect("parses")
+            .a;
+        assert_eq!(back.to_args(), a.to_args());
+        assert_eq!(back.payload, Payload::WrongHmac);
+        assert_eq!(back.max_secs, 60.5);
+        assert_eq!(back.progress_every, 500);
+    }
 }

@@ -11,7 +11,7 @@ use crate::table::{Progress, Table};
 use crate::types::{Grant, Knock, Service};
 use knocker_wire::encoded::Reassembly;
 
-/// Default bound on tracked partial knocks: about 11 MiB at the ~110 bytes each measured in
+/// Default bound on tracked partial knocks: about 15 MiB at the ~150 bytes each measured in
 /// BENCHMARKS.md.
 pub const DEFAULT_MAX_TRACKED: usize = 100_000;
 /// The most candidate sequences a rotating door offers at once (skew or lookahead).

@@ -416,20 +416,30 @@ struct Row {
     after_flood: usize,
 }
 
+/// Packets per second over `secs` (0 when nothing was timed).
+pub(crate) fn rate(count: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        count as f64 / secs
+    } else {
+        0.0
+    }
+}
+
+/// CPU seconds per million packets (0 when there were none).
+pub(crate) fn per_million(cpu: f64, count: u64) -> f64 {
+    if count == 0 {
+        return 0.0;
+    }
+    cpu * 1e6 / count as f64
+}
+
 impl Row {
     fn pps(&self) -> f64 {
-        if self.send_secs > 0.0 {
-            self.sent as f64 / self.send_secs
-        } else {
-            0.0
-        }
+        rate(self.sent, self.send_secs)
     }
 
     fn cpu_per_million(&self) -> f64 {
-        if self.sent == 0 {
-            return 0.0;
-        }
-        self.cpu_flood * 1e6 / self.sent as f64
+        per_million(self.cpu_flood, self.sent)
     }
 
     fn summary(&self) -> String {

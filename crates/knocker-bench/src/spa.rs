@@ -529,18 +529,11 @@ struct SpaRow {
 
 impl SpaRow {
     fn pps(&self) -> f64 {
-        if self.send_secs > 0.0 {
-            self.sent as f64 / self.send_secs
-        } else {
-            0.0
-        }
+        crate::rate(self.sent, self.send_secs)
     }
 
     fn cpu_per_million(&self) -> f64 {
-        if self.sent == 0 {
-            return 0.0;
-        }
-        self.cpu_flood * 1e6 / self.sent as f64
+        crate::per_million(self.cpu_flood, self.sent)
     }
 
     /// CPU per datagram the daemon really handled: its cost per packet, also when it lost most.

@@ -19,17 +19,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// The knocker client, built next to knockerd.
-fn knocker_client() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_knockerd")).with_file_name("knocker");
-    assert!(
-        path.exists(),
-        "{} is missing: build the client first (cargo build -p knocker, or cargo test --workspace)",
-        path.display()
-    );
-    path
-}
-
 /// A config directory for alice's knocker, removed when dropped.
 struct Profiles(PathBuf);
 

@@ -533,17 +533,6 @@ fn reload_takes_a_good_config_and_keeps_the_running_one_on_a_bad_one() {
     w.finish();
 }
 
-/// The `knocker` client binary, built by `cargo test --workspace` next to knockerd.
-fn knocker_client() -> std::path::PathBuf {
-    let path = std::path::Path::new(env!("CARGO_BIN_EXE_knockerd")).with_file_name("knocker");
-    assert!(
-        path.exists(),
-        "{} is missing: build the client first (cargo build -p knocker, or cargo test --workspace)",
-        path.display()
-    );
-    path
-}
-
 #[test]
 fn knocker_client_profile_opens_the_door() {
     if !e2e(&[]) {

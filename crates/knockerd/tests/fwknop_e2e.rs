@@ -311,17 +311,6 @@ fn replays_stale_and_damaged_packets_open_nothing_also_after_a_restart() {
     w.finish();
 }
 
-/// The `knocker` client binary, built by `cargo test --workspace` next to knockerd.
-fn knocker_client() -> PathBuf {
-    let path = std::path::Path::new(env!("CARGO_BIN_EXE_knockerd")).with_file_name("knocker");
-    assert!(
-        path.exists(),
-        "{} is missing: build the client first (cargo build -p knocker)",
-        path.display()
-    );
-    path
-}
-
 fn knocker_spa(w: &World, extra: &[&str]) {
     let out = w
         .lab

@@ -327,6 +327,17 @@ impl Drop for World {
     }
 }
 
+/// The `knocker` client binary, built by `cargo test --workspace` next to knockerd.
+pub fn knocker_client() -> PathBuf {
+    let path = std::path::Path::new(env!("CARGO_BIN_EXE_knockerd")).with_file_name("knocker");
+    assert!(
+        path.exists(),
+        "{} is missing: build the client first (cargo build -p knocker, or cargo test --workspace)",
+        path.display()
+    );
+    path
+}
+
 /// A door config for tests.
 pub fn door_config(extra_daemon: &str, door: &str) -> String {
     format!("[daemon]\nnflog_group = 4100\n{extra_daemon}\n\n[door.ssh]\nopen = [\"tcp/{SERVICE}\"]\n{door}\n")

@@ -15,10 +15,13 @@
 
 pub mod encoded;
 pub mod fwknop;
+pub mod identity;
 mod key;
 pub mod keyfile;
 pub mod rotate;
 mod service;
+pub mod spa;
+pub mod syn;
 
 pub use encoded::EncodedKey;
 pub use key::{KeyError, KEY_LEN};

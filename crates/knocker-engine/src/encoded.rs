@@ -48,6 +48,10 @@ pub enum Refusal {
     Expired,
     /// The request asks for a service the door never opens.
     Restricted(Service),
+    /// Made with a key that is not enrolled (never was, or was revoked).
+    UnknownKey,
+    /// The source sent more packets needing expensive checks than the door's rate limit allows.
+    RateLimited,
 }
 
 impl std::fmt::Display for Refusal {
@@ -68,6 +72,8 @@ impl std::fmt::Display for Refusal {
             Refusal::Username(u) => write!(f, "user {u:?} is not the one this door requires"),
             Refusal::Expired => f.write_str("the door's access has expired"),
             Refusal::Restricted(s) => write!(f, "{s} is restricted on this door"),
+            Refusal::UnknownKey => f.write_str("made with a client key that is not enrolled (never enrolled, or revoked)"),
+            Refusal::RateLimited => f.write_str("too many packets needing expensive checks from this source: dropped until its rate limit refills"),
         }
     }
 }
@@ -132,6 +138,7 @@ pub(crate) fn judge(
         to: allow,
         open: req.services.clone(),
         duration,
+        client: None,
     };
     Outcome::Granted {
         grant,

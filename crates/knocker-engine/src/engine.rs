@@ -163,6 +163,8 @@ pub struct Engine {
     /// Replay digests of granted encoded requests, with the Unix time until which each must be
     /// remembered.
     seen: HashMap<[u8; 32], u64>,
+    /// Per-source budgets for the expensive checks of single-packet doors.
+    limiter: crate::spa::Limiter,
     events: VecDeque<Event>,
     full_reported: bool,
     /// Wall-clock time in Unix seconds, for TOTP doors and encoded requests.
@@ -217,6 +219,7 @@ impl Engine {
             // a reassembly buffer is about 300 bytes, a partial knock about 100
             assemblies: Table::new((config.max_tracked / 4).max(1)),
             seen: HashMap::new(),
+            limiter: crate::spa::Limiter::new((config.max_tracked / 4).max(1)),
             events: VecDeque::new(),
             full_reported: false,
             wall: 0,
@@ -336,6 +339,7 @@ impl Engine {
                             to: src,
                             open: door.spec.open.clone(),
                             duration: door.spec.open_for,
+                            client: None,
                         }));
                     } else {
                         // using a tag changes the candidates and the index being iterated, so
@@ -421,6 +425,7 @@ impl Engine {
             to: src,
             open: door.spec.open.clone(),
             duration: door.spec.open_for,
+            client: None,
         }));
         if dynamic {
             door.refresh(wall);
@@ -513,11 +518,7 @@ impl Engine {
     /// One UDP datagram to an SPA port, with its payload: the doors on that port in order, the
     /// first whose sources admit the packet and whose key authenticates it decides.
     pub fn handle_datagram(&mut self, now: Instant, knock: &Knock, payload: &[u8]) {
-        let _ = now;
         let src = knock.src.to_canonical();
-        if knock.proto != crate::Proto::Udp {
-            return;
-        }
         // the replay memory first: a digest of the raw packet, before any key is used
         let digest: [u8; 32] = {
             use sha2::Digest as _;
@@ -525,69 +526,89 @@ impl Engine {
         };
         let wall = self.wall;
         let mut tried: Option<usize> = None;
-        for (index, door) in self.doors.iter().enumerate() {
+        for index in 0..self.doors.len() {
+            let door = &self.doors[index];
             let Kind::Spa(spa) = &door.spec.kind else {
                 continue;
             };
-            if spa.port != knock.dst_port || !spa.admits(src, knock.dst.to_canonical()) {
+            if spa.proto != knock.proto
+                || spa.port != knock.dst_port
+                || !spa.admits(src, knock.dst.to_canonical())
+            {
                 continue;
             }
+            let refuse = |reason| Event::Refused {
+                door: door.name.clone(),
+                src,
+                reason,
+            };
             if self.seen.get(&digest).is_some_and(|until| *until >= wall) {
-                self.events.push_back(Event::Refused {
-                    door: door.name.clone(),
-                    src,
-                    reason: Refusal::Replayed,
-                });
+                self.events.push_back(refuse(Refusal::Replayed));
                 return;
             }
+            if spa.precheck.as_ref().is_some_and(|check| !check(payload)) {
+                tried = Some(index);
+                continue;
+            }
+            if let Some(limit) = spa.rate_limit {
+                if !self.limiter.take(src, index, limit, now) {
+                    self.events.push_back(refuse(Refusal::RateLimited));
+                    return;
+                }
+            }
             tried = Some(index);
-            let req = match (spa.decode)(payload) {
+            let req = match (spa.decode)(payload, wall) {
                 Err(crate::spa::SpaError::NotForThisKey) => continue,
                 Err(crate::spa::SpaError::Unsupported(why)) => {
-                    self.events.push_back(Event::Refused {
-                        door: door.name.clone(),
-                        src,
-                        reason: Refusal::Unsupported(why),
-                    });
+                    self.events.push_back(refuse(Refusal::Unsupported(why)));
+                    return;
+                }
+                Err(crate::spa::SpaError::Refused(reason)) => {
+                    self.events.push_back(refuse(reason));
                     return;
                 }
                 Ok(req) => req,
             };
-            let verdict = spa_verdict(index, &door.spec, spa, &req, src, wall);
-            match verdict {
-                Ok(grant) => {
-                    if self.seen.len() >= encoded::MAX_SEEN {
-                        self.seen.retain(|_, until| *until >= wall);
-                    }
-                    if self.seen.len() >= encoded::MAX_SEEN {
-                        let reason = Refusal::MemoryFull;
-                        self.events.push_back(Event::Refused {
-                            door: door.name.clone(),
-                            src,
-                            reason,
-                        });
-                        return;
-                    }
-                    // remembered for as long as the packet could pass the age check
-                    let until_unix = match spa.max_age {
-                        Some(age) => req.timestamp.max(wall).saturating_add(age),
-                        None => u64::MAX,
-                    };
-                    self.seen.insert(digest, until_unix);
-                    self.events.push_back(Event::Seen {
-                        door: door.name.clone(),
-                        index,
-                        digest,
-                        until_unix,
-                    });
-                    self.events.push_back(Event::Grant(grant));
-                }
-                Err(reason) => self.events.push_back(Event::Refused {
-                    door: door.name.clone(),
-                    src,
-                    reason,
-                }),
+            if req
+                .replay_id
+                .and_then(|id| self.seen.get(&id))
+                .is_some_and(|until| *until >= wall)
+            {
+                self.events.push_back(refuse(Refusal::Replayed));
+                return;
             }
+            let verdict = spa_verdict(index, &door.spec, spa, &req, src, wall);
+            let grant = match verdict {
+                Ok(grant) => grant,
+                Err(reason) => {
+                    self.events.push_back(refuse(reason));
+                    return;
+                }
+            };
+            let needed = 1 + usize::from(req.replay_id.is_some());
+            if self.seen.len() + needed > encoded::MAX_SEEN {
+                self.seen.retain(|_, until| *until >= wall);
+            }
+            if self.seen.len() + needed > encoded::MAX_SEEN {
+                self.events.push_back(refuse(Refusal::MemoryFull));
+                return;
+            }
+            // remembered for as long as the packet could pass the age check
+            let until_unix = match spa.max_age {
+                Some(age) => req.timestamp.max(wall).saturating_add(age),
+                None => u64::MAX,
+            };
+            let name = door.name.clone();
+            for digest in std::iter::once(digest).chain(req.replay_id) {
+                self.seen.insert(digest, until_unix);
+                self.events.push_back(Event::Seen {
+                    door: name.clone(),
+                    index,
+                    digest,
+                    until_unix,
+                });
+            }
+            self.events.push_back(Event::Grant(grant));
             return;
         }
         if let Some(index) = tried {
@@ -713,6 +734,7 @@ fn spa_verdict(
         to,
         open: req.access.clone(),
         duration,
+        client: (!req.username.is_empty()).then(|| req.username.clone()),
     })
 }
 

@@ -24,5 +24,5 @@ pub use sequence::{
     sequence_rules, Clock, Derive, Encoded, Kind, SequenceDoor, SequenceError, MAX_KNOCKS,
     MAX_OPEN_FOR, MAX_WINDOW, MIN_KNOCKS,
 };
-pub use spa::{in_net, Spa, SpaDecode, SpaError, SpaRequest};
+pub use spa::{in_net, RateLimit, Spa, SpaDecode, SpaError, SpaPrecheck, SpaRequest};
 pub use types::{FlagFilter, Grant, Knock, ParseError, Proto, Service, TcpFlags};

@@ -1,11 +1,14 @@
-//! Single-packet-authorization doors (fwknop's format; knocker's own later): one UDP datagram
-//! carries an authenticated, encrypted request.
+//! Single-packet doors: one packet carries an authenticated request. fwknop's format and
+//! knocker's own SPA are one UDP datagram; a stealth SYN door's packet is one TCP SYN whose
+//! header fields carry the authenticator (the "payload" is then the packet from its IP header on).
 //!
 //! The decoder is injected ([`SpaDecode`]), so the engine holds no keys; the engine owns the
-//! policy, in the order fwknopd applies it, cheapest first: the replay memory (a digest of the
-//! raw packet, before any key is used), the door's sources, the decoder (which checks the HMAC in
-//! constant time *before* decrypting), then age, address binding, username, expiry, and what may
-//! be opened for how long.
+//! policy, cheapest first: the replay memory (a digest of the raw packet, before any key is
+//! used), the door's sources, the door's cheap pre-check (knocker SPA's door tag), the per-source
+//! rate limit on what is expensive, the decoder (which checks the authenticator in constant time
+//! *before* decrypting or any public-key math), the replay memory again (the request's own
+//! identity, which bit flips outside the authenticated part cannot change), then age, address
+//! binding, username, expiry, and what may be opened for how long.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -21,8 +24,12 @@ pub struct SpaRequest {
     /// The address to open for; unspecified (0.0.0.0) means the packet's source.
     pub allow: IpAddr,
     pub access: Vec<Service>,
-    /// A timeout the client asked for (fwknop's message types 3 and 4).
+    /// A timeout the client asked for (fwknop's message types 3 and 4; knocker SPA's duration).
     pub client_timeout: Option<u32>,
+    /// What makes this request unique, independent of the bytes that carried it (knocker SPA:
+    /// client key and nonce). Remembered with the raw packet's digest; `None` for fwknop, whose
+    /// whole packet is authenticated.
+    pub replay_id: Option<[u8; 32]>,
 }
 
 /// Why the decoder did not return a request.
@@ -33,16 +40,49 @@ pub enum SpaError {
     /// Authentic, but not a request this door can grant (a NAT or command message, a malformed
     /// field): refused with the reason.
     Unsupported(String),
+    /// Authentic, and refused for this reason (a key that is not enrolled, a service this
+    /// client may not open).
+    Refused(crate::encoded::Refusal),
 }
 
-/// Decodes one SPA payload with a door's keys.
-pub type SpaDecode = Arc<dyn Fn(&[u8]) -> Result<SpaRequest, SpaError> + Send + Sync>;
+/// Decodes one SPA payload with a door's keys, at the given wall-clock time (Unix seconds; a
+/// SYN door's authenticator is made for a time step).
+pub type SpaDecode = Arc<dyn Fn(&[u8], u64) -> Result<SpaRequest, SpaError> + Send + Sync>;
+
+/// A check cheap enough to run on every packet before anything expensive (knocker SPA's
+/// per-door tag, a keyed hash of the datagram): `false` means not for this door.
+pub type SpaPrecheck = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
+/// How many expensive checks (public-key math, a SYN door's per-client MACs) one source may
+/// cause: `burst` at once, refilled at `per_sec`. Past it, packets are dropped with a
+/// (rate-limited) log line until the bucket refills.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub burst: u32,
+    pub per_sec: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        // two a second, bursts of five seconds' worth: plenty for a person, nothing for a flood
+        RateLimit {
+            burst: 10,
+            per_sec: 2,
+        }
+    }
+}
 
 /// A single-packet-authorization door.
 #[derive(Clone)]
 pub struct Spa {
     pub decode: SpaDecode,
-    /// The UDP port packets are sent to.
+    /// Run before `decode` on every packet; `None` for fwknop (its HMAC is the first check).
+    pub precheck: Option<SpaPrecheck>,
+    /// Per-source limit on calls to `decode`; `None`: unlimited (fwknop's HMAC is cheap).
+    pub rate_limit: Option<RateLimit>,
+    /// UDP for SPA datagrams, TCP for a stealth SYN door.
+    pub proto: crate::Proto,
+    /// The port packets are sent to.
     pub port: u16,
     /// Where packets may come from: (network, prefix length); empty means anywhere.
     pub sources: Vec<(IpAddr, u8)>,
@@ -90,6 +130,57 @@ impl Spa {
     }
 }
 
+/// Token buckets, one per (source, door), in a bounded table: when it is full the least recently
+/// seen source is forgotten (it starts again with a full bucket, which costs at most one burst).
+pub(crate) struct Limiter {
+    buckets: crate::table::Table<(IpAddr, usize), Bucket>,
+}
+
+#[derive(Clone, Copy)]
+struct Bucket {
+    /// Tokens, in thousandths, so slow refill rates lose nothing to rounding.
+    milli: u64,
+    at: std::time::Instant,
+}
+
+impl Limiter {
+    pub(crate) fn new(capacity: usize) -> Limiter {
+        Limiter {
+            buckets: crate::table::Table::new(capacity),
+        }
+    }
+
+    /// Takes one token from the bucket of `src` at door `door`; `false` when it is empty.
+    pub(crate) fn take(
+        &mut self,
+        src: IpAddr,
+        door: usize,
+        limit: RateLimit,
+        now: std::time::Instant,
+    ) -> bool {
+        let full = u64::from(limit.burst.max(1)) * 1000;
+        let key = (src, door);
+        let mut bucket = self.buckets.get(&key).copied().unwrap_or(Bucket {
+            milli: full,
+            at: now,
+        });
+        let elapsed = now.saturating_duration_since(bucket.at);
+        let refill = elapsed
+            .as_millis()
+            .saturating_mul(u128::from(limit.per_sec));
+        bucket.milli = u64::try_from(u128::from(bucket.milli).saturating_add(refill))
+            .unwrap_or(u64::MAX)
+            .min(full);
+        bucket.at = now;
+        let granted = bucket.milli >= 1000;
+        if granted {
+            bucket.milli -= 1000;
+        }
+        self.buckets.insert_newest(key, bucket);
+        granted
+    }
+}
+
 /// Whether `ip` lies in `net/len` (IPv4 and IPv6; mapped addresses compared as IPv4).
 pub fn in_net(ip: IpAddr, net: IpAddr, len: u8) -> bool {
     match (ip.to_canonical(), net.to_canonical()) {
@@ -114,7 +205,9 @@ pub fn in_net(ip: IpAddr, net: IpAddr, len: u8) -> bool {
 impl std::fmt::Debug for Spa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Spa")
+            .field("proto", &self.proto)
             .field("port", &self.port)
+            .field("rate_limit", &self.rate_limit)
             .field("sources", &self.sources)
             .field("max_age", &self.max_age)
             .field("access_timeout", &self.access_timeout)

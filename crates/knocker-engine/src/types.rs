@@ -138,6 +138,9 @@ pub struct Grant {
     pub to: IpAddr,
     pub open: Vec<Service>,
     pub duration: Duration,
+    /// Who knocked, when the door knows: an enrolled client's name (knocker SPA and SYN doors)
+    /// or the username in an fwknop packet. For the log.
+    pub client: Option<String>,
 }
 
 #[cfg(test)]

@@ -294,6 +294,7 @@ impl Model {
                         to: k.src,
                         open: door.open.clone(),
                         duration: door.open_for,
+                        client: None,
                     }));
                 } else {
                     let deadline = deadline.unwrap_or(now + door.window);

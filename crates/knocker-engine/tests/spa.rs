@@ -2,12 +2,13 @@
 //! order, age, address binding, username, expiry, ports and timeouts) on virtual time.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use knocker_engine::{
-    Engine, EngineConfig, Event, Kind, Knock, Proto, Refusal, SequenceDoor, Service, Spa,
-    SpaDecode, SpaError, SpaRequest, TcpFlags,
+    Engine, EngineConfig, Event, Kind, Knock, Proto, RateLimit, Refusal, SequenceDoor, Service,
+    Spa, SpaDecode, SpaError, SpaRequest, TcpFlags,
 };
 
 const NOW: u64 = 1_795_260_671;
@@ -20,11 +21,14 @@ fn ip(s: &str) -> IpAddr {
 
 /// "KEY|user|timestamp|allow|tcp/22,udp/53|timeout" — `KEY` must equal the door's key.
 fn decoder(key: &'static str) -> SpaDecode {
-    Arc::new(move |payload: &[u8]| {
+    Arc::new(move |payload: &[u8], _wall: u64| {
         let text = std::str::from_utf8(payload).map_err(|_| SpaError::NotForThisKey)?;
         let f: Vec<&str> = text.split('|').collect();
-        if f.len() != 6 || f[0] != key {
+        if !(6..=7).contains(&f.len()) || f[0] != key {
             return Err(SpaError::NotForThisKey);
+        }
+        if f[1] == "revoked" {
+            return Err(SpaError::Refused(Refusal::UnknownKey));
         }
         if f[4] == "NAT" {
             return Err(SpaError::Unsupported(
@@ -40,6 +44,12 @@ fn decoder(key: &'static str) -> SpaDecode {
                 .map(|s| s.parse().expect("service"))
                 .collect(),
             client_timeout: f[5].parse().ok(),
+            // a 7th field stands for what knocker SPA authenticates apart from the raw bytes
+            replay_id: f.get(6).map(|id| {
+                let mut d = [0u8; 32];
+                d[..id.len().min(32)].copy_from_slice(&id.as_bytes()[..id.len().min(32)]);
+                d
+            }),
         })
     })
 }
@@ -47,6 +57,9 @@ fn decoder(key: &'static str) -> SpaDecode {
 fn door(name: &str, key: &'static str, tweak: impl FnOnce(&mut Spa)) -> SequenceDoor {
     let mut spa = Spa {
         decode: decoder(key),
+        precheck: None,
+        rate_limit: None,
+        proto: Proto::Udp,
         port: 62201,
         sources: Vec::new(),
         max_age: Some(120),
@@ -81,15 +94,19 @@ fn engine(doors: Vec<SequenceDoor>) -> Engine {
 }
 
 fn send(e: &mut Engine, from: &str, payload: &str) -> Vec<Event> {
+    send_at(e, Instant::now(), Proto::Udp, from, payload)
+}
+
+fn send_at(e: &mut Engine, now: Instant, proto: Proto, from: &str, payload: &str) -> Vec<Event> {
     let knock = Knock {
         src: ip(from),
         dst: ip("10.200.1.1"),
-        proto: Proto::Udp,
+        proto,
         src_port: 55555,
         dst_port: 62201,
         tcp_flags: TcpFlags::default(),
     };
-    e.handle_datagram(Instant::now(), &knock, payload.as_bytes());
+    e.handle_datagram(now, &knock, payload.as_bytes());
     std::iter::from_fn(|| e.poll_event()).collect()
 }
 
@@ -279,4 +296,106 @@ fn the_replay_memory_survives_a_restart_through_add_seen() {
         refused(&send(&mut restarted, ALICE, &p)),
         Some(Refusal::Replayed)
     );
+}
+
+/// A decoder that counts its calls (the expensive part a pre-check and a rate limit guard).
+fn counted(key: &'static str, calls: Arc<AtomicUsize>) -> SpaDecode {
+    let inner = decoder(key);
+    Arc::new(move |payload: &[u8], wall: u64| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        inner(payload, wall)
+    })
+}
+
+#[test]
+fn a_failed_precheck_never_reaches_the_decoder() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let mut e = engine(vec![door("ssh", "K", |spa| {
+        spa.decode = counted("K", c);
+        spa.precheck = Some(Arc::new(|p: &[u8]| p.starts_with(b"K|")));
+    })]);
+    let ev = send(&mut e, MALLORY, &format!("X|alice|{NOW}|0.0.0.0|tcp/22|-"));
+    assert_eq!(refused(&ev), Some(Refusal::NotAuthentic));
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "garbage costs no decode");
+    let ev = send(&mut e, ALICE, &format!("K|alice|{NOW}|0.0.0.0|tcp/22|-"));
+    assert!(granted(&ev).is_some());
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn expensive_checks_are_rate_limited_per_source() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let mut e = engine(vec![door("ssh", "K", |spa| {
+        spa.decode = counted("K", c);
+        spa.rate_limit = Some(RateLimit {
+            burst: 3,
+            per_sec: 1,
+        });
+    })]);
+    let t0 = Instant::now();
+    // authentic-looking to the pre-check (there is none), but not for this key
+    let junk = "K|too|few|fields";
+    for _ in 0..3 {
+        let ev = send_at(&mut e, t0, Proto::Udp, MALLORY, junk);
+        assert_eq!(refused(&ev), Some(Refusal::NotAuthentic));
+    }
+    for _ in 0..5 {
+        let ev = send_at(&mut e, t0, Proto::Udp, MALLORY, junk);
+        assert_eq!(refused(&ev), Some(Refusal::RateLimited));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "the burst, then nothing");
+    // another source has its own bucket
+    let ok = format!("K|alice|{NOW}|0.0.0.0|tcp/22|-");
+    assert!(granted(&send_at(&mut e, t0, Proto::Udp, ALICE, &ok)).is_some());
+    // one token back after a second
+    let t1 = t0 + Duration::from_millis(1000);
+    let ev = send_at(&mut e, t1, Proto::Udp, MALLORY, junk);
+    assert_eq!(refused(&ev), Some(Refusal::NotAuthentic));
+    let ev = send_at(&mut e, t1, Proto::Udp, MALLORY, junk);
+    assert_eq!(refused(&ev), Some(Refusal::RateLimited));
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
+}
+
+#[test]
+fn the_request_identity_is_remembered_apart_from_its_bytes() {
+    let mut e = engine(vec![door("ssh", "K", |_| {})]);
+    let first = format!("K|alice|{NOW}|0.0.0.0|tcp/22|-|nonce-1");
+    let ev = send(&mut e, ALICE, &first);
+    assert!(granted(&ev).is_some());
+    let seen = ev
+        .iter()
+        .filter(|e| matches!(e, Event::Seen { .. }))
+        .count();
+    assert_eq!(seen, 2, "the raw digest and the request's identity");
+    // other bytes (another timeout field), same identity: a replay
+    let again = format!("K|alice|{NOW}|0.0.0.0|tcp/22|5|nonce-1");
+    assert_eq!(
+        refused(&send(&mut e, ALICE, &again)),
+        Some(Refusal::Replayed)
+    );
+    let fresh = format!("K|alice|{NOW}|0.0.0.0|tcp/22|5|nonce-2");
+    assert!(granted(&send(&mut e, ALICE, &fresh)).is_some());
+}
+
+#[test]
+fn a_refusal_from_the_decoder_is_reported_as_it_is() {
+    let mut e = engine(vec![door("ssh", "K", |_| {})]);
+    let ev = send(&mut e, ALICE, &format!("K|revoked|{NOW}|0.0.0.0|tcp/22|-"));
+    assert_eq!(refused(&ev), Some(Refusal::UnknownKey));
+    assert!(granted(&ev).is_none());
+}
+
+#[test]
+fn a_syn_door_sees_only_tcp_and_a_datagram_door_only_udp() {
+    let mut e = engine(vec![door("syn", "K", |spa| spa.proto = Proto::Tcp)]);
+    let p = format!("K|alice|{NOW}|0.0.0.0|tcp/22|-");
+    let ev = send_at(&mut e, Instant::now(), Proto::Udp, ALICE, &p);
+    assert!(
+        ev.is_empty(),
+        "UDP to a SYN door's port is not for it: {ev:?}"
+    );
+    let ev = send_at(&mut e, Instant::now(), Proto::Tcp, ALICE, &p);
+    assert!(granted(&ev).is_some());
 }

@@ -33,6 +33,10 @@ pub const DEFAULT_NFLOG_GROUP: u16 = 4100;
 pub const MAX_STOP_AFTER: Duration = Duration::from_secs(i32::MAX as u64);
 /// Where the ledger lives unless `[daemon] state_dir` says otherwise.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/knocker";
+/// The server's X25519 key, for `spa` and `syn` doors (`knockerd keygen` writes it).
+pub const DEFAULT_SERVER_KEY: &str = "/etc/knocker/server.key";
+/// The enrolled clients of `spa` and `syn` doors (`knockerd enroll` adds to it).
+pub const DEFAULT_CLIENTS: &str = "/etc/knocker/clients.toml";
 /// Packet mark set on granted packets so that an admin's own default-drop chain can accept them.
 pub const DEFAULT_GRANT_MARK: u32 = 0x4b4e_0000;
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(15);
@@ -117,8 +121,10 @@ pub struct Door {
     pub stop_after: Duration,
     /// The file of a `one-time` door, whose lines are marked when used.
     pub one_time: Option<OneTimeFile>,
-    /// The UDP port a single-packet-authorization door (fwknop) listens on.
+    /// The UDP port a single-packet-authorization door (fwknop or knocker SPA) listens on.
     pub spa_port: Option<u16>,
+    /// The TCP port a stealth SYN door listens on.
+    pub syn_port: Option<u16>,
     /// What a `rotating` door draws its knocks from, or an `encoded` door's span.
     pub rotating: Option<Rotating>,
     /// Line of the `[door.NAME]` header, for messages.
@@ -196,8 +202,13 @@ impl Door {
                     .join(", ")
             }
         };
+        let what = match (spa.proto, spa.precheck.is_some()) {
+            (Proto::Tcp, _) => "stealth SYNs on tcp",
+            (_, true) => "knocker SPA packets on udp",
+            (_, false) => "fwknop SPA packets on udp",
+        };
         Some(format!(
-            "fwknop SPA packets on udp/{} from {}{}",
+            "{what}/{} from {}{}",
             spa.port,
             nets(&spa.sources),
             if spa.open_any {
@@ -252,6 +263,10 @@ pub struct Config {
     pub interface: Option<String>,
     /// Where knockerd keeps its ledger.
     pub state_dir: PathBuf,
+    /// The server's X25519 private key (read only when a `spa` or `syn` door exists).
+    pub server_key: PathBuf,
+    /// The clients file of `spa` and `syn` doors.
+    pub clients: PathBuf,
     pub doors: Vec<Door>,
 }
 
@@ -282,6 +297,14 @@ impl Config {
     /// UDP ports of single-packet-authorization doors (fwknop), each logged with its payload.
     pub fn spa_ports(&self) -> Vec<u16> {
         let mut v: Vec<u16> = self.doors.iter().filter_map(|d| d.spa_port).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// TCP ports of stealth SYN doors, whose SYNs are logged with their headers.
+    pub fn syn_ports(&self) -> Vec<u16> {
+        let mut v: Vec<u16> = self.doors.iter().filter_map(|d| d.syn_port).collect();
         v.sort();
         v.dedup();
         v
@@ -333,6 +356,8 @@ struct RawDaemon {
     protect: Vec<Spanned<String>>,
     interface: Option<Spanned<String>>,
     state_dir: Option<String>,
+    server_key: Option<Spanned<String>>,
+    clients: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -372,6 +397,8 @@ struct RawDoor {
     expire: Option<Spanned<i64>>,
     require_username: Option<String>,
     require_source_address: Option<bool>,
+    // spa and syn doors
+    rate_limit: Option<Spanned<i64>>,
     window: Option<Spanned<RawDuration>>,
     open_for: Option<Spanned<RawDuration>>,
     tcp_flags: Option<Spanned<String>>,
@@ -460,6 +487,22 @@ impl Ctx<'_> {
             message: message.into(),
         })
     }
+    /// An optional duration of 1 s to 1 day, in whole seconds, or `default`.
+    fn secs(
+        &self,
+        v: &Option<Spanned<RawDuration>>,
+        key: &str,
+        default: u64,
+    ) -> Result<u64, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(x) => match self.duration(x, key)?.as_secs() {
+                n @ 1..=86_400 => Ok(n),
+                _ => self.err(x.span(), format!("{key} must be 1 s to 1 day")),
+            },
+        }
+    }
+
     fn duration(&self, v: &Spanned<RawDuration>, key: &str) -> Result<Duration, ConfigError> {
         let d = match v.get_ref() {
             RawDuration::Seconds(n) if *n >= 0 => Ok(Duration::from_secs(*n as u64)),
@@ -477,6 +520,37 @@ impl Ctx<'_> {
             })
             .collect()
     }
+}
+
+/// The server key and clients file a configuration names (or their defaults), read without
+/// validating the rest: `knockerd keygen` runs before the key that validation would need exists.
+pub fn native_paths(path: &Path) -> Result<(PathBuf, PathBuf), ConfigError> {
+    let bytes = read_bounded(path)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let cx = Ctx {
+        file: path,
+        text: &text,
+    };
+    let err = |e: toml::de::Error| ConfigError {
+        file: path.to_path_buf(),
+        line: e.span().map(|s| cx.line_of(s.start)),
+        message: e.message().trim().to_string(),
+    };
+    #[derive(Deserialize, Default)]
+    struct Paths {
+        server_key: Option<String>,
+        clients: Option<String>,
+    }
+    let mut table: toml::Table = toml::from_str(&text).map_err(err)?;
+    let paths: Paths = match table.remove("daemon") {
+        Some(d) => d.try_into().map_err(err)?,
+        None => Paths::default(),
+    };
+    let path_or = |p: Option<String>, default: &str| PathBuf::from(p.unwrap_or(default.into()));
+    Ok((
+        path_or(paths.server_key, DEFAULT_SERVER_KEY),
+        path_or(paths.clients, DEFAULT_CLIENTS),
+    ))
 }
 
 /// Reads and validates a configuration file.
@@ -571,6 +645,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         );
     }
     let mut doors = Vec::new();
+    // the server key and the clients file, read once when the first spa or syn door needs them
+    let mut native: Option<NativeKeys> = None;
     for (name, raw_door) in &raw.door {
         let span = raw_door.span();
         let d = raw_door.get_ref();
@@ -622,6 +698,15 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
                 }
                 (Vec::new(), None)
             }
+            "spa" | "syn" => {
+                if let Some(seq) = &d.sequence {
+                    return cx.err(
+                        seq.span(),
+                        format!("a {kind_name} door reads one packet per knock: remove `sequence`"),
+                    );
+                }
+                (Vec::new(), None)
+            }
             "encoded" => {
                 if let Some(seq) = &d.sequence {
                     return cx.err(
@@ -646,25 +731,38 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
                 let at = d.kind.as_ref().map(|k| k.span()).unwrap_or(span.clone());
                 return cx.err(
                     at,
-                    format!("unknown door kind {other:?}: use \"sequence\", \"one-time\", \"rotating\", \"encoded\" or \"fwknop\""),
+                    format!("unknown door kind {other:?}: use \"sequence\", \"one-time\", \"rotating\", \"encoded\", \"fwknop\", \"spa\" or \"syn\""),
                 );
             }
         };
-        if kind_name != "fwknop" {
-            let stray = [&d.port, &d.expire]
-                .into_iter()
-                .flatten()
-                .next()
-                .map(|s| s.span());
-            let stray = stray
+        let single_packet = matches!(kind_name, "fwknop" | "spa" | "syn");
+        if !single_packet {
+            let stray = d
+                .port
+                .as_ref()
+                .map(|s| s.span())
                 .or(d.sources.as_ref().map(|s| s.span()))
+                .or(d.max_open_for.as_ref().map(|s| s.span()));
+            if let Some(at) = stray {
+                return cx.err(at, "port, sources and max_open_for belong to single-packet doors (kind = \"fwknop\", \"spa\" or \"syn\")");
+            }
+        }
+        if !matches!(kind_name, "spa" | "syn") {
+            if let Some(r) = &d.rate_limit {
+                return cx.err(r.span(), "rate_limit belongs to kind = \"spa\" or \"syn\"");
+            }
+        }
+        if kind_name != "fwknop" {
+            let stray = d
+                .expire
+                .as_ref()
+                .map(|s| s.span())
                 .or(d.destinations.as_ref().map(|s| s.span()))
                 .or(d.restrict.first().map(|s| s.span()))
                 .or(d.hmac_key_file.as_ref().map(|s| s.span()))
-                .or(d.hmac_digest.as_ref().map(|s| s.span()))
-                .or(d.max_open_for.as_ref().map(|s| s.span()));
+                .or(d.hmac_digest.as_ref().map(|s| s.span()));
             if let Some(at) = stray {
-                return cx.err(at, "port, sources, destinations, restrict, hmac_key_file, hmac_digest, max_open_for and expire belong to kind = \"fwknop\"");
+                return cx.err(at, "destinations, restrict, hmac_key_file, hmac_digest and expire belong to kind = \"fwknop\"");
             }
             if d.require_username.is_some() || d.require_source_address.is_some() {
                 return cx.err(
@@ -673,19 +771,19 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
                 );
             }
         }
-        if kind_name != "encoded" && kind_name != "fwknop" {
+        if !matches!(kind_name, "encoded" | "fwknop" | "spa" | "syn") {
             let stray = [&d.base, &d.bits]
                 .into_iter()
                 .flatten()
                 .next()
                 .map(|s| s.span());
             if let Some(at) = stray.or(d.max_age.as_ref().map(|m| m.span())) {
-                return cx.err(at, "base, bits and max_age belong to kind = \"encoded\"");
+                return cx.err(at, "base, bits and max_age belong to kind = \"encoded\" (max_age also to single-packet doors)");
             }
             if d.allow_other_address.is_some() {
                 return cx.err(
                     span.clone(),
-                    "allow_other_address belongs to kind = \"encoded\"",
+                    "allow_other_address belongs to kind = \"encoded\", \"fwknop\" or \"spa\"",
                 );
             }
         }
@@ -705,10 +803,16 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             }
         }
         let open = cx.services(&d.open, "open")?;
-        let fwknop = if kind_name == "fwknop" {
-            Some(fwknop_door(&cx, d, &span, name, &open)?)
-        } else {
-            None
+        let fwknop = match kind_name {
+            "fwknop" => Some(fwknop_door(&cx, d, &span, name, &open)?),
+            "spa" | "syn" => {
+                let keys = match &native {
+                    Some(k) => k,
+                    None => native.insert(native_keys(&cx, &daemon, daemon_span.clone())?),
+                };
+                Some(native_door(&cx, d, &span, name, &open, kind_name, keys)?)
+            }
+            _ => None,
         };
         let target = match &d.target {
             None => None,
@@ -843,9 +947,30 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             stop_after,
             one_time,
             rotating: rotating.map(|(r, _)| r),
-            spa_port: fwknop.as_ref().map(|(port, _)| *port),
+            spa_port: fwknop
+                .as_ref()
+                .filter(|_| kind_name != "syn")
+                .map(|(port, _)| *port),
+            syn_port: fwknop
+                .as_ref()
+                .filter(|_| kind_name == "syn")
+                .map(|(port, _)| *port),
             line: cx.line_of(span.start),
         });
+    }
+    // every door a client is enrolled for must be a spa or syn door of this configuration
+    if let Some(keys) = &native {
+        let is_native = |name: &str| {
+            raw.door.get(name).is_some_and(|d| {
+                d.get_ref()
+                    .kind
+                    .as_ref()
+                    .is_some_and(|k| matches!(k.get_ref().as_str(), "spa" | "syn"))
+            })
+        };
+        keys.clients
+            .check_doors(is_native)
+            .map_err(|m| located(&keys.clients.path, m))?;
     }
     let specs: Vec<SequenceDoor> = doors.iter().map(|d| d.spec.clone()).collect();
     if let Err(e) = validate_doors(&specs) {
@@ -892,6 +1017,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
                 .clone()
                 .unwrap_or_else(|| DEFAULT_STATE_DIR.to_string()),
         ),
+        server_key: server_key_path(&daemon),
+        clients: clients_path(&daemon),
         doors,
     };
     // every port of a rotating door's span is a knock port, dropped and logged
@@ -1021,16 +1148,7 @@ fn fwknop_door(
         }
         Ok(out)
     };
-    let secs =
-        |v: &Option<Spanned<RawDuration>>, key: &str, default: u64| -> Result<u64, ConfigError> {
-            match v {
-                None => Ok(default),
-                Some(x) => match cx.duration(x, key)?.as_secs() {
-                    n @ 1..=86_400 => Ok(n),
-                    _ => cx.err(x.span(), format!("{key} must be 1 s to 1 day")),
-                },
-            }
-        };
+    let secs = |v: &Option<Spanned<RawDuration>>, key: &str, default: u64| cx.secs(v, key, default);
     let port = match &d.port {
         None => knocker_wire::fwknop::DEFAULT_PORT,
         Some(p) => u16::try_from(*p.get_ref())
@@ -1040,6 +1158,9 @@ fn fwknop_door(
     };
     let spa = knocker_engine::Spa {
         decode: crate::fwknop_doors::decoder(keys),
+        precheck: None,
+        rate_limit: None,
+        proto: knocker_engine::Proto::Udp,
         port,
         sources: nets(&d.sources, "sources")?,
         max_age: Some(secs(&d.max_age, "max_age", 120)?),
@@ -1058,6 +1179,207 @@ fn fwknop_door(
         allow_other_address: d.allow_other_address.unwrap_or(false),
         require_source_address: d.require_source_address.unwrap_or(false),
         destinations: nets(&d.destinations, "destinations")?,
+        open_any: false,
+    };
+    Ok((port, Kind::Spa(spa)))
+}
+
+fn server_key_path(daemon: &RawDaemon) -> PathBuf {
+    PathBuf::from(
+        daemon
+            .server_key
+            .as_ref()
+            .map_or(DEFAULT_SERVER_KEY, |k| k.get_ref().as_str()),
+    )
+}
+
+fn clients_path(daemon: &RawDaemon) -> PathBuf {
+    PathBuf::from(
+        daemon
+            .clients
+            .as_ref()
+            .map_or(DEFAULT_CLIENTS, |k| k.get_ref().as_str()),
+    )
+}
+
+/// What knocker's own doors are built from: the server's key and the enrolled clients.
+struct NativeKeys {
+    server: std::sync::Arc<knocker_wire::identity::PrivateKey>,
+    clients: crate::clients::Clients,
+}
+
+/// Reads the server key (0600) and the clients file named in `[daemon]` (or their defaults).
+fn native_keys(
+    cx: &Ctx<'_>,
+    daemon: &RawDaemon,
+    daemon_span: std::ops::Range<usize>,
+) -> Result<NativeKeys, ConfigError> {
+    let key_path = server_key_path(daemon);
+    let key_span = daemon
+        .server_key
+        .as_ref()
+        .map(|k| k.span())
+        .unwrap_or(daemon_span.clone());
+    let server = knocker_wire::keyfile::load_key(&key_path, |text| {
+        knocker_wire::identity::PrivateKey::from_base64(text)
+    })
+    .or_else(|e| {
+        cx.err(
+            key_span,
+            format!("server_key: {e} (spa and syn doors need the server's key: make it with `knockerd keygen`)"),
+        )
+    })?;
+    let clients_path = clients_path(daemon);
+    // no clients file yet: nobody is enrolled (`knockerd enroll` creates it)
+    let clients = if clients_path.exists() {
+        crate::clients::load(&clients_path).map_err(|message| located(&clients_path, message))?
+    } else {
+        crate::clients::Clients {
+            path: clients_path.clone(),
+            clients: Vec::new(),
+        }
+    };
+    Ok(NativeKeys {
+        server: std::sync::Arc::new(server),
+        clients,
+    })
+}
+
+/// A "path:line: message" from a file other than the configuration, as a [`ConfigError`].
+fn located(path: &Path, message: String) -> ConfigError {
+    let prefix = format!("{}:", path.display());
+    let rest = message.strip_prefix(&prefix).unwrap_or(&message);
+    let (line, rest) = match rest.split_once(": ") {
+        Some((n, r)) if n.parse::<usize>().is_ok() => (n.parse().ok(), r),
+        _ => (None, rest.trim_start()),
+    };
+    ConfigError {
+        file: path.to_path_buf(),
+        line,
+        message: rest.to_string(),
+    }
+}
+
+/// Builds knocker's own single-packet door: an SPA datagram door (UDP) or a stealth SYN door
+/// (TCP), both for the clients in the clients file.
+fn native_door(
+    cx: &Ctx<'_>,
+    d: &RawDoor,
+    span: &std::ops::Range<usize>,
+    name: &str,
+    open: &[Service],
+    kind_name: &str,
+    keys: &NativeKeys,
+) -> Result<(u16, Kind), ConfigError> {
+    let syn = kind_name == "syn";
+    if let Some(s) = &d.sources {
+        return cx.err(
+            s.span(),
+            format!("sources is not supported on {kind_name} doors: every client is known by its key; limit clients in the clients file"),
+        );
+    }
+    let Some(port) = &d.port else {
+        let example = if syn { "443" } else { "62201" };
+        return cx.err(
+            span.clone(),
+            format!("door {name:?} is {kind_name}: give the port its packets go to, e.g. port = {example} ({})", if syn { "TCP; no service may listen there" } else { "UDP" }),
+        );
+    };
+    let port = u16::try_from(*port.get_ref())
+        .ok()
+        .filter(|p| *p > 0)
+        .map_or_else(|| cx.err(port.span(), "port must be 1 to 65535"), Ok)?;
+    if open.is_empty() {
+        return cx.err(
+            span.clone(),
+            format!("door {name:?}: list in `open` the services a client may ask for"),
+        );
+    }
+    if syn && open.len() > 16 {
+        return cx.err(
+            span.clone(),
+            "a syn door opens at most 16 services (a SYN carries 4 bits to choose one)",
+        );
+    }
+    for (v, key) in [
+        (&d.key_file, "key_file"),
+        (&d.mode, "mode"),
+        (&d.ports, "ports"),
+        (&d.proto, "proto"),
+    ] {
+        if let Some(v) = v {
+            return cx.err(
+                v.span(),
+                format!("{key} is not a key of {kind_name} doors (keys are in server_key and the clients file)"),
+            );
+        }
+    }
+    if let Some(v) = [&d.base, &d.bits, &d.skew, &d.lookahead, &d.knocks]
+        .into_iter()
+        .flatten()
+        .next()
+    {
+        return cx.err(v.span(), format!("not a key of {kind_name} doors"));
+    }
+    if syn {
+        if let Some(m) = &d.max_age {
+            return cx.err(m.span(), format!("a syn door's window is fixed ({} s time steps, one either side): remove max_age", knocker_wire::syn::STEP_SECS));
+        }
+        if d.allow_other_address.is_some() {
+            return cx.err(
+                span.clone(),
+                "a SYN opens for its own source only: remove allow_other_address",
+            );
+        }
+    }
+    let secs = |v: &Option<Spanned<RawDuration>>, key: &str, default: u64| cx.secs(v, key, default);
+    let open_for = secs(&d.open_for, "open_for", DEFAULT_OPEN_FOR.as_secs())?;
+    let max_open_for = secs(&d.max_open_for, "max_open_for", open_for)?;
+    // expensive checks per source and second (a burst of five seconds' worth); 0 turns it off
+    let rate_limit =
+        match &d.rate_limit {
+            None => Some(knocker_engine::RateLimit::default()),
+            Some(r) => match u32::try_from(*r.get_ref()) {
+                Ok(0) => None,
+                Ok(n @ 1..=100_000) => Some(knocker_engine::RateLimit {
+                    burst: n.saturating_mul(5),
+                    per_sec: n,
+                }),
+                _ => return cx.err(
+                    r.span(),
+                    "rate_limit is checks per second per source: 1 to 100000, or 0 for no limit",
+                ),
+            },
+        };
+    let clients = &keys.clients.clients;
+    let (precheck, decode) = if syn {
+        crate::native_doors::syn_decoder(&keys.server, name, open, clients)
+            .or_else(|e| cx.err(span.clone(), e))?
+    } else {
+        crate::native_doors::spa_decoder(keys.server.clone(), name, open, clients)
+    };
+    let max_age = if syn {
+        // a SYN made for step s verifies until step s+1 ends: remember it that long
+        3 * knocker_wire::syn::STEP_SECS
+    } else {
+        secs(&d.max_age, "max_age", 120)?
+    };
+    let spa = knocker_engine::Spa {
+        decode,
+        precheck: Some(precheck),
+        rate_limit,
+        proto: if syn { Proto::Tcp } else { Proto::Udp },
+        port,
+        sources: Vec::new(),
+        max_age: Some(max_age),
+        access_timeout: open_for,
+        max_timeout: max_open_for,
+        restrict: Vec::new(),
+        require_username: None,
+        expire: None,
+        allow_other_address: d.allow_other_address.unwrap_or(false),
+        require_source_address: false,
+        destinations: Vec::new(),
         open_any: false,
     };
     Ok((port, Kind::Spa(spa)))

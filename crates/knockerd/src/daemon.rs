@@ -46,11 +46,16 @@ fn announce(config: &Config) {
         } else {
             format!("opens {}", open.join(","))
         };
+        // a single-packet door has no window between knocks
+        let within = if d.spa_port.is_some() || d.syn_port.is_some() {
+            String::new()
+        } else {
+            format!(" within {}", fmt_duration(d.spec.window))
+        };
         tracing::info!(
-            "door={} {} within {} {} for {}{}",
+            "door={} {}{within} {} for {}{}",
             d.spec.name,
             d.describe_knocks_for_log(),
-            fmt_duration(d.spec.window),
             opens,
             fmt_duration(d.spec.open_for),
             d.spec
@@ -312,8 +317,9 @@ fn handle_event(ev: Event, gate: &mut Gatekeeper<NftSets>, now: Instant) {
         Event::Grant(g) => match gate.apply(&g, now) {
             Ok(Verdict::Opened { to, open, duration, refreshed }) => {
                 let open: Vec<String> = open.iter().map(|s| s.to_string()).collect();
+                let client = g.client.as_ref().map(|c| format!(" client={c:?}")).unwrap_or_default();
                 tracing::info!(
-                    "door={} src={to} {} {} for {}",
+                    "door={} src={to}{client} {} {} for {}",
                     g.door_name,
                     if refreshed { "refresh" } else { "grant" },
                     open.join(","),

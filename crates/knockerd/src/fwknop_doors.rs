@@ -18,29 +18,32 @@ use crate::fwknop_conf::{self, FwknopConf, Source, Stanza};
 /// The decoder for one stanza's keys.
 pub fn decoder(keys: FwknopKeys) -> SpaDecode {
     let keys = Arc::new(keys);
-    Arc::new(move |payload: &[u8]| match fwknop::decode(&keys, payload) {
-        Ok(msg) => match (msg.message_type, msg.request) {
-            (
-                MessageType::Access | MessageType::ClientTimeoutAccess,
-                fwknop::SpaRequest::Access(access),
-            ) => Ok(SpaRequest {
-                username: msg.username,
-                timestamp: msg.timestamp,
-                allow: msg.allow,
-                access,
-                client_timeout: msg.client_timeout,
-            }),
-            (t, _) if t.is_nat() => Err(SpaError::Unsupported(format!(
+    Arc::new(
+        move |payload: &[u8], _wall: u64| match fwknop::decode(&keys, payload) {
+            Ok(msg) => match (msg.message_type, msg.request) {
+                (
+                    MessageType::Access | MessageType::ClientTimeoutAccess,
+                    fwknop::SpaRequest::Access(access),
+                ) => Ok(SpaRequest {
+                    username: msg.username,
+                    timestamp: msg.timestamp,
+                    allow: msg.allow,
+                    access,
+                    client_timeout: msg.client_timeout,
+                    replay_id: None,
+                }),
+                (t, _) if t.is_nat() => Err(SpaError::Unsupported(format!(
                 "{t} messages (NAT forwarding) are not supported yet; send a plain access request"
             ))),
-            (t, _) => Err(SpaError::Unsupported(format!(
-                "{t} messages are not supported: knockerd runs no command from a packet"
-            ))),
+                (t, _) => Err(SpaError::Unsupported(format!(
+                    "{t} messages are not supported: knockerd runs no command from a packet"
+                ))),
+            },
+            // made with this stanza's HMAC key, but broken: the client's configuration is wrong
+            Err(e) if e.authenticated() => Err(SpaError::Unsupported(e.to_string())),
+            Err(_) => Err(SpaError::NotForThisKey),
         },
-        // made with this stanza's HMAC key, but broken: the client's configuration is wrong
-        Err(e) if e.authenticated() => Err(SpaError::Unsupported(e.to_string())),
-        Err(_) => Err(SpaError::NotForThisKey),
-    })
+    )
 }
 
 fn networks(list: &[Source]) -> Vec<(IpAddr, u8)> {
@@ -115,6 +118,9 @@ fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option
     };
     let open_for = Duration::from_secs(s.fw_access_timeout.max(s.max_fw_timeout).clamp(1, 86_400));
     let spa = Spa {
+        precheck: None,
+        rate_limit: None,
+        proto: knocker_engine::Proto::Udp,
         decode: decoder(keys),
         port: conf.spa_port,
         sources: networks(&s.sources),
@@ -147,6 +153,7 @@ fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option
         one_time: None,
         rotating: None,
         spa_port: Some(conf.spa_port),
+        syn_port: None,
         line: s.line,
     })
 }
@@ -189,6 +196,8 @@ pub fn load(
         protect: Vec::new(),
         interface: conf.interface.clone(),
         state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+        server_key: PathBuf::from(crate::config::DEFAULT_SERVER_KEY),
+        clients: PathBuf::from(crate::config::DEFAULT_CLIENTS),
         doors,
     };
     Ok((config, warnings))

@@ -439,6 +439,7 @@ mod tests {
             to: to.parse().expect("ip"),
             open: vec![Service::tcp(22)],
             duration: Duration::from_secs(30),
+            client: None,
         }
     }
 

@@ -722,6 +722,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Knockd, ConfigError> {
         protect: Vec::new(),
         interface: Some(interface.map_or_else(|| DEFAULT_INTERFACE.to_string(), |i| i.1)),
         state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+        server_key: PathBuf::from(crate::config::DEFAULT_SERVER_KEY),
+        clients: PathBuf::from(crate::config::DEFAULT_CLIENTS),
         doors,
     };
     Ok(Knockd {
@@ -949,6 +951,7 @@ fn build_door(
         one_time,
         rotating: None,
         spa_port: None,
+        syn_port: None,
         line: d.line,
     };
     let mut warnings = d.warnings;

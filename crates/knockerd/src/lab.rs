@@ -332,3 +332,18 @@ pub fn send_raw_udp4(
     )
     .map(|_| ())
 }
+
+/// Sends one complete IPv4 or IPv6 packet, header included, exactly as given (root only): for
+/// stealth SYNs and spoofed replays in tests. Must run inside the sender's namespace.
+pub fn send_raw_ip(packet: &[u8], dst: IpAddr) -> std::io::Result<()> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let domain = if dst.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    // IPPROTO_RAW implies IP_HDRINCL for IPv4 and (since Linux 4.5) IPV6_HDRINCL for IPv6
+    let s = Socket::new(domain, Type::RAW, Some(Protocol::from(libc::IPPROTO_RAW)))?;
+    s.send_to(packet, &SockAddr::from(SocketAddr::new(dst, 0)))
+        .map(|_| ())
+}

@@ -2,16 +2,45 @@
 //!
 //! The split follows DESIGN.md: `nflog` sees knocks, `knocker_engine` decides, `gatekeeper`
 //! validates and applies grants through `nftset`, and `ruleset` owns the `inet knocker` table.
+pub mod clients;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod enroll;
 pub mod fwknop_conf;
 pub mod fwknop_doors;
 pub mod gatekeeper;
 pub mod knockd;
 pub mod lab;
 pub mod ledger;
+pub mod native_doors;
 pub mod nflog;
 pub mod nftset;
 pub mod onetime;
 pub mod ruleset;
+
+/// A temporary directory for unit tests, removed when dropped.
+#[cfg(test)]
+pub(crate) struct TestDir(pub std::path::PathBuf);
+
+#[cfg(test)]
+impl TestDir {
+    pub(crate) fn new(tag: &str) -> TestDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "knockerd-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        TestDir(dir)
+    }
+}
+
+#[cfg(test)]
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

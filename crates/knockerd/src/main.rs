@@ -84,6 +84,40 @@ enum Cmd {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Make the server's key pair for `spa` and `syn` doors (the private key as a 0600 file at the
+    /// configuration's `server_key`, default /etc/knocker/server.key) and print its public key
+    Keygen {
+        /// Write the key here instead of the configuration's `server_key`
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Replace an existing key: every enrolled client needs a new profile afterwards
+        #[arg(long)]
+        force: bool,
+    },
+    /// Enroll a client for the `spa` and `syn` doors: add its public key to the clients file and
+    /// print the profile it needs (as TOML and as a QR code). Reload knockerd afterwards
+    /// (`systemctl reload knockerd`); to revoke, delete the client's table and reload
+    #[command(
+        after_help = "Example:\n  on the client:  knocker keygen --identity\n  on the server:  knockerd enroll alice --public-key 'BASE64...' --server server.example.org\n  on the client:  append the printed profile to ~/.config/knocker/profiles.toml (or scan the QR code)"
+    )]
+    Enroll {
+        /// The client's name, as the log will show it (letters, digits, '-', '_')
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// The client's public key, as `knocker keygen --identity` prints it
+        #[arg(long, value_name = "KEY")]
+        public_key: String,
+        /// The address or host name clients use to reach this server
+        #[arg(long, value_name = "HOST")]
+        server: String,
+        /// Enroll for these doors only (repeat the option); default: every spa and syn door in the
+        /// configuration now (the clients file lists them, so a door added later needs re-enrolling)
+        #[arg(long = "door", value_name = "DOOR")]
+        doors: Vec<String>,
+        /// Do not print the QR code
+        #[arg(long)]
+        no_qr: bool,
+    },
     /// Run the self-contained demo: three network namespaces, real knockerd, real packets (root)
     Demo {
         /// Seconds the demo door stays open
@@ -185,6 +219,14 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Cmd::Demo { open_for } => knockerd::demo::run(open_for).map(|_| ()),
+        Cmd::Keygen { file, force } => keygen(&source, file, force),
+        Cmd::Enroll {
+            name,
+            public_key,
+            server,
+            doors,
+            no_qr,
+        } => enroll(&source, &name, &public_key, &server, &doors, no_qr),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -193,6 +235,117 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The native configuration's path, for the commands that only make sense with one.
+fn native_path<'a>(source: &'a Source, what: &str) -> Result<&'a std::path::Path, String> {
+    match source {
+        Source::Native(path) => Ok(path),
+        _ => Err(format!(
+            "{what} is for knockerd's own configuration (spa and syn doors), not for --knockd-conf or --fwknop-access"
+        )),
+    }
+}
+
+fn keygen(source: &Source, file: Option<PathBuf>, force: bool) -> Result<(), String> {
+    let path = match file {
+        Some(f) => f,
+        None => {
+            config::native_paths(native_path(source, "keygen")?)
+                .map_err(|e| e.to_string())?
+                .0
+        }
+    };
+    let public = knockerd::enroll::server_keygen(&path, force)?;
+    eprintln!(
+        "knockerd: wrote the server's private key to {} (mode 0600)",
+        path.display()
+    );
+    out!("{public}");
+    Ok(())
+}
+
+fn enroll(
+    source: &Source,
+    name: &str,
+    public_key: &str,
+    server: &str,
+    doors: &[String],
+    no_qr: bool,
+) -> Result<(), String> {
+    use knockerd::enroll::{EnrollDoor, EnrollKind, EnrollRequest};
+    let path = native_path(source, "enroll")?;
+    let public_key = knocker_wire::identity::PublicKey::from_base64(public_key)
+        .map_err(|e| format!("--public-key: {e}"))?;
+    let c = config::load(path).map_err(|e| e.to_string())?;
+    let mut chosen = Vec::new();
+    for d in &c.doors {
+        let kind = match (d.spa_port, d.syn_port, &d.spec.kind) {
+            (Some(port), _, knocker_engine::Kind::Spa(spa)) if spa.precheck.is_some() => {
+                (EnrollKind::Spa, port)
+            }
+            (_, Some(port), _) => (EnrollKind::Syn, port),
+            _ => continue,
+        };
+        if doors.is_empty() || doors.contains(&d.spec.name) {
+            chosen.push(EnrollDoor {
+                name: d.spec.name.clone(),
+                kind: kind.0,
+                port: kind.1,
+                open: d.spec.open.clone(),
+            });
+        }
+    }
+    if let Some(missing) = doors.iter().find(|n| !chosen.iter().any(|d| &d.name == *n)) {
+        return Err(format!(
+            "{}: no spa or syn door named {missing:?}",
+            path.display()
+        ));
+    }
+    if chosen.is_empty() {
+        return Err(format!(
+            "{}: no door of kind \"spa\" or \"syn\" to enroll a client for",
+            path.display()
+        ));
+    }
+    let server_key = knocker_wire::keyfile::load_key(&c.server_key, |t| {
+        knocker_wire::identity::PrivateKey::from_base64(t)
+    })
+    .map_err(|e| e.to_string())?;
+    let profiles = knockerd::enroll::enroll(&EnrollRequest {
+        server_key: &server_key,
+        clients_path: &c.clients,
+        name,
+        public_key,
+        server_host: server,
+        doors: chosen,
+    })?;
+    eprintln!(
+        "knockerd: enrolled {name} in {}; reload knockerd (SIGHUP) for it to take effect",
+        c.clients.display()
+    );
+    out!("{profiles}");
+    if !no_qr {
+        // one code per profile: two profiles in one code make it too wide for most terminals
+        let mut chunks: Vec<String> = Vec::new();
+        for line in profiles.lines() {
+            if line.starts_with("[profile.") {
+                chunks.push(String::new());
+            }
+            if let Some(c) = chunks.last_mut() {
+                c.push_str(line);
+                c.push('\n');
+            }
+        }
+        for one in &chunks {
+            let name = one.lines().next().unwrap_or_default();
+            out!(
+                "{name} as a QR code:\n{}",
+                knockerd::enroll::qr(one.trim_end())?
+            );
+        }
+    }
+    Ok(())
 }
 
 fn list(services: &[knocker_engine::Service]) -> String {
@@ -259,7 +412,7 @@ fn check(source: &Source) -> Result<(), String> {
     }
     for d in &c.doors {
         out!("door {} (line {}):", d.spec.name, d.line);
-        if d.spa_port.is_some() {
+        if d.spa_port.is_some() || d.syn_port.is_some() {
             out!("  accepts {}", d.describe_knocks());
         } else {
             out!(
@@ -314,6 +467,11 @@ fn check(source: &Source) -> Result<(), String> {
                 c.spa_ports()
                     .iter()
                     .map(|p| format!("udp/{p} (SPA packets, read whole)")),
+            );
+            all.extend(
+                c.syn_ports()
+                    .iter()
+                    .map(|p| format!("tcp/{p} (stealth SYNs, headers read)")),
             );
             all.join(", ")
         }

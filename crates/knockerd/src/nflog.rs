@@ -45,6 +45,9 @@ const NFULA_PREFIX: u16 = 10;
 /// The log prefix of knockerd's rule for single-packet-authorization ports: packets logged with
 /// it are handed over with their UDP payload, the rest as bare knocks.
 pub const SPA_PREFIX: &str = "knocker-spa";
+/// The log prefix of stealth SYN door rules: such packets come with their IP and TCP headers,
+/// whose fields carry the authenticator.
+pub const SYN_PREFIX: &str = "knocker-syn";
 
 /// A UDP datagram to an SPA port, with its payload (the SPA packet).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -371,9 +374,23 @@ pub(crate) fn parse_datagram_with(
         match msg.ty {
             NFLOG_PACKET_TYPE => {
                 let attrs = msg.payload.get(NFGENMSG_LEN..).unwrap_or(&[]);
-                let is_spa = find_attr(attrs, NFULA_PREFIX)
-                    .is_some_and(|p| p.split(|b| *b == 0).next() == Some(SPA_PREFIX.as_bytes()));
-                if is_spa {
+                let prefix =
+                    find_attr(attrs, NFULA_PREFIX).and_then(|p| p.split(|b| *b == 0).next());
+                if prefix == Some(SYN_PREFIX.as_bytes()) {
+                    let packet = find_attr(attrs, NFULA_PAYLOAD).unwrap_or(&[]);
+                    match parse_l3(packet).filter(|k| k.proto == Proto::Tcp) {
+                        Some(knock) => {
+                            spa.push(Datagram {
+                                knock,
+                                payload: packet.to_vec(),
+                            });
+                            stats.knocks += 1;
+                        }
+                        None => stats.malformed += 1,
+                    }
+                    continue;
+                }
+                if prefix == Some(SPA_PREFIX.as_bytes()) {
                     match find_attr(attrs, NFULA_PAYLOAD).and_then(parse_l3_udp_payload) {
                         Some((knock, payload)) => {
                             spa.push(Datagram {

@@ -39,6 +39,8 @@ pub struct TableSpec {
     pub interface: Option<String>,
     /// UDP ports of single-packet-authorization doors: logged whole, with the SPA prefix.
     pub spa_ports: Vec<u16>,
+    /// TCP ports of stealth SYN doors: SYNs logged with their headers, with the SYN prefix.
+    pub syn_ports: Vec<u16>,
 }
 
 impl TableSpec {
@@ -51,6 +53,7 @@ impl TableSpec {
             grant_mark: c.grant_mark,
             interface: c.interface.clone(),
             spa_ports: c.spa_ports(),
+            syn_ports: c.syn_ports(),
         }
     }
 }
@@ -138,6 +141,29 @@ pub fn render(spec: &TableSpec) -> String {
                 spec.nflog_group,
                 SPA_SNAPLEN
             ),
+        );
+    }
+    if !spec.syn_ports.is_empty() {
+        let ports: Vec<Service> = spec.syn_ports.iter().map(|p| Service::tcp(*p)).collect();
+        let iif = spec
+            .interface
+            .as_ref()
+            .map(|i| format!("iifname \"{i}\" "))
+            .unwrap_or_default();
+        // a SYN carries the knock; anything else to the port is dropped unlogged
+        rule(
+            &mut s,
+            &format!(
+                "{iif}meta l4proto . th dport {} tcp flags & (syn | ack) == syn log prefix \"{}\" group {} snaplen {} queue-threshold 1 drop",
+                service_set(&ports),
+                crate::nflog::SYN_PREFIX,
+                spec.nflog_group,
+                SNAPLEN
+            ),
+        );
+        rule(
+            &mut s,
+            &format!("meta l4proto . th dport {} drop", service_set(&ports)),
         );
     }
     if !spec.protect.is_empty() {
@@ -345,6 +371,7 @@ mod tests {
             grant_mark: DEFAULT,
             interface: None,
             spa_ports: vec![62201],
+            syn_ports: vec![443],
         }
     }
     const DEFAULT: u32 = crate::config::DEFAULT_GRANT_MARK;
@@ -361,6 +388,8 @@ mod tests {
         assert!(r.contains("meta l4proto . th dport { tcp . 7000, udp . 9000, tcp . 40000-40999 } log group 4100 snaplen 128 queue-threshold 1 drop"));
         assert!(r.contains("meta l4proto . th dport { tcp . 22 } drop"));
         assert!(r.contains("meta l4proto . th dport { udp . 62201 } log prefix \"knocker-spa\" group 4100 snaplen 1600 queue-threshold 1 drop"));
+        assert!(r.contains("meta l4proto . th dport { tcp . 443 } tcp flags & (syn | ack) == syn log prefix \"knocker-syn\" group 4100 snaplen 128 queue-threshold 1 drop"));
+        assert!(r.contains("meta l4proto . th dport { tcp . 443 } drop"));
         // grants are accepted before knock and protected ports are dropped
         let grant = r.find("@allow4").expect("grant rule");
         assert!(grant < r.find("log group").expect("knock rule"));

@@ -1,7 +1,9 @@
 //! End-to-end: `knocker connect`, as ssh's ProxyCommand runs it, against the real knockerd in
 //! namespaces. alice's `knocker connect lab 2222` knocks the door open and relays her standard
 //! input and output to the service behind it (an echo service); without a profile, or with a
-//! wrong one, the protected port never answers and connect gives up after its tries. Needs root,
+//! wrong one, the protected port never answers and connect gives up after its tries. A client
+//! enrolled with the real tools (`knockerd keygen`, `knocker keygen --identity`, `knockerd
+//! enroll`) connects through knocker's own SPA door and knocks a stealth SYN. Needs root,
 //! iproute2 and nftables, like e2e.rs, and the knocker binary (built next to knockerd by `cargo
 //! test --workspace`, or `cargo build -p knocker`). KNOCKER_SKIP_E2E=1 skips on purpose.
 //!
@@ -260,5 +262,121 @@ fn connect_finds_an_encoded_profile_by_its_host_and_says_how_long_it_asked_for()
     assert_eq!(g.len(), 1, "{g:?}\n{}", w.daemon.log());
     assert_eq!(g[0].to, Lab::ALICE);
     assert_eq!(g[0].timeout_s, 20, "the duration the request asked for");
+    w.finish();
+}
+
+/// Runs one of the binaries with these arguments and returns its output (panics if it fails).
+fn run_ok(program: &Path, args: &[&str], config_dir: &Path) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .env("KNOCKER_CONFIG_DIR", config_dir)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{} {args:?}: {}",
+        program.display(),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Runs `knocker ARGS` in alice's namespace with her profiles.
+fn knocker_in_alice(w: &World, config: &Path, args: &[&str]) -> Output {
+    w.lab
+        .alice
+        .command(&knocker_client().to_string_lossy())
+        .args(args)
+        .env("KNOCKER_CONFIG_DIR", config)
+        .output()
+        .expect("run knocker")
+}
+
+#[test]
+fn an_enrolled_client_connects_through_spa_and_syn_doors_with_the_real_tools() {
+    if !e2e(&[]) {
+        return;
+    }
+    // the admin's side: a server key, a config with an spa and a syn door, no clients yet
+    let server = Profiles::new("native-server", "");
+    let alice = Profiles::new("native-alice", "");
+    let conf_text = format!(
+        "[daemon]\nserver_key = {:?}\nclients = {:?}\n\n\
+         [door.ssh]\nkind = \"spa\"\nport = 62201\nopen = [\"tcp/{SERVICE}\"]\nopen_for = 2\n\n\
+         [door.ssh-syn]\nkind = \"syn\"\nport = 4443\nopen = [\"tcp/{SERVICE}\"]\nopen_for = 2\n",
+        server.0.join("server.key").display().to_string(),
+        server.0.join("clients.toml").display().to_string(),
+    );
+    let conf = server.0.join("knockerd.toml");
+    std::fs::write(&conf, &conf_text).expect("config");
+    let conf_s = conf.display().to_string();
+    let knockerd = Path::new(env!("CARGO_BIN_EXE_knockerd"));
+    run_ok(knockerd, &["--config", &conf_s, "keygen"], &server.0);
+    // alice makes her identity; the admin enrolls her; she saves the printed profiles
+    let public = run_ok(&knocker_client(), &["keygen", "--identity"], &alice.0);
+    let profiles = run_ok(
+        knockerd,
+        &[
+            "--config",
+            &conf_s,
+            "enroll",
+            "alice",
+            "--public-key",
+            public.trim(),
+            "--server",
+            Lab::SERVER_FOR_ALICE,
+        ],
+        &server.0,
+    );
+    let toml_part: String = profiles
+        .lines()
+        .take_while(|l| !l.contains("as a QR code"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(profiles.contains("█"), "a QR code is printed: {profiles}");
+    std::fs::write(alice.0.join("profiles.toml"), toml_part).expect("profiles");
+
+    let w = World::new("connnat", &conf_text);
+    assert_eq!(
+        w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE),
+        Reach::Silent
+    );
+    // ssh -o ProxyCommand='knocker connect %h %p': the SPA profile knocks, the session relays
+    let out = connect(
+        &w,
+        &alice.0,
+        &["ssh", &SERVICE.to_string()],
+        b"through knocker's own SPA\n",
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "through knocker's own SPA\n");
+    w.daemon.wait_log(
+        &format!("door=ssh src={} client=\"alice\" grant", Lab::ALICE),
+        Duration::from_secs(2),
+    );
+    // the grant runs out; then a stealth SYN from `knocker knock` opens again
+    assert!(
+        w.wait_grants(0, Duration::from_secs(5)).is_empty(),
+        "expired"
+    );
+    let out = knocker_in_alice(&w, &alice.0, &["knock", "ssh-syn"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("the server decides how long"),
+        "knock says what it knows of the duration: {}",
+        text(&out.stderr)
+    );
+    let g = w.wait_grants(1, Duration::from_secs(2));
+    assert_eq!(g.len(), 1, "{g:?}\n{}", w.daemon.log());
+    assert_eq!((g[0].to.as_str(), g[0].timeout_s), (Lab::ALICE, 2));
+    w.daemon.wait_log(
+        &format!("door=ssh-syn src={} client=\"alice\" grant", Lab::ALICE),
+        Duration::from_secs(2),
+    );
+    assert_eq!(
+        w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
+        Reach::Silent
+    );
     w.finish();
 }

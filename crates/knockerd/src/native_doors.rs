@@ -1,0 +1,184 @@
+//! knocker's own single-packet doors, as the engine runs them: the SPA datagram
+//! (`kind = "spa"`) and the stealth SYN (`kind = "syn"`).
+//!
+//! Keys stay here, in the decoder closures handed to the engine (see `knocker_engine::Spa`):
+//! the server's X25519 key, the per-door tag key derived from it, and one SYN key per enrolled
+//! client (derived from the server key and the client's public key when the configuration is
+//! loaded, so a SYN costs HMACs, never public-key math). The clients file lists public keys
+//! only: revoking a client is deleting its table and reloading.
+//!
+//! Order of work for one packet, cheapest first (the engine does the replay memory, the
+//! per-source rate limit and the policy around these):
+//! - SPA: the 16-byte door tag (HMAC, constant time) as the engine's pre-check; then Noise
+//!   (two X25519 operations) to authenticate and decrypt; then the client's key must be
+//!   enrolled for this door and may ask only for what it is allowed.
+//! - SYN: the packet must parse as a SYN with a timestamp option (pre-check); then one HMAC per
+//!   (enrolled client, time step in the window), compared in constant time.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use knocker_engine::{Refusal, Service, SpaDecode, SpaError, SpaPrecheck, SpaRequest};
+use knocker_wire::identity::{DoorKey, PrivateKey, PublicKey};
+use knocker_wire::{spa, syn};
+
+use crate::clients::Client;
+
+/// How many time steps either side of the server's a SYN may be made for (one step is
+/// [`syn::STEP_SECS`]): 30 to 60 s of clock skew.
+pub const SYN_SKEW_STEPS: u64 = 1;
+
+/// An enrolled client as one door sees it.
+#[derive(Clone)]
+struct Enrolled {
+    name: String,
+    /// What this client may open here: the door's `open`, narrowed by the client's own list.
+    open: Vec<Service>,
+    /// The longest a grant of this client may last, if the clients file caps it.
+    open_for: Option<Duration>,
+}
+
+/// The clients enrolled for `door`, with what each may open there.
+fn enrolled<'a>(
+    clients: &'a [Client],
+    door: &'a str,
+    door_open: &'a [Service],
+) -> impl Iterator<Item = (&'a Client, Enrolled)> + 'a {
+    clients
+        .iter()
+        .filter(move |c| {
+            c.doors
+                .as_ref()
+                .is_none_or(|list| list.iter().any(|d| d == door))
+        })
+        .map(move |c| {
+            let open = match &c.open {
+                Some(own) => door_open
+                    .iter()
+                    .filter(|s| own.contains(s))
+                    .copied()
+                    .collect(),
+                None => door_open.to_vec(),
+            };
+            (
+                c,
+                Enrolled {
+                    name: c.name.clone(),
+                    open,
+                    open_for: c.open_for,
+                },
+            )
+        })
+}
+
+/// What a client asked for, checked against what it may open: the request for the engine.
+fn request(
+    who: &Enrolled,
+    timestamp: u64,
+    allow: Option<IpAddr>,
+    services: Vec<Service>,
+    duration: Option<u32>,
+    replay_id: [u8; 32],
+) -> Result<SpaRequest, SpaError> {
+    if let Some(s) = services.iter().find(|s| !who.open.contains(s)) {
+        return Err(SpaError::Refused(Refusal::NotOpened(*s)));
+    }
+    let cap = who
+        .open_for
+        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+    let client_timeout = match (duration, cap) {
+        (Some(d), Some(c)) => Some(d.min(c)),
+        (d, c) => d.or(c),
+    };
+    Ok(SpaRequest {
+        username: who.name.clone(),
+        timestamp,
+        allow: allow.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        access: services,
+        client_timeout,
+        replay_id: Some(replay_id),
+    })
+}
+
+/// The pre-check and decoder of a `kind = "spa"` door.
+pub fn spa_decoder(
+    server: Arc<PrivateKey>,
+    door: &str,
+    door_open: &[Service],
+    clients: &[Client],
+) -> (SpaPrecheck, SpaDecode) {
+    let tag_key: Arc<DoorKey> = Arc::new(server.door_key(door));
+    let by_key: HashMap<PublicKey, Enrolled> = enrolled(clients, door, door_open)
+        .map(|(c, e)| (c.public_key, e))
+        .collect();
+    let precheck: SpaPrecheck = Arc::new(move |datagram: &[u8]| spa::check_tag(&tag_key, datagram));
+    let decode: SpaDecode = Arc::new(move |datagram: &[u8], _wall: u64| {
+        // the tag passed: this was made by someone holding the door key, but Noise decides
+        let (client, req) = spa::open(datagram, &server).map_err(|_| SpaError::NotForThisKey)?;
+        let Some(who) = by_key.get(&client) else {
+            return Err(SpaError::Refused(Refusal::UnknownKey));
+        };
+        let id = spa::replay_id(&client, &req);
+        request(
+            who,
+            req.timestamp,
+            req.allow,
+            req.services,
+            req.duration,
+            id,
+        )
+    });
+    (precheck, decode)
+}
+
+/// The pre-check and decoder of a `kind = "syn"` door.
+pub fn syn_decoder(
+    server: &PrivateKey,
+    door: &str,
+    door_open: &[Service],
+    clients: &[Client],
+) -> Result<(SpaPrecheck, SpaDecode), String> {
+    let mut keys: Vec<(syn::SynKey, Enrolled)> = Vec::new();
+    for (c, e) in enrolled(clients, door, door_open) {
+        let key = server.syn_key(&c.public_key).map_err(|e| {
+            format!(
+                "client {:?} (line {}): its public key cannot be used: {e}",
+                c.name, c.line
+            )
+        })?;
+        keys.push((key, e));
+    }
+    let slots: Vec<Service> = door_open.to_vec();
+    let precheck: SpaPrecheck = Arc::new(|l3: &[u8]| syn::parse(l3).is_some());
+    let decode: SpaDecode = Arc::new(move |l3: &[u8], wall: u64| {
+        let seen = syn::parse(l3).ok_or(SpaError::NotForThisKey)?;
+        let now = syn::step(wall);
+        for (key, who) in &keys {
+            for step in now.saturating_sub(SYN_SKEW_STEPS)..=now.saturating_add(SYN_SKEW_STEPS) {
+                let Some(slot) = syn::verify(key, step, &seen) else {
+                    continue;
+                };
+                let Some(service) = slots.get(usize::from(slot)) else {
+                    return Err(SpaError::Unsupported(format!(
+                        "client {:?} asked for slot {slot}, but the door opens only {} service(s): its profile is out of date",
+                        who.name,
+                        slots.len()
+                    )));
+                };
+                // the authenticator covers the source address: the grant is for it alone
+                return request(
+                    who,
+                    wall,
+                    Some(seen.src),
+                    vec![*service],
+                    None,
+                    syn::replay_id(&seen),
+                );
+            }
+        }
+        Err(SpaError::NotForThisKey)
+    });
+    Ok((precheck, decode))
+}

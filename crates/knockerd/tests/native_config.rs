@@ -1,0 +1,191 @@
+//! Configuration of knocker's own spa and syn doors: what loads, and every mistake reported
+//! with its file, line and what is wrong. No root needed.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use knocker_wire::identity::PrivateKey;
+use knockerd::config::{self, ConfigError};
+
+/// A directory with a server key (0600) and a clients file, removed when dropped.
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn dir(tag: &str, clients: &str) -> Dir {
+    let d = std::env::temp_dir().join(format!("knocker-native-conf-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("dir");
+    let key = d.join("server.key");
+    std::fs::write(
+        &key,
+        PrivateKey::generate().expect("key").to_base64().as_bytes(),
+    )
+    .expect("key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::write(d.join("clients.toml"), clients).expect("clients");
+    Dir(d)
+}
+
+fn alice() -> String {
+    let k = PrivateKey::generate().expect("key").public_key();
+    format!("[client.alice]\npublic_key = \"{k}\"\n")
+}
+
+fn daemon(d: &Dir) -> String {
+    format!(
+        "[daemon]\nserver_key = {:?}\nclients = {:?}\n",
+        d.0.join("server.key").display().to_string(),
+        d.0.join("clients.toml").display().to_string()
+    )
+}
+
+const SPA: &str = "\n[door.ssh]\nkind = \"spa\"\nport = 62201\nopen = [\"tcp/22\"]\n";
+const SYN: &str = "\n[door.syn]\nkind = \"syn\"\nport = 4443\nopen = [\"tcp/22\", \"tcp/443\"]\n";
+
+fn parse(text: &str) -> Result<config::Config, ConfigError> {
+    config::parse(Path::new("knockerd.toml"), text)
+}
+
+fn err(text: &str) -> ConfigError {
+    match parse(text) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn spa_and_syn_doors_load_with_their_ports_and_rules() {
+    let d = dir("ok", &alice());
+    let c = parse(&format!("{}{SPA}{SYN}", daemon(&d))).expect("valid");
+    assert_eq!(c.spa_ports(), vec![62201]);
+    assert_eq!(c.syn_ports(), vec![4443]);
+    assert_eq!(c.server_key, d.0.join("server.key"));
+    let rules = knockerd::ruleset::render(&knockerd::ruleset::TableSpec::from_config(&c));
+    assert!(rules.contains("log prefix \"knocker-spa\""), "{rules}");
+    assert!(
+        rules.contains("tcp flags & (syn | ack) == syn log prefix \"knocker-syn\""),
+        "{rules}"
+    );
+}
+
+#[test]
+fn no_clients_file_yet_means_nobody_is_enrolled() {
+    let d = dir("noclients", "");
+    std::fs::remove_file(d.0.join("clients.toml")).expect("rm");
+    parse(&format!("{}{SPA}", daemon(&d))).expect("loads with no clients");
+}
+
+#[test]
+fn mistakes_name_their_line() {
+    let d = dir("bad", &alice());
+    let head = daemon(&d);
+    let cases: Vec<(String, usize, &str)> = vec![
+        (
+            format!("{head}{}", SPA.replace("port = 62201\n", "")),
+            5,
+            "give the port its packets go to",
+        ),
+        (
+            format!("{head}{}", SPA.replace("62201", "70000")),
+            7,
+            "port must be 1 to 65535",
+        ),
+        (
+            format!("{head}{}", SPA.replace("open = [\"tcp/22\"]\n", "")),
+            5,
+            "list in `open` the services",
+        ),
+        (
+            format!("{head}{SYN}max_age = 60\n"),
+            9,
+            "a syn door's window is fixed",
+        ),
+        (
+            format!("{head}{SPA}key_file = \"/x\"\n"),
+            9,
+            "belong to kind = \"rotating\"",
+        ),
+        (
+            format!("{head}{SPA}rate_limit = -1\n"),
+            9,
+            "rate_limit is checks per second",
+        ),
+        (
+            format!(
+                "{head}\n[door.seq]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"tcp/22\"]\nrate_limit = 5\n"
+            ),
+            8,
+            "rate_limit belongs to kind",
+        ),
+        (
+            format!(
+                "{head}{}",
+                SYN.replace(
+                    "open = [\"tcp/22\", \"tcp/443\"]",
+                    &format!(
+                        "open = [{}]",
+                        (1..=17)
+                            .map(|p| format!("\"tcp/{p}\""))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                )
+            ),
+            5,
+            "at most 16 services",
+        ),
+    ];
+    for (text, line, needle) in cases {
+        let e = err(&text);
+        assert_eq!(
+            (e.line, e.message.contains(needle)),
+            (Some(line), true),
+            "{e}\n---\n{text}"
+        );
+    }
+}
+
+#[test]
+fn key_and_clients_problems_point_at_their_files() {
+    let d = dir("keys", &alice());
+    // an exposed server key: refused at the server_key line, with the fix
+    std::fs::set_permissions(
+        d.0.join("server.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    let e = err(&format!("{}{SPA}", daemon(&d)));
+    assert_eq!(e.line, Some(2), "{e}");
+    assert!(e.message.contains("chmod 600"), "{e}");
+    std::fs::set_permissions(
+        d.0.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .expect("chmod");
+    // a broken clients file: its own path and line
+    std::fs::write(
+        d.0.join("clients.toml"),
+        format!("{}\n[client.bob]\npublic_key = \"not a key\"\n", alice()),
+    )
+    .expect("clients");
+    let e = err(&format!("{}{SPA}", daemon(&d)));
+    assert_eq!(
+        (e.file.clone(), e.line),
+        (d.0.join("clients.toml"), Some(5)),
+        "{e}"
+    );
+    // a client enrolled for a door that is not a spa or syn door
+    std::fs::write(
+        d.0.join("clients.toml"),
+        format!("{}doors = [\"nope\"]\n", alice()),
+    )
+    .expect("clients");
+    let e = err(&format!("{}{SPA}", daemon(&d)));
+    assert_eq!(e.file, d.0.join("clients.toml"), "{e}");
+    assert!(e.message.contains("\"nope\""), "{e}");
+}

@@ -17,7 +17,7 @@ use knocker_wire::Service;
 
 use crate::knock::{self, Family, KnockError};
 use crate::profile::{Kind, Profile, ProfileError, Store};
-use crate::{knock_saved, open_for, Error, Say};
+use crate::{kind_name, knock_saved, open_note, Error, Knocking, Say};
 
 pub const LONG_ABOUT: &str = "\
 Opens a TCP connection to PORT and relays it: what arrives on standard input is sent, what \
@@ -77,6 +77,14 @@ pub struct ConnectArgs {
     /// Use an IPv6 address of the host
     #[arg(short = '6', long = "ipv6")]
     pub ipv6: bool,
+    #[arg(
+        long = "time-offset",
+        value_name = "SECONDS",
+        allow_hyphen_values = true,
+        value_parser = crate::kinds::parse_time_offset,
+        help = crate::kinds::TIME_OFFSET_HELP
+    )]
+    pub time_offset: Option<i64>,
     /// A saved profile's name (or its host), or a host to connect to without knocking
     #[arg(value_name = "HOST|PROFILE")]
     pub host: String,
@@ -214,11 +222,14 @@ fn same_host(a: &str, b: &str) -> bool {
     bare(a) == bare(b)
 }
 
-/// Whether a profile says it opens `service` (only encoded and fwknop profiles say what they open).
+/// Whether a profile says it opens `service` (sequence and rotating profiles do not say what they
+/// open).
 fn opens(saved: &Profile, service: Service) -> bool {
     match &saved.kind {
         Kind::Encoded(e) => e.open.contains(&service),
         Kind::Fwknop(f) => f.open.as_ref().is_some_and(|o| o.contains(&service)),
+        Kind::Spa(s) => s.open.contains(&service),
+        Kind::Syn(s) => s.open.contains(&service),
         Kind::Sequence(_) | Kind::Rotating(_) => false,
     }
 }
@@ -231,7 +242,18 @@ fn knock_and_connect(
     saved: &Profile,
     say: &dyn Fn(&str),
 ) -> Result<(TcpStream, SocketAddr), Error> {
-    let verbose = args.verbose.then_some(Say::Stderr);
+    let wanted = [Service::tcp(args.port)];
+    let how = Knocking {
+        family: args.family(),
+        time_offset: args.time_offset.unwrap_or(0),
+        // A syn profile sends one SYN per service: only the one for PORT, when it has it.
+        open: match &saved.kind {
+            Kind::Syn(syn) if syn.open.contains(&wanted[0]) => Some(&wanted[..]),
+            _ => None,
+        },
+        say: args.verbose.then_some(Say::Stderr),
+        ..Knocking::default()
+    };
     let mut last = io::Error::new(io::ErrorKind::TimedOut, "no answer");
     for n in 1..=args.tries {
         say(&format!(
@@ -240,17 +262,15 @@ fn knock_and_connect(
             kind_name(&saved.kind),
             saved.host
         ));
-        let knocked = knock_saved(store, saved, args.family(), None, None, verbose)?;
+        let knocked = knock_saved(store, name, saved, &how)?;
         let ip = match knocked {
             Some(ip) => ip,
             // fwknop resolved the host itself; its packet opens for an IPv4 address (the
             // one towards the host), so connect over IPv4 unless told otherwise.
             None => knock::resolve(&saved.host, args.family().unwrap_or(Family::V4))?,
         };
-        if n == 1 && args.verbose {
-            if let Some(secs) = open_for(store, saved) {
-                say(&format!("door open for up to {secs}s"));
-            }
+        if n == 1 {
+            say(&open_note(store, saved));
         }
         let addr = SocketAddr::new(ip, args.port);
         match attempt(addr, args.wait, say) {
@@ -265,15 +285,6 @@ fn knock_and_connect(
         last,
     }
     .into())
-}
-
-fn kind_name(kind: &Kind) -> &'static str {
-    match kind {
-        Kind::Sequence(_) => "sequence",
-        Kind::Rotating(_) => "rotating",
-        Kind::Encoded(_) => "encoded",
-        Kind::Fwknop(_) => "fwknop",
-    }
 }
 
 /// Connects to `addr` until it answers or `wait` has passed: attempts of growing length, each

@@ -1,6 +1,6 @@
 //! `knocker`: the client. It sends knocks (compatible with the `knock` client, so knockd and
-//! knockerd's sequence doors see what they expect), rotating sequences and encoded knocks, and
-//! keeps named profiles and keys.
+//! knockerd's sequence doors see what they expect), rotating sequences, encoded knocks, SPA
+//! packets (fwknop's and knocker's own) and stealth SYNs, and keeps named profiles and keys.
 //!
 //! This file is the command line only: clap definitions (the one source of `--help`), and the
 //! glue from arguments to [`knock`] (sending), [`kinds`] (what a profile's kind sends),
@@ -17,14 +17,15 @@ mod knock;
 mod profile;
 mod secrets;
 mod spa;
+mod syn;
 
-use std::io::IsTerminal;
-use std::net::IpAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use knocker_wire::identity::PrivateKey;
 use knocker_wire::{Proto, RotateKey, Service};
 
 use crate::knock::Family;
@@ -49,7 +50,8 @@ Profiles:
 
   A port in `sequence` that names no protocol is TCP. Every profile has `host` and may have
   `delay_ms` and `family`; `kind` says what it knocks: \"sequence\" (the default, above),
-  \"rotating\", \"encoded\" or \"fwknop\". The server's door must say the same as the profile.
+  \"rotating\", \"encoded\", \"fwknop\", \"spa\" or \"syn\". The server's door must say the same
+  as the profile.
 
     [profile.rot]                 # a rotating sequence: new ports every period
     host = \"server.example.org\"
@@ -88,6 +90,28 @@ Profiles:
     # port = 62201                # optional: the server's port
     # user = \"alice\"              # optional: the user name in the packet
 
+    [profile.native]              # knocker's own SPA: one datagram sealed to the server's key
+    host = \"server.example.org\"
+    kind = \"spa\"
+    port = 62201                  # the door's UDP port
+    server_key = \"OklKoDS5vY085DKXZIfB8l1y5NkLT4fBXfED1xq8t34=\"   # the server's public key
+    door_key = \"Bl+hbiKnUPHLJa7YqXhw++ObWGfRBSWGnBrRlaW7Kbo=\"     # the door's key: a secret
+    key_file = \"identity.key\"   # `knocker keygen --identity`
+    open = [\"tcp/22\"]             # 1 to 16 services to ask for; --open picks some
+    # duration = \"1h\"             # optional: ask for this long (default: the door's own)
+    # allow = \"203.0.113.7\"       # optional: default: the address the packet comes from
+
+    [profile.stealth]             # stealth SYNs (root or cap_net_raw): one SYN per service
+    host = \"server.example.org\"
+    kind = \"syn\"
+    port = 443                    # the TCP port the SYNs go to
+    server_key = \"OklKoDS5vY085DKXZIfB8l1y5NkLT4fBXfED1xq8t34=\"
+    key_file = \"identity.key\"
+    open = [\"tcp/22\", \"tcp/443\"]  # the door's services, in the door's order; --open picks
+
+  `knockerd enroll` on the server prints spa and syn profiles ready to paste, for the public key
+  `knocker keygen --identity` printed.
+
   Relative key_file and counter_file paths are relative to the directory of profiles.toml;
   `~/` is the home directory. A key file is refused if group or others have any access to
   it. A mistake in the file is reported as file:line:column.";
@@ -100,6 +124,10 @@ Examples:
   knocker profile add myserver server.example.org 7000 9000:udp 8000
   knocker knock myserver && ssh server.example.org
   knocker keygen --out ~/.config/knocker/rot.key      # then copy it to the server
+  knocker keygen --identity                           # for spa and syn: give the server its
+                                                      # public key (`knockerd enroll`)
+  knocker knock stealth --open tcp/22                 # one service of a spa or syn profile
+  knocker knock native --time-offset -90              # this machine's clock is 90 s ahead
   knocker sequence rot                                # prints e.g. `40392 40952 40454 40384`
   knock server.example.org $(knocker sequence rot)    # any knock tool can knock it
   knocker spa --fwknop -n myssh                       # an fwknop SPA packet (~/.fwknoprc)
@@ -136,14 +164,21 @@ and knocker knocks what its kind needs: its sequence; the current rotating seque
 profile's counter is moved on before anything is sent); or a new encoded request, with a fresh \
 nonce, sent header knock first. -d, -4 or -6 given here override the profile's own (-u does \
 not apply: a profile's ports name their protocol). With PORTs, HOST is always a host, even if a \
-profile has that name.\n\nPrints nothing unless -v, and exits 0 once every knock is sent: a knock \
-gets no answer, so knocker cannot tell whether a door opened. One exception, for the person at \
-the terminal: when standard error is a terminal and the profile says how long it asks the door to \
-open (an encoded profile's `duration`; an fwknop profile's `duration` or its stanza's FW_TIMEOUT), \
-knocker writes `door open for up to 30s` there after the knocks. \"Up to\": the server may allow \
-less (a door's own `open_for` caps a request). A sequence or rotating knock carries no duration, \
-so only the server knows; nothing is printed. Piped or redirected, the output stays as described \
-above."),
+profile has that name. A spa profile sends one UDP datagram, sealed with this machine's identity \
+(`knocker keygen --identity`) to the server's key; a syn profile sends one TCP SYN per service \
+whose header fields carry the authentication (a raw socket: root or cap_net_raw); --open picks \
+some of a spa or syn profile's services.\n\nPrints nothing on standard output unless -v, and \
+exits 0 once every knock is sent: a knock gets no answer, so knocker cannot tell whether a door \
+opened. After knocking a profile, one line on standard error (unless -q) says how long the door \
+stays open, as far as the client knows: `door open for up to 30s` when the profile asks for a \
+duration (an encoded profile's `duration`; a spa or fwknop profile's `duration`, or the fwknop \
+stanza's FW_TIMEOUT). \"Up to\": the server may allow less (a door's own limit, or one set for \
+this client, caps a request). A sequence, rotating or syn knock carries no duration, and a spa or \
+fwknop profile may ask for none: then the line says that the server decides how long. Knocks \
+given as PORTs print nothing there, as `knock` does.\n\nA knock that carries the time (spa, syn, \
+encoded, fwknop, rotating totp) is refused by a server whose clock disagrees with this machine's \
+by more than the door allows; knockerd's log then says by how much, and --time-offset shifts the \
+time knocker puts in."),
         after_long_help = format!("{EXAMPLES}\n\n{PROFILES_HELP}"),
     )]
     Knock(KnockArgs),
@@ -158,11 +193,18 @@ the sequence is printed, as `knocker knock` does). An encoded profile has no fix
 knock is a new encrypted request."
     )]
     Sequence(SequenceArgs),
-    /// Write a new random key to a file (mode 0600) for a rotating or encoded profile
+    /// Write a new random key to a file (mode 0600): a shared key (--out), or this machine's
+    /// identity for spa and syn profiles (--identity)
     #[command(
         long_about = "Writes a new key (32 random bytes from the operating system, as one \
-line of base64) to FILE, readable by its owner only. Refuses to overwrite an existing file. Name \
-it in a profile's key_file, and give the same key to the server's door."
+line of base64) to FILE, readable by its owner only. Refuses to overwrite an existing file.\n\n\
+With --out FILE: a shared key for a rotating or encoded profile. Name it in the profile's \
+key_file, and give the same key to the server's door.\n\n\
+With --identity [FILE]: this machine's X25519 identity (private key) for spa and syn profiles, \
+by default identity.key beside profiles.toml, e.g. ~/.config/knocker/identity.key (its directory is made 0700 if missing). Prints the \
+public key on standard output: it is not a secret; give it to the server's admin, who enrolls \
+it with `knockerd enroll NAME --public-key KEY --server HOST` and hands back the profiles to \
+paste into profiles.toml. The private key never leaves this machine."
     )]
     Keygen(KeygenArgs),
     /// Add, list, show or remove saved profiles
@@ -227,6 +269,27 @@ struct KnockArgs {
     /// Print each knock as it is sent: `hitting tcp 10.200.1.1:7000`
     #[arg(short = 'v', long = "verbose")]
     verbose: bool,
+    /// Do not say on standard error how long the door stays open
+    #[arg(short = 'q', long = "quiet")]
+    quiet: bool,
+    /// A spa or syn profile: knock for these of its services only (PROTO/PORT, repeatable or
+    /// comma-separated, e.g. tcp/22)
+    #[arg(
+        long = "open",
+        value_name = "SERVICE",
+        value_delimiter = ',',
+        value_parser = parse_service,
+        conflicts_with = "ports"
+    )]
+    open: Vec<Service>,
+    #[arg(
+        long = "time-offset",
+        value_name = "SECONDS",
+        allow_hyphen_values = true,
+        value_parser = kinds::parse_time_offset,
+        help = kinds::TIME_OFFSET_HELP
+    )]
+    time_offset: Option<i64>,
     /// Host name or address to knock on, or the name of a saved profile
     #[arg(value_name = "HOST|PROFILE")]
     host: String,
@@ -254,8 +317,27 @@ struct SequenceArgs {
 #[derive(Args, Debug)]
 struct KeygenArgs {
     /// The key file to create (it must not exist)
-    #[arg(short = 'o', long = "out", value_name = "FILE")]
-    out: PathBuf,
+    #[arg(
+        short = 'o',
+        long = "out",
+        value_name = "FILE",
+        required_unless_present = "identity"
+    )]
+    out: Option<PathBuf>,
+    /// Make this machine's identity for spa and syn profiles, in FILE (default
+    /// identity.key beside profiles.toml), and print its public key for the server's admin
+    #[arg(
+        long = "identity",
+        value_name = "FILE",
+        num_args = 0..=1,
+        conflicts_with = "out"
+    )]
+    identity: Option<Option<PathBuf>>,
+}
+
+/// A service as `--open` takes it: `tcp/22`, `22/udp`, `22:udp`, or `22` (TCP).
+fn parse_service(text: &str) -> Result<Service, String> {
+    text.trim().parse().map_err(|e| format!("{e}"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -322,6 +404,17 @@ enum Error {
     NoSequence(String),
     #[error("profile {0:?} is kind = \"fwknop\": it sends one SPA packet, not a port sequence; knock it with `knocker knock {0}`")]
     NoFwknopSequence(String),
+    #[error("profile {name:?} is kind = \"{kind}\": it sends {what}, not a port sequence; knock it with `knocker knock {name}`")]
+    NoPortSequence {
+        name: String,
+        kind: &'static str,
+        what: &'static str,
+    },
+    #[error("{} already exists: knocker keygen never overwrites a key (remove the file first to replace it){}", .path.display(), .public.as_ref().map_or(String::new(), |k| format!("; its public key is {k}")))]
+    IdentityExists {
+        path: PathBuf,
+        public: Option<String>,
+    },
     #[error("--consume uses up a hotp counter, and profile {0:?} is not kind = \"rotating\" with mode = \"hotp\"")]
     NothingToConsume(String),
 }
@@ -335,9 +428,11 @@ impl Error {
             | Error::NoPorts { .. }
             | Error::NoSequence(_)
             | Error::NoFwknopSequence(_)
+            | Error::NoPortSequence { .. }
             | Error::NothingToConsume(_)
             | Error::Profile(ProfileError::BadName(_) | ProfileError::BadHost(_)) => 2,
             Error::Spa(e) if e.is_usage() => 2,
+            Error::Kind(e) if e.is_usage() => 2,
             Error::Connect(e) if e.is_usage() => 2,
             _ => 1,
         }
@@ -372,20 +467,22 @@ fn knock(args: KnockArgs) -> Result<(), Error> {
                 path: store.path().to_path_buf(),
             });
         };
-        let family = args.send.family();
         knock_saved(
             &store,
+            &args.host,
             &saved,
-            family,
-            args.send.delay,
-            args.at,
-            args.verbose.then_some(Say::Stdout),
+            &Knocking {
+                family: args.send.family(),
+                delay_ms: args.send.delay,
+                at: args.at,
+                time_offset: args.time_offset.unwrap_or(0),
+                open: (!args.open.is_empty()).then_some(&args.open[..]),
+                say: args.verbose.then_some(Say::Stdout),
+            },
         )?;
-        // A note for the person at the terminal, never for a script: see `knock --help`.
-        if std::io::stderr().is_terminal() {
-            if let Some(secs) = open_for(&store, &saved) {
-                eprintln!("door open for up to {secs}s");
-            }
+        // How long the door stays open, as far as the client knows: see `knock --help`.
+        if !args.quiet {
+            eprintln!("{}", open_note(&store, &saved));
         }
         return Ok(());
     }
@@ -394,7 +491,7 @@ fn knock(args: KnockArgs) -> Result<(), Error> {
     send(
         ip,
         &sequence,
-        args.send.delay.unwrap_or(0),
+        Duration::from_millis(args.send.delay.unwrap_or(0).into()),
         args.verbose.then_some(Say::Stdout),
     )
 }
@@ -416,29 +513,69 @@ impl Say {
     }
 }
 
-/// Knocks a saved profile, whatever its kind: its sequence, the current rotating sequence (a hotp
-/// counter is used up), a new encoded request, or one fwknop SPA packet. `family` and `delay_ms`
-/// (from the command line) override the profile's. Returns the address the knocks went to, where
-/// the door opens (None for fwknop, which resolves the host itself: see [`connect`]).
+/// How a saved profile is knocked: what the command line says over the profile.
+#[derive(Clone, Copy, Debug, Default)]
+struct Knocking<'a> {
+    /// -4 / -6, over the profile's `family`.
+    family: Option<Family>,
+    /// -d, over the profile's `delay_ms`.
+    delay_ms: Option<u32>,
+    /// --at (tests): the time instead of now.
+    at: Option<u64>,
+    /// --time-offset: seconds added to the time put in knocks.
+    time_offset: i64,
+    /// --open: the services of a spa or syn profile to knock for (None: all of them).
+    open: Option<&'a [Service]>,
+    /// -v: where to say what is sent.
+    say: Option<Say>,
+}
+
+impl Knocking<'_> {
+    /// The time the knocks carry: now (or --at), shifted by --time-offset.
+    fn now(&self) -> u64 {
+        self.at
+            .unwrap_or_else(kinds::now_unix)
+            .saturating_add_signed(self.time_offset)
+    }
+}
+
+/// Knocks a saved profile `name`, whatever its kind: its sequence, the current rotating sequence
+/// (a hotp counter is used up), a new encoded request, one fwknop or knocker SPA packet, or
+/// stealth SYNs. `how` (the command line) overrides the profile. Returns the address the knocks
+/// went to, where the door opens (None for fwknop, which resolves the host itself: see
+/// [`connect`]).
 fn knock_saved(
     store: &Store,
+    name: &str,
     saved: &Profile,
-    family: Option<Family>,
-    delay_ms: Option<u32>,
-    at: Option<u64>,
-    say: Option<Say>,
+    how: &Knocking,
 ) -> Result<Option<IpAddr>, Error> {
+    let say = how.say;
+    let now = how.now();
+    let wanted = match &saved.kind {
+        Kind::Spa(spa) => Some(kinds::select(name, &spa.open, how.open)?),
+        Kind::Syn(syn) => Some(kinds::select(name, &syn.open, how.open)?),
+        _ if how.open.is_some() => {
+            return Err(kinds::KindError::OpenNotForKind(name.to_string()).into())
+        }
+        _ => None,
+    };
     if let Kind::Fwknop(fwknop) = &saved.kind {
         // One SPA datagram, not a sequence. Its -v summary is printed on standard output, so
         // for standard error a shorter line of our own.
-        spa::knock_profile(store, &saved.host, fwknop, say == Some(Say::Stdout), at)?;
+        spa::knock_profile(
+            store,
+            &saved.host,
+            fwknop,
+            say == Some(Say::Stdout),
+            Some(now),
+        )?;
         if say == Some(Say::Stderr) {
             Say::Stderr.line(&format!("sent an fwknop SPA packet to {}", saved.host));
         }
         return Ok(None);
     }
-    let now = at.unwrap_or_else(kinds::now_unix);
-    let family = match (&saved.kind, family.unwrap_or(saved.family)) {
+    let family = match (&saved.kind, how.family.unwrap_or(saved.family)) {
         // The knocks must come from the family of the address they ask to open for.
         (Kind::Encoded(encoded), Family::Any) => match encoded.allow {
             Some(IpAddr::V4(_)) => Family::V4,
@@ -449,23 +586,103 @@ fn knock_saved(
     };
     // Resolve first: a host that does not resolve must not use up a hotp counter.
     let ip = knock::resolve(&saved.host, family)?;
+    let delay = Duration::from_millis(how.delay_ms.unwrap_or(saved.delay_ms).into());
+    let chosen = wanted.unwrap_or_default();
+    let services = || chosen.iter().map(|(_, s)| *s).collect::<Vec<_>>();
     let sequence = match &saved.kind {
         Kind::Sequence(sequence) => sequence.clone(),
         Kind::Rotating(rotating) => kinds::rotating(store, rotating, now, true)?.0,
         Kind::Encoded(encoded) => kinds::encoded(store, encoded, ip, now)?,
+        Kind::Spa(profile) => {
+            let datagram = kinds::spa(store, profile, &services(), now)?;
+            let addr = SocketAddr::new(ip, profile.port);
+            if let Some(say) = say {
+                let open: Vec<String> = services().iter().map(Service::to_string).collect();
+                say.line(&format!(
+                    "knocker SPA to {addr}/udp: open {}{}, {} bytes",
+                    open.join(","),
+                    profile
+                        .duration_secs
+                        .map_or(String::new(), |d| format!(" for {d}s")),
+                    datagram.len()
+                ));
+            }
+            kinds::send_datagram(addr, &datagram)?;
+            if !delay.is_zero() {
+                std::thread::sleep(delay);
+            }
+            return Ok(Some(ip));
+        }
+        Kind::Syn(profile) => {
+            kinds::syn(
+                store,
+                profile,
+                ip,
+                &chosen,
+                now,
+                delay,
+                |sent, addr, slot, service| {
+                    if let Some(say) = say {
+                        let guessed = match sent.guessed.is_empty() {
+                            true => String::new(),
+                            false => format!("; assumed: {}", sent.guessed.join(", ")),
+                        };
+                        say.line(&format!(
+                            "SYN to {addr} from {}:{} (slot {slot}: {service}{guessed})",
+                            sent.src, sent.src_port
+                        ));
+                    }
+                },
+            )?;
+            return Ok(Some(ip));
+        }
         // Sent above: one SPA datagram, not a sequence.
         Kind::Fwknop(_) => return Ok(None),
     };
-    send(ip, &sequence, delay_ms.unwrap_or(saved.delay_ms), say)?;
+    send(ip, &sequence, delay, say)?;
     Ok(Some(ip))
 }
 
+/// What `knocker knock` says after knocking a profile: how long the door stays open, as far as
+/// the client knows (see [`open_for`]); when the knock carries no duration, that the server
+/// decides.
+fn open_note(store: &Store, saved: &Profile) -> String {
+    if let Some(secs) = open_for(store, saved) {
+        return format!("door open for up to {secs}s");
+    }
+    match &saved.kind {
+        Kind::Spa(_) | Kind::Fwknop(_) => {
+            "door open for the door's default time: the profile asks for no duration, so the \
+             server decides how long"
+                .to_string()
+        }
+        kind => format!(
+            "the server decides how long the door stays open: a {} knock carries no duration",
+            kind_name(kind)
+        ),
+    }
+}
+
+/// The name of a profile's kind, as `kind = "..."` writes it.
+fn kind_name(kind: &Kind) -> &'static str {
+    match kind {
+        Kind::Sequence(_) => "sequence",
+        Kind::Rotating(_) => "rotating",
+        Kind::Encoded(_) => "encoded",
+        Kind::Fwknop(_) => "fwknop",
+        Kind::Spa(_) => "spa",
+        Kind::Syn(_) => "syn",
+    }
+}
+
 /// How long a knock of `saved` asks the door to stay open, when the profile says: an encoded
-/// request's duration, an fwknop packet's timeout (the profile's, else its stanza's FW_TIMEOUT).
-/// A sequence or rotating knock carries none: the server's `open_for` decides, unknown here.
+/// request's duration, an fwknop packet's timeout (the profile's, else its stanza's FW_TIMEOUT),
+/// a spa request's duration. A sequence, rotating or syn knock carries none: the server's
+/// `open_for` decides, unknown here.
 fn open_for(store: &Store, saved: &Profile) -> Option<u32> {
     match &saved.kind {
         Kind::Encoded(encoded) => Some(encoded.duration_secs),
+        Kind::Spa(spa) => spa.duration_secs,
         Kind::Fwknop(fw) => fw
             .timeout_secs
             .or_else(|| {
@@ -479,21 +696,16 @@ fn open_for(store: &Store, saved: &Profile) -> Option<u32> {
             })
             // FW_TIMEOUT 0 is no timeout: the server's default applies.
             .filter(|&t| t > 0),
-        Kind::Sequence(_) | Kind::Rotating(_) => None,
+        Kind::Sequence(_) | Kind::Rotating(_) | Kind::Syn(_) => None,
     }
 }
 
-fn send(ip: IpAddr, sequence: &[Service], delay_ms: u32, say: Option<Say>) -> Result<(), Error> {
-    knock::knock_sequence(
-        ip,
-        sequence,
-        Duration::from_millis(delay_ms.into()),
-        |proto, addr| {
-            if let Some(say) = say {
-                say.line(&format!("hitting {proto} {addr}"));
-            }
-        },
-    )?;
+fn send(ip: IpAddr, sequence: &[Service], delay: Duration, say: Option<Say>) -> Result<(), Error> {
+    knock::knock_sequence(ip, sequence, delay, |proto, addr| {
+        if let Some(say) = say {
+            say.line(&format!("hitting {proto} {addr}"));
+        }
+    })?;
     Ok(())
 }
 
@@ -515,14 +727,76 @@ fn sequence(args: SequenceArgs) -> Result<(), Error> {
         }
         Kind::Encoded(_) => return Err(Error::NoSequence(args.name)),
         Kind::Fwknop(_) => return Err(Error::NoFwknopSequence(args.name)),
+        Kind::Spa(_) => {
+            return Err(Error::NoPortSequence {
+                name: args.name,
+                kind: "spa",
+                what: "one sealed SPA packet",
+            })
+        }
+        Kind::Syn(_) => {
+            return Err(Error::NoPortSequence {
+                name: args.name,
+                kind: "syn",
+                what: "authenticated SYNs to one port",
+            })
+        }
     }
     Ok(())
 }
 
 fn keygen(args: KeygenArgs) -> Result<(), Error> {
+    if let Some(identity) = args.identity {
+        return keygen_identity(identity);
+    }
+    let Some(out) = args.out else {
+        // clap requires --out without --identity.
+        return Ok(());
+    };
     // Key files are the same for every kind of door.
     let key = RotateKey::generate().map_err(secrets::SecretError::Rng)?;
-    secrets::write_new_key(&args.out, &key.to_base64())?;
+    secrets::write_new_key(&out, &key.to_base64())?;
+    Ok(())
+}
+
+/// Where `knocker keygen --identity` writes by default, beside profiles.toml; `knockerd
+/// enroll`'s profiles name it as `key_file = "identity.key"`, relative to that directory.
+const IDENTITY_FILE: &str = "identity.key";
+
+/// `knocker keygen --identity [FILE]`: a new X25519 private key, 0600, in a directory made 0700
+/// if missing; the public key on standard output.
+fn keygen_identity(path: Option<PathBuf>) -> Result<(), Error> {
+    let (path, default) = match path {
+        Some(p) => (p, false),
+        None => {
+            let store = profile::Store::from_env()?;
+            (store.resolve(Path::new(IDENTITY_FILE)), true)
+        }
+    };
+    if default {
+        if let Some(dir) = path.parent().filter(|d| !d.exists()) {
+            profile::create_private_dir(dir)?;
+        }
+    }
+    let key = PrivateKey::generate().map_err(secrets::SecretError::Rng)?;
+    match secrets::write_new_key(&path, &key.to_base64()) {
+        Ok(()) => {}
+        Err(secrets::SecretError::Exists(path)) => {
+            // Say what the existing identity is, which is most likely what was wanted.
+            let public = secrets::load_key(&path, PrivateKey::from_base64)
+                .ok()
+                .map(|k| k.public_key().to_base64());
+            return Err(Error::IdentityExists { path, public });
+        }
+        Err(e) => return Err(e.into()),
+    }
+    eprintln!(
+        "knocker: wrote this machine's identity to {} (mode 0600; it never leaves this \
+         machine). Its public key, below, is not a secret: the server's admin enrolls it with \
+         `knockerd enroll NAME --public-key KEY --server HOST`.",
+        path.display()
+    );
+    println!("{}", key.public_key());
     Ok(())
 }
 
@@ -593,6 +867,51 @@ mod tests {
     }
 
     #[test]
+    fn time_offset_open_and_quiet_parse() {
+        for (arg, secs) in [("-90", -90), ("+30", 30), ("2m", 120)] {
+            let cli = Cli::try_parse_from(["knocker", "knock", "p", "--time-offset", arg])
+                .expect("parses");
+            let Command::Knock(args) = cli.command else {
+                panic!("not knock")
+            };
+            assert_eq!(args.time_offset, Some(secs), "{arg}");
+        }
+        assert!(Cli::try_parse_from(["knocker", "knock", "p", "--time-offset", "soon"]).is_err());
+        let cli = Cli::try_parse_from([
+            "knocker",
+            "knock",
+            "-q",
+            "p",
+            "--open",
+            "tcp/22,udp/53",
+            "--open",
+            "443",
+        ])
+        .expect("parses");
+        let Command::Knock(args) = cli.command else {
+            panic!("not knock")
+        };
+        assert!(args.quiet);
+        assert_eq!(
+            args.open,
+            [Service::tcp(22), Service::udp(53), Service::tcp(443)]
+        );
+        assert!(Cli::try_parse_from(["knocker", "knock", "p", "--open", "tcp/0"]).is_err());
+        let knocking = Knocking {
+            at: Some(1000),
+            time_offset: -90,
+            ..Knocking::default()
+        };
+        assert_eq!(knocking.now(), 910);
+        for sub in [
+            &["knocker", "connect", "--time-offset", "-5", "h", "22"][..],
+            &["knocker", "spa", "--fwknop", "--time-offset", "-5", "h"][..],
+        ] {
+            assert!(Cli::try_parse_from(sub).is_ok(), "{sub:?}");
+        }
+    }
+
+    #[test]
     fn four_and_six_conflict() {
         assert!(Cli::try_parse_from(["knocker", "knock", "-4", "-6", "h", "1"]).is_err());
     }
@@ -620,6 +939,8 @@ mod tests {
                     Kind::Rotating(_) => "rotating",
                     Kind::Encoded(_) => "encoded",
                     Kind::Fwknop(_) => "fwknop",
+                    Kind::Spa(_) => "spa",
+                    Kind::Syn(_) => "syn",
                 };
                 (name.as_str(), kind)
             })
@@ -630,7 +951,9 @@ mod tests {
                 ("enc", "encoded"),
                 ("fw", "fwknop"),
                 ("myserver", "sequence"),
-                ("rot", "rotating")
+                ("native", "spa"),
+                ("rot", "rotating"),
+                ("stealth", "syn")
             ]
         );
         // "12 takes 63 knocks for IPv4 and 1 service"
@@ -657,6 +980,9 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["knocker", "keygen"]).is_err());
         assert!(Cli::try_parse_from(["knocker", "keygen", "-o", "k"]).is_ok());
+        assert!(Cli::try_parse_from(["knocker", "keygen", "--identity"]).is_ok());
+        assert!(Cli::try_parse_from(["knocker", "keygen", "--identity", "f"]).is_ok());
+        assert!(Cli::try_parse_from(["knocker", "keygen", "--identity", "-o", "k"]).is_err());
         // --at is for tests: hidden from help.
         let help = Cli::command()
             .find_subcommand_mut("sequence")

@@ -7,8 +7,11 @@
 //!
 //! A profile has a kind: `sequence` (a static port sequence, the default), `rotating` (a sequence
 //! derived from a shared key and the time or a counter), `encoded` (an encrypted request spelled
-//! out as ports) or `fwknop` (one fwknop SPA packet, from a `~/.fwknoprc` stanza or key files). Key files and counter files are named by path; a relative path is relative to
-//! the directory of profiles.toml, and `~/` is the home directory.
+//! out as ports), `fwknop` (one fwknop SPA packet, from a `~/.fwknoprc` stanza or key files),
+//! `spa` (knocker's own SPA: one datagram sealed to the server's public key) or `syn` (stealth
+//! SYNs authenticated by a key both sides derive from their public keys). Key files and counter
+//! files are named by path; a relative path is relative to the directory of profiles.toml, and
+//! `~/` is the home directory.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -22,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use knocker_wire::encoded::{self, EncodedSpec};
 use knocker_wire::fwknop::Digest;
+use knocker_wire::identity::{DoorKey, PublicKey};
 use knocker_wire::rotate::{self, RotateSpec};
 use knocker_wire::{Proto, Service};
 use serde::Deserialize;
@@ -36,6 +40,8 @@ pub const FILE_NAME: &str = "profiles.toml";
 pub const DEFAULT_PERIOD_SECS: u64 = 30;
 /// How long an encoded profile asks for when it says nothing (knockerd's default `open_for`).
 pub const DEFAULT_DURATION_SECS: u32 = 30;
+/// The longest a spa profile may ask a door to open: knockerd's longest `open_for`, a day.
+pub const MAX_SPA_DURATION_SECS: u64 = 86_400;
 
 /// Written at the top of a profiles file that `profile add` creates.
 const NEW_FILE_HEADER: &str = "\
@@ -62,6 +68,37 @@ pub enum Kind {
     Rotating(Rotating),
     Encoded(Encoded),
     Fwknop(Fwknop),
+    Spa(Spa),
+    Syn(Syn),
+}
+
+/// knocker's own SPA: one UDP datagram to `port`, a request sealed with the client's identity
+/// (`key_file`) to the server's public key, tagged with the door's key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spa {
+    pub port: u16,
+    pub server_key: PublicKey,
+    /// The door's tag key, from `knockerd enroll` (a secret: the file is the owner's alone).
+    pub door_key: DoorKey,
+    /// The client's X25519 private key (`knocker keygen --identity`).
+    pub key_file: PathBuf,
+    /// 1 to 16 services to ask for.
+    pub open: Vec<Service>,
+    /// Seconds to ask for; `None`: the door's default.
+    pub duration_secs: Option<u32>,
+    /// The address to open for; `None`: the datagram's source address, as the server sees it.
+    pub allow: Option<IpAddr>,
+}
+
+/// Stealth SYNs: one TCP SYN to `port` per service, its header fields authenticated with the
+/// key the client's identity shares with the server's public key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Syn {
+    pub port: u16,
+    pub server_key: PublicKey,
+    pub key_file: PathBuf,
+    /// The door's services in the door's order: a SYN for `open[i]` carries slot `i`.
+    pub open: Vec<Service>,
 }
 
 /// An fwknop SPA packet: the settings of a `~/.fwknoprc` stanza (or of `rc_file`), or keys in key
@@ -150,6 +187,18 @@ impl fmt::Display for Kind {
                     write!(f, ", open {}", open.join(","))?;
                 }
                 Ok(())
+            }
+            Kind::Spa(spa) => {
+                let open: Vec<String> = spa.open.iter().map(Service::to_string).collect();
+                write!(f, "spa: udp/{}, open {}", spa.port, open.join(" "))?;
+                if let Some(secs) = spa.duration_secs {
+                    write!(f, " for {secs}s")?;
+                }
+                Ok(())
+            }
+            Kind::Syn(syn) => {
+                let open: Vec<String> = syn.open.iter().map(Service::to_string).collect();
+                write!(f, "syn: tcp/{}, slots {}", syn.port, open.join(" "))
             }
         }
     }
@@ -246,6 +295,9 @@ struct RawProfile {
     open: Option<Spanned<Vec<Spanned<String>>>>,
     duration: Option<Spanned<RawDuration>>,
     allow: Option<Spanned<String>>,
+    // spa and syn (and port, key_file, open; spa: duration, allow)
+    server_key: Option<Spanned<String>>,
+    door_key: Option<Spanned<String>>,
     // fwknop
     stanza: Option<Spanned<String>>,
     rc_file: Option<Spanned<String>>,
@@ -317,14 +369,18 @@ const ROTATING: &[&str] = &["rotating"];
 const ENCODED: &[&str] = &["encoded"];
 const FWKNOP: &[&str] = &["fwknop"];
 const KEYED: &[&str] = &["rotating", "encoded"];
-const SPA: &[&str] = &["encoded", "fwknop"];
-const ANY_KEY: &[&str] = &["rotating", "encoded", "fwknop"];
+const SPA: &[&str] = &["encoded", "fwknop", "spa"];
+const OPEN: &[&str] = &["encoded", "fwknop", "spa", "syn"];
+const ANY_KEY: &[&str] = &["rotating", "encoded", "fwknop", "spa", "syn"];
+const PORT: &[&str] = &["fwknop", "spa", "syn"];
+const IDENTITY: &[&str] = &["spa", "syn"];
+const NATIVE_SPA: &[&str] = &["spa"];
 
 /// A kind-specific key: its name, where it is (if present), and the kinds that take it.
 type KindKey = (&'static str, Option<Range<usize>>, &'static [&'static str]);
 
 impl RawProfile {
-    fn kind_keys(&self) -> [KindKey; 19] {
+    fn kind_keys(&self) -> [KindKey; 21] {
         fn at<T>(value: &Option<Spanned<T>>) -> Option<Range<usize>> {
             value.as_ref().map(Spanned::span)
         }
@@ -339,14 +395,16 @@ impl RawProfile {
             ("ports", at(&self.ports), ROTATING),
             ("base", at(&self.base), ENCODED),
             ("bits", at(&self.bits), ENCODED),
-            ("open", at(&self.open), SPA),
+            ("open", at(&self.open), OPEN),
             ("duration", at(&self.duration), SPA),
             ("allow", at(&self.allow), SPA),
             ("stanza", at(&self.stanza), FWKNOP),
             ("rc_file", at(&self.rc_file), FWKNOP),
             ("hmac_key_file", at(&self.hmac_key_file), FWKNOP),
             ("hmac_digest", at(&self.hmac_digest), FWKNOP),
-            ("port", at(&self.port), FWKNOP),
+            ("port", at(&self.port), PORT),
+            ("server_key", at(&self.server_key), IDENTITY),
+            ("door_key", at(&self.door_key), NATIVE_SPA),
             ("user", at(&self.user), FWKNOP),
         ]
     }
@@ -377,7 +435,7 @@ impl Section<'_> {
                 self.span.clone(),
                 format!(
                     "{} {} profile needs `{key}` (see `knocker --help`)",
-                    if self.kind == "encoded" || self.kind == "fwknop" {
+                    if matches!(self.kind, "encoded" | "fwknop") {
                         "an"
                     } else {
                         "a"
@@ -692,6 +750,101 @@ impl Section<'_> {
     }
 }
 
+/// knocker's own kinds: `spa` and `syn`.
+impl Section<'_> {
+    fn port(&self, raw: &RawProfile) -> Result<u16, ProfileError> {
+        let p = self.required(&raw.port, "port")?;
+        u16::try_from(*p.get_ref())
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| self.err(p.span(), "port: a port from 1 to 65535"))
+    }
+
+    fn server_key(&self, raw: &RawProfile) -> Result<PublicKey, ProfileError> {
+        let k = self.required(&raw.server_key, "server_key")?;
+        PublicKey::from_base64(k.get_ref()).map_err(|e| {
+            self.err(
+                k.span(),
+                format!("server_key: {e} (copy it from `knockerd enroll`)"),
+            )
+        })
+    }
+
+    /// 1 to 16 distinct services, in the order written.
+    fn services(&self, raw: &RawProfile) -> Result<Vec<Service>, ProfileError> {
+        let listed = self.required(&raw.open, "open")?;
+        let mut open = Vec::new();
+        for s in listed.get_ref() {
+            let service: Service = s
+                .get_ref()
+                .parse()
+                .map_err(|e| self.err(s.span(), format!("open: {e}")))?;
+            if open.contains(&service) {
+                return Err(self.err(s.span(), format!("open: {service} is listed twice")));
+            }
+            open.push(service);
+        }
+        let max = knocker_wire::spa::MAX_SERVICES;
+        if !(1..=max).contains(&open.len()) {
+            return Err(self.err(listed.span(), format!("open: list 1 to {max} services")));
+        }
+        Ok(open)
+    }
+
+    fn spa(&self, raw: &RawProfile) -> Result<Kind, ProfileError> {
+        let port = self.port(raw)?;
+        let server_key = self.server_key(raw)?;
+        let d = self.required(&raw.door_key, "door_key")?;
+        let door_key = DoorKey::from_base64(d.get_ref()).map_err(|e| {
+            self.err(
+                d.span(),
+                format!("door_key: {e} (copy it from `knockerd enroll`)"),
+            )
+        })?;
+        let key_file = self.path(&raw.key_file, "key_file")?;
+        let open = self.services(raw)?;
+        let duration_secs = match &raw.duration {
+            None => None,
+            // At most a day: it fits.
+            Some(d) => Some(self.seconds(d, "duration", MAX_SPA_DURATION_SECS)? as u32),
+        };
+        let allow = match &raw.allow {
+            None => None,
+            Some(a) => match a.get_ref().trim().parse::<IpAddr>() {
+                Ok(ip) if !ip.is_unspecified() => Some(ip),
+                _ => {
+                    return Err(self.err(
+                        a.span(),
+                        format!(
+                            "allow: {:?} is not an address to open for (leave `allow` out for \
+                             the address the packet comes from)",
+                            a.get_ref()
+                        ),
+                    ))
+                }
+            },
+        };
+        Ok(Kind::Spa(Spa {
+            port,
+            server_key,
+            door_key,
+            key_file,
+            open,
+            duration_secs,
+            allow,
+        }))
+    }
+
+    fn syn(&self, raw: &RawProfile) -> Result<Kind, ProfileError> {
+        Ok(Kind::Syn(Syn {
+            port: self.port(raw)?,
+            server_key: self.server_key(raw)?,
+            key_file: self.path(&raw.key_file, "key_file")?,
+            open: self.services(raw)?,
+        }))
+    }
+}
+
 impl Reader<'_> {
     fn malformed(&self, span: Option<Range<usize>>, message: String) -> ProfileError {
         ProfileError::Malformed {
@@ -723,12 +876,14 @@ impl Reader<'_> {
                 "rotating" => "rotating",
                 "encoded" => "encoded",
                 "fwknop" => "fwknop",
+                "spa" => "spa",
+                "syn" => "syn",
                 other => {
                     return Err(section.err(
                         k.span(),
                         format!(
-                            "unknown kind {other:?}: use \"sequence\", \"rotating\", \"encoded\" \
-                             or \"fwknop\""
+                            "unknown kind {other:?}: use \"sequence\", \"rotating\", \"encoded\", \
+                             \"fwknop\", \"spa\" or \"syn\""
                         ),
                     ))
                 }
@@ -758,6 +913,8 @@ impl Reader<'_> {
             "rotating" => section.rotating(raw)?,
             "encoded" => section.encoded(raw)?,
             "fwknop" => section.fwknop(raw)?,
+            "spa" => section.spa(raw)?,
+            "syn" => section.syn(raw)?,
             _ => section.sequence(raw)?,
         };
         Ok(Profile {
@@ -901,10 +1058,42 @@ fn profile_table(profile: &Profile) -> Table {
             }
             text(&mut table, "user", &fw.user);
         }
+        Kind::Spa(spa) => {
+            table.insert("kind", toml_edit::value("spa"));
+            table.insert("port", toml_edit::value(i64::from(spa.port)));
+            table.insert("server_key", toml_edit::value(spa.server_key.to_base64()));
+            table.insert(
+                "door_key",
+                toml_edit::value(spa.door_key.to_base64().as_str()),
+            );
+            table.insert("key_file", toml_edit::value(path_text(&spa.key_file)));
+            table.insert("open", toml_edit::value(services(&spa.open)));
+            if let Some(secs) = spa.duration_secs {
+                table.insert("duration", toml_edit::value(i64::from(secs)));
+            }
+            if let Some(allow) = spa.allow {
+                table.insert("allow", toml_edit::value(allow.to_string()));
+            }
+        }
+        Kind::Syn(syn) => {
+            table.insert("kind", toml_edit::value("syn"));
+            table.insert("port", toml_edit::value(i64::from(syn.port)));
+            table.insert("server_key", toml_edit::value(syn.server_key.to_base64()));
+            table.insert("key_file", toml_edit::value(path_text(&syn.key_file)));
+            table.insert("open", toml_edit::value(services(&syn.open)));
+        }
     }
     table.insert("delay_ms", toml_edit::value(i64::from(profile.delay_ms)));
     table.insert("family", toml_edit::value(profile.family.as_str()));
     table
+}
+
+fn services(list: &[Service]) -> Array {
+    let mut array = Array::new();
+    for service in list {
+        array.push(service.to_string());
+    }
+    array
 }
 
 fn implicit_table() -> Table {
@@ -954,6 +1143,25 @@ pub fn render(name: &str, profile: &Profile) -> String {
     let mut doc = DocumentMut::new();
     doc.insert("profile", Item::Table(profiles));
     doc.to_string()
+}
+
+/// Makes `dir` (and its missing parents), mode 0700: knocker's config directory holds secrets.
+pub fn create_private_dir(dir: &Path) -> Result<(), ProfileError> {
+    let io_error = |action: &'static str| {
+        move |source| ProfileError::Io {
+            action,
+            path: dir.to_path_buf(),
+            source,
+        }
+    };
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_error("create directory"))?;
+    // The umask may have taken bits away from 0700; make it exact.
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .map_err(io_error("set permissions of"))
 }
 
 /// Where the profiles file is, and the operations on it.
@@ -1156,14 +1364,7 @@ impl Store {
     fn write_atomic(&self, text: &str) -> Result<(), ProfileError> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         if !dir.exists() {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(self.io_error("create directory", dir))?;
-            // The umask may have taken bits away from 0700; make it exact.
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-                .map_err(self.io_error("set permissions of", dir))?;
+            create_private_dir(dir)?;
         }
         crate::files::replace_atomically(&self.path, text.as_bytes())
             .map_err(self.io_error("write", &self.path))
@@ -1513,9 +1714,10 @@ open = ["22"]
         let enc = "[profile.e]\nhost = \"h\"\nkind = \"encoded\"\nkey_file = \"k\"\n";
         let cases: &[(String, usize, &str)] = &[
             (
-                "[profile.a]\nhost = \"h\"\nkind = \"spa\"\n".into(),
+                "[profile.a]\nhost = \"h\"\nkind = \"knock\"\n".into(),
                 3,
-                "unknown kind \"spa\"",
+                "unknown kind \"knock\": use \"sequence\", \"rotating\", \"encoded\", \"fwknop\", \
+                 \"spa\" or \"syn\"",
             ),
             (
                 "[profile.a]\nhost = \"h\"\nsequence = [\"1\"]\nports = \"1-100\"\n".into(),
@@ -1631,6 +1833,179 @@ open = ["22"]
                 "4 services for an IPv6 address do not fit in 11-bit knocks",
             ),
             (format!("{enc}bits = 12\nopen = [\"22\"]\n"), 1, "an encoded profile needs `base`"),
+        ];
+        for (text, line, needle) in cases {
+            let (at, msg) = malformed_at(text);
+            if *line > 0 {
+                assert_eq!(at.map(|a| a.0), Some(*line), "{msg}\n{text}");
+            }
+            assert!(msg.contains(needle), "{msg:?} lacks {needle:?}\n{text}");
+        }
+    }
+
+    const SERVER: &str = "OklKoDS5vY085DKXZIfB8l1y5NkLT4fBXfED1xq8t34=";
+    const DOOR: &str = "Bl+hbiKnUPHLJa7YqXhw++ObWGfRBSWGnBrRlaW7Kbo=";
+
+    #[test]
+    fn spa_and_syn_profiles_parse_render_and_list() {
+        let text = format!(
+            "[profile.s]\nhost = \"203.0.113.1\"\nkind = \"spa\"\nport = 62201\n\
+             server_key = \"{SERVER}\"\ndoor_key = \"{DOOR}\"\n\
+             key_file = \"~/.config/knocker/identity.key\"\nopen = [\"tcp/22\", \"53:udp\"]\n\
+             duration = \"1h\"\nallow = \"2001:db8::7\"\n\n\
+             [profile.bare]\nhost = \"h\"\nkind = \"spa\"\nport = 1\nserver_key = \"{SERVER}\"\n\
+             door_key = \"{DOOR}\"\nkey_file = \"id\"\nopen = [\"22\"]\n\n\
+             [profile.y]\nhost = \"203.0.113.1\"\nkind = \"syn\"\nport = 443\n\
+             server_key = \"{SERVER}\"\nkey_file = \"id\"\nopen = [\"tcp/22\", \"tcp/443\"]\n"
+        );
+        let profiles = parse(&text, Path::new("p.toml")).expect("valid");
+        let server = PublicKey::from_base64(SERVER).expect("key");
+        assert_eq!(
+            profiles["s"].kind,
+            Kind::Spa(Spa {
+                port: 62201,
+                server_key: server,
+                door_key: DoorKey::from_base64(DOOR).expect("key"),
+                key_file: PathBuf::from("~/.config/knocker/identity.key"),
+                open: vec![Service::tcp(22), Service::udp(53)],
+                duration_secs: Some(3600),
+                allow: Some("2001:db8::7".parse().expect("ip")),
+            })
+        );
+        let Kind::Spa(bare) = &profiles["bare"].kind else {
+            panic!("not spa")
+        };
+        assert_eq!((bare.duration_secs, bare.allow), (None, None));
+        assert_eq!(
+            profiles["y"].kind,
+            Kind::Syn(Syn {
+                port: 443,
+                server_key: server,
+                key_file: PathBuf::from("id"),
+                open: vec![Service::tcp(22), Service::tcp(443)],
+            })
+        );
+        for (name, profile) in &profiles {
+            let text = render(name, profile);
+            assert_eq!(
+                &parse(&text, Path::new("p")).expect("parses")[name],
+                profile,
+                "{text}"
+            );
+        }
+        assert_eq!(
+            profiles["s"].kind.to_string(),
+            "spa: udp/62201, open tcp/22 udp/53 for 3600s"
+        );
+        assert_eq!(profiles["bare"].kind.to_string(), "spa: udp/1, open tcp/22");
+        assert_eq!(
+            profiles["y"].kind.to_string(),
+            "syn: tcp/443, slots tcp/22 tcp/443"
+        );
+    }
+
+    #[test]
+    fn spa_and_syn_mistakes_name_the_profile_and_the_field() {
+        let spa = format!(
+            "[profile.s]\nhost = \"h\"\nkind = \"spa\"\nserver_key = \"{SERVER}\"\n\
+             key_file = \"id\"\n"
+        );
+        let syn = format!(
+            "[profile.y]\nhost = \"h\"\nkind = \"syn\"\nserver_key = \"{SERVER}\"\n\
+             key_file = \"id\"\n"
+        );
+        let full = format!("{spa}port = 62201\ndoor_key = \"{DOOR}\"\n");
+        let cases: &[(String, usize, &str)] = &[
+            (
+                format!("{spa}door_key = \"{DOOR}\"\nopen = [\"22\"]\n"),
+                1,
+                "profile \"s\": a spa profile needs `port`",
+            ),
+            (
+                format!("{spa}port = 1\nopen = [\"22\"]\n"),
+                1,
+                "a spa profile needs `door_key`",
+            ),
+            (full.clone(), 1, "a spa profile needs `open`"),
+            (
+                format!("{full}open = [\"22\"]\nport = 2\n"),
+                0,
+                "duplicate key",
+            ),
+            (
+                format!("{spa}port = 0\ndoor_key = \"{DOOR}\"\nopen = [\"22\"]\n"),
+                6,
+                "profile \"s\": port: a port from 1 to 65535",
+            ),
+            (
+                format!("{spa}port = 1\ndoor_key = \"secret\"\nopen = [\"22\"]\n"),
+                7,
+                "door_key: a key is 32 bytes",
+            ),
+            (
+                "[profile.s]\nhost = \"h\"\nkind = \"syn\"\nport = 1\nserver_key = \"AAAA\"\n"
+                    .into(),
+                5,
+                "profile \"s\": server_key: a key is 32 bytes; this one is 3 bytes",
+            ),
+            (
+                format!("{full}open = []\n"),
+                8,
+                "open: list 1 to 16 services",
+            ),
+            (
+                format!("{full}open = [\"22\", \"tcp/22\"]\n"),
+                8,
+                "open: tcp/22 is listed twice",
+            ),
+            (
+                format!("{full}open = [\"22\"]\nduration = \"2d\"\n"),
+                9,
+                "duration: from 1 second to 86400 seconds",
+            ),
+            (
+                format!("{full}open = [\"22\"]\nallow = \"::\"\n"),
+                9,
+                "allow: \"::\" is not an address to open for",
+            ),
+            (
+                format!("{full}open = [\"22\"]\nstanza = \"x\"\n"),
+                9,
+                "`stanza` is for kind = \"fwknop\", and this profile is kind = \"spa\"",
+            ),
+            (
+                format!("{syn}port = 443\nopen = [\"22\"]\ndoor_key = \"{DOOR}\"\n"),
+                8,
+                "`door_key` is for kind = \"spa\", and this profile is kind = \"syn\"",
+            ),
+            (
+                format!("{syn}port = 443\nopen = [\"22\"]\nduration = 30\n"),
+                8,
+                "`duration` is for kind = \"encoded\" and kind = \"fwknop\" and kind = \"spa\"",
+            ),
+            (
+                format!("{syn}port = 443\n"),
+                1,
+                "profile \"y\": a syn profile needs `open`",
+            ),
+            (
+                format!(
+                    "{syn}port = 443\nopen = [{}]\n",
+                    (1..=17)
+                        .map(|p| format!("\"{p}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                7,
+                "open: list 1 to 16 services",
+            ),
+            (
+                format!(
+                    "[profile.q]\nhost = \"h\"\nsequence = [\"1\"]\nserver_key = \"{SERVER}\"\n"
+                ),
+                4,
+                "`server_key` is for kind = \"spa\" and kind = \"syn\"",
+            ),
         ];
         for (text, line, needle) in cases {
             let (at, msg) = malformed_at(text);

@@ -135,6 +135,15 @@ pub struct SpaArgs {
         conflicts_with = "time_offset_plus"
     )]
     pub time_offset_minus: Option<String>,
+    #[arg(
+        long = "time-offset",
+        value_name = "SECONDS",
+        allow_hyphen_values = true,
+        value_parser = kinds::parse_time_offset,
+        conflicts_with_all = ["time_offset_plus", "time_offset_minus"],
+        help = kinds::TIME_OFFSET_HELP
+    )]
+    pub time_offset: Option<i64>,
     /// Use this stanza of the rc file
     #[arg(short = 'n', long = "named-config", value_name = "NAME")]
     pub named_config: Option<String>,
@@ -227,7 +236,7 @@ fn command_line(args: &SpaArgs) -> Result<Settings, SpaError> {
     let time_offset = match (&args.time_offset_plus, &args.time_offset_minus) {
         (Some(t), _) => Some(fwknoprc::time_offset(t).map_err(usage)?),
         (_, Some(t)) => Some(-fwknoprc::time_offset(t).map_err(usage)?),
-        _ => None,
+        _ => args.time_offset,
     };
     Ok(Settings {
         server: args.host.clone().or_else(|| args.destination.clone()),

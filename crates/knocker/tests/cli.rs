@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use knocker_wire::encoded::{self, EncodedSpec, Push, Reassembly, Request};
+use knocker_wire::identity::PrivateKey;
 use knocker_wire::rotate::{self, RotateSpec};
+use knocker_wire::spa;
 use knocker_wire::{EncodedKey, Proto, RotateKey, Service};
 
 const KNOCKER: &str = env!("CARGO_BIN_EXE_knocker");
@@ -698,4 +700,307 @@ fn help_documents_rotating_and_encoded_profiles() {
         assert_ok(&out);
         assert!(!stdout(&out).contains("--at"), "{sub} --help shows --at");
     }
+}
+
+// knocker's own SPA and stealth SYN: identities and spa profiles.
+
+#[test]
+fn keygen_identity_writes_a_private_key_and_prints_the_public_one() {
+    let tmp = TempDir::new();
+    fs::create_dir_all(&tmp.0).expect("mkdir");
+    let home = tmp.0.join("home");
+    fs::create_dir_all(&home).expect("mkdir");
+    let keygen = |args: &[&str]| {
+        Command::new(KNOCKER)
+            .args(["keygen", "--identity"])
+            .args(args)
+            .env("HOME", &home)
+            .env("KNOCKER_CONFIG_DIR", tmp.config())
+            .output()
+            .expect("run knocker")
+    };
+
+    // The default place, beside profiles.toml, in a directory knocker makes private.
+    let out = keygen(&[]);
+    assert_ok(&out);
+    let path = tmp.config().join("identity.key");
+    assert_eq!(mode_of(&path), 0o600);
+    assert_eq!(mode_of(&tmp.config()), 0o700);
+    let text = fs::read_to_string(&path).expect("read");
+    assert_eq!(text.len(), 45, "{text:?}");
+    let private = PrivateKey::from_base64(&text).expect("an X25519 key");
+    let public = private.public_key().to_base64();
+    assert_eq!(stdout(&out), format!("{public}\n"));
+    assert!(
+        stderr(&out).contains("knockerd enroll NAME --public-key KEY"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Never overwritten; the refusal says which public key the existing identity has.
+    let out = keygen(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "knocker: {} already exists: knocker keygen never overwrites a key (remove the file \
+             first to replace it); its public key is {public}\n",
+            path.display()
+        )
+    );
+    assert_eq!(stdout(&out), "");
+    assert_eq!(fs::read_to_string(&path).expect("read"), text);
+
+    // Another file, named: another key.
+    let other = tmp.0.join("other.key");
+    let out = keygen(&[other.to_str().expect("utf-8")]);
+    assert_ok(&out);
+    assert_eq!(mode_of(&other), 0o600);
+    let other_public = PrivateKey::from_base64(&fs::read_to_string(&other).expect("read"))
+        .expect("key")
+        .public_key();
+    assert_eq!(stdout(&out), format!("{other_public}\n"));
+    assert_ne!(other_public.to_base64(), public);
+    let out = keygen(&[other.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+
+    // --identity and --out are two different keys.
+    let out = keygen(&["--out", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// A spa profile as `knockerd enroll` prints it, for a door on `port` of 127.0.0.1, and the
+/// client's identity in the config directory.
+fn spa_config(tmp: &TempDir, server: &PrivateKey, port: u16, extra: &str) -> (PathBuf, PrivateKey) {
+    let client = PrivateKey::generate().expect("rng");
+    let dir = config_with(
+        tmp,
+        &format!(
+            "[profile.native]\nhost = \"127.0.0.1\"\nkind = \"spa\"\nport = {port}\n\
+             server_key = \"{}\"\ndoor_key = \"{}\"\nkey_file = \"identity.key\"\n\
+             open = [\"tcp/22\", \"tcp/443\"]\n{extra}",
+            server.public_key(),
+            server.door_key("ssh").to_base64().as_str(),
+        ),
+    );
+    let key = dir.join("identity.key");
+    fs::write(&key, format!("{}\n", client.to_base64().as_str())).expect("write key");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).expect("chmod");
+    (dir, client)
+}
+
+#[test]
+fn a_spa_knock_is_one_datagram_the_server_opens() {
+    let server_socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    server_socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let port = server_socket.local_addr().expect("addr").port();
+    let server = PrivateKey::generate().expect("rng");
+    let tmp = TempDir::new();
+    let (dir, client) = spa_config(&tmp, &server, port, "duration = \"5m\"\n");
+    let receive = || {
+        let mut buf = [0u8; 2048];
+        let (n, from) = server_socket.recv_from(&mut buf).expect("the datagram");
+        assert_eq!(from.ip().to_string(), "127.0.0.1");
+        buf[..n].to_vec()
+    };
+
+    let out = knocker(
+        &dir,
+        &[
+            "knock",
+            "-v",
+            "native",
+            "--at",
+            "1700000000",
+            "--time-offset",
+            "-90",
+        ],
+    );
+    assert_ok(&out);
+    let datagram = receive();
+    assert!(
+        (spa::MIN_LEN..=spa::MAX_LEN).contains(&datagram.len()),
+        "{}",
+        datagram.len()
+    );
+    assert!(spa::check_tag(&server.door_key("ssh"), &datagram));
+    assert!(!spa::check_tag(&server.door_key("web"), &datagram));
+    let (sender, request) = spa::open(&datagram, &server).expect("sealed to the server");
+    assert_eq!(sender, client.public_key());
+    assert_eq!(request.timestamp, 1_700_000_000 - 90, "--time-offset -90");
+    assert_eq!(request.services, [Service::tcp(22), Service::tcp(443)]);
+    assert_eq!(request.allow, None, "the packet's source");
+    assert_eq!(request.duration, Some(300));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "knocker SPA to 127.0.0.1:{port}/udp: open tcp/22,tcp/443 for 300s, {} bytes\n",
+            datagram.len()
+        )
+    );
+    assert_eq!(stderr(&out), "door open for up to 300s\n");
+
+    // Every knock is a new request (another nonce); --open asks for some of the services.
+    let out = knocker(
+        &dir,
+        &["knock", "native", "--open", "tcp/443", "--time-offset=+30"],
+    );
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "");
+    let (_, again) = spa::open(&receive(), &server).expect("sealed");
+    assert_ne!(again.nonce, request.nonce);
+    assert_eq!(again.services, [Service::tcp(443)]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    assert!(
+        again.timestamp.abs_diff(now + 30) <= 5,
+        "{}",
+        again.timestamp
+    );
+
+    // -q: nothing said.
+    let out = knocker(&dir, &["knock", "-q", "native"]);
+    assert_ok(&out);
+    assert_eq!(stderr(&out), "");
+    spa::open(&receive(), &server).expect("sealed");
+
+    // A service the profile does not list is a usage error, and nothing is sent.
+    let out = knocker(&dir, &["knock", "native", "--open", "tcp/80"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "knocker: --open tcp/80: profile \"native\" opens only tcp/22, tcp/443\n"
+    );
+    // --open is for spa and syn profiles only.
+    let out = knocker(&dir, &["knock", "127.0.0.1", "7000", "--open", "tcp/22"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let out = knocker(&dir, &["profile", "list"]);
+    assert_ok(&out);
+    assert_eq!(
+        stdout(&out),
+        "native  127.0.0.1  spa: udp/".to_string()
+            + &format!("{port}, open tcp/22 tcp/443 for 300s\n")
+    );
+    let out = knocker(&dir, &["sequence", "native"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("one sealed SPA packet"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Without a duration the door's default applies, and the note says so honestly.
+    let tmp = TempDir::new();
+    let (dir, _) = spa_config(&tmp, &server, port, "");
+    let out = knocker(&dir, &["knock", "native"]);
+    assert_ok(&out);
+    assert_eq!(
+        stderr(&out),
+        "door open for the door's default time: the profile asks for no duration, so the \
+         server decides how long\n"
+    );
+    let (_, request) = spa::open(&receive(), &server).expect("sealed");
+    assert_eq!(request.duration, None);
+
+    // An exposed identity is refused, naming the fix.
+    let key = dir.join("identity.key");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = knocker(&dir, &["knock", "native"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!("chmod 600 {}", key.display())),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A syn profile sends one SYN per chosen service through a raw socket. As root the SYN is
+/// caught on loopback and verified as knockerd does; otherwise the refusal says what is needed.
+#[test]
+fn a_syn_knock_carries_its_slot_or_says_it_needs_a_raw_socket() {
+    use std::io::Read as _;
+    let server = PrivateKey::generate().expect("rng");
+    let client = PrivateKey::generate().expect("rng");
+    // A loopback port nobody listens on: the kernel answers the SYN with a reset.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let tmp = TempDir::new();
+    let dir = config_with(
+        &tmp,
+        &format!(
+            "[profile.y]\nhost = \"127.0.0.1\"\nkind = \"syn\"\nport = {port}\n\
+             server_key = \"{}\"\nkey_file = \"identity.key\"\n\
+             open = [\"tcp/22\", \"tcp/443\", \"udp/53\"]\n",
+            server.public_key()
+        ),
+    );
+    let key = dir.join("identity.key");
+    fs::write(&key, format!("{}\n", client.to_base64().as_str())).expect("write key");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let args = [
+        "knock",
+        "-v",
+        "y",
+        "--open",
+        "udp/53",
+        "--at",
+        "1700000000",
+        "--time-offset",
+        "-90",
+    ];
+
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| stdout(&o).trim() == "0");
+    if !root {
+        let out = knocker(&dir, &args);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr(&out).contains("cap_net_raw"), "{}", stderr(&out));
+        return;
+    }
+    let raw = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::TCP),
+    )
+    .expect("raw socket");
+    raw.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let out = knocker(&dir, &args);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).starts_with(&format!("SYN to 127.0.0.1:{port} from 127.0.0.1:")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("(slot 2: udp/53"), "{}", stdout(&out));
+    assert_eq!(
+        stderr(&out),
+        "the server decides how long the door stays open: a syn knock carries no duration\n"
+    );
+    let syn_key = server.syn_key(&client.public_key()).expect("key");
+    let step = knocker_wire::syn::step(1_700_000_000 - 90);
+    let mut buf = [0u8; 2048];
+    let seen = loop {
+        let n = (&raw).read(&mut buf).expect("the SYN");
+        match knocker_wire::syn::parse(&buf[..n]) {
+            Some(seen) if seen.dst_port == port => break seen,
+            _ => continue,
+        }
+    };
+    assert_eq!(knocker_wire::syn::verify(&syn_key, step, &seen), Some(2));
+    assert_eq!(
+        knocker_wire::syn::verify(&syn_key, step + 1, &seen),
+        None,
+        "--time-offset moved the step"
+    );
 }

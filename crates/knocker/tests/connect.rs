@@ -554,10 +554,10 @@ fn help_explains_proxycommand_and_the_door_note() {
     assert!(help(&["--help"]).contains("knocker connect %h %p"));
 }
 
-/// `knocker knock` tells the person at a terminal how long it asked the door to open; piped, it
-/// prints what it always did (nothing). `script` (util-linux) gives it a terminal.
+/// `knocker knock` says on standard error how long the door stays open, as far as the client
+/// knows, on a terminal or not; -q keeps it quiet. `script` (util-linux) gives it a terminal.
 #[test]
-fn knock_notes_the_duration_on_a_terminal_only() {
+fn knock_notes_the_duration_unless_quiet() {
     let have_script = Command::new("sh")
         .args(["-c", "command -v script"])
         .output()
@@ -585,16 +585,23 @@ fn knock_notes_the_duration_on_a_terminal_only() {
     assert_eq!(on_terminal("enc").trim(), "door open for up to 300s");
     assert_eq!(
         on_terminal("seq").trim(),
-        "",
-        "a sequence carries no duration"
+        "the server decides how long the door stays open: a sequence knock carries no duration",
     );
+    assert_eq!(on_terminal("-q enc").trim(), "");
 
-    let out = Command::new(KNOCKER)
-        .args(["knock", "enc"])
-        .env("KNOCKER_CONFIG_DIR", &config.0)
-        .output()
-        .expect("knock");
-    assert_ok(&out);
-    assert_eq!(text(&out.stdout), "");
-    assert_eq!(text(&out.stderr), "");
+    let knock = |args: &[&str]| {
+        let out = Command::new(KNOCKER)
+            .arg("knock")
+            .args(args)
+            .env("KNOCKER_CONFIG_DIR", &config.0)
+            .output()
+            .expect("knock");
+        assert_ok(&out);
+        assert_eq!(text(&out.stdout), "");
+        text(&out.stderr)
+    };
+    assert_eq!(knock(&["enc"]), "door open for up to 300s\n");
+    assert_eq!(knock(&["--quiet", "enc"]), "");
+    // Ports on the command line: nothing, as `knock` prints nothing.
+    assert_eq!(knock(&["127.0.0.1", "40000:udp"]), "");
 }

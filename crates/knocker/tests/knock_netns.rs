@@ -458,12 +458,17 @@ fn profiles_knock_end_to_end() {
     ]);
     add(&["-6", "-u", "six", &lab.server_v6(), "9001", "7001:tcp"]);
 
+    // Knocking a profile says how long the door stays open (on standard error); -q does not.
     let out = lab.knocker(&["knock", "myserver"], Some(&config.0));
-    assert_success(&out);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        "the server decides how long the door stays open: a sequence knock carries no duration\n"
+    );
     assert_eq!(text(&out.stdout), "");
     lab.assert_counters(&[("syn7000", 1), ("udp9000", 1), ("syn8000", 1)]);
 
-    let out = lab.knocker(&["knock", "-v", "six"], Some(&config.0));
+    let out = lab.knocker(&["knock", "-q", "-v", "six"], Some(&config.0));
     assert_success(&out);
     let v6 = lab.server_v6();
     assert_eq!(
@@ -610,7 +615,7 @@ fn a_rotating_profile_sends_exactly_what_sequence_printed() {
     let hot = printed_sequence(&config, &["hot"]);
     assert_eq!(hot.len(), 4);
     let mut expected = watch_sequence(&lab, &hot, "40000-40999");
-    let out = lab.knocker(&["knock", "hot"], Some(&config.0));
+    let out = lab.knocker(&["knock", "-q", "hot"], Some(&config.0));
     assert_success(&out);
     lab.assert_counters(&as_counters(&expected));
     assert_eq!(
@@ -626,7 +631,10 @@ fn a_rotating_profile_sends_exactly_what_sequence_printed() {
     assert_eq!(tot.len(), 5);
     assert!(tot.iter().all(|(proto, _)| proto == "udp"));
     expected.extend(watch_sequence(&lab, &tot, "41000-41999"));
-    let out = lab.knocker(&["knock", "tot", "--at", "1700000000"], Some(&config.0));
+    let out = lab.knocker(
+        &["knock", "-q", "tot", "--at", "1700000000"],
+        Some(&config.0),
+    );
     assert_success(&out);
     lab.assert_counters(&as_counters(&expected));
 }
@@ -665,7 +673,7 @@ fn an_encoded_profile_sends_its_knocks_within_the_span() {
     ]);
 
     // IPv4, one service, 12 bits: 63 knocks, each one SYN inside the span.
-    let out = lab.knocker(&["knock", "-v", "enc"], Some(&config.0));
+    let out = lab.knocker(&["knock", "-q", "-v", "enc"], Some(&config.0));
     assert_success(&out);
     lab.assert_counters(&[("span", 63)]);
 
@@ -697,7 +705,7 @@ fn an_encoded_profile_sends_its_knocks_within_the_span() {
     assert_eq!(request.duration_secs, 60);
 
     // IPv6, two services, over UDP: 97 one-byte datagrams inside the span.
-    let out = lab.knocker(&["knock", "enc6"], Some(&config.0));
+    let out = lab.knocker(&["knock", "-q", "enc6"], Some(&config.0));
     assert_success(&out);
     let v6: std::net::IpAddr = lab.server_v6().parse().expect("v6");
     let want = encoded::layout(

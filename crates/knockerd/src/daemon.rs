@@ -250,7 +250,27 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
         engine.handle_timeout(now);
         // A door whose used sequence could not be recorded must not open (fail closed).
         let mut unrecorded: Option<usize> = None;
+        let mut seen: Vec<Record> = Vec::new();
+        let mut seen_door: Option<(std::sync::Arc<str>, usize)> = None;
         while let Some(ev) = engine.poll_event() {
+            // a request's digests go into the ledger with its grant, in one batch and one sync
+            if let (Event::Grant(g), Some((_, index))) = (&ev, &seen_door) {
+                if g.door == *index && unrecorded != Some(g.door) {
+                    seen_door = None;
+                    handle_grant(g, &mut gate, now, &seen);
+                    seen.clear();
+                    continue;
+                }
+            }
+            if !matches!(ev, Event::Seen { .. }) {
+                if let Some((door, index)) = seen_door.take() {
+                    if let Err(e) = record_seen(gate.ledger(), &seen) {
+                        tracing::error!("door={door}: cannot record the request's digest ({e}); the grant is refused");
+                        unrecorded = Some(index);
+                    }
+                    seen.clear();
+                }
+            }
             match ev {
                 Event::Used { door, index, tag } => {
                     match record_used(&config, gate.ledger(), index, tag) {
@@ -267,20 +287,13 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
                     digest,
                     until_unix,
                 } => {
-                    let record = Record::Seen {
+                    // a request's digests come together, just before its grant
+                    seen.push(Record::Seen {
                         digest: hex(&digest),
                         until_unix,
-                    };
-                    let written = match gate.ledger() {
-                        Some(l) => l
-                            .append(ledger::unix_now(), record)
-                            .map_err(|e| e.to_string()),
-                        None => Err("no ledger".to_string()),
-                    };
-                    if let Err(e) = written {
-                        tracing::error!("door={door}: cannot record the request's digest ({e}); the grant is refused");
-                        unrecorded = Some(index);
-                    }
+                    });
+                    seen_door = Some((door, index));
+                    continue;
                 }
                 Event::Grant(g) if unrecorded == Some(g.door) => {
                     unrecorded = None;
@@ -292,6 +305,12 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
                 }
                 Event::Refused { door, src, reason } => refusals.log(&door, src, &reason),
                 ev => handle_event(ev, &mut gate, now),
+            }
+        }
+        if !seen.is_empty() {
+            // digests with no grant after them (none today): remembered all the same
+            if let Err(e) = record_seen(gate.ledger(), &seen) {
+                tracing::error!("cannot record replay digests: {e}");
             }
         }
         gate.handle_timeout(now);
@@ -312,22 +331,52 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
     Ok(())
 }
 
+/// Makes a request's replay digests durable, with one sync.
+fn record_seen(ledger: Option<&mut Ledger>, records: &[Record]) -> Result<(), String> {
+    match ledger {
+        Some(l) => l
+            .append_batch(ledger::unix_now(), records)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        None => Err("no ledger".to_string()),
+    }
+}
+
+/// Applies a grant (with the records that must be durable with it) and logs the outcome.
+fn handle_grant(
+    g: &knocker_engine::Grant,
+    gate: &mut Gatekeeper<NftSets>,
+    now: Instant,
+    first: &[Record],
+) {
+    match gate.apply_recording(g, now, first) {
+        Ok(Verdict::Opened {
+            to,
+            open,
+            duration,
+            refreshed,
+        }) => {
+            let open: Vec<String> = open.iter().map(|s| s.to_string()).collect();
+            let client = g
+                .client
+                .as_ref()
+                .map(|c| format!(" client={c:?}"))
+                .unwrap_or_default();
+            tracing::info!(
+                "door={} src={to}{client} {} {} for {}",
+                g.door_name,
+                if refreshed { "refresh" } else { "grant" },
+                open.join(","),
+                fmt_duration(duration)
+            );
+        }
+        Err(e) => tracing::error!("door={} src={} grant refused: {e}", g.door_name, g.to),
+    }
+}
+
 fn handle_event(ev: Event, gate: &mut Gatekeeper<NftSets>, now: Instant) {
     match ev {
-        Event::Grant(g) => match gate.apply(&g, now) {
-            Ok(Verdict::Opened { to, open, duration, refreshed }) => {
-                let open: Vec<String> = open.iter().map(|s| s.to_string()).collect();
-                let client = g.client.as_ref().map(|c| format!(" client={c:?}")).unwrap_or_default();
-                tracing::info!(
-                    "door={} src={to}{client} {} {} for {}",
-                    g.door_name,
-                    if refreshed { "refresh" } else { "grant" },
-                    open.join(","),
-                    fmt_duration(duration)
-                );
-            }
-            Err(e) => tracing::error!("door={} src={} grant refused: {e}", g.door_name, g.to),
-        },
+        Event::Grant(g) => handle_grant(&g, gate, now, &[]),
         Event::Progress { door, src, matched, of } => {
             tracing::debug!("door={door} src={src} knock {matched}/{of}")
         }

@@ -175,6 +175,18 @@ impl<F: Firewall> Gatekeeper<F> {
     /// Validates a grant against the configuration and applies it: journal first, then the
     /// firewall, then the start command.
     pub fn apply(&mut self, grant: &Grant, now: Instant) -> Result<Verdict, Refusal> {
+        self.apply_recording(grant, now, &[])
+    }
+
+    /// [`Gatekeeper::apply`], with `first` (the request's replay digests) written to the ledger
+    /// in the same batch as the grant, before it: one sync for both, and neither without the
+    /// other.
+    pub fn apply_recording(
+        &mut self,
+        grant: &Grant,
+        now: Instant,
+        first: &[Record],
+    ) -> Result<Verdict, Refusal> {
         let door = self
             .doors
             .iter()
@@ -217,14 +229,20 @@ impl<F: Firewall> Gatekeeper<F> {
             .open
             .get(&key)
             .map(|o| (o.until, o.stop.as_ref().map(|s| s.0)));
+        if self.ledger.is_none() && !first.is_empty() {
+            return Err(Refusal::Ledger(
+                "no ledger to remember the request in".into(),
+            ));
+        }
         if let Some(ledger) = self.ledger.as_mut() {
             let wall = ledger::unix_now();
-            let mut records = vec![Record::Grant {
+            let mut records = first.to_vec();
+            records.push(Record::Grant {
                 door: door.spec.name.clone(),
                 addr: to,
                 services: grant.open.iter().map(|s| s.to_string()).collect(),
                 until_unix: wall + grant.duration.as_secs(),
-            }];
+            });
             match (existing, stop_cmd) {
                 (Some((old, Some(id))), _) if until > old => records.push(Record::StopMoved {
                     id,

@@ -247,7 +247,7 @@ impl Daemon {
         )
     }
 
-    fn spawn_knockerd(
+    pub fn spawn_knockerd(
         lab: &FloodLab,
         binary: &Path,
         dir: PathBuf,

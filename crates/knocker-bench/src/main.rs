@@ -9,9 +9,13 @@
 //! the door's first port with SYNs from the spoofed sources while alice knocks again at even
 //! points of the flood, and measure the daemon's CPU time and peak memory and how fast each of
 //! alice's knocks opened the door. The SPA mode does the same with fwknop packets (spa.rs).
+//!
+//! `knocker-flood latency` (latency.rs) measures knockerd's knock-to-open latency for a
+//! sequence door, an SPA door and a stealth SYN door on an idle server.
 
 mod flood;
 mod lab;
+mod latency;
 mod packets;
 mod procfs;
 mod sender;
@@ -32,7 +36,7 @@ use packets::{Family, Payload};
 #[command(
     name = "knocker-flood",
     about = "knockd and knockerd side by side under a spoofed-source SYN flood, in network namespaces (root)",
-    after_help = "`knocker-flood spa --help`: fwknopd and knockerd under a flood of SPA-looking datagrams",
+    after_help = "`knocker-flood spa --help`: fwknopd and knockerd under a flood of SPA-looking datagrams\n`knocker-flood latency --help`: knockerd's knock-to-open latency per kind of door",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -47,6 +51,9 @@ enum Cmd {
     /// fwknopd and knockerd side by side, with the same access.conf, under a flood of
     /// SPA-looking UDP datagrams (garbage, then real fwknop packets with a wrong key).
     Spa(spa::SpaArgs),
+    /// knockerd's knock-to-open latency for a sequence, an SPA and a stealth SYN door on an
+    /// idle server (median, p99), timed to nftables' own notification of each grant.
+    Latency(latency::LatencyArgs),
     /// The flood sender (the bench runs it inside the lab; not for direct use).
     #[command(hide = true)]
     Send(sender::SendArgs),
@@ -108,6 +115,10 @@ fn main() {
         Some(Cmd::Spa(a)) => {
             catch_signals();
             spa::bench(a)
+        }
+        Some(Cmd::Latency(a)) => {
+            catch_signals();
+            latency::bench(a)
         }
         None => {
             catch_signals();

@@ -58,6 +58,9 @@ pub struct EnrollDoor {
     pub port: u16,
     /// The door's services, in the door's order (a syn door's slots).
     pub open: Vec<Service>,
+    /// How long the door opens when a client does not ask: an spa profile asks for this, so
+    /// that `knocker knock` can say how long the door stays open.
+    pub open_for: Option<std::time::Duration>,
 }
 
 /// `knockerd enroll NAME --public-key KEY --server HOST [--door D]...`.
@@ -200,6 +203,9 @@ fn profile(
         toml_quote(CLIENT_KEY_FILE),
         open.join(", ")
     ));
+    if let (EnrollKind::Spa, Some(d)) = (door.kind, door.open_for) {
+        text.push_str(&format!("duration = \"{}s\"\n", d.as_secs().max(1)));
+    }
     text
 }
 
@@ -339,12 +345,14 @@ mod tests {
                 kind: EnrollKind::Spa,
                 port: 62201,
                 open: vec![Service::tcp(22)],
+                open_for: None,
             },
             EnrollDoor {
                 name: "ssh-syn".into(),
                 kind: EnrollKind::Syn,
                 port: 443,
                 open: vec![Service::tcp(22), Service::tcp(443)],
+                open_for: None,
             },
         ]
     }

@@ -117,6 +117,9 @@ enum Cmd {
         /// Do not print the QR code
         #[arg(long)]
         no_qr: bool,
+        /// Also write the profiles to FILE (mode 0600, never overwritten), to hand to the client
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Run the self-contained demo: three network namespaces, real knockerd, real packets (root)
     Demo {
@@ -226,7 +229,16 @@ fn main() -> ExitCode {
             server,
             doors,
             no_qr,
-        } => enroll(&source, &name, &public_key, &server, &doors, no_qr),
+            out,
+        } => enroll(
+            &source,
+            &name,
+            &public_key,
+            &server,
+            &doors,
+            no_qr,
+            out.as_deref(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -272,6 +284,7 @@ fn enroll(
     server: &str,
     doors: &[String],
     no_qr: bool,
+    out_file: Option<&std::path::Path>,
 ) -> Result<(), String> {
     use knockerd::enroll::{EnrollDoor, EnrollKind, EnrollRequest};
     let path = native_path(source, "enroll")?;
@@ -293,6 +306,12 @@ fn enroll(
                 kind: kind.0,
                 port: kind.1,
                 open: d.spec.open.clone(),
+                open_for: match &d.spec.kind {
+                    knocker_engine::Kind::Spa(spa) => {
+                        Some(std::time::Duration::from_secs(spa.access_timeout))
+                    }
+                    _ => None,
+                },
             });
         }
     }
@@ -324,6 +343,13 @@ fn enroll(
         "knockerd: enrolled {name} in {}; reload knockerd (SIGHUP) for it to take effect",
         c.clients.display()
     );
+    if let Some(file) = out_file {
+        write_private(file, &profiles)?;
+        eprintln!(
+            "knockerd: wrote {name}'s profiles to {} (mode 0600)",
+            file.display()
+        );
+    }
     out!("{profiles}");
     if !no_qr {
         // one code per profile: two profiles in one code make it too wide for most terminals
@@ -346,6 +372,21 @@ fn enroll(
         }
     }
     Ok(())
+}
+
+/// Writes a new file only its owner can read; never replaces one.
+fn write_private(path: &std::path::Path, text: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn list(services: &[knocker_engine::Service]) -> String {

@@ -325,15 +325,24 @@ fn an_enrolled_client_connects_through_spa_and_syn_doors_with_the_real_tools() {
             public.trim(),
             "--server",
             Lab::SERVER_FOR_ALICE,
+            "--out",
+            &server.0.join("alice.toml").display().to_string(),
         ],
         &server.0,
     );
-    let toml_part: String = profiles
-        .lines()
-        .take_while(|l| !l.contains("as a QR code"))
-        .map(|l| format!("{l}\n"))
-        .collect();
     assert!(profiles.contains("█"), "a QR code is printed: {profiles}");
+    // the file handed to alice: the profiles as printed, hers alone
+    let handed = server.0.join("alice.toml");
+    let toml_part = std::fs::read_to_string(&handed).expect("profiles file");
+    assert!(profiles.starts_with(&toml_part), "{profiles}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&handed)
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
     std::fs::write(alice.0.join("profiles.toml"), toml_part).expect("profiles");
 
     let w = World::new("connnat", &conf_text);
@@ -355,7 +364,20 @@ fn an_enrolled_client_connects_through_spa_and_syn_doors_with_the_real_tools() {
         &format!("door=ssh src={} client=\"alice\" grant", Lab::ALICE),
         Duration::from_secs(2),
     );
-    // the grant runs out; then a stealth SYN from `knocker knock` opens again
+    // the grant runs out; `knocker knock` with the SPA profile says how long it opens for
+    assert!(
+        w.wait_grants(0, Duration::from_secs(5)).is_empty(),
+        "expired"
+    );
+    let out = knocker_in_alice(&w, &alice.0, &["knock", "ssh"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("door open for up to 2s"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(w.wait_grants(1, Duration::from_secs(2)).len(), 1);
+    // it runs out again; then a stealth SYN from `knocker knock` opens
     assert!(
         w.wait_grants(0, Duration::from_secs(5)).is_empty(),
         "expired"

@@ -275,7 +275,7 @@ fn run_one(
             daemon.log()
         ));
     }
-    let rss_start = procfs::status_bytes(pid, "VmRSS").unwrap_or(0);
+    let rss_start = procfs::tree_status_bytes(pid, "VmRSS").unwrap_or(0);
     let rx_before = procfs::rx_packets(lab.server.name(), lab::IFACE);
 
     let mut flood = Flood::spawn(
@@ -293,7 +293,7 @@ fn run_one(
         },
     )?;
     flood.wait_started()?;
-    let cpu_start = procfs::cpu_seconds(pid)?;
+    let cpu_start = procfs::tree_cpu_seconds(pid)?;
     let flood_start = Instant::now();
 
     // alice knocks at even points of the flood, each time from a further address
@@ -315,7 +315,7 @@ fn run_one(
     }
     let (sent, send_errors, send_secs) = flood.wait_done(a.max_secs + 30.0)?;
     let flood_end = Instant::now();
-    let cpu_flood_end = procfs::cpu_seconds(pid)?;
+    let cpu_flood_end = procfs::tree_cpu_seconds(pid)?;
 
     // after the flood: until the daemon is idle (it may still be working through a backlog)
     // and every attempt has opened or run out of time
@@ -326,7 +326,7 @@ fn run_one(
         stopped()?;
         std::thread::sleep(Duration::from_millis(250));
         daemon.check_alive()?;
-        let now_cpu = procfs::cpu_seconds(pid)?;
+        let now_cpu = procfs::tree_cpu_seconds(pid)?;
         if busy_after.is_none() && now_cpu - last < 0.01 {
             busy_after = Some(
                 flood_end
@@ -347,7 +347,7 @@ fn run_one(
         cpu_idle = last;
     }
     let rx_after = procfs::rx_packets(lab.server.name(), lab::IFACE);
-    let rss_peak = procfs::status_bytes(pid, "VmHWM").unwrap_or(0);
+    let rss_peak = procfs::tree_status_bytes(pid, "VmHWM").unwrap_or(0);
     // knockd's losses (its pcap ring overflowing) are counted only inside knockd, which never
     // reports them; knockerd's NFLOG socket overruns are visible in /proc/net/netlink
     let drops = match kind {

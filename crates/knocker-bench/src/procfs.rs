@@ -104,6 +104,34 @@ pub fn parse_netlink_drops(table: &str) -> Option<u64> {
     total
 }
 
+/// The live children of a process (knockerd's packet worker).
+pub fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// [`cpu_seconds`] of a process and its live children together: knockerd reads packets in a
+/// child process (its unprivileged packet worker), so its cost is the sum.
+pub fn tree_cpu_seconds(pid: u32) -> Result<f64, String> {
+    let mut total = cpu_seconds(pid)?;
+    for child in children(pid) {
+        total += cpu_seconds(child).unwrap_or(0.0);
+    }
+    Ok(total)
+}
+
+/// [`status_bytes`] of a process and its live children, added up.
+pub fn tree_status_bytes(pid: u32, key: &str) -> Option<u64> {
+    let mut total = status_bytes(pid, key)?;
+    for child in children(pid) {
+        total += status_bytes(child, key).unwrap_or(0);
+    }
+    Some(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

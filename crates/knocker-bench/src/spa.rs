@@ -271,12 +271,12 @@ fn run_one(kind: Kind, bins: &Bins, case: &Case, a: &SpaArgs) -> Result<SpaRow, 
         let src = alice(IDLE_ATTEMPTS + k);
         ready.push((src, alice_packet(&lab, &bins.fwknop, &packet_dir, src)?));
     }
-    let rss_start = procfs::status_bytes(pid, "VmRSS").unwrap_or(0);
+    let rss_start = procfs::tree_status_bytes(pid, "VmRSS").unwrap_or(0);
     let rx_before = procfs::rx_packets(lab.server.name(), lab::IFACE);
     let children_start = procfs::children_cpu_seconds(pid)?;
     // read before the sender starts: its first packets may reach the daemon at once
     let examined_start = daemon.examined();
-    let cpu_start = procfs::cpu_seconds(pid)?;
+    let cpu_start = procfs::tree_cpu_seconds(pid)?;
     let flood_start = Instant::now();
 
     let mut flood = Flood::spawn(
@@ -310,7 +310,7 @@ fn run_one(kind: Kind, bins: &Bins, case: &Case, a: &SpaArgs) -> Result<SpaRow, 
     }
     let (sent, send_errors, send_secs) = flood.wait_done(a.max_secs + 30.0)?;
     let flood_end = Instant::now();
-    let cpu_flood_end = procfs::cpu_seconds(pid)?;
+    let cpu_flood_end = procfs::tree_cpu_seconds(pid)?;
 
     // after the flood: until the daemon is idle (it may still be working through a backlog)
     // and every attempt has opened or run out of time
@@ -325,7 +325,7 @@ fn run_one(kind: Kind, bins: &Bins, case: &Case, a: &SpaArgs) -> Result<SpaRow, 
         stopped()?;
         std::thread::sleep(Duration::from_millis(250));
         daemon.check_alive()?;
-        let now_cpu = procfs::cpu_seconds(pid)?;
+        let now_cpu = procfs::tree_cpu_seconds(pid)?;
         let now_examined = daemon.examined();
         let draining = kind.is_fwknopd() && now_examined != last_examined;
         last_examined = now_examined;
@@ -348,7 +348,7 @@ fn run_one(kind: Kind, bins: &Bins, case: &Case, a: &SpaArgs) -> Result<SpaRow, 
     if busy_after.is_none() {
         cpu_idle = last;
     }
-    let rss_peak = procfs::status_bytes(pid, "VmHWM").unwrap_or(0);
+    let rss_peak = procfs::tree_status_bytes(pid, "VmHWM").unwrap_or(0);
     let children = procfs::children_cpu_seconds(pid)? - children_start;
     let opened_during = attempts
         .iter()

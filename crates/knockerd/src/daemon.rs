@@ -3,7 +3,7 @@
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use knocker_engine::{Engine, EngineConfig, Event, Kind, Knock};
+use knocker_engine::{Engine, EngineConfig, Event, Kind};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -11,24 +11,24 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use crate::config::{fmt_duration, Config, OnStop, TABLE};
 use crate::gatekeeper::{Gatekeeper, Verdict};
 use crate::ledger::{self, Ledger, Record};
-use crate::nflog::NflogSource;
 use crate::nftset::NftSets;
 use crate::ruleset::{self, TableSpec, SET4, SET6};
+use crate::worker::{Report, Seed};
 
 /// The longest the loop sleeps, so that running commands are reaped and stop commands are not
 /// late even when no knocks arrive.
-const MAX_SLEEP: Duration = Duration::from_secs(1);
+pub(crate) const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// Under a flood, being woken for every logged packet costs more than handling it (a context
 /// switch and a poll per packet). After a read that found at least [`COALESCE_AT`] packets,
 /// the loop pauses this long before it polls again, so that the next read takes many. An idle
 /// server, and a single knock, never wait.
-const COALESCE_PAUSE: Duration = Duration::from_micros(250);
-const COALESCE_AT: usize = 8;
+pub(crate) const COALESCE_PAUSE: Duration = Duration::from_micros(250);
+pub(crate) const COALESCE_AT: usize = 8;
 
 /// The engine for a validated configuration. Native configurations were already held to the
 /// strict rules by `config::parse`; a knockd.conf runs as knockd would run it (its sweep and
 /// overlap warnings were logged when it was loaded), so the engine is built in compat mode.
-fn engine_for(config: &Config) -> Result<Engine, String> {
+pub(crate) fn engine_for(config: &Config) -> Result<Engine, String> {
     Engine::new_compat(EngineConfig {
         doors: config.doors.iter().map(|d| d.spec.clone()).collect(),
         max_tracked: config.max_tracked,
@@ -79,10 +79,24 @@ fn announce(config: &Config) {
 }
 
 /// What the command line sets over the configuration file, at start and at every reload.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Overrides {
     /// `--state-dir`: where the ledger lives (a knockd.conf has no key for it).
     pub state_dir: Option<std::path::PathBuf>,
+    /// `-v`s, passed on to the packet worker.
+    pub verbose: u8,
+    /// The user the packet worker runs as.
+    pub worker_user: String,
+}
+
+impl Default for Overrides {
+    fn default() -> Self {
+        Overrides {
+            state_dir: None,
+            verbose: 0,
+            worker_user: crate::worker::DEFAULT_USER.to_string(),
+        }
+    }
 }
 
 /// Loads the configuration and applies the command line's overrides.
@@ -98,6 +112,9 @@ pub fn load(
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Returns an error message for a failed start.
+///
+/// This is the privileged parent: it owns the table, the sets, the ledger and the commands, and
+/// runs the packet worker ([`crate::worker`]), which reads and judges packets with no privilege.
 pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Result<(), String> {
     let mut config = load(config_source, overrides)?;
     // Signals are taken synchronously through a signalfd, so they must be blocked before any
@@ -121,17 +138,17 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
             ledger_path.display()
         );
     }
-    // rotating doors start from the last step or counter they used, so a recorded knock never
-    // works again after a restart
+    // the doors are checked here too, so that a bad configuration stops the start at once
     seed_used(&mut config, &ledger);
-    let mut engine = engine_for(&config)?;
-    engine.set_wall_clock(ledger::unix_now());
-    // encoded requests seen before a restart stay replays
-    seed_seen(&mut engine, &ledger);
-    // Bind NFLOG before the table exists, so no logged knock is ever missed: once the table is
-    // in place, knockerd is ready.
-    let mut source = NflogSource::bind(config.nflog_group, ruleset::SPA_SNAPLEN)
-        .map_err(|e| format!("cannot listen on NFLOG group {}: {e}", config.nflog_group))?;
+    engine_for(&config)?;
+    // The worker binds NFLOG before the table exists, so no logged knock is ever missed: once
+    // the table is in place, knockerd is ready. Rotating doors start from the last step or
+    // counter they used and replay digests are remembered: the ledger is the worker's seed.
+    let mut worker = Some(Worker::start(
+        config_source,
+        overrides,
+        &Seed::from_ledger(&ledger),
+    )?);
     ruleset::apply(&TableSpec::from_config(&config))
         .map_err(|e| format!("cannot load table inet {TABLE}: {e}"))?;
     let mut sets =
@@ -152,41 +169,52 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
         config.protected().iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
     );
 
-    let mut knocks: Vec<Knock> = Vec::with_capacity(256);
-    let mut datagrams: Vec<crate::nflog::Datagram> = Vec::new();
-    let mut refusals = RefusalLog::default();
-    let mut last_read = 0usize;
-    let mut overrun_reported = false;
+    let mut reports: Vec<Report> = Vec::new();
+    let mut restarts: std::collections::VecDeque<Instant> = std::collections::VecDeque::new();
     loop {
-        if last_read >= COALESCE_AT {
-            std::thread::sleep(COALESCE_PAUSE);
-        }
-        last_read = 0;
         let now = Instant::now();
-        let deadline = [
-            engine.poll_timeout(),
-            gate.poll_timeout(),
-            Some(now + MAX_SLEEP),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or(now + MAX_SLEEP);
+        if worker.is_none() {
+            // a worker that died or misbehaved is replaced, a bounded number of times
+            restarts.retain(|t| now.duration_since(*t) < WORKER_RESTART_WINDOW);
+            if restarts.len() >= WORKER_RESTARTS {
+                return Err(format!(
+                    "the packet worker failed {WORKER_RESTARTS} times within {}s: stopping (knock and protected ports stay closed)",
+                    WORKER_RESTART_WINDOW.as_secs()
+                ));
+            }
+            restarts.push_back(now);
+            let seed = gate
+                .ledger()
+                .map(|l| Seed::from_ledger(l))
+                .unwrap_or_default();
+            match Worker::start(config_source, overrides, &seed) {
+                Ok(w) => {
+                    tracing::info!("packet worker restarted");
+                    worker = Some(w);
+                }
+                Err(e) => tracing::error!("cannot restart the packet worker: {e}"),
+            }
+        }
+        let deadline = [gate.poll_timeout(), Some(now + MAX_SLEEP)]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(now + MAX_SLEEP);
         let wait = deadline.saturating_duration_since(now);
         let timeout = PollTimeout::try_from(wait.as_millis().min(60_000) as u32 + 1)
             .unwrap_or(PollTimeout::MAX);
-        let (knock_ready, signal_ready) = {
-            let mut fds = [
-                PollFd::new(source.as_fd(), PollFlags::POLLIN),
-                PollFd::new(signals.as_fd(), PollFlags::POLLIN),
-            ];
+        let (reports_ready, signal_ready) = {
+            let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+            if let Some(w) = &worker {
+                fds.push(PollFd::new(w.stdout.as_fd(), PollFlags::POLLIN));
+            }
             match poll(&mut fds, timeout) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(format!("poll failed: {e}")),
             }
             let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-            (ready(&fds[0]), ready(&fds[1]))
+            (fds.get(1).is_some_and(ready), ready(&fds[0]))
         };
 
         if signal_ready {
@@ -198,8 +226,7 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
                             config_source,
                             overrides,
                             &mut config,
-                            &mut engine,
-                            &mut source,
+                            &mut worker,
                             &mut gate,
                         );
                     }
@@ -215,107 +242,32 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
             }
         }
 
-        if knock_ready {
-            knocks.clear();
-            datagrams.clear();
-            match source.recv_batch_with(&mut knocks, &mut datagrams) {
-                Ok(stats) => {
-                    if stats.overruns > 0 && !overrun_reported {
-                        overrun_reported = true;
-                        tracing::warn!("the kernel dropped knock packets because knockerd fell behind (a flood?); reported once");
+        if reports_ready {
+            if let Some(w) = worker.as_mut() {
+                reports.clear();
+                let alive = w.read(&mut reports);
+                let now = Instant::now();
+                handle_reports(&config, &mut gate, &reports, now);
+                match alive {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::error!("the packet worker exited ({}); restarting it", w.stop());
+                        worker = None;
+                    }
+                    Err(e) => {
+                        tracing::error!("the packet worker misbehaved ({e}); replacing it");
+                        w.stop();
+                        worker = None;
                     }
                 }
-                Err(e) => tracing::warn!("reading NFLOG: {e}"),
-            }
-            last_read = knocks.len() + datagrams.len();
-            let now = Instant::now();
-            // TOTP doors follow the wall clock (a cheap comparison unless the step changed)
-            engine.set_wall_clock(ledger::unix_now());
-            for k in &knocks {
-                tracing::trace!(
-                    "knock {} -> {} {} flags {}",
-                    k.src,
-                    k.dst,
-                    k.service(),
-                    k.tcp_flags
-                );
-                engine.handle(now, k);
-            }
-            for d in &datagrams {
-                engine.handle_datagram(now, &d.knock, &d.payload);
             }
         }
-
-        let now = Instant::now();
-        engine.handle_timeout(now);
-        // A door whose used sequence could not be recorded must not open (fail closed).
-        let mut unrecorded: Option<usize> = None;
-        let mut seen: Vec<Record> = Vec::new();
-        let mut seen_door: Option<(std::sync::Arc<str>, usize)> = None;
-        while let Some(ev) = engine.poll_event() {
-            // a request's digests go into the ledger with its grant, in one batch and one sync
-            if let (Event::Grant(g), Some((_, index))) = (&ev, &seen_door) {
-                if g.door == *index && unrecorded != Some(g.door) {
-                    seen_door = None;
-                    handle_grant(g, &mut gate, now, &seen);
-                    seen.clear();
-                    continue;
-                }
-            }
-            if !matches!(ev, Event::Seen { .. }) {
-                if let Some((door, index)) = seen_door.take() {
-                    if let Err(e) = record_seen(gate.ledger(), &seen) {
-                        tracing::error!("door={door}: cannot record the request's digest ({e}); the grant is refused");
-                        unrecorded = Some(index);
-                    }
-                    seen.clear();
-                }
-            }
-            match ev {
-                Event::Used { door, index, tag } => {
-                    match record_used(&config, gate.ledger(), index, tag) {
-                        Ok(what) => tracing::info!("door={door} used {what}; it never opens again"),
-                        Err(e) => {
-                            tracing::error!("door={door}: {e}; the grant is refused");
-                            unrecorded = Some(index);
-                        }
-                    }
-                }
-                Event::Seen {
-                    door,
-                    index,
-                    digest,
-                    until_unix,
-                } => {
-                    // a request's digests come together, just before its grant
-                    seen.push(Record::Seen {
-                        digest: hex(&digest),
-                        until_unix,
-                    });
-                    seen_door = Some((door, index));
-                    continue;
-                }
-                Event::Grant(g) if unrecorded == Some(g.door) => {
-                    unrecorded = None;
-                    tracing::error!(
-                        "door={} src={} grant refused: its use could not be recorded",
-                        g.door_name,
-                        g.to
-                    );
-                }
-                Event::Refused { door, src, reason } => refusals.log(&door, src, &reason),
-                ev => handle_event(ev, &mut gate, now),
-            }
-        }
-        if !seen.is_empty() {
-            // digests with no grant after them (none today): remembered all the same
-            if let Err(e) = record_seen(gate.ledger(), &seen) {
-                tracing::error!("cannot record replay digests: {e}");
-            }
-        }
-        gate.handle_timeout(now);
+        gate.handle_timeout(Instant::now());
     }
 
+    if let Some(mut w) = worker.take() {
+        w.stop();
+    }
     match config.on_stop {
         OnStop::Withdraw => match ruleset::flush_grants() {
             Ok(()) => tracing::info!("on_stop = withdraw: every open grant was removed"),
@@ -329,6 +281,274 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
     gate.finish(Duration::from_secs(10));
     tracing::info!("stopped; knock and protected ports stay closed (remove the table with `knockerd teardown`)");
     Ok(())
+}
+
+/// How often the packet worker may be replaced within [`WORKER_RESTART_WINDOW`] before
+/// knockerd gives up (and stays closed).
+const WORKER_RESTARTS: usize = 5;
+const WORKER_RESTART_WINDOW: Duration = Duration::from_secs(60);
+
+/// Acts on what the worker decided. Nothing in a report is trusted: doors are looked up by name
+/// in this process's configuration, and the gatekeeper validates every grant.
+fn handle_reports(
+    config: &Config,
+    gate: &mut Gatekeeper<NftSets>,
+    reports: &[Report],
+    now: Instant,
+) {
+    // A door whose used sequence could not be recorded must not open (fail closed).
+    let mut unrecorded: Option<usize> = None;
+    // a request's digests come just before its grant: one batch, one sync, with the grant
+    let mut seen: Vec<Record> = Vec::new();
+    let mut seen_door: Option<usize> = None;
+    let index_of = |name: &str| config.doors.iter().position(|d| d.spec.name == name);
+    for r in reports {
+        match r {
+            Report::Ready => {}
+            Report::Used { door, tag } => {
+                let Some(index) = index_of(door) else {
+                    tracing::error!(
+                        "the packet worker reported a door {door:?} that is not configured"
+                    );
+                    continue;
+                };
+                match record_used(config, gate.ledger(), index, *tag) {
+                    Ok(what) => tracing::info!("door={door} used {what}; it never opens again"),
+                    Err(e) => {
+                        tracing::error!("door={door}: {e}; the grant is refused");
+                        unrecorded = Some(index);
+                    }
+                }
+            }
+            Report::Seen {
+                door,
+                digest,
+                until_unix,
+            } => {
+                if unhex32(digest).is_none() {
+                    tracing::error!("the packet worker reported a malformed digest");
+                    continue;
+                }
+                seen.push(Record::Seen {
+                    digest: digest.clone(),
+                    until_unix: *until_unix,
+                });
+                seen_door = index_of(door);
+            }
+            Report::Grant {
+                door,
+                to,
+                open,
+                millis,
+                client,
+            } => {
+                let index = index_of(door);
+                let services: Result<Vec<knocker_engine::Service>, _> =
+                    open.iter().map(|s| s.parse()).collect();
+                let (Some(index), Ok(services)) = (index, services) else {
+                    tracing::error!("the packet worker reported a grant for door {door:?} that is not configured, or with services that are not services; refused");
+                    continue;
+                };
+                let grant = knocker_engine::Grant {
+                    door: index,
+                    door_name: door.clone(),
+                    to: *to,
+                    open: services,
+                    duration: Duration::from_millis(*millis),
+                    client: client.clone(),
+                };
+                if unrecorded == Some(index) {
+                    unrecorded = None;
+                    tracing::error!(
+                        "door={door} src={to} grant refused: its use could not be recorded"
+                    );
+                    continue;
+                }
+                let first = if seen_door == Some(index) {
+                    std::mem::take(&mut seen)
+                } else {
+                    Vec::new()
+                };
+                handle_grant(&grant, gate, now, &first);
+            }
+        }
+    }
+    if !seen.is_empty() {
+        // digests with no grant after them (none today): remembered all the same
+        if let Err(e) = record_seen(gate.ledger(), &seen) {
+            tracing::error!("cannot record replay digests: {e}");
+        }
+    }
+}
+
+/// The packet worker, as the parent holds it: its standard input (the seed; closing it stops
+/// the worker) and its standard output (reports), read without blocking.
+struct Worker {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: std::process::ChildStdout,
+    buf: Vec<u8>,
+}
+
+impl Worker {
+    /// Starts a worker for the configuration at `source`, seeds it, and waits until it has
+    /// bound NFLOG and dropped its privileges.
+    fn start(
+        source: &crate::knockd::Source,
+        overrides: &Overrides,
+        seed: &Seed,
+    ) -> Result<Worker, String> {
+        use std::io::Write as _;
+        use std::process::{Command, Stdio};
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find knockerd: {e}"))?;
+        let mut cmd = Command::new(exe);
+        match source {
+            crate::knockd::Source::Native(p) => cmd.arg("--config").arg(p),
+            crate::knockd::Source::Knockd(p) => cmd.arg("--knockd-conf").arg(p),
+            crate::knockd::Source::Fwknop {
+                access,
+                fwknopd_conf,
+            } => {
+                cmd.arg("--fwknop-access").arg(access);
+                if let Some(c) = fwknopd_conf {
+                    cmd.arg("--fwknopd-conf").arg(c);
+                }
+                &mut cmd
+            }
+        };
+        if let Some(d) = &overrides.state_dir {
+            cmd.arg("--state-dir").arg(d);
+        }
+        for _ in 0..overrides.verbose {
+            cmd.arg("-v");
+        }
+        cmd.args([
+            "packet-worker",
+            "--parent",
+            &std::process::id().to_string(),
+            "--user",
+            &overrides.worker_user,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start the packet worker: {e}"))?;
+        let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err("the packet worker has no pipes".into());
+        };
+        let mut line = serde_json::to_vec(seed).map_err(|e| e.to_string())?;
+        line.push(b'\n');
+        stdin
+            .write_all(&line)
+            .and_then(|()| stdin.flush())
+            .map_err(|e| format!("cannot seed the packet worker: {e}"))?;
+        nix::fcntl::fcntl(
+            &stdout,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .map_err(|e| format!("cannot set up the packet worker's pipe: {e}"))?;
+        let mut w = Worker {
+            child,
+            stdin: Some(stdin),
+            stdout,
+            buf: Vec::new(),
+        };
+        if let Err(e) = w.wait_ready(Duration::from_secs(20)) {
+            w.stop();
+            return Err(e);
+        }
+        Ok(w)
+    }
+
+    fn wait_ready(&mut self, limit: Duration) -> Result<(), String> {
+        let end = Instant::now() + limit;
+        let mut reports = Vec::new();
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "the packet worker was not ready within {}s",
+                    limit.as_secs()
+                ));
+            }
+            let mut fds = [PollFd::new(self.stdout.as_fd(), PollFlags::POLLIN)];
+            let timeout = PollTimeout::try_from(left.as_millis().min(60_000) as u32 + 1)
+                .unwrap_or(PollTimeout::MAX);
+            let _ = poll(&mut fds, timeout);
+            let alive = self.read(&mut reports)?;
+            match reports.first() {
+                Some(Report::Ready) if reports.len() == 1 => return Ok(()),
+                Some(other) => {
+                    return Err(format!(
+                        "the packet worker reported {other:?} before it was ready"
+                    ))
+                }
+                None if !alive => {
+                    return Err(format!(
+                        "the packet worker exited before it was ready ({})",
+                        self.stop()
+                    ))
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Reads what the worker wrote: complete lines become reports. `Ok(false)` once the worker
+    /// has closed its output (it exited); an error for anything that is not a report.
+    fn read(&mut self, out: &mut Vec<Report>) -> Result<bool, String> {
+        use std::io::Read as _;
+        let mut alive = true;
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match self.stdout.read(&mut chunk) {
+                Ok(0) => {
+                    alive = false;
+                    break;
+                }
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    if self.buf.len() > 64 * crate::worker::MAX_REPORT_BYTES {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("reading its reports: {e}")),
+            }
+        }
+        while let Some(end) = self.buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=end).collect();
+            let report = serde_json::from_slice::<Report>(&line[..end])
+                .map_err(|e| format!("a report that is not one: {e}"))?;
+            out.push(report);
+        }
+        if self.buf.len() > crate::worker::MAX_REPORT_BYTES {
+            return Err("a report line longer than any report".into());
+        }
+        Ok(alive)
+    }
+
+    /// Stops the worker (closing its input; then SIGKILL if it lingers) and says how it ended.
+    fn stop(&mut self) -> String {
+        self.stdin = None;
+        let end = Instant::now() + Duration::from_secs(2);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status.to_string(),
+                Ok(None) if Instant::now() < end => std::thread::sleep(Duration::from_millis(10)),
+                _ => {
+                    let _ = self.child.kill();
+                    return self
+                        .child
+                        .wait()
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|e| e.to_string());
+                }
+            }
+        }
+    }
 }
 
 /// Makes a request's replay digests durable, with one sync.
@@ -374,13 +594,13 @@ fn handle_grant(
     }
 }
 
-fn handle_event(ev: Event, gate: &mut Gatekeeper<NftSets>, now: Instant) {
+/// Logs the engine's events that need no action.
+pub(crate) fn log_event(ev: Event) {
     match ev {
-        Event::Grant(g) => handle_grant(&g, gate, now, &[]),
         Event::Progress { door, src, matched, of } => {
             tracing::debug!("door={door} src={src} knock {matched}/{of}")
         }
-        Event::Used { .. } | Event::Seen { .. } => {}
+        Event::Grant(_) | Event::Used { .. } | Event::Seen { .. } => {}
         Event::Refused { door, src, reason } => tracing::warn!("door={door} src={src} refused: {reason}"),
         Event::Exhausted { door } => {
             tracing::warn!("door={door}: no one-time sequence left, the door is closed for good")
@@ -396,7 +616,7 @@ fn handle_event(ev: Event, gate: &mut Gatekeeper<NftSets>, now: Instant) {
 /// [`RefusalLog::PER_SECOND`] a second: a flood of garbage must not flood the journal. What was
 /// held back is counted and reported in the next second that logs.
 #[derive(Default)]
-struct RefusalLog {
+pub(crate) struct RefusalLog {
     second: u64,
     logged: u32,
     suppressed: u64,
@@ -405,7 +625,12 @@ struct RefusalLog {
 impl RefusalLog {
     const PER_SECOND: u32 = 10;
 
-    fn log(&mut self, door: &str, src: std::net::IpAddr, reason: &knocker_engine::Refusal) {
+    pub(crate) fn log(
+        &mut self,
+        door: &str,
+        src: std::net::IpAddr,
+        reason: &knocker_engine::Refusal,
+    ) {
         let now = ledger::unix_now();
         if now != self.second {
             self.second = now;
@@ -430,20 +655,25 @@ impl RefusalLog {
 
 /// Sets each rotating door's last used step or counter from the ledger.
 fn seed_used(config: &mut Config, ledger: &Ledger) {
+    seed_used_from(config, |door, mode| ledger.state().used(door, mode));
+}
+
+/// Sets each rotating door's last used step or counter from `used(door, mode)`.
+pub(crate) fn seed_used_from(config: &mut Config, used: impl Fn(&str, &str) -> Option<u64>) {
     for d in &mut config.doors {
-        if let (Some(r), Kind::Rotating { used, .. }) = (&d.rotating, &mut d.spec.kind) {
-            *used = ledger.state().used(&d.spec.name, r.mode);
+        if let (Some(r), Kind::Rotating { used: u, .. }) = (&d.rotating, &mut d.spec.kind) {
+            *u = used(&d.spec.name, r.mode);
         }
     }
 }
 
 /// Lower-case hex, for replay digests in the ledger.
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Reads back what [`hex`] wrote; `None` for anything else.
-fn unhex32(text: &str) -> Option<[u8; 32]> {
+pub(crate) fn unhex32(text: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
     if text.len() != 64 || !text.is_ascii() {
         return None;
@@ -452,16 +682,6 @@ fn unhex32(text: &str) -> Option<[u8; 32]> {
         *o = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
     }
     Some(out)
-}
-
-/// Gives the engine the replay digests the ledger still remembers.
-fn seed_seen(engine: &mut Engine, ledger: &Ledger) {
-    for (digest, until) in ledger.state().seen_all() {
-        match unhex32(digest) {
-            Some(d) => engine.add_seen(d, until),
-            None => tracing::warn!("ledger: ignoring a replay digest that is not 64 hex digits"),
-        }
-    }
 }
 
 /// Makes a used one-time line, counter or time step durable before its grant is applied.
@@ -501,13 +721,13 @@ fn record_used(
     ))
 }
 
-/// Re-reads the configuration; a bad one is refused and the running one kept, whole.
+/// Re-reads the configuration; a bad one is refused and the running one kept, whole. A good
+/// one gets a new packet worker (the old one stops first: an NFLOG group has one reader).
 fn reload(
     config_source: &crate::knockd::Source,
     overrides: &Overrides,
     config: &mut Config,
-    engine: &mut Engine,
-    source: &mut NflogSource,
+    worker: &mut Option<Worker>,
     gate: &mut Gatekeeper<NftSets>,
 ) {
     let mut new = match load(config_source, overrides) {
@@ -520,38 +740,25 @@ fn reload(
     if let Some(ledger) = gate.ledger() {
         seed_used(&mut new, ledger);
     }
-    let new_engine = match engine_for(&new) {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::error!("reload refused, keeping the running configuration: {e}");
-            return;
-        }
-    };
-    let new_source = if new.nflog_group != config.nflog_group {
-        match NflogSource::bind(new.nflog_group, ruleset::SPA_SNAPLEN) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::error!(
-                    "reload refused, keeping the running configuration: NFLOG group {}: {e}",
-                    new.nflog_group
-                );
-                return;
-            }
-        }
-    } else {
-        None
-    };
+    if let Err(e) = engine_for(&new) {
+        tracing::error!("reload refused, keeping the running configuration: {e}");
+        return;
+    }
     if let Err(e) = ruleset::apply(&TableSpec::from_config(&new)) {
         tracing::error!("reload refused, keeping the running configuration: {e}");
         return;
     }
-    if let Some(s) = new_source {
-        *source = s;
+    if let Some(mut w) = worker.take() {
+        w.stop();
     }
-    *engine = new_engine;
-    engine.set_wall_clock(ledger::unix_now());
-    if let Some(ledger) = gate.ledger() {
-        seed_seen(engine, ledger);
+    let seed = gate
+        .ledger()
+        .map(|l| Seed::from_ledger(l))
+        .unwrap_or_default();
+    match Worker::start(config_source, overrides, &seed) {
+        Ok(w) => *worker = Some(w),
+        // the loop starts another (the files were good a moment ago)
+        Err(e) => tracing::error!("reload: cannot start the packet worker: {e}"),
     }
     gate.reconfigure(&new);
     *config = new;

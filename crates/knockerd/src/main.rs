@@ -52,6 +52,10 @@ struct Cli {
     /// configuration's `state_dir` (default /var/lib/knocker)
     #[arg(long, global = true, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// The unprivileged user knockerd's packet worker runs as (it reads and judges every packet;
+    /// the root process only applies what it decides, after checking it)
+    #[arg(long, global = true, value_name = "USER", default_value = knockerd::worker::DEFAULT_USER)]
+    worker_user: String,
     /// More detail in the log: -v shows each knock's progress, -vv every packet seen
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -121,6 +125,16 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// The packet worker, started by knockerd itself (not for use by hand)
+    #[command(hide = true)]
+    PacketWorker {
+        /// The knockerd that started it
+        #[arg(long)]
+        parent: u32,
+        /// Who to become once NFLOG is bound
+        #[arg(long)]
+        user: String,
+    },
     /// Run the self-contained demo: three network namespaces, real knockerd, real packets (root)
     Demo {
         /// Seconds the demo door stays open
@@ -170,7 +184,7 @@ fn main() -> ExitCode {
     // knockd.conf's UseSyslog, LogFile and PidFile apply to the running daemon only; a config
     // that does not load is reported by run() itself.
     let options = match (&source, &command) {
-        (Source::Knockd(path), Cmd::Run) => {
+        (Source::Knockd(path), Cmd::Run | Cmd::PacketWorker { .. }) => {
             knockd::load(path).map(|k| k.options).unwrap_or_default()
         }
         _ => knockd::KnockdOptions::default(),
@@ -183,6 +197,8 @@ fn main() -> ExitCode {
     }
     let overrides = knockerd::daemon::Overrides {
         state_dir: cli.state_dir,
+        verbose: cli.verbose,
+        worker_user: cli.worker_user.clone(),
     };
     let result = match command {
         Cmd::Run => match options
@@ -196,6 +212,9 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Cmd::Check => check(&source),
+        Cmd::PacketWorker { parent, user } => {
+            knockerd::worker::run(&source, &overrides, &user, parent)
+        }
         Cmd::ImportFwknop { file } => {
             match knockerd::fwknop_conf::import(&file, cli_fwknopd_conf.as_deref()) {
                 Ok((toml, warnings)) => {

@@ -1,0 +1,109 @@
+//! The packet worker: every packet is read and judged by a process with no privilege. In
+//! namespaces, with the real knockerd: the worker runs as `nobody` with no capabilities and
+//! no_new_privs while the parent stays root; a worker that dies is replaced and knocks keep
+//! working; when the parent is killed the worker goes with it. Needs root, iproute2, nftables.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// The packet worker of knockerd `pid` (its one child).
+fn worker_of(pid: i32) -> i32 {
+    let end = Instant::now() + Duration::from_secs(3);
+    loop {
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        let kids: Vec<i32> = children
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        if kids.len() == 1 {
+            return kids[0];
+        }
+        assert!(
+            Instant::now() < end,
+            "knockerd {pid} should have exactly one child, its packet worker: {kids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A field of /proc/PID/status, e.g. "Uid".
+fn status_field(pid: i32, field: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+fn nobody() -> String {
+    let u = nix::unistd::User::from_name("nobody")
+        .expect("lookup")
+        .expect("a user nobody");
+    u.uid.to_string()
+}
+
+#[test]
+fn the_packet_worker_holds_no_privilege_and_is_replaced_when_it_dies() {
+    if !e2e(&[]) {
+        return;
+    }
+    let w = World::alice_door("privsep", 1);
+    let parent = w.daemon.pid();
+    let worker = worker_of(parent);
+    let nobody = nobody();
+    assert_eq!(
+        status_field(worker, "Uid"),
+        format!("{nobody}\t{nobody}\t{nobody}\t{nobody}"),
+        "real, effective, saved and filesystem uid"
+    );
+    assert_eq!(
+        status_field(worker, "Groups"),
+        "",
+        "no supplementary groups"
+    );
+    for caps in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
+        assert_eq!(status_field(worker, caps), "0000000000000000", "{caps}");
+    }
+    assert_eq!(status_field(worker, "NoNewPrivs"), "1");
+    assert!(
+        status_field(parent, "Uid").starts_with("0\t"),
+        "the parent applies grants as root"
+    );
+    // knocks are read by the worker and applied by the parent
+    w.alice_knocks_and_is_granted();
+    assert!(
+        w.wait_grants(0, Duration::from_secs(4)).is_empty(),
+        "expired"
+    );
+
+    // the worker dies: the parent replaces it, and the next knock opens
+    kill(Pid::from_raw(worker), Signal::SIGKILL).expect("kill the worker");
+    w.daemon
+        .wait_log("packet worker restarted", Duration::from_secs(5));
+    let again = worker_of(parent);
+    assert_ne!(again, worker);
+    assert_eq!(status_field(again, "CapEff"), "0000000000000000");
+    w.alice_knocks_and_is_granted();
+
+    // the parent is killed: the worker goes with it (and the table stays: fail closed)
+    let mut w = w;
+    w.daemon.signal(Signal::SIGKILL);
+    let _ = w.daemon.wait_exit(Duration::from_secs(5));
+    let end = Instant::now() + Duration::from_secs(3);
+    while std::path::Path::new(&format!("/proc/{again}")).exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !std::path::Path::new(&format!("/proc/{again}/status")).exists()
+            || status_field(again, "State").starts_with('Z'),
+        "the worker outlived its parent"
+    );
+    w.finish();
+}

@@ -248,6 +248,14 @@ fn steps(lab: &Lab, daemon: &mut Daemon, open_for: u64, keys: &Keys) -> Result<u
     let probe = Duration::from_millis(1500);
     let mut s = Steps { failed: 0, n: 0 };
 
+    let pid = daemon.0.id();
+    let (who, unprivileged) = worker_privileges(pid);
+    s.check(
+        "knockerd's packet worker (it reads every packet) holds no privilege",
+        unprivileged,
+        &who,
+    );
+
     println!("\nA TCP service listens on server port {SERVICE_PORT}; knockerd protects it.");
     let r = lab.mallory.enter(move || try_connect(to_mallory, probe))?;
     s.check(
@@ -411,4 +419,35 @@ fn spa_steps(
         describe(r),
     );
     Ok(())
+}
+
+/// Who knockerd's packet worker runs as, and whether that is without any privilege.
+fn worker_privileges(pid: u32) -> (String, bool) {
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    let Some(worker) = children.split_whitespace().next() else {
+        return ("no packet worker found".into(), false);
+    };
+    let status = std::fs::read_to_string(format!("/proc/{worker}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .map(|v| v.split_whitespace().next().unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    let (uid, caps, nnp) = (field("Uid"), field("CapEff"), field("NoNewPrivs"));
+    let user = uid
+        .parse::<u32>()
+        .ok()
+        .and_then(|u| {
+            nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(u))
+                .ok()
+                .flatten()
+        })
+        .map_or(uid.clone(), |u| u.name);
+    (
+        format!("pid {worker} runs as {user}, capabilities {caps}, no_new_privs {nnp}"),
+        uid != "0" && !uid.is_empty() && caps == "0000000000000000" && nnp == "1",
+    )
 }

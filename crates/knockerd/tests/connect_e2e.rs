@@ -7,9 +7,9 @@
 //! iproute2 and nftables, like e2e.rs, and the knocker binary (built next to knockerd by `cargo
 //! test --workspace`, or `cargo build -p knocker`). KNOCKER_SKIP_E2E=1 skips on purpose.
 //!
-//! A real ssh session through `ssh -o ProxyCommand='knocker connect %h %p'` is left out: the
-//! relay is byte-exact both ways with each direction closed on its own (proven here and in
-//! knocker's tests/connect.rs), which is all ssh asks of a ProxyCommand.
+//! And a real ssh session: OpenSSH's ssh from alice, with `ProxyCommand=knocker connect %h %p`,
+//! to sshd in the server's namespace behind the door (needs openssh-server and -client, which
+//! scripts/test.sh installs).
 
 mod common;
 
@@ -399,6 +399,122 @@ fn an_enrolled_client_connects_through_spa_and_syn_doors_with_the_real_tools() {
     assert_eq!(
         w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
         Reach::Silent
+    );
+    w.finish();
+}
+
+/// sshd, run in the server's namespace on `port` with a config, host key and authorized key of
+/// the test's own; stopped when dropped.
+struct Sshd(std::process::Child);
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn ssh_through_knocker_connect_as_its_proxy_command() {
+    if !e2e(&["sshd", "ssh", "ssh-keygen"]) {
+        return;
+    }
+    const SSH_PORT: u16 = 2200;
+    let dir = Profiles::new(
+        "ssh",
+        &format!(
+            "[profile.lab]\nhost = \"{}\"\nsequence = {ALICE_SEQ:?}\n",
+            Lab::SERVER_FOR_ALICE
+        ),
+    );
+    let d = dir.0.clone();
+    let keygen = |file: &str| {
+        let out = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(d.join(file))
+            .output()
+            .expect("ssh-keygen");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    keygen("host_key");
+    keygen("id");
+    std::fs::copy(d.join("id.pub"), d.join("authorized_keys")).expect("authorized_keys");
+    let sshd_config = d.join("sshd_config");
+    std::fs::write(
+        &sshd_config,
+        format!(
+            "Port {SSH_PORT}\nListenAddress 0.0.0.0\nHostKey {}\nAuthorizedKeysFile {}\n\
+             PermitRootLogin prohibit-password\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPidFile none\n",
+            d.join("host_key").display(),
+            d.join("authorized_keys").display()
+        ),
+    )
+    .expect("sshd_config");
+    // sshd wants its privilege separation directory (the package makes it at boot)
+    std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
+
+    let w = World::new(
+        "connssh",
+        &format!(
+            "[daemon]\nnflog_group = 4100\n\n[door.ssh]\nsequence = {ALICE_SEQ:?}\nopen = [\"tcp/{SSH_PORT}\"]\nopen_for = 30\n"
+        ),
+    );
+    let _sshd = Sshd(
+        w.lab
+            .server
+            .command("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(&sshd_config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sshd"),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let proxy = format!(
+        "ProxyCommand={} connect --tries 3 --wait 2 %h %p",
+        knocker_client().display()
+    );
+    let out = w
+        .lab
+        .alice
+        .command("ssh")
+        .args(["-F", "/dev/null", "-i"])
+        .arg(d.join("id"))
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=15",
+            "-o",
+            &proxy,
+            "-p",
+            &SSH_PORT.to_string(),
+            &format!("root@{}", Lab::SERVER_FOR_ALICE),
+            "echo knocked and in; echo over ssh",
+        ])
+        .env("KNOCKER_CONFIG_DIR", &d)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ssh");
+    assert!(
+        out.status.success(),
+        "ssh through knocker connect failed: {}\n{}",
+        text(&out.stderr),
+        w.daemon.log()
+    );
+    assert_eq!(text(&out.stdout), "knocked and in\nover ssh\n");
+    // the door was opened by the knock, for alice alone
+    let g = w.grants();
+    assert_eq!(
+        (g.len(), g.first().map(|g| g.to.as_str())),
+        (1, Some(Lab::ALICE)),
+        "{g:?}"
     );
     w.finish();
 }

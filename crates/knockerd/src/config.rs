@@ -267,6 +267,8 @@ pub struct Config {
     pub server_key: PathBuf,
     /// The clients file of `spa` and `syn` doors.
     pub clients: PathBuf,
+    /// The user the packet worker becomes (`nobody` unless set).
+    pub worker_user: Option<String>,
     pub doors: Vec<Door>,
 }
 
@@ -358,6 +360,7 @@ struct RawDaemon {
     state_dir: Option<String>,
     server_key: Option<Spanned<String>>,
     clients: Option<Spanned<String>>,
+    worker_user: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1019,6 +1022,26 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         ),
         server_key: server_key_path(&daemon),
         clients: clients_path(&daemon),
+        worker_user: match &daemon.worker_user {
+            None => None,
+            Some(u) => {
+                let name = u.get_ref();
+                // a user name as useradd allows it
+                let ok = !name.is_empty()
+                    && name.len() <= 32
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                    && name != "root";
+                if !ok {
+                    return cx.err(
+                        u.span(),
+                        format!("worker_user {name:?} must be an unprivileged user's name (e.g. \"nobody\" or a dedicated \"knocker\")"),
+                    );
+                }
+                Some(name.clone())
+            }
+        },
         doors,
     };
     // every port of a rotating door's span is a knock port, dropped and logged

@@ -79,24 +79,15 @@ fn announce(config: &Config) {
 }
 
 /// What the command line sets over the configuration file, at start and at every reload.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Overrides {
     /// `--state-dir`: where the ledger lives (a knockd.conf has no key for it).
     pub state_dir: Option<std::path::PathBuf>,
     /// `-v`s, passed on to the packet worker.
     pub verbose: u8,
-    /// The user the packet worker runs as.
-    pub worker_user: String,
-}
-
-impl Default for Overrides {
-    fn default() -> Self {
-        Overrides {
-            state_dir: None,
-            verbose: 0,
-            worker_user: crate::worker::DEFAULT_USER.to_string(),
-        }
-    }
+    /// `--worker-user`: the user the packet worker runs as, over the configuration's
+    /// `worker_user` (default `nobody`).
+    pub worker_user: Option<String>,
 }
 
 /// Loads the configuration and applies the command line's overrides.
@@ -107,6 +98,9 @@ pub fn load(
     let mut config = crate::knockd::load_source(config_source).map_err(|e| e.to_string())?;
     if let Some(dir) = &overrides.state_dir {
         config.state_dir = dir.clone();
+    }
+    if let Some(user) = &overrides.worker_user {
+        config.worker_user = Some(user.clone());
     }
     Ok(config)
 }
@@ -147,6 +141,7 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
     let mut worker = Some(Worker::start(
         config_source,
         overrides,
+        worker_user(&config),
         &Seed::from_ledger(&ledger),
     )?);
     ruleset::apply(&TableSpec::from_config(&config))
@@ -187,7 +182,7 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
                 .ledger()
                 .map(|l| Seed::from_ledger(l))
                 .unwrap_or_default();
-            match Worker::start(config_source, overrides, &seed) {
+            match Worker::start(config_source, overrides, worker_user(&config), &seed) {
                 Ok(w) => {
                     tracing::info!("packet worker restarted");
                     worker = Some(w);
@@ -281,6 +276,14 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
     gate.finish(Duration::from_secs(10));
     tracing::info!("stopped; knock and protected ports stay closed (remove the table with `knockerd teardown`)");
     Ok(())
+}
+
+/// Who the packet worker becomes: `--worker-user`, else `[daemon] worker_user`, else nobody.
+fn worker_user(config: &Config) -> &str {
+    config
+        .worker_user
+        .as_deref()
+        .unwrap_or(crate::worker::DEFAULT_USER)
 }
 
 /// How often the packet worker may be replaced within [`WORKER_RESTART_WINDOW`] before
@@ -396,6 +399,7 @@ impl Worker {
     fn start(
         source: &crate::knockd::Source,
         overrides: &Overrides,
+        user: &str,
         seed: &Seed,
     ) -> Result<Worker, String> {
         use std::io::Write as _;
@@ -427,7 +431,7 @@ impl Worker {
             "--parent",
             &std::process::id().to_string(),
             "--user",
-            &overrides.worker_user,
+            user,
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped());
@@ -755,7 +759,7 @@ fn reload(
         .ledger()
         .map(|l| Seed::from_ledger(l))
         .unwrap_or_default();
-    match Worker::start(config_source, overrides, &seed) {
+    match Worker::start(config_source, overrides, worker_user(&new), &seed) {
         Ok(w) => *worker = Some(w),
         // the loop starts another (the files were good a moment ago)
         Err(e) => tracing::error!("reload: cannot start the packet worker: {e}"),

@@ -198,6 +198,7 @@ pub fn load(
         state_dir: PathBuf::from(DEFAULT_STATE_DIR),
         server_key: PathBuf::from(crate::config::DEFAULT_SERVER_KEY),
         clients: PathBuf::from(crate::config::DEFAULT_CLIENTS),
+        worker_user: None,
         doors,
     };
     Ok((config, warnings))

@@ -724,6 +724,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Knockd, ConfigError> {
         state_dir: PathBuf::from(DEFAULT_STATE_DIR),
         server_key: PathBuf::from(crate::config::DEFAULT_SERVER_KEY),
         clients: PathBuf::from(crate::config::DEFAULT_CLIENTS),
+        worker_user: None,
         doors,
     };
     Ok(Knockd {

@@ -54,8 +54,9 @@ struct Cli {
     state_dir: Option<PathBuf>,
     /// The unprivileged user knockerd's packet worker runs as (it reads and judges every packet;
     /// the root process only applies what it decides, after checking it)
-    #[arg(long, global = true, value_name = "USER", default_value = knockerd::worker::DEFAULT_USER)]
-    worker_user: String,
+    /// (default: `[daemon] worker_user`, else nobody)
+    #[arg(long, global = true, value_name = "USER")]
+    worker_user: Option<String>,
     /// More detail in the log: -v shows each knock's progress, -vv every packet seen
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -469,6 +470,17 @@ fn check(source: &Source) -> Result<(), String> {
     }
     if let Some(i) = &c.interface {
         out!("counts only knocks arriving on interface {i}");
+    }
+    let user = c
+        .worker_user
+        .as_deref()
+        .unwrap_or(knockerd::worker::DEFAULT_USER);
+    match nix::unistd::User::from_name(user) {
+        Ok(Some(u)) if !u.uid.is_root() => out!(
+            "reads every packet in a worker that runs as {user} (uid {}), with no capabilities",
+            u.uid
+        ),
+        _ => out!("warning: there is no unprivileged user {user:?} for the packet worker: knockerd will not start (set worker_user)"),
     }
     for d in &c.doors {
         out!("door {} (line {}):", d.spec.name, d.line);

@@ -189,3 +189,15 @@ fn key_and_clients_problems_point_at_their_files() {
     assert_eq!(e.file, d.0.join("clients.toml"), "{e}");
     assert!(e.message.contains("\"nope\""), "{e}");
 }
+
+#[test]
+fn the_worker_user_is_never_root() {
+    let seq = "[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"tcp/22\"]\n";
+    let c = parse(&format!("[daemon]\nworker_user = \"knocker\"\n\n{seq}")).expect("valid");
+    assert_eq!(c.worker_user.as_deref(), Some("knocker"));
+    for bad in ["root", "", "no body", "x/y"] {
+        let e = err(&format!("[daemon]\nworker_user = {bad:?}\n\n{seq}"));
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.message.contains("unprivileged user"), "{e}");
+    }
+}

@@ -21,8 +21,9 @@ pub(crate) const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// Under a flood, being woken for every logged packet costs more than handling it (a context
 /// switch and a poll per packet). After a read that found at least [`COALESCE_AT`] packets,
 /// the loop pauses this long before it polls again, so that the next read takes many. An idle
-/// server, and a single knock, never wait.
-pub(crate) const COALESCE_PAUSE: Duration = Duration::from_micros(250);
+/// server, and a single knock, never wait. 500 us halves the CPU per flood packet of 250 us
+/// (BENCHMARKS.md); a knock during a flood waits at most that much longer.
+pub(crate) const COALESCE_PAUSE: Duration = Duration::from_micros(500);
 pub(crate) const COALESCE_AT: usize = 8;
 
 /// The engine for a validated configuration. Native configurations were already held to the

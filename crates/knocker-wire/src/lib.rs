@@ -1,4 +1,6 @@
-//! knocker's wire formats and their crypto. No IO: bytes and ports in, values out.
+//! knocker's wire formats and their crypto. No IO (bytes and ports in, values out), except for
+//! the files client and daemon keep their secrets in: [`keyfile`] reads key files (owner-only),
+//! [`files`] writes small files safely (atomic replace, 0600, durable).
 //!
 //! - [`rotate`]: rotating sequences (TOTP/HOTP): a port sequence derived from a shared key and a
 //!   counter.
@@ -14,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod encoded;
+pub mod files;
 pub mod fwknop;
 pub mod identity;
 mod key;

@@ -10,7 +10,6 @@
 #![forbid(unsafe_code)]
 
 mod connect;
-mod files;
 mod fwknoprc;
 mod kinds;
 mod knock;

@@ -1366,7 +1366,7 @@ impl Store {
         if !dir.exists() {
             create_private_dir(dir)?;
         }
-        crate::files::replace_atomically(&self.path, text.as_bytes())
+        knocker_wire::files::replace_atomically(&self.path, text.as_bytes())
             .map_err(self.io_error("write", &self.path))
     }
 }

@@ -14,7 +14,7 @@ use knocker_wire::keyfile::KeyFileError;
 use knocker_wire::KeyError;
 use zeroize::Zeroizing;
 
-use crate::files;
+use knocker_wire::files;
 
 /// A counter file is one number.
 const MAX_COUNTER_FILE: u64 = 64;

@@ -15,10 +15,10 @@
 //! `knockerd enroll` appends to it with [`append`], keeping the admin's comments and layout.
 
 use std::collections::BTreeMap;
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, DirBuilder};
+use std::io;
 use std::ops::Range;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -440,48 +440,22 @@ pub fn append(
         .map_err(|e| format!("{}: cannot write: {e}", path.display()))
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`: mode and
-/// owner of the old file when there is one, else 0644 (the parent is made 0755 if missing).
+/// Writes `bytes` over `path` in one step: mode and owner of the old file when there is one,
+/// else 0644 (the parent is made 0755 if missing).
 fn write_replacing(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if !dir.exists() {
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
         DirBuilder::new().recursive(true).mode(0o755).create(dir)?;
     }
-    let old = fs::metadata(path).ok();
-    let mode = old
-        .as_ref()
-        .map_or(0o644, |m| m.permissions().mode() & 0o7777);
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let _ = fs::remove_file(&tmp);
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        if let Some(m) = &old {
-            // Best effort: keep the owner an admin gave the file (root may; others cannot).
-            let _ = std::os::unix::fs::fchown(&file, Some(m.uid()), Some(m.gid()));
-        }
-        file.set_permissions(fs::Permissions::from_mode(mode))?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    File::open(dir).and_then(|d| d.sync_all())
+    knocker_wire::files::replace_keeping(path, bytes, 0o644)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     const ALICE: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
     const BOB: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";

@@ -7,9 +7,9 @@
 //! so nothing needs storing per door); a syn profile needs none: its key comes from the two
 //! public keys.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, DirBuilder};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
 use knocker_wire::identity::{PrivateKey, PublicKey};
@@ -254,9 +254,9 @@ pub fn server_keygen(path: &Path, force: bool) -> Result<PublicKey, String> {
             .map_err(|e| format!("cannot set permissions of {}: {e}", dir.display()))?;
     }
     let written = if force {
-        replace_private(dir, path, &bytes)
+        knocker_wire::files::replace_atomically(path, &bytes)
     } else {
-        create_private(path, &bytes)
+        knocker_wire::files::create_new_private(path, &bytes)
     };
     written.map_err(|e| match e.kind() {
         io::ErrorKind::AlreadyExists => format!(
@@ -272,36 +272,6 @@ pub fn server_keygen(path: &Path, force: bool) -> Result<PublicKey, String> {
 /// Reads the server's private key (the key file must be its owner's alone).
 pub fn load_server_key(path: &Path) -> Result<PrivateKey, String> {
     knocker_wire::keyfile::load_key(path, PrivateKey::from_base64).map_err(|e| e.to_string())
-}
-
-fn create_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    let result = (|| {
-        file.set_permissions(fs::Permissions::from_mode(0o600))?;
-        file.write_all(bytes)?;
-        file.sync_all()
-    })();
-    if result.is_err() {
-        drop(file);
-        let _ = fs::remove_file(path);
-    }
-    result
-}
-
-fn replace_private(dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let _ = fs::remove_file(&tmp);
-    let result = create_private(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-        return result;
-    }
-    File::open(dir).and_then(|d| d.sync_all())
 }
 
 #[cfg(test)]

@@ -364,7 +364,8 @@ fn enroll(
         c.clients.display()
     );
     if let Some(file) = out_file {
-        write_private(file, &profiles)?;
+        knocker_wire::files::create_new_private(file, profiles.as_bytes())
+            .map_err(|e| format!("cannot create {}: {e}", file.display()))?;
         eprintln!(
             "knockerd: wrote {name}'s profiles to {} (mode 0600)",
             file.display()
@@ -392,21 +393,6 @@ fn enroll(
         }
     }
     Ok(())
-}
-
-/// Writes a new file only its owner can read; never replaces one.
-fn write_private(path: &std::path::Path, text: &str) -> Result<(), String> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn list(services: &[knocker_engine::Service]) -> String {

@@ -1,8 +1,10 @@
-//! Small files written safely: replaced in one step, private to their owner, durable.
+//! Small files written safely, by the client (profiles, keys, counters) and the daemon (its key,
+//! the clients file, enrolled profiles): replaced in one step, private to their owner unless
+//! said otherwise, durable.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::process;
 
@@ -10,6 +12,21 @@ use std::process;
 /// 0600, so a reader never sees half a file and a crash never loses the old one. The directory
 /// must exist.
 pub fn replace_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace_with(path, bytes, 0o600, None)
+}
+
+/// Like [`replace_atomically`], keeping the mode and owner of the file it replaces (an
+/// admin's choice), or `mode` for a new file: for files others may read, such as knockerd's
+/// clients file.
+pub fn replace_keeping(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let old = fs::metadata(path).ok();
+    let mode = old
+        .as_ref()
+        .map_or(mode, |m| m.permissions().mode() & 0o7777);
+    replace_with(path, bytes, mode, old.map(|m| (m.uid(), m.gid())))
+}
+
+fn replace_with(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -25,7 +42,11 @@ pub fn replace_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
             .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
-        file.set_permissions(fs::Permissions::from_mode(0o600))?;
+        if let Some((uid, gid)) = owner {
+            // Best effort: keep the owner an admin gave the file (root may; others cannot).
+            let _ = std::os::unix::fs::fchown(&file, Some(uid), Some(gid));
+        }
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
         file.write_all(bytes)?;
         file.sync_all()?;
         fs::rename(&tmp, path)

@@ -191,7 +191,11 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
                 Err(e) => tracing::error!("cannot restart the packet worker: {e}"),
             }
         }
-        let deadline = [gate.poll_timeout(), Some(now + MAX_SLEEP)]
+        let watchdog = worker.as_ref().map(|w| match w.pinged {
+            Some(at) => at + PONG_WITHIN,
+            None => w.next_ping,
+        });
+        let deadline = [gate.poll_timeout(), watchdog, Some(now + MAX_SLEEP)]
             .into_iter()
             .flatten()
             .min()
@@ -243,6 +247,9 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
                 reports.clear();
                 let alive = w.read(&mut reports);
                 let now = Instant::now();
+                if reports.contains(&Report::Pong) {
+                    w.pinged = None;
+                }
                 handle_reports(&config, &mut gate, &reports, now);
                 match alive {
                     Ok(true) => {}
@@ -258,7 +265,28 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
                 }
             }
         }
-        gate.handle_timeout(Instant::now());
+        // the watchdog: a ping every PING_EVERY; no pong within PONG_WITHIN means a hung worker
+        let now = Instant::now();
+        if let Some(w) = worker.as_mut() {
+            match w.pinged {
+                Some(at) if now.duration_since(at) > PONG_WITHIN => {
+                    tracing::error!(
+                        "the packet worker did not answer a ping within {}s (hung?); replacing it",
+                        PONG_WITHIN.as_secs()
+                    );
+                    w.kill();
+                    worker = None;
+                }
+                None if now >= w.next_ping => {
+                    // an error means its input is closed: it exited, and its output says so
+                    let _ = w.ping();
+                    w.pinged = Some(now);
+                    w.next_ping = now + PING_EVERY;
+                }
+                _ => {}
+            }
+        }
+        gate.handle_timeout(now);
     }
 
     if let Some(mut w) = worker.take() {
@@ -287,6 +315,11 @@ fn worker_user(config: &Config) -> &str {
         .unwrap_or(crate::worker::DEFAULT_USER)
 }
 
+/// How often the parent pings the packet worker, and how long it waits for the pong before it
+/// takes the worker for hung and replaces it.
+const PING_EVERY: Duration = Duration::from_secs(5);
+const PONG_WITHIN: Duration = Duration::from_secs(5);
+
 /// How often the packet worker may be replaced within [`WORKER_RESTART_WINDOW`] before
 /// knockerd gives up (and stays closed).
 const WORKER_RESTARTS: usize = 5;
@@ -308,7 +341,7 @@ fn handle_reports(
     let index_of = |name: &str| config.doors.iter().position(|d| d.spec.name == name);
     for r in reports {
         match r {
-            Report::Ready => {}
+            Report::Ready | Report::Pong => {}
             Report::Used { door, tag } => {
                 let Some(index) = index_of(door) else {
                     tracing::error!(
@@ -392,6 +425,9 @@ struct Worker {
     stdin: Option<std::process::ChildStdin>,
     stdout: std::process::ChildStdout,
     buf: Vec<u8>,
+    /// When the unanswered ping was sent, if one is.
+    pinged: Option<Instant>,
+    next_ping: Instant,
 }
 
 impl Worker {
@@ -458,6 +494,8 @@ impl Worker {
             stdin: Some(stdin),
             stdout,
             buf: Vec::new(),
+            pinged: None,
+            next_ping: Instant::now() + PING_EVERY,
         };
         if let Err(e) = w.wait_ready(Duration::from_secs(20)) {
             w.stop();
@@ -533,6 +571,22 @@ impl Worker {
             return Err("a report line longer than any report".into());
         }
         Ok(alive)
+    }
+
+    /// Asks the worker to answer (a line on its input).
+    fn ping(&mut self) -> std::io::Result<()> {
+        use std::io::Write as _;
+        match self.stdin.as_mut() {
+            Some(i) => i.write_all(b"ping\n").and_then(|()| i.flush()),
+            None => Ok(()),
+        }
+    }
+
+    /// Kills a worker that no longer answers, at once.
+    fn kill(&mut self) {
+        self.stdin = None;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Stops the worker (closing its input; then SIGKILL if it lingers) and says how it ended.

@@ -10,7 +10,8 @@
 //! engine run there.
 //!
 //! The worker tells the parent what it decided, one JSON object per line on its standard output
-//! ([`Report`]); the parent trusts none of it: it looks the door up by name in its own copy of
+//! ([`Report`]), and answers the parent's pings (a line on its standard input) with a pong, so
+//! that a worker that hangs is noticed and replaced; the parent trusts none of it: it looks the door up by name in its own copy of
 //! the configuration and the gatekeeper validates every grant (door, services, duration,
 //! address) before touching the firewall. A worker that sends anything else, or dies, is
 //! replaced; the engine's memory of replays and used steps comes back from the ledger, which
@@ -44,6 +45,8 @@ pub const MAX_REPORT_BYTES: usize = 64 << 10;
 pub enum Report {
     /// NFLOG is bound and privileges are dropped: packets are being read.
     Ready,
+    /// The answer to a ping from the parent: the worker's loop is alive.
+    Pong,
     /// A one-time line, counter or time step was used: make it durable before the grant.
     Used { door: String, tag: u64 },
     /// A request's replay digest: make it durable with the grant that follows.
@@ -159,10 +162,16 @@ pub fn run(source: &Source, overrides: &Overrides, user: &str, parent: u32) -> R
             (ready(&fds[0]), ready(&fds[1]))
         };
         if parent_ready {
-            // the parent never writes after the seed: readable means it closed the pipe
-            let mut buf = [0u8; 64];
-            if matches!(stdin.lock().read(&mut buf), Ok(0) | Err(_)) {
-                return Ok(());
+            // after the seed the parent writes only pings (one line each); end of input means
+            // it closed the pipe: stop. (A buffer as large as stdin's own reads past it.)
+            let mut buf = [0u8; 8192];
+            match stdin.lock().read(&mut buf) {
+                Ok(0) | Err(_) => return Ok(()),
+                Ok(n) => {
+                    if buf[..n].contains(&b'\n') {
+                        reports.push(Report::Pong);
+                    }
+                }
             }
         }
         if knock_ready {

@@ -1,7 +1,7 @@
 //! The packet worker: every packet is read and judged by a process with no privilege. In
 //! namespaces, with the real knockerd: the worker runs as `nobody` with no capabilities and
-//! no_new_privs while the parent stays root; a worker that dies is replaced and knocks keep
-//! working; when the parent is killed the worker goes with it. Needs root, iproute2, nftables.
+//! no_new_privs while the parent stays root; a worker that dies, or hangs, is replaced and
+//! knocks keep working; when the parent is killed the worker goes with it. Needs root, iproute2, nftables.
 
 mod common;
 
@@ -50,7 +50,7 @@ fn nobody() -> String {
 }
 
 #[test]
-fn the_packet_worker_holds_no_privilege_and_is_replaced_when_it_dies() {
+fn the_packet_worker_holds_no_privilege_and_is_replaced_when_it_dies_or_hangs() {
     if !e2e(&[]) {
         return;
     }
@@ -91,6 +91,34 @@ fn the_packet_worker_holds_no_privilege_and_is_replaced_when_it_dies() {
     assert_ne!(again, worker);
     assert_eq!(status_field(again, "CapEff"), "0000000000000000");
     w.alice_knocks_and_is_granted();
+
+    // the worker hangs (stopped): the parent's watchdog notices and replaces it
+    assert!(
+        w.wait_grants(0, Duration::from_secs(4)).is_empty(),
+        "expired"
+    );
+    kill(Pid::from_raw(again), Signal::SIGSTOP).expect("stop the worker");
+    w.daemon
+        .wait_log("did not answer a ping", Duration::from_secs(15));
+    w.daemon
+        .wait_log("packet worker restarted", Duration::from_secs(5));
+    let third = worker_of(parent);
+    assert_ne!(third, again);
+    eprintln!(
+        "third worker {third}: {}",
+        std::fs::read_to_string(format!("/proc/{third}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("State"))
+            .unwrap_or("")
+    );
+    let nl = w
+        .lab
+        .server
+        .exec("cat", &["/proc/net/netfilter/nfnetlink_log"]);
+    eprintln!("NFLOG instances: {nl:?}");
+    w.alice_knocks_and_is_granted();
+    let again = third;
 
     // the parent is killed: the worker goes with it (and the table stays: fail closed)
     let mut w = w;

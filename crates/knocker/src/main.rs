@@ -140,8 +140,10 @@ Examples:
     long_about = "Port-knocking client: sends knock sequences (one TCP SYN or one UDP datagram per \
 port, as the `knock` client does, so knockd and knockerd's sequence doors understand them), \
 rotating sequences (derived from a shared key and the time or a counter, so a recorded knock \
-is worthless) and encoded knocks (an encrypted, authenticated request spelled out as ports), and \
-keeps named profiles, so that `knocker knock myserver` knocks whatever the profile describes, and \
+is worthless), encoded knocks (an encrypted, authenticated request spelled out as ports), single \
+packet authorization (fwknop's format, and knocker's own: one datagram sealed with this \
+machine's key pair) and stealth SYNs (one ordinary-looking TCP SYN that carries an \
+authenticator; needs root or cap_net_raw), and keeps named profiles, so that `knocker knock myserver` knocks whatever the profile describes, and \
 `knocker connect myserver 22` knocks and then carries a connection (ssh's ProxyCommand).",
     after_long_help = format!("{PROFILES_HELP}\n\n{EXAMPLES}"),
     after_help = "Run `knocker help knock` or `knocker --help` for the profiles file format and examples."

@@ -558,24 +558,8 @@ impl Section<'_> {
             encoded::SpecError::Bits(_) => self.err(bits.span(), e),
             _ => self.err(base.span(), e),
         })?;
-        let listed = self.required(&raw.open, "open")?;
-        let mut open = Vec::new();
-        for s in listed.get_ref() {
-            let service: Service = s
-                .get_ref()
-                .parse()
-                .map_err(|e| self.err(s.span(), format!("open: {e}")))?;
-            if open.contains(&service) {
-                return Err(self.err(s.span(), format!("open: {service} is listed twice")));
-            }
-            open.push(service);
-        }
-        if !(1..=encoded::MAX_SERVICES).contains(&open.len()) {
-            return Err(self.err(
-                listed.span(),
-                format!("open: list 1 to {} services", encoded::MAX_SERVICES),
-            ));
-        }
+        let open = self.services(raw, encoded::MAX_SERVICES)?;
+        let open_span = self.required(&raw.open, "open")?.span();
         let duration_secs = match &raw.duration {
             None => DEFAULT_DURATION_SECS,
             Some(d) => {
@@ -600,7 +584,7 @@ impl Section<'_> {
         if let Some(ip) = allow {
             if encoded::layout(&spec, ip, open.len()).is_none() {
                 return Err(self.err(
-                    listed.span(),
+                    open_span,
                     format!(
                         "{} services for an IPv6 address do not fit in {}-bit knocks: open \
                          fewer, or use more bits",
@@ -770,8 +754,8 @@ impl Section<'_> {
         })
     }
 
-    /// 1 to 16 distinct services, in the order written.
-    fn services(&self, raw: &RawProfile) -> Result<Vec<Service>, ProfileError> {
+    /// `open`: 1 to `max` distinct services, in the order written.
+    fn services(&self, raw: &RawProfile, max: usize) -> Result<Vec<Service>, ProfileError> {
         let listed = self.required(&raw.open, "open")?;
         let mut open = Vec::new();
         for s in listed.get_ref() {
@@ -784,7 +768,6 @@ impl Section<'_> {
             }
             open.push(service);
         }
-        let max = knocker_wire::spa::MAX_SERVICES;
         if !(1..=max).contains(&open.len()) {
             return Err(self.err(listed.span(), format!("open: list 1 to {max} services")));
         }
@@ -802,7 +785,7 @@ impl Section<'_> {
             )
         })?;
         let key_file = self.path(&raw.key_file, "key_file")?;
-        let open = self.services(raw)?;
+        let open = self.services(raw, knocker_wire::spa::MAX_SERVICES)?;
         let duration_secs = match &raw.duration {
             None => None,
             // At most a day: it fits.
@@ -840,7 +823,7 @@ impl Section<'_> {
             port: self.port(raw)?,
             server_key: self.server_key(raw)?,
             key_file: self.path(&raw.key_file, "key_file")?,
-            open: self.services(raw)?,
+            open: self.services(raw, knocker_wire::spa::MAX_SERVICES)?,
         }))
     }
 }

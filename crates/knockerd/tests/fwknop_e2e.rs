@@ -195,12 +195,7 @@ fn send_udp(from: &common::Netns, payload: Vec<u8>) {
     } else {
         Lab::SERVER_FOR_ALICE
     };
-    let dst = std::net::SocketAddr::new(ip(server), 62201);
-    from.enter(move || {
-        std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| s.send_to(&payload, dst))
-    })
-    .expect("enter")
-    .expect("send");
+    common::send_udp(from, server, 62201, payload);
 }
 
 #[test]

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -113,13 +113,7 @@ fn rand16() -> [u8; 16] {
 
 /// Sends `payload` to the SPA port from a client's namespace, from its own address.
 fn send_udp(from: &Netns, to: &str, payload: Vec<u8>) {
-    let dst = SocketAddr::new(ip(to), SPA_PORT);
-    from.enter(move || {
-        let bind = if dst.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
-        std::net::UdpSocket::bind(bind).and_then(|s| s.send_to(&payload, dst))
-    })
-    .expect("enter")
-    .expect("send");
+    common::send_udp(from, to, SPA_PORT, payload);
 }
 
 /// Sends a whole IP packet (a SYN, a spoofed datagram) from a namespace through a raw socket.

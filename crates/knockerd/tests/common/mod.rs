@@ -342,3 +342,15 @@ pub fn knocker_client() -> PathBuf {
 pub fn door_config(extra_daemon: &str, door: &str) -> String {
     format!("[daemon]\nnflog_group = 4100\n{extra_daemon}\n\n[door.ssh]\nopen = [\"tcp/{SERVICE}\"]\n{door}\n")
 }
+
+/// Sends one UDP datagram (an SPA packet) from a client's namespace, from its own address, to
+/// `to`:`port`.
+pub fn send_udp(from: &Netns, to: &str, port: u16, payload: Vec<u8>) {
+    let dst = SocketAddr::new(ip(to), port);
+    from.enter(move || {
+        let bind = if dst.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+        std::net::UdpSocket::bind(bind).and_then(|s| s.send_to(&payload, dst))
+    })
+    .expect("enter")
+    .expect("send");
+}

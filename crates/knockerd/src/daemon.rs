@@ -3,7 +3,7 @@
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use knocker_engine::{Engine, EngineConfig, Event, Kind};
+use knocker_engine::{Engine, EngineConfig, Event};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -133,8 +133,8 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
             ledger_path.display()
         );
     }
-    // the doors are checked here too, so that a bad configuration stops the start at once
-    seed_used(&mut config, &ledger);
+    // the doors are checked here too (the worker runs the engine), so that a bad configuration
+    // stops the start at once
     engine_for(&config)?;
     // The worker binds NFLOG before the table exists, so no logged knock is ever missed: once
     // the table is in place, knockerd is ready. Rotating doors start from the last step or
@@ -712,20 +712,6 @@ impl RefusalLog {
     }
 }
 
-/// Sets each rotating door's last used step or counter from the ledger.
-fn seed_used(config: &mut Config, ledger: &Ledger) {
-    seed_used_from(config, |door, mode| ledger.state().used(door, mode));
-}
-
-/// Sets each rotating door's last used step or counter from `used(door, mode)`.
-pub(crate) fn seed_used_from(config: &mut Config, used: impl Fn(&str, &str) -> Option<u64>) {
-    for d in &mut config.doors {
-        if let (Some(r), Kind::Rotating { used: u, .. }) = (&d.rotating, &mut d.spec.kind) {
-            *u = used(&d.spec.name, r.mode);
-        }
-    }
-}
-
 /// Lower-case hex, for replay digests in the ledger.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -789,16 +775,13 @@ fn reload(
     worker: &mut Option<Worker>,
     gate: &mut Gatekeeper<NftSets>,
 ) {
-    let mut new = match load(config_source, overrides) {
+    let new = match load(config_source, overrides) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("reload refused, keeping the running configuration: {e}");
             return;
         }
     };
-    if let Some(ledger) = gate.ledger() {
-        seed_used(&mut new, ledger);
-    }
     if let Err(e) = engine_for(&new) {
         tracing::error!("reload refused, keeping the running configuration: {e}");
         return;

@@ -22,7 +22,7 @@ use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::time::Instant;
 
-use knocker_engine::{Event, Knock};
+use knocker_engine::{Event, Kind, Knock};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use serde::{Deserialize, Serialize};
 
@@ -109,12 +109,17 @@ pub fn run(source: &Source, overrides: &Overrides, user: &str, parent: u32) -> R
         .map_err(|e| format!("cannot read the seed: {e}"))?;
     let seed: Seed =
         serde_json::from_str(&line).map_err(|e| format!("the parent sent a bad seed: {e}"))?;
-    daemon::seed_used_from(&mut config, |door, mode| {
-        seed.used
-            .iter()
-            .find(|(d, m, _)| d == door && m == mode)
-            .map(|(_, _, v)| *v)
-    });
+    // rotating doors start from the last step or counter they used, so a recorded knock never
+    // works again after a restart
+    for d in &mut config.doors {
+        if let (Some(r), Kind::Rotating { used, .. }) = (&d.rotating, &mut d.spec.kind) {
+            *used = seed
+                .used
+                .iter()
+                .find(|(door, mode, _)| *door == d.spec.name && mode == r.mode)
+                .map(|(_, _, v)| *v);
+        }
+    }
     let mut engine = daemon::engine_for(&config)?;
     engine.set_wall_clock(ledger::unix_now());
     for (digest, until) in &seed.seen {

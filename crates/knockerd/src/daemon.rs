@@ -12,7 +12,8 @@ use crate::config::{fmt_duration, Config, OnStop, TABLE};
 use crate::gatekeeper::{Gatekeeper, Verdict};
 use crate::ledger::{self, Ledger, Record};
 use crate::nftset::NftSets;
-use crate::ruleset::{self, TableSpec, SET4, SET6};
+use crate::ruleset::{self, TableHealth, TableSpec, SET4, SET6};
+use crate::watch::{FirewallWatch, Touched};
 use crate::worker::{Report, Seed};
 
 /// The longest the loop sleeps, so that running commands are reaped and stop commands are not
@@ -145,8 +146,12 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
         worker_user(&config),
         &Seed::from_ledger(&ledger),
     )?);
+    // Subscribed before the table is loaded, so that no change to it after that goes unseen.
+    let mut watch =
+        FirewallWatch::open(TABLE).map_err(|e| format!("cannot watch the firewall: {e}"))?;
     ruleset::apply(&TableSpec::from_config(&config))
         .map_err(|e| format!("cannot load table inet {TABLE}: {e}"))?;
+    write_include(&config);
     let mut sets =
         NftSets::open(TABLE, SET4, SET6).map_err(|e| format!("cannot open the allow sets: {e}"))?;
     // The kernel accepts an element into any set with the same key length, so a set left over
@@ -166,6 +171,8 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
     );
 
     let mut reports: Vec<Report> = Vec::new();
+    // when to look at the table again after a restore that failed
+    let mut recheck: Option<Instant> = None;
     let mut restarts: std::collections::VecDeque<Instant> = std::collections::VecDeque::new();
     loop {
         let now = Instant::now();
@@ -195,16 +202,24 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
             Some(at) => at + PONG_WITHIN,
             None => w.next_ping,
         });
-        let deadline = [gate.poll_timeout(), watchdog, Some(now + MAX_SLEEP)]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(now + MAX_SLEEP);
+        let deadline = [
+            gate.poll_timeout(),
+            watchdog,
+            recheck,
+            Some(now + MAX_SLEEP),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(now + MAX_SLEEP);
         let wait = deadline.saturating_duration_since(now);
         let timeout = PollTimeout::try_from(wait.as_millis().min(60_000) as u32 + 1)
             .unwrap_or(PollTimeout::MAX);
-        let (reports_ready, signal_ready) = {
-            let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        let (reports_ready, signal_ready, firewall_changed) = {
+            let mut fds = vec![
+                PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+                PollFd::new(watch.as_fd(), PollFlags::POLLIN),
+            ];
             if let Some(w) = &worker {
                 fds.push(PollFd::new(w.stdout.as_fd(), PollFlags::POLLIN));
             }
@@ -214,8 +229,33 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
                 Err(e) => return Err(format!("poll failed: {e}")),
             }
             let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-            (fds.get(1).is_some_and(ready), ready(&fds[0]))
+            (
+                fds.get(2).is_some_and(ready),
+                ready(&fds[0]),
+                ready(&fds[1]),
+            )
         };
+
+        // Something changed the firewall: put knocker's table and its grants back first, before
+        // anything else, so that protected ports are open for as short a time as possible.
+        let mut touched = Touched::default();
+        if firewall_changed {
+            touched = watch.read().unwrap_or_else(|e| {
+                tracing::error!("cannot read nftables' change notifications: {e}");
+                Touched {
+                    lost: true,
+                    ..Touched::default()
+                }
+            });
+        }
+        if recheck.is_some_and(|at| at <= Instant::now()) {
+            touched.changed = true;
+        }
+        if touched.any() {
+            recheck = guard(&config, &mut gate, touched)
+                .err()
+                .map(|()| Instant::now() + RECHECK_AFTER);
+        }
 
         if signal_ready {
             let mut stop = false;
@@ -304,6 +344,70 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
     gate.stop_all(Instant::now());
     gate.finish(Duration::from_secs(10));
     tracing::info!("stopped; knock and protected ports stay closed (remove the table with `knockerd teardown`)");
+    Ok(())
+}
+
+/// How soon the table is looked at again when putting it back failed.
+const RECHECK_AFTER: Duration = Duration::from_secs(1);
+
+/// Rewrites the include file for `/etc/nftables.conf` (see [`ruleset::write_include`]). A
+/// failure is logged, not fatal: knockerd still restores its table itself after a reload.
+fn write_include(config: &Config) {
+    if let Err(e) = ruleset::write_include(&config.state_dir, &TableSpec::from_config(config)) {
+        tracing::warn!(
+            "cannot write {}: {e} (firewall reloads that include it would miss knocker's table)",
+            ruleset::include_path(&config.state_dir).display()
+        );
+    }
+}
+
+/// After nftables announced a change to knockerd's table: looks at the table, puts it back if
+/// it is missing or altered, and puts the live grants back if its sets were emptied. `Err` when
+/// the table could not be restored (the caller tries again soon).
+fn guard(config: &Config, gate: &mut Gatekeeper<NftSets>, touched: Touched) -> Result<(), ()> {
+    let started = Instant::now();
+    tracing::debug!("nftables announced a change to table inet {TABLE}: {touched:?}");
+    let spec = TableSpec::from_config(config);
+    let health = ruleset::verify(&spec).unwrap_or_else(TableHealth::Differs);
+    let what = match health {
+        TableHealth::Intact => {
+            if touched.emptied || touched.lost {
+                let n = gate.restore(Instant::now());
+                if touched.emptied {
+                    tracing::warn!(
+                        "the firewall was reloaded with table inet {TABLE} in it (the include): its protection never lapsed; restored {n} live grant element(s) in {} ms",
+                        started.elapsed().as_millis()
+                    );
+                }
+            }
+            return Ok(());
+        }
+        TableHealth::Missing => None,
+        TableHealth::Differs(why) => Some(why),
+    };
+    let what = match &what {
+        None => "deleted".to_string(),
+        Some(why) => format!("changed ({why})"),
+    };
+    if let Err(e) = ruleset::apply(&spec) {
+        tracing::error!(
+            "table inet {TABLE} was {what} by another program, and knockerd cannot restore it: {e}; protected ports may be open to everyone, trying again in {}s",
+            RECHECK_AFTER.as_secs()
+        );
+        return Err(());
+    }
+    let n = gate.restore(Instant::now());
+    let ms = started.elapsed().as_millis();
+    if what == "deleted" {
+        tracing::error!(
+            "table inet {TABLE} was deleted by another program (`nft flush ruleset`, `systemctl restart nftables`?): protected ports were open and knocks unseen until knockerd restored it, {ms} ms after the change, with {n} live grant element(s). Make firewall reloads atomic: add `{}` to /etc/nftables.conf after `flush ruleset` (see `knockerd check`)",
+            ruleset::include_line(&config.state_dir)
+        );
+    } else {
+        tracing::error!(
+            "table inet {TABLE} was {what} by another program: knockerd put it back as it writes it, {ms} ms after the change ({n} live grant element(s) restored). Put rules of your own in a table of your own; knocker's table is rewritten whenever it changes"
+        );
+    }
     Ok(())
 }
 
@@ -790,6 +894,7 @@ fn reload(
         tracing::error!("reload refused, keeping the running configuration: {e}");
         return;
     }
+    write_include(&new);
     if let Some(mut w) = worker.take() {
         w.stop();
     }

@@ -91,6 +91,9 @@ struct Running {
     started: Instant,
 }
 
+/// `live` is pruned once it holds this many elements, then whenever it doubles.
+const PRUNE_AT: usize = 1024;
+
 /// Child processes are killed if they run longer than this.
 const COMMAND_LIMIT: Duration = Duration::from_secs(60);
 
@@ -105,6 +108,11 @@ pub struct Gatekeeper<F: Firewall> {
     /// Entries leave when the grant (or its stop command) is due, so the map holds at most the
     /// grants of one door's duration.
     open: HashMap<(String, IpAddr), Open>,
+    /// Every element this process put in (or found in) the sets, with when the kernel expires
+    /// it: what [`Gatekeeper::restore`] puts back after something else emptied the sets.
+    live: HashMap<(IpAddr, Service), Instant>,
+    /// When `live` is next pruned of what has ended (it grows until then).
+    prune_at: usize,
     running: Vec<Running>,
 }
 
@@ -120,6 +128,8 @@ impl<F: Firewall> Gatekeeper<F> {
             firewall,
             ledger,
             open: HashMap::new(),
+            live: HashMap::new(),
+            prune_at: PRUNE_AT,
             running: Vec::new(),
         }
     }
@@ -151,6 +161,19 @@ impl<F: Firewall> Gatekeeper<F> {
             .into_iter()
             .map(|p| (p.id, p.door.clone(), p.addr, p.command.clone(), p.due_unix))
             .collect();
+        // the grants the kernel holds: the ledger's ends are whole seconds, rounded down, so a
+        // restored grant never outlives the one granted
+        for (g, until) in ledger.state().grants() {
+            let Some(left) = until.checked_sub(wall).filter(|s| *s > 0) else {
+                continue;
+            };
+            for s in &g.services {
+                if let Ok(service) = s.parse::<Service>() {
+                    self.live
+                        .insert((g.addr, service), now + Duration::from_secs(left));
+                }
+            }
+        }
         let (mut ran, mut scheduled) = (0, 0);
         for (id, door, addr, argv, due) in pending {
             if due <= wall {
@@ -286,6 +309,7 @@ impl<F: Firewall> Gatekeeper<F> {
             self.firewall
                 .grant(to, &grant.open, grant.duration)
                 .map_err(Refusal::Firewall)?;
+            self.remember(to, &grant.open, now + grant.duration, now);
         }
         let refreshed = match (existing, self.open.get_mut(&key)) {
             (Some(_), Some(open)) => {
@@ -314,6 +338,41 @@ impl<F: Firewall> Gatekeeper<F> {
             duration: grant.duration,
             refreshed,
         })
+    }
+
+    /// Notes elements as live until `until` (a grant replaces the element's timeout).
+    fn remember(&mut self, to: IpAddr, services: &[Service], until: Instant, now: Instant) {
+        for s in services {
+            self.live.insert((to, *s), until);
+        }
+        if self.live.len() >= self.prune_at {
+            self.live.retain(|_, end| *end > now);
+            self.prune_at = (self.live.len() * 2).max(PRUNE_AT);
+        }
+    }
+
+    /// How many elements are live now.
+    pub fn live_grants(&self, now: Instant) -> usize {
+        self.live.values().filter(|end| **end > now).count()
+    }
+
+    /// Puts every live grant back into the sets with the time it has left (after something else
+    /// deleted knocker's table or its sets). Returns how many elements were restored; failures
+    /// are logged, and the rest still restored.
+    pub fn restore(&mut self, now: Instant) -> usize {
+        self.live.retain(|_, end| *end > now);
+        let mut by_grant: HashMap<(IpAddr, Instant), Vec<Service>> = HashMap::new();
+        for ((to, s), end) in &self.live {
+            by_grant.entry((*to, *end)).or_default().push(*s);
+        }
+        let mut restored = 0;
+        for ((to, end), services) in by_grant {
+            match self.firewall.grant(to, &services, end - now) {
+                Ok(()) => restored += services.len(),
+                Err(e) => tracing::error!("src={to}: cannot restore a live grant: {e}"),
+            }
+        }
+        restored
     }
 
     /// When the next stop command is due or a running command should be checked.
@@ -520,6 +579,42 @@ mod tests {
             .map(|(ip, _, _)| ip.to_string())
             .collect();
         assert_eq!(granted, vec!["10.200.1.2", "10.200.1.3"]);
+    }
+
+    #[test]
+    fn restore_puts_back_live_grants_with_the_time_left() {
+        let mut g = Gatekeeper::new(&config(), Recorder::default(), None);
+        let t0 = Instant::now();
+        g.apply(&grant("10.200.1.2"), t0).expect("granted");
+        g.apply(
+            &Grant {
+                open: vec![Service::tcp(22), Service::udp(53)],
+                duration: Duration::from_secs(10),
+                ..grant("10.200.1.3")
+            },
+            t0,
+        )
+        .expect("granted");
+        g.firewall().0.clear();
+        let later = t0 + Duration::from_secs(4);
+        assert_eq!(g.live_grants(later), 3);
+        assert_eq!(g.restore(later), 3);
+        let mut put: Vec<(String, usize, u64)> = g
+            .firewall()
+            .0
+            .iter()
+            .map(|(ip, s, d)| (ip.to_string(), s.len(), d.as_secs()))
+            .collect();
+        put.sort();
+        assert_eq!(
+            put,
+            vec![("10.200.1.2".into(), 1, 26), ("10.200.1.3".into(), 2, 6)]
+        );
+        // what has ended is not put back: nothing is ever open past its time
+        g.firewall().0.clear();
+        assert_eq!(g.restore(t0 + Duration::from_secs(11)), 1);
+        assert_eq!(g.firewall().0[0].0.to_string(), "10.200.1.2");
+        assert_eq!(g.restore(t0 + Duration::from_secs(30)), 0);
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod nflog;
 pub mod nftset;
 pub mod onetime;
 pub mod ruleset;
+pub mod watch;
 pub mod worker;
 
 /// A temporary directory for unit tests, removed when dropped.

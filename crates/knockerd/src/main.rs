@@ -564,6 +564,13 @@ fn check(source: &Source) -> Result<(), String> {
     for line in ruleset::render(&TableSpec::from_config(&c)).lines() {
         out!("  {line}");
     }
+    out!(
+        "firewall reloads: knockerd puts its table back when something else deletes it, but \
+         protected ports are open until it does; to keep them closed across `systemctl reload \
+         nftables`, add this line to /etc/nftables.conf after `flush ruleset` (knockerd keeps \
+         the file it names up to date):\n  {}",
+        ruleset::include_line(&c.state_dir)
+    );
     match ruleset::nft(&["-j", "list", "ruleset"], None) {
         Ok(json) => {
             let warnings = ruleset::drop_warnings(&json, c.grant_mark)?;

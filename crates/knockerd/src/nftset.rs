@@ -85,13 +85,7 @@ impl NftSets {
                 ));
             }
         }
-        let mut socket = Socket::new(NETLINK_NETFILTER).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot open a netfilter netlink socket: {e}"),
-            )
-        })?;
-        socket.bind_auto()?;
+        let socket = netfilter_socket()?;
         // Acknowledgements and errors carry only the request's header, not the whole request.
         let _ = socket.set_cap_ack(true);
         set_receive_timeout(&socket, ACK_TIMEOUT)?;
@@ -310,6 +304,19 @@ impl NftSets {
         };
         io::Error::new(e.kind(), msg)
     }
+}
+
+/// A netfilter netlink socket bound to an address of its own, in the calling thread's network
+/// namespace.
+pub(crate) fn netfilter_socket() -> io::Result<Socket> {
+    let mut socket = Socket::new(NETLINK_NETFILTER).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot open a netfilter netlink socket: {e}"),
+        )
+    })?;
+    socket.bind_auto()?;
+    Ok(socket)
 }
 
 fn send_all(socket: &Socket, bytes: &[u8]) -> io::Result<()> {

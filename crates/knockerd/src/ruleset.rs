@@ -8,6 +8,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use knocker_engine::Service;
@@ -243,6 +244,129 @@ pub fn flush_grants() -> Result<(), String> {
     nft(&["-f", "-"], Some(&script)).map(|_| ())
 }
 
+/// The directory under the state directory where knockerd keeps its table as an nft file, for
+/// `/etc/nftables.conf` to include: a firewall reload then recreates knocker's table in the same
+/// transaction as everything else, with no moment in which protected ports are open.
+pub const INCLUDE_DIR: &str = "nftables";
+/// The file in [`INCLUDE_DIR`], rewritten whenever the configuration changes.
+pub const INCLUDE_FILE: &str = "knocker.nft";
+
+/// The path of the include file for a state directory.
+pub fn include_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(INCLUDE_DIR).join(INCLUDE_FILE)
+}
+
+/// The line the admin adds to `/etc/nftables.conf`, after its `flush ruleset`. A glob, so that
+/// nft loads the file when it is there and does not fail while it is not (before knockerd's
+/// first start, after `knockerd teardown`).
+pub fn include_line(state_dir: &Path) -> String {
+    format!(
+        "include \"{}/*.nft\"",
+        state_dir.join(INCLUDE_DIR).display()
+    )
+}
+
+/// Writes the include file: the same script knockerd loads itself, so that a reload of the
+/// admin's ruleset recreates the table, its sets (empty: knockerd puts the live grants back at
+/// once) and its protection.
+pub fn write_include(state_dir: &Path, spec: &TableSpec) -> std::io::Result<PathBuf> {
+    let dir = state_dir.join(INCLUDE_DIR);
+    std::fs::create_dir_all(&dir)?;
+    let path = include_path(state_dir);
+    let text = format!(
+        "# knockerd's table inet {TABLE}, written by knockerd whenever its configuration changes.\n\
+         # Include it from /etc/nftables.conf, after `flush ruleset`:\n\
+         #   {}\n\
+         # so that reloading the firewall keeps knocker's protection, atomically. Do not edit.\n{}",
+        include_line(state_dir),
+        render(spec)
+    );
+    knocker_wire::files::replace_atomically(&path, text.as_bytes())?;
+    Ok(path)
+}
+
+/// Removes the include file (teardown): a firewall reload then no longer recreates the table.
+pub fn remove_include(state_dir: &Path) -> std::io::Result<bool> {
+    match std::fs::remove_file(include_path(state_dir)) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// How the live table compares with what knockerd loads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableHealth {
+    /// As rendered: the chain with its hook, priority, policy and number of rules, every set.
+    Intact,
+    /// There is no table inet knocker.
+    Missing,
+    /// Something differs (said how).
+    Differs(String),
+}
+
+/// Looks at the live table (`nft -j list table inet knocker`) against `spec`.
+pub fn verify(spec: &TableSpec) -> Result<TableHealth, String> {
+    match nft(&["-j", "list", "table", "inet", TABLE], None) {
+        Ok(json) => health_of(&json, spec),
+        Err(e) if e.contains("No such file or directory") => Ok(TableHealth::Missing),
+        Err(e) => Err(e),
+    }
+}
+
+/// [`verify`] on nft's JSON: the sets and chains the rendered script adds must be there, each
+/// chain with as many rules as the script adds, and the input chain on its hook and priority
+/// with policy accept.
+pub fn health_of(json: &str, spec: &TableSpec) -> Result<TableHealth, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("cannot read nft's JSON: {e}"))?;
+    let ours = |o: &&serde_json::Value| o["family"] == "inet" && o["table"] == TABLE;
+    if !items(&v, "table").any(|t| t["family"] == "inet" && t["name"] == TABLE) {
+        return Ok(TableHealth::Missing);
+    }
+    let script = render(spec);
+    let mut want_rules: std::collections::BTreeMap<&str, usize> = Default::default();
+    for line in script.lines() {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next(), words.nth(2), words.next()) {
+            (Some("add"), Some("set"), Some(name), _)
+                if !items(&v, "set").filter(ours).any(|s| s["name"] == name) =>
+            {
+                return Ok(TableHealth::Differs(format!("set {name} is missing")));
+            }
+            (Some("add"), Some("chain"), Some(name), _) => {
+                want_rules.entry(name).or_insert(0);
+            }
+            (Some("add"), Some("rule"), Some(chain), _) => {
+                *want_rules.entry(chain).or_insert(0) += 1;
+            }
+            _ => {}
+        }
+    }
+    for (chain, want) in want_rules {
+        let Some(c) = items(&v, "chain").filter(ours).find(|c| c["name"] == chain) else {
+            return Ok(TableHealth::Differs(format!("chain {chain} is missing")));
+        };
+        if chain == CHAIN
+            && (c["hook"] != "input" || c["prio"] != PRIORITY || c["policy"] != "accept")
+        {
+            return Ok(TableHealth::Differs(format!(
+                "chain {chain} is not on hook input at priority {PRIORITY} with policy accept"
+            )));
+        }
+        let have = items(&v, "rule")
+            .filter(ours)
+            .filter(|r| r["chain"] == chain)
+            .count();
+        if have != want {
+            return Ok(TableHealth::Differs(format!(
+                "chain {chain} has {have} rules instead of {want}"
+            )));
+        }
+    }
+    Ok(TableHealth::Intact)
+}
+
 /// An open grant as the kernel holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveGrant {
@@ -394,6 +518,80 @@ mod tests {
         let grant = r.find("@allow4").expect("grant rule");
         assert!(grant < r.find("log group").expect("knock rule"));
         assert!(grant < r.rfind(" drop").expect("protect rule"));
+    }
+
+    /// nft's JSON for a table as `render(spec)` creates it, with `rules` rules in the chain.
+    fn live_json(rules: usize, policy: &str) -> String {
+        let mut objs = vec![
+            r#"{"metainfo": {"version": "1.0.6"}}"#.to_string(),
+            r#"{"table": {"family": "inet", "name": "knocker", "handle": 1}}"#.to_string(),
+        ];
+        for set in [SET4, SET6] {
+            objs.push(format!(
+                r#"{{"set": {{"family": "inet", "name": "{set}", "table": "knocker", "type": ["ipv4_addr", "inet_proto", "inet_service"], "handle": 2, "flags": ["timeout"]}}}}"#
+            ));
+        }
+        objs.push(format!(
+            r#"{{"chain": {{"family": "inet", "table": "knocker", "name": "input", "handle": 3, "type": "filter", "hook": "input", "prio": -10, "policy": "{policy}"}}}}"#
+        ));
+        for h in 0..rules {
+            objs.push(format!(
+                r#"{{"rule": {{"family": "inet", "table": "knocker", "chain": "input", "handle": {}, "expr": []}}}}"#,
+                h + 10
+            ));
+        }
+        format!(r#"{{"nftables": [{}]}}"#, objs.join(", "))
+    }
+
+    #[test]
+    fn health_compares_the_live_table_with_the_script() {
+        let spec = spec();
+        let want = render(&spec)
+            .lines()
+            .filter(|l| l.starts_with("add rule"))
+            .count();
+        assert_eq!(
+            health_of(&live_json(want, "accept"), &spec),
+            Ok(TableHealth::Intact)
+        );
+        // a flushed chain, an extra rule, a changed policy
+        for json in [
+            live_json(0, "accept"),
+            live_json(want + 1, "accept"),
+            live_json(want, "drop"),
+        ] {
+            assert!(
+                matches!(health_of(&json, &spec), Ok(TableHealth::Differs(_))),
+                "{json}"
+            );
+        }
+        let no_set = live_json(want, "accept").replace(r#""name": "allow6""#, r#""name": "x""#);
+        assert_eq!(
+            health_of(&no_set, &spec),
+            Ok(TableHealth::Differs("set allow6 is missing".into()))
+        );
+        assert_eq!(
+            health_of(r#"{"nftables": [{"metainfo": {}}]}"#, &spec),
+            Ok(TableHealth::Missing)
+        );
+        assert!(health_of("not json", &spec).is_err());
+    }
+
+    #[test]
+    fn the_include_file_is_the_script() {
+        let dir = std::env::temp_dir().join(format!("knocker-include-{}", std::process::id()));
+        let path = write_include(&dir, &spec()).expect("write");
+        assert_eq!(path, include_path(&dir));
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.ends_with(&render(&spec())), "{text}");
+        assert!(text.contains(&include_line(&dir)));
+        assert_eq!(
+            include_line(&dir),
+            format!("include \"{}/nftables/*.nft\"", dir.display())
+        );
+        assert!(remove_include(&dir).expect("remove"));
+        assert!(!remove_include(&dir).expect("again"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -360,7 +360,7 @@ pub(crate) fn parse_datagram(datagram: &[u8], out: &mut Vec<Knock>, stats: &mut 
 }
 
 /// [`parse_datagram`], with SPA datagrams (logged with [`SPA_PREFIX`]) going to `spa`.
-pub(crate) fn parse_datagram_with(
+pub fn parse_datagram_with(
     datagram: &[u8],
     out: &mut Vec<Knock>,
     spa: &mut Vec<Datagram>,

@@ -12,7 +12,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::config::TABLE;
-use crate::control::{self, ReloadVerdict, Running};
+use crate::control::{self, ReloadVerdict};
 use crate::ledger::{self, State};
 
 /// The `--json` shape's version; it changes only if a field changes meaning or goes away.
@@ -99,30 +99,35 @@ pub fn gather(dir: &Path) -> Status {
     let now = ledger::unix_now();
     let mut problems = Vec::new();
     let mut notes = Vec::new();
-    let running = control::running(dir).unwrap_or_else(|e| {
-        notes.push(e);
-        Running::NoPidFile
-    });
-    if let Some(why) = running.why_not(dir) {
-        problems.push(why);
-    }
+    let running = match control::running(dir) {
+        Ok(r) => {
+            problems.extend(r.why_not(dir));
+            r.pid()
+        }
+        Err(e) => {
+            problems.push(format!(
+                "cannot tell whether knockerd runs: {e} (run status as root)"
+            ));
+            None
+        }
+    };
     let table = match crate::ruleset::table_exists() {
-        Ok(t) => t,
+        Ok(true) => true,
+        Ok(false) => {
+            problems.push(format!(
+                "table inet {TABLE} is missing: knocker closes nothing and sees no knocks; {}",
+                match running {
+                    Some(_) => "restart knockerd (`systemctl restart knockerd`) to load it again",
+                    None => "start knockerd (`systemctl start knockerd`) to load it",
+                }
+            ));
+            false
+        }
         Err(e) => {
             problems.push(format!("cannot look for table inet {TABLE}: {e}"));
             false
         }
     };
-    if !table && problems.iter().all(|p| !p.contains("cannot look")) {
-        problems.push(format!(
-            "table inet {TABLE} is missing: knocker closes nothing and sees no knocks; {}",
-            if running.pid().is_some() {
-                "restart knockerd (`systemctl restart knockerd`) to load it again, and make firewall reloads keep it (README: running under systemd)"
-            } else {
-                "start knockerd (`systemctl start knockerd`) to load it"
-            }
-        ));
-    }
     let ledger_path = dir.join(ledger::FILE_NAME);
     let state = match ledger::read_state(&ledger_path, now, &ledger::Options::default()) {
         Ok(s) => s.unwrap_or_default(),
@@ -174,7 +179,7 @@ pub fn gather(dir: &Path) -> Status {
             due_in_s: s.due_unix.saturating_sub(now),
         })
         .collect();
-    let last_reload = running.pid().and_then(|pid| {
+    let last_reload = running.and_then(|pid| {
         let v: ReloadVerdict =
             serde_json::from_slice(&std::fs::read(dir.join(control::RELOAD_FILE)).ok()?).ok()?;
         (i64::from(v.pid) == i64::from(pid)).then_some(LastReload {
@@ -186,8 +191,8 @@ pub fn gather(dir: &Path) -> Status {
     Status {
         version: VERSION,
         state_dir: dir.display().to_string(),
-        running: running.pid().is_some(),
-        pid: running.pid(),
+        running: running.is_some(),
+        pid: running,
         table,
         grants,
         openings,

@@ -48,8 +48,9 @@ struct Cli {
     /// ENABLE_SPA_PACKET_AGING and PCAP_INTF
     #[arg(long, global = true, value_name = "FILE", requires = "fwknop_access")]
     fwknopd_conf: Option<PathBuf>,
-    /// Keep the ledger (pending stop commands, used sequences) in DIR instead of the
-    /// configuration's `state_dir` (default /var/lib/knocker)
+    /// Keep the ledger (pending stop commands, used sequences), the pid file and the last
+    /// reload's verdict in DIR instead of the configuration's `state_dir` (default
+    /// /var/lib/knocker); status, reload and teardown look for the daemon there
     #[arg(long, global = true, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// The unprivileged user knockerd's packet worker runs as (it reads and judges every packet;

@@ -112,6 +112,7 @@ pub fn load(
 /// This is the privileged parent: it owns the table, the sets, the ledger and the commands, and
 /// runs the packet worker ([`crate::worker`]), which reads and judges packets with no privilege.
 pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Result<(), String> {
+    let notifier = crate::notify::Notifier::from_env();
     let mut config = load(config_source, overrides)?;
     // Signals are taken synchronously through a signalfd, so they must be blocked before any
     // thread exists. Children get an empty mask from std::process.
@@ -134,6 +135,8 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
             ledger_path.display()
         );
     }
+    // the pid file, reload verdicts and systemd's readiness messages (knockerd reload, status)
+    let mut control = crate::control::Control::start(&config.state_dir, notifier)?;
     // the doors are checked here too (the worker runs the engine), so that a bad configuration
     // stops the start at once
     engine_for(&config)?;
@@ -169,6 +172,7 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
         config.knock_services().len(),
         config.protected().iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
     );
+    control.ready(&config);
 
     let mut reports: Vec<Report> = Vec::new();
     // when to look at the table again after a restore that failed
@@ -181,8 +185,9 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
             restarts.retain(|t| now.duration_since(*t) < WORKER_RESTART_WINDOW);
             if restarts.len() >= WORKER_RESTARTS {
                 return Err(format!(
-                    "the packet worker failed {WORKER_RESTARTS} times within {}s: stopping (knock and protected ports stay closed)",
-                    WORKER_RESTART_WINDOW.as_secs()
+                    "the packet worker failed {WORKER_RESTARTS} times within {}s: stopping ({})",
+                    WORKER_RESTART_WINDOW.as_secs(),
+                    crate::control::closed_note()
                 ));
             }
             restarts.push_back(now);
@@ -262,13 +267,15 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
             while let Ok(Some(info)) = signals.read_signal() {
                 match Signal::try_from(info.ssi_signo as i32) {
                     Ok(Signal::SIGHUP) => {
-                        reload(
+                        control.reload_begins();
+                        let verdict = reload(
                             config_source,
                             overrides,
                             &mut config,
                             &mut worker,
                             &mut gate,
                         );
+                        control.reload_ends(&config, &verdict);
                     }
                     Ok(s) => {
                         tracing::info!("{s} received, stopping");
@@ -329,6 +336,7 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
         gate.handle_timeout(now);
     }
 
+    control.stopping();
     if let Some(mut w) = worker.take() {
         w.stop();
     }
@@ -343,7 +351,7 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
     }
     gate.stop_all(Instant::now());
     gate.finish(Duration::from_secs(10));
-    tracing::info!("stopped; knock and protected ports stay closed (remove the table with `knockerd teardown`)");
+    tracing::info!("stopped; {}", crate::control::closed_note());
     Ok(())
 }
 
@@ -872,27 +880,37 @@ fn record_used(
 
 /// Re-reads the configuration; a bad one is refused and the running one kept, whole. A good
 /// one gets a new packet worker (the old one stops first: an NFLOG group has one reader).
+/// Returns the verdict: why the new configuration was refused.
 fn reload(
     config_source: &crate::knockd::Source,
     overrides: &Overrides,
     config: &mut Config,
     worker: &mut Option<Worker>,
     gate: &mut Gatekeeper<NftSets>,
-) {
-    let new = match load(config_source, overrides) {
+) -> Result<(), String> {
+    let mut new = match load(config_source, overrides) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("reload refused, keeping the running configuration: {e}");
-            return;
+            return Err(e);
         }
     };
+    // the ledger, the pid file and the include file stay where knockerd started with them
+    if new.state_dir != config.state_dir {
+        tracing::warn!(
+            "state_dir changed to {}: that takes a restart; keeping {} until then",
+            new.state_dir.display(),
+            config.state_dir.display()
+        );
+        new.state_dir = config.state_dir.clone();
+    }
     if let Err(e) = engine_for(&new) {
         tracing::error!("reload refused, keeping the running configuration: {e}");
-        return;
+        return Err(e);
     }
     if let Err(e) = ruleset::apply(&TableSpec::from_config(&new)) {
         tracing::error!("reload refused, keeping the running configuration: {e}");
-        return;
+        return Err(e);
     }
     write_include(&new);
     if let Some(mut w) = worker.take() {
@@ -911,4 +929,5 @@ fn reload(
     *config = new;
     announce(config);
     tracing::info!("configuration reloaded from {config_source}");
+    Ok(())
 }

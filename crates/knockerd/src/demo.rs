@@ -190,7 +190,7 @@ pub fn run(open_for: u64) -> Result<usize, String> {
             }
         });
     }
-    let result = steps(&lab, &mut daemon, open_for, &keys);
+    let result = steps(&lab, &mut daemon, open_for, &keys, &conf);
     let _ = std::fs::remove_dir_all(&dir);
     drop(daemon);
     drop(lab);
@@ -218,7 +218,13 @@ impl Drop for Daemon {
     }
 }
 
-fn steps(lab: &Lab, daemon: &mut Daemon, open_for: u64, keys: &Keys) -> Result<usize, String> {
+fn steps(
+    lab: &Lab,
+    daemon: &mut Daemon,
+    open_for: u64,
+    keys: &Keys,
+    conf: &std::path::Path,
+) -> Result<usize, String> {
     // knockerd binds NFLOG before it loads its table, so the table's presence means ready.
     let start = Instant::now();
     while lab
@@ -305,7 +311,7 @@ fn steps(lab: &Lab, daemon: &mut Daemon, open_for: u64, keys: &Keys) -> Result<u
         &std::env::current_exe()
             .map_err(|e| e.to_string())?
             .to_string_lossy(),
-        &["status"],
+        &["status", "--config", &conf.to_string_lossy()],
     );
     println!(
         "      knockerd status | {}",

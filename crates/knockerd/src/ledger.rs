@@ -1064,6 +1064,60 @@ impl Ledger {
     }
 }
 
+/// The state of the journal at `path` as of `now_unix`, read without the lock and without
+/// changing anything: for `knockerd status` while the daemon holds the ledger. The last line
+/// may be an append in progress, so an incomplete or unreadable last line is left out; any
+/// other bad line is an error, as at open. `Ok(None)` when there is no journal.
+pub fn read_state(
+    path: &Path,
+    now_unix: u64,
+    options: &Options,
+) -> Result<Option<State>, LedgerError> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(LedgerError::NotAFile(path.to_owned()))
+        }
+        Err(e) => return Err(io_err(path, "open it")(e)),
+    };
+    let mut text = Vec::new();
+    file.take(options.max_bytes)
+        .read_to_end(&mut text)
+        .map_err(io_err(path, "read it"))?;
+    let corrupt = |index: usize, reason: String| LedgerError::Corrupt {
+        path: path.to_owned(),
+        line: index as u64 + 1,
+        reason,
+    };
+    let mut state = State::default();
+    let mut last_seq = 0;
+    let lines: Vec<&[u8]> = text.split_inclusive(|b| *b == b'\n').collect();
+    for (i, line) in lines.iter().enumerate() {
+        let parsed = line
+            .strip_suffix(b"\n")
+            .ok_or_else(|| "no newline at the end".to_string())
+            .and_then(|l| serde_json::from_slice::<LineIn>(l).map_err(|e| e.to_string()));
+        let line = match parsed {
+            Ok(line) if line.seq > last_seq => line,
+            Ok(line) => {
+                let reason = format!("sequence number {} does not follow {last_seq}", line.seq);
+                return Err(corrupt(i, reason));
+            }
+            Err(_) if i + 1 == lines.len() => break,
+            Err(reason) => return Err(corrupt(i, reason)),
+        };
+        last_seq = line.seq;
+        state.apply(line.seq, line.t, &line.record, options);
+    }
+    state.expire(now_unix);
+    Ok(Some(state))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 //! validates and applies grants through `nftset`, and `ruleset` owns the `inet knocker` table.
 pub mod clients;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod enroll;
@@ -16,8 +17,10 @@ pub mod ledger;
 pub mod native_doors;
 pub mod nflog;
 pub mod nftset;
+pub mod notify;
 pub mod onetime;
 pub mod ruleset;
+pub mod status;
 pub mod watch;
 pub mod worker;
 

@@ -32,7 +32,7 @@ and logged by knockerd's own nftables table (inet knocker) and read from NFLOG. 
 elements with a timeout, so the kernel closes them on time even if knockerd dies.\n\n\
 Without a subcommand, knockerd runs in the foreground (for systemd) and logs one line per event to stderr. \
 SIGTERM/SIGINT stop it (exit 0); SIGHUP reloads the configuration (a bad one is refused and the running one kept).",
-    after_help = "Examples:\n  knockerd check                      validate /etc/knocker/knockerd.toml and show what it does\n  knockerd --config ./k.toml -v       run in the foreground with detail\n  knockerd status                     list open grants\n  knockerd teardown                   remove knocker's nftables table\n  knockerd --knockd-conf /etc/knockd.conf   run an existing knockd configuration as it is\n  knockerd import-knockd /etc/knockd.conf   print it as knockerd's own TOML\n  knockerd demo                       self-contained demo in network namespaces (root)"
+    after_help = "Examples:\n  knockerd check                      validate /etc/knocker/knockerd.toml and show what it does\n  knockerd --config ./k.toml -v       run in the foreground with detail\n  knockerd status                     is knockerd running, what is open, what stops are pending\n  knockerd reload                     reload the configuration; fails if it was refused\n  knockerd teardown                   remove knocker's nftables table\n  knockerd --knockd-conf /etc/knockd.conf   run an existing knockd configuration as it is\n  knockerd import-knockd /etc/knockd.conf   print it as knockerd's own TOML\n  knockerd demo                       self-contained demo in network namespaces (root)"
 )]
 struct Cli {
     /// Configuration file (TOML)
@@ -48,8 +48,9 @@ struct Cli {
     /// ENABLE_SPA_PACKET_AGING and PCAP_INTF
     #[arg(long, global = true, value_name = "FILE", requires = "fwknop_access")]
     fwknopd_conf: Option<PathBuf>,
-    /// Keep the ledger (pending stop commands, used sequences) in DIR instead of the
-    /// configuration's `state_dir` (default /var/lib/knocker)
+    /// Keep the ledger (pending stop commands, used sequences), the pid file and the last
+    /// reload's verdict in DIR instead of the configuration's `state_dir` (default
+    /// /var/lib/knocker); status, reload and teardown look for the daemon there
     #[arg(long, global = true, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// The unprivileged user knockerd's packet worker runs as (it reads and judges every packet;
@@ -71,11 +72,25 @@ enum Cmd {
     /// Validate the configuration and print what the daemon will do; warn about other firewall
     /// chains that would drop granted packets anyway
     Check,
-    /// List the grants open right now (from the kernel's sets)
-    Status,
-    /// Remove knocker's nftables table. Open grants end, and knock and protected ports are no
-    /// longer dropped by knocker: whatever else the firewall says applies
-    Teardown,
+    /// Show whether knockerd runs, the grants open right now (door, address, service, time
+    /// left), command-only doors' openings and pending stop commands. Exits non-zero when
+    /// knockerd is not running or its table is missing
+    Status {
+        /// Print one JSON object (its shape is documented in the README and stays stable)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reload the running knockerd's configuration and wait for its verdict: exits non-zero,
+    /// with the reason, when the new configuration was refused (the running one is kept)
+    Reload,
+    /// Remove knocker's nftables table and its include file. Open grants end, and knock and
+    /// protected ports are no longer dropped by knocker: whatever else the firewall says applies.
+    /// Refused while knockerd runs (stop it first: `systemctl stop knockerd`), unless --force
+    Teardown {
+        /// Stop the running knockerd first (SIGTERM; it would put its table back at once)
+        #[arg(long)]
+        force: bool,
+    },
     /// Print a knockd configuration as knockerd's own TOML, with a note wherever the meaning differs
     ImportKnockd {
         /// The knockd.conf to convert
@@ -196,6 +211,8 @@ fn main() -> ExitCode {
     for p in problems {
         tracing::warn!("{p}");
     }
+    // where the pid file, the ledger and the reload verdict are, for status, reload, teardown
+    let state_dir = knockerd::control::state_dir(&source, cli.state_dir.as_deref());
     let overrides = knockerd::daemon::Overrides {
         state_dir: cli.state_dir,
         verbose: cli.verbose,
@@ -229,18 +246,14 @@ fn main() -> ExitCode {
             }
         }
         Cmd::ImportKnockd { file } => import_knockd(&file),
-        Cmd::Status => status(),
-        Cmd::Teardown => match ruleset::teardown() {
-            Ok(true) => {
-                out!("removed table inet {TABLE}");
-                Ok(())
-            }
-            Ok(false) => {
-                out!("no table inet {TABLE}: nothing to remove");
-                Ok(())
-            }
-            Err(e) => Err(e),
-        },
+        Cmd::Status { json } => knockerd::status::run(&state_dir, json),
+        Cmd::Reload => {
+            knockerd::control::request_reload(&state_dir, knockerd::control::RELOAD_WAIT)
+                .map(|m| out!("{m}"))
+        }
+        Cmd::Teardown { force } => {
+            knockerd::control::teardown(&state_dir, force).map(|m| out!("{m}"))
+        }
         Cmd::Demo { open_for } => knockerd::demo::run(open_for).map(|_| ()),
         Cmd::Keygen { file, force } => keygen(&source, file, force),
         Cmd::Enroll {
@@ -582,27 +595,6 @@ fn check(source: &Source) -> Result<(), String> {
             }
         }
         Err(e) => out!("live ruleset not inspected ({e})"),
-    }
-    Ok(())
-}
-
-fn status() -> Result<(), String> {
-    if !ruleset::table_exists()? {
-        out!("no table inet {TABLE}: knockerd has not run here, or it was torn down");
-        return Ok(());
-    }
-    let grants = ruleset::live_grants()?;
-    if grants.is_empty() {
-        out!("no open grants");
-    }
-    for g in grants {
-        out!(
-            "{} {} expires in {}s (of {}s)",
-            g.to,
-            g.service,
-            g.expires_s,
-            g.timeout_s
-        );
     }
     Ok(())
 }

@@ -99,6 +99,7 @@ fn help_lists_every_subcommand() {
         "run",
         "check",
         "status",
+        "reload",
         "teardown",
         "demo",
         "--config",

@@ -610,9 +610,10 @@ fn teardown_removes_only_knockers_table_and_status_lists_grants() {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let status = knockerd_cmd(&["status"]);
+    let config = w.daemon.config.display().to_string();
+    let status = knockerd_cmd(&["status", "--config", &config]);
     assert!(
-        status.contains(&format!("{} tcp/{SERVICE} expires in", Lab::ALICE)),
+        status.contains(&format!("door ssh {} tcp/{SERVICE} ", Lab::ALICE)),
         "{status}"
     );
     w.daemon.signal(Signal::SIGTERM);
@@ -622,10 +623,16 @@ fn teardown_removes_only_knockers_table_and_status_lists_grants() {
         Reach::Silent,
         "stopped knockerd still protects"
     );
+    let include = knockerd::ruleset::include_path(&w.state_dir());
+    assert!(include.exists(), "knockerd keeps its include file");
     assert_eq!(
-        knockerd_cmd(&["teardown"]).trim(),
-        "removed table inet knocker"
+        knockerd_cmd(&["teardown", "--config", &config]).trim(),
+        format!(
+            "removed table inet knocker\nremoved {} (an `include` of it in /etc/nftables.conf now loads nothing)",
+            include.display()
+        )
     );
+    assert!(!include.exists(), "teardown removes the include file");
     let tables = w
         .lab
         .server
@@ -645,7 +652,17 @@ fn teardown_removes_only_knockers_table_and_status_lists_grants() {
         knockerd_cmd(&["teardown"]).trim(),
         "no table inet knocker: nothing to remove"
     );
-    assert!(knockerd_cmd(&["status"]).contains("no table inet knocker"));
+    // knockerd stopped and its table gone: status says both, and fails
+    let out = w
+        .lab
+        .server
+        .command(env!("CARGO_BIN_EXE_knockerd"))
+        .args(["status", "--config", &config])
+        .output()
+        .expect("run knockerd");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("table inet knocker is missing"), "{err}");
     w.finish();
 }
 

@@ -59,6 +59,11 @@ impl Knockerd {
     /// Starts knockerd with `config`. Unless the config names a `state_dir`, the ledger lives in
     /// a directory of the lab's own ([`state_dir`]), kept across restarts within the lab.
     pub fn start(lab: &Lab, config: &str) -> Knockerd {
+        Knockerd::start_env(lab, config, &[])
+    }
+
+    /// [`Knockerd::start`] with these environment variables set (e.g. `NOTIFY_SOCKET`).
+    pub fn start_env(lab: &Lab, config: &str, env: &[(&str, &str)]) -> Knockerd {
         static STARTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("knocker-e2e-{}-{n}", lab.server.name()));
@@ -82,7 +87,7 @@ impl Knockerd {
         );
         std::fs::write(&path, config).expect("write config");
         let path_s = path.display().to_string();
-        Knockerd::spawn(lab, dir, path.clone(), &["-v", "--config", &path_s])
+        Knockerd::spawn(lab, dir, path.clone(), &["-v", "--config", &path_s], env)
     }
 
     /// Starts knockerd with these arguments (e.g. `--fwknop-access FILE`), its ledger in the
@@ -96,14 +101,21 @@ impl Knockerd {
         let mut all = vec!["-v", "--state-dir", &state];
         all.extend_from_slice(args);
         let config = PathBuf::from(args.last().copied().unwrap_or_default());
-        Knockerd::spawn(lab, dir, config, &all)
+        Knockerd::spawn(lab, dir, config, &all, &[])
     }
 
-    fn spawn(lab: &Lab, dir: PathBuf, path: PathBuf, args: &[&str]) -> Knockerd {
+    fn spawn(
+        lab: &Lab,
+        dir: PathBuf,
+        path: PathBuf,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Knockerd {
         let mut child = lab
             .server
             .command(env!("CARGO_BIN_EXE_knockerd"))
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -16,6 +16,9 @@ use crate::config::{Config, TABLE};
 
 pub const SET4: &str = "allow4";
 pub const SET6: &str = "allow6";
+/// Sets of sources that knocker's table never drops (`[daemon] trusted`).
+pub const TRUSTED4: &str = "trusted4";
+pub const TRUSTED6: &str = "trusted6";
 pub const CHAIN: &str = "input";
 /// Our input chain's priority: before the usual `filter` (0) chains, so that the grant mark is
 /// set before an admin's own chain looks at the packet.
@@ -41,6 +44,10 @@ pub struct TableSpec {
     pub spa_ports: Vec<u16>,
     /// TCP ports of stealth SYN doors: SYNs logged with their headers, with the SYN prefix.
     pub syn_ports: Vec<u16>,
+    /// Sources accepted before anything is dropped, without overlaps (an interval set refuses them).
+    pub trusted: Vec<crate::config::Net>,
+    /// Packets with all these mark bits are accepted (0: no such rule).
+    pub accept_mark: u32,
 }
 
 impl TableSpec {
@@ -54,6 +61,8 @@ impl TableSpec {
             interface: c.interface.clone(),
             spa_ports: c.spa_ports(),
             syn_ports: c.syn_ports(),
+            trusted: crate::config::Net::minimal(&c.trusted),
+            accept_mark: c.accept_mark,
         }
     }
 }
@@ -91,6 +100,22 @@ pub fn render(spec: &TableSpec) -> String {
             "add set {t} {set} {{ type {addr} . inet_proto . inet_service; flags timeout; }}"
         );
     }
+    for (set, addr, v4) in [
+        (TRUSTED4, "ipv4_addr", true),
+        (TRUSTED6, "ipv6_addr", false),
+    ] {
+        let _ = writeln!(s, "add set {t} {set} {{ type {addr}; flags interval; }}");
+        let _ = writeln!(s, "flush set {t} {set}");
+        let nets: Vec<String> = spec
+            .trusted
+            .iter()
+            .filter(|n| n.addr.is_ipv4() == v4)
+            .map(|n| n.to_string())
+            .collect();
+        if !nets.is_empty() {
+            let _ = writeln!(s, "add element {t} {set} {{ {} }}", nets.join(", "));
+        }
+    }
     let _ = writeln!(
         s,
         "add chain {t} {CHAIN} {{ type filter hook input priority {PRIORITY}; policy accept; }}"
@@ -101,6 +126,12 @@ pub fn render(spec: &TableSpec) -> String {
     };
     rule(&mut s, "iif \"lo\" accept");
     rule(&mut s, "ct state established,related accept");
+    // the admin's way in: never dropped by knocker, whatever the doors say
+    rule(&mut s, &format!("ip saddr @{TRUSTED4} accept"));
+    rule(&mut s, &format!("ip6 saddr @{TRUSTED6} accept"));
+    if spec.accept_mark != 0 {
+        rule(&mut s, &mark_accept_rule(spec.accept_mark));
+    }
     let mark = if spec.grant_mark != 0 {
         format!("meta mark set meta mark | {:#010x} ", spec.grant_mark)
     } else {
@@ -372,6 +403,11 @@ mod tests {
             interface: None,
             spa_ports: vec![62201],
             syn_ports: vec![443],
+            trusted: vec![
+                "192.0.2.0/24".parse().expect("net"),
+                "2001:db8::/32".parse().expect("net"),
+            ],
+            accept_mark: 0x4b41_0000,
         }
     }
     const DEFAULT: u32 = crate::config::DEFAULT_GRANT_MARK;
@@ -394,6 +430,25 @@ mod tests {
         let grant = r.find("@allow4").expect("grant rule");
         assert!(grant < r.find("log group").expect("knock rule"));
         assert!(grant < r.rfind(" drop").expect("protect rule"));
+        // trusted sources and the admin's mark are accepted before anything is dropped
+        assert!(r.contains("add set inet knocker trusted4 { type ipv4_addr; flags interval; }"));
+        assert!(r.contains("add element inet knocker trusted4 { 192.0.2.0/24 }"));
+        assert!(r.contains("add element inet knocker trusted6 { 2001:db8::/32 }"));
+        let first_drop = r.find(" drop\n").expect("a drop");
+        for accept in [
+            "ip saddr @trusted4 accept",
+            "ip6 saddr @trusted6 accept",
+            "meta mark & 0x4b410000 == 0x4b410000 accept",
+        ] {
+            assert!(r.find(accept).expect(accept) < first_drop, "{accept}\n{r}");
+        }
+        let none = render(&TableSpec {
+            trusted: Vec::new(),
+            accept_mark: 0,
+            ..spec()
+        });
+        assert!(!none.contains("add element inet knocker trusted"), "{none}");
+        assert!(!none.contains("meta mark &"), "{none}");
     }
 
     #[test]

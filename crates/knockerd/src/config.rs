@@ -356,7 +356,7 @@ pub struct Config {
     /// Packets that carry all these mark bits pass knocker's table (0: off): the admin's own
     /// chain sets it, before knocker's, for sources it admits.
     pub accept_mark: u32,
-    /// Sources that knocker's table never drops (the admin's management network, a VPN).
+    /// Sources that knocker's protection never drops (the admin's management network, a VPN).
     pub trusted: Vec<Net>,
     /// Services dropped for everyone without a grant, besides the doors' own.
     pub protect: Vec<Service>,

@@ -92,7 +92,7 @@ pub struct Overrides {
     /// `--worker-user`: the user the packet worker runs as, over the configuration's
     /// `worker_user` (default `nobody`).
     pub worker_user: Option<String>,
-    /// `--trusted`: sources never dropped, added to the configuration's `trusted` (the only way
+    /// `--trusted`: sources the protection never drops, added to the configuration's `trusted` (the only way
     /// to trust a source under --knockd-conf or --fwknop-access, whose formats have no key for it).
     pub trusted: Vec<crate::config::Net>,
 }

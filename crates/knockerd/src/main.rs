@@ -615,7 +615,7 @@ fn check_way_in(c: &config::Config, protects: bool) {
             .map(|n| n.to_string())
             .collect();
         out!(
-            "trusts (never dropped by knocker, sets {} and {}): {}",
+            "trusts (knocker's protection never drops them; sets {} and {}): {}",
             ruleset::TRUSTED4,
             ruleset::TRUSTED6,
             nets.join(", ")

@@ -16,7 +16,7 @@ use crate::config::{Config, TABLE};
 
 pub const SET4: &str = "allow4";
 pub const SET6: &str = "allow6";
-/// Sets of sources that knocker's table never drops (`[daemon] trusted`).
+/// Sets of sources that knocker's protection never drops (`[daemon] trusted`).
 pub const TRUSTED4: &str = "trusted4";
 pub const TRUSTED6: &str = "trusted6";
 pub const CHAIN: &str = "input";
@@ -44,7 +44,8 @@ pub struct TableSpec {
     pub spa_ports: Vec<u16>,
     /// TCP ports of stealth SYN doors: SYNs logged with their headers, with the SYN prefix.
     pub syn_ports: Vec<u16>,
-    /// Sources accepted before anything is dropped, without overlaps (an interval set refuses them).
+    /// Sources accepted before the protected services are dropped, without overlaps (an
+    /// interval set refuses them).
     pub trusted: Vec<crate::config::Net>,
     /// Packets with all these mark bits are accepted (0: no such rule).
     pub accept_mark: u32,
@@ -126,12 +127,6 @@ pub fn render(spec: &TableSpec) -> String {
     };
     rule(&mut s, "iif \"lo\" accept");
     rule(&mut s, "ct state established,related accept");
-    // the admin's way in: never dropped by knocker, whatever the doors say
-    rule(&mut s, &format!("ip saddr @{TRUSTED4} accept"));
-    rule(&mut s, &format!("ip6 saddr @{TRUSTED6} accept"));
-    if spec.accept_mark != 0 {
-        rule(&mut s, &mark_accept_rule(spec.accept_mark));
-    }
     let mark = if spec.grant_mark != 0 {
         format!("meta mark set meta mark | {:#010x} ", spec.grant_mark)
     } else {
@@ -196,6 +191,14 @@ pub fn render(spec: &TableSpec) -> String {
             &mut s,
             &format!("meta l4proto . th dport {} drop", service_set(&ports)),
         );
+    }
+    // the admin's way in, before the protected services are dropped: trusted sources and
+    // packets the admin's own chain marked. After the knock rules, so that a knock from them
+    // still counts (an admin can test a door from a trusted network).
+    rule(&mut s, &format!("ip saddr @{TRUSTED4} accept"));
+    rule(&mut s, &format!("ip6 saddr @{TRUSTED6} accept"));
+    if spec.accept_mark != 0 {
+        rule(&mut s, &mark_accept_rule(spec.accept_mark));
     }
     if !spec.protect.is_empty() {
         rule(
@@ -430,17 +433,20 @@ mod tests {
         let grant = r.find("@allow4").expect("grant rule");
         assert!(grant < r.find("log group").expect("knock rule"));
         assert!(grant < r.rfind(" drop").expect("protect rule"));
-        // trusted sources and the admin's mark are accepted before anything is dropped
+        // trusted sources and the admin's mark are accepted before protected services are
+        // dropped, and after the knock rules (their knocks count)
         assert!(r.contains("add set inet knocker trusted4 { type ipv4_addr; flags interval; }"));
         assert!(r.contains("add element inet knocker trusted4 { 192.0.2.0/24 }"));
         assert!(r.contains("add element inet knocker trusted6 { 2001:db8::/32 }"));
-        let first_drop = r.find(" drop\n").expect("a drop");
+        let protect = r.find("th dport { tcp . 22 } drop").expect("protect rule");
+        let knocks = r.rfind("queue-threshold 1 drop").expect("knock rules");
         for accept in [
             "ip saddr @trusted4 accept",
             "ip6 saddr @trusted6 accept",
             "meta mark & 0x4b410000 == 0x4b410000 accept",
         ] {
-            assert!(r.find(accept).expect(accept) < first_drop, "{accept}\n{r}");
+            let at = r.find(accept).expect(accept);
+            assert!(knocks < at && at < protect, "{accept}\n{r}");
         }
         let none = render(&TableSpec {
             trusted: Vec::new(),

@@ -150,7 +150,7 @@ fn check_shows_trusted_sources_and_refuses_bad_ones_with_file_line_and_fix() {
     let (code, out, err) = knockerd(&["check", "--config", &path, "--trusted", "198.51.100.7"]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("trusts (never dropped by knocker, sets trusted4 and trusted6): 192.0.2.0/24, 198.51.100.7/32, 2001:db8::/32"),
+        out.contains("trusts (knocker's protection never drops them; sets trusted4 and trusted6): 192.0.2.0/24, 198.51.100.7/32, 2001:db8::/32"),
         "{out}"
     );
     assert!(

@@ -74,7 +74,9 @@ enum Cmd {
     /// Run the daemon in the foreground (the default)
     Run,
     /// Validate the configuration and print what the daemon will do; warn about other firewall
-    /// chains that would drop granted packets anyway
+    /// chains that would drop granted packets anyway, and about what may lock you out. Exits
+    /// non-zero for whatever would stop the daemon from starting (no door, no worker user, no
+    /// nft, an unreadable server key, no clients file for spa/syn doors)
     Check,
     /// List the grants open right now (from the kernel's sets)
     Status,

@@ -148,6 +148,24 @@ fn trusted_on_the_command_line_adds_to_the_configuration() {
     reach(&w, &w.lab.alice, Lab::SERVER_FOR_ALICE, Reach::Silent);
     let set = nft(&w, &["list", "set", "inet", "knocker", "trusted4"]);
     assert!(set.contains("10.200.2.2"), "{set}");
+    // what check refuses, a reload refuses too, and the running configuration (with the trust
+    // from the command line) stays
+    std::fs::write(
+        &w.daemon.config,
+        config("worker_user = \"knocker-no-such-user\"\n"),
+    )
+    .expect("config");
+    w.daemon.signal(Signal::SIGHUP);
+    w.daemon.wait_log(
+        "reload refused, keeping the running configuration: there is no user \"knocker-no-such-user\"",
+        Duration::from_secs(5),
+    );
+    reach(
+        &w,
+        &w.lab.mallory,
+        Lab::SERVER_FOR_MALLORY,
+        Reach::Connected,
+    );
     let _ = std::fs::remove_dir_all(w.daemon.config.parent().expect("dir"));
     w.finish();
 }

@@ -610,7 +610,9 @@ fn check(source: &Source, overrides: &knockerd::daemon::Overrides) -> Result<(),
 /// The ways past knocker's protection that the admin keeps: trusted sources and the admin's mark.
 fn check_way_in(c: &config::Config, protects: bool) {
     if c.trusted.is_empty() {
-        out!("trusts no source: everyone must knock (add your management network to [daemon] trusted)");
+        if protects {
+            out!("trusts no source: everyone must knock (add your management network to [daemon] trusted)");
+        }
     } else {
         let nets: Vec<String> = config::Net::minimal(&c.trusted)
             .iter()

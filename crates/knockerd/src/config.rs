@@ -39,10 +39,17 @@ pub const DEFAULT_SERVER_KEY: &str = "/etc/knocker/server.key";
 pub const DEFAULT_CLIENTS: &str = "/etc/knocker/clients.toml";
 /// Packet mark set on granted packets so that an admin's own default-drop chain can accept them.
 pub const DEFAULT_GRANT_MARK: u32 = 0x4b4e_0000;
+/// The `accept_mark` that the docs and `check` suggest (accept_mark is off unless set): packets
+/// that the admin's own chain marks with it pass knocker's table.
+pub const SUGGESTED_ACCEPT_MARK: u32 = 0x4b41_0000;
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(15);
 pub const DEFAULT_OPEN_FOR: Duration = Duration::from_secs(30);
 /// The most bytes of a configuration file that are read (native, knockd.conf, access.conf).
 pub(crate) const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// Why a configuration without a door is refused (by `check` and by the daemon, which would
+/// protect nothing).
+pub const NO_DOOR: &str = "no door yet, so nothing is protected and knockerd does not start: write a [door.NAME] of your own (the commented [door.ssh] in the installed example shows one; choose your own sequence, not one printed in the docs), then run `knockerd check`";
 
 /// A configuration error, with the file and line it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,6 +256,95 @@ impl Door {
     }
 }
 
+/// A network in CIDR notation: `192.0.2.0/24`, `2001:db8::/32`; a bare address is one host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Net {
+    pub addr: IpAddr,
+    pub len: u8,
+}
+
+impl Net {
+    /// Whether `other` lies inside this network (a network contains itself).
+    pub fn contains(&self, other: &Net) -> bool {
+        let bits = |a: IpAddr| match a {
+            IpAddr::V4(a) => (u128::from(u32::from(a)), 32u8),
+            IpAddr::V6(a) => (u128::from(a), 128u8),
+        };
+        let ((a, max), (b, other_max)) = (bits(self.addr), bits(other.addr));
+        if max != other_max || other.len < self.len {
+            return false;
+        }
+        let shift = u32::from(max - self.len);
+        shift >= 128 || (a >> shift) == (b >> shift)
+    }
+
+    /// The networks without any that another one contains, sorted: what an nftables interval
+    /// set accepts (it refuses overlapping elements).
+    pub fn minimal(nets: &[Net]) -> Vec<Net> {
+        let mut v: Vec<Net> = nets.to_vec();
+        v.sort_by_key(|n| (n.len, n.addr));
+        v.dedup();
+        let mut out: Vec<Net> = Vec::new();
+        for n in v {
+            if !out.iter().any(|o| o.contains(&n)) {
+                out.push(n);
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+impl fmt::Display for Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+impl std::str::FromStr for Net {
+    type Err = String;
+    /// Refuses what nftables would refuse or what cannot be meant: a prefix too long, host bits
+    /// set (`10.0.0.1/8`), and `/0`, which would trust every source of a family.
+    fn from_str(text: &str) -> Result<Net, String> {
+        let text = text.trim();
+        let (addr, len) = match text.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| {
+            format!("{text:?} is not an address or network: write e.g. \"192.0.2.0/24\", \"2001:db8::/32\" or \"192.0.2.7\"")
+        })?;
+        let max: u8 = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match len {
+            None => max,
+            Some(l) => match l.parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => {
+                    return Err(format!(
+                        "{text:?}: the prefix length of an {} network is 0 to {max}",
+                        if addr.is_ipv4() { "IPv4" } else { "IPv6" }
+                    ))
+                }
+            },
+        };
+        if len == 0 {
+            return Err(format!("{text:?} would trust every source, so nothing would be protected: name the networks you manage the server from"));
+        }
+        let net = Net { addr, len };
+        let host = Net { addr, len: max };
+        let base = match addr {
+            IpAddr::V4(a) => IpAddr::V4((u32::from(a) & (u32::MAX << (32 - len))).into()),
+            IpAddr::V6(a) => IpAddr::V6((u128::from(a) & (u128::MAX << (128 - len))).into()),
+        };
+        if base != addr {
+            return Err(format!(
+                "{text:?} has host bits set: write \"{base}/{len}\" for the network, or \"{host}\" for this one address"
+            ));
+        }
+        Ok(net)
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -257,6 +353,11 @@ pub struct Config {
     pub max_tracked: usize,
     pub on_stop: OnStop,
     pub grant_mark: u32,
+    /// Packets that carry all these mark bits pass knocker's table (0: off): the admin's own
+    /// chain sets it, before knocker's, for sources it admits.
+    pub accept_mark: u32,
+    /// Sources that knocker's protection never drops (the admin's management network, a VPN).
+    pub trusted: Vec<Net>,
     /// Services dropped for everyone without a grant, besides the doors' own.
     pub protect: Vec<Service>,
     /// Only knocks arriving on this interface count (knockd's `Interface`); any when `None`.
@@ -354,6 +455,9 @@ struct RawDaemon {
     max_tracked: Option<Spanned<i64>>,
     on_stop: Option<OnStop>,
     grant_mark: Option<Spanned<i64>>,
+    accept_mark: Option<Spanned<i64>>,
+    #[serde(default)]
+    trusted: Vec<Spanned<String>>,
     #[serde(default)]
     protect: Vec<Spanned<String>>,
     interface: Option<Spanned<String>>,
@@ -639,13 +743,42 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             }
         },
     };
+    let accept_mark = match &daemon.accept_mark {
+        None => 0,
+        Some(m) => match u32::try_from(*m.get_ref()) {
+            // each is tested as `mark & M == M`: neither may contain the other's bits
+            Ok(v) if v == 0 || grant_mark == 0 || (v & grant_mark != v && v & grant_mark != grant_mark) => v,
+            Ok(_) => {
+                return cx.err(
+                    m.span(),
+                    format!("accept_mark contains grant_mark ({grant_mark:#010x}) or lies within it, so a packet with one would match the other: use another, e.g. {SUGGESTED_ACCEPT_MARK:#010x}"),
+                )
+            }
+            Err(_) => {
+                return cx.err(
+                    m.span(),
+                    format!("accept_mark must fit in 32 bits, e.g. {SUGGESTED_ACCEPT_MARK:#010x} (0 turns it off)"),
+                )
+            }
+        },
+    };
+    let trusted = daemon
+        .trusted
+        .iter()
+        .map(|t| {
+            t.get_ref()
+                .parse::<Net>()
+                .or_else(|e| cx.err(t.span(), format!("trusted: {e}")))
+        })
+        .collect::<Result<Vec<Net>, ConfigError>>()?;
     let protect = cx.services(&daemon.protect, "protect")?;
 
     if raw.door.is_empty() {
-        return cx.err(
-            daemon_span,
-            "no doors: add at least one [door.NAME] table with `sequence` and `open`",
-        );
+        return Err(ConfigError {
+            file: file.to_path_buf(),
+            line: None,
+            message: NO_DOOR.into(),
+        });
     }
     let mut doors = Vec::new();
     // the server key and the clients file, read once when the first spa or syn door needs them
@@ -999,6 +1132,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         max_tracked,
         on_stop: daemon.on_stop.unwrap_or(OnStop::Keep),
         grant_mark,
+        accept_mark,
+        trusted,
         protect,
         interface: match &daemon.interface {
             None => None,
@@ -1671,9 +1806,62 @@ stop_after = "2m"
         let e = err_of("[daemon]\nnflog_group = 70000\n[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\n");
         assert!(e.starts_with("k.toml:2:"), "{e}");
         let e = err_of("[daemon]\n");
-        assert!(e.contains("no doors"), "{e}");
+        assert!(e.contains("no door yet, so nothing is protected"), "{e}");
         let e = err_of("[door.ssh\n");
         assert!(e.starts_with("k.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn trusted_sources_and_the_accept_mark() {
+        let door = "[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\n";
+        let c = p(&format!("[daemon]\ntrusted = [\"192.0.2.0/24\", \"2001:db8::/32\", \"192.0.2.7\"]\naccept_mark = 0x4b410000\n{door}")).expect("valid");
+        let nets: Vec<String> = c.trusted.iter().map(|n| n.to_string()).collect();
+        assert_eq!(nets, ["192.0.2.0/24", "2001:db8::/32", "192.0.2.7/32"]);
+        // nftables refuses overlapping elements of an interval set: the contained one goes
+        let minimal: Vec<String> = Net::minimal(&c.trusted)
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(minimal, ["192.0.2.0/24", "2001:db8::/32"]);
+        assert_eq!(c.accept_mark, 0x4b41_0000);
+        assert_eq!(p(door).expect("valid").accept_mark, 0, "off unless set");
+        for (bad, what) in [
+            (
+                "\"10.0.0.1/8\"",
+                "write \"10.0.0.0/8\" for the network, or \"10.0.0.1/32\"",
+            ),
+            (
+                "\"10.0.0.0/33\"",
+                "prefix length of an IPv4 network is 0 to 32",
+            ),
+            ("\"2001:db8::/129\"", "IPv6 network is 0 to 128"),
+            ("\"0.0.0.0/0\"", "would trust every source"),
+            ("\"::/0\"", "would trust every source"),
+            ("\"office\"", "is not an address or network: write e.g."),
+            ("\"10.0.0.0/x\"", "prefix length"),
+        ] {
+            let e = err_of(&format!(
+                "[daemon]\nnflog_group = 1\ntrusted = [\n  \"192.0.2.0/24\",\n  {bad},\n]\n{door}"
+            ));
+            assert!(e.starts_with("k.toml:5: trusted: "), "{bad}: {e}");
+            assert!(e.contains(what), "{bad}: {what:?} expected in {e}");
+        }
+        for bad in [
+            "0x4b4e0000",
+            "0x4b400000",
+            "0xffff0000",
+            "-1",
+            "0x100000000",
+        ] {
+            let e = err_of(&format!("[daemon]\naccept_mark = {bad}\n{door}"));
+            assert!(e.starts_with("k.toml:2: accept_mark"), "{bad}: {e}");
+        }
+        // with grant_mark off, any mark will do
+        let c = p(&format!(
+            "[daemon]\ngrant_mark = 0\naccept_mark = 1\n{door}"
+        ))
+        .expect("valid");
+        assert_eq!(c.accept_mark, 1);
     }
 
     #[test]

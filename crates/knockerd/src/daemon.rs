@@ -78,6 +78,9 @@ fn announce(config: &Config) {
             );
         }
     }
+    for w in crate::lockout::warnings(config) {
+        tracing::warn!("{w}");
+    }
 }
 
 /// What the command line sets over the configuration file, at start and at every reload.
@@ -90,6 +93,22 @@ pub struct Overrides {
     /// `--worker-user`: the user the packet worker runs as, over the configuration's
     /// `worker_user` (default `nobody`).
     pub worker_user: Option<String>,
+    /// `--trusted`: sources the protection never drops, added to the configuration's `trusted` (the only way
+    /// to trust a source under --knockd-conf or --fwknop-access, whose formats have no key for it).
+    pub trusted: Vec<crate::config::Net>,
+}
+
+impl Overrides {
+    /// Applies the command line over a loaded configuration.
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(dir) = &self.state_dir {
+            config.state_dir = dir.clone();
+        }
+        if let Some(user) = &self.worker_user {
+            config.worker_user = Some(user.clone());
+        }
+        config.trusted.extend(self.trusted.iter().copied());
+    }
 }
 
 /// Loads the configuration and applies the command line's overrides.
@@ -98,12 +117,7 @@ pub fn load(
     overrides: &Overrides,
 ) -> Result<Config, String> {
     let mut config = crate::knockd::load_source(config_source).map_err(|e| e.to_string())?;
-    if let Some(dir) = &overrides.state_dir {
-        config.state_dir = dir.clone();
-    }
-    if let Some(user) = &overrides.worker_user {
-        config.worker_user = Some(user.clone());
-    }
+    overrides.apply(&mut config);
     Ok(config)
 }
 
@@ -114,6 +128,11 @@ pub fn load(
 pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Result<(), String> {
     let notifier = crate::notify::Notifier::from_env();
     let mut config = load(config_source, overrides)?;
+    // what `knockerd check` exits non-zero for stops the start too, before anything is changed
+    let problems = crate::lockout::start_problems(&config);
+    if !problems.is_empty() {
+        return Err(problems.join("; "));
+    }
     // Signals are taken synchronously through a signalfd, so they must be blocked before any
     // thread exists. Children get an empty mask from std::process.
     let mut mask = SigSet::empty();
@@ -907,6 +926,10 @@ fn reload(
     if let Err(e) = engine_for(&new) {
         tracing::error!("reload refused, keeping the running configuration: {e}");
         return Err(e);
+    }
+    if let Some(e) = crate::lockout::start_problems(&new).first() {
+        tracing::error!("reload refused, keeping the running configuration: {e}");
+        return Err(e.to_string());
     }
     if let Err(e) = ruleset::apply(&TableSpec::from_config(&new)) {
         tracing::error!("reload refused, keeping the running configuration: {e}");

@@ -193,6 +193,8 @@ pub fn load(
         max_tracked: knocker_engine::DEFAULT_MAX_TRACKED,
         on_stop: crate::config::OnStop::Keep,
         grant_mark: crate::config::DEFAULT_GRANT_MARK,
+        accept_mark: 0,
+        trusted: Vec::new(),
         protect: Vec::new(),
         interface: conf.interface.clone(),
         state_dir: PathBuf::from(DEFAULT_STATE_DIR),

@@ -719,6 +719,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Knockd, ConfigError> {
         max_tracked: knocker_engine::DEFAULT_MAX_TRACKED,
         on_stop: OnStop::Keep,
         grant_mark: DEFAULT_GRANT_MARK,
+        accept_mark: 0,
+        trusted: Vec::new(),
         protect: Vec::new(),
         interface: Some(interface.map_or_else(|| DEFAULT_INTERFACE.to_string(), |i| i.1)),
         state_dir: PathBuf::from(DEFAULT_STATE_DIR),

@@ -58,6 +58,11 @@ struct Cli {
     /// (default: `[daemon] worker_user`, else nobody)
     #[arg(long, global = true, value_name = "USER")]
     worker_user: Option<String>,
+    /// A source that knocker's protection never drops (the admin's management network, a VPN),
+    /// as CIDR (192.0.2.0/24, 2001:db8::/32) or one address; repeat it for more. Added to
+    /// `[daemon] trusted`; the one way to trust a source with --knockd-conf or --fwknop-access
+    #[arg(long = "trusted", global = true, value_name = "CIDR", value_parser = parse_trusted)]
+    trusted: Vec<config::Net>,
     /// More detail in the log: -v shows each knock's progress, -vv every packet seen
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -70,7 +75,9 @@ enum Cmd {
     /// Run the daemon in the foreground (the default)
     Run,
     /// Validate the configuration and print what the daemon will do; warn about other firewall
-    /// chains that would drop granted packets anyway
+    /// chains that would drop granted packets anyway, and about what may lock you out. Exits
+    /// non-zero for whatever would stop the daemon from starting (no door, no worker user, no
+    /// nft, an unreadable server key, no clients file for spa/syn doors)
     Check,
     /// Show whether knockerd runs, the grants open right now (door, address, service, time
     /// left), command-only doors' openings and pending stop commands. Exits non-zero when
@@ -217,6 +224,7 @@ fn main() -> ExitCode {
         state_dir: cli.state_dir,
         verbose: cli.verbose,
         worker_user: cli.worker_user.clone(),
+        trusted: cli.trusted.clone(),
     };
     let result = match command {
         Cmd::Run => match options
@@ -229,7 +237,7 @@ fn main() -> ExitCode {
             Ok(_pid) => knockerd::daemon::run(&source, &overrides),
             Err(e) => Err(e),
         },
-        Cmd::Check => check(&source),
+        Cmd::Check => check(&source, &overrides),
         Cmd::PacketWorker { parent, user } => {
             knockerd::worker::run(&source, &overrides, &user, parent)
         }
@@ -426,8 +434,12 @@ fn import_knockd(file: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
-fn check(source: &Source) -> Result<(), String> {
-    let (c, warnings, options) = match source {
+fn parse_trusted(text: &str) -> Result<config::Net, String> {
+    text.parse()
+}
+
+fn check(source: &Source, overrides: &knockerd::daemon::Overrides) -> Result<(), String> {
+    let (mut c, warnings, options) = match source {
         Source::Native(path) => (
             config::load(path).map_err(|e| e.to_string())?,
             Vec::new(),
@@ -446,6 +458,7 @@ fn check(source: &Source) -> Result<(), String> {
             (c, w, None)
         }
     };
+    overrides.apply(&mut c);
     match &options {
         None => out!("{}: OK", source.path().display()),
         Some(_) => out!(
@@ -453,7 +466,7 @@ fn check(source: &Source) -> Result<(), String> {
             source.path().display()
         ),
     }
-    for w in &warnings {
+    for w in warnings.iter().chain(&knockerd::lockout::warnings(&c)) {
         out!("warning: {w}");
     }
     if let Some(o) = &options {
@@ -474,12 +487,11 @@ fn check(source: &Source) -> Result<(), String> {
         .worker_user
         .as_deref()
         .unwrap_or(knockerd::worker::DEFAULT_USER);
-    match nix::unistd::User::from_name(user) {
-        Ok(Some(u)) if !u.uid.is_root() => out!(
+    if let Ok(Some(u)) = nix::unistd::User::from_name(user) {
+        out!(
             "reads every packet in a worker that runs as {user} (uid {}), with no capabilities",
             u.uid
-        ),
-        _ => out!("warning: there is no unprivileged user {user:?} for the packet worker: knockerd will not start (set worker_user)"),
+        );
     }
     for d in &c.doors {
         out!("door {} (line {}):", d.spec.name, d.line);
@@ -556,6 +568,7 @@ fn check(source: &Source) -> Result<(), String> {
             list(&protected)
         );
     }
+    check_way_in(&c, !protected.is_empty());
     out!(
         "keeps at most {} partial knocks in memory; on a clean stop, open grants are {}",
         c.max_tracked,
@@ -590,11 +603,65 @@ fn check(source: &Source) -> Result<(), String> {
             if warnings.is_empty() {
                 out!("live ruleset: no other chain would drop granted packets");
             }
-            for w in warnings {
+            for w in warnings
+                .into_iter()
+                .chain(knockerd::lockout::accept_warnings(&json, &c))
+            {
                 out!("warning: {w}");
             }
         }
         Err(e) => out!("live ruleset not inspected ({e})"),
     }
-    Ok(())
+    // what would stop the daemon from starting fails the check, so that systemd's
+    // ExecStartPre=knockerd check stops a broken start
+    let problems = knockerd::lockout::start_problems(&c);
+    for p in &problems {
+        eprintln!("knockerd: error: {p}");
+    }
+    match problems.len() {
+        0 => Ok(()),
+        n => Err(format!(
+            "{}: {n} problem(s) above would stop knockerd from starting",
+            source.path().display()
+        )),
+    }
+}
+
+/// The ways past knocker's protection that the admin keeps: trusted sources and the admin's mark.
+fn check_way_in(c: &config::Config, protects: bool) {
+    if c.trusted.is_empty() {
+        if protects {
+            out!("trusts no source: everyone must knock (add your management network to [daemon] trusted)");
+        }
+    } else {
+        let nets: Vec<String> = config::Net::minimal(&c.trusted)
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        out!(
+            "trusts (knocker's protection never drops them; sets {} and {}): {}",
+            ruleset::TRUSTED4,
+            ruleset::TRUSTED6,
+            nets.join(", ")
+        );
+    }
+    if !protects {
+        return;
+    }
+    if c.accept_mark == 0 {
+        out!(
+            "note: {}; to let your own rules admit a source, list it in [daemon] trusted, or set accept_mark (e.g. {:#010x}) and mark its packets before priority {PRIORITY}",
+            knockerd::lockout::ACCEPTS_DO_NOT_OVERRIDE,
+            config::SUGGESTED_ACCEPT_MARK
+        );
+        return;
+    }
+    out!(
+        "lets through packets marked {:#010x} (accept_mark): {}, so your own chain marks the sources it admits, before knocker's chain (priority {PRIORITY}): in a prerouting chain as below, or in an input chain at a priority below {PRIORITY} (e.g. -20); put your networks in place of 192.0.2.0/24 and 2001:db8::/32:",
+        c.accept_mark,
+        knockerd::lockout::ACCEPTS_DO_NOT_OVERRIDE
+    );
+    for line in knockerd::lockout::admin_mark_script(c.accept_mark).lines() {
+        out!("  {line}");
+    }
 }

@@ -17,6 +17,9 @@ use crate::config::{Config, TABLE};
 
 pub const SET4: &str = "allow4";
 pub const SET6: &str = "allow6";
+/// Sets of sources that knocker's protection never drops (`[daemon] trusted`).
+pub const TRUSTED4: &str = "trusted4";
+pub const TRUSTED6: &str = "trusted6";
 pub const CHAIN: &str = "input";
 /// Our input chain's priority: before the usual `filter` (0) chains, so that the grant mark is
 /// set before an admin's own chain looks at the packet.
@@ -42,6 +45,11 @@ pub struct TableSpec {
     pub spa_ports: Vec<u16>,
     /// TCP ports of stealth SYN doors: SYNs logged with their headers, with the SYN prefix.
     pub syn_ports: Vec<u16>,
+    /// Sources accepted before the protected services are dropped, without overlaps (an
+    /// interval set refuses them).
+    pub trusted: Vec<crate::config::Net>,
+    /// Packets with all these mark bits are accepted (0: no such rule).
+    pub accept_mark: u32,
 }
 
 impl TableSpec {
@@ -55,6 +63,8 @@ impl TableSpec {
             interface: c.interface.clone(),
             spa_ports: c.spa_ports(),
             syn_ports: c.syn_ports(),
+            trusted: crate::config::Net::minimal(&c.trusted),
+            accept_mark: c.accept_mark,
         }
     }
 }
@@ -91,6 +101,22 @@ pub fn render(spec: &TableSpec) -> String {
             s,
             "add set {t} {set} {{ type {addr} . inet_proto . inet_service; flags timeout; }}"
         );
+    }
+    for (set, addr, v4) in [
+        (TRUSTED4, "ipv4_addr", true),
+        (TRUSTED6, "ipv6_addr", false),
+    ] {
+        let _ = writeln!(s, "add set {t} {set} {{ type {addr}; flags interval; }}");
+        let _ = writeln!(s, "flush set {t} {set}");
+        let nets: Vec<String> = spec
+            .trusted
+            .iter()
+            .filter(|n| n.addr.is_ipv4() == v4)
+            .map(|n| n.to_string())
+            .collect();
+        if !nets.is_empty() {
+            let _ = writeln!(s, "add element {t} {set} {{ {} }}", nets.join(", "));
+        }
     }
     let _ = writeln!(
         s,
@@ -166,6 +192,14 @@ pub fn render(spec: &TableSpec) -> String {
             &mut s,
             &format!("meta l4proto . th dport {} drop", service_set(&ports)),
         );
+    }
+    // the admin's way in, before the protected services are dropped: trusted sources and
+    // packets the admin's own chain marked. After the knock rules, so that a knock from them
+    // still counts (an admin can test a door from a trusted network).
+    rule(&mut s, &format!("ip saddr @{TRUSTED4} accept"));
+    rule(&mut s, &format!("ip6 saddr @{TRUSTED6} accept"));
+    if spec.accept_mark != 0 {
+        rule(&mut s, &mark_accept_rule(spec.accept_mark));
     }
     if !spec.protect.is_empty() {
         rule(
@@ -496,6 +530,11 @@ mod tests {
             interface: None,
             spa_ports: vec![62201],
             syn_ports: vec![443],
+            trusted: vec![
+                "192.0.2.0/24".parse().expect("net"),
+                "2001:db8::/32".parse().expect("net"),
+            ],
+            accept_mark: 0x4b41_0000,
         }
     }
     const DEFAULT: u32 = crate::config::DEFAULT_GRANT_MARK;
@@ -518,6 +557,28 @@ mod tests {
         let grant = r.find("@allow4").expect("grant rule");
         assert!(grant < r.find("log group").expect("knock rule"));
         assert!(grant < r.rfind(" drop").expect("protect rule"));
+        // trusted sources and the admin's mark are accepted before protected services are
+        // dropped, and after the knock rules (their knocks count)
+        assert!(r.contains("add set inet knocker trusted4 { type ipv4_addr; flags interval; }"));
+        assert!(r.contains("add element inet knocker trusted4 { 192.0.2.0/24 }"));
+        assert!(r.contains("add element inet knocker trusted6 { 2001:db8::/32 }"));
+        let protect = r.find("th dport { tcp . 22 } drop").expect("protect rule");
+        let knocks = r.rfind("queue-threshold 1 drop").expect("knock rules");
+        for accept in [
+            "ip saddr @trusted4 accept",
+            "ip6 saddr @trusted6 accept",
+            "meta mark & 0x4b410000 == 0x4b410000 accept",
+        ] {
+            let at = r.find(accept).expect(accept);
+            assert!(knocks < at && at < protect, "{accept}\n{r}");
+        }
+        let none = render(&TableSpec {
+            trusted: Vec::new(),
+            accept_mark: 0,
+            ..spec()
+        });
+        assert!(!none.contains("add element inet knocker trusted"), "{none}");
+        assert!(!none.contains("meta mark &"), "{none}");
     }
 
     /// nft's JSON for a table as `render(spec)` creates it, with `rules` rules in the chain.
@@ -526,7 +587,12 @@ mod tests {
             r#"{"metainfo": {"version": "1.0.6"}}"#.to_string(),
             r#"{"table": {"family": "inet", "name": "knocker", "handle": 1}}"#.to_string(),
         ];
-        for set in [SET4, SET6] {
+        let script = render(&spec());
+        let sets = script
+            .lines()
+            .filter(|l| l.starts_with("add set"))
+            .filter_map(|l| l.split_whitespace().nth(4));
+        for set in sets {
             objs.push(format!(
                 r#"{{"set": {{"family": "inet", "name": "{set}", "table": "knocker", "type": ["ipv4_addr", "inet_proto", "inet_service"], "handle": 2, "flags": ["timeout"]}}}}"#
             ));

@@ -1,4 +1,5 @@
-//! knockerd's command line without root: `check` on good and bad configurations, `--help`.
+//! knockerd's command line: `check` on good and bad configurations, `--help`. Most need no
+//! root; the refused starts run the daemon in a network namespace of its own (root).
 
 use std::process::Command;
 
@@ -38,14 +39,49 @@ mod tempdir {
     }
 }
 
-#[test]
-fn check_prints_what_the_daemon_will_do() {
-    let text = std::fs::read_to_string(concat!(
+/// The installed example, as shipped.
+fn example() -> String {
+    std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../examples/knockerd.toml"
     ))
-    .expect("example");
-    let (_d, path) = with_config("good", &text);
+    .expect("example")
+}
+
+/// The installed example with its commented `[door.ssh]` turned on, as an admin who follows the
+/// comments would (keeping the published sequence, which `check` must warn about).
+fn example_with_its_door() -> String {
+    let mut out = String::new();
+    let mut in_door = false;
+    for line in example().lines() {
+        if line == "# [door.ssh]" {
+            in_door = true;
+        } else if line.is_empty() {
+            in_door = false;
+        }
+        let code = line
+            .strip_prefix("# ")
+            .filter(|l| {
+                in_door
+                    && (l.starts_with('[')
+                        || l.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')))
+            })
+            .filter(|l| !l.contains("_command") && !l.starts_with("stop_after"));
+        out.push_str(code.unwrap_or(line));
+        out.push('\n');
+    }
+    assert!(
+        out.contains("\n[door.ssh]\n")
+            && out.contains("\nsequence = [")
+            && out.contains("\nopen = ["),
+        "{out}"
+    );
+    out
+}
+
+#[test]
+fn check_prints_what_the_daemon_will_do() {
+    let (_d, path) = with_config("good", &example_with_its_door());
     let (code, out, err) = knockerd(&["check", "--config", &path]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("door ssh (line "), "{out}");
@@ -56,6 +92,261 @@ fn check_prints_what_the_daemon_will_do() {
     );
     assert!(out.contains("add table inet knocker"), "{out}");
     assert!(out.contains("static sequence can be replayed"), "{out}");
+    assert!(
+        out.contains("uses a sequence printed in knocker's docs"),
+        "the example's sequence is published: {out}"
+    );
+    assert!(
+        out.contains("trusts no source: everyone must knock"),
+        "{out}"
+    );
+    assert!(
+        out.contains("an accept in your own firewall does not stop knocker's drop"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_installed_example_has_no_door_and_nothing_starts() {
+    let (_d, path) = with_config("nodoor", &example());
+    let (code, out, err) = knockerd(&["check", "--config", &path]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        err.contains(&format!("{path}: no door yet, so nothing is protected and knockerd does not start: write a [door.NAME] of your own")),
+        "{err}"
+    );
+    // the daemon refuses the same way, before it touches the firewall (in a network namespace
+    // of its own, so that nothing here could reach the host's ruleset)
+    let (code, err) = daemon_in_own_netns(&["--config", &path]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("no door yet, so nothing is protected"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_door_with_a_sequence_of_its_own_gets_no_published_warning() {
+    let text = example_with_its_door().replace(
+        "sequence = [\"7113\", \"9431:udp\", \"8222\", \"7719\"]",
+        "sequence = [\"31337\", \"2749:udp\", \"40411\", \"16001\"]",
+    );
+    let (_d, path) = with_config("own", &text);
+    let (code, out, err) = knockerd(&["check", "--config", &path]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("tcp/31337"), "{out}");
+    assert!(!out.contains("printed in knocker's docs"), "{out}");
+}
+
+const DOOR: &str =
+    "[door.ssh]\nsequence = [\"31337\", \"2749:udp\", \"40411\"]\nopen = [\"tcp/22\"]\n";
+
+#[test]
+fn check_shows_trusted_sources_and_refuses_bad_ones_with_file_line_and_fix() {
+    let text = format!(
+        "[daemon]\ntrusted = [\"192.0.2.0/24\", \"192.0.2.9\", \"2001:db8::/32\"]\n\n{DOOR}"
+    );
+    let (_d, path) = with_config("trusted", &text);
+    let (code, out, err) = knockerd(&["check", "--config", &path, "--trusted", "198.51.100.7"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("trusts (knocker's protection never drops them; sets trusted4 and trusted6): 192.0.2.0/24, 198.51.100.7/32, 2001:db8::/32"),
+        "{out}"
+    );
+    assert!(
+        out.contains("add element inet knocker trusted4 { 192.0.2.0/24, 198.51.100.7/32 }"),
+        "{out}"
+    );
+    assert!(
+        out.contains("add rule inet knocker input ip saddr @trusted4 accept"),
+        "{out}"
+    );
+
+    let bad =
+        format!("[daemon]\ntrusted = [\n  \"192.0.2.0/24\",\n  \"192.0.2.1/24\",\n]\n\n{DOOR}");
+    let (_d, path) = with_config("trusted-bad", &bad);
+    let (code, _out, err) = knockerd(&["check", "--config", &path]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("{path}:4: trusted: \"192.0.2.1/24\" has host bits set: write \"192.0.2.0/24\" for the network, or \"192.0.2.1/32\" for this one address")),
+        "{err}"
+    );
+    // on the command line, under any configuration format
+    let (code, _out, err) = knockerd(&["check", "--config", &path, "--trusted", "10.0.0.0/99"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--trusted") && err.contains("prefix length"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_prints_the_lines_that_set_the_accept_mark() {
+    let text = format!("[daemon]\naccept_mark = 0x4b410000\n\n{DOOR}");
+    let (_d, path) = with_config("mark", &text);
+    let (code, out, err) = knockerd(&["check", "--config", &path]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("lets through packets marked 0x4b410000 (accept_mark)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("          type filter hook prerouting priority mangle; policy accept;\n          ip saddr 192.0.2.0/24 meta mark set meta mark | 0x4b410000\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("add rule inet knocker input meta mark & 0x4b410000 == 0x4b410000 accept"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_fails_without_the_worker_user_and_so_does_the_start() {
+    let text = format!("[daemon]\nworker_user = \"knocker-no-such-user\"\n\n{DOOR}");
+    let (_d, path) = with_config("nouser", &text);
+    let (code, out, err) = knockerd(&["check", "--config", &path]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        err.contains("error: there is no user \"knocker-no-such-user\" for the packet worker to run as: create it"),
+        "{err}"
+    );
+    assert!(err.contains("would stop knockerd from starting"), "{err}");
+    assert!(
+        out.contains("door ssh (line 4)"),
+        "the rest is still shown: {out}"
+    );
+    // --worker-user counts as the daemon's does
+    let (code, _out, err) = knockerd(&["check", "--config", &path, "--worker-user", "nobody"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = daemon_in_own_netns(&["--config", &path]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no user \"knocker-no-such-user\""), "{err}");
+}
+
+#[test]
+fn check_fails_without_nft() {
+    let text = format!("[daemon]\n\n{DOOR}");
+    let (_d, path) = with_config("nonft", &text);
+    let empty = tempdir::Dir::new("empty-path");
+    let out = Command::new(env!("CARGO_BIN_EXE_knockerd"))
+        .args(["check", "--config", &path])
+        .env("PATH", &empty.0)
+        .output()
+        .expect("run knockerd");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("error: the nft program is not installed (Debian: apt-get install nftables)"),
+        "{err}"
+    );
+}
+
+/// A config with one `spa` door whose server key and clients file live in `dir`.
+fn spa_config(dir: &std::path::Path, key: &str) -> String {
+    format!(
+        "[daemon]\nserver_key = {:?}\nclients = {:?}\n\n[door.ssh]\nkind = \"spa\"\nport = 62201\nopen = [\"tcp/22\"]\n",
+        dir.join(key).display().to_string(),
+        dir.join("clients.toml").display().to_string()
+    )
+}
+
+#[test]
+fn check_fails_on_an_unreadable_server_key() {
+    let d = tempdir::Dir::new("nokey");
+    let path = d.0.join("knockerd.toml");
+    std::fs::write(&path, spa_config(&d.0, "missing.key")).expect("config");
+    let path = path.display().to_string();
+    let (code, _out, err) = knockerd(&["check", "--config", &path]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&format!("{path}:2: server_key")), "{err}");
+    assert!(err.contains("knockerd keygen"), "{err}");
+}
+
+#[test]
+fn check_fails_without_a_clients_file_and_warns_when_nobody_is_enrolled() {
+    let d = tempdir::Dir::new("noclients");
+    let path = d.0.join("knockerd.toml");
+    std::fs::write(&path, spa_config(&d.0, "server.key")).expect("config");
+    let path = path.display().to_string();
+    let (code, _public, err) = knockerd(&["--config", &path, "keygen"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = knockerd(&["check", "--config", &path]);
+    assert_eq!(code, 1, "{out}");
+    let clients = d.0.join("clients.toml").display().to_string();
+    assert!(
+        err.contains(&format!(
+            "error: {clients}: no clients file, so no client can open door \"ssh\""
+        )),
+        "{err}"
+    );
+    assert!(err.contains("knockerd enroll"), "{err}");
+    let (code, err) = daemon_in_own_netns(&["--config", &path]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no clients file"), "{err}");
+    // a clients file with nobody in it starts, with a warning that nobody can open the door
+    std::fs::write(&clients, "").expect("clients");
+    let (code, out, err) = knockerd(&["check", "--config", &path]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!(
+            "warning: no client in {clients} is enrolled for door ssh"
+        )),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_systemd_unit_checks_the_configuration_it_starts() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../packaging/knockerd.service"
+    ))
+    .expect("unit");
+    let value = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in the unit"))
+            .to_string()
+    };
+    let start = value("ExecStart=");
+    let pre = value("ExecStartPre=");
+    // the same binary and configuration, with `check`: a non-zero exit stops the start
+    let (bin, args) = start.split_once(' ').expect("arguments");
+    assert_eq!(pre, format!("{bin} check {args}"), "{unit}");
+    assert!(
+        !pre.starts_with('-'),
+        "a leading '-' would ignore check's failure"
+    );
+}
+
+/// Runs the daemon in a new, empty network namespace and waits (bounded) for it to exit: for
+/// starts that must be refused before anything is changed.
+fn daemon_in_own_netns(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new("unshare")
+        .arg("--net")
+        .arg(env!("CARGO_BIN_EXE_knockerd"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("unshare (util-linux) runs knockerd");
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if std::time::Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("knockerd {args:?} started instead of refusing");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    (status.code(), err)
 }
 
 #[test]

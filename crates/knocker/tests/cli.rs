@@ -828,7 +828,8 @@ fn a_spa_knock_is_one_datagram_the_server_opens() {
     );
     assert!(spa::check_tag(&server.door_key("ssh"), &datagram));
     assert!(!spa::check_tag(&server.door_key("web"), &datagram));
-    let (sender, request) = spa::open(&datagram, &server).expect("sealed to the server");
+    let (sender, request) =
+        spa::open(&datagram, &server, &server.door_key("ssh")).expect("sealed to the server");
     assert_eq!(sender, client.public_key());
     assert_eq!(request.timestamp, 1_700_000_000 - 90, "--time-offset -90");
     assert_eq!(request.services, [Service::tcp(22), Service::tcp(443)]);
@@ -850,7 +851,7 @@ fn a_spa_knock_is_one_datagram_the_server_opens() {
     );
     assert_ok(&out);
     assert_eq!(stdout(&out), "");
-    let (_, again) = spa::open(&receive(), &server).expect("sealed");
+    let (_, again) = spa::open(&receive(), &server, &server.door_key("ssh")).expect("sealed");
     assert_ne!(again.nonce, request.nonce);
     assert_eq!(again.services, [Service::tcp(443)]);
     let now = std::time::SystemTime::now()
@@ -867,7 +868,7 @@ fn a_spa_knock_is_one_datagram_the_server_opens() {
     let out = knocker(&dir, &["knock", "-q", "native"]);
     assert_ok(&out);
     assert_eq!(stderr(&out), "");
-    spa::open(&receive(), &server).expect("sealed");
+    spa::open(&receive(), &server, &server.door_key("ssh")).expect("sealed");
 
     // A service the profile does not list is a usage error, and nothing is sent.
     let out = knocker(&dir, &["knock", "native", "--open", "tcp/80"]);
@@ -905,7 +906,7 @@ fn a_spa_knock_is_one_datagram_the_server_opens() {
         "door open for the door's default time: the profile asks for no duration, so the \
          server decides how long\n"
     );
-    let (_, request) = spa::open(&receive(), &server).expect("sealed");
+    let (_, request) = spa::open(&receive(), &server, &server.door_key("ssh")).expect("sealed");
     assert_eq!(request.duration, None);
 
     // An exposed identity is refused, naming the fix.

@@ -48,11 +48,7 @@ fn enrolled<'a>(
 ) -> impl Iterator<Item = (&'a Client, Enrolled)> + 'a {
     clients
         .iter()
-        .filter(move |c| {
-            c.doors
-                .as_ref()
-                .is_none_or(|list| list.iter().any(|d| d == door))
-        })
+        .filter(move |c| c.may_use(door))
         .map(move |c| {
             let open = match &c.open {
                 Some(own) => door_open
@@ -113,12 +109,40 @@ pub fn spa_decoder(
     let by_key: HashMap<PublicKey, Enrolled> = enrolled(clients, door, door_open)
         .map(|(c, e)| (c.public_key, e))
         .collect();
-    let precheck: SpaPrecheck = Arc::new(move |datagram: &[u8]| spa::check_tag(&tag_key, datagram));
+    // clients enrolled for other doors only: named in their refusal, never granted here
+    let elsewhere: HashMap<PublicKey, String> = clients
+        .iter()
+        .filter(|c| !c.may_use(door))
+        .map(|c| (c.public_key, c.name.clone()))
+        .collect();
+    let precheck_key = Arc::clone(&tag_key);
+    let precheck: SpaPrecheck =
+        Arc::new(move |datagram: &[u8]| spa::check_tag(&precheck_key, datagram));
     let decode: SpaDecode = Arc::new(move |datagram: &[u8], _wall: u64| {
-        // the tag passed: this was made by someone holding the door key, but Noise decides
-        let (client, req) = spa::open(datagram, &server).map_err(|_| SpaError::NotForThisKey)?;
+        // the tag passed: this was made by someone holding the door key, but Noise decides,
+        // and the door's identity is in its prologue: a datagram re-tagged from another door
+        // does not open here
+        let (client, req) = match spa::open(datagram, &server, &tag_key) {
+            Ok(opened) => opened,
+            Err(e @ spa::OpenError::Unbound { client }) => {
+                let who = by_key
+                    .get(&client)
+                    .map(|e| e.name.as_str())
+                    .or_else(|| elsewhere.get(&client).map(String::as_str));
+                return Err(SpaError::Unsupported(match who {
+                    Some(name) => format!("client {name:?}: {e}"),
+                    None => e.to_string(),
+                }));
+            }
+            Err(_) => return Err(SpaError::NotForThisKey),
+        };
         let Some(who) = by_key.get(&client) else {
-            return Err(SpaError::Refused(Refusal::UnknownKey));
+            return Err(SpaError::Refused(match elsewhere.get(&client) {
+                Some(name) => Refusal::NotEnrolledHere {
+                    client: name.clone(),
+                },
+                None => Refusal::UnknownKey,
+            }));
         };
         let id = spa::replay_id(&client, &req);
         request(

@@ -1088,7 +1088,13 @@ impl Reader<'_> {
                 toml::de::DeValue::String(h) if k.get_ref() == "host" => Some(h.to_string()),
                 _ => None,
             }),
-            _ => None,
+            _ => {
+                let message = format!(
+                    "profile {name:?}: a profile is a table: write [profile.{name}] and its keys \
+                     below it"
+                );
+                return Err((None, self.malformed(Some(value.span()), message)));
+            }
         };
         let fail = |e| (host.clone(), e);
         let raw = Spanned::<RawProfile>::deserialize(toml::de::ValueDeserializer::from(value))
@@ -1886,6 +1892,19 @@ open = [\"22\"]
         );
         assert!(got[1].2.contains("bad port \"70000\""), "{got:?}");
         assert!(got[2].2.contains("`profiles` is not a profile"), "{got:?}");
+        let not_a_table = read("profile.x = 5\n", Path::new("p.toml"), None);
+        assert_eq!(
+            skipped(&not_a_table),
+            [(
+                Skip::Profile {
+                    name: "x".into(),
+                    host: None
+                },
+                1,
+                "profile \"x\": a profile is a table: write [profile.x] and its keys below it"
+                    .to_string()
+            )]
+        );
         // By name: the profile, or why it cannot be used, or that there is none.
         assert!(loaded.take("good").is_ok());
         let e = loaded.take("typo").expect_err("skipped");

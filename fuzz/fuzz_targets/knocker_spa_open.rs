@@ -25,14 +25,14 @@ fuzz_target!(|data: &[u8]| {
     // 1. As received, and as a holder of the door key could send it: open does not check the
     //    tag, so feeding it every input covers both.
     let _ = check_tag(&door, data);
-    let _ = open(data, &server);
+    let _ = open(data, &server, &door);
 
     // 2. As a request: sealed, then opened to the same request.
     if let Some(req) = request(data) {
         match seal(&req, &client, &server.public_key(), &door) {
             Ok(d) => {
                 assert!(check_tag(&door, &d));
-                let (who, got) = open(&d, &server).expect("a sealed request opens");
+                let (who, got) = open(&d, &server, &door).expect("a sealed request opens");
                 assert_eq!(who, client.public_key());
                 assert_eq!(got, req);
             }

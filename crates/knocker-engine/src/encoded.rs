@@ -50,6 +50,8 @@ pub enum Refusal {
     Restricted(Service),
     /// Made with a key that is not enrolled (never was, or was revoked).
     UnknownKey,
+    /// Made with the key of a client that is enrolled, but not for this door.
+    NotEnrolledHere { client: String },
     /// The source sent more packets needing expensive checks than the door's rate limit allows.
     RateLimited,
 }
@@ -73,6 +75,7 @@ impl std::fmt::Display for Refusal {
             Refusal::Expired => f.write_str("the door's access has expired"),
             Refusal::Restricted(s) => write!(f, "{s} is restricted on this door"),
             Refusal::UnknownKey => f.write_str("made with a client key that is not enrolled (never enrolled, or revoked)"),
+            Refusal::NotEnrolledHere { client } => write!(f, "client {client:?} is not enrolled for this door (its `doors` in the clients file do not list it)"),
             Refusal::RateLimited => f.write_str("too many packets needing expensive checks from this source: dropped until its rate limit refills"),
         }
     }

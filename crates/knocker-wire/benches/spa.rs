@@ -71,7 +71,7 @@ fn bench(c: &mut Criterion) {
         assert!(!check_tag(&k.door, d));
     }
     for d in &valid {
-        assert!(check_tag(&k.door, d) && open(d, &k.server).is_ok());
+        assert!(check_tag(&k.door, d) && open(d, &k.server, &k.door).is_ok());
     }
 
     let mut group = c.benchmark_group("spa");
@@ -88,7 +88,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % POOL;
             let d = black_box(&valid[i]);
-            check_tag(&k.door, d) && black_box(open(d, &k.server)).is_ok()
+            check_tag(&k.door, d) && black_box(open(d, &k.server, &k.door)).is_ok()
         })
     });
     let req = request(0);

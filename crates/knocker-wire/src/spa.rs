@@ -7,11 +7,12 @@
 //!
 //! ```text
 //! +--------+-------------------------------------------------------------------------+
-//! | tag 16 | Noise_X_25519_ChaChaPoly_SHA256 message 1 (prologue "knocker spa v1")   |
+//! | tag 16 | Noise_X_25519_ChaChaPoly_SHA256 message 1 (prologue: see below)        |
 //! +--------+----------+-------------------------+------------------------------------+
 //!          | e 32     | enc(s) 32 + 16          | enc(plaintext) + 16                |
 //!          +----------+-------------------------+------------------------------------+
-//! tag = HMAC-SHA256(door key, everything after the tag, as sent)[..16]
+//! tag      = HMAC-SHA256(door key, everything after the tag, as sent)[..16]
+//! prologue = "knocker spa v2" || HMAC-SHA256(door key, "knocker spa v2 door")
 //! e   = the client's ephemeral public key, with its top bit (always 0 in an X25519 public key)
 //!       replaced by a random bit; the receiver clears it before Noise reads e
 //!
@@ -45,6 +46,17 @@
 //!   no public-key operation, and so that a server can hold several doors: the door key is
 //!   derived from the server key per door ([`crate::identity::PrivateKey::door_key`]) and given
 //!   to enrolled clients. It is a filter, not the authentication: [`open`] does not check it.
+//! - **Bound to its door**: the tag alone is malleable by anyone who holds the door's key, and
+//!   an enrolled client holds the keys of each door it is enrolled for. So the door also goes
+//!   into the Noise prologue, which both ends hash into the handshake and which every AEAD
+//!   operation authenticates: a datagram sealed for door A and re-tagged with door B's key does
+//!   not decrypt at door B. The door's identity is a value derived from its tag key, which both
+//!   ends already have (the server derives it from its key and the door's name; the client's
+//!   profile holds it), so binding needs no new configuration and a profile that `knockerd
+//!   enroll` printed before stays valid. Version 1 of this format (prologue `knocker spa v1`,
+//!   no door) let a holder of two doors' keys move a captured datagram from one to the other;
+//!   [`open`] recognises one and refuses it as [`OpenError::Unbound`], so the server can tell
+//!   the client to upgrade.
 //! - **No fixed bytes**: the tag is an HMAC output, everything after e is ChaCha20 output, and
 //!   the top bit of e, which X25519 always leaves 0, is random. The remaining tell is that e is
 //!   a point on Curve25519, which about half of all random strings are: each datagram gives an
@@ -85,7 +97,14 @@ pub const TAG_LEN: usize = 16;
 pub const VERSION: u8 = 1;
 
 const NOISE_PARAMS: &str = "Noise_X_25519_ChaChaPoly_SHA256";
-const PROLOGUE: &[u8] = b"knocker spa v1";
+/// The start of the prologue; the door's identity follows ([`prologue`]).
+const PROLOGUE_LABEL: &[u8] = b"knocker spa v2";
+/// What the door's identity is derived with, from its tag key.
+const DOOR_ID_LABEL: &[u8] = b"knocker spa v2 door";
+/// The prologue of version 1, which did not bind the door: recognised only to refuse.
+const PROLOGUE_V1: &[u8] = b"knocker spa v1";
+/// [`PROLOGUE_LABEL`] and a 32-byte door identity.
+const PROLOGUE_LEN: usize = PROLOGUE_LABEL.len() + 32;
 const REPLAY_LABEL: &[u8] = b"knocker spa v1 replay id";
 /// e (32), encrypted s (32 + 16), the payload's AEAD tag (16).
 const NOISE_OVERHEAD: usize = 32 + 48 + 16;
@@ -286,6 +305,10 @@ pub enum OpenError {
     Noise,
     #[error("the client's public key is a low-order point: refused")]
     WeakClientKey,
+    /// Authentic, but in version 1 of the format, which an older knocker client sends and
+    /// which does not bind the request to its door (see the module docs).
+    #[error("sealed by an older knocker client, in a format that does not bind the request to its door: upgrade knocker on the client (its profile stays valid)")]
+    Unbound { client: PublicKey },
     #[error("unknown knocker SPA format version {0} (this knockerd reads version {VERSION})")]
     Version(u8),
     #[error("the request ends early")]
@@ -324,10 +347,11 @@ pub fn seal(
 
     let noise = |e: snow::Error| SealError::Noise(e.to_string());
     let params = NOISE_PARAMS.parse().map_err(noise)?;
+    let prologue = prologue(door);
     let mut handshake = snow::Builder::new(params)
         .local_private_key(client.bytes())
         .and_then(|b| b.remote_public_key(&server.0))
-        .and_then(|b| b.prologue(PROLOGUE))
+        .and_then(|b| b.prologue(&prologue))
         .and_then(|b| b.build_initiator())
         .map_err(noise)?;
     let mut out = vec![0u8; total];
@@ -341,9 +365,20 @@ pub fn seal(
         )));
     }
     out[E_TOP] = (out[E_TOP] & 0x7f) | (bit & 0x80);
-    let tag = hmac_sha256(door.bytes(), &[&out[TAG_LEN..]]);
-    out[..TAG_LEN].copy_from_slice(&tag[..TAG_LEN]);
+    write_tag(door, &mut out);
     Ok(out)
+}
+
+/// Writes the tag of the door whose tag key is `door` over the first [`TAG_LEN`] bytes of
+/// `datagram` (nothing if it is shorter). [`seal`] uses it; so can a test that plays an insider
+/// holding the key: what the tag key alone lets anyone do, since the request is bound to its
+/// door by the prologue, not by the tag.
+pub fn write_tag(door: &DoorKey, datagram: &mut [u8]) {
+    if datagram.len() < TAG_LEN {
+        return;
+    }
+    let tag = hmac_sha256(door.bytes(), &[&datagram[TAG_LEN..]]);
+    datagram[..TAG_LEN].copy_from_slice(&tag[..TAG_LEN]);
 }
 
 /// Whether `datagram` carries the door's tag: one HMAC, compared in constant time. False for
@@ -356,10 +391,47 @@ pub fn check_tag(door: &DoorKey, datagram: &[u8]) -> bool {
     tag[..TAG_LEN].ct_eq(&datagram[..TAG_LEN]).into()
 }
 
-/// Decrypts and authenticates `datagram` with the server's key; returns the client's static
+/// The Noise prologue of a datagram for the door whose tag key is `door`: [`PROLOGUE_LABEL`]
+/// and the door's identity, `HMAC-SHA256(door key, "knocker spa v2 door")` (see the module
+/// docs). Not secret in effect (every client of the door can compute it), but derived rather
+/// than the key itself, so the key is only ever used as a MAC key.
+pub fn prologue(door: &DoorKey) -> [u8; PROLOGUE_LEN] {
+    let mut out = [0u8; PROLOGUE_LEN];
+    out[..PROLOGUE_LABEL.len()].copy_from_slice(PROLOGUE_LABEL);
+    out[PROLOGUE_LABEL.len()..].copy_from_slice(&hmac_sha256(door.bytes(), &[DOOR_ID_LABEL])[..]);
+    out
+}
+
+/// Decrypts and authenticates `datagram` with the server's key, for the door whose tag key is
+/// `door` (a datagram sealed for another door does not open); returns the client's static
 /// public key (authenticated by the handshake: look it up among the enrolled clients) and its
 /// request. Does not check the door tag: call [`check_tag`] first, it is much cheaper.
-pub fn open(datagram: &[u8], server: &PrivateKey) -> Result<(PublicKey, Request), OpenError> {
+///
+/// A datagram that does not open is tried once more as version 1 of the format, so that an
+/// older client is told to upgrade ([`OpenError::Unbound`]) rather than that it is not
+/// authentic; it is never accepted. That second try costs two more X25519 operations, only for
+/// datagrams that passed the door's tag.
+pub fn open(
+    datagram: &[u8],
+    server: &PrivateKey,
+    door: &DoorKey,
+) -> Result<(PublicKey, Request), OpenError> {
+    match open_with(datagram, server, &prologue(door)) {
+        Err(OpenError::Noise) => match open_with(datagram, server, PROLOGUE_V1) {
+            Ok((client, _)) => Err(OpenError::Unbound { client }),
+            Err(OpenError::WeakClientKey) => Err(OpenError::WeakClientKey),
+            Err(_) => Err(OpenError::Noise),
+        },
+        other => other,
+    }
+}
+
+/// [`open`] with a given prologue.
+fn open_with(
+    datagram: &[u8],
+    server: &PrivateKey,
+    prologue: &[u8],
+) -> Result<(PublicKey, Request), OpenError> {
     if !(MIN_LEN..=MAX_LEN).contains(&datagram.len()) {
         return Err(OpenError::Length(datagram.len()));
     }
@@ -371,7 +443,7 @@ pub fn open(datagram: &[u8], server: &PrivateKey) -> Result<(PublicKey, Request)
     let params = NOISE_PARAMS.parse().map_err(|_| OpenError::Noise)?;
     let mut handshake = snow::Builder::new(params)
         .local_private_key(server.bytes())
-        .and_then(|b| b.prologue(PROLOGUE))
+        .and_then(|b| b.prologue(prologue))
         .and_then(|b| b.build_responder())
         .map_err(|_| OpenError::Noise)?;
     let mut plaintext = Zeroizing::new([0u8; MAX_PLAINTEXT]);
@@ -465,10 +537,11 @@ mod tests {
     fn seal_raw(k: &Keys, plaintext: &[u8]) -> Vec<u8> {
         let params = NOISE_PARAMS.parse().expect("params");
         let server = k.server.public_key();
+        let prologue = prologue(&k.door);
         let mut hs = snow::Builder::new(params)
             .local_private_key(k.client.bytes())
             .and_then(|b| b.remote_public_key(&server.0))
-            .and_then(|b| b.prologue(PROLOGUE))
+            .and_then(|b| b.prologue(&prologue))
             .and_then(|b| b.build_initiator())
             .expect("builder");
         let mut out = vec![0u8; TAG_LEN + NOISE_OVERHEAD + plaintext.len()];
@@ -484,14 +557,17 @@ mod tests {
         let d = sealed(&k, &req);
         assert!(check_tag(&k.door, &d));
         assert_eq!(
-            open(&d, &k.server),
+            open(&d, &k.server, &k.door),
             Ok((k.client.public_key(), req.clone()))
         );
         req.allow = Some("2001:db8::7".parse().expect("v6"));
         req.duration = Some(3600);
         req.services = (1..=16).map(Service::udp).collect();
         let d = sealed(&k, &req);
-        assert_eq!(open(&d, &k.server), Ok((k.client.public_key(), req)));
+        assert_eq!(
+            open(&d, &k.server, &k.door),
+            Ok((k.client.public_key(), req))
+        );
     }
 
     #[test]
@@ -580,10 +656,33 @@ mod tests {
 
     /// A datagram made independently (Python: the `cryptography` package's X25519 and
     /// ChaCha20-Poly1305, Noise's HKDF and hashing written out from the Noise specification,
-    /// following the module docs; the ephemeral key is fixed, the top bit of e set), so the
-    /// format is Noise X as specified and not only what snow and this file agree on. A change
-    /// that breaks it breaks every deployed client: it needs a new version or prologue.
+    /// following the module docs, prologue and door identity included; the ephemeral key is
+    /// bytes 0x20, 0x21, ..., the top bit of e set), so the format is Noise X as specified and
+    /// not only what snow and this file agree on. A change that breaks it breaks every deployed
+    /// client: it needs a new version or prologue.
     const KNOWN_DATAGRAM: &str = concat!(
+        "df14f341e997cba4862ea086922a852c358072d6365880d1aeea329adf9121383851ed21a28e3b75e965d0d2",
+        "cd1662d4d203cd28d81cf65a2da637f557a05728b3ae4abdc3a42d1cda5f719d6cf41d7fb690422cccf71100",
+        "0a06a71592ac10cc3b95b15c1a77d0adb657b4ee020af5bea32dd29af41d114472ffe354af90eb8bc5a72ffb",
+        "8abe3a2dcc206c3718e5a28ad9f10d78c1f3469a970aef403a5f0618342239176f35b3c701ae209f4430326b",
+        "73c52653ac0c66e6ff9e4730241c5c9fff70bb3218d47622e9c47b1fd3a56ae6d4f4c096dceafe2c81709301",
+        "3e6f24688b5dac88f6727ed46675ec166a393c24fba12a20695f64ba98d707e8ae3b7880"
+    );
+
+    /// The same, from a "client" whose static key is the low-order point u = 1 (so `ss` is all
+    /// zeros, which snow accepts): a forgery anyone with the door key could make.
+    const LOW_ORDER_CLIENT: &str = concat!(
+        "4192b42a841abb78830a5bea7a5d184d358072d6365880d1aeea329adf9121383851ed21a28e3b75e965d0d2",
+        "cd1662d45c4308856e93d338674385e1bdd62d467ae3c820fedf73060be51ea34dcc3520a38cba3f9cb275b5",
+        "e8e4e4477726a362c8751f15152a7818c621f28d328b0f0624101970cf3dd34ebbbe3ee4b39242503b5257c5",
+        "534e0cb375db9ba78044bb9efe2bd2973ccd31dfe595a7a0f355bf7f8d614a2dd1e61cd5d6453e2391ec354b",
+        "f07ccc2a7c258c7754d491e8f21cdb63d79ab966613e18f9013e51f18e76e195588e1702932f7e9209b642b3",
+        "716a3b518d8baf874d8ccb1e48a7fe51a7c0e52a39de220eacdd27209ed6aeb76e9ff14c"
+    );
+
+    /// The same request in version 1 of the format (prologue `knocker spa v1`, no door), as an
+    /// older client sealed it: refused as such, never accepted.
+    const KNOWN_V1_DATAGRAM: &str = concat!(
         "d588177b5622d069da7d30c0bbaf8208493e82fc74464a59268817623d2053c5eb8e2cc4a988b4fee179ec6b",
         "010d539d0f4d83dfab3c69390a4f70c41d2d09b740273f9c8af2f70caa0d382297239e4c32342c909eebe73d",
         "77624c9dbc901fea2d2808dd021951f935cf021dd4e49aca14962567dd8b3a1db921acad7f8c01f0c58d9d4f",
@@ -592,9 +691,8 @@ mod tests {
         "d7be3f561e97adce723229f9ca6ce7497cf000b0710c967b122ce5d0e84b88d3b54e9015"
     );
 
-    /// The same, from a "client" whose static key is the low-order point u = 1 (so `ss` is all
-    /// zeros, which snow accepts): a forgery anyone with the door key could make.
-    const LOW_ORDER_CLIENT: &str = concat!(
+    /// Version 1, from the low-order "client" below.
+    const LOW_ORDER_CLIENT_V1: &str = concat!(
         "09484d4d7e15f0e2323aec04ee02ecdc493e82fc74464a59268817623d2053c5eb8e2cc4a988b4fee179ec6b",
         "010d539d810d46721db34c5b40aac2d0f75b73d9896abd01b789a9167bb7571cb61bb613e847cd759ef7a8c8",
         "1ee58b412609f5d22ab91ab1e2028440f243f0c2d9877f689d99ac16cc44920e8e77ab4af5e9e6aa21f6687e",
@@ -622,15 +720,47 @@ mod tests {
             services: vec![Service::tcp(22), Service::udp(53)],
             ..request()
         };
-        assert_eq!(open(&d, &k.server), Ok((k.client.public_key(), want)));
+        assert_eq!(
+            open(&d, &k.server, &k.door),
+            Ok((k.client.public_key(), want))
+        );
     }
 
     #[test]
     fn low_order_client_keys_are_refused() {
         let k = keys();
-        let d = unhex(LOW_ORDER_CLIENT);
+        for d in [LOW_ORDER_CLIENT, LOW_ORDER_CLIENT_V1] {
+            let d = unhex(d);
+            assert!(check_tag(&k.door, &d));
+            assert_eq!(open(&d, &k.server, &k.door), Err(OpenError::WeakClientKey));
+        }
+    }
+
+    #[test]
+    fn version_1_is_recognised_and_refused() {
+        let k = keys();
+        let d = unhex(KNOWN_V1_DATAGRAM);
         assert!(check_tag(&k.door, &d));
-        assert_eq!(open(&d, &k.server), Err(OpenError::WeakClientKey));
+        assert_eq!(
+            open(&d, &k.server, &k.door),
+            Err(OpenError::Unbound {
+                client: k.client.public_key()
+            })
+        );
+        // Not opened by another key either way.
+        let stranger = PrivateKey::generate().expect("rng");
+        assert_eq!(open(&d, &stranger, &k.door), Err(OpenError::Noise));
+    }
+
+    #[test]
+    fn a_datagram_opens_only_for_its_door() {
+        let k = keys();
+        let other = k.server.door_key("web");
+        let d = sealed(&k, &request());
+        assert!(open(&d, &k.server, &k.door).is_ok());
+        assert_eq!(open(&d, &k.server, &other), Err(OpenError::Noise));
+        assert_ne!(prologue(&k.door), prologue(&other));
+        assert!(prologue(&k.door).starts_with(b"knocker spa v2"));
     }
 
     #[test]
@@ -646,62 +776,62 @@ mod tests {
     fn parser_refusals_through_open() {
         let k = keys();
         let good = request().encode(150);
-        assert!(open(&seal_raw(&k, &good), &k.server).is_ok());
+        assert!(open(&seal_raw(&k, &good), &k.server, &k.door).is_ok());
 
         let mut p = good.clone();
         p[0] = 2;
         assert_eq!(
-            open(&seal_raw(&k, &p), &k.server).map(|_| ()),
+            open(&seal_raw(&k, &p), &k.server, &k.door).map(|_| ()),
             Err(OpenError::Version(2))
         );
         let mut p = good.clone();
         p[25] = 5;
         assert_eq!(
-            open(&seal_raw(&k, &p), &k.server).map(|_| ()),
+            open(&seal_raw(&k, &p), &k.server, &k.door).map(|_| ()),
             Err(OpenError::AddressKind(5))
         );
         let mut p = good.clone();
         p[30] = 0;
         assert_eq!(
-            open(&seal_raw(&k, &p), &k.server).map(|_| ()),
+            open(&seal_raw(&k, &p), &k.server, &k.door).map(|_| ()),
             Err(OpenError::Request(RequestError::Services(0)))
         );
         let mut p = good.clone();
         p[30] = 17;
         assert_eq!(
-            open(&seal_raw(&k, &p), &k.server).map(|_| ()),
+            open(&seal_raw(&k, &p), &k.server, &k.door).map(|_| ()),
             Err(OpenError::Request(RequestError::Services(17)))
         );
         let mut p = good.clone();
         p[31] = 1;
         assert_eq!(
-            open(&seal_raw(&k, &p), &k.server).map(|_| ()),
+            open(&seal_raw(&k, &p), &k.server, &k.door).map(|_| ()),
             Err(OpenError::Proto(1))
         );
         let mut p = good.clone();
         p[32..34].copy_from_slice(&[0, 0]);
         assert_eq!(
-            open(&seal_raw(&k, &p), &k.server).map(|_| ()),
+            open(&seal_raw(&k, &p), &k.server, &k.door).map(|_| ()),
             Err(OpenError::Request(RequestError::PortZero))
         );
         let mut p = good.clone();
         let last = p.len() - 1;
         p[last] = 1;
         assert_eq!(
-            open(&seal_raw(&k, &p), &k.server).map(|_| ()),
+            open(&seal_raw(&k, &p), &k.server, &k.door).map(|_| ()),
             Err(OpenError::Padding)
         );
         // Padding length one short: one byte left over; one long: runs out.
         let mut p = good.clone();
         p[35] -= 1;
         assert_eq!(
-            open(&seal_raw(&k, &p), &k.server).map(|_| ()),
+            open(&seal_raw(&k, &p), &k.server, &k.door).map(|_| ()),
             Err(OpenError::Trailing(1))
         );
         let mut p = good.clone();
         p[35] += 1;
         assert_eq!(
-            open(&seal_raw(&k, &p), &k.server).map(|_| ()),
+            open(&seal_raw(&k, &p), &k.server, &k.door).map(|_| ()),
             Err(OpenError::Truncated)
         );
     }
@@ -713,12 +843,12 @@ mod tests {
         assert!(check_tag(&k.door, &d));
         assert!(!check_tag(&k.server.door_key("other"), &d));
         let stranger = PrivateKey::generate().expect("rng");
-        assert_eq!(open(&d, &stranger), Err(OpenError::Noise));
+        assert_eq!(open(&d, &stranger, &k.door), Err(OpenError::Noise));
         assert!(!check_tag(&k.door, &d[..d.len() - 1]));
         assert!(!check_tag(&k.door, &[]));
-        assert_eq!(open(&[], &k.server), Err(OpenError::Length(0)));
+        assert_eq!(open(&[], &k.server, &k.door), Err(OpenError::Length(0)));
         assert_eq!(
-            open(&[0; MAX_LEN + 1], &k.server),
+            open(&[0; MAX_LEN + 1], &k.server, &k.door),
             Err(OpenError::Length(MAX_LEN + 1))
         );
     }
@@ -733,7 +863,7 @@ mod tests {
             let mut flipped = d.clone();
             flipped[E_TOP] ^= 0x80;
             // Not authenticated by Noise, so open accepts either; the tag covers it.
-            assert!(open(&flipped, &k.server).is_ok());
+            assert!(open(&flipped, &k.server, &k.door).is_ok());
             assert!(!check_tag(&k.door, &flipped));
         }
         assert_eq!(seen, [true, true]);

@@ -1,16 +1,20 @@
 //! knocker's SPA datagram and identities through the public API, as properties: any request
 //! survives sealing and opening; any change to a datagram (a bit, a truncation, an extension) is
-//! refused; the wrong keys open nothing; lengths vary; arbitrary bytes and arbitrary
+//! refused; the wrong keys open nothing; a datagram re-tagged for another door does not open
+//! there; lengths vary; arbitrary bytes and arbitrary
 //! authenticated plaintexts never panic; both sides of a SYN key agree.
 
 use std::net::IpAddr;
 
+use hmac::{Hmac, KeyInit, Mac};
 use knocker_wire::identity::{DoorKey, PrivateKey, PublicKey};
 use knocker_wire::spa::{
-    check_tag, open, replay_id, seal, OpenError, Request, MAX_LEN, MAX_SERVICES, MIN_LEN, TAG_LEN,
+    check_tag, open, prologue, replay_id, seal, OpenError, Request, MAX_LEN, MAX_SERVICES, MIN_LEN,
+    TAG_LEN,
 };
 use knocker_wire::{Proto, Service};
 use proptest::prelude::*;
+use sha2::Sha256;
 
 struct Keys {
     client: PrivateKey,
@@ -85,10 +89,11 @@ fn request() -> impl Strategy<Value = Request> {
 /// encoder, so that the parser sees what a (buggy or hostile) enrolled client could send.
 fn seal_plaintext(k: &Keys, plaintext: &[u8]) -> Vec<u8> {
     let params = "Noise_X_25519_ChaChaPoly_SHA256".parse().expect("params");
+    let prologue = prologue(&k.door);
     let mut hs = snow::Builder::new(params)
         .local_private_key(&core::array::from_fn::<u8, 32, _>(|i| i as u8))
         .and_then(|b| b.remote_public_key(&k.server_pub.0))
-        .and_then(|b| b.prologue(b"knocker spa v1"))
+        .and_then(|b| b.prologue(&prologue))
         .and_then(|b| b.build_initiator())
         .expect("builder");
     let mut out = vec![0u8; TAG_LEN + 96 + plaintext.len()];
@@ -106,7 +111,7 @@ proptest! {
         let d = sealed(&k, &req);
         prop_assert!((MIN_LEN..=MAX_LEN).contains(&d.len()));
         prop_assert!(check_tag(&k.door, &d));
-        let (client, got) = open(&d, &k.server).expect("open");
+        let (client, got) = open(&d, &k.server, &k.door).expect("open");
         prop_assert_eq!(client, k.client.public_key());
         prop_assert_eq!(replay_id(&client, &got), replay_id(&k.client.public_key(), &req));
         prop_assert_eq!(got, req);
@@ -122,7 +127,7 @@ proptest! {
         d[bit / 8] ^= 1 << (bit % 8);
         prop_assert!(!check_tag(&k.door, &d));
         if bit / 8 >= TAG_LEN && bit != E_TOP * 8 + 7 {
-            prop_assert_eq!(open(&d, &k.server), Err(OpenError::Noise));
+            prop_assert_eq!(open(&d, &k.server, &k.door), Err(OpenError::Noise));
         }
     }
 
@@ -132,11 +137,11 @@ proptest! {
         let d = sealed(&k, &req);
         let short = &d[..cut % d.len()];
         prop_assert!(!check_tag(&k.door, short));
-        prop_assert!(open(short, &k.server).is_err());
+        prop_assert!(open(short, &k.server, &k.door).is_err());
         let mut long = d.clone();
         long.extend_from_slice(&extra);
         prop_assert!(!check_tag(&k.door, &long));
-        prop_assert!(open(&long, &k.server).is_err());
+        prop_assert!(open(&long, &k.server, &k.door).is_err());
     }
 
     #[test]
@@ -147,18 +152,37 @@ proptest! {
         prop_assume!(other.public_key() != k.server_pub);
         prop_assert!(!check_tag(&other.door_key("ssh"), &d));
         prop_assert!(!check_tag(&k.server.door_key("ssh2"), &d));
-        prop_assert_eq!(open(&d, &other), Err(OpenError::Noise));
+        prop_assert_eq!(open(&d, &other, &k.door), Err(OpenError::Noise));
         // Sealed to another server with this door's key: the tag passes, Noise does not.
         let d = seal(&req, &k.client, &other.public_key(), &k.door).expect("seal");
         prop_assert!(check_tag(&k.door, &d));
-        prop_assert_eq!(open(&d, &k.server), Err(OpenError::Noise));
+        prop_assert_eq!(open(&d, &k.server, &k.door), Err(OpenError::Noise));
+    }
+
+    /// An insider enrolled for doors A and B holds both tag keys. Alice's datagram for A,
+    /// captured unused and re-tagged with B's key, passes B's tag check (that is what the tag
+    /// key is for) but not B's Noise: the door is in the prologue. A still opens it.
+    #[test]
+    fn a_datagram_re_tagged_for_another_door_does_not_open_there(req in request()) {
+        let k = keys();
+        let door_b = k.server.door_key("web");
+        let d = sealed(&k, &req);
+        let mut moved = d.clone();
+        moved[..TAG_LEN].copy_from_slice(&tag(&door_key_bytes("web"), &d[TAG_LEN..]));
+        prop_assert!(check_tag(&door_b, &moved));
+        prop_assert!(!check_tag(&k.door, &moved));
+        prop_assert_eq!(open(&moved, &k.server, &door_b), Err(OpenError::Noise));
+        prop_assert!(check_tag(&k.door, &d));
+        let (client, got) = open(&d, &k.server, &k.door).expect("door A opens its own");
+        prop_assert_eq!(client, k.client.public_key());
+        prop_assert_eq!(got, req);
     }
 
     #[test]
     fn arbitrary_bytes_never_open(bytes in proptest::collection::vec(any::<u8>(), 0..MAX_LEN + 200)) {
         let k = keys();
         prop_assert!(!check_tag(&k.door, &bytes));
-        prop_assert!(open(&bytes, &k.server).is_err());
+        prop_assert!(open(&bytes, &k.server, &k.door).is_err());
     }
 
     /// What an enrolled client could put inside the Noise payload: never a panic, and whatever
@@ -174,10 +198,10 @@ proptest! {
         let n = head.len().min(plaintext.len() - 30);
         plaintext[30..30 + n].copy_from_slice(&head[..n]);
         let d = seal_plaintext(&k, &plaintext);
-        if let Ok((client, req)) = open(&d, &k.server) {
+        if let Ok((client, req)) = open(&d, &k.server, &k.door) {
             prop_assert_eq!(client, k.client.public_key());
             let again = sealed(&k, &req);
-            prop_assert_eq!(open(&again, &k.server).expect("reopen").1, req);
+            prop_assert_eq!(open(&again, &k.server, &k.door).expect("reopen").1, req);
         }
     }
 
@@ -193,6 +217,44 @@ proptest! {
         prop_assert_eq!(&kb, &server.syn_key(&b.public_key()).expect("agree"));
         prop_assert_ne!(ka, kb);
     }
+}
+
+fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("any key length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// The tag key of `door` on the server of [`keys`], as identity.rs documents it: what an
+/// insider enrolled for that door was given.
+fn door_key_bytes(door: &str) -> [u8; 32] {
+    let server: [u8; 32] = core::array::from_fn(|i| 0x40 + i as u8);
+    let key = hmac(&server, &[b"knocker door v1", door.as_bytes()]);
+    assert_eq!(
+        DoorKey::from_bytes(key),
+        keys().server.door_key(door),
+        "derived as documented"
+    );
+    key
+}
+
+/// The tag as the module docs define it: HMAC-SHA256 under the door key, first 16 bytes.
+fn tag(door: &[u8; 32], rest: &[u8]) -> [u8; TAG_LEN] {
+    let mut out = [0u8; TAG_LEN];
+    out.copy_from_slice(&hmac(door, &[rest])[..TAG_LEN]);
+    out
+}
+
+/// The prologue is the documented label and the door's identity derived from its tag key.
+#[test]
+fn the_prologue_is_as_documented() {
+    let k = keys();
+    let mut want = b"knocker spa v2".to_vec();
+    want.extend_from_slice(&hmac(&door_key_bytes("ssh"), &[b"knocker spa v2 door"]));
+    assert_eq!(prologue(&k.door).to_vec(), want);
+    assert_ne!(prologue(&k.door), prologue(&k.server.door_key("web")));
 }
 
 /// Every single bit of one datagram, exhaustively (the property above samples them).
@@ -217,7 +279,11 @@ fn every_bit_flip_of_a_datagram_is_refused() {
     for bit in e_bits.step_by(3).chain(rest) {
         let mut f = d.clone();
         f[bit / 8] ^= 1 << (bit % 8);
-        assert_eq!(open(&f, &k.server), Err(OpenError::Noise), "bit {bit}");
+        assert_eq!(
+            open(&f, &k.server, &k.door),
+            Err(OpenError::Noise),
+            "bit {bit}"
+        );
     }
 }
 
@@ -239,7 +305,7 @@ fn every_truncation_is_refused() {
             OpenError::Noise
         };
         if len < MIN_LEN || len % 25 == 0 || len == d.len() - 1 {
-            assert_eq!(open(&d[..len], &k.server), Err(want), "{len}");
+            assert_eq!(open(&d[..len], &k.server, &k.door), Err(want), "{len}");
         }
     }
 }
@@ -266,5 +332,5 @@ fn sealing_twice_gives_unrelated_datagrams() {
     let b = sealed(&k, &base_request());
     assert_ne!(a[..TAG_LEN], b[..TAG_LEN]);
     assert_ne!(a[TAG_LEN..TAG_LEN + 32], b[TAG_LEN..TAG_LEN + 32]);
-    assert_eq!(open(&a, &k.server), open(&b, &k.server));
+    assert_eq!(open(&a, &k.server, &k.door), open(&b, &k.server, &k.door));
 }

@@ -183,11 +183,21 @@ fn find_profile(host: &str, port: u16) -> Result<Option<(String, Store, Profile)
         Err(ProfileError::NoConfigDir) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let mut profiles = store.load()?;
-    if let Some(saved) = profiles.remove(host) {
+    // A mistake elsewhere in the file costs only its own profile (warned about), so that the
+    // documented `Host *` ProxyCommand keeps working for every other host; a profile meant for
+    // this host that cannot be used is an error, not a connection without its knock.
+    let mut loaded = store.read();
+    if let Some(saved) = loaded.profiles.remove(host) {
+        loaded.warn();
         return Ok(Some((host.to_string(), store, saved)));
     }
-    let mut same: Vec<(String, Profile)> = profiles
+    if let Some(bad) = loaded.take_skipped_for(host, same_host) {
+        loaded.warn();
+        return Err(bad.error.into());
+    }
+    loaded.warn();
+    let mut same: Vec<(String, Profile)> = loaded
+        .profiles
         .into_iter()
         .filter(|(_, p)| same_host(&p.host, host))
         .collect();

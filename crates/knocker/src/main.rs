@@ -113,7 +113,11 @@ Profiles:
 
   Relative key_file and counter_file paths are relative to the directory of profiles.toml;
   `~/` is the home directory. A key file is refused if group or others have any access to
-  it. A mistake in the file is reported as file:line:column.";
+  it; so is a profile that holds a secret in profiles.toml itself (a `door_key`, a static
+  `sequence`) when group or others have any access to the file (`chmod 600` it). A mistake in
+  the file is reported as file:line:column and costs only its own profile: the others work,
+  `knocker connect` to a host without a profile still connects, and using the broken profile
+  is an error that says what is wrong.";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -401,6 +405,11 @@ enum Error {
         host: String,
         path: std::path::PathBuf,
     },
+    #[error("{} in {} cannot be used: see the warnings above", if *.count == 1 { "1 entry".to_string() } else { format!("{} entries", .count) }, .path.display())]
+    Skipped {
+        count: usize,
+        path: std::path::PathBuf,
+    },
     #[error("profile {0:?} is encoded: it has no fixed sequence, every knock is a new encrypted request; knock it with `knocker knock {0}` (-v shows the ports)")]
     NoSequence(String),
     #[error("profile {0:?} is kind = \"fwknop\": it sends one SPA packet, not a port sequence; knock it with `knocker knock {0}`")]
@@ -462,11 +471,15 @@ fn main() -> ExitCode {
 fn knock(args: KnockArgs) -> Result<(), Error> {
     if args.ports.is_empty() {
         let store = Store::from_env()?;
-        let Some(saved) = store.load()?.remove(&args.host) else {
-            return Err(Error::NoPorts {
-                host: args.host,
-                path: store.path().to_path_buf(),
-            });
+        let saved = match store.get(&args.host) {
+            Ok(saved) => saved,
+            Err(ProfileError::NotFound { .. }) => {
+                return Err(Error::NoPorts {
+                    host: args.host,
+                    path: store.path().to_path_buf(),
+                })
+            }
+            Err(e) => return Err(e.into()),
         };
         knock_saved(
             &store,
@@ -815,7 +828,10 @@ fn profile(command: ProfileCommand) -> Result<(), Error> {
             store.add(&args.name, &saved, args.force)?;
         }
         ProfileCommand::List => {
-            let profiles = store.load()?;
+            let loaded = store.read();
+            loaded.warn();
+            let skipped = loaded.skipped.len();
+            let profiles = loaded.profiles;
             let name_width = profiles.keys().map(String::len).max().unwrap_or(0);
             let host_width = profiles.values().map(|p| p.host.len()).max().unwrap_or(0);
             for (name, saved) in &profiles {
@@ -823,6 +839,12 @@ fn profile(command: ProfileCommand) -> Result<(), Error> {
                     "{name:name_width$}  {:host_width$}  {}",
                     saved.host, saved.kind
                 );
+            }
+            if skipped > 0 {
+                return Err(Error::Skipped {
+                    count: skipped,
+                    path: store.path().to_path_buf(),
+                });
             }
         }
         ProfileCommand::Show { name } => {

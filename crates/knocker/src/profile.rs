@@ -5,6 +5,14 @@
 //! and writing edits the document in place (comments and layout survive) and replaces the file
 //! atomically, readable by its owner only: a static sequence is a secret.
 //!
+//! Reading is per profile ([`read`], [`Loaded`]): a mistake costs its own profile, which is
+//! reported and skipped, never the others, because `knocker connect` runs as ssh's ProxyCommand
+//! for every host. A profile that holds a secret in the file itself (`door_key`, a static
+//! `sequence`) is refused while group or others may access the file, as key files are (see
+//! `knocker_wire::keyfile`); profiles that only name key files are not, since the key files
+//! are checked when they are read. Rewriting ([`Store::add`], [`Store::remove`]) stays strict:
+//! a file with a mistake anywhere is not rewritten.
+//!
 //! A profile has a kind: `sequence` (a static port sequence, the default), `rotating` (a sequence
 //! derived from a shared key and the time or a counter), `encoded` (an encrypted request spelled
 //! out as ports), `fwknop` (one fwknop SPA packet, from a `~/.fwknoprc` stanza or key files),
@@ -262,14 +270,8 @@ pub fn check_host(host: &str) -> Result<(), ProfileError> {
     }
 }
 
-// What the file holds, with the places of the values that need checking beyond their type.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFile {
-    #[serde(default)]
-    profile: BTreeMap<String, Spanned<RawProfile>>,
-}
-
+// One profile as the file holds it, with the places of the values that need checking beyond
+// their type.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawProfile {
@@ -909,25 +911,234 @@ impl Reader<'_> {
     }
 }
 
-/// Reads profiles from the text of a profiles file; `path` only names it in errors.
-pub fn parse(text: &str, path: &Path) -> Result<Profiles, ProfileError> {
-    let reader = Reader { text, path };
-    let raw: RawFile = toml::from_str(text).map_err(|e| {
-        // toml's message may run over several lines; one line reads better after `file:line:`.
-        let message = e
-            .message()
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join("; ");
-        reader.malformed(e.span(), message)
-    })?;
-    let mut profiles = Profiles::new();
-    for (name, table) in &raw.profile {
-        profiles.insert(name.clone(), reader.profile(name, table)?);
+/// What reading a profiles file found: the profiles that can be used, and what was skipped.
+///
+/// One mistake never costs more than its own profile: with the documented `Host *`
+/// ProxyCommand (`knocker connect %h %p`), a typo in one profile must not break ssh to every
+/// host. Callers report what was skipped ([`Loaded::warn`]) and use the rest.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub profiles: Profiles,
+    /// In the order of the file.
+    pub skipped: Vec<Skipped>,
+    /// The file, for [`ProfileError::NotFound`].
+    path: PathBuf,
+}
+
+/// Something in the profiles file that cannot be used, and why (with `file:line`).
+#[derive(Debug)]
+pub struct Skipped {
+    pub what: Skip,
+    pub error: ProfileError,
+}
+
+/// What a [`Skipped`] entry costs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    /// One profile; its `host`, if that much could be read, so that `knocker connect HOST`
+    /// does not connect past a profile that was meant for HOST.
+    Profile { name: String, host: Option<String> },
+    /// A key outside `[profile.NAME]`: ignored.
+    Key,
+    /// The whole file (not TOML, or unreadable): no profile in it can be used.
+    File,
+}
+
+impl Loaded {
+    /// The profile `name`. If it was skipped, the reason (which is then not warned about again);
+    /// if the whole file was, the file's reason.
+    pub fn take(&mut self, name: &str) -> Result<Profile, ProfileError> {
+        if let Some(profile) = self.profiles.remove(name) {
+            return Ok(profile);
+        }
+        let mine = |s: &Skipped| match &s.what {
+            Skip::Profile { name: n, .. } => n == name,
+            Skip::File => true,
+            Skip::Key => false,
+        };
+        match self.skipped.iter().position(mine) {
+            Some(i) => Err(self.skipped.remove(i).error),
+            None => Err(ProfileError::NotFound {
+                name: name.to_string(),
+                path: self.path.clone(),
+            }),
+        }
     }
-    Ok(profiles)
+
+    /// The first skipped profile whose name or host is `host` (see [`Skip::Profile`]), taken
+    /// out of the list.
+    pub fn take_skipped_for(
+        &mut self,
+        host: &str,
+        same: impl Fn(&str, &str) -> bool,
+    ) -> Option<Skipped> {
+        let i = self.skipped.iter().position(|s| match &s.what {
+            Skip::Profile { name, host: h } => {
+                name == host || h.as_deref().is_some_and(|h| same(h, host))
+            }
+            _ => false,
+        })?;
+        Some(self.skipped.remove(i))
+    }
+
+    /// One line on standard error for each thing skipped, saying what it costs.
+    pub fn warn(&self) {
+        for s in &self.skipped {
+            let cost = match &s.what {
+                Skip::Profile { name, .. } => format!("profile {name:?} is skipped"),
+                Skip::Key => "ignored".to_string(),
+                Skip::File => "no profile in it can be used".to_string(),
+            };
+            eprintln!("knocker: warning: {} ({cost})", s.error);
+        }
+    }
+}
+
+/// Reads the profiles in the text of a profiles file (`path` names it in errors), skipping
+/// each one that has a mistake, with the mistake (see [`Loaded`]). `exposed`: the file's mode
+/// if group or others may access it; a profile that holds a secret in the file itself (a
+/// `door_key`, a static `sequence`) is then skipped too, with the `chmod` that mends it.
+pub fn read(text: &str, path: &Path, exposed: Option<u32>) -> Loaded {
+    let reader = Reader { text, path };
+    let mut loaded = Loaded {
+        path: path.to_path_buf(),
+        ..Loaded::default()
+    };
+    let root = match toml::de::DeTable::parse(text) {
+        Ok(root) => root,
+        Err(e) => {
+            let message = format!("not valid TOML: {}", one_line(e.message()));
+            loaded.skipped.push(Skipped {
+                what: Skip::File,
+                error: reader.malformed(e.span(), message),
+            });
+            return loaded;
+        }
+    };
+    let mut skipped: Vec<(usize, Skipped)> = Vec::new();
+    for (key, value) in root.into_inner() {
+        if key.get_ref() != "profile" {
+            let message = format!(
+                "`{}` is not a profile: profiles are [profile.NAME] tables (see `knocker --help`)",
+                key.get_ref()
+            );
+            skipped.push((
+                key.span().start,
+                Skipped {
+                    what: Skip::Key,
+                    error: reader.malformed(Some(key.span()), message),
+                },
+            ));
+            continue;
+        }
+        let span = value.span();
+        let toml::de::DeValue::Table(table) = value.into_inner() else {
+            let message = "`profile` holds [profile.NAME] tables (see `knocker --help`)";
+            skipped.push((
+                span.start,
+                Skipped {
+                    what: Skip::Key,
+                    error: reader.malformed(Some(span), message.to_string()),
+                },
+            ));
+            continue;
+        };
+        for (name, value) in table {
+            let name = name.get_ref().to_string();
+            let at = value.span().start;
+            match reader.one(&name, value, exposed) {
+                Ok(profile) => {
+                    loaded.profiles.insert(name, profile);
+                }
+                Err((host, error)) => skipped.push((
+                    at,
+                    Skipped {
+                        what: Skip::Profile { name, host },
+                        error,
+                    },
+                )),
+            }
+        }
+    }
+    skipped.sort_by_key(|(at, _)| *at);
+    loaded.skipped = skipped.into_iter().map(|(_, s)| s).collect();
+    loaded
+}
+
+/// toml's message may run over several lines; one line reads better after `file:line:`.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Reader<'_> {
+    /// One `[profile.NAME]` table, or why it cannot be used (with its host, if it has one).
+    fn one(
+        &self,
+        name: &str,
+        value: Spanned<toml::de::DeValue<'_>>,
+        exposed: Option<u32>,
+    ) -> Result<Profile, (Option<String>, ProfileError)> {
+        let host = match value.get_ref() {
+            toml::de::DeValue::Table(t) => t.iter().find_map(|(k, v)| match v.get_ref() {
+                toml::de::DeValue::String(h) if k.get_ref() == "host" => Some(h.to_string()),
+                _ => None,
+            }),
+            _ => {
+                let message = format!(
+                    "profile {name:?}: a profile is a table: write [profile.{name}] and its keys \
+                     below it"
+                );
+                return Err((None, self.malformed(Some(value.span()), message)));
+            }
+        };
+        let fail = |e| (host.clone(), e);
+        let raw = Spanned::<RawProfile>::deserialize(toml::de::ValueDeserializer::from(value))
+            .map_err(|e| {
+                let message = format!("profile {name:?}: {}", one_line(e.message()));
+                fail(self.malformed(e.span(), message))
+            })?;
+        let profile = self.profile(name, &raw).map_err(fail)?;
+        if let Some(mode) = exposed {
+            let secret = match &profile.kind {
+                Kind::Sequence(_) => raw
+                    .get_ref()
+                    .sequence
+                    .as_ref()
+                    .map(|v| ("sequence", v.span())),
+                Kind::Spa(_) => raw
+                    .get_ref()
+                    .door_key
+                    .as_ref()
+                    .map(|v| ("door_key", v.span())),
+                _ => None,
+            };
+            if let Some((key, span)) = secret {
+                let path = self.path.display();
+                let message = format!(
+                    "profile {name:?}: its `{key}` is a secret, and this file is accessible to \
+                     other users (mode {mode:04o}): run `chmod 600 {path}`"
+                );
+                return Err(fail(self.malformed(Some(span), message)));
+            }
+        }
+        Ok(profile)
+    }
+}
+
+/// Reads profiles from the text of a profiles file; `path` only names it in errors. Strict:
+/// the first mistake anywhere is the error (what `profile add` and `remove` need before they
+/// rewrite the file); [`read`] skips what is wrong instead.
+pub fn parse(text: &str, path: &Path) -> Result<Profiles, ProfileError> {
+    let loaded = read(text, path, None);
+    match loaded.skipped.into_iter().next() {
+        Some(first) => Err(first.error),
+        None => Ok(loaded.profiles),
+    }
 }
 
 /// `family = "6"` is the documented form; `family = 6` is an easy slip, and means the same.
@@ -1211,14 +1422,52 @@ impl Store {
 
     /// The file's text, or `None` if there is no file yet.
     fn read_text(&self) -> Result<Option<String>, ProfileError> {
-        match fs::read_to_string(&self.path) {
-            Ok(text) => Ok(Some(text)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.io_error("read", &self.path)(e)),
+        Ok(self.read_text_and_mode()?.map(|(text, _)| text))
+    }
+
+    /// The file's text and its permission bits (of the file read), or `None` if there is no
+    /// file yet.
+    fn read_text_and_mode(&self) -> Result<Option<(String, u32)>, ProfileError> {
+        let read = self.io_error("read", &self.path);
+        let mut file = match fs::File::open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(read(e)),
+        };
+        let mut text = String::new();
+        let mode = file
+            .metadata()
+            .and_then(|meta| {
+                io::Read::read_to_string(&mut file, &mut text)?;
+                Ok(meta.permissions().mode() & 0o7777)
+            })
+            .map_err(read)?;
+        Ok(Some((text, mode)))
+    }
+
+    /// Every profile that can be used, and what was skipped (see [`Loaded`]): a file that
+    /// cannot be read is skipped whole. No file: no profiles.
+    pub fn read(&self) -> Loaded {
+        match self.read_text_and_mode() {
+            Ok(Some((text, mode))) => read(&text, &self.path, (mode & 0o077 != 0).then_some(mode)),
+            Ok(None) => Loaded {
+                path: self.path.clone(),
+                ..Loaded::default()
+            },
+            Err(error) => Loaded {
+                path: self.path.clone(),
+                skipped: vec![Skipped {
+                    what: Skip::File,
+                    error,
+                }],
+                ..Loaded::default()
+            },
         }
     }
 
-    /// Every profile; none if the file does not exist.
+    /// Every profile, strictly: the first mistake is the error. None if the file does not
+    /// exist.
+    #[cfg(test)]
     pub fn load(&self) -> Result<Profiles, ProfileError> {
         match self.read_text()? {
             Some(text) => parse(&text, &self.path),
@@ -1226,13 +1475,13 @@ impl Store {
         }
     }
 
+    /// The profile `name`; whatever else in the file is skipped is reported on standard error
+    /// ([`Loaded::warn`]).
     pub fn get(&self, name: &str) -> Result<Profile, ProfileError> {
-        self.load()?
-            .remove(name)
-            .ok_or_else(|| ProfileError::NotFound {
-                name: name.to_string(),
-                path: self.path.clone(),
-            })
+        let mut loaded = self.read();
+        let found = loaded.take(name);
+        loaded.warn();
+        found
     }
 
     /// Saves `profile` as `name`; an existing profile of that name is replaced only if `replace`.
@@ -1566,6 +1815,203 @@ family = "6"
         store.add("c", &sample(), false).expect("add");
         let text = fs::read_to_string(store.path()).expect("read");
         assert!(text.starts_with("# header\n\n[profile.c]\n"), "{text}");
+    }
+
+    /// A skipped profile with a host.
+    fn skip(name: &str, host: &str) -> Skip {
+        Skip::Profile {
+            name: name.into(),
+            host: Some(host.into()),
+        }
+    }
+
+    /// Skipped entries as (what, line, message), for comparing.
+    fn skipped(loaded: &Loaded) -> Vec<(Skip, usize, String)> {
+        loaded
+            .skipped
+            .iter()
+            .map(|s| match &s.error {
+                ProfileError::Malformed { at, message, .. } => (
+                    s.what.clone(),
+                    at.map_or(0, |(line, _)| line),
+                    message.clone(),
+                ),
+                other => panic!("expected a malformed-file error, got {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_mistake_skips_its_own_profile_and_nothing_else() {
+        let text = "\
+[profile.good]
+host = \"127.0.0.1\"
+sequence = [\"7000\"]
+
+[profile.typo]
+host = \"typo.example\"
+sequence = [\"7000\"]
+dealy_ms = 5
+
+[profile.port]
+host = \"port.example\"
+sequence = [\"70000\"]
+
+[profiles.x]
+host = \"h\"
+
+[profile.also_good]
+host = \"h2\"
+kind = \"syn\"
+port = 443
+server_key = \"OklKoDS5vY085DKXZIfB8l1y5NkLT4fBXfED1xq8t34=\"
+key_file = \"id\"
+open = [\"22\"]
+";
+        let mut loaded = read(text, Path::new("p.toml"), None);
+        assert_eq!(
+            loaded.profiles.keys().collect::<Vec<_>>(),
+            ["also_good", "good"]
+        );
+        let got = skipped(&loaded);
+        let what: Vec<_> = got.iter().map(|(w, l, _)| (w.clone(), *l)).collect();
+        assert_eq!(
+            what,
+            [
+                (skip("typo", "typo.example"), 8),
+                (skip("port", "port.example"), 12),
+                (Skip::Key, 14),
+            ],
+            "{got:?}"
+        );
+        assert!(
+            got[0]
+                .2
+                .starts_with("profile \"typo\": unknown field `dealy_ms`"),
+            "{got:?}"
+        );
+        assert!(got[1].2.contains("bad port \"70000\""), "{got:?}");
+        assert!(got[2].2.contains("`profiles` is not a profile"), "{got:?}");
+        let not_a_table = read("profile.x = 5\n", Path::new("p.toml"), None);
+        assert_eq!(
+            skipped(&not_a_table),
+            [(
+                Skip::Profile {
+                    name: "x".into(),
+                    host: None
+                },
+                1,
+                "profile \"x\": a profile is a table: write [profile.x] and its keys below it"
+                    .to_string()
+            )]
+        );
+        // By name: the profile, or why it cannot be used, or that there is none.
+        assert!(loaded.take("good").is_ok());
+        let e = loaded.take("typo").expect_err("skipped");
+        assert!(
+            e.to_string().starts_with("p.toml:8:1: profile \"typo\""),
+            "{e}"
+        );
+        assert_eq!(loaded.skipped.len(), 2, "taken out: not warned about twice");
+        assert!(matches!(
+            loaded.take("nothing"),
+            Err(ProfileError::NotFound { .. })
+        ));
+        // By host, as `knocker connect` looks for it.
+        let bad = loaded
+            .take_skipped_for("PORT.example.", |a, b| {
+                a.eq_ignore_ascii_case(b.trim_end_matches('.'))
+            })
+            .expect("port's host");
+        assert!(matches!(bad.what, Skip::Profile { ref name, .. } if name == "port"));
+        // Strict reading, for rewriting the file: the first mistake.
+        let e = parse(text, Path::new("p.toml")).expect_err("strict");
+        assert!(e.to_string().starts_with("p.toml:8:1: "), "{e}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_toml_is_skipped_whole_and_says_where() {
+        let text = "[profile.a]\nhost = \"h\"\nsequence = [\"1\"]\n[profile.b\n";
+        let mut loaded = read(text, Path::new("p.toml"), None);
+        assert!(loaded.profiles.is_empty());
+        let got = skipped(&loaded);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!((got[0].0.clone(), got[0].1), (Skip::File, 4));
+        assert!(got[0].2.starts_with("not valid TOML: "), "{got:?}");
+        // Asking for any profile by name gets the file's mistake.
+        let e = loaded.take("a").expect_err("unreadable");
+        assert!(e.to_string().starts_with("p.toml:4:"), "{e}");
+        assert!(loaded.skipped.is_empty());
+    }
+
+    #[test]
+    fn secrets_in_a_file_others_can_read_are_refused_and_the_rest_is_not() {
+        let text = format!(
+            "[profile.seq]\nhost = \"h\"\nsequence = [\"7000\"]\n\n\
+             [profile.spa]\nhost = \"h\"\nkind = \"spa\"\nport = 62201\nserver_key = \"{SERVER}\"\n\
+             door_key = \"{DOOR}\"\nkey_file = \"id\"\nopen = [\"22\"]\n\n\
+             [profile.syn]\nhost = \"h\"\nkind = \"syn\"\nport = 443\nserver_key = \"{SERVER}\"\n\
+             key_file = \"id\"\nopen = [\"22\"]\n\n\
+             [profile.rot]\nhost = \"h\"\nkind = \"rotating\"\nkey_file = \"k\"\nknocks = 3\n\
+             ports = \"1000-1999\"\n"
+        );
+        let path = Path::new("/home/a/.config/knocker/profiles.toml");
+        let private = read(&text, path, None);
+        assert!(private.skipped.is_empty());
+        assert_eq!(private.profiles.len(), 4);
+        for mode in [0o644, 0o640, 0o604] {
+            let loaded = read(&text, path, Some(mode));
+            assert_eq!(
+                loaded.profiles.keys().collect::<Vec<_>>(),
+                ["rot", "syn"],
+                "key files are named, not held: checked when used"
+            );
+            let got = skipped(&loaded);
+            let lines: Vec<_> = got.iter().map(|(w, l, _)| (w.clone(), *l)).collect();
+            assert_eq!(lines, [(skip("seq", "h"), 3), (skip("spa", "h"), 10),]);
+            assert_eq!(
+                got[1].2,
+                format!(
+                    "profile \"spa\": its `door_key` is a secret, and this file is accessible to \
+                     other users (mode {mode:04o}): run `chmod 600 {}`",
+                    path.display()
+                )
+            );
+            assert!(got[0].2.contains("its `sequence` is a secret"), "{got:?}");
+        }
+    }
+
+    #[test]
+    fn the_store_checks_the_mode_of_the_file_it_reads() {
+        let tmp = TempDir::new();
+        fs::create_dir_all(&tmp.0).expect("mkdir");
+        let store = Store::in_dir(&tmp.0);
+        assert!(store.read().profiles.is_empty() && store.read().skipped.is_empty());
+        fs::write(
+            store.path(),
+            "[profile.a]\nhost = \"h\"\nsequence = [\"7000\"]\n",
+        )
+        .expect("write");
+        let chmod = |mode| {
+            fs::set_permissions(store.path(), fs::Permissions::from_mode(mode)).expect("chmod")
+        };
+        chmod(0o644);
+        let e = store.get("a").expect_err("exposed");
+        assert!(e.to_string().contains("(mode 0644): run `chmod 600"), "{e}");
+        chmod(0o600);
+        assert_eq!(store.get("a").expect("private").host, "h");
+        // A file without secrets may be read by anyone.
+        fs::write(store.path(), "[profile.r]\nhost = \"h\"\nkind = \"rotating\"\nkey_file = \"k\"\nknocks = 3\nports = \"1000-1999\"\n")
+            .expect("write");
+        chmod(0o644);
+        assert_eq!(store.get("r").expect("no secret in the file").host, "h");
+        // A file that cannot be read is skipped whole.
+        chmod(0o000);
+        if fs::read(store.path()).is_err() {
+            let loaded = store.read();
+            assert_eq!(loaded.skipped.len(), 1);
+            assert_eq!(loaded.skipped[0].what, Skip::File);
+        }
     }
 
     #[test]

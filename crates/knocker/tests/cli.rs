@@ -256,22 +256,30 @@ fn a_hand_edited_file_with_a_mistake_is_reported_by_line() {
         "# mine\n[profile.myserver]\nhost = \"server.example.org\"\nsequence = [\"7000\", \"9000:udp\", \"80000\"]\n",
     )
     .expect("write");
+    let why = format!(
+        "{}:4:33: profile \"myserver\": bad port \"80000\": a port is a number from 1 to 65535",
+        file.display()
+    );
     for args in [
         &["knock", "myserver"][..],
-        &["profile", "list"][..],
         &["profile", "add", "x", "h", "1"][..],
     ] {
         let out = knocker(&dir, args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
-        assert_eq!(
-            stderr(&out),
-            format!(
-                "knocker: {}:4:33: profile \"myserver\": bad port \"80000\": a port is a number from 1 to 65535\n",
-                file.display()
-            ),
-            "{args:?}"
-        );
+        assert_eq!(stderr(&out), format!("knocker: {why}\n"), "{args:?}");
     }
+    // list shows what can be used, and says what cannot
+    let out = knocker(&dir, &["profile", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out), "");
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "knocker: warning: {why} (profile \"myserver\" is skipped)\n\
+             knocker: 1 entry in {} cannot be used: see the warnings above\n",
+            file.display()
+        )
+    );
     // With ports on the command line the profiles file is not read at all.
     let out = knocker(&dir, &["knock", "-6", "127.0.0.1", "1"]);
     assert!(stderr(&out).contains("no IPv6 address"), "{}", stderr(&out));
@@ -324,11 +332,14 @@ fn mode_of(p: &Path) -> u32 {
     fs::metadata(p).expect("stat").permissions().mode() & 0o777
 }
 
-/// Writes a profiles file and a 0600 key file `k` beside it; returns the config directory.
+/// Writes a profiles file (0600, as knocker writes it: it may hold secrets) and a 0600 key
+/// file `k` beside it; returns the config directory.
 fn config_with(tmp: &TempDir, profiles: &str) -> PathBuf {
     let dir = tmp.config();
     fs::create_dir_all(&dir).expect("mkdir");
-    fs::write(dir.join("profiles.toml"), profiles).expect("write profiles");
+    let path = dir.join("profiles.toml");
+    fs::write(&path, profiles).expect("write profiles");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
     let key = dir.join("k");
     fs::write(&key, format!("{KEY}\n")).expect("write key");
     fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).expect("chmod");
@@ -790,13 +801,105 @@ fn spa_config(tmp: &TempDir, server: &PrivateKey, port: u16, extra: &str) -> (Pa
     (dir, client)
 }
 
-#[test]
-fn a_spa_knock_is_one_datagram_the_server_opens() {
-    let server_socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    server_socket
+/// A loopback UDP socket to knock at, and its port.
+fn loopback_udp() -> (UdpSocket, u16) {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket
         .set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
-    let port = server_socket.local_addr().expect("addr").port();
+    let port = socket.local_addr().expect("addr").port();
+    (socket, port)
+}
+
+/// A run that failed (exit status 1) saying exactly `want` on standard error.
+fn assert_refused(out: &Output, want: String) {
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(out));
+    assert_eq!(stderr(out), want);
+}
+
+#[test]
+fn a_bad_profile_is_skipped_and_the_others_still_knock() {
+    let (socket, port) = loopback_udp();
+    let tmp = TempDir::new();
+    let dir = config_with(
+        &tmp,
+        &format!(
+            "[profile.bad]\nhost = \"h\"\nkind = \"spa\"\n\n\
+             [profile.good]\nhost = \"127.0.0.1\"\nsequence = [\"{port}:udp\"]\n"
+        ),
+    );
+    let file = dir.join("profiles.toml");
+    let out = knocker(&dir, &["knock", "--quiet", "good"]);
+    assert_ok(&out);
+    let mut buf = [0u8; 16];
+    assert_eq!(socket.recv_from(&mut buf).expect("the knock").0, 1);
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "knocker: warning: {}:1:1: profile \"bad\": a spa profile needs `port` (see \
+             `knocker --help`) (profile \"bad\" is skipped)\n",
+            file.display()
+        )
+    );
+    let out = knocker(&dir, &["knock", "bad"]);
+    assert_refused(
+        &out,
+        format!(
+            "knocker: {}:1:1: profile \"bad\": a spa profile needs `port` (see `knocker --help`)\n",
+            file.display()
+        ),
+    );
+}
+
+#[test]
+fn secrets_in_a_profiles_file_or_key_file_others_can_read_are_refused() {
+    let (server_socket, port) = loopback_udp();
+    let server = PrivateKey::generate().expect("rng");
+    let tmp = TempDir::new();
+    let (dir, _) = spa_config(&tmp, &server, port, &format!("\n{TOTP}"));
+    let file = dir.join("profiles.toml");
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).expect("chmod");
+    // the spa profile holds the door's key in the file itself: refused, with the fix
+    let out = knocker(&dir, &["knock", "native"]);
+    assert_refused(
+        &out,
+        format!(
+            "knocker: {0}:6:12: profile \"native\": its `door_key` is a secret, and this file is \
+             accessible to other users (mode 0644): run `chmod 600 {0}`\n",
+            file.display()
+        ),
+    );
+    // the rotating profile only names its key file: it works, and the other is warned about
+    let out = knocker(&dir, &["sequence", "rot"]);
+    assert_ok(&out);
+    assert_eq!(stdout(&out).split_whitespace().count(), 4);
+    assert!(
+        stderr(&out).contains("(profile \"native\" is skipped)"),
+        "{}",
+        stderr(&out)
+    );
+    // mended as the message says: the datagram is sent
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).expect("chmod");
+    assert_ok(&knocker(&dir, &["knock", "native"]));
+    let mut buf = [0u8; 2048];
+    let (n, _) = server_socket.recv_from(&mut buf).expect("the datagram");
+    assert!(spa::check_tag(&server.door_key("ssh"), &buf[..n]));
+    // a key file the profile names, readable by others: refused when it is used
+    let key = dir.join("identity.key");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o640)).expect("chmod");
+    let out = knocker(&dir, &["knock", "native"]);
+    assert_refused(
+        &out,
+        format!(
+            "knocker: key file {0} is accessible to other users (mode 0640): run `chmod 600 {0}`\n",
+            key.display()
+        ),
+    );
+}
+
+#[test]
+fn a_spa_knock_is_one_datagram_the_server_opens() {
+    let (server_socket, port) = loopback_udp();
     let server = PrivateKey::generate().expect("rng");
     let tmp = TempDir::new();
     let (dir, client) = spa_config(&tmp, &server, port, "duration = \"5m\"\n");
@@ -828,7 +931,8 @@ fn a_spa_knock_is_one_datagram_the_server_opens() {
     );
     assert!(spa::check_tag(&server.door_key("ssh"), &datagram));
     assert!(!spa::check_tag(&server.door_key("web"), &datagram));
-    let (sender, request) = spa::open(&datagram, &server).expect("sealed to the server");
+    let (sender, request) =
+        spa::open(&datagram, &server, &server.door_key("ssh")).expect("sealed to the server");
     assert_eq!(sender, client.public_key());
     assert_eq!(request.timestamp, 1_700_000_000 - 90, "--time-offset -90");
     assert_eq!(request.services, [Service::tcp(22), Service::tcp(443)]);
@@ -850,7 +954,7 @@ fn a_spa_knock_is_one_datagram_the_server_opens() {
     );
     assert_ok(&out);
     assert_eq!(stdout(&out), "");
-    let (_, again) = spa::open(&receive(), &server).expect("sealed");
+    let (_, again) = spa::open(&receive(), &server, &server.door_key("ssh")).expect("sealed");
     assert_ne!(again.nonce, request.nonce);
     assert_eq!(again.services, [Service::tcp(443)]);
     let now = std::time::SystemTime::now()
@@ -867,7 +971,7 @@ fn a_spa_knock_is_one_datagram_the_server_opens() {
     let out = knocker(&dir, &["knock", "-q", "native"]);
     assert_ok(&out);
     assert_eq!(stderr(&out), "");
-    spa::open(&receive(), &server).expect("sealed");
+    spa::open(&receive(), &server, &server.door_key("ssh")).expect("sealed");
 
     // A service the profile does not list is a usage error, and nothing is sent.
     let out = knocker(&dir, &["knock", "native", "--open", "tcp/80"]);
@@ -905,7 +1009,7 @@ fn a_spa_knock_is_one_datagram_the_server_opens() {
         "door open for the door's default time: the profile asks for no duration, so the \
          server decides how long\n"
     );
-    let (_, request) = spa::open(&receive(), &server).expect("sealed");
+    let (_, request) = spa::open(&receive(), &server, &server.door_key("ssh")).expect("sealed");
     assert_eq!(request.duration, None);
 
     // An exposed identity is refused, naming the fix.

@@ -404,6 +404,80 @@ fn a_profile_is_found_by_its_host_and_several_must_be_told_apart() {
 }
 
 #[test]
+fn a_bad_profile_costs_only_itself_and_hosts_without_one_still_connect() {
+    // the documented `Host *` ProxyCommand runs `knocker connect` for every ssh: one typo in
+    // one profile must not break them all
+    let config = Config::new(
+        "[profile.typo]\nhost = \"typo.example\"\nsequence = [\"7000\"]\nhots = 1\n\n\
+         [profile.mine]\nhost = \"127.0.0.2\"\nsequence = [\"70000\"]\n",
+    );
+    let file = config.0.join("profiles.toml").display().to_string();
+    let (port, server) = echo_server(b"", None);
+    let out = connect(&config.0, &["127.0.0.1", &port.to_string()], b"hello");
+    assert_ok(&out);
+    assert_eq!(out.stdout, b"hello");
+    assert_eq!(server.join().expect("server").0, b"hello");
+    let err = text(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "knocker: warning: {file}:4:1: profile \"typo\": unknown field `hots`"
+        )) && lines[0].ends_with("(profile \"typo\" is skipped)"),
+        "{err}"
+    );
+    assert_eq!(
+        lines[1],
+        format!(
+            "knocker: warning: {file}:8:13: profile \"mine\": bad port \"70000\": a port is a \
+             number from 1 to 65535 (profile \"mine\" is skipped)"
+        )
+    );
+
+    // A bad profile asked for by name, or by its host, is an error that says what is wrong
+    // (not a connection without the knock it needs).
+    let out = connect(&config.0, &["typo", &closed_port().to_string()], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.lines().any(|l| l.starts_with(&format!(
+            "knocker: {file}:4:1: profile \"typo\": unknown field `hots`"
+        ))),
+        "{err}"
+    );
+    assert!(
+        !err.contains("typo\" is skipped"),
+        "not warned about as well: {err}"
+    );
+    let out = connect(&config.0, &["127.0.0.2", &closed_port().to_string()], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).ends_with(&format!(
+            "knocker: {file}:8:13: profile \"mine\": bad port \"70000\": a port is a number \
+             from 1 to 65535\n"
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A file that is not TOML at all: said where, and a host without a profile still connects.
+    let config = Config::new("[profile.a]\nhost = \"127.0.0.1\"\n[profile.b\nhost = 1\n");
+    let file = config.0.join("profiles.toml").display().to_string();
+    let (port, server) = echo_server(b"", None);
+    let out = connect(&config.0, &["127.0.0.1", &port.to_string()], b"hi");
+    assert_ok(&out);
+    assert_eq!(server.join().expect("server").0, b"hi");
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with(&format!("knocker: warning: {file}:3:"))
+            && err.contains(": not valid TOML: ")
+            && err.ends_with("(no profile in it can be used)\n")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+#[test]
 fn each_knock_of_a_hotp_profile_uses_up_a_counter() {
     let config = Config::new(
         "[profile.hot]\nhost = \"127.0.0.1\"\nkind = \"rotating\"\nkey_file = \"k\"\n\

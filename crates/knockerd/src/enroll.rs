@@ -129,7 +129,8 @@ pub fn enroll(req: &EnrollRequest) -> Result<String, String> {
     let mut names: Vec<String> = Vec::new();
     let mut out = format!(
         "# knocker profiles for {:?} on {host}, from `knockerd enroll`: add them to\n\
-         # ~/.config/knocker/profiles.toml. Keep them private (a spa profile holds a door key).\n",
+         # ~/.config/knocker/profiles.toml, mode 0600: a spa profile holds a door key, and\n\
+         # knocker refuses it in a file others can read.\n",
         req.name
     );
     for door in &req.doors {

@@ -48,11 +48,7 @@ fn enrolled<'a>(
 ) -> impl Iterator<Item = (&'a Client, Enrolled)> + 'a {
     clients
         .iter()
-        .filter(move |c| {
-            c.doors
-                .as_ref()
-                .is_none_or(|list| list.iter().any(|d| d == door))
-        })
+        .filter(move |c| c.may_use(door))
         .map(move |c| {
             let open = match &c.open {
                 Some(own) => door_open
@@ -113,12 +109,40 @@ pub fn spa_decoder(
     let by_key: HashMap<PublicKey, Enrolled> = enrolled(clients, door, door_open)
         .map(|(c, e)| (c.public_key, e))
         .collect();
-    let precheck: SpaPrecheck = Arc::new(move |datagram: &[u8]| spa::check_tag(&tag_key, datagram));
+    // clients enrolled for other doors only: named in their refusal, never granted here
+    let elsewhere: HashMap<PublicKey, String> = clients
+        .iter()
+        .filter(|c| !c.may_use(door))
+        .map(|c| (c.public_key, c.name.clone()))
+        .collect();
+    let precheck_key = Arc::clone(&tag_key);
+    let precheck: SpaPrecheck =
+        Arc::new(move |datagram: &[u8]| spa::check_tag(&precheck_key, datagram));
     let decode: SpaDecode = Arc::new(move |datagram: &[u8], _wall: u64| {
-        // the tag passed: this was made by someone holding the door key, but Noise decides
-        let (client, req) = spa::open(datagram, &server).map_err(|_| SpaError::NotForThisKey)?;
+        // the tag passed: this was made by someone holding the door key, but Noise decides,
+        // and the door's identity is in its prologue: a datagram re-tagged from another door
+        // does not open here
+        let (client, req) = match spa::open(datagram, &server, &tag_key) {
+            Ok(opened) => opened,
+            Err(e @ spa::OpenError::Unbound { client }) => {
+                let who = by_key
+                    .get(&client)
+                    .map(|e| e.name.as_str())
+                    .or_else(|| elsewhere.get(&client).map(String::as_str));
+                return Err(SpaError::Unsupported(match who {
+                    Some(name) => format!("client {name:?}: {e}"),
+                    None => e.to_string(),
+                }));
+            }
+            Err(_) => return Err(SpaError::NotForThisKey),
+        };
         let Some(who) = by_key.get(&client) else {
-            return Err(SpaError::Refused(Refusal::UnknownKey));
+            return Err(SpaError::Refused(match elsewhere.get(&client) {
+                Some(name) => Refusal::NotEnrolledHere {
+                    client: name.clone(),
+                },
+                None => Refusal::UnknownKey,
+            }));
         };
         let id = spa::replay_id(&client, &req);
         request(
@@ -181,4 +205,116 @@ pub fn syn_decoder(
         Err(SpaError::NotForThisKey)
     });
     Ok((precheck, decode))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counting(start: u8) -> PrivateKey {
+        PrivateKey::from_bytes(core::array::from_fn(|i| start.wrapping_add(i as u8)))
+    }
+
+    fn client(name: &str, key: &PrivateKey, doors: Option<&[&str]>) -> Client {
+        Client {
+            name: name.into(),
+            public_key: key.public_key(),
+            doors: doors.map(|d| d.iter().map(|s| s.to_string()).collect()),
+            open: None,
+            open_for: None,
+            line: 1,
+        }
+    }
+
+    fn request() -> spa::Request {
+        spa::Request {
+            timestamp: 1_700_000_000,
+            nonce: [7; 16],
+            allow: None,
+            services: vec![Service::tcp(22)],
+            duration: None,
+        }
+    }
+
+    /// Alice's request in version 1 of the format (prologue `knocker spa v1`, no door), tagged
+    /// for door "ssh" of the server `counting(0x40)`, from the client `counting(0)`: made
+    /// independently (Python, `cryptography`, Noise written out from its specification; the
+    /// ephemeral key is bytes 0x60, 0x61, ...), as an older knocker sealed it.
+    const ALICE_V1: &str = concat!(
+        "007f694e7b24dcd7236af9e89bd01cc1675dd574ed7789310b3d2e7681f3790b466c773b1521fecf36577958",
+        "371ea5afdfd459c94b35c1cf199a245978e1a7d91ca3a3deb84746b9ab72a8db5c121d79e015e1024d41a94c",
+        "d3df7e5c4e09d031862552ee956b5ac66b961ea1cdea86ffa9c7ae70d1008ac3803cd03083f6ec3cedeb8cb5",
+        "ae8402dee3117358a8563859b175d87817ffec911044fdc7644a84d65d8cfd74e1d5a7073668e59cb76f9ebe",
+        "c596fa1194a4e743ee2374a93ce7a35058b4cd3ad892a6b2ef2c45f6412cfb17814196094097a10eece9419e",
+        "f669c40b0eb2d3b827d20193877cb41d229d836893b6b37054952f1386f7bd59ed305087"
+    );
+
+    #[test]
+    fn a_datagram_opens_only_its_own_door_and_other_doors_clients_are_named() {
+        let server = Arc::new(counting(0x40));
+        let alice = counting(0);
+        let dave = PrivateKey::generate().expect("rng");
+        let clients = [
+            client("alice", &alice, None),
+            client("dave", &dave, Some(&["ssh"])),
+        ];
+        let open = [Service::tcp(22)];
+        let (pre_a, door_a) = spa_decoder(Arc::clone(&server), "ssh", &open, &clients);
+        let (pre_b, door_b) = spa_decoder(Arc::clone(&server), "web", &open, &clients);
+        let seal = |who: &PrivateKey, door: &str| {
+            spa::seal(
+                &request(),
+                who,
+                &server.public_key(),
+                &server.door_key(door),
+            )
+            .expect("seal")
+        };
+
+        // alice's datagram for door "ssh", re-tagged by an insider holding door "web"'s key
+        let d = seal(&alice, "ssh");
+        let mut moved = d.clone();
+        spa::write_tag(&server.door_key("web"), &mut moved);
+        assert!(pre_b(&moved), "the tag passes");
+        assert_eq!(door_b(&moved, 0), Err(SpaError::NotForThisKey));
+        assert!(pre_a(&d));
+        assert_eq!(door_a(&d, 0).map(|r| r.username), Ok("alice".to_string()));
+
+        // dave is enrolled for "ssh" only; a stranger for nothing
+        let refused = door_b(&seal(&dave, "web"), 0);
+        assert_eq!(
+            refused,
+            Err(SpaError::Refused(Refusal::NotEnrolledHere {
+                client: "dave".into()
+            }))
+        );
+        if let Err(SpaError::Refused(why)) = refused {
+            assert_eq!(
+                why.to_string(),
+                "client \"dave\" is not enrolled for this door (its `doors` in the clients file \
+                 do not list it)"
+            );
+        }
+        let stranger = PrivateKey::generate().expect("rng");
+        assert_eq!(
+            door_b(&seal(&stranger, "web"), 0),
+            Err(SpaError::Refused(Refusal::UnknownKey))
+        );
+
+        // an older client's datagram: refused, saying whose and what to do
+        let v1: Vec<u8> = (0..ALICE_V1.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&ALICE_V1[i..i + 2], 16).expect("hex"))
+            .collect();
+        assert!(pre_a(&v1));
+        assert_eq!(
+            door_a(&v1, 0),
+            Err(SpaError::Unsupported(
+                "client \"alice\": sealed by an older knocker client, in a format that does not \
+                 bind the request to its door: upgrade knocker on the client (its profile stays \
+                 valid)"
+                    .into()
+            ))
+        );
+    }
 }

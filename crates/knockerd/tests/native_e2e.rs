@@ -239,8 +239,13 @@ fn spa_opens_for_alice_alone_and_no_replay_opens_anything() {
 
 /// An IPv4 UDP datagram to the SPA port with any source address.
 fn udp4(src: &str, dst: &str, payload: &[u8]) -> Vec<u8> {
+    udp4_to(src, dst, SPA_PORT, payload)
+}
+
+/// An IPv4 UDP datagram to `port` with any source address.
+fn udp4_to(src: &str, dst: &str, port: u16, payload: &[u8]) -> Vec<u8> {
     let (s, d): (Ipv4Addr, Ipv4Addr) = (src.parse().expect("ip"), dst.parse().expect("ip"));
-    let b = etherparse::PacketBuilder::ipv4(s.octets(), d.octets(), 64).udp(40000, SPA_PORT);
+    let b = etherparse::PacketBuilder::ipv4(s.octets(), d.octets(), 64).udp(40000, port);
     let mut out = Vec::with_capacity(b.size(payload.len()));
     b.write(&mut out, payload).expect("build");
     out
@@ -312,6 +317,107 @@ fn revoked_and_unenrolled_keys_are_refused_and_skew_is_reported() {
         .filter(|g| g.to == Lab::MALLORY)
         .collect();
     assert!(mallory_grants.is_empty(), "{mallory_grants:?}");
+    w.finish();
+}
+
+/// Door B of [`two_doors_bind_each_datagram_to_its_own`]: its port and what it opens.
+const SPA_B_PORT: u16 = 62202;
+const SERVICE_B: u16 = 2223;
+
+#[test]
+fn two_doors_bind_each_datagram_to_its_own() {
+    if !e2e(&[]) {
+        return;
+    }
+    let keys = Keys::new("twodoors");
+    // mallory is an insider enrolled for both doors (she holds both tag keys); dave only for A
+    let mallory = PrivateKey::generate().expect("key");
+    let dave = PrivateKey::generate().expect("key");
+    std::fs::write(
+        keys.dir.join("clients.toml"),
+        format!(
+            "{}{}[client.dave]\npublic_key = \"{}\"\ndoors = [\"spa\"]\n",
+            client_entry("alice", &keys.alice.public_key()),
+            client_entry("mallory", &mallory.public_key()),
+            dave.public_key()
+        ),
+    )
+    .expect("clients");
+    let config = format!(
+        "[daemon]\nserver_key = {:?}\nclients = {:?}\n\n\
+         [door.spa]\nkind = \"spa\"\nport = {SPA_PORT}\nopen = [\"tcp/{SERVICE}\"]\nopen_for = 30\nmax_age = 60\n\n\
+         [door.spa-b]\nkind = \"spa\"\nport = {SPA_B_PORT}\nopen = [\"tcp/{SERVICE_B}\"]\nopen_for = 30\nmax_age = 60\n",
+        keys.dir.join("server.key").display().to_string(),
+        keys.dir.join("clients.toml").display().to_string(),
+    );
+    let w = World::new("n2door", &config);
+    let door_b = keys.server.door_key("spa-b");
+    // alice's datagram for door A, captured by mallory before it arrives (so unused), asking
+    // for the packet's source: she re-tags it with door B's key (everything after the tag is
+    // unchanged) and sends it to door B spoofed as alice
+    let seal_for = |client: &PrivateKey, door: &DoorKey, service: u16| {
+        let req = spa::Request {
+            timestamp: now(),
+            nonce: rand16(),
+            allow: None,
+            services: vec![Service::tcp(service)],
+            duration: None,
+        };
+        spa::seal(&req, client, &keys.server.public_key(), door).expect("seal")
+    };
+    let captured = seal_for(&keys.alice, &keys.door_key(), SERVICE);
+    let mut moved = captured.clone();
+    assert!(
+        spa::check_tag(&door_b, &seal_for(&mallory, &door_b, SERVICE)),
+        "mallory holds door B's key"
+    );
+    spa::write_tag(&door_b, &mut moved);
+    assert!(spa::check_tag(&door_b, &moved), "the tag passes at door B");
+    assert_eq!(moved[spa::TAG_LEN..], captured[spa::TAG_LEN..]);
+    let spoof = udp4_to(Lab::ALICE, Lab::SERVER_FOR_MALLORY, SPA_B_PORT, &moved);
+    send_raw(&w.lab.mallory, spoof, Lab::SERVER_FOR_MALLORY);
+    w.daemon.wait_log(
+        &format!("door=spa-b src={} refused: not an authentic", Lab::ALICE),
+        Duration::from_secs(2),
+    );
+    assert!(w.grants().is_empty(), "{:?}", w.grants());
+    // the captured datagram itself still opens door A for alice
+    send_udp(&w.lab.alice, Lab::SERVER_FOR_ALICE, captured);
+    let g = w.wait_grants(1, Duration::from_secs(2));
+    assert_eq!(
+        g.iter()
+            .map(|g| (g.to.as_str(), g.service.as_str()))
+            .collect::<Vec<_>>(),
+        [(Lab::ALICE, "tcp/2222")],
+        "{}",
+        w.daemon.log()
+    );
+    // and door B opens for a datagram alice seals for it
+    common::send_udp(
+        &w.lab.alice,
+        Lab::SERVER_FOR_ALICE,
+        SPA_B_PORT,
+        seal_for(&keys.alice, &door_b, SERVICE_B),
+    );
+    let g = w.wait_grants(2, Duration::from_secs(2));
+    assert!(
+        g.iter()
+            .any(|g| g.to == Lab::ALICE && g.service == "tcp/2223"),
+        "{g:?}\n{}",
+        w.daemon.log()
+    );
+    // dave is enrolled for door A only: door B says so (with a tag key he should not have)
+    common::send_udp(
+        &w.lab.alice,
+        Lab::SERVER_FOR_ALICE,
+        SPA_B_PORT,
+        seal_for(&dave, &door_b, SERVICE_B),
+    );
+    w.daemon.wait_log(
+        "refused: client \"dave\" is not enrolled for this door",
+        Duration::from_secs(2),
+    );
+    assert_eq!(w.grants().len(), 2, "{:?}", w.grants());
     w.finish();
 }
 

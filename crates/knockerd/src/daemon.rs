@@ -665,24 +665,90 @@ pub(crate) fn log_event(ev: Event) {
             tracing::warn!("door={door}: no one-time sequence left, the door is closed for good")
         }
         Event::Reset { door, src } => tracing::debug!("door={door} src={src} wrong port, knock reset"),
+        // the worker rate-limits these through RefusalLog::log_attempt
+        Event::Failed { door, src, reason } => tracing::warn!("door={door} src={src} refused: {reason}"),
         Event::TableFull { capacity } => tracing::warn!(
             "{capacity} partial knocks tracked (max_tracked): dropping the oldest to make room; a flood of spoofed sources? (reported once)"
         ),
     }
 }
 
-/// Logs refused requests (SPA packets, encoded knocks) one line each, but at most
-/// [`RefusalLog::PER_SECOND`] a second: a flood of garbage must not flood the journal. What was
-/// held back is counted and reported in the next second that logs.
+/// Logs refused requests (SPA packets, encoded knocks) and failed sequence attempts one line
+/// each, but at most [`RefusalLog::PER_SECOND`] a second: a flood of garbage must not flood the
+/// journal. What was held back is counted and reported in the next second that logs.
+///
+/// A failed sequence attempt is also limited per source: at most one line per source every
+/// [`RefusalLog::PER_SOURCE`], and that line counts the attempts held back since the source's
+/// last one. Sources are remembered in a fixed table of [`RefusalLog::SOURCES`] slots, indexed by
+/// a randomly keyed hash of the address, so a flood of spoofed sources cannot grow it; a source
+/// whose slot another source took may log again sooner, and the cap over all refusals holds.
 #[derive(Default)]
 pub(crate) struct RefusalLog {
     second: u64,
     logged: u32,
     suppressed: u64,
+    /// The per-source table of failed attempts, allocated at the first one.
+    sources: Vec<Option<SourceSlot>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+/// When a source's last failed attempt was logged, and how many were held back since.
+struct SourceSlot {
+    src: std::net::IpAddr,
+    last: Instant,
+    held: u32,
 }
 
 impl RefusalLog {
     const PER_SECOND: u32 = 10;
+    pub(crate) const PER_SOURCE: Duration = Duration::from_secs(2);
+    const SOURCES: usize = 1024;
+
+    /// Logs a failed sequence attempt, limited per source and over all refusals.
+    pub(crate) fn log_attempt(
+        &mut self,
+        door: &str,
+        src: std::net::IpAddr,
+        reason: &knocker_engine::Failure,
+        now: Instant,
+    ) {
+        let Some(held) = self.per_source(src, now) else {
+            return;
+        };
+        let more = if held > 0 {
+            format!(" ({held} more failed attempt(s) from this source since its last line)")
+        } else {
+            String::new()
+        };
+        self.emit(format_args!(
+            "door={door} src={src} refused: {reason}{more}"
+        ));
+    }
+
+    /// Whether a failed attempt from `src` at `now` may be logged: `Some(held)`, with the
+    /// attempts held back since its last line, or `None` (counted) within [`Self::PER_SOURCE`].
+    fn per_source(&mut self, src: std::net::IpAddr, now: Instant) -> Option<u32> {
+        use std::hash::BuildHasher as _;
+        if self.sources.is_empty() {
+            self.sources = (0..Self::SOURCES).map(|_| None).collect();
+        }
+        let i = (self.hasher.hash_one(src) % Self::SOURCES as u64) as usize;
+        let slot = &mut self.sources[i];
+        let held = match slot {
+            Some(s) if s.src == src && now.saturating_duration_since(s.last) < Self::PER_SOURCE => {
+                s.held = s.held.saturating_add(1);
+                return None;
+            }
+            Some(s) if s.src == src => s.held,
+            _ => 0,
+        };
+        *slot = Some(SourceSlot {
+            src,
+            last: now,
+            held: 0,
+        });
+        Some(held)
+    }
 
     pub(crate) fn log(
         &mut self,
@@ -690,6 +756,11 @@ impl RefusalLog {
         src: std::net::IpAddr,
         reason: &knocker_engine::Refusal,
     ) {
+        self.emit(format_args!("door={door} src={src} refused: {reason}"));
+    }
+
+    /// One refusal line, under the cap of [`Self::PER_SECOND`].
+    fn emit(&mut self, line: std::fmt::Arguments<'_>) {
         let now = ledger::unix_now();
         if now != self.second {
             self.second = now;
@@ -708,7 +779,7 @@ impl RefusalLog {
             );
             self.suppressed = 0;
         }
-        tracing::warn!("door={door} src={src} refused: {reason}");
+        tracing::warn!("{line}");
     }
 }
 
@@ -806,4 +877,40 @@ fn reload(
     *config = new;
     announce(config);
     tracing::info!("configuration reloaded from {config_source}");
+}
+
+#[cfg(test)]
+mod refusal_log_tests {
+    use super::*;
+
+    #[test]
+    fn failed_attempts_are_limited_per_source_in_bounded_memory() {
+        let mut log = RefusalLog::default();
+        let (a, b): (std::net::IpAddr, std::net::IpAddr) = (
+            "10.200.1.2".parse().expect("ip"),
+            "fd00:200::9".parse().expect("ip"),
+        );
+        let t0 = Instant::now();
+        assert_eq!(log.per_source(a, t0), Some(0));
+        assert_eq!(
+            log.per_source(b, t0),
+            Some(0),
+            "each source has its own limit"
+        );
+        let almost = t0 + RefusalLog::PER_SOURCE - Duration::from_millis(1);
+        assert_eq!(log.per_source(a, t0 + Duration::from_millis(10)), None);
+        assert_eq!(log.per_source(a, almost), None);
+        assert_eq!(
+            log.per_source(a, t0 + RefusalLog::PER_SOURCE),
+            Some(2),
+            "the next line counts what was held back"
+        );
+        assert_eq!(log.per_source(a, t0 + RefusalLog::PER_SOURCE), None);
+        // a flood of spoofed sources reuses the fixed table
+        for n in 0..100_000u32 {
+            let src = std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + n));
+            log.per_source(src, t0);
+        }
+        assert_eq!(log.sources.len(), RefusalLog::SOURCES);
+    }
 }

@@ -294,7 +294,10 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
     }
     match config.on_stop {
         OnStop::Withdraw => match ruleset::flush_grants() {
-            Ok(()) => tracing::info!("on_stop = withdraw: every open grant was removed"),
+            Ok(()) => {
+                gate.grants_ended("withdrawn (on_stop = withdraw)");
+                tracing::info!("on_stop = withdraw: every open grant was removed")
+            }
             Err(e) => tracing::error!("on_stop = withdraw: could not remove grants: {e}"),
         },
         OnStop::Keep => {
@@ -634,6 +637,7 @@ fn handle_grant(
             open,
             duration,
             refreshed,
+            ran,
         }) => {
             let open: Vec<String> = open.iter().map(|s| s.to_string()).collect();
             let client = g
@@ -641,11 +645,22 @@ fn handle_grant(
                 .as_ref()
                 .map(|c| format!(" client={c:?}"))
                 .unwrap_or_default();
+            // a door that only runs commands (knockd's kind) says what it ran
+            let what = match (open.is_empty(), ran) {
+                (false, _) => open.join(","),
+                (true, Some(cmd)) => {
+                    format!("ran start command {cmd} (opens nothing in the firewall)")
+                }
+                (true, None) if refreshed => {
+                    "start command not run again (opens nothing in the firewall)".to_string()
+                }
+                (true, None) => "no start command (opens nothing in the firewall)".to_string(),
+            };
+            let sep = if open.is_empty() { ":" } else { "" };
             tracing::info!(
-                "door={} src={to}{client} {} {} for {}",
+                "door={} src={to}{client} {}{sep} {what} for {}",
                 g.door_name,
                 if refreshed { "refresh" } else { "grant" },
-                open.join(","),
                 fmt_duration(duration)
             );
         }

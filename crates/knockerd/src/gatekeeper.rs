@@ -58,6 +58,8 @@ pub enum Verdict {
         open: Vec<Service>,
         duration: Duration,
         refreshed: bool,
+        /// The start command this grant ran, as its argv joined by spaces, if it ran one.
+        ran: Option<String>,
     },
 }
 
@@ -105,6 +107,11 @@ pub struct Gatekeeper<F: Firewall> {
     /// Entries leave when the grant (or its stop command) is due, so the map holds at most the
     /// grants of one door's duration.
     open: HashMap<(String, IpAddr), Open>,
+    /// When each service of a grant in the firewall times out, by (door, address), as this
+    /// process set it: a refresh replaces the timeout, as the kernel does. The kernel removes the
+    /// elements by itself; this is only so that the end of a grant is logged (never acted on).
+    /// It holds what the allow sets hold.
+    grants: HashMap<(String, IpAddr), Vec<(Service, Instant)>>,
     running: Vec<Running>,
 }
 
@@ -120,6 +127,7 @@ impl<F: Firewall> Gatekeeper<F> {
             firewall,
             ledger,
             open: HashMap::new(),
+            grants: HashMap::new(),
             running: Vec::new(),
         }
     }
@@ -286,7 +294,13 @@ impl<F: Firewall> Gatekeeper<F> {
             self.firewall
                 .grant(to, &grant.open, grant.duration)
                 .map_err(Refusal::Firewall)?;
+            let ends = self.grants.entry(key.clone()).or_default();
+            for s in &grant.open {
+                ends.retain(|(e, _)| e != s);
+                ends.push((*s, now + grant.duration));
+            }
         }
+        let mut ran = None;
         let refreshed = match (existing, self.open.get_mut(&key)) {
             (Some(_), Some(open)) => {
                 open.until = open.until.max(until);
@@ -294,6 +308,7 @@ impl<F: Firewall> Gatekeeper<F> {
                     if let Some(cmd) = door.start_command_for(to) {
                         let what =
                             format!("door={} start command (again) for {to}", door.spec.name);
+                        ran = Some(cmd.argv_for(to).join(" "));
                         self.spawn(cmd.argv_for(to), to, what, now);
                     }
                 }
@@ -303,6 +318,7 @@ impl<F: Firewall> Gatekeeper<F> {
                 self.open.entry(key).or_insert(Open { until, stop: None });
                 if let Some(cmd) = door.start_command_for(to) {
                     let what = format!("door={} start command for {to}", door.spec.name);
+                    ran = Some(cmd.argv_for(to).join(" "));
                     self.spawn(cmd.argv_for(to), to, what, now);
                 }
                 false
@@ -313,12 +329,14 @@ impl<F: Firewall> Gatekeeper<F> {
             open: grant.open.clone(),
             duration: grant.duration,
             refreshed,
+            ran,
         })
     }
 
     /// When the next stop command is due or a running command should be checked.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let stops = self.open.values().map(|o| o.until).min();
+        let ends = self.grants.values().flatten().map(|(_, end)| *end);
+        let stops = self.open.values().map(|o| o.until).chain(ends).min();
         let reap = (!self.running.is_empty()).then(|| Instant::now() + Duration::from_millis(500));
         match (stops, reap) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -343,7 +361,30 @@ impl<F: Firewall> Gatekeeper<F> {
                 self.run_stop(id, argv, &key.0, key.1, now);
             }
         }
+        for (door, ip) in self.expire_grants(now) {
+            tracing::info!("door={door} src={ip} grant ended: expired");
+        }
         self.reap(now);
+    }
+
+    /// Forgets the grants whose every service has timed out by `now`, and returns them.
+    fn expire_grants(&mut self, now: Instant) -> Vec<(String, IpAddr)> {
+        let mut ended = Vec::new();
+        self.grants.retain(|key, ends| {
+            ends.retain(|(_, end)| *end > now);
+            if ends.is_empty() {
+                ended.push(key.clone());
+            }
+            !ends.is_empty()
+        });
+        ended
+    }
+
+    /// Logs the end of every grant still open, for `why` (the allow sets were just flushed).
+    pub fn grants_ended(&mut self, why: &str) {
+        for (door, ip) in self.grants.drain().map(|(k, _)| k) {
+            tracing::info!("door={door} src={ip} grant ended: {why}");
+        }
     }
 
     /// Runs every pending stop command now (a clean shutdown must not leave a command-opened door
@@ -520,6 +561,47 @@ mod tests {
             .map(|(ip, _, _)| ip.to_string())
             .collect();
         assert_eq!(granted, vec!["10.200.1.2", "10.200.1.3"]);
+    }
+
+    #[test]
+    fn a_grant_ends_when_its_last_timeout_passes_and_a_refresh_moves_it() {
+        let mut g = Gatekeeper::new(&config(), Recorder::default(), None);
+        let t0 = Instant::now();
+        let ssh = (
+            "ssh".to_string(),
+            "10.200.1.2".parse::<IpAddr>().expect("ip"),
+        );
+        g.apply(&grant("10.200.1.2"), t0).expect("granted");
+        assert_eq!(g.poll_timeout(), Some(t0 + Duration::from_secs(30)));
+        // a refresh 10 s later: the kernel's timeout starts again, so does the daemon's
+        g.apply(&grant("10.200.1.2"), t0 + Duration::from_secs(10))
+            .expect("refreshed");
+        // a second service, shorter: the grant ends with its last service
+        let dns = Grant {
+            open: vec![Service::udp(53)],
+            duration: Duration::from_secs(5),
+            ..grant("10.200.1.2")
+        };
+        g.apply(&dns, t0 + Duration::from_secs(20))
+            .expect("granted");
+        assert!(g.expire_grants(t0 + Duration::from_secs(30)).is_empty());
+        assert!(g.expire_grants(t0 + Duration::from_secs(39)).is_empty());
+        assert_eq!(g.poll_timeout(), Some(t0 + Duration::from_secs(40)));
+        assert_eq!(
+            g.expire_grants(t0 + Duration::from_secs(40)),
+            vec![ssh.clone()]
+        );
+        assert!(
+            g.expire_grants(t0 + Duration::from_secs(99)).is_empty(),
+            "once"
+        );
+        g.handle_timeout(t0 + Duration::from_secs(99));
+        assert_eq!(g.poll_timeout(), None);
+        // withdrawn: every grant still open ends at once
+        g.apply(&grant("10.200.1.2"), t0 + Duration::from_secs(100))
+            .expect("granted");
+        g.grants_ended("withdrawn (on_stop = withdraw)");
+        assert!(g.expire_grants(t0 + Duration::from_secs(200)).is_empty());
     }
 
     #[test]

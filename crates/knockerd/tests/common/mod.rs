@@ -104,6 +104,8 @@ impl Knockerd {
             .server
             .command(env!("CARGO_BIN_EXE_knockerd"))
             .args(args)
+            // timestamps in the log, as without systemd (fail2ban_e2e reads them)
+            .env_remove("JOURNAL_STREAM")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -412,12 +412,16 @@ impl Engine {
                 }
             }
         }
-        if granted || !completed.is_empty() {
-            // the source's other partial knocks were side effects of a legitimate knock; the
-            // candidates are still those the source knocked on (a completion changes them)
+        // A source that opens a door: its other partial knocks were side effects of a legitimate
+        // knock. Quietened before a completion changes the candidates they were made on.
+        if granted {
             self.quieten(src);
         }
         for (id, tag) in completed {
+            let fresh = self.doors[id as usize].used.is_none_or(|u| tag > u);
+            if fresh && !granted {
+                self.quieten(src);
+            }
             if self.complete(id as usize, tag, src) {
                 granted = true;
             }

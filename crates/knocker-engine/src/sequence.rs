@@ -25,6 +25,10 @@
 //!   remembered): when the attempt then ends, that is the reason. A later knock with the right
 //!   flags on that port advances as usual and forgets it.
 //!
+//! A window that ran out is reported when the engine forgets the progress: by
+//! [`crate::Engine::handle_timeout`] at the window's end (later, when doors with different
+//! windows queue it behind a longer one), or at the source's next knock on the door.
+//!
 //! Not reported: a lone first knock that nothing follows (one stray packet, or a port scan that
 //! hit the first port), knocks with no progress (a port scan, however many ports it hits), a
 //! restart with the first knock (the user starting over), progress evicted because the table is

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::encoded::{self, Assembly, Outcome, Refusal};
-use crate::sequence::{step, Clock, Kind, SequenceDoor, SequenceError, Step};
+use crate::sequence::{step, Clock, Failure, Kind, SequenceDoor, SequenceError, Step};
 use crate::table::{Progress, Table};
 use crate::types::{Grant, Knock, Service};
 use knocker_wire::encoded::Reassembly;
@@ -62,6 +62,13 @@ pub enum Event {
     },
     /// A source's progress through a door was reset by a wrong port of that door.
     Reset { door: Arc<str>, src: IpAddr },
+    /// A source's attempt at a sequence door failed, and why: at most one per attempt, and only
+    /// for what the rule in the sequence module calls an attempt (a lone stray knock is not).
+    Failed {
+        door: Arc<str>,
+        src: IpAddr,
+        reason: Failure,
+    },
     /// The table is full: the oldest partial knocks are being dropped to make room. Emitted once
     /// when this starts, and again only after the table has drained below half.
     TableFull { capacity: usize },
@@ -309,19 +316,33 @@ impl Engine {
             return;
         };
         let mut completed: Vec<(u16, u64)> = Vec::new();
+        // failed attempts of this knock, reported after the loop unless the knock opened a door
+        let mut failures: Vec<Event> = Vec::new();
+        let mut granted = false;
         for &(id, tag) in entries {
             let door = &self.doors[id as usize];
-            if !door.spec.admits(knock) {
+            if !door.spec.targets(knock) {
                 continue;
             }
             let Some((_, seq)) = door.candidates.iter().find(|(t, _)| *t == tag) else {
                 continue;
             };
             let key = (src, id, tag);
+            if !door.spec.flags_match(knock) {
+                // ignored, but remembered when it was the expected next knock
+                if let Some(p) = self.table.get_mut(&key) {
+                    if now < p.deadline && seq.get(p.matched as usize) == Some(&service) {
+                        p.bad_flags.get_or_insert(knock.tcp_flags);
+                    }
+                }
+                continue;
+            }
             let matched = match self.table.get(&key) {
                 Some(p) if now < p.deadline => p.matched as usize,
                 Some(_) => {
-                    self.table.remove(&key);
+                    if let Some(p) = self.table.remove(&key) {
+                        failures.extend(failed(door, src, &p, None));
+                    }
                     0
                 }
                 None => 0,
@@ -332,6 +353,7 @@ impl Engine {
                 Step::Complete => {
                     self.table.remove(&key);
                     if matches!(door.spec.kind, Kind::Static) {
+                        granted = true;
                         // in door order, like every other event of this knock
                         self.events.push_back(Event::Grant(Grant {
                             door: id as usize,
@@ -350,6 +372,7 @@ impl Engine {
                 Step::Advance(n) if matched > 0 => {
                     if let Some(p) = self.table.get_mut(&key) {
                         p.matched = n as u8;
+                        p.bad_flags = None;
                     }
                     self.events.push_back(Event::Progress {
                         door: door.name.clone(),
@@ -364,13 +387,7 @@ impl Engine {
                     let Some(deadline) = now.checked_add(door.spec.window) else {
                         continue;
                     };
-                    let evicted = self.table.insert_newest(
-                        key,
-                        Progress {
-                            matched: 1,
-                            deadline,
-                        },
-                    );
+                    let evicted = self.table.insert_newest(key, Progress::first(deadline, of));
                     self.events.push_back(Event::Progress {
                         door: door.name.clone(),
                         src,
@@ -385,23 +402,49 @@ impl Engine {
                     }
                 }
                 Step::Reset => {
-                    if self.table.remove(&key).is_some() {
+                    if let Some(p) = self.table.remove(&key) {
                         self.events.push_back(Event::Reset {
                             door: door.name.clone(),
                             src,
                         });
+                        failures.extend(failed(door, src, &p, Some(service)));
                     }
                 }
             }
         }
+        // A source that opens a door: its other partial knocks were side effects of a legitimate
+        // knock. Quietened before a completion changes the candidates they were made on.
+        if granted {
+            self.quieten(src);
+        }
         for (id, tag) in completed {
-            self.complete(id as usize, tag, src);
+            let fresh = self.doors[id as usize].used.is_none_or(|u| tag > u);
+            if fresh && !granted {
+                self.quieten(src);
+            }
+            if self.complete(id as usize, tag, src) {
+                granted = true;
+            }
+        }
+        if !granted {
+            self.events.extend(failures);
         }
         self.rearm_table_full();
     }
 
-    /// A candidate was knocked in full: use its tag (once) and grant.
-    fn complete(&mut self, index: usize, tag: u64, src: IpAddr) {
+    /// Marks every partial knock of `src` as not an attempt of its own: its end is not reported.
+    fn quieten(&mut self, src: IpAddr) {
+        for (i, door) in self.doors.iter().enumerate() {
+            for (tag, _) in &door.candidates {
+                if let Some(p) = self.table.get_mut(&(src, i as u16, *tag)) {
+                    p.quiet = true;
+                }
+            }
+        }
+    }
+
+    /// A candidate was knocked in full: use its tag (once) and grant. Whether it granted.
+    fn complete(&mut self, index: usize, tag: u64, src: IpAddr) -> bool {
         let wall = self.wall;
         let door = &mut self.doors[index];
         // static doors complete inline in `handle`; this stays correct for them too
@@ -410,7 +453,7 @@ impl Engine {
             // A second completion of the same tag (two sources racing, or doors sharing a
             // knock) must not open twice: tags are used once.
             if door.used.is_some_and(|u| tag <= u) {
-                return;
+                return false;
             }
             door.used = Some(tag);
             self.events.push_back(Event::Used {
@@ -436,6 +479,7 @@ impl Engine {
             }
             self.reindex();
         }
+        true
     }
 
     /// One knock for encoded door `id`: reassemble, and judge a complete message.
@@ -648,13 +692,17 @@ impl Engine {
         a.into_iter().chain(b).min()
     }
 
-    /// Forgets partial knocks whose window has passed.
+    /// Forgets partial knocks whose window has passed, reporting the failed attempts.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some((_, p)) = self.table.oldest() {
+        while let Some(((src, id, _), p)) = self.table.oldest() {
             if p.deadline > now {
                 break;
             }
+            let p = *p;
             self.table.pop_oldest();
+            if let Some(door) = self.doors.get(id as usize) {
+                self.events.extend(failed(door, src, &p, None));
+            }
         }
         while let Some((_, a)) = self.assemblies.oldest() {
             if a.deadline > now {
@@ -668,6 +716,38 @@ impl Engine {
         }
         self.rearm_table_full();
     }
+}
+
+/// The report of an attempt at `door` that ended without a grant, with `wrong` the port that
+/// ended it (none when the window ran out), if the rule in the sequence module calls it a
+/// failed attempt.
+fn failed(door: &DoorState, src: IpAddr, p: &Progress, wrong: Option<Service>) -> Option<Event> {
+    let (matched, of) = (usize::from(p.matched), usize::from(p.of));
+    let reason = match (p.bad_flags, wrong) {
+        _ if p.quiet => return None,
+        (Some(got), _) => Failure::Flags {
+            at: matched + 1,
+            of,
+            got,
+            want: door.spec.tcp_flags.unwrap_or_default(),
+        },
+        (None, Some(got)) => Failure::WrongPort {
+            at: matched + 1,
+            of,
+            got,
+        },
+        (None, None) if matched >= 2 => Failure::Window {
+            matched,
+            of,
+            window: door.spec.window,
+        },
+        (None, None) => return None,
+    };
+    Some(Event::Failed {
+        door: door.name.clone(),
+        src,
+        reason,
+    })
 }
 
 /// The checks after an SPA packet authenticated, in fwknopd's order.

@@ -21,7 +21,7 @@ pub use engine::{
     DEFAULT_MAX_TRACKED, MAX_CANDIDATES,
 };
 pub use sequence::{
-    sequence_rules, Clock, Derive, Encoded, Kind, SequenceDoor, SequenceError, MAX_KNOCKS,
+    sequence_rules, Clock, Derive, Encoded, Failure, Kind, SequenceDoor, SequenceError, MAX_KNOCKS,
     MAX_OPEN_FOR, MAX_WINDOW, MIN_KNOCKS,
 };
 pub use spa::{in_net, RateLimit, Spa, SpaDecode, SpaError, SpaPrecheck, SpaRequest};

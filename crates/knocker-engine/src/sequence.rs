@@ -15,6 +15,28 @@
 //! Knocks on ports that are not part of a door never touch its progress, and progress is kept per
 //! source address, so noise from other sources never disturbs a knock in progress.
 //!
+//! # Failed attempts (reported as [`crate::Event::Failed`])
+//! An *attempt* is a source's progress through a door, from the door's first knock. It ends in a
+//! grant, or it fails, and a failure is reported (one event per attempt, with a [`Failure`]) when
+//! the source sent the door at least two packets that count:
+//! - a wrong port of the door after at least one knock matched (rule 6): the knock that failed;
+//! - the window ran out after at least two knocks matched;
+//! - a knock on the expected next port failed the flag filter (it is ignored, rule 1, but it is
+//!   remembered): when the attempt then ends, that is the reason. A later knock with the right
+//!   flags on that port advances as usual and forgets it.
+//!
+//! A window that ran out is reported when the engine forgets the progress: by
+//! [`crate::Engine::handle_timeout`] at the window's end (later, when doors with different
+//! windows queue it behind a longer one), or at the source's next knock on the door.
+//!
+//! Not reported: a lone first knock that nothing follows (one stray packet, or a port scan that
+//! hit the first port), knocks with no progress (a port scan, however many ports it hits), a
+//! restart with the first knock (the user starting over), progress evicted because the table is
+//! full (reported once as [`crate::Event::TableFull`]), and any partial progress of a source that
+//! has just opened a door (doors that share ports, or the other candidates of a rotating door,
+//! see partial knocks of a legitimate user; they are not failures). So a port scan yields at
+//! most one report per door per source, never one per port.
+//!
 //! Validation makes a port sweep harmless: a sequence must have at least three knocks, its port
 //! numbers must not be in ascending or descending order (a scan that sweeps every port upward or
 //! downward would otherwise walk straight through it, see [`SequenceDoor::validate`]), and no
@@ -24,7 +46,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::types::{FlagFilter, Knock, Service};
+use crate::types::{FlagFilter, Knock, Service, TcpFlags};
 
 /// The smallest number of knocks a sequence may have.
 pub const MIN_KNOCKS: usize = 3;
@@ -307,15 +329,73 @@ impl SequenceDoor {
 
     /// Whether this door's target and flag filter let the knock count at all.
     pub(crate) fn admits(&self, knock: &Knock) -> bool {
-        if self
-            .target
-            .is_some_and(|t| t.to_canonical() != knock.dst.to_canonical())
-        {
-            return false;
-        }
+        self.targets(knock) && self.flags_match(knock)
+    }
+
+    /// Whether the knock was sent to this door's target address (any address without one).
+    pub(crate) fn targets(&self, knock: &Knock) -> bool {
+        self.target
+            .is_none_or(|t| t.to_canonical() == knock.dst.to_canonical())
+    }
+
+    /// Whether the knock passes this door's TCP flag filter (UDP knocks always do).
+    pub(crate) fn flags_match(&self, knock: &Knock) -> bool {
         match (knock.proto, self.tcp_flags) {
             (crate::Proto::Tcp, Some(filter)) => filter.matches(knock.tcp_flags),
             _ => true,
+        }
+    }
+}
+
+/// Why a source's attempt at a sequence door failed (see "Failed attempts" above). Knocks are
+/// counted from 1; the expected ports are never named, so a log of failures does not reveal the
+/// sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Knock `at` of `of` came on a port of the door that was not the expected one.
+    WrongPort { at: usize, of: usize, got: Service },
+    /// The window ran out with `matched` of `of` knocks matched.
+    Window {
+        matched: usize,
+        of: usize,
+        window: Duration,
+    },
+    /// Knock `at` of `of` came on the expected port with TCP flags the door does not accept,
+    /// and the attempt then ended (the window ran out, or a wrong port).
+    Flags {
+        at: usize,
+        of: usize,
+        got: TcpFlags,
+        want: FlagFilter,
+    },
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::WrongPort { at, of, got } => {
+                write!(f, "knock {at} of {of} was on a wrong port ({got})")
+            }
+            Failure::Window {
+                matched,
+                of,
+                window,
+            } => write!(
+                f,
+                "the window of {}s ran out after {matched} of {of} knocks",
+                window.as_secs()
+            ),
+            Failure::Flags { at, of, got, want } => {
+                let got = if got.0 == 0 {
+                    "none".to_string()
+                } else {
+                    got.to_string()
+                };
+                write!(
+                    f,
+                    "knock {at} of {of} had TCP flags {got}, the door wants {want}"
+                )
+            }
         }
     }
 }

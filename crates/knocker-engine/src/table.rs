@@ -23,6 +23,27 @@ pub(crate) struct Progress {
     pub matched: u8,
     /// When this progress is forgotten: the first knock + the door's window.
     pub deadline: Instant,
+    /// The length of the sequence, for the report of a failed attempt.
+    pub of: u8,
+    /// The flags of a knock on the expected next port that failed the door's filter, if one
+    /// came since the last match: the reason the attempt fails, if it does.
+    pub bad_flags: Option<crate::types::TcpFlags>,
+    /// Set when the source opened a door: this progress is then no attempt of its own, and its
+    /// end is not reported.
+    pub quiet: bool,
+}
+
+impl Progress {
+    /// The first knock of an attempt at a sequence of `of` knocks.
+    pub fn first(deadline: Instant, of: usize) -> Progress {
+        Progress {
+            matched: 1,
+            deadline,
+            of: u8::try_from(of).unwrap_or(u8::MAX),
+            bad_flags: None,
+            quiet: false,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -185,10 +206,7 @@ mod tests {
     #[test]
     fn evicts_oldest_and_reuses_slots() {
         let t0 = Instant::now();
-        let p = |s: u64| Progress {
-            matched: 1,
-            deadline: t0 + Duration::from_secs(s + 10),
-        };
+        let p = |s: u64| Progress::first(t0 + Duration::from_secs(s + 10), 3);
         let mut t: Table = Table::new(3);
         for n in 0..3 {
             assert_eq!(t.insert_newest(key(n), p(n as u64)), None);

@@ -399,3 +399,49 @@ fn a_door_may_open_nothing_in_the_firewall_and_only_trigger_commands() {
         "{ev:?}"
     );
 }
+
+#[test]
+fn a_legitimate_knock_leaves_no_failure_on_the_other_candidates() {
+    // counters 0 and 1 share their first two knocks: alice's knock of counter 0 also gets two
+    // knocks into counter 1, which then runs out; mallory's same two knocks are a failure
+    let derive: Derive = Arc::new(|t: u64| match t {
+        0 => seq(&[20001, 20005, 20003]),
+        1 => seq(&[20001, 20005, 20009]),
+        t => seq(&[
+            30001 + t as u16 * 10,
+            30005 + t as u16 * 10,
+            30003 + t as u16 * 10,
+        ]),
+    });
+    let mut e = engine(Kind::Rotating {
+        derive,
+        clock: Clock::Hotp { lookahead: 2 },
+        used: None,
+    });
+    let t0 = Instant::now();
+    let failures = |events: &[Event]| {
+        events
+            .iter()
+            .filter(|ev| matches!(ev, Event::Failed { .. }))
+            .count()
+    };
+    let events = knock_all(&mut e, t0, ALICE, &seq(&[20001, 20005, 20003]));
+    assert!(granted(&events, ALICE));
+    let events = knock_all(&mut e, t0, MALLORY, &seq(&[20001, 20005]));
+    assert_eq!(failures(&events), 0);
+    e.handle_timeout(t0 + Duration::from_secs(10));
+    let events: Vec<Event> = std::iter::from_fn(|| e.poll_event()).collect();
+    assert_eq!(
+        events,
+        vec![Event::Failed {
+            door: "d".into(),
+            src: ip(MALLORY),
+            reason: knocker_engine::Failure::Window {
+                matched: 2,
+                of: 3,
+                window: Duration::from_secs(10)
+            }
+        }],
+        "mallory's attempt failed; alice's partial knock on counter 1 was no attempt"
+    );
+}

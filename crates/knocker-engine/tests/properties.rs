@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use knocker_engine::{
-    validate_doors, Engine, EngineConfig, Event, Grant, Knock, Proto, SequenceDoor, Service,
-    TcpFlags, DEFAULT_MAX_TRACKED,
+    validate_doors, Engine, EngineConfig, Event, Failure, Grant, Knock, Proto, SequenceDoor,
+    Service, TcpFlags, DEFAULT_MAX_TRACKED,
 };
 use proptest::prelude::*;
 
@@ -68,7 +68,9 @@ fn events_of(events: &[Event], who: IpAddr) -> Vec<Event> {
         .iter()
         .filter(|e| match e {
             Event::Grant(g) => g.to == who,
-            Event::Progress { src, .. } | Event::Reset { src, .. } => *src == who,
+            Event::Progress { src, .. } | Event::Reset { src, .. } | Event::Failed { src, .. } => {
+                *src == who
+            }
             Event::TableFull { .. }
             | Event::Used { .. }
             | Event::Exhausted { .. }
@@ -253,29 +255,95 @@ fn doors_and_ops() -> impl Strategy<Value = (Vec<SequenceDoor>, Vec<Op>)> {
 /// documentation rather than from the code, for a table that never fills.
 #[derive(Default)]
 struct Model {
-    /// (door, source) -> (knocks matched, deadline)
-    progress: HashMap<(usize, IpAddr), (usize, Instant)>,
+    progress: HashMap<(usize, IpAddr), Partial>,
+    /// Orders partial knocks by when they (re)started: the engine forgets expired ones oldest
+    /// first, stopping at the first one that has not expired.
+    started: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Partial {
+    matched: usize,
+    deadline: Instant,
+    started: u64,
+    /// Flags of an ignored knock on the expected next port since the last match.
+    bad_flags: Option<TcpFlags>,
+    /// The source opened a door since: not an attempt of its own.
+    quiet: bool,
+}
+
+/// The failure report for a partial knock that ends, `wrong` the port that ended it, by the
+/// rule in `sequence.rs`.
+fn model_failed(
+    door: &SequenceDoor,
+    src: IpAddr,
+    p: &Partial,
+    wrong: Option<Service>,
+) -> Option<Event> {
+    let of = door.sequence.len();
+    let reason = if p.quiet {
+        return None;
+    } else if let Some(got) = p.bad_flags {
+        Failure::Flags {
+            at: p.matched + 1,
+            of,
+            got,
+            want: door.tcp_flags.unwrap_or_default(),
+        }
+    } else if let Some(got) = wrong {
+        Failure::WrongPort {
+            at: p.matched + 1,
+            of,
+            got,
+        }
+    } else if p.matched >= 2 {
+        Failure::Window {
+            matched: p.matched,
+            of,
+            window: door.window,
+        }
+    } else {
+        return None;
+    };
+    Some(Event::Failed {
+        door: door.name.as_str().into(),
+        src,
+        reason,
+    })
 }
 
 impl Model {
     fn handle(&mut self, doors: &[SequenceDoor], now: Instant, k: &Knock) -> Vec<Event> {
         let s = k.service();
         let mut events = Vec::new();
+        let mut failures = Vec::new();
+        let mut granted = false;
         for (id, door) in doors.iter().enumerate() {
             if !door.sequence.contains(&s) {
                 continue; // not a port of this door: never touches its progress
             }
-            // 1. a TCP knock that fails the flag filter neither advances nor resets
+            let key = (id, k.src);
+            // 1. a TCP knock that fails the flag filter neither advances nor resets; on the
+            // expected next port it is remembered as the reason, should the attempt fail
             if let (Proto::Tcp, Some(filter)) = (k.proto, door.tcp_flags) {
                 if !filter.matches(k.tcp_flags) {
+                    if let Some(p) = self.progress.get_mut(&key) {
+                        if now < p.deadline && door.sequence[p.matched] == s {
+                            p.bad_flags.get_or_insert(k.tcp_flags);
+                        }
+                    }
                     continue;
                 }
             }
-            let key = (id, k.src);
-            // 2. progress older than the window is forgotten first
-            let (matched, deadline) = match self.progress.get(&key) {
-                Some(&(m, deadline)) if now < deadline => (m, Some(deadline)),
-                _ => (0, None),
+            // 2. progress older than the window is forgotten first (a failed attempt)
+            let (matched, deadline) = match self.progress.get(&key).copied() {
+                Some(p) if now < p.deadline => (p.matched, Some(p.deadline)),
+                Some(p) => {
+                    self.progress.remove(&key);
+                    failures.extend(model_failed(door, k.src, &p, None));
+                    (0, None)
+                }
+                None => (0, None),
             };
             let seq = &door.sequence;
             let progress = |matched| Event::Progress {
@@ -288,6 +356,7 @@ impl Model {
                 // 3. the expected knock advances, the last one opens
                 if matched + 1 == seq.len() {
                     self.progress.remove(&key);
+                    granted = true;
                     events.push(Event::Grant(Grant {
                         door: id,
                         door_name: door.name.clone(),
@@ -296,27 +365,72 @@ impl Model {
                         duration: door.open_for,
                         client: None,
                     }));
+                } else if let (Some(p), true) = (self.progress.get_mut(&key), matched > 0) {
+                    p.matched = matched + 1;
+                    p.bad_flags = None;
+                    events.push(progress(matched + 1));
                 } else {
                     let deadline = deadline.unwrap_or(now + door.window);
-                    self.progress.insert(key, (matched + 1, deadline));
-                    events.push(progress(matched + 1));
+                    self.start(key, deadline);
+                    events.push(progress(1));
                 }
             } else if matched > 0 && seq[matched - 1] == s {
                 // 4. a repeat of the knock just matched is ignored
             } else if seq[0] == s {
                 // 5. the first knock starts over, with a new window
-                self.progress.insert(key, (1, now + door.window));
+                self.start(key, now + door.window);
                 events.push(progress(1));
             } else {
                 // 6. any other port of the door resets (reported when there was progress)
-                self.progress.remove(&key);
-                if matched > 0 {
-                    events.push(Event::Reset {
-                        door: door.name.as_str().into(),
-                        src: k.src,
-                    });
+                if let Some(p) = self.progress.remove(&key) {
+                    if matched > 0 {
+                        events.push(Event::Reset {
+                            door: door.name.as_str().into(),
+                            src: k.src,
+                        });
+                        failures.extend(model_failed(door, k.src, &p, Some(s)));
+                    }
                 }
             }
+        }
+        if granted {
+            // the other partial knocks of a source that opened a door are not attempts
+            for ((_, src), p) in self.progress.iter_mut() {
+                if *src == k.src {
+                    p.quiet = true;
+                }
+            }
+        } else {
+            events.extend(failures);
+        }
+        events
+    }
+
+    /// A first knock: one matched, started now (the newest).
+    fn start(&mut self, key: (usize, IpAddr), deadline: Instant) {
+        self.started += 1;
+        let p = Partial {
+            matched: 1,
+            deadline,
+            started: self.started,
+            bad_flags: None,
+            quiet: false,
+        };
+        self.progress.insert(key, p);
+    }
+
+    /// The timer: expired partial knocks go, oldest first, up to the first that has not expired.
+    fn handle_timeout(&mut self, doors: &[SequenceDoor], now: Instant) -> Vec<Event> {
+        let mut order: Vec<((usize, IpAddr), Partial)> =
+            self.progress.iter().map(|(k, p)| (*k, *p)).collect();
+        order.sort_by_key(|(_, p)| p.started);
+        let mut events = Vec::new();
+        for ((id, src), p) in order {
+            if p.deadline > now {
+                break;
+            }
+            self.progress.remove(&(id, src));
+            events.extend(model_failed(&doors[id], src, &p, None));
         }
         events
     }
@@ -350,6 +464,11 @@ proptest! {
             prop_assert_eq!(&mine[0].door_name, &d.name);
             prop_assert_eq!(&mine[0].open, &d.open);
             prop_assert_eq!(mine[0].duration, d.open_for);
+            let failed = events.iter().any(|e| matches!(e, Event::Failed { door, .. } if **door == *d.name));
+            prop_assert!(!failed, "a legitimate knock is no failed attempt: {:?}", events);
+            // its other partial knocks end quietly
+            e.handle_timeout(t0 + Duration::from_secs(3600));
+            prop_assert_eq!(drain(&mut e), vec![]);
         }
     }
 
@@ -420,9 +539,9 @@ proptest! {
                 }
                 Op::Timeout { dt_ms } => {
                     now += Duration::from_millis(dt_ms);
-                    // Only what has expired may go, so the model needs no timer at all.
                     e.handle_timeout(now);
-                    prop_assert_eq!(drain(&mut e), vec![]);
+                    let expected = model.handle_timeout(&doors, now);
+                    prop_assert_eq!(drain(&mut e), expected, "timeout at {:?}", now - t0);
                 }
             }
         }
@@ -474,6 +593,14 @@ proptest! {
                         armed = false;
                     }
                     Event::Reset { .. } => {}
+                    Event::Failed { reason, .. } => match reason {
+                        Failure::WrongPort { at, of, .. } | Failure::Flags { at, of, .. } => {
+                            prop_assert!(at >= 2 && at <= of, "{:?}", reason);
+                        }
+                        Failure::Window { matched, of, .. } => {
+                            prop_assert!(matched >= 2 && matched < of, "{:?}", reason);
+                        }
+                    },
                     Event::Used { .. } | Event::Exhausted { .. } | Event::Seen { .. } | Event::Refused { .. } => {
                         prop_assert!(false, "a static door never uses or exhausts a sequence: {:?}", ev);
                     }

@@ -5,8 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use knocker_engine::{
-    validate_doors, DoorsError, Engine, EngineConfig, Event, Grant, Knock, Proto, SequenceDoor,
-    SequenceError, Service, TcpFlags, DEFAULT_MAX_TRACKED, MAX_OPEN_FOR, MAX_WINDOW,
+    validate_doors, DoorsError, Engine, EngineConfig, Event, Failure, Grant, Knock, Proto,
+    SequenceDoor, SequenceError, Service, TcpFlags, DEFAULT_MAX_TRACKED, MAX_OPEN_FOR, MAX_WINDOW,
 };
 
 const SERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
@@ -875,4 +875,219 @@ fn windows_and_open_times_are_bounded() {
     let g = grants(&events);
     assert_eq!(g.len(), 1);
     assert_eq!(g[0].duration, MAX_OPEN_FOR);
+}
+
+// Failed attempts: one `Event::Failed` per attempt, by the rule in the sequence module.
+
+fn failures(events: &[Event]) -> Vec<(IpAddr, Failure)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Failed { src, reason, .. } => Some((*src, *reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_wrong_port_after_progress_is_a_failed_attempt_that_names_its_knock() {
+    let t0 = Instant::now();
+    let mut e = engine(vec![door(
+        "ssh",
+        &["7000", "9000", "8000", "9500"],
+        &["22"],
+    )]);
+    knock_tcp_sequence(&mut e, t0, ALICE, &[7000, 9000, 9500]);
+    let events = drain(&mut e);
+    assert_eq!(
+        failures(&events),
+        vec![(
+            ALICE,
+            Failure::WrongPort {
+                at: 3,
+                of: 4,
+                got: Service::tcp(9500)
+            }
+        )]
+    );
+    assert!(events.contains(&Event::Failed {
+        door: "ssh".into(),
+        src: ALICE,
+        reason: Failure::WrongPort {
+            at: 3,
+            of: 4,
+            got: Service::tcp(9500)
+        }
+    }));
+    // knock 2 wrong: after the first knock
+    knock_tcp_sequence(&mut e, secs(t0, 5), ALICE, &[7000, 8000]);
+    let f = failures(&drain(&mut e));
+    assert_eq!(
+        f,
+        vec![(
+            ALICE,
+            Failure::WrongPort {
+                at: 2,
+                of: 4,
+                got: Service::tcp(8000)
+            }
+        )]
+    );
+    assert_eq!(
+        f[0].1.to_string(),
+        "knock 2 of 4 was on a wrong port (tcp/8000)"
+    );
+    // the attempt ended: the timer reports nothing more
+    e.handle_timeout(secs(t0, 60));
+    assert_eq!(failures(&drain(&mut e)), vec![]);
+}
+
+#[test]
+fn a_window_that_runs_out_is_a_failed_attempt_reported_once() {
+    let t0 = Instant::now();
+    let mut e = engine(vec![ssh_door()]);
+    knock_tcp_sequence(&mut e, t0, ALICE, &[7000, 9000]);
+    e.handle_timeout(t0 + WINDOW - Duration::from_millis(1));
+    assert_eq!(failures(&drain(&mut e)), vec![], "not yet");
+    e.handle_timeout(t0 + WINDOW);
+    let window = Failure::Window {
+        matched: 2,
+        of: 3,
+        window: WINDOW,
+    };
+    assert_eq!(failures(&drain(&mut e)), vec![(ALICE, window)]);
+    assert_eq!(
+        window.to_string(),
+        "the window of 10s ran out after 2 of 3 knocks"
+    );
+    e.handle_timeout(secs(t0, 60));
+    assert_eq!(failures(&drain(&mut e)), vec![], "once per attempt");
+
+    // noticed by the next knock when the timer has not run: reported on that knock
+    knock_tcp_sequence(&mut e, secs(t0, 100), BOB, &[7000, 9000]);
+    e.handle(
+        secs(t0, 100) + WINDOW + Duration::from_secs(1),
+        &tcp(BOB, 8000),
+    );
+    let events = drain(&mut e);
+    assert_eq!(grants(&events).len(), 0);
+    assert_eq!(failures(&events), vec![(BOB, window)]);
+}
+
+#[test]
+fn tcp_flags_that_fail_the_filter_on_the_next_knock_are_the_reason_of_the_failure() {
+    let t0 = Instant::now();
+    let mut e = engine(vec![ssh_door()]);
+    let syn_ack = TcpFlags::SYN.union(TcpFlags::ACK);
+    let tcp_with = |port, flags| knock_flags(ALICE, Service::tcp(port), flags);
+    for (s, port, flags) in [
+        (0, 7000, TcpFlags::SYN),
+        (1, 9000, syn_ack),
+        (2, 8000, syn_ack),
+    ] {
+        e.handle(secs(t0, s), &tcp_with(port, flags));
+    }
+    assert_eq!(failures(&drain(&mut e)), vec![], "ignored, as before");
+    e.handle_timeout(t0 + WINDOW);
+    let f = failures(&drain(&mut e));
+    let flags = Failure::Flags {
+        at: 2,
+        of: 3,
+        got: syn_ack,
+        want: "syn,!ack".parse().expect("filter"),
+    };
+    assert_eq!(f, vec![(ALICE, flags)]);
+    assert_eq!(
+        flags.to_string(),
+        "knock 2 of 3 had TCP flags syn,ack, the door wants syn,!ack"
+    );
+
+    // the right flags on that port after all: the attempt goes on and opens, nothing failed
+    e.handle(secs(t0, 20), &tcp(BOB, 7000));
+    e.handle(
+        secs(t0, 21),
+        &knock_flags(BOB, Service::tcp(9000), TcpFlags::ACK),
+    );
+    e.handle(secs(t0, 22), &tcp(BOB, 9000));
+    e.handle(secs(t0, 23), &tcp(BOB, 8000));
+    e.handle_timeout(secs(t0, 100));
+    let events = drain(&mut e);
+    assert_eq!(grants_to(&events, BOB), 1);
+    assert_eq!(failures(&events), vec![]);
+}
+
+#[test]
+fn stray_knocks_and_port_scans_are_not_attempts() {
+    let t0 = Instant::now();
+    let mut e = engine(vec![ssh_door()]);
+    // knocks on the door's ports with no progress, and a lone first knock that times out
+    e.handle(t0, &tcp(ALICE, 9000));
+    e.handle(t0, &tcp(ALICE, 8000));
+    e.handle(t0, &tcp(BOB, 7000));
+    e.handle_timeout(secs(t0, 60));
+    assert_eq!(failures(&drain(&mut e)), vec![]);
+    // a restart with the first knock is the user starting over, not a failure
+    knock_tcp_sequence(&mut e, secs(t0, 100), ALICE, &[7000, 9000, 7000]);
+    e.handle(secs(t0, 103), &tcp(ALICE, 9000));
+    e.handle(secs(t0, 104), &tcp(ALICE, 8000));
+    assert_eq!(grants_to(&drain(&mut e), ALICE), 1);
+    // sweeps over every port, upward and downward, from 40 sources: at most one failure per
+    // door per source, never one per port
+    let mut now = secs(t0, 200);
+    for n in 0..40u32 {
+        let src = v4(0x0a00_0000 + n);
+        let ports: Vec<u16> = if n % 2 == 0 {
+            (1..=u16::MAX).collect()
+        } else {
+            (1..=u16::MAX).rev().collect()
+        };
+        for p in ports.into_iter().step_by(1 + n as usize % 7) {
+            e.handle(now, &tcp(src, p));
+        }
+        now += Duration::from_millis(10);
+    }
+    e.handle_timeout(now + WINDOW);
+    let events = drain(&mut e);
+    assert_eq!(grants(&events).len(), 0);
+    let f = failures(&events);
+    let mut per_source: std::collections::HashMap<IpAddr, usize> = Default::default();
+    for (src, _) in &f {
+        *per_source.entry(*src).or_default() += 1;
+    }
+    assert!(per_source.values().all(|n| *n == 1), "{per_source:?}");
+    // the full upward sweep knocks 7000 then 8000: a wrong port at knock 2, reported
+    assert_eq!(per_source.get(&v4(0x0a00_0000)), Some(&1), "{f:?}");
+}
+
+#[test]
+fn a_source_that_opens_a_door_has_no_failures_on_doors_sharing_its_ports() {
+    // knockd's classic pair: the close sequence is the open one reversed
+    let t0 = Instant::now();
+    let open = door("open", &["7000", "8000", "9000"], &["22"]);
+    let close = door("close", &["9000", "8000", "7000"], &["23"]);
+    let (mut e, _) = Engine::new_compat(EngineConfig {
+        doors: vec![open, close],
+        max_tracked: 100,
+    })
+    .expect("knockd accepts it");
+    for round in 0..3 {
+        let start = secs(t0, round * 100);
+        knock_tcp_sequence(&mut e, start, ALICE, &[7000, 8000, 9000]);
+        knock_tcp_sequence(
+            &mut e,
+            start + Duration::from_secs(3),
+            ALICE,
+            &[7000, 8000, 9000],
+        );
+        knock_tcp_sequence(
+            &mut e,
+            start + Duration::from_secs(6),
+            ALICE,
+            &[9000, 8000, 7000],
+        );
+        e.handle_timeout(start + Duration::from_secs(60));
+    }
+    let events = drain(&mut e);
+    assert_eq!(grants_to(&events, ALICE), 9);
+    assert_eq!(failures(&events), vec![]);
 }

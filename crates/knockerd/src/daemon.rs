@@ -12,7 +12,7 @@ use crate::config::{fmt_duration, Config, OnStop, TABLE};
 use crate::gatekeeper::{Gatekeeper, Verdict};
 use crate::ledger::{self, Ledger, Record};
 use crate::nftset::NftSets;
-use crate::ruleset::{self, TableHealth, TableSpec, SET4, SET6};
+use crate::ruleset::{self, LiveGrant, TableHealth, TableSpec, SET4, SET6};
 use crate::watch::{FirewallWatch, Touched};
 use crate::worker::{Report, Seed};
 
@@ -183,6 +183,17 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
     let (ran, scheduled) = gate.recover(Instant::now());
     if ran + scheduled > 0 {
         tracing::info!("ledger: ran {ran} overdue stop command(s), scheduled {scheduled}");
+    }
+    // grants still open from before a restart: the kernel's sets are the truth
+    match ruleset::live_grants() {
+        Ok(live) => {
+            let live: Vec<_> = live.iter().filter_map(LiveGrant::parsed).collect();
+            let n = gate.adopt(Instant::now(), &live);
+            if n > 0 {
+                tracing::info!("{n} grant element(s) still open from before the restart");
+            }
+        }
+        Err(e) => tracing::warn!("cannot list the grants still open: {e}"),
     }
     announce(&config);
     tracing::info!(
@@ -361,7 +372,10 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
     }
     match config.on_stop {
         OnStop::Withdraw => match ruleset::flush_grants() {
-            Ok(()) => tracing::info!("on_stop = withdraw: every open grant was removed"),
+            Ok(()) => {
+                gate.grants_ended("withdrawn (on_stop = withdraw)");
+                tracing::info!("on_stop = withdraw: every open grant was removed")
+            }
             Err(e) => tracing::error!("on_stop = withdraw: could not remove grants: {e}"),
         },
         OnStop::Keep => {
@@ -765,6 +779,7 @@ fn handle_grant(
             open,
             duration,
             refreshed,
+            ran,
         }) => {
             let open: Vec<String> = open.iter().map(|s| s.to_string()).collect();
             let client = g
@@ -772,11 +787,22 @@ fn handle_grant(
                 .as_ref()
                 .map(|c| format!(" client={c:?}"))
                 .unwrap_or_default();
+            // a door that only runs commands (knockd's kind) says what it ran
+            let what = match (open.is_empty(), ran) {
+                (false, _) => open.join(","),
+                (true, Some(cmd)) => {
+                    format!("ran start command {cmd} (opens nothing in the firewall)")
+                }
+                (true, None) if refreshed => {
+                    "start command not run again (opens nothing in the firewall)".to_string()
+                }
+                (true, None) => "no start command (opens nothing in the firewall)".to_string(),
+            };
+            let sep = if open.is_empty() { ":" } else { "" };
             tracing::info!(
-                "door={} src={to}{client} {} {} for {}",
+                "door={} src={to}{client} {}{sep} {what} for {}",
                 g.door_name,
                 if refreshed { "refresh" } else { "grant" },
-                open.join(","),
                 fmt_duration(duration)
             );
         }
@@ -796,24 +822,90 @@ pub(crate) fn log_event(ev: Event) {
             tracing::warn!("door={door}: no one-time sequence left, the door is closed for good")
         }
         Event::Reset { door, src } => tracing::debug!("door={door} src={src} wrong port, knock reset"),
+        // the worker rate-limits these through RefusalLog::log_attempt
+        Event::Failed { door, src, reason } => tracing::warn!("door={door} src={src} refused: {reason}"),
         Event::TableFull { capacity } => tracing::warn!(
             "{capacity} partial knocks tracked (max_tracked): dropping the oldest to make room; a flood of spoofed sources? (reported once)"
         ),
     }
 }
 
-/// Logs refused requests (SPA packets, encoded knocks) one line each, but at most
-/// [`RefusalLog::PER_SECOND`] a second: a flood of garbage must not flood the journal. What was
-/// held back is counted and reported in the next second that logs.
+/// Logs refused requests (SPA packets, encoded knocks) and failed sequence attempts one line
+/// each, but at most [`RefusalLog::PER_SECOND`] a second: a flood of garbage must not flood the
+/// journal. What was held back is counted and reported in the next second that logs.
+///
+/// A failed sequence attempt is also limited per source: at most one line per source every
+/// [`RefusalLog::PER_SOURCE`], and that line counts the attempts held back since the source's
+/// last one. Sources are remembered in a fixed table of [`RefusalLog::SOURCES`] slots, indexed by
+/// a randomly keyed hash of the address, so a flood of spoofed sources cannot grow it; a source
+/// whose slot another source took may log again sooner, and the cap over all refusals holds.
 #[derive(Default)]
 pub(crate) struct RefusalLog {
     second: u64,
     logged: u32,
     suppressed: u64,
+    /// The per-source table of failed attempts, allocated at the first one.
+    sources: Vec<Option<SourceSlot>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+/// When a source's last failed attempt was logged, and how many were held back since.
+struct SourceSlot {
+    src: std::net::IpAddr,
+    last: Instant,
+    held: u32,
 }
 
 impl RefusalLog {
     const PER_SECOND: u32 = 10;
+    pub(crate) const PER_SOURCE: Duration = Duration::from_secs(2);
+    const SOURCES: usize = 1024;
+
+    /// Logs a failed sequence attempt, limited per source and over all refusals.
+    pub(crate) fn log_attempt(
+        &mut self,
+        door: &str,
+        src: std::net::IpAddr,
+        reason: &knocker_engine::Failure,
+        now: Instant,
+    ) {
+        let Some(held) = self.per_source(src, now) else {
+            return;
+        };
+        let more = if held > 0 {
+            format!(" ({held} more failed attempt(s) from this source since its last line)")
+        } else {
+            String::new()
+        };
+        self.emit(format_args!(
+            "door={door} src={src} refused: {reason}{more}"
+        ));
+    }
+
+    /// Whether a failed attempt from `src` at `now` may be logged: `Some(held)`, with the
+    /// attempts held back since its last line, or `None` (counted) within [`Self::PER_SOURCE`].
+    fn per_source(&mut self, src: std::net::IpAddr, now: Instant) -> Option<u32> {
+        use std::hash::BuildHasher as _;
+        if self.sources.is_empty() {
+            self.sources = (0..Self::SOURCES).map(|_| None).collect();
+        }
+        let i = (self.hasher.hash_one(src) % Self::SOURCES as u64) as usize;
+        let slot = &mut self.sources[i];
+        let held = match slot {
+            Some(s) if s.src == src && now.saturating_duration_since(s.last) < Self::PER_SOURCE => {
+                s.held = s.held.saturating_add(1);
+                return None;
+            }
+            Some(s) if s.src == src => s.held,
+            _ => 0,
+        };
+        *slot = Some(SourceSlot {
+            src,
+            last: now,
+            held: 0,
+        });
+        Some(held)
+    }
 
     pub(crate) fn log(
         &mut self,
@@ -821,6 +913,11 @@ impl RefusalLog {
         src: std::net::IpAddr,
         reason: &knocker_engine::Refusal,
     ) {
+        self.emit(format_args!("door={door} src={src} refused: {reason}"));
+    }
+
+    /// One refusal line, under the cap of [`Self::PER_SECOND`].
+    fn emit(&mut self, line: std::fmt::Arguments<'_>) {
         let now = ledger::unix_now();
         if now != self.second {
             self.second = now;
@@ -839,7 +936,7 @@ impl RefusalLog {
             );
             self.suppressed = 0;
         }
-        tracing::warn!("door={door} src={src} refused: {reason}");
+        tracing::warn!("{line}");
     }
 }
 
@@ -953,4 +1050,40 @@ fn reload(
     announce(config);
     tracing::info!("configuration reloaded from {config_source}");
     Ok(())
+}
+
+#[cfg(test)]
+mod refusal_log_tests {
+    use super::*;
+
+    #[test]
+    fn failed_attempts_are_limited_per_source_in_bounded_memory() {
+        let mut log = RefusalLog::default();
+        let (a, b): (std::net::IpAddr, std::net::IpAddr) = (
+            "10.200.1.2".parse().expect("ip"),
+            "fd00:200::9".parse().expect("ip"),
+        );
+        let t0 = Instant::now();
+        assert_eq!(log.per_source(a, t0), Some(0));
+        assert_eq!(
+            log.per_source(b, t0),
+            Some(0),
+            "each source has its own limit"
+        );
+        let almost = t0 + RefusalLog::PER_SOURCE - Duration::from_millis(1);
+        assert_eq!(log.per_source(a, t0 + Duration::from_millis(10)), None);
+        assert_eq!(log.per_source(a, almost), None);
+        assert_eq!(
+            log.per_source(a, t0 + RefusalLog::PER_SOURCE),
+            Some(2),
+            "the next line counts what was held back"
+        );
+        assert_eq!(log.per_source(a, t0 + RefusalLog::PER_SOURCE), None);
+        // a flood of spoofed sources reuses the fixed table
+        for n in 0..100_000u32 {
+            let src = std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + n));
+            log.per_source(src, t0);
+        }
+        assert_eq!(log.sources.len(), RefusalLog::SOURCES);
+    }
 }

@@ -58,6 +58,8 @@ pub enum Verdict {
         open: Vec<Service>,
         duration: Duration,
         refreshed: bool,
+        /// The start command this grant ran, as its argv joined by spaces, if it ran one.
+        ran: Option<String>,
     },
 }
 
@@ -91,9 +93,6 @@ struct Running {
     started: Instant,
 }
 
-/// `live` is pruned once it holds this many elements, then whenever it doubles.
-const PRUNE_AT: usize = 1024;
-
 /// Child processes are killed if they run longer than this.
 const COMMAND_LIMIT: Duration = Duration::from_secs(60);
 
@@ -108,11 +107,11 @@ pub struct Gatekeeper<F: Firewall> {
     /// Entries leave when the grant (or its stop command) is due, so the map holds at most the
     /// grants of one door's duration.
     open: HashMap<(String, IpAddr), Open>,
-    /// Every element this process put in (or found in) the sets, with when the kernel expires
-    /// it: what [`Gatekeeper::restore`] puts back after something else emptied the sets.
-    live: HashMap<(IpAddr, Service), Instant>,
-    /// When `live` is next pruned of what has ended (it grows until then).
-    prune_at: usize,
+    /// When each service of a grant in the firewall times out, by (door, address), as this
+    /// process set it: a refresh replaces the timeout, as the kernel does. The kernel removes the
+    /// elements by itself; this is only so that the end of a grant is logged (never acted on).
+    /// It holds what the allow sets hold.
+    grants: HashMap<(String, IpAddr), Vec<(Service, Instant)>>,
     running: Vec<Running>,
 }
 
@@ -128,8 +127,7 @@ impl<F: Firewall> Gatekeeper<F> {
             firewall,
             ledger,
             open: HashMap::new(),
-            live: HashMap::new(),
-            prune_at: PRUNE_AT,
+            grants: HashMap::new(),
             running: Vec::new(),
         }
     }
@@ -161,19 +159,6 @@ impl<F: Firewall> Gatekeeper<F> {
             .into_iter()
             .map(|p| (p.id, p.door.clone(), p.addr, p.command.clone(), p.due_unix))
             .collect();
-        // the grants the kernel holds: the ledger's ends are whole seconds, rounded down, so a
-        // restored grant never outlives the one granted
-        for (g, until) in ledger.state().grants() {
-            let Some(left) = until.checked_sub(wall).filter(|s| *s > 0) else {
-                continue;
-            };
-            for s in &g.services {
-                if let Ok(service) = s.parse::<Service>() {
-                    self.live
-                        .insert((g.addr, service), now + Duration::from_secs(left));
-                }
-            }
-        }
         let (mut ran, mut scheduled) = (0, 0);
         for (id, door, addr, argv, due) in pending {
             if due <= wall {
@@ -309,8 +294,13 @@ impl<F: Firewall> Gatekeeper<F> {
             self.firewall
                 .grant(to, &grant.open, grant.duration)
                 .map_err(Refusal::Firewall)?;
-            self.remember(to, &grant.open, now + grant.duration, now);
+            let ends = self.grants.entry(key.clone()).or_default();
+            for s in &grant.open {
+                ends.retain(|(e, _)| e != s);
+                ends.push((*s, now + grant.duration));
+            }
         }
+        let mut ran = None;
         let refreshed = match (existing, self.open.get_mut(&key)) {
             (Some(_), Some(open)) => {
                 open.until = open.until.max(until);
@@ -318,6 +308,7 @@ impl<F: Firewall> Gatekeeper<F> {
                     if let Some(cmd) = door.start_command_for(to) {
                         let what =
                             format!("door={} start command (again) for {to}", door.spec.name);
+                        ran = Some(cmd.argv_for(to).join(" "));
                         self.spawn(cmd.argv_for(to), to, what, now);
                     }
                 }
@@ -327,6 +318,7 @@ impl<F: Firewall> Gatekeeper<F> {
                 self.open.entry(key).or_insert(Open { until, stop: None });
                 if let Some(cmd) = door.start_command_for(to) {
                     let what = format!("door={} start command for {to}", door.spec.name);
+                    ran = Some(cmd.argv_for(to).join(" "));
                     self.spawn(cmd.argv_for(to), to, what, now);
                 }
                 false
@@ -337,47 +329,14 @@ impl<F: Firewall> Gatekeeper<F> {
             open: grant.open.clone(),
             duration: grant.duration,
             refreshed,
+            ran,
         })
-    }
-
-    /// Notes elements as live until `until` (a grant replaces the element's timeout).
-    fn remember(&mut self, to: IpAddr, services: &[Service], until: Instant, now: Instant) {
-        for s in services {
-            self.live.insert((to, *s), until);
-        }
-        if self.live.len() >= self.prune_at {
-            self.live.retain(|_, end| *end > now);
-            self.prune_at = (self.live.len() * 2).max(PRUNE_AT);
-        }
-    }
-
-    /// How many elements are live now.
-    pub fn live_grants(&self, now: Instant) -> usize {
-        self.live.values().filter(|end| **end > now).count()
-    }
-
-    /// Puts every live grant back into the sets with the time it has left (after something else
-    /// deleted knocker's table or its sets). Returns how many elements were restored; failures
-    /// are logged, and the rest still restored.
-    pub fn restore(&mut self, now: Instant) -> usize {
-        self.live.retain(|_, end| *end > now);
-        let mut by_grant: HashMap<(IpAddr, Instant), Vec<Service>> = HashMap::new();
-        for ((to, s), end) in &self.live {
-            by_grant.entry((*to, *end)).or_default().push(*s);
-        }
-        let mut restored = 0;
-        for ((to, end), services) in by_grant {
-            match self.firewall.grant(to, &services, end - now) {
-                Ok(()) => restored += services.len(),
-                Err(e) => tracing::error!("src={to}: cannot restore a live grant: {e}"),
-            }
-        }
-        restored
     }
 
     /// When the next stop command is due or a running command should be checked.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let stops = self.open.values().map(|o| o.until).min();
+        let ends = self.grants.values().flatten().map(|(_, end)| *end);
+        let stops = self.open.values().map(|o| o.until).chain(ends).min();
         let reap = (!self.running.is_empty()).then(|| Instant::now() + Duration::from_millis(500));
         match (stops, reap) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -402,7 +361,87 @@ impl<F: Firewall> Gatekeeper<F> {
                 self.run_stop(id, argv, &key.0, key.1, now);
             }
         }
+        for (door, ip) in self.expire_grants(now) {
+            tracing::info!("door={door} src={ip} grant ended: expired");
+        }
         self.reap(now);
+    }
+
+    /// Forgets the grants whose every service has timed out by `now`, and returns them.
+    fn expire_grants(&mut self, now: Instant) -> Vec<(String, IpAddr)> {
+        let mut ended = Vec::new();
+        self.grants.retain(|key, ends| {
+            ends.retain(|(_, end)| *end > now);
+            if ends.is_empty() {
+                ended.push(key.clone());
+            }
+            !ends.is_empty()
+        });
+        ended
+    }
+
+    /// Takes over the grants the kernel's sets hold at start (knockerd restarted while they ran),
+    /// as `(address, service, time left)`, so that a restore can put them back and their end is
+    /// logged. The door is the one the ledger recorded for the address and service; the time
+    /// left is what the kernel says, in whole seconds rounded down, so a restored grant never
+    /// outlives the one granted. Grants withdrawn at the last stop are not in the sets, so they
+    /// never come back.
+    pub fn adopt(&mut self, now: Instant, live: &[(IpAddr, Service, Duration)]) -> usize {
+        let mut adopted = 0;
+        for (to, service, left) in live {
+            let to = to.to_canonical();
+            let door = self
+                .ledger
+                .as_ref()
+                .and_then(|l| {
+                    l.state()
+                        .grants()
+                        .filter(|(g, _)| {
+                            g.addr == to && g.services.iter().any(|s| s == &service.to_string())
+                        })
+                        .last()
+                        .map(|(g, _)| g.door.clone())
+                })
+                .unwrap_or_else(|| "(unknown)".to_string());
+            let ends = self.grants.entry((door, to)).or_default();
+            ends.retain(|(s, _)| s != service);
+            ends.push((*service, now + *left));
+            adopted += 1;
+        }
+        adopted
+    }
+
+    /// Puts every grant still open back into the sets with the time it has left (after
+    /// something else deleted knocker's table or its sets). Returns how many elements were
+    /// restored; a failure is logged and the rest still restored. An element granted by two doors
+    /// gets the later end of the two, which each door granted.
+    pub fn restore(&mut self, now: Instant) -> usize {
+        let mut ends: HashMap<(IpAddr, Service), Instant> = HashMap::new();
+        for ((_, to), services) in &self.grants {
+            for (s, end) in services.iter().filter(|(_, end)| *end > now) {
+                let e = ends.entry((*to, *s)).or_insert(*end);
+                *e = (*e).max(*end);
+            }
+        }
+        let mut by_end: HashMap<(IpAddr, Instant), Vec<Service>> = HashMap::new();
+        for ((to, s), end) in ends {
+            by_end.entry((to, end)).or_default().push(s);
+        }
+        let mut restored = 0;
+        for ((to, end), services) in by_end {
+            match self.firewall.grant(to, &services, end - now) {
+                Ok(()) => restored += services.len(),
+                Err(e) => tracing::error!("src={to}: cannot restore a live grant: {e}"),
+            }
+        }
+        restored
+    }
+
+    /// Logs the end of every grant still open, for `why` (the allow sets were just flushed).
+    pub fn grants_ended(&mut self, why: &str) {
+        for (door, ip) in self.grants.drain().map(|(k, _)| k) {
+            tracing::info!("door={door} src={ip} grant ended: {why}");
+        }
     }
 
     /// Runs every pending stop command now (a clean shutdown must not leave a command-opened door
@@ -582,7 +621,7 @@ mod tests {
     }
 
     #[test]
-    fn restore_puts_back_live_grants_with_the_time_left() {
+    fn restore_puts_back_what_is_open_with_the_time_left() {
         let mut g = Gatekeeper::new(&config(), Recorder::default(), None);
         let t0 = Instant::now();
         g.apply(&grant("10.200.1.2"), t0).expect("granted");
@@ -595,10 +634,15 @@ mod tests {
             t0,
         )
         .expect("granted");
+        // adopted at start from the kernel's sets: 7 s left
+        let v6: IpAddr = "fd00:200::9".parse().expect("ip");
+        assert_eq!(
+            g.adopt(t0, &[(v6, Service::tcp(22), Duration::from_secs(7))]),
+            1
+        );
         g.firewall().0.clear();
         let later = t0 + Duration::from_secs(4);
-        assert_eq!(g.live_grants(later), 3);
-        assert_eq!(g.restore(later), 3);
+        assert_eq!(g.restore(later), 4);
         let mut put: Vec<(String, usize, u64)> = g
             .firewall()
             .0
@@ -608,13 +652,58 @@ mod tests {
         put.sort();
         assert_eq!(
             put,
-            vec![("10.200.1.2".into(), 1, 26), ("10.200.1.3".into(), 2, 6)]
+            vec![
+                ("10.200.1.2".into(), 1, 26),
+                ("10.200.1.3".into(), 2, 6),
+                ("fd00:200::9".into(), 1, 3)
+            ]
         );
         // what has ended is not put back: nothing is ever open past its time
         g.firewall().0.clear();
         assert_eq!(g.restore(t0 + Duration::from_secs(11)), 1);
         assert_eq!(g.firewall().0[0].0.to_string(), "10.200.1.2");
         assert_eq!(g.restore(t0 + Duration::from_secs(30)), 0);
+    }
+
+    #[test]
+    fn a_grant_ends_when_its_last_timeout_passes_and_a_refresh_moves_it() {
+        let mut g = Gatekeeper::new(&config(), Recorder::default(), None);
+        let t0 = Instant::now();
+        let ssh = (
+            "ssh".to_string(),
+            "10.200.1.2".parse::<IpAddr>().expect("ip"),
+        );
+        g.apply(&grant("10.200.1.2"), t0).expect("granted");
+        assert_eq!(g.poll_timeout(), Some(t0 + Duration::from_secs(30)));
+        // a refresh 10 s later: the kernel's timeout starts again, so does the daemon's
+        g.apply(&grant("10.200.1.2"), t0 + Duration::from_secs(10))
+            .expect("refreshed");
+        // a second service, shorter: the grant ends with its last service
+        let dns = Grant {
+            open: vec![Service::udp(53)],
+            duration: Duration::from_secs(5),
+            ..grant("10.200.1.2")
+        };
+        g.apply(&dns, t0 + Duration::from_secs(20))
+            .expect("granted");
+        assert!(g.expire_grants(t0 + Duration::from_secs(30)).is_empty());
+        assert!(g.expire_grants(t0 + Duration::from_secs(39)).is_empty());
+        assert_eq!(g.poll_timeout(), Some(t0 + Duration::from_secs(40)));
+        assert_eq!(
+            g.expire_grants(t0 + Duration::from_secs(40)),
+            vec![ssh.clone()]
+        );
+        assert!(
+            g.expire_grants(t0 + Duration::from_secs(99)).is_empty(),
+            "once"
+        );
+        g.handle_timeout(t0 + Duration::from_secs(99));
+        assert_eq!(g.poll_timeout(), None);
+        // withdrawn: every grant still open ends at once
+        g.apply(&grant("10.200.1.2"), t0 + Duration::from_secs(100))
+            .expect("granted");
+        g.grants_ended("withdrawn (on_stop = withdraw)");
+        assert!(g.expire_grants(t0 + Duration::from_secs(200)).is_empty());
     }
 
     #[test]

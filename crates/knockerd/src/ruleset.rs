@@ -410,6 +410,18 @@ pub struct LiveGrant {
     pub expires_s: u64,
 }
 
+impl LiveGrant {
+    /// The address, the service and the time left, as the gatekeeper takes them over; `None` for
+    /// an element that does not read as one (never from knockerd's own sets).
+    pub fn parsed(&self) -> Option<(std::net::IpAddr, Service, std::time::Duration)> {
+        Some((
+            self.to.parse().ok()?,
+            self.service.parse().ok()?,
+            std::time::Duration::from_secs(self.expires_s),
+        ))
+    }
+}
+
 /// Lists the elements of knockerd's allow sets.
 pub fn live_grants() -> Result<Vec<LiveGrant>, String> {
     let mut out = Vec::new();

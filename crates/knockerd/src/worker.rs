@@ -235,6 +235,9 @@ pub fn run(source: &Source, overrides: &Overrides, user: &str, parent: u32) -> R
                     client: g.client,
                 }),
                 Event::Refused { door, src, reason } => refusals.log(&door, src, &reason),
+                Event::Failed { door, src, reason } => {
+                    refusals.log_attempt(&door, src, &reason, Instant::now())
+                }
                 ev => daemon::log_event(ev),
             }
         }

@@ -230,3 +230,67 @@ fn a_rule_slipped_into_knockers_chain_is_removed() {
     );
     w.finish();
 }
+
+#[test]
+fn grants_from_before_a_restart_come_back_after_a_flush_and_withdrawn_ones_do_not() {
+    if !e2e(&[]) {
+        return;
+    }
+    let door = format!("sequence = {ALICE_SEQ:?}\nopen_for = 30\n");
+    let keep = door_config("", &door);
+    let mut w = World::new("adopt", &keep);
+    w.alice_knocks_and_is_granted();
+    w.daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(w.daemon.wait_exit(Duration::from_secs(10)), Some(0));
+    w.daemon = Knockerd::start(&w.lab, &keep);
+    w.daemon.wait_log(
+        "1 grant element(s) still open from before the restart",
+        Duration::from_secs(2),
+    );
+    w.lab
+        .server
+        .exec("nft", &["flush", "ruleset"])
+        .expect("nft flush ruleset");
+    assert!(
+        wait_for(Duration::from_secs(5), || table_exists(&w)
+            && alice_grant_left(&w).is_some())
+        .is_some(),
+        "the grant from before the restart is restored; log:\n{}",
+        w.daemon.log()
+    );
+    assert!(alice_grant_left(&w).expect("grant") < 30);
+
+    // on_stop = withdraw: the grant is gone at the stop, and a flush after the next start must
+    // not bring it back, although the ledger still remembers it
+    let withdraw = door_config("on_stop = \"withdraw\"", &door);
+    w.daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(w.daemon.wait_exit(Duration::from_secs(10)), Some(0));
+    w.daemon = Knockerd::start(&w.lab, &withdraw);
+    w.daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(w.daemon.wait_exit(Duration::from_secs(10)), Some(0));
+    assert!(w.grants().is_empty(), "withdrawn at the stop");
+    w.daemon = Knockerd::start(&w.lab, &withdraw);
+    w.lab
+        .server
+        .exec("nft", &["flush", "ruleset"])
+        .expect("nft flush ruleset");
+    w.daemon.wait_log(
+        "table inet knocker was deleted by another program",
+        Duration::from_secs(5),
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || table_exists(&w)).is_some(),
+        "the table is back"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        w.grants().is_empty(),
+        "a withdrawn grant never comes back: {:?}",
+        w.grants()
+    );
+    assert_eq!(
+        w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE),
+        Reach::Silent
+    );
+    w.finish();
+}

@@ -337,7 +337,7 @@ impl SideBySide {
                 .lines()
                 .filter(|l| {
                     l.contains(&format!("door={door} src="))
-                        && l.contains(" grant ")
+                        && (l.contains(" grant ") || l.contains(" grant: "))
                         && !l.contains("refused")
                 })
                 .count(),

@@ -116,6 +116,8 @@ impl Knockerd {
             .command(env!("CARGO_BIN_EXE_knockerd"))
             .args(args)
             .envs(env.iter().copied())
+            // timestamps in the log, as without systemd (fail2ban_e2e reads them)
+            .env_remove("JOURNAL_STREAM")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

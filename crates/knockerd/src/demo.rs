@@ -356,6 +356,7 @@ fn steps(
     }
 
     spa_steps(lab, &mut s, keys, to_alice, to_mallory, probe)?;
+    flush_steps(lab, &mut s, to_alice, to_mallory, probe)?;
 
     println!();
     if s.failed == 0 {
@@ -422,6 +423,54 @@ fn spa_steps(
     s.check(
         "mallory connects after replaying alice's datagram",
         replayed.is_ok() && r == Reach::Silent,
+        describe(r),
+    );
+    Ok(())
+}
+
+/// The admin flushes the ruleset (what `systemctl restart nftables` does with Debian's
+/// nftables.conf): knockerd puts its table and alice's grant back; mallory still gets nothing.
+fn flush_steps(
+    lab: &Lab,
+    s: &mut Steps,
+    to_alice: SocketAddr,
+    to_mallory: SocketAddr,
+    probe: Duration,
+) -> Result<(), String> {
+    println!("\nthe admin runs `nft flush ruleset` (as `systemctl restart nftables` does), deleting knocker's table");
+    lab.server.exec("nft", &["flush", "ruleset"])?;
+    let flushed = Instant::now();
+    let back = lab.server.enter(move || {
+        while flushed.elapsed() < Duration::from_secs(3) {
+            if crate::ruleset::table_exists().unwrap_or(false)
+                && !crate::ruleset::live_grants().unwrap_or_default().is_empty()
+            {
+                return Some(flushed.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        None
+    })?;
+    s.check(
+        "knockerd puts its table and alice's grant back",
+        back.is_some(),
+        &back.map_or("not within 3s".to_string(), |d| {
+            format!(
+                "back {} ms after the flush (seen by polling)",
+                d.as_millis()
+            )
+        }),
+    );
+    let r = lab.mallory.enter(move || try_connect(to_mallory, probe))?;
+    s.check(
+        "mallory connects after the flush",
+        r == Reach::Silent,
+        describe(r),
+    );
+    let r = lab.alice.enter(move || try_connect(to_alice, probe))?;
+    s.check(
+        "alice connects after the flush, on the grant she had",
+        r == Reach::Connected,
         describe(r),
     );
     Ok(())

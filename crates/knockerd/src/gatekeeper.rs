@@ -100,10 +100,10 @@ pub struct Gatekeeper<F: Firewall> {
     /// Where grants and pending stop commands are journaled before anything is applied, so
     /// that a restart after a crash still closes what was opened. `None` only in unit tests.
     ledger: Option<Ledger>,
-    /// Grants this process knows are open, by (door, address): so that a repeated knock
-    /// refreshes instead of running the start command again, and the stop command runs once.
-    /// Entries leave when the grant (or its stop command) is due, so the map holds at most the
-    /// grants of one door's duration.
+    /// Grants with a stop command this process knows are open, by (door, address): so that a
+    /// repeated knock refreshes instead of running the start command again, and the stop command
+    /// runs once. Entries leave when the stop command is due, so the map holds at most the grants
+    /// of one door's duration.
     open: HashMap<(String, IpAddr), Open>,
     running: Vec<Running>,
 }
@@ -225,9 +225,12 @@ impl<F: Firewall> Gatekeeper<F> {
             } else {
                 grant.duration
             };
+        // a door without a stop command runs its start command on every knock, as knockd does:
+        // there is nothing to pair it with, and a one-time line must never be spent for nothing
         let existing = self
             .open
             .get(&key)
+            .filter(|_| stop_cmd.is_some())
             .map(|o| (o.until, o.stop.as_ref().map(|s| s.0)));
         if self.ledger.is_none() && !first.is_empty() {
             return Err(Refusal::Ledger(
@@ -271,7 +274,7 @@ impl<F: Firewall> Gatekeeper<F> {
                     },
                 );
             }
-        } else if existing.is_none() {
+        } else if existing.is_none() && stop_cmd.is_some() {
             self.open.insert(
                 key.clone(),
                 Open {
@@ -300,7 +303,6 @@ impl<F: Firewall> Gatekeeper<F> {
                 true
             }
             _ => {
-                self.open.entry(key).or_insert(Open { until, stop: None });
                 if let Some(cmd) = door.start_command_for(to) {
                     let what = format!("door={} start command for {to}", door.spec.name);
                     self.spawn(cmd.argv_for(to), to, what, now);
@@ -680,6 +682,41 @@ mod tests {
             std::fs::read_to_string(&log).expect("log"),
             "start 10.200.1.2\nstop 10.200.1.2\n"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_door_without_a_stop_command_runs_its_command_on_every_knock() {
+        let dir = temp("nostop");
+        let log = dir.join("log");
+        let text = format!(
+            "[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nopen_for = 30\nshell = true\nstart_command = \"echo start %IP% >> {0}\"\n",
+            log.display()
+        );
+        let c = parse(Path::new("t.toml"), &text).expect("valid");
+        let mut g = Gatekeeper::new(&c, Recorder::default(), Some(open_ledger(&dir)));
+        let t0 = Instant::now();
+        for i in 0..2 {
+            let v = g
+                .apply(&grant("10.200.1.2"), t0 + Duration::from_secs(i))
+                .expect("granted");
+            assert!(
+                matches!(
+                    v,
+                    Verdict::Opened {
+                        refreshed: false,
+                        ..
+                    }
+                ),
+                "knock {i}: {v:?}"
+            );
+            g.finish(Duration::from_secs(5));
+        }
+        assert_eq!(
+            std::fs::read_to_string(&log).expect("log"),
+            "start 10.200.1.2\nstart 10.200.1.2\n"
+        );
+        assert_eq!(g.firewall().0.len(), 2);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -100,10 +100,11 @@ pub struct Gatekeeper<F: Firewall> {
     /// Where grants and pending stop commands are journaled before anything is applied, so
     /// that a restart after a crash still closes what was opened. `None` only in unit tests.
     ledger: Option<Ledger>,
-    /// Grants with a stop command this process knows are open, by (door, address): so that a
-    /// repeated knock refreshes instead of running the start command again, and the stop command
-    /// runs once. Entries leave when the stop command is due, so the map holds at most the grants
-    /// of one door's duration.
+    /// Grants this process knows are open, by (door, address): so that a repeated knock
+    /// refreshes instead of running the start command again, and the stop command runs once
+    /// (a door with a start command and no stop command is not kept: it runs on every knock).
+    /// Entries leave when the grant (or its stop command) is due, so the map holds at most the
+    /// grants of one door's duration.
     open: HashMap<(String, IpAddr), Open>,
     running: Vec<Running>,
 }
@@ -225,12 +226,13 @@ impl<F: Firewall> Gatekeeper<F> {
             } else {
                 grant.duration
             };
-        // a door without a stop command runs its start command on every knock, as knockd does:
-        // there is nothing to pair it with, and a one-time line must never be spent for nothing
+        // a door with a start command but no stop command runs it on every knock, as knockd
+        // does: nothing pairs with it, and a one-time line must never be spent for nothing
+        let every_knock = stop_cmd.is_none() && door.start_command_for(to).is_some();
         let existing = self
             .open
             .get(&key)
-            .filter(|_| stop_cmd.is_some())
+            .filter(|_| !every_knock)
             .map(|o| (o.until, o.stop.as_ref().map(|s| s.0)));
         if self.ledger.is_none() && !first.is_empty() {
             return Err(Refusal::Ledger(
@@ -274,7 +276,7 @@ impl<F: Firewall> Gatekeeper<F> {
                     },
                 );
             }
-        } else if existing.is_none() && stop_cmd.is_some() {
+        } else if existing.is_none() && !every_knock {
             self.open.insert(
                 key.clone(),
                 Open {
@@ -303,6 +305,9 @@ impl<F: Firewall> Gatekeeper<F> {
                 true
             }
             _ => {
+                if !every_knock {
+                    self.open.entry(key).or_insert(Open { until, stop: None });
+                }
                 if let Some(cmd) = door.start_command_for(to) {
                     let what = format!("door={} start command for {to}", door.spec.name);
                     self.spawn(cmd.argv_for(to), to, what, now);
@@ -717,6 +722,20 @@ mod tests {
             "start 10.200.1.2\nstart 10.200.1.2\n"
         );
         assert_eq!(g.firewall().0.len(), 2);
+        // a door with no command at all still refreshes its grant
+        let mut g = Gatekeeper::new(&config(), Recorder::default(), None);
+        g.apply(&grant("10.200.1.2"), t0).expect("granted");
+        let v = g.apply(&grant("10.200.1.2"), t0).expect("granted");
+        assert!(
+            matches!(
+                v,
+                Verdict::Opened {
+                    refreshed: true,
+                    ..
+                }
+            ),
+            "{v:?}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

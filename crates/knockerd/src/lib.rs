@@ -13,6 +13,7 @@ pub mod gatekeeper;
 pub mod knockd;
 pub mod lab;
 pub mod ledger;
+pub mod listening;
 pub mod native_doors;
 pub mod nflog;
 pub mod nftset;

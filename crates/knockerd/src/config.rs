@@ -251,6 +251,51 @@ impl Door {
         matches!(self.spec.kind, Kind::Static)
     }
 
+    /// What a grant of the door opens and for how long, for `check` and the log: "tcp/22 for
+    /// 30s", an SPA door's default and the most a client may ask for, "whatever the client asks
+    /// for" for an access.conf stanza without OPEN_PORTS, or that the door only runs commands.
+    pub fn describe_opening(&self) -> String {
+        let Kind::Spa(spa) = &self.spec.kind else {
+            if self.spec.open.is_empty() {
+                return "opens nothing in the firewall itself: it runs its commands".into();
+            }
+            return format!(
+                "opens {} for {}",
+                list_services(&self.spec.open),
+                fmt_duration(self.spec.open_for)
+            );
+        };
+        // as the engine computes it: the client's time capped by the maximum, else the default
+        let cap = |secs: u64| Duration::from_secs(secs.max(1)).min(self.spec.open_for);
+        let (default, max) = (cap(spa.access_timeout), cap(spa.max_timeout));
+        let how_long = if max > default {
+            format!(
+                "{} by default, up to {} if the client asks",
+                fmt_duration(default),
+                fmt_duration(max)
+            )
+        } else if max < default {
+            format!(
+                "{} by default, at most {} if the client names a time",
+                fmt_duration(default),
+                fmt_duration(max)
+            )
+        } else {
+            fmt_duration(default)
+        };
+        let what = if spa.open_any && spa.restrict.is_empty() {
+            "whatever port the client asks for (no OPEN_PORTS)".to_string()
+        } else if spa.open_any {
+            format!(
+                "whatever port the client asks for but {} (no OPEN_PORTS)",
+                list_services(&spa.restrict)
+            )
+        } else {
+            list_services(&self.spec.open)
+        };
+        format!("opens {what} for {how_long}")
+    }
+
     pub fn has_commands(&self) -> bool {
         self.start_command.is_some() || self.start_command_6.is_some()
     }
@@ -370,6 +415,10 @@ pub struct Config {
     pub clients: PathBuf,
     /// The user the packet worker becomes (`nobody` unless set).
     pub worker_user: Option<String>,
+    /// Whether knock packets are dropped once logged, so that knock ports look filtered: true
+    /// for knockerd's own doors. A knockd.conf's are only watched, as knockd watches them, since
+    /// its knock ports may be a live service's (wake-on-connect); the admin's firewall decides.
+    pub drop_knocks: bool,
     pub doors: Vec<Door>,
 }
 
@@ -423,6 +472,68 @@ impl Config {
 
     pub fn door(&self, name: &str) -> Option<&Door> {
         self.doors.iter().find(|d| d.spec.name == name)
+    }
+
+    /// Every port knockerd's table logs knocks on, in the order `check` lists them: one list for
+    /// `check`, the daemon's ready line and the warning about local services, so they agree.
+    pub fn watched(&self) -> Vec<Watched> {
+        let mut v: Vec<Watched> = self
+            .knock_services()
+            .into_iter()
+            .map(Watched::Knock)
+            .collect();
+        v.extend(
+            self.knock_ranges()
+                .into_iter()
+                .map(|(p, a, b)| Watched::Range(p, a, b)),
+        );
+        v.extend(self.spa_ports().into_iter().map(Watched::Spa));
+        v.extend(self.syn_ports().into_iter().map(Watched::Syn));
+        v
+    }
+}
+
+/// A port (or span of ports) knockerd's table logs knocks on ([`Config::watched`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watched {
+    /// A knock port of a sequence door.
+    Knock(Service),
+    /// Every port of a rotating or encoded door's span: (protocol, first, last).
+    Range(Proto, u16, u16),
+    /// The UDP port of single-packet-authorization doors.
+    Spa(u16),
+    /// The TCP port of stealth SYN doors.
+    Syn(u16),
+}
+
+impl Watched {
+    /// How many ports it is (a span is all of its ports).
+    pub fn ports(&self) -> usize {
+        match *self {
+            Watched::Range(_, a, b) => usize::from(b.saturating_sub(a)) + 1,
+            _ => 1,
+        }
+    }
+
+    /// Whether `s` is one of the ports watched.
+    pub fn contains(&self, s: Service) -> bool {
+        match *self {
+            Watched::Knock(k) => k == s,
+            Watched::Range(p, a, b) => s.proto == p && (a..=b).contains(&s.port),
+            Watched::Spa(port) => s == Service::udp(port),
+            Watched::Syn(port) => s == Service::tcp(port),
+        }
+    }
+}
+
+impl fmt::Display for Watched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Watched::Knock(s) => write!(f, "{s}"),
+            Watched::Range(p, a, b) => write!(f, "{p}/{a}-{b}"),
+            Watched::Spa(p) => write!(f, "udp/{p} (SPA packets, read whole)"),
+            Watched::Syn(p) => write!(f, "tcp/{p} (stealth SYNs, headers read)"),
+        }
     }
 }
 
@@ -558,6 +669,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Formats a duration the way the config writes it.
+fn list_services(services: &[Service]) -> String {
+    services
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub fn fmt_duration(d: Duration) -> String {
     let s = d.as_secs();
     if s != 0 && s % 3600 == 0 {
@@ -1177,6 +1296,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
                 Some(name.clone())
             }
         },
+        drop_knocks: true,
         doors,
     };
     // every port of a rotating door's span is a knock port, dropped and logged
@@ -1733,6 +1853,19 @@ fn rotating_door(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watched_ports_contain_what_they_say() {
+        let range = Watched::Range(Proto::Tcp, 40000, 40999);
+        assert!(range.contains(Service::tcp(40000)) && range.contains(Service::tcp(40999)));
+        assert!(!range.contains(Service::tcp(41000)) && !range.contains(Service::udp(40500)));
+        assert_eq!(range.ports(), 1000);
+        assert!(Watched::Spa(62201).contains(Service::udp(62201)));
+        assert!(!Watched::Spa(62201).contains(Service::tcp(62201)));
+        assert!(Watched::Syn(443).contains(Service::tcp(443)));
+        assert!(!Watched::Knock(Service::udp(9000)).contains(Service::tcp(9000)));
+        assert_eq!(Watched::Range(Proto::Udp, 5, 5).ports(), 1);
+    }
 
     fn p(text: &str) -> Result<Config, ConfigError> {
         parse(Path::new("k.toml"), text)

@@ -42,12 +42,6 @@ pub(crate) fn engine_for(config: &Config) -> Result<Engine, String> {
 /// Logs what the configuration makes knockerd do, once at start and after each reload.
 fn announce(config: &Config) {
     for d in &config.doors {
-        let open: Vec<String> = d.spec.open.iter().map(|s| s.to_string()).collect();
-        let opens = if open.is_empty() {
-            "runs its commands".to_string()
-        } else {
-            format!("opens {}", open.join(","))
-        };
         // a single-packet door has no window between knocks
         let within = if d.spa_port.is_some() || d.syn_port.is_some() {
             String::new()
@@ -55,11 +49,10 @@ fn announce(config: &Config) {
             format!(" within {}", fmt_duration(d.spec.window))
         };
         tracing::info!(
-            "door={} {}{within} {} for {}{}",
+            "door={} {}{within} {}{}",
             d.spec.name,
             d.describe_knocks_for_log(),
-            opens,
-            fmt_duration(d.spec.open_for),
+            d.describe_opening(),
             d.spec
                 .tcp_flags
                 .map(|f| format!(" (tcp flags {f})"))
@@ -199,7 +192,7 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
     tracing::info!(
         "ready: table inet {TABLE} loaded, watching NFLOG group {} for {} knock port(s), protecting {}",
         config.nflog_group,
-        config.knock_services().len(),
+        config.watched().iter().map(|w| w.ports()).sum::<usize>(),
         config.protected().iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
     );
     control.ready(&config);

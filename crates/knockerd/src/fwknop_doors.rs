@@ -201,7 +201,46 @@ pub fn load(
         server_key: PathBuf::from(crate::config::DEFAULT_SERVER_KEY),
         clients: PathBuf::from(crate::config::DEFAULT_CLIENTS),
         worker_user: None,
+        drop_knocks: true,
         doors,
     };
     Ok((config, warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fwknop_conf::FwknopdConf;
+
+    fn doors(text: &str) -> Vec<Door> {
+        let conf = fwknop_conf::parse(
+            Path::new("access.conf"),
+            text.as_bytes(),
+            &FwknopdConf::default(),
+        )
+        .expect("parses");
+        let mut warnings = Vec::new();
+        conf.stanzas
+            .iter()
+            .filter_map(|s| door_for(s, &conf, &mut warnings))
+            .collect()
+    }
+
+    #[test]
+    fn check_says_what_a_stanza_opens_and_for_how_long() {
+        let keys = "KEY_BASE64 YWJjZGVmZ2hpamtsbW5vcA==\nHMAC_KEY_BASE64 cXJzdHV2d3h5eg==\n";
+        let d = doors(&format!(
+            "SOURCE ANY\n{keys}\nSOURCE 10.0.0.0/8\nOPEN_PORTS tcp/22\nFW_ACCESS_TIMEOUT 30\nMAX_FW_TIMEOUT 3600\n{keys}\nSOURCE 192.0.2.0/24\nRESTRICT_PORTS tcp/23\nFW_ACCESS_TIMEOUT 60\nMAX_FW_TIMEOUT 60\n{keys}"
+        ));
+        let said: Vec<String> = d.iter().map(|d| d.describe_opening()).collect();
+        assert_eq!(
+            said,
+            [
+                // fwknopd's defaults: FW_ACCESS_TIMEOUT 30, MAX_FW_TIMEOUT 300
+                "opens whatever port the client asks for (no OPEN_PORTS) for 30s by default, up to 5m if the client asks",
+                "opens tcp/22 for 30s by default, up to 1h if the client asks",
+                "opens whatever port the client asks for but tcp/23 (no OPEN_PORTS) for 1m",
+            ]
+        );
+    }
 }

@@ -103,7 +103,8 @@ pub struct Gatekeeper<F: Firewall> {
     /// that a restart after a crash still closes what was opened. `None` only in unit tests.
     ledger: Option<Ledger>,
     /// Grants this process knows are open, by (door, address): so that a repeated knock
-    /// refreshes instead of running the start command again, and the stop command runs once.
+    /// refreshes instead of running the start command again, and the stop command runs once
+    /// (a door with a start command and no stop command is not kept: it runs on every knock).
     /// Entries leave when the grant (or its stop command) is due, so the map holds at most the
     /// grants of one door's duration.
     open: HashMap<(String, IpAddr), Open>,
@@ -233,9 +234,13 @@ impl<F: Firewall> Gatekeeper<F> {
             } else {
                 grant.duration
             };
+        // a door with a start command but no stop command runs it on every knock, as knockd
+        // does: nothing pairs with it, and a one-time line must never be spent for nothing
+        let every_knock = stop_cmd.is_none() && door.start_command_for(to).is_some();
         let existing = self
             .open
             .get(&key)
+            .filter(|_| !every_knock)
             .map(|o| (o.until, o.stop.as_ref().map(|s| s.0)));
         if self.ledger.is_none() && !first.is_empty() {
             return Err(Refusal::Ledger(
@@ -279,7 +284,7 @@ impl<F: Firewall> Gatekeeper<F> {
                     },
                 );
             }
-        } else if existing.is_none() {
+        } else if existing.is_none() && !every_knock {
             self.open.insert(
                 key.clone(),
                 Open {
@@ -315,7 +320,9 @@ impl<F: Firewall> Gatekeeper<F> {
                 true
             }
             _ => {
-                self.open.entry(key).or_insert(Open { until, stop: None });
+                if !every_knock {
+                    self.open.entry(key).or_insert(Open { until, stop: None });
+                }
                 if let Some(cmd) = door.start_command_for(to) {
                     let what = format!("door={} start command for {to}", door.spec.name);
                     ran = Some(cmd.argv_for(to).join(" "));
@@ -863,6 +870,55 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(&log).expect("log"),
             "start 10.200.1.2\nstop 10.200.1.2\n"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_door_without_a_stop_command_runs_its_command_on_every_knock() {
+        let dir = temp("nostop");
+        let log = dir.join("log");
+        let text = format!(
+            "[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nopen_for = 30\nshell = true\nstart_command = \"echo start %IP% >> {0}\"\n",
+            log.display()
+        );
+        let c = parse(Path::new("t.toml"), &text).expect("valid");
+        let mut g = Gatekeeper::new(&c, Recorder::default(), Some(open_ledger(&dir)));
+        let t0 = Instant::now();
+        for i in 0..2 {
+            let v = g
+                .apply(&grant("10.200.1.2"), t0 + Duration::from_secs(i))
+                .expect("granted");
+            assert!(
+                matches!(
+                    v,
+                    Verdict::Opened {
+                        refreshed: false,
+                        ..
+                    }
+                ),
+                "knock {i}: {v:?}"
+            );
+            g.finish(Duration::from_secs(5));
+        }
+        assert_eq!(
+            std::fs::read_to_string(&log).expect("log"),
+            "start 10.200.1.2\nstart 10.200.1.2\n"
+        );
+        assert_eq!(g.firewall().0.len(), 2);
+        // a door with no command at all still refreshes its grant
+        let mut g = Gatekeeper::new(&config(), Recorder::default(), None);
+        g.apply(&grant("10.200.1.2"), t0).expect("granted");
+        let v = g.apply(&grant("10.200.1.2"), t0).expect("granted");
+        assert!(
+            matches!(
+                v,
+                Verdict::Opened {
+                    refreshed: true,
+                    ..
+                }
+            ),
+            "{v:?}"
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

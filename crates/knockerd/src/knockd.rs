@@ -727,6 +727,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Knockd, ConfigError> {
         server_key: PathBuf::from(crate::config::DEFAULT_SERVER_KEY),
         clients: PathBuf::from(crate::config::DEFAULT_CLIENTS),
         worker_user: None,
+        // knockd only watches packets: a knock port may be a live service's
+        drop_knocks: false,
         doors,
     };
     Ok(Knockd {
@@ -996,8 +998,10 @@ impl Knockd {
             "for every door: a repeat of the knock just matched (a retransmitted SYN, a duplicated",
         );
         comment(&mut out, "note: ", "datagram) never resets a knock, and neither do ports of other doors; knockd resets on both.");
-        comment(&mut out, "note: ", "for every door: a knock that completes while the door is already open for that address");
-        comment(&mut out, "note: ", "(open_for, or until its stop command ran) does not run start_command again; knockd runs it each time.");
+        comment(&mut out, "note: ", "for every door with a stop command: a knock that completes while the door is already open for that");
+        comment(&mut out, "note: ", "address (until its stop command ran) does not run start_command again; knockd runs it each time.");
+        comment(&mut out, "note: ", "for every door: knockerd drops its knock ports, so they look filtered; knockd only watched them, and");
+        comment(&mut out, "note: ", "so does `--knockd-conf`. A knock port that is a live service's (wake-on-connect) needs `--knockd-conf`.");
         comment(
             &mut out,
             "note: ",
@@ -1091,7 +1095,7 @@ impl Knockd {
             out.push_str("open = []   # a knockd door opens nothing itself: its commands do\n");
             out.push_str("protect = false\n");
             out.push_str(&format!(
-                "open_for = {}   # how long a repeated knock does not run start_command again\n",
+                "open_for = {}   # knockd's Cmd_Timeout; a door that opens nothing has no grant it times\n",
                 d.spec.open_for.as_secs()
             ));
             let commands = [

@@ -14,6 +14,7 @@ pub mod gatekeeper;
 pub mod knockd;
 pub mod lab;
 pub mod ledger;
+pub mod listening;
 pub mod lockout;
 pub mod native_doors;
 pub mod nflog;

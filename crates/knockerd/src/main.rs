@@ -508,15 +508,7 @@ fn check(source: &Source, overrides: &knockerd::daemon::Overrides) -> Result<(),
                     .unwrap_or_default()
             );
         }
-        out!(
-            "  opens {} to the knocking address for {}",
-            if d.spec.open.is_empty() {
-                "nothing in the firewall (it runs its commands)".to_string()
-            } else {
-                list(&d.spec.open)
-            },
-            fmt_duration(d.spec.open_for)
-        );
+        out!("  {}", d.describe_opening());
         if let Some(cmd) = &d.start_command {
             out!("  runs {cmd} on opening");
         }
@@ -536,29 +528,23 @@ fn check(source: &Source, overrides: &knockerd::daemon::Overrides) -> Result<(),
             out!("  warning: a static sequence can be replayed by anyone who records it");
         }
     }
-    out!(
-        "watches (dropped silently, logged to NFLOG group {}): {}",
-        c.nflog_group,
-        {
-            let mut all: Vec<String> = c.knock_services().iter().map(|s| s.to_string()).collect();
-            all.extend(
-                c.knock_ranges()
-                    .iter()
-                    .map(|(p, a, b)| format!("{p}/{a}-{b}")),
-            );
-            all.extend(
-                c.spa_ports()
-                    .iter()
-                    .map(|p| format!("udp/{p} (SPA packets, read whole)")),
-            );
-            all.extend(
-                c.syn_ports()
-                    .iter()
-                    .map(|p| format!("tcp/{p} (stealth SYNs, headers read)")),
-            );
-            all.join(", ")
-        }
-    );
+    let watched = c.watched();
+    let watched = watched
+        .iter()
+        .map(|w| w.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if c.drop_knocks {
+        out!(
+            "watches (dropped silently, logged to NFLOG group {}): {watched}",
+            c.nflog_group
+        );
+    } else {
+        out!("watches (logged to NFLOG group {}, not dropped: your firewall decides, as under knockd): {watched}", c.nflog_group);
+    }
+    if c.drop_knocks {
+        busy_knock_ports(&c);
+    }
     let protected = c.protected();
     if protected.is_empty() {
         out!("protects nothing: the opened services must be closed by your own firewall");
@@ -624,6 +610,28 @@ fn check(source: &Source, overrides: &knockerd::daemon::Overrides) -> Result<(),
             "{}: {n} problem(s) above would stop knockerd from starting",
             source.path().display()
         )),
+    }
+}
+
+/// Warns about each knock port a local service listens on: knockerd drops its packets.
+fn busy_knock_ports(c: &config::Config) {
+    let services = knockerd::listening::services();
+    for w in c.watched() {
+        let busy: Vec<String> = services
+            .iter()
+            .filter(|s| w.contains(**s))
+            .map(|s| s.to_string())
+            .collect();
+        if busy.is_empty() {
+            continue;
+        }
+        let what = match w {
+            config::Watched::Knock(_) => "a knock port".to_string(),
+            config::Watched::Range(..) => format!("in the knock port span {w}"),
+            config::Watched::Spa(_) => "the port of an SPA door".to_string(),
+            config::Watched::Syn(_) => "the port of a stealth SYN door".to_string(),
+        };
+        out!("warning: a local service listens on {}, {what}: knockerd drops every packet to it, so the service cannot be reached; choose a port no service uses", busy.join(", "));
     }
 }
 

@@ -127,7 +127,18 @@ impl NflogSource {
         source
             .config(NetfilterProtoFamily::Unspec, group, nlas, &mut seq)
             .map_err(|e| match e.raw_os_error() {
-                // EPERM: the group has an instance owned by another socket; EBUSY: already ours.
+                // nfnetlink answers EPERM both to a sender without CAP_NET_ADMIN and when the
+                // group has an instance owned by another socket; only the first is ours to fix
+                Some(libc::EPERM) | Some(libc::EACCES) if has_net_admin() != Some(true) => {
+                    io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!(
+                            "binding NFLOG group {group} needs root or CAP_NET_ADMIN, which this \
+                             process lacks (run knockerd as root, as its systemd unit does): {e}"
+                        ),
+                    )
+                }
+                // EBUSY: already bound on this socket's side
                 Some(libc::EPERM) | Some(libc::EBUSY) => io::Error::new(
                     io::ErrorKind::AddrInUse,
                     format!(
@@ -243,6 +254,22 @@ impl AsRawFd for NflogSource {
     fn as_raw_fd(&self) -> RawFd {
         self.socket.as_raw_fd()
     }
+}
+
+/// CAP_NET_ADMIN's bit in the capability sets (linux/capability.h).
+const CAP_NET_ADMIN: u32 = 12;
+
+/// Whether this process holds CAP_NET_ADMIN; `None` when /proc does not say.
+fn has_net_admin() -> Option<bool> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    effective_capability(&status, CAP_NET_ADMIN)
+}
+
+/// Whether the `CapEff:` line of a /proc/PID/status text has capability `bit`.
+fn effective_capability(status: &str, bit: u32) -> Option<bool> {
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    let set = u64::from_str_radix(hex.trim(), 16).ok()?;
+    Some(set.checked_shr(bit)? & 1 == 1)
 }
 
 fn with_context(e: io::Error, what: &str) -> io::Error {
@@ -694,6 +721,27 @@ mod tests {
         let mut stats = RecvStats::default();
         parse_datagram(&datagram, &mut out, &mut stats);
         assert_eq!((stats.knocks, stats.malformed), (1, 1));
+    }
+
+    #[test]
+    fn reads_the_effective_capabilities() {
+        let status = |eff: &str| {
+            format!("Name:\tknockerd\nCapInh:\t0000000000000000\nCapEff:\t{eff}\nCapBnd:\t000001ffffffffff\n")
+        };
+        assert_eq!(
+            effective_capability(&status("000001ffffffffff"), CAP_NET_ADMIN),
+            Some(true)
+        );
+        assert_eq!(
+            effective_capability(&status("0000000000001000"), CAP_NET_ADMIN),
+            Some(true)
+        );
+        assert_eq!(
+            effective_capability(&status("0000000000000000"), CAP_NET_ADMIN),
+            Some(false)
+        );
+        assert_eq!(effective_capability(&status("zz"), CAP_NET_ADMIN), None);
+        assert_eq!(effective_capability("Name:\tx\n", CAP_NET_ADMIN), None);
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub struct TableSpec {
     pub trusted: Vec<crate::config::Net>,
     /// Packets with all these mark bits are accepted (0: no such rule).
     pub accept_mark: u32,
+    /// Drop knock packets once logged ([`Config::drop_knocks`]); otherwise every packet to a knock
+    /// port is logged, established connections' too, and goes on to the admin's firewall.
+    pub drop_knocks: bool,
 }
 
 impl TableSpec {
@@ -65,6 +68,7 @@ impl TableSpec {
             syn_ports: c.syn_ports(),
             trusted: crate::config::Net::minimal(&c.trusted),
             accept_mark: c.accept_mark,
+            drop_knocks: c.drop_knocks,
         }
     }
 }
@@ -127,6 +131,29 @@ pub fn render(spec: &TableSpec) -> String {
         let _ = writeln!(s, "add rule {t} {CHAIN} {body}");
     };
     rule(&mut s, "iif \"lo\" accept");
+    let knocks = |s: &mut String, verdict: &str| {
+        if !spec.knock.is_empty() || !spec.knock_ranges.is_empty() {
+            rule(
+                s,
+                &format!(
+                    "{}meta l4proto . th dport {} log group {} snaplen {} queue-threshold 1{verdict}",
+                    spec.interface
+                        .as_ref()
+                        .map(|i| format!("iifname \"{i}\" "))
+                        .unwrap_or_default(),
+                    service_and_range_set(&spec.knock, &spec.knock_ranges),
+                    spec.nflog_group,
+                    SNAPLEN
+                ),
+            );
+        }
+    };
+    // knockd sees every packet to a knock port, a connection's ACKs too (`TCPFlags = ack`), and
+    // leaves the verdict to the firewall: so must a knockd.conf here, before established
+    // connections are accepted
+    if !spec.drop_knocks {
+        knocks(&mut s, "");
+    }
     rule(&mut s, "ct state established,related accept");
     let mark = if spec.grant_mark != 0 {
         format!("meta mark set meta mark | {:#010x} ", spec.grant_mark)
@@ -141,20 +168,8 @@ pub fn render(spec: &TableSpec) -> String {
         &mut s,
         &format!("ip6 saddr . meta l4proto . th dport @{SET6} {mark}accept"),
     );
-    if !spec.knock.is_empty() || !spec.knock_ranges.is_empty() {
-        rule(
-            &mut s,
-            &format!(
-                "{}meta l4proto . th dport {} log group {} snaplen {} queue-threshold 1 drop",
-                spec.interface
-                    .as_ref()
-                    .map(|i| format!("iifname \"{i}\" "))
-                    .unwrap_or_default(),
-                service_and_range_set(&spec.knock, &spec.knock_ranges),
-                spec.nflog_group,
-                SNAPLEN
-            ),
-        );
+    if spec.drop_knocks {
+        knocks(&mut s, " drop");
     }
     if !spec.spa_ports.is_empty() {
         let ports: Vec<Service> = spec.spa_ports.iter().map(|p| Service::udp(*p)).collect();
@@ -547,6 +562,7 @@ mod tests {
                 "2001:db8::/32".parse().expect("net"),
             ],
             accept_mark: 0x4b41_0000,
+            drop_knocks: true,
         }
     }
     const DEFAULT: u32 = crate::config::DEFAULT_GRANT_MARK;
@@ -670,6 +686,20 @@ mod tests {
         assert!(remove_include(&dir).expect("remove"));
         assert!(!remove_include(&dir).expect("again"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_knockd_conf_watches_knocks_without_dropping_them() {
+        let r = render(&TableSpec {
+            drop_knocks: false,
+            ..spec()
+        });
+        let knock = "meta l4proto . th dport { tcp . 7000, udp . 9000, tcp . 40000-40999 } log group 4100 snaplen 128 queue-threshold 1\n";
+        assert!(r.contains(knock), "{r}");
+        assert!(!r.contains("40000-40999 } log group 4100 snaplen 128 queue-threshold 1 drop"));
+        // before established connections are accepted, so that their packets are seen too
+        assert!(r.find(knock) < r.find("ct state established"), "{r}");
+        assert_eq!(r.matches("log group 4100 snaplen 128").count(), 1, "{r}");
     }
 
     #[test]

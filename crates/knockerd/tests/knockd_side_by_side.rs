@@ -739,6 +739,39 @@ fn documented_difference_a_knock_on_an_open_door() {
     w.finish();
 }
 
+/// A door without a stop command runs its command on every successful knock in both, and so
+/// does each one-time line: a line is never spent without its command.
+#[test]
+fn a_door_without_a_stop_command_runs_on_every_knock_in_both() {
+    if !e2e(&["knockd", "knock"]) {
+        return;
+    }
+    let doors = "[ping]\n\tSequence = 7822,7821,7823\n\tSeq_Timeout = 5\n\tCommand = echo start %IP% ping >> @OUT@\n\n[once]\n\tOne_Time_Sequences = @SEQ@\n\tSeq_Timeout = 5\n\tCommand = echo start %IP% once >> @OUT@\n";
+    let mut w = SideBySide::start(
+        "sbs-nostop",
+        doors,
+        // a third line: knockd 0.8 dies of a double free when it uses the last line
+        Some(" 7832,7831,7833\n 7842,7841:udp,7843\n 7852,7851,7853\n"),
+    );
+    w.knock(&[S, "7822", "7821", "7823"]);
+    w.knock(&[S, "7822", "7821", "7823"]);
+    let ping = lines(&[("start", A, "ping"), ("start", A, "ping")]);
+    w.expect_both(&ping, "a second knock runs the command again");
+    w.knock(&[S, "7832", "7831", "7833"]);
+    let once = lines(&[("start", A, "once")]);
+    w.expect_both(&[ping.clone(), once.clone()].concat(), "line 1 runs it");
+    // knocked at once after line 1 (knockd needs a moment to put line 2 in its capture filter),
+    // well within line 1's Cmd_Timeout (10 s)
+    w.knock(&[S, "7842", "7841:udp", "7843"]);
+    w.expect_both(
+        &[ping, once.clone(), once].concat(),
+        "line 2 runs it too, while line 1 counts as open",
+    );
+    let marked = "#7832,7831,7833\n#7842,7841:udp,7843\n 7852,7851,7853\n".to_string();
+    assert_eq!(w.sequences(), (marked.clone(), marked), "both lines used");
+    w.finish();
+}
+
 /// docs/knockd.md, "How knocks are seen": knockd counts only knocks to the interface's own
 /// addresses; knockerd counts knocks for this host arriving on `Interface`, to any of its
 /// addresses.

@@ -74,6 +74,34 @@ fn spa_and_syn_doors_load_with_their_ports_and_rules() {
 }
 
 #[test]
+fn watched_ports_and_grant_times_are_said_as_they_are() {
+    let d = dir("said", &alice());
+    let spa = SPA.replace("open = [", "open_for = 30\nmax_open_for = \"1h\"\nopen = [");
+    let seq = "\n[door.web]\nsequence = [\"7000\", \"9000:udp\", \"8000\"]\nopen = [\"tcp/443\"]\nopen_for = 20\n";
+    let c = parse(&format!("{}{spa}{SYN}{seq}", daemon(&d))).expect("valid");
+    let said = |name: &str| c.door(name).expect("door").describe_opening();
+    assert_eq!(
+        said("ssh"),
+        "opens tcp/22 for 30s by default, up to 1h if the client asks"
+    );
+    assert_eq!(said("syn"), "opens tcp/22, tcp/443 for 30s");
+    assert_eq!(said("web"), "opens tcp/443 for 20s");
+    // one list for check, the ready line and the listener warning: every kind of knock port
+    let watched: Vec<String> = c.watched().iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        watched,
+        [
+            "tcp/7000",
+            "tcp/8000",
+            "udp/9000",
+            "udp/62201 (SPA packets, read whole)",
+            "tcp/4443 (stealth SYNs, headers read)"
+        ]
+    );
+    assert_eq!(c.watched().iter().map(|w| w.ports()).sum::<usize>(), 5);
+}
+
+#[test]
 fn no_clients_file_yet_means_nobody_is_enrolled() {
     let d = dir("noclients", "");
     std::fs::remove_file(d.0.join("clients.toml")).expect("rm");

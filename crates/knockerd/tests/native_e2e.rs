@@ -168,6 +168,11 @@ fn spa_opens_for_alice_alone_and_no_replay_opens_anything() {
     }
     let keys = Keys::new("spa");
     let mut w = world("nspa", &keys, 2);
+    // the SPA and the SYN door's ports, as check lists them
+    w.daemon.wait_log(
+        "watching NFLOG group 4100 for 2 knock port(s)",
+        Duration::from_secs(1),
+    );
     assert_eq!(
         w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE),
         Reach::Silent

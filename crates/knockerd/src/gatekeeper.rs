@@ -162,15 +162,21 @@ impl<F: Firewall> Gatekeeper<F> {
             .map(|p| (p.id, p.door.clone(), p.addr, p.command.clone(), p.due_unix))
             .collect();
         // the grants the kernel holds: the ledger's ends are whole seconds, rounded down, so a
-        // restored grant never outlives the one granted
+        // restored grant never outlives the one granted, provided the time left is counted
+        // from the exact time now (from the whole second now, it would gain its fraction)
+        let exact = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         for (g, until) in ledger.state().grants() {
-            let Some(left) = until.checked_sub(wall).filter(|s| *s > 0) else {
+            let Some(left) = Duration::from_secs(until)
+                .checked_sub(exact)
+                .filter(|d| !d.is_zero())
+            else {
                 continue;
             };
             for s in &g.services {
                 if let Ok(service) = s.parse::<Service>() {
-                    self.live
-                        .insert((g.addr, service), now + Duration::from_secs(left));
+                    self.live.insert((g.addr, service), now + left);
                 }
             }
         }
@@ -726,6 +732,40 @@ mod tests {
         // a further restart runs nothing again
         let mut g = Gatekeeper::new(&c, Recorder::default(), Some(open_ledger(&dir)));
         assert_eq!(g.recover(Instant::now()), (0, 0));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn grants_recovered_from_the_ledger_never_outlive_its_end() {
+        // the soak found restored grants outliving their grant by up to a second: the time left
+        // was counted from the whole second now, which gave back its fraction
+        let dir = temp("recover-end");
+        let c = config();
+        {
+            let mut g = Gatekeeper::new(&c, Recorder::default(), Some(open_ledger(&dir)));
+            g.apply(&grant("10.200.1.2"), Instant::now())
+                .expect("granted");
+        }
+        let mut g = Gatekeeper::new(&c, Recorder::default(), Some(open_ledger(&dir)));
+        let until = g
+            .ledger()
+            .expect("ledger")
+            .state()
+            .grants()
+            .map(|(_, u)| u)
+            .max()
+            .expect("the grant is in the ledger");
+        let exact = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock");
+        let now = Instant::now();
+        g.recover(now);
+        assert_eq!(g.restore(now), 1);
+        let timeout = g.firewall().0[0].2;
+        assert!(
+            timeout <= Duration::from_secs(until) - exact,
+            "restored for {timeout:?}, past the ledger's end ({until}, now {exact:?})"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

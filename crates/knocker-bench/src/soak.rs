@@ -146,8 +146,9 @@ const GRANT_WAIT: Duration = Duration::from_millis(1500);
 /// After a replay from alice's address, she does not knock on that door from there for this
 /// long, so that anything it opened is told apart from her own grants.
 const REPLAY_QUIET: u64 = 3 * SEC;
-/// A stop command may come this late after its due time (knockerd's timer, a busy machine).
-const STOP_LATE: u64 = 3 * SEC;
+/// A stop command may come this late after its due time (knockerd's timer, a busy machine),
+/// unless the parent was down then.
+const STOP_LATE: u64 = SEC;
 /// The parent's kill and a stop command it started count as one event this close together.
 const KILL_NEAR: u64 = 2 * SEC;
 /// A probe that gets no answer within this is silent (below TCP's first retransmission, 1 s:
@@ -759,6 +760,10 @@ struct Daemon {
     log_file: PathBuf,
     current: Option<Knockerd>,
     starts: u32,
+    /// Armed: knockerd's log reader SIGKILLs the parent the moment it logs that a stop command
+    /// started (before the ledger records it done), and notes when.
+    arm: Arc<AtomicBool>,
+    fired: Arc<Mutex<Option<u64>>>,
 }
 
 impl Daemon {
@@ -780,6 +785,8 @@ impl Daemon {
         if let Some(stderr) = child.stderr.take() {
             let log = self.log.clone();
             let file = self.log_file.clone();
+            let (arm, fired) = (self.arm.clone(), self.fired.clone());
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
             std::thread::spawn(move || {
                 use std::io::BufRead;
                 let mut f = std::fs::OpenOptions::new()
@@ -791,6 +798,15 @@ impl Daemon {
                     .lines()
                     .map_while(Result::ok)
                 {
+                    if line.contains(" stop command for ")
+                        && line.contains(": started pid ")
+                        && arm.swap(false, Ordering::SeqCst)
+                    {
+                        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                        if let Ok(mut f) = fired.lock() {
+                            *f = Some(now_ns());
+                        }
+                    }
                     if let Some(f) = f.as_mut() {
                         let _ = writeln!(f, "[{instance}] {line}");
                     }
@@ -871,16 +887,41 @@ impl Daemon {
         None
     }
 
-    /// SIGKILLs the parent, waits until it and its worker are gone, and starts it again.
-    fn kill_parent(&mut self) -> Result<u64, String> {
+    /// SIGKILLs the parent (`aim`: as it logs that a stop command started, if one does within
+    /// 6 s), waits until it and its worker are gone, and starts it again. Returns when it was
+    /// killed, and whether the aim was met.
+    fn kill_parent(&mut self, aim: bool) -> Result<(u64, bool), String> {
         let worker = self.worker_pid();
+        let mut aimed = None;
+        if aim {
+            if let Ok(mut f) = self.fired.lock() {
+                *f = None;
+            }
+            self.arm.store(true, Ordering::SeqCst);
+            let end = Instant::now() + Duration::from_secs(6);
+            while aimed.is_none() && Instant::now() < end {
+                stopped()?;
+                aimed = self.fired.lock().ok().and_then(|f| *f);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // disarmed: if it fired meanwhile, that is the kill
+            if !self.arm.swap(false, Ordering::SeqCst) {
+                aimed = self.fired.lock().ok().and_then(|f| *f);
+            }
+        }
         let Some(mut k) = self.current.take() else {
             return Err("knockerd is not running".into());
         };
         let pid = nix::unistd::Pid::from_raw(k.child.id() as i32);
-        let t = now_ns();
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL)
-            .map_err(|e| format!("kill knockerd: {e}"))?;
+        let t = match aimed {
+            Some(t) => t,
+            None => {
+                let t = now_ns();
+                nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL)
+                    .map_err(|e| format!("kill knockerd: {e}"))?;
+                t
+            }
+        };
         let _ = k.child.wait();
         // the worker dies with its parent; an NFLOG group has one reader, so wait for it
         let end = Instant::now() + Duration::from_secs(10);
@@ -891,7 +932,7 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(2));
         }
         self.start()?;
-        Ok(t)
+        Ok((t, aimed.is_some()))
     }
 
     /// SIGKILLs the packet worker and waits until the parent has started a new one.
@@ -1463,15 +1504,6 @@ impl Alice {
         *rec.replays.entry((u.door(), from_mallory)).or_default() += 1;
         Ok(())
     }
-
-    /// The stop command due soonest after `after` (by the soak's reckoning), if any.
-    fn next_stop_due(&self, after: u64, within: u64) -> Option<u64> {
-        self.last_grant
-            .iter()
-            .map(|((d, _), t)| t + d.open_for())
-            .filter(|due| *due > after && *due < after + within)
-            .min()
-    }
 }
 
 pub fn soak(a: &SoakArgs) -> Result<(), String> {
@@ -1581,6 +1613,8 @@ fn run(
         log_file: dir.join("knockerd.log"),
         current: None,
         starts: 0,
+        arm: Arc::new(AtomicBool::new(false)),
+        fired: Arc::new(Mutex::new(None)),
     };
     daemon.start()?;
 
@@ -1642,100 +1676,95 @@ fn run(
     let mut worker_kills_since: Vec<u64> = Vec::new();
     let mut granted = 0u32;
     let mut parent_kills = 0u32;
-    let driven: Result<(), String> = (|| {
-        while granted < plan.grants {
-            stopped()?;
-            if started.elapsed() > plan.max {
-                return Err(format!(
-                    "time limit: only {granted} of {} grants within {:.0} s",
-                    plan.grants,
-                    plan.max.as_secs_f64()
-                ));
-            }
-            daemon.check_alive()?;
-            while faults.last().is_some_and(|(g, _)| *g <= granted) {
-                let Some((_, fault)) = faults.pop() else {
-                    break;
-                };
-                match fault {
-                    Fault::Parent => {
-                        // every other parent kill aims at a stop command coming due
-                        let now = now_ns();
-                        if parent_kills % 2 == 1 {
-                            if let Some(due) = alice.next_stop_due(now + 50 * MS, 6 * SEC) {
-                                let at = due + rng.below(4 * MS);
-                                std::thread::sleep(Duration::from_nanos(
-                                    at.saturating_sub(now_ns()),
-                                ));
+    let driven: Result<(), String> =
+        (|| {
+            while granted < plan.grants {
+                stopped()?;
+                if started.elapsed() > plan.max {
+                    return Err(format!(
+                        "time limit: only {granted} of {} grants within {:.0} s",
+                        plan.grants,
+                        plan.max.as_secs_f64()
+                    ));
+                }
+                daemon.check_alive()?;
+                while faults.last().is_some_and(|(g, _)| *g <= granted) {
+                    let Some((_, fault)) = faults.pop() else {
+                        break;
+                    };
+                    match fault {
+                        Fault::Parent => {
+                            // every other parent kill aims at the moment a stop command has
+                            // started and is not yet recorded done
+                            let aim = parent_kills % 2 == 1;
+                            parent_kills += 1;
+                            let instance = daemon.starts;
+                            let (t, aimed) = daemon.kill_parent(aim)?;
+                            rec.parent_killed.insert(instance, t);
+                            rec.faults.push(FaultAt { t, fault });
+                            worker_kills_since.clear();
+                            eprintln!(
+                            "   {granted} grants: parent killed (start {instance}{}), restarted",
+                            if aimed { ", as it started a stop command" } else { "" }
+                        );
+                        }
+                        Fault::Worker => {
+                            // knockerd replaces its worker at most 5 times a minute (then stops,
+                            // closed): stay below it
+                            let now = now_ns();
+                            worker_kills_since.retain(|t| now - t < 65 * SEC);
+                            if worker_kills_since.len() >= 3 {
+                                rec.deferred += 1;
+                                faults.push((granted + 5, fault));
+                                faults.sort_by_key(|(g, _)| std::cmp::Reverse(*g));
+                                break;
+                            }
+                            if let Some(t) = daemon.kill_worker()? {
+                                worker_kills_since.push(t);
+                                rec.faults.push(FaultAt { t, fault });
+                                eprintln!("   {granted} grants: packet worker killed, replaced");
                             }
                         }
-                        parent_kills += 1;
-                        let instance = daemon.starts;
-                        let t = daemon.kill_parent()?;
-                        rec.parent_killed.insert(instance, t);
-                        rec.faults.push(FaultAt { t, fault });
-                        worker_kills_since.clear();
-                        eprintln!(
-                            "   {granted} grants: parent killed (start {instance}), restarted"
-                        );
-                    }
-                    Fault::Worker => {
-                        // knockerd replaces its worker at most 5 times a minute (then stops,
-                        // closed): stay below it
-                        let now = now_ns();
-                        worker_kills_since.retain(|t| now - t < 65 * SEC);
-                        if worker_kills_since.len() >= 3 {
-                            rec.deferred += 1;
-                            faults.push((granted + 5, fault));
-                            faults.sort_by_key(|(g, _)| std::cmp::Reverse(*g));
-                            break;
-                        }
-                        if let Some(t) = daemon.kill_worker()? {
-                            worker_kills_since.push(t);
+                        Fault::Flush => {
+                            let mark = watch.len();
+                            let t = now_ns();
+                            alice
+                                .lab
+                                .server
+                                .exec("nft", &["flush", "ruleset"])
+                                .map_err(|e| format!("nft flush ruleset: {e}"))?;
+                            rec.flushes.push(t);
                             rec.faults.push(FaultAt { t, fault });
-                            eprintln!("   {granted} grants: packet worker killed, replaced");
+                            // wait for the table to be back before anything else happens
+                            let back = watch.wait(mark, Duration::from_secs(5), |n| {
+                                matches!(n, Note::Table { created: true, .. })
+                            });
+                            eprintln!(
+                                "   {granted} grants: ruleset flushed; table back {}",
+                                back.map_or("NOT within 5 s".to_string(), |n| format!(
+                                    "after {:.1} ms",
+                                    n.t().saturating_sub(t) as f64 / 1e6
+                                ))
+                            );
                         }
                     }
-                    Fault::Flush => {
-                        let mark = watch.len();
-                        let t = now_ns();
-                        alice
-                            .lab
-                            .server
-                            .exec("nft", &["flush", "ruleset"])
-                            .map_err(|e| format!("nft flush ruleset: {e}"))?;
-                        rec.flushes.push(t);
-                        rec.faults.push(FaultAt { t, fault });
-                        // wait for the table to be back before anything else happens
-                        let back = watch.wait(mark, Duration::from_secs(5), |n| {
-                            matches!(n, Note::Table { created: true, .. })
-                        });
-                        eprintln!(
-                            "   {granted} grants: ruleset flushed; table back {}",
-                            back.map_or("NOT within 5 s".to_string(), |n| format!(
-                                "after {:.1} ms",
-                                n.t().saturating_sub(t) as f64 / 1e6
-                            ))
-                        );
+                }
+                let door = *rng.pick(&DOORS);
+                if alice.knock(door, rng, &watch, &mut rec)? {
+                    granted += 1;
+                    if granted % 100 == 0 {
+                        eprintln!("   {granted} grants");
+                    }
+                    if door != Door::Sequence && rng.chance(30) {
+                        alice.replay(rng, &mut rec)?;
                     }
                 }
+                std::thread::sleep(Duration::from_millis(
+                    a.pause_ms + rng.below(a.pause_ms + 1),
+                ));
             }
-            let door = *rng.pick(&DOORS);
-            if alice.knock(door, rng, &watch, &mut rec)? {
-                granted += 1;
-                if granted % 100 == 0 {
-                    eprintln!("   {granted} grants");
-                }
-                if door != Door::Sequence && rng.chance(30) {
-                    alice.replay(rng, &mut rec)?;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(
-                a.pause_ms + rng.below(a.pause_ms + 1),
-            ));
-        }
-        Ok(())
-    })();
+            Ok(())
+        })();
     // the last grants and their stop commands run out, then knockerd stops cleanly
     let last_due = alice
         .last_grant
@@ -1823,6 +1852,7 @@ struct Outcome {
     alice_answered_window: usize,
     alice_answered_closed: usize,
     sampled_elements: usize,
+    most_at_once: usize,
     samples: usize,
     replays_opened: usize,
     starts: usize,
@@ -2039,6 +2069,7 @@ impl Checks<'_> {
         // 3. the kernel's own account: no element outlives its grant
         for s in self.samples {
             o.samples += 1;
+            o.most_at_once = o.most_at_once.max(s.elements.len());
             for &(addr, port, expires) in &s.elements {
                 o.sampled_elements += 1;
                 let addr = ip_canonical(addr);
@@ -2342,12 +2373,13 @@ fn print_report(
         fmt_ms(own.last().copied()),
     );
     println!(
-        "Elements announced: {} for knocks, {} put back by restores (the most one outlived its grant: {:.1} ms); {} nft samples with {} elements.",
+        "Elements announced: {} for knocks, {} put back by restores (the most one outlived its grant: {:.1} ms); {} nft samples with {} elements, at most {} at once.",
         o.grant_notes,
         o.restore_notes,
         o.max_restore_overshoot as f64 / 1e6,
         o.samples,
-        o.sampled_elements
+        o.sampled_elements,
+        o.most_at_once
     );
     println!(
         "mallory's prober: {} connection attempts, {} answered inside restore windows, {} answered outside them, {} silent.",
@@ -2360,7 +2392,7 @@ fn print_report(
     );
     let replays = |d: Door, m: bool| rec.replays.get(&(d, m)).copied().unwrap_or(0);
     println!(
-        "Replays (from mallory / from alice's own address): one-time lines {} / {}, HOTP counters {} / {}, SPA datagrams {} / {}; opened: {}; knockerd logged {replays_seen} refusals.",
+        "Replays (from mallory / from alice's own address): one-time lines {} / {}, HOTP counters {} / {}, SPA datagrams {} / {}; opened: {}; knockerd logged {replays_seen} refusals (its log names SPA replays; a used sequence is just not a knock).",
         replays(Door::OneTime, true),
         replays(Door::OneTime, false),
         replays(Door::Hotp, true),

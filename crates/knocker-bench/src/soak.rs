@@ -745,6 +745,17 @@ fn sample_sets(server: &str) -> Option<Vec<(IpAddr, u16, u64)>> {
 // ---------------------------------------------------------------------------------------------
 // knockerd, killed and restarted
 
+/// Whether process `pid` has exited: gone, or a zombie (an orphan waits for init to reap it).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // the state follows the command name in parentheses
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
+}
+
 /// One knockerd parent; `instance` counts starts (its commands log it).
 struct Knockerd {
     child: Child,
@@ -764,6 +775,8 @@ struct Daemon {
     /// started (before the ledger records it done), and notes when.
     arm: Arc<AtomicBool>,
     fired: Arc<Mutex<Option<u64>>>,
+    /// For each parent kill, how long from the kill until the new parent was ready (ns).
+    downtime: Vec<u64>,
 }
 
 impl Daemon {
@@ -926,12 +939,13 @@ impl Daemon {
         // the worker dies with its parent; an NFLOG group has one reader, so wait for it
         let end = Instant::now() + Duration::from_secs(10);
         while let Some(w) = worker {
-            if !Path::new(&format!("/proc/{w}")).exists() || Instant::now() > end {
+            if gone(w) || Instant::now() > end {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(2));
+            std::thread::sleep(Duration::from_millis(1));
         }
         self.start()?;
+        self.downtime.push(now_ns().saturating_sub(t));
         Ok((t, aimed.is_some()))
     }
 
@@ -1615,6 +1629,7 @@ fn run(
         starts: 0,
         arm: Arc::new(AtomicBool::new(false)),
         fired: Arc::new(Mutex::new(None)),
+        downtime: Vec::new(),
     };
     daemon.start()?;
 
@@ -1806,6 +1821,8 @@ fn run(
         end_t,
     };
     let outcome = checks.run();
+    let mut downtime: Vec<f64> = daemon.downtime.iter().map(|d| *d as f64 / 1e6).collect();
+    downtime.sort_by(f64::total_cmp);
     print_report(
         &outcome,
         &rec,
@@ -1813,7 +1830,7 @@ fn run(
         plan,
         seed,
         started.elapsed(),
-        daemon.starts,
+        (daemon.starts, &downtime),
     );
     Ok(outcome.violations.is_empty())
 }
@@ -2306,7 +2323,7 @@ fn print_report(
     plan: &Plan,
     seed: u64,
     took: Duration,
-    starts: u32,
+    (starts, downtime): (u32, &[f64]),
 ) {
     let count = |f: Fault| rec.faults.iter().filter(|x| x.fault == f).count();
     let mut restore: Vec<f64> = o.restore_ms.clone();
@@ -2363,6 +2380,11 @@ fn print_report(
         count(Fault::Worker),
         count(Fault::Flush),
         if rec.deferred > 0 { format!(" ({} worker kills deferred: knockerd replaces its worker at most 5 times a minute)", rec.deferred) } else { String::new() }
+    );
+    println!(
+        "The parent was down (SIGKILL to the new one's `ready:`) for median {}, max {}.",
+        fmt_ms(downtime.get(downtime.len() / 2).copied()),
+        fmt_ms(downtime.last().copied())
     );
     println!(
         "Restore window (from nftables' notifications: table deleted -> table back): median {}, max {} over {} flushes; knockerd's own figure (\"N ms after the change\"): median {}, max {}.",

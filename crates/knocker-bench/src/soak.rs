@@ -1339,6 +1339,8 @@ struct Record {
     parent_killed: HashMap<u32, u64>,
     /// Faults skipped (a worker kill when knockerd had replaced its worker too often lately).
     deferred: u32,
+    /// Parent kills that landed as a stop command had started (before it was recorded done).
+    aimed: u32,
 }
 
 struct Alice {
@@ -1715,6 +1717,7 @@ fn run(
                             parent_kills += 1;
                             let instance = daemon.starts;
                             let (t, aimed) = daemon.kill_parent(aim)?;
+                            rec.aimed += u32::from(aimed);
                             rec.parent_killed.insert(instance, t);
                             rec.faults.push(FaultAt { t, fault });
                             worker_kills_since.clear();
@@ -2375,11 +2378,12 @@ fn print_report(
         );
     }
     println!(
-        "\nFaults: {} parent kills (SIGKILL, restarted; knockerd started {starts} times), {} worker kills (SIGKILL; replaced), {} `nft flush ruleset`{}.",
+        "\nFaults: {} parent kills (SIGKILL, restarted; knockerd started {starts} times; {} of them the moment a stop command had started), {} worker kills (SIGKILL; replaced), {} `nft flush ruleset`{}.",
         count(Fault::Parent),
+        rec.aimed,
         count(Fault::Worker),
         count(Fault::Flush),
-        if rec.deferred > 0 { format!(" ({} worker kills deferred: knockerd replaces its worker at most 5 times a minute)", rec.deferred) } else { String::new() }
+        if rec.deferred > 0 { format!(" (a worker kill put off {} times by 5 grants: knockerd replaces its worker at most 5 times a minute)", rec.deferred) } else { String::new() }
     );
     println!(
         "The parent was down (SIGKILL to the new one's `ready:`) for median {}, max {}.",

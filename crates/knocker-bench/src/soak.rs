@@ -1371,7 +1371,8 @@ struct Alice {
     /// The last legitimate knock per (address, door), and until when replays keep it quiet.
     last_knock: HashMap<(IpAddr, Door), u64>,
     quiet_until: HashMap<(IpAddr, Door), u64>,
-    used: Vec<Used>,
+    /// What opened and is still to be replayed, and whether from mallory.
+    used: Vec<(Used, bool)>,
     /// When each (door, address) was last granted: its stop command is due open_for later.
     last_grant: HashMap<(Door, IpAddr), u64>,
 }
@@ -1392,6 +1393,10 @@ impl Alice {
             .copied()
             .filter(|a| self.quiet_until.get(&(*a, door)).is_none_or(|q| *q <= now))
             .collect();
+        if free.is_empty() {
+            // every address of alice's is quiet after a replay on this door
+            return Ok(false);
+        }
         let src = *rng.pick(&free);
         let dst = server_for(src, false);
         let mark = watch.len();
@@ -1463,7 +1468,8 @@ impl Alice {
         if let Some(n) = got {
             *rec.granted.entry(door).or_default() += 1;
             self.last_grant.insert((door, src), n.t());
-            self.used.extend(used);
+            let from_mallory = rng.chance(50);
+            self.used.extend(used.map(|u| (u, from_mallory)));
             Ok(true)
         } else {
             *rec.lost.entry(door).or_default() += 1;
@@ -1480,24 +1486,34 @@ impl Alice {
     }
 
     /// Replays something that opened before: from mallory, or from the address it came from.
-    fn replay(&mut self, rng: &mut Rng, rec: &mut Record) -> Result<(), String> {
-        let now = now_ns();
-        let old: Vec<&Used> = self
-            .used
-            .iter()
-            .filter(|u| {
+    /// Replays up to `max` of the knocks that opened and were not replayed yet, once each, as
+    /// soon as they may be: from mallory, or from the address of alice's that used it once she
+    /// has not knocked on that door from there for 2 s. Returns how many are still waiting.
+    fn replay(&mut self, max: usize, rng: &mut Rng, rec: &mut Record) -> Result<usize, String> {
+        for _ in 0..max {
+            let now = now_ns();
+            let ready = self.used.iter().position(|(u, from_mallory)| {
                 now.saturating_sub(u.t()) > ATTRIBUTE_WITHIN
-                    && self
-                        .last_knock
-                        .get(&(u.src(), u.door()))
-                        .is_none_or(|t| now.saturating_sub(*t) > ATTRIBUTE_WITHIN)
-            })
-            .collect();
-        if old.is_empty() {
-            return Ok(());
+                    && (*from_mallory
+                        || self
+                            .last_knock
+                            .get(&(u.src(), u.door()))
+                            .is_none_or(|t| now.saturating_sub(*t) > ATTRIBUTE_WITHIN))
+            });
+            let Some(i) = ready else { break };
+            let (u, from_mallory) = self.used.swap_remove(i);
+            self.replay_one(&u, from_mallory, rng, rec)?;
         }
-        let u = (*rng.pick(&old)).clone();
-        let from_mallory = rng.chance(50);
+        Ok(self.used.len())
+    }
+
+    fn replay_one(
+        &mut self,
+        u: &Used,
+        from_mallory: bool,
+        rng: &mut Rng,
+        rec: &mut Record,
+    ) -> Result<(), String> {
         let (ns, src) = if from_mallory {
             let family: Vec<IpAddr> = self
                 .mallory
@@ -1514,7 +1530,7 @@ impl Alice {
         if !from_mallory {
             self.quiet_until.insert((src, u.door()), t + REPLAY_QUIET);
         }
-        match &u {
+        match u {
             Used::Knocks { services, .. } => {
                 let s = services.clone();
                 ns.enter(move || knock_from(src, dst, &s))?
@@ -1788,10 +1804,8 @@ fn run(
                     if granted % 100 == 0 {
                         eprintln!("   {granted} grants");
                     }
-                    if door != Door::Sequence && rng.chance(30) {
-                        alice.replay(rng, &mut rec)?;
-                    }
                 }
+                alice.replay(2, rng, &mut rec)?;
                 std::thread::sleep(Duration::from_millis(
                     a.pause_ms + rng.below(a.pause_ms + 1),
                 ));
@@ -1805,11 +1819,28 @@ fn run(
         .map(|((d, _), t)| t + d.open_for())
         .max()
         .unwrap_or(0);
+    // and every knock that opened is replayed (they wait until they may be)
     if driven.is_ok() {
-        while now_ns() < last_due + 2 * SEC {
+        let mut waiting = alice.used.len();
+        let mut last_replay = 0;
+        let limit = now_ns() + 30 * SEC;
+        while now_ns() < last_due + 2 * SEC
+            || (waiting > 0 && now_ns() < limit)
+            || now_ns() < last_replay + SEC
+        {
             stopped()?;
             daemon.check_alive()?;
+            let before = waiting;
+            waiting = alice.replay(usize::MAX, rng, &mut rec)?;
+            if waiting < before {
+                last_replay = now_ns();
+            }
             std::thread::sleep(Duration::from_millis(50));
+        }
+        if waiting > 0 {
+            return Err(format!(
+                "{waiting} knocks could not be replayed within 30 s"
+            ));
         }
     }
     let end_t = now_ns();
@@ -2434,7 +2465,8 @@ fn print_report(
     );
     let replays = |d: Door, m: bool| rec.replays.get(&(d, m)).copied().unwrap_or(0);
     println!(
-        "Replays (from mallory / from alice's own address): one-time lines {} / {}, HOTP counters {} / {}, SPA datagrams {} / {}; opened: {}; knockerd logged {replays_seen} refusals (its log names SPA replays; a used sequence is just not a knock).",
+        "Replays of the {} knocks that opened on these doors (from mallory / from alice's own address): one-time lines {} / {}, HOTP counters {} / {}, SPA datagrams {} / {}; opened: {}; knockerd logged {replays_seen} refusals (its log names SPA replays; a used sequence is just not a knock).",
+        [Door::OneTime, Door::Hotp, Door::Spa].iter().map(|d| rec.granted.get(d).copied().unwrap_or(0)).sum::<u32>(),
         replays(Door::OneTime, true),
         replays(Door::OneTime, false),
         replays(Door::Hotp, true),

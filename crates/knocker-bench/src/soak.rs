@@ -2446,7 +2446,7 @@ fn print_report(
         fmt_ms(own.last().copied()),
     );
     println!(
-        "Elements announced: {} for knocks, {} put back by restores (the most one outlived its grant: {:.1} ms); {} nft samples with {} elements, at most {} at once.",
+        "Element additions announced: {} for knocks (a refresh announces two), {} by restores (the most one outlived its grant: {:.1} ms); {} nft samples with {} elements, at most {} at once.",
         o.grant_notes,
         o.restore_notes,
         o.max_restore_overshoot as f64 / 1e6,

@@ -6,7 +6,10 @@
 //! HOTP sequence and knocker's own SPA datagram. alice knocks from many addresses of hers
 //! (IPv4 and IPv6), so that grants overlap, until `--grants` knocks have opened. At random
 //! points between knocks the soak kills knockerd's parent or its packet worker with SIGKILL
-//! (restarting the parent), or flushes the whole ruleset (`nft flush ruleset`).
+//! (restarting the parent; every other parent kill lands the moment knockerd logs that a stop
+//! command started, before the ledger records it done), or flushes the whole ruleset (`nft
+//! flush ruleset`). Every knock that opened the one-time, HOTP or SPA door is replayed once,
+//! from mallory or from the address of alice's that sent it.
 //!
 //! Meanwhile it watches:
 //! - nftables' own notifications in the server's namespace (NFNLGRP_NFTABLES): every element

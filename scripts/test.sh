@@ -17,3 +17,5 @@ trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { printf "all tests: %d passed, %d failed, %d skipped\n", p, f, s; exit (p == 0 || f > 0) }' "$log"
+# the soak's short version (SECURITY.md, "Soak"): SIGKILLs and ruleset flushes, from the debug build
+[ "${KNOCKER_SKIP_E2E:-}" = 1 ] || { cargo build --locked -p knockerd -p knocker-bench && ./target/debug/knocker-flood soak --short; }

@@ -366,14 +366,14 @@ fn fresh_syn(keys: &mut Keys, src: Ipv4Addr, dst: Ipv4Addr) -> Result<Vec<u8>, S
     Err("no unused source port left for alice's SYNs".into())
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
 
-fn random16() -> Result<[u8; 16], String> {
+pub(crate) fn random16() -> Result<[u8; 16], String> {
     let mut n = [0u8; 16];
     getrandom::fill(&mut n).map_err(|e| format!("random: {e}"))?;
     Ok(n)
@@ -470,7 +470,7 @@ impl Drop for Watch {
 }
 
 /// A netfilter netlink socket in the calling thread's namespace, in the nftables group.
-fn subscribe() -> Result<netlink_sys::Socket, String> {
+pub(crate) fn subscribe() -> Result<netlink_sys::Socket, String> {
     use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
     let mut s = Socket::new(NETLINK_NETFILTER).map_err(|e| format!("netlink socket: {e}"))?;
     s.bind_auto().map_err(|e| format!("netlink bind: {e}"))?;
@@ -563,7 +563,7 @@ fn new_elements(buf: &[u8]) -> Vec<IpAddr> {
 }
 
 /// Netlink attributes: (type, payload).
-fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
+pub(crate) fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
     let mut out = Vec::new();
     while b.len() >= 4 {
         let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
@@ -586,7 +586,7 @@ fn key_addr(key: &[u8]) -> Option<IpAddr> {
     }
 }
 
-fn loadavg() -> String {
+pub(crate) fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|l| {
@@ -597,7 +597,7 @@ fn loadavg() -> String {
 }
 
 /// The value at quantile `q` of sorted `v` (nearest rank).
-fn quantile(v: &[Duration], q: f64) -> Option<Duration> {
+pub(crate) fn quantile(v: &[Duration], q: f64) -> Option<Duration> {
     if v.is_empty() {
         return None;
     }
@@ -655,10 +655,10 @@ fn print_report(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn nla(t: u16, payload: &[u8]) -> Vec<u8> {
+    pub(crate) fn nla(t: u16, payload: &[u8]) -> Vec<u8> {
         let mut v = Vec::new();
         v.extend_from_slice(&((payload.len() + 4) as u16).to_ne_bytes());
         v.extend_from_slice(&t.to_ne_bytes());

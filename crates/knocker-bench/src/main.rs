@@ -12,6 +12,10 @@
 //!
 //! `knocker-flood latency` (latency.rs) measures knockerd's knock-to-open latency for a
 //! sequence door, an SPA door and a stealth SYN door on an idle server.
+//!
+//! `knocker-flood soak` (soak.rs) runs knockerd's doors through SIGKILLs of its parent and its
+//! packet worker and through `nft flush ruleset`, and checks what it promises (SECURITY.md,
+//! "Soak").
 
 mod flood;
 mod lab;
@@ -19,6 +23,7 @@ mod latency;
 mod packets;
 mod procfs;
 mod sender;
+mod soak;
 mod spa;
 
 use std::net::IpAddr;
@@ -36,7 +41,7 @@ use packets::{Family, Payload};
 #[command(
     name = "knocker-flood",
     about = "knockd and knockerd side by side under a spoofed-source SYN flood, in network namespaces (root)",
-    after_help = "`knocker-flood spa --help`: fwknopd and knockerd under a flood of SPA-looking datagrams\n`knocker-flood latency --help`: knockerd's knock-to-open latency per kind of door",
+    after_help = "`knocker-flood spa --help`: fwknopd and knockerd under a flood of SPA-looking datagrams\n`knocker-flood latency --help`: knockerd's knock-to-open latency per kind of door\n`knocker-flood soak --help`: knockerd's promises under SIGKILLs and ruleset flushes",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -54,6 +59,13 @@ enum Cmd {
     /// knockerd's knock-to-open latency for a sequence, an SPA and a stealth SYN door on an
     /// idle server (median, p99), timed to nftables' own notification of each grant.
     Latency(latency::LatencyArgs),
+    /// knockerd's doors through SIGKILLs of its parent and packet worker and `nft flush
+    /// ruleset`: no grant past its deadline, every stop command once, no answer to mallory
+    /// outside a restore window, no replay opens.
+    Soak(soak::SoakArgs),
+    /// What the soak's doors run as start and stop commands (not for direct use).
+    #[command(hide = true)]
+    SoakCommand(soak::CommandArgs),
     /// The flood sender (the bench runs it inside the lab; not for direct use).
     #[command(hide = true)]
     Send(sender::SendArgs),
@@ -120,6 +132,11 @@ fn main() {
             catch_signals();
             latency::bench(a)
         }
+        Some(Cmd::Soak(a)) => {
+            catch_signals();
+            soak::soak(a)
+        }
+        Some(Cmd::SoakCommand(a)) => soak::command(a),
         None => {
             catch_signals();
             bench(&cli.bench)
@@ -147,6 +164,18 @@ fn catch_signals() {
                 STOP.store(true, Ordering::Relaxed);
             }
         });
+    }
+}
+
+/// The knockerd binary: `given`, or the one next to this binary (cargo builds them side by side).
+pub(crate) fn knockerd_binary(given: &Option<PathBuf>) -> Result<PathBuf, String> {
+    match given {
+        Some(p) => Ok(p.clone()),
+        None => std::env::current_exe()
+            .map_err(|e| format!("own path: {e}"))?
+            .parent()
+            .map(|d| d.join("knockerd"))
+            .ok_or_else(|| "cannot locate knockerd".to_string()),
     }
 }
 
@@ -196,13 +225,7 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
         });
     }
     let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
-    let knockerd_bin = match &a.knockerd {
-        Some(p) => p.clone(),
-        None => exe
-            .parent()
-            .map(|d| d.join("knockerd"))
-            .ok_or("cannot locate knockerd")?,
-    };
+    let knockerd_bin = knockerd_binary(&a.knockerd)?;
     let knockd_bin = match &a.knockd {
         Some(p) => p.clone(),
         None => lab::which("knockd").unwrap_or_else(|| PathBuf::from("/usr/sbin/knockd")),

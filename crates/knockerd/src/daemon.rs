@@ -214,6 +214,7 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
                 ));
             }
             restarts.push_back(now);
+            reread_one_time(&mut config);
             let seed = gate
                 .ledger()
                 .map(|l| Seed::from_ledger(l))
@@ -443,6 +444,22 @@ fn guard(config: &Config, gate: &mut Gatekeeper<NftSets>, touched: Touched) -> R
         );
     }
     Ok(())
+}
+
+/// Re-reads the one-time files before a new packet worker starts. The worker numbers the lines
+/// it reads from those still unused, and reports a used line by that number: the parent must
+/// count from the same lines, or it would mark another line than the one knocked (and refuse
+/// the grant, or worse, leave the knocked line usable).
+fn reread_one_time(config: &mut Config) {
+    for door in &mut config.doors {
+        let Some(file) = &door.one_time else {
+            continue;
+        };
+        match crate::onetime::OneTimeFile::load(&file.path) {
+            Ok(f) => door.one_time = Some(f),
+            Err((_, e)) => tracing::error!("door={}: {e}", door.spec.name),
+        }
+    }
 }
 
 /// Who the packet worker becomes: `--worker-user`, else `[daemon] worker_user`, else nobody.

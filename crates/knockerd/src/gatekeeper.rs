@@ -116,9 +116,17 @@ pub struct Gatekeeper<F: Firewall> {
     running: Vec<Running>,
 }
 
-/// Seconds from now until `at`, as a Unix time.
+/// `at` as a Unix time in whole seconds, rounded down: a stop command rescheduled from the
+/// ledger after a restart runs on time or up to a second early, never late.
 fn unix_at(now: Instant, at: Instant) -> u64 {
-    ledger::unix_now().saturating_add(at.saturating_duration_since(now).as_secs_f64().ceil() as u64)
+    (exact_unix_now() + at.saturating_duration_since(now)).as_secs()
+}
+
+/// The time since 1970, to the nanosecond.
+fn exact_unix_now() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 impl<F: Firewall> Gatekeeper<F> {
@@ -160,14 +168,17 @@ impl<F: Firewall> Gatekeeper<F> {
             .into_iter()
             .map(|p| (p.id, p.door.clone(), p.addr, p.command.clone(), p.due_unix))
             .collect();
+        // counted from the exact time now (from the whole second now, a due time would gain its
+        // fraction)
+        let exact = exact_unix_now();
         let (mut ran, mut scheduled) = (0, 0);
+        // the same for stop commands: counted from the exact time, they run on time
         for (id, door, addr, argv, due) in pending {
-            if due <= wall {
-                tracing::info!("door={door} src={addr} stop command was due {}s ago while knockerd was down: running it now", wall - due);
-                self.run_stop(id, argv, &door, addr, now);
-                ran += 1;
-            } else {
-                let until = now + Duration::from_secs(due - wall);
+            let left = Duration::from_secs(due)
+                .checked_sub(exact)
+                .filter(|d| !d.is_zero());
+            if let Some(left) = left {
+                let until = now + left;
                 self.open.insert(
                     (door, addr),
                     Open {
@@ -176,6 +187,10 @@ impl<F: Firewall> Gatekeeper<F> {
                     },
                 );
                 scheduled += 1;
+            } else {
+                tracing::info!("door={door} src={addr} stop command was due {}s ago while knockerd was down: running it now", wall.saturating_sub(due));
+                self.run_stop(id, argv, &door, addr, now);
+                ran += 1;
             }
         }
         (ran, scheduled)
@@ -822,6 +837,30 @@ mod tests {
         // a further restart runs nothing again
         let mut g = Gatekeeper::new(&c, Recorder::default(), Some(open_ledger(&dir)));
         assert_eq!(g.recover(Instant::now()), (0, 0));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_stop_command_rescheduled_from_the_ledger_is_never_late() {
+        // the ledger keeps whole seconds; counted from the whole second now, a rescheduled stop
+        // command ran up to a second late (seen by the soak)
+        let dir = temp("stop-on-time");
+        let c = command_config(&dir.join("log"), 60);
+        let t0 = Instant::now();
+        {
+            let mut g = Gatekeeper::new(&c, Recorder::default(), Some(open_ledger(&dir)));
+            g.apply(&grant("10.200.1.2"), t0).expect("granted");
+            g.finish(Duration::from_secs(5));
+        }
+        let mut g = Gatekeeper::new(&c, Recorder::default(), Some(open_ledger(&dir)));
+        assert_eq!(g.recover(Instant::now()), (0, 1));
+        let due = g.poll_timeout().expect("scheduled");
+        assert!(
+            due <= t0 + Duration::from_secs(60),
+            "rescheduled {:?} after its due time",
+            due - (t0 + Duration::from_secs(60))
+        );
+        assert!(due + Duration::from_secs(1) > t0 + Duration::from_secs(60));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

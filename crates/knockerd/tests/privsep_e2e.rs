@@ -32,6 +32,11 @@ fn worker_of(pid: i32) -> i32 {
     }
 }
 
+/// A path for a test's file in the temporary directory, unique per process.
+fn state_dir_file(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("knocker-e2e-{}-{name}", std::process::id()))
+}
+
 /// A field of /proc/PID/status, e.g. "Uid".
 fn status_field(pid: i32, field: &str) -> String {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
@@ -128,5 +133,57 @@ fn the_packet_worker_holds_no_privilege_and_is_replaced_when_it_dies_or_hangs() 
             || status_field(again, "State").starts_with('Z'),
         "the worker outlived its parent"
     );
+    w.finish();
+}
+
+/// A new worker numbers a one-time door's lines from those still unused when it starts; the
+/// parent must count the same way, or after a replacement it marks a line other than the one
+/// knocked (found by the soak: every knock on the door was refused until the parent restarted).
+#[test]
+fn a_one_time_door_keeps_its_lines_straight_when_the_worker_is_replaced() {
+    if !e2e(&[]) {
+        return;
+    }
+    let seq_file = state_dir_file("privsep-ot.seq");
+    std::fs::write(
+        &seq_file,
+        " 7000,9000,8000\n 6000,6200,6100\n 5000,5200,5100\n",
+    )
+    .expect("write");
+    let conf = door_config(
+        "",
+        &format!(
+            "kind = \"one-time\"\none_time_sequences = {:?}\nopen_for = 30\n",
+            seq_file.display().to_string()
+        ),
+    );
+    let w = World::new("privsep-ot", &conf);
+    w.knock(
+        &w.lab.alice,
+        Lab::SERVER_FOR_ALICE,
+        &["7000", "9000", "8000"],
+    );
+    assert_eq!(w.wait_grants(1, Duration::from_secs(2)).len(), 1);
+    let worker = worker_of(w.daemon.pid());
+    kill(Pid::from_raw(worker), Signal::SIGKILL).expect("kill the worker");
+    w.daemon
+        .wait_log("packet worker restarted", Duration::from_secs(5));
+    // the next line, from another source: it opens, and exactly it is marked
+    w.knock(
+        &w.lab.mallory,
+        Lab::SERVER_FOR_MALLORY,
+        &["6000", "6200", "6100"],
+    );
+    let g = w.wait_grants(2, Duration::from_secs(2));
+    assert!(
+        g.iter().any(|g| g.to == Lab::MALLORY),
+        "the second line opens after the worker was replaced: {g:?}\n{}",
+        w.daemon.log()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&seq_file).expect("read"),
+        "#7000,9000,8000\n#6000,6200,6100\n 5000,5200,5100\n"
+    );
+    let _ = std::fs::remove_file(&seq_file);
     w.finish();
 }

@@ -17,7 +17,7 @@ use knocker_wire::Service;
 
 use crate::knock::{self, Family, KnockError};
 use crate::profile::{Kind, Profile, ProfileError, Store};
-use crate::{kind_name, knock_saved, open_note, Error, Knocking, Say};
+use crate::saved::{knock_saved, open_note, Knocking, SavedError, Say};
 
 pub const LONG_ABOUT: &str = "\
 Opens a TCP connection to PORT and relays it: what arrives on standard input is sent, what \
@@ -117,6 +117,12 @@ fn parse_wait(text: &str) -> Result<Duration, String> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    #[error(transparent)]
+    Knock(#[from] KnockError),
+    #[error(transparent)]
+    Saved(#[from] SavedError),
     #[error("tcp/{port} on {host} did not open after {knocks} knock{} (last attempt: {last})", if *.knocks == 1 { "" } else { "s" })]
     NotOpened {
         port: u16,
@@ -147,12 +153,20 @@ pub enum ConnectError {
 impl ConnectError {
     /// Whether the mistake is in what the user typed (exit status 2).
     pub fn is_usage(&self) -> bool {
-        matches!(self, ConnectError::Ambiguous { .. })
+        match self {
+            ConnectError::Profile(e) => e.is_usage(),
+            ConnectError::Saved(e) => e.is_usage(),
+            ConnectError::Ambiguous { .. } => true,
+            ConnectError::Knock(_)
+            | ConnectError::NotOpened { .. }
+            | ConnectError::NoAnswer { .. }
+            | ConnectError::Relay { .. } => false,
+        }
     }
 }
 
 /// `knocker connect ...`.
-pub fn run(args: &ConnectArgs) -> Result<(), Error> {
+pub fn run(args: &ConnectArgs) -> Result<(), ConnectError> {
     let say = |text: &str| {
         if args.verbose {
             Say::Stderr.line(text);
@@ -176,7 +190,7 @@ pub fn run(args: &ConnectArgs) -> Result<(), Error> {
 
 /// The profile for HOST: the one of that name, else the one whose host is HOST (if several are,
 /// the one that asks to open tcp/PORT). None if there is none, or no profiles file at all.
-fn find_profile(host: &str, port: u16) -> Result<Option<(String, Store, Profile)>, Error> {
+fn find_profile(host: &str, port: u16) -> Result<Option<(String, Store, Profile)>, ConnectError> {
     let store = match Store::from_env() {
         Ok(store) => store,
         // No config directory: no profiles, so just connect.
@@ -213,8 +227,7 @@ fn find_profile(host: &str, port: u16) -> Result<Option<(String, Store, Profile)
                     host: host.to_string(),
                     port,
                     names: same.into_iter().map(|(name, _)| name).collect(),
-                }
-                .into())
+                })
             }
         }
     }
@@ -251,7 +264,7 @@ fn knock_and_connect(
     store: &Store,
     saved: &Profile,
     say: &dyn Fn(&str),
-) -> Result<(TcpStream, SocketAddr), Error> {
+) -> Result<(TcpStream, SocketAddr), ConnectError> {
     let wanted = [Service::tcp(args.port)];
     let how = Knocking {
         family: args.family(),
@@ -269,7 +282,7 @@ fn knock_and_connect(
         say(&format!(
             "knock {n} of {}: profile {name} ({}) on {}",
             args.tries,
-            kind_name(&saved.kind),
+            saved.kind.name(),
             saved.host
         ));
         let knocked = knock_saved(store, name, saved, &how)?;
@@ -293,8 +306,7 @@ fn knock_and_connect(
         host: saved.host.clone(),
         knocks: args.tries,
         last,
-    }
-    .into())
+    })
 }
 
 /// Connects to `addr` until it answers or `wait` has passed: attempts of growing length, each
@@ -330,7 +342,10 @@ fn attempt(addr: SocketAddr, wait: Duration, say: &dyn Fn(&str)) -> io::Result<T
 }
 
 /// No profile: each address of the host in turn (as ssh does), each for --tries x --wait.
-fn connect_plain(args: &ConnectArgs, say: &dyn Fn(&str)) -> Result<(TcpStream, SocketAddr), Error> {
+fn connect_plain(
+    args: &ConnectArgs,
+    say: &dyn Fn(&str),
+) -> Result<(TcpStream, SocketAddr), ConnectError> {
     let family = args.family().unwrap_or_default();
     let addrs = addresses(&args.host, args.port, family)?;
     let limit = args.wait * args.tries;
@@ -349,8 +364,7 @@ fn connect_plain(args: &ConnectArgs, say: &dyn Fn(&str)) -> Result<(TcpStream, S
         port: args.port,
         host: args.host.clone(),
         last,
-    }
-    .into())
+    })
 }
 
 /// Every address of `host` in `family`, in the resolver's order, each once.

@@ -1,24 +1,11 @@
-//! `knocker`: the client. It sends knocks (compatible with the `knock` client, so knockd and
-//! knockerd's sequence doors see what they expect), rotating sequences, encoded knocks, SPA
-//! packets (fwknop's and knocker's own) and stealth SYNs, and keeps named profiles and keys.
-//!
-//! This file is the command line only: clap definitions (the one source of `--help`), and the
-//! glue from arguments to [`knock`] (sending), [`kinds`] (what a profile's kind sends),
-//! [`profile`] (the profiles file), [`secrets`] (key and counter files) and [`connect`] (knock,
-//! then relay a connection). Knocking a saved profile, whatever its kind, is [`knock_saved`]:
-//! `knock NAME` and `connect` share it.
+//! `knocker`: the client's command line. The client itself is the `knocker` library (see its
+//! lib.rs); this file holds the clap definitions (the one source of `--help`), the glue from
+//! arguments to the library ([`knock`] sends, [`kinds`] computes what a profile's kind sends,
+//! [`profile`] keeps the profiles file, [`secrets`] the key and counter files, [`saved`] knocks a
+//! saved profile whatever its kind, [`connect`] knocks and relays a connection), what each
+//! command prints, and the exit status of each error.
 #![forbid(unsafe_code)]
 
-mod connect;
-mod fwknoprc;
-mod kinds;
-mod knock;
-mod profile;
-mod secrets;
-mod spa;
-mod syn;
-
-use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -27,8 +14,10 @@ use clap::{Args, Parser, Subcommand};
 use knocker_wire::identity::PrivateKey;
 use knocker_wire::{Proto, RotateKey, Service};
 
-use crate::knock::Family;
-use crate::profile::{Kind, Mode, Profile, ProfileError, Store};
+use knocker::knock::{self, Family};
+use knocker::profile::{self, Kind, Mode, Profile, ProfileError, Store};
+use knocker::saved::{self, knock_saved, open_note, Knocking, Say};
+use knocker::{connect, kinds, secrets, spa};
 
 const PORT_SYNTAX: &str = "\
 PORT is `7000` (TCP, or UDP with -u), `7000:udp` or `7000:tcp` (as with `knock`), \
@@ -400,6 +389,8 @@ enum Error {
     Spa(#[from] spa::SpaError),
     #[error(transparent)]
     Connect(#[from] connect::ConnectError),
+    #[error(transparent)]
+    Saved(#[from] saved::SavedError),
     #[error("no ports to knock on {host:?}, and no profile of that name in {}: give PORTs, or save one with `knocker profile add {host} HOST PORT...`", .path.display())]
     NoPorts {
         host: String,
@@ -439,11 +430,12 @@ impl Error {
             | Error::NoSequence(_)
             | Error::NoFwknopSequence(_)
             | Error::NoPortSequence { .. }
-            | Error::NothingToConsume(_)
-            | Error::Profile(ProfileError::BadName(_) | ProfileError::BadHost(_)) => 2,
+            | Error::NothingToConsume(_) => 2,
+            Error::Profile(e) if e.is_usage() => 2,
             Error::Spa(e) if e.is_usage() => 2,
             Error::Kind(e) if e.is_usage() => 2,
             Error::Connect(e) if e.is_usage() => 2,
+            Error::Saved(e) if e.is_usage() => 2,
             _ => 1,
         }
     }
@@ -457,7 +449,7 @@ fn main() -> ExitCode {
         Command::Keygen(args) => keygen(args),
         Command::Profile(command) => profile(command),
         Command::Spa(args) => spa::run(&args).map_err(Error::from),
-        Command::Connect(args) => connect::run(&args),
+        Command::Connect(args) => connect::run(&args).map_err(Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -502,224 +494,12 @@ fn knock(args: KnockArgs) -> Result<(), Error> {
     }
     let sequence = knock::parse_sequence(&args.ports, args.send.default_proto())?;
     let ip = knock::resolve(&args.host, args.send.family().unwrap_or_default())?;
-    send(
+    saved::send(
         ip,
         &sequence,
         Duration::from_millis(args.send.delay.unwrap_or(0).into()),
         args.verbose.then_some(Say::Stdout),
-    )
-}
-
-/// Where `-v` lines about knocks go: `knock` prints them on standard output (as Debian's `knock
-/// -v` does); `connect` on standard error, because its standard output is the connection's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Say {
-    Stdout,
-    Stderr,
-}
-
-impl Say {
-    fn line(self, text: &str) {
-        match self {
-            Say::Stdout => println!("{text}"),
-            Say::Stderr => eprintln!("knocker: {text}"),
-        }
-    }
-}
-
-/// How a saved profile is knocked: what the command line says over the profile.
-#[derive(Clone, Copy, Debug, Default)]
-struct Knocking<'a> {
-    /// -4 / -6, over the profile's `family`.
-    family: Option<Family>,
-    /// -d, over the profile's `delay_ms`.
-    delay_ms: Option<u32>,
-    /// --at (tests): the time instead of now.
-    at: Option<u64>,
-    /// --time-offset: seconds added to the time put in knocks.
-    time_offset: i64,
-    /// --open: the services of a spa or syn profile to knock for (None: all of them).
-    open: Option<&'a [Service]>,
-    /// -v: where to say what is sent.
-    say: Option<Say>,
-}
-
-impl Knocking<'_> {
-    /// The time the knocks carry: now (or --at), shifted by --time-offset.
-    fn now(&self) -> u64 {
-        self.at
-            .unwrap_or_else(kinds::now_unix)
-            .saturating_add_signed(self.time_offset)
-    }
-}
-
-/// Knocks a saved profile `name`, whatever its kind: its sequence, the current rotating sequence
-/// (a hotp counter is used up), a new encoded request, one fwknop or knocker SPA packet, or
-/// stealth SYNs. `how` (the command line) overrides the profile. Returns the address the knocks
-/// went to, where the door opens (None for fwknop, which resolves the host itself: see
-/// [`connect`]).
-fn knock_saved(
-    store: &Store,
-    name: &str,
-    saved: &Profile,
-    how: &Knocking,
-) -> Result<Option<IpAddr>, Error> {
-    let say = how.say;
-    let now = how.now();
-    let wanted = match &saved.kind {
-        Kind::Spa(spa) => Some(kinds::select(name, &spa.open, how.open)?),
-        Kind::Syn(syn) => Some(kinds::select(name, &syn.open, how.open)?),
-        _ if how.open.is_some() => {
-            return Err(kinds::KindError::OpenNotForKind(name.to_string()).into())
-        }
-        _ => None,
-    };
-    if let Kind::Fwknop(fwknop) = &saved.kind {
-        // One SPA datagram, not a sequence. Its -v summary is printed on standard output, so
-        // for standard error a shorter line of our own.
-        spa::knock_profile(
-            store,
-            &saved.host,
-            fwknop,
-            say == Some(Say::Stdout),
-            Some(now),
-        )?;
-        if say == Some(Say::Stderr) {
-            Say::Stderr.line(&format!("sent an fwknop SPA packet to {}", saved.host));
-        }
-        return Ok(None);
-    }
-    let family = match (&saved.kind, how.family.unwrap_or(saved.family)) {
-        // The knocks must come from the family of the address they ask to open for.
-        (Kind::Encoded(encoded), Family::Any) => match encoded.allow {
-            Some(IpAddr::V4(_)) => Family::V4,
-            Some(IpAddr::V6(_)) => Family::V6,
-            None => Family::Any,
-        },
-        (_, family) => family,
-    };
-    // Resolve first: a host that does not resolve must not use up a hotp counter.
-    let ip = knock::resolve(&saved.host, family)?;
-    let delay = Duration::from_millis(how.delay_ms.unwrap_or(saved.delay_ms).into());
-    let chosen = wanted.unwrap_or_default();
-    let services = || chosen.iter().map(|(_, s)| *s).collect::<Vec<_>>();
-    let sequence = match &saved.kind {
-        Kind::Sequence(sequence) => sequence.clone(),
-        Kind::Rotating(rotating) => kinds::rotating(store, rotating, now, true)?.0,
-        Kind::Encoded(encoded) => kinds::encoded(store, encoded, ip, now)?,
-        Kind::Spa(profile) => {
-            let datagram = kinds::spa(store, profile, &services(), now)?;
-            let addr = SocketAddr::new(ip, profile.port);
-            if let Some(say) = say {
-                let open: Vec<String> = services().iter().map(Service::to_string).collect();
-                say.line(&format!(
-                    "knocker SPA to {addr}/udp: open {}{}, {} bytes",
-                    open.join(","),
-                    profile
-                        .duration_secs
-                        .map_or(String::new(), |d| format!(" for {d}s")),
-                    datagram.len()
-                ));
-            }
-            kinds::send_datagram(addr, &datagram)?;
-            if !delay.is_zero() {
-                std::thread::sleep(delay);
-            }
-            return Ok(Some(ip));
-        }
-        Kind::Syn(profile) => {
-            kinds::syn(
-                store,
-                profile,
-                ip,
-                &chosen,
-                now,
-                delay,
-                |sent, addr, slot, service| {
-                    if let Some(say) = say {
-                        let guessed = match sent.guessed.is_empty() {
-                            true => String::new(),
-                            false => format!("; assumed: {}", sent.guessed.join(", ")),
-                        };
-                        say.line(&format!(
-                            "SYN to {addr} from {}:{} (slot {slot}: {service}{guessed})",
-                            sent.src, sent.src_port
-                        ));
-                    }
-                },
-            )?;
-            return Ok(Some(ip));
-        }
-        // Sent above: one SPA datagram, not a sequence.
-        Kind::Fwknop(_) => return Ok(None),
-    };
-    send(ip, &sequence, delay, say)?;
-    Ok(Some(ip))
-}
-
-/// What `knocker knock` says after knocking a profile: how long the door stays open, as far as
-/// the client knows (see [`open_for`]); when the knock carries no duration, that the server
-/// decides.
-fn open_note(store: &Store, saved: &Profile) -> String {
-    if let Some(secs) = open_for(store, saved) {
-        return format!("door open for up to {secs}s");
-    }
-    match &saved.kind {
-        Kind::Spa(_) | Kind::Fwknop(_) => {
-            "door open for the door's default time: the profile asks for no duration, so the \
-             server decides how long"
-                .to_string()
-        }
-        kind => format!(
-            "the server decides how long the door stays open: a {} knock carries no duration",
-            kind_name(kind)
-        ),
-    }
-}
-
-/// The name of a profile's kind, as `kind = "..."` writes it.
-fn kind_name(kind: &Kind) -> &'static str {
-    match kind {
-        Kind::Sequence(_) => "sequence",
-        Kind::Rotating(_) => "rotating",
-        Kind::Encoded(_) => "encoded",
-        Kind::Fwknop(_) => "fwknop",
-        Kind::Spa(_) => "spa",
-        Kind::Syn(_) => "syn",
-    }
-}
-
-/// How long a knock of `saved` asks the door to stay open, when the profile says: an encoded
-/// request's duration, an fwknop packet's timeout (the profile's, else its stanza's FW_TIMEOUT),
-/// a spa request's duration. A sequence, rotating or syn knock carries none: the server's
-/// `open_for` decides, unknown here.
-fn open_for(store: &Store, saved: &Profile) -> Option<u32> {
-    match &saved.kind {
-        Kind::Encoded(encoded) => Some(encoded.duration_secs),
-        Kind::Spa(spa) => spa.duration_secs,
-        Kind::Fwknop(fw) => fw
-            .timeout_secs
-            .or_else(|| {
-                let path = match &fw.rc_file {
-                    Some(p) => store.resolve(p),
-                    None => fwknoprc::default_path()?,
-                };
-                fwknoprc::load(&path, Some(fw.stanza.as_deref()?))
-                    .ok()?
-                    .fw_timeout
-            })
-            // FW_TIMEOUT 0 is no timeout: the server's default applies.
-            .filter(|&t| t > 0),
-        Kind::Sequence(_) | Kind::Rotating(_) | Kind::Syn(_) => None,
-    }
-}
-
-fn send(ip: IpAddr, sequence: &[Service], delay: Duration, say: Option<Say>) -> Result<(), Error> {
-    knock::knock_sequence(ip, sequence, delay, |proto, addr| {
-        if let Some(say) = say {
-            say.line(&format!("hitting {proto} {addr}"));
-        }
-    })?;
+    )?;
     Ok(())
 }
 
@@ -783,7 +563,7 @@ fn keygen_identity(path: Option<PathBuf>) -> Result<(), Error> {
     let (path, default) = match path {
         Some(p) => (p, false),
         None => {
-            let store = profile::Store::from_env()?;
+            let store = Store::from_env()?;
             (store.resolve(Path::new(IDENTITY_FILE)), true)
         }
     };
@@ -864,6 +644,7 @@ fn sequence_text(sequence: &[Service]) -> String {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use std::net::IpAddr;
 
     #[test]
     fn the_command_line_is_consistent() {
@@ -956,17 +737,7 @@ mod tests {
         let profiles = profile::parse(&toml, std::path::Path::new("--help")).expect(&toml);
         let kinds: Vec<(&str, &str)> = profiles
             .iter()
-            .map(|(name, p)| {
-                let kind = match p.kind {
-                    Kind::Sequence(_) => "sequence",
-                    Kind::Rotating(_) => "rotating",
-                    Kind::Encoded(_) => "encoded",
-                    Kind::Fwknop(_) => "fwknop",
-                    Kind::Spa(_) => "spa",
-                    Kind::Syn(_) => "syn",
-                };
-                (name.as_str(), kind)
-            })
+            .map(|(name, p)| (name.as_str(), p.kind.name()))
             .collect();
         assert_eq!(
             kinds,

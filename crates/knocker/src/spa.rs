@@ -234,8 +234,8 @@ fn command_line(args: &SpaArgs) -> Result<Settings, SpaError> {
         args.allow_ip.clone().map(Allow::Ip)
     };
     let time_offset = match (&args.time_offset_plus, &args.time_offset_minus) {
-        (Some(t), _) => Some(fwknoprc::time_offset(t).map_err(usage)?),
-        (_, Some(t)) => Some(-fwknoprc::time_offset(t).map_err(usage)?),
+        (Some(t), _) => Some(fwknoprc::time_offset(t).map_err(|e| usage(e.to_string()))?),
+        (_, Some(t)) => Some(-fwknoprc::time_offset(t).map_err(|e| usage(e.to_string()))?),
         _ => args.time_offset,
     };
     Ok(Settings {

@@ -14,10 +14,14 @@ use clap::{Args, Parser, Subcommand};
 use knocker_wire::identity::PrivateKey;
 use knocker_wire::{Proto, RotateKey, Service};
 
+use knocker::fwknoprc::{self, Allow, BadValue, Key, Settings};
 use knocker::knock::{self, Family};
 use knocker::profile::{self, Kind, Mode, Profile, ProfileError, Store};
 use knocker::saved::{self, knock_saved, open_note, Knocking, Say};
-use knocker::{connect, kinds, secrets, spa};
+use knocker::spa::{self, SpaError};
+use knocker::{connect, kinds, secrets};
+use knocker_wire::fwknop::Digest;
+use zeroize::Zeroizing;
 
 const PORT_SYNTAX: &str = "\
 PORT is `7000` (TCP, or UDP with -u), `7000:udp` or `7000:tcp` (as with `knock`), \
@@ -212,13 +216,13 @@ address. With --fwknop (required: it is the only format today) the packet is fwk
 the fwknop client sends it, so that fwknopd and knockerd's fwknop doors accept it. Prints nothing \
 unless -v, and exits 0 once the packet is sent: an SPA packet gets no answer."
     )]
-    Spa(Box<spa::SpaArgs>),
+    Spa(Box<SpaArgs>),
     /// Knock (if HOST has a profile), wait until PORT answers, then relay stdin and stdout to it
     #[command(
-        long_about = connect::LONG_ABOUT,
-        after_long_help = connect::AFTER_HELP,
+        long_about = CONNECT_LONG_ABOUT,
+        after_long_help = CONNECT_AFTER_HELP,
     )]
-    Connect(connect::ConnectArgs),
+    Connect(ConnectArgs),
 }
 /// How knocks are sent: shared by `knock` and `profile add`, which stores them.
 #[derive(Args, Debug)]
@@ -248,11 +252,16 @@ impl SendOpts {
 
     /// The family asked for on the command line, if any.
     fn family(&self) -> Option<Family> {
-        match (self.ipv4, self.ipv6) {
-            (true, _) => Some(Family::V4),
-            (_, true) => Some(Family::V6),
-            _ => None,
-        }
+        family(self.ipv4, self.ipv6)
+    }
+}
+
+/// The family that -4 and -6 ask for, if any.
+fn family(ipv4: bool, ipv6: bool) -> Option<Family> {
+    match (ipv4, ipv6) {
+        (true, _) => Some(Family::V4),
+        (_, true) => Some(Family::V6),
+        _ => None,
     }
 }
 
@@ -373,6 +382,319 @@ struct ProfileAddArgs {
     ports: Vec<String>,
 }
 
+const SPA_HELP: &str = "\
+fwknop compatibility:
+  The packet is the one `fwknop` 2.6 sends with the same options (Rijndael, HMAC, message
+  version 3.0.0), so an unchanged fwknopd (or knockerd's fwknop door) accepts it. The options
+  keep fwknop's names. Settings come from the `[default]` stanza of ~/.fwknoprc (or --rc-file),
+  then from the stanza -n names, then from the command line; a stanza's ACCESS, ALLOW_IP,
+  SPA_SERVER, SPA_SERVER_PORT, KEY, KEY_BASE64, HMAC_KEY, HMAC_KEY_BASE64, HMAC_DIGEST_TYPE,
+  DIGEST_TYPE, FW_TIMEOUT, SPOOF_USER, TIME_OFFSET and SPA_SOURCE_PORT are honoured, and a
+  stanza asking for what knocker does not do (GnuPG, NAT, -R, random ports) is refused with
+  its line. The rc file must be readable by its owner only.
+
+  Differences: an HMAC key is required (knocker sends no unauthenticated packets); UDP only;
+  no prompting for keys; -R is refused (knocker never asks a web service for this machine's
+  address: give your public address with -a, or use -s). Without -a, -s or ALLOW_IP the packet
+  asks to open for this machine's address towards HOST (behind NAT that is the private one).";
+
+const SPA_EXAMPLES: &str = "\
+Examples:
+  knocker spa --fwknop -A tcp/22 --key-base64-rijndael KEY --key-base64-hmac HKEY server.example.org
+  knocker spa --fwknop -n myssh                         # a ~/.fwknoprc stanza
+  knocker spa --fwknop -n myssh -a 203.0.113.7 -f 120   # override its allow IP, ask for 120 s
+  knocker spa --fwknop -n myssh -T -B packet.txt        # write the packet, send nothing";
+
+#[derive(Args, Debug)]
+#[command(after_long_help = format!("{SPA_HELP}\n\n{SPA_EXAMPLES}"))]
+struct SpaArgs {
+    /// Send fwknop's SPA format (the only one today)
+    #[arg(long, required = true)]
+    fwknop: bool,
+    /// The fwknopd server: a name or an address (or -D, or SPA_SERVER in the stanza)
+    #[arg(value_name = "HOST")]
+    host: Option<String>,
+    /// The fwknopd server, as fwknop's -D gives it
+    #[arg(
+        short = 'D',
+        long = "destination",
+        value_name = "HOST",
+        conflicts_with = "host"
+    )]
+    destination: Option<String>,
+    /// Services to open: proto/port[,proto/port...], e.g. tcp/22,udp/53
+    #[arg(short = 'A', long = "access", value_name = "LIST")]
+    access: Option<String>,
+    /// Ask to run this command on the server instead (fwknop's command message; the server
+    /// must allow exactly it)
+    #[arg(
+        short = 'C',
+        long = "server-cmd",
+        value_name = "CMD",
+        conflicts_with = "access"
+    )]
+    server_cmd: Option<String>,
+    /// The IPv4 address to open for (default: this machine's address towards HOST)
+    #[arg(short = 'a', long = "allow-ip", value_name = "IP")]
+    allow_ip: Option<String>,
+    /// Ask the server to open for the packet's source address (allow IP 0.0.0.0)
+    #[arg(short = 's', long = "source-ip", conflicts_with_all = ["allow_ip", "resolve_ip"])]
+    source_ip: bool,
+    /// Refused: fwknop asks a web service for this machine's address; knocker never does
+    #[arg(short = 'R', long = "resolve-ip-https", conflicts_with = "allow_ip")]
+    resolve_ip: bool,
+    /// The encryption key, as text
+    #[arg(long = "key-rijndael", value_name = "KEY")]
+    key_rijndael: Option<String>,
+    /// The encryption key, in base64
+    #[arg(
+        long = "key-base64-rijndael",
+        value_name = "KEY",
+        conflicts_with = "key_rijndael"
+    )]
+    key_base64_rijndael: Option<String>,
+    /// The HMAC key, as text
+    #[arg(long = "key-hmac", value_name = "KEY")]
+    key_hmac: Option<String>,
+    /// The HMAC key, in base64
+    #[arg(
+        long = "key-base64-hmac",
+        value_name = "KEY",
+        conflicts_with = "key_hmac"
+    )]
+    key_base64_hmac: Option<String>,
+    /// HMAC digest: md5, sha1, sha256 (default), sha384 or sha512
+    #[arg(long = "hmac-digest-type", value_name = "TYPE")]
+    hmac_digest_type: Option<String>,
+    /// Digest of the plaintext: md5, sha1, sha256 (default), sha384 or sha512
+    #[arg(short = 'm', long = "digest-type", value_name = "TYPE")]
+    digest_type: Option<String>,
+    /// Accepted for fwknop's sake: knocker always adds an HMAC
+    #[arg(long = "use-hmac")]
+    use_hmac: bool,
+    /// Ask the server to keep access open for SECS seconds (fwknop message type 3)
+    #[arg(short = 'f', long = "fw-timeout", value_name = "SECS")]
+    fw_timeout: Option<String>,
+    /// The server's port (default 62201)
+    #[arg(short = 'p', long = "server-port", value_name = "PORT")]
+    server_port: Option<u16>,
+    /// The protocol to send with: udp only
+    #[arg(short = 'P', long = "server-proto", value_name = "PROTO")]
+    server_proto: Option<String>,
+    /// The source port to send from (default: any)
+    #[arg(short = 'S', long = "source-port", value_name = "PORT")]
+    source_port: Option<u16>,
+    /// The user name in the packet (default: $SPOOF_USER, $LOGNAME, $USER)
+    #[arg(short = 'U', long = "spoof-user", value_name = "USER")]
+    spoof_user: Option<String>,
+    /// Add TIME to the packet's timestamp: N seconds, Nm, Nh or Nd
+    #[arg(long = "time-offset-plus", value_name = "TIME")]
+    time_offset_plus: Option<String>,
+    /// Subtract TIME from the packet's timestamp
+    #[arg(
+        long = "time-offset-minus",
+        value_name = "TIME",
+        conflicts_with = "time_offset_plus"
+    )]
+    time_offset_minus: Option<String>,
+    #[arg(
+        long = "time-offset",
+        value_name = "SECONDS",
+        allow_hyphen_values = true,
+        value_parser = kinds::parse_time_offset,
+        conflicts_with_all = ["time_offset_plus", "time_offset_minus"],
+        help = kinds::TIME_OFFSET_HELP
+    )]
+    time_offset: Option<i64>,
+    /// Use this stanza of the rc file
+    #[arg(short = 'n', long = "named-config", value_name = "NAME")]
+    named_config: Option<String>,
+    /// The rc file (default ~/.fwknoprc)
+    #[arg(long = "rc-file", value_name = "FILE")]
+    rc_file: Option<PathBuf>,
+    /// Read no rc file
+    #[arg(long = "no-rc-file", conflicts_with_all = ["rc_file", "named_config"])]
+    no_rc_file: bool,
+    /// Also write the packet to FILE (one line), as fwknop -B does
+    #[arg(short = 'B', long = "save-packet", value_name = "FILE")]
+    save_packet: Option<PathBuf>,
+    /// With -B: append to FILE instead of replacing it
+    #[arg(short = 'b', long = "save-packet-append", requires = "save_packet")]
+    save_packet_append: bool,
+    /// Build the packet but do not send it (with -B: only write it)
+    #[arg(short = 'T', long = "test")]
+    test: bool,
+    /// Say what is sent
+    #[arg(short = 'v', long = "verbose")]
+    verbose: bool,
+    /// For tests only: the packet's time is UNIX_SECS instead of now
+    #[arg(long, value_name = "UNIX_SECS", hide = true)]
+    at: Option<u64>,
+}
+
+impl SpaArgs {
+    /// The command line as [`Settings`], to lay over the rc file's.
+    fn command_line(&self) -> Result<Settings, SpaError> {
+        let secret = |s: &Option<String>| s.as_ref().map(|k| Zeroizing::new(k.clone()));
+        let digest = |s: &Option<String>, what: &str| -> Result<Option<Digest>, SpaError> {
+            s.as_deref()
+                .map(|d| d.parse().map_err(|e| usage(format!("{what}: {e}"))))
+                .transpose()
+        };
+        if let Some(proto) = &self.server_proto {
+            if !proto.eq_ignore_ascii_case("udp") {
+                return Err(usage(format!("-P {}", BadValue::NotUdp(proto.clone()))));
+            }
+        }
+        let allow = if self.source_ip {
+            Some(Allow::Source)
+        } else if self.resolve_ip {
+            Some(Allow::Resolve)
+        } else {
+            self.allow_ip.clone().map(Allow::Ip)
+        };
+        let time_offset = match (&self.time_offset_plus, &self.time_offset_minus) {
+            (Some(t), _) => Some(fwknoprc::time_offset(t).map_err(|e| usage(e.to_string()))?),
+            (_, Some(t)) => Some(-fwknoprc::time_offset(t).map_err(|e| usage(e.to_string()))?),
+            _ => self.time_offset,
+        };
+        Ok(Settings {
+            server: self.host.clone().or_else(|| self.destination.clone()),
+            port: self.server_port,
+            source_port: self.source_port,
+            access: self.access.clone(),
+            allow,
+            key: secret(&self.key_rijndael)
+                .map(Key::Text)
+                .or_else(|| secret(&self.key_base64_rijndael).map(Key::Base64)),
+            hmac_key: secret(&self.key_hmac)
+                .map(Key::Text)
+                .or_else(|| secret(&self.key_base64_hmac).map(Key::Base64)),
+            hmac_digest: digest(&self.hmac_digest_type, "--hmac-digest-type")?,
+            digest: digest(&self.digest_type, "--digest-type")?,
+            fw_timeout: self
+                .fw_timeout
+                .as_deref()
+                .map(fwknoprc::fw_timeout)
+                .transpose()
+                .map_err(|e| usage(format!("--fw-timeout: {e}")))?,
+            user: self.spoof_user.clone(),
+            time_offset,
+        })
+    }
+}
+
+/// `knocker spa --fwknop ...`: the rc file's settings (none with --no-rc-file), the command
+/// line's over them; the packet is built, saved with -B, and sent unless -T.
+fn send_spa(args: &SpaArgs) -> Result<(), SpaError> {
+    let mut s = match args.no_rc_file {
+        true => Settings::default(),
+        false => spa::rc_settings(args.rc_file.as_deref(), args.named_config.as_deref())?,
+    };
+    s.overlay(args.command_line()?);
+    let packet = spa::build(&s, args.test, args.at, args.server_cmd.as_deref())?;
+    if let Some(path) = &args.save_packet {
+        spa::save(path, &packet.payload, args.save_packet_append)?;
+    }
+    spa::deliver(&packet, s.source_port, args.test, args.verbose)
+}
+
+fn usage(message: impl Into<String>) -> SpaError {
+    SpaError::Usage(message.into())
+}
+
+const CONNECT_LONG_ABOUT: &str = "\
+Opens a TCP connection to PORT and relays it: what arrives on standard input is sent, what \
+arrives from the connection is written to standard output. Made for ssh's ProxyCommand: \
+`ssh -o ProxyCommand='knocker connect %h %p' myserver`.\n\n\
+If HOST is the name of a saved profile, or the host of exactly one profile, knocker first knocks \
+what the profile describes, whatever its kind (a sequence, a rotating sequence, an encoded \
+request, an fwknop SPA packet; a hotp profile uses up one counter per knock), and connects to \
+the address it knocked on (the profile's host). Then it tries to connect for up to --wait \
+seconds, attempt after attempt; if the port has not answered by then, it knocks again, up to \
+--tries knocks, and then gives up: `tcp/PORT on HOST did not open after N knocks`. If HOST has \
+no profile, knocker connects without knocking (so the same ProxyCommand serves every host): to \
+each address of HOST in turn, each for up to --tries x --wait seconds.\n\n\
+Once connected, the relay runs until both directions have ended: when standard input ends, \
+knocker shuts down its sending side of the connection and keeps writing what the server sends \
+until the server closes; exit status 0. If the reader of standard output goes away, knocker \
+ends quietly (status 0) too. Errors (no connection, a reset) are printed on standard error, \
+status 1; a mistake on the command line or in a profile, status 2. Nothing but the \
+connection's bytes is ever written to standard output; -v says on standard error what is \
+knocked, how long the door is asked to open for, and where knocker connects.";
+
+const CONNECT_AFTER_HELP: &str = "\
+Examples:
+  ssh -o ProxyCommand='knocker connect %h %p' myserver
+  knocker connect -v --tries 5 --wait 2 myserver 22    # by hand: shows sshd's banner
+  # in ~/.ssh/config, for every host (hosts without a profile are connected to directly):
+  #   Host *
+  #     ProxyCommand knocker connect %h %p";
+
+#[derive(Args, Debug)]
+struct ConnectArgs {
+    /// Say on standard error what is knocked and where knocker connects
+    #[arg(short = 'v', long = "verbose")]
+    verbose: bool,
+    /// Knock at most N times (1 to 100) before giving up
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 3,
+        value_parser = clap::value_parser!(u32).range(1..=100)
+    )]
+    tries: u32,
+    /// After each knock, try to connect for up to SECS seconds (0.1 to 600, e.g. 2 or 0.5)
+    #[arg(long, value_name = "SECS", default_value = "3", value_parser = parse_wait)]
+    wait: Duration,
+    /// Use an IPv4 address of the host
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
+    ipv4: bool,
+    /// Use an IPv6 address of the host
+    #[arg(short = '6', long = "ipv6")]
+    ipv6: bool,
+    #[arg(
+        long = "time-offset",
+        value_name = "SECONDS",
+        allow_hyphen_values = true,
+        value_parser = kinds::parse_time_offset,
+        help = kinds::TIME_OFFSET_HELP
+    )]
+    time_offset: Option<i64>,
+    /// A saved profile's name (or its host), or a host to connect to without knocking
+    #[arg(value_name = "HOST|PROFILE")]
+    host: String,
+    /// The TCP port to connect to
+    #[arg(value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    port: u16,
+}
+
+impl ConnectArgs {
+    fn options(&self) -> connect::ConnectOptions {
+        connect::ConnectOptions {
+            verbose: self.verbose,
+            tries: self.tries,
+            wait: self.wait,
+            family: family(self.ipv4, self.ipv6),
+            time_offset: self.time_offset.unwrap_or(0),
+            host: self.host.clone(),
+            port: self.port,
+        }
+    }
+}
+
+fn parse_wait(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if (0.1..=600.0).contains(&secs) {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err(format!("{text}: wait from 0.1 to 600 seconds"))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 enum Error {
     #[error(transparent)]
@@ -448,8 +770,8 @@ fn main() -> ExitCode {
         Command::Sequence(args) => sequence(args),
         Command::Keygen(args) => keygen(args),
         Command::Profile(command) => profile(command),
-        Command::Spa(args) => spa::run(&args).map_err(Error::from),
-        Command::Connect(args) => connect::run(&args).map_err(Error::from),
+        Command::Spa(args) => send_spa(&args).map_err(Error::from),
+        Command::Connect(args) => connect::run(&args.options()).map_err(Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -712,6 +1034,15 @@ mod tests {
             &["knocker", "spa", "--fwknop", "--time-offset", "-5", "h"][..],
         ] {
             assert!(Cli::try_parse_from(sub).is_ok(), "{sub:?}");
+        }
+    }
+
+    #[test]
+    fn waits_are_seconds_with_decimals_in_bounds() {
+        assert_eq!(parse_wait("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_wait("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["0", "0.01", "601", "-1", "x", "", "NaN", "inf"] {
+            assert!(parse_wait(bad).is_err(), "{bad}");
         }
     }
 

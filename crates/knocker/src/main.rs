@@ -1,9 +1,10 @@
 //! `knocker`: the client's command line. The client itself is the `knocker` library (see its
 //! lib.rs); this file holds the clap definitions (the one source of `--help`), the glue from
 //! arguments to the library ([`knock`] sends, [`kinds`] computes what a profile's kind sends,
-//! [`profile`] keeps the profiles file, [`secrets`] the key and counter files, [`saved`] knocks a
-//! saved profile whatever its kind, [`connect`] knocks and relays a connection), what each
-//! command prints, and the exit status of each error.
+//! [`profile`] keeps the profiles file, [`secrets`] the key and counter files, [`spa`] builds
+//! fwknop packets from fwknop's options, [`saved`] knocks a saved profile whatever its kind,
+//! [`connect`] knocks and relays a connection), what each command prints, and the exit status
+//! of each error.
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
 //! `knocker spa --fwknop`: one fwknop SPA packet, built by knocker-wire exactly as Debian's
-//! `fwknop` client builds it, from fwknop's own options and `~/.fwknoprc` stanzas.
+//! `fwknop` client builds it, from `~/.fwknoprc` stanzas and fwknop's own options (which the
+//! command line, main.rs, reads into [`Settings`]), and a profile of kind fwknop.
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};

@@ -17,11 +17,6 @@ use knocker_wire::{EncodedKey, KeyError, RotateKey, Service};
 use crate::profile::{Encoded, Mode, Rotating, Spa, Store, Syn};
 use crate::secrets::{self, SecretError};
 
-/// `--time-offset`'s help, the same for every command that takes it.
-pub const TIME_OFFSET_HELP: &str = "Shift the time put in knocks by SECONDS (e.g. -90 or +30; \
-also 2m, -1h), for a client whose clock is off: knockerd's log says by how much when it refuses \
-a knock as too old or too new. Applies to spa, syn, encoded, fwknop and rotating (totp) knocks";
-
 /// The largest `--time-offset`: a hundred years either way.
 const MAX_TIME_OFFSET: i64 = 100 * 366 * 86_400;
 

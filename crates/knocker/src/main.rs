@@ -113,6 +113,11 @@ Profiles:
   `knocker connect` to a host without a profile still connects, and using the broken profile
   is an error that says what is wrong.";
 
+/// `--time-offset`'s help, the same for every command that takes it.
+const TIME_OFFSET_HELP: &str = "Shift the time put in knocks by SECONDS (e.g. -90 or +30; \
+also 2m, -1h), for a client whose clock is off: knockerd's log says by how much when it refuses \
+a knock as too old or too new. Applies to spa, syn, encoded, fwknop and rotating (totp) knocks";
+
 const EXAMPLES: &str = "\
 Examples:
   knocker knock server.example.org 7000 8000 9000
@@ -291,7 +296,7 @@ struct KnockArgs {
         value_name = "SECONDS",
         allow_hyphen_values = true,
         value_parser = kinds::parse_time_offset,
-        help = kinds::TIME_OFFSET_HELP
+        help = TIME_OFFSET_HELP
     )]
     time_offset: Option<i64>,
     /// Host name or address to knock on, or the name of a saved profile
@@ -504,7 +509,7 @@ struct SpaArgs {
         allow_hyphen_values = true,
         value_parser = kinds::parse_time_offset,
         conflicts_with_all = ["time_offset_plus", "time_offset_minus"],
-        help = kinds::TIME_OFFSET_HELP
+        help = TIME_OFFSET_HELP
     )]
     time_offset: Option<i64>,
     /// Use this stanza of the rc file
@@ -659,7 +664,7 @@ struct ConnectArgs {
         value_name = "SECONDS",
         allow_hyphen_values = true,
         value_parser = kinds::parse_time_offset,
-        help = kinds::TIME_OFFSET_HELP
+        help = TIME_OFFSET_HELP
     )]
     time_offset: Option<i64>,
     /// A saved profile's name (or its host), or a host to connect to without knocking

@@ -8,8 +8,8 @@
 //! [`secrets`] (key and counter files), [`fwknoprc`] (`~/.fwknoprc`), [`syn`] (the stealth SYN
 //! builder and its raw socket), [`profile`] (the profiles file), [`kinds`] (what each profile
 //! kind puts on the wire), [`spa`] (fwknop SPA packets), [`saved`] (knocking a saved profile,
-//! whatever its kind) and [`connect`] (knock, then relay a connection). Each returns its own
-//! error type; every import points down this list.
+//! whatever its kind) and [`connect`] (knock, then relay a connection). Each returns typed
+//! errors (its own, or `io::Error` for [`syn`]); every import points down this list.
 #![forbid(unsafe_code)]
 
 pub mod connect;

@@ -12,40 +12,11 @@ use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use clap::Args;
 use knocker_wire::Service;
 
 use crate::knock::{self, Family, KnockError};
 use crate::profile::{Kind, Profile, ProfileError, Store};
-use crate::{kind_name, knock_saved, open_note, Error, Knocking, Say};
-
-pub const LONG_ABOUT: &str = "\
-Opens a TCP connection to PORT and relays it: what arrives on standard input is sent, what \
-arrives from the connection is written to standard output. Made for ssh's ProxyCommand: \
-`ssh -o ProxyCommand='knocker connect %h %p' myserver`.\n\n\
-If HOST is the name of a saved profile, or the host of exactly one profile, knocker first knocks \
-what the profile describes, whatever its kind (a sequence, a rotating sequence, an encoded \
-request, an fwknop SPA packet; a hotp profile uses up one counter per knock), and connects to \
-the address it knocked on (the profile's host). Then it tries to connect for up to --wait \
-seconds, attempt after attempt; if the port has not answered by then, it knocks again, up to \
---tries knocks, and then gives up: `tcp/PORT on HOST did not open after N knocks`. If HOST has \
-no profile, knocker connects without knocking (so the same ProxyCommand serves every host): to \
-each address of HOST in turn, each for up to --tries x --wait seconds.\n\n\
-Once connected, the relay runs until both directions have ended: when standard input ends, \
-knocker shuts down its sending side of the connection and keeps writing what the server sends \
-until the server closes; exit status 0. If the reader of standard output goes away, knocker \
-ends quietly (status 0) too. Errors (no connection, a reset) are printed on standard error, \
-status 1; a mistake on the command line or in a profile, status 2. Nothing but the \
-connection's bytes is ever written to standard output; -v says on standard error what is \
-knocked, how long the door is asked to open for, and where knocker connects.";
-
-pub const AFTER_HELP: &str = "\
-Examples:
-  ssh -o ProxyCommand='knocker connect %h %p' myserver
-  knocker connect -v --tries 5 --wait 2 myserver 22    # by hand: shows sshd's banner
-  # in ~/.ssh/config, for every host (hosts without a profile are connected to directly):
-  #   Host *
-  #     ProxyCommand knocker connect %h %p";
+use crate::saved::{knock_saved, open_note, Knocking, SavedError, Say};
 
 /// Attempts within one wait: the first waits this long for an answer, each next one twice as
 /// long, at most [`MAX_ATTEMPT`]. Short first, because a SYN that raced the door's opening is
@@ -55,68 +26,33 @@ const MAX_ATTEMPT: Duration = Duration::from_secs(2);
 /// After an attempt that failed at once (refused, unreachable), before the next.
 const PAUSE: Duration = Duration::from_millis(200);
 
-#[derive(Args, Debug)]
-pub struct ConnectArgs {
-    /// Say on standard error what is knocked and where knocker connects
-    #[arg(short = 'v', long = "verbose")]
+/// What `knocker connect` is asked to do (the command line's options).
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    /// Say on standard error what is knocked and where knocker connects.
     pub verbose: bool,
-    /// Knock at most N times (1 to 100) before giving up
-    #[arg(
-        long,
-        value_name = "N",
-        default_value_t = 3,
-        value_parser = clap::value_parser!(u32).range(1..=100)
-    )]
+    /// Knock at most this many times before giving up.
     pub tries: u32,
-    /// After each knock, try to connect for up to SECS seconds (0.1 to 600, e.g. 2 or 0.5)
-    #[arg(long, value_name = "SECS", default_value = "3", value_parser = parse_wait)]
+    /// After each knock, try to connect for this long.
     pub wait: Duration,
-    /// Use an IPv4 address of the host
-    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
-    pub ipv4: bool,
-    /// Use an IPv6 address of the host
-    #[arg(short = '6', long = "ipv6")]
-    pub ipv6: bool,
-    #[arg(
-        long = "time-offset",
-        value_name = "SECONDS",
-        allow_hyphen_values = true,
-        value_parser = crate::kinds::parse_time_offset,
-        help = crate::kinds::TIME_OFFSET_HELP
-    )]
-    pub time_offset: Option<i64>,
-    /// A saved profile's name (or its host), or a host to connect to without knocking
-    #[arg(value_name = "HOST|PROFILE")]
+    /// The address family to use (None: the profile's, or the first address).
+    pub family: Option<Family>,
+    /// Seconds added to the time put in knocks.
+    pub time_offset: i64,
+    /// A saved profile's name (or its host), or a host to connect to without knocking.
     pub host: String,
-    /// The TCP port to connect to
-    #[arg(value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    /// The TCP port to connect to.
     pub port: u16,
-}
-
-impl ConnectArgs {
-    fn family(&self) -> Option<Family> {
-        match (self.ipv4, self.ipv6) {
-            (true, _) => Some(Family::V4),
-            (_, true) => Some(Family::V6),
-            _ => None,
-        }
-    }
-}
-
-fn parse_wait(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    if (0.1..=600.0).contains(&secs) {
-        Ok(Duration::from_secs_f64(secs))
-    } else {
-        Err(format!("{text}: wait from 0.1 to 600 seconds"))
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    #[error(transparent)]
+    Knock(#[from] KnockError),
+    #[error(transparent)]
+    Saved(#[from] SavedError),
     #[error("tcp/{port} on {host} did not open after {knocks} knock{} (last attempt: {last})", if *.knocks == 1 { "" } else { "s" })]
     NotOpened {
         port: u16,
@@ -147,12 +83,20 @@ pub enum ConnectError {
 impl ConnectError {
     /// Whether the mistake is in what the user typed (exit status 2).
     pub fn is_usage(&self) -> bool {
-        matches!(self, ConnectError::Ambiguous { .. })
+        match self {
+            ConnectError::Profile(e) => e.is_usage(),
+            ConnectError::Saved(e) => e.is_usage(),
+            ConnectError::Ambiguous { .. } => true,
+            ConnectError::Knock(_)
+            | ConnectError::NotOpened { .. }
+            | ConnectError::NoAnswer { .. }
+            | ConnectError::Relay { .. } => false,
+        }
     }
 }
 
 /// `knocker connect ...`.
-pub fn run(args: &ConnectArgs) -> Result<(), Error> {
+pub fn run(args: &ConnectOptions) -> Result<(), ConnectError> {
     let say = |text: &str| {
         if args.verbose {
             Say::Stderr.line(text);
@@ -176,7 +120,7 @@ pub fn run(args: &ConnectArgs) -> Result<(), Error> {
 
 /// The profile for HOST: the one of that name, else the one whose host is HOST (if several are,
 /// the one that asks to open tcp/PORT). None if there is none, or no profiles file at all.
-fn find_profile(host: &str, port: u16) -> Result<Option<(String, Store, Profile)>, Error> {
+fn find_profile(host: &str, port: u16) -> Result<Option<(String, Store, Profile)>, ConnectError> {
     let store = match Store::from_env() {
         Ok(store) => store,
         // No config directory: no profiles, so just connect.
@@ -213,8 +157,7 @@ fn find_profile(host: &str, port: u16) -> Result<Option<(String, Store, Profile)
                     host: host.to_string(),
                     port,
                     names: same.into_iter().map(|(name, _)| name).collect(),
-                }
-                .into())
+                })
             }
         }
     }
@@ -246,16 +189,16 @@ fn opens(saved: &Profile, service: Service) -> bool {
 
 /// Knocks, then tries to connect for --wait; again, up to --tries knocks.
 fn knock_and_connect(
-    args: &ConnectArgs,
+    args: &ConnectOptions,
     name: &str,
     store: &Store,
     saved: &Profile,
     say: &dyn Fn(&str),
-) -> Result<(TcpStream, SocketAddr), Error> {
+) -> Result<(TcpStream, SocketAddr), ConnectError> {
     let wanted = [Service::tcp(args.port)];
     let how = Knocking {
-        family: args.family(),
-        time_offset: args.time_offset.unwrap_or(0),
+        family: args.family,
+        time_offset: args.time_offset,
         // A syn profile sends one SYN per service: only the one for PORT, when it has it.
         open: match &saved.kind {
             Kind::Syn(syn) if syn.open.contains(&wanted[0]) => Some(&wanted[..]),
@@ -269,7 +212,7 @@ fn knock_and_connect(
         say(&format!(
             "knock {n} of {}: profile {name} ({}) on {}",
             args.tries,
-            kind_name(&saved.kind),
+            saved.kind.name(),
             saved.host
         ));
         let knocked = knock_saved(store, name, saved, &how)?;
@@ -277,7 +220,7 @@ fn knock_and_connect(
             Some(ip) => ip,
             // fwknop resolved the host itself; its packet opens for an IPv4 address (the
             // one towards the host), so connect over IPv4 unless told otherwise.
-            None => knock::resolve(&saved.host, args.family().unwrap_or(Family::V4))?,
+            None => knock::resolve(&saved.host, args.family.unwrap_or(Family::V4))?,
         };
         if n == 1 {
             say(&open_note(store, saved));
@@ -293,8 +236,7 @@ fn knock_and_connect(
         host: saved.host.clone(),
         knocks: args.tries,
         last,
-    }
-    .into())
+    })
 }
 
 /// Connects to `addr` until it answers or `wait` has passed: attempts of growing length, each
@@ -330,8 +272,11 @@ fn attempt(addr: SocketAddr, wait: Duration, say: &dyn Fn(&str)) -> io::Result<T
 }
 
 /// No profile: each address of the host in turn (as ssh does), each for --tries x --wait.
-fn connect_plain(args: &ConnectArgs, say: &dyn Fn(&str)) -> Result<(TcpStream, SocketAddr), Error> {
-    let family = args.family().unwrap_or_default();
+fn connect_plain(
+    args: &ConnectOptions,
+    say: &dyn Fn(&str),
+) -> Result<(TcpStream, SocketAddr), ConnectError> {
+    let family = args.family.unwrap_or_default();
     let addrs = addresses(&args.host, args.port, family)?;
     let limit = args.wait * args.tries;
     let mut last = io::Error::new(io::ErrorKind::TimedOut, "no answer");
@@ -349,8 +294,7 @@ fn connect_plain(args: &ConnectArgs, say: &dyn Fn(&str)) -> Result<(TcpStream, S
         port: args.port,
         host: args.host.clone(),
         last,
-    }
-    .into())
+    })
 }
 
 /// Every address of `host` in `family`, in the resolver's order, each once.
@@ -454,15 +398,6 @@ fn pump(from: &mut impl Read, to: &mut impl Write) -> Result<(), Failed> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn waits_are_seconds_with_decimals_in_bounds() {
-        assert_eq!(parse_wait("3"), Ok(Duration::from_secs(3)));
-        assert_eq!(parse_wait("0.5"), Ok(Duration::from_millis(500)));
-        for bad in ["0", "0.01", "601", "-1", "x", "", "NaN", "inf"] {
-            assert!(parse_wait(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn hosts_compare_without_case_brackets_or_the_root_dot() {

@@ -19,7 +19,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use knocker_wire::fwknop::Digest;
+use knocker_wire::fwknop::{BadDigest, Digest};
 use zeroize::Zeroizing;
 
 /// An rc file is a few hundred bytes; a megabyte is not one.
@@ -33,13 +33,44 @@ pub enum RcError {
     Exposed { path: PathBuf, mode: u32 },
     #[error("{} has no stanza [{name}]", .path.display())]
     NoStanza { path: PathBuf, name: String },
-    #[error("{}:{line}: {var}: {message}", .path.display())]
+    #[error("{}:{line}: {var}: {problem}", .path.display())]
     Bad {
         path: PathBuf,
         line: usize,
         var: String,
-        message: String,
+        problem: BadValue,
     },
+}
+
+/// What is wrong with a variable's value (in an rc file: [`RcError::Bad`]; on the command line,
+/// the same values as fwknop's options take them).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadValue {
+    #[error("{0:?} is not a port (1 to 65535)")]
+    Port(String),
+    #[error("{0}: SHA-3 digests are not supported: use md5, sha1, sha256, sha384 or sha512")]
+    Sha3(String),
+    #[error(transparent)]
+    Digest(BadDigest),
+    #[error("{0:?} is not a timeout in seconds (0 to 65536)")]
+    FwTimeout(String),
+    #[error("{0:?} is not a time offset (N, Nm, Nh or Nd)")]
+    TimeOffsetUnit(String),
+    #[error("{0:?} is not a time offset (N, Nm, Nh or Nd, N up to 65536)")]
+    TimeOffset(String),
+    #[error("{0}: knocker sends fwknop packets over UDP only (fwknopd's default)")]
+    NotUdp(String),
+    #[error("{0}: knocker speaks fwknop's default mode, CBC, only")]
+    NotCbc(String),
+    #[error("{0} (knocker does not do this)")]
+    Unsupported(&'static str),
+    #[error(
+        "knocker never asks a web service for this machine's address: set ALLOW_IP to your \
+         public address, or to `source`"
+    )]
+    ResolveIp,
+    #[error("unknown variable (fwknop refuses it too)")]
+    UnknownVariable,
 }
 
 /// The allow address as ALLOW_IP (or -a, -s, -R) gives it.
@@ -192,11 +223,11 @@ pub fn parse(text: &str, path: &Path, name: Option<&str>) -> Result<Settings, Rc
         } else {
             &mut defaults
         };
-        apply(target, var, value).map_err(|message| RcError::Bad {
+        apply(target, var, value).map_err(|problem| RcError::Bad {
             path: path.to_path_buf(),
             line: i + 1,
             var: var.to_string(),
-            message,
+            problem,
         })?;
     }
     if let Some(name) = name {
@@ -215,37 +246,33 @@ fn yes(value: &str) -> bool {
     value.eq_ignore_ascii_case("y")
 }
 
-fn port(value: &str) -> Result<u16, String> {
+fn port(value: &str) -> Result<u16, BadValue> {
     match value.parse::<u16>() {
         Ok(p) if p > 0 => Ok(p),
-        _ => Err(format!("{value:?} is not a port (1 to 65535)")),
+        _ => Err(BadValue::Port(value.to_string())),
     }
 }
 
-fn digest(value: &str) -> Result<Digest, String> {
-    value.parse().map_err(|e: knocker_wire::fwknop::BadDigest| {
+fn digest(value: &str) -> Result<Digest, BadValue> {
+    value.parse().map_err(|e: BadDigest| {
         if value.to_ascii_lowercase().starts_with("sha3") {
-            format!(
-                "{value}: SHA-3 digests are not supported: use md5, sha1, sha256, sha384 or sha512"
-            )
+            BadValue::Sha3(value.to_string())
         } else {
-            e.to_string()
+            BadValue::Digest(e)
         }
     })
 }
 
 /// A firewall timeout in seconds, 0 to 65536 as fwknop takes it.
-pub fn fw_timeout(value: &str) -> Result<u32, String> {
+pub fn fw_timeout(value: &str) -> Result<u32, BadValue> {
     match value.parse::<u32>() {
         Ok(s) if s <= 65536 => Ok(s),
-        _ => Err(format!(
-            "{value:?} is not a timeout in seconds (0 to 65536)"
-        )),
+        _ => Err(BadValue::FwTimeout(value.to_string())),
     }
 }
 
 /// fwknop's time offset: digits, optionally followed by m, h or d (minutes, hours, days).
-pub fn time_offset(value: &str) -> Result<i64, String> {
+pub fn time_offset(value: &str) -> Result<i64, BadValue> {
     let (negative, value) = match value.strip_prefix('-') {
         Some(v) => (true, v),
         None => (false, value),
@@ -256,25 +283,25 @@ pub fn time_offset(value: &str) -> Result<i64, String> {
         Some('m' | 'M') => 60,
         Some('h' | 'H') => 3600,
         Some('d' | 'D') => 86_400,
-        Some(_) => return Err(format!("{value:?} is not a time offset (N, Nm, Nh or Nd)")),
+        Some(_) => return Err(BadValue::TimeOffsetUnit(value.to_string())),
     };
-    let n: i64 = digits.parse().ok().filter(|n| *n <= 65536).ok_or_else(|| {
-        format!("{value:?} is not a time offset (N, Nm, Nh or Nd, N up to 65536)")
-    })?;
+    let n: i64 = digits
+        .parse()
+        .ok()
+        .filter(|n| *n <= 65536)
+        .ok_or_else(|| BadValue::TimeOffset(value.to_string()))?;
     Ok(if negative { -n * unit } else { n * unit })
 }
 
-fn apply(s: &mut Settings, var: &str, value: &str) -> Result<(), String> {
-    let unsupported = |what: &str| Err(format!("{what} (knocker does not do this)"));
+fn apply(s: &mut Settings, var: &str, value: &str) -> Result<(), BadValue> {
+    let unsupported = |what: &'static str| Err(BadValue::Unsupported(what));
     match var.to_ascii_uppercase().as_str() {
         "SPA_SERVER" => s.server = Some(value.to_string()),
         "SPA_SERVER_PORT" => s.port = Some(port(value)?),
         "SPA_SOURCE_PORT" => s.source_port = Some(port(value)?),
         "SPA_SERVER_PROTO" => {
             if !value.eq_ignore_ascii_case("udp") {
-                return Err(format!(
-                    "{value}: knocker sends fwknop packets over UDP only (fwknopd's default)"
-                ));
+                return Err(BadValue::NotUdp(value.to_string()));
             }
         }
         "ACCESS" => s.access = Some(value.to_string()),
@@ -301,19 +328,11 @@ fn apply(s: &mut Settings, var: &str, value: &str) -> Result<(), String> {
         "TIME_OFFSET" => s.time_offset = Some(time_offset(value)?),
         "ENCRYPTION_MODE" => {
             if !value.eq_ignore_ascii_case("cbc") {
-                return Err(format!(
-                    "{value}: knocker speaks fwknop's default mode, CBC, only"
-                ));
+                return Err(BadValue::NotCbc(value.to_string()));
             }
         }
         "USE_GPG" | "USE_GPG_AGENT" if yes(value) => return unsupported("GnuPG encryption"),
-        "RESOLVE_IP_HTTPS" if yes(value) => {
-            return Err(
-                "knocker never asks a web service for this machine's address: set ALLOW_IP to \
-                 your public address, or to `source`"
-                    .to_string(),
-            )
-        }
+        "RESOLVE_IP_HTTPS" if yes(value) => return Err(BadValue::ResolveIp),
         "RAND_PORT" if yes(value) => return unsupported("random server ports"),
         "NAT_LOCAL" | "NAT_RAND_PORT" if yes(value) => return unsupported("NAT requests"),
         "NAT_ACCESS" | "NAT_PORT" => return unsupported("NAT requests"),
@@ -340,7 +359,7 @@ fn apply(s: &mut Settings, var: &str, value: &str) -> Result<(), String> {
         | "HTTP_USER_AGENT"
         | "USE_WGET_USER_AGENT"
         | "VERBOSE" => {}
-        _ => return Err("unknown variable (fwknop refuses it too)".to_string()),
+        _ => return Err(BadValue::UnknownVariable),
     }
     Ok(())
 }

@@ -17,16 +17,20 @@ use knocker_wire::{EncodedKey, KeyError, RotateKey, Service};
 use crate::profile::{Encoded, Mode, Rotating, Spa, Store, Syn};
 use crate::secrets::{self, SecretError};
 
-/// `--time-offset`'s help, the same for every command that takes it.
-pub const TIME_OFFSET_HELP: &str = "Shift the time put in knocks by SECONDS (e.g. -90 or +30; \
-also 2m, -1h), for a client whose clock is off: knockerd's log says by how much when it refuses \
-a knock as too old or too new. Applies to spa, syn, encoded, fwknop and rotating (totp) knocks";
-
 /// The largest `--time-offset`: a hundred years either way.
 const MAX_TIME_OFFSET: i64 = 100 * 366 * 86_400;
 
+/// A `--time-offset` knocker does not take (the text as given).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadTimeOffset {
+    #[error("{0:?}: give seconds, e.g. -90 or +30 (or 2m, -1h)")]
+    NotSeconds(String),
+    #[error("{0:?}: at most 100 years either way")]
+    TooFar(String),
+}
+
 /// Parses `--time-offset`: signed seconds (`-90`, `+30`), or with a unit (`2m`, `-1h`, `1d`).
-pub fn parse_time_offset(text: &str) -> Result<i64, String> {
+pub fn parse_time_offset(text: &str) -> Result<i64, BadTimeOffset> {
     let t = text.trim();
     let (sign, rest) = match t.strip_prefix('-') {
         Some(r) => (-1, r),
@@ -36,7 +40,7 @@ pub fn parse_time_offset(text: &str) -> Result<i64, String> {
         Some(i) => rest.split_at(i),
         None => (rest, "s"),
     };
-    let bad = || format!("{text:?}: give seconds, e.g. -90 or +30 (or 2m, -1h)");
+    let bad = || BadTimeOffset::NotSeconds(text.to_string());
     let n: i64 = num.parse().map_err(|_| bad())?;
     let mult = match unit {
         "s" => 1,
@@ -47,7 +51,7 @@ pub fn parse_time_offset(text: &str) -> Result<i64, String> {
     };
     match n.checked_mul(mult) {
         Some(secs) if secs <= MAX_TIME_OFFSET => Ok(sign * secs),
-        _ => Err(format!("{text:?}: at most 100 years either way")),
+        _ => Err(BadTimeOffset::TooFar(text.to_string())),
     }
 }
 

@@ -1,24 +1,12 @@
-//! `knocker`: the client. It sends knocks (compatible with the `knock` client, so knockd and
-//! knockerd's sequence doors see what they expect), rotating sequences, encoded knocks, SPA
-//! packets (fwknop's and knocker's own) and stealth SYNs, and keeps named profiles and keys.
-//!
-//! This file is the command line only: clap definitions (the one source of `--help`), and the
-//! glue from arguments to [`knock`] (sending), [`kinds`] (what a profile's kind sends),
-//! [`profile`] (the profiles file), [`secrets`] (key and counter files) and [`connect`] (knock,
-//! then relay a connection). Knocking a saved profile, whatever its kind, is [`knock_saved`]:
-//! `knock NAME` and `connect` share it.
+//! `knocker`: the client's command line. The client itself is the `knocker` library (see its
+//! lib.rs); this file holds the clap definitions (the one source of `--help`), the glue from
+//! arguments to the library ([`knock`] sends, [`kinds`] computes what a profile's kind sends,
+//! [`profile`] keeps the profiles file, [`secrets`] the key and counter files, [`spa`] builds
+//! fwknop packets from fwknop's options, [`saved`] knocks a saved profile whatever its kind,
+//! [`connect`] knocks and relays a connection), what each command prints, and the exit status
+//! of each error.
 #![forbid(unsafe_code)]
 
-mod connect;
-mod fwknoprc;
-mod kinds;
-mod knock;
-mod profile;
-mod secrets;
-mod spa;
-mod syn;
-
-use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -27,8 +15,14 @@ use clap::{Args, Parser, Subcommand};
 use knocker_wire::identity::PrivateKey;
 use knocker_wire::{Proto, RotateKey, Service};
 
-use crate::knock::Family;
-use crate::profile::{Kind, Mode, Profile, ProfileError, Store};
+use knocker::fwknoprc::{self, Allow, BadValue, Key, Settings};
+use knocker::knock::{self, Family};
+use knocker::profile::{self, Kind, Mode, Profile, ProfileError, Store};
+use knocker::saved::{self, knock_saved, open_note, Knocking, Say};
+use knocker::spa::{self, SpaError};
+use knocker::{connect, kinds, secrets};
+use knocker_wire::fwknop::Digest;
+use zeroize::Zeroizing;
 
 const PORT_SYNTAX: &str = "\
 PORT is `7000` (TCP, or UDP with -u), `7000:udp` or `7000:tcp` (as with `knock`), \
@@ -118,6 +112,11 @@ Profiles:
   the file is reported as file:line:column and costs only its own profile: the others work,
   `knocker connect` to a host without a profile still connects, and using the broken profile
   is an error that says what is wrong.";
+
+/// `--time-offset`'s help, the same for every command that takes it.
+const TIME_OFFSET_HELP: &str = "Shift the time put in knocks by SECONDS (e.g. -90 or +30; \
+also 2m, -1h), for a client whose clock is off: knockerd's log says by how much when it refuses \
+a knock as too old or too new. Applies to spa, syn, encoded, fwknop and rotating (totp) knocks";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -223,13 +222,13 @@ address. With --fwknop (required: it is the only format today) the packet is fwk
 the fwknop client sends it, so that fwknopd and knockerd's fwknop doors accept it. Prints nothing \
 unless -v, and exits 0 once the packet is sent: an SPA packet gets no answer."
     )]
-    Spa(Box<spa::SpaArgs>),
+    Spa(Box<SpaArgs>),
     /// Knock (if HOST has a profile), wait until PORT answers, then relay stdin and stdout to it
     #[command(
-        long_about = connect::LONG_ABOUT,
-        after_long_help = connect::AFTER_HELP,
+        long_about = CONNECT_LONG_ABOUT,
+        after_long_help = CONNECT_AFTER_HELP,
     )]
-    Connect(connect::ConnectArgs),
+    Connect(ConnectArgs),
 }
 /// How knocks are sent: shared by `knock` and `profile add`, which stores them.
 #[derive(Args, Debug)]
@@ -259,11 +258,16 @@ impl SendOpts {
 
     /// The family asked for on the command line, if any.
     fn family(&self) -> Option<Family> {
-        match (self.ipv4, self.ipv6) {
-            (true, _) => Some(Family::V4),
-            (_, true) => Some(Family::V6),
-            _ => None,
-        }
+        family(self.ipv4, self.ipv6)
+    }
+}
+
+/// The family that -4 and -6 ask for, if any.
+fn family(ipv4: bool, ipv6: bool) -> Option<Family> {
+    match (ipv4, ipv6) {
+        (true, _) => Some(Family::V4),
+        (_, true) => Some(Family::V6),
+        _ => None,
     }
 }
 
@@ -292,7 +296,7 @@ struct KnockArgs {
         value_name = "SECONDS",
         allow_hyphen_values = true,
         value_parser = kinds::parse_time_offset,
-        help = kinds::TIME_OFFSET_HELP
+        help = TIME_OFFSET_HELP
     )]
     time_offset: Option<i64>,
     /// Host name or address to knock on, or the name of a saved profile
@@ -384,6 +388,319 @@ struct ProfileAddArgs {
     ports: Vec<String>,
 }
 
+const SPA_HELP: &str = "\
+fwknop compatibility:
+  The packet is the one `fwknop` 2.6 sends with the same options (Rijndael, HMAC, message
+  version 3.0.0), so an unchanged fwknopd (or knockerd's fwknop door) accepts it. The options
+  keep fwknop's names. Settings come from the `[default]` stanza of ~/.fwknoprc (or --rc-file),
+  then from the stanza -n names, then from the command line; a stanza's ACCESS, ALLOW_IP,
+  SPA_SERVER, SPA_SERVER_PORT, KEY, KEY_BASE64, HMAC_KEY, HMAC_KEY_BASE64, HMAC_DIGEST_TYPE,
+  DIGEST_TYPE, FW_TIMEOUT, SPOOF_USER, TIME_OFFSET and SPA_SOURCE_PORT are honoured, and a
+  stanza asking for what knocker does not do (GnuPG, NAT, -R, random ports) is refused with
+  its line. The rc file must be readable by its owner only.
+
+  Differences: an HMAC key is required (knocker sends no unauthenticated packets); UDP only;
+  no prompting for keys; -R is refused (knocker never asks a web service for this machine's
+  address: give your public address with -a, or use -s). Without -a, -s or ALLOW_IP the packet
+  asks to open for this machine's address towards HOST (behind NAT that is the private one).";
+
+const SPA_EXAMPLES: &str = "\
+Examples:
+  knocker spa --fwknop -A tcp/22 --key-base64-rijndael KEY --key-base64-hmac HKEY server.example.org
+  knocker spa --fwknop -n myssh                         # a ~/.fwknoprc stanza
+  knocker spa --fwknop -n myssh -a 203.0.113.7 -f 120   # override its allow IP, ask for 120 s
+  knocker spa --fwknop -n myssh -T -B packet.txt        # write the packet, send nothing";
+
+#[derive(Args, Debug)]
+#[command(after_long_help = format!("{SPA_HELP}\n\n{SPA_EXAMPLES}"))]
+struct SpaArgs {
+    /// Send fwknop's SPA format (the only one today)
+    #[arg(long, required = true)]
+    fwknop: bool,
+    /// The fwknopd server: a name or an address (or -D, or SPA_SERVER in the stanza)
+    #[arg(value_name = "HOST")]
+    host: Option<String>,
+    /// The fwknopd server, as fwknop's -D gives it
+    #[arg(
+        short = 'D',
+        long = "destination",
+        value_name = "HOST",
+        conflicts_with = "host"
+    )]
+    destination: Option<String>,
+    /// Services to open: proto/port[,proto/port...], e.g. tcp/22,udp/53
+    #[arg(short = 'A', long = "access", value_name = "LIST")]
+    access: Option<String>,
+    /// Ask to run this command on the server instead (fwknop's command message; the server
+    /// must allow exactly it)
+    #[arg(
+        short = 'C',
+        long = "server-cmd",
+        value_name = "CMD",
+        conflicts_with = "access"
+    )]
+    server_cmd: Option<String>,
+    /// The IPv4 address to open for (default: this machine's address towards HOST)
+    #[arg(short = 'a', long = "allow-ip", value_name = "IP")]
+    allow_ip: Option<String>,
+    /// Ask the server to open for the packet's source address (allow IP 0.0.0.0)
+    #[arg(short = 's', long = "source-ip", conflicts_with_all = ["allow_ip", "resolve_ip"])]
+    source_ip: bool,
+    /// Refused: fwknop asks a web service for this machine's address; knocker never does
+    #[arg(short = 'R', long = "resolve-ip-https", conflicts_with = "allow_ip")]
+    resolve_ip: bool,
+    /// The encryption key, as text
+    #[arg(long = "key-rijndael", value_name = "KEY")]
+    key_rijndael: Option<String>,
+    /// The encryption key, in base64
+    #[arg(
+        long = "key-base64-rijndael",
+        value_name = "KEY",
+        conflicts_with = "key_rijndael"
+    )]
+    key_base64_rijndael: Option<String>,
+    /// The HMAC key, as text
+    #[arg(long = "key-hmac", value_name = "KEY")]
+    key_hmac: Option<String>,
+    /// The HMAC key, in base64
+    #[arg(
+        long = "key-base64-hmac",
+        value_name = "KEY",
+        conflicts_with = "key_hmac"
+    )]
+    key_base64_hmac: Option<String>,
+    /// HMAC digest: md5, sha1, sha256 (default), sha384 or sha512
+    #[arg(long = "hmac-digest-type", value_name = "TYPE")]
+    hmac_digest_type: Option<String>,
+    /// Digest of the plaintext: md5, sha1, sha256 (default), sha384 or sha512
+    #[arg(short = 'm', long = "digest-type", value_name = "TYPE")]
+    digest_type: Option<String>,
+    /// Accepted for fwknop's sake: knocker always adds an HMAC
+    #[arg(long = "use-hmac")]
+    use_hmac: bool,
+    /// Ask the server to keep access open for SECS seconds (fwknop message type 3)
+    #[arg(short = 'f', long = "fw-timeout", value_name = "SECS")]
+    fw_timeout: Option<String>,
+    /// The server's port (default 62201)
+    #[arg(short = 'p', long = "server-port", value_name = "PORT")]
+    server_port: Option<u16>,
+    /// The protocol to send with: udp only
+    #[arg(short = 'P', long = "server-proto", value_name = "PROTO")]
+    server_proto: Option<String>,
+    /// The source port to send from (default: any)
+    #[arg(short = 'S', long = "source-port", value_name = "PORT")]
+    source_port: Option<u16>,
+    /// The user name in the packet (default: $SPOOF_USER, $LOGNAME, $USER)
+    #[arg(short = 'U', long = "spoof-user", value_name = "USER")]
+    spoof_user: Option<String>,
+    /// Add TIME to the packet's timestamp: N seconds, Nm, Nh or Nd
+    #[arg(long = "time-offset-plus", value_name = "TIME")]
+    time_offset_plus: Option<String>,
+    /// Subtract TIME from the packet's timestamp
+    #[arg(
+        long = "time-offset-minus",
+        value_name = "TIME",
+        conflicts_with = "time_offset_plus"
+    )]
+    time_offset_minus: Option<String>,
+    #[arg(
+        long = "time-offset",
+        value_name = "SECONDS",
+        allow_hyphen_values = true,
+        value_parser = kinds::parse_time_offset,
+        conflicts_with_all = ["time_offset_plus", "time_offset_minus"],
+        help = TIME_OFFSET_HELP
+    )]
+    time_offset: Option<i64>,
+    /// Use this stanza of the rc file
+    #[arg(short = 'n', long = "named-config", value_name = "NAME")]
+    named_config: Option<String>,
+    /// The rc file (default ~/.fwknoprc)
+    #[arg(long = "rc-file", value_name = "FILE")]
+    rc_file: Option<PathBuf>,
+    /// Read no rc file
+    #[arg(long = "no-rc-file", conflicts_with_all = ["rc_file", "named_config"])]
+    no_rc_file: bool,
+    /// Also write the packet to FILE (one line), as fwknop -B does
+    #[arg(short = 'B', long = "save-packet", value_name = "FILE")]
+    save_packet: Option<PathBuf>,
+    /// With -B: append to FILE instead of replacing it
+    #[arg(short = 'b', long = "save-packet-append", requires = "save_packet")]
+    save_packet_append: bool,
+    /// Build the packet but do not send it (with -B: only write it)
+    #[arg(short = 'T', long = "test")]
+    test: bool,
+    /// Say what is sent
+    #[arg(short = 'v', long = "verbose")]
+    verbose: bool,
+    /// For tests only: the packet's time is UNIX_SECS instead of now
+    #[arg(long, value_name = "UNIX_SECS", hide = true)]
+    at: Option<u64>,
+}
+
+impl SpaArgs {
+    /// The command line as [`Settings`], to lay over the rc file's.
+    fn command_line(&self) -> Result<Settings, SpaError> {
+        let secret = |s: &Option<String>| s.as_ref().map(|k| Zeroizing::new(k.clone()));
+        let digest = |s: &Option<String>, what: &str| -> Result<Option<Digest>, SpaError> {
+            s.as_deref()
+                .map(|d| d.parse().map_err(|e| usage(format!("{what}: {e}"))))
+                .transpose()
+        };
+        if let Some(proto) = &self.server_proto {
+            if !proto.eq_ignore_ascii_case("udp") {
+                return Err(usage(format!("-P {}", BadValue::NotUdp(proto.clone()))));
+            }
+        }
+        let allow = if self.source_ip {
+            Some(Allow::Source)
+        } else if self.resolve_ip {
+            Some(Allow::Resolve)
+        } else {
+            self.allow_ip.clone().map(Allow::Ip)
+        };
+        let time_offset = match (&self.time_offset_plus, &self.time_offset_minus) {
+            (Some(t), _) => Some(fwknoprc::time_offset(t).map_err(|e| usage(e.to_string()))?),
+            (_, Some(t)) => Some(-fwknoprc::time_offset(t).map_err(|e| usage(e.to_string()))?),
+            _ => self.time_offset,
+        };
+        Ok(Settings {
+            server: self.host.clone().or_else(|| self.destination.clone()),
+            port: self.server_port,
+            source_port: self.source_port,
+            access: self.access.clone(),
+            allow,
+            key: secret(&self.key_rijndael)
+                .map(Key::Text)
+                .or_else(|| secret(&self.key_base64_rijndael).map(Key::Base64)),
+            hmac_key: secret(&self.key_hmac)
+                .map(Key::Text)
+                .or_else(|| secret(&self.key_base64_hmac).map(Key::Base64)),
+            hmac_digest: digest(&self.hmac_digest_type, "--hmac-digest-type")?,
+            digest: digest(&self.digest_type, "--digest-type")?,
+            fw_timeout: self
+                .fw_timeout
+                .as_deref()
+                .map(fwknoprc::fw_timeout)
+                .transpose()
+                .map_err(|e| usage(format!("--fw-timeout: {e}")))?,
+            user: self.spoof_user.clone(),
+            time_offset,
+        })
+    }
+}
+
+/// `knocker spa --fwknop ...`: the rc file's settings (none with --no-rc-file), the command
+/// line's over them; the packet is built, saved with -B, and sent unless -T.
+fn send_spa(args: &SpaArgs) -> Result<(), SpaError> {
+    let mut s = match args.no_rc_file {
+        true => Settings::default(),
+        false => spa::rc_settings(args.rc_file.as_deref(), args.named_config.as_deref())?,
+    };
+    s.overlay(args.command_line()?);
+    let packet = spa::build(&s, args.test, args.at, args.server_cmd.as_deref())?;
+    if let Some(path) = &args.save_packet {
+        spa::save(path, &packet.payload, args.save_packet_append)?;
+    }
+    spa::deliver(&packet, s.source_port, args.test, args.verbose)
+}
+
+fn usage(message: impl Into<String>) -> SpaError {
+    SpaError::Usage(message.into())
+}
+
+const CONNECT_LONG_ABOUT: &str = "\
+Opens a TCP connection to PORT and relays it: what arrives on standard input is sent, what \
+arrives from the connection is written to standard output. Made for ssh's ProxyCommand: \
+`ssh -o ProxyCommand='knocker connect %h %p' myserver`.\n\n\
+If HOST is the name of a saved profile, or the host of exactly one profile, knocker first knocks \
+what the profile describes, whatever its kind (a sequence, a rotating sequence, an encoded \
+request, an fwknop SPA packet; a hotp profile uses up one counter per knock), and connects to \
+the address it knocked on (the profile's host). Then it tries to connect for up to --wait \
+seconds, attempt after attempt; if the port has not answered by then, it knocks again, up to \
+--tries knocks, and then gives up: `tcp/PORT on HOST did not open after N knocks`. If HOST has \
+no profile, knocker connects without knocking (so the same ProxyCommand serves every host): to \
+each address of HOST in turn, each for up to --tries x --wait seconds.\n\n\
+Once connected, the relay runs until both directions have ended: when standard input ends, \
+knocker shuts down its sending side of the connection and keeps writing what the server sends \
+until the server closes; exit status 0. If the reader of standard output goes away, knocker \
+ends quietly (status 0) too. Errors (no connection, a reset) are printed on standard error, \
+status 1; a mistake on the command line or in a profile, status 2. Nothing but the \
+connection's bytes is ever written to standard output; -v says on standard error what is \
+knocked, how long the door is asked to open for, and where knocker connects.";
+
+const CONNECT_AFTER_HELP: &str = "\
+Examples:
+  ssh -o ProxyCommand='knocker connect %h %p' myserver
+  knocker connect -v --tries 5 --wait 2 myserver 22    # by hand: shows sshd's banner
+  # in ~/.ssh/config, for every host (hosts without a profile are connected to directly):
+  #   Host *
+  #     ProxyCommand knocker connect %h %p";
+
+#[derive(Args, Debug)]
+struct ConnectArgs {
+    /// Say on standard error what is knocked and where knocker connects
+    #[arg(short = 'v', long = "verbose")]
+    verbose: bool,
+    /// Knock at most N times (1 to 100) before giving up
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 3,
+        value_parser = clap::value_parser!(u32).range(1..=100)
+    )]
+    tries: u32,
+    /// After each knock, try to connect for up to SECS seconds (0.1 to 600, e.g. 2 or 0.5)
+    #[arg(long, value_name = "SECS", default_value = "3", value_parser = parse_wait)]
+    wait: Duration,
+    /// Use an IPv4 address of the host
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
+    ipv4: bool,
+    /// Use an IPv6 address of the host
+    #[arg(short = '6', long = "ipv6")]
+    ipv6: bool,
+    #[arg(
+        long = "time-offset",
+        value_name = "SECONDS",
+        allow_hyphen_values = true,
+        value_parser = kinds::parse_time_offset,
+        help = TIME_OFFSET_HELP
+    )]
+    time_offset: Option<i64>,
+    /// A saved profile's name (or its host), or a host to connect to without knocking
+    #[arg(value_name = "HOST|PROFILE")]
+    host: String,
+    /// The TCP port to connect to
+    #[arg(value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    port: u16,
+}
+
+impl ConnectArgs {
+    fn options(&self) -> connect::ConnectOptions {
+        connect::ConnectOptions {
+            verbose: self.verbose,
+            tries: self.tries,
+            wait: self.wait,
+            family: family(self.ipv4, self.ipv6),
+            time_offset: self.time_offset.unwrap_or(0),
+            host: self.host.clone(),
+            port: self.port,
+        }
+    }
+}
+
+fn parse_wait(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if (0.1..=600.0).contains(&secs) {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err(format!("{text}: wait from 0.1 to 600 seconds"))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 enum Error {
     #[error(transparent)]
@@ -400,6 +717,8 @@ enum Error {
     Spa(#[from] spa::SpaError),
     #[error(transparent)]
     Connect(#[from] connect::ConnectError),
+    #[error(transparent)]
+    Saved(#[from] saved::SavedError),
     #[error("no ports to knock on {host:?}, and no profile of that name in {}: give PORTs, or save one with `knocker profile add {host} HOST PORT...`", .path.display())]
     NoPorts {
         host: String,
@@ -439,11 +758,12 @@ impl Error {
             | Error::NoSequence(_)
             | Error::NoFwknopSequence(_)
             | Error::NoPortSequence { .. }
-            | Error::NothingToConsume(_)
-            | Error::Profile(ProfileError::BadName(_) | ProfileError::BadHost(_)) => 2,
+            | Error::NothingToConsume(_) => 2,
+            Error::Profile(e) if e.is_usage() => 2,
             Error::Spa(e) if e.is_usage() => 2,
             Error::Kind(e) if e.is_usage() => 2,
             Error::Connect(e) if e.is_usage() => 2,
+            Error::Saved(e) if e.is_usage() => 2,
             _ => 1,
         }
     }
@@ -456,8 +776,8 @@ fn main() -> ExitCode {
         Command::Sequence(args) => sequence(args),
         Command::Keygen(args) => keygen(args),
         Command::Profile(command) => profile(command),
-        Command::Spa(args) => spa::run(&args).map_err(Error::from),
-        Command::Connect(args) => connect::run(&args),
+        Command::Spa(args) => send_spa(&args).map_err(Error::from),
+        Command::Connect(args) => connect::run(&args.options()).map_err(Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -502,224 +822,12 @@ fn knock(args: KnockArgs) -> Result<(), Error> {
     }
     let sequence = knock::parse_sequence(&args.ports, args.send.default_proto())?;
     let ip = knock::resolve(&args.host, args.send.family().unwrap_or_default())?;
-    send(
+    saved::send(
         ip,
         &sequence,
         Duration::from_millis(args.send.delay.unwrap_or(0).into()),
         args.verbose.then_some(Say::Stdout),
-    )
-}
-
-/// Where `-v` lines about knocks go: `knock` prints them on standard output (as Debian's `knock
-/// -v` does); `connect` on standard error, because its standard output is the connection's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Say {
-    Stdout,
-    Stderr,
-}
-
-impl Say {
-    fn line(self, text: &str) {
-        match self {
-            Say::Stdout => println!("{text}"),
-            Say::Stderr => eprintln!("knocker: {text}"),
-        }
-    }
-}
-
-/// How a saved profile is knocked: what the command line says over the profile.
-#[derive(Clone, Copy, Debug, Default)]
-struct Knocking<'a> {
-    /// -4 / -6, over the profile's `family`.
-    family: Option<Family>,
-    /// -d, over the profile's `delay_ms`.
-    delay_ms: Option<u32>,
-    /// --at (tests): the time instead of now.
-    at: Option<u64>,
-    /// --time-offset: seconds added to the time put in knocks.
-    time_offset: i64,
-    /// --open: the services of a spa or syn profile to knock for (None: all of them).
-    open: Option<&'a [Service]>,
-    /// -v: where to say what is sent.
-    say: Option<Say>,
-}
-
-impl Knocking<'_> {
-    /// The time the knocks carry: now (or --at), shifted by --time-offset.
-    fn now(&self) -> u64 {
-        self.at
-            .unwrap_or_else(kinds::now_unix)
-            .saturating_add_signed(self.time_offset)
-    }
-}
-
-/// Knocks a saved profile `name`, whatever its kind: its sequence, the current rotating sequence
-/// (a hotp counter is used up), a new encoded request, one fwknop or knocker SPA packet, or
-/// stealth SYNs. `how` (the command line) overrides the profile. Returns the address the knocks
-/// went to, where the door opens (None for fwknop, which resolves the host itself: see
-/// [`connect`]).
-fn knock_saved(
-    store: &Store,
-    name: &str,
-    saved: &Profile,
-    how: &Knocking,
-) -> Result<Option<IpAddr>, Error> {
-    let say = how.say;
-    let now = how.now();
-    let wanted = match &saved.kind {
-        Kind::Spa(spa) => Some(kinds::select(name, &spa.open, how.open)?),
-        Kind::Syn(syn) => Some(kinds::select(name, &syn.open, how.open)?),
-        _ if how.open.is_some() => {
-            return Err(kinds::KindError::OpenNotForKind(name.to_string()).into())
-        }
-        _ => None,
-    };
-    if let Kind::Fwknop(fwknop) = &saved.kind {
-        // One SPA datagram, not a sequence. Its -v summary is printed on standard output, so
-        // for standard error a shorter line of our own.
-        spa::knock_profile(
-            store,
-            &saved.host,
-            fwknop,
-            say == Some(Say::Stdout),
-            Some(now),
-        )?;
-        if say == Some(Say::Stderr) {
-            Say::Stderr.line(&format!("sent an fwknop SPA packet to {}", saved.host));
-        }
-        return Ok(None);
-    }
-    let family = match (&saved.kind, how.family.unwrap_or(saved.family)) {
-        // The knocks must come from the family of the address they ask to open for.
-        (Kind::Encoded(encoded), Family::Any) => match encoded.allow {
-            Some(IpAddr::V4(_)) => Family::V4,
-            Some(IpAddr::V6(_)) => Family::V6,
-            None => Family::Any,
-        },
-        (_, family) => family,
-    };
-    // Resolve first: a host that does not resolve must not use up a hotp counter.
-    let ip = knock::resolve(&saved.host, family)?;
-    let delay = Duration::from_millis(how.delay_ms.unwrap_or(saved.delay_ms).into());
-    let chosen = wanted.unwrap_or_default();
-    let services = || chosen.iter().map(|(_, s)| *s).collect::<Vec<_>>();
-    let sequence = match &saved.kind {
-        Kind::Sequence(sequence) => sequence.clone(),
-        Kind::Rotating(rotating) => kinds::rotating(store, rotating, now, true)?.0,
-        Kind::Encoded(encoded) => kinds::encoded(store, encoded, ip, now)?,
-        Kind::Spa(profile) => {
-            let datagram = kinds::spa(store, profile, &services(), now)?;
-            let addr = SocketAddr::new(ip, profile.port);
-            if let Some(say) = say {
-                let open: Vec<String> = services().iter().map(Service::to_string).collect();
-                say.line(&format!(
-                    "knocker SPA to {addr}/udp: open {}{}, {} bytes",
-                    open.join(","),
-                    profile
-                        .duration_secs
-                        .map_or(String::new(), |d| format!(" for {d}s")),
-                    datagram.len()
-                ));
-            }
-            kinds::send_datagram(addr, &datagram)?;
-            if !delay.is_zero() {
-                std::thread::sleep(delay);
-            }
-            return Ok(Some(ip));
-        }
-        Kind::Syn(profile) => {
-            kinds::syn(
-                store,
-                profile,
-                ip,
-                &chosen,
-                now,
-                delay,
-                |sent, addr, slot, service| {
-                    if let Some(say) = say {
-                        let guessed = match sent.guessed.is_empty() {
-                            true => String::new(),
-                            false => format!("; assumed: {}", sent.guessed.join(", ")),
-                        };
-                        say.line(&format!(
-                            "SYN to {addr} from {}:{} (slot {slot}: {service}{guessed})",
-                            sent.src, sent.src_port
-                        ));
-                    }
-                },
-            )?;
-            return Ok(Some(ip));
-        }
-        // Sent above: one SPA datagram, not a sequence.
-        Kind::Fwknop(_) => return Ok(None),
-    };
-    send(ip, &sequence, delay, say)?;
-    Ok(Some(ip))
-}
-
-/// What `knocker knock` says after knocking a profile: how long the door stays open, as far as
-/// the client knows (see [`open_for`]); when the knock carries no duration, that the server
-/// decides.
-fn open_note(store: &Store, saved: &Profile) -> String {
-    if let Some(secs) = open_for(store, saved) {
-        return format!("door open for up to {secs}s");
-    }
-    match &saved.kind {
-        Kind::Spa(_) | Kind::Fwknop(_) => {
-            "door open for the door's default time: the profile asks for no duration, so the \
-             server decides how long"
-                .to_string()
-        }
-        kind => format!(
-            "the server decides how long the door stays open: a {} knock carries no duration",
-            kind_name(kind)
-        ),
-    }
-}
-
-/// The name of a profile's kind, as `kind = "..."` writes it.
-fn kind_name(kind: &Kind) -> &'static str {
-    match kind {
-        Kind::Sequence(_) => "sequence",
-        Kind::Rotating(_) => "rotating",
-        Kind::Encoded(_) => "encoded",
-        Kind::Fwknop(_) => "fwknop",
-        Kind::Spa(_) => "spa",
-        Kind::Syn(_) => "syn",
-    }
-}
-
-/// How long a knock of `saved` asks the door to stay open, when the profile says: an encoded
-/// request's duration, an fwknop packet's timeout (the profile's, else its stanza's FW_TIMEOUT),
-/// a spa request's duration. A sequence, rotating or syn knock carries none: the server's
-/// `open_for` decides, unknown here.
-fn open_for(store: &Store, saved: &Profile) -> Option<u32> {
-    match &saved.kind {
-        Kind::Encoded(encoded) => Some(encoded.duration_secs),
-        Kind::Spa(spa) => spa.duration_secs,
-        Kind::Fwknop(fw) => fw
-            .timeout_secs
-            .or_else(|| {
-                let path = match &fw.rc_file {
-                    Some(p) => store.resolve(p),
-                    None => fwknoprc::default_path()?,
-                };
-                fwknoprc::load(&path, Some(fw.stanza.as_deref()?))
-                    .ok()?
-                    .fw_timeout
-            })
-            // FW_TIMEOUT 0 is no timeout: the server's default applies.
-            .filter(|&t| t > 0),
-        Kind::Sequence(_) | Kind::Rotating(_) | Kind::Syn(_) => None,
-    }
-}
-
-fn send(ip: IpAddr, sequence: &[Service], delay: Duration, say: Option<Say>) -> Result<(), Error> {
-    knock::knock_sequence(ip, sequence, delay, |proto, addr| {
-        if let Some(say) = say {
-            say.line(&format!("hitting {proto} {addr}"));
-        }
-    })?;
+    )?;
     Ok(())
 }
 
@@ -783,7 +891,7 @@ fn keygen_identity(path: Option<PathBuf>) -> Result<(), Error> {
     let (path, default) = match path {
         Some(p) => (p, false),
         None => {
-            let store = profile::Store::from_env()?;
+            let store = Store::from_env()?;
             (store.resolve(Path::new(IDENTITY_FILE)), true)
         }
     };
@@ -864,6 +972,7 @@ fn sequence_text(sequence: &[Service]) -> String {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use std::net::IpAddr;
 
     #[test]
     fn the_command_line_is_consistent() {
@@ -935,6 +1044,15 @@ mod tests {
     }
 
     #[test]
+    fn waits_are_seconds_with_decimals_in_bounds() {
+        assert_eq!(parse_wait("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_wait("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["0", "0.01", "601", "-1", "x", "", "NaN", "inf"] {
+            assert!(parse_wait(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn four_and_six_conflict() {
         assert!(Cli::try_parse_from(["knocker", "knock", "-4", "-6", "h", "1"]).is_err());
     }
@@ -956,17 +1074,7 @@ mod tests {
         let profiles = profile::parse(&toml, std::path::Path::new("--help")).expect(&toml);
         let kinds: Vec<(&str, &str)> = profiles
             .iter()
-            .map(|(name, p)| {
-                let kind = match p.kind {
-                    Kind::Sequence(_) => "sequence",
-                    Kind::Rotating(_) => "rotating",
-                    Kind::Encoded(_) => "encoded",
-                    Kind::Fwknop(_) => "fwknop",
-                    Kind::Spa(_) => "spa",
-                    Kind::Syn(_) => "syn",
-                };
-                (name.as_str(), kind)
-            })
+            .map(|(name, p)| (name.as_str(), p.kind.name()))
             .collect();
         assert_eq!(
             kinds,

@@ -161,6 +161,20 @@ pub struct Encoded {
     pub allow: Option<IpAddr>,
 }
 
+impl Kind {
+    /// The name of the kind, as `kind = "..."` writes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::Sequence(_) => "sequence",
+            Kind::Rotating(_) => "rotating",
+            Kind::Encoded(_) => "encoded",
+            Kind::Fwknop(_) => "fwknop",
+            Kind::Spa(_) => "spa",
+            Kind::Syn(_) => "syn",
+        }
+    }
+}
+
 /// One line about what a profile knocks, for `profile list`.
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -239,6 +253,14 @@ pub enum ProfileError {
     BadName(String),
     #[error("bad host {0:?}: a host is a name or an address, without spaces")]
     BadHost(String),
+}
+
+impl ProfileError {
+    /// Whether the mistake is in what the user typed (exit status 2): a bad name or host given
+    /// on the command line.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, ProfileError::BadName(_) | ProfileError::BadHost(_))
+    }
 }
 
 fn location(at: &Option<(usize, usize)>) -> String {

@@ -1,16 +1,15 @@
 //! `knocker spa --fwknop`: one fwknop SPA packet, built by knocker-wire exactly as Debian's
-//! `fwknop` client builds it, from fwknop's own options and `~/.fwknoprc` stanzas.
+//! `fwknop` client builds it, from `~/.fwknoprc` stanzas and fwknop's own options (which the
+//! command line, main.rs, reads into [`Settings`]), and a profile of kind fwknop.
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use clap::Args;
 use knocker_wire::fwknop::{
-    self, key_from_base64, key_from_text, Digest, EncodeError, FwknopKeyError, FwknopKeys,
-    SpaMessage,
+    self, key_from_base64, key_from_text, EncodeError, FwknopKeyError, FwknopKeys, SpaMessage,
 };
 use knocker_wire::{Proto, Service};
 use zeroize::Zeroizing;
@@ -19,156 +18,6 @@ use crate::fwknoprc::{self, Allow, Key, RcError, Settings};
 use crate::kinds;
 use crate::knock::{self, Family, KnockError};
 use crate::profile::{Fwknop, FwknopAllow, Store};
-
-pub const SPA_HELP: &str = "\
-fwknop compatibility:
-  The packet is the one `fwknop` 2.6 sends with the same options (Rijndael, HMAC, message
-  version 3.0.0), so an unchanged fwknopd (or knockerd's fwknop door) accepts it. The options
-  keep fwknop's names. Settings come from the `[default]` stanza of ~/.fwknoprc (or --rc-file),
-  then from the stanza -n names, then from the command line; a stanza's ACCESS, ALLOW_IP,
-  SPA_SERVER, SPA_SERVER_PORT, KEY, KEY_BASE64, HMAC_KEY, HMAC_KEY_BASE64, HMAC_DIGEST_TYPE,
-  DIGEST_TYPE, FW_TIMEOUT, SPOOF_USER, TIME_OFFSET and SPA_SOURCE_PORT are honoured, and a
-  stanza asking for what knocker does not do (GnuPG, NAT, -R, random ports) is refused with
-  its line. The rc file must be readable by its owner only.
-
-  Differences: an HMAC key is required (knocker sends no unauthenticated packets); UDP only;
-  no prompting for keys; -R is refused (knocker never asks a web service for this machine's
-  address: give your public address with -a, or use -s). Without -a, -s or ALLOW_IP the packet
-  asks to open for this machine's address towards HOST (behind NAT that is the private one).";
-
-const SPA_EXAMPLES: &str = "\
-Examples:
-  knocker spa --fwknop -A tcp/22 --key-base64-rijndael KEY --key-base64-hmac HKEY server.example.org
-  knocker spa --fwknop -n myssh                         # a ~/.fwknoprc stanza
-  knocker spa --fwknop -n myssh -a 203.0.113.7 -f 120   # override its allow IP, ask for 120 s
-  knocker spa --fwknop -n myssh -T -B packet.txt        # write the packet, send nothing";
-
-#[derive(Args, Debug)]
-#[command(after_long_help = format!("{SPA_HELP}\n\n{SPA_EXAMPLES}"))]
-pub struct SpaArgs {
-    /// Send fwknop's SPA format (the only one today)
-    #[arg(long, required = true)]
-    pub fwknop: bool,
-    /// The fwknopd server: a name or an address (or -D, or SPA_SERVER in the stanza)
-    #[arg(value_name = "HOST")]
-    pub host: Option<String>,
-    /// The fwknopd server, as fwknop's -D gives it
-    #[arg(
-        short = 'D',
-        long = "destination",
-        value_name = "HOST",
-        conflicts_with = "host"
-    )]
-    pub destination: Option<String>,
-    /// Services to open: proto/port[,proto/port...], e.g. tcp/22,udp/53
-    #[arg(short = 'A', long = "access", value_name = "LIST")]
-    pub access: Option<String>,
-    /// Ask to run this command on the server instead (fwknop's command message; the server
-    /// must allow exactly it)
-    #[arg(
-        short = 'C',
-        long = "server-cmd",
-        value_name = "CMD",
-        conflicts_with = "access"
-    )]
-    pub server_cmd: Option<String>,
-    /// The IPv4 address to open for (default: this machine's address towards HOST)
-    #[arg(short = 'a', long = "allow-ip", value_name = "IP")]
-    pub allow_ip: Option<String>,
-    /// Ask the server to open for the packet's source address (allow IP 0.0.0.0)
-    #[arg(short = 's', long = "source-ip", conflicts_with_all = ["allow_ip", "resolve_ip"])]
-    pub source_ip: bool,
-    /// Refused: fwknop asks a web service for this machine's address; knocker never does
-    #[arg(short = 'R', long = "resolve-ip-https", conflicts_with = "allow_ip")]
-    pub resolve_ip: bool,
-    /// The encryption key, as text
-    #[arg(long = "key-rijndael", value_name = "KEY")]
-    pub key_rijndael: Option<String>,
-    /// The encryption key, in base64
-    #[arg(
-        long = "key-base64-rijndael",
-        value_name = "KEY",
-        conflicts_with = "key_rijndael"
-    )]
-    pub key_base64_rijndael: Option<String>,
-    /// The HMAC key, as text
-    #[arg(long = "key-hmac", value_name = "KEY")]
-    pub key_hmac: Option<String>,
-    /// The HMAC key, in base64
-    #[arg(
-        long = "key-base64-hmac",
-        value_name = "KEY",
-        conflicts_with = "key_hmac"
-    )]
-    pub key_base64_hmac: Option<String>,
-    /// HMAC digest: md5, sha1, sha256 (default), sha384 or sha512
-    #[arg(long = "hmac-digest-type", value_name = "TYPE")]
-    pub hmac_digest_type: Option<String>,
-    /// Digest of the plaintext: md5, sha1, sha256 (default), sha384 or sha512
-    #[arg(short = 'm', long = "digest-type", value_name = "TYPE")]
-    pub digest_type: Option<String>,
-    /// Accepted for fwknop's sake: knocker always adds an HMAC
-    #[arg(long = "use-hmac")]
-    pub use_hmac: bool,
-    /// Ask the server to keep access open for SECS seconds (fwknop message type 3)
-    #[arg(short = 'f', long = "fw-timeout", value_name = "SECS")]
-    pub fw_timeout: Option<String>,
-    /// The server's port (default 62201)
-    #[arg(short = 'p', long = "server-port", value_name = "PORT")]
-    pub server_port: Option<u16>,
-    /// The protocol to send with: udp only
-    #[arg(short = 'P', long = "server-proto", value_name = "PROTO")]
-    pub server_proto: Option<String>,
-    /// The source port to send from (default: any)
-    #[arg(short = 'S', long = "source-port", value_name = "PORT")]
-    pub source_port: Option<u16>,
-    /// The user name in the packet (default: $SPOOF_USER, $LOGNAME, $USER)
-    #[arg(short = 'U', long = "spoof-user", value_name = "USER")]
-    pub spoof_user: Option<String>,
-    /// Add TIME to the packet's timestamp: N seconds, Nm, Nh or Nd
-    #[arg(long = "time-offset-plus", value_name = "TIME")]
-    pub time_offset_plus: Option<String>,
-    /// Subtract TIME from the packet's timestamp
-    #[arg(
-        long = "time-offset-minus",
-        value_name = "TIME",
-        conflicts_with = "time_offset_plus"
-    )]
-    pub time_offset_minus: Option<String>,
-    #[arg(
-        long = "time-offset",
-        value_name = "SECONDS",
-        allow_hyphen_values = true,
-        value_parser = kinds::parse_time_offset,
-        conflicts_with_all = ["time_offset_plus", "time_offset_minus"],
-        help = kinds::TIME_OFFSET_HELP
-    )]
-    pub time_offset: Option<i64>,
-    /// Use this stanza of the rc file
-    #[arg(short = 'n', long = "named-config", value_name = "NAME")]
-    pub named_config: Option<String>,
-    /// The rc file (default ~/.fwknoprc)
-    #[arg(long = "rc-file", value_name = "FILE")]
-    pub rc_file: Option<PathBuf>,
-    /// Read no rc file
-    #[arg(long = "no-rc-file", conflicts_with_all = ["rc_file", "named_config"])]
-    pub no_rc_file: bool,
-    /// Also write the packet to FILE (one line), as fwknop -B does
-    #[arg(short = 'B', long = "save-packet", value_name = "FILE")]
-    pub save_packet: Option<PathBuf>,
-    /// With -B: append to FILE instead of replacing it
-    #[arg(short = 'b', long = "save-packet-append", requires = "save_packet")]
-    pub save_packet_append: bool,
-    /// Build the packet but do not send it (with -B: only write it)
-    #[arg(short = 'T', long = "test")]
-    pub test: bool,
-    /// Say what is sent
-    #[arg(short = 'v', long = "verbose")]
-    pub verbose: bool,
-    /// For tests only: the packet's time is UNIX_SECS instead of now
-    #[arg(long, value_name = "UNIX_SECS", hide = true)]
-    pub at: Option<u64>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpaError {
@@ -211,84 +60,29 @@ fn usage(message: impl Into<String>) -> SpaError {
     SpaError::Usage(message.into())
 }
 
-/// The command line as [`Settings`], to lay over the rc file's.
-fn command_line(args: &SpaArgs) -> Result<Settings, SpaError> {
-    let secret = |s: &Option<String>| s.as_ref().map(|k| Zeroizing::new(k.clone()));
-    let digest = |s: &Option<String>, what: &str| -> Result<Option<Digest>, SpaError> {
-        s.as_deref()
-            .map(|d| d.parse().map_err(|e| usage(format!("{what}: {e}"))))
-            .transpose()
-    };
-    if let Some(proto) = &args.server_proto {
-        if !proto.eq_ignore_ascii_case("udp") {
-            return Err(usage(format!(
-                "-P {proto}: knocker sends fwknop packets over UDP only (fwknopd's default)"
-            )));
-        }
-    }
-    let allow = if args.source_ip {
-        Some(Allow::Source)
-    } else if args.resolve_ip {
-        Some(Allow::Resolve)
-    } else {
-        args.allow_ip.clone().map(Allow::Ip)
-    };
-    let time_offset = match (&args.time_offset_plus, &args.time_offset_minus) {
-        (Some(t), _) => Some(fwknoprc::time_offset(t).map_err(usage)?),
-        (_, Some(t)) => Some(-fwknoprc::time_offset(t).map_err(usage)?),
-        _ => args.time_offset,
-    };
-    Ok(Settings {
-        server: args.host.clone().or_else(|| args.destination.clone()),
-        port: args.server_port,
-        source_port: args.source_port,
-        access: args.access.clone(),
-        allow,
-        key: secret(&args.key_rijndael)
-            .map(Key::Text)
-            .or_else(|| secret(&args.key_base64_rijndael).map(Key::Base64)),
-        hmac_key: secret(&args.key_hmac)
-            .map(Key::Text)
-            .or_else(|| secret(&args.key_base64_hmac).map(Key::Base64)),
-        hmac_digest: digest(&args.hmac_digest_type, "--hmac-digest-type")?,
-        digest: digest(&args.digest_type, "--digest-type")?,
-        fw_timeout: args
-            .fw_timeout
-            .as_deref()
-            .map(fwknoprc::fw_timeout)
-            .transpose()
-            .map_err(|e| usage(format!("--fw-timeout: {e}")))?,
-        user: args.spoof_user.clone(),
-        time_offset,
-    })
-}
-
-/// The rc file's settings (none with --no-rc-file, or when the default file does not exist and
-/// no stanza is asked for), with the command line's over them.
-pub fn settings(args: &SpaArgs) -> Result<Settings, SpaError> {
-    let mut merged = Settings::default();
-    if !args.no_rc_file {
-        let path = args.rc_file.clone().or_else(fwknoprc::default_path);
-        match path {
-            Some(path) => {
-                let optional = args.rc_file.is_none() && args.named_config.is_none();
-                match fwknoprc::load(&path, args.named_config.as_deref()) {
-                    Ok(rc) => merged = rc,
-                    Err(RcError::Io { source, .. })
-                        if optional && source.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e.into()),
+/// The rc file's settings: those of its `[default]` stanza, then of `stanza`'s. `file` is
+/// ~/.fwknoprc unless given; when that default file does not exist and no stanza is asked for,
+/// there are none.
+pub fn rc_settings(file: Option<&Path>, stanza: Option<&str>) -> Result<Settings, SpaError> {
+    let path = file.map(Path::to_path_buf).or_else(fwknoprc::default_path);
+    match path {
+        Some(path) => {
+            let optional = file.is_none() && stanza.is_none();
+            match fwknoprc::load(&path, stanza) {
+                Ok(rc) => Ok(rc),
+                Err(RcError::Io { source, .. })
+                    if optional && source.kind() == io::ErrorKind::NotFound =>
+                {
+                    Ok(Settings::default())
                 }
+                Err(e) => Err(e.into()),
             }
-            None if args.named_config.is_some() => {
-                return Err(usage(
-                    "-n needs an rc file: HOME is not set, so give --rc-file",
-                ))
-            }
-            None => {}
         }
+        None if stanza.is_some() => Err(usage(
+            "-n needs an rc file: HOME is not set, so give --rc-file",
+        )),
+        None => Ok(Settings::default()),
     }
-    merged.overlay(command_line(args)?);
-    Ok(merged)
 }
 
 fn key_bytes(key: &Key, what: &'static str) -> Result<Zeroizing<Vec<u8>>, SpaError> {
@@ -440,7 +234,7 @@ pub fn build(
 }
 
 /// Writes the packet as fwknop -B does: the payload and a newline.
-fn save(path: &PathBuf, payload: &str, append: bool) -> Result<(), SpaError> {
+pub fn save(path: &Path, payload: &str, append: bool) -> Result<(), SpaError> {
     let mut options = OpenOptions::new();
     options.create(true).mode(0o600);
     if append {
@@ -452,7 +246,7 @@ fn save(path: &PathBuf, payload: &str, append: bool) -> Result<(), SpaError> {
         .open(path)
         .and_then(|mut f| f.write_all(format!("{payload}\n").as_bytes()))
         .map_err(|source| SpaError::Save {
-            path: path.clone(),
+            path: path.to_path_buf(),
             source,
         })
 }
@@ -475,18 +269,8 @@ fn send(server: SocketAddr, source_port: Option<u16>, payload: &str) -> Result<(
     Ok(())
 }
 
-/// `knocker spa --fwknop ...`.
-pub fn run(args: &SpaArgs) -> Result<(), SpaError> {
-    let s = settings(args)?;
-    let packet = build(&s, args.test, args.at, args.server_cmd.as_deref())?;
-    if let Some(path) = &args.save_packet {
-        save(path, &packet.payload, args.save_packet_append)?;
-    }
-    deliver(&packet, s.source_port, args.test, args.verbose)
-}
-
 /// Sends the packet (unless `test`), saying what with `verbose`.
-fn deliver(
+pub fn deliver(
     packet: &Packet,
     source_port: Option<u16>,
     test: bool,
@@ -583,6 +367,7 @@ pub fn knock_profile(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use knocker_wire::fwknop::Digest;
 
     #[test]
     fn access_lists_are_fwknops() {

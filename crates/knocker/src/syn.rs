@@ -22,12 +22,8 @@
 //! client and server rewrites the source address and port, which the authenticator covers: a
 //! stealth SYN only works without NAT.
 //!
-//! This file is also compiled into knockerd's end-to-end test (`crates/knockerd/tests/
-//! syn_shape.rs`, with `#[path]`), so the test sends exactly what the client sends: it uses std,
-//! `knocker_wire`, `socket2` and `libc` only, nothing else of this crate.
-// The binary calls `send` only and reports errors; what it returns, `prepare` and `read_host`
-// serve the tests here and knockerd's end-to-end test.
-#![allow(dead_code)]
+//! knockerd's end-to-end test (`crates/knockerd/tests/syn_shape.rs`) sends with [`send`], so the
+//! test sends exactly what the client sends.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};

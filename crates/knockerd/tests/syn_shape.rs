@@ -6,11 +6,9 @@
 //! and the checksums (which depend on those). The stealth SYN must verify with the key, step and
 //! slot it was sent with; the kernel's must not.
 //!
-//! The client's sending code is `crates/knocker/src/syn.rs`, a module of the knocker binary,
-//! which this test cannot link; it includes that file as a module instead (`#[path]`), so what
-//! is sent here is exactly what `knocker` sends, read from alice's namespace the same way (routing,
-//! `ip route get`, /proc/sys). Once `knocker` has a command that sends one stealth SYN, the test
-//! could run the binary instead (see `common::knocker_client`).
+//! The stealth SYN is sent by the client library's own code (`knocker::syn::send`, what the
+//! `knocker` binary calls), so what is sent here is exactly what `knocker` sends, read from
+//! alice's namespace the same way (routing, `ip route get`, /proc/sys).
 //!
 //! Both an untouched host and a tuned one (MTU 1400, another tcp_rmem, TTL 61, hop limit 63) are
 //! tried, over IPv4 and IPv6, so a shape that is right only by default cannot pass.
@@ -18,9 +16,6 @@
 //! Needs root and iproute2, like the other e2e tests; KNOCKER_SKIP_E2E=1 skips on purpose.
 
 mod common;
-
-#[path = "../../knocker/src/syn.rs"]
-mod client_syn;
 
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
@@ -222,7 +217,7 @@ fn same_shape(lab: &Lab, alice: &str, server: &str) {
     let k = key.clone();
     let sent = lab
         .alice
-        .enter(move || client_syn::send(&k, dst, SLOT, now))
+        .enter(move || knocker::syn::send(&k, dst, SLOT, now))
         .expect("enter")
         .expect("stealth SYN");
     assert_eq!(sent.src, alice);

@@ -17,6 +17,7 @@ pub mod ledger;
 pub mod listening;
 pub mod lockout;
 pub mod native_doors;
+pub(crate) mod netlink;
 pub mod nflog;
 pub mod nftset;
 pub mod notify;

@@ -3,11 +3,11 @@
 //! must serialize back to something that parses to the same report.
 #![no_main]
 
-use knockerd::worker::Report;
+use knockerd::privsep::Report;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if data.len() > knockerd::worker::MAX_REPORT_BYTES {
+    if data.len() > knockerd::privsep::MAX_REPORT_BYTES {
         return;
     }
     if let Ok(report) = serde_json::from_slice::<Report>(data) {

@@ -22,10 +22,11 @@ pub mod nflog;
 pub mod nftset;
 pub mod notify;
 pub mod onetime;
+pub mod overrides;
+pub mod privsep;
 pub mod ruleset;
 pub mod status;
 pub mod watch;
-pub mod worker;
 
 /// A temporary directory for unit tests, removed when dropped.
 #[cfg(test)]

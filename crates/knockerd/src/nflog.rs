@@ -53,6 +53,9 @@ pub const SPA_PREFIX: &str = "knocker-spa";
 /// The log prefix of stealth SYN door rules: such packets come with their IP and TCP headers,
 /// whose fields carry the authenticator.
 pub const SYN_PREFIX: &str = "knocker-syn";
+/// Bytes of each logged SPA datagram copied to knockerd: a whole SPA packet (fwknop's are at most
+/// 1500 bytes of payload) with its headers. Also the copy range NFLOG is bound with.
+pub const SPA_SNAPLEN: u16 = 1600;
 
 /// A UDP datagram to an SPA port, with its payload (the SPA packet).
 #[derive(Clone, Debug, PartialEq, Eq)]

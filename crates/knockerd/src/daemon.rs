@@ -11,7 +11,7 @@ use crate::config::{fmt_duration, Config, OnStop, TABLE};
 use crate::gatekeeper::{Gatekeeper, Verdict};
 use crate::ledger::{self, Ledger, Record};
 use crate::nftset::NftSets;
-use crate::privsep::{engine_for, worker_user, Report, Seed, Worker};
+use crate::privsep::{self, engine_for, worker_user, Checked, Report, Seed, Worker};
 use crate::ruleset::{self, LiveGrant, TableHealth, TableSpec, SET4, SET6};
 use crate::watch::{FirewallWatch, Touched};
 
@@ -373,8 +373,9 @@ fn guard(config: &Config, gate: &mut Gatekeeper<NftSets>, touched: Touched) -> R
 const WORKER_RESTARTS: usize = 5;
 const WORKER_RESTART_WINDOW: Duration = Duration::from_secs(60);
 
-/// Acts on what the worker decided. Nothing in a report is trusted: doors are looked up by name
-/// in this process's configuration, and the gatekeeper validates every grant.
+/// Acts on what the worker decided. Nothing in a report is trusted: [`privsep::check`] looks
+/// its door up by name in this process's configuration, and the gatekeeper validates every
+/// grant.
 fn handle_reports(
     config: &Config,
     gate: &mut Gatekeeper<NftSets>,
@@ -386,18 +387,13 @@ fn handle_reports(
     // a request's digests come just before its grant: one batch, one sync, with the grant
     let mut seen: Vec<Record> = Vec::new();
     let mut seen_door: Option<usize> = None;
-    let index_of = |name: &str| config.doors.iter().position(|d| d.spec.name == name);
     for r in reports {
-        match r {
-            Report::Ready | Report::Pong => {}
-            Report::Used { door, tag } => {
-                let Some(index) = index_of(door) else {
-                    tracing::error!(
-                        "the packet worker reported a door {door:?} that is not configured"
-                    );
-                    continue;
-                };
-                match record_used(config, gate.ledger(), index, *tag) {
+        match privsep::check(config, r) {
+            Err(e) => tracing::error!("{e}"),
+            Ok(Checked::Nothing) => {}
+            Ok(Checked::Used { index, tag }) => {
+                let door = &config.doors[index].spec.name;
+                match record_used(config, gate.ledger(), index, tag) {
                     Ok(what) => tracing::info!("door={door} used {what}; it never opens again"),
                     Err(e) => {
                         tracing::error!("door={door}: {e}; the grant is refused");
@@ -405,51 +401,28 @@ fn handle_reports(
                     }
                 }
             }
-            Report::Seen {
-                door,
+            Ok(Checked::Seen {
+                index,
                 digest,
                 until_unix,
-            } => {
-                if crate::privsep::protocol::unhex32(digest).is_none() {
-                    tracing::error!("the packet worker reported a malformed digest");
-                    continue;
-                }
+            }) => {
                 seen.push(Record::Seen {
-                    digest: digest.clone(),
-                    until_unix: *until_unix,
+                    digest: digest.to_hex(),
+                    until_unix,
                 });
-                seen_door = index_of(door);
+                seen_door = index;
             }
-            Report::Grant {
-                door,
-                to,
-                open,
-                millis,
-                client,
-            } => {
-                let index = index_of(door);
-                let services: Result<Vec<knocker_engine::Service>, _> =
-                    open.iter().map(|s| s.parse()).collect();
-                let (Some(index), Ok(services)) = (index, services) else {
-                    tracing::error!("the packet worker reported a grant for door {door:?} that is not configured, or with services that are not services; refused");
-                    continue;
-                };
-                let grant = knocker_engine::Grant {
-                    door: index,
-                    door_name: door.clone(),
-                    to: *to,
-                    open: services,
-                    duration: Duration::from_millis(*millis),
-                    client: client.clone(),
-                };
-                if unrecorded == Some(index) {
+            Ok(Checked::Grant(grant)) => {
+                if unrecorded == Some(grant.door) {
                     unrecorded = None;
                     tracing::error!(
-                        "door={door} src={to} grant refused: its use could not be recorded"
+                        "door={} src={} grant refused: its use could not be recorded",
+                        grant.door_name,
+                        grant.to
                     );
                     continue;
                 }
-                let first = if seen_door == Some(index) {
+                let first = if seen_door == Some(grant.door) {
                     std::mem::take(&mut seen)
                 } else {
                     Vec::new()

@@ -12,16 +12,17 @@
 //!
 //! The worker tells the parent what it decided, one JSON object per line on its standard output
 //! ([`Report`]), and answers the parent's pings (a line on its standard input) with a pong, so
-//! that a worker that hangs is noticed and replaced. The parent trusts none of it: it looks the
-//! door up by name in its own copy of the configuration and the gatekeeper validates every
-//! grant (door, services, duration, address) before touching the firewall. A worker that sends
-//! anything else, or dies, is replaced; the engine's memory of replays and used steps comes back
+//! that a worker that hangs is noticed and replaced. The messages are typed and bounded: what
+//! parses is in range (names, services, digests), and anything else is not a report. The parent
+//! trusts none of it all the same: it looks the door up by name in its own copy of the
+//! configuration and the gatekeeper validates every grant (door, services, duration, address)
+//! before touching the firewall. A worker that sends anything else, or dies, is replaced; the engine's memory of replays and used steps comes back
 //! from the ledger, which the parent sends in a [`Seed`] on the worker's standard input when it
 //! starts.
 //!
 //! - [`protocol`]: the messages, both ways, their framing (JSON lines) and their bounds.
-//! - `parent`: the root side's handle on the worker ([`Worker`]: start, seed, read, ping and
-//!   watchdog, stop).
+//! - `parent`: the root side's handle on the worker (`Worker`: start, seed, read, ping and
+//!   watchdog, stop), and the check of every report against the parent's configuration.
 //! - `worker`: the worker's loop ([`run`]), from binding NFLOG and dropping privileges to
 //!   reporting the engine's decisions.
 
@@ -30,7 +31,7 @@ pub mod protocol;
 mod parent;
 mod worker;
 
-pub(crate) use parent::{worker_user, Worker};
-pub use protocol::{Report, Seed, MAX_REPORT_BYTES, MAX_SEED_BYTES};
+pub(crate) use parent::{check, worker_user, Checked, Worker};
+pub use protocol::{parse_report, Report, Seed, MAX_REPORT_BYTES, MAX_SEED_BYTES};
 pub(crate) use worker::engine_for;
 pub use worker::{run, DEFAULT_USER};

@@ -1,14 +1,14 @@
 //! The parent's handle on the packet worker: it starts the worker (the same binary, with the
 //! hidden `packet-worker` subcommand), seeds it from the ledger, reads its reports without
 //! blocking, pings it, and stops or kills it. What it reads is only parsed here; the daemon
-//! checks every report against its own configuration before acting on it.
+//! checks every report against its own configuration ([`check`]) before acting on it.
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use super::protocol::{take_reports, Report, Seed, MAX_REPORT_BYTES};
+use super::protocol::{take_reports, Digest, Mode, Name, Report, Seed, MAX_REPORT_BYTES};
 use super::worker::DEFAULT_USER;
 use crate::config::Config;
 use crate::ledger::Ledger;
@@ -171,7 +171,7 @@ impl Worker {
         if out.contains(&Report::Pong) {
             self.pinged = None;
         }
-        parsed.map(|()| alive)
+        parsed.map(|()| alive).map_err(|e| e.to_string())
     }
 
     /// When [`Worker::watchdog`] has something to do: the next ping, or the end of the wait for
@@ -250,18 +250,147 @@ impl AsFd for Worker {
 }
 
 impl Seed {
-    /// The ledger's used steps and counters, and its replay digests.
+    /// The ledger's used steps and counters, and its replay digests. Records that no door can
+    /// use (another mode, a name or digest out of bounds) stay behind.
     pub fn from_ledger(ledger: &Ledger) -> Seed {
         let state = ledger.state();
         Seed {
             used: state
                 .used_all()
-                .map(|(door, key, value)| (door.to_string(), key.to_string(), value))
+                .filter_map(|(door, key, value)| {
+                    Some((Name::new(door).ok()?, Mode::parse(key)?, value))
+                })
                 .collect(),
             seen: state
                 .seen_all()
-                .map(|(digest, until)| (digest.to_string(), until))
+                .filter_map(|(digest, until)| Some((Digest::from_hex(digest)?, until)))
                 .collect(),
         }
+    }
+}
+
+/// A report checked against the parent's own configuration: what the daemon may act on.
+#[derive(Debug)]
+pub(crate) enum Checked {
+    /// Nothing to act on (ready, pong).
+    Nothing,
+    /// Door `index` used the one-time line, counter or time step `tag`: make that durable
+    /// before its grant.
+    Used { index: usize, tag: u64 },
+    /// A request's replay digest, for door `index` if it is one of ours: durable with the grant.
+    Seen {
+        index: Option<usize>,
+        digest: Digest,
+        until_unix: u64,
+    },
+    /// A grant for one of the configured doors, for the gatekeeper to validate and apply.
+    Grant(knocker_engine::Grant),
+}
+
+/// Checks a report against the configuration. Its fields are in bounds already (they parsed);
+/// here its door must be one of this process's doors. The error says what was refused.
+pub(crate) fn check(config: &Config, report: &Report) -> Result<Checked, String> {
+    let index_of = |name: &Name| {
+        config
+            .doors
+            .iter()
+            .position(|d| d.spec.name == name.as_str())
+    };
+    Ok(match report {
+        Report::Ready | Report::Pong => Checked::Nothing,
+        Report::Used { door, tag } => Checked::Used {
+            index: index_of(door).ok_or_else(|| {
+                format!(
+                    "the packet worker reported a door {:?} that is not configured",
+                    door.as_str()
+                )
+            })?,
+            tag: *tag,
+        },
+        Report::Seen {
+            door,
+            digest,
+            until_unix,
+        } => Checked::Seen {
+            index: index_of(door),
+            digest: *digest,
+            until_unix: *until_unix,
+        },
+        Report::Grant {
+            door,
+            to,
+            open,
+            millis,
+            client,
+        } => {
+            let index = index_of(door).ok_or_else(|| {
+                format!(
+                    "the packet worker reported a grant for door {:?} that is not configured; refused",
+                    door.as_str()
+                )
+            })?;
+            Checked::Grant(knocker_engine::Grant {
+                door: index,
+                door_name: door.to_string(),
+                to: *to,
+                open: open.as_slice().to_vec(),
+                duration: Duration::from_millis(*millis),
+                client: client.as_ref().map(Name::to_string),
+            })
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::privsep::protocol::parse_report;
+
+    fn config() -> Config {
+        crate::config::parse(
+            std::path::Path::new("knockerd.toml"),
+            "[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nopen_for = 30\n\
+             [door.web]\nsequence = [\"7100\", \"9100\", \"8100\"]\nopen = [\"443\"]\nopen_for = 30\n",
+        )
+        .expect("config")
+    }
+
+    fn checked(line: &str) -> Result<Checked, String> {
+        check(&config(), &parse_report(line.as_bytes()).expect("a report"))
+    }
+
+    #[test]
+    fn reports_name_the_parents_own_doors_or_are_refused() {
+        let at = |door: &str| config().doors.iter().position(|d| d.spec.name == door);
+        let grant = |door: &str| {
+            format!(
+                r#"{{"grant":{{"door":"{door}","to":"10.200.1.2","open":["tcp/443"],"millis":30000,"client":null}}}}"#
+            )
+        };
+        match checked(&grant("web")) {
+            Ok(Checked::Grant(g)) => {
+                assert_eq!(Some(g.door), at("web"));
+                assert_eq!(g.door_name, "web");
+                assert_eq!(g.open, vec!["tcp/443".parse().expect("service")]);
+                assert_eq!(g.duration, Duration::from_secs(30));
+            }
+            other => panic!("a grant for a configured door: {other:?}"),
+        }
+        let refused = checked(&grant("vault")).expect_err("not configured");
+        assert!(
+            refused.contains("\"vault\"") && refused.contains("refused"),
+            "{refused}"
+        );
+        assert!(checked(r#"{"used":{"door":"vault","tag":1}}"#).is_err());
+        assert!(matches!(
+            checked(r#"{"used":{"door":"ssh","tag":3}}"#),
+            Ok(Checked::Used { index, tag: 3 }) if Some(index) == at("ssh")
+        ));
+        // a digest for no door of ours is still remembered: a replay stays a replay
+        assert!(matches!(
+            checked(&format!(r#"{{"seen":{{"door":"vault","digest":"{}","until_unix":9}}}}"#, "0f".repeat(32))),
+            Ok(Checked::Seen { index: None, until_unix: 9, digest }) if digest == Digest([0x0f; 32])
+        ));
+        assert!(matches!(checked(r#""pong""#), Ok(Checked::Nothing)));
     }
 }

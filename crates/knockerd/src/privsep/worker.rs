@@ -9,10 +9,10 @@ use std::io::{BufRead, Read};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use knocker_engine::{Engine, EngineConfig, Event, Kind, Knock};
+use knocker_engine::{Engine, EngineConfig, Event, Grant, Kind, Knock};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use super::protocol::{hex, send, unhex32, Report, Seed, MAX_SEED_BYTES};
+use super::protocol::{send, Digest, Name, ProtocolError, Report, Seed, Services, MAX_SEED_BYTES};
 use crate::config::Config;
 use crate::knockd::Source;
 use crate::nflog::{self, NflogSource};
@@ -67,16 +67,14 @@ pub fn run(source: &Source, overrides: &Overrides, user: &str, parent: u32) -> R
             *used = seed
                 .used
                 .iter()
-                .find(|(door, mode, _)| *door == d.spec.name && mode == r.mode)
+                .find(|(door, mode, _)| door.as_str() == d.spec.name && mode.as_str() == r.mode)
                 .map(|(_, _, v)| *v);
         }
     }
     let mut engine = engine_for(&config)?;
     engine.set_wall_clock(unix_now());
     for (digest, until) in &seed.seen {
-        if let Some(d) = unhex32(digest) {
-            engine.add_seen(d, *until);
-        }
+        engine.add_seen(digest.0, *until);
     }
     let mut nflog = NflogSource::bind(config.nflog_group, nflog::SPA_SNAPLEN)
         .map_err(|e| format!("cannot listen on NFLOG group {}: {e}", config.nflog_group))?;
@@ -84,7 +82,12 @@ pub fn run(source: &Source, overrides: &Overrides, user: &str, parent: u32) -> R
     let mut out = std::io::stdout().lock();
     send(&mut out, &[Report::Ready])?;
 
-    let names: Vec<String> = config.doors.iter().map(|d| d.spec.name.clone()).collect();
+    let names: Vec<Name> = config
+        .doors
+        .iter()
+        .map(|d| Name::new(d.spec.name.clone()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("a door's name does not fit the worker's reports: {e}"))?;
     let mut knocks: Vec<Knock> = Vec::with_capacity(256);
     let mut datagrams: Vec<nflog::Datagram> = Vec::new();
     let mut refusals = RefusalLog::default();
@@ -175,16 +178,18 @@ pub fn run(source: &Source, overrides: &Overrides, user: &str, parent: u32) -> R
                     ..
                 } => reports.push(Report::Seen {
                     door: door(index),
-                    digest: hex(&digest),
+                    digest: Digest(digest),
                     until_unix,
                 }),
-                Event::Grant(g) => reports.push(Report::Grant {
-                    door: g.door_name,
-                    to: g.to,
-                    open: g.open.iter().map(|s| s.to_string()).collect(),
-                    millis: u64::try_from(g.duration.as_millis()).unwrap_or(u64::MAX),
-                    client: g.client,
-                }),
+                Event::Grant(g) => {
+                    let door = g.door_name.clone();
+                    match grant_report(g) {
+                        Ok(r) => reports.push(r),
+                        Err(e) => tracing::warn!(
+                            "door={door}: a grant that cannot be reported ({e}); dropped"
+                        ),
+                    }
+                }
                 Event::Refused { door, src, reason } => refusals.log(&door, src, &reason),
                 Event::Failed { door, src, reason } => {
                     refusals.log_attempt(&door, src, &reason, Instant::now())
@@ -197,6 +202,18 @@ pub fn run(source: &Source, overrides: &Overrides, user: &str, parent: u32) -> R
             reports.clear();
         }
     }
+}
+
+/// The report of a grant. Its fields are the engine's, within bounds that a knock cannot reach
+/// (a client name is shorter than the packet that carried it), so the error is never expected.
+fn grant_report(g: Grant) -> Result<Report, ProtocolError> {
+    Ok(Report::Grant {
+        door: Name::new(g.door_name)?,
+        to: g.to,
+        open: Services::new(g.open)?,
+        millis: u64::try_from(g.duration.as_millis()).unwrap_or(u64::MAX),
+        client: g.client.map(Name::new).transpose()?,
+    })
 }
 
 /// The wall clock in Unix seconds (0 before 1970): TOTP steps and the replay memory follow it.

@@ -3,7 +3,6 @@
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use knocker_engine::{Engine, EngineConfig, Event};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -12,32 +11,15 @@ use crate::config::{fmt_duration, Config, OnStop, TABLE};
 use crate::gatekeeper::{Gatekeeper, Verdict};
 use crate::ledger::{self, Ledger, Record};
 use crate::nftset::NftSets;
+use crate::privsep::{self, engine_for, worker_user, Checked, Report, Seed, Worker};
 use crate::ruleset::{self, LiveGrant, TableHealth, TableSpec, SET4, SET6};
 use crate::watch::{FirewallWatch, Touched};
-use crate::worker::{Report, Seed};
+
+pub use crate::overrides::{load, Overrides};
 
 /// The longest the loop sleeps, so that running commands are reaped and stop commands are not
 /// late even when no knocks arrive.
-pub(crate) const MAX_SLEEP: Duration = Duration::from_secs(1);
-/// Under a flood, being woken for every logged packet costs more than handling it (a context
-/// switch and a poll per packet). After a read that found at least [`COALESCE_AT`] packets,
-/// the loop pauses this long before it polls again, so that the next read takes many. An idle
-/// server, and a single knock, never wait. 500 us halves the CPU per flood packet of 250 us
-/// (BENCHMARKS.md); a knock during a flood waits at most that much longer.
-pub(crate) const COALESCE_PAUSE: Duration = Duration::from_micros(500);
-pub(crate) const COALESCE_AT: usize = 8;
-
-/// The engine for a validated configuration. Native configurations were already held to the
-/// strict rules by `config::parse`; a knockd.conf runs as knockd would run it (its sweep and
-/// overlap warnings were logged when it was loaded), so the engine is built in compat mode.
-pub(crate) fn engine_for(config: &Config) -> Result<Engine, String> {
-    Engine::new_compat(EngineConfig {
-        doors: config.doors.iter().map(|d| d.spec.clone()).collect(),
-        max_tracked: config.max_tracked,
-    })
-    .map(|(engine, _warnings)| engine)
-    .map_err(|e| e.to_string())
-}
+const MAX_SLEEP: Duration = Duration::from_secs(1);
 
 /// Logs what the configuration makes knockerd do, once at start and after each reload.
 fn announce(config: &Config) {
@@ -76,48 +58,10 @@ fn announce(config: &Config) {
     }
 }
 
-/// What the command line sets over the configuration file, at start and at every reload.
-#[derive(Debug, Clone, Default)]
-pub struct Overrides {
-    /// `--state-dir`: where the ledger lives (a knockd.conf has no key for it).
-    pub state_dir: Option<std::path::PathBuf>,
-    /// `-v`s, passed on to the packet worker.
-    pub verbose: u8,
-    /// `--worker-user`: the user the packet worker runs as, over the configuration's
-    /// `worker_user` (default `nobody`).
-    pub worker_user: Option<String>,
-    /// `--trusted`: sources the protection never drops, added to the configuration's `trusted` (the only way
-    /// to trust a source under --knockd-conf or --fwknop-access, whose formats have no key for it).
-    pub trusted: Vec<crate::config::Net>,
-}
-
-impl Overrides {
-    /// Applies the command line over a loaded configuration.
-    pub fn apply(&self, config: &mut Config) {
-        if let Some(dir) = &self.state_dir {
-            config.state_dir = dir.clone();
-        }
-        if let Some(user) = &self.worker_user {
-            config.worker_user = Some(user.clone());
-        }
-        config.trusted.extend(self.trusted.iter().copied());
-    }
-}
-
-/// Loads the configuration and applies the command line's overrides.
-pub fn load(
-    config_source: &crate::knockd::Source,
-    overrides: &Overrides,
-) -> Result<Config, String> {
-    let mut config = crate::knockd::load_source(config_source).map_err(|e| e.to_string())?;
-    overrides.apply(&mut config);
-    Ok(config)
-}
-
 /// Runs the daemon until SIGTERM or SIGINT. Returns an error message for a failed start.
 ///
 /// This is the privileged parent: it owns the table, the sets, the ledger and the commands, and
-/// runs the packet worker ([`crate::worker`]), which reads and judges packets with no privilege.
+/// runs the packet worker ([`crate::privsep`]), which reads and judges packets with no privilege.
 pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Result<(), String> {
     let notifier = crate::notify::Notifier::from_env();
     let mut config = load(config_source, overrides)?;
@@ -227,10 +171,7 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
                 Err(e) => tracing::error!("cannot restart the packet worker: {e}"),
             }
         }
-        let watchdog = worker.as_ref().map(|w| match w.pinged {
-            Some(at) => at + PONG_WITHIN,
-            None => w.next_ping,
-        });
+        let watchdog = worker.as_ref().map(Worker::watchdog_due);
         let deadline = [
             gate.poll_timeout(),
             watchdog,
@@ -250,7 +191,7 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
                 PollFd::new(watch.as_fd(), PollFlags::POLLIN),
             ];
             if let Some(w) = &worker {
-                fds.push(PollFd::new(w.stdout.as_fd(), PollFlags::POLLIN));
+                fds.push(PollFd::new(w.as_fd(), PollFlags::POLLIN));
             }
             match poll(&mut fds, timeout) {
                 Ok(_) => {}
@@ -318,9 +259,6 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
                 reports.clear();
                 let alive = w.read(&mut reports);
                 let now = Instant::now();
-                if reports.contains(&Report::Pong) {
-                    w.pinged = None;
-                }
                 handle_reports(&config, &mut gate, &reports, now);
                 match alive {
                     Ok(true) => {}
@@ -336,26 +274,11 @@ pub fn run(config_source: &crate::knockd::Source, overrides: &Overrides) -> Resu
                 }
             }
         }
-        // the watchdog: a ping every PING_EVERY; no pong within PONG_WITHIN means a hung worker
+        // the watchdog: a worker that does not answer its pings is hung, and replaced
         let now = Instant::now();
-        if let Some(w) = worker.as_mut() {
-            match w.pinged {
-                Some(at) if now.duration_since(at) > PONG_WITHIN => {
-                    tracing::error!(
-                        "the packet worker did not answer a ping within {}s (hung?); replacing it",
-                        PONG_WITHIN.as_secs()
-                    );
-                    w.kill();
-                    worker = None;
-                }
-                None if now >= w.next_ping => {
-                    // an error means its input is closed: it exited, and its output says so
-                    let _ = w.ping();
-                    w.pinged = Some(now);
-                    w.next_ping = now + PING_EVERY;
-                }
-                _ => {}
-            }
+        if let Some(Err(e)) = worker.as_mut().map(|w| w.watchdog(now)) {
+            tracing::error!("{e}; replacing it");
+            worker = None;
         }
         gate.handle_timeout(now);
     }
@@ -462,26 +385,14 @@ fn reread_one_time(config: &mut Config) {
     }
 }
 
-/// Who the packet worker becomes: `--worker-user`, else `[daemon] worker_user`, else nobody.
-fn worker_user(config: &Config) -> &str {
-    config
-        .worker_user
-        .as_deref()
-        .unwrap_or(crate::worker::DEFAULT_USER)
-}
-
-/// How often the parent pings the packet worker, and how long it waits for the pong before it
-/// takes the worker for hung and replaces it.
-const PING_EVERY: Duration = Duration::from_secs(5);
-const PONG_WITHIN: Duration = Duration::from_secs(5);
-
 /// How often the packet worker may be replaced within [`WORKER_RESTART_WINDOW`] before
 /// knockerd gives up (and stays closed).
 const WORKER_RESTARTS: usize = 5;
 const WORKER_RESTART_WINDOW: Duration = Duration::from_secs(60);
 
-/// Acts on what the worker decided. Nothing in a report is trusted: doors are looked up by name
-/// in this process's configuration, and the gatekeeper validates every grant.
+/// Acts on what the worker decided. Nothing in a report is trusted: [`privsep::check`] looks
+/// its door up by name in this process's configuration, and the gatekeeper validates every
+/// grant.
 fn handle_reports(
     config: &Config,
     gate: &mut Gatekeeper<NftSets>,
@@ -493,18 +404,13 @@ fn handle_reports(
     // a request's digests come just before its grant: one batch, one sync, with the grant
     let mut seen: Vec<Record> = Vec::new();
     let mut seen_door: Option<usize> = None;
-    let index_of = |name: &str| config.doors.iter().position(|d| d.spec.name == name);
     for r in reports {
-        match r {
-            Report::Ready | Report::Pong => {}
-            Report::Used { door, tag } => {
-                let Some(index) = index_of(door) else {
-                    tracing::error!(
-                        "the packet worker reported a door {door:?} that is not configured"
-                    );
-                    continue;
-                };
-                match record_used(config, gate.ledger(), index, *tag) {
+        match privsep::check(config, r) {
+            Err(e) => tracing::error!("{e}"),
+            Ok(Checked::Nothing) => {}
+            Ok(Checked::Used { index, tag }) => {
+                let door = &config.doors[index].spec.name;
+                match record_used(config, gate.ledger(), index, tag) {
                     Ok(what) => tracing::info!("door={door} used {what}; it never opens again"),
                     Err(e) => {
                         tracing::error!("door={door}: {e}; the grant is refused");
@@ -512,51 +418,28 @@ fn handle_reports(
                     }
                 }
             }
-            Report::Seen {
-                door,
+            Ok(Checked::Seen {
+                index,
                 digest,
                 until_unix,
-            } => {
-                if unhex32(digest).is_none() {
-                    tracing::error!("the packet worker reported a malformed digest");
-                    continue;
-                }
+            }) => {
                 seen.push(Record::Seen {
-                    digest: digest.clone(),
-                    until_unix: *until_unix,
+                    digest: digest.to_hex(),
+                    until_unix,
                 });
-                seen_door = index_of(door);
+                seen_door = index;
             }
-            Report::Grant {
-                door,
-                to,
-                open,
-                millis,
-                client,
-            } => {
-                let index = index_of(door);
-                let services: Result<Vec<knocker_engine::Service>, _> =
-                    open.iter().map(|s| s.parse()).collect();
-                let (Some(index), Ok(services)) = (index, services) else {
-                    tracing::error!("the packet worker reported a grant for door {door:?} that is not configured, or with services that are not services; refused");
-                    continue;
-                };
-                let grant = knocker_engine::Grant {
-                    door: index,
-                    door_name: door.clone(),
-                    to: *to,
-                    open: services,
-                    duration: Duration::from_millis(*millis),
-                    client: client.clone(),
-                };
-                if unrecorded == Some(index) {
+            Ok(Checked::Grant(grant)) => {
+                if unrecorded == Some(grant.door) {
                     unrecorded = None;
                     tracing::error!(
-                        "door={door} src={to} grant refused: its use could not be recorded"
+                        "door={} src={} grant refused: its use could not be recorded",
+                        grant.door_name,
+                        grant.to
                     );
                     continue;
                 }
-                let first = if seen_door == Some(index) {
+                let first = if seen_door == Some(grant.door) {
                     std::mem::take(&mut seen)
                 } else {
                     Vec::new()
@@ -569,198 +452,6 @@ fn handle_reports(
         // digests with no grant after them (none today): remembered all the same
         if let Err(e) = record_seen(gate.ledger(), &seen) {
             tracing::error!("cannot record replay digests: {e}");
-        }
-    }
-}
-
-/// The packet worker, as the parent holds it: its standard input (the seed; closing it stops
-/// the worker) and its standard output (reports), read without blocking.
-struct Worker {
-    child: std::process::Child,
-    stdin: Option<std::process::ChildStdin>,
-    stdout: std::process::ChildStdout,
-    buf: Vec<u8>,
-    /// When the unanswered ping was sent, if one is.
-    pinged: Option<Instant>,
-    next_ping: Instant,
-}
-
-impl Worker {
-    /// Starts a worker for the configuration at `source`, seeds it, and waits until it has
-    /// bound NFLOG and dropped its privileges.
-    fn start(
-        source: &crate::knockd::Source,
-        overrides: &Overrides,
-        user: &str,
-        seed: &Seed,
-    ) -> Result<Worker, String> {
-        use std::io::Write as _;
-        use std::process::{Command, Stdio};
-        let exe = std::env::current_exe().map_err(|e| format!("cannot find knockerd: {e}"))?;
-        let mut cmd = Command::new(exe);
-        match source {
-            crate::knockd::Source::Native(p) => cmd.arg("--config").arg(p),
-            crate::knockd::Source::Knockd(p) => cmd.arg("--knockd-conf").arg(p),
-            crate::knockd::Source::Fwknop {
-                access,
-                fwknopd_conf,
-            } => {
-                cmd.arg("--fwknop-access").arg(access);
-                if let Some(c) = fwknopd_conf {
-                    cmd.arg("--fwknopd-conf").arg(c);
-                }
-                &mut cmd
-            }
-        };
-        if let Some(d) = &overrides.state_dir {
-            cmd.arg("--state-dir").arg(d);
-        }
-        for _ in 0..overrides.verbose {
-            cmd.arg("-v");
-        }
-        cmd.args([
-            "packet-worker",
-            "--parent",
-            &std::process::id().to_string(),
-            "--user",
-            user,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start the packet worker: {e}"))?;
-        let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err("the packet worker has no pipes".into());
-        };
-        let mut line = serde_json::to_vec(seed).map_err(|e| e.to_string())?;
-        line.push(b'\n');
-        stdin
-            .write_all(&line)
-            .and_then(|()| stdin.flush())
-            .map_err(|e| format!("cannot seed the packet worker: {e}"))?;
-        nix::fcntl::fcntl(
-            &stdout,
-            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-        )
-        .map_err(|e| format!("cannot set up the packet worker's pipe: {e}"))?;
-        let mut w = Worker {
-            child,
-            stdin: Some(stdin),
-            stdout,
-            buf: Vec::new(),
-            pinged: None,
-            next_ping: Instant::now() + PING_EVERY,
-        };
-        if let Err(e) = w.wait_ready(Duration::from_secs(20)) {
-            w.stop();
-            return Err(e);
-        }
-        Ok(w)
-    }
-
-    fn wait_ready(&mut self, limit: Duration) -> Result<(), String> {
-        let end = Instant::now() + limit;
-        let mut reports = Vec::new();
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(format!(
-                    "the packet worker was not ready within {}s",
-                    limit.as_secs()
-                ));
-            }
-            let mut fds = [PollFd::new(self.stdout.as_fd(), PollFlags::POLLIN)];
-            let timeout = PollTimeout::try_from(left.as_millis().min(60_000) as u32 + 1)
-                .unwrap_or(PollTimeout::MAX);
-            let _ = poll(&mut fds, timeout);
-            let alive = self.read(&mut reports)?;
-            match reports.first() {
-                Some(Report::Ready) if reports.len() == 1 => return Ok(()),
-                Some(other) => {
-                    return Err(format!(
-                        "the packet worker reported {other:?} before it was ready"
-                    ))
-                }
-                None if !alive => {
-                    return Err(format!(
-                        "the packet worker exited before it was ready ({})",
-                        self.stop()
-                    ))
-                }
-                None => {}
-            }
-        }
-    }
-
-    /// Reads what the worker wrote: complete lines become reports. `Ok(false)` once the worker
-    /// has closed its output (it exited); an error for anything that is not a report.
-    fn read(&mut self, out: &mut Vec<Report>) -> Result<bool, String> {
-        use std::io::Read as _;
-        let mut alive = true;
-        let mut chunk = [0u8; 16 * 1024];
-        loop {
-            match self.stdout.read(&mut chunk) {
-                Ok(0) => {
-                    alive = false;
-                    break;
-                }
-                Ok(n) => {
-                    self.buf.extend_from_slice(&chunk[..n]);
-                    if self.buf.len() > 64 * crate::worker::MAX_REPORT_BYTES {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("reading its reports: {e}")),
-            }
-        }
-        while let Some(end) = self.buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.buf.drain(..=end).collect();
-            let report = serde_json::from_slice::<Report>(&line[..end])
-                .map_err(|e| format!("a report that is not one: {e}"))?;
-            out.push(report);
-        }
-        if self.buf.len() > crate::worker::MAX_REPORT_BYTES {
-            return Err("a report line longer than any report".into());
-        }
-        Ok(alive)
-    }
-
-    /// Asks the worker to answer (a line on its input).
-    fn ping(&mut self) -> std::io::Result<()> {
-        use std::io::Write as _;
-        match self.stdin.as_mut() {
-            Some(i) => i.write_all(b"ping\n").and_then(|()| i.flush()),
-            None => Ok(()),
-        }
-    }
-
-    /// Kills a worker that no longer answers, at once.
-    fn kill(&mut self) {
-        self.stdin = None;
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Stops the worker (closing its input; then SIGKILL if it lingers) and says how it ended.
-    fn stop(&mut self) -> String {
-        self.stdin = None;
-        let end = Instant::now() + Duration::from_secs(2);
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return status.to_string(),
-                Ok(None) if Instant::now() < end => std::thread::sleep(Duration::from_millis(10)),
-                _ => {
-                    let _ = self.child.kill();
-                    return self
-                        .child
-                        .wait()
-                        .map(|s| s.to_string())
-                        .unwrap_or_else(|e| e.to_string());
-                }
-            }
         }
     }
 }
@@ -818,153 +509,6 @@ fn handle_grant(
         }
         Err(e) => tracing::error!("door={} src={} grant refused: {e}", g.door_name, g.to),
     }
-}
-
-/// Logs the engine's events that need no action.
-pub(crate) fn log_event(ev: Event) {
-    match ev {
-        Event::Progress { door, src, matched, of } => {
-            tracing::debug!("door={door} src={src} knock {matched}/{of}")
-        }
-        Event::Grant(_) | Event::Used { .. } | Event::Seen { .. } => {}
-        Event::Refused { door, src, reason } => tracing::warn!("door={door} src={src} refused: {reason}"),
-        Event::Exhausted { door } => {
-            tracing::warn!("door={door}: no one-time sequence left, the door is closed for good")
-        }
-        Event::Reset { door, src } => tracing::debug!("door={door} src={src} wrong port, knock reset"),
-        // the worker rate-limits these through RefusalLog::log_attempt
-        Event::Failed { door, src, reason } => tracing::warn!("door={door} src={src} refused: {reason}"),
-        Event::TableFull { capacity } => tracing::warn!(
-            "{capacity} partial knocks tracked (max_tracked): dropping the oldest to make room; a flood of spoofed sources? (reported once)"
-        ),
-    }
-}
-
-/// Logs refused requests (SPA packets, encoded knocks) and failed sequence attempts one line
-/// each, but at most [`RefusalLog::PER_SECOND`] a second: a flood of garbage must not flood the
-/// journal. What was held back is counted and reported in the next second that logs.
-///
-/// A failed sequence attempt is also limited per source: at most one line per source every
-/// [`RefusalLog::PER_SOURCE`], and that line counts the attempts held back since the source's
-/// last one. Sources are remembered in a fixed table of [`RefusalLog::SOURCES`] slots, indexed by
-/// a randomly keyed hash of the address, so a flood of spoofed sources cannot grow it; a source
-/// whose slot another source took may log again sooner, and the cap over all refusals holds.
-#[derive(Default)]
-pub(crate) struct RefusalLog {
-    second: u64,
-    logged: u32,
-    suppressed: u64,
-    /// The per-source table of failed attempts, allocated at the first one.
-    sources: Vec<Option<SourceSlot>>,
-    hasher: std::collections::hash_map::RandomState,
-}
-
-/// When a source's last failed attempt was logged, and how many were held back since.
-struct SourceSlot {
-    src: std::net::IpAddr,
-    last: Instant,
-    held: u32,
-}
-
-impl RefusalLog {
-    const PER_SECOND: u32 = 10;
-    pub(crate) const PER_SOURCE: Duration = Duration::from_secs(2);
-    const SOURCES: usize = 1024;
-
-    /// Logs a failed sequence attempt, limited per source and over all refusals.
-    pub(crate) fn log_attempt(
-        &mut self,
-        door: &str,
-        src: std::net::IpAddr,
-        reason: &knocker_engine::Failure,
-        now: Instant,
-    ) {
-        let Some(held) = self.per_source(src, now) else {
-            return;
-        };
-        let more = if held > 0 {
-            format!(" ({held} more failed attempt(s) from this source since its last line)")
-        } else {
-            String::new()
-        };
-        self.emit(format_args!(
-            "door={door} src={src} refused: {reason}{more}"
-        ));
-    }
-
-    /// Whether a failed attempt from `src` at `now` may be logged: `Some(held)`, with the
-    /// attempts held back since its last line, or `None` (counted) within [`Self::PER_SOURCE`].
-    fn per_source(&mut self, src: std::net::IpAddr, now: Instant) -> Option<u32> {
-        use std::hash::BuildHasher as _;
-        if self.sources.is_empty() {
-            self.sources = (0..Self::SOURCES).map(|_| None).collect();
-        }
-        let i = (self.hasher.hash_one(src) % Self::SOURCES as u64) as usize;
-        let slot = &mut self.sources[i];
-        let held = match slot {
-            Some(s) if s.src == src && now.saturating_duration_since(s.last) < Self::PER_SOURCE => {
-                s.held = s.held.saturating_add(1);
-                return None;
-            }
-            Some(s) if s.src == src => s.held,
-            _ => 0,
-        };
-        *slot = Some(SourceSlot {
-            src,
-            last: now,
-            held: 0,
-        });
-        Some(held)
-    }
-
-    pub(crate) fn log(
-        &mut self,
-        door: &str,
-        src: std::net::IpAddr,
-        reason: &knocker_engine::Refusal,
-    ) {
-        self.emit(format_args!("door={door} src={src} refused: {reason}"));
-    }
-
-    /// One refusal line, under the cap of [`Self::PER_SECOND`].
-    fn emit(&mut self, line: std::fmt::Arguments<'_>) {
-        let now = ledger::unix_now();
-        if now != self.second {
-            self.second = now;
-            self.logged = 0;
-        }
-        if self.logged >= Self::PER_SECOND {
-            self.suppressed += 1;
-            return;
-        }
-        self.logged += 1;
-        if self.suppressed > 0 {
-            tracing::warn!(
-                "{} more refusals were not logged (more than {} a second)",
-                self.suppressed,
-                Self::PER_SECOND
-            );
-            self.suppressed = 0;
-        }
-        tracing::warn!("{line}");
-    }
-}
-
-/// Lower-case hex, for replay digests in the ledger.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Reads back what [`hex`] wrote; `None` for anything else.
-pub(crate) fn unhex32(text: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if text.len() != 64 || !text.is_ascii() {
-        return None;
-    }
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
 }
 
 /// Makes a used one-time line, counter or time step durable before its grant is applied.
@@ -1060,40 +604,4 @@ fn reload(
     announce(config);
     tracing::info!("configuration reloaded from {config_source}");
     Ok(())
-}
-
-#[cfg(test)]
-mod refusal_log_tests {
-    use super::*;
-
-    #[test]
-    fn failed_attempts_are_limited_per_source_in_bounded_memory() {
-        let mut log = RefusalLog::default();
-        let (a, b): (std::net::IpAddr, std::net::IpAddr) = (
-            "10.200.1.2".parse().expect("ip"),
-            "fd00:200::9".parse().expect("ip"),
-        );
-        let t0 = Instant::now();
-        assert_eq!(log.per_source(a, t0), Some(0));
-        assert_eq!(
-            log.per_source(b, t0),
-            Some(0),
-            "each source has its own limit"
-        );
-        let almost = t0 + RefusalLog::PER_SOURCE - Duration::from_millis(1);
-        assert_eq!(log.per_source(a, t0 + Duration::from_millis(10)), None);
-        assert_eq!(log.per_source(a, almost), None);
-        assert_eq!(
-            log.per_source(a, t0 + RefusalLog::PER_SOURCE),
-            Some(2),
-            "the next line counts what was held back"
-        );
-        assert_eq!(log.per_source(a, t0 + RefusalLog::PER_SOURCE), None);
-        // a flood of spoofed sources reuses the fixed table
-        for n in 0..100_000u32 {
-            let src = std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + n));
-            log.per_source(src, t0);
-        }
-        assert_eq!(log.sources.len(), RefusalLog::SOURCES);
-    }
 }

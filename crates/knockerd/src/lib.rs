@@ -1,7 +1,9 @@
 //! knockerd: sources, gatekeeper and firewall backends around `knocker-engine`.
 //!
-//! The split follows DESIGN.md: `nflog` sees knocks, `knocker_engine` decides, `gatekeeper`
-//! validates and applies grants through `nftset`, and `ruleset` owns the `inet knocker` table.
+//! The split follows DESIGN.md: `nflog` sees knocks, `knocker_engine` decides (both in the
+//! unprivileged packet worker), `privsep` carries the decisions across to the root process,
+//! `gatekeeper` validates and applies grants through `nftset`, and `ruleset` owns the
+//! `inet knocker` table.
 pub mod clients;
 pub mod config;
 pub mod control;
@@ -17,14 +19,16 @@ pub mod ledger;
 pub mod listening;
 pub mod lockout;
 pub mod native_doors;
+pub(crate) mod netlink;
 pub mod nflog;
 pub mod nftset;
 pub mod notify;
 pub mod onetime;
+pub mod overrides;
+pub mod privsep;
 pub mod ruleset;
 pub mod status;
 pub mod watch;
-pub mod worker;
 
 /// A temporary directory for unit tests, removed when dropped.
 #[cfg(test)]

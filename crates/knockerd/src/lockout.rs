@@ -57,7 +57,7 @@ pub fn start_problems(c: &Config) -> Vec<String> {
     let user = c
         .worker_user
         .as_deref()
-        .unwrap_or(crate::worker::DEFAULT_USER);
+        .unwrap_or(crate::privsep::DEFAULT_USER);
     match nix::unistd::User::from_name(user) {
         Ok(Some(u)) if !u.uid.is_root() => {}
         Ok(Some(_)) => out.push(format!(

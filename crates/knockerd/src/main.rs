@@ -239,7 +239,7 @@ fn main() -> ExitCode {
         },
         Cmd::Check => check(&source, &overrides),
         Cmd::PacketWorker { parent, user } => {
-            knockerd::worker::run(&source, &overrides, &user, parent)
+            knockerd::privsep::run(&source, &overrides, &user, parent)
         }
         Cmd::ImportFwknop { file } => {
             match knockerd::fwknop_conf::import(&file, cli_fwknopd_conf.as_deref()) {
@@ -486,7 +486,7 @@ fn check(source: &Source, overrides: &knockerd::daemon::Overrides) -> Result<(),
     let user = c
         .worker_user
         .as_deref()
-        .unwrap_or(knockerd::worker::DEFAULT_USER);
+        .unwrap_or(knockerd::privsep::DEFAULT_USER);
     if let Ok(Some(u)) = nix::unistd::User::from_name(user) {
         out!(
             "reads every packet in a worker that runs as {user} (uid {}), with no capabilities",

@@ -21,6 +21,11 @@ use netlink_packet_netfilter::nflog::{config_request, ConfigCmd, ConfigMode, Con
 use netlink_packet_netfilter::NetfilterProtoFamily;
 use netlink_sys::{constants::NETLINK_NETFILTER, Socket};
 
+use crate::netlink::{
+    ack_result, find_attr, set_receive_buffer, set_receive_timeout, NetlinkMessages, NFGENMSG_LEN,
+    NLMSG_ERROR,
+};
+
 /// Receive buffer asked of the kernel: room for tens of thousands of small logged packets.
 pub const RCVBUF_BYTES: usize = 4 << 20;
 
@@ -48,6 +53,9 @@ pub const SPA_PREFIX: &str = "knocker-spa";
 /// The log prefix of stealth SYN door rules: such packets come with their IP and TCP headers,
 /// whose fields carry the authenticator.
 pub const SYN_PREFIX: &str = "knocker-syn";
+/// Bytes of each logged SPA datagram copied to knockerd: a whole SPA packet (fwknop's are at most
+/// 1500 bytes of payload) with its headers. Also the copy range NFLOG is bound with.
+pub const SPA_SNAPLEN: u16 = 1600;
 
 /// A UDP datagram to an SPA port, with its payload (the SPA packet).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,11 +63,6 @@ pub struct Datagram {
     pub knock: Knock,
     pub payload: Vec<u8>,
 }
-pub(crate) const NLMSG_ERROR: u16 = 2;
-const NLMSG_HDRLEN: usize = 16;
-pub(crate) const NFGENMSG_LEN: usize = 4;
-const NLA_HDRLEN: usize = 4;
-const NLA_TYPE_MASK: u16 = 0x3fff;
 
 /// What one [`NflogSource::recv_batch`] call saw.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -274,109 +277,6 @@ fn effective_capability(status: &str, bit: u32) -> Option<bool> {
 
 fn with_context(e: io::Error, what: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
-}
-
-/// Asks for a large receive buffer: SO_RCVBUFFORCE (which may exceed `rmem_max`, needs
-/// CAP_NET_ADMIN), else SO_RCVBUF (capped by `rmem_max`). Failure is not fatal: the default buffer
-/// works, it only overruns sooner.
-pub(crate) fn set_receive_buffer(fd: &impl AsFd, bytes: usize) {
-    use nix::sys::socket::{setsockopt, sockopt};
-    if setsockopt(fd, sockopt::RcvBufForce, &bytes).is_err() {
-        if let Err(e) = setsockopt(fd, sockopt::RcvBuf, &bytes) {
-            tracing::warn!("cannot enlarge the netlink receive buffer to {bytes} bytes: {e}");
-        }
-    }
-}
-
-pub(crate) fn set_receive_timeout(fd: &impl AsFd, timeout: Duration) -> io::Result<()> {
-    use nix::sys::socket::{setsockopt, sockopt};
-    use nix::sys::time::TimeVal;
-    let tv = TimeVal::new(
-        timeout.as_secs().try_into().unwrap_or(i64::MAX),
-        timeout.subsec_micros().into(),
-    );
-    setsockopt(fd, sockopt::ReceiveTimeout, &tv).map_err(io::Error::from)
-}
-
-/// The result an NLMSG_ERROR payload carries: `Ok` for an acknowledgement, else the kernel's errno.
-pub(crate) fn ack_result(payload: &[u8]) -> io::Result<()> {
-    let code = payload
-        .get(..4)
-        .and_then(|b| b.try_into().ok())
-        .map(i32::from_ne_bytes)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "truncated netlink ack"))?;
-    if code == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::from_raw_os_error(code.saturating_abs()))
-    }
-}
-
-/// One netlink message inside a datagram.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct NetlinkMsg<'a> {
-    pub ty: u16,
-    pub flags: u16,
-    pub seq: u32,
-    pub payload: &'a [u8],
-}
-
-/// Iterates over the netlink messages of a datagram; yields one `Err(())` at the first message
-/// whose header is cut short or inconsistent, then stops.
-pub(crate) struct NetlinkMessages<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> NetlinkMessages<'a> {
-    pub fn new(datagram: &'a [u8]) -> Self {
-        NetlinkMessages { rest: datagram }
-    }
-}
-
-impl<'a> Iterator for NetlinkMessages<'a> {
-    type Item = Result<NetlinkMsg<'a>, ()>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        let rest = std::mem::take(&mut self.rest);
-        let Some(header) = rest.get(..NLMSG_HDRLEN) else {
-            return Some(Err(()));
-        };
-        let len = u32::from_ne_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        if len < NLMSG_HDRLEN || len > rest.len() {
-            return Some(Err(()));
-        }
-        let msg = NetlinkMsg {
-            ty: u16::from_ne_bytes([header[4], header[5]]),
-            flags: u16::from_ne_bytes([header[6], header[7]]),
-            seq: u32::from_ne_bytes([header[8], header[9], header[10], header[11]]),
-            payload: &rest[NLMSG_HDRLEN..len],
-        };
-        self.rest = rest.get(align4(len)..).unwrap_or(&[]);
-        Some(Ok(msg))
-    }
-}
-
-fn align4(len: usize) -> usize {
-    len.saturating_add(3) & !3
-}
-
-/// Finds attribute `kind` among the netlink attributes in `attrs` (flags masked off).
-pub(crate) fn find_attr(mut attrs: &[u8], kind: u16) -> Option<&[u8]> {
-    while attrs.len() >= NLA_HDRLEN {
-        let len = usize::from(u16::from_ne_bytes([attrs[0], attrs[1]]));
-        let ty = u16::from_ne_bytes([attrs[2], attrs[3]]) & NLA_TYPE_MASK;
-        if len < NLA_HDRLEN || len > attrs.len() {
-            return None;
-        }
-        if ty == kind {
-            return Some(&attrs[NLA_HDRLEN..len]);
-        }
-        attrs = attrs.get(align4(len)..)?;
-    }
-    None
 }
 
 /// Parses one datagram read from an NFLOG socket: every NFULNL_MSG_PACKET in it becomes a knock or
@@ -742,14 +642,6 @@ mod tests {
         );
         assert_eq!(effective_capability(&status("zz"), CAP_NET_ADMIN), None);
         assert_eq!(effective_capability("Name:\tx\n", CAP_NET_ADMIN), None);
-    }
-
-    #[test]
-    fn ack_codes() {
-        assert!(ack_result(&0i32.to_ne_bytes()).is_ok());
-        let e = ack_result(&(-libc::EBUSY).to_ne_bytes()).expect_err("error");
-        assert_eq!(e.raw_os_error(), Some(libc::EBUSY));
-        assert!(ack_result(&[0, 0]).is_err());
     }
 
     proptest! {

@@ -28,7 +28,7 @@ use netlink_packet_netfilter::none::ControlMessage;
 use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProtoFamily};
 use netlink_sys::{constants::NETLINK_NETFILTER, Socket};
 
-use crate::nflog::{
+use crate::netlink::{
     ack_result, find_attr, set_receive_timeout, NetlinkMessages, NFGENMSG_LEN, NLMSG_ERROR,
 };
 

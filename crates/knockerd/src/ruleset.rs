@@ -26,9 +26,6 @@ pub const CHAIN: &str = "input";
 pub const PRIORITY: i32 = -10;
 /// Bytes of each logged knock packet copied to knockerd: IP and TCP/UDP headers with options.
 pub const SNAPLEN: u16 = 128;
-/// Bytes of each logged SPA datagram copied to knockerd: a whole SPA packet (fwknop's are at most
-/// 1500 bytes of payload) with its headers. Also the copy range NFLOG is bound with.
-pub const SPA_SNAPLEN: u16 = 1600;
 
 /// What knockerd's table must contain for a configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,7 +178,7 @@ pub fn render(spec: &TableSpec) -> String {
                 service_set(&ports),
                 crate::nflog::SPA_PREFIX,
                 spec.nflog_group,
-                SPA_SNAPLEN
+                crate::nflog::SPA_SNAPLEN
             ),
         );
     }

@@ -16,7 +16,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use netlink_sys::Socket;
 
-use crate::nflog::{find_attr, set_receive_buffer, NetlinkMessages, NFGENMSG_LEN};
+use crate::netlink::{find_attr, set_receive_buffer, NetlinkMessages, NFGENMSG_LEN};
 
 // include/uapi/linux/netfilter/nfnetlink.h, nf_tables.h, linux/netfilter.h
 /// The multicast group nftables announces committed changes on.

@@ -1,0 +1,396 @@
+//! The parent's handle on the packet worker: it starts the worker (the same binary, with the
+//! hidden `packet-worker` subcommand), seeds it from the ledger, reads its reports without
+//! blocking, pings it, and stops or kills it. What it reads is only parsed here; the daemon
+//! checks every report against its own configuration ([`check`]) before acting on it.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use super::protocol::{take_reports, Digest, Mode, Name, Report, Seed, MAX_REPORT_BYTES};
+use super::worker::DEFAULT_USER;
+use crate::config::Config;
+use crate::ledger::Ledger;
+use crate::overrides::Overrides;
+
+/// How often the parent pings the packet worker, and how long it waits for the pong before it
+/// takes the worker for hung and replaces it.
+const PING_EVERY: Duration = Duration::from_secs(5);
+const PONG_WITHIN: Duration = Duration::from_secs(5);
+
+/// Who the packet worker becomes: `--worker-user`, else `[daemon] worker_user`, else nobody.
+pub(crate) fn worker_user(config: &Config) -> &str {
+    config.worker_user.as_deref().unwrap_or(DEFAULT_USER)
+}
+
+/// The packet worker, as the parent holds it: its standard input (the seed; closing it stops
+/// the worker) and its standard output (reports), read without blocking.
+pub(crate) struct Worker {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: std::process::ChildStdout,
+    buf: Vec<u8>,
+    /// When the unanswered ping was sent, if one is.
+    pinged: Option<Instant>,
+    next_ping: Instant,
+}
+
+impl Worker {
+    /// Starts a worker for the configuration at `source`, seeds it, and waits until it has
+    /// bound NFLOG and dropped its privileges.
+    pub(crate) fn start(
+        source: &crate::knockd::Source,
+        overrides: &Overrides,
+        user: &str,
+        seed: &Seed,
+    ) -> Result<Worker, String> {
+        use std::io::Write as _;
+        use std::process::{Command, Stdio};
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find knockerd: {e}"))?;
+        let mut cmd = Command::new(exe);
+        match source {
+            crate::knockd::Source::Native(p) => cmd.arg("--config").arg(p),
+            crate::knockd::Source::Knockd(p) => cmd.arg("--knockd-conf").arg(p),
+            crate::knockd::Source::Fwknop {
+                access,
+                fwknopd_conf,
+            } => {
+                cmd.arg("--fwknop-access").arg(access);
+                if let Some(c) = fwknopd_conf {
+                    cmd.arg("--fwknopd-conf").arg(c);
+                }
+                &mut cmd
+            }
+        };
+        if let Some(d) = &overrides.state_dir {
+            cmd.arg("--state-dir").arg(d);
+        }
+        for _ in 0..overrides.verbose {
+            cmd.arg("-v");
+        }
+        cmd.args([
+            "packet-worker",
+            "--parent",
+            &std::process::id().to_string(),
+            "--user",
+            user,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start the packet worker: {e}"))?;
+        let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err("the packet worker has no pipes".into());
+        };
+        let mut line = serde_json::to_vec(seed).map_err(|e| e.to_string())?;
+        line.push(b'\n');
+        stdin
+            .write_all(&line)
+            .and_then(|()| stdin.flush())
+            .map_err(|e| format!("cannot seed the packet worker: {e}"))?;
+        nix::fcntl::fcntl(
+            &stdout,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .map_err(|e| format!("cannot set up the packet worker's pipe: {e}"))?;
+        let mut w = Worker {
+            child,
+            stdin: Some(stdin),
+            stdout,
+            buf: Vec::new(),
+            pinged: None,
+            next_ping: Instant::now() + PING_EVERY,
+        };
+        if let Err(e) = w.wait_ready(Duration::from_secs(20)) {
+            w.stop();
+            return Err(e);
+        }
+        Ok(w)
+    }
+
+    fn wait_ready(&mut self, limit: Duration) -> Result<(), String> {
+        let end = Instant::now() + limit;
+        let mut reports = Vec::new();
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "the packet worker was not ready within {}s",
+                    limit.as_secs()
+                ));
+            }
+            let mut fds = [PollFd::new(self.stdout.as_fd(), PollFlags::POLLIN)];
+            let timeout = PollTimeout::try_from(left.as_millis().min(60_000) as u32 + 1)
+                .unwrap_or(PollTimeout::MAX);
+            let _ = poll(&mut fds, timeout);
+            let alive = self.read(&mut reports)?;
+            match reports.first() {
+                Some(Report::Ready) if reports.len() == 1 => return Ok(()),
+                Some(other) => {
+                    return Err(format!(
+                        "the packet worker reported {other:?} before it was ready"
+                    ))
+                }
+                None if !alive => {
+                    return Err(format!(
+                        "the packet worker exited before it was ready ({})",
+                        self.stop()
+                    ))
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Reads what the worker wrote: complete lines become reports. `Ok(false)` once the worker
+    /// has closed its output (it exited); an error for anything that is not a report.
+    pub(crate) fn read(&mut self, out: &mut Vec<Report>) -> Result<bool, String> {
+        use std::io::Read as _;
+        let mut alive = true;
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match self.stdout.read(&mut chunk) {
+                Ok(0) => {
+                    alive = false;
+                    break;
+                }
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    if self.buf.len() > 64 * MAX_REPORT_BYTES {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("reading its reports: {e}")),
+            }
+        }
+        let parsed = take_reports(&mut self.buf, out);
+        if out.contains(&Report::Pong) {
+            self.pinged = None;
+        }
+        parsed.map(|()| alive).map_err(|e| e.to_string())
+    }
+
+    /// When [`Worker::watchdog`] has something to do: the next ping, or the end of the wait for
+    /// the pong.
+    pub(crate) fn watchdog_due(&self) -> Instant {
+        match self.pinged {
+            Some(at) => at + PONG_WITHIN,
+            None => self.next_ping,
+        }
+    }
+
+    /// The watchdog: a ping every [`PING_EVERY`]; no pong within [`PONG_WITHIN`] means a hung
+    /// worker, which is killed (the error says so; the caller replaces it).
+    pub(crate) fn watchdog(&mut self, now: Instant) -> Result<(), String> {
+        match self.pinged {
+            Some(at) if now.duration_since(at) > PONG_WITHIN => {
+                self.kill();
+                return Err(format!(
+                    "the packet worker did not answer a ping within {}s (hung?)",
+                    PONG_WITHIN.as_secs()
+                ));
+            }
+            None if now >= self.next_ping => {
+                // an error means its input is closed: it exited, and its output says so
+                let _ = self.ping();
+                self.pinged = Some(now);
+                self.next_ping = now + PING_EVERY;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Asks the worker to answer (a line on its input).
+    fn ping(&mut self) -> std::io::Result<()> {
+        use std::io::Write as _;
+        match self.stdin.as_mut() {
+            Some(i) => i.write_all(b"ping\n").and_then(|()| i.flush()),
+            None => Ok(()),
+        }
+    }
+
+    /// Kills a worker that no longer answers, at once.
+    fn kill(&mut self) {
+        self.stdin = None;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops the worker (closing its input; then SIGKILL if it lingers) and says how it ended.
+    pub(crate) fn stop(&mut self) -> String {
+        self.stdin = None;
+        let end = Instant::now() + Duration::from_secs(2);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status.to_string(),
+                Ok(None) if Instant::now() < end => std::thread::sleep(Duration::from_millis(10)),
+                _ => {
+                    let _ = self.child.kill();
+                    return self
+                        .child
+                        .wait()
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|e| e.to_string());
+                }
+            }
+        }
+    }
+}
+
+impl AsFd for Worker {
+    /// The worker's output, for the daemon's poll.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.stdout.as_fd()
+    }
+}
+
+impl Seed {
+    /// The ledger's used steps and counters, and its replay digests. Records that no door can
+    /// use (another mode, a name or digest out of bounds) stay behind.
+    pub fn from_ledger(ledger: &Ledger) -> Seed {
+        let state = ledger.state();
+        Seed {
+            used: state
+                .used_all()
+                .filter_map(|(door, key, value)| {
+                    Some((Name::new(door).ok()?, Mode::parse(key)?, value))
+                })
+                .collect(),
+            seen: state
+                .seen_all()
+                .filter_map(|(digest, until)| Some((Digest::from_hex(digest)?, until)))
+                .collect(),
+        }
+    }
+}
+
+/// A report checked against the parent's own configuration: what the daemon may act on.
+#[derive(Debug)]
+pub(crate) enum Checked {
+    /// Nothing to act on (ready, pong).
+    Nothing,
+    /// Door `index` used the one-time line, counter or time step `tag`: make that durable
+    /// before its grant.
+    Used { index: usize, tag: u64 },
+    /// A request's replay digest, for door `index` if it is one of ours: durable with the grant.
+    Seen {
+        index: Option<usize>,
+        digest: Digest,
+        until_unix: u64,
+    },
+    /// A grant for one of the configured doors, for the gatekeeper to validate and apply.
+    Grant(knocker_engine::Grant),
+}
+
+/// Checks a report against the configuration. Its fields are in bounds already (they parsed);
+/// here its door must be one of this process's doors. The error says what was refused.
+pub(crate) fn check(config: &Config, report: &Report) -> Result<Checked, String> {
+    let index_of = |name: &Name| {
+        config
+            .doors
+            .iter()
+            .position(|d| d.spec.name == name.as_str())
+    };
+    Ok(match report {
+        Report::Ready | Report::Pong => Checked::Nothing,
+        Report::Used { door, tag } => Checked::Used {
+            index: index_of(door).ok_or_else(|| {
+                format!(
+                    "the packet worker reported a door {:?} that is not configured",
+                    door.as_str()
+                )
+            })?,
+            tag: *tag,
+        },
+        Report::Seen {
+            door,
+            digest,
+            until_unix,
+        } => Checked::Seen {
+            index: index_of(door),
+            digest: *digest,
+            until_unix: *until_unix,
+        },
+        Report::Grant {
+            door,
+            to,
+            open,
+            millis,
+            client,
+        } => {
+            let index = index_of(door).ok_or_else(|| {
+                format!(
+                    "the packet worker reported a grant for door {:?} that is not configured; refused",
+                    door.as_str()
+                )
+            })?;
+            Checked::Grant(knocker_engine::Grant {
+                door: index,
+                door_name: door.to_string(),
+                to: *to,
+                open: open.as_slice().to_vec(),
+                duration: Duration::from_millis(*millis),
+                client: client.as_ref().map(Name::to_string),
+            })
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::privsep::protocol::parse_report;
+
+    fn config() -> Config {
+        crate::config::parse(
+            std::path::Path::new("knockerd.toml"),
+            "[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nopen_for = 30\n\
+             [door.web]\nsequence = [\"7100\", \"9100\", \"8100\"]\nopen = [\"443\"]\nopen_for = 30\n",
+        )
+        .expect("config")
+    }
+
+    fn checked(line: &str) -> Result<Checked, String> {
+        check(&config(), &parse_report(line.as_bytes()).expect("a report"))
+    }
+
+    #[test]
+    fn reports_name_the_parents_own_doors_or_are_refused() {
+        let at = |door: &str| config().doors.iter().position(|d| d.spec.name == door);
+        let grant = |door: &str| {
+            format!(
+                r#"{{"grant":{{"door":"{door}","to":"10.200.1.2","open":["tcp/443"],"millis":30000,"client":null}}}}"#
+            )
+        };
+        match checked(&grant("web")) {
+            Ok(Checked::Grant(g)) => {
+                assert_eq!(Some(g.door), at("web"));
+                assert_eq!(g.door_name, "web");
+                assert_eq!(g.open, vec!["tcp/443".parse().expect("service")]);
+                assert_eq!(g.duration, Duration::from_secs(30));
+            }
+            other => panic!("a grant for a configured door: {other:?}"),
+        }
+        let refused = checked(&grant("vault")).expect_err("not configured");
+        assert!(
+            refused.contains("\"vault\"") && refused.contains("refused"),
+            "{refused}"
+        );
+        assert!(checked(r#"{"used":{"door":"vault","tag":1}}"#).is_err());
+        assert!(matches!(
+            checked(r#"{"used":{"door":"ssh","tag":3}}"#),
+            Ok(Checked::Used { index, tag: 3 }) if Some(index) == at("ssh")
+        ));
+        // a digest for no door of ours is still remembered: a replay stays a replay
+        assert!(matches!(
+            checked(&format!(r#"{{"seen":{{"door":"vault","digest":"{}","until_unix":9}}}}"#, "0f".repeat(32))),
+            Ok(Checked::Seen { index: None, until_unix: 9, digest }) if digest == Digest([0x0f; 32])
+        ));
+        assert!(matches!(checked(r#""pong""#), Ok(Checked::Nothing)));
+    }
+}

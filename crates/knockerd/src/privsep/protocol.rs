@@ -1,0 +1,380 @@
+//! The worker's protocol: every message that crosses the privilege boundary, its framing and
+//! its bounds.
+//!
+//! One JSON object per line. The worker writes [`Report`]s on its standard output; the parent
+//! writes one [`Seed`] and then pings (any line) on the worker's standard input. The fields are
+//! typed, so that what parses is already in range: names are bounded ([`Name`]), services are
+//! services ([`Services`]), digests are 32 bytes ([`Digest`]), a rotating door's mode is one of
+//! two ([`Mode`]). A line longer than [`MAX_REPORT_BYTES`], a field out of its bounds or any
+//! other shape is not a report, and the parent replaces the worker that sent it. What does
+//! parse is still only the worker's word: the parent checks it against its own configuration
+//! (`super::parent::check`) and the gatekeeper validates every grant.
+
+use std::fmt;
+use std::io::Write;
+use std::net::IpAddr;
+
+use knocker_engine::Service;
+use serde::{Deserialize, Serialize};
+
+/// The longest line the parent writes and the worker reads: a seed can hold 65 536 replay
+/// digests (~80 bytes each).
+pub const MAX_SEED_BYTES: u64 = 8 << 20;
+/// The longest report line the parent accepts.
+pub const MAX_REPORT_BYTES: usize = 64 << 10;
+/// The longest door or client name that crosses. No configuration writes one as long (native
+/// door and client names are at most 32 bytes, knockd reads lines of at most PATH_MAX, fwknopd
+/// 1 KiB); a client name the worker decoded from a packet is shorter than the packet.
+pub const MAX_NAME_BYTES: usize = 4096;
+/// The most services one grant opens: more than fit in a report line ("tcp/1" and a comma).
+pub const MAX_SERVICES: usize = MAX_REPORT_BYTES / 8;
+
+/// A field out of its bounds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("a name of {0} bytes (at most {MAX_NAME_BYTES})")]
+    NameTooLong(usize),
+    #[error("{0} services in one grant (at most {MAX_SERVICES})")]
+    TooManyServices(usize),
+    #[error("{0:?} is not a service")]
+    NotAService(String),
+    #[error("a digest that is not 64 hex digits")]
+    NotADigest,
+    #[error("a report line of more than {MAX_REPORT_BYTES} bytes")]
+    LineTooLong,
+    #[error("a report that is not one: {0}")]
+    NotAReport(String),
+}
+
+/// What the worker reports to the parent, one per line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Report {
+    /// NFLOG is bound and privileges are dropped: packets are being read.
+    Ready,
+    /// The answer to a ping from the parent: the worker's loop is alive.
+    Pong,
+    /// A one-time line, counter or time step was used: make it durable before the grant.
+    Used { door: Name, tag: u64 },
+    /// A request's replay digest: make it durable with the grant that follows.
+    Seen {
+        door: Name,
+        digest: Digest,
+        until_unix: u64,
+    },
+    /// A door was opened: the gatekeeper validates it and applies it.
+    Grant {
+        door: Name,
+        to: IpAddr,
+        open: Services,
+        millis: u64,
+        client: Option<Name>,
+    },
+}
+
+/// What the parent hands a new worker: the ledger's used steps and replay digests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seed {
+    /// (door, its mode, last used step or counter)
+    pub used: Vec<(Name, Mode, u64)>,
+    /// (digest, remembered until this Unix time)
+    pub seen: Vec<(Digest, u64)>,
+}
+
+/// A door's or a client's name, at most [`MAX_NAME_BYTES`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Name(String);
+
+impl Name {
+    pub fn new(name: impl Into<String>) -> Result<Name, ProtocolError> {
+        Name::try_from(name.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Name {
+    type Error = ProtocolError;
+    fn try_from(name: String) -> Result<Name, ProtocolError> {
+        if name.len() > MAX_NAME_BYTES {
+            return Err(ProtocolError::NameTooLong(name.len()));
+        }
+        Ok(Name(name))
+    }
+}
+
+impl From<Name> for String {
+    fn from(name: Name) -> String {
+        name.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The services a grant opens, at most [`MAX_SERVICES`]; `"tcp/22"` each on the wire.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<String>", into = "Vec<String>")]
+pub struct Services(Vec<Service>);
+
+impl Services {
+    pub fn new(services: Vec<Service>) -> Result<Services, ProtocolError> {
+        if services.len() > MAX_SERVICES {
+            return Err(ProtocolError::TooManyServices(services.len()));
+        }
+        Ok(Services(services))
+    }
+
+    pub fn into_vec(self) -> Vec<Service> {
+        self.0
+    }
+
+    pub fn as_slice(&self) -> &[Service] {
+        &self.0
+    }
+}
+
+impl TryFrom<Vec<String>> for Services {
+    type Error = ProtocolError;
+    fn try_from(texts: Vec<String>) -> Result<Services, ProtocolError> {
+        if texts.len() > MAX_SERVICES {
+            return Err(ProtocolError::TooManyServices(texts.len()));
+        }
+        texts
+            .into_iter()
+            .map(|t| t.parse().map_err(|_| ProtocolError::NotAService(t)))
+            .collect::<Result<Vec<Service>, _>>()
+            .map(Services)
+    }
+}
+
+impl From<Services> for Vec<String> {
+    fn from(services: Services) -> Vec<String> {
+        services.0.iter().map(|s| s.to_string()).collect()
+    }
+}
+
+/// A request's replay digest (SHA-256); lower-case hex on the wire and in the ledger.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// Lower-case hex, as the ledger keeps it.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Reads back what [`Digest::to_hex`] wrote; `None` for anything else.
+    pub fn from_hex(text: &str) -> Option<Digest> {
+        let mut out = [0u8; 32];
+        if text.len() != 64 || !text.is_ascii() {
+            return None;
+        }
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Digest(out))
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({})", self.to_hex())
+    }
+}
+
+impl TryFrom<String> for Digest {
+    type Error = ProtocolError;
+    fn try_from(text: String) -> Result<Digest, ProtocolError> {
+        Digest::from_hex(&text).ok_or(ProtocolError::NotADigest)
+    }
+}
+
+impl From<Digest> for String {
+    fn from(digest: Digest) -> String {
+        digest.to_hex()
+    }
+}
+
+/// How a rotating door moves on: by time step or by counter. Also the ledger's key for the
+/// door's last used step or counter (`"totp"`, `"hotp"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Totp,
+    Hotp,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Totp => "totp",
+            Mode::Hotp => "hotp",
+        }
+    }
+
+    /// The mode a ledger key or a configuration's `mode` names; `None` for any other text.
+    pub fn parse(text: &str) -> Option<Mode> {
+        match text {
+            "totp" => Some(Mode::Totp),
+            "hotp" => Some(Mode::Hotp),
+            _ => None,
+        }
+    }
+}
+
+/// Writes reports as JSON lines, in one write.
+pub(crate) fn send(out: &mut impl Write, reports: &[Report]) -> Result<(), String> {
+    let mut buf = Vec::new();
+    for r in reports {
+        serde_json::to_writer(&mut buf, r).map_err(|e| e.to_string())?;
+        buf.push(b'\n');
+    }
+    out.write_all(&buf)
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("cannot report to the parent (is it gone?): {e}"))
+}
+
+/// Parses one report line (without its newline), as the parent does.
+pub fn parse_report(line: &[u8]) -> Result<Report, ProtocolError> {
+    if line.len() > MAX_REPORT_BYTES {
+        return Err(ProtocolError::LineTooLong);
+    }
+    serde_json::from_slice(line).map_err(|e| ProtocolError::NotAReport(e.to_string()))
+}
+
+/// Takes the complete lines out of `buf` as reports. An error for a line that is not a report,
+/// or for a partial line already longer than any report.
+pub(crate) fn take_reports(buf: &mut Vec<u8>, out: &mut Vec<Report>) -> Result<(), ProtocolError> {
+    while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+        let line: Vec<u8> = buf.drain(..=end).collect();
+        out.push(parse_report(&line[..end])?);
+    }
+    if buf.len() > MAX_REPORT_BYTES {
+        return Err(ProtocolError::LineTooLong);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(text: &str) -> Name {
+        Name::new(text).expect("a short name")
+    }
+
+    #[test]
+    fn reports_round_trip_as_one_line_each() {
+        let reports = vec![
+            Report::Ready,
+            Report::Used {
+                door: name("rot"),
+                tag: 7,
+            },
+            Report::Seen {
+                door: name("spa"),
+                digest: Digest([0xab; 32]),
+                until_unix: 99,
+            },
+            Report::Grant {
+                door: name("ssh"),
+                to: "10.200.1.2".parse().expect("ip"),
+                open: Services::new(vec!["tcp/22".parse().expect("service")]).expect("one"),
+                millis: 30_000,
+                client: Some(name("alice")),
+            },
+        ];
+        let mut buf = Vec::new();
+        send(&mut buf, &reports).expect("send");
+        let text = String::from_utf8(buf.clone()).expect("utf8");
+        assert_eq!(text.lines().count(), 4);
+        assert!(
+            text.contains(r#""open":["tcp/22"]"#) && text.contains(&"ab".repeat(32)),
+            "services and digests cross as text: {text}"
+        );
+        let mut back = Vec::new();
+        take_reports(&mut buf, &mut back).expect("reports");
+        assert_eq!(back, reports);
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn unknown_reports_are_refused() {
+        for bad in [
+            r#"{"grant":{"door":"ssh","to":"10.0.0.1","open":[],"millis":1,"client":null,"extra":1}}"#,
+            r#"{"run":{"command":"sh"}}"#,
+            r#""ready2""#,
+        ] {
+            assert!(
+                matches!(
+                    parse_report(bad.as_bytes()),
+                    Err(ProtocolError::NotAReport(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn fields_out_of_their_bounds_are_not_reports() {
+        let grant = |door: &str, open: &str| {
+            format!(
+                r#"{{"grant":{{"door":"{door}","to":"10.0.0.1","open":{open},"millis":1,"client":null}}}}"#
+            )
+        };
+        assert!(parse_report(grant("ssh", r#"["tcp/22"]"#).as_bytes()).is_ok());
+        for bad in [
+            grant("ssh", r#"["tcp/0"]"#),
+            grant("ssh", r#"["ssh"]"#),
+            grant("ssh", r#"[22]"#),
+            grant(&"d".repeat(MAX_NAME_BYTES + 1), "[]"),
+            grant(
+                "ssh",
+                &format!("[{}]", vec![r#""tcp/1""#; MAX_SERVICES + 1].join(",")),
+            ),
+            r#"{"seen":{"door":"spa","digest":"abc","until_unix":1}}"#.to_string(),
+            format!(
+                r#"{{"seen":{{"door":"spa","digest":"{}","until_unix":1}}}}"#,
+                "zz".repeat(32)
+            ),
+        ] {
+            assert!(parse_report(bad.as_bytes()).is_err(), "{bad:.200}");
+        }
+    }
+
+    #[test]
+    fn a_line_longer_than_any_report_is_refused_even_before_its_end() {
+        let mut buf = vec![b' '; MAX_REPORT_BYTES + 1];
+        assert_eq!(
+            take_reports(&mut buf, &mut Vec::new()),
+            Err(ProtocolError::LineTooLong)
+        );
+        let mut line = vec![b' '; MAX_REPORT_BYTES];
+        line.extend_from_slice(b"\"ready\"\n");
+        assert_eq!(
+            take_reports(&mut line, &mut Vec::new()),
+            Err(ProtocolError::LineTooLong)
+        );
+    }
+
+    #[test]
+    fn seeds_round_trip() {
+        let seed = Seed {
+            used: vec![(name("rot"), Mode::Hotp, 4), (name("totp"), Mode::Totp, 9)],
+            seen: vec![(Digest([7; 32]), 1234)],
+        };
+        let text = serde_json::to_string(&seed).expect("json");
+        assert_eq!(serde_json::from_str::<Seed>(&text).expect("parse"), seed);
+        assert_eq!(Mode::parse("hotp"), Some(Mode::Hotp));
+        assert_eq!(Mode::parse("encoded"), None);
+    }
+}

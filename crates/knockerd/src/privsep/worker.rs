@@ -1,0 +1,423 @@
+//! The packet worker's loop: the half of knockerd that reads packets, and holds no privilege.
+//!
+//! It reads the configuration and its keys and binds NFLOG while it is still root, then drops
+//! to an unprivileged user before it reads a single packet. Every parser of hostile input
+//! (NFLOG messages, IP headers, encoded knocks, fwknop and knocker SPA datagrams, stealth SYNs)
+//! and the engine run here; what the engine decides goes to the parent as [`Report`]s.
+
+use std::io::{BufRead, Read};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use knocker_engine::{Engine, EngineConfig, Event, Grant, Kind, Knock};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use super::protocol::{send, Digest, Name, ProtocolError, Report, Seed, Services, MAX_SEED_BYTES};
+use crate::config::Config;
+use crate::knockd::Source;
+use crate::nflog::{self, NflogSource};
+use crate::overrides::Overrides;
+
+/// The user the worker runs as once it has bound NFLOG.
+pub const DEFAULT_USER: &str = "nobody";
+/// The longest the worker's loop sleeps when the engine has no timer: a cap, not a tick.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+/// Under a flood, being woken for every logged packet costs more than handling it (a context
+/// switch and a poll per packet). After a read that found at least [`COALESCE_AT`] packets,
+/// the loop pauses this long before it polls again, so that the next read takes many. An idle
+/// server, and a single knock, never wait. 500 us halves the CPU per flood packet of 250 us
+/// (BENCHMARKS.md); a knock during a flood waits at most that much longer.
+const COALESCE_PAUSE: Duration = Duration::from_micros(500);
+const COALESCE_AT: usize = 8;
+
+/// The engine for a validated configuration. Native configurations were already held to the
+/// strict rules by `config::parse`; a knockd.conf runs as knockd would run it (its sweep and
+/// overlap warnings were logged when it was loaded), so the engine is built in compat mode.
+pub(crate) fn engine_for(config: &Config) -> Result<Engine, String> {
+    Engine::new_compat(EngineConfig {
+        doors: config.doors.iter().map(|d| d.spec.clone()).collect(),
+        max_tracked: config.max_tracked,
+    })
+    .map(|(engine, _warnings)| engine)
+    .map_err(|e| e.to_string())
+}
+
+/// The worker's main: runs until the parent closes its standard input (or dies).
+pub fn run(source: &Source, overrides: &Overrides, user: &str, parent: u32) -> Result<(), String> {
+    // Ctrl-C in a terminal reaches the whole process group: the parent decides when to stop.
+    let mut mask = nix::sys::signal::SigSet::empty();
+    mask.add(nix::sys::signal::Signal::SIGINT);
+    mask.add(nix::sys::signal::Signal::SIGHUP);
+    mask.thread_block()
+        .map_err(|e| format!("cannot block signals: {e}"))?;
+
+    let mut config = crate::overrides::load(source, overrides)?;
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .take(MAX_SEED_BYTES)
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read the seed: {e}"))?;
+    let seed: Seed =
+        serde_json::from_str(&line).map_err(|e| format!("the parent sent a bad seed: {e}"))?;
+    // rotating doors start from the last step or counter they used, so a recorded knock never
+    // works again after a restart
+    for d in &mut config.doors {
+        if let (Some(r), Kind::Rotating { used, .. }) = (&d.rotating, &mut d.spec.kind) {
+            *used = seed
+                .used
+                .iter()
+                .find(|(door, mode, _)| door.as_str() == d.spec.name && mode.as_str() == r.mode)
+                .map(|(_, _, v)| *v);
+        }
+    }
+    let mut engine = engine_for(&config)?;
+    engine.set_wall_clock(unix_now());
+    for (digest, until) in &seed.seen {
+        engine.add_seen(digest.0, *until);
+    }
+    let mut nflog = NflogSource::bind(config.nflog_group, nflog::SPA_SNAPLEN)
+        .map_err(|e| format!("cannot listen on NFLOG group {}: {e}", config.nflog_group))?;
+    drop_privileges(user, parent)?;
+    let mut out = std::io::stdout().lock();
+    send(&mut out, &[Report::Ready])?;
+
+    let names: Vec<Name> = config
+        .doors
+        .iter()
+        .map(|d| Name::new(d.spec.name.clone()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("a door's name does not fit the worker's reports: {e}"))?;
+    let mut knocks: Vec<Knock> = Vec::with_capacity(256);
+    let mut datagrams: Vec<nflog::Datagram> = Vec::new();
+    let mut refusals = RefusalLog::default();
+    let mut reports: Vec<Report> = Vec::new();
+    let mut last_read = 0usize;
+    let mut overrun_reported = false;
+    let stdin = std::io::stdin();
+    loop {
+        if last_read >= COALESCE_AT {
+            std::thread::sleep(COALESCE_PAUSE);
+        }
+        last_read = 0;
+        let now = Instant::now();
+        let deadline = engine
+            .poll_timeout()
+            .unwrap_or(now + MAX_SLEEP)
+            .min(now + MAX_SLEEP);
+        let wait = deadline.saturating_duration_since(now);
+        let timeout = PollTimeout::try_from(wait.as_millis().min(60_000) as u32 + 1)
+            .unwrap_or(PollTimeout::MAX);
+        let (knock_ready, parent_ready) = {
+            let mut fds = [
+                PollFd::new(nflog.as_fd(), PollFlags::POLLIN),
+                PollFd::new(stdin.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, timeout) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(format!("poll failed: {e}")),
+            }
+            let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+            (ready(&fds[0]), ready(&fds[1]))
+        };
+        if parent_ready {
+            // after the seed the parent writes only pings (one line each); end of input means
+            // it closed the pipe: stop. (A buffer as large as stdin's own reads past it.)
+            let mut buf = [0u8; 8192];
+            match stdin.lock().read(&mut buf) {
+                Ok(0) | Err(_) => return Ok(()),
+                Ok(n) => {
+                    if buf[..n].contains(&b'\n') {
+                        reports.push(Report::Pong);
+                    }
+                }
+            }
+        }
+        if knock_ready {
+            knocks.clear();
+            datagrams.clear();
+            match nflog.recv_batch_with(&mut knocks, &mut datagrams) {
+                Ok(stats) => {
+                    if stats.overruns > 0 && !overrun_reported {
+                        overrun_reported = true;
+                        tracing::warn!("the kernel dropped knock packets because knockerd fell behind (a flood?); reported once");
+                    }
+                }
+                Err(e) => tracing::warn!("reading NFLOG: {e}"),
+            }
+            last_read = knocks.len() + datagrams.len();
+            let now = Instant::now();
+            // TOTP doors follow the wall clock (a cheap comparison unless the step changed)
+            engine.set_wall_clock(unix_now());
+            for k in &knocks {
+                tracing::trace!(
+                    "knock {} -> {} {} flags {}",
+                    k.src,
+                    k.dst,
+                    k.service(),
+                    k.tcp_flags
+                );
+                engine.handle(now, k);
+            }
+            for d in &datagrams {
+                engine.handle_datagram(now, &d.knock, &d.payload);
+            }
+        }
+        engine.handle_timeout(Instant::now());
+        while let Some(ev) = engine.poll_event() {
+            let door = |index: usize| names.get(index).cloned().unwrap_or_default();
+            match ev {
+                Event::Used { index, tag, .. } => reports.push(Report::Used {
+                    door: door(index),
+                    tag,
+                }),
+                Event::Seen {
+                    index,
+                    digest,
+                    until_unix,
+                    ..
+                } => reports.push(Report::Seen {
+                    door: door(index),
+                    digest: Digest(digest),
+                    until_unix,
+                }),
+                Event::Grant(g) => {
+                    let door = g.door_name.clone();
+                    match grant_report(g) {
+                        Ok(r) => reports.push(r),
+                        Err(e) => tracing::warn!(
+                            "door={door}: a grant that cannot be reported ({e}); dropped"
+                        ),
+                    }
+                }
+                Event::Refused { door, src, reason } => refusals.log(&door, src, &reason),
+                Event::Failed { door, src, reason } => {
+                    refusals.log_attempt(&door, src, &reason, Instant::now())
+                }
+                ev => log_event(ev),
+            }
+        }
+        if !reports.is_empty() {
+            send(&mut out, &reports)?;
+            reports.clear();
+        }
+    }
+}
+
+/// The report of a grant. Its fields are the engine's, within bounds that a knock cannot reach
+/// (a client name is shorter than the packet that carried it), so the error is never expected.
+fn grant_report(g: Grant) -> Result<Report, ProtocolError> {
+    Ok(Report::Grant {
+        door: Name::new(g.door_name)?,
+        to: g.to,
+        open: Services::new(g.open)?,
+        millis: u64::try_from(g.duration.as_millis()).unwrap_or(u64::MAX),
+        client: g.client.map(Name::new).transpose()?,
+    })
+}
+
+/// The wall clock in Unix seconds (0 before 1970): TOTP steps and the replay memory follow it.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Becomes `user`: no supplementary groups, its own uid and gid (real, effective and saved, so
+/// no way back), no capabilities (they go with the uid), no_new_privs, and SIGKILL when the
+/// parent dies (set after the uid change, which clears it).
+fn drop_privileges(user: &str, parent: u32) -> Result<(), String> {
+    use nix::sys::prctl;
+    use nix::unistd::{geteuid, getppid, setgroups, setresgid, setresuid, setuid, Uid, User};
+    if geteuid().is_root() {
+        let u = User::from_name(user)
+            .map_err(|e| format!("cannot look up user {user:?}: {e}"))?
+            .ok_or_else(|| {
+                format!("no user {user:?} to run the packet worker as (it reads packets with no privilege)")
+            })?;
+        if u.uid.is_root() {
+            return Err(format!(
+                "user {user:?} is root: the packet worker must not be"
+            ));
+        }
+        setgroups(&[]).map_err(|e| format!("cannot drop supplementary groups: {e}"))?;
+        setresgid(u.gid, u.gid, u.gid).map_err(|e| format!("cannot change group: {e}"))?;
+        setresuid(u.uid, u.uid, u.uid).map_err(|e| format!("cannot change user: {e}"))?;
+        if setuid(Uid::from_raw(0)).is_ok() {
+            return Err("the packet worker could become root again after dropping it".into());
+        }
+    } else {
+        tracing::warn!(
+            "knockerd is not running as root: the packet worker keeps this user's privileges"
+        );
+    }
+    std::env::set_current_dir("/").map_err(|e| format!("cannot chdir to /: {e}"))?;
+    prctl::set_no_new_privs().map_err(|e| format!("cannot set no_new_privs: {e}"))?;
+    prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .map_err(|e| format!("cannot set the parent-death signal: {e}"))?;
+    if getppid().as_raw() != i32::try_from(parent).unwrap_or(-1) {
+        return Err("the parent exited while the packet worker started".into());
+    }
+    Ok(())
+}
+
+/// Logs the engine's events that need no action.
+fn log_event(ev: Event) {
+    match ev {
+        Event::Progress { door, src, matched, of } => {
+            tracing::debug!("door={door} src={src} knock {matched}/{of}")
+        }
+        Event::Grant(_) | Event::Used { .. } | Event::Seen { .. } => {}
+        Event::Refused { door, src, reason } => tracing::warn!("door={door} src={src} refused: {reason}"),
+        Event::Exhausted { door } => {
+            tracing::warn!("door={door}: no one-time sequence left, the door is closed for good")
+        }
+        Event::Reset { door, src } => tracing::debug!("door={door} src={src} wrong port, knock reset"),
+        // the worker rate-limits these through RefusalLog::log_attempt
+        Event::Failed { door, src, reason } => tracing::warn!("door={door} src={src} refused: {reason}"),
+        Event::TableFull { capacity } => tracing::warn!(
+            "{capacity} partial knocks tracked (max_tracked): dropping the oldest to make room; a flood of spoofed sources? (reported once)"
+        ),
+    }
+}
+
+/// Logs refused requests (SPA packets, encoded knocks) and failed sequence attempts one line
+/// each, but at most [`RefusalLog::PER_SECOND`] a second: a flood of garbage must not flood the
+/// journal. What was held back is counted and reported in the next second that logs.
+///
+/// A failed sequence attempt is also limited per source: at most one line per source every
+/// [`RefusalLog::PER_SOURCE`], and that line counts the attempts held back since the source's
+/// last one. Sources are remembered in a fixed table of [`RefusalLog::SOURCES`] slots, indexed by
+/// a randomly keyed hash of the address, so a flood of spoofed sources cannot grow it; a source
+/// whose slot another source took may log again sooner, and the cap over all refusals holds.
+#[derive(Default)]
+struct RefusalLog {
+    second: u64,
+    logged: u32,
+    suppressed: u64,
+    /// The per-source table of failed attempts, allocated at the first one.
+    sources: Vec<Option<SourceSlot>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+/// When a source's last failed attempt was logged, and how many were held back since.
+struct SourceSlot {
+    src: std::net::IpAddr,
+    last: Instant,
+    held: u32,
+}
+
+impl RefusalLog {
+    const PER_SECOND: u32 = 10;
+    const PER_SOURCE: Duration = Duration::from_secs(2);
+    const SOURCES: usize = 1024;
+
+    /// Logs a failed sequence attempt, limited per source and over all refusals.
+    fn log_attempt(
+        &mut self,
+        door: &str,
+        src: std::net::IpAddr,
+        reason: &knocker_engine::Failure,
+        now: Instant,
+    ) {
+        let Some(held) = self.per_source(src, now) else {
+            return;
+        };
+        let more = if held > 0 {
+            format!(" ({held} more failed attempt(s) from this source since its last line)")
+        } else {
+            String::new()
+        };
+        self.emit(format_args!(
+            "door={door} src={src} refused: {reason}{more}"
+        ));
+    }
+
+    /// Whether a failed attempt from `src` at `now` may be logged: `Some(held)`, with the
+    /// attempts held back since its last line, or `None` (counted) within [`Self::PER_SOURCE`].
+    fn per_source(&mut self, src: std::net::IpAddr, now: Instant) -> Option<u32> {
+        use std::hash::BuildHasher as _;
+        if self.sources.is_empty() {
+            self.sources = (0..Self::SOURCES).map(|_| None).collect();
+        }
+        let i = (self.hasher.hash_one(src) % Self::SOURCES as u64) as usize;
+        let slot = &mut self.sources[i];
+        let held = match slot {
+            Some(s) if s.src == src && now.saturating_duration_since(s.last) < Self::PER_SOURCE => {
+                s.held = s.held.saturating_add(1);
+                return None;
+            }
+            Some(s) if s.src == src => s.held,
+            _ => 0,
+        };
+        *slot = Some(SourceSlot {
+            src,
+            last: now,
+            held: 0,
+        });
+        Some(held)
+    }
+
+    fn log(&mut self, door: &str, src: std::net::IpAddr, reason: &knocker_engine::Refusal) {
+        self.emit(format_args!("door={door} src={src} refused: {reason}"));
+    }
+
+    /// One refusal line, under the cap of [`Self::PER_SECOND`].
+    fn emit(&mut self, line: std::fmt::Arguments<'_>) {
+        let now = unix_now();
+        if now != self.second {
+            self.second = now;
+            self.logged = 0;
+        }
+        if self.logged >= Self::PER_SECOND {
+            self.suppressed += 1;
+            return;
+        }
+        self.logged += 1;
+        if self.suppressed > 0 {
+            tracing::warn!(
+                "{} more refusals were not logged (more than {} a second)",
+                self.suppressed,
+                Self::PER_SECOND
+            );
+            self.suppressed = 0;
+        }
+        tracing::warn!("{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_attempts_are_limited_per_source_in_bounded_memory() {
+        let mut log = RefusalLog::default();
+        let (a, b): (std::net::IpAddr, std::net::IpAddr) = (
+            "10.200.1.2".parse().expect("ip"),
+            "fd00:200::9".parse().expect("ip"),
+        );
+        let t0 = Instant::now();
+        assert_eq!(log.per_source(a, t0), Some(0));
+        assert_eq!(
+            log.per_source(b, t0),
+            Some(0),
+            "each source has its own limit"
+        );
+        let almost = t0 + RefusalLog::PER_SOURCE - Duration::from_millis(1);
+        assert_eq!(log.per_source(a, t0 + Duration::from_millis(10)), None);
+        assert_eq!(log.per_source(a, almost), None);
+        assert_eq!(
+            log.per_source(a, t0 + RefusalLog::PER_SOURCE),
+            Some(2),
+            "the next line counts what was held back"
+        );
+        assert_eq!(log.per_source(a, t0 + RefusalLog::PER_SOURCE), None);
+        // a flood of spoofed sources reuses the fixed table
+        for n in 0..100_000u32 {
+            let src = std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + n));
+            log.per_source(src, t0);
+        }
+        assert_eq!(log.sources.len(), RefusalLog::SOURCES);
+    }
+}

@@ -119,7 +119,7 @@ fn send_udp(from: &Netns, to: &str, payload: Vec<u8>) {
 /// Sends a whole IP packet (a SYN, a spoofed datagram) from a namespace through a raw socket.
 fn send_raw(from: &Netns, packet: Vec<u8>, dst: &str) {
     let dst = ip(dst);
-    from.enter(move || knockerd::lab::send_raw_ip(&packet, dst))
+    from.enter(move || knocker_lab::send_raw_ip(&packet, dst))
         .expect("enter")
         .expect("raw send");
 }

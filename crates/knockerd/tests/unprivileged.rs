@@ -10,7 +10,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::*;
-use knockerd::lab::Netns;
+use knocker_lab::Netns;
 
 /// A directory nobody may write to (the ledger's), removed on drop.
 struct Dir(PathBuf);

@@ -80,3 +80,28 @@ pub fn which(program: &str) -> Option<PathBuf> {
         .map(|d| d.join(program))
         .find(|p| p.is_file())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_program_is_named_with_its_package_where_known() {
+        let m = missing(false, &["sh", "knocker-no-such-program", "nft"]);
+        assert!(
+            m.iter()
+                .any(|l| l == "`knocker-no-such-program` is not installed"),
+            "{m:?}"
+        );
+        assert!(!m.iter().any(|l| l.contains("`sh`")), "{m:?}");
+        if which("nft").is_none() {
+            assert!(m.iter().any(|l| l.contains("apt-get install nftables")));
+        }
+    }
+
+    #[test]
+    fn which_finds_programs_on_the_path_and_in_sbin() {
+        assert!(which("sh").is_some_and(|p| p.is_file()));
+        assert_eq!(which("knocker-no-such-program"), None);
+    }
+}

@@ -250,10 +250,7 @@ fn udp4(src: &str, dst: &str, payload: &[u8]) -> Vec<u8> {
 /// An IPv4 UDP datagram to `port` with any source address.
 fn udp4_to(src: &str, dst: &str, port: u16, payload: &[u8]) -> Vec<u8> {
     let (s, d): (Ipv4Addr, Ipv4Addr) = (src.parse().expect("ip"), dst.parse().expect("ip"));
-    let b = etherparse::PacketBuilder::ipv4(s.octets(), d.octets(), 64).udp(40000, port);
-    let mut out = Vec::with_capacity(b.size(payload.len()));
-    b.write(&mut out, payload).expect("build");
-    out
+    lab::packet::udp(s.into(), d.into(), 40000, port, payload)
 }
 
 #[test]

@@ -9,14 +9,16 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use knockerd::lab::{link, Netns};
+pub use knocker_lab::which;
+use knocker_lab::{link, Netns};
+use knocker_wire::Service;
 
 use crate::packets::Family;
 
@@ -90,26 +92,9 @@ impl FloodLab {
                 "fd00:200:1::2",
             ][..],
         ] {
-            ip(server.name(), args)?;
+            server.ip(args)?;
         }
         Ok(FloodLab { net, server })
-    }
-}
-
-pub fn ip(netns: &str, args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(["-n", netns])
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip -n {netns} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
     }
 }
 
@@ -117,17 +102,8 @@ pub fn ip(netns: &str, args: &[&str]) -> Result<(), String> {
 /// non-blocking connect closed at once) and returns when her last knock packet was sent. Must
 /// run inside the `net` namespace.
 pub fn knock(src: IpAddr, dst: IpAddr) -> std::io::Result<Instant> {
-    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-    let domain = Domain::for_address(SocketAddr::new(dst, 0));
     for port in SEQUENCE {
-        let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
-        s.bind(&SockAddr::from(SocketAddr::new(src, 0)))?;
-        s.set_nonblocking(true)?;
-        match s.connect(&SockAddr::from(SocketAddr::new(dst, port))) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-            Err(e) => return Err(e),
-        }
+        knocker_lab::send_knock_from(src, dst, Service::tcp(port))?;
     }
     Ok(Instant::now())
 }
@@ -516,22 +492,8 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Ok(None) = self.child.try_wait() {
-            // SIGTERM first (knockd and knockerd both exit cleanly on it), then SIGKILL
-            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let end = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < end {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if let Ok(None) = self.child.try_wait() {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
-        }
+        // knockd and knockerd both exit cleanly on SIGTERM
+        knocker_lab::child::stop(&mut self.child, Duration::from_secs(3));
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -684,14 +646,6 @@ pub fn knockd_config(nft: &Path, marker: &Path) -> String {
         cmd("allow4"),
         cmd("allow6")
     )
-}
-
-pub fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
 }
 
 #[cfg(test)]

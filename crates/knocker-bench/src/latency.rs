@@ -27,9 +27,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use knocker_lab::{Netns, ReadyKnock};
 use knocker_wire::identity::PrivateKey;
 use knocker_wire::{spa, syn, Service};
-use knockerd::lab::Netns;
 
 use crate::lab::{self, Daemon, FloodLab};
 use crate::packets::Family;
@@ -115,7 +115,7 @@ struct Keys {
 }
 
 pub fn bench(a: &LatencyArgs) -> Result<(), String> {
-    knockerd::lab::preflight()?;
+    knocker_lab::preflight()?;
     if !(1..=10_000).contains(&a.samples) {
         return Err("--samples must be 1 to 10000".into());
     }
@@ -334,19 +334,11 @@ fn sample(
 /// closed at once); the clock starts just before the last knock's `connect`. Must run inside
 /// the `net` namespace.
 fn knock_sequence(src: Ipv4Addr, dst: Ipv4Addr) -> std::io::Result<Instant> {
-    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
     let mut at = Instant::now();
     for port in lab::SEQUENCE {
-        let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-        s.bind(&SockAddr::from(SocketAddr::new(IpAddr::V4(src), 0)))?;
-        s.set_nonblocking(true)?;
-        let to = SockAddr::from(SocketAddr::new(IpAddr::V4(dst), port));
+        let knock = ReadyKnock::new(Some(src.into()), dst.into(), Service::tcp(port))?;
         at = Instant::now();
-        match s.connect(&to) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-            Err(e) => return Err(e),
-        }
+        knock.send()?;
     }
     Ok(at)
 }

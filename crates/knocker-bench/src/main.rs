@@ -187,7 +187,7 @@ struct Case {
 }
 
 fn bench(a: &BenchArgs) -> Result<(), String> {
-    knockerd::lab::preflight()?;
+    knocker_lab::preflight()?;
     let default_packets = if a.quick { 100_000 } else { 1_000_000 };
     let packets = a.packets.unwrap_or(default_packets);
     let big = a

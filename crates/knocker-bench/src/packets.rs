@@ -52,45 +52,7 @@ pub fn spoofed_source(family: Family, i: u32) -> IpAddr {
     }
 }
 
-/// One TCP SYN (no options), IP header included, as a raw socket with IP_HDRINCL sends it.
-/// `src` and `dst` must be of the same family.
-pub fn syn(src: IpAddr, dst: IpAddr, src_port: u16, dst_port: u16, seq: u32) -> Vec<u8> {
-    let builder = match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            etherparse::PacketBuilder::ipv4(s.octets(), d.octets(), 64)
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            etherparse::PacketBuilder::ipv6(s.octets(), d.octets(), 64)
-        }
-        _ => panic!("syn: {src} and {dst} are of different families"),
-    };
-    let builder = builder.tcp(src_port, dst_port, seq, 64240).syn();
-    let mut packet = Vec::with_capacity(builder.size(0));
-    builder
-        .write(&mut packet, &[])
-        .expect("writing to a Vec cannot fail");
-    packet
-}
-
-/// One UDP datagram, IP header included, as a raw socket with IP_HDRINCL sends it. `src` and
-/// `dst` must be of the same family.
-pub fn udp(src: IpAddr, dst: IpAddr, src_port: u16, dst_port: u16, payload: &[u8]) -> Vec<u8> {
-    let builder = match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            etherparse::PacketBuilder::ipv4(s.octets(), d.octets(), 64)
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            etherparse::PacketBuilder::ipv6(s.octets(), d.octets(), 64)
-        }
-        _ => panic!("udp: {src} and {dst} are of different families"),
-    };
-    let builder = builder.udp(src_port, dst_port);
-    let mut packet = Vec::with_capacity(builder.size(payload.len()));
-    builder
-        .write(&mut packet, payload)
-        .expect("writing to a Vec cannot fail");
-    packet
-}
+pub use knocker_lab::packet::{syn, udp};
 
 /// What a flood sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -42,10 +42,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use knocker_lab::{Lab, Netns};
 use knocker_wire::identity::PrivateKey;
 use knocker_wire::rotate::{self, RotateSpec};
 use knocker_wire::{spa, Proto, RotateKey, Service};
-use knockerd::lab::{Lab, Netns};
 
 use crate::latency::{attrs, loadavg, quantile, random16, unix_now};
 use crate::stopped;
@@ -1557,7 +1557,7 @@ impl Alice {
 }
 
 pub fn soak(a: &SoakArgs) -> Result<(), String> {
-    knockerd::lab::preflight()?;
+    knocker_lab::preflight()?;
     if !(4..=100).contains(&a.addresses) {
         return Err("--addresses must be 4 to 100".into());
     }

@@ -110,7 +110,7 @@ struct Bins {
 }
 
 pub fn bench(a: &SpaArgs) -> Result<(), String> {
-    knockerd::lab::preflight()?;
+    knocker_lab::preflight()?;
     let secs = a.secs.unwrap_or(if a.quick { 3 } else { 20 });
     let packets_at = |pps: u64| match (a.packets, pps) {
         (Some(n), _) => n,

@@ -68,58 +68,12 @@ fn command(config: &Path, args: &[&str]) -> Command {
 
 /// Runs `knocker connect ARGS` with `input` on standard input, to the end.
 fn connect(config: &Path, args: &[&str], input: &[u8]) -> Output {
-    let mut child = command(config, args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run knocker");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let input = input.to_vec();
-    // A thread, so that a big input cannot block on a full pipe while the output waits.
-    let writer = thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-        // dropped: end of input
-    });
-    let out = wait_output(child, Duration::from_secs(20));
-    writer.join().expect("writer");
-    out
+    knocker_lab::child::run(&mut command(config, args), input, Duration::from_secs(20))
 }
 
-/// The child's output (read as it comes, so that a full pipe never stalls it), or a panic if it
-/// does not exit within `limit`.
-fn wait_output(mut child: Child, limit: Duration) -> Output {
-    fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<Vec<u8>> {
-        thread::spawn(move || {
-            let mut all = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut all);
-            }
-            all
-        })
-    }
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
-    let end = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "knocker connect did not exit within {limit:?}; stderr: {}",
-                text(&stderr.join().expect("stderr"))
-            );
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        status,
-        stdout: stdout.join().expect("stdout"),
-        stderr: stderr.join().expect("stderr"),
-    }
+/// The child's output once it exits, or a panic if it does not within `limit`.
+fn wait_output(child: Child, limit: Duration) -> Output {
+    knocker_lab::child::wait_output(child, limit, "knocker connect")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -632,14 +586,10 @@ fn help_explains_proxycommand_and_the_door_note() {
 /// knows, on a terminal or not; -q keeps it quiet. `script` (util-linux) gives it a terminal.
 #[test]
 fn knock_notes_the_duration_unless_quiet() {
-    let have_script = Command::new("sh")
-        .args(["-c", "command -v script"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        have_script,
-        "`script` (util-linux, Debian package bsdutils) is needed to give knocker a terminal"
-    );
+    // `script` (util-linux, Debian package bsdutils) gives knocker a terminal
+    if !knocker_lab::needs(false, &["script"]) {
+        return;
+    }
     let config = Config::new(
         "[profile.enc]\nhost = \"127.0.0.1\"\nkind = \"encoded\"\nkey_file = \"k\"\n\
          base = 40000\nbits = 12\nproto = \"udp\"\nopen = [\"tcp/22\"]\nduration = \"5m\"\n\n\

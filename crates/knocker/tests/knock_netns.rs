@@ -4,22 +4,22 @@
 //! per UDP knock, nothing else" is proven, for IPv4 and IPv6.
 //!
 //! Needs root, `ip` (iproute2) and `nft` (nftables). Without them every test here FAILS, saying
-//! what is missing, unless KNOCKER_SKIP_E2E=1, which turns that into a printed skip.
+//! what is missing; KNOCKER_SKIP_E2E=1 skips them on purpose (the one rule, `knocker_lab::e2e`).
 //!
-//! Each test builds its own pair of namespaces, named after this process and the test
-//! (`kc-srv-<pid>-<test>`, `kc-cli-<pid>-<test>`), so tests run in parallel and never touch the
-//! host's own network: every address and rule lives inside those namespaces, which a guard
-//! deletes when the test ends, passes or panics.
+//! Each test builds its own pair of namespaces with knocker-lab, named after this process, the
+//! test and a counter (`kn<pid>-kc-<test>-srv<n>`, `kn<pid>-kc-<test>-cli<n>`), so tests run in
+//! parallel and never touch the host's own network: every address and rule lives inside those
+//! namespaces, which a guard deletes when the test ends, passes or panics.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{self, Command, Output};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use knocker_lab::Netns;
 use knocker_wire::encoded::{self, EncodedSpec, Push, Reassembly};
 use knocker_wire::{EncodedKey, Proto, Service};
 
@@ -29,125 +29,43 @@ const KNOCKER: &str = env!("CARGO_BIN_EXE_knocker");
 const TCP_PORTS: [u16; 3] = [7000, 7001, 8000];
 const UDP_PORTS: [u16; 2] = [9000, 9001];
 
-/// Whether the end-to-end tests can run here. Missing requirements fail the test, with the reason,
-/// unless KNOCKER_SKIP_E2E=1 asks to skip instead.
-fn e2e_ready(test: &str) -> bool {
-    let mut missing = Vec::new();
-    if !effective_uid_is_root() {
-        missing.push("root (to create network namespaces)".to_string());
-    }
-    for (tool, version_flag, package) in
-        [("ip", "-V", "iproute2"), ("nft", "--version", "nftables")]
-    {
-        if Command::new(tool).arg(version_flag).output().is_err() {
-            missing.push(format!("the `{tool}` command ({package})"));
-        }
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let missing = missing.join(" and ");
-    if std::env::var("KNOCKER_SKIP_E2E").as_deref() == Ok("1") {
-        // Straight to the stream, in one write: libtest would swallow an eprintln! of a passing
-        // test.
-        let line = format!("SKIP {test}: needs {missing} (KNOCKER_SKIP_E2E=1)\n");
-        let _ = std::io::stderr().write_all(line.as_bytes());
-        return false;
-    }
-    panic!(
-        "{test} needs {missing}. Run the end-to-end tests as root with iproute2 and nftables \
-         installed, or set KNOCKER_SKIP_E2E=1 to skip them."
-    );
-}
-
-fn effective_uid_is_root() -> bool {
-    // `Uid:` lists real, effective, saved and filesystem ids; the effective one decides.
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
-fn run(program: &str, args: &[&str]) -> Output {
-    Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program} {args:?}: {e}"))
-}
-
-fn run_ok(program: &str, args: &[&str]) {
-    let out = run(program, args);
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Two private network namespaces joined by a veth pair: the server at 10.200.X.1 and
-/// fd00:200:X::1, the client at .2 and ::2. Dropping it deletes both namespaces (which takes the
-/// veth pair and the ruleset with them).
+/// Two private network namespaces joined by a veth pair (knocker-lab's): the server at
+/// 10.200.1.1 and fd00:200:1::1, the client at .2 and ::2. Dropping it deletes both namespaces
+/// (which takes the veth pair and the ruleset with them).
 struct Lab {
-    server: String,
-    client: String,
-    x: u32,
-    /// Namespaces this lab made, and so must delete: never anyone else's.
-    created: Vec<String>,
+    // Field order is drop order: the client first, then the server.
+    client: Netns,
+    server: Netns,
 }
 
 impl Lab {
     fn new(test: &str) -> Lab {
-        let pid = process::id();
-        let mut lab = Lab {
-            server: format!("kc-srv-{pid}-{test}"),
-            client: format!("kc-cli-{pid}-{test}"),
-            x: pid % 200 + 20,
-            created: Vec::new(),
-        };
-        // `lab` is owned here from now on, so a panic below still runs its Drop.
-        for ns in [lab.server.clone(), lab.client.clone()] {
-            run_ok("ip", &["netns", "add", &ns]);
-            lab.created.push(ns);
-        }
-        let (srv, cli, x) = (lab.server.clone(), lab.client.clone(), lab.x);
-        let steps: Vec<Vec<String>> = vec![
-            words(&format!(
-                "-n {srv} link add kc0 type veth peer name kc1 netns {cli}"
-            )),
-            words(&format!("-n {srv} addr add 10.200.{x}.1/24 dev kc0")),
-            words(&format!("-n {cli} addr add 10.200.{x}.2/24 dev kc1")),
-            // nodad: the addresses are usable at once, not after duplicate address detection.
-            words(&format!(
-                "-n {srv} addr add fd00:200:{x}::1/64 dev kc0 nodad"
-            )),
-            words(&format!(
-                "-n {cli} addr add fd00:200:{x}::2/64 dev kc1 nodad"
-            )),
-            words(&format!("-n {srv} link set lo up")),
-            words(&format!("-n {cli} link set lo up")),
-            words(&format!("-n {srv} link set kc0 up")),
-            words(&format!("-n {cli} link set kc1 up")),
-        ];
-        for step in &steps {
-            let args: Vec<&str> = step.iter().map(String::as_str).collect();
-            run_ok("ip", &args);
-        }
+        let server = Netns::unique(&format!("kc-{test}-srv")).expect("server namespace");
+        let client = Netns::unique(&format!("kc-{test}-cli")).expect("client namespace");
+        knocker_lab::link(
+            &server,
+            "kc0",
+            &["10.200.1.1/24", "fd00:200:1::1/64"],
+            &client,
+            "kc1",
+            &["10.200.1.2/24", "fd00:200:1::2/64"],
+        )
+        .expect("veth pair");
+        let lab = Lab { client, server };
         lab.install_ruleset();
         lab
     }
 
     fn server_v4(&self) -> String {
-        format!("10.200.{}.1", self.x)
+        "10.200.1.1".into()
     }
 
     fn server_v6(&self) -> String {
-        format!("fd00:200:{}::1", self.x)
+        "fd00:200:1::1".into()
+    }
+
+    fn client_v4(&self) -> String {
+        "10.200.1.2".into()
     }
 
     /// Counts, and drops, what reaches the server: per TCP port the SYNs (SYN set, ACK clear) and
@@ -176,46 +94,15 @@ impl Lab {
              type filter hook input priority 0; policy accept;\n{rules}    \
              meta l4proto {{ tcp, udp }} counter name \"stray\" drop\n  }}\n}}\n"
         );
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.server, "nft", "-f", "-"])
-            .stdin(process::Stdio::piped())
-            .stderr(process::Stdio::piped())
-            .spawn()
-            .expect("run nft");
-        {
-            let mut stdin = child.stdin.take().expect("nft stdin");
-            stdin.write_all(ruleset.as_bytes()).expect("write ruleset");
-        }
-        let out = child.wait_with_output().expect("nft");
-        assert!(
-            out.status.success(),
-            "nft -f failed: {}\n{ruleset}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.server.nft(&ruleset).unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Every counter of the server's ruleset, by name.
     fn counters(&self) -> BTreeMap<String, u64> {
-        let out = run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &self.server,
-                "nft",
-                "list",
-                "counters",
-                "table",
-                "inet",
-                "kctest",
-            ],
-        );
-        assert!(
-            out.status.success(),
-            "nft list counters: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = self
+            .server
+            .exec("nft", &["list", "counters", "table", "inet", "kctest"])
+            .unwrap_or_else(|e| panic!("nft list counters: {e}"));
         let mut counters = BTreeMap::new();
         let mut name = None;
         for line in text.lines().map(str::trim) {
@@ -257,29 +144,13 @@ impl Lab {
 
     /// Runs the knocker in the client namespace.
     fn knocker(&self, args: &[&str], config_dir: Option<&PathBuf>) -> Output {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.client, KNOCKER])
-            .args(args);
+        let mut cmd = self.client.command(KNOCKER);
+        cmd.args(args);
         if let Some(dir) = config_dir {
             cmd.env("KNOCKER_CONFIG_DIR", dir);
         }
         cmd.output().expect("run knocker")
     }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for ns in self.created.iter().rev() {
-            let out = Command::new("ip").args(["netns", "del", ns]).output();
-            if !matches!(&out, Ok(o) if o.status.success()) {
-                eprintln!("warning: could not delete network namespace {ns}: {out:?}");
-            }
-        }
-    }
-}
-
-fn words(s: &str) -> Vec<String> {
-    s.split_whitespace().map(String::from).collect()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -325,7 +196,7 @@ const ONE_OF_EACH: [(&str, u64); 5] = [
 
 #[test]
 fn ipv4_knocks_arrive_once_each_and_verbose_names_them() {
-    if !e2e_ready("ipv4_knocks_arrive_once_each_and_verbose_names_them") {
+    if !knocker_lab::e2e(&[]) {
         return;
     }
     let lab = Lab::new("v4");
@@ -346,7 +217,7 @@ fn ipv4_knocks_arrive_once_each_and_verbose_names_them() {
 
 #[test]
 fn ipv6_knocks_arrive_once_each() {
-    if !e2e_ready("ipv6_knocks_arrive_once_each") {
+    if !knocker_lab::e2e(&[]) {
         return;
     }
     let lab = Lab::new("v6");
@@ -374,7 +245,7 @@ fn ipv6_knocks_arrive_once_each() {
 
 #[test]
 fn udp_default_and_delay() {
-    if !e2e_ready("udp_default_and_delay") {
+    if !knocker_lab::e2e(&[]) {
         return;
     }
     let lab = Lab::new("udp");
@@ -400,7 +271,7 @@ fn udp_default_and_delay() {
 
 #[test]
 fn errors_send_nothing() {
-    if !e2e_ready("errors_send_nothing") {
+    if !knocker_lab::e2e(&[]) {
         return;
     }
     let lab = Lab::new("err");
@@ -433,7 +304,7 @@ fn errors_send_nothing() {
 
 #[test]
 fn profiles_knock_end_to_end() {
-    if !e2e_ready("profiles_knock_end_to_end") {
+    if !knocker_lab::e2e(&[]) {
         return;
     }
     let lab = Lab::new("prof");
@@ -516,26 +387,7 @@ impl Lab {
                  insert rule inet kctest input {matcher} counter name \"{name}\" drop\n"
             ));
         }
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.server, "nft", "-f", "-"])
-            .stdin(process::Stdio::piped())
-            .stderr(process::Stdio::piped())
-            .spawn()
-            .expect("run nft");
-        {
-            let mut stdin = child.stdin.take().expect("nft stdin");
-            stdin.write_all(script.as_bytes()).expect("write rules");
-        }
-        let out = child.wait_with_output().expect("nft");
-        assert!(
-            out.status.success(),
-            "nft -f failed: {}\n{script}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn client_v4(&self) -> String {
-        format!("10.200.{}.2", self.x)
+        self.server.nft(&script).unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
@@ -595,7 +447,7 @@ fn as_counters(expected: &[(String, u64)]) -> Vec<(&str, u64)> {
 
 #[test]
 fn a_rotating_profile_sends_exactly_what_sequence_printed() {
-    if !e2e_ready("a_rotating_profile_sends_exactly_what_sequence_printed") {
+    if !knocker_lab::e2e(&[]) {
         return;
     }
     let lab = Lab::new("rot");
@@ -641,7 +493,7 @@ fn a_rotating_profile_sends_exactly_what_sequence_printed() {
 
 #[test]
 fn an_encoded_profile_sends_its_knocks_within_the_span() {
-    if !e2e_ready("an_encoded_profile_sends_its_knocks_within_the_span") {
+    if !knocker_lab::e2e(&[]) {
         return;
     }
     let lab = Lab::new("enc");

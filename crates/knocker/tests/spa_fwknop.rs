@@ -5,11 +5,10 @@
 //! as it gives Debian's `fwknop` client; a sent packet is one UDP datagram.
 //!
 //! The fwknopd and fwknop parts need Debian's `fwknop-server` and `fwknop-client`. Without them
-//! those tests FAIL, saying what is missing, unless KNOCKER_SKIP_E2E=1 turns that into a printed
-//! skip (as for the other end-to-end tests).
+//! those tests FAIL, saying what is missing; KNOCKER_SKIP_E2E=1 skips them on purpose (the one
+//! rule of every end-to-end test, `knocker_lab::needs`).
 
 use std::fs;
-use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -283,26 +282,6 @@ fn written_packets_decode_to_what_was_asked() {
     }
 }
 
-/// Whether fwknop's own programs are here; a missing one fails the test unless
-/// KNOCKER_SKIP_E2E=1.
-fn fwknop_ready(test: &str, tools: &[(&str, &str)]) -> bool {
-    let missing: Vec<String> = tools
-        .iter()
-        .filter(|(tool, _)| Command::new(tool).arg("--version").output().is_err())
-        .map(|(tool, package)| format!("`{tool}` ({package})"))
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let missing = missing.join(" and ");
-    if std::env::var("KNOCKER_SKIP_E2E").as_deref() == Ok("1") {
-        let line = format!("SKIP {test}: needs {missing} (KNOCKER_SKIP_E2E=1)\n");
-        let _ = std::io::stderr().write_all(line.as_bytes());
-        return false;
-    }
-    panic!("{test} needs {missing}: install it, or set KNOCKER_SKIP_E2E=1 to skip this test.");
-}
-
 /// A pcap file (Ethernet) holding one UDP datagram from `src` to 10.200.0.1:62201.
 fn pcap(payload: &[u8], src: Ipv4Addr) -> Vec<u8> {
     let udp_len = 8 + payload.len();
@@ -381,10 +360,8 @@ fn fwknopd(tmp: &TempDir, access_conf: &str, payload: &[u8], src: Ipv4Addr) -> S
 
 #[test]
 fn debians_fwknopd_accepts_knockers_packets() {
-    if !fwknop_ready(
-        "debians_fwknopd_accepts_knockers_packets",
-        &[("fwknopd", "fwknop-server")],
-    ) {
+    // Debian's fwknop-server
+    if !knocker_lab::needs(false, &["fwknopd"]) {
         return;
     }
     let tmp = TempDir::new();
@@ -470,10 +447,8 @@ fn an_rc_stanza_gives_the_same_packet_as_fwknop_gives() {
     assert_eq!(m.message_type, MessageType::Access);
     assert_eq!(m.username, "x");
 
-    if !fwknop_ready(
-        "an_rc_stanza_gives_the_same_packet_as_fwknop_gives",
-        &[("fwknop", "fwknop-client")],
-    ) {
+    // Debian's fwknop-client
+    if !knocker_lab::needs(false, &["fwknop"]) {
         return;
     }
     let theirs = tmp.path("fwknop.pkt");

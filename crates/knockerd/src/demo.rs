@@ -15,7 +15,7 @@ use knocker_engine::Service;
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::unistd::Pid;
 
-use crate::lab::{self, send_knock, try_connect, Lab, Reach};
+use knocker_lab::{self as lab, send_knock, try_connect, Lab, Reach};
 
 const SERVICE_PORT: u16 = 2222;
 
@@ -203,18 +203,7 @@ struct Daemon(Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = kill(Pid::from_raw(self.0.id() as i32), Signal::SIGTERM);
-            let end = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < end {
-                if let Ok(Some(_)) = self.0.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
+        lab::child::stop(&mut self.0, Duration::from_secs(5));
     }
 }
 
@@ -442,8 +431,10 @@ fn flush_steps(
     let flushed = Instant::now();
     let back = lab.server.enter(move || {
         while flushed.elapsed() < Duration::from_secs(3) {
-            if crate::ruleset::table_exists().unwrap_or(false)
-                && !crate::ruleset::live_grants().unwrap_or_default().is_empty()
+            if knockerd::ruleset::table_exists().unwrap_or(false)
+                && !knockerd::ruleset::live_grants()
+                    .unwrap_or_default()
+                    .is_empty()
             {
                 return Some(flushed.elapsed());
             }

@@ -9,6 +9,10 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
+/// `knockerd demo`: the only part of the binary that links the lab (knocker-lab), kept out of
+/// the daemon's library.
+mod demo;
+
 /// Prints a line to stdout; a closed pipe (`knockerd check | head`) ends the output quietly
 /// instead of panicking.
 macro_rules! out {
@@ -262,7 +266,7 @@ fn main() -> ExitCode {
         Cmd::Teardown { force } => {
             knockerd::control::teardown(&state_dir, force).map(|m| out!("{m}"))
         }
-        Cmd::Demo { open_for } => knockerd::demo::run(open_for).map(|_| ()),
+        Cmd::Demo { open_for } => demo::run(open_for).map(|_| ()),
         Cmd::Keygen { file, force } => keygen(&source, file, force),
         Cmd::Enroll {
             name,

@@ -322,7 +322,7 @@ fn the_systemd_unit_checks_the_configuration_it_starts() {
 /// Runs the daemon in a new, empty network namespace and waits (bounded) for it to exit: for
 /// starts that must be refused before anything is changed.
 fn daemon_in_own_netns(args: &[&str]) -> (Option<i32>, String) {
-    let mut child = Command::new("unshare")
+    let child = Command::new("unshare")
         .arg("--net")
         .arg(env!("CARGO_BIN_EXE_knockerd"))
         .args(args)
@@ -330,23 +330,15 @@ fn daemon_in_own_netns(args: &[&str]) -> (Option<i32>, String) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("unshare (util-linux) runs knockerd");
-    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if std::time::Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("knockerd {args:?} started instead of refusing");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = std::io::Read::read_to_string(&mut e, &mut err);
-    }
-    (status.code(), err)
+    let out = knocker_lab::child::wait_output(
+        child,
+        std::time::Duration::from_secs(10),
+        &format!("knockerd {args:?} (it started instead of refusing)"),
+    );
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]

@@ -13,10 +13,8 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
-use std::thread;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -47,56 +45,11 @@ impl Drop for Profiles {
 /// Runs `knocker connect ARGS` in alice's namespace with `input` on its standard input, which
 /// is then closed, and returns its output once it exits (panics after `limit`).
 fn connect(w: &World, config: &Path, args: &[&str], input: &[u8], limit: Duration) -> Output {
-    let mut child = w
-        .lab
-        .alice
-        .command(&knocker_client().to_string_lossy())
-        .arg("connect")
+    let mut cmd = w.lab.alice.command(&knocker_client().to_string_lossy());
+    cmd.arg("connect")
         .args(args)
-        .env("KNOCKER_CONFIG_DIR", config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run knocker connect");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(input).expect("write stdin");
-    drop(stdin);
-    finish(child, limit)
-}
-
-fn finish(mut child: Child, limit: Duration) -> Output {
-    fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<Vec<u8>> {
-        thread::spawn(move || {
-            let mut all = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut all);
-            }
-            all
-        })
-    }
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
-    let end = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "knocker connect did not exit within {limit:?}: {}",
-                text(&stderr.join().expect("stderr"))
-            );
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: stdout.join().expect("stdout"),
-        stderr: stderr.join().expect("stderr"),
-    }
+        .env("KNOCKER_CONFIG_DIR", config);
+    lab::child::run(&mut cmd, input, limit)
 }
 
 fn text(bytes: &[u8]) -> String {

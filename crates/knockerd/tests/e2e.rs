@@ -101,7 +101,7 @@ fn tcp_flag_filter_ignores_non_syn_knocks() {
             .enter(move || {
                 ports
                     .iter()
-                    .try_for_each(|p| knockerd::lab::send_raw_tcp4(src, dst, 40000, *p, flags))
+                    .try_for_each(|p| knocker_lab::send_raw_tcp4(src, dst, 40000, *p, flags))
             })
             .expect("enter")
             .expect("raw send");
@@ -201,7 +201,7 @@ fn syn_sweep(w: &World, ports: Vec<u16>) {
         .mallory
         .enter(move || {
             for p in ports {
-                knockerd::lab::send_raw_tcp4(src, dst, 45000, p, TcpFlags::SYN)?;
+                knocker_lab::send_raw_tcp4(src, dst, 45000, p, TcpFlags::SYN)?;
             }
             Ok::<(), std::io::Error>(())
         })

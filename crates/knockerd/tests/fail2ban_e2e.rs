@@ -41,7 +41,7 @@ fn send_tcp(from: &Netns, src: &str, dst: &str, flags: TcpFlags, ports: &'static
     from.enter(move || {
         ports
             .iter()
-            .try_for_each(|p| knockerd::lab::send_raw_tcp4(src, dst, 40000, *p, flags))
+            .try_for_each(|p| knocker_lab::send_raw_tcp4(src, dst, 40000, *p, flags))
     })
     .expect("enter")
     .expect("raw send");

@@ -903,15 +903,14 @@ OPEN_PORTS tcp/22
     }
 }
 
-/// fwknopd itself decides what it accepts: run Debian's fwknopd on the same files, when it is
-/// installed and this runs as root (it needs its run directory).
+/// fwknopd itself decides what it accepts: run Debian's fwknopd (fwknop-server) on the same
+/// files, as root (it needs its run directory). Missing either fails, as every e2e test does.
 #[test]
 fn fwknopd_agrees_on_what_it_refuses() {
-    let bin = Path::new("/usr/sbin/fwknopd");
-    if !bin.exists() || !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs Debian's fwknopd and root");
+    if !knocker_lab::needs(true, &["fwknopd"]) {
         return;
     }
+    let bin = knocker_lab::which("fwknopd").expect("checked above");
     let d = Dir::new("oracle");
     let conf = d.write("fwknopd.conf", "");
     let k = keys();
@@ -1024,7 +1023,7 @@ fn fwknopd_agrees_on_what_it_refuses() {
     ];
     for (i, (text, fwknopd_ok, knockerd_ok)) in cases.iter().enumerate() {
         let access = d.write(&format!("a{i}.conf"), text);
-        let status = Command::new(bin)
+        let status = Command::new(&bin)
             .arg("-c")
             .arg(&conf)
             .arg("-a")

@@ -224,7 +224,7 @@ fn replays_stale_and_damaged_packets_open_nothing_also_after_a_restart() {
     w.lab
         .mallory
         .enter(move || {
-            knockerd::lab::send_raw_udp4(
+            knocker_lab::send_raw_udp4(
                 Lab::ALICE.parse::<Ipv4Addr>().expect("ip"),
                 Lab::SERVER_FOR_MALLORY.parse().expect("ip"),
                 40000,

@@ -236,7 +236,7 @@ impl SideBySide {
             .alice
             .enter(move || {
                 segments.iter().try_for_each(|(sport, dport, flags)| {
-                    knockerd::lab::send_raw_tcp4(src, dst, *sport, *dport, *flags)
+                    knocker_lab::send_raw_tcp4(src, dst, *sport, *dport, *flags)
                 })
             })
             .expect("enter")
@@ -354,14 +354,7 @@ impl SideBySide {
     fn finish(self) {
         let names = self.lab.names();
         drop(self);
-        let list = Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .expect("ip netns list");
-        let list = String::from_utf8_lossy(&list.stdout);
-        for n in names {
-            assert!(!list.contains(&n), "namespace {n} left behind");
-        }
+        lab::assert_removed(&names);
     }
 }
 

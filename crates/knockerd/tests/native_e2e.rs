@@ -119,7 +119,7 @@ fn send_udp(from: &Netns, to: &str, payload: Vec<u8>) {
 /// Sends a whole IP packet (a SYN, a spoofed datagram) from a namespace through a raw socket.
 fn send_raw(from: &Netns, packet: Vec<u8>, dst: &str) {
     let dst = ip(dst);
-    from.enter(move || knockerd::lab::send_raw_ip(&packet, dst))
+    from.enter(move || knocker_lab::send_raw_ip(&packet, dst))
         .expect("enter")
         .expect("raw send");
 }
@@ -250,10 +250,7 @@ fn udp4(src: &str, dst: &str, payload: &[u8]) -> Vec<u8> {
 /// An IPv4 UDP datagram to `port` with any source address.
 fn udp4_to(src: &str, dst: &str, port: u16, payload: &[u8]) -> Vec<u8> {
     let (s, d): (Ipv4Addr, Ipv4Addr) = (src.parse().expect("ip"), dst.parse().expect("ip"));
-    let b = etherparse::PacketBuilder::ipv4(s.octets(), d.octets(), 64).udp(40000, port);
-    let mut out = Vec::with_capacity(b.size(payload.len()));
-    b.write(&mut out, payload).expect("build");
-    out
+    lab::packet::udp(s.into(), d.into(), 40000, port, payload)
 }
 
 #[test]

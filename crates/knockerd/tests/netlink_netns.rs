@@ -1,22 +1,20 @@
 //! The NFLOG source and the nftables gatekeeper against the real kernel, each test inside network
-//! namespaces of its own (`kn-<pid>-<n>`), removed again even when a test fails.
+//! namespaces of its own (knocker-lab's, `kn<pid>-nl<n>`), removed again even when a test fails.
 //!
-//! Needs root, `ip` and `nft`. Without them the tests fail with a message saying so, unless
-//! `KNOCKER_SKIP_E2E=1`, where they print a skip notice and pass. Traffic only flows between the
+//! Needs root, `ip` and `nft`. Without them the tests fail with a message saying so;
+//! `KNOCKER_SKIP_E2E=1` skips them on purpose (the one rule, `knocker_lab::e2e`). Traffic only flows between the
 //! tests' own namespaces, on 10.200.0.0/16 and fd00:200::/48.
 
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::{AsFd, OwnedFd};
-use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use knocker_engine::{Knock, Proto, Service, TcpFlags};
+use knocker_lab::Netns;
 use knockerd::nflog::{NflogSource, RecvStats};
 use knockerd::nftset::NftSets;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sched::{setns, CloneFlags};
 use nix::sys::socket::{
     connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6,
 };
@@ -34,106 +32,41 @@ table inet knocker {
 }
 ";
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-/// Whether the end-to-end tests can run here; panics with the reason if they cannot, unless
-/// KNOCKER_SKIP_E2E=1.
-fn e2e_ready(test: &str) -> bool {
-    let missing = |tool: &str, arg: &str| {
-        !Command::new(tool)
-            .arg(arg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    let problem = if !nix::unistd::Uid::effective().is_root() {
-        Some("they must run as root (network namespaces, nftables, NFLOG)".to_string())
-    } else if missing("ip", "-V") {
-        Some("the `ip` tool (iproute2) is missing".to_string())
-    } else if missing("nft", "--version") {
-        Some("the `nft` tool (nftables) is missing".to_string())
-    } else {
-        None
-    };
-    match problem {
-        None => true,
-        Some(p) if std::env::var("KNOCKER_SKIP_E2E").as_deref() == Ok("1") => {
-            eprintln!("SKIPPED {test}: {p} (KNOCKER_SKIP_E2E=1)");
-            false
-        }
-        Some(p) => panic!(
-            "netlink end-to-end test {test} cannot run: {p}. \
-             Run as root with iproute2 and nftables, or set KNOCKER_SKIP_E2E=1 to skip it."
-        ),
-    }
+/// A network namespace of its own (`kn<pid>-nl<n>`), deleted when dropped, panic or not.
+fn netns() -> Netns {
+    Netns::unique("nl").expect("network namespace")
 }
 
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// A network namespace that is deleted when dropped, panic or not.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new() -> Netns {
-        let name = format!(
-            "kn-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        );
-        run(Command::new("ip").args(["netns", "add", &name]));
-        let ns = Netns { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn ip(&self, args: &[&str]) {
-        run(Command::new("ip").arg("-n").arg(&self.name).args(args));
-    }
-
+/// What these tests do inside a namespace, as panics rather than errors.
+trait Inside {
+    /// Runs `f` on a thread that has entered this namespace; sockets it opens belong to it.
+    fn inside<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T;
     /// Loads an nft script inside the namespace.
-    fn nft(&self, script: &str) {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.name, "nft", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn nft");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(script.as_bytes())
-            .expect("write ruleset");
-        let out = child.wait_with_output().expect("nft");
-        assert!(
-            out.status.success(),
-            "nft -f failed in {}: {}",
-            self.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
+    fn load(&self, script: &str);
     /// The elements of `inet knocker <set>` as nft shows them: (`a . proto . port`, timeout s,
     /// expires s), sorted.
+    fn elements(&self, set: &str) -> Vec<(String, u64, u64)>;
+    fn elements_raw_is_empty(&self, set: &str) -> bool;
+}
+
+fn set_json(ns: &Netns, set: &str) -> serde_json::Value {
+    let out = ns
+        .exec("nft", &["-j", "list", "set", "inet", "knocker", set])
+        .unwrap_or_else(|e| panic!("{e}"));
+    serde_json::from_str(&out).expect("nft json")
+}
+
+impl Inside for Netns {
+    fn inside<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        Netns::enter(self, f).expect("enter the namespace")
+    }
+
+    fn load(&self, script: &str) {
+        Netns::nft(self, script).unwrap_or_else(|e| panic!("{e}"));
+    }
+
     fn elements(&self, set: &str) -> Vec<(String, u64, u64)> {
-        let out = run(Command::new("ip").args([
-            "netns", "exec", &self.name, "nft", "-j", "list", "set", "inet", "knocker", set,
-        ]));
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("nft json");
+        let json = set_json(self, set);
         let mut elems = Vec::new();
         for item in json["nftables"].as_array().expect("nftables array") {
             let Some(list) = item["set"]["elem"].as_array() else {
@@ -161,27 +94,12 @@ impl Netns {
         elems
     }
 
-    /// Runs `f` on a thread that has entered this namespace; sockets it opens belong to it.
-    fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/run/netns/{}", self.name);
-        let thread = std::thread::spawn(move || {
-            let ns = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-            setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).expect("setns");
-            f()
-        });
-        match thread.join() {
-            Ok(v) => v,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .stderr(Stdio::null())
-            .status();
+    fn elements_raw_is_empty(&self, set: &str) -> bool {
+        set_json(self, set)["nftables"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .all(|item| item["set"]["elem"].is_null())
     }
 }
 
@@ -198,45 +116,31 @@ struct Link {
 
 impl Link {
     fn new() -> Link {
-        let server = Netns::new();
-        let client = Netns::new();
+        static NEXT: AtomicU32 = AtomicU32::new(0);
         let k = NEXT.fetch_add(1, Ordering::SeqCst) % 256;
         let link = Link {
             server4: Ipv4Addr::new(10, 200, k as u8, 1),
             client4: Ipv4Addr::new(10, 200, k as u8, 2),
             server6: format!("fd00:200:{k:x}::1").parse().expect("v6"),
             client6: format!("fd00:200:{k:x}::2").parse().expect("v6"),
-            server,
-            client,
+            server: netns(),
+            client: netns(),
         };
-        link.server.ip(&[
-            "link",
-            "add",
+        knocker_lab::link(
+            &link.server,
             "kns",
-            "type",
-            "veth",
-            "peer",
-            "name",
+            &[
+                &format!("{}/24", link.server4),
+                &format!("{}/64", link.server6),
+            ],
+            &link.client,
             "knc",
-            "netns",
-            &link.client.name,
-        ]);
-        for (ns, dev, a4, a6) in [
-            (&link.server, "kns", link.server4, link.server6),
-            (&link.client, "knc", link.client4, link.client6),
-        ] {
-            ns.ip(&["addr", "add", &format!("{a4}/24"), "dev", dev]);
-            ns.ip(&[
-                "-6",
-                "addr",
-                "add",
-                &format!("{a6}/64"),
-                "dev",
-                dev,
-                "nodad",
-            ]);
-            ns.ip(&["link", "set", dev, "up"]);
-        }
+            &[
+                &format!("{}/24", link.client4),
+                &format!("{}/64", link.client6),
+            ],
+        )
+        .expect("veth pair");
         link
     }
 }
@@ -245,17 +149,17 @@ impl Link {
 // nftables sets
 
 fn open_sets(ns: &Netns) -> NftSets {
-    ns.enter(|| NftSets::open("knocker", "allow4", "allow6"))
+    ns.inside(|| NftSets::open("knocker", "allow4", "allow6"))
         .expect("open nftables sets")
 }
 
 #[test]
 fn grant_shows_in_nft_with_its_timeout_and_refreshes() {
-    if !e2e_ready("grant_shows_in_nft_with_its_timeout_and_refreshes") {
+    if !knocker_lab::e2e(&[]) {
         return;
     }
-    let ns = Netns::new();
-    ns.nft(RULESET);
+    let ns = netns();
+    ns.load(RULESET);
     let mut sets = open_sets(&ns);
     sets.check().expect("knocker's sets pass the check");
 
@@ -312,11 +216,11 @@ fn grant_shows_in_nft_with_its_timeout_and_refreshes() {
 
 #[test]
 fn grant_ipv6_and_mapped_ipv4() {
-    if !e2e_ready("grant_ipv6_and_mapped_ipv4") {
+    if !knocker_lab::e2e(&[]) {
         return;
     }
-    let ns = Netns::new();
-    ns.nft(RULESET);
+    let ns = netns();
+    ns.load(RULESET);
     let mut sets = open_sets(&ns);
 
     let to: IpAddr = "fd00:200:7::2".parse().expect("addr");
@@ -353,10 +257,10 @@ fn grant_ipv6_and_mapped_ipv4() {
 
 #[test]
 fn missing_table_is_a_clear_error_not_a_hang() {
-    if !e2e_ready("missing_table_is_a_clear_error_not_a_hang") {
+    if !knocker_lab::e2e(&[]) {
         return;
     }
-    let ns = Netns::new(); // no ruleset at all
+    let ns = netns(); // no ruleset at all
     let mut sets = open_sets(&ns);
     let started = Instant::now();
     let err = sets
@@ -387,7 +291,7 @@ fn missing_table_is_a_clear_error_not_a_hang() {
     assert!(err.to_string().contains("does not exist"), "{err}");
 
     // The socket is still usable once the table appears.
-    ns.nft(RULESET);
+    ns.load(RULESET);
     sets.grant(
         "10.200.7.2".parse().expect("addr"),
         &[Service::tcp(22)],
@@ -399,11 +303,11 @@ fn missing_table_is_a_clear_error_not_a_hang() {
 
 #[test]
 fn check_catches_sets_of_the_wrong_shape() {
-    if !e2e_ready("check_catches_sets_of_the_wrong_shape") {
+    if !knocker_lab::e2e(&[]) {
         return;
     }
-    let ns = Netns::new();
-    ns.nft(
+    let ns = netns();
+    ns.load(
         "table inet knocker {
             set allow4 { type ipv4_addr . inet_service . inet_proto; flags timeout; }
             set good4 { type ipv4_addr . inet_proto . inet_service; flags timeout; }
@@ -418,7 +322,7 @@ fn check_catches_sets_of_the_wrong_shape() {
     );
 
     let mut sets = ns
-        .enter(|| NftSets::open("knocker", "good4", "allow6"))
+        .inside(|| NftSets::open("knocker", "good4", "allow6"))
         .expect("open");
     let err = sets.check().expect_err("no timeout flag");
     assert!(
@@ -435,20 +339,6 @@ fn check_catches_sets_of_the_wrong_shape() {
         .expect_err("set without timeouts");
     assert!(err.to_string().contains("flags timeout"), "{err}");
     assert!(ns.elements_raw_is_empty("allow6"));
-}
-
-impl Netns {
-    fn elements_raw_is_empty(&self, set: &str) -> bool {
-        let out = run(Command::new("ip").args([
-            "netns", "exec", &self.name, "nft", "-j", "list", "set", "inet", "knocker", set,
-        ]));
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("nft json");
-        json["nftables"]
-            .as_array()
-            .expect("array")
-            .iter()
-            .all(|item| item["set"]["elem"].is_null())
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -502,14 +392,14 @@ fn send_syn(to: SocketAddr) -> OwnedFd {
 
 #[test]
 fn nflog_delivers_tcp_syn_and_udp_knocks_v4_and_v6() {
-    if !e2e_ready("nflog_delivers_tcp_syn_and_udp_knocks_v4_and_v6") {
+    if !knocker_lab::e2e(&[]) {
         return;
     }
     let link = Link::new();
-    link.server.nft(RULESET);
+    link.server.load(RULESET);
     let mut source = link
         .server
-        .enter(|| NflogSource::bind(GROUP, 0))
+        .inside(|| NflogSource::bind(GROUP, 0))
         .expect("bind NFLOG group");
     assert_eq!(source.group(), GROUP);
     let mut seen = Vec::new();
@@ -517,7 +407,7 @@ fn nflog_delivers_tcp_syn_and_udp_knocks_v4_and_v6() {
 
     // UDP over IPv4
     let (c4, s4) = (link.client4, link.server4);
-    let udp_port = link.client.enter(move || {
+    let udp_port = link.client.inside(move || {
         let sock = UdpSocket::bind(SocketAddrV4::new(c4, 0)).expect("bind udp");
         sock.send_to(b"knock", SocketAddrV4::new(s4, 9000))
             .expect("send udp");
@@ -546,7 +436,7 @@ fn nflog_delivers_tcp_syn_and_udp_knocks_v4_and_v6() {
     // TCP SYN over IPv4; the socket is kept open until the knock is seen.
     let syn = link
         .client
-        .enter(move || send_syn(SocketAddr::V4(SocketAddrV4::new(s4, 7000))));
+        .inside(move || send_syn(SocketAddr::V4(SocketAddrV4::new(s4, 7000))));
     let took = wait_for(&mut source, &mut seen, &mut stats, |k| {
         k.proto == Proto::Tcp && k.src == IpAddr::V4(c4)
     });
@@ -565,7 +455,7 @@ fn nflog_delivers_tcp_syn_and_udp_knocks_v4_and_v6() {
 
     // The same over IPv6.
     let (c6, s6) = (link.client6, link.server6);
-    let udp_port = link.client.enter(move || {
+    let udp_port = link.client.inside(move || {
         let sock = UdpSocket::bind(SocketAddrV6::new(c6, 0, 0, 0)).expect("bind udp6");
         sock.send_to(b"knock", SocketAddrV6::new(s6, 9000, 0, 0))
             .expect("send udp6");
@@ -593,7 +483,7 @@ fn nflog_delivers_tcp_syn_and_udp_knocks_v4_and_v6() {
 
     let syn = link
         .client
-        .enter(move || send_syn(SocketAddr::V6(SocketAddrV6::new(s6, 7000, 0, 0))));
+        .inside(move || send_syn(SocketAddr::V6(SocketAddrV6::new(s6, 7000, 0, 0))));
     let took = wait_for(&mut source, &mut seen, &mut stats, |k| {
         k.proto == Proto::Tcp && k.src == IpAddr::V6(c6)
     });
@@ -620,12 +510,12 @@ fn nflog_delivers_tcp_syn_and_udp_knocks_v4_and_v6() {
 
 #[test]
 fn nflog_group_taken_by_another_socket_is_a_clear_error() {
-    if !e2e_ready("nflog_group_taken_by_another_socket_is_a_clear_error") {
+    if !knocker_lab::e2e(&[]) {
         return;
     }
-    let ns = Netns::new();
+    let ns = netns();
     let (first, second) =
-        ns.enter(|| (NflogSource::bind(GROUP, 128), NflogSource::bind(GROUP, 128)));
+        ns.inside(|| (NflogSource::bind(GROUP, 128), NflogSource::bind(GROUP, 128)));
     let _first = first.expect("first bind");
     let err = second.expect_err("second bind must fail");
     assert!(
@@ -635,24 +525,24 @@ fn nflog_group_taken_by_another_socket_is_a_clear_error() {
     );
     // Once the owner is gone, the group is free again.
     drop(_first);
-    let again = ns.enter(|| NflogSource::bind(GROUP, 128));
+    let again = ns.inside(|| NflogSource::bind(GROUP, 128));
     again.expect("bind after the first socket closed");
 }
 
 #[test]
 fn nflog_overrun_is_counted_not_an_error() {
-    if !e2e_ready("nflog_overrun_is_counted_not_an_error") {
+    if !knocker_lab::e2e(&[]) {
         return;
     }
     let link = Link::new();
-    link.server.nft(RULESET);
+    link.server.load(RULESET);
     let mut source = link
         .server
-        .enter(|| NflogSource::bind(GROUP, 0))
+        .inside(|| NflogSource::bind(GROUP, 0))
         .expect("bind NFLOG group");
     // Far more knocks than the receive buffer holds, while nobody reads.
     let (c4, s4) = (link.client4, link.server4);
-    let sent = link.client.enter(move || {
+    let sent = link.client.inside(move || {
         let sock = UdpSocket::bind(SocketAddrV4::new(c4, 0)).expect("bind udp");
         let mut sent = 0u64;
         for _ in 0..60_000 {
@@ -688,7 +578,7 @@ fn nflog_overrun_is_counted_not_an_error() {
     // The source keeps working afterwards.
     let mut seen = Vec::new();
     let mut stats = RecvStats::default();
-    link.client.enter(move || {
+    link.client.inside(move || {
         let sock = UdpSocket::bind(SocketAddrV4::new(c4, 4242)).expect("bind udp");
         sock.send_to(b"after", SocketAddrV4::new(s4, 9000))
             .expect("send");

@@ -9,28 +9,12 @@ fn unit_text() -> String {
     std::fs::read_to_string(&path).expect("packaging/knockerd.service")
 }
 
-fn skip() -> bool {
-    if std::env::var("KNOCKER_SKIP_E2E").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: KNOCKER_SKIP_E2E=1");
-        return true;
-    }
-    false
-}
-
 #[test]
 fn systemd_analyze_verify_finds_nothing_to_say() {
-    if skip() {
+    // Debian's systemd
+    if !knocker_lab::needs(false, &["systemd-analyze"]) {
         return;
     }
-    let found = Command::new("sh")
-        .args(["-c", "command -v systemd-analyze"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "systemd-analyze is missing (package systemd; scripts/test.sh installs it; KNOCKER_SKIP_E2E=1 skips on purpose)"
-    );
     // the unit names /usr/sbin/knockerd, which systemd-analyze checks exists: point it at the
     // binary under test
     let dir = std::env::temp_dir().join(format!("knocker-unit-{}", std::process::id()));

@@ -10,7 +10,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::*;
-use knockerd::lab::Netns;
+use knocker_lab::Netns;
 
 /// A directory nobody may write to (the ledger's), removed on drop.
 struct Dir(PathBuf);
@@ -22,7 +22,7 @@ impl Drop for Dir {
 }
 
 fn setup(tag: &str) -> (Netns, Dir, String) {
-    let ns = Netns::create(&format!("kn{}-{tag}", std::process::id())).expect("netns");
+    let ns = Netns::unique(tag).expect("netns");
     let dir = Dir(std::env::temp_dir().join(format!("knockerd-{tag}-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&dir.0);
     std::fs::create_dir_all(&dir.0).expect("mkdir");

@@ -5,38 +5,18 @@
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use knockerd::lab::{self, send_knock, try_connect, Lab, Netns, Reach};
+/// `e2e(&[tools])`: the workspace's one rule for prerequisites (knocker_lab::ready).
+pub use knocker_lab::{self as lab, e2e, send_knock, try_connect, Lab, Netns, Reach};
 use knockerd::ruleset::{self, LiveGrant};
 
 pub const SERVICE: u16 = 2222;
 pub const PROBE: Duration = Duration::from_millis(800);
 /// alice's usual sequence in the tests.
 pub const ALICE_SEQ: [&str; 3] = ["7000", "9000:udp", "8000"];
-
-/// Whether e2e tests run. They fail loudly when a prerequisite is missing, and skip only when
-/// KNOCKER_SKIP_E2E=1 is set on purpose.
-pub fn e2e(tools: &[&str]) -> bool {
-    if std::env::var("KNOCKER_SKIP_E2E").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: KNOCKER_SKIP_E2E=1");
-        return false;
-    }
-    if let Err(e) = lab::preflight() {
-        panic!("e2e prerequisite missing: {e} (set KNOCKER_SKIP_E2E=1 to skip on purpose)");
-    }
-    for t in tools {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        assert!(found, "e2e prerequisite missing: `{t}` is not installed (scripts/test.sh installs it; KNOCKER_SKIP_E2E=1 skips on purpose)");
-    }
-    true
-}
 
 pub fn ip(s: &str) -> IpAddr {
     s.parse().expect("test address")
@@ -324,14 +304,7 @@ impl World {
     pub fn finish(self) {
         let names = self.names.clone();
         drop(self);
-        let list = Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .expect("ip netns list");
-        let list = String::from_utf8_lossy(&list.stdout);
-        for n in names {
-            assert!(!list.contains(&n), "namespace {n} left behind");
-        }
+        lab::assert_removed(&names);
     }
 }
 

@@ -5,7 +5,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::encoded::{self, Assembly, Outcome, Refusal};
+use crate::encoded::{self, Assembly, Outcome};
+use crate::refusal::{Refusal, MAX_SEEN};
 use crate::sequence::{step, Clock, Failure, Kind, SequenceDoor, SequenceError, Step};
 use crate::table::{Progress, Table};
 use crate::types::{Grant, Knock, Service};
@@ -630,10 +631,10 @@ impl Engine {
                 }
             };
             let needed = 1 + usize::from(req.replay_id.is_some());
-            if self.seen.len() + needed > encoded::MAX_SEEN {
+            if self.seen.len() + needed > MAX_SEEN {
                 self.seen.retain(|_, until| *until >= wall);
             }
-            if self.seen.len() + needed > encoded::MAX_SEEN {
+            if self.seen.len() + needed > MAX_SEEN {
                 self.events.push_back(refuse(Refusal::MemoryFull));
                 return;
             }
@@ -667,7 +668,7 @@ impl Engine {
 
     /// Remembers a replay digest from before a restart (from the ledger).
     pub fn add_seen(&mut self, digest: [u8; 32], until_unix: u64) {
-        if self.seen.len() < encoded::MAX_SEEN {
+        if self.seen.len() < MAX_SEEN {
             self.seen.insert(digest, until_unix);
         }
     }
@@ -710,7 +711,7 @@ impl Engine {
             }
             self.assemblies.pop_oldest();
         }
-        if self.seen.len() > encoded::MAX_SEEN / 2 {
+        if self.seen.len() > MAX_SEEN / 2 {
             let wall = self.wall;
             self.seen.retain(|_, until| *until >= wall);
         }

@@ -10,16 +10,17 @@
 
 mod encoded;
 mod engine;
+mod refusal;
 mod sequence;
 mod spa;
 mod table;
 mod types;
 
-pub use encoded::{Refusal, MAX_SEEN};
 pub use engine::{
     validate_doors, validate_doors_compat, DoorsError, Engine, EngineConfig, Event,
     DEFAULT_MAX_TRACKED, MAX_CANDIDATES,
 };
+pub use refusal::{Refusal, MAX_SEEN};
 pub use sequence::{
     sequence_rules, Clock, Derive, Encoded, Failure, Kind, SequenceDoor, SequenceError, MAX_KNOCKS,
     MAX_OPEN_FOR, MAX_WINDOW, MIN_KNOCKS,

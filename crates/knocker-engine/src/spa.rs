@@ -42,7 +42,7 @@ pub enum SpaError {
     Unsupported(String),
     /// Authentic, and refused for this reason (a key that is not enrolled, a service this
     /// client may not open).
-    Refused(crate::encoded::Refusal),
+    Refused(crate::refusal::Refusal),
 }
 
 /// Decodes one SPA payload with a door's keys, at the given wall-clock time (Unix seconds; a

@@ -4,19 +4,16 @@
 //! unprivileged packet worker), `privsep` carries the decisions across to the root process,
 //! `gatekeeper` validates and applies grants through `nftset`, and `ruleset` owns the
 //! `inet knocker` table.
-pub mod clients;
 pub mod config;
+// The configuration modules live under config/; their old paths keep working.
+pub use config::{clients, fwknop_conf, fwknop_doors, knockd, native_doors};
 pub mod control;
 pub mod daemon;
 pub mod enroll;
-pub mod fwknop_conf;
-pub mod fwknop_doors;
 pub mod gatekeeper;
-pub mod knockd;
 pub mod ledger;
 pub mod listening;
 pub mod lockout;
-pub mod native_doors;
 pub(crate) mod netlink;
 pub mod nflog;
 pub mod nftset;

@@ -9,6 +9,12 @@
 //! open = ["tcp/22"]
 //! ```
 
+pub mod clients;
+pub mod fwknop_conf;
+pub mod fwknop_doors;
+pub mod knockd;
+pub mod native_doors;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;

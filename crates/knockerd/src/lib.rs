@@ -6,7 +6,13 @@
 //! `inet knocker` table.
 pub mod config;
 // The configuration modules live under config/; their old paths keep working.
-pub use config::{clients, fwknop_conf, fwknop_doors, knockd, native_doors};
+pub use config::{clients, fwknop_conf, fwknop_doors, native_doors};
+/// knockd.conf at its old path, with the [`Source`](config::load::Source) and
+/// [`load_source`](config::load::load_source) it used to hold.
+pub mod knockd {
+    pub use crate::config::knockd::*;
+    pub use crate::config::load::{load_source, Source};
+}
 pub mod control;
 pub mod daemon;
 pub mod enroll;

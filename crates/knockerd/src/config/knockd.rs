@@ -37,7 +37,7 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 
 use crate::config::{
-    self, Command, Config, ConfigError, Door, OnStop, DEFAULT_GRANT_MARK, DEFAULT_NFLOG_GROUP,
+    Command, Config, ConfigError, Door, OnStop, DEFAULT_GRANT_MARK, DEFAULT_NFLOG_GROUP,
     DEFAULT_STATE_DIR,
 };
 use crate::onetime::OneTimeFile;
@@ -71,74 +71,6 @@ const DOOR_KEYS: [&str; 13] = [
     "STOP_COMMAND_6",
     "TARGET",
 ];
-
-// ---- where the configuration comes from ---------------------------------------------------------
-
-/// Which file, in which format, the daemon runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    /// knockerd's TOML ([`config::load`]).
-    Native(PathBuf),
-    /// A knockd.conf, run as knockd would ([`load`]).
-    Knockd(PathBuf),
-    /// fwknopd's access.conf, and optionally its fwknopd.conf (`crate::fwknop_doors`).
-    Fwknop {
-        access: PathBuf,
-        fwknopd_conf: Option<PathBuf>,
-    },
-}
-
-impl Source {
-    pub fn path(&self) -> &Path {
-        match self {
-            Source::Native(p) | Source::Knockd(p) => p,
-            Source::Fwknop { access, .. } => access,
-        }
-    }
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Source::Native(p) => write!(f, "{}", p.display()),
-            Source::Knockd(p) => write!(f, "{} (knockd.conf)", p.display()),
-            Source::Fwknop { access, .. } => {
-                write!(f, "{} (fwknopd access.conf)", access.display())
-            }
-        }
-    }
-}
-
-/// Loads the configuration the daemon runs, at start and on every reload. For a knockd.conf,
-/// each warning is logged (so the daemon logs them at start and after each reload), and the log
-/// registered with [`register_log`] reopens its file and syslog socket as knockd does on SIGHUP.
-pub fn load_source(source: &Source) -> Result<Config, ConfigError> {
-    match source {
-        Source::Native(path) => config::load(path),
-        Source::Knockd(path) => {
-            let k = load(path)?;
-            for w in &k.warnings {
-                tracing::warn!("{w}");
-            }
-            if let Some(log) = REGISTERED_LOG.get() {
-                for problem in log.reconfigure(&k.options) {
-                    tracing::warn!("{problem}");
-                }
-            }
-            Ok(k.config)
-        }
-        Source::Fwknop {
-            access,
-            fwknopd_conf,
-        } => {
-            let (config, warnings) = crate::fwknop_doors::load(access, fwknopd_conf.as_deref())?;
-            for w in &warnings {
-                tracing::warn!("{w}");
-            }
-            Ok(config)
-        }
-    }
-}
 
 // ---- the parsed file ----------------------------------------------------------------------------
 
@@ -1210,9 +1142,9 @@ struct Sinks {
     dropped: u64,
 }
 
-static REGISTERED_LOG: OnceLock<KnockdLog> = OnceLock::new();
+pub(super) static REGISTERED_LOG: OnceLock<KnockdLog> = OnceLock::new();
 
-/// Makes [`load_source`] reconfigure `log` each time it loads a knockd.conf (at start and on
+/// Makes [`load_source`](super::load::load_source) reconfigure `log` each time it loads a knockd.conf (at start and on
 /// SIGHUP): the log file is reopened (after logrotate, say) and UseSyslog follows the file, as
 /// knockd does on reload. Only the first registration counts.
 pub fn register_log(log: &KnockdLog) {

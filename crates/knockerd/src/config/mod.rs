@@ -13,6 +13,7 @@ pub mod clients;
 pub mod fwknop_conf;
 pub mod fwknop_doors;
 pub mod knockd;
+pub mod load;
 pub mod native_doors;
 
 use std::collections::BTreeMap;

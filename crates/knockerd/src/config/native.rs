@@ -1,0 +1,1455 @@
+//! knockerd's own TOML: the raw file as serde reads it, and its validation into a [`Config`]
+//! with file:line in every error.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use knocker_engine::{
+    validate_doors, Clock, DoorsError, FlagFilter, Kind, Proto, SequenceDoor, Service, MAX_OPEN_FOR,
+};
+
+use crate::onetime::OneTimeFile;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::*;
+
+// ---- the file as written -------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    daemon: Option<Spanned<RawDaemon>>,
+    #[serde(default)]
+    door: BTreeMap<String, Spanned<RawDoor>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    nflog_group: Option<Spanned<i64>>,
+    max_tracked: Option<Spanned<i64>>,
+    on_stop: Option<OnStop>,
+    grant_mark: Option<Spanned<i64>>,
+    accept_mark: Option<Spanned<i64>>,
+    #[serde(default)]
+    trusted: Vec<Spanned<String>>,
+    #[serde(default)]
+    protect: Vec<Spanned<String>>,
+    interface: Option<Spanned<String>>,
+    state_dir: Option<String>,
+    server_key: Option<Spanned<String>>,
+    clients: Option<Spanned<String>>,
+    worker_user: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDoor {
+    kind: Option<Spanned<String>>,
+    sequence: Option<Spanned<Vec<Spanned<String>>>>,
+    one_time_sequences: Option<Spanned<String>>,
+    #[serde(default)]
+    open: Vec<Spanned<String>>,
+    target: Option<Spanned<String>>,
+    start_command_6: Option<Spanned<RawCommand>>,
+    stop_command_6: Option<Spanned<RawCommand>>,
+    // rotating doors
+    key_file: Option<Spanned<String>>,
+    mode: Option<Spanned<String>>,
+    period: Option<Spanned<RawDuration>>,
+    skew: Option<Spanned<i64>>,
+    lookahead: Option<Spanned<i64>>,
+    knocks: Option<Spanned<i64>>,
+    ports: Option<Spanned<String>>,
+    proto: Option<Spanned<String>>,
+    // encoded doors (and key_file, proto)
+    base: Option<Spanned<i64>>,
+    bits: Option<Spanned<i64>>,
+    max_age: Option<Spanned<RawDuration>>,
+    allow_other_address: Option<bool>,
+    // fwknop doors (and key_file, max_age, allow_other_address)
+    port: Option<Spanned<i64>>,
+    sources: Option<Spanned<Vec<Spanned<String>>>>,
+    destinations: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    restrict: Vec<Spanned<String>>,
+    hmac_key_file: Option<Spanned<String>>,
+    hmac_digest: Option<Spanned<String>>,
+    max_open_for: Option<Spanned<RawDuration>>,
+    expire: Option<Spanned<i64>>,
+    require_username: Option<String>,
+    require_source_address: Option<bool>,
+    // spa and syn doors
+    rate_limit: Option<Spanned<i64>>,
+    window: Option<Spanned<RawDuration>>,
+    open_for: Option<Spanned<RawDuration>>,
+    tcp_flags: Option<Spanned<String>>,
+    protect: Option<bool>,
+    start_command: Option<Spanned<RawCommand>>,
+    stop_command: Option<Spanned<RawCommand>>,
+    stop_after: Option<Spanned<RawDuration>>,
+    shell: Option<bool>,
+    repeat_start_command: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawDuration {
+    Seconds(i64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawCommand {
+    Argv(Vec<String>),
+    Line(String),
+}
+
+struct Ctx<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+    fn err<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        message: impl Into<String>,
+    ) -> Result<T, ConfigError> {
+        Err(ConfigError {
+            file: self.file.to_path_buf(),
+            line: Some(self.line_of(span.start)),
+            message: message.into(),
+        })
+    }
+    /// An optional duration of 1 s to 1 day, in whole seconds, or `default`.
+    fn secs(
+        &self,
+        v: &Option<Spanned<RawDuration>>,
+        key: &str,
+        default: u64,
+    ) -> Result<u64, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(x) => match self.duration(x, key)?.as_secs() {
+                n @ 1..=86_400 => Ok(n),
+                _ => self.err(x.span(), format!("{key} must be 1 s to 1 day")),
+            },
+        }
+    }
+
+    fn duration(&self, v: &Spanned<RawDuration>, key: &str) -> Result<Duration, ConfigError> {
+        let d = match v.get_ref() {
+            RawDuration::Seconds(n) if *n >= 0 => Ok(Duration::from_secs(*n as u64)),
+            RawDuration::Seconds(n) => Err(format!("{key} = {n}: a duration cannot be negative")),
+            RawDuration::Text(t) => parse_duration(t).map_err(|e| format!("{key}: {e}")),
+        };
+        d.or_else(|m| self.err(v.span(), m))
+    }
+    fn services(&self, list: &[Spanned<String>], key: &str) -> Result<Vec<Service>, ConfigError> {
+        list.iter()
+            .map(|s| {
+                s.get_ref()
+                    .parse::<Service>()
+                    .or_else(|e| self.err(s.span(), format!("{key}: {e}")))
+            })
+            .collect()
+    }
+}
+
+/// The server key and clients file a configuration names (or their defaults), read without
+/// validating the rest: `knockerd keygen` runs before the key that validation would need exists.
+pub fn native_paths(path: &Path) -> Result<(PathBuf, PathBuf), ConfigError> {
+    let bytes = read_bounded(path)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let cx = Ctx {
+        file: path,
+        text: &text,
+    };
+    let err = |e: toml::de::Error| ConfigError {
+        file: path.to_path_buf(),
+        line: e.span().map(|s| cx.line_of(s.start)),
+        message: e.message().trim().to_string(),
+    };
+    #[derive(Deserialize, Default)]
+    struct Paths {
+        server_key: Option<String>,
+        clients: Option<String>,
+    }
+    let mut table: toml::Table = toml::from_str(&text).map_err(err)?;
+    let paths: Paths = match table.remove("daemon") {
+        Some(d) => d.try_into().map_err(err)?,
+        None => Paths::default(),
+    };
+    let path_or = |p: Option<String>, default: &str| PathBuf::from(p.unwrap_or(default.into()));
+    Ok((
+        path_or(paths.server_key, DEFAULT_SERVER_KEY),
+        path_or(paths.clients, DEFAULT_CLIENTS),
+    ))
+}
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let bytes = read_bounded(path)?;
+    let text = String::from_utf8(bytes).map_err(|_| ConfigError {
+        file: path.to_path_buf(),
+        line: None,
+        message: "cannot read: not UTF-8 text".into(),
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and validates configuration text; `file` names it in errors.
+pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
+    let cx = Ctx { file, text };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+        file: file.to_path_buf(),
+        line: e.span().map(|s| cx.line_of(s.start)),
+        message: e.message().trim().to_string(),
+    })?;
+
+    let daemon_span = raw.daemon.as_ref().map(|d| d.span()).unwrap_or(0..0);
+    let daemon = raw.daemon.map(Spanned::into_inner).unwrap_or_default();
+    let nflog_group = match &daemon.nflog_group {
+        None => DEFAULT_NFLOG_GROUP,
+        Some(g) => match u16::try_from(*g.get_ref()) {
+            Ok(v) => v,
+            Err(_) => return cx.err(g.span(), "nflog_group must be 0 to 65535"),
+        },
+    };
+    let max_tracked = match &daemon.max_tracked {
+        None => knocker_engine::DEFAULT_MAX_TRACKED,
+        Some(m) => match *m.get_ref() {
+            n @ 1..=100_000_000 => n as usize,
+            _ => {
+                return cx.err(
+                    m.span(),
+                    "max_tracked must be 1 to 100000000 (each entry costs about 150 bytes)",
+                )
+            }
+        },
+    };
+    let grant_mark = match &daemon.grant_mark {
+        None => DEFAULT_GRANT_MARK,
+        Some(m) => match u32::try_from(*m.get_ref()) {
+            Ok(v) => v,
+            Err(_) => {
+                return cx.err(
+                    m.span(),
+                    "grant_mark must fit in 32 bits (0 turns marking off)",
+                )
+            }
+        },
+    };
+    let accept_mark = match &daemon.accept_mark {
+        None => 0,
+        Some(m) => match u32::try_from(*m.get_ref()) {
+            // each is tested as `mark & M == M`: neither may contain the other's bits
+            Ok(v) if v == 0 || grant_mark == 0 || (v & grant_mark != v && v & grant_mark != grant_mark) => v,
+            Ok(_) => {
+                return cx.err(
+                    m.span(),
+                    format!("accept_mark contains grant_mark ({grant_mark:#010x}) or lies within it, so a packet with one would match the other: use another, e.g. {SUGGESTED_ACCEPT_MARK:#010x}"),
+                )
+            }
+            Err(_) => {
+                return cx.err(
+                    m.span(),
+                    format!("accept_mark must fit in 32 bits, e.g. {SUGGESTED_ACCEPT_MARK:#010x} (0 turns it off)"),
+                )
+            }
+        },
+    };
+    let trusted = daemon
+        .trusted
+        .iter()
+        .map(|t| {
+            t.get_ref()
+                .parse::<Net>()
+                .or_else(|e| cx.err(t.span(), format!("trusted: {e}")))
+        })
+        .collect::<Result<Vec<Net>, ConfigError>>()?;
+    let protect = cx.services(&daemon.protect, "protect")?;
+
+    if raw.door.is_empty() {
+        return Err(ConfigError {
+            file: file.to_path_buf(),
+            line: None,
+            message: NO_DOOR.into(),
+        });
+    }
+    let mut doors = Vec::new();
+    // the server key and the clients file, read once when the first spa or syn door needs them
+    let mut native: Option<NativeKeys> = None;
+    for (name, raw_door) in &raw.door {
+        let span = raw_door.span();
+        let d = raw_door.get_ref();
+        if name.is_empty()
+            || name.len() > 32
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return cx.err(
+                span,
+                format!("door name {name:?}: use 1 to 32 letters, digits, '-' or '_'"),
+            );
+        }
+        let kind_name = d
+            .kind
+            .as_ref()
+            .map(|k| k.get_ref().as_str())
+            .unwrap_or("sequence");
+        let mut rotating = None;
+        let (sequence, one_time) = match kind_name {
+            "sequence" => {
+                let Some(seq) = &d.sequence else {
+                    return cx.err(span, format!("door {name:?} has no `sequence`: list its knocks, e.g. sequence = [\"7000\", \"9000:udp\", \"8000\"]"));
+                };
+                if let Some(o) = &d.one_time_sequences {
+                    return cx.err(o.span(), "one_time_sequences needs kind = \"one-time\"");
+                }
+                (cx.services(seq.get_ref(), "sequence")?, None)
+            }
+            "one-time" => {
+                if let Some(seq) = &d.sequence {
+                    return cx.err(seq.span(), "a one-time door takes its sequences from `one_time_sequences`, not `sequence`");
+                }
+                let Some(o) = &d.one_time_sequences else {
+                    return cx.err(span, format!("door {name:?} is one-time: name its file, e.g. one_time_sequences = \"/etc/knocker/{name}.seq\""));
+                };
+                match OneTimeFile::load(Path::new(o.get_ref())) {
+                    Ok(f) => (Vec::new(), Some(f)),
+                    Err((_, msg)) => return cx.err(o.span(), msg),
+                }
+            }
+            "fwknop" => {
+                if let Some(seq) = &d.sequence {
+                    return cx.err(
+                        seq.span(),
+                        "a fwknop door reads SPA packets: remove `sequence`",
+                    );
+                }
+                (Vec::new(), None)
+            }
+            "spa" | "syn" => {
+                if let Some(seq) = &d.sequence {
+                    return cx.err(
+                        seq.span(),
+                        format!("a {kind_name} door reads one packet per knock: remove `sequence`"),
+                    );
+                }
+                (Vec::new(), None)
+            }
+            "encoded" => {
+                if let Some(seq) = &d.sequence {
+                    return cx.err(
+                        seq.span(),
+                        "an encoded door reads requests from knocks in its span: remove `sequence`",
+                    );
+                }
+                rotating = Some(encoded_door(&cx, d, &span, name)?);
+                (Vec::new(), None)
+            }
+            "rotating" => {
+                if let Some(seq) = &d.sequence {
+                    return cx.err(
+                        seq.span(),
+                        "a rotating door derives its sequences from `key_file`: remove `sequence`",
+                    );
+                }
+                rotating = Some(rotating_door(&cx, d, &span, name)?);
+                (Vec::new(), None)
+            }
+            other => {
+                let at = d.kind.as_ref().map(|k| k.span()).unwrap_or(span.clone());
+                return cx.err(
+                    at,
+                    format!("unknown door kind {other:?}: use \"sequence\", \"one-time\", \"rotating\", \"encoded\", \"fwknop\", \"spa\" or \"syn\""),
+                );
+            }
+        };
+        let single_packet = matches!(kind_name, "fwknop" | "spa" | "syn");
+        if !single_packet {
+            let stray = d
+                .port
+                .as_ref()
+                .map(|s| s.span())
+                .or(d.sources.as_ref().map(|s| s.span()))
+                .or(d.max_open_for.as_ref().map(|s| s.span()));
+            if let Some(at) = stray {
+                return cx.err(at, "port, sources and max_open_for belong to single-packet doors (kind = \"fwknop\", \"spa\" or \"syn\")");
+            }
+        }
+        if !matches!(kind_name, "spa" | "syn") {
+            if let Some(r) = &d.rate_limit {
+                return cx.err(r.span(), "rate_limit belongs to kind = \"spa\" or \"syn\"");
+            }
+        }
+        if kind_name != "fwknop" {
+            let stray = d
+                .expire
+                .as_ref()
+                .map(|s| s.span())
+                .or(d.destinations.as_ref().map(|s| s.span()))
+                .or(d.restrict.first().map(|s| s.span()))
+                .or(d.hmac_key_file.as_ref().map(|s| s.span()))
+                .or(d.hmac_digest.as_ref().map(|s| s.span()));
+            if let Some(at) = stray {
+                return cx.err(at, "destinations, restrict, hmac_key_file, hmac_digest and expire belong to kind = \"fwknop\"");
+            }
+            if d.require_username.is_some() || d.require_source_address.is_some() {
+                return cx.err(
+                    span.clone(),
+                    "require_username and require_source_address belong to kind = \"fwknop\"",
+                );
+            }
+        }
+        if !matches!(kind_name, "encoded" | "fwknop" | "spa" | "syn") {
+            let stray = [&d.base, &d.bits]
+                .into_iter()
+                .flatten()
+                .next()
+                .map(|s| s.span());
+            if let Some(at) = stray.or(d.max_age.as_ref().map(|m| m.span())) {
+                return cx.err(at, "base, bits and max_age belong to kind = \"encoded\" (max_age also to single-packet doors)");
+            }
+            if d.allow_other_address.is_some() {
+                return cx.err(
+                    span.clone(),
+                    "allow_other_address belongs to kind = \"encoded\", \"fwknop\" or \"spa\"",
+                );
+            }
+        }
+        if kind_name != "rotating" && kind_name != "encoded" && kind_name != "fwknop" {
+            let stray = [&d.key_file, &d.mode, &d.ports, &d.proto]
+                .into_iter()
+                .flatten()
+                .next()
+                .map(|s| s.span());
+            let stray_n = [&d.skew, &d.lookahead, &d.knocks]
+                .into_iter()
+                .flatten()
+                .next()
+                .map(|s| s.span());
+            if let Some(at) = stray.or(stray_n).or(d.period.as_ref().map(|p| p.span())) {
+                return cx.err(at, "key_file, mode, period, skew, lookahead, knocks, ports and proto belong to kind = \"rotating\" (key_file and proto also to \"encoded\")");
+            }
+        }
+        let open = cx.services(&d.open, "open")?;
+        let fwknop = match kind_name {
+            "fwknop" => Some(fwknop_door(&cx, d, &span, name, &open)?),
+            "spa" | "syn" => {
+                let keys = match &native {
+                    Some(k) => k,
+                    None => native.insert(native_keys(&cx, &daemon, daemon_span.clone())?),
+                };
+                Some(native_door(&cx, d, &span, name, &open, kind_name, keys)?)
+            }
+            _ => None,
+        };
+        let target = match &d.target {
+            None => None,
+            Some(t) => Some(t.get_ref().parse::<IpAddr>().or_else(|_| {
+                cx.err(
+                    t.span(),
+                    format!("target {:?} is not an IP address", t.get_ref()),
+                )
+            })?),
+        };
+        let window = match &d.window {
+            Some(w) => cx.duration(w, "window")?,
+            None => DEFAULT_WINDOW,
+        };
+        let open_for = match &d.open_for {
+            Some(w) => cx.duration(w, "open_for")?,
+            None => DEFAULT_OPEN_FOR,
+        };
+        if open_for > MAX_OPEN_FOR {
+            let span = d
+                .open_for
+                .as_ref()
+                .map(|s| s.span())
+                .unwrap_or(span.clone());
+            return cx.err(
+                span,
+                format!("open_for is at most {}", fmt_duration(MAX_OPEN_FOR)),
+            );
+        }
+        let tcp_flags = match &d.tcp_flags {
+            None => None,
+            Some(f) => Some(
+                f.get_ref()
+                    .parse::<FlagFilter>()
+                    .or_else(|e| cx.err(f.span(), format!("tcp_flags: {e}")))?,
+            ),
+        };
+        let shell = d.shell.unwrap_or(false);
+        let command = |c: &Option<Spanned<RawCommand>>,
+                       key: &str|
+         -> Result<Option<Command>, ConfigError> {
+            let Some(c) = c else { return Ok(None) };
+            match (c.get_ref(), shell) {
+                (RawCommand::Argv(v), false) if v.is_empty() || v[0].is_empty() => {
+                    cx.err(c.span(), format!("{key} is empty: name the program to run first"))
+                }
+                (RawCommand::Argv(v), false) => Ok(Some(Command::Argv(v.clone()))),
+                (RawCommand::Line(l), true) if !l.trim().is_empty() => Ok(Some(Command::Shell(l.clone()))),
+                (RawCommand::Line(_), true) => cx.err(c.span(), format!("{key} is empty")),
+                (RawCommand::Line(l), false) => cx.err(
+                    c.span(),
+                    format!(
+                        "{key} is a string, which would need a shell: write it as a list of arguments, e.g. {:?}, or set `shell = true` in this door to run it with /bin/sh -c",
+                        l.split_whitespace().collect::<Vec<_>>()
+                    ),
+                ),
+                (RawCommand::Argv(_), true) => cx.err(
+                    c.span(),
+                    format!("{key} is a list but `shell = true`: with a shell, write the command as one string"),
+                ),
+            }
+        };
+        let start_command = command(&d.start_command, "start_command")?;
+        let stop_command = command(&d.stop_command, "stop_command")?;
+        let start_command_6 = command(&d.start_command_6, "start_command_6")?;
+        let stop_command_6 = command(&d.stop_command_6, "stop_command_6")?;
+        if open.is_empty() && start_command.is_none() && start_command_6.is_none() {
+            return cx.err(span, format!("door {name:?} opens nothing and runs nothing: give it `open` services or a start_command"));
+        }
+        let stop_after = match &d.stop_after {
+            Some(w) if stop_command.is_none() && stop_command_6.is_none() => {
+                return cx.err(
+                    w.span(),
+                    "stop_after without stop_command: add the command or remove stop_after",
+                )
+            }
+            Some(w) => match cx.duration(w, "stop_after")? {
+                d if d > MAX_STOP_AFTER => {
+                    return cx.err(
+                        w.span(),
+                        format!("stop_after is at most {} seconds", MAX_STOP_AFTER.as_secs()),
+                    )
+                }
+                d => d,
+            },
+            None => open_for,
+        };
+        // a fwknop door's grants last open_for, or up to max_open_for when the client asks
+        let open_for = match &fwknop {
+            Some((_, Kind::Spa(spa))) => {
+                Duration::from_secs(spa.access_timeout.max(spa.max_timeout))
+            }
+            _ => open_for,
+        };
+        let spec = SequenceDoor {
+            name: name.clone(),
+            sequence,
+            window,
+            tcp_flags,
+            open,
+            open_for,
+            kind: match (&one_time, &rotating) {
+                _ if fwknop.is_some() => fwknop
+                    .as_ref()
+                    .map(|(_, k)| k.clone())
+                    .unwrap_or(Kind::Static),
+                (Some(f), _) => Kind::OneTime {
+                    lines: f.sequences(),
+                    used: None,
+                },
+                (None, Some((_, kind))) => kind.clone(),
+                (None, None) => Kind::Static,
+            },
+            target,
+        };
+        if let Err(e) = spec.validate() {
+            let at = d
+                .sequence
+                .as_ref()
+                .map(|s| s.span())
+                .or(d.one_time_sequences.as_ref().map(|s| s.span()));
+            return cx.err(at.unwrap_or(span.clone()), format!("door {name:?}: {e}"));
+        }
+        doors.push(Door {
+            spec,
+            protect: d.protect.unwrap_or(true),
+            repeat_start_command: d.repeat_start_command.unwrap_or(false),
+            start_command,
+            stop_command,
+            start_command_6,
+            stop_command_6,
+            stop_after,
+            one_time,
+            rotating: rotating.map(|(r, _)| r),
+            spa_port: fwknop
+                .as_ref()
+                .filter(|_| kind_name != "syn")
+                .map(|(port, _)| *port),
+            syn_port: fwknop
+                .as_ref()
+                .filter(|_| kind_name == "syn")
+                .map(|(port, _)| *port),
+            line: cx.line_of(span.start),
+        });
+    }
+    // every door a client is enrolled for must be a spa or syn door of this configuration
+    if let Some(keys) = &native {
+        let is_native = |name: &str| {
+            raw.door.get(name).is_some_and(|d| {
+                d.get_ref()
+                    .kind
+                    .as_ref()
+                    .is_some_and(|k| matches!(k.get_ref().as_str(), "spa" | "syn"))
+            })
+        };
+        keys.clients
+            .check_doors(is_native)
+            .map_err(|m| located(&keys.clients.path, m))?;
+    }
+    let specs: Vec<SequenceDoor> = doors.iter().map(|d| d.spec.clone()).collect();
+    if let Err(e) = validate_doors(&specs) {
+        let door_name = match &e {
+            DoorsError::Door { door, .. }
+            | DoorsError::Identical(_, door)
+            | DoorsError::Overlap(door, _)
+            | DoorsError::KnockIsService(_, door, _) => Some(door.clone()),
+            DoorsError::TooMany(_) => None,
+        };
+        let line = door_name
+            .and_then(|n| doors.iter().find(|d| d.spec.name == n))
+            .map(|d| d.line);
+        return Err(ConfigError {
+            file: file.to_path_buf(),
+            line,
+            message: e.to_string(),
+        });
+    }
+    let config = Config {
+        file: file.to_path_buf(),
+        nflog_group,
+        max_tracked,
+        on_stop: daemon.on_stop.unwrap_or(OnStop::Keep),
+        grant_mark,
+        accept_mark,
+        trusted,
+        protect,
+        interface: match &daemon.interface {
+            None => None,
+            Some(i) => {
+                let name = i.get_ref();
+                // an interface name as the kernel allows it: at most 15 bytes, no '/' or space
+                if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '"', '\\']) {
+                    return cx.err(
+                        i.span(),
+                        format!("interface {name:?} is not an interface name"),
+                    );
+                }
+                Some(name.clone())
+            }
+        },
+        state_dir: PathBuf::from(
+            daemon
+                .state_dir
+                .clone()
+                .unwrap_or_else(|| DEFAULT_STATE_DIR.to_string()),
+        ),
+        server_key: server_key_path(&daemon),
+        clients: clients_path(&daemon),
+        worker_user: match &daemon.worker_user {
+            None => None,
+            Some(u) => {
+                let name = u.get_ref();
+                // a user name as useradd allows it
+                let ok = !name.is_empty()
+                    && name.len() <= 32
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                    && name != "root";
+                if !ok {
+                    return cx.err(
+                        u.span(),
+                        format!("worker_user {name:?} must be an unprivileged user's name (e.g. \"nobody\" or a dedicated \"knocker\")"),
+                    );
+                }
+                Some(name.clone())
+            }
+        },
+        drop_knocks: true,
+        doors,
+    };
+    // every port of a rotating door's span is a knock port, dropped and logged
+    for (proto, first, last) in config.knock_ranges() {
+        let inside = |s: &Service| s.proto == proto && (first..=last).contains(&s.port);
+        let clash = config
+            .doors
+            .iter()
+            .flat_map(|d| d.spec.open.iter())
+            .chain(config.protect.iter())
+            .find(|s| inside(s));
+        if let Some(s) = clash {
+            let door = config.doors.iter().find(|d| {
+                d.rotating
+                    .as_ref()
+                    .is_some_and(|r| r.first == first && r.last == last)
+            });
+            return Err(ConfigError {
+                file: file.to_path_buf(),
+                line: door.map(|d| d.line),
+                message: format!("{s} lies in the rotating span {proto}/{first}-{last}, whose every port is a knock port (dropped and logged): move the span"),
+            });
+        }
+        if let Some(s) = config.knock_services().into_iter().find(|s| inside(s)) {
+            return Err(ConfigError {
+                file: file.to_path_buf(),
+                line: None,
+                message: format!("knock port {s} of another door lies in the rotating span {proto}/{first}-{last}: a knock there would count for both doors; move one"),
+            });
+        }
+    }
+    let knocks = config.knock_services();
+    if let Some(s) = config.protect.iter().find(|s| knocks.contains(s)) {
+        let line = daemon.protect.first().map(|p| cx.line_of(p.span().start));
+        return Err(ConfigError {
+            file: file.to_path_buf(),
+            line,
+            message: format!("{s} is both a knock port and protected: a knock port is always dropped and logged, so it cannot be a service too"),
+        });
+    }
+    Ok(config)
+}
+
+/// Builds a single-packet-authorization door in fwknop's format (what `import-fwknop` writes):
+/// the two key files, the sources, and fwknopd's limits.
+fn fwknop_door(
+    cx: &Ctx<'_>,
+    d: &RawDoor,
+    span: &std::ops::Range<usize>,
+    name: &str,
+    open: &[Service],
+) -> Result<(u16, Kind), ConfigError> {
+    use knocker_wire::fwknop::{key_from_base64, Digest, FwknopKeys};
+    for (v, key) in [(&d.mode, "mode"), (&d.ports, "ports"), (&d.proto, "proto")] {
+        if let Some(v) = v {
+            return cx.err(v.span(), format!("{key} is not a key of fwknop doors"));
+        }
+    }
+    if let Some(v) = [&d.base, &d.bits, &d.skew, &d.lookahead, &d.knocks]
+        .into_iter()
+        .flatten()
+        .next()
+    {
+        return cx.err(v.span(), "not a key of fwknop doors");
+    }
+    let key = |file: &Option<Spanned<String>>,
+               what: &str|
+     -> Result<zeroize::Zeroizing<Vec<u8>>, ConfigError> {
+        let Some(f) = file else {
+            return cx.err(span.clone(), format!("door {name:?} is fwknop: give `{what}`, a file (mode 0600) holding the key as one line of base64"));
+        };
+        knocker_wire::keyfile::load_key(Path::new(f.get_ref()), |text| {
+            key_from_base64(text.trim()).map_err(|_| knocker_wire::KeyError::NotBase64)
+        })
+        .or_else(|e| cx.err(f.span(), e.to_string()))
+    };
+    let enc = key(&d.key_file, "key_file")?;
+    let hmac = key(&d.hmac_key_file, "hmac_key_file")?;
+    let digest = match &d.hmac_digest {
+        None => Digest::Sha256,
+        Some(h) => h.get_ref().parse::<Digest>().or_else(|_| {
+            cx.err(
+                h.span(),
+                "hmac_digest: use md5, sha1, sha256, sha384 or sha512",
+            )
+        })?,
+    };
+    let keys = FwknopKeys::new(enc, hmac, digest).or_else(|e| {
+        cx.err(
+            d.key_file
+                .as_ref()
+                .map(|k| k.span())
+                .unwrap_or(span.clone()),
+            e.to_string(),
+        )
+    })?;
+    if open.is_empty() {
+        return cx.err(
+            span.clone(),
+            format!("door {name:?} is fwknop: list in `open` the services a packet may ask for"),
+        );
+    }
+    let nets = |list: &Option<Spanned<Vec<Spanned<String>>>>,
+                key: &str|
+     -> Result<Vec<(IpAddr, u8)>, ConfigError> {
+        let Some(list) = list else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for item in list.get_ref() {
+            let text = item.get_ref().trim();
+            if text.eq_ignore_ascii_case("any") {
+                return Ok(Vec::new());
+            }
+            let (addr, len) = match text.split_once('/') {
+                Some((a, l)) => (a, l.parse::<u8>().ok()),
+                None => (text, None),
+            };
+            let Ok(ip) = addr.parse::<IpAddr>() else {
+                return cx.err(item.span(), format!("{key}: {text:?} is not an address or network (e.g. 10.0.0.0/8, fd00::/8, any)"));
+            };
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            match len.or(if text.contains('/') { None } else { Some(max) }) {
+                Some(l) if l <= max => out.push((ip, l)),
+                _ => return cx.err(item.span(), format!("{key}: bad prefix length in {text:?}")),
+            }
+        }
+        Ok(out)
+    };
+    let secs = |v: &Option<Spanned<RawDuration>>, key: &str, default: u64| cx.secs(v, key, default);
+    let port = match &d.port {
+        None => knocker_wire::fwknop::DEFAULT_PORT,
+        Some(p) => u16::try_from(*p.get_ref())
+            .ok()
+            .filter(|p| *p > 0)
+            .map_or_else(|| cx.err(p.span(), "port must be 1 to 65535"), Ok)?,
+    };
+    let spa = knocker_engine::Spa {
+        decode: crate::fwknop_doors::decoder(keys),
+        precheck: None,
+        rate_limit: None,
+        proto: knocker_engine::Proto::Udp,
+        port,
+        sources: nets(&d.sources, "sources")?,
+        max_age: Some(secs(&d.max_age, "max_age", 120)?),
+        access_timeout: secs(&d.open_for, "open_for", 30)?,
+        max_timeout: secs(&d.max_open_for, "max_open_for", 300)?,
+        restrict: cx.services(&d.restrict, "restrict")?,
+        require_username: d.require_username.clone(),
+        expire: d
+            .expire
+            .as_ref()
+            .map(|e| {
+                u64::try_from(*e.get_ref())
+                    .map_or_else(|_| cx.err(e.span(), "expire is a Unix time"), Ok)
+            })
+            .transpose()?,
+        allow_other_address: d.allow_other_address.unwrap_or(false),
+        require_source_address: d.require_source_address.unwrap_or(false),
+        destinations: nets(&d.destinations, "destinations")?,
+        open_any: false,
+    };
+    Ok((port, Kind::Spa(spa)))
+}
+
+fn server_key_path(daemon: &RawDaemon) -> PathBuf {
+    PathBuf::from(
+        daemon
+            .server_key
+            .as_ref()
+            .map_or(DEFAULT_SERVER_KEY, |k| k.get_ref().as_str()),
+    )
+}
+
+fn clients_path(daemon: &RawDaemon) -> PathBuf {
+    PathBuf::from(
+        daemon
+            .clients
+            .as_ref()
+            .map_or(DEFAULT_CLIENTS, |k| k.get_ref().as_str()),
+    )
+}
+
+/// What knocker's own doors are built from: the server's key and the enrolled clients.
+struct NativeKeys {
+    server: std::sync::Arc<knocker_wire::identity::PrivateKey>,
+    clients: crate::clients::Clients,
+}
+
+/// Reads the server key (0600) and the clients file named in `[daemon]` (or their defaults).
+fn native_keys(
+    cx: &Ctx<'_>,
+    daemon: &RawDaemon,
+    daemon_span: std::ops::Range<usize>,
+) -> Result<NativeKeys, ConfigError> {
+    let key_path = server_key_path(daemon);
+    let key_span = daemon
+        .server_key
+        .as_ref()
+        .map(|k| k.span())
+        .unwrap_or(daemon_span.clone());
+    let server = knocker_wire::keyfile::load_key(&key_path, |text| {
+        knocker_wire::identity::PrivateKey::from_base64(text)
+    })
+    .or_else(|e| {
+        cx.err(
+            key_span,
+            format!("server_key: {e} (spa and syn doors need the server's key: make it with `knockerd keygen`)"),
+        )
+    })?;
+    let clients_path = clients_path(daemon);
+    // no clients file yet: nobody is enrolled (`knockerd enroll` creates it)
+    let clients = if clients_path.exists() {
+        crate::clients::load(&clients_path).map_err(|message| located(&clients_path, message))?
+    } else {
+        crate::clients::Clients {
+            path: clients_path.clone(),
+            clients: Vec::new(),
+        }
+    };
+    Ok(NativeKeys {
+        server: std::sync::Arc::new(server),
+        clients,
+    })
+}
+
+/// A "path:line: message" from a file other than the configuration, as a [`ConfigError`].
+fn located(path: &Path, message: String) -> ConfigError {
+    let prefix = format!("{}:", path.display());
+    let rest = message.strip_prefix(&prefix).unwrap_or(&message);
+    let (line, rest) = match rest.split_once(": ") {
+        Some((n, r)) if n.parse::<usize>().is_ok() => (n.parse().ok(), r),
+        _ => (None, rest.trim_start()),
+    };
+    ConfigError {
+        file: path.to_path_buf(),
+        line,
+        message: rest.to_string(),
+    }
+}
+
+/// Builds knocker's own single-packet door: an SPA datagram door (UDP) or a stealth SYN door
+/// (TCP), both for the clients in the clients file.
+fn native_door(
+    cx: &Ctx<'_>,
+    d: &RawDoor,
+    span: &std::ops::Range<usize>,
+    name: &str,
+    open: &[Service],
+    kind_name: &str,
+    keys: &NativeKeys,
+) -> Result<(u16, Kind), ConfigError> {
+    let syn = kind_name == "syn";
+    if let Some(s) = &d.sources {
+        return cx.err(
+            s.span(),
+            format!("sources is not supported on {kind_name} doors: every client is known by its key; limit clients in the clients file"),
+        );
+    }
+    let Some(port) = &d.port else {
+        let example = if syn { "443" } else { "62201" };
+        return cx.err(
+            span.clone(),
+            format!("door {name:?} is {kind_name}: give the port its packets go to, e.g. port = {example} ({})", if syn { "TCP; no service may listen there" } else { "UDP" }),
+        );
+    };
+    let port = u16::try_from(*port.get_ref())
+        .ok()
+        .filter(|p| *p > 0)
+        .map_or_else(|| cx.err(port.span(), "port must be 1 to 65535"), Ok)?;
+    if open.is_empty() {
+        return cx.err(
+            span.clone(),
+            format!("door {name:?}: list in `open` the services a client may ask for"),
+        );
+    }
+    if syn && open.len() > 16 {
+        return cx.err(
+            span.clone(),
+            "a syn door opens at most 16 services (a SYN carries 4 bits to choose one)",
+        );
+    }
+    for (v, key) in [
+        (&d.key_file, "key_file"),
+        (&d.mode, "mode"),
+        (&d.ports, "ports"),
+        (&d.proto, "proto"),
+    ] {
+        if let Some(v) = v {
+            return cx.err(
+                v.span(),
+                format!("{key} is not a key of {kind_name} doors (keys are in server_key and the clients file)"),
+            );
+        }
+    }
+    if let Some(v) = [&d.base, &d.bits, &d.skew, &d.lookahead, &d.knocks]
+        .into_iter()
+        .flatten()
+        .next()
+    {
+        return cx.err(v.span(), format!("not a key of {kind_name} doors"));
+    }
+    if syn {
+        if let Some(m) = &d.max_age {
+            return cx.err(m.span(), format!("a syn door's window is fixed ({} s time steps, one either side): remove max_age", knocker_wire::syn::STEP_SECS));
+        }
+        if d.allow_other_address.is_some() {
+            return cx.err(
+                span.clone(),
+                "a SYN opens for its own source only: remove allow_other_address",
+            );
+        }
+    }
+    let secs = |v: &Option<Spanned<RawDuration>>, key: &str, default: u64| cx.secs(v, key, default);
+    let open_for = secs(&d.open_for, "open_for", DEFAULT_OPEN_FOR.as_secs())?;
+    let max_open_for = secs(&d.max_open_for, "max_open_for", open_for)?;
+    // expensive checks per source and second (a burst of five seconds' worth); 0 turns it off
+    let rate_limit =
+        match &d.rate_limit {
+            None => Some(knocker_engine::RateLimit::default()),
+            Some(r) => match u32::try_from(*r.get_ref()) {
+                Ok(0) => None,
+                Ok(n @ 1..=100_000) => Some(knocker_engine::RateLimit {
+                    burst: n.saturating_mul(5),
+                    per_sec: n,
+                }),
+                _ => return cx.err(
+                    r.span(),
+                    "rate_limit is checks per second per source: 1 to 100000, or 0 for no limit",
+                ),
+            },
+        };
+    let clients = &keys.clients.clients;
+    let (precheck, decode) = if syn {
+        crate::native_doors::syn_decoder(&keys.server, name, open, clients)
+            .or_else(|e| cx.err(span.clone(), e))?
+    } else {
+        crate::native_doors::spa_decoder(keys.server.clone(), name, open, clients)
+    };
+    let max_age = if syn {
+        // a SYN made for step s verifies until step s+1 ends: remember it that long
+        3 * knocker_wire::syn::STEP_SECS
+    } else {
+        secs(&d.max_age, "max_age", 120)?
+    };
+    let spa = knocker_engine::Spa {
+        decode,
+        precheck: Some(precheck),
+        rate_limit,
+        proto: if syn { Proto::Tcp } else { Proto::Udp },
+        port,
+        sources: Vec::new(),
+        max_age: Some(max_age),
+        access_timeout: open_for,
+        max_timeout: max_open_for,
+        restrict: Vec::new(),
+        require_username: None,
+        expire: None,
+        allow_other_address: d.allow_other_address.unwrap_or(false),
+        require_source_address: false,
+        destinations: Vec::new(),
+        open_any: false,
+    };
+    Ok((port, Kind::Spa(spa)))
+}
+
+/// Builds an encoded door: its key file, the span of 2^bits ports from base, the age window.
+fn encoded_door(
+    cx: &Ctx<'_>,
+    d: &RawDoor,
+    span: &std::ops::Range<usize>,
+    name: &str,
+) -> Result<(Rotating, Kind), ConfigError> {
+    use knocker_wire::encoded::EncodedSpec;
+    for (v, key) in [(&d.mode, "mode"), (&d.ports, "ports")] {
+        if let Some(v) = v {
+            return cx.err(
+                v.span(),
+                format!("{key} is for rotating doors; an encoded door has `base` and `bits`"),
+            );
+        }
+    }
+    let Some(key_file) = &d.key_file else {
+        return cx.err(span.clone(), format!("door {name:?} is encoded: name its key, e.g. key_file = \"/etc/knocker/{name}.key\" (make one with `knocker keygen --out FILE`)"));
+    };
+    let key = knocker_wire::keyfile::load_key(
+        Path::new(key_file.get_ref()),
+        knocker_wire::EncodedKey::from_base64,
+    )
+    .or_else(|e| cx.err(key_file.span(), e.to_string()))?;
+    let (Some(base), Some(bits)) = (&d.base, &d.bits) else {
+        return cx.err(span.clone(), format!("door {name:?} is encoded: give its span, e.g. base = 50000 and bits = 12 (4096 ports)"));
+    };
+    let proto = match &d.proto {
+        None => Proto::Tcp,
+        Some(p) => p
+            .get_ref()
+            .parse::<Proto>()
+            .or_else(|e| cx.err(p.span(), format!("proto: {e}")))?,
+    };
+    let base_v = u16::try_from(*base.get_ref())
+        .or_else(|_| cx.err(base.span(), "base must be a port, 1 to 65535"))?;
+    let bits_v =
+        u8::try_from(*bits.get_ref()).or_else(|_| cx.err(bits.span(), "bits must be 11 to 15"))?;
+    let spec =
+        EncodedSpec::new(base_v, bits_v, proto).or_else(|e| cx.err(bits.span(), e.to_string()))?;
+    let max_age = match &d.max_age {
+        None => 120,
+        Some(m) => match cx.duration(m, "max_age")?.as_secs() {
+            n @ 5..=3600 => n,
+            _ => return cx.err(m.span(), "max_age must be 5 s to 1 h"),
+        },
+    };
+    let range = spec.span();
+    let r = Rotating {
+        proto,
+        first: *range.start(),
+        last: *range.end(),
+        mode: "encoded",
+    };
+    let kind = Kind::Encoded(knocker_engine::Encoded {
+        spec,
+        key: std::sync::Arc::new(key),
+        max_age,
+        allow_other_address: d.allow_other_address.unwrap_or(false),
+    });
+    Ok((r, kind))
+}
+
+/// Builds a rotating door from its keys: the key file (owner-only, read into wiped memory), the
+/// port span and the clock. The derivation is a closure over the key, handed to the engine.
+fn rotating_door(
+    cx: &Ctx<'_>,
+    d: &RawDoor,
+    span: &std::ops::Range<usize>,
+    name: &str,
+) -> Result<(Rotating, Kind), ConfigError> {
+    use knocker_wire::rotate::{self, RotateSpec};
+    let Some(key_file) = &d.key_file else {
+        return cx.err(span.clone(), format!("door {name:?} is rotating: name its key, e.g. key_file = \"/etc/knocker/{name}.key\" (make one with `knocker keygen --out FILE`)"));
+    };
+    let key = knocker_wire::keyfile::load_key(
+        Path::new(key_file.get_ref()),
+        knocker_wire::RotateKey::from_base64,
+    )
+    .or_else(|e| cx.err(key_file.span(), e.to_string()))?;
+    let Some(ports) = &d.ports else {
+        return cx.err(span.clone(), format!("door {name:?} is rotating: give the span its knocks are drawn from, e.g. ports = \"40000-40999\""));
+    };
+    let range = rotate::parse_ports(ports.get_ref())
+        .or_else(|e| cx.err(ports.span(), format!("ports: {e}")))?;
+    let proto = match &d.proto {
+        None => Proto::Tcp,
+        Some(p) => p
+            .get_ref()
+            .parse::<Proto>()
+            .or_else(|e| cx.err(p.span(), format!("proto: {e}")))?,
+    };
+    let knocks = match &d.knocks {
+        None => 4,
+        Some(k) => usize::try_from(*k.get_ref())
+            .or_else(|_| cx.err(k.span(), "knocks must be a positive number"))?,
+    };
+    let spec = RotateSpec::new(knocks, range.clone(), proto)
+        .or_else(|e| cx.err(ports.span(), e.to_string()))?;
+    let small =
+        |v: &Option<Spanned<i64>>, key: &str, default: u64, max: u64| -> Result<u64, ConfigError> {
+            match v {
+                None => Ok(default),
+                Some(x) => match u64::try_from(*x.get_ref()) {
+                    Ok(n) if n <= max => Ok(n),
+                    _ => cx.err(x.span(), format!("{key} must be 0 to {max}")),
+                },
+            }
+        };
+    let mode = d
+        .mode
+        .as_ref()
+        .map(|m| m.get_ref().as_str())
+        .unwrap_or("totp");
+    let clock = match mode {
+        "totp" => {
+            if let Some(l) = &d.lookahead {
+                return cx.err(
+                    l.span(),
+                    "lookahead is for mode = \"hotp\"; a totp door has `skew`",
+                );
+            }
+            let period = match &d.period {
+                None => 30,
+                Some(p) => match cx.duration(p, "period")?.as_secs() {
+                    n @ 5..=3600 => n,
+                    _ => return cx.err(p.span(), "period must be 5 s to 1 h"),
+                },
+            };
+            Clock::Totp {
+                period,
+                skew: small(&d.skew, "skew", 1, 10)?,
+            }
+        }
+        "hotp" => {
+            if let Some(x) = &d.skew {
+                return cx.err(
+                    x.span(),
+                    "skew is for mode = \"totp\"; a hotp door has `lookahead`",
+                );
+            }
+            if let Some(p) = &d.period {
+                return cx.err(p.span(), "period is for mode = \"totp\"");
+            }
+            match small(&d.lookahead, "lookahead", 5, knocker_engine::MAX_CANDIDATES)? {
+                0 => {
+                    let at = d
+                        .lookahead
+                        .as_ref()
+                        .map(|l| l.span())
+                        .unwrap_or(span.clone());
+                    return cx.err(at, "lookahead must be at least 1");
+                }
+                n => Clock::Hotp { lookahead: n },
+            }
+        }
+        other => {
+            let at = d.mode.as_ref().map(|m| m.span()).unwrap_or(span.clone());
+            return cx.err(
+                at,
+                format!("mode {other:?}: use \"totp\" (time steps) or \"hotp\" (a counter)"),
+            );
+        }
+    };
+    let key = std::sync::Arc::new(key);
+    let derive: knocker_engine::Derive =
+        std::sync::Arc::new(move |t| rotate::sequence(&key, &spec, t));
+    let r = Rotating {
+        proto,
+        first: *range.start(),
+        last: *range.end(),
+        mode: if matches!(clock, Clock::Totp { .. }) {
+            "totp"
+        } else {
+            "hotp"
+        },
+    };
+    Ok((
+        r,
+        Kind::Rotating {
+            derive,
+            clock,
+            used: None,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watched_ports_contain_what_they_say() {
+        let range = Watched::Range(Proto::Tcp, 40000, 40999);
+        assert!(range.contains(Service::tcp(40000)) && range.contains(Service::tcp(40999)));
+        assert!(!range.contains(Service::tcp(41000)) && !range.contains(Service::udp(40500)));
+        assert_eq!(range.ports(), 1000);
+        assert!(Watched::Spa(62201).contains(Service::udp(62201)));
+        assert!(!Watched::Spa(62201).contains(Service::tcp(62201)));
+        assert!(Watched::Syn(443).contains(Service::tcp(443)));
+        assert!(!Watched::Knock(Service::udp(9000)).contains(Service::tcp(9000)));
+        assert_eq!(Watched::Range(Proto::Udp, 5, 5).ports(), 1);
+    }
+
+    fn p(text: &str) -> Result<Config, ConfigError> {
+        parse(Path::new("k.toml"), text)
+    }
+
+    const GOOD: &str = r#"
+[daemon]
+nflog_group = 7
+on_stop = "withdraw"
+protect = ["tcp/80"]
+
+[door.ssh]
+sequence = ["7000", "9000:udp", "8000"]
+open = ["tcp/22"]
+window = "10s"
+open_for = 60
+tcp_flags = "syn,!ack"
+start_command = ["/usr/bin/logger", "open %IP%"]
+stop_command = ["/usr/bin/logger", "close %IP%"]
+stop_after = "2m"
+"#;
+
+    #[test]
+    fn good_config() {
+        let c = p(GOOD).expect("valid");
+        assert_eq!(c.nflog_group, 7);
+        assert_eq!(c.on_stop, OnStop::Withdraw);
+        let d = c.door("ssh").expect("door");
+        assert_eq!(
+            d.spec.sequence,
+            vec![Service::tcp(7000), Service::udp(9000), Service::tcp(8000)]
+        );
+        assert_eq!(d.spec.window, Duration::from_secs(10));
+        assert_eq!(d.spec.open_for, Duration::from_secs(60));
+        assert_eq!(d.stop_after, Duration::from_secs(120));
+        assert_eq!(d.line, 7);
+        assert_eq!(c.protected(), vec![Service::tcp(22), Service::tcp(80)]);
+        let ip: IpAddr = "10.200.1.2".parse().expect("ip");
+        assert_eq!(
+            d.start_command.as_ref().expect("cmd").argv_for(ip),
+            vec!["/usr/bin/logger".to_string(), "open 10.200.1.2".to_string()]
+        );
+    }
+
+    fn err_of(text: &str) -> String {
+        p(text).expect_err("must be rejected").to_string()
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let e = err_of(
+            "[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nbogus = 1\n",
+        );
+        assert!(e.starts_with("k.toml:4:") && e.contains("bogus"), "{e}");
+        let e = err_of("[door.ssh]\nsequence = [\"7000\", \"70000\", \"8000\"]\nopen = [\"22\"]\n");
+        assert!(e.starts_with("k.toml:2:") && e.contains("70000"), "{e}");
+        let e = err_of("[door.ssh]\nsequence = [\"7000\", \"8000\", \"9000\"]\nopen = [\"22\"]\n");
+        assert!(e.starts_with("k.toml:2:") && e.contains("ascending"), "{e}");
+        let e = err_of("[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nstart_command = \"echo %IP% | logger\"\n");
+        assert!(
+            e.starts_with("k.toml:4:") && e.contains("shell = true"),
+            "{e}"
+        );
+        let e = err_of("[door.a]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\n\n[door.b]\nsequence = [\"7000\", \"9000\", \"8000\", \"7500\"]\nopen = [\"22\"]\n");
+        assert!(
+            e.starts_with("k.toml:5:") && e.contains("also opens door \"a\""),
+            "{e}"
+        );
+        let e = err_of("[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nwindow = \"10 parsecs\"\n");
+        assert!(e.starts_with("k.toml:4:"), "{e}");
+        let e = err_of("[daemon]\nnflog_group = 70000\n[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\n");
+        assert!(e.starts_with("k.toml:2:"), "{e}");
+        let e = err_of("[daemon]\n");
+        assert!(e.contains("no door yet, so nothing is protected"), "{e}");
+        let e = err_of("[door.ssh\n");
+        assert!(e.starts_with("k.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn trusted_sources_and_the_accept_mark() {
+        let door = "[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\n";
+        let c = p(&format!("[daemon]\ntrusted = [\"192.0.2.0/24\", \"2001:db8::/32\", \"192.0.2.7\"]\naccept_mark = 0x4b410000\n{door}")).expect("valid");
+        let nets: Vec<String> = c.trusted.iter().map(|n| n.to_string()).collect();
+        assert_eq!(nets, ["192.0.2.0/24", "2001:db8::/32", "192.0.2.7/32"]);
+        // nftables refuses overlapping elements of an interval set: the contained one goes
+        let minimal: Vec<String> = Net::minimal(&c.trusted)
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(minimal, ["192.0.2.0/24", "2001:db8::/32"]);
+        assert_eq!(c.accept_mark, 0x4b41_0000);
+        assert_eq!(p(door).expect("valid").accept_mark, 0, "off unless set");
+        for (bad, what) in [
+            (
+                "\"10.0.0.1/8\"",
+                "write \"10.0.0.0/8\" for the network, or \"10.0.0.1/32\"",
+            ),
+            (
+                "\"10.0.0.0/33\"",
+                "prefix length of an IPv4 network is 0 to 32",
+            ),
+            ("\"2001:db8::/129\"", "IPv6 network is 0 to 128"),
+            ("\"0.0.0.0/0\"", "would trust every source"),
+            ("\"::/0\"", "would trust every source"),
+            ("\"office\"", "is not an address or network: write e.g."),
+            ("\"10.0.0.0/x\"", "prefix length"),
+        ] {
+            let e = err_of(&format!(
+                "[daemon]\nnflog_group = 1\ntrusted = [\n  \"192.0.2.0/24\",\n  {bad},\n]\n{door}"
+            ));
+            assert!(e.starts_with("k.toml:5: trusted: "), "{bad}: {e}");
+            assert!(e.contains(what), "{bad}: {what:?} expected in {e}");
+        }
+        for bad in [
+            "0x4b4e0000",
+            "0x4b400000",
+            "0xffff0000",
+            "-1",
+            "0x100000000",
+        ] {
+            let e = err_of(&format!("[daemon]\naccept_mark = {bad}\n{door}"));
+            assert!(e.starts_with("k.toml:2: accept_mark"), "{bad}: {e}");
+        }
+        // with grant_mark off, any mark will do
+        let c = p(&format!(
+            "[daemon]\ngrant_mark = 0\naccept_mark = 1\n{door}"
+        ))
+        .expect("valid");
+        assert_eq!(c.accept_mark, 1);
+    }
+
+    #[test]
+    fn shell_commands_need_shell_true() {
+        let c = p("[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nshell = true\nstart_command = \"echo %IP% | logger\"\n").expect("valid");
+        let ip: IpAddr = "2001:db8::1".parse().expect("ip");
+        assert_eq!(
+            c.doors[0].start_command.as_ref().expect("cmd").argv_for(ip),
+            vec![
+                "/bin/sh".to_string(),
+                "-c".to_string(),
+                "echo 2001:db8::1 | logger".to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("5 years").is_err());
+        assert!(parse_duration("-5").is_err());
+        assert!(parse_duration("99999999999999999999d").is_err());
+        assert_eq!(fmt_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(fmt_duration(Duration::from_secs(120)), "2m");
+    }
+
+    #[test]
+    fn rotating_doors_are_checked() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("knocker-cfg-rot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let key = dir.join("k");
+        std::fs::write(&key, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n").expect("key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let door = |extra: &str| {
+            format!(
+                "[door.v]\nkind = \"rotating\"\nkey_file = {:?}\nports = \"40000-40999\"\nopen = [\"22\"]\n{extra}",
+                key.display().to_string()
+            )
+        };
+        let c = p(&door("mode = \"hotp\"\nlookahead = 3\n")).expect("valid");
+        assert_eq!(c.knock_ranges(), vec![(Proto::Tcp, 40000, 40999)]);
+        assert!(!c.doors[0].replayable());
+        let e = err_of(&door("mode = \"hotp\"\nskew = 2\n"));
+        assert!(
+            e.starts_with("k.toml:7:") && e.contains("skew is for"),
+            "{e}"
+        );
+        let e = err_of(&door("mode = \"sometimes\"\n"));
+        assert!(e.starts_with("k.toml:6:") && e.contains("totp"), "{e}");
+        let e = err_of(&door(
+            "open_for = 30\n[daemon]\nprotect = [\"tcp/40022\"]\n",
+        ));
+        assert!(e.contains("tcp/40022 lies in the rotating span"), "{e}");
+        let e = err_of("[door.s]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nports = \"1-100\"\n");
+        assert!(
+            e.starts_with("k.toml:4:") && e.contains("belong to kind = \"rotating\""),
+            "{e}"
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let e = err_of(&door(""));
+        assert!(e.starts_with("k.toml:3:") && e.contains("chmod 600"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

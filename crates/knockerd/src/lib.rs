@@ -6,7 +6,8 @@
 //! `inet knocker` table.
 pub mod config;
 // The configuration modules live under config/; their old paths keep working.
-pub use config::{clients, fwknop_conf, fwknop_doors, native_doors};
+pub use config::fwknop::{self as fwknop_conf, doors as fwknop_doors};
+pub use config::native::{clients, doors as native_doors};
 /// knockd.conf at its old path, with the [`Source`](config::load::Source) and
 /// [`load_source`](config::load::load_source) it used to hold.
 pub mod knockd {

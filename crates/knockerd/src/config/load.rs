@@ -64,7 +64,7 @@ pub fn load_source(source: &Source) -> Result<Config, ConfigError> {
             access,
             fwknopd_conf,
         } => {
-            let (config, warnings) = super::fwknop_doors::load(access, fwknopd_conf.as_deref())?;
+            let (config, warnings) = super::fwknop::doors::load(access, fwknopd_conf.as_deref())?;
             for w in &warnings {
                 tracing::warn!("{w}");
             }

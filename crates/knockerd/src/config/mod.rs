@@ -1,9 +1,9 @@
 //! knockerd's configuration: the types every format loads into ([`Config`], [`Door`], ...) and
 //! the helpers the formats share, importing none of its submodules' code. One module per format
 //! reads a file into them: [`native`] (knockerd's TOML, validated as a whole, with file:line in
-//! every error; [`clients`] and [`native_doors`] serve it), [`knockd`], and fwknop
-//! ([`fwknop_conf`], [`fwknop_doors`]); [`load::load_source`] picks the format a [`load::Source`]
-//! names, for the daemon and the CLI.
+//! every error, with its [`native::clients`] file and [`native::doors`]), [`knockd`], and
+//! [`fwknop`] (access.conf, fwknopd.conf and the import; [`fwknop::doors`]). [`load`](mod@load) picks the
+//! format a [`load::Source`] names, for the daemon and the CLI.
 //!
 //! ```toml
 //! [daemon]
@@ -14,13 +14,10 @@
 //! open = ["tcp/22"]
 //! ```
 
-pub mod clients;
-pub mod fwknop_conf;
-pub mod fwknop_doors;
+pub mod fwknop;
 pub mod knockd;
 pub mod load;
 pub mod native;
-pub mod native_doors;
 
 // The native format's loader at the paths it has always had.
 pub use native::{load, native_paths, parse};

@@ -1,6 +1,9 @@
 //! knockerd's own TOML: the raw file as serde reads it, and its validation into a [`Config`]
 //! with file:line in every error.
 
+pub mod clients;
+pub mod doors;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -826,7 +829,7 @@ fn fwknop_door(
             .map_or_else(|| cx.err(p.span(), "port must be 1 to 65535"), Ok)?,
     };
     let spa = knocker_engine::Spa {
-        decode: crate::fwknop_doors::decoder(keys),
+        decode: crate::config::fwknop::doors::decoder(keys),
         precheck: None,
         rate_limit: None,
         proto: knocker_engine::Proto::Udp,
@@ -874,7 +877,7 @@ fn clients_path(daemon: &RawDaemon) -> PathBuf {
 /// What knocker's own doors are built from: the server's key and the enrolled clients.
 struct NativeKeys {
     server: std::sync::Arc<knocker_wire::identity::PrivateKey>,
-    clients: crate::clients::Clients,
+    clients: clients::Clients,
 }
 
 /// Reads the server key (0600) and the clients file named in `[daemon]` (or their defaults).
@@ -901,9 +904,9 @@ fn native_keys(
     let clients_path = clients_path(daemon);
     // no clients file yet: nobody is enrolled (`knockerd enroll` creates it)
     let clients = if clients_path.exists() {
-        crate::clients::load(&clients_path).map_err(|message| located(&clients_path, message))?
+        clients::load(&clients_path).map_err(|message| located(&clients_path, message))?
     } else {
-        crate::clients::Clients {
+        clients::Clients {
             path: clients_path.clone(),
             clients: Vec::new(),
         }
@@ -1022,10 +1025,10 @@ fn native_door(
         };
     let clients = &keys.clients.clients;
     let (precheck, decode) = if syn {
-        crate::native_doors::syn_decoder(&keys.server, name, open, clients)
+        doors::syn_decoder(&keys.server, name, open, clients)
             .or_else(|e| cx.err(span.clone(), e))?
     } else {
-        crate::native_doors::spa_decoder(keys.server.clone(), name, open, clients)
+        doors::spa_decoder(keys.server.clone(), name, open, clients)
     };
     let max_age = if syn {
         // a SYN made for step s verifies until step s+1 ends: remember it that long

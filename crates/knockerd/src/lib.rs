@@ -11,6 +11,8 @@ pub use config::native::{clients, doors as native_doors};
 /// knockd.conf at its old path, with the [`Source`](config::load::Source) and
 /// [`load_source`](config::load::load_source) it used to hold.
 pub mod knockd {
+    pub use crate::config::knockd::import::import;
+    pub use crate::config::knockd::log::*;
     pub use crate::config::knockd::*;
     pub use crate::config::load::{load_source, Source};
 }

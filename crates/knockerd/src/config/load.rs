@@ -44,7 +44,8 @@ impl fmt::Display for Source {
 
 /// Loads the configuration the daemon runs, at start and on every reload. For a knockd.conf,
 /// each warning is logged (so the daemon logs them at start and after each reload), and the log
-/// registered with [`knockd::register_log`] reopens its file and syslog socket as knockd does on SIGHUP.
+/// registered with [`knockd::log::register_log`] reopens its file and syslog socket as knockd
+/// does on SIGHUP.
 pub fn load_source(source: &Source) -> Result<Config, ConfigError> {
     match source {
         Source::Native(path) => super::load(path),
@@ -53,7 +54,7 @@ pub fn load_source(source: &Source) -> Result<Config, ConfigError> {
             for w in &k.warnings {
                 tracing::warn!("{w}");
             }
-            if let Some(log) = knockd::REGISTERED_LOG.get() {
+            if let Some(log) = knockd::log::REGISTERED_LOG.get() {
                 for problem in log.reconfigure(&k.options) {
                     tracing::warn!("{problem}");
                 }

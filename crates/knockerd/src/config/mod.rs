@@ -2,8 +2,8 @@
 //! the helpers the formats share, importing none of its submodules' code. One module per format
 //! reads a file into them: [`native`] (knockerd's TOML, validated as a whole, with file:line in
 //! every error, with its [`native::clients`] file and [`native::doors`]), [`knockd`], and
-//! [`fwknop`] (access.conf, fwknopd.conf and the import; [`fwknop::doors`]). [`load`](mod@load) picks the
-//! format a [`load::Source`] names, for the daemon and the CLI.
+//! [`fwknop`] (access.conf, fwknopd.conf and the import; [`fwknop::doors`]). [`load`](mod@load)
+//! picks the format a [`load::Source`] names, for the daemon and the CLI.
 //!
 //! ```toml
 //! [daemon]

@@ -4,19 +4,25 @@
 //! unprivileged packet worker), `privsep` carries the decisions across to the root process,
 //! `gatekeeper` validates and applies grants through `nftset`, and `ruleset` owns the
 //! `inet knocker` table.
-pub mod clients;
 pub mod config;
+// The configuration modules live under config/; their old paths keep working.
+pub use config::fwknop::{self as fwknop_conf, doors as fwknop_doors};
+pub use config::native::{clients, doors as native_doors};
+/// knockd.conf at its old path, with the [`Source`](config::load::Source) and
+/// [`load_source`](config::load::load_source) it used to hold.
+pub mod knockd {
+    pub use crate::config::knockd::import::import;
+    pub use crate::config::knockd::log::*;
+    pub use crate::config::knockd::*;
+    pub use crate::config::load::{load_source, Source};
+}
 pub mod control;
 pub mod daemon;
 pub mod enroll;
-pub mod fwknop_conf;
-pub mod fwknop_doors;
 pub mod gatekeeper;
-pub mod knockd;
 pub mod ledger;
 pub mod listening;
 pub mod lockout;
-pub mod native_doors;
 pub(crate) mod netlink;
 pub mod nflog;
 pub mod nftset;

@@ -12,8 +12,8 @@ use std::time::Duration;
 use knocker_engine::{Kind, SequenceDoor, Spa, SpaDecode, SpaError, SpaRequest};
 use knocker_wire::fwknop::{self, FwknopKeys, MessageType};
 
+use crate::config::fwknop::{self as fwknop_conf, FwknopConf, Source, Stanza};
 use crate::config::{Command, Config, ConfigError, Door, DEFAULT_STATE_DIR};
-use crate::fwknop_conf::{self, FwknopConf, Source, Stanza};
 
 /// The decoder for one stanza's keys.
 pub fn decoder(keys: FwknopKeys) -> SpaDecode {
@@ -210,7 +210,7 @@ pub fn load(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fwknop_conf::FwknopdConf;
+    use crate::config::fwknop::FwknopdConf;
 
     fn doors(text: &str) -> Vec<Door> {
         let conf = fwknop_conf::parse(

@@ -24,7 +24,7 @@ use knocker_engine::{Refusal, Service, SpaDecode, SpaError, SpaPrecheck, SpaRequ
 use knocker_wire::identity::{DoorKey, PrivateKey, PublicKey};
 use knocker_wire::{spa, syn};
 
-use crate::clients::Client;
+use super::clients::Client;
 
 /// How many time steps either side of the server's a SYN may be made for (one step is
 /// [`syn::STEP_SECS`]): 30 to 60 s of clock skew.

@@ -46,6 +46,8 @@
 //! authorized can match another one by its absence. If no stanza is left, the configuration is
 //! refused. docs/fwknop.md lists every difference from fwknopd.
 
+pub mod doors;
+
 use crate::config::MAX_FILE_BYTES;
 use crate::config::{toml_comment as comment, toml_quote as quote};
 use std::ffi::OsStr;

@@ -1,0 +1,634 @@
+//! knockerd's configuration: the types every format loads into ([`Config`], [`Door`], ...) and
+//! the helpers the formats share, importing none of its submodules' code. One module per format
+//! reads a file into them: [`native`] (knockerd's TOML, validated as a whole, with file:line in
+//! every error, with its [`native::clients`] file and [`native::doors`]), [`knockd`], and
+//! [`fwknop`] (access.conf, fwknopd.conf and the import; [`fwknop::doors`]). [`load`](mod@load)
+//! picks the format a [`load::Source`] names, for the daemon and the CLI.
+//!
+//! ```toml
+//! [daemon]
+//! nflog_group = 4100
+//!
+//! [door.ssh]
+//! sequence = ["7000", "9000:udp", "8000"]
+//! open = ["tcp/22"]
+//! ```
+
+pub mod fwknop;
+pub mod knockd;
+pub mod load;
+pub mod native;
+
+// The native format's loader at the paths it has always had.
+pub use native::{load, native_paths, parse};
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use knocker_engine::{Kind, Proto, SequenceDoor, Service};
+
+use crate::onetime::OneTimeFile;
+use serde::Deserialize;
+
+/// Where knockerd looks for its configuration unless told otherwise.
+pub const DEFAULT_CONFIG: &str = "/etc/knocker/knockerd.toml";
+/// nftables table that knockerd owns (family inet). It never touches any other table.
+pub const TABLE: &str = "knocker";
+pub const DEFAULT_NFLOG_GROUP: u16 = 4100;
+/// The longest delay of a stop command (knockd's Cmd_Timeout is an int of seconds); it keeps
+/// the deadline arithmetic far from overflowing.
+pub const MAX_STOP_AFTER: Duration = Duration::from_secs(i32::MAX as u64);
+/// Where the ledger lives unless `[daemon] state_dir` says otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/knocker";
+/// The server's X25519 key, for `spa` and `syn` doors (`knockerd keygen` writes it).
+pub const DEFAULT_SERVER_KEY: &str = "/etc/knocker/server.key";
+/// The enrolled clients of `spa` and `syn` doors (`knockerd enroll` adds to it).
+pub const DEFAULT_CLIENTS: &str = "/etc/knocker/clients.toml";
+/// Packet mark set on granted packets so that an admin's own default-drop chain can accept them.
+pub const DEFAULT_GRANT_MARK: u32 = 0x4b4e_0000;
+/// The `accept_mark` that the docs and `check` suggest (accept_mark is off unless set): packets
+/// that the admin's own chain marks with it pass knocker's table.
+pub const SUGGESTED_ACCEPT_MARK: u32 = 0x4b41_0000;
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(15);
+pub const DEFAULT_OPEN_FOR: Duration = Duration::from_secs(30);
+/// The most bytes of a configuration file that are read (native, knockd.conf, access.conf).
+pub(crate) const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// Why a configuration without a door is refused (by `check` and by the daemon, which would
+/// protect nothing).
+pub const NO_DOOR: &str = "no door yet, so nothing is protected and knockerd does not start: write a [door.NAME] of your own (the commented [door.ssh] in the installed example shows one; choose your own sequence, not one printed in the docs), then run `knockerd check`";
+
+/// A configuration error, with the file and line it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file.display(), line, self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// What happens to open grants when knockerd stops cleanly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnStop {
+    /// Grants stay until their kernel timeout (a restart does not cut anyone off).
+    Keep,
+    /// Grants are removed at once.
+    Withdraw,
+}
+
+/// A command to run when a door opens or closes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run directly, no shell: each element is one argument. `%IP%` is substituted per argument.
+    Argv(Vec<String>),
+    /// Run with `/bin/sh -c`, because the config asked for a shell (`shell = true`).
+    Shell(String),
+}
+
+impl Command {
+    /// The program and arguments to execute, with `%IP%` replaced by the granted address. The
+    /// address comes from an `IpAddr`, so it is only ever hex digits, dots and colons.
+    pub fn argv_for(&self, ip: IpAddr) -> Vec<String> {
+        let ip = ip.to_string();
+        match self {
+            Command::Argv(v) => v.iter().map(|a| a.replace("%IP%", &ip)).collect(),
+            Command::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.replace("%IP%", &ip)],
+        }
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Argv(v) => write!(f, "{v:?}"),
+            Command::Shell(s) => write!(f, "/bin/sh -c {s:?}"),
+        }
+    }
+}
+
+/// A door as the daemon runs it: the engine's door plus what only the daemon needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Door {
+    pub spec: SequenceDoor,
+    /// Drop the door's services for everyone without a grant.
+    pub protect: bool,
+    /// Run the start command again when a knock completes while the door is already open for
+    /// that address (knockd's behaviour); off by default, so repeated knocks never stack rules.
+    pub repeat_start_command: bool,
+    pub start_command: Option<Command>,
+    pub stop_command: Option<Command>,
+    /// For IPv6 knocks, when they differ from the IPv4 ones (knockd's `Start_Command_6`).
+    pub start_command_6: Option<Command>,
+    pub stop_command_6: Option<Command>,
+    /// When the stop command runs, after the start command.
+    pub stop_after: Duration,
+    /// The file of a `one-time` door, whose lines are marked when used.
+    pub one_time: Option<OneTimeFile>,
+    /// The UDP port a single-packet-authorization door (fwknop or knocker SPA) listens on.
+    pub spa_port: Option<u16>,
+    /// The TCP port a stealth SYN door listens on.
+    pub syn_port: Option<u16>,
+    /// What a `rotating` door draws its knocks from, or an `encoded` door's span.
+    pub rotating: Option<Rotating>,
+    /// Line of the `[door.NAME]` header, for messages.
+    pub line: usize,
+}
+
+impl Door {
+    /// The start command for a knock from `ip` (the `_6` variant for IPv6, when given).
+    pub fn start_command_for(&self, ip: IpAddr) -> Option<&Command> {
+        match ip {
+            IpAddr::V6(_) => self
+                .start_command_6
+                .as_ref()
+                .or(self.start_command.as_ref()),
+            IpAddr::V4(_) => self.start_command.as_ref(),
+        }
+    }
+
+    /// The stop command for a grant to `ip`.
+    pub fn stop_command_for(&self, ip: IpAddr) -> Option<&Command> {
+        match ip {
+            IpAddr::V6(_) => self.stop_command_6.as_ref().or(self.stop_command.as_ref()),
+            IpAddr::V4(_) => self.stop_command.as_ref(),
+        }
+    }
+
+    /// What the door listens for, for `check` (this shows the secret: not for logs).
+    pub fn describe_knocks(&self) -> String {
+        if let Some(d) = self.describe_spa() {
+            return d;
+        }
+        let list = |seq: &[Service]| {
+            seq.iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if let (Some(r), Kind::Rotating { clock, .. }) = (&self.rotating, &self.spec.kind) {
+            return format!(
+                "a rotating sequence ({clock:?}) drawn from {}/{}-{}",
+                r.proto, r.first, r.last
+            );
+        }
+        match &self.one_time {
+            Some(f) => match f.entries.first() {
+                Some(next) => format!(
+                    "one-time sequences from {} ({} left; next, line {}: {})",
+                    f.path.display(),
+                    f.entries.len(),
+                    next.line,
+                    list(&next.sequence)
+                ),
+                None => format!(
+                    "one-time sequences from {}: none left, the door is closed for good",
+                    f.path.display()
+                ),
+            },
+            None => list(&self.spec.sequence),
+        }
+    }
+
+    /// What the door listens for, without the secret: for logs.
+    /// An SPA door's description (it has no secret to hide).
+    fn describe_spa(&self) -> Option<String> {
+        let Kind::Spa(spa) = &self.spec.kind else {
+            return None;
+        };
+        let nets = |v: &[(std::net::IpAddr, u8)]| {
+            if v.is_empty() {
+                "anywhere".to_string()
+            } else {
+                v.iter()
+                    .map(|(n, l)| format!("{n}/{l}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        let what = match (spa.proto, spa.precheck.is_some()) {
+            (Proto::Tcp, _) => "stealth SYNs on tcp",
+            (_, true) => "knocker SPA packets on udp",
+            (_, false) => "fwknop SPA packets on udp",
+        };
+        Some(format!(
+            "{what}/{} from {}{}",
+            spa.port,
+            nets(&spa.sources),
+            if spa.open_any {
+                " (opens any port asked for: no OPEN_PORTS)"
+            } else {
+                ""
+            }
+        ))
+    }
+
+    pub fn describe_knocks_for_log(&self) -> String {
+        if let Some(d) = self.describe_spa() {
+            return d;
+        }
+        if let Some(r) = &self.rotating {
+            return format!(
+                "a rotating sequence ({}) from {}/{}-{}",
+                r.mode, r.proto, r.first, r.last
+            );
+        }
+        match &self.one_time {
+            Some(f) => format!(
+                "{} one-time sequence(s) left in {}",
+                f.entries.len(),
+                f.path.display()
+            ),
+            None => format!("a sequence of {} knocks", self.spec.sequence.len()),
+        }
+    }
+
+    /// Whether anyone who records a knock on this door can replay it.
+    pub fn replayable(&self) -> bool {
+        matches!(self.spec.kind, Kind::Static)
+    }
+
+    /// What a grant of the door opens and for how long, for `check` and the log: "tcp/22 for
+    /// 30s", an SPA door's default and the most a client may ask for, "whatever the client asks
+    /// for" for an access.conf stanza without OPEN_PORTS, or that the door only runs commands.
+    pub fn describe_opening(&self) -> String {
+        let Kind::Spa(spa) = &self.spec.kind else {
+            if self.spec.open.is_empty() {
+                return "opens nothing in the firewall itself: it runs its commands".into();
+            }
+            return format!(
+                "opens {} for {}",
+                list_services(&self.spec.open),
+                fmt_duration(self.spec.open_for)
+            );
+        };
+        // as the engine computes it: the client's time capped by the maximum, else the default
+        let cap = |secs: u64| Duration::from_secs(secs.max(1)).min(self.spec.open_for);
+        let (default, max) = (cap(spa.access_timeout), cap(spa.max_timeout));
+        let how_long = if max > default {
+            format!(
+                "{} by default, up to {} if the client asks",
+                fmt_duration(default),
+                fmt_duration(max)
+            )
+        } else if max < default {
+            format!(
+                "{} by default, at most {} if the client names a time",
+                fmt_duration(default),
+                fmt_duration(max)
+            )
+        } else {
+            fmt_duration(default)
+        };
+        let what = if spa.open_any && spa.restrict.is_empty() {
+            "whatever port the client asks for (no OPEN_PORTS)".to_string()
+        } else if spa.open_any {
+            format!(
+                "whatever port the client asks for but {} (no OPEN_PORTS)",
+                list_services(&spa.restrict)
+            )
+        } else {
+            list_services(&self.spec.open)
+        };
+        format!("opens {what} for {how_long}")
+    }
+
+    pub fn has_commands(&self) -> bool {
+        self.start_command.is_some() || self.start_command_6.is_some()
+    }
+}
+
+/// A network in CIDR notation: `192.0.2.0/24`, `2001:db8::/32`; a bare address is one host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Net {
+    pub addr: IpAddr,
+    pub len: u8,
+}
+
+impl Net {
+    /// Whether `other` lies inside this network (a network contains itself).
+    pub fn contains(&self, other: &Net) -> bool {
+        let bits = |a: IpAddr| match a {
+            IpAddr::V4(a) => (u128::from(u32::from(a)), 32u8),
+            IpAddr::V6(a) => (u128::from(a), 128u8),
+        };
+        let ((a, max), (b, other_max)) = (bits(self.addr), bits(other.addr));
+        if max != other_max || other.len < self.len {
+            return false;
+        }
+        let shift = u32::from(max - self.len);
+        shift >= 128 || (a >> shift) == (b >> shift)
+    }
+
+    /// The networks without any that another one contains, sorted: what an nftables interval
+    /// set accepts (it refuses overlapping elements).
+    pub fn minimal(nets: &[Net]) -> Vec<Net> {
+        let mut v: Vec<Net> = nets.to_vec();
+        v.sort_by_key(|n| (n.len, n.addr));
+        v.dedup();
+        let mut out: Vec<Net> = Vec::new();
+        for n in v {
+            if !out.iter().any(|o| o.contains(&n)) {
+                out.push(n);
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+impl fmt::Display for Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+impl std::str::FromStr for Net {
+    type Err = String;
+    /// Refuses what nftables would refuse or what cannot be meant: a prefix too long, host bits
+    /// set (`10.0.0.1/8`), and `/0`, which would trust every source of a family.
+    fn from_str(text: &str) -> Result<Net, String> {
+        let text = text.trim();
+        let (addr, len) = match text.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| {
+            format!("{text:?} is not an address or network: write e.g. \"192.0.2.0/24\", \"2001:db8::/32\" or \"192.0.2.7\"")
+        })?;
+        let max: u8 = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match len {
+            None => max,
+            Some(l) => match l.parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => {
+                    return Err(format!(
+                        "{text:?}: the prefix length of an {} network is 0 to {max}",
+                        if addr.is_ipv4() { "IPv4" } else { "IPv6" }
+                    ))
+                }
+            },
+        };
+        if len == 0 {
+            return Err(format!("{text:?} would trust every source, so nothing would be protected: name the networks you manage the server from"));
+        }
+        let net = Net { addr, len };
+        let host = Net { addr, len: max };
+        let base = match addr {
+            IpAddr::V4(a) => IpAddr::V4((u32::from(a) & (u32::MAX << (32 - len))).into()),
+            IpAddr::V6(a) => IpAddr::V6((u128::from(a) & (u128::MAX << (128 - len))).into()),
+        };
+        if base != addr {
+            return Err(format!(
+                "{text:?} has host bits set: write \"{base}/{len}\" for the network, or \"{host}\" for this one address"
+            ));
+        }
+        Ok(net)
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub file: PathBuf,
+    pub nflog_group: u16,
+    pub max_tracked: usize,
+    pub on_stop: OnStop,
+    pub grant_mark: u32,
+    /// Packets that carry all these mark bits pass knocker's table (0: off): the admin's own
+    /// chain sets it, before knocker's, for sources it admits.
+    pub accept_mark: u32,
+    /// Sources that knocker's protection never drops (the admin's management network, a VPN).
+    pub trusted: Vec<Net>,
+    /// Services dropped for everyone without a grant, besides the doors' own.
+    pub protect: Vec<Service>,
+    /// Only knocks arriving on this interface count (knockd's `Interface`); any when `None`.
+    pub interface: Option<String>,
+    /// Where knockerd keeps its ledger.
+    pub state_dir: PathBuf,
+    /// The server's X25519 private key (read only when a `spa` or `syn` door exists).
+    pub server_key: PathBuf,
+    /// The clients file of `spa` and `syn` doors.
+    pub clients: PathBuf,
+    /// The user the packet worker becomes (`nobody` unless set).
+    pub worker_user: Option<String>,
+    /// Whether knock packets are dropped once logged, so that knock ports look filtered: true
+    /// for knockerd's own doors. A knockd.conf's are only watched, as knockd watches them, since
+    /// its knock ports may be a live service's (wake-on-connect); the admin's firewall decides.
+    pub drop_knocks: bool,
+    pub doors: Vec<Door>,
+}
+
+impl Config {
+    /// Every service knockerd drops for everyone without a grant.
+    pub fn protected(&self) -> Vec<Service> {
+        let mut v: Vec<Service> = self.protect.clone();
+        for d in self.doors.iter().filter(|d| d.protect) {
+            v.extend(d.spec.open.iter().copied());
+        }
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Every service some door listens for knocks on.
+    pub fn knock_services(&self) -> Vec<Service> {
+        let mut v: Vec<Service> = self
+            .doors
+            .iter()
+            .flat_map(|d| d.spec.fixed_knocks().copied().collect::<Vec<_>>())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// UDP ports of single-packet-authorization doors (fwknop), each logged with its payload.
+    pub fn spa_ports(&self) -> Vec<u16> {
+        let mut v: Vec<u16> = self.doors.iter().filter_map(|d| d.spa_port).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// TCP ports of stealth SYN doors, whose SYNs are logged with their headers.
+    pub fn syn_ports(&self) -> Vec<u16> {
+        let mut v: Vec<u16> = self.doors.iter().filter_map(|d| d.syn_port).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// The port spans of rotating and encoded doors, every port of which is a knock port.
+    pub fn knock_ranges(&self) -> Vec<(Proto, u16, u16)> {
+        self.doors
+            .iter()
+            .filter_map(|d| d.rotating.as_ref().map(|r| (r.proto, r.first, r.last)))
+            .collect()
+    }
+
+    pub fn door(&self, name: &str) -> Option<&Door> {
+        self.doors.iter().find(|d| d.spec.name == name)
+    }
+
+    /// Every port knockerd's table logs knocks on, in the order `check` lists them: one list for
+    /// `check`, the daemon's ready line and the warning about local services, so they agree.
+    pub fn watched(&self) -> Vec<Watched> {
+        let mut v: Vec<Watched> = self
+            .knock_services()
+            .into_iter()
+            .map(Watched::Knock)
+            .collect();
+        v.extend(
+            self.knock_ranges()
+                .into_iter()
+                .map(|(p, a, b)| Watched::Range(p, a, b)),
+        );
+        v.extend(self.spa_ports().into_iter().map(Watched::Spa));
+        v.extend(self.syn_ports().into_iter().map(Watched::Syn));
+        v
+    }
+}
+
+/// A port (or span of ports) knockerd's table logs knocks on ([`Config::watched`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watched {
+    /// A knock port of a sequence door.
+    Knock(Service),
+    /// Every port of a rotating or encoded door's span: (protocol, first, last).
+    Range(Proto, u16, u16),
+    /// The UDP port of single-packet-authorization doors.
+    Spa(u16),
+    /// The TCP port of stealth SYN doors.
+    Syn(u16),
+}
+
+impl Watched {
+    /// How many ports it is (a span is all of its ports).
+    pub fn ports(&self) -> usize {
+        match *self {
+            Watched::Range(_, a, b) => usize::from(b.saturating_sub(a)) + 1,
+            _ => 1,
+        }
+    }
+
+    /// Whether `s` is one of the ports watched.
+    pub fn contains(&self, s: Service) -> bool {
+        match *self {
+            Watched::Knock(k) => k == s,
+            Watched::Range(p, a, b) => s.proto == p && (a..=b).contains(&s.port),
+            Watched::Spa(port) => s == Service::udp(port),
+            Watched::Syn(port) => s == Service::tcp(port),
+        }
+    }
+}
+
+impl fmt::Display for Watched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Watched::Knock(s) => write!(f, "{s}"),
+            Watched::Range(p, a, b) => write!(f, "{p}/{a}-{b}"),
+            Watched::Spa(p) => write!(f, "udp/{p} (SPA packets, read whole)"),
+            Watched::Syn(p) => write!(f, "tcp/{p} (stealth SYNs, headers read)"),
+        }
+    }
+}
+
+/// The port span of a rotating or encoded door, as the daemon needs it beside the engine's door.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotating {
+    pub proto: Proto,
+    pub first: u16,
+    pub last: u16,
+    /// "totp" or "hotp": also the ledger's key for the door's last used step or counter;
+    /// "encoded" for an encoded door's span.
+    pub mode: &'static str,
+}
+
+/// Parses `30`, `30s`, `5m`, `2h`, `1d` into a duration of whole seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: u64 = num.parse().map_err(|_| {
+        format!("bad duration {text:?}: write seconds (30) or a number with s, m, h or d (30s, 5m)")
+    })?;
+    let mult = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => {
+            return Err(format!(
+                "bad duration {text:?}: the unit must be s, m, h or d"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("duration {text:?} is too long"))
+}
+
+/// Formats a duration the way the config writes it.
+fn list_services(services: &[Service]) -> String {
+    services
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn fmt_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s != 0 && s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else if s != 0 && s % 60 == 0 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Reads a configuration file whole, refusing one larger than [`MAX_FILE_BYTES`].
+pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    let plain = |message: String| ConfigError {
+        file: path.to_path_buf(),
+        line: None,
+        message,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| plain(format!("cannot read: {e}")))?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(plain(format!(
+            "file is {} bytes; at most {MAX_FILE_BYTES} are read",
+            meta.len()
+        )));
+    }
+    std::fs::read(path).map_err(|e| plain(format!("cannot read: {e}")))
+}
+
+/// A TOML string literal, for the importers' output.
+pub(crate) fn toml_quote(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// Appends `text` as TOML comment lines, one per line of text, so that nothing escapes the
+/// comment.
+pub(crate) fn toml_comment(out: &mut String, prefix: &str, text: &str) {
+    for line in text.lines() {
+        out.push_str(&format!("# {prefix}{line}\n"));
+    }
+}

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use knocker_engine::{Engine, EngineConfig, Knock, SequenceDoor, Service, TcpFlags, MAX_WINDOW};
+use knocker_engine::{DoorSpec, Engine, EngineConfig, Knock, Service, TcpFlags, MAX_WINDOW};
 
 const SERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 const ALICE: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
@@ -23,8 +23,8 @@ const SIZES: [usize; 2] = [1_000, 1_000_000];
 const MEMORY_SOURCES: usize = 1_000_000;
 const SEQUENCE: [u16; 3] = [7000, 9000, 8000];
 
-fn door() -> SequenceDoor {
-    SequenceDoor {
+fn door() -> DoorSpec {
+    DoorSpec {
         name: "ssh".to_string(),
         sequence: SEQUENCE.iter().map(|p| Service::tcp(*p)).collect(),
         // Long enough that nothing expires while a benchmark runs on virtual time.
@@ -32,7 +32,7 @@ fn door() -> SequenceDoor {
         tcp_flags: Some("syn,!ack".parse().expect("valid filter")),
         open: vec![Service::tcp(22)],
         open_for: Duration::from_secs(30),
-        kind: knocker_engine::Kind::Static,
+        kind: knocker_engine::Kind::Sequence,
         target: None,
     }
 }

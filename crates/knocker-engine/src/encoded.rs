@@ -35,7 +35,7 @@ pub(crate) enum Outcome {
 /// memory; records the digest when it grants.
 pub(crate) fn judge(
     door_index: usize,
-    door: &crate::SequenceDoor,
+    door: &crate::DoorSpec,
     e: &Encoded,
     bytes: &[u8],
     src: IpAddr,

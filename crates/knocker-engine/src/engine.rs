@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::encoded::{self, Assembly, Outcome};
 use crate::refusal::{Refusal, MAX_SEEN};
-use crate::sequence::{step, Clock, Failure, Kind, SequenceDoor, SequenceError, Step};
+use crate::sequence::{step, Clock, DoorSpec, Failure, Kind, SequenceError, Step};
 use crate::table::{Progress, Table};
 use crate::types::{Grant, Knock, Service};
 use knocker_wire::encoded::Reassembly;
@@ -20,7 +20,7 @@ pub const MAX_CANDIDATES: u64 = 64;
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
-    pub doors: Vec<SequenceDoor>,
+    pub doors: Vec<DoorSpec>,
     /// Hard bound on (source, door) progress entries kept at once.
     pub max_tracked: usize,
 }
@@ -92,7 +92,7 @@ pub enum DoorsError {
 
 /// A door as the engine runs it.
 struct DoorState {
-    spec: SequenceDoor,
+    spec: DoorSpec,
     name: Arc<str>,
     /// The last tag used (one-time line, counter, time step), if any.
     used: Option<u64>,
@@ -112,13 +112,13 @@ impl DoorState {
 
 /// The candidate sequences of a door, and the TOTP step they belong to.
 fn candidates(
-    spec: &SequenceDoor,
+    spec: &DoorSpec,
     used: Option<u64>,
     wall: u64,
 ) -> (Vec<(u64, Vec<Service>)>, Option<u64>) {
     let after_used = |t: u64| used.is_none_or(|u| t > u);
     match &spec.kind {
-        Kind::Static => (vec![(0, spec.sequence.clone())], None),
+        Kind::Sequence => (vec![(0, spec.sequence.clone())], None),
         // encoded doors have no sequences: their knocks are reassembled, not matched
         Kind::Encoded(_) | Kind::Spa(_) => (Vec::new(), None),
         Kind::OneTime { lines, .. } => {
@@ -199,7 +199,7 @@ impl Engine {
             .into_iter()
             .map(|spec| {
                 let used = match &spec.kind {
-                    Kind::Static | Kind::Encoded(_) | Kind::Spa(_) => None,
+                    Kind::Sequence | Kind::Encoded(_) | Kind::Spa(_) => None,
                     Kind::OneTime { used, .. } | Kind::Rotating { used, .. } => *used,
                 };
                 let mut d = DoorState {
@@ -272,7 +272,7 @@ impl Engine {
         }
     }
 
-    pub fn doors(&self) -> impl Iterator<Item = &SequenceDoor> {
+    pub fn doors(&self) -> impl Iterator<Item = &DoorSpec> {
         self.doors.iter().map(|d| &d.spec)
     }
 
@@ -353,7 +353,7 @@ impl Engine {
                 Step::Ignore => {}
                 Step::Complete => {
                     self.table.remove(&key);
-                    if matches!(door.spec.kind, Kind::Static) {
+                    if matches!(door.spec.kind, Kind::Sequence) {
                         granted = true;
                         // in door order, like every other event of this knock
                         self.events.push_back(Event::Grant(Grant {
@@ -449,7 +449,7 @@ impl Engine {
         let wall = self.wall;
         let door = &mut self.doors[index];
         // static doors complete inline in `handle`; this stays correct for them too
-        let dynamic = !matches!(door.spec.kind, Kind::Static);
+        let dynamic = !matches!(door.spec.kind, Kind::Sequence);
         if dynamic {
             // A second completion of the same tag (two sources racing, or doors sharing a
             // knock) must not open twice: tags are used once.
@@ -754,7 +754,7 @@ fn failed(door: &DoorState, src: IpAddr, p: &Progress, wrong: Option<Service>) -
 /// The checks after an SPA packet authenticated, in fwknopd's order.
 fn spa_verdict(
     index: usize,
-    door: &SequenceDoor,
+    door: &DoorSpec,
     spa: &crate::spa::Spa,
     req: &crate::spa::SpaRequest,
     src: IpAddr,
@@ -841,7 +841,7 @@ fn opens_with(door: &[Service], knocks: &[Service]) -> bool {
 }
 
 /// Checks each door and the doors against each other.
-pub fn validate_doors(doors: &[SequenceDoor]) -> Result<(), DoorsError> {
+pub fn validate_doors(doors: &[DoorSpec]) -> Result<(), DoorsError> {
     for d in doors {
         d.validate().map_err(|error| DoorsError::Door {
             door: d.name.clone(),
@@ -855,7 +855,7 @@ pub fn validate_doors(doors: &[SequenceDoor]) -> Result<(), DoorsError> {
 }
 
 /// knockd's rules: only what knockd itself refuses is an error; the rest are warnings.
-pub fn validate_doors_compat(doors: &[SequenceDoor]) -> Result<Vec<DoorsError>, DoorsError> {
+pub fn validate_doors_compat(doors: &[DoorSpec]) -> Result<Vec<DoorsError>, DoorsError> {
     let mut warnings = Vec::new();
     for d in doors {
         let w = d.validate_compat().map_err(|error| DoorsError::Door {
@@ -872,7 +872,7 @@ pub fn validate_doors_compat(doors: &[SequenceDoor]) -> Result<Vec<DoorsError>, 
 }
 
 /// Rules between doors: hard errors are returned as `Err`, ambiguities as the `Ok` list.
-fn cross_check(doors: &[SequenceDoor]) -> Result<Vec<DoorsError>, DoorsError> {
+fn cross_check(doors: &[DoorSpec]) -> Result<Vec<DoorsError>, DoorsError> {
     if doors.len() > u16::MAX as usize {
         return Err(DoorsError::TooMany(doors.len()));
     }
@@ -888,7 +888,7 @@ fn cross_check(doors: &[SequenceDoor]) -> Result<Vec<DoorsError>, DoorsError> {
         }
     }
     let mut ambiguous = Vec::new();
-    let fixed = |d: &SequenceDoor| matches!(d.kind, Kind::Static).then_some(d.sequence.clone());
+    let fixed = |d: &DoorSpec| matches!(d.kind, Kind::Sequence).then_some(d.sequence.clone());
     for (i, a) in doors.iter().enumerate() {
         for b in &doors[i + 1..] {
             if let (Some(x), Some(y)) = (fixed(a), fixed(b)) {
@@ -921,14 +921,14 @@ mod tests {
 
     #[test]
     fn ipv4_mapped_sources_are_the_ipv4_address() {
-        let door = SequenceDoor {
+        let door = DoorSpec {
             name: "ssh".into(),
             sequence: vec![Service::tcp(7000), Service::tcp(9000), Service::tcp(8000)],
             window: Duration::from_secs(10),
             tcp_flags: None,
             open: vec![Service::tcp(22)],
             open_for: Duration::from_secs(30),
-            kind: crate::Kind::Static,
+            kind: crate::Kind::Sequence,
             target: None,
         };
         let mut e = Engine::new(EngineConfig {

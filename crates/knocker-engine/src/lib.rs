@@ -22,7 +22,7 @@ pub use engine::{
 };
 pub use refusal::{Refusal, MAX_SEEN};
 pub use sequence::{
-    sequence_rules, Clock, Derive, Encoded, Failure, Kind, SequenceDoor, SequenceError, MAX_KNOCKS,
+    sequence_rules, Clock, Derive, DoorSpec, Encoded, Failure, Kind, SequenceError, MAX_KNOCKS,
     MAX_OPEN_FOR, MAX_WINDOW, MIN_KNOCKS,
 };
 pub use spa::{in_net, RateLimit, Spa, SpaDecode, SpaError, SpaPrecheck, SpaRequest};

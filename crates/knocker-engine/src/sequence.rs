@@ -39,7 +39,7 @@
 //!
 //! Validation makes a port sweep harmless: a sequence must have at least three knocks, its port
 //! numbers must not be in ascending or descending order (a scan that sweeps every port upward or
-//! downward would otherwise walk straight through it, see [`SequenceDoor::validate`]), and no
+//! downward would otherwise walk straight through it, see [`DoorSpec::validate`]), and no
 //! knock may follow itself (it could not be told from a retransmission).
 
 use std::fmt;
@@ -59,9 +59,9 @@ pub const MAX_OPEN_FOR: Duration = Duration::from_secs(24 * 3600);
 
 /// A configured sequence door.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SequenceDoor {
+pub struct DoorSpec {
     pub name: String,
-    /// The sequence of a [`Kind::Static`] door; empty for the other kinds.
+    /// The sequence of a [`Kind::Sequence`] door; empty for the other kinds.
     pub sequence: Vec<Service>,
     /// How long, from the first knock, the whole sequence may take.
     pub window: Duration,
@@ -75,18 +75,18 @@ pub struct SequenceDoor {
     pub target: Option<std::net::IpAddr>,
 }
 
-impl Default for SequenceDoor {
+impl Default for DoorSpec {
     /// A static door with no knocks and nothing to open: fill in at least `name`, `sequence`
     /// and `open` (or give it commands in the daemon's config).
     fn default() -> Self {
-        SequenceDoor {
+        DoorSpec {
             name: String::new(),
             sequence: Vec::new(),
             window: Duration::from_secs(15),
             tcp_flags: None,
             open: Vec::new(),
             open_for: Duration::from_secs(30),
-            kind: Kind::Static,
+            kind: Kind::Sequence,
             target: None,
         }
     }
@@ -94,7 +94,7 @@ impl Default for SequenceDoor {
 
 /// Where a door's sequence comes from.
 ///
-/// Only [`Kind::Static`] uses [`SequenceDoor::sequence`]. The other kinds offer the engine a
+/// Only [`Kind::Sequence`] uses [`DoorSpec::sequence`]. The other kinds offer the engine a
 /// few *candidate* sequences at a time, each with a tag (line number, counter or time step), and
 /// accept each tag once: a tag at or below the last one used is never a candidate again, so a
 /// recorded knock never opens twice. The caller persists [`crate::Event::Used`] and passes the
@@ -102,7 +102,7 @@ impl Default for SequenceDoor {
 #[derive(Clone)]
 pub enum Kind {
     /// The same sequence every time (replayable by nature).
-    Static,
+    Sequence,
     /// knockd's One_Time_Sequences: lines used in order, each once; the door closes for good
     /// when none is left. The tag is the line's index.
     OneTime {
@@ -152,7 +152,7 @@ pub enum Clock {
 impl fmt::Debug for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Kind::Static => f.write_str("Static"),
+            Kind::Sequence => f.write_str("Sequence"),
             Kind::OneTime { lines, used } => {
                 write!(f, "OneTime {{ lines: {}, used: {used:?} }}", lines.len())
             }
@@ -172,7 +172,7 @@ impl fmt::Debug for Kind {
 impl PartialEq for Kind {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
-            (Kind::Static, Kind::Static) => true,
+            (Kind::Sequence, Kind::Sequence) => true,
             (Kind::OneTime { lines: a, used: u }, Kind::OneTime { lines: b, used: v }) => {
                 a == b && u == v
             }
@@ -189,7 +189,7 @@ impl PartialEq for Kind {
                 },
             ) => Arc::ptr_eq(d, e) && c == k && u == v,
             (Kind::Spa(a), Kind::Spa(b)) => {
-                Arc::ptr_eq(&a.decode, &b.decode) && a.port == b.port && a.sources == b.sources
+                Arc::ptr_eq(&a.decode, &b.decode) && a.port == b.port && a.allowed == b.allowed
             }
             (Kind::Encoded(a), Kind::Encoded(b)) => {
                 a.spec == b.spec
@@ -262,13 +262,13 @@ pub fn sequence_rules(seq: &[Service]) -> Result<(), SequenceError> {
     Ok(())
 }
 
-impl SequenceDoor {
+impl DoorSpec {
     /// Checks everything about a door that does not depend on other doors.
     pub fn validate(&self) -> Result<(), SequenceError> {
         self.validate_with(true).map(|_| ())
     }
 
-    /// Like [`SequenceDoor::validate`], but the rules that only protect against port sweeps and
+    /// Like [`DoorSpec::validate`], but the rules that only protect against port sweeps and
     /// retransmissions (at least three knocks, not in order, no knock twice in a row) come back
     /// as warnings instead of errors: knockd accepts such sequences, and a knockd.conf must run
     /// as it is.
@@ -288,7 +288,7 @@ impl SequenceDoor {
             }
         };
         match &self.kind {
-            Kind::Static => check(&self.sequence)?,
+            Kind::Sequence => check(&self.sequence)?,
             Kind::OneTime { lines, .. } => lines.iter().try_for_each(|l| check(l))?,
             // derived sequences are made valid by the derivation (knocker-wire guarantees it)
             Kind::Rotating { .. } => {}
@@ -321,7 +321,7 @@ impl SequenceDoor {
             _ => &[],
         };
         let own: &[Service] = match &self.kind {
-            Kind::Static => &self.sequence,
+            Kind::Sequence => &self.sequence,
             _ => &[],
         };
         own.iter().chain(lines.iter().flatten())
@@ -437,15 +437,15 @@ pub(crate) enum Step {
 mod tests {
     use super::*;
 
-    fn door(seq: &[u16]) -> SequenceDoor {
-        SequenceDoor {
+    fn door(seq: &[u16]) -> DoorSpec {
+        DoorSpec {
             name: "t".into(),
             sequence: seq.iter().map(|p| Service::tcp(*p)).collect(),
             window: Duration::from_secs(10),
             tcp_flags: None,
             open: vec![Service::tcp(22)],
             open_for: Duration::from_secs(30),
-            kind: Kind::Static,
+            kind: Kind::Sequence,
             target: None,
         }
     }

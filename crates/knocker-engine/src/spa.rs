@@ -4,7 +4,7 @@
 //!
 //! The decoder is injected ([`SpaDecode`]), so the engine holds no keys; the engine owns the
 //! policy, cheapest first: the replay memory (a digest of the raw packet, before any key is
-//! used), the door's sources, the door's cheap pre-check (knocker SPA's door tag), the per-source
+//! used), the networks the door allows, the door's cheap pre-check (knocker SPA's door tag), the per-source
 //! rate limit on what is expensive, the decoder (which checks the authenticator in constant time
 //! *before* decrypting or any public-key math), the replay memory again (the request's own
 //! identity, which bit flips outside the authenticated part cannot change), then age, address
@@ -85,7 +85,7 @@ pub struct Spa {
     /// The port packets are sent to.
     pub port: u16,
     /// Where packets may come from: (network, prefix length); empty means anywhere.
-    pub sources: Vec<(IpAddr, u8)>,
+    pub allowed: Vec<(IpAddr, u8)>,
     /// How far the packet's timestamp may be from the server's clock, either way (seconds);
     /// `None` turns the age check off (fwknopd's ENABLE_SPA_PACKET_AGING N).
     pub max_age: Option<u64>,
@@ -110,11 +110,11 @@ pub struct Spa {
 }
 
 impl Spa {
-    /// Whether `src` is one of the door's sources.
+    /// Whether `src` is in one of the networks the door allows.
     pub fn admits_source(&self, src: IpAddr) -> bool {
-        self.sources.is_empty()
+        self.allowed.is_empty()
             || self
-                .sources
+                .allowed
                 .iter()
                 .any(|(net, len)| in_net(src, *net, *len))
     }
@@ -208,7 +208,7 @@ impl std::fmt::Debug for Spa {
             .field("proto", &self.proto)
             .field("port", &self.port)
             .field("rate_limit", &self.rate_limit)
-            .field("sources", &self.sources)
+            .field("allowed", &self.allowed)
             .field("max_age", &self.max_age)
             .field("access_timeout", &self.access_timeout)
             .field("max_timeout", &self.max_timeout)

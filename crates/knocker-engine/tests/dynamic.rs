@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use knocker_engine::{
-    Clock, Derive, DoorsError, Engine, EngineConfig, Event, Kind, Knock, Proto, SequenceDoor,
-    Service, TcpFlags,
+    Clock, Derive, DoorSpec, DoorsError, Engine, EngineConfig, Event, Kind, Knock, Proto, Service,
+    TcpFlags,
 };
 
 const ALICE: &str = "10.200.1.2";
@@ -17,8 +17,8 @@ fn ip(s: &str) -> IpAddr {
     s.parse().expect("ip")
 }
 
-fn door(kind: Kind) -> SequenceDoor {
-    SequenceDoor {
+fn door(kind: Kind) -> DoorSpec {
+    DoorSpec {
         name: "d".into(),
         sequence: Vec::new(),
         window: Duration::from_secs(10),
@@ -286,7 +286,7 @@ fn racing_sources_cannot_both_use_one_tag() {
 
 #[test]
 fn compat_mode_accepts_what_knockd_accepts_with_warnings() {
-    let mut monotonic = door(Kind::Static);
+    let mut monotonic = door(Kind::Sequence);
     monotonic.sequence = seq(&[7000, 8000, 9000]);
     let config = EngineConfig {
         doors: vec![monotonic.clone()],
@@ -321,7 +321,7 @@ fn compat_mode_accepts_what_knockd_accepts_with_warnings() {
         2
     );
     // an empty sequence is an error in both modes
-    let mut empty = door(Kind::Static);
+    let mut empty = door(Kind::Sequence);
     empty.sequence.clear();
     assert!(Engine::new_compat(EngineConfig {
         doors: vec![empty],
@@ -356,7 +356,7 @@ fn udp_and_tcp_candidates_are_distinct_services() {
 
 #[test]
 fn a_target_door_counts_only_knocks_to_its_address() {
-    let mut d = door(Kind::Static);
+    let mut d = door(Kind::Sequence);
     d.sequence = seq(&[7000, 9000, 8000]);
     d.target = Some(ip("10.200.9.9"));
     let mut e = Engine::new(EngineConfig {
@@ -384,7 +384,7 @@ fn a_target_door_counts_only_knocks_to_its_address() {
 
 #[test]
 fn a_door_may_open_nothing_in_the_firewall_and_only_trigger_commands() {
-    let mut d = door(Kind::Static);
+    let mut d = door(Kind::Sequence);
     d.sequence = seq(&[7000, 9000, 8000]);
     d.open.clear();
     let mut e = Engine::new(EngineConfig {

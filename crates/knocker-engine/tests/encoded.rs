@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use knocker_engine::{
-    Encoded, Engine, EngineConfig, Event, Kind, Knock, Refusal, SequenceDoor, Service, TcpFlags,
+    DoorSpec, Encoded, Engine, EngineConfig, Event, Kind, Knock, Refusal, Service, TcpFlags,
 };
 use knocker_wire::encoded::{encode, EncodedSpec, Request};
 use knocker_wire::{EncodedKey, Proto};
@@ -27,7 +27,7 @@ fn spec() -> EncodedSpec {
 }
 
 fn engine(allow_other_address: bool) -> Engine {
-    let door = SequenceDoor {
+    let door = DoorSpec {
         name: "enc".into(),
         open: vec![Service::tcp(22), Service::udp(53)],
         open_for: Duration::from_secs(60),

@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use knocker_engine::{
-    validate_doors, Engine, EngineConfig, Event, Failure, Grant, Knock, Proto, SequenceDoor,
-    Service, TcpFlags, DEFAULT_MAX_TRACKED,
+    validate_doors, DoorSpec, Engine, EngineConfig, Event, Failure, Grant, Knock, Proto, Service,
+    TcpFlags, DEFAULT_MAX_TRACKED,
 };
 use proptest::prelude::*;
 
@@ -81,7 +81,7 @@ fn events_of(events: &[Event], who: IpAddr) -> Vec<Event> {
         .collect()
 }
 
-fn engine(doors: &[SequenceDoor], max_tracked: usize) -> Engine {
+fn engine(doors: &[DoorSpec], max_tracked: usize) -> Engine {
     Engine::new(EngineConfig {
         doors: doors.to_vec(),
         max_tracked,
@@ -93,28 +93,28 @@ fn service_in(max_port: u16) -> impl Strategy<Value = Service> {
     (any::<bool>(), 1..=max_port).prop_map(|(udp, port)| service(udp, port))
 }
 
-/// Any door that [`SequenceDoor::validate`] accepts, with 3..=8 knocks on ports up to `max_port`.
-fn door_with_ports(max_port: u16) -> impl Strategy<Value = SequenceDoor> {
+/// Any door that [`DoorSpec::validate`] accepts, with 3..=8 knocks on ports up to `max_port`.
+fn door_with_ports(max_port: u16) -> impl Strategy<Value = DoorSpec> {
     (
         prop::collection::vec(service_in(max_port), 3..=8),
         prop::option::of(prop_oneof![Just("syn,!ack"), Just("syn"), Just("!ack")]),
         1u64..=20,
     )
-        .prop_map(|(sequence, flags, window)| SequenceDoor {
+        .prop_map(|(sequence, flags, window)| DoorSpec {
             name: String::new(),
             sequence,
             window: Duration::from_secs(window),
             tcp_flags: flags.map(|f| f.parse().expect("valid filter")),
             open: vec![Service::tcp(u16::MAX), Service::udp(u16::MAX)],
             open_for: Duration::from_secs(30),
-            kind: knocker_engine::Kind::Static,
+            kind: knocker_engine::Kind::Sequence,
             target: None,
         })
         .prop_filter("door validates", |d| d.validate().is_ok())
 }
 
 /// One to three valid doors that are also valid together.
-fn doors_with_ports(max_port: u16) -> impl Strategy<Value = Vec<SequenceDoor>> {
+fn doors_with_ports(max_port: u16) -> impl Strategy<Value = Vec<DoorSpec>> {
     prop::collection::vec(door_with_ports(max_port), 1..=3)
         .prop_map(|mut doors| {
             for (i, d) in doors.iter_mut().enumerate() {
@@ -125,7 +125,7 @@ fn doors_with_ports(max_port: u16) -> impl Strategy<Value = Vec<SequenceDoor>> {
         .prop_filter("doors validate together", |d| validate_doors(d).is_ok())
 }
 
-fn doors() -> impl Strategy<Value = Vec<SequenceDoor>> {
+fn doors() -> impl Strategy<Value = Vec<DoorSpec>> {
     doors_with_ports(SMALL_PORTS)
 }
 
@@ -153,7 +153,7 @@ fn sweeps(ports: std::ops::RangeInclusive<u16>) -> Vec<(&'static str, Vec<Servic
 
 /// Sweeps from a fresh engine, all inside the shortest window (1 µs per knock), and returns the
 /// grants it caused.
-fn sweep_grants(doors: &[SequenceDoor], sweep: &[Service]) -> Vec<Grant> {
+fn sweep_grants(doors: &[DoorSpec], sweep: &[Service]) -> Vec<Grant> {
     let t0 = Instant::now();
     let mut e = engine(doors, DEFAULT_MAX_TRACKED);
     let mut opened = Vec::new();
@@ -169,7 +169,7 @@ fn sweep_grants(doors: &[SequenceDoor], sweep: &[Service]) -> Vec<Grant> {
 }
 
 fn assert_sweeps_never_open(
-    doors: &[SequenceDoor],
+    doors: &[DoorSpec],
     ports: std::ops::RangeInclusive<u16>,
 ) -> Result<(), TestCaseError> {
     for d in doors {
@@ -220,7 +220,7 @@ enum Op {
 /// Arbitrary runs against `doors`: mostly knocks on the doors' own ports (so that sources
 /// advance, reset, start over and open), from a handful of sources, with time steps that often
 /// land exactly on a window's end.
-fn ops(doors: &[SequenceDoor]) -> impl Strategy<Value = Vec<Op>> {
+fn ops(doors: &[DoorSpec]) -> impl Strategy<Value = Vec<Op>> {
     let door_services: Vec<Service> = doors.iter().flat_map(|d| d.sequence.clone()).collect();
     let service = prop_oneof![
         6 => prop::sample::select(door_services),
@@ -244,7 +244,7 @@ fn ops(doors: &[SequenceDoor]) -> impl Strategy<Value = Vec<Op>> {
     prop::collection::vec(op, 0..300)
 }
 
-fn doors_and_ops() -> impl Strategy<Value = (Vec<SequenceDoor>, Vec<Op>)> {
+fn doors_and_ops() -> impl Strategy<Value = (Vec<DoorSpec>, Vec<Op>)> {
     doors().prop_flat_map(|doors| {
         let ops = ops(&doors);
         (Just(doors), ops)
@@ -275,7 +275,7 @@ struct Partial {
 /// The failure report for a partial knock that ends, `wrong` the port that ended it, by the
 /// rule in `sequence.rs`.
 fn model_failed(
-    door: &SequenceDoor,
+    door: &DoorSpec,
     src: IpAddr,
     p: &Partial,
     wrong: Option<Service>,
@@ -313,7 +313,7 @@ fn model_failed(
 }
 
 impl Model {
-    fn handle(&mut self, doors: &[SequenceDoor], now: Instant, k: &Knock) -> Vec<Event> {
+    fn handle(&mut self, doors: &[DoorSpec], now: Instant, k: &Knock) -> Vec<Event> {
         let s = k.service();
         let mut events = Vec::new();
         let mut failures = Vec::new();
@@ -420,7 +420,7 @@ impl Model {
     }
 
     /// The timer: expired partial knocks go, oldest first, up to the first that has not expired.
-    fn handle_timeout(&mut self, doors: &[SequenceDoor], now: Instant) -> Vec<Event> {
+    fn handle_timeout(&mut self, doors: &[DoorSpec], now: Instant) -> Vec<Event> {
         let mut order: Vec<((usize, IpAddr), Partial)> =
             self.progress.iter().map(|(k, p)| (*k, *p)).collect();
         order.sort_by_key(|(_, p)| p.started);
@@ -440,7 +440,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     /// No sweep over the ports the doors use, in either direction, by tcp, udp or both, opens
-    /// a valid door: that is what the ordering rule in `SequenceDoor::validate` promises.
+    /// a valid door: that is what the ordering rule in `DoorSpec::validate` promises.
     #[test]
     fn sweeps_never_open_a_valid_door(doors in doors()) {
         assert_sweeps_never_open(&doors, 1..=SMALL_PORTS + 24)?;

@@ -5,8 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use knocker_engine::{
-    validate_doors, DoorsError, Engine, EngineConfig, Event, Failure, Grant, Knock, Proto,
-    SequenceDoor, SequenceError, Service, TcpFlags, DEFAULT_MAX_TRACKED, MAX_OPEN_FOR, MAX_WINDOW,
+    validate_doors, DoorSpec, DoorsError, Engine, EngineConfig, Event, Failure, Grant, Knock,
+    Proto, SequenceError, Service, TcpFlags, DEFAULT_MAX_TRACKED, MAX_OPEN_FOR, MAX_WINDOW,
 };
 
 const SERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
@@ -22,29 +22,29 @@ fn services(specs: &[&str]) -> Vec<Service> {
         .collect()
 }
 
-fn door(name: &str, sequence: &[&str], open: &[&str]) -> SequenceDoor {
-    SequenceDoor {
+fn door(name: &str, sequence: &[&str], open: &[&str]) -> DoorSpec {
+    DoorSpec {
         name: name.to_string(),
         sequence: services(sequence),
         window: WINDOW,
         tcp_flags: Some("syn,!ack".parse().expect("valid filter")),
         open: services(open),
         open_for: OPEN_FOR,
-        kind: knocker_engine::Kind::Static,
+        kind: knocker_engine::Kind::Sequence,
         target: None,
     }
 }
 
 /// The door most tests knock on: tcp 7000, 9000, 8000 opens tcp/22.
-fn ssh_door() -> SequenceDoor {
+fn ssh_door() -> DoorSpec {
     door("ssh", &["7000", "9000", "8000"], &["22"])
 }
 
-fn engine_with(doors: Vec<SequenceDoor>, max_tracked: usize) -> Engine {
+fn engine_with(doors: Vec<DoorSpec>, max_tracked: usize) -> Engine {
     Engine::new(EngineConfig { doors, max_tracked }).expect("valid doors")
 }
 
-fn engine(doors: Vec<SequenceDoor>) -> Engine {
+fn engine(doors: Vec<DoorSpec>) -> Engine {
     engine_with(doors, DEFAULT_MAX_TRACKED)
 }
 

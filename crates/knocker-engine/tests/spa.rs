@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use knocker_engine::{
-    Engine, EngineConfig, Event, Kind, Knock, Proto, RateLimit, Refusal, SequenceDoor, Service,
-    Spa, SpaDecode, SpaError, SpaRequest, TcpFlags,
+    DoorSpec, Engine, EngineConfig, Event, Kind, Knock, Proto, RateLimit, Refusal, Service, Spa,
+    SpaDecode, SpaError, SpaRequest, TcpFlags,
 };
 
 const NOW: u64 = 1_795_260_671;
@@ -54,14 +54,14 @@ fn decoder(key: &'static str) -> SpaDecode {
     })
 }
 
-fn door(name: &str, key: &'static str, tweak: impl FnOnce(&mut Spa)) -> SequenceDoor {
+fn door(name: &str, key: &'static str, tweak: impl FnOnce(&mut Spa)) -> DoorSpec {
     let mut spa = Spa {
         decode: decoder(key),
         precheck: None,
         rate_limit: None,
         proto: Proto::Udp,
         port: 62201,
-        sources: Vec::new(),
+        allowed: Vec::new(),
         max_age: Some(120),
         access_timeout: 30,
         max_timeout: 300,
@@ -74,7 +74,7 @@ fn door(name: &str, key: &'static str, tweak: impl FnOnce(&mut Spa)) -> Sequence
         open_any: false,
     };
     tweak(&mut spa);
-    SequenceDoor {
+    DoorSpec {
         name: name.into(),
         open: vec![Service::tcp(22), Service::udp(53)],
         open_for: Duration::from_secs(3600),
@@ -83,7 +83,7 @@ fn door(name: &str, key: &'static str, tweak: impl FnOnce(&mut Spa)) -> Sequence
     }
 }
 
-fn engine(doors: Vec<SequenceDoor>) -> Engine {
+fn engine(doors: Vec<DoorSpec>) -> Engine {
     let mut e = Engine::new(EngineConfig {
         doors,
         max_tracked: 100,
@@ -175,7 +175,7 @@ fn the_allow_ip_must_be_the_source_unless_the_door_permits_another() {
 #[test]
 fn doors_on_one_port_are_tried_in_order_by_source_and_key() {
     let mut e = engine(vec![
-        door("lan", "L", |s| s.sources = vec![(ip("10.200.1.0"), 24)]),
+        door("lan", "L", |s| s.allowed = vec![(ip("10.200.1.0"), 24)]),
         door("any", "A", |_| {}),
     ]);
     assert_eq!(

@@ -22,8 +22,8 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
+use crate::config::load::ConfigFile;
 use crate::config::{Config, DEFAULT_STATE_DIR, TABLE};
-use crate::knockd::Source;
 use crate::notify::{monotonic_usec, Notifier};
 
 /// The daemon's pid file, inside its state directory.
@@ -38,12 +38,12 @@ pub const RELOAD_WAIT: Duration = Duration::from_secs(30);
 /// at for that key, so that `knockerd reload` still reaches the daemon when the rest of the
 /// file is broken (the daemon then says what is wrong). knockd.conf and access.conf have no
 /// such key: the daemon uses the default for them too.
-pub fn state_dir(source: &Source, cli: Option<&Path>) -> PathBuf {
+pub fn state_dir(source: &ConfigFile, cli: Option<&Path>) -> PathBuf {
     if let Some(dir) = cli {
         return dir.to_owned();
     }
     let from_file = match source {
-        Source::Native(path) => std::fs::read_to_string(path)
+        ConfigFile::Native(path) => std::fs::read_to_string(path)
             .ok()
             .and_then(|text| text.parse::<toml::Table>().ok())
             .and_then(|t| {
@@ -446,7 +446,7 @@ mod tests {
             "[daemon]\nstate_dir = \"/srv/k\"\n[door.x]\nbroken = \n",
         )
         .unwrap();
-        let src = Source::Native(good.clone());
+        let src = ConfigFile::Native(good.clone());
         // a file that does not parse as TOML: the default
         assert_eq!(state_dir(&src, None), PathBuf::from(DEFAULT_STATE_DIR));
         std::fs::write(
@@ -459,7 +459,7 @@ mod tests {
             state_dir(&src, Some(Path::new("/elsewhere"))),
             PathBuf::from("/elsewhere")
         );
-        let knockd = Source::Knockd(good);
+        let knockd = ConfigFile::Knockd(good);
         assert_eq!(state_dir(&knockd, None), PathBuf::from(DEFAULT_STATE_DIR));
     }
 }

@@ -28,9 +28,10 @@ impl Firewall for crate::nftset::NftSets {
     }
 }
 
-/// Why a grant was refused.
+/// Why a grant could not be applied (a bad request from the worker, or the ledger or firewall
+/// failing). Not a refusal of a knock: those are [`knocker_engine::Refusal`].
 #[derive(Debug, thiserror::Error)]
-pub enum Refusal {
+pub enum GrantError {
     #[error("no door named {0:?} in the configuration")]
     UnknownDoor(String),
     #[error("door {door:?} does not open {service}")]
@@ -198,7 +199,7 @@ impl<F: Firewall> Gatekeeper<F> {
 
     /// Validates a grant against the configuration and applies it: journal first, then the
     /// firewall, then the start command.
-    pub fn apply(&mut self, grant: &Grant, now: Instant) -> Result<Verdict, Refusal> {
+    pub fn apply(&mut self, grant: &Grant, now: Instant) -> Result<Verdict, GrantError> {
         self.apply_recording(grant, now, &[])
     }
 
@@ -210,13 +211,13 @@ impl<F: Firewall> Gatekeeper<F> {
         grant: &Grant,
         now: Instant,
         first: &[Record],
-    ) -> Result<Verdict, Refusal> {
+    ) -> Result<Verdict, GrantError> {
         let door = self
             .doors
             .iter()
             .find(|d| d.spec.name == grant.door_name)
             .cloned()
-            .ok_or_else(|| Refusal::UnknownDoor(grant.door_name.clone()))?;
+            .ok_or_else(|| GrantError::UnknownDoor(grant.door_name.clone()))?;
         // an SPA door read from an access.conf without OPEN_PORTS opens what is asked, as fwknopd
         let open_any = matches!(&door.spec.kind, knocker_engine::Kind::Spa(spa) if spa.open_any);
         if let Some(s) = grant
@@ -224,13 +225,13 @@ impl<F: Firewall> Gatekeeper<F> {
             .iter()
             .find(|s| !open_any && !door.spec.open.contains(s))
         {
-            return Err(Refusal::ServiceNotInDoor {
+            return Err(GrantError::ServiceNotInDoor {
                 door: door.spec.name.clone(),
                 service: *s,
             });
         }
         if grant.duration > door.spec.open_for {
-            return Err(Refusal::TooLong {
+            return Err(GrantError::TooLong {
                 door: door.spec.name.clone(),
                 max: door.spec.open_for,
                 asked: grant.duration,
@@ -238,7 +239,7 @@ impl<F: Firewall> Gatekeeper<F> {
         }
         let to = grant.to.to_canonical();
         if !grantable(to) {
-            return Err(Refusal::BadAddress(grant.to));
+            return Err(GrantError::BadAddress(grant.to));
         }
 
         let key = (door.spec.name.clone(), to);
@@ -258,7 +259,7 @@ impl<F: Firewall> Gatekeeper<F> {
             .filter(|_| !every_knock)
             .map(|o| (o.until, o.stop.as_ref().map(|s| s.0)));
         if self.ledger.is_none() && !first.is_empty() {
-            return Err(Refusal::Ledger(
+            return Err(GrantError::Ledger(
                 "no ledger to remember the request in".into(),
             ));
         }
@@ -287,7 +288,7 @@ impl<F: Firewall> Gatekeeper<F> {
             }
             let ids = ledger
                 .append_batch(wall, &records)
-                .map_err(|e| Refusal::Ledger(e.to_string()))?;
+                .map_err(|e| GrantError::Ledger(e.to_string()))?;
             if existing.is_none() && stop_cmd.is_some() {
                 // the StopPending record is the last of the batch; its sequence number is its id
                 let id = ids.end - 1;
@@ -313,7 +314,7 @@ impl<F: Firewall> Gatekeeper<F> {
         if !grant.open.is_empty() {
             self.firewall
                 .grant(to, &grant.open, grant.duration)
-                .map_err(Refusal::Firewall)?;
+                .map_err(GrantError::Firewall)?;
             let ends = self.grants.entry(key.clone()).or_default();
             for s in &grant.open {
                 ends.retain(|(e, _)| e != s);
@@ -594,7 +595,7 @@ mod tests {
                 },
                 now
             ),
-            Err(Refusal::UnknownDoor(_))
+            Err(GrantError::UnknownDoor(_))
         ));
         assert!(matches!(
             g.apply(
@@ -604,7 +605,7 @@ mod tests {
                 },
                 now
             ),
-            Err(Refusal::ServiceNotInDoor { .. })
+            Err(GrantError::ServiceNotInDoor { .. })
         ));
         assert!(matches!(
             g.apply(
@@ -614,7 +615,7 @@ mod tests {
                 },
                 now
             ),
-            Err(Refusal::TooLong { .. })
+            Err(GrantError::TooLong { .. })
         ));
         for bad in [
             "0.0.0.0",
@@ -627,7 +628,7 @@ mod tests {
             "::ffff:127.0.0.1",
         ] {
             assert!(
-                matches!(g.apply(&grant(bad), now), Err(Refusal::BadAddress(_))),
+                matches!(g.apply(&grant(bad), now), Err(GrantError::BadAddress(_))),
                 "{bad}"
             );
         }

@@ -31,7 +31,7 @@ pub const PUBLISHED_SEQUENCES: &[&str] = &[
 
 /// Whether a static sequence door uses a sequence printed in the docs.
 pub fn published(door: &Door) -> bool {
-    if !matches!(door.spec.kind, Kind::Static) || door.spec.sequence.is_empty() {
+    if !matches!(door.spec.kind, Kind::Sequence) || door.spec.sequence.is_empty() {
         return false;
     }
     PUBLISHED_SEQUENCES

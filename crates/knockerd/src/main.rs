@@ -21,8 +21,9 @@ macro_rules! out {
         let _ = writeln!(std::io::stdout(), $($t)*);
     }};
 }
+use knockerd::config::load::ConfigFile;
 use knockerd::config::{self, fmt_duration, DEFAULT_CONFIG, TABLE};
-use knockerd::knockd::{self, Source};
+use knockerd::knockd;
 use knockerd::ruleset::{self, TableSpec, PRIORITY, SET4, SET6};
 
 #[derive(Parser)]
@@ -200,18 +201,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let cli_fwknopd_conf = cli.fwknopd_conf.clone();
     let source = match (cli.knockd_conf, cli.fwknop_access) {
-        (Some(path), _) => Source::Knockd(path),
-        (None, Some(access)) => Source::Fwknop {
+        (Some(path), _) => ConfigFile::Knockd(path),
+        (None, Some(access)) => ConfigFile::Fwknop {
             access,
             fwknopd_conf: cli.fwknopd_conf,
         },
-        (None, None) => Source::Native(cli.config),
+        (None, None) => ConfigFile::Native(cli.config),
     };
     let command = cli.command.unwrap_or(Cmd::Run);
     // knockd.conf's UseSyslog, LogFile and PidFile apply to the running daemon only; a config
     // that does not load is reported by run() itself.
     let options = match (&source, &command) {
-        (Source::Knockd(path), Cmd::Run | Cmd::PacketWorker { .. }) => {
+        (ConfigFile::Knockd(path), Cmd::Run | Cmd::PacketWorker { .. }) => {
             knockd::load(path).map(|k| k.options).unwrap_or_default()
         }
         _ => knockd::KnockdOptions::default(),
@@ -295,16 +296,16 @@ fn main() -> ExitCode {
 }
 
 /// The native configuration's path, for the commands that only make sense with one.
-fn native_path<'a>(source: &'a Source, what: &str) -> Result<&'a std::path::Path, String> {
+fn native_path<'a>(source: &'a ConfigFile, what: &str) -> Result<&'a std::path::Path, String> {
     match source {
-        Source::Native(path) => Ok(path),
+        ConfigFile::Native(path) => Ok(path),
         _ => Err(format!(
             "{what} is for knockerd's own configuration (spa and syn doors), not for --knockd-conf or --fwknop-access"
         )),
     }
 }
 
-fn keygen(source: &Source, file: Option<PathBuf>, force: bool) -> Result<(), String> {
+fn keygen(source: &ConfigFile, file: Option<PathBuf>, force: bool) -> Result<(), String> {
     let path = match file {
         Some(f) => f,
         None => {
@@ -323,7 +324,7 @@ fn keygen(source: &Source, file: Option<PathBuf>, force: bool) -> Result<(), Str
 }
 
 fn enroll(
-    source: &Source,
+    source: &ConfigFile,
     name: &str,
     public_key: &str,
     server: &str,
@@ -442,18 +443,18 @@ fn parse_trusted(text: &str) -> Result<config::Net, String> {
     text.parse()
 }
 
-fn check(source: &Source, overrides: &knockerd::daemon::Overrides) -> Result<(), String> {
+fn check(source: &ConfigFile, overrides: &knockerd::daemon::Overrides) -> Result<(), String> {
     let (mut c, warnings, options) = match source {
-        Source::Native(path) => (
+        ConfigFile::Native(path) => (
             config::load(path).map_err(|e| e.to_string())?,
             Vec::new(),
             None,
         ),
-        Source::Knockd(path) => {
+        ConfigFile::Knockd(path) => {
             let k = knockd::load(path).map_err(|e| e.to_string())?;
             (k.config, k.warnings, Some(k.options))
         }
-        Source::Fwknop {
+        ConfigFile::Fwknop {
             access,
             fwknopd_conf,
         } => {

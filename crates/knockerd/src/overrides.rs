@@ -34,7 +34,7 @@ impl Overrides {
 
 /// Loads the configuration and applies the command line's overrides.
 pub fn load(
-    config_source: &crate::knockd::Source,
+    config_source: &crate::config::load::ConfigFile,
     overrides: &Overrides,
 ) -> Result<Config, String> {
     let mut config = crate::knockd::load_source(config_source).map_err(|e| e.to_string())?;

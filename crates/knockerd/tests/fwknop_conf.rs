@@ -10,7 +10,7 @@ use std::process::Command;
 
 use knocker_engine::Service;
 use knockerd::fwknop_conf::{
-    self, parse_fwknopd_conf, to_toml, CmdCycle, Digest, FwknopConf, FwknopdConf, Source,
+    self, parse_fwknopd_conf, to_toml, CmdCycle, Digest, FwknopConf, FwknopdConf, Network,
 };
 
 /// 16 bytes ("abcdefghijklmnop") and 20 bytes ("qrstuvwxyz0123456789").
@@ -40,13 +40,13 @@ fn error(text: &str) -> String {
     .to_string()
 }
 
-fn net(s: &str) -> Source {
+fn net(s: &str) -> Network {
     match s.split_once('/') {
-        Some((ip, len)) => Source::Net(
+        Some((ip, len)) => Network::Net(
             ip.parse().expect("an address"),
             len.parse().expect("a prefix length"),
         ),
-        None => Source::Net(s.parse().expect("an address"), 32),
+        None => Network::Net(s.parse().expect("an address"), 32),
     }
 }
 
@@ -147,8 +147,8 @@ fn debian_access_conf_as_shipped() {
         .unwrap()
         + 1;
     assert_eq!((s.line, s.number), (source_line, 1));
-    assert_eq!(s.sources, [Source::Any]);
-    assert_eq!(s.destinations, [Source::Any]);
+    assert_eq!(s.sources, [Network::Any]);
+    assert_eq!(s.destinations, [Network::Any]);
     assert!(s.open_ports.is_empty() && s.restrict_ports.is_empty());
     assert_eq!(s.enc_key.as_slice(), b"abcdefghijklmnop");
     assert_eq!(s.hmac_key.as_slice(), b"qrstuvwxyz0123456789");
@@ -235,7 +235,7 @@ CMD_CYCLE_CLOSE NONE
     );
     assert_eq!(
         a.sources,
-        [net("10.0.0.0/8"), net("192.168.1.7"), Source::Any]
+        [net("10.0.0.0/8"), net("192.168.1.7"), Network::Any]
     );
     assert_eq!(a.destinations, [net("192.0.2.1"), net("198.51.100.0/24")]);
     assert_eq!(a.open_ports, [Service::tcp(22), Service::udp(1194)]);
@@ -332,13 +332,13 @@ fn sources_cidrs_any_and_inet_aton() {
         "SOURCE 192.168.10.0/24,10.1.1.123\n{k}\nSOURCE 172.16.5.4/255.240.0.0\n{k}\nSOURCE any\n{k}\nSOURCE 010.0.0.1, 10.2\n{k}",
         k = keys()
     ));
-    let sources: Vec<Vec<Source>> = c.stanzas.iter().map(|s| s.sources.clone()).collect();
+    let sources: Vec<Vec<Network>> = c.stanzas.iter().map(|s| s.sources.clone()).collect();
     assert_eq!(
         sources,
         [
             vec![net("192.168.10.0/24"), net("10.1.1.123")],
             vec![net("172.16.0.0/12")],
-            vec![Source::Any],
+            vec![Network::Any],
             vec![net("8.0.0.1"), net("10.0.0.2")],
         ]
     );
@@ -508,7 +508,7 @@ SOURCE 10.0.0.0/255.0.255.0
     };
     assert_eq!(
         (s.number, s.line, s.sources.as_slice()),
-        (8, 30, &[Source::Any][..])
+        (8, 30, &[Network::Any][..])
     );
     let refused: Vec<(usize, usize)> = c.refused.iter().map(|r| (r.number, r.line)).collect();
     assert_eq!(

@@ -1,4 +1,4 @@
-//! Where the configuration comes from: a [`Source`] names the file and its format, and
+//! Where the configuration comes from: a [`ConfigFile`] names the file and its format, and
 //! [`load_source`] reads it with that format's module, at start and on every reload. The daemon
 //! and the CLI load through here; no format module imports this one.
 
@@ -9,7 +9,7 @@ use super::{knockd, Config, ConfigError};
 
 /// Which file, in which format, the daemon runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub enum ConfigFile {
     /// knockerd's TOML ([`config::load`](super::load())).
     Native(PathBuf),
     /// A knockd.conf, run as knockd would ([`knockd::load`]).
@@ -21,21 +21,21 @@ pub enum Source {
     },
 }
 
-impl Source {
+impl ConfigFile {
     pub fn path(&self) -> &Path {
         match self {
-            Source::Native(p) | Source::Knockd(p) => p,
-            Source::Fwknop { access, .. } => access,
+            ConfigFile::Native(p) | ConfigFile::Knockd(p) => p,
+            ConfigFile::Fwknop { access, .. } => access,
         }
     }
 }
 
-impl fmt::Display for Source {
+impl fmt::Display for ConfigFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Source::Native(p) => write!(f, "{}", p.display()),
-            Source::Knockd(p) => write!(f, "{} (knockd.conf)", p.display()),
-            Source::Fwknop { access, .. } => {
+            ConfigFile::Native(p) => write!(f, "{}", p.display()),
+            ConfigFile::Knockd(p) => write!(f, "{} (knockd.conf)", p.display()),
+            ConfigFile::Fwknop { access, .. } => {
                 write!(f, "{} (fwknopd access.conf)", access.display())
             }
         }
@@ -46,10 +46,10 @@ impl fmt::Display for Source {
 /// each warning is logged (so the daemon logs them at start and after each reload), and the log
 /// registered with [`knockd::log::register_log`] reopens its file and syslog socket as knockd
 /// does on SIGHUP.
-pub fn load_source(source: &Source) -> Result<Config, ConfigError> {
+pub fn load_source(source: &ConfigFile) -> Result<Config, ConfigError> {
     match source {
-        Source::Native(path) => super::load(path),
-        Source::Knockd(path) => {
+        ConfigFile::Native(path) => super::load(path),
+        ConfigFile::Knockd(path) => {
             let k = knockd::load(path)?;
             for w in &k.warnings {
                 tracing::warn!("{w}");
@@ -61,7 +61,7 @@ pub fn load_source(source: &Source) -> Result<Config, ConfigError> {
             }
             Ok(k.config)
         }
-        Source::Fwknop {
+        ConfigFile::Fwknop {
             access,
             fwknopd_conf,
         } => {

@@ -3,7 +3,7 @@
 //! reads a file into them: [`native`] (knockerd's TOML, validated as a whole, with file:line in
 //! every error, with its [`native::clients`] file and [`native::doors`]), [`knockd`], and
 //! [`fwknop`] (access.conf, fwknopd.conf and the import; [`fwknop::doors`]). [`load`](mod@load)
-//! picks the format a [`load::Source`] names, for the daemon and the CLI.
+//! picks the format a [`load::ConfigFile`] names, for the daemon and the CLI.
 //!
 //! ```toml
 //! [daemon]
@@ -27,7 +27,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use knocker_engine::{Kind, Proto, SequenceDoor, Service};
+use knocker_engine::{DoorSpec, Kind, Proto, Service};
 
 use crate::onetime::OneTimeFile;
 use serde::Deserialize;
@@ -122,7 +122,7 @@ impl fmt::Display for Command {
 /// A door as the daemon runs it: the engine's door plus what only the daemon needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Door {
-    pub spec: SequenceDoor,
+    pub spec: DoorSpec,
     /// Drop the door's services for everyone without a grant.
     pub protect: bool,
     /// Run the start command again when a knock completes while the door is already open for
@@ -226,7 +226,7 @@ impl Door {
         Some(format!(
             "{what}/{} from {}{}",
             spa.port,
-            nets(&spa.sources),
+            nets(&spa.allowed),
             if spa.open_any {
                 " (opens any port asked for: no OPEN_PORTS)"
             } else {
@@ -257,7 +257,7 @@ impl Door {
 
     /// Whether anyone who records a knock on this door can replay it.
     pub fn replayable(&self) -> bool {
-        matches!(self.spec.kind, Kind::Static)
+        matches!(self.spec.kind, Kind::Sequence)
     }
 
     /// What a grant of the door opens and for how long, for `check` and the log: "tcp/22 for

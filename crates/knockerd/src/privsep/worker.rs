@@ -13,8 +13,8 @@ use knocker_engine::{Engine, EngineConfig, Event, Grant, Kind, Knock};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::protocol::{send, Digest, Name, ProtocolError, Report, Seed, Services, MAX_SEED_BYTES};
+use crate::config::load::ConfigFile;
 use crate::config::Config;
-use crate::knockd::Source;
 use crate::nflog::{self, NflogSource};
 use crate::overrides::Overrides;
 
@@ -43,7 +43,12 @@ pub(crate) fn engine_for(config: &Config) -> Result<Engine, String> {
 }
 
 /// The worker's main: runs until the parent closes its standard input (or dies).
-pub fn run(source: &Source, overrides: &Overrides, user: &str, parent: u32) -> Result<(), String> {
+pub fn run(
+    source: &ConfigFile,
+    overrides: &Overrides,
+    user: &str,
+    parent: u32,
+) -> Result<(), String> {
     // Ctrl-C in a terminal reaches the whole process group: the parent decides when to stop.
     let mut mask = nix::sys::signal::SigSet::empty();
     mask.add(nix::sys::signal::Signal::SIGINT);

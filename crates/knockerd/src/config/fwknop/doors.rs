@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use knocker_engine::{Kind, SequenceDoor, Spa, SpaDecode, SpaError, SpaRequest};
+use knocker_engine::{DoorSpec, Kind, Spa, SpaDecode, SpaError, SpaRequest};
 use knocker_wire::fwknop::{self, FwknopKeys, MessageType};
 
-use crate::config::fwknop::{self as fwknop_conf, FwknopConf, Source, Stanza};
+use crate::config::fwknop::{self as fwknop_conf, FwknopConf, Network, Stanza};
 use crate::config::{Command, Config, ConfigError, Door, DEFAULT_STATE_DIR};
 
 /// The decoder for one stanza's keys.
@@ -46,14 +46,14 @@ pub fn decoder(keys: FwknopKeys) -> SpaDecode {
     )
 }
 
-fn networks(list: &[Source]) -> Vec<(IpAddr, u8)> {
-    if list.iter().any(|s| matches!(s, Source::Any)) {
+fn networks(list: &[Network]) -> Vec<(IpAddr, u8)> {
+    if list.iter().any(|s| matches!(s, Network::Any)) {
         return Vec::new();
     }
     list.iter()
         .filter_map(|s| match s {
-            Source::Net(ip, len) => Some((*ip, *len)),
-            Source::Any => None,
+            Network::Net(ip, len) => Some((*ip, *len)),
+            Network::Any => None,
         })
         .collect()
 }
@@ -123,7 +123,7 @@ fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option
         proto: knocker_engine::Proto::Udp,
         decode: decoder(keys),
         port: conf.spa_port,
-        sources: networks(&s.sources),
+        allowed: networks(&s.sources),
         max_age: conf.max_age,
         access_timeout: s.fw_access_timeout,
         max_timeout: s.max_fw_timeout,
@@ -136,7 +136,7 @@ fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option
         open_any: s.open_ports.is_empty(),
     };
     Some(Door {
-        spec: SequenceDoor {
+        spec: DoorSpec {
             name: s.door_name(),
             open: s.open_ports.clone(),
             open_for,

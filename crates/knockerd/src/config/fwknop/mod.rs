@@ -103,7 +103,7 @@ const RCHK_MAX_SPA_PACKET_AGE: i64 = 100_000;
 
 /// One entry of a `SOURCE` or `DESTINATION` list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Source {
+pub enum Network {
     /// `ANY` (any case). knockerd matches IPv6 addresses with it too; fwknopd 2.6.10 sees only
     /// IPv4 packets.
     Any,
@@ -113,16 +113,16 @@ pub enum Source {
     Net(IpAddr, u8),
 }
 
-impl Source {
+impl Network {
     /// Whether `ip` is in this entry.
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self, ip) {
-            (Source::Any, _) => true,
-            (Source::Net(IpAddr::V4(net), len), IpAddr::V4(ip)) => {
+            (Network::Any, _) => true,
+            (Network::Net(IpAddr::V4(net), len), IpAddr::V4(ip)) => {
                 let mask = prefix_mask(*len);
                 u32::from(ip) & mask == u32::from(*net) & mask
             }
-            (Source::Net(IpAddr::V6(net), len), IpAddr::V6(ip)) => {
+            (Network::Net(IpAddr::V6(net), len), IpAddr::V6(ip)) => {
                 let mask = match *len {
                     0 => 0,
                     l => u128::MAX << (128 - u32::from(l.min(128))),
@@ -135,14 +135,14 @@ impl Source {
 }
 
 /// `any`, `10.0.0.1` (for /32) or `10.0.0.0/8`: the form knockerd's native `sources` takes.
-impl fmt::Display for Source {
+impl fmt::Display for Network {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Source::Any => f.write_str("any"),
-            Source::Net(ip @ IpAddr::V4(_), 32) | Source::Net(ip @ IpAddr::V6(_), 128) => {
+            Network::Any => f.write_str("any"),
+            Network::Net(ip @ IpAddr::V4(_), 32) | Network::Net(ip @ IpAddr::V6(_), 128) => {
                 write!(f, "{ip}")
             }
-            Source::Net(ip, len) => write!(f, "{ip}/{len}"),
+            Network::Net(ip, len) => write!(f, "{ip}/{len}"),
         }
     }
 }
@@ -272,9 +272,9 @@ pub struct Stanza {
     /// fwknopd's stanza number, as its logs say `(stanza #N)`: the position among all stanzas
     /// fwknopd loads, refused ones included.
     pub number: usize,
-    pub sources: Vec<Source>,
+    pub sources: Vec<Network>,
     /// `[Any]` when the stanza names no DESTINATION.
-    pub destinations: Vec<Source>,
+    pub destinations: Vec<Network>,
     /// Empty: fwknopd grants whatever the client requests (minus `restrict_ports`).
     pub open_ports: Vec<Service>,
     pub restrict_ports: Vec<Service>,
@@ -913,19 +913,19 @@ fn split_list(text: &[u8]) -> Result<Vec<&[u8]>, String> {
 fn addr_list(
     text: &[u8],
     warnings: &mut Vec<String>,
-) -> Result<(Vec<Source>, Vec<String>), String> {
+) -> Result<(Vec<Network>, Vec<String>), String> {
     let mut out = Vec::new();
     let mut unsupported = Vec::new();
     for e in split_list(text)? {
         match add_int_ent(e, warnings)? {
-            Ent::Any => out.push(Source::Any),
+            Ent::Any => out.push(Network::Any),
             Ent::V4 { addr, mask } => {
                 let len = mask.count_ones();
                 if mask != prefix_mask(len as u8) {
                     unsupported.push(format!("{:?} has the netmask {}, which is not a prefix: knockerd matches networks by prefix length; split it into prefixes", String::from_utf8_lossy(e), Ipv4Addr::from(mask)));
                     continue;
                 }
-                let s = Source::Net(IpAddr::V4(Ipv4Addr::from(addr)), len as u8);
+                let s = Network::Net(IpAddr::V4(Ipv4Addr::from(addr)), len as u8);
                 if !out.contains(&s) {
                     out.push(s);
                 }
@@ -1920,11 +1920,15 @@ fn reason(at: &Loc, text: String) -> String {
     format!("{at}: {text}")
 }
 
-type Refusal = (RefusedStanza, Vec<String>);
+type Declined = (RefusedStanza, Vec<String>);
 
 /// fwknopd's `expand_acc_ent_lists()` and `set_acc_defaults()` for one stanza, then what
 /// knockerd cannot honour.
-fn finalize(mut d: Draft, number: usize, now: u64) -> Result<Result<Stanza, Refusal>, ConfigError> {
+fn finalize(
+    mut d: Draft,
+    number: usize,
+    now: u64,
+) -> Result<Result<Stanza, Declined>, ConfigError> {
     let source_at = Loc {
         file: d.file.clone(),
         line: d.line,
@@ -1961,7 +1965,7 @@ fn finalize(mut d: Draft, number: usize, now: u64) -> Result<Result<Stanza, Refu
             );
             list
         }
-        None => vec![Source::Any],
+        None => vec![Network::Any],
     };
     let ports =
         |slot: At<Vec<u8>>, var: &str, d: &mut Draft| -> Result<Vec<Service>, ConfigError> {
@@ -2472,7 +2476,7 @@ pub fn to_toml(c: &FwknopConf) -> String {
         out.push_str("kind = \"fwknop\"\n");
         out.push_str(&format!("port = {}\n", c.spa_port));
         out.push_str(&format!("sources = {}\n", list(&s.sources)));
-        if s.destinations != [Source::Any] {
+        if s.destinations != [Network::Any] {
             comment(
                 &mut out,
                 "note: ",
@@ -2735,19 +2739,19 @@ mod tests {
         assert_eq!(
             net("10.1.2.3/24, 192.168.0.1,ANY", &mut w),
             Ok(vec![
-                Source::Net("10.1.2.0".parse().unwrap(), 24),
-                Source::Net("192.168.0.1".parse().unwrap(), 32),
-                Source::Any
+                Network::Net("10.1.2.0".parse().unwrap(), 24),
+                Network::Net("192.168.0.1".parse().unwrap(), 32),
+                Network::Any
             ])
         );
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(
             net("1.2.3.4/255.255.0.0", &mut w),
-            Ok(vec![Source::Net("1.2.0.0".parse().unwrap(), 16)])
+            Ok(vec![Network::Net("1.2.0.0".parse().unwrap(), 16)])
         );
         assert_eq!(
             net("1.2.3.4/8 ", &mut w),
-            Ok(vec![Source::Net("1.0.0.0".parse().unwrap(), 8)])
+            Ok(vec![Network::Net("1.0.0.0".parse().unwrap(), 8)])
         );
         for bad in [
             "10.1.2.3/24 ,1.1.1.1",
@@ -2767,24 +2771,24 @@ mod tests {
         w.clear();
         assert_eq!(
             net("010.0.0.1", &mut w),
-            Ok(vec![Source::Net("8.0.0.1".parse().unwrap(), 32)])
+            Ok(vec![Network::Net("8.0.0.1".parse().unwrap(), 32)])
         );
         assert_eq!(w.len(), 1, "{w:?}");
     }
 
     #[test]
     fn source_matching() {
-        let n = Source::Net("10.0.0.0".parse().unwrap(), 8);
+        let n = Network::Net("10.0.0.0".parse().unwrap(), 8);
         assert!(n.contains("10.9.9.9".parse().unwrap()));
         assert!(!n.contains("11.0.0.1".parse().unwrap()));
         assert!(!n.contains("::1".parse().unwrap()));
-        assert!(Source::Any.contains("::1".parse().unwrap()));
+        assert!(Network::Any.contains("::1".parse().unwrap()));
         assert_eq!(n.to_string(), "10.0.0.0/8");
         assert_eq!(
-            Source::Net("10.0.0.1".parse().unwrap(), 32).to_string(),
+            Network::Net("10.0.0.1".parse().unwrap(), 32).to_string(),
             "10.0.0.1"
         );
-        assert_eq!(Source::Any.to_string(), "any");
+        assert_eq!(Network::Any.to_string(), "any");
     }
 
     #[test]

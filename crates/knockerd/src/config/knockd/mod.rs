@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use knocker_engine::{
-    validate_doors_compat, DoorsError, FlagFilter, Kind, Proto, SequenceDoor, Service, TcpFlags,
+    validate_doors_compat, DoorSpec, DoorsError, FlagFilter, Kind, Proto, Service, TcpFlags,
     MAX_KNOCKS, MAX_OPEN_FOR, MAX_WINDOW,
 };
 
@@ -572,7 +572,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Knockd, ConfigError> {
         meta.push(m);
     }
 
-    let specs: Vec<SequenceDoor> = doors.iter().map(|d| d.spec.clone()).collect();
+    let specs: Vec<DoorSpec> = doors.iter().map(|d| d.spec.clone()).collect();
     // a problem with one door's knocks is reported at its Sequence line, one between doors at
     // the second door's section
     let line_of = |e: &DoorsError| {
@@ -847,7 +847,7 @@ fn build_door(
         notes.push("a TCP knock whose flags do not match is ignored (it neither counts nor resets), as in knockd".into());
     }
 
-    let spec = SequenceDoor {
+    let spec = DoorSpec {
         name: name.clone(),
         sequence,
         window,
@@ -859,7 +859,7 @@ fn build_door(
                 lines: f.sequences(),
                 used: None,
             },
-            None => Kind::Static,
+            None => Kind::Sequence,
         },
         target: d.target.map(|t| t.1),
     };

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use knocker_engine::{
-    validate_doors, Clock, DoorsError, FlagFilter, Kind, Proto, SequenceDoor, Service, MAX_OPEN_FOR,
+    validate_doors, Clock, DoorSpec, DoorsError, FlagFilter, Kind, Proto, Service, MAX_OPEN_FOR,
 };
 
 use crate::onetime::OneTimeFile;
@@ -556,7 +556,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             }
             _ => open_for,
         };
-        let spec = SequenceDoor {
+        let spec = DoorSpec {
             name: name.clone(),
             sequence,
             window,
@@ -567,13 +567,13 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
                 _ if fwknop.is_some() => fwknop
                     .as_ref()
                     .map(|(_, k)| k.clone())
-                    .unwrap_or(Kind::Static),
+                    .unwrap_or(Kind::Sequence),
                 (Some(f), _) => Kind::OneTime {
                     lines: f.sequences(),
                     used: None,
                 },
                 (None, Some((_, kind))) => kind.clone(),
-                (None, None) => Kind::Static,
+                (None, None) => Kind::Sequence,
             },
             target,
         };
@@ -621,7 +621,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             .check_doors(is_native)
             .map_err(|m| located(&keys.clients.path, m))?;
     }
-    let specs: Vec<SequenceDoor> = doors.iter().map(|d| d.spec.clone()).collect();
+    let specs: Vec<DoorSpec> = doors.iter().map(|d| d.spec.clone()).collect();
     if let Err(e) = validate_doors(&specs) {
         let door_name = match &e {
             DoorsError::Door { door, .. }
@@ -834,7 +834,7 @@ fn fwknop_door(
         rate_limit: None,
         proto: knocker_engine::Proto::Udp,
         port,
-        sources: nets(&d.sources, "sources")?,
+        allowed: nets(&d.sources, "sources")?,
         max_age: Some(secs(&d.max_age, "max_age", 120)?),
         access_timeout: secs(&d.open_for, "open_for", 30)?,
         max_timeout: secs(&d.max_open_for, "max_open_for", 300)?,
@@ -1042,7 +1042,7 @@ fn native_door(
         rate_limit,
         proto: if syn { Proto::Tcp } else { Proto::Udp },
         port,
-        sources: Vec::new(),
+        allowed: Vec::new(),
         max_age: Some(max_age),
         access_timeout: open_for,
         max_timeout: max_open_for,

@@ -22,7 +22,7 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use crate::config::load::ConfigFile;
+use crate::config::loader::ConfigFile;
 use crate::config::{Config, DEFAULT_STATE_DIR, TABLE};
 use crate::notify::{monotonic_usec, Notifier};
 

@@ -63,7 +63,7 @@ fn announce(config: &Config) {
 /// This is the privileged parent: it owns the table, the sets, the ledger and the commands, and
 /// runs the packet worker ([`crate::privsep`]), which reads and judges packets with no privilege.
 pub fn run(
-    config_source: &crate::config::load::ConfigFile,
+    config_source: &crate::config::loader::ConfigFile,
     overrides: &Overrides,
 ) -> Result<(), String> {
     let notifier = crate::notify::Notifier::from_env();
@@ -555,7 +555,7 @@ fn record_used(
 /// one gets a new packet worker (the old one stops first: an NFLOG group has one reader).
 /// Returns the verdict: why the new configuration was refused.
 fn reload(
-    config_source: &crate::config::load::ConfigFile,
+    config_source: &crate::config::loader::ConfigFile,
     overrides: &Overrides,
     config: &mut Config,
     worker: &mut Option<Worker>,

@@ -8,13 +8,11 @@ pub mod config;
 // The configuration modules live under config/; their old paths keep working.
 pub use config::fwknop::{self as fwknop_conf, doors as fwknop_doors};
 pub use config::native::{clients, doors as native_doors};
-/// knockd.conf at its old path, with the
-/// [`load_source`](config::load::load_source) it used to hold.
+/// knockd.conf at its old path.
 pub mod knockd {
     pub use crate::config::knockd::import::import;
     pub use crate::config::knockd::log::*;
     pub use crate::config::knockd::*;
-    pub use crate::config::load::load_source;
 }
 pub mod control;
 pub mod daemon;

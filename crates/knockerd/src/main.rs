@@ -21,7 +21,7 @@ macro_rules! out {
         let _ = writeln!(std::io::stdout(), $($t)*);
     }};
 }
-use knockerd::config::load::ConfigFile;
+use knockerd::config::loader::{self, ConfigFile};
 use knockerd::config::{self, fmt_duration, DEFAULT_CONFIG, TABLE};
 use knockerd::knockd;
 use knockerd::ruleset::{self, TableSpec, PRIORITY, SET4, SET6};
@@ -212,9 +212,10 @@ fn main() -> ExitCode {
     // knockd.conf's UseSyslog, LogFile and PidFile apply to the running daemon only; a config
     // that does not load is reported by run() itself.
     let options = match (&source, &command) {
-        (ConfigFile::Knockd(path), Cmd::Run | Cmd::PacketWorker { .. }) => {
-            knockd::load(path).map(|k| k.options).unwrap_or_default()
-        }
+        (ConfigFile::Knockd(_), Cmd::Run | Cmd::PacketWorker { .. }) => loader::load(&source)
+            .ok()
+            .and_then(|l| l.knockd)
+            .unwrap_or_default(),
         _ => knockd::KnockdOptions::default(),
     };
     let (extra, problems) = knockd::KnockdLog::new(&options);
@@ -309,9 +310,8 @@ fn keygen(source: &ConfigFile, file: Option<PathBuf>, force: bool) -> Result<(),
     let path = match file {
         Some(f) => f,
         None => {
-            config::native_paths(native_path(source, "keygen")?)
-                .map_err(|e| e.to_string())?
-                .0
+            native_path(source, "keygen")?;
+            loader::key_files(source).map_err(|e| e.to_string())?.0
         }
     };
     let public = knockerd::enroll::server_keygen(&path, force)?;
@@ -336,7 +336,7 @@ fn enroll(
     let path = native_path(source, "enroll")?;
     let public_key = knocker_wire::identity::PublicKey::from_base64(public_key)
         .map_err(|e| format!("--public-key: {e}"))?;
-    let c = config::load(path).map_err(|e| e.to_string())?;
+    let c = loader::load(source).map_err(|e| e.to_string())?.config;
     let mut chosen = Vec::new();
     for d in &c.doors {
         let kind = match (d.spa_port, d.syn_port, &d.spec.kind) {
@@ -444,25 +444,11 @@ fn parse_trusted(text: &str) -> Result<config::Net, String> {
 }
 
 fn check(source: &ConfigFile, overrides: &knockerd::daemon::Overrides) -> Result<(), String> {
-    let (mut c, warnings, options) = match source {
-        ConfigFile::Native(path) => (
-            config::load(path).map_err(|e| e.to_string())?,
-            Vec::new(),
-            None,
-        ),
-        ConfigFile::Knockd(path) => {
-            let k = knockd::load(path).map_err(|e| e.to_string())?;
-            (k.config, k.warnings, Some(k.options))
-        }
-        ConfigFile::Fwknop {
-            access,
-            fwknopd_conf,
-        } => {
-            let (c, w) = knockerd::fwknop_doors::load(access, fwknopd_conf.as_deref())
-                .map_err(|e| e.to_string())?;
-            (c, w, None)
-        }
-    };
+    let loader::Loaded {
+        config: mut c,
+        warnings,
+        knockd: options,
+    } = loader::load(source).map_err(|e| e.to_string())?;
     overrides.apply(&mut c);
     match &options {
         None => out!("{}: OK", source.path().display()),

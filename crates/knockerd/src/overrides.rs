@@ -32,12 +32,15 @@ impl Overrides {
     }
 }
 
-/// Loads the configuration and applies the command line's overrides.
+/// Loads the configuration with [`crate::config::loader`], logs what it warns about, and
+/// applies the command line's overrides.
 pub fn load(
-    config_source: &crate::config::load::ConfigFile,
+    config_source: &crate::config::loader::ConfigFile,
     overrides: &Overrides,
 ) -> Result<Config, String> {
-    let mut config = crate::knockd::load_source(config_source).map_err(|e| e.to_string())?;
+    let loaded = crate::config::loader::load(config_source).map_err(|e| e.to_string())?;
+    loaded.announce();
+    let mut config = loaded.config;
     overrides.apply(&mut config);
     Ok(config)
 }

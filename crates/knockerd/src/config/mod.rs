@@ -2,8 +2,9 @@
 //! the helpers the formats share, importing none of its submodules' code. One module per format
 //! reads a file into them: [`native`] (knockerd's TOML, validated as a whole, with file:line in
 //! every error, with its [`native::clients`] file and [`native::doors`]), [`knockd`], and
-//! [`fwknop`] (access.conf, fwknopd.conf and the import; [`fwknop::doors`]). [`load`](mod@load)
-//! picks the format a [`load::ConfigFile`] names, for the daemon and the CLI.
+//! [`fwknop`] (access.conf, fwknopd.conf and the import; [`fwknop::doors`]). [`loader`] is the
+//! one loader: it reads the file a [`loader::ConfigFile`] names, in its format, for the daemon,
+//! the packet worker and the CLI.
 //!
 //! ```toml
 //! [daemon]
@@ -16,7 +17,7 @@
 
 pub mod fwknop;
 pub mod knockd;
-pub mod load;
+pub mod loader;
 pub mod native;
 
 // The native format's loader at the paths it has always had.

@@ -40,7 +40,7 @@ impl Worker {
     /// Starts a worker for the configuration at `source`, seeds it, and waits until it has
     /// bound NFLOG and dropped its privileges.
     pub(crate) fn start(
-        source: &crate::config::load::ConfigFile,
+        source: &crate::config::loader::ConfigFile,
         overrides: &Overrides,
         user: &str,
         seed: &Seed,
@@ -50,9 +50,9 @@ impl Worker {
         let exe = std::env::current_exe().map_err(|e| format!("cannot find knockerd: {e}"))?;
         let mut cmd = Command::new(exe);
         match source {
-            crate::config::load::ConfigFile::Native(p) => cmd.arg("--config").arg(p),
-            crate::config::load::ConfigFile::Knockd(p) => cmd.arg("--knockd-conf").arg(p),
-            crate::config::load::ConfigFile::Fwknop {
+            crate::config::loader::ConfigFile::Native(p) => cmd.arg("--config").arg(p),
+            crate::config::loader::ConfigFile::Knockd(p) => cmd.arg("--knockd-conf").arg(p),
+            crate::config::loader::ConfigFile::Fwknop {
                 access,
                 fwknopd_conf,
             } => {

@@ -13,7 +13,7 @@ use knocker_engine::{Engine, EngineConfig, Event, Grant, Kind, Knock};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::protocol::{send, Digest, Name, ProtocolError, Report, Seed, Services, MAX_SEED_BYTES};
-use crate::config::load::ConfigFile;
+use crate::config::loader::ConfigFile;
 use crate::config::Config;
 use crate::nflog::{self, NflogSource};
 use crate::overrides::Overrides;

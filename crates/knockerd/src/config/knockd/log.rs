@@ -1,5 +1,6 @@
 //! What knockd's global options ask of the running daemon: its `PidFile`, and `LogFile` and
-//! `UseSyslog` as a log layer that [`crate::config::load::load_source`] reconfigures on reload.
+//! `UseSyslog` as a log layer that [`Loaded::announce`](crate::config::loader::Loaded::announce)
+//! reconfigures on reload.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -101,9 +102,10 @@ struct Sinks {
 
 pub(in crate::config) static REGISTERED_LOG: OnceLock<KnockdLog> = OnceLock::new();
 
-/// Makes [`load_source`](crate::config::load::load_source) reconfigure `log` each time it loads
-/// a knockd.conf (at start and on SIGHUP): the log file is reopened (after logrotate, say) and
-/// UseSyslog follows the file, as knockd does on reload. Only the first registration counts.
+/// Makes [`Loaded::announce`](crate::config::loader::Loaded::announce) reconfigure `log` each
+/// time the daemon loads a knockd.conf (at start and on SIGHUP): the log file is reopened (after
+/// logrotate, say) and UseSyslog follows the file, as knockd does on reload. Only the first
+/// registration counts.
 pub fn register_log(log: &KnockdLog) {
     let _ = REGISTERED_LOG.set(log.clone());
 }

@@ -5,7 +5,9 @@
 
 use std::path::Path;
 
-use knockerd::{clients, config, fwknop_conf, knockd, onetime};
+use knockerd::config::native::{self, clients};
+use knockerd::config::{fwknop, knockd};
+use knockerd::onetime;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -16,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(rest);
     match which % 6 {
         0 => {
-            if let Err(e) = config::parse(file, &text) {
+            if let Err(e) = native::parse(file, &text) {
                 assert!(e.to_string().contains("fuzz.conf"), "{e}");
             }
         }
@@ -24,10 +26,10 @@ fuzz_target!(|data: &[u8]| {
             let _ = knockd::parse(file, &text);
         }
         2 => {
-            let _ = fwknop_conf::parse(file, rest, &fwknop_conf::FwknopdConf::default());
+            let _ = fwknop::parse(file, rest, &fwknop::FwknopdConf::default());
         }
         3 => {
-            let _ = fwknop_conf::parse_fwknopd_conf(file, rest);
+            let _ = fwknop::parse_fwknopd_conf(file, rest);
         }
         4 => {
             let _ = clients::parse(file, &text);

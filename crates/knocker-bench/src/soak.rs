@@ -2676,7 +2676,9 @@ mod tests {
         std::fs::write(dir.join("onetime.seq"), one_time_lines(&mut rng, 200)).expect("lines");
         let path = dir.join("knockerd.toml");
         std::fs::write(&path, knockerd_config(&dir, Path::new("/usr/bin/soak"))).expect("config");
-        let c = knockerd::config::load(&path).expect("knockerd accepts the soak's config");
+        let c = knockerd::config::loader::load(&knockerd::config::loader::ConfigFile::Native(path))
+            .expect("knockerd accepts the soak's config")
+            .config;
         assert_eq!(c.doors.len(), 4);
         for d in &c.doors {
             let door = Door::from_name(&d.spec.name).expect("a soak door");

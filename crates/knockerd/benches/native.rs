@@ -1,5 +1,5 @@
 //! knocker's own single-packet doors on the server, the whole path as the daemon runs it:
-//! `Engine::handle_datagram` on an engine whose doors come from `knockerd::config::parse` of a
+//! `Engine::handle_datagram` on an engine whose doors come from `knockerd::config::native::parse` of a
 //! configuration with a `kind = "spa"` and a `kind = "syn"` door (server key and clients file
 //! written to a temporary directory, `rate_limit = 0` so that the per-source limiter does not
 //! hide the cost), events drained inside the loop. One element = one packet.
@@ -92,7 +92,8 @@ fn setup(n: usize) -> Setup {
         clients_file.display().to_string(),
         dir.join("state").display().to_string(),
     );
-    let config = knockerd::config::parse(&dir.join("knockerd.toml"), &text).expect("config");
+    let config =
+        knockerd::config::native::parse(&dir.join("knockerd.toml"), &text).expect("config");
     Setup {
         server,
         client: client.expect("at least one client"),

@@ -1,8 +1,9 @@
 //! Enrolling clients of knocker's own SPA and stealth-SYN doors, and the server's key.
 //!
 //! `knockerd keygen` makes the server's X25519 private key ([`server_keygen`]). `knockerd enroll`
-//! ([`enroll`]) adds a client's public key to the clients file (see [`crate::clients`]) and
-//! prints the profiles the client pastes into its `profiles.toml`, also as a QR code ([`qr`]).
+//! ([`enroll`]) adds a client's public key to the clients file (see
+//! [`crate::config::native::clients`]) and prints the profiles the client pastes into its
+//! `profiles.toml`, also as a QR code ([`qr`]).
 //! A spa profile carries the door's tag key (derived from the server's key and the door's name,
 //! so nothing needs storing per door); a syn profile needs none: its key comes from the two
 //! public keys.
@@ -18,7 +19,7 @@ use qrcode::render::unicode::Dense1x2;
 use qrcode::{EcLevel, QrCode};
 use zeroize::Zeroizing;
 
-use crate::clients;
+use crate::config::native::clients;
 use crate::config::toml_quote;
 
 /// Where the server's private key is kept unless told otherwise.

@@ -551,7 +551,7 @@ impl<F: Firewall> Gatekeeper<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse;
+    use crate::config::native::parse;
     use std::path::Path;
 
     #[derive(Default)]

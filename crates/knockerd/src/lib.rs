@@ -5,15 +5,6 @@
 //! `gatekeeper` validates and applies grants through `nftset`, and `ruleset` owns the
 //! `inet knocker` table.
 pub mod config;
-// The configuration modules live under config/; their old paths keep working.
-pub use config::fwknop::{self as fwknop_conf, doors as fwknop_doors};
-pub use config::native::{clients, doors as native_doors};
-/// knockd.conf at its old path.
-pub mod knockd {
-    pub use crate::config::knockd::import::import;
-    pub use crate::config::knockd::log::*;
-    pub use crate::config::knockd::*;
-}
 pub mod control;
 pub mod daemon;
 pub mod enroll;

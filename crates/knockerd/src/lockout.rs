@@ -100,7 +100,7 @@ pub fn warnings(c: &Config) -> Vec<String> {
         ));
     }
     if c.doors.iter().any(native) && c.clients.exists() {
-        if let Ok(clients) = crate::clients::load(&c.clients) {
+        if let Ok(clients) = crate::config::native::clients::load(&c.clients) {
             for d in c.doors.iter().filter(|d| native(d)) {
                 if !clients.clients.iter().any(|k| k.may_use(&d.spec.name)) {
                     out.push(format!(

@@ -21,9 +21,9 @@ macro_rules! out {
         let _ = writeln!(std::io::stdout(), $($t)*);
     }};
 }
+use knockerd::config::knockd;
 use knockerd::config::loader::{self, ConfigFile};
 use knockerd::config::{self, fmt_duration, DEFAULT_CONFIG, TABLE};
-use knockerd::knockd;
 use knockerd::ruleset::{self, TableSpec, PRIORITY, SET4, SET6};
 
 #[derive(Parser)]
@@ -171,7 +171,7 @@ enum Cmd {
     },
 }
 
-fn init_logging(verbose: u8, extra: knockd::KnockdLog) {
+fn init_logging(verbose: u8, extra: knockd::log::KnockdLog) {
     let level = match verbose {
         0 => "info",
         1 => "debug",
@@ -218,8 +218,8 @@ fn main() -> ExitCode {
             .unwrap_or_default(),
         _ => knockd::KnockdOptions::default(),
     };
-    let (extra, problems) = knockd::KnockdLog::new(&options);
-    knockd::register_log(&extra);
+    let (extra, problems) = knockd::log::KnockdLog::new(&options);
+    knockd::log::register_log(&extra);
     init_logging(cli.verbose, extra);
     for p in problems {
         tracing::warn!("{p}");
@@ -236,7 +236,7 @@ fn main() -> ExitCode {
         Cmd::Run => match options
             .pid_file
             .as_deref()
-            .map(knockd::write_pid_file)
+            .map(knockd::log::write_pid_file)
             .transpose()
         {
             // the guard removes the pid file when the daemon returns
@@ -248,7 +248,7 @@ fn main() -> ExitCode {
             knockerd::privsep::run(&source, &overrides, &user, parent)
         }
         Cmd::ImportFwknop { file } => {
-            match knockerd::fwknop_conf::import(&file, cli_fwknopd_conf.as_deref()) {
+            match knockerd::config::fwknop::import(&file, cli_fwknopd_conf.as_deref()) {
                 Ok((toml, warnings)) => {
                     for w in warnings {
                         eprintln!("knockerd: warning: {w}");
@@ -430,7 +430,7 @@ fn list(services: &[knocker_engine::Service]) -> String {
 }
 
 fn import_knockd(file: &std::path::Path) -> Result<(), String> {
-    let (toml, warnings) = knockd::import(file).map_err(|e| e.to_string())?;
+    let (toml, warnings) = knockd::import::import(file).map_err(|e| e.to_string())?;
     std::io::Write::write_all(&mut std::io::stdout(), toml.as_bytes())
         .map_err(|e| format!("cannot write the TOML: {e}"))?;
     for w in warnings {

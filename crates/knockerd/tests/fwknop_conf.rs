@@ -9,7 +9,7 @@ use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
 use knocker_engine::Service;
-use knockerd::fwknop_conf::{
+use knockerd::config::fwknop::{
     self, parse_fwknopd_conf, to_toml, CmdCycle, Digest, FwknopConf, FwknopdConf, Network,
 };
 
@@ -22,7 +22,7 @@ fn keys() -> String {
 }
 
 fn parse(text: &str) -> FwknopConf {
-    fwknop_conf::parse(
+    fwknop::parse(
         Path::new("access.conf"),
         text.as_bytes(),
         &FwknopdConf::default(),
@@ -31,7 +31,7 @@ fn parse(text: &str) -> FwknopConf {
 }
 
 fn error(text: &str) -> String {
-    fwknop_conf::parse(
+    fwknop::parse(
         Path::new("access.conf"),
         text.as_bytes(),
         &FwknopdConf::default(),
@@ -610,7 +610,7 @@ fn includes_relative_absolute_folders_and_keys() {
             c_rel.display()
         ),
     );
-    let c = fwknop_conf::load(&root, None).unwrap_or_else(|e| panic!("{e}"));
+    let c = fwknop::load(&root, None).unwrap_or_else(|e| panic!("{e}"));
     let order: Vec<(String, usize)> = c
         .stanzas
         .iter()
@@ -648,9 +648,7 @@ fn includes_relative_absolute_folders_and_keys() {
         "e1.conf",
         &format!("SOURCE ANY\n{k}%include {}\n", e2.display()),
     );
-    let e = fwknop_conf::load(&e1, None)
-        .expect_err("too deep")
-        .to_string();
+    let e = fwknop::load(&e1, None).expect_err("too deep").to_string();
     assert!(
         e.starts_with(&format!(
             "{}:4: %include nests more than 3 files deep",
@@ -673,7 +671,7 @@ fn includes_relative_absolute_folders_and_keys() {
             d.0.display()
         ),
     );
-    let c = fwknop_conf::load(&root, None).unwrap_or_else(|e| panic!("{e}"));
+    let c = fwknop::load(&root, None).unwrap_or_else(|e| panic!("{e}"));
     let got: Vec<(String, usize, u64)> = c
         .stanzas
         .iter()
@@ -695,29 +693,29 @@ fn includes_relative_absolute_folders_and_keys() {
 fn files_on_disk() {
     let d = Dir::new("disk");
     let access = d.write("access.conf", &format!("SOURCE ANY\n{}", keys()));
-    let c = fwknop_conf::load(&access, None).unwrap_or_else(|e| panic!("{e}"));
+    let c = fwknop::load(&access, None).unwrap_or_else(|e| panic!("{e}"));
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     std::fs::set_permissions(&access, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let c = fwknop_conf::load(&access, None).unwrap();
+    let c = fwknop::load(&access, None).unwrap();
     assert!(has(
         &c.warnings,
         "holds keys but others can read it (mode 644): chmod 600 it"
     ));
     // a fwknopd.conf beside it that was not given
     let conf = d.write("fwknopd.conf", "PCAP_FILTER udp port 5000;\n");
-    let c = fwknop_conf::load(&access, None).unwrap();
+    let c = fwknop::load(&access, None).unwrap();
     assert_eq!(c.spa_port, 62201);
     assert!(has(
         &c.warnings,
         "fwknopd.conf exists but was not given with --fwknopd-conf"
     ));
-    let c = fwknop_conf::load(&access, Some(&conf)).unwrap();
+    let c = fwknop::load(&access, Some(&conf)).unwrap();
     assert_eq!(c.spa_port, 5000);
     assert_eq!(c.fwknopd_conf.as_deref(), Some(conf.as_path()));
     assert!(!has(&c.warnings, "was not given"));
-    let e = fwknop_conf::load(&d.0.join("nope.conf"), None).expect_err("missing");
+    let e = fwknop::load(&d.0.join("nope.conf"), None).expect_err("missing");
     assert!(e.to_string().contains("nope.conf: cannot read"), "{e}");
-    let e = fwknop_conf::load(&d.0, None).expect_err("a directory");
+    let e = fwknop::load(&d.0, None).expect_err("a directory");
     assert!(e.to_string().contains("is not a regular file"), "{e}");
 }
 
@@ -797,7 +795,7 @@ fn fwknopd_conf_applies_to_the_access_file() {
         "plain.conf",
         "PCAP_FILTER udp port 40000\nENABLE_SPA_PACKET_AGING N\n",
     );
-    let e = fwknop_conf::load(&access, Some(&plain))
+    let e = fwknop::load(&access, Some(&plain))
         .expect_err("FORCE_NAT needs forwarding")
         .to_string();
     assert!(
@@ -810,7 +808,7 @@ fn fwknopd_conf_applies_to_the_access_file() {
         "nat.conf",
         "PCAP_FILTER udp port 40000\nENABLE_IPT_FORWARDING Y\nENABLE_SPA_PACKET_AGING N\n",
     );
-    let c = fwknop_conf::load(&access, Some(&nat)).unwrap_or_else(|e| panic!("{e}"));
+    let c = fwknop::load(&access, Some(&nat)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         (c.spa_port, c.max_age, c.stanzas.len(), c.refused.len()),
         (40000, None, 1, 1)
@@ -1037,7 +1035,7 @@ fn fwknopd_agrees_on_what_it_refuses() {
             "fwknopd on {text:?}: {}",
             String::from_utf8_lossy(&status.stderr)
         );
-        let ours = fwknop_conf::load(&access, None);
+        let ours = fwknop::load(&access, None);
         assert_eq!(ours.is_ok(), *knockerd_ok, "knockerd on {text:?}: {ours:?}");
     }
 }
@@ -1100,14 +1098,14 @@ mod properties {
         #![proptest_config(ProptestConfig::with_cases(512))]
         #[test]
         fn the_parser_never_panics_on_bytes(bytes in prop::collection::vec(any::<u8>(), 0..1500)) {
-            let _ = fwknop_conf::parse(Path::new("a.conf"), &bytes, &FwknopdConf::default());
+            let _ = fwknop::parse(Path::new("a.conf"), &bytes, &FwknopdConf::default());
             let _ = parse_fwknopd_conf(Path::new("f.conf"), &bytes);
         }
 
         #[test]
         fn stanzas_never_panic_and_import_is_valid_toml(lines in prop::collection::vec(line(), 0..24)) {
             let text = lines.join("\n");
-            if let Ok(c) = fwknop_conf::parse(Path::new("a.conf"), text.as_bytes(), &FwknopdConf::default()) {
+            if let Ok(c) = fwknop::parse(Path::new("a.conf"), text.as_bytes(), &FwknopdConf::default()) {
                 prop_assert!(!c.stanzas.is_empty());
                 let toml = to_toml(&c);
                 prop_assert!(toml::from_str::<toml::Value>(&toml).is_ok(), "{}", toml);

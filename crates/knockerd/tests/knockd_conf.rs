@@ -1,5 +1,5 @@
 //! knockd.conf as it is: the grammar, every key, errors and warnings, the native TOML that
-//! `import-knockd` prints (read back by `config::parse` into the same configuration), and the
+//! `import-knockd` prints (read back by `config::native::parse` into the same configuration), and the
 //! command line. No root needed.
 
 use std::net::IpAddr;
@@ -8,8 +8,8 @@ use std::process::Command as Process;
 use std::time::Duration;
 
 use knocker_engine::{Kind, Service};
+use knockerd::config::knockd::{self, Knockd};
 use knockerd::config::{self, Command, Config, OnStop};
-use knockerd::knockd::{self, Knockd};
 
 /// Debian's /etc/knockd.conf (knockd 0.8-2), as installed.
 const DEBIAN_DEFAULT: &str = "[options]
@@ -611,8 +611,8 @@ fn import_round_trip() {
     let conf = dir.write("knockd.conf", &text);
     let k = knockd::parse(&conf, &text).expect("parse");
     let toml = k.to_toml();
-    let native =
-        config::parse(Path::new("imported.toml"), &toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    let native = config::native::parse(Path::new("imported.toml"), &toml)
+        .unwrap_or_else(|e| panic!("{e}\n{toml}"));
     same_config(&k.config, &native);
     assert_eq!(native.on_stop, OnStop::Keep);
     for note in [
@@ -628,7 +628,7 @@ fn import_round_trip() {
         assert!(toml.contains(note), "{note:?} expected in\n{toml}");
     }
     // the warnings are in the TOML as comments too, and import prints them
-    let (printed, warnings) = knockd::import(&conf).expect("import");
+    let (printed, warnings) = knockd::import::import(&conf).expect("import");
     assert_eq!(printed, toml);
     assert_eq!(warnings, k.warnings);
 
@@ -653,7 +653,7 @@ fn import_of_sweepable_doors_says_what_to_fix() {
     );
     assert!(toml.contains("refuses this door as it is"), "{toml}");
     // knockerd's own format refuses it until the warning is acted on, with the same message
-    let e = config::parse(Path::new("imported.toml"), &toml)
+    let e = config::native::parse(Path::new("imported.toml"), &toml)
         .expect_err("sweepable")
         .to_string();
     assert!(e.contains("ascending") || e.contains("descending"), "{e}");
@@ -666,7 +666,7 @@ fn import_of_sweepable_doors_says_what_to_fix() {
             "[\"9000\", \"8000\", \"7000\"]",
             "[\"8000\", \"9000\", \"7000\"]",
         );
-    config::parse(Path::new("imported.toml"), &fixed).expect("fixed");
+    config::native::parse(Path::new("imported.toml"), &fixed).expect("fixed");
 }
 
 fn knockerd(args: &[&str]) -> (i32, String, String) {

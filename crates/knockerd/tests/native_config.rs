@@ -48,7 +48,7 @@ const SPA: &str = "\n[door.ssh]\nkind = \"spa\"\nport = 62201\nopen = [\"tcp/22\
 const SYN: &str = "\n[door.syn]\nkind = \"syn\"\nport = 4443\nopen = [\"tcp/22\", \"tcp/443\"]\n";
 
 fn parse(text: &str) -> Result<config::Config, ConfigError> {
-    config::parse(Path::new("knockerd.toml"), text)
+    config::native::parse(Path::new("knockerd.toml"), text)
 }
 
 fn err(text: &str) -> ConfigError {

@@ -20,9 +20,6 @@ pub mod knockd;
 pub mod loader;
 pub mod native;
 
-// The native format's loader at the paths it has always had.
-pub use native::{load, native_paths, parse};
-
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

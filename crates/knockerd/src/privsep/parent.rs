@@ -347,7 +347,7 @@ mod tests {
     use crate::privsep::protocol::parse_report;
 
     fn config() -> Config {
-        crate::config::parse(
+        crate::config::native::parse(
             std::path::Path::new("knockerd.toml"),
             "[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nopen_for = 30\n\
              [door.web]\nsequence = [\"7100\", \"9100\", \"8100\"]\nopen = [\"443\"]\nopen_for = 30\n",

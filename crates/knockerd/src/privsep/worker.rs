@@ -31,7 +31,7 @@ const COALESCE_PAUSE: Duration = Duration::from_micros(500);
 const COALESCE_AT: usize = 8;
 
 /// The engine for a validated configuration. Native configurations were already held to the
-/// strict rules by `config::parse`; a knockd.conf runs as knockd would run it (its sweep and
+/// strict rules by `config::native::parse`; a knockd.conf runs as knockd would run it (its sweep and
 /// overlap warnings were logged when it was loaded), so the engine is built in compat mode.
 pub(crate) fn engine_for(config: &Config) -> Result<Engine, String> {
     Engine::new_compat(EngineConfig {

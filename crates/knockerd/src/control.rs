@@ -42,19 +42,7 @@ pub fn state_dir(source: &ConfigFile, cli: Option<&Path>) -> PathBuf {
     if let Some(dir) = cli {
         return dir.to_owned();
     }
-    let from_file = match source {
-        ConfigFile::Native(path) => std::fs::read_to_string(path)
-            .ok()
-            .and_then(|text| text.parse::<toml::Table>().ok())
-            .and_then(|t| {
-                t.get("daemon")?
-                    .get("state_dir")?
-                    .as_str()
-                    .map(PathBuf::from)
-            }),
-        _ => None,
-    };
-    from_file.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
+    crate::config::loader::state_dir(source).unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
 }
 
 /// Whether a daemon runs with its state in `dir`, as the lock on its pid file tells.

@@ -102,6 +102,17 @@ impl Loaded {
     }
 }
 
+/// The state directory `file` names (`[daemon] state_dir`), read without validating the rest,
+/// so that `knockerd reload` still reaches the daemon when the rest of the file is broken (the
+/// daemon then says what is wrong). `None` when it names none: a knockd.conf and an
+/// access.conf have no such key.
+pub fn state_dir(file: &ConfigFile) -> Option<PathBuf> {
+    match file {
+        ConfigFile::Native(path) => native::state_dir(path),
+        ConfigFile::Knockd(_) | ConfigFile::Fwknop { .. } => None,
+    }
+}
+
 /// The server key and the clients file that `file` names, read without validating the rest:
 /// `knockerd keygen` runs before the key that validation would need exists. A knockd.conf and
 /// an access.conf name neither, so theirs are the defaults.

@@ -203,6 +203,15 @@ pub fn native_paths(path: &Path) -> Result<(PathBuf, PathBuf), ConfigError> {
     ))
 }
 
+/// The `[daemon] state_dir` a configuration names, read without validating the rest; `None`
+/// when the file cannot be read, is not TOML or names none.
+pub fn state_dir(path: &Path) -> Option<PathBuf> {
+    let text = String::from_utf8(read_bounded(path).ok()?).ok()?;
+    let table = text.parse::<toml::Table>().ok()?;
+    let dir = table.get("daemon")?.get("state_dir")?.as_str()?;
+    Some(PathBuf::from(dir))
+}
+
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let bytes = read_bounded(path)?;

@@ -123,7 +123,11 @@ fn the_packet_worker_holds_no_privilege_and_is_replaced_when_it_dies_or_hangs() 
     // the parent is killed: the worker goes with it (and the table stays: fail closed)
     let mut w = w;
     w.daemon.signal(Signal::SIGKILL);
-    let _ = w.daemon.wait_exit(Duration::from_secs(5));
+    assert_eq!(
+        w.daemon.wait_exit(Duration::from_secs(5)),
+        None,
+        "knockerd dies by the signal"
+    );
     let end = Instant::now() + Duration::from_secs(3);
     while std::path::Path::new(&format!("/proc/{again}")).exists() && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(20));
@@ -132,6 +136,33 @@ fn the_packet_worker_holds_no_privilege_and_is_replaced_when_it_dies_or_hangs() 
         !std::path::Path::new(&format!("/proc/{again}/status")).exists()
             || status_field(again, "State").starts_with('Z'),
         "the worker outlived its parent"
+    );
+    // fail closed: nobody removed the table, and it still drops the door's service
+    let table = w
+        .lab
+        .server
+        .exec("nft", &["list", "table", "inet", "knocker"])
+        .expect("the table inet knocker outlives the killed knockerd");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains(&SERVICE.to_string()) && l.trim_end().ends_with("drop")),
+        "the table still protects tcp/{SERVICE}:\n{table}"
+    );
+    assert_eq!(
+        w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
+        Reach::Silent,
+        "with knockerd dead, mallory still gets nothing"
+    );
+    // alice's last grant ends by the kernel's set timeout, and then she is dropped too
+    assert!(
+        w.wait_grants(0, Duration::from_secs(4)).is_empty(),
+        "alice's grant expires without knockerd"
+    );
+    assert_eq!(
+        w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE),
+        Reach::Silent,
+        "with knockerd dead and her grant expired, alice is dropped"
     );
     w.finish();
 }

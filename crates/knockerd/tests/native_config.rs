@@ -2,33 +2,21 @@
 //! with its file, line and what is wrong. No root needed.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use knocker_lab::TempDir;
 use knocker_wire::identity::PrivateKey;
 use knockerd::config::{self, ConfigError};
 
 /// A directory with a server key (0600) and a clients file, removed when dropped.
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn dir(tag: &str, clients: &str) -> Dir {
-    let d = std::env::temp_dir().join(format!("knocker-native-conf-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("dir");
-    let key = d.join("server.key");
-    std::fs::write(
-        &key,
-        PrivateKey::generate().expect("key").to_base64().as_bytes(),
-    )
-    .expect("key");
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    std::fs::write(d.join("clients.toml"), clients).expect("clients");
-    Dir(d)
+fn dir(tag: &str, clients: &str) -> TempDir {
+    let d = TempDir::new(&format!("native-conf-{tag}"));
+    d.private(
+        "server.key",
+        &PrivateKey::generate().expect("key").to_base64(),
+    );
+    d.write("clients.toml", clients);
+    d
 }
 
 fn alice() -> String {
@@ -36,7 +24,7 @@ fn alice() -> String {
     format!("[client.alice]\npublic_key = \"{k}\"\n")
 }
 
-fn daemon(d: &Dir) -> String {
+fn daemon(d: &TempDir) -> String {
     format!(
         "[daemon]\nserver_key = {:?}\nclients = {:?}\n",
         d.0.join("server.key").display().to_string(),
@@ -104,7 +92,7 @@ fn watched_ports_and_grant_times_are_said_as_they_are() {
 /// What door "ssh" of `c` says to a datagram sealed by `client` for it: its SPA decoder, as
 /// the engine calls it.
 fn ssh_door_says(
-    d: &Dir,
+    d: &TempDir,
     c: &config::Config,
     client: &PrivateKey,
 ) -> Result<String, knocker_engine::SpaError> {

@@ -32,11 +32,6 @@ fn worker_of(pid: i32) -> i32 {
     }
 }
 
-/// A path for a test's file in the temporary directory, unique per process.
-fn state_dir_file(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("knocker-e2e-{}-{name}", std::process::id()))
-}
-
 /// A field of /proc/PID/status, e.g. "Uid".
 fn status_field(pid: i32, field: &str) -> String {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
@@ -175,12 +170,11 @@ fn a_one_time_door_keeps_its_lines_straight_when_the_worker_is_replaced() {
     if !e2e(&[]) {
         return;
     }
-    let seq_file = state_dir_file("privsep-ot.seq");
-    std::fs::write(
-        &seq_file,
+    let dir = knocker_lab::TempDir::new("privsep-ot");
+    let seq_file = dir.write(
+        "privsep-ot.seq",
         " 7000,9000,8000\n 6000,6200,6100\n 5000,5200,5100\n",
-    )
-    .expect("write");
+    );
     let conf = door_config(
         "",
         &format!(
@@ -215,6 +209,5 @@ fn a_one_time_door_keeps_its_lines_straight_when_the_worker_is_replaced() {
         std::fs::read_to_string(&seq_file).expect("read"),
         "#7000,9000,8000\n#6000,6200,6100\n 5000,5200,5100\n"
     );
-    let _ = std::fs::remove_file(&seq_file);
     w.finish();
 }

@@ -128,6 +128,19 @@ fn tcp_flag_filter_ignores_non_syn_knocks() {
         "SYN knocks with ACK noise in between must open: {g:?}"
     );
     assert_eq!(g[0].to, Lab::ALICE);
+    // knockerd handles packets in order: had the ACK or SYN+ACK knocks opened, however late,
+    // that grant would be logged before this one, and this one would be a refresh
+    let log = w.daemon.log();
+    let opened = |what: &str| {
+        log.lines()
+            .filter(|l| l.contains(&format!("door=ssh src={} {what} ", Lab::ALICE)))
+            .count()
+    };
+    assert_eq!(
+        (opened("grant"), opened("refresh")),
+        (1, 0),
+        "only the SYN knocks opened:\n{log}"
+    );
     w.finish();
 }
 

@@ -1,12 +1,13 @@
 //! The flood sender as the bench sees it: `knocker-flood send ...` started in the lab's `net`
 //! namespace, its progress read from its stdout.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use knocker_lab::log::{read_lines, Log};
 
 use crate::lab::FloodLab;
 use crate::sender::SendArgs;
@@ -19,7 +20,7 @@ pub struct Flood {
     sent: Arc<AtomicU64>,
     started: Arc<AtomicBool>,
     done: Arc<Mutex<Option<(u64, u64, f64)>>>,
-    errors: Arc<Mutex<String>>,
+    errors: Log,
 }
 
 impl Flood {
@@ -43,40 +44,30 @@ impl Flood {
             sent: Arc::new(AtomicU64::new(0)),
             started: Arc::new(AtomicBool::new(false)),
             done: Arc::new(Mutex::new(None)),
-            errors: Arc::new(Mutex::new(String::new())),
+            errors: Log::bounded(1 << 20),
         };
         if let Some(out) = f.child.stdout.take() {
             let (sent, started, done) = (f.sent.clone(), f.started.clone(), f.done.clone());
-            std::thread::spawn(move || {
-                for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    let w: Vec<&str> = line.split_whitespace().collect();
-                    match w.as_slice() {
-                        ["start", _] => started.store(true, Ordering::Relaxed),
-                        ["progress", n] => {
-                            sent.store(n.parse().unwrap_or(0), Ordering::Relaxed);
-                        }
-                        ["done", n, e, s] => {
-                            let n = n.parse().unwrap_or(0);
-                            sent.store(n, Ordering::Relaxed);
-                            if let Ok(mut d) = done.lock() {
-                                *d = Some((n, e.parse().unwrap_or(0), s.parse().unwrap_or(0.0)));
-                            }
-                        }
-                        _ => {}
+            read_lines(out, move |line| {
+                let w: Vec<&str> = line.split_whitespace().collect();
+                match w.as_slice() {
+                    ["start", _] => started.store(true, Ordering::Relaxed),
+                    ["progress", n] => {
+                        sent.store(n.parse().unwrap_or(0), Ordering::Relaxed);
                     }
+                    ["done", n, e, s] => {
+                        let n = n.parse().unwrap_or(0);
+                        sent.store(n, Ordering::Relaxed);
+                        if let Ok(mut d) = done.lock() {
+                            *d = Some((n, e.parse().unwrap_or(0), s.parse().unwrap_or(0.0)));
+                        }
+                    }
+                    _ => {}
                 }
             });
         }
         if let Some(err) = f.child.stderr.take() {
-            let errors = f.errors.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(err).lines().map_while(Result::ok) {
-                    if let Ok(mut e) = errors.lock() {
-                        e.push_str(&line);
-                        e.push('\n');
-                    }
-                }
-            });
+            f.errors.read(err, |_| {});
         }
         Ok(f)
     }
@@ -93,7 +84,7 @@ impl Flood {
         match self.child.try_wait() {
             Ok(Some(st)) if !st.success() => Err(format!(
                 "the flood sender failed ({st}): {}",
-                self.errors.lock().map(|e| e.clone()).unwrap_or_default()
+                self.errors.text()
             )),
             Ok(Some(_)) => Ok(true),
             Ok(None) => Ok(false),
@@ -108,7 +99,7 @@ impl Flood {
             if self.exited()? || Instant::now() > end {
                 return Err(format!(
                     "the flood sender did not start: {}",
-                    self.errors.lock().map(|e| e.clone()).unwrap_or_default()
+                    self.errors.text()
                 ));
             }
             std::thread::sleep(Duration::from_millis(5));

@@ -8,7 +8,6 @@
 //! same interface. Namespaces go away when the lab drops, also on error or panic.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -17,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 pub use knocker_lab::which;
-use knocker_lab::{link, Netns};
+use knocker_lab::{link, Log, Netns};
 use knocker_wire::Service;
 
 use crate::packets::Family;
@@ -155,7 +154,7 @@ pub struct Daemon {
     /// (logged, and counted in its "N more refusals were not logged" lines), or fwknopd's "SPA
     /// Packet from IP: ... received" lines (one per packet that passed its cheap checks).
     examined: Arc<AtomicU64>,
-    log: Arc<Mutex<String>>,
+    log: Log,
     stop: Arc<AtomicBool>,
     dir: PathBuf,
 }
@@ -170,7 +169,7 @@ impl Daemon {
     }
 
     pub fn log(&self) -> String {
-        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+        self.log.text()
     }
 
     pub fn opened_at(&self, addr: IpAddr) -> Option<Instant> {
@@ -241,44 +240,33 @@ impl Daemon {
             .spawn()
             .map_err(|e| format!("start {}: {e}", binary.display()))?;
         let mut d = Daemon::new(Kind::Knockerd, child, dir);
-        let stderr = d.child.stderr.take();
-        let (log, opened, examined) = (d.log.clone(), d.opened.clone(), d.examined.clone());
-        if let Some(stderr) = stderr {
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    // The grant line is logged once the kernel has acknowledged the set update.
-                    // Its own timestamp says when, so a busy machine delaying this thread does
-                    // not count against knockerd.
-                    if line.contains(" grant ") || line.contains(" refresh ") {
-                        if let Some(addr) = grant_source(&line) {
-                            let now = Instant::now();
-                            let lag = line
-                                .split_whitespace()
-                                .next()
-                                .and_then(parse_rfc3339_utc)
-                                .and_then(|t| SystemTime::now().duration_since(t).ok())
-                                .unwrap_or_default();
-                            if let Ok(mut o) = opened.lock() {
-                                o.entry(addr).or_insert(now.checked_sub(lag).unwrap_or(now));
-                            }
-                        }
+        let (opened, examined) = (d.opened.clone(), d.examined.clone());
+        d.log.capture(&mut d.child, move |line| {
+            // The grant line is logged once the kernel has acknowledged the set update. Its
+            // own timestamp says when, so a busy machine delaying this thread does not count
+            // against knockerd.
+            if line.contains(" grant ") || line.contains(" refresh ") {
+                if let Some(addr) = grant_source(line) {
+                    let now = Instant::now();
+                    let lag = line
+                        .split_whitespace()
+                        .next()
+                        .and_then(parse_rfc3339_utc)
+                        .and_then(|t| SystemTime::now().duration_since(t).ok())
+                        .unwrap_or_default();
+                    if let Ok(mut o) = opened.lock() {
+                        o.entry(addr).or_insert(now.checked_sub(lag).unwrap_or(now));
                     }
-                    let refused = knockerd_refusals(&line);
-                    if refused > 0 {
-                        examined.fetch_add(refused, Ordering::Relaxed);
-                    }
-                    keep(&log, &line);
                 }
-            });
-        }
-        let end = Instant::now() + Duration::from_secs(10);
-        while !d.log().contains("ready:") {
-            d.check_alive()?;
-            if Instant::now() > end {
-                return Err(format!("knockerd not ready after 10 s:\n{}", d.log()));
             }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+            let refused = knockerd_refusals(line);
+            if refused > 0 {
+                examined.fetch_add(refused, Ordering::Relaxed);
+            }
+        });
+        d.log
+            .wait_for("ready:", Duration::from_secs(10), Some(&mut d.child))
+            .map_err(|e| format!("knockerd {e}"))?;
         Ok(d)
     }
 
@@ -312,22 +300,10 @@ impl Daemon {
         )?;
         let conf = dir.join("fwknopd.conf");
         write_private(&conf, &fwknopd_config(kind))?;
-        let run = dir.join("run");
-        std::fs::create_dir_all(&run).map_err(|e| format!("{}: {e}", run.display()))?;
         let child = lab
             .server
             .command(&binary.display().to_string())
-            .arg("-f")
-            .arg("-c")
-            .arg(&conf)
-            .arg("-a")
-            .arg(&access)
-            .arg("-d")
-            .arg(dir.join("digest.cache"))
-            .arg("-p")
-            .arg(dir.join("fwknopd.pid"))
-            .arg("-r")
-            .arg(&run)
+            .args(knocker_lab::fwknopd::args(&conf, &access, &dir)?)
             .args(["-i", IFACE])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -335,45 +311,27 @@ impl Daemon {
             .spawn()
             .map_err(|e| format!("start {}: {e}", binary.display()))?;
         let mut d = Daemon::new(kind, child, dir);
-        for pipe in [
-            d.child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-            d.child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let (log, opened, examined) = (d.log.clone(), d.opened.clone(), d.examined.clone());
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    // fwknopd writes no timestamps: the door is open when the line is read
-                    // (fwknopd flushes each line, once its iptables command has returned)
-                    if let Some(addr) = fwknopd_grant_source(&line) {
-                        let now = Instant::now();
-                        if let Ok(mut o) = opened.lock() {
-                            o.entry(addr).or_insert(now);
-                        }
-                    }
-                    if line.contains(FWKNOPD_RECEIVED) {
-                        examined.fetch_add(1, Ordering::Relaxed);
-                    }
-                    keep(&log, &line);
+        let (opened, examined) = (d.opened.clone(), d.examined.clone());
+        d.log.capture(&mut d.child, move |line| {
+            // fwknopd writes no timestamps: the door is open when the line is read (fwknopd
+            // flushes each line, once its iptables command has returned)
+            if let Some(addr) = fwknopd_grant_source(line) {
+                let now = Instant::now();
+                if let Ok(mut o) = opened.lock() {
+                    o.entry(addr).or_insert(now);
                 }
-            });
-        }
-        let end = Instant::now() + Duration::from_secs(10);
-        while !d.log().contains("Starting fwknopd") {
-            d.check_alive()?;
-            if Instant::now() > end {
-                return Err(format!("fwknopd not started after 10 s:\n{}", d.log()));
             }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+            if line.contains(FWKNOPD_RECEIVED) {
+                examined.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        d.log
+            .wait_for(
+                "Starting fwknopd",
+                Duration::from_secs(10),
+                Some(&mut d.child),
+            )
+            .map_err(|e| format!("fwknopd {e}"))?;
         // pcap is open once it logs its main loop; the first idle knock proves it works
         std::thread::sleep(Duration::from_millis(300));
         d.check_alive()?;
@@ -386,29 +344,9 @@ impl Daemon {
     pub fn knockd(lab: &FloodLab, binary: &Path, dir: PathBuf) -> Result<Daemon, String> {
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let nft = which("nft").ok_or("nft not found")?;
-        let script = knockd_table();
-        let out = lab
-            .server
-            .command(&nft.display().to_string())
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .and_then(|mut c| {
-                use std::io::Write;
-                if let Some(mut i) = c.stdin.take() {
-                    i.write_all(script.as_bytes())?;
-                }
-                c.wait_with_output()
-            })
-            .map_err(|e| format!("nft: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "loading the knockd bench table: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
+        lab.server
+            .nft(&knockd_table())
+            .map_err(|e| format!("loading the knockd bench table: {e}"))?;
         let marker = dir.join("opened");
         std::fs::write(&marker, "").map_err(|e| format!("{}: {e}", marker.display()))?;
         let config = dir.join("knockd.conf");
@@ -425,26 +363,7 @@ impl Daemon {
             .spawn()
             .map_err(|e| format!("start {}: {e}", binary.display()))?;
         let mut d = Daemon::new(Kind::Knockd, child, dir);
-        for pipe in [
-            d.child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-            d.child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let log = d.log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    keep(&log, &line);
-                }
-            });
-        }
+        d.log.capture(&mut d.child, |_| {});
         let (opened, stop) = (d.opened.clone(), d.stop.clone());
         std::thread::spawn(move || {
             let mut seen = 0usize;
@@ -482,7 +401,8 @@ impl Daemon {
             child,
             opened: Arc::new(Mutex::new(HashMap::new())),
             examined: Arc::new(AtomicU64::new(0)),
-            log: Arc::new(Mutex::new(String::new())),
+            // up to 1 MiB of log: a flood can make fwknopd write gigabytes
+            log: Log::bounded(1 << 20),
             stop: Arc::new(AtomicBool::new(false)),
             dir,
         }
@@ -495,16 +415,6 @@ impl Drop for Daemon {
         // knockd and knockerd both exit cleanly on SIGTERM
         knocker_lab::child::stop(&mut self.child, Duration::from_secs(3));
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Keeps a daemon's log line, up to 1 MiB of log (a flood can make fwknopd write gigabytes).
-fn keep(log: &Mutex<String>, line: &str) {
-    if let Ok(mut l) = log.lock() {
-        if l.len() < 1 << 20 {
-            l.push_str(line);
-            l.push('\n');
-        }
     }
 }
 

@@ -375,42 +375,23 @@ pub(crate) fn random16() -> Result<[u8; 16], String> {
 /// set element (its address) when it arrives.
 struct Watch {
     rx: Receiver<(Instant, IpAddr)>,
-    stop: Arc<AtomicBool>,
     errors: Arc<std::sync::Mutex<Vec<String>>>,
-    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+    _thread: Background,
 }
 
 impl Watch {
     fn start(server: &Netns) -> Result<Watch, String> {
         let (tx, rx) = mpsc::channel();
-        let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), String>>(1);
-        let stop = Arc::new(AtomicBool::new(false));
         let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (stop2, errors2) = (stop.clone(), errors.clone());
-        let thread = server.spawn(move || {
-            let socket = match subscribe() {
-                Ok(s) => {
-                    let _ = ready_tx.send(Ok(()));
-                    s
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
-            listen(&socket, &tx, &stop2, &errors2);
-        });
-        let ready = ready_rx
-            .recv_timeout(Duration::from_secs(5))
-            .map_err(|_| "the nftables watcher did not start".to_string())
-            .and_then(|r| r);
-        let watch = Watch {
+        let errors2 = errors.clone();
+        let thread = Background::watch(server, subscribe, move |socket, stop| {
+            listen(&socket, &tx, stop, &errors2)
+        })?;
+        Ok(Watch {
             rx,
-            stop,
             errors,
-            thread: Some(thread),
-        };
-        ready.map(|()| watch)
+            _thread: thread,
+        })
     }
 
     /// Forgets notifications already received (a previous sample's).
@@ -452,12 +433,59 @@ impl Watch {
     }
 }
 
-impl Drop for Watch {
-    fn drop(&mut self) {
+/// A thread that runs until told to stop; stopped and joined when dropped.
+pub(crate) struct Background {
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+}
+
+impl Background {
+    /// A netlink watcher: `listen` runs on a thread of `server`'s namespace with a socket from
+    /// `subscribe` made there, until the flag it is given is set. Returns once the socket is
+    /// subscribed, so nothing announced from then on is missed.
+    pub(crate) fn watch(
+        server: &Netns,
+        subscribe: fn() -> Result<netlink_sys::Socket, String>,
+        listen: impl FnOnce(netlink_sys::Socket, &AtomicBool) + Send + 'static,
+    ) -> Result<Background, String> {
+        let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), String>>(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = server.spawn(move || {
+            let socket = match subscribe() {
+                Ok(s) => {
+                    let _ = ready_tx.send(Ok(()));
+                    s
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            listen(socket, &stop2);
+        });
+        // dropped on an error: stopped and joined
+        let watcher = Background {
+            stop,
+            thread: Some(thread),
+        };
+        ready_rx
+            .recv_timeout(Duration::from_secs(5))
+            .map_err(|_| "the nftables watcher did not start".to_string())??;
+        Ok(watcher)
+    }
+
+    pub(crate) fn end(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.end();
     }
 }
 

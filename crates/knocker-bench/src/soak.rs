@@ -47,7 +47,7 @@ use knocker_wire::identity::PrivateKey;
 use knocker_wire::rotate::{self, RotateSpec};
 use knocker_wire::{spa, Proto, RotateKey, Service};
 
-use crate::latency::{attrs, loadavg, quantile, random16, unix_now};
+use crate::latency::{attrs, loadavg, quantile, random16, unix_now, Background};
 use crate::stopped;
 
 #[derive(clap::Args, Debug)]
@@ -396,27 +396,6 @@ fn element_key(key: &[u8]) -> Option<(IpAddr, u16)> {
     (rest[0] == 6).then(|| (addr, u16::from_be_bytes([rest[4], rest[5]])))
 }
 
-/// A thread that runs until told to stop; stopped and joined when dropped.
-struct Background {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
-}
-
-impl Background {
-    fn end(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        self.end();
-    }
-}
-
 /// The watcher: a thread in the server's namespace, reading nftables' notifications.
 struct Watch {
     notes: Arc<Mutex<Vec<Note>>>,
@@ -426,38 +405,17 @@ struct Watch {
 impl Watch {
     fn start(server: &Netns) -> Result<Watch, String> {
         let notes = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<(), String>>(1);
-        let (notes2, stop2) = (notes.clone(), stop.clone());
-        let thread = server.spawn(move || {
+        let notes2 = notes.clone();
+        let thread = Background::watch(server, subscribe, move |socket, stop| {
             // real-time priority, so that a busy machine does not delay the stamps (best effort:
             // the stamps' slack is STAMP_SLACK)
             let tid = nix::unistd::gettid().to_string();
             let _ = std::process::Command::new("chrt")
                 .args(["-f", "-p", "10", &tid])
                 .output();
-            let socket = match subscribe() {
-                Ok(s) => {
-                    let _ = ready_tx.send(Ok(()));
-                    s
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
-            listen(&socket, &notes2, &stop2);
-        });
-        ready_rx
-            .recv_timeout(Duration::from_secs(5))
-            .map_err(|_| "the nftables watcher did not start".to_string())??;
-        Ok(Watch {
-            notes,
-            thread: Background {
-                stop,
-                thread: Some(thread),
-            },
-        })
+            listen(&socket, &notes2, stop);
+        })?;
+        Ok(Watch { notes, thread })
     }
 
     fn snapshot_from(&self, from: usize) -> Vec<Note> {
@@ -818,32 +776,26 @@ impl Daemon {
             let file = self.log_file.clone();
             let (arm, fired) = (self.arm.clone(), self.fired.clone());
             let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            std::thread::spawn(move || {
-                use std::io::BufRead;
-                let mut f = std::fs::OpenOptions::new()
-                    .append(true)
-                    .create(true)
-                    .open(&file)
-                    .ok();
-                for line in std::io::BufReader::new(stderr)
-                    .lines()
-                    .map_while(Result::ok)
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&file)
+                .ok();
+            knocker_lab::log::read_lines(stderr, move |line| {
+                if line.contains(" stop command for ")
+                    && line.contains(": started pid ")
+                    && arm.swap(false, Ordering::SeqCst)
                 {
-                    if line.contains(" stop command for ")
-                        && line.contains(": started pid ")
-                        && arm.swap(false, Ordering::SeqCst)
-                    {
-                        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-                        if let Ok(mut f) = fired.lock() {
-                            *f = Some(now_ns());
-                        }
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                    if let Ok(mut f) = fired.lock() {
+                        *f = Some(now_ns());
                     }
-                    if let Some(f) = f.as_mut() {
-                        let _ = writeln!(f, "[{instance}] {line}");
-                    }
-                    if let Ok(mut l) = log.lock() {
-                        l.push((instance, line));
-                    }
+                }
+                if let Some(f) = f.as_mut() {
+                    let _ = writeln!(f, "[{instance}] {line}");
+                }
+                if let Ok(mut l) = log.lock() {
+                    l.push((instance, line));
                 }
             });
         }
@@ -1128,28 +1080,7 @@ fn add_addrs(ns: &Netns, addrs: &[IpAddr]) -> Result<(), String> {
             IpAddr::V6(a) => batch.push_str(&format!("addr add {a}/64 dev eth0 nodad\n")),
         }
     }
-    let mut c = std::process::Command::new("ip")
-        .args(["-n", ns.name(), "-batch", "-"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("ip -batch: {e}"))?;
-    if let Some(mut i) = c.stdin.take() {
-        i.write_all(batch.as_bytes())
-            .map_err(|e| format!("ip -batch: {e}"))?;
-    }
-    let out = c
-        .wait_with_output()
-        .map_err(|e| format!("ip -batch: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip -n {} -batch: {}",
-            ns.name(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    ns.feed("ip", &["-batch", "-"], &batch).map(|_| ())
 }
 
 fn server_for(src: IpAddr, mallory: bool) -> IpAddr {

@@ -8,7 +8,10 @@
 //! - [`packet`]: the hand-made IPv4/IPv6 TCP and UDP packets the spoofing sender sends;
 //! - [`ready`]: the one rule for e2e prerequisites (missing is a loud failure unless
 //!   `KNOCKER_SKIP_E2E=1`) and the demo's and benches' preflight;
-//! - [`child`]: a child process run to its end with a deadline, and stopping one.
+//! - [`child`]: a child process run to its end with a deadline, and stopping one;
+//! - [`log`]: a child's output read line by line, kept, echoed and waited on;
+//! - [`dir`]: a scratch directory for a test's files, removed on drop;
+//! - [`fwknopd`]: Debian's fwknopd's arguments, its files in a directory of the caller's.
 //!
 //! Addresses live only inside the lab's namespaces (10.200.0.0/16, fd00:200::/48): nothing here
 //! sends a packet anywhere but between them.
@@ -18,11 +21,16 @@
 #![forbid(unsafe_code)]
 
 pub mod child;
+pub mod dir;
+pub mod fwknopd;
+pub mod log;
 pub mod netns;
 pub mod packet;
 pub mod ready;
 pub mod send;
 
+pub use dir::TempDir;
+pub use log::Log;
 pub use netns::{assert_removed, link, Lab, Netns};
 pub use ready::{e2e, needs, preflight, which};
 pub use send::{

@@ -76,28 +76,37 @@ impl Netns {
 
     /// Loads an nft script (`nft -f -`) inside the namespace.
     pub fn nft(&self, script: &str) -> Result<(), String> {
+        self.feed("nft", &["-f", "-"], script)
+            .map(|_| ())
+            .map_err(|e| format!("{e}\n{script}"))
+    }
+
+    /// Runs a program in the namespace with `input` on its standard input (e.g. `nft -f -`,
+    /// `ip -batch -`): its stdout, or an error with its stderr.
+    pub fn feed(&self, program: &str, args: &[&str], input: &str) -> Result<String, String> {
+        let what = format!("{program} {} in {}", args.join(" "), self.name);
         let mut child = self
-            .command("nft")
-            .args(["-f", "-"])
+            .command(program)
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot run nft in {}: {e}", self.name))?;
+            .map_err(|e| format!("cannot run {what}: {e}"))?;
         if let Some(mut stdin) = child.stdin.take() {
+            // dropped at the end of this block: the end of its input
             stdin
-                .write_all(script.as_bytes())
-                .map_err(|e| format!("cannot write the ruleset to nft: {e}"))?;
+                .write_all(input.as_bytes())
+                .map_err(|e| format!("cannot write to {what}: {e}"))?;
         }
         let out = child
             .wait_with_output()
-            .map_err(|e| format!("nft in {}: {e}", self.name))?;
+            .map_err(|e| format!("{what}: {e}"))?;
         if out.status.success() {
-            Ok(())
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
             Err(format!(
-                "nft -f failed in {}: {}\n{script}",
-                self.name,
+                "{what} failed: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             ))
         }

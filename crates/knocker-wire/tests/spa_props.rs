@@ -332,5 +332,11 @@ fn sealing_twice_gives_unrelated_datagrams() {
     let b = sealed(&k, &base_request());
     assert_ne!(a[..TAG_LEN], b[..TAG_LEN]);
     assert_ne!(a[TAG_LEN..TAG_LEN + 32], b[TAG_LEN..TAG_LEN + 32]);
-    assert_eq!(open(&a, &k.server, &k.door), open(&b, &k.server, &k.door));
+    // ... that both open, to the same client and request
+    let opened = open(&a, &k.server, &k.door).expect("the first opens");
+    assert_eq!(
+        opened,
+        open(&b, &k.server, &k.door).expect("the second opens")
+    );
+    assert_eq!(opened, (k.client.public_key(), base_request()));
 }

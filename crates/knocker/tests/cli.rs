@@ -6,10 +6,10 @@ use std::fs;
 use std::net::UdpSocket;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{self, Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Command, Output};
 use std::time::Duration;
 
+use knocker_lab::TempDir;
 use knocker_wire::encoded::{self, EncodedSpec, Push, Reassembly, Request};
 use knocker_wire::identity::PrivateKey;
 use knocker_wire::rotate::{self, RotateSpec};
@@ -18,32 +18,10 @@ use knocker_wire::{EncodedKey, Proto, RotateKey, Service};
 
 const KNOCKER: &str = env!("CARGO_BIN_EXE_knocker");
 
-/// A scratch config directory (not created: knocker must create it), removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "knocker-cli-{}-{}",
-            process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        TempDir(dir)
-    }
-
-    /// The directory knocker keeps profiles in, below the scratch directory so that knocker
-    /// creates it.
-    fn config(&self) -> PathBuf {
-        self.0.join("knocker")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+/// The directory knocker keeps profiles in: below a scratch directory, so that knocker must
+/// create it.
+fn config_of(tmp: &TempDir) -> PathBuf {
+    tmp.join("knocker")
 }
 
 fn knocker(config: &Path, args: &[&str]) -> Output {
@@ -73,7 +51,7 @@ fn assert_ok(out: &Output) {
 
 #[test]
 fn bad_ports_are_usage_errors_that_say_what_is_wrong() {
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("cli");
     for (port, message) in [
         (
             "70000",
@@ -88,7 +66,7 @@ fn bad_ports_are_usage_errors_that_say_what_is_wrong() {
             "knocker: bad port \"22:sctp\": unknown protocol \"sctp\": use tcp or udp\n",
         ),
     ] {
-        let out = knocker(&tmp.config(), &["knock", "127.0.0.1", "7000", port]);
+        let out = knocker(&config_of(&tmp), &["knock", "127.0.0.1", "7000", port]);
         assert_eq!(out.status.code(), Some(2), "{port}");
         assert_eq!(stderr(&out), message);
         assert_eq!(stdout(&out), "");
@@ -97,14 +75,14 @@ fn bad_ports_are_usage_errors_that_say_what_is_wrong() {
 
 #[test]
 fn a_family_the_host_lacks_is_an_error() {
-    let tmp = TempDir::new();
-    let out = knocker(&tmp.config(), &["knock", "-6", "127.0.0.1", "7000"]);
+    let tmp = TempDir::new("cli");
+    let out = knocker(&config_of(&tmp), &["knock", "-6", "127.0.0.1", "7000"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stderr(&out),
         "knocker: no IPv6 address for \"127.0.0.1\" (it has only 127.0.0.1)\n"
     );
-    let out = knocker(&tmp.config(), &["knock", "-4", "::1", "7000"]);
+    let out = knocker(&config_of(&tmp), &["knock", "-4", "::1", "7000"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).starts_with("knocker: no IPv4 address for \"::1\""),
@@ -112,14 +90,17 @@ fn a_family_the_host_lacks_is_an_error() {
         stderr(&out)
     );
     // -4 and -6 together is clap's usage error.
-    let out = knocker(&tmp.config(), &["knock", "-4", "-6", "127.0.0.1", "7000"]);
+    let out = knocker(
+        &config_of(&tmp),
+        &["knock", "-4", "-6", "127.0.0.1", "7000"],
+    );
     assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]
 fn no_ports_and_no_such_profile_is_a_usage_error() {
-    let tmp = TempDir::new();
-    let out = knocker(&tmp.config(), &["knock", "myserver"]);
+    let tmp = TempDir::new("cli");
+    let out = knocker(&config_of(&tmp), &["knock", "myserver"]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(
@@ -131,13 +112,13 @@ fn no_ports_and_no_such_profile_is_a_usage_error() {
 
 #[test]
 fn a_udp_knock_on_loopback_is_one_byte_and_verbose_says_so() {
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("cli");
     let server = UdpSocket::bind("127.0.0.1:0").expect("bind");
     server
         .set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
     let port = server.local_addr().expect("addr").port().to_string();
-    let out = knocker(&tmp.config(), &["knock", "-v", "-u", "127.0.0.1", &port]);
+    let out = knocker(&config_of(&tmp), &["knock", "-v", "-u", "127.0.0.1", &port]);
     assert_ok(&out);
     assert_eq!(stdout(&out), format!("hitting udp 127.0.0.1:{port}\n"));
     assert_eq!(stderr(&out), "");
@@ -147,7 +128,7 @@ fn a_udp_knock_on_loopback_is_one_byte_and_verbose_says_so() {
 
     // Without -v, nothing is printed.
     let out = knocker(
-        &tmp.config(),
+        &config_of(&tmp),
         &["knock", "127.0.0.1", &format!("{port}:udp")],
     );
     assert_ok(&out);
@@ -157,8 +138,8 @@ fn a_udp_knock_on_loopback_is_one_byte_and_verbose_says_so() {
 
 #[test]
 fn profile_commands_round_trip_through_the_file() {
-    let tmp = TempDir::new();
-    let dir = tmp.config();
+    let tmp = TempDir::new("cli");
+    let dir = config_of(&tmp);
     assert_ok(&knocker(
         &dir,
         &[
@@ -247,8 +228,8 @@ fn profile_commands_round_trip_through_the_file() {
 
 #[test]
 fn a_hand_edited_file_with_a_mistake_is_reported_by_line() {
-    let tmp = TempDir::new();
-    let dir = tmp.config();
+    let tmp = TempDir::new("cli");
+    let dir = config_of(&tmp);
     fs::create_dir_all(&dir).expect("mkdir");
     let file = dir.join("profiles.toml");
     fs::write(
@@ -335,7 +316,7 @@ fn mode_of(p: &Path) -> u32 {
 /// Writes a profiles file (0600, as knocker writes it: it may hold secrets) and a 0600 key
 /// file `k` beside it; returns the config directory.
 fn config_with(tmp: &TempDir, profiles: &str) -> PathBuf {
-    let dir = tmp.config();
+    let dir = config_of(tmp);
     fs::create_dir_all(&dir).expect("mkdir");
     let path = dir.join("profiles.toml");
     fs::write(&path, profiles).expect("write profiles");
@@ -360,11 +341,11 @@ fn wire_sequence(spec: &RotateSpec, counter: u64) -> String {
 
 #[test]
 fn keygen_writes_a_private_key_and_never_overwrites() {
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("cli");
     fs::create_dir_all(&tmp.0).expect("mkdir");
     let path = tmp.0.join("new.key");
     let out = knocker(
-        &tmp.config(),
+        &config_of(&tmp),
         &["keygen", "--out", path.to_str().expect("utf-8")],
     );
     assert_ok(&out);
@@ -378,14 +359,14 @@ fn keygen_writes_a_private_key_and_never_overwrites() {
     // Another run makes another key, elsewhere.
     let other = tmp.0.join("other.key");
     assert_ok(&knocker(
-        &tmp.config(),
+        &config_of(&tmp),
         &["keygen", "-o", other.to_str().expect("utf-8")],
     ));
     assert_ne!(fs::read_to_string(&other).expect("read"), text);
 
     // An existing file is never replaced.
     let out = knocker(
-        &tmp.config(),
+        &config_of(&tmp),
         &["keygen", "--out", path.to_str().expect("utf-8")],
     );
     assert_eq!(out.status.code(), Some(1));
@@ -401,7 +382,7 @@ fn keygen_writes_a_private_key_and_never_overwrites() {
     // A directory that does not exist is an error, not created.
     let nowhere = tmp.0.join("no/such/dir/k");
     let out = knocker(
-        &tmp.config(),
+        &config_of(&tmp),
         &["keygen", "--out", nowhere.to_str().expect("utf-8")],
     );
     assert_eq!(out.status.code(), Some(1));
@@ -411,7 +392,10 @@ fn keygen_writes_a_private_key_and_never_overwrites() {
         stderr(&out)
     );
     // --out is required.
-    assert_eq!(knocker(&tmp.config(), &["keygen"]).status.code(), Some(2));
+    assert_eq!(
+        knocker(&config_of(&tmp), &["keygen"]).status.code(),
+        Some(2)
+    );
 }
 
 const TOTP: &str = "[profile.rot]\nhost = \"127.0.0.1\"\nkind = \"rotating\"\nkey_file = \"k\"\n\
@@ -419,7 +403,7 @@ const TOTP: &str = "[profile.rot]\nhost = \"127.0.0.1\"\nkind = \"rotating\"\nke
 
 #[test]
 fn exposed_key_files_are_refused_naming_the_file_and_the_fix() {
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("cli");
     let dir = config_with(&tmp, TOTP);
     let key = dir.join("k");
     fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).expect("chmod");
@@ -443,7 +427,7 @@ fn exposed_key_files_are_refused_naming_the_file_and_the_fix() {
 
 #[test]
 fn totp_sequence_is_knocker_wires_and_says_when_it_changes() {
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("cli");
     let dir = config_with(&tmp, TOTP);
     let out = knocker(&dir, &["sequence", "rot", "--at", "1700000000"]);
     assert_ok(&out);
@@ -461,7 +445,7 @@ fn totp_sequence_is_knocker_wires_and_says_when_it_changes() {
     assert_eq!(stdout(&out).split_whitespace().count(), 4);
 
     // UDP knocks say so, in knock's syntax; a period of 1 minute.
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("cli");
     let dir = config_with(
         &tmp,
         "[profile.u]\nhost = \"h\"\nkind = \"rotating\"\nkey_file = \"k\"\nperiod = \"1m\"\n\
@@ -476,7 +460,7 @@ fn totp_sequence_is_knocker_wires_and_says_when_it_changes() {
 
 #[test]
 fn hotp_counters_persist_and_move_on_only_when_used() {
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("cli");
     let dir = config_with(
         &tmp,
         "[profile.hot]\nhost = \"127.0.0.1\"\nkind = \"rotating\"\nkey_file = \"k\"\n\
@@ -551,7 +535,7 @@ fn hotp_counters_persist_and_move_on_only_when_used() {
 
 #[test]
 fn sequence_refuses_what_has_no_sequence() {
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("cli");
     let dir = config_with(
         &tmp,
         &format!(
@@ -605,7 +589,7 @@ fn an_encoded_knock_decodes_to_the_profiles_request() {
         base <= 61440,
         "ephemeral port {base} leaves no room for the span"
     );
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("cli");
     let dir = config_with(
         &tmp,
         &format!(
@@ -656,7 +640,7 @@ fn an_encoded_knock_decodes_to_the_profiles_request() {
 
     // An `allow` of the other family than the host's is refused before anything is sent: the
     // host is resolved in allow's family, or, with a family forced, the mismatch is named.
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("cli");
     let dir = config_with(
         &tmp,
         &format!(
@@ -717,7 +701,7 @@ fn help_documents_rotating_and_encoded_profiles() {
 
 #[test]
 fn keygen_identity_writes_a_private_key_and_prints_the_public_one() {
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("cli");
     fs::create_dir_all(&tmp.0).expect("mkdir");
     let home = tmp.0.join("home");
     fs::create_dir_all(&home).expect("mkdir");
@@ -726,7 +710,7 @@ fn keygen_identity_writes_a_private_key_and_prints_the_public_one() {
             .args(["keygen", "--identity"])
             .args(args)
             .env("HOME", &home)
-            .env("KNOCKER_CONFIG_DIR", tmp.config())
+            .env("KNOCKER_CONFIG_DIR", config_of(&tmp))
             .output()
             .expect("run knocker")
     };
@@ -734,9 +718,9 @@ fn keygen_identity_writes_a_private_key_and_prints_the_public_one() {
     // The default place, beside profiles.toml, in a directory knocker makes private.
     let out = keygen(&[]);
     assert_ok(&out);
-    let path = tmp.config().join("identity.key");
+    let path = config_of(&tmp).join("identity.key");
     assert_eq!(mode_of(&path), 0o600);
-    assert_eq!(mode_of(&tmp.config()), 0o700);
+    assert_eq!(mode_of(&config_of(&tmp)), 0o700);
     let text = fs::read_to_string(&path).expect("read");
     assert_eq!(text.len(), 45, "{text:?}");
     let private = PrivateKey::from_base64(&text).expect("an X25519 key");
@@ -820,7 +804,7 @@ fn assert_refused(out: &Output, want: String) {
 #[test]
 fn a_bad_profile_is_skipped_and_the_others_still_knock() {
     let (socket, port) = loopback_udp();
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("cli");
     let dir = config_with(
         &tmp,
         &format!(
@@ -855,7 +839,7 @@ fn a_bad_profile_is_skipped_and_the_others_still_knock() {
 fn secrets_in_a_profiles_file_or_key_file_others_can_read_are_refused() {
     let (server_socket, port) = loopback_udp();
     let server = PrivateKey::generate().expect("rng");
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("cli");
     let (dir, _) = spa_config(&tmp, &server, port, &format!("\n{TOTP}"));
     let file = dir.join("profiles.toml");
     fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).expect("chmod");
@@ -901,7 +885,7 @@ fn secrets_in_a_profiles_file_or_key_file_others_can_read_are_refused() {
 fn a_spa_knock_is_one_datagram_the_server_opens() {
     let (server_socket, port) = loopback_udp();
     let server = PrivateKey::generate().expect("rng");
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("cli");
     let (dir, client) = spa_config(&tmp, &server, port, "duration = \"5m\"\n");
     let receive = || {
         let mut buf = [0u8; 2048];
@@ -1000,7 +984,7 @@ fn a_spa_knock_is_one_datagram_the_server_opens() {
     );
 
     // Without a duration the door's default applies, and the note says so honestly.
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("cli");
     let (dir, _) = spa_config(&tmp, &server, port, "");
     let out = knocker(&dir, &["knock", "native"]);
     assert_ok(&out);
@@ -1036,7 +1020,7 @@ fn a_syn_knock_carries_its_slot_or_says_it_needs_a_raw_socket() {
         .and_then(|l| l.local_addr())
         .expect("port")
         .port();
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("cli");
     let dir = config_with(
         &tmp,
         &format!(

@@ -8,13 +8,12 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, TcpListener, UdpSocket};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{self, Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use knocker_lab::TempDir;
 use knocker_wire::fwknop::{decode, key_from_base64, Digest, FwknopKeys};
 use knocker_wire::Service;
 
@@ -25,36 +24,11 @@ const B64_ENC: &str = "1W2Bh/GxHbKIvL2xV+bBG6AWYjHDvsWNzkAzewiinew=";
 const B64_HMAC: &str =
     "ZGh1s5LX7t9Rswe+B1S+X0ToYeEpfa/crMFHzs671DzWS297Ik+kxQKBGGmGqG1952CByPKfv/Pxi2Lh5K0TPw==";
 
-/// A config directory with a profiles file and private files, removed when dropped.
-struct Config(PathBuf);
-
-impl Config {
-    fn new(profiles: &str) -> Config {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "knocker-connect-{}-{}",
-            process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("mkdir");
-        let config = Config(dir);
-        config.private("profiles.toml", profiles);
-        config
-    }
-
-    fn private(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        fs::write(&path, text).expect("write");
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
-        path
-    }
-}
-
-impl Drop for Config {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+/// A config directory with a profiles file (and private files), removed when dropped.
+fn config_dir(profiles: &str) -> TempDir {
+    let config = TempDir::new("connect");
+    config.private("profiles.toml", profiles);
+    config
 }
 
 fn command(config: &Path, args: &[&str]) -> Command {
@@ -155,7 +129,7 @@ fn echo_server(
 
 #[test]
 fn bytes_relay_both_ways_and_input_end_is_a_half_close() {
-    let config = Config::new("");
+    let config = config_dir("");
     let (port, server) = echo_server(b"bye\n", None);
     let input: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 256) as u8).collect();
     let out = connect(&config.0, &["127.0.0.1", &port.to_string()], &input);
@@ -173,7 +147,7 @@ fn bytes_relay_both_ways_and_input_end_is_a_half_close() {
 
 #[test]
 fn the_servers_end_does_not_end_what_the_client_still_sends() {
-    let config = Config::new("");
+    let config = config_dir("");
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("listen");
     let port = listener.local_addr().expect("addr").port();
     let server = thread::spawn(move || {
@@ -216,7 +190,7 @@ fn the_servers_end_does_not_end_what_the_client_still_sends() {
 
 #[test]
 fn when_the_reader_of_standard_output_goes_away_knocker_ends_quietly() {
-    let config = Config::new("");
+    let config = config_dir("");
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("listen");
     let port = listener.local_addr().expect("addr").port();
     thread::spawn(move || {
@@ -243,7 +217,7 @@ fn when_the_reader_of_standard_output_goes_away_knocker_ends_quietly() {
 
 #[test]
 fn a_closed_port_without_a_profile_fails_at_once_saying_why() {
-    let config = Config::new("");
+    let config = config_dir("");
     let port = closed_port();
     let started = Instant::now();
     let out = connect(&config.0, &["127.0.0.1", &port.to_string()], b"");
@@ -280,7 +254,7 @@ fn a_closed_port_without_a_profile_fails_at_once_saying_why() {
 #[test]
 fn a_profile_knocks_before_connecting_and_stdout_is_only_the_relay() {
     let (knocks, knock_port) = udp();
-    let config = Config::new(&format!(
+    let config = config_dir(&format!(
         "[profile.lab]\nhost = \"127.0.0.1\"\nsequence = [\"{knock_port}:udp\"]\n"
     ));
     let (port, server) = echo_server(b"", Some(knocks));
@@ -307,7 +281,7 @@ fn a_profile_knocks_before_connecting_and_stdout_is_only_the_relay() {
 #[test]
 fn a_port_that_stays_shut_is_knocked_tries_times_then_named() {
     let (knocks, knock_port) = udp();
-    let config = Config::new(&format!(
+    let config = config_dir(&format!(
         "[profile.lab]\nhost = \"127.0.0.1\"\nsequence = [\"{knock_port}:udp\"]\n"
     ));
     let port = closed_port();
@@ -336,7 +310,7 @@ fn a_port_that_stays_shut_is_knocked_tries_times_then_named() {
 #[test]
 fn a_profile_is_found_by_its_host_and_several_must_be_told_apart() {
     let (knocks, knock_port) = udp();
-    let config = Config::new(&format!(
+    let config = config_dir(&format!(
         "[profile.one]\nhost = \"127.0.0.1\"\nsequence = [\"{knock_port}:udp\"]\n"
     ));
     let (port, server) = echo_server(b"", Some(knocks));
@@ -344,7 +318,7 @@ fn a_profile_is_found_by_its_host_and_several_must_be_told_apart() {
     assert_ok(&out);
     assert_eq!(server.join().expect("server").1.len(), 1, "knocked");
 
-    let config = Config::new(
+    let config = config_dir(
         "[profile.a]\nhost = \"127.0.0.1\"\nsequence = [\"7000\"]\n\n\
          [profile.b]\nhost = \"127.0.0.1\"\nsequence = [\"8000\"]\n",
     );
@@ -361,7 +335,7 @@ fn a_profile_is_found_by_its_host_and_several_must_be_told_apart() {
 fn a_bad_profile_costs_only_itself_and_hosts_without_one_still_connect() {
     // the documented `Host *` ProxyCommand runs `knocker connect` for every ssh: one typo in
     // one profile must not break them all
-    let config = Config::new(
+    let config = config_dir(
         "[profile.typo]\nhost = \"typo.example\"\nsequence = [\"7000\"]\nhots = 1\n\n\
          [profile.mine]\nhost = \"127.0.0.2\"\nsequence = [\"70000\"]\n",
     );
@@ -415,7 +389,7 @@ fn a_bad_profile_costs_only_itself_and_hosts_without_one_still_connect() {
     );
 
     // A file that is not TOML at all: said where, and a host without a profile still connects.
-    let config = Config::new("[profile.a]\nhost = \"127.0.0.1\"\n[profile.b\nhost = 1\n");
+    let config = config_dir("[profile.a]\nhost = \"127.0.0.1\"\n[profile.b\nhost = 1\n");
     let file = config.0.join("profiles.toml").display().to_string();
     let (port, server) = echo_server(b"", None);
     let out = connect(&config.0, &["127.0.0.1", &port.to_string()], b"hi");
@@ -433,7 +407,7 @@ fn a_bad_profile_costs_only_itself_and_hosts_without_one_still_connect() {
 
 #[test]
 fn each_knock_of_a_hotp_profile_uses_up_a_counter() {
-    let config = Config::new(
+    let config = config_dir(
         "[profile.hot]\nhost = \"127.0.0.1\"\nkind = \"rotating\"\nkey_file = \"k\"\n\
          mode = \"hotp\"\ncounter_file = \"c\"\nknocks = 3\nports = \"40000-40063\"\n\
          proto = \"udp\"\n",
@@ -460,7 +434,7 @@ fn each_knock_of_a_hotp_profile_uses_up_a_counter() {
 #[test]
 fn an_fwknop_profile_sends_its_packet_then_connects() {
     let (spa, spa_port) = udp();
-    let config = Config::new(&format!(
+    let config = config_dir(&format!(
         "[profile.fw]\nhost = \"127.0.0.1\"\nkind = \"fwknop\"\nkey_file = \"fw.key\"\n\
          hmac_key_file = \"fw.hmac\"\nopen = [\"tcp/22\"]\nduration = \"2m\"\n\
          port = {spa_port}\nuser = \"bob\"\n"
@@ -495,7 +469,7 @@ fn an_fwknop_profile_sends_its_packet_then_connects() {
 
 #[test]
 fn an_encoded_profile_knocks_and_says_its_duration() {
-    let config = Config::new(
+    let config = config_dir(
         "[profile.enc]\nhost = \"127.0.0.1\"\nkind = \"encoded\"\nkey_file = \"k\"\n\
          base = 40000\nbits = 12\nproto = \"udp\"\nopen = [\"tcp/22\"]\nduration = \"5m\"\n",
     );
@@ -519,7 +493,7 @@ fn an_encoded_profile_knocks_and_says_its_duration() {
 
 #[test]
 fn command_line_mistakes_are_usage_errors() {
-    let config = Config::new("");
+    let config = config_dir("");
     for args in [
         &["127.0.0.1"][..],
         &["127.0.0.1", "0"],
@@ -550,7 +524,7 @@ fn command_line_mistakes_are_usage_errors() {
         "knocker: no IPv6 address for \"127.0.0.1\" (it has only 127.0.0.1)\n"
     );
     // A broken profiles file is not quietly taken for no profile.
-    let config = Config::new("[profile.x]\nhost = \n");
+    let config = config_dir("[profile.x]\nhost = \n");
     let out = connect(&config.0, &["x", "22"], b"");
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -590,7 +564,7 @@ fn knock_notes_the_duration_unless_quiet() {
     if !knocker_lab::needs(false, &["script"]) {
         return;
     }
-    let config = Config::new(
+    let config = config_dir(
         "[profile.enc]\nhost = \"127.0.0.1\"\nkind = \"encoded\"\nkey_file = \"k\"\n\
          base = 40000\nbits = 12\nproto = \"udp\"\nopen = [\"tcp/22\"]\nduration = \"5m\"\n\n\
          [profile.seq]\nhost = \"127.0.0.1\"\nsequence = [\"40000:udp\"]\n",

@@ -11,11 +11,11 @@
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{self, Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use knocker_lab::TempDir;
 use knocker_wire::fwknop::{
     decode, key_from_base64, Digest, FwknopKeys, MessageType, SpaMessage, SpaRequest,
 };
@@ -28,40 +28,6 @@ const HMAC: &str = "fwknophmackey12345678";
 const B64_ENC: &str = "1W2Bh/GxHbKIvL2xV+bBG6AWYjHDvsWNzkAzewiinew=";
 const B64_HMAC: &str =
     "ZGh1s5LX7t9Rswe+B1S+X0ToYeEpfa/crMFHzs671DzWS297Ik+kxQKBGGmGqG1952CByPKfv/Pxi2Lh5K0TPw==";
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "knocker-spa-{}-{}",
-            process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("mkdir");
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    /// A file only its owner may read, as key-holding files must be.
-    fn private(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.path(name);
-        fs::write(&path, text).expect("write");
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 fn knocker(args: &[&str], home: &Path) -> Output {
     Command::new(KNOCKER)
@@ -95,7 +61,7 @@ fn now() -> u64 {
 /// Runs knocker with `args` plus `-T -B FILE --no-rc-file` (unless the args name an rc file) and
 /// returns the payload it wrote.
 fn written_packet(tmp: &TempDir, args: &[&str]) -> Vec<u8> {
-    let file = tmp.path("packet.txt");
+    let file = tmp.join("packet.txt");
     let _ = fs::remove_file(&file);
     let mut all = vec!["spa", "--fwknop", "-T", "-B", file.to_str().expect("utf-8")];
     if !args.iter().any(|a| *a == "--rc-file" || *a == "-n") {
@@ -267,7 +233,7 @@ fn cases() -> Vec<Case> {
 
 #[test]
 fn written_packets_decode_to_what_was_asked() {
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("spa");
     for case in cases() {
         let before = now();
         let payload = written_packet(&tmp, &case.args);
@@ -329,28 +295,21 @@ fn fwknopd(tmp: &TempDir, access_conf: &str, payload: &[u8], src: Ipv4Addr) -> S
         "PCAP_FILTER udp port 62201\nENABLE_SPA_PACKET_AGING Y\nMAX_SPA_PACKET_AGE 120\n",
     );
     let access = tmp.private("access.conf", access_conf);
-    let pcap_file = tmp.path("spa.pcap");
+    let pcap_file = tmp.join("spa.pcap");
     fs::write(&pcap_file, pcap(payload, src)).expect("pcap");
-    let run = tmp.path("run");
-    let _ = fs::remove_dir_all(&run);
-    fs::create_dir_all(&run).expect("run dir");
-    // -C 1: exit after the one packet (fwknopd keeps reading a pcap file otherwise); timeout:
-    // never hang a test run on it.
-    let out = Command::new("timeout")
-        .args(["30", "fwknopd", "-f", "-t", "-v", "-C", "1", "--pcap-file"])
-        .arg(&pcap_file)
-        .arg("-c")
-        .arg(&conf)
-        .arg("-a")
-        .arg(&access)
-        .arg("-d")
-        .arg(run.join("digest.cache"))
-        .arg("-p")
-        .arg(run.join("fwknopd.pid"))
-        .arg("-r")
-        .arg(&run)
-        .output()
-        .expect("run fwknopd");
+    // a fresh state each time: no digest cache remembers an earlier case's packet
+    let state = tmp.join("fwknopd");
+    let _ = fs::remove_dir_all(&state);
+    // -C 1: exit after the one packet (fwknopd keeps reading a pcap file otherwise), within a
+    // deadline: never hang a test run on it.
+    let out = knocker_lab::child::run(
+        Command::new("fwknopd")
+            .args(knocker_lab::fwknopd::args(&conf, &access, &state).expect("fwknopd's files"))
+            .args(["-t", "-v", "-C", "1", "--pcap-file"])
+            .arg(&pcap_file),
+        b"",
+        Duration::from_secs(30),
+    );
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -364,7 +323,7 @@ fn debians_fwknopd_accepts_knockers_packets() {
     if !knocker_lab::needs(false, &["fwknopd"]) {
         return;
     }
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("spa");
     let src = Ipv4Addr::new(10, 200, 0, 2);
     for case in cases() {
         let payload = written_packet(&tmp, &case.args);
@@ -423,7 +382,7 @@ fn comparable(msg: SpaMessage) -> SpaMessage {
 
 #[test]
 fn an_rc_stanza_gives_the_same_packet_as_fwknop_gives() {
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("spa");
     let rc = tmp.private("fwknoprc", RC);
     let rc_arg = rc.to_str().expect("utf-8");
     let keys = b64_keys(Digest::Sha512);
@@ -435,8 +394,8 @@ fn an_rc_stanza_gives_the_same_packet_as_fwknop_gives() {
     assert_eq!(ours.client_timeout, Some(300));
 
     // The command line overrides the stanza; ~/.fwknoprc is the default file.
-    fs::copy(&rc, tmp.path(".fwknoprc")).expect("copy");
-    fs::set_permissions(tmp.path(".fwknoprc"), fs::Permissions::from_mode(0o600)).expect("chmod");
+    fs::copy(&rc, tmp.join(".fwknoprc")).expect("copy");
+    fs::set_permissions(tmp.join(".fwknoprc"), fs::Permissions::from_mode(0o600)).expect("chmod");
     let p = written_packet(
         &tmp,
         &["-n", "MySSH", "-a", "203.0.113.9", "-f", "0", "-U", "x"],
@@ -451,7 +410,7 @@ fn an_rc_stanza_gives_the_same_packet_as_fwknop_gives() {
     if !knocker_lab::needs(false, &["fwknop"]) {
         return;
     }
-    let theirs = tmp.path("fwknop.pkt");
+    let theirs = tmp.join("fwknop.pkt");
     let out = Command::new("fwknop")
         .args([
             "-n",
@@ -475,7 +434,7 @@ fn an_rc_stanza_gives_the_same_packet_as_fwknop_gives() {
 
 #[test]
 fn rc_file_mistakes_are_refused() {
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("spa");
     let rc = tmp.private("fwknoprc", RC);
     let rc_arg = rc.to_str().expect("utf-8");
     fs::set_permissions(&rc, fs::Permissions::from_mode(0o644)).expect("chmod");
@@ -530,7 +489,7 @@ fn rc_file_mistakes_are_refused() {
 
 #[test]
 fn usage_mistakes_exit_2_and_say_what_to_do() {
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("spa");
     let keys = ["--key-rijndael", ENC, "--key-hmac", HMAC, "--no-rc-file"];
     let run = |extra: &[&str]| {
         let mut args = vec!["spa", "--fwknop", "-T"];
@@ -611,13 +570,13 @@ fn usage_mistakes_exit_2_and_say_what_to_do() {
 
 #[test]
 fn a_sent_packet_is_one_datagram_holding_the_payload() {
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("spa");
     let server = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
     server
         .set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
     let port = server.local_addr().expect("addr").port().to_string();
-    let saved = tmp.path("sent.txt");
+    let saved = tmp.join("sent.txt");
     let out = knocker(
         &[
             "spa",
@@ -679,8 +638,8 @@ fn receive(server: &UdpSocket) -> Vec<u8> {
 
 #[test]
 fn fwknop_profiles_knock_one_packet() {
-    let tmp = TempDir::new();
-    let config = tmp.path("config");
+    let tmp = TempDir::new("spa");
+    let config = tmp.join("config");
     fs::create_dir_all(&config).expect("config dir");
     tmp.private("config/fw.key", &format!("{B64_ENC}\n"));
     tmp.private("config/fw.hmac", &format!("{B64_HMAC}\n"));
@@ -733,7 +692,7 @@ fn fwknop_profiles_knock_one_packet() {
 
     // An exposed key file is refused, naming the fix.
     fs::set_permissions(
-        tmp.path("config/fw.hmac"),
+        tmp.join("config/fw.hmac"),
         fs::Permissions::from_mode(0o644),
     )
     .expect("chmod");

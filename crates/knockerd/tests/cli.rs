@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+use knocker_lab::TempDir;
+
 fn knockerd(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_knockerd"))
         .args(args)
@@ -15,28 +17,10 @@ fn knockerd(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn with_config(name: &str, text: &str) -> (tempdir::Dir, String) {
-    let dir = tempdir::Dir::new(name);
-    let path = dir.0.join("knockerd.toml");
-    std::fs::write(&path, text).expect("write config");
+fn with_config(name: &str, text: &str) -> (TempDir, String) {
+    let dir = TempDir::new(&format!("knockerd-cli-{name}"));
+    let path = dir.write("knockerd.toml", text);
     (dir, path.to_string_lossy().into_owned())
-}
-
-mod tempdir {
-    pub struct Dir(pub std::path::PathBuf);
-    impl Dir {
-        pub fn new(name: &str) -> Dir {
-            let p =
-                std::env::temp_dir().join(format!("knockerd-cli-{}-{name}", std::process::id()));
-            std::fs::create_dir_all(&p).expect("mkdir");
-            Dir(p)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 /// The installed example, as shipped.
@@ -227,7 +211,7 @@ fn check_fails_without_the_worker_user_and_so_does_the_start() {
 fn check_fails_without_nft() {
     let text = format!("[daemon]\n\n{DOOR}");
     let (_d, path) = with_config("nonft", &text);
-    let empty = tempdir::Dir::new("empty-path");
+    let empty = TempDir::new("knockerd-cli-empty-path");
     let out = Command::new(env!("CARGO_BIN_EXE_knockerd"))
         .args(["check", "--config", &path])
         .env("PATH", &empty.0)
@@ -252,7 +236,7 @@ fn spa_config(dir: &std::path::Path, key: &str) -> String {
 
 #[test]
 fn check_fails_on_an_unreadable_server_key() {
-    let d = tempdir::Dir::new("nokey");
+    let d = TempDir::new("knockerd-cli-nokey");
     let path = d.0.join("knockerd.toml");
     std::fs::write(&path, spa_config(&d.0, "missing.key")).expect("config");
     let path = path.display().to_string();
@@ -264,7 +248,7 @@ fn check_fails_on_an_unreadable_server_key() {
 
 #[test]
 fn check_fails_without_a_clients_file_and_warns_when_nobody_is_enrolled() {
-    let d = tempdir::Dir::new("noclients");
+    let d = TempDir::new("knockerd-cli-noclients");
     let path = d.0.join("knockerd.toml");
     std::fs::write(&path, spa_config(&d.0, "server.key")).expect("config");
     let path = path.display().to_string();

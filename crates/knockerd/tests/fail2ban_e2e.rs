@@ -10,7 +10,7 @@ mod common;
 
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -20,15 +20,6 @@ use nix::sys::signal::Signal;
 
 const SPA_PORT: u16 = 62201;
 const WAIT: Duration = Duration::from_secs(5);
-
-/// A directory of the test's own for keys and the captured log.
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn write_0600(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write");
@@ -59,9 +50,7 @@ fn fail2ban_regex_matches_each_of_mallorys_refusals_and_never_alice() {
     if !e2e(&["fail2ban-regex"]) {
         return;
     }
-    let dir = Dir(std::env::temp_dir().join(format!("knocker-f2b-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&dir.0);
-    std::fs::create_dir_all(&dir.0).expect("dir");
+    let dir = knocker_lab::TempDir::new("f2b");
     let server = PrivateKey::generate().expect("key");
     let alice_key = PrivateKey::generate().expect("key");
     write_0600(&dir.0.join("server.key"), &server.to_base64());

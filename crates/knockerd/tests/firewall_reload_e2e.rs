@@ -228,6 +228,22 @@ fn a_rule_slipped_into_knockers_chain_is_removed() {
         "table inet knocker was changed (chain input has",
         Duration::from_secs(2),
     );
+    // the slipped rule itself is gone from the chain, not merely outweighed
+    let chain = w
+        .lab
+        .server
+        .exec("nft", &["list", "chain", "inet", "knocker", "input"])
+        .expect("list chain");
+    assert!(
+        chain
+            .lines()
+            .any(|l| l.contains("ct state established,related accept")),
+        "knocker's own chain is there:\n{chain}"
+    );
+    assert!(
+        !chain.lines().any(|l| l.trim() == "accept"),
+        "the accept-all rule was removed:\n{chain}"
+    );
     w.finish();
 }
 

@@ -350,7 +350,7 @@ fn knockers_own_fwknop_packets_open_knockerd() {
 /// Debian's fwknopd, run in the server namespace with its iptables backend, killed on drop.
 struct Fwknopd {
     child: std::process::Child,
-    log: std::sync::Arc<std::sync::Mutex<String>>,
+    log: Log,
 }
 
 impl Drop for Fwknopd {
@@ -365,74 +365,29 @@ fn knockers_fwknop_packets_open_debians_fwknopd() {
     if !e2e(&["fwknop", "fwknopd", "iptables"]) {
         return;
     }
-    use std::io::BufRead;
     let s = setup("fwknopd", &basic_access());
     let conf = s.dir.join("fwknopd.conf");
     std::fs::write(&conf, "PCAP_INTF to-alice;\nENABLE_IPT_FORWARDING N;\n").expect("fwknopd.conf");
     let lab = Lab::new("fwkd").expect("lab");
-    let run = s.dir.join("run");
-    std::fs::create_dir_all(&run).expect("run dir");
     let mut child = lab
         .server
         .command("fwknopd")
-        .arg("-f")
-        .arg("-c")
-        .arg(&conf)
-        .arg("-a")
-        .arg(&s.access)
-        .arg("-d")
-        .arg(s.dir.join("digest.cache"))
-        .arg("-p")
-        .arg(s.dir.join("fwknopd.pid"))
-        .arg("-r")
-        .arg(&run)
-        .arg("-i")
-        .arg("to-alice")
+        .args(knocker_lab::fwknopd::args(&conf, &s.access, &s.dir).expect("fwknopd's files"))
+        .args(["-i", "to-alice"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start fwknopd");
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    for pipe in [
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
-                eprintln!("fwknopd| {line}");
-                if let Ok(mut l) = sink.lock() {
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            }
-        });
+    let log = Log::echoed("fwknopd");
+    log.capture(&mut child, |_| {});
+    let mut d = Fwknopd { child, log };
+    if let Err(e) = d.log.wait_for(
+        "Starting fwknopd",
+        Duration::from_secs(10),
+        Some(&mut d.child),
+    ) {
+        panic!("fwknopd did not start: it {e}");
     }
-    let d = Fwknopd { child, log };
-    let wait = |needle: &str| {
-        let end = std::time::Instant::now() + Duration::from_secs(10);
-        while std::time::Instant::now() < end {
-            if d.log.lock().map(|l| l.contains(needle)).unwrap_or(false) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    };
-    assert!(
-        wait("Starting fwknopd"),
-        "fwknopd did not start:\n{}",
-        d.log.lock().map(|l| l.clone()).unwrap_or_default()
-    );
     std::thread::sleep(Duration::from_millis(300)); // pcap is open once it logs its filter
     let out = lab
         .alice
@@ -456,14 +411,13 @@ fn knockers_fwknop_packets_open_debians_fwknopd() {
         "knocker spa: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        wait(&format!(
-            "Added access rule to FWKNOP_INPUT for {}",
-            Lab::ALICE
-        )),
-        "fwknopd did not grant knocker's packet:\n{}",
-        d.log.lock().map(|l| l.clone()).unwrap_or_default()
-    );
+    if let Err(e) = d.log.wait_for(
+        &format!("Added access rule to FWKNOP_INPUT for {}", Lab::ALICE),
+        Duration::from_secs(10),
+        Some(&mut d.child),
+    ) {
+        panic!("fwknopd did not grant knocker's packet: it {e}");
+    }
     let rules = lab
         .server
         .exec("iptables", &["-n", "-L", "FWKNOP_INPUT"])

@@ -8,6 +8,7 @@ use std::process::Command as Process;
 use std::time::Duration;
 
 use knocker_engine::{Kind, Service};
+use knocker_lab::TempDir;
 use knockerd::config::knockd::{self, Knockd};
 use knockerd::config::{self, Command, Config, OnStop};
 
@@ -73,31 +74,6 @@ const MAN_EXAMPLE_4: &str = "[options]
      stop_command       = /usr/sbin/iptables -D INPUT -s %IP% -p tcp --dport 25 -j ACCEPT
      stop_command_6     = /usr/sbin/ip6tables -D INPUT -s %IP% -p tcp --dport 25 -j ACCEPT
 ";
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let p = std::env::temp_dir().join(format!(
-            "knockerd-knockd-conf-{}-{name}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("mkdir");
-        Dir(p)
-    }
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).expect("write");
-        path
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn parse(text: &str) -> Knockd {
     knockd::parse(Path::new("knockd.conf"), text)
@@ -206,7 +182,7 @@ fn man_page_examples() {
         shell("/usr/sbin/iptables -D INPUT -s %IP% -p tcp --syn -j ACCEPT")
     );
 
-    let dir = Dir::new("man4");
+    let dir = TempDir::new("knockd-conf-man4");
     let seq = dir.write(
         "smtp_sequences",
         "# used ones start with #\n 7113,9431:udp,8222\n 6000,6200,6100:udp\n",
@@ -506,7 +482,7 @@ fn what_knockd_accepts_runs_with_warnings() {
 
 #[test]
 fn one_time_sequences() {
-    let dir = Dir::new("onetime");
+    let dir = TempDir::new("knockd-conf-onetime");
     let seq = dir.write("seq", " 7113,9431:udp,8222\n#6000,6200,6100\n");
     let path = seq.to_string_lossy().into_owned();
     // One_Time_Sequences after Sequence replaces it, as in knockd
@@ -571,7 +547,7 @@ fn same_config(a: &Config, b: &Config) {
 
 #[test]
 fn import_round_trip() {
-    let dir = Dir::new("import");
+    let dir = TempDir::new("knockd-conf-import");
     let seq = dir.write(
         "smtp_sequences",
         " 7113,9431:udp,8222\n 6000,6200,6100:udp\n",
@@ -684,7 +660,7 @@ fn knockerd(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn check_runs_a_knockd_conf() {
-    let dir = Dir::new("cli-check");
+    let dir = TempDir::new("knockd-conf-cli-check");
     let conf = dir.write(
         "knockd.conf",
         &format!("{}\n[options]\n\tInterface = lo\n", DEBIAN_DEFAULT),
@@ -726,7 +702,7 @@ fn check_runs_a_knockd_conf() {
 
 #[test]
 fn check_refuses_what_knockd_refuses() {
-    let dir = Dir::new("cli-bad");
+    let dir = TempDir::new("knockd-conf-cli-bad");
     let conf = dir.write(
         "knockd.conf",
         "[options]\nInterface = lo\n[d]\nsequence = 7000,9000,8000\nColour = red\n",

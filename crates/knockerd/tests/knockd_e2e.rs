@@ -8,35 +8,11 @@
 mod common;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// A directory of the test's own, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let d =
-            std::env::temp_dir().join(format!("knockerd-knockd-e2e-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).expect("mkdir");
-        Dir(d)
-    }
-
-    fn write(&self, name: &str, text: &str) -> String {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).expect("write");
-        p.display().to_string()
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use knocker_lab::TempDir;
 
 /// The lines the doors' commands wrote so far.
 fn lines(path: &Path) -> Vec<String> {
@@ -72,9 +48,10 @@ fn every_one_time_line_runs_its_command_even_while_the_first_opening_counts() {
     if !e2e(&[]) {
         return;
     }
-    let dir = Dir::new("onetime");
+    let dir = TempDir::new("knockd-e2e-onetime");
     let out = dir.0.join("out");
     let seq = dir.write("sequences", "7103,7101:udp,7102\n7203,7201:udp,7202\n");
+    let seq = seq.display();
     // no stop command: knockd runs the command on every successful knock
     let conf = dir.write(
         "knockd.conf",
@@ -83,7 +60,7 @@ fn every_one_time_line_runs_its_command_even_while_the_first_opening_counts() {
             out.display()
         ),
     );
-    let w = knockd_world("kd1t", &conf);
+    let w = knockd_world("kd1t", &conf.display().to_string());
     // the second line is knocked at once, well within the first opening's Cmd_Timeout (10 s)
     w.knock(
         &w.lab.alice,
@@ -116,7 +93,7 @@ fn a_knockd_conf_watches_a_live_service_port_without_breaking_it() {
         return;
     }
     const GAME: u16 = 25565;
-    let dir = Dir::new("wake");
+    let dir = TempDir::new("knockd-e2e-wake");
     let out = dir.0.join("out");
     // wake-on-connect: the player's own connection is the knock, and knockd's `ack` sees only
     // the handshake's last packet and what follows, never the SYN
@@ -127,6 +104,7 @@ fn a_knockd_conf_watches_a_live_service_port_without_breaking_it() {
             out.display()
         ),
     );
+    let conf = conf.display().to_string();
     let w = knockd_world("kdwake", &conf);
     let game = w
         .lab
@@ -177,11 +155,12 @@ fn check_warns_when_a_native_knock_port_is_a_live_service() {
     if !e2e(&[]) {
         return;
     }
-    let dir = Dir::new("busy");
+    let dir = TempDir::new("knockd-e2e-busy");
     let conf = dir.write(
         "knockerd.toml",
         "[door.ssh]\nsequence = [\"9000:udp\", \"25565\", \"7002\"]\nopen = [\"tcp/22\"]\n",
     );
+    let conf = conf.display().to_string();
     let lab = Lab::new("kdbusy").expect("lab");
     let check = |lab: &Lab| {
         let o = lab

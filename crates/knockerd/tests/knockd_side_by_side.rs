@@ -24,15 +24,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
 use knocker_engine::TcpFlags;
+use knocker_lab::TempDir;
 
 /// The probe's door: never completed, its second port is the probe.
 const PROBE_DOOR: &str = "[probe]\n\tSequence = 7902:udp,7901:udp,7903:udp\n\tSeq_Timeout = 5\n";
@@ -43,7 +42,7 @@ const LIMIT: Duration = Duration::from_secs(8);
 /// A daemon started by the test, with its stdout and stderr captured; killed by its pid on drop.
 struct Daemon {
     child: Child,
-    log: Arc<Mutex<String>>,
+    log: Log,
     /// The file its commands append to.
     out: PathBuf,
 }
@@ -56,44 +55,20 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        let log = Arc::new(Mutex::new(String::new()));
-        let streams: [Box<dyn Read + Send>; 2] = [
-            Box::new(child.stdout.take().expect("stdout")),
-            Box::new(child.stderr.take().expect("stderr")),
-        ];
-        for stream in streams {
-            let sink = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    eprintln!("{name}| {line}");
-                    if let Ok(mut l) = sink.lock() {
-                        l.push_str(&line);
-                        l.push('\n');
-                    }
-                }
-            });
-        }
+        let log = Log::echoed(name);
+        log.capture(&mut child, |_| {});
         let mut d = Daemon { child, log, out };
-        let end = Instant::now() + Duration::from_secs(10);
-        while !d.log().contains(ready) {
-            if let Ok(Some(status)) = d.child.try_wait() {
-                panic!(
-                    "{name} exited ({status}) before it was ready; log:\n{}",
-                    d.log()
-                );
-            }
-            assert!(
-                Instant::now() < end,
-                "{name} never logged {ready:?}; log:\n{}",
-                d.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
+        if let Err(e) = d
+            .log
+            .wait_for(ready, Duration::from_secs(10), Some(&mut d.child))
+        {
+            panic!("{name} {e}");
         }
         d
     }
 
     fn log(&self) -> String {
-        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+        self.log.text()
     }
 
     /// The lines its commands wrote so far.
@@ -113,15 +88,6 @@ impl Drop for Daemon {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-    }
-}
-
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -151,10 +117,7 @@ impl SideBySide {
     /// file's `[options]` says `Interface = to-alice`: alice's link.
     fn start(tag: &str, doors: &str, one_time: Option<&str>) -> SideBySide {
         let lab = Lab::new(tag).expect("lab");
-        let dir = TempDir(
-            std::env::temp_dir().join(format!("knocker-side-by-side-{}", lab.server.name())),
-        );
-        let _ = std::fs::remove_dir_all(&dir.0);
+        let dir = TempDir::new(&format!("side-by-side-{}", lab.server.name()));
         let copy = |side: &str| {
             let d = dir.0.join(side);
             std::fs::create_dir_all(&d).expect("mkdir");

@@ -2,33 +2,21 @@
 //! with its file, line and what is wrong. No root needed.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use knocker_lab::TempDir;
 use knocker_wire::identity::PrivateKey;
 use knockerd::config::{self, ConfigError};
 
 /// A directory with a server key (0600) and a clients file, removed when dropped.
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn dir(tag: &str, clients: &str) -> Dir {
-    let d = std::env::temp_dir().join(format!("knocker-native-conf-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("dir");
-    let key = d.join("server.key");
-    std::fs::write(
-        &key,
-        PrivateKey::generate().expect("key").to_base64().as_bytes(),
-    )
-    .expect("key");
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    std::fs::write(d.join("clients.toml"), clients).expect("clients");
-    Dir(d)
+fn dir(tag: &str, clients: &str) -> TempDir {
+    let d = TempDir::new(&format!("native-conf-{tag}"));
+    d.private(
+        "server.key",
+        &PrivateKey::generate().expect("key").to_base64(),
+    );
+    d.write("clients.toml", clients);
+    d
 }
 
 fn alice() -> String {
@@ -36,7 +24,7 @@ fn alice() -> String {
     format!("[client.alice]\npublic_key = \"{k}\"\n")
 }
 
-fn daemon(d: &Dir) -> String {
+fn daemon(d: &TempDir) -> String {
     format!(
         "[daemon]\nserver_key = {:?}\nclients = {:?}\n",
         d.0.join("server.key").display().to_string(),
@@ -101,11 +89,53 @@ fn watched_ports_and_grant_times_are_said_as_they_are() {
     assert_eq!(c.watched().iter().map(|w| w.ports()).sum::<usize>(), 5);
 }
 
+/// What door "ssh" of `c` says to a datagram sealed by `client` for it: its SPA decoder, as
+/// the engine calls it.
+fn ssh_door_says(
+    d: &TempDir,
+    c: &config::Config,
+    client: &PrivateKey,
+) -> Result<String, knocker_engine::SpaError> {
+    let text = std::fs::read_to_string(d.0.join("server.key")).expect("server key");
+    let server = PrivateKey::from_base64(text.trim()).expect("server key");
+    let req = knocker_wire::spa::Request {
+        timestamp: 1_700_000_000,
+        nonce: [7; 16],
+        allow: None,
+        services: vec![knocker_engine::Service::tcp(22)],
+        duration: None,
+    };
+    let datagram =
+        knocker_wire::spa::seal(&req, client, &server.public_key(), &server.door_key("ssh"))
+            .expect("seal");
+    let knocker_engine::Kind::Spa(spa) = &c.door("ssh").expect("door ssh").spec.kind else {
+        panic!("door ssh is not an spa door");
+    };
+    let precheck = spa
+        .precheck
+        .as_ref()
+        .expect("an spa door has a tag pre-check");
+    assert!(precheck(&datagram), "the door tag passes");
+    (spa.decode)(&datagram, 0).map(|r| r.username)
+}
+
 #[test]
 fn no_clients_file_yet_means_nobody_is_enrolled() {
-    let d = dir("noclients", "");
+    let alice = PrivateKey::generate().expect("key");
+    let enrolled = format!("[client.alice]\npublic_key = \"{}\"\n", alice.public_key());
+    let d = dir("noclients", &enrolled);
+    // with alice in the clients file her datagram opens door ssh (the check below can fail)
+    let c = parse(&format!("{}{SPA}", daemon(&d))).expect("valid");
+    assert_eq!(ssh_door_says(&d, &c, &alice), Ok("alice".to_string()));
+    // without a clients file the configuration loads, and the same key is a stranger
     std::fs::remove_file(d.0.join("clients.toml")).expect("rm");
-    parse(&format!("{}{SPA}", daemon(&d))).expect("loads with no clients");
+    let c = parse(&format!("{}{SPA}", daemon(&d))).expect("loads with no clients");
+    assert_eq!(
+        ssh_door_says(&d, &c, &alice),
+        Err(knocker_engine::SpaError::Refused(
+            knocker_engine::Refusal::UnknownKey
+        ))
+    );
 }
 
 #[test]

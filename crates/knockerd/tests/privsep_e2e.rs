@@ -32,11 +32,6 @@ fn worker_of(pid: i32) -> i32 {
     }
 }
 
-/// A path for a test's file in the temporary directory, unique per process.
-fn state_dir_file(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("knocker-e2e-{}-{name}", std::process::id()))
-}
-
 /// A field of /proc/PID/status, e.g. "Uid".
 fn status_field(pid: i32, field: &str) -> String {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
@@ -123,7 +118,11 @@ fn the_packet_worker_holds_no_privilege_and_is_replaced_when_it_dies_or_hangs() 
     // the parent is killed: the worker goes with it (and the table stays: fail closed)
     let mut w = w;
     w.daemon.signal(Signal::SIGKILL);
-    let _ = w.daemon.wait_exit(Duration::from_secs(5));
+    assert_eq!(
+        w.daemon.wait_exit(Duration::from_secs(5)),
+        None,
+        "knockerd dies by the signal"
+    );
     let end = Instant::now() + Duration::from_secs(3);
     while std::path::Path::new(&format!("/proc/{again}")).exists() && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(20));
@@ -132,6 +131,33 @@ fn the_packet_worker_holds_no_privilege_and_is_replaced_when_it_dies_or_hangs() 
         !std::path::Path::new(&format!("/proc/{again}/status")).exists()
             || status_field(again, "State").starts_with('Z'),
         "the worker outlived its parent"
+    );
+    // fail closed: nobody removed the table, and it still drops the door's service
+    let table = w
+        .lab
+        .server
+        .exec("nft", &["list", "table", "inet", "knocker"])
+        .expect("the table inet knocker outlives the killed knockerd");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains(&SERVICE.to_string()) && l.trim_end().ends_with("drop")),
+        "the table still protects tcp/{SERVICE}:\n{table}"
+    );
+    assert_eq!(
+        w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
+        Reach::Silent,
+        "with knockerd dead, mallory still gets nothing"
+    );
+    // alice's last grant ends by the kernel's set timeout, and then she is dropped too
+    assert!(
+        w.wait_grants(0, Duration::from_secs(4)).is_empty(),
+        "alice's grant expires without knockerd"
+    );
+    assert_eq!(
+        w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE),
+        Reach::Silent,
+        "with knockerd dead and her grant expired, alice is dropped"
     );
     w.finish();
 }
@@ -144,12 +170,11 @@ fn a_one_time_door_keeps_its_lines_straight_when_the_worker_is_replaced() {
     if !e2e(&[]) {
         return;
     }
-    let seq_file = state_dir_file("privsep-ot.seq");
-    std::fs::write(
-        &seq_file,
+    let dir = knocker_lab::TempDir::new("privsep-ot");
+    let seq_file = dir.write(
+        "privsep-ot.seq",
         " 7000,9000,8000\n 6000,6200,6100\n 5000,5200,5100\n",
-    )
-    .expect("write");
+    );
     let conf = door_config(
         "",
         &format!(
@@ -184,6 +209,5 @@ fn a_one_time_door_keeps_its_lines_straight_when_the_worker_is_replaced() {
         std::fs::read_to_string(&seq_file).expect("read"),
         "#7000,9000,8000\n#6000,6200,6100\n 5000,5200,5100\n"
     );
-    let _ = std::fs::remove_file(&seq_file);
     w.finish();
 }

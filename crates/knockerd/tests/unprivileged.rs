@@ -7,25 +7,13 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::*;
-use knocker_lab::Netns;
+use knocker_lab::{Netns, TempDir};
 
-/// A directory nobody may write to (the ledger's), removed on drop.
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn setup(tag: &str) -> (Netns, Dir, String) {
+fn setup(tag: &str) -> (Netns, TempDir, String) {
     let ns = Netns::unique(tag).expect("netns");
-    let dir = Dir(std::env::temp_dir().join(format!("knockerd-{tag}-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&dir.0);
-    std::fs::create_dir_all(&dir.0).expect("mkdir");
+    // a directory nobody may write to (the ledger's)
+    let dir = TempDir::new(&format!("knockerd-{tag}"));
     let nobody = nix::unistd::User::from_name("nobody")
         .expect("passwd")
         .expect("a nobody user");

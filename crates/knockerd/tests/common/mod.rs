@@ -2,15 +2,13 @@
 //! server namespace, Debian's knock client and real TCP connections.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// `e2e(&[tools])`: the workspace's one rule for prerequisites (knocker_lab::ready).
-pub use knocker_lab::{self as lab, e2e, send_knock, try_connect, Lab, Netns, Reach};
+pub use knocker_lab::{self as lab, e2e, send_knock, try_connect, Lab, Log, Netns, Reach};
 use knockerd::ruleset::{self, LiveGrant};
 
 pub const SERVICE: u16 = 2222;
@@ -30,7 +28,7 @@ pub fn state_dir(lab: &Lab) -> PathBuf {
 /// The real knockerd, running in the lab's server namespace, with its log captured.
 pub struct Knockerd {
     pub child: Child,
-    pub log: Arc<Mutex<String>>,
+    pub log: Log,
     pub config: PathBuf,
     dir: PathBuf,
 }
@@ -102,42 +100,32 @@ impl Knockerd {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start knockerd");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("knockerd| {line}");
-                if let Ok(mut l) = sink.lock() {
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            }
-        });
-        let d = Knockerd {
+        let log = Log::echoed("knockerd");
+        log.capture(&mut child, |_| {});
+        let mut d = Knockerd {
             child,
             log,
             config: path,
             dir,
         };
-        d.wait_log("ready:", Duration::from_secs(10));
+        if let Err(e) = d
+            .log
+            .wait_for("ready:", Duration::from_secs(10), Some(&mut d.child))
+        {
+            panic!("knockerd {e}");
+        }
         d
     }
 
     pub fn log(&self) -> String {
-        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+        self.log.text()
     }
 
     /// Waits until the log contains `needle`; panics with the log if it does not in time.
     pub fn wait_log(&self, needle: &str, limit: Duration) {
-        let end = Instant::now() + limit;
-        while Instant::now() < end {
-            if self.log().contains(needle) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        if let Err(e) = self.log.wait_for(needle, limit, None) {
+            panic!("knockerd {e}");
         }
-        panic!("knockerd never logged {needle:?}; log:\n{}", self.log());
     }
 
     pub fn pid(&self) -> i32 {

@@ -95,19 +95,23 @@ pub fn run(
         );
     }
     // the pid file, reload verdicts and systemd's readiness messages (knockerd reload, status)
-    let mut control = crate::control::Control::start(&config.state_dir, notifier)?;
+    let mut control =
+        crate::control::Control::start(&config.state_dir, notifier).map_err(|e| e.to_string())?;
     // the doors are checked here too (the worker runs the engine), so that a bad configuration
     // stops the start at once
-    engine_for(&config)?;
+    engine_for(&config).map_err(|e| e.to_string())?;
     // The worker binds NFLOG before the table exists, so no logged knock is ever missed: once
     // the table is in place, knockerd is ready. Rotating doors start from the last step or
     // counter they used and replay digests are remembered: the ledger is the worker's seed.
-    let mut worker = Some(Worker::start(
-        config_source,
-        overrides,
-        worker_user(&config),
-        &Seed::from_ledger(&ledger),
-    )?);
+    let mut worker = Some(
+        Worker::start(
+            config_source,
+            overrides,
+            worker_user(&config),
+            &Seed::from_ledger(&ledger),
+        )
+        .map_err(|e| e.to_string())?,
+    );
     // Subscribed before the table is loaded, so that no change to it after that goes unseen.
     let mut watch =
         FirewallWatch::open(TABLE).map_err(|e| format!("cannot watch the firewall: {e}"))?;
@@ -329,7 +333,7 @@ fn guard(config: &Config, gate: &mut Gatekeeper<NftSets>, touched: Touched) -> R
     let started = Instant::now();
     tracing::debug!("nftables announced a change to table inet {TABLE}: {touched:?}");
     let spec = TableSpec::from_config(config);
-    let health = ruleset::verify(&spec).unwrap_or_else(TableHealth::Differs);
+    let health = ruleset::verify(&spec).unwrap_or_else(|e| TableHealth::Differs(e.to_string()));
     let what = match health {
         TableHealth::Intact => {
             if touched.emptied || touched.lost {
@@ -579,7 +583,7 @@ fn reload(
     }
     if let Err(e) = engine_for(&new) {
         tracing::error!("reload refused, keeping the running configuration: {e}");
-        return Err(e);
+        return Err(e.to_string());
     }
     if let Some(e) = crate::lockout::start_problems(&new).first() {
         tracing::error!("reload refused, keeping the running configuration: {e}");
@@ -587,7 +591,7 @@ fn reload(
     }
     if let Err(e) = ruleset::apply(&TableSpec::from_config(&new)) {
         tracing::error!("reload refused, keeping the running configuration: {e}");
-        return Err(e);
+        return Err(e.to_string());
     }
     write_include(&new);
     if let Some(mut w) = worker.take() {

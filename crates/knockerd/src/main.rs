@@ -244,7 +244,7 @@ fn main() -> ExitCode {
         },
         Cmd::Check => check(&source, &overrides),
         Cmd::PacketWorker { parent, user } => {
-            knockerd::privsep::run(&source, &overrides, &user, parent)
+            knockerd::privsep::run(&source, &overrides, &user, parent).map_err(|e| e.to_string())
         }
         Cmd::ImportFwknop { file } => {
             match knockerd::fwknop_conf::import(&file, cli_fwknopd_conf.as_deref()) {
@@ -263,10 +263,11 @@ fn main() -> ExitCode {
         Cmd::Reload => {
             knockerd::control::request_reload(&state_dir, knockerd::control::RELOAD_WAIT)
                 .map(|m| out!("{m}"))
+                .map_err(|e| e.to_string())
         }
-        Cmd::Teardown { force } => {
-            knockerd::control::teardown(&state_dir, force).map(|m| out!("{m}"))
-        }
+        Cmd::Teardown { force } => knockerd::control::teardown(&state_dir, force)
+            .map(|m| out!("{m}"))
+            .map_err(|e| e.to_string()),
         Cmd::Demo { open_for } => demo::run(open_for).map(|_| ()),
         Cmd::Keygen { file, force } => keygen(&source, file, force),
         Cmd::Enroll {
@@ -590,7 +591,8 @@ fn check(source: &ConfigFile, overrides: &knockerd::daemon::Overrides) -> Result
     );
     match ruleset::nft(&["-j", "list", "ruleset"], None) {
         Ok(json) => {
-            let warnings = ruleset::drop_warnings(&json, c.grant_mark)?;
+            let warnings =
+                ruleset::drop_warnings(&json, c.grant_mark).map_err(|e| e.to_string())?;
             if warnings.is_empty() {
                 out!("live ruleset: no other chain would drop granted packets");
             }

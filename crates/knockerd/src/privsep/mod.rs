@@ -34,4 +34,4 @@ mod worker;
 pub(crate) use parent::{check, worker_user, Checked, Worker};
 pub use protocol::{parse_report, Report, Seed, MAX_REPORT_BYTES, MAX_SEED_BYTES};
 pub(crate) use worker::engine_for;
-pub use worker::{run, DEFAULT_USER};
+pub use worker::{run, PrivilegeError, RunError, DEFAULT_USER};

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use super::protocol::{take_reports, Digest, Mode, Name, Report, Seed, MAX_REPORT_BYTES};
+use super::protocol::{
+    take_reports, Digest, Mode, Name, ProtocolError, Report, Seed, MAX_REPORT_BYTES,
+};
 use super::worker::DEFAULT_USER;
 use crate::config::Config;
 use crate::ledger::Ledger;
@@ -22,6 +24,37 @@ const PONG_WITHIN: Duration = Duration::from_secs(5);
 /// Who the packet worker becomes: `--worker-user`, else `[daemon] worker_user`, else nobody.
 pub(crate) fn worker_user(config: &Config) -> &str {
     config.worker_user.as_deref().unwrap_or(DEFAULT_USER)
+}
+
+/// What went wrong with the packet worker, as the parent sees it: the caller replaces it.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("cannot find knockerd: {0}")]
+    NoExe(#[source] std::io::Error),
+    #[error("cannot start the packet worker: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("the packet worker has no pipes")]
+    NoPipes,
+    #[error("{0}")]
+    EncodeSeed(#[source] serde_json::Error),
+    #[error("cannot seed the packet worker: {0}")]
+    Seed(#[source] std::io::Error),
+    #[error("cannot set up the packet worker's pipe: {0}")]
+    Pipe(#[source] nix::Error),
+    #[error("the packet worker was not ready within {0}s")]
+    NotReady(u64),
+    #[error("the packet worker reported {0:?} before it was ready")]
+    EarlyReport(Box<Report>),
+    /// It exited first; how it ended.
+    #[error("the packet worker exited before it was ready ({0})")]
+    ExitedEarly(String),
+    #[error("reading its reports: {0}")]
+    Read(#[source] std::io::Error),
+    /// It wrote something that is not a report.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    #[error("the packet worker did not answer a ping within {0}s (hung?)")]
+    Hung(u64),
 }
 
 /// The packet worker, as the parent holds it: its standard input (the seed; closing it stops
@@ -44,10 +77,10 @@ impl Worker {
         overrides: &Overrides,
         user: &str,
         seed: &Seed,
-    ) -> Result<Worker, String> {
+    ) -> Result<Worker, WorkerError> {
         use std::io::Write as _;
         use std::process::{Command, Stdio};
-        let exe = std::env::current_exe().map_err(|e| format!("cannot find knockerd: {e}"))?;
+        let exe = std::env::current_exe().map_err(WorkerError::NoExe)?;
         let mut cmd = Command::new(exe);
         match source {
             crate::config::load::ConfigFile::Native(p) => cmd.arg("--config").arg(p),
@@ -78,23 +111,21 @@ impl Worker {
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start the packet worker: {e}"))?;
+        let mut child = cmd.spawn().map_err(WorkerError::Spawn)?;
         let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err("the packet worker has no pipes".into());
+            return Err(WorkerError::NoPipes);
         };
-        let mut line = serde_json::to_vec(seed).map_err(|e| e.to_string())?;
+        let mut line = serde_json::to_vec(seed).map_err(WorkerError::EncodeSeed)?;
         line.push(b'\n');
         stdin
             .write_all(&line)
             .and_then(|()| stdin.flush())
-            .map_err(|e| format!("cannot seed the packet worker: {e}"))?;
+            .map_err(WorkerError::Seed)?;
         nix::fcntl::fcntl(
             &stdout,
             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
         )
-        .map_err(|e| format!("cannot set up the packet worker's pipe: {e}"))?;
+        .map_err(WorkerError::Pipe)?;
         let mut w = Worker {
             child,
             stdin: Some(stdin),
@@ -110,16 +141,13 @@ impl Worker {
         Ok(w)
     }
 
-    fn wait_ready(&mut self, limit: Duration) -> Result<(), String> {
+    fn wait_ready(&mut self, limit: Duration) -> Result<(), WorkerError> {
         let end = Instant::now() + limit;
         let mut reports = Vec::new();
         loop {
             let left = end.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(format!(
-                    "the packet worker was not ready within {}s",
-                    limit.as_secs()
-                ));
+                return Err(WorkerError::NotReady(limit.as_secs()));
             }
             let mut fds = [PollFd::new(self.stdout.as_fd(), PollFlags::POLLIN)];
             let timeout = PollTimeout::try_from(left.as_millis().min(60_000) as u32 + 1)
@@ -128,17 +156,8 @@ impl Worker {
             let alive = self.read(&mut reports)?;
             match reports.first() {
                 Some(Report::Ready) if reports.len() == 1 => return Ok(()),
-                Some(other) => {
-                    return Err(format!(
-                        "the packet worker reported {other:?} before it was ready"
-                    ))
-                }
-                None if !alive => {
-                    return Err(format!(
-                        "the packet worker exited before it was ready ({})",
-                        self.stop()
-                    ))
-                }
+                Some(other) => return Err(WorkerError::EarlyReport(Box::new(other.clone()))),
+                None if !alive => return Err(WorkerError::ExitedEarly(self.stop())),
                 None => {}
             }
         }
@@ -146,7 +165,7 @@ impl Worker {
 
     /// Reads what the worker wrote: complete lines become reports. `Ok(false)` once the worker
     /// has closed its output (it exited); an error for anything that is not a report.
-    pub(crate) fn read(&mut self, out: &mut Vec<Report>) -> Result<bool, String> {
+    pub(crate) fn read(&mut self, out: &mut Vec<Report>) -> Result<bool, WorkerError> {
         use std::io::Read as _;
         let mut alive = true;
         let mut chunk = [0u8; 16 * 1024];
@@ -164,14 +183,14 @@ impl Worker {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("reading its reports: {e}")),
+                Err(e) => return Err(WorkerError::Read(e)),
             }
         }
         let parsed = take_reports(&mut self.buf, out);
         if out.contains(&Report::Pong) {
             self.pinged = None;
         }
-        parsed.map(|()| alive).map_err(|e| e.to_string())
+        parsed.map(|()| alive).map_err(WorkerError::Protocol)
     }
 
     /// When [`Worker::watchdog`] has something to do: the next ping, or the end of the wait for
@@ -185,14 +204,11 @@ impl Worker {
 
     /// The watchdog: a ping every [`PING_EVERY`]; no pong within [`PONG_WITHIN`] means a hung
     /// worker, which is killed (the error says so; the caller replaces it).
-    pub(crate) fn watchdog(&mut self, now: Instant) -> Result<(), String> {
+    pub(crate) fn watchdog(&mut self, now: Instant) -> Result<(), WorkerError> {
         match self.pinged {
             Some(at) if now.duration_since(at) > PONG_WITHIN => {
                 self.kill();
-                return Err(format!(
-                    "the packet worker did not answer a ping within {}s (hung?)",
-                    PONG_WITHIN.as_secs()
-                ));
+                return Err(WorkerError::Hung(PONG_WITHIN.as_secs()));
             }
             None if now >= self.next_ping => {
                 // an error means its input is closed: it exited, and its output says so

@@ -46,6 +46,15 @@ pub enum ProtocolError {
     NotAReport(String),
 }
 
+/// Why the worker could not write its reports.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("{0}")]
+    Encode(#[source] serde_json::Error),
+    #[error("cannot report to the parent (is it gone?): {0}")]
+    Write(#[source] std::io::Error),
+}
+
 /// What the worker reports to the parent, one per line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -232,15 +241,15 @@ impl Mode {
 }
 
 /// Writes reports as JSON lines, in one write.
-pub(crate) fn send(out: &mut impl Write, reports: &[Report]) -> Result<(), String> {
+pub(crate) fn send(out: &mut impl Write, reports: &[Report]) -> Result<(), SendError> {
     let mut buf = Vec::new();
     for r in reports {
-        serde_json::to_writer(&mut buf, r).map_err(|e| e.to_string())?;
+        serde_json::to_writer(&mut buf, r).map_err(SendError::Encode)?;
         buf.push(b'\n');
     }
     out.write_all(&buf)
         .and_then(|()| out.flush())
-        .map_err(|e| format!("cannot report to the parent (is it gone?): {e}"))
+        .map_err(SendError::Write)
 }
 
 /// Parses one report line (without its newline), as the parent does.

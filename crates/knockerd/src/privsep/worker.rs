@@ -12,7 +12,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use knocker_engine::{Engine, EngineConfig, Event, Grant, Kind, Knock};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use super::protocol::{send, Digest, Name, ProtocolError, Report, Seed, Services, MAX_SEED_BYTES};
+use super::protocol::{
+    send, Digest, Name, ProtocolError, Report, Seed, SendError, Services, MAX_SEED_BYTES,
+};
 use crate::config::load::ConfigFile;
 use crate::config::Config;
 use crate::nflog::{self, NflogSource};
@@ -30,16 +32,68 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 const COALESCE_PAUSE: Duration = Duration::from_micros(500);
 const COALESCE_AT: usize = 8;
 
+/// Why the worker's loop could not start, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot block signals: {0}")]
+    BlockSignals(#[source] nix::Error),
+    /// The configuration did not load (the text says where and why).
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot read the seed: {0}")]
+    ReadSeed(#[source] std::io::Error),
+    #[error("the parent sent a bad seed: {0}")]
+    BadSeed(#[source] serde_json::Error),
+    #[error(transparent)]
+    Doors(#[from] knocker_engine::DoorsError),
+    #[error("cannot listen on NFLOG group {group}: {source}")]
+    Nflog { group: u16, source: std::io::Error },
+    #[error(transparent)]
+    Privileges(#[from] PrivilegeError),
+    #[error(transparent)]
+    Report(#[from] SendError),
+    #[error("a door's name does not fit the worker's reports: {0}")]
+    DoorName(#[source] ProtocolError),
+    #[error("poll failed: {0}")]
+    Poll(#[source] nix::Error),
+}
+
+/// Why the worker could not become its unprivileged user, or could still become root.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivilegeError {
+    #[error("cannot look up user {user:?}: {source}")]
+    LookUp { user: String, source: nix::Error },
+    #[error("no user {0:?} to run the packet worker as (it reads packets with no privilege)")]
+    NoUser(String),
+    #[error("user {0:?} is root: the packet worker must not be")]
+    UserIsRoot(String),
+    #[error("cannot drop supplementary groups: {0}")]
+    Groups(#[source] nix::Error),
+    #[error("cannot change group: {0}")]
+    Group(#[source] nix::Error),
+    #[error("cannot change user: {0}")]
+    User(#[source] nix::Error),
+    #[error("the packet worker could become root again after dropping it")]
+    RootAgain,
+    #[error("cannot chdir to /: {0}")]
+    Chdir(#[source] std::io::Error),
+    #[error("cannot set no_new_privs: {0}")]
+    NoNewPrivs(#[source] nix::Error),
+    #[error("cannot set the parent-death signal: {0}")]
+    DeathSignal(#[source] nix::Error),
+    #[error("the parent exited while the packet worker started")]
+    ParentGone,
+}
+
 /// The engine for a validated configuration. Native configurations were already held to the
 /// strict rules by `config::parse`; a knockd.conf runs as knockd would run it (its sweep and
 /// overlap warnings were logged when it was loaded), so the engine is built in compat mode.
-pub(crate) fn engine_for(config: &Config) -> Result<Engine, String> {
+pub(crate) fn engine_for(config: &Config) -> Result<Engine, knocker_engine::DoorsError> {
     Engine::new_compat(EngineConfig {
         doors: config.doors.iter().map(|d| d.spec.clone()).collect(),
         max_tracked: config.max_tracked,
     })
     .map(|(engine, _warnings)| engine)
-    .map_err(|e| e.to_string())
 }
 
 /// The worker's main: runs until the parent closes its standard input (or dies).
@@ -48,23 +102,21 @@ pub fn run(
     overrides: &Overrides,
     user: &str,
     parent: u32,
-) -> Result<(), String> {
+) -> Result<(), RunError> {
     // Ctrl-C in a terminal reaches the whole process group: the parent decides when to stop.
     let mut mask = nix::sys::signal::SigSet::empty();
     mask.add(nix::sys::signal::Signal::SIGINT);
     mask.add(nix::sys::signal::Signal::SIGHUP);
-    mask.thread_block()
-        .map_err(|e| format!("cannot block signals: {e}"))?;
+    mask.thread_block().map_err(RunError::BlockSignals)?;
 
-    let mut config = crate::overrides::load(source, overrides)?;
+    let mut config = crate::overrides::load(source, overrides).map_err(RunError::Config)?;
     let mut line = String::new();
     std::io::stdin()
         .lock()
         .take(MAX_SEED_BYTES)
         .read_line(&mut line)
-        .map_err(|e| format!("cannot read the seed: {e}"))?;
-    let seed: Seed =
-        serde_json::from_str(&line).map_err(|e| format!("the parent sent a bad seed: {e}"))?;
+        .map_err(RunError::ReadSeed)?;
+    let seed: Seed = serde_json::from_str(&line).map_err(RunError::BadSeed)?;
     // rotating doors start from the last step or counter they used, so a recorded knock never
     // works again after a restart
     for d in &mut config.doors {
@@ -81,8 +133,13 @@ pub fn run(
     for (digest, until) in &seed.seen {
         engine.add_seen(digest.0, *until);
     }
-    let mut nflog = NflogSource::bind(config.nflog_group, nflog::SPA_SNAPLEN)
-        .map_err(|e| format!("cannot listen on NFLOG group {}: {e}", config.nflog_group))?;
+    let mut nflog =
+        NflogSource::bind(config.nflog_group, nflog::SPA_SNAPLEN).map_err(|source| {
+            RunError::Nflog {
+                group: config.nflog_group,
+                source,
+            }
+        })?;
     drop_privileges(user, parent)?;
     let mut out = std::io::stdout().lock();
     send(&mut out, &[Report::Ready])?;
@@ -92,7 +149,7 @@ pub fn run(
         .iter()
         .map(|d| Name::new(d.spec.name.clone()))
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("a door's name does not fit the worker's reports: {e}"))?;
+        .map_err(RunError::DoorName)?;
     let mut knocks: Vec<Knock> = Vec::with_capacity(256);
     let mut datagrams: Vec<nflog::Datagram> = Vec::new();
     let mut refusals = RefusalLog::default();
@@ -120,7 +177,7 @@ pub fn run(
             ];
             match poll(&mut fds, timeout) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(format!("poll failed: {e}")),
+                Err(e) => return Err(RunError::Poll(e)),
             }
             let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
             (ready(&fds[0]), ready(&fds[1]))
@@ -231,37 +288,35 @@ fn unix_now() -> u64 {
 /// Becomes `user`: no supplementary groups, its own uid and gid (real, effective and saved, so
 /// no way back), no capabilities (they go with the uid), no_new_privs, and SIGKILL when the
 /// parent dies (set after the uid change, which clears it).
-fn drop_privileges(user: &str, parent: u32) -> Result<(), String> {
+fn drop_privileges(user: &str, parent: u32) -> Result<(), PrivilegeError> {
     use nix::sys::prctl;
     use nix::unistd::{geteuid, getppid, setgroups, setresgid, setresuid, setuid, Uid, User};
     if geteuid().is_root() {
         let u = User::from_name(user)
-            .map_err(|e| format!("cannot look up user {user:?}: {e}"))?
-            .ok_or_else(|| {
-                format!("no user {user:?} to run the packet worker as (it reads packets with no privilege)")
-            })?;
+            .map_err(|source| PrivilegeError::LookUp {
+                user: user.to_string(),
+                source,
+            })?
+            .ok_or_else(|| PrivilegeError::NoUser(user.to_string()))?;
         if u.uid.is_root() {
-            return Err(format!(
-                "user {user:?} is root: the packet worker must not be"
-            ));
+            return Err(PrivilegeError::UserIsRoot(user.to_string()));
         }
-        setgroups(&[]).map_err(|e| format!("cannot drop supplementary groups: {e}"))?;
-        setresgid(u.gid, u.gid, u.gid).map_err(|e| format!("cannot change group: {e}"))?;
-        setresuid(u.uid, u.uid, u.uid).map_err(|e| format!("cannot change user: {e}"))?;
+        setgroups(&[]).map_err(PrivilegeError::Groups)?;
+        setresgid(u.gid, u.gid, u.gid).map_err(PrivilegeError::Group)?;
+        setresuid(u.uid, u.uid, u.uid).map_err(PrivilegeError::User)?;
         if setuid(Uid::from_raw(0)).is_ok() {
-            return Err("the packet worker could become root again after dropping it".into());
+            return Err(PrivilegeError::RootAgain);
         }
     } else {
         tracing::warn!(
             "knockerd is not running as root: the packet worker keeps this user's privileges"
         );
     }
-    std::env::set_current_dir("/").map_err(|e| format!("cannot chdir to /: {e}"))?;
-    prctl::set_no_new_privs().map_err(|e| format!("cannot set no_new_privs: {e}"))?;
-    prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-        .map_err(|e| format!("cannot set the parent-death signal: {e}"))?;
+    std::env::set_current_dir("/").map_err(PrivilegeError::Chdir)?;
+    prctl::set_no_new_privs().map_err(PrivilegeError::NoNewPrivs)?;
+    prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(PrivilegeError::DeathSignal)?;
     if getppid().as_raw() != i32::try_from(parent).unwrap_or(-1) {
-        return Err("the parent exited while the packet worker started".into());
+        return Err(PrivilegeError::ParentGone);
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::protocol::{
-    take_reports, Digest, Mode, Name, ProtocolError, Report, Seed, MAX_REPORT_BYTES,
+    take_reports, Digest, DoorRef, Mode, Name, ProtocolError, Report, Seed, MAX_REPORT_BYTES,
 };
 use super::worker::DEFAULT_USER;
 use crate::config::Config;
@@ -287,7 +287,7 @@ impl Seed {
 
 /// A report checked against the parent's own configuration: what the daemon may act on.
 #[derive(Debug)]
-pub(crate) enum Checked {
+pub enum Checked {
     /// Nothing to act on (ready, pong).
     Nothing,
     /// Door `index` used the one-time line, counter or time step `tag`: make that durable
@@ -303,24 +303,60 @@ pub(crate) enum Checked {
     Grant(knocker_engine::Grant),
 }
 
+/// A report the parent refuses: its door is not the parent's door.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReportError {
+    #[error(
+        "the packet worker reported {what} for door {} {:?}, but there is no door {} here \
+         ({doors} configured; were the files changed without `knockerd reload`?); refused",
+        door.index, door.name.as_str(), door.index
+    )]
+    NoSuchDoor {
+        what: &'static str,
+        door: DoorRef,
+        doors: usize,
+    },
+    #[error(
+        "the packet worker reported {what} for door {} {:?}, but door {} here is {here:?} \
+         (were the files changed without `knockerd reload`?); refused",
+        door.index, door.name.as_str(), door.index
+    )]
+    NotThatDoor {
+        what: &'static str,
+        door: DoorRef,
+        here: String,
+    },
+}
+
+/// The parent's index of the door a report names: the door at that index in the parent's own
+/// configuration, if it has the name the report gives it (see [`DoorRef`] for why both).
+fn door_index(config: &Config, door: &DoorRef, what: &'static str) -> Result<usize, ReportError> {
+    let found = usize::try_from(door.index)
+        .ok()
+        .and_then(|i| Some((i, config.doors.get(i)?)));
+    match found {
+        Some((i, d)) if d.spec.name == door.name.as_str() => Ok(i),
+        Some((_, d)) => Err(ReportError::NotThatDoor {
+            what,
+            door: door.clone(),
+            here: d.spec.name.clone(),
+        }),
+        None => Err(ReportError::NoSuchDoor {
+            what,
+            door: door.clone(),
+            doors: config.doors.len(),
+        }),
+    }
+}
+
 /// Checks a report against the configuration. Its fields are in bounds already (they parsed);
-/// here its door must be one of this process's doors. The error says what was refused.
-pub(crate) fn check(config: &Config, report: &Report) -> Result<Checked, String> {
-    let index_of = |name: &Name| {
-        config
-            .doors
-            .iter()
-            .position(|d| d.spec.name == name.as_str())
-    };
+/// here its door must be one of this process's doors, at the index the report gives and with
+/// the name it gives. The error says what was refused.
+pub fn check(config: &Config, report: &Report) -> Result<Checked, ReportError> {
     Ok(match report {
         Report::Ready | Report::Pong => Checked::Nothing,
         Report::Used { door, tag } => Checked::Used {
-            index: index_of(door).ok_or_else(|| {
-                format!(
-                    "the packet worker reported a door {:?} that is not configured",
-                    door.as_str()
-                )
-            })?,
+            index: door_index(config, door, "a used line or step")?,
             tag: *tag,
         },
         Report::Seen {
@@ -328,7 +364,7 @@ pub(crate) fn check(config: &Config, report: &Report) -> Result<Checked, String>
             digest,
             until_unix,
         } => Checked::Seen {
-            index: index_of(door),
+            index: door_index(config, door, "a replay digest").ok(),
             digest: *digest,
             until_unix: *until_unix,
         },
@@ -339,15 +375,10 @@ pub(crate) fn check(config: &Config, report: &Report) -> Result<Checked, String>
             millis,
             client,
         } => {
-            let index = index_of(door).ok_or_else(|| {
-                format!(
-                    "the packet worker reported a grant for door {:?} that is not configured; refused",
-                    door.as_str()
-                )
-            })?;
+            let index = door_index(config, door, "a grant")?;
             Checked::Grant(knocker_engine::Grant {
                 door: index,
-                door_name: door.to_string(),
+                door_name: door.name.to_string(),
                 to: *to,
                 open: open.as_slice().to_vec(),
                 duration: Duration::from_millis(*millis),
@@ -371,19 +402,21 @@ mod tests {
         .expect("config")
     }
 
-    fn checked(line: &str) -> Result<Checked, String> {
+    fn checked(line: &str) -> Result<Checked, ReportError> {
         check(&config(), &parse_report(line.as_bytes()).expect("a report"))
+    }
+
+    fn grant(index: u64, door: &str) -> String {
+        format!(
+            r#"{{"grant":{{"door":{{"index":{index},"name":"{door}"}},"to":"10.200.1.2","open":["tcp/443"],"millis":30000,"client":null}}}}"#
+        )
     }
 
     #[test]
     fn reports_name_the_parents_own_doors_or_are_refused() {
         let at = |door: &str| config().doors.iter().position(|d| d.spec.name == door);
-        let grant = |door: &str| {
-            format!(
-                r#"{{"grant":{{"door":"{door}","to":"10.200.1.2","open":["tcp/443"],"millis":30000,"client":null}}}}"#
-            )
-        };
-        match checked(&grant("web")) {
+        let web = at("web").expect("web") as u64;
+        match checked(&grant(web, "web")) {
             Ok(Checked::Grant(g)) => {
                 assert_eq!(Some(g.door), at("web"));
                 assert_eq!(g.door_name, "web");
@@ -392,21 +425,69 @@ mod tests {
             }
             other => panic!("a grant for a configured door: {other:?}"),
         }
-        let refused = checked(&grant("vault")).expect_err("not configured");
-        assert!(
-            refused.contains("\"vault\"") && refused.contains("refused"),
-            "{refused}"
+        let refused = checked(&grant(7, "vault")).expect_err("not configured");
+        assert_eq!(
+            refused,
+            ReportError::NoSuchDoor {
+                what: "a grant",
+                door: DoorRef {
+                    index: 7,
+                    name: Name::new("vault").expect("name")
+                },
+                doors: 2
+            }
         );
-        assert!(checked(r#"{"used":{"door":"vault","tag":1}}"#).is_err());
+        let said = refused.to_string();
+        assert!(
+            said.contains("\"vault\"") && said.ends_with("refused"),
+            "{said}"
+        );
         assert!(matches!(
-            checked(r#"{"used":{"door":"ssh","tag":3}}"#),
+            checked(r#"{"used":{"door":{"index":9,"name":"vault"},"tag":1}}"#),
+            Err(ReportError::NoSuchDoor { .. })
+        ));
+        assert!(matches!(
+            checked(r#"{"used":{"door":{"index":0,"name":"ssh"},"tag":3}}"#),
             Ok(Checked::Used { index, tag: 3 }) if Some(index) == at("ssh")
         ));
         // a digest for no door of ours is still remembered: a replay stays a replay
         assert!(matches!(
-            checked(&format!(r#"{{"seen":{{"door":"vault","digest":"{}","until_unix":9}}}}"#, "0f".repeat(32))),
+            checked(&format!(r#"{{"seen":{{"door":{{"index":5,"name":"vault"}},"digest":"{}","until_unix":9}}}}"#, "0f".repeat(32))),
             Ok(Checked::Seen { index: None, until_unix: 9, digest }) if digest == Digest([0x0f; 32])
         ));
         assert!(matches!(checked(r#""pong""#), Ok(Checked::Nothing)));
+    }
+
+    #[test]
+    fn an_index_is_taken_only_with_the_name_the_parent_has_there() {
+        // the worker loaded other files than the parent (edited, then a worker replaced): its
+        // door 0 is "web", the parent's is "ssh". Nothing it says of door 0 is taken.
+        let wrong = checked(&grant(0, "web")).expect_err("not the parent's door 0");
+        assert!(
+            matches!(&wrong, ReportError::NotThatDoor { here, door, .. } if here == "ssh" && door.index == 0),
+            "{wrong:?}"
+        );
+        assert!(wrong.to_string().contains("\"ssh\""), "{wrong}");
+        assert!(matches!(
+            checked(r#"{"used":{"door":{"index":1,"name":"ssh"},"tag":3}}"#),
+            Err(ReportError::NotThatDoor { .. })
+        ));
+        assert!(matches!(
+            checked(&format!(
+                r#"{{"seen":{{"door":{{"index":1,"name":"ssh"}},"digest":"{}","until_unix":9}}}}"#,
+                "0f".repeat(32)
+            )),
+            Ok(Checked::Seen { index: None, .. })
+        ));
+        // an index out of range, however far, is a refusal and never an out-of-bounds access
+        for index in [2, u64::from(u32::MAX)] {
+            assert!(
+                matches!(
+                    checked(&grant(index, "web")),
+                    Err(ReportError::NoSuchDoor { .. })
+                ),
+                "{index}"
+            );
+        }
     }
 }

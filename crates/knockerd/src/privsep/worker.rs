@@ -13,7 +13,7 @@ use knocker_engine::{Engine, EngineConfig, Event, Grant, Kind, Knock};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::protocol::{
-    send, Digest, Name, ProtocolError, Report, Seed, SendError, Services, MAX_SEED_BYTES,
+    send, Digest, DoorRef, Name, ProtocolError, Report, Seed, SendError, Services, MAX_SEED_BYTES,
 };
 use crate::config::load::ConfigFile;
 use crate::config::Config;
@@ -54,6 +54,8 @@ pub enum RunError {
     Report(#[from] SendError),
     #[error("a door's name does not fit the worker's reports: {0}")]
     DoorName(#[source] ProtocolError),
+    #[error("{0} doors do not fit the worker's reports")]
+    TooManyDoors(usize),
     #[error("poll failed: {0}")]
     Poll(#[source] nix::Error),
 }
@@ -144,12 +146,18 @@ pub fn run(
     let mut out = std::io::stdout().lock();
     send(&mut out, &[Report::Ready])?;
 
-    let names: Vec<Name> = config
+    // how reports name the doors: their index in this configuration, and their name in it
+    let doors: Vec<DoorRef> = config
         .doors
         .iter()
-        .map(|d| Name::new(d.spec.name.clone()))
-        .collect::<Result<_, _>>()
-        .map_err(RunError::DoorName)?;
+        .enumerate()
+        .map(|(i, d)| {
+            Ok(DoorRef {
+                index: u32::try_from(i).map_err(|_| RunError::TooManyDoors(config.doors.len()))?,
+                name: Name::new(d.spec.name.clone()).map_err(RunError::DoorName)?,
+            })
+        })
+        .collect::<Result<_, RunError>>()?;
     let mut knocks: Vec<Knock> = Vec::with_capacity(256);
     let mut datagrams: Vec<nflog::Datagram> = Vec::new();
     let mut refusals = RefusalLog::default();
@@ -227,28 +235,31 @@ pub fn run(
         }
         engine.handle_timeout(Instant::now());
         while let Some(ev) = engine.poll_event() {
-            let door = |index: usize| names.get(index).cloned().unwrap_or_default();
+            // the engine's doors are the configuration's, in order: every index is one of them
+            let door = |index: usize| doors.get(index).cloned();
             match ev {
-                Event::Used { index, tag, .. } => reports.push(Report::Used {
-                    door: door(index),
-                    tag,
-                }),
+                Event::Used { index, tag, .. } => {
+                    reports.extend(door(index).map(|door| Report::Used { door, tag }))
+                }
                 Event::Seen {
                     index,
                     digest,
                     until_unix,
                     ..
-                } => reports.push(Report::Seen {
-                    door: door(index),
+                } => reports.extend(door(index).map(|door| Report::Seen {
+                    door,
                     digest: Digest(digest),
                     until_unix,
-                }),
+                })),
                 Event::Grant(g) => {
-                    let door = g.door_name.clone();
-                    match grant_report(g) {
-                        Ok(r) => reports.push(r),
-                        Err(e) => tracing::warn!(
-                            "door={door}: a grant that cannot be reported ({e}); dropped"
+                    let name = g.door_name.clone();
+                    match door(g.door).map(|door| grant_report(door, g)) {
+                        Some(Ok(r)) => reports.push(r),
+                        Some(Err(e)) => tracing::warn!(
+                            "door={name}: a grant that cannot be reported ({e}); dropped"
+                        ),
+                        None => tracing::warn!(
+                            "door={name}: a grant for no door of the configuration; dropped"
                         ),
                     }
                 }
@@ -268,9 +279,9 @@ pub fn run(
 
 /// The report of a grant. Its fields are the engine's, within bounds that a knock cannot reach
 /// (a client name is shorter than the packet that carried it), so the error is never expected.
-fn grant_report(g: Grant) -> Result<Report, ProtocolError> {
+fn grant_report(door: DoorRef, g: Grant) -> Result<Report, ProtocolError> {
     Ok(Report::Grant {
-        door: Name::new(g.door_name)?,
+        door,
         to: g.to,
         open: Services::new(g.open)?,
         millis: u64::try_from(g.duration.as_millis()).unwrap_or(u64::MAX),

@@ -528,7 +528,7 @@ fn record_used(
     let door = config.doors.get(index).ok_or("no such door")?;
     if let Some(file) = &door.one_time {
         let i = usize::try_from(tag).map_err(|_| "bad one-time index".to_string())?;
-        file.mark_used(i)?;
+        file.mark_used(i).map_err(|e| e.to_string())?;
         let line = file.entries.get(i).map_or(0, |e| e.line);
         return Ok(format!("one-time line {}:{line}", file.path.display()));
     }

@@ -259,7 +259,7 @@ fn main() -> ExitCode {
             }
         }
         Cmd::ImportKnockd { file } => import_knockd(&file),
-        Cmd::Status { json } => knockerd::status::run(&state_dir, json),
+        Cmd::Status { json } => knockerd::status::run(&state_dir, json).map_err(|e| e.to_string()),
         Cmd::Reload => {
             knockerd::control::request_reload(&state_dir, knockerd::control::RELOAD_WAIT)
                 .map(|m| out!("{m}"))
@@ -315,7 +315,7 @@ fn keygen(source: &ConfigFile, file: Option<PathBuf>, force: bool) -> Result<(),
                 .0
         }
     };
-    let public = knockerd::enroll::server_keygen(&path, force)?;
+    let public = knockerd::enroll::server_keygen(&path, force).map_err(|e| e.to_string())?;
     eprintln!(
         "knockerd: wrote the server's private key to {} (mode 0600)",
         path.display()
@@ -385,7 +385,8 @@ fn enroll(
         public_key,
         server_host: server,
         doors: chosen,
-    })?;
+    })
+    .map_err(|e| e.to_string())?;
     eprintln!(
         "knockerd: enrolled {name} in {}; reload knockerd (SIGHUP) for it to take effect",
         c.clients.display()
@@ -415,7 +416,7 @@ fn enroll(
             let name = one.lines().next().unwrap_or_default();
             out!(
                 "{name} as a QR code:\n{}",
-                knockerd::enroll::qr(one.trim_end())?
+                knockerd::enroll::qr(one.trim_end()).map_err(|e| e.to_string())?
             );
         }
     }

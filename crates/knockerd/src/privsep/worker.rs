@@ -111,7 +111,8 @@ pub fn run(
     mask.add(nix::sys::signal::Signal::SIGHUP);
     mask.thread_block().map_err(RunError::BlockSignals)?;
 
-    let mut config = crate::overrides::load(source, overrides).map_err(RunError::Config)?;
+    let mut config =
+        crate::overrides::load(source, overrides).map_err(|e| RunError::Config(e.to_string()))?;
     let mut line = String::new();
     std::io::stdin()
         .lock()

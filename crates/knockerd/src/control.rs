@@ -415,7 +415,7 @@ impl Control {
 
     /// The reload's verdict: written for `knockerd reload`, and the daemon is ready again
     /// (with the new configuration, or the old one).
-    pub fn reload_ends(&mut self, config: &Config, verdict: &Result<(), String>) {
+    pub fn reload_ends(&mut self, config: &Config, verdict: &Result<(), impl std::fmt::Display>) {
         self.reloads += 1;
         let v = ReloadVerdict {
             pid: std::process::id(),
@@ -425,7 +425,7 @@ impl Control {
             ok: verdict.is_ok(),
             message: match verdict {
                 Ok(()) => "reloaded".to_string(),
-                Err(e) => e.clone(),
+                Err(e) => e.to_string(),
             },
         };
         let written = serde_json::to_vec(&v)

@@ -239,7 +239,7 @@ fn main() -> ExitCode {
             .transpose()
         {
             // the guard removes the pid file when the daemon returns
-            Ok(_pid) => knockerd::daemon::run(&source, &overrides),
+            Ok(_pid) => knockerd::daemon::run(&source, &overrides).map_err(|e| e.to_string()),
             Err(e) => Err(e),
         },
         Cmd::Check => check(&source, &overrides),

@@ -36,8 +36,8 @@ impl Overrides {
 pub fn load(
     config_source: &crate::config::load::ConfigFile,
     overrides: &Overrides,
-) -> Result<Config, String> {
-    let mut config = crate::knockd::load_source(config_source).map_err(|e| e.to_string())?;
+) -> Result<Config, crate::config::ConfigError> {
+    let mut config = crate::knockd::load_source(config_source)?;
     overrides.apply(&mut config);
     Ok(config)
 }

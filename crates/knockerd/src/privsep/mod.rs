@@ -32,7 +32,7 @@ pub mod protocol;
 mod parent;
 mod worker;
 
-pub use parent::{check, Checked, ReportError};
+pub use parent::{check, Checked, ReportError, WorkerError};
 pub(crate) use parent::{worker_user, Worker};
 pub use protocol::{parse_report, DoorRef, Report, Seed, MAX_REPORT_BYTES, MAX_SEED_BYTES};
 pub(crate) use worker::engine_for;

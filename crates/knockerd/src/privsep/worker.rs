@@ -37,9 +37,9 @@ const COALESCE_AT: usize = 8;
 pub enum RunError {
     #[error("cannot block signals: {0}")]
     BlockSignals(#[source] nix::Error),
-    /// The configuration did not load (the text says where and why).
+    /// The configuration did not load (it says where and why).
     #[error("{0}")]
-    Config(String),
+    Config(#[source] crate::config::ConfigError),
     #[error("cannot read the seed: {0}")]
     ReadSeed(#[source] std::io::Error),
     #[error("the parent sent a bad seed: {0}")]
@@ -111,8 +111,7 @@ pub fn run(
     mask.add(nix::sys::signal::Signal::SIGHUP);
     mask.thread_block().map_err(RunError::BlockSignals)?;
 
-    let mut config =
-        crate::overrides::load(source, overrides).map_err(|e| RunError::Config(e.to_string()))?;
+    let mut config = crate::overrides::load(source, overrides).map_err(RunError::Config)?;
     let mut line = String::new();
     std::io::stdin()
         .lock()

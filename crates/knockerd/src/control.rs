@@ -45,6 +45,58 @@ pub fn state_dir(source: &ConfigFile, cli: Option<&Path>) -> PathBuf {
     crate::config::loader::state_dir(source).unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
 }
 
+/// What an admin's command could not do with the running daemon, or the daemon with its files.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("cannot open {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is locked by a running knockerd but holds no pid (it is being written?); try again", .0.display())]
+    NoPid(PathBuf),
+    #[error("cannot probe the lock on {}: {source}", path.display())]
+    Probe { path: PathBuf, source: Errno },
+    #[error("cannot write {}: {source}", path.display())]
+    WritePid {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    LockPid { path: PathBuf, source: Errno },
+    /// No daemon runs; the text says why and what to do ([`Running::why_not`]).
+    #[error("{0}")]
+    NotRunning(String),
+    #[error("cannot signal knockerd (pid {pid}): {source}")]
+    Signal { pid: i32, source: Errno },
+    #[error("reload refused, the running configuration is kept: {0}")]
+    ReloadRefused(String),
+    #[error(
+        "knockerd (pid {0}) stopped before it answered the reload; see `journalctl -u knockerd`"
+    )]
+    StoppedBeforeVerdict(i32),
+    #[error("knockerd (pid {pid}) gave no verdict on the reload within {secs}s; see `journalctl -u knockerd`")]
+    NoVerdict { pid: i32, secs: u64 },
+    #[error(
+        "knockerd is running (pid {0}): stop it first (`systemctl stop knockerd`), then tear down; \
+         --force stops it (SIGTERM) and then removes the table"
+    )]
+    StillRunning(i32),
+    #[error("cannot stop knockerd (pid {pid}): {source}")]
+    Stop { pid: i32, source: Errno },
+    #[error("knockerd (pid {pid}) did not stop within {secs}s: nothing was removed")]
+    DidNotStop { pid: i32, secs: u64 },
+    #[error(transparent)]
+    Nft(#[from] crate::ruleset::NftError),
+    /// The table is gone (`removed` says so) but its include file is not.
+    #[error("{removed}, but cannot remove {}: {source}; a firewall reload that includes it brings the table back", path.display())]
+    RemoveInclude {
+        removed: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// Whether a daemon runs with its state in `dir`, as the lock on its pid file tells.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Running {
@@ -88,7 +140,7 @@ impl Running {
 
 /// Looks for the daemon whose state is in `dir`. Only files are read: it needs no cooperation
 /// from the daemon, and probing the lock (shared, for a moment) never disturbs it.
-pub fn running(dir: &Path) -> Result<Running, String> {
+pub fn running(dir: &Path) -> Result<Running, ControlError> {
     let path = dir.join(PID_FILE);
     let mut file = match OpenOptions::new()
         .read(true)
@@ -97,7 +149,7 @@ pub fn running(dir: &Path) -> Result<Running, String> {
     {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Running::NoPidFile),
-        Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
+        Err(source) => return Err(ControlError::Open { path, source }),
     };
     let mut text = String::new();
     let pid = std::io::Read::by_ref(&mut file)
@@ -110,12 +162,9 @@ pub fn running(dir: &Path) -> Result<Running, String> {
         // held: the daemon that wrote it runs
         Err((_, Errno::EWOULDBLOCK)) => match pid {
             Some(pid) => Ok(Running::Yes(pid)),
-            None => Err(format!(
-                "{} is locked by a running knockerd but holds no pid (it is being written?); try again",
-                path.display()
-            )),
+            None => Err(ControlError::NoPid(path)),
         },
-        Err((_, e)) => Err(format!("cannot probe the lock on {}: {e}", path.display())),
+        Err((_, source)) => Err(ControlError::Probe { path, source }),
         Ok(_unlocked_on_drop) => Ok(Running::Stale(pid)),
     }
 }
@@ -132,23 +181,29 @@ impl PidFile {
     /// under a temporary name and then renamed into place, so a probe never sees a locked file
     /// without its pid, or a stale pid under a fresh lock. The ledger's lock, taken before,
     /// keeps a second daemon out of the directory.
-    pub fn create(dir: &Path) -> Result<PidFile, String> {
+    pub fn create(dir: &Path) -> Result<PidFile, ControlError> {
         let path = dir.join(PID_FILE);
         let tmp = dir.join(format!(".{PID_FILE}.{}.tmp", std::process::id()));
-        let what = |e: &dyn std::fmt::Display| format!("cannot write {}: {e}", path.display());
+        let what = |source| ControlError::WritePid {
+            path: path.clone(),
+            source,
+        };
         let _ = std::fs::remove_file(&tmp);
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o644)
             .open(&tmp)
-            .map_err(|e| what(&e))?;
+            .map_err(what)?;
         let result = Flock::lock(file, FlockArg::LockExclusiveNonblock)
-            .map_err(|(_, e)| what(&e))
+            .map_err(|(_, source)| ControlError::LockPid {
+                path: path.clone(),
+                source,
+            })
             .and_then(|mut lock| {
                 lock.write_all(format!("{}\n", std::process::id()).as_bytes())
                     .and_then(|()| std::fs::rename(&tmp, &path))
-                    .map_err(|e| what(&e))?;
+                    .map_err(what)?;
                 Ok(lock)
             })
             .map(|lock| PidFile {
@@ -206,17 +261,21 @@ fn read_verdict(dir: &Path) -> Option<ReloadVerdict> {
 /// `knockerd reload`: signals the daemon whose state is in `dir` and waits, up to `wait`, for
 /// the verdict on the configuration as it is now. `Ok` with the daemon's message, or `Err` with
 /// its reason for refusing (or why there was no answer).
-pub fn request_reload(dir: &Path, wait: Duration) -> Result<String, String> {
+pub fn request_reload(dir: &Path, wait: Duration) -> Result<String, ControlError> {
     let pid = match running(dir)? {
         Running::Yes(pid) => pid,
-        other => return Err(other.why_not(dir).unwrap_or_default()),
+        other => {
+            return Err(ControlError::NotRunning(
+                other.why_not(dir).unwrap_or_default(),
+            ))
+        }
     };
     let sent = monotonic_usec();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGHUP,
     )
-    .map_err(|e| format!("cannot signal knockerd (pid {pid}): {e}"))?;
+    .map_err(|source| ControlError::Signal { pid, source })?;
     let end = Instant::now() + wait;
     loop {
         if let Some(v) = read_verdict(dir) {
@@ -224,23 +283,18 @@ pub fn request_reload(dir: &Path, wait: Duration) -> Result<String, String> {
                 return if v.ok {
                     Ok(v.message)
                 } else {
-                    Err(format!(
-                        "reload refused, the running configuration is kept: {}",
-                        v.message
-                    ))
+                    Err(ControlError::ReloadRefused(v.message))
                 };
             }
         }
         if running(dir)?.pid() != Some(pid) {
-            return Err(format!(
-                "knockerd (pid {pid}) stopped before it answered the reload; see `journalctl -u knockerd`"
-            ));
+            return Err(ControlError::StoppedBeforeVerdict(pid));
         }
         if Instant::now() >= end {
-            return Err(format!(
-                "knockerd (pid {pid}) gave no verdict on the reload within {}s; see `journalctl -u knockerd`",
-                wait.as_secs()
-            ));
+            return Err(ControlError::NoVerdict {
+                pid,
+                secs: wait.as_secs(),
+            });
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -248,14 +302,11 @@ pub fn request_reload(dir: &Path, wait: Duration) -> Result<String, String> {
 
 /// `knockerd teardown`: refuses while a daemon runs (it would be left guarding nothing), unless
 /// `force`.
-pub fn teardown(dir: &Path, force: bool) -> Result<String, String> {
+pub fn teardown(dir: &Path, force: bool) -> Result<String, ControlError> {
     let mut said = String::new();
     if let Running::Yes(pid) = running(dir)? {
         if !force {
-            return Err(format!(
-                "knockerd is running (pid {pid}): stop it first (`systemctl stop knockerd`), then tear down; \
-                 --force stops it (SIGTERM) and then removes the table"
-            ));
+            return Err(ControlError::StillRunning(pid));
         }
         // a running knockerd puts its table back the moment it is deleted: stop it first
         stop_daemon(pid, dir)?;
@@ -272,11 +323,12 @@ pub fn teardown(dir: &Path, force: bool) -> Result<String, String> {
             crate::ruleset::include_path(dir).display()
         ),
         Ok(false) => String::new(),
-        Err(e) => {
-            return Err(format!(
-                "{removed}, but cannot remove {}: {e}; a firewall reload that includes it brings the table back",
-                crate::ruleset::include_path(dir).display()
-            ))
+        Err(source) => {
+            return Err(ControlError::RemoveInclude {
+                removed,
+                path: crate::ruleset::include_path(dir),
+                source,
+            })
         }
     };
     Ok(format!("{said}{removed}{include}"))
@@ -286,10 +338,10 @@ pub fn teardown(dir: &Path, force: bool) -> Result<String, String> {
 const STOP_WAIT: Duration = Duration::from_secs(30);
 
 /// Sends SIGTERM to the daemon and waits until it has let go of its pid file.
-fn stop_daemon(pid: i32, dir: &Path) -> Result<(), String> {
+fn stop_daemon(pid: i32, dir: &Path) -> Result<(), ControlError> {
     use nix::sys::signal::{kill, Signal};
     kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM)
-        .map_err(|e| format!("cannot stop knockerd (pid {pid}): {e}"))?;
+        .map_err(|source| ControlError::Stop { pid, source })?;
     let end = Instant::now() + STOP_WAIT;
     while Instant::now() < end {
         if !matches!(running(dir)?, Running::Yes(_)) {
@@ -297,10 +349,10 @@ fn stop_daemon(pid: i32, dir: &Path) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Err(format!(
-        "knockerd (pid {pid}) did not stop within {}s: nothing was removed",
-        STOP_WAIT.as_secs()
-    ))
+    Err(ControlError::DidNotStop {
+        pid,
+        secs: STOP_WAIT.as_secs(),
+    })
 }
 
 /// What stopping leaves behind, in words that hold: the table's ports stay closed only if the
@@ -328,7 +380,7 @@ pub struct Control {
 
 impl Control {
     /// At start, once the ledger (and with it the state directory) is the daemon's.
-    pub fn start(dir: &Path, notifier: Notifier) -> Result<Control, String> {
+    pub fn start(dir: &Path, notifier: Notifier) -> Result<Control, ControlError> {
         Ok(Control {
             dir: dir.to_owned(),
             notifier,
@@ -351,7 +403,7 @@ impl Control {
 
     /// The reload's verdict: written for `knockerd reload`, and the daemon is ready again
     /// (with the new configuration, or the old one).
-    pub fn reload_ends(&mut self, config: &Config, verdict: &Result<(), String>) {
+    pub fn reload_ends(&mut self, config: &Config, verdict: &Result<(), impl std::fmt::Display>) {
         self.reloads += 1;
         let v = ReloadVerdict {
             pid: std::process::id(),
@@ -361,7 +413,7 @@ impl Control {
             ok: verdict.is_ok(),
             message: match verdict {
                 Ok(()) => "reloaded".to_string(),
-                Err(e) => e.clone(),
+                Err(e) => e.to_string(),
             },
         };
         let written = serde_json::to_vec(&v)

@@ -58,6 +58,75 @@ fn announce(config: &Config) {
     }
 }
 
+/// Why the daemon did not start, or stopped on its own.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// What `knockerd check` exits non-zero for (the worker user, `nft`, ...), one each.
+    #[error("{}", .0.join("; "))]
+    StartProblems(Vec<String>),
+    #[error("cannot block signals: {0}")]
+    BlockSignals(#[source] nix::Error),
+    #[error("cannot create signalfd: {0}")]
+    Signalfd(#[source] nix::Error),
+    #[error("cannot open the ledger: {0}")]
+    Ledger(#[source] ledger::LedgerError),
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
+    #[error(transparent)]
+    Doors(#[from] knocker_engine::DoorsError),
+    #[error(transparent)]
+    Worker(#[from] privsep::WorkerError),
+    #[error("cannot watch the firewall: {0}")]
+    Watch(#[source] std::io::Error),
+    #[error("cannot load table inet {TABLE}: {0}")]
+    Table(#[source] ruleset::NftError),
+    #[error("cannot open the allow sets: {0}")]
+    Sets(#[source] std::io::Error),
+    #[error("table inet {TABLE} is not as knockerd declares it ({0}); remove it with `knockerd teardown` and start again")]
+    Declaration(#[source] std::io::Error),
+    /// The packet worker kept failing; what stopping leaves behind.
+    #[error("the packet worker failed {WORKER_RESTARTS} times within {}s: stopping ({closed})", WORKER_RESTART_WINDOW.as_secs())]
+    WorkerRestarts { closed: String },
+    #[error("poll failed: {0}")]
+    Poll(#[source] nix::Error),
+}
+
+/// Why a reload was refused (the running configuration is kept, whole).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Doors(#[from] knocker_engine::DoorsError),
+    /// The first thing `knockerd check` exits non-zero for.
+    #[error("{0}")]
+    StartProblem(String),
+    #[error(transparent)]
+    Table(#[from] ruleset::NftError),
+}
+
+/// Why a used step or a request's digests could not be made durable (the grant is refused).
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("no such door")]
+    NoSuchDoor,
+    #[error("bad one-time index")]
+    OneTimeIndex,
+    #[error(transparent)]
+    OneTime(#[from] crate::onetime::MarkError),
+    #[error("no ledger to record it in")]
+    NoLedger,
+    #[error("cannot record {what} in the ledger: {source}")]
+    Ledger {
+        what: String,
+        source: ledger::LedgerError,
+    },
+    #[error("{0}")]
+    Batch(#[source] ledger::LedgerError),
+}
+
 /// Runs the daemon until SIGTERM or SIGINT. Returns an error message for a failed start.
 ///
 /// This is the privileged parent: it owns the table, the sets, the ledger and the commands, and
@@ -65,13 +134,13 @@ fn announce(config: &Config) {
 pub fn run(
     config_source: &crate::config::loader::ConfigFile,
     overrides: &Overrides,
-) -> Result<(), String> {
+) -> Result<(), DaemonError> {
     let notifier = crate::notify::Notifier::from_env();
     let mut config = load(config_source, overrides)?;
     // what `knockerd check` exits non-zero for stops the start too, before anything is changed
     let problems = crate::lockout::start_problems(&config);
     if !problems.is_empty() {
-        return Err(problems.join("; "));
+        return Err(DaemonError::StartProblems(problems));
     }
     // Signals are taken synchronously through a signalfd, so they must be blocked before any
     // thread exists. Children get an empty mask from std::process.
@@ -79,15 +148,14 @@ pub fn run(
     for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         mask.add(s);
     }
-    mask.thread_block()
-        .map_err(|e| format!("cannot block signals: {e}"))?;
+    mask.thread_block().map_err(DaemonError::BlockSignals)?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .map_err(|e| format!("cannot create signalfd: {e}"))?;
+        .map_err(DaemonError::Signalfd)?;
 
     let ledger_path = config.state_dir.join(ledger::FILE_NAME);
     let (ledger, recovery) =
         Ledger::open(&ledger_path, ledger::unix_now(), ledger::Options::default())
-            .map_err(|e| format!("cannot open the ledger: {e}"))?;
+            .map_err(DaemonError::Ledger)?;
     if let Some(bytes) = recovery.torn_bytes {
         tracing::warn!(
             "ledger {}: dropped a torn last record ({bytes} bytes) left by a crash",
@@ -109,16 +177,13 @@ pub fn run(
         &Seed::from_ledger(&ledger),
     )?);
     // Subscribed before the table is loaded, so that no change to it after that goes unseen.
-    let mut watch =
-        FirewallWatch::open(TABLE).map_err(|e| format!("cannot watch the firewall: {e}"))?;
-    ruleset::apply(&TableSpec::from_config(&config))
-        .map_err(|e| format!("cannot load table inet {TABLE}: {e}"))?;
+    let mut watch = FirewallWatch::open(TABLE).map_err(DaemonError::Watch)?;
+    ruleset::apply(&TableSpec::from_config(&config)).map_err(DaemonError::Table)?;
     write_include(&config);
-    let mut sets =
-        NftSets::open(TABLE, SET4, SET6).map_err(|e| format!("cannot open the allow sets: {e}"))?;
+    let mut sets = NftSets::open(TABLE, SET4, SET6).map_err(DaemonError::Sets)?;
     // The kernel accepts an element into any set with the same key length, so a set left over
     // with another field order would silently grant the wrong thing: check the declaration.
-    sets.check().map_err(|e| format!("table inet {TABLE} is not as knockerd declares it ({e}); remove it with `knockerd teardown` and start again"))?;
+    sets.check().map_err(DaemonError::Declaration)?;
     let mut gate = Gatekeeper::new(&config, sets, Some(ledger));
     let (ran, scheduled) = gate.recover(Instant::now());
     if ran + scheduled > 0 {
@@ -154,11 +219,9 @@ pub fn run(
             // a worker that died or misbehaved is replaced, a bounded number of times
             restarts.retain(|t| now.duration_since(*t) < WORKER_RESTART_WINDOW);
             if restarts.len() >= WORKER_RESTARTS {
-                return Err(format!(
-                    "the packet worker failed {WORKER_RESTARTS} times within {}s: stopping ({})",
-                    WORKER_RESTART_WINDOW.as_secs(),
-                    crate::control::closed_note()
-                ));
+                return Err(DaemonError::WorkerRestarts {
+                    closed: crate::control::closed_note(),
+                });
             }
             restarts.push_back(now);
             reread_one_time(&mut config);
@@ -199,7 +262,7 @@ pub fn run(
             match poll(&mut fds, timeout) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(format!("poll failed: {e}")),
+                Err(e) => return Err(DaemonError::Poll(e)),
             }
             let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
             (
@@ -329,7 +392,7 @@ fn guard(config: &Config, gate: &mut Gatekeeper<NftSets>, touched: Touched) -> R
     let started = Instant::now();
     tracing::debug!("nftables announced a change to table inet {TABLE}: {touched:?}");
     let spec = TableSpec::from_config(config);
-    let health = ruleset::verify(&spec).unwrap_or_else(TableHealth::Differs);
+    let health = ruleset::verify(&spec).unwrap_or_else(|e| TableHealth::Differs(e.to_string()));
     let what = match health {
         TableHealth::Intact => {
             if touched.emptied || touched.lost {
@@ -393,9 +456,9 @@ fn reread_one_time(config: &mut Config) {
 const WORKER_RESTARTS: usize = 5;
 const WORKER_RESTART_WINDOW: Duration = Duration::from_secs(60);
 
-/// Acts on what the worker decided. Nothing in a report is trusted: [`privsep::check`] looks
-/// its door up by name in this process's configuration, and the gatekeeper validates every
-/// grant.
+/// Acts on what the worker decided. Nothing in a report is trusted: [`privsep::check`] takes
+/// its door only if this process's door at that index has that name, and the gatekeeper
+/// validates every grant.
 fn handle_reports(
     config: &Config,
     gate: &mut Gatekeeper<NftSets>,
@@ -460,13 +523,13 @@ fn handle_reports(
 }
 
 /// Makes a request's replay digests durable, with one sync.
-fn record_seen(ledger: Option<&mut Ledger>, records: &[Record]) -> Result<(), String> {
+fn record_seen(ledger: Option<&mut Ledger>, records: &[Record]) -> Result<(), RecordError> {
     match ledger {
         Some(l) => l
             .append_batch(ledger::unix_now(), records)
             .map(|_| ())
-            .map_err(|e| e.to_string()),
-        None => Err("no ledger".to_string()),
+            .map_err(RecordError::Batch),
+        None => Err(RecordError::NoLedger),
     }
 }
 
@@ -520,10 +583,10 @@ fn record_used(
     ledger: Option<&mut Ledger>,
     index: usize,
     tag: u64,
-) -> Result<String, String> {
-    let door = config.doors.get(index).ok_or("no such door")?;
+) -> Result<String, RecordError> {
+    let door = config.doors.get(index).ok_or(RecordError::NoSuchDoor)?;
     if let Some(file) = &door.one_time {
-        let i = usize::try_from(tag).map_err(|_| "bad one-time index".to_string())?;
+        let i = usize::try_from(tag).map_err(|_| RecordError::OneTimeIndex)?;
         file.mark_used(i)?;
         let line = file.entries.get(i).map_or(0, |e| e.line);
         return Ok(format!("one-time line {}:{line}", file.path.display()));
@@ -531,7 +594,7 @@ fn record_used(
     let Some(r) = &door.rotating else {
         return Ok(format!("sequence {tag}"));
     };
-    let ledger = ledger.ok_or("no ledger to record it in")?;
+    let ledger = ledger.ok_or(RecordError::NoLedger)?;
     let record = Record::Used {
         door: door.spec.name.clone(),
         key: r.mode.to_string(),
@@ -539,7 +602,10 @@ fn record_used(
     };
     ledger
         .append(ledger::unix_now(), record)
-        .map_err(|e| format!("cannot record {} {tag} in the ledger: {e}", r.mode))?;
+        .map_err(|source| RecordError::Ledger {
+            what: format!("{} {tag}", r.mode),
+            source,
+        })?;
     Ok(format!(
         "{} {}",
         if r.mode == "totp" {
@@ -560,12 +626,12 @@ fn reload(
     config: &mut Config,
     worker: &mut Option<Worker>,
     gate: &mut Gatekeeper<NftSets>,
-) -> Result<(), String> {
+) -> Result<(), ReloadError> {
     let mut new = match load(config_source, overrides) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("reload refused, keeping the running configuration: {e}");
-            return Err(e);
+            return Err(e.into());
         }
     };
     // the ledger, the pid file and the include file stay where knockerd started with them
@@ -579,15 +645,15 @@ fn reload(
     }
     if let Err(e) = engine_for(&new) {
         tracing::error!("reload refused, keeping the running configuration: {e}");
-        return Err(e);
+        return Err(e.into());
     }
     if let Some(e) = crate::lockout::start_problems(&new).first() {
         tracing::error!("reload refused, keeping the running configuration: {e}");
-        return Err(e.to_string());
+        return Err(ReloadError::StartProblem(e.to_string()));
     }
     if let Err(e) = ruleset::apply(&TableSpec::from_config(&new)) {
         tracing::error!("reload refused, keeping the running configuration: {e}");
-        return Err(e);
+        return Err(e.into());
     }
     write_include(&new);
     if let Some(mut w) = worker.take() {

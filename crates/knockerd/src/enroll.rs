@@ -11,7 +11,7 @@
 use std::fs::{self, DirBuilder};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use knocker_wire::identity::{PrivateKey, PublicKey};
 use knocker_wire::Service;
@@ -31,6 +31,63 @@ pub const CLIENT_KEY_FILE: &str = "identity.key";
 /// The most services a door's `open` list may hold for a profile: an SPA request carries at
 /// most 16, and a SYN knock's slot is 4 bits.
 pub const MAX_SERVICES: usize = 16;
+
+/// Why a client was not enrolled, or the server's key not made or read.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    /// The clients file refused the name or the entry (its own words).
+    #[error("{0}")]
+    Clients(String),
+    #[error("server {0:?}: give the host name or address the client knocks on, without spaces")]
+    BadHost(String),
+    #[error(
+        "no spa or syn door to enroll the client for: add a door of kind = \"spa\" \
+         or \"syn\" to the configuration (or name one with --door)"
+    )]
+    NoDoors,
+    #[error(
+        "that is the server's own public key: give the client's, which `knocker \
+         keygen --identity` printed on the client"
+    )]
+    ServersOwnKey,
+    /// A key no shared secret comes from (a low-order point): it could never knock.
+    #[error("public key {key}: {source}")]
+    UselessKey {
+        key: PublicKey,
+        source: knocker_wire::identity::IdentityError,
+    },
+    #[error("door {0:?} is given twice")]
+    DoorTwice(String),
+    #[error("door {0:?} has no port")]
+    NoPort(String),
+    #[error("door {door:?} opens {count} services: a {kind} door opens 1 to {MAX_SERVICES}")]
+    Services {
+        door: String,
+        count: usize,
+        kind: &'static str,
+    },
+    #[error("cannot make a QR code of {bytes} bytes: {source}")]
+    Qr {
+        bytes: usize,
+        source: qrcode::types::QrError,
+    },
+    #[error("cannot make a key: {0}")]
+    MakeKey(#[source] knocker_wire::KeyError),
+    #[error("cannot create directory {}: {source}", path.display())]
+    CreateDir { path: PathBuf, source: io::Error },
+    #[error("cannot set permissions of {}: {source}", path.display())]
+    SetPermissions { path: PathBuf, source: io::Error },
+    #[error(
+        "{} already exists: knockerd keygen never replaces a key unless --force (every \
+         enrolled client would have to be enrolled again)",
+        .0.display()
+    )]
+    KeyExists(PathBuf),
+    #[error("cannot write key file {}: {source}", path.display())]
+    WriteKey { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    LoadKey(#[from] knocker_wire::keyfile::KeyFileError),
+}
 
 /// What a door enrolled for speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,33 +156,26 @@ pub struct EnrollRequest<'a> {
 /// --identity`". `--server HOST`: "The host name or address the client knocks on".
 /// `--door NAME`: "A door the client may use (repeatable; default every spa and syn door)".
 /// `--no-qr`: "Print the profiles as text only".
-pub fn enroll(req: &EnrollRequest) -> Result<String, String> {
-    clients::check_name(req.name)?;
+pub fn enroll(req: &EnrollRequest) -> Result<String, EnrollError> {
+    clients::check_name(req.name).map_err(|e| EnrollError::Clients(e.to_string()))?;
     let host = req.server_host;
     if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "server {host:?}: give the host name or address the client knocks on, without spaces"
-        ));
+        return Err(EnrollError::BadHost(host.to_string()));
     }
     if req.doors.is_empty() {
-        return Err(
-            "no spa or syn door to enroll the client for: add a door of kind = \"spa\" \
-                    or \"syn\" to the configuration (or name one with --door)"
-                .into(),
-        );
+        return Err(EnrollError::NoDoors);
     }
     let server_public = req.server_key.public_key();
     if req.public_key == server_public {
-        return Err(
-            "that is the server's own public key: give the client's, which `knocker \
-                    keygen --identity` printed on the client"
-                .into(),
-        );
+        return Err(EnrollError::ServersOwnKey);
     }
     // A low-order point gives no shared secret: such a key could never knock.
     req.server_key
         .syn_key(&req.public_key)
-        .map_err(|e| format!("public key {}: {e}", req.public_key))?;
+        .map_err(|source| EnrollError::UselessKey {
+            key: req.public_key,
+            source,
+        })?;
 
     let mut names: Vec<String> = Vec::new();
     let mut out = format!(
@@ -136,18 +186,17 @@ pub fn enroll(req: &EnrollRequest) -> Result<String, String> {
     );
     for door in &req.doors {
         if names.contains(&door.name) {
-            return Err(format!("door {:?} is given twice", door.name));
+            return Err(EnrollError::DoorTwice(door.name.clone()));
         }
         if door.port == 0 {
-            return Err(format!("door {:?} has no port", door.name));
+            return Err(EnrollError::NoPort(door.name.clone()));
         }
         if !(1..=MAX_SERVICES).contains(&door.open.len()) {
-            return Err(format!(
-                "door {:?} opens {} services: a {} door opens 1 to {MAX_SERVICES}",
-                door.name,
-                door.open.len(),
-                door.kind.as_str()
-            ));
+            return Err(EnrollError::Services {
+                door: door.name.clone(),
+                count: door.open.len(),
+                kind: door.kind.as_str(),
+            });
         }
         names.push(door.name.clone());
         out.push('\n');
@@ -159,7 +208,8 @@ pub fn enroll(req: &EnrollRequest) -> Result<String, String> {
             req.server_key,
         ));
     }
-    clients::append(req.clients_path, req.name, &req.public_key, Some(&names))?;
+    clients::append(req.clients_path, req.name, &req.public_key, Some(&names))
+        .map_err(|e| EnrollError::Clients(e.to_string()))?;
     Ok(out)
 }
 
@@ -214,9 +264,14 @@ fn profile(
 /// `text` as a QR code for a terminal: two rows of modules per line of text (Unicode half
 /// blocks), drawn light-on-dark so that it scans on the usual dark terminal, with the quiet
 /// zone around it. Fails only for text too long for a QR code (about 2900 bytes).
-pub fn qr(text: &str) -> Result<String, String> {
-    let code = QrCode::with_error_correction_level(text.as_bytes(), EcLevel::L)
-        .map_err(|e| format!("cannot make a QR code of {} bytes: {e}", text.len()))?;
+pub fn qr(text: &str) -> Result<String, EnrollError> {
+    let code =
+        QrCode::with_error_correction_level(text.as_bytes(), EcLevel::L).map_err(|source| {
+            EnrollError::Qr {
+                bytes: text.len(),
+                source,
+            }
+        })?;
     Ok(code
         .render::<Dense1x2>()
         .dark_color(Dense1x2::Light)
@@ -236,8 +291,8 @@ pub fn qr(text: &str) -> Result<String, String> {
 /// enrolled client's profiles depend on it (their server_key and door keys), so a new key means
 /// enrolling every client again." `--out FILE`: "Where to write the key". `--force`: "Replace an
 /// existing key (every client must be enrolled again)".
-pub fn server_keygen(path: &Path, force: bool) -> Result<PublicKey, String> {
-    let key = PrivateKey::generate().map_err(|e| format!("cannot make a key: {e}"))?;
+pub fn server_keygen(path: &Path, force: bool) -> Result<PublicKey, EnrollError> {
+    let key = PrivateKey::generate().map_err(EnrollError::MakeKey)?;
     let mut bytes = Zeroizing::new(Vec::with_capacity(48));
     bytes.extend_from_slice(key.to_base64().as_bytes());
     bytes.push(b'\n');
@@ -250,30 +305,39 @@ pub fn server_keygen(path: &Path, force: bool) -> Result<PublicKey, String> {
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))?;
+            .map_err(|source| EnrollError::CreateDir {
+                path: dir.to_owned(),
+                source,
+            })?;
         // The umask may have taken bits away from 0700; make it exact.
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .map_err(|e| format!("cannot set permissions of {}: {e}", dir.display()))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|source| {
+            EnrollError::SetPermissions {
+                path: dir.to_owned(),
+                source,
+            }
+        })?;
     }
     let written = if force {
         knocker_wire::files::replace_atomically(path, &bytes)
     } else {
         knocker_wire::files::create_new_private(path, &bytes)
     };
-    written.map_err(|e| match e.kind() {
-        io::ErrorKind::AlreadyExists => format!(
-            "{} already exists: knockerd keygen never replaces a key unless --force (every \
-             enrolled client would have to be enrolled again)",
-            path.display()
-        ),
-        _ => format!("cannot write key file {}: {e}", path.display()),
+    written.map_err(|source| match source.kind() {
+        io::ErrorKind::AlreadyExists => EnrollError::KeyExists(path.to_owned()),
+        _ => EnrollError::WriteKey {
+            path: path.to_owned(),
+            source,
+        },
     })?;
     Ok(key.public_key())
 }
 
 /// Reads the server's private key (the key file must be its owner's alone).
-pub fn load_server_key(path: &Path) -> Result<PrivateKey, String> {
-    knocker_wire::keyfile::load_key(path, PrivateKey::from_base64).map_err(|e| e.to_string())
+pub fn load_server_key(path: &Path) -> Result<PrivateKey, EnrollError> {
+    Ok(knocker_wire::keyfile::load_key(
+        path,
+        PrivateKey::from_base64,
+    )?)
 }
 
 #[cfg(test)]
@@ -297,6 +361,8 @@ mod tests {
         assert_eq!(text.len(), 45, "{text:?}");
 
         let e = server_keygen(&path, false).expect_err("exists");
+        assert!(matches!(&e, EnrollError::KeyExists(p) if *p == path), "{e}");
+        let e = e.to_string();
         assert!(e.contains("already exists") && e.contains("--force"), "{e}");
         assert_eq!(fs::read_to_string(&path).expect("read"), text);
 
@@ -396,7 +462,10 @@ mod tests {
         // Again: the name and the key are taken, and nothing else changed.
         let before = fs::read_to_string(&clients_path).expect("read");
         let e = enroll(&req).expect_err("twice");
-        assert!(e.contains("already enrolled"), "{e}");
+        assert!(
+            matches!(&e, EnrollError::Clients(c) if c.contains("already enrolled")),
+            "{e}"
+        );
         let other = PrivateKey::generate().expect("rng");
         let e = enroll(&EnrollRequest {
             name: "bob",
@@ -405,7 +474,8 @@ mod tests {
             ..req
         })
         .expect_err("no doors");
-        assert!(e.contains("no spa or syn door"), "{e}");
+        assert!(matches!(e, EnrollError::NoDoors), "{e}");
+        assert!(e.to_string().contains("no spa or syn door"), "{e}");
         let e = enroll(&EnrollRequest {
             name: "bob",
             public_key: server.public_key(),
@@ -413,7 +483,8 @@ mod tests {
             ..req
         })
         .expect_err("the server's key");
-        assert!(e.contains("server's own public key"), "{e}");
+        assert!(matches!(e, EnrollError::ServersOwnKey), "{e}");
+        assert!(e.to_string().contains("server's own public key"), "{e}");
         let e = enroll(&EnrollRequest {
             name: "bob",
             public_key: PublicKey([0; 32]),
@@ -421,7 +492,8 @@ mod tests {
             ..req
         })
         .expect_err("low order");
-        assert!(e.starts_with("public key "), "{e}");
+        assert!(matches!(e, EnrollError::UselessKey { .. }), "{e}");
+        assert!(e.to_string().starts_with("public key "), "{e}");
         let e = enroll(&EnrollRequest {
             name: "bob",
             public_key: other.public_key(),
@@ -430,7 +502,11 @@ mod tests {
             ..req
         })
         .expect_err("host");
-        assert!(e.contains("without spaces"), "{e}");
+        assert!(
+            matches!(&e, EnrollError::BadHost(h) if h == "a host"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("without spaces"), "{e}");
         let mut many = doors();
         many[1].open = (1..=17).map(Service::tcp).collect();
         let e = enroll(&EnrollRequest {
@@ -440,7 +516,8 @@ mod tests {
             ..req
         })
         .expect_err("17 slots");
-        assert!(e.contains("opens 17 services"), "{e}");
+        assert!(matches!(e, EnrollError::Services { count: 17, .. }), "{e}");
+        assert!(e.to_string().contains("opens 17 services"), "{e}");
         assert_eq!(fs::read_to_string(&clients_path).expect("read"), before);
 
         // Another client, one door.

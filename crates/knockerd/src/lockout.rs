@@ -69,7 +69,7 @@ pub fn start_problems(c: &Config) -> Vec<String> {
         Err(e) => out.push(format!("cannot look up the worker user {user:?}: {e}")),
     }
     if let Err(e) = crate::ruleset::nft(&["--version"], None) {
-        out.push(e);
+        out.push(e.to_string());
     }
     if let Some(d) = c.doors.iter().find(|d| native(d)) {
         if !c.clients.exists() {

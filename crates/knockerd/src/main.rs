@@ -240,12 +240,12 @@ fn main() -> ExitCode {
             .transpose()
         {
             // the guard removes the pid file when the daemon returns
-            Ok(_pid) => knockerd::daemon::run(&source, &overrides),
+            Ok(_pid) => knockerd::daemon::run(&source, &overrides).map_err(|e| e.to_string()),
             Err(e) => Err(e),
         },
         Cmd::Check => check(&source, &overrides),
         Cmd::PacketWorker { parent, user } => {
-            knockerd::privsep::run(&source, &overrides, &user, parent)
+            knockerd::privsep::run(&source, &overrides, &user, parent).map_err(|e| e.to_string())
         }
         Cmd::ImportFwknop { file } => {
             match knockerd::config::fwknop::import(&file, cli_fwknopd_conf.as_deref()) {
@@ -260,14 +260,15 @@ fn main() -> ExitCode {
             }
         }
         Cmd::ImportKnockd { file } => import_knockd(&file),
-        Cmd::Status { json } => knockerd::status::run(&state_dir, json),
+        Cmd::Status { json } => knockerd::status::run(&state_dir, json).map_err(|e| e.to_string()),
         Cmd::Reload => {
             knockerd::control::request_reload(&state_dir, knockerd::control::RELOAD_WAIT)
                 .map(|m| out!("{m}"))
+                .map_err(|e| e.to_string())
         }
-        Cmd::Teardown { force } => {
-            knockerd::control::teardown(&state_dir, force).map(|m| out!("{m}"))
-        }
+        Cmd::Teardown { force } => knockerd::control::teardown(&state_dir, force)
+            .map(|m| out!("{m}"))
+            .map_err(|e| e.to_string()),
         Cmd::Demo { open_for } => demo::run(open_for).map(|_| ()),
         Cmd::Keygen { file, force } => keygen(&source, file, force),
         Cmd::Enroll {
@@ -314,7 +315,7 @@ fn keygen(source: &ConfigFile, file: Option<PathBuf>, force: bool) -> Result<(),
             loader::key_files(source).map_err(|e| e.to_string())?.0
         }
     };
-    let public = knockerd::enroll::server_keygen(&path, force)?;
+    let public = knockerd::enroll::server_keygen(&path, force).map_err(|e| e.to_string())?;
     eprintln!(
         "knockerd: wrote the server's private key to {} (mode 0600)",
         path.display()
@@ -384,7 +385,8 @@ fn enroll(
         public_key,
         server_host: server,
         doors: chosen,
-    })?;
+    })
+    .map_err(|e| e.to_string())?;
     eprintln!(
         "knockerd: enrolled {name} in {}; reload knockerd (SIGHUP) for it to take effect",
         c.clients.display()
@@ -414,7 +416,7 @@ fn enroll(
             let name = one.lines().next().unwrap_or_default();
             out!(
                 "{name} as a QR code:\n{}",
-                knockerd::enroll::qr(one.trim_end())?
+                knockerd::enroll::qr(one.trim_end()).map_err(|e| e.to_string())?
             );
         }
     }
@@ -576,7 +578,8 @@ fn check(source: &ConfigFile, overrides: &knockerd::daemon::Overrides) -> Result
     );
     match ruleset::nft(&["-j", "list", "ruleset"], None) {
         Ok(json) => {
-            let warnings = ruleset::drop_warnings(&json, c.grant_mark)?;
+            let warnings =
+                ruleset::drop_warnings(&json, c.grant_mark).map_err(|e| e.to_string())?;
             if warnings.is_empty() {
                 out!("live ruleset: no other chain would drop granted packets");
             }

@@ -91,8 +91,19 @@ impl Notifier {
     }
 }
 
+/// Why `$NOTIFY_SOCKET` cannot be used.
+#[derive(Debug, thiserror::Error)]
+enum SocketError {
+    #[error("not a socket path or an abstract name ('@...'); vsock is not supported")]
+    NotASocket,
+    #[error("not a usable socket address: {0}")]
+    Address(#[source] std::io::Error),
+    #[error("cannot create a socket: {0}")]
+    Socket(#[source] std::io::Error),
+}
+
 /// The address `$NOTIFY_SOCKET` names, and an unbound socket to send from.
-fn open(value: &std::ffi::OsStr) -> Result<(UnixDatagram, SocketAddr), String> {
+fn open(value: &std::ffi::OsStr) -> Result<(UnixDatagram, SocketAddr), SocketError> {
     use std::os::unix::ffi::OsStrExt as _;
     let bytes = value.as_bytes();
     let addr = match bytes.first() {
@@ -101,14 +112,10 @@ fn open(value: &std::ffi::OsStr) -> Result<(UnixDatagram, SocketAddr), String> {
             SocketAddr::from_abstract_name(&bytes[1..])
         }
         Some(b'/') => SocketAddr::from_pathname(std::path::Path::new(value)),
-        _ => {
-            return Err(
-                "not a socket path or an abstract name ('@...'); vsock is not supported".into(),
-            )
-        }
+        _ => return Err(SocketError::NotASocket),
     }
-    .map_err(|e| format!("not a usable socket address: {e}"))?;
-    let socket = UnixDatagram::unbound().map_err(|e| format!("cannot create a socket: {e}"))?;
+    .map_err(SocketError::Address)?;
+    let socket = UnixDatagram::unbound().map_err(SocketError::Socket)?;
     Ok((socket, addr))
 }
 

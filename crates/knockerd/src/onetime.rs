@@ -39,6 +39,33 @@ pub struct Entry {
     pub sequence: Vec<Service>,
 }
 
+/// Why a one-time line could not be marked used (and so its grant is refused).
+#[derive(Debug, thiserror::Error)]
+pub enum MarkError {
+    #[error("no one-time line #{0}")]
+    NoLine(usize),
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("offset out of range")]
+    Offset,
+    #[error("{}:{line} changed since it was read; not using it (reload knockerd)", path.display())]
+    Changed { path: PathBuf, line: usize },
+    #[error("cannot write {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot mark {}:{line} used: {source}", path.display())]
+    Mark {
+        path: PathBuf,
+        line: usize,
+        source: std::io::Error,
+    },
+}
+
 /// The unused lines of a one-time sequences file, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OneTimeFile {
@@ -88,35 +115,35 @@ impl OneTimeFile {
 
     /// Marks entry `index` as used: `#` over its first byte, then fsync. Refuses if the file no
     /// longer holds that line where it was (it changed since it was read).
-    pub fn mark_used(&self, index: usize) -> Result<(), String> {
-        let entry = self
-            .entries
-            .get(index)
-            .ok_or_else(|| format!("no one-time line #{index}"))?;
-        let current = std::fs::read(&self.path)
-            .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
-        let start = usize::try_from(entry.offset).map_err(|_| "offset out of range".to_string())?;
+    pub fn mark_used(&self, index: usize) -> Result<(), MarkError> {
+        let path = || self.path.clone();
+        let entry = self.entries.get(index).ok_or(MarkError::NoLine(index))?;
+        let current = std::fs::read(&self.path).map_err(|source| MarkError::Read {
+            path: path(),
+            source,
+        })?;
+        let start = usize::try_from(entry.offset).map_err(|_| MarkError::Offset)?;
         let found = current.get(start..start + entry.text.len());
         if found != Some(entry.text.as_bytes()) {
-            return Err(format!(
-                "{}:{} changed since it was read; not using it (reload knockerd)",
-                self.path.display(),
-                entry.line
-            ));
+            return Err(MarkError::Changed {
+                path: path(),
+                line: entry.line,
+            });
         }
         let mut f = OpenOptions::new()
             .write(true)
             .open(&self.path)
-            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
+            .map_err(|source| MarkError::Open {
+                path: path(),
+                source,
+            })?;
         f.seek(SeekFrom::Start(entry.offset))
             .and_then(|_| f.write_all(b"#"))
             .and_then(|_| f.sync_data())
-            .map_err(|e| {
-                format!(
-                    "cannot mark {}:{} used: {e}",
-                    self.path.display(),
-                    entry.line
-                )
+            .map_err(|source| MarkError::Mark {
+                path: path(),
+                line: entry.line,
+                source,
             })
     }
 
@@ -155,10 +182,13 @@ mod tests {
             "#used,1,2\n#7000,9000:udp,8000\n\n  #0,1,2\n 6000, 6200 ,6100:tcp\n"
         );
         // marking again finds the line changed and refuses
-        assert!(f
-            .mark_used(0)
-            .expect_err("changed")
-            .contains("changed since it was read"));
+        let e = f.mark_used(0).expect_err("changed");
+        assert!(
+            matches!(&e, MarkError::Changed { path: p, .. } if *p == path),
+            "{e}"
+        );
+        assert!(e.to_string().contains("changed since it was read"), "{e}");
+        assert!(matches!(f.mark_used(99), Err(MarkError::NoLine(99))));
         let f = OneTimeFile::load(&path).expect("reload");
         assert_eq!(f.entries.len(), 1);
         assert_eq!(f.entries[0].line, 5);

@@ -37,8 +37,8 @@ impl Overrides {
 pub fn load(
     config_source: &crate::config::loader::ConfigFile,
     overrides: &Overrides,
-) -> Result<Config, String> {
-    let loaded = crate::config::loader::load(config_source).map_err(|e| e.to_string())?;
+) -> Result<Config, crate::config::ConfigError> {
+    let loaded = crate::config::loader::load(config_source)?;
     loaded.announce();
     let mut config = loaded.config;
     overrides.apply(&mut config);

@@ -225,8 +225,33 @@ pub fn render(spec: &TableSpec) -> String {
     s
 }
 
+/// What went wrong running `nft` or reading what it printed.
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    #[error("the nft program is not installed (Debian: apt-get install nftables)")]
+    NotInstalled,
+    #[error("cannot run nft: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("cannot write to nft: {0}")]
+    Write(#[source] std::io::Error),
+    #[error("nft failed: {0}")]
+    Wait(#[source] std::io::Error),
+    /// nft ran and refused: the command and what it said on stderr.
+    #[error("nft {command}: {stderr}")]
+    Refused { command: String, stderr: String },
+    #[error("cannot read nft's JSON: {0}")]
+    Json(#[source] serde_json::Error),
+}
+
+impl NftError {
+    /// Whether nft refused because the object it was asked about does not exist.
+    pub fn is_missing(&self) -> bool {
+        matches!(self, NftError::Refused { stderr, .. } if stderr.contains("No such file or directory"))
+    }
+}
+
 /// Runs `nft` with a script on stdin (`-f -`) or with arguments, returning stdout.
-pub fn nft(args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+pub fn nft(args: &[&str], stdin: Option<&str>) -> Result<String, NftError> {
     let mut cmd = Command::new("nft");
     cmd.args(args)
         .stdin(if stdin.is_some() {
@@ -238,46 +263,41 @@ pub fn nft(args: &[&str], stdin: Option<&str>) -> Result<String, String> {
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            "the nft program is not installed (Debian: apt-get install nftables)".to_string()
+            NftError::NotInstalled
         } else {
-            format!("cannot run nft: {e}")
+            NftError::Spawn(e)
         }
     })?;
     if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes())
-            .map_err(|e| format!("cannot write to nft: {e}"))?;
+        pipe.write_all(text.as_bytes()).map_err(NftError::Write)?;
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("nft failed: {e}"))?;
+    let out = child.wait_with_output().map_err(NftError::Wait)?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(format!(
-            "nft {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        Err(NftError::Refused {
+            command: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 }
 
 /// Creates or updates knockerd's table atomically.
-pub fn apply(spec: &TableSpec) -> Result<(), String> {
+pub fn apply(spec: &TableSpec) -> Result<(), NftError> {
     nft(&["-f", "-"], Some(&render(spec))).map(|_| ())
 }
 
 /// Whether knockerd's table exists.
-pub fn table_exists() -> Result<bool, String> {
+pub fn table_exists() -> Result<bool, NftError> {
     let out = nft(&["-j", "list", "tables", "inet"], None)?;
-    let v: serde_json::Value =
-        serde_json::from_str(&out).map_err(|e| format!("cannot read nft's JSON: {e}"))?;
+    let v: serde_json::Value = serde_json::from_str(&out).map_err(NftError::Json)?;
     let found = items(&v, "table").any(|t| t["name"] == TABLE && t["family"] == "inet");
     Ok(found)
 }
 
 /// Removes knockerd's table: every grant ends, and knock and protected ports are no longer
 /// dropped by knockerd. Returns false when there was no table.
-pub fn teardown() -> Result<bool, String> {
+pub fn teardown() -> Result<bool, NftError> {
     if !table_exists()? {
         return Ok(false);
     }
@@ -285,7 +305,7 @@ pub fn teardown() -> Result<bool, String> {
 }
 
 /// Withdraws every grant at once.
-pub fn flush_grants() -> Result<(), String> {
+pub fn flush_grants() -> Result<(), NftError> {
     let script = format!("flush set inet {TABLE} {SET4}\nflush set inet {TABLE} {SET6}\n");
     nft(&["-f", "-"], Some(&script)).map(|_| ())
 }
@@ -352,10 +372,10 @@ pub enum TableHealth {
 }
 
 /// Looks at the live table (`nft -j list table inet knocker`) against `spec`.
-pub fn verify(spec: &TableSpec) -> Result<TableHealth, String> {
+pub fn verify(spec: &TableSpec) -> Result<TableHealth, NftError> {
     match nft(&["-j", "list", "table", "inet", TABLE], None) {
         Ok(json) => health_of(&json, spec),
-        Err(e) if e.contains("No such file or directory") => Ok(TableHealth::Missing),
+        Err(e) if e.is_missing() => Ok(TableHealth::Missing),
         Err(e) => Err(e),
     }
 }
@@ -363,9 +383,8 @@ pub fn verify(spec: &TableSpec) -> Result<TableHealth, String> {
 /// [`verify`] on nft's JSON: the sets and chains the rendered script adds must be there, each
 /// chain with as many rules as the script adds, and the input chain on its hook and priority
 /// with policy accept.
-pub fn health_of(json: &str, spec: &TableSpec) -> Result<TableHealth, String> {
-    let v: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| format!("cannot read nft's JSON: {e}"))?;
+pub fn health_of(json: &str, spec: &TableSpec) -> Result<TableHealth, NftError> {
+    let v: serde_json::Value = serde_json::from_str(json).map_err(NftError::Json)?;
     let ours = |o: &&serde_json::Value| o["family"] == "inet" && o["table"] == TABLE;
     if !items(&v, "table").any(|t| t["family"] == "inet" && t["name"] == TABLE) {
         return Ok(TableHealth::Missing);
@@ -435,12 +454,11 @@ impl LiveGrant {
 }
 
 /// Lists the elements of knockerd's allow sets.
-pub fn live_grants() -> Result<Vec<LiveGrant>, String> {
+pub fn live_grants() -> Result<Vec<LiveGrant>, NftError> {
     let mut out = Vec::new();
     for set in [SET4, SET6] {
         let text = nft(&["-j", "list", "set", "inet", TABLE, set], None)?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| format!("cannot read nft's JSON: {e}"))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(NftError::Json)?;
         for s in items(&v, "set") {
             for e in s["elem"].as_array().into_iter().flatten() {
                 let elem = &e["elem"];
@@ -476,9 +494,8 @@ fn items<'a>(
 /// with an accept verdict drops granted packets; so does such a chain that runs before
 /// knockerd's (lower priority), because the mark is not set yet. Rules of iptables-legacy are
 /// invisible to nft and not checked.
-pub fn drop_warnings(ruleset_json: &str, grant_mark: u32) -> Result<Vec<String>, String> {
-    let v: serde_json::Value =
-        serde_json::from_str(ruleset_json).map_err(|e| format!("cannot read nft's JSON: {e}"))?;
+pub fn drop_warnings(ruleset_json: &str, grant_mark: u32) -> Result<Vec<String>, NftError> {
+    let v: serde_json::Value = serde_json::from_str(ruleset_json).map_err(NftError::Json)?;
     let rules: Vec<&serde_json::Value> = items(&v, "rule").collect();
     let mut warnings = Vec::new();
     for chain in items(&v, "chain") {
@@ -635,6 +652,25 @@ mod tests {
     }
 
     #[test]
+    fn nft_refusals_keep_the_command_and_what_nft_said() {
+        let missing = NftError::Refused {
+            command: "-j list table inet knocker".into(),
+            stderr: "Error: No such file or directory; did you mean table 'filter'?".into(),
+        };
+        assert!(missing.is_missing());
+        assert_eq!(
+            missing.to_string(),
+            "nft -j list table inet knocker: Error: No such file or directory; did you mean table 'filter'?"
+        );
+        let other = NftError::Refused {
+            command: "-f -".into(),
+            stderr: "Error: syntax error".into(),
+        };
+        assert!(!other.is_missing());
+        assert!(!NftError::NotInstalled.is_missing());
+    }
+
+    #[test]
     fn health_compares_the_live_table_with_the_script() {
         let spec = spec();
         let want = render(&spec)
@@ -642,8 +678,8 @@ mod tests {
             .filter(|l| l.starts_with("add rule"))
             .count();
         assert_eq!(
-            health_of(&live_json(want, "accept"), &spec),
-            Ok(TableHealth::Intact)
+            health_of(&live_json(want, "accept"), &spec).ok(),
+            Some(TableHealth::Intact)
         );
         // a flushed chain, an extra rule, a changed policy
         for json in [
@@ -658,14 +694,17 @@ mod tests {
         }
         let no_set = live_json(want, "accept").replace(r#""name": "allow6""#, r#""name": "x""#);
         assert_eq!(
-            health_of(&no_set, &spec),
-            Ok(TableHealth::Differs("set allow6 is missing".into()))
+            health_of(&no_set, &spec).ok(),
+            Some(TableHealth::Differs("set allow6 is missing".into()))
         );
         assert_eq!(
-            health_of(r#"{"nftables": [{"metainfo": {}}]}"#, &spec),
-            Ok(TableHealth::Missing)
+            health_of(r#"{"nftables": [{"metainfo": {}}]}"#, &spec).ok(),
+            Some(TableHealth::Missing)
         );
-        assert!(health_of("not json", &spec).is_err());
+        assert!(matches!(
+            health_of("not json", &spec),
+            Err(NftError::Json(_))
+        ));
     }
 
     #[test]

@@ -314,13 +314,23 @@ pub fn render(s: &Status) -> String {
     out
 }
 
+/// Why `knockerd status` exits non-zero.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// What is wrong (knockerd not running, its table missing...), one item each.
+    #[error("{}", .0.join("\nknockerd: "))]
+    Problems(Vec<String>),
+    #[error("{0}")]
+    Json(#[source] serde_json::Error),
+}
+
 /// `knockerd status [--json]`: prints the status to stdout; an error, for the exit status, when
 /// knockerd is not running or its table is missing.
-pub fn run(dir: &Path, json: bool) -> Result<(), String> {
+pub fn run(dir: &Path, json: bool) -> Result<(), StatusError> {
     use std::io::Write as _;
     let s = gather(dir);
     let text = if json {
-        serde_json::to_string_pretty(&s).map_err(|e| e.to_string())? + "\n"
+        serde_json::to_string_pretty(&s).map_err(StatusError::Json)? + "\n"
     } else {
         render(&s)
     };
@@ -328,7 +338,7 @@ pub fn run(dir: &Path, json: bool) -> Result<(), String> {
     let _ = std::io::stdout().write_all(text.as_bytes());
     match s.problems.is_empty() {
         true => Ok(()),
-        false => Err(s.problems.join("\nknockerd: ")),
+        false => Err(StatusError::Problems(s.problems)),
     }
 }
 

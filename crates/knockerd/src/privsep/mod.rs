@@ -14,8 +14,9 @@
 //! ([`Report`]), and answers the parent's pings (a line on its standard input) with a pong, so
 //! that a worker that hangs is noticed and replaced. The messages are typed and bounded: what
 //! parses is in range (names, services, digests), and anything else is not a report. The parent
-//! trusts none of it all the same: it looks the door up by name in its own copy of the
-//! configuration and the gatekeeper validates every grant (door, services, duration, address)
+//! trusts none of it all the same: it takes the door the report names (its index and its name,
+//! [`protocol::DoorRef`]) only when its own copy of the configuration has that door at that
+//! index, and the gatekeeper validates every grant (door, services, duration, address)
 //! before touching the firewall. A worker that sends anything else, or dies, is replaced; the engine's memory of replays and used steps comes back
 //! from the ledger, which the parent sends in a [`Seed`] on the worker's standard input when it
 //! starts.
@@ -31,7 +32,8 @@ pub mod protocol;
 mod parent;
 mod worker;
 
-pub(crate) use parent::{check, worker_user, Checked, Worker};
-pub use protocol::{parse_report, Report, Seed, MAX_REPORT_BYTES, MAX_SEED_BYTES};
+pub use parent::{check, Checked, ReportError, WorkerError};
+pub(crate) use parent::{worker_user, Worker};
+pub use protocol::{parse_report, DoorRef, Report, Seed, MAX_REPORT_BYTES, MAX_SEED_BYTES};
 pub(crate) use worker::engine_for;
-pub use worker::{run, DEFAULT_USER};
+pub use worker::{run, PrivilegeError, RunError, DEFAULT_USER};

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use super::protocol::{take_reports, Digest, Mode, Name, Report, Seed, MAX_REPORT_BYTES};
+use super::protocol::{
+    take_reports, Digest, DoorRef, Mode, Name, ProtocolError, Report, Seed, MAX_REPORT_BYTES,
+};
 use super::worker::DEFAULT_USER;
 use crate::config::Config;
 use crate::ledger::Ledger;
@@ -22,6 +24,37 @@ const PONG_WITHIN: Duration = Duration::from_secs(5);
 /// Who the packet worker becomes: `--worker-user`, else `[daemon] worker_user`, else nobody.
 pub(crate) fn worker_user(config: &Config) -> &str {
     config.worker_user.as_deref().unwrap_or(DEFAULT_USER)
+}
+
+/// What went wrong with the packet worker, as the parent sees it: the caller replaces it.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("cannot find knockerd: {0}")]
+    NoExe(#[source] std::io::Error),
+    #[error("cannot start the packet worker: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("the packet worker has no pipes")]
+    NoPipes,
+    #[error("{0}")]
+    EncodeSeed(#[source] serde_json::Error),
+    #[error("cannot seed the packet worker: {0}")]
+    Seed(#[source] std::io::Error),
+    #[error("cannot set up the packet worker's pipe: {0}")]
+    Pipe(#[source] nix::Error),
+    #[error("the packet worker was not ready within {0}s")]
+    NotReady(u64),
+    #[error("the packet worker reported {0:?} before it was ready")]
+    EarlyReport(Box<Report>),
+    /// It exited first; how it ended.
+    #[error("the packet worker exited before it was ready ({0})")]
+    ExitedEarly(String),
+    #[error("reading its reports: {0}")]
+    Read(#[source] std::io::Error),
+    /// It wrote something that is not a report.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    #[error("the packet worker did not answer a ping within {0}s (hung?)")]
+    Hung(u64),
 }
 
 /// The packet worker, as the parent holds it: its standard input (the seed; closing it stops
@@ -44,10 +77,10 @@ impl Worker {
         overrides: &Overrides,
         user: &str,
         seed: &Seed,
-    ) -> Result<Worker, String> {
+    ) -> Result<Worker, WorkerError> {
         use std::io::Write as _;
         use std::process::{Command, Stdio};
-        let exe = std::env::current_exe().map_err(|e| format!("cannot find knockerd: {e}"))?;
+        let exe = std::env::current_exe().map_err(WorkerError::NoExe)?;
         let mut cmd = Command::new(exe);
         match source {
             crate::config::loader::ConfigFile::Native(p) => cmd.arg("--config").arg(p),
@@ -78,23 +111,21 @@ impl Worker {
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start the packet worker: {e}"))?;
+        let mut child = cmd.spawn().map_err(WorkerError::Spawn)?;
         let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err("the packet worker has no pipes".into());
+            return Err(WorkerError::NoPipes);
         };
-        let mut line = serde_json::to_vec(seed).map_err(|e| e.to_string())?;
+        let mut line = serde_json::to_vec(seed).map_err(WorkerError::EncodeSeed)?;
         line.push(b'\n');
         stdin
             .write_all(&line)
             .and_then(|()| stdin.flush())
-            .map_err(|e| format!("cannot seed the packet worker: {e}"))?;
+            .map_err(WorkerError::Seed)?;
         nix::fcntl::fcntl(
             &stdout,
             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
         )
-        .map_err(|e| format!("cannot set up the packet worker's pipe: {e}"))?;
+        .map_err(WorkerError::Pipe)?;
         let mut w = Worker {
             child,
             stdin: Some(stdin),
@@ -110,16 +141,13 @@ impl Worker {
         Ok(w)
     }
 
-    fn wait_ready(&mut self, limit: Duration) -> Result<(), String> {
+    fn wait_ready(&mut self, limit: Duration) -> Result<(), WorkerError> {
         let end = Instant::now() + limit;
         let mut reports = Vec::new();
         loop {
             let left = end.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(format!(
-                    "the packet worker was not ready within {}s",
-                    limit.as_secs()
-                ));
+                return Err(WorkerError::NotReady(limit.as_secs()));
             }
             let mut fds = [PollFd::new(self.stdout.as_fd(), PollFlags::POLLIN)];
             let timeout = PollTimeout::try_from(left.as_millis().min(60_000) as u32 + 1)
@@ -128,17 +156,8 @@ impl Worker {
             let alive = self.read(&mut reports)?;
             match reports.first() {
                 Some(Report::Ready) if reports.len() == 1 => return Ok(()),
-                Some(other) => {
-                    return Err(format!(
-                        "the packet worker reported {other:?} before it was ready"
-                    ))
-                }
-                None if !alive => {
-                    return Err(format!(
-                        "the packet worker exited before it was ready ({})",
-                        self.stop()
-                    ))
-                }
+                Some(other) => return Err(WorkerError::EarlyReport(Box::new(other.clone()))),
+                None if !alive => return Err(WorkerError::ExitedEarly(self.stop())),
                 None => {}
             }
         }
@@ -146,7 +165,7 @@ impl Worker {
 
     /// Reads what the worker wrote: complete lines become reports. `Ok(false)` once the worker
     /// has closed its output (it exited); an error for anything that is not a report.
-    pub(crate) fn read(&mut self, out: &mut Vec<Report>) -> Result<bool, String> {
+    pub(crate) fn read(&mut self, out: &mut Vec<Report>) -> Result<bool, WorkerError> {
         use std::io::Read as _;
         let mut alive = true;
         let mut chunk = [0u8; 16 * 1024];
@@ -164,14 +183,14 @@ impl Worker {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("reading its reports: {e}")),
+                Err(e) => return Err(WorkerError::Read(e)),
             }
         }
         let parsed = take_reports(&mut self.buf, out);
         if out.contains(&Report::Pong) {
             self.pinged = None;
         }
-        parsed.map(|()| alive).map_err(|e| e.to_string())
+        parsed.map(|()| alive).map_err(WorkerError::Protocol)
     }
 
     /// When [`Worker::watchdog`] has something to do: the next ping, or the end of the wait for
@@ -185,14 +204,11 @@ impl Worker {
 
     /// The watchdog: a ping every [`PING_EVERY`]; no pong within [`PONG_WITHIN`] means a hung
     /// worker, which is killed (the error says so; the caller replaces it).
-    pub(crate) fn watchdog(&mut self, now: Instant) -> Result<(), String> {
+    pub(crate) fn watchdog(&mut self, now: Instant) -> Result<(), WorkerError> {
         match self.pinged {
             Some(at) if now.duration_since(at) > PONG_WITHIN => {
                 self.kill();
-                return Err(format!(
-                    "the packet worker did not answer a ping within {}s (hung?)",
-                    PONG_WITHIN.as_secs()
-                ));
+                return Err(WorkerError::Hung(PONG_WITHIN.as_secs()));
             }
             None if now >= self.next_ping => {
                 // an error means its input is closed: it exited, and its output says so
@@ -271,7 +287,7 @@ impl Seed {
 
 /// A report checked against the parent's own configuration: what the daemon may act on.
 #[derive(Debug)]
-pub(crate) enum Checked {
+pub enum Checked {
     /// Nothing to act on (ready, pong).
     Nothing,
     /// Door `index` used the one-time line, counter or time step `tag`: make that durable
@@ -287,24 +303,60 @@ pub(crate) enum Checked {
     Grant(knocker_engine::Grant),
 }
 
+/// A report the parent refuses: its door is not the parent's door.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReportError {
+    #[error(
+        "the packet worker reported {what} for door {} {:?}, but there is no door {} here \
+         ({doors} configured; were the files changed without `knockerd reload`?); refused",
+        door.index, door.name.as_str(), door.index
+    )]
+    NoSuchDoor {
+        what: &'static str,
+        door: DoorRef,
+        doors: usize,
+    },
+    #[error(
+        "the packet worker reported {what} for door {} {:?}, but door {} here is {here:?} \
+         (were the files changed without `knockerd reload`?); refused",
+        door.index, door.name.as_str(), door.index
+    )]
+    NotThatDoor {
+        what: &'static str,
+        door: DoorRef,
+        here: String,
+    },
+}
+
+/// The parent's index of the door a report names: the door at that index in the parent's own
+/// configuration, if it has the name the report gives it (see [`DoorRef`] for why both).
+fn door_index(config: &Config, door: &DoorRef, what: &'static str) -> Result<usize, ReportError> {
+    let found = usize::try_from(door.index)
+        .ok()
+        .and_then(|i| Some((i, config.doors.get(i)?)));
+    match found {
+        Some((i, d)) if d.spec.name == door.name.as_str() => Ok(i),
+        Some((_, d)) => Err(ReportError::NotThatDoor {
+            what,
+            door: door.clone(),
+            here: d.spec.name.clone(),
+        }),
+        None => Err(ReportError::NoSuchDoor {
+            what,
+            door: door.clone(),
+            doors: config.doors.len(),
+        }),
+    }
+}
+
 /// Checks a report against the configuration. Its fields are in bounds already (they parsed);
-/// here its door must be one of this process's doors. The error says what was refused.
-pub(crate) fn check(config: &Config, report: &Report) -> Result<Checked, String> {
-    let index_of = |name: &Name| {
-        config
-            .doors
-            .iter()
-            .position(|d| d.spec.name == name.as_str())
-    };
+/// here its door must be one of this process's doors, at the index the report gives and with
+/// the name it gives. The error says what was refused.
+pub fn check(config: &Config, report: &Report) -> Result<Checked, ReportError> {
     Ok(match report {
         Report::Ready | Report::Pong => Checked::Nothing,
         Report::Used { door, tag } => Checked::Used {
-            index: index_of(door).ok_or_else(|| {
-                format!(
-                    "the packet worker reported a door {:?} that is not configured",
-                    door.as_str()
-                )
-            })?,
+            index: door_index(config, door, "a used line or step")?,
             tag: *tag,
         },
         Report::Seen {
@@ -312,7 +364,7 @@ pub(crate) fn check(config: &Config, report: &Report) -> Result<Checked, String>
             digest,
             until_unix,
         } => Checked::Seen {
-            index: index_of(door),
+            index: door_index(config, door, "a replay digest").ok(),
             digest: *digest,
             until_unix: *until_unix,
         },
@@ -323,15 +375,10 @@ pub(crate) fn check(config: &Config, report: &Report) -> Result<Checked, String>
             millis,
             client,
         } => {
-            let index = index_of(door).ok_or_else(|| {
-                format!(
-                    "the packet worker reported a grant for door {:?} that is not configured; refused",
-                    door.as_str()
-                )
-            })?;
+            let index = door_index(config, door, "a grant")?;
             Checked::Grant(knocker_engine::Grant {
                 door: index,
-                door_name: door.to_string(),
+                door_name: door.name.to_string(),
                 to: *to,
                 open: open.as_slice().to_vec(),
                 duration: Duration::from_millis(*millis),
@@ -355,19 +402,21 @@ mod tests {
         .expect("config")
     }
 
-    fn checked(line: &str) -> Result<Checked, String> {
+    fn checked(line: &str) -> Result<Checked, ReportError> {
         check(&config(), &parse_report(line.as_bytes()).expect("a report"))
+    }
+
+    fn grant(index: u64, door: &str) -> String {
+        format!(
+            r#"{{"grant":{{"door":{{"index":{index},"name":"{door}"}},"to":"10.200.1.2","open":["tcp/443"],"millis":30000,"client":null}}}}"#
+        )
     }
 
     #[test]
     fn reports_name_the_parents_own_doors_or_are_refused() {
         let at = |door: &str| config().doors.iter().position(|d| d.spec.name == door);
-        let grant = |door: &str| {
-            format!(
-                r#"{{"grant":{{"door":"{door}","to":"10.200.1.2","open":["tcp/443"],"millis":30000,"client":null}}}}"#
-            )
-        };
-        match checked(&grant("web")) {
+        let web = at("web").expect("web") as u64;
+        match checked(&grant(web, "web")) {
             Ok(Checked::Grant(g)) => {
                 assert_eq!(Some(g.door), at("web"));
                 assert_eq!(g.door_name, "web");
@@ -376,21 +425,69 @@ mod tests {
             }
             other => panic!("a grant for a configured door: {other:?}"),
         }
-        let refused = checked(&grant("vault")).expect_err("not configured");
-        assert!(
-            refused.contains("\"vault\"") && refused.contains("refused"),
-            "{refused}"
+        let refused = checked(&grant(7, "vault")).expect_err("not configured");
+        assert_eq!(
+            refused,
+            ReportError::NoSuchDoor {
+                what: "a grant",
+                door: DoorRef {
+                    index: 7,
+                    name: Name::new("vault").expect("name")
+                },
+                doors: 2
+            }
         );
-        assert!(checked(r#"{"used":{"door":"vault","tag":1}}"#).is_err());
+        let said = refused.to_string();
+        assert!(
+            said.contains("\"vault\"") && said.ends_with("refused"),
+            "{said}"
+        );
         assert!(matches!(
-            checked(r#"{"used":{"door":"ssh","tag":3}}"#),
+            checked(r#"{"used":{"door":{"index":9,"name":"vault"},"tag":1}}"#),
+            Err(ReportError::NoSuchDoor { .. })
+        ));
+        assert!(matches!(
+            checked(r#"{"used":{"door":{"index":0,"name":"ssh"},"tag":3}}"#),
             Ok(Checked::Used { index, tag: 3 }) if Some(index) == at("ssh")
         ));
         // a digest for no door of ours is still remembered: a replay stays a replay
         assert!(matches!(
-            checked(&format!(r#"{{"seen":{{"door":"vault","digest":"{}","until_unix":9}}}}"#, "0f".repeat(32))),
+            checked(&format!(r#"{{"seen":{{"door":{{"index":5,"name":"vault"}},"digest":"{}","until_unix":9}}}}"#, "0f".repeat(32))),
             Ok(Checked::Seen { index: None, until_unix: 9, digest }) if digest == Digest([0x0f; 32])
         ));
         assert!(matches!(checked(r#""pong""#), Ok(Checked::Nothing)));
+    }
+
+    #[test]
+    fn an_index_is_taken_only_with_the_name_the_parent_has_there() {
+        // the worker loaded other files than the parent (edited, then a worker replaced): its
+        // door 0 is "web", the parent's is "ssh". Nothing it says of door 0 is taken.
+        let wrong = checked(&grant(0, "web")).expect_err("not the parent's door 0");
+        assert!(
+            matches!(&wrong, ReportError::NotThatDoor { here, door, .. } if here == "ssh" && door.index == 0),
+            "{wrong:?}"
+        );
+        assert!(wrong.to_string().contains("\"ssh\""), "{wrong}");
+        assert!(matches!(
+            checked(r#"{"used":{"door":{"index":1,"name":"ssh"},"tag":3}}"#),
+            Err(ReportError::NotThatDoor { .. })
+        ));
+        assert!(matches!(
+            checked(&format!(
+                r#"{{"seen":{{"door":{{"index":1,"name":"ssh"}},"digest":"{}","until_unix":9}}}}"#,
+                "0f".repeat(32)
+            )),
+            Ok(Checked::Seen { index: None, .. })
+        ));
+        // an index out of range, however far, is a refusal and never an out-of-bounds access
+        for index in [2, u64::from(u32::MAX)] {
+            assert!(
+                matches!(
+                    checked(&grant(index, "web")),
+                    Err(ReportError::NoSuchDoor { .. })
+                ),
+                "{index}"
+            );
+        }
     }
 }

@@ -3,9 +3,9 @@
 //!
 //! One JSON object per line. The worker writes [`Report`]s on its standard output; the parent
 //! writes one [`Seed`] and then pings (any line) on the worker's standard input. The fields are
-//! typed, so that what parses is already in range: names are bounded ([`Name`]), services are
-//! services ([`Services`]), digests are 32 bytes ([`Digest`]), a rotating door's mode is one of
-//! two ([`Mode`]). A line longer than [`MAX_REPORT_BYTES`], a field out of its bounds or any
+//! typed, so that what parses is already in range: a door is its index and its name
+//! ([`DoorRef`]), names are bounded ([`Name`]), services are services ([`Services`]), digests
+//! are 32 bytes ([`Digest`]), a rotating door's mode is one of two ([`Mode`]). A line longer than [`MAX_REPORT_BYTES`], a field out of its bounds or any
 //! other shape is not a report, and the parent replaces the worker that sent it. What does
 //! parse is still only the worker's word: the parent checks it against its own configuration
 //! (`super::parent::check`) and the gatekeeper validates every grant.
@@ -46,6 +46,15 @@ pub enum ProtocolError {
     NotAReport(String),
 }
 
+/// Why the worker could not write its reports.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("{0}")]
+    Encode(#[source] serde_json::Error),
+    #[error("cannot report to the parent (is it gone?): {0}")]
+    Write(#[source] std::io::Error),
+}
+
 /// What the worker reports to the parent, one per line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -55,16 +64,16 @@ pub enum Report {
     /// The answer to a ping from the parent: the worker's loop is alive.
     Pong,
     /// A one-time line, counter or time step was used: make it durable before the grant.
-    Used { door: Name, tag: u64 },
+    Used { door: DoorRef, tag: u64 },
     /// A request's replay digest: make it durable with the grant that follows.
     Seen {
-        door: Name,
+        door: DoorRef,
         digest: Digest,
         until_unix: u64,
     },
     /// A door was opened: the gatekeeper validates it and applies it.
     Grant {
-        door: Name,
+        door: DoorRef,
         to: IpAddr,
         open: Services,
         millis: u64,
@@ -80,6 +89,27 @@ pub struct Seed {
     pub used: Vec<(Name, Mode, u64)>,
     /// (digest, remembered until this Unix time)
     pub seen: Vec<(Digest, u64)>,
+}
+
+/// The door a report is about: its index in the configuration the worker loaded, and its name
+/// there (`{"index":0,"name":"ssh"}` on the wire).
+///
+/// Both, because an index alone is not safe. The worker loads the configuration files itself,
+/// each time it starts: with the daemon, after every reload, and when it replaces one that died
+/// or hung. If the files changed between the parent's load and the worker's (edited without
+/// `knockerd reload`, then a worker replaced; or edited during a reload), the two door lists
+/// differ, and door 1 of the worker's may be another door of the parent's. A reload itself
+/// leaves no report in flight: the parent stops the old worker and drops its pipe, unread
+/// reports and all, before the new one starts. So the parent takes the index only when its own
+/// door at that index has that name (`super::parent::check`); anything else is refused, closed,
+/// until a reload makes the two loads agree again. A name alone would find a door of the same
+/// name in a reordered list, but the lists differ then and nothing the worker decided can be
+/// taken for the parent's; the index makes the look-up one step instead of a search by name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DoorRef {
+    pub index: u32,
+    pub name: Name,
 }
 
 /// A door's or a client's name, at most [`MAX_NAME_BYTES`].
@@ -232,15 +262,15 @@ impl Mode {
 }
 
 /// Writes reports as JSON lines, in one write.
-pub(crate) fn send(out: &mut impl Write, reports: &[Report]) -> Result<(), String> {
+pub(crate) fn send(out: &mut impl Write, reports: &[Report]) -> Result<(), SendError> {
     let mut buf = Vec::new();
     for r in reports {
-        serde_json::to_writer(&mut buf, r).map_err(|e| e.to_string())?;
+        serde_json::to_writer(&mut buf, r).map_err(SendError::Encode)?;
         buf.push(b'\n');
     }
     out.write_all(&buf)
         .and_then(|()| out.flush())
-        .map_err(|e| format!("cannot report to the parent (is it gone?): {e}"))
+        .map_err(SendError::Write)
 }
 
 /// Parses one report line (without its newline), as the parent does.
@@ -272,21 +302,28 @@ mod tests {
         Name::new(text).expect("a short name")
     }
 
+    fn door(index: u32, text: &str) -> DoorRef {
+        DoorRef {
+            index,
+            name: name(text),
+        }
+    }
+
     #[test]
     fn reports_round_trip_as_one_line_each() {
         let reports = vec![
             Report::Ready,
             Report::Used {
-                door: name("rot"),
+                door: door(0, "rot"),
                 tag: 7,
             },
             Report::Seen {
-                door: name("spa"),
+                door: door(1, "spa"),
                 digest: Digest([0xab; 32]),
                 until_unix: 99,
             },
             Report::Grant {
-                door: name("ssh"),
+                door: door(2, "ssh"),
                 to: "10.200.1.2".parse().expect("ip"),
                 open: Services::new(vec!["tcp/22".parse().expect("service")]).expect("one"),
                 millis: 30_000,
@@ -310,7 +347,8 @@ mod tests {
     #[test]
     fn unknown_reports_are_refused() {
         for bad in [
-            r#"{"grant":{"door":"ssh","to":"10.0.0.1","open":[],"millis":1,"client":null,"extra":1}}"#,
+            r#"{"grant":{"door":{"index":0,"name":"ssh"},"to":"10.0.0.1","open":[],"millis":1,"client":null,"extra":1}}"#,
+            r#"{"grant":{"door":{"index":0,"name":"ssh","x":1},"to":"10.0.0.1","open":[],"millis":1,"client":null}}"#,
             r#"{"run":{"command":"sh"}}"#,
             r#""ready2""#,
         ] {
@@ -328,22 +366,37 @@ mod tests {
     fn fields_out_of_their_bounds_are_not_reports() {
         let grant = |door: &str, open: &str| {
             format!(
-                r#"{{"grant":{{"door":"{door}","to":"10.0.0.1","open":{open},"millis":1,"client":null}}}}"#
+                r#"{{"grant":{{"door":{door},"to":"10.0.0.1","open":{open},"millis":1,"client":null}}}}"#
             )
         };
-        assert!(parse_report(grant("ssh", r#"["tcp/22"]"#).as_bytes()).is_ok());
+        let ssh = r#"{"index":0,"name":"ssh"}"#;
+        assert!(parse_report(grant(ssh, r#"["tcp/22"]"#).as_bytes()).is_ok());
         for bad in [
-            grant("ssh", r#"["tcp/0"]"#),
-            grant("ssh", r#"["ssh"]"#),
-            grant("ssh", r#"[22]"#),
-            grant(&"d".repeat(MAX_NAME_BYTES + 1), "[]"),
+            grant(ssh, r#"["tcp/0"]"#),
+            grant(ssh, r#"["ssh"]"#),
+            grant(ssh, r#"[22]"#),
             grant(
-                "ssh",
+                &format!(
+                    r#"{{"index":0,"name":"{}"}}"#,
+                    "d".repeat(MAX_NAME_BYTES + 1)
+                ),
+                "[]",
+            ),
+            // a door is its index and its name, both
+            grant(r#""ssh""#, "[]"),
+            grant("0", "[]"),
+            grant(r#"{"name":"ssh"}"#, "[]"),
+            grant(r#"{"index":0}"#, "[]"),
+            grant(r#"{"index":-1,"name":"ssh"}"#, "[]"),
+            grant(r#"{"index":4294967296,"name":"ssh"}"#, "[]"),
+            grant(
+                ssh,
                 &format!("[{}]", vec![r#""tcp/1""#; MAX_SERVICES + 1].join(",")),
             ),
-            r#"{"seen":{"door":"spa","digest":"abc","until_unix":1}}"#.to_string(),
+            r#"{"seen":{"door":{"index":0,"name":"spa"},"digest":"abc","until_unix":1}}"#
+                .to_string(),
             format!(
-                r#"{{"seen":{{"door":"spa","digest":"{}","until_unix":1}}}}"#,
+                r#"{{"seen":{{"door":{{"index":0,"name":"spa"}},"digest":"{}","until_unix":1}}}}"#,
                 "zz".repeat(32)
             ),
         ] {

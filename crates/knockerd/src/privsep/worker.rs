@@ -12,7 +12,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use knocker_engine::{Engine, EngineConfig, Event, Grant, Kind, Knock};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use super::protocol::{send, Digest, Name, ProtocolError, Report, Seed, Services, MAX_SEED_BYTES};
+use super::protocol::{
+    send, Digest, DoorRef, Name, ProtocolError, Report, Seed, SendError, Services, MAX_SEED_BYTES,
+};
 use crate::config::loader::ConfigFile;
 use crate::config::Config;
 use crate::nflog::{self, NflogSource};
@@ -30,16 +32,70 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 const COALESCE_PAUSE: Duration = Duration::from_micros(500);
 const COALESCE_AT: usize = 8;
 
+/// Why the worker's loop could not start, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot block signals: {0}")]
+    BlockSignals(#[source] nix::Error),
+    /// The configuration did not load (it says where and why).
+    #[error("{0}")]
+    Config(#[source] crate::config::ConfigError),
+    #[error("cannot read the seed: {0}")]
+    ReadSeed(#[source] std::io::Error),
+    #[error("the parent sent a bad seed: {0}")]
+    BadSeed(#[source] serde_json::Error),
+    #[error(transparent)]
+    Doors(#[from] knocker_engine::DoorsError),
+    #[error("cannot listen on NFLOG group {group}: {source}")]
+    Nflog { group: u16, source: std::io::Error },
+    #[error(transparent)]
+    Privileges(#[from] PrivilegeError),
+    #[error(transparent)]
+    Report(#[from] SendError),
+    #[error("a door's name does not fit the worker's reports: {0}")]
+    DoorName(#[source] ProtocolError),
+    #[error("{0} doors do not fit the worker's reports")]
+    TooManyDoors(usize),
+    #[error("poll failed: {0}")]
+    Poll(#[source] nix::Error),
+}
+
+/// Why the worker could not become its unprivileged user, or could still become root.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivilegeError {
+    #[error("cannot look up user {user:?}: {source}")]
+    LookUp { user: String, source: nix::Error },
+    #[error("no user {0:?} to run the packet worker as (it reads packets with no privilege)")]
+    NoUser(String),
+    #[error("user {0:?} is root: the packet worker must not be")]
+    UserIsRoot(String),
+    #[error("cannot drop supplementary groups: {0}")]
+    Groups(#[source] nix::Error),
+    #[error("cannot change group: {0}")]
+    Group(#[source] nix::Error),
+    #[error("cannot change user: {0}")]
+    User(#[source] nix::Error),
+    #[error("the packet worker could become root again after dropping it")]
+    RootAgain,
+    #[error("cannot chdir to /: {0}")]
+    Chdir(#[source] std::io::Error),
+    #[error("cannot set no_new_privs: {0}")]
+    NoNewPrivs(#[source] nix::Error),
+    #[error("cannot set the parent-death signal: {0}")]
+    DeathSignal(#[source] nix::Error),
+    #[error("the parent exited while the packet worker started")]
+    ParentGone,
+}
+
 /// The engine for a validated configuration. Native configurations were already held to the
 /// strict rules by `config::native::parse`; a knockd.conf runs as knockd would run it (its sweep and
 /// overlap warnings were logged when it was loaded), so the engine is built in compat mode.
-pub(crate) fn engine_for(config: &Config) -> Result<Engine, String> {
+pub(crate) fn engine_for(config: &Config) -> Result<Engine, knocker_engine::DoorsError> {
     Engine::new_compat(EngineConfig {
         doors: config.doors.iter().map(|d| d.spec.clone()).collect(),
         max_tracked: config.max_tracked,
     })
     .map(|(engine, _warnings)| engine)
-    .map_err(|e| e.to_string())
 }
 
 /// The worker's main: runs until the parent closes its standard input (or dies).
@@ -48,23 +104,21 @@ pub fn run(
     overrides: &Overrides,
     user: &str,
     parent: u32,
-) -> Result<(), String> {
+) -> Result<(), RunError> {
     // Ctrl-C in a terminal reaches the whole process group: the parent decides when to stop.
     let mut mask = nix::sys::signal::SigSet::empty();
     mask.add(nix::sys::signal::Signal::SIGINT);
     mask.add(nix::sys::signal::Signal::SIGHUP);
-    mask.thread_block()
-        .map_err(|e| format!("cannot block signals: {e}"))?;
+    mask.thread_block().map_err(RunError::BlockSignals)?;
 
-    let mut config = crate::overrides::load(source, overrides)?;
+    let mut config = crate::overrides::load(source, overrides).map_err(RunError::Config)?;
     let mut line = String::new();
     std::io::stdin()
         .lock()
         .take(MAX_SEED_BYTES)
         .read_line(&mut line)
-        .map_err(|e| format!("cannot read the seed: {e}"))?;
-    let seed: Seed =
-        serde_json::from_str(&line).map_err(|e| format!("the parent sent a bad seed: {e}"))?;
+        .map_err(RunError::ReadSeed)?;
+    let seed: Seed = serde_json::from_str(&line).map_err(RunError::BadSeed)?;
     // rotating doors start from the last step or counter they used, so a recorded knock never
     // works again after a restart
     for d in &mut config.doors {
@@ -81,18 +135,29 @@ pub fn run(
     for (digest, until) in &seed.seen {
         engine.add_seen(digest.0, *until);
     }
-    let mut nflog = NflogSource::bind(config.nflog_group, nflog::SPA_SNAPLEN)
-        .map_err(|e| format!("cannot listen on NFLOG group {}: {e}", config.nflog_group))?;
+    let mut nflog =
+        NflogSource::bind(config.nflog_group, nflog::SPA_SNAPLEN).map_err(|source| {
+            RunError::Nflog {
+                group: config.nflog_group,
+                source,
+            }
+        })?;
     drop_privileges(user, parent)?;
     let mut out = std::io::stdout().lock();
     send(&mut out, &[Report::Ready])?;
 
-    let names: Vec<Name> = config
+    // how reports name the doors: their index in this configuration, and their name in it
+    let doors: Vec<DoorRef> = config
         .doors
         .iter()
-        .map(|d| Name::new(d.spec.name.clone()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("a door's name does not fit the worker's reports: {e}"))?;
+        .enumerate()
+        .map(|(i, d)| {
+            Ok(DoorRef {
+                index: u32::try_from(i).map_err(|_| RunError::TooManyDoors(config.doors.len()))?,
+                name: Name::new(d.spec.name.clone()).map_err(RunError::DoorName)?,
+            })
+        })
+        .collect::<Result<_, RunError>>()?;
     let mut knocks: Vec<Knock> = Vec::with_capacity(256);
     let mut datagrams: Vec<nflog::Datagram> = Vec::new();
     let mut refusals = RefusalLog::default();
@@ -120,7 +185,7 @@ pub fn run(
             ];
             match poll(&mut fds, timeout) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(format!("poll failed: {e}")),
+                Err(e) => return Err(RunError::Poll(e)),
             }
             let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
             (ready(&fds[0]), ready(&fds[1]))
@@ -170,28 +235,31 @@ pub fn run(
         }
         engine.handle_timeout(Instant::now());
         while let Some(ev) = engine.poll_event() {
-            let door = |index: usize| names.get(index).cloned().unwrap_or_default();
+            // the engine's doors are the configuration's, in order: every index is one of them
+            let door = |index: usize| doors.get(index).cloned();
             match ev {
-                Event::Used { index, tag, .. } => reports.push(Report::Used {
-                    door: door(index),
-                    tag,
-                }),
+                Event::Used { index, tag, .. } => {
+                    reports.extend(door(index).map(|door| Report::Used { door, tag }))
+                }
                 Event::Seen {
                     index,
                     digest,
                     until_unix,
                     ..
-                } => reports.push(Report::Seen {
-                    door: door(index),
+                } => reports.extend(door(index).map(|door| Report::Seen {
+                    door,
                     digest: Digest(digest),
                     until_unix,
-                }),
+                })),
                 Event::Grant(g) => {
-                    let door = g.door_name.clone();
-                    match grant_report(g) {
-                        Ok(r) => reports.push(r),
-                        Err(e) => tracing::warn!(
-                            "door={door}: a grant that cannot be reported ({e}); dropped"
+                    let name = g.door_name.clone();
+                    match door(g.door).map(|door| grant_report(door, g)) {
+                        Some(Ok(r)) => reports.push(r),
+                        Some(Err(e)) => tracing::warn!(
+                            "door={name}: a grant that cannot be reported ({e}); dropped"
+                        ),
+                        None => tracing::warn!(
+                            "door={name}: a grant for no door of the configuration; dropped"
                         ),
                     }
                 }
@@ -211,9 +279,9 @@ pub fn run(
 
 /// The report of a grant. Its fields are the engine's, within bounds that a knock cannot reach
 /// (a client name is shorter than the packet that carried it), so the error is never expected.
-fn grant_report(g: Grant) -> Result<Report, ProtocolError> {
+fn grant_report(door: DoorRef, g: Grant) -> Result<Report, ProtocolError> {
     Ok(Report::Grant {
-        door: Name::new(g.door_name)?,
+        door,
         to: g.to,
         open: Services::new(g.open)?,
         millis: u64::try_from(g.duration.as_millis()).unwrap_or(u64::MAX),
@@ -231,37 +299,35 @@ fn unix_now() -> u64 {
 /// Becomes `user`: no supplementary groups, its own uid and gid (real, effective and saved, so
 /// no way back), no capabilities (they go with the uid), no_new_privs, and SIGKILL when the
 /// parent dies (set after the uid change, which clears it).
-fn drop_privileges(user: &str, parent: u32) -> Result<(), String> {
+fn drop_privileges(user: &str, parent: u32) -> Result<(), PrivilegeError> {
     use nix::sys::prctl;
     use nix::unistd::{geteuid, getppid, setgroups, setresgid, setresuid, setuid, Uid, User};
     if geteuid().is_root() {
         let u = User::from_name(user)
-            .map_err(|e| format!("cannot look up user {user:?}: {e}"))?
-            .ok_or_else(|| {
-                format!("no user {user:?} to run the packet worker as (it reads packets with no privilege)")
-            })?;
+            .map_err(|source| PrivilegeError::LookUp {
+                user: user.to_string(),
+                source,
+            })?
+            .ok_or_else(|| PrivilegeError::NoUser(user.to_string()))?;
         if u.uid.is_root() {
-            return Err(format!(
-                "user {user:?} is root: the packet worker must not be"
-            ));
+            return Err(PrivilegeError::UserIsRoot(user.to_string()));
         }
-        setgroups(&[]).map_err(|e| format!("cannot drop supplementary groups: {e}"))?;
-        setresgid(u.gid, u.gid, u.gid).map_err(|e| format!("cannot change group: {e}"))?;
-        setresuid(u.uid, u.uid, u.uid).map_err(|e| format!("cannot change user: {e}"))?;
+        setgroups(&[]).map_err(PrivilegeError::Groups)?;
+        setresgid(u.gid, u.gid, u.gid).map_err(PrivilegeError::Group)?;
+        setresuid(u.uid, u.uid, u.uid).map_err(PrivilegeError::User)?;
         if setuid(Uid::from_raw(0)).is_ok() {
-            return Err("the packet worker could become root again after dropping it".into());
+            return Err(PrivilegeError::RootAgain);
         }
     } else {
         tracing::warn!(
             "knockerd is not running as root: the packet worker keeps this user's privileges"
         );
     }
-    std::env::set_current_dir("/").map_err(|e| format!("cannot chdir to /: {e}"))?;
-    prctl::set_no_new_privs().map_err(|e| format!("cannot set no_new_privs: {e}"))?;
-    prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-        .map_err(|e| format!("cannot set the parent-death signal: {e}"))?;
+    std::env::set_current_dir("/").map_err(PrivilegeError::Chdir)?;
+    prctl::set_no_new_privs().map_err(PrivilegeError::NoNewPrivs)?;
+    prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(PrivilegeError::DeathSignal)?;
     if getppid().as_raw() != i32::try_from(parent).unwrap_or(-1) {
-        return Err("the parent exited while the packet worker started".into());
+        return Err(PrivilegeError::ParentGone);
     }
     Ok(())
 }

@@ -1,0 +1,1163 @@
+//! Reading access.conf: its files and includes, line by line, into one draft per stanza, then
+//! fwknopd's end-of-file processing and what knockerd cannot honour.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use knocker_engine::Service;
+use knocker_wire::fwknop::{MAX_ENC_KEY, MAX_HMAC_KEY};
+use zeroize::Zeroizing;
+
+use super::fwknopd::{parse_fwknopd_conf, FWKNOPD_VARS};
+use super::syntax::{
+    c_bool, c_strtol, line_err, numbered_lines, path_of, plain_err, read_file, scan_line,
+    shown_var, strip_colon, trim_end_c, whole_number, Entry, MAX_LINE_LEN,
+};
+use super::values::{addr_list, b64_decode, expire_date, is_base64, port_list, utc_date};
+use super::{
+    CmdCycle, Digest, FwknopConf, FwknopdConf, Network, RefusedStanza, Stanza, CMD_CYCLE_BUFSIZE,
+    DEFAULT_FW_ACCESS_TIMEOUT, DEFAULT_MAX_AGE, DEFAULT_MAX_FW_TIMEOUT, DEFAULT_SPA_PORT,
+};
+use crate::config::ConfigError;
+
+/// `%include` is followed only while fewer than three files are open.
+const MAX_INCLUDE_DEPTH: usize = 3;
+/// fwknopd does not bound `%include_folder`; knockerd does, so that a folder that includes
+/// itself is an error instead of a stack overflow.
+const MAX_NESTING: usize = 8;
+const MAX_FILES: usize = 256;
+/// `RCHK_MAX_FW_TIMEOUT` and `RCHK_MAX_CMD_CYCLE_TIMER` are `2 << 22` seconds.
+const RCHK_MAX_TIMEOUT: i64 = 2 << 22;
+
+/// Reads access.conf (following its includes) and, when given, fwknopd.conf, and validates
+/// everything. An error is what makes fwknopd refuse to start, or what knockerd refuses to guess;
+/// a configuration with no usable stanza is an error too.
+pub fn load(access: &Path, fwknopd_conf: Option<&Path>) -> Result<FwknopConf, ConfigError> {
+    let mut fwknopd = match fwknopd_conf {
+        Some(p) => {
+            let text = read_file(p, None)?;
+            parse_fwknopd_conf(p, &text)?
+        }
+        None => FwknopdConf::default(),
+    };
+    if fwknopd_conf.is_none() {
+        if let Some(sibling) = access.parent().map(|d| d.join("fwknopd.conf")) {
+            if sibling.is_file() {
+                fwknopd.warnings.push(format!("{}: {} exists but was not given with --fwknopd-conf: knockerd uses fwknopd's defaults (udp/{DEFAULT_SPA_PORT}, packets at most {DEFAULT_MAX_AGE} s old); pass it if it changes PCAP_FILTER or the packet age", access.display(), sibling.display()));
+            }
+        }
+    }
+    let mut p = Parser::new(&fwknopd);
+    p.parse_file(access, None, 1)?;
+    p.finish(access)
+}
+
+/// Parses access.conf text as if read from `file` (its includes are read from disk), with the
+/// given fwknopd.conf settings (`FwknopdConf::default()` for fwknopd's defaults).
+pub fn parse(file: &Path, text: &[u8], fwknopd: &FwknopdConf) -> Result<FwknopConf, ConfigError> {
+    let mut p = Parser::new(fwknopd);
+    p.parse_file(file, Some(text), 1)?;
+    p.finish(file)
+}
+
+/// A lone word for messages: shown only when it is a variable fwknopd knows (a line that is
+/// one word could be a pasted key).
+fn shown_word(var: &[u8]) -> String {
+    let upper = String::from_utf8_lossy(strip_colon(var)).to_ascii_uppercase();
+    if ACCESS_VARS.contains(&upper.as_str()) || FWKNOPD_VARS.contains(&upper.as_str()) {
+        shown_var(var)
+    } else {
+        "the line".to_string()
+    }
+}
+
+/// Where a variable was set.
+#[derive(Debug, Clone)]
+struct Loc {
+    file: PathBuf,
+    line: usize,
+}
+
+impl fmt::Display for Loc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+type At<T> = Option<(Loc, T)>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HmacType {
+    Known(Digest),
+    Sha3_256,
+    Sha3_512,
+}
+
+/// A stanza as the lines set it, before fwknopd's end-of-file processing.
+#[derive(Default)]
+struct Draft {
+    file: PathBuf,
+    line: usize,
+    source: Vec<u8>,
+    destination: At<Vec<u8>>,
+    open_ports: At<Vec<u8>>,
+    restrict_ports: At<Vec<u8>>,
+    key: At<Zeroizing<Vec<u8>>>,
+    key_var: &'static str,
+    hmac_key: At<Zeroizing<Vec<u8>>>,
+    hmac_var: &'static str,
+    hmac_type: At<HmacType>,
+    encryption_mode: At<String>,
+    fw_access_timeout: At<i64>,
+    max_fw_timeout: At<i64>,
+    access_expire: At<i64>,
+    require_username: At<String>,
+    require_source_address: bool,
+    enable_cmd_exec: At<bool>,
+    enable_cmd_sudo_exec: At<bool>,
+    /// CMD_EXEC_USER and the like: only used by command messages.
+    cmd_users: Vec<(Loc, &'static str)>,
+    cmd_cycle_open: At<String>,
+    cmd_cycle_close: At<String>,
+    cmd_cycle_timer: At<i64>,
+    /// GPG_DECRYPT_PW (or GPG_ALLOW_NO_PW Y, which sets an empty one): the stanza decrypts
+    /// GnuPG packets.
+    gpg_decrypt_pw: At<bool>,
+    gpg_allow_no_pw: bool,
+    gpg_disable_sig: bool,
+    gpg_remote: bool,
+    /// Other GPG_* variables: without a decryption password they do nothing.
+    gpg_other: Vec<(Loc, String)>,
+    force_nat: Option<Loc>,
+    force_snat: Option<Loc>,
+    force_masquerade: At<bool>,
+    forward_all: At<bool>,
+    disable_dnat: At<bool>,
+    warnings: Vec<String>,
+}
+
+impl Draft {
+    fn shown_source(&self) -> String {
+        String::from_utf8_lossy(&self.source).into_owned()
+    }
+
+    fn note(&mut self, at: &Loc, text: String) {
+        self.warnings.push(format!("{at}: {text}"));
+    }
+
+    /// Records that `what` replaces an earlier line, as in fwknopd.
+    fn again<T>(&mut self, what: &str, prev: &At<T>, at: &Loc) {
+        if let Some((p, _)) = prev {
+            let text = format!(
+                "{what} was already set at line {} of {}; this one counts, as in fwknopd",
+                p.line,
+                p.file.display()
+            );
+            self.note(at, text);
+        }
+    }
+}
+
+struct Parser<'c> {
+    fwknopd: &'c FwknopdConf,
+    drafts: Vec<Draft>,
+    global: Vec<String>,
+    files: usize,
+    /// A `source` line in another case was seen (fwknopd's names are case-sensitive).
+    other_case_source: bool,
+}
+
+/// The fwknopd access.conf variables, for the "case-sensitive" hint.
+const ACCESS_VARS: [&str; 44] = [
+    "SOURCE",
+    "DESTINATION",
+    "OPEN_PORTS",
+    "RESTRICT_PORTS",
+    "KEY",
+    "KEY_BASE64",
+    "HMAC_KEY",
+    "HMAC_KEY_BASE64",
+    "HMAC_DIGEST_TYPE",
+    "ENCRYPTION_MODE",
+    "FW_ACCESS_TIMEOUT",
+    "MAX_FW_TIMEOUT",
+    "ACCESS_EXPIRE",
+    "ACCESS_EXPIRE_EPOCH",
+    "ENABLE_CMD_EXEC",
+    "ENABLE_CMD_SUDO_EXEC",
+    "CMD_EXEC_USER",
+    "CMD_EXEC_GROUP",
+    "CMD_SUDO_EXEC_USER",
+    "CMD_SUDO_EXEC_GROUP",
+    "CMD_CYCLE_OPEN",
+    "CMD_CYCLE_CLOSE",
+    "CMD_CYCLE_TIMER",
+    "REQUIRE_USERNAME",
+    "REQUIRE_SOURCE_ADDRESS",
+    "REQUIRE_SOURCE",
+    "GPG_HOME_DIR",
+    "GPG_EXE",
+    "GPG_DECRYPT_ID",
+    "GPG_DECRYPT_PW",
+    "GPG_ALLOW_NO_PW",
+    "GPG_REQUIRE_SIG",
+    "GPG_DISABLE_SIG",
+    "GPG_IGNORE_SIG_VERIFY_ERROR",
+    "GPG_REMOTE_ID",
+    "GPG_FINGERPRINT_ID",
+    "FORCE_NAT",
+    "FORCE_SNAT",
+    "FORCE_MASQUERADE",
+    "DISABLE_DNAT",
+    "FORWARD_ALL",
+    "%INCLUDE",
+    "%INCLUDE_FOLDER",
+    "%INCLUDE_KEYS",
+];
+
+impl<'c> Parser<'c> {
+    fn new(fwknopd: &'c FwknopdConf) -> Self {
+        Parser {
+            fwknopd,
+            drafts: Vec::new(),
+            global: fwknopd.warnings.clone(),
+            files: 0,
+            other_case_source: false,
+        }
+    }
+
+    /// `parse_access_file()`: `depth` is 1 for the root file.
+    fn parse_file(
+        &mut self,
+        path: &Path,
+        text: Option<&[u8]>,
+        depth: usize,
+    ) -> Result<(), ConfigError> {
+        self.files += 1;
+        if self.files > MAX_FILES {
+            return Err(plain_err(
+                path,
+                format!("more than {MAX_FILES} files are included; knockerd stops here"),
+            ));
+        }
+        let owned;
+        let text = match text {
+            Some(t) => t,
+            None => {
+                owned = read_file(path, Some(&mut self.global))?;
+                &owned[..]
+            }
+        };
+        let mut current: Option<usize> = None;
+        for (n, raw) in numbered_lines(text) {
+            let at = Loc {
+                file: path.to_path_buf(),
+                line: n,
+            };
+            if raw.len() > MAX_LINE_LEN - 1 {
+                return Err(line_err(path, n, format!("the line is {} bytes long; fwknopd reads at most {} bytes per line and would split it: shorten it", raw.len(), MAX_LINE_LEN - 1)));
+            }
+            let (var, val, cut) = match scan_line(raw) {
+                Entry::Skip => continue,
+                Entry::Bad { var } => {
+                    let what = if var.is_empty() {
+                        "a line of only spaces (a comment must start with # in the first column)"
+                            .to_string()
+                    } else {
+                        format!("{} has no value", shown_word(var))
+                    };
+                    return Err(line_err(path, n, format!("{what}: fwknopd reads every line that does not start with # or ; as `VARIABLE value` and refuses the file (\"Invalid access file entry\")")));
+                }
+                Entry::Pair { var, val, cut } => (strip_colon(var), val, cut),
+            };
+            let name = String::from_utf8_lossy(var).into_owned();
+            match var {
+                b"%include" => {
+                    if depth >= MAX_INCLUDE_DEPTH {
+                        return Err(line_err(path, n, format!("%include nests more than {MAX_INCLUDE_DEPTH} files deep: fwknopd refuses it (\"Refusing to go deeper than 3 levels\")")));
+                    }
+                    let inc = path_of(val);
+                    self.relative_note(&inc, &at, "%include");
+                    self.parse_file(&inc, None, depth + 1)
+                        .map_err(|e| with_context(e, &at, "%include"))?;
+                    continue;
+                }
+                b"%include_folder" => {
+                    self.parse_folder(val, &at, depth)?;
+                    continue;
+                }
+                b"SOURCE" => {
+                    if let Some(c) = current {
+                        self.validate(c)?;
+                    }
+                    self.drafts.push(Draft {
+                        file: path.to_path_buf(),
+                        line: n,
+                        source: val.to_vec(),
+                        ..Draft::default()
+                    });
+                    current = Some(self.drafts.len() - 1);
+                    if cut {
+                        self.global.push(format!("{at}: SOURCE: fwknopd ignores everything from the ';' on; so does knockerd"));
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            if var.first() == Some(&b'#') {
+                // an indented comment: fwknopd ignores it as an unknown variable
+                continue;
+            }
+            let Some(c) = current else {
+                self.other_case_source |= var.eq_ignore_ascii_case(b"SOURCE");
+                self.global.push(format!(
+                    "{at}: {} comes before any SOURCE line: fwknopd ignores it, and so does knockerd",
+                    shown_var(var)
+                ));
+                continue;
+            };
+            if var == b"%include_keys" {
+                current = self.include_keys(c, val, &at)?;
+                continue;
+            }
+            let secret = matches!(
+                var,
+                b"KEY" | b"KEY_BASE64" | b"HMAC_KEY" | b"HMAC_KEY_BASE64" | b"GPG_DECRYPT_PW"
+            );
+            if cut {
+                let d = &mut self.drafts[c];
+                d.note(
+                    &at,
+                    format!("{name}: fwknopd ignores everything from the ';' on; so does knockerd"),
+                );
+            }
+            if secret && val.windows(2).any(|w| w == b" #") {
+                let d = &mut self.drafts[c];
+                d.note(&at, format!("{name}: the value contains \" #\": fwknopd has no comments after a value, so this is part of the key; so it is for knockerd"));
+            }
+            if secret && trim_end_c(val).len() != val.len() {
+                let d = &mut self.drafts[c];
+                d.note(&at, format!("{name}: the value ends with whitespace, which fwknopd 2.6.10 keeps as part of the key (2.6.11 removes it); knockerd keeps it, as Debian's fwknopd does"));
+            }
+            self.apply(c, var, &name, val, &at)?;
+        }
+        if let Some(c) = current {
+            self.validate(c)?;
+        }
+        if depth == 1 && self.drafts.is_empty() {
+            let hint = if self.other_case_source {
+                " (variable names are case-sensitive: write SOURCE)"
+            } else {
+                ""
+            };
+            return Err(plain_err(path, format!("no SOURCE line{hint}: fwknopd requires at least one stanza (\"Could not find valid SOURCE stanza\")")));
+        }
+        Ok(())
+    }
+
+    fn relative_note(&mut self, p: &Path, at: &Loc, what: &str) {
+        if p.is_relative() {
+            self.global.push(format!("{at}: {what} {}: a relative path is opened from the working directory (/ for a service), by fwknopd and knockerd alike; write it absolute", p.display()));
+        }
+    }
+
+    /// `parse_access_folder()`: every file whose last extension starts with `.conf`. knockerd
+    /// reads them in name order; fwknopd in directory order.
+    fn parse_folder(&mut self, val: &[u8], at: &Loc, depth: usize) -> Result<(), ConfigError> {
+        // chop_char(): one trailing '/' goes
+        let val = match val {
+            [rest @ .., b'/'] if !rest.is_empty() => rest,
+            v => v,
+        };
+        let dir = path_of(val);
+        self.relative_note(&dir, at, "%include_folder");
+        if depth + 1 > MAX_NESTING {
+            return Err(line_err(&at.file, at.line, format!("includes nest more than {MAX_NESTING} levels deep (an %include_folder that includes itself?); fwknopd would recurse until it crashes")));
+        }
+        let entries = std::fs::read_dir(&dir).map_err(|e| {
+            line_err(
+                &at.file,
+                at.line,
+                format!(
+                    "%include_folder {}: cannot read the directory: {e} (fwknopd refuses it too)",
+                    dir.display()
+                ),
+            )
+        })?;
+        let mut names: Vec<Vec<u8>> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().as_bytes().to_vec())
+            .filter(|n| {
+                n.iter()
+                    .rposition(|&b| b == b'.')
+                    .is_some_and(|i| n[i..].starts_with(b".conf"))
+            })
+            .collect();
+        names.sort();
+        if names.len() > 1 {
+            self.global.push(format!("{at}: %include_folder {}: knockerd reads its {} files in name order; fwknopd reads them in directory order, which is not defined: make sure the order of stanzas does not matter, or use %include lines", dir.display(), names.len()));
+        }
+        for name in names {
+            let p = dir.join(OsStr::from_bytes(&name));
+            self.parse_file(&p, None, depth + 1)
+                .map_err(|e| with_context(e, at, "%include_folder"))?;
+        }
+        Ok(())
+    }
+
+    /// `include_keys_file()`: only key variables; a missing or bad file leaves the stanza as it
+    /// is, and a stanza that is then invalid is skipped (fwknopd only logs it at debug level).
+    fn include_keys(
+        &mut self,
+        c: usize,
+        val: &[u8],
+        at: &Loc,
+    ) -> Result<Option<usize>, ConfigError> {
+        if c + 1 != self.drafts.len() {
+            return Err(line_err(&at.file, at.line, "%include_keys after an %include in the same stanza: fwknopd would skip the last stanza loaded (not this one) if the keys are bad; put %include_keys right after SOURCE".into()));
+        }
+        let path = path_of(val);
+        self.relative_note(&path, at, "%include_keys");
+        let mut problems = Vec::new();
+        match read_file(&path, Some(&mut self.global)) {
+            Err(e) => problems.push(format!(
+                "{e}: the stanza gets no keys from it (fwknopd goes on without them too)"
+            )),
+            Ok(text) => {
+                for (n, raw) in numbered_lines(&text) {
+                    let kat = Loc {
+                        file: path.clone(),
+                        line: n,
+                    };
+                    if raw.len() > MAX_LINE_LEN - 1 {
+                        problems.push(format!(
+                            "{kat}: the line is too long; fwknopd stops reading the file here"
+                        ));
+                        break;
+                    }
+                    let (var, v) = match scan_line(raw) {
+                        Entry::Skip => continue,
+                        Entry::Bad { .. } => {
+                            problems.push(format!("{kat}: not `VARIABLE value`; fwknopd stops reading the keys file here"));
+                            break;
+                        }
+                        Entry::Pair { var, val, .. } => (strip_colon(var), val),
+                    };
+                    let name = String::from_utf8_lossy(var).into_owned();
+                    match var {
+                        b"KEY" | b"KEY_BASE64" | b"HMAC_KEY" | b"HMAC_KEY_BASE64"
+                        | b"GPG_DECRYPT_PW" => {
+                            if let Err(e) = self.apply(c, var, &name, v, &kat) {
+                                problems.push(format!(
+                                    "{}; fwknopd stops reading the keys file here",
+                                    e
+                                ));
+                                break;
+                            }
+                        }
+                        b"GPG_DECRYPT_ID" | b"GPG_ALLOW_NO_PW" | b"GPG_REQUIRE_SIG"
+                        | b"GPG_DISABLE_SIG" | b"GPG_IGNORE_SIG_VERIFY_ERROR"
+                        | b"GPG_REMOTE_ID" | b"GPG_FINGERPRINT_ID" => {
+                            self.apply(c, var, &name, v, &kat)?;
+                        }
+                        _ => self.global.push(format!("{kat}: {name} is ignored: a keys file (%include_keys) sets only keys, as in fwknopd")),
+                    }
+                }
+            }
+        }
+        for p in &problems {
+            self.global.push(format!("{at}: %include_keys: {p}"));
+        }
+        if let Err(why) = fwknopd_valid(&self.drafts[c]) {
+            let d = self.drafts.remove(c);
+            self.global.push(format!("{at}: the stanza of {}:{} (SOURCE {}) is skipped, as fwknopd skips it (\"Data error in included keyfile\"): {why}", d.file.display(), d.line, d.shown_source()));
+            return Ok(None);
+        }
+        Ok(Some(c))
+    }
+
+    /// `acc_data_is_valid()` at the points where fwknopd calls it: fatal there.
+    fn validate(&self, c: usize) -> Result<(), ConfigError> {
+        let d = &self.drafts[c];
+        fwknopd_valid(d).map_err(|why| {
+            line_err(
+                &d.file,
+                d.line,
+                format!(
+                    "stanza SOURCE {}: {why} (fwknopd refuses the file: \"Data error in access file\")",
+                    d.shown_source()
+                ),
+            )
+        })
+    }
+
+    fn apply(
+        &mut self,
+        c: usize,
+        var: &[u8],
+        name: &str,
+        val: &[u8],
+        at: &Loc,
+    ) -> Result<(), ConfigError> {
+        let err = |m: String| line_err(&at.file, at.line, m);
+        let text = || {
+            std::str::from_utf8(val)
+                .map(str::to_string)
+                .map_err(|_| err(format!("{name}: the value is not UTF-8 text")))
+        };
+        let changeme = |what: &str| {
+            err(format!("{what} is still __CHANGEME__: fwknopd refuses to start (\"value is not properly set\"); put the stanza's key here (`fwknop --key-gen` makes a pair)"))
+        };
+        let fwknopd = self.fwknopd;
+        let d = &mut self.drafts[c];
+        match var {
+            b"DESTINATION" => {
+                d.again(name, &d.destination.clone().map(|(l, _)| (l, ())), at);
+                d.destination = Some((at.clone(), val.to_vec()));
+            }
+            b"OPEN_PORTS" => {
+                d.again(name, &d.open_ports.clone().map(|(l, _)| (l, ())), at);
+                d.open_ports = Some((at.clone(), val.to_vec()));
+            }
+            b"RESTRICT_PORTS" => {
+                d.again(name, &d.restrict_ports.clone().map(|(l, _)| (l, ())), at);
+                d.restrict_ports = Some((at.clone(), val.to_vec()));
+            }
+            b"KEY" => {
+                if val.eq_ignore_ascii_case(b"__CHANGEME__") {
+                    return Err(changeme("KEY"));
+                }
+                d.again("the encryption key", &key_at(&d.key), at);
+                d.key = Some((at.clone(), Zeroizing::new(val.to_vec())));
+                d.key_var = "KEY";
+            }
+            b"KEY_BASE64" | b"HMAC_KEY_BASE64" => {
+                if val.eq_ignore_ascii_case(b"__CHANGEME__") {
+                    return Err(changeme(name));
+                }
+                if !is_base64(val) {
+                    let hint = if trim_end_c(val).len() != val.len() {
+                        " (it ends with whitespace, which fwknopd 2.6.10 keeps and then refuses)"
+                    } else {
+                        ""
+                    };
+                    return Err(err(format!("{name} is not base64{hint}: fwknopd refuses it (\"doesn't look like base64-encoded data\")")));
+                }
+                let key = b64_decode(val);
+                if var == b"KEY_BASE64" {
+                    d.again("the encryption key", &key_at(&d.key), at);
+                    d.key = Some((at.clone(), key));
+                    d.key_var = "KEY_BASE64";
+                } else {
+                    d.again("the HMAC key", &key_at(&d.hmac_key), at);
+                    d.hmac_key = Some((at.clone(), key));
+                    d.hmac_var = "HMAC_KEY_BASE64";
+                }
+            }
+            b"HMAC_KEY" => {
+                if val.eq_ignore_ascii_case(b"__CHANGEME__") {
+                    return Err(changeme("HMAC_KEY"));
+                }
+                d.again("the HMAC key", &key_at(&d.hmac_key), at);
+                d.hmac_key = Some((at.clone(), Zeroizing::new(val.to_vec())));
+                d.hmac_var = "HMAC_KEY";
+            }
+            b"HMAC_DIGEST_TYPE" => {
+                let t = match val.to_ascii_lowercase().as_slice() {
+                    b"md5" => HmacType::Known(Digest::Md5),
+                    b"sha1" => HmacType::Known(Digest::Sha1),
+                    b"sha256" => HmacType::Known(Digest::Sha256),
+                    b"sha384" => HmacType::Known(Digest::Sha384),
+                    b"sha512" => HmacType::Known(Digest::Sha512),
+                    b"sha3_256" => HmacType::Sha3_256,
+                    b"sha3_512" => HmacType::Sha3_512,
+                    _ => return Err(err(format!("HMAC_DIGEST_TYPE {:?} must be one of md5, sha1, sha256, sha384, sha512, sha3_256, sha3_512, with nothing after it (fwknopd refuses it too)", String::from_utf8_lossy(val)))),
+                };
+                d.again(name, &d.hmac_type.clone().map(|(l, _)| (l, ())), at);
+                d.hmac_type = Some((at.clone(), t));
+            }
+            b"FW_ACCESS_TIMEOUT" | b"MAX_FW_TIMEOUT" => {
+                let v = whole_number(name, val, 0, RCHK_MAX_TIMEOUT).map_err(err)?;
+                let slot = if var == b"FW_ACCESS_TIMEOUT" {
+                    &mut d.fw_access_timeout
+                } else {
+                    &mut d.max_fw_timeout
+                };
+                let prev = slot.clone().map(|(l, _)| (l, ()));
+                *slot = Some((at.clone(), v));
+                d.again(name, &prev, at);
+            }
+            b"ENCRYPTION_MODE" => {
+                let mode = val.to_ascii_lowercase();
+                if !matches!(
+                    mode.as_slice(),
+                    b"cbc" | b"ecb" | b"cfb" | b"ofb" | b"ctr" | b"legacy" | b"asymmetric"
+                ) {
+                    return Err(err(format!("ENCRYPTION_MODE {:?} is unknown: fwknopd takes cbc, ecb, cfb, ofb, ctr, legacy or asymmetric, with nothing after it (it refuses this too)", String::from_utf8_lossy(val))));
+                }
+                d.again(name, &d.encryption_mode.clone().map(|(l, _)| (l, ())), at);
+                d.encryption_mode = Some((at.clone(), String::from_utf8_lossy(&mode).into_owned()));
+            }
+            b"ENABLE_CMD_EXEC" => d.enable_cmd_exec = Some((at.clone(), c_bool(val))),
+            b"ENABLE_CMD_SUDO_EXEC" => d.enable_cmd_sudo_exec = Some((at.clone(), c_bool(val))),
+            b"CMD_EXEC_USER"
+            | b"CMD_EXEC_GROUP"
+            | b"CMD_SUDO_EXEC_USER"
+            | b"CMD_SUDO_EXEC_GROUP" => {
+                // fwknopd looks every one of them up with getpwnam(), groups included
+                let who = text()?;
+                let known = nix::unistd::User::from_name(&who).ok().flatten().is_some();
+                if !known {
+                    return Err(err(format!("{name} {who:?} is not a user on this system: fwknopd refuses to start (\"Unable to determine UID\"; it looks up groups as users too)")));
+                }
+                let var_static = match var {
+                    b"CMD_EXEC_USER" => "CMD_EXEC_USER",
+                    b"CMD_EXEC_GROUP" => "CMD_EXEC_GROUP",
+                    b"CMD_SUDO_EXEC_USER" => "CMD_SUDO_EXEC_USER",
+                    _ => "CMD_SUDO_EXEC_GROUP",
+                };
+                d.cmd_users.push((at.clone(), var_static));
+            }
+            b"CMD_CYCLE_OPEN" => {
+                let t = text()?;
+                d.again(name, &d.cmd_cycle_open.clone().map(|(l, _)| (l, ())), at);
+                d.cmd_cycle_open = Some((at.clone(), t));
+            }
+            b"CMD_CYCLE_CLOSE" => {
+                let t = text()?;
+                d.again(name, &d.cmd_cycle_close.clone().map(|(l, _)| (l, ())), at);
+                d.cmd_cycle_close = Some((at.clone(), t));
+            }
+            b"CMD_CYCLE_TIMER" => {
+                let v = whole_number(name, val, 1, RCHK_MAX_TIMEOUT).map_err(err)?;
+                d.again(name, &d.cmd_cycle_timer.clone().map(|(l, _)| (l, ())), at);
+                d.cmd_cycle_timer = Some((at.clone(), v));
+            }
+            b"REQUIRE_USERNAME" => {
+                let t = text()?;
+                if t.trim_end() != t {
+                    d.note(at, format!("REQUIRE_USERNAME {:?} ends with whitespace, which fwknopd 2.6.10 keeps, so no client username ever matches; knockerd keeps it too: remove it", t));
+                }
+                d.again(name, &d.require_username.clone().map(|(l, _)| (l, ())), at);
+                d.require_username = Some((at.clone(), t));
+            }
+            b"REQUIRE_SOURCE_ADDRESS" | b"REQUIRE_SOURCE" => {
+                d.require_source_address = c_bool(val);
+            }
+            b"GPG_HOME_DIR" => {
+                if !path_of(val).is_dir() {
+                    return Err(err(format!(
+                        "GPG_HOME_DIR {:?} is not a directory: fwknopd refuses to start",
+                        String::from_utf8_lossy(val)
+                    )));
+                }
+                d.gpg_other.push((at.clone(), name.to_string()));
+            }
+            b"GPG_DECRYPT_PW" => {
+                if val.eq_ignore_ascii_case(b"__CHANGEME__") {
+                    return Err(changeme("GPG_DECRYPT_PW"));
+                }
+                d.gpg_decrypt_pw = Some((at.clone(), true));
+            }
+            b"GPG_ALLOW_NO_PW" => {
+                d.gpg_allow_no_pw = c_bool(val);
+                if d.gpg_allow_no_pw {
+                    d.gpg_decrypt_pw = Some((at.clone(), false));
+                }
+            }
+            b"GPG_DISABLE_SIG" => {
+                d.gpg_disable_sig = c_bool(val);
+                d.gpg_other.push((at.clone(), name.to_string()));
+            }
+            b"GPG_REMOTE_ID" | b"GPG_FINGERPRINT_ID" => {
+                d.gpg_remote = true;
+                d.gpg_other.push((at.clone(), name.to_string()));
+            }
+            b"GPG_EXE"
+            | b"GPG_DECRYPT_ID"
+            | b"GPG_REQUIRE_SIG"
+            | b"GPG_IGNORE_SIG_VERIFY_ERROR" => {
+                d.gpg_other.push((at.clone(), name.to_string()));
+            }
+            b"ACCESS_EXPIRE" => {
+                let Some((t, trailing)) = expire_date(val) else {
+                    return Err(err(format!("ACCESS_EXPIRE {:?} is not a date: write MM/DD/YYYY (fwknopd refuses it too)", String::from_utf8_lossy(val))));
+                };
+                if t <= 0 {
+                    return Err(err(format!("ACCESS_EXPIRE {:?} is before 1970: fwknopd would silently never expire the stanza; write MM/DD/YYYY", String::from_utf8_lossy(val))));
+                }
+                if trailing {
+                    d.note(at, format!("ACCESS_EXPIRE: fwknopd reads {:?} as {} and ignores the rest; so does knockerd", String::from_utf8_lossy(val), utc_date(t as u64)));
+                }
+                d.note(at, format!("ACCESS_EXPIRE: knockerd takes midnight UTC ({}); fwknopd took midnight in the server's time zone: use ACCESS_EXPIRE_EPOCH for an exact time", utc_date(t as u64)));
+                d.again(
+                    "the expiry",
+                    &d.access_expire.clone().map(|(l, _)| (l, ())),
+                    at,
+                );
+                d.access_expire = Some((at.clone(), t));
+            }
+            b"ACCESS_EXPIRE_EPOCH" => {
+                let n = c_strtol(val);
+                let t = match n.value {
+                    Some(v) if n.clean && v >= 0 => v,
+                    None => return Err(err("ACCESS_EXPIRE_EPOCH is out of range (fwknopd refuses it too)".into())),
+                    Some(_) => return Err(err(format!("ACCESS_EXPIRE_EPOCH {:?} is not a whole number of seconds since 1970 (fwknopd would silently read it as no expiry or as its leading digits): write the number alone", String::from_utf8_lossy(val)))),
+                };
+                d.again(
+                    "the expiry",
+                    &d.access_expire.clone().map(|(l, _)| (l, ())),
+                    at,
+                );
+                if t == 0 {
+                    d.note(
+                        at,
+                        "ACCESS_EXPIRE_EPOCH 0 means no expiry to fwknopd; so it does to knockerd"
+                            .into(),
+                    );
+                    d.access_expire = None;
+                } else {
+                    d.access_expire = Some((at.clone(), t));
+                }
+            }
+            b"FORCE_NAT" => {
+                let t = String::from_utf8_lossy(val).into_owned();
+                let mut words = t.split_ascii_whitespace();
+                let ok = matches!(
+                    (
+                        words.next().map(str::parse::<Ipv4Addr>),
+                        words.next().map(str::parse::<u16>)
+                    ),
+                    (Some(Ok(_)), Some(Ok(_)))
+                );
+                if !ok {
+                    return Err(err(format!(
+                        "FORCE_NAT {t:?}: fwknopd needs <IP> <PORT> and refuses this"
+                    )));
+                }
+                if fwknopd.file.is_some() && !fwknopd.nat_enabled {
+                    return Err(err("FORCE_NAT requires ENABLE_IPT_FORWARDING or ENABLE_IPT_LOCAL_NAT in fwknopd.conf: fwknopd refuses to start".into()));
+                }
+                d.force_nat = Some(at.clone());
+            }
+            b"FORCE_SNAT" => {
+                let t = String::from_utf8_lossy(val).into_owned();
+                if t.split_ascii_whitespace()
+                    .next()
+                    .map(str::parse::<Ipv4Addr>)
+                    .is_none_or(|r| r.is_err())
+                {
+                    return Err(err(format!(
+                        "FORCE_SNAT {t:?}: fwknopd needs an IPv4 address and refuses this"
+                    )));
+                }
+                if fwknopd.file.is_some() && !fwknopd.nat_enabled {
+                    return Err(err("FORCE_SNAT requires ENABLE_IPT_FORWARDING or ENABLE_IPT_LOCAL_NAT in fwknopd.conf: fwknopd refuses to start".into()));
+                }
+                d.force_snat = Some(at.clone());
+            }
+            b"FORCE_MASQUERADE" => d.force_masquerade = Some((at.clone(), c_bool(val))),
+            b"DISABLE_DNAT" => d.disable_dnat = Some((at.clone(), c_bool(val))),
+            b"FORWARD_ALL" => d.forward_all = Some((at.clone(), c_bool(val))),
+            _ => {
+                let upper = name.to_ascii_uppercase();
+                let hint = if upper != name && ACCESS_VARS.contains(&upper.as_str()) {
+                    let fixed = if upper.starts_with('%') {
+                        upper.to_ascii_lowercase()
+                    } else {
+                        upper
+                    };
+                    format!(" (variable names are case-sensitive: write {fixed})")
+                } else {
+                    String::new()
+                };
+                d.note(
+                    at,
+                    format!(
+                        "unknown variable {} is ignored, as fwknopd ignores it{hint}",
+                        shown_var(var)
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// fwknopd's end-of-parse processing and knockerd's own checks.
+    fn finish(self, access: &Path) -> Result<FwknopConf, ConfigError> {
+        let Parser {
+            fwknopd,
+            drafts,
+            mut global,
+            ..
+        } = self;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut stanzas = Vec::new();
+        let mut refused = Vec::new();
+        let mut warnings = Vec::new();
+        for (i, d) in drafts.into_iter().enumerate() {
+            match finalize(d, i + 1, now)? {
+                Ok(s) => {
+                    warnings.extend(s.warnings.iter().cloned());
+                    stanzas.push(s);
+                }
+                Err((r, w)) => {
+                    warnings.extend(w);
+                    warnings.push(format!(
+                        "{}:{}: stanza #{} (SOURCE {}) is refused, knockerd does not run it: {}",
+                        r.file.display(),
+                        r.line,
+                        r.number,
+                        r.source,
+                        r.reasons.join("; ")
+                    ));
+                    refused.push(r);
+                }
+            }
+        }
+        if fwknopd.max_age.is_none() {
+            global.push(format!("{}: ENABLE_SPA_PACKET_AGING is N: fwknopd then accepts packets of any age and relies on its replay cache alone; knockerd keeps replay digests only for the age window, so turn aging back on", fwknopd.file.as_deref().unwrap_or(Path::new("fwknopd.conf")).display()));
+        }
+        if stanzas.is_empty() {
+            let reasons: Vec<String> = refused
+                .iter()
+                .map(|r| {
+                    format!(
+                        "stanza #{} ({}:{}): {}",
+                        r.number,
+                        r.file.display(),
+                        r.line,
+                        r.reasons.join("; ")
+                    )
+                })
+                .collect();
+            return Err(plain_err(
+                access,
+                format!(
+                    "no stanza knockerd can run, so it would open nothing: {}",
+                    reasons.join(" | ")
+                ),
+            ));
+        }
+        let mut all = global.clone();
+        all.extend(warnings);
+        Ok(FwknopConf {
+            access_file: access.to_path_buf(),
+            fwknopd_conf: fwknopd.file.clone(),
+            stanzas,
+            refused,
+            spa_port: fwknopd.spa_port,
+            max_age: fwknopd.max_age,
+            interface: fwknopd.interface.clone(),
+            warnings: all,
+            global_warnings: global,
+        })
+    }
+}
+
+fn key_at(k: &At<Zeroizing<Vec<u8>>>) -> At<()> {
+    k.as_ref().map(|(l, _)| (l.clone(), ()))
+}
+
+fn with_context(mut e: ConfigError, at: &Loc, what: &str) -> ConfigError {
+    e.message = format!("{} (included by {what} at {at})", e.message);
+    e
+}
+
+/// fwknopd's `acc_data_is_valid()`, without its side effects.
+fn fwknopd_valid(d: &Draft) -> Result<(), String> {
+    let key_len = d.key.as_ref().map_or(0, |(_, k)| k.len());
+    let gpg_pw = d.gpg_decrypt_pw.as_ref().map(|(_, non_empty)| *non_empty);
+    let use_gpg = d.gpg_decrypt_pw.is_some();
+    if (key_len == 0 && gpg_pw != Some(true) && !d.gpg_allow_no_pw)
+        || (d.key.is_none() && !use_gpg && !d.gpg_allow_no_pw)
+    {
+        return Err("no keys (fwknopd: \"No keys found for access stanza\"): give it KEY_BASE64 and HMAC_KEY_BASE64 (`fwknop --key-gen` makes a pair)".into());
+    }
+    if let (Some((_, k)), Some((_, h))) = (&d.key, &d.hmac_key) {
+        if !k.is_empty() && !h.is_empty() && k.as_slice() == h.as_slice() {
+            return Err("the encryption key and the HMAC key are identical (fwknopd: \"should not be identical\"): make a new pair with `fwknop --key-gen`".into());
+        }
+    }
+    let snat = d.force_snat.is_some() || d.force_masquerade.as_ref().is_some_and(|(_, b)| *b);
+    let forward_all = d.forward_all.as_ref().is_some_and(|(_, b)| *b);
+    if snat && d.force_nat.is_none() && !forward_all {
+        return Err("FORCE_SNAT/FORCE_MASQUERADE requires either FORCE_NAT or FORWARD_ALL (fwknopd's words)".into());
+    }
+    match (&d.cmd_cycle_open, &d.cmd_cycle_close) {
+        (Some(_), None) => {
+            return Err("CMD_CYCLE_OPEN without CMD_CYCLE_CLOSE (write CMD_CYCLE_CLOSE NONE for no close command)".into())
+        }
+        (None, Some(_)) => return Err("CMD_CYCLE_CLOSE without CMD_CYCLE_OPEN".into()),
+        (Some((_, open)), Some((_, close))) => {
+            if !close.starts_with("NONE") && d.cmd_cycle_timer.is_none() {
+                return Err("CMD_CYCLE_OPEN needs CMD_CYCLE_TIMER (seconds until CMD_CYCLE_CLOSE runs)".into());
+            }
+            if open.len() >= CMD_CYCLE_BUFSIZE || close.len() >= CMD_CYCLE_BUFSIZE {
+                return Err(format!(
+                    "a CMD_CYCLE command is {CMD_CYCLE_BUFSIZE} bytes or longer"
+                ));
+            }
+        }
+        (None, None) => {}
+    }
+    Ok(())
+}
+
+/// What one line of a refusal says: `file:line: VARIABLE: why`.
+fn reason(at: &Loc, text: String) -> String {
+    format!("{at}: {text}")
+}
+
+type Declined = (RefusedStanza, Vec<String>);
+
+/// fwknopd's `expand_acc_ent_lists()` and `set_acc_defaults()` for one stanza, then what
+/// knockerd cannot honour.
+fn finalize(
+    mut d: Draft,
+    number: usize,
+    now: u64,
+) -> Result<Result<Stanza, Declined>, ConfigError> {
+    let source_at = Loc {
+        file: d.file.clone(),
+        line: d.line,
+    };
+    let fatal = |at: &Loc, what: &str, why: String| {
+        line_err(
+            &at.file,
+            at.line,
+            format!("{what}: {why} (fwknopd refuses the file: \"Fatal invalid {what} in access stanza\")"),
+        )
+    };
+    let mut reasons: Vec<String> = Vec::new();
+    let mut list_warnings = Vec::new();
+
+    let (sources, bad) =
+        addr_list(&d.source, &mut list_warnings).map_err(|e| fatal(&source_at, "SOURCE", e))?;
+    for w in list_warnings.drain(..) {
+        d.note(&source_at, format!("SOURCE: {w}"));
+    }
+    reasons.extend(
+        bad.into_iter()
+            .map(|b| reason(&source_at, format!("SOURCE: {b}"))),
+    );
+    let destinations = match d.destination.take() {
+        Some((at, text)) => {
+            let (list, bad) =
+                addr_list(&text, &mut list_warnings).map_err(|e| fatal(&at, "DESTINATION", e))?;
+            for w in list_warnings.drain(..) {
+                d.note(&at, format!("DESTINATION: {w}"));
+            }
+            reasons.extend(
+                bad.into_iter()
+                    .map(|b| reason(&at, format!("DESTINATION: {b}"))),
+            );
+            list
+        }
+        None => vec![Network::Any],
+    };
+    let ports =
+        |slot: At<Vec<u8>>, var: &str, d: &mut Draft| -> Result<Vec<Service>, ConfigError> {
+            match slot {
+                Some((at, text)) => {
+                    let mut w = Vec::new();
+                    let list = port_list(&text, var, &mut w).map_err(|e| fatal(&at, var, e))?;
+                    for w in w {
+                        d.note(&at, w);
+                    }
+                    Ok(list)
+                }
+                None => Ok(Vec::new()),
+            }
+        };
+    let open_slot = d.open_ports.take();
+    let restrict_slot = d.restrict_ports.take();
+    let open_ports = ports(open_slot, "OPEN_PORTS", &mut d)?;
+    let restrict_ports = ports(restrict_slot, "RESTRICT_PORTS", &mut d)?;
+
+    // set_acc_defaults()
+    let fw = d.fw_access_timeout.as_ref().map_or(0, |(_, v)| *v).max(0) as u64;
+    let mut fw_access_timeout = if fw < 1 {
+        DEFAULT_FW_ACCESS_TIMEOUT
+    } else {
+        fw
+    };
+    let max = d.max_fw_timeout.as_ref().map_or(0, |(_, v)| *v).max(0) as u64;
+    let max_fw_timeout = if max < 1 { DEFAULT_MAX_FW_TIMEOUT } else { max };
+    if let Some((at, 0)) = &d.fw_access_timeout {
+        let at = at.clone();
+        d.note(&at, format!("FW_ACCESS_TIMEOUT 0 means fwknopd's default, {DEFAULT_FW_ACCESS_TIMEOUT} s; so it does to knockerd"));
+    }
+    if max_fw_timeout < fw_access_timeout {
+        let at = d
+            .fw_access_timeout
+            .as_ref()
+            .map_or(source_at.clone(), |(l, _)| l.clone());
+        d.note(&at, format!("FW_ACCESS_TIMEOUT {fw_access_timeout} is above MAX_FW_TIMEOUT {max_fw_timeout}: fwknopd says it honours MAX_FW_TIMEOUT but grants {fw_access_timeout} s (seen on Debian's fwknopd); knockerd grants {max_fw_timeout} s"));
+        fw_access_timeout = max_fw_timeout;
+    }
+    if let Some((at, _)) = &d.gpg_decrypt_pw {
+        if !d.gpg_disable_sig && !d.gpg_remote {
+            return Err(line_err(&at.file, at.line, "GnuPG signatures are checked by default, and this stanza names no GPG_REMOTE_ID or GPG_FINGERPRINT_ID: fwknopd refuses to start".into()));
+        }
+    }
+
+    // what knockerd cannot honour
+    if let Some((at, _)) = &d.gpg_decrypt_pw {
+        reasons.push(reason(at, "GnuPG (GPG_DECRYPT_PW / GPG_ALLOW_NO_PW): knockerd does not decrypt GnuPG packets; give the stanza KEY_BASE64 and HMAC_KEY_BASE64 (`fwknop --key-gen`) and its clients --use-hmac".into()));
+    } else {
+        for (at, var) in &d.gpg_other {
+            let text = format!(
+                "{var} has no effect without GPG_DECRYPT_PW or GPG_ALLOW_NO_PW (in fwknopd too)"
+            );
+            d.warnings.push(reason(at, text));
+        }
+    }
+    let key = d.key.take();
+    let hmac = d.hmac_key.take().filter(|(_, k)| !k.is_empty());
+    match &hmac {
+        None => reasons.push(reason(&source_at, "no HMAC_KEY or HMAC_KEY_BASE64: knockerd never decrypts a packet it has not authenticated (fwknopd 2.6.10 would, with only a warning); add HMAC_KEY_BASE64 (`fwknop --key-gen` makes one) and give clients --use-hmac with that key".into())),
+        Some((at, k)) if k.len() > MAX_HMAC_KEY => reasons.push(reason(at, format!("{}: the HMAC key is {} bytes; knockerd takes at most {MAX_HMAC_KEY} (fwknopd: {}), use a shorter one (`fwknop --key-gen` makes 64)", d.hmac_var, k.len(), 136))),
+        Some(_) => {}
+    }
+    if let Some((at, k)) = &key {
+        if k.len() > MAX_ENC_KEY {
+            reasons.push(reason(at, format!("{}: the encryption key is {} bytes; fwknop keys are at most {MAX_ENC_KEY} (fwknopd cannot decrypt anything with this one either)", d.key_var, k.len())));
+        }
+    }
+    if let Some((at, mode)) = &d.encryption_mode {
+        if mode != "cbc" {
+            reasons.push(reason(at, format!("ENCRYPTION_MODE {mode}: knockerd decrypts only CBC, fwknop's default; remove the line here and the client's -M option")));
+        }
+    }
+    let hmac_digest = match &d.hmac_type {
+        None => Digest::Sha256,
+        Some((_, HmacType::Known(dg))) => *dg,
+        Some((at, t)) => {
+            let name = if *t == HmacType::Sha3_256 {
+                "sha3_256"
+            } else {
+                "sha3_512"
+            };
+            reasons.push(reason(at, format!("HMAC_DIGEST_TYPE {name}: knockerd checks md5, sha1, sha256, sha384 and sha512 HMACs; use sha256 (the default) here and in the client's --hmac-digest-type")));
+            Digest::Sha256
+        }
+    };
+    let cmd_exec = d.enable_cmd_exec.as_ref().is_some_and(|(_, b)| *b);
+    if let Some((at, true)) = &d.enable_cmd_exec {
+        reasons.push(reason(at, "ENABLE_CMD_EXEC Y: fwknopd runs any command a key holder sends, as root; knockerd runs a command message only where its native configuration lists exactly that command, so this stanza is not run; remove the line to keep its access rules".into()));
+    }
+    if !cmd_exec {
+        if let Some((at, true)) = &d.enable_cmd_sudo_exec {
+            let at = at.clone();
+            d.note(
+                &at,
+                "ENABLE_CMD_SUDO_EXEC has no effect without ENABLE_CMD_EXEC Y (in fwknopd too)"
+                    .into(),
+            );
+        }
+        for (at, var) in d.cmd_users.clone() {
+            d.note(
+                &at,
+                format!("{var} has no effect without ENABLE_CMD_EXEC Y (in fwknopd too)"),
+            );
+        }
+    }
+    if let Some(at) = &d.force_nat {
+        reasons.push(reason(
+            at,
+            "FORCE_NAT: knockerd does not forward or NAT yet; grants open this host only".into(),
+        ));
+    }
+    if let Some(at) = &d.force_snat {
+        reasons.push(reason(at, "FORCE_SNAT: knockerd does not NAT yet".into()));
+    }
+    for (slot, var) in [
+        (&d.force_masquerade, "FORCE_MASQUERADE"),
+        (&d.forward_all, "FORWARD_ALL"),
+        (&d.disable_dnat, "DISABLE_DNAT"),
+    ] {
+        if let Some((at, true)) = slot {
+            reasons.push(reason(
+                at,
+                format!("{var} Y: knockerd does not forward or NAT yet"),
+            ));
+        }
+    }
+    let cmd_cycle = match (d.cmd_cycle_open.take(), d.cmd_cycle_close.take()) {
+        (Some((at, open)), Some((_, close))) => {
+            if !open_ports.is_empty() || !restrict_ports.is_empty() {
+                d.note(&at, "CMD_CYCLE_OPEN: fwknopd 2.6.10 runs the command cycle before it checks OPEN_PORTS and RESTRICT_PORTS, so it ignores them for this stanza (seen on Debian's fwknopd); knockerd checks them".into());
+            }
+            let close = (!close.starts_with("NONE")).then_some(close);
+            let timer = d.cmd_cycle_timer.as_ref().map_or(0, |(_, t)| *t) as u64;
+            Some(CmdCycle { open, close, timer })
+        }
+        _ => None,
+    };
+    if cmd_cycle.is_none() {
+        if let Some((at, _)) = &d.cmd_cycle_timer {
+            let at = at.clone();
+            d.note(
+                &at,
+                "CMD_CYCLE_TIMER has no effect without CMD_CYCLE_OPEN (in fwknopd too)".into(),
+            );
+        }
+    }
+    let access_expire = d.access_expire.as_ref().map(|(_, t)| *t as u64);
+    if let (Some(t), Some((at, _))) = (access_expire, &d.access_expire) {
+        if t <= now {
+            let at = at.clone();
+            d.note(
+                &at,
+                format!(
+                    "the stanza expired at {}: it never matches (in fwknopd neither)",
+                    utc_date(t)
+                ),
+            );
+        }
+    }
+
+    if !reasons.is_empty() {
+        let r = RefusedStanza {
+            file: d.file.clone(),
+            line: d.line,
+            number,
+            source: d.shown_source(),
+            reasons,
+        };
+        return Ok(Err((r, d.warnings)));
+    }
+    let (Some((key_at, enc_key)), Some((hmac_at, hmac_key))) = (key, hmac) else {
+        // unreachable: fwknopd_valid() requires a key without GnuPG, and GnuPG or a missing
+        // HMAC key are reasons above
+        return Err(line_err(&d.file, d.line, "the stanza has no keys".into()));
+    };
+    Ok(Ok(Stanza {
+        file: d.file.clone(),
+        line: d.line,
+        number,
+        sources,
+        destinations,
+        open_ports,
+        restrict_ports,
+        enc_key,
+        hmac_key,
+        hmac_digest,
+        fw_access_timeout,
+        max_fw_timeout,
+        access_expire,
+        require_username: d.require_username.take().map(|(_, u)| u),
+        require_source_address: d.require_source_address,
+        cmd_cycle,
+        key_origin: format!("{} at {key_at}", d.key_var),
+        hmac_origin: format!("{} at {hmac_at}", d.hmac_var),
+        warnings: d.warnings,
+    }))
+}

@@ -2,24 +2,22 @@
 //! fwknopd's end-of-file processing and what knockerd cannot honour.
 
 use std::ffi::OsStr;
-use std::fmt;
-use std::net::Ipv4Addr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use knocker_engine::Service;
 use knocker_wire::fwknop::{MAX_ENC_KEY, MAX_HMAC_KEY};
-use zeroize::Zeroizing;
 
+use super::draft::{At, Draft, HmacType, Loc, ACCESS_VARS};
 use super::fwknopd::{parse_fwknopd_conf, FWKNOPD_VARS};
 use super::syntax::{
-    c_bool, c_strtol, line_err, numbered_lines, path_of, plain_err, read_file, scan_line,
-    shown_var, strip_colon, trim_end_c, whole_number, Entry, MAX_LINE_LEN,
+    line_err, numbered_lines, path_of, plain_err, read_file, scan_line, shown_var, strip_colon,
+    trim_end_c, Entry, MAX_LINE_LEN,
 };
-use super::values::{addr_list, b64_decode, expire_date, is_base64, port_list, utc_date};
+use super::values::{addr_list, port_list, utc_date};
 use super::{
-    CmdCycle, Digest, FwknopConf, FwknopdConf, Network, RefusedStanza, Stanza, CMD_CYCLE_BUFSIZE,
+    CmdCycle, Digest, FwknopConf, FwknopdConf, Network, RefusedStanza, Stanza,
     DEFAULT_FW_ACCESS_TIMEOUT, DEFAULT_MAX_AGE, DEFAULT_MAX_FW_TIMEOUT, DEFAULT_SPA_PORT,
 };
 use crate::config::ConfigError;
@@ -30,8 +28,6 @@ const MAX_INCLUDE_DEPTH: usize = 3;
 /// itself is an error instead of a stack overflow.
 const MAX_NESTING: usize = 8;
 const MAX_FILES: usize = 256;
-/// `RCHK_MAX_FW_TIMEOUT` and `RCHK_MAX_CMD_CYCLE_TIMER` are `2 << 22` seconds.
-const RCHK_MAX_TIMEOUT: i64 = 2 << 22;
 
 /// Reads access.conf (following its includes) and, when given, fwknopd.conf, and validates
 /// everything. An error is what makes fwknopd refuse to start, or what knockerd refuses to guess;
@@ -75,93 +71,6 @@ fn shown_word(var: &[u8]) -> String {
     }
 }
 
-/// Where a variable was set.
-#[derive(Debug, Clone)]
-struct Loc {
-    file: PathBuf,
-    line: usize,
-}
-
-impl fmt::Display for Loc {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.file.display(), self.line)
-    }
-}
-
-type At<T> = Option<(Loc, T)>;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum HmacType {
-    Known(Digest),
-    Sha3_256,
-    Sha3_512,
-}
-
-/// A stanza as the lines set it, before fwknopd's end-of-file processing.
-#[derive(Default)]
-struct Draft {
-    file: PathBuf,
-    line: usize,
-    source: Vec<u8>,
-    destination: At<Vec<u8>>,
-    open_ports: At<Vec<u8>>,
-    restrict_ports: At<Vec<u8>>,
-    key: At<Zeroizing<Vec<u8>>>,
-    key_var: &'static str,
-    hmac_key: At<Zeroizing<Vec<u8>>>,
-    hmac_var: &'static str,
-    hmac_type: At<HmacType>,
-    encryption_mode: At<String>,
-    fw_access_timeout: At<i64>,
-    max_fw_timeout: At<i64>,
-    access_expire: At<i64>,
-    require_username: At<String>,
-    require_source_address: bool,
-    enable_cmd_exec: At<bool>,
-    enable_cmd_sudo_exec: At<bool>,
-    /// CMD_EXEC_USER and the like: only used by command messages.
-    cmd_users: Vec<(Loc, &'static str)>,
-    cmd_cycle_open: At<String>,
-    cmd_cycle_close: At<String>,
-    cmd_cycle_timer: At<i64>,
-    /// GPG_DECRYPT_PW (or GPG_ALLOW_NO_PW Y, which sets an empty one): the stanza decrypts
-    /// GnuPG packets.
-    gpg_decrypt_pw: At<bool>,
-    gpg_allow_no_pw: bool,
-    gpg_disable_sig: bool,
-    gpg_remote: bool,
-    /// Other GPG_* variables: without a decryption password they do nothing.
-    gpg_other: Vec<(Loc, String)>,
-    force_nat: Option<Loc>,
-    force_snat: Option<Loc>,
-    force_masquerade: At<bool>,
-    forward_all: At<bool>,
-    disable_dnat: At<bool>,
-    warnings: Vec<String>,
-}
-
-impl Draft {
-    fn shown_source(&self) -> String {
-        String::from_utf8_lossy(&self.source).into_owned()
-    }
-
-    fn note(&mut self, at: &Loc, text: String) {
-        self.warnings.push(format!("{at}: {text}"));
-    }
-
-    /// Records that `what` replaces an earlier line, as in fwknopd.
-    fn again<T>(&mut self, what: &str, prev: &At<T>, at: &Loc) {
-        if let Some((p, _)) = prev {
-            let text = format!(
-                "{what} was already set at line {} of {}; this one counts, as in fwknopd",
-                p.line,
-                p.file.display()
-            );
-            self.note(at, text);
-        }
-    }
-}
-
 struct Parser<'c> {
     fwknopd: &'c FwknopdConf,
     drafts: Vec<Draft>,
@@ -170,54 +79,6 @@ struct Parser<'c> {
     /// A `source` line in another case was seen (fwknopd's names are case-sensitive).
     other_case_source: bool,
 }
-
-/// The fwknopd access.conf variables, for the "case-sensitive" hint.
-const ACCESS_VARS: [&str; 44] = [
-    "SOURCE",
-    "DESTINATION",
-    "OPEN_PORTS",
-    "RESTRICT_PORTS",
-    "KEY",
-    "KEY_BASE64",
-    "HMAC_KEY",
-    "HMAC_KEY_BASE64",
-    "HMAC_DIGEST_TYPE",
-    "ENCRYPTION_MODE",
-    "FW_ACCESS_TIMEOUT",
-    "MAX_FW_TIMEOUT",
-    "ACCESS_EXPIRE",
-    "ACCESS_EXPIRE_EPOCH",
-    "ENABLE_CMD_EXEC",
-    "ENABLE_CMD_SUDO_EXEC",
-    "CMD_EXEC_USER",
-    "CMD_EXEC_GROUP",
-    "CMD_SUDO_EXEC_USER",
-    "CMD_SUDO_EXEC_GROUP",
-    "CMD_CYCLE_OPEN",
-    "CMD_CYCLE_CLOSE",
-    "CMD_CYCLE_TIMER",
-    "REQUIRE_USERNAME",
-    "REQUIRE_SOURCE_ADDRESS",
-    "REQUIRE_SOURCE",
-    "GPG_HOME_DIR",
-    "GPG_EXE",
-    "GPG_DECRYPT_ID",
-    "GPG_DECRYPT_PW",
-    "GPG_ALLOW_NO_PW",
-    "GPG_REQUIRE_SIG",
-    "GPG_DISABLE_SIG",
-    "GPG_IGNORE_SIG_VERIFY_ERROR",
-    "GPG_REMOTE_ID",
-    "GPG_FINGERPRINT_ID",
-    "FORCE_NAT",
-    "FORCE_SNAT",
-    "FORCE_MASQUERADE",
-    "DISABLE_DNAT",
-    "FORWARD_ALL",
-    "%INCLUDE",
-    "%INCLUDE_FOLDER",
-    "%INCLUDE_KEYS",
-];
 
 impl<'c> Parser<'c> {
     fn new(fwknopd: &'c FwknopdConf) -> Self {
@@ -343,7 +204,7 @@ impl<'c> Parser<'c> {
                 let d = &mut self.drafts[c];
                 d.note(&at, format!("{name}: the value ends with whitespace, which fwknopd 2.6.10 keeps as part of the key (2.6.11 removes it); knockerd keeps it, as Debian's fwknopd does"));
             }
-            self.apply(c, var, &name, val, &at)?;
+            self.drafts[c].set(var, &name, val, &at, self.fwknopd)?;
         }
         if let Some(c) = current {
             self.validate(c)?;
@@ -451,7 +312,7 @@ impl<'c> Parser<'c> {
                     match var {
                         b"KEY" | b"KEY_BASE64" | b"HMAC_KEY" | b"HMAC_KEY_BASE64"
                         | b"GPG_DECRYPT_PW" => {
-                            if let Err(e) = self.apply(c, var, &name, v, &kat) {
+                            if let Err(e) = self.drafts[c].set(var, &name, v, &kat, self.fwknopd) {
                                 problems.push(format!(
                                     "{}; fwknopd stops reading the keys file here",
                                     e
@@ -462,7 +323,7 @@ impl<'c> Parser<'c> {
                         b"GPG_DECRYPT_ID" | b"GPG_ALLOW_NO_PW" | b"GPG_REQUIRE_SIG"
                         | b"GPG_DISABLE_SIG" | b"GPG_IGNORE_SIG_VERIFY_ERROR"
                         | b"GPG_REMOTE_ID" | b"GPG_FINGERPRINT_ID" => {
-                            self.apply(c, var, &name, v, &kat)?;
+                            self.drafts[c].set(var, &name, v, &kat, self.fwknopd)?;
                         }
                         _ => self.global.push(format!("{kat}: {name} is ignored: a keys file (%include_keys) sets only keys, as in fwknopd")),
                     }
@@ -472,7 +333,7 @@ impl<'c> Parser<'c> {
         for p in &problems {
             self.global.push(format!("{at}: %include_keys: {p}"));
         }
-        if let Err(why) = fwknopd_valid(&self.drafts[c]) {
+        if let Err(why) = self.drafts[c].fwknopd_valid() {
             let d = self.drafts.remove(c);
             self.global.push(format!("{at}: the stanza of {}:{} (SOURCE {}) is skipped, as fwknopd skips it (\"Data error in included keyfile\"): {why}", d.file.display(), d.line, d.shown_source()));
             return Ok(None);
@@ -483,7 +344,7 @@ impl<'c> Parser<'c> {
     /// `acc_data_is_valid()` at the points where fwknopd calls it: fatal there.
     fn validate(&self, c: usize) -> Result<(), ConfigError> {
         let d = &self.drafts[c];
-        fwknopd_valid(d).map_err(|why| {
+        d.fwknopd_valid().map_err(|why| {
             line_err(
                 &d.file,
                 d.line,
@@ -495,299 +356,6 @@ impl<'c> Parser<'c> {
         })
     }
 
-    fn apply(
-        &mut self,
-        c: usize,
-        var: &[u8],
-        name: &str,
-        val: &[u8],
-        at: &Loc,
-    ) -> Result<(), ConfigError> {
-        let err = |m: String| line_err(&at.file, at.line, m);
-        let text = || {
-            std::str::from_utf8(val)
-                .map(str::to_string)
-                .map_err(|_| err(format!("{name}: the value is not UTF-8 text")))
-        };
-        let changeme = |what: &str| {
-            err(format!("{what} is still __CHANGEME__: fwknopd refuses to start (\"value is not properly set\"); put the stanza's key here (`fwknop --key-gen` makes a pair)"))
-        };
-        let fwknopd = self.fwknopd;
-        let d = &mut self.drafts[c];
-        match var {
-            b"DESTINATION" => {
-                d.again(name, &d.destination.clone().map(|(l, _)| (l, ())), at);
-                d.destination = Some((at.clone(), val.to_vec()));
-            }
-            b"OPEN_PORTS" => {
-                d.again(name, &d.open_ports.clone().map(|(l, _)| (l, ())), at);
-                d.open_ports = Some((at.clone(), val.to_vec()));
-            }
-            b"RESTRICT_PORTS" => {
-                d.again(name, &d.restrict_ports.clone().map(|(l, _)| (l, ())), at);
-                d.restrict_ports = Some((at.clone(), val.to_vec()));
-            }
-            b"KEY" => {
-                if val.eq_ignore_ascii_case(b"__CHANGEME__") {
-                    return Err(changeme("KEY"));
-                }
-                d.again("the encryption key", &key_at(&d.key), at);
-                d.key = Some((at.clone(), Zeroizing::new(val.to_vec())));
-                d.key_var = "KEY";
-            }
-            b"KEY_BASE64" | b"HMAC_KEY_BASE64" => {
-                if val.eq_ignore_ascii_case(b"__CHANGEME__") {
-                    return Err(changeme(name));
-                }
-                if !is_base64(val) {
-                    let hint = if trim_end_c(val).len() != val.len() {
-                        " (it ends with whitespace, which fwknopd 2.6.10 keeps and then refuses)"
-                    } else {
-                        ""
-                    };
-                    return Err(err(format!("{name} is not base64{hint}: fwknopd refuses it (\"doesn't look like base64-encoded data\")")));
-                }
-                let key = b64_decode(val);
-                if var == b"KEY_BASE64" {
-                    d.again("the encryption key", &key_at(&d.key), at);
-                    d.key = Some((at.clone(), key));
-                    d.key_var = "KEY_BASE64";
-                } else {
-                    d.again("the HMAC key", &key_at(&d.hmac_key), at);
-                    d.hmac_key = Some((at.clone(), key));
-                    d.hmac_var = "HMAC_KEY_BASE64";
-                }
-            }
-            b"HMAC_KEY" => {
-                if val.eq_ignore_ascii_case(b"__CHANGEME__") {
-                    return Err(changeme("HMAC_KEY"));
-                }
-                d.again("the HMAC key", &key_at(&d.hmac_key), at);
-                d.hmac_key = Some((at.clone(), Zeroizing::new(val.to_vec())));
-                d.hmac_var = "HMAC_KEY";
-            }
-            b"HMAC_DIGEST_TYPE" => {
-                let t = match val.to_ascii_lowercase().as_slice() {
-                    b"md5" => HmacType::Known(Digest::Md5),
-                    b"sha1" => HmacType::Known(Digest::Sha1),
-                    b"sha256" => HmacType::Known(Digest::Sha256),
-                    b"sha384" => HmacType::Known(Digest::Sha384),
-                    b"sha512" => HmacType::Known(Digest::Sha512),
-                    b"sha3_256" => HmacType::Sha3_256,
-                    b"sha3_512" => HmacType::Sha3_512,
-                    _ => return Err(err(format!("HMAC_DIGEST_TYPE {:?} must be one of md5, sha1, sha256, sha384, sha512, sha3_256, sha3_512, with nothing after it (fwknopd refuses it too)", String::from_utf8_lossy(val)))),
-                };
-                d.again(name, &d.hmac_type.clone().map(|(l, _)| (l, ())), at);
-                d.hmac_type = Some((at.clone(), t));
-            }
-            b"FW_ACCESS_TIMEOUT" | b"MAX_FW_TIMEOUT" => {
-                let v = whole_number(name, val, 0, RCHK_MAX_TIMEOUT).map_err(err)?;
-                let slot = if var == b"FW_ACCESS_TIMEOUT" {
-                    &mut d.fw_access_timeout
-                } else {
-                    &mut d.max_fw_timeout
-                };
-                let prev = slot.clone().map(|(l, _)| (l, ()));
-                *slot = Some((at.clone(), v));
-                d.again(name, &prev, at);
-            }
-            b"ENCRYPTION_MODE" => {
-                let mode = val.to_ascii_lowercase();
-                if !matches!(
-                    mode.as_slice(),
-                    b"cbc" | b"ecb" | b"cfb" | b"ofb" | b"ctr" | b"legacy" | b"asymmetric"
-                ) {
-                    return Err(err(format!("ENCRYPTION_MODE {:?} is unknown: fwknopd takes cbc, ecb, cfb, ofb, ctr, legacy or asymmetric, with nothing after it (it refuses this too)", String::from_utf8_lossy(val))));
-                }
-                d.again(name, &d.encryption_mode.clone().map(|(l, _)| (l, ())), at);
-                d.encryption_mode = Some((at.clone(), String::from_utf8_lossy(&mode).into_owned()));
-            }
-            b"ENABLE_CMD_EXEC" => d.enable_cmd_exec = Some((at.clone(), c_bool(val))),
-            b"ENABLE_CMD_SUDO_EXEC" => d.enable_cmd_sudo_exec = Some((at.clone(), c_bool(val))),
-            b"CMD_EXEC_USER"
-            | b"CMD_EXEC_GROUP"
-            | b"CMD_SUDO_EXEC_USER"
-            | b"CMD_SUDO_EXEC_GROUP" => {
-                // fwknopd looks every one of them up with getpwnam(), groups included
-                let who = text()?;
-                let known = nix::unistd::User::from_name(&who).ok().flatten().is_some();
-                if !known {
-                    return Err(err(format!("{name} {who:?} is not a user on this system: fwknopd refuses to start (\"Unable to determine UID\"; it looks up groups as users too)")));
-                }
-                let var_static = match var {
-                    b"CMD_EXEC_USER" => "CMD_EXEC_USER",
-                    b"CMD_EXEC_GROUP" => "CMD_EXEC_GROUP",
-                    b"CMD_SUDO_EXEC_USER" => "CMD_SUDO_EXEC_USER",
-                    _ => "CMD_SUDO_EXEC_GROUP",
-                };
-                d.cmd_users.push((at.clone(), var_static));
-            }
-            b"CMD_CYCLE_OPEN" => {
-                let t = text()?;
-                d.again(name, &d.cmd_cycle_open.clone().map(|(l, _)| (l, ())), at);
-                d.cmd_cycle_open = Some((at.clone(), t));
-            }
-            b"CMD_CYCLE_CLOSE" => {
-                let t = text()?;
-                d.again(name, &d.cmd_cycle_close.clone().map(|(l, _)| (l, ())), at);
-                d.cmd_cycle_close = Some((at.clone(), t));
-            }
-            b"CMD_CYCLE_TIMER" => {
-                let v = whole_number(name, val, 1, RCHK_MAX_TIMEOUT).map_err(err)?;
-                d.again(name, &d.cmd_cycle_timer.clone().map(|(l, _)| (l, ())), at);
-                d.cmd_cycle_timer = Some((at.clone(), v));
-            }
-            b"REQUIRE_USERNAME" => {
-                let t = text()?;
-                if t.trim_end() != t {
-                    d.note(at, format!("REQUIRE_USERNAME {:?} ends with whitespace, which fwknopd 2.6.10 keeps, so no client username ever matches; knockerd keeps it too: remove it", t));
-                }
-                d.again(name, &d.require_username.clone().map(|(l, _)| (l, ())), at);
-                d.require_username = Some((at.clone(), t));
-            }
-            b"REQUIRE_SOURCE_ADDRESS" | b"REQUIRE_SOURCE" => {
-                d.require_source_address = c_bool(val);
-            }
-            b"GPG_HOME_DIR" => {
-                if !path_of(val).is_dir() {
-                    return Err(err(format!(
-                        "GPG_HOME_DIR {:?} is not a directory: fwknopd refuses to start",
-                        String::from_utf8_lossy(val)
-                    )));
-                }
-                d.gpg_other.push((at.clone(), name.to_string()));
-            }
-            b"GPG_DECRYPT_PW" => {
-                if val.eq_ignore_ascii_case(b"__CHANGEME__") {
-                    return Err(changeme("GPG_DECRYPT_PW"));
-                }
-                d.gpg_decrypt_pw = Some((at.clone(), true));
-            }
-            b"GPG_ALLOW_NO_PW" => {
-                d.gpg_allow_no_pw = c_bool(val);
-                if d.gpg_allow_no_pw {
-                    d.gpg_decrypt_pw = Some((at.clone(), false));
-                }
-            }
-            b"GPG_DISABLE_SIG" => {
-                d.gpg_disable_sig = c_bool(val);
-                d.gpg_other.push((at.clone(), name.to_string()));
-            }
-            b"GPG_REMOTE_ID" | b"GPG_FINGERPRINT_ID" => {
-                d.gpg_remote = true;
-                d.gpg_other.push((at.clone(), name.to_string()));
-            }
-            b"GPG_EXE"
-            | b"GPG_DECRYPT_ID"
-            | b"GPG_REQUIRE_SIG"
-            | b"GPG_IGNORE_SIG_VERIFY_ERROR" => {
-                d.gpg_other.push((at.clone(), name.to_string()));
-            }
-            b"ACCESS_EXPIRE" => {
-                let Some((t, trailing)) = expire_date(val) else {
-                    return Err(err(format!("ACCESS_EXPIRE {:?} is not a date: write MM/DD/YYYY (fwknopd refuses it too)", String::from_utf8_lossy(val))));
-                };
-                if t <= 0 {
-                    return Err(err(format!("ACCESS_EXPIRE {:?} is before 1970: fwknopd would silently never expire the stanza; write MM/DD/YYYY", String::from_utf8_lossy(val))));
-                }
-                if trailing {
-                    d.note(at, format!("ACCESS_EXPIRE: fwknopd reads {:?} as {} and ignores the rest; so does knockerd", String::from_utf8_lossy(val), utc_date(t as u64)));
-                }
-                d.note(at, format!("ACCESS_EXPIRE: knockerd takes midnight UTC ({}); fwknopd took midnight in the server's time zone: use ACCESS_EXPIRE_EPOCH for an exact time", utc_date(t as u64)));
-                d.again(
-                    "the expiry",
-                    &d.access_expire.clone().map(|(l, _)| (l, ())),
-                    at,
-                );
-                d.access_expire = Some((at.clone(), t));
-            }
-            b"ACCESS_EXPIRE_EPOCH" => {
-                let n = c_strtol(val);
-                let t = match n.value {
-                    Some(v) if n.clean && v >= 0 => v,
-                    None => return Err(err("ACCESS_EXPIRE_EPOCH is out of range (fwknopd refuses it too)".into())),
-                    Some(_) => return Err(err(format!("ACCESS_EXPIRE_EPOCH {:?} is not a whole number of seconds since 1970 (fwknopd would silently read it as no expiry or as its leading digits): write the number alone", String::from_utf8_lossy(val)))),
-                };
-                d.again(
-                    "the expiry",
-                    &d.access_expire.clone().map(|(l, _)| (l, ())),
-                    at,
-                );
-                if t == 0 {
-                    d.note(
-                        at,
-                        "ACCESS_EXPIRE_EPOCH 0 means no expiry to fwknopd; so it does to knockerd"
-                            .into(),
-                    );
-                    d.access_expire = None;
-                } else {
-                    d.access_expire = Some((at.clone(), t));
-                }
-            }
-            b"FORCE_NAT" => {
-                let t = String::from_utf8_lossy(val).into_owned();
-                let mut words = t.split_ascii_whitespace();
-                let ok = matches!(
-                    (
-                        words.next().map(str::parse::<Ipv4Addr>),
-                        words.next().map(str::parse::<u16>)
-                    ),
-                    (Some(Ok(_)), Some(Ok(_)))
-                );
-                if !ok {
-                    return Err(err(format!(
-                        "FORCE_NAT {t:?}: fwknopd needs <IP> <PORT> and refuses this"
-                    )));
-                }
-                if fwknopd.file.is_some() && !fwknopd.nat_enabled {
-                    return Err(err("FORCE_NAT requires ENABLE_IPT_FORWARDING or ENABLE_IPT_LOCAL_NAT in fwknopd.conf: fwknopd refuses to start".into()));
-                }
-                d.force_nat = Some(at.clone());
-            }
-            b"FORCE_SNAT" => {
-                let t = String::from_utf8_lossy(val).into_owned();
-                if t.split_ascii_whitespace()
-                    .next()
-                    .map(str::parse::<Ipv4Addr>)
-                    .is_none_or(|r| r.is_err())
-                {
-                    return Err(err(format!(
-                        "FORCE_SNAT {t:?}: fwknopd needs an IPv4 address and refuses this"
-                    )));
-                }
-                if fwknopd.file.is_some() && !fwknopd.nat_enabled {
-                    return Err(err("FORCE_SNAT requires ENABLE_IPT_FORWARDING or ENABLE_IPT_LOCAL_NAT in fwknopd.conf: fwknopd refuses to start".into()));
-                }
-                d.force_snat = Some(at.clone());
-            }
-            b"FORCE_MASQUERADE" => d.force_masquerade = Some((at.clone(), c_bool(val))),
-            b"DISABLE_DNAT" => d.disable_dnat = Some((at.clone(), c_bool(val))),
-            b"FORWARD_ALL" => d.forward_all = Some((at.clone(), c_bool(val))),
-            _ => {
-                let upper = name.to_ascii_uppercase();
-                let hint = if upper != name && ACCESS_VARS.contains(&upper.as_str()) {
-                    let fixed = if upper.starts_with('%') {
-                        upper.to_ascii_lowercase()
-                    } else {
-                        upper
-                    };
-                    format!(" (variable names are case-sensitive: write {fixed})")
-                } else {
-                    String::new()
-                };
-                d.note(
-                    at,
-                    format!(
-                        "unknown variable {} is ignored, as fwknopd ignores it{hint}",
-                        shown_var(var)
-                    ),
-                );
-            }
-        }
-        Ok(())
-    }
-
-    /// fwknopd's end-of-parse processing and knockerd's own checks.
     fn finish(self, access: &Path) -> Result<FwknopConf, ConfigError> {
         let Parser {
             fwknopd,
@@ -861,53 +429,9 @@ impl<'c> Parser<'c> {
     }
 }
 
-fn key_at(k: &At<Zeroizing<Vec<u8>>>) -> At<()> {
-    k.as_ref().map(|(l, _)| (l.clone(), ()))
-}
-
 fn with_context(mut e: ConfigError, at: &Loc, what: &str) -> ConfigError {
     e.message = format!("{} (included by {what} at {at})", e.message);
     e
-}
-
-/// fwknopd's `acc_data_is_valid()`, without its side effects.
-fn fwknopd_valid(d: &Draft) -> Result<(), String> {
-    let key_len = d.key.as_ref().map_or(0, |(_, k)| k.len());
-    let gpg_pw = d.gpg_decrypt_pw.as_ref().map(|(_, non_empty)| *non_empty);
-    let use_gpg = d.gpg_decrypt_pw.is_some();
-    if (key_len == 0 && gpg_pw != Some(true) && !d.gpg_allow_no_pw)
-        || (d.key.is_none() && !use_gpg && !d.gpg_allow_no_pw)
-    {
-        return Err("no keys (fwknopd: \"No keys found for access stanza\"): give it KEY_BASE64 and HMAC_KEY_BASE64 (`fwknop --key-gen` makes a pair)".into());
-    }
-    if let (Some((_, k)), Some((_, h))) = (&d.key, &d.hmac_key) {
-        if !k.is_empty() && !h.is_empty() && k.as_slice() == h.as_slice() {
-            return Err("the encryption key and the HMAC key are identical (fwknopd: \"should not be identical\"): make a new pair with `fwknop --key-gen`".into());
-        }
-    }
-    let snat = d.force_snat.is_some() || d.force_masquerade.as_ref().is_some_and(|(_, b)| *b);
-    let forward_all = d.forward_all.as_ref().is_some_and(|(_, b)| *b);
-    if snat && d.force_nat.is_none() && !forward_all {
-        return Err("FORCE_SNAT/FORCE_MASQUERADE requires either FORCE_NAT or FORWARD_ALL (fwknopd's words)".into());
-    }
-    match (&d.cmd_cycle_open, &d.cmd_cycle_close) {
-        (Some(_), None) => {
-            return Err("CMD_CYCLE_OPEN without CMD_CYCLE_CLOSE (write CMD_CYCLE_CLOSE NONE for no close command)".into())
-        }
-        (None, Some(_)) => return Err("CMD_CYCLE_CLOSE without CMD_CYCLE_OPEN".into()),
-        (Some((_, open)), Some((_, close))) => {
-            if !close.starts_with("NONE") && d.cmd_cycle_timer.is_none() {
-                return Err("CMD_CYCLE_OPEN needs CMD_CYCLE_TIMER (seconds until CMD_CYCLE_CLOSE runs)".into());
-            }
-            if open.len() >= CMD_CYCLE_BUFSIZE || close.len() >= CMD_CYCLE_BUFSIZE {
-                return Err(format!(
-                    "a CMD_CYCLE command is {CMD_CYCLE_BUFSIZE} bytes or longer"
-                ));
-            }
-        }
-        (None, None) => {}
-    }
-    Ok(())
 }
 
 /// What one line of a refusal says: `file:line: VARIABLE: why`.

@@ -49,6 +49,7 @@
 pub mod doors;
 
 mod access;
+mod draft;
 mod fwknopd;
 mod import;
 mod syntax;

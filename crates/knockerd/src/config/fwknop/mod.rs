@@ -50,6 +50,7 @@ pub mod doors;
 
 mod access;
 mod draft;
+mod finalize;
 mod fwknopd;
 mod import;
 mod syntax;

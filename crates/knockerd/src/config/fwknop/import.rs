@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::access::load;
 use super::values::utc_date;
-use super::{CmdCycle, FwknopConf, Network, DEFAULT_MAX_AGE};
+use super::{CmdCycle, FwknopConf, Network, Stanza, DEFAULT_MAX_AGE};
 use crate::config::{toml_comment as comment, toml_quote as quote, ConfigError};
 
 /// What `knockerd import-fwknop` prints: the native TOML and the warnings.
@@ -27,44 +27,54 @@ fn list<T: fmt::Display>(items: &[T]) -> String {
 /// access.conf lines hold the keys.
 pub fn to_toml(c: &FwknopConf) -> String {
     let mut out = String::new();
+    header(&mut out, c);
+    for s in &c.stanzas {
+        door(&mut out, c, s);
+    }
+    out
+}
+
+/// Where the file comes from, what holds for every door, and the warnings that concern no
+/// single door, refused stanzas included.
+fn header(out: &mut String, c: &FwknopConf) {
     let from = match &c.fwknopd_conf {
         Some(f) => format!("{} and {}", c.access_file.display(), f.display()),
         None => c.access_file.display().to_string(),
     };
     comment(
-        &mut out,
+        out,
         "",
         &format!("knockerd configuration imported from {from} by `knockerd import-fwknop`."),
     );
-    comment(&mut out, "", "Check it with `knockerd check --config FILE`. `# note:` lines say where knockerd's meaning");
-    comment(&mut out, "", "differs from fwknopd's, `# warning:` lines need a look; docs/fwknop.md lists every difference.");
+    comment(out, "", "Check it with `knockerd check --config FILE`. `# note:` lines say where knockerd's meaning");
+    comment(out, "", "differs from fwknopd's, `# warning:` lines need a look; docs/fwknop.md lists every difference.");
     out.push_str("#\n");
-    comment(&mut out, "note: ", "for every door: the HMAC is checked first, in constant time, and a packet that fails it is");
+    comment(out, "note: ", "for every door: the HMAC is checked first, in constant time, and a packet that fails it is");
     comment(
-        &mut out,
+        out,
         "note: ",
         "never decrypted; stanzas without an HMAC key are not imported.",
     );
-    comment(&mut out, "note: ", "for every door: the allow IP a client puts in its packet must be the packet's source address");
-    comment(&mut out, "note: ", "(0.0.0.0 means the source), unless the door says allow_other_address = true; fwknopd granted");
+    comment(out, "note: ", "for every door: the allow IP a client puts in its packet must be the packet's source address");
+    comment(out, "note: ", "(0.0.0.0 means the source), unless the door says allow_other_address = true; fwknopd granted");
     comment(
-        &mut out,
+        out,
         "note: ",
         "any address the client named (fwknop issue #367: carrier-grade NAT makes the two differ).",
     );
-    comment(&mut out, "note: ", "for every door: a grant is an element of knockerd's nftables sets with a kernel timeout, for");
+    comment(out, "note: ", "for every door: a grant is an element of knockerd's nftables sets with a kernel timeout, for");
     comment(
-        &mut out,
+        out,
         "note: ",
         "IPv4 and IPv6; fwknopd added iptables rules and removed them from a timer.",
     );
-    comment(&mut out, "note: ", "for every door: replay digests are kept in knockerd's ledger for the age window (max_age).");
+    comment(out, "note: ", "for every door: replay digests are kept in knockerd's ledger for the age window (max_age).");
     for w in &c.global_warnings {
-        comment(&mut out, "warning: ", w);
+        comment(out, "warning: ", w);
     }
     for r in &c.refused {
         comment(
-            &mut out,
+            out,
             "warning: ",
             &format!(
                 "stanza #{} ({}:{}, SOURCE {}) is not imported:",
@@ -75,119 +85,136 @@ pub fn to_toml(c: &FwknopConf) -> String {
             ),
         );
         for why in &r.reasons {
-            comment(&mut out, "warning:   ", why);
+            comment(out, "warning:   ", why);
         }
     }
-    for s in &c.stanzas {
-        let name = s.door_name();
-        out.push_str(&format!("\n[door.{name}]\n"));
+}
+
+/// One stanza as `[door.fwknop-N]`.
+fn door(out: &mut String, c: &FwknopConf, s: &Stanza) {
+    let name = s.door_name();
+    out.push_str(&format!("\n[door.{name}]\n"));
+    comment(
+        out,
+        "",
+        &format!(
+            "fwknopd's stanza #{}: {}:{}",
+            s.number,
+            s.file.display(),
+            s.line
+        ),
+    );
+    for w in &s.warnings {
+        comment(out, "warning: ", w);
+    }
+    out.push_str("kind = \"fwknop\"\n");
+    out.push_str(&format!("port = {}\n", c.spa_port));
+    out.push_str(&format!("sources = {}\n", list(&s.sources)));
+    if s.destinations != [Network::Any] {
         comment(
-            &mut out,
-            "",
-            &format!(
-                "fwknopd's stanza #{}: {}:{}",
-                s.number,
-                s.file.display(),
-                s.line
-            ),
-        );
-        for w in &s.warnings {
-            comment(&mut out, "warning: ", w);
-        }
-        out.push_str("kind = \"fwknop\"\n");
-        out.push_str(&format!("port = {}\n", c.spa_port));
-        out.push_str(&format!("sources = {}\n", list(&s.sources)));
-        if s.destinations != [Network::Any] {
-            comment(
-                &mut out,
-                "note: ",
-                "DESTINATION: only packets sent to these addresses of this host count.",
-            );
-            out.push_str(&format!("destinations = {}\n", list(&s.destinations)));
-        }
-        if s.cmd_cycle.is_some() {
-            // the commands are the firewall: the door opens nothing itself
-            if !s.open_ports.is_empty() {
-                comment(&mut out, "note: ", &format!("OPEN_PORTS {}: fwknopd 2.6.10 did not check it for a command cycle; the commands below", list(&s.open_ports)));
-                comment(
-                    &mut out,
-                    "note: ",
-                    "decide what opens, so this door opens nothing in knockerd's firewall itself.",
-                );
-            }
-            out.push_str("open = []\n");
-        } else {
-            if s.open_ports.is_empty() {
-                comment(&mut out, "note: ", "OPEN_PORTS is not set: fwknopd opened whatever the client asked for (minus RESTRICT_PORTS).");
-                comment(
-                    &mut out,
-                    "note: ",
-                    "A native door must list what it opens: put those services here.",
-                );
-            } else {
-                comment(&mut out, "note: ", "these services are protected: dropped for everyone without a grant. fwknopd relied on your");
-                comment(
-                    &mut out,
-                    "note: ",
-                    "own firewall dropping them; if that firewall stays, add `protect = false`.",
-                );
-            }
-            out.push_str(&format!("open = {}\n", list(&s.open_ports)));
-        }
-        if !s.restrict_ports.is_empty() {
-            out.push_str(&format!("restrict = {}\n", list(&s.restrict_ports)));
-        }
-        out.push_str(&format!(
-            "key_file = {}\n",
-            quote(&format!("/etc/knocker/{name}.fwknop.key"))
-        ));
-        out.push_str(&format!(
-            "hmac_key_file = {}\n",
-            quote(&format!("/etc/knocker/{name}.fwknop.hmac.key"))
-        ));
-        comment(&mut out, "note: ", &format!("write the keys to these two files (mode 0600) before using this door: the encryption key is {},", s.key_origin));
-        comment(
-            &mut out,
+            out,
             "note: ",
-            &format!(
-                "the HMAC key is {}. They are not copied here.",
-                s.hmac_origin
-            ),
+            "DESTINATION: only packets sent to these addresses of this host count.",
         );
-        out.push_str(&format!("hmac_digest = {}\n", quote(s.hmac_digest.name())));
-        out.push_str(&format!("open_for = {}\n", s.fw_access_timeout));
-        out.push_str(&format!("max_open_for = {}\n", s.max_fw_timeout));
-        match c.max_age {
-            Some(a) => out.push_str(&format!("max_age = {}\n", quote(&format!("{a}s")))),
-            None => {
-                comment(&mut out, "warning: ", "fwknopd.conf turns packet aging off (ENABLE_SPA_PACKET_AGING N); a native door always checks");
-                comment(&mut out, "warning: ", &format!("the age, because its replay memory covers only the age window: {DEFAULT_MAX_AGE}s unless max_age says otherwise."));
-            }
-        }
-        if let Some(t) = s.access_expire {
+        out.push_str(&format!("destinations = {}\n", list(&s.destinations)));
+    }
+    door_open(out, s);
+    door_keys(out, s);
+    door_limits(out, c, s);
+}
+
+/// What the door opens: nothing itself for a command cycle, else OPEN_PORTS.
+fn door_open(out: &mut String, s: &Stanza) {
+    if s.cmd_cycle.is_some() {
+        // the commands are the firewall: the door opens nothing itself
+        if !s.open_ports.is_empty() {
+            comment(out, "note: ", &format!("OPEN_PORTS {}: fwknopd 2.6.10 did not check it for a command cycle; the commands below", list(&s.open_ports)));
             comment(
-                &mut out,
+                out,
                 "note: ",
-                &format!("the door never opens after {}.", utc_date(t)),
+                "decide what opens, so this door opens nothing in knockerd's firewall itself.",
             );
-            out.push_str(&format!("expire = {t}\n"));
         }
-        if let Some(u) = &s.require_username {
-            out.push_str(&format!("require_username = {}\n", quote(u)));
-        }
-        if s.require_source_address {
+        out.push_str("open = []\n");
+    } else {
+        if s.open_ports.is_empty() {
+            comment(out, "note: ", "OPEN_PORTS is not set: fwknopd opened whatever the client asked for (minus RESTRICT_PORTS).");
             comment(
-                &mut out,
+                out,
                 "note: ",
-                "REQUIRE_SOURCE_ADDRESS: the allow IP 0.0.0.0 (the client's -s) is refused.",
+                "A native door must list what it opens: put those services here.",
             );
-            out.push_str("require_source_address = true\n");
+        } else {
+            comment(out, "note: ", "these services are protected: dropped for everyone without a grant. fwknopd relied on your");
+            comment(
+                out,
+                "note: ",
+                "own firewall dropping them; if that firewall stays, add `protect = false`.",
+            );
         }
-        if let Some(cc) = &s.cmd_cycle {
-            cmd_cycle_toml(&mut out, cc);
+        out.push_str(&format!("open = {}\n", list(&s.open_ports)));
+    }
+}
+
+/// RESTRICT_PORTS and the key files to write (the keys are never printed).
+fn door_keys(out: &mut String, s: &Stanza) {
+    let name = s.door_name();
+    if !s.restrict_ports.is_empty() {
+        out.push_str(&format!("restrict = {}\n", list(&s.restrict_ports)));
+    }
+    out.push_str(&format!(
+        "key_file = {}\n",
+        quote(&format!("/etc/knocker/{name}.fwknop.key"))
+    ));
+    out.push_str(&format!(
+        "hmac_key_file = {}\n",
+        quote(&format!("/etc/knocker/{name}.fwknop.hmac.key"))
+    ));
+    comment(out, "note: ", &format!("write the keys to these two files (mode 0600) before using this door: the encryption key is {},", s.key_origin));
+    comment(
+        out,
+        "note: ",
+        &format!(
+            "the HMAC key is {}. They are not copied here.",
+            s.hmac_origin
+        ),
+    );
+}
+
+/// The HMAC digest, the durations, the expiry and the requirements, then the command cycle.
+fn door_limits(out: &mut String, c: &FwknopConf, s: &Stanza) {
+    out.push_str(&format!("hmac_digest = {}\n", quote(s.hmac_digest.name())));
+    out.push_str(&format!("open_for = {}\n", s.fw_access_timeout));
+    out.push_str(&format!("max_open_for = {}\n", s.max_fw_timeout));
+    match c.max_age {
+        Some(a) => out.push_str(&format!("max_age = {}\n", quote(&format!("{a}s")))),
+        None => {
+            comment(out, "warning: ", "fwknopd.conf turns packet aging off (ENABLE_SPA_PACKET_AGING N); a native door always checks");
+            comment(out, "warning: ", &format!("the age, because its replay memory covers only the age window: {DEFAULT_MAX_AGE}s unless max_age says otherwise."));
         }
     }
-    out
+    if let Some(t) = s.access_expire {
+        comment(
+            out,
+            "note: ",
+            &format!("the door never opens after {}.", utc_date(t)),
+        );
+        out.push_str(&format!("expire = {t}\n"));
+    }
+    if let Some(u) = &s.require_username {
+        out.push_str(&format!("require_username = {}\n", quote(u)));
+    }
+    if s.require_source_address {
+        comment(
+            out,
+            "note: ",
+            "REQUIRE_SOURCE_ADDRESS: the allow IP 0.0.0.0 (the client's -s) is refused.",
+        );
+        out.push_str("require_source_address = true\n");
+    }
+    if let Some(cc) = &s.cmd_cycle {
+        cmd_cycle_toml(out, cc);
+    }
 }
 
 /// A command cycle as native commands, when knockerd's `%IP%` is all it substitutes.

@@ -274,7 +274,7 @@ impl<'c> Parser<'c> {
         at: &Loc,
     ) -> Result<Option<usize>, ConfigError> {
         if c + 1 != self.drafts.len() {
-            return Err(line_err(&at.file, at.line, "%include_keys after an %include in the same stanza: fwknopd would skip the last stanza loaded (not this one) if the keys are bad; put %include_keys right after SOURCE".into()));
+            return Err(line_err(&at.file, at.line, "%include_keys after an %include in the same stanza: fwknopd would skip the last stanza loaded (not this one) if the keys are bad; put %include_keys right after SOURCE"));
         }
         let path = path_of(val);
         self.relative_note(&path, at, "%include_keys");

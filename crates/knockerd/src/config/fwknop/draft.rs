@@ -153,7 +153,7 @@ pub(super) const ACCESS_VARS: [&str; 44] = [
 
 impl Loc {
     /// An error at this line.
-    pub(super) fn error(&self, message: String) -> ConfigError {
+    pub(super) fn error(&self, message: impl fmt::Display) -> ConfigError {
         line_err(&self.file, self.line, message)
     }
 }
@@ -476,7 +476,7 @@ impl Draft {
         let n = c_strtol(val);
         let t = match n.value {
             Some(v) if n.clean && v >= 0 => v,
-            None => return Err(at.error("ACCESS_EXPIRE_EPOCH is out of range (fwknopd refuses it too)".into())),
+            None => return Err(at.error("ACCESS_EXPIRE_EPOCH is out of range (fwknopd refuses it too)")),
             Some(_) => return Err(at.error(format!("ACCESS_EXPIRE_EPOCH {:?} is not a whole number of seconds since 1970 (fwknopd would silently read it as no expiry or as its leading digits): write the number alone", String::from_utf8_lossy(val)))),
         };
         self.again("the expiry", &seen(&self.access_expire), at);
@@ -518,7 +518,7 @@ impl Draft {
                     )));
                 }
                 if fwknopd.file.is_some() && !fwknopd.nat_enabled {
-                    return Err(at.error("FORCE_NAT requires ENABLE_IPT_FORWARDING or ENABLE_IPT_LOCAL_NAT in fwknopd.conf: fwknopd refuses to start".into()));
+                    return Err(at.error("FORCE_NAT requires ENABLE_IPT_FORWARDING or ENABLE_IPT_LOCAL_NAT in fwknopd.conf: fwknopd refuses to start"));
                 }
                 self.force_nat = Some(at.clone());
             }
@@ -534,7 +534,7 @@ impl Draft {
                     )));
                 }
                 if fwknopd.file.is_some() && !fwknopd.nat_enabled {
-                    return Err(at.error("FORCE_SNAT requires ENABLE_IPT_FORWARDING or ENABLE_IPT_LOCAL_NAT in fwknopd.conf: fwknopd refuses to start".into()));
+                    return Err(at.error("FORCE_SNAT requires ENABLE_IPT_FORWARDING or ENABLE_IPT_LOCAL_NAT in fwknopd.conf: fwknopd refuses to start"));
                 }
                 self.force_snat = Some(at.clone());
             }
@@ -568,9 +568,35 @@ impl Draft {
     }
 }
 
+/// Why fwknopd's `acc_data_is_valid()` rejects a stanza.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Invalid {
+    NoKeys,
+    IdenticalKeys,
+    SnatWithoutNat,
+    OpenWithoutClose,
+    CloseWithoutOpen,
+    NoTimer,
+    CommandTooLong,
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Invalid::NoKeys => f.write_str("no keys (fwknopd: \"No keys found for access stanza\"): give it KEY_BASE64 and HMAC_KEY_BASE64 (`fwknop --key-gen` makes a pair)"),
+            Invalid::IdenticalKeys => f.write_str("the encryption key and the HMAC key are identical (fwknopd: \"should not be identical\"): make a new pair with `fwknop --key-gen`"),
+            Invalid::SnatWithoutNat => f.write_str("FORCE_SNAT/FORCE_MASQUERADE requires either FORCE_NAT or FORWARD_ALL (fwknopd's words)"),
+            Invalid::OpenWithoutClose => f.write_str("CMD_CYCLE_OPEN without CMD_CYCLE_CLOSE (write CMD_CYCLE_CLOSE NONE for no close command)"),
+            Invalid::CloseWithoutOpen => f.write_str("CMD_CYCLE_CLOSE without CMD_CYCLE_OPEN"),
+            Invalid::NoTimer => f.write_str("CMD_CYCLE_OPEN needs CMD_CYCLE_TIMER (seconds until CMD_CYCLE_CLOSE runs)"),
+            Invalid::CommandTooLong => write!(f, "a CMD_CYCLE command is {CMD_CYCLE_BUFSIZE} bytes or longer"),
+        }
+    }
+}
+
 impl Draft {
     /// fwknopd's `acc_data_is_valid()`, without its side effects.
-    pub(super) fn fwknopd_valid(&self) -> Result<(), String> {
+    pub(super) fn fwknopd_valid(&self) -> Result<(), Invalid> {
         let d = self;
         let key_len = d.key.as_ref().map_or(0, |(_, k)| k.len());
         let gpg_pw = d.gpg_decrypt_pw.as_ref().map(|(_, non_empty)| *non_empty);
@@ -578,35 +604,31 @@ impl Draft {
         if (key_len == 0 && gpg_pw != Some(true) && !d.gpg_allow_no_pw)
             || (d.key.is_none() && !use_gpg && !d.gpg_allow_no_pw)
         {
-            return Err("no keys (fwknopd: \"No keys found for access stanza\"): give it KEY_BASE64 and HMAC_KEY_BASE64 (`fwknop --key-gen` makes a pair)".into());
+            return Err(Invalid::NoKeys);
         }
         if let (Some((_, k)), Some((_, h))) = (&d.key, &d.hmac_key) {
             if !k.is_empty() && !h.is_empty() && k.as_slice() == h.as_slice() {
-                return Err("the encryption key and the HMAC key are identical (fwknopd: \"should not be identical\"): make a new pair with `fwknop --key-gen`".into());
+                return Err(Invalid::IdenticalKeys);
             }
         }
         let snat = d.force_snat.is_some() || d.force_masquerade.as_ref().is_some_and(|(_, b)| *b);
         let forward_all = d.forward_all.as_ref().is_some_and(|(_, b)| *b);
         if snat && d.force_nat.is_none() && !forward_all {
-            return Err("FORCE_SNAT/FORCE_MASQUERADE requires either FORCE_NAT or FORWARD_ALL (fwknopd's words)".into());
+            return Err(Invalid::SnatWithoutNat);
         }
         match (&d.cmd_cycle_open, &d.cmd_cycle_close) {
-        (Some(_), None) => {
-            return Err("CMD_CYCLE_OPEN without CMD_CYCLE_CLOSE (write CMD_CYCLE_CLOSE NONE for no close command)".into())
-        }
-        (None, Some(_)) => return Err("CMD_CYCLE_CLOSE without CMD_CYCLE_OPEN".into()),
-        (Some((_, open)), Some((_, close))) => {
-            if !close.starts_with("NONE") && d.cmd_cycle_timer.is_none() {
-                return Err("CMD_CYCLE_OPEN needs CMD_CYCLE_TIMER (seconds until CMD_CYCLE_CLOSE runs)".into());
+            (Some(_), None) => return Err(Invalid::OpenWithoutClose),
+            (None, Some(_)) => return Err(Invalid::CloseWithoutOpen),
+            (Some((_, open)), Some((_, close))) => {
+                if !close.starts_with("NONE") && d.cmd_cycle_timer.is_none() {
+                    return Err(Invalid::NoTimer);
+                }
+                if open.len() >= CMD_CYCLE_BUFSIZE || close.len() >= CMD_CYCLE_BUFSIZE {
+                    return Err(Invalid::CommandTooLong);
+                }
             }
-            if open.len() >= CMD_CYCLE_BUFSIZE || close.len() >= CMD_CYCLE_BUFSIZE {
-                return Err(format!(
-                    "a CMD_CYCLE command is {CMD_CYCLE_BUFSIZE} bytes or longer"
-                ));
-            }
+            (None, None) => {}
         }
-        (None, None) => {}
-    }
         Ok(())
     }
 }

@@ -86,7 +86,7 @@ pub(super) fn finalize(
     let (Some((key_at, enc_key)), Some((hmac_at, hmac_key))) = (key, hmac) else {
         // unreachable: fwknopd_valid() requires a key without GnuPG, and GnuPG or a missing
         // HMAC key are reasons above
-        return Err(line_err(&d.file, d.line, "the stanza has no keys".into()));
+        return Err(line_err(&d.file, d.line, "the stanza has no keys"));
     };
     Ok(Ok(Stanza {
         file: d.file.clone(),
@@ -198,7 +198,7 @@ fn timeouts(d: &mut Draft, source_at: &Loc) -> (u64, u64) {
 fn gpg_signatures(d: &Draft) -> Result<(), ConfigError> {
     if let Some((at, _)) = &d.gpg_decrypt_pw {
         if !d.gpg_disable_sig && !d.gpg_remote {
-            return Err(line_err(&at.file, at.line, "GnuPG signatures are checked by default, and this stanza names no GPG_REMOTE_ID or GPG_FINGERPRINT_ID: fwknopd refuses to start".into()));
+            return Err(line_err(&at.file, at.line, "GnuPG signatures are checked by default, and this stanza names no GPG_REMOTE_ID or GPG_FINGERPRINT_ID: fwknopd refuses to start"));
         }
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! fwknopd.conf: the settings that matter to knockerd (the SPA port, the packet age, the
 //! interface, NAT), and warnings for those whose behaviour knockerd does not have.
 
+use std::fmt;
 use std::path::Path;
 
 use super::syntax::{
@@ -120,7 +121,6 @@ pub fn parse_fwknopd_conf(file: &Path, text: &[u8]) -> Result<FwknopdConf, Confi
     }
     let get = |k: &str| vars.iter().rev().find(|(name, _, _)| name == k);
     let yes = |k: &str| get(k).is_some_and(|(_, v, _)| c_bool(v.as_bytes()));
-    let err = |n: usize, m: String| line_err(file, n, m);
 
     if let Some((_, v, n)) = get("MAX_SPA_PACKET_AGE") {
         let age = whole_number(
@@ -129,7 +129,7 @@ pub fn parse_fwknopd_conf(file: &Path, text: &[u8]) -> Result<FwknopdConf, Confi
             1,
             RCHK_MAX_SPA_PACKET_AGE,
         )
-        .map_err(|e| err(*n, e))?;
+        .map_err(|e| line_err(file, *n, e))?;
         conf.max_age = Some(age as u64);
     }
     if get("ENABLE_SPA_PACKET_AGING").is_some() && !yes("ENABLE_SPA_PACKET_AGING") {
@@ -142,8 +142,8 @@ pub fn parse_fwknopd_conf(file: &Path, text: &[u8]) -> Result<FwknopdConf, Confi
     if yes("ENABLE_UDP_SERVER") {
         let (port, n) = match get("UDPSERV_PORT") {
             Some((_, v, n)) => (
-                whole_number("UDPSERV_PORT", v.as_bytes(), 1, 65535).map_err(|e| err(*n, e))?
-                    as u16,
+                whole_number("UDPSERV_PORT", v.as_bytes(), 1, 65535)
+                    .map_err(|e| line_err(file, *n, e))? as u16,
                 *n,
             ),
             None => (DEFAULT_SPA_PORT, 0),
@@ -154,7 +154,7 @@ pub fn parse_fwknopd_conf(file: &Path, text: &[u8]) -> Result<FwknopdConf, Confi
             warn(&mut conf, pn, format!("PCAP_FILTER is not used: ENABLE_UDP_SERVER is Y, so fwknopd listens on udp/{port} (UDPSERV_PORT{}) instead of capturing, and knockerd watches that port", if n > 0 { format!(", line {n}") } else { String::new() }));
         }
     } else if let Some((_, v, n)) = get("PCAP_FILTER") {
-        let (port, exact) = pcap_filter_port(v).map_err(|e| err(*n, e))?;
+        let (port, exact) = pcap_filter_port(v).map_err(|e| line_err(file, *n, e))?;
         conf.spa_port = port;
         if !exact {
             let n = *n;
@@ -193,23 +193,66 @@ pub fn parse_fwknopd_conf(file: &Path, text: &[u8]) -> Result<FwknopdConf, Confi
     Ok(conf)
 }
 
+/// Why knockerd cannot take the SPA port from a PCAP_FILTER.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unwatchable {
+    PortRange,
+    Tcp,
+    NoPort,
+    ManyPorts,
+    SourcePort,
+    NotANumber,
+    PortZero,
+}
+
+impl fmt::Display for Unwatchable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Unwatchable::PortRange => "a port range (fwknop's --rand-port) is not supported",
+            Unwatchable::Tcp => "SPA over TCP is not supported",
+            Unwatchable::NoPort => "it names no port",
+            Unwatchable::ManyPorts => "it names more than one port",
+            Unwatchable::SourcePort => "it filters on the source port",
+            Unwatchable::NotANumber => "the port is not a number",
+            Unwatchable::PortZero => "port 0",
+        })
+    }
+}
+
+/// A PCAP_FILTER knockerd cannot run (its text, without trailing whitespace, and why).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PcapFilterError {
+    filter: String,
+    why: Unwatchable,
+}
+
+impl fmt::Display for PcapFilterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "PCAP_FILTER {:?}: {}; knockerd watches exactly one UDP port: write `udp port N`",
+            self.filter, self.why
+        )
+    }
+}
+
 /// The SPA port in a pcap filter: one `port N` (optionally `dst port N`, with `udp` or no
 /// protocol), and whether the filter is exactly `udp port N` or `udp dst port N`.
-fn pcap_filter_port(filter: &str) -> Result<(u16, bool), String> {
+fn pcap_filter_port(filter: &str) -> Result<(u16, bool), PcapFilterError> {
     let lower = filter.to_ascii_lowercase();
     let spaced = lower.replace(['(', ')'], " ");
     let tokens: Vec<&str> = spaced.split_ascii_whitespace().collect();
-    let refuse = |why: &str| {
-        Err(format!(
-            "PCAP_FILTER {:?}: {why}; knockerd watches exactly one UDP port: write `udp port N`",
-            filter.trim_end()
-        ))
+    let refuse = |why: Unwatchable| {
+        Err(PcapFilterError {
+            filter: filter.trim_end().to_string(),
+            why,
+        })
     };
     if tokens.iter().any(|t| t.contains("portrange")) {
-        return refuse("a port range (fwknop's --rand-port) is not supported");
+        return refuse(Unwatchable::PortRange);
     }
     if tokens.contains(&"tcp") {
-        return refuse("SPA over TCP is not supported");
+        return refuse(Unwatchable::Tcp);
     }
     let ports: Vec<(usize, &str)> = tokens
         .iter()
@@ -219,19 +262,19 @@ fn pcap_filter_port(filter: &str) -> Result<(u16, bool), String> {
         .collect();
     let [(i, num)] = ports.as_slice() else {
         return refuse(if ports.is_empty() {
-            "it names no port"
+            Unwatchable::NoPort
         } else {
-            "it names more than one port"
+            Unwatchable::ManyPorts
         });
     };
     if *i > 0 && tokens[i - 1] == "src" {
-        return refuse("it filters on the source port");
+        return refuse(Unwatchable::SourcePort);
     }
     let Ok(port) = num.parse::<u16>() else {
-        return refuse("the port is not a number");
+        return refuse(Unwatchable::NotANumber);
     };
     if port == 0 {
-        return refuse("port 0");
+        return refuse(Unwatchable::PortZero);
     }
     let exact = tokens == ["udp", "port", num] || tokens == ["udp", "dst", "port", num];
     Ok((port, exact))

@@ -180,7 +180,7 @@ impl CmdCycle {
     /// is the address followed by `X`); any other `$` is dropped; the result is split at
     /// whitespace. Errors are fwknopd's: the command would be 256 bytes or longer, or have more
     /// than 28 arguments (fwknopd then runs nothing).
-    pub fn argv(&self, template: &str, v: &CmdVars) -> Result<Vec<String>, String> {
+    pub fn argv(&self, template: &str, v: &CmdVars) -> Result<Vec<String>, CmdError> {
         let timeout = if v.client_timeout == 0 {
             self.timer
         } else {
@@ -216,25 +216,49 @@ impl CmdCycle {
                 out.push_str(&value);
             }
             if out.len() >= CMD_CYCLE_BUFSIZE {
-                return Err(format!(
-                    "the command is {CMD_CYCLE_BUFSIZE} bytes or longer after substitution"
-                ));
+                return Err(CmdError::TooLong);
             }
         }
         let argv: Vec<String> = out.split_ascii_whitespace().map(str::to_string).collect();
         if argv.len() > MAX_CMDLINE_ARGS - 2 {
-            return Err(format!(
-                "the command has {} arguments; fwknopd runs at most {}",
-                argv.len(),
-                MAX_CMDLINE_ARGS - 2
-            ));
+            return Err(CmdError::TooManyArguments(argv.len()));
         }
         if argv.is_empty() {
-            return Err("the command is empty".into());
+            return Err(CmdError::Empty);
         }
         Ok(argv)
     }
 }
+
+/// Why fwknopd would run nothing for a command of a command cycle ([`CmdCycle::argv`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmdError {
+    /// 256 bytes or longer after substitution (`CMD_CYCLE_BUFSIZE`).
+    TooLong,
+    /// More arguments than `strtoargv()` accepts (28).
+    TooManyArguments(usize),
+    /// Nothing but whitespace.
+    Empty,
+}
+
+impl fmt::Display for CmdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CmdError::TooLong => write!(
+                f,
+                "the command is {CMD_CYCLE_BUFSIZE} bytes or longer after substitution"
+            ),
+            CmdError::TooManyArguments(n) => write!(
+                f,
+                "the command has {n} arguments; fwknopd runs at most {}",
+                MAX_CMDLINE_ARGS - 2
+            ),
+            CmdError::Empty => f.write_str("the command is empty"),
+        }
+    }
+}
+
+impl std::error::Error for CmdError {}
 
 /// One access.conf stanza that knockerd runs, in fwknopd's meaning:
 ///
@@ -475,8 +499,15 @@ mod tests {
             ..v
         };
         assert_eq!(cc.argv("$TIMEOUT", &v0).unwrap(), ["1795266818"]);
-        assert!(cc.argv(&"a ".repeat(29), &v).is_err());
-        assert!(cc.argv(&"a".repeat(256), &v).is_err());
-        assert!(cc.argv("   ", &v).is_err());
+        assert_eq!(
+            cc.argv(&"a ".repeat(29), &v),
+            Err(CmdError::TooManyArguments(29))
+        );
+        assert_eq!(cc.argv(&"a".repeat(256), &v), Err(CmdError::TooLong));
+        assert_eq!(cc.argv("   ", &v), Err(CmdError::Empty));
+        assert_eq!(
+            CmdError::TooManyArguments(29).to_string(),
+            "the command has 29 arguments; fwknopd runs at most 28"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! it reads numbers with, and reading its files: shared by access.conf and fwknopd.conf.
 
 use std::ffi::OsStr;
+use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -13,19 +14,19 @@ use crate::config::{ConfigError, MAX_FILE_BYTES};
 /// fwknopd reads lines with `fgets(buf, MAX_LINE_LEN, f)`: longer lines are split.
 pub(super) const MAX_LINE_LEN: usize = 1024;
 
-pub(super) fn plain_err(file: &Path, message: String) -> ConfigError {
+pub(super) fn plain_err(file: &Path, message: impl fmt::Display) -> ConfigError {
     ConfigError {
         file: file.to_path_buf(),
         line: None,
-        message,
+        message: message.to_string(),
     }
 }
 
-pub(super) fn line_err(file: &Path, line: usize, message: String) -> ConfigError {
+pub(super) fn line_err(file: &Path, line: usize, message: impl fmt::Display) -> ConfigError {
     ConfigError {
         file: file.to_path_buf(),
         line: Some(line),
-        message,
+        message: message.to_string(),
     }
 }
 
@@ -51,7 +52,7 @@ pub(super) fn read_file(
     if !meta.is_file() {
         return Err(plain_err(
             path,
-            "is not a regular file (fwknopd refuses it too)".into(),
+            "is not a regular file (fwknopd refuses it too)",
         ));
     }
     if meta.len() > MAX_FILE_BYTES {
@@ -203,30 +204,92 @@ pub(super) fn c_int(n: CNum) -> Option<i64> {
     n.value.map(|v| i64::from(v as i32))
 }
 
+/// Why a value is not a whole number in range, and what fwknopd would have read instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum NumberError {
+    /// More than an optional sign and digits; `read` is what fwknopd silently takes instead,
+    /// when that is in range (else it refuses the value too).
+    NotWhole {
+        var: String,
+        text: String,
+        read: Option<i64>,
+    },
+    /// Out of range, but fwknopd truncates it to a C `int` that is in range.
+    Truncated {
+        var: String,
+        value: i64,
+        read: i64,
+        min: i64,
+        max: i64,
+    },
+    /// Out of range for fwknopd too.
+    OutOfRange {
+        var: String,
+        text: String,
+        min: i64,
+        max: i64,
+    },
+}
+
+impl fmt::Display for NumberError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NumberError::NotWhole { var, text, read } => {
+                let read = match read {
+                    Some(v) => format!("silently read it as {v}"),
+                    None => "refuse it".to_string(),
+                };
+                write!(
+                    f,
+                    "{var} {text:?} is not a whole number (fwknopd would {read}): write the number alone"
+                )
+            }
+            NumberError::Truncated {
+                var,
+                value,
+                read,
+                min,
+                max,
+            } => write!(
+                f,
+                "{var} {value} is out of range: fwknopd would read it as {read} (it truncates to a C int); give {min} to {max}"
+            ),
+            NumberError::OutOfRange { var, text, min, max } => write!(
+                f,
+                "{var} {text} is not in fwknopd's range {min} to {max} (fwknopd refuses it too)"
+            ),
+        }
+    }
+}
+
 /// A whole number of seconds in `min..=max`, or the error with what fwknopd would have read.
-pub(super) fn whole_number(var: &str, val: &[u8], min: i64, max: i64) -> Result<i64, String> {
+pub(super) fn whole_number(var: &str, val: &[u8], min: i64, max: i64) -> Result<i64, NumberError> {
     let n = c_strtol(val);
-    let text = String::from_utf8_lossy(val);
+    let text = String::from_utf8_lossy(val).trim_end().to_string();
     let fwknopd = c_int(n);
     if !n.clean {
-        let read = match fwknopd {
-            Some(v) if (min..=max).contains(&v) => format!("silently read it as {v}"),
-            _ => "refuse it".to_string(),
-        };
-        return Err(format!(
-            "{var} {:?} is not a whole number (fwknopd would {read}): write the number alone",
-            text.trim_end()
-        ));
+        let read = fwknopd.filter(|v| (min..=max).contains(v));
+        return Err(NumberError::NotWhole {
+            var: var.to_string(),
+            text,
+            read,
+        });
     }
     match (n.value, fwknopd) {
         (Some(v), Some(c)) if v == c && (min..=max).contains(&v) => Ok(v),
-        (Some(v), Some(c)) if v != c && (min..=max).contains(&c) => Err(format!(
-            "{var} {v} is out of range: fwknopd would read it as {c} (it truncates to a C int); give {min} to {max}"
-        )),
-        _ => Err(format!(
-            "{var} {} is not in fwknopd's range {min} to {max} (fwknopd refuses it too)",
-            text.trim_end()
-        )),
+        (Some(v), Some(c)) if v != c && (min..=max).contains(&c) => Err(NumberError::Truncated {
+            var: var.to_string(),
+            value: v,
+            read: c,
+            min,
+            max,
+        }),
+        _ => Err(NumberError::OutOfRange {
+            var: var.to_string(),
+            text,
+            min,
+            max,
+        }),
     }
 }
 
@@ -278,14 +341,17 @@ mod tests {
         assert_eq!(whole_number("X", b"30", 0, 100), Ok(30));
         assert_eq!(whole_number("X", b"30  ", 0, 100), Ok(30));
         assert_eq!(whole_number("X", b"+7", 0, 100), Ok(7));
-        let e = whole_number("X", b"30s", 0, 100).unwrap_err();
+        let e = whole_number("X", b"30s", 0, 100).unwrap_err().to_string();
         assert!(e.contains("silently read it as 30"), "{e}");
-        let e = whole_number("X", b"abc", 0, 100).unwrap_err();
+        let e = whole_number("X", b"abc", 0, 100).unwrap_err().to_string();
         assert!(e.contains("silently read it as 0"), "{e}");
         assert!(whole_number("X", b"101", 0, 100)
             .unwrap_err()
+            .to_string()
             .contains("range 0 to 100"));
-        let e = whole_number("X", b"4294967326", 0, 100).unwrap_err();
+        let e = whole_number("X", b"4294967326", 0, 100)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("read it as 30"), "{e}");
     }
 }

@@ -175,6 +175,17 @@ fn utf8(name: &str, val: &[u8], at: &Loc) -> Result<String, ConfigError> {
         .map_err(|_| at.error(format!("{name}: the value is not UTF-8 text")))
 }
 
+/// One `VARIABLE value` line of a stanza, as the setters of [`Draft`] take it.
+#[derive(Clone, Copy)]
+struct Line<'a> {
+    /// The variable, without its `:`.
+    var: &'a [u8],
+    /// The same as text, for messages.
+    name: &'a str,
+    val: &'a [u8],
+    at: &'a Loc,
+}
+
 /// The variables of a command message, as `&'static str` for [`Draft::cmd_users`].
 fn cmd_user_var(var: &[u8]) -> &'static str {
     match var {
@@ -196,28 +207,25 @@ impl Draft {
         at: &Loc,
         fwknopd: &FwknopdConf,
     ) -> Result<(), ConfigError> {
+        let line = Line { var, name, val, at };
         match var {
             b"DESTINATION" | b"OPEN_PORTS" | b"RESTRICT_PORTS" => {
-                self.set_list(var, name, val, at);
+                self.set_list(line);
                 Ok(())
             }
-            b"KEY" | b"KEY_BASE64" | b"HMAC_KEY" | b"HMAC_KEY_BASE64" => {
-                self.set_key(var, name, val, at)
-            }
-            b"HMAC_DIGEST_TYPE" => self.set_hmac_digest(name, val, at),
-            b"FW_ACCESS_TIMEOUT" | b"MAX_FW_TIMEOUT" => self.set_timeout(var, name, val, at),
-            b"ENCRYPTION_MODE" => self.set_encryption_mode(name, val, at),
+            b"KEY" | b"KEY_BASE64" | b"HMAC_KEY" | b"HMAC_KEY_BASE64" => self.set_key(line),
+            b"HMAC_DIGEST_TYPE" => self.set_hmac_digest(line),
+            b"FW_ACCESS_TIMEOUT" | b"MAX_FW_TIMEOUT" => self.set_timeout(line),
+            b"ENCRYPTION_MODE" => self.set_encryption_mode(line),
             b"ENABLE_CMD_EXEC"
             | b"ENABLE_CMD_SUDO_EXEC"
             | b"CMD_EXEC_USER"
             | b"CMD_EXEC_GROUP"
             | b"CMD_SUDO_EXEC_USER"
-            | b"CMD_SUDO_EXEC_GROUP" => self.set_cmd_exec(var, name, val, at),
-            b"CMD_CYCLE_OPEN" | b"CMD_CYCLE_CLOSE" | b"CMD_CYCLE_TIMER" => {
-                self.set_cmd_cycle(var, name, val, at)
-            }
+            | b"CMD_SUDO_EXEC_GROUP" => self.set_cmd_exec(line),
+            b"CMD_CYCLE_OPEN" | b"CMD_CYCLE_CLOSE" | b"CMD_CYCLE_TIMER" => self.set_cmd_cycle(line),
             b"REQUIRE_USERNAME" | b"REQUIRE_SOURCE_ADDRESS" | b"REQUIRE_SOURCE" => {
-                self.set_requirement(var, name, val, at)
+                self.set_requirement(line)
             }
             b"GPG_HOME_DIR"
             | b"GPG_DECRYPT_PW"
@@ -228,13 +236,13 @@ impl Draft {
             | b"GPG_EXE"
             | b"GPG_DECRYPT_ID"
             | b"GPG_REQUIRE_SIG"
-            | b"GPG_IGNORE_SIG_VERIFY_ERROR" => self.set_gpg(var, name, val, at),
-            b"ACCESS_EXPIRE" => self.set_expire_date(val, at),
-            b"ACCESS_EXPIRE_EPOCH" => self.set_expire_epoch(val, at),
+            | b"GPG_IGNORE_SIG_VERIFY_ERROR" => self.set_gpg(line),
+            b"ACCESS_EXPIRE" => self.set_expire_date(line),
+            b"ACCESS_EXPIRE_EPOCH" => self.set_expire_epoch(line),
             b"FORCE_NAT" | b"FORCE_SNAT" | b"FORCE_MASQUERADE" | b"DISABLE_DNAT"
-            | b"FORWARD_ALL" => self.set_nat(var, val, at, fwknopd),
+            | b"FORWARD_ALL" => self.set_nat(line, fwknopd),
             _ => {
-                self.unknown(var, name, at);
+                self.unknown(line);
                 Ok(())
             }
         }
@@ -249,14 +257,16 @@ impl Draft {
     }
 
     /// DESTINATION, OPEN_PORTS, RESTRICT_PORTS: kept as written, read by `finalize`.
-    fn set_list(&mut self, var: &[u8], name: &str, val: &[u8], at: &Loc) {
+    fn set_list(&mut self, line: Line) {
+        let Line { var, name, val, at } = line;
         let prev = seen(self.list_slot(var));
         self.again(name, &prev, at);
         *self.list_slot(var) = Some((at.clone(), val.to_vec()));
     }
 
     /// KEY, KEY_BASE64 (the encryption key), HMAC_KEY, HMAC_KEY_BASE64.
-    fn set_key(&mut self, var: &[u8], name: &str, val: &[u8], at: &Loc) -> Result<(), ConfigError> {
+    fn set_key(&mut self, line: Line) -> Result<(), ConfigError> {
+        let Line { var, name, val, at } = line;
         if val.eq_ignore_ascii_case(b"__CHANGEME__") {
             return Err(changeme(at, name));
         }
@@ -292,7 +302,8 @@ impl Draft {
         Ok(())
     }
 
-    fn set_hmac_digest(&mut self, name: &str, val: &[u8], at: &Loc) -> Result<(), ConfigError> {
+    fn set_hmac_digest(&mut self, line: Line) -> Result<(), ConfigError> {
+        let Line { name, val, at, .. } = line;
         let t = match val.to_ascii_lowercase().as_slice() {
             b"md5" => HmacType::Known(Digest::Md5),
             b"sha1" => HmacType::Known(Digest::Sha1),
@@ -309,13 +320,8 @@ impl Draft {
     }
 
     /// FW_ACCESS_TIMEOUT, MAX_FW_TIMEOUT.
-    fn set_timeout(
-        &mut self,
-        var: &[u8],
-        name: &str,
-        val: &[u8],
-        at: &Loc,
-    ) -> Result<(), ConfigError> {
+    fn set_timeout(&mut self, line: Line) -> Result<(), ConfigError> {
+        let Line { var, name, val, at } = line;
         let v = whole_number(name, val, 0, RCHK_MAX_TIMEOUT).map_err(|e| at.error(e))?;
         let slot = if var == b"FW_ACCESS_TIMEOUT" {
             &mut self.fw_access_timeout
@@ -328,7 +334,8 @@ impl Draft {
         Ok(())
     }
 
-    fn set_encryption_mode(&mut self, name: &str, val: &[u8], at: &Loc) -> Result<(), ConfigError> {
+    fn set_encryption_mode(&mut self, line: Line) -> Result<(), ConfigError> {
+        let Line { name, val, at, .. } = line;
         let mode = val.to_ascii_lowercase();
         if !matches!(
             mode.as_slice(),
@@ -342,13 +349,8 @@ impl Draft {
     }
 
     /// ENABLE_CMD_EXEC, ENABLE_CMD_SUDO_EXEC and the users and groups of command messages.
-    fn set_cmd_exec(
-        &mut self,
-        var: &[u8],
-        name: &str,
-        val: &[u8],
-        at: &Loc,
-    ) -> Result<(), ConfigError> {
+    fn set_cmd_exec(&mut self, line: Line) -> Result<(), ConfigError> {
+        let Line { var, name, val, at } = line;
         match var {
             b"ENABLE_CMD_EXEC" => self.enable_cmd_exec = Some((at.clone(), c_bool(val))),
             b"ENABLE_CMD_SUDO_EXEC" => self.enable_cmd_sudo_exec = Some((at.clone(), c_bool(val))),
@@ -366,13 +368,8 @@ impl Draft {
     }
 
     /// CMD_CYCLE_OPEN, CMD_CYCLE_CLOSE, CMD_CYCLE_TIMER.
-    fn set_cmd_cycle(
-        &mut self,
-        var: &[u8],
-        name: &str,
-        val: &[u8],
-        at: &Loc,
-    ) -> Result<(), ConfigError> {
+    fn set_cmd_cycle(&mut self, line: Line) -> Result<(), ConfigError> {
+        let Line { var, name, val, at } = line;
         match var {
             b"CMD_CYCLE_OPEN" => {
                 let t = utf8(name, val, at)?;
@@ -394,13 +391,8 @@ impl Draft {
     }
 
     /// REQUIRE_USERNAME, REQUIRE_SOURCE_ADDRESS (or REQUIRE_SOURCE).
-    fn set_requirement(
-        &mut self,
-        var: &[u8],
-        name: &str,
-        val: &[u8],
-        at: &Loc,
-    ) -> Result<(), ConfigError> {
+    fn set_requirement(&mut self, line: Line) -> Result<(), ConfigError> {
+        let Line { var, name, val, at } = line;
         if var != b"REQUIRE_USERNAME" {
             self.require_source_address = c_bool(val);
             return Ok(());
@@ -415,7 +407,8 @@ impl Draft {
     }
 
     /// The GPG_* variables: knockerd refuses GnuPG stanzas, but checks what fwknopd checks.
-    fn set_gpg(&mut self, var: &[u8], name: &str, val: &[u8], at: &Loc) -> Result<(), ConfigError> {
+    fn set_gpg(&mut self, line: Line) -> Result<(), ConfigError> {
+        let Line { var, name, val, at } = line;
         match var {
             b"GPG_HOME_DIR" => {
                 if !path_of(val).is_dir() {
@@ -452,7 +445,8 @@ impl Draft {
     }
 
     /// ACCESS_EXPIRE MM/DD/YYYY.
-    fn set_expire_date(&mut self, val: &[u8], at: &Loc) -> Result<(), ConfigError> {
+    fn set_expire_date(&mut self, line: Line) -> Result<(), ConfigError> {
+        let Line { val, at, .. } = line;
         let Some((t, trailing)) = expire_date(val) else {
             return Err(at.error(format!(
                 "ACCESS_EXPIRE {:?} is not a date: write MM/DD/YYYY (fwknopd refuses it too)",
@@ -472,7 +466,8 @@ impl Draft {
     }
 
     /// ACCESS_EXPIRE_EPOCH, seconds since 1970 (0: no expiry).
-    fn set_expire_epoch(&mut self, val: &[u8], at: &Loc) -> Result<(), ConfigError> {
+    fn set_expire_epoch(&mut self, line: Line) -> Result<(), ConfigError> {
+        let Line { val, at, .. } = line;
         let n = c_strtol(val);
         let t = match n.value {
             Some(v) if n.clean && v >= 0 => v,
@@ -494,13 +489,8 @@ impl Draft {
 
     /// FORCE_NAT, FORCE_SNAT, FORCE_MASQUERADE, DISABLE_DNAT, FORWARD_ALL: checked as fwknopd
     /// checks them; `finalize` refuses the stanza.
-    fn set_nat(
-        &mut self,
-        var: &[u8],
-        val: &[u8],
-        at: &Loc,
-        fwknopd: &FwknopdConf,
-    ) -> Result<(), ConfigError> {
+    fn set_nat(&mut self, line: Line, fwknopd: &FwknopdConf) -> Result<(), ConfigError> {
+        let Line { var, val, at, .. } = line;
         match var {
             b"FORCE_NAT" => {
                 let t = String::from_utf8_lossy(val).into_owned();
@@ -546,7 +536,8 @@ impl Draft {
     }
 
     /// A variable fwknopd does not know: ignored, with a hint when it is one in another case.
-    fn unknown(&mut self, var: &[u8], name: &str, at: &Loc) {
+    fn unknown(&mut self, line: Line) {
+        let Line { var, name, at, .. } = line;
         let upper = name.to_ascii_uppercase();
         let hint = if upper != name && ACCESS_VARS.contains(&upper.as_str()) {
             let fixed = if upper.starts_with('%') {

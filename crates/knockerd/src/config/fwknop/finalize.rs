@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use super::draft::{At, Draft, HmacType, Loc};
 use super::syntax::line_err;
-use super::values::{addr_list, port_list, utc_date};
+use super::values::{addr_list, port_list, utc_date, ListError};
 use super::{
     CmdCycle, Digest, Network, RefusedStanza, Stanza, DEFAULT_FW_ACCESS_TIMEOUT,
     DEFAULT_MAX_FW_TIMEOUT,
@@ -28,7 +28,7 @@ fn reason(at: &Loc, text: String) -> String {
 }
 
 /// A list fwknopd cannot read: it refuses the file.
-fn fatal(at: &Loc, what: &str, why: String) -> ConfigError {
+fn fatal(at: &Loc, what: &str, why: ListError) -> ConfigError {
     line_err(
         &at.file,
         at.line,

@@ -1,6 +1,7 @@
 //! access.conf's values as fwknopd 2.6.10 reads them: base64 keys, SOURCE and DESTINATION
 //! address lists (glibc's `inet_aton()`), OPEN_PORTS and RESTRICT_PORTS, ACCESS_EXPIRE dates.
 
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
 use knocker_engine::{Proto, Service};
@@ -98,13 +99,122 @@ fn strtoul_base0(s: &[u8], i: usize) -> Option<(u64, usize)> {
     Some((v, j))
 }
 
+/// Why fwknopd refuses a SOURCE, DESTINATION, OPEN_PORTS or RESTRICT_PORTS list, and with it
+/// the file. `entry` is the list entry as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum ListError {
+    /// An entry of 32 bytes or more.
+    TooLong {
+        entry: String,
+    },
+    /// 16 characters or more before the `/`.
+    NotIpv4Net {
+        entry: String,
+    },
+    /// A mask neither a prefix length nor a netmask; `space`: a prefix length and a space.
+    BadMask {
+        mask: String,
+        entry: String,
+        space: bool,
+    },
+    BadNetmask {
+        mask: String,
+        entry: String,
+    },
+    NoMask {
+        entry: String,
+    },
+    /// A prefix length outside 1 to 32.
+    BadPrefix {
+        prefix: String,
+        entry: String,
+    },
+    /// An address of 16 characters or more.
+    TooLongAddress {
+        entry: String,
+    },
+    /// Not what `inet_aton()` reads (IPv6, when it has a `:`).
+    NotIpv4 {
+        addr: String,
+    },
+    NotProtoPort {
+        entry: String,
+    },
+    BadPort {
+        entry: String,
+    },
+    BadProto {
+        entry: String,
+    },
+    NoPortNumber {
+        entry: String,
+    },
+    PortZero {
+        entry: String,
+    },
+}
+
+/// What fwknopd 2.6.10 says to IPv6 in an address list.
+const ONLY_IPV4: &str =
+    "fwknopd 2.6.10 reads only IPv4: for IPv6 sources use ANY here or knockerd's native format";
+
+impl fmt::Display for ListError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListError::TooLong { entry } => write!(
+                f,
+                "the entry {entry:?} is longer than the {} characters fwknopd reads",
+                ACCESS_BUF_LEN - 2
+            ),
+            ListError::NotIpv4Net { entry } => {
+                write!(f, "{entry:?} is not an IPv4 address ({ONLY_IPV4})")
+            }
+            ListError::BadMask { mask, entry, space } => {
+                let hint = if *space {
+                    " (fwknopd allows no space after a prefix length in a list: write `10.0.0.0/8,` not `10.0.0.0/8 ,`)"
+                } else {
+                    ""
+                };
+                write!(f, "invalid mask {mask:?} in {entry:?}: give a prefix length (1 to 32) or a netmask (255.255.0.0){hint}")
+            }
+            ListError::BadNetmask { mask, entry } => {
+                write!(f, "invalid netmask {mask:?} in {entry:?}")
+            }
+            ListError::NoMask { entry } => write!(f, "missing mask value in {entry:?}"),
+            ListError::BadPrefix { prefix, entry } => write!(f, "invalid prefix length {prefix:?} in {entry:?}: fwknopd takes 1 to 32 (use ANY for everything)"),
+            ListError::TooLongAddress { entry } => write!(f, "{entry:?} is not an IPv4 address (fwknopd 2.6.10 reads only IPv4 addresses and networks, at most 15 characters each)"),
+            ListError::NotIpv4 { addr } => {
+                write!(f, "{addr:?} is not an IPv4 address")?;
+                if addr.contains(':') {
+                    write!(f, " ({ONLY_IPV4})")?;
+                }
+                Ok(())
+            }
+            ListError::NotProtoPort { entry } => write!(
+                f,
+                "{entry:?} is not proto/port: write e.g. tcp/22 (fwknopd refuses it too)"
+            ),
+            ListError::BadPort { entry } => write!(
+                f,
+                "invalid port in {entry:?}: a port is 1 to 65535 (fwknopd refuses it too)"
+            ),
+            ListError::BadProto { entry } => write!(f, "invalid protocol in {entry:?}: tcp or udp, with no space before the / (fwknopd refuses it too)"),
+            ListError::NoPortNumber { entry } => write!(f, "{entry:?} has no port number: fwknopd would silently read it as port 0, which no request names; write e.g. tcp/22"),
+            ListError::PortZero { entry } => write!(
+                f,
+                "{entry:?}: port 0 is not a port a client can ask for; remove it"
+            ),
+        }
+    }
+}
+
 /// One entry of SOURCE or DESTINATION, as fwknopd's `add_int_ent()` reads it.
 enum Ent {
     Any,
     V4 { addr: u32, mask: u32 },
 }
 
-fn add_int_ent(ip: &[u8], warnings: &mut Vec<String>) -> Result<Ent, String> {
+fn add_int_ent(ip: &[u8], warnings: &mut Vec<String>) -> Result<Ent, ListError> {
     let shown = String::from_utf8_lossy(ip);
     if ip.eq_ignore_ascii_case(b"ANY") {
         return Ok(Ent::Any);
@@ -112,37 +222,40 @@ fn add_int_ent(ip: &[u8], warnings: &mut Vec<String>) -> Result<Ent, String> {
     let (ip_str, mask, need_shift) = match ip.iter().position(|&b| b == b'/') {
         Some(ndx) => {
             if ndx >= MAX_IPV4_STR_LEN {
-                return Err(format!("{shown:?} is not an IPv4 address (fwknopd 2.6.10 reads only IPv4: for IPv6 sources use ANY here or knockerd's native format)"));
+                return Err(ListError::NotIpv4Net {
+                    entry: shown.into_owned(),
+                });
             }
             let m = &ip[ndx + 1..];
             if m.len() > 2 {
                 if !(MIN_IPV4_STR_LEN..MAX_IPV4_STR_LEN).contains(&m.len()) {
-                    let hint = if m.first().is_some_and(u8::is_ascii_digit)
-                        && trim_end_c(m).len() <= 2
-                    {
-                        " (fwknopd allows no space after a prefix length in a list: write `10.0.0.0/8,` not `10.0.0.0/8 ,`)"
-                    } else {
-                        ""
-                    };
-                    return Err(format!(
-                        "invalid mask {:?} in {shown:?}: give a prefix length (1 to 32) or a netmask (255.255.0.0){hint}",
-                        String::from_utf8_lossy(m)
-                    ));
+                    let space =
+                        m.first().is_some_and(u8::is_ascii_digit) && trim_end_c(m).len() <= 2;
+                    return Err(ListError::BadMask {
+                        mask: String::from_utf8_lossy(m).into_owned(),
+                        entry: shown.into_owned(),
+                        space,
+                    });
                 }
                 let Some(mask) = inet_aton(m) else {
-                    return Err(format!(
-                        "invalid netmask {:?} in {shown:?}",
-                        String::from_utf8_lossy(m)
-                    ));
+                    return Err(ListError::BadNetmask {
+                        mask: String::from_utf8_lossy(m).into_owned(),
+                        entry: shown.into_owned(),
+                    });
                 };
                 (&ip[..ndx], mask, false)
             } else if m.is_empty() {
-                return Err(format!("missing mask value in {shown:?}"));
+                return Err(ListError::NoMask {
+                    entry: shown.into_owned(),
+                });
             } else {
                 let n = c_strtol(m);
                 let len = c_int(n).unwrap_or(0);
                 if !(1..=32).contains(&len) {
-                    return Err(format!("invalid prefix length {:?} in {shown:?}: fwknopd takes 1 to 32 (use ANY for everything)", String::from_utf8_lossy(m)));
+                    return Err(ListError::BadPrefix {
+                        prefix: String::from_utf8_lossy(m).into_owned(),
+                        entry: shown.into_owned(),
+                    });
                 }
                 if !n.clean {
                     warnings.push(format!("fwknopd reads {shown:?} with the prefix length {len} and ignores the rest; so does knockerd"));
@@ -152,19 +265,17 @@ fn add_int_ent(ip: &[u8], warnings: &mut Vec<String>) -> Result<Ent, String> {
         }
         None => {
             if ip.len() >= MAX_IPV4_STR_LEN {
-                return Err(format!("{shown:?} is not an IPv4 address (fwknopd 2.6.10 reads only IPv4 addresses and networks, at most 15 characters each)"));
+                return Err(ListError::TooLongAddress {
+                    entry: shown.into_owned(),
+                });
             }
             (ip, 32, true)
         }
     };
     let Some(addr) = inet_aton(ip_str) else {
-        let s = String::from_utf8_lossy(ip_str);
-        let hint = if s.contains(':') {
-            " (fwknopd 2.6.10 reads only IPv4: for IPv6 sources use ANY here or knockerd's native format)"
-        } else {
-            ""
-        };
-        return Err(format!("{s:?} is not an IPv4 address{hint}"));
+        return Err(ListError::NotIpv4 {
+            addr: String::from_utf8_lossy(ip_str).into_owned(),
+        });
     };
     let text = String::from_utf8_lossy(trim_end_c(ip_str));
     if text.parse::<Ipv4Addr>().ok().map(u32::from) != Some(addr) {
@@ -188,16 +299,14 @@ fn add_int_ent(ip: &[u8], warnings: &mut Vec<String>) -> Result<Ent, String> {
 
 /// fwknopd's list splitting (`expand_acc_int_list()`, `expand_acc_port_list()`): at each comma,
 /// leading whitespace skipped; an entry of 32 bytes or more makes the whole list invalid.
-fn split_list(text: &[u8]) -> Result<Vec<&[u8]>, String> {
+fn split_list(text: &[u8]) -> Result<Vec<&[u8]>, ListError> {
     text.split(|&b| b == b',')
         .map(trim_start_c)
         .map(|e| {
             if e.len() + 1 >= ACCESS_BUF_LEN {
-                Err(format!(
-                    "the entry {:?} is longer than the {} characters fwknopd reads",
-                    String::from_utf8_lossy(e),
-                    ACCESS_BUF_LEN - 2
-                ))
+                Err(ListError::TooLong {
+                    entry: String::from_utf8_lossy(e).into_owned(),
+                })
             } else {
                 Ok(e)
             }
@@ -209,7 +318,7 @@ fn split_list(text: &[u8]) -> Result<Vec<&[u8]>, String> {
 pub(super) fn addr_list(
     text: &[u8],
     warnings: &mut Vec<String>,
-) -> Result<(Vec<Network>, Vec<String>), String> {
+) -> Result<(Vec<Network>, Vec<String>), ListError> {
     let mut out = Vec::new();
     let mut unsupported = Vec::new();
     for e in split_list(text)? {
@@ -236,21 +345,21 @@ pub(super) fn port_list(
     text: &[u8],
     var: &str,
     warnings: &mut Vec<String>,
-) -> Result<Vec<Service>, String> {
+) -> Result<Vec<Service>, ListError> {
     let mut out: Vec<Service> = Vec::new();
     for e in split_list(text)? {
         let shown = String::from_utf8_lossy(e);
         let Some(ndx) = e.iter().position(|&b| b == b'/') else {
-            return Err(format!(
-                "{shown:?} is not proto/port: write e.g. tcp/22 (fwknopd refuses it too)"
-            ));
+            return Err(ListError::NotProtoPort {
+                entry: shown.into_owned(),
+            });
         };
         let n = c_strtol(&e[ndx + 1..]);
         let port = c_int(n).unwrap_or(-1);
         if !(0..=65535).contains(&port) {
-            return Err(format!(
-                "invalid port in {shown:?}: a port is 1 to 65535 (fwknopd refuses it too)"
-            ));
+            return Err(ListError::BadPort {
+                entry: shown.into_owned(),
+            });
         }
         let proto = &e[..ndx];
         let proto = if proto.eq_ignore_ascii_case(b"tcp") {
@@ -258,19 +367,19 @@ pub(super) fn port_list(
         } else if proto.eq_ignore_ascii_case(b"udp") {
             Proto::Udp
         } else {
-            return Err(format!(
-                "invalid protocol in {shown:?}: tcp or udp, with no space before the / (fwknopd refuses it too)"
-            ));
+            return Err(ListError::BadProto {
+                entry: shown.into_owned(),
+            });
         };
         if !n.digits {
-            return Err(format!(
-                "{shown:?} has no port number: fwknopd would silently read it as port 0, which no request names; write e.g. tcp/22"
-            ));
+            return Err(ListError::NoPortNumber {
+                entry: shown.into_owned(),
+            });
         }
         if port == 0 {
-            return Err(format!(
-                "{shown:?}: port 0 is not a port a client can ask for; remove it"
-            ));
+            return Err(ListError::PortZero {
+                entry: shown.into_owned(),
+            });
         }
         let service = Service::new(proto, port as u16);
         if !n.clean {
@@ -479,6 +588,42 @@ mod tests {
             Ok(vec![Network::Net("8.0.0.1".parse().unwrap(), 32)])
         );
         assert_eq!(w.len(), 1, "{w:?}");
+    }
+
+    #[test]
+    fn list_errors_say_what_fwknopd_refuses() {
+        let mut w = Vec::new();
+        let addr =
+            |s: &str, w: &mut Vec<String>| addr_list(s.as_bytes(), w).unwrap_err().to_string();
+        assert_eq!(
+            addr(&"1".repeat(34), &mut w),
+            format!(
+                "the entry {:?} is longer than the 31 characters fwknopd reads",
+                "1".repeat(34)
+            )
+        );
+        assert_eq!(
+            addr("1.2.3.4/", &mut w),
+            "missing mask value in \"1.2.3.4/\""
+        );
+        assert_eq!(
+            addr("10.0.0.300", &mut w),
+            "\"10.0.0.300\" is not an IPv4 address"
+        );
+        assert_eq!(
+            addr("::1", &mut w),
+            "\"::1\" is not an IPv4 address (fwknopd 2.6.10 reads only IPv4: for IPv6 sources use ANY here or knockerd's native format)"
+        );
+        assert_eq!(
+            addr("10.0.0.0/8   ,1.1.1.1", &mut w),
+            "invalid mask \"8   \" in \"10.0.0.0/8   \": give a prefix length (1 to 32) or a netmask (255.255.0.0) (fwknopd allows no space after a prefix length in a list: write `10.0.0.0/8,` not `10.0.0.0/8 ,`)"
+        );
+        assert_eq!(
+            port_list(b"tcp/65536", "OPEN_PORTS", &mut w)
+                .unwrap_err()
+                .to_string(),
+            "invalid port in \"tcp/65536\": a port is 1 to 65535 (fwknopd refuses it too)"
+        );
     }
 
     #[test]

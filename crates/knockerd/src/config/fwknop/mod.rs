@@ -45,6 +45,12 @@
 //! SOURCE matches is tried with its own keys, so no packet that a refused stanza would have
 //! authorized can match another one by its absence. If no stanza is left, the configuration is
 //! refused. docs/fwknop.md lists every difference from fwknopd.
+//!
+//! The files, in the order a configuration goes through them: `syntax` (the line grammar and C's
+//! number reading, for both files), `fwknopd` (fwknopd.conf), `access` (access.conf and its
+//! includes, line by line), `draft` (what each variable sets in its stanza), `values` (addresses,
+//! ports, dates, base64), `finalize` (a stanza knockerd runs or refuses), `import` (the native
+//! TOML) and [`doors`] (the stanzas as doors). This file holds the types they share.
 
 pub mod doors;
 

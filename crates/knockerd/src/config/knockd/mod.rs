@@ -31,7 +31,7 @@ use knocker_engine::{
 };
 
 use crate::config::{
-    Command, Config, ConfigError, Door, OnStop, DEFAULT_GRANT_MARK, DEFAULT_NFLOG_GROUP,
+    Command, Config, ConfigError, Door, DoorKind, OnStop, DEFAULT_GRANT_MARK, DEFAULT_NFLOG_GROUP,
     DEFAULT_STATE_DIR,
 };
 use crate::onetime::OneTimeFile;
@@ -872,10 +872,10 @@ fn build_door(
         start_command_6,
         stop_command_6,
         stop_after,
-        one_time,
-        rotating: None,
-        spa_port: None,
-        syn_port: None,
+        kind: match one_time {
+            Some(file) => DoorKind::OneTime { file },
+            None => DoorKind::Sequence,
+        },
         line: d.line,
     };
     let mut warnings = d.warnings;

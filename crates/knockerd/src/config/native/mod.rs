@@ -594,16 +594,16 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             start_command_6,
             stop_command_6,
             stop_after,
-            one_time,
-            rotating: rotating.map(|(r, _)| r),
-            spa_port: fwknop
-                .as_ref()
-                .filter(|_| kind_name != "syn")
-                .map(|(port, _)| *port),
-            syn_port: fwknop
-                .as_ref()
-                .filter(|_| kind_name == "syn")
-                .map(|(port, _)| *port),
+            kind: match (one_time, rotating, &fwknop) {
+                (_, _, Some((port, _))) => match kind_name {
+                    "fwknop" => DoorKind::Fwknop { port: *port },
+                    "spa" => DoorKind::Spa { port: *port },
+                    _ => DoorKind::Syn { port: *port },
+                },
+                (Some(file), _, None) => DoorKind::OneTime { file },
+                (None, Some((kind, _)), None) => kind,
+                (None, None, None) => DoorKind::Sequence,
+            },
             line: cx.line_of(span.start),
         });
     }
@@ -703,11 +703,10 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             .chain(config.protect.iter())
             .find(|s| inside(s));
         if let Some(s) = clash {
-            let door = config.doors.iter().find(|d| {
-                d.rotating
-                    .as_ref()
-                    .is_some_and(|r| r.first == first && r.last == last)
-            });
+            let door = config
+                .doors
+                .iter()
+                .find(|d| d.span().is_some_and(|r| r.first == first && r.last == last));
             return Err(ConfigError {
                 file: file.to_path_buf(),
                 line: door.map(|d| d.line),
@@ -1063,7 +1062,7 @@ fn encoded_door(
     d: &RawDoor,
     span: &std::ops::Range<usize>,
     name: &str,
-) -> Result<(Rotating, Kind), ConfigError> {
+) -> Result<(DoorKind, Kind), ConfigError> {
     use knocker_wire::encoded::EncodedSpec;
     for (v, key) in [(&d.mode, "mode"), (&d.ports, "ports")] {
         if let Some(v) = v {
@@ -1105,11 +1104,12 @@ fn encoded_door(
         },
     };
     let range = spec.span();
-    let r = Rotating {
-        proto,
-        first: *range.start(),
-        last: *range.end(),
-        mode: "encoded",
+    let r = DoorKind::Encoded {
+        span: PortSpan {
+            proto,
+            first: *range.start(),
+            last: *range.end(),
+        },
     };
     let kind = Kind::Encoded(knocker_engine::Encoded {
         spec,
@@ -1127,7 +1127,7 @@ fn rotating_door(
     d: &RawDoor,
     span: &std::ops::Range<usize>,
     name: &str,
-) -> Result<(Rotating, Kind), ConfigError> {
+) -> Result<(DoorKind, Kind), ConfigError> {
     use knocker_wire::rotate::{self, RotateSpec};
     let Some(key_file) = &d.key_file else {
         return cx.err(span.clone(), format!("door {name:?} is rotating: name its key, e.g. key_file = \"/etc/knocker/{name}.key\" (make one with `knocker keygen --out FILE`)"));
@@ -1224,14 +1224,16 @@ fn rotating_door(
     let key = std::sync::Arc::new(key);
     let derive: knocker_engine::Derive =
         std::sync::Arc::new(move |t| rotate::sequence(&key, &spec, t));
-    let r = Rotating {
-        proto,
-        first: *range.start(),
-        last: *range.end(),
+    let r = DoorKind::Rotating {
+        span: PortSpan {
+            proto,
+            first: *range.start(),
+            last: *range.end(),
+        },
         mode: if matches!(clock, Clock::Totp { .. }) {
-            "totp"
+            RotatingMode::Totp
         } else {
-            "hotp"
+            RotatingMode::Hotp
         },
     };
     Ok((
@@ -1433,6 +1435,28 @@ stop_after = "2m"
         };
         let c = p(&door("mode = \"hotp\"\nlookahead = 3\n")).expect("valid");
         assert_eq!(c.knock_ranges(), vec![(Proto::Tcp, 40000, 40999)]);
+        let span = PortSpan {
+            proto: Proto::Tcp,
+            first: 40000,
+            last: 40999,
+        };
+        let hotp = DoorKind::Rotating {
+            span,
+            mode: RotatingMode::Hotp,
+        };
+        assert_eq!(
+            (c.doors[0].kind_name(), &c.doors[0].kind),
+            ("rotating", &hotp)
+        );
+        assert_eq!(c.doors[0].span(), Some(span));
+        let totp = p(&door("")).expect("valid");
+        assert!(matches!(
+            totp.doors[0].kind,
+            DoorKind::Rotating {
+                mode: RotatingMode::Totp,
+                ..
+            }
+        ));
         assert!(!c.doors[0].replayable());
         let e = err_of(&door("mode = \"hotp\"\nskew = 2\n"));
         assert!(

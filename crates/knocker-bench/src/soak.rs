@@ -2623,11 +2623,7 @@ mod tests {
             assert_eq!(argv[0], "/usr/bin/soak");
             assert_eq!(&argv[3..], ["stop", door.name(), "10.200.1.10"]);
         }
-        let one_time = c
-            .doors
-            .iter()
-            .find_map(|d| d.one_time.as_ref())
-            .expect("one-time");
+        let one_time = c.doors.iter().find_map(|d| d.one_time()).expect("one-time");
         assert_eq!(
             one_time.entries.len(),
             200,

@@ -7,7 +7,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use crate::config::{fmt_duration, Config, OnStop, TABLE};
+use crate::config::{fmt_duration, Config, DoorKind, OnStop, RotatingMode, TABLE};
 use crate::gatekeeper::{Gatekeeper, Verdict};
 use crate::ledger::{self, Ledger, Record};
 use crate::nftset::NftSets;
@@ -25,7 +25,7 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 fn announce(config: &Config) {
     for d in &config.doors {
         // a single-packet door has no window between knocks
-        let within = if d.spa_port.is_some() || d.syn_port.is_some() {
+        let within = if d.single_packet() {
             String::new()
         } else {
             format!(" within {}", fmt_duration(d.spec.window))
@@ -46,7 +46,7 @@ fn announce(config: &Config) {
                 d.spec.name
             );
         }
-        if d.one_time.as_ref().is_some_and(|f| f.entries.is_empty()) {
+        if d.one_time().is_some_and(|f| f.entries.is_empty()) {
             tracing::warn!(
                 "door={}: no one-time sequence left, the door is closed for good",
                 d.spec.name
@@ -441,11 +441,11 @@ fn guard(config: &Config, gate: &mut Gatekeeper<NftSets>, touched: Touched) -> R
 /// the grant, or worse, leave the knocked line usable).
 fn reread_one_time(config: &mut Config) {
     for door in &mut config.doors {
-        let Some(file) = &door.one_time else {
+        let DoorKind::OneTime { file } = &mut door.kind else {
             continue;
         };
         match crate::onetime::OneTimeFile::load(&file.path) {
-            Ok(f) => door.one_time = Some(f),
+            Ok(f) => *file = f,
             Err((_, e)) => tracing::error!("door={}: {e}", door.spec.name),
         }
     }
@@ -585,30 +585,31 @@ fn record_used(
     tag: u64,
 ) -> Result<String, RecordError> {
     let door = config.doors.get(index).ok_or(RecordError::NoSuchDoor)?;
-    if let Some(file) = &door.one_time {
+    if let Some(file) = door.one_time() {
         let i = usize::try_from(tag).map_err(|_| RecordError::OneTimeIndex)?;
         file.mark_used(i)?;
         let line = file.entries.get(i).map_or(0, |e| e.line);
         return Ok(format!("one-time line {}:{line}", file.path.display()));
     }
-    let Some(r) = &door.rotating else {
-        return Ok(format!("sequence {tag}"));
+    let mode = match door.kind {
+        DoorKind::Rotating { mode, .. } => mode,
+        _ => return Ok(format!("sequence {tag}")),
     };
     let ledger = ledger.ok_or(RecordError::NoLedger)?;
     let record = Record::Used {
         door: door.spec.name.clone(),
-        key: r.mode.to_string(),
+        key: mode.as_str().to_string(),
         value: tag,
     };
     ledger
         .append(ledger::unix_now(), record)
         .map_err(|source| RecordError::Ledger {
-            what: format!("{} {tag}", r.mode),
+            what: format!("{} {tag}", mode.as_str()),
             source,
         })?;
     Ok(format!(
         "{} {}",
-        if r.mode == "totp" {
+        if mode == RotatingMode::Totp {
             "time step"
         } else {
             "counter"

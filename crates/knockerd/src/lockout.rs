@@ -11,7 +11,7 @@
 
 use knocker_engine::{Kind, Service};
 
-use crate::config::{Config, Door};
+use crate::config::{Config, Door, DoorKind};
 use crate::ruleset::PRIORITY;
 
 /// Knock sequences printed in knocker's docs and examples (README.md, docs/*.md, examples/,
@@ -45,9 +45,7 @@ fn parse_sequence(text: &str) -> Option<Vec<Service>> {
 
 /// Whether the door is one of knocker's own single-packet doors, which need enrolled clients.
 fn native(door: &Door) -> bool {
-    door.syn_port.is_some()
-        || (door.spa_port.is_some()
-            && matches!(&door.spec.kind, Kind::Spa(spa) if spa.precheck.is_some()))
+    matches!(door.kind, DoorKind::Spa { .. } | DoorKind::Syn { .. })
 }
 
 /// What would stop the daemon from starting, each with its fix. `check` reports them and exits

@@ -340,11 +340,9 @@ fn enroll(
     let c = loader::load(source).map_err(|e| e.to_string())?.config;
     let mut chosen = Vec::new();
     for d in &c.doors {
-        let kind = match (d.spa_port, d.syn_port, &d.spec.kind) {
-            (Some(port), _, knocker_engine::Kind::Spa(spa)) if spa.precheck.is_some() => {
-                (EnrollKind::Spa, port)
-            }
-            (_, Some(port), _) => (EnrollKind::Syn, port),
+        let kind = match d.kind {
+            config::DoorKind::Spa { port } => (EnrollKind::Spa, port),
+            config::DoorKind::Syn { port } => (EnrollKind::Syn, port),
             _ => continue,
         };
         if doors.is_empty() || doors.contains(&d.spec.name) {
@@ -488,7 +486,7 @@ fn check(source: &ConfigFile, overrides: &knockerd::daemon::Overrides) -> Result
     }
     for d in &c.doors {
         out!("door {} (line {}):", d.spec.name, d.line);
-        if d.spa_port.is_some() || d.syn_port.is_some() {
+        if d.single_packet() {
             out!("  accepts {}", d.describe_knocks());
         } else {
             out!(

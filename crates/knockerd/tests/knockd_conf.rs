@@ -190,7 +190,7 @@ fn man_page_examples() {
     let text = MAN_EXAMPLE_4.replace("SEQFILE", &seq.to_string_lossy());
     let k = parse(&text);
     let d = k.config.door("opencloseSMTP").expect("door");
-    let f = d.one_time.as_ref().expect("one-time file");
+    let f = d.one_time().expect("one-time file");
     assert_eq!(f.entries.len(), 2);
     assert_eq!(
         d.spec.kind,
@@ -490,7 +490,8 @@ fn one_time_sequences() {
         "[d]\nsequence = 7000,9000,8000\none_time_sequences = {path}\ncommand = a\n"
     ));
     let d = &k.config.doors[0];
-    assert!(d.one_time.is_some() && d.spec.sequence.is_empty());
+    assert!(d.one_time().is_some() && d.spec.sequence.is_empty());
+    assert_eq!(d.kind_name(), "one-time");
     assert!(
         k.warnings
             .iter()

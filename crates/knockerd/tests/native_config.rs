@@ -52,6 +52,18 @@ fn spa_and_syn_doors_load_with_their_ports_and_rules() {
     let c = parse(&format!("{}{SPA}{SYN}", daemon(&d))).expect("valid");
     assert_eq!(c.spa_ports(), vec![62201]);
     assert_eq!(c.syn_ports(), vec![4443]);
+    let kinds: Vec<(&str, config::DoorKind)> = c
+        .doors
+        .iter()
+        .map(|d| (d.kind_name(), d.kind.clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("spa", config::DoorKind::Spa { port: 62201 }),
+            ("syn", config::DoorKind::Syn { port: 4443 })
+        ]
+    );
     assert_eq!(c.server_key, d.0.join("server.key"));
     let rules = knockerd::ruleset::render(&knockerd::ruleset::TableSpec::from_config(&c));
     assert!(rules.contains("log prefix \"knocker-spa\""), "{rules}");

@@ -133,19 +133,120 @@ pub struct Door {
     pub stop_command_6: Option<Command>,
     /// When the stop command runs, after the start command.
     pub stop_after: Duration,
-    /// The file of a `one-time` door, whose lines are marked when used.
-    pub one_time: Option<OneTimeFile>,
-    /// The UDP port a single-packet-authorization door (fwknop or knocker SPA) listens on.
-    pub spa_port: Option<u16>,
-    /// The TCP port a stealth SYN door listens on.
-    pub syn_port: Option<u16>,
-    /// What a `rotating` door draws its knocks from, or an `encoded` door's span.
-    pub rotating: Option<Rotating>,
+    /// The door's kind, with what only that kind has.
+    pub kind: DoorKind,
     /// Line of the `[door.NAME]` header, for messages.
     pub line: usize,
 }
 
+/// A door's kind (the TOML's `kind`), with the options only that kind has: a door cannot hold
+/// another kind's file, span or port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DoorKind {
+    /// `sequence`: the same knocks every time (`DoorSpec::sequence`).
+    Sequence,
+    /// `one-time`: knockd's One_Time_Sequences, whose lines are marked in the file when used.
+    OneTime { file: OneTimeFile },
+    /// `rotating`: knocks drawn from a span by a time step or a counter.
+    Rotating { span: PortSpan, mode: RotatingMode },
+    /// `encoded`: requests spelled out as knocks in a span.
+    Encoded { span: PortSpan },
+    /// `fwknop`: fwknop's SPA packets on a UDP port (also every access.conf stanza).
+    Fwknop { port: u16 },
+    /// `spa`: knocker's own SPA packets on a UDP port.
+    Spa { port: u16 },
+    /// `syn`: knocker's stealth SYNs on a TCP port.
+    Syn { port: u16 },
+}
+
+impl DoorKind {
+    /// The kind's name, as `kind = "..."` writes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DoorKind::Sequence => "sequence",
+            DoorKind::OneTime { .. } => "one-time",
+            DoorKind::Rotating { .. } => "rotating",
+            DoorKind::Encoded { .. } => "encoded",
+            DoorKind::Fwknop { .. } => "fwknop",
+            DoorKind::Spa { .. } => "spa",
+            DoorKind::Syn { .. } => "syn",
+        }
+    }
+}
+
+/// The ports a rotating door draws its knocks from, or an encoded door spells requests in:
+/// every one of them is a knock port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortSpan {
+    pub proto: Proto,
+    pub first: u16,
+    pub last: u16,
+}
+
+/// What a rotating door counts in: time steps or a counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotatingMode {
+    Totp,
+    Hotp,
+}
+
+impl RotatingMode {
+    /// `mode = "..."` in the TOML, and the ledger's key for the door's last used step or
+    /// counter (so it never changes).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RotatingMode::Totp => "totp",
+            RotatingMode::Hotp => "hotp",
+        }
+    }
+}
+
 impl Door {
+    /// The kind's name, as `kind = "..."` writes it.
+    pub fn kind_name(&self) -> &'static str {
+        self.kind.name()
+    }
+
+    /// The file of a `one-time` door.
+    pub fn one_time(&self) -> Option<&OneTimeFile> {
+        match &self.kind {
+            DoorKind::OneTime { file } => Some(file),
+            _ => None,
+        }
+    }
+
+    /// The span of a rotating or encoded door.
+    pub fn span(&self) -> Option<PortSpan> {
+        match self.kind {
+            DoorKind::Rotating { span, .. } | DoorKind::Encoded { span } => Some(span),
+            _ => None,
+        }
+    }
+
+    /// The UDP port a single-packet-authorization door (fwknop or knocker SPA) listens on.
+    pub fn spa_port(&self) -> Option<u16> {
+        match self.kind {
+            DoorKind::Fwknop { port } | DoorKind::Spa { port } => Some(port),
+            _ => None,
+        }
+    }
+
+    /// The TCP port a stealth SYN door listens on.
+    pub fn syn_port(&self) -> Option<u16> {
+        match self.kind {
+            DoorKind::Syn { port } => Some(port),
+            _ => None,
+        }
+    }
+
+    /// Whether a door is opened by one packet (fwknop, spa, syn) rather than by knocks.
+    pub fn single_packet(&self) -> bool {
+        matches!(
+            self.kind,
+            DoorKind::Fwknop { .. } | DoorKind::Spa { .. } | DoorKind::Syn { .. }
+        )
+    }
+
     /// The start command for a knock from `ip` (the `_6` variant for IPv6, when given).
     pub fn start_command_for(&self, ip: IpAddr) -> Option<&Command> {
         match ip {
@@ -176,13 +277,15 @@ impl Door {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        if let (Some(r), Kind::Rotating { clock, .. }) = (&self.rotating, &self.spec.kind) {
+        if let (DoorKind::Rotating { span: r, .. }, Kind::Rotating { clock, .. }) =
+            (&self.kind, &self.spec.kind)
+        {
             return format!(
                 "a rotating sequence ({clock:?}) drawn from {}/{}-{}",
                 r.proto, r.first, r.last
             );
         }
-        match &self.one_time {
+        match self.one_time() {
             Some(f) => match f.entries.first() {
                 Some(next) => format!(
                     "one-time sequences from {} ({} left; next, line {}: {})",
@@ -237,13 +340,20 @@ impl Door {
         if let Some(d) = self.describe_spa() {
             return d;
         }
-        if let Some(r) = &self.rotating {
+        let mode = match self.kind {
+            DoorKind::Rotating { mode, .. } => Some(mode.as_str()),
+            _ => None,
+        };
+        if let Some(r) = self.span() {
             return format!(
                 "a rotating sequence ({}) from {}/{}-{}",
-                r.mode, r.proto, r.first, r.last
+                mode.unwrap_or("encoded"),
+                r.proto,
+                r.first,
+                r.last
             );
         }
-        match &self.one_time {
+        match self.one_time() {
             Some(f) => format!(
                 "{} one-time sequence(s) left in {}",
                 f.entries.len(),
@@ -455,7 +565,7 @@ impl Config {
 
     /// UDP ports of single-packet-authorization doors (fwknop), each logged with its payload.
     pub fn spa_ports(&self) -> Vec<u16> {
-        let mut v: Vec<u16> = self.doors.iter().filter_map(|d| d.spa_port).collect();
+        let mut v: Vec<u16> = self.doors.iter().filter_map(Door::spa_port).collect();
         v.sort();
         v.dedup();
         v
@@ -463,7 +573,7 @@ impl Config {
 
     /// TCP ports of stealth SYN doors, whose SYNs are logged with their headers.
     pub fn syn_ports(&self) -> Vec<u16> {
-        let mut v: Vec<u16> = self.doors.iter().filter_map(|d| d.syn_port).collect();
+        let mut v: Vec<u16> = self.doors.iter().filter_map(Door::syn_port).collect();
         v.sort();
         v.dedup();
         v
@@ -473,7 +583,7 @@ impl Config {
     pub fn knock_ranges(&self) -> Vec<(Proto, u16, u16)> {
         self.doors
             .iter()
-            .filter_map(|d| d.rotating.as_ref().map(|r| (r.proto, r.first, r.last)))
+            .filter_map(|d| d.span().map(|r| (r.proto, r.first, r.last)))
             .collect()
     }
 
@@ -542,17 +652,6 @@ impl fmt::Display for Watched {
             Watched::Syn(p) => write!(f, "tcp/{p} (stealth SYNs, headers read)"),
         }
     }
-}
-
-/// The port span of a rotating or encoded door, as the daemon needs it beside the engine's door.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rotating {
-    pub proto: Proto,
-    pub first: u16,
-    pub last: u16,
-    /// "totp" or "hotp": also the ledger's key for the door's last used step or counter;
-    /// "encoded" for an encoded door's span.
-    pub mode: &'static str,
 }
 
 /// Parses `30`, `30s`, `5m`, `2h`, `1d` into a duration of whole seconds.

@@ -16,7 +16,7 @@ use super::protocol::{
     send, Digest, DoorRef, Name, ProtocolError, Report, Seed, SendError, Services, MAX_SEED_BYTES,
 };
 use crate::config::loader::ConfigFile;
-use crate::config::Config;
+use crate::config::{Config, DoorKind};
 use crate::nflog::{self, NflogSource};
 use crate::overrides::Overrides;
 
@@ -122,11 +122,13 @@ pub fn run(
     // rotating doors start from the last step or counter they used, so a recorded knock never
     // works again after a restart
     for d in &mut config.doors {
-        if let (Some(r), Kind::Rotating { used, .. }) = (&d.rotating, &mut d.spec.kind) {
+        if let (DoorKind::Rotating { mode: m, .. }, Kind::Rotating { used, .. }) =
+            (&d.kind, &mut d.spec.kind)
+        {
             *used = seed
                 .used
                 .iter()
-                .find(|(door, mode, _)| door.as_str() == d.spec.name && mode.as_str() == r.mode)
+                .find(|(door, mode, _)| door.as_str() == d.spec.name && mode.as_str() == m.as_str())
                 .map(|(_, _, v)| *v);
         }
     }

@@ -13,7 +13,7 @@ use knocker_engine::{DoorSpec, Kind, Spa, SpaDecode, SpaError, SpaRequest};
 use knocker_wire::fwknop::{self, FwknopKeys, MessageType};
 
 use crate::config::fwknop::{self as fwknop_conf, FwknopConf, Network, Stanza};
-use crate::config::{Command, Config, ConfigError, Door, DEFAULT_STATE_DIR};
+use crate::config::{Command, Config, ConfigError, Door, DoorKind, DEFAULT_STATE_DIR};
 
 /// The decoder for one stanza's keys.
 pub fn decoder(keys: FwknopKeys) -> SpaDecode {
@@ -150,10 +150,9 @@ fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option
         start_command_6: None,
         stop_command_6: None,
         stop_after,
-        one_time: None,
-        rotating: None,
-        spa_port: Some(conf.spa_port),
-        syn_port: None,
+        kind: DoorKind::Fwknop {
+            port: conf.spa_port,
+        },
         line: s.line,
     })
 }
@@ -233,6 +232,10 @@ mod tests {
             "SOURCE ANY\n{keys}\nSOURCE 10.0.0.0/8\nOPEN_PORTS tcp/22\nFW_ACCESS_TIMEOUT 30\nMAX_FW_TIMEOUT 3600\n{keys}\nSOURCE 192.0.2.0/24\nRESTRICT_PORTS tcp/23\nFW_ACCESS_TIMEOUT 60\nMAX_FW_TIMEOUT 60\n{keys}"
         ));
         let said: Vec<String> = d.iter().map(|d| d.describe_opening()).collect();
+        for door in &d {
+            assert_eq!(door.kind, DoorKind::Fwknop { port: 62201 });
+            assert_eq!((door.spa_port(), door.syn_port()), (Some(62201), None));
+        }
         assert_eq!(
             said,
             [

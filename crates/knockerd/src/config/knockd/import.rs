@@ -105,7 +105,7 @@ impl Knockd {
             for n in &m.notes {
                 comment(&mut out, "note: ", n);
             }
-            match &d.one_time {
+            match d.one_time() {
                 Some(f) => {
                     out.push_str("kind = \"one-time\"\n");
                     out.push_str(&format!(

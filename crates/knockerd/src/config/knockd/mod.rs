@@ -31,7 +31,7 @@ use knocker_engine::{
 };
 
 use crate::config::{
-    Command, Config, ConfigError, Door, OnStop, DEFAULT_GRANT_MARK, DEFAULT_NFLOG_GROUP,
+    Command, Config, ConfigError, Door, DoorKind, OnStop, DEFAULT_GRANT_MARK, DEFAULT_NFLOG_GROUP,
     DEFAULT_STATE_DIR,
 };
 use crate::onetime::OneTimeFile;
@@ -478,91 +478,37 @@ pub fn parse(file: &Path, text: &str) -> Result<Knockd, ConfigError> {
         };
         match section {
             Section::None => {}
-            Section::Options => match key.as_str() {
-                "LOGFILE" => options.log_file = (!value.is_empty()).then(|| PathBuf::from(value)),
-                "PIDFILE" => options.pid_file = (!value.is_empty()).then(|| PathBuf::from(value)),
-                "INTERFACE" => {
-                    if value.is_empty() {
-                        // knockd copies the empty name, so a later Interface (or eth0) applies
-                    } else if let Some((first, name)) = &interface {
-                        global_warnings.push((n, format!("Interface is ignored: knockd keeps the first one, {name} (line {first})")));
-                    } else if !valid_interface(value) {
-                        return Err(err(n, format!("Interface {value:?} is not an interface name (at most 15 characters, no spaces, '/', ':' or quotes)")));
-                    } else {
-                        interface = Some((n, value.to_string()));
-                    }
-                }
-                "USESYSLOG" => return Err(err(n, "UseSyslog takes no value: write `UseSyslog` alone (knockd reports a syntax error for `UseSyslog = ...`)".into())),
-                k if DOOR_KEYS.contains(&k) => return Err(err(n, format!("{key_text} is a door directive: it belongs under a door's [name], not in [options] (knockd reports a syntax error)"))),
-                _ => return Err(err(n, format!("unknown directive {key_text:?} in [options]: knockd knows UseSyslog, LogFile, PidFile and Interface there (it reports a syntax error)"))),
-            },
+            Section::Options => option_line(
+                file,
+                n,
+                &key,
+                key_text,
+                value,
+                &mut options,
+                &mut interface,
+                &mut global_warnings,
+            )?,
             Section::Door(idx) => {
-                let Some(d) = drafts.get_mut(idx) else { continue };
-                let again = |what: &str, prev: Option<usize>, w: &mut Vec<(usize, String)>| {
-                    if let Some(p) = prev {
-                        w.push((n, format!("{what} was already given at line {p}; this one counts, as in knockd")));
-                    }
+                let Some(d) = drafts.get_mut(idx) else {
+                    continue;
                 };
-                match key.as_str() {
-                    "SEQUENCE" => {
-                        let (seq, warnings) = parse_sequence(value).map_err(|e| err(n, format!("[{}]: {e}", d.section)))?;
-                        d.warnings.extend(warnings.into_iter().map(|w| (n, w)));
-                        again("Sequence", d.sequence.as_ref().map(|s| s.0), &mut d.warnings);
-                        d.sequence = Some((n, seq));
-                    }
-                    "ONE_TIME_SEQUENCES" => {
-                        let f = one_time_file(value).map_err(|e| err(n, e))?;
-                        again("One_Time_Sequences", d.one_time.as_ref().map(|s| s.0), &mut d.warnings);
-                        d.one_time = Some((n, f));
-                    }
-                    "SEQ_TIMEOUT" | "TIMEOUT" => {
-                        let s = seconds(key_text, value).map_err(|e| err(n, e))?;
-                        again("Seq_Timeout", d.seq_timeout.map(|s| s.0), &mut d.warnings);
-                        d.seq_timeout = Some((n, s));
-                    }
-                    "CMD_TIMEOUT" => {
-                        let s = seconds(key_text, value).map_err(|e| err(n, e))?;
-                        if s < 0 {
-                            return Err(err(n, format!("{key_text} = {s}: the stop command runs this many seconds after the start command; give 0 or more")));
-                        }
-                        again("Cmd_Timeout", d.cmd_timeout.map(|s| s.0), &mut d.warnings);
-                        d.cmd_timeout = Some((n, s));
-                    }
-                    "START_COMMAND" | "COMMAND" => {
-                        again("Start_Command", d.start.as_ref().map(|s| s.0), &mut d.warnings);
-                        d.start = Some((n, value.to_string()));
-                    }
-                    "START_COMMAND_6" | "COMMAND_6" => {
-                        again("Start_Command_6", d.start6.as_ref().map(|s| s.0), &mut d.warnings);
-                        d.start6 = Some((n, value.to_string()));
-                    }
-                    "STOP_COMMAND" => {
-                        again("Stop_Command", d.stop.as_ref().map(|s| s.0), &mut d.warnings);
-                        d.stop = Some((n, value.to_string()));
-                    }
-                    "STOP_COMMAND_6" => {
-                        again("Stop_Command_6", d.stop6.as_ref().map(|s| s.0), &mut d.warnings);
-                        d.stop6 = Some((n, value.to_string()));
-                    }
-                    "TARGET" => {
-                        let ip = value.parse::<IpAddr>().map_err(|_| {
-                            err(n, format!("Target {value:?} is not an IP address: knockd matches it against each knock's destination address (and cannot compile anything else into its capture filter)"))
-                        })?;
-                        if ip.to_string() != value {
-                            d.warnings.push((n, format!("knockd compares Target as text with the address as it prints it ({ip}), so it never matched {value:?}; knockerd compares addresses, so this door now opens")));
-                        }
-                        again("Target", d.target.map(|s| s.0), &mut d.warnings);
-                        d.target = Some((n, ip));
-                    }
-                    "TCPFLAGS" => apply_flags(value, &mut d.flags).map_err(|e| err(n, e))?,
-                    "USESYSLOG" => return Err(err(n, "UseSyslog takes no value: write `UseSyslog` alone (knockd reports a syntax error for `UseSyslog = ...`)".into())),
-                    k if OPTION_KEYS.contains(&k) => return Err(err(n, format!("{key_text} is a global option: it belongs in [options], not in door [{}] (knockd reports a syntax error)", d.section))),
-                    _ => return Err(err(n, format!("unknown directive {key_text:?} in door [{}]: knockd knows Sequence, One_Time_Sequences, Seq_Timeout (or Timeout), TCPFlags, Start_Command (or Command), Start_Command_6 (or Command_6), Cmd_Timeout, Stop_Command, Stop_Command_6 and Target (it reports a syntax error)", d.section))),
-                }
+                door_line(file, n, &key, key_text, value, d)?;
             }
         }
     }
 
+    finish(file, drafts, options, interface, global_warnings)
+}
+
+/// Builds the doors from their sections, checks them together (what knockd accepts but
+/// knockerd's own format refuses is a warning) and gathers the warnings in line order.
+fn finish(
+    file: &Path,
+    drafts: Vec<Draft>,
+    options: KnockdOptions,
+    interface: At<String>,
+    mut global_warnings: Vec<(usize, String)>,
+) -> Result<Knockd, ConfigError> {
     let mut taken = HashSet::new();
     let mut doors = Vec::new();
     let mut meta = Vec::new();
@@ -660,6 +606,125 @@ pub fn parse(file: &Path, text: &str) -> Result<Knockd, ConfigError> {
     })
 }
 
+/// One `key = value` line of `[options]`.
+#[allow(clippy::too_many_arguments)]
+fn option_line(
+    file: &Path,
+    n: usize,
+    key: &str,
+    key_text: &str,
+    value: &str,
+    options: &mut KnockdOptions,
+    interface: &mut At<String>,
+    global_warnings: &mut Vec<(usize, String)>,
+) -> Result<(), ConfigError> {
+    let err = |line: usize, message: String| ConfigError {
+        file: file.to_path_buf(),
+        line: Some(line),
+        message,
+    };
+    match key {
+        "LOGFILE" => options.log_file = (!value.is_empty()).then(|| PathBuf::from(value)),
+        "PIDFILE" => options.pid_file = (!value.is_empty()).then(|| PathBuf::from(value)),
+        "INTERFACE" => {
+            if value.is_empty() {
+                // knockd copies the empty name, so a later Interface (or eth0) applies
+            } else if let Some((first, name)) = &interface {
+                global_warnings.push((n, format!("Interface is ignored: knockd keeps the first one, {name} (line {first})")));
+            } else if !valid_interface(value) {
+                return Err(err(n, format!("Interface {value:?} is not an interface name (at most 15 characters, no spaces, '/', ':' or quotes)")));
+            } else {
+                *interface = Some((n, value.to_string()));
+            }
+        }
+        "USESYSLOG" => return Err(err(n, "UseSyslog takes no value: write `UseSyslog` alone (knockd reports a syntax error for `UseSyslog = ...`)".into())),
+        k if DOOR_KEYS.contains(&k) => return Err(err(n, format!("{key_text} is a door directive: it belongs under a door's [name], not in [options] (knockd reports a syntax error)"))),
+        _ => return Err(err(n, format!("unknown directive {key_text:?} in [options]: knockd knows UseSyslog, LogFile, PidFile and Interface there (it reports a syntax error)"))),
+    }
+    Ok(())
+}
+
+/// One `key = value` line of a door's section.
+fn door_line(
+    file: &Path,
+    n: usize,
+    key: &str,
+    key_text: &str,
+    value: &str,
+    d: &mut Draft,
+) -> Result<(), ConfigError> {
+    let err = |line: usize, message: String| ConfigError {
+        file: file.to_path_buf(),
+        line: Some(line),
+        message,
+    };
+    let again = |what: &str, prev: Option<usize>, w: &mut Vec<(usize, String)>| {
+        if let Some(p) = prev {
+            w.push((
+                n,
+                format!("{what} was already given at line {p}; this one counts, as in knockd"),
+            ));
+        }
+    };
+    match key {
+        "SEQUENCE" => {
+            let (seq, warnings) = parse_sequence(value).map_err(|e| err(n, format!("[{}]: {e}", d.section)))?;
+            d.warnings.extend(warnings.into_iter().map(|w| (n, w)));
+            again("Sequence", d.sequence.as_ref().map(|s| s.0), &mut d.warnings);
+            d.sequence = Some((n, seq));
+        }
+        "ONE_TIME_SEQUENCES" => {
+            let f = one_time_file(value).map_err(|e| err(n, e))?;
+            again("One_Time_Sequences", d.one_time.as_ref().map(|s| s.0), &mut d.warnings);
+            d.one_time = Some((n, f));
+        }
+        "SEQ_TIMEOUT" | "TIMEOUT" => {
+            let s = seconds(key_text, value).map_err(|e| err(n, e))?;
+            again("Seq_Timeout", d.seq_timeout.map(|s| s.0), &mut d.warnings);
+            d.seq_timeout = Some((n, s));
+        }
+        "CMD_TIMEOUT" => {
+            let s = seconds(key_text, value).map_err(|e| err(n, e))?;
+            if s < 0 {
+                return Err(err(n, format!("{key_text} = {s}: the stop command runs this many seconds after the start command; give 0 or more")));
+            }
+            again("Cmd_Timeout", d.cmd_timeout.map(|s| s.0), &mut d.warnings);
+            d.cmd_timeout = Some((n, s));
+        }
+        "START_COMMAND" | "COMMAND" => {
+            again("Start_Command", d.start.as_ref().map(|s| s.0), &mut d.warnings);
+            d.start = Some((n, value.to_string()));
+        }
+        "START_COMMAND_6" | "COMMAND_6" => {
+            again("Start_Command_6", d.start6.as_ref().map(|s| s.0), &mut d.warnings);
+            d.start6 = Some((n, value.to_string()));
+        }
+        "STOP_COMMAND" => {
+            again("Stop_Command", d.stop.as_ref().map(|s| s.0), &mut d.warnings);
+            d.stop = Some((n, value.to_string()));
+        }
+        "STOP_COMMAND_6" => {
+            again("Stop_Command_6", d.stop6.as_ref().map(|s| s.0), &mut d.warnings);
+            d.stop6 = Some((n, value.to_string()));
+        }
+        "TARGET" => {
+            let ip = value.parse::<IpAddr>().map_err(|_| {
+                err(n, format!("Target {value:?} is not an IP address: knockd matches it against each knock's destination address (and cannot compile anything else into its capture filter)"))
+            })?;
+            if ip.to_string() != value {
+                d.warnings.push((n, format!("knockd compares Target as text with the address as it prints it ({ip}), so it never matched {value:?}; knockerd compares addresses, so this door now opens")));
+            }
+            again("Target", d.target.map(|s| s.0), &mut d.warnings);
+            d.target = Some((n, ip));
+        }
+        "TCPFLAGS" => apply_flags(value, &mut d.flags).map_err(|e| err(n, e))?,
+        "USESYSLOG" => return Err(err(n, "UseSyslog takes no value: write `UseSyslog` alone (knockd reports a syntax error for `UseSyslog = ...`)".into())),
+        k if OPTION_KEYS.contains(&k) => return Err(err(n, format!("{key_text} is a global option: it belongs in [options], not in door [{}] (knockd reports a syntax error)", d.section))),
+        _ => return Err(err(n, format!("unknown directive {key_text:?} in door [{}]: knockd knows Sequence, One_Time_Sequences, Seq_Timeout (or Timeout), TCPFlags, Start_Command (or Command), Start_Command_6 (or Command_6), Cmd_Timeout, Stop_Command, Stop_Command_6 and Target (it reports a syntax error)", d.section))),
+    }
+    Ok(())
+}
+
 fn doors_error_door(e: &DoorsError) -> Option<String> {
     match e {
         DoorsError::Door { door, .. }
@@ -720,22 +785,17 @@ fn effective(start: Option<&str>, stop: Option<&str>) -> (Option<String>, Option
     }
 }
 
-fn build_door(
+/// A door's knocks: its Sequence or its One_Time_Sequences file, and the line they are on.
+fn knocks(
     file: &Path,
-    mut d: Draft,
-    taken: &mut HashSet<String>,
-) -> Result<(Door, DoorMeta), ConfigError> {
+    d: &mut Draft,
+    notes: &mut Vec<String>,
+) -> Result<(usize, Vec<Service>, Option<OneTimeFile>), ConfigError> {
     let err = |line: usize, message: String| ConfigError {
         file: file.to_path_buf(),
         line: Some(line),
         message,
     };
-    let mut notes = Vec::new();
-    let name = door_name(&d.section, taken);
-    if name != d.section {
-        d.warnings.push((d.line, format!("door [{}] is called {name:?} in knockerd's logs and native configuration (1 to 32 letters, digits, '-' or '_', unique)", d.section)));
-    }
-
     // Sequence and One_Time_Sequences both set the door's knocks: the later line wins in knockd,
     // except that a Sequence after One_Time_Sequences is used once before the file takes over,
     // which knockerd cannot express.
@@ -765,21 +825,26 @@ fn build_door(
         notes.push("the used line gets '#' over its first byte (and is synced to disk) before the start command runs; knockd marks it after starting the command".to_string());
     }
 
-    let window = match d.seq_timeout {
-        None => Duration::from_secs(DEFAULT_SEQ_TIMEOUT),
-        Some((l, s)) if s < 1 => {
-            return Err(err(l, format!("Seq_Timeout = {s}: knockd accepts it, but it checks the timeout before each knock, so no knock after the first could ever count; give 1 or more seconds")))
-        }
-        Some((l, s)) if s as u64 > MAX_WINDOW.as_secs() => {
-            d.warnings.push((l, format!("Seq_Timeout = {s} is cut to {} seconds, the longest knockerd keeps a knock in progress", MAX_WINDOW.as_secs())));
-            notes.push(format!("knockd's Seq_Timeout was {s}"));
-            MAX_WINDOW
-        }
-        Some((_, s)) => Duration::from_secs(s as u64),
-    };
-    let cmd_timeout = d.cmd_timeout.map_or(DEFAULT_CMD_TIMEOUT, |(_, s)| s as u64);
-    let open_for = Duration::from_secs(cmd_timeout).clamp(Duration::from_secs(1), MAX_OPEN_FOR);
+    Ok((knocks_line, sequence, one_time))
+}
 
+/// A door's commands and when its stop command runs.
+struct Commands {
+    start_command: Option<Command>,
+    stop_command: Option<Command>,
+    start_command_6: Option<Command>,
+    stop_command_6: Option<Command>,
+    stop_after: Duration,
+}
+
+/// The commands knockd runs for a door, for each address family, and when the stop command
+/// runs.
+fn commands(
+    d: &mut Draft,
+    cmd_timeout: u64,
+    open_for: Duration,
+    notes: &mut Vec<String>,
+) -> Commands {
     fn text(c: &At<String>) -> Option<&str> {
         c.as_ref().map(|(_, s)| s.as_str())
     }
@@ -842,6 +907,48 @@ fn build_door(
     if has_stop {
         notes.push("stop_command runs stop_after (knockd's Cmd_Timeout) after the door opened; knockd counts from the end of the start command".into());
     }
+    Commands {
+        start_command,
+        stop_command,
+        start_command_6,
+        stop_command_6,
+        stop_after,
+    }
+}
+
+fn build_door(
+    file: &Path,
+    mut d: Draft,
+    taken: &mut HashSet<String>,
+) -> Result<(Door, DoorMeta), ConfigError> {
+    let err = |line: usize, message: String| ConfigError {
+        file: file.to_path_buf(),
+        line: Some(line),
+        message,
+    };
+    let mut notes = Vec::new();
+    let name = door_name(&d.section, taken);
+    if name != d.section {
+        d.warnings.push((d.line, format!("door [{}] is called {name:?} in knockerd's logs and native configuration (1 to 32 letters, digits, '-' or '_', unique)", d.section)));
+    }
+
+    let (knocks_line, sequence, one_time) = knocks(file, &mut d, &mut notes)?;
+    let window = match d.seq_timeout {
+        None => Duration::from_secs(DEFAULT_SEQ_TIMEOUT),
+        Some((l, s)) if s < 1 => {
+            return Err(err(l, format!("Seq_Timeout = {s}: knockd accepts it, but it checks the timeout before each knock, so no knock after the first could ever count; give 1 or more seconds")))
+        }
+        Some((l, s)) if s as u64 > MAX_WINDOW.as_secs() => {
+            d.warnings.push((l, format!("Seq_Timeout = {s} is cut to {} seconds, the longest knockerd keeps a knock in progress", MAX_WINDOW.as_secs())));
+            notes.push(format!("knockd's Seq_Timeout was {s}"));
+            MAX_WINDOW
+        }
+        Some((_, s)) => Duration::from_secs(s as u64),
+    };
+    let cmd_timeout = d.cmd_timeout.map_or(DEFAULT_CMD_TIMEOUT, |(_, s)| s as u64);
+    let open_for = Duration::from_secs(cmd_timeout).clamp(Duration::from_secs(1), MAX_OPEN_FOR);
+
+    let commands = commands(&mut d, cmd_timeout, open_for, &mut notes);
     let tcp_flags = flag_filter(&d.flags);
     if tcp_flags.is_some() {
         notes.push("a TCP knock whose flags do not match is ignored (it neither counts nor resets), as in knockd".into());
@@ -867,15 +974,15 @@ fn build_door(
         spec,
         protect: false,
         repeat_start_command: false,
-        start_command,
-        stop_command,
-        start_command_6,
-        stop_command_6,
-        stop_after,
-        one_time,
-        rotating: None,
-        spa_port: None,
-        syn_port: None,
+        start_command: commands.start_command,
+        stop_command: commands.stop_command,
+        start_command_6: commands.start_command_6,
+        stop_command_6: commands.stop_command_6,
+        stop_after: commands.stop_after,
+        kind: match one_time {
+            Some(file) => DoorKind::OneTime { file },
+            None => DoorKind::Sequence,
+        },
         line: d.line,
     };
     let mut warnings = d.warnings;

@@ -253,37 +253,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             }
         },
     };
-    let grant_mark = match &daemon.grant_mark {
-        None => DEFAULT_GRANT_MARK,
-        Some(m) => match u32::try_from(*m.get_ref()) {
-            Ok(v) => v,
-            Err(_) => {
-                return cx.err(
-                    m.span(),
-                    "grant_mark must fit in 32 bits (0 turns marking off)",
-                )
-            }
-        },
-    };
-    let accept_mark = match &daemon.accept_mark {
-        None => 0,
-        Some(m) => match u32::try_from(*m.get_ref()) {
-            // each is tested as `mark & M == M`: neither may contain the other's bits
-            Ok(v) if v == 0 || grant_mark == 0 || (v & grant_mark != v && v & grant_mark != grant_mark) => v,
-            Ok(_) => {
-                return cx.err(
-                    m.span(),
-                    format!("accept_mark contains grant_mark ({grant_mark:#010x}) or lies within it, so a packet with one would match the other: use another, e.g. {SUGGESTED_ACCEPT_MARK:#010x}"),
-                )
-            }
-            Err(_) => {
-                return cx.err(
-                    m.span(),
-                    format!("accept_mark must fit in 32 bits, e.g. {SUGGESTED_ACCEPT_MARK:#010x} (0 turns it off)"),
-                )
-            }
-        },
-    };
+    let (grant_mark, accept_mark) = marks(&cx, &daemon)?;
     let trusted = daemon
         .trusted
         .iter()
@@ -306,315 +276,14 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
     // the server key and the clients file, read once when the first spa or syn door needs them
     let mut native: Option<NativeKeys> = None;
     for (name, raw_door) in &raw.door {
-        let span = raw_door.span();
-        let d = raw_door.get_ref();
-        if name.is_empty()
-            || name.len() > 32
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return cx.err(
-                span,
-                format!("door name {name:?}: use 1 to 32 letters, digits, '-' or '_'"),
-            );
-        }
-        let kind_name = d
-            .kind
-            .as_ref()
-            .map(|k| k.get_ref().as_str())
-            .unwrap_or("sequence");
-        let mut rotating = None;
-        let (sequence, one_time) = match kind_name {
-            "sequence" => {
-                let Some(seq) = &d.sequence else {
-                    return cx.err(span, format!("door {name:?} has no `sequence`: list its knocks, e.g. sequence = [\"7000\", \"9000:udp\", \"8000\"]"));
-                };
-                if let Some(o) = &d.one_time_sequences {
-                    return cx.err(o.span(), "one_time_sequences needs kind = \"one-time\"");
-                }
-                (cx.services(seq.get_ref(), "sequence")?, None)
-            }
-            "one-time" => {
-                if let Some(seq) = &d.sequence {
-                    return cx.err(seq.span(), "a one-time door takes its sequences from `one_time_sequences`, not `sequence`");
-                }
-                let Some(o) = &d.one_time_sequences else {
-                    return cx.err(span, format!("door {name:?} is one-time: name its file, e.g. one_time_sequences = \"/etc/knocker/{name}.seq\""));
-                };
-                match OneTimeFile::load(Path::new(o.get_ref())) {
-                    Ok(f) => (Vec::new(), Some(f)),
-                    Err((_, msg)) => return cx.err(o.span(), msg),
-                }
-            }
-            "fwknop" => {
-                if let Some(seq) = &d.sequence {
-                    return cx.err(
-                        seq.span(),
-                        "a fwknop door reads SPA packets: remove `sequence`",
-                    );
-                }
-                (Vec::new(), None)
-            }
-            "spa" | "syn" => {
-                if let Some(seq) = &d.sequence {
-                    return cx.err(
-                        seq.span(),
-                        format!("a {kind_name} door reads one packet per knock: remove `sequence`"),
-                    );
-                }
-                (Vec::new(), None)
-            }
-            "encoded" => {
-                if let Some(seq) = &d.sequence {
-                    return cx.err(
-                        seq.span(),
-                        "an encoded door reads requests from knocks in its span: remove `sequence`",
-                    );
-                }
-                rotating = Some(encoded_door(&cx, d, &span, name)?);
-                (Vec::new(), None)
-            }
-            "rotating" => {
-                if let Some(seq) = &d.sequence {
-                    return cx.err(
-                        seq.span(),
-                        "a rotating door derives its sequences from `key_file`: remove `sequence`",
-                    );
-                }
-                rotating = Some(rotating_door(&cx, d, &span, name)?);
-                (Vec::new(), None)
-            }
-            other => {
-                let at = d.kind.as_ref().map(|k| k.span()).unwrap_or(span.clone());
-                return cx.err(
-                    at,
-                    format!("unknown door kind {other:?}: use \"sequence\", \"one-time\", \"rotating\", \"encoded\", \"fwknop\", \"spa\" or \"syn\""),
-                );
-            }
-        };
-        let single_packet = matches!(kind_name, "fwknop" | "spa" | "syn");
-        if !single_packet {
-            let stray = d
-                .port
-                .as_ref()
-                .map(|s| s.span())
-                .or(d.sources.as_ref().map(|s| s.span()))
-                .or(d.max_open_for.as_ref().map(|s| s.span()));
-            if let Some(at) = stray {
-                return cx.err(at, "port, sources and max_open_for belong to single-packet doors (kind = \"fwknop\", \"spa\" or \"syn\")");
-            }
-        }
-        if !matches!(kind_name, "spa" | "syn") {
-            if let Some(r) = &d.rate_limit {
-                return cx.err(r.span(), "rate_limit belongs to kind = \"spa\" or \"syn\"");
-            }
-        }
-        if kind_name != "fwknop" {
-            let stray = d
-                .expire
-                .as_ref()
-                .map(|s| s.span())
-                .or(d.destinations.as_ref().map(|s| s.span()))
-                .or(d.restrict.first().map(|s| s.span()))
-                .or(d.hmac_key_file.as_ref().map(|s| s.span()))
-                .or(d.hmac_digest.as_ref().map(|s| s.span()));
-            if let Some(at) = stray {
-                return cx.err(at, "destinations, restrict, hmac_key_file, hmac_digest and expire belong to kind = \"fwknop\"");
-            }
-            if d.require_username.is_some() || d.require_source_address.is_some() {
-                return cx.err(
-                    span.clone(),
-                    "require_username and require_source_address belong to kind = \"fwknop\"",
-                );
-            }
-        }
-        if !matches!(kind_name, "encoded" | "fwknop" | "spa" | "syn") {
-            let stray = [&d.base, &d.bits]
-                .into_iter()
-                .flatten()
-                .next()
-                .map(|s| s.span());
-            if let Some(at) = stray.or(d.max_age.as_ref().map(|m| m.span())) {
-                return cx.err(at, "base, bits and max_age belong to kind = \"encoded\" (max_age also to single-packet doors)");
-            }
-            if d.allow_other_address.is_some() {
-                return cx.err(
-                    span.clone(),
-                    "allow_other_address belongs to kind = \"encoded\", \"fwknop\" or \"spa\"",
-                );
-            }
-        }
-        if kind_name != "rotating" && kind_name != "encoded" && kind_name != "fwknop" {
-            let stray = [&d.key_file, &d.mode, &d.ports, &d.proto]
-                .into_iter()
-                .flatten()
-                .next()
-                .map(|s| s.span());
-            let stray_n = [&d.skew, &d.lookahead, &d.knocks]
-                .into_iter()
-                .flatten()
-                .next()
-                .map(|s| s.span());
-            if let Some(at) = stray.or(stray_n).or(d.period.as_ref().map(|p| p.span())) {
-                return cx.err(at, "key_file, mode, period, skew, lookahead, knocks, ports and proto belong to kind = \"rotating\" (key_file and proto also to \"encoded\")");
-            }
-        }
-        let open = cx.services(&d.open, "open")?;
-        let fwknop = match kind_name {
-            "fwknop" => Some(fwknop_door(&cx, d, &span, name, &open)?),
-            "spa" | "syn" => {
-                let keys = match &native {
-                    Some(k) => k,
-                    None => native.insert(native_keys(&cx, &daemon, daemon_span.clone())?),
-                };
-                Some(native_door(&cx, d, &span, name, &open, kind_name, keys)?)
-            }
-            _ => None,
-        };
-        let target = match &d.target {
-            None => None,
-            Some(t) => Some(t.get_ref().parse::<IpAddr>().or_else(|_| {
-                cx.err(
-                    t.span(),
-                    format!("target {:?} is not an IP address", t.get_ref()),
-                )
-            })?),
-        };
-        let window = match &d.window {
-            Some(w) => cx.duration(w, "window")?,
-            None => DEFAULT_WINDOW,
-        };
-        let open_for = match &d.open_for {
-            Some(w) => cx.duration(w, "open_for")?,
-            None => DEFAULT_OPEN_FOR,
-        };
-        if open_for > MAX_OPEN_FOR {
-            let span = d
-                .open_for
-                .as_ref()
-                .map(|s| s.span())
-                .unwrap_or(span.clone());
-            return cx.err(
-                span,
-                format!("open_for is at most {}", fmt_duration(MAX_OPEN_FOR)),
-            );
-        }
-        let tcp_flags = match &d.tcp_flags {
-            None => None,
-            Some(f) => Some(
-                f.get_ref()
-                    .parse::<FlagFilter>()
-                    .or_else(|e| cx.err(f.span(), format!("tcp_flags: {e}")))?,
-            ),
-        };
-        let shell = d.shell.unwrap_or(false);
-        let command = |c: &Option<Spanned<RawCommand>>,
-                       key: &str|
-         -> Result<Option<Command>, ConfigError> {
-            let Some(c) = c else { return Ok(None) };
-            match (c.get_ref(), shell) {
-                (RawCommand::Argv(v), false) if v.is_empty() || v[0].is_empty() => {
-                    cx.err(c.span(), format!("{key} is empty: name the program to run first"))
-                }
-                (RawCommand::Argv(v), false) => Ok(Some(Command::Argv(v.clone()))),
-                (RawCommand::Line(l), true) if !l.trim().is_empty() => Ok(Some(Command::Shell(l.clone()))),
-                (RawCommand::Line(_), true) => cx.err(c.span(), format!("{key} is empty")),
-                (RawCommand::Line(l), false) => cx.err(
-                    c.span(),
-                    format!(
-                        "{key} is a string, which would need a shell: write it as a list of arguments, e.g. {:?}, or set `shell = true` in this door to run it with /bin/sh -c",
-                        l.split_whitespace().collect::<Vec<_>>()
-                    ),
-                ),
-                (RawCommand::Argv(_), true) => cx.err(
-                    c.span(),
-                    format!("{key} is a list but `shell = true`: with a shell, write the command as one string"),
-                ),
-            }
-        };
-        let start_command = command(&d.start_command, "start_command")?;
-        let stop_command = command(&d.stop_command, "stop_command")?;
-        let start_command_6 = command(&d.start_command_6, "start_command_6")?;
-        let stop_command_6 = command(&d.stop_command_6, "stop_command_6")?;
-        if open.is_empty() && start_command.is_none() && start_command_6.is_none() {
-            return cx.err(span, format!("door {name:?} opens nothing and runs nothing: give it `open` services or a start_command"));
-        }
-        let stop_after = match &d.stop_after {
-            Some(w) if stop_command.is_none() && stop_command_6.is_none() => {
-                return cx.err(
-                    w.span(),
-                    "stop_after without stop_command: add the command or remove stop_after",
-                )
-            }
-            Some(w) => match cx.duration(w, "stop_after")? {
-                d if d > MAX_STOP_AFTER => {
-                    return cx.err(
-                        w.span(),
-                        format!("stop_after is at most {} seconds", MAX_STOP_AFTER.as_secs()),
-                    )
-                }
-                d => d,
-            },
-            None => open_for,
-        };
-        // a fwknop door's grants last open_for, or up to max_open_for when the client asks
-        let open_for = match &fwknop {
-            Some((_, Kind::Spa(spa))) => {
-                Duration::from_secs(spa.access_timeout.max(spa.max_timeout))
-            }
-            _ => open_for,
-        };
-        let spec = DoorSpec {
-            name: name.clone(),
-            sequence,
-            window,
-            tcp_flags,
-            open,
-            open_for,
-            kind: match (&one_time, &rotating) {
-                _ if fwknop.is_some() => fwknop
-                    .as_ref()
-                    .map(|(_, k)| k.clone())
-                    .unwrap_or(Kind::Sequence),
-                (Some(f), _) => Kind::OneTime {
-                    lines: f.sequences(),
-                    used: None,
-                },
-                (None, Some((_, kind))) => kind.clone(),
-                (None, None) => Kind::Sequence,
-            },
-            target,
-        };
-        if let Err(e) = spec.validate() {
-            let at = d
-                .sequence
-                .as_ref()
-                .map(|s| s.span())
-                .or(d.one_time_sequences.as_ref().map(|s| s.span()));
-            return cx.err(at.unwrap_or(span.clone()), format!("door {name:?}: {e}"));
-        }
-        doors.push(Door {
-            spec,
-            protect: d.protect.unwrap_or(true),
-            repeat_start_command: d.repeat_start_command.unwrap_or(false),
-            start_command,
-            stop_command,
-            start_command_6,
-            stop_command_6,
-            stop_after,
-            one_time,
-            rotating: rotating.map(|(r, _)| r),
-            spa_port: fwknop
-                .as_ref()
-                .filter(|_| kind_name != "syn")
-                .map(|(port, _)| *port),
-            syn_port: fwknop
-                .as_ref()
-                .filter(|_| kind_name == "syn")
-                .map(|(port, _)| *port),
-            line: cx.line_of(span.start),
-        });
+        doors.push(door(
+            &cx,
+            name,
+            raw_door,
+            &daemon,
+            &daemon_span,
+            &mut native,
+        )?);
     }
     // every door a client is enrolled for must be a spa or syn door of this configuration
     if let Some(keys) = &native {
@@ -657,20 +326,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         accept_mark,
         trusted,
         protect,
-        interface: match &daemon.interface {
-            None => None,
-            Some(i) => {
-                let name = i.get_ref();
-                // an interface name as the kernel allows it: at most 15 bytes, no '/' or space
-                if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '"', '\\']) {
-                    return cx.err(
-                        i.span(),
-                        format!("interface {name:?} is not an interface name"),
-                    );
-                }
-                Some(name.clone())
-            }
-        },
+        interface: interface(&cx, &daemon)?,
         state_dir: PathBuf::from(
             daemon
                 .state_dir
@@ -679,29 +335,96 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         ),
         server_key: server_key_path(&daemon),
         clients: clients_path(&daemon),
-        worker_user: match &daemon.worker_user {
-            None => None,
-            Some(u) => {
-                let name = u.get_ref();
-                // a user name as useradd allows it
-                let ok = !name.is_empty()
-                    && name.len() <= 32
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-                    && name != "root";
-                if !ok {
-                    return cx.err(
-                        u.span(),
-                        format!("worker_user {name:?} must be an unprivileged user's name (e.g. \"nobody\" or a dedicated \"knocker\")"),
-                    );
-                }
-                Some(name.clone())
-            }
-        },
+        worker_user: worker_user(&cx, &daemon)?,
         drop_knocks: true,
         doors,
     };
+    check_knock_ports(&cx, &config, &daemon)?;
+    Ok(config)
+}
+
+/// `grant_mark` and `accept_mark`, which may not contain each other's bits.
+fn marks(cx: &Ctx<'_>, daemon: &RawDaemon) -> Result<(u32, u32), ConfigError> {
+    let grant_mark = match &daemon.grant_mark {
+        None => DEFAULT_GRANT_MARK,
+        Some(m) => match u32::try_from(*m.get_ref()) {
+            Ok(v) => v,
+            Err(_) => {
+                return cx.err(
+                    m.span(),
+                    "grant_mark must fit in 32 bits (0 turns marking off)",
+                )
+            }
+        },
+    };
+    let accept_mark = match &daemon.accept_mark {
+        None => 0,
+        Some(m) => match u32::try_from(*m.get_ref()) {
+            // each is tested as `mark & M == M`: neither may contain the other's bits
+            Ok(v) if v == 0 || grant_mark == 0 || (v & grant_mark != v && v & grant_mark != grant_mark) => v,
+            Ok(_) => {
+                return cx.err(
+                    m.span(),
+                    format!("accept_mark contains grant_mark ({grant_mark:#010x}) or lies within it, so a packet with one would match the other: use another, e.g. {SUGGESTED_ACCEPT_MARK:#010x}"),
+                )
+            }
+            Err(_) => {
+                return cx.err(
+                    m.span(),
+                    format!("accept_mark must fit in 32 bits, e.g. {SUGGESTED_ACCEPT_MARK:#010x} (0 turns it off)"),
+                )
+            }
+        },
+    };
+    Ok((grant_mark, accept_mark))
+}
+
+/// `[daemon] interface`, as the kernel allows an interface name.
+fn interface(cx: &Ctx<'_>, daemon: &RawDaemon) -> Result<Option<String>, ConfigError> {
+    match &daemon.interface {
+        None => Ok(None),
+        Some(i) => {
+            let name = i.get_ref();
+            // an interface name as the kernel allows it: at most 15 bytes, no '/' or space
+            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '"', '\\']) {
+                return cx.err(
+                    i.span(),
+                    format!("interface {name:?} is not an interface name"),
+                );
+            }
+            Ok(Some(name.clone()))
+        }
+    }
+}
+
+/// `[daemon] worker_user`: an unprivileged user's name.
+fn worker_user(cx: &Ctx<'_>, daemon: &RawDaemon) -> Result<Option<String>, ConfigError> {
+    match &daemon.worker_user {
+        None => Ok(None),
+        Some(u) => {
+            let name = u.get_ref();
+            // a user name as useradd allows it
+            let ok = !name.is_empty()
+                && name.len() <= 32
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                && name != "root";
+            if !ok {
+                return cx.err(
+                    u.span(),
+                    format!("worker_user {name:?} must be an unprivileged user's name (e.g. \"nobody\" or a dedicated \"knocker\")"),
+                );
+            }
+            Ok(Some(name.clone()))
+        }
+    }
+}
+
+/// No service and no other door's knock lies in a rotating or encoded door's span, and no knock
+/// port is protected.
+fn check_knock_ports(cx: &Ctx<'_>, config: &Config, daemon: &RawDaemon) -> Result<(), ConfigError> {
+    let file = cx.file;
     // every port of a rotating door's span is a knock port, dropped and logged
     for (proto, first, last) in config.knock_ranges() {
         let inside = |s: &Service| s.proto == proto && (first..=last).contains(&s.port);
@@ -712,11 +435,10 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             .chain(config.protect.iter())
             .find(|s| inside(s));
         if let Some(s) = clash {
-            let door = config.doors.iter().find(|d| {
-                d.rotating
-                    .as_ref()
-                    .is_some_and(|r| r.first == first && r.last == last)
-            });
+            let door = config
+                .doors
+                .iter()
+                .find(|d| d.span().is_some_and(|r| r.first == first && r.last == last));
             return Err(ConfigError {
                 file: file.to_path_buf(),
                 line: door.map(|d| d.line),
@@ -740,7 +462,398 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             message: format!("{s} is both a knock port and protected: a knock port is always dropped and logged, so it cannot be a service too"),
         });
     }
-    Ok(config)
+    Ok(())
+}
+
+/// What a door's kind builds: the daemon's [`DoorKind`], the engine's [`Kind`], and the knocks
+/// of a sequence door (empty for the other kinds).
+struct KindParts {
+    kind: DoorKind,
+    engine: Kind,
+    sequence: Vec<Service>,
+}
+
+impl KindParts {
+    fn new(kind: DoorKind, engine: Kind) -> KindParts {
+        KindParts {
+            kind,
+            engine,
+            sequence: Vec::new(),
+        }
+    }
+}
+
+/// One `[door.NAME]`: its kind's own keys (each kind by its own function), then what every
+/// door has (target, timing, commands).
+fn door(
+    cx: &Ctx<'_>,
+    name: &String,
+    raw_door: &Spanned<RawDoor>,
+    daemon: &RawDaemon,
+    daemon_span: &std::ops::Range<usize>,
+    native: &mut Option<NativeKeys>,
+) -> Result<Door, ConfigError> {
+    let span = raw_door.span();
+    let d = raw_door.get_ref();
+    if name.is_empty()
+        || name.len() > 32
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return cx.err(
+            span,
+            format!("door name {name:?}: use 1 to 32 letters, digits, '-' or '_'"),
+        );
+    }
+    let kind_name = d
+        .kind
+        .as_ref()
+        .map(|k| k.get_ref().as_str())
+        .unwrap_or("sequence");
+    let knocked = knocked_kind(cx, d, &span, name, kind_name)?;
+    stray_keys(cx, d, &span, kind_name)?;
+    let open = cx.services(&d.open, "open")?;
+    let parts = match knocked {
+        Some(parts) => parts,
+        None if kind_name == "fwknop" => fwknop_door(cx, d, &span, name, &open)?,
+        None => {
+            let keys = match native.take() {
+                Some(k) => k,
+                None => native_keys(cx, daemon, daemon_span.clone())?,
+            };
+            let keys = native.insert(keys);
+            native_door(cx, d, &span, name, &open, kind_name, keys)?
+        }
+    };
+    let target = match &d.target {
+        None => None,
+        Some(t) => Some(t.get_ref().parse::<IpAddr>().or_else(|_| {
+            cx.err(
+                t.span(),
+                format!("target {:?} is not an IP address", t.get_ref()),
+            )
+        })?),
+    };
+    let window = match &d.window {
+        Some(w) => cx.duration(w, "window")?,
+        None => DEFAULT_WINDOW,
+    };
+    let open_for = match &d.open_for {
+        Some(w) => cx.duration(w, "open_for")?,
+        None => DEFAULT_OPEN_FOR,
+    };
+    if open_for > MAX_OPEN_FOR {
+        let span = d
+            .open_for
+            .as_ref()
+            .map(|s| s.span())
+            .unwrap_or(span.clone());
+        return cx.err(
+            span,
+            format!("open_for is at most {}", fmt_duration(MAX_OPEN_FOR)),
+        );
+    }
+    let tcp_flags = match &d.tcp_flags {
+        None => None,
+        Some(f) => Some(
+            f.get_ref()
+                .parse::<FlagFilter>()
+                .or_else(|e| cx.err(f.span(), format!("tcp_flags: {e}")))?,
+        ),
+    };
+    let commands = commands(cx, d, &span, name, &open, open_for)?;
+    // a single-packet door's grants last open_for, or up to max_open_for when the client asks
+    let open_for = match &parts.engine {
+        Kind::Spa(spa) => Duration::from_secs(spa.access_timeout.max(spa.max_timeout)),
+        _ => open_for,
+    };
+    let spec = DoorSpec {
+        name: name.clone(),
+        sequence: parts.sequence,
+        window,
+        tcp_flags,
+        open,
+        open_for,
+        kind: parts.engine,
+        target,
+    };
+    if let Err(e) = spec.validate() {
+        let at = d
+            .sequence
+            .as_ref()
+            .map(|s| s.span())
+            .or(d.one_time_sequences.as_ref().map(|s| s.span()));
+        return cx.err(at.unwrap_or(span.clone()), format!("door {name:?}: {e}"));
+    }
+    Ok(Door {
+        spec,
+        protect: d.protect.unwrap_or(true),
+        repeat_start_command: d.repeat_start_command.unwrap_or(false),
+        start_command: commands.start,
+        stop_command: commands.stop,
+        start_command_6: commands.start_6,
+        stop_command_6: commands.stop_6,
+        stop_after: commands.stop_after,
+        kind: parts.kind,
+        line: cx.line_of(span.start),
+    })
+}
+
+/// What a door's kind decides before its other keys are read: a sequence door's knocks, a
+/// one-time door's file, a rotating or encoded door's key and span. `None` for the single-packet
+/// kinds (fwknop, spa, syn), which are built once their keys are checked.
+fn knocked_kind(
+    cx: &Ctx<'_>,
+    d: &RawDoor,
+    span: &std::ops::Range<usize>,
+    name: &str,
+    kind_name: &str,
+) -> Result<Option<KindParts>, ConfigError> {
+    let no_sequence = |message: String| match &d.sequence {
+        Some(seq) => cx.err(seq.span(), message),
+        None => Ok(()),
+    };
+    match kind_name {
+        "sequence" => sequence_door(cx, d, span, name).map(Some),
+        "one-time" => one_time_door(cx, d, span, name).map(Some),
+        "fwknop" => {
+            no_sequence("a fwknop door reads SPA packets: remove `sequence`".into())?;
+            Ok(None)
+        }
+        "spa" | "syn" => {
+            no_sequence(format!(
+                "a {kind_name} door reads one packet per knock: remove `sequence`"
+            ))?;
+            Ok(None)
+        }
+        "encoded" => {
+            no_sequence(
+                "an encoded door reads requests from knocks in its span: remove `sequence`".into(),
+            )?;
+            encoded_door(cx, d, span, name).map(Some)
+        }
+        "rotating" => {
+            no_sequence(
+                "a rotating door derives its sequences from `key_file`: remove `sequence`".into(),
+            )?;
+            rotating_door(cx, d, span, name).map(Some)
+        }
+        other => {
+            let at = d.kind.as_ref().map(|k| k.span()).unwrap_or(span.clone());
+            cx.err(
+                at,
+                format!("unknown door kind {other:?}: use \"sequence\", \"one-time\", \"rotating\", \"encoded\", \"fwknop\", \"spa\" or \"syn\""),
+            )
+        }
+    }
+}
+
+/// A sequence door: the same knocks every time.
+fn sequence_door(
+    cx: &Ctx<'_>,
+    d: &RawDoor,
+    span: &std::ops::Range<usize>,
+    name: &str,
+) -> Result<KindParts, ConfigError> {
+    let Some(seq) = &d.sequence else {
+        return cx.err(span.clone(), format!("door {name:?} has no `sequence`: list its knocks, e.g. sequence = [\"7000\", \"9000:udp\", \"8000\"]"));
+    };
+    if let Some(o) = &d.one_time_sequences {
+        return cx.err(o.span(), "one_time_sequences needs kind = \"one-time\"");
+    }
+    Ok(KindParts {
+        sequence: cx.services(seq.get_ref(), "sequence")?,
+        ..KindParts::new(DoorKind::Sequence, Kind::Sequence)
+    })
+}
+
+/// A one-time door: its file of sequences, read now.
+fn one_time_door(
+    cx: &Ctx<'_>,
+    d: &RawDoor,
+    span: &std::ops::Range<usize>,
+    name: &str,
+) -> Result<KindParts, ConfigError> {
+    if let Some(seq) = &d.sequence {
+        return cx.err(
+            seq.span(),
+            "a one-time door takes its sequences from `one_time_sequences`, not `sequence`",
+        );
+    }
+    let Some(o) = &d.one_time_sequences else {
+        return cx.err(span.clone(), format!("door {name:?} is one-time: name its file, e.g. one_time_sequences = \"/etc/knocker/{name}.seq\""));
+    };
+    match OneTimeFile::load(Path::new(o.get_ref())) {
+        Ok(file) => {
+            let engine = Kind::OneTime {
+                lines: file.sequences(),
+                used: None,
+            };
+            Ok(KindParts::new(DoorKind::OneTime { file }, engine))
+        }
+        Err((_, msg)) => cx.err(o.span(), msg),
+    }
+}
+
+/// Refuses a key that belongs to another kind of door than `kind_name`.
+fn stray_keys(
+    cx: &Ctx<'_>,
+    d: &RawDoor,
+    span: &std::ops::Range<usize>,
+    kind_name: &str,
+) -> Result<(), ConfigError> {
+    let single_packet = matches!(kind_name, "fwknop" | "spa" | "syn");
+    if !single_packet {
+        let stray = d
+            .port
+            .as_ref()
+            .map(|s| s.span())
+            .or(d.sources.as_ref().map(|s| s.span()))
+            .or(d.max_open_for.as_ref().map(|s| s.span()));
+        if let Some(at) = stray {
+            return cx.err(at, "port, sources and max_open_for belong to single-packet doors (kind = \"fwknop\", \"spa\" or \"syn\")");
+        }
+    }
+    if !matches!(kind_name, "spa" | "syn") {
+        if let Some(r) = &d.rate_limit {
+            return cx.err(r.span(), "rate_limit belongs to kind = \"spa\" or \"syn\"");
+        }
+    }
+    if kind_name != "fwknop" {
+        let stray = d
+            .expire
+            .as_ref()
+            .map(|s| s.span())
+            .or(d.destinations.as_ref().map(|s| s.span()))
+            .or(d.restrict.first().map(|s| s.span()))
+            .or(d.hmac_key_file.as_ref().map(|s| s.span()))
+            .or(d.hmac_digest.as_ref().map(|s| s.span()));
+        if let Some(at) = stray {
+            return cx.err(at, "destinations, restrict, hmac_key_file, hmac_digest and expire belong to kind = \"fwknop\"");
+        }
+        if d.require_username.is_some() || d.require_source_address.is_some() {
+            return cx.err(
+                span.clone(),
+                "require_username and require_source_address belong to kind = \"fwknop\"",
+            );
+        }
+    }
+    if !matches!(kind_name, "encoded" | "fwknop" | "spa" | "syn") {
+        let stray = [&d.base, &d.bits]
+            .into_iter()
+            .flatten()
+            .next()
+            .map(|s| s.span());
+        if let Some(at) = stray.or(d.max_age.as_ref().map(|m| m.span())) {
+            return cx.err(at, "base, bits and max_age belong to kind = \"encoded\" (max_age also to single-packet doors)");
+        }
+        if d.allow_other_address.is_some() {
+            return cx.err(
+                span.clone(),
+                "allow_other_address belongs to kind = \"encoded\", \"fwknop\" or \"spa\"",
+            );
+        }
+    }
+    if kind_name != "rotating" && kind_name != "encoded" && kind_name != "fwknop" {
+        let stray = [&d.key_file, &d.mode, &d.ports, &d.proto]
+            .into_iter()
+            .flatten()
+            .next()
+            .map(|s| s.span());
+        let stray_n = [&d.skew, &d.lookahead, &d.knocks]
+            .into_iter()
+            .flatten()
+            .next()
+            .map(|s| s.span());
+        if let Some(at) = stray.or(stray_n).or(d.period.as_ref().map(|p| p.span())) {
+            return cx.err(at, "key_file, mode, period, skew, lookahead, knocks, ports and proto belong to kind = \"rotating\" (key_file and proto also to \"encoded\")");
+        }
+    }
+    Ok(())
+}
+
+/// A door's commands and when its stop command runs.
+struct Commands {
+    start: Option<Command>,
+    stop: Option<Command>,
+    start_6: Option<Command>,
+    stop_6: Option<Command>,
+    stop_after: Duration,
+}
+
+/// The start and stop commands (a door must open or run something) and stop_after, which is
+/// `open_for` unless given.
+fn commands(
+    cx: &Ctx<'_>,
+    d: &RawDoor,
+    span: &std::ops::Range<usize>,
+    name: &str,
+    open: &[Service],
+    open_for: Duration,
+) -> Result<Commands, ConfigError> {
+    let shell = d.shell.unwrap_or(false);
+    let start = command(cx, &d.start_command, "start_command", shell)?;
+    let stop = command(cx, &d.stop_command, "stop_command", shell)?;
+    let start_6 = command(cx, &d.start_command_6, "start_command_6", shell)?;
+    let stop_6 = command(cx, &d.stop_command_6, "stop_command_6", shell)?;
+    if open.is_empty() && start.is_none() && start_6.is_none() {
+        return cx.err(span.clone(), format!("door {name:?} opens nothing and runs nothing: give it `open` services or a start_command"));
+    }
+    let stop_after = match &d.stop_after {
+        Some(w) if stop.is_none() && stop_6.is_none() => {
+            return cx.err(
+                w.span(),
+                "stop_after without stop_command: add the command or remove stop_after",
+            )
+        }
+        Some(w) => match cx.duration(w, "stop_after")? {
+            d if d > MAX_STOP_AFTER => {
+                return cx.err(
+                    w.span(),
+                    format!("stop_after is at most {} seconds", MAX_STOP_AFTER.as_secs()),
+                )
+            }
+            d => d,
+        },
+        None => open_for,
+    };
+    Ok(Commands {
+        start,
+        stop,
+        start_6,
+        stop_6,
+        stop_after,
+    })
+}
+
+/// One command: a list of arguments, or one string for `/bin/sh -c` when `shell = true`.
+fn command(
+    cx: &Ctx<'_>,
+    c: &Option<Spanned<RawCommand>>,
+    key: &str,
+    shell: bool,
+) -> Result<Option<Command>, ConfigError> {
+    let Some(c) = c else { return Ok(None) };
+    match (c.get_ref(), shell) {
+        (RawCommand::Argv(v), false) if v.is_empty() || v[0].is_empty() => {
+            cx.err(c.span(), format!("{key} is empty: name the program to run first"))
+        }
+        (RawCommand::Argv(v), false) => Ok(Some(Command::Argv(v.clone()))),
+        (RawCommand::Line(l), true) if !l.trim().is_empty() => Ok(Some(Command::Shell(l.clone()))),
+        (RawCommand::Line(_), true) => cx.err(c.span(), format!("{key} is empty")),
+        (RawCommand::Line(l), false) => cx.err(
+            c.span(),
+            format!(
+                "{key} is a string, which would need a shell: write it as a list of arguments, e.g. {:?}, or set `shell = true` in this door to run it with /bin/sh -c",
+                l.split_whitespace().collect::<Vec<_>>()
+            ),
+        ),
+        (RawCommand::Argv(_), true) => cx.err(
+            c.span(),
+            format!("{key} is a list but `shell = true`: with a shell, write the command as one string"),
+        ),
+    }
 }
 
 /// Builds a single-packet-authorization door in fwknop's format (what `import-fwknop` writes):
@@ -751,7 +864,7 @@ fn fwknop_door(
     span: &std::ops::Range<usize>,
     name: &str,
     open: &[Service],
-) -> Result<(u16, Kind), ConfigError> {
+) -> Result<KindParts, ConfigError> {
     use knocker_wire::fwknop::{key_from_base64, Digest, FwknopKeys};
     for (v, key) in [(&d.mode, "mode"), (&d.ports, "ports"), (&d.proto, "proto")] {
         if let Some(v) = v {
@@ -862,7 +975,7 @@ fn fwknop_door(
         destinations: nets(&d.destinations, "destinations")?,
         open_any: false,
     };
-    Ok((port, Kind::Spa(spa)))
+    Ok(KindParts::new(DoorKind::Fwknop { port }, Kind::Spa(spa)))
 }
 
 fn server_key_path(daemon: &RawDaemon) -> PathBuf {
@@ -951,7 +1064,7 @@ fn native_door(
     open: &[Service],
     kind_name: &str,
     keys: &NativeKeys,
-) -> Result<(u16, Kind), ConfigError> {
+) -> Result<KindParts, ConfigError> {
     let syn = kind_name == "syn";
     if let Some(s) = &d.sources {
         return cx.err(
@@ -1063,7 +1176,12 @@ fn native_door(
         destinations: Vec::new(),
         open_any: false,
     };
-    Ok((port, Kind::Spa(spa)))
+    let kind = if syn {
+        DoorKind::Syn { port }
+    } else {
+        DoorKind::Spa { port }
+    };
+    Ok(KindParts::new(kind, Kind::Spa(spa)))
 }
 
 /// Builds an encoded door: its key file, the span of 2^bits ports from base, the age window.
@@ -1072,7 +1190,7 @@ fn encoded_door(
     d: &RawDoor,
     span: &std::ops::Range<usize>,
     name: &str,
-) -> Result<(Rotating, Kind), ConfigError> {
+) -> Result<KindParts, ConfigError> {
     use knocker_wire::encoded::EncodedSpec;
     for (v, key) in [(&d.mode, "mode"), (&d.ports, "ports")] {
         if let Some(v) = v {
@@ -1114,11 +1232,12 @@ fn encoded_door(
         },
     };
     let range = spec.span();
-    let r = Rotating {
-        proto,
-        first: *range.start(),
-        last: *range.end(),
-        mode: "encoded",
+    let r = DoorKind::Encoded {
+        span: PortSpan {
+            proto,
+            first: *range.start(),
+            last: *range.end(),
+        },
     };
     let kind = Kind::Encoded(knocker_engine::Encoded {
         spec,
@@ -1126,7 +1245,7 @@ fn encoded_door(
         max_age,
         allow_other_address: d.allow_other_address.unwrap_or(false),
     });
-    Ok((r, kind))
+    Ok(KindParts::new(r, kind))
 }
 
 /// Builds a rotating door from its keys: the key file (owner-only, read into wiped memory), the
@@ -1136,7 +1255,7 @@ fn rotating_door(
     d: &RawDoor,
     span: &std::ops::Range<usize>,
     name: &str,
-) -> Result<(Rotating, Kind), ConfigError> {
+) -> Result<KindParts, ConfigError> {
     use knocker_wire::rotate::{self, RotateSpec};
     let Some(key_file) = &d.key_file else {
         return cx.err(span.clone(), format!("door {name:?} is rotating: name its key, e.g. key_file = \"/etc/knocker/{name}.key\" (make one with `knocker keygen --out FILE`)"));
@@ -1233,17 +1352,19 @@ fn rotating_door(
     let key = std::sync::Arc::new(key);
     let derive: knocker_engine::Derive =
         std::sync::Arc::new(move |t| rotate::sequence(&key, &spec, t));
-    let r = Rotating {
-        proto,
-        first: *range.start(),
-        last: *range.end(),
+    let r = DoorKind::Rotating {
+        span: PortSpan {
+            proto,
+            first: *range.start(),
+            last: *range.end(),
+        },
         mode: if matches!(clock, Clock::Totp { .. }) {
-            "totp"
+            RotatingMode::Totp
         } else {
-            "hotp"
+            RotatingMode::Hotp
         },
     };
-    Ok((
+    Ok(KindParts::new(
         r,
         Kind::Rotating {
             derive,
@@ -1442,6 +1563,28 @@ stop_after = "2m"
         };
         let c = p(&door("mode = \"hotp\"\nlookahead = 3\n")).expect("valid");
         assert_eq!(c.knock_ranges(), vec![(Proto::Tcp, 40000, 40999)]);
+        let span = PortSpan {
+            proto: Proto::Tcp,
+            first: 40000,
+            last: 40999,
+        };
+        let hotp = DoorKind::Rotating {
+            span,
+            mode: RotatingMode::Hotp,
+        };
+        assert_eq!(
+            (c.doors[0].kind_name(), &c.doors[0].kind),
+            ("rotating", &hotp)
+        );
+        assert_eq!(c.doors[0].span(), Some(span));
+        let totp = p(&door("")).expect("valid");
+        assert!(matches!(
+            totp.doors[0].kind,
+            DoorKind::Rotating {
+                mode: RotatingMode::Totp,
+                ..
+            }
+        ));
         assert!(!c.doors[0].replayable());
         let e = err_of(&door("mode = \"hotp\"\nskew = 2\n"));
         assert!(

@@ -183,8 +183,10 @@ pub struct PortSpan {
     pub last: u16,
 }
 
-/// What a rotating door counts in: time steps or a counter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a rotating door counts in: time steps or a counter. Also the ledger's key for the door's
+/// last used step or counter, and what a worker's `used` report names (`privsep::protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RotatingMode {
     Totp,
     Hotp,
@@ -197,6 +199,15 @@ impl RotatingMode {
         match self {
             RotatingMode::Totp => "totp",
             RotatingMode::Hotp => "hotp",
+        }
+    }
+
+    /// The mode a ledger key or a configuration's `mode` names; `None` for any other text.
+    pub fn parse(text: &str) -> Option<RotatingMode> {
+        match text {
+            "totp" => Some(RotatingMode::Totp),
+            "hotp" => Some(RotatingMode::Hotp),
+            _ => None,
         }
     }
 }

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::protocol::{
-    take_reports, Digest, DoorRef, Mode, Name, ProtocolError, Report, Seed, MAX_REPORT_BYTES,
+    take_reports, Digest, DoorRef, Name, ProtocolError, Report, RotatingMode, Seed,
+    MAX_REPORT_BYTES,
 };
 use super::worker::DEFAULT_USER;
 use crate::config::Config;
@@ -274,7 +275,7 @@ impl Seed {
             used: state
                 .used_all()
                 .filter_map(|(door, key, value)| {
-                    Some((Name::new(door).ok()?, Mode::parse(key)?, value))
+                    Some((Name::new(door).ok()?, RotatingMode::parse(key)?, value))
                 })
                 .collect(),
             seen: state

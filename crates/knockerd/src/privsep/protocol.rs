@@ -5,7 +5,7 @@
 //! writes one [`Seed`] and then pings (any line) on the worker's standard input. The fields are
 //! typed, so that what parses is already in range: a door is its index and its name
 //! ([`DoorRef`]), names are bounded ([`Name`]), services are services ([`Services`]), digests
-//! are 32 bytes ([`Digest`]), a rotating door's mode is one of two ([`Mode`]). A line longer than [`MAX_REPORT_BYTES`], a field out of its bounds or any
+//! are 32 bytes ([`Digest`]), a rotating door's mode is one of two ([`RotatingMode`]). A line longer than [`MAX_REPORT_BYTES`], a field out of its bounds or any
 //! other shape is not a report, and the parent replaces the worker that sent it. What does
 //! parse is still only the worker's word: the parent checks it against its own configuration
 //! (`super::parent::check`) and the gatekeeper validates every grant.
@@ -15,6 +15,8 @@ use std::io::Write;
 use std::net::IpAddr;
 
 use knocker_engine::Service;
+
+pub use crate::config::RotatingMode;
 use serde::{Deserialize, Serialize};
 
 /// The longest line the parent writes and the worker reads: a seed can hold 65 536 replay
@@ -86,7 +88,7 @@ pub enum Report {
 #[serde(deny_unknown_fields)]
 pub struct Seed {
     /// (door, its mode, last used step or counter)
-    pub used: Vec<(Name, Mode, u64)>,
+    pub used: Vec<(Name, RotatingMode, u64)>,
     /// (digest, remembered until this Unix time)
     pub seen: Vec<(Digest, u64)>,
 }
@@ -231,33 +233,6 @@ impl TryFrom<String> for Digest {
 impl From<Digest> for String {
     fn from(digest: Digest) -> String {
         digest.to_hex()
-    }
-}
-
-/// How a rotating door moves on: by time step or by counter. Also the ledger's key for the
-/// door's last used step or counter (`"totp"`, `"hotp"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    Totp,
-    Hotp,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Totp => "totp",
-            Mode::Hotp => "hotp",
-        }
-    }
-
-    /// The mode a ledger key or a configuration's `mode` names; `None` for any other text.
-    pub fn parse(text: &str) -> Option<Mode> {
-        match text {
-            "totp" => Some(Mode::Totp),
-            "hotp" => Some(Mode::Hotp),
-            _ => None,
-        }
     }
 }
 
@@ -422,12 +397,15 @@ mod tests {
     #[test]
     fn seeds_round_trip() {
         let seed = Seed {
-            used: vec![(name("rot"), Mode::Hotp, 4), (name("totp"), Mode::Totp, 9)],
+            used: vec![
+                (name("rot"), RotatingMode::Hotp, 4),
+                (name("totp"), RotatingMode::Totp, 9),
+            ],
             seen: vec![(Digest([7; 32]), 1234)],
         };
         let text = serde_json::to_string(&seed).expect("json");
         assert_eq!(serde_json::from_str::<Seed>(&text).expect("parse"), seed);
-        assert_eq!(Mode::parse("hotp"), Some(Mode::Hotp));
-        assert_eq!(Mode::parse("encoded"), None);
+        assert_eq!(RotatingMode::parse("hotp"), Some(RotatingMode::Hotp));
+        assert_eq!(RotatingMode::parse("encoded"), None);
     }
 }

@@ -128,7 +128,7 @@ pub fn run(
             *used = seed
                 .used
                 .iter()
-                .find(|(door, mode, _)| door.as_str() == d.spec.name && mode.as_str() == m.as_str())
+                .find(|(door, mode, _)| door.as_str() == d.spec.name && mode == m)
                 .map(|(_, _, v)| *v);
         }
     }

@@ -29,7 +29,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml_edit::{Array, DocumentMut, Item, Table, Value};
 
-use crate::config::{fmt_duration, parse_duration, read_bounded};
+use crate::config::{fmt_duration, parse_duration, read_bounded, ConfigError};
 
 /// Where the clients file is unless knockerd.toml says otherwise.
 pub use crate::config::DEFAULT_CLIENTS;
@@ -107,16 +107,17 @@ impl Clients {
     /// Checks every client's `doors` against the doors knockerd has: `is_door(name)` says
     /// whether `name` is a spa or syn door of the configuration. A client naming any other door
     /// is refused, as `path:line: client "alice": ...`.
-    pub fn check_doors(&self, is_door: impl Fn(&str) -> bool) -> Result<(), String> {
+    pub fn check_doors(&self, is_door: impl Fn(&str) -> bool) -> Result<(), ConfigError> {
         for c in &self.clients {
             for d in c.doors.iter().flatten() {
                 if !is_door(d) {
-                    return Err(format!(
-                        "{}:{}: client {:?}: door {d:?} is not a spa or syn door of the \
-                         configuration",
-                        self.path.display(),
-                        c.line,
-                        c.name
+                    return Err(at(
+                        &self.path,
+                        Some(c.line),
+                        format!(
+                            "client {:?}: door {d:?} is not a spa or syn door of the configuration",
+                            c.name
+                        ),
                     ));
                 }
             }
@@ -151,8 +152,37 @@ enum RawDuration {
     Text(String),
 }
 
+/// A configuration error in the clients file at `path` (and `line`, when there is one).
+fn at(path: &Path, line: Option<usize>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        file: path.to_path_buf(),
+        line,
+        message: message.into(),
+    }
+}
+
+/// A client name that breaks the naming rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("client name {0:?}: use 1 to 32 letters, digits, '-' or '_'")]
+pub struct NameError(pub String);
+
+/// Why [`append`] did not enroll a client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppendError {
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error("no doors given: name at least one, or none for every door")]
+    NoDoors,
+    #[error("{0:?} is not a door name")]
+    DoorName(String),
+    /// The clients file cannot be read, is not valid, already holds the client, or cannot be
+    /// written.
+    #[error(transparent)]
+    File(#[from] ConfigError),
+}
+
 /// A client's name: what the logs and `enroll` call it.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), NameError> {
     let plain = !name.is_empty()
         && name.len() <= 32
         && name
@@ -161,9 +191,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
     if plain {
         Ok(())
     } else {
-        Err(format!(
-            "client name {name:?}: use 1 to 32 letters, digits, '-' or '_'"
-        ))
+        Err(NameError(name.to_string()))
     }
 }
 
@@ -191,26 +219,21 @@ impl Ctx<'_> {
             + 1
     }
 
-    fn err<T>(&self, span: Range<usize>, message: impl Into<String>) -> Result<T, String> {
-        Err(format!(
-            "{}:{}: {}",
-            self.file.display(),
-            self.line_of(span.start),
-            message.into()
-        ))
+    fn err<T>(&self, span: Range<usize>, message: impl Into<String>) -> Result<T, ConfigError> {
+        Err(at(self.file, Some(self.line_of(span.start)), message))
     }
 }
 
 /// Reads and validates the clients file.
-pub fn load(path: &Path) -> Result<Clients, String> {
-    let bytes = read_bounded(path).map_err(|e| e.to_string())?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| format!("{}: cannot read: not UTF-8 text", path.display()))?;
+pub fn load(path: &Path) -> Result<Clients, ConfigError> {
+    let bytes = read_bounded(path)?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| at(path, None, "cannot read: not UTF-8 text"))?;
     parse(path, &text)
 }
 
 /// Parses and validates the text of a clients file; `path` names it in errors.
-pub fn parse(path: &Path, text: &str) -> Result<Clients, String> {
+pub fn parse(path: &Path, text: &str) -> Result<Clients, ConfigError> {
     let cx = Ctx { file: path, text };
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         let message = e
@@ -220,10 +243,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Clients, String> {
             .filter(|l| !l.is_empty())
             .collect::<Vec<_>>()
             .join("; ");
-        match e.span() {
-            Some(s) => format!("{}:{}: {message}", path.display(), cx.line_of(s.start)),
-            None => format!("{}: {message}", path.display()),
-        }
+        at(path, e.span().map(|s| cx.line_of(s.start)), message)
     })?;
     // In the file's order, so that a duplicate key is reported where it is repeated.
     let mut tables: Vec<(&String, &Spanned<RawClient>)> = raw.client.iter().collect();
@@ -234,7 +254,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Clients, String> {
         let c = table.get_ref();
         let who = format!("client {name:?}");
         if let Err(e) = check_name(name) {
-            return cx.err(span, e);
+            return cx.err(span, e.to_string());
         }
         let Some(key) = &c.public_key else {
             return cx.err(
@@ -351,48 +371,51 @@ pub fn append(
     name: &str,
     key: &PublicKey,
     doors: Option<&[String]>,
-) -> Result<(), String> {
+) -> Result<(), AppendError> {
     check_name(name)?;
     if let Some(doors) = doors {
         if doors.is_empty() {
-            return Err("no doors given: name at least one, or none for every door".into());
+            return Err(AppendError::NoDoors);
         }
         if let Some(bad) = doors.iter().find(|d| !door_name_ok(d)) {
-            return Err(format!("{bad:?} is not a door name"));
+            return Err(AppendError::DoorName(bad.clone()));
         }
     }
     let existing = match fs::symlink_metadata(path) {
         Ok(_) => {
-            let bytes = read_bounded(path).map_err(|e| e.to_string())?;
+            let bytes = read_bounded(path)?;
             Some(
                 String::from_utf8(bytes)
-                    .map_err(|_| format!("{}: cannot read: not UTF-8 text", path.display()))?,
+                    .map_err(|_| at(path, None, "cannot read: not UTF-8 text"))?,
             )
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
+        Err(e) => return Err(at(path, None, format!("cannot read: {e}")).into()),
     };
     let text = existing.as_deref().unwrap_or("");
     let clients = parse(path, text)?;
     if let Some(c) = clients.get(name) {
-        return Err(format!(
-            "{}:{}: client {name:?} is already enrolled: remove its table to enroll it again, or \
-             choose another name",
-            path.display(),
-            c.line
-        ));
+        return Err(at(
+            path,
+            Some(c.line),
+            format!(
+                "client {name:?} is already enrolled: remove its table to enroll it again, or \
+                 choose another name"
+            ),
+        )
+        .into());
     }
     if let Some(c) = clients.by_key(key) {
-        return Err(format!(
-            "{}:{}: this public key is already enrolled as client {:?}",
-            path.display(),
-            c.line,
-            c.name
-        ));
+        return Err(at(
+            path,
+            Some(c.line),
+            format!("this public key is already enrolled as client {:?}", c.name),
+        )
+        .into());
     }
     let mut doc: DocumentMut = text
         .parse()
-        .map_err(|e: toml_edit::TomlError| format!("{}: {}", path.display(), e.message()))?;
+        .map_err(|e: toml_edit::TomlError| at(path, None, e.message()))?;
     // At the very end of the file: what trails the last table (comments) stays above the new one.
     let trailing = doc.trailing().as_str().unwrap_or("").to_string();
     doc.set_trailing("");
@@ -409,7 +432,7 @@ pub fn append(
     }
     let table = item
         .as_table_mut()
-        .ok_or_else(|| format!("{}: `client` must be a table of clients", path.display()))?;
+        .ok_or_else(|| at(path, None, "`client` must be a table of clients"))?;
     let mut entry = Table::new();
     entry.insert("public_key", toml_edit::value(key.to_base64()));
     if let Some(doors) = doors {
@@ -431,13 +454,15 @@ pub fn append(
     // A bug here must never leave a file knockerd cannot read.
     let check = parse(path, &new_text)?;
     if check.get(name).map(|c| &c.public_key) != Some(key) {
-        return Err(format!(
-            "{}: internal error: the new client did not read back",
-            path.display()
-        ));
+        return Err(at(
+            path,
+            None,
+            "internal error: the new client did not read back",
+        )
+        .into());
     }
     write_replacing(path, new_text.as_bytes())
-        .map_err(|e| format!("{}: cannot write: {e}", path.display()))
+        .map_err(|e| at(path, None, format!("cannot write: {e}")).into())
 }
 
 /// Writes `bytes` over `path` in one step: mode and owner of the old file when there is one,
@@ -465,7 +490,7 @@ mod tests {
     }
 
     fn p(text: &str) -> Result<Clients, String> {
-        parse(Path::new("c.toml"), text)
+        parse(Path::new("c.toml"), text).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -497,7 +522,10 @@ mod tests {
         assert!(bob.may_use("anything") && bob.may_open(Service::udp(53)));
         assert_eq!(bob.cap(Duration::from_secs(60)), Duration::from_secs(60));
         assert!(c.check_doors(|d| d == "ssh" || d == "ssh-syn").is_ok());
-        let e = c.check_doors(|d| d == "ssh").expect_err("unknown door");
+        let e = c
+            .check_doors(|d| d == "ssh")
+            .expect_err("unknown door")
+            .to_string();
         assert!(
             e.starts_with("c.toml:2: client \"alice\": door \"ssh-syn\""),
             "{e}"
@@ -628,15 +656,21 @@ mod tests {
         );
 
         // Refused: a name or a key already there, a bad name, a broken file.
-        let e = append(&path, "alice", &key(BOB), None).expect_err("name");
+        let e = append(&path, "alice", &key(BOB), None)
+            .expect_err("name")
+            .to_string();
         assert!(e.contains("already enrolled"), "{e}");
-        let e = append(&path, "carol", &key(ALICE), None).expect_err("key");
+        let e = append(&path, "carol", &key(ALICE), None)
+            .expect_err("key")
+            .to_string();
         assert!(e.contains("already enrolled as client \"alice\""), "{e}");
-        let e = append(&path, "a b", &key(ALICE), None).expect_err("name");
+        let e = append(&path, "a b", &key(ALICE), None)
+            .expect_err("name")
+            .to_string();
         assert!(e.contains("client name"), "{e}");
         let before = fs::read_to_string(&path).expect("read");
         fs::write(&path, format!("{before}oops = 1\n")).expect("write");
-        let e = load(&path).expect_err("broken");
+        let e = load(&path).expect_err("broken").to_string();
         let lines = before.lines().count() + 1;
         assert!(
             e.starts_with(&format!("{}:{lines}:", path.display())),

@@ -295,9 +295,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
                     .is_some_and(|k| matches!(k.get_ref().as_str(), "spa" | "syn"))
             })
         };
-        keys.clients
-            .check_doors(is_native)
-            .map_err(|m| located(&keys.clients.path, m))?;
+        keys.clients.check_doors(is_native)?;
     }
     let specs: Vec<DoorSpec> = doors.iter().map(|d| d.spec.clone()).collect();
     if let Err(e) = validate_doors(&specs) {
@@ -1026,7 +1024,7 @@ fn native_keys(
     let clients_path = clients_path(daemon);
     // no clients file yet: nobody is enrolled (`knockerd enroll` creates it)
     let clients = if clients_path.exists() {
-        clients::load(&clients_path).map_err(|message| located(&clients_path, message))?
+        clients::load(&clients_path)?
     } else {
         clients::Clients {
             path: clients_path.clone(),
@@ -1037,21 +1035,6 @@ fn native_keys(
         server: std::sync::Arc::new(server),
         clients,
     })
-}
-
-/// A "path:line: message" from a file other than the configuration, as a [`ConfigError`].
-fn located(path: &Path, message: String) -> ConfigError {
-    let prefix = format!("{}:", path.display());
-    let rest = message.strip_prefix(&prefix).unwrap_or(&message);
-    let (line, rest) = match rest.split_once(": ") {
-        Some((n, r)) if n.parse::<usize>().is_ok() => (n.parse().ok(), r),
-        _ => (None, rest.trim_start()),
-    };
-    ConfigError {
-        file: path.to_path_buf(),
-        line,
-        message: rest.to_string(),
-    }
 }
 
 /// Builds knocker's own single-packet door: an SPA datagram door (UDP) or a stealth SYN door

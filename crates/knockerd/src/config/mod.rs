@@ -740,3 +740,56 @@ pub(crate) fn toml_comment(out: &mut String, prefix: &str, text: &str) {
         out.push_str(&format!("# {prefix}{line}\n"));
     }
 }
+
+/// `YYYY-MM-DD HH:MM:SS UTC` for a time in seconds since the Unix epoch (civil_from_days,
+/// Howard Hinnant's algorithm; no time zone database is read).
+pub(crate) fn utc_date(t: u64) -> String {
+    let days = (t / 86_400) as i64;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let rem = t % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A TOML file being read, to turn a span of its text into the line of an error.
+pub(crate) struct Ctx<'a> {
+    pub(crate) file: &'a Path,
+    pub(crate) text: &'a str,
+}
+
+impl Ctx<'_> {
+    /// The line (from 1) holding byte `offset` of the text.
+    pub(crate) fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    /// An error at the line where `span` starts.
+    pub(crate) fn err<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        message: impl Into<String>,
+    ) -> Result<T, ConfigError> {
+        Err(ConfigError {
+            file: self.file.to_path_buf(),
+            line: Some(self.line_of(span.start)),
+            message: message.into(),
+        })
+    }
+}

@@ -17,7 +17,6 @@
 use std::collections::BTreeMap;
 use std::fs::{self, DirBuilder};
 use std::io;
-use std::ops::Range;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,7 +28,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml_edit::{Array, DocumentMut, Item, Table, Value};
 
-use crate::config::{fmt_duration, parse_duration, read_bounded, ConfigError};
+use crate::config::{fmt_duration, parse_duration, read_bounded, ConfigError, Ctx};
 
 /// Where the clients file is unless knockerd.toml says otherwise.
 pub use crate::config::DEFAULT_CLIENTS;
@@ -202,26 +201,6 @@ fn door_name_ok(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
-struct Ctx<'a> {
-    file: &'a Path,
-    text: &'a str,
-}
-
-impl Ctx<'_> {
-    fn line_of(&self, offset: usize) -> usize {
-        let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
-    }
-
-    fn err<T>(&self, span: Range<usize>, message: impl Into<String>) -> Result<T, ConfigError> {
-        Err(at(self.file, Some(self.line_of(span.start)), message))
-    }
 }
 
 /// Reads and validates the clients file.

@@ -112,31 +112,7 @@ enum RawCommand {
     Line(String),
 }
 
-struct Ctx<'a> {
-    file: &'a Path,
-    text: &'a str,
-}
-
 impl Ctx<'_> {
-    fn line_of(&self, offset: usize) -> usize {
-        let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
-    }
-    fn err<T>(
-        &self,
-        span: std::ops::Range<usize>,
-        message: impl Into<String>,
-    ) -> Result<T, ConfigError> {
-        Err(ConfigError {
-            file: self.file.to_path_buf(),
-            line: Some(self.line_of(span.start)),
-            message: message.into(),
-        })
-    }
     /// An optional duration of 1 s to 1 day, in whole seconds, or `default`.
     fn secs(
         &self,

@@ -241,7 +241,7 @@ fn main() -> ExitCode {
         {
             // the guard removes the pid file when the daemon returns
             Ok(_pid) => knockerd::daemon::run(&source, &overrides).map_err(|e| e.to_string()),
-            Err(e) => Err(e),
+            Err(e) => Err(e.to_string()),
         },
         Cmd::Check => check(&source, &overrides),
         Cmd::PacketWorker { parent, user } => {
@@ -439,7 +439,7 @@ fn import_knockd(file: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
-fn parse_trusted(text: &str) -> Result<config::Net, String> {
+fn parse_trusted(text: &str) -> Result<config::Net, config::NetError> {
     text.parse()
 }
 

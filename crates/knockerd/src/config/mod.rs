@@ -474,34 +474,57 @@ impl fmt::Display for Net {
     }
 }
 
+/// Why a network of `trusted` (or `--trusted`) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetError {
+    #[error("{0:?} is not an address or network: write e.g. \"192.0.2.0/24\", \"2001:db8::/32\" or \"192.0.2.7\"")]
+    NotAnAddress(String),
+    #[error("{text:?}: the prefix length of an {family} network is 0 to {max}")]
+    PrefixLength {
+        text: String,
+        family: &'static str,
+        max: u8,
+    },
+    #[error("{0:?} would trust every source, so nothing would be protected: name the networks you manage the server from")]
+    Everything(String),
+    #[error("{text:?} has host bits set: write \"{base}/{len}\" for the network, or \"{host}\" for this one address")]
+    HostBits {
+        text: String,
+        base: IpAddr,
+        len: u8,
+        host: Net,
+    },
+}
+
 impl std::str::FromStr for Net {
-    type Err = String;
+    type Err = NetError;
     /// Refuses what nftables would refuse or what cannot be meant: a prefix too long, host bits
     /// set (`10.0.0.1/8`), and `/0`, which would trust every source of a family.
-    fn from_str(text: &str) -> Result<Net, String> {
+    fn from_str(text: &str) -> Result<Net, NetError> {
         let text = text.trim();
         let (addr, len) = match text.split_once('/') {
             Some((a, l)) => (a, Some(l)),
             None => (text, None),
         };
-        let addr: IpAddr = addr.parse().map_err(|_| {
-            format!("{text:?} is not an address or network: write e.g. \"192.0.2.0/24\", \"2001:db8::/32\" or \"192.0.2.7\"")
-        })?;
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| NetError::NotAnAddress(text.to_string()))?;
         let max: u8 = if addr.is_ipv4() { 32 } else { 128 };
         let len = match len {
             None => max,
             Some(l) => match l.parse::<u8>() {
                 Ok(n) if n <= max => n,
                 _ => {
-                    return Err(format!(
-                        "{text:?}: the prefix length of an {} network is 0 to {max}",
-                        if addr.is_ipv4() { "IPv4" } else { "IPv6" }
-                    ))
+                    return Err(NetError::PrefixLength {
+                        text: text.to_string(),
+                        family: if addr.is_ipv4() { "IPv4" } else { "IPv6" },
+                        max,
+                    })
                 }
             },
         };
         if len == 0 {
-            return Err(format!("{text:?} would trust every source, so nothing would be protected: name the networks you manage the server from"));
+            return Err(NetError::Everything(text.to_string()));
         }
         let net = Net { addr, len };
         let host = Net { addr, len: max };
@@ -510,9 +533,12 @@ impl std::str::FromStr for Net {
             IpAddr::V6(a) => IpAddr::V6((u128::from(a) & (u128::MAX << (128 - len))).into()),
         };
         if base != addr {
-            return Err(format!(
-                "{text:?} has host bits set: write \"{base}/{len}\" for the network, or \"{host}\" for this one address"
-            ));
+            return Err(NetError::HostBits {
+                text: text.to_string(),
+                base,
+                len,
+                host,
+            });
         }
         Ok(net)
     }
@@ -665,30 +691,37 @@ impl fmt::Display for Watched {
     }
 }
 
+/// Why a duration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("bad duration {0:?}: write seconds (30) or a number with s, m, h or d (30s, 5m)")]
+    NotANumber(String),
+    #[error("bad duration {0:?}: the unit must be s, m, h or d")]
+    Unit(String),
+    #[error("duration {0:?} is too long")]
+    TooLong(String),
+}
+
 /// Parses `30`, `30s`, `5m`, `2h`, `1d` into a duration of whole seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let t = text.trim();
     let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => t.split_at(i),
         None => (t, "s"),
     };
-    let n: u64 = num.parse().map_err(|_| {
-        format!("bad duration {text:?}: write seconds (30) or a number with s, m, h or d (30s, 5m)")
-    })?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| DurationError::NotANumber(text.to_string()))?;
     let mult = match unit.trim() {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86400,
-        _ => {
-            return Err(format!(
-                "bad duration {text:?}: the unit must be s, m, h or d"
-            ))
-        }
+        _ => return Err(DurationError::Unit(text.to_string())),
     };
     n.checked_mul(mult)
         .map(Duration::from_secs)
-        .ok_or_else(|| format!("duration {text:?} is too long"))
+        .ok_or_else(|| DurationError::TooLong(text.to_string()))
 }
 
 /// Formats a duration the way the config writes it.

@@ -26,13 +26,22 @@ pub struct PidFile {
     pid: u32,
 }
 
+/// Why knockd's `PidFile` could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum PidFileError {
+    #[error("PidFile {} names no file", .0.display())]
+    NoFile(PathBuf),
+    #[error("cannot write PidFile {}: {source}", path.display())]
+    Write { path: PathBuf, source: io::Error },
+}
+
 /// Writes this process's pid to `path` (atomically: a temporary file renamed over it). Keep the
 /// returned guard alive while the daemon runs; dropping it removes the file.
-pub fn write_pid_file(path: &Path) -> Result<PidFile, String> {
+pub fn write_pid_file(path: &Path) -> Result<PidFile, PidFileError> {
     let pid = std::process::id();
     let name = path
         .file_name()
-        .ok_or_else(|| format!("PidFile {} names no file", path.display()))?;
+        .ok_or_else(|| PidFileError::NoFile(path.to_path_buf()))?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
     tmp_name.push(format!(".{pid}.tmp"));
@@ -47,9 +56,12 @@ pub fn write_pid_file(path: &Path) -> Result<PidFile, String> {
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     };
-    write().map_err(|e| {
+    write().map_err(|source| {
         let _ = std::fs::remove_file(&tmp);
-        format!("cannot write PidFile {}: {e}", path.display())
+        PidFileError::Write {
+            path: path.to_path_buf(),
+            source,
+        }
     })?;
     Ok(PidFile {
         path: path.to_path_buf(),

@@ -157,20 +157,28 @@ pub fn spa_decoder(
     (precheck, decode)
 }
 
+/// An enrolled client's public key that no SYN key can be derived from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("client {client:?} (line {line}): its public key cannot be used: {why}")]
+pub struct UnusableKey {
+    pub client: String,
+    pub line: usize,
+    pub why: String,
+}
+
 /// The pre-check and decoder of a `kind = "syn"` door.
 pub fn syn_decoder(
     server: &PrivateKey,
     door: &str,
     door_open: &[Service],
     clients: &[Client],
-) -> Result<(SpaPrecheck, SpaDecode), String> {
+) -> Result<(SpaPrecheck, SpaDecode), UnusableKey> {
     let mut keys: Vec<(syn::SynKey, Enrolled)> = Vec::new();
     for (c, e) in enrolled(clients, door, door_open) {
-        let key = server.syn_key(&c.public_key).map_err(|e| {
-            format!(
-                "client {:?} (line {}): its public key cannot be used: {e}",
-                c.name, c.line
-            )
+        let key = server.syn_key(&c.public_key).map_err(|e| UnusableKey {
+            client: c.name.clone(),
+            line: c.line,
+            why: e.to_string(),
         })?;
         keys.push((key, e));
     }

@@ -1107,7 +1107,7 @@ fn native_door(
     let clients = &keys.clients.clients;
     let (precheck, decode) = if syn {
         doors::syn_decoder(&keys.server, name, open, clients)
-            .or_else(|e| cx.err(span.clone(), e))?
+            .or_else(|e| cx.err(span.clone(), e.to_string()))?
     } else {
         doors::spa_decoder(keys.server.clone(), name, open, clients)
     };

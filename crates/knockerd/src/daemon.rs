@@ -446,7 +446,7 @@ fn reread_one_time(config: &mut Config) {
         };
         match crate::onetime::OneTimeFile::load(&file.path) {
             Ok(f) => *file = f,
-            Err((_, e)) => tracing::error!("door={}: {e}", door.spec.name),
+            Err(e) => tracing::error!("door={}: {e}", door.spec.name),
         }
     }
 }

@@ -15,14 +15,53 @@ use knocker_engine::Service;
 /// The most bytes of a one-time sequences file that are read.
 const MAX_BYTES: u64 = 4 << 20;
 
+/// Why a line is not a sequence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SequenceError {
+    #[error("{0}")]
+    Service(#[from] knocker_wire::ParseError),
+    #[error("empty sequence")]
+    Empty,
+}
+
+/// Why a one-time sequences file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is larger than {MAX_BYTES} bytes", path.display())]
+    TooLarge { path: PathBuf },
+    #[error("{} is not text", path.display())]
+    NotText { path: PathBuf },
+    #[error("{}:{line}: {why}", path.display())]
+    Line {
+        path: PathBuf,
+        line: usize,
+        why: SequenceError,
+    },
+}
+
+impl LoadError {
+    /// The line of the file the error is on, if it is on one.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            LoadError::Line { line, .. } => Some(*line),
+            _ => None,
+        }
+    }
+}
+
 /// Parses knockd's `Sequence` syntax: `port[:tcp|udp],...`, TCP by default.
-pub fn parse_sequence(text: &str) -> Result<Vec<Service>, String> {
+pub fn parse_sequence(text: &str) -> Result<Vec<Service>, SequenceError> {
     let seq: Vec<Service> = text
         .split(',')
-        .map(|p| p.trim().parse::<Service>().map_err(|e| e.to_string()))
+        .map(|p| p.trim().parse::<Service>())
         .collect::<Result<_, _>>()?;
     if seq.is_empty() {
-        return Err("empty sequence".into());
+        return Err(SequenceError::Empty);
     }
     Ok(seq)
 }
@@ -76,19 +115,21 @@ pub struct OneTimeFile {
 impl OneTimeFile {
     /// Reads the file. Used lines (starting with `#`) and blank lines are skipped; a line that is
     /// not a sequence is an error with its line number.
-    pub fn load(path: &Path) -> Result<OneTimeFile, (Option<usize>, String)> {
-        let meta = std::fs::metadata(path)
-            .map_err(|e| (None, format!("cannot read {}: {e}", path.display())))?;
+    pub fn load(path: &Path) -> Result<OneTimeFile, LoadError> {
+        let read = |source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(read)?;
         if meta.len() > MAX_BYTES {
-            return Err((
-                None,
-                format!("{} is larger than {MAX_BYTES} bytes", path.display()),
-            ));
+            return Err(LoadError::TooLarge {
+                path: path.to_path_buf(),
+            });
         }
-        let bytes = std::fs::read(path)
-            .map_err(|e| (None, format!("cannot read {}: {e}", path.display())))?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| (None, format!("{} is not text", path.display())))?;
+        let bytes = std::fs::read(path).map_err(read)?;
+        let text = String::from_utf8(bytes).map_err(|_| LoadError::NotText {
+            path: path.to_path_buf(),
+        })?;
         let mut entries = Vec::new();
         let mut offset = 0u64;
         for (i, raw) in text.split_inclusive('\n').enumerate() {
@@ -96,8 +137,11 @@ impl OneTimeFile {
             let trimmed = line.trim();
             // knockd trims a line before it looks for the '#' of a used line
             if !trimmed.is_empty() && !trimmed.starts_with('#') {
-                let sequence = parse_sequence(trimmed)
-                    .map_err(|e| (Some(i + 1), format!("{}:{}: {e}", path.display(), i + 1)))?;
+                let sequence = parse_sequence(trimmed).map_err(|why| LoadError::Line {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    why,
+                })?;
                 entries.push(Entry {
                     line: i + 1,
                     offset,
@@ -193,8 +237,9 @@ mod tests {
         assert_eq!(f.entries.len(), 1);
         assert_eq!(f.entries[0].line, 5);
         std::fs::write(&path, " 7000,bogus\n").expect("write");
-        let (line, msg) = OneTimeFile::load(&path).expect_err("bad line");
-        assert_eq!(line, Some(1));
+        let e = OneTimeFile::load(&path).expect_err("bad line");
+        assert_eq!(e.line(), Some(1));
+        let msg = e.to_string();
         assert!(msg.contains(":1:") && msg.contains("bogus"), "{msg}");
         let _ = std::fs::remove_dir_all(&dir);
     }

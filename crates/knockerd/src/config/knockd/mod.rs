@@ -752,7 +752,7 @@ fn one_time_file(value: &str) -> Result<OneTimeFile, String> {
                 "cannot open {value} for reading and writing: {e} (used lines are marked in it)"
             )
         })?;
-    let f = OneTimeFile::load(path).map_err(|(_, msg)| msg)?;
+    let f = OneTimeFile::load(path).map_err(|e| e.to_string())?;
     for e in &f.entries {
         match parse_sequence(c_trim(&e.text)) {
             Ok((seq, _)) if seq == e.sequence => {}

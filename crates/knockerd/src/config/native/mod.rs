@@ -666,7 +666,7 @@ fn one_time_door(
             };
             Ok(KindParts::new(DoorKind::OneTime { file }, engine))
         }
-        Err((_, msg)) => cx.err(o.span(), msg),
+        Err(e) => cx.err(o.span(), e.to_string()),
     }
 }
 

@@ -203,19 +203,35 @@ fn atoi(s: &str) -> i64 {
     }
 }
 
+/// Why a knockd `Sequence` is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SequenceError {
+    #[error("too many ports in the knock sequence ({0}): knockd allows at most {MAX_KNOCKS}")]
+    TooMany(usize),
+    #[error("empty port in the sequence {0:?} (a stray comma?): knockd would read it as port 0")]
+    EmptyPort(String),
+    #[error("port {0} is invalid: a port is a number from 1 to 65535")]
+    PortTooLarge(String),
+    #[error("bad port {text:?} in the sequence: a port is a number from 1 to 65535{hint}; knockd would silently read it as port {knockd_reads}")]
+    BadPort {
+        text: String,
+        hint: &'static str,
+        knockd_reads: u16,
+    },
+    #[error("unknown protocol {0:?} in the knock sequence: use tcp or udp")]
+    UnknownProtocol(String),
+}
+
 /// Parses knockd's `Sequence` syntax, `port[:tcp|udp],...` (TCP by default, at most 32), as
 /// knockd's `parse_port_sequence()` does: a port is read with `atoi`, so text after a valid
 /// leading number is ignored (`8000 # ssh` is port 8000) and so is anything after a second `:`;
 /// both come back as warnings. What `atoi` would turn into garbage (no number, port 0, a negative
 /// number) is refused, and so is what knockd refuses (a port over 65535, a protocol other than
 /// tcp or udp, more than 32 knocks).
-pub fn parse_sequence(text: &str) -> Result<(Vec<Service>, Vec<String>), String> {
+pub fn parse_sequence(text: &str) -> Result<(Vec<Service>, Vec<String>), SequenceError> {
     let items: Vec<&str> = text.split(',').collect();
     if items.len() > MAX_KNOCKS {
-        return Err(format!(
-            "too many ports in the knock sequence ({}): knockd allows at most {MAX_KNOCKS}",
-            items.len()
-        ));
+        return Err(SequenceError::TooMany(items.len()));
     }
     let mut warnings = Vec::new();
     let mut seq = Vec::with_capacity(items.len());
@@ -225,17 +241,12 @@ pub fn parse_sequence(text: &str) -> Result<(Vec<Service>, Vec<String>), String>
         let proto_text = parts.next().map(c_trim);
         let rest: Vec<&str> = parts.collect();
         if port_text.is_empty() {
-            return Err(format!(
-                "empty port in the sequence {:?} (a stray comma?): knockd would read it as port 0",
-                c_trim(text)
-            ));
+            return Err(SequenceError::EmptyPort(c_trim(text).to_string()));
         }
         let value = atoi(port_text);
         let digits = port_text.bytes().take_while(u8::is_ascii_digit).count();
         if value > 65535 {
-            return Err(format!(
-                "port {port_text} is invalid: a port is a number from 1 to 65535"
-            ));
+            return Err(SequenceError::PortTooLarge(port_text.to_string()));
         }
         if digits == 0 || value < 1 {
             let hint = if port_text.contains('/') {
@@ -244,10 +255,11 @@ pub fn parse_sequence(text: &str) -> Result<(Vec<Service>, Vec<String>), String>
                 ""
             };
             // knockd stores (unsigned short)atoi(port)
-            return Err(format!(
-                "bad port {port_text:?} in the sequence: a port is a number from 1 to 65535{hint}; knockd would silently read it as port {}",
-                value as u16
-            ));
+            return Err(SequenceError::BadPort {
+                text: port_text.to_string(),
+                hint,
+                knockd_reads: value as u16,
+            });
         }
         let port = value as u16;
         let proto = match proto_text.map(|p| p.to_ascii_uppercase()) {
@@ -255,9 +267,8 @@ pub fn parse_sequence(text: &str) -> Result<(Vec<Service>, Vec<String>), String>
             Some(p) if p == "TCP" => Proto::Tcp,
             Some(p) if p == "UDP" => Proto::Udp,
             Some(_) => {
-                return Err(format!(
-                    "unknown protocol {:?} in the knock sequence: use tcp or udp",
-                    proto_text.unwrap_or("")
+                return Err(SequenceError::UnknownProtocol(
+                    proto_text.unwrap_or("").to_string(),
                 ))
             }
         };
@@ -1031,7 +1042,7 @@ mod tests {
         let (seq, w) = ok("7000:udp:x");
         assert_eq!(seq, vec![Service::udp(7000)]);
         assert!(w[0].contains("second ':'"), "{w:?}");
-        let bad = |s: &str| parse_sequence(s).expect_err(s);
+        let bad = |s: &str| parse_sequence(s).expect_err(s).to_string();
         assert!(bad("7000,70000").contains("port 70000 is invalid"));
         assert!(bad("7000,70000x").contains("port 70000x is invalid"));
         assert!(
@@ -1054,6 +1065,7 @@ mod tests {
         let over: Vec<String> = (1000..1033).map(|p| p.to_string()).collect();
         assert!(parse_sequence(&over.join(","))
             .expect_err("33")
+            .to_string()
             .contains("too many ports"));
     }
 

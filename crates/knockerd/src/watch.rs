@@ -135,7 +135,7 @@ impl FirewallWatch {
         })
     }
 
-    /// Reads what has arrived (at most [`MAX_DATAGRAMS_PER_READ`] datagrams) and says what it did
+    /// Reads what has arrived (at most `MAX_DATAGRAMS_PER_READ` (256) datagrams) and says what it did
     /// to the table.
     pub fn read(&mut self) -> io::Result<Touched> {
         let mut t = Touched::default();

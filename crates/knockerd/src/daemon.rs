@@ -354,7 +354,7 @@ pub fn run(
         w.stop();
     }
     match config.on_stop {
-        OnStop::Withdraw => match ruleset::flush_grants() {
+        OnStop::Withdraw => match ruleset::flush_grants(&TableSpec::from_config(&config)) {
             Ok(()) => {
                 gate.grants_ended("withdrawn (on_stop = withdraw)");
                 tracing::info!("on_stop = withdraw: every open grant was removed")
@@ -547,8 +547,12 @@ fn handle_grant(
             duration,
             refreshed,
             ran,
+            connections,
         }) => {
             let open: Vec<String> = open.iter().map(|s| s.to_string()).collect();
+            let counted = connections
+                .map(|n| format!(", {n} new connection(s)"))
+                .unwrap_or_default();
             let client = g
                 .client
                 .as_ref()
@@ -567,7 +571,7 @@ fn handle_grant(
             };
             let sep = if open.is_empty() { ":" } else { "" };
             tracing::info!(
-                "door={} src={to}{client} {}{sep} {what} for {}",
+                "door={} src={to}{client} {}{sep} {what} for {}{counted}",
                 g.door_name,
                 if refreshed { "refresh" } else { "grant" },
                 fmt_duration(duration)

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
+use std::num::NonZeroU8;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,11 +21,35 @@ use crate::ledger::{self, Ledger, Record};
 pub trait Firewall {
     /// Adds or refreshes `to . service` for every service, expiring after `timeout`, atomically.
     fn grant(&mut self, to: IpAddr, services: &[Service], timeout: Duration) -> io::Result<()>;
+    /// The same for a grant that admits `connections` new connections: the kernel removes it
+    /// when the last one is accepted, or when `timeout` runs out.
+    fn grant_connections(
+        &mut self,
+        to: IpAddr,
+        services: &[Service],
+        timeout: Duration,
+        connections: NonZeroU8,
+    ) -> io::Result<()>;
 }
 
 impl Firewall for crate::nftset::NftSets {
     fn grant(&mut self, to: IpAddr, services: &[Service], timeout: Duration) -> io::Result<()> {
         crate::nftset::NftSets::grant(self, to, services, timeout)
+    }
+
+    /// One element in each of the slot sets 1..=connections (`ruleset::slot_set`).
+    fn grant_connections(
+        &mut self,
+        to: IpAddr,
+        services: &[Service],
+        timeout: Duration,
+        connections: NonZeroU8,
+    ) -> io::Result<()> {
+        let v4 = to.to_canonical().is_ipv4();
+        let sets: Vec<String> = (1..=connections.get())
+            .map(|k| crate::ruleset::slot_set(v4, k))
+            .collect();
+        self.grant_in(to, services, timeout, &sets)
     }
 }
 
@@ -61,6 +86,8 @@ pub enum Verdict {
         refreshed: bool,
         /// The start command this grant ran, as its argv joined by spaces, if it ran one.
         ran: Option<String>,
+        /// How many new connections the grant admits, if it counts them.
+        connections: Option<NonZeroU8>,
     },
 }
 
@@ -114,6 +141,10 @@ pub struct Gatekeeper<F: Firewall> {
     /// elements by itself; this is only so that the end of a grant is logged (never acted on).
     /// It holds what the allow sets hold.
     grants: HashMap<(String, IpAddr), Vec<(Service, Instant)>>,
+    /// The grants of `grants` that count connections. How many connections each has left is
+    /// known only to the kernel (the packet path spends them), so they are never restored: a
+    /// restore could only guess, and guessing high would admit more than was granted.
+    counted: std::collections::HashSet<(String, IpAddr)>,
     running: Vec<Running>,
 }
 
@@ -138,6 +169,7 @@ impl<F: Firewall> Gatekeeper<F> {
             ledger,
             open: HashMap::new(),
             grants: HashMap::new(),
+            counted: Default::default(),
             running: Vec::new(),
         }
     }
@@ -312,9 +344,18 @@ impl<F: Firewall> Gatekeeper<F> {
 
         // a door that only runs commands (knockd's kind) has nothing to put in the sets
         if !grant.open.is_empty() {
-            self.firewall
-                .grant(to, &grant.open, grant.duration)
-                .map_err(GrantError::Firewall)?;
+            match door.connections {
+                Some(n) => {
+                    self.firewall
+                        .grant_connections(to, &grant.open, grant.duration, n)
+                        .map_err(GrantError::Firewall)?;
+                    self.counted.insert(key.clone());
+                }
+                None => self
+                    .firewall
+                    .grant(to, &grant.open, grant.duration)
+                    .map_err(GrantError::Firewall)?,
+            }
             let ends = self.grants.entry(key.clone()).or_default();
             for s in &grant.open {
                 ends.retain(|(e, _)| e != s);
@@ -353,6 +394,7 @@ impl<F: Firewall> Gatekeeper<F> {
             duration: grant.duration,
             refreshed,
             ran,
+            connections: door.connections.filter(|_| !grant.open.is_empty()),
         })
     }
 
@@ -400,6 +442,9 @@ impl<F: Firewall> Gatekeeper<F> {
             }
             !ends.is_empty()
         });
+        for key in &ended {
+            self.counted.remove(key);
+        }
         ended
     }
 
@@ -440,7 +485,14 @@ impl<F: Firewall> Gatekeeper<F> {
     /// gets the later end of the two, which each door granted.
     pub fn restore(&mut self, now: Instant) -> usize {
         let mut ends: HashMap<(IpAddr, Service), Instant> = HashMap::new();
-        for ((_, to), services) in &self.grants {
+        for (door, to) in &self.counted {
+            tracing::warn!("door={door} src={to}: a grant that counts connections is not put back (only the kernel knows how many it has left; if its sets were emptied, it is gone: knock again)");
+        }
+        for (key, services) in &self.grants {
+            if self.counted.contains(key) {
+                continue;
+            }
+            let to = &key.1;
             for (s, end) in services.iter().filter(|(_, end)| *end > now) {
                 let e = ends.entry((*to, *s)).or_insert(*end);
                 *e = (*e).max(*end);
@@ -462,6 +514,7 @@ impl<F: Firewall> Gatekeeper<F> {
 
     /// Logs the end of every grant still open, for `why` (the allow sets were just flushed).
     pub fn grants_ended(&mut self, why: &str) {
+        self.counted.clear();
         for (door, ip) in self.grants.drain().map(|(k, _)| k) {
             tracing::info!("door={door} src={ip} grant ended: {why}");
         }
@@ -555,11 +608,21 @@ mod tests {
     use std::path::Path;
 
     #[derive(Default)]
-    struct Recorder(Vec<(IpAddr, Vec<Service>, Duration)>);
+    struct Recorder(Vec<(IpAddr, Vec<Service>, Duration)>, Vec<(IpAddr, u8)>);
     impl Firewall for Recorder {
         fn grant(&mut self, to: IpAddr, services: &[Service], timeout: Duration) -> io::Result<()> {
             self.0.push((to, services.to_vec(), timeout));
             Ok(())
+        }
+        fn grant_connections(
+            &mut self,
+            to: IpAddr,
+            services: &[Service],
+            timeout: Duration,
+            connections: NonZeroU8,
+        ) -> io::Result<()> {
+            self.1.push((to, connections.get()));
+            self.grant(to, services, timeout)
         }
     }
 
@@ -686,6 +749,30 @@ mod tests {
         assert_eq!(g.restore(t0 + Duration::from_secs(11)), 1);
         assert_eq!(g.firewall().0[0].0.to_string(), "10.200.1.2");
         assert_eq!(g.restore(t0 + Duration::from_secs(30)), 0);
+    }
+
+    #[test]
+    fn a_grant_that_counts_connections_goes_to_the_slots_and_is_never_restored() {
+        let c = parse(
+            Path::new("t.toml"),
+            "[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nopen_for = 30\nconnections = 2\n",
+        )
+        .expect("valid");
+        let mut g = Gatekeeper::new(&c, Recorder::default(), None);
+        let t0 = Instant::now();
+        let v = g.apply(&grant("10.200.1.2"), t0).expect("granted");
+        assert!(
+            matches!(v, Verdict::Opened { connections: Some(n), .. } if n.get() == 2),
+            "{v:?}"
+        );
+        assert_eq!(g.firewall().1, vec![("10.200.1.2".parse().expect("ip"), 2)]);
+        // only the kernel knows how many are left: a restore must not hand out two again
+        g.firewall().0.clear();
+        assert_eq!(g.restore(t0 + Duration::from_secs(1)), 0);
+        assert!(g.firewall().0.is_empty());
+        // its end is still logged at its time, and then it is forgotten
+        assert_eq!(g.expire_grants(t0 + Duration::from_secs(30)).len(), 1);
+        assert!(g.counted.is_empty());
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub struct GrantStatus {
     pub expires_in_s: u64,
     /// Seconds it was opened for.
     pub timeout_s: u64,
+    /// For a grant of a door with `connections = N`: how many new connections it still admits
+    /// (the kernel removes it when the last one is accepted); null for a grant without a limit.
+    pub connections_left: Option<u8>,
 }
 
 /// An opening of a command-only door (knockd-style): its start command ran, and its grant
@@ -139,10 +142,17 @@ pub fn gather(dir: &Path) -> Status {
         }
     };
     let grants = if table {
-        crate::ruleset::live_grants().unwrap_or_else(|e| {
+        let mut all = crate::ruleset::live_grants().unwrap_or_else(|e| {
             notes.push(format!("cannot list the grants: {e}"));
             Vec::new()
-        })
+        });
+        all.extend(crate::ruleset::live_counted_grants().unwrap_or_else(|e| {
+            notes.push(format!(
+                "cannot list the grants that count connections: {e}"
+            ));
+            Vec::new()
+        }));
+        all
     } else {
         Vec::new()
     };
@@ -154,6 +164,7 @@ pub fn gather(dir: &Path) -> Status {
             service: g.service,
             expires_in_s: g.expires_s,
             timeout_s: g.timeout_s,
+            connections_left: g.connections_left,
         })
         .collect();
     let openings = state
@@ -252,9 +263,13 @@ pub fn render(s: &Status) -> String {
         let _ = writeln!(out, "open grants ({}):", s.grants.len());
     }
     for g in &s.grants {
+        let counted = g
+            .connections_left
+            .map(|n| format!(", admits {n} more new connection(s)"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  door {} {} {} {}s left (of {}s)",
+            "  door {} {} {} {}s left (of {}s){counted}",
             g.door.as_deref().unwrap_or("?"),
             g.address,
             g.service,
@@ -438,6 +453,7 @@ mod tests {
                 service: "tcp/22".into(),
                 expires_in_s: 12,
                 timeout_s: 30,
+                connections_left: None,
             }],
             openings: vec![],
             pending_stops: vec![PendingStop {

@@ -1,0 +1,157 @@
+//! End-to-end: grants that close behind you (`connections = N`) and delayed commands
+//! (`[[door.NAME.command]]`), with the real knockerd, real nftables and real connections in
+//! namespaces. Needs root, iproute2 and nftables; KNOCKER_SKIP_E2E=1 skips on purpose.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::*;
+use knockerd::ruleset::{self, LiveGrant};
+
+/// The server's grants that count connections, as the kernel holds them now.
+fn counted(w: &World) -> Vec<LiveGrant> {
+    w.lab
+        .server
+        .enter(ruleset::live_counted_grants)
+        .expect("enter")
+        .expect("list counted grants")
+}
+
+/// Waits until alice's counted grant is there and admits `n` connections.
+fn wait_counted(w: &World, n: u8) -> Vec<LiveGrant> {
+    let end = Instant::now() + Duration::from_secs(3);
+    loop {
+        let g = counted(w);
+        if g.iter().any(|g| g.connections_left == Some(n)) || Instant::now() > end {
+            return g;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A TCP connection from alice to the echo service, kept open; `None` when nothing answers.
+fn open_from_alice(w: &World) -> Option<TcpStream> {
+    let addr = SocketAddr::new(ip(Lab::SERVER_FOR_ALICE), SERVICE);
+    w.lab
+        .alice
+        .enter(move || TcpStream::connect_timeout(&addr, PROBE).ok())
+        .expect("enter")
+}
+
+/// Sends `text` over an open connection and reads the echo back.
+fn echo(c: &mut TcpStream, text: &[u8]) -> Vec<u8> {
+    c.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    c.write_all(text).expect("send over the open connection");
+    let mut back = vec![0u8; text.len()];
+    c.read_exact(&mut back)
+        .expect("the echo over the open connection");
+    back
+}
+
+fn door(connections: u8) -> String {
+    door_config(
+        "",
+        &format!("sequence = {ALICE_SEQ:?}\nopen_for = 30\nconnections = {connections}\n"),
+    )
+}
+
+#[test]
+fn a_grant_of_one_connection_closes_behind_it_and_the_connection_keeps_working() {
+    if !e2e(&[]) {
+        return;
+    }
+    let w = World::new("conn1", &door(1));
+    w.knock(&w.lab.alice, Lab::SERVER_FOR_ALICE, &ALICE_SEQ);
+    let g = wait_counted(&w, 1);
+    assert_eq!(g.len(), 1, "{g:?}\n{}", w.daemon.log());
+    assert_eq!(g[0].to, Lab::ALICE);
+    assert_eq!(g[0].service, format!("tcp/{SERVICE}"));
+    assert!(
+        w.grants().is_empty(),
+        "a counted grant is not an unlimited one"
+    );
+    w.daemon.wait_log(
+        &format!(
+            "door=ssh src={} grant tcp/{SERVICE} for 30s, 1 new connection(s)",
+            Lab::ALICE
+        ),
+        Duration::from_secs(1),
+    );
+
+    let mut first = open_from_alice(&w).expect("the grant admits one connection");
+    assert_eq!(echo(&mut first, b"one"), b"one");
+    // the kernel spent the slot when it accepted the first connection
+    assert!(counted(&w).is_empty(), "{:?}", counted(&w));
+    assert!(
+        open_from_alice(&w).is_none(),
+        "a second connection is dropped: the door closed behind the first"
+    );
+    // the first one is established and goes on working after the second was refused
+    assert_eq!(echo(&mut first, b"still here"), b"still here");
+    assert_eq!(
+        w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
+        Reach::Silent
+    );
+    drop(first);
+    w.finish();
+}
+
+#[test]
+fn a_grant_of_two_connections_admits_exactly_two() {
+    if !e2e(&[]) {
+        return;
+    }
+    let w = World::new("conn2", &door(2));
+    w.knock(&w.lab.alice, Lab::SERVER_FOR_ALICE, &ALICE_SEQ);
+    let g = wait_counted(&w, 2);
+    assert_eq!(g.len(), 1, "{g:?}\n{}", w.daemon.log());
+    assert_eq!(g[0].connections_left, Some(2), "{g:?}");
+
+    let mut one = open_from_alice(&w).expect("first of two");
+    assert_eq!(counted(&w)[0].connections_left, Some(1));
+    let mut two = open_from_alice(&w).expect("second of two");
+    assert!(counted(&w).is_empty());
+    assert!(open_from_alice(&w).is_none(), "a third is dropped");
+    assert_eq!(echo(&mut one, b"1"), b"1");
+    assert_eq!(echo(&mut two, b"2"), b"2");
+
+    // a new knock grants two again
+    w.knock(&w.lab.alice, Lab::SERVER_FOR_ALICE, &ALICE_SEQ);
+    assert_eq!(wait_counted(&w, 2)[0].connections_left, Some(2));
+    assert!(open_from_alice(&w).is_some());
+    w.finish();
+}
+
+#[test]
+fn after_a_flush_a_counted_grant_is_not_handed_out_again() {
+    if !e2e(&[]) {
+        return;
+    }
+    let w = World::new("connflush", &door(2));
+    w.knock(&w.lab.alice, Lab::SERVER_FOR_ALICE, &ALICE_SEQ);
+    assert_eq!(wait_counted(&w, 2).len(), 1, "{}", w.daemon.log());
+    let mut one = open_from_alice(&w).expect("first of two");
+    w.lab
+        .server
+        .exec("nft", &["flush", "ruleset"])
+        .expect("flush ruleset");
+    w.daemon
+        .wait_log("was deleted by another program", Duration::from_secs(5));
+    // the table is back, and the grant is not: how many connections it had left went with
+    // its sets, and a guess could admit more than were granted
+    assert!(counted(&w).is_empty(), "{:?}", counted(&w));
+    w.daemon.wait_log(
+        "a grant that counts connections is not put back",
+        Duration::from_secs(1),
+    );
+    assert!(
+        open_from_alice(&w).is_none(),
+        "protected again, no slot left"
+    );
+    assert_eq!(echo(&mut one, b"kept"), b"kept", "conntrack keeps it");
+    w.finish();
+}

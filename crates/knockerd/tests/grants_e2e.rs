@@ -155,3 +155,81 @@ fn after_a_flush_a_counted_grant_is_not_handed_out_again() {
     assert_eq!(echo(&mut one, b"kept"), b"kept", "conntrack keeps it");
     w.finish();
 }
+
+/// `knockerd status --json` for the lab's daemon, parsed.
+fn status_json(w: &World) -> serde_json::Value {
+    let out = w
+        .lab
+        .server
+        .command(env!("CARGO_BIN_EXE_knockerd"))
+        .args(["status", "--json", "--config"])
+        .arg(&w.daemon.config)
+        .output()
+        .expect("run knockerd status");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "status --json: {e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Waits for `path` to exist.
+fn wait_file(path: &std::path::Path, limit: Duration) -> bool {
+    let end = Instant::now() + limit;
+    while !path.exists() {
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+#[test]
+fn delayed_commands_survive_a_kill_and_status_lists_them_while_pending() {
+    if !e2e(&[]) {
+        return;
+    }
+    let dir = lab::TempDir::new("delayed");
+    let (later, end) = (dir.join("after-2s"), dir.join("at-end"));
+    let config = door_config(
+        "",
+        &format!(
+            "sequence = {ALICE_SEQ:?}\nopen_for = 3\n\n[[door.ssh.command]]\nrun = [\"/usr/bin/touch\", {:?}]\nafter = \"2s\"\n\n[[door.ssh.command]]\nrun = [\"/usr/bin/touch\", {:?}]\nat = \"end\"\n",
+            later.display().to_string(),
+            end.display().to_string()
+        ),
+    );
+    let mut w = World::new("delayed", &config);
+    w.alice_knocks_and_is_granted();
+    let s = status_json(&w);
+    let pending = s["pending_commands"].as_array().expect("pending_commands");
+    assert_eq!(pending.len(), 2, "{s:#}");
+    assert_eq!(pending[0]["command"][1], later.display().to_string());
+    assert_eq!(pending[0]["address"], Lab::ALICE);
+    assert_eq!(pending[0]["at_end"], false);
+    assert_eq!(pending[1]["at_end"], true);
+
+    // killed before either is due: the ledger has them, the next start runs them
+    w.daemon.signal(nix::sys::signal::Signal::SIGKILL);
+    assert_eq!(w.daemon.wait_exit(Duration::from_secs(5)), None);
+    assert!(!later.exists() && !end.exists(), "nothing ran early");
+    w.daemon = Knockerd::start(&w.lab, &config);
+    assert!(
+        wait_file(&later, Duration::from_secs(5)),
+        "the 2 s command ran after the restart\n{}",
+        w.daemon.log()
+    );
+    assert!(
+        wait_file(&end, Duration::from_secs(5)),
+        "the end command ran\n{}",
+        w.daemon.log()
+    );
+    w.daemon
+        .wait_log("door=ssh delayed command for", Duration::from_secs(1));
+    let s = status_json(&w);
+    assert_eq!(s["pending_commands"], serde_json::json!([]), "{s:#}");
+    w.finish();
+}

@@ -127,6 +127,17 @@ struct Delayed {
     argv: Vec<String>,
 }
 
+/// What a grant does with its door's delayed commands ([`Gatekeeper::schedule_actions`]).
+#[derive(Default)]
+struct Schedule {
+    /// Argvs to run at once (a new opening's commands without a delay).
+    at_once: Vec<Vec<String>>,
+    /// Commands to schedule (a new opening's), ids still 0.
+    later: Vec<Delayed>,
+    /// Pending `at = "end"` commands of a refreshed opening, moved to the new end: (id, due).
+    moved: Vec<(u64, Instant)>,
+}
+
 /// A command the gatekeeper started and has not reaped yet.
 struct Running {
     what: String,
@@ -353,8 +364,11 @@ impl<F: Firewall> Gatekeeper<F> {
             .get(&key)
             .filter(|_| !every_knock)
             .map(|o| (o.until, o.stop.as_ref().map(|s| s.0)));
-        let (at_once, mut delayed, moved) =
-            self.schedule_actions(&door, &key, existing.is_some(), now + grant.duration, now);
+        let Schedule {
+            at_once,
+            later: mut delayed,
+            moved,
+        } = self.schedule_actions(&door, &key, existing.is_some(), now + grant.duration, now);
         if self.ledger.is_none() && !first.is_empty() {
             return Err(GrantError::Ledger(
                 "no ledger to remember the request in".into(),
@@ -499,11 +513,9 @@ impl<F: Firewall> Gatekeeper<F> {
         })
     }
 
-    /// A door's delayed commands for a grant to `key.1` ending at `end`: at a new opening, the
-    /// argvs to run at once and those to schedule (ids still 0); at a refresh, the pending
-    /// `at = "end"` ones of the opening that move to the new end, as (id, due). Stop
-    /// commands are never earlier than the grant's end, so an end that comes sooner is no move.
-    #[allow(clippy::type_complexity)]
+    /// A door's delayed commands for a grant to `key.1` ending at `end`: at a new opening, what
+    /// runs at once and what is scheduled; at a refresh, the pending `at = "end"` ones that move
+    /// to the new end (never earlier: an end that comes sooner moves nothing).
     fn schedule_actions(
         &self,
         door: &Door,
@@ -511,7 +523,7 @@ impl<F: Firewall> Gatekeeper<F> {
         refresh: bool,
         end: Instant,
         now: Instant,
-    ) -> (Vec<Vec<String>>, Vec<Delayed>, Vec<(u64, Instant)>) {
+    ) -> Schedule {
         if refresh {
             let moved = self
                 .delayed
@@ -519,7 +531,10 @@ impl<F: Firewall> Gatekeeper<F> {
                 .filter(|d| d.key == *key && d.at_end && d.due < end)
                 .map(|d| (d.id, end))
                 .collect();
-            return (Vec::new(), Vec::new(), moved);
+            return Schedule {
+                moved,
+                ..Schedule::default()
+            };
         }
         let (mut at_once, mut later) = (Vec::new(), Vec::new());
         for a in &door.actions {
@@ -540,7 +555,11 @@ impl<F: Firewall> Gatekeeper<F> {
                 argv,
             });
         }
-        (at_once, later, Vec::new())
+        Schedule {
+            at_once,
+            later,
+            moved: Vec::new(),
+        }
     }
 
     /// When the next stop command is due or a running command should be checked.

@@ -101,6 +101,27 @@ fn a_grant_of_one_connection_closes_behind_it_and_the_connection_keeps_working()
 }
 
 #[test]
+fn an_ipv6_grant_of_one_connection_closes_behind_it_too() {
+    if !e2e(&[]) {
+        return;
+    }
+    let w = World::new("conn6", &door(1));
+    w.knock(&w.lab.alice, Lab::SERVER_FOR_ALICE6, &ALICE_SEQ);
+    let g = wait_counted(&w, 1);
+    assert_eq!(g.len(), 1, "{g:?}\n{}", w.daemon.log());
+    assert_eq!(g[0].to, Lab::ALICE6);
+    let addr = SocketAddr::new(ip(Lab::SERVER_FOR_ALICE6), SERVICE);
+    let connect = move || TcpStream::connect_timeout(&addr, PROBE).ok();
+    let mut first = w.lab.alice.enter(connect).expect("enter").expect("one");
+    assert!(
+        w.lab.alice.enter(connect).expect("enter").is_none(),
+        "a second is dropped"
+    );
+    assert_eq!(echo(&mut first, b"six"), b"six");
+    w.finish();
+}
+
+#[test]
 fn a_grant_of_two_connections_admits_exactly_two() {
     if !e2e(&[]) {
         return;
@@ -231,5 +252,58 @@ fn delayed_commands_survive_a_kill_and_status_lists_them_while_pending() {
         .wait_log("door=ssh delayed command for", Duration::from_secs(1));
     let s = status_json(&w);
     assert_eq!(s["pending_commands"], serde_json::json!([]), "{s:#}");
+    w.finish();
+}
+
+#[test]
+fn a_flow_admitted_once_needs_no_second_slot_but_a_new_flow_does() {
+    if !e2e(&[]) {
+        return;
+    }
+    // UDP, with a service that never answers: every datagram of alice's flow stays `new` in
+    // conntrack, as a retransmitted SYN does
+    const PORT: u16 = 2223;
+    let config = format!(
+        "[daemon]\nnflog_group = 4100\n\n[door.quiet]\nsequence = {ALICE_SEQ:?}\nopen = [\"udp/{PORT}\"]\nopen_for = 30\nconnections = 1\n"
+    );
+    let w = World::new("connudp", &config);
+    let server = w
+        .lab
+        .server
+        .enter(|| std::net::UdpSocket::bind(("0.0.0.0", PORT)))
+        .expect("enter")
+        .expect("bind");
+    server
+        .set_read_timeout(Some(Duration::from_millis(600)))
+        .expect("timeout");
+    let received = || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 16];
+        while let Ok((n, _)) = server.recv_from(&mut buf) {
+            got.push(buf[..n].to_vec());
+        }
+        got
+    };
+    w.knock(&w.lab.alice, Lab::SERVER_FOR_ALICE, &ALICE_SEQ);
+    assert_eq!(wait_counted(&w, 1).len(), 1, "{}", w.daemon.log());
+    let to = SocketAddr::new(ip(Lab::SERVER_FOR_ALICE), PORT);
+    let flow = w
+        .lab
+        .alice
+        .enter(|| std::net::UdpSocket::bind("0.0.0.0:0"))
+        .expect("enter")
+        .expect("bind");
+    flow.send_to(b"a1", to).expect("send");
+    flow.send_to(b"a2", to).expect("send");
+    assert_eq!(
+        received(),
+        [b"a1".to_vec(), b"a2".to_vec()],
+        "one flow, one slot"
+    );
+    assert!(counted(&w).is_empty());
+    send_udp(&w.lab.alice, Lab::SERVER_FOR_ALICE, PORT, b"b1".to_vec());
+    assert!(received().is_empty(), "a new flow found no slot left");
+    flow.send_to(b"a3", to).expect("send");
+    assert_eq!(received(), [b"a3".to_vec()], "the admitted flow goes on");
     w.finish();
 }

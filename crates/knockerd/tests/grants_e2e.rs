@@ -307,3 +307,38 @@ fn a_flow_admitted_once_needs_no_second_slot_but_a_new_flow_does() {
     assert_eq!(received(), [b"a3".to_vec()], "the admitted flow goes on");
     w.finish();
 }
+
+#[test]
+fn a_counted_grant_outlives_a_restart_and_a_withdraw_removes_it() {
+    if !e2e(&[]) {
+        return;
+    }
+    let withdraw = door_config(
+        "on_stop = \"withdraw\"",
+        &format!("sequence = {ALICE_SEQ:?}\nopen_for = 30\nconnections = 2\n"),
+    );
+    let mut w = World::new("connrestart", &withdraw);
+    w.knock(&w.lab.alice, Lab::SERVER_FOR_ALICE, &ALICE_SEQ);
+    assert_eq!(wait_counted(&w, 2).len(), 1, "{}", w.daemon.log());
+    let _one = open_from_alice(&w).expect("first of two");
+    // killed and started again: the table is updated, not replaced, so the slot left stays
+    w.daemon.signal(nix::sys::signal::Signal::SIGKILL);
+    assert_eq!(w.daemon.wait_exit(Duration::from_secs(5)), None);
+    w.daemon = Knockerd::start(&w.lab, &withdraw);
+    assert_eq!(
+        counted(&w)[0].connections_left,
+        Some(1),
+        "{:?}",
+        counted(&w)
+    );
+    let _two = open_from_alice(&w).expect("the second, after the restart");
+    assert!(open_from_alice(&w).is_none(), "and no third");
+    // a new grant, then a clean stop with on_stop = "withdraw" takes it away
+    w.knock(&w.lab.alice, Lab::SERVER_FOR_ALICE, &ALICE_SEQ);
+    assert_eq!(wait_counted(&w, 2).len(), 1, "{}", w.daemon.log());
+    w.daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(w.daemon.wait_exit(Duration::from_secs(10)), Some(0));
+    assert!(counted(&w).is_empty(), "{:?}", counted(&w));
+    assert!(open_from_alice(&w).is_none(), "withdrawn");
+    w.finish();
+}

@@ -187,7 +187,9 @@ pub fn run(
     let mut gate = Gatekeeper::new(&config, sets, Some(ledger));
     let (ran, scheduled) = gate.recover(Instant::now());
     if ran + scheduled > 0 {
-        tracing::info!("ledger: ran {ran} overdue stop command(s), scheduled {scheduled}");
+        tracing::info!(
+            "ledger: ran {ran} overdue stop or delayed command(s), scheduled {scheduled}"
+        );
     }
     // grants still open from before a restart: the kernel's sets are the truth
     match ruleset::live_grants() {

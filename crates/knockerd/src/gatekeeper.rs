@@ -215,8 +215,8 @@ impl<F: Firewall> Gatekeeper<F> {
         self.ledger.as_mut()
     }
 
-    /// After a restart: runs every stop and delayed command that came due while knockerd was not running,
-    /// and schedules the others. Returns (run now, scheduled).
+    /// After a restart: runs every stop and delayed command that came due while knockerd was
+    /// not running, and schedules the others. Returns (run now, scheduled).
     pub fn recover(&mut self, now: Instant) -> (usize, usize) {
         let Some(ledger) = &self.ledger else {
             return (0, 0);

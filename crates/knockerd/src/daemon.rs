@@ -187,7 +187,9 @@ pub fn run(
     let mut gate = Gatekeeper::new(&config, sets, Some(ledger));
     let (ran, scheduled) = gate.recover(Instant::now());
     if ran + scheduled > 0 {
-        tracing::info!("ledger: ran {ran} overdue stop command(s), scheduled {scheduled}");
+        tracing::info!(
+            "ledger: ran {ran} overdue stop or delayed command(s), scheduled {scheduled}"
+        );
     }
     // grants still open from before a restart: the kernel's sets are the truth
     match ruleset::live_grants() {
@@ -354,7 +356,7 @@ pub fn run(
         w.stop();
     }
     match config.on_stop {
-        OnStop::Withdraw => match ruleset::flush_grants() {
+        OnStop::Withdraw => match ruleset::flush_grants(&TableSpec::from_config(&config)) {
             Ok(()) => {
                 gate.grants_ended("withdrawn (on_stop = withdraw)");
                 tracing::info!("on_stop = withdraw: every open grant was removed")
@@ -547,8 +549,12 @@ fn handle_grant(
             duration,
             refreshed,
             ran,
+            connections,
         }) => {
             let open: Vec<String> = open.iter().map(|s| s.to_string()).collect();
+            let counted = connections
+                .map(|n| format!(", {n} new connection(s)"))
+                .unwrap_or_default();
             let client = g
                 .client
                 .as_ref()
@@ -567,7 +573,7 @@ fn handle_grant(
             };
             let sep = if open.is_empty() { ":" } else { "" };
             tracing::info!(
-                "door={} src={to}{client} {}{sep} {what} for {}",
+                "door={} src={to}{client} {}{sep} {what} for {}{counted}",
                 g.door_name,
                 if refreshed { "refresh" } else { "grant" },
                 fmt_duration(duration)

@@ -8,23 +8,48 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
+use std::num::NonZeroU8;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use knocker_engine::{Grant, Service};
 
-use crate::config::{Config, Door};
+use crate::config::{ActionTime, Config, Door};
 use crate::ledger::{self, Ledger, Record};
 
 /// How grants reach the kernel.
 pub trait Firewall {
     /// Adds or refreshes `to . service` for every service, expiring after `timeout`, atomically.
     fn grant(&mut self, to: IpAddr, services: &[Service], timeout: Duration) -> io::Result<()>;
+    /// The same for a grant that admits `connections` new connections: the kernel removes it
+    /// when the last one is accepted, or when `timeout` runs out.
+    fn grant_connections(
+        &mut self,
+        to: IpAddr,
+        services: &[Service],
+        timeout: Duration,
+        connections: NonZeroU8,
+    ) -> io::Result<()>;
 }
 
 impl Firewall for crate::nftset::NftSets {
     fn grant(&mut self, to: IpAddr, services: &[Service], timeout: Duration) -> io::Result<()> {
         crate::nftset::NftSets::grant(self, to, services, timeout)
+    }
+
+    /// One element in each of the slot sets 1..=connections (`ruleset::slot_set`).
+    fn grant_connections(
+        &mut self,
+        to: IpAddr,
+        services: &[Service],
+        timeout: Duration,
+        connections: NonZeroU8,
+    ) -> io::Result<()> {
+        let v4 = to.to_canonical().is_ipv4();
+        let sets: Vec<String> = (1..=connections.get())
+            .map(|k| crate::ruleset::slot_set(v4, k))
+            .collect();
+        self.grant_in(to, services, timeout, &sets)
     }
 }
 
@@ -61,6 +86,8 @@ pub enum Verdict {
         refreshed: bool,
         /// The start command this grant ran, as its argv joined by spaces, if it ran one.
         ran: Option<String>,
+        /// How many new connections the grant admits, if it counts them.
+        connections: Option<NonZeroU8>,
     },
 }
 
@@ -85,6 +112,30 @@ struct Open {
     /// The pending stop command: its ledger id (0 without a ledger) and the argv to run, fixed
     /// when the door opened so that a reload cannot change what closes it.
     stop: Option<(u64, Vec<String>)>,
+}
+
+/// A door's delayed command, waiting for its time.
+struct Delayed {
+    /// Its ledger id (0 without a ledger).
+    id: u64,
+    /// The door and address whose opening scheduled it.
+    key: (String, IpAddr),
+    due: Instant,
+    /// Runs when the grant ends: a refresh of the grant moves it.
+    at_end: bool,
+    /// Fixed when the door opened, as a stop command is.
+    argv: Vec<String>,
+}
+
+/// What a grant does with its door's delayed commands ([`Gatekeeper::schedule_actions`]).
+#[derive(Default)]
+struct Schedule {
+    /// Argvs to run at once (a new opening's commands without a delay).
+    at_once: Vec<Vec<String>>,
+    /// Commands to schedule (a new opening's), ids still 0.
+    later: Vec<Delayed>,
+    /// Pending `at = "end"` commands of a refreshed opening, moved to the new end: (id, due).
+    moved: Vec<(u64, Instant)>,
 }
 
 /// A command the gatekeeper started and has not reaped yet.
@@ -114,6 +165,12 @@ pub struct Gatekeeper<F: Firewall> {
     /// elements by itself; this is only so that the end of a grant is logged (never acted on).
     /// It holds what the allow sets hold.
     grants: HashMap<(String, IpAddr), Vec<(Service, Instant)>>,
+    /// The grants of `grants` that count connections. How many connections each has left is
+    /// known only to the kernel (the packet path spends them), so they are never restored: a
+    /// restore could only guess, and guessing high would admit more than was granted.
+    counted: std::collections::HashSet<(String, IpAddr)>,
+    /// Delayed commands not run yet, of the openings of doors with `[[door.NAME.command]]`.
+    delayed: Vec<Delayed>,
     running: Vec<Running>,
 }
 
@@ -138,6 +195,8 @@ impl<F: Firewall> Gatekeeper<F> {
             ledger,
             open: HashMap::new(),
             grants: HashMap::new(),
+            counted: Default::default(),
+            delayed: Vec::new(),
             running: Vec::new(),
         }
     }
@@ -156,8 +215,8 @@ impl<F: Firewall> Gatekeeper<F> {
         self.ledger.as_mut()
     }
 
-    /// After a restart: runs every stop command that came due while knockerd was not running,
-    /// and schedules the others. Returns (run now, scheduled).
+    /// After a restart: runs every stop and delayed command that came due while knockerd was
+    /// not running, and schedules the others. Returns (run now, scheduled).
     pub fn recover(&mut self, now: Instant) -> (usize, usize) {
         let Some(ledger) = &self.ledger else {
             return (0, 0);
@@ -192,6 +251,51 @@ impl<F: Firewall> Gatekeeper<F> {
                 tracing::info!("door={door} src={addr} stop command was due {}s ago while knockerd was down: running it now", wall.saturating_sub(due));
                 self.run_stop(id, argv, &door, addr, now);
                 ran += 1;
+            }
+        }
+        let (r, s) = self.recover_delayed(now);
+        (ran + r, scheduled + s)
+    }
+
+    /// [`Gatekeeper::recover`] for delayed commands: the due ones run now, the others are
+    /// scheduled, counted from the exact time as stop commands are.
+    fn recover_delayed(&mut self, now: Instant) -> (usize, usize) {
+        let Some(ledger) = &self.ledger else {
+            return (0, 0);
+        };
+        let pending: Vec<ledger::PendingAction> = ledger
+            .state()
+            .pending_actions()
+            .into_iter()
+            .cloned()
+            .collect();
+        let exact = exact_unix_now();
+        let (mut ran, mut scheduled) = (0, 0);
+        for a in pending {
+            let left = Duration::from_secs(a.due_unix)
+                .checked_sub(exact)
+                .filter(|d| !d.is_zero());
+            match left {
+                Some(left) => {
+                    self.delayed.push(Delayed {
+                        id: a.id,
+                        key: (a.door, a.addr),
+                        due: now + left,
+                        at_end: a.at_end,
+                        argv: a.command,
+                    });
+                    scheduled += 1;
+                }
+                None => {
+                    tracing::info!(
+                        "door={} src={} delayed command was due {}s ago while knockerd was down: running it now",
+                        a.door,
+                        a.addr,
+                        exact.as_secs().saturating_sub(a.due_unix)
+                    );
+                    self.run_recorded(a.id, a.command, &a.door, a.addr, "delayed command", now);
+                    ran += 1;
+                }
             }
         }
         (ran, scheduled)
@@ -252,12 +356,19 @@ impl<F: Firewall> Gatekeeper<F> {
             };
         // a door with a start command but no stop command runs it on every knock, as knockd
         // does: nothing pairs with it, and a one-time line must never be spent for nothing
-        let every_knock = stop_cmd.is_none() && door.start_command_for(to).is_some();
+        // (delayed commands pair with the opening, as a stop command does)
+        let every_knock =
+            stop_cmd.is_none() && door.actions.is_empty() && door.start_command_for(to).is_some();
         let existing = self
             .open
             .get(&key)
             .filter(|_| !every_knock)
             .map(|o| (o.until, o.stop.as_ref().map(|s| s.0)));
+        let Schedule {
+            at_once,
+            later: mut delayed,
+            moved,
+        } = self.schedule_actions(&door, &key, existing.is_some(), now + grant.duration, now);
         if self.ledger.is_none() && !first.is_empty() {
             return Err(GrantError::Ledger(
                 "no ledger to remember the request in".into(),
@@ -286,12 +397,33 @@ impl<F: Firewall> Gatekeeper<F> {
                 }),
                 (None, None) => {}
             }
+            // the StopPending record is the last before the delayed commands'
+            let stop_index = records.len() as u64 - 1;
+            let first_action = records.len() as u64;
+            for d in &delayed {
+                records.push(Record::ActionPending {
+                    door: door.spec.name.clone(),
+                    addr: to,
+                    command: d.argv.clone(),
+                    due_unix: unix_at(now, d.due),
+                    at_end: d.at_end,
+                });
+            }
+            for (id, due) in &moved {
+                records.push(Record::StopMoved {
+                    id: *id,
+                    due_unix: unix_at(now, *due),
+                });
+            }
             let ids = ledger
                 .append_batch(wall, &records)
                 .map_err(|e| GrantError::Ledger(e.to_string()))?;
+            // a record's sequence number is its id
+            for (i, d) in delayed.iter_mut().enumerate() {
+                d.id = ids.start + first_action + i as u64;
+            }
             if existing.is_none() && stop_cmd.is_some() {
-                // the StopPending record is the last of the batch; its sequence number is its id
-                let id = ids.end - 1;
+                let id = ids.start + stop_index;
                 self.open.insert(
                     key.clone(),
                     Open {
@@ -310,11 +442,31 @@ impl<F: Firewall> Gatekeeper<F> {
             );
         }
 
+        // the same choice as schedule_actions made for the ledger
+        let end = now + grant.duration;
+        if !moved.is_empty() {
+            for d in self.delayed.iter_mut() {
+                if d.key == key && d.at_end && d.due < end {
+                    d.due = end;
+                }
+            }
+        }
+        self.delayed.append(&mut delayed);
+
         // a door that only runs commands (knockd's kind) has nothing to put in the sets
         if !grant.open.is_empty() {
-            self.firewall
-                .grant(to, &grant.open, grant.duration)
-                .map_err(GrantError::Firewall)?;
+            match door.connections {
+                Some(n) => {
+                    self.firewall
+                        .grant_connections(to, &grant.open, grant.duration, n)
+                        .map_err(GrantError::Firewall)?;
+                    self.counted.insert(key.clone());
+                }
+                None => self
+                    .firewall
+                    .grant(to, &grant.open, grant.duration)
+                    .map_err(GrantError::Firewall)?,
+            }
             let ends = self.grants.entry(key.clone()).or_default();
             for s in &grant.open {
                 ends.retain(|(e, _)| e != s);
@@ -344,6 +496,10 @@ impl<F: Firewall> Gatekeeper<F> {
                     ran = Some(cmd.argv_for(to).join(" "));
                     self.spawn(cmd.argv_for(to), to, what, now);
                 }
+                for argv in at_once {
+                    let what = format!("door={} command for {to}", door.spec.name);
+                    self.spawn(argv, to, what, now);
+                }
                 false
             }
         };
@@ -353,13 +509,70 @@ impl<F: Firewall> Gatekeeper<F> {
             duration: grant.duration,
             refreshed,
             ran,
+            connections: door.connections.filter(|_| !grant.open.is_empty()),
         })
+    }
+
+    /// A door's delayed commands for a grant to `key.1` ending at `end`: at a new opening, what
+    /// runs at once and what is scheduled; at a refresh, the pending `at = "end"` ones that move
+    /// to the new end (never earlier: an end that comes sooner moves nothing).
+    fn schedule_actions(
+        &self,
+        door: &Door,
+        key: &(String, IpAddr),
+        refresh: bool,
+        end: Instant,
+        now: Instant,
+    ) -> Schedule {
+        if refresh {
+            let moved = self
+                .delayed
+                .iter()
+                .filter(|d| d.key == *key && d.at_end && d.due < end)
+                .map(|d| (d.id, end))
+                .collect();
+            return Schedule {
+                moved,
+                ..Schedule::default()
+            };
+        }
+        let (mut at_once, mut later) = (Vec::new(), Vec::new());
+        for a in &door.actions {
+            let argv = a.command.argv_for(key.1);
+            let (due, at_end) = match a.when {
+                ActionTime::After(d) if d.is_zero() => {
+                    at_once.push(argv);
+                    continue;
+                }
+                ActionTime::After(d) => (now + d, false),
+                ActionTime::End => (end, true),
+            };
+            later.push(Delayed {
+                id: 0,
+                key: key.clone(),
+                due,
+                at_end,
+                argv,
+            });
+        }
+        Schedule {
+            at_once,
+            later,
+            moved: Vec::new(),
+        }
     }
 
     /// When the next stop command is due or a running command should be checked.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let ends = self.grants.values().flatten().map(|(_, end)| *end);
-        let stops = self.open.values().map(|o| o.until).chain(ends).min();
+        let delayed = self.delayed.iter().map(|d| d.due);
+        let stops = self
+            .open
+            .values()
+            .map(|o| o.until)
+            .chain(ends)
+            .chain(delayed)
+            .min();
         let reap = (!self.running.is_empty()).then(|| Instant::now() + Duration::from_millis(500));
         match (stops, reap) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -384,6 +597,12 @@ impl<F: Firewall> Gatekeeper<F> {
                 self.run_stop(id, argv, &key.0, key.1, now);
             }
         }
+        let (due, later): (Vec<Delayed>, Vec<Delayed>) =
+            self.delayed.drain(..).partition(|d| d.due <= now);
+        self.delayed = later;
+        for d in due {
+            self.run_recorded(d.id, d.argv, &d.key.0, d.key.1, "delayed command", now);
+        }
         for (door, ip) in self.expire_grants(now) {
             tracing::info!("door={door} src={ip} grant ended: expired");
         }
@@ -400,6 +619,9 @@ impl<F: Firewall> Gatekeeper<F> {
             }
             !ends.is_empty()
         });
+        for key in &ended {
+            self.counted.remove(key);
+        }
         ended
     }
 
@@ -440,7 +662,14 @@ impl<F: Firewall> Gatekeeper<F> {
     /// gets the later end of the two, which each door granted.
     pub fn restore(&mut self, now: Instant) -> usize {
         let mut ends: HashMap<(IpAddr, Service), Instant> = HashMap::new();
-        for ((_, to), services) in &self.grants {
+        for (door, to) in &self.counted {
+            tracing::warn!("door={door} src={to}: a grant that counts connections is not put back (only the kernel knows how many it has left; if its sets were emptied, it is gone: knock again)");
+        }
+        for (key, services) in &self.grants {
+            if self.counted.contains(key) {
+                continue;
+            }
+            let to = &key.1;
             for (s, end) in services.iter().filter(|(_, end)| *end > now) {
                 let e = ends.entry((*to, *s)).or_insert(*end);
                 *e = (*e).max(*end);
@@ -462,6 +691,7 @@ impl<F: Firewall> Gatekeeper<F> {
 
     /// Logs the end of every grant still open, for `why` (the allow sets were just flushed).
     pub fn grants_ended(&mut self, why: &str) {
+        self.counted.clear();
         for (door, ip) in self.grants.drain().map(|(k, _)| k) {
             tracing::info!("door={door} src={ip} grant ended: {why}");
         }
@@ -491,11 +721,24 @@ impl<F: Firewall> Gatekeeper<F> {
     /// Starts a stop command, then records it done. A crash in between runs it again at the next
     /// start: closing twice is the safe side.
     fn run_stop(&mut self, id: u64, argv: Vec<String>, door: &str, ip: IpAddr, now: Instant) {
-        self.spawn(argv, ip, format!("door={door} stop command for {ip}"), now);
+        self.run_recorded(id, argv, door, ip, "stop command", now);
+    }
+
+    /// Starts a command of the ledger (a stop command or a delayed one), then records it done.
+    fn run_recorded(
+        &mut self,
+        id: u64,
+        argv: Vec<String>,
+        door: &str,
+        ip: IpAddr,
+        what: &str,
+        now: Instant,
+    ) {
+        self.spawn(argv, ip, format!("door={door} {what} for {ip}"), now);
         if let Some(ledger) = self.ledger.as_mut() {
             if id != 0 {
                 if let Err(e) = ledger.append(ledger::unix_now(), Record::StopDone { id }) {
-                    tracing::error!("door={door} src={ip}: cannot record the stop command as done ({e}); it runs again at the next start");
+                    tracing::error!("door={door} src={ip}: cannot record the {what} as done ({e}); it runs again at the next start");
                 }
             }
         }
@@ -555,11 +798,21 @@ mod tests {
     use std::path::Path;
 
     #[derive(Default)]
-    struct Recorder(Vec<(IpAddr, Vec<Service>, Duration)>);
+    struct Recorder(Vec<(IpAddr, Vec<Service>, Duration)>, Vec<(IpAddr, u8)>);
     impl Firewall for Recorder {
         fn grant(&mut self, to: IpAddr, services: &[Service], timeout: Duration) -> io::Result<()> {
             self.0.push((to, services.to_vec(), timeout));
             Ok(())
+        }
+        fn grant_connections(
+            &mut self,
+            to: IpAddr,
+            services: &[Service],
+            timeout: Duration,
+            connections: NonZeroU8,
+        ) -> io::Result<()> {
+            self.1.push((to, connections.get()));
+            self.grant(to, services, timeout)
         }
     }
 
@@ -689,6 +942,30 @@ mod tests {
     }
 
     #[test]
+    fn a_grant_that_counts_connections_goes_to_the_slots_and_is_never_restored() {
+        let c = parse(
+            Path::new("t.toml"),
+            "[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nopen_for = 30\nconnections = 2\n",
+        )
+        .expect("valid");
+        let mut g = Gatekeeper::new(&c, Recorder::default(), None);
+        let t0 = Instant::now();
+        let v = g.apply(&grant("10.200.1.2"), t0).expect("granted");
+        assert!(
+            matches!(v, Verdict::Opened { connections: Some(n), .. } if n.get() == 2),
+            "{v:?}"
+        );
+        assert_eq!(g.firewall().1, vec![("10.200.1.2".parse().expect("ip"), 2)]);
+        // only the kernel knows how many are left: a restore must not hand out two again
+        g.firewall().0.clear();
+        assert_eq!(g.restore(t0 + Duration::from_secs(1)), 0);
+        assert!(g.firewall().0.is_empty());
+        // its end is still logged at its time, and then it is forgotten
+        assert_eq!(g.expire_grants(t0 + Duration::from_secs(30)).len(), 1);
+        assert!(g.counted.is_empty());
+    }
+
+    #[test]
     fn a_grant_ends_when_its_last_timeout_passes_and_a_refresh_moves_it() {
         let mut g = Gatekeeper::new(&config(), Recorder::default(), None);
         let t0 = Instant::now();
@@ -774,6 +1051,83 @@ mod tests {
         g.finish(Duration::from_secs(5));
         let text = std::fs::read_to_string(&log).expect("log");
         assert_eq!(text, "start 10.200.1.2\nstop 10.200.1.2\n");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn actions_config(log: &Path) -> Config {
+        let text = format!(
+            "[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nopen_for = 30\nshell = true\n\n[[door.ssh.command]]\nrun = \"echo now %IP% >> {0}\"\n\n[[door.ssh.command]]\nrun = \"echo later %IP% >> {0}\"\nafter = 1\n\n[[door.ssh.command]]\nrun = \"echo end %IP% >> {0}\"\nat = \"end\"\n",
+            log.display()
+        );
+        parse(Path::new("t.toml"), &text).expect("valid")
+    }
+
+    #[test]
+    fn delayed_commands_run_at_their_time_and_the_end_moves_with_a_refresh() {
+        let dir = temp("actions");
+        let log = dir.join("log");
+        let read = || std::fs::read_to_string(&log).unwrap_or_default();
+        let mut g = Gatekeeper::new(
+            &actions_config(&log),
+            Recorder::default(),
+            Some(open_ledger(&dir)),
+        );
+        let t0 = Instant::now();
+        g.apply(&grant("10.200.1.2"), t0).expect("granted");
+        g.finish(Duration::from_secs(5));
+        assert_eq!(
+            read(),
+            "now 10.200.1.2\n",
+            "the one without a delay at once"
+        );
+        let pending = g.ledger().expect("ledger").state().pending_actions().len();
+        assert_eq!(pending, 2, "the delayed ones are in the ledger first");
+        assert_eq!(g.poll_timeout(), Some(t0 + Duration::from_secs(1)));
+        g.handle_timeout(t0 + Duration::from_secs(1));
+        g.finish(Duration::from_secs(5));
+        assert_eq!(read(), "now 10.200.1.2\nlater 10.200.1.2\n");
+        // a refresh runs nothing again and moves the end to t0 + 40 s
+        g.apply(&grant("10.200.1.2"), t0 + Duration::from_secs(10))
+            .expect("refreshed");
+        g.handle_timeout(t0 + Duration::from_secs(30));
+        g.finish(Duration::from_secs(5));
+        assert_eq!(read(), "now 10.200.1.2\nlater 10.200.1.2\n");
+        g.handle_timeout(t0 + Duration::from_secs(40));
+        g.finish(Duration::from_secs(5));
+        assert_eq!(read(), "now 10.200.1.2\nlater 10.200.1.2\nend 10.200.1.2\n");
+        let state = g.ledger().expect("ledger").state();
+        assert!(state.pending_actions().is_empty(), "recorded as done");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn delayed_commands_pending_at_a_crash_run_at_the_next_start_once() {
+        let dir = temp("actions-crash");
+        let log = dir.join("log");
+        let c = actions_config(&log);
+        {
+            let mut g = Gatekeeper::new(&c, Recorder::default(), Some(open_ledger(&dir)));
+            g.apply(&grant("10.200.1.2"), Instant::now())
+                .expect("granted");
+            g.finish(Duration::from_secs(5));
+            // a crash: the gatekeeper goes away with two commands pending
+        }
+        let mut g = Gatekeeper::new(&c, Recorder::default(), Some(open_ledger(&dir)));
+        assert_eq!(g.recover(Instant::now()), (0, 2), "neither is due yet");
+        let due = g.poll_timeout().expect("scheduled");
+        assert!(due <= Instant::now() + Duration::from_secs(1), "never late");
+        drop(g);
+        std::thread::sleep(Duration::from_millis(1100));
+        let mut g = Gatekeeper::new(&c, Recorder::default(), Some(open_ledger(&dir)));
+        assert_eq!(g.recover(Instant::now()), (1, 1), "the 1 s one is overdue");
+        g.finish(Duration::from_secs(5));
+        assert_eq!(
+            std::fs::read_to_string(&log).expect("log"),
+            "now 10.200.1.2\nlater 10.200.1.2\n"
+        );
+        drop(g);
+        let mut g = Gatekeeper::new(&c, Recorder::default(), Some(open_ledger(&dir)));
+        assert_eq!(g.recover(Instant::now()), (0, 1), "it ran once");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

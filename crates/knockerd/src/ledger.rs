@@ -9,6 +9,9 @@
 //!   even if the configuration changed in between. That is also why the file is trusted like the
 //!   configuration: it must be owned by the daemon's user and not writable by anyone else, or
 //!   [`Ledger::open`] refuses it.
+//! - **Pending delayed commands** ([`Record::ActionPending`]): a door's `[[door.NAME.command]]`
+//!   with a delay or `at = "end"`, kept and replayed like a stop command (the same `stop_moved`
+//!   and `stop_done` records move and end it; [`State::pending_actions`]).
 //! - **Used counters** ([`Record::Used`]): the highest one-time line, HOTP counter or TOTP time
 //!   step a door has accepted, per `(door, key)`. Replay keeps the maximum, so a recorded knock
 //!   never works again, after a restart or a crash. Deleting the ledger forgets them.
@@ -29,7 +32,8 @@
 //! {"seq":3,"t":1767225600,"kind":"stop_pending","door":"vault","addr":"203.0.113.7","command":["/bin/sh","-c","iptables -D INPUT -s 203.0.113.7 -j ACCEPT"],"due_unix":1767225630}
 //! {"seq":4,"t":1767225610,"kind":"stop_moved","id":3,"due_unix":1767225640}
 //! {"seq":5,"t":1767225640,"kind":"stop_done","id":3}
-//! {"seq":6,"t":1767225641,"kind":"seen","digest":"q1Xw...","until_unix":1767225761}
+//! {"seq":6,"t":1767225641,"kind":"action_pending","door":"vault","addr":"203.0.113.7","command":["/usr/bin/logger","vault open 5m"],"due_unix":1767225941,"at_end":false}
+//! {"seq":7,"t":1767225641,"kind":"seen","digest":"q1Xw...","until_unix":1767225761}
 //! ```
 //!
 //! A pending stop is named by the sequence number of its `stop_pending` record (its *id*):
@@ -128,10 +132,19 @@ pub enum Record {
         command: Vec<String>,
         due_unix: u64,
     },
-    /// The pending stop `id` is now due at `due_unix` (a refreshed grant).
+    /// The pending stop or action `id` is now due at `due_unix` (a refreshed grant).
     StopMoved { id: u64, due_unix: u64 },
-    /// The stop command `id` was started (written after the start: at least once).
+    /// The stop command or action `id` was started (written after the start: at least once).
     StopDone { id: u64 },
+    /// A door's delayed command (`[[door.NAME.command]]`) to run at `due_unix`, `at_end` of the
+    /// grant (a refresh moves it) or after a delay. Its id is the sequence number of this record.
+    ActionPending {
+        door: String,
+        addr: IpAddr,
+        command: Vec<String>,
+        due_unix: u64,
+        at_end: bool,
+    },
     /// `value` of `key` ("onetime", "hotp", "totp", ...) was used by `door`; everything up to
     /// the highest recorded value is used.
     Used {
@@ -277,6 +290,22 @@ pub struct PendingStop {
     pub recorded_unix: u64,
 }
 
+/// A delayed command that has not been started yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingAction {
+    /// The sequence number of its `action_pending` record.
+    pub id: u64,
+    pub door: String,
+    pub addr: IpAddr,
+    /// The argv to execute.
+    pub command: Vec<String>,
+    pub due_unix: u64,
+    /// Whether it runs when the grant ends (rather than after a delay).
+    pub at_end: bool,
+    /// When it was recorded.
+    pub recorded_unix: u64,
+}
+
 /// What a grant record keeps apart: a refresh of the same door, address and services replaces
 /// the earlier end.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -354,6 +383,7 @@ impl<K: Ord + Clone> Expiring<K> {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct State {
     stops: BTreeMap<u64, PendingStop>,
+    actions: BTreeMap<u64, PendingAction>,
     used: BTreeMap<(String, String), (u64, Origin)>,
     seen: Expiring<String>,
     grants: Expiring<GrantKey>,
@@ -364,6 +394,13 @@ impl State {
     pub fn pending_stops(&self) -> Vec<&PendingStop> {
         let mut v: Vec<&PendingStop> = self.stops.values().collect();
         v.sort_by_key(|s| (s.due_unix, s.id));
+        v
+    }
+
+    /// Every pending delayed command, the earliest due first.
+    pub fn pending_actions(&self) -> Vec<&PendingAction> {
+        let mut v: Vec<&PendingAction> = self.actions.values().collect();
+        v.sort_by_key(|a| (a.due_unix, a.id));
         v
     }
 
@@ -411,7 +448,11 @@ impl State {
 
     /// How many records a compacted file holds for this state (without the marker).
     pub fn live_records(&self) -> usize {
-        self.stops.len() + self.used.len() + self.seen.len() + self.grants.len()
+        self.stops.len()
+            + self.actions.len()
+            + self.used.len()
+            + self.seen.len()
+            + self.grants.len()
     }
 
     fn expire(&mut self, now: u64) -> usize {
@@ -446,10 +487,35 @@ impl State {
                 if let Some(s) = self.stops.get_mut(id) {
                     s.due_unix = *due_unix;
                 }
+                if let Some(a) = self.actions.get_mut(id) {
+                    a.due_unix = *due_unix;
+                }
                 false
             }
             Record::StopDone { id } => {
                 self.stops.remove(id);
+                self.actions.remove(id);
+                false
+            }
+            Record::ActionPending {
+                door,
+                addr,
+                command,
+                due_unix,
+                at_end,
+            } => {
+                self.actions.insert(
+                    seq,
+                    PendingAction {
+                        id: seq,
+                        door: door.clone(),
+                        addr: *addr,
+                        command: command.clone(),
+                        due_unix: *due_unix,
+                        at_end: *at_end,
+                        recorded_unix: t,
+                    },
+                );
                 false
             }
             Record::Used { door, key, value } => {
@@ -496,6 +562,19 @@ impl State {
                     addr: s.addr,
                     command: s.command.clone(),
                     due_unix: s.due_unix,
+                },
+            ));
+        }
+        for a in self.actions.values() {
+            lines.push((
+                a.id,
+                a.recorded_unix,
+                Record::ActionPending {
+                    door: a.door.clone(),
+                    addr: a.addr,
+                    command: a.command.clone(),
+                    due_unix: a.due_unix,
+                    at_end: a.at_end,
                 },
             ));
         }
@@ -1185,6 +1264,47 @@ mod tests {
 
     fn open(path: &Path, now: u64) -> (Ledger, Recovery) {
         Ledger::open(path, now, Options::default()).expect("open")
+    }
+
+    #[test]
+    fn a_pending_action_is_moved_kept_through_a_compaction_and_ended() {
+        let d = TempDir::new("actions");
+        let action = Record::ActionPending {
+            door: "ssh".into(),
+            addr: ip("203.0.113.7"),
+            command: vec!["/usr/bin/touch".into(), "/tmp/x".into()],
+            due_unix: 160,
+            at_end: true,
+        };
+        {
+            let (mut l, _) = open(&d.ledger(), 100);
+            let batch = [
+                grant("203.0.113.7", 160),
+                action,
+                stop("ssh", "203.0.113.7", 170),
+            ];
+            let ids = l.append_batch(100, &batch).expect("append");
+            let id = ids.start + 1;
+            l.append(110, Record::StopMoved { id, due_unix: 190 })
+                .expect("moved");
+            assert_eq!(l.state().pending_actions().len(), 1);
+            assert_eq!(
+                l.state().pending_stops().len(),
+                1,
+                "an action is not a stop command"
+            );
+            l.compact(110).expect("compact");
+        }
+        let (mut l, _) = open(&d.ledger(), 120);
+        let a = l.state().pending_actions()[0].clone();
+        assert_eq!(
+            (a.id, a.due_unix, a.at_end, a.recorded_unix),
+            (2, 190, true, 100)
+        );
+        assert_eq!(a.command, ["/usr/bin/touch", "/tmp/x"]);
+        l.append(190, Record::StopDone { id: a.id }).expect("done");
+        assert!(l.state().pending_actions().is_empty());
+        assert_eq!(l.state().pending_stops().len(), 1);
     }
 
     #[test]

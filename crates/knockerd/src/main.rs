@@ -515,6 +515,12 @@ fn check(source: &ConfigFile, overrides: &knockerd::daemon::Overrides) -> Result
                 fmt_duration(d.stop_after)
             );
         }
+        if let Some(n) = d.connections {
+            out!("  each grant admits {n} new connection(s), then the kernel closes it");
+        }
+        for a in &d.actions {
+            out!("  runs {} {}", a.command, a.when);
+        }
         if d.replayable() {
             out!("  warning: a static sequence can be replayed by anyone who records it");
         }

@@ -151,6 +151,30 @@ impl NftSets {
         )
     }
 
+    /// Opens `services` to `to` for `timeout` in each of `sets` (sets of `to`'s family, with the
+    /// allow sets' key), in one atomic batch: a grant that counts connections holds one element
+    /// per connection it admits, each in a set of its own. A repeated grant refreshes every one.
+    pub fn grant_in(
+        &mut self,
+        to: IpAddr,
+        services: &[Service],
+        timeout: Duration,
+        sets: &[String],
+    ) -> io::Result<()> {
+        if services.is_empty() || sets.is_empty() {
+            return Ok(());
+        }
+        let ms = timeout_ms(timeout)?;
+        let ops: Vec<(&str, ElemOp)> = sets
+            .iter()
+            .flat_map(|set| {
+                [ElemOp::Add(None), ElemOp::Delete, ElemOp::Add(Some(ms))]
+                    .map(|op| (set.as_str(), op))
+            })
+            .collect();
+        self.apply_in(to, services, &ops)
+    }
+
     /// Closes `services` to `to` now, in one atomic batch. Elements that are already gone (expired
     /// or never granted) are not an error.
     pub fn revoke(&mut self, to: IpAddr, services: &[Service]) -> io::Result<()> {
@@ -171,13 +195,28 @@ impl NftSets {
 
     fn apply(&mut self, to: IpAddr, services: &[Service], ops: &[ElemOp]) -> io::Result<()> {
         let set = self.set_for(to).to_string();
+        let ops: Vec<(&str, ElemOp)> = ops.iter().map(|op| (set.as_str(), op.clone())).collect();
+        self.apply_in(to, services, &ops)
+    }
+
+    /// One batch of `(set, op)` messages, each carrying every service's key for `to`.
+    fn apply_in(
+        &mut self,
+        to: IpAddr,
+        services: &[Service],
+        ops: &[(&str, ElemOp)],
+    ) -> io::Result<()> {
         let keys: Vec<Vec<u8>> = services.iter().map(|s| element_key(to, *s)).collect();
         let first_seq = self.seq;
-        let batch = encode_batch(&self.table, &set, &keys, ops, first_seq);
+        let batch = encode_ops(&self.table, &keys, ops, first_seq);
         // begin, one message per op, end
         self.seq = self.seq.wrapping_add(ops.len() as u32 + 2);
+        let named = ops
+            .first()
+            .map(|(set, _)| set.to_string())
+            .unwrap_or_default();
         self.transact(&batch, first_seq, ops.len())
-            .map_err(|e| self.explain(e, &set))
+            .map_err(|e| self.explain(e, &named))
     }
 
     /// Sends a batch and collects the acknowledgement of each of its `n` messages (sequence numbers
@@ -361,8 +400,8 @@ pub fn element_key(to: IpAddr, service: Service) -> Vec<u8> {
     key
 }
 
-/// Encodes BATCH_BEGIN, one set-element message per op (each carrying every key), BATCH_END, with
-/// sequence numbers from `first_seq` on.
+/// [`encode_ops`] with every message for the one set `set`.
+#[cfg(test)]
 fn encode_batch(
     table: &str,
     set: &str,
@@ -370,6 +409,13 @@ fn encode_batch(
     ops: &[ElemOp],
     first_seq: u32,
 ) -> Vec<u8> {
+    let ops: Vec<(&str, ElemOp)> = ops.iter().map(|op| (set, op.clone())).collect();
+    encode_ops(table, keys, &ops, first_seq)
+}
+
+/// Encodes BATCH_BEGIN, one set-element message per `(set, op)` (each carrying every key),
+/// BATCH_END, with sequence numbers from `first_seq` on.
+fn encode_ops(table: &str, keys: &[Vec<u8>], ops: &[(&str, ElemOp)], first_seq: u32) -> Vec<u8> {
     let mut msgs = Vec::with_capacity(ops.len() + 2);
     let marker = |m: ControlMessage| {
         let mut msg = NetlinkMessage::new(
@@ -383,7 +429,7 @@ fn encode_batch(
         msg
     };
     msgs.push(marker(ControlMessage::BatchBegin));
-    for op in ops {
+    for (set, op) in ops {
         let elements = keys
             .iter()
             .map(|key| {

@@ -50,6 +50,9 @@ pub struct TableSpec {
     /// Drop knock packets once logged ([`Config::drop_knocks`]); otherwise every packet to a knock
     /// port is logged, established connections' too, and goes on to the admin's firewall.
     pub drop_knocks: bool,
+    /// Connection slot sets per address family: the most `connections` any door counts (0:
+    /// none, and no slot sets or rules).
+    pub connection_slots: u8,
 }
 
 impl TableSpec {
@@ -66,8 +69,20 @@ impl TableSpec {
             trusted: crate::config::Net::minimal(&c.trusted),
             accept_mark: c.accept_mark,
             drop_knocks: c.drop_knocks,
+            connection_slots: c
+                .doors
+                .iter()
+                .filter_map(|d| d.connections)
+                .map(|n| n.get())
+                .max()
+                .unwrap_or(0),
         }
     }
+}
+
+/// The slot set `k` (1-based) of an address family, for grants that count connections.
+pub fn slot_set(v4: bool, k: u8) -> String {
+    format!("conn{}_{k}", if v4 { 4 } else { 6 })
 }
 
 fn service_set(services: &[Service]) -> String {
@@ -102,6 +117,17 @@ pub fn render(spec: &TableSpec) -> String {
             s,
             "add set {t} {set} {{ type {addr} . inet_proto . inet_service; flags timeout; }}"
         );
+    }
+    // a grant of N connections is an element in slots 1..=N; each new connection takes the
+    // lowest slot that holds it, and the packet path deletes it (`dynamic`)
+    for k in 1..=spec.connection_slots {
+        for (v4, addr) in [(true, "ipv4_addr"), (false, "ipv6_addr")] {
+            let _ = writeln!(
+                s,
+                "add set {t} {} {{ type {addr} . inet_proto . inet_service; flags dynamic, timeout; }}",
+                slot_set(v4, k)
+            );
+        }
     }
     for (set, addr, v4) in [
         (TRUSTED4, "ipv4_addr", true),
@@ -165,6 +191,7 @@ pub fn render(spec: &TableSpec) -> String {
         &mut s,
         &format!("ip6 saddr . meta l4proto . th dport @{SET6} {mark}accept"),
     );
+    connection_rules(&mut s, spec, &mark);
     if spec.drop_knocks {
         knocks(&mut s, " drop");
     }
@@ -223,6 +250,37 @@ pub fn render(spec: &TableSpec) -> String {
         );
     }
     s
+}
+
+/// The rules of grants that count connections, after the allow sets' (an unlimited grant of the
+/// same service wins and spends no slot).
+fn connection_rules(s: &mut String, spec: &TableSpec, mark: &str) {
+    if spec.connection_slots == 0 {
+        return;
+    }
+    let t = format!("inet {TABLE}");
+    // A flow whose first packet was accepted is in conntrack's table (confirmed) but stays
+    // `new` until the server answers: a retransmitted SYN, a second datagram. It was admitted
+    // once and spent its slot then; it must not need another.
+    if !spec.protect.is_empty() {
+        let _ = writeln!(
+            s,
+            "add rule {t} {CHAIN} ct state new ct status confirmed meta l4proto . th dport {} {mark}accept",
+            service_set(&spec.protect)
+        );
+    }
+    // The first packet of a new flow takes one slot: the kernel deletes the element in the same
+    // rule that accepts, so the grant closes behind the last connection it admits.
+    for k in 1..=spec.connection_slots {
+        for (v4, ip) in [(true, "ip"), (false, "ip6")] {
+            let set = slot_set(v4, k);
+            let key = format!("{ip} saddr . meta l4proto . th dport");
+            let _ = writeln!(
+                s,
+                "add rule {t} {CHAIN} ct state new {key} @{set} delete @{set} {{ {key} }} {mark}accept"
+            );
+        }
+    }
 }
 
 /// What went wrong running `nft` or reading what it printed.
@@ -304,9 +362,14 @@ pub fn teardown() -> Result<bool, NftError> {
     nft(&["delete", "table", "inet", TABLE], None).map(|_| true)
 }
 
-/// Withdraws every grant at once.
-pub fn flush_grants() -> Result<(), NftError> {
-    let script = format!("flush set inet {TABLE} {SET4}\nflush set inet {TABLE} {SET6}\n");
+/// Withdraws every grant at once, those that count connections too.
+pub fn flush_grants(spec: &TableSpec) -> Result<(), NftError> {
+    let mut script = format!("flush set inet {TABLE} {SET4}\nflush set inet {TABLE} {SET6}\n");
+    for k in 1..=spec.connection_slots {
+        for v4 in [true, false] {
+            let _ = writeln!(script, "flush set inet {TABLE} {}", slot_set(v4, k));
+        }
+    }
     nft(&["-f", "-"], Some(&script)).map(|_| ())
 }
 
@@ -439,6 +502,9 @@ pub struct LiveGrant {
     pub service: String,
     pub timeout_s: u64,
     pub expires_s: u64,
+    /// For a grant that counts connections: how many new connections it still admits (the
+    /// slot sets that hold it).
+    pub connections_left: Option<u8>,
 }
 
 impl LiveGrant {
@@ -468,7 +534,57 @@ pub fn live_grants() -> Result<Vec<LiveGrant>, NftError> {
                     service: format!("{}/{}", concat[1].as_str().unwrap_or("?"), concat[2]),
                     timeout_s: elem["timeout"].as_u64().unwrap_or(0),
                     expires_s: elem["expires"].as_u64().unwrap_or(0),
+                    connections_left: None,
                 });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Lists the grants that count connections, one per address and service, with how many
+/// connections each still admits (its slot sets).
+pub fn live_counted_grants() -> Result<Vec<LiveGrant>, NftError> {
+    match nft(&["-j", "list", "table", "inet", TABLE], None) {
+        Ok(json) => counted_grants_of(&json),
+        Err(e) if e.is_missing() => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// [`live_counted_grants`] on nft's JSON for the table.
+pub fn counted_grants_of(json: &str) -> Result<Vec<LiveGrant>, NftError> {
+    let v: serde_json::Value = serde_json::from_str(json).map_err(NftError::Json)?;
+    let mut out: Vec<LiveGrant> = Vec::new();
+    let slot = |name: &str| {
+        (1..=crate::config::MAX_CONNECTIONS)
+            .any(|k| name == slot_set(true, k) || name == slot_set(false, k))
+    };
+    for s in
+        items(&v, "set").filter(|s| s["table"] == TABLE && s["name"].as_str().is_some_and(slot))
+    {
+        for e in s["elem"].as_array().into_iter().flatten() {
+            let elem = &e["elem"];
+            let concat = &elem["val"]["concat"];
+            let to = concat[0].as_str().unwrap_or("?").to_string();
+            let service = format!("{}/{}", concat[1].as_str().unwrap_or("?"), concat[2]);
+            let (timeout_s, expires_s) = (
+                elem["timeout"].as_u64().unwrap_or(0),
+                elem["expires"].as_u64().unwrap_or(0),
+            );
+            match out.iter_mut().find(|g| g.to == to && g.service == service) {
+                Some(g) => {
+                    g.connections_left = g.connections_left.map(|n| n.saturating_add(1));
+                    g.expires_s = g.expires_s.max(expires_s);
+                    g.timeout_s = g.timeout_s.max(timeout_s);
+                }
+                None => out.push(LiveGrant {
+                    to,
+                    service,
+                    timeout_s,
+                    expires_s,
+                    connections_left: Some(1),
+                }),
             }
         }
     }
@@ -577,6 +693,7 @@ mod tests {
             ],
             accept_mark: 0x4b41_0000,
             drop_knocks: true,
+            connection_slots: 0,
         }
     }
     const DEFAULT: u32 = crate::config::DEFAULT_GRANT_MARK;
@@ -621,6 +738,65 @@ mod tests {
         });
         assert!(!none.contains("add element inet knocker trusted"), "{none}");
         assert!(!none.contains("meta mark &"), "{none}");
+    }
+
+    #[test]
+    fn grants_that_count_connections_spend_a_slot_in_the_rule_that_accepts() {
+        assert!(
+            !render(&spec()).contains("conn4_"),
+            "no slots without a door that counts"
+        );
+        let r = render(&TableSpec {
+            connection_slots: 2,
+            ..spec()
+        });
+        for set in ["conn4_1", "conn6_1", "conn4_2", "conn6_2"] {
+            assert!(
+                r.contains(&format!("add set inet knocker {set} {{ type ")),
+                "{r}"
+            );
+        }
+        assert!(r.contains("flags dynamic, timeout;"), "{r}");
+        let rule = "ct state new ip saddr . meta l4proto . th dport @conn4_1 delete @conn4_1 { ip saddr . meta l4proto . th dport } meta mark set meta mark | 0x4b4e0000 accept";
+        assert!(r.contains(rule), "{r}");
+        assert!(r.contains("ct state new ip6 saddr . meta l4proto . th dport @conn6_2 delete @conn6_2 { ip6 saddr . meta l4proto . th dport }"), "{r}");
+        // after the unlimited grants (they win and spend nothing), before the protection
+        let at = |needle: &str| r.find(needle).expect(needle);
+        assert!(at("@allow6") < at("@conn4_1") && at("@conn4_1") < at("@conn4_2"));
+        assert!(at("@conn6_2") < at("th dport { tcp . 22 } drop"));
+        // a flow admitted once, still `new` (a retransmitted SYN), needs no second slot
+        let confirmed = "ct state new ct status confirmed meta l4proto . th dport { tcp . 22 } meta mark set meta mark | 0x4b4e0000 accept";
+        assert!(at(confirmed) < at("@conn4_1"), "{r}");
+    }
+
+    #[test]
+    fn counted_grants_are_read_with_the_connections_they_have_left() {
+        let json = r#"{"nftables": [{"table": {"family": "inet", "name": "knocker"}},
+            {"set": {"family": "inet", "name": "allow4", "table": "knocker", "elem": [{"elem": {"val": {"concat": ["10.200.1.9", "tcp", 22]}, "timeout": 30, "expires": 20}}]}},
+            {"set": {"family": "inet", "name": "conn4_1", "table": "knocker", "elem": [{"elem": {"val": {"concat": ["10.200.1.2", "tcp", 22]}, "timeout": 30, "expires": 28}}]}},
+            {"set": {"family": "inet", "name": "conn4_2", "table": "knocker", "elem": [{"elem": {"val": {"concat": ["10.200.1.2", "tcp", 22]}, "timeout": 30, "expires": 28}}, {"elem": {"val": {"concat": ["10.200.1.3", "tcp", 22]}, "timeout": 30, "expires": 5}}]}},
+            {"set": {"family": "inet", "name": "conn6_1", "table": "knocker", "elem": [{"elem": {"val": {"concat": ["fd00:200::2", "udp", 53]}, "timeout": 10, "expires": 9}}]}}]}"#;
+        let g = counted_grants_of(json).expect("json");
+        let seen: Vec<(&str, &str, Option<u8>, u64)> = g
+            .iter()
+            .map(|g| {
+                (
+                    g.to.as_str(),
+                    g.service.as_str(),
+                    g.connections_left,
+                    g.expires_s,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("10.200.1.2", "tcp/22", Some(2), 28),
+                ("10.200.1.3", "tcp/22", Some(1), 5),
+                ("fd00:200::2", "udp/53", Some(1), 9)
+            ]
+        );
+        assert!(counted_grants_of("[").is_err());
     }
 
     /// nft's JSON for a table as `render(spec)` creates it, with `rules` rules in the chain.

@@ -37,6 +37,9 @@ pub struct Status {
     pub openings: Vec<Opening>,
     /// Stop commands not run yet, the earliest due first, from the ledger.
     pub pending_stops: Vec<PendingStop>,
+    /// Delayed commands (`[[door.NAME.command]]`) not run yet, the earliest due first, from the
+    /// ledger.
+    pub pending_commands: Vec<PendingCommand>,
     /// The last reload attempt of the running daemon, if it made one.
     pub last_reload: Option<LastReload>,
     /// Why the exit status is non-zero (knockerd not running, table missing), with what to do.
@@ -57,6 +60,9 @@ pub struct GrantStatus {
     pub expires_in_s: u64,
     /// Seconds it was opened for.
     pub timeout_s: u64,
+    /// For a grant of a door with `connections = N`: how many new connections it still admits
+    /// (the kernel removes it when the last one is accepted); null for a grant without a limit.
+    pub connections_left: Option<u8>,
 }
 
 /// An opening of a command-only door (knockd-style): its start command ran, and its grant
@@ -80,6 +86,22 @@ pub struct PendingStop {
     pub address: IpAddr,
     /// The argv, exactly as it will be executed.
     pub command: Vec<String>,
+    pub due_unix: u64,
+    /// Seconds until it is due; 0 when it is overdue.
+    pub due_in_s: u64,
+}
+
+/// A delayed command the daemon will run (or, if it is down, runs at its next start).
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingCommand {
+    pub id: u64,
+    pub door: String,
+    pub address: IpAddr,
+    /// The argv, exactly as it will be executed.
+    pub command: Vec<String>,
+    /// Whether it runs when the grant ends (`at = "end"`; a refresh moves it) rather than after
+    /// a delay.
+    pub at_end: bool,
     pub due_unix: u64,
     /// Seconds until it is due; 0 when it is overdue.
     pub due_in_s: u64,
@@ -139,10 +161,17 @@ pub fn gather(dir: &Path) -> Status {
         }
     };
     let grants = if table {
-        crate::ruleset::live_grants().unwrap_or_else(|e| {
+        let mut all = crate::ruleset::live_grants().unwrap_or_else(|e| {
             notes.push(format!("cannot list the grants: {e}"));
             Vec::new()
-        })
+        });
+        all.extend(crate::ruleset::live_counted_grants().unwrap_or_else(|e| {
+            notes.push(format!(
+                "cannot list the grants that count connections: {e}"
+            ));
+            Vec::new()
+        }));
+        all
     } else {
         Vec::new()
     };
@@ -154,6 +183,7 @@ pub fn gather(dir: &Path) -> Status {
             service: g.service,
             expires_in_s: g.expires_s,
             timeout_s: g.timeout_s,
+            connections_left: g.connections_left,
         })
         .collect();
     let openings = state
@@ -179,6 +209,19 @@ pub fn gather(dir: &Path) -> Status {
             due_in_s: s.due_unix.saturating_sub(now),
         })
         .collect();
+    let pending_commands = state
+        .pending_actions()
+        .into_iter()
+        .map(|a| PendingCommand {
+            id: a.id,
+            door: a.door.clone(),
+            address: a.addr,
+            command: a.command.clone(),
+            at_end: a.at_end,
+            due_unix: a.due_unix,
+            due_in_s: a.due_unix.saturating_sub(now),
+        })
+        .collect();
     let last_reload = running.and_then(|pid| {
         let v: ReloadVerdict =
             serde_json::from_slice(&std::fs::read(dir.join(control::RELOAD_FILE)).ok()?).ok()?;
@@ -197,6 +240,7 @@ pub fn gather(dir: &Path) -> Status {
         grants,
         openings,
         pending_stops,
+        pending_commands,
         last_reload,
         problems,
         notes,
@@ -252,9 +296,13 @@ pub fn render(s: &Status) -> String {
         let _ = writeln!(out, "open grants ({}):", s.grants.len());
     }
     for g in &s.grants {
+        let counted = g
+            .connections_left
+            .map(|n| format!(", admits {n} more new connection(s)"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  door {} {} {} {}s left (of {}s)",
+            "  door {} {} {} {}s left (of {}s){counted}",
             g.door.as_deref().unwrap_or("?"),
             g.address,
             g.service,
@@ -287,31 +335,64 @@ pub fn render(s: &Status) -> String {
         let _ = writeln!(out, "pending stop commands ({}):", s.pending_stops.len());
     }
     for p in &s.pending_stops {
-        let when = if p.due_in_s == 0 {
-            "overdue".to_string()
+        let _ = writeln!(
+            out,
+            "  door {} {} {}: {}",
+            p.door,
+            p.address,
+            due_in(p.due_in_s),
+            shown(&p.command)
+        );
+    }
+    if !s.pending_commands.is_empty() {
+        let _ = writeln!(
+            out,
+            "pending delayed commands ({}):",
+            s.pending_commands.len()
+        );
+    }
+    for p in &s.pending_commands {
+        let end = if p.at_end {
+            " (at the grant's end)"
         } else {
-            format!("due in {}s", p.due_in_s)
+            ""
         };
         let _ = writeln!(
             out,
-            "  door {} {} {when}: {}",
+            "  door {} {} {}{end}: {}",
             p.door,
             p.address,
-            p.command
-                .iter()
-                .map(|a| if a.contains([' ', '\'', '"']) || a.is_empty() {
-                    format!("{a:?}")
-                } else {
-                    a.clone()
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
+            due_in(p.due_in_s),
+            shown(&p.command)
         );
     }
     for n in &s.notes {
         let _ = writeln!(out, "note: {n}");
     }
     out
+}
+
+/// "due in 5s", or "overdue".
+fn due_in(s: u64) -> String {
+    if s == 0 {
+        "overdue".to_string()
+    } else {
+        format!("due in {s}s")
+    }
+}
+
+/// An argv as a person reads it: arguments with spaces or quotes quoted.
+fn shown(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if a.contains([' ', '\'', '"']) || a.is_empty() {
+                format!("{a:?}")
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Why `knockerd status` exits non-zero.
@@ -438,6 +519,7 @@ mod tests {
                 service: "tcp/22".into(),
                 expires_in_s: 12,
                 timeout_s: 30,
+                connections_left: None,
             }],
             openings: vec![],
             pending_stops: vec![PendingStop {
@@ -447,6 +529,15 @@ mod tests {
                 command: vec!["/bin/sh".into(), "-c".into(), "echo stop".into()],
                 due_unix: 0,
                 due_in_s: 0,
+            }],
+            pending_commands: vec![PendingCommand {
+                id: 5,
+                door: "web".into(),
+                address: "10.200.1.2".parse().unwrap(),
+                command: vec!["/usr/bin/logger".into(), "five minutes in".into()],
+                at_end: false,
+                due_unix: 0,
+                due_in_s: 240,
             }],
             last_reload: None,
             problems: vec![],
@@ -460,6 +551,10 @@ mod tests {
         );
         assert!(
             t.contains("door web 10.200.1.2 overdue: /bin/sh -c \"echo stop\""),
+            "{t}"
+        );
+        assert!(
+            t.contains("pending delayed commands (1):\n  door web 10.200.1.2 due in 240s: /usr/bin/logger \"five minutes in\""),
             "{t}"
         );
     }

@@ -375,3 +375,28 @@ fn help_lists_every_subcommand() {
         assert!(out.contains(sub), "--help lacks {sub}: {out}");
     }
 }
+
+#[test]
+fn check_shows_connections_and_delayed_commands() {
+    let text = format!(
+        "{DOOR}connections = 1\n\n[[door.ssh.command]]\nrun = [\"/usr/bin/logger\", \"five minutes %IP%\"]\nafter = \"5m\"\n\n[[door.ssh.command]]\nrun = [\"/usr/bin/logger\", \"closed\"]\nat = \"end\"\n"
+    );
+    let (_d, path) = with_config("delayed", &text);
+    let (code, out, err) = knockerd(&["check", "--config", &path]);
+    assert_eq!(code, 0, "{err}");
+    for want in [
+        "each grant admits 1 new connection(s), then the kernel closes it",
+        "runs [\"/usr/bin/logger\", \"five minutes %IP%\"] after 5m",
+        "runs [\"/usr/bin/logger\", \"closed\"] at the end of the grant",
+        "delete @conn4_1 { ip saddr . meta l4proto . th dport }",
+    ] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    let (code, _, err) = knockerd(&[
+        "check",
+        "--config",
+        &with_config("conn9", &format!("{DOOR}connections = 9\n")).1,
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains(":4: connections = 9 is out of range"), "{err}");
+}

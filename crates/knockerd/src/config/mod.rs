@@ -22,6 +22,7 @@ pub mod native;
 
 use std::fmt;
 use std::net::IpAddr;
+use std::num::NonZeroU8;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -117,6 +118,39 @@ impl fmt::Display for Command {
     }
 }
 
+/// The most connections a grant may count (`connections = N`): one kernel set per count and
+/// address family, each a rule of knocker's chain.
+pub const MAX_CONNECTIONS: u8 = 8;
+/// The most delayed commands a door may list.
+pub const MAX_ACTIONS: usize = 16;
+
+/// When a door's delayed command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionTime {
+    /// This long after the grant opened (`after = "5m"`; zero: at once).
+    After(Duration),
+    /// When the grant ends (`at = "end"`); a refresh of the grant moves it.
+    End,
+}
+
+impl fmt::Display for ActionTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ActionTime::After(d) if d.is_zero() => write!(f, "at once"),
+            ActionTime::After(d) => write!(f, "after {}", fmt_duration(*d)),
+            ActionTime::End => write!(f, "at the end of the grant"),
+        }
+    }
+}
+
+/// A door's delayed command (`[[door.NAME.command]]`): run once per opening of the door for an
+/// address, with the same `%IP%` substitution as the stop command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    pub command: Command,
+    pub when: ActionTime,
+}
+
 /// A door as the daemon runs it: the engine's door plus what only the daemon needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Door {
@@ -133,6 +167,11 @@ pub struct Door {
     pub stop_command_6: Option<Command>,
     /// When the stop command runs, after the start command.
     pub stop_after: Duration,
+    /// How many new connections a grant admits (`connections = N`): the kernel removes the
+    /// grant itself when the last one is accepted. `None`: any number until the grant ends.
+    pub connections: Option<NonZeroU8>,
+    /// Commands run at a delay from the grant, or when it ends (`[[door.NAME.command]]`).
+    pub actions: Vec<Action>,
     /// The door's kind, with what only that kind has.
     pub kind: DoorKind,
     /// Line of the `[door.NAME]` header, for messages.

@@ -150,6 +150,8 @@ fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option
         start_command_6: None,
         stop_command_6: None,
         stop_after,
+        connections: None,
+        actions: Vec::new(),
         kind: DoorKind::Fwknop {
             port: conf.spa_port,
         },

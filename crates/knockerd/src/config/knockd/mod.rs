@@ -990,6 +990,8 @@ fn build_door(
         start_command_6: commands.start_command_6,
         stop_command_6: commands.stop_command_6,
         stop_after: commands.stop_after,
+        connections: None,
+        actions: Vec::new(),
         kind: match one_time {
             Some(file) => DoorKind::OneTime { file },
             None => DoorKind::Sequence,

@@ -96,6 +96,18 @@ struct RawDoor {
     stop_after: Option<Spanned<RawDuration>>,
     shell: Option<bool>,
     repeat_start_command: Option<bool>,
+    connections: Option<Spanned<i64>>,
+    /// `[[door.NAME.command]]`: delayed commands.
+    #[serde(default)]
+    command: Vec<Spanned<RawAction>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAction {
+    run: Spanned<RawCommand>,
+    after: Option<Spanned<RawDuration>>,
+    at: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -105,7 +117,7 @@ enum RawDuration {
     Text(String),
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(untagged)]
 enum RawCommand {
     Argv(Vec<String>),
@@ -537,6 +549,7 @@ fn door(
         ),
     };
     let commands = commands(cx, d, &span, name, &open, open_for)?;
+    let connections = connections(cx, d, &span, &open, kind_name)?;
     // a single-packet door's grants last open_for, or up to max_open_for when the client asks
     let open_for = match &parts.engine {
         Kind::Spa(spa) => Duration::from_secs(spa.access_timeout.max(spa.max_timeout)),
@@ -569,6 +582,8 @@ fn door(
         start_command_6: commands.start_6,
         stop_command_6: commands.stop_6,
         stop_after: commands.stop_after,
+        connections,
+        actions: actions(cx, d)?,
         kind: parts.kind,
         line: cx.line_of(span.start),
     })
@@ -771,8 +786,8 @@ fn commands(
     let stop = command(cx, &d.stop_command, "stop_command", shell)?;
     let start_6 = command(cx, &d.start_command_6, "start_command_6", shell)?;
     let stop_6 = command(cx, &d.stop_command_6, "stop_command_6", shell)?;
-    if open.is_empty() && start.is_none() && start_6.is_none() {
-        return cx.err(span.clone(), format!("door {name:?} opens nothing and runs nothing: give it `open` services or a start_command"));
+    if open.is_empty() && start.is_none() && start_6.is_none() && d.command.is_empty() {
+        return cx.err(span.clone(), format!("door {name:?} opens nothing and runs nothing: give it `open` services, a start_command or a [[door.{name}.command]]"));
     }
     let stop_after = match &d.stop_after {
         Some(w) if stop.is_none() && stop_6.is_none() => {
@@ -799,6 +814,83 @@ fn commands(
         stop_6,
         stop_after,
     })
+}
+
+/// `connections = N`: how many new connections a grant admits, 1 to [`MAX_CONNECTIONS`].
+fn connections(
+    cx: &Ctx<'_>,
+    d: &RawDoor,
+    span: &std::ops::Range<usize>,
+    open: &[Service],
+    kind_name: &str,
+) -> Result<Option<std::num::NonZeroU8>, ConfigError> {
+    let Some(c) = &d.connections else {
+        return Ok(None);
+    };
+    let n = u8::try_from(*c.get_ref())
+        .ok()
+        .filter(|n| (1..=MAX_CONNECTIONS).contains(n))
+        .and_then(std::num::NonZeroU8::new);
+    let Some(n) = n else {
+        return cx.err(
+            c.span(),
+            format!("connections = {} is out of range: a grant admits 1 to {MAX_CONNECTIONS} new connections before the kernel closes it (remove `connections` for no limit)", c.get_ref()),
+        );
+    };
+    // an access.conf stanza without OPEN_PORTS opens what the client asks for
+    if open.is_empty() && kind_name != "fwknop" {
+        return cx.err(
+            span.clone(),
+            "connections counts the connections a grant admits, but this door opens nothing in the firewall: give it `open` services or remove `connections`",
+        );
+    }
+    Ok(Some(n))
+}
+
+/// `[[door.NAME.command]]`: each a command (`run`, as the door's start_command is written) and
+/// when it runs, `after` a delay from the grant (none: at once) or `at = "end"` of the grant.
+fn actions(cx: &Ctx<'_>, d: &RawDoor) -> Result<Vec<Action>, ConfigError> {
+    if let Some(extra) = d.command.get(MAX_ACTIONS) {
+        return cx.err(
+            extra.span(),
+            format!("a door lists at most {MAX_ACTIONS} [[command]] tables"),
+        );
+    }
+    let shell = d.shell.unwrap_or(false);
+    let mut out = Vec::with_capacity(d.command.len());
+    for a in &d.command {
+        let raw = a.get_ref();
+        let Some(command) = command(cx, &Some(raw.run.clone()), "run", shell)? else {
+            return cx.err(a.span(), "a [[command]] needs `run`");
+        };
+        let when = match (&raw.after, &raw.at) {
+            (Some(_), Some(at)) => {
+                return cx.err(
+                    at.span(),
+                    "a [[command]] runs `after` a delay or `at = \"end\"`, not both: remove one",
+                )
+            }
+            (None, Some(at)) if at.get_ref() == "end" => ActionTime::End,
+            (None, Some(at)) => {
+                return cx.err(
+                    at.span(),
+                    format!("at = {:?}: the only time is \"end\" (when the grant ends); for a delay write after = \"5m\"", at.get_ref()),
+                )
+            }
+            (Some(w), None) => match cx.duration(w, "after")? {
+                t if t > MAX_STOP_AFTER => {
+                    return cx.err(
+                        w.span(),
+                        format!("after is at most {} seconds", MAX_STOP_AFTER.as_secs()),
+                    )
+                }
+                t => ActionTime::After(t),
+            },
+            (None, None) => ActionTime::After(Duration::ZERO),
+        };
+        out.push(Action { command, when });
+    }
+    Ok(out)
 }
 
 /// One command: a list of arguments, or one string for `/bin/sh -c` when `shell = true`.
@@ -1395,6 +1487,62 @@ stop_after = "2m"
 
     fn err_of(text: &str) -> String {
         p(text).expect_err("must be rejected").to_string()
+    }
+
+    #[test]
+    fn connections_count_from_one_to_eight() {
+        let door = "[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\n";
+        let c = p(&format!("{door}connections = 3\n")).expect("valid");
+        assert_eq!(c.doors[0].connections.map(|n| n.get()), Some(3));
+        assert_eq!(p(door).expect("valid").doors[0].connections, None);
+        for bad in ["0", "9", "-1", "300"] {
+            let e = err_of(&format!("{door}connections = {bad}\n"));
+            assert!(
+                e.starts_with("k.toml:4:") && e.contains("1 to 8") && e.contains("remove"),
+                "{bad}: {e}"
+            );
+        }
+        let e = err_of("[door.cmd]\nsequence = [\"7000\", \"9000\", \"8000\"]\nstart_command = [\"/bin/true\"]\nconnections = 1\n");
+        assert!(e.contains("opens nothing in the firewall"), "{e}");
+    }
+
+    #[test]
+    fn delayed_commands_run_after_a_delay_at_once_or_at_the_end() {
+        let door = "[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\n";
+        let c = p(&format!("{door}\n[[door.ssh.command]]\nrun = [\"/usr/bin/logger\", \"now %IP%\"]\n\n[[door.ssh.command]]\nrun = [\"/usr/bin/logger\", \"later\"]\nafter = \"5m\"\n\n[[door.ssh.command]]\nrun = [\"/usr/bin/logger\", \"end\"]\nat = \"end\"\n")).expect("valid");
+        let when: Vec<ActionTime> = c.doors[0].actions.iter().map(|a| a.when).collect();
+        assert_eq!(
+            when,
+            [
+                ActionTime::After(Duration::ZERO),
+                ActionTime::After(Duration::from_secs(300)),
+                ActionTime::End
+            ]
+        );
+        let ip: IpAddr = "10.200.1.2".parse().expect("ip");
+        assert_eq!(
+            c.doors[0].actions[0].command.argv_for(ip),
+            ["/usr/bin/logger", "now 10.200.1.2"]
+        );
+        // a door that only runs delayed commands is a door
+        assert!(p("[door.cmd]\nsequence = [\"7000\", \"9000\", \"8000\"]\n[[door.cmd.command]]\nrun = [\"/bin/true\"]\nafter = 2\n").is_ok());
+        for (bad, want) in [
+            (
+                "run = [\"/bin/true\"]\nafter = 5\nat = \"end\"\n",
+                "not both",
+            ),
+            (
+                "run = [\"/bin/true\"]\nat = \"start\"\n",
+                "the only time is \"end\"",
+            ),
+            ("run = \"echo hi | logger\"\n", "shell = true"),
+            ("run = []\n", "empty"),
+            ("after = 5\n", "run"),
+            ("run = [\"/bin/true\"]\nwhen = 5\n", "when"),
+        ] {
+            let e = err_of(&format!("{door}[[door.ssh.command]]\n{bad}"));
+            assert!(e.starts_with("k.toml:") && e.contains(want), "{bad}: {e}");
+        }
     }
 
     #[test]

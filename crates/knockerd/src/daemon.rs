@@ -135,6 +135,9 @@ pub fn run(
     config_source: &crate::config::loader::ConfigFile,
     overrides: &Overrides,
 ) -> Result<(), DaemonError> {
+    if overrides.dry_run {
+        return crate::dryrun::run(config_source, overrides);
+    }
     let notifier = crate::notify::Notifier::from_env();
     let mut config = load(config_source, overrides)?;
     // what `knockerd check` exits non-zero for stops the start too, before anything is changed

@@ -544,6 +544,17 @@ impl std::str::FromStr for Net {
     }
 }
 
+/// Where the packet worker sees knocks: the native configuration's `[source]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SourceSpec {
+    /// knockerd's own table logs knocks to NFLOG group `nflog_group` (the default).
+    #[default]
+    Nflog,
+    /// An AF_PACKET socket on one interface, with a BPF filter for the watched ports; the
+    /// table's knock rules then drop without logging.
+    Packet { interface: String },
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -573,6 +584,8 @@ pub struct Config {
     /// for knockerd's own doors. A knockd.conf's are only watched, as knockd watches them, since
     /// its knock ports may be a live service's (wake-on-connect); the admin's firewall decides.
     pub drop_knocks: bool,
+    /// Where knocks are seen.
+    pub source: SourceSpec,
     pub doors: Vec<Door>,
 }
 

@@ -122,6 +122,21 @@ pub struct Watch {
 }
 
 impl Watch {
+    /// Knock ports, port spans (protocol, first, last), SPA (UDP) and SYN door (TCP) ports.
+    pub fn new(
+        knock: Vec<Service>,
+        ranges: Vec<(Proto, u16, u16)>,
+        spa: Vec<u16>,
+        syn: Vec<u16>,
+    ) -> Watch {
+        Watch {
+            knock,
+            ranges,
+            spa,
+            syn,
+        }
+    }
+
     pub fn from_config(c: &Config) -> Watch {
         Watch {
             knock: c.knock_services(),

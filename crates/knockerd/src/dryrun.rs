@@ -51,7 +51,7 @@ pub fn run(
     };
     let mut worker = Some(start(&config)?);
     tracing::info!(
-        "dry run: {}; nothing is granted, no table loaded, no ledger written, no command run",
+        "dry run ready: {}; nothing is granted, no table loaded, no ledger written, no command run",
         seen_by(&config)
     );
     let mut starts = 1;
@@ -145,14 +145,12 @@ pub fn run(
 
 /// What the worker's source sees in a dry run, for the first line of its log.
 fn seen_by(config: &Config) -> String {
+    let source = config.source.describe(config.nflog_group);
     match &config.source {
         crate::config::SourceSpec::Nflog => format!(
-            "knocks are seen only through your own rules that log to NFLOG group {} (knockerd's table is not loaded)",
-            config.nflog_group
+            "knocks are seen only through your own rules that log to {source} (knockerd's table is not loaded)"
         ),
-        crate::config::SourceSpec::Packet { interface } => {
-            format!("knocks are seen on interface {interface} through a packet socket")
-        }
+        crate::config::SourceSpec::Packet { .. } => format!("knocks are seen on {source}"),
     }
 }
 

@@ -544,7 +544,16 @@ fn check(source: &ConfigFile, overrides: &knockerd::daemon::Overrides) -> Result
         .map(|w| w.to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    if c.drop_knocks {
+    if let config::SourceSpec::Packet { interface } = &c.source {
+        out!(
+            "watches ({}seen on interface {interface} by a packet socket, not logged): {watched}",
+            if c.drop_knocks {
+                "dropped silently, "
+            } else {
+                ""
+            }
+        );
+    } else if c.drop_knocks {
         out!(
             "watches (dropped silently, logged to NFLOG group {}): {watched}",
             c.nflog_group

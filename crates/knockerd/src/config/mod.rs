@@ -555,6 +555,16 @@ pub enum SourceSpec {
     Packet { interface: String },
 }
 
+impl SourceSpec {
+    /// Where knocks are seen, for the log: "NFLOG group 4100", "interface eth0 (packet socket)".
+    pub fn describe(&self, nflog_group: u16) -> String {
+        match self {
+            SourceSpec::Nflog => format!("NFLOG group {nflog_group}"),
+            SourceSpec::Packet { interface } => format!("interface {interface} (packet socket)"),
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {

@@ -1475,6 +1475,50 @@ stop_after = "2m"
     }
 
     #[test]
+    fn the_source_is_nflog_unless_the_source_table_says_otherwise() {
+        let door = "[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\n";
+        assert_eq!(p(door).expect("valid").source, SourceSpec::Nflog);
+        let c = p(&format!("[source]\nkind = \"nflog\"\n{door}")).expect("valid");
+        assert_eq!(c.source, SourceSpec::Nflog);
+        let c = p(&format!(
+            "[source]\nkind = \"packet\"\ninterface = \"eth0\"\n{door}"
+        ))
+        .expect("valid");
+        assert_eq!(
+            c.source,
+            SourceSpec::Packet {
+                interface: "eth0".into()
+            }
+        );
+        let e = err_of(&format!("[source]\nkind = \"packet\"\n{door}"));
+        assert!(
+            e.starts_with("k.toml:2:") && e.contains("interface = \"eth0\""),
+            "{e}"
+        );
+        let e = err_of(&format!(
+            "[source]\nkind = \"packet\"\ninterface = \"a/b\"\n{door}"
+        ));
+        assert!(
+            e.starts_with("k.toml:3:") && e.contains("not an interface name"),
+            "{e}"
+        );
+        let e = err_of(&format!("[source]\nkind = \"pcap\"\n{door}"));
+        assert!(
+            e.starts_with("k.toml:2:") && e.contains("unknown [source] kind \"pcap\""),
+            "{e}"
+        );
+        let e = err_of(&format!(
+            "[source]\nkind = \"nflog\"\ninterface = \"eth0\"\n{door}"
+        ));
+        assert!(
+            e.starts_with("k.toml:3:") && e.contains("[daemon] interface"),
+            "{e}"
+        );
+        let e = err_of(&format!("[source]\nkind = \"packet\"\nport = 1\n{door}"));
+        assert!(e.starts_with("k.toml:3:"), "{e}");
+    }
+
+    #[test]
     fn trusted_sources_and_the_accept_mark() {
         let door = "[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\n";
         let c = p(&format!("[daemon]\ntrusted = [\"192.0.2.0/24\", \"2001:db8::/32\", \"192.0.2.7\"]\naccept_mark = 0x4b410000\n{door}")).expect("valid");

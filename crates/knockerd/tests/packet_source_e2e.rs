@@ -1,8 +1,8 @@
 //! The packet socket source and the dry run, end to end: the real knockerd, real knocks on
 //! veths between network namespaces. With `[source] kind = "packet"` a sequence door opens from
-//! knocks seen on its interface (and its table logs nothing); `--dry-run` reports "would grant"
-//! and loads no table, adds no set element and writes no ledger. Needs root, iproute2 and
-//! nftables.
+//! knocks seen on its interface (and its table logs nothing), an fwknop SPA packet opens once
+//! and its replay is refused; `--dry-run` reports "would grant" and loads no table, adds no set
+//! element and writes no ledger. Needs root, iproute2, nftables and fwknop-client.
 
 mod common;
 
@@ -72,6 +72,50 @@ fn a_sequence_door_opens_from_knocks_seen_by_a_packet_socket() {
             .contains("door=ssh src=10.200.1.2 grant tcp/2222 for 30s"),
         "{}",
         w.daemon.log()
+    );
+    w.finish();
+}
+
+#[test]
+fn an_fwknop_packet_seen_by_a_packet_socket_opens_once() {
+    if !e2e(&["fwknop"]) {
+        return;
+    }
+    use base64::Engine as _;
+    const KEY: &str = "fwknoptestkey123";
+    const HMAC: &str = "fwknophmackey12345678";
+    let dir = knocker_lab::TempDir::new("pktspa");
+    let b64 = |k: &str| base64::engine::general_purpose::STANDARD.encode(k);
+    let key = dir.private("enc.key", &b64(KEY));
+    let hmac = dir.private("hmac.key", &b64(HMAC));
+    let config = format!(
+        "[daemon]\nnflog_group = 4100\n\n[source]\nkind = \"packet\"\ninterface = \"to-alice\"\n\n\
+         [door.spa]\nkind = \"fwknop\"\nport = 62201\nopen = [\"tcp/{SERVICE}\"]\nopen_for = 5\n\
+         key_file = {:?}\nhmac_key_file = {:?}\n",
+        key.display().to_string(),
+        hmac.display().to_string()
+    );
+    let w = World::new("pktspa", &config);
+    let spa = fwknop_packet(
+        &w.lab.alice,
+        Lab::SERVER_FOR_ALICE,
+        Lab::ALICE,
+        &dir.join("spa-packet"),
+        KEY,
+        HMAC,
+    );
+    send_udp(&w.lab.alice, Lab::SERVER_FOR_ALICE, 62201, spa.clone());
+    let g = w.wait_grants(1, Duration::from_secs(2));
+    assert_eq!(g.len(), 1, "{g:?}\n{}", w.daemon.log());
+    assert_eq!(
+        (g[0].to.as_str(), g[0].service.as_str()),
+        (Lab::ALICE, "tcp/2222")
+    );
+    // the same packet again: a replay, refused
+    send_udp(&w.lab.alice, Lab::SERVER_FOR_ALICE, 62201, spa);
+    w.daemon.wait_log(
+        &format!("door=spa src={} refused: a replay", Lab::ALICE),
+        Duration::from_secs(2),
     );
     w.finish();
 }

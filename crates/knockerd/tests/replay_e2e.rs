@@ -131,35 +131,6 @@ fn replay(ns: &Netns, args: &[&str], file: &Path, unprivileged: bool) -> (String
     (stdout, stderr)
 }
 
-fn fwknop_packet(lab: &Lab, dir: &Path) -> Vec<u8> {
-    let file = dir.join("spa-packet");
-    let out = lab
-        .alice
-        .command("fwknop")
-        .args([
-            "-D",
-            Lab::SERVER_FOR_ALICE,
-            "--no-save-args",
-            "--no-rc-file",
-        ])
-        .args(["-A", "tcp/2222", "-a", Lab::ALICE, "--test", "-B"])
-        .arg(&file)
-        .args(["--key-rijndael", KEY, "--key-hmac", HMAC, "--use-hmac"])
-        .env("HOME", "/nonexistent")
-        .output()
-        .expect("run fwknop");
-    assert!(
-        out.status.success(),
-        "fwknop: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut bytes = std::fs::read(&file).expect("packet file");
-    while bytes.last() == Some(&b'\n') {
-        bytes.pop();
-    }
-    bytes
-}
-
 fn knock(from: &Netns, host: &str, seq: &[&str]) {
     let host = ip(host);
     let seq: Vec<Service> = seq.iter().map(|s| s.parse().expect("service")).collect();
@@ -222,7 +193,14 @@ fn recorded_knocks_replay_to_the_same_grants_and_refusals() {
             Lab::SERVER_FOR_MALLORY,
             &["7000", "8000", "9000:udp"],
         );
-        let spa = fwknop_packet(&lab, &dir.0);
+        let spa = fwknop_packet(
+            &lab.alice,
+            Lab::SERVER_FOR_ALICE,
+            Lab::ALICE,
+            &dir.0.join("spa-packet"),
+            KEY,
+            HMAC,
+        );
         send_udp(&lab.alice, Lab::SERVER_FOR_ALICE, 62201, spa.clone());
         // the same packet again: a replay
         send_udp(&lab.alice, Lab::SERVER_FOR_ALICE, 62201, spa);
@@ -357,4 +335,31 @@ fn a_replay_touches_no_firewall_and_no_ledger() {
         !dir.0.join("started").exists(),
         "a replay ran the start command"
     );
+}
+
+#[test]
+fn a_file_that_is_no_capture_is_refused_with_the_reason() {
+    let dir = Dir::new("bad");
+    let config = dir.0.join("knockerd.toml");
+    std::fs::write(
+        &config,
+        "[door.ssh]\nsequence = [\"8000\", \"7000\", \"9000\"]\nopen = [\"tcp/22\"]\n",
+    )
+    .expect("config");
+    let file = dir.0.join("not.pcap");
+    std::fs::write(&file, "GIF89a, not a capture").expect("file");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_knockerd"))
+        .arg("--config")
+        .arg(&config)
+        .arg("replay")
+        .arg(&file)
+        .output()
+        .expect("run knockerd replay");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("{}: not a pcap or pcapng file", file.display())),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
 }

@@ -1,7 +1,8 @@
 //! The packet worker's loop: the half of knockerd that reads packets, and holds no privilege.
 //!
-//! It reads the configuration and its keys and binds NFLOG while it is still root, then drops
-//! to an unprivileged user before it reads a single packet. Every parser of hostile input
+//! It reads the configuration and its keys and binds its source (NFLOG, or the packet socket of
+//! `[source] kind = "packet"`) while it is still root, then drops to an unprivileged user before
+//! it reads a single packet. Every parser of hostile input
 //! (NFLOG messages, IP headers, encoded knocks, fwknop and knocker SPA datagrams, stealth SYNs)
 //! and the engine run here; what the engine decides goes to the parent as [`Report`]s.
 

@@ -176,7 +176,7 @@ impl<R: Read> PcapReader<R> {
             done: false,
         };
         if le == PCAPNG_SHB {
-            reader.section(magic)?;
+            reader.section()?;
             return Ok(reader);
         }
         let (big, nanos) = match (le, be) {
@@ -200,13 +200,13 @@ impl<R: Read> PcapReader<R> {
         Ok(reader)
     }
 
-    /// Reads a section header block whose type (`first`) was just read.
-    fn section(&mut self, first: [u8; 4]) -> Result<(), PcapError> {
+    /// Reads a section header block whose type was just read.
+    fn section(&mut self) -> Result<(), PcapError> {
         let mut len = [0u8; 4];
         if !read_full(&mut self.inner, &mut len, "section header")? {
             return Err(PcapError::Truncated("section header"));
         }
-        self.section_after(first, len)
+        self.section_after(len)
     }
 
     /// The next record; `None` at the end of the file, or after an error in its structure. An
@@ -295,8 +295,7 @@ impl<R: Read> PcapReader<R> {
             }
             if u32::from_le_bytes([head[0], head[1], head[2], head[3]]) == PCAPNG_SHB {
                 // a new section: its own byte order and interfaces
-                let magic = [head[0], head[1], head[2], head[3]];
-                self.section_after(magic, [head[4], head[5], head[6], head[7]])?;
+                self.section_after([head[4], head[5], head[6], head[7]])?;
                 continue;
             }
             let Format::Pcapng { big, .. } = self.format else {
@@ -338,8 +337,9 @@ impl<R: Read> PcapReader<R> {
         }
     }
 
-    /// A section header block after the first, whose type and length were just read.
-    fn section_after(&mut self, magic: [u8; 4], len: [u8; 4]) -> Result<(), PcapError> {
+    /// A section header block (the file's first or a later one) whose type and length were just
+    /// read: its byte order, and a new set of interfaces.
+    fn section_after(&mut self, len: [u8; 4]) -> Result<(), PcapError> {
         let mut bom = [0u8; 4];
         if !read_full(&mut self.inner, &mut bom, "section header")? {
             return Err(PcapError::Truncated("section header"));
@@ -349,7 +349,6 @@ impl<R: Read> PcapReader<R> {
             m if m.swap_bytes() == PCAPNG_BYTE_ORDER => true,
             m => return Err(PcapError::BadByteOrder(m)),
         };
-        let _ = magic;
         let len = if big {
             u32::from_be_bytes(len)
         } else {

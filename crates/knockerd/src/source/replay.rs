@@ -75,7 +75,6 @@ pub fn replay(
     let base = Instant::now();
     let mut first: Option<Duration> = None;
     let mut now = base;
-    let mut stamp = (0u64, 0u32);
     let mut fatal = None;
     while let Some(record) = reader.next() {
         stats.records += 1;
@@ -94,7 +93,7 @@ pub fn replay(
         let at = Duration::new(record.secs, record.nanos);
         let since = at.saturating_sub(*first.get_or_insert(at));
         now = now.max(base + since);
-        stamp = (record.secs, record.nanos);
+        let stamp = (record.secs, record.nanos);
         engine.set_wall_clock(record.secs);
         engine.handle_timeout(now);
         drain(&mut engine, stamp, out, &mut stats)?;
@@ -112,7 +111,6 @@ pub fn replay(
         drain(&mut engine, stamp, out, &mut stats)?;
     }
     stats.in_progress = engine.tracked() as u64;
-    let _ = stamp;
     match fatal {
         Some(e) => {
             out.flush().map_err(ReplayError::Output)?;

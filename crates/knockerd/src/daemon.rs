@@ -135,6 +135,9 @@ pub fn run(
     config_source: &crate::config::loader::ConfigFile,
     overrides: &Overrides,
 ) -> Result<(), DaemonError> {
+    if overrides.dry_run {
+        return crate::dryrun::run(config_source, overrides);
+    }
     let notifier = crate::notify::Notifier::from_env();
     let mut config = load(config_source, overrides)?;
     // what `knockerd check` exits non-zero for stops the start too, before anything is changed
@@ -204,10 +207,15 @@ pub fn run(
     }
     announce(&config);
     tracing::info!(
-        "ready: table inet {TABLE} loaded, watching NFLOG group {} for {} knock port(s), protecting {}",
-        config.nflog_group,
+        "ready: table inet {TABLE} loaded, watching {} for {} knock port(s), protecting {}",
+        config.source.describe(config.nflog_group),
         config.watched().iter().map(|w| w.ports()).sum::<usize>(),
-        config.protected().iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
+        config
+            .protected()
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
     );
     control.ready(&config);
 

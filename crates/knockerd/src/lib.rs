@@ -7,6 +7,7 @@
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod dryrun;
 pub mod enroll;
 pub mod gatekeeper;
 pub mod ledger;
@@ -20,6 +21,7 @@ pub mod onetime;
 pub mod overrides;
 pub mod privsep;
 pub mod ruleset;
+pub mod source;
 pub mod status;
 pub mod watch;
 

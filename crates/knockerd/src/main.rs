@@ -71,6 +71,13 @@ struct Cli {
     /// More detail in the log: -v shows each knock's progress, -vv every packet seen
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Run the daemon without acting: the worker reads its source and the doors decide as
+    /// usual, and each grant is logged as "would grant", but no table is loaded, no set
+    /// element added, no ledger written and no command run. knockerd's table is not loaded, so
+    /// with the NFLOG source only the admin's own `log group N` rules reach it (the packet
+    /// source sees knocks by itself)
+    #[arg(long)]
+    dry_run: bool,
     #[command(subcommand)]
     command: Option<Cmd>,
 }
@@ -153,6 +160,16 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Run the doors over recorded packets (a pcap or pcapng file, e.g. from `tcpdump -w`) on
+    /// their own timestamps and print what would be granted and refused, and why, one line per
+    /// event (`t=SECONDS grant door=NAME src=ADDR open=SERVICES for=DURATION`, `t=SECONDS refuse
+    /// door=NAME src=ADDR reason="..."`). Touches no firewall, ledger or command; needs no root.
+    /// Link types: Ethernet, Linux cooked (SLL, SLL2: `tcpdump -i any`), raw IP
+    Replay {
+        /// The capture file
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// The packet worker, started by knockerd itself (not for use by hand)
     #[command(hide = true)]
     PacketWorker {
@@ -231,6 +248,7 @@ fn main() -> ExitCode {
         verbose: cli.verbose,
         worker_user: cli.worker_user.clone(),
         trusted: cli.trusted.clone(),
+        dry_run: cli.dry_run,
     };
     let result = match command {
         Cmd::Run => match options
@@ -244,6 +262,7 @@ fn main() -> ExitCode {
             Err(e) => Err(e.to_string()),
         },
         Cmd::Check => check(&source, &overrides),
+        Cmd::Replay { file } => knockerd::source::replay::run(&source, &overrides, &file),
         Cmd::PacketWorker { parent, user } => {
             knockerd::privsep::run(&source, &overrides, &user, parent).map_err(|e| e.to_string())
         }
@@ -531,7 +550,16 @@ fn check(source: &ConfigFile, overrides: &knockerd::daemon::Overrides) -> Result
         .map(|w| w.to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    if c.drop_knocks {
+    if let config::SourceSpec::Packet { interface } = &c.source {
+        out!(
+            "watches ({}seen on interface {interface} by a packet socket, not logged): {watched}",
+            if c.drop_knocks {
+                "dropped silently, "
+            } else {
+                ""
+            }
+        );
+    } else if c.drop_knocks {
         out!(
             "watches (dropped silently, logged to NFLOG group {}): {watched}",
             c.nflog_group

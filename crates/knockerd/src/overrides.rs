@@ -17,6 +17,8 @@ pub struct Overrides {
     /// `--trusted`: sources the protection never drops, added to the configuration's `trusted` (the only way
     /// to trust a source under --knockd-conf or --fwknop-access, whose formats have no key for it).
     pub trusted: Vec<crate::config::Net>,
+    /// `--dry-run`: the daemon decides but does not act (see `crate::dryrun`).
+    pub dry_run: bool,
 }
 
 impl Overrides {

@@ -53,6 +53,9 @@ pub struct TableSpec {
     /// Connection slot sets per address family: the most `connections` any door counts (0:
     /// none, and no slot sets or rules).
     pub connection_slots: u8,
+    /// Log knock packets to NFLOG: false when knocks are seen by a packet socket
+    /// (`[source] kind = "packet"`), whose table drops them (with `drop_knocks`) unlogged.
+    pub log_knocks: bool,
 }
 
 impl TableSpec {
@@ -76,6 +79,7 @@ impl TableSpec {
                 .map(|n| n.get())
                 .max()
                 .unwrap_or(0),
+            log_knocks: c.source == crate::config::SourceSpec::Nflog,
         }
     }
 }
@@ -104,6 +108,21 @@ fn service_and_range_set(
 /// The admin's one line for a default-drop chain of their own (nft syntax).
 pub fn mark_accept_rule(mark: u32) -> String {
     format!("meta mark & {mark:#010x} == {mark:#010x} accept")
+}
+
+/// The NFLOG statement of a knock rule (with a space before it), or nothing when knocks are
+/// not logged ([`TableSpec::log_knocks`]).
+fn log_statement(spec: &TableSpec, prefix: Option<&str>, snaplen: u16) -> String {
+    if !spec.log_knocks {
+        return String::new();
+    }
+    let prefix = prefix
+        .map(|p| format!(" prefix \"{p}\""))
+        .unwrap_or_default();
+    format!(
+        " log{prefix} group {} snaplen {snaplen} queue-threshold 1",
+        spec.nflog_group
+    )
 }
 
 /// The nft script that creates or updates knockerd's table in one transaction, keeping the
@@ -155,18 +174,20 @@ pub fn render(spec: &TableSpec) -> String {
     };
     rule(&mut s, "iif \"lo\" accept");
     let knocks = |s: &mut String, verdict: &str| {
-        if !spec.knock.is_empty() || !spec.knock_ranges.is_empty() {
+        // a packet socket sees knocks by itself: the rule only drops, if it drops
+        if (!spec.knock.is_empty() || !spec.knock_ranges.is_empty())
+            && (spec.log_knocks || !verdict.is_empty())
+        {
             rule(
                 s,
                 &format!(
-                    "{}meta l4proto . th dport {} log group {} snaplen {} queue-threshold 1{verdict}",
+                    "{}meta l4proto . th dport {}{}{verdict}",
                     spec.interface
                         .as_ref()
                         .map(|i| format!("iifname \"{i}\" "))
                         .unwrap_or_default(),
                     service_and_range_set(&spec.knock, &spec.knock_ranges),
-                    spec.nflog_group,
-                    SNAPLEN
+                    log_statement(spec, None, SNAPLEN),
                 ),
             );
         }
@@ -200,12 +221,17 @@ pub fn render(spec: &TableSpec) -> String {
         rule(
             &mut s,
             &format!(
-                "{}meta l4proto . th dport {} log prefix \"{}\" group {} snaplen {} queue-threshold 1 drop",
-                spec.interface.as_ref().map(|i| format!("iifname \"{i}\" ")).unwrap_or_default(),
+                "{}meta l4proto . th dport {}{} drop",
+                spec.interface
+                    .as_ref()
+                    .map(|i| format!("iifname \"{i}\" "))
+                    .unwrap_or_default(),
                 service_set(&ports),
-                crate::nflog::SPA_PREFIX,
-                spec.nflog_group,
-                crate::nflog::SPA_SNAPLEN
+                log_statement(
+                    spec,
+                    Some(crate::nflog::SPA_PREFIX),
+                    crate::nflog::SPA_SNAPLEN
+                ),
             ),
         );
     }
@@ -217,16 +243,16 @@ pub fn render(spec: &TableSpec) -> String {
             .map(|i| format!("iifname \"{i}\" "))
             .unwrap_or_default();
         // a SYN carries the knock; anything else to the port is dropped unlogged
-        rule(
-            &mut s,
-            &format!(
-                "{iif}meta l4proto . th dport {} tcp flags & (syn | ack) == syn log prefix \"{}\" group {} snaplen {} queue-threshold 1 drop",
-                service_set(&ports),
-                crate::nflog::SYN_PREFIX,
-                spec.nflog_group,
-                SNAPLEN
-            ),
-        );
+        if spec.log_knocks {
+            rule(
+                &mut s,
+                &format!(
+                    "{iif}meta l4proto . th dport {} tcp flags & (syn | ack) == syn{} drop",
+                    service_set(&ports),
+                    log_statement(spec, Some(crate::nflog::SYN_PREFIX), SNAPLEN),
+                ),
+            );
+        }
         rule(
             &mut s,
             &format!("meta l4proto . th dport {} drop", service_set(&ports)),
@@ -694,6 +720,7 @@ mod tests {
             accept_mark: 0x4b41_0000,
             drop_knocks: true,
             connection_slots: 0,
+            log_knocks: true,
         }
     }
     const DEFAULT: u32 = crate::config::DEFAULT_GRANT_MARK;
@@ -912,6 +939,36 @@ mod tests {
         // before established connections are accepted, so that their packets are seen too
         assert!(r.find(knock) < r.find("ct state established"), "{r}");
         assert_eq!(r.matches("log group 4100 snaplen 128").count(), 1, "{r}");
+    }
+
+    #[test]
+    fn with_a_packet_socket_knocks_are_dropped_unlogged() {
+        let r = render(&TableSpec {
+            log_knocks: false,
+            ..spec()
+        });
+        assert!(!r.contains(" log"), "{r}");
+        assert!(
+            r.contains(
+                "meta l4proto . th dport { tcp . 7000, udp . 9000, tcp . 40000-40999 } drop\n"
+            ),
+            "{r}"
+        );
+        assert!(
+            r.contains("meta l4proto . th dport { udp . 62201 } drop\n"),
+            "{r}"
+        );
+        assert!(
+            r.contains("meta l4proto . th dport { tcp . 443 } drop\n"),
+            "{r}"
+        );
+        // a knockd.conf's knock ports are only watched: with a packet socket, no rule at all
+        let r = render(&TableSpec {
+            log_knocks: false,
+            drop_knocks: false,
+            ..spec()
+        });
+        assert!(!r.contains("7000"), "{r}");
     }
 
     #[test]

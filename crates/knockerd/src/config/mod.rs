@@ -583,6 +583,27 @@ impl std::str::FromStr for Net {
     }
 }
 
+/// Where the packet worker sees knocks: the native configuration's `[source]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SourceSpec {
+    /// knockerd's own table logs knocks to NFLOG group `nflog_group` (the default).
+    #[default]
+    Nflog,
+    /// An AF_PACKET socket on one interface, with a BPF filter for the watched ports; the
+    /// table's knock rules then drop without logging.
+    Packet { interface: String },
+}
+
+impl SourceSpec {
+    /// Where knocks are seen, for the log: "NFLOG group 4100", "interface eth0 (packet socket)".
+    pub fn describe(&self, nflog_group: u16) -> String {
+        match self {
+            SourceSpec::Nflog => format!("NFLOG group {nflog_group}"),
+            SourceSpec::Packet { interface } => format!("interface {interface} (packet socket)"),
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -612,6 +633,8 @@ pub struct Config {
     /// for knockerd's own doors. A knockd.conf's are only watched, as knockd watches them, since
     /// its knock ports may be a live service's (wake-on-connect); the admin's firewall decides.
     pub drop_knocks: bool,
+    /// Where knocks are seen.
+    pub source: SourceSpec,
     pub doors: Vec<Door>,
 }
 

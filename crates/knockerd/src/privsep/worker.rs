@@ -1,7 +1,8 @@
 //! The packet worker's loop: the half of knockerd that reads packets, and holds no privilege.
 //!
-//! It reads the configuration and its keys and binds NFLOG while it is still root, then drops
-//! to an unprivileged user before it reads a single packet. Every parser of hostile input
+//! It reads the configuration and its keys and binds its source (NFLOG, or the packet socket of
+//! `[source] kind = "packet"`) while it is still root, then drops to an unprivileged user before
+//! it reads a single packet. Every parser of hostile input
 //! (NFLOG messages, IP headers, encoded knocks, fwknop and knocker SPA datagrams, stealth SYNs)
 //! and the engine run here; what the engine decides goes to the parent as [`Report`]s.
 
@@ -16,7 +17,7 @@ use super::protocol::{
     send, Digest, DoorRef, Name, ProtocolError, Report, Seed, SendError, Services, MAX_SEED_BYTES,
 };
 use crate::config::loader::ConfigFile;
-use crate::config::{Config, DoorKind};
+use crate::config::{Config, DoorKind, SourceSpec};
 use crate::nflog::{self, NflogSource};
 use crate::overrides::Overrides;
 
@@ -48,6 +49,11 @@ pub enum RunError {
     Doors(#[from] knocker_engine::DoorsError),
     #[error("cannot listen on NFLOG group {group}: {source}")]
     Nflog { group: u16, source: std::io::Error },
+    #[error("cannot listen on interface {interface} with a packet socket: {source}")]
+    Packet {
+        interface: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Privileges(#[from] PrivilegeError),
     #[error(transparent)]
@@ -85,6 +91,52 @@ pub enum PrivilegeError {
     DeathSignal(#[source] nix::Error),
     #[error("the parent exited while the packet worker started")]
     ParentGone,
+}
+
+/// The source the worker reads knocks from, bound while it is still root.
+enum Listener {
+    Nflog(NflogSource),
+    Packet(crate::source::packet::PacketSource),
+}
+
+impl Listener {
+    fn bind(config: &Config) -> Result<Listener, RunError> {
+        match &config.source {
+            SourceSpec::Nflog => NflogSource::bind(config.nflog_group, nflog::SPA_SNAPLEN)
+                .map(Listener::Nflog)
+                .map_err(|source| RunError::Nflog {
+                    group: config.nflog_group,
+                    source,
+                }),
+            SourceSpec::Packet { interface } => crate::source::packet::PacketSource::bind(
+                interface,
+                crate::source::frame::Watch::from_config(config),
+            )
+            .map(Listener::Packet)
+            .map_err(|source| RunError::Packet {
+                interface: interface.clone(),
+                source,
+            }),
+        }
+    }
+
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Listener::Nflog(s) => s.as_fd(),
+            Listener::Packet(s) => s.as_fd(),
+        }
+    }
+
+    fn recv_batch_with(
+        &mut self,
+        out: &mut Vec<Knock>,
+        spa: &mut Vec<nflog::Datagram>,
+    ) -> std::io::Result<nflog::RecvStats> {
+        match self {
+            Listener::Nflog(s) => s.recv_batch_with(out, spa),
+            Listener::Packet(s) => s.recv_batch_with(out, spa),
+        }
+    }
 }
 
 /// The engine for a validated configuration. Native configurations were already held to the
@@ -137,13 +189,7 @@ pub fn run(
     for (digest, until) in &seed.seen {
         engine.add_seen(digest.0, *until);
     }
-    let mut nflog =
-        NflogSource::bind(config.nflog_group, nflog::SPA_SNAPLEN).map_err(|source| {
-            RunError::Nflog {
-                group: config.nflog_group,
-                source,
-            }
-        })?;
+    let mut listener = Listener::bind(&config)?;
     drop_privileges(user, parent)?;
     let mut out = std::io::stdout().lock();
     send(&mut out, &[Report::Ready])?;
@@ -182,7 +228,7 @@ pub fn run(
             .unwrap_or(PollTimeout::MAX);
         let (knock_ready, parent_ready) = {
             let mut fds = [
-                PollFd::new(nflog.as_fd(), PollFlags::POLLIN),
+                PollFd::new(listener.as_fd(), PollFlags::POLLIN),
                 PollFd::new(stdin.as_fd(), PollFlags::POLLIN),
             ];
             match poll(&mut fds, timeout) {
@@ -208,14 +254,14 @@ pub fn run(
         if knock_ready {
             knocks.clear();
             datagrams.clear();
-            match nflog.recv_batch_with(&mut knocks, &mut datagrams) {
+            match listener.recv_batch_with(&mut knocks, &mut datagrams) {
                 Ok(stats) => {
                     if stats.overruns > 0 && !overrun_reported {
                         overrun_reported = true;
                         tracing::warn!("the kernel dropped knock packets because knockerd fell behind (a flood?); reported once");
                     }
                 }
-                Err(e) => tracing::warn!("reading NFLOG: {e}"),
+                Err(e) => tracing::warn!("reading knocks: {e}"),
             }
             last_read = knocks.len() + datagrams.len();
             let now = Instant::now();

@@ -329,3 +329,34 @@ pub fn send_udp(from: &Netns, to: &str, port: u16, payload: Vec<u8>) {
     .expect("enter")
     .expect("send");
 }
+
+/// Makes an fwknop SPA packet with Debian's client in `from` (for `server`, granting tcp/SERVICE
+/// to `allow`, with these Rijndael and HMAC keys) without sending it (`-B FILE --test`).
+pub fn fwknop_packet(
+    from: &Netns,
+    server: &str,
+    allow: &str,
+    file: &std::path::Path,
+    key: &str,
+    hmac: &str,
+) -> Vec<u8> {
+    let out = from
+        .command("fwknop")
+        .args(["-D", server, "--no-save-args", "--no-rc-file"])
+        .args(["-A", &format!("tcp/{SERVICE}"), "-a", allow, "--test", "-B"])
+        .arg(file)
+        .args(["--key-rijndael", key, "--key-hmac", hmac, "--use-hmac"])
+        .env("HOME", "/nonexistent")
+        .output()
+        .expect("run fwknop");
+    assert!(
+        out.status.success(),
+        "fwknop: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut bytes = std::fs::read(file).expect("packet file");
+    while bytes.last() == Some(&b'\n') {
+        bytes.pop();
+    }
+    bytes
+}

@@ -26,6 +26,8 @@ struct RawConfig {
     #[serde(default)]
     daemon: Option<Spanned<RawDaemon>>,
     #[serde(default)]
+    source: Option<Spanned<RawSource>>,
+    #[serde(default)]
     door: BTreeMap<String, Spanned<RawDoor>>,
 }
 
@@ -46,6 +48,14 @@ struct RawDaemon {
     server_key: Option<Spanned<String>>,
     clients: Option<Spanned<String>>,
     worker_user: Option<Spanned<String>>,
+}
+
+/// `[source]`: where knocks are seen.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    kind: Spanned<String>,
+    interface: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -323,6 +333,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         clients: clients_path(&daemon),
         worker_user: worker_user(&cx, &daemon)?,
         drop_knocks: true,
+        source: source(&cx, raw.source.as_ref())?,
         doors,
     };
     check_knock_ports(&cx, &config, &daemon)?;
@@ -381,6 +392,42 @@ fn interface(cx: &Ctx<'_>, daemon: &RawDaemon) -> Result<Option<String>, ConfigE
             Ok(Some(name.clone()))
         }
     }
+}
+
+/// `[source]`: NFLOG unless it says otherwise.
+fn source(cx: &Ctx<'_>, raw: Option<&Spanned<RawSource>>) -> Result<SourceSpec, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(SourceSpec::Nflog);
+    };
+    let raw = raw.get_ref();
+    match raw.kind.get_ref().as_str() {
+        "nflog" => match &raw.interface {
+            Some(i) => cx.err(
+                i.span(),
+                "[source] kind = \"nflog\" takes no interface: to count knocks from one interface only, set [daemon] interface",
+            ),
+            None => Ok(SourceSpec::Nflog),
+        },
+        "packet" => match &raw.interface {
+            Some(i) if is_interface_name(i.get_ref()) => Ok(SourceSpec::Packet {
+                interface: i.get_ref().clone(),
+            }),
+            Some(i) => cx.err(i.span(), format!("interface {:?} is not an interface name", i.get_ref())),
+            None => cx.err(
+                raw.kind.span(),
+                "[source] kind = \"packet\" needs the interface to listen on, e.g. interface = \"eth0\"",
+            ),
+        },
+        other => cx.err(
+            raw.kind.span(),
+            format!("unknown [source] kind {other:?}: use \"nflog\" (the default) or \"packet\""),
+        ),
+    }
+}
+
+/// An interface name as the kernel allows it: at most 15 bytes, no '/' or space.
+fn is_interface_name(name: &str) -> bool {
+    !(name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '"', '\\']))
 }
 
 /// `[daemon] worker_user`: an unprivileged user's name.
@@ -1573,6 +1620,50 @@ stop_after = "2m"
         assert!(e.contains("no door yet, so nothing is protected"), "{e}");
         let e = err_of("[door.ssh\n");
         assert!(e.starts_with("k.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn the_source_is_nflog_unless_the_source_table_says_otherwise() {
+        let door = "[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\n";
+        assert_eq!(p(door).expect("valid").source, SourceSpec::Nflog);
+        let c = p(&format!("[source]\nkind = \"nflog\"\n{door}")).expect("valid");
+        assert_eq!(c.source, SourceSpec::Nflog);
+        let c = p(&format!(
+            "[source]\nkind = \"packet\"\ninterface = \"eth0\"\n{door}"
+        ))
+        .expect("valid");
+        assert_eq!(
+            c.source,
+            SourceSpec::Packet {
+                interface: "eth0".into()
+            }
+        );
+        let e = err_of(&format!("[source]\nkind = \"packet\"\n{door}"));
+        assert!(
+            e.starts_with("k.toml:2:") && e.contains("interface = \"eth0\""),
+            "{e}"
+        );
+        let e = err_of(&format!(
+            "[source]\nkind = \"packet\"\ninterface = \"a/b\"\n{door}"
+        ));
+        assert!(
+            e.starts_with("k.toml:3:") && e.contains("not an interface name"),
+            "{e}"
+        );
+        let e = err_of(&format!("[source]\nkind = \"pcap\"\n{door}"));
+        assert!(
+            e.starts_with("k.toml:2:") && e.contains("unknown [source] kind \"pcap\""),
+            "{e}"
+        );
+        let e = err_of(&format!(
+            "[source]\nkind = \"nflog\"\ninterface = \"eth0\"\n{door}"
+        ));
+        assert!(
+            e.starts_with("k.toml:3:") && e.contains("[daemon] interface"),
+            "{e}"
+        );
+        let e = err_of(&format!("[source]\nkind = \"packet\"\nport = 1\n{door}"));
+        assert!(e.starts_with("k.toml:3:"), "{e}");
     }
 
     #[test]

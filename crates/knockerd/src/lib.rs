@@ -20,6 +20,7 @@ pub mod onetime;
 pub mod overrides;
 pub mod privsep;
 pub mod ruleset;
+pub mod source;
 pub mod status;
 pub mod watch;
 

@@ -50,6 +50,30 @@ pub struct TableSpec {
     /// Drop knock packets once logged ([`Config::drop_knocks`]); otherwise every packet to a knock
     /// port is logged, established connections' too, and goes on to the admin's firewall.
     pub drop_knocks: bool,
+    /// How knock ports are logged: to NFLOG, to the kernel log, or not at all.
+    pub knock_log: KnockLog,
+}
+
+/// Where knockerd's table logs knocks to, following the configured source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KnockLog {
+    /// `log group N`: the NFLOG source.
+    Nflog,
+    /// `log prefix "knocker: "`: the kernel-log source, which reads the kernel's log lines.
+    Kernel,
+    /// No rule for knock ports: a log-file source sees knocks in someone else's log (a router's,
+    /// or the admin's own LOG rules, which a drop here would keep from seeing them).
+    Off,
+}
+
+impl KnockLog {
+    pub fn for_source(source: &crate::config::SourceSpec) -> KnockLog {
+        match source {
+            crate::config::SourceSpec::Nflog => KnockLog::Nflog,
+            crate::config::SourceSpec::KernelLog { .. } => KnockLog::Kernel,
+            crate::config::SourceSpec::LogFile { .. } => KnockLog::Off,
+        }
+    }
 }
 
 impl TableSpec {
@@ -66,6 +90,7 @@ impl TableSpec {
             trusted: crate::config::Net::minimal(&c.trusted),
             accept_mark: c.accept_mark,
             drop_knocks: c.drop_knocks,
+            knock_log: KnockLog::for_source(&c.source),
         }
     }
 }
@@ -129,18 +154,28 @@ pub fn render(spec: &TableSpec) -> String {
     };
     rule(&mut s, "iif \"lo\" accept");
     let knocks = |s: &mut String, verdict: &str| {
+        let log = match spec.knock_log {
+            KnockLog::Nflog => format!(
+                "log group {} snaplen {SNAPLEN} queue-threshold 1",
+                spec.nflog_group
+            ),
+            // the header fields too, for doors that read them
+            KnockLog::Kernel => format!(
+                "log prefix \"{}\" flags tcp sequence",
+                crate::source::kernel_log::OWN_PREFIX
+            ),
+            KnockLog::Off => return,
+        };
         if !spec.knock.is_empty() || !spec.knock_ranges.is_empty() {
             rule(
                 s,
                 &format!(
-                    "{}meta l4proto . th dport {} log group {} snaplen {} queue-threshold 1{verdict}",
+                    "{}meta l4proto . th dport {} {log}{verdict}",
                     spec.interface
                         .as_ref()
                         .map(|i| format!("iifname \"{i}\" "))
                         .unwrap_or_default(),
                     service_and_range_set(&spec.knock, &spec.knock_ranges),
-                    spec.nflog_group,
-                    SNAPLEN
                 ),
             );
         }
@@ -577,6 +612,7 @@ mod tests {
             ],
             accept_mark: 0x4b41_0000,
             drop_knocks: true,
+            knock_log: KnockLog::Nflog,
         }
     }
     const DEFAULT: u32 = crate::config::DEFAULT_GRANT_MARK;
@@ -736,6 +772,28 @@ mod tests {
         // before established connections are accepted, so that their packets are seen too
         assert!(r.find(knock) < r.find("ct state established"), "{r}");
         assert_eq!(r.matches("log group 4100 snaplen 128").count(), 1, "{r}");
+    }
+
+    #[test]
+    fn a_line_source_changes_how_knocks_are_logged() {
+        let kernel = render(&TableSpec {
+            knock_log: KnockLog::Kernel,
+            ..spec()
+        });
+        assert!(kernel.contains("meta l4proto . th dport { tcp . 7000, udp . 9000, tcp . 40000-40999 } log prefix \"knocker: \" flags tcp sequence drop\n"), "{kernel}");
+        assert!(!kernel.contains("40999 } log group"), "{kernel}");
+        let off = render(&TableSpec {
+            knock_log: KnockLog::Off,
+            ..spec()
+        });
+        assert!(
+            !off.contains("tcp . 7000, udp . 9000"),
+            "no rule for knock ports: {off}"
+        );
+        assert!(
+            off.contains("meta l4proto . th dport { tcp . 22 } drop"),
+            "still protected: {off}"
+        );
     }
 
     #[test]

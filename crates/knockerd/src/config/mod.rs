@@ -573,7 +573,51 @@ pub struct Config {
     /// for knockerd's own doors. A knockd.conf's are only watched, as knockd watches them, since
     /// its knock ports may be a live service's (wake-on-connect); the admin's firewall decides.
     pub drop_knocks: bool,
+    /// Where knocks are seen (`[source]`; NFLOG unless set).
+    pub source: SourceSpec,
     pub doors: Vec<Door>,
+}
+
+/// Where the packet worker sees knocks: the native TOML's `[source]` table, `kind = "..."`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SourceSpec {
+    /// `nflog` (the default): knockerd's table logs knock ports to its NFLOG group.
+    #[default]
+    Nflog,
+    /// `kernel-log`: netfilter's log lines, from /dev/kmsg or `file` (e.g. /var/log/kern.log);
+    /// knockerd's table logs knock ports with `log prefix "knocker: "`, and lines with the
+    /// admin's own `prefix` count too.
+    KernelLog {
+        file: Option<PathBuf>,
+        prefix: Option<String>,
+    },
+    /// `log-file`: any log file, read with the admin's formats. knockerd's table leaves knock
+    /// ports alone: whoever writes the log sees the knocks.
+    LogFile {
+        file: PathBuf,
+        formats: Vec<crate::source::log_file::LogFormat>,
+    },
+}
+
+impl SourceSpec {
+    /// The kind's name, as `kind = "..."` writes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SourceSpec::Nflog => "nflog",
+            SourceSpec::KernelLog { .. } => "kernel-log",
+            SourceSpec::LogFile { .. } => "log-file",
+        }
+    }
+
+    /// The file a line source follows, if any.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            SourceSpec::Nflog | SourceSpec::KernelLog { file: None, .. } => None,
+            SourceSpec::KernelLog { file: Some(f), .. } | SourceSpec::LogFile { file: f, .. } => {
+                Some(f)
+            }
+        }
+    }
 }
 
 impl Config {
@@ -759,6 +803,11 @@ pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, ConfigError> {
         )));
     }
     std::fs::read(path).map_err(|e| plain(format!("cannot read: {e}")))
+}
+
+/// Reads a sample log for `check --log-sample`, bounded like a configuration file.
+pub fn read_sample(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    read_bounded(path)
 }
 
 /// A TOML string literal, for the importers' output.

@@ -17,7 +17,7 @@ use super::protocol::{
 };
 use crate::config::loader::ConfigFile;
 use crate::config::{Config, DoorKind};
-use crate::nflog::{self, NflogSource};
+use crate::nflog;
 use crate::overrides::Overrides;
 
 /// The user the worker runs as once it has bound NFLOG.
@@ -46,8 +46,8 @@ pub enum RunError {
     BadSeed(#[source] serde_json::Error),
     #[error(transparent)]
     Doors(#[from] knocker_engine::DoorsError),
-    #[error("cannot listen on NFLOG group {group}: {source}")]
-    Nflog { group: u16, source: std::io::Error },
+    #[error(transparent)]
+    Source(#[from] crate::source::OpenError),
     #[error(transparent)]
     Privileges(#[from] PrivilegeError),
     #[error(transparent)]
@@ -137,13 +137,8 @@ pub fn run(
     for (digest, until) in &seed.seen {
         engine.add_seen(digest.0, *until);
     }
-    let mut nflog =
-        NflogSource::bind(config.nflog_group, nflog::SPA_SNAPLEN).map_err(|source| {
-            RunError::Nflog {
-                group: config.nflog_group,
-                source,
-            }
-        })?;
+    // opened while root: NFLOG, /dev/kmsg or a log file that only root may open
+    let mut source = crate::source::open(&config)?;
     drop_privileges(user, parent)?;
     let mut out = std::io::stdout().lock();
     send(&mut out, &[Report::Ready])?;
@@ -166,6 +161,10 @@ pub fn run(
     let mut reports: Vec<Report> = Vec::new();
     let mut last_read = 0usize;
     let mut overrun_reported = false;
+    let mut too_long_reported = false;
+    // a followed file is read at least this often (rotation), whether or not it woke us
+    let recheck = source.recheck_every();
+    let mut next_recheck = recheck.map(|r| Instant::now() + r);
     let stdin = std::io::stdin();
     loop {
         if last_read >= COALESCE_AT {
@@ -176,13 +175,14 @@ pub fn run(
         let deadline = engine
             .poll_timeout()
             .unwrap_or(now + MAX_SLEEP)
-            .min(now + MAX_SLEEP);
+            .min(now + MAX_SLEEP)
+            .min(next_recheck.unwrap_or(now + MAX_SLEEP));
         let wait = deadline.saturating_duration_since(now);
         let timeout = PollTimeout::try_from(wait.as_millis().min(60_000) as u32 + 1)
             .unwrap_or(PollTimeout::MAX);
         let (knock_ready, parent_ready) = {
             let mut fds = [
-                PollFd::new(nflog.as_fd(), PollFlags::POLLIN),
+                PollFd::new(source.fd(), PollFlags::POLLIN),
                 PollFd::new(stdin.as_fd(), PollFlags::POLLIN),
             ];
             match poll(&mut fds, timeout) {
@@ -205,17 +205,36 @@ pub fn run(
                 }
             }
         }
-        if knock_ready {
+        let recheck_due = next_recheck.is_some_and(|t| Instant::now() >= t);
+        if recheck_due {
+            next_recheck = recheck.map(|r| Instant::now() + r);
+        }
+        if knock_ready || recheck_due {
             knocks.clear();
             datagrams.clear();
-            match nflog.recv_batch_with(&mut knocks, &mut datagrams) {
+            match source.recv_batch(&mut knocks, &mut datagrams) {
                 Ok(stats) => {
                     if stats.overruns > 0 && !overrun_reported {
                         overrun_reported = true;
                         tracing::warn!("the kernel dropped knock packets because knockerd fell behind (a flood?); reported once");
                     }
+                    if stats.too_long > 0 && !too_long_reported {
+                        too_long_reported = true;
+                        tracing::warn!(
+                            "{}: dropped a line longer than {} bytes (more are counted, not reported)",
+                            source.name(),
+                            crate::source::MAX_LINE_BYTES
+                        );
+                    }
+                    if stats.malformed > 0 {
+                        tracing::debug!(
+                            "{}: {} line(s) or packet(s) not understood",
+                            source.name(),
+                            stats.malformed
+                        );
+                    }
                 }
-                Err(e) => tracing::warn!("reading NFLOG: {e}"),
+                Err(e) => tracing::warn!("reading {}: {e}", source.name()),
             }
             last_read = knocks.len() + datagrams.len();
             let now = Instant::now();

@@ -201,6 +201,7 @@ pub fn load(
         clients: PathBuf::from(crate::config::DEFAULT_CLIENTS),
         worker_user: None,
         drop_knocks: true,
+        source: crate::config::SourceSpec::Nflog,
         doors,
     };
     Ok((config, warnings))

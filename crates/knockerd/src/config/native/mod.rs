@@ -3,6 +3,7 @@
 
 pub mod clients;
 pub mod doors;
+mod source;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ struct RawConfig {
     daemon: Option<Spanned<RawDaemon>>,
     #[serde(default)]
     door: BTreeMap<String, Spanned<RawDoor>>,
+    source: Option<Spanned<source::RawSource>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -291,6 +293,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             message: e.to_string(),
         });
     }
+    let source = source::source(&cx, raw.source.as_ref())?;
+    source::check_doors(&cx, &source, &doors)?;
     let config = Config {
         file: file.to_path_buf(),
         nflog_group,
@@ -311,6 +315,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         clients: clients_path(&daemon),
         worker_user: worker_user(&cx, &daemon)?,
         drop_knocks: true,
+        source,
         doors,
     };
     check_knock_ports(&cx, &config, &daemon)?;

@@ -650,7 +650,7 @@ fn check_log_sample(c: &config::Config, sample: &std::path::Path) -> Result<(), 
     let describe = |l: &kernel_log::LogLine<'_>| {
         let k = &l.knock;
         let mut s = format!("knock {} -> {} {}", k.src, k.dst, k.service());
-        if k.proto == knocker_engine::Proto::Tcp {
+        if k.tcp_flags != knocker_engine::TcpFlags::default() {
             s.push_str(&format!(" flags {}", k.tcp_flags));
         }
         for (name, v) in [

@@ -202,10 +202,15 @@ pub fn run(
     }
     announce(&config);
     tracing::info!(
-        "ready: table inet {TABLE} loaded, watching NFLOG group {} for {} knock port(s), protecting {}",
-        config.nflog_group,
+        "ready: table inet {TABLE} loaded, watching {} for {} knock port(s), protecting {}",
+        config.source_description(),
         config.watched().iter().map(|w| w.ports()).sum::<usize>(),
-        config.protected().iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
+        config
+            .protected()
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
     );
     control.ready(&config);
 

@@ -82,6 +82,10 @@ fn a_sequence_door_opens_through_the_kernel_log() {
             door_config("", &format!("sequence = {KLOG_SEQ:?}\nopen_for = 30\n"))
         ),
     );
+    w.daemon.wait_log(
+        "watching the kernel log (/dev/kmsg)",
+        Duration::from_secs(1),
+    );
     let table = knocker_table(&w);
     assert!(
         table.contains("log prefix \"knocker: \" flags tcp sequence drop"),

@@ -668,6 +668,20 @@ impl Config {
             .collect()
     }
 
+    /// Where knocks are seen, for the log: "NFLOG group 4100", "the kernel log (/dev/kmsg)".
+    pub fn source_description(&self) -> String {
+        match &self.source {
+            SourceSpec::Nflog => format!("NFLOG group {}", self.nflog_group),
+            SourceSpec::KernelLog { file, .. } => format!(
+                "the kernel log ({})",
+                file.as_deref()
+                    .unwrap_or(Path::new(crate::source::kernel_log::KMSG))
+                    .display()
+            ),
+            SourceSpec::LogFile { file, .. } => format!("the log file {}", file.display()),
+        }
+    }
+
     pub fn door(&self, name: &str) -> Option<&Door> {
         self.doors.iter().find(|d| d.spec.name == name)
     }

@@ -322,3 +322,69 @@ fn check_log_sample_says_per_line_what_each_yields() {
         "{out}"
     );
 }
+
+/// netfilter's text for a knock, in the kernel's layout (nf_log_syslog.c), as the kernel-log
+/// test reads it back from /dev/kmsg.
+fn netfilter_text(src: &str, dst: &str, knock: &str) -> String {
+    let s: knocker_engine::Service = knock.parse().expect("service");
+    let transport = match s.proto {
+        knocker_engine::Proto::Tcp => format!(
+            "PROTO=TCP SPT=40123 DPT={} SEQ=2768744136 ACK=0 WINDOW=64240 RES=0x00 SYN URGP=0 ",
+            s.port
+        ),
+        knocker_engine::Proto::Udp => format!("PROTO=UDP SPT=40123 DPT={} LEN=9 ", s.port),
+    };
+    format!("IN=to-alice OUT= MAC=5e:4e:3e:5f:a2:3c:fa:1a:27:b2:92:48:08:00 SRC={src} DST={dst} LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=15358 DF {transport}")
+}
+
+#[test]
+fn a_kern_log_file_is_followed_and_only_kernel_lines_count() {
+    if !e2e(&["ip", "nft"]) {
+        return;
+    }
+    let (dir, _) = log_dir("logsrc-kern");
+    let kern = dir.write("kern.log", "");
+    std::fs::set_permissions(&kern, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let w = World::new(
+        "kernfile",
+        &format!(
+            "{}\n[source]\nkind = \"kernel-log\"\nfile = {:?}\nprefix = \"FW-KNOCK \"\n",
+            door_config("", &format!("sequence = {KLOG_SEQ:?}\n")),
+            kern.display().to_string()
+        ),
+    );
+    w.daemon.wait_log(
+        &format!("watching the kernel log ({})", kern.display()),
+        Duration::from_secs(1),
+    );
+    let line = |tag: &str, prefix: &str, src: &str, knock: &str| {
+        format!(
+            "2026-12-02T14:03:11.512345+00:00 srv {tag}: [ 8812.123456] {prefix}{}\n",
+            netfilter_text(src, Lab::SERVER_FOR_ALICE, knock)
+        )
+    };
+    // a local user's lines through syslog (`logger -t mallory`): not the kernel's
+    let forged: Vec<String> = KLOG_SEQ
+        .iter()
+        .map(|k| line("mallory", "knocker: ", Lab::MALLORY, k))
+        .collect();
+    append(&kern, &forged);
+    // the admin's own LOG rule's prefix, and knockerd's
+    let real: Vec<String> = KLOG_SEQ
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let prefix = if i == 0 { "FW-KNOCK " } else { "knocker: " };
+            line("kernel", prefix, Lab::ALICE, k)
+        })
+        .collect();
+    append(&kern, &real);
+    let g = w.wait_grants(1, Duration::from_secs(5));
+    assert_eq!(g.len(), 1, "{g:?}\n{}", w.daemon.log());
+    assert_eq!(g[0].to, Lab::ALICE, "{g:?}");
+    assert_eq!(
+        w.connect_within(&w.lab.alice, Lab::SERVER_FOR_ALICE, Duration::from_secs(2)),
+        Reach::Connected
+    );
+    w.finish();
+}

@@ -293,7 +293,14 @@ impl KernelLogSource {
                     .read(true)
                     .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
                     .open(KMSG)
-                    .map_err(|e| io::Error::new(e.kind(), format!("cannot open {KMSG}: {e}")))?;
+                    .map_err(|e| {
+                        let hint = if e.kind() == io::ErrorKind::PermissionDenied {
+                            " (with kernel.dmesg_restrict=1 reading it needs CAP_SYSLOG: under knockerd's systemd unit, add `CapabilityBoundingSet=CAP_SYSLOG` in a drop-in, `systemctl edit knockerd`)"
+                        } else {
+                            ""
+                        };
+                        io::Error::new(e.kind(), format!("cannot open {KMSG}: {e}{hint}"))
+                    })?;
                 // SEEK_END: after the last record (the kernel's own meaning for this device)
                 f.seek(SeekFrom::End(0))?;
                 Input::Kmsg(f)

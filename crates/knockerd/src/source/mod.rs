@@ -132,14 +132,24 @@ pub fn untrusted_file(path: &std::path::Path) -> Option<String> {
             mode & 0o7777
         ));
     }
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty())?;
-    let dmeta = std::fs::metadata(dir).ok()?;
-    if dmeta.mode() & 0o002 != 0 {
-        return Some(format!(
-            "{p} lies in {}, which every user may write to (mode {:o}): anyone could put a file of their own at its path, which knockerd reads after a rotation; keep the log in a directory only root (and the logger) can write to",
-            dir.display(),
-            dmeta.mode() & 0o7777
-        ));
+    // the directory of the path, and of the file it leads to through symlinks
+    let real = std::fs::canonicalize(path).ok();
+    let dirs = [path.parent(), real.as_deref().and_then(|r| r.parent())];
+    for dir in dirs
+        .into_iter()
+        .flatten()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        let Ok(dmeta) = std::fs::metadata(dir) else {
+            continue;
+        };
+        if dmeta.mode() & 0o002 != 0 {
+            return Some(format!(
+                "{p} lies in {}, which every user may write to (mode {:o}): anyone could put a file of their own at its path, which knockerd reads after a rotation; keep the log in a directory only root (and the logger) can write to",
+                dir.display(),
+                dmeta.mode() & 0o7777
+            ));
+        }
     }
     None
 }

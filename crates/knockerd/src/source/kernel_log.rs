@@ -543,4 +543,24 @@ mod tests {
         let user = format!("Dec  2 14:03:11 srv mallory: knocker: {V4_SYN}");
         assert!(p.strip_syslog(&user).is_none());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic_on_mangled_lines(
+            cut in 0usize..400,
+            junk in "[ =A-Z0-9.:\\[\\]]{0,40}",
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        ) {
+            // a real line cut anywhere, with junk of the right alphabet spliced in
+            let at = cut.min(V4_SYN.len());
+            let line = format!("{}{junk}{}", &V4_SYN[..at], &V6_SYN[at.min(V6_SYN.len())..]);
+            if let Ok(l) = parse_netfilter(&line) {
+                proptest::prop_assert_eq!(l.knock.src.is_ipv4(), l.knock.dst.is_ipv4());
+            }
+            let p = Prefixes::new(Some("FW "));
+            let _ = p.strip_syslog(&line);
+            let _ = parse_kmsg_record(&bytes);
+            let _ = parse_kmsg_record(&KMSG_V4_SYN[..cut.min(KMSG_V4_SYN.len())]);
+        }
+    }
 }

@@ -87,6 +87,17 @@ pub fn start_problems(c: &Config) -> Vec<String> {
 /// What starts but may keep the admin out, each with what to do about it.
 pub fn warnings(c: &Config) -> Vec<String> {
     let mut out = Vec::new();
+    if matches!(
+        c.source,
+        crate::config::SourceSpec::KernelLog { file: None, .. }
+    ) && std::fs::read_to_string(crate::source::kernel_log::NF_LOG_ALL_NETNS)
+        .is_ok_and(|v| v.trim() == "1")
+    {
+        out.push(format!(
+            "{} is 1: netfilter rules of every network namespace log into /dev/kmsg, so root in any of them (a container's) can write lines that knockerd takes as knocks; set it to 0 unless knockerd itself runs in a namespace that needs it",
+            crate::source::kernel_log::NF_LOG_ALL_NETNS
+        ));
+    }
     if let Some(file) = c.source.file() {
         let user = c
             .worker_user

@@ -557,7 +557,7 @@ fn check(
     };
     match (logged_to, &c.source) {
         (None, source) => out!(
-            "sees knocks in {} with {} format(s) of yours; its table neither logs nor drops knock ports (whoever writes that log sees them): {watched}",
+            "sees knocks in {} with {} format(s) of yours (anyone who can write that file, or get a line into it through syslog, can forge knocks); its table neither logs nor drops knock ports (whoever writes that log sees them): {watched}",
             source.file().map(|f| f.display().to_string()).unwrap_or_default(),
             match source {
                 config::SourceSpec::LogFile { formats, .. } => formats.len(),

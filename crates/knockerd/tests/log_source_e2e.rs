@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use common::*;
 
-const NF_LOG_ALL_NETNS: &str = "/proc/sys/net/netfilter/nf_log_all_netns";
+use knockerd::source::kernel_log::NF_LOG_ALL_NETNS;
 
 /// Turns on kernel logging in every network namespace, and restores the previous value when
 /// dropped. Several tests may hold one at once: the value goes back only when the last ends.
@@ -92,6 +92,25 @@ fn a_sequence_door_opens_through_the_kernel_log() {
         "knock ports are logged to the kernel log: {table}"
     );
     assert!(!table.contains("log group"), "{table}");
+    // with every namespace logging, check says who could forge knocks then (the setting is
+    // seen from the initial namespace only; check only reads there)
+    let out = lab::child::run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_knockerd")).args([
+            "check",
+            "--config",
+            &w.daemon.config.display().to_string(),
+        ]),
+        b"",
+        Duration::from_secs(10),
+    );
+    let (out, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.contains("nf_log_all_netns is 1: netfilter rules of every network namespace"),
+        "{out}\n{err}"
+    );
     assert_ne!(
         w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE),
         Reach::Connected,

@@ -28,6 +28,8 @@ use super::{Datagram, KnockSource, RecvStats, MAX_LINES_PER_BATCH, MAX_LINE_BYTE
 pub const OWN_PREFIX: &str = "knocker: ";
 /// The longest prefix nft accepts (and iptables' LOG: 29 characters).
 pub const MAX_PREFIX_BYTES: usize = 127;
+/// Whether netfilter in namespaces other than the host's logs to the kernel log (machine-wide).
+pub const NF_LOG_ALL_NETNS: &str = "/proc/sys/net/netfilter/nf_log_all_netns";
 /// The device the kernel's log is read from.
 pub const KMSG: &str = "/dev/kmsg";
 /// A /dev/kmsg record is at most 8 KiB (the kernel's CONSOLE_EXT_LOG_MAX); a read with a smaller

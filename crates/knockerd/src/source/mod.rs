@@ -178,3 +178,50 @@ fn group_name(gid: u32) -> String {
         _ => gid.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_log_others_can_write_is_untrusted_and_the_message_says_which() {
+        let dir = std::env::temp_dir().join(format!("knocker-untrusted-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mode = |p: &std::path::Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod")
+        };
+        mode(&dir, 0o755);
+        let file = dir.join("fw.log");
+        std::fs::write(&file, "").expect("write");
+        mode(&file, 0o640);
+        assert_eq!(untrusted_file(&file), None);
+        mode(&file, 0o646);
+        assert!(untrusted_file(&file).is_some_and(|m| m.contains("writable by every user")));
+        mode(&file, 0o660);
+        let root_group =
+            std::os::unix::fs::MetadataExt::gid(&std::fs::metadata(&file).expect("stat")) == 0;
+        if root_group {
+            assert_eq!(untrusted_file(&file), None, "root's group may write");
+        }
+        // another group (as root, the test can hand the file to one)
+        if nix::unistd::geteuid().is_root() {
+            std::os::unix::fs::chown(&file, None, Some(65534)).expect("chown");
+            assert!(untrusted_file(&file).is_some_and(|m| m.contains("writable by group")));
+            mode(&file, 0o640);
+            assert_eq!(untrusted_file(&file), None);
+        }
+        mode(&dir, 0o777);
+        assert!(untrusted_file(&file).is_some_and(|m| m.contains("which every user may write to")));
+        // through a symlink in a safe directory, to a file in an open one
+        let safe = dir.with_extension("safe");
+        let _ = std::fs::remove_dir_all(&safe);
+        std::fs::create_dir_all(&safe).expect("dir");
+        mode(&safe, 0o755);
+        std::os::unix::fs::symlink(&file, safe.join("fw.log")).expect("symlink");
+        assert!(untrusted_file(&safe.join("fw.log")).is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&safe);
+    }
+}

@@ -33,6 +33,14 @@ impl TcpFlags {
         ("cwr", TcpFlags::CWR),
     ];
 
+    /// A flag by its name in any case (`syn`, `SYN`), as knockd's TCPFlags and logs write it.
+    pub fn named(name: &str) -> Option<TcpFlags> {
+        TcpFlags::NAMES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, f)| *f)
+    }
+
     pub fn contains(self, other: TcpFlags) -> bool {
         self.0 & other.0 == other.0
     }
@@ -75,11 +83,7 @@ impl FromStr for FlagFilter {
                 Some(rest) => (true, rest),
                 None => (false, word),
             };
-            let flag = TcpFlags::NAMES
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, f)| *f)
-                .ok_or_else(|| ParseError::Flag(word.to_string()))?;
+            let flag = TcpFlags::named(name).ok_or_else(|| ParseError::Flag(word.to_string()))?;
             if negated {
                 filter.clear = filter.clear.union(flag);
             } else {

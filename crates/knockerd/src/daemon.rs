@@ -208,7 +208,7 @@ pub fn run(
     announce(&config);
     tracing::info!(
         "ready: table inet {TABLE} loaded, watching {} for {} knock port(s), protecting {}",
-        config.source.describe(config.nflog_group),
+        config.source_description(),
         config.watched().iter().map(|w| w.ports()).sum::<usize>(),
         config
             .protected()

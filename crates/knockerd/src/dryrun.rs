@@ -150,7 +150,12 @@ fn seen_by(config: &Config) -> String {
         crate::config::SourceSpec::Nflog => format!(
             "knocks are seen only through your own rules that log to {source} (knockerd's table is not loaded)"
         ),
-        crate::config::SourceSpec::Packet { .. } => format!("knocks are seen on {source}"),
+        crate::config::SourceSpec::KernelLog { .. } => format!(
+            "knocks are seen only in lines your own LOG rules write to {source} (knockerd's table is not loaded)"
+        ),
+        crate::config::SourceSpec::Packet { .. } | crate::config::SourceSpec::LogFile { .. } => {
+            format!("knocks are seen on {source}")
+        }
     }
 }
 

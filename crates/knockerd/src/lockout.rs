@@ -69,6 +69,9 @@ pub fn start_problems(c: &Config) -> Vec<String> {
     if let Err(e) = crate::ruleset::nft(&["--version"], None) {
         out.push(e.to_string());
     }
+    if let Some(p) = c.source.file().and_then(crate::source::untrusted_file) {
+        out.push(p);
+    }
     if let Some(d) = c.doors.iter().find(|d| native(d)) {
         if !c.clients.exists() {
             out.push(format!(
@@ -84,6 +87,31 @@ pub fn start_problems(c: &Config) -> Vec<String> {
 /// What starts but may keep the admin out, each with what to do about it.
 pub fn warnings(c: &Config) -> Vec<String> {
     let mut out = Vec::new();
+    if matches!(
+        c.source,
+        crate::config::SourceSpec::KernelLog { file: None, .. }
+    ) && std::fs::read_to_string(crate::source::kernel_log::NF_LOG_ALL_NETNS)
+        .is_ok_and(|v| v.trim() == "1")
+    {
+        out.push(format!(
+            "{} is 1: netfilter rules of every network namespace log into /dev/kmsg, so root in any of them (a container's) can write lines that knockerd takes as knocks; set it to 0 unless knockerd itself runs in a namespace that needs it",
+            crate::source::kernel_log::NF_LOG_ALL_NETNS
+        ));
+    }
+    if let Some(file) = c.source.file() {
+        let user = c
+            .worker_user
+            .as_deref()
+            .unwrap_or(crate::privsep::DEFAULT_USER);
+        if let Ok(Some(u)) = nix::unistd::User::from_name(user) {
+            if crate::source::unreadable_by(file, u.uid.as_raw(), u.gid.as_raw()) {
+                out.push(format!(
+                    "{} is not readable by the worker user {user}: knockerd opens it as root at start, but after a rotation the worker must open the new file itself, and cannot; make it readable by {user} (e.g. a dedicated worker_user whose primary group may read it: the worker drops supplementary groups)",
+                    file.display()
+                ));
+            }
+        }
+    }
     if let Some(i) = &c.interface {
         if !c.protected().is_empty() {
             out.push(format!(

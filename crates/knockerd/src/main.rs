@@ -89,8 +89,15 @@ enum Cmd {
     /// Validate the configuration and print what the daemon will do; warn about other firewall
     /// chains that would drop granted packets anyway, and about what may lock you out. Exits
     /// non-zero for whatever would stop the daemon from starting (no door, no worker user, no
-    /// nft, an unreadable server key, no clients file for spa/syn doors)
-    Check,
+    /// nft, an unreadable server key, no clients file for spa/syn doors, a log file others can
+    /// write to)
+    Check {
+        /// Also run the configured source's parser over the lines of FILE (sample lines of the
+        /// log a kernel-log or log-file source reads) and print, per line, the knock it yields
+        /// or why it yields none
+        #[arg(long, value_name = "FILE")]
+        log_sample: Option<PathBuf>,
+    },
     /// Show whether knockerd runs, the grants open right now (door, address, service, time
     /// left), command-only doors' openings and pending stop commands. Exits non-zero when
     /// knockerd is not running or its table is missing
@@ -261,7 +268,7 @@ fn main() -> ExitCode {
             Ok(_pid) => knockerd::daemon::run(&source, &overrides).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         },
-        Cmd::Check => check(&source, &overrides),
+        Cmd::Check { log_sample } => check(&source, &overrides, log_sample.as_deref()),
         Cmd::Replay { file } => knockerd::source::replay::run(&source, &overrides, &file),
         Cmd::PacketWorker { parent, user } => {
             knockerd::privsep::run(&source, &overrides, &user, parent).map_err(|e| e.to_string())
@@ -462,7 +469,11 @@ fn parse_trusted(text: &str) -> Result<config::Net, config::NetError> {
     text.parse()
 }
 
-fn check(source: &ConfigFile, overrides: &knockerd::daemon::Overrides) -> Result<(), String> {
+fn check(
+    source: &ConfigFile,
+    overrides: &knockerd::daemon::Overrides,
+    log_sample: Option<&std::path::Path>,
+) -> Result<(), String> {
     let loader::Loaded {
         config: mut c,
         warnings,
@@ -550,22 +561,50 @@ fn check(source: &ConfigFile, overrides: &knockerd::daemon::Overrides) -> Result
         .map(|w| w.to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    if let config::SourceSpec::Packet { interface } = &c.source {
-        out!(
-            "watches ({}seen on interface {interface} by a packet socket, not logged): {watched}",
-            if c.drop_knocks {
-                "dropped silently, "
-            } else {
-                ""
+    if let Some(sample) = log_sample {
+        check_log_sample(&c, sample)?;
+    }
+    let logged_to = match &c.source {
+        config::SourceSpec::Nflog => Some(format!("NFLOG group {}", c.nflog_group)),
+        config::SourceSpec::KernelLog { file, prefix } => Some(format!(
+            "the kernel log with prefix {:?}, read from {}{}",
+            knockerd::source::kernel_log::OWN_PREFIX,
+            file.as_ref()
+                .map_or(knockerd::source::kernel_log::KMSG.into(), |f| f
+                    .display()
+                    .to_string()),
+            prefix
+                .as_ref()
+                .map(|p| format!(" (lines with your prefix {p:?} count too)"))
+                .unwrap_or_default()
+        )),
+        config::SourceSpec::LogFile { .. } => None,
+        config::SourceSpec::Packet { interface } => {
+            out!(
+                "watches ({}seen on interface {interface} by a packet socket, not logged): {watched}",
+                if c.drop_knocks {
+                    "dropped silently, "
+                } else {
+                    ""
+                }
+            );
+            None
+        }
+    };
+    match (logged_to, &c.source) {
+        (None, config::SourceSpec::Packet { .. }) => {}
+        (None, source) => out!(
+            "sees knocks in {} with {} format(s) of yours (anyone who can write that file, or get a line into it through syslog, can forge knocks); its table neither logs nor drops knock ports (whoever writes that log sees them): {watched}",
+            source.file().map(|f| f.display().to_string()).unwrap_or_default(),
+            match source {
+                config::SourceSpec::LogFile { formats, .. } => formats.len(),
+                _ => 0,
             }
-        );
-    } else if c.drop_knocks {
-        out!(
-            "watches (dropped silently, logged to NFLOG group {}): {watched}",
-            c.nflog_group
-        );
-    } else {
-        out!("watches (logged to NFLOG group {}, not dropped: your firewall decides, as under knockd): {watched}", c.nflog_group);
+        ),
+        (Some(to), _) if c.drop_knocks => {
+            out!("watches (dropped silently, logged to {to}): {watched}")
+        }
+        (Some(to), _) => out!("watches (logged to {to}, not dropped: your firewall decides, as under knockd): {watched}"),
     }
     if c.drop_knocks {
         busy_knock_ports(&c);
@@ -637,6 +676,70 @@ fn check(source: &ConfigFile, overrides: &knockerd::daemon::Overrides) -> Result
             source.path().display()
         )),
     }
+}
+
+/// `check --log-sample FILE`: each line of FILE through the configured source's parser.
+fn check_log_sample(c: &config::Config, sample: &std::path::Path) -> Result<(), String> {
+    use knockerd::source::{kernel_log, log_file, MAX_LINE_BYTES};
+    let bytes = config::read_sample(sample).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&bytes);
+    out!("log sample {}:", sample.display());
+    let describe = |l: &kernel_log::LogLine<'_>| {
+        let k = &l.knock;
+        let mut s = format!("knock {} -> {} {}", k.src, k.dst, k.service());
+        if k.tcp_flags != knocker_engine::TcpFlags::default() {
+            s.push_str(&format!(" flags {}", k.tcp_flags));
+        }
+        for (name, v) in [
+            ("id", l.ip_id.map(u64::from)),
+            ("seq", l.seq.map(u64::from)),
+            ("ack", l.ack.map(u64::from)),
+            ("window", l.window.map(u64::from)),
+        ] {
+            if let Some(v) = v {
+                s.push_str(&format!(" {name}={v}"));
+            }
+        }
+        s
+    };
+    let mut knocks = 0;
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        let verdict = match &c.source {
+            _ if line.len() > MAX_LINE_BYTES => {
+                format!("dropped: longer than {MAX_LINE_BYTES} bytes")
+            }
+            config::SourceSpec::LogFile { formats, .. } => {
+                match log_file::parse_line(formats, line) {
+                    Ok((f, l)) => {
+                        knocks += 1;
+                        format!("{} (format {:?})", describe(&l), formats[f].name)
+                    }
+                    Err(e) => format!("no knock: {e}"),
+                }
+            }
+            config::SourceSpec::KernelLog { prefix, .. } => {
+                let p = kernel_log::Prefixes::new(prefix.as_deref());
+                // a sample may be kern.log lines or dmesg's bare messages
+                match p.strip_syslog(line).or_else(|| p.strip(line)) {
+                    None => "no knock: not a netfilter line with knocker's prefix or yours, after a `kernel:` tag".into(),
+                    Some(t) => match kernel_log::parse_netfilter(t) {
+                        Ok(l) => {
+                            knocks += 1;
+                            describe(&l)
+                        }
+                        Err(e) => format!("no knock: {e}"),
+                    },
+                }
+            }
+            config::SourceSpec::Nflog | config::SourceSpec::Packet { .. } => {
+                return Err(format!("--log-sample tests a kernel-log or log-file source's lines; this configuration's source is {} ([source] kind = \"{}\"): try `knockerd replay FILE.pcap` for packets", c.source.describe(c.nflog_group), c.source.name()))
+            }
+        };
+        out!("  line {n}: {verdict}");
+    }
+    out!("  {knocks} knock(s)");
+    Ok(())
 }
 
 /// Warns about each knock port a local service listens on: knockerd drops its packets.

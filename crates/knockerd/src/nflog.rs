@@ -75,6 +75,11 @@ pub struct RecvStats {
     /// Times the kernel reported that it dropped log messages because the receive buffer was full
     /// (ENOBUFS). Each report may stand for many lost packets.
     pub overruns: u64,
+    /// Log lines longer than a line source's limit, dropped (line sources only).
+    pub too_long: u64,
+    /// Log lines or records that were not for knockerd: another prefix, another program's line,
+    /// a line no format selects (line sources only).
+    pub ignored: u64,
 }
 
 impl RecvStats {
@@ -83,6 +88,8 @@ impl RecvStats {
         self.knocks += other.knocks;
         self.malformed += other.malformed;
         self.overruns += other.overruns;
+        self.too_long += other.too_long;
+        self.ignored += other.ignored;
     }
 }
 
@@ -595,7 +602,7 @@ mod tests {
             RecvStats {
                 knocks: 2,
                 malformed: 1,
-                overruns: 0
+                ..RecvStats::default()
             }
         );
         assert_eq!(out[0].dst_port, 7000);

@@ -53,9 +53,34 @@ pub struct TableSpec {
     /// Connection slot sets per address family: the most `connections` any door counts (0:
     /// none, and no slot sets or rules).
     pub connection_slots: u8,
-    /// Log knock packets to NFLOG: false when knocks are seen by a packet socket
-    /// (`[source] kind = "packet"`), whose table drops them (with `drop_knocks`) unlogged.
-    pub log_knocks: bool,
+    /// How knock ports are logged: to NFLOG, to the kernel log, or not at all.
+    pub knock_log: KnockLog,
+}
+
+/// Where knockerd's table logs knocks to, following the configured source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KnockLog {
+    /// `log group N`: the NFLOG source.
+    Nflog,
+    /// `log prefix "knocker: "`: the kernel-log source, which reads the kernel's log lines.
+    Kernel,
+    /// Not logged: a packet socket sees knocks by itself (`[source] kind = "packet"`); the knock
+    /// rules only drop them (with `drop_knocks`).
+    Packet,
+    /// No rule for knock ports: a log-file source sees knocks in someone else's log (a router's,
+    /// or the admin's own LOG rules, which a drop here would keep from seeing them).
+    Off,
+}
+
+impl KnockLog {
+    pub fn for_source(source: &crate::config::SourceSpec) -> KnockLog {
+        match source {
+            crate::config::SourceSpec::Nflog => KnockLog::Nflog,
+            crate::config::SourceSpec::KernelLog { .. } => KnockLog::Kernel,
+            crate::config::SourceSpec::LogFile { .. } => KnockLog::Off,
+            crate::config::SourceSpec::Packet { .. } => KnockLog::Packet,
+        }
+    }
 }
 
 impl TableSpec {
@@ -79,7 +104,7 @@ impl TableSpec {
                 .map(|n| n.get())
                 .max()
                 .unwrap_or(0),
-            log_knocks: c.source == crate::config::SourceSpec::Nflog,
+            knock_log: KnockLog::for_source(&c.source),
         }
     }
 }
@@ -113,7 +138,7 @@ pub fn mark_accept_rule(mark: u32) -> String {
 /// The NFLOG statement of a knock rule (with a space before it), or nothing when knocks are
 /// not logged ([`TableSpec::log_knocks`]).
 fn log_statement(spec: &TableSpec, prefix: Option<&str>, snaplen: u16) -> String {
-    if !spec.log_knocks {
+    if spec.knock_log != KnockLog::Nflog {
         return String::new();
     }
     let prefix = prefix
@@ -174,20 +199,30 @@ pub fn render(spec: &TableSpec) -> String {
     };
     rule(&mut s, "iif \"lo\" accept");
     let knocks = |s: &mut String, verdict: &str| {
-        // a packet socket sees knocks by itself: the rule only drops, if it drops
-        if (!spec.knock.is_empty() || !spec.knock_ranges.is_empty())
-            && (spec.log_knocks || !verdict.is_empty())
-        {
+        let log = match spec.knock_log {
+            KnockLog::Nflog => format!(
+                " log group {} snaplen {SNAPLEN} queue-threshold 1",
+                spec.nflog_group
+            ),
+            // the header fields too, for doors that read them
+            KnockLog::Kernel => format!(
+                " log prefix \"{}\" flags tcp sequence",
+                crate::source::kernel_log::OWN_PREFIX
+            ),
+            // a packet socket sees knocks by itself: the rule only drops, if it drops
+            KnockLog::Packet if !verdict.is_empty() => String::new(),
+            KnockLog::Packet | KnockLog::Off => return,
+        };
+        if !spec.knock.is_empty() || !spec.knock_ranges.is_empty() {
             rule(
                 s,
                 &format!(
-                    "{}meta l4proto . th dport {}{}{verdict}",
+                    "{}meta l4proto . th dport {}{log}{verdict}",
                     spec.interface
                         .as_ref()
                         .map(|i| format!("iifname \"{i}\" "))
                         .unwrap_or_default(),
                     service_and_range_set(&spec.knock, &spec.knock_ranges),
-                    log_statement(spec, None, SNAPLEN),
                 ),
             );
         }
@@ -243,7 +278,7 @@ pub fn render(spec: &TableSpec) -> String {
             .map(|i| format!("iifname \"{i}\" "))
             .unwrap_or_default();
         // a SYN carries the knock; anything else to the port is dropped unlogged
-        if spec.log_knocks {
+        if spec.knock_log == KnockLog::Nflog {
             rule(
                 &mut s,
                 &format!(
@@ -720,7 +755,7 @@ mod tests {
             accept_mark: 0x4b41_0000,
             drop_knocks: true,
             connection_slots: 0,
-            log_knocks: true,
+            knock_log: KnockLog::Nflog,
         }
     }
     const DEFAULT: u32 = crate::config::DEFAULT_GRANT_MARK;
@@ -944,7 +979,7 @@ mod tests {
     #[test]
     fn with_a_packet_socket_knocks_are_dropped_unlogged() {
         let r = render(&TableSpec {
-            log_knocks: false,
+            knock_log: KnockLog::Packet,
             ..spec()
         });
         assert!(!r.contains(" log"), "{r}");
@@ -964,11 +999,33 @@ mod tests {
         );
         // a knockd.conf's knock ports are only watched: with a packet socket, no rule at all
         let r = render(&TableSpec {
-            log_knocks: false,
+            knock_log: KnockLog::Packet,
             drop_knocks: false,
             ..spec()
         });
         assert!(!r.contains("7000"), "{r}");
+    }
+
+    #[test]
+    fn a_line_source_changes_how_knocks_are_logged() {
+        let kernel = render(&TableSpec {
+            knock_log: KnockLog::Kernel,
+            ..spec()
+        });
+        assert!(kernel.contains("meta l4proto . th dport { tcp . 7000, udp . 9000, tcp . 40000-40999 } log prefix \"knocker: \" flags tcp sequence drop\n"), "{kernel}");
+        assert!(!kernel.contains("40999 } log group"), "{kernel}");
+        let off = render(&TableSpec {
+            knock_log: KnockLog::Off,
+            ..spec()
+        });
+        assert!(
+            !off.contains("tcp . 7000, udp . 9000"),
+            "no rule for knock ports: {off}"
+        );
+        assert!(
+            off.contains("meta l4proto . th dport { tcp . 22 } drop"),
+            "still protected: {off}"
+        );
     }
 
     #[test]

@@ -583,27 +583,6 @@ impl std::str::FromStr for Net {
     }
 }
 
-/// Where the packet worker sees knocks: the native configuration's `[source]` table.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum SourceSpec {
-    /// knockerd's own table logs knocks to NFLOG group `nflog_group` (the default).
-    #[default]
-    Nflog,
-    /// An AF_PACKET socket on one interface, with a BPF filter for the watched ports; the
-    /// table's knock rules then drop without logging.
-    Packet { interface: String },
-}
-
-impl SourceSpec {
-    /// Where knocks are seen, for the log: "NFLOG group 4100", "interface eth0 (packet socket)".
-    pub fn describe(&self, nflog_group: u16) -> String {
-        match self {
-            SourceSpec::Nflog => format!("NFLOG group {nflog_group}"),
-            SourceSpec::Packet { interface } => format!("interface {interface} (packet socket)"),
-        }
-    }
-}
-
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -633,9 +612,72 @@ pub struct Config {
     /// for knockerd's own doors. A knockd.conf's are only watched, as knockd watches them, since
     /// its knock ports may be a live service's (wake-on-connect); the admin's firewall decides.
     pub drop_knocks: bool,
-    /// Where knocks are seen.
+    /// Where knocks are seen (`[source]`; NFLOG unless set).
     pub source: SourceSpec,
     pub doors: Vec<Door>,
+}
+
+/// Where the packet worker sees knocks: the native TOML's `[source]` table, `kind = "..."`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SourceSpec {
+    /// `nflog` (the default): knockerd's table logs knock ports to its NFLOG group.
+    #[default]
+    Nflog,
+    /// `kernel-log`: netfilter's log lines, from /dev/kmsg or `file` (e.g. /var/log/kern.log);
+    /// knockerd's table logs knock ports with `log prefix "knocker: "`, and lines with the
+    /// admin's own `prefix` count too.
+    KernelLog {
+        file: Option<PathBuf>,
+        prefix: Option<String>,
+    },
+    /// `log-file`: any log file, read with the admin's formats. knockerd's table leaves knock
+    /// ports alone: whoever writes the log sees the knocks.
+    LogFile {
+        file: PathBuf,
+        formats: Vec<crate::source::log_file::LogFormat>,
+    },
+    /// `packet`: an AF_PACKET socket on one interface, with a BPF filter for the watched ports;
+    /// the table's knock rules then drop without logging.
+    Packet { interface: String },
+}
+
+impl SourceSpec {
+    /// The kind's name, as `kind = "..."` writes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SourceSpec::Nflog => "nflog",
+            SourceSpec::KernelLog { .. } => "kernel-log",
+            SourceSpec::LogFile { .. } => "log-file",
+            SourceSpec::Packet { .. } => "packet",
+        }
+    }
+
+    /// Where knocks are seen, for the log: "NFLOG group 4100", "interface eth0 (packet socket)".
+    pub fn describe(&self, nflog_group: u16) -> String {
+        match self {
+            SourceSpec::Nflog => format!("NFLOG group {nflog_group}"),
+            SourceSpec::Packet { interface } => format!("interface {interface} (packet socket)"),
+            SourceSpec::KernelLog { file, .. } => format!(
+                "the kernel log ({})",
+                file.as_deref()
+                    .unwrap_or(Path::new(crate::source::kernel_log::KMSG))
+                    .display()
+            ),
+            SourceSpec::LogFile { file, .. } => format!("the log file {}", file.display()),
+        }
+    }
+
+    /// The file a line source follows, if any.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            SourceSpec::Nflog
+            | SourceSpec::Packet { .. }
+            | SourceSpec::KernelLog { file: None, .. } => None,
+            SourceSpec::KernelLog { file: Some(f), .. } | SourceSpec::LogFile { file: f, .. } => {
+                Some(f)
+            }
+        }
+    }
 }
 
 impl Config {
@@ -684,6 +726,11 @@ impl Config {
             .iter()
             .filter_map(|d| d.span().map(|r| (r.proto, r.first, r.last)))
             .collect()
+    }
+
+    /// Where knocks are seen, for the log: "NFLOG group 4100", "the kernel log (/dev/kmsg)".
+    pub fn source_description(&self) -> String {
+        self.source.describe(self.nflog_group)
     }
 
     pub fn door(&self, name: &str) -> Option<&Door> {
@@ -821,6 +868,11 @@ pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, ConfigError> {
         )));
     }
     std::fs::read(path).map_err(|e| plain(format!("cannot read: {e}")))
+}
+
+/// Reads a sample log for `check --log-sample`, bounded like a configuration file.
+pub fn read_sample(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    read_bounded(path)
 }
 
 /// A TOML string literal, for the importers' output.

@@ -17,8 +17,8 @@ use super::protocol::{
     send, Digest, DoorRef, Name, ProtocolError, Report, Seed, SendError, Services, MAX_SEED_BYTES,
 };
 use crate::config::loader::ConfigFile;
-use crate::config::{Config, DoorKind, SourceSpec};
-use crate::nflog::{self, NflogSource};
+use crate::config::{Config, DoorKind};
+use crate::nflog;
 use crate::overrides::Overrides;
 
 /// The user the worker runs as once it has bound NFLOG.
@@ -47,13 +47,8 @@ pub enum RunError {
     BadSeed(#[source] serde_json::Error),
     #[error(transparent)]
     Doors(#[from] knocker_engine::DoorsError),
-    #[error("cannot listen on NFLOG group {group}: {source}")]
-    Nflog { group: u16, source: std::io::Error },
-    #[error("cannot listen on interface {interface} with a packet socket: {source}")]
-    Packet {
-        interface: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Source(#[from] crate::source::OpenError),
     #[error(transparent)]
     Privileges(#[from] PrivilegeError),
     #[error(transparent)]
@@ -91,52 +86,6 @@ pub enum PrivilegeError {
     DeathSignal(#[source] nix::Error),
     #[error("the parent exited while the packet worker started")]
     ParentGone,
-}
-
-/// The source the worker reads knocks from, bound while it is still root.
-enum Listener {
-    Nflog(NflogSource),
-    Packet(crate::source::packet::PacketSource),
-}
-
-impl Listener {
-    fn bind(config: &Config) -> Result<Listener, RunError> {
-        match &config.source {
-            SourceSpec::Nflog => NflogSource::bind(config.nflog_group, nflog::SPA_SNAPLEN)
-                .map(Listener::Nflog)
-                .map_err(|source| RunError::Nflog {
-                    group: config.nflog_group,
-                    source,
-                }),
-            SourceSpec::Packet { interface } => crate::source::packet::PacketSource::bind(
-                interface,
-                crate::source::frame::Watch::from_config(config),
-            )
-            .map(Listener::Packet)
-            .map_err(|source| RunError::Packet {
-                interface: interface.clone(),
-                source,
-            }),
-        }
-    }
-
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        match self {
-            Listener::Nflog(s) => s.as_fd(),
-            Listener::Packet(s) => s.as_fd(),
-        }
-    }
-
-    fn recv_batch_with(
-        &mut self,
-        out: &mut Vec<Knock>,
-        spa: &mut Vec<nflog::Datagram>,
-    ) -> std::io::Result<nflog::RecvStats> {
-        match self {
-            Listener::Nflog(s) => s.recv_batch_with(out, spa),
-            Listener::Packet(s) => s.recv_batch_with(out, spa),
-        }
-    }
 }
 
 /// The engine for a validated configuration. Native configurations were already held to the
@@ -189,7 +138,8 @@ pub fn run(
     for (digest, until) in &seed.seen {
         engine.add_seen(digest.0, *until);
     }
-    let mut listener = Listener::bind(&config)?;
+    // opened while root: NFLOG, /dev/kmsg or a log file that only root may open
+    let mut source = crate::source::open(&config)?;
     drop_privileges(user, parent)?;
     let mut out = std::io::stdout().lock();
     send(&mut out, &[Report::Ready])?;
@@ -212,6 +162,10 @@ pub fn run(
     let mut reports: Vec<Report> = Vec::new();
     let mut last_read = 0usize;
     let mut overrun_reported = false;
+    let mut too_long_reported = false;
+    // a followed file is read at least this often (rotation), whether or not it woke us
+    let recheck = source.recheck_every();
+    let mut next_recheck = recheck.map(|r| Instant::now() + r);
     let stdin = std::io::stdin();
     loop {
         if last_read >= COALESCE_AT {
@@ -222,13 +176,14 @@ pub fn run(
         let deadline = engine
             .poll_timeout()
             .unwrap_or(now + MAX_SLEEP)
-            .min(now + MAX_SLEEP);
+            .min(now + MAX_SLEEP)
+            .min(next_recheck.unwrap_or(now + MAX_SLEEP));
         let wait = deadline.saturating_duration_since(now);
         let timeout = PollTimeout::try_from(wait.as_millis().min(60_000) as u32 + 1)
             .unwrap_or(PollTimeout::MAX);
         let (knock_ready, parent_ready) = {
             let mut fds = [
-                PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+                PollFd::new(source.fd(), PollFlags::POLLIN),
                 PollFd::new(stdin.as_fd(), PollFlags::POLLIN),
             ];
             match poll(&mut fds, timeout) {
@@ -251,17 +206,36 @@ pub fn run(
                 }
             }
         }
-        if knock_ready {
+        let recheck_due = next_recheck.is_some_and(|t| Instant::now() >= t);
+        if recheck_due {
+            next_recheck = recheck.map(|r| Instant::now() + r);
+        }
+        if knock_ready || recheck_due {
             knocks.clear();
             datagrams.clear();
-            match listener.recv_batch_with(&mut knocks, &mut datagrams) {
+            match source.recv_batch(&mut knocks, &mut datagrams) {
                 Ok(stats) => {
                     if stats.overruns > 0 && !overrun_reported {
                         overrun_reported = true;
                         tracing::warn!("the kernel dropped knock packets because knockerd fell behind (a flood?); reported once");
                     }
+                    if stats.too_long > 0 && !too_long_reported {
+                        too_long_reported = true;
+                        tracing::warn!(
+                            "{}: dropped a line longer than {} bytes (more are counted, not reported)",
+                            source.name(),
+                            crate::source::MAX_LINE_BYTES
+                        );
+                    }
+                    if stats.malformed > 0 {
+                        tracing::debug!(
+                            "{}: {} line(s) or packet(s) not understood",
+                            source.name(),
+                            stats.malformed
+                        );
+                    }
                 }
-                Err(e) => tracing::warn!("reading knocks: {e}"),
+                Err(e) => tracing::warn!("reading {}: {e}", source.name()),
             }
             last_read = knocks.len() + datagrams.len();
             let now = Instant::now();

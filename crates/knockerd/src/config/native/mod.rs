@@ -3,6 +3,7 @@
 
 pub mod clients;
 pub mod doors;
+mod source;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,9 +27,8 @@ struct RawConfig {
     #[serde(default)]
     daemon: Option<Spanned<RawDaemon>>,
     #[serde(default)]
-    source: Option<Spanned<RawSource>>,
-    #[serde(default)]
     door: BTreeMap<String, Spanned<RawDoor>>,
+    source: Option<Spanned<source::RawSource>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -48,14 +48,6 @@ struct RawDaemon {
     server_key: Option<Spanned<String>>,
     clients: Option<Spanned<String>>,
     worker_user: Option<Spanned<String>>,
-}
-
-/// `[source]`: where knocks are seen.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSource {
-    kind: Spanned<String>,
-    interface: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -313,6 +305,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             message: e.to_string(),
         });
     }
+    let source = source::source(&cx, raw.source.as_ref())?;
+    source::check_doors(&cx, &source, &doors)?;
     let config = Config {
         file: file.to_path_buf(),
         nflog_group,
@@ -333,7 +327,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         clients: clients_path(&daemon),
         worker_user: worker_user(&cx, &daemon)?,
         drop_knocks: true,
-        source: source(&cx, raw.source.as_ref())?,
+        source,
         doors,
     };
     check_knock_ports(&cx, &config, &daemon)?;
@@ -392,42 +386,6 @@ fn interface(cx: &Ctx<'_>, daemon: &RawDaemon) -> Result<Option<String>, ConfigE
             Ok(Some(name.clone()))
         }
     }
-}
-
-/// `[source]`: NFLOG unless it says otherwise.
-fn source(cx: &Ctx<'_>, raw: Option<&Spanned<RawSource>>) -> Result<SourceSpec, ConfigError> {
-    let Some(raw) = raw else {
-        return Ok(SourceSpec::Nflog);
-    };
-    let raw = raw.get_ref();
-    match raw.kind.get_ref().as_str() {
-        "nflog" => match &raw.interface {
-            Some(i) => cx.err(
-                i.span(),
-                "[source] kind = \"nflog\" takes no interface: to count knocks from one interface only, set [daemon] interface",
-            ),
-            None => Ok(SourceSpec::Nflog),
-        },
-        "packet" => match &raw.interface {
-            Some(i) if is_interface_name(i.get_ref()) => Ok(SourceSpec::Packet {
-                interface: i.get_ref().clone(),
-            }),
-            Some(i) => cx.err(i.span(), format!("interface {:?} is not an interface name", i.get_ref())),
-            None => cx.err(
-                raw.kind.span(),
-                "[source] kind = \"packet\" needs the interface to listen on, e.g. interface = \"eth0\"",
-            ),
-        },
-        other => cx.err(
-            raw.kind.span(),
-            format!("unknown [source] kind {other:?}: use \"nflog\" (the default) or \"packet\""),
-        ),
-    }
-}
-
-/// An interface name as the kernel allows it: at most 15 bytes, no '/' or space.
-fn is_interface_name(name: &str) -> bool {
-    !(name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '"', '\\']))
 }
 
 /// `[daemon] worker_user`: an unprivileged user's name.

@@ -356,9 +356,7 @@ impl Door {
             "{what}/{} from {}{}",
             spa.port,
             nets(&spa.allowed),
-            if spa.open_any && matches!(self.kind, DoorKind::Knockknock { .. }) {
-                " (opens any TCP port asked for, as knockknock)"
-            } else if spa.open_any {
+            if spa.open_any && !matches!(self.kind, DoorKind::Knockknock { .. }) {
                 " (opens any port asked for: no OPEN_PORTS)"
             } else {
                 ""

@@ -196,7 +196,16 @@ pub fn load_daemon_conf(
     if !path.exists() {
         return Ok(DaemonConf::default());
     }
-    let entries = parse_ini(path, &text_of(path)?)?;
+    parse_daemon_conf(path, &text_of(path)?, warnings)
+}
+
+/// knockknock-daemon's `config` from its text; `path` names it in errors and warnings.
+pub fn parse_daemon_conf(
+    path: &Path,
+    text: &str,
+    warnings: &mut Vec<String>,
+) -> Result<DaemonConf, ConfigError> {
+    let entries = parse_ini(path, text)?;
     unread(path, &entries, &["delay", "error_window"], warnings);
     let mut conf = DaemonConf::default();
     if let Some(e) = get(&entries, "delay") {
@@ -235,7 +244,11 @@ fn load_key(path: &Path) -> Result<Key, ConfigError> {
 
 /// Reads a `counter` file (knockknock: `int(readline().rstrip("\n"))`).
 pub fn read_counter(path: &Path) -> Result<u32, ConfigError> {
-    let text = text_of(path)?;
+    parse_counter(path, &text_of(path)?)
+}
+
+/// A `counter` file's text.
+pub fn parse_counter(path: &Path, text: &str) -> Result<u32, ConfigError> {
     let first = text.lines().next().unwrap_or("").trim();
     first.parse::<u32>().map_err(|_| {
         err(
@@ -316,16 +329,7 @@ pub fn load_profile(dir: &Path, warnings: &mut Vec<String>) -> Result<Profile, C
     };
     let counter = read_counter(&dir.join("counter"))?;
     let config = dir.join("config");
-    let entries = parse_ini(&config, &text_of(&config)?)?;
-    unread(&config, &entries, &["knock_port"], warnings);
-    let Some(port) = get(&entries, "knock_port") else {
-        return Err(err(
-            &config,
-            None,
-            "no knock_port: write `[main]` and `knock_port = N`, the TCP port knocks go to",
-        ));
-    };
-    let knock_port = number(&config, port, 1, 65_535, " (the TCP port knocks go to)")? as u16;
+    let knock_port = parse_profile_config(&config, &text_of(&config)?, warnings)?;
     Ok(Profile {
         name,
         dir: dir.to_path_buf(),
@@ -333,6 +337,24 @@ pub fn load_profile(dir: &Path, warnings: &mut Vec<String>) -> Result<Profile, C
         counter,
         knock_port,
     })
+}
+
+/// A profile's `config` from its text: its knock port.
+pub fn parse_profile_config(
+    path: &Path,
+    text: &str,
+    warnings: &mut Vec<String>,
+) -> Result<u16, ConfigError> {
+    let entries = parse_ini(path, text)?;
+    unread(path, &entries, &["knock_port"], warnings);
+    let Some(port) = get(&entries, "knock_port") else {
+        return Err(err(
+            path,
+            None,
+            "no knock_port: write `[main]` and `knock_port = N`, the TCP port knocks go to",
+        ));
+    };
+    Ok(number(path, port, 1, 65_535, " (the TCP port knocks go to)")? as u16)
 }
 
 /// Every profile under `root/profiles/`, by name (knockknock reads every directory there).

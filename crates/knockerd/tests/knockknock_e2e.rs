@@ -249,3 +249,43 @@ fn knockknock_profiles_run_as_they_are() {
     assert_eq!(counter(&server.join("profiles/alice")), "2\n");
     w.finish();
 }
+
+fn knockerd(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_knockerd"))
+        .args(args)
+        .output()
+        .expect("run knockerd");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn import_knockknock_prints_doors_that_run_once_open_is_listed() {
+    let (scratch, server, _home) = profiles("import");
+    let dir = server.display().to_string();
+    let (ok, toml, err) = knockerd(&["import-knockknock", &dir]);
+    assert!(ok, "{err}");
+    assert!(
+        toml.contains("[door.alice]\nkind = \"knockknock\""),
+        "{toml}"
+    );
+    // as printed, `open` is still to be filled in: check says where and how
+    let path = scratch.0.join("knockerd.toml");
+    std::fs::write(&path, &toml).expect("write");
+    let path_s = path.display().to_string();
+    let (ok, _, err) = knockerd(&["--config", &path_s, "check"]);
+    assert!(!ok, "no open list: refused");
+    assert!(
+        err.contains(&format!("{path_s}:")) && err.contains("list in `open`"),
+        "{err}"
+    );
+    let filled = toml.replace("# open = [\"tcp/22\"]", "open = [\"tcp/22\"]");
+    std::fs::write(&path, filled).expect("write");
+    let (ok, out, err) = knockerd(&["--config", &path_s, "check"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("knockknock SYNs on tcp/8888"), "{out}");
+    assert!(out.contains("opens tcp/22 for 15s"), "{out}");
+}

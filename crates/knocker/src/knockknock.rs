@@ -253,4 +253,22 @@ mod tests {
         assert!(e.to_string().contains("chmod 600"), "{e}");
         std::fs::remove_dir_all(home).unwrap();
     }
+
+    #[test]
+    fn a_counter_whose_knock_would_have_ip_id_0_is_skipped() {
+        let (home, p) = profile("zero-id", "0\n");
+        // a counter whose knock's ID is 0 (one in 65536): the kernel would replace that ID
+        let zero = (0..u32::MAX)
+            .find(|c| p.keys.encrypt(22, *c).id() == 0)
+            .expect("some counter has ID 0");
+        std::fs::write(p.dir.join("counter"), format!("{zero}\n")).unwrap();
+        let (c, knock) = take_counter(&p, 22).expect("takes");
+        assert_eq!(c, zero + 1);
+        assert_ne!(knock.id(), 0);
+        assert_eq!(
+            std::fs::read_to_string(p.dir.join("counter")).unwrap(),
+            format!("{}\n", zero + 2)
+        );
+        std::fs::remove_dir_all(home).unwrap();
+    }
 }

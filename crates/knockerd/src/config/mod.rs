@@ -1,8 +1,9 @@
 //! knockerd's configuration: the types every format loads into ([`Config`], [`Door`], ...) and
 //! the helpers the formats share, importing none of its submodules' code. One module per format
 //! reads a file into them: [`native`] (knockerd's TOML, validated as a whole, with file:line in
-//! every error, with its [`native::clients`] file and [`native::doors`]), [`knockd`], and
-//! [`fwknop`] (access.conf, fwknopd.conf and the import; [`fwknop::doors`]). [`loader`] is the
+//! every error, with its [`native::clients`] file and [`native::doors`]), [`knockd`],
+//! [`fwknop`] (access.conf, fwknopd.conf and the import; [`fwknop::doors`]) and [`knockknock`]
+//! (knockknock's /etc/knockknock.d: its config and profiles, and the import). [`loader`] is the
 //! one loader: it reads the file a [`loader::ConfigFile`] names, in its format, for the daemon,
 //! the packet worker and the CLI.
 //!

@@ -20,3 +20,13 @@ ensure() {
   apt-get install -y -qq --no-install-recommends "${need[@]}"
   [ "$had_policy" -eq 1 ] || rm -f /usr/sbin/policy-rc.d
 }
+
+# `ensure_python module:package ...`: the same for Python modules, which `command -v` cannot see:
+# installs the Debian package of each module that `python3 -c "import MODULE"` cannot import.
+ensure_python() {
+  local pair missing=()
+  for pair in "$@"; do
+    python3 -c "import ${pair%%:*}" >/dev/null 2>&1 || missing+=("__no_such_command__:${pair#*:}")
+  done
+  [ "${#missing[@]}" -eq 0 ] || ensure "${missing[@]}"
+}

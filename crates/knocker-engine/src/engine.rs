@@ -614,6 +614,34 @@ impl Engine {
                 }
                 Ok(req) => req,
             };
+            // a counter is used up once it authenticated, granted or not (knockknock does so),
+            // and must be made durable by the caller before anything it opens
+            if let Some(counter) = req.counter {
+                let door = &mut self.doors[index];
+                if door.used.is_some_and(|u| counter <= u) {
+                    self.events.push_back(Event::Refused {
+                        door: door.name.clone(),
+                        src,
+                        reason: Refusal::Replayed,
+                    });
+                    return;
+                }
+                door.used = Some(counter);
+                self.events.push_back(Event::Used {
+                    door: door.name.clone(),
+                    index,
+                    tag: counter,
+                });
+            }
+            let door = &self.doors[index];
+            let Kind::Spa(spa) = &door.spec.kind else {
+                return;
+            };
+            let refuse = |reason| Event::Refused {
+                door: door.name.clone(),
+                src,
+                reason,
+            };
             if req
                 .replay_id
                 .and_then(|id| self.seen.get(&id))

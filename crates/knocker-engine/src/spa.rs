@@ -30,6 +30,10 @@ pub struct SpaRequest {
     /// client key and nonce). Remembered with the raw packet's digest; `None` for fwknop, whose
     /// whole packet is authenticated.
     pub replay_id: Option<[u8; 32]>,
+    /// A once-only counter the request was made with (knockknock's): the engine refuses it as
+    /// a replay at or below the door's last used counter, and uses it up ([`crate::Event::Used`],
+    /// before anything else is judged) when it is newer. `None` for the other formats.
+    pub counter: Option<u64>,
 }
 
 /// Why the decoder did not return a request.

@@ -19,12 +19,13 @@ fn ip(s: &str) -> IpAddr {
     s.parse().expect("ip")
 }
 
-/// "KEY|user|timestamp|allow|tcp/22,udp/53|timeout" — `KEY` must equal the door's key.
+/// "KEY|user|timestamp|allow|tcp/22,udp/53|timeout[|id[|counter]]" — `KEY` must equal the
+/// door's key.
 fn decoder(key: &'static str) -> SpaDecode {
     Arc::new(move |payload: &[u8], _wall: u64| {
         let text = std::str::from_utf8(payload).map_err(|_| SpaError::NotForThisKey)?;
         let f: Vec<&str> = text.split('|').collect();
-        if !(6..=7).contains(&f.len()) || f[0] != key {
+        if !(6..=8).contains(&f.len()) || f[0] != key {
             return Err(SpaError::NotForThisKey);
         }
         if f[1] == "revoked" {
@@ -50,6 +51,8 @@ fn decoder(key: &'static str) -> SpaDecode {
                 d[..id.len().min(32)].copy_from_slice(&id.as_bytes()[..id.len().min(32)]);
                 d
             }),
+            // an 8th stands for a once-only counter (knockknock's)
+            counter: f.get(7).and_then(|c| c.parse().ok()),
         })
     })
 }
@@ -398,4 +401,43 @@ fn a_syn_door_sees_only_tcp_and_a_datagram_door_only_udp() {
     );
     let ev = send_at(&mut e, Instant::now(), Proto::Tcp, ALICE, &p);
     assert!(granted(&ev).is_some());
+}
+
+#[test]
+fn a_counter_is_used_once_before_its_grant_and_never_again() {
+    let mut e = engine(vec![door("kk", "K", |_| {})]);
+    let knock = |id: &str, counter: u64| format!("K|alice|{NOW}|0.0.0.0|tcp/22|-|{id}|{counter}");
+    let ev = send(&mut e, ALICE, &knock("a", 5));
+    let used = ev
+        .iter()
+        .position(|e| matches!(e, Event::Used { tag: 5, .. }));
+    let grant = ev.iter().position(|e| matches!(e, Event::Grant(_)));
+    assert!(
+        matches!((used, grant), (Some(u), Some(g)) if u < g),
+        "used before the grant: {ev:?}"
+    );
+    // the same counter again, from another address and in other bytes: a replay
+    let ev = send(&mut e, MALLORY, &knock("b", 5));
+    assert_eq!(granted(&ev), None);
+    assert_eq!(refused(&ev), Some(Refusal::Replayed));
+    // an older one too; a newer one opens
+    assert_eq!(
+        refused(&send(&mut e, ALICE, &knock("c", 4))),
+        Some(Refusal::Replayed)
+    );
+    let ev = send(&mut e, ALICE, &knock("d", 9));
+    assert!(ev.iter().any(|e| matches!(e, Event::Used { tag: 9, .. })));
+    assert!(granted(&ev).is_some());
+    // a counter that authenticated is used up even when the door refuses what it asks for
+    let ev = send(
+        &mut e,
+        ALICE,
+        &format!("K|alice|{NOW}|0.0.0.0|tcp/23|-|e|10"),
+    );
+    assert!(ev.iter().any(|e| matches!(e, Event::Used { tag: 10, .. })));
+    assert_eq!(granted(&ev), None);
+    assert_eq!(
+        refused(&send(&mut e, ALICE, &knock("f", 10))),
+        Some(Refusal::Replayed)
+    );
 }

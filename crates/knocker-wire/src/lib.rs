@@ -9,6 +9,8 @@
 //!   reassembled in any order.
 //! - [`fwknop`]: fwknop's single packet authorization (Rijndael + HMAC), decoded in fwknopd's
 //!   order of checks and encoded as Debian's `fwknop` client sends it.
+//! - [`knockknock`]: knockknock's SYN (AES-128 counter mode over the port and a truncated
+//!   HMAC-SHA1, in the IP ID, TCP sequence, acknowledgement and window), as its client sends it.
 //!
 //! Everything here is total on untrusted input: no panics, typed errors, bounded memory. Keys are
 //! zeroized on drop, compared in constant time and never printed (their `Debug` shows only the
@@ -21,6 +23,7 @@ pub mod fwknop;
 pub mod identity;
 mod key;
 pub mod keyfile;
+pub mod knockknock;
 pub mod rotate;
 mod service;
 pub mod spa;

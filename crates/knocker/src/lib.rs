@@ -6,7 +6,8 @@
 //!
 //! The modules, from the ground up: [`knock`] (sending a port sequence, resolving hosts),
 //! [`secrets`] (key and counter files), [`fwknoprc`] (`~/.fwknoprc`), [`syn`] (the stealth SYN
-//! builder and its raw socket), [`profile`] (the profiles file), [`kinds`] (what each profile
+//! builder and its raw socket), [`knockknock`] (knockknock's profile directories and SYN),
+//! [`profile`] (the profiles file), [`kinds`] (what each profile
 //! kind puts on the wire), [`spa`] (fwknop SPA packets), [`saved`] (knocking a saved profile,
 //! whatever its kind) and [`connect`] (knock, then relay a connection). Each returns typed
 //! errors (its own, or `io::Error` for [`syn`]); every import points down this list.
@@ -16,6 +17,7 @@ pub mod connect;
 pub mod fwknoprc;
 pub mod kinds;
 pub mod knock;
+pub mod knockknock;
 pub mod profile;
 pub mod saved;
 pub mod secrets;

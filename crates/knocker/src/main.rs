@@ -171,7 +171,10 @@ not apply: a profile's ports name their protocol). With PORTs, HOST is always a 
 profile has that name. A spa profile sends one UDP datagram, sealed with this machine's identity \
 (`knocker keygen --identity`) to the server's key; a syn profile sends one TCP SYN per service \
 whose header fields carry the authentication (a raw socket: root or cap_net_raw); --open picks \
-some of a spa or syn profile's services.\n\nPrints nothing on standard output unless -v, and \
+some of a spa or syn profile's services.\n\nWith no saved profile of that name but a knockknock \
+profile directory ~/.knockknock/HOST/ (as knockknock's own client reads it), knocker sends \
+knockknock's SYN for the one TCP port given as --open tcp/PORT (knockknock's -p PORT), through a \
+raw socket, after moving the directory's counter on.\n\nPrints nothing on standard output unless -v, and \
 exits 0 once every knock is sent: a knock gets no answer, so knocker cannot tell whether a door \
 opened. After knocking a profile, one line on standard error (unless -q) says how long the door \
 stays open, as far as the client knows: `door open for up to 30s` when the profile asks for a \
@@ -744,6 +747,10 @@ enum Error {
         path: PathBuf,
         public: Option<String>,
     },
+    #[error(transparent)]
+    Knockknock(#[from] knocker::knockknock::KnockknockError),
+    #[error("{} is a knockknock profile: it knocks for one TCP port, so give it as --open tcp/PORT (knockknock's -p PORT)", .0.display())]
+    KnockknockPort(PathBuf),
     #[error("--consume uses up a hotp counter, and profile {0:?} is not kind = \"rotating\" with mode = \"hotp\"")]
     NothingToConsume(String),
 }
@@ -758,7 +765,8 @@ impl Error {
             | Error::NoSequence(_)
             | Error::NoFwknopSequence(_)
             | Error::NoPortSequence { .. }
-            | Error::NothingToConsume(_) => 2,
+            | Error::NothingToConsume(_)
+            | Error::KnockknockPort(_) => 2,
             Error::Profile(e) if e.is_usage() => 2,
             Error::Spa(e) if e.is_usage() => 2,
             Error::Kind(e) if e.is_usage() => 2,
@@ -793,6 +801,9 @@ fn knock(args: KnockArgs) -> Result<(), Error> {
         let store = Store::from_env()?;
         let saved = match store.get(&args.host) {
             Ok(saved) => saved,
+            Err(ProfileError::NotFound { .. }) if knockknock_dir(&args.host).is_some() => {
+                return knock_knockknock(&args);
+            }
             Err(ProfileError::NotFound { .. }) => {
                 return Err(Error::NoPorts {
                     host: args.host,
@@ -828,6 +839,40 @@ fn knock(args: KnockArgs) -> Result<(), Error> {
         Duration::from_millis(args.send.delay.unwrap_or(0).into()),
         args.verbose.then_some(Say::Stdout),
     )?;
+    Ok(())
+}
+
+/// knockknock's client profile for HOST, if there is one: `~/.knockknock/HOST/`.
+fn knockknock_dir(host: &str) -> Option<PathBuf> {
+    let home = std::env::var_os("HOME")?;
+    knocker::knockknock::find(std::path::Path::new(&home), host)
+}
+
+/// `knocker knock HOST --open tcp/PORT` with knockknock's profile for HOST (knockknock's
+/// `knockknock -p PORT HOST`).
+fn knock_knockknock(args: &KnockArgs) -> Result<(), Error> {
+    let dir = knockknock_dir(&args.host).ok_or_else(|| Error::NoPorts {
+        host: args.host.clone(),
+        path: PathBuf::from("~/.knockknock"),
+    })?;
+    let port = match args.open.as_slice() {
+        [s] if s.proto == Proto::Tcp => s.port,
+        _ => return Err(Error::KnockknockPort(dir)),
+    };
+    let profile = knocker::knockknock::load(&dir)?;
+    let ip = knock::resolve(&args.host, Family::V4)?;
+    let sent = knocker::knockknock::send(&profile, ip, port)?;
+    if args.verbose {
+        println!(
+            "knockknock SYN {}:{} -> {ip}:{} for tcp/{port} (counter {})",
+            sent.src, sent.src_port, profile.knock_port, sent.counter
+        );
+    }
+    if !args.quiet {
+        eprintln!(
+            "knock sent: the server decides how long tcp/{port} stays open (knockknock's delay)"
+        );
+    }
     Ok(())
 }
 

@@ -166,7 +166,7 @@ pub fn read_host(dst: SocketAddr) -> io::Result<Host> {
 
 /// The local address the kernel would send from to `dst`: connecting a UDP socket sends
 /// nothing, it only routes.
-fn source_address(dst: SocketAddr) -> io::Result<IpAddr> {
+pub(crate) fn source_address(dst: SocketAddr) -> io::Result<IpAddr> {
     let any = match dst {
         SocketAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
         SocketAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
@@ -182,7 +182,7 @@ fn source_address(dst: SocketAddr) -> io::Result<IpAddr> {
     Ok(udp.local_addr()?.ip())
 }
 
-fn raw_socket(dst: IpAddr) -> io::Result<Socket> {
+pub(crate) fn raw_socket(dst: IpAddr) -> io::Result<Socket> {
     let raw = Some(Protocol::from(libc::IPPROTO_RAW));
     let socket = match dst {
         // IPPROTO_RAW implies IP_HDRINCL: the kernel sends our header as it is (it fills in
@@ -198,7 +198,7 @@ fn raw_socket(dst: IpAddr) -> io::Result<Socket> {
     Ok(socket)
 }
 
-fn permission_hint(e: io::Error) -> io::Error {
+pub(crate) fn permission_hint(e: io::Error) -> io::Error {
     match e.raw_os_error() {
         Some(libc::EPERM) | Some(libc::EACCES) => {
             io::Error::new(io::ErrorKind::PermissionDenied, PERMISSION_HINT)

@@ -125,6 +125,8 @@ pub enum RecordError {
     },
     #[error("{0}")]
     Batch(#[source] ledger::LedgerError),
+    #[error(transparent)]
+    Counter(#[from] crate::config::knockknock::CounterError),
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Returns an error message for a failed start.
@@ -604,6 +606,14 @@ fn record_used(
         file.mark_used(i)?;
         let line = file.entries.get(i).map_or(0, |e| e.line);
         return Ok(format!("one-time line {}:{line}", file.path.display()));
+    }
+    // knockknock's counter lives in its profile, as knockknock keeps it: next = used + 1
+    if let Some(path) = door.knockknock_counter() {
+        let next = crate::config::knockknock::write_counter(&path, tag.saturating_add(1))?;
+        return Ok(format!(
+            "counter {tag} ({} now holds {next})",
+            path.display()
+        ));
     }
     let mode = match door.kind {
         DoorKind::Rotating { mode, .. } => mode,

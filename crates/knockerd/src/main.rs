@@ -53,6 +53,10 @@ struct Cli {
     /// ENABLE_SPA_PACKET_AGING and PCAP_INTF
     #[arg(long, global = true, value_name = "FILE", requires = "fwknop_access")]
     fwknopd_conf: Option<PathBuf>,
+    /// Run knockknock's profiles as they are (DIR is knockknock's /etc/knockknock.d: its config
+    /// and profiles/): knockknock clients work unchanged
+    #[arg(long, global = true, value_name = "DIR", conflicts_with_all = ["config", "knockd_conf", "fwknop_access"])]
+    knockknock_profiles: Option<PathBuf>,
     /// Keep the ledger (pending stop commands, used sequences), the pid file and the last
     /// reload's verdict in DIR instead of the configuration's `state_dir` (default
     /// /var/lib/knocker); status, reload and teardown look for the daemon there
@@ -129,6 +133,13 @@ enum Cmd {
         /// The access.conf to convert
         #[arg(value_name = "FILE")]
         file: PathBuf,
+    },
+    /// Print knockknock's profiles (DIR is knockknock's /etc/knockknock.d) as knockerd's own TOML:
+    /// one `kind = "knockknock"` door per profile, read where it is
+    ImportKnockknock {
+        /// knockknock's directory, with its config and profiles/
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
     },
     /// Make the server's key pair for `spa` and `syn` doors (the private key as a 0600 file at the
     /// configuration's `server_key`, default /etc/knocker/server.key) and print its public key
@@ -224,13 +235,14 @@ fn init_logging(verbose: u8, extra: knockd::log::KnockdLog) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let cli_fwknopd_conf = cli.fwknopd_conf.clone();
-    let source = match (cli.knockd_conf, cli.fwknop_access) {
-        (Some(path), _) => ConfigFile::Knockd(path),
-        (None, Some(access)) => ConfigFile::Fwknop {
+    let source = match (cli.knockd_conf, cli.fwknop_access, cli.knockknock_profiles) {
+        (Some(path), _, _) => ConfigFile::Knockd(path),
+        (None, Some(access), _) => ConfigFile::Fwknop {
             access,
             fwknopd_conf: cli.fwknopd_conf,
         },
-        (None, None) => ConfigFile::Native(cli.config),
+        (None, None, Some(dir)) => ConfigFile::Knockknock(dir),
+        (None, None, None) => ConfigFile::Native(cli.config),
     };
     let command = cli.command.unwrap_or(Cmd::Run);
     // knockd.conf's UseSyslog, LogFile and PidFile apply to the running daemon only; a config
@@ -286,6 +298,9 @@ fn main() -> ExitCode {
             }
         }
         Cmd::ImportKnockd { file } => import_knockd(&file),
+        Cmd::ImportKnockknock { dir } => knockerd::config::knockknock::import(&dir)
+            .map(|toml| print!("{toml}"))
+            .map_err(|e| e.to_string()),
         Cmd::Status { json } => knockerd::status::run(&state_dir, json).map_err(|e| e.to_string()),
         Cmd::Reload => {
             knockerd::control::request_reload(&state_dir, knockerd::control::RELOAD_WAIT)

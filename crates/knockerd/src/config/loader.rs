@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::knockd::{self, KnockdOptions};
-use super::{fwknop, native, Config, ConfigError, DEFAULT_CLIENTS, DEFAULT_SERVER_KEY};
+use super::{fwknop, knockknock, native, Config, ConfigError, DEFAULT_CLIENTS, DEFAULT_SERVER_KEY};
 
 /// Which file, in which format, the daemon runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,12 +21,15 @@ pub enum ConfigFile {
         access: PathBuf,
         fwknopd_conf: Option<PathBuf>,
     },
+    /// knockknock's directory (`/etc/knockknock.d`: its `config` and `profiles/`), each profile
+    /// run as knockknock runs it ([`knockknock::load`]).
+    Knockknock(PathBuf),
 }
 
 impl ConfigFile {
     pub fn path(&self) -> &Path {
         match self {
-            ConfigFile::Native(p) | ConfigFile::Knockd(p) => p,
+            ConfigFile::Native(p) | ConfigFile::Knockd(p) | ConfigFile::Knockknock(p) => p,
             ConfigFile::Fwknop { access, .. } => access,
         }
     }
@@ -40,6 +43,7 @@ impl fmt::Display for ConfigFile {
             ConfigFile::Fwknop { access, .. } => {
                 write!(f, "{} (fwknopd access.conf)", access.display())
             }
+            ConfigFile::Knockknock(p) => write!(f, "{} (knockknock profiles)", p.display()),
         }
     }
 }
@@ -83,6 +87,14 @@ pub fn load(file: &ConfigFile) -> Result<Loaded, ConfigError> {
                 knockd: None,
             })
         }
+        ConfigFile::Knockknock(dir) => {
+            let (config, warnings) = knockknock::load(dir)?;
+            Ok(Loaded {
+                config,
+                warnings,
+                knockd: None,
+            })
+        }
     }
 }
 
@@ -109,7 +121,7 @@ impl Loaded {
 pub fn state_dir(file: &ConfigFile) -> Option<PathBuf> {
     match file {
         ConfigFile::Native(path) => native::state_dir(path),
-        ConfigFile::Knockd(_) | ConfigFile::Fwknop { .. } => None,
+        ConfigFile::Knockd(_) | ConfigFile::Fwknop { .. } | ConfigFile::Knockknock(_) => None,
     }
 }
 
@@ -119,7 +131,7 @@ pub fn state_dir(file: &ConfigFile) -> Option<PathBuf> {
 pub fn key_files(file: &ConfigFile) -> Result<(PathBuf, PathBuf), ConfigError> {
     match file {
         ConfigFile::Native(path) => native::native_paths(path),
-        ConfigFile::Knockd(_) | ConfigFile::Fwknop { .. } => Ok((
+        ConfigFile::Knockd(_) | ConfigFile::Fwknop { .. } | ConfigFile::Knockknock(_) => Ok((
             PathBuf::from(DEFAULT_SERVER_KEY),
             PathBuf::from(DEFAULT_CLIENTS),
         )),

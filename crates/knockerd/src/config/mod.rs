@@ -1,8 +1,9 @@
 //! knockerd's configuration: the types every format loads into ([`Config`], [`Door`], ...) and
 //! the helpers the formats share, importing none of its submodules' code. One module per format
 //! reads a file into them: [`native`] (knockerd's TOML, validated as a whole, with file:line in
-//! every error, with its [`native::clients`] file and [`native::doors`]), [`knockd`], and
-//! [`fwknop`] (access.conf, fwknopd.conf and the import; [`fwknop::doors`]). [`loader`] is the
+//! every error, with its [`native::clients`] file and [`native::doors`]), [`knockd`],
+//! [`fwknop`] (access.conf, fwknopd.conf and the import; [`fwknop::doors`]) and [`knockknock`]
+//! (knockknock's /etc/knockknock.d: its config and profiles, and the import). [`loader`] is the
 //! one loader: it reads the file a [`loader::ConfigFile`] names, in its format, for the daemon,
 //! the packet worker and the CLI.
 //!
@@ -17,6 +18,7 @@
 
 pub mod fwknop;
 pub mod knockd;
+pub mod knockknock;
 pub mod loader;
 pub mod native;
 
@@ -196,6 +198,9 @@ pub enum DoorKind {
     Spa { port: u16 },
     /// `syn`: knocker's stealth SYNs on a TCP port.
     Syn { port: u16 },
+    /// `knockknock`: knockknock's SYNs to a profile's knock port, as knockknock's client sends
+    /// them; the profile directory's `counter` file is rewritten (in place) before each grant.
+    Knockknock { profile: PathBuf, port: u16 },
 }
 
 impl DoorKind {
@@ -209,6 +214,7 @@ impl DoorKind {
             DoorKind::Fwknop { .. } => "fwknop",
             DoorKind::Spa { .. } => "spa",
             DoorKind::Syn { .. } => "syn",
+            DoorKind::Knockknock { .. } => "knockknock",
         }
     }
 }
@@ -281,10 +287,18 @@ impl Door {
         }
     }
 
-    /// The TCP port a stealth SYN door listens on.
+    /// The TCP port a stealth SYN door (knocker's or knockknock's) listens on.
     pub fn syn_port(&self) -> Option<u16> {
         match self.kind {
-            DoorKind::Syn { port } => Some(port),
+            DoorKind::Syn { port } | DoorKind::Knockknock { port, .. } => Some(port),
+            _ => None,
+        }
+    }
+
+    /// The `counter` file of a knockknock door's profile.
+    pub fn knockknock_counter(&self) -> Option<PathBuf> {
+        match &self.kind {
+            DoorKind::Knockknock { profile, .. } => Some(profile.join("counter")),
             _ => None,
         }
     }
@@ -293,7 +307,10 @@ impl Door {
     pub fn single_packet(&self) -> bool {
         matches!(
             self.kind,
-            DoorKind::Fwknop { .. } | DoorKind::Spa { .. } | DoorKind::Syn { .. }
+            DoorKind::Fwknop { .. }
+                | DoorKind::Spa { .. }
+                | DoorKind::Syn { .. }
+                | DoorKind::Knockknock { .. }
         )
     }
 
@@ -370,6 +387,7 @@ impl Door {
             }
         };
         let what = match (spa.proto, spa.precheck.is_some()) {
+            _ if matches!(self.kind, DoorKind::Knockknock { .. }) => "knockknock SYNs on tcp",
             (Proto::Tcp, _) => "stealth SYNs on tcp",
             (_, true) => "knocker SPA packets on udp",
             (_, false) => "fwknop SPA packets on udp",
@@ -378,7 +396,7 @@ impl Door {
             "{what}/{} from {}{}",
             spa.port,
             nets(&spa.allowed),
-            if spa.open_any {
+            if spa.open_any && !matches!(self.kind, DoorKind::Knockknock { .. }) {
                 " (opens any port asked for: no OPEN_PORTS)"
             } else {
                 ""
@@ -451,7 +469,12 @@ impl Door {
             fmt_duration(default)
         };
         let what = if spa.open_any && spa.restrict.is_empty() {
-            "whatever port the client asks for (no OPEN_PORTS)".to_string()
+            match self.kind {
+                DoorKind::Knockknock { .. } => {
+                    "whatever TCP port the knock asks for (as knockknock)".to_string()
+                }
+                _ => "whatever port the client asks for (no OPEN_PORTS)".to_string(),
+            }
         } else if spa.open_any {
             format!(
                 "whatever port the client asks for but {} (no OPEN_PORTS)",

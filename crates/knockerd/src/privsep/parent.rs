@@ -86,6 +86,9 @@ impl Worker {
         match source {
             crate::config::loader::ConfigFile::Native(p) => cmd.arg("--config").arg(p),
             crate::config::loader::ConfigFile::Knockd(p) => cmd.arg("--knockd-conf").arg(p),
+            crate::config::loader::ConfigFile::Knockknock(p) => {
+                cmd.arg("--knockknock-profiles").arg(p)
+            }
             crate::config::loader::ConfigFile::Fwknop {
                 access,
                 fwknopd_conf,

@@ -31,6 +31,7 @@ pub fn decoder(keys: FwknopKeys) -> SpaDecode {
                     access,
                     client_timeout: msg.client_timeout,
                     replay_id: None,
+                    counter: None,
                 }),
                 (t, _) if t.is_nat() => Err(SpaError::Unsupported(format!(
                 "{t} messages (NAT forwarding) are not supported yet; send a plain access request"

@@ -95,6 +95,7 @@ fn request(
         access: services,
         client_timeout,
         replay_id: Some(replay_id),
+        counter: None,
     })
 }
 

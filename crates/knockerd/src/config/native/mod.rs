@@ -87,6 +87,9 @@ struct RawDoor {
     expire: Option<Spanned<i64>>,
     require_username: Option<String>,
     require_source_address: Option<bool>,
+    // knockknock doors
+    profile: Option<Spanned<String>>,
+    error_window: Option<Spanned<i64>>,
     // spa and syn doors
     rate_limit: Option<Spanned<i64>>,
     window: Option<Spanned<RawDuration>>,
@@ -508,6 +511,7 @@ fn door(
     let parts = match knocked {
         Some(parts) => parts,
         None if kind_name == "fwknop" => fwknop_door(cx, d, &span, name, &open)?,
+        None if kind_name == "knockknock" => knockknock_door(cx, d, &span, name, &open)?,
         None => {
             let keys = match native.take() {
                 Some(k) => k,
@@ -615,7 +619,7 @@ fn knocked_kind(
             no_sequence("a fwknop door reads SPA packets: remove `sequence`".into())?;
             Ok(None)
         }
-        "spa" | "syn" => {
+        "spa" | "syn" | "knockknock" => {
             no_sequence(format!(
                 "a {kind_name} door reads one packet per knock: remove `sequence`"
             ))?;
@@ -637,7 +641,7 @@ fn knocked_kind(
             let at = d.kind.as_ref().map(|k| k.span()).unwrap_or(span.clone());
             cx.err(
                 at,
-                format!("unknown door kind {other:?}: use \"sequence\", \"one-time\", \"rotating\", \"encoded\", \"fwknop\", \"spa\" or \"syn\""),
+                format!("unknown door kind {other:?}: use \"sequence\", \"one-time\", \"rotating\", \"encoded\", \"fwknop\", \"spa\", \"syn\" or \"knockknock\""),
             )
         }
     }
@@ -697,6 +701,19 @@ fn stray_keys(
     span: &std::ops::Range<usize>,
     kind_name: &str,
 ) -> Result<(), ConfigError> {
+    if kind_name != "knockknock" {
+        if let Some(at) = d
+            .profile
+            .as_ref()
+            .map(|s| s.span())
+            .or(d.error_window.as_ref().map(|s| s.span()))
+        {
+            return cx.err(
+                at,
+                "profile and error_window belong to kind = \"knockknock\"",
+            );
+        }
+    }
     let single_packet = matches!(kind_name, "fwknop" | "spa" | "syn");
     if !single_packet {
         let stray = d
@@ -830,7 +847,8 @@ fn connections(
     kind_name: &str,
 ) -> Result<Option<std::num::NonZeroU8>, ConfigError> {
     let Some(c) = &d.connections else {
-        return Ok(None);
+        // knockknock's grant admits one new connection ("the port closes behind you")
+        return Ok(std::num::NonZeroU8::new(u8::from(kind_name == "knockknock")));
     };
     let n = u8::try_from(*c.get_ref())
         .ok()
@@ -1047,6 +1065,51 @@ fn fwknop_door(
         open_any: false,
     };
     Ok(KindParts::new(DoorKind::Fwknop { port }, Kind::Spa(spa)))
+}
+
+/// A knockknock door: a knockknock server profile directory, read where it is, whose knocks
+/// may open only the door's `open` services.
+fn knockknock_door(
+    cx: &Ctx<'_>,
+    d: &RawDoor,
+    span: &std::ops::Range<usize>,
+    name: &str,
+    open: &[Service],
+) -> Result<KindParts, ConfigError> {
+    let Some(dir) = &d.profile else {
+        return cx.err(span.clone(), format!("door {name:?} is knockknock: name its profile directory, e.g. profile = \"/etc/knockknock.d/profiles/{name}\""));
+    };
+    if open.is_empty() || open.iter().any(|s| s.proto != Proto::Tcp) {
+        return cx.err(span.clone(), format!("door {name:?}: list in `open` the TCP ports a knock may open, e.g. open = [\"tcp/22\"] (knockknock opens any port a knock asks for; knockerd only these)"));
+    }
+    let window = match &d.error_window {
+        None => knocker_wire::knockknock::DEFAULT_WINDOW,
+        Some(w) => match u32::try_from(*w.get_ref()) {
+            Ok(n @ 1..=super::knockknock::MAX_WINDOW) => n,
+            _ => {
+                return cx.err(
+                    w.span(),
+                    format!(
+                        "error_window must be 1 to {} (knockknock's default is 20)",
+                        super::knockknock::MAX_WINDOW
+                    ),
+                )
+            }
+        },
+    };
+    let delay = cx.secs(
+        &d.open_for,
+        "open_for",
+        knocker_wire::knockknock::DEFAULT_DELAY,
+    )?;
+    let profile = super::knockknock::load_profile(Path::new(dir.get_ref()), &mut Vec::new())
+        .or_else(|e| cx.err(dir.span(), e.to_string()))?;
+    let spa = super::knockknock::spa(&profile, window, delay, false);
+    let kind = DoorKind::Knockknock {
+        profile: profile.dir.clone(),
+        port: profile.knock_port,
+    };
+    Ok(KindParts::new(kind, Kind::Spa(spa)))
 }
 
 fn server_key_path(daemon: &RawDaemon) -> PathBuf {

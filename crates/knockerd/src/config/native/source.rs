@@ -219,6 +219,9 @@ pub(super) fn check_doors(
             DoorKind::Syn { .. } => {
                 "its authenticator lies in the SYN's header fields and TCP options, which a log line does not carry whole"
             }
+            DoorKind::Knockknock { .. } => {
+                "knockerd reads a knockknock SYN's header fields from NFLOG; it does not rebuild them from log lines yet"
+            }
             _ => continue,
         };
         return Err(ConfigError {

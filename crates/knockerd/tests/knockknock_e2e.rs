@@ -1,0 +1,291 @@
+//! End-to-end: knockknock's profiles, unchanged. The server's profile directory and the client's
+//! `~/.knockknock/HOST/` are written as knockknock-genprofile writes them (the same keys, counter
+//! 0, `[main] knock_port`), knockerd runs them (as a native `kind = "knockknock"` door, and with
+//! `--knockknock-profiles` as knockknock would), and the real `knocker` binary knocks from
+//! alice's namespace. The grant appears, the connection succeeds, both counter files move on;
+//! the SYN captured on the server and sent again (as it was, spoofed as alice; and its knock from
+//! mallory's own address, the attack knockknock's MAC cannot see) opens nothing.
+//!
+//! Needs root, iproute2 and nft, like the other e2e tests; KNOCKER_SKIP_E2E=1 skips on purpose.
+
+mod common;
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+use knocker_wire::knockknock::{self as kk, Key};
+use socket2::{Domain, Protocol, Socket, Type};
+
+const KNOCK_PORT: u16 = 8888;
+
+/// A profile directory as knockknock-genprofile writes it: keys as `b2a_base64` lines, counter
+/// 0, the config as ConfigParser writes it, every file 0600.
+fn genprofile(dir: &Path, cipher: &[u8; 16], mac: &[u8; 16]) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    for (file, text) in [
+        (
+            "cipher.key",
+            Key::from_bytes(*cipher).to_base64_line().to_string(),
+        ),
+        (
+            "mac.key",
+            Key::from_bytes(*mac).to_base64_line().to_string(),
+        ),
+        ("counter", "0\n".to_string()),
+        ("config", format!("[main]\nknock_port = {KNOCK_PORT}\n\n")),
+    ] {
+        let p = dir.join(file);
+        std::fs::write(&p, text).expect("write");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+}
+
+/// A scratch directory, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        let d = std::env::temp_dir().join(format!("knocker-kk-e2e-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        Scratch(d)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The server's /etc/knockknock.d (profile "alice") and alice's ~/.knockknock/SERVER/.
+fn profiles(tag: &str) -> (Scratch, PathBuf, PathBuf) {
+    let s = Scratch::new(tag);
+    let mut keys = [0u8; 32];
+    getrandom::fill(&mut keys).expect("random");
+    let (cipher, mac) = (
+        keys[..16].try_into().expect("16"),
+        keys[16..].try_into().expect("16"),
+    );
+    let server = s.0.join("etc-knockknock.d");
+    genprofile(&server.join("profiles/alice"), &cipher, &mac);
+    std::fs::write(server.join("config"), "[main]\ndelay=15\nerror_window=20\n").expect("config");
+    let home = s.0.join("home-alice");
+    genprofile(
+        &home.join(".knockknock").join(Lab::SERVER_FOR_ALICE),
+        &cipher,
+        &mac,
+    );
+    (s, server, home)
+}
+
+fn counter(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("counter")).expect("counter")
+}
+
+/// Every packet arriving in the server's namespace, from its IP header on.
+fn capture(w: &World) -> Socket {
+    let all = Protocol::from(i32::from((libc::ETH_P_ALL as u16).to_be()));
+    let cap = w
+        .lab
+        .server
+        .enter(move || Socket::new(Domain::PACKET, Type::DGRAM, Some(all)))
+        .expect("enter")
+        .expect("packet socket");
+    cap.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    cap
+}
+
+/// The first knockknock SYN to the knock port the capture sees within a few seconds.
+fn captured(cap: &Socket) -> Vec<u8> {
+    let end = Instant::now() + Duration::from_secs(3);
+    let mut buf = [0u8; 2048];
+    while Instant::now() < end {
+        let Ok(n) = (&*cap).read(&mut buf) else {
+            continue;
+        };
+        if kk::parse(&buf[..n]).is_some_and(|s| s.dst_port == KNOCK_PORT) {
+            return buf[..n].to_vec();
+        }
+    }
+    panic!("no knockknock SYN reached the server");
+}
+
+/// `knocker knock SERVER --open tcp/PORT` in alice's namespace, with her knockknock profile.
+fn knocker_knocks(w: &World, home: &Path, port: u16) {
+    let out = w
+        .lab
+        .alice
+        .command(&knocker_client().to_string_lossy())
+        .env("HOME", home)
+        .args([
+            "knock",
+            "-v",
+            Lab::SERVER_FOR_ALICE,
+            "--open",
+            &format!("tcp/{port}"),
+        ])
+        .output()
+        .expect("run knocker");
+    assert!(
+        out.status.success(),
+        "knocker knock: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn send_raw(from: &Netns, packet: Vec<u8>, dst: &str) {
+    let dst = ip(dst);
+    from.enter(move || knocker_lab::send_raw_ip(&packet, dst))
+        .expect("enter")
+        .expect("raw send");
+}
+
+#[test]
+fn a_knockknock_profile_opens_once_and_its_replays_do_not() {
+    if !e2e(&[]) {
+        return;
+    }
+    let (_scratch, server, home) = profiles("native");
+    let profile = server.join("profiles/alice");
+    let config = format!(
+        "[daemon]\nnflog_group = 4100\n\n[door.alice]\nkind = \"knockknock\"\nprofile = {:?}\nopen = [\"tcp/{SERVICE}\"]\nopen_for = 15\n",
+        profile.display().to_string()
+    );
+    let w = World::new("kk", &config);
+    // the service is protected until alice knocks
+    assert_eq!(
+        w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE),
+        Reach::Silent
+    );
+    let cap = capture(&w);
+    knocker_knocks(&w, &home, SERVICE);
+    let knock = captured(&cap);
+    let g = w.wait_grants(1, Duration::from_secs(3));
+    assert_eq!(g.len(), 1, "one grant: {g:?}\n{}", w.daemon.log());
+    assert_eq!(
+        (g[0].to.as_str(), g[0].service.as_str()),
+        (Lab::ALICE, format!("tcp/{SERVICE}").as_str()),
+        "{g:?}"
+    );
+    assert_eq!(
+        w.connect_within(&w.lab.alice, Lab::SERVER_FOR_ALICE, Duration::from_secs(2)),
+        Reach::Connected
+    );
+    // both counters moved past the one used, in place, as knockknock keeps them
+    assert_eq!(counter(&profile), "1\n");
+    assert_eq!(
+        counter(&home.join(".knockknock").join(Lab::SERVER_FOR_ALICE)),
+        "1\n"
+    );
+    w.daemon
+        .wait_log("door=alice used counter 0", Duration::from_secs(2));
+
+    // mallory resends the captured SYN as it was (spoofed as alice), then its knock from her
+    // own address: knockknock's MAC covers neither address, the counter refuses both
+    send_raw(&w.lab.mallory, knock.clone(), Lab::SERVER_FOR_MALLORY);
+    let seen = kk::parse(&knock).expect("a knock");
+    let own = kk::build(
+        Lab::MALLORY.parse().expect("ip"),
+        Lab::SERVER_FOR_MALLORY.parse().expect("ip"),
+        seen.src_port,
+        KNOCK_PORT,
+        &seen.knock,
+        64,
+    );
+    send_raw(&w.lab.mallory, own, Lab::SERVER_FOR_MALLORY);
+    w.daemon.wait_log(
+        &format!("door=alice src={} refused: a replay", Lab::MALLORY),
+        Duration::from_secs(3),
+    );
+    let log = w.daemon.log();
+    assert!(
+        log.contains(&format!("door=alice src={} refused: a replay", Lab::ALICE)),
+        "{log}"
+    );
+    let live = w.grants();
+    assert!(
+        live.iter().all(|g| g.to != Lab::MALLORY),
+        "mallory is never granted: {live:?}"
+    );
+    assert_eq!(counter(&profile), "1\n", "a replay uses no counter");
+    assert_eq!(
+        w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
+        Reach::Silent
+    );
+    w.finish();
+}
+
+#[test]
+fn knockknock_profiles_run_as_they_are() {
+    if !e2e(&[]) {
+        return;
+    }
+    let (_scratch, server, home) = profiles("dropin");
+    let server_s = server.display().to_string();
+    let w = World::start_with("kkdrop", |lab| {
+        Knockerd::start_args(lab, &["--knockknock-profiles", &server_s])
+    });
+    w.daemon
+        .wait_log("opens whatever TCP port", Duration::from_secs(1));
+    // knockknock opens whatever port the knock asks for: here one nothing protects
+    knocker_knocks(&w, &home, 4242);
+    let g = w.wait_grants(1, Duration::from_secs(3));
+    assert_eq!(g.len(), 1, "one grant: {g:?}\n{}", w.daemon.log());
+    assert_eq!(
+        (g[0].to.as_str(), g[0].service.as_str()),
+        (Lab::ALICE, "tcp/4242"),
+        "{g:?}"
+    );
+    assert_eq!(counter(&server.join("profiles/alice")), "1\n");
+    // a second knock uses the next counter
+    knocker_knocks(&w, &home, SERVICE);
+    w.daemon.wait_log("used counter 1", Duration::from_secs(3));
+    assert_eq!(counter(&server.join("profiles/alice")), "2\n");
+    w.finish();
+}
+
+fn knockerd(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_knockerd"))
+        .args(args)
+        .output()
+        .expect("run knockerd");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn import_knockknock_prints_doors_that_run_once_open_is_listed() {
+    let (scratch, server, _home) = profiles("import");
+    let dir = server.display().to_string();
+    let (ok, toml, err) = knockerd(&["import-knockknock", &dir]);
+    assert!(ok, "{err}");
+    assert!(
+        toml.contains("[door.alice]\nkind = \"knockknock\""),
+        "{toml}"
+    );
+    // as printed, `open` is still to be filled in: check says where and how
+    let path = scratch.0.join("knockerd.toml");
+    std::fs::write(&path, &toml).expect("write");
+    let path_s = path.display().to_string();
+    let (ok, _, err) = knockerd(&["--config", &path_s, "check"]);
+    assert!(!ok, "no open list: refused");
+    assert!(
+        err.contains(&format!("{path_s}:")) && err.contains("list in `open`"),
+        "{err}"
+    );
+    let filled = toml.replace("# open = [\"tcp/22\"]", "open = [\"tcp/22\"]");
+    std::fs::write(&path, filled).expect("write");
+    let (ok, out, err) = knockerd(&["--config", &path_s, "check"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("knockknock SYNs on tcp/8888"), "{out}");
+    assert!(out.contains("opens tcp/22 for 15s"), "{out}");
+}

@@ -9,6 +9,8 @@
 //!   reassembled in any order.
 //! - [`fwknop`]: fwknop's single packet authorization (Rijndael + HMAC), decoded in fwknopd's
 //!   order of checks and encoded as Debian's `fwknop` client sends it.
+//! - [`socks`]: SOCKS5 greetings and CONNECT requests (RFC 1928) as `knocker proxy` serves them,
+//!   parsed sans-IO and bounded, and its replies.
 //!
 //! Everything here is total on untrusted input: no panics, typed errors, bounded memory. Keys are
 //! zeroized on drop, compared in constant time and never printed (their `Debug` shows only the
@@ -23,6 +25,7 @@ mod key;
 pub mod keyfile;
 pub mod rotate;
 mod service;
+pub mod socks;
 pub mod spa;
 pub mod syn;
 

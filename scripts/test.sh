@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ensure-packages.sh
-ensure nft:nftables ip:iproute2 knock:knockd nmap:nmap fwknop:fwknop-client fwknopd:fwknop-server iptables:iptables sshd:openssh-server ssh:openssh-client systemd-analyze:systemd unshare:util-linux setpriv:util-linux script:bsdutils fail2ban-regex:fail2ban curl:curl
+ensure nft:nftables ip:iproute2 knock:knockd nmap:nmap fwknop:fwknop-client fwknopd:fwknop-server iptables:iptables sshd:openssh-server ssh:openssh-client systemd-analyze:systemd unshare:util-linux setpriv:util-linux script:bsdutils fail2ban-regex:fail2ban curl:curl ping:iputils-ping
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -26,7 +26,9 @@ use zeroize::Zeroizing;
 
 const PORT_SYNTAX: &str = "\
 PORT is `7000` (TCP, or UDP with -u), `7000:udp` or `7000:tcp` (as with `knock`), \
-`udp/7000` or `7000/udp`.";
+`udp/7000` or `7000/udp`; or `icmp/N`, an ICMP step: one echo request with N bytes of payload, \
+as `ping -c1 -s N` sends it (ICMPv6 to an IPv6 address; needs root, CAP_NET_RAW, or a group in \
+net.ipv4.ping_group_range).";
 
 const PROFILES_HELP: &str = "\
 Profiles:

@@ -140,9 +140,15 @@ impl Ctx<'_> {
     fn services(&self, list: &[Spanned<String>], key: &str) -> Result<Vec<Service>, ConfigError> {
         list.iter()
             .map(|s| {
-                s.get_ref()
-                    .parse::<Service>()
-                    .or_else(|e| self.err(s.span(), format!("{key}: {e}")))
+                match s.get_ref().parse::<Service>() {
+                    Err(e) => self.err(s.span(), format!("{key}: {e}")),
+                    // an ICMP step is a knock only: nothing opens, protects or restricts it
+                    Ok(service) if service.proto == Proto::Icmp && key != "sequence" => self.err(
+                        s.span(),
+                        format!("{key}: {service} is an ICMP knock step, not a service: only a sequence may have it"),
+                    ),
+                    Ok(service) => Ok(service),
+                }
             })
             .collect()
     }
@@ -1370,6 +1376,33 @@ start_command = ["/usr/bin/logger", "open %IP%"]
 stop_command = ["/usr/bin/logger", "close %IP%"]
 stop_after = "2m"
 "#;
+
+    #[test]
+    fn icmp_steps_are_sequence_steps_only() {
+        let c = p(&GOOD.replace("\"9000:udp\"", "\"icmp/300\"")).expect("valid");
+        assert_eq!(
+            c.door("ssh").expect("door").spec.sequence[1],
+            "icmp/300".parse::<Service>().expect("step")
+        );
+        assert!(c
+            .watched()
+            .contains(&Watched::Knock("icmp/300".parse().expect("step"))));
+        for (from, to, line) in [
+            ("protect = [\"tcp/80\"]", "protect = [\"icmp/300\"]", 5),
+            ("open = [\"tcp/22\"]", "open = [\"icmp/300\"]", 9),
+        ] {
+            let e = p(&GOOD.replace(from, to)).expect_err("refused");
+            assert_eq!(e.line, Some(line), "{e}");
+            assert!(
+                e.message.ends_with(
+                    "icmp/300 is an ICMP knock step, not a service: only a sequence may have it"
+                ),
+                "{e}"
+            );
+        }
+        let e = p(&GOOD.replace("\"9000:udp\"", "\"icmp/56\"")).expect_err("a ping's size");
+        assert!(e.message.contains("not 56 or 32"), "{e}");
+    }
 
     #[test]
     fn good_config() {

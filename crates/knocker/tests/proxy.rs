@@ -242,3 +242,32 @@ fn only_loopback_is_listened_on() {
         "{err}"
     );
 }
+
+#[test]
+fn an_ipv6_address_is_connected_to_and_the_reply_names_an_ipv6_address() {
+    let listener =
+        TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, 0)).expect("an IPv6 loopback (::1)");
+    let port = listener.local_addr().expect("addr").port();
+    let server = thread::spawn(move || {
+        let (mut c, _) = listener.accept().expect("accept");
+        c.write_all(b"over v6\n").expect("write");
+    });
+    let config = TempDir::new("proxy-v6");
+    config.private("profiles.toml", "");
+    let p = proxy(&config.0, &["--pass-through"]);
+    let mut c = client(&p);
+    let mut req = vec![5, 1, 0, 4];
+    req.extend_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
+    req.extend_from_slice(&port.to_be_bytes());
+    c.write_all(&req).expect("request");
+    let mut head = [0u8; 4];
+    c.read_exact(&mut head).expect("reply");
+    assert_eq!(head, [5, 0, 0, 4], "succeeded, bound to an IPv6 address");
+    let mut bound = [0u8; 18];
+    c.read_exact(&mut bound).expect("bound address");
+    assert_eq!(&bound[..16], &std::net::Ipv6Addr::LOCALHOST.octets());
+    let mut back = Vec::new();
+    c.read_to_end(&mut back).expect("read");
+    assert_eq!(back, b"over v6\n");
+    server.join().expect("server");
+}

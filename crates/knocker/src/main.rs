@@ -772,6 +772,7 @@ impl ProxyArgs {
             time_offset: k.time_offset.unwrap_or(0),
             max_connections: usize::from(self.max_connections),
             verbose: self.verbose,
+            handshake: proxy::HANDSHAKE,
         }
     }
 }

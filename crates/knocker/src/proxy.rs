@@ -31,7 +31,7 @@ use crate::connect::{self, ConnectError, ConnectOptions};
 use crate::knock::{Family, KnockError};
 use crate::saved::{SavedError, Say};
 
-/// How long a client has for its greeting and request (and to take each reply).
+/// How long a client has for its greeting and request (and to take each reply), by default.
 pub const HANDSHAKE: Duration = Duration::from_secs(10);
 /// A door this proxy opened for a profile and port in the last REUSE is tried before knocking.
 pub const REUSE: Duration = Duration::from_secs(10);
@@ -57,6 +57,8 @@ pub struct ProxyOptions {
     pub max_connections: usize,
     /// Say on standard error what each request knocked and where it connected.
     pub verbose: bool,
+    /// How long a client has for its greeting and request ([`HANDSHAKE`] from the command line).
+    pub handshake: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -233,8 +235,9 @@ fn negotiate(client: &mut TcpStream) -> Result<Target, Handshake> {
 
 /// One client connection: negotiation, the knock and connection, the reply, the relay.
 fn handle(shared: &Shared, mut client: TcpStream, peer: SocketAddr) {
-    let _ = client.set_read_timeout(Some(HANDSHAKE));
-    let _ = client.set_write_timeout(Some(HANDSHAKE));
+    let limit = shared.opts.handshake.max(Duration::from_millis(1));
+    let _ = client.set_read_timeout(Some(limit));
+    let _ = client.set_write_timeout(Some(limit));
     let target = match negotiate(&mut client) {
         Ok(target) => target,
         Err(e) => {
@@ -248,7 +251,7 @@ fn handle(shared: &Shared, mut client: TcpStream, peer: SocketAddr) {
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
                 {
-                    format!("no request within {}s", HANDSHAKE.as_secs())
+                    format!("no request within {}s", limit.as_secs_f64())
                 }
                 Handshake::Io(e) => e.to_string(),
                 Handshake::Refused(e) => format!("refused (reply {}): {e}", e.reply() as u8),
@@ -456,6 +459,40 @@ mod tests {
             6,
             "refused at its first four bytes, without waiting for more"
         );
+    }
+
+    #[test]
+    fn a_silent_client_is_dropped_after_the_handshake_time() {
+        let listener = listen("127.0.0.1:0".parse().expect("addr")).expect("listen");
+        let addr = listener.local_addr().expect("addr");
+        let opts = ProxyOptions {
+            listen: addr,
+            pass_through: false,
+            tries: 1,
+            wait: Duration::from_millis(100),
+            family: None,
+            time_offset: 0,
+            max_connections: 1,
+            verbose: false,
+            handshake: Duration::from_millis(200),
+        };
+        // The proxy runs for the rest of the test process.
+        thread::spawn(move || serve(listener, opts));
+        for _ in 0..2 {
+            // one connection at a time: the second is served only once the first is dropped
+            let mut silent = TcpStream::connect(addr).expect("connect");
+            silent
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            let mut buf = [0u8; 1];
+            assert_eq!(silent.read(&mut buf).expect("closed, not timed out"), 0);
+        }
+        // half a greeting is no better
+        let mut slow = TcpStream::connect(addr).expect("connect");
+        slow.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        slow.write_all(&[5]).expect("half a greeting");
+        assert_eq!(slow.read(&mut [0u8; 1]).expect("closed"), 0);
     }
 
     #[test]

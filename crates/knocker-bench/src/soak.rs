@@ -1113,6 +1113,12 @@ fn knock_from(src: IpAddr, dst: IpAddr, services: &[Service]) -> std::io::Result
             Proto::Udp => {
                 UdpSocket::bind(SocketAddr::new(src, 0))?.send_to(&[0], to)?;
             }
+            Proto::Icmp => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "the soak knocks ports, not ICMP steps",
+                ))
+            }
         }
     }
     Ok(())

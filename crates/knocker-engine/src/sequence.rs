@@ -46,7 +46,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::types::{FlagFilter, Knock, Service, TcpFlags};
+use crate::types::{FlagFilter, Knock, Proto, Service, TcpFlags};
 
 /// The smallest number of knocks a sequence may have.
 pub const MIN_KNOCKS: usize = 3;
@@ -225,7 +225,19 @@ pub enum SequenceError {
     Empty,
     #[error("an encoded or SPA door needs `open`: the services a request may ask for")]
     EncodedOpensNothing,
+    #[error("icmp/{0}: an ICMP step's size (ping -s N) must be from {MIN_ICMP_SIZE} to {MAX_ICMP_SIZE} and not {sizes}, the sizes ordinary pings send (knocker leaves those alone)", sizes = ORDINARY_PING_SIZES.map(|n| n.to_string()).join(" or "))]
+    IcmpSize(u16),
+    #[error("{0} is an ICMP knock step, not a service: a door opens tcp and udp ports")]
+    IcmpOpened(Service),
 }
+
+/// The smallest payload of an ICMP step (`icmp/N`, `ping -s N`).
+pub const MIN_ICMP_SIZE: u16 = 1;
+/// The largest: an echo request of this payload fits a 1500-byte IPv6 packet unfragmented
+/// (1500 - 40 - 8).
+pub const MAX_ICMP_SIZE: u16 = 1452;
+/// The payload sizes of ordinary pings (Linux, BSD and macOS 56; Windows 32): never a step.
+pub const ORDINARY_PING_SIZES: [u16; 2] = [56, 32];
 
 /// The rules that make a sequence safe against port sweeps and retransmissions.
 pub fn sequence_rules(seq: &[Service]) -> Result<(), SequenceError> {
@@ -239,14 +251,24 @@ pub fn sequence_rules(seq: &[Service]) -> Result<(), SequenceError> {
     if n < MIN_KNOCKS {
         return Err(SequenceError::TooShort(n));
     }
+    if let Some(s) = seq.iter().find(|s| {
+        s.proto == Proto::Icmp
+            && (!(MIN_ICMP_SIZE..=MAX_ICMP_SIZE).contains(&s.port)
+                || ORDINARY_PING_SIZES.contains(&s.port))
+    }) {
+        return Err(SequenceError::IcmpSize(s.port));
+    }
     for (i, pair) in seq.windows(2).enumerate() {
         if pair[0] == pair[1] {
             return Err(SequenceError::Repeated(pair[0], i + 2));
         }
     }
+    // A port sweep sends no echo requests of a step's size: a sequence with an ICMP step
+    // cannot be walked by one, whatever the order of its ports.
+    let ports_only = seq.iter().all(|s| s.proto != Proto::Icmp);
     let ascending = seq.windows(2).all(|w| w[0].port <= w[1].port);
     let descending = seq.windows(2).all(|w| w[0].port >= w[1].port);
-    if ascending || descending {
+    if ports_only && (ascending || descending) {
         let mut fixed = seq.to_vec();
         // Swapping the first two breaks the order of any sequence of three or more knocks
         // without repeats; it is a suggestion, not the only fix.
@@ -280,7 +302,9 @@ impl DoorSpec {
         let mut warnings = Vec::new();
         let mut check = |seq: &[Service]| match sequence_rules(seq) {
             Ok(()) => Ok(()),
-            Err(e @ (SequenceError::TooLong(_) | SequenceError::Empty)) => Err(e),
+            Err(
+                e @ (SequenceError::TooLong(_) | SequenceError::Empty | SequenceError::IcmpSize(_)),
+            ) => Err(e),
             Err(e) if strict => Err(e),
             Err(e) => {
                 warnings.push(e);
@@ -301,6 +325,9 @@ impl DoorSpec {
                 return Err(SequenceError::EncodedOpensNothing)
             }
             Kind::Spa(_) => {}
+        }
+        if let Some(s) = self.open.iter().find(|s| s.proto == Proto::Icmp) {
+            return Err(SequenceError::IcmpOpened(*s));
         }
         if let Some(s) = self.fixed_knocks().find(|s| self.open.contains(s)) {
             return Err(SequenceError::KnockIsService(*s));

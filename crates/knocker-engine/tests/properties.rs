@@ -43,7 +43,7 @@ fn knock_flags(src: IpAddr, s: Service, tcp_flags: TcpFlags) -> Knock {
 fn knock(src: IpAddr, s: Service) -> Knock {
     let flags = match s.proto {
         Proto::Tcp => TcpFlags::SYN,
-        Proto::Udp => TcpFlags::default(),
+        Proto::Udp | Proto::Icmp => TcpFlags::default(),
     };
     knock_flags(src, s, flags)
 }

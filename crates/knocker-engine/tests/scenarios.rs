@@ -63,7 +63,7 @@ fn knock_flags(src: IpAddr, service: Service, tcp_flags: TcpFlags) -> Knock {
 fn knock(src: IpAddr, service: Service) -> Knock {
     let flags = match service.proto {
         Proto::Tcp => TcpFlags::SYN,
-        Proto::Udp => TcpFlags::default(),
+        Proto::Udp | Proto::Icmp => TcpFlags::default(),
     };
     knock_flags(src, service, flags)
 }
@@ -1090,4 +1090,70 @@ fn a_source_that_opens_a_door_has_no_failures_on_doors_sharing_its_ports() {
     let events = drain(&mut e);
     assert_eq!(grants_to(&events, ALICE), 9);
     assert_eq!(failures(&events), vec![]);
+}
+
+/// An echo request of payload `size` (`ping -s size`), as the NFLOG parser hands it over.
+fn echo(src: IpAddr, size: u16) -> Knock {
+    Knock {
+        src,
+        dst: SERVER,
+        proto: Proto::Icmp,
+        src_port: 0,
+        dst_port: size,
+        tcp_flags: TcpFlags::default(),
+    }
+}
+
+#[test]
+fn an_icmp_step_is_knocked_by_an_echo_request_of_its_size() {
+    let t0 = Instant::now();
+    // the flag filter (syn,!ack) applies to the tcp knocks only
+    let mut e = engine(vec![door(
+        "ping",
+        &["7000", "icmp/100", "8000:udp"],
+        &["22"],
+    )]);
+    e.handle(t0, &tcp(ALICE, 7000));
+    // an ordinary ping, and a knock's size from another address, change nothing
+    e.handle(secs(t0, 1), &echo(ALICE, 56));
+    e.handle(secs(t0, 1), &echo(BOB, 100));
+    e.handle(secs(t0, 1), &echo(ALICE, 100));
+    e.handle(secs(t0, 2), &udp(ALICE, 8000));
+    let events = drain(&mut e);
+    assert_eq!(grants_to(&events, ALICE), 1, "{events:?}");
+    assert_eq!(grants_to(&events, BOB), 0);
+
+    // the wrong size is no step; a tcp or udp port numbered like the size is none either
+    for wrong in [echo(ALICE, 101), tcp(ALICE, 100), udp(ALICE, 100)] {
+        let t = secs(t0, 60);
+        e.handle(t, &tcp(ALICE, 7000));
+        e.handle(t, &wrong);
+        e.handle(t, &udp(ALICE, 8000));
+        let events = drain(&mut e);
+        assert_eq!(grants(&events).len(), 0, "{wrong:?}: {events:?}");
+    }
+}
+
+#[test]
+fn icmp_steps_are_validated() {
+    let err =
+        |seq: &[&str], open: &[&str]| validate_doors(&[door("d", seq, open)]).expect_err("refused");
+    for size in ["56", "32", "1453", "65535"] {
+        let e = err(&["7000", &format!("icmp/{size}"), "8000"], &["22"]);
+        assert!(
+            matches!(e, DoorsError::Door { ref error, .. } if *error == SequenceError::IcmpSize(size.parse().expect("n"))),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("not 56 or 32"), "{e}");
+    }
+    let e = err(&["7000", "icmp/100", "8000"], &["icmp/100"]);
+    assert!(
+        e.to_string()
+            .contains("icmp/100 is an ICMP knock step, not a service"),
+        "{e}"
+    );
+    // ports in order are no sweep risk once an echo step is among them
+    assert!(validate_doors(&[door("d", &["7000", "icmp/100", "8000"], &["22"])]).is_ok());
+    assert!(validate_doors(&[door("d", &["icmp/1452", "7000", "8000"], &["22"])]).is_ok());
+    assert!(validate_doors(&[door("d", &["7000", "8000", "9000"], &["22"])]).is_err());
 }

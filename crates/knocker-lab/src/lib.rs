@@ -11,7 +11,8 @@
 //! - [`child`]: a child process run to its end with a deadline, and stopping one;
 //! - [`log`]: a child's output read line by line, kept, echoed and waited on;
 //! - [`dir`]: a scratch directory for a test's files, removed on drop;
-//! - [`fwknopd`]: Debian's fwknopd's arguments, its files in a directory of the caller's.
+//! - [`fwknopd`]: Debian's fwknopd's arguments, its files in a directory of the caller's;
+//! - [`proxy`]: `knocker proxy` started on a free loopback port, its log waited on.
 //!
 //! Addresses live only inside the lab's namespaces (10.200.0.0/16, fd00:200::/48): nothing here
 //! sends a packet anywhere but between them.
@@ -26,6 +27,7 @@ pub mod fwknopd;
 pub mod log;
 pub mod netns;
 pub mod packet;
+pub mod proxy;
 pub mod ready;
 pub mod send;
 

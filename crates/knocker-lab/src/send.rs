@@ -35,6 +35,12 @@ impl ReadyKnock {
         let socket = match service.proto {
             Proto::Tcp => Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?,
             Proto::Udp => Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?,
+            Proto::Icmp => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "an ICMP step: send it with ping -s N or knocker knock",
+                ))
+            }
         };
         if let Some(src) = src {
             socket.bind(&SockAddr::from(SocketAddr::new(src, 0)))?;
@@ -60,6 +66,7 @@ impl ReadyKnock {
                 Err(e) => Err(e),
             },
             Proto::Udp => self.socket.send_to(&[0u8], &to).map(|_| ()),
+            Proto::Icmp => Err(std::io::ErrorKind::Unsupported.into()),
         }
     }
 }

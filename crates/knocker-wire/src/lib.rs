@@ -11,6 +11,8 @@
 //!   order of checks and encoded as Debian's `fwknop` client sends it.
 //! - [`knockknock`]: knockknock's SYN (AES-128 counter mode over the port and a truncated
 //!   HMAC-SHA1, in the IP ID, TCP sequence, acknowledgement and window), as its client sends it.
+//! - [`socks`]: SOCKS5 greetings and CONNECT requests (RFC 1928) as `knocker proxy` serves them,
+//!   parsed sans-IO and bounded, and its replies.
 //!
 //! Everything here is total on untrusted input: no panics, typed errors, bounded memory. Keys are
 //! zeroized on drop, compared in constant time and never printed (their `Debug` shows only the
@@ -26,6 +28,7 @@ pub mod keyfile;
 pub mod knockknock;
 pub mod rotate;
 mod service;
+pub mod socks;
 pub mod spa;
 pub mod syn;
 

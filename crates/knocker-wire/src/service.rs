@@ -7,11 +7,15 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// A transport protocol that knocks and grants speak.
+/// A transport protocol that knocks and grants speak; and ICMP, for knocks only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Proto {
     Tcp,
     Udp,
+    /// An ICMP echo request (ICMPv6 over IPv6), as `ping -s N` sends it: a sequence step,
+    /// never a service a door opens. Its [`Service::port`] is the echo's payload size N (the
+    /// ICMP message is 8 + N bytes), written `icmp/N`.
+    Icmp,
 }
 
 impl Proto {
@@ -20,6 +24,7 @@ impl Proto {
         match self {
             Proto::Tcp => 6,
             Proto::Udp => 17,
+            Proto::Icmp => 1,
         }
     }
 
@@ -27,6 +32,7 @@ impl Proto {
         match self {
             Proto::Tcp => "tcp",
             Proto::Udp => "udp",
+            Proto::Icmp => "icmp",
         }
     }
 }
@@ -51,6 +57,8 @@ pub enum ParseError {
     FlagConflict(String),
 }
 
+/// Only `tcp` and `udp`: the protocols of ports. An ICMP step is written `icmp/N` as a
+/// [`Service`].
 impl FromStr for Proto {
     type Err = ParseError;
     fn from_str(s: &str) -> Result<Self, ParseError> {
@@ -81,7 +89,7 @@ impl Service {
     }
 }
 
-/// Displays as `tcp/22`, the form every log line and config uses.
+/// Displays as `tcp/22`, the form every log line and config uses (`icmp/100` for an echo step).
 impl fmt::Display for Service {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.proto, self.port)
@@ -95,11 +103,15 @@ fn parse_port(s: &str) -> Result<u16, ParseError> {
     }
 }
 
-/// Accepts `22` (tcp), `22:udp` (knock's syntax), `udp/22` and `22/udp`.
+/// Accepts `22` (tcp), `22:udp` (knock's syntax), `udp/22` and `22/udp`; and `icmp/N`, an
+/// ICMP echo step of payload size N (`ping -s N`), in that one spelling.
 impl FromStr for Service {
     type Err = ParseError;
     fn from_str(s: &str) -> Result<Self, ParseError> {
         let s = s.trim();
+        if let Some(size) = s.get(..5).filter(|p| p.eq_ignore_ascii_case("icmp/")) {
+            return Ok(Service::new(Proto::Icmp, parse_port(&s[size.len()..])?));
+        }
         if let Some((a, b)) = s.split_once(':') {
             return Ok(Service::new(b.parse()?, parse_port(a)?));
         }
@@ -131,5 +143,22 @@ mod tests {
         assert!("22:sctp".parse::<Service>().is_err());
         assert!("".parse::<Service>().is_err());
         assert!("-1".parse::<Service>().is_err());
+    }
+
+    #[test]
+    fn icmp_steps_have_one_spelling() {
+        assert_eq!(
+            "icmp/100".parse::<Service>(),
+            Ok(Service::new(Proto::Icmp, 100))
+        );
+        assert_eq!(
+            " ICMP/100".parse::<Service>(),
+            Ok(Service::new(Proto::Icmp, 100))
+        );
+        assert_eq!(Service::new(Proto::Icmp, 100).to_string(), "icmp/100");
+        for bad in ["100:icmp", "100/icmp", "icmp/0", "icmp/", "icmp/x", "icmp"] {
+            assert!(bad.parse::<Service>().is_err(), "{bad}");
+        }
+        assert!("icmp".parse::<Proto>().is_err(), "not a protocol of ports");
     }
 }

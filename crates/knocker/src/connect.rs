@@ -120,7 +120,10 @@ pub fn run(args: &ConnectOptions) -> Result<(), ConnectError> {
 
 /// The profile for HOST: the one of that name, else the one whose host is HOST (if several are,
 /// the one that asks to open tcp/PORT). None if there is none, or no profiles file at all.
-fn find_profile(host: &str, port: u16) -> Result<Option<(String, Store, Profile)>, ConnectError> {
+pub(crate) fn find_profile(
+    host: &str,
+    port: u16,
+) -> Result<Option<(String, Store, Profile)>, ConnectError> {
     let store = match Store::from_env() {
         Ok(store) => store,
         // No config directory: no profiles, so just connect.
@@ -188,7 +191,7 @@ fn opens(saved: &Profile, service: Service) -> bool {
 }
 
 /// Knocks, then tries to connect for --wait; again, up to --tries knocks.
-fn knock_and_connect(
+pub(crate) fn knock_and_connect(
     args: &ConnectOptions,
     name: &str,
     store: &Store,
@@ -272,7 +275,7 @@ fn attempt(addr: SocketAddr, wait: Duration, say: &dyn Fn(&str)) -> io::Result<T
 }
 
 /// No profile: each address of the host in turn (as ssh does), each for --tries x --wait.
-fn connect_plain(
+pub(crate) fn connect_plain(
     args: &ConnectOptions,
     say: &dyn Fn(&str),
 ) -> Result<(TcpStream, SocketAddr), ConnectError> {
@@ -374,13 +377,13 @@ fn relay(stream: TcpStream, addr: SocketAddr) -> Result<(), ConnectError> {
 }
 
 /// Which side of a copy failed.
-enum Failed {
+pub(crate) enum Failed {
     Read(io::Error),
     Write(io::Error),
 }
 
 /// Copies until `from` ends, flushing each piece at once (the other end is interactive).
-fn pump(from: &mut impl Read, to: &mut impl Write) -> Result<(), Failed> {
+pub(crate) fn pump(from: &mut impl Read, to: &mut impl Write) -> Result<(), Failed> {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match from.read(&mut buf) {

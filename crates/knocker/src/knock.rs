@@ -109,12 +109,14 @@ pub fn parse_sequence<S: AsRef<str>>(args: &[S], default: Proto) -> Result<Vec<S
         .collect()
 }
 
-/// How a service is written in `knock`'s syntax: `7000` for TCP, `9000:udp` for UDP. This is the
-/// form profiles store, so a saved sequence reads the same as a command line.
+/// How a service is written in `knock`'s syntax: `7000` for TCP, `9000:udp` for UDP (and
+/// `icmp/100` for an ICMP step, which `knock` does not have). This is the form profiles store,
+/// so a saved sequence reads the same as a command line.
 pub fn knock_syntax(service: Service) -> String {
     match service.proto {
         Proto::Tcp => service.port.to_string(),
         Proto::Udp => format!("{}:udp", service.port),
+        Proto::Icmp => service.to_string(),
     }
 }
 
@@ -128,6 +130,12 @@ pub enum KnockError {
         family: Family,
         /// What the host did resolve to, to make the mismatch obvious.
         found: Vec<IpAddr>,
+    },
+    #[error("cannot send an ICMP echo request of {size} bytes to {ip}: {source} (an ICMP step needs root, CAP_NET_RAW, or a group in net.ipv4.ping_group_range)")]
+    Echo {
+        ip: IpAddr,
+        size: u16,
+        source: io::Error,
     },
     #[error("cannot knock {proto} {addr}: {source}")]
     Send {
@@ -184,7 +192,8 @@ pub fn resolve(host: &str, family: Family) -> Result<IpAddr, KnockError> {
 /// Sends one knock. TCP: a non-blocking connect puts exactly one SYN on the wire, and closing the
 /// socket at once (still in SYN-SENT) makes the kernel forget the attempt: it never retransmits the
 /// SYN and sends no FIN (a server that does answer SYN-ACK gets the RST any stray segment gets).
-/// UDP: one datagram holding a single zero byte, as `knock` sends.
+/// UDP: one datagram holding a single zero byte, as `knock` sends. ICMP: one echo request with
+/// `service.port` bytes of payload, as `ping -c1 -s N` sends it ([`echo_request`]).
 pub fn knock_one(ip: IpAddr, service: Service) -> Result<(), KnockError> {
     let addr = SocketAddr::new(ip, service.port);
     let send_err = |source| KnockError::Send {
@@ -215,8 +224,68 @@ pub fn knock_one(ip: IpAddr, service: Service) -> Result<(), KnockError> {
                 .map_err(send_err)?;
             socket.send_to(&[0u8], &addr.into()).map_err(send_err)?;
         }
+        Proto::Icmp => {
+            echo_request(ip, service.port).map_err(|source| KnockError::Echo {
+                ip,
+                size: service.port,
+                source,
+            })?;
+        }
     }
     Ok(())
+}
+
+/// Sends one ICMP echo request (ICMPv6 to an IPv6 address) with `size` bytes of payload, laid
+/// out as iputils' `ping -s size` lays it out (an 8-byte echo header, then the payload: a
+/// 16-byte time stamp when it fits, then the bytes 0x10, 0x11, ...), so that an observer sees
+/// a ping of an unusual size. Through an unprivileged ICMP datagram socket where
+/// net.ipv4.ping_group_range allows it (the kernel then sets the identifier and the checksum),
+/// else a raw socket (root or CAP_NET_RAW).
+pub fn echo_request(ip: IpAddr, size: u16) -> io::Result<()> {
+    let (domain, protocol, kind) = match ip {
+        IpAddr::V4(_) => (Domain::IPV4, Protocol::ICMPV4, 8u8),
+        IpAddr::V6(_) => (Domain::IPV6, Protocol::ICMPV6, 128u8),
+    };
+    let mut message = vec![0u8; 8 + usize::from(size)];
+    message[0] = kind;
+    let id = std::process::id() as u16;
+    message[4..6].copy_from_slice(&id.to_be_bytes());
+    message[6..8].copy_from_slice(&1u16.to_be_bytes());
+    let payload = &mut message[8..];
+    let start = if payload.len() >= 16 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        payload[..8].copy_from_slice(&now.as_secs().to_le_bytes());
+        payload[8..16].copy_from_slice(&u64::from(now.subsec_micros()).to_le_bytes());
+        16
+    } else {
+        0
+    };
+    for (i, b) in payload.iter_mut().enumerate().skip(start) {
+        *b = i as u8;
+    }
+    if ip.is_ipv4() {
+        // A raw ICMPv4 socket sends what it is given; the kernel computes ICMPv6's itself.
+        let sum = internet_checksum(&message);
+        message[2..4].copy_from_slice(&sum.to_be_bytes());
+    }
+    let socket = Socket::new(domain, Type::DGRAM, Some(protocol))
+        .or_else(|_| Socket::new(domain, Type::RAW, Some(protocol)))?;
+    socket.send_to(&message, &SocketAddr::new(ip, 0).into())?;
+    Ok(())
+}
+
+/// RFC 1071's checksum: the ones' complement of the ones' complement sum of 16-bit words.
+fn internet_checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
 }
 
 /// Knocks every service of `sequence` on `ip`, in order, waiting `delay` after each one (also
@@ -278,8 +347,34 @@ mod tests {
     }
 
     #[test]
+    fn echo_checksums_are_rfc_1071s() {
+        // an echo request with id 1, seq 1 and no payload: 0800 0000 0001 0001
+        assert_eq!(internet_checksum(&[8, 0, 0, 0, 0, 1, 0, 1]), 0xf7fd);
+        // an odd length is padded with a zero byte
+        assert_eq!(internet_checksum(&[0xff]), 0x00ff);
+        let mut m = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1, 1, 2, 3];
+        let sum = internet_checksum(&m);
+        m[2..4].copy_from_slice(&sum.to_be_bytes());
+        assert_eq!(
+            internet_checksum(&m),
+            0,
+            "a message with its checksum sums to zero"
+        );
+    }
+
+    #[test]
     fn knock_syntax_round_trips() {
-        for s in [Service::tcp(7000), Service::udp(9000), Service::tcp(1)] {
+        assert_eq!(
+            parse_port("icmp/100", Proto::Udp),
+            Ok(Service::new(Proto::Icmp, 100))
+        );
+        assert_eq!(knock_syntax(Service::new(Proto::Icmp, 100)), "icmp/100");
+        for s in [
+            Service::tcp(7000),
+            Service::udp(9000),
+            Service::tcp(1),
+            Service::new(Proto::Icmp, 100),
+        ] {
             assert_eq!(knock_syntax(s).parse::<Service>(), Ok(s));
         }
         assert_eq!(knock_syntax(Service::tcp(7000)), "7000");

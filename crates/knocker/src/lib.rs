@@ -9,7 +9,8 @@
 //! builder and its raw socket), [`knockknock`] (knockknock's profile directories and SYN),
 //! [`profile`] (the profiles file), [`kinds`] (what each profile
 //! kind puts on the wire), [`spa`] (fwknop SPA packets), [`saved`] (knocking a saved profile,
-//! whatever its kind) and [`connect`] (knock, then relay a connection). Each returns typed
+//! whatever its kind), [`connect`] (knock, then relay a connection) and [`proxy`] (a local SOCKS5
+//! server that does what `connect` does for each request). Each returns typed
 //! errors (its own, or `io::Error` for [`syn`]); every import points down this list.
 #![forbid(unsafe_code)]
 
@@ -19,6 +20,7 @@ pub mod kinds;
 pub mod knock;
 pub mod knockknock;
 pub mod profile;
+pub mod proxy;
 pub mod saved;
 pub mod secrets;
 pub mod spa;

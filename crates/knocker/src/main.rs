@@ -20,13 +20,15 @@ use knocker::knock::{self, Family};
 use knocker::profile::{self, Kind, Mode, Profile, ProfileError, Store};
 use knocker::saved::{self, knock_saved, open_note, Knocking, Say};
 use knocker::spa::{self, SpaError};
-use knocker::{connect, kinds, secrets};
+use knocker::{connect, kinds, proxy, secrets};
 use knocker_wire::fwknop::Digest;
 use zeroize::Zeroizing;
 
 const PORT_SYNTAX: &str = "\
 PORT is `7000` (TCP, or UDP with -u), `7000:udp` or `7000:tcp` (as with `knock`), \
-`udp/7000` or `7000/udp`.";
+`udp/7000` or `7000/udp`; or `icmp/N`, an ICMP step: one echo request with N bytes of payload, \
+as `ping -c1 -s N` sends it (ICMPv6 to an IPv6 address; needs root, CAP_NET_RAW, or a group in \
+net.ipv4.ping_group_range).";
 
 const PROFILES_HELP: &str = "\
 Profiles:
@@ -133,7 +135,8 @@ Examples:
   knocker sequence rot                                # prints e.g. `40392 40952 40454 40384`
   knock server.example.org $(knocker sequence rot)    # any knock tool can knock it
   knocker spa --fwknop -n myssh                       # an fwknop SPA packet (~/.fwknoprc)
-  ssh -o ProxyCommand='knocker connect %h %p' myserver # knock, then ssh through the door";
+  ssh -o ProxyCommand='knocker connect %h %p' myserver # knock, then ssh through the door
+  knocker proxy --listen 127.0.0.1:1080               # SOCKS5 for browsers and curl";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -147,7 +150,8 @@ is worthless), encoded knocks (an encrypted, authenticated request spelled out a
 packet authorization (fwknop's format, and knocker's own: one datagram sealed with this \
 machine's key pair) and stealth SYNs (one ordinary-looking TCP SYN that carries an \
 authenticator; needs root or cap_net_raw), and keeps named profiles, so that `knocker knock myserver` knocks whatever the profile describes, and \
-`knocker connect myserver 22` knocks and then carries a connection (ssh's ProxyCommand).",
+`knocker connect myserver 22` knocks and then carries a connection (ssh's ProxyCommand), and \
+`knocker proxy` does the same for each connection through a local SOCKS5 proxy.",
     after_long_help = format!("{PROFILES_HELP}\n\n{EXAMPLES}"),
     after_help = "Run `knocker help knock` or `knocker --help` for the profiles file format and examples."
 )]
@@ -232,6 +236,12 @@ unless -v, and exits 0 once the packet is sent: an SPA packet gets no answer."
         after_long_help = CONNECT_AFTER_HELP,
     )]
     Connect(ConnectArgs),
+    /// A local SOCKS5 proxy that knocks (with the destination's profile) before it connects
+    #[command(
+        long_about = PROXY_LONG_ABOUT,
+        after_long_help = PROXY_AFTER_HELP,
+    )]
+    Proxy(ProxyArgs),
 }
 /// How knocks are sent: shared by `knock` and `profile add`, which stores them.
 #[derive(Args, Debug)]
@@ -645,6 +655,19 @@ struct ConnectArgs {
     /// Say on standard error what is knocked and where knocker connects
     #[arg(short = 'v', long = "verbose")]
     verbose: bool,
+    #[command(flatten)]
+    knocking: KnockThenConnect,
+    /// A saved profile's name (or its host), or a host to connect to without knocking
+    #[arg(value_name = "HOST|PROFILE")]
+    host: String,
+    /// The TCP port to connect to
+    #[arg(value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    port: u16,
+}
+
+/// How `connect` and `proxy` knock and wait for the port to answer.
+#[derive(Args, Debug)]
+struct KnockThenConnect {
     /// Knock at most N times (1 to 100) before giving up
     #[arg(
         long,
@@ -670,24 +693,89 @@ struct ConnectArgs {
         help = TIME_OFFSET_HELP
     )]
     time_offset: Option<i64>,
-    /// A saved profile's name (or its host), or a host to connect to without knocking
-    #[arg(value_name = "HOST|PROFILE")]
-    host: String,
-    /// The TCP port to connect to
-    #[arg(value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
-    port: u16,
 }
 
 impl ConnectArgs {
     fn options(&self) -> connect::ConnectOptions {
+        let k = &self.knocking;
         connect::ConnectOptions {
             verbose: self.verbose,
-            tries: self.tries,
-            wait: self.wait,
-            family: family(self.ipv4, self.ipv6),
-            time_offset: self.time_offset.unwrap_or(0),
+            tries: k.tries,
+            wait: k.wait,
+            family: family(k.ipv4, k.ipv6),
+            time_offset: k.time_offset.unwrap_or(0),
             host: self.host.clone(),
             port: self.port,
+        }
+    }
+}
+
+const PROXY_LONG_ABOUT: &str = "\
+A local SOCKS5 server (RFC 1928) for programs without a ProxyCommand: browsers, curl, chat and \
+mail clients. For each CONNECT request it does what `knocker connect` does: it finds the \
+profile for the destination host (the profile of that name, or the one whose host it is, as \
+written in profiles.toml), knocks it, whatever its kind, waits for the port (--wait, up to \
+--tries knocks), answers the client and relays the connection both ways. A host without a \
+profile is refused (SOCKS reply 2, \"not allowed by ruleset\") unless --pass-through, which \
+connects to it without a knock.\n\n\
+Let the proxy resolve names (curl --socks5-hostname, socks5h:// URLs, a browser's \"proxy DNS \
+when using SOCKS v5\"): a request by name finds the profile whose host is that name; a request \
+by address finds only a profile whose host is that address written out. Knocks of one profile \
+are sent one at a time, and a port that opened in the last 10 seconds is tried before knocking \
+again, so a page's parallel connections cost one knock.\n\n\
+It serves CONNECT only (BIND and UDP ASSOCIATE get reply 7), IPv4, IPv6 and names, with no \
+authentication, and it listens on loopback only: any other address is refused, because a \
+proxy without a password on a network address would let anyone who reaches it knock with \
+your profiles. (Other users of this machine can reach a loopback port too: run it on a machine \
+that is yours.) Replies: 0 connected, 1 a failure (a profile that cannot be used), 2 no \
+profile, 3 network unreachable, 4 host unreachable (it did not open, or the name does not \
+resolve), 5 connection refused, 7 command not supported, 8 address type not supported. One \
+line per refused request on standard error; -v says what each request knocked and where it \
+connected. It runs until stopped (Ctrl-C, SIGTERM).";
+
+const PROXY_AFTER_HELP: &str = "\
+Examples:
+  knocker proxy --listen 127.0.0.1:1080
+  curl --socks5-hostname 127.0.0.1:1080 http://myserver/    # knocks myserver's profile first
+  firefox: Settings, Network Settings, Manual proxy: SOCKS Host 127.0.0.1, Port 1080, SOCKS v5,
+           \"Proxy DNS when using SOCKS v5\" on";
+
+#[derive(Args, Debug)]
+struct ProxyArgs {
+    /// Listen on ADDR:PORT, a loopback address (port 0: any free port, printed at start)
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:1080")]
+    listen: std::net::SocketAddr,
+    /// Connect to hosts without a profile, without a knock (default: refuse them)
+    #[arg(long = "pass-through")]
+    pass_through: bool,
+    /// Serve at most N connections at once (1 to 4096); more wait to be accepted
+    #[arg(
+        long = "max-connections",
+        value_name = "N",
+        default_value_t = 64,
+        value_parser = clap::value_parser!(u16).range(1..=4096)
+    )]
+    max_connections: u16,
+    /// Say on standard error what each request knocked and where it connected
+    #[arg(short = 'v', long = "verbose")]
+    verbose: bool,
+    #[command(flatten)]
+    knocking: KnockThenConnect,
+}
+
+impl ProxyArgs {
+    fn options(&self) -> proxy::ProxyOptions {
+        let k = &self.knocking;
+        proxy::ProxyOptions {
+            listen: self.listen,
+            pass_through: self.pass_through,
+            tries: k.tries,
+            wait: k.wait,
+            family: family(k.ipv4, k.ipv6),
+            time_offset: k.time_offset.unwrap_or(0),
+            max_connections: usize::from(self.max_connections),
+            verbose: self.verbose,
+            handshake: proxy::HANDSHAKE,
         }
     }
 }
@@ -722,6 +810,8 @@ enum Error {
     Connect(#[from] connect::ConnectError),
     #[error(transparent)]
     Saved(#[from] saved::SavedError),
+    #[error(transparent)]
+    Proxy(#[from] proxy::ProxyError),
     #[error("no ports to knock on {host:?}, and no profile of that name in {}: give PORTs, or save one with `knocker profile add {host} HOST PORT...`", .path.display())]
     NoPorts {
         host: String,
@@ -772,6 +862,7 @@ impl Error {
             Error::Kind(e) if e.is_usage() => 2,
             Error::Connect(e) if e.is_usage() => 2,
             Error::Saved(e) if e.is_usage() => 2,
+            Error::Proxy(e) if e.is_usage() => 2,
             _ => 1,
         }
     }
@@ -786,6 +877,7 @@ fn main() -> ExitCode {
         Command::Profile(command) => profile(command),
         Command::Spa(args) => send_spa(&args).map_err(Error::from),
         Command::Connect(args) => connect::run(&args.options()).map_err(Error::from),
+        Command::Proxy(args) => proxy::run(&args.options()).map_err(Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

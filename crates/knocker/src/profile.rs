@@ -790,6 +790,12 @@ impl Section<'_> {
             if open.contains(&service) {
                 return Err(self.err(s.span(), format!("open: {service} is listed twice")));
             }
+            if service.proto == knocker_wire::Proto::Icmp {
+                return Err(self.err(
+                    s.span(),
+                    format!("open: {service} is an ICMP knock step, not a service: a door opens tcp and udp ports"),
+                ));
+            }
             open.push(service);
         }
         if !(1..=max).contains(&open.len()) {
@@ -2265,6 +2271,11 @@ open = ["22"]
                 format!("{enc}base = 40000\nbits = 12\nopen = [\"22\", \"tcp/22\"]\n"),
                 7,
                 "open: tcp/22 is listed twice",
+            ),
+            (
+                format!("{enc}base = 40000\nbits = 12\nopen = [\"icmp/100\"]\n"),
+                7,
+                "open: icmp/100 is an ICMP knock step, not a service",
             ),
             (
                 format!("{enc}base = 40000\nbits = 12\nopen = [\"22\"]\nduration = \"2d\"\n"),

@@ -236,7 +236,14 @@ pub fn send(
 ) -> Result<(), KnockError> {
     knock::knock_sequence(ip, sequence, delay, |proto, addr| {
         if let Some(say) = say {
-            say.line(&format!("hitting {proto} {addr}"));
+            say.line(&match proto {
+                knocker_wire::Proto::Icmp => format!(
+                    "hitting icmp {} (an echo request, ping -s {})",
+                    addr.ip(),
+                    addr.port()
+                ),
+                _ => format!("hitting {proto} {addr}"),
+            });
         }
     })?;
     Ok(())

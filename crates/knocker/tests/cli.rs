@@ -334,6 +334,7 @@ fn wire_sequence(spec: &RotateSpec, counter: u64) -> String {
         .map(|s| match s.proto {
             Proto::Tcp => s.port.to_string(),
             Proto::Udp => format!("{}:udp", s.port),
+            Proto::Icmp => unreachable!("rotating sequences are ports"),
         })
         .collect();
     format!("{}\n", ports.join(" "))

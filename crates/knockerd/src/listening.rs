@@ -16,6 +16,8 @@ pub fn parse(text: &str, proto: Proto) -> Vec<u16> {
     let state = match proto {
         Proto::Tcp => TCP_LISTEN,
         Proto::Udp => UDP_UNCONNECTED,
+        // no socket listens for an ICMP step
+        Proto::Icmp => return Vec::new(),
     };
     let mut ports: Vec<u16> = text
         .lines()

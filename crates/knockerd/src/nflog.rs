@@ -369,7 +369,8 @@ pub fn parse_l3_udp_payload(packet: &[u8]) -> Option<(Knock, &[u8])> {
 
 /// Parses the payload NFLOG hands over for a rule in an `ip`, `ip6` or `inet` table: the packet
 /// from its IPv4 or IPv6 header on. Returns `None` for anything but a TCP or UDP packet whose
-/// transport header is complete (including non-first fragments). Never panics.
+/// transport header is complete (including non-first fragments), or an ICMP or ICMPv6 echo
+/// request (see [`echo_request_size`]). Never panics.
 pub fn parse_l3(payload: &[u8]) -> Option<Knock> {
     let packet = LaxSlicedPacket::from_ip(payload).ok()?;
     let (src, dst) = match packet.net.as_ref()? {
@@ -389,8 +390,8 @@ pub fn parse_l3(payload: &[u8]) -> Option<Knock> {
         }
         _ => return None,
     };
-    match packet.transport.as_ref()? {
-        TransportSlice::Tcp(tcp) => Some(Knock {
+    match packet.transport.as_ref() {
+        Some(TransportSlice::Tcp(tcp)) => Some(Knock {
             src,
             dst,
             proto: Proto::Tcp,
@@ -399,7 +400,7 @@ pub fn parse_l3(payload: &[u8]) -> Option<Knock> {
             // Byte 13 of the TCP header: CWR ECE URG ACK PSH RST SYN FIN.
             tcp_flags: TcpFlags(tcp.header_slice().get(13).copied().unwrap_or(0)),
         }),
-        TransportSlice::Udp(udp) => Some(Knock {
+        Some(TransportSlice::Udp(udp)) => Some(Knock {
             src,
             dst,
             proto: Proto::Udp,
@@ -407,6 +408,48 @@ pub fn parse_l3(payload: &[u8]) -> Option<Knock> {
             dst_port: udp.destination_port(),
             tcp_flags: TcpFlags::default(),
         }),
+        _ => echo_request_size(&packet).map(|size| Knock {
+            src,
+            dst,
+            proto: Proto::Icmp,
+            src_port: 0,
+            dst_port: size,
+            tcp_flags: TcpFlags::default(),
+        }),
+    }
+}
+
+/// The payload size of an ICMP echo request (type 8, code 0) or ICMPv6 echo request (type
+/// 128, code 0), an `icmp/N` step: N = the ICMP message's length from the IP header (IPv4: total
+/// length less the header; IPv6: the payload length, with ICMPv6 as the first next header) less
+/// the 8 bytes of the echo header, which is what `ping -s N` sets. Taken from the IP header, not
+/// from what NFLOG copied (a snaplen cuts the payload short). Unfragmented packets only.
+pub fn echo_request_size(packet: &LaxSlicedPacket) -> Option<u16> {
+    let (len, payload) = match packet.net.as_ref()? {
+        LaxNetSlice::Ipv4(ip) => {
+            let h = ip.header();
+            let p = ip.payload();
+            if p.ip_number != etherparse::IpNumber::ICMP || p.fragmented {
+                return None;
+            }
+            (
+                h.total_len().checked_sub(u16::from(h.ihl()) * 4)?,
+                (p.payload, 8u8),
+            )
+        }
+        LaxNetSlice::Ipv6(ip) => {
+            let h = ip.header();
+            let p = ip.payload();
+            if h.next_header() != etherparse::IpNumber::IPV6_ICMP || p.fragmented {
+                return None;
+            }
+            (h.payload_length(), (p.payload, 128u8))
+        }
+        _ => return None,
+    };
+    let (bytes, echo_request) = payload;
+    match bytes {
+        [kind, 0, ..] if *kind == echo_request => len.checked_sub(8),
         _ => None,
     }
 }
@@ -439,6 +482,52 @@ mod tests {
         let mut v = Vec::new();
         b.write(&mut v, payload).expect("write");
         v
+    }
+
+    #[test]
+    fn echo_requests_are_icmp_knocks_of_their_payload_size() {
+        let v6 = |a: &str| a.parse::<Ipv6Addr>().expect("addr").octets();
+        let mut v4 = Vec::new();
+        PacketBuilder::ipv4([10, 200, 1, 2], [10, 200, 1, 1], 64)
+            .icmpv4_echo_request(7, 1)
+            .write(&mut v4, &[0xa5; 100])
+            .expect("write");
+        let k = parse_l3(&v4).expect("knock");
+        assert_eq!((k.proto, k.src_port, k.dst_port), (Proto::Icmp, 0, 100));
+        assert_eq!(k.service().to_string(), "icmp/100");
+        assert_eq!(k.src, IpAddr::V4(Ipv4Addr::new(10, 200, 1, 2)));
+        // NFLOG's snaplen cuts the payload: the size is the IP header's
+        assert_eq!(parse_l3(&v4[..40]).map(|k| k.dst_port), Some(100));
+        let mut six = Vec::new();
+        PacketBuilder::ipv6(v6("fd00:200:1::2"), v6("fd00:200:1::1"), 64)
+            .icmpv6_echo_request(7, 1)
+            .write(&mut six, &[0; 1452])
+            .expect("write");
+        let k = parse_l3(&six).expect("knock");
+        assert_eq!((k.proto, k.dst_port), (Proto::Icmp, 1452));
+        assert_eq!(parse_l3(&six[..60]).map(|k| k.dst_port), Some(1452));
+        // replies, other ICMP messages, and an ICMPv4 echo request type inside IPv6: none
+        let mut reply = Vec::new();
+        PacketBuilder::ipv4([10, 200, 1, 2], [10, 200, 1, 1], 64)
+            .icmpv4_echo_reply(7, 1)
+            .write(&mut reply, &[0; 100])
+            .expect("write");
+        assert_eq!(parse_l3(&reply), None);
+        let mut reply6 = Vec::new();
+        PacketBuilder::ipv6(v6("fd00:200:1::2"), v6("fd00:200:1::1"), 64)
+            .icmpv6_echo_reply(7, 1)
+            .write(&mut reply6, &[0; 100])
+            .expect("write");
+        assert_eq!(parse_l3(&reply6), None);
+        let mut odd = six.clone();
+        odd[40] = 8;
+        assert_eq!(parse_l3(&odd), None);
+        // an echo code other than 0
+        let mut coded = v4.clone();
+        coded[21] = 1;
+        assert_eq!(parse_l3(&coded), None);
+        // cut inside the ICMP type and code: nothing to tell
+        assert_eq!(parse_l3(&v4[..21]), None);
     }
 
     #[test]
@@ -519,10 +608,10 @@ mod tests {
             assert_eq!(parse_l3(&p[..cut]), None, "cut at {cut}");
         }
         assert_eq!(parse_l3(&[]), None);
-        // ICMP echo request
+        // ICMP other than an echo request (an echo request is an ICMP step's knock)
         let mut v = Vec::new();
         PacketBuilder::ipv4([1, 2, 3, 4], [5, 6, 7, 8], 64)
-            .icmpv4_echo_request(1, 1)
+            .icmpv4_echo_reply(1, 1)
             .write(&mut v, b"ping")
             .expect("write");
         assert_eq!(parse_l3(&v), None);

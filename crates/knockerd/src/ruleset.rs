@@ -130,6 +130,33 @@ fn service_and_range_set(
     format!("{{ {} }}", items.join(", "))
 }
 
+/// The matches of ICMP steps (`icmp/N`): echo requests whose ICMP message is 8 + N bytes, read
+/// from the IP header's length as the NFLOG parser reads it (`nflog::echo_request_size`):
+/// IPv4 without options (total length 20 + 8 + N), IPv6 with ICMPv6 as the first next header
+/// (payload length 8 + N). Every other echo request, an ordinary ping, is left alone.
+fn echo_rules(echoes: &[Service]) -> Vec<String> {
+    if echoes.is_empty() {
+        return Vec::new();
+    }
+    let lengths = |extra: u32| {
+        let l: Vec<String> = echoes
+            .iter()
+            .map(|e| (u32::from(e.port) + 8 + extra).to_string())
+            .collect();
+        format!("{{ {} }}", l.join(", "))
+    };
+    vec![
+        format!(
+            "ip hdrlength 5 ip length {} icmp type echo-request icmp code 0",
+            lengths(20)
+        ),
+        format!(
+            "ip6 nexthdr ipv6-icmp ip6 length {} icmpv6 type echo-request icmpv6 code 0",
+            lengths(0)
+        ),
+    ]
+}
+
 /// The admin's one line for a default-drop chain of their own (nft syntax).
 pub fn mark_accept_rule(mark: u32) -> String {
     format!("meta mark & {mark:#010x} == {mark:#010x} accept")
@@ -198,6 +225,10 @@ pub fn render(spec: &TableSpec) -> String {
         let _ = writeln!(s, "add rule {t} {CHAIN} {body}");
     };
     rule(&mut s, "iif \"lo\" accept");
+    let (echoes, ports): (Vec<Service>, Vec<Service>) = spec
+        .knock
+        .iter()
+        .partition(|k| k.proto == knocker_engine::Proto::Icmp);
     let knocks = |s: &mut String, verdict: &str| {
         let log = match spec.knock_log {
             KnockLog::Nflog => format!(
@@ -213,18 +244,22 @@ pub fn render(spec: &TableSpec) -> String {
             KnockLog::Packet if !verdict.is_empty() => String::new(),
             KnockLog::Packet | KnockLog::Off => return,
         };
-        if !spec.knock.is_empty() || !spec.knock_ranges.is_empty() {
+        let iif = spec
+            .interface
+            .as_ref()
+            .map(|i| format!("iifname \"{i}\" "))
+            .unwrap_or_default();
+        if !ports.is_empty() || !spec.knock_ranges.is_empty() {
             rule(
                 s,
                 &format!(
-                    "{}meta l4proto . th dport {}{log}{verdict}",
-                    spec.interface
-                        .as_ref()
-                        .map(|i| format!("iifname \"{i}\" "))
-                        .unwrap_or_default(),
-                    service_and_range_set(&spec.knock, &spec.knock_ranges),
+                    "{iif}meta l4proto . th dport {}{log}{verdict}",
+                    service_and_range_set(&ports, &spec.knock_ranges),
                 ),
             );
+        }
+        for rule_body in echo_rules(&echoes) {
+            rule(s, &format!("{iif}{rule_body}{log}{verdict}"));
         }
     };
     // knockd sees every packet to a knock port, a connection's ACKs too (`TCPFlags = ack`), and
@@ -759,6 +794,27 @@ mod tests {
         }
     }
     const DEFAULT: u32 = crate::config::DEFAULT_GRANT_MARK;
+
+    #[test]
+    fn icmp_steps_log_and_drop_echo_requests_of_their_sizes_only() {
+        let mut with_echo = spec();
+        with_echo.knock.push("icmp/100".parse().expect("step"));
+        with_echo.knock.push("icmp/1000".parse().expect("step"));
+        with_echo.interface = Some("eth0".into());
+        let r = render(&with_echo);
+        assert!(r.contains("add rule inet knocker input iifname \"eth0\" meta l4proto . th dport { tcp . 7000, udp . 9000, tcp . 40000-40999 } log group 4100"), "{r}");
+        assert!(r.contains("add rule inet knocker input iifname \"eth0\" ip hdrlength 5 ip length { 128, 1028 } icmp type echo-request icmp code 0 log group 4100 snaplen 128 queue-threshold 1 drop\n"), "{r}");
+        assert!(r.contains("add rule inet knocker input iifname \"eth0\" ip6 nexthdr ipv6-icmp ip6 length { 108, 1008 } icmpv6 type echo-request icmpv6 code 0 log group 4100 snaplen 128 queue-threshold 1 drop\n"), "{r}");
+        assert!(!r.contains("icmp . "), "never in a port set: {r}");
+        // only echo steps: no port rule at all
+        let mut only = with_echo.clone();
+        only.knock
+            .retain(|k| k.proto == knocker_engine::Proto::Icmp);
+        only.knock_ranges.clear();
+        assert!(!render(&only).contains("th dport { tcp . 7000"));
+        assert_eq!(render(&only).matches("echo-request").count(), 2);
+        assert_eq!(render(&spec()).matches("echo-request").count(), 0);
+    }
 
     #[test]
     fn render_is_one_updating_transaction() {

@@ -352,6 +352,7 @@ fn netfilter_text(src: &str, dst: &str, knock: &str) -> String {
             s.port
         ),
         knocker_engine::Proto::Udp => format!("PROTO=UDP SPT=40123 DPT={} LEN=9 ", s.port),
+        knocker_engine::Proto::Icmp => panic!("this test knocks TCP and UDP ports only: {knock}"),
     };
     format!("IN=to-alice OUT= MAC=5e:4e:3e:5f:a2:3c:fa:1a:27:b2:92:48:08:00 SRC={src} DST={dst} LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=15358 DF {transport}")
 }

@@ -247,6 +247,26 @@ impl World {
         );
     }
 
+    /// After alice's knock: one grant, hers, within 2 s; she connects, mallory does not.
+    pub fn only_alice_is_let_in(&self) {
+        let g = self.wait_grants(1, Duration::from_secs(2));
+        assert_eq!(g.len(), 1, "{g:?}\n{}", self.daemon.log());
+        assert_eq!(g[0].to, Lab::ALICE);
+        assert_eq!(
+            self.connect_within(
+                &self.lab.alice,
+                Lab::SERVER_FOR_ALICE,
+                Duration::from_secs(2)
+            ),
+            Reach::Connected
+        );
+        assert_eq!(
+            self.connect(&self.lab.mallory, Lab::SERVER_FOR_MALLORY),
+            Reach::Silent,
+            "alice's knock opened nothing for mallory"
+        );
+    }
+
     /// Runs Debian's knock client in a namespace.
     pub fn debian_knock(&self, from: &Netns, args: &[&str]) {
         from.exec("knock", args).expect("knock");

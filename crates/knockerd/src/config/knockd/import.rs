@@ -121,6 +121,8 @@ impl Knockd {
                         .map(|s| match s.proto {
                             Proto::Tcp => quote(&s.port.to_string()),
                             Proto::Udp => quote(&format!("{}:udp", s.port)),
+                            // knockd.conf has no ICMP steps; written as the native config does
+                            Proto::Icmp => quote(&s.to_string()),
                         })
                         .collect();
                     out.push_str(&format!("sequence = [{}]\n", knocks.join(", ")));

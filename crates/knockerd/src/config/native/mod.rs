@@ -157,9 +157,15 @@ impl Ctx<'_> {
     fn services(&self, list: &[Spanned<String>], key: &str) -> Result<Vec<Service>, ConfigError> {
         list.iter()
             .map(|s| {
-                s.get_ref()
-                    .parse::<Service>()
-                    .or_else(|e| self.err(s.span(), format!("{key}: {e}")))
+                match s.get_ref().parse::<Service>() {
+                    Err(e) => self.err(s.span(), format!("{key}: {e}")),
+                    // an ICMP step is a knock only: nothing opens, protects or restricts it
+                    Ok(service) if service.proto == Proto::Icmp && key != "sequence" => self.err(
+                        s.span(),
+                        format!("{key}: {service} is an ICMP knock step, not a service: only a sequence may have it"),
+                    ),
+                    Ok(service) => Ok(service),
+                }
             })
             .collect()
     }
@@ -848,7 +854,9 @@ fn connections(
 ) -> Result<Option<std::num::NonZeroU8>, ConfigError> {
     let Some(c) = &d.connections else {
         // knockknock's grant admits one new connection ("the port closes behind you")
-        return Ok(std::num::NonZeroU8::new(u8::from(kind_name == "knockknock")));
+        return Ok(std::num::NonZeroU8::new(u8::from(
+            kind_name == "knockknock",
+        )));
     };
     let n = u8::try_from(*c.get_ref())
         .ok()
@@ -1532,6 +1540,33 @@ stop_after = "2m"
 "#;
 
     #[test]
+    fn icmp_steps_are_sequence_steps_only() {
+        let c = p(&GOOD.replace("\"9000:udp\"", "\"icmp/300\"")).expect("valid");
+        assert_eq!(
+            c.door("ssh").expect("door").spec.sequence[1],
+            "icmp/300".parse::<Service>().expect("step")
+        );
+        assert!(c
+            .watched()
+            .contains(&Watched::Knock("icmp/300".parse().expect("step"))));
+        for (from, to, line) in [
+            ("protect = [\"tcp/80\"]", "protect = [\"icmp/300\"]", 5),
+            ("open = [\"tcp/22\"]", "open = [\"icmp/300\"]", 9),
+        ] {
+            let e = p(&GOOD.replace(from, to)).expect_err("refused");
+            assert_eq!(e.line, Some(line), "{e}");
+            assert!(
+                e.message.ends_with(
+                    "icmp/300 is an ICMP knock step, not a service: only a sequence may have it"
+                ),
+                "{e}"
+            );
+        }
+        let e = p(&GOOD.replace("\"9000:udp\"", "\"icmp/56\"")).expect_err("a ping's size");
+        assert!(e.message.contains("not 56 or 32"), "{e}");
+    }
+
+    #[test]
     fn good_config() {
         let c = p(GOOD).expect("valid");
         assert_eq!(c.nflog_group, 7);
@@ -1555,6 +1590,23 @@ stop_after = "2m"
 
     fn err_of(text: &str) -> String {
         p(text).expect_err("must be rejected").to_string()
+    }
+
+    #[test]
+    fn an_icmp_step_needs_the_nflog_source() {
+        let door = "[door.ssh]\nsequence = [\"7000\", \"icmp/100\", \"8000\"]\nopen = [\"22\"]\n";
+        assert!(p(door).is_ok());
+        // the error names the door's line
+        for (source, line) in [
+            ("kind = \"kernel-log\"", 3),
+            ("kind = \"packet\"\ninterface = \"eth0\"", 4),
+        ] {
+            let e = err_of(&format!("[source]\n{source}\n{door}"));
+            assert!(
+                e.starts_with(&format!("k.toml:{line}: door ssh has an ICMP step")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -208,7 +208,26 @@ pub(super) fn check_doors(
     source: &SourceSpec,
     doors: &[Door],
 ) -> Result<(), ConfigError> {
-    if matches!(source, SourceSpec::Nflog | SourceSpec::Packet { .. }) {
+    if matches!(source, SourceSpec::Nflog) {
+        return Ok(());
+    }
+    // an ICMP step is an echo request that only knockerd's own NFLOG rule hands over
+    if let Some(d) = doors.iter().find(|d| {
+        d.spec
+            .fixed_knocks()
+            .any(|k| k.proto == knocker_engine::Proto::Icmp)
+    }) {
+        return Err(ConfigError {
+            file: cx.file.to_path_buf(),
+            line: Some(d.line),
+            message: format!(
+                "door {} has an ICMP step (icmp/N) and the source is {}, which sees TCP and UDP knocks only. Use the default source (remove [source], or kind = \"nflog\"), or replace the ICMP step with a port",
+                d.spec.name,
+                source.name()
+            ),
+        });
+    }
+    if matches!(source, SourceSpec::Packet { .. }) {
         return Ok(());
     }
     for d in doors {

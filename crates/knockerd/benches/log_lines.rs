@@ -11,6 +11,10 @@
 //!   five captures); `log_file/not_selected`: a line that no format's `required` matches.
 //! - `nflog/parse_l3`: NFLOG's parse of the same SYN's IP and TCP headers (`nflog::parse_l3`),
 //!   the part of NFLOG's per-packet cost that a line parser replaces.
+//! - `packet/frame`: what the packet source (and `knockerd replay`) does with the same SYN in
+//!   an Ethernet frame: the link layer off (`frame::l3`), then `Watch::classify` (the watched
+//!   ports of a door, the knock parsed); `packet/unwatched`: a frame to a port no door watches
+//!   (what the BPF filter lets through only if it is watched; replays see every frame).
 //!
 //! `cargo bench -p knockerd --bench log_lines` (add `-- --test` for a quick smoke run).
 
@@ -85,5 +89,48 @@ fn nflog(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, kernel_log, log_file, nflog);
+fn packet(c: &mut Criterion) {
+    use knockerd::source::frame::{l3, LinkType, Watch};
+    let frame_to = |port: u16| {
+        let mut frame = Vec::new();
+        etherparse::PacketBuilder::ethernet2(
+            [0x5e, 0x4e, 0x3e, 0x5f, 0xa2, 0x3c],
+            [0xfa, 0x1a, 0x27, 0xb2, 0x92, 0x48],
+        )
+        .ipv4([10, 200, 77, 2], [10, 200, 77, 1], 64)
+        .tcp(60142, port, 2_768_744_136, 64240)
+        .syn()
+        .write(&mut frame, &[])
+        .expect("frame");
+        frame
+    };
+    let (knock, other) = (frame_to(7000), frame_to(443));
+    let watch = Watch::new(
+        vec![
+            knocker_engine::Service::tcp(7000),
+            knocker_engine::Service::udp(9000),
+            knocker_engine::Service::tcp(8000),
+        ],
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    let mut g = c.benchmark_group("packet");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("frame", |b| {
+        b.iter(|| {
+            let ip = l3(LinkType::Ethernet, black_box(&knock)).expect("ip");
+            black_box(watch.classify(ip).expect("watched"))
+        })
+    });
+    g.bench_function("unwatched", |b| {
+        b.iter(|| {
+            let ip = l3(LinkType::Ethernet, black_box(&other)).expect("ip");
+            black_box(watch.classify(ip).is_none())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, kernel_log, log_file, nflog, packet);
 criterion_main!(benches);

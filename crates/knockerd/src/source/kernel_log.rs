@@ -805,6 +805,7 @@ mod tests {
             let line = format!("{}{junk}{}", &V4_SYN[..at], &V6_SYN[at.min(V6_SYN.len())..]);
             if let Ok(l) = parse_netfilter(&line) {
                 proptest::prop_assert_eq!(l.knock.src.is_ipv4(), l.knock.dst.is_ipv4());
+                let _ = knockknock_datagram(&l);
             }
             let p = Prefixes::new(Some("FW "));
             let _ = p.strip_syslog(&line);

@@ -177,6 +177,16 @@ fn log_statement(spec: &TableSpec, prefix: Option<&str>, snaplen: u16) -> String
     )
 }
 
+/// The kernel-log source's log statement: its prefix, and the TCP sequence and
+/// acknowledgement numbers (the kernel prints them only with `flags tcp sequence`), which
+/// knockknock's doors read with the ID and window the kernel always prints.
+fn kernel_log_statement() -> String {
+    format!(
+        " log prefix \"{}\" flags tcp sequence",
+        crate::source::kernel_log::OWN_PREFIX
+    )
+}
+
 /// The nft script that creates or updates knockerd's table in one transaction, keeping the
 /// elements of existing allow sets.
 pub fn render(spec: &TableSpec) -> String {
@@ -235,11 +245,7 @@ pub fn render(spec: &TableSpec) -> String {
                 " log group {} snaplen {SNAPLEN} queue-threshold 1",
                 spec.nflog_group
             ),
-            // the header fields too, for doors that read them
-            KnockLog::Kernel => format!(
-                " log prefix \"{}\" flags tcp sequence",
-                crate::source::kernel_log::OWN_PREFIX
-            ),
+            KnockLog::Kernel => kernel_log_statement(),
             // a packet socket sees knocks by itself: the rule only drops, if it drops
             KnockLog::Packet if !verdict.is_empty() => String::new(),
             KnockLog::Packet | KnockLog::Off => return,
@@ -312,14 +318,20 @@ pub fn render(spec: &TableSpec) -> String {
             .as_ref()
             .map(|i| format!("iifname \"{i}\" "))
             .unwrap_or_default();
-        // a SYN carries the knock; anything else to the port is dropped unlogged
-        if spec.knock_log == KnockLog::Nflog {
+        // a SYN carries the knock; anything else to the port is dropped unlogged. Under the
+        // kernel log these are knockknock's doors (a line source refuses knocker's own SYN
+        // doors), which the kernel-log source tells apart by port.
+        let syn_log = match spec.knock_log {
+            KnockLog::Nflog => Some(log_statement(spec, Some(crate::nflog::SYN_PREFIX), SNAPLEN)),
+            KnockLog::Kernel => Some(kernel_log_statement()),
+            KnockLog::Packet | KnockLog::Off => None,
+        };
+        if let Some(log) = syn_log {
             rule(
                 &mut s,
                 &format!(
-                    "{iif}meta l4proto . th dport {} tcp flags & (syn | ack) == syn{} drop",
+                    "{iif}meta l4proto . th dport {} tcp flags & (syn | ack) == syn{log} drop",
                     service_set(&ports),
-                    log_statement(spec, Some(crate::nflog::SYN_PREFIX), SNAPLEN),
                 ),
             );
         }
@@ -1070,6 +1082,9 @@ mod tests {
         });
         assert!(kernel.contains("meta l4proto . th dport { tcp . 7000, udp . 9000, tcp . 40000-40999 } log prefix \"knocker: \" flags tcp sequence drop\n"), "{kernel}");
         assert!(!kernel.contains("40999 } log group"), "{kernel}");
+        // a SYN door's port (under the kernel log, knockknock's): its SYNs logged with the
+        // sequence numbers, then dropped; anything else to it dropped unlogged
+        assert!(kernel.contains("meta l4proto . th dport { tcp . 443 } tcp flags & (syn | ack) == syn log prefix \"knocker: \" flags tcp sequence drop\nadd rule inet knocker input meta l4proto . th dport { tcp . 443 } drop\n"), "{kernel}");
         let off = render(&TableSpec {
             knock_log: KnockLog::Off,
             ..spec()

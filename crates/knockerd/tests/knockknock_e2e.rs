@@ -4,7 +4,10 @@
 //! `--knockknock-profiles` as knockknock would), and the real `knocker` binary knocks from
 //! alice's namespace. The grant appears, the connection succeeds, both counter files move on;
 //! the SYN captured on the server and sent again (as it was, spoofed as alice; and its knock from
-//! mallory's own address, the attack knockknock's MAC cannot see) opens nothing.
+//! mallory's own address, the attack knockknock's MAC cannot see) opens nothing. The same
+//! through the kernel log (`[source] kind = "kernel-log"`: the SYN's line, from knocker's table
+//! or from knockknock's own documented LOG rule, rebuilt into the SYN), with
+//! `net.netfilter.nf_log_all_netns` set for the test's duration (see log_source_e2e.rs).
 //!
 //! Needs root, iproute2 and nft, like the other e2e tests; KNOCKER_SKIP_E2E=1 skips on purpose.
 
@@ -23,7 +26,7 @@ const KNOCK_PORT: u16 = 8888;
 
 /// A profile directory as knockknock-genprofile writes it: keys as `b2a_base64` lines, counter
 /// 0, the config as ConfigParser writes it, every file 0600.
-fn genprofile(dir: &Path, cipher: &[u8; 16], mac: &[u8; 16]) {
+fn genprofile(dir: &Path, cipher: &[u8; 16], mac: &[u8; 16], port: u16) {
     std::fs::create_dir_all(dir).expect("mkdir");
     for (file, text) in [
         (
@@ -35,7 +38,7 @@ fn genprofile(dir: &Path, cipher: &[u8; 16], mac: &[u8; 16]) {
             Key::from_bytes(*mac).to_base64_line().to_string(),
         ),
         ("counter", "0\n".to_string()),
-        ("config", format!("[main]\nknock_port = {KNOCK_PORT}\n\n")),
+        ("config", format!("[main]\nknock_port = {port}\n\n")),
     ] {
         let p = dir.join(file);
         std::fs::write(&p, text).expect("write");
@@ -61,8 +64,14 @@ impl Drop for Scratch {
     }
 }
 
-/// The server's /etc/knockknock.d (profile "alice") and alice's ~/.knockknock/SERVER/.
+/// The server's /etc/knockknock.d (profile "alice") and alice's ~/.knockknock/SERVER/, with
+/// knock port [`KNOCK_PORT`].
 fn profiles(tag: &str) -> (Scratch, PathBuf, PathBuf) {
+    profiles_on(tag, KNOCK_PORT)
+}
+
+/// [`profiles`] with another knock port.
+fn profiles_on(tag: &str, port: u16) -> (Scratch, PathBuf, PathBuf) {
     let s = Scratch::new(tag);
     let mut keys = [0u8; 32];
     getrandom::fill(&mut keys).expect("random");
@@ -71,13 +80,14 @@ fn profiles(tag: &str) -> (Scratch, PathBuf, PathBuf) {
         keys[16..].try_into().expect("16"),
     );
     let server = s.0.join("etc-knockknock.d");
-    genprofile(&server.join("profiles/alice"), &cipher, &mac);
+    genprofile(&server.join("profiles/alice"), &cipher, &mac, port);
     std::fs::write(server.join("config"), "[main]\ndelay=15\nerror_window=20\n").expect("config");
     let home = s.0.join("home-alice");
     genprofile(
         &home.join(".knockknock").join(Lab::SERVER_FOR_ALICE),
         &cipher,
         &mac,
+        port,
     );
     (s, server, home)
 }
@@ -100,15 +110,15 @@ fn capture(w: &World) -> Socket {
     cap
 }
 
-/// The first knockknock SYN to the knock port the capture sees within a few seconds.
-fn captured(cap: &Socket) -> Vec<u8> {
+/// The first knockknock SYN to `port` the capture sees within a few seconds.
+fn captured(cap: &Socket, port: u16) -> Vec<u8> {
     let end = Instant::now() + Duration::from_secs(3);
     let mut buf = [0u8; 2048];
     while Instant::now() < end {
         let Ok(n) = (&*cap).read(&mut buf) else {
             continue;
         };
-        if kk::parse(&buf[..n]).is_some_and(|s| s.dst_port == KNOCK_PORT) {
+        if kk::parse(&buf[..n]).is_some_and(|s| s.dst_port == port) {
             return buf[..n].to_vec();
         }
     }
@@ -146,27 +156,18 @@ fn send_raw(from: &Netns, packet: Vec<u8>, dst: &str) {
         .expect("raw send");
 }
 
-#[test]
-fn a_knockknock_profile_opens_once_and_its_replays_do_not() {
-    if !e2e(&[]) {
-        return;
-    }
-    let (_scratch, server, home) = profiles("native");
-    let profile = server.join("profiles/alice");
-    let config = format!(
-        "[daemon]\nnflog_group = 4100\n\n[door.alice]\nkind = \"knockknock\"\nprofile = {:?}\nopen = [\"tcp/{SERVICE}\"]\nopen_for = 15\n",
-        profile.display().to_string()
-    );
-    let w = World::new("kk", &config);
+/// alice's knock (through `knocker knock`, to knock port `port`) opens the service once, her
+/// connection succeeds, and both counter files move on; the SYN as captured on the server.
+fn alice_opens(w: &World, home: &Path, profile: &Path, port: u16) -> Vec<u8> {
     // the service is protected until alice knocks
     assert_eq!(
         w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE),
         Reach::Silent
     );
-    let cap = capture(&w);
-    knocker_knocks(&w, &home, SERVICE);
-    let knock = captured(&cap);
-    let g = w.wait_grants(1, Duration::from_secs(3));
+    let cap = capture(w);
+    knocker_knocks(w, home, SERVICE);
+    let knock = captured(&cap, port);
+    let g = w.wait_all_grants(1, Duration::from_secs(3));
     assert_eq!(g.len(), 1, "one grant: {g:?}\n{}", w.daemon.log());
     assert_eq!(
         (g[0].to.as_str(), g[0].service.as_str()),
@@ -178,23 +179,26 @@ fn a_knockknock_profile_opens_once_and_its_replays_do_not() {
         Reach::Connected
     );
     // both counters moved past the one used, in place, as knockknock keeps them
-    assert_eq!(counter(&profile), "1\n");
+    assert_eq!(counter(profile), "1\n");
     assert_eq!(
         counter(&home.join(".knockknock").join(Lab::SERVER_FOR_ALICE)),
         "1\n"
     );
     w.daemon
         .wait_log("door=alice used counter 0", Duration::from_secs(2));
+    knock
+}
 
-    // mallory resends the captured SYN as it was (spoofed as alice), then its knock from her
-    // own address: knockknock's MAC covers neither address, the counter refuses both
-    send_raw(&w.lab.mallory, knock.clone(), Lab::SERVER_FOR_MALLORY);
-    let seen = kk::parse(&knock).expect("a knock");
+/// mallory resends the captured SYN `knock` as it was (spoofed as alice), then its knock from
+/// her own address: knockknock's MAC covers neither address, the counter refuses both.
+fn replays_are_refused(w: &World, knock: &[u8], port: u16, profile: &Path) {
+    send_raw(&w.lab.mallory, knock.to_vec(), Lab::SERVER_FOR_MALLORY);
+    let seen = kk::parse(knock).expect("a knock");
     let own = kk::build(
         Lab::MALLORY.parse().expect("ip"),
         Lab::SERVER_FOR_MALLORY.parse().expect("ip"),
         seen.src_port,
-        KNOCK_PORT,
+        port,
         &seen.knock,
         64,
     );
@@ -208,15 +212,90 @@ fn a_knockknock_profile_opens_once_and_its_replays_do_not() {
         log.contains(&format!("door=alice src={} refused: a replay", Lab::ALICE)),
         "{log}"
     );
-    let live = w.grants();
+    let live = w.all_grants();
     assert!(
         live.iter().all(|g| g.to != Lab::MALLORY),
         "mallory is never granted: {live:?}"
     );
-    assert_eq!(counter(&profile), "1\n", "a replay uses no counter");
+    assert_eq!(counter(profile), "1\n", "a replay uses no counter");
     assert_eq!(
         w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
         Reach::Silent
+    );
+}
+
+#[test]
+fn a_knockknock_profile_opens_once_and_its_replays_do_not() {
+    if !e2e(&[]) {
+        return;
+    }
+    let (_scratch, server, home) = profiles("native");
+    let profile = server.join("profiles/alice");
+    let config = format!(
+        "[daemon]\nnflog_group = 4100\n\n[door.alice]\nkind = \"knockknock\"\nprofile = {:?}\nopen = [\"tcp/{SERVICE}\"]\nopen_for = 15\n",
+        profile.display().to_string()
+    );
+    let w = World::new("kk", &config);
+    let knock = alice_opens(&w, &home, &profile, KNOCK_PORT);
+    replays_are_refused(&w, &knock, KNOCK_PORT, &profile);
+    w.finish();
+}
+
+/// `nft list table inet NAME` in the server's namespace.
+fn inet_table(w: &World, name: &str) -> String {
+    w.lab
+        .server
+        .exec("nft", &["list", "table", "inet", name])
+        .expect("nft")
+}
+
+/// A knock port no other test knocks: under the kernel log, every namespace's lines are seen.
+const KLOG_KNOCK_PORT: u16 = 17688;
+
+#[test]
+fn a_knockknock_door_opens_through_the_kernel_log_and_its_replays_do_not() {
+    if !e2e(&["ip", "nft"]) {
+        return;
+    }
+    let _logging = AllNetnsLogging::on();
+    let (_scratch, server, home) = profiles_on("klog", KLOG_KNOCK_PORT);
+    let profile = server.join("profiles/alice");
+    let config = format!(
+        "[daemon]\n\n[door.alice]\nkind = \"knockknock\"\nprofile = {:?}\nopen = [\"tcp/{SERVICE}\"]\nopen_for = 15\n\n[source]\nkind = \"kernel-log\"\nprefix = \"REJECT \"\n",
+        profile.display().to_string()
+    );
+    let w = World::new("kkklog", &config);
+    w.daemon.wait_log(
+        "watching the kernel log (/dev/kmsg)",
+        Duration::from_secs(1),
+    );
+    let table = inet_table(&w, "knocker");
+    assert!(
+        table.contains(&format!("meta l4proto . th dport {{ tcp . {KLOG_KNOCK_PORT} }} tcp flags syn / syn,ack log prefix \"knocker: \" flags tcp sequence drop")),
+        "the knock port's SYNs are logged to the kernel log with their sequence numbers: {table}"
+    );
+    let knock = alice_opens(&w, &home, &profile, KLOG_KNOCK_PORT);
+    replays_are_refused(&w, &knock, KLOG_KNOCK_PORT, &profile);
+
+    // knockknock's documented rule (a LOG with --log-tcp-sequence, --log-tcp-options and
+    // --log-ip-options at level debug, prefix "REJECT ", then a reset), here ahead of knocker's
+    // table: its lines open the door as knocker's own do
+    w.lab
+        .server
+        .nft(&format!("table inet admin {{\n chain input {{\n  type filter hook input priority -20;\n  tcp dport {KLOG_KNOCK_PORT} tcp flags & (syn | ack) == syn counter log prefix \"REJECT \" level debug flags tcp sequence,options flags ip options reject with tcp reset\n }}\n}}\n"))
+        .expect("the admin's LOG rule");
+    knocker_knocks(&w, &home, SERVICE);
+    w.daemon
+        .wait_log("door=alice used counter 1", Duration::from_secs(3));
+    assert_eq!(counter(&profile), "2\n");
+    let admin = inet_table(&w, "admin");
+    assert!(
+        admin.contains("counter packets 1 "),
+        "the admin's rule logged the knock (and knocker's table never saw it): {admin}"
+    );
+    assert_eq!(
+        w.connect_within(&w.lab.alice, Lab::SERVER_FOR_ALICE, Duration::from_secs(2)),
+        Reach::Connected
     );
     w.finish();
 }
@@ -235,7 +314,7 @@ fn knockknock_profiles_run_as_they_are() {
         .wait_log("opens whatever TCP port", Duration::from_secs(1));
     // knockknock opens whatever port the knock asks for: here one nothing protects
     knocker_knocks(&w, &home, 4242);
-    let g = w.wait_grants(1, Duration::from_secs(3));
+    let g = w.wait_all_grants(1, Duration::from_secs(3));
     assert_eq!(g.len(), 1, "one grant: {g:?}\n{}", w.daemon.log());
     assert_eq!(
         (g[0].to.as_str(), g[0].service.as_str()),

@@ -21,43 +21,6 @@ use std::time::Duration;
 
 use common::*;
 
-use knockerd::source::kernel_log::NF_LOG_ALL_NETNS;
-
-/// Turns on kernel logging in every network namespace, and restores the previous value when
-/// dropped. Several tests may hold one at once: the value goes back only when the last ends.
-struct AllNetnsLogging {
-    _private: (),
-}
-
-static HOLDERS: std::sync::Mutex<(usize, Option<String>)> = std::sync::Mutex::new((0, None));
-
-impl AllNetnsLogging {
-    fn on() -> AllNetnsLogging {
-        let mut h = HOLDERS.lock().unwrap_or_else(|e| e.into_inner());
-        if h.0 == 0 {
-            let before = std::fs::read_to_string(NF_LOG_ALL_NETNS)
-                .unwrap_or_else(|e| panic!("cannot read {NF_LOG_ALL_NETNS}: {e}"));
-            std::fs::write(NF_LOG_ALL_NETNS, "1")
-                .unwrap_or_else(|e| panic!("cannot write {NF_LOG_ALL_NETNS} (the test must run as root in the initial namespace): {e}"));
-            h.1 = Some(before.trim().to_string());
-        }
-        h.0 += 1;
-        AllNetnsLogging { _private: () }
-    }
-}
-
-impl Drop for AllNetnsLogging {
-    fn drop(&mut self) {
-        let mut h = HOLDERS.lock().unwrap_or_else(|e| e.into_inner());
-        h.0 -= 1;
-        if h.0 == 0 {
-            if let Some(before) = h.1.take() {
-                let _ = std::fs::write(NF_LOG_ALL_NETNS, before);
-            }
-        }
-    }
-}
-
 fn knocker_table(w: &World) -> String {
     w.lab
         .server

@@ -537,8 +537,12 @@ pub fn import(root: &Path) -> Result<String, ConfigError> {
             daemon.error_window
         );
     }
+    out.push_str(IMPORT_SOURCE);
     Ok(out)
 }
+
+/// The end of `import-knockknock`'s TOML: the kernel-log source, commented out.
+const IMPORT_SOURCE: &str = "\n# knockerd sees knocks through its own table's NFLOG rule. To read them from the kernel log, as\n# knockknock does, uncomment these (lines of your knockknock LOG rule count too, by its prefix):\n# [source]\n# kind = \"kernel-log\"\n# prefix = \"REJECT \"    # your LOG rule's --log-prefix, as knockknock's INSTALL writes it\n";
 
 #[cfg(test)]
 mod tests {
@@ -740,6 +744,19 @@ mod tests {
         );
         assert!(toml.contains("open_for = \"15s\""), "{toml}");
         assert!(toml.contains("error_window = 20"), "{toml}");
+        // uncommented, the kernel-log source takes the knockknock doors
+        let filled = toml
+            .replace("# open = [", "open = [")
+            .replace("# [source]\n# kind", "[source]\nkind")
+            .replace("# prefix", "prefix");
+        let c = super::super::native::parse(Path::new("knockerd.toml"), &filled).expect(&filled);
+        assert_eq!(
+            c.source,
+            super::super::SourceSpec::KernelLog {
+                file: None,
+                prefix: Some("REJECT ".into())
+            }
+        );
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub enum LineError {
     Families,
     #[error("not TCP or UDP")]
     Proto,
+    #[error("a SYN to a knockknock door's port that is not IPv4 (knockknock is IPv4 only)")]
+    NotIpv4,
 }
 
 /// The fields a knock is made of: a line that has one of them twice is refused, since a log
@@ -167,6 +169,46 @@ pub fn parse_netfilter(text: &str) -> Result<LogLine<'_>, LineError> {
         seq: if tcp { u32_of(seq, "SEQ")? } else { None },
         ack: if tcp { u32_of(ack, "ACK")? } else { None },
         window: if tcp { u16_of(window, "WINDOW")? } else { None },
+    })
+}
+
+/// The TTL of a rebuilt knockknock SYN: the kernel's line has one (`TTL=`), but knockknock's
+/// door reads only the addresses, ports, flags, ID, SEQ, ACK and WINDOW.
+const REBUILT_TTL: u8 = 64;
+
+/// Whether a line is a SYN that a knockknock door judges: TCP to one of `ports`, SYN set and
+/// ACK clear, as the table's `tcp flags & (syn | ack) == syn` logs it.
+pub fn is_knockknock_syn(line: &LogLine<'_>, ports: &[u16]) -> bool {
+    let k = &line.knock;
+    let syn_only = k.tcp_flags.0 & (TcpFlags::SYN.0 | TcpFlags::ACK.0) == TcpFlags::SYN.0;
+    k.proto == Proto::Tcp && syn_only && ports.contains(&k.dst_port)
+}
+
+/// A knockknock SYN's line as the datagram NFLOG would have handed over: the IPv4 packet
+/// rebuilt from the header fields the kernel printed (addresses, ports, ID, SEQ, ACK, WINDOW;
+/// SEQ and ACK only with `log flags tcp sequence`, iptables `--log-tcp-sequence`), so the door
+/// judges it as it judges NFLOG's. A line without one of them is refused: knockknock's 12
+/// bytes are all four fields.
+pub fn knockknock_datagram(line: &LogLine<'_>) -> Result<Datagram, LineError> {
+    let k = &line.knock;
+    let (IpAddr::V4(src), IpAddr::V4(dst)) = (k.src, k.dst) else {
+        return Err(LineError::NotIpv4);
+    };
+    let id = line.ip_id.ok_or(LineError::Missing("ID"))?;
+    let seq = line.seq.ok_or(LineError::Missing("SEQ"))?;
+    let ack = line.ack.ok_or(LineError::Missing("ACK"))?;
+    let window = line.window.ok_or(LineError::Missing("WINDOW"))?;
+    let fields = knocker_wire::knockknock::Knock::from_fields(id, seq, ack, window);
+    Ok(Datagram {
+        knock: *k,
+        payload: knocker_wire::knockknock::build(
+            src,
+            dst,
+            k.src_port,
+            k.dst_port,
+            &fields,
+            REBUILT_TTL,
+        ),
     })
 }
 
@@ -275,17 +317,21 @@ pub struct KernelLogSource {
     input: Input,
     prefixes: Prefixes,
     interface: Option<String>,
+    /// The TCP ports of knockknock doors: their SYNs become datagrams.
+    knockknock: Vec<u16>,
     buf: Vec<u8>,
 }
 
 impl KernelLogSource {
     /// Opens `/dev/kmsg` (reading it may need CAP_SYSLOG: open it while root) at its end, or
     /// `file` at its end: lines logged before the start are never read, so a restart replays
-    /// no knock.
+    /// no knock. SYNs to `knockknock` ports are handed over as knockknock's door reads them
+    /// ([`knockknock_datagram`]).
     pub fn open(
         file: Option<&Path>,
         prefix: Option<&str>,
         interface: Option<String>,
+        knockknock: Vec<u16>,
     ) -> io::Result<KernelLogSource> {
         let input = match file {
             Some(path) => Input::File(Tail::open(path, MAX_LINE_BYTES)?),
@@ -312,6 +358,7 @@ impl KernelLogSource {
             input,
             prefixes: Prefixes::new(prefix),
             interface,
+            knockknock,
             buf: vec![0; KMSG_RECORD_BYTES],
         })
     }
@@ -325,18 +372,44 @@ impl KernelLogSource {
     }
 }
 
-/// Takes a netfilter text: a knock (when it arrived on `interface`, if one is set), or a count.
-fn take(text: &str, interface: Option<&str>, out: &mut Vec<Knock>, stats: &mut RecvStats) {
-    match parse_netfilter(text) {
-        Ok(line) => {
-            if interface.is_some_and(|i| i != line.in_iface) {
-                stats.ignored += 1;
-                return;
+/// What a line is taken as: where it arrived, and which SYNs are knockknock's.
+#[derive(Clone, Copy)]
+struct Take<'a> {
+    interface: Option<&'a str>,
+    knockknock: &'a [u16],
+}
+
+impl Take<'_> {
+    /// Takes a netfilter text: a knock, or a knockknock SYN's datagram (when it arrived on
+    /// `interface`, if one is set), or a count.
+    fn text(
+        self,
+        text: &str,
+        out: &mut Vec<Knock>,
+        datagrams: &mut Vec<Datagram>,
+        stats: &mut RecvStats,
+    ) {
+        match parse_netfilter(text) {
+            Ok(line) => {
+                if self.interface.is_some_and(|i| i != line.in_iface) {
+                    stats.ignored += 1;
+                    return;
+                }
+                if !is_knockknock_syn(&line, self.knockknock) {
+                    out.push(line.knock);
+                    stats.knocks += 1;
+                    return;
+                }
+                match knockknock_datagram(&line) {
+                    Ok(d) => {
+                        datagrams.push(d);
+                        stats.knocks += 1;
+                    }
+                    Err(_) => stats.malformed += 1,
+                }
             }
-            out.push(line.knock);
-            stats.knocks += 1;
+            Err(_) => stats.malformed += 1,
         }
-        Err(_) => stats.malformed += 1,
     }
 }
 
@@ -351,9 +424,13 @@ impl KnockSource for KernelLogSource {
     fn recv_batch(
         &mut self,
         knocks: &mut Vec<Knock>,
-        _datagrams: &mut Vec<Datagram>,
+        datagrams: &mut Vec<Datagram>,
     ) -> io::Result<RecvStats> {
         let mut stats = RecvStats::default();
+        let take = Take {
+            interface: self.interface.as_deref(),
+            knockknock: &self.knockknock,
+        };
         match &mut self.input {
             Input::Kmsg(f) => {
                 let mut buf = std::mem::take(&mut self.buf);
@@ -389,7 +466,7 @@ impl KnockSource for KernelLogSource {
                         }
                     };
                     match self.prefixes.strip(text) {
-                        Some(text) => take(text, self.interface.as_deref(), knocks, &mut stats),
+                        Some(text) => take.text(text, knocks, datagrams, &mut stats),
                         None => stats.ignored += 1,
                     }
                 }
@@ -397,13 +474,13 @@ impl KnockSource for KernelLogSource {
                 result.map(|()| stats)
             }
             Input::File(tail) => {
-                let (prefixes, interface) = (&self.prefixes, self.interface.as_deref());
+                let prefixes = &self.prefixes;
                 tail.read_lines(&mut stats, |line, stats| {
                     match std::str::from_utf8(line)
                         .ok()
                         .and_then(|l| prefixes.strip_syslog(l))
                     {
-                        Some(text) => take(text, interface, knocks, stats),
+                        Some(text) => take.text(text, knocks, datagrams, stats),
                         None => stats.ignored += 1,
                     }
                 })?;
@@ -546,6 +623,176 @@ mod tests {
         assert!(p.strip_syslog(&user).is_none());
     }
 
+    /// A knockknock SYN's line as the kernel prints it for `log flags tcp sequence` (iptables
+    /// `--log-tcp-sequence`): knocker's client, like knockknock's hping3, sets no DF and no
+    /// TCP options, so the packet is 40 bytes.
+    fn knockknock_line(
+        src: &str,
+        spt: u16,
+        dpt: u16,
+        k: &knocker_wire::knockknock::Knock,
+    ) -> String {
+        format!(
+            "IN=va16001 OUT= MAC=5e:4e:3e:5f:a2:3c:fa:1a:27:b2:92:48:08:00 SRC={src} DST=10.200.77.1 LEN=40 TOS=0x00 PREC=0x00 TTL=64 ID={} PROTO=TCP SPT={spt} DPT={dpt} SEQ={} ACK={} WINDOW={} RES=0x00 SYN URGP=0 ",
+            k.id(),
+            k.seq(),
+            k.ack(),
+            k.window()
+        )
+    }
+
+    fn take_all(text: &str, ports: &[u16]) -> (Vec<Knock>, Vec<Datagram>, RecvStats) {
+        let (mut knocks, mut datagrams, mut stats) = (Vec::new(), Vec::new(), RecvStats::default());
+        let take = Take {
+            interface: None,
+            knockknock: ports,
+        };
+        take.text(text, &mut knocks, &mut datagrams, &mut stats);
+        (knocks, datagrams, stats)
+    }
+
+    #[test]
+    fn a_knockknock_syns_line_opens_its_door_through_the_engine_once() {
+        use knocker_engine::{Engine, EngineConfig, Event, Refusal, Service};
+        use knocker_wire::knockknock::{Key, Keys};
+        use std::os::unix::fs::PermissionsExt;
+        const PORT: u16 = 17688;
+        // a profile as knockknock-genprofile writes it, and a native door for it
+        let d = crate::TestDir::new("klog-kk");
+        std::fs::create_dir_all(&d.0).expect("mkdir");
+        let keys = Keys {
+            cipher: Key::from_bytes([3; 16]),
+            mac: Key::from_bytes([4; 16]),
+        };
+        for (file, text) in [
+            ("cipher.key", keys.cipher.to_base64_line().to_string()),
+            ("mac.key", keys.mac.to_base64_line().to_string()),
+            ("counter", "0\n".to_string()),
+            ("config", format!("[main]\nknock_port = {PORT}\n")),
+        ] {
+            let f = d.0.join(file);
+            std::fs::write(&f, text).expect("write");
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+        let door = format!(
+            "[door.kk]\nkind = \"knockknock\"\nprofile = {:?}\nopen = [\"tcp/22\"]\n\n",
+            d.0.display().to_string()
+        );
+        let parse = |source: &str| {
+            crate::config::native::parse(Path::new("k.toml"), &format!("{door}{source}"))
+        };
+        let c = parse("[source]\nkind = \"kernel-log\"\nprefix = \"REJECT \"\n")
+            .expect("a knockknock door under the kernel log");
+        // a log file's formats capture no sequence numbers
+        let e = parse("[source]\nkind = \"log-file\"\nfile = \"/var/log/fw.log\"\n[[source.format]]\nrequired = \"x\"\npattern = '(?P<src>\\S+) (?P<dst>\\S+) (?P<proto>\\S+) (?P<dport>\\d+)'\n")
+            .expect_err("refused under a log file");
+        assert!(e.line == Some(1) && e.message.contains("kernel-log"), "{e}");
+        let ports = super::super::knockknock_ports(&c);
+        assert_eq!(ports, vec![PORT]);
+        let mut engine = Engine::new(EngineConfig {
+            doors: c.doors.iter().map(|d| d.spec.clone()).collect(),
+            max_tracked: c.max_tracked,
+        })
+        .expect("engine");
+        let alice: IpAddr = "10.200.77.2".parse().expect("ip");
+        let line = knockknock_line("10.200.77.2", 41000, PORT, &keys.encrypt(22, 0));
+        // knockknock's own documented rule's prefix (`--log-prefix "REJECT "`), as read from
+        // /dev/kmsg
+        let record = format!("7,901,21548744999,-;REJECT {line}\n");
+        let r = parse_kmsg_record(record.as_bytes()).expect("record");
+        let text = Prefixes::new(Some("REJECT "))
+            .strip(r.message)
+            .expect("the admin's prefix");
+        let (knocks, datagrams, stats) = take_all(text, &ports);
+        assert!(knocks.is_empty(), "{knocks:?}");
+        assert_eq!((datagrams.len(), stats.knocks), (1, 1));
+        assert_eq!(datagrams[0].payload.len(), 40, "IPv4 and TCP headers");
+        let mut judge = |d: &Datagram| {
+            let now = std::time::Instant::now();
+            engine.handle_datagram(now, &d.knock, &d.payload);
+            std::iter::from_fn(|| engine.poll_event()).collect::<Vec<_>>()
+        };
+        let events = judge(&datagrams[0]);
+        let grant = events
+            .iter()
+            .find_map(|e| match e {
+                Event::Grant(g) => Some(g),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("a grant: {events:?}"));
+        assert_eq!(
+            (grant.to, grant.open.clone()),
+            (alice, vec![Service::tcp(22)])
+        );
+        // the same line again, and its knock from another address: no grant
+        let again = judge(&take_all(text, &ports).1[0]);
+        assert!(
+            !again.iter().any(|e| matches!(e, Event::Grant(_))),
+            "{again:?}"
+        );
+        let elsewhere = knockknock_line("10.200.77.9", 41000, PORT, &keys.encrypt(22, 0));
+        let events = judge(&take_all(&elsewhere, &ports).1[0]);
+        assert!(
+            events.iter().any(|e| matches!(
+                e,
+                Event::Refused {
+                    reason: Refusal::Replayed,
+                    ..
+                }
+            )),
+            "{events:?}"
+        );
+        // the next counter opens again
+        let next = knockknock_line("10.200.77.2", 41001, PORT, &keys.encrypt(22, 1));
+        let events = judge(&take_all(&next, &ports).1[0]);
+        assert!(
+            events.iter().any(|e| matches!(e, Event::Grant(_))),
+            "{events:?}"
+        );
+    }
+
+    #[test]
+    fn a_knockknock_ports_lines_without_its_fields_are_dropped() {
+        let k = knocker_wire::knockknock::Knock::from_fields(1, 2, 3, 4);
+        let line = knockknock_line("10.200.77.2", 41000, 8888, &k);
+        let (_, d, _) = take_all(&line, &[8888]);
+        assert_eq!(d.len(), 1);
+        let seen = knocker_wire::knockknock::parse(&d[0].payload).expect("a knockknock SYN");
+        assert_eq!((seen.knock, seen.src_port, seen.dst_port), (k, 41000, 8888));
+        // without `flags tcp sequence` the kernel prints no SEQ= and ACK=
+        let no_seq = line.replace(" SEQ=2 ACK=3", "");
+        assert_eq!(take_all(&no_seq, &[8888]).2.malformed, 1);
+        assert_eq!(
+            knockknock_datagram(&parse_netfilter(&no_seq).expect("line")).map(|_| ()),
+            Err(LineError::Missing("SEQ"))
+        );
+        let no_id = line.replace(" ID=1", "");
+        let (knocks, d, stats) = take_all(&no_id, &[8888]);
+        assert_eq!((knocks.len(), d.len(), stats.malformed), (0, 0, 1));
+        // IPv6 (knockknock is IPv4 only)
+        let v6 = V6_SYN.replace("DPT=8000", "DPT=8888");
+        assert_eq!(
+            knockknock_datagram(&parse_netfilter(&v6).expect("line")).map(|_| ()),
+            Err(LineError::NotIpv4)
+        );
+        assert_eq!(take_all(&v6, &[8888]).2.malformed, 1);
+        // a SYN to another port is a knock; so is anything but a SYN to the door's port (the
+        // table drops those unlogged: they can come from the admin's own rule)
+        assert_eq!(take_all(&line, &[9999]).0.len(), 1);
+        let ack = line.replace("RES=0x00 SYN", "RES=0x00 ACK SYN");
+        assert_eq!(take_all(&ack, &[8888]).0.len(), 1);
+        // knockknock's documented LOG rule adds `--log-tcp-options --log-ip-options`: the
+        // options the kernel prints after the header fields change nothing
+        let opts = line
+            .replace("ID=1 PROTO", "ID=1 OPT (07070400000000) PROTO")
+            .replace("URGP=0 ", "URGP=0 OPT (020405B40402080A) ");
+        let (_, d, _) = take_all(&opts, &[8888]);
+        assert_eq!(
+            knocker_wire::knockknock::parse(&d[0].payload).map(|s| s.knock),
+            Some(k)
+        );
+    }
+
     proptest::proptest! {
         #[test]
         fn parsers_never_panic_on_mangled_lines(
@@ -558,6 +805,7 @@ mod tests {
             let line = format!("{}{junk}{}", &V4_SYN[..at], &V6_SYN[at.min(V6_SYN.len())..]);
             if let Ok(l) = parse_netfilter(&line) {
                 proptest::prop_assert_eq!(l.knock.src.is_ipv4(), l.knock.dst.is_ipv4());
+                let _ = knockknock_datagram(&l);
             }
             let p = Prefixes::new(Some("FW "));
             let _ = p.strip_syslog(&line);

@@ -136,6 +136,7 @@ pub fn open(config: &Config) -> Result<Box<dyn KnockSource>, OpenError> {
                 file.as_deref(),
                 prefix.as_deref(),
                 config.interface.clone(),
+                knockknock_ports(config),
             )
             .map_err(OpenError::KernelLog)?,
         ),
@@ -151,6 +152,21 @@ pub fn open(config: &Config) -> Result<Box<dyn KnockSource>, OpenError> {
             )?,
         ),
     })
+}
+
+/// The TCP ports of knockknock doors, whose SYNs the kernel-log source rebuilds for them.
+pub fn knockknock_ports(config: &Config) -> Vec<u16> {
+    let mut v: Vec<u16> = config
+        .doors
+        .iter()
+        .filter_map(|d| match d.kind {
+            crate::config::DoorKind::Knockknock { port, .. } => Some(port),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 /// Why a followed log file cannot be trusted, with the fix: anyone who can write to it can

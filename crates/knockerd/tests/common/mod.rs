@@ -291,11 +291,39 @@ impl World {
             .expect("list grants")
     }
 
+    /// Every grant in the server's kernel sets: unlimited ones, and those that count
+    /// connections (a door's `connections`, knockknock's by default), one per address and service.
+    pub fn all_grants(&self) -> Vec<LiveGrant> {
+        let mut g = self.grants();
+        g.extend(
+            self.lab
+                .server
+                .enter(ruleset::live_counted_grants)
+                .expect("enter")
+                .expect("list counted grants"),
+        );
+        g
+    }
+
     /// Waits until the grant count matches.
     pub fn wait_grants(&self, n: usize, limit: Duration) -> Vec<LiveGrant> {
+        self.wait_grants_of(n, limit, World::grants)
+    }
+
+    /// Waits until the count of [`World::all_grants`] matches.
+    pub fn wait_all_grants(&self, n: usize, limit: Duration) -> Vec<LiveGrant> {
+        self.wait_grants_of(n, limit, World::all_grants)
+    }
+
+    fn wait_grants_of(
+        &self,
+        n: usize,
+        limit: Duration,
+        list: fn(&World) -> Vec<LiveGrant>,
+    ) -> Vec<LiveGrant> {
         let end = Instant::now() + limit;
         loop {
-            let g = self.grants();
+            let g = list(self);
             if g.len() == n || Instant::now() > end {
                 return g;
             }
@@ -379,4 +407,42 @@ pub fn fwknop_packet(
         bytes.pop();
     }
     bytes
+}
+
+/// Where the kernel-log tests turn kernel logging on in every namespace.
+pub use knockerd::source::kernel_log::NF_LOG_ALL_NETNS;
+
+/// Turns on kernel logging in every network namespace, and restores the previous value when
+/// dropped. Several tests may hold one at once: the value goes back only when the last ends.
+pub struct AllNetnsLogging {
+    _private: (),
+}
+
+static HOLDERS: std::sync::Mutex<(usize, Option<String>)> = std::sync::Mutex::new((0, None));
+
+impl AllNetnsLogging {
+    pub fn on() -> AllNetnsLogging {
+        let mut h = HOLDERS.lock().unwrap_or_else(|e| e.into_inner());
+        if h.0 == 0 {
+            let before = std::fs::read_to_string(NF_LOG_ALL_NETNS)
+                .unwrap_or_else(|e| panic!("cannot read {NF_LOG_ALL_NETNS}: {e}"));
+            std::fs::write(NF_LOG_ALL_NETNS, "1")
+                .unwrap_or_else(|e| panic!("cannot write {NF_LOG_ALL_NETNS} (the test must run as root in the initial namespace): {e}"));
+            h.1 = Some(before.trim().to_string());
+        }
+        h.0 += 1;
+        AllNetnsLogging { _private: () }
+    }
+}
+
+impl Drop for AllNetnsLogging {
+    fn drop(&mut self) {
+        let mut h = HOLDERS.lock().unwrap_or_else(|e| e.into_inner());
+        h.0 -= 1;
+        if h.0 == 0 {
+            if let Some(before) = h.1.take() {
+                let _ = std::fs::write(NF_LOG_ALL_NETNS, before);
+            }
+        }
+    }
 }

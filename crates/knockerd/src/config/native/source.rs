@@ -238,8 +238,13 @@ pub(super) fn check_doors(
             DoorKind::Syn { .. } => {
                 "its authenticator lies in the SYN's header fields and TCP options, which a log line does not carry whole"
             }
+            // the kernel log prints the ID, SEQ, ACK and WINDOW knockknock's 12 bytes are in
+            // (`flags tcp sequence`), and the kernel-log source rebuilds the SYN from them
+            DoorKind::Knockknock { .. } if matches!(source, SourceSpec::KernelLog { .. }) => {
+                continue
+            }
             DoorKind::Knockknock { .. } => {
-                "knockerd reads a knockknock SYN's header fields from NFLOG; it does not rebuild them from log lines yet"
+                "its knock is in the SYN's ID, sequence, acknowledgement and window fields, which only NFLOG and the kernel log (kind = \"kernel-log\", with `flags tcp sequence`) hand over"
             }
             _ => continue,
         };

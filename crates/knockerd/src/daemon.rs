@@ -333,24 +333,8 @@ pub fn run(
         }
 
         if reports_ready {
-            if let Some(w) = worker.as_mut() {
-                reports.clear();
-                let alive = w.read(&mut reports);
-                let now = Instant::now();
-                handle_reports(&config, &mut gate, &reports, now);
-                match alive {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::error!("the packet worker exited ({}); restarting it", w.stop());
-                        worker = None;
-                    }
-                    Err(e) => {
-                        tracing::error!("the packet worker misbehaved ({e}); replacing it");
-                        w.stop();
-                        worker = None;
-                    }
-                }
-            }
+            Worker::read_or_retire(&mut worker, &mut reports);
+            handle_reports(&config, &mut gate, &reports, Instant::now());
         }
         // the watchdog: a worker that does not answer its pings is hung, and replaced
         let now = Instant::now();

@@ -116,24 +116,9 @@ pub fn run(
             }
         }
         if reports_ready {
-            if let Some(w) = worker.as_mut() {
-                reports.clear();
-                let alive = w.read(&mut reports);
-                for r in &reports {
-                    log_report(&config, r);
-                }
-                match alive {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::error!("the packet worker exited ({}); restarting it", w.stop());
-                        worker = None;
-                    }
-                    Err(e) => {
-                        tracing::error!("the packet worker misbehaved ({e}); replacing it");
-                        w.stop();
-                        worker = None;
-                    }
-                }
+            Worker::read_or_retire(&mut worker, &mut reports);
+            for r in &reports {
+                log_report(&config, r);
             }
         }
         if let Some(Err(e)) = worker.as_mut().map(|w| w.watchdog(Instant::now())) {

@@ -197,6 +197,27 @@ impl Worker {
         parsed.map(|()| alive).map_err(WorkerError::Protocol)
     }
 
+    /// Reads the worker's reports into `out` (cleared first) and retires a worker that exited
+    /// or misbehaved: it is stopped, the reason logged, and `worker` left empty for the caller
+    /// to start another. Whatever reports it sent before are still in `out`, for the caller to
+    /// act on. The daemon's and the dry run's loops share this.
+    pub(crate) fn read_or_retire(worker: &mut Option<Worker>, out: &mut Vec<Report>) {
+        out.clear();
+        let Some(w) = worker.as_mut() else { return };
+        match w.read(out) {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::error!("the packet worker exited ({}); restarting it", w.stop());
+                *worker = None;
+            }
+            Err(e) => {
+                tracing::error!("the packet worker misbehaved ({e}); replacing it");
+                w.stop();
+                *worker = None;
+            }
+        }
+    }
+
     /// When [`Worker::watchdog`] has something to do: the next ping, or the end of the wait for
     /// the pong.
     pub(crate) fn watchdog_due(&self) -> Instant {

@@ -17,6 +17,10 @@
 #   scripts/bench-flood.sh --spa            the SPA flood bench
 #   scripts/bench-flood.sh --spa --quick    3 s floods from 1 000 sources (about a minute)
 #   scripts/bench-flood.sh --spa --help     every option of the SPA mode (rates, floods, daemons...)
+#   scripts/bench-flood.sh --sources        knockerd alone, once per source of knocks (NFLOG, packet
+#                                           socket, /dev/kmsg, a kern.log file, a log file with a
+#                                           format): BENCHMARKS.md, "Sources under a flood"
+#   scripts/bench-flood.sh --sources --quick  the same with 100 000 packets
 #
 # Root only (namespaces, raw sockets, nftables, iptables). Installs nftables, iproute2 and knockd
 # (and for --spa fwknop-server, fwknop-client and iptables) if missing (Debian). Every flood is
@@ -30,6 +34,12 @@ if [ "${1:-}" = "--spa" ]; then
   ensure nft:nftables ip:iproute2 fwknop:fwknop-client fwknopd:fwknop-server iptables:iptables
   cargo build --release --locked -p knockerd -p knocker-bench
   exec ./target/release/knocker-flood spa "$@"
+fi
+if [ "${1:-}" = "--sources" ]; then
+  shift
+  ensure nft:nftables ip:iproute2
+  cargo build --release --locked -p knockerd -p knocker-bench
+  exec ./target/release/knocker-flood --daemons knockerd,knockerd-packet,knockerd-kmsg,knockerd-kern-log,knockerd-log-file "$@"
 fi
 ensure nft:nftables ip:iproute2 knockd:knockd
 cargo build --release --locked -p knockerd -p knocker-bench

@@ -154,6 +154,9 @@ pub struct Daemon {
     /// (logged, and counted in its "N more refusals were not logged" lines), or fwknopd's "SPA
     /// Packet from IP: ... received" lines (one per packet that passed its cheap checks).
     examined: Arc<AtomicU64>,
+    /// The knocks knockerd's packet worker says it read from its source, in all (logged when it
+    /// stops); `u64::MAX` until then.
+    knocks_read: Arc<AtomicU64>,
     log: Log,
     stop: Arc<AtomicBool>,
     dir: PathBuf,
@@ -176,6 +179,16 @@ impl Daemon {
         self.opened.lock().ok()?.get(&addr).copied()
     }
 
+    /// Stops knockerd (SIGTERM, as dropping it does) and returns how many knocks its packet
+    /// worker read from its source in all, as it logs when it stops (`None`: it said nothing).
+    pub fn stop_knockerd(&mut self) -> Option<u64> {
+        knocker_lab::child::stop(&mut self.child, Duration::from_secs(3));
+        let _ = self
+            .log
+            .wait_for(READ_IN_ALL, Duration::from_secs(2), Some(&mut self.child));
+        Some(self.knocks_read.load(Ordering::Relaxed)).filter(|&n| n != u64::MAX)
+    }
+
     /// Exits early if the daemon died.
     pub fn check_alive(&mut self) -> Result<(), String> {
         match self.child.try_wait() {
@@ -189,14 +202,18 @@ impl Daemon {
         }
     }
 
-    /// knockerd from `binary`, with the door, its ledger in a directory of its own, and the
-    /// default bound on tracked partial knocks. Ready once it logs `ready:`.
-    pub fn knockerd(lab: &FloodLab, binary: &Path, dir: PathBuf) -> Result<Daemon, String> {
+    /// knockerd from `binary` with `config` (the door, its ledger in a directory of its own, and
+    /// the default bound on tracked partial knocks). Ready once it logs `ready:`.
+    pub fn knockerd(
+        lab: &FloodLab,
+        binary: &Path,
+        dir: PathBuf,
+        config: &str,
+    ) -> Result<Daemon, String> {
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let config = dir.join("knockerd.toml");
-        std::fs::write(&config, knockerd_config(&dir.join("state")))
-            .map_err(|e| format!("{}: {e}", config.display()))?;
-        Daemon::spawn_knockerd(lab, binary, dir, &["--config".as_ref(), config.as_os_str()])
+        let file = dir.join("knockerd.toml");
+        std::fs::write(&file, config).map_err(|e| format!("{}: {e}", file.display()))?;
+        Daemon::spawn_knockerd(lab, binary, dir, &["--config".as_ref(), file.as_os_str()])
     }
 
     /// knockerd from `binary` running the fwknop `access.conf` as it is (`--fwknop-access`),
@@ -240,8 +257,12 @@ impl Daemon {
             .spawn()
             .map_err(|e| format!("start {}: {e}", binary.display()))?;
         let mut d = Daemon::new(Kind::Knockerd, child, dir);
-        let (opened, examined) = (d.opened.clone(), d.examined.clone());
+        let (opened, examined, read) =
+            (d.opened.clone(), d.examined.clone(), d.knocks_read.clone());
         d.log.capture(&mut d.child, move |line| {
+            if let Some(n) = knocks_read_in_all(line) {
+                read.store(n, Ordering::Relaxed);
+            }
             // The grant line is logged once the kernel has acknowledged the set update. Its
             // own timestamp says when, so a busy machine delaying this thread does not count
             // against knockerd.
@@ -401,6 +422,7 @@ impl Daemon {
             child,
             opened: Arc::new(Mutex::new(HashMap::new())),
             examined: Arc::new(AtomicU64::new(0)),
+            knocks_read: Arc::new(AtomicU64::new(u64::MAX)),
             // up to 1 MiB of log: a flood can make fwknopd write gigabytes
             log: Log::bounded(1 << 20),
             stop: Arc::new(AtomicBool::new(false)),
@@ -416,6 +438,15 @@ impl Drop for Daemon {
         knocker_lab::child::stop(&mut self.child, Duration::from_secs(3));
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// What knockerd's packet worker logs when it stops, after the number of knocks it read.
+const READ_IN_ALL: &str = " knock(s) read in all";
+
+/// The number in knockerd's "SOURCE: N knock(s) read in all; ..." line.
+pub fn knocks_read_in_all(line: &str) -> Option<u64> {
+    let before = &line[..line.find(READ_IN_ALL)?];
+    before.rsplit(' ').next()?.parse().ok()
 }
 
 /// Writes an access.conf (mode 0600, as both daemons want it) into `dir`.
@@ -507,14 +538,20 @@ pub fn parse_rfc3339_utc(s: &str) -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_nanos(nanos))
 }
 
-pub fn knockerd_config(state_dir: &Path) -> String {
+/// The bench's door for knockerd (`tcp_flags`: asks for knockd's `syn,!ack`, as knockd's does).
+pub fn knockerd_config(state_dir: &Path, tcp_flags: bool) -> String {
     let seq: Vec<String> = SEQUENCE.iter().map(|p| format!("\"{p}\"")).collect();
     format!(
         "[daemon]\nnflog_group = 4100\nstate_dir = {:?}\nmax_tracked = 100000\n\n\
-         [door.bench]\nsequence = [{}]\ntcp_flags = \"syn,!ack\"\nwindow = \"{SEQ_TIMEOUT}s\"\n\
+         [door.bench]\nsequence = [{}]\n{}window = \"{SEQ_TIMEOUT}s\"\n\
          open = [\"tcp/{SERVICE}\"]\nopen_for = \"60s\"\n",
         state_dir.display().to_string(),
-        seq.join(", ")
+        seq.join(", "),
+        if tcp_flags {
+            "tcp_flags = \"syn,!ack\"\n"
+        } else {
+            ""
+        }
     )
 }
 
@@ -649,8 +686,15 @@ mod tests {
     }
 
     #[test]
+    fn the_workers_count_is_read_from_its_last_line() {
+        let line = "2026-12-02T19:00:00.000000Z  INFO knockerd: the packet socket: 100018 knock(s) read in all; 0 not understood, 3 not for knockerd, 0 too long, 0 overrun(s) reported by the kernel";
+        assert_eq!(knocks_read_in_all(line), Some(100_018));
+        assert_eq!(knocks_read_in_all("grant 10.200.1.10 tcp/2222"), None);
+    }
+
+    #[test]
     fn both_daemons_get_the_same_door() {
-        let k = knockerd_config(Path::new("/tmp/x"));
+        let k = knockerd_config(Path::new("/tmp/x"), true);
         assert!(k.contains("sequence = [\"7000\", \"9000\", \"8000\"]"));
         assert!(k.contains("window = \"10s\""));
         let d = knockd_config(Path::new("/usr/sbin/nft"), Path::new("/tmp/m"));

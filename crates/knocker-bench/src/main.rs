@@ -24,6 +24,7 @@ mod packets;
 mod procfs;
 mod sender;
 mod soak;
+mod sources;
 mod spa;
 
 use std::net::IpAddr;
@@ -36,6 +37,7 @@ use clap::{Parser, Subcommand};
 use flood::Flood;
 use lab::{Daemon, FloodLab, Kind};
 use packets::{Family, Payload};
+use sources::Via;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -92,7 +94,11 @@ struct BenchArgs {
     /// Hard time limit of each flood, in seconds.
     #[arg(long, default_value_t = 60.0)]
     max_secs: f64,
-    /// Which daemons to run (knockd, knockerd).
+    /// Which daemons to run: knockd, knockerd (NFLOG, its default source), and knockerd on its
+    /// other sources: knockerd-packet (packet socket), knockerd-kmsg (/dev/kmsg; sets
+    /// net.netfilter.nf_log_all_netns to 1 for the run), knockerd-kern-log (a kern.log file),
+    /// knockerd-log-file (a log file of ASA deny lines); the file sources' floods are lines the
+    /// sender appends to the file.
     #[arg(long, value_delimiter = ',', default_value = "knockd,knockerd")]
     daemons: Vec<String>,
     /// knockerd binary (default: next to this one).
@@ -218,11 +224,20 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
     }
     let mut kinds = Vec::new();
     for d in &a.daemons {
-        kinds.push(match d.as_str() {
-            "knockd" => Kind::Knockd,
-            "knockerd" => Kind::Knockerd,
-            other => return Err(format!("unknown daemon {other:?} (knockd, knockerd)")),
+        kinds.push(match (d.as_str(), Via::from_name(d)) {
+            ("knockd", _) => (Kind::Knockd, Via::Nflog),
+            (_, Some(via)) => (Kind::Knockerd, via),
+            (other, None) => {
+                let names: Vec<&str> = Via::NAMES.iter().map(|(n, _)| *n).collect();
+                return Err(format!(
+                    "unknown daemon {other:?} (knockd, {})",
+                    names.join(", ")
+                ));
+            }
         });
+    }
+    if kinds.iter().any(|&(_, v)| v == Via::Kmsg) {
+        console_stays_quiet()?;
     }
     let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
     let knockerd_bin = knockerd_binary(&a.knockerd)?;
@@ -231,18 +246,18 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
         None => lab::which("knockd").unwrap_or_else(|| PathBuf::from("/usr/sbin/knockd")),
     };
     for (k, bin) in [(Kind::Knockerd, &knockerd_bin), (Kind::Knockd, &knockd_bin)] {
-        if kinds.contains(&k) && !bin.is_file() {
+        if kinds.iter().any(|&(kind, _)| kind == k) && !bin.is_file() {
             return Err(format!("{} not found at {}", k.name(), bin.display()));
         }
     }
     let started = Instant::now();
     let mut rows = Vec::new();
     for case in &cases {
-        for &kind in &kinds {
+        for &(kind, via) in &kinds {
             stopped()?;
             eprintln!(
                 "== {}: flood of {} packets from {}",
-                kind.name(),
+                label(kind, via),
                 thousands(case.packets),
                 case.name
             );
@@ -250,7 +265,7 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
                 Kind::Knockerd => &knockerd_bin,
                 Kind::Knockd | Kind::Fwknopd | Kind::FwknopdTuned => &knockd_bin,
             };
-            let row = run_one(kind, bin, &exe, case, a)?;
+            let row = run_one(kind, via, bin, &exe, case, a)?;
             eprintln!("   {}", row.summary());
             rows.push(row);
         }
@@ -259,9 +274,37 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// How the report names a daemon.
+fn label(kind: Kind, via: Via) -> &'static str {
+    match kind {
+        Kind::Knockerd => via.label(),
+        Kind::Knockd | Kind::Fwknopd | Kind::FwknopdTuned => kind.name(),
+    }
+}
+
+/// The kernel log source's flood puts every flood packet into the kernel log: refuse when the
+/// console would print them (`kernel.printk`'s first field above 4, netfilter's `warn` level),
+/// which could stall the machine on a serial console.
+fn console_stays_quiet() -> Result<(), String> {
+    let printk = std::fs::read_to_string("/proc/sys/kernel/printk")
+        .map_err(|e| format!("/proc/sys/kernel/printk: {e}"))?;
+    let level: u32 = printk
+        .split_whitespace()
+        .next()
+        .and_then(|l| l.parse().ok())
+        .ok_or_else(|| format!("/proc/sys/kernel/printk: unexpected {printk:?}"))?;
+    if level > 4 {
+        return Err(format!(
+            "the console log level is {level}: the knockerd-kmsg flood would print every packet to the console; lower it for the bench (`dmesg -n 4`) or leave knockerd-kmsg out"
+        ));
+    }
+    Ok(())
+}
+
 /// One flood against one daemon, in a fresh lab.
 fn run_one(
     kind: Kind,
+    via: Via,
     bin: &std::path::Path,
     exe: &std::path::Path,
     case: &Case,
@@ -269,8 +312,19 @@ fn run_one(
 ) -> Result<Row, String> {
     let lab = FloodLab::new(IDLE_ATTEMPTS + a.attempts)?;
     let dir = std::env::temp_dir().join(format!("knocker-flood-{}", lab.server.name()));
+    // the file sources' log, created before knockerd follows it; kernel logging for /dev/kmsg
+    let log_file = dir.join("knocks.log");
+    let _logging = match via {
+        Via::Kmsg => Some(knocker_lab::kernel_log::AllNetnsLogging::on()?),
+        Via::Nflog | Via::Packet | Via::KernLog | Via::LogFile => None,
+    };
     let mut daemon = match kind {
-        Kind::Knockerd => Daemon::knockerd(&lab, bin, dir)?,
+        Kind::Knockerd => {
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            std::fs::write(&log_file, "").map_err(|e| format!("{}: {e}", log_file.display()))?;
+            let config = via.knockerd_config(&dir.join("state"), &log_file);
+            Daemon::knockerd(&lab, bin, dir, &config)?
+        }
         Kind::Knockd => Daemon::knockd(&lab, bin, dir)?,
         Kind::Fwknopd | Kind::FwknopdTuned => {
             return Err("fwknopd runs in `knocker-flood spa`".into())
@@ -278,23 +332,29 @@ fn run_one(
     };
     let pid = daemon.pid();
     let server = lab::server(case.family);
+    let knock = |src: IpAddr| -> Result<Instant, String> {
+        match via.line_format() {
+            Some(format) => sources::knock_lines(&log_file, format, src, server),
+            None => lab
+                .net
+                .enter(move || lab::knock(src, server))?
+                .map_err(|e| format!("alice's knock: {e}")),
+        }
+    };
 
     // alice on an idle server; the first success also proves the setup
     let mut idle = Vec::new();
     for k in 0..IDLE_ATTEMPTS {
         stopped()?;
         let src = lab::alice(case.family, k);
-        let sent = lab
-            .net
-            .enter(move || lab::knock(src, server))?
-            .map_err(|e| format!("alice's knock: {e}"))?;
+        let sent = knock(src)?;
         idle.push(wait_open(&daemon, src, sent)?);
         std::thread::sleep(Duration::from_millis(100));
     }
     if idle.iter().all(Option::is_none) {
         return Err(format!(
             "{}: alice's knocks on the idle server never opened: the setup is broken; its output:\n{}",
-            kind.name(),
+            label(kind, via),
             daemon.log()
         ));
     }
@@ -313,6 +373,8 @@ fn run_one(
             pps: a.pps,
             max_secs: a.max_secs,
             progress_every: 8192,
+            to_file: via.line_format().map(|_| log_file.clone()),
+            line_format: via.line_format().unwrap_or(sources::LineFormat::Kern),
         },
     )?;
     flood.wait_started()?;
@@ -330,10 +392,7 @@ fn run_one(
         }
         let during = !flood.finished();
         let src = lab::alice(case.family, IDLE_ATTEMPTS + k);
-        let sent = lab
-            .net
-            .enter(move || lab::knock(src, server))?
-            .map_err(|e| format!("alice's knock: {e}"))?;
+        let sent = knock(src)?;
         attempts.push((src, sent, during));
     }
     let (sent, send_errors, send_secs) = flood.wait_done(a.max_secs + 30.0)?;
@@ -373,26 +432,32 @@ fn run_one(
     let rss_peak = procfs::tree_status_bytes(pid, "VmHWM").unwrap_or(0);
     // knockd's losses (its pcap ring overflowing) are counted only inside knockd, which never
     // reports them; knockerd's NFLOG socket overruns are visible in /proc/net/netlink
-    let drops = match kind {
-        Kind::Knockerd => procfs::netlink_drops(lab.server.name()),
-        Kind::Knockd | Kind::Fwknopd | Kind::FwknopdTuned => None,
+    let drops = match (kind, via) {
+        (Kind::Knockerd, Via::Nflog) => procfs::netlink_drops(lab.server.name()),
+        _ => None,
     };
     let during: Vec<Option<Duration>> = attempts
         .iter()
         .map(|(src, t, _)| latency(&daemon, *src, *t))
         .collect();
     let after_flood = attempts.iter().filter(|(_, _, d)| !d).count();
+    let knocks_read = match kind {
+        Kind::Knockerd => daemon.stop_knockerd(),
+        Kind::Knockd | Kind::Fwknopd | Kind::FwknopdTuned => None,
+    };
     drop(daemon);
     drop(lab);
     Ok(Row {
-        kind,
+        label: label(kind, via),
+        knocks_read,
+        lines: via.line_format().is_some(),
         case: case.name.clone(),
         sources: case.sources,
         sent,
         send_errors,
         send_secs,
-        delivered: match (rx_before, rx_after) {
-            (Some(b), Some(a)) => Some(a.saturating_sub(b)),
+        delivered: match (rx_before, rx_after, via.line_format()) {
+            (Some(b), Some(a), None) => Some(a.saturating_sub(b)),
             _ => None,
         },
         cpu_flood: cpu_idle - cpu_start,
@@ -430,7 +495,11 @@ pub(crate) fn wait_open(
 }
 
 struct Row {
-    kind: Kind,
+    label: &'static str,
+    /// The flood was log lines appended to a file, not packets.
+    lines: bool,
+    /// Knocks knockerd's worker read from its source in all (alice's and the flood's).
+    knocks_read: Option<u64>,
     case: String,
     sources: u32,
     sent: u64,
@@ -541,14 +610,14 @@ fn print_report(rows: &[Row], a: &BenchArgs, took: Duration) {
         },
         a.attempts
     );
-    println!("| flood | daemon | packets sent (pps) | daemon CPU | CPU s per M packets | core busy during flood | busy after flood | knocks the kernel dropped before the daemon | RSS start -> peak | alice idle: median open | alice during flood: opened | median open |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| flood | daemon | packets sent (pps) | daemon CPU | CPU s per M packets | core busy during flood | busy after flood | knocks the kernel dropped before the daemon | knocks the daemon read | RSS start -> peak | alice idle: median open | alice during flood: opened | median open |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let opened = r.during.iter().flatten().count();
         println!(
-            "| {} | {} | {} ({}) | {:.2} s | {:.2} | {:.0}% | {} | {} | {} -> {} | {} | {}/{}{} | {} |",
+            "| {} | {} | {} ({}) | {:.2} s | {:.2} | {:.0}% | {} | {} | {} | {} -> {} | {} | {}/{}{} | {} |",
             r.case,
-            r.kind.name(),
+            r.label,
             thousands(r.sent),
             thousands(r.pps() as u64),
             r.cpu_flood,
@@ -557,6 +626,7 @@ fn print_report(rows: &[Row], a: &BenchArgs, took: Duration) {
             r.busy_after
                 .map_or_else(|| format!(">= {} s", SETTLE_LIMIT.as_secs()), |d| format!("{:.1} s", d.as_secs_f64())),
             r.drops.map_or_else(|| "n/a".to_string(), thousands),
+            r.knocks_read.map_or_else(|| "n/a".to_string(), thousands),
             mib(r.rss_start),
             mib(r.rss_peak),
             fmt_median(&r.idle),
@@ -571,7 +641,10 @@ fn print_report(rows: &[Row], a: &BenchArgs, took: Duration) {
         );
     }
     println!();
-    println!("n/a: knockd loses packets when its pcap ring is full, and only knockd could count them (it never does); knockerd's NFLOG socket overruns are read from /proc/net/netlink.\n");
+    println!("n/a: knockd loses packets when its pcap ring is full, and only knockd could count them (it never does); knockerd's NFLOG socket overruns are read from /proc/net/netlink (its other sources count theirs inside the worker). Knocks the daemon read: knockerd's packet worker's own count, which it logs when it stops (alice's knocks and stray packets included).\n");
+    if rows.iter().any(|r| r.lines) {
+        println!("File sources (kern.log file, log file): their floods are log lines the sender appends to the file, one per knock, from the same spoofed sources and at the same pace as the packets; \"packets sent\" counts those lines.\n");
+    }
     println!("Each of alice's attempts, last knock packet -> door open (\"-\": not within 5 s):\n");
     for r in rows {
         let each: Vec<String> = r
@@ -587,7 +660,7 @@ fn print_report(rows: &[Row], a: &BenchArgs, took: Duration) {
         println!(
             "- {} / {} ({} distinct sources): idle [{}], during the flood [{}]; sender: {} send errors",
             r.case,
-            r.kind.name(),
+            r.label,
             thousands(u64::from(r.sources)),
             idle.join(", "),
             each.join(", "),

@@ -255,7 +255,7 @@ impl FloodPackets {
 }
 
 /// Source ports vary from packet to packet (1024 and up).
-fn source_port(i: u32) -> u16 {
+pub fn source_port(i: u32) -> u16 {
     1024 + (i.wrapping_mul(7919) % 64000) as u16
 }
 

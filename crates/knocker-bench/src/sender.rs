@@ -7,6 +7,10 @@
 //! reports on stdout: `start N` once the packets are built, `progress
 //! SENT` now and then, `done SENT ERRORS SECONDS` at the end. It stops after `packets` packets
 //! or `max_secs` seconds, whichever comes first.
+//!
+//! With `--to-file`, the flood is log lines instead (for knockerd's file sources): the same
+//! knocks from the same spoofed sources, appended to the file in the format given, as syslog
+//! would write them, at the same pace and with the same reports.
 
 use std::io::{IoSlice, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -16,7 +20,8 @@ use std::time::{Duration, Instant};
 use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use crate::packets::{Family, FloodPackets, Payload};
+use crate::packets::{self, Family, FloodPackets, Payload};
+use crate::sources::LineFormat;
 
 /// Messages per `sendmmsg` call.
 const BATCH: usize = 64;
@@ -47,6 +52,12 @@ pub struct SendArgs {
     /// Packets between two `progress` lines (the bench places alice's attempts by them).
     #[arg(long, default_value_t = 8192)]
     pub progress_every: u64,
+    /// Append the knocks as log lines to this file instead of sending packets (SYN payload only).
+    #[arg(long)]
+    pub to_file: Option<std::path::PathBuf>,
+    /// The lines' format, with --to-file.
+    #[arg(long, value_enum, default_value_t = LineFormat::Kern)]
+    pub line_format: LineFormat,
 }
 
 impl SendArgs {
@@ -61,8 +72,14 @@ impl SendArgs {
             ("--pps", self.pps.to_string()),
             ("--max-secs", self.max_secs.to_string()),
             ("--progress-every", self.progress_every.to_string()),
+            ("--line-format", self.line_format.name().to_string()),
         ]
         .into_iter()
+        .chain(
+            self.to_file
+                .iter()
+                .map(|f| ("--to-file", f.display().to_string())),
+        )
         .flat_map(|(k, v)| [k.to_string(), v])
         .collect()
     }
@@ -78,6 +95,9 @@ pub fn run(a: &SendArgs) -> Result<(), String> {
             "--sources must be 1 to {} for this family",
             family.max_sources()
         ));
+    }
+    if let Some(file) = &a.to_file {
+        return send_lines(a, family, file);
     }
     let packets = FloodPackets::build(a.payload, family, a.sources, a.packets, a.dst, a.port)?;
     let domain = match family {
@@ -96,23 +116,10 @@ pub fn run(a: &SendArgs) -> Result<(), String> {
     sock.connect(&SockAddr::from(SocketAddr::new(a.dst, 0)))
         .map_err(|e| format!("connect raw socket to {}: {e}", a.dst))?;
     let fd = sock.as_raw_fd();
-
-    let mut out = std::io::stdout().lock();
-    let say = |out: &mut std::io::StdoutLock, line: String| {
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
-    };
-    say(&mut out, format!("start {}", packets.count()));
-
     let mut headers: MultiHeaders<SockaddrStorage> = MultiHeaders::preallocate(BATCH, None);
     let addrs: Vec<Option<SockaddrStorage>> = vec![None; BATCH];
     let no_cmsgs: [ControlMessage; 0] = [];
-    let start = Instant::now();
-    let cap = Duration::from_secs_f64(a.max_secs.max(0.0));
-    let every = a.progress_every.max(1);
-    let (mut sent, mut errors, mut next_progress) = (0u64, 0u64, every);
-    while sent < a.packets && start.elapsed() < cap {
-        let n = (a.packets - sent).min(BATCH as u64) as usize;
+    paced(a, packets.count(), |sent, n| {
         let iovs: Vec<[IoSlice; 1]> = (0..n)
             .map(|k| {
                 [IoSlice::new(
@@ -121,12 +128,62 @@ pub fn run(a: &SendArgs) -> Result<(), String> {
             })
             .collect();
         match sendmmsg(fd, &mut headers, &iovs, &addrs, no_cmsgs, MsgFlags::empty()) {
-            Ok(results) => sent += results.count() as u64,
+            Ok(results) => Ok(Some(results.count() as u64)),
             Err(nix::errno::Errno::ENOBUFS | nix::errno::Errno::EAGAIN) => {
-                errors += 1;
                 std::thread::yield_now();
+                Ok(None)
             }
-            Err(e) => return Err(format!("sendmmsg: {e}")),
+            Err(e) => Err(format!("sendmmsg: {e}")),
+        }
+    })
+}
+
+/// The flood as log lines appended to `file`, [`BATCH`] lines per write.
+fn send_lines(a: &SendArgs, family: Family, file: &std::path::Path) -> Result<(), String> {
+    if a.payload != Payload::Syn {
+        return Err("--to-file writes knocks (SYNs) only".into());
+    }
+    let mut out = std::fs::OpenOptions::new()
+        .append(true)
+        .open(file)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut text = String::with_capacity(BATCH * 400);
+    paced(a, a.sources as usize, |sent, n| {
+        text.clear();
+        for k in 0..n as u64 {
+            let i = ((sent + k) % u64::from(a.sources)) as u32;
+            let src = packets::spoofed_source(family, i);
+            a.line_format
+                .line(&mut text, src, a.dst, packets::source_port(i), a.port, i);
+        }
+        out.write_all(text.as_bytes())
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        Ok(Some(n as u64))
+    })
+}
+
+/// Sends `a.packets` in batches through `batch(sent, n)` (`None`: the kernel had no room, try
+/// again), paced at `a.pps`, within `a.max_secs`, reporting on stdout as the bench expects.
+fn paced(
+    a: &SendArgs,
+    distinct: usize,
+    mut batch: impl FnMut(u64, usize) -> Result<Option<u64>, String>,
+) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    let say = |out: &mut std::io::StdoutLock, line: String| {
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    };
+    say(&mut out, format!("start {distinct}"));
+    let start = Instant::now();
+    let cap = Duration::from_secs_f64(a.max_secs.max(0.0));
+    let every = a.progress_every.max(1);
+    let (mut sent, mut errors, mut next_progress) = (0u64, 0u64, every);
+    while sent < a.packets && start.elapsed() < cap {
+        let n = (a.packets - sent).min(BATCH as u64) as usize;
+        match batch(sent, n)? {
+            Some(k) => sent += k,
+            None => errors += 1,
         }
         if sent >= next_progress {
             say(&mut out, format!("progress {sent}"));
@@ -169,6 +226,8 @@ mod tests {
             pps: 10_000,
             max_secs: 60.5,
             progress_every: 500,
+            to_file: Some("/tmp/k f.log".into()),
+            line_format: LineFormat::Asa,
         };
         let back = Wrap::try_parse_from(std::iter::once("send".to_string()).chain(a.to_args()))
             .expect("parses")
@@ -177,5 +236,7 @@ mod tests {
         assert_eq!(back.payload, Payload::WrongHmac);
         assert_eq!(back.max_secs, 60.5);
         assert_eq!(back.progress_every, 500);
+        assert_eq!(back.to_file, a.to_file);
+        assert_eq!(back.line_format, LineFormat::Asa);
     }
 }

@@ -291,6 +291,8 @@ fn run_one(kind: Kind, bins: &Bins, case: &Case, a: &SpaArgs) -> Result<SpaRow, 
             pps: case.pps,
             max_secs: a.max_secs,
             progress_every: (case.packets / 200).clamp(64, 8192),
+            to_file: None,
+            line_format: crate::sources::LineFormat::Kern,
         },
     )?;
     flood.wait_started()?;

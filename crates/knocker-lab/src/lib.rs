@@ -12,6 +12,7 @@
 //! - [`log`]: a child's output read line by line, kept, echoed and waited on;
 //! - [`dir`]: a scratch directory for a test's files, removed on drop;
 //! - [`fwknopd`]: Debian's fwknopd's arguments, its files in a directory of the caller's;
+//! - [`kernel_log`]: netfilter logging turned on in every namespace for a test's duration;
 //! - [`proxy`]: `knocker proxy` started on a free loopback port, its log waited on.
 //!
 //! Addresses live only inside the lab's namespaces (10.200.0.0/16, fd00:200::/48): nothing here
@@ -24,6 +25,7 @@
 pub mod child;
 pub mod dir;
 pub mod fwknopd;
+pub mod kernel_log;
 pub mod log;
 pub mod netns;
 pub mod packet;

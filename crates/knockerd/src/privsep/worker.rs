@@ -163,6 +163,8 @@ pub fn run(
     let mut last_read = 0usize;
     let mut overrun_reported = false;
     let mut too_long_reported = false;
+    // what the source gave in all, logged when the worker stops
+    let mut totals = nflog::RecvStats::default();
     // a followed file is read at least this often (rotation), whether or not it woke us
     let recheck = source.recheck_every();
     let mut next_recheck = recheck.map(|r| Instant::now() + r);
@@ -198,7 +200,18 @@ pub fn run(
             // it closed the pipe: stop. (A buffer as large as stdin's own reads past it.)
             let mut buf = [0u8; 8192];
             match stdin.lock().read(&mut buf) {
-                Ok(0) | Err(_) => return Ok(()),
+                Ok(0) | Err(_) => {
+                    tracing::info!(
+                        "{}: {} knock(s) read in all; {} not understood, {} not for knockerd, {} too long, {} overrun(s) reported by the kernel",
+                        source.name(),
+                        totals.knocks,
+                        totals.malformed,
+                        totals.ignored,
+                        totals.too_long,
+                        totals.overruns
+                    );
+                    return Ok(());
+                }
                 Ok(n) => {
                     if buf[..n].contains(&b'\n') {
                         reports.push(Report::Pong);
@@ -215,6 +228,7 @@ pub fn run(
             datagrams.clear();
             match source.recv_batch(&mut knocks, &mut datagrams) {
                 Ok(stats) => {
+                    totals.add(stats);
                     if stats.overruns > 0 && !overrun_reported {
                         overrun_reported = true;
                         tracing::warn!("the kernel dropped knock packets because knockerd fell behind (a flood?); reported once");

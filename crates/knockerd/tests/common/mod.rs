@@ -409,40 +409,17 @@ pub fn fwknop_packet(
     bytes
 }
 
-/// Where the kernel-log tests turn kernel logging on in every namespace.
-pub use knockerd::source::kernel_log::NF_LOG_ALL_NETNS;
-
-/// Turns on kernel logging in every network namespace, and restores the previous value when
-/// dropped. Several tests may hold one at once: the value goes back only when the last ends.
+/// Turns on kernel logging in every network namespace for a test's duration (knocker-lab's
+/// guard; the test fails loudly when it cannot).
 pub struct AllNetnsLogging {
-    _private: (),
+    _guard: knocker_lab::kernel_log::AllNetnsLogging,
 }
-
-static HOLDERS: std::sync::Mutex<(usize, Option<String>)> = std::sync::Mutex::new((0, None));
 
 impl AllNetnsLogging {
     pub fn on() -> AllNetnsLogging {
-        let mut h = HOLDERS.lock().unwrap_or_else(|e| e.into_inner());
-        if h.0 == 0 {
-            let before = std::fs::read_to_string(NF_LOG_ALL_NETNS)
-                .unwrap_or_else(|e| panic!("cannot read {NF_LOG_ALL_NETNS}: {e}"));
-            std::fs::write(NF_LOG_ALL_NETNS, "1")
-                .unwrap_or_else(|e| panic!("cannot write {NF_LOG_ALL_NETNS} (the test must run as root in the initial namespace): {e}"));
-            h.1 = Some(before.trim().to_string());
-        }
-        h.0 += 1;
-        AllNetnsLogging { _private: () }
-    }
-}
-
-impl Drop for AllNetnsLogging {
-    fn drop(&mut self) {
-        let mut h = HOLDERS.lock().unwrap_or_else(|e| e.into_inner());
-        h.0 -= 1;
-        if h.0 == 0 {
-            if let Some(before) = h.1.take() {
-                let _ = std::fs::write(NF_LOG_ALL_NETNS, before);
-            }
+        AllNetnsLogging {
+            _guard: knocker_lab::kernel_log::AllNetnsLogging::on()
+                .unwrap_or_else(|e| panic!("{e}")),
         }
     }
 }

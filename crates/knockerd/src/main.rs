@@ -37,7 +37,7 @@ and logged by knockerd's own nftables table (inet knocker) and read from NFLOG. 
 elements with a timeout, so the kernel closes them on time even if knockerd dies.\n\n\
 Without a subcommand, knockerd runs in the foreground (for systemd) and logs one line per event to stderr. \
 SIGTERM/SIGINT stop it (exit 0); SIGHUP reloads the configuration (a bad one is refused and the running one kept).",
-    after_help = "Examples:\n  knockerd check                      validate /etc/knocker/knockerd.toml and show what it does\n  knockerd --config ./k.toml -v       run in the foreground with detail\n  knockerd status                     is knockerd running, what is open, what stops are pending\n  knockerd reload                     reload the configuration; fails if it was refused\n  knockerd teardown                   remove knocker's nftables table\n  knockerd --knockd-conf /etc/knockd.conf   run an existing knockd configuration as it is\n  knockerd import-knockd /etc/knockd.conf   print it as knockerd's own TOML\n  knockerd demo                       self-contained demo in network namespaces (root)"
+    after_help = "Examples:\n  knockerd check                      validate /etc/knocker/knockerd.toml and show what it does\n  knockerd --config ./k.toml -v       run in the foreground with detail\n  knockerd status                     is knockerd running, what is open, what stops are pending\n  knockerd reload                     reload the configuration; fails if it was refused\n  knockerd teardown                   remove knocker's nftables table\n  knockerd --knockd-conf /etc/knockd.conf   run an existing knockd configuration as it is\n  knockerd --knockknock-profiles /etc/knockknock.d --kernel-log   knockknock's profiles, knocks read from the kernel log\n  knockerd import-knockd /etc/knockd.conf   print it as knockerd's own TOML\n  knockerd demo                       self-contained demo in network namespaces (root)"
 )]
 struct Cli {
     /// Configuration file (TOML)
@@ -57,6 +57,18 @@ struct Cli {
     /// and profiles/): knockknock clients work unchanged
     #[arg(long, global = true, value_name = "DIR", conflicts_with_all = ["config", "knockd_conf", "fwknop_access"])]
     knockknock_profiles: Option<PathBuf>,
+    /// With --knockknock-profiles: see the knocks in the kernel log, as knockknock does
+    /// (/dev/kmsg; --kernel-log-file for a file such as kern.log), not through NFLOG. knockerd's
+    /// table then logs each knock port's SYNs with `flags tcp sequence`
+    #[arg(long, global = true, requires = "knockknock_profiles")]
+    kernel_log: bool,
+    /// With --kernel-log: read this file (e.g. /var/log/kern.log) instead of /dev/kmsg
+    #[arg(long, global = true, value_name = "FILE", requires = "kernel_log")]
+    kernel_log_file: Option<PathBuf>,
+    /// With --kernel-log: your own LOG rule's prefix (knockknock's INSTALL writes "REJECT "), so
+    /// that its lines count too, besides those of knockerd's table
+    #[arg(long, global = true, value_name = "PREFIX", requires = "kernel_log")]
+    log_prefix: Option<String>,
     /// Keep the ledger (pending stop commands, used sequences), the pid file and the last
     /// reload's verdict in DIR instead of the configuration's `state_dir` (default
     /// /var/lib/knocker); status, reload and teardown look for the daemon there
@@ -241,7 +253,13 @@ fn main() -> ExitCode {
             access,
             fwknopd_conf: cli.fwknopd_conf,
         },
-        (None, None, Some(dir)) => ConfigFile::Knockknock(dir),
+        (None, None, Some(dir)) => ConfigFile::Knockknock {
+            dir,
+            kernel_log: cli.kernel_log.then_some(loader::KernelLogChoice {
+                file: cli.kernel_log_file,
+                prefix: cli.log_prefix,
+            }),
+        },
         (None, None, None) => ConfigFile::Native(cli.config),
     };
     let command = cli.command.unwrap_or(Cmd::Run);

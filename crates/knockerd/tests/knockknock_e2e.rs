@@ -252,13 +252,30 @@ fn inet_table(w: &World, name: &str) -> String {
 /// A knock port no other test knocks: under the kernel log, every namespace's lines are seen.
 const KLOG_KNOCK_PORT: u16 = 17688;
 
+/// For a kernel-log test: kernel logging on in every namespace (while the guard lives), and
+/// profiles whose knock port is `port`.
+fn klog_profiles(tag: &str, port: u16) -> (AllNetnsLogging, Scratch, PathBuf, PathBuf) {
+    let logging = AllNetnsLogging::on();
+    let (scratch, server, home) = profiles_on(tag, port);
+    (logging, scratch, server, home)
+}
+
+/// knockknock's documented LOG rule (prefix "REJECT ", `--log-tcp-sequence`, with `flags` more
+/// of iptables' LOG options), then a reset, in a table of the admin's that runs ahead of
+/// knocker's.
+fn knockknock_log_rule(w: &World, port: u16, flags: &str) {
+    w.lab
+        .server
+        .nft(&format!("table inet admin {{\n chain input {{\n  type filter hook input priority -20;\n  tcp dport {port} tcp flags & (syn | ack) == syn counter log prefix \"REJECT \" level debug flags tcp sequence{flags} reject with tcp reset\n }}\n}}\n"))
+        .expect("the admin's LOG rule");
+}
+
 #[test]
 fn a_knockknock_door_opens_through_the_kernel_log_and_its_replays_do_not() {
     if !e2e(&["ip", "nft"]) {
         return;
     }
-    let _logging = AllNetnsLogging::on();
-    let (_scratch, server, home) = profiles_on("klog", KLOG_KNOCK_PORT);
+    let (_logging, _scratch, server, home) = klog_profiles("klog", KLOG_KNOCK_PORT);
     let profile = server.join("profiles/alice");
     let config = format!(
         "[daemon]\n\n[door.alice]\nkind = \"knockknock\"\nprofile = {:?}\nopen = [\"tcp/{SERVICE}\"]\nopen_for = 15\n\n[source]\nkind = \"kernel-log\"\nprefix = \"REJECT \"\n",
@@ -280,10 +297,7 @@ fn a_knockknock_door_opens_through_the_kernel_log_and_its_replays_do_not() {
     // knockknock's documented rule (a LOG with --log-tcp-sequence, --log-tcp-options and
     // --log-ip-options at level debug, prefix "REJECT ", then a reset), here ahead of knocker's
     // table: its lines open the door as knocker's own do
-    w.lab
-        .server
-        .nft(&format!("table inet admin {{\n chain input {{\n  type filter hook input priority -20;\n  tcp dport {KLOG_KNOCK_PORT} tcp flags & (syn | ack) == syn counter log prefix \"REJECT \" level debug flags tcp sequence,options flags ip options reject with tcp reset\n }}\n}}\n"))
-        .expect("the admin's LOG rule");
+    knockknock_log_rule(&w, KLOG_KNOCK_PORT, ",options flags ip options");
     knocker_knocks(&w, &home, SERVICE);
     w.daemon
         .wait_log("door=alice used counter 1", Duration::from_secs(3));
@@ -313,7 +327,85 @@ fn knockknock_profiles_run_as_they_are() {
     w.daemon
         .wait_log("opens whatever TCP port", Duration::from_secs(1));
     // knockknock opens whatever port the knock asks for: here one nothing protects
-    knocker_knocks(&w, &home, 4242);
+    any_port_opens_once(&w, &home, &server);
+    // a second knock uses the next counter
+    knocker_knocks(&w, &home, SERVICE);
+    w.daemon.wait_log("used counter 1", Duration::from_secs(3));
+    assert_eq!(counter(&server.join("profiles/alice")), "2\n");
+    w.finish();
+}
+
+/// The drop-in's knock port under the kernel log (no other test knocks it).
+const DROPIN_KLOG_KNOCK_PORT: u16 = 17689;
+
+#[test]
+fn knockknock_profiles_run_as_they_are_through_the_kernel_log() {
+    if !e2e(&["ip", "nft"]) {
+        return;
+    }
+    let (_logging, _scratch, server, home) = klog_profiles("dropinklog", DROPIN_KLOG_KNOCK_PORT);
+    let server_s = server.display().to_string();
+    let w = World::start_with("kkdropk", |lab| {
+        Knockerd::start_args(
+            lab,
+            &[
+                "--knockknock-profiles",
+                &server_s,
+                "--kernel-log",
+                "--log-prefix",
+                "REJECT ",
+            ],
+        )
+    });
+    w.daemon.wait_log(
+        "watching the kernel log (/dev/kmsg)",
+        Duration::from_secs(1),
+    );
+    // a knockknock server as knockknock's INSTALL sets it up: its LOG rule (prefix "REJECT ",
+    // --log-tcp-sequence) ahead of everything, then a reset; knockerd reads that rule's lines
+    knockknock_log_rule(&w, DROPIN_KLOG_KNOCK_PORT, "");
+    any_port_opens_once(&w, &home, &server);
+    let admin = inet_table(&w, "admin");
+    assert!(
+        admin.contains("counter packets 1 "),
+        "the admin's rule logged the knock (knocker's table never saw it): {admin}"
+    );
+    // without that rule, knockerd's own table logs the knock port's SYNs to the kernel log
+    w.lab
+        .server
+        .nft("delete table inet admin\n")
+        .expect("remove the admin's rule");
+    let table = inet_table(&w, "knocker");
+    assert!(
+        table.contains("log prefix \"knocker: \" flags tcp sequence drop"),
+        "{table}"
+    );
+    knocker_knocks(&w, &home, SERVICE);
+    w.daemon.wait_log("used counter 1", Duration::from_secs(3));
+    assert_eq!(counter(&server.join("profiles/alice")), "2\n");
+    w.finish();
+}
+
+#[test]
+fn the_kernel_log_options_need_knockknocks_profiles() {
+    let (ok, _, err) = knockerd(&["--kernel-log", "check"]);
+    assert!(!ok);
+    assert!(err.contains("--knockknock-profiles"), "{err}");
+    let (ok, _, err) = knockerd(&[
+        "--knockknock-profiles",
+        "/nonexistent",
+        "--log-prefix",
+        "REJECT ",
+        "check",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("--kernel-log"), "{err}");
+}
+
+/// Run as they are, a profile opens whatever port the knock asks for (here 4242, which nothing
+/// protects): one grant, and the profile's counter moves on.
+fn any_port_opens_once(w: &World, home: &Path, server: &Path) {
+    knocker_knocks(w, home, 4242);
     let g = w.wait_all_grants(1, Duration::from_secs(3));
     assert_eq!(g.len(), 1, "one grant: {g:?}\n{}", w.daemon.log());
     assert_eq!(
@@ -322,11 +414,6 @@ fn knockknock_profiles_run_as_they_are() {
         "{g:?}"
     );
     assert_eq!(counter(&server.join("profiles/alice")), "1\n");
-    // a second knock uses the next counter
-    knocker_knocks(&w, &home, SERVICE);
-    w.daemon.wait_log("used counter 1", Duration::from_secs(3));
-    assert_eq!(counter(&server.join("profiles/alice")), "2\n");
-    w.finish();
 }
 
 fn knockerd(args: &[&str]) -> (bool, String, String) {

@@ -73,6 +73,29 @@ fn a_sequence_door_opens_from_knocks_seen_by_a_packet_socket() {
         "{}",
         w.daemon.log()
     );
+    // stopped, the worker says what its source gave in all: alice's three knocks (mallory's
+    // were filtered in the kernel), nothing it could not read
+    let mut w = w;
+    w.daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(w.daemon.wait_exit(Duration::from_secs(5)), Some(0));
+    w.daemon
+        .wait_log(" knock(s) read in all", Duration::from_secs(2));
+    let log = w.daemon.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(" knock(s) read in all"))
+        .expect("the worker's totals");
+    let read: u64 = line
+        .split("the packet socket: ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {line:?}"));
+    assert!(
+        (3..=6).contains(&read),
+        "alice's knocks, maybe retransmitted: {line}"
+    );
+    assert!(line.contains("; 0 not understood, "), "{line}");
     w.finish();
 }
 

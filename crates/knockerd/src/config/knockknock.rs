@@ -446,8 +446,16 @@ pub fn spa(profile: &Profile, window: u32, delay: u64, open_any: bool) -> Spa {
 
 /// Reads a knockknock directory (`/etc/knockknock.d`: its `config` and `profiles/`) into a
 /// configuration that runs each profile as knockknock does (`--knockknock-profiles`); warnings
-/// alongside.
-pub fn load(root: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+/// alongside. `kernel_log`: see the knocks in the kernel log, as knockknock does, rather than
+/// through NFLOG.
+pub fn load(
+    root: &Path,
+    kernel_log: Option<&super::KernelLogChoice>,
+) -> Result<(Config, Vec<String>), ConfigError> {
+    let source = match kernel_log {
+        None => super::SourceSpec::Nflog,
+        Some(k) => kernel_log_source(root, k)?,
+    };
     let mut warnings = Vec::new();
     let daemon = load_daemon_conf(&root.join(DAEMON_CONFIG), &mut warnings)?;
     let profiles = load_profiles(root, &mut warnings)?;
@@ -500,10 +508,39 @@ pub fn load(root: &Path) -> Result<(Config, Vec<String>), ConfigError> {
         clients: PathBuf::from(super::DEFAULT_CLIENTS),
         worker_user: None,
         drop_knocks: true,
-        source: super::SourceSpec::Nflog,
+        source,
         doors,
     };
     Ok((config, warnings))
+}
+
+/// The kernel-log source the command line asks for, checked as the native `[source]` table's.
+fn kernel_log_source(
+    root: &Path,
+    k: &super::KernelLogChoice,
+) -> Result<super::SourceSpec, ConfigError> {
+    let refuse = |message: String| ConfigError {
+        file: root.to_path_buf(),
+        line: None,
+        message,
+    };
+    if let Some(f) = k.file.as_deref().filter(|f| !f.is_absolute()) {
+        return Err(refuse(format!(
+            "--kernel-log-file {} must be an absolute path (/var/log/kern.log)",
+            f.display()
+        )));
+    }
+    if let Some(problem) = k
+        .prefix
+        .as_deref()
+        .and_then(crate::source::kernel_log::prefix_problem)
+    {
+        return Err(refuse(format!("--log-prefix: {problem}")));
+    }
+    Ok(super::SourceSpec::KernelLog {
+        file: k.file.clone(),
+        prefix: k.prefix.clone(),
+    })
 }
 
 /// `knockerd import-knockknock DIR`: knockerd's own TOML for a knockknock directory, one
@@ -572,7 +609,7 @@ mod tests {
         genprofile(&d.0, "alice", 8888);
         genprofile(&d.0, "bob", 9999);
         std::fs::write(d.0.join(DAEMON_CONFIG), "[main]\ndelay=30\nerror_window=5").unwrap();
-        let (c, warnings) = load(&d.0).expect("loads");
+        let (c, warnings) = load(&d.0, None).expect("loads");
         assert_eq!(c.doors.len(), 2);
         assert_eq!(c.doors[0].spec.name, "alice");
         assert_eq!(c.doors[0].syn_port(), Some(8888));
@@ -585,6 +622,42 @@ mod tests {
             c.doors[0].knockknock_counter(),
             Some(d.0.join("profiles/alice/counter"))
         );
+    }
+
+    #[test]
+    fn the_kernel_log_is_chosen_on_the_command_line_and_checked_there() {
+        let d = TestDir::new("kk-klog");
+        genprofile(&d.0, "alice", 8888);
+        let choice = |file: Option<&str>, prefix: Option<&str>| super::super::KernelLogChoice {
+            file: file.map(PathBuf::from),
+            prefix: prefix.map(String::from),
+        };
+        let (c, _) = load(&d.0, None).expect("loads");
+        assert_eq!(c.source, super::super::SourceSpec::Nflog);
+        let (c, _) = load(
+            &d.0,
+            Some(&choice(Some("/var/log/kern.log"), Some("REJECT "))),
+        )
+        .expect("loads");
+        assert_eq!(
+            c.source,
+            super::super::SourceSpec::KernelLog {
+                file: Some(PathBuf::from("/var/log/kern.log")),
+                prefix: Some("REJECT ".into())
+            }
+        );
+        for (k, says) in [
+            (
+                choice(Some("kern.log"), None),
+                "--kernel-log-file kern.log must be an absolute path",
+            ),
+            (choice(None, Some("")), "--log-prefix: prefix must be 1 to"),
+            (choice(None, Some("bad\u{7}")), "printable ASCII"),
+        ] {
+            let e = load(&d.0, Some(&k)).expect_err(says);
+            assert_eq!(e.file, d.0, "{e}");
+            assert!(e.message.contains(says), "{e}");
+        }
     }
 
     #[test]
@@ -658,7 +731,7 @@ mod tests {
             .contains("knock_port"));
         std::fs::write(dir.join("config"), "[main]\nknock_port = 8888\n").unwrap();
         let bad = genprofile(&d.0, "a.b", 1);
-        let e = load(&d.0).expect_err("name");
+        let e = load(&d.0, None).expect_err("name");
         assert_eq!(e.file, bad);
     }
 

@@ -7,6 +7,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::knockd::{self, KnockdOptions};
+pub use super::KernelLogChoice;
 use super::{fwknop, knockknock, native, Config, ConfigError, DEFAULT_CLIENTS, DEFAULT_SERVER_KEY};
 
 /// Which file, in which format, the daemon runs.
@@ -22,14 +23,20 @@ pub enum ConfigFile {
         fwknopd_conf: Option<PathBuf>,
     },
     /// knockknock's directory (`/etc/knockknock.d`: its `config` and `profiles/`), each profile
-    /// run as knockknock runs it ([`knockknock::load`]).
-    Knockknock(PathBuf),
+    /// run as knockknock runs it ([`knockknock::load`]); knocks seen through NFLOG, or through the
+    /// kernel log as knockknock sees them (`--kernel-log`).
+    Knockknock {
+        dir: PathBuf,
+        kernel_log: Option<KernelLogChoice>,
+    },
 }
 
 impl ConfigFile {
     pub fn path(&self) -> &Path {
         match self {
-            ConfigFile::Native(p) | ConfigFile::Knockd(p) | ConfigFile::Knockknock(p) => p,
+            ConfigFile::Native(p)
+            | ConfigFile::Knockd(p)
+            | ConfigFile::Knockknock { dir: p, .. } => p,
             ConfigFile::Fwknop { access, .. } => access,
         }
     }
@@ -43,7 +50,9 @@ impl fmt::Display for ConfigFile {
             ConfigFile::Fwknop { access, .. } => {
                 write!(f, "{} (fwknopd access.conf)", access.display())
             }
-            ConfigFile::Knockknock(p) => write!(f, "{} (knockknock profiles)", p.display()),
+            ConfigFile::Knockknock { dir, .. } => {
+                write!(f, "{} (knockknock profiles)", dir.display())
+            }
         }
     }
 }
@@ -87,8 +96,8 @@ pub fn load(file: &ConfigFile) -> Result<Loaded, ConfigError> {
                 knockd: None,
             })
         }
-        ConfigFile::Knockknock(dir) => {
-            let (config, warnings) = knockknock::load(dir)?;
+        ConfigFile::Knockknock { dir, kernel_log } => {
+            let (config, warnings) = knockknock::load(dir, kernel_log.as_ref())?;
             Ok(Loaded {
                 config,
                 warnings,
@@ -121,7 +130,7 @@ impl Loaded {
 pub fn state_dir(file: &ConfigFile) -> Option<PathBuf> {
     match file {
         ConfigFile::Native(path) => native::state_dir(path),
-        ConfigFile::Knockd(_) | ConfigFile::Fwknop { .. } | ConfigFile::Knockknock(_) => None,
+        ConfigFile::Knockd(_) | ConfigFile::Fwknop { .. } | ConfigFile::Knockknock { .. } => None,
     }
 }
 
@@ -131,7 +140,7 @@ pub fn state_dir(file: &ConfigFile) -> Option<PathBuf> {
 pub fn key_files(file: &ConfigFile) -> Result<(PathBuf, PathBuf), ConfigError> {
     match file {
         ConfigFile::Native(path) => native::native_paths(path),
-        ConfigFile::Knockd(_) | ConfigFile::Fwknop { .. } | ConfigFile::Knockknock(_) => Ok((
+        ConfigFile::Knockd(_) | ConfigFile::Fwknop { .. } | ConfigFile::Knockknock { .. } => Ok((
             PathBuf::from(DEFAULT_SERVER_KEY),
             PathBuf::from(DEFAULT_CLIENTS),
         )),

@@ -640,6 +640,16 @@ pub struct Config {
     pub doors: Vec<Door>,
 }
 
+/// `--kernel-log`, `--kernel-log-file` and `--log-prefix` with `--knockknock-profiles`: the
+/// kernel-log source, which a knockknock directory has no key for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KernelLogChoice {
+    /// A file such as /var/log/kern.log instead of /dev/kmsg.
+    pub file: Option<PathBuf>,
+    /// The prefix of the admin's own LOG rule, whose lines count too.
+    pub prefix: Option<String>,
+}
+
 /// Where the packet worker sees knocks: the native TOML's `[source]` table, `kind = "..."`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum SourceSpec {

@@ -86,8 +86,18 @@ impl Worker {
         match source {
             crate::config::loader::ConfigFile::Native(p) => cmd.arg("--config").arg(p),
             crate::config::loader::ConfigFile::Knockd(p) => cmd.arg("--knockd-conf").arg(p),
-            crate::config::loader::ConfigFile::Knockknock(p) => {
-                cmd.arg("--knockknock-profiles").arg(p)
+            crate::config::loader::ConfigFile::Knockknock { dir, kernel_log } => {
+                cmd.arg("--knockknock-profiles").arg(dir);
+                if let Some(k) = kernel_log {
+                    cmd.arg("--kernel-log");
+                    if let Some(f) = &k.file {
+                        cmd.arg("--kernel-log-file").arg(f);
+                    }
+                    if let Some(p) = &k.prefix {
+                        cmd.arg("--log-prefix").arg(p);
+                    }
+                }
+                &mut cmd
             }
             crate::config::loader::ConfigFile::Fwknop {
                 access,

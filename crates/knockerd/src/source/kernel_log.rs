@@ -28,6 +28,14 @@ use super::{Datagram, KnockSource, RecvStats, MAX_LINES_PER_BATCH, MAX_LINE_BYTE
 pub const OWN_PREFIX: &str = "knocker: ";
 /// The longest prefix nft accepts (and iptables' LOG: 29 characters).
 pub const MAX_PREFIX_BYTES: usize = 127;
+
+/// Why `prefix` cannot be a kernel-log source's prefix, if it cannot: it must be what a LOG
+/// rule's `--log-prefix` (nft: `log prefix`) writes, 1 to [`MAX_PREFIX_BYTES`] printable ASCII
+/// characters.
+pub fn prefix_problem(prefix: &str) -> Option<String> {
+    let printable = prefix.bytes().all(|b| (b' '..=b'~').contains(&b));
+    (prefix.is_empty() || prefix.len() > MAX_PREFIX_BYTES || !printable).then(|| format!("prefix must be 1 to {MAX_PREFIX_BYTES} printable ASCII characters, as your LOG rule's --log-prefix (nft: log prefix) writes it, trailing space included"))
+}
 /// Whether netfilter in namespaces other than the host's logs to the kernel log (machine-wide).
 pub const NF_LOG_ALL_NETNS: &str = "/proc/sys/net/netfilter/nf_log_all_netns";
 /// The device the kernel's log is read from.

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::super::{ConfigError, Ctx, Door, DoorKind, SourceSpec};
-use crate::source::kernel_log::MAX_PREFIX_BYTES;
+use crate::source::kernel_log::prefix_problem;
 use crate::source::log_file::{LogFormat, MAX_FORMATS};
 
 #[derive(Deserialize)]
@@ -115,9 +115,8 @@ pub(super) fn source(
                 None => None,
                 Some(p) => {
                     let t = p.get_ref();
-                    let printable = t.bytes().all(|b| (b' '..=b'~').contains(&b));
-                    if t.is_empty() || t.len() > MAX_PREFIX_BYTES || !printable {
-                        return cx.err(p.span(), format!("prefix must be 1 to {MAX_PREFIX_BYTES} printable ASCII characters, as your LOG rule's --log-prefix (nft: log prefix) writes it, trailing space included"));
+                    if let Some(problem) = prefix_problem(t) {
+                        return cx.err(p.span(), problem);
                     }
                     Some(t.clone())
                 }

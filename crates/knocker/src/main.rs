@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use knocker_wire::identity::PrivateKey;
 use knocker_wire::{Proto, RotateKey, Service};
 
@@ -142,6 +142,8 @@ Examples:
 #[command(
     name = "knocker",
     version,
+    long_version = knocker_manual::long_version(env!("CARGO_PKG_VERSION")),
+    propagate_version = true,
     about = "Port-knocking client: send knocks, keep named knock profiles and keys",
     long_about = "Port-knocking client: sends knock sequences (one TCP SYN or one UDP datagram per \
 port, as the `knock` client does, so knockd and knockerd's sequence doors understand them), \
@@ -242,6 +244,13 @@ unless -v, and exits 0 once the packet is sent: an SPA packet gets no answer."
         after_long_help = PROXY_AFTER_HELP,
     )]
     Proxy(ProxyArgs),
+    /// Write the man pages and shell completions made from this command line to DIR/man and
+    /// DIR/completions (packaging/ holds the packaged copies, which the tests compare)
+    #[command(hide = true)]
+    Manuals {
+        #[arg(long, value_name = "DIR")]
+        out: std::path::PathBuf,
+    },
 }
 /// How knocks are sent: shared by `knock` and `profile add`, which stores them.
 #[derive(Args, Debug)]
@@ -812,6 +821,11 @@ enum Error {
     Saved(#[from] saved::SavedError),
     #[error(transparent)]
     Proxy(#[from] proxy::ProxyError),
+    #[error("{}: {source}", .dir.display())]
+    Manuals {
+        dir: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("no ports to knock on {host:?}, and no profile of that name in {}: give PORTs, or save one with `knocker profile add {host} HOST PORT...`", .path.display())]
     NoPorts {
         host: String,
@@ -878,6 +892,15 @@ fn main() -> ExitCode {
         Command::Spa(args) => send_spa(&args).map_err(Error::from),
         Command::Connect(args) => connect::run(&args.options()).map_err(Error::from),
         Command::Proxy(args) => proxy::run(&args.options()).map_err(Error::from),
+        Command::Manuals { out } => match knocker_manual::write(Cli::command(), "1", &out) {
+            Ok(files) => {
+                for f in files {
+                    println!("{}", f.display());
+                }
+                Ok(())
+            }
+            Err(source) => Err(Error::Manuals { dir: out, source }),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
@@ -30,6 +30,7 @@ use knockerd::ruleset::{self, TableSpec, PRIORITY, SET4, SET6};
 #[command(
     name = "knockerd",
     version,
+    long_version = knocker_manual::long_version(env!("CARGO_PKG_VERSION")),
     about = "Port-knocking daemon: opens a service to one address, for a short time, to whoever knocks right",
     long_about = "knockerd keeps services closed and silent, and opens one service to one source address for \
 a short time when that address knocks the secret sequence. It binds no port: knock packets are dropped \
@@ -210,6 +211,13 @@ enum Cmd {
         #[arg(long)]
         user: String,
     },
+    /// Write the man pages and shell completions made from this command line to DIR/man and
+    /// DIR/completions (packaging/ holds the packaged copies, which the tests compare)
+    #[command(hide = true)]
+    Manuals {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Run the self-contained demo: three network namespaces, real knockerd, real packets (root)
     Demo {
         /// Seconds the demo door stays open
@@ -329,6 +337,13 @@ fn main() -> ExitCode {
             .map(|m| out!("{m}"))
             .map_err(|e| e.to_string()),
         Cmd::Demo { open_for } => demo::run(open_for).map(|_| ()),
+        Cmd::Manuals { out } => knocker_manual::write(Cli::command(), "8", &out)
+            .map(|files| {
+                for f in files {
+                    out!("{}", f.display());
+                }
+            })
+            .map_err(|e| format!("{}: {e}", out.display())),
         Cmd::Keygen { file, force } => keygen(&source, file, force),
         Cmd::Enroll {
             name,

@@ -30,6 +30,11 @@ PORT is `7000` (TCP, or UDP with -u), `7000:udp` or `7000:tcp` (as with `knock`)
 as `ping -c1 -s N` sends it (ICMPv6 to an IPv6 address; needs root, CAP_NET_RAW, or a group in \
 net.ipv4.ping_group_range).";
 
+/// What `knocker knock --help` says of profiles, instead of repeating their whole schema.
+const PROFILES_POINTER: &str = "\
+Profiles: `knocker profile --help` (and `man knocker-profile`) describes profiles.toml, every
+kind of profile and its keys; `knocker profile list` shows the saved ones.";
+
 const PROFILES_HELP: &str = "\
 Profiles:
   Saved profiles live in $KNOCKER_CONFIG_DIR/profiles.toml if that variable is set, else in
@@ -192,7 +197,7 @@ given as PORTs print nothing there, as `knock` does.\n\nA knock that carries the
 encoded, fwknop, rotating totp) is refused by a server whose clock disagrees with this machine's \
 by more than the door allows; knockerd's log then says by how much, and --time-offset shifts the \
 time knocker puts in."),
-        after_long_help = format!("{EXAMPLES}\n\n{PROFILES_HELP}"),
+        after_long_help = format!("{EXAMPLES}\n\n{PROFILES_POINTER}"),
     )]
     Knock(KnockArgs),
     /// Print a profile's current knock sequence, for any knock tool

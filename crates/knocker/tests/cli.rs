@@ -302,6 +302,20 @@ fn help_documents_the_profiles_file_and_examples() {
             "knock --help lacks {needle:?}:\n{help}"
         );
     }
+    // it points at the profiles' schema instead of repeating it
+    assert!(help.contains("`knocker profile --help`"), "{help}");
+    assert!(!help.contains("[profile.myserver]"), "{help}");
+    // and -V prints the version, as knock's does
+    let out = Command::new(KNOCKER)
+        .args(["knock", "-V"])
+        .output()
+        .expect("run knocker");
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains(env!("CARGO_PKG_VERSION")),
+        "{}",
+        stdout(&out)
+    );
 }
 
 // Rotating sequences, encoded knocks and keys.

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use knocker_lab::log::{knocks_read_in_all, READ_IN_ALL};
 pub use knocker_lab::which;
 use knocker_lab::{link, Log, Netns};
 use knocker_wire::Service;
@@ -440,15 +441,6 @@ impl Drop for Daemon {
     }
 }
 
-/// What knockerd's packet worker logs when it stops, after the number of knocks it read.
-const READ_IN_ALL: &str = " knock(s) read in all";
-
-/// The number in knockerd's "SOURCE: N knock(s) read in all; ..." line.
-pub fn knocks_read_in_all(line: &str) -> Option<u64> {
-    let before = &line[..line.find(READ_IN_ALL)?];
-    before.rsplit(' ').next()?.parse().ok()
-}
-
 /// Writes an access.conf (mode 0600, as both daemons want it) into `dir`.
 fn write_access_conf(dir: &Path, text: &str) -> Result<PathBuf, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -683,13 +675,6 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn the_workers_count_is_read_from_its_last_line() {
-        let line = "2026-12-02T19:00:00.000000Z  INFO knockerd: the packet socket: 100018 knock(s) read in all; 0 not understood, 3 not for knockerd, 0 too long, 0 overrun(s) reported by the kernel";
-        assert_eq!(knocks_read_in_all(line), Some(100_018));
-        assert_eq!(knocks_read_in_all("grant 10.200.1.10 tcp/2222"), None);
     }
 
     #[test]

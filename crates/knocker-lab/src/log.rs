@@ -9,6 +9,17 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+/// What knockerd's packet worker logs when it stops, after the number of knocks its source gave
+/// (`SOURCE: N knock(s) read in all; ...`).
+pub const READ_IN_ALL: &str = " knock(s) read in all";
+
+/// The number of knocks in knockerd's "SOURCE: N knock(s) read in all; ..." line, if `line` is
+/// that line.
+pub fn knocks_read_in_all(line: &str) -> Option<u64> {
+    let before = &line[..line.find(READ_IN_ALL)?];
+    before.rsplit(' ').next()?.parse().ok()
+}
+
 /// Reads `stream` on a thread of its own, handing each line to `on_line`, until it ends.
 pub fn read_lines(
     stream: impl Read + Send + 'static,
@@ -144,6 +155,16 @@ impl Log {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_workers_count_is_read_from_its_last_line() {
+        let line = "2026-12-02T19:00:00.000000Z  INFO knockerd: the packet socket: 100018 knock(s) read in all; 0 not understood, 3 not for knockerd, 0 too long, 0 overrun(s) reported by the kernel";
+        assert_eq!(super::knocks_read_in_all(line), Some(100_018));
+        assert_eq!(
+            super::knocks_read_in_all("grant 10.200.1.10 tcp/2222"),
+            None
+        );
+    }
+
     use super::*;
     use std::process::{Command, Stdio};
 

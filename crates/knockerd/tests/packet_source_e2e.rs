@@ -79,17 +79,14 @@ fn a_sequence_door_opens_from_knocks_seen_by_a_packet_socket() {
     w.daemon.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(w.daemon.wait_exit(Duration::from_secs(5)), Some(0));
     w.daemon
-        .wait_log(" knock(s) read in all", Duration::from_secs(2));
+        .wait_log(knocker_lab::log::READ_IN_ALL, Duration::from_secs(2));
     let log = w.daemon.log();
     let line = log
         .lines()
-        .find(|l| l.contains(" knock(s) read in all"))
+        .find(|l| l.contains(knocker_lab::log::READ_IN_ALL))
         .expect("the worker's totals");
-    let read: u64 = line
-        .split("the packet socket: ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .and_then(|n| n.parse().ok())
+    assert!(line.contains("the packet socket: "), "{line}");
+    let read = knocker_lab::log::knocks_read_in_all(line)
         .unwrap_or_else(|| panic!("no count in {line:?}"));
     assert!(
         (3..=6).contains(&read),

@@ -5,6 +5,8 @@
 //! packaged copies live in `packaging/man/` and `packaging/completions/`, and each binary's
 //! tests fail when those copies drift from the code.
 
+pub mod reference;
+
 use std::io;
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,7 @@
 //! knockerd: the knock daemon. Binds no port; sees knocks through the firewall's NFLOG and grants
 //! access through nftables set elements that the kernel expires by itself.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -212,11 +212,15 @@ enum Cmd {
         user: String,
     },
     /// Write the man pages and shell completions made from this command line to DIR/man and
-    /// DIR/completions (packaging/ holds the packaged copies, which the tests compare)
+    /// DIR/completions, with knockerd.toml(5) from the configuration's reference (packaging/
+    /// holds the packaged copies, which the tests compare)
     #[command(hide = true)]
     Manuals {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Also write the reference as Markdown, to DOCS/knockerd.toml.md
+        #[arg(long, value_name = "DOCS")]
+        docs: Option<PathBuf>,
     },
     /// Run the self-contained demo: three network namespaces, real knockerd, real packets (root)
     Demo {
@@ -337,13 +341,7 @@ fn main() -> ExitCode {
             .map(|m| out!("{m}"))
             .map_err(|e| e.to_string()),
         Cmd::Demo { open_for } => demo::run(open_for).map(|_| ()),
-        Cmd::Manuals { out } => knocker_manual::write(Cli::command(), "8", &out)
-            .map(|files| {
-                for f in files {
-                    out!("{}", f.display());
-                }
-            })
-            .map_err(|e| format!("{}: {e}", out.display())),
+        Cmd::Manuals { out, docs } => manuals(&out, docs.as_deref()),
         Cmd::Keygen { file, force } => keygen(&source, file, force),
         Cmd::Enroll {
             name,
@@ -379,6 +377,33 @@ fn native_path<'a>(source: &'a ConfigFile, what: &str) -> Result<&'a std::path::
             "{what} is for knockerd's own configuration (spa and syn doors), not for --knockd-conf or --fwknop-access"
         )),
     }
+}
+
+/// `knockerd manuals`: the command line's pages and completions, and knockerd.toml(5) (and its
+/// Markdown, for the docs) from the configuration's reference.
+fn manuals(out: &Path, docs: Option<&Path>) -> Result<(), String> {
+    use knockerd::config::native::reference::KNOCKERD_TOML;
+    fn at(dir: &Path) -> impl Fn(std::io::Error) -> String + '_ {
+        move |e| format!("{}: {e}", dir.display())
+    }
+    let mut files = knocker_manual::write(Cli::command(), "8", out).map_err(at(out))?;
+    let page = Path::new("man").join(format!("{}.5", KNOCKERD_TOML.name));
+    std::fs::write(
+        out.join(&page),
+        KNOCKERD_TOML.man_page(env!("CARGO_PKG_VERSION")),
+    )
+    .map_err(at(out))?;
+    files.push(page);
+    if let Some(docs) = docs {
+        let md = docs.join(format!("{}.md", KNOCKERD_TOML.name));
+        std::fs::write(&md, KNOCKERD_TOML.markdown()).map_err(at(docs))?;
+        files.push(md);
+    }
+    files.sort();
+    for f in files {
+        out!("{}", f.display());
+    }
+    Ok(())
 }
 
 fn keygen(source: &ConfigFile, file: Option<PathBuf>, force: bool) -> Result<(), String> {

@@ -215,14 +215,11 @@ pub fn load(path: &Path) -> Result<Clients, ConfigError> {
 pub fn parse(path: &Path, text: &str) -> Result<Clients, ConfigError> {
     let cx = Ctx { file: path, text };
     let raw: RawFile = toml::from_str(text).map_err(|e| {
-        let message = e
-            .message()
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join("; ");
-        at(path, e.span().map(|s| cx.line_of(s.start)), message)
+        at(
+            path,
+            e.span().map(|s| cx.line_of(s.start)),
+            super::toml_message(&e),
+        )
     })?;
     // In the file's order, so that a duplicate key is reported where it is repeated.
     let mut tables: Vec<(&String, &Spanned<RawClient>)> = raw.client.iter().collect();

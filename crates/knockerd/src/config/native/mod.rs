@@ -3,6 +3,7 @@
 
 pub mod clients;
 pub mod doors;
+pub mod reference;
 mod source;
 
 use std::collections::BTreeMap;
@@ -183,7 +184,7 @@ pub fn native_paths(path: &Path) -> Result<(PathBuf, PathBuf), ConfigError> {
     let err = |e: toml::de::Error| ConfigError {
         file: path.to_path_buf(),
         line: e.span().map(|s| cx.line_of(s.start)),
-        message: e.message().trim().to_string(),
+        message: toml_message(&e),
     };
     #[derive(Deserialize, Default)]
     struct Paths {
@@ -222,13 +223,30 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(path, &text)
 }
 
+/// What TOML or serde said, on one line; an unknown key also says where every key is written
+/// down (the reference, [`reference::KNOCKERD_TOML`]).
+pub(crate) fn toml_message(e: &toml::de::Error) -> String {
+    let message = e
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if message.starts_with("unknown field") {
+        format!("{message} (each key is described in knockerd.toml(5))")
+    } else {
+        message
+    }
+}
+
 /// Parses and validates configuration text; `file` names it in errors.
 pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
     let cx = Ctx { file, text };
     let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
         file: file.to_path_buf(),
         line: e.span().map(|s| cx.line_of(s.start)),
-        message: e.message().trim().to_string(),
+        message: toml_message(&e),
     })?;
 
     let daemon_span = raw.daemon.as_ref().map(|d| d.span()).unwrap_or(0..0);

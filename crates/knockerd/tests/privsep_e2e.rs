@@ -1,10 +1,12 @@
 //! The packet worker: every packet is read and judged by a process with no privilege. In
 //! namespaces, with the real knockerd: the worker runs as `nobody` with no capabilities and
 //! no_new_privs while the parent stays root; a worker that dies, or hangs, is replaced and
-//! knocks keep working; when the parent is killed the worker goes with it. Needs root, iproute2, nftables.
+//! knocks keep working; when the parent is killed the worker goes with it; a system call outside its seccomp filter
+//! kills it by SIGSYS, and it is replaced. Needs root, iproute2, nftables.
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -209,5 +211,83 @@ fn a_one_time_door_keeps_its_lines_straight_when_the_worker_is_replaced() {
         std::fs::read_to_string(&seq_file).expect("read"),
         "#7000,9000,8000\n#6000,6200,6100\n 5000,5200,5100\n"
     );
+    w.finish();
+}
+
+/// The worker's sandbox: a system call outside its seccomp filter kills it by SIGSYS (the
+/// debug build's test hook makes one, a socket, when the test asks that pid to); the parent
+/// says why, replaces it, and stays closed meanwhile: mallory gets nothing, alice's grant from
+/// before keeps its kernel timeout, and after the replacement her knock opens again.
+#[test]
+fn a_system_call_outside_the_workers_filter_kills_it_by_sigsys_and_it_is_replaced() {
+    if !e2e(&[]) {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = knocker_lab::TempDir::new("privsep-trip");
+    // the worker (nobody) looks for its trip file here
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let prefix = dir.join("trip").display().to_string();
+    let conf = door_config("", &format!("sequence = {ALICE_SEQ:?}\nopen_for = 6\n"));
+    let w = World::start_with("privsep-trip", |lab| {
+        Knockerd::start_env(lab, &conf, &[(knockerd::privsep::TRIP_ENV, &prefix)])
+    });
+    let parent = w.daemon.pid();
+    let worker = worker_of(parent);
+    assert_eq!(status_field(worker, "Seccomp"), "2", "a seccomp filter");
+    assert_eq!(status_field(worker, "NoNewPrivs"), "1");
+    w.alice_knocks_and_is_granted();
+
+    // the violation
+    std::fs::write(format!("{prefix}.{worker}"), "").expect("trip file");
+    w.daemon.wait_log(
+        "killed by SIGSYS: a system call outside its seccomp filter",
+        Duration::from_secs(5),
+    );
+    w.daemon
+        .wait_log("packet worker restarted", Duration::from_secs(5));
+    let log = w.daemon.log();
+    assert!(
+        log.contains("test hook") && !log.contains("the socket call was not stopped"),
+        "the worker tried, and was stopped at the call:\n{log}"
+    );
+    assert!(
+        !std::path::Path::new(&format!("/proc/{worker}/status")).exists(),
+        "the killed worker is gone (and reaped)"
+    );
+    let again = worker_of(parent);
+    assert_ne!(again, worker);
+    assert_eq!(
+        status_field(again, "Seccomp"),
+        "2",
+        "the new one is sandboxed too"
+    );
+
+    // failed closed: mallory still gets nothing, neither the service nor a knock port
+    assert_eq!(
+        w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
+        Reach::Silent
+    );
+    let knock_port = SocketAddr::new(ip(Lab::SERVER_FOR_MALLORY), 7000);
+    assert_eq!(
+        w.lab
+            .mallory
+            .enter(move || try_connect(knock_port, PROBE))
+            .expect("enter"),
+        Reach::Silent,
+        "a knock port stays silent"
+    );
+    // alice's grant from before the violation was left to the kernel's timeout
+    assert_eq!(w.grants().len(), 1, "{}", w.daemon.log());
+    assert!(
+        w.wait_grants(0, Duration::from_secs(8)).is_empty(),
+        "alice's grant expires on its kernel timeout"
+    );
+    assert_eq!(
+        w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE),
+        Reach::Silent
+    );
+    // the new worker reads knocks
+    w.alice_knocks_and_is_granted();
     w.finish();
 }

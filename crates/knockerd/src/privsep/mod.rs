@@ -24,16 +24,20 @@
 //! - [`protocol`]: the messages, both ways, their framing (JSON lines) and their bounds.
 //! - `parent`: the root side's handle on the worker (`Worker`: start, seed, read, ping and
 //!   watchdog, stop), and the check of every report against the parent's configuration.
+//! - `sandbox`: the worker's Landlock ruleset and seccomp filter, installed once it has dropped
+//!   its privileges: the one list of the system calls it may still make.
 //! - `worker`: the worker's loop ([`run`]), from binding NFLOG and dropping privileges to
 //!   reporting the engine's decisions.
 
 pub mod protocol;
 
 mod parent;
+mod sandbox;
 mod worker;
 
 pub use parent::{check, Checked, ReportError, WorkerError};
 pub(crate) use parent::{worker_user, Worker};
 pub use protocol::{parse_report, DoorRef, Report, Seed, MAX_REPORT_BYTES, MAX_SEED_BYTES};
+pub use sandbox::{SandboxError, TRIP_ENV};
 pub(crate) use worker::engine_for;
 pub use worker::{run, PrivilegeError, RunError, DEFAULT_USER};

@@ -278,18 +278,31 @@ impl Worker {
         let end = Instant::now() + Duration::from_secs(2);
         loop {
             match self.child.try_wait() {
-                Ok(Some(status)) => return status.to_string(),
+                Ok(Some(status)) => return ended(status),
                 Ok(None) if Instant::now() < end => std::thread::sleep(Duration::from_millis(10)),
                 _ => {
                     let _ = self.child.kill();
                     return self
                         .child
                         .wait()
-                        .map(|s| s.to_string())
+                        .map(ended)
                         .unwrap_or_else(|e| e.to_string());
                 }
             }
         }
+    }
+}
+
+/// How the worker ended, in words. A death by SIGSYS is its seccomp filter's doing (see
+/// `sandbox`): a system call it is not allowed, from a bug or from someone who took over its
+/// parsing; the log says so, apart from other deaths.
+fn ended(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt as _;
+    match status.signal() {
+        Some(libc::SIGSYS) => format!(
+            "killed by SIGSYS: a system call outside its seccomp filter, refused by the kernel (a bug, or an attack on its parsing; the kernel's audit log names the call); {status}"
+        ),
+        _ => status.to_string(),
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! It reads the configuration and its keys and binds its source (NFLOG, or the packet socket of
 //! `[source] kind = "packet"`) while it is still root, then drops to an unprivileged user before
-//! it reads a single packet. Every parser of hostile input
+//! it reads a single packet, and puts itself in its sandbox (`sandbox`: Landlock and a seccomp
+//! filter). Every parser of hostile input
 //! (NFLOG messages, IP headers, encoded knocks, fwknop and knocker SPA datagrams, stealth SYNs)
 //! and the engine run here; what the engine decides goes to the parent as [`Report`]s.
 
@@ -51,6 +52,8 @@ pub enum RunError {
     Source(#[from] crate::source::OpenError),
     #[error(transparent)]
     Privileges(#[from] PrivilegeError),
+    #[error(transparent)]
+    Sandbox(#[from] super::sandbox::SandboxError),
     #[error(transparent)]
     Report(#[from] SendError),
     #[error("a door's name does not fit the worker's reports: {0}")]
@@ -141,6 +144,12 @@ pub fn run(
     // opened while root: NFLOG, /dev/kmsg or a log file that only root may open
     let mut source = crate::source::open(&config)?;
     drop_privileges(user, parent)?;
+    // what is left to it from here on: privsep/sandbox.rs
+    super::sandbox::enter(super::sandbox::Needs {
+        follows: source.follows(),
+        syslog: crate::config::knockd::log::seal(),
+    })?;
+    let trip = super::sandbox::TestTrip::from_env();
     let mut out = std::io::stdout().lock();
     send(&mut out, &[Report::Ready])?;
 
@@ -170,6 +179,7 @@ pub fn run(
     let mut next_recheck = recheck.map(|r| Instant::now() + r);
     let stdin = std::io::stdin();
     loop {
+        trip.check();
         if last_read >= COALESCE_AT {
             std::thread::sleep(COALESCE_PAUSE);
         }

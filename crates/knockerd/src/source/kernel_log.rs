@@ -504,6 +504,10 @@ impl KnockSource for KernelLogSource {
         }
     }
 
+    fn follows(&self) -> Option<&Path> {
+        self.file().map(PathBuf::as_path)
+    }
+
     fn name(&self) -> &'static str {
         match self.input {
             Input::File(_) => "the kernel log file",

@@ -297,6 +297,10 @@ impl KnockSource for LogFileSource {
         self.tail.fd()
     }
 
+    fn follows(&self) -> Option<&Path> {
+        Some(self.file())
+    }
+
     fn recv_batch(
         &mut self,
         knocks: &mut Vec<Knock>,

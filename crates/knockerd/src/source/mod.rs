@@ -62,6 +62,12 @@ pub trait KnockSource {
     fn recheck_every(&self) -> Option<Duration> {
         None
     }
+    /// The log file it follows by its path, which it opens again after a rotation: the packet
+    /// worker's sandbox lets it open files for reading in that file's directory, and nowhere
+    /// else. `None`: it reads only what it opened while root.
+    fn follows(&self) -> Option<&std::path::Path> {
+        None
+    }
     /// What it reads, for log messages ("reading NFLOG: ...").
     fn name(&self) -> &'static str;
 }

@@ -114,6 +114,21 @@ struct Sinks {
 
 pub(in crate::config) static REGISTERED_LOG: OnceLock<KnockdLog> = OnceLock::new();
 
+/// Set in the packet worker once it is sandboxed: syslog is never connected again (that takes
+/// a new socket, which the worker's seccomp filter refuses); a message that cannot be sent on
+/// the socket it holds is dropped and counted.
+static SEALED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// For the packet worker's sandbox, before it is installed: no more syslog connections from
+/// now on. Whether the registered log sends to syslog on a socket it already holds (the
+/// worker's filter then lets it send on connected sockets).
+pub fn seal() -> bool {
+    SEALED.store(true, std::sync::atomic::Ordering::SeqCst);
+    REGISTERED_LOG
+        .get()
+        .is_some_and(|log| log.sinks().syslog.is_some())
+}
+
 /// Makes [`Loaded::announce`](crate::config::loader::Loaded::announce) reconfigure `log` each
 /// time the daemon loads a knockd.conf (at start and on SIGHUP): the log file is reopened (after
 /// logrotate, say) and UseSyslog follows the file, as knockd does on reload. Only the first
@@ -225,13 +240,15 @@ impl KnockdLog {
                 end -= 1;
             }
             datagram.push_str(&message[..end]);
-            if s.syslog.is_none() {
+            let sealed = SEALED.load(std::sync::atomic::Ordering::Relaxed);
+            if s.syslog.is_none() && !sealed {
                 s.syslog = connect_syslog(&s.syslog_path).ok();
             }
             let sent = match &s.syslog {
                 Some(sock) => match sock.send(datagram.as_bytes()) {
                     Ok(_) => true,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+                    Err(_) if sealed => false,
                     // the syslog daemon restarted: reconnect once
                     Err(_) => match connect_syslog(&s.syslog_path) {
                         Ok(sock) => {

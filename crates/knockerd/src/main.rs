@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
@@ -41,50 +41,8 @@ SIGTERM/SIGINT stop it (exit 0); SIGHUP reloads the configuration (a bad one is 
     after_help = "Examples:\n  knockerd check                      validate /etc/knocker/knockerd.toml and show what it does\n  knockerd --config ./k.toml -v       run in the foreground with detail\n  knockerd status                     is knockerd running, what is open, what stops are pending\n  knockerd reload                     reload the configuration; fails if it was refused\n  knockerd teardown                   remove knocker's nftables table\n  knockerd --knockd-conf /etc/knockd.conf   run an existing knockd configuration as it is\n  knockerd --knockknock-profiles /etc/knockknock.d --kernel-log   knockknock's profiles, knocks read from the kernel log\n  knockerd import-knockd /etc/knockd.conf   print it as knockerd's own TOML\n  knockerd demo                       self-contained demo in network namespaces (root)"
 )]
 struct Cli {
-    /// Configuration file (TOML)
-    #[arg(short, long, global = true, default_value = DEFAULT_CONFIG, value_name = "FILE")]
-    config: PathBuf,
-    /// Run a knockd configuration (knockd.conf) as it is, instead of knockerd's own TOML
-    #[arg(long, global = true, value_name = "FILE", conflicts_with = "config")]
-    knockd_conf: Option<PathBuf>,
-    /// Run fwknopd's access.conf as it is: fwknop clients work unchanged
-    #[arg(long, global = true, value_name = "FILE", conflicts_with_all = ["config", "knockd_conf"])]
-    fwknop_access: Option<PathBuf>,
-    /// With --fwknop-access: fwknopd.conf, for the SPA port (PCAP_FILTER), MAX_SPA_PACKET_AGE,
-    /// ENABLE_SPA_PACKET_AGING and PCAP_INTF
-    #[arg(long, global = true, value_name = "FILE", requires = "fwknop_access")]
-    fwknopd_conf: Option<PathBuf>,
-    /// Run knockknock's profiles as they are (DIR is knockknock's /etc/knockknock.d: its config
-    /// and profiles/): knockknock clients work unchanged
-    #[arg(long, global = true, value_name = "DIR", conflicts_with_all = ["config", "knockd_conf", "fwknop_access"])]
-    knockknock_profiles: Option<PathBuf>,
-    /// With --knockknock-profiles: see the knocks in the kernel log, as knockknock does
-    /// (/dev/kmsg; --kernel-log-file for a file such as kern.log), not through NFLOG. knockerd's
-    /// table then logs each knock port's SYNs with `flags tcp sequence`
-    #[arg(long, global = true, requires = "knockknock_profiles")]
-    kernel_log: bool,
-    /// With --kernel-log: read this file (e.g. /var/log/kern.log) instead of /dev/kmsg
-    #[arg(long, global = true, value_name = "FILE", requires = "kernel_log")]
-    kernel_log_file: Option<PathBuf>,
-    /// With --kernel-log: your own LOG rule's prefix (knockknock's INSTALL writes "REJECT "), so
-    /// that its lines count too, besides those of knockerd's table
-    #[arg(long, global = true, value_name = "PREFIX", requires = "kernel_log")]
-    log_prefix: Option<String>,
-    /// Keep the ledger (pending stop commands, used sequences), the pid file and the last
-    /// reload's verdict in DIR instead of the configuration's `state_dir` (default
-    /// /var/lib/knocker); status, reload and teardown look for the daemon there
-    #[arg(long, global = true, value_name = "DIR")]
-    state_dir: Option<PathBuf>,
-    /// The unprivileged user knockerd's packet worker runs as (it reads and judges every packet;
-    /// the root process only applies what it decides, after checking it)
-    /// (default: `[daemon] worker_user`, else nobody)
-    #[arg(long, global = true, value_name = "USER")]
-    worker_user: Option<String>,
-    /// A source that knocker's protection never drops (the admin's management network, a VPN),
-    /// as CIDR (192.0.2.0/24, 2001:db8::/32) or one address; repeat it for more. Added to
-    /// `[daemon] trusted`; the one way to trust a source with --knockd-conf or --fwknop-access
-    #[arg(long = "trusted", global = true, value_name = "CIDR", value_parser = parse_trusted)]
-    trusted: Vec<config::Net>,
+    #[command(flatten)]
+    run: RunArgs,
     /// More detail in the log: -v shows each knock's progress, -vv every packet seen
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -99,16 +57,313 @@ struct Cli {
     command: Option<Cmd>,
 }
 
+/// How the admin's commands find the daemon: its configuration, and its state directory.
+#[derive(Args, Default)]
+struct FindArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+/// What the daemon takes (and `check`, which shows what it would do).
+#[derive(Args, Default)]
+struct RunArgs {
+    #[command(flatten)]
+    find: FindArgs,
+    #[command(flatten)]
+    daemon: DaemonArgs,
+}
+
+/// Which configuration knockerd reads: its own TOML, or an incumbent's files as they are. The
+/// top level takes these (for the daemon, and before any subcommand that reads a
+/// configuration), and so does each subcommand that reads one: `knockerd --config F check`
+/// and `knockerd check --config F` are the same.
+#[derive(Args, Default)]
+struct ConfigArgs {
+    /// Configuration file (TOML) [default: /etc/knocker/knockerd.toml]
+    #[arg(help_heading = CONFIG_HEADING, short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Run a knockd configuration (knockd.conf) as it is, instead of knockerd's own TOML
+    #[arg(help_heading = CONFIG_HEADING, long, value_name = "FILE", conflicts_with = "config")]
+    knockd_conf: Option<PathBuf>,
+    /// Run fwknopd's access.conf as it is: fwknop clients work unchanged
+    #[arg(help_heading = CONFIG_HEADING, long, value_name = "FILE", conflicts_with_all = ["config", "knockd_conf"])]
+    fwknop_access: Option<PathBuf>,
+    /// With --fwknop-access: fwknopd.conf, for the SPA port (PCAP_FILTER), MAX_SPA_PACKET_AGE,
+    /// ENABLE_SPA_PACKET_AGING and PCAP_INTF
+    #[arg(help_heading = CONFIG_HEADING, long, value_name = "FILE", requires = "fwknop_access")]
+    fwknopd_conf: Option<PathBuf>,
+    /// Run knockknock's profiles as they are (DIR is knockknock's /etc/knockknock.d: its config
+    /// and profiles/): knockknock clients work unchanged
+    #[arg(help_heading = CONFIG_HEADING, long, value_name = "DIR", conflicts_with_all = ["config", "knockd_conf", "fwknop_access"])]
+    knockknock_profiles: Option<PathBuf>,
+    /// With --knockknock-profiles: see the knocks in the kernel log, as knockknock does
+    /// (/dev/kmsg; --kernel-log-file for a file such as kern.log), not through NFLOG. knockerd's
+    /// table then logs each knock port's SYNs with `flags tcp sequence`
+    #[arg(help_heading = CONFIG_HEADING, long, requires = "knockknock_profiles")]
+    kernel_log: bool,
+    /// With --kernel-log: read this file (e.g. /var/log/kern.log) instead of /dev/kmsg
+    #[arg(help_heading = CONFIG_HEADING, long, value_name = "FILE", requires = "kernel_log")]
+    kernel_log_file: Option<PathBuf>,
+    /// With --kernel-log: your own LOG rule's prefix (knockknock's INSTALL writes "REJECT "), so
+    /// that its lines count too, besides those of knockerd's table
+    #[arg(help_heading = CONFIG_HEADING, long, value_name = "PREFIX", requires = "kernel_log")]
+    log_prefix: Option<String>,
+}
+
+/// The help's heading of the options that choose the configuration.
+const CONFIG_HEADING: &str =
+    "Configuration (knockerd's own, or one of knockd's, fwknopd's or knockknock's)";
+
+/// knockerd's own TOML only: the subcommands that read its `server_key` and `clients`.
+#[derive(Args, Default)]
+struct NativeConfigArg {
+    /// Configuration file (TOML) [default: /etc/knocker/knockerd.toml]
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// Where the ledger, the pid file and the reload verdict are.
+#[derive(Args, Default)]
+struct StateArgs {
+    /// Keep the ledger (pending stop commands, used sequences), the pid file and the last
+    /// reload's verdict in DIR instead of the configuration's `state_dir` (default
+    /// /var/lib/knocker); status, reload and teardown look for the daemon there
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+/// What the running daemon (and `check`, which shows what it would do) takes besides the file.
+#[derive(Args, Default)]
+struct DaemonArgs {
+    /// The unprivileged user knockerd's packet worker runs as (it reads and judges every packet;
+    /// the root process only applies what it decides, after checking it)
+    /// (default: `[daemon] worker_user`, else nobody)
+    #[arg(long, value_name = "USER")]
+    worker_user: Option<String>,
+    /// A source that knocker's protection never drops (the admin's management network, a VPN),
+    /// as CIDR (192.0.2.0/24, 2001:db8::/32) or one address; repeat it for more. Added to
+    /// `[daemon] trusted`; the one way to trust a source with --knockd-conf or --fwknop-access
+    #[arg(long = "trusted", value_name = "CIDR", value_parser = parse_trusted)]
+    trusted: Vec<config::Net>,
+}
+
+impl ConfigArgs {
+    /// The options given, as they are written on the command line.
+    fn given(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        for (set, flag) in [
+            (self.config.is_some(), "--config"),
+            (self.knockd_conf.is_some(), "--knockd-conf"),
+            (self.fwknop_access.is_some(), "--fwknop-access"),
+            (self.fwknopd_conf.is_some(), "--fwknopd-conf"),
+            (self.knockknock_profiles.is_some(), "--knockknock-profiles"),
+            (self.kernel_log, "--kernel-log"),
+            (self.kernel_log_file.is_some(), "--kernel-log-file"),
+            (self.log_prefix.is_some(), "--log-prefix"),
+        ] {
+            if set {
+                out.push(flag);
+            }
+        }
+        out
+    }
+
+    /// The configuration these options name.
+    fn source(self) -> ConfigFile {
+        match (
+            self.knockd_conf,
+            self.fwknop_access,
+            self.knockknock_profiles,
+        ) {
+            (Some(path), _, _) => ConfigFile::Knockd(path),
+            (None, Some(access), _) => ConfigFile::Fwknop {
+                access,
+                fwknopd_conf: self.fwknopd_conf,
+            },
+            (None, None, Some(dir)) => ConfigFile::Knockknock {
+                dir,
+                kernel_log: self.kernel_log.then_some(loader::KernelLogChoice {
+                    file: self.kernel_log_file,
+                    prefix: self.log_prefix,
+                }),
+            },
+            (None, None, None) => {
+                ConfigFile::Native(self.config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)))
+            }
+        }
+    }
+}
+
+impl StateArgs {
+    fn given(&self) -> Vec<&'static str> {
+        self.state_dir.iter().map(|_| "--state-dir").collect()
+    }
+}
+
+impl DaemonArgs {
+    fn given(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.worker_user.is_some() {
+            out.push("--worker-user");
+        }
+        if !self.trusted.is_empty() {
+            out.push("--trusted");
+        }
+        out
+    }
+}
+
+/// The option groups a subcommand takes: each is its own, or (when it gave none) the top
+/// level's. An option given at the top level that the subcommand does not take is an error,
+/// not silently ignored.
+#[derive(Default)]
+struct Taken {
+    config: Option<ConfigArgs>,
+    /// keygen and enroll: knockerd's own TOML only
+    native_config: Option<NativeConfigArg>,
+    state: Option<StateArgs>,
+    daemon: Option<DaemonArgs>,
+    dry_run: Option<bool>,
+}
+
+/// What the command line comes to: the configuration, the options of the run, the command.
+struct Resolved {
+    source: ConfigFile,
+    state_dir: Option<PathBuf>,
+    daemon: DaemonArgs,
+    dry_run: bool,
+}
+
+/// Chooses between the top level's group of options and the subcommand's: the one that gave
+/// something (the subcommand's when neither did). `None` when the subcommand does not take the
+/// group, and what the top level gave of it is stray.
+fn choose<T>(
+    top: (T, Vec<&'static str>),
+    sub: Option<(T, Vec<&'static str>)>,
+    stray: &mut Vec<&'static str>,
+    twice: &mut Vec<&'static str>,
+) -> Option<T> {
+    let (top, top_given) = top;
+    let Some((sub, sub_given)) = sub else {
+        stray.extend(top_given);
+        return None;
+    };
+    let top_empty = top_given.is_empty();
+    if !sub_given.is_empty() && !top_empty {
+        twice.extend(top_given);
+    }
+    Some(if top_empty || !sub_given.is_empty() {
+        sub
+    } else {
+        top
+    })
+}
+
+impl Cli {
+    /// Merges the top level's options with those the subcommand `name` takes (`taken`).
+    fn resolve(self, name: &str, taken: Taken) -> Result<Resolved, String> {
+        let (mut stray, mut twice) = (Vec::new(), Vec::new());
+        let source = match (taken.config, taken.native_config) {
+            (Some(sub), _) => {
+                let top = (self.run.find.config.given(), self.run.find.config);
+                let sub = (sub.given(), sub);
+                choose((top.1, top.0), Some((sub.1, sub.0)), &mut stray, &mut twice)
+                    .map(ConfigArgs::source)
+            }
+            (None, Some(sub)) => {
+                // keygen and enroll read knockerd's own TOML: --config only
+                let mut given = self.run.find.config.given();
+                given.retain(|f| *f != "--config");
+                stray.extend(given);
+                let top = self.run.find.config.config;
+                let top_given = top.iter().map(|_| "--config").collect();
+                let sub_given = sub.config.iter().map(|_| "--config").collect();
+                choose(
+                    (top, top_given),
+                    Some((sub.config, sub_given)),
+                    &mut stray,
+                    &mut twice,
+                )
+                .map(|config| {
+                    ConfigArgs {
+                        config,
+                        ..ConfigArgs::default()
+                    }
+                    .source()
+                })
+            }
+            (None, None) => {
+                let given = self.run.find.config.given();
+                choose((self.run.find.config, given), None, &mut stray, &mut twice)
+                    .map(ConfigArgs::source)
+            }
+        }
+        .unwrap_or_else(|| ConfigArgs::default().source());
+        let given = self.run.find.state.given();
+        let state = choose(
+            (self.run.find.state, given),
+            taken.state.map(|s| (s.given(), s)).map(|(g, s)| (s, g)),
+            &mut stray,
+            &mut twice,
+        );
+        let given = self.run.daemon.given();
+        let daemon = choose(
+            (self.run.daemon, given),
+            taken.daemon.map(|d| (d.given(), d)).map(|(g, d)| (d, g)),
+            &mut stray,
+            &mut twice,
+        );
+        let dry_run = match taken.dry_run {
+            Some(sub) => sub || self.dry_run,
+            None => {
+                if self.dry_run {
+                    stray.push("--dry-run");
+                }
+                false
+            }
+        };
+        if let Some(flag) = twice.first() {
+            return Err(format!(
+                "{flag} is given both before and after `{name}`: give it once"
+            ));
+        }
+        if !stray.is_empty() {
+            return Err(format!(
+                "`knockerd {name}` does not take {}: remove {}",
+                stray.join(", "),
+                if stray.len() == 1 { "it" } else { "them" }
+            ));
+        }
+        Ok(Resolved {
+            source,
+            state_dir: state.and_then(|s| s.state_dir),
+            daemon: daemon.unwrap_or_default(),
+            dry_run,
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the daemon in the foreground (the default)
-    Run,
+    Run {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Run without acting: grants are logged as "would grant", nothing is loaded, added,
+        /// written or run (see `knockerd --help`)
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Validate the configuration and print what the daemon will do; warn about other firewall
     /// chains that would drop granted packets anyway, and about what may lock you out. Exits
     /// non-zero for whatever would stop the daemon from starting (no door, no worker user, no
     /// nft, an unreadable server key, no clients file for spa/syn doors, a log file others can
     /// write to)
     Check {
+        #[command(flatten)]
+        run: RunArgs,
         /// Also run the configured source's parser over the lines of FILE (sample lines of the
         /// log a kernel-log or log-file source reads) and print, per line, the knock it yields
         /// or why it yields none
@@ -119,17 +374,24 @@ enum Cmd {
     /// left), command-only doors' openings and pending stop commands. Exits non-zero when
     /// knockerd is not running or its table is missing
     Status {
+        #[command(flatten)]
+        find: FindArgs,
         /// Print one JSON object (its shape is documented in the README and stays stable)
         #[arg(long)]
         json: bool,
     },
     /// Reload the running knockerd's configuration and wait for its verdict: exits non-zero,
     /// with the reason, when the new configuration was refused (the running one is kept)
-    Reload,
+    Reload {
+        #[command(flatten)]
+        find: FindArgs,
+    },
     /// Remove knocker's nftables table and its include file. Open grants end, and knock and
     /// protected ports are no longer dropped by knocker: whatever else the firewall says applies.
     /// Refused while knockerd runs (stop it first: `systemctl stop knockerd`), unless --force
     Teardown {
+        #[command(flatten)]
+        find: FindArgs,
         /// Stop the running knockerd first (SIGTERM; it would put its table back at once)
         #[arg(long)]
         force: bool,
@@ -146,6 +408,10 @@ enum Cmd {
         /// The access.conf to convert
         #[arg(value_name = "FILE")]
         file: PathBuf,
+        /// fwknopd.conf, for the SPA port (PCAP_FILTER), MAX_SPA_PACKET_AGE,
+        /// ENABLE_SPA_PACKET_AGING and PCAP_INTF
+        #[arg(long, value_name = "FILE")]
+        fwknopd_conf: Option<PathBuf>,
     },
     /// Print knockknock's profiles (DIR is knockknock's /etc/knockknock.d) as knockerd's own TOML:
     /// one `kind = "knockknock"` door per profile, read where it is
@@ -157,6 +423,8 @@ enum Cmd {
     /// Make the server's key pair for `spa` and `syn` doors (the private key as a 0600 file at the
     /// configuration's `server_key`, default /etc/knocker/server.key) and print its public key
     Keygen {
+        #[command(flatten)]
+        config: NativeConfigArg,
         /// Write the key here instead of the configuration's `server_key`
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
@@ -171,6 +439,8 @@ enum Cmd {
         after_help = "Example:\n  on the client:  knocker keygen --identity\n  on the server:  knockerd enroll alice --public-key 'BASE64...' --server server.example.org\n  on the client:  append the printed profile to ~/.config/knocker/profiles.toml (or scan the QR code)"
     )]
     Enroll {
+        #[command(flatten)]
+        config: NativeConfigArg,
         /// The client's name, as the log will show it (letters, digits, '-', '_')
         #[arg(value_name = "NAME")]
         name: String,
@@ -197,6 +467,8 @@ enum Cmd {
     /// door=NAME src=ADDR reason="..."`). Touches no firewall, ledger or command; needs no root.
     /// Link types: Ethernet, Linux cooked (SLL, SLL2: `tcpdump -i any`), raw IP
     Replay {
+        #[command(flatten)]
+        config: ConfigArgs,
         /// The capture file
         #[arg(value_name = "FILE")]
         file: PathBuf,
@@ -204,6 +476,8 @@ enum Cmd {
     /// The packet worker, started by knockerd itself (not for use by hand)
     #[command(hide = true)]
     PacketWorker {
+        #[command(flatten)]
+        find: FindArgs,
         /// The knockerd that started it
         #[arg(long)]
         parent: u32,
@@ -228,6 +502,65 @@ enum Cmd {
         #[arg(long, default_value_t = 4)]
         open_for: u64,
     },
+}
+
+impl Cmd {
+    /// The subcommand's name and the option groups it takes, moved out of it.
+    fn take(&mut self) -> (&'static str, Taken) {
+        use std::mem::take;
+        match self {
+            Cmd::Run { run, dry_run } => (
+                "run",
+                Taken {
+                    dry_run: Some(*dry_run),
+                    ..Taken::daemon(run)
+                },
+            ),
+            Cmd::Check { run, .. } => ("check", Taken::daemon(run)),
+            Cmd::Status { find, .. } => ("status", Taken::find(find)),
+            Cmd::Reload { find } => ("reload", Taken::find(find)),
+            Cmd::Teardown { find, .. } => ("teardown", Taken::find(find)),
+            Cmd::PacketWorker { find, .. } => ("packet-worker", Taken::find(find)),
+            Cmd::Replay { config, .. } => (
+                "replay",
+                Taken {
+                    config: Some(take(config)),
+                    ..Taken::default()
+                },
+            ),
+            Cmd::Keygen { config, .. } => ("keygen", Taken::native(config)),
+            Cmd::Enroll { config, .. } => ("enroll", Taken::native(config)),
+            Cmd::ImportKnockd { .. } => ("import-knockd", Taken::default()),
+            Cmd::ImportFwknop { .. } => ("import-fwknop", Taken::default()),
+            Cmd::ImportKnockknock { .. } => ("import-knockknock", Taken::default()),
+            Cmd::Manuals { .. } => ("manuals", Taken::default()),
+            Cmd::Demo { .. } => ("demo", Taken::default()),
+        }
+    }
+}
+
+impl Taken {
+    fn daemon(run: &mut RunArgs) -> Taken {
+        Taken {
+            daemon: Some(std::mem::take(&mut run.daemon)),
+            ..Taken::find(&mut run.find)
+        }
+    }
+
+    fn find(find: &mut FindArgs) -> Taken {
+        Taken {
+            config: Some(std::mem::take(&mut find.config)),
+            state: Some(std::mem::take(&mut find.state)),
+            ..Taken::default()
+        }
+    }
+
+    fn native(config: &mut NativeConfigArg) -> Taken {
+        Taken {
+            native_config: Some(std::mem::take(config)),
+            ..Taken::default()
+        }
+    }
 }
 
 fn init_logging(verbose: u8, extra: knockd::log::KnockdLog) {
@@ -257,50 +590,49 @@ fn init_logging(verbose: u8, extra: knockd::log::KnockdLog) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let cli_fwknopd_conf = cli.fwknopd_conf.clone();
-    let source = match (cli.knockd_conf, cli.fwknop_access, cli.knockknock_profiles) {
-        (Some(path), _, _) => ConfigFile::Knockd(path),
-        (None, Some(access), _) => ConfigFile::Fwknop {
-            access,
-            fwknopd_conf: cli.fwknopd_conf,
-        },
-        (None, None, Some(dir)) => ConfigFile::Knockknock {
-            dir,
-            kernel_log: cli.kernel_log.then_some(loader::KernelLogChoice {
-                file: cli.kernel_log_file,
-                prefix: cli.log_prefix,
-            }),
-        },
-        (None, None, None) => ConfigFile::Native(cli.config),
+    let mut cli = Cli::parse();
+    let mut command = cli.command.take().unwrap_or(Cmd::Run {
+        run: RunArgs::default(),
+        dry_run: false,
+    });
+    let verbose = cli.verbose;
+    let (name, taken) = command.take();
+    let resolved = match cli.resolve(name, taken) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("knockerd: {e}");
+            return ExitCode::from(2);
+        }
     };
-    let command = cli.command.unwrap_or(Cmd::Run);
+    let source = resolved.source;
     // knockd.conf's UseSyslog, LogFile and PidFile apply to the running daemon only; a config
     // that does not load is reported by run() itself.
     let options = match (&source, &command) {
-        (ConfigFile::Knockd(_), Cmd::Run | Cmd::PacketWorker { .. }) => loader::load(&source)
-            .ok()
-            .and_then(|l| l.knockd)
-            .unwrap_or_default(),
+        (ConfigFile::Knockd(_), Cmd::Run { .. } | Cmd::PacketWorker { .. }) => {
+            loader::load(&source)
+                .ok()
+                .and_then(|l| l.knockd)
+                .unwrap_or_default()
+        }
         _ => knockd::KnockdOptions::default(),
     };
     let (extra, problems) = knockd::log::KnockdLog::new(&options);
     knockd::log::register_log(&extra);
-    init_logging(cli.verbose, extra);
+    init_logging(verbose, extra);
     for p in problems {
         tracing::warn!("{p}");
     }
     // where the pid file, the ledger and the reload verdict are, for status, reload, teardown
-    let state_dir = knockerd::control::state_dir(&source, cli.state_dir.as_deref());
+    let state_dir = knockerd::control::state_dir(&source, resolved.state_dir.as_deref());
     let overrides = knockerd::daemon::Overrides {
-        state_dir: cli.state_dir,
-        verbose: cli.verbose,
-        worker_user: cli.worker_user.clone(),
-        trusted: cli.trusted.clone(),
-        dry_run: cli.dry_run,
+        state_dir: resolved.state_dir,
+        verbose,
+        worker_user: resolved.daemon.worker_user,
+        trusted: resolved.daemon.trusted,
+        dry_run: resolved.dry_run,
     };
     let result = match command {
-        Cmd::Run => match options
+        Cmd::Run { .. } => match options
             .pid_file
             .as_deref()
             .map(knockd::log::write_pid_file)
@@ -310,13 +642,13 @@ fn main() -> ExitCode {
             Ok(_pid) => knockerd::daemon::run(&source, &overrides).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         },
-        Cmd::Check { log_sample } => check(&source, &overrides, log_sample.as_deref()),
-        Cmd::Replay { file } => knockerd::source::replay::run(&source, &overrides, &file),
-        Cmd::PacketWorker { parent, user } => {
+        Cmd::Check { log_sample, .. } => check(&source, &overrides, log_sample.as_deref()),
+        Cmd::Replay { file, .. } => knockerd::source::replay::run(&source, &overrides, &file),
+        Cmd::PacketWorker { parent, user, .. } => {
             knockerd::privsep::run(&source, &overrides, &user, parent).map_err(|e| e.to_string())
         }
-        Cmd::ImportFwknop { file } => {
-            match knockerd::config::fwknop::import(&file, cli_fwknopd_conf.as_deref()) {
+        Cmd::ImportFwknop { file, fwknopd_conf } => {
+            match knockerd::config::fwknop::import(&file, fwknopd_conf.as_deref()) {
                 Ok((toml, warnings)) => {
                     for w in warnings {
                         eprintln!("knockerd: warning: {w}");
@@ -331,19 +663,22 @@ fn main() -> ExitCode {
         Cmd::ImportKnockknock { dir } => knockerd::config::knockknock::import(&dir)
             .map(|toml| print!("{toml}"))
             .map_err(|e| e.to_string()),
-        Cmd::Status { json } => knockerd::status::run(&state_dir, json).map_err(|e| e.to_string()),
-        Cmd::Reload => {
+        Cmd::Status { json, .. } => {
+            knockerd::status::run(&state_dir, json).map_err(|e| e.to_string())
+        }
+        Cmd::Reload { .. } => {
             knockerd::control::request_reload(&state_dir, knockerd::control::RELOAD_WAIT)
                 .map(|m| out!("{m}"))
                 .map_err(|e| e.to_string())
         }
-        Cmd::Teardown { force } => knockerd::control::teardown(&state_dir, force)
+        Cmd::Teardown { force, .. } => knockerd::control::teardown(&state_dir, force)
             .map(|m| out!("{m}"))
             .map_err(|e| e.to_string()),
         Cmd::Demo { open_for } => demo::run(open_for).map(|_| ()),
         Cmd::Manuals { out, docs } => manuals(&out, docs.as_deref()),
-        Cmd::Keygen { file, force } => keygen(&source, file, force),
+        Cmd::Keygen { file, force, .. } => keygen(&source, file, force),
         Cmd::Enroll {
+            config: _,
             name,
             public_key,
             server,

@@ -400,3 +400,145 @@ fn check_shows_connections_and_delayed_commands() {
     assert_eq!(code, 1);
     assert!(err.contains(":4: connections = 9 is out of range"), "{err}");
 }
+
+/// The long options a `--help` lists.
+fn options_in_help(args: &[&str]) -> Vec<String> {
+    let (code, out, err) = knockerd(args);
+    assert_eq!(code, 0, "{args:?}: {err}");
+    let mut options: Vec<String> = out
+        .split_whitespace()
+        .filter(|w| w.starts_with("--"))
+        .map(|w| w.trim_end_matches([',', '.']).to_string())
+        .collect();
+    options.sort();
+    options.dedup();
+    options
+}
+
+#[test]
+fn each_subcommand_lists_only_the_options_it_takes() {
+    let config = [
+        "--config",
+        "--knockd-conf",
+        "--fwknop-access",
+        "--fwknopd-conf",
+        "--knockknock-profiles",
+        "--kernel-log",
+        "--kernel-log-file",
+        "--log-prefix",
+    ];
+    let help = options_in_help(&["check", "--help"]);
+    for o in config
+        .iter()
+        .chain(&["--state-dir", "--worker-user", "--trusted", "--log-sample"])
+    {
+        assert!(
+            help.iter().any(|h| h == o),
+            "check --help lacks {o}: {help:?}"
+        );
+    }
+    assert!(!help.iter().any(|h| h == "--dry-run"), "check: {help:?}");
+    for sub in ["status", "reload", "teardown"] {
+        let help = options_in_help(&[sub, "--help"]);
+        assert!(help.iter().any(|h| h == "--state-dir"), "{sub}: {help:?}");
+        for o in ["--worker-user", "--trusted", "--dry-run", "--log-sample"] {
+            assert!(
+                !help.iter().any(|h| h == o),
+                "{sub} --help lists {o}: {help:?}"
+            );
+        }
+    }
+    for sub in ["import-knockd", "import-knockknock", "demo"] {
+        let help = options_in_help(&[sub, "--help"]);
+        for o in config
+            .iter()
+            .chain(&["--state-dir", "--worker-user", "--trusted"])
+        {
+            assert!(
+                !help.iter().any(|h| h == o),
+                "{sub} --help lists {o}: {help:?}"
+            );
+        }
+    }
+    // keygen and enroll read knockerd's own TOML only
+    for sub in ["keygen", "enroll"] {
+        let help = options_in_help(&[sub, "--help"]);
+        assert!(help.iter().any(|h| h == "--config"), "{sub}: {help:?}");
+        for o in ["--knockd-conf", "--state-dir", "--worker-user"] {
+            assert!(
+                !help.iter().any(|h| h == o),
+                "{sub} --help lists {o}: {help:?}"
+            );
+        }
+    }
+    let help = options_in_help(&["import-fwknop", "--help"]);
+    assert_eq!(
+        help,
+        ["--fwknopd-conf", "--help", "--verbose"],
+        "import-fwknop"
+    );
+    // the daemon's own options stay at the top level, where running is the default
+    let help = options_in_help(&["--help"]);
+    for o in [
+        "--config",
+        "--state-dir",
+        "--worker-user",
+        "--trusted",
+        "--dry-run",
+    ] {
+        assert!(help.iter().any(|h| h == o), "--help lacks {o}: {help:?}");
+    }
+}
+
+#[test]
+fn an_option_before_the_subcommand_counts_unless_the_subcommand_does_not_take_it() {
+    let (_dir, path) = with_config("order", "[daemon]\nnflog_group = 70000\n");
+    // the same error, whichever side of `check` --config is on
+    for args in [["--config", &path, "check"], ["check", "--config", &path]] {
+        let (code, _, err) = knockerd(&args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(
+            err.contains("nflog_group must be 0 to 65535"),
+            "{args:?}: {err}"
+        );
+    }
+    let (code, _, err) = knockerd(&["--config", &path, "check", "--config", &path]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--config is given both before and after `check`"),
+        "{err}"
+    );
+    let (code, _, err) = knockerd(&["--worker-user", "nobody", "status"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("`knockerd status` does not take --worker-user: remove it"),
+        "{err}"
+    );
+    let (code, _, err) = knockerd(&["--knockd-conf", "/etc/knockd.conf", "keygen"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("`knockerd keygen` does not take --knockd-conf"),
+        "{err}"
+    );
+    let (code, _, err) = knockerd(&["--dry-run", "import-knockd", "/dev/null"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("does not take --dry-run"), "{err}");
+}
+
+#[test]
+fn import_fwknop_reads_the_fwknopd_conf_it_is_given() {
+    let dir = TempDir::new("knockerd-cli-import-fwknop");
+    let access = dir.write(
+        "access.conf",
+        "SOURCE ANY\nKEY_BASE64 c2VjcmV0c2VjcmV0c2VjcmV0\nHMAC_KEY_BASE64 aG1hY2htYWNobWFjaG1hY2htYWM=\n",
+    );
+    let fwknopd = dir.write("fwknopd.conf", "PCAP_FILTER udp port 40001\n");
+    let (code, out, err) = knockerd(&[
+        "import-fwknop",
+        &access.to_string_lossy(),
+        "--fwknopd-conf",
+        &fwknopd.to_string_lossy(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("port = 40001"), "{out}");
+}

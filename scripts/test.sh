@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ensure-packages.sh
-ensure nft:nftables ip:iproute2 knock:knockd nmap:nmap fwknop:fwknop-client fwknopd:fwknop-server iptables:iptables sshd:openssh-server ssh:openssh-client systemd-analyze:systemd unshare:util-linux setpriv:util-linux script:bsdutils fail2ban-regex:fail2ban tcpdump:tcpdump python3:python3 curl:curl ping:iputils-ping
+ensure nft:nftables ip:iproute2 knock:knockd nmap:nmap fwknop:fwknop-client fwknopd:fwknop-server iptables:iptables sshd:openssh-server ssh:openssh-client systemd-analyze:systemd unshare:util-linux setpriv:util-linux script:bsdutils fail2ban-regex:fail2ban tcpdump:tcpdump python3:python3 curl:curl ping:iputils-ping lintian:lintian dpkg-shlibdeps:dpkg-dev man:man-db
 ensure_python cryptography:python3-cryptography
 
 cargo fmt --all -- --check
@@ -14,6 +14,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo check --manifest-path fuzz/Cargo.toml --locked --bins
 # the benchmarks must build and run (one quick iteration each); real figures: BENCHMARKS.md
 cargo bench --workspace --benches --locked -- --test
+
+# the release build, which the Debian packages' test (crates/knockerd/tests/deb_package.rs) packs
+cargo build --release --locked -p knockerd -p knocker
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -13,37 +13,6 @@ use common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-/// The packet worker of knockerd `pid` (its one child).
-fn worker_of(pid: i32) -> i32 {
-    let end = Instant::now() + Duration::from_secs(3);
-    loop {
-        let children =
-            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-        let kids: Vec<i32> = children
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect();
-        if kids.len() == 1 {
-            return kids[0];
-        }
-        assert!(
-            Instant::now() < end,
-            "knockerd {pid} should have exactly one child, its packet worker: {kids:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A field of /proc/PID/status, e.g. "Uid".
-fn status_field(pid: i32, field: &str) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .map(|v| v.trim().to_string())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
 fn nobody() -> String {
     let u = nix::unistd::User::from_name("nobody")
         .expect("lookup")

@@ -68,6 +68,21 @@ impl Knockerd {
         Knockerd::spawn(lab, dir, path.clone(), &["-v", "--config", &path_s], env)
     }
 
+    /// Starts `WRAPPER... knockerd -v --config DIR/knockerd.toml` (e.g. a sandbox set up by
+    /// hand, which ends by executing its last arguments), `config` written there as it is;
+    /// `dir` is removed with the Knockerd.
+    pub fn start_wrapped(lab: &Lab, dir: PathBuf, config: &str, wrapper: &[String]) -> Knockerd {
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("knockerd.toml");
+        std::fs::write(&path, config).expect("write config");
+        let mut args: Vec<String> = wrapper[1..].to_vec();
+        args.push(env!("CARGO_BIN_EXE_knockerd").to_string());
+        args.extend(["-v".to_string(), "--config".to_string()]);
+        args.push(path.display().to_string());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Knockerd::spawn_program(lab, &wrapper[0], dir, path, &args, &[])
+    }
+
     /// Starts knockerd with these arguments (e.g. `--fwknop-access FILE`), its ledger in the
     /// lab's state directory.
     pub fn start_args(lab: &Lab, args: &[&str]) -> Knockerd {
@@ -89,9 +104,20 @@ impl Knockerd {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Knockerd {
+        Knockerd::spawn_program(lab, env!("CARGO_BIN_EXE_knockerd"), dir, path, args, env)
+    }
+
+    fn spawn_program(
+        lab: &Lab,
+        program: &str,
+        dir: PathBuf,
+        path: PathBuf,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Knockerd {
         let mut child = lab
             .server
-            .command(env!("CARGO_BIN_EXE_knockerd"))
+            .command(program)
             .args(args)
             .envs(env.iter().copied())
             // timestamps in the log, as without systemd (fail2ban_e2e reads them)
@@ -422,4 +448,35 @@ impl AllNetnsLogging {
                 .unwrap_or_else(|e| panic!("{e}")),
         }
     }
+}
+
+/// The packet worker of knockerd `pid` (its one child).
+pub fn worker_of(pid: i32) -> i32 {
+    let end = Instant::now() + Duration::from_secs(3);
+    loop {
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        let kids: Vec<i32> = children
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        if kids.len() == 1 {
+            return kids[0];
+        }
+        assert!(
+            Instant::now() < end,
+            "knockerd {pid} should have exactly one child, its packet worker: {kids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A field of /proc/PID/status, e.g. "Uid".
+pub fn status_field(pid: i32, field: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }

@@ -1055,8 +1055,13 @@ mod tests {
     }
 
     fn actions_config(log: &Path) -> Config {
+        actions_config_open_for(log, 30)
+    }
+
+    /// A door with three commands (now, after 1 s, at the end), whose grants last `open_for` s.
+    fn actions_config_open_for(log: &Path, open_for: u32) -> Config {
         let text = format!(
-            "[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nopen_for = 30\nshell = true\n\n[[door.ssh.command]]\nrun = \"echo now %IP% >> {0}\"\n\n[[door.ssh.command]]\nrun = \"echo later %IP% >> {0}\"\nafter = 1\n\n[[door.ssh.command]]\nrun = \"echo end %IP% >> {0}\"\nat = \"end\"\n",
+            "[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nopen_for = {open_for}\nshell = true\n\n[[door.ssh.command]]\nrun = \"echo now %IP% >> {0}\"\n\n[[door.ssh.command]]\nrun = \"echo later %IP% >> {0}\"\nafter = 1\n\n[[door.ssh.command]]\nrun = \"echo end %IP% >> {0}\"\nat = \"end\"\n",
             log.display()
         );
         parse(Path::new("t.toml"), &text).expect("valid")
@@ -1104,7 +1109,10 @@ mod tests {
     fn delayed_commands_pending_at_a_crash_run_at_the_next_start_once() {
         let dir = temp("actions-crash");
         let log = dir.join("log");
-        let c = actions_config(&log);
+        // the grant's end an hour away, so that only the 1 s command can be overdue however
+        // slow the machine or however far its wall clock steps while the test sleeps (a CI
+        // run once found both overdue with the end 30 s away)
+        let c = actions_config_open_for(&log, 3600);
         {
             let mut g = Gatekeeper::new(&c, Recorder::default(), Some(open_ledger(&dir)));
             g.apply(&grant("10.200.1.2"), Instant::now())

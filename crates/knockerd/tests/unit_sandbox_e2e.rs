@@ -215,11 +215,11 @@ fn knockerd_works_under_the_units_restrictions_applied_by_hand() {
     assert_every_setting_is_accounted_for(&unit);
     let caps = bounding_set(&unit);
 
-    // Not under /tmp, which PrivateTmp hides: the config (/etc/knocker under systemd) and the
-    // state directory (StateDirectory, /var/lib/knocker) in the target directory, which
-    // ProtectSystem=full leaves writable as it leaves /var/lib.
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("knocker-unit-sandbox-{}", std::process::id()));
+    // Not under /tmp, which PrivateTmp hides (and where a checkout, with the binary under
+    // test, may be): the binary, the config (/etc/knocker under systemd) and the state
+    // directory (StateDirectory, /var/lib/knocker) in a directory of the test's own under
+    // /var/lib, which ProtectSystem=full leaves writable.
+    let dir = Path::new("/var/lib").join(format!("knocker-unit-sandbox-{}", std::process::id()));
     let state = dir.join("state");
     let config = door_config(
         &format!("state_dir = {:?}", state.display().to_string()),

@@ -68,15 +68,18 @@ impl Knockerd {
         Knockerd::spawn(lab, dir, path.clone(), &["-v", "--config", &path_s], env)
     }
 
-    /// Starts `WRAPPER... knockerd -v --config DIR/knockerd.toml` (e.g. a sandbox set up by
-    /// hand, which ends by executing its last arguments), `config` written there as it is;
-    /// `dir` is removed with the Knockerd.
+    /// Starts `WRAPPER... DIR/knockerd -v --config DIR/knockerd.toml` (e.g. a sandbox set up
+    /// by hand, which ends by executing its last arguments), `config` written there as it is
+    /// and the binary under test copied there (the checkout may be under /tmp, which the
+    /// sandbox can hide); `dir` is removed with the Knockerd.
     pub fn start_wrapped(lab: &Lab, dir: PathBuf, config: &str, wrapper: &[String]) -> Knockerd {
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("knockerd.toml");
         std::fs::write(&path, config).expect("write config");
+        let binary = dir.join("knockerd");
+        std::fs::copy(env!("CARGO_BIN_EXE_knockerd"), &binary).expect("copy knockerd");
         let mut args: Vec<String> = wrapper[1..].to_vec();
-        args.push(env!("CARGO_BIN_EXE_knockerd").to_string());
+        args.push(binary.display().to_string());
         args.extend(["-v".to_string(), "--config".to_string()]);
         args.push(path.display().to_string());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -149,8 +149,13 @@ struct DaemonArgs {
     trusted: Vec<config::Net>,
 }
 
-impl ConfigArgs {
+/// A group of options that can be given before the subcommand or after it.
+trait Given {
     /// The options given, as they are written on the command line.
+    fn given(&self) -> Vec<&'static str>;
+}
+
+impl Given for ConfigArgs {
     fn given(&self) -> Vec<&'static str> {
         let mut out = Vec::new();
         for (set, flag) in [
@@ -169,7 +174,9 @@ impl ConfigArgs {
         }
         out
     }
+}
 
+impl ConfigArgs {
     /// The configuration these options name.
     fn source(self) -> ConfigFile {
         match (
@@ -196,13 +203,19 @@ impl ConfigArgs {
     }
 }
 
-impl StateArgs {
+impl Given for NativeConfigArg {
+    fn given(&self) -> Vec<&'static str> {
+        self.config.iter().map(|_| "--config").collect()
+    }
+}
+
+impl Given for StateArgs {
     fn given(&self) -> Vec<&'static str> {
         self.state_dir.iter().map(|_| "--state-dir").collect()
     }
 }
 
-impl DaemonArgs {
+impl Given for DaemonArgs {
     fn given(&self) -> Vec<&'static str> {
         let mut out = Vec::new();
         if self.worker_user.is_some() {
@@ -239,82 +252,49 @@ struct Resolved {
 /// Chooses between the top level's group of options and the subcommand's: the one that gave
 /// something (the subcommand's when neither did). `None` when the subcommand does not take the
 /// group, and what the top level gave of it is stray.
-fn choose<T>(
-    top: (T, Vec<&'static str>),
-    sub: Option<(T, Vec<&'static str>)>,
+fn choose<T: Given>(
+    top: T,
+    sub: Option<T>,
     stray: &mut Vec<&'static str>,
     twice: &mut Vec<&'static str>,
 ) -> Option<T> {
-    let (top, top_given) = top;
-    let Some((sub, sub_given)) = sub else {
+    let top_given = top.given();
+    let Some(sub) = sub else {
         stray.extend(top_given);
         return None;
     };
+    let sub_given = !sub.given().is_empty();
     let top_empty = top_given.is_empty();
-    if !sub_given.is_empty() && !top_empty {
+    if sub_given && !top_empty {
         twice.extend(top_given);
     }
-    Some(if top_empty || !sub_given.is_empty() {
-        sub
-    } else {
-        top
-    })
+    Some(if top_empty || sub_given { sub } else { top })
 }
 
 impl Cli {
     /// Merges the top level's options with those the subcommand `name` takes (`taken`).
     fn resolve(self, name: &str, taken: Taken) -> Result<Resolved, String> {
         let (mut stray, mut twice) = (Vec::new(), Vec::new());
+        let top = self.run.find.config;
         let source = match (taken.config, taken.native_config) {
-            (Some(sub), _) => {
-                let top = (self.run.find.config.given(), self.run.find.config);
-                let sub = (sub.given(), sub);
-                choose((top.1, top.0), Some((sub.1, sub.0)), &mut stray, &mut twice)
-                    .map(ConfigArgs::source)
-            }
+            (Some(sub), _) => choose(top, Some(sub), &mut stray, &mut twice),
             (None, Some(sub)) => {
                 // keygen and enroll read knockerd's own TOML: --config only
-                let mut given = self.run.find.config.given();
+                let mut given = top.given();
                 given.retain(|f| *f != "--config");
                 stray.extend(given);
-                let top = self.run.find.config.config;
-                let top_given = top.iter().map(|_| "--config").collect();
-                let sub_given = sub.config.iter().map(|_| "--config").collect();
-                choose(
-                    (top, top_given),
-                    Some((sub.config, sub_given)),
-                    &mut stray,
-                    &mut twice,
-                )
-                .map(|config| {
-                    ConfigArgs {
-                        config,
-                        ..ConfigArgs::default()
-                    }
-                    .source()
+                let top = NativeConfigArg { config: top.config };
+                choose(top, Some(sub), &mut stray, &mut twice).map(|n| ConfigArgs {
+                    config: n.config,
+                    ..ConfigArgs::default()
                 })
             }
-            (None, None) => {
-                let given = self.run.find.config.given();
-                choose((self.run.find.config, given), None, &mut stray, &mut twice)
-                    .map(ConfigArgs::source)
-            }
+            (None, None) => choose(top, None, &mut stray, &mut twice),
         }
-        .unwrap_or_else(|| ConfigArgs::default().source());
-        let given = self.run.find.state.given();
-        let state = choose(
-            (self.run.find.state, given),
-            taken.state.map(|s| (s.given(), s)).map(|(g, s)| (s, g)),
-            &mut stray,
-            &mut twice,
-        );
-        let given = self.run.daemon.given();
-        let daemon = choose(
-            (self.run.daemon, given),
-            taken.daemon.map(|d| (d.given(), d)).map(|(g, d)| (d, g)),
-            &mut stray,
-            &mut twice,
-        );
+        .unwrap_or_default()
+        .source();
+        let state = choose(self.run.find.state, taken.state, &mut stray, &mut twice);
+        let daemon = choose(self.run.daemon, taken.daemon, &mut stray, &mut twice);
         let dry_run = match taken.dry_run {
             Some(sub) => sub || self.dry_run,
             None => {

@@ -1055,13 +1055,13 @@ mod tests {
     }
 
     fn actions_config(log: &Path) -> Config {
-        actions_config_open_for(log, 30)
+        actions_config_open_for(log, 30, 1)
     }
 
     /// A door with three commands (now, after 1 s, at the end), whose grants last `open_for` s.
-    fn actions_config_open_for(log: &Path, open_for: u32) -> Config {
+    fn actions_config_open_for(log: &Path, open_for: u32, later_after: u32) -> Config {
         let text = format!(
-            "[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nopen_for = {open_for}\nshell = true\n\n[[door.ssh.command]]\nrun = \"echo now %IP% >> {0}\"\n\n[[door.ssh.command]]\nrun = \"echo later %IP% >> {0}\"\nafter = 1\n\n[[door.ssh.command]]\nrun = \"echo end %IP% >> {0}\"\nat = \"end\"\n",
+            "[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nopen_for = {open_for}\nshell = true\n\n[[door.ssh.command]]\nrun = \"echo now %IP% >> {0}\"\n\n[[door.ssh.command]]\nrun = \"echo later %IP% >> {0}\"\nafter = {later_after}\n\n[[door.ssh.command]]\nrun = \"echo end %IP% >> {0}\"\nat = \"end\"\n",
             log.display()
         );
         parse(Path::new("t.toml"), &text).expect("valid")
@@ -1109,10 +1109,13 @@ mod tests {
     fn delayed_commands_pending_at_a_crash_run_at_the_next_start_once() {
         let dir = temp("actions-crash");
         let log = dir.join("log");
-        // the grant's end an hour away, so that only the 1 s command can be overdue however
+        // The grant's end an hour away, so that only the "later" command can be overdue however
         // slow the machine or however far its wall clock steps while the test sleeps (a CI
-        // run once found both overdue with the end 30 s away)
-        let c = actions_config_open_for(&log, 3600);
+        // run once found both overdue with the end 30 s away). The "later" command 2 s after
+        // the opening: the ledger keeps due times in whole seconds rounded down (a restart
+        // runs a command up to a second early, never late), so with 1 s a restart a few
+        // milliseconds after an opening late in its second found it due (CI, twice).
+        let c = actions_config_open_for(&log, 3600, 2);
         {
             let mut g = Gatekeeper::new(&c, Recorder::default(), Some(open_ledger(&dir)));
             g.apply(&grant("10.200.1.2"), Instant::now())
@@ -1123,11 +1126,11 @@ mod tests {
         let mut g = Gatekeeper::new(&c, Recorder::default(), Some(open_ledger(&dir)));
         assert_eq!(g.recover(Instant::now()), (0, 2), "neither is due yet");
         let due = g.poll_timeout().expect("scheduled");
-        assert!(due <= Instant::now() + Duration::from_secs(1), "never late");
+        assert!(due <= Instant::now() + Duration::from_secs(2), "never late");
         drop(g);
-        std::thread::sleep(Duration::from_millis(1100));
+        std::thread::sleep(Duration::from_millis(2100));
         let mut g = Gatekeeper::new(&c, Recorder::default(), Some(open_ledger(&dir)));
-        assert_eq!(g.recover(Instant::now()), (1, 1), "the 1 s one is overdue");
+        assert_eq!(g.recover(Instant::now()), (1, 1), "the 2 s one is overdue");
         g.finish(Duration::from_secs(5));
         assert_eq!(
             std::fs::read_to_string(&log).expect("log"),

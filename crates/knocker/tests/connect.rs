@@ -82,11 +82,17 @@ fn udp() -> (UdpSocket, u16) {
 
 /// How many datagrams are waiting on `socket`, without waiting for more.
 fn datagrams(socket: &UdpSocket) -> Vec<Vec<u8>> {
+    datagrams_from(socket).into_iter().map(|(_, d)| d).collect()
+}
+
+/// The datagrams waiting on `socket`, each with the address it came from, without waiting for
+/// more.
+fn datagrams_from(socket: &UdpSocket) -> Vec<(std::net::SocketAddr, Vec<u8>)> {
     socket.set_nonblocking(true).expect("nonblocking");
     let mut buf = [0u8; 4096];
     let mut got = Vec::new();
-    while let Ok((n, _)) = socket.recv_from(&mut buf) {
-        got.push(buf[..n].to_vec());
+    while let Ok((n, from)) = socket.recv_from(&mut buf) {
+        got.push((from, buf[..n].to_vec()));
     }
     socket.set_nonblocking(false).expect("blocking");
     got
@@ -280,11 +286,19 @@ fn a_profile_knocks_before_connecting_and_stdout_is_only_the_relay() {
 
 #[test]
 fn a_port_that_stays_shut_is_knocked_tries_times_then_named() {
-    let (knocks, knock_port) = udp();
+    // On a loopback address of its own: the knocks of other tests' children go to 127.0.0.1,
+    // and once one of them (or something else) reached this test's socket, a third datagram
+    // when two were sent (one CI run in many).
+    let own = Ipv4Addr::new(127, 0, 0, 29);
+    let knocks = UdpSocket::bind((own, 0)).expect("bind");
+    let knock_port = knocks.local_addr().expect("addr").port();
+    let port = TcpListener::bind((own, 0))
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
     let config = config_dir(&format!(
-        "[profile.lab]\nhost = \"127.0.0.1\"\nsequence = [\"{knock_port}:udp\"]\n"
+        "[profile.lab]\nhost = \"{own}\"\nsequence = [\"{knock_port}:udp\"]\n"
     ));
-    let port = closed_port();
     let started = Instant::now();
     let out = connect(
         &config.0,
@@ -295,7 +309,7 @@ fn a_port_that_stays_shut_is_knocked_tries_times_then_named() {
     assert_eq!(
         text(&out.stderr),
         format!(
-            "knocker: tcp/{port} on 127.0.0.1 did not open after 2 knocks \
+            "knocker: tcp/{port} on {own} did not open after 2 knocks \
              (last attempt: Connection refused (os error 111))\n"
         )
     );
@@ -304,7 +318,8 @@ fn a_port_that_stays_shut_is_knocked_tries_times_then_named() {
         started.elapsed() >= Duration::from_millis(1000),
         "each knock waits --wait"
     );
-    assert_eq!(datagrams(&knocks).len(), 2, "two knocks");
+    let got = datagrams_from(&knocks);
+    assert_eq!(got.len(), 2, "two knocks, got (source, bytes) {got:?}");
 }
 
 #[test]

@@ -30,3 +30,26 @@ ensure_python() {
   done
   [ "${#missing[@]}" -eq 0 ] || ensure "${missing[@]}"
 }
+
+# `ensure_promtool`: Prometheus' `promtool`, with which the metrics test checks knockerd's file.
+# Taken out of Debian's prometheus package into target/tools without installing the package
+# (which would bring the Prometheus server and its service); exports KNOCKER_PROMTOOL.
+ensure_promtool() {
+  if command -v promtool >/dev/null 2>&1; then
+    KNOCKER_PROMTOOL=$(command -v promtool)
+    export KNOCKER_PROMTOOL
+    return 0
+  fi
+  local dir="$PWD/target/tools/prometheus" tmp
+  if [ ! -x "$dir/usr/bin/promtool" ]; then
+    tmp=$(mktemp -d)
+    chmod 755 "$tmp"
+    (cd "$tmp" && apt-get download -qq prometheus) ||
+      { apt-get update -qq && (cd "$tmp" && apt-get download -qq prometheus); }
+    mkdir -p "$dir"
+    dpkg-deb --fsys-tarfile "$tmp"/prometheus_*.deb | tar -x -C "$dir" ./usr/bin/promtool
+    rm -rf "$tmp"
+  fi
+  KNOCKER_PROMTOOL="$dir/usr/bin/promtool"
+  export KNOCKER_PROMTOOL
+}

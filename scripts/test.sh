@@ -7,13 +7,15 @@ cd "$(dirname "$0")/.."
 . scripts/ensure-packages.sh
 ensure nft:nftables ip:iproute2 knock:knockd nmap:nmap fwknop:fwknop-client fwknopd:fwknop-server iptables:iptables sshd:openssh-server ssh:openssh-client systemd-analyze:systemd unshare:util-linux setpriv:util-linux script:bsdutils fail2ban-regex:fail2ban tcpdump:tcpdump python3:python3 curl:curl ping:iputils-ping capsh:libcap2-bin lintian:lintian dpkg-shlibdeps:dpkg-dev man:man-db
 ensure_python cryptography:python3-cryptography
+ensure_promtool
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # every fuzz target still compiles against today's parsers (running them: fuzz/README.md)
 cargo check --manifest-path fuzz/Cargo.toml --locked --bins
 # the benchmarks must build and run (one quick iteration each); real figures: BENCHMARKS.md
-cargo bench --workspace --benches --locked -- --test
+# (`--bench '*'`: the bench targets alone; `--benches` would run the libraries' unit tests again)
+cargo bench --workspace --bench '*' --locked -- --test
 
 # the release build, which the Debian packages' test (crates/knockerd/tests/deb_package.rs) packs
 cargo build --release --locked -p knockerd -p knocker

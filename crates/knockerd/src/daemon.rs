@@ -10,6 +10,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use crate::config::{fmt_duration, Config, DoorKind, OnStop, RotatingMode, TABLE};
 use crate::gatekeeper::{Gatekeeper, Verdict};
 use crate::ledger::{self, Ledger, Record};
+use crate::metrics::Writer as MetricsWriter;
 use crate::nftset::NftSets;
 use crate::privsep::{self, engine_for, worker_user, Checked, Report, Seed, Worker};
 use crate::ruleset::{self, LiveGrant, TableHealth, TableSpec, SET4, SET6};
@@ -220,6 +221,8 @@ pub fn run(
             .join(",")
     );
     control.ready(&config);
+    let started_unix = ledger::unix_now();
+    let mut metrics = MetricsWriter::new(&config.state_dir, config.metrics_file.as_deref());
 
     let mut reports: Vec<Report> = Vec::new();
     // when to look at the table again after a restore that failed
@@ -244,6 +247,7 @@ pub fn run(
             match Worker::start(config_source, overrides, worker_user(&config), &seed) {
                 Ok(w) => {
                     tracing::info!("packet worker restarted");
+                    gate.counters_mut().worker_restarted();
                     worker = Some(w);
                 }
                 Err(e) => tracing::error!("cannot restart the packet worker: {e}"),
@@ -254,6 +258,7 @@ pub fn run(
             gate.poll_timeout(),
             watchdog,
             recheck,
+            metrics.due(gate.counters()),
             Some(now + MAX_SLEEP),
         ]
         .into_iter()
@@ -319,6 +324,7 @@ pub fn run(
                             &mut gate,
                         );
                         control.reload_ends(&config, &verdict);
+                        metrics.set_files(&config.state_dir, config.metrics_file.as_deref());
                     }
                     Ok(s) => {
                         tracing::info!("{s} received, stopping");
@@ -343,6 +349,9 @@ pub fn run(
             worker = None;
         }
         gate.handle_timeout(now);
+        metrics.write_if_due(gate.counters(), Instant::now(), || {
+            gate.counters().render(started_unix, gate.grants_open())
+        });
     }
 
     control.stopping();
@@ -363,6 +372,12 @@ pub fn run(
     }
     gate.stop_all(Instant::now());
     gate.finish(Duration::from_secs(10));
+    // the last counts, whatever the interval
+    metrics.write_if_due(
+        gate.counters(),
+        Instant::now() + crate::metrics::MIN_INTERVAL,
+        || gate.counters().render(started_unix, gate.grants_open()),
+    );
     tracing::info!("stopped; {}", crate::control::closed_note());
     Ok(())
 }
@@ -393,6 +408,7 @@ fn guard(config: &Config, gate: &mut Gatekeeper<NftSets>, touched: Touched) -> R
         TableHealth::Intact => {
             if touched.emptied || touched.lost {
                 let n = gate.restore(Instant::now());
+                gate.counters_mut().table_restored();
                 if touched.emptied {
                     tracing::warn!(
                         "the firewall was reloaded with table inet {TABLE} in it (the include): its protection never lapsed; restored {n} live grant element(s) in {} ms",
@@ -417,6 +433,7 @@ fn guard(config: &Config, gate: &mut Gatekeeper<NftSets>, touched: Touched) -> R
         return Err(());
     }
     let n = gate.restore(Instant::now());
+    gate.counters_mut().table_restored();
     let ms = started.elapsed().as_millis();
     if what == "deleted" {
         tracing::error!(
@@ -470,6 +487,18 @@ fn handle_reports(
         match privsep::check(config, r) {
             Err(e) => tracing::error!("{e}"),
             Ok(Checked::Nothing) => {}
+            Ok(Checked::Tally { doors, source }) => {
+                let counters = gate.counters_mut();
+                for (index, seen, refused) in doors {
+                    let counts = counters.door(&config.doors[index].spec.name);
+                    counts.seen = counts.seen.saturating_add(seen);
+                    for (reason, n) in refused {
+                        let r = counts.refused.entry(reason).or_default();
+                        *r = r.saturating_add(n);
+                    }
+                }
+                counters.add_source(&source);
+            }
             Ok(Checked::Used { index, tag }) => {
                 let door = &config.doors[index].spec.name;
                 match record_used(config, gate.ledger(), index, tag) {

@@ -148,7 +148,7 @@ fn seen_by(config: &Config) -> String {
 fn log_report(config: &Config, r: &Report) {
     match privsep::check(config, r) {
         Err(e) => tracing::error!("{e}"),
-        Ok(Checked::Nothing) | Ok(Checked::Seen { .. }) => {}
+        Ok(Checked::Nothing) | Ok(Checked::Seen { .. }) | Ok(Checked::Tally { .. }) => {}
         Ok(Checked::Used { index, tag }) => tracing::info!(
             "dry run: door={} would record used {tag} (not recorded)",
             config.doors[index].spec.name

@@ -16,6 +16,7 @@ use knocker_engine::{Grant, Service};
 
 use crate::config::{ActionTime, Config, Door};
 use crate::ledger::{self, Ledger, Record};
+use crate::metrics::Counters;
 
 /// How grants reach the kernel.
 pub trait Firewall {
@@ -172,6 +173,16 @@ pub struct Gatekeeper<F: Firewall> {
     /// Delayed commands not run yet, of the openings of doors with `[[door.NAME.command]]`.
     delayed: Vec<Delayed>,
     running: Vec<Running>,
+    /// Grants, refreshes, expiries and stop commands per door (and the daemon's other
+    /// counters, kept here beside them): what `[daemon] metrics_file` shows.
+    counters: Counters,
+}
+
+/// Counters with every door of `config` listed.
+fn counters_for(config: &Config) -> Counters {
+    let mut c = Counters::default();
+    c.know_doors(config.doors.iter().map(|d| d.spec.name.as_str()));
+    c
 }
 
 /// `at` as a Unix time in whole seconds, rounded down: a stop command rescheduled from the
@@ -198,13 +209,30 @@ impl<F: Firewall> Gatekeeper<F> {
             counted: Default::default(),
             delayed: Vec::new(),
             running: Vec::new(),
+            counters: counters_for(config),
         }
+    }
+
+    /// The counters of what this gatekeeper did, and of what the daemon counts beside it.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub fn counters_mut(&mut self) -> &mut Counters {
+        &mut self.counters
+    }
+
+    /// How many (door, address) grants are open now.
+    pub fn grants_open(&self) -> usize {
+        self.grants.len()
     }
 
     /// Takes a new configuration (after a reload). Grants already open keep their schedule and
     /// the stop commands they were opened with.
     pub fn reconfigure(&mut self, config: &Config) {
         self.doors = config.doors.clone();
+        self.counters
+            .know_doors(config.doors.iter().map(|d| d.spec.name.as_str()));
     }
 
     pub fn firewall(&mut self) -> &mut F {
@@ -311,6 +339,23 @@ impl<F: Firewall> Gatekeeper<F> {
     /// in the same batch as the grant, before it: one sync for both, and neither without the
     /// other.
     pub fn apply_recording(
+        &mut self,
+        grant: &Grant,
+        now: Instant,
+        first: &[Record],
+    ) -> Result<Verdict, GrantError> {
+        let verdict = self.validate_and_apply(grant, now, first)?;
+        let Verdict::Opened { refreshed, .. } = &verdict;
+        let counts = self.counters.door(&grant.door_name);
+        if *refreshed {
+            counts.refreshes += 1;
+        } else {
+            counts.grants += 1;
+        }
+        Ok(verdict)
+    }
+
+    fn validate_and_apply(
         &mut self,
         grant: &Grant,
         now: Instant,
@@ -605,6 +650,7 @@ impl<F: Firewall> Gatekeeper<F> {
         }
         for (door, ip) in self.expire_grants(now) {
             tracing::info!("door={door} src={ip} grant ended: expired");
+            self.counters.door(&door).expiries += 1;
         }
         self.reap(now);
     }
@@ -721,6 +767,7 @@ impl<F: Firewall> Gatekeeper<F> {
     /// Starts a stop command, then records it done. A crash in between runs it again at the next
     /// start: closing twice is the safe side.
     fn run_stop(&mut self, id: u64, argv: Vec<String>, door: &str, ip: IpAddr, now: Instant) {
+        self.counters.door(door).stop_commands += 1;
         self.run_recorded(id, argv, door, ip, "stop command", now);
     }
 

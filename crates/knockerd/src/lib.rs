@@ -13,6 +13,7 @@ pub mod gatekeeper;
 pub mod ledger;
 pub mod listening;
 pub mod lockout;
+pub mod metrics;
 pub(crate) mod netlink;
 pub mod nflog;
 pub mod nftset;

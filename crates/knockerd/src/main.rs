@@ -147,6 +147,12 @@ struct DaemonArgs {
     /// `[daemon] trusted`; the one way to trust a source with --knockd-conf or --fwknop-access
     #[arg(long = "trusted", value_name = "CIDR", value_parser = parse_trusted)]
     trusted: Vec<config::Net>,
+    /// Also write the metrics (Prometheus text format, for node_exporter's textfile collector)
+    /// to FILE, an absolute path ending in .prom; over `[daemon] metrics_file`, and the one way
+    /// with --knockd-conf or --fwknop-access. They are always in STATE_DIR/metrics.prom
+    /// (`knockerd status --metrics`)
+    #[arg(long, value_name = "FILE", value_parser = config::metrics_file)]
+    metrics_file: Option<PathBuf>,
 }
 
 /// A group of options that can be given before the subcommand or after it.
@@ -223,6 +229,9 @@ impl Given for DaemonArgs {
         }
         if !self.trusted.is_empty() {
             out.push("--trusted");
+        }
+        if self.metrics_file.is_some() {
+            out.push("--metrics-file");
         }
         out
     }
@@ -357,8 +366,13 @@ enum Cmd {
         #[command(flatten)]
         find: FindArgs,
         /// Print one JSON object (its shape is documented in the README and stays stable)
-        #[arg(long)]
+        #[arg(long, conflicts_with = "metrics")]
         json: bool,
+        /// Print the metrics knockerd last wrote (Prometheus text format: knocks seen, refusals
+        /// by reason, grants, refreshes, expiries, stop commands per door; overruns, worker
+        /// restarts, table restores), from STATE_DIR/metrics.prom
+        #[arg(long)]
+        metrics: bool,
     },
     /// Reload the running knockerd's configuration and wait for its verdict: exits non-zero,
     /// with the reason, when the new configuration was refused (the running one is kept)
@@ -609,6 +623,7 @@ fn main() -> ExitCode {
         verbose,
         worker_user: resolved.daemon.worker_user,
         trusted: resolved.daemon.trusted,
+        metrics_file: resolved.daemon.metrics_file,
         dry_run: resolved.dry_run,
     };
     let result = match command {
@@ -643,6 +658,9 @@ fn main() -> ExitCode {
         Cmd::ImportKnockknock { dir } => knockerd::config::knockknock::import(&dir)
             .map(|toml| print!("{toml}"))
             .map_err(|e| e.to_string()),
+        Cmd::Status { metrics: true, .. } => {
+            knockerd::status::run_metrics(&state_dir).map_err(|e| e.to_string())
+        }
         Cmd::Status { json, .. } => {
             knockerd::status::run(&state_dir, json).map_err(|e| e.to_string())
         }

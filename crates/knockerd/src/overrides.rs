@@ -17,6 +17,8 @@ pub struct Overrides {
     /// `--trusted`: sources the protection never drops, added to the configuration's `trusted` (the only way
     /// to trust a source under --knockd-conf or --fwknop-access, whose formats have no key for it).
     pub trusted: Vec<crate::config::Net>,
+    /// `--metrics-file`: where the metrics are written too, over `[daemon] metrics_file`.
+    pub metrics_file: Option<std::path::PathBuf>,
     /// `--dry-run`: the daemon decides but does not act (see `crate::dryrun`).
     pub dry_run: bool,
 }
@@ -31,6 +33,9 @@ impl Overrides {
             config.worker_user = Some(user.clone());
         }
         config.trusted.extend(self.trusted.iter().copied());
+        if let Some(file) = &self.metrics_file {
+            config.metrics_file = Some(file.clone());
+        }
     }
 }
 

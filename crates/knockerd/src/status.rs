@@ -403,6 +403,30 @@ pub enum StatusError {
     Problems(Vec<String>),
     #[error("{0}")]
     Json(#[source] serde_json::Error),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
+}
+
+/// `knockerd status --metrics`: prints the metrics knockerd last wrote in `dir`; an error, for
+/// the exit status, when knockerd is not running (the counts printed are then its last ones).
+pub fn run_metrics(dir: &Path) -> Result<(), StatusError> {
+    use std::io::Write as _;
+    let text = crate::metrics::read(dir)?;
+    let problems: Vec<String> = match control::running(dir) {
+        Ok(r) => r
+            .why_not(dir)
+            .into_iter()
+            .map(|p| format!("{p}; the metrics above are the last it wrote"))
+            .collect(),
+        Err(e) => vec![format!(
+            "cannot tell whether knockerd runs: {e} (run status as root)"
+        )],
+    };
+    let _ = std::io::stdout().write_all(text.as_bytes());
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(StatusError::Problems(problems)),
+    }
 }
 
 /// `knockerd status [--json]`: prints the status to stdout; an error, for the exit status, when

@@ -507,6 +507,7 @@ pub fn load(
         server_key: PathBuf::from(super::DEFAULT_SERVER_KEY),
         clients: PathBuf::from(super::DEFAULT_CLIENTS),
         worker_user: None,
+        metrics_file: None,
         drop_knocks: true,
         source,
         doors,

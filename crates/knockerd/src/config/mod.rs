@@ -295,6 +295,23 @@ impl Door {
         }
     }
 
+    /// The ports this door's knocks come to (what `knocks seen` counts, per door).
+    pub fn watched(&self) -> Vec<Watched> {
+        let mut v: Vec<Watched> = self
+            .spec
+            .fixed_knocks()
+            .copied()
+            .map(Watched::Knock)
+            .collect();
+        v.extend(
+            self.span()
+                .map(|r| Watched::Range(r.proto, r.first, r.last)),
+        );
+        v.extend(self.spa_port().map(Watched::Spa));
+        v.extend(self.syn_port().map(Watched::Syn));
+        v
+    }
+
     /// The `counter` file of a knockknock door's profile.
     pub fn knockknock_counter(&self) -> Option<PathBuf> {
         match &self.kind {
@@ -625,6 +642,9 @@ pub struct Config {
     pub interface: Option<String>,
     /// Where knockerd keeps its ledger.
     pub state_dir: PathBuf,
+    /// Where the metrics are written too, for a textfile collector (`[daemon] metrics_file`);
+    /// they are always in `state_dir`'s `metrics.prom`.
+    pub metrics_file: Option<PathBuf>,
     /// The server's X25519 private key (read only when a `spa` or `syn` door exists).
     pub server_key: PathBuf,
     /// The clients file of `spa` and `syn` doors.
@@ -831,6 +851,20 @@ impl fmt::Display for Watched {
             Watched::Syn(p) => write!(f, "tcp/{p} (stealth SYNs, headers read)"),
         }
     }
+}
+
+/// A `metrics_file` that is not an absolute path to a `.prom` file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("metrics_file must be an absolute path to a file ending in .prom (a textfile collector reads only those), e.g. \"/var/lib/prometheus/node-exporter/knockerd.prom\"; got {0:?}")]
+pub struct MetricsFileError(pub String);
+
+/// `[daemon] metrics_file` or `--metrics-file`: an absolute path to a `.prom` file.
+pub fn metrics_file(text: &str) -> Result<PathBuf, MetricsFileError> {
+    let path = PathBuf::from(text);
+    if !path.is_absolute() || path.extension().is_none_or(|e| e != "prom") {
+        return Err(MetricsFileError(text.to_string()));
+    }
+    Ok(path)
 }
 
 /// Why a duration was refused.

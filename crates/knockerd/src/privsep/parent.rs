@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::protocol::{
-    take_reports, Digest, DoorRef, Name, ProtocolError, Report, RotatingMode, Seed,
-    MAX_REPORT_BYTES,
+    take_reports, Digest, DoorRef, Name, ProtocolError, Reason, Report, RotatingMode, Seed,
+    SourceCounts, MAX_REPORT_BYTES,
 };
 use super::worker::DEFAULT_USER;
 use crate::config::Config;
@@ -349,7 +349,16 @@ pub enum Checked {
     },
     /// A grant for one of the configured doors, for the gatekeeper to validate and apply.
     Grant(knocker_engine::Grant),
+    /// The worker's counts since its last tally: (door index, packets seen, refusals by
+    /// reason) for the doors that are this process's, and what the source read.
+    Tally {
+        doors: Vec<TallyLine>,
+        source: SourceCounts,
+    },
 }
+
+/// A checked tally's line: (door index, packets seen, refusals by reason).
+pub type TallyLine = (usize, u64, Vec<(Reason, u64)>);
 
 /// A report the parent refuses: its door is not the parent's door.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -403,6 +412,17 @@ fn door_index(config: &Config, door: &DoorRef, what: &'static str) -> Result<usi
 pub fn check(config: &Config, report: &Report) -> Result<Checked, ReportError> {
     Ok(match report {
         Report::Ready | Report::Pong => Checked::Nothing,
+        // counts only: a line for a door that is not this process's is left out
+        Report::Tally { doors, source } => Checked::Tally {
+            doors: doors
+                .iter()
+                .filter_map(|t| {
+                    let index = door_index(config, &t.door, "a tally").ok()?;
+                    Some((index, t.seen, t.refused.clone()))
+                })
+                .collect(),
+            source: *source,
+        },
         Report::Used { door, tag } => Checked::Used {
             index: door_index(config, door, "a used line or step")?,
             tag: *tag,
@@ -536,6 +556,26 @@ mod tests {
                 ),
                 "{index}"
             );
+        }
+    }
+
+    #[test]
+    fn a_tally_keeps_only_the_lines_of_the_parents_own_doors() {
+        let at = |door: &str| config().doors.iter().position(|d| d.spec.name == door);
+        let (ssh, web) = (at("ssh").expect("ssh"), at("web").expect("web"));
+        let line = format!(
+            r#"{{"tally":{{"doors":[{{"door":{{"index":{ssh},"name":"ssh"}},"seen":4,"refused":[["window",1]]}},{{"door":{{"index":{ssh},"name":"web"}},"seen":9,"refused":[]}},{{"door":{{"index":7,"name":"vault"}},"seen":9,"refused":[]}},{{"door":{{"index":{web},"name":"web"}},"seen":2,"refused":[]}}],"source":{{"knocks":6,"not_understood":1,"not_for_knockerd":0,"too_long":0,"overruns":0}}}}}}"#
+        );
+        match checked(&line) {
+            Ok(Checked::Tally { doors, source }) => {
+                assert_eq!(
+                    doors,
+                    vec![(ssh, 4, vec![(Reason::Window, 1)]), (web, 2, vec![])],
+                    "a line naming another door at an index is left out"
+                );
+                assert_eq!((source.knocks, source.not_understood), (6, 1));
+            }
+            other => panic!("a tally: {other:?}"),
         }
     }
 }

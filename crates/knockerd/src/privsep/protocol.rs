@@ -17,6 +17,7 @@ use std::net::IpAddr;
 use knocker_engine::Service;
 
 pub use crate::config::RotatingMode;
+pub use crate::metrics::{Reason, SourceCounts};
 use serde::{Deserialize, Serialize};
 
 /// The longest line the parent writes and the worker reads: a seed can hold 65 536 replay
@@ -81,6 +82,22 @@ pub enum Report {
         millis: u64,
         client: Option<Name>,
     },
+    /// What the worker counted since its last tally, for the metrics: per door, the packets
+    /// seen on its ports and the refusals by reason; and what its source read. Sent at most
+    /// once a second, and only after a change.
+    Tally {
+        doors: Vec<DoorTally>,
+        source: SourceCounts,
+    },
+}
+
+/// One door's line of a [`Report::Tally`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DoorTally {
+    pub door: DoorRef,
+    pub seen: u64,
+    pub refused: Vec<(Reason, u64)>,
 }
 
 /// What the parent hands a new worker: the ledger's used steps and replay digests.
@@ -304,11 +321,27 @@ mod tests {
                 millis: 30_000,
                 client: Some(name("alice")),
             },
+            Report::Tally {
+                doors: vec![DoorTally {
+                    door: door(2, "ssh"),
+                    seen: 5,
+                    refused: vec![(Reason::WrongPort, 2), (Reason::Replayed, 1)],
+                }],
+                source: SourceCounts {
+                    knocks: 5,
+                    overruns: 1,
+                    ..SourceCounts::default()
+                },
+            },
         ];
         let mut buf = Vec::new();
         send(&mut buf, &reports).expect("send");
         let text = String::from_utf8(buf.clone()).expect("utf8");
-        assert_eq!(text.lines().count(), 4);
+        assert_eq!(text.lines().count(), 5);
+        assert!(
+            text.contains(r#""refused":[["wrong_port",2],["replayed",1]]"#),
+            "reasons cross by name: {text}"
+        );
         assert!(
             text.contains(r#""open":["tcp/22"]"#) && text.contains(&"ab".repeat(32)),
             "services and digests cross as text: {text}"
@@ -322,6 +355,9 @@ mod tests {
     #[test]
     fn unknown_reports_are_refused() {
         for bad in [
+            r#"{"tally":{"doors":[{"door":{"index":0,"name":"ssh"},"seen":1,"refused":[["no_such_reason",1]]}],"source":{"knocks":0,"not_understood":0,"not_for_knockerd":0,"too_long":0,"overruns":0}}}"#,
+            r#"{"tally":{"doors":[],"source":{"knocks":-1,"not_understood":0,"not_for_knockerd":0,"too_long":0,"overruns":0}}}"#,
+            r#"{"tally":{"doors":[],"source":{"knocks":0}}}"#,
             r#"{"grant":{"door":{"index":0,"name":"ssh"},"to":"10.0.0.1","open":[],"millis":1,"client":null,"extra":1}}"#,
             r#"{"grant":{"door":{"index":0,"name":"ssh","x":1},"to":"10.0.0.1","open":[],"millis":1,"client":null}}"#,
             r#"{"run":{"command":"sh"}}"#,

@@ -15,7 +15,8 @@ use knocker_engine::{Engine, EngineConfig, Event, Grant, Kind, Knock};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::protocol::{
-    send, Digest, DoorRef, Name, ProtocolError, Report, Seed, SendError, Services, MAX_SEED_BYTES,
+    send, Digest, DoorRef, DoorTally, Name, ProtocolError, Reason, Report, Seed, SendError,
+    Services, SourceCounts, MAX_REPORT_BYTES, MAX_SEED_BYTES,
 };
 use crate::config::loader::ConfigFile;
 use crate::config::{Config, DoorKind};
@@ -165,6 +166,7 @@ pub fn run(
             })
         })
         .collect::<Result<_, RunError>>()?;
+    let mut tally = Tally::new(&config);
     let mut knocks: Vec<Knock> = Vec::with_capacity(256);
     let mut datagrams: Vec<nflog::Datagram> = Vec::new();
     let mut refusals = RefusalLog::default();
@@ -189,7 +191,8 @@ pub fn run(
             .poll_timeout()
             .unwrap_or(now + MAX_SLEEP)
             .min(now + MAX_SLEEP)
-            .min(next_recheck.unwrap_or(now + MAX_SLEEP));
+            .min(next_recheck.unwrap_or(now + MAX_SLEEP))
+            .min(tally.due().unwrap_or(now + MAX_SLEEP));
         let wait = deadline.saturating_duration_since(now);
         let timeout = PollTimeout::try_from(wait.as_millis().min(60_000) as u32 + 1)
             .unwrap_or(PollTimeout::MAX);
@@ -239,6 +242,7 @@ pub fn run(
             match source.recv_batch(&mut knocks, &mut datagrams) {
                 Ok(stats) => {
                     totals.add(stats);
+                    tally.source(stats);
                     if stats.overruns > 0 && !overrun_reported {
                         overrun_reported = true;
                         tracing::warn!("the kernel dropped knock packets because knockerd fell behind (a flood?); reported once");
@@ -265,6 +269,7 @@ pub fn run(
             let now = Instant::now();
             // TOTP doors follow the wall clock (a cheap comparison unless the step changed)
             engine.set_wall_clock(unix_now());
+            tally.seen(knocks.iter().chain(datagrams.iter().map(|d| &d.knock)));
             for k in &knocks {
                 tracing::trace!(
                     "knock {} -> {} {} flags {}",
@@ -309,17 +314,136 @@ pub fn run(
                         ),
                     }
                 }
-                Event::Refused { door, src, reason } => refusals.log(&door, src, &reason),
+                Event::Refused { door, src, reason } => {
+                    tally.refused(&door, Reason::of_refusal(&reason));
+                    refusals.log(&door, src, &reason)
+                }
                 Event::Failed { door, src, reason } => {
+                    tally.refused(&door, Reason::of_failure(&reason));
                     refusals.log_attempt(&door, src, &reason, Instant::now())
                 }
                 ev => log_event(ev),
             }
         }
+        reports.extend(tally.take_if_due(&doors, Instant::now()));
         if !reports.is_empty() {
             send(&mut out, &reports)?;
             reports.clear();
         }
+    }
+}
+
+/// What the worker counted for the metrics since its last [`Report::Tally`]: sent at most once
+/// per [`crate::metrics::MIN_INTERVAL`], only after a change, so an idle worker sends nothing.
+struct Tally {
+    /// Each door's ports, by the door's index.
+    ports: Vec<Vec<crate::config::Watched>>,
+    /// Door names to indexes (the engine's refusals name their door).
+    index: std::collections::HashMap<String, usize>,
+    seen: Vec<u64>,
+    refused: Vec<std::collections::BTreeMap<Reason, u64>>,
+    source: SourceCounts,
+    changed: bool,
+    /// When the last tally was sent (`None`: none yet, the first is due at once).
+    last: Option<Instant>,
+    made: Instant,
+}
+
+impl Tally {
+    fn new(config: &Config) -> Tally {
+        let n = config.doors.len();
+        let mut index = std::collections::HashMap::new();
+        for (i, d) in config.doors.iter().enumerate() {
+            index.entry(d.spec.name.clone()).or_insert(i);
+        }
+        Tally {
+            ports: config.doors.iter().map(|d| d.watched()).collect(),
+            index,
+            seen: vec![0; n],
+            refused: vec![Default::default(); n],
+            source: SourceCounts::default(),
+            changed: false,
+            last: None,
+            made: Instant::now(),
+        }
+    }
+
+    /// Counts each knock for every door one of whose ports it came to.
+    fn seen<'a>(&mut self, knocks: impl Iterator<Item = &'a Knock>) {
+        for k in knocks {
+            let service = k.service();
+            for (i, ports) in self.ports.iter().enumerate() {
+                if ports.iter().any(|w| w.contains(service)) {
+                    self.seen[i] += 1;
+                    self.changed = true;
+                }
+            }
+        }
+    }
+
+    fn refused(&mut self, door: &str, reason: Reason) {
+        if let Some(&i) = self.index.get(door) {
+            *self.refused[i].entry(reason).or_default() += 1;
+            self.changed = true;
+        }
+    }
+
+    fn source(&mut self, stats: nflog::RecvStats) {
+        let s = SourceCounts::from(stats);
+        if !s.is_zero() {
+            self.source.add(&s);
+            self.changed = true;
+        }
+    }
+
+    /// When the next tally is due: `None` when nothing changed.
+    fn due(&self) -> Option<Instant> {
+        self.changed.then(|| match self.last {
+            Some(last) => last + crate::metrics::MIN_INTERVAL,
+            None => self.made,
+        })
+    }
+
+    /// The tally, if one is due at `now`, with the counts since the last one, in as many
+    /// reports as keep each line well within the parent's bound (door names may be long); the
+    /// counts start again from zero.
+    fn take_if_due(&mut self, doors: &[DoorRef], now: Instant) -> Vec<Report> {
+        if self.due().is_none_or(|at| at > now) {
+            return Vec::new();
+        }
+        let mut reports = Vec::new();
+        let mut lines: Vec<DoorTally> = Vec::new();
+        let mut bytes = 0;
+        for (i, door) in doors.iter().enumerate() {
+            if self.seen[i] == 0 && self.refused[i].is_empty() {
+                continue;
+            }
+            // a name's bytes may each become six in JSON (\u0001), and the rest of a line is
+            // at most a few hundred bytes
+            let size = door.name.as_str().len() * 6 + 600;
+            if bytes + size > MAX_REPORT_BYTES / 2 && !lines.is_empty() {
+                reports.push(std::mem::take(&mut lines));
+                bytes = 0;
+            }
+            bytes += size;
+            lines.push(DoorTally {
+                door: door.clone(),
+                seen: std::mem::take(&mut self.seen[i]),
+                refused: std::mem::take(&mut self.refused[i]).into_iter().collect(),
+            });
+        }
+        reports.push(lines);
+        let mut source = std::mem::take(&mut self.source);
+        let reports = reports
+            .into_iter()
+            .map(|doors| Report::Tally {
+                doors,
+                source: std::mem::take(&mut source),
+            })
+            .collect();
+        self.changed = false;
+        self.last = Some(now);
+        reports
     }
 }
 
@@ -506,6 +630,114 @@ impl RefusalLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn knock_to(port: u16) -> Knock {
+        Knock {
+            src: "10.200.1.2".parse().expect("ip"),
+            dst: "10.200.1.1".parse().expect("ip"),
+            proto: knocker_engine::Proto::Tcp,
+            src_port: 40000,
+            dst_port: port,
+            tcp_flags: knocker_engine::TcpFlags::default(),
+        }
+    }
+
+    fn tally_config(names: [&str; 2]) -> Config {
+        crate::config::native::parse(
+            std::path::Path::new("k.toml"),
+            &format!(
+                "[door.{}]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nopen_for = 30\n\
+                 [door.{}]\nsequence = [\"7000\", \"9100\", \"8100\"]\nopen = [\"443\"]\nopen_for = 30\n",
+                names[0], names[1]
+            ),
+        )
+        .expect("config")
+    }
+
+    fn refs(config: &Config) -> Vec<DoorRef> {
+        config
+            .doors
+            .iter()
+            .enumerate()
+            .map(|(i, d)| DoorRef {
+                index: i as u32,
+                name: Name::new(d.spec.name.clone()).expect("name"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_tally_counts_each_doors_ports_and_goes_at_most_once_a_second() {
+        let config = tally_config(["ssh", "web"]);
+        let doors = refs(&config);
+        let mut t = Tally::new(&config);
+        let t0 = t.made;
+        assert!(
+            t.take_if_due(&doors, t0).is_empty(),
+            "nothing counted: nothing sent"
+        );
+        assert_eq!(t.due(), None, "an idle worker is not woken for tallies");
+        // 7000 is both doors' first knock, 9100 only web's, 8500 neither's
+        t.seen([knock_to(7000), knock_to(9100), knock_to(8500)].iter());
+        t.refused("web", Reason::WrongPort);
+        t.refused("no such door", Reason::Window);
+        let sent = t.take_if_due(&doors, t0);
+        let [Report::Tally { doors: lines, .. }] = &sent[..] else {
+            panic!("one tally: {sent:?}");
+        };
+        let by_name: Vec<String> = lines
+            .iter()
+            .map(|l| format!("{} {} {:?}", l.door.name, l.seen, l.refused))
+            .collect();
+        assert_eq!(by_name, ["ssh 1 []", "web 2 [(WrongPort, 1)]"]);
+        t.seen([knock_to(9000)].iter());
+        assert_eq!(
+            t.due(),
+            Some(t0 + crate::metrics::MIN_INTERVAL),
+            "the next waits out the second"
+        );
+        assert!(t
+            .take_if_due(&doors, t0 + Duration::from_millis(999))
+            .is_empty());
+        let sent = t.take_if_due(&doors, t0 + crate::metrics::MIN_INTERVAL);
+        assert!(
+            matches!(&sent[..], [Report::Tally { doors, .. }] if doors.len() == 1 && doors[0].seen == 1),
+            "counts since the last tally only: {sent:?}"
+        );
+    }
+
+    #[test]
+    fn a_tally_of_doors_with_long_names_is_split_into_lines_the_parent_takes() {
+        let long = ["a".repeat(4000), "b".repeat(4000)];
+        let mut config = tally_config(["x", "y"]);
+        for (d, n) in config.doors.iter_mut().zip(&long) {
+            d.spec.name = n.clone();
+        }
+        // as many doors as make one line too long for the parent
+        let one = config.doors[0].clone();
+        config.doors = (0..20).map(|_| one.clone()).collect();
+        let doors = refs(&config);
+        let mut t = Tally::new(&config);
+        for i in 0..20 {
+            t.seen[i] = 1;
+        }
+        t.changed = true;
+        let sent = t.take_if_due(&doors, t.made);
+        assert!(sent.len() > 1, "split");
+        let mut buf = Vec::new();
+        send(&mut buf, &sent).expect("send");
+        let mut back = Vec::new();
+        super::super::protocol::take_reports(&mut buf, &mut back)
+            .expect("every line within the bound");
+        let lines: usize = back
+            .iter()
+            .map(|r| match r {
+                Report::Tally { doors, .. } => doors.len(),
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(lines, 20, "no door lost");
+    }
 
     #[test]
     fn failed_attempts_are_limited_per_source_in_bounded_memory() {

@@ -203,6 +203,7 @@ pub fn load(
         server_key: PathBuf::from(crate::config::DEFAULT_SERVER_KEY),
         clients: PathBuf::from(crate::config::DEFAULT_CLIENTS),
         worker_user: None,
+        metrics_file: None,
         drop_knocks: true,
         source: crate::config::SourceSpec::Nflog,
         doors,

@@ -604,6 +604,7 @@ fn finish(
         clients: PathBuf::from(crate::config::DEFAULT_CLIENTS),
         worker_user: None,
         // knockd only watches packets: a knock port may be a live service's
+        metrics_file: None,
         drop_knocks: false,
         source: crate::config::SourceSpec::Nflog,
         doors,

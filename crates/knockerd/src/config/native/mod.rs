@@ -46,6 +46,7 @@ struct RawDaemon {
     protect: Vec<Spanned<String>>,
     interface: Option<Spanned<String>>,
     state_dir: Option<String>,
+    metrics_file: Option<Spanned<String>>,
     server_key: Option<Spanned<String>>,
     clients: Option<Spanned<String>>,
     worker_user: Option<Spanned<String>>,
@@ -350,6 +351,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
                 .clone()
                 .unwrap_or_else(|| DEFAULT_STATE_DIR.to_string()),
         ),
+        metrics_file: metrics_file(&cx, &daemon)?,
         server_key: server_key_path(&daemon),
         clients: clients_path(&daemon),
         worker_user: worker_user(&cx, &daemon)?,
@@ -359,6 +361,17 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
     };
     check_knock_ports(&cx, &config, &daemon)?;
     Ok(config)
+}
+
+/// `metrics_file`: an absolute path to a `.prom` file (node_exporter's textfile collector reads
+/// only those).
+fn metrics_file(cx: &Ctx<'_>, daemon: &RawDaemon) -> Result<Option<PathBuf>, ConfigError> {
+    let Some(m) = &daemon.metrics_file else {
+        return Ok(None);
+    };
+    crate::config::metrics_file(m.get_ref())
+        .map(Some)
+        .or_else(|e| cx.err(m.span(), e.to_string()))
 }
 
 /// `grant_mark` and `accept_mark`, which may not contain each other's bits.
@@ -1755,6 +1768,35 @@ stop_after = "2m"
         );
         let e = err_of(&format!("[source]\nkind = \"packet\"\nport = 1\n{door}"));
         assert!(e.starts_with("k.toml:3:"), "{e}");
+    }
+
+    #[test]
+    fn metrics_file_is_an_absolute_prom_file() {
+        let door = "[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nopen_for = 30\n";
+        let c = p(&format!(
+            "[daemon]\nmetrics_file = \"/var/lib/prometheus/node-exporter/knockerd.prom\"\n{door}"
+        ))
+        .expect("valid");
+        assert_eq!(
+            c.metrics_file.as_deref(),
+            Some(Path::new("/var/lib/prometheus/node-exporter/knockerd.prom"))
+        );
+        assert_eq!(
+            p(door).expect("valid").metrics_file,
+            None,
+            "none unless set"
+        );
+        for bad in ["\"knockerd.prom\"", "\"/var/lib/knockerd.txt\"", "\"/\""] {
+            let e = err_of(&format!("[daemon]\nmetrics_file = {bad}\n{door}"));
+            assert!(
+                e.starts_with("k.toml:2: metrics_file must be an absolute path"),
+                "{bad}: {e}"
+            );
+            assert!(
+                e.contains("e.g. \"/var/lib/prometheus/node-exporter/knockerd.prom\""),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -99,6 +99,12 @@ const DAEMON: Section = Section {
             about: "The ledger (used sequences and requests, pending stop commands), the pid file and the last reload's verdict. Mode 0700.",
         },
         Key {
+            name: "metrics_file",
+            value: "\"PATH\"",
+            default: "none",
+            about: "Also write the metrics (Prometheus text format: knocks seen, refusals by reason, grants, refreshes, expiries and stop commands per door; source overruns, worker restarts, table restores) to this file, for node_exporter's textfile collector: an absolute path ending in `.prom`, e.g. `/var/lib/prometheus/node-exporter/knockerd.prom`. Replaced atomically, only after a change and at most once a second. They are always in `STATE_DIR/metrics.prom` too (`knockerd status --metrics`).",
+        },
+        Key {
             name: "server_key",
             value: "\"PATH\"",
             default: "\"/etc/knocker/server.key\"",

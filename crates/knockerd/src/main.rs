@@ -338,7 +338,8 @@ enum Cmd {
         dry_run: bool,
     },
     /// Validate the configuration and print what the daemon will do; warn about other firewall
-    /// chains that would drop granted packets anyway, and about what may lock you out. Exits
+    /// chains that would drop granted packets anyway (naming ufw and firewalld, with the step
+    /// each needs), and about what may lock you out. Exits
     /// non-zero for whatever would stop the daemon from starting (no door, no worker user, no
     /// nft, an unreadable server key, no clients file for spa/syn doors, a log file others can
     /// write to)

@@ -732,10 +732,21 @@ pub fn drop_warnings(ruleset_json: &str, grant_mark: u32) -> Result<Vec<String>,
         let prio = chain["prio"].as_i64().unwrap_or(0);
         let what =
             format!("chain {family} {table} {name} (hook input, priority {prio}, policy drop)");
+        let in_table: Vec<&serde_json::Value> = rules
+            .iter()
+            .copied()
+            .filter(|r| r["family"] == family && r["table"] == table)
+            .collect();
+        let reached = reached_chains(&in_table, name);
+        let ufw = frontends::ufw_family(reached.iter().copied());
         if grant_mark == 0 {
+            let mark = crate::config::DEFAULT_GRANT_MARK;
+            let step = match ufw {
+                Some(v6) => frontends::ufw_step(v6, mark),
+                None => format!("add `{}` to that chain", mark_accept_rule(mark)),
+            };
             warnings.push(format!(
-                "{what} drops granted packets, and grant_mark = 0 gives it nothing to accept them by: set grant_mark in [daemon] and add `{}` to that chain",
-                mark_accept_rule(crate::config::DEFAULT_GRANT_MARK)
+                "{what} drops granted packets, and grant_mark = 0 gives it nothing to accept them by: set grant_mark = {mark:#010x} in [daemon] and {step}"
             ));
             continue;
         }
@@ -745,12 +756,6 @@ pub fn drop_warnings(ruleset_json: &str, grant_mark: u32) -> Result<Vec<String>,
             ));
             continue;
         }
-        let in_table: Vec<&serde_json::Value> = rules
-            .iter()
-            .copied()
-            .filter(|r| r["family"] == family && r["table"] == table)
-            .collect();
-        let reached = reached_chains(&in_table, name);
         let accepts_mark = in_table.iter().any(|r| {
             r["chain"].as_str().is_some_and(|c| reached.contains(&c))
                 && rule_accepts_mark(&r["expr"], grant_mark)
@@ -758,7 +763,7 @@ pub fn drop_warnings(ruleset_json: &str, grant_mark: u32) -> Result<Vec<String>,
         if accepts_mark {
             continue;
         }
-        match frontends::ufw_family(reached.iter().copied()) {
+        match ufw {
             Some(v6) => warnings.push(format!(
                 "{what} is ufw's and would drop granted packets: {}",
                 frontends::ufw_step(v6, grant_mark)
@@ -1178,6 +1183,12 @@ mod tests {
         assert!(drop_warnings(&ufw_json(mark_rule), DEFAULT)
             .expect("json")
             .is_empty());
+        let w = drop_warnings(&ufw_json(""), 0).expect("json");
+        assert!(
+            w[0].ends_with("set grant_mark = 0x4b4e0000 in [daemon] and add `-A ufw-before-input -m mark --mark 0x4b4e0000/0x4b4e0000 -j ACCEPT` to /etc/ufw/before.rules, on the line after `# End required lines`, then run `ufw reload`"),
+            "{}",
+            w[0]
+        );
         // a chain of the same name in another table is not reached
         let elsewhere = mark_rule.replace("\"family\": \"ip\"", "\"family\": \"ip6\"");
         assert_eq!(

@@ -113,7 +113,7 @@ pub fn findings(
     if !ufw.is_empty() {
         let steps: Vec<String> = ufw.iter().map(|v6| ufw_step(*v6, mark)).collect();
         out.push(Finding::Note(format!(
-            "front-end: ufw (its chains are in the live ruleset); for grants to pass its default deny, {}",
+            "front-end: ufw (its chains are in the live ruleset); the step for grants to pass its default deny (a warning below says where it is missing): {}",
             steps.join("; and ")
         )));
     } else if ufw_conf.is_some_and(ufw_enabled) {

@@ -24,6 +24,7 @@ macro_rules! out {
 use knockerd::config::knockd;
 use knockerd::config::loader::{self, ConfigFile};
 use knockerd::config::{self, fmt_duration, DEFAULT_CONFIG, TABLE};
+use knockerd::frontends;
 use knockerd::ruleset::{self, TableSpec, PRIORITY, SET4, SET6};
 
 #[derive(Parser)]
@@ -346,7 +347,8 @@ enum Cmd {
         dry_run: bool,
     },
     /// Validate the configuration and print what the daemon will do; warn about other firewall
-    /// chains that would drop granted packets anyway, and about what may lock you out. Exits
+    /// chains that would drop granted packets anyway (naming ufw and firewalld, with the step
+    /// each needs), and about what may lock you out. Exits
     /// non-zero for whatever would stop the daemon from starting (no door, no worker user, no
     /// nft, an unreadable server key, no clients file for spa/syn doors, a log file others can
     /// write to)
@@ -1055,8 +1057,17 @@ fn check(
     );
     match ruleset::nft(&["-j", "list", "ruleset"], None) {
         Ok(json) => {
-            let warnings =
+            let mut warnings =
                 ruleset::drop_warnings(&json, c.grant_mark).map_err(|e| e.to_string())?;
+            let parsed: serde_json::Value =
+                serde_json::from_str(&json).map_err(|e| e.to_string())?;
+            let ufw_conf = std::fs::read_to_string(frontends::UFW_CONF).ok();
+            for f in frontends::findings(&parsed, c.grant_mark, &protected, ufw_conf.as_deref()) {
+                match f {
+                    frontends::Finding::Note(n) => out!("{n}"),
+                    frontends::Finding::Warning(w) => warnings.push(w),
+                }
+            }
             if warnings.is_empty() {
                 out!("live ruleset: no other chain would drop granted packets");
             }

@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use knocker_engine::Service;
 
 use crate::config::{Config, TABLE};
+use crate::frontends::{self, items};
 
 pub const SET4: &str = "allow4";
 pub const SET6: &str = "allow6";
@@ -699,25 +700,18 @@ pub fn counted_grants_of(json: &str) -> Result<Vec<LiveGrant>, NftError> {
     Ok(out)
 }
 
-fn items<'a>(
-    v: &'a serde_json::Value,
-    kind: &'a str,
-) -> impl Iterator<Item = &'a serde_json::Value> + 'a {
-    v["nftables"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(move |o| o.get(kind))
-}
-
 /// Looks at the whole live ruleset (`nft -j list ruleset`) for chains outside knockerd's table
 /// that would drop a granted packet anyway, and says how to fix each.
 ///
 /// The analysis is deliberately simple and errs towards warning: a base chain on the input hook
 /// (families ip, ip6, inet) whose policy is drop and which has no rule matching the grant mark
 /// with an accept verdict drops granted packets; so does such a chain that runs before
-/// knockerd's (lower priority), because the mark is not set yet. Rules of iptables-legacy are
-/// invisible to nft and not checked.
+/// knockerd's (lower priority), because the mark is not set yet. The mark rule counts in the
+/// chain itself or in any chain of its table it reaches through `jump` and `goto` (ufw's
+/// `INPUT` reaches `ufw-before-input`, where ufw's before.rules put it); a chain that is ufw's
+/// gets ufw's step ([`frontends::ufw_step`]) rather than a line to add by hand, which ufw
+/// would remove at its next reload. Rules of iptables-legacy are invisible to nft and not
+/// checked.
 pub fn drop_warnings(ruleset_json: &str, grant_mark: u32) -> Result<Vec<String>, NftError> {
     let v: serde_json::Value = serde_json::from_str(ruleset_json).map_err(NftError::Json)?;
     let rules: Vec<&serde_json::Value> = items(&v, "rule").collect();
@@ -738,10 +732,21 @@ pub fn drop_warnings(ruleset_json: &str, grant_mark: u32) -> Result<Vec<String>,
         let prio = chain["prio"].as_i64().unwrap_or(0);
         let what =
             format!("chain {family} {table} {name} (hook input, priority {prio}, policy drop)");
+        let in_table: Vec<&serde_json::Value> = rules
+            .iter()
+            .copied()
+            .filter(|r| r["family"] == family && r["table"] == table)
+            .collect();
+        let reached = reached_chains(&in_table, name);
+        let ufw = frontends::ufw_family(reached.iter().copied());
         if grant_mark == 0 {
+            let mark = crate::config::DEFAULT_GRANT_MARK;
+            let step = match ufw {
+                Some(v6) => frontends::ufw_step(v6, mark),
+                None => format!("add `{}` to that chain", mark_accept_rule(mark)),
+            };
             warnings.push(format!(
-                "{what} drops granted packets, and grant_mark = 0 gives it nothing to accept them by: set grant_mark in [daemon] and add `{}` to that chain",
-                mark_accept_rule(crate::config::DEFAULT_GRANT_MARK)
+                "{what} drops granted packets, and grant_mark = 0 gives it nothing to accept them by: set grant_mark = {mark:#010x} in [daemon] and {step}"
             ));
             continue;
         }
@@ -751,20 +756,47 @@ pub fn drop_warnings(ruleset_json: &str, grant_mark: u32) -> Result<Vec<String>,
             ));
             continue;
         }
-        let accepts_mark = rules.iter().any(|r| {
-            r["family"] == family
-                && r["table"] == table
-                && r["chain"] == name
+        let accepts_mark = in_table.iter().any(|r| {
+            r["chain"].as_str().is_some_and(|c| reached.contains(&c))
                 && rule_accepts_mark(&r["expr"], grant_mark)
         });
-        if !accepts_mark {
-            warnings.push(format!(
+        if accepts_mark {
+            continue;
+        }
+        match ufw {
+            Some(v6) => warnings.push(format!(
+                "{what} is ufw's and would drop granted packets: {}",
+                frontends::ufw_step(v6, grant_mark)
+            )),
+            None => warnings.push(format!(
                 "{what} would drop granted packets: add `{}` to it, before its drop rules (iptables: -A INPUT -m mark --mark {grant_mark:#x}/{grant_mark:#x} -j ACCEPT)",
                 mark_accept_rule(grant_mark)
-            ));
+            )),
         }
     }
     Ok(warnings)
+}
+
+/// The chains a packet can go through from `start`: itself and, transitively, those its rules
+/// (`rules`, all of one table) `jump` or `goto` to. Loops in hostile input end: each chain is
+/// visited once.
+fn reached_chains<'a>(rules: &[&'a serde_json::Value], start: &'a str) -> Vec<&'a str> {
+    let mut reached = vec![start];
+    let mut i = 0;
+    while let Some(chain) = reached.get(i).copied() {
+        i += 1;
+        for r in rules.iter().filter(|r| r["chain"] == chain) {
+            for e in r["expr"].as_array().into_iter().flatten() {
+                let target = ["jump", "goto"]
+                    .iter()
+                    .find_map(|k| e[*k]["target"].as_str());
+                if let Some(t) = target.filter(|t| !reached.contains(t)) {
+                    reached.push(t);
+                }
+            }
+        }
+    }
+    reached
 }
 
 /// Whether a rule's expressions test the packet mark for our bits and accept.
@@ -1123,5 +1155,47 @@ mod tests {
         assert!(drop_warnings(&accept_policy, DEFAULT)
             .expect("json")
             .is_empty());
+    }
+
+    /// ufw's IPv4 chains as iptables-nft shows them to `nft -j list ruleset` (Debian bookworm):
+    /// `INPUT` (policy drop) jumps to `ufw-before-input`, where before.rules put their lines.
+    fn ufw_json(before_rules: &str) -> String {
+        format!(
+            r#"{{"nftables": [{{"chain": {{"family": "ip", "table": "filter", "name": "INPUT", "handle": 19, "type": "filter", "hook": "input", "prio": 0, "policy": "drop"}}}},
+            {{"chain": {{"family": "ip", "table": "filter", "name": "ufw-before-input", "handle": 4}}}},
+            {{"chain": {{"family": "ip", "table": "filter", "name": "ufw-not-local", "handle": 5}}}},
+            {{"rule": {{"family": "ip", "table": "filter", "chain": "INPUT", "handle": 20, "expr": [{{"counter": {{"packets": 0, "bytes": 0}}}}, {{"jump": {{"target": "ufw-before-input"}}}}]}}}},
+            {{"rule": {{"family": "ip", "table": "filter", "chain": "ufw-before-input", "handle": 21, "expr": [{{"goto": {{"target": "ufw-not-local"}}}}]}}}},
+            {{"rule": {{"family": "ip", "table": "filter", "chain": "ufw-not-local", "handle": 22, "expr": [{{"jump": {{"target": "ufw-before-input"}}}}]}}}}
+            {before_rules}]}}"#
+        )
+    }
+
+    #[test]
+    fn a_mark_rule_in_a_chain_jumped_to_counts_and_ufw_gets_its_own_step() {
+        let w = drop_warnings(&ufw_json(""), DEFAULT).expect("json");
+        assert_eq!(
+            w,
+            ["chain ip filter INPUT (hook input, priority 0, policy drop) is ufw's and would drop granted packets: add `-A ufw-before-input -m mark --mark 0x4b4e0000/0x4b4e0000 -j ACCEPT` to /etc/ufw/before.rules, on the line after `# End required lines`, then run `ufw reload`"]
+        );
+        // the line from before.rules, as iptables-nft loads it; reached through a jump, past a loop
+        let mark_rule = r#", {"rule": {"family": "ip", "table": "filter", "chain": "ufw-not-local", "handle": 23, "expr": [{"match": {"op": "==", "left": {"&": [{"meta": {"key": "mark"}}, 1263403008]}, "right": 1263403008}}, {"counter": {"packets": 0, "bytes": 0}}, {"accept": null}]}}"#;
+        assert!(drop_warnings(&ufw_json(mark_rule), DEFAULT)
+            .expect("json")
+            .is_empty());
+        let w = drop_warnings(&ufw_json(""), 0).expect("json");
+        assert!(
+            w[0].ends_with("set grant_mark = 0x4b4e0000 in [daemon] and add `-A ufw-before-input -m mark --mark 0x4b4e0000/0x4b4e0000 -j ACCEPT` to /etc/ufw/before.rules, on the line after `# End required lines`, then run `ufw reload`"),
+            "{}",
+            w[0]
+        );
+        // a chain of the same name in another table is not reached
+        let elsewhere = mark_rule.replace("\"family\": \"ip\"", "\"family\": \"ip6\"");
+        assert_eq!(
+            drop_warnings(&ufw_json(&elsewhere), DEFAULT)
+                .expect("json")
+                .len(),
+            1
+        );
     }
 }

@@ -428,24 +428,7 @@ fn default_drop_ruleset_needs_the_mark_line_and_check_says_so() {
         .enter(move || knockerd::ruleset::nft(&["-f", "-"], Some(admin)))
         .expect("enter")
         .expect("admin ruleset");
-    let check = |w: &World| {
-        let out = w
-            .lab
-            .server
-            .command(env!("CARGO_BIN_EXE_knockerd"))
-            .arg("check")
-            .arg("--config")
-            .arg(&w.daemon.config)
-            .output()
-            .expect("check");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let out = check(&w);
+    let out = w.check();
     assert!(
         out.contains("warning: chain inet filter input")
             && out.contains("meta mark & 0x4b4e0000 == 0x4b4e0000 accept"),
@@ -478,7 +461,7 @@ fn default_drop_ruleset_needs_the_mark_line_and_check_says_so() {
             ],
         )
         .expect("add the mark line");
-    let out = check(&w);
+    let out = w.check();
     assert!(!out.contains("warning: chain"), "{out}");
     assert!(
         out.contains("no other chain would drop granted packets"),

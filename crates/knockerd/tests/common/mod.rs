@@ -360,6 +360,26 @@ impl World {
         }
     }
 
+    /// `knockerd check` on the daemon's configuration, in the server namespace (where it
+    /// inspects the live ruleset): its output, after asserting that it succeeded.
+    pub fn check(&self) -> String {
+        let out = self
+            .lab
+            .server
+            .command(env!("CARGO_BIN_EXE_knockerd"))
+            .arg("check")
+            .arg("--config")
+            .arg(&self.daemon.config)
+            .output()
+            .expect("check");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// The lab's ledger directory (see [`state_dir`]).
     pub fn state_dir(&self) -> PathBuf {
         state_dir(&self.lab)

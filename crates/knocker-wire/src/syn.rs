@@ -3,30 +3,49 @@
 //!
 //! A Linux SYN already has about 84 bits an observer cannot predict: the initial sequence number
 //! (a keyed hash), the TCP timestamp (a keyed per-connection offset), and the IPv4 ID (random per
-//! connection) or the IPv6 flow label (a hash). The client fills exactly those bits with an HMAC
-//! over the time step and the connection's addresses and ports, and everything else (options and
-//! their order, window, window scale, TTL, DF) with what its own kernel would send, so the knock
-//! is one ordinary connection attempt among others: nothing on the wire marks it.
+//! connection) or the IPv6 flow label (a hash). The client fills exactly those bits with keyed
+//! values: a short hint that tells the server which client's key to try, and an HMAC over the
+//! time step, the hint's index and the connection's addresses and ports. Everything else
+//! (options and their order, window, window scale, TTL, DF) is what its own kernel would send,
+//! so the knock is one ordinary connection attempt among others: nothing on the wire marks it.
 //!
-//! # The authenticator (version 1), for anyone writing another client
+//! # The authenticator (version 2), for anyone writing another client
 //!
 //! ```text
-//! H = HMAC-SHA256(syn key,  "knocker syn v1"               14 bytes, ASCII
-//!                        || step                           8 bytes, big-endian (unix time / 30)
-//!                        || source address                 16 bytes, IPv4 as ::ffff:a.b.c.d
-//!                        || destination address            16 bytes, likewise
-//!                        || destination port               2 bytes, big-endian
-//!                        || source port)                   2 bytes, big-endian
-//! sequence number = H[0..4]     TSval = H[4..8]
-//! IPv4 ID         = H[8..10]    IPv6 flow label = H[8..11] & 0xFFFFF
-//! slot            = H[11] & 0x0F   (which service of the door's `open` list)
+//! step = unix time / 30, rounded down                      (hashed as 8 bytes, big-endian)
+//! j    = 0, 1, 2 or 3, drawn at random for each SYN        (hashed as 1 byte)
+//!
+//! hint = HMAC-SHA256(syn key,  "knocker syn hint v2"       19 bytes, ASCII
+//!                           || step                        8 bytes
+//!                           || j)[0..2]                    1 byte; hint is 16 bits, big-endian
+//!
+//! H    = HMAC-SHA256(syn key,  "knocker syn v2"            14 bytes, ASCII
+//!                           || step                        8 bytes
+//!                           || source address              16 bytes, IPv4 as ::ffff:a.b.c.d
+//!                           || destination address         16 bytes, likewise
+//!                           || destination port            2 bytes, big-endian
+//!                           || source port                 2 bytes, big-endian
+//!                           || j)                          1 byte
+//!
+//! sequence number = H[0..4]          TSval = H[4..8]            (big-endian, as on the wire)
+//! IPv4 ID         = hint             IPv6 flow label = (H[8] >> 4) << 16 | hint
+//! slot            = H[8] & 0x0F      (which service of the door's `open` list)
 //! ```
 //!
-//! The server recomputes H for the packet's addresses and ports and compares the 80 (IPv4) or
-//! 84 (IPv6) bits in constant time; the slot is not compared (it is the message), so the client
-//! tries source ports until H names the slot it wants ([`choose`]). A packet is IPv4 only if
-//! both its addresses are; [`build`] writes any other pair as IPv6 (an IPv4 address mapped),
-//! which [`parse`] never accepts, since no stack puts mapped addresses on the wire.
+//! The client draws `j` uniformly from 0 to 3, over IPv4 never one whose hint is 0 (a raw
+//! socket replaces an ID of 0 with a random one); then it tries source ports until H names the
+//! slot it wants ([`choose`]). A packet is IPv4 only if both its addresses are; [`build`] writes
+//! any other pair as IPv6 (an IPv4 address mapped), which [`parse`] never accepts, since no stack
+//! puts mapped addresses on the wire.
+//!
+//! The server knows every enrolled client's hints for the time steps it accepts (the previous,
+//! the current and the next): [`HintTable`] indexes them by value, so a SYN's ID or flow label
+//! names the few (client, step, j) whose hint it carries: on average `3 × 4 × clients / 65536`
+//! besides the right one. For each it recomputes H and compares the packet's sequence number,
+//! TSval and ID or flow label with it in constant time (64 bits of H over IPv4, 68 over IPv6, and
+//! the hint); the slot is not compared (it is the message). So a SYN costs one table lookup and
+//! that many HMACs, under two with 10 000 clients; the table costs `4 × clients` hint HMACs when
+//! the step changes. [`verify`] is the same check for one key.
 //!
 //! Replays inside the accepted steps are the server's business: [`replay_id`] names a packet
 //! by its authenticated fields, so the server accepts each one once.
@@ -34,6 +53,8 @@
 //! What the SYN's shape does not cover: a sender with `tcp_timestamps`, `tcp_sack` or
 //! `tcp_window_scaling` turned off, or `tcp_ecn = 1`, sends SYNs without those options (or with
 //! ECE|CWR); a stealth SYN always has them (the timestamp carries 32 bits of the authenticator).
+//! Two SYNs of one client in one time step carry the same IPv4 ID (or the same 16 bits of flow
+//! label) with probability 1/4, where Linux's IDs repeat with probability 1/65536 (SECURITY.md).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::RangeInclusive;
@@ -61,13 +82,19 @@ pub const SRC_PORTS: RangeInclusive<u16> = 32768..=60999;
 /// most 16 services.
 pub const MAX_SLOT: u8 = 0x0F;
 
+/// How many hints a client has per time step: the `j` of the module docs runs from 0 to
+/// `HINTS - 1`.
+pub const HINTS: u8 = 4;
+
 /// How many draws [`choose`] makes before giving up. A draw names a port with probability 0.86
-/// (rejection sampling keeps the ports equally likely), which carries the wanted slot with
-/// probability 1/16 (a little less for IPv4, whose ID must not be 0): all 1024 fail with
-/// probability about 10^-25.
+/// (rejection sampling keeps the ports equally likely) and a `j` whose hint can be sent (always
+/// over IPv6; over IPv4 unless the hint is 0, a chance of 1 in 16384 per step that one of the four
+/// is), which carries the wanted slot with probability 1/16: all 1024 fail with probability
+/// about 10^-25.
 pub const MAX_TRIES: u32 = 1024;
 
-const LABEL: &[u8; 14] = b"knocker syn v1";
+const LABEL: &[u8; 14] = b"knocker syn v2";
+const HINT_LABEL: &[u8; 19] = b"knocker syn hint v2";
 const REPLAY_LABEL: &[u8; 21] = b"knocker syn replay v1";
 
 /// Length of the IPv4 header [`build`] writes (no options).
@@ -127,7 +154,26 @@ fn v6(addr: IpAddr) -> Ipv6Addr {
     }
 }
 
-/// The authenticated values for a SYN from `src:src_port` to `dst:dst_port` in `step`.
+/// A keyed HMAC-SHA256, ready for the message.
+fn mac(key: &SynKey) -> hmac::Hmac<Sha256> {
+    // HMAC takes keys of any length: this cannot fail.
+    <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key.bytes())
+        .expect("HMAC accepts any key length")
+}
+
+/// Hint `j` of `key` in `step` (module docs): what a SYN carries in its IPv4 ID or in the low 16
+/// bits of its IPv6 flow label, so the server knows whose key to try.
+pub fn hint(key: &SynKey, step: u64, j: u8) -> u16 {
+    let mut mac = mac(key);
+    mac.update(HINT_LABEL);
+    mac.update(&step.to_be_bytes());
+    mac.update(&[j]);
+    let h = mac.finalize().into_bytes();
+    u16::from_be_bytes([h[0], h[1]])
+}
+
+/// The authenticated values for a SYN from `src:src_port` to `dst:dst_port` in `step`, with
+/// hint `j`.
 pub fn marks(
     key: &SynKey,
     step: u64,
@@ -135,47 +181,87 @@ pub fn marks(
     dst: IpAddr,
     dst_port: u16,
     src_port: u16,
+    j: u8,
 ) -> Marks {
-    // HMAC takes keys of any length: this cannot fail.
-    let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key.bytes())
-        .expect("HMAC accepts any key length");
-    mac.update(LABEL);
-    mac.update(&step.to_be_bytes());
-    mac.update(&octets16(src));
-    mac.update(&octets16(dst));
-    mac.update(&dst_port.to_be_bytes());
-    mac.update(&src_port.to_be_bytes());
-    let h = mac.finalize().into_bytes();
-    let id = if both_v4(src, dst).is_some() {
-        u32::from(u16::from_be_bytes([h[8], h[9]]))
-    } else {
-        u32::from_be_bytes([0, h[8], h[9], h[10]]) & 0xF_FFFF
+    let flow = Flow {
+        src,
+        dst,
+        dst_port,
+        src_port,
     };
-    Marks {
-        seq: u32::from_be_bytes([h[0], h[1], h[2], h[3]]),
-        tsval: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
-        id,
-        slot: h[11] & MAX_SLOT,
+    marks_from(&tag(key, step, &flow, j), hint(key, step, j), flow.v4())
+}
+
+/// What H covers of a connection: both addresses and both ports.
+struct Flow {
+    src: IpAddr,
+    dst: IpAddr,
+    dst_port: u16,
+    src_port: u16,
+}
+
+impl Flow {
+    fn of(seen: &Observed) -> Flow {
+        Flow {
+            src: seen.src,
+            dst: seen.dst,
+            dst_port: seen.dst_port,
+            src_port: seen.src_port,
+        }
+    }
+
+    fn v4(&self) -> bool {
+        both_v4(self.src, self.dst).is_some()
     }
 }
 
-/// Why no source port could be chosen.
+/// H of the module docs.
+fn tag(key: &SynKey, step: u64, flow: &Flow, j: u8) -> [u8; 32] {
+    let mut mac = mac(key);
+    mac.update(LABEL);
+    mac.update(&step.to_be_bytes());
+    mac.update(&octets16(flow.src));
+    mac.update(&octets16(flow.dst));
+    mac.update(&flow.dst_port.to_be_bytes());
+    mac.update(&flow.src_port.to_be_bytes());
+    mac.update(&[j]);
+    mac.finalize().into_bytes().into()
+}
+
+/// The marks made of H and the hint (computed once by whoever already has it).
+fn marks_from(h: &[u8; 32], hint: u16, v4: bool) -> Marks {
+    let hint = u32::from(hint);
+    Marks {
+        seq: u32::from_be_bytes([h[0], h[1], h[2], h[3]]),
+        tsval: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+        id: if v4 {
+            hint
+        } else {
+            u32::from(h[8] >> 4) << 16 | hint
+        },
+        slot: h[8] & MAX_SLOT,
+    }
+}
+
+/// Why no source port could be chosen, or no table made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SynError {
     #[error("a stealth SYN names a slot from 0 to {MAX_SLOT} (a syn door opens at most 16 services), not {0}")]
     Slot(u8),
     #[error("no source port carried slot {0} after {MAX_TRIES} tries")]
     Exhausted(u8),
+    #[error("a syn door takes at most {MAX_KEYS} clients, not {0}")]
+    TooManyKeys(usize),
     #[error(transparent)]
     Key(#[from] KeyError),
 }
 
-/// Client: picks a random even source port in [`SRC_PORTS`] whose marks carry `slot`, and
-/// returns it with its marks.
+/// Client: draws a hint index `j` and an even source port in [`SRC_PORTS`] at random until their
+/// marks carry `slot`, and returns the port with its marks.
 ///
 /// Even, because Linux's `connect()` tries ports of the range's low parity first (odd ones are
-/// for `bind(0)`): an odd source port would set the SYN apart. For IPv4 a port whose ID would be
-/// 0 is skipped too: a raw socket fills a zero ID in with a random one.
+/// for `bind(0)`): an odd source port would set the SYN apart. For IPv4 a `j` whose hint is 0
+/// is never drawn: a raw socket fills a zero ID in with a random one.
 pub fn choose(
     key: &SynKey,
     step: u64,
@@ -192,7 +278,9 @@ pub fn choose(
     // Draws at or above the largest multiple of `count` would favour low ports: rejected.
     let limit = 65536 - 65536 % count;
     let v4 = both_v4(src, dst).is_some();
-    let mut buf = [0u8; 64];
+    let hints: [u16; HINTS as usize] = core::array::from_fn(|j| hint(key, step, j as u8));
+    // Three random bytes a draw: two for the port, one for j (HINTS divides 256: no bias).
+    let mut buf = [0u8; 63];
     let mut at = buf.len();
     for _ in 0..MAX_TRIES {
         if at == buf.len() {
@@ -200,14 +288,21 @@ pub fn choose(
             at = 0;
         }
         let x = u32::from(u16::from_be_bytes([buf[at], buf[at + 1]]));
-        at += 2;
-        if x >= limit {
+        let j = buf[at + 2] % HINTS;
+        at += 3;
+        if x >= limit || (v4 && hints[usize::from(j)] == 0) {
             continue;
         }
         // low + 2 * (count - 1) = 60998 fits in a u16.
         let port = (low + 2 * (x % count)) as u16;
-        let m = marks(key, step, src, dst, dst_port, port);
-        if m.slot == slot && !(v4 && m.id == 0) {
+        let flow = Flow {
+            src,
+            dst,
+            dst_port,
+            src_port: port,
+        };
+        let m = marks_from(&tag(key, step, &flow, j), hints[usize::from(j)], v4);
+        if m.slot == slot {
             return Ok((port, m));
         }
     }
@@ -530,11 +625,12 @@ fn parse_tcp(seg: &[u8], src: IpAddr, dst: IpAddr, id: u32) -> Option<Observed> 
     })
 }
 
-/// Server: whether `seen` carries the marks of `key` for `step` (this step only: the caller
-/// tries the steps it accepts). Returns the slot it asks for. The 80 or 84 authenticated bits are
-/// compared in constant time.
-pub fn verify(key: &SynKey, step: u64, seen: &Observed) -> Option<u8> {
-    let want = marks(key, step, seen.src, seen.dst, seen.dst_port, seen.src_port);
+/// Whether `seen` carries the marks of `key` for `step` with hint `j`, whose value the caller
+/// knows is `hint`: the slot it asks for. The 64 (IPv4) or 68 (IPv6) bits of H, and the hint,
+/// are compared in constant time. One HMAC.
+fn check(key: &SynKey, step: u64, j: u8, hint: u16, seen: &Observed) -> Option<u8> {
+    let flow = Flow::of(seen);
+    let want = marks_from(&tag(key, step, &flow, j), hint, flow.v4());
     let mut expected = [0u8; 12];
     expected[0..4].copy_from_slice(&want.seq.to_be_bytes());
     expected[4..8].copy_from_slice(&want.tsval.to_be_bytes());
@@ -543,10 +639,184 @@ pub fn verify(key: &SynKey, step: u64, seen: &Observed) -> Option<u8> {
     got[0..4].copy_from_slice(&seen.seq.to_be_bytes());
     got[4..8].copy_from_slice(&seen.tsval.to_be_bytes());
     got[8..12].copy_from_slice(&seen.id.to_be_bytes());
-    if bool::from(expected.ct_eq(&got)) {
-        Some(want.slot)
-    } else {
+    bool::from(expected.ct_eq(&got)).then_some(want.slot)
+}
+
+/// The hint a SYN carries: its IPv4 ID, or the low 16 bits of its IPv6 flow label.
+fn carried_hint(seen: &Observed) -> u16 {
+    (seen.id & 0xFFFF) as u16
+}
+
+/// Server, one key: whether `seen` carries the marks of `key` for `step` (this step only: the
+/// caller tries the steps it accepts). Returns the slot it asks for. Costs the key's 4 hint
+/// HMACs, and one more for a hint that matches; a server with many clients uses [`HintTable`].
+pub fn verify(key: &SynKey, step: u64, seen: &Observed) -> Option<u8> {
+    let carried = carried_hint(seen);
+    (0..HINTS)
+        .filter(|&j| bool::from(hint(key, step, j).ct_eq(&carried)))
+        .find_map(|j| check(key, step, j, carried, seen))
+}
+
+/// The most clients a [`HintTable`] takes: every (client, j) is numbered in 32 bits.
+pub const MAX_KEYS: usize = (u32::MAX / HINTS as u32) as usize;
+
+/// The server's index of its clients' hints: for each accepted time step, which (client, j)
+/// have which hint, so that a SYN is checked against the few keys its hint names and not
+/// against every enrolled one (module docs).
+///
+/// Memory: per accepted step, 65 537 offsets and one entry per (client, j), 4 bytes each: with
+/// a skew of 1 step (3 steps), `3 × (256 KiB + 16 × clients)` bytes, 5.5 MiB for 100 000 clients.
+/// Bounded by the configuration, never by what arrives.
+pub struct HintTable {
+    keys: Vec<SynKey>,
+    skew: u64,
+    /// One index per accepted step, in order of step; at most `2 × skew + 1`.
+    steps: Vec<StepHints>,
+}
+
+/// One step's hints, grouped by value: the entries whose hint is `h` are
+/// `entries[starts[h]..starts[h + 1]]`, each `client × HINTS + j`.
+struct StepHints {
+    step: u64,
+    starts: Box<[u32]>,
+    entries: Box<[u32]>,
+}
+
+impl StepHints {
+    fn build(keys: &[SynKey], step: u64) -> StepHints {
+        let hints: Vec<u16> = keys
+            .iter()
+            .flat_map(|key| (0..HINTS).map(move |j| hint(key, step, j)))
+            .collect();
+        // A counting sort by hint: counts, their running sum, then each entry in its place.
+        let mut starts = vec![0u32; 65537];
+        for &h in &hints {
+            starts[usize::from(h) + 1] += 1;
+        }
+        for i in 1..starts.len() {
+            starts[i] += starts[i - 1];
+        }
+        let mut next = starts.clone();
+        let mut entries = vec![0u32; hints.len()];
+        // At most MAX_KEYS × HINTS entries (HintTable::new): every index fits a u32.
+        for (e, &h) in hints.iter().enumerate() {
+            let at = &mut next[usize::from(h)];
+            entries[*at as usize] = e as u32;
+            *at += 1;
+        }
+        StepHints {
+            step,
+            starts: starts.into_boxed_slice(),
+            entries: entries.into_boxed_slice(),
+        }
+    }
+
+    /// The (client, j) whose hint in this step is `h`.
+    fn candidates(&self, h: u16) -> impl Iterator<Item = (usize, u8)> + '_ {
+        let from = self.starts.get(usize::from(h)).copied().unwrap_or(0) as usize;
+        let to = self.starts.get(usize::from(h) + 1).copied().unwrap_or(0) as usize;
+        self.entries
+            .get(from..to)
+            .unwrap_or_default()
+            .iter()
+            .map(|&e| {
+                (
+                    (e / u32::from(HINTS)) as usize,
+                    (e % u32::from(HINTS)) as u8,
+                )
+            })
+    }
+}
+
+/// Who sent a SYN, as [`HintTable::find`] tells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Found {
+    /// The client's index in the keys the table was made with.
+    pub client: usize,
+    /// The time step the SYN was made for.
+    pub step: u64,
+    /// The slot it asks for.
+    pub slot: u8,
+}
+
+impl HintTable {
+    /// A table for these clients' keys, accepting SYNs made up to `skew` steps either side of
+    /// the server's. Nothing is computed until the first [`HintTable::advance`] or
+    /// [`HintTable::find`].
+    pub fn new(keys: Vec<SynKey>, skew: u8) -> Result<HintTable, SynError> {
+        if keys.len() > MAX_KEYS {
+            return Err(SynError::TooManyKeys(keys.len()));
+        }
+        Ok(HintTable {
+            keys,
+            skew: u64::from(skew),
+            steps: Vec::new(),
+        })
+    }
+
+    /// How many clients' keys the table holds.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The steps accepted when the server's is `now`.
+    fn accepted(&self, now: u64) -> RangeInclusive<u64> {
+        now.saturating_sub(self.skew)..=now.saturating_add(self.skew)
+    }
+
+    /// Makes the table ready for SYNs at the server's step `now`: drops the steps no longer
+    /// accepted and computes the hints of those newly accepted (when the step moves on by one,
+    /// only the next step's, `4 × clients` HMACs). Nothing to do if `now` has not changed.
+    pub fn advance(&mut self, now: u64) {
+        let accepted = self.accepted(now);
+        if self.keys.is_empty()
+            || (self.steps.first().map(|s| s.step) == Some(*accepted.start())
+                && self.steps.last().map(|s| s.step) == Some(*accepted.end()))
+        {
+            return;
+        }
+        // Dropped before the new ones are made: at most 2 × skew + 1 are held at any time.
+        self.steps.retain(|s| accepted.contains(&s.step));
+        for step in accepted {
+            if let Err(at) = self.steps.binary_search_by_key(&step, |s| s.step) {
+                self.steps.insert(at, StepHints::build(&self.keys, step));
+            }
+        }
+    }
+
+    /// Server: which client sent `seen`, in one of the steps accepted at `now`, and which slot
+    /// it asks for; `None` if no one's marks are on it. Checks only the (client, step, j) whose
+    /// hint the SYN carries, each with one HMAC compared in constant time.
+    pub fn find(&mut self, now: u64, seen: &Observed) -> Option<Found> {
+        self.advance(now);
+        let carried = carried_hint(seen);
+        for hints in &self.steps {
+            for (client, j) in hints.candidates(carried) {
+                let Some(key) = self.keys.get(client) else {
+                    continue;
+                };
+                // The entry sits under the hint the SYN carries: that is its hint.
+                if let Some(slot) = check(key, hints.step, j, carried, seen) {
+                    return Some(Found {
+                        client,
+                        step: hints.step,
+                        slot,
+                    });
+                }
+            }
+        }
         None
+    }
+
+    /// How many (client, step, j) a SYN carrying `hint` would be checked against at `now`: the
+    /// cost [`HintTable::find`] pays, in HMACs.
+    pub fn candidates(&mut self, now: u64, hint: u16) -> usize {
+        self.advance(now);
+        self.steps.iter().map(|s| s.candidates(hint).count()).sum()
     }
 }
 
@@ -704,7 +974,7 @@ mod tests {
         assert_eq!(choose(&key(1), 0, a, a, 22, 16), Err(SynError::Slot(16)));
         for slot in 0..=MAX_SLOT {
             let (port, m) = choose(&key(1), 0, a, a, 22, slot).expect("choose");
-            assert_eq!(marks(&key(1), 0, a, a, 22, port), m);
+            assert!((0..HINTS).any(|j| marks(&key(1), 0, a, a, 22, port, j) == m));
             assert!(m.id <= 0xF_FFFF);
         }
     }
@@ -713,7 +983,7 @@ mod tests {
     fn parse_refuses_what_is_not_a_syn() {
         let src: IpAddr = "10.0.0.1".parse().expect("addr");
         let dst: IpAddr = "10.0.0.2".parse().expect("addr");
-        let m = marks(&key(1), 5, src, dst, 22, 40000);
+        let m = marks(&key(1), 5, src, dst, 22, 40000, 1);
         let good = build(src, dst, 40000, 22, &m, &linux_shape(false, 1500));
         assert!(parse(&good).is_some());
         // Every truncation.
@@ -760,7 +1030,7 @@ mod tests {
     fn ipv6_extension_headers_are_walked() {
         let src: IpAddr = "fd00::1".parse().expect("addr");
         let dst: IpAddr = "fd00::2".parse().expect("addr");
-        let m = marks(&key(1), 5, src, dst, 22, 40000);
+        let m = marks(&key(1), 5, src, dst, 22, 40000, 1);
         let plain = build(src, dst, 40000, 22, &m, &linux_shape(true, 1500));
         // Insert a destination-options header (8 bytes, PadN).
         let mut p = plain[..40].to_vec();
@@ -782,7 +1052,7 @@ mod tests {
     fn replay_ids_name_packets() {
         let src: IpAddr = "10.0.0.1".parse().expect("addr");
         let dst: IpAddr = "10.0.0.2".parse().expect("addr");
-        let m = marks(&key(1), 5, src, dst, 22, 40000);
+        let m = marks(&key(1), 5, src, dst, 22, 40000, 1);
         let seen =
             parse(&build(src, dst, 40000, 22, &m, &linux_shape(false, 1500))).expect("parses");
         assert_eq!(replay_id(&seen), replay_id(&seen.clone()));
@@ -801,29 +1071,42 @@ mod tests {
         );
     }
 
-    /// Pins the derivation (module docs) so another client can check itself against it.
+    /// Pins the derivation (module docs) so another client can check itself against it: the
+    /// messages written out byte by byte, apart from the code under test.
     #[test]
     fn derivation_vector() {
         let k = SynKey::from_bytes(core::array::from_fn(|i| i as u8));
         let src: IpAddr = "192.0.2.1".parse().expect("addr");
         let dst: IpAddr = "198.51.100.2".parse().expect("addr");
-        let mut mac =
-            <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(k.bytes()).expect("any key length");
-        let mut msg = Vec::new();
-        msg.extend_from_slice(b"knocker syn v1");
+        let hmac = |msg: &[u8]| {
+            let mut mac =
+                <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(k.bytes()).expect("any key length");
+            mac.update(msg);
+            mac.finalize().into_bytes()
+        };
+        let mut hint_msg = b"knocker syn hint v2".to_vec();
+        hint_msg.extend_from_slice(&57_000_000u64.to_be_bytes());
+        hint_msg.push(2);
+        assert_eq!(hint_msg.len(), 28);
+        let hint_h = hmac(&hint_msg);
+        assert_eq!(
+            hint(&k, 57_000_000, 2),
+            u16::from_be_bytes([hint_h[0], hint_h[1]])
+        );
+        let mut msg = b"knocker syn v2".to_vec();
         msg.extend_from_slice(&57_000_000u64.to_be_bytes());
         msg.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1]);
         msg.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 51, 100, 2]);
         msg.extend_from_slice(&443u16.to_be_bytes());
         msg.extend_from_slice(&40000u16.to_be_bytes());
-        assert_eq!(msg.len(), 58);
-        mac.update(&msg);
-        let h = mac.finalize().into_bytes();
-        let m = marks(&k, 57_000_000, src, dst, 443, 40000);
+        msg.push(2);
+        assert_eq!(msg.len(), 59);
+        let h = hmac(&msg);
+        let m = marks(&k, 57_000_000, src, dst, 443, 40000, 2);
         assert_eq!(m.seq.to_be_bytes(), h[0..4]);
         assert_eq!(m.tsval.to_be_bytes(), h[4..8]);
-        assert_eq!(m.id, u32::from(u16::from_be_bytes([h[8], h[9]])));
-        assert_eq!(m.slot, h[11] & 0x0F);
+        assert_eq!(m.id, u32::from(u16::from_be_bytes([hint_h[0], hint_h[1]])));
+        assert_eq!(m.slot, h[8] & 0x0F);
         let v6m = marks(
             &k,
             57_000_000,
@@ -831,9 +1114,82 @@ mod tests {
             IpAddr::V6(v6(dst)),
             443,
             40000,
+            2,
         );
         assert_eq!((v6m.seq, v6m.tsval, v6m.slot), (m.seq, m.tsval, m.slot));
-        assert_eq!(v6m.id, u32::from_be_bytes([0, h[8] & 0x0F, h[9], h[10]]));
+        assert_eq!(v6m.id, u32::from(h[8] >> 4) << 16 | m.id);
         assert_eq!(step(57_000_000 * 30 + 29), 57_000_000);
+    }
+
+    fn keys(n: usize) -> Vec<SynKey> {
+        (0..n)
+            .map(|k| SynKey::from_bytes(core::array::from_fn(|i| (k * 31 + i) as u8)))
+            .collect()
+    }
+
+    /// The table finds each client's SYN in every accepted step, and only there.
+    #[test]
+    fn the_table_finds_the_sender_in_each_accepted_step() {
+        let mut table = HintTable::new(keys(40), 1).expect("table");
+        let src: IpAddr = "fd00::7".parse().expect("addr");
+        let dst: IpAddr = "fd00::1".parse().expect("addr");
+        let now = 1000;
+        for client in [0, 17, 39] {
+            let key = keys(40).swap_remove(client);
+            for step in [now - 2, now - 1, now, now + 1, now + 2] {
+                let (port, m) = choose(&key, step, src, dst, 443, 9).expect("choose");
+                let seen = parse(&build(src, dst, port, 443, &m, &linux_shape(true, 1500)))
+                    .expect("parses");
+                let found = table.find(now, &seen);
+                if step.abs_diff(now) <= 1 {
+                    assert_eq!(
+                        found,
+                        Some(Found {
+                            client,
+                            step,
+                            slot: 9
+                        })
+                    );
+                } else {
+                    assert_eq!(found, None, "step {step}");
+                }
+            }
+        }
+    }
+
+    /// A step change computes only the new step's hints; a jump recomputes what it must; an
+    /// empty table computes nothing.
+    #[test]
+    fn the_table_is_rebuilt_step_by_step() {
+        let mut table = HintTable::new(keys(3), 1).expect("table");
+        let held = |t: &HintTable| t.steps.iter().map(|s| s.step).collect::<Vec<_>>();
+        table.advance(10);
+        assert_eq!(held(&table), [9, 10, 11]);
+        let before: Vec<*const u32> = table.steps.iter().map(|s| s.entries.as_ptr()).collect();
+        table.advance(11);
+        assert_eq!(held(&table), [10, 11, 12]);
+        // 10 and 11 were kept, not made again.
+        assert_eq!(table.steps[0].entries.as_ptr(), before[1]);
+        assert_eq!(table.steps[1].entries.as_ptr(), before[2]);
+        table.advance(5);
+        assert_eq!(held(&table), [4, 5, 6]);
+        table.advance(0);
+        assert_eq!(held(&table), [0, 1]);
+        table.advance(u64::MAX);
+        assert_eq!(held(&table), [u64::MAX - 1, u64::MAX]);
+        for s in &table.steps {
+            assert_eq!(s.entries.len(), 3 * usize::from(HINTS));
+            assert_eq!(s.starts.last().copied(), Some(3 * u32::from(HINTS)));
+            // Every entry sits under its own hint.
+            for h in 0..=u16::MAX {
+                for (client, j) in s.candidates(h) {
+                    assert_eq!(hint(&keys(3)[client], s.step, j), h);
+                }
+            }
+        }
+        let mut empty = HintTable::new(Vec::new(), 1).expect("table");
+        empty.advance(10);
+        assert!(empty.steps.is_empty() && empty.is_empty());
+        assert_eq!(empty.candidates(10, 0), 0);
     }
 }

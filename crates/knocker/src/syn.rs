@@ -1,6 +1,7 @@
 //! Stealth SYN, the sending side: one TCP SYN through a raw socket, shaped like the SYN this
 //! host's kernel would send for `connect()` to the same destination, with the authenticator of
-//! [`knocker_wire::syn`] in its sequence number, timestamp and IPv4 ID or IPv6 flow label.
+//! [`knocker_wire::syn`] in its sequence number and timestamp, and the key's hint in its IPv4 ID
+//! or IPv6 flow label.
 //!
 //! The shape is read where the kernel reads it:
 //!

@@ -9,10 +9,10 @@
 //! - `spa/unenrolled`: datagrams holding the door key but sealed by a key that is not enrolled
 //!   (the tag passes, Noise runs, the key is looked up and refused).
 //! - `spa/valid`: fresh datagrams from an enrolled client, each granted once.
-//! - `syn/garbage/N`: SYNs with a timestamp option and random marks, N enrolled clients (one
-//!   HMAC per client and time step in the window: 3N).
-//! - `syn/valid/N`: fresh SYNs, each granted once, from the client enrolled last (the worst
-//!   position: every other client's key is tried first).
+//! - `syn/garbage/N`: SYNs with a timestamp option and random marks, N enrolled clients (the
+//!   door's hint table names about `12 × N / 65536` (client, step) to try, one HMAC each).
+//! - `syn/valid/N`: fresh SYNs, each granted once, from the client enrolled last (one HMAC
+//!   more; the position no longer matters).
 //!
 //! Fresh packets are made before the timing (a pool, sealed for a fixed wall clock the engine is
 //! set to); each pass over the pool runs on a new engine, so that no packet is seen twice.
@@ -37,7 +37,7 @@ const SYN_PORT: u16 = 4443;
 const SERVICE: u16 = 2222;
 /// The wall clock the engines run on and the packets are made for (2026-11-21).
 const WALL: u64 = 1_795_255_200;
-const CLIENTS: [usize; 3] = [1, 10, 100];
+const CLIENTS: [usize; 3] = [1, 100, 10_000];
 /// Packets per pool: distinct refused packets are cycled; granted ones go to a new engine
 /// after each pass.
 const GARBAGE_POOL: usize = 1024;

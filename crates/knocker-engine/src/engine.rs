@@ -961,8 +961,8 @@ mod tests {
     use crate::types::{Proto, TcpFlags};
     use std::time::Duration;
 
-    #[test]
-    fn ipv4_mapped_sources_are_the_ipv4_address() {
+    /// An engine with one door, 7000, 9000, 8000 within 10 s.
+    fn ssh_engine() -> Engine {
         let door = DoorSpec {
             name: "ssh".into(),
             sequence: vec![Service::tcp(7000), Service::tcp(9000), Service::tcp(8000)],
@@ -973,23 +973,31 @@ mod tests {
             kind: crate::Kind::Sequence,
             target: None,
         };
-        let mut e = Engine::new(EngineConfig {
+        Engine::new(EngineConfig {
             doors: vec![door],
             max_tracked: 10,
         })
-        .expect("valid");
-        let knock = |src: &str, port| Knock {
+        .expect("valid")
+    }
+
+    fn syn(src: &str, port: u16) -> Knock {
+        Knock {
             src: src.parse().expect("ip"),
             dst: "10.0.0.1".parse().expect("ip"),
             proto: Proto::Tcp,
             src_port: 40000,
             dst_port: port,
             tcp_flags: TcpFlags::SYN,
-        };
+        }
+    }
+
+    #[test]
+    fn ipv4_mapped_sources_are_the_ipv4_address() {
+        let mut e = ssh_engine();
         let t0 = Instant::now();
-        e.handle(t0, &knock("::ffff:10.200.1.2", 7000));
-        e.handle(t0, &knock("10.200.1.2", 9000));
-        e.handle(t0, &knock("::ffff:10.200.1.2", 8000));
+        e.handle(t0, &syn("::ffff:10.200.1.2", 7000));
+        e.handle(t0, &syn("10.200.1.2", 9000));
+        e.handle(t0, &syn("::ffff:10.200.1.2", 8000));
         assert_eq!(e.tracked(), 0);
         let grants: Vec<IpAddr> = std::iter::from_fn(|| e.poll_event())
             .filter_map(|ev| match ev {
@@ -1004,29 +1012,8 @@ mod tests {
     fn deadlines_stay_exact_long_after_the_first_knock() {
         // deadlines count nanoseconds from the engine's first instant: 60 days later (beyond a
         // u32 of milliseconds) a window still runs out exactly when it should
-        let door = DoorSpec {
-            name: "ssh".into(),
-            sequence: vec![Service::tcp(7000), Service::tcp(9000), Service::tcp(8000)],
-            window: Duration::from_secs(10),
-            tcp_flags: None,
-            open: vec![Service::tcp(22)],
-            open_for: Duration::from_secs(30),
-            kind: crate::Kind::Sequence,
-            target: None,
-        };
-        let mut e = Engine::new(EngineConfig {
-            doors: vec![door],
-            max_tracked: 10,
-        })
-        .expect("valid");
-        let knock = |port| Knock {
-            src: "10.200.1.2".parse().expect("ip"),
-            dst: "10.0.0.1".parse().expect("ip"),
-            proto: Proto::Tcp,
-            src_port: 40000,
-            dst_port: port,
-            tcp_flags: TcpFlags::SYN,
-        };
+        let mut e = ssh_engine();
+        let knock = |port| syn("10.200.1.2", port);
         let t0 = Instant::now();
         e.handle(t0, &knock(7000));
         e.handle_timeout(t0 + Duration::from_secs(11));

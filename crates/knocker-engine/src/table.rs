@@ -16,9 +16,9 @@
 //! key: source and door). So two keys can only be taken for one another when they have the same
 //! source and door, differ only in what the entry does not keep (a partial knock's candidate
 //! tag), and their fingerprints collide: odds of 2^-64 for a given pair of keys, at most
-//! 64 x 63 / 2 pairs per (source, door) since a door offers at most 64 candidates, so below
-//! 1 in 10^14 per (source, door), and the source could only confuse its own two attempts at its
-//! own door, never anyone else's progress. SECURITY.md states the same odds.
+//! 64 x 63 / 2 = 2 016 pairs per (source, door) since a door offers at most 64 candidates at
+//! once, so about 1 in 10^16 per (source, door); and the source could only confuse its own two
+//! attempts at its own door, never anyone else's progress. SECURITY.md states the same odds.
 
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::net::{IpAddr, Ipv6Addr};

@@ -7,18 +7,29 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use knocker_wire::encoded::{decode, Push, Reassembly};
 
 use crate::refusal::{Refusal, MAX_SEEN};
 use crate::sequence::Encoded;
+use crate::table::{Entry, Src, Ticks};
 use crate::types::Grant;
 
 /// A source's reassembly buffer for one encoded door.
 pub(crate) struct Assembly {
     pub buf: Box<Reassembly>,
-    pub deadline: Instant,
+    /// When the buffer is forgotten: its first knock + the door's window.
+    pub deadline: Ticks,
+    /// The key, (source, door): fingerprints replace keys in the table.
+    pub src: Src,
+    pub door: u16,
+}
+
+impl Entry<(IpAddr, u16)> for Assembly {
+    fn is_for(&self, key: &(IpAddr, u16)) -> bool {
+        self.door == key.1 && self.src == Src::new(key.0)
+    }
 }
 
 /// What one complete message came to.

@@ -8,11 +8,11 @@ use std::time::Instant;
 use crate::encoded::{self, Assembly, Outcome};
 use crate::refusal::{Refusal, MAX_SEEN};
 use crate::sequence::{step, Clock, DoorSpec, Failure, Kind, SequenceError, Step};
-use crate::table::{Progress, Table};
+use crate::table::{Epoch, Progress, Src, Table, Ticks};
 use crate::types::{Grant, Knock, Service};
 use knocker_wire::encoded::Reassembly;
 
-/// Default bound on tracked partial knocks: about 15 MiB at the ~150 bytes each measured in
+/// Default bound on tracked partial knocks: about 6 MiB at the ~60 bytes each measured in
 /// BENCHMARKS.md.
 pub const DEFAULT_MAX_TRACKED: usize = 100_000;
 /// The most candidate sequences a rotating door offers at once (skew or lookahead).
@@ -174,6 +174,8 @@ pub struct Engine {
     /// Per-source budgets for the expensive checks of single-packet doors.
     limiter: crate::spa::Limiter,
     events: VecDeque<Event>,
+    /// What the deadlines in `table` and `assemblies` count from.
+    epoch: Epoch,
     full_reported: bool,
     /// Wall-clock time in Unix seconds, for TOTP doors and encoded requests.
     wall: u64,
@@ -224,11 +226,12 @@ impl Engine {
             by_service: HashMap::new(),
             table: Table::new(config.max_tracked),
             encoded_doors,
-            // a reassembly buffer is about 300 bytes, a partial knock about 100
+            // a reassembly buffer is about 300 bytes, a partial knock about 60
             assemblies: Table::new((config.max_tracked / 4).max(1)),
             seen: HashMap::new(),
             limiter: crate::spa::Limiter::new((config.max_tracked / 4).max(1)),
             events: VecDeque::new(),
+            epoch: Epoch::default(),
             full_reported: false,
             wall: 0,
         };
@@ -298,7 +301,8 @@ impl Engine {
         self.table.len()
     }
 
-    /// Estimated bytes of state per tracked (source, door).
+    /// Estimated bytes of state per tracked (source, door, candidate): its slab slot and its
+    /// share of the index at 1 000 000 sources (BENCHMARKS.md has the measured figure).
     pub fn bytes_per_tracked() -> usize {
         Table::<crate::table::Key, Progress>::bytes_per_entry()
     }
@@ -308,9 +312,10 @@ impl Engine {
     pub fn handle(&mut self, now: Instant, knock: &Knock) {
         // An IPv4-mapped IPv6 source is the IPv4 address it maps, not a second identity.
         let src = knock.src.to_canonical();
+        let now_t = self.epoch.ticks(now);
         for i in 0..self.encoded_doors.len() {
             let id = self.encoded_doors[i];
-            self.handle_encoded(now, id, src, knock);
+            self.handle_encoded(now, now_t, id, src, knock);
         }
         let service = knock.service();
         let Some(entries) = self.by_service.get(&service) else {
@@ -332,14 +337,14 @@ impl Engine {
             if !door.spec.flags_match(knock) {
                 // ignored, but remembered when it was the expected next knock
                 if let Some(p) = self.table.get_mut(&key) {
-                    if now < p.deadline && seq.get(p.matched as usize) == Some(&service) {
+                    if now_t < p.deadline && seq.get(p.matched as usize) == Some(&service) {
                         p.bad_flags.get_or_insert(knock.tcp_flags);
                     }
                 }
                 continue;
             }
             let matched = match self.table.get(&key) {
-                Some(p) if now < p.deadline => p.matched as usize,
+                Some(p) if now_t < p.deadline => p.matched as usize,
                 Some(_) => {
                     if let Some(p) = self.table.remove(&key) {
                         failures.extend(failed(door, src, &p, None));
@@ -383,12 +388,13 @@ impl Engine {
                     });
                 }
                 Step::Advance(_) | Step::Restart => {
-                    // validate() bounds the window; checked_add keeps a hand-built door from
+                    // validate() bounds the window; ticks_after keeps a hand-built door from
                     // panicking the engine all the same.
-                    let Some(deadline) = now.checked_add(door.spec.window) else {
+                    let Some(deadline) = self.epoch.ticks_after(now, door.spec.window) else {
                         continue;
                     };
-                    let evicted = self.table.insert_newest(key, Progress::first(deadline, of));
+                    let first = Progress::first(&key, deadline, of);
+                    let evicted = self.table.insert_newest(key, first);
                     self.events.push_back(Event::Progress {
                         door: door.name.clone(),
                         src,
@@ -484,7 +490,7 @@ impl Engine {
     }
 
     /// One knock for encoded door `id`: reassemble, and judge a complete message.
-    fn handle_encoded(&mut self, now: Instant, id: u16, src: IpAddr, knock: &Knock) {
+    fn handle_encoded(&mut self, now: Instant, now_t: Ticks, id: u16, src: IpAddr, knock: &Knock) {
         let door = &self.doors[id as usize];
         let Kind::Encoded(e) = &door.spec.kind else {
             return;
@@ -496,13 +502,19 @@ impl Engine {
             return;
         }
         let key = (src, id);
-        if self.assemblies.get(&key).is_none_or(|a| a.deadline <= now) {
-            let Some(deadline) = now.checked_add(door.spec.window) else {
+        if self
+            .assemblies
+            .get(&key)
+            .is_none_or(|a| a.deadline <= now_t)
+        {
+            let Some(deadline) = self.epoch.ticks_after(now, door.spec.window) else {
                 return;
             };
             let fresh = Assembly {
                 buf: Box::new(Reassembly::new(&e.spec)),
                 deadline,
+                src: Src::new(src),
+                door: id,
             };
             if self.assemblies.insert_newest(key, fresh).is_some() && !self.full_reported {
                 self.full_reported = true;
@@ -716,25 +728,27 @@ impl Engine {
     /// doors have different windows; those are dropped lazily when touched or when they reach
     /// the head, which only delays freeing memory that the hard bound already caps.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let a = self.table.oldest().map(|(_, p)| p.deadline);
-        let b = self.assemblies.oldest().map(|(_, a)| a.deadline);
-        a.into_iter().chain(b).min()
+        let a = self.table.oldest().map(|p| p.deadline);
+        let b = self.assemblies.oldest().map(|a| a.deadline);
+        let t = a.into_iter().chain(b).min()?;
+        self.epoch.instant(t)
     }
 
     /// Forgets partial knocks whose window has passed, reporting the failed attempts.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(((src, id, _), p)) = self.table.oldest() {
-            if p.deadline > now {
+        let now_t = self.epoch.ticks(now);
+        while let Some(p) = self.table.oldest() {
+            if p.deadline > now_t {
                 break;
             }
             let p = *p;
             self.table.pop_oldest();
-            if let Some(door) = self.doors.get(id as usize) {
-                self.events.extend(failed(door, src, &p, None));
+            if let Some(door) = self.doors.get(usize::from(p.door)) {
+                self.events.extend(failed(door, p.src.ip(), &p, None));
             }
         }
-        while let Some((_, a)) = self.assemblies.oldest() {
-            if a.deadline > now {
+        while let Some(a) = self.assemblies.oldest() {
+            if a.deadline > now_t {
                 break;
             }
             self.assemblies.pop_oldest();
@@ -947,8 +961,8 @@ mod tests {
     use crate::types::{Proto, TcpFlags};
     use std::time::Duration;
 
-    #[test]
-    fn ipv4_mapped_sources_are_the_ipv4_address() {
+    /// An engine with one door, 7000, 9000, 8000 within 10 s.
+    fn ssh_engine() -> Engine {
         let door = DoorSpec {
             name: "ssh".into(),
             sequence: vec![Service::tcp(7000), Service::tcp(9000), Service::tcp(8000)],
@@ -959,23 +973,31 @@ mod tests {
             kind: crate::Kind::Sequence,
             target: None,
         };
-        let mut e = Engine::new(EngineConfig {
+        Engine::new(EngineConfig {
             doors: vec![door],
             max_tracked: 10,
         })
-        .expect("valid");
-        let knock = |src: &str, port| Knock {
+        .expect("valid")
+    }
+
+    fn syn(src: &str, port: u16) -> Knock {
+        Knock {
             src: src.parse().expect("ip"),
             dst: "10.0.0.1".parse().expect("ip"),
             proto: Proto::Tcp,
             src_port: 40000,
             dst_port: port,
             tcp_flags: TcpFlags::SYN,
-        };
+        }
+    }
+
+    #[test]
+    fn ipv4_mapped_sources_are_the_ipv4_address() {
+        let mut e = ssh_engine();
         let t0 = Instant::now();
-        e.handle(t0, &knock("::ffff:10.200.1.2", 7000));
-        e.handle(t0, &knock("10.200.1.2", 9000));
-        e.handle(t0, &knock("::ffff:10.200.1.2", 8000));
+        e.handle(t0, &syn("::ffff:10.200.1.2", 7000));
+        e.handle(t0, &syn("10.200.1.2", 9000));
+        e.handle(t0, &syn("::ffff:10.200.1.2", 8000));
         assert_eq!(e.tracked(), 0);
         let grants: Vec<IpAddr> = std::iter::from_fn(|| e.poll_event())
             .filter_map(|ev| match ev {
@@ -984,5 +1006,33 @@ mod tests {
             })
             .collect();
         assert_eq!(grants, vec!["10.200.1.2".parse::<IpAddr>().expect("ip")]);
+    }
+
+    #[test]
+    fn deadlines_stay_exact_long_after_the_first_knock() {
+        // deadlines count nanoseconds from the engine's first instant: 60 days later (beyond a
+        // u32 of milliseconds) a window still runs out exactly when it should
+        let mut e = ssh_engine();
+        let knock = |port| syn("10.200.1.2", port);
+        let t0 = Instant::now();
+        e.handle(t0, &knock(7000));
+        e.handle_timeout(t0 + Duration::from_secs(11));
+        assert_eq!(e.tracked(), 0);
+        let later = t0 + Duration::from_secs(60 * 86_400);
+        e.handle(later, &knock(7000));
+        e.handle(later, &knock(9000));
+        assert_eq!(e.poll_timeout(), Some(later + Duration::from_secs(10)));
+        let just_before = later + Duration::from_secs(10) - Duration::from_nanos(1);
+        e.handle_timeout(just_before);
+        assert_eq!(e.tracked(), 1, "not yet run out");
+        e.handle_timeout(later + Duration::from_secs(10));
+        assert_eq!(e.tracked(), 0);
+        let failed: Vec<IpAddr> = std::iter::from_fn(|| e.poll_event())
+            .filter_map(|ev| match ev {
+                Event::Failed { src, .. } => Some(src),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(failed, vec!["10.200.1.2".parse::<IpAddr>().expect("ip")]);
     }
 }

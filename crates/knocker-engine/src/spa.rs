@@ -145,6 +145,15 @@ struct Bucket {
     /// Tokens, in thousandths, so slow refill rates lose nothing to rounding.
     milli: u64,
     at: std::time::Instant,
+    /// The key, (source, door): fingerprints replace keys in the table.
+    src: IpAddr,
+    door: usize,
+}
+
+impl crate::table::Entry<(IpAddr, usize)> for Bucket {
+    fn is_for(&self, key: &(IpAddr, usize)) -> bool {
+        self.src == key.0 && self.door == key.1
+    }
 }
 
 impl Limiter {
@@ -167,6 +176,8 @@ impl Limiter {
         let mut bucket = self.buckets.get(&key).copied().unwrap_or(Bucket {
             milli: full,
             at: now,
+            src,
+            door,
         });
         let elapsed = now.saturating_duration_since(bucket.at);
         let refill = elapsed

@@ -266,7 +266,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             _ => {
                 return cx.err(
                     m.span(),
-                    "max_tracked must be 1 to 100000000 (each entry costs about 150 bytes)",
+                    "max_tracked must be 1 to 100000000 (each entry costs about 60 bytes)",
                 )
             }
         },

@@ -54,7 +54,7 @@ const DAEMON: Section = Section {
             name: "max_tracked",
             value: "integer",
             default: "100000",
-            about: "The most partial knocks (a source part-way through a sequence) kept in memory, 1 to 100000000, about 150 bytes each. When it is full the oldest is forgotten.",
+            about: "The most partial knocks (a source part-way through a sequence) kept in memory, 1 to 100000000, about 60 bytes each. When it is full the oldest is forgotten.",
         },
         Key {
             name: "on_stop",

@@ -373,11 +373,9 @@ pub fn run(
     gate.stop_all(Instant::now());
     gate.finish(Duration::from_secs(10));
     // the last counts, whatever the interval
-    metrics.write_if_due(
-        gate.counters(),
-        Instant::now() + crate::metrics::MIN_INTERVAL,
-        || gate.counters().render(started_unix, gate.grants_open()),
-    );
+    metrics.flush(gate.counters(), || {
+        gate.counters().render(started_unix, gate.grants_open())
+    });
     tracing::info!("stopped; {}", crate::control::closed_note());
     Ok(())
 }

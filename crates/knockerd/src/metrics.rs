@@ -427,9 +427,20 @@ impl Writer {
         now: Instant,
         render: impl FnOnce() -> String,
     ) {
-        if self.due(counters).is_none_or(|at| at > now) {
-            return;
+        if self.due(counters).is_some_and(|at| at <= now) {
+            self.write(counters, now, render);
         }
+    }
+
+    /// Writes the files now if anything changed since the last write, whatever the interval
+    /// (the last counts, at a stop).
+    pub fn flush(&mut self, counters: &Counters, render: impl FnOnce() -> String) {
+        if self.due(counters).is_some() {
+            self.write(counters, Instant::now(), render);
+        }
+    }
+
+    fn write(&mut self, counters: &Counters, now: Instant, render: impl FnOnce() -> String) {
         let text = render();
         for (path, failing) in self.files.iter().zip(self.failing.iter_mut()) {
             match write_atomically(path, text.as_bytes()) {
@@ -579,6 +590,13 @@ mod tests {
         assert!(read(&dir.0)
             .expect("read")
             .contains("knockerd_grants_total{door=\"ssh\"} 1"));
+        assert_eq!(w.due(&c), None);
+        // a stop writes the last change at once, whatever the interval
+        c.door("ssh").grants += 1;
+        w.flush(&c, || c.render(1, 0));
+        assert!(read(&dir.0)
+            .expect("read")
+            .contains("knockerd_grants_total{door=\"ssh\"} 2"));
         assert_eq!(w.due(&c), None);
         let names: Vec<_> = std::fs::read_dir(&dir.0)
             .expect("list")

@@ -4,7 +4,10 @@
 //!   `check_tag`: one HMAC-SHA256 each, what a flood without the door key costs.
 //! - **valid_opened**: real datagrams through `check_tag` and `open`: the HMAC, the Noise X
 //!   handshake (two X25519, two ChaCha20-Poly1305), the low-order check on the client's key
-//!   (one more X25519) and the parser.
+//!   (a comparison with a list) and the parser, with the server's public key derived each time.
+//! - **valid_received**: the same through a `Receiver` made once with the client enrolled, as
+//!   the daemon's door runs it: `ss` comes from its table, so one X25519 per datagram.
+//! - **unenrolled_received**: a client the receiver has no `ss` for: two X25519.
 //! - **seal**: making a datagram as the client does (a fresh ephemeral key, random length).
 //!
 //! `cargo bench -p knocker-wire --bench spa` (add `-- --test` for a quick smoke run).
@@ -13,7 +16,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use knocker_wire::identity::{DoorKey, PrivateKey, PublicKey};
-use knocker_wire::spa::{check_tag, open, seal, Request, MAX_LEN, MIN_LEN};
+use knocker_wire::spa::{check_tag, open, seal, Receiver, Request, MAX_LEN, MIN_LEN};
 use knocker_wire::Service;
 
 /// Distinct datagrams per case, cycled through, so that caches and branch predictors see a
@@ -89,6 +92,24 @@ fn bench(c: &mut Criterion) {
             i = (i + 1) % POOL;
             let d = black_box(&valid[i]);
             check_tag(&k.door, d) && black_box(open(d, &k.server, &k.door)).is_ok()
+        })
+    });
+    let receiver = Receiver::new(&k.server, &k.door, [&k.client.public_key()]).expect("receiver");
+    let mut i = 0;
+    group.bench_function("valid_received", |b| {
+        b.iter(|| {
+            i = (i + 1) % POOL;
+            let d = black_box(&valid[i]);
+            check_tag(&k.door, d) && black_box(receiver.open(d)).is_ok()
+        })
+    });
+    let stranger = Receiver::new(&k.server, &k.door, []).expect("receiver");
+    let mut i = 0;
+    group.bench_function("unenrolled_received", |b| {
+        b.iter(|| {
+            i = (i + 1) % POOL;
+            let d = black_box(&valid[i]);
+            check_tag(&k.door, d) && black_box(stranger.open(d)).is_ok()
         })
     });
     let req = request(0);

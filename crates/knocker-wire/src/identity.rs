@@ -79,6 +79,51 @@ impl PublicKey {
     pub fn to_base64(&self) -> String {
         STANDARD.encode(self.0)
     }
+
+    /// Whether X25519 with this key gives all zeros for every private key (a low-order point,
+    /// in any of its encodings): what [`PrivateKey::agree`] finds after the multiplication, here
+    /// without one. Constant time: every byte of every listed encoding is compared.
+    pub fn is_low_order(&self) -> bool {
+        let mut key = self.0;
+        key[KEY_LEN - 1] &= 0x7f;
+        let mut found = subtle::Choice::from(0);
+        for bad in &SMALL_ORDER {
+            found |= subtle::ConstantTimeEq::ct_eq(&key[..], &bad[..]);
+        }
+        found.into()
+    }
+}
+
+/// The encodings of the points of small order (the curve's 8-torsion and its twist's 4-torsion)
+/// that X25519 multiplies to all zeros whatever the private key, with bit 255 cleared (X25519
+/// ignores it): u = 0, 1, the two points of order 8, p - 1, and the non-canonical p and p + 1
+/// (no other encoding below 2^255 reduces to one of these). libsodium's `has_small_order` list.
+pub(crate) const SMALL_ORDER: [[u8; KEY_LEN]; 7] = [
+    [0; KEY_LEN],
+    little_endian(1, 0),
+    [
+        0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f, 0xc4,
+        0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49,
+        0xb8, 0x00,
+    ],
+    [
+        0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55, 0x9c, 0x83, 0xef,
+        0x5b, 0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c, 0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd, 0xd0, 0x9f,
+        0x11, 0x57,
+    ],
+    // p - 1, p, p + 1, with p = 2^255 - 19 = 0x7fff...ffed
+    little_endian(0xec, 0xff),
+    little_endian(0xed, 0xff),
+    little_endian(0xee, 0xff),
+];
+
+/// A key whose first byte is `low` and whose others are `rest`, except the last, which has bit
+/// 255 cleared.
+const fn little_endian(low: u8, rest: u8) -> [u8; KEY_LEN] {
+    let mut key = [rest; KEY_LEN];
+    key[0] = low;
+    key[KEY_LEN - 1] &= 0x7f;
+    key
 }
 
 impl fmt::Display for PublicKey {
@@ -162,6 +207,34 @@ mod tests {
     /// Known answers computed independently (Python: the `cryptography` package's X25519, and
     /// hmac/hashlib following the module docs). A change breaks every enrolled client: it needs
     /// new labels.
+    #[test]
+    fn the_low_order_list_is_what_x25519_gives_zeros_for() {
+        let keys = [counting(0x40), counting(0x11)];
+        for listed in SMALL_ORDER {
+            for top in [0, 0x80] {
+                let mut key = listed;
+                key[KEY_LEN - 1] |= top;
+                let peer = PublicKey(key);
+                assert!(peer.is_low_order(), "{peer}");
+                for k in &keys {
+                    assert_eq!(k.agree(&peer).map(|_| ()), Err(IdentityError::LowOrder));
+                }
+            }
+            // one bit off: X25519 gives a secret, and the list does not refuse it
+            for bit in 0..255 {
+                let mut key = listed;
+                key[bit / 8] ^= 1 << (bit % 8);
+                if SMALL_ORDER.contains(&key) {
+                    continue;
+                }
+                let peer = PublicKey(key);
+                assert!(!peer.is_low_order(), "{peer}");
+                assert!(keys[0].agree(&peer).is_ok(), "{peer}");
+            }
+        }
+        assert!(!counting(0).public_key().is_low_order());
+    }
+
     #[test]
     fn known_answers() {
         let client = counting(0);

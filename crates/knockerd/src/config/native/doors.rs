@@ -102,17 +102,20 @@ fn request(
     })
 }
 
-/// The pre-check and decoder of a `kind = "spa"` door.
+/// The pre-check and decoder of a `kind = "spa"` door. The decoder's [`spa::Receiver`] holds
+/// `ss` for each client enrolled here, computed now: a configuration (re)load makes a new one,
+/// and the old one is wiped when the engine drops the old decoder.
 pub fn spa_decoder(
-    server: Arc<PrivateKey>,
+    server: &PrivateKey,
     door: &str,
     door_open: &[Service],
     clients: &[Client],
-) -> (SpaPrecheck, SpaDecode) {
+) -> Result<(SpaPrecheck, SpaDecode), spa::ReceiverError> {
     let tag_key: Arc<DoorKey> = Arc::new(server.door_key(door));
     let by_key: HashMap<PublicKey, Enrolled> = enrolled(clients, door, door_open)
         .map(|(c, e)| (c.public_key, e))
         .collect();
+    let receiver = spa::Receiver::new(server, &tag_key, by_key.keys())?;
     // clients enrolled for other doors only: named in their refusal, never granted here
     let elsewhere: HashMap<PublicKey, String> = clients
         .iter()
@@ -126,7 +129,7 @@ pub fn spa_decoder(
         // the tag passed: this was made by someone holding the door key, but Noise decides,
         // and the door's identity is in its prologue: a datagram re-tagged from another door
         // does not open here
-        let (client, req) = match spa::open(datagram, &server, &tag_key) {
+        let (client, req) = match receiver.open(datagram) {
             Ok(opened) => opened,
             Err(e @ spa::OpenError::Unbound { client }) => {
                 let who = by_key
@@ -158,7 +161,7 @@ pub fn spa_decoder(
             id,
         )
     });
-    (precheck, decode)
+    Ok((precheck, decode))
 }
 
 /// An enrolled client's public key that no SYN key can be derived from.
@@ -287,8 +290,8 @@ mod tests {
             client("dave", &dave, Some(&["ssh"])),
         ];
         let open = [Service::tcp(22)];
-        let (pre_a, door_a) = spa_decoder(Arc::clone(&server), "ssh", &open, &clients);
-        let (pre_b, door_b) = spa_decoder(Arc::clone(&server), "web", &open, &clients);
+        let (pre_a, door_a) = spa_decoder(&server, "ssh", &open, &clients).expect("decoder");
+        let (pre_b, door_b) = spa_decoder(&server, "web", &open, &clients).expect("decoder");
         let seal = |who: &PrivateKey, door: &str| {
             spa::seal(
                 &request(),

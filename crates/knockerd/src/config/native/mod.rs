@@ -1308,7 +1308,8 @@ fn native_door(
         doors::syn_decoder(&keys.server, name, open, clients)
             .or_else(|e| cx.err(span.clone(), e.to_string()))?
     } else {
-        doors::spa_decoder(keys.server.clone(), name, open, clients)
+        doors::spa_decoder(&keys.server, name, open, clients)
+            .or_else(|e| cx.err(span.clone(), e.to_string()))?
     };
     let max_age = if syn {
         // a SYN made for step s verifies until step s+1 ends: remember it that long

@@ -1,8 +1,10 @@
-//! Fuzzes knocker's SPA receiver (`knocker_wire::spa::{check_tag, open}`) with fixed keys, two
-//! ways per input: the input as a datagram (the packet-facing path: length, HMAC, Noise, which
-//! almost nothing passes; `open` is called whatever the tag, as if a holder of the door key had
-//! tagged it), and the input read as a request, sealed, opened and compared (the round trip must
-//! hold for every valid request, and `seal` must refuse exactly the invalid ones).
+//! Fuzzes knocker's SPA receiver (`knocker_wire::spa::{check_tag, open, Receiver}`) with fixed
+//! keys, two ways per input: the input as a datagram (the packet-facing path: length, HMAC,
+//! Noise, which almost nothing passes; `open` is called whatever the tag, as if a holder of the
+//! door key had tagged it, and a `Receiver` with the client's `ss` in its table must give the
+//! same answer), and the input read as a request, sealed, opened and compared (the round trip
+//! must hold for every valid request, through `open` and the `Receiver`, and `seal` must refuse
+//! exactly the invalid ones).
 //! Must never panic.
 //!
 //! The parser's refusals of authentic but malformed plaintexts are covered by the property
@@ -13,7 +15,7 @@
 use std::net::IpAddr;
 
 use knocker_wire::identity::PrivateKey;
-use knocker_wire::spa::{check_tag, open, seal, Request};
+use knocker_wire::spa::{check_tag, open, seal, Receiver, Request};
 use knocker_wire::{Proto, Service};
 use libfuzzer_sys::fuzz_target;
 
@@ -24,8 +26,10 @@ fuzz_target!(|data: &[u8]| {
 
     // 1. As received, and as a holder of the door key could send it: open does not check the
     //    tag, so feeding it every input covers both.
+    let receiver =
+        Receiver::new(&server, &door, [&client.public_key()]).expect("a receiver for any key");
     let _ = check_tag(&door, data);
-    let _ = open(data, &server, &door);
+    assert_eq!(receiver.open(data), open(data, &server, &door));
 
     // 2. As a request: sealed, then opened to the same request.
     if let Some(req) = request(data) {
@@ -35,6 +39,7 @@ fuzz_target!(|data: &[u8]| {
                 let (who, got) = open(&d, &server, &door).expect("a sealed request opens");
                 assert_eq!(who, client.public_key());
                 assert_eq!(got, req);
+                assert_eq!(receiver.open(&d), Ok((who, got)));
             }
             Err(_) => assert!(req.validate().is_err()),
         }

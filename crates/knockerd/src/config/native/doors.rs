@@ -9,9 +9,10 @@
 //!
 //! Order of work for one packet, cheapest first (the engine does the replay memory, the
 //! per-source rate limit and the policy around these):
-//! - SPA: the 16-byte door tag (HMAC, constant time) as the engine's pre-check; then Noise
-//!   (two X25519 operations) to authenticate and decrypt; then the client's key must be
-//!   enrolled for this door and may ask only for what it is allowed.
+//! - SPA: the 16-byte door tag (HMAC, constant time) as the engine's pre-check; then Noise to
+//!   authenticate and decrypt (one X25519 operation for a client enrolled here, whose `ss` the
+//!   door's `spa::Receiver` computed at load; two for any other key); then the client's key
+//!   must be enrolled for this door and may ask only for what it is allowed.
 //! - SYN: the packet must parse as a SYN with a timestamp option (pre-check); then its hint (the
 //!   IPv4 ID or 16 bits of the IPv6 flow label) is looked up in the door's `syn::HintTable`,
 //!   and only the (client, time step) it names are tried, one HMAC each, compared in constant

@@ -72,7 +72,8 @@
 //! # What the receiver does
 //!
 //! Cheapest first: [`check_tag`] with the door's key (drop silently if false), [`open`] with the
-//! server's key, then: the client key is enrolled for this door; the time is within the window;
+//! server's key (or [`Receiver::open`], the same with `ss` computed in advance for the enrolled
+//! clients: one X25519 per valid datagram), then: the client key is enrolled for this door; the time is within the window;
 //! [`replay_id`] was not seen in it (remembering it durably); the services and the duration are
 //! the door's to grant; [`Request::allow`], if given, is what the client may ask for.
 

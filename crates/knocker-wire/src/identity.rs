@@ -81,8 +81,9 @@ impl PublicKey {
     }
 
     /// Whether X25519 with this key gives all zeros for every private key (a low-order point,
-    /// in any of its encodings): what [`PrivateKey::agree`] finds after the multiplication, here
-    /// without one. Constant time: every byte of every listed encoding is compared.
+    /// in any of its encodings): the answer an X25519 with the key, checked for an all-zero
+    /// output, gives, without computing one. Constant time: every byte of every listed encoding
+    /// is compared.
     pub fn is_low_order(&self) -> bool {
         let mut key = self.0;
         key[KEY_LEN - 1] &= 0x7f;

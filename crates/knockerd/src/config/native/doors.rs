@@ -350,6 +350,32 @@ mod tests {
         );
     }
 
+    /// Each load makes the door's receiver, and its table of `ss`, from the clients enrolled
+    /// then: a client enrolled by a reload opens, one revoked by the next is refused.
+    #[test]
+    fn each_load_makes_its_table_from_the_clients_enrolled_then() {
+        let server = counting(0x40);
+        let alice = counting(0);
+        let open = [Service::tcp(22)];
+        let d = spa::seal(
+            &request(),
+            &alice,
+            &server.public_key(),
+            &server.door_key("ssh"),
+        )
+        .expect("seal");
+        let enrolled = [client("alice", &alice, None)];
+        for (clients, want) in [
+            (&[][..], Err(SpaError::Refused(Refusal::UnknownKey))),
+            (&enrolled[..], Ok("alice".to_string())),
+            (&[][..], Err(SpaError::Refused(Refusal::UnknownKey))),
+        ] {
+            let (pre, door) = spa_decoder(&server, "ssh", &open, clients).expect("decoder");
+            assert!(pre(&d));
+            assert_eq!(door(&d, 0).map(|r| r.username), want);
+        }
+    }
+
     /// A SYN names its sender among many clients (found through the hint table, in each
     /// accepted step as the wall clock moves on), asks for the service its slot names, and
     /// opens nothing for a client enrolled for other doors only or for a slot past the door's.

@@ -1,5 +1,14 @@
 //! `knocker-flood latency`: how long knockerd takes from a knock to an open door, for each kind
-//! of door it runs (BENCHMARKS.md, "Knock-to-open latency"), on an idle server.
+//! of door it runs, beside knockd and fwknopd where they apply (BENCHMARKS.md, "Knock-to-open
+//! latency"), on an idle server; one table.
+//!
+//! The incumbents run after knockerd, each in a fresh lab and with fewer samples (their knocks
+//! take 45 to 105 ms): Debian's knockd with the same sequence (the flood bench's: its start
+//! command adds the same kind of element with `nft`, so the same notification times it; the
+//! set is flushed before each knock), and Debian's fwknopd with the access.conf that a second
+//! knockerd runs as its fwknop door (the SPA flood bench's; fwknopd's iptables backend sends no
+//! nftables notification, so its row is timed by its "Added access rule" line). Their fwknop
+//! packets are made by Debian's fwknop client, outside the clock.
 //!
 //! One lab (the flood bench's: the server's `eth0` facing a `net` namespace where alice lives),
 //! one knockerd with three doors opening the same service: a knock sequence, knocker's own SPA
@@ -31,8 +40,9 @@ use knocker_lab::{Netns, ReadyKnock};
 use knocker_wire::identity::PrivateKey;
 use knocker_wire::{spa, syn, Service};
 
-use crate::lab::{self, Daemon, FloodLab};
+use crate::lab::{self, Daemon, FloodLab, Kind};
 use crate::packets::Family;
+use crate::spa::RemoveDir;
 use crate::stopped;
 
 /// knocker SPA's port (UDP) and the SYN door's port (TCP, nothing listens there).
@@ -57,21 +67,46 @@ const NLA_TYPE_MASK: u16 = 0x3fff;
 
 #[derive(clap::Args, Debug)]
 pub struct LatencyArgs {
-    /// Measured samples per kind of door (after 3 unmeasured ones each).
+    /// Measured samples per door of knockerd's (after 3 unmeasured ones each).
     #[arg(long, default_value_t = 200)]
     samples: u32,
-    /// Which kinds of door: sequence, spa, syn.
-    #[arg(long, value_delimiter = ',', default_value = "sequence,spa,syn")]
+    /// Which of knockerd's doors: sequence, spa, syn (one knockerd, interleaved) and fwknop (a
+    /// second knockerd running the fwknop access.conf, after the first).
+    #[arg(long, value_delimiter = ',', default_value = "sequence,spa,syn,fwknop")]
     doors: Vec<String>,
+    /// The incumbents beside them: knockd (Debian's knockd 0.8, the same sequence) and fwknopd
+    /// (Debian's fwknopd 2.6.10, the same access.conf as knockerd's fwknop door); "none" for
+    /// knockerd alone.
+    #[arg(long, value_delimiter = ',', default_value = "knockd,fwknopd")]
+    incumbents: Vec<String>,
+    /// Measured samples of each incumbent (their knocks take 45 to 105 ms each; at most 150).
+    #[arg(long, default_value_t = 100)]
+    incumbent_samples: u32,
     /// Pause between two samples, in milliseconds.
     #[arg(long, default_value_t = 5)]
     pause_ms: u64,
-    /// Hard time limit of the measurement, in seconds (it stops early and reports what it has).
+    /// Hard time limit of each daemon's measurement, in seconds (it stops early and reports
+    /// what it has).
     #[arg(long, default_value_t = 90.0)]
     max_secs: f64,
+    /// Writes every sample to FILE: row, sample, CLOCK_MONOTONIC nanoseconds just before the
+    /// last packet left, latency in nanoseconds (empty: not opened). For lining samples up with
+    /// a trace of the daemon taken on the same clock (BENCHMARKS.md, "Where the tail comes
+    /// from").
+    #[arg(long)]
+    samples_out: Option<PathBuf>,
     /// knockerd binary (default: next to this one).
     #[arg(long)]
     knockerd: Option<PathBuf>,
+    /// knockd binary (default: from PATH).
+    #[arg(long)]
+    knockd: Option<PathBuf>,
+    /// fwknopd binary (default: from PATH).
+    #[arg(long)]
+    fwknopd: Option<PathBuf>,
+    /// fwknop client binary, which makes the fwknop doors' packets (default: from PATH).
+    #[arg(long)]
+    fwknop: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,10 +132,14 @@ impl Door {
             Door::Spa => 1,
             Door::Syn => 2,
         };
-        match lab::alice(Family::V4, k) {
-            IpAddr::V4(a) => a,
-            IpAddr::V6(_) => unreachable!("alice(V4) is IPv4"),
-        }
+        alice4(k)
+    }
+}
+
+fn alice4(k: u16) -> Ipv4Addr {
+    match lab::alice(Family::V4, k) {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => unreachable!("alice(V4) is IPv4"),
     }
 }
 
@@ -114,43 +153,201 @@ struct Keys {
     syn_used: HashSet<(u64, u16)>,
 }
 
-pub fn bench(a: &LatencyArgs) -> Result<(), String> {
-    knocker_lab::preflight()?;
+/// One timed knock: when its last packet left, and how long until it was seen open (`None`:
+/// not within [`SAMPLE_LIMIT`]).
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    sent: Instant,
+    took: Option<Duration>,
+}
+
+/// How a row's opening is seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Clock {
+    /// The kernel's NFT_MSG_NEWSETELEM notification of the element.
+    Notification,
+    /// fwknopd's "Added access rule" line, stamped when the bench reads it (fwknopd writes it
+    /// once its iptables command has returned).
+    LogLine,
+}
+
+/// One line of the table: a daemon's door and its samples.
+struct Row {
+    daemon: &'static str,
+    door: &'static str,
+    /// A short name for `--samples-out`.
+    tag: &'static str,
+    clock: Clock,
+    samples: Vec<Sample>,
+    /// The tag of knockerd's row this one is compared with.
+    against: Option<&'static str>,
+}
+
+impl Row {
+    fn new(daemon: &'static str, door: &'static str, tag: &'static str, clock: Clock) -> Row {
+        Row {
+            daemon,
+            door,
+            tag,
+            clock,
+            samples: Vec::new(),
+            against: None,
+        }
+    }
+
+    fn opened(&self) -> Vec<Duration> {
+        let mut ok: Vec<Duration> = self.samples.iter().filter_map(|s| s.took).collect();
+        ok.sort();
+        ok
+    }
+}
+
+/// The binaries the bench runs.
+struct Bins {
+    knockerd: PathBuf,
+    knockd: PathBuf,
+    fwknopd: PathBuf,
+    fwknop: PathBuf,
+}
+
+/// What the run was asked for, checked.
+struct Plan {
+    doors: Vec<Door>,
+    fwknop: bool,
+    knockd: bool,
+    fwknopd: bool,
+}
+
+fn plan(a: &LatencyArgs) -> Result<Plan, String> {
     if !(1..=10_000).contains(&a.samples) {
         return Err("--samples must be 1 to 10000".into());
+    }
+    if !(1..=150).contains(&a.incumbent_samples) {
+        return Err("--incumbent-samples must be 1 to 150".into());
     }
     if a.pause_ms > 1000 {
         return Err("--pause-ms must be at most 1000".into());
     }
-    let mut doors = Vec::new();
+    let mut p = Plan {
+        doors: Vec::new(),
+        fwknop: false,
+        knockd: false,
+        fwknopd: false,
+    };
     for d in &a.doors {
         let door = match d.as_str() {
             "sequence" => Door::Sequence,
             "spa" => Door::Spa,
             "syn" => Door::Syn,
-            other => return Err(format!("unknown door {other:?} (sequence, spa, syn)")),
+            "fwknop" => {
+                p.fwknop = true;
+                continue;
+            }
+            other => {
+                return Err(format!(
+                    "unknown door {other:?} (sequence, spa, syn, fwknop)"
+                ))
+            }
         };
-        if !doors.contains(&door) {
-            doors.push(door);
+        if !p.doors.contains(&door) {
+            p.doors.push(door);
         }
     }
-    if doors.is_empty() {
+    for i in &a.incumbents {
+        match i.as_str() {
+            "knockd" => p.knockd = true,
+            "fwknopd" => p.fwknopd = true,
+            "none" => {}
+            other => {
+                return Err(format!(
+                    "unknown incumbent {other:?} (knockd, fwknopd, none)"
+                ))
+            }
+        }
+    }
+    if p.doors.is_empty() && !p.fwknop {
         return Err("--doors names no door".into());
     }
-    let knockerd_bin = match &a.knockerd {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()
-            .map_err(|e| format!("own path: {e}"))?
-            .parent()
-            .map(|d| d.join("knockerd"))
-            .ok_or("cannot locate knockerd")?,
-    };
-    if !knockerd_bin.is_file() {
-        return Err(format!("knockerd not found at {}", knockerd_bin.display()));
-    }
-    let load_before = loadavg();
-    let started = Instant::now();
+    Ok(p)
+}
 
+fn bins(a: &LatencyArgs, p: &Plan) -> Result<Bins, String> {
+    let found = |given: &Option<PathBuf>, name: &str| {
+        given
+            .clone()
+            .or_else(|| lab::which(name))
+            .unwrap_or_else(|| PathBuf::from(format!("/usr/sbin/{name}")))
+    };
+    let b = Bins {
+        knockerd: crate::knockerd_binary(&a.knockerd)?,
+        knockd: found(&a.knockd, "knockd"),
+        fwknopd: found(&a.fwknopd, "fwknopd"),
+        fwknop: found(&a.fwknop, "fwknop"),
+    };
+    let need = [
+        (true, &b.knockerd, "knockerd"),
+        (p.knockd, &b.knockd, "knockd (Debian: knockd)"),
+        (p.fwknopd, &b.fwknopd, "fwknopd (Debian: fwknop-server)"),
+        (
+            p.fwknop || p.fwknopd,
+            &b.fwknop,
+            "fwknop (Debian: fwknop-client)",
+        ),
+    ];
+    for (needed, path, what) in need {
+        if needed && !path.is_file() {
+            return Err(format!("{what} not found at {}", path.display()));
+        }
+    }
+    if p.fwknopd && lab::which("iptables").is_none() {
+        return Err("iptables not found (fwknopd's backend)".into());
+    }
+    Ok(b)
+}
+
+pub fn bench(a: &LatencyArgs) -> Result<(), String> {
+    knocker_lab::preflight()?;
+    let p = plan(a)?;
+    let b = bins(a, &p)?;
+    let load_before = loadavg();
+    eprintln!("load average before: {load_before}");
+    let started = Instant::now();
+    let mut rows: Vec<Row> = Vec::new();
+    let mut errors: Vec<String> = Vec::new();
+    if !p.doors.is_empty() {
+        rows.extend(knockerd_doors(a, &p.doors, &b, &mut errors)?);
+    }
+    if p.fwknop {
+        rows.push(knockerd_fwknop(a, &b, &mut errors)?);
+    }
+    if p.knockd {
+        rows.push(knockd(a, &b, &mut errors)?);
+    }
+    if p.fwknopd {
+        rows.push(fwknopd(a, &b)?);
+    }
+    let load_after = loadavg();
+    if let Some(path) = &a.samples_out {
+        write_samples(path, &rows)?;
+    }
+    print_report(&rows, a, errors, &load_before, &load_after);
+    eprintln!("whole run: {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// How long each daemon's measurement may take.
+fn phase_limit(a: &LatencyArgs) -> Duration {
+    Duration::from_secs_f64(a.max_secs.clamp(1.0, 3600.0))
+}
+
+/// knockerd with its sequence, SPA and SYN doors, the samples of the three interleaved, so that
+/// the machine's noise falls on all of them alike.
+fn knockerd_doors(
+    a: &LatencyArgs,
+    doors: &[Door],
+    b: &Bins,
+    errors: &mut Vec<String>,
+) -> Result<Vec<Row>, String> {
     let lab = FloodLab::new(3)?;
     let dir = std::env::temp_dir().join(format!("knocker-latency-{}", lab.server.name()));
     let server = PrivateKey::generate().map_err(|e| format!("server key: {e}"))?;
@@ -160,7 +357,7 @@ pub fn bench(a: &LatencyArgs) -> Result<(), String> {
         .map_err(|e| format!("alice's SYN key: {e}"))?;
     let args = write_config(&dir, &server, &alice)?;
     let args: Vec<&std::ffi::OsStr> = args.iter().map(|s| s.as_os_str()).collect();
-    let mut daemon = Daemon::spawn_knockerd(&lab, &knockerd_bin, dir, &args)?;
+    let mut daemon = Daemon::spawn_knockerd(&lab, &b.knockerd, dir, &args)?;
     let watch = Watch::start(&lab.server)?;
     let mut keys = Keys {
         server,
@@ -169,11 +366,11 @@ pub fn bench(a: &LatencyArgs) -> Result<(), String> {
         syn_used: HashSet::new(),
     };
 
-    for &door in &doors {
+    for &door in doors {
         for k in 0..WARMUP {
             stopped()?;
             let got = sample(&lab, &watch, &mut keys, door)?;
-            if got.is_none() && k == 0 {
+            if got.took.is_none() && k == 0 {
                 return Err(format!(
                     "{}: alice's first knock never opened: the setup is broken; knockerd's output:\n{}",
                     door.name(),
@@ -184,47 +381,232 @@ pub fn bench(a: &LatencyArgs) -> Result<(), String> {
         }
     }
     eprintln!(
-        "== {} samples of each of {} kinds of door, interleaved",
+        "== knockerd: {} samples of each of {} doors, interleaved",
         a.samples,
         doors.len()
     );
     let measure_start = Instant::now();
-    let limit = Duration::from_secs_f64(a.max_secs.clamp(1.0, 3600.0));
-    let mut results: Vec<Vec<Option<Duration>>> = vec![Vec::new(); doors.len()];
-    let mut cut_short = false;
+    let limit = phase_limit(a);
+    let mut rows: Vec<Row> = doors
+        .iter()
+        .map(|d| {
+            let (door, tag) = match d {
+                Door::Sequence => ("sequence (3 TCP knocks)", "sequence"),
+                Door::Spa => ("spa (knocker SPA datagram)", "spa"),
+                Door::Syn => ("syn (stealth SYN)", "syn"),
+            };
+            Row::new("knockerd", door, tag, Clock::Notification)
+        })
+        .collect();
     'samples: for i in 0..a.samples {
         for (d, &door) in doors.iter().enumerate() {
             stopped()?;
             if measure_start.elapsed() > limit {
-                cut_short = true;
+                eprintln!("   cut short by --max-secs");
                 break 'samples;
             }
-            results[d].push(sample(&lab, &watch, &mut keys, door)?);
+            rows[d].samples.push(sample(&lab, &watch, &mut keys, door)?);
             std::thread::sleep(Duration::from_millis(a.pause_ms));
         }
-        if (i + 1) % 50 == 0 {
+        if (i + 1) % 100 == 0 {
             daemon.check_alive()?;
             eprintln!("   {} samples each", i + 1);
         }
     }
     daemon.check_alive()?;
-    let took = measure_start.elapsed();
-    let errors = watch.errors();
-    drop(watch);
-    drop(daemon);
-    drop(lab);
-    print_report(
-        &doors,
-        &results,
-        a,
-        took,
-        cut_short,
-        errors,
-        load_before,
-        loadavg(),
+    errors.extend(watch.errors());
+    Ok(rows)
+}
+
+/// A second knockerd running fwknopd's access.conf as it is (`--fwknop-access`, the SPA flood
+/// bench's), alice's packets made by Debian's fwknop client.
+fn knockerd_fwknop(a: &LatencyArgs, b: &Bins, errors: &mut Vec<String>) -> Result<Row, String> {
+    let lab = FloodLab::new(1)?;
+    let dir = std::env::temp_dir().join(format!("knocker-latency-{}", lab.server.name()));
+    let packets = RemoveDir::create(dir.join("packets"))?;
+    let mut daemon = Daemon::knockerd_fwknop(
+        &lab,
+        &b.knockerd,
+        dir.join("daemon"),
+        &crate::spa::access_conf(),
+    )?;
+    let watch = Watch::start(&lab.server)?;
+    let src = alice4(0);
+    let mut row = Row::new(
+        "knockerd",
+        "fwknop (fwknop SPA, access.conf)",
+        "knockerd-fwknop",
+        Clock::Notification,
     );
-    eprintln!("whole run: {:.1} s", started.elapsed().as_secs_f64());
-    Ok(())
+    eprintln!("== knockerd's fwknop door: {} samples", a.samples);
+    row.samples = measure(a, a.samples, &mut daemon, "knockerd's fwknop door", |_| {
+        let packet = crate::spa::alice_packet(&lab, &b.fwknop, &packets.0, src)?;
+        watch.clear();
+        let sent = send_udp(&lab, src, packet, lab::SPA_PORT)?;
+        Ok(Sample {
+            sent,
+            took: watch.wait_for(IpAddr::V4(src), sent, SAMPLE_LIMIT)?,
+        })
+    })?;
+    errors.extend(watch.errors());
+    Ok(row)
+}
+
+/// `WARMUP` unmeasured samples (the first must open: it proves the setup), then `n` measured
+/// ones for at most `--max-secs`, `--pause-ms` apart; `one(k)` takes the `k`-th (from 0, warm-up
+/// included).
+fn measure(
+    a: &LatencyArgs,
+    n: u32,
+    daemon: &mut Daemon,
+    what: &str,
+    mut one: impl FnMut(u32) -> Result<Sample, String>,
+) -> Result<Vec<Sample>, String> {
+    let limit = phase_limit(a);
+    let mut measure_start: Option<Instant> = None;
+    let mut out = Vec::new();
+    for k in 0..WARMUP + n {
+        stopped()?;
+        if measure_start.is_some_and(|t| t.elapsed() > limit) {
+            eprintln!("   cut short by --max-secs");
+            break;
+        }
+        let s = one(k)?;
+        if k < WARMUP {
+            if k == 0 && s.took.is_none() {
+                return Err(format!(
+                    "{what}: alice's first knock never opened: the setup is broken; its output:\n{}",
+                    daemon.log()
+                ));
+            }
+            if k + 1 == WARMUP {
+                measure_start = Some(Instant::now());
+            }
+        } else {
+            out.push(s);
+        }
+        std::thread::sleep(Duration::from_millis(a.pause_ms));
+    }
+    daemon.check_alive()?;
+    Ok(out)
+}
+
+/// Debian's knockd with the same sequence (the flood bench's knockd: its start command adds the
+/// element with `nft`), timed by the same notification. The set is flushed before each knock,
+/// outside the clock, so that each one adds its element anew.
+fn knockd(a: &LatencyArgs, b: &Bins, errors: &mut Vec<String>) -> Result<Row, String> {
+    let lab = FloodLab::new(1)?;
+    let dir = std::env::temp_dir().join(format!("knocker-latency-{}", lab.server.name()));
+    let mut daemon = Daemon::knockd(&lab, &b.knockd, dir)?;
+    let watch = Watch::start(&lab.server)?;
+    let src = alice4(0);
+    let mut row = Row::new(
+        "knockd 0.8",
+        "sequence (3 TCP knocks)",
+        "knockd",
+        Clock::Notification,
+    );
+    row.against = Some("sequence");
+    eprintln!("== knockd: {} samples", a.incumbent_samples);
+    row.samples = measure(a, a.incumbent_samples, &mut daemon, "knockd", |_| {
+        lab.server
+            .nft("flush set inet kbench allow4\n")
+            .map_err(|e| format!("flushing knockd's set: {e}"))?;
+        watch.clear();
+        let dst = lab::SERVER4;
+        let sent = lab
+            .net
+            .enter(move || knock_sequence(src, dst))?
+            .map_err(|e| format!("alice's knock on knockd: {e}"))?;
+        Ok(Sample {
+            sent,
+            took: watch.wait_for(IpAddr::V4(src), sent, SAMPLE_LIMIT)?,
+        })
+    })?;
+    errors.extend(watch.errors());
+    Ok(row)
+}
+
+/// Debian's fwknopd with the same access.conf and its iptables backend (the SPA flood bench's),
+/// timed by its "Added access rule" log line. A further address of alice's for each packet, so
+/// that each one adds a rule of its own.
+fn fwknopd(a: &LatencyArgs, b: &Bins) -> Result<Row, String> {
+    let n = u16::try_from(WARMUP + a.incumbent_samples).unwrap_or(u16::MAX);
+    let lab = FloodLab::new(n)?;
+    let dir = std::env::temp_dir().join(format!("knocker-latency-{}", lab.server.name()));
+    let packets = RemoveDir::create(dir.join("packets"))?;
+    let mut daemon = Daemon::fwknopd(
+        &lab,
+        Kind::Fwknopd,
+        &b.fwknopd,
+        dir.join("daemon"),
+        &crate::spa::access_conf(),
+    )?;
+    let mut row = Row::new(
+        "fwknopd 2.6.10",
+        "fwknop (fwknop SPA, access.conf)",
+        "fwknopd",
+        Clock::LogLine,
+    );
+    row.against = Some("knockerd-fwknop");
+    // the daemon is borrowed by `measure`; its log thread fills this
+    let opened = daemon.opened.clone();
+    eprintln!("== fwknopd: {} samples", a.incumbent_samples);
+    let samples = measure(a, a.incumbent_samples, &mut daemon, "fwknopd", |k| {
+        let src = alice4(u16::try_from(k).unwrap_or(u16::MAX));
+        let packet = crate::spa::alice_packet(&lab, &b.fwknop, &packets.0, src)?;
+        let sent = send_udp(&lab, src, packet, lab::SPA_PORT)?;
+        let end = sent + SAMPLE_LIMIT;
+        loop {
+            if let Some(at) = daemon_opened(&opened, src) {
+                return Ok(Sample {
+                    sent,
+                    took: Some(at.saturating_duration_since(sent)),
+                });
+            }
+            if Instant::now() > end {
+                return Ok(Sample { sent, took: None });
+            }
+            stopped()?;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    })?;
+    row.samples = samples;
+    Ok(row)
+}
+
+fn daemon_opened(opened: &lab::Opened, src: Ipv4Addr) -> Option<Instant> {
+    opened.lock().ok()?.get(&IpAddr::V4(src)).copied()
+}
+
+/// Sends `payload` to `port` of the server from `src`; the clock starts just before the send.
+fn send_udp(lab: &FloodLab, src: Ipv4Addr, payload: Vec<u8>, port: u16) -> Result<Instant, String> {
+    lab.net
+        .enter(move || {
+            let s = UdpSocket::bind((src, 0))?;
+            let at = Instant::now();
+            s.send_to(&payload, (lab::SERVER4, port))?;
+            Ok::<Instant, std::io::Error>(at)
+        })?
+        .map_err(|e| format!("sending from {src}: {e}"))
+}
+
+/// `--samples-out`: one line per sample, times on CLOCK_MONOTONIC (what `Instant` reads on
+/// Linux, and ftrace's `mono` clock).
+fn write_samples(path: &Path, rows: &[Row]) -> Result<(), String> {
+    use nix::time::{clock_gettime, ClockId};
+    let base_instant = Instant::now();
+    let base = clock_gettime(ClockId::CLOCK_MONOTONIC).map_err(|e| format!("clock: {e}"))?;
+    let base_ns = base.tv_sec() as i128 * 1_000_000_000 + base.tv_nsec() as i128;
+    let mut out = String::from("row,sample,sent_mono_ns,latency_ns\n");
+    for r in rows {
+        for (i, s) in r.samples.iter().enumerate() {
+            let before = base_instant.saturating_duration_since(s.sent).as_nanos() as i128;
+            let took = s.took.map(|d| d.as_nanos().to_string()).unwrap_or_default();
+            out.push_str(&format!("{},{i},{},{took}\n", r.tag, base_ns - before));
+        }
+    }
+    std::fs::write(path, out).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Writes the server key (0600), the clients file (alice) and knockerd.toml into `dir`, and
@@ -272,12 +654,7 @@ fn knockerd_config(dir: &Path) -> String {
 
 /// One knock of `door` from alice, timed until its grant is in the kernel; `None` when no
 /// grant came within [`SAMPLE_LIMIT`].
-fn sample(
-    lab: &FloodLab,
-    watch: &Watch,
-    keys: &mut Keys,
-    door: Door,
-) -> Result<Option<Duration>, String> {
+fn sample(lab: &FloodLab, watch: &Watch, keys: &mut Keys, door: Door) -> Result<Sample, String> {
     let src = door.alice();
     let dst = lab::SERVER4;
     // made before the clock starts: what alice's client does before anything leaves
@@ -327,7 +704,10 @@ fn sample(
         .net
         .enter(knock)?
         .map_err(|e| format!("alice's knock on the {} door: {e}", door.name()))?;
-    watch.wait_for(IpAddr::V4(src), sent, SAMPLE_LIMIT)
+    Ok(Sample {
+        sent,
+        took: watch.wait_for(IpAddr::V4(src), sent, SAMPLE_LIMIT)?,
+    })
 }
 
 /// alice knocks the sequence as knock(1) does (one SYN per port from a non-blocking connect,
@@ -632,43 +1012,66 @@ fn fmt_us(d: Option<Duration>) -> String {
     )
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The ratio of two medians, as "N.Nx".
+fn ratio(of: Option<Duration>, to: Option<Duration>) -> String {
+    match (of, to) {
+        (Some(a), Some(b)) if !b.is_zero() => {
+            let r = a.as_secs_f64() / b.as_secs_f64();
+            if r >= 10.0 {
+                format!("{r:.0}x")
+            } else {
+                format!("{r:.1}x")
+            }
+        }
+        _ => "-".to_string(),
+    }
+}
+
 fn print_report(
-    doors: &[Door],
-    results: &[Vec<Option<Duration>>],
+    rows: &[Row],
     a: &LatencyArgs,
-    took: Duration,
-    cut_short: bool,
     errors: Vec<String>,
-    load_before: String,
-    load_after: String,
+    load_before: &str,
+    load_after: &str,
 ) {
     println!(
-        "Knock-to-open latency, idle server: from just before alice's last packet leaves to the NFT_MSG_NEWSETELEM notification of her grant in the server's namespace; {} samples per door asked, interleaved, {} ms apart{}.\n",
-        a.samples,
-        a.pause_ms,
-        if cut_short { " (cut short by --max-secs)" } else { "" }
+        "Knock-to-open latency, idle server: from just before alice's last packet leaves until the door is open; knockerd's sequence, SPA and SYN doors {} samples each asked, interleaved; its fwknop door {} (a second knockerd); knockd and fwknopd {} each; {} ms between samples.\n",
+        a.samples, a.samples, a.incumbent_samples, a.pause_ms
     );
-    println!("| door | samples | opened | min | median | p99 | max |");
-    println!("|---|---|---|---|---|---|---|");
-    for (door, r) in doors.iter().zip(results) {
-        let mut ok: Vec<Duration> = r.iter().flatten().copied().collect();
-        ok.sort();
+    println!("| daemon | door | clock | samples | opened | min | median | p99 | max | median vs knockerd |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let median_of = |tag: &str| {
+        rows.iter()
+            .find(|r| r.tag == tag)
+            .and_then(|r| quantile(&r.opened(), 0.5))
+    };
+    for r in rows {
+        let ok = r.opened();
+        let median = quantile(&ok, 0.5);
+        let vs = match r.against {
+            Some(tag) => ratio(median, median_of(tag)),
+            None => "1x".to_string(),
+        };
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} |",
-            door.name(),
-            r.len(),
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {vs} |",
+            r.daemon,
+            r.door,
+            match r.clock {
+                Clock::Notification => "NFT_MSG_NEWSETELEM",
+                Clock::LogLine => "its log line",
+            },
+            r.samples.len(),
             ok.len(),
             fmt_us(ok.first().copied()),
-            fmt_us(quantile(&ok, 0.5)),
+            fmt_us(median),
             fmt_us(quantile(&ok, 0.99)),
             fmt_us(ok.last().copied()),
         );
     }
     println!(
-        "\nMeasured in {:.1} s; load average {load_before} before, {load_after} after.",
-        took.as_secs_f64()
+        "\nClocks: NFT_MSG_NEWSETELEM is the kernel's notification that the element is in the set (knockd's start command adds it with `nft`, as knockerd's netlink batch does); fwknopd opens with iptables, so its row is timed by its \"Added access rule\" line, which it writes once iptables has returned, stamped when the bench reads it. Ratios: knockd against knockerd's sequence door, fwknopd against knockerd's fwknop door."
     );
+    println!("Load average {load_before} before, {load_after} after.");
     if !errors.is_empty() {
         println!("Watcher errors: {}", errors.join("; "));
     }
@@ -733,6 +1136,38 @@ pub(crate) mod tests {
         for n in 0..buf.len() {
             let _ = new_elements(&buf[..n]);
         }
+    }
+
+    #[test]
+    fn ratios_of_medians_and_what_a_run_is_asked_for() {
+        let ms = |m: u64| Some(Duration::from_millis(m));
+        assert_eq!(ratio(ms(45), ms(1)), "45x");
+        assert_eq!(ratio(ms(3), ms(2)), "1.5x");
+        assert_eq!(ratio(None, ms(2)), "-");
+        assert_eq!(ratio(ms(2), Some(Duration::ZERO)), "-");
+        let args = |doors: &str, incumbents: &str| LatencyArgs {
+            samples: 10,
+            doors: doors.split(',').map(String::from).collect(),
+            incumbents: incumbents.split(',').map(String::from).collect(),
+            incumbent_samples: 5,
+            pause_ms: 5,
+            max_secs: 90.0,
+            samples_out: None,
+            knockerd: None,
+            knockd: None,
+            fwknopd: None,
+            fwknop: None,
+        };
+        let p = plan(&args("syn,fwknop,syn", "none")).expect("plan");
+        assert_eq!(p.doors, vec![Door::Syn]);
+        assert!(p.fwknop && !p.knockd && !p.fwknopd);
+        let p = plan(&args("fwknop", "knockd,fwknopd")).expect("plan");
+        assert!(p.doors.is_empty() && p.knockd && p.fwknopd);
+        assert!(plan(&args("ssh", "none")).is_err());
+        assert!(plan(&args("sequence", "knockknock")).is_err());
+        let mut a = args("sequence", "none");
+        a.incumbent_samples = 151;
+        assert!(plan(&a).is_err());
     }
 
     #[test]

@@ -437,7 +437,7 @@ fn alice(k: u16) -> Ipv4Addr {
 
 /// A fresh access request for tcp/2222 for `src`, made by Debian's fwknop client with the door's
 /// keys (`-B FILE --test`: saved, not sent).
-fn alice_packet(
+pub(crate) fn alice_packet(
     lab: &FloodLab,
     fwknop: &Path,
     dir: &Path,
@@ -489,10 +489,10 @@ fn send_spa(lab: &FloodLab, src: Ipv4Addr, payload: Vec<u8>) -> Result<Instant, 
 }
 
 /// A directory removed when dropped.
-struct RemoveDir(PathBuf);
+pub(crate) struct RemoveDir(pub(crate) PathBuf);
 
 impl RemoveDir {
-    fn create(dir: PathBuf) -> Result<RemoveDir, String> {
+    pub(crate) fn create(dir: PathBuf) -> Result<RemoveDir, String> {
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         Ok(RemoveDir(dir))
     }

@@ -798,7 +798,7 @@ mod tests {
         t.seen(knocks.iter());
         assert_eq!(t.seen, expected);
         // ssh: 7000, 9000, 8000; web: 7000, 8100 and the 201 ports of its span (9100 among
-        // them, once); twice: as ssh
+        // them, once); ssh2: as ssh
         assert_eq!(expected, [3, 203, 3]);
     }
 

@@ -27,13 +27,6 @@ use crate::overrides::Overrides;
 pub const DEFAULT_USER: &str = "nobody";
 /// The longest the worker's loop sleeps when the engine has no timer: a cap, not a tick.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
-/// Under a flood, being woken for every logged packet costs more than handling it (a context
-/// switch and a poll per packet). After a read that found at least [`COALESCE_AT`] packets,
-/// the loop pauses this long before it polls again, so that the next read takes many. An idle
-/// server, and a single knock, never wait. 500 us halves the CPU per flood packet of 250 us
-/// (BENCHMARKS.md); a knock during a flood waits at most that much longer.
-const COALESCE_PAUSE: Duration = Duration::from_micros(500);
-const COALESCE_AT: usize = 8;
 
 /// Why the worker's loop could not start, or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -171,7 +164,8 @@ pub fn run(
     let mut datagrams: Vec<nflog::Datagram> = Vec::new();
     let mut refusals = RefusalLog::default();
     let mut reports: Vec<Report> = Vec::new();
-    let mut last_read = 0usize;
+    // under a flood, a pause before each poll so that one wake-up takes many packets
+    let mut pacer = super::pacer::Pacer::default();
     let mut overrun_reported = false;
     let mut too_long_reported = false;
     // what the source gave in all, logged when the worker stops
@@ -182,10 +176,10 @@ pub fn run(
     let stdin = std::io::stdin();
     loop {
         trip.check();
-        if last_read >= COALESCE_AT {
-            std::thread::sleep(COALESCE_PAUSE);
+        if let Some(pause) = pacer.pause() {
+            std::thread::sleep(pause);
         }
-        last_read = 0;
+        let mut read = 0;
         let now = Instant::now();
         let deadline = engine
             .poll_timeout()
@@ -265,7 +259,7 @@ pub fn run(
                 }
                 Err(e) => tracing::warn!("reading {}: {e}", source.name()),
             }
-            last_read = knocks.len() + datagrams.len();
+            read = knocks.len() + datagrams.len();
             let now = Instant::now();
             // TOTP doors follow the wall clock (a cheap comparison unless the step changed)
             engine.set_wall_clock(unix_now());
@@ -284,6 +278,7 @@ pub fn run(
                 engine.handle_datagram(now, &d.knock, &d.payload);
             }
         }
+        pacer.read(Instant::now(), read);
         engine.handle_timeout(Instant::now());
         while let Some(ev) = engine.poll_event() {
             // the engine's doors are the configuration's, in order: every index is one of them

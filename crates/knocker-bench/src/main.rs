@@ -26,6 +26,7 @@ mod sender;
 mod soak;
 mod sources;
 mod spa;
+mod table;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -251,6 +252,7 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
         }
     }
     let started = Instant::now();
+    let load_before = table::load_average();
     let mut rows = Vec::new();
     for case in &cases {
         for &(kind, via) in &kinds {
@@ -270,7 +272,7 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
             rows.push(row);
         }
     }
-    print_report(&rows, a, started.elapsed());
+    print_report(&rows, a, started.elapsed(), &load_before);
     Ok(())
 }
 
@@ -600,46 +602,92 @@ pub(crate) fn thousands(n: u64) -> String {
     out
 }
 
-fn print_report(rows: &[Row], a: &BenchArgs, took: Duration) {
+/// The measures of the SYN flood table, in the order of [`Row::cells`].
+const MEASURES: [&str; 11] = [
+    "packets sent (pps)",
+    "CPU us per packet (CPU s per M)",
+    "daemon CPU",
+    "core busy during flood",
+    "busy after flood",
+    "NFLOG overruns (knocks the kernel dropped)",
+    "knocks the daemon read",
+    "RSS start -> peak",
+    "alice idle: median open",
+    "alice during flood: opened",
+    "alice during flood: median open",
+];
+
+impl Row {
+    /// Its cells in the side-by-side table, as [`MEASURES`] lists them.
+    fn cells(&self) -> Vec<table::Cell> {
+        use table::Cell;
+        let opened = self.during.iter().flatten().count();
+        let ms = |v: &[Option<Duration>]| match median(v) {
+            Some(d) => Cell::num(fmt_ms(d), d.as_secs_f64()),
+            None => Cell::text("-"),
+        };
+        vec![
+            Cell::text(format!(
+                "{} ({})",
+                thousands(self.sent),
+                thousands(self.pps() as u64)
+            )),
+            Cell::num(
+                format!("{:.2}", self.cpu_per_million()),
+                self.cpu_per_million(),
+            ),
+            Cell::num(format!("{:.2} s", self.cpu_flood), self.cpu_flood),
+            Cell::text(format!("{:.0}%", self.busy_during * 100.0)),
+            Cell::text(self.busy_after.map_or_else(
+                || format!(">= {} s", SETTLE_LIMIT.as_secs()),
+                |d| format!("{:.1} s", d.as_secs_f64()),
+            )),
+            Cell::text(self.drops.map_or_else(|| "n/a".to_string(), thousands)),
+            Cell::text(
+                self.knocks_read
+                    .map_or_else(|| "n/a".to_string(), thousands),
+            ),
+            Cell::num(
+                format!("{} -> {}", mib(self.rss_start), mib(self.rss_peak)),
+                self.rss_peak as f64,
+            ),
+            ms(&self.idle),
+            Cell::text(format!(
+                "{}/{}{}",
+                opened,
+                self.during.len(),
+                if self.after_flood > 0 {
+                    format!(" ({} knocked after the flood ended)", self.after_flood)
+                } else {
+                    String::new()
+                }
+            )),
+            ms(&self.during),
+        ]
+    }
+}
+
+fn print_report(rows: &[Row], a: &BenchArgs, took: Duration, load_before: &str) {
     println!(
-        "Flood: SYNs to the door's first port from spoofed sources, {}; alice knocks {} times during each flood (5 s limit).\n",
+        "Flood: SYNs to the door's first port from spoofed sources, {}; alice knocks {} times during each flood (5 s limit). Load average at the start: {load_before}; at the end: {}.\n",
         if a.pps == 0 {
             "as fast as the sender goes".to_string()
         } else {
             format!("paced at {} pps", thousands(a.pps))
         },
-        a.attempts
+        a.attempts,
+        table::load_average(),
     );
-    println!("| flood | daemon | packets sent (pps) | daemon CPU | CPU s per M packets | core busy during flood | busy after flood | knocks the kernel dropped before the daemon | knocks the daemon read | RSS start -> peak | alice idle: median open | alice during flood: opened | median open |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for r in rows {
-        let opened = r.during.iter().flatten().count();
-        println!(
-            "| {} | {} | {} ({}) | {:.2} s | {:.2} | {:.0}% | {} | {} | {} | {} -> {} | {} | {}/{}{} | {} |",
-            r.case,
-            r.label,
-            thousands(r.sent),
-            thousands(r.pps() as u64),
-            r.cpu_flood,
-            r.cpu_per_million(),
-            r.busy_during * 100.0,
-            r.busy_after
-                .map_or_else(|| format!(">= {} s", SETTLE_LIMIT.as_secs()), |d| format!("{:.1} s", d.as_secs_f64())),
-            r.drops.map_or_else(|| "n/a".to_string(), thousands),
-            r.knocks_read.map_or_else(|| "n/a".to_string(), thousands),
-            mib(r.rss_start),
-            mib(r.rss_peak),
-            fmt_median(&r.idle),
-            opened,
-            r.during.len(),
-            if r.after_flood > 0 {
-                format!(" ({} knocked after the flood ended)", r.after_flood)
-            } else {
-                String::new()
-            },
-            fmt_median(&r.during),
-        );
-    }
+    let runs: Vec<table::Run> = rows
+        .iter()
+        .map(|r| table::Run {
+            case: r.case.clone(),
+            daemon: r.label.to_string(),
+            cells: r.cells(),
+        })
+        .collect();
+    print!("{}", table::side_by_side(&MEASURES, &runs));
+    println!("\nINCUMBENT / knockerd: the incumbent's figure over knockerd's (above 1: knockerd needs that many times less).");
     println!();
     println!("n/a: knockd loses packets when its pcap ring is full, and only knockd could count them (it never does); knockerd's NFLOG socket overruns are read from /proc/net/netlink (its other sources count theirs inside the worker). Knocks the daemon read: knockerd's packet worker's own count, which it logs when it stops (alice's knocks and stray packets included).\n");
     if rows.iter().any(|r| r.lines) {

@@ -196,6 +196,7 @@ pub fn bench(a: &SpaArgs) -> Result<(), String> {
         ));
     }
     let started = Instant::now();
+    let load_before = crate::table::load_average();
     let mut rows = Vec::new();
     for &pps in &a.pps {
         for &payload in &floods {
@@ -221,7 +222,7 @@ pub fn bench(a: &SpaArgs) -> Result<(), String> {
             }
         }
     }
-    print_report(&rows, a, started.elapsed());
+    print_report(&rows, a, started.elapsed(), &load_before);
     Ok(())
 }
 
@@ -577,46 +578,93 @@ impl SpaRow {
     }
 }
 
-fn print_report(rows: &[SpaRow], a: &SpaArgs, took: Duration) {
-    println!(
-        "SPA flood: UDP datagrams to port {SPA_PORT} from spoofed IPv4 sources; both daemons run the same access.conf (SOURCE ANY, OPEN_PORTS tcp/{}, KEY, HMAC_KEY, FW_ACCESS_TIMEOUT {ACCESS_TIMEOUT}); alice sends {} packets made by Debian's fwknop client during each flood (5 s limit).\n",
-        lab::SERVICE,
-        a.attempts
-    );
-    println!("| flood | rate | daemon | datagrams sent (pps) | examined by the daemon | daemon CPU | CPU s per M sent | CPU s per M examined | core busy during flood | busy after flood | NFLOG overruns | RSS start -> peak | alice idle: median open | alice during flood: opened | median open |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for r in rows {
-        let opened = r.during.iter().flatten().count();
-        println!(
-            "| {} | {} | {} | {} ({}) | {} | {:.2} s | {:.2} | {} | {:.0}% | {} | {} | {} -> {} | {} | {}/{}{} | {} |",
-            r.payload.name(),
-            fmt_rate(r.pps_target),
-            r.kind.name(),
-            thousands(r.sent),
-            thousands(r.pps() as u64),
-            r.examined_share(),
-            r.cpu_flood,
-            r.cpu_per_million(),
-            r.cpu_per_million_examined(),
-            r.busy_during * 100.0,
-            r.busy_after.map_or_else(
-                || format!(">= {} s", SETTLE_LIMIT.as_secs()),
-                |d| format!("{:.1} s", d.as_secs_f64())
+/// The measures of the SPA flood table, in the order of [`SpaRow::cells`].
+const MEASURES: [&str; 12] = [
+    "datagrams sent (pps)",
+    "examined by the daemon",
+    "CPU us per datagram sent (CPU s per M)",
+    "CPU us per datagram examined",
+    "daemon CPU",
+    "core busy during flood",
+    "busy after flood",
+    "NFLOG overruns",
+    "RSS start -> peak",
+    "alice idle: median open",
+    "alice during flood: opened",
+    "alice during flood: median open",
+];
+
+impl SpaRow {
+    /// Its cells in the side-by-side table, as [`MEASURES`] lists them.
+    fn cells(&self) -> Vec<crate::table::Cell> {
+        use crate::table::Cell;
+        let ms = |v: &[Option<Duration>]| match crate::median(v) {
+            Some(d) => Cell::num(fmt_ms(d), d.as_secs_f64()),
+            None => Cell::text("-"),
+        };
+        let examined = match self.examined {
+            Some(n) if n > 0 => Cell::num(
+                self.cpu_per_million_examined(),
+                self.cpu_flood * 1e6 / n as f64,
             ),
-            r.drops.map_or_else(|| "n/a".to_string(), thousands),
-            mib(r.rss_start),
-            mib(r.rss_peak),
-            fmt_median(&r.idle),
-            opened,
-            r.during.len(),
-            if r.after_flood > 0 {
-                format!(" ({} sent after the flood ended)", r.after_flood)
-            } else {
-                String::new()
-            },
-            fmt_median(&r.during),
-        );
+            _ => Cell::text(self.cpu_per_million_examined()),
+        };
+        vec![
+            Cell::text(format!(
+                "{} ({})",
+                thousands(self.sent),
+                thousands(self.pps() as u64)
+            )),
+            Cell::text(self.examined_share()),
+            Cell::num(
+                format!("{:.2}", self.cpu_per_million()),
+                self.cpu_per_million(),
+            ),
+            examined,
+            Cell::num(format!("{:.2} s", self.cpu_flood), self.cpu_flood),
+            Cell::text(format!("{:.0}%", self.busy_during * 100.0)),
+            Cell::text(self.busy_after.map_or_else(
+                || format!(">= {} s", SETTLE_LIMIT.as_secs()),
+                |d| format!("{:.1} s", d.as_secs_f64()),
+            )),
+            Cell::text(self.drops.map_or_else(|| "n/a".to_string(), thousands)),
+            Cell::num(
+                format!("{} -> {}", mib(self.rss_start), mib(self.rss_peak)),
+                self.rss_peak as f64,
+            ),
+            ms(&self.idle),
+            Cell::text(format!(
+                "{}/{}{}",
+                self.during.iter().flatten().count(),
+                self.during.len(),
+                if self.after_flood > 0 {
+                    format!(" ({} sent after the flood ended)", self.after_flood)
+                } else {
+                    String::new()
+                }
+            )),
+            ms(&self.during),
+        ]
     }
+}
+
+fn print_report(rows: &[SpaRow], a: &SpaArgs, took: Duration, load_before: &str) {
+    println!(
+        "SPA flood: UDP datagrams to port {SPA_PORT} from spoofed IPv4 sources; both daemons run the same access.conf (SOURCE ANY, OPEN_PORTS tcp/{}, KEY, HMAC_KEY, FW_ACCESS_TIMEOUT {ACCESS_TIMEOUT}); alice sends {} packets made by Debian's fwknop client during each flood (5 s limit). Load average at the start: {load_before}; at the end: {}.\n",
+        lab::SERVICE,
+        a.attempts,
+        crate::table::load_average(),
+    );
+    let runs: Vec<crate::table::Run> = rows
+        .iter()
+        .map(|r| crate::table::Run {
+            case: format!("{} at {}", r.payload.name(), fmt_rate(r.pps_target)),
+            daemon: r.kind.name().to_string(),
+            cells: r.cells(),
+        })
+        .collect();
+    print!("{}", crate::table::side_by_side(&MEASURES, &runs));
+    println!("\nINCUMBENT / knockerd: the incumbent's figure over knockerd's (above 1: knockerd needs that many times less).");
     println!();
     println!("Examined: flood datagrams the daemon checked and refused, from its log (fwknopd: its \"received with access source match\" lines; knockerd: its refusals, logged or counted). Fewer than were sent: the rest was lost before the daemon (fwknopd's pcap ring, knockerd's NFLOG socket: overruns). n/a: fwknopd's pcap losses are counted only inside fwknopd.\n");
     println!("Each of alice's packets, sent -> door open (\"-\": not within 5 s):\n");

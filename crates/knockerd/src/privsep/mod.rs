@@ -26,11 +26,13 @@
 //!   watchdog, stop), and the check of every report against the parent's configuration.
 //! - `sandbox`: the worker's Landlock ruleset and seccomp filter, installed once it has dropped
 //!   its privileges: the one list of the system calls it may still make.
+//! - `pacer`: when the worker's loop pauses before it polls again (under a flood only).
 //! - `worker`: the worker's loop ([`run`]), from binding NFLOG and dropping privileges to
 //!   reporting the engine's decisions.
 
 pub mod protocol;
 
+mod pacer;
 mod parent;
 mod sandbox;
 mod worker;

@@ -27,13 +27,6 @@ use crate::overrides::Overrides;
 pub const DEFAULT_USER: &str = "nobody";
 /// The longest the worker's loop sleeps when the engine has no timer: a cap, not a tick.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
-/// Under a flood, being woken for every logged packet costs more than handling it (a context
-/// switch and a poll per packet). After a read that found at least [`COALESCE_AT`] packets,
-/// the loop pauses this long before it polls again, so that the next read takes many. An idle
-/// server, and a single knock, never wait. 500 us halves the CPU per flood packet of 250 us
-/// (BENCHMARKS.md); a knock during a flood waits at most that much longer.
-const COALESCE_PAUSE: Duration = Duration::from_micros(500);
-const COALESCE_AT: usize = 8;
 
 /// Why the worker's loop could not start, or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -171,7 +164,8 @@ pub fn run(
     let mut datagrams: Vec<nflog::Datagram> = Vec::new();
     let mut refusals = RefusalLog::default();
     let mut reports: Vec<Report> = Vec::new();
-    let mut last_read = 0usize;
+    // under a flood, a pause before each poll so that one wake-up takes many packets
+    let mut pacer = super::pacer::Pacer::default();
     let mut overrun_reported = false;
     let mut too_long_reported = false;
     // what the source gave in all, logged when the worker stops
@@ -182,10 +176,10 @@ pub fn run(
     let stdin = std::io::stdin();
     loop {
         trip.check();
-        if last_read >= COALESCE_AT {
-            std::thread::sleep(COALESCE_PAUSE);
+        if let Some(pause) = pacer.pause() {
+            std::thread::sleep(pause);
         }
-        last_read = 0;
+        let mut read = 0;
         let now = Instant::now();
         let deadline = engine
             .poll_timeout()
@@ -265,7 +259,7 @@ pub fn run(
                 }
                 Err(e) => tracing::warn!("reading {}: {e}", source.name()),
             }
-            last_read = knocks.len() + datagrams.len();
+            read = knocks.len() + datagrams.len();
             let now = Instant::now();
             // TOTP doors follow the wall clock (a cheap comparison unless the step changed)
             engine.set_wall_clock(unix_now());
@@ -284,6 +278,7 @@ pub fn run(
                 engine.handle_datagram(now, &d.knock, &d.payload);
             }
         }
+        pacer.read(Instant::now(), read);
         engine.handle_timeout(Instant::now());
         while let Some(ev) = engine.poll_event() {
             // the engine's doors are the configuration's, in order: every index is one of them
@@ -336,8 +331,12 @@ pub fn run(
 /// What the worker counted for the metrics since its last [`Report::Tally`]: sent at most once
 /// per [`crate::metrics::MIN_INTERVAL`], only after a change, so an idle worker sends nothing.
 struct Tally {
-    /// Each door's ports, by the door's index.
-    ports: Vec<Vec<crate::config::Watched>>,
+    /// The doors (by index) each port is watched for, looked up once per knock: a door's fixed
+    /// ports (sequence knocks, SPA and SYN ports) by service, its span (if any) in `spans`;
+    /// never both for one door and one port, so a door is counted once per knock.
+    by_service: std::collections::HashMap<knocker_engine::Service, Vec<usize>>,
+    /// Each span of ports (rotating and encoded doors), with its door's index.
+    spans: Vec<(knocker_engine::Proto, u16, u16, usize)>,
     /// Door names to indexes (the engine's refusals name their door).
     index: std::collections::HashMap<String, usize>,
     seen: Vec<u64>,
@@ -356,8 +355,10 @@ impl Tally {
         for (i, d) in config.doors.iter().enumerate() {
             index.entry(d.spec.name.clone()).or_insert(i);
         }
+        let (by_service, spans) = watched_index(config);
         Tally {
-            ports: config.doors.iter().map(|d| d.watched()).collect(),
+            by_service,
+            spans,
             index,
             seen: vec![0; n],
             refused: vec![Default::default(); n],
@@ -368,12 +369,19 @@ impl Tally {
         }
     }
 
-    /// Counts each knock for every door one of whose ports it came to.
+    /// Counts each knock for every door one of whose ports it came to: one hash lookup per
+    /// knock, whatever the number of doors and ports (plus one comparison per span).
     fn seen<'a>(&mut self, knocks: impl Iterator<Item = &'a Knock>) {
         for k in knocks {
             let service = k.service();
-            for (i, ports) in self.ports.iter().enumerate() {
-                if ports.iter().any(|w| w.contains(service)) {
+            if let Some(doors) = self.by_service.get(&service) {
+                for &i in doors {
+                    self.seen[i] += 1;
+                    self.changed = true;
+                }
+            }
+            for &(proto, first, last, i) in &self.spans {
+                if service.proto == proto && (first..=last).contains(&service.port) {
                     self.seen[i] += 1;
                     self.changed = true;
                 }
@@ -445,6 +453,49 @@ impl Tally {
         self.last = Some(now);
         reports
     }
+}
+
+/// [`Tally`]'s index of the configuration's watched ports: each door's fixed ports by service
+/// (a door once per service, and not where its own span already covers the port), and its
+/// span apart.
+#[allow(clippy::type_complexity)]
+fn watched_index(
+    config: &Config,
+) -> (
+    std::collections::HashMap<knocker_engine::Service, Vec<usize>>,
+    Vec<(knocker_engine::Proto, u16, u16, usize)>,
+) {
+    use crate::config::Watched;
+    let mut by_service: std::collections::HashMap<knocker_engine::Service, Vec<usize>> =
+        std::collections::HashMap::new();
+    let mut spans = Vec::new();
+    for (i, d) in config.doors.iter().enumerate() {
+        let watched = d.watched();
+        let own_spans: Vec<Watched> = watched
+            .iter()
+            .copied()
+            .filter(|w| matches!(w, Watched::Range(..)))
+            .collect();
+        for w in &watched {
+            let service = match *w {
+                Watched::Range(p, a, b) => {
+                    spans.push((p, a, b, i));
+                    continue;
+                }
+                Watched::Knock(s) => s,
+                Watched::Spa(port) => knocker_engine::Service::udp(port),
+                Watched::Syn(port) => knocker_engine::Service::tcp(port),
+            };
+            if own_spans.iter().any(|r| r.contains(service)) {
+                continue;
+            }
+            let doors = by_service.entry(service).or_default();
+            if !doors.contains(&i) {
+                doors.push(i);
+            }
+        }
+    }
+    (by_service, spans)
 }
 
 /// The report of a grant. Its fields are the engine's, within bounds that a knock cannot reach
@@ -704,6 +755,46 @@ mod tests {
             matches!(&sent[..], [Report::Tally { doors, .. }] if doors.len() == 1 && doors[0].seen == 1),
             "counts since the last tally only: {sent:?}"
         );
+    }
+
+    #[test]
+    fn the_tallys_index_counts_as_the_doors_watched_ports_say_once_per_door() {
+        let mut config = tally_config(["ssh", "web"]);
+        // web watches a span too, which covers its own knock 9100: counted once, not twice
+        config.doors[1].kind = DoorKind::Encoded {
+            span: crate::config::PortSpan {
+                proto: knocker_engine::Proto::Tcp,
+                first: 9000,
+                last: 9200,
+            },
+        };
+        // a third door on the same ports as ssh: both count
+        let mut third = config.doors[0].clone();
+        third.spec.name = "ssh2".into();
+        config.doors.push(third);
+        let mut t = Tally::new(&config);
+        let mut expected = vec![0u64; config.doors.len()];
+        let mut knocks = Vec::new();
+        for port in 6990..9300 {
+            for proto in [knocker_engine::Proto::Tcp, knocker_engine::Proto::Udp] {
+                let k = Knock {
+                    proto,
+                    ..knock_to(port)
+                };
+                // the definition: a door counts a knock to any of its watched ports, once
+                for (i, d) in config.doors.iter().enumerate() {
+                    if d.watched().iter().any(|w| w.contains(k.service())) {
+                        expected[i] += 1;
+                    }
+                }
+                knocks.push(k);
+            }
+        }
+        t.seen(knocks.iter());
+        assert_eq!(t.seen, expected);
+        // ssh: 7000, 9000, 8000; web: 7000, 8100 and the 201 ports of its span (9100 among
+        // them, once); ssh2: as ssh
+        assert_eq!(expected, [3, 203, 3]);
     }
 
     #[test]

@@ -371,21 +371,7 @@ impl Daemon {
             .map_err(|e| format!("loading the knockd bench table: {e}"))?;
         let marker = dir.join("opened");
         std::fs::write(&marker, "").map_err(|e| format!("{}: {e}", marker.display()))?;
-        let config = dir.join("knockd.conf");
-        std::fs::write(&config, knockd_config(&nft, &marker))
-            .map_err(|e| format!("{}: {e}", config.display()))?;
-        let child = lab
-            .server
-            .command(&binary.display().to_string())
-            .args(["-i", IFACE, "-c"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("start {}: {e}", binary.display()))?;
-        let mut d = Daemon::new(Kind::Knockd, child, dir);
-        d.log.capture(&mut d.child, |_| {});
+        let mut d = Daemon::knockd_conf(lab, binary, dir, &knockd_config(&nft, &marker))?;
         let (opened, stop) = (d.opened.clone(), d.stop.clone());
         std::thread::spawn(move || {
             let mut seen = 0usize;
@@ -414,6 +400,32 @@ impl Daemon {
         // The bench's first idle knock proves it works.
         std::thread::sleep(Duration::from_millis(500));
         d.check_alive()?;
+        Ok(d)
+    }
+
+    /// Debian's knockd on the server's interface with the knockd.conf `text` (written into
+    /// `dir`), its output captured. Not waited on: knockd says nothing when it is ready.
+    pub fn knockd_conf(
+        lab: &FloodLab,
+        binary: &Path,
+        dir: PathBuf,
+        text: &str,
+    ) -> Result<Daemon, String> {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let config = dir.join("knockd.conf");
+        std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
+        let child = lab
+            .server
+            .command(&binary.display().to_string())
+            .args(["-i", IFACE, "-c"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("start {}: {e}", binary.display()))?;
+        let mut d = Daemon::new(Kind::Knockd, child, dir);
+        d.log.capture(&mut d.child, |_| {});
         Ok(d)
     }
 

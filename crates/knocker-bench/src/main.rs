@@ -13,11 +13,15 @@
 //! `knocker-flood latency` (latency.rs) measures knockerd's knock-to-open latency for a
 //! sequence door, an SPA door and a stealth SYN door on an idle server.
 //!
+//! `knocker-flood idle` (idle.rs) measures the resident memory and wake-ups of knockerd, knockd
+//! and fwknopd on an idle server.
+//!
 //! `knocker-flood soak` (soak.rs) runs knockerd's doors through SIGKILLs of its parent and its
 //! packet worker and through `nft flush ruleset`, and checks what it promises (SECURITY.md,
 //! "Soak").
 
 mod flood;
+mod idle;
 mod lab;
 mod latency;
 mod packets;
@@ -44,7 +48,7 @@ use sources::Via;
 #[command(
     name = "knocker-flood",
     about = "knockd and knockerd side by side under a spoofed-source SYN flood, in network namespaces (root)",
-    after_help = "`knocker-flood spa --help`: fwknopd and knockerd under a flood of SPA-looking datagrams\n`knocker-flood latency --help`: knockerd's knock-to-open latency per kind of door\n`knocker-flood soak --help`: knockerd's promises under SIGKILLs and ruleset flushes",
+    after_help = "`knocker-flood spa --help`: fwknopd and knockerd under a flood of SPA-looking datagrams\n`knocker-flood latency --help`: knockerd's knock-to-open latency per kind of door\n`knocker-flood idle --help`: resident memory and wake-ups of knockerd, knockd and fwknopd when idle\n`knocker-flood soak --help`: knockerd's promises under SIGKILLs and ruleset flushes",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -62,6 +66,9 @@ enum Cmd {
     /// knockerd's knock-to-open latency for a sequence, an SPA and a stealth SYN door on an
     /// idle server (median, p99), timed to nftables' own notification of each grant.
     Latency(latency::LatencyArgs),
+    /// knockerd, knockd and fwknopd side by side on an idle server: resident memory (VmRSS,
+    /// Pss, distinct pages) of every process and wake-ups over an idle window.
+    Idle(idle::IdleArgs),
     /// knockerd's doors through SIGKILLs of its parent and packet worker and `nft flush
     /// ruleset`: no grant past its deadline, every stop command once, no answer to mallory
     /// outside a restore window, no replay opens.
@@ -138,6 +145,10 @@ fn main() {
         Some(Cmd::Latency(a)) => {
             catch_signals();
             latency::bench(a)
+        }
+        Some(Cmd::Idle(a)) => {
+            catch_signals();
+            idle::bench(a)
         }
         Some(Cmd::Soak(a)) => {
             catch_signals();

@@ -3,7 +3,7 @@
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::{poll, PollFd, PollFlags};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
@@ -18,9 +18,11 @@ use crate::watch::{FirewallWatch, Touched};
 
 pub use crate::overrides::{load, Overrides};
 
-/// The longest the loop sleeps, so that running commands are reaped and stop commands are not
-/// late even when no knocks arrive.
-const MAX_SLEEP: Duration = Duration::from_secs(1);
+/// How soon the loop tries again to start a packet worker that could not be started. Every
+/// other wake-up is a deadline (stop and delayed commands, grants' ends, reaping the commands
+/// that run, the watchdog's pings, the metrics' next write, a restore to retry): an idle daemon
+/// sleeps until its watchdog pings the worker.
+const RESTART_RETRY: Duration = Duration::from_secs(1);
 
 /// Logs what the configuration makes knockerd do, once at start and after each reload.
 fn announce(config: &Config) {
@@ -254,20 +256,18 @@ pub fn run(
             }
         }
         let watchdog = worker.as_ref().map(Worker::watchdog_due);
+        let retry = worker.is_none().then(|| now + RESTART_RETRY);
         let deadline = [
             gate.poll_timeout(),
             watchdog,
             recheck,
             metrics.due(gate.counters()),
-            Some(now + MAX_SLEEP),
+            retry,
         ]
         .into_iter()
         .flatten()
-        .min()
-        .unwrap_or(now + MAX_SLEEP);
-        let wait = deadline.saturating_duration_since(now);
-        let timeout = PollTimeout::try_from(wait.as_millis().min(60_000) as u32 + 1)
-            .unwrap_or(PollTimeout::MAX);
+        .min();
+        let timeout = crate::privsep::poll_timeout(deadline, now);
         let (reports_ready, signal_ready, firewall_changed) = {
             let mut fds = vec![
                 PollFd::new(signals.as_fd(), PollFlags::POLLIN),

@@ -15,7 +15,7 @@
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::{poll, PollFd, PollFlags};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
@@ -73,11 +73,8 @@ pub fn run(
         let deadline = worker
             .as_ref()
             .map_or(now + Duration::from_secs(1), Worker::watchdog_due);
-        let wait = deadline
-            .saturating_duration_since(now)
-            .min(Duration::from_secs(1));
-        let timeout =
-            PollTimeout::try_from(wait.as_millis() as u32 + 1).unwrap_or(PollTimeout::MAX);
+        // the watchdog's next ping, or a retry of a worker that could not start: no other tick
+        let timeout = crate::privsep::poll_timeout(Some(deadline), now);
         let (signal_ready, reports_ready) = {
             let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
             if let Some(w) = &worker {

@@ -209,9 +209,16 @@ fn a_system_call_outside_the_workers_filter_kills_it_by_sigsys_and_it_is_replace
 
     // the violation
     std::fs::write(format!("{prefix}.{worker}"), "").expect("trip file");
+    // An idle worker sleeps until a knock or the parent's ping (every 5 s) wakes it, and looks
+    // for its trip file when its loop turns: a knock from mallory turns it now.
+    let knock_port = SocketAddr::new(ip(Lab::SERVER_FOR_MALLORY), 7000);
+    w.lab
+        .mallory
+        .enter(move || try_connect(knock_port, PROBE))
+        .expect("enter");
     w.daemon.wait_log(
         "killed by SIGSYS: a system call outside its seccomp filter",
-        Duration::from_secs(5),
+        Duration::from_secs(10),
     );
     w.daemon
         .wait_log("packet worker restarted", Duration::from_secs(5));
@@ -237,7 +244,6 @@ fn a_system_call_outside_the_workers_filter_kills_it_by_sigsys_and_it_is_replace
         w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
         Reach::Silent
     );
-    let knock_port = SocketAddr::new(ip(Lab::SERVER_FOR_MALLORY), 7000);
     assert_eq!(
         w.lab
             .mallory

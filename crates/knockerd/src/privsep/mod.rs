@@ -41,5 +41,5 @@ pub use parent::{check, Checked, ReportError, WorkerError};
 pub(crate) use parent::{worker_user, Worker};
 pub use protocol::{parse_report, DoorRef, Report, Seed, MAX_REPORT_BYTES, MAX_SEED_BYTES};
 pub use sandbox::{SandboxError, TRIP_ENV};
-pub(crate) use worker::engine_for;
+pub(crate) use worker::{engine_for, poll_timeout};
 pub use worker::{run, PrivilegeError, RunError, DEFAULT_USER};

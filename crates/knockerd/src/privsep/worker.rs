@@ -25,8 +25,6 @@ use crate::overrides::Overrides;
 
 /// The user the worker runs as once it has bound NFLOG.
 pub const DEFAULT_USER: &str = "nobody";
-/// The longest the worker's loop sleeps when the engine has no timer: a cap, not a tick.
-const MAX_SLEEP: Duration = Duration::from_secs(1);
 
 /// Why the worker's loop could not start, or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -180,16 +178,13 @@ pub fn run(
             std::thread::sleep(pause);
         }
         let mut read = 0;
-        let now = Instant::now();
-        let deadline = engine
-            .poll_timeout()
-            .unwrap_or(now + MAX_SLEEP)
-            .min(now + MAX_SLEEP)
-            .min(next_recheck.unwrap_or(now + MAX_SLEEP))
-            .min(tally.due().unwrap_or(now + MAX_SLEEP));
-        let wait = deadline.saturating_duration_since(now);
-        let timeout = PollTimeout::try_from(wait.as_millis().min(60_000) as u32 + 1)
-            .unwrap_or(PollTimeout::MAX);
+        // Deadline-driven: the engine's next expiry, a followed file's re-check, the next tally.
+        // With none of them the worker sleeps until a knock or the parent (its pings) wakes it.
+        let deadline = [engine.poll_timeout(), next_recheck, tally.due()]
+            .into_iter()
+            .flatten()
+            .min();
+        let timeout = poll_timeout(deadline, Instant::now());
         let (knock_ready, parent_ready) = {
             let mut fds = [
                 PollFd::new(source.fd(), PollFlags::POLLIN),
@@ -326,6 +321,16 @@ pub fn run(
             reports.clear();
         }
     }
+}
+
+/// How long `poll` may sleep until `deadline` (rounded up to the next millisecond, so that a
+/// wake-up is never early), or without end when there is none.
+pub(crate) fn poll_timeout(deadline: Option<Instant>, now: Instant) -> PollTimeout {
+    let Some(deadline) = deadline else {
+        return PollTimeout::NONE;
+    };
+    let wait = deadline.saturating_duration_since(now);
+    PollTimeout::try_from(wait.as_millis().min(60_000) as u32 + 1).unwrap_or(PollTimeout::MAX)
 }
 
 /// What the worker counted for the metrics since its last [`Report::Tally`]: sent at most once

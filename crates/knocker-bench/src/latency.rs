@@ -430,26 +430,54 @@ fn knockerd_fwknop(a: &LatencyArgs, b: &Bins, errors: &mut Vec<String>) -> Resul
         dir.join("daemon"),
         &crate::spa::access_conf(),
     )?;
-    let watch = Watch::start(&lab.server)?;
-    let src = alice4(0);
-    let mut row = Row::new(
+    let row = Row::new(
         "knockerd",
         "fwknop (fwknop SPA, access.conf)",
         "knockerd-fwknop",
         Clock::Notification,
     );
-    eprintln!("== knockerd's fwknop door: {} samples", a.samples);
-    row.samples = measure(a, a.samples, &mut daemon, "knockerd's fwknop door", |_| {
+    let phase = Phase {
+        lab: &lab,
+        n: a.samples,
+        what: "knockerd's fwknop door",
+    };
+    phase.run(a, row, &mut daemon, errors, |src, watch| {
         let packet = crate::spa::alice_packet(&lab, &b.fwknop, &packets.0, src)?;
         watch.clear();
-        let sent = send_udp(&lab, src, packet, lab::SPA_PORT)?;
-        Ok(Sample {
-            sent,
-            took: watch.wait_for(IpAddr::V4(src), sent, SAMPLE_LIMIT)?,
-        })
-    })?;
-    errors.extend(watch.errors());
-    Ok(row)
+        send_udp(&lab, src, packet, lab::SPA_PORT)
+    })
+}
+
+/// A phase timed by the sets' notifications: `n` samples of alice's (`alice4(0)`), each sent by
+/// `send`, which clears the watch just before it sends and returns when it sent.
+struct Phase<'a> {
+    lab: &'a FloodLab,
+    n: u32,
+    what: &'a str,
+}
+
+impl Phase<'_> {
+    fn run(
+        &self,
+        a: &LatencyArgs,
+        mut row: Row,
+        daemon: &mut Daemon,
+        errors: &mut Vec<String>,
+        mut send: impl FnMut(Ipv4Addr, &Watch) -> Result<Instant, String>,
+    ) -> Result<Row, String> {
+        let watch = Watch::start(&self.lab.server)?;
+        let src = alice4(0);
+        eprintln!("== {}: {} samples", self.what, self.n);
+        row.samples = measure(a, self.n, daemon, self.what, |_| {
+            let sent = send(src, &watch)?;
+            Ok(Sample {
+                sent,
+                took: watch.wait_for(IpAddr::V4(src), sent, SAMPLE_LIMIT)?,
+            })
+        })?;
+        errors.extend(watch.errors());
+        Ok(row)
+    }
 }
 
 /// `WARMUP` unmeasured samples (the first must open: it proves the setup), then `n` measured
@@ -498,8 +526,6 @@ fn knockd(a: &LatencyArgs, b: &Bins, errors: &mut Vec<String>) -> Result<Row, St
     let lab = FloodLab::new(1)?;
     let dir = std::env::temp_dir().join(format!("knocker-latency-{}", lab.server.name()));
     let mut daemon = Daemon::knockd(&lab, &b.knockd, dir)?;
-    let watch = Watch::start(&lab.server)?;
-    let src = alice4(0);
     let mut row = Row::new(
         "knockd 0.8",
         "sequence (3 TCP knocks)",
@@ -507,24 +533,21 @@ fn knockd(a: &LatencyArgs, b: &Bins, errors: &mut Vec<String>) -> Result<Row, St
         Clock::Notification,
     );
     row.against = Some("sequence");
-    eprintln!("== knockd: {} samples", a.incumbent_samples);
-    row.samples = measure(a, a.incumbent_samples, &mut daemon, "knockd", |_| {
+    let phase = Phase {
+        lab: &lab,
+        n: a.incumbent_samples,
+        what: "knockd",
+    };
+    phase.run(a, row, &mut daemon, errors, |src, watch| {
         lab.server
             .nft("flush set inet kbench allow4\n")
             .map_err(|e| format!("flushing knockd's set: {e}"))?;
         watch.clear();
         let dst = lab::SERVER4;
-        let sent = lab
-            .net
+        lab.net
             .enter(move || knock_sequence(src, dst))?
-            .map_err(|e| format!("alice's knock on knockd: {e}"))?;
-        Ok(Sample {
-            sent,
-            took: watch.wait_for(IpAddr::V4(src), sent, SAMPLE_LIMIT)?,
-        })
-    })?;
-    errors.extend(watch.errors());
-    Ok(row)
+            .map_err(|e| format!("alice's knock on knockd: {e}"))
+    })
 }
 
 /// Debian's fwknopd with the same access.conf and its iptables backend (the SPA flood bench's),

@@ -632,11 +632,6 @@ impl Row {
     /// Its cells in the side-by-side table, as [`MEASURES`] lists them.
     fn cells(&self) -> Vec<table::Cell> {
         use table::Cell;
-        let opened = self.during.iter().flatten().count();
-        let ms = |v: &[Option<Duration>]| match median(v) {
-            Some(d) => Cell::num(fmt_ms(d), d.as_secs_f64()),
-            None => Cell::text("-"),
-        };
         vec![
             Cell::text(format!(
                 "{} ({})",
@@ -662,18 +657,9 @@ impl Row {
                 format!("{} -> {}", mib(self.rss_start), mib(self.rss_peak)),
                 self.rss_peak as f64,
             ),
-            ms(&self.idle),
-            Cell::text(format!(
-                "{}/{}{}",
-                opened,
-                self.during.len(),
-                if self.after_flood > 0 {
-                    format!(" ({} knocked after the flood ended)", self.after_flood)
-                } else {
-                    String::new()
-                }
-            )),
-            ms(&self.during),
+            table::median_ms(&self.idle),
+            table::opened(&self.during, self.after_flood, "knocked"),
+            table::median_ms(&self.during),
         ]
     }
 }

@@ -598,10 +598,6 @@ impl SpaRow {
     /// Its cells in the side-by-side table, as [`MEASURES`] lists them.
     fn cells(&self) -> Vec<crate::table::Cell> {
         use crate::table::Cell;
-        let ms = |v: &[Option<Duration>]| match crate::median(v) {
-            Some(d) => Cell::num(fmt_ms(d), d.as_secs_f64()),
-            None => Cell::text("-"),
-        };
         let examined = match self.examined {
             Some(n) if n > 0 => Cell::num(
                 self.cpu_per_million_examined(),
@@ -632,18 +628,9 @@ impl SpaRow {
                 format!("{} -> {}", mib(self.rss_start), mib(self.rss_peak)),
                 self.rss_peak as f64,
             ),
-            ms(&self.idle),
-            Cell::text(format!(
-                "{}/{}{}",
-                self.during.iter().flatten().count(),
-                self.during.len(),
-                if self.after_flood > 0 {
-                    format!(" ({} sent after the flood ended)", self.after_flood)
-                } else {
-                    String::new()
-                }
-            )),
-            ms(&self.during),
+            crate::table::median_ms(&self.idle),
+            crate::table::opened(&self.during, self.after_flood, "sent"),
+            crate::table::median_ms(&self.during),
         ]
     }
 }

@@ -28,6 +28,30 @@ impl Cell {
     }
 }
 
+/// The median of alice's openings during a flood, in ms with a ratio ("-": none opened).
+pub fn median_ms(openings: &[Option<std::time::Duration>]) -> Cell {
+    match crate::median(openings) {
+        Some(d) => Cell::num(crate::fmt_ms(d), d.as_secs_f64()),
+        None => Cell::text("-"),
+    }
+}
+
+/// How many of alice's knocks during a flood opened, of how many, and how many of them she
+/// `did` after the flood had ended (the sender finished first): "9/10 (2 sent after the flood
+/// ended)".
+pub fn opened(openings: &[Option<std::time::Duration>], after_flood: usize, did: &str) -> Cell {
+    let late = if after_flood > 0 {
+        format!(" ({after_flood} {did} after the flood ended)")
+    } else {
+        String::new()
+    };
+    Cell::text(format!(
+        "{}/{}{late}",
+        openings.iter().flatten().count(),
+        openings.len()
+    ))
+}
+
 /// One daemon's run on one case (flood), its cells in the order of the table's measures.
 #[derive(Debug, Clone)]
 pub struct Run {

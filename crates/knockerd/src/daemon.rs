@@ -566,6 +566,7 @@ fn handle_grant(
     match gate.apply_recording(g, now, first) {
         Ok(Verdict::Opened {
             to,
+            network,
             open,
             duration,
             refreshed,
@@ -593,8 +594,12 @@ fn handle_grant(
                 (true, None) => "no start command (opens nothing in the firewall)".to_string(),
             };
             let sep = if open.is_empty() { ":" } else { "" };
+            // a widened grant says whom it lets in
+            let reach = network
+                .map(|(net, len)| format!(" to {net}/{len} (grant_prefix)"))
+                .unwrap_or_default();
             tracing::info!(
-                "door={} src={to}{client} {}{sep} {what} for {}{counted}",
+                "door={} src={to}{client} {}{sep} {what}{reach} for {}{counted}",
                 g.door_name,
                 if refreshed { "refresh" } else { "grant" },
                 fmt_duration(duration)

@@ -31,6 +31,15 @@ pub trait Firewall {
         timeout: Duration,
         connections: NonZeroU8,
     ) -> io::Result<()>;
+    /// The same for a grant a door widened (`grant_prefix`): `net` is the first address of the
+    /// `len`-bit prefix around the address that knocked, and everyone in it is let in.
+    fn grant_network(
+        &mut self,
+        net: IpAddr,
+        len: u8,
+        services: &[Service],
+        timeout: Duration,
+    ) -> io::Result<()>;
 }
 
 impl Firewall for crate::nftset::NftSets {
@@ -51,6 +60,18 @@ impl Firewall for crate::nftset::NftSets {
             .map(|k| crate::ruleset::slot_set(v4, k))
             .collect();
         self.grant_in(to, services, timeout, &sets)
+    }
+
+    /// One element per service in the set of the prefix length (`ruleset::wide_set`).
+    fn grant_network(
+        &mut self,
+        net: IpAddr,
+        len: u8,
+        services: &[Service],
+        timeout: Duration,
+    ) -> io::Result<()> {
+        let set = crate::ruleset::wide_set(net.to_canonical().is_ipv4(), len);
+        self.grant_in(net, services, timeout, &[set])
     }
 }
 
@@ -82,6 +103,9 @@ pub enum Verdict {
     /// The services are open to the address until the kernel times them out.
     Opened {
         to: IpAddr,
+        /// The network the grant reaches, when the door widens it (`grant_prefix`): its first
+        /// address and prefix length.
+        network: Option<(IpAddr, u8)>,
         open: Vec<Service>,
         duration: Duration,
         refreshed: bool,
@@ -391,7 +415,11 @@ impl<F: Firewall> Gatekeeper<F> {
             return Err(GrantError::BadAddress(grant.to));
         }
 
-        let key = (door.spec.name.clone(), to);
+        // what the grant holds: the address, or the network a door widens it to; the ledger and
+        // the bookkeeping go by it (a second address of the network refreshes the same grant),
+        // the commands get the address that knocked
+        let (held, widened) = door.grant_prefix.widen(to);
+        let key = (door.spec.name.clone(), held);
         let stop_cmd = door.stop_command_for(to);
         let until = now
             + if stop_cmd.is_some() {
@@ -413,7 +441,14 @@ impl<F: Firewall> Gatekeeper<F> {
             at_once,
             later: mut delayed,
             moved,
-        } = self.schedule_actions(&door, &key, existing.is_some(), now + grant.duration, now);
+        } = self.schedule_actions(
+            &door,
+            &key,
+            to,
+            existing.is_some(),
+            now + grant.duration,
+            now,
+        );
         if self.ledger.is_none() && !first.is_empty() {
             return Err(GrantError::Ledger(
                 "no ledger to remember the request in".into(),
@@ -424,7 +459,7 @@ impl<F: Firewall> Gatekeeper<F> {
             let mut records = first.to_vec();
             records.push(Record::Grant {
                 door: door.spec.name.clone(),
-                addr: to,
+                addr: held,
                 services: grant.open.iter().map(|s| s.to_string()).collect(),
                 until_unix: wall + grant.duration.as_secs(),
             });
@@ -436,7 +471,7 @@ impl<F: Firewall> Gatekeeper<F> {
                 (Some(_), _) => {}
                 (None, Some(cmd)) => records.push(Record::StopPending {
                     door: door.spec.name.clone(),
-                    addr: to,
+                    addr: held,
                     command: cmd.argv_for(to),
                     due_unix: unix_at(now, until),
                 }),
@@ -448,7 +483,7 @@ impl<F: Firewall> Gatekeeper<F> {
             for d in &delayed {
                 records.push(Record::ActionPending {
                     door: door.spec.name.clone(),
-                    addr: to,
+                    addr: held,
                     command: d.argv.clone(),
                     due_unix: unix_at(now, d.due),
                     at_end: d.at_end,
@@ -500,14 +535,18 @@ impl<F: Firewall> Gatekeeper<F> {
 
         // a door that only runs commands (knockd's kind) has nothing to put in the sets
         if !grant.open.is_empty() {
-            match door.connections {
-                Some(n) => {
+            match (door.connections, widened) {
+                (Some(n), _) => {
                     self.firewall
                         .grant_connections(to, &grant.open, grant.duration, n)
                         .map_err(GrantError::Firewall)?;
                     self.counted.insert(key.clone());
                 }
-                None => self
+                (None, Some(len)) => self
+                    .firewall
+                    .grant_network(held, len, &grant.open, grant.duration)
+                    .map_err(GrantError::Firewall)?,
+                (None, None) => self
                     .firewall
                     .grant(to, &grant.open, grant.duration)
                     .map_err(GrantError::Firewall)?,
@@ -550,6 +589,7 @@ impl<F: Firewall> Gatekeeper<F> {
         };
         Ok(Verdict::Opened {
             to,
+            network: widened.map(|len| (held, len)),
             open: grant.open.clone(),
             duration: grant.duration,
             refreshed,
@@ -558,13 +598,15 @@ impl<F: Firewall> Gatekeeper<F> {
         })
     }
 
-    /// A door's delayed commands for a grant to `key.1` ending at `end`: at a new opening, what
-    /// runs at once and what is scheduled; at a refresh, the pending `at = "end"` ones that move
-    /// to the new end (never earlier: an end that comes sooner moves nothing).
+    /// A door's delayed commands for a grant held as `key` ending at `end`, for `to` (the address
+    /// that knocked, which the commands get): at a new opening, what runs at once and what is
+    /// scheduled; at a refresh, the pending `at = "end"` ones that move to the new end (never
+    /// earlier: an end that comes sooner moves nothing).
     fn schedule_actions(
         &self,
         door: &Door,
         key: &(String, IpAddr),
+        to: IpAddr,
         refresh: bool,
         end: Instant,
         now: Instant,
@@ -583,7 +625,7 @@ impl<F: Firewall> Gatekeeper<F> {
         }
         let (mut at_once, mut later) = (Vec::new(), Vec::new());
         for a in &door.actions {
-            let argv = a.command.argv_for(key.1);
+            let argv = a.command.argv_for(to);
             let (due, at_end) = match a.when {
                 ActionTime::After(d) if d.is_zero() => {
                     at_once.push(argv);
@@ -707,7 +749,8 @@ impl<F: Firewall> Gatekeeper<F> {
     /// restored; a failure is logged and the rest still restored. An element granted by two doors
     /// gets the later end of the two, which each door granted.
     pub fn restore(&mut self, now: Instant) -> usize {
-        let mut ends: HashMap<(IpAddr, Service), Instant> = HashMap::new();
+        // (what the element holds, the prefix its door widens it to, the service)
+        let mut ends: HashMap<(IpAddr, Option<u8>, Service), Instant> = HashMap::new();
         for (door, to) in &self.counted {
             tracing::warn!("door={door} src={to}: a grant that counts connections is not put back (only the kernel knows how many it has left; if its sets were emptied, it is gone: knock again)");
         }
@@ -715,19 +758,28 @@ impl<F: Firewall> Gatekeeper<F> {
             if self.counted.contains(key) {
                 continue;
             }
-            let to = &key.1;
+            // a door gone since (a reload) puts back the address alone: never wider than granted
+            let widened = self
+                .doors
+                .iter()
+                .find(|d| d.spec.name == key.0)
+                .and_then(|d| d.grant_prefix.widen(key.1).1);
             for (s, end) in services.iter().filter(|(_, end)| *end > now) {
-                let e = ends.entry((*to, *s)).or_insert(*end);
+                let e = ends.entry((key.1, widened, *s)).or_insert(*end);
                 *e = (*e).max(*end);
             }
         }
-        let mut by_end: HashMap<(IpAddr, Instant), Vec<Service>> = HashMap::new();
-        for ((to, s), end) in ends {
-            by_end.entry((to, end)).or_default().push(s);
+        let mut by_end: HashMap<(IpAddr, Option<u8>, Instant), Vec<Service>> = HashMap::new();
+        for ((to, widened, s), end) in ends {
+            by_end.entry((to, widened, end)).or_default().push(s);
         }
         let mut restored = 0;
-        for ((to, end), services) in by_end {
-            match self.firewall.grant(to, &services, end - now) {
+        for ((to, widened, end), services) in by_end {
+            let put = match widened {
+                Some(len) => self.firewall.grant_network(to, len, &services, end - now),
+                None => self.firewall.grant(to, &services, end - now),
+            };
+            match put {
                 Ok(()) => restored += services.len(),
                 Err(e) => tracing::error!("src={to}: cannot restore a live grant: {e}"),
             }
@@ -845,7 +897,11 @@ mod tests {
     use std::path::Path;
 
     #[derive(Default)]
-    struct Recorder(Vec<(IpAddr, Vec<Service>, Duration)>, Vec<(IpAddr, u8)>);
+    struct Recorder(
+        Vec<(IpAddr, Vec<Service>, Duration)>,
+        Vec<(IpAddr, u8)>,
+        Vec<(IpAddr, u8)>,
+    );
     impl Firewall for Recorder {
         fn grant(&mut self, to: IpAddr, services: &[Service], timeout: Duration) -> io::Result<()> {
             self.0.push((to, services.to_vec(), timeout));
@@ -860,6 +916,16 @@ mod tests {
         ) -> io::Result<()> {
             self.1.push((to, connections.get()));
             self.grant(to, services, timeout)
+        }
+        fn grant_network(
+            &mut self,
+            net: IpAddr,
+            len: u8,
+            services: &[Service],
+            timeout: Duration,
+        ) -> io::Result<()> {
+            self.2.push((net, len));
+            self.grant(net, services, timeout)
         }
     }
 
@@ -1207,11 +1273,80 @@ mod tests {
     }
 
     fn command_config(log: &Path, stop_after: u64) -> Config {
+        command_config_with(log, stop_after, "")
+    }
+
+    /// [`command_config`] with more keys of the door's.
+    fn command_config_with(log: &Path, stop_after: u64, extra: &str) -> Config {
         let text = format!(
-            "[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nopen_for = 30\nshell = true\nstart_command = \"echo start %IP% >> {0}\"\nstop_command = \"echo stop %IP% >> {0}\"\nstop_after = {stop_after}\n",
+            "[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\nopen_for = 30\nshell = true\nstart_command = \"echo start %IP% >> {0}\"\nstop_command = \"echo stop %IP% >> {0}\"\nstop_after = {stop_after}\n{extra}",
             log.display()
         );
         parse(Path::new("t.toml"), &text).expect("valid")
+    }
+
+    #[test]
+    fn a_widened_grant_holds_the_network_and_commands_get_the_address_that_knocked() {
+        let dir = temp("prefix");
+        let log = dir.join("log");
+        let c = command_config_with(&log, 30, "grant_prefix = 24\ngrant_prefix6 = 64\n");
+        let mut g = Gatekeeper::new(&c, Recorder::default(), Some(open_ledger(&dir)));
+        let t0 = Instant::now();
+        let first = g.apply(&grant("10.200.1.5"), t0).expect("granted");
+        let Verdict::Opened {
+            to,
+            network,
+            refreshed,
+            ..
+        } = first;
+        assert_eq!(to, "10.200.1.5".parse::<IpAddr>().expect("ip"));
+        assert_eq!(network, Some(("10.200.1.0".parse().expect("ip"), 24)));
+        assert!(!refreshed);
+        // another address of the same /24: the same grant, refreshed, no second start command
+        let Verdict::Opened { refreshed, .. } = g.apply(&grant("10.200.1.9"), t0).expect("granted");
+        assert!(refreshed, "one grant per network");
+        g.apply(&grant("fd00:200:1::7"), t0).expect("granted");
+        assert_eq!(
+            g.firewall().2,
+            vec![
+                ("10.200.1.0".parse().expect("ip"), 24),
+                ("10.200.1.0".parse().expect("ip"), 24),
+                ("fd00:200:1::".parse().expect("ip"), 64),
+            ]
+        );
+        assert!(g
+            .firewall()
+            .0
+            .iter()
+            .all(|(ip, _, _)| ip.to_string() != "10.200.1.5"));
+        // the ledger holds the network, so that a restart's adoption finds the door
+        let held: Vec<IpAddr> = g
+            .ledger()
+            .expect("ledger")
+            .state()
+            .grants()
+            .map(|(r, _)| r.addr)
+            .collect();
+        assert!(
+            held.contains(&"10.200.1.0".parse().expect("ip")),
+            "{held:?}"
+        );
+        // a restore puts the network back into the set of its prefix
+        g.firewall().2.clear();
+        assert_eq!(g.restore(t0 + Duration::from_secs(1)), 2);
+        let mut back = g.firewall().2.clone();
+        back.sort();
+        assert_eq!(
+            back,
+            vec![
+                ("10.200.1.0".parse().expect("ip"), 24),
+                ("fd00:200:1::".parse().expect("ip"), 64),
+            ]
+        );
+        g.finish(Duration::from_secs(5));
+        let ran = std::fs::read_to_string(&log).expect("log");
+        assert!(ran.contains("start 10.200.1.5\n"), "{ran}");
+        assert!(!ran.contains("10.200.1.0"), "{ran}");
     }
 
     #[test]

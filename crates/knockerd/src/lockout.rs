@@ -119,6 +119,19 @@ pub fn warnings(c: &Config) -> Vec<String> {
             ));
         }
     }
+    for d in c.doors.iter().filter(|d| d.grant_prefix.is_set()) {
+        let nets: Vec<String> = [d.grant_prefix.v4, d.grant_prefix.v6]
+            .into_iter()
+            .flatten()
+            .map(|n| format!("/{n}"))
+            .collect();
+        out.push(format!(
+            "door {} (line {}) widens its grants to the {} around the address that knocked (grant_prefix): everyone in that prefix gets in, not only the client who knocked; use it only for clients behind carrier-grade NAT, with the longest prefix that works for them",
+            d.spec.name,
+            d.line,
+            nets.join(" and ")
+        ));
+    }
     for d in c.doors.iter().filter(|d| published(d)) {
         out.push(format!(
             "door {} (line {}) uses a sequence printed in knocker's docs or Debian's knockd.conf, which anyone can read: choose your own",

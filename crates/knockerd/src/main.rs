@@ -956,6 +956,11 @@ fn check(
         if let Some(n) = d.connections {
             out!("  each grant admits {n} new connection(s), then the kernel closes it");
         }
+        for (family, len) in [("IPv4", d.grant_prefix.v4), ("IPv6", d.grant_prefix.v6)] {
+            if let Some(len) = len {
+                out!("  each {family} grant opens to the /{len} around the address that knocked (grant_prefix): everyone in it gets in");
+            }
+        }
         for a in &d.actions {
             out!("  runs {} {}", a.command, a.when);
         }

@@ -54,6 +54,9 @@ pub struct TableSpec {
     /// Connection slot sets per address family: the most `connections` any door counts (0:
     /// none, and no slot sets or rules).
     pub connection_slots: u8,
+    /// The prefixes doors widen grants to (`grant_prefix`, `grant_prefix6`), as (IPv4?, length),
+    /// sorted, each once: a set and a rule each ([`wide_set`]).
+    pub grant_prefixes: Vec<(bool, u8)>,
     /// How knock ports are logged: to NFLOG, to the kernel log, or not at all.
     pub knock_log: KnockLog,
 }
@@ -105,8 +108,46 @@ impl TableSpec {
                 .map(|n| n.get())
                 .max()
                 .unwrap_or(0),
+            grant_prefixes: grant_prefixes(c),
             knock_log: KnockLog::for_source(&c.source),
         }
+    }
+}
+
+/// Every prefix length the doors widen grants to, per family, sorted and each once.
+fn grant_prefixes(c: &Config) -> Vec<(bool, u8)> {
+    let set: std::collections::BTreeSet<(bool, u8)> = c
+        .doors
+        .iter()
+        .flat_map(|d| {
+            [
+                d.grant_prefix.v4.map(|n| (true, n)),
+                d.grant_prefix.v6.map(|n| (false, n)),
+            ]
+        })
+        .flatten()
+        .collect();
+    set.into_iter().collect()
+}
+
+/// The set of a family's grants widened to a prefix of `len` bits: its elements are the
+/// network's first address, and its rule masks the packet's source before the lookup.
+pub fn wide_set(v4: bool, len: u8) -> String {
+    format!("allow{}_{len}", if v4 { 4 } else { 6 })
+}
+
+/// The netmask of a prefix length, as nft writes it (`255.255.255.0`, `ffff:ffff:ffff:ffff::`).
+fn netmask(v4: bool, len: u8) -> String {
+    if v4 {
+        let m = u32::MAX
+            .checked_shl(32 - u32::from(len.min(32)))
+            .unwrap_or(0);
+        std::net::Ipv4Addr::from(m).to_string()
+    } else {
+        let m = u128::MAX
+            .checked_shl(128 - u32::from(len.min(128)))
+            .unwrap_or(0);
+        std::net::Ipv6Addr::from(m).to_string()
     }
 }
 
@@ -211,6 +252,14 @@ pub fn render(spec: &TableSpec) -> String {
             );
         }
     }
+    for &(v4, len) in &spec.grant_prefixes {
+        let addr = if v4 { "ipv4_addr" } else { "ipv6_addr" };
+        let _ = writeln!(
+            s,
+            "add set {t} {} {{ type {addr} . inet_proto . inet_service; flags timeout; }}",
+            wide_set(v4, len)
+        );
+    }
     for (set, addr, v4) in [
         (TRUSTED4, "ipv4_addr", true),
         (TRUSTED6, "ipv6_addr", false),
@@ -289,6 +338,18 @@ pub fn render(spec: &TableSpec) -> String {
         &mut s,
         &format!("ip6 saddr . meta l4proto . th dport @{SET6} {mark}accept"),
     );
+    // a widened grant: the source masked to the door's prefix, then the same lookup
+    for &(v4, len) in &spec.grant_prefixes {
+        let ip = if v4 { "ip" } else { "ip6" };
+        rule(
+            &mut s,
+            &format!(
+                "{ip} saddr & {} . meta l4proto . th dport @{} {mark}accept",
+                netmask(v4, len),
+                wide_set(v4, len)
+            ),
+        );
+    }
     connection_rules(&mut s, spec, &mark);
     if spec.drop_knocks {
         knocks(&mut s, " drop");
@@ -479,6 +540,9 @@ pub fn flush_grants(spec: &TableSpec) -> Result<(), NftError> {
             let _ = writeln!(script, "flush set inet {TABLE} {}", slot_set(v4, k));
         }
     }
+    for &(v4, len) in &spec.grant_prefixes {
+        let _ = writeln!(script, "flush set inet {TABLE} {}", wide_set(v4, len));
+    }
     nft(&["-f", "-"], Some(&script)).map(|_| ())
 }
 
@@ -607,6 +671,8 @@ pub fn health_of(json: &str, spec: &TableSpec) -> Result<TableHealth, NftError> 
 /// An open grant as the kernel holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveGrant {
+    /// The address, or for a grant a door widened (`grant_prefix`), the network as
+    /// `10.1.2.0/24`.
     pub to: String,
     pub service: String,
     pub timeout_s: u64,
@@ -617,35 +683,67 @@ pub struct LiveGrant {
 }
 
 impl LiveGrant {
+    /// The address the element holds (a widened grant's: its network's first address).
+    pub fn addr(&self) -> Option<std::net::IpAddr> {
+        self.to.split('/').next()?.parse().ok()
+    }
+
     /// The address, the service and the time left, as the gatekeeper takes them over; `None` for
     /// an element that does not read as one (never from knockerd's own sets).
     pub fn parsed(&self) -> Option<(std::net::IpAddr, Service, std::time::Duration)> {
         Some((
-            self.to.parse().ok()?,
+            self.addr()?,
             self.service.parse().ok()?,
             std::time::Duration::from_secs(self.expires_s),
         ))
     }
 }
 
-/// Lists the elements of knockerd's allow sets.
+/// Lists the elements of knockerd's allow sets, and of the sets of widened grants.
 pub fn live_grants() -> Result<Vec<LiveGrant>, NftError> {
+    match nft(&["-j", "list", "table", "inet", TABLE], None) {
+        Ok(json) => grants_of(&json),
+        Err(e) if e.is_missing() => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Which grants a set of knockerd's holds: `Some(None)` for the allow sets, `Some(Some(len))`
+/// for a set of grants widened to a prefix of `len` ([`wide_set`]), `None` for any other set.
+fn grant_set(name: &str) -> Option<Option<u8>> {
+    if name == SET4 || name == SET6 {
+        return Some(None);
+    }
+    let len: u8 = name
+        .strip_prefix("allow4_")
+        .or_else(|| name.strip_prefix("allow6_"))?
+        .parse()
+        .ok()?;
+    Some(Some(len))
+}
+
+/// [`live_grants`] on nft's JSON for the table.
+pub fn grants_of(json: &str) -> Result<Vec<LiveGrant>, NftError> {
+    let v: serde_json::Value = serde_json::from_str(json).map_err(NftError::Json)?;
     let mut out = Vec::new();
-    for set in [SET4, SET6] {
-        let text = nft(&["-j", "list", "set", "inet", TABLE, set], None)?;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(NftError::Json)?;
-        for s in items(&v, "set") {
-            for e in s["elem"].as_array().into_iter().flatten() {
-                let elem = &e["elem"];
-                let concat = &elem["val"]["concat"];
-                out.push(LiveGrant {
-                    to: concat[0].as_str().unwrap_or("?").to_string(),
-                    service: format!("{}/{}", concat[1].as_str().unwrap_or("?"), concat[2]),
-                    timeout_s: elem["timeout"].as_u64().unwrap_or(0),
-                    expires_s: elem["expires"].as_u64().unwrap_or(0),
-                    connections_left: None,
-                });
-            }
+    for s in items(&v, "set").filter(|s| s["table"] == TABLE) {
+        let Some(prefix) = s["name"].as_str().and_then(grant_set) else {
+            continue;
+        };
+        for e in s["elem"].as_array().into_iter().flatten() {
+            let elem = &e["elem"];
+            let concat = &elem["val"]["concat"];
+            let addr = concat[0].as_str().unwrap_or("?");
+            out.push(LiveGrant {
+                to: match prefix {
+                    Some(len) => format!("{addr}/{len}"),
+                    None => addr.to_string(),
+                },
+                service: format!("{}/{}", concat[1].as_str().unwrap_or("?"), concat[2]),
+                timeout_s: elem["timeout"].as_u64().unwrap_or(0),
+                expires_s: elem["expires"].as_u64().unwrap_or(0),
+                connections_left: None,
+            });
         }
     }
     Ok(out)
@@ -834,6 +932,7 @@ mod tests {
             accept_mark: 0x4b41_0000,
             drop_knocks: true,
             connection_slots: 0,
+            grant_prefixes: Vec::new(),
             knock_log: KnockLog::Nflog,
         }
     }
@@ -929,6 +1028,46 @@ mod tests {
         // a flow admitted once, still `new` (a retransmitted SYN), needs no second slot
         let confirmed = "ct state new ct status confirmed meta l4proto . th dport { tcp . 22 } meta mark set meta mark | 0x4b4e0000 accept";
         assert!(at(confirmed) < at("@conn4_1"), "{r}");
+    }
+
+    #[test]
+    fn widened_grants_mask_the_source_before_the_lookup() {
+        assert!(
+            !render(&spec()).contains("allow4_"),
+            "no set without a door that widens"
+        );
+        let r = render(&TableSpec {
+            grant_prefixes: vec![(true, 24), (false, 56)],
+            ..spec()
+        });
+        assert!(r.contains("add set inet knocker allow4_24 { type ipv4_addr . inet_proto . inet_service; flags timeout; }"), "{r}");
+        assert!(r.contains("add set inet knocker allow6_56 { type ipv6_addr . inet_proto . inet_service; flags timeout; }"), "{r}");
+        assert!(r.contains("ip saddr & 255.255.255.0 . meta l4proto . th dport @allow4_24 meta mark set meta mark | 0x4b4e0000 accept"), "{r}");
+        assert!(r.contains("ip6 saddr & ffff:ffff:ffff:ff00:: . meta l4proto . th dport @allow6_56 meta mark set"), "{r}");
+        // beside the exact grants, before the protection
+        let at = |needle: &str| r.find(needle).expect(needle);
+        assert!(
+            at("@allow6 ") < at("@allow4_24")
+                && at("@allow6_56") < at("th dport { tcp . 22 } drop")
+        );
+        assert_eq!(netmask(true, 16), "255.255.0.0");
+        assert_eq!(netmask(false, 64), "ffff:ffff:ffff:ffff::");
+        // what the kernel holds reads back as the network
+        let json = r#"{"nftables": [{"table": {"family": "inet", "name": "knocker"}},
+            {"set": {"family": "inet", "name": "allow4", "table": "knocker", "elem": [{"elem": {"val": {"concat": ["10.200.1.9", "tcp", 22]}, "timeout": 30, "expires": 20}}]}},
+            {"set": {"family": "inet", "name": "allow4_24", "table": "knocker", "elem": [{"elem": {"val": {"concat": ["100.64.7.0", "tcp", 22]}, "timeout": 30, "expires": 28}}]}},
+            {"set": {"family": "inet", "name": "allow4_x", "table": "knocker", "elem": [{"elem": {"val": {"concat": ["10.0.0.1", "tcp", 22]}, "timeout": 30, "expires": 28}}]}},
+            {"set": {"family": "inet", "name": "conn4_1", "table": "knocker", "elem": [{"elem": {"val": {"concat": ["10.200.1.2", "tcp", 22]}, "timeout": 30, "expires": 28}}]}}]}"#;
+        let g = grants_of(json).expect("json");
+        let seen: Vec<(&str, Option<std::net::IpAddr>)> =
+            g.iter().map(|g| (g.to.as_str(), g.addr())).collect();
+        assert_eq!(
+            seen,
+            [
+                ("10.200.1.9", Some("10.200.1.9".parse().expect("ip"))),
+                ("100.64.7.0/24", Some("100.64.7.0".parse().expect("ip")))
+            ]
+        );
     }
 
     #[test]

@@ -250,7 +250,8 @@ pub fn gather(dir: &Path) -> Status {
 /// The door of the kernel's element for `address` and `service`: the ledger's grant record for
 /// them that ends last.
 fn door_of(state: &State, address: &str, service: &str) -> Option<String> {
-    let address: IpAddr = address.parse().ok()?;
+    // a widened grant's network (`10.1.2.0/24`) was recorded as its first address
+    let address: IpAddr = address.split('/').next()?.parse().ok()?;
     state
         .grants()
         .filter(|(g, _)| g.addr == address && g.services.iter().any(|s| s == service))

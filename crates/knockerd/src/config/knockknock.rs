@@ -491,6 +491,7 @@ pub fn load(
             actions: Vec::new(),
             // knockknock's grant admits one new connection ("the port closes behind you")
             connections: std::num::NonZeroU8::new(1),
+            grant_prefix: Default::default(),
         });
     }
     let config = Config {

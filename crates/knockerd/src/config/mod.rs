@@ -23,7 +23,7 @@ pub mod loader;
 pub mod native;
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::num::NonZeroU8;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -126,6 +126,49 @@ pub const MAX_CONNECTIONS: u8 = 8;
 /// The most delayed commands a door may list.
 pub const MAX_ACTIONS: usize = 16;
 
+/// How far a door's grants reach around the address that knocked, per address family
+/// (`grant_prefix = 24`, `grant_prefix6 = 64`): for clients behind carrier-grade NAT, whose
+/// knock and connection can leave from different addresses of one pool. Everyone in the prefix
+/// is let in. `None`: the address alone (the default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GrantPrefix {
+    pub v4: Option<u8>,
+    pub v6: Option<u8>,
+}
+
+impl GrantPrefix {
+    /// The shortest prefixes a door may widen to: an IPv4 /16 is 65 536 addresses, an IPv6 /32
+    /// a whole provider's allocation. Wider than that is no longer a grant to someone.
+    pub const MIN4: u8 = 16;
+    pub const MIN6: u8 = 32;
+
+    /// The address a grant to `to` holds in the firewall (the network's first address when the
+    /// door widens it), and the prefix length when it does.
+    pub fn widen(&self, to: IpAddr) -> (IpAddr, Option<u8>) {
+        match to.to_canonical() {
+            IpAddr::V4(a) => match self.v4.filter(|n| *n < 32) {
+                Some(n) => {
+                    let mask = u32::MAX.checked_shl(u32::from(32 - n)).unwrap_or(0);
+                    (IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask)), Some(n))
+                }
+                None => (IpAddr::V4(a), None),
+            },
+            IpAddr::V6(a) => match self.v6.filter(|n| *n < 128) {
+                Some(n) => {
+                    let mask = u128::MAX.checked_shl(u32::from(128 - n)).unwrap_or(0);
+                    (IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask)), Some(n))
+                }
+                None => (IpAddr::V6(a), None),
+            },
+        }
+    }
+
+    /// Whether the door widens any grant.
+    pub fn is_set(&self) -> bool {
+        self.v4.is_some() || self.v6.is_some()
+    }
+}
+
 /// When a door's delayed command runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActionTime {
@@ -172,6 +215,9 @@ pub struct Door {
     /// How many new connections a grant admits (`connections = N`): the kernel removes the
     /// grant itself when the last one is accepted. `None`: any number until the grant ends.
     pub connections: Option<NonZeroU8>,
+    /// How far a grant reaches around the knock's source address (`grant_prefix`,
+    /// `grant_prefix6`): off unless the admin widens it.
+    pub grant_prefix: GrantPrefix,
     /// Commands run at a delay from the grant, or when it ends (`[[door.NAME.command]]`).
     pub actions: Vec<Action>,
     /// The door's kind, with what only that kind has.

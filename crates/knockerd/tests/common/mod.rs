@@ -296,6 +296,18 @@ impl World {
         );
     }
 
+    /// mallory, who has no grant, reaches the service over neither family (`why` says whose
+    /// grants she must stay out of).
+    pub fn mallory_is_silent(&self, why: &str) {
+        for to in [Lab::SERVER_FOR_MALLORY, Lab::SERVER_FOR_MALLORY6] {
+            assert_eq!(
+                self.connect(&self.lab.mallory, to),
+                Reach::Silent,
+                "mallory to {to}: {why}"
+            );
+        }
+    }
+
     /// Runs Debian's knock client in a namespace.
     pub fn debian_knock(&self, from: &Netns, args: &[&str]) {
         from.exec("knock", args).expect("knock");

@@ -152,6 +152,7 @@ fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option
         stop_command_6: None,
         stop_after,
         connections: None,
+        grant_prefix: Default::default(),
         actions: Vec::new(),
         kind: DoorKind::Fwknop {
             port: conf.spa_port,

@@ -993,6 +993,7 @@ fn build_door(
         stop_command_6: commands.stop_command_6,
         stop_after: commands.stop_after,
         connections: None,
+        grant_prefix: Default::default(),
         actions: Vec::new(),
         kind: match one_time {
             Some(file) => DoorKind::OneTime { file },

@@ -104,6 +104,8 @@ struct RawDoor {
     shell: Option<bool>,
     repeat_start_command: Option<bool>,
     connections: Option<Spanned<i64>>,
+    grant_prefix: Option<Spanned<i64>>,
+    grant_prefix6: Option<Spanned<i64>>,
     /// `[[door.NAME.command]]`: delayed commands.
     #[serde(default)]
     command: Vec<Spanned<RawAction>>,
@@ -596,6 +598,7 @@ fn door(
     };
     let commands = commands(cx, d, &span, name, &open, open_for)?;
     let connections = connections(cx, d, &span, &open, kind_name)?;
+    let grant_prefix = grant_prefix(cx, d, &open, connections, kind_name)?;
     // a single-packet door's grants last open_for, or up to max_open_for when the client asks
     let open_for = match &parts.engine {
         Kind::Spa(spa) => Duration::from_secs(spa.access_timeout.max(spa.max_timeout)),
@@ -629,6 +632,7 @@ fn door(
         stop_command_6: commands.stop_6,
         stop_after: commands.stop_after,
         connections,
+        grant_prefix,
         actions: actions(cx, d)?,
         kind: parts.kind,
         line: cx.line_of(span.start),
@@ -873,6 +877,66 @@ fn commands(
         stop_6,
         stop_after,
     })
+}
+
+/// `grant_prefix = N` (IPv4) and `grant_prefix6 = N` (IPv6): a grant reaches the whole prefix
+/// around the address that knocked, at least a [`GrantPrefix::MIN4`] or [`GrantPrefix::MIN6`].
+/// A full-length prefix (32, 128) is the address alone, as without the key.
+fn grant_prefix(
+    cx: &Ctx<'_>,
+    d: &RawDoor,
+    open: &[Service],
+    connections: Option<std::num::NonZeroU8>,
+    kind_name: &str,
+) -> Result<GrantPrefix, ConfigError> {
+    let mut out = GrantPrefix::default();
+    for (key, raw, min, full, slot) in [
+        (
+            "grant_prefix",
+            &d.grant_prefix,
+            GrantPrefix::MIN4,
+            32u8,
+            &mut out.v4,
+        ),
+        (
+            "grant_prefix6",
+            &d.grant_prefix6,
+            GrantPrefix::MIN6,
+            128u8,
+            &mut out.v6,
+        ),
+    ] {
+        let Some(raw) = raw else { continue };
+        let family = if full == 32 { "IPv4" } else { "IPv6" };
+        let Some(n) = u8::try_from(*raw.get_ref())
+            .ok()
+            .filter(|n| (min..=full).contains(n))
+        else {
+            return cx.err(
+                raw.span(),
+                format!("{key} = {} is out of range: an {family} grant may reach a /{min} to a /{full} around the address that knocked (a shorter prefix lets a whole provider in; remove {key} for the address alone)", raw.get_ref()),
+            );
+        };
+        if let Some(c) = connections {
+            let default = if kind_name == "knockknock" {
+                " (a knockknock door counts one by default)"
+            } else {
+                ""
+            };
+            return cx.err(
+                raw.span(),
+                format!("{key} cannot be combined with connections = {c}{default}: a grant that counts connections is for one address; remove one of the two"),
+            );
+        }
+        if open.is_empty() && kind_name != "fwknop" {
+            return cx.err(
+                raw.span(),
+                format!("{key} widens what a grant opens, but this door opens nothing in the firewall: give it `open` services or remove {key}"),
+            );
+        }
+        *slot = (n < full).then_some(n);
+    }
+    Ok(out)
 }
 
 /// `connections = N`: how many new connections a grant admits, 1 to [`MAX_CONNECTIONS`].
@@ -1655,6 +1719,51 @@ stop_after = "2m"
             );
         }
         let e = err_of("[door.cmd]\nsequence = [\"7000\", \"9000\", \"8000\"]\nstart_command = [\"/bin/true\"]\nconnections = 1\n");
+        assert!(e.contains("opens nothing in the firewall"), "{e}");
+    }
+
+    #[test]
+    fn grant_prefix_widens_per_family_within_bounds_and_alone() {
+        let door = "[door.ssh]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\n";
+        assert!(!p(door).expect("valid").doors[0].grant_prefix.is_set());
+        let c = p(&format!("{door}grant_prefix = 24\ngrant_prefix6 = 56\n")).expect("valid");
+        let g = c.doors[0].grant_prefix;
+        assert_eq!((g.v4, g.v6), (Some(24), Some(56)));
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        assert_eq!(g.widen(ip("100.64.7.201")), (ip("100.64.7.0"), Some(24)));
+        assert_eq!(
+            g.widen(ip("2001:db8:1:2ff:4::9")),
+            (ip("2001:db8:1:200::"), Some(56))
+        );
+        assert_eq!(
+            g.widen(ip("::ffff:100.64.7.201")),
+            (ip("100.64.7.0"), Some(24)),
+            "an IPv4-mapped address is the IPv4 address it is"
+        );
+        // one family widened, the other the address alone; a full length is the address alone
+        let c = p(&format!("{door}grant_prefix6 = 64\ngrant_prefix = 32\n")).expect("valid");
+        let g = c.doors[0].grant_prefix;
+        assert_eq!((g.v4, g.v6), (None, Some(64)));
+        assert_eq!(g.widen(ip("100.64.7.201")), (ip("100.64.7.201"), None));
+        for (key, bad, range) in [
+            ("grant_prefix", "15", "/16 to a /32"),
+            ("grant_prefix", "33", "/16 to a /32"),
+            ("grant_prefix", "-1", "/16 to a /32"),
+            ("grant_prefix6", "31", "/32 to a /128"),
+            ("grant_prefix6", "129", "/32 to a /128"),
+        ] {
+            let e = err_of(&format!("{door}{key} = {bad}\n"));
+            assert!(
+                e.starts_with("k.toml:4:") && e.contains(range) && e.contains("remove"),
+                "{key} = {bad}: {e}"
+            );
+        }
+        let e = err_of(&format!("{door}connections = 2\ngrant_prefix = 24\n"));
+        assert!(
+            e.starts_with("k.toml:5:") && e.contains("cannot be combined with connections"),
+            "{e}"
+        );
+        let e = err_of("[door.cmd]\nsequence = [\"7000\", \"9000\", \"8000\"]\nstart_command = [\"/bin/true\"]\ngrant_prefix = 24\n");
         assert!(e.contains("opens nothing in the firewall"), "{e}");
     }
 

@@ -161,6 +161,18 @@ const EVERY_DOOR: Section = Section {
             about: "How many new connections a grant admits, 1 to 8; after the last one the kernel removes the grant, so the port closes behind you.",
         },
         Key {
+            name: "grant_prefix",
+            value: "integer",
+            default: "32 (the address alone)",
+            about: "For clients behind carrier-grade NAT, whose knock and connection leave from different addresses of one pool: an IPv4 grant opens to the whole prefix of this length around the address that knocked, 16 to 32. Everyone in that prefix gets in; `knockerd check` warns. Not with `connections`.",
+        },
+        Key {
+            name: "grant_prefix6",
+            value: "integer",
+            default: "128 (the address alone)",
+            about: "The same for IPv6 grants, 32 to 128 (a provider's customers usually get a /56 or /64).",
+        },
+        Key {
             name: "target",
             value: "\"ADDRESS\"",
             default: "any of the host's addresses",

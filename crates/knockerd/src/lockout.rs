@@ -112,10 +112,28 @@ pub fn warnings(c: &Config) -> Vec<String> {
             }
         }
     }
-    if let Some(i) = &c.interface {
-        if !c.protected().is_empty() {
+    if !c.interfaces.is_empty() && !c.protected_everywhere().is_empty() {
+        out.push(format!(
+            "knocks are seen only on {}, but protection applies on every interface (failing closed): a source that reaches this host through another interface cannot knock, and gets to the protected services only through `trusted` or accept_mark (or a door's `protect_elsewhere = false`, which leaves them there to your firewall)",
+            Config::name_interfaces(&c.interfaces)
+        ));
+    }
+    for d in c
+        .doors
+        .iter()
+        .filter(|d| d.protect && !d.spec.open.is_empty())
+    {
+        let on = Config::name_interfaces(c.listens_on(d));
+        if !d.interfaces.is_empty() && d.protect_elsewhere {
             out.push(format!(
-                "knocks are seen only on interface {i}, but protection applies on every interface (failing closed): a source that reaches this host through another interface cannot knock, and gets to the protected services only through `trusted` or accept_mark"
+                "door {} (line {}) counts knocks only on {on}, but protects its services on every interface (failing closed): a source that reaches this host through another interface cannot open it (`protect_elsewhere = false` leaves the other interfaces to your firewall)",
+                d.spec.name, d.line
+            ));
+        }
+        if !d.protect_elsewhere {
+            out.push(format!(
+                "door {} (line {}) protects its services only on {on} (protect_elsewhere = false): on every other interface, a new one too, they are as open as your own firewall leaves them",
+                d.spec.name, d.line
             ));
         }
     }

@@ -909,8 +909,11 @@ fn check(
             out!("writes its pid to {} while it runs (PidFile)", f.display());
         }
     }
-    if let Some(i) = &c.interface {
-        out!("counts only knocks arriving on interface {i}");
+    if !c.interfaces.is_empty() {
+        out!(
+            "counts only knocks arriving on {} (unless a door names its own)",
+            config::Config::name_interfaces(&c.interfaces)
+        );
     }
     let user = c
         .worker_user
@@ -955,6 +958,18 @@ fn check(
         }
         if let Some(n) = d.connections {
             out!("  each grant admits {n} new connection(s), then the kernel closes it");
+        }
+        if !d.interfaces.is_empty() {
+            out!(
+                "  counts knocks only on {}",
+                config::Config::name_interfaces(&d.interfaces)
+            );
+        }
+        if !d.protect_elsewhere && d.protect {
+            out!(
+                "  protects its services only on {} (protect_elsewhere = false): elsewhere your firewall decides",
+                config::Config::name_interfaces(c.listens_on(d))
+            );
         }
         for (family, len) in [("IPv4", d.grant_prefix.v4), ("IPv6", d.grant_prefix.v6)] {
             if let Some(len) = len {

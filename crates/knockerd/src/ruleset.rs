@@ -32,17 +32,15 @@ pub const SNAPLEN: u16 = 128;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableSpec {
     pub nflog_group: u16,
-    pub knock: Vec<Service>,
-    /// Spans of knock ports (rotating doors), as (protocol, first, last).
-    pub knock_ranges: Vec<(knocker_engine::Proto, u16, u16)>,
+    /// Where knocks are logged: the knock ports of the doors that listen on the same
+    /// interfaces, a group each (most configurations have one).
+    pub listen: Vec<Listen>,
+    /// Services dropped on every interface for sources without a grant.
     pub protect: Vec<Service>,
+    /// Services dropped only on some interfaces (doors with `protect_elsewhere = false`), as
+    /// (interfaces, services); none of them is in `protect`.
+    pub protect_on: Vec<(Vec<String>, Vec<Service>)>,
     pub grant_mark: u32,
-    /// Only knocks arriving on this interface are logged.
-    pub interface: Option<String>,
-    /// UDP ports of single-packet-authorization doors: logged whole, with the SPA prefix.
-    pub spa_ports: Vec<u16>,
-    /// TCP ports of stealth SYN doors: SYNs logged with their headers, with the SYN prefix.
-    pub syn_ports: Vec<u16>,
     /// Sources accepted before the protected services are dropped, without overlaps (an
     /// interval set refuses them).
     pub trusted: Vec<crate::config::Net>,
@@ -59,6 +57,34 @@ pub struct TableSpec {
     pub grant_prefixes: Vec<(bool, u8)>,
     /// How knock ports are logged: to NFLOG, to the kernel log, or not at all.
     pub knock_log: KnockLog,
+}
+
+/// The knock ports of the doors that listen on the same interfaces.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listen {
+    /// Only knocks arriving on these interfaces are logged (empty: every interface).
+    pub interfaces: Vec<String>,
+    pub knock: Vec<Service>,
+    /// Spans of knock ports (rotating doors), as (protocol, first, last).
+    pub knock_ranges: Vec<(knocker_engine::Proto, u16, u16)>,
+    /// UDP ports of single-packet-authorization doors: logged whole, with the SPA prefix.
+    pub spa_ports: Vec<u16>,
+    /// TCP ports of stealth SYN doors: SYNs logged with their headers, with the SYN prefix.
+    pub syn_ports: Vec<u16>,
+}
+
+impl Listen {
+    /// The match of the group's interfaces, with a space after it (nothing for every one).
+    fn iif(&self) -> String {
+        match self.interfaces.as_slice() {
+            [] => String::new(),
+            [one] => format!("iifname \"{one}\" "),
+            many => {
+                let names: Vec<String> = many.iter().map(|i| format!("\"{i}\"")).collect();
+                format!("iifname {{ {} }} ", names.join(", "))
+            }
+        }
+    }
 }
 
 /// Where knockerd's table logs knocks to, following the configured source.
@@ -91,13 +117,10 @@ impl TableSpec {
     pub fn from_config(c: &Config) -> Self {
         TableSpec {
             nflog_group: c.nflog_group,
-            knock: c.knock_services(),
-            knock_ranges: c.knock_ranges(),
-            protect: c.protected(),
+            listen: listen_groups(c),
+            protect: c.protected_everywhere(),
+            protect_on: c.protected_on_some(),
             grant_mark: c.grant_mark,
-            interface: c.interface.clone(),
-            spa_ports: c.spa_ports(),
-            syn_ports: c.syn_ports(),
             trusted: crate::config::Net::minimal(&c.trusted),
             accept_mark: c.accept_mark,
             drop_knocks: c.drop_knocks,
@@ -112,6 +135,38 @@ impl TableSpec {
             knock_log: KnockLog::for_source(&c.source),
         }
     }
+}
+
+/// The doors' knock ports grouped by the interfaces they listen on, in the order of the doors.
+fn listen_groups(c: &Config) -> Vec<Listen> {
+    let mut groups: Vec<Listen> = Vec::new();
+    for d in &c.doors {
+        let on = c.listens_on(d);
+        let g = match groups.iter().position(|g| g.interfaces == on) {
+            Some(i) => &mut groups[i],
+            None => {
+                groups.push(Listen {
+                    interfaces: on.to_vec(),
+                    ..Listen::default()
+                });
+                groups.last_mut().expect("just pushed")
+            }
+        };
+        g.knock.extend(d.spec.fixed_knocks().copied());
+        g.knock_ranges
+            .extend(d.span().map(|r| (r.proto, r.first, r.last)));
+        g.spa_ports.extend(d.spa_port());
+        g.syn_ports.extend(d.syn_port());
+    }
+    for g in &mut groups {
+        g.knock.sort();
+        g.knock.dedup();
+        g.spa_ports.sort();
+        g.spa_ports.dedup();
+        g.syn_ports.sort();
+        g.syn_ports.dedup();
+    }
+    groups
 }
 
 /// Every prefix length the doors widen grants to, per family, sorted and each once.
@@ -285,44 +340,13 @@ pub fn render(spec: &TableSpec) -> String {
         let _ = writeln!(s, "add rule {t} {CHAIN} {body}");
     };
     rule(&mut s, "iif \"lo\" accept");
-    let (echoes, ports): (Vec<Service>, Vec<Service>) = spec
-        .knock
-        .iter()
-        .partition(|k| k.proto == knocker_engine::Proto::Icmp);
-    let knocks = |s: &mut String, verdict: &str| {
-        let log = match spec.knock_log {
-            KnockLog::Nflog => format!(
-                " log group {} snaplen {SNAPLEN} queue-threshold 1",
-                spec.nflog_group
-            ),
-            KnockLog::Kernel => kernel_log_statement(),
-            // a packet socket sees knocks by itself: the rule only drops, if it drops
-            KnockLog::Packet if !verdict.is_empty() => String::new(),
-            KnockLog::Packet | KnockLog::Off => return,
-        };
-        let iif = spec
-            .interface
-            .as_ref()
-            .map(|i| format!("iifname \"{i}\" "))
-            .unwrap_or_default();
-        if !ports.is_empty() || !spec.knock_ranges.is_empty() {
-            rule(
-                s,
-                &format!(
-                    "{iif}meta l4proto . th dport {}{log}{verdict}",
-                    service_and_range_set(&ports, &spec.knock_ranges),
-                ),
-            );
-        }
-        for rule_body in echo_rules(&echoes) {
-            rule(s, &format!("{iif}{rule_body}{log}{verdict}"));
-        }
-    };
     // knockd sees every packet to a knock port, a connection's ACKs too (`TCPFlags = ack`), and
     // leaves the verdict to the firewall: so must a knockd.conf here, before established
     // connections are accepted
     if !spec.drop_knocks {
-        knocks(&mut s, "");
+        for g in &spec.listen {
+            knock_rules(&mut s, spec, g, "");
+        }
     }
     rule(&mut s, "ct state established,related accept");
     let mark = if spec.grant_mark != 0 {
@@ -351,56 +375,11 @@ pub fn render(spec: &TableSpec) -> String {
         );
     }
     connection_rules(&mut s, spec, &mark);
-    if spec.drop_knocks {
-        knocks(&mut s, " drop");
-    }
-    if !spec.spa_ports.is_empty() {
-        let ports: Vec<Service> = spec.spa_ports.iter().map(|p| Service::udp(*p)).collect();
-        rule(
-            &mut s,
-            &format!(
-                "{}meta l4proto . th dport {}{} drop",
-                spec.interface
-                    .as_ref()
-                    .map(|i| format!("iifname \"{i}\" "))
-                    .unwrap_or_default(),
-                service_set(&ports),
-                log_statement(
-                    spec,
-                    Some(crate::nflog::SPA_PREFIX),
-                    crate::nflog::SPA_SNAPLEN
-                ),
-            ),
-        );
-    }
-    if !spec.syn_ports.is_empty() {
-        let ports: Vec<Service> = spec.syn_ports.iter().map(|p| Service::tcp(*p)).collect();
-        let iif = spec
-            .interface
-            .as_ref()
-            .map(|i| format!("iifname \"{i}\" "))
-            .unwrap_or_default();
-        // a SYN carries the knock; anything else to the port is dropped unlogged. Under the
-        // kernel log these are knockknock's doors (a line source refuses knocker's own SYN
-        // doors), which the kernel-log source tells apart by port.
-        let syn_log = match spec.knock_log {
-            KnockLog::Nflog => Some(log_statement(spec, Some(crate::nflog::SYN_PREFIX), SNAPLEN)),
-            KnockLog::Kernel => Some(kernel_log_statement()),
-            KnockLog::Packet | KnockLog::Off => None,
-        };
-        if let Some(log) = syn_log {
-            rule(
-                &mut s,
-                &format!(
-                    "{iif}meta l4proto . th dport {} tcp flags & (syn | ack) == syn{log} drop",
-                    service_set(&ports),
-                ),
-            );
+    for g in &spec.listen {
+        if spec.drop_knocks {
+            knock_rules(&mut s, spec, g, " drop");
         }
-        rule(
-            &mut s,
-            &format!("meta l4proto . th dport {} drop", service_set(&ports)),
-        );
+        single_packet_rules(&mut s, spec, g);
     }
     // the admin's way in, before the protected services are dropped: trusted sources and
     // packets the admin's own chain marked. After the knock rules, so that a knock from them
@@ -409,6 +388,20 @@ pub fn render(spec: &TableSpec) -> String {
     rule(&mut s, &format!("ip6 saddr @{TRUSTED6} accept"));
     if spec.accept_mark != 0 {
         rule(&mut s, &mark_accept_rule(spec.accept_mark));
+    }
+    for (interfaces, services) in &spec.protect_on {
+        let on = Listen {
+            interfaces: interfaces.clone(),
+            ..Listen::default()
+        };
+        rule(
+            &mut s,
+            &format!(
+                "{}meta l4proto . th dport {} drop",
+                on.iif(),
+                service_set(services)
+            ),
+        );
     }
     if !spec.protect.is_empty() {
         rule(
@@ -420,6 +413,81 @@ pub fn render(spec: &TableSpec) -> String {
         );
     }
     s
+}
+
+/// The rules that log a group's knocks (sequence, rotating and encoded doors' ports, ICMP steps)
+/// on its interfaces, with `verdict` (" drop", or nothing under a knockd.conf).
+fn knock_rules(s: &mut String, spec: &TableSpec, g: &Listen, verdict: &str) {
+    let log = match spec.knock_log {
+        KnockLog::Nflog => format!(
+            " log group {} snaplen {SNAPLEN} queue-threshold 1",
+            spec.nflog_group
+        ),
+        KnockLog::Kernel => kernel_log_statement(),
+        // a packet socket sees knocks by itself: the rule only drops, if it drops
+        KnockLog::Packet if !verdict.is_empty() => String::new(),
+        KnockLog::Packet | KnockLog::Off => return,
+    };
+    let (echoes, ports): (Vec<Service>, Vec<Service>) = g
+        .knock
+        .iter()
+        .partition(|k| k.proto == knocker_engine::Proto::Icmp);
+    let iif = g.iif();
+    let t = format!("inet {TABLE}");
+    if !ports.is_empty() || !g.knock_ranges.is_empty() {
+        let _ = writeln!(
+            s,
+            "add rule {t} {CHAIN} {iif}meta l4proto . th dport {}{log}{verdict}",
+            service_and_range_set(&ports, &g.knock_ranges),
+        );
+    }
+    for rule_body in echo_rules(&echoes) {
+        let _ = writeln!(s, "add rule {t} {CHAIN} {iif}{rule_body}{log}{verdict}");
+    }
+}
+
+/// The rules of a group's single-packet doors: SPA datagrams logged whole, stealth SYNs with
+/// their headers, on the group's interfaces; anything else to a SYN door's port dropped
+/// unlogged on every interface.
+fn single_packet_rules(s: &mut String, spec: &TableSpec, g: &Listen) {
+    let t = format!("inet {TABLE}");
+    let iif = g.iif();
+    if !g.spa_ports.is_empty() {
+        let ports: Vec<Service> = g.spa_ports.iter().map(|p| Service::udp(*p)).collect();
+        let _ = writeln!(
+            s,
+            "add rule {t} {CHAIN} {iif}meta l4proto . th dport {}{} drop",
+            service_set(&ports),
+            log_statement(
+                spec,
+                Some(crate::nflog::SPA_PREFIX),
+                crate::nflog::SPA_SNAPLEN
+            ),
+        );
+    }
+    if !g.syn_ports.is_empty() {
+        let ports: Vec<Service> = g.syn_ports.iter().map(|p| Service::tcp(*p)).collect();
+        // a SYN carries the knock; anything else to the port is dropped unlogged. Under the
+        // kernel log these are knockknock's doors (a line source refuses knocker's own SYN
+        // doors), which the kernel-log source tells apart by port.
+        let syn_log = match spec.knock_log {
+            KnockLog::Nflog => Some(log_statement(spec, Some(crate::nflog::SYN_PREFIX), SNAPLEN)),
+            KnockLog::Kernel => Some(kernel_log_statement()),
+            KnockLog::Packet | KnockLog::Off => None,
+        };
+        if let Some(log) = syn_log {
+            let _ = writeln!(
+                s,
+                "add rule {t} {CHAIN} {iif}meta l4proto . th dport {} tcp flags & (syn | ack) == syn{log} drop",
+                service_set(&ports),
+            );
+        }
+        let _ = writeln!(
+            s,
+            "add rule {t} {CHAIN} meta l4proto . th dport {} drop",
+            service_set(&ports)
+        );
+    }
 }
 
 /// The rules of grants that count connections, after the allow sets' (an unlimited grant of the
@@ -918,13 +986,16 @@ mod tests {
     fn spec() -> TableSpec {
         TableSpec {
             nflog_group: 4100,
-            knock: vec![Service::tcp(7000), Service::udp(9000)],
-            knock_ranges: vec![(knocker_engine::Proto::Tcp, 40000, 40999)],
+            listen: vec![Listen {
+                interfaces: Vec::new(),
+                knock: vec![Service::tcp(7000), Service::udp(9000)],
+                knock_ranges: vec![(knocker_engine::Proto::Tcp, 40000, 40999)],
+                spa_ports: vec![62201],
+                syn_ports: vec![443],
+            }],
             protect: vec![Service::tcp(22)],
+            protect_on: Vec::new(),
             grant_mark: DEFAULT,
-            interface: None,
-            spa_ports: vec![62201],
-            syn_ports: vec![443],
             trusted: vec![
                 "192.0.2.0/24".parse().expect("net"),
                 "2001:db8::/32".parse().expect("net"),
@@ -941,9 +1012,13 @@ mod tests {
     #[test]
     fn icmp_steps_log_and_drop_echo_requests_of_their_sizes_only() {
         let mut with_echo = spec();
-        with_echo.knock.push("icmp/100".parse().expect("step"));
-        with_echo.knock.push("icmp/1000".parse().expect("step"));
-        with_echo.interface = Some("eth0".into());
+        with_echo.listen[0]
+            .knock
+            .push("icmp/100".parse().expect("step"));
+        with_echo.listen[0]
+            .knock
+            .push("icmp/1000".parse().expect("step"));
+        with_echo.listen[0].interfaces = vec!["eth0".into()];
         let r = render(&with_echo);
         assert!(r.contains("add rule inet knocker input iifname \"eth0\" meta l4proto . th dport { tcp . 7000, udp . 9000, tcp . 40000-40999 } log group 4100"), "{r}");
         assert!(r.contains("add rule inet knocker input iifname \"eth0\" ip hdrlength 5 ip length { 128, 1028 } icmp type echo-request icmp code 0 log group 4100 snaplen 128 queue-threshold 1 drop\n"), "{r}");
@@ -951,9 +1026,10 @@ mod tests {
         assert!(!r.contains("icmp . "), "never in a port set: {r}");
         // only echo steps: no port rule at all
         let mut only = with_echo.clone();
-        only.knock
+        only.listen[0]
+            .knock
             .retain(|k| k.proto == knocker_engine::Proto::Icmp);
-        only.knock_ranges.clear();
+        only.listen[0].knock_ranges.clear();
         assert!(!render(&only).contains("th dport { tcp . 7000"));
         assert_eq!(render(&only).matches("echo-request").count(), 2);
         assert_eq!(render(&spec()).matches("echo-request").count(), 0);
@@ -1028,6 +1104,33 @@ mod tests {
         // a flow admitted once, still `new` (a retransmitted SYN), needs no second slot
         let confirmed = "ct state new ct status confirmed meta l4proto . th dport { tcp . 22 } meta mark set meta mark | 0x4b4e0000 accept";
         assert!(at(confirmed) < at("@conn4_1"), "{r}");
+    }
+
+    #[test]
+    fn each_group_of_doors_logs_on_its_interfaces_and_protection_follows() {
+        let mut two = spec();
+        two.listen[0].interfaces = vec!["eth0".into(), "wg0".into()];
+        two.listen.push(Listen {
+            interfaces: vec!["eth1".into()],
+            knock: vec![Service::tcp(7100)],
+            spa_ports: vec![62301],
+            ..Listen::default()
+        });
+        two.protect_on = vec![(vec!["eth1".into()], vec![Service::tcp(443)])];
+        let r = render(&two);
+        assert!(r.contains("add rule inet knocker input iifname { \"eth0\", \"wg0\" } meta l4proto . th dport { tcp . 7000, udp . 9000, tcp . 40000-40999 } log group 4100"), "{r}");
+        assert!(r.contains("add rule inet knocker input iifname \"eth1\" meta l4proto . th dport { tcp . 7100 } log group 4100"), "{r}");
+        assert!(r.contains("add rule inet knocker input iifname \"eth1\" meta l4proto . th dport { udp . 62301 } log prefix"), "{r}");
+        assert!(r.contains("add rule inet knocker input iifname \"eth1\" meta l4proto . th dport { tcp . 443 } drop\n"), "{r}");
+        // protected on every interface too, and last
+        let at = |needle: &str| r.find(needle).expect(needle);
+        assert!(
+            at("iifname \"eth1\" meta l4proto . th dport { tcp . 443 } drop")
+                < at("add rule inet knocker input meta l4proto . th dport { tcp . 22 } drop")
+        );
+        // the knock rules and the protection are counted by verify as any rule: one group is
+        // what a configuration without interfaces renders, as before
+        assert!(!render(&spec()).contains("iifname"), "{}", render(&spec()));
     }
 
     #[test]

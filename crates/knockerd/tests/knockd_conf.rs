@@ -100,7 +100,7 @@ fn debian_default_config() {
     assert!(k.options.use_syslog);
     assert_eq!(k.options.log_file, None);
     assert_eq!(
-        k.config.interface.as_deref(),
+        k.config.interfaces.first().map(String::as_str),
         Some("eth0"),
         "knockd's default interface"
     );
@@ -258,7 +258,7 @@ fn every_key_alias_and_case() {
             pid_file: Some("/run/Knockd.pid".into()),
         }
     );
-    assert_eq!(k.config.interface.as_deref(), Some("lo"));
+    assert_eq!(k.config.interfaces.first().map(String::as_str), Some("lo"));
     let d = k.config.door("Door").expect("door");
     assert_eq!(
         d.spec.sequence,
@@ -444,7 +444,7 @@ fn what_knockd_accepts_runs_with_warnings() {
 
     // repeated keys: the last counts; Interface: the first counts (knockd sets it once)
     let k = parse("[options]\nInterface = lo\nInterface = eth9\n[d]\nsequence = 7000,9000,8000\nsequence = 7001,9001,8001\ncommand = a\n");
-    assert_eq!(k.config.interface.as_deref(), Some("lo"));
+    assert_eq!(k.config.interfaces.first().map(String::as_str), Some("lo"));
     assert_eq!(k.config.doors[0].spec.sequence, tcp(&[7001, 9001, 8001]));
     assert!(
         k.warnings

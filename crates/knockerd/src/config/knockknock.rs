@@ -492,6 +492,8 @@ pub fn load(
             // knockknock's grant admits one new connection ("the port closes behind you")
             connections: std::num::NonZeroU8::new(1),
             grant_prefix: Default::default(),
+            interfaces: Vec::new(),
+            protect_elsewhere: true,
         });
     }
     let config = Config {
@@ -503,7 +505,7 @@ pub fn load(
         accept_mark: 0,
         trusted: Vec::new(),
         protect: Vec::new(),
-        interface: None,
+        interfaces: Vec::new(),
         state_dir: PathBuf::from(DEFAULT_STATE_DIR),
         server_key: PathBuf::from(super::DEFAULT_SERVER_KEY),
         clients: PathBuf::from(super::DEFAULT_CLIENTS),

@@ -215,6 +215,12 @@ pub struct Door {
     /// How many new connections a grant admits (`connections = N`): the kernel removes the
     /// grant itself when the last one is accepted. `None`: any number until the grant ends.
     pub connections: Option<NonZeroU8>,
+    /// The interfaces the door's knocks count on and its services are protected on (`interfaces`);
+    /// empty: the daemon's (`[daemon] interface`, [`Config::listens_on`]).
+    pub interfaces: Vec<String>,
+    /// Whether the door's services are protected on the other interfaces too (the default:
+    /// failing closed); `false` leaves them there to the admin's firewall.
+    pub protect_elsewhere: bool,
     /// How far a grant reaches around the knock's source address (`grant_prefix`,
     /// `grant_prefix6`): off unless the admin widens it.
     pub grant_prefix: GrantPrefix,
@@ -684,8 +690,9 @@ pub struct Config {
     pub trusted: Vec<Net>,
     /// Services dropped for everyone without a grant, besides the doors' own.
     pub protect: Vec<Service>,
-    /// Only knocks arriving on this interface count (knockd's `Interface`); any when `None`.
-    pub interface: Option<String>,
+    /// Only knocks arriving on these interfaces count (`[daemon] interface`, knockd's
+    /// `Interface`), unless a door names its own; any when empty.
+    pub interfaces: Vec<String>,
     /// Where knockerd keeps its ledger.
     pub state_dir: PathBuf,
     /// Where the metrics are written too, for a textfile collector (`[daemon] metrics_file`);
@@ -781,6 +788,70 @@ impl SourceSpec {
 
 impl Config {
     /// Every service knockerd drops for everyone without a grant.
+    /// "interface eth0", "interfaces eth0, wg0": for messages.
+    pub fn name_interfaces(names: &[String]) -> String {
+        match names {
+            [one] => format!("interface {one}"),
+            many => format!("interfaces {}", many.join(", ")),
+        }
+    }
+
+    /// The interfaces a door's knocks count on: its own, else the daemon's (empty: every one).
+    pub fn listens_on<'a>(&'a self, d: &'a Door) -> &'a [String] {
+        if d.interfaces.is_empty() {
+            &self.interfaces
+        } else {
+            &d.interfaces
+        }
+    }
+
+    /// The interfaces a door's services are protected on: every one (empty) unless the door
+    /// leaves the others alone (`protect_elsewhere = false`).
+    pub fn protects_on<'a>(&'a self, d: &'a Door) -> &'a [String] {
+        if d.protect_elsewhere {
+            &[]
+        } else {
+            self.listens_on(d)
+        }
+    }
+
+    /// The services dropped on every interface for sources without a grant.
+    pub fn protected_everywhere(&self) -> Vec<Service> {
+        let mut v: Vec<Service> = self.protect.clone();
+        for d in self.doors.iter().filter(|d| d.protect) {
+            if self.protects_on(d).is_empty() {
+                v.extend(d.spec.open.iter().copied());
+            }
+        }
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// The services dropped only on some interfaces, as (interfaces, services), without those
+    /// that are dropped everywhere anyway.
+    pub fn protected_on_some(&self) -> Vec<(Vec<String>, Vec<Service>)> {
+        let everywhere = self.protected_everywhere();
+        let mut out: Vec<(Vec<String>, Vec<Service>)> = Vec::new();
+        for d in self.doors.iter().filter(|d| d.protect) {
+            let on = self.protects_on(d);
+            if on.is_empty() {
+                continue;
+            }
+            let services = d.spec.open.iter().filter(|s| !everywhere.contains(s));
+            match out.iter_mut().find(|(i, _)| i.as_slice() == on) {
+                Some((_, v)) => v.extend(services),
+                None => out.push((on.to_vec(), services.copied().collect())),
+            }
+        }
+        for (_, v) in &mut out {
+            v.sort();
+            v.dedup();
+        }
+        out.retain(|(_, v)| !v.is_empty());
+        out
+    }
+
     pub fn protected(&self) -> Vec<Service> {
         let mut v: Vec<Service> = self.protect.clone();
         for d in self.doors.iter().filter(|d| d.protect) {

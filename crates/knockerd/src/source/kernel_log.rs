@@ -324,7 +324,8 @@ enum Input {
 pub struct KernelLogSource {
     input: Input,
     prefixes: Prefixes,
-    interface: Option<String>,
+    /// Lines of knocks that arrived on other interfaces are ignored (none: every interface).
+    interfaces: Vec<String>,
     /// The TCP ports of knockknock doors: their SYNs become datagrams.
     knockknock: Vec<u16>,
     buf: Vec<u8>,
@@ -338,7 +339,7 @@ impl KernelLogSource {
     pub fn open(
         file: Option<&Path>,
         prefix: Option<&str>,
-        interface: Option<String>,
+        interfaces: Vec<String>,
         knockknock: Vec<u16>,
     ) -> io::Result<KernelLogSource> {
         let input = match file {
@@ -365,7 +366,7 @@ impl KernelLogSource {
         Ok(KernelLogSource {
             input,
             prefixes: Prefixes::new(prefix),
-            interface,
+            interfaces,
             knockknock,
             buf: vec![0; KMSG_RECORD_BYTES],
         })
@@ -383,13 +384,13 @@ impl KernelLogSource {
 /// What a line is taken as: where it arrived, and which SYNs are knockknock's.
 #[derive(Clone, Copy)]
 struct Take<'a> {
-    interface: Option<&'a str>,
+    interfaces: &'a [String],
     knockknock: &'a [u16],
 }
 
 impl Take<'_> {
     /// Takes a netfilter text: a knock, or a knockknock SYN's datagram (when it arrived on
-    /// `interface`, if one is set), or a count.
+    /// one of `interfaces`, if any is set), or a count.
     fn text(
         self,
         text: &str,
@@ -399,7 +400,9 @@ impl Take<'_> {
     ) {
         match parse_netfilter(text) {
             Ok(line) => {
-                if self.interface.is_some_and(|i| i != line.in_iface) {
+                if !self.interfaces.is_empty()
+                    && !self.interfaces.iter().any(|i| *i == line.in_iface)
+                {
                     stats.ignored += 1;
                     return;
                 }
@@ -436,7 +439,7 @@ impl KnockSource for KernelLogSource {
     ) -> io::Result<RecvStats> {
         let mut stats = RecvStats::default();
         let take = Take {
-            interface: self.interface.as_deref(),
+            interfaces: &self.interfaces,
             knockknock: &self.knockknock,
         };
         match &mut self.input {
@@ -656,7 +659,7 @@ mod tests {
     fn take_all(text: &str, ports: &[u16]) -> (Vec<Knock>, Vec<Datagram>, RecvStats) {
         let (mut knocks, mut datagrams, mut stats) = (Vec::new(), Vec::new(), RecvStats::default());
         let take = Take {
-            interface: None,
+            interfaces: &[],
             knockknock: ports,
         };
         take.text(text, &mut knocks, &mut datagrams, &mut stats);

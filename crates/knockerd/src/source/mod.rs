@@ -141,7 +141,7 @@ pub fn open(config: &Config) -> Result<Box<dyn KnockSource>, OpenError> {
             kernel_log::KernelLogSource::open(
                 file.as_deref(),
                 prefix.as_deref(),
-                config.interface.clone(),
+                config.interfaces.clone(),
                 knockknock_ports(config),
             )
             .map_err(OpenError::KernelLog)?,

@@ -153,6 +153,8 @@ fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option
         stop_after,
         connections: None,
         grant_prefix: Default::default(),
+        interfaces: Vec::new(),
+        protect_elsewhere: true,
         actions: Vec::new(),
         kind: DoorKind::Fwknop {
             port: conf.spa_port,
@@ -199,7 +201,7 @@ pub fn load(
         accept_mark: 0,
         trusted: Vec::new(),
         protect: Vec::new(),
-        interface: conf.interface.clone(),
+        interfaces: conf.interface.iter().cloned().collect(),
         state_dir: PathBuf::from(DEFAULT_STATE_DIR),
         server_key: PathBuf::from(crate::config::DEFAULT_SERVER_KEY),
         clients: PathBuf::from(crate::config::DEFAULT_CLIENTS),

@@ -71,7 +71,7 @@ impl Knockd {
             comment(&mut out, "warning: ", w);
         }
         out.push_str("\n[daemon]\n");
-        if let Some(i) = &c.interface {
+        if let Some(i) = c.interfaces.first() {
             if !self.interface_given {
                 comment(&mut out, "note: ", &format!("knockd.conf names no Interface, so knockd listened on {DEFAULT_INTERFACE} (unless started with -i)."));
             }

@@ -113,7 +113,7 @@ struct DoorMeta {
 /// start otherwise).
 pub fn load(path: &Path) -> Result<Knockd, ConfigError> {
     let mut k = read_and_parse(path)?;
-    if let Some(name) = &k.config.interface {
+    if let Some(name) = k.config.interfaces.first() {
         if let Err(e) = nix::net::if_::if_nametoindex(name.as_str()) {
             let how = if k.interface_given {
                 "fix `Interface` in [options]".to_string()
@@ -598,7 +598,7 @@ fn finish(
         accept_mark: 0,
         trusted: Vec::new(),
         protect: Vec::new(),
-        interface: Some(interface.map_or_else(|| DEFAULT_INTERFACE.to_string(), |i| i.1)),
+        interfaces: vec![interface.map_or_else(|| DEFAULT_INTERFACE.to_string(), |i| i.1)],
         state_dir: PathBuf::from(DEFAULT_STATE_DIR),
         server_key: PathBuf::from(crate::config::DEFAULT_SERVER_KEY),
         clients: PathBuf::from(crate::config::DEFAULT_CLIENTS),
@@ -994,6 +994,8 @@ fn build_door(
         stop_after: commands.stop_after,
         connections: None,
         grant_prefix: Default::default(),
+        interfaces: Vec::new(),
+        protect_elsewhere: true,
         actions: Vec::new(),
         kind: match one_time {
             Some(file) => DoorKind::OneTime { file },

@@ -44,7 +44,7 @@ struct RawDaemon {
     trusted: Vec<Spanned<String>>,
     #[serde(default)]
     protect: Vec<Spanned<String>>,
-    interface: Option<Spanned<String>>,
+    interface: Option<Spanned<RawNames>>,
     state_dir: Option<String>,
     metrics_file: Option<Spanned<String>>,
     server_key: Option<Spanned<String>>,
@@ -106,6 +106,8 @@ struct RawDoor {
     connections: Option<Spanned<i64>>,
     grant_prefix: Option<Spanned<i64>>,
     grant_prefix6: Option<Spanned<i64>>,
+    interfaces: Option<Spanned<RawNames>>,
+    protect_elsewhere: Option<Spanned<bool>>,
     /// `[[door.NAME.command]]`: delayed commands.
     #[serde(default)]
     command: Vec<Spanned<RawAction>>,
@@ -117,6 +119,14 @@ struct RawAction {
     run: Spanned<RawCommand>,
     after: Option<Spanned<RawDuration>>,
     at: Option<Spanned<String>>,
+}
+
+/// One name or a list of them (`interface = "eth0"`, `interface = ["eth0", "wg0"]`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawNames {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Deserialize)]
@@ -346,7 +356,10 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         accept_mark,
         trusted,
         protect,
-        interface: interface(&cx, &daemon)?,
+        interfaces: match &daemon.interface {
+            Some(i) => interface_names(&cx, i, "interface")?,
+            None => Vec::new(),
+        },
         state_dir: PathBuf::from(
             daemon
                 .state_dir
@@ -362,6 +375,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         doors,
     };
     check_knock_ports(&cx, &config, &daemon)?;
+    check_interfaces(&config)?;
     Ok(config)
 }
 
@@ -412,22 +426,84 @@ fn marks(cx: &Ctx<'_>, daemon: &RawDaemon) -> Result<(u32, u32), ConfigError> {
     Ok((grant_mark, accept_mark))
 }
 
-/// `[daemon] interface`, as the kernel allows an interface name.
-fn interface(cx: &Ctx<'_>, daemon: &RawDaemon) -> Result<Option<String>, ConfigError> {
-    match &daemon.interface {
-        None => Ok(None),
-        Some(i) => {
-            let name = i.get_ref();
-            // an interface name as the kernel allows it: at most 15 bytes, no '/' or space
-            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '"', '\\']) {
-                return cx.err(
-                    i.span(),
-                    format!("interface {name:?} is not an interface name"),
-                );
+/// `[daemon] interface` or a door's `interfaces`: one interface name or a list, each as the
+/// kernel allows an interface name, each once.
+fn interface_names(
+    cx: &Ctx<'_>,
+    raw: &Spanned<RawNames>,
+    key: &str,
+) -> Result<Vec<String>, ConfigError> {
+    let names = match raw.get_ref() {
+        RawNames::One(n) => vec![n.clone()],
+        RawNames::Many(v) => v.clone(),
+    };
+    if names.is_empty() {
+        return cx.err(
+            raw.span(),
+            format!(
+                "{key} = [] names no interface: remove {key} to count knocks on every interface"
+            ),
+        );
+    }
+    let mut out: Vec<String> = Vec::new();
+    for name in names {
+        // an interface name as the kernel allows it: at most 15 bytes, no '/' or space
+        if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '"', '\\']) {
+            return cx.err(
+                raw.span(),
+                format!("interface {name:?} is not an interface name"),
+            );
+        }
+        if out.contains(&name) {
+            return cx.err(raw.span(), format!("{key} names {name:?} twice"));
+        }
+        out.push(name);
+    }
+    Ok(out)
+}
+
+/// Knock ports shared by doors that listen on different interfaces: a knock there could not
+/// tell which door it may count for (the table logs it on the union), so each port belongs to
+/// doors of one set of interfaces.
+fn check_interfaces(config: &Config) -> Result<(), ConfigError> {
+    let reach = |w: &Watched| match *w {
+        Watched::Knock(s) => (s.proto, s.port, s.port),
+        Watched::Range(p, a, b) => (p, a, b),
+        Watched::Spa(p) => (Proto::Udp, p, p),
+        Watched::Syn(p) => (Proto::Tcp, p, p),
+    };
+    for (i, a) in config.doors.iter().enumerate() {
+        for b in &config.doors[i + 1..] {
+            if config.listens_on(a) == config.listens_on(b) {
+                continue;
             }
-            Ok(Some(name.clone()))
+            for wa in a.watched() {
+                let (pa, a0, a1) = reach(&wa);
+                let shared = b.watched().into_iter().find(|wb| {
+                    let (pb, b0, b1) = reach(wb);
+                    pa == pb && a0 <= b1 && b0 <= a1
+                });
+                if let Some(wb) = shared {
+                    let on = |d: &Door| match config.listens_on(d) {
+                        [] => "every interface".to_string(),
+                        i => i.join(", "),
+                    };
+                    return Err(ConfigError {
+                        file: config.file.clone(),
+                        line: Some(b.line),
+                        message: format!(
+                            "doors {} and {} both watch {wb}, but listen on different interfaces ({} and {}): a knock there cannot tell which of them it is for; give them different ports or the same interfaces",
+                            a.spec.name,
+                            b.spec.name,
+                            on(a),
+                            on(b)
+                        ),
+                    });
+                }
+            }
         }
     }
+    Ok(())
 }
 
 /// `[daemon] worker_user`: an unprivileged user's name.
@@ -599,6 +675,20 @@ fn door(
     let commands = commands(cx, d, &span, name, &open, open_for)?;
     let connections = connections(cx, d, &span, &open, kind_name)?;
     let grant_prefix = grant_prefix(cx, d, &open, connections, kind_name)?;
+    let interfaces = match &d.interfaces {
+        Some(i) => interface_names(cx, i, "interfaces")?,
+        None => Vec::new(),
+    };
+    let protect_elsewhere = match &d.protect_elsewhere {
+        Some(p) if !*p.get_ref() && interfaces.is_empty() && daemon.interface.is_none() => {
+            return cx.err(
+                p.span(),
+                "protect_elsewhere = false leaves the door's services alone on the interfaces its knocks are not seen on, but it listens on every interface: name them with `interfaces` (or [daemon] interface), or remove protect_elsewhere",
+            );
+        }
+        Some(p) => *p.get_ref(),
+        None => true,
+    };
     // a single-packet door's grants last open_for, or up to max_open_for when the client asks
     let open_for = match &parts.engine {
         Kind::Spa(spa) => Duration::from_secs(spa.access_timeout.max(spa.max_timeout)),
@@ -633,6 +723,8 @@ fn door(
         stop_after: commands.stop_after,
         connections,
         grant_prefix,
+        interfaces,
+        protect_elsewhere,
         actions: actions(cx, d)?,
         kind: parts.kind,
         line: cx.line_of(span.start),
@@ -1720,6 +1812,49 @@ stop_after = "2m"
         }
         let e = err_of("[door.cmd]\nsequence = [\"7000\", \"9000\", \"8000\"]\nstart_command = [\"/bin/true\"]\nconnections = 1\n");
         assert!(e.contains("opens nothing in the firewall"), "{e}");
+    }
+
+    #[test]
+    fn interfaces_for_the_daemon_and_each_door_and_what_they_protect() {
+        let c = p("[daemon]\ninterface = [\"eth0\", \"wg0\"]\n\n[door.a]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\n\n[door.b]\nsequence = [\"7100\", \"9100\", \"8100\"]\nopen = [\"443\"]\ninterfaces = [\"eth1\"]\nprotect_elsewhere = false\n").expect("valid");
+        assert_eq!(c.interfaces, ["eth0", "wg0"]);
+        assert_eq!(c.listens_on(&c.doors[0]), ["eth0", "wg0"]);
+        assert_eq!(c.listens_on(&c.doors[1]), ["eth1"]);
+        assert_eq!(c.protected_everywhere(), [Service::tcp(22)]);
+        assert_eq!(
+            c.protected_on_some(),
+            [(vec!["eth1".to_string()], vec![Service::tcp(443)])]
+        );
+        assert_eq!(c.protected(), [Service::tcp(22), Service::tcp(443)]);
+        // one name is a list of one
+        let c = p("[daemon]\ninterface = \"eth0\"\n\n[door.a]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\n").expect("valid");
+        assert_eq!(c.interfaces, ["eth0"]);
+        let door = "[door.a]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\n";
+        for (extra, want) in [
+            ("interfaces = []\n", "names no interface"),
+            ("interfaces = [\"eth0\", \"eth0\"]\n", "twice"),
+            ("interfaces = [\"a/b\"]\n", "not an interface name"),
+            ("protect_elsewhere = false\n", "listens on every interface"),
+        ] {
+            let e = err_of(&format!("{door}{extra}"));
+            assert!(
+                e.starts_with("k.toml:4:") && e.contains(want),
+                "{extra}: {e}"
+            );
+        }
+        // a knock port of doors that listen on different interfaces
+        let e = err_of("[door.a]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\ninterfaces = [\"eth0\"]\n\n[door.b]\nsequence = [\"7000\", \"9100\", \"8100\"]\nopen = [\"443\"]\n");
+        assert!(
+            e.starts_with("k.toml:6:")
+                && e.contains("both watch tcp/7000")
+                && e.contains("eth0 and every interface"),
+            "{e}"
+        );
+        // the same interfaces may share it
+        p("[door.a]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\ninterfaces = [\"eth0\"]\n\n[door.b]\nsequence = [\"7000\", \"9100\", \"8100\"]\nopen = [\"443\"]\ninterfaces = [\"eth0\"]\n").expect("valid");
+        // a packet socket sees its own interface whatever a door says
+        let e = err_of("[source]\nkind = \"packet\"\ninterface = \"eth0\"\n\n[door.a]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"22\"]\ninterfaces = [\"eth1\"]\n");
+        assert!(e.contains("names interfaces, but the source is"), "{e}");
     }
 
     #[test]

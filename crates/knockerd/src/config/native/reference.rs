@@ -88,9 +88,9 @@ const DAEMON: Section = Section {
         },
         Key {
             name: "interface",
-            value: "\"NAME\"",
+            value: "\"NAME\" or [\"NAME\", ...]",
             default: "every interface",
-            about: "Only knocks arriving on this interface count. Protection still applies on every interface.",
+            about: "Only knocks arriving on these interfaces count, for every door that names no `interfaces` of its own. Protection still applies on every interface.",
         },
         Key {
             name: "state_dir",
@@ -159,6 +159,18 @@ const EVERY_DOOR: Section = Section {
             value: "integer",
             default: "no limit (1 for knockknock)",
             about: "How many new connections a grant admits, 1 to 8; after the last one the kernel removes the grant, so the port closes behind you.",
+        },
+        Key {
+            name: "interfaces",
+            value: "[\"NAME\", ...]",
+            default: "[daemon] interface",
+            about: "Only knocks arriving on these interfaces count for this door (NFLOG and kernel-log sources). A knock port is the door's alone unless the doors sharing it listen on the same interfaces.",
+        },
+        Key {
+            name: "protect_elsewhere",
+            value: "boolean",
+            default: "true",
+            about: "Whether the door's services are also dropped on the interfaces its knocks are not seen on (failing closed: a source there cannot open them). `false` protects them only on the door's interfaces and leaves the others to your firewall; `knockerd check` warns.",
         },
         Key {
             name: "grant_prefix",

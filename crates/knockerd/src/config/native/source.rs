@@ -210,6 +210,21 @@ pub(super) fn check_doors(
     if matches!(source, SourceSpec::Nflog) {
         return Ok(());
     }
+    // a door's interfaces are matched by the rules that log its knocks: a packet socket sees
+    // its one interface whatever they say, and a log file has no such rules
+    if !matches!(source, SourceSpec::KernelLog { .. }) {
+        if let Some(d) = doors.iter().find(|d| !d.interfaces.is_empty()) {
+            return Err(ConfigError {
+                file: cx.file.to_path_buf(),
+                line: Some(d.line),
+                message: format!(
+                    "door {} names interfaces, but the source is {}, which does not see knocks through knockerd's own rules: a door's interfaces work with NFLOG (the default) and the kernel log. Remove `interfaces`, or the [source]",
+                    d.spec.name,
+                    source.name()
+                ),
+            });
+        }
+    }
     // an ICMP step is an echo request that only knockerd's own NFLOG rule hands over
     if let Some(d) = doors.iter().find(|d| {
         d.spec

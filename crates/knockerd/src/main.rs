@@ -25,7 +25,7 @@ use knockerd::config::knockd;
 use knockerd::config::loader::{self, ConfigFile};
 use knockerd::config::{self, fmt_duration, DEFAULT_CONFIG, TABLE};
 use knockerd::frontends;
-use knockerd::ruleset::{self, TableSpec, PRIORITY, SET4, SET6};
+use knockerd::ruleset::{self, TableSpec, FORWARD_CHAIN, FORWARD_PRIORITY, PRIORITY, SET4, SET6};
 
 #[derive(Parser)]
 #[command(
@@ -1026,7 +1026,14 @@ fn check(
             list(&protected)
         );
     }
-    check_way_in(&c, !protected.is_empty());
+    let forwarded = c.forwarded();
+    if !forwarded.is_empty() {
+        out!(
+            "protects forwarded services (published on this host, e.g. by Docker: dropped for everyone without a grant in chain {FORWARD_CHAIN} at priority {FORWARD_PRIORITY}, before DNAT, by the port a packet is sent to): {}",
+            list(&forwarded)
+        );
+    }
+    check_way_in(&c, !protected.is_empty() || !forwarded.is_empty());
     out!(
         "keeps at most {} partial knocks in memory; on a clean stop, open grants are {}",
         c.max_tracked,
@@ -1043,7 +1050,12 @@ fn check(
         );
     }
     out!(
-        "table inet {TABLE} (sets {SET4}, {SET6}; chain input at priority {PRIORITY}), created or updated atomically with:"
+        "table inet {TABLE} (sets {SET4}, {SET6}; chain input at priority {PRIORITY}{}), created or updated atomically with:",
+        if forwarded.is_empty() {
+            String::new()
+        } else {
+            format!(", chain {FORWARD_CHAIN} at priority {FORWARD_PRIORITY}")
+        }
     );
     for line in ruleset::render(&TableSpec::from_config(&c)).lines() {
         out!("  {line}");

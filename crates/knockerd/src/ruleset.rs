@@ -25,6 +25,13 @@ pub const CHAIN: &str = "input";
 /// Our input chain's priority: before the usual `filter` (0) chains, so that the grant mark is
 /// set before an admin's own chain looks at the packet.
 pub const PRIORITY: i32 = -10;
+/// The chain of forwarded services (doors with `forward = true`), on the prerouting hook.
+pub const FORWARD_CHAIN: &str = "prerouting";
+/// Its priority: before `dstnat` (-100), where Docker's, Podman's and the admin's DNAT rules
+/// run, so that a packet is judged by the address and port it was sent to, the port the admin
+/// published and wrote in `open`, before DNAT rewrites them to a container's. After conntrack
+/// (-200), so that established connections are known.
+pub const FORWARD_PRIORITY: i32 = -110;
 /// Bytes of each logged knock packet copied to knockerd: IP and TCP/UDP headers with options.
 pub const SNAPLEN: u16 = 128;
 
@@ -36,6 +43,10 @@ pub struct TableSpec {
     /// Spans of knock ports (rotating doors), as (protocol, first, last).
     pub knock_ranges: Vec<(knocker_engine::Proto, u16, u16)>,
     pub protect: Vec<Service>,
+    /// Forwarded services ([`Config::forwarded`]): dropped in the prerouting chain, before DNAT,
+    /// for every source without a grant, when sent to one of this host's addresses. Empty: no
+    /// prerouting chain.
+    pub forward: Vec<Service>,
     pub grant_mark: u32,
     /// Only knocks arriving on this interface are logged.
     pub interface: Option<String>,
@@ -91,6 +102,7 @@ impl TableSpec {
             knock: c.knock_services(),
             knock_ranges: c.knock_ranges(),
             protect: c.protected(),
+            forward: c.forwarded(),
             grant_mark: c.grant_mark,
             interface: c.interface.clone(),
             spa_ports: c.spa_ports(),
@@ -358,7 +370,53 @@ pub fn render(spec: &TableSpec) -> String {
             ),
         );
     }
+    forward_chain(&mut s, spec, &mark);
     s
+}
+
+/// The prerouting chain of forwarded services, or, when there are none, a chain added and
+/// deleted in the same transaction: a configuration that no longer forwards leaves no chain
+/// behind, and one that never did gets no hook on every forwarded packet.
+///
+/// A forwarded packet never reaches the input hook: Docker's DNAT (in `ip nat PREROUTING`, at
+/// `dstnat`) sends it to the forward hook, where its address and port are the container's, not
+/// what the admin published and wrote. So the chain runs before `dstnat` and judges the packet
+/// by the port it was sent to, with the same allow sets, trusted sets and marks as the input
+/// chain; a drop here is final whatever Docker's chains accept later. It drops only packets
+/// sent to one of this host's own addresses (`fib daddr type local`, as Docker's own DNAT
+/// matches `--dst-type LOCAL`): connections that containers and hosts behind the server make to
+/// the same port elsewhere pass.
+fn forward_chain(s: &mut String, spec: &TableSpec, mark: &str) {
+    let t = format!("inet {TABLE}");
+    let _ = writeln!(
+        s,
+        "add chain {t} {FORWARD_CHAIN} {{ type filter hook prerouting priority {FORWARD_PRIORITY}; policy accept; }}"
+    );
+    let _ = writeln!(s, "flush chain {t} {FORWARD_CHAIN}");
+    if spec.forward.is_empty() {
+        let _ = writeln!(s, "delete chain {t} {FORWARD_CHAIN}");
+        return;
+    }
+    let mut rule = |body: &str| {
+        let _ = writeln!(s, "add rule {t} {FORWARD_CHAIN} {body}");
+    };
+    rule("iif \"lo\" accept");
+    rule("ct state established,related accept");
+    rule(&format!(
+        "ip saddr . meta l4proto . th dport @{SET4} {mark}accept"
+    ));
+    rule(&format!(
+        "ip6 saddr . meta l4proto . th dport @{SET6} {mark}accept"
+    ));
+    rule(&format!("ip saddr @{TRUSTED4} accept"));
+    rule(&format!("ip6 saddr @{TRUSTED6} accept"));
+    if spec.accept_mark != 0 {
+        rule(&mark_accept_rule(spec.accept_mark));
+    }
+    rule(&format!(
+        "fib daddr type local meta l4proto . th dport {} drop",
+        service_set(&spec.forward)
+    ));
 }
 
 /// The rules of grants that count connections, after the allow sets' (an unlimited grant of the
@@ -563,9 +621,14 @@ pub fn health_of(json: &str, spec: &TableSpec) -> Result<TableHealth, NftError> 
     }
     let script = render(spec);
     let mut want_rules: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut gone: Vec<&str> = Vec::new();
     for line in script.lines() {
         let mut words = line.split_whitespace();
         match (words.next(), words.next(), words.nth(2), words.next()) {
+            (Some("delete"), Some("chain"), Some(name), _) => {
+                want_rules.remove(name);
+                gone.push(name);
+            }
             (Some("add"), Some("set"), Some(name), _)
                 if !items(&v, "set").filter(ours).any(|s| s["name"] == name) =>
             {
@@ -580,16 +643,28 @@ pub fn health_of(json: &str, spec: &TableSpec) -> Result<TableHealth, NftError> 
             _ => {}
         }
     }
+    if let Some(chain) = gone
+        .iter()
+        .find(|g| items(&v, "chain").filter(ours).any(|c| c["name"] == **g))
+    {
+        return Ok(TableHealth::Differs(format!(
+            "chain {chain} is there, but nothing is forwarded"
+        )));
+    }
     for (chain, want) in want_rules {
         let Some(c) = items(&v, "chain").filter(ours).find(|c| c["name"] == chain) else {
             return Ok(TableHealth::Differs(format!("chain {chain} is missing")));
         };
-        if chain == CHAIN
-            && (c["hook"] != "input" || c["prio"] != PRIORITY || c["policy"] != "accept")
-        {
-            return Ok(TableHealth::Differs(format!(
-                "chain {chain} is not on hook input at priority {PRIORITY} with policy accept"
-            )));
+        let hooked = [
+            (CHAIN, "input", PRIORITY),
+            (FORWARD_CHAIN, "prerouting", FORWARD_PRIORITY),
+        ];
+        if let Some((_, hook, prio)) = hooked.iter().find(|(name, _, _)| *name == chain) {
+            if c["hook"] != *hook || c["prio"] != *prio || c["policy"] != "accept" {
+                return Ok(TableHealth::Differs(format!(
+                    "chain {chain} is not on hook {hook} at priority {prio} with policy accept"
+                )));
+            }
         }
         let have = items(&v, "rule")
             .filter(ours)
@@ -823,6 +898,7 @@ mod tests {
             knock: vec![Service::tcp(7000), Service::udp(9000)],
             knock_ranges: vec![(knocker_engine::Proto::Tcp, 40000, 40999)],
             protect: vec![Service::tcp(22)],
+            forward: Vec::new(),
             grant_mark: DEFAULT,
             interface: None,
             spa_ports: vec![62201],
@@ -900,6 +976,105 @@ mod tests {
         });
         assert!(!none.contains("add element inet knocker trusted"), "{none}");
         assert!(!none.contains("meta mark &"), "{none}");
+    }
+
+    #[test]
+    fn forwarded_services_are_judged_before_dnat_by_the_port_published() {
+        // nothing forwarded: the chain is added and deleted in the same transaction, so a
+        // configuration that stops forwarding leaves none behind
+        let none = render(&spec());
+        assert!(none.ends_with("add chain inet knocker prerouting { type filter hook prerouting priority -110; policy accept; }\nflush chain inet knocker prerouting\ndelete chain inet knocker prerouting\n"), "{none}");
+        assert!(!none.contains("add rule inet knocker prerouting"), "{none}");
+        let r = render(&TableSpec {
+            forward: vec![Service::tcp(8080), Service::udp(5353)],
+            ..spec()
+        });
+        assert!(!r.contains("delete chain"), "{r}");
+        let chain: Vec<&str> = r
+            .lines()
+            .filter_map(|l| l.strip_prefix("add rule inet knocker prerouting "))
+            .collect();
+        assert_eq!(
+            chain,
+            [
+                "iif \"lo\" accept",
+                "ct state established,related accept",
+                "ip saddr . meta l4proto . th dport @allow4 meta mark set meta mark | 0x4b4e0000 accept",
+                "ip6 saddr . meta l4proto . th dport @allow6 meta mark set meta mark | 0x4b4e0000 accept",
+                "ip saddr @trusted4 accept",
+                "ip6 saddr @trusted6 accept",
+                "meta mark & 0x4b410000 == 0x4b410000 accept",
+                "fib daddr type local meta l4proto . th dport { tcp . 8080, udp . 5353 } drop",
+            ]
+        );
+        // a forwarded service is not the input chain's: its drop stays tcp/22 alone
+        assert!(
+            r.contains("add rule inet knocker input meta l4proto . th dport { tcp . 22 } drop\n"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn health_sees_the_prerouting_chain_and_a_stale_one() {
+        let forwarding = TableSpec {
+            forward: vec![Service::tcp(8080)],
+            ..spec()
+        };
+        let rules = |chain: &str, spec: &TableSpec| {
+            render(spec)
+                .lines()
+                .filter(|l| l.starts_with(&format!("add rule inet knocker {chain} ")))
+                .count()
+        };
+        let input = rules("input", &forwarding);
+        let pre = rules("prerouting", &forwarding);
+        assert_eq!(pre, 8);
+        let with_pre = |policy: &str, prio: i32, n: usize| {
+            let mut objs = live_json(input, "accept");
+            objs.truncate(objs.len() - 2);
+            let mut extra = format!(
+                r#", {{"chain": {{"family": "inet", "table": "knocker", "name": "prerouting", "handle": 90, "type": "filter", "hook": "prerouting", "prio": {prio}, "policy": "{policy}"}}}}"#
+            );
+            for h in 0..n {
+                extra.push_str(&format!(
+                    r#", {{"rule": {{"family": "inet", "table": "knocker", "chain": "prerouting", "handle": {}, "expr": []}}}}"#,
+                    h + 100
+                ));
+            }
+            format!("{objs}{extra}]}}")
+        };
+        assert_eq!(
+            health_of(&with_pre("accept", -110, pre), &forwarding).ok(),
+            Some(TableHealth::Intact)
+        );
+        // the prerouting chain deleted (the input chain intact), flushed, or moved after DNAT
+        assert_eq!(
+            health_of(&live_json(input, "accept"), &forwarding).ok(),
+            Some(TableHealth::Differs("chain prerouting is missing".into()))
+        );
+        assert_eq!(
+            health_of(&with_pre("accept", -110, 0), &forwarding).ok(),
+            Some(TableHealth::Differs(format!(
+                "chain prerouting has 0 rules instead of {pre}"
+            )))
+        );
+        assert!(matches!(
+            health_of(&with_pre("accept", 0, pre), &forwarding),
+            Ok(TableHealth::Differs(d)) if d.contains("not on hook prerouting at priority -110")
+        ));
+        // a configuration that no longer forwards: the old chain must go
+        let plain = rules("input", &spec());
+        let mut stale = live_json(plain, "accept");
+        stale.truncate(stale.len() - 2);
+        let stale = format!(
+            r#"{stale}, {{"chain": {{"family": "inet", "table": "knocker", "name": "prerouting", "handle": 90, "type": "filter", "hook": "prerouting", "prio": -110, "policy": "accept"}}}}]}}"#
+        );
+        assert_eq!(
+            health_of(&stale, &spec()).ok(),
+            Some(TableHealth::Differs(
+                "chain prerouting is there, but nothing is forwarded".into()
+            ))
+        );
     }
 
     #[test]

@@ -159,6 +159,11 @@ pub struct Door {
     pub spec: DoorSpec,
     /// Drop the door's services for everyone without a grant.
     pub protect: bool,
+    /// The door's services are published on this host and forwarded elsewhere (a container's
+    /// port published by Docker or Podman, the admin's own DNAT rule): protected and opened in
+    /// the table's prerouting chain, before any DNAT, by the port a packet is addressed to,
+    /// rather than in the input chain, which a forwarded packet never reaches.
+    pub forward: bool,
     /// Run the start command again when a knock completes while the door is already open for
     /// that address (knockd's behaviour); off by default, so repeated knocks never stack rules.
     pub repeat_start_command: bool,
@@ -734,12 +739,26 @@ impl SourceSpec {
 }
 
 impl Config {
-    /// Every service knockerd drops for everyone without a grant.
+    /// Every local service knockerd drops for everyone without a grant (the input chain's).
     pub fn protected(&self) -> Vec<Service> {
         let mut v: Vec<Service> = self.protect.clone();
-        for d in self.doors.iter().filter(|d| d.protect) {
+        for d in self.doors.iter().filter(|d| d.protect && !d.forward) {
             v.extend(d.spec.open.iter().copied());
         }
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Every forwarded service knockerd drops for everyone without a grant: the `open` services
+    /// of doors with `forward = true` (the prerouting chain's, as published on this host).
+    pub fn forwarded(&self) -> Vec<Service> {
+        let mut v: Vec<Service> = self
+            .doors
+            .iter()
+            .filter(|d| d.protect && d.forward)
+            .flat_map(|d| d.spec.open.iter().copied())
+            .collect();
         v.sort();
         v.dedup();
         v

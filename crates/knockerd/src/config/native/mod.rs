@@ -98,6 +98,7 @@ struct RawDoor {
     open_for: Option<Spanned<RawDuration>>,
     tcp_flags: Option<Spanned<String>>,
     protect: Option<bool>,
+    forward: Option<Spanned<bool>>,
     start_command: Option<Spanned<RawCommand>>,
     stop_command: Option<Spanned<RawCommand>>,
     stop_after: Option<Spanned<RawDuration>>,
@@ -596,6 +597,7 @@ fn door(
     };
     let commands = commands(cx, d, &span, name, &open, open_for)?;
     let connections = connections(cx, d, &span, &open, kind_name)?;
+    let forward = forward(cx, d, &open, connections)?;
     // a single-packet door's grants last open_for, or up to max_open_for when the client asks
     let open_for = match &parts.engine {
         Kind::Spa(spa) => Duration::from_secs(spa.access_timeout.max(spa.max_timeout)),
@@ -622,6 +624,7 @@ fn door(
     Ok(Door {
         spec,
         protect: d.protect.unwrap_or(true),
+        forward,
         repeat_start_command: d.repeat_start_command.unwrap_or(false),
         start_command: commands.start,
         stop_command: commands.stop,
@@ -907,6 +910,34 @@ fn connections(
         );
     }
     Ok(Some(n))
+}
+
+/// `forward = true`: the door's `open` services are published on this host and forwarded (a
+/// container's port, the admin's DNAT), protected and opened in the prerouting chain.
+fn forward(
+    cx: &Ctx<'_>,
+    d: &RawDoor,
+    open: &[Service],
+    connections: Option<std::num::NonZeroU8>,
+) -> Result<bool, ConfigError> {
+    let Some(f) = d.forward.as_ref().filter(|f| *f.get_ref()) else {
+        return Ok(false);
+    };
+    if open.is_empty() {
+        return cx.err(
+            f.span(),
+            "forward = true protects and opens the door's `open` services as published on this host, but this door lists none: give it `open` services (e.g. the port Docker publishes, \"tcp/8080\")",
+        );
+    }
+    if connections.is_some() {
+        // a packet to a published port that is not DNAT'd goes on to the input chain, whose
+        // slot rules would spend a second slot on it
+        return cx.err(
+            f.span(),
+            "a forwarded door's grants cannot count connections yet: remove `connections` (a knockknock door counts one by default, so it cannot forward)",
+        );
+    }
+    Ok(true)
 }
 
 /// `[[door.NAME.command]]`: each a command (`run`, as the door's start_command is written) and
@@ -1638,6 +1669,45 @@ stop_after = "2m"
                 e.starts_with(&format!("k.toml:{line}: door ssh has an ICMP step")),
                 "{e}"
             );
+        }
+    }
+
+    #[test]
+    fn a_forwarded_door_protects_its_services_apart_from_the_local_ones() {
+        let web = "[door.web]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"tcp/8080\"]\nforward = true\n";
+        let ssh = "[door.ssh]\nsequence = [\"7100\", \"9100\", \"8100\"]\nopen = [\"tcp/22\"]\n";
+        let c = p(&format!("{web}{ssh}")).expect("valid");
+        assert!(c.door("web").expect("web").forward);
+        assert!(!c.door("ssh").expect("ssh").forward);
+        assert_eq!(c.forwarded(), vec![Service::tcp(8080)]);
+        assert_eq!(c.protected(), vec![Service::tcp(22)]);
+        // `protect = false`: opened, dropped by nobody
+        let open_only =
+            p(&web.replace("forward = true", "forward = true\nprotect = false")).expect("valid");
+        assert!(open_only.forwarded().is_empty() && open_only.protected().is_empty());
+        // `forward = false` is the default, said out loud
+        let local = p(&web.replace("forward = true", "forward = false")).expect("valid");
+        assert_eq!(local.protected(), vec![Service::tcp(8080)]);
+        for (text, says) in [
+            (
+                web.replace(
+                    "open = [\"tcp/8080\"]\n",
+                    "start_command = [\"/bin/true\"]\n",
+                ),
+                "k.toml:4: forward = true protects and opens the door's `open` services",
+            ),
+            (
+                format!("{web}connections = 1\n"),
+                "k.toml:4: a forwarded door's grants cannot count connections yet",
+            ),
+            (
+                format!("{web}{}", ssh.replace("\"8100\"", "\"8080\"")),
+                // the engine's own rule, as for a local service
+                "k.toml:5: knock port tcp/8080 of door \"ssh\" is a service opened by door \"web\"",
+            ),
+        ] {
+            let e = err_of(&text);
+            assert!(e.starts_with(says), "{e}");
         }
     }
 

@@ -155,6 +155,12 @@ const EVERY_DOOR: Section = Section {
             about: "Whether the door's `open` services are dropped for everyone without a grant. `false` leaves them to your own firewall.",
         },
         Key {
+            name: "forward",
+            value: "boolean",
+            default: "false",
+            about: "The `open` services are published on this host and forwarded elsewhere: a container's port published by Docker or Podman (`-p 8080:80` is \"tcp/8080\"), or your own DNAT rule. knocker protects and opens them in its prerouting chain, before any DNAT, by the port a packet is sent to, since a forwarded packet never reaches the input chain. Cannot be combined with `connections`.",
+        },
+        Key {
             name: "connections",
             value: "integer",
             default: "no limit (1 for knockknock)",

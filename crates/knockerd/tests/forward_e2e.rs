@@ -1,0 +1,323 @@
+//! End-to-end: a door protects and opens a forwarded service, a container's port published on
+//! the server the way Docker publishes it (`docker run -p 8080:80`). Three parties besides
+//! mallory: alice, the server (a router: `ip_forward=1` inside its own namespace only) and an
+//! inner host (the "container") running a real TCP service on port 80.
+//!
+//! Docker's rules are built by hand here, with iptables-nft in the server namespace, as Docker
+//! 20.10 (Debian's docker.io) writes them for a published port: `nat PREROUTING -m addrtype
+//! --dst-type LOCAL -j DOCKER`, a DNAT in `nat DOCKER`, `filter FORWARD` with policy DROP, its
+//! RELATED,ESTABLISHED accept and the `filter DOCKER` accept for the container's address and
+//! port, and the MASQUERADE of the container's network. docker.io is installable here, but its
+//! daemon is not run: dockerd needs cgroups, a storage driver and a container runtime, and
+//! writes its rules into the namespace it starts in, which for a daemon is the host's own
+//! ruleset, not a test's namespace. The rules, not the daemon, are what knocker meets.
+//!
+//! Real knockerd, real nftables and iptables-nft, real packets, in namespaces.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::*;
+use knockerd::ruleset::{self, TableHealth};
+
+/// The port Docker publishes on the server, and the container's own port behind it.
+const PUBLISHED: u16 = 8080;
+const INNER_PORT: u16 = 80;
+const SERVER_FOR_INNER: &str = "10.200.3.1";
+const INNER: &str = "10.200.3.2";
+/// The server's interface towards the inner host: Docker's `docker0`.
+const BRIDGE: &str = "to-inner";
+const OPEN_FOR: u64 = 8;
+
+/// Docker's iptables-nft rules for one container at INNER publishing INNER_PORT as PUBLISHED.
+fn docker_rules() -> Vec<Vec<String>> {
+    let published = PUBLISHED.to_string();
+    let inner_port = INNER_PORT.to_string();
+    let to = format!("{INNER}:{INNER_PORT}");
+    let inner_net = "10.200.3.0/24";
+    let inner_host = format!("{INNER}/32");
+    let rules: Vec<Vec<&str>> = vec![
+        vec!["-t", "nat", "-N", "DOCKER"],
+        vec![
+            "-t",
+            "nat",
+            "-A",
+            "PREROUTING",
+            "-m",
+            "addrtype",
+            "--dst-type",
+            "LOCAL",
+            "-j",
+            "DOCKER",
+        ],
+        vec![
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-s",
+            inner_net,
+            "!",
+            "-o",
+            BRIDGE,
+            "-j",
+            "MASQUERADE",
+        ],
+        vec![
+            "-t",
+            "nat",
+            "-A",
+            "DOCKER",
+            "!",
+            "-i",
+            BRIDGE,
+            "-p",
+            "tcp",
+            "-m",
+            "tcp",
+            "--dport",
+            &published,
+            "-j",
+            "DNAT",
+            "--to-destination",
+            &to,
+        ],
+        vec!["-P", "FORWARD", "DROP"],
+        vec!["-N", "DOCKER"],
+        vec![
+            "-A",
+            "FORWARD",
+            "-o",
+            BRIDGE,
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "RELATED,ESTABLISHED",
+            "-j",
+            "ACCEPT",
+        ],
+        vec!["-A", "FORWARD", "-o", BRIDGE, "-j", "DOCKER"],
+        vec![
+            "-A", "FORWARD", "-i", BRIDGE, "!", "-o", BRIDGE, "-j", "ACCEPT",
+        ],
+        vec![
+            "-A",
+            "DOCKER",
+            "-d",
+            &inner_host,
+            "!",
+            "-i",
+            BRIDGE,
+            "-o",
+            BRIDGE,
+            "-p",
+            "tcp",
+            "-m",
+            "tcp",
+            "--dport",
+            &inner_port,
+            "-j",
+            "ACCEPT",
+        ],
+    ];
+    rules
+        .into_iter()
+        .map(|r| r.into_iter().map(String::from).collect())
+        .collect()
+}
+
+fn add_docker_rules(server: &Netns) {
+    for r in docker_rules() {
+        let args: Vec<&str> = r.iter().map(String::as_str).collect();
+        server
+            .exec("iptables", &args)
+            .expect("iptables (Docker's rule)");
+    }
+}
+
+/// The inner host, linked to the server, its default route through it, with an echo service
+/// on INNER_PORT; the server forwards (in its own namespace) and has Docker's rules.
+fn inner_host(lab: &Lab) -> Netns {
+    let inner = Netns::unique("fwd-inner").expect("inner namespace");
+    lab::netns::link(
+        &lab.server,
+        BRIDGE,
+        &[&format!("{SERVER_FOR_INNER}/24")],
+        &inner,
+        "eth0",
+        &[&format!("{INNER}/24")],
+    )
+    .expect("link");
+    inner
+        .ip(&["route", "add", "default", "via", SERVER_FOR_INNER])
+        .expect("route");
+    lab.server
+        .exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"])
+        .expect("ip_forward in the server namespace");
+    let listener = inner
+        .enter(|| TcpListener::bind((INNER, INNER_PORT)))
+        .expect("enter")
+        .expect("listen");
+    std::thread::spawn(move || {
+        for mut c in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 64];
+                while let Ok(n) = c.read(&mut buf) {
+                    if n == 0 || c.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    add_docker_rules(&lab.server);
+    inner
+}
+
+/// Connects from `from` to the server's published port, retrying for up to `limit` while the
+/// answer is not `Connected`.
+fn reach(from: &Netns, server: &str, limit: Duration) -> Reach {
+    let addr = SocketAddr::new(ip(server), PUBLISHED);
+    from.enter(move || {
+        let end = Instant::now() + limit;
+        loop {
+            let r = try_connect(addr, Duration::from_millis(300));
+            if r == Reach::Connected || Instant::now() > end {
+                return r;
+            }
+        }
+    })
+    .expect("enter")
+}
+
+/// A connection from alice through the published port, kept open; and one echo through it.
+fn open_connection(from: &Netns, server: &str) -> TcpStream {
+    let addr = SocketAddr::new(ip(server), PUBLISHED);
+    let c = from
+        .enter(move || TcpStream::connect_timeout(&addr, Duration::from_secs(2)))
+        .expect("enter")
+        .expect("alice's connection");
+    c.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    c
+}
+
+fn echoes(c: &mut TcpStream, text: &[u8]) -> bool {
+    let mut buf = vec![0u8; text.len()];
+    c.write_all(text).is_ok() && c.read_exact(&mut buf).is_ok() && buf == text
+}
+
+fn health(w: &World, config: &str) -> TableHealth {
+    let c =
+        knockerd::config::native::parse(std::path::Path::new("k.toml"), config).expect("config");
+    let spec = ruleset::TableSpec::from_config(&c);
+    w.lab
+        .server
+        .enter(move || ruleset::verify(&spec))
+        .expect("enter")
+        .expect("nft list table")
+}
+
+#[test]
+fn a_published_container_port_opens_for_alice_alone_and_closes_in_the_kernel() {
+    if !e2e(&["iptables", "sysctl"]) {
+        return;
+    }
+    let config = format!(
+        "[daemon]\nnflog_group = 4100\n\n[door.web]\nsequence = {ALICE_SEQ:?}\nopen = [\"tcp/{PUBLISHED}\"]\nforward = true\nopen_for = {OPEN_FOR}\n"
+    );
+    let mut inner = None;
+    let w = World::start_with("fwd", |lab| {
+        inner = Some(inner_host(lab));
+        // Docker's path works before knockerd: whatever is silent below, knocker made so
+        assert_eq!(
+            reach(
+                &lab.mallory,
+                Lab::SERVER_FOR_MALLORY,
+                Duration::from_secs(2)
+            ),
+            Reach::Connected,
+            "the DNAT to the inner host must work without knocker"
+        );
+        Knockerd::start(lab, &config)
+    });
+    assert_eq!(health(&w, &config), TableHealth::Intact);
+    let check = w.check();
+    assert!(
+        check.contains("protects forwarded services") && check.contains("tcp/8080"),
+        "{check}"
+    );
+    // closed to both, as the published port is never on the input hook
+    for (who, to) in [
+        (&w.lab.alice, Lab::SERVER_FOR_ALICE),
+        (&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
+    ] {
+        assert_eq!(reach(who, to, Duration::ZERO), Reach::Silent);
+    }
+
+    w.alice_knocks_and_is_granted();
+    assert_eq!(
+        reach(&w.lab.alice, Lab::SERVER_FOR_ALICE, Duration::from_secs(2)),
+        Reach::Connected,
+        "{}",
+        w.daemon.log()
+    );
+    let mut kept = open_connection(&w.lab.alice, Lab::SERVER_FOR_ALICE);
+    assert!(echoes(&mut kept, b"through the DNAT"));
+    assert_eq!(
+        reach(&w.lab.mallory, Lab::SERVER_FOR_MALLORY, Duration::ZERO),
+        Reach::Silent,
+        "alice's grant opened nothing for mallory"
+    );
+
+    // a flush of the whole ruleset takes Docker's rules and knocker's table; knockerd puts its
+    // table back (the prerouting chain with it) and alice's grant; Docker's rules are then put
+    // back as `systemctl restart docker` would, and the port is still closed to mallory
+    w.lab
+        .server
+        .exec("nft", &["flush", "ruleset"])
+        .expect("nft flush ruleset");
+    let end = Instant::now() + Duration::from_secs(5);
+    while health(&w, &config) != TableHealth::Intact && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        health(&w, &config),
+        TableHealth::Intact,
+        "{}",
+        w.daemon.log()
+    );
+    assert_eq!(w.wait_grants(1, Duration::from_secs(2)).len(), 1);
+    add_docker_rules(&w.lab.server);
+    assert_eq!(
+        reach(&w.lab.mallory, Lab::SERVER_FOR_MALLORY, Duration::ZERO),
+        Reach::Silent,
+        "after the flush, the restored table protects the published port"
+    );
+    assert_eq!(
+        reach(&w.lab.alice, Lab::SERVER_FOR_ALICE, Duration::from_secs(2)),
+        Reach::Connected,
+        "alice's grant came back with the table"
+    );
+
+    // the grant ends in the kernel; the connection made meanwhile keeps working
+    let g = w.wait_grants(0, Duration::from_secs(OPEN_FOR + 10));
+    assert!(g.is_empty(), "the grant must expire: {g:?}");
+    assert_eq!(
+        reach(&w.lab.alice, Lab::SERVER_FOR_ALICE, Duration::ZERO),
+        Reach::Silent,
+        "closed again once the grant is gone"
+    );
+    assert!(
+        echoes(&mut kept, b"still established"),
+        "an established connection outlives the grant"
+    );
+    drop(kept);
+    let names = inner.as_ref().map(|n| n.name().to_string());
+    w.finish();
+    drop(inner);
+    lab::assert_removed(&names.into_iter().collect::<Vec<_>>());
+}

@@ -32,106 +32,27 @@ const INNER: &str = "10.200.3.2";
 const BRIDGE: &str = "to-inner";
 const OPEN_FOR: u64 = 8;
 
-/// Docker's iptables-nft rules for one container at INNER publishing INNER_PORT as PUBLISHED.
-fn docker_rules() -> Vec<Vec<String>> {
-    let published = PUBLISHED.to_string();
-    let inner_port = INNER_PORT.to_string();
-    let to = format!("{INNER}:{INNER_PORT}");
-    let inner_net = "10.200.3.0/24";
-    let inner_host = format!("{INNER}/32");
-    let rules: Vec<Vec<&str>> = vec![
-        vec!["-t", "nat", "-N", "DOCKER"],
-        vec![
-            "-t",
-            "nat",
-            "-A",
-            "PREROUTING",
-            "-m",
-            "addrtype",
-            "--dst-type",
-            "LOCAL",
-            "-j",
-            "DOCKER",
-        ],
-        vec![
-            "-t",
-            "nat",
-            "-A",
-            "POSTROUTING",
-            "-s",
-            inner_net,
-            "!",
-            "-o",
-            BRIDGE,
-            "-j",
-            "MASQUERADE",
-        ],
-        vec![
-            "-t",
-            "nat",
-            "-A",
-            "DOCKER",
-            "!",
-            "-i",
-            BRIDGE,
-            "-p",
-            "tcp",
-            "-m",
-            "tcp",
-            "--dport",
-            &published,
-            "-j",
-            "DNAT",
-            "--to-destination",
-            &to,
-        ],
-        vec!["-P", "FORWARD", "DROP"],
-        vec!["-N", "DOCKER"],
-        vec![
-            "-A",
-            "FORWARD",
-            "-o",
-            BRIDGE,
-            "-m",
-            "conntrack",
-            "--ctstate",
-            "RELATED,ESTABLISHED",
-            "-j",
-            "ACCEPT",
-        ],
-        vec!["-A", "FORWARD", "-o", BRIDGE, "-j", "DOCKER"],
-        vec![
-            "-A", "FORWARD", "-i", BRIDGE, "!", "-o", BRIDGE, "-j", "ACCEPT",
-        ],
-        vec![
-            "-A",
-            "DOCKER",
-            "-d",
-            &inner_host,
-            "!",
-            "-i",
-            BRIDGE,
-            "-o",
-            BRIDGE,
-            "-p",
-            "tcp",
-            "-m",
-            "tcp",
-            "--dport",
-            &inner_port,
-            "-j",
-            "ACCEPT",
-        ],
-    ];
-    rules
-        .into_iter()
-        .map(|r| r.into_iter().map(String::from).collect())
-        .collect()
+/// Docker's iptables-nft rules for one container at INNER publishing INNER_PORT as PUBLISHED,
+/// one `iptables` command each.
+fn docker_rules() -> Vec<String> {
+    let (p, i, b) = (PUBLISHED, INNER_PORT, BRIDGE);
+    vec![
+        "-t nat -N DOCKER".into(),
+        "-t nat -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER".into(),
+        format!("-t nat -A POSTROUTING -s 10.200.3.0/24 ! -o {b} -j MASQUERADE"),
+        format!("-t nat -A DOCKER ! -i {b} -p tcp -m tcp --dport {p} -j DNAT --to-destination {INNER}:{i}"),
+        "-P FORWARD DROP".into(),
+        "-N DOCKER".into(),
+        format!("-A FORWARD -o {b} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
+        format!("-A FORWARD -o {b} -j DOCKER"),
+        format!("-A FORWARD -i {b} ! -o {b} -j ACCEPT"),
+        format!("-A DOCKER -d {INNER}/32 ! -i {b} -o {b} -p tcp -m tcp --dport {i} -j ACCEPT"),
+    ]
 }
 
 fn add_docker_rules(server: &Netns) {
     for r in docker_rules() {
-        let args: Vec<&str> = r.iter().map(String::as_str).collect();
+        let args: Vec<&str> = r.split_whitespace().collect();
         server
             .exec("iptables", &args)
             .expect("iptables (Docker's rule)");
@@ -161,36 +82,14 @@ fn inner_host(lab: &Lab) -> Netns {
         .enter(|| TcpListener::bind((INNER, INNER_PORT)))
         .expect("enter")
         .expect("listen");
-    std::thread::spawn(move || {
-        for mut c in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 64];
-                while let Ok(n) = c.read(&mut buf) {
-                    if n == 0 || c.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
+    echo_service(listener);
     add_docker_rules(&lab.server);
     inner
 }
 
-/// Connects from `from` to the server's published port, retrying for up to `limit` while the
-/// answer is not `Connected`.
+/// Connects from `from` to the server's published port (see [`connect_within`]).
 fn reach(from: &Netns, server: &str, limit: Duration) -> Reach {
-    let addr = SocketAddr::new(ip(server), PUBLISHED);
-    from.enter(move || {
-        let end = Instant::now() + limit;
-        loop {
-            let r = try_connect(addr, Duration::from_millis(300));
-            if r == Reach::Connected || Instant::now() > end {
-                return r;
-            }
-        }
-    })
-    .expect("enter")
+    connect_within(from, SocketAddr::new(ip(server), PUBLISHED), limit)
 }
 
 /// A connection from alice through the published port, kept open; and one echo through it.

@@ -25,7 +25,9 @@ use knockerd::config::knockd;
 use knockerd::config::loader::{self, ConfigFile};
 use knockerd::config::{self, fmt_duration, DEFAULT_CONFIG, TABLE};
 use knockerd::frontends;
-use knockerd::ruleset::{self, TableSpec, FORWARD_CHAIN, FORWARD_PRIORITY, PRIORITY, SET4, SET6};
+use knockerd::ruleset::{
+    self, TableSpec, FORWARD_CHAIN, FORWARD_PRIORITY, NAT_CHAIN, NAT_PRIORITY, PRIORITY, SET4, SET6,
+};
 
 #[derive(Parser)]
 #[command(
@@ -1033,6 +1035,14 @@ fn check(
             list(&forwarded)
         );
     }
+    let nat = c.nat_targets();
+    if !nat.is_empty() {
+        let to: Vec<String> = nat.iter().map(|(s, to)| format!("{s} -> {to}")).collect();
+        out!(
+            "sends on to inner hosts (DNAT in chain {NAT_CHAIN} at priority {NAT_PRIORITY}, for sources holding a grant only; the inner host must route its answers back through this host, and IP forwarding must be on): {}",
+            to.join(", ")
+        );
+    }
     check_way_in(&c, !protected.is_empty() || !forwarded.is_empty());
     out!(
         "keeps at most {} partial knocks in memory; on a clean stop, open grants are {}",
@@ -1050,11 +1060,16 @@ fn check(
         );
     }
     out!(
-        "table inet {TABLE} (sets {SET4}, {SET6}; chain input at priority {PRIORITY}{}), created or updated atomically with:",
+        "table inet {TABLE} (sets {SET4}, {SET6}; chain input at priority {PRIORITY}{}{}), created or updated atomically with:",
         if forwarded.is_empty() {
             String::new()
         } else {
             format!(", chain {FORWARD_CHAIN} at priority {FORWARD_PRIORITY}")
+        },
+        if nat.is_empty() {
+            String::new()
+        } else {
+            format!(", chain {NAT_CHAIN} at priority {NAT_PRIORITY}")
         }
     );
     for line in ruleset::render(&TableSpec::from_config(&c)).lines() {

@@ -32,6 +32,11 @@ pub const FORWARD_CHAIN: &str = "prerouting";
 /// published and wrote in `open`, before DNAT rewrites them to a container's. After conntrack
 /// (-200), so that established connections are known.
 pub const FORWARD_PRIORITY: i32 = -110;
+/// The chain of knockerd's own DNAT to inner hosts (doors with `nat`), on the prerouting hook.
+pub const NAT_CHAIN: &str = "nat";
+/// Its priority: after the prerouting chain has judged the packet, before `dstnat` (-100), so
+/// that a granted source's new connection is sent on by knockerd's DNAT and not another's.
+pub const NAT_PRIORITY: i32 = -105;
 /// Bytes of each logged knock packet copied to knockerd: IP and TCP/UDP headers with options.
 pub const SNAPLEN: u16 = 128;
 
@@ -47,6 +52,9 @@ pub struct TableSpec {
     /// for every source without a grant, when sent to one of this host's addresses. Empty: no
     /// prerouting chain.
     pub forward: Vec<Service>,
+    /// Services DNAT'd to inner hosts for granted sources ([`Config::nat_targets`]). Empty:
+    /// no nat chain.
+    pub nat: Vec<(Service, std::net::SocketAddr)>,
     pub grant_mark: u32,
     /// Only knocks arriving on this interface are logged.
     pub interface: Option<String>,
@@ -103,6 +111,7 @@ impl TableSpec {
             knock_ranges: c.knock_ranges(),
             protect: c.protected(),
             forward: c.forwarded(),
+            nat: c.nat_targets(),
             grant_mark: c.grant_mark,
             interface: c.interface.clone(),
             spa_ports: c.spa_ports(),
@@ -371,7 +380,60 @@ pub fn render(spec: &TableSpec) -> String {
         );
     }
     forward_chain(&mut s, spec, &mark);
+    nat_chain(&mut s, spec);
     s
+}
+
+/// Adds (or updates) and flushes a chain of ours on the prerouting hook, and deletes it in the
+/// same transaction unless `wanted`: whether its rules are to follow.
+fn prerouting_chain(s: &mut String, name: &str, kind: &str, priority: i32, wanted: bool) -> bool {
+    let t = format!("inet {TABLE}");
+    let _ = writeln!(
+        s,
+        "add chain {t} {name} {{ type {kind} hook prerouting priority {priority}; policy accept; }}"
+    );
+    let _ = writeln!(s, "flush chain {t} {name}");
+    if !wanted {
+        let _ = writeln!(s, "delete chain {t} {name}");
+    }
+    wanted
+}
+
+/// The nat chain of doors with `nat`: a new connection sent to this host on such a door's
+/// service is DNAT'd to the inner host while its source holds a grant element for it, so the
+/// DNAT is as old as the grant and ends with it, in the kernel, in the same element (nothing to
+/// add or remove beside it, nothing to restore but the grant). A nat chain sees only the first
+/// packet of a connection: connections made meanwhile keep their DNAT. Without such doors, the
+/// chain is added and deleted in one transaction, as the prerouting chain is.
+fn nat_chain(s: &mut String, spec: &TableSpec) {
+    let t = format!("inet {TABLE}");
+    if !prerouting_chain(s, NAT_CHAIN, "nat", NAT_PRIORITY, !spec.nat.is_empty()) {
+        return;
+    }
+    // one rule per inner host and protocol (nft's DNAT to a port needs the protocol matched)
+    let mut groups: Vec<(std::net::SocketAddr, knocker_engine::Proto, Vec<u16>)> = Vec::new();
+    for (service, to) in &spec.nat {
+        match groups
+            .iter_mut()
+            .find(|(t, p, _)| t == to && *p == service.proto)
+        {
+            Some((_, _, ports)) => ports.push(service.port),
+            None => groups.push((*to, service.proto, vec![service.port])),
+        }
+    }
+    for (to, proto, ports) in groups {
+        let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+        let (ip, set) = if to.is_ipv4() {
+            ("ip", SET4)
+        } else {
+            ("ip6", SET6)
+        };
+        let _ = writeln!(
+            s,
+            "add rule {t} {NAT_CHAIN} fib daddr type local meta l4proto {proto} th dport {{ {} }} {ip} saddr . meta l4proto . th dport @{set} dnat {ip} to {to}",
+            ports.join(", ")
+        );
+    }
 }
 
 /// The prerouting chain of forwarded services, or, when there are none, a chain added and
@@ -388,13 +450,13 @@ pub fn render(spec: &TableSpec) -> String {
 /// the same port elsewhere pass.
 fn forward_chain(s: &mut String, spec: &TableSpec, mark: &str) {
     let t = format!("inet {TABLE}");
-    let _ = writeln!(
+    if !prerouting_chain(
         s,
-        "add chain {t} {FORWARD_CHAIN} {{ type filter hook prerouting priority {FORWARD_PRIORITY}; policy accept; }}"
-    );
-    let _ = writeln!(s, "flush chain {t} {FORWARD_CHAIN}");
-    if spec.forward.is_empty() {
-        let _ = writeln!(s, "delete chain {t} {FORWARD_CHAIN}");
+        FORWARD_CHAIN,
+        "filter",
+        FORWARD_PRIORITY,
+        !spec.forward.is_empty(),
+    ) {
         return;
     }
     let mut rule = |body: &str| {
@@ -648,7 +710,7 @@ pub fn health_of(json: &str, spec: &TableSpec) -> Result<TableHealth, NftError> 
         .find(|g| items(&v, "chain").filter(ours).any(|c| c["name"] == **g))
     {
         return Ok(TableHealth::Differs(format!(
-            "chain {chain} is there, but nothing is forwarded"
+            "chain {chain} is there, but the configuration has none"
         )));
     }
     for (chain, want) in want_rules {
@@ -899,6 +961,7 @@ mod tests {
             knock_ranges: vec![(knocker_engine::Proto::Tcp, 40000, 40999)],
             protect: vec![Service::tcp(22)],
             forward: Vec::new(),
+            nat: Vec::new(),
             grant_mark: DEFAULT,
             interface: None,
             spa_ports: vec![62201],
@@ -983,13 +1046,18 @@ mod tests {
         // nothing forwarded: the chain is added and deleted in the same transaction, so a
         // configuration that stops forwarding leaves none behind
         let none = render(&spec());
-        assert!(none.ends_with("add chain inet knocker prerouting { type filter hook prerouting priority -110; policy accept; }\nflush chain inet knocker prerouting\ndelete chain inet knocker prerouting\n"), "{none}");
+        assert!(none.contains("add chain inet knocker prerouting { type filter hook prerouting priority -110; policy accept; }\nflush chain inet knocker prerouting\ndelete chain inet knocker prerouting\n"), "{none}");
+        assert!(none.ends_with("add chain inet knocker nat { type nat hook prerouting priority -105; policy accept; }\nflush chain inet knocker nat\ndelete chain inet knocker nat\n"), "{none}");
         assert!(!none.contains("add rule inet knocker prerouting"), "{none}");
         let r = render(&TableSpec {
             forward: vec![Service::tcp(8080), Service::udp(5353)],
             ..spec()
         });
-        assert!(!r.contains("delete chain"), "{r}");
+        assert!(!r.contains("delete chain inet knocker prerouting"), "{r}");
+        assert!(
+            r.contains("delete chain inet knocker nat\n"),
+            "no nat door: {r}"
+        );
         let chain: Vec<&str> = r
             .lines()
             .filter_map(|l| l.strip_prefix("add rule inet knocker prerouting "))
@@ -1012,6 +1080,38 @@ mod tests {
             r.contains("add rule inet knocker input meta l4proto . th dport { tcp . 22 } drop\n"),
             "{r}"
         );
+    }
+
+    #[test]
+    fn a_nat_door_dnats_granted_sources_only_by_the_grant_element_itself() {
+        let to4: std::net::SocketAddr = "10.200.3.2:22".parse().expect("addr");
+        let to6: std::net::SocketAddr = "[fd00:200:3::2]:22".parse().expect("addr");
+        let r = render(&TableSpec {
+            forward: vec![Service::tcp(2222), Service::tcp(2223), Service::udp(2222)],
+            nat: vec![
+                (Service::tcp(2222), to4),
+                (Service::tcp(2223), to4),
+                (Service::udp(2222), to4),
+                (Service::tcp(2222), to6),
+            ],
+            ..spec()
+        });
+        assert!(r.contains("add chain inet knocker nat { type nat hook prerouting priority -105; policy accept; }\nflush chain inet knocker nat\n"), "{r}");
+        let chain: Vec<&str> = r
+            .lines()
+            .filter_map(|l| l.strip_prefix("add rule inet knocker nat "))
+            .collect();
+        assert_eq!(
+            chain,
+            [
+                "fib daddr type local meta l4proto tcp th dport { 2222, 2223 } ip saddr . meta l4proto . th dport @allow4 dnat ip to 10.200.3.2:22",
+                "fib daddr type local meta l4proto udp th dport { 2222 } ip saddr . meta l4proto . th dport @allow4 dnat ip to 10.200.3.2:22",
+                "fib daddr type local meta l4proto tcp th dport { 2222 } ip6 saddr . meta l4proto . th dport @allow6 dnat ip6 to [fd00:200:3::2]:22",
+            ]
+        );
+        // the services are judged (and mallory dropped) in the prerouting chain, before the DNAT
+        assert!(r.contains("add rule inet knocker prerouting fib daddr type local meta l4proto . th dport { tcp . 2222, tcp . 2223, udp . 2222 } drop\n"), "{r}");
+        assert!(!r.contains("delete chain"), "{r}");
     }
 
     #[test]
@@ -1072,7 +1172,7 @@ mod tests {
         assert_eq!(
             health_of(&stale, &spec()).ok(),
             Some(TableHealth::Differs(
-                "chain prerouting is there, but nothing is forwarded".into()
+                "chain prerouting is there, but the configuration has none".into()
             ))
         );
     }

@@ -1,18 +1,22 @@
-//! End-to-end: a door protects and opens a forwarded service, a container's port published on
-//! the server the way Docker publishes it (`docker run -p 8080:80`). Three parties besides
-//! mallory: alice, the server (a router: `ip_forward=1` inside its own namespace only) and an
-//! inner host (the "container") running a real TCP service on port 80.
+//! End-to-end: doors that protect and open forwarded services.
 //!
-//! Docker's rules are built by hand here, with iptables-nft in the server namespace, as Docker
-//! 20.10 (Debian's docker.io) writes them for a published port: `nat PREROUTING -m addrtype
-//! --dst-type LOCAL -j DOCKER`, a DNAT in `nat DOCKER`, `filter FORWARD` with policy DROP, its
-//! RELATED,ESTABLISHED accept and the `filter DOCKER` accept for the container's address and
-//! port, and the MASQUERADE of the container's network. docker.io is installable here, but its
-//! daemon is not run: dockerd needs cgroups, a storage driver and a container runtime, and
-//! writes its rules into the namespace it starts in, which for a daemon is the host's own
-//! ruleset, not a test's namespace. The rules, not the daemon, are what knocker meets.
+//! First, a container's port published on the server the way Docker publishes it (`docker run
+//! -p 8080:80`). Docker's rules are built by hand here, with iptables-nft in the server
+//! namespace, as Docker 20.10 (Debian's docker.io) writes them for a published port: `nat
+//! PREROUTING -m addrtype --dst-type LOCAL -j DOCKER`, a DNAT in `nat DOCKER`, `filter FORWARD`
+//! with policy DROP, its RELATED,ESTABLISHED accept and the `filter DOCKER` accept for the
+//! container's address and port, and the MASQUERADE of the container's network. docker.io is
+//! installable here, but its daemon is not run: dockerd needs cgroups, a storage driver and a
+//! container runtime, and writes its rules into the namespace it starts in, which for a daemon
+//! is the host's own ruleset, not a test's namespace. The rules, not the daemon, are what
+//! knocker meets.
 //!
-//! Real knockerd, real nftables and iptables-nft, real packets, in namespaces.
+//! Second, knockerd's own DNAT to an inner host (`nat = "ADDRESS:PORT"`, fwknop's FORCE_NAT):
+//! alice knocks and reaches the inner host's sshd through the server; mallory never does.
+//!
+//! Both with the parties of the usual lab, the server a router (`ip_forward=1` inside its own
+//! namespace only), and an inner host (the "container") behind it. Real knockerd, real nftables
+//! and iptables-nft, real sshd and ssh, real packets, in namespaces.
 
 mod common;
 
@@ -31,6 +35,8 @@ const INNER: &str = "10.200.3.2";
 /// The server's interface towards the inner host: Docker's `docker0`.
 const BRIDGE: &str = "to-inner";
 const OPEN_FOR: u64 = 8;
+/// The port a `nat` door opens on the server, sent on to the inner host's sshd on port 22.
+const NAT_PORT: u16 = 2222;
 
 /// Docker's iptables-nft rules for one container at INNER publishing INNER_PORT as PUBLISHED,
 /// one `iptables` command each.
@@ -59,9 +65,9 @@ fn add_docker_rules(server: &Netns) {
     }
 }
 
-/// The inner host, linked to the server, its default route through it, with an echo service
-/// on INNER_PORT; the server forwards (in its own namespace) and has Docker's rules.
-fn inner_host(lab: &Lab) -> Netns {
+/// The inner host, linked to the server, its default route through it; the server forwards
+/// (in its own namespace only).
+fn inner_namespace(lab: &Lab) -> Netns {
     let inner = Netns::unique("fwd-inner").expect("inner namespace");
     lab::netns::link(
         &lab.server,
@@ -78,6 +84,12 @@ fn inner_host(lab: &Lab) -> Netns {
     lab.server
         .exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"])
         .expect("ip_forward in the server namespace");
+    inner
+}
+
+/// The inner host as a container: an echo service on INNER_PORT, published by Docker's rules.
+fn container(lab: &Lab) -> Netns {
+    let inner = inner_namespace(lab);
     let listener = inner
         .enter(|| TcpListener::bind((INNER, INNER_PORT)))
         .expect("enter")
@@ -90,6 +102,11 @@ fn inner_host(lab: &Lab) -> Netns {
 /// Connects from `from` to the server's published port (see [`connect_within`]).
 fn reach(from: &Netns, server: &str, limit: Duration) -> Reach {
     connect_within(from, SocketAddr::new(ip(server), PUBLISHED), limit)
+}
+
+/// The same to the port a `nat` door sends on.
+fn reach_nat(from: &Netns, server: &str, limit: Duration) -> Reach {
+    connect_within(from, SocketAddr::new(ip(server), NAT_PORT), limit)
 }
 
 /// A connection from alice through the published port, kept open; and one echo through it.
@@ -120,6 +137,21 @@ fn health(w: &World, config: &str) -> TableHealth {
         .expect("nft list table")
 }
 
+/// `nft flush ruleset` in the server; waits until knockerd has its table back, intact, with
+/// alice's one grant.
+fn flush_and_wait_for_restore(w: &World, config: &str) {
+    w.lab
+        .server
+        .exec("nft", &["flush", "ruleset"])
+        .expect("nft flush ruleset");
+    let end = Instant::now() + Duration::from_secs(5);
+    while health(w, config) != TableHealth::Intact && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(health(w, config), TableHealth::Intact, "{}", w.daemon.log());
+    assert_eq!(w.wait_grants(1, Duration::from_secs(2)).len(), 1);
+}
+
 #[test]
 fn a_published_container_port_opens_for_alice_alone_and_closes_in_the_kernel() {
     if !e2e(&["iptables", "sysctl"]) {
@@ -130,7 +162,7 @@ fn a_published_container_port_opens_for_alice_alone_and_closes_in_the_kernel() {
     );
     let mut inner = None;
     let w = World::start_with("fwd", |lab| {
-        inner = Some(inner_host(lab));
+        inner = Some(container(lab));
         // Docker's path works before knockerd: whatever is silent below, knocker made so
         assert_eq!(
             reach(
@@ -175,21 +207,7 @@ fn a_published_container_port_opens_for_alice_alone_and_closes_in_the_kernel() {
     // a flush of the whole ruleset takes Docker's rules and knocker's table; knockerd puts its
     // table back (the prerouting chain with it) and alice's grant; Docker's rules are then put
     // back as `systemctl restart docker` would, and the port is still closed to mallory
-    w.lab
-        .server
-        .exec("nft", &["flush", "ruleset"])
-        .expect("nft flush ruleset");
-    let end = Instant::now() + Duration::from_secs(5);
-    while health(&w, &config) != TableHealth::Intact && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(
-        health(&w, &config),
-        TableHealth::Intact,
-        "{}",
-        w.daemon.log()
-    );
-    assert_eq!(w.wait_grants(1, Duration::from_secs(2)).len(), 1);
+    flush_and_wait_for_restore(&w, &config);
     add_docker_rules(&w.lab.server);
     assert_eq!(
         reach(&w.lab.mallory, Lab::SERVER_FOR_MALLORY, Duration::ZERO),
@@ -216,6 +234,175 @@ fn a_published_container_port_opens_for_alice_alone_and_closes_in_the_kernel() {
     );
     drop(kept);
     let names = inner.as_ref().map(|n| n.name().to_string());
+    w.finish();
+    drop(inner);
+    lab::assert_removed(&names.into_iter().collect::<Vec<_>>());
+}
+
+/// sshd in the inner namespace on port 22, with a host key and alice's authorized key of the
+/// test's own; stopped when dropped.
+struct Sshd(std::process::Child);
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Sshd {
+    fn start(inner: &Netns, dir: &lab::TempDir) -> Sshd {
+        for key in ["host_key", "id"] {
+            let out = std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(dir.join(key))
+                .output()
+                .expect("ssh-keygen");
+            assert!(out.status.success(), "{out:?}");
+        }
+        std::fs::copy(dir.join("id.pub"), dir.join("authorized_keys")).expect("authorized_keys");
+        let config = dir.write(
+            "sshd_config",
+            &format!(
+                "Port 22\nListenAddress {INNER}\nHostKey {}\nAuthorizedKeysFile {}\n\
+                 PermitRootLogin prohibit-password\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPidFile none\n",
+                dir.join("host_key").display(),
+                dir.join("authorized_keys").display()
+            ),
+        );
+        // sshd wants its privilege separation directory (the package makes it at boot)
+        std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
+        let sshd = Sshd(
+            inner
+                .command("/usr/sbin/sshd")
+                .args(["-D", "-e", "-f"])
+                .arg(&config)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("start sshd"),
+        );
+        let listening = connect_within(
+            inner,
+            SocketAddr::new(ip(INNER), 22),
+            Duration::from_secs(5),
+        );
+        assert_eq!(
+            listening,
+            Reach::Connected,
+            "sshd must listen in the inner namespace"
+        );
+        sshd
+    }
+}
+
+/// alice runs `ssh root@SERVER -p NAT_PORT CMD` with her key; its output.
+fn alice_ssh(w: &World, dir: &lab::TempDir, cmd: &str) -> std::process::Output {
+    ssh_batch(&w.lab.alice, &dir.join("id"))
+        .args([
+            "-o",
+            "ConnectTimeout=5",
+            "-p",
+            &NAT_PORT.to_string(),
+            &format!("root@{}", Lab::SERVER_FOR_ALICE),
+            cmd,
+        ])
+        .output()
+        .expect("run ssh")
+}
+
+#[test]
+fn a_nat_door_sends_alice_alone_to_the_inner_hosts_ssh_and_ends_with_the_grant() {
+    if !e2e(&["sysctl", "sshd", "ssh", "ssh-keygen"]) {
+        return;
+    }
+    let config = format!(
+        "[daemon]\nnflog_group = 4100\n\n[door.inner]\nsequence = {ALICE_SEQ:?}\nopen = [\"tcp/{NAT_PORT}\"]\nnat = \"{INNER}:22\"\nopen_for = {OPEN_FOR}\n"
+    );
+    let dir = lab::TempDir::new("fwd-nat");
+    let mut inner = None;
+    let w = World::start_with("nat", |lab| {
+        inner = Some(inner_namespace(lab));
+        Knockerd::start(lab, &config)
+    });
+    let _sshd = Sshd::start(inner.as_ref().expect("inner"), &dir);
+    assert_eq!(health(&w, &config), TableHealth::Intact);
+    let check = w.check();
+    assert!(
+        check.contains("sends on to inner hosts")
+            && check.contains(&format!("tcp/{NAT_PORT} -> {INNER}:22")),
+        "{check}"
+    );
+    for (who, to) in [
+        (&w.lab.alice, Lab::SERVER_FOR_ALICE),
+        (&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
+    ] {
+        assert_eq!(reach_nat(who, to, Duration::ZERO), Reach::Silent);
+    }
+
+    w.alice_knocks_and_is_granted();
+    let out = alice_ssh(
+        &w,
+        &dir,
+        "echo on the inner host; cat /proc/net/dev | grep -c eth0",
+    );
+    assert!(
+        out.status.success(),
+        "alice's ssh through the server: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        w.daemon.log()
+    );
+    // the shell ran where eth0 is the inner host's only link (the server has none of that name)
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "on the inner host\n1\n"
+    );
+    assert_eq!(
+        reach_nat(&w.lab.mallory, Lab::SERVER_FOR_MALLORY, Duration::ZERO),
+        Reach::Silent,
+        "alice's grant sends nobody else on"
+    );
+    // alice's connection was DNAT'd to the inner host; mallory's was dropped before any DNAT
+    // and left no connection to it
+    let table = w
+        .lab
+        .server
+        .exec("cat", &["/proc/net/nf_conntrack"])
+        .expect("the server's conntrack table");
+    let sent_on = |who: &str| {
+        table.lines().any(|l| {
+            l.contains(&format!("src={who} "))
+                && l.contains(&format!("dport={NAT_PORT} "))
+                && l.contains(&format!("src={INNER} "))
+        })
+    };
+    assert!(sent_on(Lab::ALICE), "{table}");
+    assert!(!sent_on(Lab::MALLORY), "{table}");
+
+    // a flush takes the nat chain too; it comes back with the table and alice's grant
+    flush_and_wait_for_restore(&w, &config);
+    assert_eq!(
+        reach_nat(&w.lab.mallory, Lab::SERVER_FOR_MALLORY, Duration::ZERO),
+        Reach::Silent
+    );
+    let again = alice_ssh(&w, &dir, "echo again");
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    // the DNAT is the grant's: once the kernel removes the element, alice is not sent on
+    let g = w.wait_grants(0, Duration::from_secs(OPEN_FOR + 10));
+    assert!(g.is_empty(), "the grant must expire: {g:?}");
+    assert_eq!(
+        reach_nat(&w.lab.alice, Lab::SERVER_FOR_ALICE, Duration::ZERO),
+        Reach::Silent,
+        "no DNAT and no way in once the grant is gone"
+    );
+    let names = inner.as_ref().map(|n| n.name().to_string());
+    drop(_sshd);
     w.finish();
     drop(inner);
     lab::assert_removed(&names.into_iter().collect::<Vec<_>>());

@@ -159,11 +159,11 @@ pub struct Door {
     pub spec: DoorSpec,
     /// Drop the door's services for everyone without a grant.
     pub protect: bool,
-    /// The door's services are published on this host and forwarded elsewhere (a container's
-    /// port published by Docker or Podman, the admin's own DNAT rule): protected and opened in
-    /// the table's prerouting chain, before any DNAT, by the port a packet is addressed to,
-    /// rather than in the input chain, which a forwarded packet never reaches.
-    pub forward: bool,
+    /// The door's services are forwarded rather than local (`forward = true`, `nat`): protected
+    /// and opened in the table's prerouting chain, before any DNAT, by the port a packet is
+    /// sent to, rather than in the input chain, which a forwarded packet never reaches. `None`:
+    /// local services.
+    pub forward: Option<Forward>,
     /// Run the start command again when a knock completes while the door is already open for
     /// that address (knockd's behaviour); off by default, so repeated knocks never stack rules.
     pub repeat_start_command: bool,
@@ -183,6 +183,18 @@ pub struct Door {
     pub kind: DoorKind,
     /// Line of the `[door.NAME]` header, for messages.
     pub line: usize,
+}
+
+/// How a door's services are forwarded ([`Door::forward`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forward {
+    /// `forward = true`: ports this host already publishes and forwards (a container's port
+    /// published by Docker or Podman, the admin's own DNAT rule).
+    Published,
+    /// `nat = "ADDRESS:PORT"`: knockerd's own DNAT of the door's services to an inner host, for
+    /// granted sources only (fwknop's FORCE_NAT): the table's nat chain sends a new connection
+    /// on while its source holds a grant element, so the DNAT ends with the grant, in the kernel.
+    Nat(std::net::SocketAddr),
 }
 
 /// A door's kind (the TOML's `kind`), with the options only that kind has: a door cannot hold
@@ -742,7 +754,11 @@ impl Config {
     /// Every local service knockerd drops for everyone without a grant (the input chain's).
     pub fn protected(&self) -> Vec<Service> {
         let mut v: Vec<Service> = self.protect.clone();
-        for d in self.doors.iter().filter(|d| d.protect && !d.forward) {
+        for d in self
+            .doors
+            .iter()
+            .filter(|d| d.protect && d.forward.is_none())
+        {
             v.extend(d.spec.open.iter().copied());
         }
         v.sort();
@@ -751,13 +767,30 @@ impl Config {
     }
 
     /// Every forwarded service knockerd drops for everyone without a grant: the `open` services
-    /// of doors with `forward = true` (the prerouting chain's, as published on this host).
+    /// of doors with `forward = true` or `nat` (the prerouting chain's, as sent to this host).
     pub fn forwarded(&self) -> Vec<Service> {
         let mut v: Vec<Service> = self
             .doors
             .iter()
-            .filter(|d| d.protect && d.forward)
+            .filter(|d| d.protect && d.forward.is_some())
             .flat_map(|d| d.spec.open.iter().copied())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Every service knockerd DNATs for granted sources, with its inner address and port
+    /// (doors with `nat`), sorted.
+    pub fn nat_targets(&self) -> Vec<(Service, std::net::SocketAddr)> {
+        let mut v: Vec<(Service, std::net::SocketAddr)> = self
+            .doors
+            .iter()
+            .filter_map(|d| match d.forward {
+                Some(Forward::Nat(to)) => Some(d.spec.open.iter().map(move |s| (*s, to))),
+                _ => None,
+            })
+            .flatten()
             .collect();
         v.sort();
         v.dedup();

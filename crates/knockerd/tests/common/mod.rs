@@ -410,6 +410,22 @@ pub fn connect_within(from: &Netns, addr: SocketAddr, limit: Duration) -> Reach 
     .expect("enter")
 }
 
+/// `ssh` in `from` with the key `key` and no prompts, config or known hosts of the machine's:
+/// the caller adds its options, destination and command.
+pub fn ssh_batch(from: &Netns, key: &std::path::Path) -> std::process::Command {
+    let mut c = from.command("ssh");
+    c.args(["-F", "/dev/null", "-i"]).arg(key).args([
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+    ]);
+    c.stdin(Stdio::null());
+    c
+}
+
 /// The `knocker` client binary, built by `cargo test --workspace` next to knockerd.
 pub fn knocker_client() -> PathBuf {
     let path = std::path::Path::new(env!("CARGO_BIN_EXE_knockerd")).with_file_name("knocker");

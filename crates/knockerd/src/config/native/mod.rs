@@ -99,6 +99,7 @@ struct RawDoor {
     tcp_flags: Option<Spanned<String>>,
     protect: Option<bool>,
     forward: Option<Spanned<bool>>,
+    nat: Option<Spanned<String>>,
     start_command: Option<Spanned<RawCommand>>,
     stop_command: Option<Spanned<RawCommand>>,
     stop_after: Option<Spanned<RawDuration>>,
@@ -361,6 +362,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         doors,
     };
     check_knock_ports(&cx, &config, &daemon)?;
+    check_nat(&cx, &config)?;
     Ok(config)
 }
 
@@ -451,6 +453,36 @@ fn worker_user(cx: &Ctx<'_>, daemon: &RawDaemon) -> Result<Option<String>, Confi
             Ok(Some(name.clone()))
         }
     }
+}
+
+/// A service a door DNATs to an inner host is that door's alone: a grant element is an address
+/// and a service, and the nat chain sends on every source that holds one, whichever door
+/// granted it.
+fn check_nat(cx: &Ctx<'_>, config: &Config) -> Result<(), ConfigError> {
+    for (s, to) in config.nat_targets() {
+        let opened_by = |d: &&Door| d.spec.open.contains(&s);
+        let nat_door = config
+            .doors
+            .iter()
+            .filter(opened_by)
+            .find(|d| d.forward == Some(Forward::Nat(to)));
+        let other = config
+            .doors
+            .iter()
+            .filter(opened_by)
+            .find(|d| d.forward != Some(Forward::Nat(to)));
+        if let (Some(n), Some(o)) = (nat_door, other) {
+            return Err(ConfigError {
+                file: cx.file.to_path_buf(),
+                line: Some(o.line),
+                message: format!(
+                    "door {} opens {s}, which door {} sends on to {to} (nat): a grant of either would do both; give each its own port",
+                    o.spec.name, n.spec.name
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// No service and no other door's knock lies in a rotating or encoded door's span, and no knock
@@ -913,31 +945,63 @@ fn connections(
 }
 
 /// `forward = true`: the door's `open` services are published on this host and forwarded (a
-/// container's port, the admin's DNAT), protected and opened in the prerouting chain.
+/// container's port, the admin's DNAT); `nat = "ADDRESS:PORT"`: knockerd DNATs them to an inner
+/// host for granted sources. Either way they are protected and opened in the prerouting chain.
 fn forward(
     cx: &Ctx<'_>,
     d: &RawDoor,
     open: &[Service],
     connections: Option<std::num::NonZeroU8>,
-) -> Result<bool, ConfigError> {
-    let Some(f) = d.forward.as_ref().filter(|f| *f.get_ref()) else {
-        return Ok(false);
+) -> Result<Option<Forward>, ConfigError> {
+    let nat = match &d.nat {
+        None => None,
+        Some(n) => {
+            let to = n.get_ref().parse::<std::net::SocketAddr>().or_else(|_| {
+                cx.err(
+                    n.span(),
+                    format!("nat {:?} is not an inner address and port, such as \"10.0.0.5:22\" or \"[fd00::5]:22\"", n.get_ref()),
+                )
+            })?;
+            let ip = to.ip();
+            if to.port() == 0 || ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() {
+                return cx.err(
+                    n.span(),
+                    format!(
+                        "nat {:?} must name an inner host's address and a port other than 0",
+                        n.get_ref()
+                    ),
+                );
+            }
+            Some((n.span(), Forward::Nat(to)))
+        }
     };
+    let forward = match (&d.forward, nat) {
+        (Some(f), Some(_)) if !*f.get_ref() => {
+            return cx.err(
+                f.span(),
+                "nat forwards the door's services to an inner host, so they cannot be local: remove `forward = false`",
+            );
+        }
+        (_, Some(n)) => n,
+        (Some(f), None) if *f.get_ref() => (f.span(), Forward::Published),
+        _ => return Ok(None),
+    };
+    let (span, forward) = forward;
     if open.is_empty() {
         return cx.err(
-            f.span(),
-            "forward = true protects and opens the door's `open` services as published on this host, but this door lists none: give it `open` services (e.g. the port Docker publishes, \"tcp/8080\")",
+            span,
+            "forward = true and nat protect and open the door's `open` services as sent to this host, but this door lists none: give it `open` services (e.g. the port Docker publishes, \"tcp/8080\")",
         );
     }
     if connections.is_some() {
         // a packet to a published port that is not DNAT'd goes on to the input chain, whose
         // slot rules would spend a second slot on it
         return cx.err(
-            f.span(),
+            span,
             "a forwarded door's grants cannot count connections yet: remove `connections` (a knockknock door counts one by default, so it cannot forward)",
         );
     }
-    Ok(true)
+    Ok(Some(forward))
 }
 
 /// `[[door.NAME.command]]`: each a command (`run`, as the door's start_command is written) and
@@ -1677,8 +1741,11 @@ stop_after = "2m"
         let web = "[door.web]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"tcp/8080\"]\nforward = true\n";
         let ssh = "[door.ssh]\nsequence = [\"7100\", \"9100\", \"8100\"]\nopen = [\"tcp/22\"]\n";
         let c = p(&format!("{web}{ssh}")).expect("valid");
-        assert!(c.door("web").expect("web").forward);
-        assert!(!c.door("ssh").expect("ssh").forward);
+        assert_eq!(
+            c.door("web").expect("web").forward,
+            Some(Forward::Published)
+        );
+        assert_eq!(c.door("ssh").expect("ssh").forward, None);
         assert_eq!(c.forwarded(), vec![Service::tcp(8080)]);
         assert_eq!(c.protected(), vec![Service::tcp(22)]);
         // `protect = false`: opened, dropped by nobody
@@ -1694,7 +1761,7 @@ stop_after = "2m"
                     "open = [\"tcp/8080\"]\n",
                     "start_command = [\"/bin/true\"]\n",
                 ),
-                "k.toml:4: forward = true protects and opens the door's `open` services",
+                "k.toml:4: forward = true and nat protect and open the door's `open` services",
             ),
             (
                 format!("{web}connections = 1\n"),
@@ -1704,6 +1771,57 @@ stop_after = "2m"
                 format!("{web}{}", ssh.replace("\"8100\"", "\"8080\"")),
                 // the engine's own rule, as for a local service
                 "k.toml:5: knock port tcp/8080 of door \"ssh\" is a service opened by door \"web\"",
+            ),
+        ] {
+            let e = err_of(&text);
+            assert!(e.starts_with(says), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_nat_door_sends_its_services_on_to_one_inner_host() {
+        let door = "[door.inner]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"tcp/2222\"]\nnat = \"10.200.3.2:22\"\n";
+        let c = p(door).expect("valid");
+        let to: std::net::SocketAddr = "10.200.3.2:22".parse().expect("addr");
+        assert_eq!(c.doors[0].forward, Some(Forward::Nat(to)));
+        assert_eq!(c.forwarded(), vec![Service::tcp(2222)]);
+        assert!(c.protected().is_empty());
+        assert_eq!(c.nat_targets(), vec![(Service::tcp(2222), to)]);
+        let v6 = p(&door.replace("10.200.3.2:22", "[fd00:200:3::2]:22")).expect("valid");
+        assert_eq!(
+            v6.nat_targets()[0].1,
+            "[fd00:200:3::2]:22"
+                .parse::<std::net::SocketAddr>()
+                .expect("addr")
+        );
+        // forward = true beside it says the same
+        assert!(p(&format!("{door}forward = true\n")).is_ok());
+        let other =
+            "[door.ssh]\nsequence = [\"7100\", \"9100\", \"8100\"]\nopen = [\"tcp/2222\"]\n";
+        for (text, says) in [
+            (
+                door.replace("10.200.3.2:22", "10.200.3.2"),
+                "k.toml:4: nat \"10.200.3.2\" is not an inner address and port",
+            ),
+            (
+                door.replace("10.200.3.2:22", "127.0.0.1:22"),
+                "k.toml:4: nat \"127.0.0.1:22\" must name an inner host",
+            ),
+            (
+                door.replace("10.200.3.2:22", "10.200.3.2:0"),
+                "k.toml:4: nat \"10.200.3.2:0\" must name an inner host",
+            ),
+            (
+                format!("{door}forward = false\n"),
+                "k.toml:5: nat forwards the door's services to an inner host",
+            ),
+            (
+                door.replace("open = [\"tcp/2222\"]\n", "start_command = [\"/bin/true\"]\n"),
+                "k.toml:4: forward = true and nat protect and open",
+            ),
+            (
+                format!("{door}{other}"),
+                "k.toml:5: door ssh opens tcp/2222, which door inner sends on to 10.200.3.2:22 (nat)",
             ),
         ] {
             let e = err_of(&text);

@@ -32,36 +32,55 @@ const PUBLISHED: u16 = 8080;
 const INNER_PORT: u16 = 80;
 const SERVER_FOR_INNER: &str = "10.200.3.1";
 const INNER: &str = "10.200.3.2";
+const SERVER_FOR_INNER6: &str = "fd00:200:3::1";
+const INNER6: &str = "fd00:200:3::2";
 /// The server's interface towards the inner host: Docker's `docker0`.
 const BRIDGE: &str = "to-inner";
 const OPEN_FOR: u64 = 8;
 /// The port a `nat` door opens on the server, sent on to the inner host's sshd on port 22.
 const NAT_PORT: u16 = 2222;
 
-/// Docker's iptables-nft rules for one container at INNER publishing INNER_PORT as PUBLISHED,
-/// one `iptables` command each.
-fn docker_rules() -> Vec<String> {
+/// Docker's iptables-nft rules for one container at INNER (INNER6 for `ip6tables`, as Docker
+/// writes them with `"ip6tables": true`) publishing INNER_PORT as PUBLISHED, one command each.
+fn docker_rules(v6: bool) -> Vec<String> {
     let (p, i, b) = (PUBLISHED, INNER_PORT, BRIDGE);
+    let (net, host, to) = if v6 {
+        (
+            "fd00:200:3::/64",
+            format!("{INNER6}/128"),
+            format!("[{INNER6}]:{i}"),
+        )
+    } else {
+        (
+            "10.200.3.0/24",
+            format!("{INNER}/32"),
+            format!("{INNER}:{i}"),
+        )
+    };
     vec![
         "-t nat -N DOCKER".into(),
         "-t nat -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER".into(),
-        format!("-t nat -A POSTROUTING -s 10.200.3.0/24 ! -o {b} -j MASQUERADE"),
-        format!("-t nat -A DOCKER ! -i {b} -p tcp -m tcp --dport {p} -j DNAT --to-destination {INNER}:{i}"),
+        format!("-t nat -A POSTROUTING -s {net} ! -o {b} -j MASQUERADE"),
+        format!(
+            "-t nat -A DOCKER ! -i {b} -p tcp -m tcp --dport {p} -j DNAT --to-destination {to}"
+        ),
         "-P FORWARD DROP".into(),
         "-N DOCKER".into(),
         format!("-A FORWARD -o {b} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
         format!("-A FORWARD -o {b} -j DOCKER"),
         format!("-A FORWARD -i {b} ! -o {b} -j ACCEPT"),
-        format!("-A DOCKER -d {INNER}/32 ! -i {b} -o {b} -p tcp -m tcp --dport {i} -j ACCEPT"),
+        format!("-A DOCKER -d {host} ! -i {b} -o {b} -p tcp -m tcp --dport {i} -j ACCEPT"),
     ]
 }
 
 fn add_docker_rules(server: &Netns) {
-    for r in docker_rules() {
-        let args: Vec<&str> = r.split_whitespace().collect();
-        server
-            .exec("iptables", &args)
-            .expect("iptables (Docker's rule)");
+    for (program, v6) in [("iptables", false), ("ip6tables", true)] {
+        for r in docker_rules(v6) {
+            let args: Vec<&str> = r.split_whitespace().collect();
+            server
+                .exec(program, &args)
+                .expect("iptables (Docker's rule)");
+        }
     }
 }
 
@@ -72,29 +91,38 @@ fn inner_namespace(lab: &Lab) -> Netns {
     lab::netns::link(
         &lab.server,
         BRIDGE,
-        &[&format!("{SERVER_FOR_INNER}/24")],
+        &[
+            &format!("{SERVER_FOR_INNER}/24"),
+            &format!("{SERVER_FOR_INNER6}/64"),
+        ],
         &inner,
         "eth0",
-        &[&format!("{INNER}/24")],
+        &[&format!("{INNER}/24"), &format!("{INNER6}/64")],
     )
     .expect("link");
-    inner
-        .ip(&["route", "add", "default", "via", SERVER_FOR_INNER])
-        .expect("route");
-    lab.server
-        .exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"])
-        .expect("ip_forward in the server namespace");
+    for via in [SERVER_FOR_INNER, SERVER_FOR_INNER6] {
+        inner
+            .ip(&["route", "add", "default", "via", via])
+            .expect("route");
+    }
+    for forwarding in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] {
+        lab.server
+            .exec("sysctl", &["-qw", forwarding])
+            .expect("forwarding in the server namespace");
+    }
     inner
 }
 
 /// The inner host as a container: an echo service on INNER_PORT, published by Docker's rules.
 fn container(lab: &Lab) -> Netns {
     let inner = inner_namespace(lab);
-    let listener = inner
-        .enter(|| TcpListener::bind((INNER, INNER_PORT)))
-        .expect("enter")
-        .expect("listen");
-    echo_service(listener);
+    for addr in [INNER, INNER6] {
+        let listener = inner
+            .enter(move || TcpListener::bind((addr, INNER_PORT)))
+            .expect("enter")
+            .expect("listen");
+        echo_service(listener);
+    }
     add_docker_rules(&lab.server);
     inner
 }
@@ -154,7 +182,7 @@ fn flush_and_wait_for_restore(w: &World, config: &str) {
 
 #[test]
 fn a_published_container_port_opens_for_alice_alone_and_closes_in_the_kernel() {
-    if !e2e(&["iptables", "sysctl"]) {
+    if !e2e(&["iptables", "ip6tables", "sysctl"]) {
         return;
     }
     let config = format!(
@@ -164,15 +192,13 @@ fn a_published_container_port_opens_for_alice_alone_and_closes_in_the_kernel() {
     let w = World::start_with("fwd", |lab| {
         inner = Some(container(lab));
         // Docker's path works before knockerd: whatever is silent below, knocker made so
-        assert_eq!(
-            reach(
-                &lab.mallory,
-                Lab::SERVER_FOR_MALLORY,
-                Duration::from_secs(2)
-            ),
-            Reach::Connected,
-            "the DNAT to the inner host must work without knocker"
-        );
+        for to in [Lab::SERVER_FOR_MALLORY, Lab::SERVER_FOR_MALLORY6] {
+            assert_eq!(
+                reach(&lab.mallory, to, Duration::from_secs(2)),
+                Reach::Connected,
+                "the DNAT to the inner host must work without knocker ({to})"
+            );
+        }
         Knockerd::start(lab, &config)
     });
     assert_eq!(health(&w, &config), TableHealth::Intact);
@@ -233,6 +259,31 @@ fn a_published_container_port_opens_for_alice_alone_and_closes_in_the_kernel() {
         "an established connection outlives the grant"
     );
     drop(kept);
+
+    // the same over IPv6, through Docker's ip6tables rules: alice's grant in allow6
+    for (who, to) in [
+        (&w.lab.alice, Lab::SERVER_FOR_ALICE6),
+        (&w.lab.mallory, Lab::SERVER_FOR_MALLORY6),
+    ] {
+        assert_eq!(reach(who, to, Duration::ZERO), Reach::Silent);
+    }
+    w.knock(&w.lab.alice, Lab::SERVER_FOR_ALICE6, &ALICE_SEQ);
+    let g = w.wait_grants(1, Duration::from_secs(2));
+    assert_eq!(
+        g.iter().map(|g| g.to.as_str()).collect::<Vec<_>>(),
+        [Lab::ALICE6]
+    );
+    assert_eq!(
+        reach(&w.lab.alice, Lab::SERVER_FOR_ALICE6, Duration::from_secs(2)),
+        Reach::Connected
+    );
+    let mut six = open_connection(&w.lab.alice, Lab::SERVER_FOR_ALICE6);
+    assert!(echoes(&mut six, b"over IPv6"));
+    assert_eq!(
+        reach(&w.lab.mallory, Lab::SERVER_FOR_MALLORY6, Duration::ZERO),
+        Reach::Silent
+    );
+    drop(six);
     let names = inner.as_ref().map(|n| n.name().to_string());
     w.finish();
     drop(inner);

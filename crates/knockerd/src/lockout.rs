@@ -119,6 +119,21 @@ pub fn warnings(c: &Config) -> Vec<String> {
             ));
         }
     }
+    for (v6, sysctl) in [
+        (false, "/proc/sys/net/ipv4/ip_forward"),
+        (true, "/proc/sys/net/ipv6/conf/all/forwarding"),
+    ] {
+        let nat = c.nat_targets();
+        let Some((s, to)) = nat.iter().find(|(_, to)| to.is_ipv6() == v6) else {
+            continue;
+        };
+        if std::fs::read_to_string(sysctl).is_ok_and(|v| v.trim() == "0") {
+            out.push(format!(
+                "{sysctl} is 0: this host does not forward, so {s} is never sent on to {to} (nat) and a granted source gets nothing; turn forwarding on (sysctl -w {}=1)",
+                sysctl.trim_start_matches("/proc/sys/").replace('/', ".")
+            ));
+        }
+    }
     for d in c.doors.iter().filter(|d| published(d)) {
         out.push(format!(
             "door {} (line {}) uses a sequence printed in knocker's docs or Debian's knockd.conf, which anyone can read: choose your own",

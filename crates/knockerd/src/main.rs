@@ -1086,6 +1086,12 @@ fn check(
         Ok(json) => {
             let mut warnings =
                 ruleset::drop_warnings(&json, c.grant_mark).map_err(|e| e.to_string())?;
+            if !c.nat_targets().is_empty() {
+                warnings.extend(
+                    ruleset::forward_drop_warnings(&json, c.grant_mark)
+                        .map_err(|e| e.to_string())?,
+                );
+            }
             let parsed: serde_json::Value =
                 serde_json::from_str(&json).map_err(|e| e.to_string())?;
             let ufw_conf = std::fs::read_to_string(frontends::UFW_CONF).ok();

@@ -869,11 +869,7 @@ pub fn drop_warnings(ruleset_json: &str, grant_mark: u32) -> Result<Vec<String>,
         let prio = chain["prio"].as_i64().unwrap_or(0);
         let what =
             format!("chain {family} {table} {name} (hook input, priority {prio}, policy drop)");
-        let in_table: Vec<&serde_json::Value> = rules
-            .iter()
-            .copied()
-            .filter(|r| r["family"] == family && r["table"] == table)
-            .collect();
+        let in_table = rules_of_table(&rules, family, table);
         let reached = reached_chains(&in_table, name);
         let ufw = frontends::ufw_family(reached.iter().copied());
         if grant_mark == 0 {
@@ -893,10 +889,7 @@ pub fn drop_warnings(ruleset_json: &str, grant_mark: u32) -> Result<Vec<String>,
             ));
             continue;
         }
-        let accepts_mark = in_table.iter().any(|r| {
-            r["chain"].as_str().is_some_and(|c| reached.contains(&c))
-                && rule_accepts_mark(&r["expr"], grant_mark)
-        });
+        let accepts_mark = accepts_mark_in(&in_table, &reached, grant_mark);
         if accepts_mark {
             continue;
         }
@@ -912,6 +905,69 @@ pub fn drop_warnings(ruleset_json: &str, grant_mark: u32) -> Result<Vec<String>,
         }
     }
     Ok(warnings)
+}
+
+/// Chains outside knockerd's table on the forward hook whose policy is drop and that accept
+/// neither the grant mark nor established connections, for configurations with `nat` doors:
+/// knockerd's DNAT sends a granted connection on, and such a chain would drop it. (A port
+/// Docker publishes is accepted by Docker's own chains, so `forward = true` alone needs none.)
+pub fn forward_drop_warnings(ruleset_json: &str, grant_mark: u32) -> Result<Vec<String>, NftError> {
+    let v: serde_json::Value = serde_json::from_str(ruleset_json).map_err(NftError::Json)?;
+    let rules: Vec<&serde_json::Value> = items(&v, "rule").collect();
+    let mark = if grant_mark == 0 {
+        crate::config::DEFAULT_GRANT_MARK
+    } else {
+        grant_mark
+    };
+    let mut warnings = Vec::new();
+    for chain in items(&v, "chain") {
+        let family = chain["family"].as_str().unwrap_or("");
+        let table = chain["table"].as_str().unwrap_or("");
+        let name = chain["name"].as_str().unwrap_or("");
+        if chain["hook"] != "forward"
+            || chain["policy"] != "drop"
+            || !matches!(family, "ip" | "ip6" | "inet")
+        {
+            continue;
+        }
+        let in_table = rules_of_table(&rules, family, table);
+        let reached = reached_chains(&in_table, name);
+        let accepts_mark = grant_mark != 0 && accepts_mark_in(&in_table, &reached, grant_mark);
+        if accepts_mark {
+            continue;
+        }
+        let set_mark = if grant_mark == 0 {
+            format!("set grant_mark = {mark:#010x} in [daemon] and ")
+        } else {
+            String::new()
+        };
+        warnings.push(format!(
+            "chain {family} {table} {name} (hook forward, policy drop) would drop the connections knockerd's nat doors send on: {set_mark}add `{}` and `ct state established,related accept` to it (iptables: -I FORWARD -m mark --mark {mark:#x}/{mark:#x} -j ACCEPT; on a Docker host, in chain DOCKER-USER)",
+            mark_accept_rule(mark)
+        ));
+    }
+    Ok(warnings)
+}
+
+/// The rules of one table (family and name) of the ruleset.
+fn rules_of_table<'a>(
+    rules: &[&'a serde_json::Value],
+    family: &str,
+    table: &str,
+) -> Vec<&'a serde_json::Value> {
+    rules
+        .iter()
+        .copied()
+        .filter(|r| r["family"] == family && r["table"] == table)
+        .collect()
+}
+
+/// Whether a rule of the chains `reached` (in `rules`, of one table) accepts the grant mark.
+fn accepts_mark_in(rules: &[&serde_json::Value], reached: &[&str], mark: u32) -> bool {
+    rules.iter().any(|r| {
+        r["chain"].as_str().is_some_and(|c| reached.contains(&c))
+            && rule_accepts_mark(&r["expr"], mark)
+    })
 }
 
 /// The chains a packet can go through from `start`: itself and, transitively, those its rules
@@ -1428,6 +1484,35 @@ mod tests {
         assert!(w[0].contains("runs before"), "{}", w[0]);
         let accept_policy = json("", 0).replace("\"drop\"", "\"accept\"");
         assert!(drop_warnings(&accept_policy, DEFAULT)
+            .expect("json")
+            .is_empty());
+    }
+
+    #[test]
+    fn a_default_drop_forward_chain_is_named_for_nat_doors() {
+        let json = |rules: &str| {
+            format!(
+                r#"{{"nftables": [{{"chain": {{"family": "ip", "table": "filter", "name": "FORWARD", "handle": 1, "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}}}}, {{"chain": {{"family": "ip", "table": "filter", "name": "DOCKER-USER", "handle": 2}}}}, {{"rule": {{"family": "ip", "table": "filter", "chain": "FORWARD", "handle": 3, "expr": [{{"jump": {{"target": "DOCKER-USER"}}}}]}}}}{rules}]}}"#
+            )
+        };
+        let w = forward_drop_warnings(&json(""), DEFAULT).expect("json");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("chain ip filter FORWARD (hook forward, policy drop) would drop the connections knockerd's nat doors send on: add `meta mark & 0x4b4e0000 == 0x4b4e0000 accept`"), "{}", w[0]);
+        assert!(w[0].contains("DOCKER-USER"), "{}", w[0]);
+        // the mark accepted in the chain Docker leaves to the admin
+        let mark_rule = r#", {"rule": {"family": "ip", "table": "filter", "chain": "DOCKER-USER", "handle": 4, "expr": [{"match": {"op": "==", "left": {"&": [{"meta": {"key": "mark"}}, 1263403008]}, "right": 1263403008}}, {"accept": null}]}}"#;
+        assert!(forward_drop_warnings(&json(mark_rule), DEFAULT)
+            .expect("json")
+            .is_empty());
+        // no grant mark: nothing to accept by, whatever the chain holds
+        let w = forward_drop_warnings(&json(mark_rule), 0).expect("json");
+        assert!(
+            w[0].contains("set grant_mark = 0x4b4e0000 in [daemon] and add"),
+            "{}",
+            w[0]
+        );
+        let accepting = json("").replace("\"policy\": \"drop\"", "\"policy\": \"accept\"");
+        assert!(forward_drop_warnings(&accepting, DEFAULT)
             .expect("json")
             .is_empty());
     }

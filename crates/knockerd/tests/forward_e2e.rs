@@ -385,6 +385,21 @@ fn a_nat_door_sends_alice_alone_to_the_inner_hosts_ssh_and_ends_with_the_grant()
             && check.contains(&format!("tcp/{NAT_PORT} -> {INNER}:22")),
         "{check}"
     );
+    assert!(!check.contains("does not forward"), "{check}");
+    // with forwarding off in the server's namespace, check says the door cannot work
+    let forwarding = |on: &str| {
+        w.lab
+            .server
+            .exec("sysctl", &["-qw", &format!("net.ipv4.ip_forward={on}")])
+            .expect("sysctl");
+    };
+    forwarding("0");
+    let off = w.check();
+    forwarding("1");
+    assert!(
+        off.contains(&format!("/proc/sys/net/ipv4/ip_forward is 0: this host does not forward, so tcp/{NAT_PORT} is never sent on to {INNER}:22")),
+        "{off}"
+    );
     for (who, to) in [
         (&w.lab.alice, Lab::SERVER_FOR_ALICE),
         (&w.lab.mallory, Lab::SERVER_FOR_MALLORY),

@@ -1244,9 +1244,14 @@ fn check_way_in(c: &config::Config, protects: bool) {
         return;
     }
     out!(
-        "lets through packets marked {:#010x} (accept_mark): {}, so your own chain marks the sources it admits, before knocker's chain (priority {PRIORITY}): in a prerouting chain as below, or in an input chain at a priority below {PRIORITY} (e.g. -20); put your networks in place of 192.0.2.0/24 and 2001:db8::/32:",
+        "lets through packets marked {:#010x} (accept_mark): {}, so your own chain marks the sources it admits, before knocker's chain (priority {PRIORITY}): in a prerouting chain as below, or in an input chain at a priority below {PRIORITY} (e.g. -20){}; put your networks in place of 192.0.2.0/24 and 2001:db8::/32:",
         c.accept_mark,
-        knockerd::lockout::ACCEPTS_DO_NOT_OVERRIDE
+        knockerd::lockout::ACCEPTS_DO_NOT_OVERRIDE,
+        if c.forwarded().is_empty() {
+            String::new()
+        } else {
+            format!(" (forwarded services are judged in chain {FORWARD_CHAIN} at priority {FORWARD_PRIORITY}: for them, only a prerouting chain at a lower priority, as below, marks in time)")
+        }
     );
     for line in knockerd::lockout::admin_mark_script(c.accept_mark).lines() {
         out!("  {line}");

@@ -212,7 +212,7 @@ pub fn run(
     }
     announce(&config);
     tracing::info!(
-        "ready: table inet {TABLE} loaded, watching {} for {} knock port(s), protecting {}{}",
+        "ready: table inet {TABLE} loaded, watching {} for {} knock port(s), protecting {}{}{}",
         config.source_description(),
         config.watched().iter().map(|w| w.ports()).sum::<usize>(),
         config
@@ -230,6 +230,10 @@ pub fn run(
                     .collect::<Vec<_>>()
                     .join(",")
             ),
+        },
+        match config.routed().len() {
+            0 => String::new(),
+            n => format!(", routed services of {n} door(s)"),
         }
     );
     control.ready(&config);

@@ -113,7 +113,7 @@ pub fn warnings(c: &Config) -> Vec<String> {
         }
     }
     if let Some(i) = &c.interface {
-        if !c.protected().is_empty() || !c.forwarded().is_empty() {
+        if !c.protected().is_empty() || !c.forwarded().is_empty() || !c.routed().is_empty() {
             out.push(format!(
                 "knocks are seen only on interface {i}, but protection applies on every interface (failing closed): a source that reaches this host through another interface cannot knock, and gets to the protected services only through `trusted` or accept_mark"
             ));

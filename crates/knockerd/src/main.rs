@@ -1035,6 +1035,15 @@ fn check(
             list(&forwarded)
         );
     }
+    let routed = c.routed();
+    for (hosts, services) in &routed {
+        let hosts: Vec<String> = hosts.iter().map(|n| n.to_string()).collect();
+        out!(
+            "protects routed services (of hosts behind this one, reached without DNAT: dropped for everyone without a grant in chain {FORWARD_CHAIN} at priority {FORWARD_PRIORITY}): {} on {}",
+            list(services),
+            hosts.join(", ")
+        );
+    }
     let nat = c.nat_targets();
     if !nat.is_empty() {
         let to: Vec<String> = nat.iter().map(|(s, to)| format!("{s} -> {to}")).collect();
@@ -1043,7 +1052,10 @@ fn check(
             to.join(", ")
         );
     }
-    check_way_in(&c, !protected.is_empty() || !forwarded.is_empty());
+    check_way_in(
+        &c,
+        !protected.is_empty() || !forwarded.is_empty() || !routed.is_empty(),
+    );
     out!(
         "keeps at most {} partial knocks in memory; on a clean stop, open grants are {}",
         c.max_tracked,
@@ -1061,7 +1073,7 @@ fn check(
     }
     out!(
         "table inet {TABLE} (sets {SET4}, {SET6}; chain input at priority {PRIORITY}{}{}), created or updated atomically with:",
-        if forwarded.is_empty() {
+        if forwarded.is_empty() && routed.is_empty() {
             String::new()
         } else {
             format!(", chain {FORWARD_CHAIN} at priority {FORWARD_PRIORITY}")
@@ -1247,7 +1259,7 @@ fn check_way_in(c: &config::Config, protects: bool) {
         "lets through packets marked {:#010x} (accept_mark): {}, so your own chain marks the sources it admits, before knocker's chain (priority {PRIORITY}): in a prerouting chain as below, or in an input chain at a priority below {PRIORITY} (e.g. -20){}; put your networks in place of 192.0.2.0/24 and 2001:db8::/32:",
         c.accept_mark,
         knockerd::lockout::ACCEPTS_DO_NOT_OVERRIDE,
-        if c.forwarded().is_empty() {
+        if c.forwarded().is_empty() && c.routed().is_empty() {
             String::new()
         } else {
             format!(" (forwarded services are judged in chain {FORWARD_CHAIN} at priority {FORWARD_PRIORITY}: for them, only a prerouting chain at a lower priority, as below, marks in time)")

@@ -52,6 +52,9 @@ pub struct TableSpec {
     /// for every source without a grant, when sent to one of this host's addresses. Empty: no
     /// prerouting chain.
     pub forward: Vec<Service>,
+    /// Routed services ([`Config::routed`]): for each door with `forward = [hosts]`, its hosts
+    /// and services, dropped in the prerouting chain for every source without a grant.
+    pub routed: Vec<(Vec<crate::config::Net>, Vec<Service>)>,
     /// Services DNAT'd to inner hosts for granted sources ([`Config::nat_targets`]). Empty:
     /// no nat chain.
     pub nat: Vec<(Service, std::net::SocketAddr)>,
@@ -111,6 +114,7 @@ impl TableSpec {
             knock_ranges: c.knock_ranges(),
             protect: c.protected(),
             forward: c.forwarded(),
+            routed: c.routed(),
             nat: c.nat_targets(),
             grant_mark: c.grant_mark,
             interface: c.interface.clone(),
@@ -450,13 +454,8 @@ fn nat_chain(s: &mut String, spec: &TableSpec) {
 /// the same port elsewhere pass.
 fn forward_chain(s: &mut String, spec: &TableSpec, mark: &str) {
     let t = format!("inet {TABLE}");
-    if !prerouting_chain(
-        s,
-        FORWARD_CHAIN,
-        "filter",
-        FORWARD_PRIORITY,
-        !spec.forward.is_empty(),
-    ) {
+    let wanted = !spec.forward.is_empty() || !spec.routed.is_empty();
+    if !prerouting_chain(s, FORWARD_CHAIN, "filter", FORWARD_PRIORITY, wanted) {
         return;
     }
     let mut rule = |body: &str| {
@@ -475,10 +474,29 @@ fn forward_chain(s: &mut String, spec: &TableSpec, mark: &str) {
     if spec.accept_mark != 0 {
         rule(&mark_accept_rule(spec.accept_mark));
     }
-    rule(&format!(
-        "fib daddr type local meta l4proto . th dport {} drop",
-        service_set(&spec.forward)
-    ));
+    if !spec.forward.is_empty() {
+        rule(&format!(
+            "fib daddr type local meta l4proto . th dport {} drop",
+            service_set(&spec.forward)
+        ));
+    }
+    // hosts behind this one, reached by their own addresses: by destination, no DNAT involved
+    for (hosts, services) in &spec.routed {
+        for (ip, v4) in [("ip", true), ("ip6", false)] {
+            let nets: Vec<String> = hosts
+                .iter()
+                .filter(|n| n.addr.is_ipv4() == v4)
+                .map(|n| n.to_string())
+                .collect();
+            if !nets.is_empty() {
+                rule(&format!(
+                    "{ip} daddr {{ {} }} meta l4proto . th dport {} drop",
+                    nets.join(", "),
+                    service_set(services)
+                ));
+            }
+        }
+    }
 }
 
 /// The rules of grants that count connections, after the allow sets' (an unlimited grant of the
@@ -1017,6 +1035,7 @@ mod tests {
             knock_ranges: vec![(knocker_engine::Proto::Tcp, 40000, 40999)],
             protect: vec![Service::tcp(22)],
             forward: Vec::new(),
+            routed: Vec::new(),
             nat: Vec::new(),
             grant_mark: DEFAULT,
             interface: None,
@@ -1136,6 +1155,34 @@ mod tests {
             r.contains("add rule inet knocker input meta l4proto . th dport { tcp . 22 } drop\n"),
             "{r}"
         );
+    }
+
+    #[test]
+    fn routed_hosts_are_judged_by_their_own_address() {
+        let hosts = vec![
+            "10.200.3.2/32".parse().expect("net"),
+            "10.200.4.0/24".parse().expect("net"),
+            "fd00:200:3::/64".parse().expect("net"),
+        ];
+        let r = render(&TableSpec {
+            routed: vec![(hosts, vec![Service::tcp(22), Service::udp(51820)])],
+            ..spec()
+        });
+        let chain: Vec<&str> = r
+            .lines()
+            .filter_map(|l| l.strip_prefix("add rule inet knocker prerouting "))
+            .collect();
+        assert_eq!(
+            &chain[chain.len() - 2..],
+            [
+                "ip daddr { 10.200.3.2/32, 10.200.4.0/24 } meta l4proto . th dport { tcp . 22, udp . 51820 } drop",
+                "ip6 daddr { fd00:200:3::/64 } meta l4proto . th dport { tcp . 22, udp . 51820 } drop",
+            ]
+        );
+        // the grants and the admin's ways in come first; nothing published, so no fib rule
+        assert!(chain.contains(&"ip saddr . meta l4proto . th dport @allow4 meta mark set meta mark | 0x4b4e0000 accept"));
+        assert!(chain.contains(&"ip saddr @trusted4 accept"));
+        assert!(!r.contains("fib daddr"), "{r}");
     }
 
     #[test]

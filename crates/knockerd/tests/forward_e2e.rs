@@ -14,7 +14,10 @@
 //! Second, knockerd's own DNAT to an inner host (`nat = "ADDRESS:PORT"`, fwknop's FORCE_NAT):
 //! alice knocks and reaches the inner host's sshd through the server; mallory never does.
 //!
-//! Both with the parties of the usual lab, the server a router (`ip_forward=1` inside its own
+//! Third, a host behind the server reached by its own address, without DNAT, as behind a
+//! router or VPN gateway (`forward = ["ADDRESS", ...]`).
+//!
+//! All with the parties of the usual lab, the server a router (`ip_forward=1` inside its own
 //! namespace only), and an inner host (the "container") behind it. Real knockerd, real nftables
 //! and iptables-nft, real sshd and ssh, real packets, in namespaces.
 
@@ -469,6 +472,103 @@ fn a_nat_door_sends_alice_alone_to_the_inner_hosts_ssh_and_ends_with_the_grant()
     );
     let names = inner.as_ref().map(|n| n.name().to_string());
     drop(_sshd);
+    w.finish();
+    drop(inner);
+    lab::assert_removed(&names.into_iter().collect::<Vec<_>>());
+}
+
+#[test]
+fn a_routed_door_protects_a_host_behind_the_server_by_its_own_address() {
+    if !e2e(&["sysctl"]) {
+        return;
+    }
+    const ROUTED_PORT: u16 = 2222;
+    let config = format!(
+        "[daemon]\nnflog_group = 4100\n\n[door.lan]\nsequence = {ALICE_SEQ:?}\nopen = [\"tcp/{ROUTED_PORT}\"]\nforward = [\"{INNER}\", \"fd00:200:3::/64\"]\nopen_for = {OPEN_FOR}\n"
+    );
+    let at = |addr: &str| SocketAddr::new(ip(addr), ROUTED_PORT);
+    let mut inner = None;
+    let w = World::start_with("routed", |lab| {
+        let host = inner_namespace(lab);
+        for addr in [INNER, INNER6] {
+            let listener = host
+                .enter(move || TcpListener::bind((addr, ROUTED_PORT)))
+                .expect("enter")
+                .expect("listen");
+            echo_service(listener);
+        }
+        // alice and mallory reach the inner network through the server, by routing alone
+        for (client, via, via6) in [
+            (&lab.alice, Lab::SERVER_FOR_ALICE, Lab::SERVER_FOR_ALICE6),
+            (
+                &lab.mallory,
+                Lab::SERVER_FOR_MALLORY,
+                Lab::SERVER_FOR_MALLORY6,
+            ),
+        ] {
+            client
+                .ip(&["route", "add", "10.200.3.0/24", "via", via])
+                .expect("route");
+            client
+                .ip(&["-6", "route", "add", "fd00:200:3::/64", "via", via6])
+                .expect("route");
+        }
+        for addr in [INNER, INNER6] {
+            assert_eq!(
+                connect_within(&lab.mallory, at(addr), Duration::from_secs(2)),
+                Reach::Connected,
+                "the route to the inner host must work without knocker ({addr})"
+            );
+        }
+        inner = Some(host);
+        Knockerd::start(lab, &config)
+    });
+    assert_eq!(health(&w, &config), TableHealth::Intact);
+    let check = w.check();
+    assert!(
+        check.contains(&format!(
+            "protects routed services (of hosts behind this one, reached without DNAT: dropped for everyone without a grant in chain prerouting at priority -110): tcp/{ROUTED_PORT} on {INNER}/32, fd00:200:3::/64"
+        )),
+        "{check}"
+    );
+    for who in [&w.lab.alice, &w.lab.mallory] {
+        for addr in [INNER, INNER6] {
+            assert_eq!(connect_within(who, at(addr), Duration::ZERO), Reach::Silent);
+        }
+    }
+    // the door is the inner host's: the server's own port of that number is not its to close
+    assert_eq!(
+        w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
+        Reach::Connected
+    );
+
+    w.alice_knocks_and_is_granted();
+    assert_eq!(
+        connect_within(&w.lab.alice, at(INNER), Duration::from_secs(2)),
+        Reach::Connected,
+        "{}",
+        w.daemon.log()
+    );
+    assert_eq!(
+        connect_within(&w.lab.mallory, at(INNER), Duration::ZERO),
+        Reach::Silent
+    );
+    // IPv6: alice's IPv4 grant opens nothing for her IPv6 address; her IPv6 knock does
+    assert_eq!(
+        connect_within(&w.lab.alice, at(INNER6), Duration::ZERO),
+        Reach::Silent
+    );
+    w.knock(&w.lab.alice, Lab::SERVER_FOR_ALICE6, &ALICE_SEQ);
+    assert_eq!(w.wait_grants(2, Duration::from_secs(2)).len(), 2);
+    assert_eq!(
+        connect_within(&w.lab.alice, at(INNER6), Duration::from_secs(2)),
+        Reach::Connected
+    );
+    assert_eq!(
+        connect_within(&w.lab.mallory, at(INNER6), Duration::ZERO),
+        Reach::Silent
+    );
+    let names = inner.as_ref().map(|n| n.name().to_string());
     w.finish();
     drop(inner);
     lab::assert_removed(&names.into_iter().collect::<Vec<_>>());

@@ -186,11 +186,14 @@ pub struct Door {
 }
 
 /// How a door's services are forwarded ([`Door::forward`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Forward {
     /// `forward = true`: ports this host already publishes and forwards (a container's port
     /// published by Docker or Podman, the admin's own DNAT rule).
     Published,
+    /// `forward = ["10.0.0.5", ...]`: the services of hosts behind this one, a router or VPN
+    /// gateway, reached by their own addresses without DNAT.
+    Routed(Vec<Net>),
     /// `nat = "ADDRESS:PORT"`: knockerd's own DNAT of the door's services to an inner host, for
     /// granted sources only (fwknop's FORCE_NAT): the table's nat chain sends a new connection
     /// on while its source holds a grant element, so the DNAT ends with the grant, in the kernel.
@@ -766,18 +769,34 @@ impl Config {
         v
     }
 
-    /// Every forwarded service knockerd drops for everyone without a grant: the `open` services
-    /// of doors with `forward = true` or `nat` (the prerouting chain's, as sent to this host).
+    /// Every forwarded service knockerd drops for everyone without a grant when sent to this
+    /// host: the `open` services of doors with `forward = true` or `nat` (the prerouting
+    /// chain's).
     pub fn forwarded(&self) -> Vec<Service> {
         let mut v: Vec<Service> = self
             .doors
             .iter()
-            .filter(|d| d.protect && d.forward.is_some())
+            .filter(|d| {
+                d.protect && matches!(d.forward, Some(Forward::Published | Forward::Nat(_)))
+            })
             .flat_map(|d| d.spec.open.iter().copied())
             .collect();
         v.sort();
         v.dedup();
         v
+    }
+
+    /// The routed services knockerd drops for everyone without a grant: for each door with
+    /// `forward = [hosts]`, its hosts and its `open` services, in the order of the doors.
+    pub fn routed(&self) -> Vec<(Vec<Net>, Vec<Service>)> {
+        self.doors
+            .iter()
+            .filter(|d| d.protect)
+            .filter_map(|d| match &d.forward {
+                Some(Forward::Routed(hosts)) => Some((hosts.clone(), d.spec.open.clone())),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Every service knockerd DNATs for granted sources, with its inner address and port

@@ -98,7 +98,7 @@ struct RawDoor {
     open_for: Option<Spanned<RawDuration>>,
     tcp_flags: Option<Spanned<String>>,
     protect: Option<bool>,
-    forward: Option<Spanned<bool>>,
+    forward: Option<Spanned<RawForward>>,
     nat: Option<Spanned<String>>,
     start_command: Option<Spanned<RawCommand>>,
     stop_command: Option<Spanned<RawCommand>>,
@@ -117,6 +117,14 @@ struct RawAction {
     run: Spanned<RawCommand>,
     after: Option<Spanned<RawDuration>>,
     at: Option<Spanned<String>>,
+}
+
+/// `forward = true` (published on this host) or `forward = ["10.0.0.5", ...]` (routed hosts).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawForward {
+    Flag(bool),
+    Hosts(Vec<String>),
 }
 
 #[derive(Deserialize)]
@@ -945,8 +953,9 @@ fn connections(
 }
 
 /// `forward = true`: the door's `open` services are published on this host and forwarded (a
-/// container's port, the admin's DNAT); `nat = "ADDRESS:PORT"`: knockerd DNATs them to an inner
-/// host for granted sources. Either way they are protected and opened in the prerouting chain.
+/// container's port, the admin's DNAT); `forward = [hosts]`: they are those of hosts reached
+/// through this one without DNAT; `nat = "ADDRESS:PORT"`: knockerd DNATs them to an inner host
+/// for granted sources. Each way they are protected and opened in the prerouting chain.
 fn forward(
     cx: &Ctx<'_>,
     d: &RawDoor,
@@ -975,22 +984,49 @@ fn forward(
             Some((n.span(), Forward::Nat(to)))
         }
     };
-    let forward = match (&d.forward, nat) {
-        (Some(f), Some(_)) if !*f.get_ref() => {
+    let forward = match (d.forward.as_ref().map(|f| (f.span(), f.get_ref())), nat) {
+        (Some((at, RawForward::Flag(false))), Some(_)) => {
             return cx.err(
-                f.span(),
+                at,
                 "nat forwards the door's services to an inner host, so they cannot be local: remove `forward = false`",
             );
         }
+        (Some((at, RawForward::Hosts(_))), Some(_)) => {
+            return cx.err(
+                at,
+                "nat sends the door's services on to one inner host, and forward = [hosts] protects hosts reached without DNAT: a door does one or the other",
+            );
+        }
         (_, Some(n)) => n,
-        (Some(f), None) if *f.get_ref() => (f.span(), Forward::Published),
+        (Some((at, RawForward::Flag(true))), None) => (at, Forward::Published),
+        (Some((at, RawForward::Hosts(hosts))), None) => {
+            let nets = hosts
+                .iter()
+                .map(|h| h.parse::<Net>().map_err(|_| h))
+                .collect::<Result<Vec<Net>, _>>();
+            match nets {
+                Ok(nets) if !nets.is_empty() => (at, Forward::Routed(Net::minimal(&nets))),
+                Ok(_) => {
+                    return cx.err(
+                        at,
+                        "forward = [] names no host: list the inner hosts or networks reached through this host (e.g. [\"10.0.0.5\", \"10.0.1.0/24\"]), or write forward = true for ports published on this host",
+                    )
+                }
+                Err(h) => {
+                    return cx.err(
+                        at,
+                        format!("forward: {h:?} is not an inner host's address or network (e.g. \"10.0.0.5\", \"10.0.1.0/24\", \"fd00::/64\"; not a /0)"),
+                    )
+                }
+            }
+        }
         _ => return Ok(None),
     };
     let (span, forward) = forward;
     if open.is_empty() {
         return cx.err(
             span,
-            "forward = true and nat protect and open the door's `open` services as sent to this host, but this door lists none: give it `open` services (e.g. the port Docker publishes, \"tcp/8080\")",
+            "forward and nat protect and open the door's `open` services, but this door lists none: give it `open` services (e.g. the port Docker publishes, \"tcp/8080\")",
         );
     }
     if connections.is_some() {
@@ -1761,7 +1797,7 @@ stop_after = "2m"
                     "open = [\"tcp/8080\"]\n",
                     "start_command = [\"/bin/true\"]\n",
                 ),
-                "k.toml:4: forward = true and nat protect and open the door's `open` services",
+                "k.toml:4: forward and nat protect and open the door's `open` services",
             ),
             (
                 format!("{web}connections = 1\n"),
@@ -1771,6 +1807,41 @@ stop_after = "2m"
                 format!("{web}{}", ssh.replace("\"8100\"", "\"8080\"")),
                 // the engine's own rule, as for a local service
                 "k.toml:5: knock port tcp/8080 of door \"ssh\" is a service opened by door \"web\"",
+            ),
+        ] {
+            let e = err_of(&text);
+            assert!(e.starts_with(says), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_routed_door_names_the_hosts_behind_this_one() {
+        let door = "[door.lan]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"tcp/22\"]\nforward = [\"10.200.3.2\", \"fd00:200:3::/64\", \"10.200.3.0/24\"]\n";
+        let c = p(door).expect("valid");
+        let nets: Vec<Net> = ["10.200.3.0/24", "fd00:200:3::/64"]
+            .iter()
+            .map(|n| n.parse().expect("net"))
+            .collect();
+        // the host inside the network is folded into it
+        assert_eq!(c.doors[0].forward, Some(Forward::Routed(nets.clone())));
+        assert_eq!(c.routed(), vec![(nets, vec![Service::tcp(22)])]);
+        assert!(c.forwarded().is_empty() && c.protected().is_empty());
+        for (text, says) in [
+            (
+                door.replace("\"10.200.3.2\", ", "\"10.200.3.2/8\", "),
+                "k.toml:4: forward: \"10.200.3.2/8\" is not an inner host's address or network",
+            ),
+            (
+                door.replace("\"10.200.3.2\", ", "\"0.0.0.0/0\", "),
+                "k.toml:4: forward: \"0.0.0.0/0\" is not",
+            ),
+            (
+                "[door.lan]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"tcp/22\"]\nforward = []\n".into(),
+                "k.toml:4: forward = [] names no host",
+            ),
+            (
+                format!("{door}nat = \"10.200.3.2:22\"\n"),
+                "k.toml:4: nat sends the door's services on to one inner host, and forward = [hosts]",
             ),
         ] {
             let e = err_of(&text);
@@ -1817,7 +1888,7 @@ stop_after = "2m"
             ),
             (
                 door.replace("open = [\"tcp/2222\"]\n", "start_command = [\"/bin/true\"]\n"),
-                "k.toml:4: forward = true and nat protect and open",
+                "k.toml:4: forward and nat protect and open",
             ),
             (
                 format!("{door}{other}"),

@@ -156,9 +156,9 @@ const EVERY_DOOR: Section = Section {
         },
         Key {
             name: "forward",
-            value: "boolean",
+            value: "boolean or [\"ADDRESS[/LEN]\", ...]",
             default: "false",
-            about: "The `open` services are published on this host and forwarded elsewhere: a container's port published by Docker or Podman (`-p 8080:80` is \"tcp/8080\"), or your own DNAT rule. knocker protects and opens them in its prerouting chain, before any DNAT, by the port a packet is sent to, since a forwarded packet never reaches the input chain. Cannot be combined with `connections`.",
+            about: "`true`: the `open` services are published on this host and forwarded elsewhere: a container's port published by Docker or Podman (`-p 8080:80` is \"tcp/8080\"), or your own DNAT rule. knocker protects and opens them in its prerouting chain, before any DNAT, by the port a packet is sent to, since a forwarded packet never reaches the input chain. A list of addresses or networks: the `open` services of those hosts behind this one (a router, a VPN gateway), reached by their own addresses without DNAT, protected in the same chain by destination. Cannot be combined with `connections`.",
         },
         Key {
             name: "nat",

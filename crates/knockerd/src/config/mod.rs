@@ -159,10 +159,10 @@ pub struct Door {
     pub spec: DoorSpec,
     /// Drop the door's services for everyone without a grant.
     pub protect: bool,
-    /// The door's services are forwarded rather than local (`forward = true`, `nat`): protected
-    /// and opened in the table's prerouting chain, before any DNAT, by the port a packet is
-    /// sent to, rather than in the input chain, which a forwarded packet never reaches. `None`:
-    /// local services.
+    /// The door's services are forwarded rather than local (`forward = true`, `forward =
+    /// [hosts]`, `nat`): protected and opened in the table's prerouting chain, before any DNAT,
+    /// by the port a packet is sent to, rather than in the input chain, which a forwarded packet
+    /// never reaches. `None`: local services.
     pub forward: Option<Forward>,
     /// Run the start command again when a knock completes while the door is already open for
     /// that address (knockd's behaviour); off by default, so repeated knocks never stack rules.

@@ -175,12 +175,17 @@ fn flush_and_wait_for_restore(w: &World, config: &str) {
         .server
         .exec("nft", &["flush", "ruleset"])
         .expect("nft flush ruleset");
+    wait_for_restore(w, config);
+    assert_eq!(w.wait_grants(1, Duration::from_secs(2)).len(), 1);
+}
+
+/// Waits until knockerd's table is intact again, up to 5 s, and says so.
+fn wait_for_restore(w: &World, config: &str) {
     let end = Instant::now() + Duration::from_secs(5);
     while health(w, config) != TableHealth::Intact && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(health(w, config), TableHealth::Intact, "{}", w.daemon.log());
-    assert_eq!(w.wait_grants(1, Duration::from_secs(2)).len(), 1);
 }
 
 #[test]
@@ -247,6 +252,17 @@ fn a_published_container_port_opens_for_alice_alone_and_closes_in_the_kernel() {
         reach(&w.lab.alice, Lab::SERVER_FOR_ALICE, Duration::from_secs(2)),
         Reach::Connected,
         "alice's grant came back with the table"
+    );
+    // the prerouting chain alone emptied, the input chain untouched: seen and put back too
+    w.lab
+        .server
+        .exec("nft", &["flush", "chain", "inet", "knocker", "prerouting"])
+        .expect("nft flush chain");
+    wait_for_restore(&w, &config);
+    assert_eq!(
+        reach(&w.lab.mallory, Lab::SERVER_FOR_MALLORY, Duration::ZERO),
+        Reach::Silent,
+        "the refilled prerouting chain protects the published port again"
     );
 
     // the grant ends in the kernel; the connection made meanwhile keeps working

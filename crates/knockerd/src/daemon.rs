@@ -212,7 +212,7 @@ pub fn run(
     }
     announce(&config);
     tracing::info!(
-        "ready: table inet {TABLE} loaded, watching {} for {} knock port(s), protecting {}",
+        "ready: table inet {TABLE} loaded, watching {} for {} knock port(s), protecting {}{}{}",
         config.source_description(),
         config.watched().iter().map(|w| w.ports()).sum::<usize>(),
         config
@@ -220,7 +220,21 @@ pub fn run(
             .iter()
             .map(|s| s.to_string())
             .collect::<Vec<_>>()
-            .join(",")
+            .join(","),
+        match config.forwarded() {
+            f if f.is_empty() => String::new(),
+            f => format!(
+                ", forwarded {}",
+                f.iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        },
+        match config.routed().len() {
+            0 => String::new(),
+            n => format!(", routed services of {n} door(s)"),
+        }
     );
     control.ready(&config);
     let started_unix = ledger::unix_now();

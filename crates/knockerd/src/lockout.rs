@@ -112,7 +112,11 @@ pub fn warnings(c: &Config) -> Vec<String> {
             }
         }
     }
-    if !c.interfaces.is_empty() && !c.protected_everywhere().is_empty() {
+    if !c.interfaces.is_empty()
+        && (!c.protected_everywhere().is_empty()
+            || !c.forwarded().is_empty()
+            || !c.routed().is_empty())
+    {
         out.push(format!(
             "knocks are seen only on {}, but protection applies on every interface (failing closed): a source that reaches this host through another interface cannot knock, and gets to the protected services only through `trusted` or accept_mark (or a door's `protect_elsewhere = false`, which leaves them there to your firewall)",
             Config::name_interfaces(&c.interfaces)
@@ -149,6 +153,21 @@ pub fn warnings(c: &Config) -> Vec<String> {
             d.line,
             nets.join(" and ")
         ));
+    }
+    for (v6, sysctl) in [
+        (false, "/proc/sys/net/ipv4/ip_forward"),
+        (true, "/proc/sys/net/ipv6/conf/all/forwarding"),
+    ] {
+        let nat = c.nat_targets();
+        let Some((s, to)) = nat.iter().find(|(_, to)| to.is_ipv6() == v6) else {
+            continue;
+        };
+        if std::fs::read_to_string(sysctl).is_ok_and(|v| v.trim() == "0") {
+            out.push(format!(
+                "{sysctl} is 0: this host does not forward, so {s} is never sent on to {to} (nat) and a granted source gets nothing; turn forwarding on (sysctl -w {}=1)",
+                sysctl.trim_start_matches("/proc/sys/").replace('/', ".")
+            ));
+        }
     }
     for d in c.doors.iter().filter(|d| published(d)) {
         out.push(format!(

@@ -25,7 +25,9 @@ use knockerd::config::knockd;
 use knockerd::config::loader::{self, ConfigFile};
 use knockerd::config::{self, fmt_duration, DEFAULT_CONFIG, TABLE};
 use knockerd::frontends;
-use knockerd::ruleset::{self, TableSpec, PRIORITY, SET4, SET6};
+use knockerd::ruleset::{
+    self, TableSpec, FORWARD_CHAIN, FORWARD_PRIORITY, NAT_CHAIN, NAT_PRIORITY, PRIORITY, SET4, SET6,
+};
 
 #[derive(Parser)]
 #[command(
@@ -1046,7 +1048,34 @@ fn check(
             list(&protected)
         );
     }
-    check_way_in(&c, !protected.is_empty());
+    let forwarded = c.forwarded();
+    if !forwarded.is_empty() {
+        out!(
+            "protects forwarded services (published on this host, e.g. by Docker: dropped for everyone without a grant in chain {FORWARD_CHAIN} at priority {FORWARD_PRIORITY}, before DNAT, by the port a packet is sent to): {}",
+            list(&forwarded)
+        );
+    }
+    let routed = c.routed();
+    for (hosts, services) in &routed {
+        let hosts: Vec<String> = hosts.iter().map(|n| n.to_string()).collect();
+        out!(
+            "protects routed services (of hosts behind this one, reached without DNAT: dropped for everyone without a grant in chain {FORWARD_CHAIN} at priority {FORWARD_PRIORITY}): {} on {}",
+            list(services),
+            hosts.join(", ")
+        );
+    }
+    let nat = c.nat_targets();
+    if !nat.is_empty() {
+        let to: Vec<String> = nat.iter().map(|(s, to)| format!("{s} -> {to}")).collect();
+        out!(
+            "sends on to inner hosts (DNAT in chain {NAT_CHAIN} at priority {NAT_PRIORITY}, for sources holding a grant only; the inner host must route its answers back through this host, and IP forwarding must be on): {}",
+            to.join(", ")
+        );
+    }
+    check_way_in(
+        &c,
+        !protected.is_empty() || !forwarded.is_empty() || !routed.is_empty(),
+    );
     out!(
         "keeps at most {} partial knocks in memory; on a clean stop, open grants are {}",
         c.max_tracked,
@@ -1063,7 +1092,17 @@ fn check(
         );
     }
     out!(
-        "table inet {TABLE} (sets {SET4}, {SET6}; chain input at priority {PRIORITY}), created or updated atomically with:"
+        "table inet {TABLE} (sets {SET4}, {SET6}; chain input at priority {PRIORITY}{}{}), created or updated atomically with:",
+        if forwarded.is_empty() && routed.is_empty() {
+            String::new()
+        } else {
+            format!(", chain {FORWARD_CHAIN} at priority {FORWARD_PRIORITY}")
+        },
+        if nat.is_empty() {
+            String::new()
+        } else {
+            format!(", chain {NAT_CHAIN} at priority {NAT_PRIORITY}")
+        }
     );
     for line in ruleset::render(&TableSpec::from_config(&c)).lines() {
         out!("  {line}");
@@ -1079,6 +1118,12 @@ fn check(
         Ok(json) => {
             let mut warnings =
                 ruleset::drop_warnings(&json, c.grant_mark).map_err(|e| e.to_string())?;
+            if !c.nat_targets().is_empty() {
+                warnings.extend(
+                    ruleset::forward_drop_warnings(&json, c.grant_mark)
+                        .map_err(|e| e.to_string())?,
+                );
+            }
             let parsed: serde_json::Value =
                 serde_json::from_str(&json).map_err(|e| e.to_string())?;
             let ufw_conf = std::fs::read_to_string(frontends::UFW_CONF).ok();
@@ -1231,9 +1276,14 @@ fn check_way_in(c: &config::Config, protects: bool) {
         return;
     }
     out!(
-        "lets through packets marked {:#010x} (accept_mark): {}, so your own chain marks the sources it admits, before knocker's chain (priority {PRIORITY}): in a prerouting chain as below, or in an input chain at a priority below {PRIORITY} (e.g. -20); put your networks in place of 192.0.2.0/24 and 2001:db8::/32:",
+        "lets through packets marked {:#010x} (accept_mark): {}, so your own chain marks the sources it admits, before knocker's chain (priority {PRIORITY}): in a prerouting chain as below, or in an input chain at a priority below {PRIORITY} (e.g. -20){}; put your networks in place of 192.0.2.0/24 and 2001:db8::/32:",
         c.accept_mark,
-        knockerd::lockout::ACCEPTS_DO_NOT_OVERRIDE
+        knockerd::lockout::ACCEPTS_DO_NOT_OVERRIDE,
+        if c.forwarded().is_empty() && c.routed().is_empty() {
+            String::new()
+        } else {
+            format!(" (forwarded services are judged in chain {FORWARD_CHAIN} at priority {FORWARD_PRIORITY}: for them, only a prerouting chain at a lower priority, as below, marks in time)")
+        }
     );
     for line in knockerd::lockout::admin_mark_script(c.accept_mark).lines() {
         out!("  {line}");

@@ -25,6 +25,18 @@ pub const CHAIN: &str = "input";
 /// Our input chain's priority: before the usual `filter` (0) chains, so that the grant mark is
 /// set before an admin's own chain looks at the packet.
 pub const PRIORITY: i32 = -10;
+/// The chain of forwarded services (doors with `forward = true`), on the prerouting hook.
+pub const FORWARD_CHAIN: &str = "prerouting";
+/// Its priority: before `dstnat` (-100), where Docker's, Podman's and the admin's DNAT rules
+/// run, so that a packet is judged by the address and port it was sent to, the port the admin
+/// published and wrote in `open`, before DNAT rewrites them to a container's. After conntrack
+/// (-200), so that established connections are known.
+pub const FORWARD_PRIORITY: i32 = -110;
+/// The chain of knockerd's own DNAT to inner hosts (doors with `nat`), on the prerouting hook.
+pub const NAT_CHAIN: &str = "nat";
+/// Its priority: after the prerouting chain has judged the packet, before `dstnat` (-100), so
+/// that a granted source's new connection is sent on by knockerd's DNAT and not another's.
+pub const NAT_PRIORITY: i32 = -105;
 /// Bytes of each logged knock packet copied to knockerd: IP and TCP/UDP headers with options.
 pub const SNAPLEN: u16 = 128;
 
@@ -40,6 +52,16 @@ pub struct TableSpec {
     /// Services dropped only on some interfaces (doors with `protect_elsewhere = false`), as
     /// (interfaces, services); none of them is in `protect`.
     pub protect_on: Vec<(Vec<String>, Vec<Service>)>,
+    /// Forwarded services ([`Config::forwarded`]): dropped in the prerouting chain, before DNAT,
+    /// for every source without a grant, when sent to one of this host's addresses. Empty: no
+    /// prerouting chain.
+    pub forward: Vec<Service>,
+    /// Routed services ([`Config::routed`]): for each door with `forward = [hosts]`, its hosts
+    /// and services, dropped in the prerouting chain for every source without a grant.
+    pub routed: Vec<(Vec<crate::config::Net>, Vec<Service>)>,
+    /// Services DNAT'd to inner hosts for granted sources ([`Config::nat_targets`]). Empty:
+    /// no nat chain.
+    pub nat: Vec<(Service, std::net::SocketAddr)>,
     pub grant_mark: u32,
     /// Sources accepted before the protected services are dropped, without overlaps (an
     /// interval set refuses them).
@@ -120,6 +142,9 @@ impl TableSpec {
             listen: listen_groups(c),
             protect: c.protected_everywhere(),
             protect_on: c.protected_on_some(),
+            forward: c.forwarded(),
+            routed: c.routed(),
+            nat: c.nat_targets(),
             grant_mark: c.grant_mark,
             trusted: crate::config::Net::minimal(&c.trusted),
             accept_mark: c.accept_mark,
@@ -354,25 +379,8 @@ pub fn render(spec: &TableSpec) -> String {
     } else {
         String::new()
     };
-    rule(
-        &mut s,
-        &format!("ip saddr . meta l4proto . th dport @{SET4} {mark}accept"),
-    );
-    rule(
-        &mut s,
-        &format!("ip6 saddr . meta l4proto . th dport @{SET6} {mark}accept"),
-    );
-    // a widened grant: the source masked to the door's prefix, then the same lookup
-    for &(v4, len) in &spec.grant_prefixes {
-        let ip = if v4 { "ip" } else { "ip6" };
-        rule(
-            &mut s,
-            &format!(
-                "{ip} saddr & {} . meta l4proto . th dport @{} {mark}accept",
-                netmask(v4, len),
-                wide_set(v4, len)
-            ),
-        );
+    for lookup in grant_lookups(spec) {
+        rule(&mut s, &format!("{lookup} {mark}accept"));
     }
     connection_rules(&mut s, spec, &mark);
     for g in &spec.listen {
@@ -412,7 +420,34 @@ pub fn render(spec: &TableSpec) -> String {
             ),
         );
     }
+    forward_chain(&mut s, spec, &mark);
+    nat_chain(&mut s, spec);
     s
+}
+
+/// The matches of a packet whose source holds a grant for where it goes: the allow sets', and
+/// for each prefix a door widens grants to (`grant_prefix`), the source masked to it and the
+/// same lookup in that prefix's set. Each is a rule's match; the input and prerouting chains
+/// accept on them, the nat chain DNATs.
+fn grant_lookups(spec: &TableSpec) -> Vec<String> {
+    let mut v = vec![
+        format!("ip saddr . meta l4proto . th dport @{SET4}"),
+        format!("ip6 saddr . meta l4proto . th dport @{SET6}"),
+    ];
+    for &(v4, len) in &spec.grant_prefixes {
+        v.push(wide_lookup(v4, len));
+    }
+    v
+}
+
+/// The match of a grant widened to a prefix of `len`: the source masked, then the lookup.
+fn wide_lookup(v4: bool, len: u8) -> String {
+    format!(
+        "{} saddr & {} . meta l4proto . th dport @{}",
+        if v4 { "ip" } else { "ip6" },
+        netmask(v4, len),
+        wide_set(v4, len)
+    )
 }
 
 /// The rules that log a group's knocks (sequence, rotating and encoded doors' ports, ICMP steps)
@@ -487,6 +522,124 @@ fn single_packet_rules(s: &mut String, spec: &TableSpec, g: &Listen) {
             "add rule {t} {CHAIN} meta l4proto . th dport {} drop",
             service_set(&ports)
         );
+    }
+}
+
+/// Adds (or updates) and flushes a chain of ours on the prerouting hook, and deletes it in the
+/// same transaction unless `wanted`: whether its rules are to follow.
+fn prerouting_chain(s: &mut String, name: &str, kind: &str, priority: i32, wanted: bool) -> bool {
+    let t = format!("inet {TABLE}");
+    let _ = writeln!(
+        s,
+        "add chain {t} {name} {{ type {kind} hook prerouting priority {priority}; policy accept; }}"
+    );
+    let _ = writeln!(s, "flush chain {t} {name}");
+    if !wanted {
+        let _ = writeln!(s, "delete chain {t} {name}");
+    }
+    wanted
+}
+
+/// The nat chain of doors with `nat`: a new connection sent to this host on such a door's
+/// service is DNAT'd to the inner host while its source holds a grant element for it, so the
+/// DNAT is as old as the grant and ends with it, in the kernel, in the same element (nothing to
+/// add or remove beside it, nothing to restore but the grant). A nat chain sees only the first
+/// packet of a connection: connections made meanwhile keep their DNAT. Without such doors, the
+/// chain is added and deleted in one transaction, as the prerouting chain is.
+fn nat_chain(s: &mut String, spec: &TableSpec) {
+    let t = format!("inet {TABLE}");
+    if !prerouting_chain(s, NAT_CHAIN, "nat", NAT_PRIORITY, !spec.nat.is_empty()) {
+        return;
+    }
+    // one rule per inner host and protocol (nft's DNAT to a port needs the protocol matched)
+    let mut groups: Vec<(std::net::SocketAddr, knocker_engine::Proto, Vec<u16>)> = Vec::new();
+    for (service, to) in &spec.nat {
+        match groups
+            .iter_mut()
+            .find(|(t, p, _)| t == to && *p == service.proto)
+        {
+            Some((_, _, ports)) => ports.push(service.port),
+            None => groups.push((*to, service.proto, vec![service.port])),
+        }
+    }
+    for (to, proto, ports) in groups {
+        let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+        let (ip, set) = if to.is_ipv4() {
+            ("ip", SET4)
+        } else {
+            ("ip6", SET6)
+        };
+        // a widened grant (grant_prefix) of the same family DNATs as well
+        let lookups = std::iter::once(format!("{ip} saddr . meta l4proto . th dport @{set}"))
+            .chain(
+                spec.grant_prefixes
+                    .iter()
+                    .filter(|(v4, _)| *v4 == to.is_ipv4())
+                    .map(|&(v4, len)| wide_lookup(v4, len)),
+            );
+        for lookup in lookups {
+            let _ = writeln!(
+                s,
+                "add rule {t} {NAT_CHAIN} fib daddr type local meta l4proto {proto} th dport {{ {} }} {lookup} dnat {ip} to {to}",
+                ports.join(", ")
+            );
+        }
+    }
+}
+
+/// The prerouting chain of forwarded services, or, when there are none, a chain added and
+/// deleted in the same transaction: a configuration that no longer forwards leaves no chain
+/// behind, and one that never did gets no hook on every forwarded packet.
+///
+/// A forwarded packet never reaches the input hook: Docker's DNAT (in `ip nat PREROUTING`, at
+/// `dstnat`) sends it to the forward hook, where its address and port are the container's, not
+/// what the admin published and wrote. So the chain runs before `dstnat` and judges the packet
+/// by the port it was sent to, with the same allow sets, trusted sets and marks as the input
+/// chain; a drop here is final whatever Docker's chains accept later. It drops only packets
+/// sent to one of this host's own addresses (`fib daddr type local`, as Docker's own DNAT
+/// matches `--dst-type LOCAL`): connections that containers and hosts behind the server make to
+/// the same port elsewhere pass.
+fn forward_chain(s: &mut String, spec: &TableSpec, mark: &str) {
+    let t = format!("inet {TABLE}");
+    let wanted = !spec.forward.is_empty() || !spec.routed.is_empty();
+    if !prerouting_chain(s, FORWARD_CHAIN, "filter", FORWARD_PRIORITY, wanted) {
+        return;
+    }
+    let mut rule = |body: &str| {
+        let _ = writeln!(s, "add rule {t} {FORWARD_CHAIN} {body}");
+    };
+    rule("iif \"lo\" accept");
+    rule("ct state established,related accept");
+    for lookup in grant_lookups(spec) {
+        rule(&format!("{lookup} {mark}accept"));
+    }
+    rule(&format!("ip saddr @{TRUSTED4} accept"));
+    rule(&format!("ip6 saddr @{TRUSTED6} accept"));
+    if spec.accept_mark != 0 {
+        rule(&mark_accept_rule(spec.accept_mark));
+    }
+    if !spec.forward.is_empty() {
+        rule(&format!(
+            "fib daddr type local meta l4proto . th dport {} drop",
+            service_set(&spec.forward)
+        ));
+    }
+    // hosts behind this one, reached by their own addresses: by destination, no DNAT involved
+    for (hosts, services) in &spec.routed {
+        for (ip, v4) in [("ip", true), ("ip6", false)] {
+            let nets: Vec<String> = hosts
+                .iter()
+                .filter(|n| n.addr.is_ipv4() == v4)
+                .map(|n| n.to_string())
+                .collect();
+            if !nets.is_empty() {
+                rule(&format!(
+                    "{ip} daddr {{ {} }} meta l4proto . th dport {} drop",
+                    nets.join(", "),
+                    service_set(services)
+                ));
+            }
+        }
     }
 }
 
@@ -695,9 +848,14 @@ pub fn health_of(json: &str, spec: &TableSpec) -> Result<TableHealth, NftError> 
     }
     let script = render(spec);
     let mut want_rules: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut gone: Vec<&str> = Vec::new();
     for line in script.lines() {
         let mut words = line.split_whitespace();
         match (words.next(), words.next(), words.nth(2), words.next()) {
+            (Some("delete"), Some("chain"), Some(name), _) => {
+                want_rules.remove(name);
+                gone.push(name);
+            }
             (Some("add"), Some("set"), Some(name), _)
                 if !items(&v, "set").filter(ours).any(|s| s["name"] == name) =>
             {
@@ -712,16 +870,28 @@ pub fn health_of(json: &str, spec: &TableSpec) -> Result<TableHealth, NftError> 
             _ => {}
         }
     }
+    if let Some(chain) = gone
+        .iter()
+        .find(|g| items(&v, "chain").filter(ours).any(|c| c["name"] == **g))
+    {
+        return Ok(TableHealth::Differs(format!(
+            "chain {chain} is there, but the configuration has none"
+        )));
+    }
     for (chain, want) in want_rules {
         let Some(c) = items(&v, "chain").filter(ours).find(|c| c["name"] == chain) else {
             return Ok(TableHealth::Differs(format!("chain {chain} is missing")));
         };
-        if chain == CHAIN
-            && (c["hook"] != "input" || c["prio"] != PRIORITY || c["policy"] != "accept")
-        {
-            return Ok(TableHealth::Differs(format!(
-                "chain {chain} is not on hook input at priority {PRIORITY} with policy accept"
-            )));
+        let hooked = [
+            (CHAIN, "input", PRIORITY),
+            (FORWARD_CHAIN, "prerouting", FORWARD_PRIORITY),
+        ];
+        if let Some((_, hook, prio)) = hooked.iter().find(|(name, _, _)| *name == chain) {
+            if c["hook"] != *hook || c["prio"] != *prio || c["policy"] != "accept" {
+                return Ok(TableHealth::Differs(format!(
+                    "chain {chain} is not on hook {hook} at priority {prio} with policy accept"
+                )));
+            }
         }
         let have = items(&v, "rule")
             .filter(ours)
@@ -898,11 +1068,7 @@ pub fn drop_warnings(ruleset_json: &str, grant_mark: u32) -> Result<Vec<String>,
         let prio = chain["prio"].as_i64().unwrap_or(0);
         let what =
             format!("chain {family} {table} {name} (hook input, priority {prio}, policy drop)");
-        let in_table: Vec<&serde_json::Value> = rules
-            .iter()
-            .copied()
-            .filter(|r| r["family"] == family && r["table"] == table)
-            .collect();
+        let in_table = rules_of_table(&rules, family, table);
         let reached = reached_chains(&in_table, name);
         let ufw = frontends::ufw_family(reached.iter().copied());
         if grant_mark == 0 {
@@ -922,10 +1088,7 @@ pub fn drop_warnings(ruleset_json: &str, grant_mark: u32) -> Result<Vec<String>,
             ));
             continue;
         }
-        let accepts_mark = in_table.iter().any(|r| {
-            r["chain"].as_str().is_some_and(|c| reached.contains(&c))
-                && rule_accepts_mark(&r["expr"], grant_mark)
-        });
+        let accepts_mark = accepts_mark_in(&in_table, &reached, grant_mark);
         if accepts_mark {
             continue;
         }
@@ -941,6 +1104,69 @@ pub fn drop_warnings(ruleset_json: &str, grant_mark: u32) -> Result<Vec<String>,
         }
     }
     Ok(warnings)
+}
+
+/// Chains outside knockerd's table on the forward hook whose policy is drop and that accept
+/// neither the grant mark nor established connections, for configurations with `nat` doors:
+/// knockerd's DNAT sends a granted connection on, and such a chain would drop it. (A port
+/// Docker publishes is accepted by Docker's own chains, so `forward = true` alone needs none.)
+pub fn forward_drop_warnings(ruleset_json: &str, grant_mark: u32) -> Result<Vec<String>, NftError> {
+    let v: serde_json::Value = serde_json::from_str(ruleset_json).map_err(NftError::Json)?;
+    let rules: Vec<&serde_json::Value> = items(&v, "rule").collect();
+    let mark = if grant_mark == 0 {
+        crate::config::DEFAULT_GRANT_MARK
+    } else {
+        grant_mark
+    };
+    let mut warnings = Vec::new();
+    for chain in items(&v, "chain") {
+        let family = chain["family"].as_str().unwrap_or("");
+        let table = chain["table"].as_str().unwrap_or("");
+        let name = chain["name"].as_str().unwrap_or("");
+        if chain["hook"] != "forward"
+            || chain["policy"] != "drop"
+            || !matches!(family, "ip" | "ip6" | "inet")
+        {
+            continue;
+        }
+        let in_table = rules_of_table(&rules, family, table);
+        let reached = reached_chains(&in_table, name);
+        let accepts_mark = grant_mark != 0 && accepts_mark_in(&in_table, &reached, grant_mark);
+        if accepts_mark {
+            continue;
+        }
+        let set_mark = if grant_mark == 0 {
+            format!("set grant_mark = {mark:#010x} in [daemon] and ")
+        } else {
+            String::new()
+        };
+        warnings.push(format!(
+            "chain {family} {table} {name} (hook forward, policy drop) would drop the connections knockerd's nat doors send on: {set_mark}add `{}` and `ct state established,related accept` to it (iptables: -I FORWARD -m mark --mark {mark:#x}/{mark:#x} -j ACCEPT; on a Docker host, in chain DOCKER-USER)",
+            mark_accept_rule(mark)
+        ));
+    }
+    Ok(warnings)
+}
+
+/// The rules of one table (family and name) of the ruleset.
+fn rules_of_table<'a>(
+    rules: &[&'a serde_json::Value],
+    family: &str,
+    table: &str,
+) -> Vec<&'a serde_json::Value> {
+    rules
+        .iter()
+        .copied()
+        .filter(|r| r["family"] == family && r["table"] == table)
+        .collect()
+}
+
+/// Whether a rule of the chains `reached` (in `rules`, of one table) accepts the grant mark.
+fn accepts_mark_in(rules: &[&serde_json::Value], reached: &[&str], mark: u32) -> bool {
+    rules.iter().any(|r| {
+        r["chain"].as_str().is_some_and(|c| reached.contains(&c))
+            && rule_accepts_mark(&r["expr"], mark)
+    })
 }
 
 /// The chains a packet can go through from `start`: itself and, transitively, those its rules
@@ -995,6 +1221,9 @@ mod tests {
             }],
             protect: vec![Service::tcp(22)],
             protect_on: Vec::new(),
+            forward: Vec::new(),
+            routed: Vec::new(),
+            nat: Vec::new(),
             grant_mark: DEFAULT,
             trusted: vec![
                 "192.0.2.0/24".parse().expect("net"),
@@ -1078,6 +1307,170 @@ mod tests {
     }
 
     #[test]
+    fn forwarded_services_are_judged_before_dnat_by_the_port_published() {
+        // nothing forwarded: the chain is added and deleted in the same transaction, so a
+        // configuration that stops forwarding leaves none behind
+        let none = render(&spec());
+        assert!(none.contains("add chain inet knocker prerouting { type filter hook prerouting priority -110; policy accept; }\nflush chain inet knocker prerouting\ndelete chain inet knocker prerouting\n"), "{none}");
+        assert!(none.ends_with("add chain inet knocker nat { type nat hook prerouting priority -105; policy accept; }\nflush chain inet knocker nat\ndelete chain inet knocker nat\n"), "{none}");
+        assert!(!none.contains("add rule inet knocker prerouting"), "{none}");
+        let r = render(&TableSpec {
+            forward: vec![Service::tcp(8080), Service::udp(5353)],
+            ..spec()
+        });
+        assert!(!r.contains("delete chain inet knocker prerouting"), "{r}");
+        assert!(
+            r.contains("delete chain inet knocker nat\n"),
+            "no nat door: {r}"
+        );
+        let chain: Vec<&str> = r
+            .lines()
+            .filter_map(|l| l.strip_prefix("add rule inet knocker prerouting "))
+            .collect();
+        assert_eq!(
+            chain,
+            [
+                "iif \"lo\" accept",
+                "ct state established,related accept",
+                "ip saddr . meta l4proto . th dport @allow4 meta mark set meta mark | 0x4b4e0000 accept",
+                "ip6 saddr . meta l4proto . th dport @allow6 meta mark set meta mark | 0x4b4e0000 accept",
+                "ip saddr @trusted4 accept",
+                "ip6 saddr @trusted6 accept",
+                "meta mark & 0x4b410000 == 0x4b410000 accept",
+                "fib daddr type local meta l4proto . th dport { tcp . 8080, udp . 5353 } drop",
+            ]
+        );
+        // a forwarded service is not the input chain's: its drop stays tcp/22 alone
+        assert!(
+            r.contains("add rule inet knocker input meta l4proto . th dport { tcp . 22 } drop\n"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn routed_hosts_are_judged_by_their_own_address() {
+        let hosts = vec![
+            "10.200.3.2/32".parse().expect("net"),
+            "10.200.4.0/24".parse().expect("net"),
+            "fd00:200:3::/64".parse().expect("net"),
+        ];
+        let r = render(&TableSpec {
+            routed: vec![(hosts, vec![Service::tcp(22), Service::udp(51820)])],
+            ..spec()
+        });
+        let chain: Vec<&str> = r
+            .lines()
+            .filter_map(|l| l.strip_prefix("add rule inet knocker prerouting "))
+            .collect();
+        assert_eq!(
+            &chain[chain.len() - 2..],
+            [
+                "ip daddr { 10.200.3.2/32, 10.200.4.0/24 } meta l4proto . th dport { tcp . 22, udp . 51820 } drop",
+                "ip6 daddr { fd00:200:3::/64 } meta l4proto . th dport { tcp . 22, udp . 51820 } drop",
+            ]
+        );
+        // the grants and the admin's ways in come first; nothing published, so no fib rule
+        assert!(chain.contains(&"ip saddr . meta l4proto . th dport @allow4 meta mark set meta mark | 0x4b4e0000 accept"));
+        assert!(chain.contains(&"ip saddr @trusted4 accept"));
+        assert!(!r.contains("fib daddr"), "{r}");
+    }
+
+    #[test]
+    fn a_nat_door_dnats_granted_sources_only_by_the_grant_element_itself() {
+        let to4: std::net::SocketAddr = "10.200.3.2:22".parse().expect("addr");
+        let to6: std::net::SocketAddr = "[fd00:200:3::2]:22".parse().expect("addr");
+        let r = render(&TableSpec {
+            forward: vec![Service::tcp(2222), Service::tcp(2223), Service::udp(2222)],
+            nat: vec![
+                (Service::tcp(2222), to4),
+                (Service::tcp(2223), to4),
+                (Service::udp(2222), to4),
+                (Service::tcp(2222), to6),
+            ],
+            ..spec()
+        });
+        assert!(r.contains("add chain inet knocker nat { type nat hook prerouting priority -105; policy accept; }\nflush chain inet knocker nat\n"), "{r}");
+        let chain: Vec<&str> = r
+            .lines()
+            .filter_map(|l| l.strip_prefix("add rule inet knocker nat "))
+            .collect();
+        assert_eq!(
+            chain,
+            [
+                "fib daddr type local meta l4proto tcp th dport { 2222, 2223 } ip saddr . meta l4proto . th dport @allow4 dnat ip to 10.200.3.2:22",
+                "fib daddr type local meta l4proto udp th dport { 2222 } ip saddr . meta l4proto . th dport @allow4 dnat ip to 10.200.3.2:22",
+                "fib daddr type local meta l4proto tcp th dport { 2222 } ip6 saddr . meta l4proto . th dport @allow6 dnat ip6 to [fd00:200:3::2]:22",
+            ]
+        );
+        // the services are judged (and mallory dropped) in the prerouting chain, before the DNAT
+        assert!(r.contains("add rule inet knocker prerouting fib daddr type local meta l4proto . th dport { tcp . 2222, tcp . 2223, udp . 2222 } drop\n"), "{r}");
+        assert!(!r.contains("delete chain"), "{r}");
+    }
+
+    #[test]
+    fn health_sees_the_prerouting_chain_and_a_stale_one() {
+        let forwarding = TableSpec {
+            forward: vec![Service::tcp(8080)],
+            ..spec()
+        };
+        let rules = |chain: &str, spec: &TableSpec| {
+            render(spec)
+                .lines()
+                .filter(|l| l.starts_with(&format!("add rule inet knocker {chain} ")))
+                .count()
+        };
+        let input = rules("input", &forwarding);
+        let pre = rules("prerouting", &forwarding);
+        assert_eq!(pre, 8);
+        let with_pre = |policy: &str, prio: i32, n: usize| {
+            let mut objs = live_json(input, "accept");
+            objs.truncate(objs.len() - 2);
+            let mut extra = format!(
+                r#", {{"chain": {{"family": "inet", "table": "knocker", "name": "prerouting", "handle": 90, "type": "filter", "hook": "prerouting", "prio": {prio}, "policy": "{policy}"}}}}"#
+            );
+            for h in 0..n {
+                extra.push_str(&format!(
+                    r#", {{"rule": {{"family": "inet", "table": "knocker", "chain": "prerouting", "handle": {}, "expr": []}}}}"#,
+                    h + 100
+                ));
+            }
+            format!("{objs}{extra}]}}")
+        };
+        assert_eq!(
+            health_of(&with_pre("accept", -110, pre), &forwarding).ok(),
+            Some(TableHealth::Intact)
+        );
+        // the prerouting chain deleted (the input chain intact), flushed, or moved after DNAT
+        assert_eq!(
+            health_of(&live_json(input, "accept"), &forwarding).ok(),
+            Some(TableHealth::Differs("chain prerouting is missing".into()))
+        );
+        assert_eq!(
+            health_of(&with_pre("accept", -110, 0), &forwarding).ok(),
+            Some(TableHealth::Differs(format!(
+                "chain prerouting has 0 rules instead of {pre}"
+            )))
+        );
+        assert!(matches!(
+            health_of(&with_pre("accept", 0, pre), &forwarding),
+            Ok(TableHealth::Differs(d)) if d.contains("not on hook prerouting at priority -110")
+        ));
+        // a configuration that no longer forwards: the old chain must go
+        let plain = rules("input", &spec());
+        let mut stale = live_json(plain, "accept");
+        stale.truncate(stale.len() - 2);
+        let stale = format!(
+            r#"{stale}, {{"chain": {{"family": "inet", "table": "knocker", "name": "prerouting", "handle": 90, "type": "filter", "hook": "prerouting", "prio": -110, "policy": "accept"}}}}]}}"#
+        );
+        assert_eq!(
+            health_of(&stale, &spec()).ok(),
+            Some(TableHealth::Differs(
+                "chain prerouting is there, but the configuration has none".into()
+            ))
+        );
+    }
+
+    #[test]
     fn grants_that_count_connections_spend_a_slot_in_the_rule_that_accepts() {
         assert!(
             !render(&spec()).contains("conn4_"),
@@ -1153,6 +1546,15 @@ mod tests {
             at("@allow6 ") < at("@allow4_24")
                 && at("@allow6_56") < at("th dport { tcp . 22 } drop")
         );
+        // the prerouting chain of forwarded services admits them, and the nat chain sends them on
+        let r = render(&TableSpec {
+            grant_prefixes: vec![(true, 24)],
+            forward: vec![Service::tcp(8080)],
+            nat: vec![(Service::tcp(2200), "10.0.0.5:22".parse().expect("target"))],
+            ..spec()
+        });
+        assert!(r.contains("add rule inet knocker prerouting ip saddr & 255.255.255.0 . meta l4proto . th dport @allow4_24 meta mark set"), "{r}");
+        assert!(r.contains("add rule inet knocker nat fib daddr type local meta l4proto tcp th dport { 2200 } ip saddr & 255.255.255.0 . meta l4proto . th dport @allow4_24 dnat ip to 10.0.0.5:22"), "{r}");
         assert_eq!(netmask(true, 16), "255.255.0.0");
         assert_eq!(netmask(false, 64), "ffff:ffff:ffff:ffff::");
         // what the kernel holds reads back as the network
@@ -1395,6 +1797,35 @@ mod tests {
         assert!(w[0].contains("runs before"), "{}", w[0]);
         let accept_policy = json("", 0).replace("\"drop\"", "\"accept\"");
         assert!(drop_warnings(&accept_policy, DEFAULT)
+            .expect("json")
+            .is_empty());
+    }
+
+    #[test]
+    fn a_default_drop_forward_chain_is_named_for_nat_doors() {
+        let json = |rules: &str| {
+            format!(
+                r#"{{"nftables": [{{"chain": {{"family": "ip", "table": "filter", "name": "FORWARD", "handle": 1, "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}}}}, {{"chain": {{"family": "ip", "table": "filter", "name": "DOCKER-USER", "handle": 2}}}}, {{"rule": {{"family": "ip", "table": "filter", "chain": "FORWARD", "handle": 3, "expr": [{{"jump": {{"target": "DOCKER-USER"}}}}]}}}}{rules}]}}"#
+            )
+        };
+        let w = forward_drop_warnings(&json(""), DEFAULT).expect("json");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("chain ip filter FORWARD (hook forward, policy drop) would drop the connections knockerd's nat doors send on: add `meta mark & 0x4b4e0000 == 0x4b4e0000 accept`"), "{}", w[0]);
+        assert!(w[0].contains("DOCKER-USER"), "{}", w[0]);
+        // the mark accepted in the chain Docker leaves to the admin
+        let mark_rule = r#", {"rule": {"family": "ip", "table": "filter", "chain": "DOCKER-USER", "handle": 4, "expr": [{"match": {"op": "==", "left": {"&": [{"meta": {"key": "mark"}}, 1263403008]}, "right": 1263403008}}, {"accept": null}]}}"#;
+        assert!(forward_drop_warnings(&json(mark_rule), DEFAULT)
+            .expect("json")
+            .is_empty());
+        // no grant mark: nothing to accept by, whatever the chain holds
+        let w = forward_drop_warnings(&json(mark_rule), 0).expect("json");
+        assert!(
+            w[0].contains("set grant_mark = 0x4b4e0000 in [daemon] and add"),
+            "{}",
+            w[0]
+        );
+        let accepting = json("").replace("\"policy\": \"drop\"", "\"policy\": \"accept\"");
+        assert!(forward_drop_warnings(&accepting, DEFAULT)
             .expect("json")
             .is_empty());
     }

@@ -429,19 +429,8 @@ fn ssh_through_knocker_connect_as_its_proxy_command() {
         "ProxyCommand={} connect --tries 3 --wait 2 %h %p",
         knocker_client().display()
     );
-    let out = w
-        .lab
-        .alice
-        .command("ssh")
-        .args(["-F", "/dev/null", "-i"])
-        .arg(d.join("id"))
+    let out = ssh_batch(&w.lab.alice, &d.join("id"))
         .args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
             "-o",
             "ConnectTimeout=15",
             "-o",
@@ -452,7 +441,6 @@ fn ssh_through_knocker_connect_as_its_proxy_command() {
             "echo knocked and in; echo over ssh",
         ])
         .env("KNOCKER_CONFIG_DIR", &d)
-        .stdin(Stdio::null())
         .output()
         .expect("run ssh");
     assert!(

@@ -477,6 +477,7 @@ pub fn load(
                 ..Default::default()
             },
             protect: true,
+            forward: None,
             repeat_start_command: false,
             start_command: None,
             stop_command: None,

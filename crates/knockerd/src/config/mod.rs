@@ -202,6 +202,11 @@ pub struct Door {
     pub spec: DoorSpec,
     /// Drop the door's services for everyone without a grant.
     pub protect: bool,
+    /// The door's services are forwarded rather than local (`forward = true`, `forward =
+    /// [hosts]`, `nat`): protected and opened in the table's prerouting chain, before any DNAT,
+    /// by the port a packet is sent to, rather than in the input chain, which a forwarded packet
+    /// never reaches. `None`: local services.
+    pub forward: Option<Forward>,
     /// Run the start command again when a knock completes while the door is already open for
     /// that address (knockd's behaviour); off by default, so repeated knocks never stack rules.
     pub repeat_start_command: bool,
@@ -230,6 +235,21 @@ pub struct Door {
     pub kind: DoorKind,
     /// Line of the `[door.NAME]` header, for messages.
     pub line: usize,
+}
+
+/// How a door's services are forwarded ([`Door::forward`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forward {
+    /// `forward = true`: ports this host already publishes and forwards (a container's port
+    /// published by Docker or Podman, the admin's own DNAT rule).
+    Published,
+    /// `forward = ["10.0.0.5", ...]`: the services of hosts behind this one, a router or VPN
+    /// gateway, reached by their own addresses without DNAT.
+    Routed(Vec<Net>),
+    /// `nat = "ADDRESS:PORT"`: knockerd's own DNAT of the door's services to an inner host, for
+    /// granted sources only (fwknop's FORCE_NAT): the table's nat chain sends a new connection
+    /// on while its source holds a grant element, so the DNAT ends with the grant, in the kernel.
+    Nat(std::net::SocketAddr),
 }
 
 /// A door's kind (the TOML's `kind`), with the options only that kind has: a door cannot hold
@@ -787,7 +807,6 @@ impl SourceSpec {
 }
 
 impl Config {
-    /// Every service knockerd drops for everyone without a grant.
     /// "interface eth0", "interfaces eth0, wg0": for messages.
     pub fn name_interfaces(names: &[String]) -> String {
         match names {
@@ -815,10 +834,15 @@ impl Config {
         }
     }
 
-    /// The services dropped on every interface for sources without a grant.
+    /// The local services dropped on every interface for sources without a grant (the input
+    /// chain's; a forwarded door's are the prerouting chain's, on every interface).
     pub fn protected_everywhere(&self) -> Vec<Service> {
         let mut v: Vec<Service> = self.protect.clone();
-        for d in self.doors.iter().filter(|d| d.protect) {
+        for d in self
+            .doors
+            .iter()
+            .filter(|d| d.protect && d.forward.is_none())
+        {
             if self.protects_on(d).is_empty() {
                 v.extend(d.spec.open.iter().copied());
             }
@@ -833,7 +857,11 @@ impl Config {
     pub fn protected_on_some(&self) -> Vec<(Vec<String>, Vec<Service>)> {
         let everywhere = self.protected_everywhere();
         let mut out: Vec<(Vec<String>, Vec<Service>)> = Vec::new();
-        for d in self.doors.iter().filter(|d| d.protect) {
+        for d in self
+            .doors
+            .iter()
+            .filter(|d| d.protect && d.forward.is_none())
+        {
             let on = self.protects_on(d);
             if on.is_empty() {
                 continue;
@@ -852,11 +880,63 @@ impl Config {
         out
     }
 
+    /// Every local service knockerd drops for everyone without a grant (the input chain's).
     pub fn protected(&self) -> Vec<Service> {
         let mut v: Vec<Service> = self.protect.clone();
-        for d in self.doors.iter().filter(|d| d.protect) {
+        for d in self
+            .doors
+            .iter()
+            .filter(|d| d.protect && d.forward.is_none())
+        {
             v.extend(d.spec.open.iter().copied());
         }
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Every forwarded service knockerd drops for everyone without a grant when sent to this
+    /// host: the `open` services of doors with `forward = true` or `nat` (the prerouting
+    /// chain's).
+    pub fn forwarded(&self) -> Vec<Service> {
+        let mut v: Vec<Service> = self
+            .doors
+            .iter()
+            .filter(|d| {
+                d.protect && matches!(d.forward, Some(Forward::Published | Forward::Nat(_)))
+            })
+            .flat_map(|d| d.spec.open.iter().copied())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// The routed services knockerd drops for everyone without a grant: for each door with
+    /// `forward = [hosts]`, its hosts and its `open` services, in the order of the doors.
+    pub fn routed(&self) -> Vec<(Vec<Net>, Vec<Service>)> {
+        self.doors
+            .iter()
+            .filter(|d| d.protect)
+            .filter_map(|d| match &d.forward {
+                Some(Forward::Routed(hosts)) => Some((hosts.clone(), d.spec.open.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every service knockerd DNATs for granted sources, with its inner address and port
+    /// (doors with `nat`), sorted.
+    pub fn nat_targets(&self) -> Vec<(Service, std::net::SocketAddr)> {
+        let mut v: Vec<(Service, std::net::SocketAddr)> = self
+            .doors
+            .iter()
+            .filter_map(|d| match d.forward {
+                Some(Forward::Nat(to)) => Some(d.spec.open.iter().map(move |s| (*s, to))),
+                _ => None,
+            })
+            .flatten()
+            .collect();
         v.sort();
         v.dedup();
         v

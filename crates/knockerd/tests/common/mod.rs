@@ -214,19 +214,7 @@ impl World {
             .enter(|| TcpListener::bind(("::", SERVICE)))
             .expect("enter")
             .expect("listen");
-        std::thread::spawn(move || {
-            // an echo service; accepted connections stay open until the peer closes
-            for mut c in listener.incoming().flatten() {
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 64];
-                    while let Ok(n) = std::io::Read::read(&mut c, &mut buf) {
-                        if n == 0 || std::io::Write::write_all(&mut c, &buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-        });
+        echo_service(listener);
         let daemon = start(&lab);
         World { daemon, lab, names }
     }
@@ -239,17 +227,7 @@ impl World {
     /// Connects, retrying for up to `limit` (a grant takes effect within milliseconds of the
     /// last knock, but the test must not depend on how many).
     pub fn connect_within(&self, from: &Netns, to: &str, limit: Duration) -> Reach {
-        let addr = SocketAddr::new(ip(to), SERVICE);
-        from.enter(move || {
-            let end = Instant::now() + limit;
-            loop {
-                let r = try_connect(addr, Duration::from_millis(300));
-                if r == Reach::Connected || Instant::now() > end {
-                    return r;
-                }
-            }
-        })
-        .expect("enter")
+        connect_within(from, SocketAddr::new(ip(to), SERVICE), limit)
     }
 
     /// A world whose door is alice's usual sequence (tcp/7000, udp/9000, tcp/8000), open for
@@ -409,6 +387,55 @@ impl Drop for World {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(state_dir(&self.lab));
     }
+}
+
+/// Serves `listener` as an echo service on threads of its own; accepted connections stay open
+/// until the peer closes.
+pub fn echo_service(listener: TcpListener) {
+    std::thread::spawn(move || {
+        for mut c in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 64];
+                while let Ok(n) = std::io::Read::read(&mut c, &mut buf) {
+                    if n == 0 || std::io::Write::write_all(&mut c, &buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Connects from `from` to `addr`, retrying for up to `limit` while the answer is not
+/// `Connected` (a grant takes effect within milliseconds of the last knock, but the test must
+/// not depend on how many).
+pub fn connect_within(from: &Netns, addr: SocketAddr, limit: Duration) -> Reach {
+    from.enter(move || {
+        let end = Instant::now() + limit;
+        loop {
+            let r = try_connect(addr, Duration::from_millis(300));
+            if r == Reach::Connected || Instant::now() > end {
+                return r;
+            }
+        }
+    })
+    .expect("enter")
+}
+
+/// `ssh` in `from` with the key `key` and no prompts, config or known hosts of the machine's:
+/// the caller adds its options, destination and command.
+pub fn ssh_batch(from: &Netns, key: &std::path::Path) -> std::process::Command {
+    let mut c = from.command("ssh");
+    c.args(["-F", "/dev/null", "-i"]).arg(key).args([
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+    ]);
+    c.stdin(Stdio::null());
+    c
 }
 
 /// The `knocker` client binary, built by `cargo test --workspace` next to knockerd.

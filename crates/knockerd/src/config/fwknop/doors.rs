@@ -145,6 +145,7 @@ fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option
             ..Default::default()
         },
         protect: true,
+        forward: None,
         repeat_start_command: false,
         start_command,
         stop_command,

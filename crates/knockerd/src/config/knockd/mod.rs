@@ -986,6 +986,7 @@ fn build_door(
     let door = Door {
         spec,
         protect: false,
+        forward: None,
         repeat_start_command: false,
         start_command: commands.start_command,
         stop_command: commands.stop_command,

@@ -98,6 +98,8 @@ struct RawDoor {
     open_for: Option<Spanned<RawDuration>>,
     tcp_flags: Option<Spanned<String>>,
     protect: Option<bool>,
+    forward: Option<Spanned<RawForward>>,
+    nat: Option<Spanned<String>>,
     start_command: Option<Spanned<RawCommand>>,
     stop_command: Option<Spanned<RawCommand>>,
     stop_after: Option<Spanned<RawDuration>>,
@@ -127,6 +129,14 @@ struct RawAction {
 enum RawNames {
     One(String),
     Many(Vec<String>),
+}
+
+/// `forward = true` (published on this host) or `forward = ["10.0.0.5", ...]` (routed hosts).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawForward {
+    Flag(bool),
+    Hosts(Vec<String>),
 }
 
 #[derive(Deserialize)]
@@ -376,6 +386,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
     };
     check_knock_ports(&cx, &config, &daemon)?;
     check_interfaces(&config)?;
+    check_nat(&cx, &config)?;
     Ok(config)
 }
 
@@ -528,6 +539,36 @@ fn worker_user(cx: &Ctx<'_>, daemon: &RawDaemon) -> Result<Option<String>, Confi
             Ok(Some(name.clone()))
         }
     }
+}
+
+/// A service a door DNATs to an inner host is that door's alone: a grant element is an address
+/// and a service, and the nat chain sends on every source that holds one, whichever door
+/// granted it.
+fn check_nat(cx: &Ctx<'_>, config: &Config) -> Result<(), ConfigError> {
+    for (s, to) in config.nat_targets() {
+        let opened_by = |d: &&Door| d.spec.open.contains(&s);
+        let nat_door = config
+            .doors
+            .iter()
+            .filter(opened_by)
+            .find(|d| d.forward == Some(Forward::Nat(to)));
+        let other = config
+            .doors
+            .iter()
+            .filter(opened_by)
+            .find(|d| d.forward != Some(Forward::Nat(to)));
+        if let (Some(n), Some(o)) = (nat_door, other) {
+            return Err(ConfigError {
+                file: cx.file.to_path_buf(),
+                line: Some(o.line),
+                message: format!(
+                    "door {} opens {s}, which door {} sends on to {to} (nat): a grant of either would do both; give each its own port",
+                    o.spec.name, n.spec.name
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// No service and no other door's knock lies in a rotating or encoded door's span, and no knock
@@ -689,6 +730,15 @@ fn door(
         Some(p) => *p.get_ref(),
         None => true,
     };
+    let forward = forward(cx, d, &open, connections)?;
+    if let (Some(p), Some(_)) = (&d.protect_elsewhere, &forward) {
+        if !*p.get_ref() {
+            return cx.err(
+                p.span(),
+                "protect_elsewhere = false is for local services: a forwarded door's services are protected in the prerouting chain on every interface; remove protect_elsewhere",
+            );
+        }
+    }
     // a single-packet door's grants last open_for, or up to max_open_for when the client asks
     let open_for = match &parts.engine {
         Kind::Spa(spa) => Duration::from_secs(spa.access_timeout.max(spa.max_timeout)),
@@ -715,6 +765,7 @@ fn door(
     Ok(Door {
         spec,
         protect: d.protect.unwrap_or(true),
+        forward,
         repeat_start_command: d.repeat_start_command.unwrap_or(false),
         start_command: commands.start,
         stop_command: commands.stop,
@@ -1063,6 +1114,94 @@ fn connections(
         );
     }
     Ok(Some(n))
+}
+
+/// `forward = true`: the door's `open` services are published on this host and forwarded (a
+/// container's port, the admin's DNAT); `forward = [hosts]`: they are those of hosts reached
+/// through this one without DNAT; `nat = "ADDRESS:PORT"`: knockerd DNATs them to an inner host
+/// for granted sources. Each way they are protected and opened in the prerouting chain.
+fn forward(
+    cx: &Ctx<'_>,
+    d: &RawDoor,
+    open: &[Service],
+    connections: Option<std::num::NonZeroU8>,
+) -> Result<Option<Forward>, ConfigError> {
+    let nat = match &d.nat {
+        None => None,
+        Some(n) => {
+            let to = n.get_ref().parse::<std::net::SocketAddr>().or_else(|_| {
+                cx.err(
+                    n.span(),
+                    format!("nat {:?} is not an inner address and port, such as \"10.0.0.5:22\" or \"[fd00::5]:22\"", n.get_ref()),
+                )
+            })?;
+            let ip = to.ip();
+            if to.port() == 0 || ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() {
+                return cx.err(
+                    n.span(),
+                    format!(
+                        "nat {:?} must name an inner host's address and a port other than 0",
+                        n.get_ref()
+                    ),
+                );
+            }
+            Some((n.span(), Forward::Nat(to)))
+        }
+    };
+    let forward = match (d.forward.as_ref().map(|f| (f.span(), f.get_ref())), nat) {
+        (Some((at, RawForward::Flag(false))), Some(_)) => {
+            return cx.err(
+                at,
+                "nat forwards the door's services to an inner host, so they cannot be local: remove `forward = false`",
+            );
+        }
+        (Some((at, RawForward::Hosts(_))), Some(_)) => {
+            return cx.err(
+                at,
+                "nat sends the door's services on to one inner host, and forward = [hosts] protects hosts reached without DNAT: a door does one or the other",
+            );
+        }
+        (_, Some(n)) => n,
+        (Some((at, RawForward::Flag(true))), None) => (at, Forward::Published),
+        (Some((at, RawForward::Hosts(hosts))), None) => {
+            let nets = hosts
+                .iter()
+                .map(|h| h.parse::<Net>().map_err(|_| h))
+                .collect::<Result<Vec<Net>, _>>();
+            match nets {
+                Ok(nets) if !nets.is_empty() => (at, Forward::Routed(Net::minimal(&nets))),
+                Ok(_) => {
+                    return cx.err(
+                        at,
+                        "forward = [] names no host: list the inner hosts or networks reached through this host (e.g. [\"10.0.0.5\", \"10.0.1.0/24\"]), or write forward = true for ports published on this host",
+                    )
+                }
+                Err(h) => {
+                    return cx.err(
+                        at,
+                        format!("forward: {h:?} is not an inner host's address or network (e.g. \"10.0.0.5\", \"10.0.1.0/24\", \"fd00::/64\"; not a /0)"),
+                    )
+                }
+            }
+        }
+        _ => return Ok(None),
+    };
+    let (span, forward) = forward;
+    if open.is_empty() {
+        return cx.err(
+            span,
+            "forward and nat protect and open the door's `open` services, but this door lists none: give it `open` services (e.g. the port Docker publishes, \"tcp/8080\")",
+        );
+    }
+    if connections.is_some() {
+        // a packet to a published port that is not DNAT'd goes on to the input chain, whose
+        // slot rules would spend a second slot on it
+        return cx.err(
+            span,
+            "a forwarded door's grants cannot count connections yet: remove `connections` (a knockknock door counts one by default, so it cannot forward)",
+        );
+    }
+    Ok(Some(forward))
 }
 
 /// `[[door.NAME.command]]`: each a command (`run`, as the door's start_command is written) and
@@ -1794,6 +1933,134 @@ stop_after = "2m"
                 e.starts_with(&format!("k.toml:{line}: door ssh has an ICMP step")),
                 "{e}"
             );
+        }
+    }
+
+    #[test]
+    fn a_forwarded_door_protects_its_services_apart_from_the_local_ones() {
+        let web = "[door.web]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"tcp/8080\"]\nforward = true\n";
+        let ssh = "[door.ssh]\nsequence = [\"7100\", \"9100\", \"8100\"]\nopen = [\"tcp/22\"]\n";
+        let c = p(&format!("{web}{ssh}")).expect("valid");
+        assert_eq!(
+            c.door("web").expect("web").forward,
+            Some(Forward::Published)
+        );
+        assert_eq!(c.door("ssh").expect("ssh").forward, None);
+        assert_eq!(c.forwarded(), vec![Service::tcp(8080)]);
+        assert_eq!(c.protected(), vec![Service::tcp(22)]);
+        // `protect = false`: opened, dropped by nobody
+        let open_only =
+            p(&web.replace("forward = true", "forward = true\nprotect = false")).expect("valid");
+        assert!(open_only.forwarded().is_empty() && open_only.protected().is_empty());
+        // `forward = false` is the default, said out loud
+        let local = p(&web.replace("forward = true", "forward = false")).expect("valid");
+        assert_eq!(local.protected(), vec![Service::tcp(8080)]);
+        for (text, says) in [
+            (
+                web.replace(
+                    "open = [\"tcp/8080\"]\n",
+                    "start_command = [\"/bin/true\"]\n",
+                ),
+                "k.toml:4: forward and nat protect and open the door's `open` services",
+            ),
+            (
+                format!("{web}connections = 1\n"),
+                "k.toml:4: a forwarded door's grants cannot count connections yet",
+            ),
+            (
+                format!("{web}{}", ssh.replace("\"8100\"", "\"8080\"")),
+                // the engine's own rule, as for a local service
+                "k.toml:5: knock port tcp/8080 of door \"ssh\" is a service opened by door \"web\"",
+            ),
+        ] {
+            let e = err_of(&text);
+            assert!(e.starts_with(says), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_routed_door_names_the_hosts_behind_this_one() {
+        let door = "[door.lan]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"tcp/22\"]\nforward = [\"10.200.3.2\", \"fd00:200:3::/64\", \"10.200.3.0/24\"]\n";
+        let c = p(door).expect("valid");
+        let nets: Vec<Net> = ["10.200.3.0/24", "fd00:200:3::/64"]
+            .iter()
+            .map(|n| n.parse().expect("net"))
+            .collect();
+        // the host inside the network is folded into it
+        assert_eq!(c.doors[0].forward, Some(Forward::Routed(nets.clone())));
+        assert_eq!(c.routed(), vec![(nets, vec![Service::tcp(22)])]);
+        assert!(c.forwarded().is_empty() && c.protected().is_empty());
+        for (text, says) in [
+            (
+                door.replace("\"10.200.3.2\", ", "\"10.200.3.2/8\", "),
+                "k.toml:4: forward: \"10.200.3.2/8\" is not an inner host's address or network",
+            ),
+            (
+                door.replace("\"10.200.3.2\", ", "\"0.0.0.0/0\", "),
+                "k.toml:4: forward: \"0.0.0.0/0\" is not",
+            ),
+            (
+                "[door.lan]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"tcp/22\"]\nforward = []\n".into(),
+                "k.toml:4: forward = [] names no host",
+            ),
+            (
+                format!("{door}nat = \"10.200.3.2:22\"\n"),
+                "k.toml:4: nat sends the door's services on to one inner host, and forward = [hosts]",
+            ),
+        ] {
+            let e = err_of(&text);
+            assert!(e.starts_with(says), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_nat_door_sends_its_services_on_to_one_inner_host() {
+        let door = "[door.inner]\nsequence = [\"7000\", \"9000\", \"8000\"]\nopen = [\"tcp/2222\"]\nnat = \"10.200.3.2:22\"\n";
+        let c = p(door).expect("valid");
+        let to: std::net::SocketAddr = "10.200.3.2:22".parse().expect("addr");
+        assert_eq!(c.doors[0].forward, Some(Forward::Nat(to)));
+        assert_eq!(c.forwarded(), vec![Service::tcp(2222)]);
+        assert!(c.protected().is_empty());
+        assert_eq!(c.nat_targets(), vec![(Service::tcp(2222), to)]);
+        let v6 = p(&door.replace("10.200.3.2:22", "[fd00:200:3::2]:22")).expect("valid");
+        assert_eq!(
+            v6.nat_targets()[0].1,
+            "[fd00:200:3::2]:22"
+                .parse::<std::net::SocketAddr>()
+                .expect("addr")
+        );
+        // forward = true beside it says the same
+        assert!(p(&format!("{door}forward = true\n")).is_ok());
+        let other =
+            "[door.ssh]\nsequence = [\"7100\", \"9100\", \"8100\"]\nopen = [\"tcp/2222\"]\n";
+        for (text, says) in [
+            (
+                door.replace("10.200.3.2:22", "10.200.3.2"),
+                "k.toml:4: nat \"10.200.3.2\" is not an inner address and port",
+            ),
+            (
+                door.replace("10.200.3.2:22", "127.0.0.1:22"),
+                "k.toml:4: nat \"127.0.0.1:22\" must name an inner host",
+            ),
+            (
+                door.replace("10.200.3.2:22", "10.200.3.2:0"),
+                "k.toml:4: nat \"10.200.3.2:0\" must name an inner host",
+            ),
+            (
+                format!("{door}forward = false\n"),
+                "k.toml:5: nat forwards the door's services to an inner host",
+            ),
+            (
+                door.replace("open = [\"tcp/2222\"]\n", "start_command = [\"/bin/true\"]\n"),
+                "k.toml:4: forward and nat protect and open",
+            ),
+            (
+                format!("{door}{other}"),
+                "k.toml:5: door ssh opens tcp/2222, which door inner sends on to 10.200.3.2:22 (nat)",
+            ),
+        ] {
+            let e = err_of(&text);
+            assert!(e.starts_with(says), "{e}");
         }
     }
 

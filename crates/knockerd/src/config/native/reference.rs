@@ -155,6 +155,18 @@ const EVERY_DOOR: Section = Section {
             about: "Whether the door's `open` services are dropped for everyone without a grant. `false` leaves them to your own firewall.",
         },
         Key {
+            name: "forward",
+            value: "boolean or [\"ADDRESS[/LEN]\", ...]",
+            default: "false",
+            about: "`true`: the `open` services are published on this host and forwarded elsewhere: a container's port published by Docker or Podman (`-p 8080:80` is \"tcp/8080\"), or your own DNAT rule. knocker protects and opens them in its prerouting chain, before any DNAT, by the port a packet is sent to, since a forwarded packet never reaches the input chain. A list of addresses or networks: the `open` services of those hosts behind this one (a router, a VPN gateway), reached by their own addresses without DNAT, protected in the same chain by destination. Cannot be combined with `connections`.",
+        },
+        Key {
+            name: "nat",
+            value: "\"ADDRESS:PORT\"",
+            default: "none",
+            about: "Send the door's `open` services on to an inner host (fwknop's FORCE_NAT): a new connection to one of them, sent to this host, is DNAT'd to ADDRESS:PORT (\"10.0.0.5:22\", \"[fd00::5]:22\") while its source holds a grant, so the DNAT ends with the grant, in the kernel. The services are forwarded (as with `forward = true`) and this door's alone. The inner host must route its answers back through this host, and IP forwarding must be on.",
+        },
+        Key {
             name: "connections",
             value: "integer",
             default: "no limit (1 for knockknock)",

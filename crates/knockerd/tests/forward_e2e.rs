@@ -1,0 +1,591 @@
+//! End-to-end: doors that protect and open forwarded services.
+//!
+//! First, a container's port published on the server the way Docker publishes it (`docker run
+//! -p 8080:80`). Docker's rules are built by hand here, with iptables-nft in the server
+//! namespace, as Docker 20.10 (Debian's docker.io) writes them for a published port: `nat
+//! PREROUTING -m addrtype --dst-type LOCAL -j DOCKER`, a DNAT in `nat DOCKER`, `filter FORWARD`
+//! with policy DROP, its RELATED,ESTABLISHED accept and the `filter DOCKER` accept for the
+//! container's address and port, and the MASQUERADE of the container's network. docker.io is
+//! installable here, but its daemon is not run: dockerd needs cgroups, a storage driver and a
+//! container runtime, and writes its rules into the namespace it starts in, which for a daemon
+//! is the host's own ruleset, not a test's namespace. The rules, not the daemon, are what
+//! knocker meets.
+//!
+//! Second, knockerd's own DNAT to an inner host (`nat = "ADDRESS:PORT"`, fwknop's FORCE_NAT):
+//! alice knocks and reaches the inner host's sshd through the server; mallory never does.
+//!
+//! Third, a host behind the server reached by its own address, without DNAT, as behind a
+//! router or VPN gateway (`forward = ["ADDRESS", ...]`).
+//!
+//! All with the parties of the usual lab, the server a router (`ip_forward=1` inside its own
+//! namespace only), and an inner host (the "container") behind it. Real knockerd, real nftables
+//! and iptables-nft, real sshd and ssh, real packets, in namespaces.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::*;
+use knockerd::ruleset::{self, TableHealth};
+
+/// The port Docker publishes on the server, and the container's own port behind it.
+const PUBLISHED: u16 = 8080;
+const INNER_PORT: u16 = 80;
+const SERVER_FOR_INNER: &str = "10.200.3.1";
+const INNER: &str = "10.200.3.2";
+const SERVER_FOR_INNER6: &str = "fd00:200:3::1";
+const INNER6: &str = "fd00:200:3::2";
+/// The server's interface towards the inner host: Docker's `docker0`.
+const BRIDGE: &str = "to-inner";
+const OPEN_FOR: u64 = 8;
+/// The port a `nat` door opens on the server, sent on to the inner host's sshd on port 22.
+const NAT_PORT: u16 = 2222;
+
+/// Docker's iptables-nft rules for one container at INNER (INNER6 for `ip6tables`, as Docker
+/// writes them with `"ip6tables": true`) publishing INNER_PORT as PUBLISHED, one command each.
+fn docker_rules(v6: bool) -> Vec<String> {
+    let (p, i, b) = (PUBLISHED, INNER_PORT, BRIDGE);
+    let (net, host, to) = if v6 {
+        (
+            "fd00:200:3::/64",
+            format!("{INNER6}/128"),
+            format!("[{INNER6}]:{i}"),
+        )
+    } else {
+        (
+            "10.200.3.0/24",
+            format!("{INNER}/32"),
+            format!("{INNER}:{i}"),
+        )
+    };
+    vec![
+        "-t nat -N DOCKER".into(),
+        "-t nat -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER".into(),
+        format!("-t nat -A POSTROUTING -s {net} ! -o {b} -j MASQUERADE"),
+        format!(
+            "-t nat -A DOCKER ! -i {b} -p tcp -m tcp --dport {p} -j DNAT --to-destination {to}"
+        ),
+        "-P FORWARD DROP".into(),
+        "-N DOCKER".into(),
+        format!("-A FORWARD -o {b} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
+        format!("-A FORWARD -o {b} -j DOCKER"),
+        format!("-A FORWARD -i {b} ! -o {b} -j ACCEPT"),
+        format!("-A DOCKER -d {host} ! -i {b} -o {b} -p tcp -m tcp --dport {i} -j ACCEPT"),
+    ]
+}
+
+fn add_docker_rules(server: &Netns) {
+    for (program, v6) in [("iptables", false), ("ip6tables", true)] {
+        for r in docker_rules(v6) {
+            let args: Vec<&str> = r.split_whitespace().collect();
+            server
+                .exec(program, &args)
+                .expect("iptables (Docker's rule)");
+        }
+    }
+}
+
+/// The inner host, linked to the server, its default route through it; the server forwards
+/// (in its own namespace only).
+fn inner_namespace(lab: &Lab) -> Netns {
+    let inner = Netns::unique("fwd-inner").expect("inner namespace");
+    lab::netns::link(
+        &lab.server,
+        BRIDGE,
+        &[
+            &format!("{SERVER_FOR_INNER}/24"),
+            &format!("{SERVER_FOR_INNER6}/64"),
+        ],
+        &inner,
+        "eth0",
+        &[&format!("{INNER}/24"), &format!("{INNER6}/64")],
+    )
+    .expect("link");
+    for via in [SERVER_FOR_INNER, SERVER_FOR_INNER6] {
+        inner
+            .ip(&["route", "add", "default", "via", via])
+            .expect("route");
+    }
+    for forwarding in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] {
+        lab.server
+            .exec("sysctl", &["-qw", forwarding])
+            .expect("forwarding in the server namespace");
+    }
+    inner
+}
+
+/// The inner host as a container: an echo service on INNER_PORT, published by Docker's rules.
+fn container(lab: &Lab) -> Netns {
+    let inner = inner_namespace(lab);
+    for addr in [INNER, INNER6] {
+        let listener = inner
+            .enter(move || TcpListener::bind((addr, INNER_PORT)))
+            .expect("enter")
+            .expect("listen");
+        echo_service(listener);
+    }
+    add_docker_rules(&lab.server);
+    inner
+}
+
+/// Connects from `from` to the server's published port (see [`connect_within`]).
+fn reach(from: &Netns, server: &str, limit: Duration) -> Reach {
+    connect_within(from, SocketAddr::new(ip(server), PUBLISHED), limit)
+}
+
+/// The same to the port a `nat` door sends on.
+fn reach_nat(from: &Netns, server: &str, limit: Duration) -> Reach {
+    connect_within(from, SocketAddr::new(ip(server), NAT_PORT), limit)
+}
+
+/// A connection from alice through the published port, kept open; and one echo through it.
+fn open_connection(from: &Netns, server: &str) -> TcpStream {
+    let addr = SocketAddr::new(ip(server), PUBLISHED);
+    let c = from
+        .enter(move || TcpStream::connect_timeout(&addr, Duration::from_secs(2)))
+        .expect("enter")
+        .expect("alice's connection");
+    c.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    c
+}
+
+fn echoes(c: &mut TcpStream, text: &[u8]) -> bool {
+    let mut buf = vec![0u8; text.len()];
+    c.write_all(text).is_ok() && c.read_exact(&mut buf).is_ok() && buf == text
+}
+
+fn health(w: &World, config: &str) -> TableHealth {
+    let c =
+        knockerd::config::native::parse(std::path::Path::new("k.toml"), config).expect("config");
+    let spec = ruleset::TableSpec::from_config(&c);
+    w.lab
+        .server
+        .enter(move || ruleset::verify(&spec))
+        .expect("enter")
+        .expect("nft list table")
+}
+
+/// `nft flush ruleset` in the server; waits until knockerd has its table back, intact, with
+/// alice's one grant.
+fn flush_and_wait_for_restore(w: &World, config: &str) {
+    w.lab
+        .server
+        .exec("nft", &["flush", "ruleset"])
+        .expect("nft flush ruleset");
+    wait_for_restore(w, config);
+    assert_eq!(w.wait_grants(1, Duration::from_secs(2)).len(), 1);
+}
+
+/// Waits until knockerd's table is intact again, up to 5 s, and says so.
+fn wait_for_restore(w: &World, config: &str) {
+    let end = Instant::now() + Duration::from_secs(5);
+    while health(w, config) != TableHealth::Intact && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(health(w, config), TableHealth::Intact, "{}", w.daemon.log());
+}
+
+#[test]
+fn a_published_container_port_opens_for_alice_alone_and_closes_in_the_kernel() {
+    if !e2e(&["iptables", "ip6tables", "sysctl"]) {
+        return;
+    }
+    let config = format!(
+        "[daemon]\nnflog_group = 4100\n\n[door.web]\nsequence = {ALICE_SEQ:?}\nopen = [\"tcp/{PUBLISHED}\"]\nforward = true\nopen_for = {OPEN_FOR}\n"
+    );
+    let mut inner = None;
+    let w = World::start_with("fwd", |lab| {
+        inner = Some(container(lab));
+        // Docker's path works before knockerd: whatever is silent below, knocker made so
+        for to in [Lab::SERVER_FOR_MALLORY, Lab::SERVER_FOR_MALLORY6] {
+            assert_eq!(
+                reach(&lab.mallory, to, Duration::from_secs(2)),
+                Reach::Connected,
+                "the DNAT to the inner host must work without knocker ({to})"
+            );
+        }
+        Knockerd::start(lab, &config)
+    });
+    assert_eq!(health(&w, &config), TableHealth::Intact);
+    let check = w.check();
+    assert!(
+        check.contains("protects forwarded services") && check.contains("tcp/8080"),
+        "{check}"
+    );
+    // closed to both, as the published port is never on the input hook
+    for (who, to) in [
+        (&w.lab.alice, Lab::SERVER_FOR_ALICE),
+        (&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
+    ] {
+        assert_eq!(reach(who, to, Duration::ZERO), Reach::Silent);
+    }
+
+    w.alice_knocks_and_is_granted();
+    assert_eq!(
+        reach(&w.lab.alice, Lab::SERVER_FOR_ALICE, Duration::from_secs(2)),
+        Reach::Connected,
+        "{}",
+        w.daemon.log()
+    );
+    let mut kept = open_connection(&w.lab.alice, Lab::SERVER_FOR_ALICE);
+    assert!(echoes(&mut kept, b"through the DNAT"));
+    assert_eq!(
+        reach(&w.lab.mallory, Lab::SERVER_FOR_MALLORY, Duration::ZERO),
+        Reach::Silent,
+        "alice's grant opened nothing for mallory"
+    );
+
+    // a flush of the whole ruleset takes Docker's rules and knocker's table; knockerd puts its
+    // table back (the prerouting chain with it) and alice's grant; Docker's rules are then put
+    // back as `systemctl restart docker` would, and the port is still closed to mallory
+    flush_and_wait_for_restore(&w, &config);
+    add_docker_rules(&w.lab.server);
+    assert_eq!(
+        reach(&w.lab.mallory, Lab::SERVER_FOR_MALLORY, Duration::ZERO),
+        Reach::Silent,
+        "after the flush, the restored table protects the published port"
+    );
+    assert_eq!(
+        reach(&w.lab.alice, Lab::SERVER_FOR_ALICE, Duration::from_secs(2)),
+        Reach::Connected,
+        "alice's grant came back with the table"
+    );
+    // the prerouting chain alone emptied, the input chain untouched: seen and put back too
+    w.lab
+        .server
+        .exec("nft", &["flush", "chain", "inet", "knocker", "prerouting"])
+        .expect("nft flush chain");
+    wait_for_restore(&w, &config);
+    assert_eq!(
+        reach(&w.lab.mallory, Lab::SERVER_FOR_MALLORY, Duration::ZERO),
+        Reach::Silent,
+        "the refilled prerouting chain protects the published port again"
+    );
+
+    // the grant ends in the kernel; the connection made meanwhile keeps working
+    let g = w.wait_grants(0, Duration::from_secs(OPEN_FOR + 10));
+    assert!(g.is_empty(), "the grant must expire: {g:?}");
+    assert_eq!(
+        reach(&w.lab.alice, Lab::SERVER_FOR_ALICE, Duration::ZERO),
+        Reach::Silent,
+        "closed again once the grant is gone"
+    );
+    assert!(
+        echoes(&mut kept, b"still established"),
+        "an established connection outlives the grant"
+    );
+    drop(kept);
+
+    // the same over IPv6, through Docker's ip6tables rules: alice's grant in allow6
+    for (who, to) in [
+        (&w.lab.alice, Lab::SERVER_FOR_ALICE6),
+        (&w.lab.mallory, Lab::SERVER_FOR_MALLORY6),
+    ] {
+        assert_eq!(reach(who, to, Duration::ZERO), Reach::Silent);
+    }
+    w.knock(&w.lab.alice, Lab::SERVER_FOR_ALICE6, &ALICE_SEQ);
+    let g = w.wait_grants(1, Duration::from_secs(2));
+    assert_eq!(
+        g.iter().map(|g| g.to.as_str()).collect::<Vec<_>>(),
+        [Lab::ALICE6]
+    );
+    assert_eq!(
+        reach(&w.lab.alice, Lab::SERVER_FOR_ALICE6, Duration::from_secs(2)),
+        Reach::Connected
+    );
+    let mut six = open_connection(&w.lab.alice, Lab::SERVER_FOR_ALICE6);
+    assert!(echoes(&mut six, b"over IPv6"));
+    assert_eq!(
+        reach(&w.lab.mallory, Lab::SERVER_FOR_MALLORY6, Duration::ZERO),
+        Reach::Silent
+    );
+    drop(six);
+    let names = inner.as_ref().map(|n| n.name().to_string());
+    w.finish();
+    drop(inner);
+    lab::assert_removed(&names.into_iter().collect::<Vec<_>>());
+}
+
+/// sshd in the inner namespace on port 22, with a host key and alice's authorized key of the
+/// test's own; stopped when dropped.
+struct Sshd(std::process::Child);
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Sshd {
+    fn start(inner: &Netns, dir: &lab::TempDir) -> Sshd {
+        for key in ["host_key", "id"] {
+            let out = std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(dir.join(key))
+                .output()
+                .expect("ssh-keygen");
+            assert!(out.status.success(), "{out:?}");
+        }
+        std::fs::copy(dir.join("id.pub"), dir.join("authorized_keys")).expect("authorized_keys");
+        let config = dir.write(
+            "sshd_config",
+            &format!(
+                "Port 22\nListenAddress {INNER}\nHostKey {}\nAuthorizedKeysFile {}\n\
+                 PermitRootLogin prohibit-password\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPidFile none\n",
+                dir.join("host_key").display(),
+                dir.join("authorized_keys").display()
+            ),
+        );
+        // sshd wants its privilege separation directory (the package makes it at boot)
+        std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
+        let sshd = Sshd(
+            inner
+                .command("/usr/sbin/sshd")
+                .args(["-D", "-e", "-f"])
+                .arg(&config)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("start sshd"),
+        );
+        let listening = connect_within(
+            inner,
+            SocketAddr::new(ip(INNER), 22),
+            Duration::from_secs(5),
+        );
+        assert_eq!(
+            listening,
+            Reach::Connected,
+            "sshd must listen in the inner namespace"
+        );
+        sshd
+    }
+}
+
+/// alice runs `ssh root@SERVER -p NAT_PORT CMD` with her key; its output.
+fn alice_ssh(w: &World, dir: &lab::TempDir, cmd: &str) -> std::process::Output {
+    ssh_batch(&w.lab.alice, &dir.join("id"))
+        .args([
+            "-o",
+            "ConnectTimeout=5",
+            "-p",
+            &NAT_PORT.to_string(),
+            &format!("root@{}", Lab::SERVER_FOR_ALICE),
+            cmd,
+        ])
+        .output()
+        .expect("run ssh")
+}
+
+#[test]
+fn a_nat_door_sends_alice_alone_to_the_inner_hosts_ssh_and_ends_with_the_grant() {
+    if !e2e(&["sysctl", "sshd", "ssh", "ssh-keygen"]) {
+        return;
+    }
+    let config = format!(
+        "[daemon]\nnflog_group = 4100\n\n[door.inner]\nsequence = {ALICE_SEQ:?}\nopen = [\"tcp/{NAT_PORT}\"]\nnat = \"{INNER}:22\"\nopen_for = {OPEN_FOR}\n"
+    );
+    let dir = lab::TempDir::new("fwd-nat");
+    let mut inner = None;
+    let w = World::start_with("nat", |lab| {
+        inner = Some(inner_namespace(lab));
+        Knockerd::start(lab, &config)
+    });
+    let _sshd = Sshd::start(inner.as_ref().expect("inner"), &dir);
+    assert_eq!(health(&w, &config), TableHealth::Intact);
+    let check = w.check();
+    assert!(
+        check.contains("sends on to inner hosts")
+            && check.contains(&format!("tcp/{NAT_PORT} -> {INNER}:22")),
+        "{check}"
+    );
+    assert!(!check.contains("does not forward"), "{check}");
+    // with forwarding off in the server's namespace, check says the door cannot work
+    let forwarding = |on: &str| {
+        w.lab
+            .server
+            .exec("sysctl", &["-qw", &format!("net.ipv4.ip_forward={on}")])
+            .expect("sysctl");
+    };
+    forwarding("0");
+    let off = w.check();
+    forwarding("1");
+    assert!(
+        off.contains(&format!("/proc/sys/net/ipv4/ip_forward is 0: this host does not forward, so tcp/{NAT_PORT} is never sent on to {INNER}:22")),
+        "{off}"
+    );
+    for (who, to) in [
+        (&w.lab.alice, Lab::SERVER_FOR_ALICE),
+        (&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
+    ] {
+        assert_eq!(reach_nat(who, to, Duration::ZERO), Reach::Silent);
+    }
+
+    w.alice_knocks_and_is_granted();
+    let out = alice_ssh(
+        &w,
+        &dir,
+        "echo on the inner host; cat /proc/net/dev | grep -c eth0",
+    );
+    assert!(
+        out.status.success(),
+        "alice's ssh through the server: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        w.daemon.log()
+    );
+    // the shell ran where eth0 is the inner host's only link (the server has none of that name)
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "on the inner host\n1\n"
+    );
+    assert_eq!(
+        reach_nat(&w.lab.mallory, Lab::SERVER_FOR_MALLORY, Duration::ZERO),
+        Reach::Silent,
+        "alice's grant sends nobody else on"
+    );
+    // alice's connection was DNAT'd to the inner host; mallory's was dropped before any DNAT
+    // and left no connection to it
+    let table = w
+        .lab
+        .server
+        .exec("cat", &["/proc/net/nf_conntrack"])
+        .expect("the server's conntrack table");
+    let sent_on = |who: &str| {
+        table.lines().any(|l| {
+            l.contains(&format!("src={who} "))
+                && l.contains(&format!("dport={NAT_PORT} "))
+                && l.contains(&format!("src={INNER} "))
+        })
+    };
+    assert!(sent_on(Lab::ALICE), "{table}");
+    assert!(!sent_on(Lab::MALLORY), "{table}");
+
+    // a flush takes the nat chain too; it comes back with the table and alice's grant
+    flush_and_wait_for_restore(&w, &config);
+    assert_eq!(
+        reach_nat(&w.lab.mallory, Lab::SERVER_FOR_MALLORY, Duration::ZERO),
+        Reach::Silent
+    );
+    let again = alice_ssh(&w, &dir, "echo again");
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    // the DNAT is the grant's: once the kernel removes the element, alice is not sent on
+    let g = w.wait_grants(0, Duration::from_secs(OPEN_FOR + 10));
+    assert!(g.is_empty(), "the grant must expire: {g:?}");
+    assert_eq!(
+        reach_nat(&w.lab.alice, Lab::SERVER_FOR_ALICE, Duration::ZERO),
+        Reach::Silent,
+        "no DNAT and no way in once the grant is gone"
+    );
+    let names = inner.as_ref().map(|n| n.name().to_string());
+    drop(_sshd);
+    w.finish();
+    drop(inner);
+    lab::assert_removed(&names.into_iter().collect::<Vec<_>>());
+}
+
+#[test]
+fn a_routed_door_protects_a_host_behind_the_server_by_its_own_address() {
+    if !e2e(&["sysctl"]) {
+        return;
+    }
+    const ROUTED_PORT: u16 = 2222;
+    let config = format!(
+        "[daemon]\nnflog_group = 4100\n\n[door.lan]\nsequence = {ALICE_SEQ:?}\nopen = [\"tcp/{ROUTED_PORT}\"]\nforward = [\"{INNER}\", \"fd00:200:3::/64\"]\nopen_for = {OPEN_FOR}\n"
+    );
+    let at = |addr: &str| SocketAddr::new(ip(addr), ROUTED_PORT);
+    let mut inner = None;
+    let w = World::start_with("routed", |lab| {
+        let host = inner_namespace(lab);
+        for addr in [INNER, INNER6] {
+            let listener = host
+                .enter(move || TcpListener::bind((addr, ROUTED_PORT)))
+                .expect("enter")
+                .expect("listen");
+            echo_service(listener);
+        }
+        // alice and mallory reach the inner network through the server, by routing alone
+        for (client, via, via6) in [
+            (&lab.alice, Lab::SERVER_FOR_ALICE, Lab::SERVER_FOR_ALICE6),
+            (
+                &lab.mallory,
+                Lab::SERVER_FOR_MALLORY,
+                Lab::SERVER_FOR_MALLORY6,
+            ),
+        ] {
+            client
+                .ip(&["route", "add", "10.200.3.0/24", "via", via])
+                .expect("route");
+            client
+                .ip(&["-6", "route", "add", "fd00:200:3::/64", "via", via6])
+                .expect("route");
+        }
+        for addr in [INNER, INNER6] {
+            assert_eq!(
+                connect_within(&lab.mallory, at(addr), Duration::from_secs(2)),
+                Reach::Connected,
+                "the route to the inner host must work without knocker ({addr})"
+            );
+        }
+        inner = Some(host);
+        Knockerd::start(lab, &config)
+    });
+    assert_eq!(health(&w, &config), TableHealth::Intact);
+    let check = w.check();
+    assert!(
+        check.contains(&format!(
+            "protects routed services (of hosts behind this one, reached without DNAT: dropped for everyone without a grant in chain prerouting at priority -110): tcp/{ROUTED_PORT} on {INNER}/32, fd00:200:3::/64"
+        )),
+        "{check}"
+    );
+    for who in [&w.lab.alice, &w.lab.mallory] {
+        for addr in [INNER, INNER6] {
+            assert_eq!(connect_within(who, at(addr), Duration::ZERO), Reach::Silent);
+        }
+    }
+    // the door is the inner host's: the server's own port of that number is not its to close
+    assert_eq!(
+        w.connect(&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
+        Reach::Connected
+    );
+
+    w.alice_knocks_and_is_granted();
+    assert_eq!(
+        connect_within(&w.lab.alice, at(INNER), Duration::from_secs(2)),
+        Reach::Connected,
+        "{}",
+        w.daemon.log()
+    );
+    assert_eq!(
+        connect_within(&w.lab.mallory, at(INNER), Duration::ZERO),
+        Reach::Silent
+    );
+    // IPv6: alice's IPv4 grant opens nothing for her IPv6 address; her IPv6 knock does
+    assert_eq!(
+        connect_within(&w.lab.alice, at(INNER6), Duration::ZERO),
+        Reach::Silent
+    );
+    w.knock(&w.lab.alice, Lab::SERVER_FOR_ALICE6, &ALICE_SEQ);
+    assert_eq!(w.wait_grants(2, Duration::from_secs(2)).len(), 2);
+    assert_eq!(
+        connect_within(&w.lab.alice, at(INNER6), Duration::from_secs(2)),
+        Reach::Connected
+    );
+    assert_eq!(
+        connect_within(&w.lab.mallory, at(INNER6), Duration::ZERO),
+        Reach::Silent
+    );
+    let names = inner.as_ref().map(|n| n.name().to_string());
+    w.finish();
+    drop(inner);
+    lab::assert_removed(&names.into_iter().collect::<Vec<_>>());
+}

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use knocker_engine::{Grant, Service};
 
-use crate::config::{ActionTime, Config, Door};
+use crate::config::{ActionTime, CommandVars, Config, Door};
 use crate::ledger::{self, Ledger, Record};
 use crate::metrics::Counters;
 
@@ -393,12 +393,32 @@ impl<F: Firewall> Gatekeeper<F> {
 
         let key = (door.spec.name.clone(), to);
         let stop_cmd = door.stop_command_for(to);
+        // fwknop's CMD_CYCLE_CLOSE runs after the client's timeout (capped, as the grant is)
+        let client_timeout = grant
+            .spa
+            .filter(|f| f.client_timeout > 0 && door.stop_after_client_timeout)
+            .map(|_| grant.duration);
+        let stop_in = client_timeout.unwrap_or(door.stop_after);
         let until = now
             + if stop_cmd.is_some() {
-                door.stop_after
+                stop_in
             } else {
                 grant.duration
             };
+        let vars = CommandVars {
+            ip: to,
+            service: grant.open.first().copied(),
+            spa: grant.spa,
+            stop_in: if stop_cmd.is_some() {
+                stop_in.as_secs()
+            } else {
+                grant.duration.as_secs()
+            },
+            client_timeout: grant
+                .spa
+                .filter(|f| f.client_timeout > 0)
+                .map_or(0, |_| grant.duration.as_secs()),
+        };
         // a door with a start command but no stop command runs it on every knock, as knockd
         // does: nothing pairs with it, and a one-time line must never be spent for nothing
         // (delayed commands pair with the opening, as a stop command does)
@@ -413,7 +433,14 @@ impl<F: Firewall> Gatekeeper<F> {
             at_once,
             later: mut delayed,
             moved,
-        } = self.schedule_actions(&door, &key, existing.is_some(), now + grant.duration, now);
+        } = self.schedule_actions(
+            &door,
+            &key,
+            &vars,
+            existing.is_some(),
+            now + grant.duration,
+            now,
+        );
         if self.ledger.is_none() && !first.is_empty() {
             return Err(GrantError::Ledger(
                 "no ledger to remember the request in".into(),
@@ -437,7 +464,7 @@ impl<F: Firewall> Gatekeeper<F> {
                 (None, Some(cmd)) => records.push(Record::StopPending {
                     door: door.spec.name.clone(),
                     addr: to,
-                    command: cmd.argv_for(to),
+                    command: cmd.argv_with(&vars),
                     due_unix: unix_at(now, until),
                 }),
                 (None, None) => {}
@@ -473,7 +500,7 @@ impl<F: Firewall> Gatekeeper<F> {
                     key.clone(),
                     Open {
                         until,
-                        stop: stop_cmd.map(|c| (id, c.argv_for(to))),
+                        stop: stop_cmd.map(|c| (id, c.argv_with(&vars))),
                     },
                 );
             }
@@ -482,7 +509,7 @@ impl<F: Firewall> Gatekeeper<F> {
                 key.clone(),
                 Open {
                     until,
-                    stop: stop_cmd.map(|c| (0, c.argv_for(to))),
+                    stop: stop_cmd.map(|c| (0, c.argv_with(&vars))),
                 },
             );
         }
@@ -526,8 +553,8 @@ impl<F: Firewall> Gatekeeper<F> {
                     if let Some(cmd) = door.start_command_for(to) {
                         let what =
                             format!("door={} start command (again) for {to}", door.spec.name);
-                        ran = Some(cmd.argv_for(to).join(" "));
-                        self.spawn(cmd.argv_for(to), to, what, now);
+                        ran = Some(cmd.argv_with(&vars).join(" "));
+                        self.spawn(cmd.argv_with(&vars), to, what, now);
                     }
                 }
                 true
@@ -538,8 +565,8 @@ impl<F: Firewall> Gatekeeper<F> {
                 }
                 if let Some(cmd) = door.start_command_for(to) {
                     let what = format!("door={} start command for {to}", door.spec.name);
-                    ran = Some(cmd.argv_for(to).join(" "));
-                    self.spawn(cmd.argv_for(to), to, what, now);
+                    ran = Some(cmd.argv_with(&vars).join(" "));
+                    self.spawn(cmd.argv_with(&vars), to, what, now);
                 }
                 for argv in at_once {
                     let what = format!("door={} command for {to}", door.spec.name);
@@ -565,6 +592,7 @@ impl<F: Firewall> Gatekeeper<F> {
         &self,
         door: &Door,
         key: &(String, IpAddr),
+        vars: &CommandVars,
         refresh: bool,
         end: Instant,
         now: Instant,
@@ -583,7 +611,7 @@ impl<F: Firewall> Gatekeeper<F> {
         }
         let (mut at_once, mut later) = (Vec::new(), Vec::new());
         for a in &door.actions {
-            let argv = a.command.argv_for(key.1);
+            let argv = a.command.argv_with(vars);
             let (due, at_end) = match a.when {
                 ActionTime::After(d) if d.is_zero() => {
                     at_once.push(argv);
@@ -879,6 +907,7 @@ mod tests {
             open: vec![Service::tcp(22)],
             duration: Duration::from_secs(30),
             client: None,
+            spa: None,
         }
     }
 

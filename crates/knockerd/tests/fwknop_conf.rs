@@ -842,11 +842,11 @@ OPEN_PORTS tcp/22
         "hmac_digest = \"sha1\"\nopen_for = 10\nmax_open_for = 60\n",
         "# warning: stanza #3 (access.conf:18, SOURCE 192.0.2.8) is not imported:\n# warning:   access.conf:18: no HMAC_KEY",
         "[door.fwknop-4]\n",
-        "start_command = [\"/usr/bin/ipset\", \"add\", \"allow\", \"%IP%\"]\nstop_command = [\"/usr/bin/ipset\", \"del\", \"allow\", \"%IP%\"]\nstop_after = 40\n",
+        "start_command = [\"/usr/bin/ipset\", \"add\", \"allow\", \"%IP%\"]\nstop_command = [\"/usr/bin/ipset\", \"del\", \"allow\", \"%IP%\"]\n",
+        "# note: fwknopd (and knockerd --fwknop-access) run CMD_CYCLE_CLOSE after the client's timeout then.\nstop_after = 40\n",
         "[door.fwknop-5]\n",
         "# note: OPEN_PORTS [\"tcp/22\"]: fwknopd 2.6.10 did not check it for a command cycle; the commands below\n# note: decide what opens, so this door opens nothing in knockerd's firewall itself.\nopen = []\n",
-        "# warning: the commands use $PKT_SRC, $DST, $PORT, $PROTO, $TIMEOUT or $CLIENT_TIMEOUT",
-        "# warning:   CMD_CYCLE_OPEN /usr/local/bin/open $IP $PORT\n",
+        "# note: CMD_CYCLE_CLOSE NONE: no stop command.\nstart_command = [\"/usr/local/bin/open\", \"%IP%\", \"%PORT%\"]\n",
     ] {
         assert!(toml.contains(want), "missing:\n{want}\nin:\n{toml}");
     }

@@ -442,6 +442,7 @@ pub fn check(config: &Config, report: &Report) -> Result<Checked, ReportError> {
             open,
             millis,
             client,
+            spa,
         } => {
             let index = door_index(config, door, "a grant")?;
             Checked::Grant(knocker_engine::Grant {
@@ -451,6 +452,7 @@ pub fn check(config: &Config, report: &Report) -> Result<Checked, ReportError> {
                 open: open.as_slice().to_vec(),
                 duration: Duration::from_millis(*millis),
                 client: client.as_ref().map(Name::to_string),
+                spa: spa.map(Into::into),
             })
         }
     })

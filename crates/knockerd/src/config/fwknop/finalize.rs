@@ -258,7 +258,7 @@ fn refuse_ciphers(d: &Draft, reasons: &mut Vec<String>) -> Digest {
 fn refuse_cmd_exec(d: &mut Draft, reasons: &mut Vec<String>) {
     let cmd_exec = d.enable_cmd_exec.as_ref().is_some_and(|(_, b)| *b);
     if let Some((at, true)) = &d.enable_cmd_exec {
-        reasons.push(reason(at, "ENABLE_CMD_EXEC Y: fwknopd runs any command a key holder sends, as root; knockerd runs a command message only where its native configuration lists exactly that command, so this stanza is not run; remove the line to keep its access rules".into()));
+        reasons.push(reason(at, "ENABLE_CMD_EXEC Y: fwknopd runs any command a key holder sends (`fwknop -C`), as root; knockerd never runs a command that comes in a packet, so this stanza is not run. To run a fixed command when its key holder knocks, name it in the configuration: here CMD_CYCLE_OPEN /path/to/command $SRC with CMD_CYCLE_CLOSE NONE, or in a native door (`knockerd import-fwknop`) start_command = [\"/path/to/command\", \"%IP%\"]; then remove ENABLE_CMD_EXEC".into()));
     }
     if !cmd_exec {
         if let Some((at, true)) = &d.enable_cmd_sudo_exec {

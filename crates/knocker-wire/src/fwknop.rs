@@ -38,6 +38,16 @@
 //! allows 120 s either way), the allow address (`0.0.0.0` means the packet's source), and what
 //! the door grants.
 //!
+//! # Legacy mode: no HMAC
+//!
+//! fwknop before 2.5, and clients without `--use-hmac`, send the same packet without the HMAC at
+//! its end. [`FwknopKeys::legacy`] takes such a door's Rijndael key alone; then step 2 does not
+//! exist: every payload that passes [`precheck`] is decoded from base64, its key derived and
+//! decrypted, and only the unkeyed digest inside the plaintext checks its integrity. Nothing
+//! authenticates the packet before decryption, and errors are [`FwknopError::Legacy`], never
+//! [`FwknopError::authenticated`]. A receiver remembers [`decode_with_replay_key`]'s key, the
+//! plaintext's digest, besides the packet's: the same ciphertext has more than one text.
+//!
 //! # Where knocker is stricter than fwknop
 //!
 //! Only for authenticated packets that no fwknop client makes: invalid PKCS#7 padding is
@@ -182,10 +192,15 @@ pub enum FwknopKeyError {
 
 /// A door's (or a client stanza's) keys: the Rijndael key, the HMAC key and the HMAC digest type.
 /// Both keys are zeroized when dropped and never printed.
+///
+/// Or, made with [`FwknopKeys::legacy`], a Rijndael key alone: fwknop's legacy mode (fwknop
+/// before 2.5, and clients without `--use-hmac`), where nothing authenticates a packet before
+/// it is decrypted, and only the digest inside the plaintext (unkeyed) checks its integrity.
 #[derive(Clone)]
 pub struct FwknopKeys {
     enc: Zeroizing<Vec<u8>>,
-    hmac: Zeroizing<Vec<u8>>,
+    /// `None`: legacy mode.
+    hmac: Option<Zeroizing<Vec<u8>>>,
     hmac_digest: Digest,
 }
 
@@ -208,9 +223,28 @@ impl FwknopKeys {
         }
         Ok(FwknopKeys {
             enc,
-            hmac,
+            hmac: Some(hmac),
             hmac_digest,
         })
+    }
+
+    /// A Rijndael key without an HMAC key: fwknop's legacy mode (see the type's docs). The key
+    /// is 1 to 32 bytes. Packets decoded with it are not authenticated: [`decode`] refuses
+    /// nothing for being forged, only what does not decrypt to a well-formed message.
+    pub fn legacy(enc: Zeroizing<Vec<u8>>) -> Result<FwknopKeys, FwknopKeyError> {
+        if enc.is_empty() || enc.len() > MAX_ENC_KEY {
+            return Err(FwknopKeyError::EncKeyLength(enc.len()));
+        }
+        Ok(FwknopKeys {
+            enc,
+            hmac: None,
+            hmac_digest: Digest::Sha256,
+        })
+    }
+
+    /// Whether these are legacy keys (no HMAC key).
+    pub fn is_legacy(&self) -> bool {
+        self.hmac.is_none()
     }
 
     pub fn hmac_digest(&self) -> Digest {
@@ -446,6 +480,10 @@ pub enum FwknopError {
     BadDigest,
     #[error("authenticated, but malformed: {0}")]
     Malformed(&'static str),
+    /// Legacy keys (no HMAC): the payload does not decrypt to a well-formed message. Nothing
+    /// authenticated it, so this is the answer to noise and to other keys' packets alike.
+    #[error("legacy mode (no HMAC): not an SPA message for this key ({0})")]
+    Legacy(&'static str),
 }
 
 impl FwknopError {
@@ -520,7 +558,27 @@ pub fn precheck(payload: &[u8]) -> Result<(), FwknopError> {
 /// and parsing. Total on any input: never panics.
 pub fn decode(keys: &FwknopKeys, payload: &[u8]) -> Result<SpaMessage, FwknopError> {
     let plaintext = decrypt(keys, payload)?;
-    parse_plaintext(&plaintext)
+    match parse_plaintext(&plaintext) {
+        Err(e) if keys.is_legacy() => Err(legacy_error(e)),
+        other => other,
+    }
+}
+
+/// [`decode`], with the message's replay key: the SHA-256 of its plaintext. For legacy keys
+/// the packet's own digest is not enough: without an HMAC over the packet's text, the same
+/// ciphertext can be written in more than one way (base64 that stops at a `=`, the unused low
+/// bits of the last character), each with its own packet digest; the plaintext is what a replay
+/// repeats, so a receiver remembers this key as well as the packet's digest.
+pub fn decode_with_replay_key(
+    keys: &FwknopKeys,
+    payload: &[u8],
+) -> Result<(SpaMessage, [u8; 32]), FwknopError> {
+    let plaintext = decrypt(keys, payload)?;
+    let msg = match parse_plaintext(&plaintext) {
+        Err(e) if keys.is_legacy() => return Err(legacy_error(e)),
+        other => other?,
+    };
+    Ok((msg, Sha256::digest(&plaintext[..]).into()))
 }
 
 /// Steps 1 to 3 of [`decode`] and the first check of step 4: the authenticated plaintext
@@ -528,6 +586,9 @@ pub fn decode(keys: &FwknopKeys, payload: &[u8]) -> Result<SpaMessage, FwknopErr
 /// when dropped. For diagnostics and tests; [`decode`] is what a receiver calls.
 pub fn decrypt(keys: &FwknopKeys, payload: &[u8]) -> Result<Zeroizing<Vec<u8>>, FwknopError> {
     precheck(payload)?;
+    let Some(hmac_key) = &keys.hmac else {
+        return decrypt_legacy(keys, payload);
+    };
     let tag_len = keys.hmac_digest.b64_len();
     let ciphertext_len = payload
         .len()
@@ -538,7 +599,7 @@ pub fn decrypt(keys: &FwknopKeys, payload: &[u8]) -> Result<Zeroizing<Vec<u8>>, 
     let mut expected = [0u8; MAX_B64_DIGEST];
     let n = hmac_b64(
         keys.hmac_digest,
-        &keys.hmac,
+        hmac_key,
         &[SALTED_PREFIX.as_bytes(), ciphertext_b64],
         &mut expected,
     )
@@ -549,6 +610,25 @@ pub fn decrypt(keys: &FwknopKeys, payload: &[u8]) -> Result<Zeroizing<Vec<u8>>, 
         return Err(FwknopError::BadHmac);
     }
     decrypt_ciphertext(&keys.enc, ciphertext_b64)
+}
+
+/// [`decrypt`] with legacy keys: the whole payload is the ciphertext, decrypted without any
+/// authentication first.
+fn decrypt_legacy(keys: &FwknopKeys, payload: &[u8]) -> Result<Zeroizing<Vec<u8>>, FwknopError> {
+    if payload.len() < MIN_ENCODED {
+        return Err(FwknopError::Legacy("too short"));
+    }
+    decrypt_ciphertext(&keys.enc, payload).map_err(legacy_error)
+}
+
+/// An error after decryption, for legacy keys: not authenticated.
+fn legacy_error(e: FwknopError) -> FwknopError {
+    match e {
+        FwknopError::BadCiphertext(why) | FwknopError::Malformed(why) => FwknopError::Legacy(why),
+        FwknopError::WrongKey => FwknopError::Legacy("wrong key"),
+        FwknopError::BadDigest => FwknopError::Legacy("the plaintext digest does not match"),
+        other => other,
+    }
 }
 
 fn decrypt_ciphertext(
@@ -1035,14 +1115,17 @@ pub fn seal(keys: &FwknopKeys, plaintext: &[u8], salt: [u8; SALT]) -> Result<Str
     let (blocks, _) = Array::slice_as_chunks_mut(&mut raw[BLOCK..]);
     cipher.encrypt_blocks(blocks);
     let full = STANDARD_NO_PAD.encode(&raw[..]);
-    let mut tag = [0u8; MAX_B64_DIGEST];
-    let n = hmac_b64(keys.hmac_digest, &keys.hmac, &[full.as_bytes()], &mut tag)
-        .ok_or(invalid("HMAC", "cannot compute it"))?;
     let mut packet = full
         .strip_prefix(SALTED_PREFIX)
         .ok_or(invalid("ciphertext", "does not start with Salted__"))?
         .to_string();
-    packet.push_str(std::str::from_utf8(&tag[..n]).map_err(|_| invalid("HMAC", "not ASCII"))?);
+    // legacy keys: no HMAC, as `fwknop` without --use-hmac sends
+    if let Some(hmac_key) = &keys.hmac {
+        let mut tag = [0u8; MAX_B64_DIGEST];
+        let n = hmac_b64(keys.hmac_digest, hmac_key, &[full.as_bytes()], &mut tag)
+            .ok_or(invalid("HMAC", "cannot compute it"))?;
+        packet.push_str(std::str::from_utf8(&tag[..n]).map_err(|_| invalid("HMAC", "not ASCII"))?);
+    }
     Ok(packet)
 }
 

@@ -123,7 +123,10 @@ fn debian_access_conf_as_shipped() {
     assert_eq!(s.destinations, [Network::Any]);
     assert!(s.open_ports.is_empty() && s.restrict_ports.is_empty());
     assert_eq!(s.enc_key.as_slice(), b"abcdefghijklmnop");
-    assert_eq!(s.hmac_key.as_slice(), b"qrstuvwxyz0123456789");
+    assert_eq!(
+        s.hmac_key.as_deref().map(Vec::as_slice),
+        Some(&b"qrstuvwxyz0123456789"[..])
+    );
     assert_eq!(s.hmac_digest, Digest::Sha256);
     assert_eq!((s.fw_access_timeout, s.max_fw_timeout), (30, 300));
     assert_eq!(s.access_expire, None);
@@ -221,7 +224,11 @@ CMD_CYCLE_CLOSE NONE
 
     assert_eq!(b.sources, [net("203.0.113.9")]);
     assert_eq!(b.enc_key.as_slice(), b"my secret key");
-    assert_eq!(b.hmac_key.as_slice(), b"hmac key", "';' ends a value");
+    assert_eq!(
+        b.hmac_key.as_deref().map(Vec::as_slice),
+        Some(&b"hmac key"[..]),
+        "';' ends a value"
+    );
     assert!(has(
         &b.warnings,
         "access.conf:18: HMAC_KEY: fwknopd ignores everything from the ';' on"
@@ -288,7 +295,10 @@ fn keys_and_debug() {
     // fwknop's base64: padding optional, a lone last character ignored
     let c = parse("SOURCE ANY\nKEY_BASE64 YWJjZGVmZw\nHMAC_KEY_BASE64 cXJzdHV2dw==x\n");
     assert_eq!(c.stanzas[0].enc_key.as_slice(), b"abcdefg");
-    assert_eq!(c.stanzas[0].hmac_key.as_slice(), b"qrstuvw");
+    assert_eq!(
+        c.stanzas[0].hmac_key.as_deref().map(Vec::as_slice),
+        Some(&b"qrstuvw"[..])
+    );
     // the later key line counts
     let c = parse(&format!("SOURCE ANY\nKEY first\n{}", keys()));
     assert_eq!(c.stanzas[0].enc_key.as_slice(), b"abcdefghijklmnop");
@@ -549,13 +559,68 @@ fn missing_hmac_is_refused_with_the_fix() {
         (r.number, r.line, r.source.as_str()),
         (1, 1, "192.0.2.0/24")
     );
-    assert_eq!(r.reasons, ["access.conf:1: no HMAC_KEY or HMAC_KEY_BASE64: knockerd never decrypts a packet it has not authenticated (fwknopd 2.6.10 would, with only a warning); add HMAC_KEY_BASE64 (`fwknop --key-gen` makes one) and give clients --use-hmac with that key"]);
+    assert_eq!(r.reasons, ["access.conf:1: no HMAC_KEY or HMAC_KEY_BASE64: knockerd never decrypts a packet it has not authenticated (fwknopd 2.6.10 would, with only a warning); add HMAC_KEY_BASE64 (`fwknop --key-gen` makes one) and give clients --use-hmac with that key. To switch daemons before the clients, --fwknop-allow-legacy runs such stanzas as fwknopd does, with warnings (weaker: SECURITY.md, \"fwknop's legacy mode\")"]);
     // an HMAC key that decodes to nothing is no HMAC key
-    let c = parse(&format!(
+    let empty_hmac = format!(
         "SOURCE 1.2.3.4\nKEY_BASE64 {ENC_B64}\nHMAC_KEY_BASE64 =\nSOURCE ANY\n{}",
         keys()
-    ));
+    );
+    let c = parse(&empty_hmac);
     assert_eq!(c.refused.len(), 1);
+
+    // opted in (--fwknop-allow-legacy): both run, the legacy ones with a warning each
+    for text in [
+        format!(
+            "SOURCE 192.0.2.0/24\nKEY_BASE64 {ENC_B64}\nSOURCE ANY\n{}",
+            keys()
+        ),
+        empty_hmac,
+    ] {
+        let c = fwknop::parse_with(
+            Path::new("access.conf"),
+            text.as_bytes(),
+            &FwknopdConf::default(),
+            fwknop::Legacy::Allow,
+        )
+        .expect("parses");
+        assert!(c.refused.is_empty(), "{:?}", c.refused);
+        assert_eq!(c.stanzas.len(), 2);
+        assert_eq!(c.stanzas[0].hmac_key, None);
+        assert!(c.stanzas[1].hmac_key.is_some());
+        assert!(
+            format!("{:?}", c.stanzas[0]).contains("none (legacy mode)"),
+            "{:?}",
+            c.stanzas[0]
+        );
+        let legacy: Vec<&String> = c
+            .warnings
+            .iter()
+            .filter(|w| w.contains("LEGACY MODE"))
+            .collect();
+        assert_eq!(legacy.len(), 1, "{:?}", c.warnings);
+        assert!(
+            legacy[0].starts_with("access.conf:2: LEGACY MODE"),
+            "{legacy:?}"
+        );
+        // GnuPG stays refused, opt-in or not
+        let gpg = fwknop::parse_with(
+            Path::new("access.conf"),
+            format!(
+                "SOURCE ANY\nGPG_ALLOW_NO_PW Y\nGPG_DISABLE_SIG Y\nSOURCE ANY\n{}",
+                keys()
+            )
+            .as_bytes(),
+            &FwknopdConf::default(),
+            fwknop::Legacy::Allow,
+        )
+        .expect("parses");
+        assert_eq!(gpg.refused.len(), 1);
+        assert!(
+            gpg.refused[0].reasons[0].contains("give the stanza KEY_BASE64 and HMAC_KEY_BASE64"),
+            "{:?}",
+            gpg.refused
+        );
+    }
 }
 
 #[test]
@@ -601,7 +666,10 @@ fn includes_relative_absolute_folders_and_keys() {
         ]
     );
     // after the %include, the including file's stanza goes on (its HMAC key came after it)
-    assert_eq!(c.stanzas[3].hmac_key.as_slice(), b"qrstuvwxyz0123456789");
+    assert_eq!(
+        c.stanzas[3].hmac_key.as_deref().map(Vec::as_slice),
+        Some(&b"qrstuvwxyz0123456789"[..])
+    );
     assert_eq!(c.stanzas[0].file, d.0.join("d/a.conf"));
     assert!(has(&c.warnings, "knockerd reads its 3 files in name order"));
     assert!(has(

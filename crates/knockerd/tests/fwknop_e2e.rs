@@ -623,3 +623,101 @@ fn debian_fwknop_runs_command_cycles_with_every_variable() {
     let _ = std::fs::remove_dir_all(&dir);
     w.finish();
 }
+
+/// fwknop's legacy mode: a stanza without an HMAC key, and Debian's fwknop client without
+/// `--use-hmac`. Refused by default, with the reason and the opt-in; with
+/// `--fwknop-allow-legacy` it opens, with a warning at start and for the packet, and replays
+/// (also one written differently: base64 text after a `=`) open nothing.
+#[test]
+fn legacy_stanzas_open_only_when_allowed_and_replays_still_fail() {
+    if !e2e(&["fwknop"]) {
+        return;
+    }
+    let s = setup(
+        "legacy",
+        &format!(
+            "{}\nSOURCE ANY\nOPEN_PORTS tcp/{SERVICE}\nKEY {KEY2}\nFW_ACCESS_TIMEOUT 5\n",
+            basic_access()
+        ),
+    );
+    let access = s.access.display().to_string();
+    let legacy_packet = |w: &World, name: &str| -> Vec<u8> {
+        let file = s.dir.join(name);
+        let file_s = file.display().to_string();
+        fwknop(
+            w,
+            &[
+                "-A",
+                "tcp/2222",
+                "-a",
+                Lab::ALICE,
+                "--key-rijndael",
+                KEY2,
+                "-B",
+                &file_s,
+                "--test",
+            ],
+        );
+        let mut p = std::fs::read(&file).expect("packet");
+        while p.last() == Some(&b'\n') {
+            p.pop();
+        }
+        p
+    };
+    let mut w = world("fwkleg", &s);
+    w.daemon
+        .wait_log("--fwknop-allow-legacy", Duration::from_secs(2));
+    assert!(
+        w.daemon.log().contains("stanza #2"),
+        "the refusal names the stanza: {}",
+        w.daemon.log()
+    );
+    let p = legacy_packet(&w, "refused.pkt");
+    send_udp(&w.lab.alice, p);
+    w.daemon
+        .wait_log("refused: not an authentic", Duration::from_secs(2));
+    assert!(w.grants().is_empty(), "{:?}", w.grants());
+
+    // opted in
+    w.daemon.signal(Signal::SIGTERM);
+    assert_eq!(w.daemon.wait_exit(Duration::from_secs(10)), Some(0));
+    w.daemon = Knockerd::start_args(
+        &w.lab,
+        &["--fwknop-allow-legacy", "--fwknop-access", &access],
+    );
+    assert!(
+        w.daemon.log().contains("LEGACY MODE"),
+        "a warning at start: {}",
+        w.daemon.log()
+    );
+    let p = legacy_packet(&w, "allowed.pkt");
+    send_udp(&w.lab.alice, p.clone());
+    assert_eq!(
+        w.connect_within(&w.lab.alice, Lab::SERVER_FOR_ALICE, Duration::from_secs(2)),
+        Reach::Connected,
+        "{}",
+        w.daemon.log()
+    );
+    w.daemon
+        .wait_log("decrypted in fwknop's legacy mode", Duration::from_secs(2));
+    let g = w.grants();
+    assert_eq!(
+        (g.len(), g[0].to.as_str(), g[0].timeout_s),
+        (1, Lab::ALICE, 5),
+        "{g:?}"
+    );
+    // the same packet, and the same ciphertext written with more text after a `=`
+    let replays = w.daemon.log().matches("refused: a replay").count();
+    send_udp(&w.lab.mallory, p.clone());
+    let mut padded = p.clone();
+    padded.extend_from_slice(b"=AAAA");
+    send_udp(&w.lab.alice, padded);
+    let count = || w.daemon.log().matches("refused: a replay").count();
+    wait_until(Duration::from_secs(3), || count() >= replays + 2);
+    assert_eq!(count(), replays + 2, "{}", w.daemon.log());
+    // an HMAC client still opens the stanza with keys
+    let mut args = vec!["-A", "tcp/2222", "-a", Lab::ALICE];
+    args.extend(keys());
+    fwknop(&w, &args);
+    w.finish();
+}

@@ -102,10 +102,14 @@ impl Worker {
             crate::config::loader::ConfigFile::Fwknop {
                 access,
                 fwknopd_conf,
+                allow_legacy,
             } => {
                 cmd.arg("--fwknop-access").arg(access);
                 if let Some(c) = fwknopd_conf {
                     cmd.arg("--fwknopd-conf").arg(c);
+                }
+                if *allow_legacy {
+                    cmd.arg("--fwknop-allow-legacy");
                 }
                 &mut cmd
             }

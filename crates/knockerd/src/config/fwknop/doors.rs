@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use knocker_engine::{DoorSpec, Kind, Spa, SpaDecode, SpaError, SpaRequest};
@@ -17,34 +17,63 @@ use crate::config::{Command, CommandVars, Config, ConfigError, Door, DoorKind, D
 
 /// The decoder for one stanza's keys.
 pub fn decoder(keys: FwknopKeys) -> SpaDecode {
+    decoder_named(keys, String::new())
+}
+
+/// How often a legacy door says again that it decrypted a packet without authenticating it.
+const LEGACY_WARNING_EVERY: u64 = 60;
+
+/// The decoder for one stanza's keys; `door` names it in the legacy mode's warnings.
+///
+/// With legacy keys (no HMAC), a packet that decrypts is logged as such, at most once a
+/// minute with the count since the last line; its replay key is its plaintext's digest (see
+/// `fwknop::decode_with_replay_key`), which the engine remembers besides the packet's.
+fn decoder_named(keys: FwknopKeys, door: String) -> SpaDecode {
     let keys = Arc::new(keys);
-    Arc::new(
-        move |payload: &[u8], _wall: u64| match fwknop::decode(&keys, payload) {
-            Ok(msg) => match (msg.message_type, msg.request) {
-                (
-                    MessageType::Access | MessageType::ClientTimeoutAccess,
-                    fwknop::SpaRequest::Access(access),
-                ) => Ok(SpaRequest {
-                    username: msg.username,
-                    timestamp: msg.timestamp,
-                    allow: msg.allow,
-                    access,
-                    client_timeout: msg.client_timeout,
-                    replay_id: None,
-                    counter: None,
-                }),
-                (t, _) if t.is_nat() => Err(SpaError::Unsupported(format!(
+    let legacy = keys.is_legacy();
+    // (the Unix second of the last warning, packets since)
+    let said = Arc::new(Mutex::new((0u64, 0u64)));
+    Arc::new(move |payload: &[u8], wall: u64| {
+        let (msg, replay_key) = match fwknop::decode_with_replay_key(&keys, payload) {
+            Ok(ok) => ok,
+            // made with this stanza's HMAC key, but broken: the client's configuration is wrong
+            Err(e) if e.authenticated() => return Err(SpaError::Unsupported(e.to_string())),
+            Err(_) => return Err(SpaError::NotForThisKey),
+        };
+        if legacy {
+            let mut s = said
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            s.1 += 1;
+            if s.0 == 0 || wall >= s.0.saturating_add(LEGACY_WARNING_EVERY) {
+                tracing::warn!(
+                    "door {door}: {} packet(s) decrypted in fwknop's legacy mode since the last such line: no HMAC, so nothing authenticated them before decryption (--fwknop-allow-legacy); give the stanza HMAC_KEY_BASE64 and the clients --use-hmac",
+                    s.1
+                );
+                *s = (wall.max(1), 0);
+            }
+        }
+        match (msg.message_type, msg.request) {
+            (
+                MessageType::Access | MessageType::ClientTimeoutAccess,
+                fwknop::SpaRequest::Access(access),
+            ) => Ok(SpaRequest {
+                username: msg.username,
+                timestamp: msg.timestamp,
+                allow: msg.allow,
+                access,
+                client_timeout: msg.client_timeout,
+                replay_id: legacy.then_some(replay_key),
+                counter: None,
+            }),
+            (t, _) if t.is_nat() => Err(SpaError::Unsupported(format!(
                 "{t} messages (NAT forwarding) are not supported yet; send a plain access request"
             ))),
-                (t, _) => Err(SpaError::Unsupported(format!(
-                    "{t} messages are not supported: knockerd runs no command from a packet"
-                ))),
-            },
-            // made with this stanza's HMAC key, but broken: the client's configuration is wrong
-            Err(e) if e.authenticated() => Err(SpaError::Unsupported(e.to_string())),
-            Err(_) => Err(SpaError::NotForThisKey),
-        },
-    )
+            (t, _) => Err(SpaError::Unsupported(format!(
+                "{t} messages are not supported: knockerd runs no command from a packet"
+            ))),
+        }
+    })
 }
 
 fn networks(list: &[Network]) -> Vec<(IpAddr, u8)> {
@@ -134,7 +163,11 @@ fn refused(s: &Stanza, why: impl std::fmt::Display) -> String {
 }
 
 fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option<Door> {
-    let keys = match FwknopKeys::new(s.enc_key.clone(), s.hmac_key.clone(), s.hmac_digest) {
+    let keys = match &s.hmac_key {
+        Some(hmac) => FwknopKeys::new(s.enc_key.clone(), hmac.clone(), s.hmac_digest),
+        None => FwknopKeys::legacy(s.enc_key.clone()),
+    };
+    let keys = match keys {
         Ok(k) => k,
         Err(e) => {
             warnings.push(refused(s, e));
@@ -165,7 +198,7 @@ fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option
         precheck: None,
         rate_limit: None,
         proto: knocker_engine::Proto::Udp,
-        decode: decoder(keys),
+        decode: decoder_named(keys, s.door_name()),
         port: conf.spa_port,
         allowed: networks(&s.sources),
         max_age: conf.max_age,
@@ -204,12 +237,24 @@ fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option
     })
 }
 
+/// The doors of a parsed configuration, in fwknopd's order, and why a stanza became none.
+pub fn doors(conf: &FwknopConf) -> (Vec<Door>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let doors = conf
+        .stanzas
+        .iter()
+        .filter_map(|s| door_for(s, conf, &mut warnings))
+        .collect();
+    (doors, warnings)
+}
+
 /// Reads an access.conf (and fwknopd.conf) into a configuration; warnings alongside.
 pub fn load(
     access: &Path,
     fwknopd_conf: Option<&Path>,
+    legacy: fwknop_conf::Legacy,
 ) -> Result<(Config, Vec<String>), ConfigError> {
-    let conf = fwknop_conf::load(access, fwknopd_conf)?;
+    let conf = fwknop_conf::load_with(access, fwknopd_conf, legacy)?;
     let mut warnings = conf.warnings.clone();
     for r in &conf.refused {
         warnings.push(format!(
@@ -221,11 +266,8 @@ pub fn load(
             r.reasons.join("; ")
         ));
     }
-    let doors: Vec<Door> = conf
-        .stanzas
-        .iter()
-        .filter_map(|s| door_for(s, &conf, &mut warnings))
-        .collect();
+    let (doors, more) = doors(&conf);
+    warnings.extend(more);
     if doors.is_empty() {
         return Err(ConfigError {
             file: access.to_path_buf(),

@@ -62,7 +62,7 @@ mod import;
 mod syntax;
 mod values;
 
-pub use access::{load, parse};
+pub use access::{load, load_with, parse, parse_with, Legacy};
 pub use fwknopd::parse_fwknopd_conf;
 pub use import::{import, to_toml};
 
@@ -297,9 +297,10 @@ pub struct Stanza {
     /// KEY as its bytes, or KEY_BASE64 decoded: 1 to 32 bytes, the passphrase of OpenSSL's
     /// EVP_BytesToKey.
     pub enc_key: Zeroizing<Vec<u8>>,
-    /// HMAC_KEY or HMAC_KEY_BASE64 decoded. Always present: knockerd refuses stanzas without
-    /// one.
-    pub hmac_key: Zeroizing<Vec<u8>>,
+    /// HMAC_KEY or HMAC_KEY_BASE64 decoded. `None` only with [`Legacy::Allow`]: fwknop's legacy
+    /// mode, where nothing authenticates a packet before it is decrypted (a warning says so);
+    /// otherwise knockerd refuses stanzas without one.
+    pub hmac_key: Option<Zeroizing<Vec<u8>>>,
     /// HMAC_DIGEST_TYPE, sha256 by default.
     pub hmac_digest: Digest,
     /// Seconds of access when the client asks for no timeout (default 30, never above
@@ -338,7 +339,10 @@ impl fmt::Debug for Stanza {
             )
             .field(
                 "hmac_key",
-                &format_args!("<{} bytes, redacted>", self.hmac_key.len()),
+                &match &self.hmac_key {
+                    Some(k) => format!("<{} bytes, redacted>", k.len()),
+                    None => "none (legacy mode)".into(),
+                },
             )
             .field("hmac_digest", &self.hmac_digest)
             .field("fw_access_timeout", &self.fw_access_timeout)

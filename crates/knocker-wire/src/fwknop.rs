@@ -635,20 +635,33 @@ fn decrypt_ciphertext(
     enc_key: &[u8],
     ciphertext_b64: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, FwknopError> {
-    let mut raw = Zeroizing::new(Vec::with_capacity(ciphertext_b64.len()));
-    fwknop_b64_decode(
-        SALTED_PREFIX.bytes().chain(ciphertext_b64.iter().copied()),
-        &mut raw,
-    )
-    .map_err(|()| FwknopError::BadCiphertext("not base64"))?;
-    if raw.len() % BLOCK != 0 {
+    // What the base64 decodes to, as fwknop's decoder reads it (up to the first `=`; every
+    // character but the first of each four gives a byte), known before decoding it: a wrong key
+    // or noise (which a legacy door decrypts) is found in the first blocks, and only those are
+    // decoded and decrypted before that.
+    let text = ciphertext_b64
+        .iter()
+        .position(|&b| b == b'=')
+        .map_or(ciphertext_b64, |end| &ciphertext_b64[..end]);
+    let chars = SALTED_PREFIX.len() + text.len();
+    let decoded = chars - chars.div_ceil(4);
+    if decoded % BLOCK != 0 {
         return Err(FwknopError::BadCiphertext(
             "not a whole number of AES blocks",
         ));
     }
-    if raw.len() < 2 * BLOCK {
+    if decoded < 2 * BLOCK {
         return Err(FwknopError::BadCiphertext("no ciphertext after the salt"));
     }
+    // "Salted__", the salt and two blocks: 48 bytes, 64 characters (a multiple of four, so the
+    // rest decodes on its own)
+    let (head_text, tail_text) = text.split_at(text.len().min(64 - SALTED_PREFIX.len()));
+    let mut raw = Zeroizing::new(Vec::with_capacity(decoded));
+    fwknop_b64_decode(
+        SALTED_PREFIX.bytes().chain(head_text.iter().copied()),
+        &mut raw,
+    )
+    .map_err(|()| FwknopError::BadCiphertext("not base64"))?;
     // Bytes 0..8 are "Salted__" (mostly the prefix put back); fwknop does not check them, and
     // neither do we: the salt is what follows.
     let mut salt = [0u8; SALT];
@@ -656,16 +669,23 @@ fn decrypt_ciphertext(
     let kiv = evp_bytes_to_key(enc_key, &salt);
     let mut cipher = cbc::Decryptor::<Aes256>::new_from_slices(&kiv[..32], &kiv[32..])
         .map_err(|_| FwknopError::BadCiphertext("key setup"))?;
-    let body = &mut raw[BLOCK..];
-    let (blocks, _) = Array::slice_as_chunks_mut(body);
-    cipher.decrypt_blocks(blocks);
+    let (head, _) = Array::slice_as_chunks_mut(&mut raw[BLOCK..]);
+    cipher.decrypt_blocks(head);
     // fwknop's test of a good decryption, made before anything else looks at the plaintext.
+    let body = &raw[BLOCK..];
     let starts_right = body.len() > RANDOM_DIGITS
         && body[..RANDOM_DIGITS].iter().all(u8::is_ascii_digit)
         && body[RANDOM_DIGITS] == b':';
     if !starts_right {
         return Err(FwknopError::WrongKey);
     }
+    // the rest: CBC carries on from the last block decrypted
+    let done = raw.len();
+    fwknop_b64_decode(tail_text.iter().copied(), &mut raw)
+        .map_err(|()| FwknopError::BadCiphertext("not base64"))?;
+    let (tail, _) = Array::slice_as_chunks_mut(&mut raw[done..]);
+    cipher.decrypt_blocks(tail);
+    let body = &raw[BLOCK..];
     let pad = usize::from(body[body.len() - 1]);
     if pad == 0
         || pad > BLOCK

@@ -40,7 +40,8 @@
 //!
 //! A stanza that uses what knockerd cannot honour (GnuPG, NAT, arbitrary command execution,
 //! encryption modes other than CBC, SHA-3 HMACs) or that has no HMAC key (knockerd never decrypts
-//! an unauthenticated packet) is refused as a whole, with every reason and its line, and the
+//! an unauthenticated packet, unless [`Legacy::Allow`], `--fwknop-allow-legacy`, asks it to, for a
+//! migration) is refused as a whole, with every reason and its line, and the
 //! other stanzas run. Refusing a stanza only ever removes access: in fwknopd each stanza whose
 //! SOURCE matches is tried with its own keys, so no packet that a refused stanza would have
 //! authorized can match another one by its absence. If no stanza is left, the configuration is

@@ -507,6 +507,13 @@ SOURCE 10.0.0.0/255.0.255.0
     assert!(reasons(2).contains(
         "access.conf:10: ENABLE_CMD_EXEC Y: fwknopd runs any command a key holder sends"
     ));
+    // and names what to write instead, in both formats
+    assert!(
+        reasons(2).contains("CMD_CYCLE_OPEN /path/to/command $SRC with CMD_CYCLE_CLOSE NONE")
+            && reasons(2).contains("start_command = [\"/path/to/command\", \"%IP%\"]"),
+        "{}",
+        reasons(2)
+    );
     assert!(
         reasons(3).contains("access.conf:14: ENCRYPTION_MODE legacy: knockerd decrypts only CBC")
     );

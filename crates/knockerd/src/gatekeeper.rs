@@ -409,7 +409,9 @@ impl<F: Firewall> Gatekeeper<F> {
             ip: to,
             service: grant.open.first().copied(),
             spa: grant.spa,
-            stop_in: if stop_cmd.is_some() {
+            // fwknopd's $TIMEOUT counts CMD_CYCLE_TIMER (or the client's timeout), close
+            // command or not
+            stop_in: if stop_cmd.is_some() || door.stop_after_client_timeout {
                 stop_in.as_secs()
             } else {
                 grant.duration.as_secs()

@@ -190,7 +190,14 @@ fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option
                     return None;
                 }
             };
-            (Some(open), close, Duration::from_secs(c.timer.max(1)))
+            // with a close command the timer is 1 s or more (fwknopd's check); without one it
+            // only counts in $TIMEOUT, as fwknopd counts it (0 when not set)
+            let timer = if close.is_some() {
+                c.timer.max(1)
+            } else {
+                c.timer
+            };
+            (Some(open), close, Duration::from_secs(timer))
         }
     };
     let open_for = Duration::from_secs(s.fw_access_timeout.max(s.max_fw_timeout).clamp(1, 86_400));

@@ -721,3 +721,55 @@ fn legacy_stanzas_open_only_when_allowed_and_replays_still_fail() {
     fwknop(&w, &args);
     w.finish();
 }
+
+/// ENABLE_CMD_EXEC: the stanza is refused with the native setting to use instead, and a command
+/// message from Debian's client (`fwknop -C`) runs nothing, whichever stanza's keys made it.
+#[test]
+fn command_messages_run_nothing_and_the_refusal_names_the_setting() {
+    if !e2e(&["fwknop"]) {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("knocker-fwknop-cmdexec-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let marker = dir.join("ran");
+    let s = setup(
+        "cmdexec",
+        &format!(
+            "{}\nSOURCE ANY\nKEY {KEY2}\nHMAC_KEY {HMAC2}\nENABLE_CMD_EXEC Y\n",
+            basic_access()
+        ),
+    );
+    let w = world("fwkcmd", &s);
+    w.daemon.wait_log(
+        "CMD_CYCLE_OPEN /path/to/command $SRC with CMD_CYCLE_CLOSE NONE",
+        Duration::from_secs(2),
+    );
+    let cmd = format!("/usr/bin/touch {}", marker.display());
+    for (key, hmac) in [(KEY2, HMAC2), (KEY, HMAC)] {
+        fwknop(
+            &w,
+            &[
+                "-C",
+                &cmd,
+                "-a",
+                Lab::ALICE,
+                "--key-rijndael",
+                key,
+                "--key-hmac",
+                hmac,
+                "--use-hmac",
+            ],
+        );
+    }
+    w.daemon.wait_log(
+        "(Command msg) messages are not supported: knockerd runs no command from a packet",
+        Duration::from_secs(2),
+    );
+    w.daemon
+        .wait_log("refused: not an authentic", Duration::from_secs(2));
+    assert!(!marker.exists(), "a command from a packet ran");
+    assert!(w.grants().is_empty(), "{:?}", w.grants());
+    let _ = std::fs::remove_dir_all(&dir);
+    w.finish();
+}

@@ -555,6 +555,28 @@ SOURCE 10.0.0.0/255.0.255.0
 }
 
 #[test]
+fn enable_cmd_exec_beside_a_command_cycle_runs_with_a_warning() {
+    let c = parse(&format!(
+        "SOURCE ANY\n{}ENABLE_CMD_EXEC Y\nCMD_CYCLE_OPEN nft add element inet filter fwknop_ssh_v4 {{ $SRC timeout 60s }};\nCMD_CYCLE_CLOSE nft delete element inet filter fwknop_ssh_v4 {{ $SRC }};\nCMD_CYCLE_TIMER 60\n",
+        keys()
+    ));
+    assert!(c.refused.is_empty(), "{:?}", c.refused);
+    assert!(
+        has(
+            &c.warnings,
+            "access.conf:4: ENABLE_CMD_EXEC Y has no effect in a stanza with CMD_CYCLE_OPEN"
+        ),
+        "{:?}",
+        c.warnings
+    );
+    let cc = c.stanzas[0].cmd_cycle.as_ref().expect("a command cycle");
+    assert_eq!(
+        cc.open,
+        "nft add element inet filter fwknop_ssh_v4 { $SRC timeout 60s }"
+    );
+}
+
+#[test]
 fn missing_hmac_is_refused_with_the_fix() {
     let c = parse(&format!(
         "SOURCE 192.0.2.0/24\nKEY_BASE64 {ENC_B64}\nSOURCE ANY\n{}",
@@ -1053,6 +1075,12 @@ fn fwknopd_agrees_on_what_it_refuses() {
         // accepted by fwknopd, but no stanza knockerd can run
         (format!("SOURCE ANY\nKEY_BASE64 {ENC_B64}\n"), true, false),
         (format!("SOURCE ANY\n{k}ENABLE_CMD_EXEC Y\n"), true, false),
+        // inert next to a command cycle (incoming_spa() runs the cycle first), so it runs
+        (
+            format!("SOURCE ANY\n{k}ENABLE_CMD_EXEC Y\nCMD_CYCLE_OPEN /usr/bin/logger $SRC\nCMD_CYCLE_CLOSE NONE\n"),
+            true,
+            true,
+        ),
         (
             format!("SOURCE ANY\n{k}ENCRYPTION_MODE legacy\n"),
             true,

@@ -274,7 +274,14 @@ fn refuse_ciphers(d: &Draft, reasons: &mut Vec<String>) -> Digest {
 fn refuse_cmd_exec(d: &mut Draft, reasons: &mut Vec<String>) {
     let cmd_exec = d.enable_cmd_exec.as_ref().is_some_and(|(_, b)| *b);
     if let Some((at, true)) = &d.enable_cmd_exec {
-        reasons.push(reason(at, "ENABLE_CMD_EXEC Y: fwknopd runs any command a key holder sends (`fwknop -C`), as root; knockerd never runs a command that comes in a packet, so this stanza is not run. To run a fixed command when its key holder knocks, name it in the configuration: here CMD_CYCLE_OPEN /path/to/command $SRC with CMD_CYCLE_CLOSE NONE, or in a native door (`knockerd import-fwknop`) start_command = [\"/path/to/command\", \"%IP%\"]; then remove ENABLE_CMD_EXEC".into()));
+        if d.cmd_cycle_open.is_some() {
+            // a common mistake, and harmless: incoming_spa() runs the command cycle for every
+            // message of such a stanza and never reaches process_cmd_msg()
+            let at = at.clone();
+            d.note(&at, "ENABLE_CMD_EXEC Y has no effect in a stanza with CMD_CYCLE_OPEN: fwknopd runs the command cycle for every message and never a command sent in a packet, and neither does knockerd; the command cycle needs no ENABLE_CMD_EXEC, remove the line".into());
+        } else {
+            reasons.push(reason(at, "ENABLE_CMD_EXEC Y: fwknopd runs any command a key holder sends (`fwknop -C`), as root; knockerd never runs a command that comes in a packet, so this stanza is not run. To run a fixed command when its key holder knocks, name it in the configuration: here CMD_CYCLE_OPEN /path/to/command $SRC with CMD_CYCLE_CLOSE NONE, or in a native door (`knockerd import-fwknop`) start_command = [\"/path/to/command\", \"%IP%\"]; then remove ENABLE_CMD_EXEC".into()));
+        }
     }
     if !cmd_exec {
         if let Some((at, true)) = &d.enable_cmd_sudo_exec {

@@ -942,7 +942,7 @@ OPEN_PORTS tcp/22
         "start_command = [\"/usr/bin/ipset\", \"add\", \"allow\", \"%IP%\"]\nstop_command = [\"/usr/bin/ipset\", \"del\", \"allow\", \"%IP%\"]\n",
         "# note: fwknopd (and knockerd --fwknop-access) run CMD_CYCLE_CLOSE after the client's timeout then.\nstop_after = 40\n",
         "[door.fwknop-5]\n",
-        "# note: OPEN_PORTS [\"tcp/22\"]: fwknopd 2.6.10 did not check it for a command cycle; the commands below\n# note: decide what opens, so this door opens nothing in knockerd's firewall itself.\nopen = []\n",
+        "# note: OPEN_PORTS [\"tcp/22\"]: fwknopd 2.6.10 did not check it for a command cycle; knockerd does.\n# note: The commands below are the firewall, as in fwknopd: `protect = false`, knockerd drops nothing.\nopen = [\"tcp/22\"]\nprotect = false\n",
         "# note: CMD_CYCLE_CLOSE NONE: no stop command.\nstart_command = [\"/usr/local/bin/open\", \"%IP%\", \"%PORT%\"]\n",
     ] {
         assert!(toml.contains(want), "missing:\n{want}\nin:\n{toml}");

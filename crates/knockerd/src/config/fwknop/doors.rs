@@ -227,7 +227,8 @@ fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option
             kind: Kind::Spa(spa),
             ..Default::default()
         },
-        protect: true,
+        // a command cycle is the firewall, as in fwknopd: knockerd's table drops nothing for it
+        protect: s.cmd_cycle.is_none(),
         repeat_start_command: false,
         start_command,
         stop_command,

@@ -126,16 +126,19 @@ fn door(out: &mut String, c: &FwknopConf, s: &Stanza) {
 /// What the door opens: nothing itself for a command cycle, else OPEN_PORTS.
 fn door_open(out: &mut String, s: &Stanza) {
     if s.cmd_cycle.is_some() {
-        // the commands are the firewall: the door opens nothing itself
-        if !s.open_ports.is_empty() {
-            comment(out, "note: ", &format!("OPEN_PORTS {}: fwknopd 2.6.10 did not check it for a command cycle; the commands below", list(&s.open_ports)));
-            comment(
-                out,
-                "note: ",
-                "decide what opens, so this door opens nothing in knockerd's firewall itself.",
-            );
+        // the commands are the firewall: knockerd's table drops nothing for this door
+        if s.open_ports.is_empty() {
+            comment(out, "note: ", "OPEN_PORTS is not set: fwknopd ran the commands for whatever the client asked for. A native");
+            comment(out, "note: ", "door must list what a packet may ask for: put those services here (the first one asked");
+            comment(out, "note: ", "for is %PORT% and %PROTO% in the commands).");
+        } else {
+            comment(out, "note: ", &format!("OPEN_PORTS {}: fwknopd 2.6.10 did not check it for a command cycle; knockerd does.", list(&s.open_ports)));
         }
-        out.push_str("open = []\n");
+        comment(out, "note: ", "The commands below are the firewall, as in fwknopd: `protect = false`, knockerd drops nothing.");
+        out.push_str(&format!(
+            "open = {}\nprotect = false\n",
+            list(&s.open_ports)
+        ));
     } else {
         if s.open_ports.is_empty() {
             comment(out, "note: ", "OPEN_PORTS is not set: fwknopd opened whatever the client asked for (minus RESTRICT_PORTS).");

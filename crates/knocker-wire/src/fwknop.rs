@@ -29,7 +29,9 @@
 //!    checked, in constant time, over the base64 ciphertext with `U2FsdGVkX1` put back. Nothing
 //!    is decrypted before this passes.
 //! 3. Base64 decoding (leniently, exactly as fwknop's decoder: it stops at the first `=`),
-//!    a whole number of AES blocks, key derivation, decryption.
+//!    a whole number of AES blocks, key derivation, decryption: of the first two blocks only
+//!    until the first check of step 4 passes, so that a wrong key costs the same whatever the
+//!    packet's length.
 //! 4. The plaintext must start with 16 digits and a colon (else: the encryption key is wrong),
 //!    then the PKCS#7 padding, the length, printable characters only, the field count, the
 //!    plaintext digest, and every field.

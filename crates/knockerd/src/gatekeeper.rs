@@ -1132,6 +1132,94 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// An access.conf's doors, from a file in `dir`.
+    fn fwknop_config(dir: &Path, access: &str) -> Config {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("access.conf");
+        std::fs::write(&path, access).expect("access.conf");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        crate::config::fwknop::doors::load(&path, None, crate::config::fwknop::Legacy::Refuse)
+            .expect("loads")
+            .0
+    }
+
+    /// What the engine hands over for an fwknop packet with a client timeout of `asked` s.
+    fn fwknop_grant(duration: u64, asked: u64) -> Grant {
+        Grant {
+            door: 0,
+            door_name: "fwknop-1".into(),
+            to: "10.200.1.2".parse().expect("ip"),
+            open: vec![Service::udp(53), Service::tcp(22)],
+            duration: Duration::from_secs(duration),
+            client: None,
+            spa: Some(knocker_engine::SpaFacts {
+                packet_source: "10.200.1.2".parse().expect("ip"),
+                destination: "10.200.1.1".parse().expect("ip"),
+                timestamp: 1_795_266_816,
+                client_timeout: asked,
+            }),
+        }
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .expect("dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "access.conf")
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn fwknop_command_cycles_get_every_variable_and_close_after_the_clients_timeout() {
+        let dir = std::env::temp_dir().join(format!("knocker-gk-cycle-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let d = dir.display();
+        let keys = "KEY_BASE64 YWJjZGVmZ2hpamtsbW5vcA==\nHMAC_KEY_BASE64 cXJzdHV2d3h5eg==\n";
+        let c = fwknop_config(
+            &dir,
+            &format!("SOURCE ANY\n{keys}MAX_FW_TIMEOUT 60\nCMD_CYCLE_OPEN /usr/bin/touch {d}/open_$SRC_$PKT_SRC_$DST_$PROTO_$PORT_$CLIENT_TIMEOUT_$TIMEOUT\nCMD_CYCLE_CLOSE /usr/bin/touch {d}/close_$IP_$TIMEOUT\nCMD_CYCLE_TIMER 2\n"),
+        );
+        assert!(!c.doors[0].protect, "a command cycle is the firewall");
+        let mut g = Gatekeeper::new(&c, Recorder::default(), None);
+        let t0 = Instant::now();
+        // the client asked for 7 s: the close command runs after 7 s, not CMD_CYCLE_TIMER's 2
+        g.apply(&fwknop_grant(7, 7), t0).expect("granted");
+        g.finish(Duration::from_secs(5));
+        g.handle_timeout(t0 + Duration::from_secs(3));
+        g.finish(Duration::from_secs(5));
+        assert_eq!(
+            names(&dir),
+            ["open_10.200.1.2_10.200.1.2_10.200.1.1_17_53_7_1795266823"]
+        );
+        g.handle_timeout(t0 + Duration::from_secs(7));
+        g.finish(Duration::from_secs(5));
+        assert_eq!(
+            names(&dir),
+            [
+                "close_10.200.1.2_1795266823",
+                "open_10.200.1.2_10.200.1.2_10.200.1.1_17_53_7_1795266823"
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+
+        // no client timeout: CMD_CYCLE_TIMER; without a close command and a timer, $TIMEOUT is
+        // the packet's timestamp, as in fwknopd
+        std::fs::create_dir_all(&dir).expect("dir");
+        let c = fwknop_config(
+            &dir,
+            &format!("SOURCE ANY\n{keys}CMD_CYCLE_OPEN /usr/bin/touch {d}/once_$TIMEOUT_$CLIENT_TIMEOUT\nCMD_CYCLE_CLOSE NONE\n"),
+        );
+        let mut g = Gatekeeper::new(&c, Recorder::default(), None);
+        g.apply(&fwknop_grant(30, 0), t0).expect("granted");
+        g.finish(Duration::from_secs(5));
+        assert_eq!(names(&dir), ["once_1795266816_0"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     fn actions_config(log: &Path) -> Config {
         actions_config_open_for(log, 30, 1)
     }

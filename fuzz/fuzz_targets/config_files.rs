@@ -26,7 +26,12 @@ fuzz_target!(|data: &[u8]| {
             let _ = knockd::parse(file, &text);
         }
         2 => {
-            let _ = fwknop::parse(file, rest, &fwknop::FwknopdConf::default());
+            // legacy stanzas allowed, and what parses made into doors: CMD_CYCLE commands with
+            // fwknopd's variables go through knockerd's placeholders there
+            let fwknopd = fwknop::FwknopdConf::default();
+            if let Ok(conf) = fwknop::parse_with(file, rest, &fwknopd, fwknop::Legacy::Allow) {
+                let _ = fwknop::doors::doors(&conf);
+            }
         }
         3 => {
             let _ = fwknop::parse_fwknopd_conf(file, rest);

@@ -2,10 +2,11 @@
 //! (the packet-facing path: precheck, HMAC, which almost nothing passes), and the input sealed
 //! with the keys as an authenticated plaintext (first byte: which HMAC digest; then, for half the
 //! inputs, a correct plaintext digest appended), so that decryption and the field parser are
-//! reached. Must never panic.
+//! reached; both again with legacy keys (no HMAC: every payload is decrypted). Must never
+//! panic, and a legacy error is never an authenticated one.
 #![no_main]
 
-use knocker_wire::fwknop::{decode, key_from_text, seal, Digest, FwknopKeys};
+use knocker_wire::fwknop::{decode, decode_with_replay_key, key_from_text, seal, Digest, FwknopKeys};
 use libfuzzer_sys::fuzz_target;
 use sha2_digest::sha256_b64;
 
@@ -32,6 +33,14 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(packet) = seal(&keys, &plaintext, [0x5a; 8]) {
         let _ = decode(&keys, packet.as_bytes());
+    }
+    let Ok(legacy) = FwknopKeys::legacy(key_from_text("fuzzing enc key")) else {
+        return;
+    };
+    for payload in [data.to_vec(), seal(&legacy, &plaintext, [0x5a; 8]).unwrap_or_default().into_bytes()] {
+        if let Err(e) = decode_with_replay_key(&legacy, &payload) {
+            assert!(!e.authenticated(), "{e}");
+        }
     }
 });
 

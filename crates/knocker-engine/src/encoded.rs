@@ -93,6 +93,7 @@ pub(crate) fn judge(
         open: req.services.clone(),
         duration,
         client: None,
+        spa: None,
     };
     Outcome::Granted {
         grant,

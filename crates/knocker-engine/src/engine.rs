@@ -368,6 +368,7 @@ impl Engine {
                             open: door.spec.open.clone(),
                             duration: door.spec.open_for,
                             client: None,
+                            spa: None,
                         }));
                     } else {
                         // using a tag changes the candidates and the index being iterated, so
@@ -476,6 +477,7 @@ impl Engine {
             open: door.spec.open.clone(),
             duration: door.spec.open_for,
             client: None,
+            spa: None,
         }));
         if dynamic {
             door.refresh(wall);
@@ -662,7 +664,14 @@ impl Engine {
                 self.events.push_back(refuse(Refusal::Replayed));
                 return;
             }
-            let verdict = spa_verdict(index, &door.spec, spa, &req, src, wall);
+            let verdict = spa_verdict(
+                index,
+                &door.spec,
+                spa,
+                &req,
+                (src, knock.dst.to_canonical()),
+                wall,
+            );
             let grant = match verdict {
                 Ok(grant) => grant,
                 Err(reason) => {
@@ -799,7 +808,7 @@ fn spa_verdict(
     door: &DoorSpec,
     spa: &crate::spa::Spa,
     req: &crate::spa::SpaRequest,
-    src: IpAddr,
+    (src, dst): (IpAddr, IpAddr),
     wall: u64,
 ) -> Result<Grant, Refusal> {
     if let Some(max_age) = spa.max_age {
@@ -858,6 +867,12 @@ fn spa_verdict(
         open: req.access.clone(),
         duration,
         client: (!req.username.is_empty()).then(|| req.username.clone()),
+        spa: Some(crate::types::SpaFacts {
+            packet_source: src,
+            destination: dst,
+            timestamp: req.timestamp,
+            client_timeout: req.client_timeout.map_or(0, u64::from),
+        }),
     })
 }
 

@@ -145,6 +145,24 @@ pub struct Grant {
     /// Who knocked, when the door knows: an enrolled client's name (knocker SPA and SYN doors)
     /// or the username in an fwknop packet. For the log.
     pub client: Option<String>,
+    /// What the SPA packet said beyond the grant, for an SPA door's commands (fwknop's
+    /// `CMD_CYCLE_OPEN` variables); `None` for every other kind of door.
+    pub spa: Option<SpaFacts>,
+}
+
+/// The facts of an SPA packet that a grant carries to the gatekeeper, for commands: all typed,
+/// so a command argument made of them is only ever digits, hex digits, dots and colons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpaFacts {
+    /// The packet's source address, from its IP header (fwknop's `$PKT_SRC`).
+    pub packet_source: IpAddr,
+    /// The packet's destination address (`$DST`).
+    pub destination: IpAddr,
+    /// The packet's own timestamp, Unix seconds (`$TIMEOUT` is it plus the timeout).
+    pub timestamp: u64,
+    /// The timeout the client asked for, in seconds, as it sent it; 0 when it asked for none
+    /// (`$CLIENT_TIMEOUT`).
+    pub client_timeout: u64,
 }
 
 #[cfg(test)]

@@ -364,6 +364,7 @@ impl Model {
                         open: door.open.clone(),
                         duration: door.open_for,
                         client: None,
+                        spa: None,
                     }));
                 } else if let (Some(p), true) = (self.progress.get_mut(&key), matched > 0) {
                     p.matched = matched + 1;

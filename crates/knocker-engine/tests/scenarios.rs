@@ -148,6 +148,7 @@ fn right_order_opens_exactly_once_with_the_doors_grant() {
                 open: vec![Service::tcp(22)],
                 duration: OPEN_FOR,
                 client: None,
+                spa: None,
             }),
         ]
     );

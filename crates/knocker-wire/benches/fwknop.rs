@@ -11,6 +11,11 @@
 //!
 //! HMAC-SHA256 (fwknop's default), packets of fwknop's usual size (226 bytes).
 //!
+//! Then the same for a legacy door (no HMAC key: fwknop's legacy mode), where a base64 payload
+//! is decrypted as far as its first two blocks: **garbage_base64** (most lengths are refused
+//! before any key is used, not being whole AES blocks), **wrong_key** (a real legacy packet made
+//! with another key: what a flood of noise of the right lengths costs), **valid**.
+//!
 //! `cargo bench -p knocker-wire --bench fwknop` (add `-- --test` for a quick smoke run).
 
 use std::hint::black_box;
@@ -115,6 +120,42 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 i = (i + 1) % POOL;
                 black_box(decode(&keys, black_box(&pool[i]))).is_ok()
+            })
+        });
+    }
+    group.finish();
+
+    // legacy mode (no HMAC): every base64 payload is decrypted before anything can refuse it
+    let legacy = FwknopKeys::legacy(key_from_text("fwknoptestkey123")).expect("legacy keys");
+    let other = FwknopKeys::legacy(key_from_text("anotherlegacykey")).expect("legacy keys");
+    let legacy_cases: Vec<(&str, Vec<Vec<u8>>, bool)> = vec![
+        (
+            "garbage_base64",
+            (0..POOL).map(|_| garbage_base64(&mut rng)).collect(),
+            false,
+        ),
+        (
+            "wrong_key",
+            (0..POOL).map(|i| valid(&other, i)).collect(),
+            false,
+        ),
+        (
+            "valid",
+            (0..POOL).map(|i| valid(&legacy, i)).collect(),
+            true,
+        ),
+    ];
+    let mut group = c.benchmark_group("fwknop_decode_legacy");
+    group.throughput(Throughput::Elements(1));
+    for (name, pool, ok) in &legacy_cases {
+        for p in pool {
+            assert_eq!(decode(&legacy, p).is_ok(), *ok, "legacy {name}");
+        }
+        let mut i = 0;
+        group.bench_function(*name, |b| {
+            b.iter(|| {
+                i = (i + 1) % POOL;
+                black_box(decode(&legacy, black_box(&pool[i]))).is_ok()
             })
         });
     }

@@ -29,7 +29,9 @@
 //!    checked, in constant time, over the base64 ciphertext with `U2FsdGVkX1` put back. Nothing
 //!    is decrypted before this passes.
 //! 3. Base64 decoding (leniently, exactly as fwknop's decoder: it stops at the first `=`),
-//!    a whole number of AES blocks, key derivation, decryption.
+//!    a whole number of AES blocks, key derivation, decryption: of the first two blocks only
+//!    until the first check of step 4 passes, so that a wrong key costs the same whatever the
+//!    packet's length.
 //! 4. The plaintext must start with 16 digits and a colon (else: the encryption key is wrong),
 //!    then the PKCS#7 padding, the length, printable characters only, the field count, the
 //!    plaintext digest, and every field.
@@ -37,6 +39,16 @@
 //! What stays for the caller: the replay memory, the age of [`SpaMessage::timestamp`] (fwknopd
 //! allows 120 s either way), the allow address (`0.0.0.0` means the packet's source), and what
 //! the door grants.
+//!
+//! # Legacy mode: no HMAC
+//!
+//! fwknop before 2.5, and clients without `--use-hmac`, send the same packet without the HMAC at
+//! its end. [`FwknopKeys::legacy`] takes such a door's Rijndael key alone; then step 2 does not
+//! exist: every payload that passes [`precheck`] is decoded from base64, its key derived and
+//! decrypted, and only the unkeyed digest inside the plaintext checks its integrity. Nothing
+//! authenticates the packet before decryption, and errors are [`FwknopError::Legacy`], never
+//! [`FwknopError::authenticated`]. A receiver remembers [`decode_with_replay_key`]'s key, the
+//! plaintext's digest, besides the packet's: the same ciphertext has more than one text.
 //!
 //! # Where knocker is stricter than fwknop
 //!
@@ -182,10 +194,15 @@ pub enum FwknopKeyError {
 
 /// A door's (or a client stanza's) keys: the Rijndael key, the HMAC key and the HMAC digest type.
 /// Both keys are zeroized when dropped and never printed.
+///
+/// Or, made with [`FwknopKeys::legacy`], a Rijndael key alone: fwknop's legacy mode (fwknop
+/// before 2.5, and clients without `--use-hmac`), where nothing authenticates a packet before
+/// it is decrypted, and only the digest inside the plaintext (unkeyed) checks its integrity.
 #[derive(Clone)]
 pub struct FwknopKeys {
     enc: Zeroizing<Vec<u8>>,
-    hmac: Zeroizing<Vec<u8>>,
+    /// `None`: legacy mode.
+    hmac: Option<Zeroizing<Vec<u8>>>,
     hmac_digest: Digest,
 }
 
@@ -208,9 +225,28 @@ impl FwknopKeys {
         }
         Ok(FwknopKeys {
             enc,
-            hmac,
+            hmac: Some(hmac),
             hmac_digest,
         })
+    }
+
+    /// A Rijndael key without an HMAC key: fwknop's legacy mode (see the type's docs). The key
+    /// is 1 to 32 bytes. Packets decoded with it are not authenticated: [`decode`] refuses
+    /// nothing for being forged, only what does not decrypt to a well-formed message.
+    pub fn legacy(enc: Zeroizing<Vec<u8>>) -> Result<FwknopKeys, FwknopKeyError> {
+        if enc.is_empty() || enc.len() > MAX_ENC_KEY {
+            return Err(FwknopKeyError::EncKeyLength(enc.len()));
+        }
+        Ok(FwknopKeys {
+            enc,
+            hmac: None,
+            hmac_digest: Digest::Sha256,
+        })
+    }
+
+    /// Whether these are legacy keys (no HMAC key).
+    pub fn is_legacy(&self) -> bool {
+        self.hmac.is_none()
     }
 
     pub fn hmac_digest(&self) -> Digest {
@@ -446,6 +482,10 @@ pub enum FwknopError {
     BadDigest,
     #[error("authenticated, but malformed: {0}")]
     Malformed(&'static str),
+    /// Legacy keys (no HMAC): the payload does not decrypt to a well-formed message. Nothing
+    /// authenticated it, so this is the answer to noise and to other keys' packets alike.
+    #[error("legacy mode (no HMAC): not an SPA message for this key ({0})")]
+    Legacy(&'static str),
 }
 
 impl FwknopError {
@@ -520,7 +560,27 @@ pub fn precheck(payload: &[u8]) -> Result<(), FwknopError> {
 /// and parsing. Total on any input: never panics.
 pub fn decode(keys: &FwknopKeys, payload: &[u8]) -> Result<SpaMessage, FwknopError> {
     let plaintext = decrypt(keys, payload)?;
-    parse_plaintext(&plaintext)
+    match parse_plaintext(&plaintext) {
+        Err(e) if keys.is_legacy() => Err(legacy_error(e)),
+        other => other,
+    }
+}
+
+/// [`decode`], with the message's replay key: the SHA-256 of its plaintext. For legacy keys
+/// the packet's own digest is not enough: without an HMAC over the packet's text, the same
+/// ciphertext can be written in more than one way (base64 that stops at a `=`, the unused low
+/// bits of the last character), each with its own packet digest; the plaintext is what a replay
+/// repeats, so a receiver remembers this key as well as the packet's digest.
+pub fn decode_with_replay_key(
+    keys: &FwknopKeys,
+    payload: &[u8],
+) -> Result<(SpaMessage, [u8; 32]), FwknopError> {
+    let plaintext = decrypt(keys, payload)?;
+    let msg = match parse_plaintext(&plaintext) {
+        Err(e) if keys.is_legacy() => return Err(legacy_error(e)),
+        other => other?,
+    };
+    Ok((msg, Sha256::digest(&plaintext[..]).into()))
 }
 
 /// Steps 1 to 3 of [`decode`] and the first check of step 4: the authenticated plaintext
@@ -528,6 +588,9 @@ pub fn decode(keys: &FwknopKeys, payload: &[u8]) -> Result<SpaMessage, FwknopErr
 /// when dropped. For diagnostics and tests; [`decode`] is what a receiver calls.
 pub fn decrypt(keys: &FwknopKeys, payload: &[u8]) -> Result<Zeroizing<Vec<u8>>, FwknopError> {
     precheck(payload)?;
+    let Some(hmac_key) = &keys.hmac else {
+        return decrypt_legacy(keys, payload);
+    };
     let tag_len = keys.hmac_digest.b64_len();
     let ciphertext_len = payload
         .len()
@@ -538,7 +601,7 @@ pub fn decrypt(keys: &FwknopKeys, payload: &[u8]) -> Result<Zeroizing<Vec<u8>>, 
     let mut expected = [0u8; MAX_B64_DIGEST];
     let n = hmac_b64(
         keys.hmac_digest,
-        &keys.hmac,
+        hmac_key,
         &[SALTED_PREFIX.as_bytes(), ciphertext_b64],
         &mut expected,
     )
@@ -551,24 +614,56 @@ pub fn decrypt(keys: &FwknopKeys, payload: &[u8]) -> Result<Zeroizing<Vec<u8>>, 
     decrypt_ciphertext(&keys.enc, ciphertext_b64)
 }
 
+/// [`decrypt`] with legacy keys: the whole payload is the ciphertext, decrypted without any
+/// authentication first.
+fn decrypt_legacy(keys: &FwknopKeys, payload: &[u8]) -> Result<Zeroizing<Vec<u8>>, FwknopError> {
+    if payload.len() < MIN_ENCODED {
+        return Err(FwknopError::Legacy("too short"));
+    }
+    decrypt_ciphertext(&keys.enc, payload).map_err(legacy_error)
+}
+
+/// An error after decryption, for legacy keys: not authenticated.
+fn legacy_error(e: FwknopError) -> FwknopError {
+    match e {
+        FwknopError::BadCiphertext(why) | FwknopError::Malformed(why) => FwknopError::Legacy(why),
+        FwknopError::WrongKey => FwknopError::Legacy("wrong key"),
+        FwknopError::BadDigest => FwknopError::Legacy("the plaintext digest does not match"),
+        other => other,
+    }
+}
+
 fn decrypt_ciphertext(
     enc_key: &[u8],
     ciphertext_b64: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, FwknopError> {
-    let mut raw = Zeroizing::new(Vec::with_capacity(ciphertext_b64.len()));
-    fwknop_b64_decode(
-        SALTED_PREFIX.bytes().chain(ciphertext_b64.iter().copied()),
-        &mut raw,
-    )
-    .map_err(|()| FwknopError::BadCiphertext("not base64"))?;
-    if raw.len() % BLOCK != 0 {
+    // What the base64 decodes to, as fwknop's decoder reads it (up to the first `=`; every
+    // character but the first of each four gives a byte), known before decoding it: a wrong key
+    // or noise (which a legacy door decrypts) is found in the first blocks, and only those are
+    // decoded and decrypted before that.
+    let text = ciphertext_b64
+        .iter()
+        .position(|&b| b == b'=')
+        .map_or(ciphertext_b64, |end| &ciphertext_b64[..end]);
+    let chars = SALTED_PREFIX.len() + text.len();
+    let decoded = chars - chars.div_ceil(4);
+    if decoded % BLOCK != 0 {
         return Err(FwknopError::BadCiphertext(
             "not a whole number of AES blocks",
         ));
     }
-    if raw.len() < 2 * BLOCK {
+    if decoded < 2 * BLOCK {
         return Err(FwknopError::BadCiphertext("no ciphertext after the salt"));
     }
+    // "Salted__", the salt and two blocks: 48 bytes, 64 characters (a multiple of four, so the
+    // rest decodes on its own)
+    let (head_text, tail_text) = text.split_at(text.len().min(64 - SALTED_PREFIX.len()));
+    let mut raw = Zeroizing::new(Vec::with_capacity(decoded));
+    fwknop_b64_decode(
+        SALTED_PREFIX.bytes().chain(head_text.iter().copied()),
+        &mut raw,
+    )
+    .map_err(|()| FwknopError::BadCiphertext("not base64"))?;
     // Bytes 0..8 are "Salted__" (mostly the prefix put back); fwknop does not check them, and
     // neither do we: the salt is what follows.
     let mut salt = [0u8; SALT];
@@ -576,16 +671,23 @@ fn decrypt_ciphertext(
     let kiv = evp_bytes_to_key(enc_key, &salt);
     let mut cipher = cbc::Decryptor::<Aes256>::new_from_slices(&kiv[..32], &kiv[32..])
         .map_err(|_| FwknopError::BadCiphertext("key setup"))?;
-    let body = &mut raw[BLOCK..];
-    let (blocks, _) = Array::slice_as_chunks_mut(body);
-    cipher.decrypt_blocks(blocks);
+    let (head, _) = Array::slice_as_chunks_mut(&mut raw[BLOCK..]);
+    cipher.decrypt_blocks(head);
     // fwknop's test of a good decryption, made before anything else looks at the plaintext.
+    let body = &raw[BLOCK..];
     let starts_right = body.len() > RANDOM_DIGITS
         && body[..RANDOM_DIGITS].iter().all(u8::is_ascii_digit)
         && body[RANDOM_DIGITS] == b':';
     if !starts_right {
         return Err(FwknopError::WrongKey);
     }
+    // the rest: CBC carries on from the last block decrypted
+    let done = raw.len();
+    fwknop_b64_decode(tail_text.iter().copied(), &mut raw)
+        .map_err(|()| FwknopError::BadCiphertext("not base64"))?;
+    let (tail, _) = Array::slice_as_chunks_mut(&mut raw[done..]);
+    cipher.decrypt_blocks(tail);
+    let body = &raw[BLOCK..];
     let pad = usize::from(body[body.len() - 1]);
     if pad == 0
         || pad > BLOCK
@@ -1035,14 +1137,17 @@ pub fn seal(keys: &FwknopKeys, plaintext: &[u8], salt: [u8; SALT]) -> Result<Str
     let (blocks, _) = Array::slice_as_chunks_mut(&mut raw[BLOCK..]);
     cipher.encrypt_blocks(blocks);
     let full = STANDARD_NO_PAD.encode(&raw[..]);
-    let mut tag = [0u8; MAX_B64_DIGEST];
-    let n = hmac_b64(keys.hmac_digest, &keys.hmac, &[full.as_bytes()], &mut tag)
-        .ok_or(invalid("HMAC", "cannot compute it"))?;
     let mut packet = full
         .strip_prefix(SALTED_PREFIX)
         .ok_or(invalid("ciphertext", "does not start with Salted__"))?
         .to_string();
-    packet.push_str(std::str::from_utf8(&tag[..n]).map_err(|_| invalid("HMAC", "not ASCII"))?);
+    // legacy keys: no HMAC, as `fwknop` without --use-hmac sends
+    if let Some(hmac_key) = &keys.hmac {
+        let mut tag = [0u8; MAX_B64_DIGEST];
+        let n = hmac_b64(keys.hmac_digest, hmac_key, &[full.as_bytes()], &mut tag)
+            .ok_or(invalid("HMAC", "cannot compute it"))?;
+        packet.push_str(std::str::from_utf8(&tag[..n]).map_err(|_| invalid("HMAC", "not ASCII"))?);
+    }
     Ok(packet)
 }
 

@@ -657,3 +657,108 @@ proptest! {
         }
     }
 }
+
+fn legacy_keys() -> FwknopKeys {
+    FwknopKeys::legacy(key_from_text("fwknoptestkey123")).expect("legacy keys")
+}
+
+fn legacy_packet() -> Vec<u8> {
+    let mut p = fs::read(vector_dir().join("legacy/access.pkt")).expect("legacy vector");
+    assert_eq!(p.pop(), Some(b'\n'));
+    p
+}
+
+#[test]
+fn legacy_packets_from_debians_client_decode_with_the_key_alone() {
+    let keys = legacy_keys();
+    assert!(keys.is_legacy() && !text_keys(Digest::Sha256).is_legacy());
+    let p = legacy_packet();
+    let (msg, replay_key) = fwknop::decode_with_replay_key(&keys, &p).expect("decodes");
+    assert_eq!(
+        (msg.username.as_str(), msg.timestamp, msg.message_type),
+        ("root", 1_796_297_964, MessageType::Access)
+    );
+    assert_eq!(msg.allow, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)));
+    assert_eq!(msg.services(), [Service::tcp(22)]);
+    assert_eq!(msg.client_timeout, None);
+    let pt = decrypt(&keys, &p).expect("plaintext");
+    assert_eq!(
+        pt.as_slice(),
+        b"1031993818705511:cm9vdA:1796297964:3.0.0:1:MTkyLjAuMi43LHRjcC8yMg:UMcyiO3WuEf05YHh2y3gNkK0sGJrz3foL0o2E24M7fE"
+    );
+    assert_eq!(replay_key, sha2_digest(&pt));
+    // the same message sealed again with the packet's salt is the packet, byte for byte
+    assert_eq!(
+        seal(&keys, &pt, salt_of(&p)).expect("seal").as_bytes(),
+        &p[..]
+    );
+    // an HMAC door does not take it, nor a legacy door an HMAC packet: nothing authenticated
+    assert_eq!(
+        decode(&text_keys(Digest::Sha256), &p),
+        Err(FwknopError::BadHmac)
+    );
+    let e = decode(&keys, &vec_a()).expect_err("an HMAC packet");
+    assert!(matches!(e, FwknopError::Legacy(_)), "{e}");
+    assert!(!e.authenticated());
+}
+
+#[test]
+fn legacy_packets_written_differently_have_one_replay_key() {
+    let keys = legacy_keys();
+    let p = legacy_packet();
+    let (_, key) = fwknop::decode_with_replay_key(&keys, &p).expect("decodes");
+    // fwknop's base64 decoder stops at the first `=`: text after it is another packet digest
+    // for the same ciphertext, and so the same plaintext
+    let mut padded = p.clone();
+    padded.extend_from_slice(b"=AAAA");
+    assert_ne!(replay_digest(&padded), replay_digest(&p));
+    let (_, again) = fwknop::decode_with_replay_key(&keys, &padded).expect("decodes");
+    assert_eq!(again, key, "one message, one replay key");
+}
+
+#[test]
+fn legacy_keys_refuse_noise_bit_flips_and_wrong_keys_without_authenticating() {
+    let keys = legacy_keys();
+    let p = legacy_packet();
+    let wrong = FwknopKeys::legacy(key_from_text("fwknoptestkey124")).expect("keys");
+    let e = decode(&wrong, &p).expect_err("wrong key");
+    assert!(
+        matches!(e, FwknopError::Legacy(_)) && !e.authenticated(),
+        "{e}"
+    );
+    let mut opened = 0;
+    for i in 0..p.len() {
+        for bit in 0..8 {
+            let mut flipped = p.clone();
+            flipped[i] ^= 1 << bit;
+            match fwknop::decode_with_replay_key(&keys, &flipped) {
+                // a flip in the last character's unused low bits: the same ciphertext, and the
+                // same replay key as the packet
+                Ok((_, k)) => {
+                    opened += 1;
+                    assert_eq!(
+                        k,
+                        fwknop::decode_with_replay_key(&keys, &p).expect("ok").1,
+                        "byte {i} bit {bit}"
+                    );
+                }
+                Err(e) => assert!(!e.authenticated(), "byte {i} bit {bit}: {e}"),
+            }
+        }
+    }
+    assert!(opened <= 8, "{opened} flipped packets decoded");
+    assert_eq!(
+        FwknopKeys::legacy(key_from_text("")).err(),
+        Some(FwknopKeyError::EncKeyLength(0))
+    );
+}
+
+proptest! {
+    #[test]
+    fn legacy_keys_never_panic_and_never_authenticate(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+        let keys = legacy_keys();
+        if let Err(e) = decode(&keys, &bytes) {
+            prop_assert!(!e.authenticated());
+        }
+    }
+}

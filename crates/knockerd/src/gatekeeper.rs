@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use knocker_engine::{Grant, Service};
 
-use crate::config::{ActionTime, Config, Door};
+use crate::config::{ActionTime, CommandVars, Config, Door};
 use crate::ledger::{self, Ledger, Record};
 use crate::metrics::Counters;
 
@@ -421,12 +421,34 @@ impl<F: Firewall> Gatekeeper<F> {
         let (held, widened) = door.grant_prefix.widen(to);
         let key = (door.spec.name.clone(), held);
         let stop_cmd = door.stop_command_for(to);
+        // fwknop's CMD_CYCLE_CLOSE runs after the client's timeout (capped, as the grant is)
+        let client_timeout = grant
+            .spa
+            .filter(|f| f.client_timeout > 0 && door.stop_after_client_timeout)
+            .map(|_| grant.duration);
+        let stop_in = client_timeout.unwrap_or(door.stop_after);
         let until = now
             + if stop_cmd.is_some() {
-                door.stop_after
+                stop_in
             } else {
                 grant.duration
             };
+        let vars = CommandVars {
+            ip: to,
+            service: grant.open.first().copied(),
+            spa: grant.spa,
+            // fwknopd's $TIMEOUT counts CMD_CYCLE_TIMER (or the client's timeout), close
+            // command or not
+            stop_in: if stop_cmd.is_some() || door.stop_after_client_timeout {
+                stop_in.as_secs()
+            } else {
+                grant.duration.as_secs()
+            },
+            client_timeout: grant
+                .spa
+                .filter(|f| f.client_timeout > 0)
+                .map_or(0, |_| grant.duration.as_secs()),
+        };
         // a door with a start command but no stop command runs it on every knock, as knockd
         // does: nothing pairs with it, and a one-time line must never be spent for nothing
         // (delayed commands pair with the opening, as a stop command does)
@@ -444,7 +466,7 @@ impl<F: Firewall> Gatekeeper<F> {
         } = self.schedule_actions(
             &door,
             &key,
-            to,
+            &vars,
             existing.is_some(),
             now + grant.duration,
             now,
@@ -472,7 +494,7 @@ impl<F: Firewall> Gatekeeper<F> {
                 (None, Some(cmd)) => records.push(Record::StopPending {
                     door: door.spec.name.clone(),
                     addr: held,
-                    command: cmd.argv_for(to),
+                    command: cmd.argv_with(&vars),
                     due_unix: unix_at(now, until),
                 }),
                 (None, None) => {}
@@ -508,7 +530,7 @@ impl<F: Firewall> Gatekeeper<F> {
                     key.clone(),
                     Open {
                         until,
-                        stop: stop_cmd.map(|c| (id, c.argv_for(to))),
+                        stop: stop_cmd.map(|c| (id, c.argv_with(&vars))),
                     },
                 );
             }
@@ -517,7 +539,7 @@ impl<F: Firewall> Gatekeeper<F> {
                 key.clone(),
                 Open {
                     until,
-                    stop: stop_cmd.map(|c| (0, c.argv_for(to))),
+                    stop: stop_cmd.map(|c| (0, c.argv_with(&vars))),
                 },
             );
         }
@@ -565,8 +587,8 @@ impl<F: Firewall> Gatekeeper<F> {
                     if let Some(cmd) = door.start_command_for(to) {
                         let what =
                             format!("door={} start command (again) for {to}", door.spec.name);
-                        ran = Some(cmd.argv_for(to).join(" "));
-                        self.spawn(cmd.argv_for(to), to, what, now);
+                        ran = Some(cmd.argv_with(&vars).join(" "));
+                        self.spawn(cmd.argv_with(&vars), to, what, now);
                     }
                 }
                 true
@@ -577,8 +599,8 @@ impl<F: Firewall> Gatekeeper<F> {
                 }
                 if let Some(cmd) = door.start_command_for(to) {
                     let what = format!("door={} start command for {to}", door.spec.name);
-                    ran = Some(cmd.argv_for(to).join(" "));
-                    self.spawn(cmd.argv_for(to), to, what, now);
+                    ran = Some(cmd.argv_with(&vars).join(" "));
+                    self.spawn(cmd.argv_with(&vars), to, what, now);
                 }
                 for argv in at_once {
                     let what = format!("door={} command for {to}", door.spec.name);
@@ -606,7 +628,7 @@ impl<F: Firewall> Gatekeeper<F> {
         &self,
         door: &Door,
         key: &(String, IpAddr),
-        to: IpAddr,
+        vars: &CommandVars,
         refresh: bool,
         end: Instant,
         now: Instant,
@@ -625,7 +647,7 @@ impl<F: Firewall> Gatekeeper<F> {
         }
         let (mut at_once, mut later) = (Vec::new(), Vec::new());
         for a in &door.actions {
-            let argv = a.command.argv_for(to);
+            let argv = a.command.argv_with(vars);
             let (due, at_end) = match a.when {
                 ActionTime::After(d) if d.is_zero() => {
                     at_once.push(argv);
@@ -945,6 +967,7 @@ mod tests {
             open: vec![Service::tcp(22)],
             duration: Duration::from_secs(30),
             client: None,
+            spa: None,
         }
     }
 
@@ -1164,6 +1187,94 @@ mod tests {
         g.finish(Duration::from_secs(5));
         let text = std::fs::read_to_string(&log).expect("log");
         assert_eq!(text, "start 10.200.1.2\nstop 10.200.1.2\n");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// An access.conf's doors, from a file in `dir`.
+    fn fwknop_config(dir: &Path, access: &str) -> Config {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("access.conf");
+        std::fs::write(&path, access).expect("access.conf");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        crate::config::fwknop::doors::load(&path, None, crate::config::fwknop::Legacy::Refuse)
+            .expect("loads")
+            .0
+    }
+
+    /// What the engine hands over for an fwknop packet with a client timeout of `asked` s.
+    fn fwknop_grant(duration: u64, asked: u64) -> Grant {
+        Grant {
+            door: 0,
+            door_name: "fwknop-1".into(),
+            to: "10.200.1.2".parse().expect("ip"),
+            open: vec![Service::udp(53), Service::tcp(22)],
+            duration: Duration::from_secs(duration),
+            client: None,
+            spa: Some(knocker_engine::SpaFacts {
+                packet_source: "10.200.1.2".parse().expect("ip"),
+                destination: "10.200.1.1".parse().expect("ip"),
+                timestamp: 1_795_266_816,
+                client_timeout: asked,
+            }),
+        }
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .expect("dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "access.conf")
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn fwknop_command_cycles_get_every_variable_and_close_after_the_clients_timeout() {
+        let dir = std::env::temp_dir().join(format!("knocker-gk-cycle-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let d = dir.display();
+        let keys = "KEY_BASE64 YWJjZGVmZ2hpamtsbW5vcA==\nHMAC_KEY_BASE64 cXJzdHV2d3h5eg==\n";
+        let c = fwknop_config(
+            &dir,
+            &format!("SOURCE ANY\n{keys}MAX_FW_TIMEOUT 60\nCMD_CYCLE_OPEN /usr/bin/touch {d}/open_$SRC_$PKT_SRC_$DST_$PROTO_$PORT_$CLIENT_TIMEOUT_$TIMEOUT\nCMD_CYCLE_CLOSE /usr/bin/touch {d}/close_$IP_$TIMEOUT\nCMD_CYCLE_TIMER 2\n"),
+        );
+        assert!(!c.doors[0].protect, "a command cycle is the firewall");
+        let mut g = Gatekeeper::new(&c, Recorder::default(), None);
+        let t0 = Instant::now();
+        // the client asked for 7 s: the close command runs after 7 s, not CMD_CYCLE_TIMER's 2
+        g.apply(&fwknop_grant(7, 7), t0).expect("granted");
+        g.finish(Duration::from_secs(5));
+        g.handle_timeout(t0 + Duration::from_secs(3));
+        g.finish(Duration::from_secs(5));
+        assert_eq!(
+            names(&dir),
+            ["open_10.200.1.2_10.200.1.2_10.200.1.1_17_53_7_1795266823"]
+        );
+        g.handle_timeout(t0 + Duration::from_secs(7));
+        g.finish(Duration::from_secs(5));
+        assert_eq!(
+            names(&dir),
+            [
+                "close_10.200.1.2_1795266823",
+                "open_10.200.1.2_10.200.1.2_10.200.1.1_17_53_7_1795266823"
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+
+        // no client timeout: CMD_CYCLE_TIMER; without a close command and a timer, $TIMEOUT is
+        // the packet's timestamp, as in fwknopd
+        std::fs::create_dir_all(&dir).expect("dir");
+        let c = fwknop_config(
+            &dir,
+            &format!("SOURCE ANY\n{keys}CMD_CYCLE_OPEN /usr/bin/touch {d}/once_$TIMEOUT_$CLIENT_TIMEOUT\nCMD_CYCLE_CLOSE NONE\n"),
+        );
+        let mut g = Gatekeeper::new(&c, Recorder::default(), None);
+        g.apply(&fwknop_grant(30, 0), t0).expect("granted");
+        g.finish(Duration::from_secs(5));
+        assert_eq!(names(&dir), ["once_1795266816_0"]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

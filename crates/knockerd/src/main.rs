@@ -97,6 +97,12 @@ struct ConfigArgs {
     /// ENABLE_SPA_PACKET_AGING and PCAP_INTF
     #[arg(help_heading = CONFIG_HEADING, long, value_name = "FILE", requires = "fwknop_access")]
     fwknopd_conf: Option<PathBuf>,
+    /// With --fwknop-access: run stanzas without an HMAC key (fwknop's legacy mode, clients
+    /// without --use-hmac), which are refused otherwise. Weaker: their packets are decrypted
+    /// before anything authenticates them (SECURITY.md). Warns at start and, at most once a
+    /// minute, for packets taken; for switching daemons before the clients
+    #[arg(help_heading = CONFIG_HEADING, long, requires = "fwknop_access")]
+    fwknop_allow_legacy: bool,
     /// Run knockknock's profiles as they are (DIR is knockknock's /etc/knockknock.d: its config
     /// and profiles/): knockknock clients work unchanged
     #[arg(help_heading = CONFIG_HEADING, long, value_name = "DIR", conflicts_with_all = ["config", "knockd_conf", "fwknop_access"])]
@@ -172,6 +178,7 @@ impl Given for ConfigArgs {
             (self.knockd_conf.is_some(), "--knockd-conf"),
             (self.fwknop_access.is_some(), "--fwknop-access"),
             (self.fwknopd_conf.is_some(), "--fwknopd-conf"),
+            (self.fwknop_allow_legacy, "--fwknop-allow-legacy"),
             (self.knockknock_profiles.is_some(), "--knockknock-profiles"),
             (self.kernel_log, "--kernel-log"),
             (self.kernel_log_file.is_some(), "--kernel-log-file"),
@@ -197,6 +204,7 @@ impl ConfigArgs {
             (None, Some(access), _) => ConfigFile::Fwknop {
                 access,
                 fwknopd_conf: self.fwknopd_conf,
+                allow_legacy: self.fwknop_allow_legacy,
             },
             (None, None, Some(dir)) => ConfigFile::Knockknock {
                 dir,

@@ -123,7 +123,10 @@ fn debian_access_conf_as_shipped() {
     assert_eq!(s.destinations, [Network::Any]);
     assert!(s.open_ports.is_empty() && s.restrict_ports.is_empty());
     assert_eq!(s.enc_key.as_slice(), b"abcdefghijklmnop");
-    assert_eq!(s.hmac_key.as_slice(), b"qrstuvwxyz0123456789");
+    assert_eq!(
+        s.hmac_key.as_deref().map(Vec::as_slice),
+        Some(&b"qrstuvwxyz0123456789"[..])
+    );
     assert_eq!(s.hmac_digest, Digest::Sha256);
     assert_eq!((s.fw_access_timeout, s.max_fw_timeout), (30, 300));
     assert_eq!(s.access_expire, None);
@@ -221,7 +224,11 @@ CMD_CYCLE_CLOSE NONE
 
     assert_eq!(b.sources, [net("203.0.113.9")]);
     assert_eq!(b.enc_key.as_slice(), b"my secret key");
-    assert_eq!(b.hmac_key.as_slice(), b"hmac key", "';' ends a value");
+    assert_eq!(
+        b.hmac_key.as_deref().map(Vec::as_slice),
+        Some(&b"hmac key"[..]),
+        "';' ends a value"
+    );
     assert!(has(
         &b.warnings,
         "access.conf:18: HMAC_KEY: fwknopd ignores everything from the ';' on"
@@ -288,7 +295,10 @@ fn keys_and_debug() {
     // fwknop's base64: padding optional, a lone last character ignored
     let c = parse("SOURCE ANY\nKEY_BASE64 YWJjZGVmZw\nHMAC_KEY_BASE64 cXJzdHV2dw==x\n");
     assert_eq!(c.stanzas[0].enc_key.as_slice(), b"abcdefg");
-    assert_eq!(c.stanzas[0].hmac_key.as_slice(), b"qrstuvw");
+    assert_eq!(
+        c.stanzas[0].hmac_key.as_deref().map(Vec::as_slice),
+        Some(&b"qrstuvw"[..])
+    );
     // the later key line counts
     let c = parse(&format!("SOURCE ANY\nKEY first\n{}", keys()));
     assert_eq!(c.stanzas[0].enc_key.as_slice(), b"abcdefghijklmnop");
@@ -497,6 +507,13 @@ SOURCE 10.0.0.0/255.0.255.0
     assert!(reasons(2).contains(
         "access.conf:10: ENABLE_CMD_EXEC Y: fwknopd runs any command a key holder sends"
     ));
+    // and names what to write instead, in both formats
+    assert!(
+        reasons(2).contains("CMD_CYCLE_OPEN /path/to/command $SRC with CMD_CYCLE_CLOSE NONE")
+            && reasons(2).contains("start_command = [\"/path/to/command\", \"%IP%\"]"),
+        "{}",
+        reasons(2)
+    );
     assert!(
         reasons(3).contains("access.conf:14: ENCRYPTION_MODE legacy: knockerd decrypts only CBC")
     );
@@ -538,6 +555,28 @@ SOURCE 10.0.0.0/255.0.255.0
 }
 
 #[test]
+fn enable_cmd_exec_beside_a_command_cycle_runs_with_a_warning() {
+    let c = parse(&format!(
+        "SOURCE ANY\n{}ENABLE_CMD_EXEC Y\nCMD_CYCLE_OPEN nft add element inet filter fwknop_ssh_v4 {{ $SRC timeout 60s }};\nCMD_CYCLE_CLOSE nft delete element inet filter fwknop_ssh_v4 {{ $SRC }};\nCMD_CYCLE_TIMER 60\n",
+        keys()
+    ));
+    assert!(c.refused.is_empty(), "{:?}", c.refused);
+    assert!(
+        has(
+            &c.warnings,
+            "access.conf:4: ENABLE_CMD_EXEC Y has no effect in a stanza with CMD_CYCLE_OPEN"
+        ),
+        "{:?}",
+        c.warnings
+    );
+    let cc = c.stanzas[0].cmd_cycle.as_ref().expect("a command cycle");
+    assert_eq!(
+        cc.open,
+        "nft add element inet filter fwknop_ssh_v4 { $SRC timeout 60s }"
+    );
+}
+
+#[test]
 fn missing_hmac_is_refused_with_the_fix() {
     let c = parse(&format!(
         "SOURCE 192.0.2.0/24\nKEY_BASE64 {ENC_B64}\nSOURCE ANY\n{}",
@@ -549,13 +588,68 @@ fn missing_hmac_is_refused_with_the_fix() {
         (r.number, r.line, r.source.as_str()),
         (1, 1, "192.0.2.0/24")
     );
-    assert_eq!(r.reasons, ["access.conf:1: no HMAC_KEY or HMAC_KEY_BASE64: knockerd never decrypts a packet it has not authenticated (fwknopd 2.6.10 would, with only a warning); add HMAC_KEY_BASE64 (`fwknop --key-gen` makes one) and give clients --use-hmac with that key"]);
+    assert_eq!(r.reasons, ["access.conf:1: no HMAC_KEY or HMAC_KEY_BASE64: knockerd never decrypts a packet it has not authenticated (fwknopd 2.6.10 would, with only a warning); add HMAC_KEY_BASE64 (`fwknop --key-gen` makes one) and give clients --use-hmac with that key. To switch daemons before the clients, --fwknop-allow-legacy runs such stanzas as fwknopd does, with warnings (weaker: SECURITY.md, \"fwknop's legacy mode\")"]);
     // an HMAC key that decodes to nothing is no HMAC key
-    let c = parse(&format!(
+    let empty_hmac = format!(
         "SOURCE 1.2.3.4\nKEY_BASE64 {ENC_B64}\nHMAC_KEY_BASE64 =\nSOURCE ANY\n{}",
         keys()
-    ));
+    );
+    let c = parse(&empty_hmac);
     assert_eq!(c.refused.len(), 1);
+
+    // opted in (--fwknop-allow-legacy): both run, the legacy ones with a warning each
+    for text in [
+        format!(
+            "SOURCE 192.0.2.0/24\nKEY_BASE64 {ENC_B64}\nSOURCE ANY\n{}",
+            keys()
+        ),
+        empty_hmac,
+    ] {
+        let c = fwknop::parse_with(
+            Path::new("access.conf"),
+            text.as_bytes(),
+            &FwknopdConf::default(),
+            fwknop::Legacy::Allow,
+        )
+        .expect("parses");
+        assert!(c.refused.is_empty(), "{:?}", c.refused);
+        assert_eq!(c.stanzas.len(), 2);
+        assert_eq!(c.stanzas[0].hmac_key, None);
+        assert!(c.stanzas[1].hmac_key.is_some());
+        assert!(
+            format!("{:?}", c.stanzas[0]).contains("none (legacy mode)"),
+            "{:?}",
+            c.stanzas[0]
+        );
+        let legacy: Vec<&String> = c
+            .warnings
+            .iter()
+            .filter(|w| w.contains("LEGACY MODE"))
+            .collect();
+        assert_eq!(legacy.len(), 1, "{:?}", c.warnings);
+        assert!(
+            legacy[0].starts_with("access.conf:2: LEGACY MODE"),
+            "{legacy:?}"
+        );
+        // GnuPG stays refused, opt-in or not
+        let gpg = fwknop::parse_with(
+            Path::new("access.conf"),
+            format!(
+                "SOURCE ANY\nGPG_ALLOW_NO_PW Y\nGPG_DISABLE_SIG Y\nSOURCE ANY\n{}",
+                keys()
+            )
+            .as_bytes(),
+            &FwknopdConf::default(),
+            fwknop::Legacy::Allow,
+        )
+        .expect("parses");
+        assert_eq!(gpg.refused.len(), 1);
+        assert!(
+            gpg.refused[0].reasons[0].contains("give the stanza KEY_BASE64 and HMAC_KEY_BASE64"),
+            "{:?}",
+            gpg.refused
+        );
+    }
 }
 
 #[test]
@@ -601,7 +695,10 @@ fn includes_relative_absolute_folders_and_keys() {
         ]
     );
     // after the %include, the including file's stanza goes on (its HMAC key came after it)
-    assert_eq!(c.stanzas[3].hmac_key.as_slice(), b"qrstuvwxyz0123456789");
+    assert_eq!(
+        c.stanzas[3].hmac_key.as_deref().map(Vec::as_slice),
+        Some(&b"qrstuvwxyz0123456789"[..])
+    );
     assert_eq!(c.stanzas[0].file, d.0.join("d/a.conf"));
     assert!(has(&c.warnings, "knockerd reads its 3 files in name order"));
     assert!(has(
@@ -842,11 +939,11 @@ OPEN_PORTS tcp/22
         "hmac_digest = \"sha1\"\nopen_for = 10\nmax_open_for = 60\n",
         "# warning: stanza #3 (access.conf:18, SOURCE 192.0.2.8) is not imported:\n# warning:   access.conf:18: no HMAC_KEY",
         "[door.fwknop-4]\n",
-        "start_command = [\"/usr/bin/ipset\", \"add\", \"allow\", \"%IP%\"]\nstop_command = [\"/usr/bin/ipset\", \"del\", \"allow\", \"%IP%\"]\nstop_after = 40\n",
+        "start_command = [\"/usr/bin/ipset\", \"add\", \"allow\", \"%IP%\"]\nstop_command = [\"/usr/bin/ipset\", \"del\", \"allow\", \"%IP%\"]\n",
+        "# note: fwknopd (and knockerd --fwknop-access) run CMD_CYCLE_CLOSE after the client's timeout then.\nstop_after = 40\n",
         "[door.fwknop-5]\n",
-        "# note: OPEN_PORTS [\"tcp/22\"]: fwknopd 2.6.10 did not check it for a command cycle; the commands below\n# note: decide what opens, so this door opens nothing in knockerd's firewall itself.\nopen = []\n",
-        "# warning: the commands use $PKT_SRC, $DST, $PORT, $PROTO, $TIMEOUT or $CLIENT_TIMEOUT",
-        "# warning:   CMD_CYCLE_OPEN /usr/local/bin/open $IP $PORT\n",
+        "# note: OPEN_PORTS [\"tcp/22\"]: fwknopd 2.6.10 did not check it for a command cycle; knockerd does.\n# note: The commands below are the firewall, as in fwknopd: `protect = false`, knockerd drops nothing.\nopen = [\"tcp/22\"]\nprotect = false\n",
+        "# note: CMD_CYCLE_CLOSE NONE: no stop command.\nstart_command = [\"/usr/local/bin/open\", \"%IP%\", \"%PORT%\"]\n",
     ] {
         assert!(toml.contains(want), "missing:\n{want}\nin:\n{toml}");
     }
@@ -978,6 +1075,12 @@ fn fwknopd_agrees_on_what_it_refuses() {
         // accepted by fwknopd, but no stanza knockerd can run
         (format!("SOURCE ANY\nKEY_BASE64 {ENC_B64}\n"), true, false),
         (format!("SOURCE ANY\n{k}ENABLE_CMD_EXEC Y\n"), true, false),
+        // inert next to a command cycle (incoming_spa() runs the cycle first), so it runs
+        (
+            format!("SOURCE ANY\n{k}ENABLE_CMD_EXEC Y\nCMD_CYCLE_OPEN /usr/bin/logger $SRC\nCMD_CYCLE_CLOSE NONE\n"),
+            true,
+            true,
+        ),
         (
             format!("SOURCE ANY\n{k}ENCRYPTION_MODE legacy\n"),
             true,

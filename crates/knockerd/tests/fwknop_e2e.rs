@@ -480,3 +480,296 @@ fn import_fwknop_gives_a_native_door_that_debian_fwknop_opens() {
     );
     w.finish();
 }
+
+/// Waits until `f` holds (checked every 50 ms), up to `limit`.
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+const KEY2: &str = "fwknopsecondkey1";
+const HMAC2: &str = "fwknopsecondhmac12345";
+
+/// CMD_CYCLE stanzas as people write them: every variable fwknopd documents substituted, the
+/// command run without a shell; one stanza records them in a file name, the other feeds an
+/// nftables set, as people wire fwknop to ipset and nft sets. Debian's fwknop client on the
+/// other end, a client timeout of 7 s.
+#[test]
+fn debian_fwknop_runs_command_cycles_with_every_variable() {
+    if !e2e(&["fwknop"]) {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("knocker-fwknop-cycle-out-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let out = dir.display();
+    let s = setup(
+        "cycle",
+        &format!(
+            "SOURCE ANY\nKEY {KEY}\nHMAC_KEY {HMAC}\n\
+             CMD_CYCLE_OPEN /usr/bin/touch {out}/open_$SRC_$PKT_SRC_$DST_$PROTO_$PORT_$CLIENT_TIMEOUT_$TIMEOUT_$X\n\
+             CMD_CYCLE_CLOSE /usr/bin/touch {out}/close_$IP_$PORT\n\
+             CMD_CYCLE_TIMER 2\n\n\
+             SOURCE ANY\nKEY {KEY2}\nHMAC_KEY {HMAC2}\n\
+             CMD_CYCLE_OPEN /usr/sbin/nft add element inet fwknopcycle allow {{ $SRC . $PROTO . $PORT timeout $CLIENT_TIMEOUTs }}\n\
+             CMD_CYCLE_CLOSE /usr/sbin/nft delete element inet fwknopcycle allow {{ $SRC . $PROTO . $PORT }}\n\
+             CMD_CYCLE_TIMER 30\n"
+        ),
+    );
+    let w = world("fwkcyc", &s);
+    assert!(
+        !w.daemon.log().contains("refused"),
+        "both stanzas run: {}",
+        w.daemon.log()
+    );
+    let sent = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let mut args = vec!["-A", "tcp/2222", "-a", Lab::ALICE, "-f", "7"];
+    args.extend(keys());
+    fwknop(&w, &args);
+    let names = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&dir)
+            .expect("read dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(
+        wait_until(Duration::from_secs(3), || names().len() == 1),
+        "the open command ran: {:?}\n{}",
+        names(),
+        w.daemon.log()
+    );
+    let open = names().remove(0);
+    let prefix = format!(
+        "open_{a}_{a}_{srv}_6_2222_7_",
+        a = Lab::ALICE,
+        srv = Lab::SERVER_FOR_ALICE
+    );
+    let timeout: u64 = open
+        .strip_prefix(&prefix)
+        .and_then(|t| t.strip_suffix("_X"))
+        .unwrap_or_else(|| panic!("{open:?} is not {prefix}TIMEOUT_X"))
+        .parse()
+        .expect("a number");
+    // the packet's timestamp plus the client's 7 s; the client stamped it after `sent`
+    assert!(
+        (sent + 7..sent + 7 + 60).contains(&timeout),
+        "$TIMEOUT {timeout} is not the packet's time + 7 (sent at {sent})"
+    );
+    // the close command runs after the client's timeout (7 s), not CMD_CYCLE_TIMER (2 s)
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(names().len(), 1, "{:?}: closed too early", names());
+    assert!(
+        wait_until(Duration::from_secs(6), || names().len() == 2),
+        "the close command ran: {:?}\n{}",
+        names(),
+        w.daemon.log()
+    );
+    assert_eq!(
+        names()[0],
+        format!("close_{}_2222", Lab::ALICE),
+        "{:?}",
+        names()
+    );
+
+    // the nftables set, as ipset users write it
+    let nft = |args: &[&str]| {
+        let o = w
+            .lab
+            .server
+            .command("nft")
+            .args(args)
+            .output()
+            .expect("nft");
+        assert!(
+            o.status.success(),
+            "nft {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    nft(&["add", "table", "inet", "fwknopcycle"]);
+    nft(&[
+        "add",
+        "set",
+        "inet",
+        "fwknopcycle",
+        "allow",
+        "{ type ipv4_addr . inet_proto . inet_service; flags timeout; }",
+    ]);
+    let mut args = vec!["-A", "udp/53", "-a", Lab::ALICE, "-f", "9"];
+    args.extend(["--key-rijndael", KEY2, "--key-hmac", HMAC2, "--use-hmac"]);
+    fwknop(&w, &args);
+    let set = || nft(&["list", "set", "inet", "fwknopcycle", "allow"]);
+    let element = format!("{} . udp . 53 timeout 9s", Lab::ALICE);
+    assert!(
+        wait_until(Duration::from_secs(3), || set().contains(&element)),
+        "{element:?} not in the set:\n{}\n{}",
+        set(),
+        w.daemon.log()
+    );
+    nft(&["delete", "table", "inet", "fwknopcycle"]);
+    let _ = std::fs::remove_dir_all(&dir);
+    w.finish();
+}
+
+/// fwknop's legacy mode: a stanza without an HMAC key, and Debian's fwknop client without
+/// `--use-hmac`. Refused by default, with the reason and the opt-in; with
+/// `--fwknop-allow-legacy` it opens, with a warning at start and for the packet, and replays
+/// (also one written differently: base64 text after a `=`) open nothing.
+#[test]
+fn legacy_stanzas_open_only_when_allowed_and_replays_still_fail() {
+    if !e2e(&["fwknop"]) {
+        return;
+    }
+    let s = setup(
+        "legacy",
+        &format!(
+            "{}\nSOURCE ANY\nOPEN_PORTS tcp/{SERVICE}\nKEY {KEY2}\nFW_ACCESS_TIMEOUT 5\n",
+            basic_access()
+        ),
+    );
+    let access = s.access.display().to_string();
+    let legacy_packet = |w: &World, name: &str| -> Vec<u8> {
+        let file = s.dir.join(name);
+        let file_s = file.display().to_string();
+        fwknop(
+            w,
+            &[
+                "-A",
+                "tcp/2222",
+                "-a",
+                Lab::ALICE,
+                "--key-rijndael",
+                KEY2,
+                "-B",
+                &file_s,
+                "--test",
+            ],
+        );
+        let mut p = std::fs::read(&file).expect("packet");
+        while p.last() == Some(&b'\n') {
+            p.pop();
+        }
+        p
+    };
+    let mut w = world("fwkleg", &s);
+    w.daemon
+        .wait_log("--fwknop-allow-legacy", Duration::from_secs(2));
+    assert!(
+        w.daemon.log().contains("stanza #2"),
+        "the refusal names the stanza: {}",
+        w.daemon.log()
+    );
+    let p = legacy_packet(&w, "refused.pkt");
+    send_udp(&w.lab.alice, p);
+    w.daemon
+        .wait_log("refused: not an authentic", Duration::from_secs(2));
+    assert!(w.grants().is_empty(), "{:?}", w.grants());
+
+    // opted in
+    w.daemon.signal(Signal::SIGTERM);
+    assert_eq!(w.daemon.wait_exit(Duration::from_secs(10)), Some(0));
+    w.daemon = Knockerd::start_args(
+        &w.lab,
+        &["--fwknop-allow-legacy", "--fwknop-access", &access],
+    );
+    assert!(
+        w.daemon.log().contains("LEGACY MODE"),
+        "a warning at start: {}",
+        w.daemon.log()
+    );
+    let p = legacy_packet(&w, "allowed.pkt");
+    send_udp(&w.lab.alice, p.clone());
+    assert_eq!(
+        w.connect_within(&w.lab.alice, Lab::SERVER_FOR_ALICE, Duration::from_secs(2)),
+        Reach::Connected,
+        "{}",
+        w.daemon.log()
+    );
+    w.daemon
+        .wait_log("decrypted in fwknop's legacy mode", Duration::from_secs(2));
+    let g = w.grants();
+    assert_eq!(
+        (g.len(), g[0].to.as_str(), g[0].timeout_s),
+        (1, Lab::ALICE, 5),
+        "{g:?}"
+    );
+    // the same packet, and the same ciphertext written with more text after a `=`
+    let replays = w.daemon.log().matches("refused: a replay").count();
+    send_udp(&w.lab.mallory, p.clone());
+    let mut padded = p.clone();
+    padded.extend_from_slice(b"=AAAA");
+    send_udp(&w.lab.alice, padded);
+    let count = || w.daemon.log().matches("refused: a replay").count();
+    wait_until(Duration::from_secs(3), || count() >= replays + 2);
+    assert_eq!(count(), replays + 2, "{}", w.daemon.log());
+    // an HMAC client still opens the stanza with keys
+    let mut args = vec!["-A", "tcp/2222", "-a", Lab::ALICE];
+    args.extend(keys());
+    fwknop(&w, &args);
+    w.finish();
+}
+
+/// ENABLE_CMD_EXEC: the stanza is refused with the native setting to use instead, and a command
+/// message from Debian's client (`fwknop -C`) runs nothing, whichever stanza's keys made it.
+#[test]
+fn command_messages_run_nothing_and_the_refusal_names_the_setting() {
+    if !e2e(&["fwknop"]) {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("knocker-fwknop-cmdexec-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let marker = dir.join("ran");
+    let s = setup(
+        "cmdexec",
+        &format!(
+            "{}\nSOURCE ANY\nKEY {KEY2}\nHMAC_KEY {HMAC2}\nENABLE_CMD_EXEC Y\n",
+            basic_access()
+        ),
+    );
+    let w = world("fwkcmd", &s);
+    w.daemon.wait_log(
+        "CMD_CYCLE_OPEN /path/to/command $SRC with CMD_CYCLE_CLOSE NONE",
+        Duration::from_secs(2),
+    );
+    let cmd = format!("/usr/bin/touch {}", marker.display());
+    for (key, hmac) in [(KEY2, HMAC2), (KEY, HMAC)] {
+        fwknop(
+            &w,
+            &[
+                "-C",
+                &cmd,
+                "-a",
+                Lab::ALICE,
+                "--key-rijndael",
+                key,
+                "--key-hmac",
+                hmac,
+                "--use-hmac",
+            ],
+        );
+    }
+    w.daemon.wait_log(
+        "(Command msg) messages are not supported: knockerd runs no command from a packet",
+        Duration::from_secs(2),
+    );
+    w.daemon
+        .wait_log("refused: not an authentic", Duration::from_secs(2));
+    assert!(!marker.exists(), "a command from a packet ran");
+    assert!(w.grants().is_empty(), "{:?}", w.grants());
+    let _ = std::fs::remove_dir_all(&dir);
+    w.finish();
+}

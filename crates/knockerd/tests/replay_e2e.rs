@@ -210,6 +210,7 @@ fn recorded_knocks_replay_to_the_same_grants_and_refusals() {
         let f = load(knockerd::config::loader::ConfigFile::Fwknop {
             access: access.clone(),
             fwknopd_conf: None,
+            allow_legacy: false,
         });
         wait_watched(&f, &any, 2);
         wait_watched(&f, &veth, 2);

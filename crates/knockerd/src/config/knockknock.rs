@@ -484,6 +484,7 @@ pub fn load(
             start_command_6: None,
             stop_command_6: None,
             stop_after: delay,
+            stop_after_client_timeout: false,
             kind: DoorKind::Knockknock {
                 profile: p.dir.clone(),
                 port: p.knock_port,

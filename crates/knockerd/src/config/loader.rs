@@ -21,6 +21,8 @@ pub enum ConfigFile {
     Fwknop {
         access: PathBuf,
         fwknopd_conf: Option<PathBuf>,
+        /// `--fwknop-allow-legacy`: stanzas without an HMAC key run ([`fwknop::Legacy`]).
+        allow_legacy: bool,
     },
     /// knockknock's directory (`/etc/knockknock.d`: its `config` and `profiles/`), each profile
     /// run as knockknock runs it ([`knockknock::load`]); knocks seen through NFLOG, or through the
@@ -88,8 +90,14 @@ pub fn load(file: &ConfigFile) -> Result<Loaded, ConfigError> {
         ConfigFile::Fwknop {
             access,
             fwknopd_conf,
+            allow_legacy,
         } => {
-            let (config, warnings) = fwknop::doors::load(access, fwknopd_conf.as_deref())?;
+            let legacy = if *allow_legacy {
+                fwknop::Legacy::Allow
+            } else {
+                fwknop::Legacy::Refuse
+            };
+            let (config, warnings) = fwknop::doors::load(access, fwknopd_conf.as_deref(), legacy)?;
             Ok(Loaded {
                 config,
                 warnings,
@@ -221,15 +229,31 @@ mod tests {
         let l = load(&ConfigFile::Fwknop {
             access: access.clone(),
             fwknopd_conf: None,
+            allow_legacy: false,
         })
         .expect("loads");
         assert_eq!(l.config.file, access);
         assert_eq!(l.config.doors.len(), 1);
         assert_eq!(l.knockd, None);
         assert!(
+            l.warnings.iter().any(|w| w.contains("stanza #2")
+                && w.contains("refused")
+                && w.contains("--fwknop-allow-legacy")),
+            "{:?}",
+            l.warnings
+        );
+        // opted in: it runs, loudly
+        let l = load(&ConfigFile::Fwknop {
+            access: access.clone(),
+            fwknopd_conf: None,
+            allow_legacy: true,
+        })
+        .expect("loads");
+        assert_eq!(l.config.doors.len(), 2);
+        assert!(
             l.warnings
                 .iter()
-                .any(|w| w.contains("stanza #2") && w.contains("refused")),
+                .any(|w| w.contains("access.conf:8: LEGACY MODE") && w.contains("SECURITY.md")),
             "{:?}",
             l.warnings
         );

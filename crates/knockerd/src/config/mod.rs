@@ -99,14 +99,106 @@ pub enum Command {
     Shell(String),
 }
 
+/// What a command's placeholders become for one grant. Every value is typed (an address, a
+/// service, a number), so what replaces a placeholder is only ever hex digits, dots and colons:
+/// nothing a shell or an argument parser reads as more than one word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandVars {
+    /// `%IP%`: the granted address.
+    pub ip: IpAddr,
+    /// `%PORT%` and `%PROTO%` (its number, 6 or 17): the first service the grant opens.
+    pub service: Option<Service>,
+    /// `%PKT_SRC%`, `%DST%`, `%TIMEOUT%`, `%CLIENT_TIMEOUT%`: an SPA packet's facts.
+    pub spa: Option<knocker_engine::SpaFacts>,
+    /// The seconds after which the stop command runs, for `%TIMEOUT%` (the packet's timestamp
+    /// plus these).
+    pub stop_in: u64,
+    /// `%CLIENT_TIMEOUT%`: the timeout the client asked for, as the grant lasts it (capped),
+    /// or 0 when it asked for none.
+    pub client_timeout: u64,
+}
+
+impl CommandVars {
+    /// Only `%IP%`.
+    pub fn ip(ip: IpAddr) -> Self {
+        CommandVars {
+            ip,
+            service: None,
+            spa: None,
+            stop_in: 0,
+            client_timeout: 0,
+        }
+    }
+
+    /// The placeholders and their values; a placeholder without a value for this grant is left
+    /// as it is written.
+    fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut out = vec![("%IP%", self.ip.to_string())];
+        if let Some(s) = self.service {
+            out.push(("%PORT%", s.port.to_string()));
+            out.push(("%PROTO%", s.proto.number().to_string()));
+        }
+        if let Some(f) = self.spa {
+            out.push(("%PKT_SRC%", f.packet_source.to_canonical().to_string()));
+            out.push(("%DST%", f.destination.to_canonical().to_string()));
+            out.push((
+                "%TIMEOUT%",
+                f.timestamp.saturating_add(self.stop_in).to_string(),
+            ));
+            out.push(("%CLIENT_TIMEOUT%", self.client_timeout.to_string()));
+        }
+        out
+    }
+}
+
+/// The placeholders a command may hold (see [`CommandVars`]).
+pub const PLACEHOLDERS: [&str; 7] = [
+    "%IP%",
+    "%PORT%",
+    "%PROTO%",
+    "%PKT_SRC%",
+    "%DST%",
+    "%TIMEOUT%",
+    "%CLIENT_TIMEOUT%",
+];
+
+/// `text` with every placeholder replaced, in one pass (a value never holds `%`, and is never
+/// read again).
+fn substitute(text: &str, pairs: &[(&'static str, String)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        match pairs.iter().find(|(name, _)| rest.starts_with(name)) {
+            Some((name, value)) => {
+                out.push_str(value);
+                rest = &rest[name.len()..];
+            }
+            None => {
+                out.push('%');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 impl Command {
     /// The program and arguments to execute, with `%IP%` replaced by the granted address. The
     /// address comes from an `IpAddr`, so it is only ever hex digits, dots and colons.
     pub fn argv_for(&self, ip: IpAddr) -> Vec<String> {
-        let ip = ip.to_string();
+        self.argv_with(&CommandVars::ip(ip))
+    }
+
+    /// The program and arguments to execute, with every placeholder [`CommandVars`] has a
+    /// value for replaced, per argument (an argument never splits).
+    pub fn argv_with(&self, vars: &CommandVars) -> Vec<String> {
+        let pairs = vars.pairs();
         match self {
-            Command::Argv(v) => v.iter().map(|a| a.replace("%IP%", &ip)).collect(),
-            Command::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.replace("%IP%", &ip)],
+            Command::Argv(v) => v.iter().map(|a| substitute(a, &pairs)).collect(),
+            Command::Shell(s) => vec!["/bin/sh".into(), "-c".into(), substitute(s, &pairs)],
         }
     }
 }
@@ -217,6 +309,9 @@ pub struct Door {
     pub stop_command_6: Option<Command>,
     /// When the stop command runs, after the start command.
     pub stop_after: Duration,
+    /// The stop command runs after the client's timeout instead, when an SPA client asked for
+    /// one (fwknop's `CMD_CYCLE_CLOSE`); the timeout is capped as the grant is.
+    pub stop_after_client_timeout: bool,
     /// How many new connections a grant admits (`connections = N`): the kernel removes the
     /// grant itself when the last one is accepted. `None`: any number until the grant ends.
     pub connections: Option<NonZeroU8>,

@@ -102,10 +102,14 @@ impl Worker {
             crate::config::loader::ConfigFile::Fwknop {
                 access,
                 fwknopd_conf,
+                allow_legacy,
             } => {
                 cmd.arg("--fwknop-access").arg(access);
                 if let Some(c) = fwknopd_conf {
                     cmd.arg("--fwknopd-conf").arg(c);
+                }
+                if *allow_legacy {
+                    cmd.arg("--fwknop-allow-legacy");
                 }
                 &mut cmd
             }
@@ -442,6 +446,7 @@ pub fn check(config: &Config, report: &Report) -> Result<Checked, ReportError> {
             open,
             millis,
             client,
+            spa,
         } => {
             let index = door_index(config, door, "a grant")?;
             Checked::Grant(knocker_engine::Grant {
@@ -451,6 +456,7 @@ pub fn check(config: &Config, report: &Report) -> Result<Checked, ReportError> {
                 open: open.as_slice().to_vec(),
                 duration: Duration::from_millis(*millis),
                 client: client.as_ref().map(Name::to_string),
+                spa: spa.map(Into::into),
             })
         }
     })

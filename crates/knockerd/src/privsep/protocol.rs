@@ -81,6 +81,9 @@ pub enum Report {
         open: Services,
         millis: u64,
         client: Option<Name>,
+        /// An SPA door's packet facts, for its commands (absent for other doors).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        spa: Option<Facts>,
     },
     /// What the worker counted since its last tally, for the metrics: per door, the packets
     /// seen on its ports and the refusals by reason; and what its source read. Sent at most
@@ -89,6 +92,39 @@ pub enum Report {
         doors: Vec<DoorTally>,
         source: SourceCounts,
     },
+}
+
+/// [`knocker_engine::SpaFacts`] on the wire: addresses and numbers, typed, so that what parses
+/// is in range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Facts {
+    pub packet_source: IpAddr,
+    pub destination: IpAddr,
+    pub timestamp: u64,
+    pub client_timeout: u64,
+}
+
+impl From<knocker_engine::SpaFacts> for Facts {
+    fn from(f: knocker_engine::SpaFacts) -> Self {
+        Facts {
+            packet_source: f.packet_source,
+            destination: f.destination,
+            timestamp: f.timestamp,
+            client_timeout: f.client_timeout,
+        }
+    }
+}
+
+impl From<Facts> for knocker_engine::SpaFacts {
+    fn from(f: Facts) -> Self {
+        knocker_engine::SpaFacts {
+            packet_source: f.packet_source,
+            destination: f.destination,
+            timestamp: f.timestamp,
+            client_timeout: f.client_timeout,
+        }
+    }
 }
 
 /// One door's line of a [`Report::Tally`].
@@ -320,6 +356,20 @@ mod tests {
                 open: Services::new(vec!["tcp/22".parse().expect("service")]).expect("one"),
                 millis: 30_000,
                 client: Some(name("alice")),
+                spa: None,
+            },
+            Report::Grant {
+                door: door(3, "fwknop"),
+                to: "10.200.1.2".parse().expect("ip"),
+                open: Services::new(vec!["udp/53".parse().expect("service")]).expect("one"),
+                millis: 7_000,
+                client: None,
+                spa: Some(Facts {
+                    packet_source: "10.200.1.2".parse().expect("ip"),
+                    destination: "fd00:200::1".parse().expect("ip"),
+                    timestamp: 1_795_266_816,
+                    client_timeout: 7,
+                }),
             },
             Report::Tally {
                 doors: vec![DoorTally {
@@ -337,7 +387,7 @@ mod tests {
         let mut buf = Vec::new();
         send(&mut buf, &reports).expect("send");
         let text = String::from_utf8(buf.clone()).expect("utf8");
-        assert_eq!(text.lines().count(), 5);
+        assert_eq!(text.lines().count(), 6);
         assert!(
             text.contains(r#""refused":[["wrong_port",2],["replayed",1]]"#),
             "reasons cross by name: {text}"

@@ -512,6 +512,7 @@ fn grant_report(door: DoorRef, g: Grant) -> Result<Report, ProtocolError> {
         open: Services::new(g.open)?,
         millis: u64::try_from(g.duration.as_millis()).unwrap_or(u64::MAX),
         client: g.client.map(Name::new).transpose()?,
+        spa: g.spa.map(Into::into),
     })
 }
 

@@ -28,6 +28,26 @@ const MAX_FILES: usize = 256;
 /// everything. An error is what makes fwknopd refuse to start, or what knockerd refuses to guess;
 /// a configuration with no usable stanza is an error too.
 pub fn load(access: &Path, fwknopd_conf: Option<&Path>) -> Result<FwknopConf, ConfigError> {
+    load_with(access, fwknopd_conf, Legacy::Refuse)
+}
+
+/// Whether stanzas without an HMAC key (fwknop's legacy mode) run: knockerd's
+/// `--fwknop-allow-legacy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Legacy {
+    /// Refused, with the reason and the fix: knockerd's default.
+    #[default]
+    Refuse,
+    /// Run, with a warning: packets are decrypted before anything authenticates them.
+    Allow,
+}
+
+/// [`load`], with stanzas without an HMAC key refused or run as `legacy` says.
+pub fn load_with(
+    access: &Path,
+    fwknopd_conf: Option<&Path>,
+    legacy: Legacy,
+) -> Result<FwknopConf, ConfigError> {
     let mut fwknopd = match fwknopd_conf {
         Some(p) => {
             let text = read_file(p, None)?;
@@ -43,6 +63,7 @@ pub fn load(access: &Path, fwknopd_conf: Option<&Path>) -> Result<FwknopConf, Co
         }
     }
     let mut p = Parser::new(&fwknopd);
+    p.legacy = legacy;
     p.parse_file(access, None, 1)?;
     p.finish(access)
 }
@@ -50,7 +71,18 @@ pub fn load(access: &Path, fwknopd_conf: Option<&Path>) -> Result<FwknopConf, Co
 /// Parses access.conf text as if read from `file` (its includes are read from disk), with the
 /// given fwknopd.conf settings (`FwknopdConf::default()` for fwknopd's defaults).
 pub fn parse(file: &Path, text: &[u8], fwknopd: &FwknopdConf) -> Result<FwknopConf, ConfigError> {
+    parse_with(file, text, fwknopd, Legacy::Refuse)
+}
+
+/// [`parse`], with stanzas without an HMAC key refused or run as `legacy` says.
+pub fn parse_with(
+    file: &Path,
+    text: &[u8],
+    fwknopd: &FwknopdConf,
+    legacy: Legacy,
+) -> Result<FwknopConf, ConfigError> {
     let mut p = Parser::new(fwknopd);
+    p.legacy = legacy;
     p.parse_file(file, Some(text), 1)?;
     p.finish(file)
 }
@@ -73,6 +105,7 @@ struct Parser<'c> {
     files: usize,
     /// A `source` line in another case was seen (fwknopd's names are case-sensitive).
     other_case_source: bool,
+    legacy: Legacy,
 }
 
 impl<'c> Parser<'c> {
@@ -83,6 +116,7 @@ impl<'c> Parser<'c> {
             global: fwknopd.warnings.clone(),
             files: 0,
             other_case_source: false,
+            legacy: Legacy::Refuse,
         }
     }
 
@@ -356,6 +390,7 @@ impl<'c> Parser<'c> {
             fwknopd,
             drafts,
             mut global,
+            legacy,
             ..
         } = self;
         let now = SystemTime::now()
@@ -365,7 +400,7 @@ impl<'c> Parser<'c> {
         let mut refused = Vec::new();
         let mut warnings = Vec::new();
         for (i, d) in drafts.into_iter().enumerate() {
-            match finalize(d, i + 1, now)? {
+            match finalize(d, i + 1, now, legacy)? {
                 Ok(s) => {
                     warnings.extend(s.warnings.iter().cloned());
                     stanzas.push(s);

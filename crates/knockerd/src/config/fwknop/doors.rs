@@ -6,45 +6,74 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use knocker_engine::{DoorSpec, Kind, Spa, SpaDecode, SpaError, SpaRequest};
 use knocker_wire::fwknop::{self, FwknopKeys, MessageType};
 
 use crate::config::fwknop::{self as fwknop_conf, FwknopConf, Network, Stanza};
-use crate::config::{Command, Config, ConfigError, Door, DoorKind, DEFAULT_STATE_DIR};
+use crate::config::{Command, CommandVars, Config, ConfigError, Door, DoorKind, DEFAULT_STATE_DIR};
 
 /// The decoder for one stanza's keys.
 pub fn decoder(keys: FwknopKeys) -> SpaDecode {
+    decoder_named(keys, String::new())
+}
+
+/// How often a legacy door says again that it decrypted a packet without authenticating it.
+const LEGACY_WARNING_EVERY: u64 = 60;
+
+/// The decoder for one stanza's keys; `door` names it in the legacy mode's warnings.
+///
+/// With legacy keys (no HMAC), a packet that decrypts is logged as such, at most once a
+/// minute with the count since the last line; its replay key is its plaintext's digest (see
+/// `fwknop::decode_with_replay_key`), which the engine remembers besides the packet's.
+fn decoder_named(keys: FwknopKeys, door: String) -> SpaDecode {
     let keys = Arc::new(keys);
-    Arc::new(
-        move |payload: &[u8], _wall: u64| match fwknop::decode(&keys, payload) {
-            Ok(msg) => match (msg.message_type, msg.request) {
-                (
-                    MessageType::Access | MessageType::ClientTimeoutAccess,
-                    fwknop::SpaRequest::Access(access),
-                ) => Ok(SpaRequest {
-                    username: msg.username,
-                    timestamp: msg.timestamp,
-                    allow: msg.allow,
-                    access,
-                    client_timeout: msg.client_timeout,
-                    replay_id: None,
-                    counter: None,
-                }),
-                (t, _) if t.is_nat() => Err(SpaError::Unsupported(format!(
+    let legacy = keys.is_legacy();
+    // (the Unix second of the last warning, packets since)
+    let said = Arc::new(Mutex::new((0u64, 0u64)));
+    Arc::new(move |payload: &[u8], wall: u64| {
+        let (msg, replay_key) = match fwknop::decode_with_replay_key(&keys, payload) {
+            Ok(ok) => ok,
+            // made with this stanza's HMAC key, but broken: the client's configuration is wrong
+            Err(e) if e.authenticated() => return Err(SpaError::Unsupported(e.to_string())),
+            Err(_) => return Err(SpaError::NotForThisKey),
+        };
+        if legacy {
+            let mut s = said
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            s.1 += 1;
+            if s.0 == 0 || wall >= s.0.saturating_add(LEGACY_WARNING_EVERY) {
+                tracing::warn!(
+                    "door {door}: {} packet(s) decrypted in fwknop's legacy mode since the last such line: no HMAC, so nothing authenticated them before decryption (--fwknop-allow-legacy); give the stanza HMAC_KEY_BASE64 and the clients --use-hmac",
+                    s.1
+                );
+                *s = (wall.max(1), 0);
+            }
+        }
+        match (msg.message_type, msg.request) {
+            (
+                MessageType::Access | MessageType::ClientTimeoutAccess,
+                fwknop::SpaRequest::Access(access),
+            ) => Ok(SpaRequest {
+                username: msg.username,
+                timestamp: msg.timestamp,
+                allow: msg.allow,
+                access,
+                client_timeout: msg.client_timeout,
+                replay_id: legacy.then_some(replay_key),
+                counter: None,
+            }),
+            (t, _) if t.is_nat() => Err(SpaError::Unsupported(format!(
                 "{t} messages (NAT forwarding) are not supported yet; send a plain access request"
             ))),
-                (t, _) => Err(SpaError::Unsupported(format!(
-                    "{t} messages are not supported: knockerd runs no command from a packet"
-                ))),
-            },
-            // made with this stanza's HMAC key, but broken: the client's configuration is wrong
-            Err(e) if e.authenticated() => Err(SpaError::Unsupported(e.to_string())),
-            Err(_) => Err(SpaError::NotForThisKey),
-        },
-    )
+            (t, _) => Err(SpaError::Unsupported(format!(
+                "{t} messages are not supported: knockerd runs no command from a packet"
+            ))),
+        }
+    })
 }
 
 fn networks(list: &[Network]) -> Vec<(IpAddr, u8)> {
@@ -59,62 +88,116 @@ fn networks(list: &[Network]) -> Vec<(IpAddr, u8)> {
         .collect()
 }
 
-/// A CMD_CYCLE template as an argv with `%IP%`, when it uses no other variable than `$IP`.
-fn cycle_command(template: &str) -> Option<Command> {
+/// fwknopd's command cycle variables (checked in this order, by prefix, as `build_cmd()` does)
+/// and the placeholders knockerd substitutes for them, from the grant's typed values.
+const CYCLE_VARS: [(&str, &str); 8] = [
+    ("IP", "%IP%"),
+    ("SRC", "%IP%"),
+    ("PKT_SRC", "%PKT_SRC%"),
+    ("DST", "%DST%"),
+    ("PORT", "%PORT%"),
+    ("PROTO", "%PROTO%"),
+    ("TIMEOUT", "%TIMEOUT%"),
+    ("CLIENT_TIMEOUT", "%CLIENT_TIMEOUT%"),
+];
+
+/// A CMD_CYCLE template as the argv the gatekeeper runs (no shell, as fwknopd's `execvp()`),
+/// fwknopd's `$` variables as knockerd's placeholders and any other `$` dropped, as fwknopd
+/// drops it. Checked against fwknopd's own substitution ([`fwknop_conf::CmdCycle::argv`]) with
+/// a distinct value for every variable: a template whose text would itself read as a
+/// placeholder (`%PORT$IP%`) is refused rather than run differently.
+pub(super) fn cycle_command(template: &str, timer: u64) -> Result<Command, String> {
+    let mut text = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(at) = rest.find('$') {
+        text.push_str(&rest[..at]);
+        rest = &rest[at + 1..];
+        if let Some((var, token)) = CYCLE_VARS.iter().find(|(v, _)| rest.starts_with(v)) {
+            text.push_str(token);
+            rest = &rest[var.len()..];
+        }
+    }
+    text.push_str(rest);
+    let command = Command::Argv(text.split_ascii_whitespace().map(str::to_string).collect());
+
     let probe = fwknop_conf::CmdVars {
         allow: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
-        packet_source: IpAddr::V6(Ipv6Addr::LOCALHOST),
-        destination: IpAddr::V6(Ipv6Addr::LOCALHOST),
-        service: knocker_engine::Service::tcp(1),
-        timestamp: 0,
-        client_timeout: 0,
+        packet_source: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
+        destination: IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 3)),
+        service: knocker_engine::Service::udp(4321),
+        timestamp: 1_000_000_000,
+        client_timeout: 77,
     };
     let cycle = fwknop_conf::CmdCycle {
         open: template.to_string(),
         close: None,
-        timer: 0,
+        timer,
     };
-    let argv = cycle.argv(template, &probe).ok()?;
-    // every variable but $IP expands to something else than the probe address: refuse those
-    let other = template.replace("$IP", "").contains('$');
-    if other {
-        return None;
+    let expected = cycle.argv(template, &probe).map_err(|e| e.to_string())?;
+    let vars = CommandVars {
+        ip: probe.allow,
+        service: Some(probe.service),
+        spa: Some(knocker_engine::SpaFacts {
+            packet_source: probe.packet_source,
+            destination: probe.destination,
+            timestamp: probe.timestamp,
+            client_timeout: probe.client_timeout,
+        }),
+        stop_in: probe.client_timeout,
+        client_timeout: probe.client_timeout,
+    };
+    if command.argv_with(&vars) != expected {
+        return Err(format!("{template:?} holds text that knockerd would read as one of its placeholders ({}): write the command without it", crate::config::PLACEHOLDERS.join(", ")));
     }
-    Some(Command::Argv(
-        argv.into_iter()
-            .map(|a| a.replace("192.0.2.1", "%IP%"))
-            .collect(),
-    ))
+    Ok(command)
+}
+
+/// The warning for a stanza that becomes no door.
+fn refused(s: &Stanza, why: impl std::fmt::Display) -> String {
+    format!(
+        "{}:{}: stanza #{} refused: {why}",
+        s.file.display(),
+        s.line,
+        s.number
+    )
 }
 
 fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option<Door> {
-    let keys = match FwknopKeys::new(s.enc_key.clone(), s.hmac_key.clone(), s.hmac_digest) {
+    let keys = match &s.hmac_key {
+        Some(hmac) => FwknopKeys::new(s.enc_key.clone(), hmac.clone(), s.hmac_digest),
+        None => FwknopKeys::legacy(s.enc_key.clone()),
+    };
+    let keys = match keys {
         Ok(k) => k,
         Err(e) => {
-            warnings.push(format!(
-                "{}:{}: stanza #{} refused: {e}",
-                s.file.display(),
-                s.line,
-                s.number
-            ));
+            warnings.push(refused(s, e));
             return None;
         }
     };
     let (start_command, stop_command, stop_after) = match &s.cmd_cycle {
         None => (None, None, Duration::from_secs(s.fw_access_timeout.max(1))),
         Some(c) => {
-            let open = cycle_command(&c.open);
-            let close = c.close.as_deref().map(cycle_command);
-            if open.is_none() || matches!(close, Some(None)) {
-                warnings.push(format!(
-                    "{}:{}: stanza #{} refused: its CMD_CYCLE commands use variables other than $IP, which knockerd does not substitute",
-                    s.file.display(),
-                    s.line,
-                    s.number
-                ));
-                return None;
-            }
-            (open, close.flatten(), Duration::from_secs(c.timer.max(1)))
+            let open = cycle_command(&c.open, c.timer);
+            let close = c
+                .close
+                .as_deref()
+                .map(|t| cycle_command(t, c.timer))
+                .transpose();
+            let (open, close) = match (open, close) {
+                (Ok(open), Ok(close)) => (open, close),
+                (Err(e), _) | (_, Err(e)) => {
+                    warnings.push(refused(s, format!("CMD_CYCLE: {e}")));
+                    return None;
+                }
+            };
+            // with a close command the timer is 1 s or more (fwknopd's check); without one it
+            // only counts in $TIMEOUT, as fwknopd counts it (0 when not set)
+            let timer = if close.is_some() {
+                c.timer.max(1)
+            } else {
+                c.timer
+            };
+            (Some(open), close, Duration::from_secs(timer))
         }
     };
     let open_for = Duration::from_secs(s.fw_access_timeout.max(s.max_fw_timeout).clamp(1, 86_400));
@@ -122,7 +205,7 @@ fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option
         precheck: None,
         rate_limit: None,
         proto: knocker_engine::Proto::Udp,
-        decode: decoder(keys),
+        decode: decoder_named(keys, s.door_name()),
         port: conf.spa_port,
         allowed: networks(&s.sources),
         max_age: conf.max_age,
@@ -144,7 +227,8 @@ fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option
             kind: Kind::Spa(spa),
             ..Default::default()
         },
-        protect: true,
+        // a command cycle is the firewall, as in fwknopd: knockerd's table drops nothing for it
+        protect: s.cmd_cycle.is_none(),
         forward: None,
         repeat_start_command: false,
         start_command,
@@ -152,6 +236,7 @@ fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option
         start_command_6: None,
         stop_command_6: None,
         stop_after,
+        stop_after_client_timeout: true,
         connections: None,
         grant_prefix: Default::default(),
         interfaces: Vec::new(),
@@ -164,12 +249,24 @@ fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option
     })
 }
 
+/// The doors of a parsed configuration, in fwknopd's order, and why a stanza became none.
+pub fn doors(conf: &FwknopConf) -> (Vec<Door>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let doors = conf
+        .stanzas
+        .iter()
+        .filter_map(|s| door_for(s, conf, &mut warnings))
+        .collect();
+    (doors, warnings)
+}
+
 /// Reads an access.conf (and fwknopd.conf) into a configuration; warnings alongside.
 pub fn load(
     access: &Path,
     fwknopd_conf: Option<&Path>,
+    legacy: fwknop_conf::Legacy,
 ) -> Result<(Config, Vec<String>), ConfigError> {
-    let conf = fwknop_conf::load(access, fwknopd_conf)?;
+    let conf = fwknop_conf::load_with(access, fwknopd_conf, legacy)?;
     let mut warnings = conf.warnings.clone();
     for r in &conf.refused {
         warnings.push(format!(
@@ -181,11 +278,8 @@ pub fn load(
             r.reasons.join("; ")
         ));
     }
-    let doors: Vec<Door> = conf
-        .stanzas
-        .iter()
-        .filter_map(|s| door_for(s, &conf, &mut warnings))
-        .collect();
+    let (doors, more) = doors(&conf);
+    warnings.extend(more);
     if doors.is_empty() {
         return Err(ConfigError {
             file: access.to_path_buf(),
@@ -253,6 +347,83 @@ mod tests {
                 "opens tcp/22 for 30s by default, up to 1h if the client asks",
                 "opens whatever port the client asks for but tcp/23 (no OPEN_PORTS) for 1m",
             ]
+        );
+    }
+
+    #[test]
+    fn command_cycles_become_argv_with_every_fwknopd_variable() {
+        let argv = |t: &str| match cycle_command(t, 5) {
+            Ok(Command::Argv(v)) => Ok(v),
+            Ok(Command::Shell(_)) => panic!("never a shell"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(
+            argv("/usr/sbin/ipset add fwknop_allow $SRC,$PROTO:$PORT timeout $CLIENT_TIMEOUT")
+                .unwrap(),
+            [
+                "/usr/sbin/ipset",
+                "add",
+                "fwknop_allow",
+                "%IP%,%PROTO%:%PORT%",
+                "timeout",
+                "%CLIENT_TIMEOUT%"
+            ]
+        );
+        // by prefix, as fwknopd: $IPX is the address and X; an unknown variable loses its $
+        assert_eq!(
+            argv("/bin/x $IPX $PKT_SRC $DST $TIMEOUT $FOO $").unwrap(),
+            ["/bin/x", "%IP%X", "%PKT_SRC%", "%DST%", "%TIMEOUT%", "FOO"]
+        );
+        // what fwknopd would substitute, knockerd substitutes the same
+        let Ok(Command::Argv(v)) = cycle_command("/bin/x %$IP% 100%", 5) else {
+            panic!("runs");
+        };
+        assert_eq!(v, ["/bin/x", "%%IP%%", "100%"]);
+        // text that would read as a placeholder is refused, not run otherwise than in fwknopd
+        for t in ["/bin/x %PORT%", "/bin/x %PORT$IP%", "/bin/x %DST%"] {
+            let e = argv(t).unwrap_err();
+            assert!(e.contains("placeholders"), "{t}: {e}");
+        }
+        assert!(argv(&"a ".repeat(29)).unwrap_err().contains("at most 28"));
+    }
+
+    #[test]
+    fn command_cycle_placeholders_take_only_typed_values() {
+        let Ok(cmd) = cycle_command(
+            "/usr/bin/logger $SRC $PKT_SRC $DST $PROTO $PORT $CLIENT_TIMEOUT $TIMEOUT",
+            5,
+        ) else {
+            panic!("runs");
+        };
+        let vars = CommandVars {
+            ip: "10.200.1.2".parse().unwrap(),
+            service: Some(knocker_engine::Service::udp(53)),
+            spa: Some(knocker_engine::SpaFacts {
+                packet_source: "::ffff:10.200.1.2".parse().unwrap(),
+                destination: "fd00:200:1::1".parse().unwrap(),
+                timestamp: 1_795_266_816,
+                client_timeout: 900,
+            }),
+            stop_in: 300,
+            client_timeout: 300,
+        };
+        assert_eq!(
+            cmd.argv_with(&vars),
+            [
+                "/usr/bin/logger",
+                "10.200.1.2",
+                "10.200.1.2",
+                "fd00:200:1::1",
+                "17",
+                "53",
+                "300",
+                "1795267116"
+            ]
+        );
+        // without the facts of an SPA packet, their placeholders stay as written
+        assert_eq!(
+            cmd.argv_for("10.200.1.2".parse().unwrap())[1..4],
+            ["10.200.1.2", "%PKT_SRC%", "%DST%"]
         );
     }
 }

@@ -11,7 +11,7 @@ use super::draft::{At, Draft, HmacType, Loc};
 use super::syntax::line_err;
 use super::values::{addr_list, port_list, utc_date, ListError};
 use super::{
-    CmdCycle, Digest, Network, RefusedStanza, Stanza, DEFAULT_FW_ACCESS_TIMEOUT,
+    CmdCycle, Digest, Legacy, Network, RefusedStanza, Stanza, DEFAULT_FW_ACCESS_TIMEOUT,
     DEFAULT_MAX_FW_TIMEOUT,
 };
 use crate::config::ConfigError;
@@ -52,6 +52,7 @@ pub(super) fn finalize(
     mut d: Draft,
     number: usize,
     now: u64,
+    legacy: Legacy,
 ) -> Result<Result<Stanza, Declined>, ConfigError> {
     let source_at = Loc {
         file: d.file.clone(),
@@ -66,7 +67,7 @@ pub(super) fn finalize(
     refuse_gpg(&mut d, &mut reasons);
     let key = d.key.take();
     let hmac = d.hmac_key.take().filter(|(_, k)| !k.is_empty());
-    refuse_keys(&d, &key, &hmac, &source_at, &mut reasons);
+    refuse_keys(&mut d, &key, &hmac, (&source_at, legacy), &mut reasons);
     let hmac_digest = refuse_ciphers(&d, &mut reasons);
     refuse_cmd_exec(&mut d, &mut reasons);
     refuse_nat(&d, &mut reasons);
@@ -83,10 +84,14 @@ pub(super) fn finalize(
         };
         return Ok(Err((r, d.warnings)));
     }
-    let (Some((key_at, enc_key)), Some((hmac_at, hmac_key))) = (key, hmac) else {
-        // unreachable: fwknopd_valid() requires a key without GnuPG, and GnuPG or a missing
-        // HMAC key are reasons above
+    let Some((key_at, enc_key)) = key else {
+        // unreachable: fwknopd_valid() requires a key without GnuPG, and GnuPG is a reason
         return Err(line_err(&d.file, d.line, "the stanza has no keys"));
+    };
+    // without an HMAC key only with Legacy::Allow (a reason above otherwise)
+    let (hmac_origin, hmac_key) = match hmac {
+        Some((hmac_at, k)) => (format!("{} at {hmac_at}", d.hmac_var), Some(k)),
+        None => ("none (fwknop's legacy mode)".to_string(), None),
     };
     Ok(Ok(Stanza {
         file: d.file.clone(),
@@ -106,7 +111,7 @@ pub(super) fn finalize(
         require_source_address: d.require_source_address,
         cmd_cycle,
         key_origin: format!("{} at {key_at}", d.key_var),
-        hmac_origin: format!("{} at {hmac_at}", d.hmac_var),
+        hmac_origin,
         warnings: d.warnings,
     }))
 }
@@ -218,10 +223,21 @@ fn refuse_gpg(d: &mut Draft, reasons: &mut Vec<String>) {
     }
 }
 
-/// No HMAC key, or keys longer than knockerd (or fwknop) takes.
-fn refuse_keys(d: &Draft, key: &Key, hmac: &Key, source_at: &Loc, reasons: &mut Vec<String>) {
+/// No HMAC key (a reason unless legacy mode is allowed, then a warning), or keys longer than
+/// knockerd (or fwknop) takes.
+fn refuse_keys(
+    d: &mut Draft,
+    key: &Key,
+    hmac: &Key,
+    (source_at, legacy): (&Loc, Legacy),
+    reasons: &mut Vec<String>,
+) {
     match hmac {
-        None => reasons.push(reason(source_at, "no HMAC_KEY or HMAC_KEY_BASE64: knockerd never decrypts a packet it has not authenticated (fwknopd 2.6.10 would, with only a warning); add HMAC_KEY_BASE64 (`fwknop --key-gen` makes one) and give clients --use-hmac with that key".into())),
+        None if legacy == Legacy::Allow => {
+            let at = key.as_ref().map_or(source_at, |(l, _)| l).clone();
+            d.note(&at, "LEGACY MODE: this stanza has no HMAC_KEY: with --fwknop-allow-legacy it runs, and every packet sent to its port from its SOURCE is decrypted with its KEY before anything authenticates it (only the unkeyed digest inside checks it; SECURITY.md, \"fwknop's legacy mode\"); replays are still refused. Switch: add HMAC_KEY_BASE64 (`fwknop --key-gen`), give the clients --use-hmac, then drop --fwknop-allow-legacy".into());
+        }
+        None => reasons.push(reason(source_at, "no HMAC_KEY or HMAC_KEY_BASE64: knockerd never decrypts a packet it has not authenticated (fwknopd 2.6.10 would, with only a warning); add HMAC_KEY_BASE64 (`fwknop --key-gen` makes one) and give clients --use-hmac with that key. To switch daemons before the clients, --fwknop-allow-legacy runs such stanzas as fwknopd does, with warnings (weaker: SECURITY.md, \"fwknop's legacy mode\")".into())),
         Some((at, k)) if k.len() > MAX_HMAC_KEY => reasons.push(reason(at, format!("{}: the HMAC key is {} bytes; knockerd takes at most {MAX_HMAC_KEY} (fwknopd: {}), use a shorter one (`fwknop --key-gen` makes 64)", d.hmac_var, k.len(), 136))),
         Some(_) => {}
     }
@@ -258,7 +274,14 @@ fn refuse_ciphers(d: &Draft, reasons: &mut Vec<String>) -> Digest {
 fn refuse_cmd_exec(d: &mut Draft, reasons: &mut Vec<String>) {
     let cmd_exec = d.enable_cmd_exec.as_ref().is_some_and(|(_, b)| *b);
     if let Some((at, true)) = &d.enable_cmd_exec {
-        reasons.push(reason(at, "ENABLE_CMD_EXEC Y: fwknopd runs any command a key holder sends, as root; knockerd runs a command message only where its native configuration lists exactly that command, so this stanza is not run; remove the line to keep its access rules".into()));
+        if d.cmd_cycle_open.is_some() {
+            // a common mistake, and harmless: incoming_spa() runs the command cycle for every
+            // message of such a stanza and never reaches process_cmd_msg()
+            let at = at.clone();
+            d.note(&at, "ENABLE_CMD_EXEC Y has no effect in a stanza with CMD_CYCLE_OPEN: fwknopd runs the command cycle for every message and never a command sent in a packet, and neither does knockerd; the command cycle needs no ENABLE_CMD_EXEC, remove the line".into());
+        } else {
+            reasons.push(reason(at, "ENABLE_CMD_EXEC Y: fwknopd runs any command a key holder sends (`fwknop -C`), as root; knockerd never runs a command that comes in a packet, so this stanza is not run. To run a fixed command when its key holder knocks, name it in the configuration: here CMD_CYCLE_OPEN /path/to/command $SRC with CMD_CYCLE_CLOSE NONE, or in a native door (`knockerd import-fwknop`) start_command = [\"/path/to/command\", \"%IP%\"]; then remove ENABLE_CMD_EXEC".into()));
+        }
     }
     if !cmd_exec {
         if let Some((at, true)) = &d.enable_cmd_sudo_exec {

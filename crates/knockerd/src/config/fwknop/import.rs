@@ -6,7 +6,7 @@ use std::path::Path;
 use super::access::load;
 use super::values::utc_date;
 use super::{CmdCycle, FwknopConf, Network, Stanza, DEFAULT_MAX_AGE};
-use crate::config::{toml_comment as comment, toml_quote as quote, ConfigError};
+use crate::config::{toml_comment as comment, toml_quote as quote, Command, ConfigError};
 
 /// What `knockerd import-fwknop` prints: the native TOML and the warnings.
 pub fn import(
@@ -126,16 +126,19 @@ fn door(out: &mut String, c: &FwknopConf, s: &Stanza) {
 /// What the door opens: nothing itself for a command cycle, else OPEN_PORTS.
 fn door_open(out: &mut String, s: &Stanza) {
     if s.cmd_cycle.is_some() {
-        // the commands are the firewall: the door opens nothing itself
-        if !s.open_ports.is_empty() {
-            comment(out, "note: ", &format!("OPEN_PORTS {}: fwknopd 2.6.10 did not check it for a command cycle; the commands below", list(&s.open_ports)));
-            comment(
-                out,
-                "note: ",
-                "decide what opens, so this door opens nothing in knockerd's firewall itself.",
-            );
+        // the commands are the firewall: knockerd's table drops nothing for this door
+        if s.open_ports.is_empty() {
+            comment(out, "note: ", "OPEN_PORTS is not set: fwknopd ran the commands for whatever the client asked for. A native");
+            comment(out, "note: ", "door must list what a packet may ask for: put those services here (the first one asked");
+            comment(out, "note: ", "for is %PORT% and %PROTO% in the commands).");
+        } else {
+            comment(out, "note: ", &format!("OPEN_PORTS {}: fwknopd 2.6.10 did not check it for a command cycle; knockerd does.", list(&s.open_ports)));
         }
-        out.push_str("open = []\n");
+        comment(out, "note: ", "The commands below are the firewall, as in fwknopd: `protect = false`, knockerd drops nothing.");
+        out.push_str(&format!(
+            "open = {}\nprotect = false\n",
+            list(&s.open_ports)
+        ));
     } else {
         if s.open_ports.is_empty() {
             comment(out, "note: ", "OPEN_PORTS is not set: fwknopd opened whatever the client asked for (minus RESTRICT_PORTS).");
@@ -217,25 +220,14 @@ fn door_limits(out: &mut String, c: &FwknopConf, s: &Stanza) {
     }
 }
 
-/// A command cycle as native commands, when knockerd's `%IP%` is all it substitutes.
+/// A command cycle as native commands, fwknopd's `$` variables as knockerd's placeholders.
 fn cmd_cycle_toml(out: &mut String, cc: &CmdCycle) {
-    let fwknop_vars = [
-        "$PKT_SRC",
-        "$DST",
-        "$PORT",
-        "$PROTO",
-        "$TIMEOUT",
-        "$CLIENT_TIMEOUT",
-    ];
-    let to_native = |t: &str| -> Option<Vec<String>> {
-        if fwknop_vars.iter().any(|v| t.contains(v)) {
-            return None;
-        }
-        let t = t.replace("$IP", "%IP%").replace("$SRC", "%IP%");
-        Some(t.split_ascii_whitespace().map(str::to_string).collect())
-    };
-    let open = to_native(&cc.open);
-    let close = cc.close.as_deref().map(to_native);
+    let open = super::doors::cycle_command(&cc.open, cc.timer);
+    let close = cc
+        .close
+        .as_deref()
+        .map(|t| super::doors::cycle_command(t, cc.timer))
+        .transpose();
     comment(
         out,
         "note: ",
@@ -244,21 +236,30 @@ fn cmd_cycle_toml(out: &mut String, cc: &CmdCycle) {
     comment(
         out,
         "note: ",
-        "they run without a shell, split at spaces, as fwknopd runs them.",
+        "they run without a shell, split at spaces, as fwknopd runs them; $SRC is %IP%.",
     );
+    let argv = |c: &Command| match c {
+        Command::Argv(v) => v.clone(),
+        Command::Shell(s) => vec![s.clone()],
+    };
     match (open, close) {
-        (Some(o), Some(Some(c))) => {
-            out.push_str(&format!("start_command = {}\n", list(&o)));
-            out.push_str(&format!("stop_command = {}\n", list(&c)));
+        (Ok(o), Ok(Some(c))) => {
+            out.push_str(&format!("start_command = {}\n", list(&argv(&o))));
+            out.push_str(&format!("stop_command = {}\n", list(&argv(&c))));
+            comment(out, "note: ", "a native door runs stop_command after stop_after even when the client asks for a timeout;");
+            comment(out, "note: ", "fwknopd (and knockerd --fwknop-access) run CMD_CYCLE_CLOSE after the client's timeout then.");
             out.push_str(&format!("stop_after = {}\n", cc.timer));
         }
-        (Some(o), None) => {
+        (Ok(o), Ok(None)) => {
             comment(out, "note: ", "CMD_CYCLE_CLOSE NONE: no stop command.");
-            out.push_str(&format!("start_command = {}\n", list(&o)));
+            out.push_str(&format!("start_command = {}\n", list(&argv(&o))));
         }
-        _ => {
-            comment(out, "warning: ", "the commands use $PKT_SRC, $DST, $PORT, $PROTO, $TIMEOUT or $CLIENT_TIMEOUT, which knockerd's native");
-            comment(out, "warning: ", "commands do not substitute (only %IP%): run this stanza with --fwknop-access, or rewrite them:");
+        (Err(e), _) | (_, Err(e)) => {
+            comment(
+                out,
+                "warning: ",
+                &format!("the commands cannot run as written: {e}"),
+            );
             comment(out, "warning:   ", &format!("CMD_CYCLE_OPEN {}", cc.open));
             if let Some(c) = &cc.close {
                 comment(

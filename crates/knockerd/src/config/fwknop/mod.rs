@@ -40,7 +40,8 @@
 //!
 //! A stanza that uses what knockerd cannot honour (GnuPG, NAT, arbitrary command execution,
 //! encryption modes other than CBC, SHA-3 HMACs) or that has no HMAC key (knockerd never decrypts
-//! an unauthenticated packet) is refused as a whole, with every reason and its line, and the
+//! an unauthenticated packet, unless [`Legacy::Allow`], `--fwknop-allow-legacy`, asks it to, for a
+//! migration) is refused as a whole, with every reason and its line, and the
 //! other stanzas run. Refusing a stanza only ever removes access: in fwknopd each stanza whose
 //! SOURCE matches is tried with its own keys, so no packet that a refused stanza would have
 //! authorized can match another one by its absence. If no stanza is left, the configuration is
@@ -62,7 +63,7 @@ mod import;
 mod syntax;
 mod values;
 
-pub use access::{load, parse};
+pub use access::{load, load_with, parse, parse_with, Legacy};
 pub use fwknopd::parse_fwknopd_conf;
 pub use import::{import, to_toml};
 
@@ -297,9 +298,10 @@ pub struct Stanza {
     /// KEY as its bytes, or KEY_BASE64 decoded: 1 to 32 bytes, the passphrase of OpenSSL's
     /// EVP_BytesToKey.
     pub enc_key: Zeroizing<Vec<u8>>,
-    /// HMAC_KEY or HMAC_KEY_BASE64 decoded. Always present: knockerd refuses stanzas without
-    /// one.
-    pub hmac_key: Zeroizing<Vec<u8>>,
+    /// HMAC_KEY or HMAC_KEY_BASE64 decoded. `None` only with [`Legacy::Allow`]: fwknop's legacy
+    /// mode, where nothing authenticates a packet before it is decrypted (a warning says so);
+    /// otherwise knockerd refuses stanzas without one.
+    pub hmac_key: Option<Zeroizing<Vec<u8>>>,
     /// HMAC_DIGEST_TYPE, sha256 by default.
     pub hmac_digest: Digest,
     /// Seconds of access when the client asks for no timeout (default 30, never above
@@ -338,7 +340,10 @@ impl fmt::Debug for Stanza {
             )
             .field(
                 "hmac_key",
-                &format_args!("<{} bytes, redacted>", self.hmac_key.len()),
+                &match &self.hmac_key {
+                    Some(k) => format!("<{} bytes, redacted>", k.len()),
+                    None => "none (legacy mode)".into(),
+                },
             )
             .field("hmac_digest", &self.hmac_digest)
             .field("fw_access_timeout", &self.fw_access_timeout)

@@ -993,6 +993,7 @@ fn build_door(
         start_command_6: commands.start_command_6,
         stop_command_6: commands.stop_command_6,
         stop_after: commands.stop_after,
+        stop_after_client_timeout: false,
         connections: None,
         grant_prefix: Default::default(),
         interfaces: Vec::new(),

@@ -772,6 +772,7 @@ fn door(
         start_command_6: commands.start_6,
         stop_command_6: commands.stop_6,
         stop_after: commands.stop_after,
+        stop_after_client_timeout: false,
         connections,
         grant_prefix,
         interfaces,

@@ -206,7 +206,7 @@ const EVERY_DOOR: Section = Section {
             name: "start_command",
             value: "[\"PROGRAM\", \"ARG\", ...]",
             default: "none",
-            about: "Run as root when the door opens, without a shell, `%IP%` replaced by the knocking address.",
+            about: "Run as root when the door opens, without a shell, `%IP%` replaced by the knocking address; also `%PORT%` and `%PROTO%` (6 or 17) of the first service opened, and in SPA doors `%PKT_SRC%`, `%DST%` (the packet's source and destination), `%CLIENT_TIMEOUT%` (seconds the client asked for, capped as the grant is; 0 if none) and `%TIMEOUT%` (the packet's timestamp plus the seconds until the stop command, as fwknop's CMD_CYCLE variables). Every value is a parsed address or a number.",
         },
         Key {
             name: "stop_command",

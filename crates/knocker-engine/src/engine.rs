@@ -321,6 +321,8 @@ impl Engine {
         let Some(entries) = self.by_service.get(&service) else {
             return;
         };
+        // under a flood every knock may evict: start that miss now, beside the lookups' own
+        self.table.touch_oldest();
         let mut completed: Vec<(u16, u64)> = Vec::new();
         // failed attempts of this knock, reported after the loop unless the knock opened a door
         let mut failures: Vec<Event> = Vec::new();
@@ -334,19 +336,21 @@ impl Engine {
                 continue;
             };
             let key = (src, id, tag);
+            // one hash of the key for every lookup below
+            let fp = self.table.fingerprint(&key);
             if !door.spec.flags_match(knock) {
                 // ignored, but remembered when it was the expected next knock
-                if let Some(p) = self.table.get_mut(&key) {
+                if let Some(p) = self.table.get_mut_fp(fp, &key) {
                     if now_t < p.deadline && seq.get(p.matched as usize) == Some(&service) {
                         p.bad_flags.get_or_insert(knock.tcp_flags);
                     }
                 }
                 continue;
             }
-            let matched = match self.table.get(&key) {
+            let matched = match self.table.get_fp(fp, &key) {
                 Some(p) if now_t < p.deadline => p.matched as usize,
                 Some(_) => {
-                    if let Some(p) = self.table.remove(&key) {
+                    if let Some(p) = self.table.remove_fp(fp, &key) {
                         failures.extend(failed(door, src, &p, None));
                     }
                     0
@@ -357,7 +361,7 @@ impl Engine {
             match step(seq, matched, service) {
                 Step::Ignore => {}
                 Step::Complete => {
-                    self.table.remove(&key);
+                    self.table.remove_fp(fp, &key);
                     if matches!(door.spec.kind, Kind::Sequence) {
                         granted = true;
                         // in door order, like every other event of this knock
@@ -376,7 +380,7 @@ impl Engine {
                     }
                 }
                 Step::Advance(n) if matched > 0 => {
-                    if let Some(p) = self.table.get_mut(&key) {
+                    if let Some(p) = self.table.get_mut_fp(fp, &key) {
                         p.matched = n as u8;
                         p.bad_flags = None;
                     }
@@ -394,7 +398,7 @@ impl Engine {
                         continue;
                     };
                     let first = Progress::first(&key, deadline, of);
-                    let evicted = self.table.insert_newest(key, first);
+                    let evicted = self.table.insert_newest_fp(fp, key, first);
                     self.events.push_back(Event::Progress {
                         door: door.name.clone(),
                         src,
@@ -409,7 +413,7 @@ impl Engine {
                     }
                 }
                 Step::Reset => {
-                    if let Some(p) = self.table.remove(&key) {
+                    if let Some(p) = self.table.remove_fp(fp, &key) {
                         self.events.push_back(Event::Reset {
                             door: door.name.clone(),
                             src,

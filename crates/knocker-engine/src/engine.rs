@@ -307,6 +307,30 @@ impl Engine {
         Table::<crate::table::Key, Progress>::bytes_per_entry()
     }
 
+    /// Reads, ahead of [`Engine::handle`] of each of `knocks`, the table's memory that those
+    /// calls will look up first: the index buckets of their (source, door, candidate) keys, and
+    /// of the oldest entries they would evict. A hint with no effect on what the engine decides:
+    /// under a flood of new sources the cache misses of a whole batch then overlap instead of
+    /// coming one after the other (BENCHMARKS.md, "Engine").
+    pub fn prefetch(&self, knocks: &[Knock]) {
+        self.table.touch_oldest(knocks.len());
+        // the fingerprints first, then the loads back to back, so that they are in flight
+        // together
+        const CHUNK: usize = 16;
+        for chunk in knocks.chunks(CHUNK) {
+            let mut fps = [None; CHUNK];
+            for (fp, knock) in fps.iter_mut().zip(chunk) {
+                // a flood's knock has one door's candidate; more are looked up as they come
+                *fp = self
+                    .by_service
+                    .get(&knock.service())
+                    .and_then(|e| e.first())
+                    .map(|&(id, tag)| self.table.fingerprint(&(knock.src.to_canonical(), id, tag)));
+            }
+            self.table.touch_all(fps.iter().flatten());
+        }
+    }
+
     /// Feeds one knock seen at `now`. O(number of candidate sequences sharing the knock's port),
     /// independent of how many sources are tracked.
     pub fn handle(&mut self, now: Instant, knock: &Knock) {
@@ -322,7 +346,7 @@ impl Engine {
             return;
         };
         // under a flood every knock may evict: start that miss now, beside the lookups' own
-        self.table.touch_oldest();
+        self.table.touch_oldest(1);
         let mut completed: Vec<(u16, u64)> = Vec::new();
         // failed attempts of this knock, reported after the loop unless the knock opened a door
         let mut failures: Vec<Event> = Vec::new();

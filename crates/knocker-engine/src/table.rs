@@ -323,15 +323,40 @@ impl<K: Hash, V: Entry<K>, S: BuildHasher> Table<K, V, S> {
         self.slots[i as usize].value.as_mut()
     }
 
-    /// Reads the index bucket of the entry the next eviction removes, when the table is full,
-    /// so that its cache miss overlaps the caller's own lookup instead of following it (a
-    /// prefetch without `unsafe`: a load nothing waits for).
-    pub fn touch_oldest(&self) {
-        if self.len < self.capacity || self.head == NIL || self.index.is_empty() {
+    /// Reads the index bucket a lookup of `fp` starts at, so that its cache miss overlaps
+    /// others' (a prefetch without `unsafe`: a load nothing waits for).
+    pub fn touch(&self, Fp(fp): Fp) {
+        if !self.index.is_empty() {
+            std::hint::black_box(self.index[fp as usize & self.mask()]);
+        }
+    }
+
+    /// [`Table::touch`] of each fingerprint.
+    pub fn touch_all<'a>(&self, fps: impl Iterator<Item = &'a Fp>) {
+        if self.index.is_empty() {
             return;
         }
-        let fp = self.slots[self.head as usize].fp;
-        std::hint::black_box(self.index[fp as usize & self.mask()]);
+        let mask = self.mask();
+        for &Fp(fp) in fps {
+            std::hint::black_box(self.index[fp as usize & mask]);
+        }
+    }
+
+    /// Reads the index buckets of the entries the next `inserts` new keys would evict (the
+    /// oldest, when the table would overflow), as [`Table::touch`] does.
+    pub fn touch_oldest(&self, inserts: usize) {
+        let evictions = (self.len + inserts)
+            .saturating_sub(self.capacity)
+            .min(inserts);
+        let mut i = self.head;
+        for _ in 0..evictions {
+            if i == NIL {
+                break;
+            }
+            let s = &self.slots[i as usize];
+            self.touch(Fp(s.fp));
+            i = s.next;
+        }
     }
 
     /// Inserts or replaces `key` as the newest entry; `value` must be for `key`. Returns the

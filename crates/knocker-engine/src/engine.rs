@@ -1020,6 +1020,42 @@ mod tests {
     }
 
     #[test]
+    fn prefetch_changes_no_decision() {
+        // a flood past max_tracked (10) with a legitimate knock inside it, read by read (7
+        // knocks a read), once with prefetch and once without: the same events in the same order
+        let mut knocks: Vec<Knock> = (0..40)
+            .map(|n| syn(&format!("10.200.{}.{}", n / 200, n % 200), 7000))
+            .collect();
+        for (at, port) in [(30, 7000), (33, 9000), (36, 8000)] {
+            knocks.insert(at, syn("10.200.9.9", port));
+        }
+        let t0 = Instant::now();
+        let run = |prefetch: bool| {
+            let mut e = ssh_engine();
+            let mut events = Vec::new();
+            for read in knocks.chunks(7) {
+                if prefetch {
+                    e.prefetch(read);
+                }
+                for k in read {
+                    e.handle(t0, k);
+                }
+                events.extend(std::iter::from_fn(|| e.poll_event()));
+            }
+            (events, e.tracked())
+        };
+        let (with, tracked) = run(true);
+        assert_eq!((with.clone(), tracked), run(false));
+        assert_eq!(tracked, 10, "the flood filled the table");
+        assert!(with.iter().any(|ev| matches!(ev, Event::TableFull { .. })));
+        assert!(
+            with.iter()
+                .any(|ev| matches!(ev, Event::Grant(g) if g.to.to_string() == "10.200.9.9")),
+            "the legitimate knock opened"
+        );
+    }
+
+    #[test]
     fn ipv4_mapped_sources_are_the_ipv4_address() {
         let mut e = ssh_engine();
         let t0 = Instant::now();

@@ -307,6 +307,30 @@ impl Engine {
         Table::<crate::table::Key, Progress>::bytes_per_entry()
     }
 
+    /// Reads, ahead of [`Engine::handle`] of each of `knocks`, the table's memory that those
+    /// calls will look up first: the index buckets of their (source, door, candidate) keys, and
+    /// of the oldest entries they would evict. A hint with no effect on what the engine decides:
+    /// under a flood of new sources the cache misses of a whole batch then overlap instead of
+    /// coming one after the other (BENCHMARKS.md, "Engine").
+    pub fn prefetch(&self, knocks: &[Knock]) {
+        self.table.touch_oldest(knocks.len());
+        // the fingerprints first, then the loads back to back, so that they are in flight
+        // together
+        const CHUNK: usize = 16;
+        for chunk in knocks.chunks(CHUNK) {
+            let mut fps = [None; CHUNK];
+            for (fp, knock) in fps.iter_mut().zip(chunk) {
+                // a flood's knock has one door's candidate; more are looked up as they come
+                *fp = self
+                    .by_service
+                    .get(&knock.service())
+                    .and_then(|e| e.first())
+                    .map(|&(id, tag)| self.table.fingerprint(&(knock.src.to_canonical(), id, tag)));
+            }
+            self.table.touch_all(fps.iter().flatten());
+        }
+    }
+
     /// Feeds one knock seen at `now`. O(number of candidate sequences sharing the knock's port),
     /// independent of how many sources are tracked.
     pub fn handle(&mut self, now: Instant, knock: &Knock) {
@@ -321,6 +345,8 @@ impl Engine {
         let Some(entries) = self.by_service.get(&service) else {
             return;
         };
+        // under a flood every knock may evict: start that miss now, beside the lookups' own
+        self.table.touch_oldest(1);
         let mut completed: Vec<(u16, u64)> = Vec::new();
         // failed attempts of this knock, reported after the loop unless the knock opened a door
         let mut failures: Vec<Event> = Vec::new();
@@ -334,19 +360,21 @@ impl Engine {
                 continue;
             };
             let key = (src, id, tag);
+            // one hash of the key for every lookup below
+            let fp = self.table.fingerprint(&key);
             if !door.spec.flags_match(knock) {
                 // ignored, but remembered when it was the expected next knock
-                if let Some(p) = self.table.get_mut(&key) {
+                if let Some(p) = self.table.get_mut_fp(fp, &key) {
                     if now_t < p.deadline && seq.get(p.matched as usize) == Some(&service) {
                         p.bad_flags.get_or_insert(knock.tcp_flags);
                     }
                 }
                 continue;
             }
-            let matched = match self.table.get(&key) {
+            let matched = match self.table.get_fp(fp, &key) {
                 Some(p) if now_t < p.deadline => p.matched as usize,
                 Some(_) => {
-                    if let Some(p) = self.table.remove(&key) {
+                    if let Some(p) = self.table.remove_fp(fp, &key) {
                         failures.extend(failed(door, src, &p, None));
                     }
                     0
@@ -357,7 +385,7 @@ impl Engine {
             match step(seq, matched, service) {
                 Step::Ignore => {}
                 Step::Complete => {
-                    self.table.remove(&key);
+                    self.table.remove_fp(fp, &key);
                     if matches!(door.spec.kind, Kind::Sequence) {
                         granted = true;
                         // in door order, like every other event of this knock
@@ -377,7 +405,7 @@ impl Engine {
                     }
                 }
                 Step::Advance(n) if matched > 0 => {
-                    if let Some(p) = self.table.get_mut(&key) {
+                    if let Some(p) = self.table.get_mut_fp(fp, &key) {
                         p.matched = n as u8;
                         p.bad_flags = None;
                     }
@@ -395,7 +423,7 @@ impl Engine {
                         continue;
                     };
                     let first = Progress::first(&key, deadline, of);
-                    let evicted = self.table.insert_newest(key, first);
+                    let evicted = self.table.insert_newest_fp(fp, key, first);
                     self.events.push_back(Event::Progress {
                         door: door.name.clone(),
                         src,
@@ -410,7 +438,7 @@ impl Engine {
                     }
                 }
                 Step::Reset => {
-                    if let Some(p) = self.table.remove(&key) {
+                    if let Some(p) = self.table.remove_fp(fp, &key) {
                         self.events.push_back(Event::Reset {
                             door: door.name.clone(),
                             src,
@@ -1004,6 +1032,42 @@ mod tests {
             dst_port: port,
             tcp_flags: TcpFlags::SYN,
         }
+    }
+
+    #[test]
+    fn prefetch_changes_no_decision() {
+        // a flood past max_tracked (10) with a legitimate knock inside it, read by read (7
+        // knocks a read), once with prefetch and once without: the same events in the same order
+        let mut knocks: Vec<Knock> = (0..40)
+            .map(|n| syn(&format!("10.200.{}.{}", n / 200, n % 200), 7000))
+            .collect();
+        for (at, port) in [(30, 7000), (33, 9000), (36, 8000)] {
+            knocks.insert(at, syn("10.200.9.9", port));
+        }
+        let t0 = Instant::now();
+        let run = |prefetch: bool| {
+            let mut e = ssh_engine();
+            let mut events = Vec::new();
+            for read in knocks.chunks(7) {
+                if prefetch {
+                    e.prefetch(read);
+                }
+                for k in read {
+                    e.handle(t0, k);
+                }
+                events.extend(std::iter::from_fn(|| e.poll_event()));
+            }
+            (events, e.tracked())
+        };
+        let (with, tracked) = run(true);
+        assert_eq!((with.clone(), tracked), run(false));
+        assert_eq!(tracked, 10, "the flood filled the table");
+        assert!(with.iter().any(|ev| matches!(ev, Event::TableFull { .. })));
+        assert!(
+            with.iter()
+                .any(|ev| matches!(ev, Event::Grant(g) if g.to.to_string() == "10.200.9.9")),
+            "the legitimate knock opened"
+        );
     }
 
     #[test]

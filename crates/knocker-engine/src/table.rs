@@ -6,8 +6,12 @@
 //! were started, so the head is always the oldest entry: it is the one evicted when the table is
 //! full, and the one whose deadline `poll_timeout` reports.
 //!
-//! The index is an open-addressing array of slab positions (4 bytes a bucket, linear probing,
-//! at most half full, deletion by backward shift so there are no tombstones). A key is not kept:
+//! The index is an open-addressing array of buckets (linear probing, at most half full, deletion
+//! by backward shift so there are no tombstones). A bucket is 6 bytes: the entry's slab position,
+//! 8 more bits of its fingerprint (a tag) and its distance from its home bucket, so that probing
+//! and the backward shift read the index alone and touch a slot only on a tag match (an entry
+//! of the key, or 1 in 256 others): under a flood of new sources each one costs one miss in the
+//! index instead of one per entry probed past. A key is not kept:
 //! it is replaced by its **fingerprint**, a 64-bit keyed SipHash of the whole key under a random
 //! 128-bit key drawn per table (std's `RandomState`), kept in the entry's slot. The fingerprint's
 //! low bits choose the bucket, so an attacker who cannot learn the hash key cannot aim probe
@@ -27,6 +31,58 @@ use std::time::{Duration, Instant};
 const NIL: u32 = u32::MAX;
 /// The fewest index buckets, before the first growth.
 const MIN_BUCKETS: usize = 16;
+/// A bucket's distance at or beyond which the real one is computed from the slot's fingerprint
+/// (only in clusters of 255 or more, which a keyed hash at most half full all but never makes).
+const FAR: u8 = u8::MAX;
+
+/// One bucket of the index, 6 bytes: a slab position (`NIL` when empty), a tag (the fingerprint's
+/// top 8 bits, which the home bucket never uses) and the distance from the home bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Bucket {
+    lo: u16,
+    hi: u16,
+    /// The tag in the high byte, the distance (saturated at `FAR`) in the low byte.
+    meta: u16,
+}
+
+impl Bucket {
+    const EMPTY: Bucket = Bucket {
+        lo: u16::MAX,
+        hi: u16::MAX,
+        meta: 0,
+    };
+
+    fn new(slot: u32, fp: u64, dist: usize) -> Bucket {
+        let dist = u8::try_from(dist).unwrap_or(FAR);
+        Bucket {
+            lo: slot as u16,
+            hi: (slot >> 16) as u16,
+            meta: u16::from(tag(fp)) << 8 | u16::from(dist),
+        }
+    }
+
+    fn slot(self) -> u32 {
+        u32::from(self.hi) << 16 | u32::from(self.lo)
+    }
+
+    fn is_empty(self) -> bool {
+        self.slot() == NIL
+    }
+
+    fn tag(self) -> u8 {
+        (self.meta >> 8) as u8
+    }
+
+    fn dist(self) -> u8 {
+        self.meta as u8
+    }
+}
+
+/// The fingerprint's bits a bucket keeps: the top byte (the home bucket is from the low bits,
+/// at most 31 of them).
+fn tag(fp: u64) -> u8 {
+    (fp >> 56) as u8
+}
 
 /// Which source is knocking on which door, for which candidate sequence (its tag).
 pub(crate) type Key = (IpAddr, u16, u64);
@@ -138,6 +194,10 @@ impl Entry<Key> for Progress {
     }
 }
 
+/// A key's fingerprint, from [`Table::fingerprint`] of the same table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Fp(u64);
+
 #[derive(Debug)]
 struct Slot<V> {
     /// The fingerprint of the entry's key.
@@ -154,9 +214,9 @@ struct Slot<V> {
 pub(crate) struct Table<K = Key, V = Progress, S = RandomState> {
     /// The fingerprints' keyed hash: `RandomState` outside tests.
     hasher: S,
-    /// Slab positions, `NIL` for an empty bucket; the length is a power of two (or zero before
-    /// the first insert), at least twice the number of entries.
-    index: Vec<u32>,
+    /// The length is a power of two (or zero before the first insert), at least twice the
+    /// number of entries.
+    index: Vec<Bucket>,
     slots: Vec<Slot<V>>,
     len: usize,
     /// Head of the free list, threaded through `Slot::next`.
@@ -199,31 +259,36 @@ impl<K: Hash, V: Entry<K>, S: BuildHasher> Table<K, V, S> {
         self.capacity
     }
 
-    fn fingerprint(&self, key: &K) -> u64 {
-        self.hasher.hash_one(key)
+    /// The fingerprint of `key`, for the `_fp` methods: one hash per key however many
+    /// lookups and inserts use it.
+    pub fn fingerprint(&self, key: &K) -> Fp {
+        Fp(self.hasher.hash_one(key))
     }
 
     fn mask(&self) -> usize {
         self.index.len().wrapping_sub(1)
     }
 
-    /// The bucket and slot of `key`, if present.
-    fn find(&self, key: &K) -> Option<(usize, u32)> {
+    /// The bucket and slot of `key`, whose fingerprint is `fp`, if present.
+    fn find(&self, Fp(fp): Fp, key: &K) -> Option<(usize, u32)> {
         if self.index.is_empty() {
             return None;
         }
-        let fp = self.fingerprint(key);
         let mask = self.mask();
         let mut b = fp as usize & mask;
+        let t = tag(fp);
         // at most half full, so an empty bucket always ends the probe
         loop {
-            let i = self.index[b];
-            if i == NIL {
+            let bucket = self.index[b];
+            if bucket.is_empty() {
                 return None;
             }
-            let s = &self.slots[i as usize];
-            if s.fp == fp && s.value.as_ref().is_some_and(|v| v.is_for(key)) {
-                return Some((b, i));
+            if bucket.tag() == t {
+                let i = bucket.slot();
+                let s = &self.slots[i as usize];
+                if s.fp == fp && s.value.as_ref().is_some_and(|v| v.is_for(key)) {
+                    return Some((b, i));
+                }
             }
             b = (b + 1) & mask;
         }
@@ -233,28 +298,78 @@ impl<K: Hash, V: Entry<K>, S: BuildHasher> Table<K, V, S> {
     fn bucket_of(&self, fp: u64, i: u32) -> usize {
         let mask = self.mask();
         let mut b = fp as usize & mask;
-        while self.index[b] != i {
+        while self.index[b].slot() != i {
             b = (b + 1) & mask;
         }
         b
     }
 
     pub fn get(&self, key: &K) -> Option<&V> {
-        let (_, i) = self.find(key)?;
+        self.get_fp(self.fingerprint(key), key)
+    }
+
+    pub fn get_fp(&self, fp: Fp, key: &K) -> Option<&V> {
+        let (_, i) = self.find(fp, key)?;
         self.slots[i as usize].value.as_ref()
     }
 
     /// Changes a value in place, keeping its place in the age order.
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        let (_, i) = self.find(key)?;
+        self.get_mut_fp(self.fingerprint(key), key)
+    }
+
+    pub fn get_mut_fp(&mut self, fp: Fp, key: &K) -> Option<&mut V> {
+        let (_, i) = self.find(fp, key)?;
         self.slots[i as usize].value.as_mut()
+    }
+
+    /// Reads the index bucket a lookup of `fp` starts at, so that its cache miss overlaps
+    /// others' (a prefetch without `unsafe`: a load nothing waits for).
+    pub fn touch(&self, Fp(fp): Fp) {
+        if !self.index.is_empty() {
+            std::hint::black_box(self.index[fp as usize & self.mask()]);
+        }
+    }
+
+    /// [`Table::touch`] of each fingerprint.
+    pub fn touch_all<'a>(&self, fps: impl Iterator<Item = &'a Fp>) {
+        if self.index.is_empty() {
+            return;
+        }
+        let mask = self.mask();
+        for &Fp(fp) in fps {
+            std::hint::black_box(self.index[fp as usize & mask]);
+        }
+    }
+
+    /// Reads the index buckets of the entries the next `inserts` new keys would evict (the
+    /// oldest, when the table would overflow), as [`Table::touch`] does.
+    pub fn touch_oldest(&self, inserts: usize) {
+        let evictions = (self.len + inserts)
+            .saturating_sub(self.capacity)
+            .min(inserts);
+        let mut i = self.head;
+        for _ in 0..evictions {
+            if i == NIL {
+                break;
+            }
+            let s = &self.slots[i as usize];
+            self.touch(Fp(s.fp));
+            i = s.next;
+        }
     }
 
     /// Inserts or replaces `key` as the newest entry; `value` must be for `key`. Returns the
     /// entry evicted to make room.
     pub fn insert_newest(&mut self, key: K, value: V) -> Option<V> {
+        self.insert_newest_fp(self.fingerprint(&key), key, value)
+    }
+
+    /// [`Table::insert_newest`] with the key's fingerprint already computed.
+    pub fn insert_newest_fp(&mut self, fp: Fp, key: K, value: V) -> Option<V> {
         debug_assert!(value.is_for(&key), "an entry must be for its key");
-        if let Some((_, i)) = self.find(&key) {
+        debug_assert!(fp == self.fingerprint(&key), "the fingerprint of the key");
+        if let Some((_, i)) = self.find(fp, &key) {
             self.unlink(i);
             self.slots[i as usize].value = Some(value);
             self.link_tail(i);
@@ -266,7 +381,7 @@ impl<K: Hash, V: Entry<K>, S: BuildHasher> Table<K, V, S> {
             None
         };
         self.grow_index();
-        let fp = self.fingerprint(&key);
+        let Fp(fp) = fp;
         let slot = Slot {
             fp,
             value: Some(value),
@@ -297,11 +412,12 @@ impl<K: Hash, V: Entry<K>, S: BuildHasher> Table<K, V, S> {
     /// Puts slot `i` in the first empty bucket of its probe sequence.
     fn place(&mut self, fp: u64, i: u32) {
         let mask = self.mask();
-        let mut b = fp as usize & mask;
-        while self.index[b] != NIL {
+        let home = fp as usize & mask;
+        let mut b = home;
+        while !self.index[b].is_empty() {
             b = (b + 1) & mask;
         }
-        self.index[b] = i;
+        self.index[b] = Bucket::new(i, fp, b.wrapping_sub(home) & mask);
     }
 
     /// Doubles the index before an insert would make it more than half full. The most buckets
@@ -311,15 +427,19 @@ impl<K: Hash, V: Entry<K>, S: BuildHasher> Table<K, V, S> {
             return;
         }
         let buckets = ((self.len + 1) * 2).next_power_of_two().max(MIN_BUCKETS);
-        let old = std::mem::replace(&mut self.index, vec![NIL; buckets]);
-        for i in old.into_iter().filter(|&i| i != NIL) {
+        let old = std::mem::replace(&mut self.index, vec![Bucket::EMPTY; buckets]);
+        for i in old.into_iter().filter(|b| !b.is_empty()).map(Bucket::slot) {
             let fp = self.slots[i as usize].fp;
             self.place(fp, i);
         }
     }
 
     pub fn remove(&mut self, key: &K) -> Option<V> {
-        let (b, i) = self.find(key)?;
+        self.remove_fp(self.fingerprint(key), key)
+    }
+
+    pub fn remove_fp(&mut self, fp: Fp, key: &K) -> Option<V> {
+        let (b, i) = self.find(fp, key)?;
         self.remove_at(b, i)
     }
 
@@ -335,24 +455,38 @@ impl<K: Hash, V: Entry<K>, S: BuildHasher> Table<K, V, S> {
     }
 
     /// Empties bucket `b`, shifting back the entries after it that probed past it, so that every
-    /// entry stays reachable from its home bucket without tombstones.
+    /// entry stays reachable from its home bucket without tombstones. Reads the buckets' own
+    /// distances, and a slot only for a distance of `FAR` or more.
     fn unindex(&mut self, mut b: usize) {
         let mask = self.mask();
         let mut next = (b + 1) & mask;
         loop {
-            let i = self.index[next];
-            if i == NIL {
+            let bucket = self.index[next];
+            if bucket.is_empty() {
                 break;
             }
-            let home = self.slots[i as usize].fp as usize & mask;
+            let fp = || self.slots[bucket.slot() as usize].fp;
+            let dist = match bucket.dist() {
+                FAR => next.wrapping_sub(fp() as usize) & mask,
+                d => usize::from(d),
+            };
+            let gap = next.wrapping_sub(b) & mask;
             // the entry at `next` may move to `b` when its home is not within (b, next]
-            if (next.wrapping_sub(home) & mask) >= (next.wrapping_sub(b) & mask) {
-                self.index[b] = i;
+            if dist >= gap {
+                let moved = if bucket.dist() == FAR {
+                    Bucket::new(bucket.slot(), fp(), dist - gap)
+                } else {
+                    Bucket {
+                        meta: bucket.meta - gap as u16,
+                        ..bucket
+                    }
+                };
+                self.index[b] = moved;
                 b = next;
             }
             next = (next + 1) & mask;
         }
-        self.index[b] = NIL;
+        self.index[b] = Bucket::EMPTY;
     }
 
     pub fn oldest(&self) -> Option<&V> {
@@ -372,11 +506,11 @@ impl<K: Hash, V: Entry<K>, S: BuildHasher> Table<K, V, S> {
     }
 
     /// Bytes held per entry: its slot in the slab, and the index's buckets at the most they
-    /// can be per entry at 1 000 000 entries (2^21 buckets of 4 bytes, 8.4 bytes an entry).
+    /// can be per entry at 1 000 000 entries (2^21 buckets of 6 bytes, 12.6 bytes an entry).
     /// Just after the index doubled it is up to twice that; BENCHMARKS.md has the measured
     /// figure.
     pub fn bytes_per_entry() -> usize {
-        let per_bucket = std::mem::size_of::<u32>();
+        let per_bucket = std::mem::size_of::<Bucket>();
         std::mem::size_of::<Slot<V>>() + (per_bucket * (1 << 21)).div_ceil(1_000_000)
     }
 
@@ -433,10 +567,11 @@ mod tests {
     #[test]
     fn entries_fit_the_budget() {
         // 64 bytes per tracked source measured is the target (BENCHMARKS.md): the slot is
-        // 48 of them, the index about 8.4 at 1 000 000 sources.
+        // 48 of them, the index about 12.6 at 1 000 000 sources.
         assert_eq!(std::mem::size_of::<Progress>(), 32);
         assert_eq!(std::mem::size_of::<Slot<Progress>>(), 48);
-        assert!(Table::<Key, Progress>::bytes_per_entry() <= 57);
+        assert_eq!(std::mem::size_of::<Bucket>(), 6);
+        assert_eq!(Table::<Key, Progress>::bytes_per_entry(), 61);
     }
 
     #[test]
@@ -461,7 +596,7 @@ mod tests {
         assert!(t.pop_oldest().is_none());
         assert_eq!(t.len(), 0);
         assert!(
-            t.index.iter().all(|&i| i == NIL),
+            t.index.iter().all(|b| b.is_empty()),
             "the index is empty again"
         );
     }
@@ -511,29 +646,56 @@ mod tests {
         assert_eq!(keyed.get(&b).map(|p| p.deadline), Some(6));
     }
 
-    #[test]
-    fn one_cluster_matches_a_map() {
-        // every fingerprint equal: the worst cluster, with removals from its middle
-        let mut t: Table<Key, Progress, Collide> = Table::with_hasher(64, Collide);
+    /// Every fingerprint equal: the worst cluster, with removals from its middle, checked against
+    /// a map; with `cap` past 255 the cluster holds distances a bucket cannot (`FAR`).
+    /// Returns how many buckets ended up `FAR`.
+    fn one_cluster_matches_a_map(cap: usize, keys: u64) -> usize {
+        let mut t: Table<Key, Progress, Collide> = Table::with_hasher(cap, Collide);
         let mut model: HashMap<Key, Ticks> = HashMap::new();
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         for step in 0..5_000i64 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let k = (IpAddr::V4(Ipv4Addr::from((x % 90) as u32)), 0, 0);
+            let k = (IpAddr::V4(Ipv4Addr::from((x % keys) as u32)), 0, 0);
             if x >> 62 == 0 {
                 assert_eq!(t.remove(&k).map(|p| p.deadline), model.remove(&k));
-            } else if model.len() < 64 || model.contains_key(&k) {
+            } else if model.len() < cap || model.contains_key(&k) {
                 assert!(t.insert_newest(k, p(&k, step)).is_none());
                 model.insert(k, step);
             }
             assert_eq!(t.len(), model.len());
         }
-        for n in 0..90 {
+        for n in 0..keys as u32 {
             let k = key(n);
             assert_eq!(t.get(&k).map(|p| p.deadline), model.get(&k).copied());
         }
+        // every bucket's distance is its real one, or FAR for 255 and more
+        let mask = t.mask();
+        for (b, bucket) in t.index.iter().enumerate().filter(|(_, b)| !b.is_empty()) {
+            let fp = t.slots[bucket.slot() as usize].fp;
+            let dist = b.wrapping_sub(fp as usize) & mask;
+            assert_eq!(
+                bucket.dist(),
+                u8::try_from(dist).unwrap_or(FAR),
+                "bucket {b}"
+            );
+            assert_eq!(bucket.tag(), tag(fp));
+        }
+        t.index.iter().filter(|b| b.dist() == FAR).count()
+    }
+
+    #[test]
+    fn one_cluster_matches_a_map_with_near_buckets() {
+        assert_eq!(one_cluster_matches_a_map(64, 90), 0);
+    }
+
+    #[test]
+    fn one_cluster_matches_a_map_past_the_farthest_distance() {
+        assert!(
+            one_cluster_matches_a_map(400, 700) > 0,
+            "the cluster went past 255"
+        );
     }
 
     #[test]

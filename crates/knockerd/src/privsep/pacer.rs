@@ -16,10 +16,11 @@
 //! a flood the pause stops within two windows, and even then it only delays a poll, not a read
 //! that is already due.
 //!
-//! The kernel can batch too (NFULA_CFG_QTHRESH, NFULA_CFG_TIMEOUT), but configuring an NFLOG
-//! instance needs CAP_NET_ADMIN of the process that sends the request, which the worker gave up
-//! before it read its first packet, and its flush timer counts in 10 ms: the pause is the
-//! worker's own batching, with nothing to ask of the kernel.
+//! The kernel batches too while a flood lasts: each start and end of one ([`Pacer::change`])
+//! is reported to the root parent, which turns NFLOG's batching on and off on the worker's
+//! socket (configuring an NFLOG instance needs CAP_NET_ADMIN of the sender, which the worker
+//! gave up before it read its first packet; `nflog::BatchingHandle`). The pause then takes a
+//! few datagrams of many packets each instead of many datagrams of one.
 
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,8 @@ pub struct Pacer {
     window: Option<(Instant, u64)>,
     /// Consecutive windows below [`Pacer::CALM_PPS`] while flooding.
     calm: u32,
+    /// The state last given out by [`Pacer::change`].
+    told: bool,
 }
 
 impl Pacer {
@@ -91,6 +94,14 @@ impl Pacer {
     #[cfg(test)]
     pub fn flooding(&self) -> bool {
         self.flooding
+    }
+
+    /// `Some(flooding)` when a flood started or ended since the last call, once per change.
+    pub fn change(&mut self) -> Option<bool> {
+        (self.flooding != self.told).then(|| {
+            self.told = self.flooding;
+            self.flooding
+        })
     }
 
     /// How long to sleep before the next poll: [`Pacer::PAUSE`] during a flood, else nothing.
@@ -165,8 +176,19 @@ mod tests {
         let t = Instant::now();
         p.read(t, Pacer::BURST - 1);
         assert!(!p.flooding());
+        assert_eq!(p.change(), None, "a quiet server reports nothing");
         p.read(t + us(10), Pacer::BURST);
         assert!(p.flooding());
+        assert_eq!(p.change(), Some(true), "the start, once");
+        p.read(t + us(20), Pacer::BURST);
+        assert_eq!(p.change(), None);
+        // the window that ends with the burst, then two calm ones
+        for ms in [3, 6, 9] {
+            p.read(t + Duration::from_millis(ms), 0);
+        }
+        assert!(!p.flooding());
+        assert_eq!(p.change(), Some(false), "the end, once");
+        assert_eq!(p.change(), None);
     }
 
     #[test]

@@ -564,6 +564,62 @@ mod tests {
     use proptest::prelude::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
+    /// The u32 attributes of a configuration request (NFULA_CFG_*: 3 NLBUFSIZ, 4 TIMEOUT,
+    /// 5 QTHRESH, network byte order), its message type, flags and group.
+    fn config_of(request: &[u8]) -> (u16, u16, u16, [Option<u32>; 3]) {
+        let mut msgs = crate::netlink::NetlinkMessages::new(request);
+        let msg = msgs.next().expect("one message").expect("well formed");
+        assert!(msgs.next().is_none(), "only one");
+        let group = u16::from_be_bytes([msg.payload[2], msg.payload[3]]);
+        let attrs = &msg.payload[NFGENMSG_LEN..];
+        let u32_attr = |kind| {
+            find_attr(attrs, kind).map(|v| u32::from_be_bytes(v.try_into().expect("a u32")))
+        };
+        (
+            msg.ty,
+            msg.flags,
+            group,
+            [u32_attr(3), u32_attr(4), u32_attr(5)],
+        )
+    }
+
+    #[test]
+    fn batching_requests_say_what_the_kernel_is_to_do_and_ask_no_ack() {
+        const NFULNL_MSG_CONFIG: u16 = (NFNL_SUBSYS_ULOG << 8) | 1;
+        let (ty, flags, group, [bufsiz, timeout, qthresh]) =
+            config_of(&batching_request(4100, true));
+        assert_eq!((ty, group), (NFULNL_MSG_CONFIG, 4100));
+        assert_eq!(
+            flags,
+            netlink_packet_core::NLM_F_REQUEST,
+            "no NLM_F_ACK: the worker reads the socket"
+        );
+        assert_eq!(qthresh, Some(FLOOD_QTHRESH));
+        assert_eq!(bufsiz, Some(FLOOD_NLBUFSIZ));
+        assert_eq!(timeout, Some(0), "flushed at the next tick");
+        let (ty, flags, group, [_, timeout, qthresh]) = config_of(&batching_request(7, false));
+        assert_eq!((ty, flags, group), (NFULNL_MSG_CONFIG, 1, 7));
+        assert_eq!(qthresh, Some(1), "every packet at once again");
+        assert_eq!(timeout, Some(1));
+    }
+
+    #[test]
+    fn a_batching_handle_takes_only_a_bound_netlink_socket() {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        use std::os::fd::IntoRawFd as _;
+        let (a, _b) = socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .expect("socketpair");
+        let refused = BatchingHandle::new(a.into_raw_fd(), 4100).expect_err("a Unix socket");
+        assert_eq!(refused.kind(), io::ErrorKind::InvalidInput);
+        let file = std::fs::File::open("/dev/null").expect("/dev/null");
+        assert!(BatchingHandle::new(file.into_raw_fd(), 4100).is_err());
+    }
+
     fn tcp4(flags_syn: bool, payload: &[u8]) -> Vec<u8> {
         let mut b =
             PacketBuilder::ipv4([10, 200, 1, 2], [10, 200, 1, 1], 64).tcp(40000, 7000, 1, 64240);

@@ -6,12 +6,13 @@
 //! large so that a flood costs overruns (counted) rather than stalls. Reading never blocks: the
 //! daemon polls the descriptor ([`AsFd`]) and drains it with [`NflogSource::recv_batch`].
 //!
-//! While a flood lasts the kernel batches instead ([`batching_request`]): up to
+//! While a fast flood lasts (from 50 000 packets a second, the worker's pacer says) the kernel
+//! batches instead ([`batching_request`]): up to
 //! [`FLOOD_QTHRESH`] packets in one datagram, flushed at the next timer tick at the latest. Only
 //! a sender with CAP_NET_ADMIN on the socket bound to the group may ask that, so the packet
 //! worker, which has no privilege, hands a copy of its socket to the root parent before it
-//! reads a packet, and the parent sends the request when the worker reports a flood's start and
-//! end ([`BatchingHandle`]; ARCHITECTURE.md, "Kernel batching under a flood").
+//! reads a packet, and the parent sends the request when the worker reports that batching is to
+//! start or stop ([`BatchingHandle`]; ARCHITECTURE.md, "Kernel batching under a flood").
 //!
 //! Everything that comes from the network is parsed without panicking: a malformed message or
 //! packet is counted and skipped.
@@ -80,8 +81,8 @@ const CALM_NLBUFSIZ: u32 = 4096;
 /// latest, so that a lone packet waits a tick, 1 to 10 ms, and no more) or off (every packet
 /// at once, as [`NflogSource::bind`] sets it). Asks for no acknowledgement: the socket's reader
 /// is the packet worker, which drops what is not a packet, and an error changes nothing.
-pub fn batching_request(group: u16, flood: bool) -> Vec<u8> {
-    let nlas: Vec<ConfigNla> = if flood {
+pub fn batching_request(group: u16, on: bool) -> Vec<u8> {
+    let nlas: Vec<ConfigNla> = if on {
         vec![
             ConfigNla::NlBufSiz(FLOOD_NLBUFSIZ),
             // hundredths of a second; 0 is the next tick of the kernel's timer
@@ -111,7 +112,7 @@ pub fn batching_request(group: u16, flood: bool) -> Vec<u8> {
 pub struct BatchingHandle {
     fd: RawFd,
     group: u16,
-    flood: bool,
+    on: bool,
 }
 
 impl BatchingHandle {
@@ -126,7 +127,7 @@ impl BatchingHandle {
             Ok(pid) if pid != 0 => Ok(BatchingHandle {
                 fd,
                 group,
-                flood: false,
+                on: false,
             }),
             other => {
                 let _ = nix::unistd::close(fd);
@@ -139,14 +140,14 @@ impl BatchingHandle {
     }
 
     /// Turns the kernel's batching on or off, if that changes it; `Ok(false)` when it was so.
-    pub fn set_flood(&mut self, flood: bool) -> io::Result<bool> {
-        if flood == self.flood {
+    pub fn set(&mut self, on: bool) -> io::Result<bool> {
+        if on == self.on {
             return Ok(false);
         }
-        let request = batching_request(self.group, flood);
+        let request = batching_request(self.group, on);
         nix::sys::socket::send(self.fd, &request, nix::sys::socket::MsgFlags::MSG_DONTWAIT)
             .map_err(io::Error::from)?;
-        self.flood = flood;
+        self.on = on;
         Ok(true)
     }
 }
@@ -572,9 +573,8 @@ mod tests {
         assert!(msgs.next().is_none(), "only one");
         let group = u16::from_be_bytes([msg.payload[2], msg.payload[3]]);
         let attrs = &msg.payload[NFGENMSG_LEN..];
-        let u32_attr = |kind| {
-            find_attr(attrs, kind).map(|v| u32::from_be_bytes(v.try_into().expect("a u32")))
-        };
+        let u32_attr =
+            |kind| find_attr(attrs, kind).map(|v| u32::from_be_bytes(v.try_into().expect("a u32")));
         (
             msg.ty,
             msg.flags,

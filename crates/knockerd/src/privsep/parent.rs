@@ -276,8 +276,8 @@ impl Worker {
             self.pinged = None;
         }
         for r in &out[before..] {
-            if let Report::Flood(flood) = r {
-                self.set_flood(*flood);
+            if let Report::Batching(on) = r {
+                self.set_batching(*on);
             }
         }
         parsed.map(|()| alive).map_err(WorkerError::Protocol)
@@ -305,24 +305,18 @@ impl Worker {
     }
 
     /// Turns the kernel's batching on or off on the worker's NFLOG socket, as the worker
-    /// reported a flood's start or end; nothing without its socket (another source). Only a
+    /// reported a fast flood's start or end; nothing without its socket (another source). Only a
     /// change sends a request, so a worker repeating itself costs nothing; one that lies can only
     /// make the kernel batch its own packets, a tick's delay at most.
-    fn set_flood(&mut self, flood: bool) {
+    fn set_batching(&mut self, on: bool) {
         let Some(b) = self.batching.as_mut() else {
             return;
         };
-        match b.set_flood(flood) {
-            Ok(true) => tracing::debug!(
-                "NFLOG: kernel batching {} (the packet worker reports a flood {})",
-                if flood { "on" } else { "off" },
-                if flood { "started" } else { "ended" }
-            ),
+        let said = if on { "on" } else { "off" };
+        match b.set(on) {
+            Ok(true) => tracing::debug!("NFLOG: kernel batching {said} (the packet worker's word)"),
             Ok(false) => {}
-            Err(e) => tracing::warn!(
-                "NFLOG: cannot turn kernel batching {}: {e}",
-                if flood { "on" } else { "off" }
-            ),
+            Err(e) => tracing::warn!("NFLOG: cannot turn kernel batching {said}: {e}"),
         }
     }
 
@@ -436,7 +430,7 @@ impl Seed {
 /// A report checked against the parent's own configuration: what the daemon may act on.
 #[derive(Debug)]
 pub enum Checked {
-    /// Nothing to act on (ready, pong, a flood's start or end).
+    /// Nothing to act on (ready, pong, kernel batching on or off).
     Nothing,
     /// Door `index` used the one-time line, counter or time step `tag`: make that durable
     /// before its grant.
@@ -511,8 +505,8 @@ fn door_index(config: &Config, door: &DoorRef, what: &'static str) -> Result<usi
 /// the name it gives. The error says what was refused.
 pub fn check(config: &Config, report: &Report) -> Result<Checked, ReportError> {
     Ok(match report {
-        // a flood's start or end is the worker's own business with its socket (`Worker::read`)
-        Report::Ready | Report::Pong | Report::Flood(_) => Checked::Nothing,
+        // kernel batching is the worker's own business with its socket (`Worker::read`)
+        Report::Ready | Report::Pong | Report::Batching(_) => Checked::Nothing,
         // counts only: a line for a door that is not this process's is left out
         Report::Tally { doors, source } => Checked::Tally {
             doors: doors

@@ -275,8 +275,8 @@ pub fn run(
             }
         }
         pacer.read(Instant::now(), read);
-        if let Some(flood) = pacer.change() {
-            reports.push(Report::Flood(flood));
+        if let Some(on) = pacer.change() {
+            reports.push(Report::Batching(on));
         }
         engine.handle_timeout(Instant::now());
         while let Some(ev) = engine.poll_event() {

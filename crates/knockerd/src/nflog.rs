@@ -448,7 +448,15 @@ pub fn parse_datagram_with(
                 }
             }
             NLMSG_OVERRUN => stats.overruns += 1,
-            // NLMSG_DONE closes a multi-message datagram; acks and other types carry no packet.
+            // the only requests on this socket after its bind are the parent's batching
+            // requests, which ask no acknowledgement: an NLMSG_ERROR here is the kernel
+            // refusing one (nothing changed, so it is said and nothing else)
+            NLMSG_ERROR => {
+                if let Err(e) = ack_result(msg.payload) {
+                    tracing::warn!("NFLOG: the kernel refused a batching request: {e}");
+                }
+            }
+            // NLMSG_DONE closes a multi-message datagram; other types carry no packet.
             _ => {}
         }
     }

@@ -179,6 +179,11 @@ impl Worker {
             return Err(e);
         }
         w.batching = w.take_batching(config.nflog_group);
+        if w.batching.is_some() {
+            tracing::debug!(
+                "NFLOG: the packet worker handed over its socket (for the kernel's batching under a fast flood)"
+            );
+        }
         Ok(w)
     }
 

@@ -9,7 +9,8 @@
 # PCAP_DISPATCH_COUNT) and knockerd with the same access.conf, each facing the same flood of UDP
 # datagrams to the SPA port from 10 000 spoofed sources (random base64 garbage, then real fwknop
 # packets made with a wrong key; 20 s at 1 000 and at 10 000 datagrams/s) while alice sends
-# packets made by Debian's fwknop client. About six minutes.
+# packets made by Debian's fwknop client. About six minutes. `--daemons ...,knockerd-spa` adds
+# knockerd's own SPA door on the same port (alice's packets sealed for it).
 #
 #   scripts/bench-flood.sh                  the SYN flood bench
 #   scripts/bench-flood.sh --quick          100 000 packets, 1 000 and 100 000 sources (seconds)

@@ -262,7 +262,7 @@ pub fn bench(a: &IdleArgs) -> Result<(), String> {
                 a.window
             );
             let path = match kind {
-                Kind::Knockerd => &knockerd,
+                Kind::Knockerd | Kind::KnockerdSpa => &knockerd,
                 Kind::Knockd => &knockd,
                 Kind::Fwknopd | Kind::FwknopdTuned => &fwknopd,
             };
@@ -280,7 +280,7 @@ fn run_one(kind: Kind, bin: &Path, config: &str, a: &IdleArgs) -> Result<Row, St
     let lab = FloodLab::new(1)?;
     let dir = std::env::temp_dir().join(format!("knocker-idle-{}", lab.server.name()));
     let mut daemon = match kind {
-        Kind::Knockerd => {
+        Kind::Knockerd | Kind::KnockerdSpa => {
             std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             let file = dir.join("knockerd.toml");
             std::fs::write(&file, config).map_err(|e| format!("{}: {e}", file.display()))?;

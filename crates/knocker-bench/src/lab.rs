@@ -115,6 +115,8 @@ pub type Opened = Arc<Mutex<HashMap<IpAddr, Instant>>>;
 pub enum Kind {
     Knockd,
     Knockerd,
+    /// knockerd with knocker's own SPA door (`kind = "spa"`) on the SPA port, in the SPA flood.
+    KnockerdSpa,
     /// Debian's fwknopd as it ships.
     Fwknopd,
     /// Debian's fwknopd with [`TUNED_DISPATCH_COUNT`]: each pass of its loop takes every packet
@@ -129,6 +131,7 @@ impl Kind {
         match self {
             Kind::Knockd => "knockd 0.8",
             Kind::Knockerd => "knockerd",
+            Kind::KnockerdSpa => "knockerd, native spa door",
             Kind::Fwknopd => "fwknopd 2.6.10",
             Kind::FwknopdTuned => "fwknopd, PCAP_DISPATCH_COUNT 1000000",
         }
@@ -136,6 +139,10 @@ impl Kind {
 
     pub fn is_fwknopd(self) -> bool {
         matches!(self, Kind::Fwknopd | Kind::FwknopdTuned)
+    }
+
+    pub fn is_knockerd(self) -> bool {
+        matches!(self, Kind::Knockerd | Kind::KnockerdSpa)
     }
 }
 

@@ -639,6 +639,17 @@ fn write_config(
     server: &PrivateKey,
     alice: &PrivateKey,
 ) -> Result<Vec<std::ffi::OsString>, String> {
+    write_config_with(dir, server, alice, &knockerd_config(dir))
+}
+
+/// Writes the server key (0600), the clients file (alice) and `config` as knockerd.toml into
+/// `dir`, and returns knockerd's arguments (also the SPA flood's native door).
+pub(crate) fn write_config_with(
+    dir: &Path,
+    server: &PrivateKey,
+    alice: &PrivateKey,
+    config_text: &str,
+) -> Result<Vec<std::ffi::OsString>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let err = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
     let key = dir.join("server.key");
@@ -652,7 +663,7 @@ fn write_config(
     )
     .map_err(|e| err(&clients, e))?;
     let config = dir.join("knockerd.toml");
-    std::fs::write(&config, knockerd_config(dir)).map_err(|e| err(&config, e))?;
+    std::fs::write(&config, config_text).map_err(|e| err(&config, e))?;
     Ok(vec!["--config".into(), config.into_os_string()])
 }
 

@@ -275,7 +275,7 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
                 case.name
             );
             let bin = match kind {
-                Kind::Knockerd => &knockerd_bin,
+                Kind::Knockerd | Kind::KnockerdSpa => &knockerd_bin,
                 Kind::Knockd | Kind::Fwknopd | Kind::FwknopdTuned => &knockd_bin,
             };
             let row = run_one(kind, via, bin, &exe, case, a)?;
@@ -291,7 +291,7 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
 fn label(kind: Kind, via: Via) -> &'static str {
     match kind {
         Kind::Knockerd => via.label(),
-        Kind::Knockd | Kind::Fwknopd | Kind::FwknopdTuned => kind.name(),
+        Kind::KnockerdSpa | Kind::Knockd | Kind::Fwknopd | Kind::FwknopdTuned => kind.name(),
     }
 }
 
@@ -339,8 +339,8 @@ fn run_one(
             Daemon::knockerd(&lab, bin, dir, &config)?
         }
         Kind::Knockd => Daemon::knockd(&lab, bin, dir)?,
-        Kind::Fwknopd | Kind::FwknopdTuned => {
-            return Err("fwknopd runs in `knocker-flood spa`".into())
+        Kind::Fwknopd | Kind::FwknopdTuned | Kind::KnockerdSpa => {
+            return Err(format!("{} runs in `knocker-flood spa`", kind.name()))
         }
     };
     let pid = daemon.pid();
@@ -456,7 +456,7 @@ fn run_one(
     let after_flood = attempts.iter().filter(|(_, _, d)| !d).count();
     let knocks_read = match kind {
         Kind::Knockerd => daemon.stop_knockerd(),
-        Kind::Knockd | Kind::Fwknopd | Kind::FwknopdTuned => None,
+        Kind::KnockerdSpa | Kind::Knockd | Kind::Fwknopd | Kind::FwknopdTuned => None,
     };
     drop(daemon);
     drop(lab);

@@ -77,7 +77,9 @@ pub struct SpaArgs {
     #[arg(long, value_delimiter = ',', default_value = "garbage,wrong-hmac")]
     floods: Vec<String>,
     /// Which daemons to run: fwknopd (as Debian ships it), fwknopd-tuned (PCAP_DISPATCH_COUNT
-    /// 1000000: every waiting packet on each pass of its loop, not at most 100), knockerd.
+    /// 1000000: every waiting packet on each pass of its loop, not at most 100), knockerd (the
+    /// same access.conf), knockerd-spa (knockerd's own SPA door on the same port, alice's
+    /// packets sealed for it; the floods are garbage to it, both of them).
     #[arg(
         long,
         value_delimiter = ',',
@@ -150,9 +152,10 @@ pub fn bench(a: &SpaArgs) -> Result<(), String> {
             "fwknopd" => Kind::Fwknopd,
             "fwknopd-tuned" => Kind::FwknopdTuned,
             "knockerd" => Kind::Knockerd,
+            "knockerd-spa" => Kind::KnockerdSpa,
             other => {
                 return Err(format!(
-                    "unknown daemon {other:?} (fwknopd, fwknopd-tuned, knockerd)"
+                    "unknown daemon {other:?} (fwknopd, fwknopd-tuned, knockerd, knockerd-spa)"
                 ))
             }
         });
@@ -176,7 +179,7 @@ pub fn bench(a: &SpaArgs) -> Result<(), String> {
         fwknop: found(&a.fwknop, "fwknop"),
         exe,
     };
-    if kinds.contains(&Kind::Knockerd) && !bins.knockerd.is_file() {
+    if kinds.iter().any(|k| k.is_knockerd()) && !bins.knockerd.is_file() {
         return Err(format!("knockerd not found at {}", bins.knockerd.display()));
     }
     let fwknopd = kinds.iter().any(|k| k.is_fwknopd());
@@ -238,8 +241,19 @@ fn fmt_rate(pps: u64) -> String {
 fn run_one(kind: Kind, bins: &Bins, case: &Case, a: &SpaArgs) -> Result<SpaRow, String> {
     let lab = FloodLab::new(IDLE_ATTEMPTS + a.attempts)?;
     let dir = std::env::temp_dir().join(format!("knocker-flood-{}", lab.server.name()));
+    // the native door's keys: the server's, and alice's, enrolled in its clients file
+    let native = match kind {
+        Kind::KnockerdSpa => Some(NativeKeys::new()?),
+        _ => None,
+    };
     let mut daemon = match kind {
         Kind::Knockerd => Daemon::knockerd_fwknop(&lab, &bins.knockerd, dir, &access_conf())?,
+        Kind::KnockerdSpa => {
+            let keys = native.as_ref().ok_or("no keys")?;
+            let args = keys.write_config(&dir)?;
+            let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+            Daemon::spawn_knockerd(&lab, &bins.knockerd, dir.clone(), &args)?
+        }
         Kind::Fwknopd | Kind::FwknopdTuned => {
             Daemon::fwknopd(&lab, kind, &bins.fwknopd, dir, &access_conf())?
         }
@@ -254,7 +268,10 @@ fn run_one(kind: Kind, bins: &Bins, case: &Case, a: &SpaArgs) -> Result<SpaRow, 
     for k in 0..IDLE_ATTEMPTS {
         stopped()?;
         let src = alice(k);
-        let pkt = alice_packet(&lab, &bins.fwknop, &packet_dir, src)?;
+        let pkt = match &native {
+            Some(keys) => keys.seal()?,
+            None => alice_packet(&lab, &bins.fwknop, &packet_dir, src)?,
+        };
         let sent = send_spa(&lab, src, pkt)?;
         idle.push(wait_open(&daemon, IpAddr::V4(src), sent)?);
         std::thread::sleep(Duration::from_millis(100));
@@ -270,7 +287,11 @@ fn run_one(kind: Kind, bins: &Bins, case: &Case, a: &SpaArgs) -> Result<SpaRow, 
     let mut ready = Vec::new();
     for k in 0..a.attempts {
         let src = alice(IDLE_ATTEMPTS + k);
-        ready.push((src, alice_packet(&lab, &bins.fwknop, &packet_dir, src)?));
+        let pkt = match &native {
+            Some(keys) => keys.seal()?,
+            None => alice_packet(&lab, &bins.fwknop, &packet_dir, src)?,
+        };
+        ready.push((src, pkt));
     }
     let rss_start = procfs::tree_status_bytes(pid, "VmRSS").unwrap_or(0);
     let rx_before = procfs::rx_packets(lab.server.name(), lab::IFACE);
@@ -358,7 +379,7 @@ fn run_one(kind: Kind, bins: &Bins, case: &Case, a: &SpaArgs) -> Result<SpaRow, 
         .filter(|(src, _, _)| daemon.opened_at(*src).is_some())
         .count() as u64;
     let examined = match kind {
-        Kind::Knockerd => flush_refusals(&lab, &daemon)?
+        Kind::Knockerd | Kind::KnockerdSpa => flush_refusals(&lab, &daemon)?
             .map(|total| total.saturating_sub(examined_start).saturating_sub(1)),
         // every packet fwknopd examined logs one line, alice's that opened too
         _ => Some(
@@ -370,7 +391,7 @@ fn run_one(kind: Kind, bins: &Bins, case: &Case, a: &SpaArgs) -> Result<SpaRow, 
     };
     let rx_after = procfs::rx_packets(lab.server.name(), lab::IFACE);
     let drops = match kind {
-        Kind::Knockerd => procfs::netlink_drops(lab.server.name()),
+        Kind::Knockerd | Kind::KnockerdSpa => procfs::netlink_drops(lab.server.name()),
         _ => None,
     };
     let during: Vec<Option<Duration>> = attempts
@@ -487,6 +508,59 @@ fn send_spa(lab: &FloodLab, src: Ipv4Addr, payload: Vec<u8>) -> Result<Instant, 
             Ok::<Instant, std::io::Error>(Instant::now())
         })?
         .map_err(|e| format!("sending from {src}: {e}"))
+}
+
+/// The native SPA door's keys (`--daemons knockerd-spa`): the server's and alice's, fresh for
+/// each run. alice's packets are sealed with them (`knocker_wire::spa::seal`), as the `knocker`
+/// client does, each just before it is needed.
+struct NativeKeys {
+    server: knocker_wire::identity::PrivateKey,
+    alice: knocker_wire::identity::PrivateKey,
+}
+
+impl NativeKeys {
+    fn new() -> Result<NativeKeys, String> {
+        use knocker_wire::identity::PrivateKey;
+        Ok(NativeKeys {
+            server: PrivateKey::generate().map_err(|e| format!("server key: {e}"))?,
+            alice: PrivateKey::generate().map_err(|e| format!("alice's key: {e}"))?,
+        })
+    }
+
+    /// Writes the server key (0600), the clients file (alice) and a knockerd.toml with one door,
+    /// `spa` on the SPA port opening the same service as the fwknop runs (the default rate
+    /// limit), into `dir`; returns knockerd's arguments.
+    fn write_config(&self, dir: &Path) -> Result<Vec<std::ffi::OsString>, String> {
+        let path = |name: &str| format!("{:?}", dir.join(name).display().to_string());
+        let config = format!(
+            "[daemon]\nstate_dir = {}\nserver_key = {}\nclients = {}\n\n\
+             [door.spa]\nkind = \"spa\"\nport = {SPA_PORT}\nopen = [\"tcp/{}\"]\nopen_for = \"{ACCESS_TIMEOUT}s\"\n",
+            path("state"),
+            path("server.key"),
+            path("clients.toml"),
+            lab::SERVICE,
+        );
+        latency::write_config_with(dir, &self.server, &self.alice, &config)
+    }
+
+    /// One of alice's requests for the service, to be granted to the address it comes from.
+    fn seal(&self) -> Result<Vec<u8>, String> {
+        use knocker_wire::{spa, Service};
+        let req = spa::Request {
+            timestamp: latency::unix_now(),
+            nonce: latency::random16()?,
+            allow: None,
+            services: vec![Service::tcp(lab::SERVICE)],
+            duration: None,
+        };
+        spa::seal(
+            &req,
+            &self.alice,
+            &self.server.public_key(),
+            &self.server.door_key("spa"),
+        )
+        .map_err(|e| format!("sealing alice's datagram: {e}"))
+    }
 }
 
 /// A directory removed when dropped.

@@ -546,13 +546,26 @@ pub fn precheck(payload: &[u8]) -> Result<(), FwknopError> {
     if bool::from(payload[..SALTED_PREFIX.len()].ct_eq(SALTED_PREFIX.as_bytes())) {
         return Err(FwknopError::PrefixInjection);
     }
-    if !payload
-        .iter()
-        .all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
-    {
+    if !is_base64_text(payload) {
         return Err(FwknopError::NotBase64);
     }
     Ok(())
+}
+
+/// Whether every byte is one of base64's 65 characters (`A-Za-z0-9+/=`). Every byte is looked
+/// at, with no early exit, so that the loop runs 16 or 32 bytes a step (SIMD): a flood of
+/// garbage that passes the length and prefix checks pays this for every datagram, twice (the
+/// receiver's precheck, then the decoder's), and a loop that stops at the first bad byte costs
+/// a branch per byte (about a third of the packet worker's time under such a flood,
+/// BENCHMARKS.md, "SPA flood").
+fn is_base64_text(payload: &[u8]) -> bool {
+    let bad = payload.iter().fold(0u8, |bad, &b| {
+        let letter = (b | 0x20).wrapping_sub(b'a') < 26;
+        let digit = b.wrapping_sub(b'0') < 10;
+        let ok = letter | digit | (b == b'+') | (b == b'/') | (b == b'=');
+        bad | u8::from(!ok)
+    });
+    bad == 0
 }
 
 /// Verifies, decrypts and parses one payload (a UDP datagram's data, no newline) with one door's
@@ -1267,6 +1280,19 @@ mod tests {
     fn b64_decode(text: &str) -> Result<Vec<u8>, ()> {
         let mut out = Vec::new();
         fwknop_b64_decode(text.bytes(), &mut out).map(|()| out)
+    }
+
+    #[test]
+    fn the_base64_check_takes_exactly_base64s_characters() {
+        for b in 0..=255u8 {
+            let base64 = b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=';
+            assert_eq!(is_base64_text(&[b]), base64, "byte {b:#04x}");
+            // wherever it is in a longer text
+            let mut text = vec![b'A'; 70];
+            text[b as usize % 70] = b;
+            assert_eq!(is_base64_text(&text), base64, "byte {b:#04x} in a text");
+        }
+        assert!(is_base64_text(b""));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::gatekeeper::{Gatekeeper, Verdict};
 use crate::ledger::{self, Ledger, Record};
 use crate::metrics::Writer as MetricsWriter;
 use crate::nftset::NftSets;
-use crate::privsep::{self, engine_for, worker_user, Checked, Report, Seed, Worker};
+use crate::privsep::{self, engine_for, Checked, Report, Seed, Worker};
 use crate::ruleset::{self, LiveGrant, TableHealth, TableSpec, SET4, SET6};
 use crate::watch::{FirewallWatch, Touched};
 
@@ -181,7 +181,7 @@ pub fn run(
     let mut worker = Some(Worker::start(
         config_source,
         overrides,
-        worker_user(&config),
+        &config,
         &Seed::from_ledger(&ledger),
     )?);
     // Subscribed before the table is loaded, so that no change to it after that goes unseen.
@@ -260,7 +260,7 @@ pub fn run(
                 .ledger()
                 .map(|l| Seed::from_ledger(l))
                 .unwrap_or_default();
-            match Worker::start(config_source, overrides, worker_user(&config), &seed) {
+            match Worker::start(config_source, overrides, &config, &seed) {
                 Ok(w) => {
                     tracing::info!("packet worker restarted");
                     gate.counters_mut().worker_restarted();
@@ -718,7 +718,7 @@ fn reload(
         .ledger()
         .map(|l| Seed::from_ledger(l))
         .unwrap_or_default();
-    match Worker::start(config_source, overrides, worker_user(&new), &seed) {
+    match Worker::start(config_source, overrides, &new, &seed) {
         Ok(w) => *worker = Some(w),
         // the loop starts another (the files were good a moment ago)
         Err(e) => tracing::error!("reload: cannot start the packet worker: {e}"),

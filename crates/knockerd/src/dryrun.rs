@@ -22,7 +22,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use crate::config::{fmt_duration, Config};
 use crate::daemon::DaemonError;
 use crate::overrides::{load, Overrides};
-use crate::privsep::{self, worker_user, Checked, Report, Seed, Worker};
+use crate::privsep::{self, Checked, Report, Seed, Worker};
 
 /// How many times the worker may fail before the dry run gives up.
 const WORKER_STARTS: usize = 5;
@@ -41,14 +41,7 @@ pub fn run(
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(DaemonError::Signalfd)?;
     privsep::engine_for(&config)?;
-    let start = |config: &Config| {
-        Worker::start(
-            config_source,
-            overrides,
-            worker_user(config),
-            &Seed::default(),
-        )
-    };
+    let start = |config: &Config| Worker::start(config_source, overrides, config, &Seed::default());
     let mut worker = Some(start(&config)?);
     tracing::info!(
         "dry run ready: {}; nothing is granted, no table loaded, no ledger written, no command run",

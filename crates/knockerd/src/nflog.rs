@@ -6,6 +6,14 @@
 //! large so that a flood costs overruns (counted) rather than stalls. Reading never blocks: the
 //! daemon polls the descriptor ([`AsFd`]) and drains it with [`NflogSource::recv_batch`].
 //!
+//! While a fast flood lasts (from 50 000 packets a second, the worker's pacer says) the kernel
+//! batches instead ([`batching_request`]): up to
+//! [`FLOOD_QTHRESH`] packets in one datagram, flushed at the next timer tick at the latest. Only
+//! a sender with CAP_NET_ADMIN on the socket bound to the group may ask that, so the packet
+//! worker, which has no privilege, hands a copy of its socket to the root parent before it
+//! reads a packet, and the parent sends the request when the worker reports that batching is to
+//! start or stop ([`BatchingHandle`]; ARCHITECTURE.md, "Kernel batching under a flood").
+//!
 //! Everything that comes from the network is parsed without panicking: a malformed message or
 //! packet is counted and skipped.
 
@@ -56,6 +64,99 @@ pub const SYN_PREFIX: &str = "knocker-syn";
 /// Bytes of each logged SPA datagram copied to knockerd: a whole SPA packet (fwknop's are at most
 /// 1500 bytes of payload) with its headers. Also the copy range NFLOG is bound with.
 pub const SPA_SNAPLEN: u16 = 1600;
+
+/// Packets the kernel puts in one datagram while a flood lasts: the instance's queue threshold.
+/// Each read then takes up to this many packets for one wake-up and one `recv`, and a datagram
+/// holds them in far less receive-buffer memory than as many datagrams of one packet each.
+pub const FLOOD_QTHRESH: u32 = 64;
+/// The size of the datagrams the kernel builds while a flood lasts (the most it takes,
+/// nfnetlink_log's limit): room for [`FLOOD_QTHRESH`] SPA datagrams of a few hundred bytes.
+pub const FLOOD_NLBUFSIZ: u32 = 128 << 10;
+/// The datagram size asked for again when a flood is over: a page, about the kernel's default
+/// (an instance refuses less than its default, NLMSG_GOODSIZE, and then keeps its size).
+const CALM_NLBUFSIZ: u32 = 4096;
+
+/// The NFULNL_MSG_CONFIG request that turns the kernel's batching for `group` on (a flood:
+/// [`FLOOD_QTHRESH`] packets a datagram, flushed by the instance's timer at the next tick at the
+/// latest, so that a lone packet waits a tick, 1 to 10 ms, and no more) or off (every packet
+/// at once, as [`NflogSource::bind`] sets it). Asks for no acknowledgement: the socket's reader
+/// is the packet worker, which drops what is not a packet, and an error changes nothing.
+pub fn batching_request(group: u16, on: bool) -> Vec<u8> {
+    let nlas: Vec<ConfigNla> = if on {
+        vec![
+            ConfigNla::NlBufSiz(FLOOD_NLBUFSIZ),
+            // hundredths of a second; 0 is the next tick of the kernel's timer
+            Timeout::new(0).into(),
+            ConfigNla::QThresh(FLOOD_QTHRESH),
+        ]
+    } else {
+        vec![
+            ConfigNla::NlBufSiz(CALM_NLBUFSIZ),
+            Timeout::new(1).into(),
+            ConfigNla::QThresh(1),
+        ]
+    };
+    let mut msg = config_request(NetfilterProtoFamily::Unspec, group, nlas);
+    msg.header.flags = netlink_packet_core::NLM_F_REQUEST;
+    let mut bytes = vec![0; msg.buffer_len()];
+    msg.serialize(&mut bytes);
+    bytes
+}
+
+/// The root parent's copy of the packet worker's NFLOG socket, on which it sends
+/// [`batching_request`]s (the kernel takes them only from the socket bound to the group, and
+/// only from a sender with CAP_NET_ADMIN). It never reads from it. Closed when dropped, which
+/// the parent does before it starts another worker: the group stays bound while any copy of
+/// the socket is open.
+#[derive(Debug)]
+pub struct BatchingHandle {
+    fd: RawFd,
+    group: u16,
+    on: bool,
+}
+
+impl BatchingHandle {
+    /// Takes `fd`, received from the packet worker, if it is a bound netlink socket; else it is
+    /// closed and the error says what it was. (The kernel refuses a configuration request on
+    /// any other socket than the group's, so a netlink socket that is not the group's changes
+    /// nothing either.)
+    pub fn new(fd: RawFd, group: u16) -> io::Result<BatchingHandle> {
+        use nix::sys::socket::{getsockname, NetlinkAddr};
+        let bound = getsockname::<NetlinkAddr>(fd).map(|a| a.pid());
+        match bound {
+            Ok(pid) if pid != 0 => Ok(BatchingHandle {
+                fd,
+                group,
+                on: false,
+            }),
+            other => {
+                let _ = nix::unistd::close(fd);
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("not a bound netlink socket ({other:?})"),
+                ))
+            }
+        }
+    }
+
+    /// Turns the kernel's batching on or off, if that changes it; `Ok(false)` when it was so.
+    pub fn set(&mut self, on: bool) -> io::Result<bool> {
+        if on == self.on {
+            return Ok(false);
+        }
+        let request = batching_request(self.group, on);
+        nix::sys::socket::send(self.fd, &request, nix::sys::socket::MsgFlags::MSG_DONTWAIT)
+            .map_err(io::Error::from)?;
+        self.on = on;
+        Ok(true)
+    }
+}
+
+impl Drop for BatchingHandle {
+    fn drop(&mut self) {
+        let _ = nix::unistd::close(self.fd);
+    }
+}
 
 /// A UDP datagram to an SPA port, with its payload (the SPA packet).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -347,7 +448,15 @@ pub fn parse_datagram_with(
                 }
             }
             NLMSG_OVERRUN => stats.overruns += 1,
-            // NLMSG_DONE closes a multi-message datagram; acks and other types carry no packet.
+            // the only requests on this socket after its bind are the parent's batching
+            // requests, which ask no acknowledgement: an NLMSG_ERROR here is the kernel
+            // refusing one (nothing changed, so it is said and nothing else)
+            NLMSG_ERROR => {
+                if let Err(e) = ack_result(msg.payload) {
+                    tracing::warn!("NFLOG: the kernel refused a batching request: {e}");
+                }
+            }
+            // NLMSG_DONE closes a multi-message datagram; other types carry no packet.
             _ => {}
         }
     }
@@ -463,6 +572,61 @@ mod tests {
     use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage};
     use proptest::prelude::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
+
+    /// The u32 attributes of a configuration request (NFULA_CFG_*: 3 NLBUFSIZ, 4 TIMEOUT,
+    /// 5 QTHRESH, network byte order), its message type, flags and group.
+    fn config_of(request: &[u8]) -> (u16, u16, u16, [Option<u32>; 3]) {
+        let mut msgs = crate::netlink::NetlinkMessages::new(request);
+        let msg = msgs.next().expect("one message").expect("well formed");
+        assert!(msgs.next().is_none(), "only one");
+        let group = u16::from_be_bytes([msg.payload[2], msg.payload[3]]);
+        let attrs = &msg.payload[NFGENMSG_LEN..];
+        let u32_attr =
+            |kind| find_attr(attrs, kind).map(|v| u32::from_be_bytes(v.try_into().expect("a u32")));
+        (
+            msg.ty,
+            msg.flags,
+            group,
+            [u32_attr(3), u32_attr(4), u32_attr(5)],
+        )
+    }
+
+    #[test]
+    fn batching_requests_say_what_the_kernel_is_to_do_and_ask_no_ack() {
+        const NFULNL_MSG_CONFIG: u16 = (NFNL_SUBSYS_ULOG << 8) | 1;
+        let (ty, flags, group, [bufsiz, timeout, qthresh]) =
+            config_of(&batching_request(4100, true));
+        assert_eq!((ty, group), (NFULNL_MSG_CONFIG, 4100));
+        assert_eq!(
+            flags,
+            netlink_packet_core::NLM_F_REQUEST,
+            "no NLM_F_ACK: the worker reads the socket"
+        );
+        assert_eq!(qthresh, Some(FLOOD_QTHRESH));
+        assert_eq!(bufsiz, Some(FLOOD_NLBUFSIZ));
+        assert_eq!(timeout, Some(0), "flushed at the next tick");
+        let (ty, flags, group, [_, timeout, qthresh]) = config_of(&batching_request(7, false));
+        assert_eq!((ty, flags, group), (NFULNL_MSG_CONFIG, 1, 7));
+        assert_eq!(qthresh, Some(1), "every packet at once again");
+        assert_eq!(timeout, Some(1));
+    }
+
+    #[test]
+    fn a_batching_handle_takes_only_a_bound_netlink_socket() {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        use std::os::fd::IntoRawFd as _;
+        let (a, _b) = socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .expect("socketpair");
+        let refused = BatchingHandle::new(a.into_raw_fd(), 4100).expect_err("a Unix socket");
+        assert_eq!(refused.kind(), io::ErrorKind::InvalidInput);
+        let file = std::fs::File::open("/dev/null").expect("/dev/null");
+        assert!(BatchingHandle::new(file.into_raw_fd(), 4100).is_err());
+    }
 
     fn tcp4(flags_syn: bool, payload: &[u8]) -> Vec<u8> {
         let mut b =

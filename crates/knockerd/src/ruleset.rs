@@ -285,7 +285,9 @@ pub fn mark_accept_rule(mark: u32) -> String {
 }
 
 /// The NFLOG statement of a knock rule (with a space before it), or nothing when knocks are
-/// not logged ([`TableSpec::log_knocks`]).
+/// not logged ([`TableSpec::log_knocks`]). No `queue-threshold`: the kernel takes the smaller
+/// of a rule's and the instance's, and the instance's is knockerd's to set (1, every packet at
+/// once; more while a flood lasts, `nflog::batching_request`).
 fn log_statement(spec: &TableSpec, prefix: Option<&str>, snaplen: u16) -> String {
     if spec.knock_log != KnockLog::Nflog {
         return String::new();
@@ -293,10 +295,7 @@ fn log_statement(spec: &TableSpec, prefix: Option<&str>, snaplen: u16) -> String
     let prefix = prefix
         .map(|p| format!(" prefix \"{p}\""))
         .unwrap_or_default();
-    format!(
-        " log{prefix} group {} snaplen {snaplen} queue-threshold 1",
-        spec.nflog_group
-    )
+    format!(" log{prefix} group {} snaplen {snaplen}", spec.nflog_group)
 }
 
 /// The kernel-log source's log statement: its prefix, and the TCP sequence and
@@ -454,10 +453,7 @@ fn wide_lookup(v4: bool, len: u8) -> String {
 /// on its interfaces, with `verdict` (" drop", or nothing under a knockd.conf).
 fn knock_rules(s: &mut String, spec: &TableSpec, g: &Listen, verdict: &str) {
     let log = match spec.knock_log {
-        KnockLog::Nflog => format!(
-            " log group {} snaplen {SNAPLEN} queue-threshold 1",
-            spec.nflog_group
-        ),
+        KnockLog::Nflog => format!(" log group {} snaplen {SNAPLEN}", spec.nflog_group),
         KnockLog::Kernel => kernel_log_statement(),
         // a packet socket sees knocks by itself: the rule only drops, if it drops
         KnockLog::Packet if !verdict.is_empty() => String::new(),
@@ -1250,8 +1246,8 @@ mod tests {
         with_echo.listen[0].interfaces = vec!["eth0".into()];
         let r = render(&with_echo);
         assert!(r.contains("add rule inet knocker input iifname \"eth0\" meta l4proto . th dport { tcp . 7000, udp . 9000, tcp . 40000-40999 } log group 4100"), "{r}");
-        assert!(r.contains("add rule inet knocker input iifname \"eth0\" ip hdrlength 5 ip length { 128, 1028 } icmp type echo-request icmp code 0 log group 4100 snaplen 128 queue-threshold 1 drop\n"), "{r}");
-        assert!(r.contains("add rule inet knocker input iifname \"eth0\" ip6 nexthdr ipv6-icmp ip6 length { 108, 1008 } icmpv6 type echo-request icmpv6 code 0 log group 4100 snaplen 128 queue-threshold 1 drop\n"), "{r}");
+        assert!(r.contains("add rule inet knocker input iifname \"eth0\" ip hdrlength 5 ip length { 128, 1028 } icmp type echo-request icmp code 0 log group 4100 snaplen 128 drop\n"), "{r}");
+        assert!(r.contains("add rule inet knocker input iifname \"eth0\" ip6 nexthdr ipv6-icmp ip6 length { 108, 1008 } icmpv6 type echo-request icmpv6 code 0 log group 4100 snaplen 128 drop\n"), "{r}");
         assert!(!r.contains("icmp . "), "never in a port set: {r}");
         // only echo steps: no port rule at all
         let mut only = with_echo.clone();
@@ -1273,10 +1269,10 @@ mod tests {
             "replacing the table would drop open grants"
         );
         assert!(r.contains("flush chain inet knocker input"));
-        assert!(r.contains("meta l4proto . th dport { tcp . 7000, udp . 9000, tcp . 40000-40999 } log group 4100 snaplen 128 queue-threshold 1 drop"));
+        assert!(r.contains("meta l4proto . th dport { tcp . 7000, udp . 9000, tcp . 40000-40999 } log group 4100 snaplen 128 drop"));
         assert!(r.contains("meta l4proto . th dport { tcp . 22 } drop"));
-        assert!(r.contains("meta l4proto . th dport { udp . 62201 } log prefix \"knocker-spa\" group 4100 snaplen 1600 queue-threshold 1 drop"));
-        assert!(r.contains("meta l4proto . th dport { tcp . 443 } tcp flags & (syn | ack) == syn log prefix \"knocker-syn\" group 4100 snaplen 128 queue-threshold 1 drop"));
+        assert!(r.contains("meta l4proto . th dport { udp . 62201 } log prefix \"knocker-spa\" group 4100 snaplen 1600 drop"));
+        assert!(r.contains("meta l4proto . th dport { tcp . 443 } tcp flags & (syn | ack) == syn log prefix \"knocker-syn\" group 4100 snaplen 128 drop"));
         assert!(r.contains("meta l4proto . th dport { tcp . 443 } drop"));
         // grants are accepted before knock and protected ports are dropped
         let grant = r.find("@allow4").expect("grant rule");
@@ -1288,7 +1284,10 @@ mod tests {
         assert!(r.contains("add element inet knocker trusted4 { 192.0.2.0/24 }"));
         assert!(r.contains("add element inet knocker trusted6 { 2001:db8::/32 }"));
         let protect = r.find("th dport { tcp . 22 } drop").expect("protect rule");
-        let knocks = r.rfind("queue-threshold 1 drop").expect("knock rules");
+        let knocks = r.rfind(" snaplen ").expect("knock rules");
+        // the NFLOG instance's own threshold decides when the kernel flushes (1, or more while
+        // a flood lasts: nflog::batching_request); a rule's threshold would cap it
+        assert!(!r.contains("queue-threshold"), "{r}");
         for accept in [
             "ip saddr @trusted4 accept",
             "ip6 saddr @trusted6 accept",
@@ -1712,9 +1711,9 @@ mod tests {
             drop_knocks: false,
             ..spec()
         });
-        let knock = "meta l4proto . th dport { tcp . 7000, udp . 9000, tcp . 40000-40999 } log group 4100 snaplen 128 queue-threshold 1\n";
+        let knock = "meta l4proto . th dport { tcp . 7000, udp . 9000, tcp . 40000-40999 } log group 4100 snaplen 128\n";
         assert!(r.contains(knock), "{r}");
-        assert!(!r.contains("40000-40999 } log group 4100 snaplen 128 queue-threshold 1 drop"));
+        assert!(!r.contains("40000-40999 } log group 4100 snaplen 128 drop"));
         // before established connections are accepted, so that their packets are seen too
         assert!(r.find(knock) < r.find("ct state established"), "{r}");
         assert_eq!(r.matches("log group 4100 snaplen 128").count(), 1, "{r}");

@@ -2,7 +2,8 @@
 //! namespaces, with the real knockerd: the worker runs as `nobody` with no capabilities and
 //! no_new_privs while the parent stays root; a worker that dies, or hangs, is replaced and
 //! knocks keep working; when the parent is killed the worker goes with it; a system call outside its seccomp filter
-//! kills it by SIGSYS, and it is replaced. Needs root, iproute2, nftables.
+//! kills it by SIGSYS, and it is replaced; under a fast flood the parent turns the kernel's
+//! NFLOG batching on for the worker, and off after it. Needs root, iproute2, nftables.
 
 mod common;
 
@@ -263,6 +264,46 @@ fn a_system_call_outside_the_workers_filter_kills_it_by_sigsys_and_it_is_replace
         Reach::Silent
     );
     // the new worker reads knocks
+    w.alice_knocks_and_is_granted();
+    w.finish();
+}
+
+#[test]
+fn under_a_fast_flood_the_parent_turns_the_kernels_batching_on_and_off_and_knocks_still_open() {
+    if !e2e(&[]) {
+        return;
+    }
+    let w = World::alice_door("batching", 1);
+    w.daemon.wait_log(
+        "the packet worker handed over its socket",
+        Duration::from_secs(5),
+    );
+    // mallory floods a knock port: 20 000 datagrams as fast as one socket sends them (bounded,
+    // inside the namespaces), far above the rate from which the kernel is to batch
+    let dst = SocketAddr::new(ip(Lab::SERVER_FOR_MALLORY), 9000);
+    w.lab
+        .mallory
+        .enter(move || {
+            let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
+            for _ in 0..20_000 {
+                // a datagram the veth queue has no room for is lost, as in a real flood
+                let _ = s.send_to(b"flood", dst);
+            }
+            Ok::<(), std::io::Error>(())
+        })
+        .expect("enter")
+        .expect("flood");
+    w.daemon
+        .wait_log("NFLOG: kernel batching on", Duration::from_secs(10));
+    // the flood is over: the worker says so, the parent turns it off, every packet goes at once
+    w.daemon
+        .wait_log("NFLOG: kernel batching off", Duration::from_secs(10));
+    for failed in [
+        "cannot turn kernel batching",
+        "the kernel refused a batching request",
+    ] {
+        assert!(!w.daemon.log().contains(failed), "{}", w.daemon.log());
+    }
     w.alice_knocks_and_is_granted();
     w.finish();
 }

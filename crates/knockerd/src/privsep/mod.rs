@@ -37,8 +37,8 @@ mod parent;
 mod sandbox;
 mod worker;
 
+pub(crate) use parent::Worker;
 pub use parent::{check, Checked, ReportError, WorkerError};
-pub(crate) use parent::{worker_user, Worker};
 pub use protocol::{parse_report, DoorRef, Report, Seed, MAX_REPORT_BYTES, MAX_SEED_BYTES};
 pub use sandbox::{SandboxError, TRIP_ENV};
 pub(crate) use worker::{engine_for, poll_timeout};

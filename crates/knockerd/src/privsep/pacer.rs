@@ -16,10 +16,15 @@
 //! a flood the pause stops within two windows, and even then it only delays a poll, not a read
 //! that is already due.
 //!
-//! The kernel can batch too (NFULA_CFG_QTHRESH, NFULA_CFG_TIMEOUT), but configuring an NFLOG
-//! instance needs CAP_NET_ADMIN of the process that sends the request, which the worker gave up
-//! before it read its first packet, and its flush timer counts in 10 ms: the pause is the
-//! worker's own batching, with nothing to ask of the kernel.
+//! From [`Pacer::BATCH_PPS`] on the kernel batches too ([`Pacer::batching`]): each change is
+//! reported to the root parent ([`Pacer::change`]), which turns NFLOG's batching on and off on
+//! the worker's socket (configuring an NFLOG instance needs CAP_NET_ADMIN of the sender, which
+//! the worker gave up before it read its first packet; `nflog::BatchingHandle`). The pause then
+//! takes a few datagrams of many packets each instead of many datagrams of one. Not from the
+//! flood rate already: the kernel flushes a batch when it is full or at its next timer tick, so
+//! at 10 000 packets a second a knock would wait for the tick (up to 4 ms at HZ=250) where one
+//! packet per datagram keeps up well (BENCHMARKS.md, "SPA flood"). It stops below
+//! [`Pacer::UNBATCH_PPS`], or with the flood.
 
 use std::time::{Duration, Instant};
 
@@ -32,6 +37,10 @@ pub struct Pacer {
     window: Option<(Instant, u64)>,
     /// Consecutive windows below [`Pacer::CALM_PPS`] while flooding.
     calm: u32,
+    /// Whether the kernel is to batch (a flood of [`Pacer::BATCH_PPS`] or more).
+    batching: bool,
+    /// The batching last given out by [`Pacer::change`].
+    told: bool,
 }
 
 impl Pacer {
@@ -47,6 +56,11 @@ impl Pacer {
     pub const BURST: usize = 8;
     /// The pause before each poll while a flood lasts: what one knock may wait more.
     pub const PAUSE: Duration = Duration::from_micros(500);
+    /// From this many packets a second (in one window) the kernel is to batch: a batch of
+    /// `nflog::FLOOD_QTHRESH` (64) fills in 1.3 ms at most.
+    pub const BATCH_PPS: u64 = 50_000;
+    /// Below this many packets a second (in one window) it is to stop.
+    pub const UNBATCH_PPS: u64 = 10_000;
 
     /// Counts a read at `now` that took `packets` packets (0 for a wake-up with none: a timer,
     /// the parent's ping).
@@ -84,6 +98,12 @@ impl Pacer {
         } else {
             self.calm = 0;
         }
+        if scaled >= per_second(Self::BATCH_PPS) {
+            self.batching = true;
+        } else if scaled < per_second(Self::UNBATCH_PPS) {
+            self.batching = false;
+        }
+        self.batching &= self.flooding;
         self.window = Some((now, 0));
     }
 
@@ -91,6 +111,21 @@ impl Pacer {
     #[cfg(test)]
     pub fn flooding(&self) -> bool {
         self.flooding
+    }
+
+    /// Whether the kernel is to batch.
+    #[cfg(test)]
+    pub fn batching(&self) -> bool {
+        self.batching
+    }
+
+    /// `Some(batching)` when the kernel's batching is to start or stop since the last call,
+    /// once per change.
+    pub fn change(&mut self) -> Option<bool> {
+        (self.batching != self.told).then(|| {
+            self.told = self.batching;
+            self.batching
+        })
     }
 
     /// How long to sleep before the next poll: [`Pacer::PAUSE`] during a flood, else nothing.
@@ -167,6 +202,40 @@ mod tests {
         assert!(!p.flooding());
         p.read(t + us(10), Pacer::BURST);
         assert!(p.flooding());
+    }
+
+    #[test]
+    fn the_kernel_batches_from_the_batch_rate_on_until_the_rate_or_the_flood_ends() {
+        let mut p = Pacer::default();
+        let mut t = Instant::now();
+        p.read(t, 0);
+        // 10 000 packets a second: a flood, not one to batch
+        feed(&mut p, &mut t, us(500), 5, Duration::from_millis(20));
+        assert!(p.flooding() && !p.batching());
+        assert_eq!(p.change(), None, "nothing to report");
+        // 100 000 a second: batch, reported once
+        feed(&mut p, &mut t, us(500), 50, Duration::from_millis(5));
+        assert!(p.batching());
+        assert_eq!(p.change(), Some(true));
+        assert_eq!(p.change(), None);
+        // 20 000 a second: between the two rates, it stays
+        feed(&mut p, &mut t, us(500), 10, Duration::from_millis(20));
+        assert!(p.batching());
+        assert_eq!(p.change(), None);
+        // 5 000 a second: still a flood, no more batching
+        feed(&mut p, &mut t, us(600), 3, Duration::from_millis(20));
+        assert!(p.flooding() && !p.batching());
+        assert_eq!(p.change(), Some(false));
+        // batching again, then the flood ends at once: batching ends with it
+        feed(&mut p, &mut t, us(500), 50, Duration::from_millis(5));
+        assert_eq!(p.change(), Some(true));
+        for _ in 0..3 {
+            t += Duration::from_millis(3);
+            p.read(t, 0);
+        }
+        assert!(!p.flooding() && !p.batching());
+        assert_eq!(p.change(), Some(false));
+        assert_eq!(p.change(), None);
     }
 
     #[test]

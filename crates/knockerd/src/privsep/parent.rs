@@ -3,7 +3,8 @@
 //! blocking, pings it, and stops or kills it. What it reads is only parsed here; the daemon
 //! checks every report against its own configuration ([`check`]) before acting on it.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd as _, BorrowedFd};
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -15,6 +16,7 @@ use super::protocol::{
 use super::worker::DEFAULT_USER;
 use crate::config::Config;
 use crate::ledger::Ledger;
+use crate::nflog::BatchingHandle;
 use crate::overrides::Overrides;
 
 /// How often the parent pings the packet worker, and how long it waits for the pong before it
@@ -58,11 +60,16 @@ pub enum WorkerError {
     Hung(u64),
 }
 
-/// The packet worker, as the parent holds it: its standard input (the seed; closing it stops
-/// the worker) and its standard output (reports), read without blocking.
+/// The packet worker, as the parent holds it: its standard input (the seed and the pings;
+/// closing it stops the worker), a Unix socket on which the worker hands over its NFLOG socket,
+/// its standard output (reports), read without blocking, and its NFLOG socket, on which the
+/// parent turns the kernel's batching on and off when the worker reports a flood.
 pub(crate) struct Worker {
     child: std::process::Child,
-    stdin: Option<std::process::ChildStdin>,
+    stdin: Option<UnixStream>,
+    /// The worker's NFLOG socket, if it handed it over (closed with the worker: the group stays
+    /// bound while a copy is open, and the next worker binds it again).
+    batching: Option<BatchingHandle>,
     stdout: std::process::ChildStdout,
     buf: Vec<u8>,
     /// When the unanswered ping was sent, if one is.
@@ -71,14 +78,15 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    /// Starts a worker for the configuration at `source`, seeds it, and waits until it has
-    /// bound NFLOG and dropped its privileges.
+    /// Starts a worker for the configuration at `source` (loaded by the parent as `config`),
+    /// seeds it, and waits until it has bound NFLOG and dropped its privileges.
     pub(crate) fn start(
         source: &crate::config::loader::ConfigFile,
         overrides: &Overrides,
-        user: &str,
+        config: &Config,
         seed: &Seed,
     ) -> Result<Worker, WorkerError> {
+        let user = worker_user(config);
         use std::io::Write as _;
         use std::process::{Command, Stdio};
         let exe = std::env::current_exe().map_err(WorkerError::NoExe)?;
@@ -127,10 +135,27 @@ impl Worker {
             "--user",
             user,
         ])
-        .stdin(Stdio::piped())
         .stdout(Stdio::piped());
-        let mut child = cmd.spawn().map_err(WorkerError::Spawn)?;
-        let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        // its standard input is a Unix socket and not a pipe, so that it can hand over its
+        // NFLOG socket (SCM_RIGHTS) before it reads a packet
+        let (ours, theirs) = {
+            use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+            socketpair(
+                AddressFamily::Unix,
+                SockType::Stream,
+                None,
+                SockFlag::SOCK_CLOEXEC,
+            )
+            .map_err(WorkerError::Pipe)?
+        };
+        cmd.stdin(Stdio::from(theirs));
+        let spawned = cmd.spawn();
+        // the worker's end, which the command holds, closes here: the worker sees its input
+        // end only when the parent's closes
+        drop(cmd);
+        let mut child = spawned.map_err(WorkerError::Spawn)?;
+        let mut stdin = UnixStream::from(ours);
+        let Some(stdout) = child.stdout.take() else {
             return Err(WorkerError::NoPipes);
         };
         let mut line = serde_json::to_vec(seed).map_err(WorkerError::EncodeSeed)?;
@@ -147,6 +172,7 @@ impl Worker {
         let mut w = Worker {
             child,
             stdin: Some(stdin),
+            batching: None,
             stdout,
             buf: Vec::new(),
             pinged: None,
@@ -156,7 +182,56 @@ impl Worker {
             w.stop();
             return Err(e);
         }
+        w.batching = w.take_batching(config.nflog_group);
+        if w.batching.is_some() {
+            tracing::debug!(
+                "NFLOG: the packet worker handed over its socket (for the kernel's batching under a fast flood)"
+            );
+        }
         Ok(w)
+    }
+
+    /// The NFLOG socket the worker handed over before it was ready, if it did: one byte on its
+    /// input socket with one descriptor, which must be a bound netlink socket. Anything else
+    /// (no descriptor, several, another kind) is closed, logged, and the kernel does not batch.
+    fn take_batching(&mut self, group: u16) -> Option<BatchingHandle> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        use std::os::fd::RawFd;
+        let stdin = self.stdin.as_ref()?;
+        let mut byte = [0u8; 1];
+        let mut space = nix::cmsg_space!([RawFd; 4]);
+        let mut fds: Vec<RawFd> = Vec::new();
+        {
+            let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+            let msg = recvmsg::<()>(
+                stdin.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
+            )
+            .ok()?;
+            for c in msg.cmsgs().ok()? {
+                if let ControlMessageOwned::ScmRights(received) = c {
+                    fds.extend(received);
+                }
+            }
+        }
+        let handle = match fds.as_slice() {
+            [fd] => BatchingHandle::new(*fd, group)
+                .map_err(|e| {
+                    tracing::warn!("the packet worker handed over a socket that is not its NFLOG socket ({e}); closed, no kernel batching under a flood")
+                })
+                .ok(),
+            [] => None,
+            more => {
+                tracing::warn!("the packet worker handed over {} descriptors instead of its NFLOG socket; closed, no kernel batching under a flood", more.len());
+                for fd in more {
+                    let _ = nix::unistd::close(*fd);
+                }
+                None
+            }
+        };
+        handle
     }
 
     fn wait_ready(&mut self, limit: Duration) -> Result<(), WorkerError> {
@@ -204,9 +279,15 @@ impl Worker {
                 Err(e) => return Err(WorkerError::Read(e)),
             }
         }
+        let before = out.len();
         let parsed = take_reports(&mut self.buf, out);
         if out.contains(&Report::Pong) {
             self.pinged = None;
+        }
+        for r in &out[before..] {
+            if let Report::Batching(on) = r {
+                self.set_batching(*on);
+            }
         }
         parsed.map(|()| alive).map_err(WorkerError::Protocol)
     }
@@ -229,6 +310,22 @@ impl Worker {
                 w.stop();
                 *worker = None;
             }
+        }
+    }
+
+    /// Turns the kernel's batching on or off on the worker's NFLOG socket, as the worker
+    /// reported a fast flood's start or end; nothing without its socket (another source). Only a
+    /// change sends a request, so a worker repeating itself costs nothing; one that lies can only
+    /// make the kernel batch its own packets, a tick's delay at most.
+    fn set_batching(&mut self, on: bool) {
+        let Some(b) = self.batching.as_mut() else {
+            return;
+        };
+        let said = if on { "on" } else { "off" };
+        match b.set(on) {
+            Ok(true) => tracing::debug!("NFLOG: kernel batching {said} (the packet worker's word)"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("NFLOG: cannot turn kernel batching {said}: {e}"),
         }
     }
 
@@ -272,6 +369,7 @@ impl Worker {
     /// Kills a worker that no longer answers, at once.
     fn kill(&mut self) {
         self.stdin = None;
+        self.batching = None;
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -279,6 +377,7 @@ impl Worker {
     /// Stops the worker (closing its input; then SIGKILL if it lingers) and says how it ended.
     pub(crate) fn stop(&mut self) -> String {
         self.stdin = None;
+        self.batching = None;
         let end = Instant::now() + Duration::from_secs(2);
         loop {
             match self.child.try_wait() {
@@ -340,7 +439,7 @@ impl Seed {
 /// A report checked against the parent's own configuration: what the daemon may act on.
 #[derive(Debug)]
 pub enum Checked {
-    /// Nothing to act on (ready, pong).
+    /// Nothing to act on (ready, pong, kernel batching on or off).
     Nothing,
     /// Door `index` used the one-time line, counter or time step `tag`: make that durable
     /// before its grant.
@@ -415,7 +514,8 @@ fn door_index(config: &Config, door: &DoorRef, what: &'static str) -> Result<usi
 /// the name it gives. The error says what was refused.
 pub fn check(config: &Config, report: &Report) -> Result<Checked, ReportError> {
     Ok(match report {
-        Report::Ready | Report::Pong => Checked::Nothing,
+        // kernel batching is the worker's own business with its socket (`Worker::read`)
+        Report::Ready | Report::Pong | Report::Batching(_) => Checked::Nothing,
         // counts only: a line for a door that is not this process's is left out
         Report::Tally { doors, source } => Checked::Tally {
             doors: doors

@@ -85,6 +85,12 @@ pub enum Report {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         spa: Option<Facts>,
     },
+    /// A flood fast enough for the kernel to batch started (`true`) or ended (`false`), as the
+    /// worker's pacer sees it: the parent turns the kernel's NFLOG batching on or off on the
+    /// worker's socket (`nflog::BatchingHandle`). Sent once per change. It can only delay a
+    /// packet by one kernel timer tick, and the parent ignores it for any other source than
+    /// NFLOG.
+    Batching(bool),
     /// What the worker counted since its last tally, for the metrics: per door, the packets
     /// seen on its ports and the refusals by reason; and what its source read. Sent at most
     /// once a second, and only after a change.
@@ -341,6 +347,7 @@ mod tests {
     fn reports_round_trip_as_one_line_each() {
         let reports = vec![
             Report::Ready,
+            Report::Batching(true),
             Report::Used {
                 door: door(0, "rot"),
                 tag: 7,
@@ -387,7 +394,8 @@ mod tests {
         let mut buf = Vec::new();
         send(&mut buf, &reports).expect("send");
         let text = String::from_utf8(buf.clone()).expect("utf8");
-        assert_eq!(text.lines().count(), 6);
+        assert_eq!(text.lines().count(), reports.len());
+        assert!(text.contains(r#"{"batching":true}"#), "{text}");
         assert!(
             text.contains(r#""refused":[["wrong_port",2],["replayed",1]]"#),
             "reasons cross by name: {text}"
@@ -411,6 +419,10 @@ mod tests {
             r#"{"grant":{"door":{"index":0,"name":"ssh"},"to":"10.0.0.1","open":[],"millis":1,"client":null,"extra":1}}"#,
             r#"{"grant":{"door":{"index":0,"name":"ssh","x":1},"to":"10.0.0.1","open":[],"millis":1,"client":null}}"#,
             r#"{"run":{"command":"sh"}}"#,
+            r#"{"batching":1}"#,
+            r#"{"batching":"on"}"#,
+            r#"{"batching":null}"#,
+            r#""batching""#,
             r#""ready2""#,
         ] {
             assert!(

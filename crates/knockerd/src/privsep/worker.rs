@@ -135,6 +135,7 @@ pub fn run(
     }
     // opened while root: NFLOG, /dev/kmsg or a log file that only root may open
     let mut source = crate::source::open(&config)?;
+    hand_over_batching(source.as_ref());
     drop_privileges(user, parent)?;
     // what is left to it from here on: privsep/sandbox.rs
     super::sandbox::enter(super::sandbox::Needs {
@@ -276,6 +277,9 @@ pub fn run(
             }
         }
         pacer.read(Instant::now(), read);
+        if let Some(on) = pacer.change() {
+            reports.push(Report::Batching(on));
+        }
         engine.handle_timeout(Instant::now());
         while let Some(ev) = engine.poll_event() {
             // the engine's doors are the configuration's, in order: every index is one of them
@@ -322,6 +326,33 @@ pub fn run(
             send(&mut out, &reports)?;
             reports.clear();
         }
+    }
+}
+
+/// Hands a copy of the source's socket (NFLOG) to the parent, which may then turn the kernel's
+/// batching on and off on it while a flood lasts (`nflog::BatchingHandle`): one byte with the
+/// descriptor attached, on standard input, which the parent made a Unix socket for that. Done
+/// while still root and before a single packet is read. Without it (a parent that gave a pipe,
+/// another source) the kernel never batches, and nothing else changes.
+fn hand_over_batching(source: &dyn crate::source::KnockSource) {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
+    use std::os::fd::AsRawFd as _;
+    let Some(fd) = source.batching_fd() else {
+        return;
+    };
+    let fds = [fd.as_raw_fd()];
+    let sent = sendmsg::<UnixAddr>(
+        std::io::stdin().as_raw_fd(),
+        &[std::io::IoSlice::new(b"b")],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+        None,
+    );
+    if let Err(e) = sent {
+        tracing::debug!(
+            "{}: no kernel batching under a flood (cannot hand the socket to the parent: {e})",
+            source.name()
+        );
     }
 }
 

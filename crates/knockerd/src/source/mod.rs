@@ -70,6 +70,12 @@ pub trait KnockSource {
     }
     /// What it reads, for log messages ("reading NFLOG: ...").
     fn name(&self) -> &'static str;
+    /// The socket on which the root parent may turn the kernel's batching on and off under a
+    /// flood (NFLOG: `nflog::BatchingHandle`): the worker hands it over before it reads a
+    /// packet. `None`: the source has no such thing.
+    fn batching_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
 }
 
 impl KnockSource for packet::PacketSource {
@@ -105,6 +111,10 @@ impl KnockSource for NflogSource {
 
     fn name(&self) -> &'static str {
         "NFLOG"
+    }
+
+    fn batching_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.as_fd())
     }
 }
 

@@ -4,7 +4,7 @@
 //! The stanza's keys go into the decoder closure handed to the engine (see
 //! `knocker_engine::Spa`): HMAC in constant time first, then decryption, in knocker-wire.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,16 +15,22 @@ use knocker_wire::fwknop::{self, FwknopKeys, MessageType};
 use crate::config::fwknop::{self as fwknop_conf, FwknopConf, Network, Stanza};
 use crate::config::{Command, Config, ConfigError, Door, DoorKind, DEFAULT_STATE_DIR};
 
-/// The decoder for one stanza's keys.
-pub fn decoder(keys: FwknopKeys) -> SpaDecode {
+/// The decoder for one stanza's keys. `force_nat`: the stanza has FORCE_NAT, so a client's NAT
+/// request (`fwknop -N`) is taken as an access request to the stanza's own inner host, as
+/// fwknopd takes it; the inner host the client names is never used.
+pub fn decoder(keys: FwknopKeys, force_nat: bool) -> SpaDecode {
     let keys = Arc::new(keys);
-    Arc::new(
-        move |payload: &[u8], _wall: u64| match fwknop::decode(&keys, payload) {
+    Arc::new(move |payload: &[u8], _wall: u64| {
+        match fwknop::decode(&keys, payload) {
             Ok(msg) => match (msg.message_type, msg.request) {
                 (
                     MessageType::Access | MessageType::ClientTimeoutAccess,
                     fwknop::SpaRequest::Access(access),
-                ) => Ok(SpaRequest {
+                )
+                | (
+                    MessageType::NatAccess | MessageType::ClientTimeoutNatAccess,
+                    fwknop::SpaRequest::Access(access),
+                ) if force_nat || !msg.message_type.is_nat() => Ok(SpaRequest {
                     username: msg.username,
                     timestamp: msg.timestamp,
                     allow: msg.allow,
@@ -33,9 +39,14 @@ pub fn decoder(keys: FwknopKeys) -> SpaDecode {
                     replay_id: None,
                     counter: None,
                 }),
+                (t @ (MessageType::LocalNatAccess | MessageType::ClientTimeoutLocalNatAccess), _) => {
+                    Err(SpaError::Unsupported(format!(
+                        "{t} messages (local NAT, fwknop --nat-local) are not supported; send a plain access request for the port itself"
+                    )))
+                }
                 (t, _) if t.is_nat() => Err(SpaError::Unsupported(format!(
-                "{t} messages (NAT forwarding) are not supported yet; send a plain access request"
-            ))),
+                    "{t} messages name their own inner host (fwknop -N), which knockerd honours only in a stanza with FORCE_NAT, whose inner host the admin names; send a plain access request"
+                ))),
                 (t, _) => Err(SpaError::Unsupported(format!(
                     "{t} messages are not supported: knockerd runs no command from a packet"
                 ))),
@@ -43,8 +54,8 @@ pub fn decoder(keys: FwknopKeys) -> SpaDecode {
             // made with this stanza's HMAC key, but broken: the client's configuration is wrong
             Err(e) if e.authenticated() => Err(SpaError::Unsupported(e.to_string())),
             Err(_) => Err(SpaError::NotForThisKey),
-        },
-    )
+        }
+    })
 }
 
 fn networks(list: &[Network]) -> Vec<(IpAddr, u8)> {
@@ -122,7 +133,7 @@ fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option
         precheck: None,
         rate_limit: None,
         proto: knocker_engine::Proto::Udp,
-        decode: decoder(keys),
+        decode: decoder(keys, s.force_nat.is_some()),
         port: conf.spa_port,
         allowed: networks(&s.sources),
         max_age: conf.max_age,
@@ -145,7 +156,9 @@ fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option
             ..Default::default()
         },
         protect: true,
-        forward: None,
+        forward: s
+            .force_nat
+            .map(|to| crate::config::Forward::Nat(SocketAddr::V4(to))),
         repeat_start_command: false,
         start_command,
         stop_command,
@@ -162,6 +175,41 @@ fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option
         },
         line: s.line,
     })
+}
+
+/// A port a FORCE_NAT stanza sends on is that stanza's alone: a grant element is an address and
+/// a service, and the nat chain sends on every source that holds one, whichever stanza granted
+/// it. So no other stanza may grant that port, by its OPEN_PORTS or by opening whatever the
+/// client asks for (no OPEN_PORTS, unless its RESTRICT_PORTS excludes the port); fwknopd would
+/// open such a grant on this host only, and knockerd refuses to start rather than send it on.
+fn check_nat(stanzas: &[Stanza]) -> Result<(), ConfigError> {
+    for nat in stanzas.iter().filter(|s| s.force_nat.is_some()) {
+        for service in &nat.open_ports {
+            let other = stanzas.iter().find(|o| {
+                o.number != nat.number
+                    && o.force_nat != nat.force_nat
+                    && if o.open_ports.is_empty() {
+                        !o.restrict_ports.contains(service)
+                    } else {
+                        o.open_ports.contains(service)
+                    }
+            });
+            if let Some(o) = other {
+                return Err(ConfigError {
+                    file: o.file.clone(),
+                    line: Some(o.line),
+                    message: format!(
+                        "stanza #{} can grant {service}, which stanza #{} (line {}) sends on to {} (FORCE_NAT): a grant of either would do both; give the FORCE_NAT stanza its own port, or add RESTRICT_PORTS {service} here",
+                        o.number,
+                        nat.number,
+                        nat.line,
+                        nat.force_nat.map_or_else(String::new, |t| t.to_string())
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads an access.conf (and fwknopd.conf) into a configuration; warnings alongside.
@@ -186,6 +234,7 @@ pub fn load(
         .iter()
         .filter_map(|s| door_for(s, &conf, &mut warnings))
         .collect();
+    check_nat(&conf.stanzas)?;
     if doors.is_empty() {
         return Err(ConfigError {
             file: access.to_path_buf(),

@@ -380,7 +380,11 @@ fn grant_expires_and_nat_closes(w: &World) {
 
 /// alice runs `ssh root@SERVER -p NAT_PORT CMD` with her key; its output.
 fn alice_ssh(w: &World, dir: &lab::TempDir, cmd: &str) -> std::process::Output {
-    ssh_batch(&w.lab.alice, &dir.join("id"))
+    alice_ssh_in(&w.lab, dir, cmd)
+}
+
+fn alice_ssh_in(lab: &Lab, dir: &lab::TempDir, cmd: &str) -> std::process::Output {
+    ssh_batch(&lab.alice, &dir.join("id"))
         .args([
             "-o",
             "ConnectTimeout=5",
@@ -726,4 +730,76 @@ fn a_force_nat_stanza_sends_alice_alone_to_the_inner_hosts_ssh_for_fwknop_client
     w.finish();
     drop(inner);
     lab::assert_removed(&names.into_iter().collect::<Vec<_>>());
+}
+
+/// The same access.conf, unchanged, under Debian's fwknopd with ENABLE_IPT_FORWARDING: knocker's
+/// `-N` is what fwknopd's users send, and it takes alice to the inner host's sshd there too.
+#[test]
+fn the_same_force_nat_access_conf_under_debians_fwknopd_takes_knockers_nat_request() {
+    if !e2e(&["sysctl", "sshd", "ssh", "ssh-keygen", "fwknopd", "iptables"]) {
+        return;
+    }
+    let dir = lab::TempDir::new("fwd-fwknopd-nat");
+    let access = force_nat_access_conf(&dir);
+    let conf = dir.private(
+        "fwknopd.conf",
+        "PCAP_INTF to-alice;\nENABLE_IPT_FORWARDING Y;\n",
+    );
+    let lab = Lab::new("fwdnat").expect("lab");
+    let inner = inner_namespace(&lab);
+    let _sshd = Sshd::start(&inner, &dir);
+    let d = Fwknopd::start(
+        &lab.server,
+        &conf,
+        &access,
+        &dir.join("fwknopd"),
+        "to-alice",
+    );
+    let to = |addr: &str| SocketAddr::new(ip(addr), NAT_PORT);
+    assert_ne!(
+        connect_within(&lab.alice, to(Lab::SERVER_FOR_ALICE), Duration::ZERO),
+        Reach::Connected
+    );
+    let knocker = knocker_client().display().to_string();
+    let port = format!("tcp/{NAT_PORT}");
+    let nat = format!("{INNER}:22");
+    fwknop_client(
+        &lab.alice,
+        &knocker,
+        Lab::SERVER_FOR_ALICE,
+        &["-A", &port, "-N", &nat, "-a", Lab::ALICE],
+    );
+    assert_eq!(
+        connect_within(
+            &lab.alice,
+            to(Lab::SERVER_FOR_ALICE),
+            Duration::from_secs(5)
+        ),
+        Reach::Connected,
+        "fwknopd's DNAT: {}",
+        lab.server
+            .exec("iptables", &["-t", "nat", "-n", "-L"])
+            .unwrap_or_default()
+    );
+    let out = alice_ssh_in(&lab, &dir, "cat /proc/net/dev | grep -c eth0");
+    assert!(
+        out.status.success(),
+        "alice's ssh through fwknopd's DNAT: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "1\n",
+        "on the inner host"
+    );
+    // fwknopd's DNAT is for alice's address alone
+    assert_ne!(
+        connect_within(&lab.mallory, to(Lab::SERVER_FOR_MALLORY), Duration::ZERO),
+        Reach::Connected
+    );
+    drop(d);
+    let names = [inner.name().to_string()];
+    drop(inner);
+    drop(lab);
+    lab::assert_removed(&names);
 }

@@ -347,19 +347,6 @@ fn knockers_own_fwknop_packets_open_knockerd() {
     w.finish();
 }
 
-/// Debian's fwknopd, run in the server namespace with its iptables backend, killed on drop.
-struct Fwknopd {
-    child: std::process::Child,
-    log: Log,
-}
-
-impl Drop for Fwknopd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn knockers_fwknop_packets_open_debians_fwknopd() {
     if !e2e(&["fwknop", "fwknopd", "iptables"]) {
@@ -369,26 +356,7 @@ fn knockers_fwknop_packets_open_debians_fwknopd() {
     let conf = s.dir.join("fwknopd.conf");
     std::fs::write(&conf, "PCAP_INTF to-alice;\nENABLE_IPT_FORWARDING N;\n").expect("fwknopd.conf");
     let lab = Lab::new("fwkd").expect("lab");
-    let mut child = lab
-        .server
-        .command("fwknopd")
-        .args(knocker_lab::fwknopd::args(&conf, &s.access, &s.dir).expect("fwknopd's files"))
-        .args(["-i", "to-alice"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start fwknopd");
-    let log = Log::echoed("fwknopd");
-    log.capture(&mut child, |_| {});
-    let mut d = Fwknopd { child, log };
-    if let Err(e) = d.log.wait_for(
-        "Starting fwknopd",
-        Duration::from_secs(10),
-        Some(&mut d.child),
-    ) {
-        panic!("fwknopd did not start: it {e}");
-    }
-    std::thread::sleep(Duration::from_millis(300)); // pcap is open once it logs its filter
+    let mut d = Fwknopd::start(&lab.server, &conf, &s.access, &s.dir, "to-alice");
     let out = lab
         .alice
         .command(&knocker_client().display().to_string())

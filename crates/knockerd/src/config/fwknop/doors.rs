@@ -304,4 +304,59 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn a_nat_request_is_access_to_a_force_nat_stanzas_own_host_and_refused_elsewhere() {
+        use knocker_wire::fwknop::{Digest, NatAccess, SpaMessage};
+        let keys = || {
+            FwknopKeys::new(
+                zeroize::Zeroizing::new(b"abcdefghijklmnop".to_vec()),
+                zeroize::Zeroizing::new(b"qrstuvwxyz".to_vec()),
+                Digest::Sha256,
+            )
+            .expect("keys")
+        };
+        let packet = |message_type: MessageType, timeout: Option<u32>| {
+            let mut m = SpaMessage::access(
+                "alice",
+                1_000_000,
+                Ipv4Addr::new(10, 200, 1, 2),
+                vec![knocker_engine::Service::tcp(2222)],
+                timeout,
+            );
+            m.message_type = message_type;
+            m.nat = message_type.is_nat().then(|| NatAccess {
+                host: "192.0.2.9".into(),
+                port: 22,
+            });
+            fwknop::encode(&keys(), &m, getrandom::fill).expect("encode")
+        };
+        let forced = decoder(keys(), true);
+        let plain = decoder(keys(), false);
+        for (t, timeout) in [
+            (MessageType::NatAccess, None),
+            (MessageType::ClientTimeoutNatAccess, Some(60)),
+        ] {
+            let p = packet(t, timeout);
+            let r = forced(p.as_bytes(), 0).expect("FORCE_NAT takes a NAT request");
+            assert_eq!(r.access, [knocker_engine::Service::tcp(2222)]);
+            assert_eq!(r.client_timeout, timeout);
+            match plain(p.as_bytes(), 0) {
+                Err(SpaError::Unsupported(why)) => assert!(
+                    why.contains("honours only in a stanza with FORCE_NAT"),
+                    "{why}"
+                ),
+                other => panic!("a client-chosen inner host must be refused: {other:?}"),
+            }
+        }
+        let local = packet(MessageType::LocalNatAccess, None);
+        for d in [&forced, &plain] {
+            assert!(
+                matches!(d(local.as_bytes(), 0), Err(SpaError::Unsupported(w)) if w.contains("local NAT"))
+            );
+        }
+        // a plain access request still opens a FORCE_NAT stanza (fwknopd's too)
+        let access = packet(MessageType::Access, None);
+        assert!(forced(access.as_bytes(), 0).is_ok() && plain(access.as_bytes(), 0).is_ok());
+    }
 }

@@ -422,9 +422,9 @@ fwknop compatibility:
   keep fwknop's names. Settings come from the `[default]` stanza of ~/.fwknoprc (or --rc-file),
   then from the stanza -n names, then from the command line; a stanza's ACCESS, ALLOW_IP,
   SPA_SERVER, SPA_SERVER_PORT, KEY, KEY_BASE64, HMAC_KEY, HMAC_KEY_BASE64, HMAC_DIGEST_TYPE,
-  DIGEST_TYPE, FW_TIMEOUT, SPOOF_USER, TIME_OFFSET and SPA_SOURCE_PORT are honoured, and a
-  stanza asking for what knocker does not do (GnuPG, NAT_ACCESS, -R, random ports) is refused with
-  its line. The rc file must be readable by its owner only.
+  DIGEST_TYPE, FW_TIMEOUT, SPOOF_USER, TIME_OFFSET, SPA_SOURCE_PORT and NAT_ACCESS are
+  honoured, and a stanza asking for what knocker does not do (GnuPG, local NAT, -R, random
+  ports) is refused with its line. The rc file must be readable by its owner only.
 
   Differences: an HMAC key is required (knocker sends no unauthenticated packets); UDP only;
   no prompting for keys; -R is refused (knocker never asks a web service for this machine's
@@ -624,6 +624,7 @@ impl SpaArgs {
                 .map_err(|e| usage(format!("--fw-timeout: {e}")))?,
             user: self.spoof_user.clone(),
             time_offset,
+            nat: self.nat_access.clone(),
         })
     }
 }
@@ -636,13 +637,7 @@ fn send_spa(args: &SpaArgs) -> Result<(), SpaError> {
         false => spa::rc_settings(args.rc_file.as_deref(), args.named_config.as_deref())?,
     };
     s.overlay(args.command_line()?);
-    let packet = spa::build(
-        &s,
-        args.test,
-        args.at,
-        args.server_cmd.as_deref(),
-        args.nat_access.as_deref(),
-    )?;
+    let packet = spa::build(&s, args.test, args.at, args.server_cmd.as_deref())?;
     if let Some(path) = &args.save_packet {
         spa::save(path, &packet.payload, args.save_packet_append)?;
     }

@@ -175,7 +175,6 @@ pub fn build(
     test: bool,
     at: Option<u64>,
     command: Option<&str>,
-    nat: Option<&str>,
 ) -> Result<Packet, SpaError> {
     let keys = keys(s)?;
     let port = s.port.unwrap_or(fwknop::DEFAULT_PORT);
@@ -241,7 +240,7 @@ pub fn build(
             let timeout = s.fw_timeout.filter(|&t| t > 0);
             let mut message =
                 SpaMessage::access(&user, timestamp, allow, parse_access(list)?, timeout);
-            if let Some(text) = nat {
+            if let Some(text) = s.nat.as_deref() {
                 message.nat = Some(nat_access(text)?);
                 message.message_type = if timeout.is_some() {
                     MessageType::ClientTimeoutNatAccess
@@ -392,7 +391,7 @@ pub fn knock_profile(
         user: profile.user.clone(),
         ..Settings::default()
     });
-    let packet = build(&s, false, at, None, None)?;
+    let packet = build(&s, false, at, None)?;
     deliver(&packet, s.source_port, false, verbose)
 }
 
@@ -442,7 +441,7 @@ mod tests {
             time_offset: Some(-60),
             ..Settings::default()
         };
-        let p = build(&s, false, Some(1_000_000), None, None).expect("build");
+        let p = build(&s, false, Some(1_000_000), None).expect("build");
         assert_eq!(p.server, Some("127.0.0.1:62201".parse().expect("addr")));
         let keys = keys(&s).expect("keys");
         let msg = fwknop::decode(&keys, p.payload.as_bytes()).expect("decode");
@@ -459,10 +458,11 @@ mod tests {
             access: Some("tcp/2222".into()),
             key: Some(Key::Text(Zeroizing::new("enc".into()))),
             hmac_key: Some(Key::Base64(Zeroizing::new("aG1hYw".into()))),
+            nat: Some("10.200.3.2:22".into()),
             ..Settings::default()
         };
         let keys = keys(&s).expect("keys");
-        let p = build(&s, false, Some(1_000_000), None, Some("10.200.3.2:22")).expect("build");
+        let p = build(&s, false, Some(1_000_000), None).expect("build");
         let msg = fwknop::decode(&keys, p.payload.as_bytes()).expect("decode");
         assert_eq!(msg.message_type, MessageType::NatAccess);
         assert_eq!(
@@ -475,9 +475,10 @@ mod tests {
         assert_eq!(msg.services(), [Service::tcp(2222)]);
         let timed = Settings {
             fw_timeout: Some(60),
+            nat: Some("10.200.3.2,22".into()),
             ..s.clone()
         };
-        let p = build(&timed, false, Some(1_000_000), None, Some("10.200.3.2,22")).expect("build");
+        let p = build(&timed, false, Some(1_000_000), None).expect("build");
         let msg = fwknop::decode(&keys, p.payload.as_bytes()).expect("decode");
         assert_eq!(msg.message_type, MessageType::ClientTimeoutNatAccess);
         for bad in [
@@ -487,9 +488,11 @@ mod tests {
             "10.200.3.2:x",
             ":22",
         ] {
-            let e = build(&s, true, None, None, Some(bad))
-                .err()
-                .expect("bad -N");
+            let bad_nat = Settings {
+                nat: Some(bad.into()),
+                ..s.clone()
+            };
+            let e = build(&bad_nat, true, None, None).err().expect("bad -N");
             assert!(
                 e.to_string().contains("give the inner host as IP:PORT"),
                 "{e}"
@@ -506,34 +509,26 @@ mod tests {
             allow: Some(Allow::Source),
             ..Settings::default()
         };
-        build(&base, true, None, None, None).expect("-T with -s needs no server");
-        let e = build(&base, false, None, None, None)
-            .err()
-            .expect("no server");
+        build(&base, true, None, None).expect("-T with -s needs no server");
+        let e = build(&base, false, None, None).err().expect("no server");
         assert!(e.is_usage() && e.to_string().contains("no server"), "{e}");
         let no_hmac = Settings {
             hmac_key: None,
             ..base.clone()
         };
-        let e = build(&no_hmac, true, None, None, None)
-            .err()
-            .expect("no hmac");
+        let e = build(&no_hmac, true, None, None).err().expect("no hmac");
         assert!(e.is_usage() && e.to_string().contains("HMAC"), "{e}");
         let resolve = Settings {
             allow: Some(Allow::Resolve),
             ..base.clone()
         };
-        let e = build(&resolve, true, None, None, None)
-            .err()
-            .expect("resolve");
+        let e = build(&resolve, true, None, None).err().expect("resolve");
         assert!(e.to_string().contains("never asks a web service"), "{e}");
         let same = Settings {
             hmac_key: Some(Key::Text(Zeroizing::new("enc".into()))),
             ..base
         };
-        let e = build(&same, true, None, None, None)
-            .err()
-            .expect("same keys");
+        let e = build(&same, true, None, None).err().expect("same keys");
         assert!(e.to_string().contains("identical"), "{e}");
     }
 }

@@ -110,6 +110,29 @@ fn debian_fwknop_opens_for_alice_only_with_an_unchanged_access_conf() {
 }
 
 #[test]
+fn a_nat_request_to_a_stanza_without_force_nat_opens_nothing() {
+    if !e2e(&["fwknop"]) {
+        return;
+    }
+    let s = setup("nat", &basic_access());
+    let w = world("fwknat", &s);
+    // fwknopd with ENABLE_IPT_FORWARDING would send alice wherever the packet says
+    let mut args = vec!["-A", "tcp/2222", "-N", "10.200.3.2:22", "-a", Lab::ALICE];
+    args.extend(keys());
+    fwknop(&w, &args);
+    w.daemon.wait_log(
+        "honours only in a stanza with FORCE_NAT",
+        Duration::from_secs(5),
+    );
+    assert!(w.grants().is_empty(), "{:?}", w.grants());
+    assert_eq!(
+        w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE),
+        Reach::Silent
+    );
+    w.finish();
+}
+
+#[test]
 fn debian_fwknop_option_sets() {
     if !e2e(&["fwknop"]) {
         return;

@@ -41,11 +41,11 @@ pub fn decoder(keys: FwknopKeys, force_nat: bool) -> SpaDecode {
                 }),
                 (t @ (MessageType::LocalNatAccess | MessageType::ClientTimeoutLocalNatAccess), _) => {
                     Err(SpaError::Unsupported(format!(
-                        "{t} messages (local NAT, fwknop --nat-local) are not supported; send a plain access request for the port itself"
+                        "{t}: local NAT (fwknop --nat-local) is not supported; send a plain access request for the port itself"
                     )))
                 }
                 (t, _) if t.is_nat() => Err(SpaError::Unsupported(format!(
-                    "{t} messages name their own inner host (fwknop -N), which knockerd honours only in a stanza with FORCE_NAT, whose inner host the admin names; send a plain access request"
+                    "{t}: the packet names its own inner host (fwknop -N), which knockerd honours only in a stanza with FORCE_NAT, where the admin names the inner host; send a plain access request"
                 ))),
                 (t, _) => Err(SpaError::Unsupported(format!(
                     "{t} messages are not supported: knockerd runs no command from a packet"

@@ -1967,3 +1967,50 @@ fn force_nat_sends_the_stanzas_open_ports_on_to_its_inner_host() {
         "{reasons:?}"
     );
 }
+
+#[test]
+fn an_imported_force_nat_stanza_is_a_native_nat_door_that_takes_a_nat_request() {
+    use knocker_wire::fwknop::{FwknopKeys, MessageType, NatAccess, SpaMessage};
+    let d = TempDir::new("fwknop-force-nat-import");
+    let k = keys();
+    let access = d.private(
+        "access.conf",
+        &format!("SOURCE ANY\n{k}OPEN_PORTS tcp/2222\nFORCE_NAT 10.200.3.2 22\n"),
+    );
+    let toml = to_toml(&fwknop::load(&access, None).expect("loads"))
+        .replace("/etc/knocker/", &format!("{}/", d.join("").display()));
+    for (file, key) in [
+        ("fwknop-1.fwknop.key", ENC_B64),
+        ("fwknop-1.fwknop.hmac.key", HMAC_B64),
+    ] {
+        d.private(file, &format!("{key}\n"));
+    }
+    let c = knockerd::config::native::parse(Path::new("k.toml"), &toml)
+        .unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    let to: std::net::SocketAddr = "10.200.3.2:22".parse().expect("address");
+    assert_eq!(c.doors[0].forward, Some(knockerd::config::Forward::Nat(to)));
+    let knocker_engine::Kind::Spa(spa) = &c.doors[0].spec.kind else {
+        panic!("an SPA door")
+    };
+    let keys = FwknopKeys::new(
+        zeroize::Zeroizing::new(b"abcdefghijklmnop".to_vec()),
+        zeroize::Zeroizing::new(b"qrstuvwxyz0123456789".to_vec()),
+        Digest::Sha256,
+    )
+    .expect("keys");
+    let mut m = SpaMessage::access(
+        "alice",
+        1_000_000,
+        std::net::Ipv4Addr::new(10, 200, 1, 2),
+        vec![Service::tcp(2222)],
+        None,
+    );
+    m.message_type = MessageType::NatAccess;
+    m.nat = Some(NatAccess {
+        host: "192.0.2.9".into(),
+        port: 22,
+    });
+    let packet = knocker_wire::fwknop::encode(&keys, &m, getrandom::fill).expect("encode");
+    let r = (spa.decode)(packet.as_bytes(), 0).expect("a nat door takes fwknop -N");
+    assert_eq!(r.access, [Service::tcp(2222)]);
+}

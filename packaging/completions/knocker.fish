@@ -88,6 +88,7 @@ complete -c knocker -n "__fish_knocker_using_subcommand profile; and __fish_seen
 complete -c knocker -n "__fish_knocker_using_subcommand spa" -s D -l destination -d 'The fwknopd server, as fwknop\'s -D gives it' -r
 complete -c knocker -n "__fish_knocker_using_subcommand spa" -s A -l access -d 'Services to open: proto/port[,proto/port...], e.g. tcp/22,udp/53' -r
 complete -c knocker -n "__fish_knocker_using_subcommand spa" -s C -l server-cmd -d 'Ask to run this command on the server instead (fwknop\'s command message; the server must allow exactly it)' -r
+complete -c knocker -n "__fish_knocker_using_subcommand spa" -s N -l nat-access -d 'Ask the server to send the opened service on to an inner host, IP:PORT (fwknop\'s NAT access message): fwknopd honours it with ENABLE_IPT_FORWARDING Y; knockerd only in a FORCE_NAT stanza, and then to the stanza\'s own inner host' -r
 complete -c knocker -n "__fish_knocker_using_subcommand spa" -s a -l allow-ip -d 'The IPv4 address to open for (default: this machine\'s address towards HOST)' -r
 complete -c knocker -n "__fish_knocker_using_subcommand spa" -l key-rijndael -d 'The encryption key, as text' -r
 complete -c knocker -n "__fish_knocker_using_subcommand spa" -l key-base64-rijndael -d 'The encryption key, in base64' -r

@@ -9,7 +9,7 @@
 //! overrides both. Stanza names and variables are matched without regard to case.
 //!
 //! Differences from fwknop, each said in the error: a file that group or others can access is
-//! refused (fwknop warns); variables for what knocker does not do (GnuPG, NAT requests, asking a
+//! refused (fwknop warns); variables for what knocker does not do (GnuPG, local NAT, asking a
 //! web service for the external address, raw-socket spoofing, random ports, key files) are
 //! refused with the line rather than half-applied; variables that only matter for those (the GPG
 //! key names, wget settings) are ignored.
@@ -120,6 +120,8 @@ pub struct Settings {
     pub user: Option<String>,
     /// Seconds added to the packet's time (negative: subtracted).
     pub time_offset: Option<i64>,
+    /// NAT_ACCESS (`-N`): the inner host, IP,PORT or IP:PORT, a NAT access message asks for.
+    pub nat: Option<String>,
 }
 
 impl Settings {
@@ -140,7 +142,8 @@ impl Settings {
             digest,
             fw_timeout,
             user,
-            time_offset
+            time_offset,
+            nat
         );
     }
 }
@@ -334,8 +337,11 @@ fn apply(s: &mut Settings, var: &str, value: &str) -> Result<(), BadValue> {
         "USE_GPG" | "USE_GPG_AGENT" if yes(value) => return unsupported("GnuPG encryption"),
         "RESOLVE_IP_HTTPS" if yes(value) => return Err(BadValue::ResolveIp),
         "RAND_PORT" if yes(value) => return unsupported("random server ports"),
-        "NAT_LOCAL" | "NAT_RAND_PORT" if yes(value) => return unsupported("NAT requests"),
-        "NAT_ACCESS" | "NAT_PORT" => return unsupported("NAT requests"),
+        "NAT_LOCAL" | "NAT_RAND_PORT" if yes(value) => {
+            return unsupported("local or random-port NAT requests")
+        }
+        "NAT_ACCESS" => s.nat = Some(value.to_string()),
+        "NAT_PORT" => return unsupported("NAT requests to a port of this host (NAT_PORT)"),
         "SPOOF_SOURCE_IP" => return unsupported("spoofed source addresses"),
         "KEY_FILE" | "HMAC_KEY_FILE" => {
             return unsupported("key files: put the key in KEY_BASE64 / HMAC_KEY_BASE64")
@@ -389,7 +395,7 @@ GPG_SIGNER           ABCD1234
 
 [Other]
 SPA_SERVER           other.example.org
-NAT_ACCESS           192.168.1.2,22
+NAT_LOCAL            Y
 ";
 
     fn rc(name: Option<&str>) -> Result<Settings, RcError> {
@@ -429,8 +435,15 @@ NAT_ACCESS           192.168.1.2,22
         let e = rc(Some("other")).expect_err("NAT");
         assert_eq!(
             e.to_string(),
-            "rc:21: NAT_ACCESS: NAT requests (knocker does not do this)"
+            "rc:21: NAT_LOCAL: local or random-port NAT requests (knocker does not do this)"
         );
+        let s = parse(
+            "[a]\nNAT_ACCESS 192.168.1.2,22\n",
+            Path::new("rc"),
+            Some("a"),
+        )
+        .expect("NAT_ACCESS");
+        assert_eq!(s.nat.as_deref(), Some("192.168.1.2,22"));
         let e = parse("[a]\nFOO bar\n", Path::new("rc"), Some("a")).expect_err("unknown");
         assert!(
             e.to_string().starts_with("rc:2: FOO: unknown variable"),

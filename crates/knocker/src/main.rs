@@ -422,9 +422,9 @@ fwknop compatibility:
   keep fwknop's names. Settings come from the `[default]` stanza of ~/.fwknoprc (or --rc-file),
   then from the stanza -n names, then from the command line; a stanza's ACCESS, ALLOW_IP,
   SPA_SERVER, SPA_SERVER_PORT, KEY, KEY_BASE64, HMAC_KEY, HMAC_KEY_BASE64, HMAC_DIGEST_TYPE,
-  DIGEST_TYPE, FW_TIMEOUT, SPOOF_USER, TIME_OFFSET and SPA_SOURCE_PORT are honoured, and a
-  stanza asking for what knocker does not do (GnuPG, NAT, -R, random ports) is refused with
-  its line. The rc file must be readable by its owner only.
+  DIGEST_TYPE, FW_TIMEOUT, SPOOF_USER, TIME_OFFSET, SPA_SOURCE_PORT and NAT_ACCESS are
+  honoured, and a stanza asking for what knocker does not do (GnuPG, local NAT, -R, random
+  ports) is refused with its line. The rc file must be readable by its owner only.
 
   Differences: an HMAC key is required (knocker sends no unauthenticated packets); UDP only;
   no prompting for keys; -R is refused (knocker never asks a web service for this machine's
@@ -436,7 +436,8 @@ Examples:
   knocker spa --fwknop -A tcp/22 --key-base64-rijndael KEY --key-base64-hmac HKEY server.example.org
   knocker spa --fwknop -n myssh                         # a ~/.fwknoprc stanza
   knocker spa --fwknop -n myssh -a 203.0.113.7 -f 120   # override its allow IP, ask for 120 s
-  knocker spa --fwknop -n myssh -T -B packet.txt        # write the packet, send nothing";
+  knocker spa --fwknop -n myssh -T -B packet.txt        # write the packet, send nothing
+  knocker spa --fwknop -n myssh -A tcp/2222 -N 10.0.0.5:22  # ssh -p 2222 reaches 10.0.0.5";
 
 #[derive(Args, Debug)]
 #[command(after_long_help = format!("{SPA_HELP}\n\n{SPA_EXAMPLES}"))]
@@ -467,6 +468,16 @@ struct SpaArgs {
         conflicts_with = "access"
     )]
     server_cmd: Option<String>,
+    /// Ask the server to send the opened service on to an inner host, IP:PORT (fwknop's NAT
+    /// access message): fwknopd honours it with ENABLE_IPT_FORWARDING Y; knockerd only in a
+    /// FORCE_NAT stanza, and then to the stanza's own inner host
+    #[arg(
+        short = 'N',
+        long = "nat-access",
+        value_name = "IP:PORT",
+        conflicts_with = "server_cmd"
+    )]
+    nat_access: Option<String>,
     /// The IPv4 address to open for (default: this machine's address towards HOST)
     #[arg(short = 'a', long = "allow-ip", value_name = "IP")]
     allow_ip: Option<String>,
@@ -613,6 +624,7 @@ impl SpaArgs {
                 .map_err(|e| usage(format!("--fw-timeout: {e}")))?,
             user: self.spoof_user.clone(),
             time_offset,
+            nat: self.nat_access.clone(),
         })
     }
 }

@@ -9,7 +9,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use knocker_wire::fwknop::{
-    self, key_from_base64, key_from_text, EncodeError, FwknopKeyError, FwknopKeys, SpaMessage,
+    self, key_from_base64, key_from_text, EncodeError, FwknopKeyError, FwknopKeys, MessageType,
+    SpaMessage,
 };
 use knocker_wire::{Proto, Service};
 use zeroize::Zeroizing;
@@ -149,6 +150,26 @@ pub struct Packet {
 
 /// Builds the packet the settings describe. `server` is resolved unless `test` and no server
 /// is known (a packet written with -T -B needs none if the allow address is given).
+/// fwknop's `-N IP:PORT` (or `IP,PORT`): the inner host a NAT access message names.
+fn nat_access(text: &str) -> Result<fwknop::NatAccess, SpaError> {
+    let bad = || {
+        usage(format!(
+            "-N {text:?}: give the inner host as IP:PORT, e.g. 192.168.10.5:22"
+        ))
+    };
+    let (host, port) = text.rsplit_once([':', ',']).ok_or_else(bad)?;
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(bad)?;
+    let host = host.parse::<Ipv4Addr>().map_err(|_| bad())?;
+    Ok(fwknop::NatAccess {
+        host: host.to_string(),
+        port,
+    })
+}
+
 pub fn build(
     s: &Settings,
     test: bool,
@@ -217,7 +238,17 @@ pub fn build(
             })?;
             // FW_TIMEOUT 0 is no timeout, as in fwknop.
             let timeout = s.fw_timeout.filter(|&t| t > 0);
-            SpaMessage::access(&user, timestamp, allow, parse_access(list)?, timeout)
+            let mut message =
+                SpaMessage::access(&user, timestamp, allow, parse_access(list)?, timeout);
+            if let Some(text) = s.nat.as_deref() {
+                message.nat = Some(nat_access(text)?);
+                message.message_type = if timeout.is_some() {
+                    MessageType::ClientTimeoutNatAccess
+                } else {
+                    MessageType::NatAccess
+                };
+            }
+            message
         }
     };
     let payload = fwknop::encode_with_digest(
@@ -418,6 +449,55 @@ mod tests {
         assert_eq!(msg.timestamp, 999_940);
         assert_eq!(msg.client_timeout, None, "FW_TIMEOUT 0 is no timeout");
         assert_eq!(msg.username, "alice");
+    }
+
+    #[test]
+    fn nat_access_sends_fwknops_nat_message() {
+        let s = Settings {
+            server: Some("127.0.0.1".into()),
+            access: Some("tcp/2222".into()),
+            key: Some(Key::Text(Zeroizing::new("enc".into()))),
+            hmac_key: Some(Key::Base64(Zeroizing::new("aG1hYw".into()))),
+            nat: Some("10.200.3.2:22".into()),
+            ..Settings::default()
+        };
+        let keys = keys(&s).expect("keys");
+        let p = build(&s, false, Some(1_000_000), None).expect("build");
+        let msg = fwknop::decode(&keys, p.payload.as_bytes()).expect("decode");
+        assert_eq!(msg.message_type, MessageType::NatAccess);
+        assert_eq!(
+            msg.nat,
+            Some(fwknop::NatAccess {
+                host: "10.200.3.2".into(),
+                port: 22
+            })
+        );
+        assert_eq!(msg.services(), [Service::tcp(2222)]);
+        let timed = Settings {
+            fw_timeout: Some(60),
+            nat: Some("10.200.3.2,22".into()),
+            ..s.clone()
+        };
+        let p = build(&timed, false, Some(1_000_000), None).expect("build");
+        let msg = fwknop::decode(&keys, p.payload.as_bytes()).expect("decode");
+        assert_eq!(msg.message_type, MessageType::ClientTimeoutNatAccess);
+        for bad in [
+            "10.200.3.2",
+            "10.200.3.2:0",
+            "host:22",
+            "10.200.3.2:x",
+            ":22",
+        ] {
+            let bad_nat = Settings {
+                nat: Some(bad.into()),
+                ..s.clone()
+            };
+            let e = build(&bad_nat, true, None, None).err().expect("bad -N");
+            assert!(
+                e.to_string().contains("give the inner host as IP:PORT"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

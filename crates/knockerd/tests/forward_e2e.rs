@@ -367,9 +367,24 @@ impl Sshd {
     }
 }
 
+/// Waits for alice's one grant to expire; then she is not sent on (no DNAT, no way in).
+fn grant_expires_and_nat_closes(w: &World) {
+    let g = w.wait_grants(0, Duration::from_secs(OPEN_FOR + 10));
+    assert!(g.is_empty(), "the grant must expire: {g:?}");
+    assert_eq!(
+        reach_nat(&w.lab.alice, Lab::SERVER_FOR_ALICE, Duration::ZERO),
+        Reach::Silent,
+        "no DNAT and no way in once the grant is gone"
+    );
+}
+
 /// alice runs `ssh root@SERVER -p NAT_PORT CMD` with her key; its output.
 fn alice_ssh(w: &World, dir: &lab::TempDir, cmd: &str) -> std::process::Output {
-    ssh_batch(&w.lab.alice, &dir.join("id"))
+    alice_ssh_in(&w.lab, dir, cmd)
+}
+
+fn alice_ssh_in(lab: &Lab, dir: &lab::TempDir, cmd: &str) -> std::process::Output {
+    ssh_batch(&lab.alice, &dir.join("id"))
         .args([
             "-o",
             "ConnectTimeout=5",
@@ -479,13 +494,7 @@ fn a_nat_door_sends_alice_alone_to_the_inner_hosts_ssh_and_ends_with_the_grant()
     );
 
     // the DNAT is the grant's: once the kernel removes the element, alice is not sent on
-    let g = w.wait_grants(0, Duration::from_secs(OPEN_FOR + 10));
-    assert!(g.is_empty(), "the grant must expire: {g:?}");
-    assert_eq!(
-        reach_nat(&w.lab.alice, Lab::SERVER_FOR_ALICE, Duration::ZERO),
-        Reach::Silent,
-        "no DNAT and no way in once the grant is gone"
-    );
+    grant_expires_and_nat_closes(&w);
     let names = inner.as_ref().map(|n| n.name().to_string());
     drop(_sshd);
     w.finish();
@@ -588,4 +597,209 @@ fn a_routed_door_protects_a_host_behind_the_server_by_its_own_address() {
     w.finish();
     drop(inner);
     lab::assert_removed(&names.into_iter().collect::<Vec<_>>());
+}
+
+const FWKNOP_KEY: &str = "fwknoptestkey123";
+const FWKNOP_HMAC: &str = "fwknophmackey12345678";
+
+/// An access.conf whose one stanza sends tcp/NAT_PORT on to the inner host's sshd (FORCE_NAT).
+fn force_nat_access_conf(dir: &lab::TempDir) -> std::path::PathBuf {
+    dir.private(
+        "access.conf",
+        &format!(
+            "SOURCE ANY\nOPEN_PORTS tcp/{NAT_PORT}\nFORCE_NAT {INNER} 22\nKEY {FWKNOP_KEY}\nHMAC_KEY {FWKNOP_HMAC}\nFW_ACCESS_TIMEOUT {OPEN_FOR}\n"
+        ),
+    )
+}
+
+/// Runs a fwknop client (Debian's `fwknop`, or `knocker spa --fwknop`) from `from` to `server`
+/// with the stanza's keys and these options; asserts it ran.
+fn fwknop_client(from: &Netns, program: &str, server: &str, args: &[&str]) {
+    let mut c = from.command(program);
+    if program != "fwknop" {
+        c.args(["spa", "--fwknop"]);
+    } else {
+        c.args(["--no-save-args", "--no-rc-file", "--use-hmac"]);
+    }
+    let out = c
+        .args(["-D", server, "--key-rijndael", FWKNOP_KEY])
+        .args(["--key-hmac", FWKNOP_HMAC])
+        .args(args)
+        .env("HOME", "/nonexistent")
+        .output()
+        .expect("run the fwknop client");
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_force_nat_stanza_sends_alice_alone_to_the_inner_hosts_ssh_for_fwknop_clients() {
+    if !e2e(&["sysctl", "sshd", "ssh", "ssh-keygen", "fwknop"]) {
+        return;
+    }
+    let dir = lab::TempDir::new("fwd-force-nat");
+    let access = force_nat_access_conf(&dir).display().to_string();
+    let mut inner = None;
+    let w = World::start_with("fnat", |lab| {
+        inner = Some(inner_namespace(lab));
+        Knockerd::start_args(lab, &["--fwknop-access", &access])
+    });
+    let _sshd = Sshd::start(inner.as_ref().expect("inner"), &dir);
+    let check = w
+        .lab
+        .server
+        .exec(
+            env!("CARGO_BIN_EXE_knockerd"),
+            &["check", "--fwknop-access", &access],
+        )
+        .expect("knockerd check");
+    assert!(
+        check.contains(&format!("tcp/{NAT_PORT} -> {INNER}:22")),
+        "{check}"
+    );
+    for (who, to) in [
+        (&w.lab.alice, Lab::SERVER_FOR_ALICE),
+        (&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
+    ] {
+        assert_eq!(reach_nat(who, to, Duration::ZERO), Reach::Silent);
+    }
+
+    // Debian's fwknop, asking for NAT to the inner host as fwknopd's users do
+    let nat = format!("{INNER}:22");
+    let port = format!("tcp/{NAT_PORT}");
+    fwknop_client(
+        &w.lab.alice,
+        "fwknop",
+        Lab::SERVER_FOR_ALICE,
+        &["-A", &port, "-N", &nat, "-a", Lab::ALICE],
+    );
+    let g = w.wait_grants(1, Duration::from_secs(5));
+    assert_eq!(
+        g.iter()
+            .map(|g| (g.to.as_str(), g.service.as_str()))
+            .collect::<Vec<_>>(),
+        [(Lab::ALICE, port.as_str())],
+        "{}",
+        w.daemon.log()
+    );
+    let out = alice_ssh(&w, &dir, "cat /proc/net/dev | grep -c eth0");
+    assert!(
+        out.status.success(),
+        "alice's ssh through the server: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        w.daemon.log()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "1\n",
+        "on the inner host"
+    );
+    assert_eq!(
+        reach_nat(&w.lab.mallory, Lab::SERVER_FOR_MALLORY, Duration::ZERO),
+        Reach::Silent,
+        "alice's grant sends nobody else on"
+    );
+    grant_expires_and_nat_closes(&w);
+
+    // knocker's own client, naming another inner host: the stanza's FORCE_NAT decides where
+    // the connection goes, never the packet
+    let knocker = knocker_client().display().to_string();
+    fwknop_client(
+        &w.lab.alice,
+        &knocker,
+        Lab::SERVER_FOR_ALICE,
+        &["-A", &port, "-N", "10.200.3.9:22", "-a", Lab::ALICE],
+    );
+    assert_eq!(w.wait_grants(1, Duration::from_secs(5)).len(), 1);
+    let out = alice_ssh(&w, &dir, "echo again");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        reach_nat(&w.lab.mallory, Lab::SERVER_FOR_MALLORY, Duration::ZERO),
+        Reach::Silent
+    );
+    let names = inner.as_ref().map(|n| n.name().to_string());
+    drop(_sshd);
+    w.finish();
+    drop(inner);
+    lab::assert_removed(&names.into_iter().collect::<Vec<_>>());
+}
+
+/// The same access.conf, unchanged, under Debian's fwknopd with ENABLE_IPT_FORWARDING: knocker's
+/// `-N` is what fwknopd's users send, and it takes alice to the inner host's sshd there too.
+#[test]
+fn the_same_force_nat_access_conf_under_debians_fwknopd_takes_knockers_nat_request() {
+    if !e2e(&["sysctl", "sshd", "ssh", "ssh-keygen", "fwknopd", "iptables"]) {
+        return;
+    }
+    let dir = lab::TempDir::new("fwd-fwknopd-nat");
+    let access = force_nat_access_conf(&dir);
+    let conf = dir.private(
+        "fwknopd.conf",
+        "PCAP_INTF to-alice;\nENABLE_IPT_FORWARDING Y;\n",
+    );
+    let lab = Lab::new("fwdnat").expect("lab");
+    let inner = inner_namespace(&lab);
+    let _sshd = Sshd::start(&inner, &dir);
+    let d = Fwknopd::start(
+        &lab.server,
+        &conf,
+        &access,
+        &dir.join("fwknopd"),
+        "to-alice",
+    );
+    let to = |addr: &str| SocketAddr::new(ip(addr), NAT_PORT);
+    assert_ne!(
+        connect_within(&lab.alice, to(Lab::SERVER_FOR_ALICE), Duration::ZERO),
+        Reach::Connected
+    );
+    let knocker = knocker_client().display().to_string();
+    let port = format!("tcp/{NAT_PORT}");
+    let nat = format!("{INNER}:22");
+    fwknop_client(
+        &lab.alice,
+        &knocker,
+        Lab::SERVER_FOR_ALICE,
+        &["-A", &port, "-N", &nat, "-a", Lab::ALICE],
+    );
+    assert_eq!(
+        connect_within(
+            &lab.alice,
+            to(Lab::SERVER_FOR_ALICE),
+            Duration::from_secs(5)
+        ),
+        Reach::Connected,
+        "fwknopd's DNAT: {}",
+        lab.server
+            .exec("iptables", &["-t", "nat", "-n", "-L"])
+            .unwrap_or_default()
+    );
+    let out = alice_ssh_in(&lab, &dir, "cat /proc/net/dev | grep -c eth0");
+    assert!(
+        out.status.success(),
+        "alice's ssh through fwknopd's DNAT: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "1\n",
+        "on the inner host"
+    );
+    // fwknopd's DNAT is for alice's address alone
+    assert_ne!(
+        connect_within(&lab.mallory, to(Lab::SERVER_FOR_MALLORY), Duration::ZERO),
+        Reach::Connected
+    );
+    drop(d);
+    let names = [inner.name().to_string()];
+    drop(inner);
+    drop(lab);
+    lab::assert_removed(&names);
 }

@@ -503,7 +503,7 @@ SOURCE 10.0.0.0/255.0.255.0
         "{}",
         reasons(1)
     );
-    assert!(reasons(2).contains("access.conf:9: FORCE_NAT: knockerd does not forward or NAT yet"));
+    assert!(reasons(2).contains("access.conf:9: FORCE_NAT without OPEN_PORTS"));
     assert!(reasons(2).contains(
         "access.conf:10: ENABLE_CMD_EXEC Y: fwknopd runs any command a key holder sends"
     ));
@@ -522,7 +522,7 @@ SOURCE 10.0.0.0/255.0.255.0
     assert!(reasons(5).contains("--use-hmac"));
     for v in ["FORWARD_ALL", "FORCE_MASQUERADE", "DISABLE_DNAT"] {
         assert!(
-            reasons(6).contains(&format!("{v} Y: knockerd does not forward or NAT yet")),
+            reasons(6).contains(&format!("{v} Y: knockerd does not")),
             "{}",
             reasons(6)
         );
@@ -1993,3 +1993,127 @@ const DEBIAN_FWKNOPD_CONF: &str = r#"#
 
 ###EOF###
 "#;
+
+#[test]
+fn force_nat_sends_the_stanzas_open_ports_on_to_its_inner_host() {
+    let d = TempDir::new("fwknop-force-nat");
+    let k = keys();
+    let write = |name: &str, text: String| d.private(name, &text);
+    // a FORCE_NAT stanza with OPEN_PORTS becomes a door with `nat`; another stanza that opens
+    // other ports only is fine beside it
+    let access = write(
+        "access.conf",
+        format!("SOURCE ANY\n{k}OPEN_PORTS tcp/2222\nFORCE_NAT 10.200.3.2 22\nSOURCE ANY\n{k}OPEN_PORTS tcp/22\n"),
+    );
+    let (c, _) = fwknop::doors::load(&access, None, fwknop::Legacy::Refuse).unwrap_or_else(|e| panic!("{e}"));
+    let to: std::net::SocketAddr = "10.200.3.2:22".parse().expect("address");
+    assert_eq!(c.doors[0].forward, Some(knockerd::config::Forward::Nat(to)));
+    assert_eq!(c.doors[1].forward, None);
+    assert_eq!(c.nat_targets(), vec![(Service::tcp(2222), to)]);
+    assert_eq!(c.forwarded(), vec![Service::tcp(2222)]);
+    assert!(to_toml(&fwknop::load(&access, None).expect("loads"))
+        .contains("open = [\"tcp/2222\"]\n# note: FORCE_NAT: granted connections to these services are sent on to this inner host.\nnat = \"10.200.3.2:22\"\n"));
+
+    // a stanza that could grant the same port (its own OPEN_PORTS, or whatever the client
+    // asks for) would send its clients on as well: refused with its line, unless RESTRICT_PORTS
+    for (other, line) in [
+        ("OPEN_PORTS tcp/2222\n", 6),
+        ("", 6),
+        ("OPEN_PORTS tcp/2222\nFORCE_NAT 10.200.3.3 22\n", 6),
+    ] {
+        let access = write(
+            "clash.conf",
+            format!("SOURCE ANY\n{k}OPEN_PORTS tcp/2222\nFORCE_NAT 10.200.3.2 22\nSOURCE 10.0.0.0/8\n{k}{other}"),
+        );
+        let e = fwknop::doors::load(&access, None, fwknop::Legacy::Refuse)
+            .expect_err("a shared port")
+            .to_string();
+        assert!(
+            e.contains(&format!("clash.conf:{line}: stanza #2 can grant tcp/2222, which stanza #1 (line 1) sends on to 10.200.3.2:22 (FORCE_NAT)")),
+            "{e}"
+        );
+    }
+    let access = write(
+        "restricted.conf",
+        format!("SOURCE ANY\n{k}OPEN_PORTS tcp/2222\nFORCE_NAT 10.200.3.2 22\nSOURCE 10.0.0.0/8\n{k}RESTRICT_PORTS tcp/2222\n"),
+    );
+    fwknop::doors::load(&access, None, fwknop::Legacy::Refuse).unwrap_or_else(|e| panic!("{e}"));
+    // the same inner host and port in two stanzas (two keys) is one DNAT
+    let access = write(
+        "two.conf",
+        format!("SOURCE ANY\n{k}OPEN_PORTS tcp/2222\nFORCE_NAT 10.200.3.2 22\nSOURCE 10.0.0.0/8\n{k}OPEN_PORTS tcp/2222\nFORCE_NAT 10.200.3.2 22\n"),
+    );
+    fwknop::doors::load(&access, None, fwknop::Legacy::Refuse).unwrap_or_else(|e| panic!("{e}"));
+
+    // what knockerd does not do is a reason, with its line
+    let c = parse(&format!(
+        "SOURCE 10.0.0.1\n{k}FORCE_NAT 10.200.3.2 22\n\
+         SOURCE 10.0.0.2\n{k}OPEN_PORTS tcp/2222\nFORCE_NAT 10.200.3.2 0\n\
+         SOURCE 10.0.0.3\n{k}OPEN_PORTS tcp/2222\nFORCE_NAT 10.200.3.2 22\nFORCE_SNAT 10.200.1.1\n\
+         SOURCE 10.0.0.4\n{k}OPEN_PORTS tcp/2222\nFORCE_NAT 10.200.3.2 22\nFORCE_MASQUERADE Y\n\
+         SOURCE ANY\n{k}"
+    ));
+    assert_eq!(c.stanzas.len(), 1);
+    let reasons: Vec<String> = c.refused.iter().map(|r| r.reasons.join("\n")).collect();
+    assert!(
+        reasons[0].contains("access.conf:4: FORCE_NAT without OPEN_PORTS"),
+        "{reasons:?}"
+    );
+    assert!(reasons[1].contains("access.conf:9: FORCE_NAT 10.200.3.2:0: knockerd forwards only to an inner host's address and a port other than 0"), "{reasons:?}");
+    assert!(
+        reasons[2]
+            .contains("access.conf:15: FORCE_SNAT: knockerd does not rewrite source addresses"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[3].contains("access.conf:21: FORCE_MASQUERADE Y: knockerd does not masquerade"),
+        "{reasons:?}"
+    );
+}
+
+#[test]
+fn an_imported_force_nat_stanza_is_a_native_nat_door_that_takes_a_nat_request() {
+    use knocker_wire::fwknop::{FwknopKeys, MessageType, NatAccess, SpaMessage};
+    let d = TempDir::new("fwknop-force-nat-import");
+    let k = keys();
+    let access = d.private(
+        "access.conf",
+        &format!("SOURCE ANY\n{k}OPEN_PORTS tcp/2222\nFORCE_NAT 10.200.3.2 22\n"),
+    );
+    let toml = to_toml(&fwknop::load(&access, None).expect("loads"))
+        .replace("/etc/knocker/", &format!("{}/", d.join("").display()));
+    for (file, key) in [
+        ("fwknop-1.fwknop.key", ENC_B64),
+        ("fwknop-1.fwknop.hmac.key", HMAC_B64),
+    ] {
+        d.private(file, &format!("{key}\n"));
+    }
+    let c = knockerd::config::native::parse(Path::new("k.toml"), &toml)
+        .unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    let to: std::net::SocketAddr = "10.200.3.2:22".parse().expect("address");
+    assert_eq!(c.doors[0].forward, Some(knockerd::config::Forward::Nat(to)));
+    let knocker_engine::Kind::Spa(spa) = &c.doors[0].spec.kind else {
+        panic!("an SPA door")
+    };
+    let keys = FwknopKeys::new(
+        zeroize::Zeroizing::new(b"abcdefghijklmnop".to_vec()),
+        zeroize::Zeroizing::new(b"qrstuvwxyz0123456789".to_vec()),
+        Digest::Sha256,
+    )
+    .expect("keys");
+    let mut m = SpaMessage::access(
+        "alice",
+        1_000_000,
+        std::net::Ipv4Addr::new(10, 200, 1, 2),
+        vec![Service::tcp(2222)],
+        None,
+    );
+    m.message_type = MessageType::NatAccess;
+    m.nat = Some(NatAccess {
+        host: "192.0.2.9".into(),
+        port: 22,
+    });
+    let packet = knocker_wire::fwknop::encode(&keys, &m, getrandom::fill).expect("encode");
+    let r = (spa.decode)(packet.as_bytes(), 0).expect("a nat door takes fwknop -N");
+    assert_eq!(r.access, [Service::tcp(2222)]);
+}

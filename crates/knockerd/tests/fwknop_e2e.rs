@@ -110,6 +110,29 @@ fn debian_fwknop_opens_for_alice_only_with_an_unchanged_access_conf() {
 }
 
 #[test]
+fn a_nat_request_to_a_stanza_without_force_nat_opens_nothing() {
+    if !e2e(&["fwknop"]) {
+        return;
+    }
+    let s = setup("nat", &basic_access());
+    let w = world("fwknat", &s);
+    // fwknopd with ENABLE_IPT_FORWARDING would send alice wherever the packet says
+    let mut args = vec!["-A", "tcp/2222", "-N", "10.200.3.2:22", "-a", Lab::ALICE];
+    args.extend(keys());
+    fwknop(&w, &args);
+    w.daemon.wait_log(
+        "honours only in a stanza with FORCE_NAT",
+        Duration::from_secs(5),
+    );
+    assert!(w.grants().is_empty(), "{:?}", w.grants());
+    assert_eq!(
+        w.connect(&w.lab.alice, Lab::SERVER_FOR_ALICE),
+        Reach::Silent
+    );
+    w.finish();
+}
+
+#[test]
 fn debian_fwknop_option_sets() {
     if !e2e(&["fwknop"]) {
         return;
@@ -347,19 +370,6 @@ fn knockers_own_fwknop_packets_open_knockerd() {
     w.finish();
 }
 
-/// Debian's fwknopd, run in the server namespace with its iptables backend, killed on drop.
-struct Fwknopd {
-    child: std::process::Child,
-    log: Log,
-}
-
-impl Drop for Fwknopd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn knockers_fwknop_packets_open_debians_fwknopd() {
     if !e2e(&["fwknop", "fwknopd", "iptables"]) {
@@ -369,26 +379,7 @@ fn knockers_fwknop_packets_open_debians_fwknopd() {
     let conf = s.dir.join("fwknopd.conf");
     std::fs::write(&conf, "PCAP_INTF to-alice;\nENABLE_IPT_FORWARDING N;\n").expect("fwknopd.conf");
     let lab = Lab::new("fwkd").expect("lab");
-    let mut child = lab
-        .server
-        .command("fwknopd")
-        .args(knocker_lab::fwknopd::args(&conf, &s.access, &s.dir).expect("fwknopd's files"))
-        .args(["-i", "to-alice"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start fwknopd");
-    let log = Log::echoed("fwknopd");
-    log.capture(&mut child, |_| {});
-    let mut d = Fwknopd { child, log };
-    if let Err(e) = d.log.wait_for(
-        "Starting fwknopd",
-        Duration::from_secs(10),
-        Some(&mut d.child),
-    ) {
-        panic!("fwknopd did not start: it {e}");
-    }
-    std::thread::sleep(Duration::from_millis(300)); // pcap is open once it logs its filter
+    let mut d = Fwknopd::start(&lab.server, &conf, &s.access, &s.dir, "to-alice");
     let out = lab
         .alice
         .command(&knocker_client().display().to_string())

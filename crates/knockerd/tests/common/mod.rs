@@ -449,6 +449,52 @@ pub fn knocker_client() -> PathBuf {
     path
 }
 
+/// Debian's fwknopd, run in `netns` with its iptables backend on `conf` and `access`, its own
+/// files in `state`, capturing on `iface`; started (it said so, and its capture is open) and
+/// killed on drop.
+pub struct Fwknopd {
+    pub child: std::process::Child,
+    pub log: Log,
+}
+
+impl Fwknopd {
+    pub fn start(
+        netns: &Netns,
+        conf: &std::path::Path,
+        access: &std::path::Path,
+        state: &std::path::Path,
+        iface: &str,
+    ) -> Fwknopd {
+        let mut child = netns
+            .command("fwknopd")
+            .args(knocker_lab::fwknopd::args(conf, access, state).expect("fwknopd's files"))
+            .args(["-i", iface])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start fwknopd");
+        let log = Log::echoed("fwknopd");
+        log.capture(&mut child, |_| {});
+        let mut d = Fwknopd { child, log };
+        if let Err(e) = d.log.wait_for(
+            "Starting fwknopd",
+            Duration::from_secs(10),
+            Some(&mut d.child),
+        ) {
+            panic!("fwknopd did not start: it {e}");
+        }
+        std::thread::sleep(Duration::from_millis(300)); // pcap is open once it logs its filter
+        d
+    }
+}
+
+impl Drop for Fwknopd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A door config for tests.
 pub fn door_config(extra_daemon: &str, door: &str) -> String {
     format!("[daemon]\nnflog_group = 4100\n{extra_daemon}\n\n[door.ssh]\nopen = [\"tcp/{SERVICE}\"]\n{door}\n")

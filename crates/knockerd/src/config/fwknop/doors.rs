@@ -4,7 +4,7 @@
 //! The stanza's keys go into the decoder closure handed to the engine (see
 //! `knocker_engine::Spa`): HMAC in constant time first, then decryption, in knocker-wire.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,20 +15,22 @@ use knocker_wire::fwknop::{self, FwknopKeys, MessageType};
 use crate::config::fwknop::{self as fwknop_conf, FwknopConf, Network, Stanza};
 use crate::config::{Command, CommandVars, Config, ConfigError, Door, DoorKind, DEFAULT_STATE_DIR};
 
-/// The decoder for one stanza's keys.
-pub fn decoder(keys: FwknopKeys) -> SpaDecode {
-    decoder_named(keys, String::new())
+/// The decoder for one stanza's keys. `force_nat`: the stanza has FORCE_NAT, so a client's NAT
+/// request (`fwknop -N`) is taken as an access request to the stanza's own inner host, as
+/// fwknopd takes it; the inner host the client names is never used.
+pub fn decoder(keys: FwknopKeys, force_nat: bool) -> SpaDecode {
+    decoder_named(keys, String::new(), force_nat)
 }
 
 /// How often a legacy door says again that it decrypted a packet without authenticating it.
 const LEGACY_WARNING_EVERY: u64 = 60;
 
-/// The decoder for one stanza's keys; `door` names it in the legacy mode's warnings.
+/// [`decoder`]; `door` names it in the legacy mode's warnings.
 ///
 /// With legacy keys (no HMAC), a packet that decrypts is logged as such, at most once a
 /// minute with the count since the last line; its replay key is its plaintext's digest (see
 /// `fwknop::decode_with_replay_key`), which the engine remembers besides the packet's.
-fn decoder_named(keys: FwknopKeys, door: String) -> SpaDecode {
+fn decoder_named(keys: FwknopKeys, door: String, force_nat: bool) -> SpaDecode {
     let keys = Arc::new(keys);
     let legacy = keys.is_legacy();
     // (the Unix second of the last warning, packets since)
@@ -57,7 +59,11 @@ fn decoder_named(keys: FwknopKeys, door: String) -> SpaDecode {
             (
                 MessageType::Access | MessageType::ClientTimeoutAccess,
                 fwknop::SpaRequest::Access(access),
-            ) => Ok(SpaRequest {
+            )
+            | (
+                MessageType::NatAccess | MessageType::ClientTimeoutNatAccess,
+                fwknop::SpaRequest::Access(access),
+            ) if force_nat || !msg.message_type.is_nat() => Ok(SpaRequest {
                 username: msg.username,
                 timestamp: msg.timestamp,
                 allow: msg.allow,
@@ -66,8 +72,13 @@ fn decoder_named(keys: FwknopKeys, door: String) -> SpaDecode {
                 replay_id: legacy.then_some(replay_key),
                 counter: None,
             }),
+            (t @ (MessageType::LocalNatAccess | MessageType::ClientTimeoutLocalNatAccess), _) => {
+                Err(SpaError::Unsupported(format!(
+                    "{t}: local NAT (fwknop --nat-local) is not supported; send a plain access request for the port itself"
+                )))
+            }
             (t, _) if t.is_nat() => Err(SpaError::Unsupported(format!(
-                "{t} messages (NAT forwarding) are not supported yet; send a plain access request"
+                "{t}: the packet names its own inner host (fwknop -N), which knockerd honours only in a stanza with FORCE_NAT, where the admin names the inner host; send a plain access request"
             ))),
             (t, _) => Err(SpaError::Unsupported(format!(
                 "{t} messages are not supported: knockerd runs no command from a packet"
@@ -205,7 +216,7 @@ fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option
         precheck: None,
         rate_limit: None,
         proto: knocker_engine::Proto::Udp,
-        decode: decoder_named(keys, s.door_name()),
+        decode: decoder_named(keys, s.door_name(), s.force_nat.is_some()),
         port: conf.spa_port,
         allowed: networks(&s.sources),
         max_age: conf.max_age,
@@ -229,7 +240,9 @@ fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option
         },
         // a command cycle is the firewall, as in fwknopd: knockerd's table drops nothing for it
         protect: s.cmd_cycle.is_none(),
-        forward: None,
+        forward: s
+            .force_nat
+            .map(|to| crate::config::Forward::Nat(SocketAddr::V4(to))),
         repeat_start_command: false,
         start_command,
         stop_command,
@@ -260,6 +273,41 @@ pub fn doors(conf: &FwknopConf) -> (Vec<Door>, Vec<String>) {
     (doors, warnings)
 }
 
+/// A port a FORCE_NAT stanza sends on is that stanza's alone: a grant element is an address and
+/// a service, and the nat chain sends on every source that holds one, whichever stanza granted
+/// it. So no other stanza may grant that port, by its OPEN_PORTS or by opening whatever the
+/// client asks for (no OPEN_PORTS, unless its RESTRICT_PORTS excludes the port); fwknopd would
+/// open such a grant on this host only, and knockerd refuses to start rather than send it on.
+fn check_nat(stanzas: &[Stanza]) -> Result<(), ConfigError> {
+    for nat in stanzas.iter().filter(|s| s.force_nat.is_some()) {
+        for service in &nat.open_ports {
+            let other = stanzas.iter().find(|o| {
+                o.number != nat.number
+                    && o.force_nat != nat.force_nat
+                    && if o.open_ports.is_empty() {
+                        !o.restrict_ports.contains(service)
+                    } else {
+                        o.open_ports.contains(service)
+                    }
+            });
+            if let Some(o) = other {
+                return Err(ConfigError {
+                    file: o.file.clone(),
+                    line: Some(o.line),
+                    message: format!(
+                        "stanza #{} can grant {service}, which stanza #{} (line {}) sends on to {} (FORCE_NAT): a grant of either would do both; give the FORCE_NAT stanza its own port, or add RESTRICT_PORTS {service} here",
+                        o.number,
+                        nat.number,
+                        nat.line,
+                        nat.force_nat.map_or_else(String::new, |t| t.to_string())
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Reads an access.conf (and fwknopd.conf) into a configuration; warnings alongside.
 pub fn load(
     access: &Path,
@@ -280,6 +328,7 @@ pub fn load(
     }
     let (doors, more) = doors(&conf);
     warnings.extend(more);
+    check_nat(&conf.stanzas)?;
     if doors.is_empty() {
         return Err(ConfigError {
             file: access.to_path_buf(),
@@ -425,5 +474,60 @@ mod tests {
             cmd.argv_for("10.200.1.2".parse().unwrap())[1..4],
             ["10.200.1.2", "%PKT_SRC%", "%DST%"]
         );
+    }
+
+    #[test]
+    fn a_nat_request_is_access_to_a_force_nat_stanzas_own_host_and_refused_elsewhere() {
+        use knocker_wire::fwknop::{Digest, NatAccess, SpaMessage};
+        let keys = || {
+            FwknopKeys::new(
+                zeroize::Zeroizing::new(b"abcdefghijklmnop".to_vec()),
+                zeroize::Zeroizing::new(b"qrstuvwxyz".to_vec()),
+                Digest::Sha256,
+            )
+            .expect("keys")
+        };
+        let packet = |message_type: MessageType, timeout: Option<u32>| {
+            let mut m = SpaMessage::access(
+                "alice",
+                1_000_000,
+                Ipv4Addr::new(10, 200, 1, 2),
+                vec![knocker_engine::Service::tcp(2222)],
+                timeout,
+            );
+            m.message_type = message_type;
+            m.nat = message_type.is_nat().then(|| NatAccess {
+                host: "192.0.2.9".into(),
+                port: 22,
+            });
+            fwknop::encode(&keys(), &m, getrandom::fill).expect("encode")
+        };
+        let forced = decoder(keys(), true);
+        let plain = decoder(keys(), false);
+        for (t, timeout) in [
+            (MessageType::NatAccess, None),
+            (MessageType::ClientTimeoutNatAccess, Some(60)),
+        ] {
+            let p = packet(t, timeout);
+            let r = forced(p.as_bytes(), 0).expect("FORCE_NAT takes a NAT request");
+            assert_eq!(r.access, [knocker_engine::Service::tcp(2222)]);
+            assert_eq!(r.client_timeout, timeout);
+            match plain(p.as_bytes(), 0) {
+                Err(SpaError::Unsupported(why)) => assert!(
+                    why.contains("honours only in a stanza with FORCE_NAT"),
+                    "{why}"
+                ),
+                other => panic!("a client-chosen inner host must be refused: {other:?}"),
+            }
+        }
+        let local = packet(MessageType::LocalNatAccess, None);
+        for d in [&forced, &plain] {
+            assert!(
+                matches!(d(local.as_bytes(), 0), Err(SpaError::Unsupported(w)) if w.contains("local NAT"))
+            );
+        }
+        // a plain access request still opens a FORCE_NAT stanza (fwknopd's too)
+        let access = packet(MessageType::Access, None);
+        assert!(forced(access.as_bytes(), 0).is_ok() && plain(access.as_bytes(), 0).is_ok());
     }
 }

@@ -73,7 +73,8 @@ pub(super) struct Draft {
     pub(super) gpg_remote: bool,
     /// Other GPG_* variables: without a decryption password they do nothing.
     pub(super) gpg_other: Vec<(Loc, String)>,
-    pub(super) force_nat: Option<Loc>,
+    /// FORCE_NAT's inner host: where granted connections to the stanza's OPEN_PORTS go.
+    pub(super) force_nat: At<std::net::SocketAddrV4>,
     pub(super) force_snat: Option<Loc>,
     pub(super) force_masquerade: At<bool>,
     pub(super) forward_all: At<bool>,
@@ -495,22 +496,21 @@ impl Draft {
             b"FORCE_NAT" => {
                 let t = String::from_utf8_lossy(val).into_owned();
                 let mut words = t.split_ascii_whitespace();
-                let ok = matches!(
-                    (
-                        words.next().map(str::parse::<Ipv4Addr>),
-                        words.next().map(str::parse::<u16>)
-                    ),
-                    (Some(Ok(_)), Some(Ok(_)))
-                );
-                if !ok {
-                    return Err(at.error(format!(
-                        "FORCE_NAT {t:?}: fwknopd needs <IP> <PORT> and refuses this"
-                    )));
-                }
+                let target = match (
+                    words.next().map(str::parse::<Ipv4Addr>),
+                    words.next().map(str::parse::<u16>),
+                ) {
+                    (Some(Ok(ip)), Some(Ok(port))) => std::net::SocketAddrV4::new(ip, port),
+                    _ => {
+                        return Err(at.error(format!(
+                            "FORCE_NAT {t:?}: fwknopd needs <IP> <PORT> and refuses this"
+                        )))
+                    }
+                };
                 if fwknopd.file.is_some() && !fwknopd.nat_enabled {
                     return Err(at.error("FORCE_NAT requires ENABLE_IPT_FORWARDING or ENABLE_IPT_LOCAL_NAT in fwknopd.conf: fwknopd refuses to start"));
                 }
-                self.force_nat = Some(at.clone());
+                self.force_nat = Some((at.clone(), target));
             }
             b"FORCE_SNAT" => {
                 let t = String::from_utf8_lossy(val).into_owned();

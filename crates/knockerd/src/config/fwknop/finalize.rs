@@ -3,6 +3,8 @@
 //! each with its line. A stanza with no reason becomes a [`Stanza`], one with reasons a
 //! [`RefusedStanza`]; what fwknopd refuses is a [`ConfigError`].
 
+use std::net::SocketAddrV4;
+
 use knocker_engine::Service;
 use knocker_wire::fwknop::{MAX_ENC_KEY, MAX_HMAC_KEY};
 use zeroize::Zeroizing;
@@ -70,7 +72,7 @@ pub(super) fn finalize(
     refuse_keys(&mut d, &key, &hmac, (&source_at, legacy), &mut reasons);
     let hmac_digest = refuse_ciphers(&d, &mut reasons);
     refuse_cmd_exec(&mut d, &mut reasons);
-    refuse_nat(&d, &mut reasons);
+    let force_nat = refuse_nat(&d, &lists, &mut reasons);
     let cmd_cycle = cmd_cycle(&mut d, &lists);
     let access_expire = expiry(&mut d, now);
 
@@ -110,6 +112,7 @@ pub(super) fn finalize(
         require_username: d.require_username.take().map(|(_, u)| u),
         require_source_address: d.require_source_address,
         cmd_cycle,
+        force_nat,
         key_origin: format!("{} at {key_at}", d.key_var),
         hmac_origin,
         warnings: d.warnings,
@@ -301,29 +304,40 @@ fn refuse_cmd_exec(d: &mut Draft, reasons: &mut Vec<String>) {
     }
 }
 
-/// Forwarding and NAT are reasons: knockerd opens this host only.
-fn refuse_nat(d: &Draft, reasons: &mut Vec<String>) {
-    if let Some(at) = &d.force_nat {
-        reasons.push(reason(
-            at,
-            "FORCE_NAT: knockerd does not forward or NAT yet; grants open this host only".into(),
-        ));
-    }
-    if let Some(at) = &d.force_snat {
-        reasons.push(reason(at, "FORCE_SNAT: knockerd does not NAT yet".into()));
-    }
-    for (slot, var) in [
-        (&d.force_masquerade, "FORCE_MASQUERADE"),
-        (&d.forward_all, "FORWARD_ALL"),
-        (&d.disable_dnat, "DISABLE_DNAT"),
-    ] {
-        if let Some((at, true)) = slot {
-            reasons.push(reason(
-                at,
-                format!("{var} Y: knockerd does not forward or NAT yet"),
-            ));
+/// FORCE_NAT is honoured as knockerd's own DNAT (a `nat` door) for the stanza's OPEN_PORTS;
+/// what knockerd does not do (SNAT, masquerading, forwarding without DNAT) is a reason.
+fn refuse_nat(d: &Draft, lists: &Lists, reasons: &mut Vec<String>) -> Option<SocketAddrV4> {
+    let mut target = None;
+    if let Some((at, to)) = &d.force_nat {
+        let ip = to.ip();
+        if to.port() == 0
+            || ip.is_unspecified()
+            || ip.is_loopback()
+            || ip.is_multicast()
+            || ip.is_broadcast()
+        {
+            reasons.push(reason(at, format!("FORCE_NAT {to}: knockerd forwards only to an inner host's address and a port other than 0")));
+        } else if lists.open_ports.is_empty() {
+            reasons.push(reason(at, "FORCE_NAT without OPEN_PORTS: knockerd sends on only the ports a stanza lists; add OPEN_PORTS with the port clients ask for (e.g. OPEN_PORTS tcp/2222)".into()));
+        } else if d.cmd_cycle_open.is_some() {
+            reasons.push(reason(at, "FORCE_NAT with CMD_CYCLE_OPEN: fwknopd runs the commands instead of any firewall rule; remove one of them".into()));
+        } else {
+            target = Some(*to);
         }
     }
+    if let Some(at) = &d.force_snat {
+        reasons.push(reason(at, "FORCE_SNAT: knockerd does not rewrite source addresses; give the inner host a route back through this one and remove the line (FORCE_NAT alone is honoured)".into()));
+    }
+    for (slot, var, why) in [
+        (&d.force_masquerade, "FORCE_MASQUERADE", "knockerd does not masquerade; give the inner host a route back through this one and remove the line (FORCE_NAT alone is honoured)"),
+        (&d.forward_all, "FORWARD_ALL", "knockerd does not forward every port to an inner host; use FORCE_NAT with OPEN_PORTS"),
+        (&d.disable_dnat, "DISABLE_DNAT", "knockerd does not forward without DNAT from an access.conf; a native door with `forward = [hosts]` does that"),
+    ] {
+        if let Some((at, true)) = slot {
+            reasons.push(reason(at, format!("{var} Y: {why}")));
+        }
+    }
+    target
 }
 
 /// CMD_CYCLE_OPEN with CMD_CYCLE_CLOSE (fwknopd_valid() made sure they come as a pair).

@@ -156,6 +156,14 @@ fn door_open(out: &mut String, s: &Stanza) {
             );
         }
         out.push_str(&format!("open = {}\n", list(&s.open_ports)));
+        if let Some(to) = s.force_nat {
+            comment(
+                out,
+                "note: ",
+                "FORCE_NAT: granted connections to these services are sent on to this inner host.",
+            );
+            out.push_str(&format!("nat = \"{to}\"\n"));
+        }
     }
 }
 

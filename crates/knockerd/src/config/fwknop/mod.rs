@@ -317,6 +317,9 @@ pub struct Stanza {
     pub require_source_address: bool,
     /// Run commands instead of opening the firewall.
     pub cmd_cycle: Option<CmdCycle>,
+    /// FORCE_NAT: granted connections to `open_ports` are sent on to this inner host (knockerd's
+    /// own DNAT, a door with `nat`).
+    pub force_nat: Option<std::net::SocketAddrV4>,
     /// Warnings about this stanza, each `file:line: what` (also in [`FwknopConf::warnings`]).
     pub warnings: Vec<String>,
     key_origin: String,
@@ -352,6 +355,7 @@ impl fmt::Debug for Stanza {
             .field("require_username", &self.require_username)
             .field("require_source_address", &self.require_source_address)
             .field("cmd_cycle", &self.cmd_cycle)
+            .field("force_nat", &self.force_nat)
             .finish_non_exhaustive()
     }
 }

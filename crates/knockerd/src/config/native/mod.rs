@@ -1375,7 +1375,7 @@ fn fwknop_door(
             .map_or_else(|| cx.err(p.span(), "port must be 1 to 65535"), Ok)?,
     };
     let spa = knocker_engine::Spa {
-        decode: crate::config::fwknop::doors::decoder(keys),
+        decode: crate::config::fwknop::doors::decoder(keys, d.nat.is_some()),
         precheck: None,
         rate_limit: None,
         proto: knocker_engine::Proto::Udp,

@@ -164,7 +164,7 @@ const EVERY_DOOR: Section = Section {
             name: "nat",
             value: "\"ADDRESS:PORT\"",
             default: "none",
-            about: "Send the door's `open` services on to an inner host (fwknop's FORCE_NAT): a new connection to one of them, sent to this host, is DNAT'd to ADDRESS:PORT (\"10.0.0.5:22\", \"[fd00::5]:22\") while its source holds a grant, so the DNAT ends with the grant, in the kernel. The services are forwarded (as with `forward = true`) and this door's alone. The inner host must route its answers back through this host, and IP forwarding must be on.",
+            about: "Send the door's `open` services on to an inner host (fwknop's FORCE_NAT): a new connection to one of them, sent to this host, is DNAT'd to ADDRESS:PORT (\"10.0.0.5:22\", \"[fd00::5]:22\") while its source holds a grant, so the DNAT ends with the grant, in the kernel. The services are forwarded (as with `forward = true`) and this door's alone. The inner host must route its answers back through this host, and IP forwarding must be on. A `kind = \"fwknop\"` door with `nat` takes a client's NAT request (`fwknop -N`) as a request for its `open` services; the inner host the packet names is never used (without `nat`, such a request is refused).",
         },
         Key {
             name: "connections",

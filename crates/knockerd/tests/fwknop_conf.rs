@@ -2005,7 +2005,8 @@ fn force_nat_sends_the_stanzas_open_ports_on_to_its_inner_host() {
         "access.conf",
         format!("SOURCE ANY\n{k}OPEN_PORTS tcp/2222\nFORCE_NAT 10.200.3.2 22\nSOURCE ANY\n{k}OPEN_PORTS tcp/22\n"),
     );
-    let (c, _) = fwknop::doors::load(&access, None, fwknop::Legacy::Refuse).unwrap_or_else(|e| panic!("{e}"));
+    let (c, _) = fwknop::doors::load(&access, None, fwknop::Legacy::Refuse)
+        .unwrap_or_else(|e| panic!("{e}"));
     let to: std::net::SocketAddr = "10.200.3.2:22".parse().expect("address");
     assert_eq!(c.doors[0].forward, Some(knockerd::config::Forward::Nat(to)));
     assert_eq!(c.doors[1].forward, None);

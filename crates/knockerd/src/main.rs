@@ -1080,6 +1080,17 @@ fn check(
             to.join(", ")
         );
     }
+    for (to, proto, source) in c.nat_sources() {
+        let from = match source {
+            config::NatSource::Masquerade => "the server's own address (masquerade)".to_string(),
+            config::NatSource::Address(a) => a.to_string(),
+        };
+        out!(
+            "connections sent on to {to} ({proto}) leave from {from} (nat_source, in chain {} at priority {}): the inner host sees this host, not the client",
+            ruleset::SNAT_CHAIN,
+            ruleset::SNAT_PRIORITY
+        );
+    }
     check_way_in(
         &c,
         !protected.is_empty() || !forwarded.is_empty() || !routed.is_empty(),

@@ -37,6 +37,12 @@ pub const NAT_CHAIN: &str = "nat";
 /// Its priority: after the prerouting chain has judged the packet, before `dstnat` (-100), so
 /// that a granted source's new connection is sent on by knockerd's DNAT and not another's.
 pub const NAT_PRIORITY: i32 = -105;
+/// The chain that gives a `nat` door's connections a new source (`nat_source`), on the
+/// postrouting hook.
+pub const SNAT_CHAIN: &str = "postrouting";
+/// Its priority: before `srcnat` (100), where Docker's and the admin's masquerade rules run, so
+/// that the door's own choice is the one the connection keeps.
+pub const SNAT_PRIORITY: i32 = 95;
 /// Bytes of each logged knock packet copied to knockerd: IP and TCP/UDP headers with options.
 pub const SNAPLEN: u16 = 128;
 
@@ -62,6 +68,13 @@ pub struct TableSpec {
     /// Services DNAT'd to inner hosts for granted sources ([`Config::nat_targets`]). Empty:
     /// no nat chain.
     pub nat: Vec<(Service, std::net::SocketAddr)>,
+    /// The inner hosts whose connections get a new source ([`Config::nat_sources`]): (target,
+    /// protocol, source). Empty: no postrouting chain.
+    pub snat: Vec<(
+        std::net::SocketAddr,
+        knocker_engine::Proto,
+        crate::config::NatSource,
+    )>,
     pub grant_mark: u32,
     /// Sources accepted before the protected services are dropped, without overlaps (an
     /// interval set refuses them).
@@ -145,6 +158,7 @@ impl TableSpec {
             forward: c.forwarded(),
             routed: c.routed(),
             nat: c.nat_targets(),
+            snat: c.nat_sources(),
             grant_mark: c.grant_mark,
             trusted: crate::config::Net::minimal(&c.trusted),
             accept_mark: c.accept_mark,
@@ -421,6 +435,7 @@ pub fn render(spec: &TableSpec) -> String {
     }
     forward_chain(&mut s, spec, &mark);
     nat_chain(&mut s, spec);
+    snat_chain(&mut s, spec);
     s
 }
 
@@ -524,16 +539,61 @@ fn single_packet_rules(s: &mut String, spec: &TableSpec, g: &Listen) {
 /// Adds (or updates) and flushes a chain of ours on the prerouting hook, and deletes it in the
 /// same transaction unless `wanted`: whether its rules are to follow.
 fn prerouting_chain(s: &mut String, name: &str, kind: &str, priority: i32, wanted: bool) -> bool {
+    hooked_chain(s, name, kind, "prerouting", priority, wanted)
+}
+
+/// [`prerouting_chain`] on any hook.
+fn hooked_chain(
+    s: &mut String,
+    name: &str,
+    kind: &str,
+    hook: &str,
+    priority: i32,
+    wanted: bool,
+) -> bool {
     let t = format!("inet {TABLE}");
     let _ = writeln!(
         s,
-        "add chain {t} {name} {{ type {kind} hook prerouting priority {priority}; policy accept; }}"
+        "add chain {t} {name} {{ type {kind} hook {hook} priority {priority}; policy accept; }}"
     );
     let _ = writeln!(s, "flush chain {t} {name}");
     if !wanted {
         let _ = writeln!(s, "delete chain {t} {name}");
     }
     wanted
+}
+
+/// The postrouting chain of `nat` doors with `nat_source` (fwknop's FORCE_SNAT and
+/// FORCE_MASQUERADE): a connection DNAT'd to such an inner host and port leaves with the
+/// server's address (or the one given), so that an inner host without a route back through the
+/// server answers. It matches every DNAT'd connection to that inner host and port (`ct status
+/// dnat`), which the nat chain makes only for granted sources. Without such doors, the chain is
+/// added and deleted in one transaction, as the prerouting chains are.
+fn snat_chain(s: &mut String, spec: &TableSpec) {
+    let t = format!("inet {TABLE}");
+    if !hooked_chain(
+        s,
+        SNAT_CHAIN,
+        "nat",
+        "postrouting",
+        SNAT_PRIORITY,
+        !spec.snat.is_empty(),
+    ) {
+        return;
+    }
+    for (to, proto, source) in &spec.snat {
+        let ip = if to.is_ipv4() { "ip" } else { "ip6" };
+        let action = match source {
+            crate::config::NatSource::Masquerade => "masquerade".to_string(),
+            crate::config::NatSource::Address(a) => format!("snat {ip} to {a}"),
+        };
+        let _ = writeln!(
+            s,
+            "add rule {t} {SNAT_CHAIN} ct status dnat {ip} daddr {} meta l4proto {proto} th dport {} {action}",
+            to.ip(),
+            to.port()
+        );
+    }
 }
 
 /// The nat chain of doors with `nat`: a new connection sent to this host on such a door's
@@ -1220,6 +1280,7 @@ mod tests {
             forward: Vec::new(),
             routed: Vec::new(),
             nat: Vec::new(),
+            snat: Vec::new(),
             grant_mark: DEFAULT,
             trusted: vec![
                 "192.0.2.0/24".parse().expect("net"),
@@ -1311,7 +1372,8 @@ mod tests {
         // configuration that stops forwarding leaves none behind
         let none = render(&spec());
         assert!(none.contains("add chain inet knocker prerouting { type filter hook prerouting priority -110; policy accept; }\nflush chain inet knocker prerouting\ndelete chain inet knocker prerouting\n"), "{none}");
-        assert!(none.ends_with("add chain inet knocker nat { type nat hook prerouting priority -105; policy accept; }\nflush chain inet knocker nat\ndelete chain inet knocker nat\n"), "{none}");
+        assert!(none.contains("add chain inet knocker nat { type nat hook prerouting priority -105; policy accept; }\nflush chain inet knocker nat\ndelete chain inet knocker nat\n"), "{none}");
+        assert!(none.ends_with("add chain inet knocker postrouting { type nat hook postrouting priority 95; policy accept; }\nflush chain inet knocker postrouting\ndelete chain inet knocker postrouting\n"), "{none}");
         assert!(!none.contains("add rule inet knocker prerouting"), "{none}");
         let r = render(&TableSpec {
             forward: vec![Service::tcp(8080), Service::udp(5353)],
@@ -1403,7 +1465,11 @@ mod tests {
         );
         // the services are judged (and mallory dropped) in the prerouting chain, before the DNAT
         assert!(r.contains("add rule inet knocker prerouting fib daddr type local meta l4proto . th dport { tcp . 2222, tcp . 2223, udp . 2222 } drop\n"), "{r}");
-        assert!(!r.contains("delete chain"), "{r}");
+        assert!(
+            !r.contains("delete chain inet knocker nat\n")
+                && !r.contains("delete chain inet knocker prerouting\n"),
+            "{r}"
+        );
     }
 
     #[test]
@@ -1554,6 +1620,31 @@ mod tests {
         });
         assert!(r.contains("add rule inet knocker prerouting ip saddr & 255.255.255.0 . meta l4proto . th dport @allow4_24 meta mark set"), "{r}");
         assert!(r.contains("add rule inet knocker nat fib daddr type local meta l4proto tcp th dport { 2200 } ip saddr & 255.255.255.0 . meta l4proto . th dport @allow4_24 dnat ip to 10.0.0.5:22"), "{r}");
+        assert!(
+            !r.contains("add rule inet knocker postrouting"),
+            "no source rewrite asked: {r}"
+        );
+        let r = render(&TableSpec {
+            nat: vec![(Service::tcp(2200), "10.0.0.5:22".parse().expect("target"))],
+            snat: vec![
+                (
+                    "10.0.0.5:22".parse().expect("target"),
+                    knocker_engine::Proto::Tcp,
+                    crate::config::NatSource::Masquerade,
+                ),
+                (
+                    "[fd00::5]:22".parse().expect("target"),
+                    knocker_engine::Proto::Tcp,
+                    crate::config::NatSource::Address("fd00::1".parse().expect("ip")),
+                ),
+            ],
+            ..spec()
+        });
+        assert!(r.contains("add chain inet knocker postrouting { type nat hook postrouting priority 95; policy accept; }"), "{r}");
+        assert!(r.contains("add rule inet knocker postrouting ct status dnat ip daddr 10.0.0.5 meta l4proto tcp th dport 22 masquerade\n"), "{r}");
+        assert!(r.contains("add rule inet knocker postrouting ct status dnat ip6 daddr fd00::5 meta l4proto tcp th dport 22 snat ip6 to fd00::1\n"), "{r}");
+        assert!(!render(&spec()).contains("add rule inet knocker postrouting"));
+        assert!(render(&spec()).contains("delete chain inet knocker postrouting"));
         assert_eq!(netmask(true, 16), "255.255.0.0");
         assert_eq!(netmask(false, 64), "ffff:ffff:ffff:ffff::");
         // what the kernel holds reads back as the network

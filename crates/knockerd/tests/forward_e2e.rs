@@ -90,6 +90,13 @@ fn add_docker_rules(server: &Netns) {
 /// The inner host, linked to the server, its default route through it; the server forwards
 /// (in its own namespace only).
 fn inner_namespace(lab: &Lab) -> Netns {
+    inner_namespace_routed(lab, true)
+}
+
+/// [`inner_namespace`], with or without its default route through the server (without it, the
+/// inner host reaches only its own link: it answers a client only if the server rewrote the
+/// client's address to its own).
+fn inner_namespace_routed(lab: &Lab, routed: bool) -> Netns {
     let inner = Netns::unique("fwd-inner").expect("inner namespace");
     lab::netns::link(
         &lab.server,
@@ -103,7 +110,10 @@ fn inner_namespace(lab: &Lab) -> Netns {
         &[&format!("{INNER}/24"), &format!("{INNER6}/64")],
     )
     .expect("link");
-    for via in [SERVER_FOR_INNER, SERVER_FOR_INNER6] {
+    for via in [SERVER_FOR_INNER, SERVER_FOR_INNER6]
+        .into_iter()
+        .filter(|_| routed)
+    {
         inner
             .ip(&["route", "add", "default", "via", via])
             .expect("route");
@@ -802,4 +812,62 @@ fn the_same_force_nat_access_conf_under_debians_fwknopd_takes_knockers_nat_reque
     drop(inner);
     drop(lab);
     lab::assert_removed(&names);
+}
+
+#[test]
+fn a_nat_door_that_masquerades_reaches_an_inner_host_with_no_route_back() {
+    if !e2e(&["sysctl", "sshd", "ssh", "ssh-keygen"]) {
+        return;
+    }
+    let config = format!(
+        "[daemon]\nnflog_group = 4100\n\n[door.inner]\nsequence = {ALICE_SEQ:?}\nopen = [\"tcp/{NAT_PORT}\"]\nnat = \"{INNER}:22\"\nnat_source = \"masquerade\"\nopen_for = {OPEN_FOR}\n"
+    );
+    let dir = lab::TempDir::new("fwd-masq");
+    let mut inner = None;
+    let w = World::start_with("masq", |lab| {
+        // no route from the inner host to alice: only a rewritten source gets an answer
+        inner = Some(inner_namespace_routed(lab, false));
+        Knockerd::start(lab, &config)
+    });
+    let _sshd = Sshd::start(inner.as_ref().expect("inner"), &dir);
+    assert_eq!(health(&w, &config), TableHealth::Intact);
+    let check = w.check();
+    assert!(
+        check.contains("from the server's own address (masquerade)"),
+        "check says how the connections leave: {check}"
+    );
+    w.alice_knocks_and_is_granted();
+    let out = alice_ssh(&w, &dir, "echo $SSH_CLIENT");
+    assert!(
+        out.status.success(),
+        "alice's ssh through the server to an inner host with no route back: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        w.daemon.log()
+    );
+    // the inner host saw the server's address on its link, not alice's
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        seen.starts_with(&format!("{SERVER_FOR_INNER} ")),
+        "the inner host saw {seen:?}, not the server's {SERVER_FOR_INNER}"
+    );
+    assert_eq!(
+        reach_nat(&w.lab.mallory, Lab::SERVER_FOR_MALLORY, Duration::ZERO),
+        Reach::Silent,
+        "the source rewrite sends nobody on without a grant"
+    );
+    // a flush takes the postrouting chain with it; the restore puts it back
+    flush_and_wait_for_restore(&w, &config);
+    let out = alice_ssh(&w, &dir, "echo $SSH_CLIENT");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with(SERVER_FOR_INNER),
+        "after the restore: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names = inner.as_ref().map(|n| n.name().to_string());
+    drop(_sshd);
+    drop(inner);
+    w.finish();
+    if let Some(n) = names {
+        lab::assert_removed(&[n]);
+    }
 }

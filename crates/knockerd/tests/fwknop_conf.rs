@@ -520,7 +520,7 @@ SOURCE 10.0.0.0/255.0.255.0
     assert!(reasons(4).contains("access.conf:18: HMAC_DIGEST_TYPE sha3_256"));
     assert!(reasons(5).contains("access.conf:19: no HMAC_KEY or HMAC_KEY_BASE64"));
     assert!(reasons(5).contains("--use-hmac"));
-    for v in ["FORWARD_ALL", "FORCE_MASQUERADE", "DISABLE_DNAT"] {
+    for v in ["FORWARD_ALL", "DISABLE_DNAT"] {
         assert!(
             reasons(6).contains(&format!("{v} Y: knockerd does not")),
             "{}",
@@ -2054,22 +2054,27 @@ fn force_nat_sends_the_stanzas_open_ports_on_to_its_inner_host() {
          SOURCE 10.0.0.4\n{k}OPEN_PORTS tcp/2222\nFORCE_NAT 10.200.3.2 22\nFORCE_MASQUERADE Y\n\
          SOURCE ANY\n{k}"
     ));
-    assert_eq!(c.stanzas.len(), 1);
+    // FORCE_SNAT and FORCE_MASQUERADE beside FORCE_NAT are the door's nat_source
+    assert_eq!(c.stanzas.len(), 3);
+    let sources: Vec<Option<knockerd::config::NatSource>> =
+        c.stanzas.iter().map(|s| s.nat_source).collect();
+    assert_eq!(
+        sources,
+        [
+            Some(knockerd::config::NatSource::Address(
+                "10.200.1.1".parse().expect("ip")
+            )),
+            Some(knockerd::config::NatSource::Masquerade),
+            None
+        ]
+    );
     let reasons: Vec<String> = c.refused.iter().map(|r| r.reasons.join("\n")).collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
     assert!(
         reasons[0].contains("access.conf:4: FORCE_NAT without OPEN_PORTS"),
         "{reasons:?}"
     );
     assert!(reasons[1].contains("access.conf:9: FORCE_NAT 10.200.3.2:0: knockerd forwards only to an inner host's address and a port other than 0"), "{reasons:?}");
-    assert!(
-        reasons[2]
-            .contains("access.conf:15: FORCE_SNAT: knockerd does not rewrite source addresses"),
-        "{reasons:?}"
-    );
-    assert!(
-        reasons[3].contains("access.conf:21: FORCE_MASQUERADE Y: knockerd does not masquerade"),
-        "{reasons:?}"
-    );
 }
 
 #[test]

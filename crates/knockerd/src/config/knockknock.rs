@@ -478,6 +478,7 @@ pub fn load(
             },
             protect: true,
             forward: None,
+            nat_source: None,
             repeat_start_command: false,
             start_command: None,
             stop_command: None,

@@ -299,6 +299,8 @@ pub struct Door {
     /// by the port a packet is sent to, rather than in the input chain, which a forwarded packet
     /// never reaches. `None`: local services.
     pub forward: Option<Forward>,
+    /// The source a `nat` door's connections get towards the inner host (`nat_source`).
+    pub nat_source: Option<NatSource>,
     /// Run the start command again when a knock completes while the door is already open for
     /// that address (knockd's behaviour); off by default, so repeated knocks never stack rules.
     pub repeat_start_command: bool,
@@ -330,6 +332,25 @@ pub struct Door {
     pub kind: DoorKind,
     /// Line of the `[door.NAME]` header, for messages.
     pub line: usize,
+}
+
+/// How a `nat` door's connections leave towards the inner host (`nat_source`; fwknop's
+/// FORCE_MASQUERADE and FORCE_SNAT): with the address of the server's interface on the way
+/// (`"masquerade"`), or with a given address, so that an inner host without a route back through
+/// the server still answers. `None` (the default): the client's own address, as DNAT leaves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatSource {
+    Masquerade,
+    Address(IpAddr),
+}
+
+impl fmt::Display for NatSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NatSource::Masquerade => f.write_str("the server's own address (masquerade)"),
+            NatSource::Address(a) => write!(f, "{a}"),
+        }
+    }
 }
 
 /// How a door's services are forwarded ([`Door::forward`]).
@@ -1018,6 +1039,22 @@ impl Config {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The inner hosts whose connections knockerd's DNAT sends on get a new source on the way
+    /// (doors with `nat` and `nat_source`): (target, protocol, source), sorted, each once.
+    pub fn nat_sources(&self) -> Vec<(std::net::SocketAddr, Proto, NatSource)> {
+        let mut v: Vec<(std::net::SocketAddr, Proto, NatSource)> = Vec::new();
+        for d in &self.doors {
+            if let (Some(Forward::Nat(to)), Some(src)) = (&d.forward, d.nat_source) {
+                for s in &d.spec.open {
+                    if !v.contains(&(*to, s.proto, src)) {
+                        v.push((*to, s.proto, src));
+                    }
+                }
+            }
+        }
+        v
     }
 
     /// Every service knockerd DNATs for granted sources, with its inner address and port

@@ -243,6 +243,7 @@ fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option
         forward: s
             .force_nat
             .map(|to| crate::config::Forward::Nat(SocketAddr::V4(to))),
+        nat_source: s.nat_source,
         repeat_start_command: false,
         start_command,
         stop_command,

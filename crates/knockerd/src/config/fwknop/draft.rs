@@ -75,7 +75,7 @@ pub(super) struct Draft {
     pub(super) gpg_other: Vec<(Loc, String)>,
     /// FORCE_NAT's inner host: where granted connections to the stanza's OPEN_PORTS go.
     pub(super) force_nat: At<std::net::SocketAddrV4>,
-    pub(super) force_snat: Option<Loc>,
+    pub(super) force_snat: At<Ipv4Addr>,
     pub(super) force_masquerade: At<bool>,
     pub(super) forward_all: At<bool>,
     pub(super) disable_dnat: At<bool>,
@@ -514,19 +514,19 @@ impl Draft {
             }
             b"FORCE_SNAT" => {
                 let t = String::from_utf8_lossy(val).into_owned();
-                if t.split_ascii_whitespace()
+                let Some(Ok(addr)) = t
+                    .split_ascii_whitespace()
                     .next()
                     .map(str::parse::<Ipv4Addr>)
-                    .is_none_or(|r| r.is_err())
-                {
+                else {
                     return Err(at.error(format!(
                         "FORCE_SNAT {t:?}: fwknopd needs an IPv4 address and refuses this"
                     )));
-                }
+                };
                 if fwknopd.file.is_some() && !fwknopd.nat_enabled {
                     return Err(at.error("FORCE_SNAT requires ENABLE_IPT_FORWARDING or ENABLE_IPT_LOCAL_NAT in fwknopd.conf: fwknopd refuses to start"));
                 }
-                self.force_snat = Some(at.clone());
+                self.force_snat = Some((at.clone(), addr));
             }
             b"FORCE_MASQUERADE" => self.force_masquerade = Some((at.clone(), c_bool(val))),
             b"DISABLE_DNAT" => self.disable_dnat = Some((at.clone(), c_bool(val))),

@@ -72,7 +72,7 @@ pub(super) fn finalize(
     refuse_keys(&mut d, &key, &hmac, (&source_at, legacy), &mut reasons);
     let hmac_digest = refuse_ciphers(&d, &mut reasons);
     refuse_cmd_exec(&mut d, &mut reasons);
-    let force_nat = refuse_nat(&d, &lists, &mut reasons);
+    let (force_nat, nat_source) = refuse_nat(&d, &lists, &mut reasons);
     let cmd_cycle = cmd_cycle(&mut d, &lists);
     let access_expire = expiry(&mut d, now);
 
@@ -113,6 +113,7 @@ pub(super) fn finalize(
         require_source_address: d.require_source_address,
         cmd_cycle,
         force_nat,
+        nat_source,
         key_origin: format!("{} at {key_at}", d.key_var),
         hmac_origin,
         warnings: d.warnings,
@@ -304,9 +305,15 @@ fn refuse_cmd_exec(d: &mut Draft, reasons: &mut Vec<String>) {
     }
 }
 
-/// FORCE_NAT is honoured as knockerd's own DNAT (a `nat` door) for the stanza's OPEN_PORTS;
-/// what knockerd does not do (SNAT, masquerading, forwarding without DNAT) is a reason.
-fn refuse_nat(d: &Draft, lists: &Lists, reasons: &mut Vec<String>) -> Option<SocketAddrV4> {
+/// FORCE_NAT is honoured as knockerd's own DNAT (a `nat` door) for the stanza's OPEN_PORTS, and
+/// FORCE_SNAT or FORCE_MASQUERADE beside it as the door's `nat_source` (FORCE_SNAT first, as
+/// fwknopd checks it first); what knockerd does not do (forwarding every port, forwarding
+/// without DNAT) is a reason.
+fn refuse_nat(
+    d: &Draft,
+    lists: &Lists,
+    reasons: &mut Vec<String>,
+) -> (Option<SocketAddrV4>, Option<crate::config::NatSource>) {
     let mut target = None;
     if let Some((at, to)) = &d.force_nat {
         let ip = to.ip();
@@ -325,11 +332,13 @@ fn refuse_nat(d: &Draft, lists: &Lists, reasons: &mut Vec<String>) -> Option<Soc
             target = Some(*to);
         }
     }
-    if let Some(at) = &d.force_snat {
-        reasons.push(reason(at, "FORCE_SNAT: knockerd does not rewrite source addresses; give the inner host a route back through this one and remove the line (FORCE_NAT alone is honoured)".into()));
-    }
+    // without FORCE_NAT the draft refused them already (fwknopd's words)
+    let source = match (&d.force_snat, &d.force_masquerade) {
+        (Some((_, ip)), _) => Some(crate::config::NatSource::Address(std::net::IpAddr::V4(*ip))),
+        (None, Some((_, true))) => Some(crate::config::NatSource::Masquerade),
+        _ => None,
+    };
     for (slot, var, why) in [
-        (&d.force_masquerade, "FORCE_MASQUERADE", "knockerd does not masquerade; give the inner host a route back through this one and remove the line (FORCE_NAT alone is honoured)"),
         (&d.forward_all, "FORWARD_ALL", "knockerd does not forward every port to an inner host; use FORCE_NAT with OPEN_PORTS"),
         (&d.disable_dnat, "DISABLE_DNAT", "knockerd does not forward without DNAT from an access.conf; a native door with `forward = [hosts]` does that"),
     ] {
@@ -337,7 +346,7 @@ fn refuse_nat(d: &Draft, lists: &Lists, reasons: &mut Vec<String>) -> Option<Soc
             reasons.push(reason(at, format!("{var} Y: {why}")));
         }
     }
-    target
+    (target, source.filter(|_| target.is_some()))
 }
 
 /// CMD_CYCLE_OPEN with CMD_CYCLE_CLOSE (fwknopd_valid() made sure they come as a pair).

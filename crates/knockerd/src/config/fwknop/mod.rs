@@ -320,6 +320,9 @@ pub struct Stanza {
     /// FORCE_NAT: granted connections to `open_ports` are sent on to this inner host (knockerd's
     /// own DNAT, a door with `nat`).
     pub force_nat: Option<std::net::SocketAddrV4>,
+    /// FORCE_SNAT or FORCE_MASQUERADE beside FORCE_NAT: the source its connections get towards
+    /// the inner host.
+    pub nat_source: Option<crate::config::NatSource>,
     /// Warnings about this stanza, each `file:line: what` (also in [`FwknopConf::warnings`]).
     pub warnings: Vec<String>,
     key_origin: String,
@@ -356,6 +359,7 @@ impl fmt::Debug for Stanza {
             .field("require_source_address", &self.require_source_address)
             .field("cmd_cycle", &self.cmd_cycle)
             .field("force_nat", &self.force_nat)
+            .field("nat_source", &self.nat_source)
             .finish_non_exhaustive()
     }
 }

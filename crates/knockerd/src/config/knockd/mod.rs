@@ -987,6 +987,7 @@ fn build_door(
         spec,
         protect: false,
         forward: None,
+        nat_source: None,
         repeat_start_command: false,
         start_command: commands.start_command,
         stop_command: commands.stop_command,

@@ -100,6 +100,7 @@ struct RawDoor {
     protect: Option<bool>,
     forward: Option<Spanned<RawForward>>,
     nat: Option<Spanned<String>>,
+    nat_source: Option<Spanned<String>>,
     start_command: Option<Spanned<RawCommand>>,
     stop_command: Option<Spanned<RawCommand>>,
     stop_after: Option<Spanned<RawDuration>>,
@@ -731,6 +732,7 @@ fn door(
         None => true,
     };
     let forward = forward(cx, d, &open, connections)?;
+    let nat_source = nat_source(cx, d, forward.as_ref())?;
     if let (Some(p), Some(_)) = (&d.protect_elsewhere, &forward) {
         if !*p.get_ref() {
             return cx.err(
@@ -766,6 +768,7 @@ fn door(
         spec,
         protect: d.protect.unwrap_or(true),
         forward,
+        nat_source,
         repeat_start_command: d.repeat_start_command.unwrap_or(false),
         start_command: commands.start,
         stop_command: commands.stop,
@@ -1081,6 +1084,38 @@ fn grant_prefix(
         *slot = (n < full).then_some(n);
     }
     Ok(out)
+}
+
+/// `nat_source = "masquerade"` or `"ADDRESS"`: the source a `nat` door's connections get on the
+/// way to the inner host (fwknop's FORCE_MASQUERADE, FORCE_SNAT), an address of the target's
+/// family.
+fn nat_source(
+    cx: &Ctx<'_>,
+    d: &RawDoor,
+    forward: Option<&Forward>,
+) -> Result<Option<NatSource>, ConfigError> {
+    let Some(raw) = &d.nat_source else {
+        return Ok(None);
+    };
+    let Some(Forward::Nat(to)) = forward else {
+        return cx.err(
+            raw.span(),
+            "nat_source rewrites the source of the connections a `nat` door sends on, but this door has no `nat`: add nat = \"ADDRESS:PORT\" or remove nat_source",
+        );
+    };
+    let text = raw.get_ref();
+    if text == "masquerade" {
+        return Ok(Some(NatSource::Masquerade));
+    }
+    match text.parse::<IpAddr>() {
+        Ok(a) if a.is_ipv4() == to.is_ipv4() && !a.is_unspecified() && !a.is_multicast() => {
+            Ok(Some(NatSource::Address(a)))
+        }
+        _ => cx.err(
+            raw.span(),
+            format!("nat_source {text:?}: write \"masquerade\" (the address of the server's interface towards {}) or one of the server's addresses of that family", to.ip()),
+        ),
+    }
 }
 
 /// `connections = N`: how many new connections a grant admits, 1 to [`MAX_CONNECTIONS`].

@@ -164,7 +164,13 @@ const EVERY_DOOR: Section = Section {
             name: "nat",
             value: "\"ADDRESS:PORT\"",
             default: "none",
-            about: "Send the door's `open` services on to an inner host (fwknop's FORCE_NAT): a new connection to one of them, sent to this host, is DNAT'd to ADDRESS:PORT (\"10.0.0.5:22\", \"[fd00::5]:22\") while its source holds a grant, so the DNAT ends with the grant, in the kernel. The services are forwarded (as with `forward = true`) and this door's alone. The inner host must route its answers back through this host, and IP forwarding must be on. A `kind = \"fwknop\"` door with `nat` takes a client's NAT request (`fwknop -N`) as a request for its `open` services; the inner host the packet names is never used (without `nat`, such a request is refused).",
+            about: "Send the door's `open` services on to an inner host (fwknop's FORCE_NAT): a new connection to one of them, sent to this host, is DNAT'd to ADDRESS:PORT (\"10.0.0.5:22\", \"[fd00::5]:22\") while its source holds a grant, so the DNAT ends with the grant, in the kernel. The services are forwarded (as with `forward = true`) and this door's alone. The inner host must route its answers back through this host (or see `nat_source`), and IP forwarding must be on. A `kind = \"fwknop\"` door with `nat` takes a client's NAT request (`fwknop -N`) as a request for its `open` services; the inner host the packet names is never used (without `nat`, such a request is refused).",
+        },
+        Key {
+            name: "nat_source",
+            value: "\"masquerade\" or \"ADDRESS\"",
+            default: "the client's own address",
+            about: "With `nat`: the source address the connections get on their way to the inner host (fwknop's FORCE_MASQUERADE and FORCE_SNAT), so that an inner host without a route back through this one still answers: `\"masquerade\"` (the address of this host's interface towards it) or one of this host's addresses of the target's family. The inner host then sees this host, not the client.",
         },
         Key {
             name: "connections",

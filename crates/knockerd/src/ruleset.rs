@@ -230,19 +230,15 @@ pub fn wide_set(v4: bool, len: u8) -> String {
     format!("allow{}_{len}", if v4 { 4 } else { 6 })
 }
 
-/// The netmask of a prefix length, as nft writes it (`255.255.255.0`, `ffff:ffff:ffff:ffff::`).
+/// The netmask of a prefix length, as nft writes it (`255.255.255.0`, `ffff:ffff:ffff:ffff::`):
+/// the network of the all-ones address.
 fn netmask(v4: bool, len: u8) -> String {
-    if v4 {
-        let m = u32::MAX
-            .checked_shl(32 - u32::from(len.min(32)))
-            .unwrap_or(0);
-        std::net::Ipv4Addr::from(m).to_string()
+    let ones = if v4 {
+        std::net::IpAddr::V4(std::net::Ipv4Addr::BROADCAST)
     } else {
-        let m = u128::MAX
-            .checked_shl(128 - u32::from(len.min(128)))
-            .unwrap_or(0);
-        std::net::Ipv6Addr::from(m).to_string()
-    }
+        std::net::IpAddr::V6(std::net::Ipv6Addr::from(u128::MAX))
+    };
+    crate::config::Net::of(ones, len).addr.to_string()
 }
 
 /// The slot set `k` (1-based) of an address family, for grants that count connections.

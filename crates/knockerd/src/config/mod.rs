@@ -237,21 +237,14 @@ impl GrantPrefix {
     /// The address a grant to `to` holds in the firewall (the network's first address when the
     /// door widens it), and the prefix length when it does.
     pub fn widen(&self, to: IpAddr) -> (IpAddr, Option<u8>) {
-        match to.to_canonical() {
-            IpAddr::V4(a) => match self.v4.filter(|n| *n < 32) {
-                Some(n) => {
-                    let mask = u32::MAX.checked_shl(u32::from(32 - n)).unwrap_or(0);
-                    (IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask)), Some(n))
-                }
-                None => (IpAddr::V4(a), None),
-            },
-            IpAddr::V6(a) => match self.v6.filter(|n| *n < 128) {
-                Some(n) => {
-                    let mask = u128::MAX.checked_shl(u32::from(128 - n)).unwrap_or(0);
-                    (IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask)), Some(n))
-                }
-                None => (IpAddr::V6(a), None),
-            },
+        let to = to.to_canonical();
+        let len = match to {
+            IpAddr::V4(_) => self.v4.filter(|n| *n < 32),
+            IpAddr::V6(_) => self.v6.filter(|n| *n < 128),
+        };
+        match len {
+            Some(n) => (Net::of(to, n).addr, Some(n)),
+            None => (to, None),
         }
     }
 
@@ -704,6 +697,29 @@ pub struct Net {
 }
 
 impl Net {
+    /// The network of `len` bits `addr` lies in: its first address and `len` (at most the
+    /// family's length). The network of the all-ones address is the netmask.
+    pub fn of(addr: IpAddr, len: u8) -> Net {
+        match addr {
+            IpAddr::V4(a) => {
+                let len = len.min(32);
+                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+                Net {
+                    addr: IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask)),
+                    len,
+                }
+            }
+            IpAddr::V6(a) => {
+                let len = len.min(128);
+                let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                Net {
+                    addr: IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask)),
+                    len,
+                }
+            }
+        }
+    }
+
     /// Whether `other` lies inside this network (a network contains itself).
     pub fn contains(&self, other: &Net) -> bool {
         let bits = |a: IpAddr| match a {
@@ -795,10 +811,7 @@ impl std::str::FromStr for Net {
         }
         let net = Net { addr, len };
         let host = Net { addr, len: max };
-        let base = match addr {
-            IpAddr::V4(a) => IpAddr::V4((u32::from(a) & (u32::MAX << (32 - len))).into()),
-            IpAddr::V6(a) => IpAddr::V6((u128::from(a) & (u128::MAX << (128 - len))).into()),
-        };
+        let base = Net::of(addr, len).addr;
         if base != addr {
             return Err(NetError::HostBits {
                 text: text.to_string(),

@@ -109,15 +109,20 @@ pub struct Listen {
 }
 
 impl Listen {
-    /// The match of the group's interfaces, with a space after it (nothing for every one).
+    /// The match of the group's interfaces ([`iif_match`]).
     fn iif(&self) -> String {
-        match self.interfaces.as_slice() {
-            [] => String::new(),
-            [one] => format!("iifname \"{one}\" "),
-            many => {
-                let names: Vec<String> = many.iter().map(|i| format!("\"{i}\"")).collect();
-                format!("iifname {{ {} }} ", names.join(", "))
-            }
+        iif_match(&self.interfaces)
+    }
+}
+
+/// The match of packets arriving on `interfaces`, with a space after it (nothing for every one).
+fn iif_match(interfaces: &[String]) -> String {
+    match interfaces {
+        [] => String::new(),
+        [one] => format!("iifname \"{one}\" "),
+        many => {
+            let names: Vec<String> = many.iter().map(|i| format!("\"{i}\"")).collect();
+            format!("iifname {{ {} }} ", names.join(", "))
         }
     }
 }
@@ -407,15 +412,11 @@ pub fn render(spec: &TableSpec) -> String {
         rule(&mut s, &mark_accept_rule(spec.accept_mark));
     }
     for (interfaces, services) in &spec.protect_on {
-        let on = Listen {
-            interfaces: interfaces.clone(),
-            ..Listen::default()
-        };
         rule(
             &mut s,
             &format!(
                 "{}meta l4proto . th dport {} drop",
-                on.iif(),
+                iif_match(interfaces),
                 service_set(services)
             ),
         );

@@ -891,8 +891,8 @@ pub fn verify(spec: &TableSpec) -> Result<TableHealth, NftError> {
 }
 
 /// [`verify`] on nft's JSON: the sets and chains the rendered script adds must be there, each
-/// chain with as many rules as the script adds, and the input chain on its hook and priority
-/// with policy accept.
+/// chain with as many rules as the script adds, and each base chain (input, prerouting, nat,
+/// postrouting) of its type, on its hook and priority, with policy accept.
 pub fn health_of(json: &str, spec: &TableSpec) -> Result<TableHealth, NftError> {
     let v: serde_json::Value = serde_json::from_str(json).map_err(NftError::Json)?;
     let ours = |o: &&serde_json::Value| o["family"] == "inet" && o["table"] == TABLE;
@@ -935,14 +935,23 @@ pub fn health_of(json: &str, spec: &TableSpec) -> Result<TableHealth, NftError> 
         let Some(c) = items(&v, "chain").filter(ours).find(|c| c["name"] == chain) else {
             return Ok(TableHealth::Differs(format!("chain {chain} is missing")));
         };
+        // every base chain of the table: a chain moved to another hook, priority or type
+        // (after Docker's DNAT, say, or no longer a nat chain) no longer does its job
         let hooked = [
-            (CHAIN, "input", PRIORITY),
-            (FORWARD_CHAIN, "prerouting", FORWARD_PRIORITY),
+            (CHAIN, "filter", "input", PRIORITY),
+            (FORWARD_CHAIN, "filter", "prerouting", FORWARD_PRIORITY),
+            (NAT_CHAIN, "nat", "prerouting", NAT_PRIORITY),
+            (SNAT_CHAIN, "nat", "postrouting", SNAT_PRIORITY),
         ];
-        if let Some((_, hook, prio)) = hooked.iter().find(|(name, _, _)| *name == chain) {
-            if c["hook"] != *hook || c["prio"] != *prio || c["policy"] != "accept" {
+        if let Some((_, kind, hook, prio)) = hooked.iter().find(|h| h.0 == chain) {
+            if c["type"] != *kind
+                || c["hook"] != *hook
+                || c["prio"] != *prio
+                || c["policy"] != "accept"
+            {
                 return Ok(TableHealth::Differs(format!(
-                    "chain {chain} is not on hook {hook} at priority {prio} with policy accept"
+                    "chain {chain} is not a {kind} chain on hook {hook} at priority {prio} with \
+                     policy accept"
                 )));
             }
         }
@@ -1433,6 +1442,93 @@ mod tests {
         assert!(!r.contains("fib daddr"), "{r}");
     }
 
+    /// nft's JSON for the table exactly as `spec` renders it: its sets, its chains (base chains
+    /// with the type, hook and priority the script gives them) and as many rules in each.
+    fn live_json_of(spec: &TableSpec) -> String {
+        let mut objs =
+            vec![r#"{"table": {"family": "inet", "name": "knocker", "handle": 1}}"#.to_string()];
+        let script = render(spec);
+        let mut deleted = Vec::new();
+        for line in script.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                ["add", "set", _, _, name, ..] => objs.push(format!(
+                    r#"{{"set": {{"family": "inet", "name": "{name}", "table": "knocker"}}}}"#
+                )),
+                ["add", "chain", _, _, name, "{", "type", kind, "hook", hook, "priority", prio, ..] => {
+                    objs.push(format!(
+                        r#"{{"chain": {{"family": "inet", "table": "knocker", "name": "{name}", "type": "{kind}", "hook": "{hook}", "prio": {}, "policy": "accept"}}}}"#,
+                        prio.trim_end_matches(';')
+                    ))
+                }
+                ["add", "rule", _, _, chain, ..] => objs.push(format!(
+                    r#"{{"rule": {{"family": "inet", "table": "knocker", "chain": "{chain}", "expr": []}}}}"#
+                )),
+                ["delete", "chain", _, _, name] => deleted.push(name.to_string()),
+                _ => {}
+            }
+        }
+        objs.retain(|o| {
+            !deleted.iter().any(|d| {
+                o.contains(&format!(r#""name": "{d}""#))
+                    || o.contains(&format!(r#""chain": "{d}""#))
+            })
+        });
+        format!(r#"{{"nftables": [{}]}}"#, objs.join(", "))
+    }
+
+    #[test]
+    fn health_sees_the_nat_chains_moved_or_retyped() {
+        let spec = TableSpec {
+            forward: vec![Service::tcp(2200)],
+            nat: vec![(Service::tcp(2200), "10.0.0.5:22".parse().expect("target"))],
+            snat: vec![(
+                "10.0.0.5:22".parse().expect("target"),
+                knocker_engine::Proto::Tcp,
+                crate::config::NatSource::Masquerade,
+            )],
+            ..spec()
+        };
+        let live = live_json_of(&spec);
+        assert_eq!(
+            health_of(&live, &spec).ok(),
+            Some(TableHealth::Intact),
+            "{live}"
+        );
+        let nat = r#""name": "nat", "type": "nat", "hook": "prerouting", "prio": -105"#;
+        let post = r#""name": "postrouting", "type": "nat", "hook": "postrouting", "prio": 95"#;
+        assert!(live.contains(nat) && live.contains(post), "{live}");
+        for (from, to, why) in [
+            (
+                nat,
+                nat.replace("-105", "-100"),
+                "chain nat is not a nat chain on hook prerouting at priority -105",
+            ),
+            (
+                nat,
+                nat.replace(r#""type": "nat""#, r#""type": "filter""#),
+                "chain nat is not a nat chain",
+            ),
+            (
+                nat,
+                nat.replace(r#""hook": "prerouting""#, r#""hook": "output""#),
+                "chain nat is not a nat chain",
+            ),
+            (
+                post,
+                post.replace("95", "200"),
+                "chain postrouting is not a nat chain on hook postrouting at priority 95",
+            ),
+        ] {
+            let moved = live.replace(from, &to);
+            assert!(
+                matches!(health_of(&moved, &spec), Ok(TableHealth::Differs(ref d)) if d.starts_with(why)),
+                "{why}: {:?}",
+                health_of(&moved, &spec)
+            );
+        }
+    }
+
     #[test]
     fn a_nat_door_dnats_granted_sources_only_by_the_grant_element_itself() {
         let to4: std::net::SocketAddr = "10.200.3.2:22".parse().expect("addr");
@@ -1515,7 +1611,7 @@ mod tests {
         );
         assert!(matches!(
             health_of(&with_pre("accept", 0, pre), &forwarding),
-            Ok(TableHealth::Differs(d)) if d.contains("not on hook prerouting at priority -110")
+            Ok(TableHealth::Differs(d)) if d.contains("not a filter chain on hook prerouting at priority -110")
         ));
         // a configuration that no longer forwards: the old chain must go
         let plain = rules("input", &spec());

@@ -611,6 +611,37 @@ mod tests {
     }
 
     #[test]
+    fn the_shared_store_s_families_appear_only_when_one_is_configured() {
+        let mut c = Counters::default();
+        assert!(c.shared_mut().is_none());
+        assert!(!c.render(0, 0).contains("shared_state"));
+        c.shared_configured(true);
+        if let Some(s) = c.shared_mut() {
+            s.taken += 2;
+            s.down_local += 1;
+            s.outages = 1;
+            s.up = false;
+        }
+        let text = c.render(0, 0);
+        for line in [
+            "knockerd_shared_state_claims_total{result=\"claimed\"} 0",
+            "knockerd_shared_state_claims_total{result=\"taken\"} 2",
+            "knockerd_shared_state_claims_total{result=\"down_refused\"} 0",
+            "knockerd_shared_state_claims_total{result=\"down_local\"} 1",
+            "knockerd_shared_state_outages_total 1",
+            "knockerd_shared_state_up 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line:?} missing from\n{text}"
+            );
+        }
+        // a second call keeps the counts (a reload that keeps the store)
+        c.shared_configured(true);
+        assert!(c.render(0, 0).contains("{result=\"taken\"} 2"));
+    }
+
+    #[test]
     fn label_values_are_escaped() {
         let mut c = Counters::default();
         c.know_doors(["a \"door\"\\\nname"]);

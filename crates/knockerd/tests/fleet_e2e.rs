@@ -613,3 +613,131 @@ fn the_claim_script_claims_all_or_nothing_and_counters_only_move_forward() {
         .expect("enter");
     assert_eq!(ok.len(), 13, "{ok:?}");
 }
+
+/// Runs openssl with these arguments in `dir`, asserting that it succeeded.
+fn openssl(dir: &TempDir, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir.path())
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `rediss://`: the store's certificate is checked against `shared_state_ca_file`'s authority
+/// (with rustls on AWS-LC); one that another authority signed is refused, so nothing is claimed.
+#[test]
+fn a_tls_store_is_checked_against_its_authority() {
+    if !e2e(&["redis-server", "openssl"]) {
+        return;
+    }
+    let dir = TempDir::new("fleet-tls");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    for ca in ["ca", "other-ca"] {
+        let mut args = vec!["req", "-x509"];
+        args.extend(ec);
+        let (key, pem, subj) = (
+            format!("{ca}.key"),
+            format!("{ca}.pem"),
+            format!("/CN=knocker test {ca}"),
+        );
+        args.extend(["-keyout", &key, "-out", &pem, "-days", "2", "-subj", &subj]);
+        openssl(&dir, &args);
+    }
+    let mut args = vec!["req"];
+    args.extend(ec);
+    args.extend([
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    openssl(&dir, &args);
+    dir.write(
+        "ext.cnf",
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    );
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "srv.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+    let ns = Netns::unique("fltls").expect("namespace");
+    let conf = dir.write(
+        "redis.conf",
+        &format!(
+            "port 0\ntls-port 6380\nbind 127.0.0.1\nprotected-mode no\nsave \"\"\nappendonly no\ndir {0}\n\
+             tls-cert-file {0}/srv.pem\ntls-key-file {0}/srv.key\ntls-ca-cert-file {0}/ca.pem\ntls-auth-clients no\n\
+             user default off\nuser knocker on >{PASSWORD} ~knocker:* -@all +get +set +exists +evalsha +eval +script|load +select\n",
+            dir.path().display()
+        ),
+    );
+    let mut child = ns
+        .command("redis-server")
+        .arg(&conf)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start redis-server");
+    let log = Log::echoed("redis");
+    log.capture(&mut child, |_| {});
+    let mut redis = Redis { child, log };
+    if let Err(e) = redis.log.wait_for(
+        "Ready to accept connections",
+        Duration::from_secs(10),
+        Some(&mut redis.child),
+    ) {
+        panic!("redis-server (TLS) did not start: it {e}");
+    }
+    let ca = std::fs::read(dir.join("ca.pem")).expect("ca");
+    let other = std::fs::read(dir.join("other-ca.pem")).expect("other ca");
+    let (good, bad) = ns
+        .enter(move || {
+            let store = |pem: Vec<u8>| {
+                let mut s =
+                    SharedState::parse_url(&format!("rediss://knocker:{PASSWORD}@127.0.0.1:6380/"))
+                        .expect("url");
+                s.ca_pem = Some(pem);
+                RedisStore::new(&s).expect("store")
+            };
+            let claim = [Claim::Forward {
+                door: "hotp".into(),
+                what: "hotp",
+                value: 1,
+            }];
+            let good = store(ca).claim(&claim).map_err(|e| e.to_string());
+            let again = store(other).claim(&claim).map_err(|e| e.to_string());
+            (good, again)
+        })
+        .expect("enter");
+    assert_eq!(good, Ok(Claimed::Yes), "{}", redis.log.text());
+    let e = bad.expect_err("another authority's certificate is refused");
+    assert!(e.contains("cannot reach the shared store"), "{e}");
+}

@@ -24,8 +24,11 @@ use zeroize::Zeroizing;
 
 pub use redis_store::RedisStore;
 
-/// The most one claim (or one connection attempt) may take before the store counts as down.
+/// The most one claim may take (each read and write of it) before the store counts as down.
 pub const CLAIM_TIMEOUT: Duration = Duration::from_millis(50);
+/// The most a new connection may take, TLS handshake and authentication included: made once,
+/// and again at most once per [`RETRY_AFTER`] while the store is down.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
 /// After a failure, how long the store is left alone (claims meet the door's policy at once).
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Every key knockerd writes starts with this (an ACL user can be limited to `~knocker:*`).
@@ -333,7 +336,8 @@ pub enum StoreError {
 }
 
 /// A store of once-only claims. `claim` either makes every claim of the set or none, and
-/// returns within about [`CLAIM_TIMEOUT`] (or at once while the store is marked down).
+/// returns within about [`CLAIM_TIMEOUT`] (plus [`CONNECT_TIMEOUT`] when it must connect first; at
+/// once while the store is marked down).
 pub trait Store {
     fn claim(&mut self, claims: &[Claim]) -> Result<Claimed, StoreError>;
 }

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use redis::{ConnectionAddr, ConnectionInfo, ConnectionLike, ProtocolVersion, RedisConnectionInfo};
 
-use super::{Claim, Claimed, SharedState, Store, StoreError, CLAIM_TIMEOUT, RETRY_AFTER};
+use super::{
+    Claim, Claimed, SharedState, Store, StoreError, CLAIM_TIMEOUT, CONNECT_TIMEOUT, RETRY_AFTER,
+};
 
 /// Checks every claim first, then makes them all: a script runs atomically in Redis, so no other
 /// host's claim comes between. Returns 0 when all were made, else the (1-based) index of the
@@ -125,12 +127,17 @@ impl RedisStore {
             return Ok(conn.as_mut().expect("just checked"));
         }
         *conn = None;
+        let started = Instant::now();
         let c = client
-            .get_connection_with_timeout(timeout)
+            .get_connection_with_timeout(CONNECT_TIMEOUT)
             .map_err(|e| StoreError::Connect(describe(&e)))?;
         c.set_read_timeout(Some(timeout))
             .and_then(|()| c.set_write_timeout(Some(timeout)))
             .map_err(|e| StoreError::Connect(describe(&e)))?;
+        tracing::debug!(
+            "shared store: connected in {} ms",
+            started.elapsed().as_millis()
+        );
         Ok(conn.insert(c))
     }
 

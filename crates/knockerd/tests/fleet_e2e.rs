@@ -16,9 +16,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use knocker_lab::TempDir;
+use knocker_wire::encoded::{self, EncodedSpec};
 use knocker_wire::identity::PrivateKey;
 use knocker_wire::rotate::{self, RotateSpec};
-use knocker_wire::{spa, syn, Proto, RotateKey, Service};
+use knocker_wire::{spa, syn, EncodedKey, Proto, RotateKey, Service};
 use knockerd::fleet::{Claim, Claimed, RedisStore, SharedState, Store};
 
 const SPA_PORT: u16 = 62201;
@@ -133,6 +134,13 @@ impl Fleet {
         dir.private("hmac.key", &b64(HMAC));
         dir.private("hotp.key", ROTATE_KEY);
         dir.private("redis.pass", &format!("{PASSWORD}\n"));
+        // each server marks its own copy of the one-time lines
+        for server in ["a", "b"] {
+            dir.write(
+                &format!("onetime-{server}.seq"),
+                " 7000,9000:udp,8000\n 6000,6200,6100\n",
+            );
+        }
         Fleet { dir, server, alice }
     }
 
@@ -141,7 +149,7 @@ impl Fleet {
     }
 
     /// Server A's or B's configuration: the same doors, the store at `redis`.
-    fn config(&self, redis: &str) -> String {
+    fn config(&self, server: &str, redis: &str) -> String {
         format!(
             "[daemon]\nnflog_group = 4100\nserver_key = {:?}\nclients = {:?}\n\
              shared_state = \"redis://knocker@{redis}:6379/\"\nshared_state_password_file = {:?}\n\n\
@@ -149,14 +157,35 @@ impl Fleet {
              [door.spal]\nkind = \"spa\"\nport = {LOCAL_PORT}\nopen = [\"tcp/{SERVICE}\"]\nopen_for = 30\nmax_age = 60\nshared_state_down = \"local\"\n\n\
              [door.syn]\nkind = \"syn\"\nport = {SYN_PORT}\nopen = [\"tcp/{SERVICE}\"]\nopen_for = 30\n\n\
              [door.fwk]\nkind = \"fwknop\"\nport = {FWKNOP_PORT}\nopen = [\"tcp/{SERVICE}\"]\nopen_for = 30\nkey_file = {:?}\nhmac_key_file = {:?}\n\n\
-             [door.hotp]\nkind = \"rotating\"\nmode = \"hotp\"\nkey_file = {:?}\nknocks = 4\nports = \"40000-40999\"\nopen = [\"tcp/{SERVICE}\"]\nopen_for = 30\n",
+             [door.hotp]\nkind = \"rotating\"\nmode = \"hotp\"\nkey_file = {:?}\nknocks = 4\nports = \"40000-40999\"\nopen = [\"tcp/{SERVICE}\"]\nopen_for = 30\n\n\
+             [door.once]\nkind = \"one-time\"\none_time_sequences = {:?}\nopen = [\"tcp/{SERVICE}\"]\nopen_for = 30\n\n\
+             [door.enc]\nkind = \"encoded\"\nkey_file = {:?}\nbase = 50000\nbits = 12\nopen = [\"tcp/{SERVICE}\"]\nopen_for = 60\n",
             self.path("server.key"),
             self.path("clients.toml"),
             self.path("redis.pass"),
             self.path("enc.key"),
             self.path("hmac.key"),
             self.path("hotp.key"),
+            self.path(&format!("onetime-{server}.seq")),
+            self.path("hotp.key"),
         )
+    }
+
+    /// alice's encoded request for tcp/SERVICE, as the ports she knocks.
+    fn encoded(&self) -> Vec<Service> {
+        let key = EncodedKey::from_base64(ROTATE_KEY).expect("key");
+        let spec = EncodedSpec::new(50000, 12, Proto::Tcp).expect("spec");
+        let req = encoded::Request {
+            allow: ip(Lab::ALICE),
+            services: vec![Service::tcp(SERVICE)],
+            duration_secs: 20,
+            unix_time: now(),
+        };
+        encoded::encode(&key, &spec, &req, encoded::random_nonce().expect("nonce"))
+            .expect("encode")
+            .into_iter()
+            .map(Service::tcp)
+            .collect()
     }
 
     /// alice's SPA request for door `door`, sealed now.
@@ -302,7 +331,7 @@ fn server(tag: &str, store_ns: &Netns, net: u8, fleet: &Fleet) -> Server {
         .expect("enter")
         .expect("listen");
     echo_service(listener);
-    let daemon = Knockerd::start(&lab, &fleet.config(&store));
+    let daemon = Knockerd::start(&lab, &fleet.config(&tag[2..], &store));
     Server { daemon, lab }
 }
 
@@ -444,7 +473,41 @@ fn a_fleet_shares_one_replay_memory_and_each_policy_holds_while_the_store_is_dow
     assert_eq!(b.wait_grants(1).len(), 1, "{}", b.daemon.log());
     b.flush();
     a.flush();
-    b.wait_metric("knockerd_shared_state_claims_total{result=\"taken\"} 4");
+
+    // a one-time line used at A is used up at B too; the next line opens B
+    let line1: Vec<Service> = ["7000", "9000:udp", "8000"]
+        .iter()
+        .map(|s| s.parse().expect("knock"))
+        .collect();
+    knock_services(&a.lab.alice, Lab::SERVER_FOR_ALICE, line1.clone());
+    assert_eq!(a.wait_grants(1).len(), 1, "{}", a.daemon.log());
+    knock_services(&b.lab.mallory, Lab::SERVER_FOR_MALLORY, line1);
+    b.daemon.wait_log(
+        "door=once src=10.200.2.2 grant refused: one-time line 1 was used on another server of the fleet",
+        Duration::from_secs(3),
+    );
+    assert!(b.grants().is_empty(), "{:?}", b.grants());
+    let line2: Vec<Service> = ["6000", "6200", "6100"]
+        .iter()
+        .map(|s| s.parse().expect("knock"))
+        .collect();
+    knock_services(&b.lab.alice, Lab::SERVER_FOR_ALICE, line2);
+    assert_eq!(b.wait_grants(1).len(), 1, "{}", b.daemon.log());
+    b.flush();
+    a.flush();
+
+    // an encoded request: the very knocks, replayed at B from alice's address
+    let enc = fleet.encoded();
+    knock_services(&a.lab.alice, Lab::SERVER_FOR_ALICE, enc.clone());
+    assert_eq!(a.wait_grants(1).len(), 1, "{}", a.daemon.log());
+    knock_services(&b.lab.alice, Lab::SERVER_FOR_ALICE, enc);
+    b.daemon.wait_log(
+        "door=enc src=10.200.1.2 grant refused: replay digest",
+        Duration::from_secs(3),
+    );
+    assert!(b.grants().is_empty(), "{:?}", b.grants());
+    a.flush();
+    b.wait_metric("knockerd_shared_state_claims_total{result=\"taken\"} 6");
 
     // the store dies: the refuse door refuses, the local door opens on B's own memory
     redis.kill();
@@ -510,7 +573,7 @@ fn a_fleet_shares_one_replay_memory_and_each_policy_holds_while_the_store_is_dow
     send_udp(&a.lab.alice, Lab::SERVER_FOR_ALICE, SPA_PORT, fresh.clone());
     assert_eq!(a.wait_grants(1).len(), 1, "{}", a.daemon.log());
     send_udp(&b.lab.mallory, Lab::SERVER_FOR_MALLORY, SPA_PORT, fresh);
-    b.wait_count("was used on another server of the fleet", 5);
+    b.wait_count("was used on another server of the fleet", 7);
     b.daemon.wait_log("is back after", Duration::from_secs(1));
     assert!(b.grants().is_empty(), "{:?}", b.grants());
     // What a fresh store forgets: a request used at A before the restart and never seen by B

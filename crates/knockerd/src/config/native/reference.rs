@@ -108,7 +108,7 @@ const DAEMON: Section = Section {
             name: "shared_state",
             value: "\"redis://USER:PASSWORD@HOST:PORT/DB\" or \"rediss://...\"",
             default: "none: this host's ledger alone",
-            about: "A fleet's one replay memory: a Redis (or Valkey) server that every server of the fleet names. Before a grant, each once-only use (a single-packet request's replay digests, SYN and encoded requests, rotating and HOTP steps and counters, knockknock counters, one-time lines) is claimed there too, atomically, after this host's own ledger has accepted it: a claim another server made first refuses the grant. Keys are `knocker:DOOR:...` and hold hashes and numbers only (an ACL user limited to `~knocker:*` and `+get +set +exists +eval +evalsha +script|load` is enough). `rediss://` is TLS, the server's certificate checked against the system's roots or `shared_state_ca_file`. Each claim waits at most 50 ms; a store that does not answer is tried again at most once a second, and meanwhile each door's `shared_state_down` decides. Static `sequence` doors make no claim (they are replayable by nature). The password never appears in the log or `knockerd check`. knockerd.service allows no IP traffic (`IPAddressDeny=any`): allow the store's address with `IPAddressAllow=` in a drop-in.",
+            about: "A fleet's one replay memory: a Redis (or Valkey) server that every server of the fleet names. Before a grant, each once-only use (a single-packet request's replay digests, SYN and encoded requests, rotating and HOTP steps and counters, knockknock counters, one-time lines) is claimed there too, atomically, after this host's own ledger has accepted it: a claim another server made first refuses the grant. Keys are `knocker:DOOR:...` and hold hashes and numbers only (an ACL user limited to `~knocker:*` and `+get +set +exists +eval +evalsha +script|load` is enough). `rediss://` is TLS, the server's certificate checked against `shared_state_ca_file`, or else the public authorities of Mozilla's list (built in, not /etc/ssl/certs). Each claim waits at most 50 ms (a new connection, TLS included, at most 200 ms); a store that does not answer is tried again at most once a second, and meanwhile each door's `shared_state_down` decides. Static `sequence` doors make no claim (they are replayable by nature). The password never appears in the log or `knockerd check`. knockerd.service allows no IP traffic (`IPAddressDeny=any`): allow the store's address with `IPAddressAllow=` in a drop-in.",
         },
         Key {
             name: "shared_state_password_file",
@@ -119,8 +119,8 @@ const DAEMON: Section = Section {
         Key {
             name: "shared_state_ca_file",
             value: "\"PATH\"",
-            default: "the system's roots",
-            about: "For `rediss://`: the PEM certificate(s) of the authority that signed the store's certificate, instead of the system's roots. The certificate must name the host as `shared_state` writes it (an IP address needs an IP address entry).",
+            default: "Mozilla's public authorities, built in",
+            about: "For `rediss://`: the PEM certificate(s) of the authority that signed the store's certificate, instead of Mozilla's public authorities (the files of /etc/ssl/certs are not read). The certificate must name the host as `shared_state` writes it (an IP address needs an IP address entry).",
         },
         Key {
             name: "shared_state_down",

@@ -600,6 +600,29 @@ fn a_fleet_shares_one_replay_memory_and_each_policy_holds_while_the_store_is_dow
     );
     assert!(b.grants().is_empty(), "{:?}", b.grants());
     b.wait_metric("knockerd_shared_state_up 1");
+
+    // a reload with a store URL that is wrong is refused, and the running store kept
+    let conf = std::fs::read_to_string(&a.daemon.config).expect("config");
+    std::fs::write(
+        &a.daemon.config,
+        conf.replace("redis://knocker@", "http://knocker@"),
+    )
+    .expect("write config");
+    a.daemon.signal(nix::sys::signal::Signal::SIGHUP);
+    a.daemon.wait_log(
+        "reload refused, keeping the running configuration",
+        Duration::from_secs(3),
+    );
+    assert!(a
+        .daemon
+        .log()
+        .contains("shared_state must start with redis://"));
+    a.flush();
+    let after = fleet.spa("spa");
+    send_udp(&a.lab.alice, Lab::SERVER_FOR_ALICE, SPA_PORT, after.clone());
+    assert_eq!(a.wait_grants(1).len(), 1, "{}", a.daemon.log());
+    send_udp(&b.lab.alice, Lab::SERVER_FOR_ALICE, SPA_PORT, after);
+    b.wait_count("was used on another server of the fleet", 8);
 }
 
 /// The claim script itself against the real redis-server: all of a set or none, digests once,

@@ -75,7 +75,7 @@ pub enum PasswordFrom {
 /// policies for when it is down. Its `Debug` and `Display` never show the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SharedState {
-    /// `rediss://`: TLS, the server's certificate checked against the system's roots (or
+    /// `rediss://`: TLS, the server's certificate checked against Mozilla's roots, built in (or
     /// `ca_file`'s).
     pub tls: bool,
     pub host: String,
@@ -528,6 +528,69 @@ mod tests {
         };
         assert_eq!(odd.key(), "knocker:~613a7365656e:totp");
         assert_ne!(key_door("a:seen"), key_door("a"));
+    }
+
+    /// A store that answers from a script, for the daemon's side of it.
+    struct Scripted(std::collections::VecDeque<Result<Claimed, StoreError>>);
+
+    impl Store for Scripted {
+        fn claim(&mut self, _: &[Claim]) -> Result<Claimed, StoreError> {
+            self.0.pop_front().expect("an answer left")
+        }
+    }
+
+    #[test]
+    fn each_policy_decides_while_the_store_is_down_and_an_outage_counts_once() {
+        let claim = [Claim::Forward {
+            door: "v".into(),
+            what: "hotp",
+            value: 3,
+        }];
+        let mut f = Fleet::with_store(
+            Box::new(Scripted(
+                [
+                    Ok(Claimed::Yes),
+                    Ok(Claimed::Taken(0)),
+                    Err(StoreError::Connect("refused".into())),
+                    Err(StoreError::Down(10)),
+                    Err(StoreError::Down(20)),
+                    Ok(Claimed::Yes),
+                    Err(StoreError::Io("timed out".into())),
+                ]
+                .into(),
+            )),
+            "redis://h:6379/0".into(),
+        );
+        assert_eq!(f.decide("v", DownPolicy::Refuse, &claim), Decision::Claimed);
+        assert_eq!(
+            f.decide("v", DownPolicy::Local, &claim),
+            Decision::Taken("hotp 3".into()),
+            "a claim made elsewhere refuses whatever the policy"
+        );
+        assert!(!f.is_down());
+        assert!(matches!(
+            f.decide("v", DownPolicy::Refuse, &claim),
+            Decision::DownRefused(why) if why.contains("cannot reach")
+        ));
+        assert!(f.is_down());
+        assert_eq!(
+            f.decide("v", DownPolicy::Local, &claim),
+            Decision::DownLocal
+        );
+        assert_eq!(
+            f.decide("w", DownPolicy::Local, &claim),
+            Decision::DownLocal
+        );
+        assert_eq!(f.outages, 1, "one outage, however many claims meet it");
+        assert_eq!(f.decide("v", DownPolicy::Local, &claim), Decision::Claimed);
+        assert!(!f.is_down());
+        assert!(matches!(
+            f.decide("v", DownPolicy::Refuse, &claim),
+            Decision::DownRefused(_)
+        ));
+        assert_eq!(f.outages, 2);
+        // nothing to claim (a digest already past its window): nothing asked
+        assert_eq!(f.decide("v", DownPolicy::Refuse, &[]), Decision::Claimed);
     }
 
     #[test]

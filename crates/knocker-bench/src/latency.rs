@@ -1295,6 +1295,8 @@ pub(crate) mod tests {
             knockd: None,
             fwknopd: None,
             fwknop: None,
+            shared_state: false,
+            redis_server: None,
         };
         let p = plan(&args("syn,fwknop,syn", "none")).expect("plan");
         assert_eq!(p.doors, vec![Door::Syn]);

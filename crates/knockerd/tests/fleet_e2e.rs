@@ -2,12 +2,13 @@
 //! knockerd servers, A and B, with the same server key, clients and door keys, each in a lab
 //! of its own (the same addresses in both, as behind anycast), and a real Debian
 //! `redis-server` in a third namespace with an ACL user limited to knocker's keys. alice opens
-//! A with knocker SPA, a stealth SYN, fwknop and a HOTP door; the very packets, replayed at B,
-//! open nothing there, and a HOTP counter used at A is refused at B. With redis-server killed,
+//! A with knocker SPA, a stealth SYN, fwknop, HOTP, TOTP, one-time and encoded doors; the very
+//! packets and knocks, replayed at B, open nothing there, and a HOTP counter, a TOTP step and a
+//! one-time line used at A are refused at B. With redis-server killed,
 //! a `refuse` door refuses and a `local` door opens on B's own memory with its warning; after
 //! redis-server restarts empty, claims are fleet-wide again, and what the fresh store forgot
 //! (a request used at A before the restart, never seen by B) opens B once, as SECURITY.md says.
-//! Needs root, iproute2, nftables, fwknop-client and redis-server.
+//! Needs root, iproute2, nftables, fwknop-client, redis-server and (for TLS) openssl.
 
 mod common;
 
@@ -158,6 +159,7 @@ impl Fleet {
              [door.syn]\nkind = \"syn\"\nport = {SYN_PORT}\nopen = [\"tcp/{SERVICE}\"]\nopen_for = 30\n\n\
              [door.fwk]\nkind = \"fwknop\"\nport = {FWKNOP_PORT}\nopen = [\"tcp/{SERVICE}\"]\nopen_for = 30\nkey_file = {:?}\nhmac_key_file = {:?}\n\n\
              [door.hotp]\nkind = \"rotating\"\nmode = \"hotp\"\nkey_file = {:?}\nknocks = 4\nports = \"40000-40999\"\nopen = [\"tcp/{SERVICE}\"]\nopen_for = 30\n\n\
+             [door.totp]\nkind = \"rotating\"\nmode = \"totp\"\nkey_file = {:?}\nknocks = 4\nports = \"41000-41999\"\nopen = [\"tcp/{SERVICE}\"]\nopen_for = 30\n\n\
              [door.once]\nkind = \"one-time\"\none_time_sequences = {:?}\nopen = [\"tcp/{SERVICE}\"]\nopen_for = 30\n\n\
              [door.enc]\nkind = \"encoded\"\nkey_file = {:?}\nbase = 50000\nbits = 12\nopen = [\"tcp/{SERVICE}\"]\nopen_for = 60\n",
             self.path("server.key"),
@@ -165,6 +167,7 @@ impl Fleet {
             self.path("redis.pass"),
             self.path("enc.key"),
             self.path("hmac.key"),
+            self.path("hotp.key"),
             self.path("hotp.key"),
             self.path(&format!("onetime-{server}.seq")),
             self.path("hotp.key"),
@@ -229,15 +232,21 @@ impl Fleet {
 
     /// The HOTP door's knocks for `counter`.
     fn hotp(&self, counter: u64) -> Vec<Service> {
-        let key = RotateKey::from_base64(ROTATE_KEY).expect("key");
-        let spec = RotateSpec::new(
-            4,
-            rotate::parse_ports("40000-40999").expect("ports"),
-            Proto::Tcp,
-        )
-        .expect("spec");
-        rotate::sequence(&key, &spec, counter)
+        rotating("40000-40999", counter)
     }
+
+    /// The TOTP door's knocks for time step `step`.
+    fn totp(&self, step: u64) -> Vec<Service> {
+        rotating("41000-41999", step)
+    }
+}
+
+/// A rotating door's knocks over `ports` for `counter` (a HOTP counter or a TOTP step).
+fn rotating(ports: &str, counter: u64) -> Vec<Service> {
+    let key = RotateKey::from_base64(ROTATE_KEY).expect("key");
+    let spec =
+        RotateSpec::new(4, rotate::parse_ports(ports).expect("ports"), Proto::Tcp).expect("spec");
+    rotate::sequence(&key, &spec, counter)
 }
 
 /// One server of the fleet: a lab of its own (alice, mallory and the server, at the usual
@@ -474,6 +483,30 @@ fn a_fleet_shares_one_replay_memory_and_each_policy_holds_while_the_store_is_dow
     b.flush();
     a.flush();
 
+    // TOTP: the step used at A is refused at B (within the door's skew of one step either
+    // side, so whatever step B is in); the next step opens B
+    let step = rotate::time_step(now(), 30);
+    knock_services(&a.lab.alice, Lab::SERVER_FOR_ALICE, fleet.totp(step));
+    a.daemon.wait_log(
+        &format!("door=totp used time step {step}"),
+        Duration::from_secs(3),
+    );
+    assert_eq!(a.wait_grants(1).len(), 1, "{}", a.daemon.log());
+    knock_services(&b.lab.alice, Lab::SERVER_FOR_ALICE, fleet.totp(step));
+    b.daemon.wait_log(
+        &format!("door=totp src=10.200.1.2 grant refused: totp {step} was used on another server of the fleet"),
+        Duration::from_secs(3),
+    );
+    assert!(b.grants().is_empty(), "{:?}", b.grants());
+    knock_services(&b.lab.alice, Lab::SERVER_FOR_ALICE, fleet.totp(step + 1));
+    b.daemon.wait_log(
+        &format!("door=totp used time step {}", step + 1),
+        Duration::from_secs(3),
+    );
+    assert_eq!(b.wait_grants(1).len(), 1, "{}", b.daemon.log());
+    b.flush();
+    a.flush();
+
     // a one-time line used at A is used up at B too; the next line opens B
     let line1: Vec<Service> = ["7000", "9000:udp", "8000"]
         .iter()
@@ -507,7 +540,7 @@ fn a_fleet_shares_one_replay_memory_and_each_policy_holds_while_the_store_is_dow
     );
     assert!(b.grants().is_empty(), "{:?}", b.grants());
     a.flush();
-    b.wait_metric("knockerd_shared_state_claims_total{result=\"taken\"} 6");
+    b.wait_metric("knockerd_shared_state_claims_total{result=\"taken\"} 7");
 
     // the store dies: the refuse door refuses, the local door opens on B's own memory
     redis.kill();
@@ -573,7 +606,7 @@ fn a_fleet_shares_one_replay_memory_and_each_policy_holds_while_the_store_is_dow
     send_udp(&a.lab.alice, Lab::SERVER_FOR_ALICE, SPA_PORT, fresh.clone());
     assert_eq!(a.wait_grants(1).len(), 1, "{}", a.daemon.log());
     send_udp(&b.lab.mallory, Lab::SERVER_FOR_MALLORY, SPA_PORT, fresh);
-    b.wait_count("was used on another server of the fleet", 7);
+    b.wait_count("was used on another server of the fleet", 8);
     b.daemon.wait_log("is back after", Duration::from_secs(1));
     assert!(b.grants().is_empty(), "{:?}", b.grants());
     // What a fresh store forgets: a request used at A before the restart and never seen by B
@@ -622,7 +655,7 @@ fn a_fleet_shares_one_replay_memory_and_each_policy_holds_while_the_store_is_dow
     send_udp(&a.lab.alice, Lab::SERVER_FOR_ALICE, SPA_PORT, after.clone());
     assert_eq!(a.wait_grants(1).len(), 1, "{}", a.daemon.log());
     send_udp(&b.lab.alice, Lab::SERVER_FOR_ALICE, SPA_PORT, after);
-    b.wait_count("was used on another server of the fleet", 8);
+    b.wait_count("was used on another server of the fleet", 9);
 }
 
 /// The claim script itself against the real redis-server: all of a set or none, digests once,

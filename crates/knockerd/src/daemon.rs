@@ -409,7 +409,7 @@ fn start_fleet(config: &Config) -> Result<Option<Fleet>, crate::fleet::StoreErro
         return Ok(None);
     };
     let fleet = Fleet::new(shared)?;
-    tracing::info!("shared_state {shared}: once-only claims are made there too, before each grant",);
+    tracing::info!("shared_state {shared}: once-only claims are made there too, before each grant");
     Ok(Some(fleet))
 }
 

@@ -13,16 +13,18 @@
 #   scripts/bench-latency.sh --incumbents none        knockerd alone
 #   scripts/bench-latency.sh --doors spa,syn          some doors only
 #   scripts/bench-latency.sh --samples-out FILE       every sample, on CLOCK_MONOTONIC (for a trace)
+#   scripts/bench-latency.sh --shared-state           and the same doors again with a fleet's store
+#                                                     (redis-server in a namespace of its own)
 #   scripts/bench-latency.sh --help                   every option
 #
 # Root only (namespaces, raw sockets, nftables, iptables). Installs nftables, iproute2, knockd,
-# fwknop-server, fwknop-client and iptables if missing (Debian). Bounded: at most --samples knocks
+# fwknop-server, fwknop-client, iptables and redis-server if missing (Debian). Bounded: at most --samples knocks
 # per knockerd door (10 000), --incumbent-samples (150) per incumbent, 2 s each, --max-secs (90 s)
 # per daemon; nothing leaves the namespaces (10.200.0.0/16), which are removed on success,
 # failure and Ctrl-C. Not part of `cargo test` or scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ensure-packages.sh
-ensure nft:nftables ip:iproute2 knockd:knockd fwknopd:fwknop-server fwknop:fwknop-client iptables:iptables
+ensure nft:nftables ip:iproute2 knockd:knockd fwknopd:fwknop-server fwknop:fwknop-client iptables:iptables redis-server:redis-server
 cargo build --release --locked -p knockerd -p knocker-bench
 exec ./target/release/knocker-flood latency "$@"

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ensure-packages.sh
 had_firewalld=$(command -v firewalld || true)
-ensure nft:nftables ip:iproute2 knock:knockd nmap:nmap fwknop:fwknop-client fwknopd:fwknop-server iptables:iptables sshd:openssh-server ssh:openssh-client systemd-analyze:systemd unshare:util-linux setpriv:util-linux script:bsdutils fail2ban-regex:fail2ban tcpdump:tcpdump python3:python3 curl:curl ping:iputils-ping capsh:libcap2-bin lintian:lintian dpkg-shlibdeps:dpkg-dev man:man-db ufw:ufw firewalld:firewalld dbus-daemon:dbus
+ensure nft:nftables ip:iproute2 knock:knockd nmap:nmap fwknop:fwknop-client fwknopd:fwknop-server iptables:iptables sshd:openssh-server ssh:openssh-client systemd-analyze:systemd unshare:util-linux setpriv:util-linux script:bsdutils fail2ban-regex:fail2ban tcpdump:tcpdump python3:python3 curl:curl ping:iputils-ping capsh:libcap2-bin lintian:lintian dpkg-shlibdeps:dpkg-dev man:man-db ufw:ufw firewalld:firewalld dbus-daemon:dbus redis-server:redis-server openssl:openssl
 ensure_python cryptography:python3-cryptography
 ensure_promtool
 # firewalld's package enables its unit, which at the next boot of a systemd host would take over

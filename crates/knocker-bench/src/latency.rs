@@ -107,6 +107,15 @@ pub struct LatencyArgs {
     /// fwknop client binary, which makes the fwknop doors' packets (default: from PATH).
     #[arg(long)]
     fwknop: Option<PathBuf>,
+    /// Also times knockerd's sequence, SPA and SYN doors with a fleet's shared store
+    /// (`[daemon] shared_state`): after the plain run, a second knockerd whose once-only claims
+    /// go to Debian's redis-server in a namespace of its own, linked to the server; its rows are
+    /// compared with the plain ones.
+    #[arg(long)]
+    shared_state: bool,
+    /// redis-server binary, for --shared-state (default: from PATH).
+    #[arg(long)]
+    redis_server: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,6 +217,7 @@ struct Bins {
     knockd: PathBuf,
     fwknopd: PathBuf,
     fwknop: PathBuf,
+    redis: PathBuf,
 }
 
 /// What the run was asked for, checked.
@@ -283,6 +293,7 @@ fn bins(a: &LatencyArgs, p: &Plan) -> Result<Bins, String> {
         knockd: found(&a.knockd, "knockd"),
         fwknopd: found(&a.fwknopd, "fwknopd"),
         fwknop: found(&a.fwknop, "fwknop"),
+        redis: found(&a.redis_server, "redis-server"),
     };
     let need = [
         (true, &b.knockerd, "knockerd"),
@@ -292,6 +303,11 @@ fn bins(a: &LatencyArgs, p: &Plan) -> Result<Bins, String> {
             p.fwknop || p.fwknopd,
             &b.fwknop,
             "fwknop (Debian: fwknop-client)",
+        ),
+        (
+            a.shared_state && !p.doors.is_empty(),
+            &b.redis,
+            "redis-server (Debian: redis-server)",
         ),
     ];
     for (needed, path, what) in need {
@@ -315,7 +331,10 @@ pub fn bench(a: &LatencyArgs) -> Result<(), String> {
     let mut rows: Vec<Row> = Vec::new();
     let mut errors: Vec<String> = Vec::new();
     if !p.doors.is_empty() {
-        rows.extend(knockerd_doors(a, &p.doors, &b, &mut errors)?);
+        rows.extend(knockerd_doors(a, &p.doors, &b, &mut errors, false)?);
+        if a.shared_state {
+            rows.extend(knockerd_doors(a, &p.doors, &b, &mut errors, true)?);
+        }
     }
     if p.fwknop {
         rows.push(knockerd_fwknop(a, &b, &mut errors)?);
@@ -340,22 +359,105 @@ fn phase_limit(a: &LatencyArgs) -> Duration {
     Duration::from_secs_f64(a.max_secs.clamp(1.0, 3600.0))
 }
 
+/// The shared store's address, on a link of its own to the server (`--shared-state`).
+const STORE4: &str = "10.200.99.1";
+
+/// Debian's redis-server in a namespace of its own, linked to the server, without persistence;
+/// killed by its pid (and its namespace removed) on drop.
+struct Store {
+    child: std::process::Child,
+    _ns: Netns,
+}
+
+impl Store {
+    fn start(server: &Netns, redis: &Path) -> Result<Store, String> {
+        let ns = Netns::unique("kfstore")?;
+        knocker_lab::netns::link(
+            &ns,
+            "to-server",
+            &[&format!("{STORE4}/24")],
+            server,
+            "to-store",
+            &["10.200.99.2/24"],
+        )?;
+        let child = ns
+            .command(&redis.display().to_string())
+            .args([
+                "--port",
+                "6379",
+                "--bind",
+                STORE4,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--protected-mode", "no", "--daemonize", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", redis.display()))?;
+        let store = Store { child, _ns: ns };
+        let addr: SocketAddr = format!("{STORE4}:6379").parse().expect("address");
+        let up = server
+            .enter(move || {
+                let end = Instant::now() + Duration::from_secs(5);
+                while Instant::now() < end {
+                    if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100))
+                        .is_ok()
+                    {
+                        return true;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                false
+            })
+            .map_err(|e| format!("enter the server: {e}"))?;
+        if !up {
+            return Err(format!("redis-server does not answer on {addr}"));
+        }
+        Ok(store)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// knockerd with its sequence, SPA and SYN doors, the samples of the three interleaved, so that
-/// the machine's noise falls on all of them alike.
+/// the machine's noise falls on all of them alike; with `shared`, its once-only claims go to a
+/// shared store too.
 fn knockerd_doors(
     a: &LatencyArgs,
     doors: &[Door],
     b: &Bins,
     errors: &mut Vec<String>,
+    shared: bool,
 ) -> Result<Vec<Row>, String> {
     let lab = FloodLab::new(3)?;
+    let _store = if shared {
+        Some(Store::start(&lab.server, &b.redis)?)
+    } else {
+        None
+    };
     let dir = std::env::temp_dir().join(format!("knocker-latency-{}", lab.server.name()));
     let server = PrivateKey::generate().map_err(|e| format!("server key: {e}"))?;
     let alice = PrivateKey::generate().map_err(|e| format!("alice's key: {e}"))?;
     let syn_key = alice
         .syn_key(&server.public_key())
         .map_err(|e| format!("alice's SYN key: {e}"))?;
-    let args = write_config(&dir, &server, &alice)?;
+    let mut config = knockerd_config(&dir);
+    if shared {
+        config = config.replacen(
+            "[daemon]\n",
+            &format!("[daemon]\nshared_state = \"redis://{STORE4}:6379/\"\n"),
+            1,
+        );
+    }
+    let args = write_config_with(&dir, &server, &alice, &config)?;
     let args: Vec<&std::ffi::OsStr> = args.iter().map(|s| s.as_os_str()).collect();
     let mut daemon = Daemon::spawn_knockerd(&lab, &b.knockerd, dir, &args)?;
     let watch = Watch::start(&lab.server)?;
@@ -381,7 +483,8 @@ fn knockerd_doors(
         }
     }
     eprintln!(
-        "== knockerd: {} samples of each of {} doors, interleaved",
+        "== knockerd{}: {} samples of each of {} doors, interleaved",
+        if shared { " with shared_state" } else { "" },
         a.samples,
         doors.len()
     );
@@ -390,12 +493,23 @@ fn knockerd_doors(
     let mut rows: Vec<Row> = doors
         .iter()
         .map(|d| {
-            let (door, tag) = match d {
-                Door::Sequence => ("sequence (3 TCP knocks)", "sequence"),
-                Door::Spa => ("spa (knocker SPA datagram)", "spa"),
-                Door::Syn => ("syn (stealth SYN)", "syn"),
+            let (door, tag, shared_tag) = match d {
+                Door::Sequence => ("sequence (3 TCP knocks)", "sequence", "sequence-shared"),
+                Door::Spa => ("spa (knocker SPA datagram)", "spa", "spa-shared"),
+                Door::Syn => ("syn (stealth SYN)", "syn", "syn-shared"),
             };
-            Row::new("knockerd", door, tag, Clock::Notification)
+            if shared {
+                let mut row = Row::new(
+                    "knockerd, shared_state (redis)",
+                    door,
+                    shared_tag,
+                    Clock::Notification,
+                );
+                row.against = Some(tag);
+                row
+            } else {
+                Row::new("knockerd", door, tag, Clock::Notification)
+            }
         })
         .collect();
     'samples: for i in 0..a.samples {
@@ -630,16 +744,6 @@ fn write_samples(path: &Path, rows: &[Row]) -> Result<(), String> {
         }
     }
     std::fs::write(path, out).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// Writes the server key (0600), the clients file (alice) and knockerd.toml into `dir`, and
-/// returns knockerd's arguments.
-fn write_config(
-    dir: &Path,
-    server: &PrivateKey,
-    alice: &PrivateKey,
-) -> Result<Vec<std::ffi::OsString>, String> {
-    write_config_with(dir, server, alice, &knockerd_config(dir))
 }
 
 /// Writes the server key (0600), the clients file (alice) and `config` as knockerd.toml into
@@ -1103,7 +1207,7 @@ fn print_report(
         );
     }
     println!(
-        "\nClocks: NFT_MSG_NEWSETELEM is the kernel's notification that the element is in the set (knockd's start command adds it with `nft`, as knockerd's netlink batch does); fwknopd opens with iptables, so its row is timed by its \"Added access rule\" line, which it writes once iptables has returned, stamped when the bench reads it. Ratios: knockd against knockerd's sequence door, fwknopd against knockerd's fwknop door."
+        "\nClocks: NFT_MSG_NEWSETELEM is the kernel's notification that the element is in the set (knockd's start command adds it with `nft`, as knockerd's netlink batch does); fwknopd opens with iptables, so its row is timed by its \"Added access rule\" line, which it writes once iptables has returned, stamped when the bench reads it. Ratios: knockd against knockerd's sequence door, fwknopd against knockerd's fwknop door, knockerd with shared_state against the same door without (a sequence door makes no claim)."
     );
     println!("Load average {load_before} before, {load_after} after.");
     if !errors.is_empty() {
@@ -1191,6 +1295,8 @@ pub(crate) mod tests {
             knockd: None,
             fwknopd: None,
             fwknop: None,
+            shared_state: false,
+            redis_server: None,
         };
         let p = plan(&args("syn,fwknop,syn", "none")).expect("plan");
         assert_eq!(p.doors, vec![Door::Syn]);

@@ -8,6 +8,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::config::{fmt_duration, Config, DoorKind, OnStop, RotatingMode, TABLE};
+use crate::fleet::{Claim, Decision, Fleet};
 use crate::gatekeeper::{Gatekeeper, Verdict};
 use crate::ledger::{self, Ledger, Record};
 use crate::metrics::Writer as MetricsWriter;
@@ -94,6 +95,8 @@ pub enum DaemonError {
     WorkerRestarts { closed: String },
     #[error("poll failed: {0}")]
     Poll(#[source] nix::Error),
+    #[error("shared_state: {0}")]
+    Fleet(#[source] crate::fleet::StoreError),
 }
 
 /// Why a reload was refused (the running configuration is kept, whole).
@@ -108,6 +111,8 @@ pub enum ReloadError {
     StartProblem(String),
     #[error(transparent)]
     Table(#[from] ruleset::NftError),
+    #[error("shared_state: {0}")]
+    Fleet(#[source] crate::fleet::StoreError),
 }
 
 /// Why a used step or a request's digests could not be made durable (the grant is refused).
@@ -193,6 +198,9 @@ pub fn run(
     // with another field order would silently grant the wrong thing: check the declaration.
     sets.check().map_err(DaemonError::Declaration)?;
     let mut gate = Gatekeeper::new(&config, sets, Some(ledger));
+    let mut fleet = start_fleet(&config).map_err(DaemonError::Fleet)?;
+    gate.counters_mut()
+        .shared_configured(config.shared_state.is_some());
     let (ran, scheduled) = gate.recover(Instant::now());
     if ran + scheduled > 0 {
         tracing::info!(
@@ -336,6 +344,7 @@ pub fn run(
                             &mut config,
                             &mut worker,
                             &mut gate,
+                            &mut fleet,
                         );
                         control.reload_ends(&config, &verdict);
                         metrics.set_files(&config.state_dir, config.metrics_file.as_deref());
@@ -354,7 +363,7 @@ pub fn run(
 
         if reports_ready {
             Worker::read_or_retire(&mut worker, &mut reports);
-            handle_reports(&config, &mut gate, &reports, Instant::now());
+            handle_reports(&config, &mut gate, fleet.as_mut(), &reports, Instant::now());
         }
         // the watchdog: a worker that does not answer its pings is hung, and replaced
         let now = Instant::now();
@@ -392,6 +401,16 @@ pub fn run(
     });
     tracing::info!("stopped; {}", crate::control::closed_note());
     Ok(())
+}
+
+/// The fleet's shared store, when the configuration names one (nothing is connected yet).
+fn start_fleet(config: &Config) -> Result<Option<Fleet>, crate::fleet::StoreError> {
+    let Some(shared) = &config.shared_state else {
+        return Ok(None);
+    };
+    let fleet = Fleet::new(shared)?;
+    tracing::info!("shared_state {shared}: once-only claims are made there too, before each grant");
+    Ok(Some(fleet))
 }
 
 /// How soon the table is looked at again when putting it back failed.
@@ -484,16 +503,24 @@ const WORKER_RESTART_WINDOW: Duration = Duration::from_secs(60);
 /// Acts on what the worker decided. Nothing in a report is trusted: [`privsep::check`] takes
 /// its door only if this process's door at that index has that name, and the gatekeeper
 /// validates every grant.
+///
+/// With a fleet's shared store, a once-only use is claimed there first (the worker's own
+/// memory, seeded from the ledger, already refused what this host saw): a claim another host
+/// made refuses the grant, as a use that cannot be recorded does. It is recorded here all the
+/// same (it was used). Order: store claim, ledger record, grant.
 fn handle_reports(
     config: &Config,
     gate: &mut Gatekeeper<NftSets>,
+    mut fleet: Option<&mut Fleet>,
     reports: &[Report],
     now: Instant,
 ) {
-    // A door whose used sequence could not be recorded must not open (fail closed).
-    let mut unrecorded: Option<usize> = None;
+    // A door whose used sequence could not be recorded (or claimed) must not open (fail
+    // closed): the door, and why.
+    let mut refused: Option<(usize, String)> = None;
     // a request's digests come just before its grant: one batch, one sync, with the grant
     let mut seen: Vec<Record> = Vec::new();
+    let mut seen_claims: Vec<Claim> = Vec::new();
     let mut seen_door: Option<usize> = None;
     for r in reports {
         match privsep::check(config, r) {
@@ -513,12 +540,20 @@ fn handle_reports(
             }
             Ok(Checked::Used { index, tag }) => {
                 let door = &config.doors[index].spec.name;
+                let claim = used_claim(config, index, tag);
+                let fleet_says = match (fleet.as_deref_mut(), claim) {
+                    (Some(f), Some(c)) => shared_claim(config, gate, f, index, &[c]),
+                    _ => None,
+                };
                 match record_used(config, gate.ledger(), index, tag) {
                     Ok(what) => tracing::info!("door={door} used {what}; it never opens again"),
                     Err(e) => {
                         tracing::error!("door={door}: {e}; the grant is refused");
-                        unrecorded = Some(index);
+                        refused = Some((index, "its use could not be recorded".into()));
                     }
+                }
+                if let Some(why) = fleet_says {
+                    refused = Some((index, why));
                 }
             }
             Ok(Checked::Seen {
@@ -530,23 +565,47 @@ fn handle_reports(
                     digest: digest.to_hex(),
                     until_unix,
                 });
+                if let Some(i) = index {
+                    seen_claims.push(Claim::Digest {
+                        door: config.doors[i].spec.name.clone(),
+                        digest: digest.0,
+                        until_unix,
+                    });
+                }
                 seen_door = index;
             }
             Ok(Checked::Grant(grant)) => {
-                if unrecorded == Some(grant.door) {
-                    unrecorded = None;
+                if let Some((_, why)) = refused.take_if(|(door, _)| *door == grant.door) {
                     tracing::error!(
-                        "door={} src={} grant refused: its use could not be recorded",
+                        "door={} src={} grant refused: {why}",
                         grant.door_name,
                         grant.to
                     );
                     continue;
                 }
-                let first = if seen_door == Some(grant.door) {
-                    std::mem::take(&mut seen)
+                let (first, claims) = if seen_door == Some(grant.door) {
+                    (std::mem::take(&mut seen), std::mem::take(&mut seen_claims))
                 } else {
-                    Vec::new()
+                    (Vec::new(), Vec::new())
                 };
+                let fleet_says = match fleet.as_deref_mut() {
+                    Some(f) if !claims.is_empty() => {
+                        shared_claim(config, gate, f, grant.door, &claims)
+                    }
+                    _ => None,
+                };
+                if let Some(why) = fleet_says {
+                    tracing::error!(
+                        "door={} src={} grant refused: {why}",
+                        grant.door_name,
+                        grant.to
+                    );
+                    // this host saw it: its own memory keeps it too
+                    if let Err(e) = record_seen(gate.ledger(), &first) {
+                        tracing::error!("cannot record replay digests: {e}");
+                    }
+                    continue;
+                }
                 handle_grant(&grant, gate, now, &first);
             }
         }
@@ -556,6 +615,75 @@ fn handle_reports(
         if let Err(e) = record_seen(gate.ledger(), &seen) {
             tracing::error!("cannot record replay digests: {e}");
         }
+    }
+}
+
+/// The shared store's claim for a used one-time line, counter or time step of door `index`:
+/// a one-time line by its line number in the file (the worker's tag counts the lines still
+/// unused here, which differ from host to host), a counter or step by its value.
+fn used_claim(config: &Config, index: usize, tag: u64) -> Option<Claim> {
+    let door = config.doors.get(index)?;
+    let name = door.spec.name.clone();
+    if let Some(file) = door.one_time() {
+        let line = file.entries.get(usize::try_from(tag).ok()?)?.line;
+        return Some(Claim::Once {
+            door: name,
+            line: line as u64,
+        });
+    }
+    if door.knockknock_counter().is_some() {
+        return Some(Claim::Forward {
+            door: name,
+            what: "counter",
+            value: tag,
+        });
+    }
+    match door.kind {
+        DoorKind::Rotating { mode, .. } => Some(Claim::Forward {
+            door: name,
+            what: mode.as_str(),
+            value: tag,
+        }),
+        _ => None,
+    }
+}
+
+/// Puts door `index`'s claims to the fleet's store, counts the answer, and says why the grant
+/// is refused (None: it may go on).
+fn shared_claim(
+    config: &Config,
+    gate: &mut Gatekeeper<NftSets>,
+    fleet: &mut Fleet,
+    index: usize,
+    claims: &[Claim],
+) -> Option<String> {
+    let door = &config.doors[index].spec.name;
+    let policy = config
+        .shared_state
+        .as_ref()
+        .map(|s| s.policy(door))
+        .unwrap_or_default();
+    let decision = fleet.decide(door, policy, claims);
+    let outages = fleet.outages;
+    let up = !fleet.is_down();
+    if let Some(c) = gate.counters_mut().shared_mut() {
+        c.outages = outages;
+        c.up = up;
+        match &decision {
+            Decision::Claimed => c.claimed += 1,
+            Decision::Taken(_) => c.taken += 1,
+            Decision::DownRefused(_) => c.down_refused += 1,
+            Decision::DownLocal => c.down_local += 1,
+        }
+    }
+    match decision {
+        Decision::Claimed | Decision::DownLocal => None,
+        Decision::Taken(what) => Some(format!(
+            "{what} was used on another server of the fleet (shared_state)"
+        )),
+        Decision::DownRefused(why) => Some(format!(
+            "{why}: no fleet-wide once-only claim (shared_state_down = \"refuse\")"
+        )),
     }
 }
 
@@ -681,6 +809,7 @@ fn reload(
     config: &mut Config,
     worker: &mut Option<Worker>,
     gate: &mut Gatekeeper<NftSets>,
+    fleet: &mut Option<Fleet>,
 ) -> Result<(), ReloadError> {
     let mut new = match load(config_source, overrides) {
         Ok(c) => c,
@@ -706,9 +835,28 @@ fn reload(
         tracing::error!("reload refused, keeping the running configuration: {e}");
         return Err(ReloadError::StartProblem(e.to_string()));
     }
+    // a new store (and connection) only when shared_state changed
+    let new_fleet = if new.shared_state != config.shared_state {
+        match start_fleet(&new) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::error!(
+                    "reload refused, keeping the running configuration: shared_state: {e}"
+                );
+                return Err(ReloadError::Fleet(e));
+            }
+        }
+    } else {
+        None
+    };
     if let Err(e) = ruleset::apply(&TableSpec::from_config(&new)) {
         tracing::error!("reload refused, keeping the running configuration: {e}");
         return Err(e.into());
+    }
+    if let Some(f) = new_fleet {
+        *fleet = f;
+        gate.counters_mut()
+            .shared_configured(new.shared_state.is_some());
     }
     write_include(&new);
     if let Some(mut w) = worker.take() {

@@ -9,6 +9,7 @@ pub mod control;
 pub mod daemon;
 pub mod dryrun;
 pub mod enroll;
+pub mod fleet;
 pub mod frontends;
 pub mod gatekeeper;
 pub mod ledger;

@@ -935,8 +935,24 @@ fn check(
             u.uid
         );
     }
+    if let Some(shared) = &c.shared_state {
+        out!("shares its once-only claims with a fleet in {shared}; while it is down, doors {} unless they say otherwise (shared_state_down)", match shared.down {
+            knockerd::fleet::DownPolicy::Refuse => "refuse what needs a fleet-wide claim",
+            knockerd::fleet::DownPolicy::Local => "grant on this host's own replay memory",
+        });
+    }
     for d in &c.doors {
         out!("door {} (line {}):", d.spec.name, d.line);
+        if let Some(shared) = &c.shared_state {
+            if d.replayable() {
+                out!("  a static sequence: makes no claim in the shared store (replayable on every host)");
+            } else {
+                out!(
+                    "  claims each once-only use in the shared store too; while it is down: {}",
+                    shared.policy(&d.spec.name).as_str()
+                );
+            }
+        }
         if d.single_packet() {
             out!("  accepts {}", d.describe_knocks());
         } else {

@@ -189,7 +189,26 @@ pub struct Counters {
     source: SourceCounts,
     worker_restarts: u64,
     table_restores: u64,
+    /// A fleet's shared store (`[daemon] shared_state`); `None`: none configured.
+    shared: Option<SharedCounts>,
     generation: u64,
+}
+
+/// What the shared store of a fleet answered to the doors' claims.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SharedCounts {
+    /// Claims made (a knock's set of claims, as one).
+    pub claimed: u64,
+    /// Refused: another host of the fleet made the claim first.
+    pub taken: u64,
+    /// Refused: the store was down and the door's policy is `refuse`.
+    pub down_refused: u64,
+    /// Let through on this host's memory alone: down, policy `local`.
+    pub down_local: u64,
+    /// Times the store went down.
+    pub outages: u64,
+    /// Whether it was up at its last use.
+    pub up: bool,
 }
 
 impl Counters {
@@ -234,6 +253,23 @@ impl Counters {
     pub fn table_restored(&mut self) {
         self.table_restores += 1;
         self.generation += 1;
+    }
+
+    /// A fleet's store is configured (or no longer is, after a reload): its counts are kept.
+    pub fn shared_configured(&mut self, configured: bool) {
+        if configured && self.shared.is_none() {
+            self.shared = Some(SharedCounts {
+                up: true,
+                ..SharedCounts::default()
+            });
+            self.generation += 1;
+        }
+    }
+
+    /// The shared store's counts, to change them (nothing when none is configured).
+    pub fn shared_mut(&mut self) -> Option<&mut SharedCounts> {
+        self.generation += 1;
+        self.shared.as_mut()
     }
 
     /// Moves on every change.
@@ -340,6 +376,34 @@ impl Counters {
                 vec![(String::new(), self.table_restores)],
             ),
         ];
+        let mut families = families;
+        if let Some(sh) = &self.shared {
+            families.extend([
+                (
+                    "knockerd_shared_state_claims_total",
+                    "counter",
+                    "Knocks' once-only claims put to the fleet's shared store, by result: claimed, taken (by another host first: refused), down_refused, down_local (granted on this host's memory alone).",
+                    vec![
+                        ("result=\"claimed\"".to_string(), sh.claimed),
+                        ("result=\"taken\"".to_string(), sh.taken),
+                        ("result=\"down_refused\"".to_string(), sh.down_refused),
+                        ("result=\"down_local\"".to_string(), sh.down_local),
+                    ],
+                ),
+                (
+                    "knockerd_shared_state_outages_total",
+                    "counter",
+                    "Times the fleet's shared store went from answering to not.",
+                    vec![(String::new(), sh.outages)],
+                ),
+                (
+                    "knockerd_shared_state_up",
+                    "gauge",
+                    "Whether the fleet's shared store answered its last claim (1) or not (0).",
+                    vec![(String::new(), u64::from(sh.up))],
+                ),
+            ]);
+        }
         for (name, kind, help, rows) in families {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for (labels, value) in rows {
@@ -544,6 +608,37 @@ mod tests {
             !text.contains("door=\"web\",reason"),
             "no reason row before a refusal"
         );
+    }
+
+    #[test]
+    fn the_shared_store_s_families_appear_only_when_one_is_configured() {
+        let mut c = Counters::default();
+        assert!(c.shared_mut().is_none());
+        assert!(!c.render(0, 0).contains("shared_state"));
+        c.shared_configured(true);
+        if let Some(s) = c.shared_mut() {
+            s.taken += 2;
+            s.down_local += 1;
+            s.outages = 1;
+            s.up = false;
+        }
+        let text = c.render(0, 0);
+        for line in [
+            "knockerd_shared_state_claims_total{result=\"claimed\"} 0",
+            "knockerd_shared_state_claims_total{result=\"taken\"} 2",
+            "knockerd_shared_state_claims_total{result=\"down_refused\"} 0",
+            "knockerd_shared_state_claims_total{result=\"down_local\"} 1",
+            "knockerd_shared_state_outages_total 1",
+            "knockerd_shared_state_up 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line:?} missing from\n{text}"
+            );
+        }
+        // a second call keeps the counts (a reload that keeps the store)
+        c.shared_configured(true);
+        assert!(c.render(0, 0).contains("{result=\"taken\"} 2"));
     }
 
     #[test]

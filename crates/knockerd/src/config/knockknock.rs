@@ -514,6 +514,7 @@ pub fn load(
         clients: PathBuf::from(super::DEFAULT_CLIENTS),
         worker_user: None,
         metrics_file: None,
+        shared_state: None,
         drop_knocks: true,
         source,
         doors,

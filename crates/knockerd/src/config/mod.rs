@@ -847,6 +847,9 @@ pub struct Config {
     /// Where the metrics are written too, for a textfile collector (`[daemon] metrics_file`);
     /// they are always in `state_dir`'s `metrics.prom`.
     pub metrics_file: Option<PathBuf>,
+    /// A fleet's shared replay memory (`[daemon] shared_state`): once-only claims are made in
+    /// it too. `None`: this host's ledger alone.
+    pub shared_state: Option<crate::fleet::SharedState>,
     /// The server's X25519 private key (read only when a `spa` or `syn` door exists).
     pub server_key: PathBuf,
     /// The clients file of `spa` and `syn` doors.

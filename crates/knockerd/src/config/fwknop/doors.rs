@@ -352,6 +352,7 @@ pub fn load(
         clients: PathBuf::from(crate::config::DEFAULT_CLIENTS),
         worker_user: None,
         metrics_file: None,
+        shared_state: None,
         drop_knocks: true,
         source: crate::config::SourceSpec::Nflog,
         doors,

@@ -605,6 +605,7 @@ fn finish(
         worker_user: None,
         // knockd only watches packets: a knock port may be a live service's
         metrics_file: None,
+        shared_state: None,
         drop_knocks: false,
         source: crate::config::SourceSpec::Nflog,
         doors,

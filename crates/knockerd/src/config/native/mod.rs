@@ -4,6 +4,7 @@
 pub mod clients;
 pub mod doors;
 pub mod reference;
+mod shared;
 mod source;
 
 use std::collections::BTreeMap;
@@ -47,6 +48,10 @@ struct RawDaemon {
     interface: Option<Spanned<RawNames>>,
     state_dir: Option<String>,
     metrics_file: Option<Spanned<String>>,
+    shared_state: Option<Spanned<String>>,
+    shared_state_password_file: Option<Spanned<String>>,
+    shared_state_ca_file: Option<Spanned<String>>,
+    shared_state_down: Option<Spanned<String>>,
     server_key: Option<Spanned<String>>,
     clients: Option<Spanned<String>>,
     worker_user: Option<Spanned<String>>,
@@ -111,6 +116,8 @@ struct RawDoor {
     grant_prefix6: Option<Spanned<i64>>,
     interfaces: Option<Spanned<RawNames>>,
     protect_elsewhere: Option<Spanned<bool>>,
+    /// What the door does while a fleet's shared store is down (`[daemon] shared_state`).
+    shared_state_down: Option<Spanned<String>>,
     /// `[[door.NAME.command]]`: delayed commands.
     #[serde(default)]
     command: Vec<Spanned<RawAction>>,
@@ -358,6 +365,25 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
     }
     let source = source::source(&cx, raw.source.as_ref())?;
     source::check_doors(&cx, &source, &doors)?;
+    let shared_state = shared::shared_state(
+        &cx,
+        shared::RawShared {
+            url: daemon.shared_state.as_ref(),
+            password_file: daemon.shared_state_password_file.as_ref(),
+            ca_file: daemon.shared_state_ca_file.as_ref(),
+            down: daemon.shared_state_down.as_ref(),
+        },
+        &doors
+            .iter()
+            .map(|d| {
+                let own = raw
+                    .door
+                    .get(&d.spec.name)
+                    .and_then(|r| r.get_ref().shared_state_down.as_ref());
+                (d, own)
+            })
+            .collect::<Vec<_>>(),
+    )?;
     let config = Config {
         file: file.to_path_buf(),
         nflog_group,
@@ -378,6 +404,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
                 .unwrap_or_else(|| DEFAULT_STATE_DIR.to_string()),
         ),
         metrics_file: metrics_file(&cx, &daemon)?,
+        shared_state,
         server_key: server_key_path(&daemon),
         clients: clients_path(&daemon),
         worker_user: worker_user(&cx, &daemon)?,

@@ -105,6 +105,30 @@ const DAEMON: Section = Section {
             about: "Also write the metrics (Prometheus text format: knocks seen, refusals by reason, grants, refreshes, expiries and stop commands per door; source overruns, worker restarts, table restores) to this file, for node_exporter's textfile collector: an absolute path ending in `.prom`, e.g. `/var/lib/prometheus/node-exporter/knockerd.prom`. Replaced atomically, only after a change and at most once a second. They are always in `STATE_DIR/metrics.prom` too (`knockerd status --metrics`).",
         },
         Key {
+            name: "shared_state",
+            value: "\"redis://USER:PASSWORD@HOST:PORT/DB\" or \"rediss://...\"",
+            default: "none: this host's ledger alone",
+            about: "A fleet's one replay memory: a Redis (or Valkey) server that every server of the fleet names. Before a grant, each once-only use (a single-packet request's replay digests, SYN and encoded requests, rotating and HOTP steps and counters, knockknock counters, one-time lines) is claimed there too, atomically, after this host's own ledger has accepted it: a claim another server made first refuses the grant. Keys are `knocker:DOOR:...` and hold hashes and numbers only (an ACL user limited to `~knocker:*` and `+get +set +exists +eval +evalsha +script|load` is enough). `rediss://` is TLS, the server's certificate checked against `shared_state_ca_file`, or else the public authorities of Mozilla's list (built in, not /etc/ssl/certs). Each claim waits at most 50 ms (a new connection, TLS included, at most 200 ms); a store that does not answer is tried again at most once a second, and meanwhile each door's `shared_state_down` decides. Static `sequence` doors make no claim (they are replayable by nature). The password never appears in the log or `knockerd check`. knockerd.service allows no IP traffic (`IPAddressDeny=any`): allow the store's address with `IPAddressAllow=` in a drop-in.",
+        },
+        Key {
+            name: "shared_state_password_file",
+            value: "\"PATH\"",
+            default: "none",
+            about: "The store's password, read from this file (an absolute path; one line; mode 600, refused if others may read it) instead of the URL, so that the configuration can be shared and read by others. The URL then names the user alone: `redis://knocker@HOST:6379/`.",
+        },
+        Key {
+            name: "shared_state_ca_file",
+            value: "\"PATH\"",
+            default: "Mozilla's public authorities, built in",
+            about: "For `rediss://`: the PEM certificate(s) of the authority that signed the store's certificate, instead of Mozilla's public authorities (the files of /etc/ssl/certs are not read). The certificate must name the host as `shared_state` writes it (an IP address needs an IP address entry).",
+        },
+        Key {
+            name: "shared_state_down",
+            value: "\"refuse\" or \"local\"",
+            default: "\"refuse\"",
+            about: "What a door that names none does while the shared store cannot be asked (down, unreachable, slower than 50 ms, refusing the user): `refuse` refuses what needs a fleet-wide once-only claim, with a log line for each; `local` grants on this host's own replay memory alone, with one loud warning per outage and the `knockerd_shared_state_claims_total{result=\"down_local\"}` metric: a knock recorded on its way to another server can then open this one once. Never an open door either way: this host's ledger still refuses what it saw.",
+        },
+        Key {
             name: "server_key",
             value: "\"PATH\"",
             default: "\"/etc/knocker/server.key\"",
@@ -189,6 +213,12 @@ const EVERY_DOOR: Section = Section {
             value: "boolean",
             default: "true",
             about: "Whether the door's services are also dropped on the interfaces its knocks are not seen on (failing closed: a source there cannot open them). `false` protects them only on the door's interfaces and leaves the others to your firewall; `knockerd check` warns.",
+        },
+        Key {
+            name: "shared_state_down",
+            value: "\"refuse\" or \"local\"",
+            default: "[daemon] shared_state_down",
+            about: "This door's policy while the fleet's shared store is down (see `[daemon] shared_state_down`). Only with `[daemon] shared_state`, and not on a static `sequence` door, which makes no claim.",
         },
         Key {
             name: "grant_prefix",

@@ -612,6 +612,11 @@ fn handle_grant(
             let reach = network
                 .map(|(net, len)| format!(" to {net}/{len} (grant_prefix)"))
                 .unwrap_or_default();
+            // a client-chosen inner host (fwknop -N), checked by the gatekeeper
+            let reach = match g.spa.and_then(|f| f.nat) {
+                Some(target) => format!("{reach} sent on to {target}"),
+                None => reach,
+            };
             tracing::info!(
                 "door={} src={to}{client} {}{sep} {what}{reach} for {}{counted}",
                 g.door_name,

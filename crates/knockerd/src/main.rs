@@ -103,6 +103,13 @@ struct ConfigArgs {
     /// minute, for packets taken; for switching daemons before the clients
     #[arg(help_heading = CONFIG_HEADING, long, requires = "fwknop_access")]
     fwknop_allow_legacy: bool,
+    /// With --fwknop-access and fwknopd.conf's ENABLE_IPT_FORWARDING Y: a network (CIDR, IPv4)
+    /// whose hosts a client's own NAT request (fwknop -N HOST:PORT) may name in a stanza without
+    /// FORCE_NAT; repeat it for more. The stanza's first requested port is then DNAT'd there for
+    /// that client alone, until its grant ends. Without it, such requests are refused. List only
+    /// the inner hosts clients may reach: never this host's own networks towards them
+    #[arg(help_heading = CONFIG_HEADING, long, value_name = "CIDR", requires = "fwknop_access", value_parser = parse_nat_target)]
+    fwknop_nat_targets: Vec<config::Net>,
     /// Run knockknock's profiles as they are (DIR is knockknock's /etc/knockknock.d: its config
     /// and profiles/): knockknock clients work unchanged
     #[arg(help_heading = CONFIG_HEADING, long, value_name = "DIR", conflicts_with_all = ["config", "knockd_conf", "fwknop_access"])]
@@ -179,6 +186,7 @@ impl Given for ConfigArgs {
             (self.fwknop_access.is_some(), "--fwknop-access"),
             (self.fwknopd_conf.is_some(), "--fwknopd-conf"),
             (self.fwknop_allow_legacy, "--fwknop-allow-legacy"),
+            (!self.fwknop_nat_targets.is_empty(), "--fwknop-nat-targets"),
             (self.knockknock_profiles.is_some(), "--knockknock-profiles"),
             (self.kernel_log, "--kernel-log"),
             (self.kernel_log_file.is_some(), "--kernel-log-file"),
@@ -205,6 +213,7 @@ impl ConfigArgs {
                 access,
                 fwknopd_conf: self.fwknopd_conf,
                 allow_legacy: self.fwknop_allow_legacy,
+                nat_targets: self.fwknop_nat_targets,
             },
             (None, None, Some(dir)) => ConfigFile::Knockknock {
                 dir,
@@ -885,6 +894,15 @@ fn import_knockd(file: &std::path::Path) -> Result<(), String> {
 
 fn parse_trusted(text: &str) -> Result<config::Net, config::NetError> {
     text.parse()
+}
+
+/// An IPv4 network: fwknop's NAT request names only IPv4 hosts.
+fn parse_nat_target(text: &str) -> Result<config::Net, String> {
+    let net: config::Net = text.parse().map_err(|e: config::NetError| e.to_string())?;
+    if !net.addr.is_ipv4() {
+        return Err("fwknop's NAT request names only IPv4 hosts: give an IPv4 network".into());
+    }
+    Ok(net)
 }
 
 fn check(

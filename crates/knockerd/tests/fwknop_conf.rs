@@ -2005,7 +2005,7 @@ fn force_nat_sends_the_stanzas_open_ports_on_to_its_inner_host() {
         "access.conf",
         format!("SOURCE ANY\n{k}OPEN_PORTS tcp/2222\nFORCE_NAT 10.200.3.2 22\nSOURCE ANY\n{k}OPEN_PORTS tcp/22\n"),
     );
-    let (c, _) = fwknop::doors::load(&access, None, fwknop::Legacy::Refuse)
+    let (c, _) = fwknop::doors::load(&access, None, fwknop::Legacy::Refuse, &[])
         .unwrap_or_else(|e| panic!("{e}"));
     let to: std::net::SocketAddr = "10.200.3.2:22".parse().expect("address");
     assert_eq!(c.doors[0].forward, Some(knockerd::config::Forward::Nat(to)));
@@ -2026,7 +2026,7 @@ fn force_nat_sends_the_stanzas_open_ports_on_to_its_inner_host() {
             "clash.conf",
             format!("SOURCE ANY\n{k}OPEN_PORTS tcp/2222\nFORCE_NAT 10.200.3.2 22\nSOURCE 10.0.0.0/8\n{k}{other}"),
         );
-        let e = fwknop::doors::load(&access, None, fwknop::Legacy::Refuse)
+        let e = fwknop::doors::load(&access, None, fwknop::Legacy::Refuse, &[])
             .expect_err("a shared port")
             .to_string();
         assert!(
@@ -2038,13 +2038,13 @@ fn force_nat_sends_the_stanzas_open_ports_on_to_its_inner_host() {
         "restricted.conf",
         format!("SOURCE ANY\n{k}OPEN_PORTS tcp/2222\nFORCE_NAT 10.200.3.2 22\nSOURCE 10.0.0.0/8\n{k}RESTRICT_PORTS tcp/2222\n"),
     );
-    fwknop::doors::load(&access, None, fwknop::Legacy::Refuse).unwrap_or_else(|e| panic!("{e}"));
+    fwknop::doors::load(&access, None, fwknop::Legacy::Refuse, &[]).unwrap_or_else(|e| panic!("{e}"));
     // the same inner host and port in two stanzas (two keys) is one DNAT
     let access = write(
         "two.conf",
         format!("SOURCE ANY\n{k}OPEN_PORTS tcp/2222\nFORCE_NAT 10.200.3.2 22\nSOURCE 10.0.0.0/8\n{k}OPEN_PORTS tcp/2222\nFORCE_NAT 10.200.3.2 22\n"),
     );
-    fwknop::doors::load(&access, None, fwknop::Legacy::Refuse).unwrap_or_else(|e| panic!("{e}"));
+    fwknop::doors::load(&access, None, fwknop::Legacy::Refuse, &[]).unwrap_or_else(|e| panic!("{e}"));
 
     // what knockerd does not do is a reason, with its line
     let c = parse(&format!(

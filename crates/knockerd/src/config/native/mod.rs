@@ -769,6 +769,7 @@ fn door(
         protect: d.protect.unwrap_or(true),
         forward,
         nat_source,
+        nat_targets: Vec::new(),
         repeat_start_command: d.repeat_start_command.unwrap_or(false),
         start_command: commands.start,
         stop_command: commands.stop,
@@ -1410,7 +1411,16 @@ fn fwknop_door(
             .map_or_else(|| cx.err(p.span(), "port must be 1 to 65535"), Ok)?,
     };
     let spa = knocker_engine::Spa {
-        decode: crate::config::fwknop::doors::decoder(keys, d.nat.is_some()),
+        decode: crate::config::fwknop::doors::decoder(
+            keys,
+            if d.nat.is_some() {
+                crate::config::fwknop::doors::ClientNat::Forced
+            } else {
+                crate::config::fwknop::doors::ClientNat::Refused(
+                    crate::config::fwknop::doors::NAT_NATIVE,
+                )
+            },
+        ),
         precheck: None,
         rate_limit: None,
         proto: knocker_engine::Proto::Udp,

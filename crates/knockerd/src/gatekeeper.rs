@@ -189,7 +189,10 @@ fn check_nat_target(
             return Err(format!("{ip} is the network or broadcast address of {net}"));
         }
     }
-    if grant.open.len() != 1 || door.connections.is_some() || door.grant_prefix.widen(to).1.is_some() {
+    if grant.open.len() != 1
+        || door.connections.is_some()
+        || door.grant_prefix.widen(to).1.is_some()
+    {
         return Err("a grant with an inner host opens one service, for its address alone".into());
     }
     if is_own_address(ip) {
@@ -750,12 +753,8 @@ impl<F: Firewall> Gatekeeper<F> {
         match (target, open) {
             (Some(target), [service]) => {
                 let was = self.live_nat(to, *service, now);
-                self.firewall.grant_nat(
-                    to,
-                    open,
-                    duration,
-                    NatChange::Set { to: target, was },
-                )?;
+                self.firewall
+                    .grant_nat(to, open, duration, NatChange::Set { to: target, was })?;
                 self.nat.insert((to, *service), (target, end));
                 Ok(())
             }
@@ -1190,17 +1189,21 @@ mod tests {
 
     #[test]
     fn a_client_named_inner_host_is_checked_and_its_map_entry_follows_the_grant() {
-        let refused = |g: &mut Gatekeeper<Recorder>, grant: &Grant, says: &str| {
-            match g.apply(grant, Instant::now()) {
-                Err(e @ GrantError::NatTarget { .. }) => {
-                    assert!(e.to_string().contains(says), "{e}")
-                }
-                other => panic!("{grant:?} must be refused: {other:?}"),
+        let refused = |g: &mut Gatekeeper<Recorder>, grant: &Grant, says: &str| match g
+            .apply(grant, Instant::now())
+        {
+            Err(e @ GrantError::NatTarget { .. }) => {
+                assert!(e.to_string().contains(says), "{e}")
             }
+            other => panic!("{grant:?} must be refused: {other:?}"),
         };
         // a door that lists no networks sends nobody anywhere
         let mut g = Gatekeeper::new(&config(), Recorder::default(), None);
-        refused(&mut g, &nat_grant("10.200.1.2", "10.200.3.2:22"), "--fwknop-nat-targets");
+        refused(
+            &mut g,
+            &nat_grant("10.200.1.2", "10.200.3.2:22"),
+            "--fwknop-nat-targets",
+        );
         assert!(g.firewall().0.is_empty() && g.firewall().3.is_empty());
 
         let mut c = config();
@@ -1208,7 +1211,10 @@ mod tests {
         let mut g = Gatekeeper::new(&c, Recorder::default(), None);
         let now = Instant::now();
         for (grant, says) in [
-            (nat_grant("10.200.1.2", "10.200.4.2:22"), "in none of the networks"),
+            (
+                nat_grant("10.200.1.2", "10.200.4.2:22"),
+                "in none of the networks",
+            ),
             (nat_grant("10.200.1.2", "10.200.3.255:22"), "broadcast"),
             (nat_grant("10.200.1.2", "10.200.3.0:22"), "broadcast"),
             (nat_grant("10.200.1.2", "127.0.0.1:22"), "unicast"),
@@ -1227,26 +1233,49 @@ mod tests {
         assert!(g.firewall().0.is_empty() && g.firewall().3.is_empty());
 
         // inside: the grant element and the map entry in one batch
-        g.apply(&nat_grant("10.200.1.2", "10.200.3.2:22"), now).expect("granted");
+        g.apply(&nat_grant("10.200.1.2", "10.200.3.2:22"), now)
+            .expect("granted");
         let to: IpAddr = "10.200.1.2".parse().expect("ip");
         let inner: SocketAddr = "10.200.3.2:22".parse().expect("target");
         let other: SocketAddr = "10.200.3.7:22".parse().expect("target");
         assert_eq!(
             g.firewall().3,
-            [(to, vec![Service::tcp(22)], NatChange::Set { to: inner, was: None })]
+            [(
+                to,
+                vec![Service::tcp(22)],
+                NatChange::Set {
+                    to: inner,
+                    was: None
+                }
+            )]
         );
         // another target replaces it, naming the one it replaces
-        g.apply(&nat_grant("10.200.1.2", "10.200.3.7:22"), now).expect("granted");
+        g.apply(&nat_grant("10.200.1.2", "10.200.3.7:22"), now)
+            .expect("granted");
         assert_eq!(
             g.firewall().3[1],
-            (to, vec![Service::tcp(22)], NatChange::Set { to: other, was: Some(inner) })
+            (
+                to,
+                vec![Service::tcp(22)],
+                NatChange::Set {
+                    to: other,
+                    was: Some(inner)
+                }
+            )
         );
         // after a flush, the restore puts it back with its grant
         g.firewall().3.clear();
         assert!(g.restore(now + Duration::from_secs(1)) > 0);
         assert_eq!(
             g.firewall().3,
-            [(to, vec![Service::tcp(22)], NatChange::Set { to: other, was: Some(other) })]
+            [(
+                to,
+                vec![Service::tcp(22)],
+                NatChange::Set {
+                    to: other,
+                    was: Some(other)
+                }
+            )]
         );
         // a plain grant takes the source back to this host's own service
         g.apply(&grant("10.200.1.2"), now).expect("granted");
@@ -1258,7 +1287,8 @@ mod tests {
         g.restore(now + Duration::from_secs(1));
         assert!(g.firewall().3.is_empty(), "nothing left to send on");
         // and once the grant's time is over, nothing is remembered
-        g.apply(&nat_grant("10.200.1.2", "10.200.3.2:22"), now).expect("granted");
+        g.apply(&nat_grant("10.200.1.2", "10.200.3.2:22"), now)
+            .expect("granted");
         g.handle_timeout(now + Duration::from_secs(31));
         g.firewall().3.clear();
         g.restore(now + Duration::from_secs(31));

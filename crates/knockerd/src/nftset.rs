@@ -84,7 +84,10 @@ pub enum NatChange {
     /// grant's timeout. `was`: the entry this process last wrote for the same source and
     /// service, if any, so that a different target replaces it (the kernel refuses to add an
     /// element whose data differs from the one there).
-    Set { to: SocketAddr, was: Option<SocketAddr> },
+    Set {
+        to: SocketAddr,
+        was: Option<SocketAddr>,
+    },
     /// The grant is a plain one: the entry written earlier (with `was`) goes, so that the
     /// source's new connections reach this host's own service as the grant says.
     Clear { was: SocketAddr },
@@ -185,9 +188,10 @@ impl NftSets {
         }
         let ms = timeout_ms(timeout)?;
         let set = self.set_for(to).to_string();
-        let mut ops: Vec<(&str, ElemOp)> = [ElemOp::Add(None), ElemOp::Delete, ElemOp::Add(Some(ms))]
-            .map(|op| (set.as_str(), op))
-            .to_vec();
+        let mut ops: Vec<(&str, ElemOp)> =
+            [ElemOp::Add(None), ElemOp::Delete, ElemOp::Add(Some(ms))]
+                .map(|op| (set.as_str(), op))
+                .to_vec();
         let data = |at: SocketAddr| map_data(to, at);
         match nat {
             NatChange::Untouched => {}
@@ -514,7 +518,9 @@ fn encode_ops(table: &str, keys: &[Vec<u8>], ops: &[(&str, ElemOp)], first_seq: 
                     attrs.push(SetElementAttribute::Timeout(*ms));
                 }
                 if let ElemOp::AddMapped(_, data) = op {
-                    attrs.push(SetElementAttribute::Data(DataAttribute::Value(data.clone())));
+                    attrs.push(SetElementAttribute::Data(DataAttribute::Value(
+                        data.clone(),
+                    )));
                 }
                 ListAttribute::Element(attrs)
             })

@@ -1474,7 +1474,10 @@ mod tests {
     fn client_named_inner_hosts_are_dnatted_by_grant_and_map_together() {
         let plain = render(&spec());
         for map in [CLIENT_NAT4, CLIENT_NAT6] {
-            assert!(plain.contains(&format!("add map inet knocker {map} {{")), "{plain}");
+            assert!(
+                plain.contains(&format!("add map inet knocker {map} {{")),
+                "{plain}"
+            );
         }
         assert!(plain.contains("add map inet knocker client_nat4 { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; flags timeout; }"), "{plain}");
         assert!(plain.contains("delete chain inet knocker nat\n"), "{plain}");

@@ -2038,13 +2038,15 @@ fn force_nat_sends_the_stanzas_open_ports_on_to_its_inner_host() {
         "restricted.conf",
         format!("SOURCE ANY\n{k}OPEN_PORTS tcp/2222\nFORCE_NAT 10.200.3.2 22\nSOURCE 10.0.0.0/8\n{k}RESTRICT_PORTS tcp/2222\n"),
     );
-    fwknop::doors::load(&access, None, fwknop::Legacy::Refuse, &[]).unwrap_or_else(|e| panic!("{e}"));
+    fwknop::doors::load(&access, None, fwknop::Legacy::Refuse, &[])
+        .unwrap_or_else(|e| panic!("{e}"));
     // the same inner host and port in two stanzas (two keys) is one DNAT
     let access = write(
         "two.conf",
         format!("SOURCE ANY\n{k}OPEN_PORTS tcp/2222\nFORCE_NAT 10.200.3.2 22\nSOURCE 10.0.0.0/8\n{k}OPEN_PORTS tcp/2222\nFORCE_NAT 10.200.3.2 22\n"),
     );
-    fwknop::doors::load(&access, None, fwknop::Legacy::Refuse, &[]).unwrap_or_else(|e| panic!("{e}"));
+    fwknop::doors::load(&access, None, fwknop::Legacy::Refuse, &[])
+        .unwrap_or_else(|e| panic!("{e}"));
 
     // what knockerd does not do is a reason, with its line
     let c = parse(&format!(

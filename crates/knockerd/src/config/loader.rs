@@ -101,7 +101,8 @@ pub fn load(file: &ConfigFile) -> Result<Loaded, ConfigError> {
             } else {
                 fwknop::Legacy::Refuse
             };
-            let (config, warnings) = fwknop::doors::load(access, fwknopd_conf.as_deref(), legacy, nat_targets)?;
+            let (config, warnings) =
+                fwknop::doors::load(access, fwknopd_conf.as_deref(), legacy, nat_targets)?;
             Ok(Loaded {
                 config,
                 warnings,

@@ -30,12 +30,15 @@ pub enum ClientNat {
 
 /// Why a stanza without FORCE_NAT refuses a client's NAT request when fwknopd.conf does not
 /// turn on forwarding.
-pub const NAT_NOT_ENABLED: &str = "fwknopd.conf has no ENABLE_IPT_FORWARDING Y (fwknopd refuses it too)";
+pub const NAT_NOT_ENABLED: &str =
+    "fwknopd.conf has no ENABLE_IPT_FORWARDING Y (fwknopd refuses it too)";
 /// The same when forwarding is on but knockerd was given no networks to send clients to.
-pub const NAT_NO_TARGETS: &str = "knockerd sends a client on only to networks --fwknop-nat-targets lists, and it lists none";
+pub const NAT_NO_TARGETS: &str =
+    "knockerd sends a client on only to networks --fwknop-nat-targets lists, and it lists none";
 
 /// The same for a native `kind = "fwknop"` door without `nat`.
-pub const NAT_NATIVE: &str = "a native fwknop door sends clients on only with nat = \"ADDRESS:PORT\", to that host";
+pub const NAT_NATIVE: &str =
+    "a native fwknop door sends clients on only with nat = \"ADDRESS:PORT\", to that host";
 
 /// The decoder for one stanza's keys; `nat` says what it does with a client's NAT request.
 pub fn decoder(keys: FwknopKeys, nat: ClientNat) -> SpaDecode {
@@ -644,13 +647,28 @@ mod tests {
             ClientNat::Targets(vec!["10.200.3.0/24".parse().expect("net")]),
         );
         match elsewhere(packet(MessageType::NatAccess, None).as_bytes(), 0) {
-            Err(SpaError::Unsupported(why)) => assert!(why.contains("--fwknop-nat-targets"), "{why}"),
+            Err(SpaError::Unsupported(why)) => {
+                assert!(why.contains("--fwknop-nat-targets"), "{why}")
+            }
             other => panic!("an unlisted inner host must be refused: {other:?}"),
         }
         // hostile or odd NAT fields: refused with a reason, never a panic
-        let nets = [crate::config::Net { addr: Ipv4Addr::UNSPECIFIED.into(), len: 0 }];
-        for host in ["inner.example", "10.200.3.2\n", "::1", "127.0.0.1", "255.255.255.255", "0.0.0.0"] {
-            let asked = fwknop::NatAccess { host: host.into(), port: 22 };
+        let nets = [crate::config::Net {
+            addr: Ipv4Addr::UNSPECIFIED.into(),
+            len: 0,
+        }];
+        for host in [
+            "inner.example",
+            "10.200.3.2\n",
+            "::1",
+            "127.0.0.1",
+            "255.255.255.255",
+            "0.0.0.0",
+        ] {
+            let asked = fwknop::NatAccess {
+                host: host.into(),
+                port: 22,
+            };
             assert!(client_target(&asked, &nets).is_err(), "{host}");
         }
     }

@@ -1098,6 +1098,20 @@ fn check(
             to.join(", ")
         );
     }
+    let client_nat: Vec<&config::Door> = c
+        .doors
+        .iter()
+        .filter(|d| !d.nat_targets.is_empty())
+        .collect();
+    for d in &client_nat {
+        let nets: Vec<String> = d.nat_targets.iter().map(|n| n.to_string()).collect();
+        out!(
+            "door {} sends a granted client on to the inner host it names itself (fwknop -N: the first port it asks for, DNAT'd by map {} in chain {NAT_CHAIN} at priority {NAT_PRIORITY}, for that source alone and as long as its grant), in {} only (--fwknop-nat-targets; never this host's own addresses); the inner host must route its answers back through this host, and IP forwarding must be on",
+            d.spec.name,
+            ruleset::CLIENT_NAT4,
+            nets.join(", ")
+        );
+    }
     for (to, proto, source) in c.nat_sources() {
         let from = match source {
             config::NatSource::Masquerade => "the server's own address (masquerade)".to_string(),
@@ -1135,7 +1149,7 @@ fn check(
         } else {
             format!(", chain {FORWARD_CHAIN} at priority {FORWARD_PRIORITY}")
         },
-        if nat.is_empty() {
+        if nat.is_empty() && client_nat.is_empty() {
             String::new()
         } else {
             format!(", chain {NAT_CHAIN} at priority {NAT_PRIORITY}")
@@ -1155,7 +1169,7 @@ fn check(
         Ok(json) => {
             let mut warnings =
                 ruleset::drop_warnings(&json, c.grant_mark).map_err(|e| e.to_string())?;
-            if !c.nat_targets().is_empty() {
+            if !c.nat_targets().is_empty() || !client_nat.is_empty() {
                 warnings.extend(
                     ruleset::forward_drop_warnings(&json, c.grant_mark)
                         .map_err(|e| e.to_string())?,

@@ -954,6 +954,27 @@ fn a_client_named_inner_host_takes_alice_alone_to_its_ssh_within_the_listed_netw
         )
     });
     let _sshd = Sshd::start(inner.as_ref().expect("inner"), &dir);
+    let check = w
+        .lab
+        .server
+        .exec(
+            env!("CARGO_BIN_EXE_knockerd"),
+            &[
+                "check",
+                "--fwknop-access",
+                &access,
+                "--fwknopd-conf",
+                &conf,
+                "--fwknop-nat-targets",
+                NAT_TARGETS,
+            ],
+        )
+        .expect("knockerd check");
+    assert!(
+        check.contains("sends a granted client on to the inner host it names itself")
+            && check.contains(&format!("in {NAT_TARGETS} only (--fwknop-nat-targets")),
+        "{check}"
+    );
     for (who, to) in [
         (&w.lab.alice, Lab::SERVER_FOR_ALICE),
         (&w.lab.mallory, Lab::SERVER_FOR_MALLORY),

@@ -161,7 +161,7 @@ fn check_nat_target(
     target: SocketAddr,
     grant: &Grant,
 ) -> Result<SocketAddr, String> {
-    if door.nat_targets.is_empty() {
+    if door.nat_networks.is_empty() {
         return Err("the door takes no inner host from its clients (for an access.conf: ENABLE_IPT_FORWARDING Y in fwknopd.conf and --fwknop-nat-targets)".into());
     }
     let ip = target.ip().to_canonical();
@@ -174,8 +174,8 @@ fn check_nat_target(
     }
     let full = if ip.is_ipv4() { 32 } else { 128 };
     let host = crate::config::Net::of(ip, full);
-    let Some(net) = door.nat_targets.iter().find(|n| n.contains(&host)) else {
-        let nets: Vec<String> = door.nat_targets.iter().map(ToString::to_string).collect();
+    let Some(net) = door.nat_networks.iter().find(|n| n.contains(&host)) else {
+        let nets: Vec<String> = door.nat_networks.iter().map(ToString::to_string).collect();
         return Err(format!(
             "{ip} is in none of the networks --fwknop-nat-targets lists ({})",
             nets.join(", ")
@@ -1207,7 +1207,7 @@ mod tests {
         assert!(g.firewall().0.is_empty() && g.firewall().3.is_empty());
 
         let mut c = config();
-        c.doors[0].nat_targets = vec!["10.200.3.0/24".parse().expect("net")];
+        c.doors[0].nat_networks = vec!["10.200.3.0/24".parse().expect("net")];
         let mut g = Gatekeeper::new(&c, Recorder::default(), None);
         let now = Instant::now();
         for (grant, says) in [

@@ -169,7 +169,7 @@ pub fn warnings(c: &Config) -> Vec<String> {
             ));
         }
     }
-    if let Some(d) = c.doors.iter().find(|d| !d.nat_targets.is_empty()) {
+    if let Some(d) = c.doors.iter().find(|d| !d.nat_networks.is_empty()) {
         let sysctl = "/proc/sys/net/ipv4/ip_forward";
         if std::fs::read_to_string(sysctl).is_ok_and(|v| v.trim() == "0") {
             out.push(format!(

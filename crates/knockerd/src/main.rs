@@ -213,7 +213,7 @@ impl ConfigArgs {
                 access,
                 fwknopd_conf: self.fwknopd_conf,
                 allow_legacy: self.fwknop_allow_legacy,
-                nat_targets: self.fwknop_nat_targets,
+                nat_networks: self.fwknop_nat_targets,
             },
             (None, None, Some(dir)) => ConfigFile::Knockknock {
                 dir,
@@ -1101,10 +1101,10 @@ fn check(
     let client_nat: Vec<&config::Door> = c
         .doors
         .iter()
-        .filter(|d| !d.nat_targets.is_empty())
+        .filter(|d| !d.nat_networks.is_empty())
         .collect();
     for d in &client_nat {
-        let nets: Vec<String> = d.nat_targets.iter().map(|n| n.to_string()).collect();
+        let nets: Vec<String> = d.nat_networks.iter().map(|n| n.to_string()).collect();
         out!(
             "door {} sends a granted client on to the inner host it names itself (fwknop -N: the first port it asks for, DNAT'd by map {} in chain {NAT_CHAIN} at priority {NAT_PRIORITY}, for that source alone and as long as its grant), in {} only (--fwknop-nat-targets; never this host's own addresses); the inner host must route its answers back through this host, and IP forwarding must be on",
             d.spec.name,

@@ -74,7 +74,7 @@ pub struct TableSpec {
     /// no nat chain.
     pub nat: Vec<(Service, std::net::SocketAddr)>,
     /// Some door sends granted sources on to inner hosts they named themselves (a door with
-    /// `nat_targets`): the nat chain DNATs by the client NAT maps.
+    /// `nat_networks`): the nat chain DNATs by the client NAT maps.
     pub client_nat: bool,
     /// The inner hosts whose connections get a new source ([`Config::nat_sources`]): (target,
     /// protocol, source). Empty: no postrouting chain.
@@ -171,7 +171,7 @@ impl TableSpec {
             forward: c.forwarded(),
             routed: c.routed(),
             nat: c.nat_targets(),
-            client_nat: c.doors.iter().any(|d| !d.nat_targets.is_empty()),
+            client_nat: c.doors.iter().any(|d| !d.nat_networks.is_empty()),
             snat: c.nat_sources(),
             grant_mark: c.grant_mark,
             trusted: crate::config::Net::minimal(&c.trusted),
@@ -616,7 +616,7 @@ fn snat_chain(s: &mut String, spec: &TableSpec) {
 /// packet of a connection: connections made meanwhile keep their DNAT. Without such doors, the
 /// chain is added and deleted in one transaction, as the prerouting chain is.
 ///
-/// With client-chosen inner hosts (doors with `nat_targets`), one rule per family DNATs a new
+/// With client-chosen inner hosts (doors with `nat_networks`), one rule per family DNATs a new
 /// connection sent to this host whose source holds both the grant element and an element of
 /// the client NAT map for the same `source . protocol . port`, to that element's inner host:
 /// the gatekeeper adds, refreshes and removes the two in one batch with one timeout, and

@@ -480,7 +480,7 @@ pub fn load(
             protect: true,
             forward: None,
             nat_source: None,
-            nat_targets: Vec::new(),
+            nat_networks: Vec::new(),
             repeat_start_command: false,
             start_command: None,
             stop_command: None,

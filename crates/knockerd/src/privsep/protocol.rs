@@ -110,7 +110,7 @@ pub struct Facts {
     pub timestamp: u64,
     pub client_timeout: u64,
     /// The inner host the client named (fwknop's `-N`), when its door takes one: the parent
-    /// checks it against the door's `nat_targets` before anything is applied.
+    /// checks it against the door's `nat_networks` before anything is applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nat: Option<std::net::SocketAddr>,
 }

@@ -454,7 +454,7 @@ impl<'c> Parser<'c> {
             max_age: fwknopd.max_age,
             interface: fwknopd.interface.clone(),
             forwarding: fwknopd.forwarding,
-            nat_targets: Vec::new(),
+            nat_networks: Vec::new(),
             warnings: all,
             global_warnings: global,
         })

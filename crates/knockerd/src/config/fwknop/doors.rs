@@ -23,7 +23,7 @@ pub enum ClientNat {
     Forced,
     /// ENABLE_IPT_FORWARDING with `--fwknop-nat-targets`: the inner host the client names, if
     /// it is an IPv4 address in one of these networks (the gatekeeper checks it again).
-    Targets(Vec<crate::config::Net>),
+    Networks(Vec<crate::config::Net>),
     /// Refused; the reason names the setting that would allow it.
     Refused(&'static str),
 }
@@ -138,12 +138,12 @@ fn decoder_named(keys: FwknopKeys, door: String, nat: ClientNat) -> SpaDecode {
                 fwknop::SpaRequest::Access(access),
             ) => match (&nat, &msg.nat) {
                 (ClientNat::Forced, _) => Ok(request(access.clone(), None)),
-                (ClientNat::Targets(targets), Some(asked)) => {
+                (ClientNat::Networks(targets), Some(asked)) => {
                     let to = client_target(asked, targets)
                         .map_err(|why| SpaError::Unsupported(format!("{t}: {why}")))?;
                     Ok(request(access.clone(), Some(to)))
                 }
-                (ClientNat::Targets(_), None) => Err(SpaError::Unsupported(format!(
+                (ClientNat::Networks(_), None) => Err(SpaError::Unsupported(format!(
                     "{t}: the message names no inner host"
                 ))),
                 (ClientNat::Refused(why), _) => Err(SpaError::Unsupported(format!(
@@ -320,8 +320,8 @@ fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option
             .force_nat
             .map(|to| crate::config::Forward::Nat(SocketAddr::V4(to))),
         nat_source: s.nat_source,
-        nat_targets: match client_nat(s, conf) {
-            ClientNat::Targets(nets) => nets,
+        nat_networks: match client_nat(s, conf) {
+            ClientNat::Networks(nets) => nets,
             ClientNat::Forced | ClientNat::Refused(_) => Vec::new(),
         },
         repeat_start_command: false,
@@ -350,10 +350,10 @@ fn client_nat(s: &Stanza, conf: &FwknopConf) -> ClientNat {
         ClientNat::Forced
     } else if !conf.forwarding {
         ClientNat::Refused(NAT_NOT_ENABLED)
-    } else if conf.nat_targets.is_empty() {
+    } else if conf.nat_networks.is_empty() {
         ClientNat::Refused(NAT_NO_TARGETS)
     } else {
-        ClientNat::Targets(conf.nat_targets.clone())
+        ClientNat::Networks(conf.nat_networks.clone())
     }
 }
 
@@ -404,16 +404,16 @@ fn check_nat(stanzas: &[Stanza]) -> Result<(), ConfigError> {
 }
 
 /// Reads an access.conf (and fwknopd.conf) into a configuration; warnings alongside.
-/// `nat_targets`: the networks a client's NAT request may name (`--fwknop-nat-targets`,
-/// [`FwknopConf::nat_targets`]).
+/// `nat_networks`: the networks a client's NAT request may name (`--fwknop-nat-targets`,
+/// [`FwknopConf::nat_networks`]).
 pub fn load(
     access: &Path,
     fwknopd_conf: Option<&Path>,
     legacy: fwknop_conf::Legacy,
-    nat_targets: &[crate::config::Net],
+    nat_networks: &[crate::config::Net],
 ) -> Result<(Config, Vec<String>), ConfigError> {
     let mut conf = fwknop_conf::load_with(access, fwknopd_conf, legacy)?;
-    conf.nat_targets = nat_targets.to_vec();
+    conf.nat_networks = nat_networks.to_vec();
     let mut warnings = conf.warnings.clone();
     for r in &conf.refused {
         warnings.push(format!(
@@ -633,7 +633,7 @@ mod tests {
         // with networks to send clients to: the client's inner host, if listed
         let listed = decoder(
             keys(),
-            ClientNat::Targets(vec!["192.0.2.0/24".parse().expect("net")]),
+            ClientNat::Networks(vec!["192.0.2.0/24".parse().expect("net")]),
         );
         let r = listed(packet(MessageType::NatAccess, None).as_bytes(), 0).expect("listed");
         assert_eq!(r.nat, Some("192.0.2.9:22".parse().expect("target")));
@@ -644,7 +644,7 @@ mod tests {
         );
         let elsewhere = decoder(
             keys(),
-            ClientNat::Targets(vec!["10.200.3.0/24".parse().expect("net")]),
+            ClientNat::Networks(vec!["10.200.3.0/24".parse().expect("net")]),
         );
         match elsewhere(packet(MessageType::NatAccess, None).as_bytes(), 0) {
             Err(SpaError::Unsupported(why)) => {

@@ -435,7 +435,7 @@ pub struct FwknopdConf {
     /// ENABLE_IPT_FORWARDING or ENABLE_IPT_LOCAL_NAT is Y (FORCE_NAT requires one of them).
     pub nat_enabled: bool,
     /// ENABLE_IPT_FORWARDING is Y: fwknopd's switch for a client's own NAT request (`fwknop
-    /// -N`); knockerd wants its networks besides ([`FwknopConf::nat_targets`]).
+    /// -N`); knockerd wants its networks besides ([`FwknopConf::nat_networks`]).
     pub forwarding: bool,
     pub warnings: Vec<String>,
 }
@@ -473,7 +473,7 @@ pub struct FwknopConf {
     /// FORCE_NAT (`--fwknop-nat-targets`): with `forwarding`, such a stanza's door sends its
     /// first requested service on to the inner host the client names, if it lies in one of them;
     /// empty (the default), every such request is refused.
-    pub nat_targets: Vec<crate::config::Net>,
+    pub nat_networks: Vec<crate::config::Net>,
     /// Everything that deserves a look, each `file:line: what`, refused stanzas included.
     pub warnings: Vec<String>,
     /// The warnings that concern no single stanza (for import-fwknop's header).

@@ -769,7 +769,7 @@ fn door(
         protect: d.protect.unwrap_or(true),
         forward,
         nat_source,
-        nat_targets: Vec::new(),
+        nat_networks: Vec::new(),
         repeat_start_command: d.repeat_start_command.unwrap_or(false),
         start_command: commands.start,
         stop_command: commands.stop,

@@ -210,6 +210,16 @@ pub fn run(
         }
         Err(e) => tracing::warn!("cannot list the grants still open: {e}"),
     }
+    // and the inner hosts their clients named (fwknop -N), beside them
+    match ruleset::live_client_nat() {
+        Ok(live) => {
+            let n = gate.adopt_nat(Instant::now(), &live);
+            if n > 0 {
+                tracing::info!("{n} client NAT entry(ies) still open from before the restart");
+            }
+        }
+        Err(e) => tracing::warn!("cannot list the client NAT entries still open: {e}"),
+    }
     announce(&config);
     tracing::info!(
         "ready: table inet {TABLE} loaded, watching {} for {} knock port(s), protecting {}{}{}",

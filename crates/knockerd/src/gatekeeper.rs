@@ -932,6 +932,18 @@ impl<F: Firewall> Gatekeeper<F> {
         adopted
     }
 
+    /// Takes over the client NAT maps' entries the kernel holds at start (knockerd restarted
+    /// while their grants ran), as the gatekeeper that wrote them would know them: so that a
+    /// restore puts them back and another target replaces them. The time left is the kernel's,
+    /// rounded down. Returns how many.
+    pub fn adopt_nat(&mut self, now: Instant, live: &[crate::ruleset::LiveClientNat]) -> usize {
+        for (from, service, target, left) in live {
+            self.nat
+                .insert((from.to_canonical(), *service), (*target, now + *left));
+        }
+        live.len()
+    }
+
     /// Puts every grant still open back into the sets with the time it has left (after
     /// something else deleted knocker's table or its sets). Returns how many elements were
     /// restored; a failure is logged and the rest still restored. An element granted by two doors

@@ -1076,6 +1076,51 @@ pub fn grants_of(json: &str) -> Result<Vec<LiveGrant>, NftError> {
     Ok(out)
 }
 
+/// A live entry of a client NAT map: (source, service, inner host, time left, in whole seconds
+/// rounded down).
+pub type LiveClientNat = (
+    std::net::IpAddr,
+    Service,
+    std::net::SocketAddr,
+    std::time::Duration,
+);
+
+/// Lists the entries of the client NAT maps ([`CLIENT_NAT4`], [`CLIENT_NAT6`]).
+pub fn live_client_nat() -> Result<Vec<LiveClientNat>, NftError> {
+    match nft(&["-j", "list", "table", "inet", TABLE], None) {
+        Ok(json) => client_nat_of(&json),
+        Err(e) if e.is_missing() => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// [`live_client_nat`] on nft's JSON for the table; an element that does not read as one is
+/// skipped.
+pub fn client_nat_of(json: &str) -> Result<Vec<LiveClientNat>, NftError> {
+    let v: serde_json::Value = serde_json::from_str(json).map_err(NftError::Json)?;
+    let mut out = Vec::new();
+    for m in items(&v, "map")
+        .filter(|m| m["table"] == TABLE && (m["name"] == CLIENT_NAT4 || m["name"] == CLIENT_NAT6))
+    {
+        for e in m["elem"].as_array().into_iter().flatten() {
+            let (key, data) = (&e[0]["elem"], &e[1]["concat"]);
+            let concat = &key["val"]["concat"];
+            let parsed = (|| {
+                let from: std::net::IpAddr = concat[0].as_str()?.parse().ok()?;
+                let service: Service = format!("{}/{}", concat[1].as_str()?, concat[2].as_u64()?)
+                    .parse()
+                    .ok()?;
+                let ip: std::net::IpAddr = data[0].as_str()?.parse().ok()?;
+                let port = u16::try_from(data[1].as_u64()?).ok()?;
+                let left = std::time::Duration::from_secs(key["expires"].as_u64()?);
+                Some((from, service, std::net::SocketAddr::new(ip, port), left))
+            })();
+            out.extend(parsed);
+        }
+    }
+    Ok(out)
+}
+
 /// Lists the grants that count connections, one per address and service, with how many
 /// connections each still admits (its slot sets).
 pub fn live_counted_grants() -> Result<Vec<LiveGrant>, NftError> {
@@ -1468,6 +1513,21 @@ mod tests {
         assert!(chain.contains(&"ip saddr . meta l4proto . th dport @allow4 meta mark set meta mark | 0x4b4e0000 accept"));
         assert!(chain.contains(&"ip saddr @trusted4 accept"));
         assert!(!r.contains("fib daddr"), "{r}");
+    }
+
+    #[test]
+    fn live_client_nat_entries_are_read_from_nfts_json() {
+        let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"map": {"family": "inet", "name": "client_nat4", "table": "knocker", "type": ["ipv4_addr", "inet_proto", "inet_service"], "handle": 1, "map": "ipv4_addr . inet_service", "flags": ["timeout"], "elem": [[{"elem": {"val": {"concat": ["10.200.1.2", "tcp", 2222]}, "timeout": 30, "expires": 29}}, {"concat": ["10.200.3.2", 22]}], [{"elem": {"val": {"concat": ["10.200.1.3", "tcp", 99999]}, "timeout": 30, "expires": 29}}, {"concat": ["10.200.3.2", 22]}]]}}, {"map": {"family": "inet", "name": "other", "table": "knocker", "elem": [[{"elem": {"val": {"concat": ["10.200.1.4", "tcp", 22]}, "expires": 9}}, {"concat": ["10.200.3.2", 22]}]]}}]}"#;
+        assert_eq!(
+            client_nat_of(json).expect("json"),
+            [(
+                "10.200.1.2".parse().expect("ip"),
+                Service::tcp(2222),
+                "10.200.3.2:22".parse().expect("target"),
+                std::time::Duration::from_secs(29)
+            )]
+        );
+        assert!(client_nat_of("[").is_err());
     }
 
     #[test]

@@ -939,7 +939,7 @@ fn a_client_named_inner_host_takes_alice_alone_to_its_ssh_within_the_listed_netw
     let access = client_nat_access_conf(&dir).display().to_string();
     let conf = forwarding_conf(&dir).display().to_string();
     let mut inner = None;
-    let w = World::start_with("cnat", |lab| {
+    let mut w = World::start_with("cnat", |lab| {
         inner = Some(inner_namespace(lab));
         Knockerd::start_args(
             lab,
@@ -1049,7 +1049,26 @@ fn a_client_named_inner_host_takes_alice_alone_to_its_ssh_within_the_listed_netw
         "alice's grant sends nobody else on"
     );
 
-    // a flush takes the map and the nat chain; both come back with alice's grant
+    // knockerd restarts (its grants kept, as on_stop says by default), takes over the live
+    // entry, and after a flush, which takes the map and the nat chain, puts both back with
+    // alice's grant
+    w.daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(w.daemon.wait_exit(Duration::from_secs(10)), Some(0));
+    w.daemon = Knockerd::start_args(
+        &w.lab,
+        &[
+            "--fwknop-access",
+            &access,
+            "--fwknopd-conf",
+            &conf,
+            "--fwknop-nat-targets",
+            NAT_TARGETS,
+        ],
+    );
+    w.daemon.wait_log(
+        "1 client NAT entry(ies) still open from before the restart",
+        Duration::from_secs(5),
+    );
     w.lab
         .server
         .exec("nft", &["flush", "ruleset"])

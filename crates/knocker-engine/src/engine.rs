@@ -580,7 +580,7 @@ impl Engine {
                     digest,
                     until_unix,
                 });
-                self.events.push_back(Event::Grant(grant));
+                self.events.push_back(Event::Grant(*grant));
             }
             // keep the buffer after an unauthentic message: the knocks of a retry may still
             // complete it (knocker-wire's reassembly rules)

@@ -984,6 +984,17 @@ impl<F: Firewall> Gatekeeper<F> {
             .map(|(k, v)| (*k, *v))
             .collect();
         for ((to, service), (target, end)) in nat {
+            // a reload may have taken the target's network away: then it is not put back
+            let host = crate::config::Net::of(target.ip(), 128);
+            if !self
+                .doors
+                .iter()
+                .any(|d| d.nat_networks.iter().any(|n| n.contains(&host)))
+            {
+                tracing::info!("src={to}: its way on to {target} ({service}) is not put back: no door sends clients there any more");
+                self.nat.remove(&(to, service));
+                continue;
+            }
             let put = self.firewall.grant_nat(
                 to,
                 &[service],
@@ -1289,6 +1300,14 @@ mod tests {
                 }
             )]
         );
+        // a reload that drops the networks: nothing is put back there
+        g.reconfigure(&config());
+        g.firewall().3.clear();
+        g.restore(now + Duration::from_secs(1));
+        assert!(g.firewall().3.is_empty());
+        g.reconfigure(&c);
+        g.apply(&nat_grant("10.200.1.2", "10.200.3.7:22"), now)
+            .expect("granted");
         // a plain grant takes the source back to this host's own service
         g.apply(&grant("10.200.1.2"), now).expect("granted");
         assert_eq!(

@@ -152,7 +152,7 @@ pub enum Verdict {
 /// Whether a grant may send its service on to `target`, the inner host its client named
 /// (fwknop's `-N`): the worker's word is not trusted, so everything is checked here, in the
 /// root process. The door must list networks of client-chosen inner hosts
-/// (`--fwknop-nat-targets`) and `target` must lie in one; it must be a unicast address of the
+/// (`--fwknop-nat-targets`, a native door's `nat_networks`) and `target` must lie in one; it must be a unicast address of the
 /// grant's family other than this host's own, with a port; the grant opens one service, for
 /// the address alone (not widened, not counted).
 fn check_nat_target(
@@ -162,7 +162,7 @@ fn check_nat_target(
     grant: &Grant,
 ) -> Result<SocketAddr, String> {
     if door.nat_networks.is_empty() {
-        return Err("the door takes no inner host from its clients (for an access.conf: ENABLE_IPT_FORWARDING Y in fwknopd.conf and --fwknop-nat-targets)".into());
+        return Err("the door takes no inner host from its clients (its nat_networks: for an access.conf, ENABLE_IPT_FORWARDING Y in fwknopd.conf and --fwknop-nat-targets)".into());
     }
     let ip = target.ip().to_canonical();
     let target = SocketAddr::new(ip, target.port());
@@ -177,7 +177,7 @@ fn check_nat_target(
     let Some(net) = door.nat_networks.iter().find(|n| n.contains(&host)) else {
         let nets: Vec<String> = door.nat_networks.iter().map(ToString::to_string).collect();
         return Err(format!(
-            "{ip} is in none of the networks --fwknop-nat-targets lists ({})",
+            "{ip} is in none of the door's networks (nat_networks, --fwknop-nat-targets: {})",
             nets.join(", ")
         ));
     };
@@ -1236,7 +1236,7 @@ mod tests {
         for (grant, says) in [
             (
                 nat_grant("10.200.1.2", "10.200.4.2:22"),
-                "in none of the networks",
+                "in none of the door",
             ),
             (nat_grant("10.200.1.2", "10.200.3.255:22"), "broadcast"),
             (nat_grant("10.200.1.2", "10.200.3.0:22"), "broadcast"),

@@ -995,7 +995,7 @@ fn a_client_named_inner_host_takes_alice_alone_to_its_ssh_within_the_listed_netw
     // own address on the inner link, inside them (refused by the gatekeeper): nothing opens
     nat_request("10.200.4.2:22");
     w.daemon.wait_log(
-        "10.200.4.2:22 is in none of the networks --fwknop-nat-targets lists",
+        &format!("10.200.4.2:22 is in none of the door's networks (nat_networks, --fwknop-nat-targets: {NAT_TARGETS})"),
         Duration::from_secs(5),
     );
     nat_request(&format!("{SERVER_FOR_INNER}:22"));

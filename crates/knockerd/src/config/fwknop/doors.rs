@@ -38,7 +38,7 @@ pub const NAT_NO_TARGETS: &str =
 
 /// The same for a native `kind = "fwknop"` door without `nat`.
 pub const NAT_NATIVE: &str =
-    "a native fwknop door sends clients on only with nat = \"ADDRESS:PORT\", to that host";
+    "a native fwknop door sends clients on only with nat = \"ADDRESS:PORT\" (to that host) or nat_networks = [\"NETWORK\"] (to their own host there)";
 
 /// The decoder for one stanza's keys; `nat` says what it does with a client's NAT request.
 pub fn decoder(keys: FwknopKeys, nat: ClientNat) -> SpaDecode {
@@ -67,12 +67,12 @@ pub fn client_target(
     let host = crate::config::Net::of(IpAddr::V4(ip), 32);
     if !targets.iter().any(|n| n.contains(&host)) {
         return Err(format!(
-            "the NAT request's inner host {to} is in none of the networks --fwknop-nat-targets lists{}",
+            "the NAT request's inner host {to} is in none of the door's networks (nat_networks, --fwknop-nat-targets{})",
             if targets.is_empty() {
                 String::new()
             } else {
                 format!(
-                    " ({})",
+                    ": {}",
                     targets
                         .iter()
                         .map(ToString::to_string)

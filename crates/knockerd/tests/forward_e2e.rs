@@ -1095,6 +1095,22 @@ fn a_client_named_inner_host_takes_alice_alone_to_its_ssh_within_the_listed_netw
     grant_expires_and_nat_closes(&w);
     let map = client_nat_map(&w);
     assert!(!map.contains(Lab::ALICE), "the entry must expire: {map}");
+
+    // knocker's own client sends the same NAT request
+    let knocker = knocker_client().display().to_string();
+    fwknop_client(
+        &w.lab.alice,
+        &knocker,
+        Lab::SERVER_FOR_ALICE,
+        &["-A", &port, "-N", &format!("{INNER}:22"), "-a", Lab::ALICE],
+    );
+    assert_eq!(w.wait_grants(1, Duration::from_secs(5)).len(), 1);
+    let out = alice_ssh(&w, &dir, "cat /proc/net/dev | grep -c eth0");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout) == "1\n",
+        "knocker spa --fwknop -N: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let names = inner.as_ref().map(|n| n.name().to_string());
     drop(_sshd);
     w.finish();

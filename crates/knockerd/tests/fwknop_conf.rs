@@ -2225,4 +2225,13 @@ fn a_native_fwknop_door_with_nat_networks_takes_a_clients_own_inner_host_there_o
     .expect_err("a sequence door")
     .to_string();
     assert!(seq.contains("belongs to kind = \"fwknop\""), "{seq}");
+    // import-fwknop says where the key goes when fwknopd.conf turns forwarding on
+    let conf = d.private("fwknopd.conf", "ENABLE_IPT_FORWARDING Y;\n");
+    let imported =
+        to_toml(&fwknop::load_with(&access, Some(&conf), fwknop::Legacy::Refuse).expect("loads"));
+    assert!(
+        imported.contains("ENABLE_IPT_FORWARDING Y") && imported.contains("# nat_networks = ["),
+        "{imported}"
+    );
+    assert!(!base.contains("nat_networks"), "{base}");
 }

@@ -152,7 +152,7 @@ fn decoder_named(keys: FwknopKeys, door: String, nat: ClientNat) -> SpaDecode {
             },
             (t @ (MessageType::LocalNatAccess | MessageType::ClientTimeoutLocalNatAccess), _) => {
                 Err(SpaError::Unsupported(format!(
-                    "{t}: local NAT (fwknop --nat-local) is not supported; send a plain access request for the port itself"
+                    "{t}: local NAT (fwknop --nat-local) is not supported: it would open on this host whatever port the packet names (SECURITY.md); send a plain access request for the port itself"
                 )))
             }
             (t, _) => Err(SpaError::Unsupported(format!(

@@ -35,7 +35,8 @@ impl Entry<(IpAddr, u16)> for Assembly {
 /// What one complete message came to.
 pub(crate) enum Outcome {
     Granted {
-        grant: Grant,
+        /// Boxed: a grant is far larger than a refusal (its SPA facts, a NAT target among them).
+        grant: Box<Grant>,
         digest: [u8; 32],
         until_unix: u64,
     },
@@ -96,7 +97,7 @@ pub(crate) fn judge(
         spa: None,
     };
     Outcome::Granted {
-        grant,
+        grant: Box::new(grant),
         digest,
         until_unix,
     }

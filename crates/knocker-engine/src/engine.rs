@@ -580,7 +580,7 @@ impl Engine {
                     digest,
                     until_unix,
                 });
-                self.events.push_back(Event::Grant(grant));
+                self.events.push_back(Event::Grant(*grant));
             }
             // keep the buffer after an unauthentic message: the knocks of a retry may still
             // complete it (knocker-wire's reassembly rules)
@@ -892,7 +892,12 @@ fn spa_verdict(
         door: index,
         door_name: door.name.clone(),
         to,
-        open: req.access.clone(),
+        // a NAT request sends one service on (the first, as fwknopd's DNAT does)
+        open: if req.nat.is_some() {
+            req.access[..1].to_vec()
+        } else {
+            req.access.clone()
+        },
         duration,
         client: (!req.username.is_empty()).then(|| req.username.clone()),
         spa: Some(crate::types::SpaFacts {
@@ -900,6 +905,7 @@ fn spa_verdict(
             destination: dst,
             timestamp: req.timestamp,
             client_timeout: req.client_timeout.map_or(0, u64::from),
+            nat: req.nat,
         }),
     })
 }

@@ -34,6 +34,10 @@ pub struct SpaRequest {
     /// a replay at or below the door's last used counter, and uses it up ([`crate::Event::Used`],
     /// before anything else is judged) when it is newer. `None` for the other formats.
     pub counter: Option<u64>,
+    /// The inner host the client asked its service to be sent on to (fwknop's `-N`), when the
+    /// door's decoder accepts client-chosen targets: the engine opens only the first service for
+    /// it (as fwknopd DNATs only the first), and the gatekeeper validates it. `None` otherwise.
+    pub nat: Option<std::net::SocketAddr>,
 }
 
 /// Why the decoder did not return a request.

@@ -163,6 +163,10 @@ pub struct SpaFacts {
     /// The timeout the client asked for, in seconds, as it sent it; 0 when it asked for none
     /// (`$CLIENT_TIMEOUT`).
     pub client_timeout: u64,
+    /// The inner host the packet asked its service to be sent on to (fwknop's `-N`), when its
+    /// door lets the client choose one: untrusted, the gatekeeper checks it against the networks
+    /// the door allows. `None` for every other request.
+    pub nat: Option<std::net::SocketAddr>,
 }
 
 #[cfg(test)]

@@ -53,6 +53,7 @@ fn decoder(key: &'static str) -> SpaDecode {
             }),
             // an 8th stands for a once-only counter (knockknock's)
             counter: f.get(7).and_then(|c| c.parse().ok()),
+            nat: None,
         })
     })
 }

@@ -218,6 +218,16 @@ pub fn run(
         }
         Err(e) => tracing::warn!("cannot list the grants still open: {e}"),
     }
+    // and the inner hosts their clients named (fwknop -N), beside them
+    match ruleset::live_client_nat() {
+        Ok(live) => {
+            let n = gate.adopt_nat(Instant::now(), &live);
+            if n > 0 {
+                tracing::info!("{n} client NAT entry(ies) still open from before the restart");
+            }
+        }
+        Err(e) => tracing::warn!("cannot list the client NAT entries still open: {e}"),
+    }
     announce(&config);
     tracing::info!(
         "ready: table inet {TABLE} loaded, watching {} for {} knock port(s), protecting {}{}{}",
@@ -740,6 +750,11 @@ fn handle_grant(
             let reach = network
                 .map(|(net, len)| format!(" to {net}/{len} (grant_prefix)"))
                 .unwrap_or_default();
+            // a client-chosen inner host (fwknop -N), checked by the gatekeeper
+            let reach = match g.spa.and_then(|f| f.nat) {
+                Some(target) => format!("{reach} sent on to {target}"),
+                None => reach,
+            };
             tracing::info!(
                 "door={} src={to}{client} {}{sep} {what}{reach} for {}{counted}",
                 g.door_name,

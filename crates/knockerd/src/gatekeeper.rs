@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU8;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -17,6 +17,7 @@ use knocker_engine::{Grant, Service};
 use crate::config::{ActionTime, CommandVars, Config, Door};
 use crate::ledger::{self, Ledger, Record};
 use crate::metrics::Counters;
+use crate::nftset::NatChange;
 
 /// How grants reach the kernel.
 pub trait Firewall {
@@ -39,6 +40,15 @@ pub trait Firewall {
         len: u8,
         services: &[Service],
         timeout: Duration,
+    ) -> io::Result<()>;
+    /// [`Firewall::grant`] with a change to the source's entries in the client NAT map, in the
+    /// same atomic batch (a client-chosen inner host, fwknop's `-N`).
+    fn grant_nat(
+        &mut self,
+        to: IpAddr,
+        services: &[Service],
+        timeout: Duration,
+        nat: NatChange,
     ) -> io::Result<()>;
 }
 
@@ -73,6 +83,22 @@ impl Firewall for crate::nftset::NftSets {
         let set = crate::ruleset::wide_set(net.to_canonical().is_ipv4(), len);
         self.grant_in(net, services, timeout, &[set])
     }
+
+    /// The map of `to`'s family (`ruleset::CLIENT_NAT4`, `CLIENT_NAT6`).
+    fn grant_nat(
+        &mut self,
+        to: IpAddr,
+        services: &[Service],
+        timeout: Duration,
+        nat: NatChange,
+    ) -> io::Result<()> {
+        let map = if to.to_canonical().is_ipv4() {
+            crate::ruleset::CLIENT_NAT4
+        } else {
+            crate::ruleset::CLIENT_NAT6
+        };
+        crate::nftset::NftSets::grant_nat(self, to, services, timeout, nat, map)
+    }
 }
 
 /// Why a grant could not be applied (a bad request from the worker, or the ledger or firewall
@@ -91,6 +117,13 @@ pub enum GrantError {
     },
     #[error("{0} is not a unicast address a knock can come from")]
     BadAddress(IpAddr),
+    #[error("door {door:?} does not send {to} on to {target}: {why}")]
+    NatTarget {
+        door: String,
+        to: IpAddr,
+        target: SocketAddr,
+        why: String,
+    },
     #[error("cannot record it in the ledger, so it is not applied: {0}")]
     Ledger(String),
     #[error("the firewall refused: {0}")]
@@ -114,6 +147,74 @@ pub enum Verdict {
         /// How many new connections the grant admits, if it counts them.
         connections: Option<NonZeroU8>,
     },
+}
+
+/// Whether a grant may send its service on to `target`, the inner host its client named
+/// (fwknop's `-N`): the worker's word is not trusted, so everything is checked here, in the
+/// root process. The door must list networks of client-chosen inner hosts
+/// (`--fwknop-nat-targets`, a native door's `nat_networks`) and `target` must lie in one; it must be a unicast address of the
+/// grant's family other than this host's own, with a port; the grant opens one service, for
+/// the address alone (not widened, not counted).
+fn check_nat_target(
+    door: &Door,
+    to: IpAddr,
+    target: SocketAddr,
+    grant: &Grant,
+) -> Result<SocketAddr, String> {
+    if door.nat_networks.is_empty() {
+        return Err("the door takes no inner host from its clients (its nat_networks: for an access.conf, ENABLE_IPT_FORWARDING Y in fwknopd.conf and --fwknop-nat-targets)".into());
+    }
+    let ip = target.ip().to_canonical();
+    let target = SocketAddr::new(ip, target.port());
+    if target.port() == 0 || !grantable(ip) || ip.is_loopback() {
+        return Err("not an inner host's unicast address and port".into());
+    }
+    if ip.is_ipv4() != to.is_ipv4() {
+        return Err("no NAT between IPv4 and IPv6".into());
+    }
+    let full = if ip.is_ipv4() { 32 } else { 128 };
+    let host = crate::config::Net::of(ip, full);
+    let Some(net) = door.nat_networks.iter().find(|n| n.contains(&host)) else {
+        let nets: Vec<String> = door.nat_networks.iter().map(ToString::to_string).collect();
+        return Err(format!(
+            "{ip} is in none of the door's networks (nat_networks, --fwknop-nat-targets: {})",
+            nets.join(", ")
+        ));
+    };
+    // a listed IPv4 network's first and last addresses are its own and its broadcast
+    if let (IpAddr::V4(v4), true) = (ip, net.len < 31) {
+        let host_bits = u32::MAX >> net.len;
+        let bits = u32::from(v4) & host_bits;
+        if bits == 0 || bits == host_bits {
+            return Err(format!("{ip} is the network or broadcast address of {net}"));
+        }
+    }
+    if grant.open.len() != 1
+        || door.connections.is_some()
+        || door.grant_prefix.widen(to).1.is_some()
+    {
+        return Err("a grant with an inner host opens one service, for its address alone".into());
+    }
+    if is_own_address(ip) {
+        return Err(format!("{ip} is one of this host's own addresses"));
+    }
+    Ok(target)
+}
+
+/// Whether `ip` is an address of one of this host's interfaces (a DNAT to it would reach a
+/// local service the grant does not open). An interface list that cannot be read counts as
+/// yes: the grant is refused.
+fn is_own_address(ip: IpAddr) -> bool {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return true;
+    };
+    addrs
+        .filter_map(|a| a.address)
+        .any(|a| match (a.as_sockaddr_in(), a.as_sockaddr_in6()) {
+            (Some(v4), _) => IpAddr::V4(v4.ip()) == ip,
+            (_, Some(v6)) => IpAddr::V6(v6.ip()).to_canonical() == ip,
+            _ => false,
+        })
 }
 
 /// Whether an address is one a knock may be granted to.
@@ -194,6 +295,11 @@ pub struct Gatekeeper<F: Firewall> {
     /// known only to the kernel (the packet path spends them), so they are never restored: a
     /// restore could only guess, and guessing high would admit more than was granted.
     counted: std::collections::HashSet<(String, IpAddr)>,
+    /// The client NAT maps' entries this process wrote (a client-chosen inner host, fwknop's
+    /// `-N`), by (source, service): the inner host and when the kernel times the entry out, as
+    /// the grant element beside it. So that a grant for another target replaces the entry, a
+    /// plain grant removes it, and a restore puts it back with its grant.
+    nat: HashMap<(IpAddr, Service), (SocketAddr, Instant)>,
     /// Delayed commands not run yet, of the openings of doors with `[[door.NAME.command]]`.
     delayed: Vec<Delayed>,
     running: Vec<Running>,
@@ -231,6 +337,7 @@ impl<F: Firewall> Gatekeeper<F> {
             open: HashMap::new(),
             grants: HashMap::new(),
             counted: Default::default(),
+            nat: HashMap::new(),
             delayed: Vec::new(),
             running: Vec::new(),
             counters: counters_for(config),
@@ -414,6 +521,17 @@ impl<F: Firewall> Gatekeeper<F> {
         if !grantable(to) {
             return Err(GrantError::BadAddress(grant.to));
         }
+        let nat_target = match grant.spa.and_then(|f| f.nat) {
+            Some(target) => Some(check_nat_target(&door, to, target, grant).map_err(|why| {
+                GrantError::NatTarget {
+                    door: door.spec.name.clone(),
+                    to,
+                    target,
+                    why,
+                }
+            })?),
+            None => None,
+        };
 
         // what the grant holds: the address, or the network a door widens it to; the ledger and
         // the bookkeeping go by it (a second address of the network refreshes the same grant),
@@ -569,8 +687,7 @@ impl<F: Firewall> Gatekeeper<F> {
                     .grant_network(held, len, &grant.open, grant.duration)
                     .map_err(GrantError::Firewall)?,
                 (None, None) => self
-                    .firewall
-                    .grant(to, &grant.open, grant.duration)
+                    .grant_plain_or_nat(to, &grant.open, grant.duration, nat_target, now)
                     .map_err(GrantError::Firewall)?,
             }
             let ends = self.grants.entry(key.clone()).or_default();
@@ -618,6 +735,54 @@ impl<F: Firewall> Gatekeeper<F> {
             ran,
             connections: door.connections.filter(|_| !grant.open.is_empty()),
         })
+    }
+
+    /// A grant that is neither widened nor counted: with a target, the grant element and the
+    /// client NAT map's entry for its one service in one batch; without, a plain grant, after
+    /// the entries this process wrote for its services are removed (each with its element, in
+    /// one batch: removing a DNAT first only ever sends less on).
+    fn grant_plain_or_nat(
+        &mut self,
+        to: IpAddr,
+        open: &[Service],
+        duration: Duration,
+        target: Option<SocketAddr>,
+        now: Instant,
+    ) -> io::Result<()> {
+        let end = now + duration;
+        match (target, open) {
+            (Some(target), [service]) => {
+                let was = self.live_nat(to, *service, now);
+                self.firewall
+                    .grant_nat(to, open, duration, NatChange::Set { to: target, was })?;
+                self.nat.insert((to, *service), (target, end));
+                Ok(())
+            }
+            // check_nat_target lets no other shape through
+            (Some(_), _) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a grant with an inner host opens exactly one service",
+            )),
+            (None, _) => {
+                for s in open {
+                    if let Some(was) = self.live_nat(to, *s, now) {
+                        self.firewall
+                            .grant_nat(to, &[*s], duration, NatChange::Clear { was })?;
+                        self.nat.remove(&(to, *s));
+                    }
+                }
+                self.firewall.grant(to, open, duration)
+            }
+        }
+    }
+
+    /// The inner host of the client NAT map's entry for `to . service` this process wrote, if
+    /// the kernel still holds it by its time.
+    fn live_nat(&self, to: IpAddr, service: Service, now: Instant) -> Option<SocketAddr> {
+        self.nat
+            .get(&(to, service))
+            .filter(|(_, end)| *end > now)
+            .map(|(t, _)| *t)
     }
 
     /// A door's delayed commands for a grant held as `key` ending at `end`, for `to` (the address
@@ -732,6 +897,7 @@ impl<F: Firewall> Gatekeeper<F> {
         for key in &ended {
             self.counted.remove(key);
         }
+        self.nat.retain(|_, (_, end)| *end > now);
         ended
     }
 
@@ -766,6 +932,18 @@ impl<F: Firewall> Gatekeeper<F> {
         adopted
     }
 
+    /// Takes over the client NAT maps' entries the kernel holds at start (knockerd restarted
+    /// while their grants ran), as the gatekeeper that wrote them would know them: so that a
+    /// restore puts them back and another target replaces them. The time left is the kernel's,
+    /// rounded down. Returns how many.
+    pub fn adopt_nat(&mut self, now: Instant, live: &[crate::ruleset::LiveClientNat]) -> usize {
+        for (from, service, target, left) in live {
+            self.nat
+                .insert((from.to_canonical(), *service), (*target, now + *left));
+        }
+        live.len()
+    }
+
     /// Puts every grant still open back into the sets with the time it has left (after
     /// something else deleted knocker's table or its sets). Returns how many elements were
     /// restored; a failure is logged and the rest still restored. An element granted by two doors
@@ -796,6 +974,41 @@ impl<F: Firewall> Gatekeeper<F> {
             by_end.entry((to, widened, end)).or_default().push(s);
         }
         let mut restored = 0;
+        // first the grants that send their source on to an inner host, each with its entry in
+        // the client NAT map; then every grant element with the latest end any door gave it
+        // (which may outlast the entry beside it)
+        let nat: Vec<((IpAddr, Service), (SocketAddr, Instant))> = self
+            .nat
+            .iter()
+            .filter(|(_, (_, end))| *end > now)
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        for ((to, service), (target, end)) in nat {
+            // a reload may have taken the target's network away: then it is not put back
+            let host = crate::config::Net::of(target.ip(), 128);
+            if !self
+                .doors
+                .iter()
+                .any(|d| d.nat_networks.iter().any(|n| n.contains(&host)))
+            {
+                tracing::info!("src={to}: its way on to {target} ({service}) is not put back: no door sends clients there any more");
+                self.nat.remove(&(to, service));
+                continue;
+            }
+            let put = self.firewall.grant_nat(
+                to,
+                &[service],
+                end - now,
+                NatChange::Set {
+                    to: target,
+                    was: Some(target),
+                },
+            );
+            if let Err(e) = put {
+                tracing::error!("src={to}: cannot restore its way on to {target} ({service}): {e}");
+                self.nat.remove(&(to, service));
+            }
+        }
         for ((to, widened, end), services) in by_end {
             let put = match widened {
                 Some(len) => self.firewall.grant_network(to, len, &services, end - now),
@@ -812,6 +1025,7 @@ impl<F: Firewall> Gatekeeper<F> {
     /// Logs the end of every grant still open, for `why` (the allow sets were just flushed).
     pub fn grants_ended(&mut self, why: &str) {
         self.counted.clear();
+        self.nat.clear();
         for (door, ip) in self.grants.drain().map(|(k, _)| k) {
             tracing::info!("door={door} src={ip} grant ended: {why}");
         }
@@ -923,6 +1137,7 @@ mod tests {
         Vec<(IpAddr, Vec<Service>, Duration)>,
         Vec<(IpAddr, u8)>,
         Vec<(IpAddr, u8)>,
+        Vec<(IpAddr, Vec<Service>, NatChange)>,
     );
     impl Firewall for Recorder {
         fn grant(&mut self, to: IpAddr, services: &[Service], timeout: Duration) -> io::Result<()> {
@@ -949,6 +1164,16 @@ mod tests {
             self.2.push((net, len));
             self.grant(net, services, timeout)
         }
+        fn grant_nat(
+            &mut self,
+            to: IpAddr,
+            services: &[Service],
+            timeout: Duration,
+            nat: NatChange,
+        ) -> io::Result<()> {
+            self.3.push((to, services.to_vec(), nat));
+            self.grant(to, services, timeout)
+        }
     }
 
     fn config() -> Config {
@@ -969,6 +1194,136 @@ mod tests {
             client: None,
             spa: None,
         }
+    }
+
+    /// A grant of tcp/22 to `to` that asks to be sent on to `target` (fwknop's `-N`).
+    fn nat_grant(to: &str, target: &str) -> Grant {
+        Grant {
+            spa: Some(knocker_engine::SpaFacts {
+                packet_source: to.parse().expect("ip"),
+                destination: "10.200.0.1".parse().expect("ip"),
+                timestamp: 0,
+                client_timeout: 0,
+                nat: Some(target.parse().expect("target")),
+            }),
+            ..grant(to)
+        }
+    }
+
+    #[test]
+    fn a_client_named_inner_host_is_checked_and_its_map_entry_follows_the_grant() {
+        let refused = |g: &mut Gatekeeper<Recorder>, grant: &Grant, says: &str| match g
+            .apply(grant, Instant::now())
+        {
+            Err(e @ GrantError::NatTarget { .. }) => {
+                assert!(e.to_string().contains(says), "{e}")
+            }
+            other => panic!("{grant:?} must be refused: {other:?}"),
+        };
+        // a door that lists no networks sends nobody anywhere
+        let mut g = Gatekeeper::new(&config(), Recorder::default(), None);
+        refused(
+            &mut g,
+            &nat_grant("10.200.1.2", "10.200.3.2:22"),
+            "--fwknop-nat-targets",
+        );
+        assert!(g.firewall().0.is_empty() && g.firewall().3.is_empty());
+
+        let mut c = config();
+        c.doors[0].nat_networks = vec!["10.200.3.0/24".parse().expect("net")];
+        let mut g = Gatekeeper::new(&c, Recorder::default(), None);
+        let now = Instant::now();
+        for (grant, says) in [
+            (
+                nat_grant("10.200.1.2", "10.200.4.2:22"),
+                "in none of the door",
+            ),
+            (nat_grant("10.200.1.2", "10.200.3.255:22"), "broadcast"),
+            (nat_grant("10.200.1.2", "10.200.3.0:22"), "broadcast"),
+            (nat_grant("10.200.1.2", "127.0.0.1:22"), "unicast"),
+            (nat_grant("10.200.1.2", "10.200.3.2:0"), "unicast"),
+            (nat_grant("fd00:200:1::2", "10.200.3.2:22"), "IPv4 and IPv6"),
+            (
+                Grant {
+                    open: vec![Service::tcp(22), Service::udp(53)],
+                    ..nat_grant("10.200.1.2", "10.200.3.2:22")
+                },
+                "one service",
+            ),
+        ] {
+            refused(&mut g, &grant, says);
+        }
+        assert!(g.firewall().0.is_empty() && g.firewall().3.is_empty());
+
+        // inside: the grant element and the map entry in one batch
+        g.apply(&nat_grant("10.200.1.2", "10.200.3.2:22"), now)
+            .expect("granted");
+        let to: IpAddr = "10.200.1.2".parse().expect("ip");
+        let inner: SocketAddr = "10.200.3.2:22".parse().expect("target");
+        let other: SocketAddr = "10.200.3.7:22".parse().expect("target");
+        assert_eq!(
+            g.firewall().3,
+            [(
+                to,
+                vec![Service::tcp(22)],
+                NatChange::Set {
+                    to: inner,
+                    was: None
+                }
+            )]
+        );
+        // another target replaces it, naming the one it replaces
+        g.apply(&nat_grant("10.200.1.2", "10.200.3.7:22"), now)
+            .expect("granted");
+        assert_eq!(
+            g.firewall().3[1],
+            (
+                to,
+                vec![Service::tcp(22)],
+                NatChange::Set {
+                    to: other,
+                    was: Some(inner)
+                }
+            )
+        );
+        // after a flush, the restore puts it back with its grant
+        g.firewall().3.clear();
+        assert!(g.restore(now + Duration::from_secs(1)) > 0);
+        assert_eq!(
+            g.firewall().3,
+            [(
+                to,
+                vec![Service::tcp(22)],
+                NatChange::Set {
+                    to: other,
+                    was: Some(other)
+                }
+            )]
+        );
+        // a reload that drops the networks: nothing is put back there
+        g.reconfigure(&config());
+        g.firewall().3.clear();
+        g.restore(now + Duration::from_secs(1));
+        assert!(g.firewall().3.is_empty());
+        g.reconfigure(&c);
+        g.apply(&nat_grant("10.200.1.2", "10.200.3.7:22"), now)
+            .expect("granted");
+        // a plain grant takes the source back to this host's own service
+        g.apply(&grant("10.200.1.2"), now).expect("granted");
+        assert_eq!(
+            g.firewall().3[1],
+            (to, vec![Service::tcp(22)], NatChange::Clear { was: other })
+        );
+        g.firewall().3.clear();
+        g.restore(now + Duration::from_secs(1));
+        assert!(g.firewall().3.is_empty(), "nothing left to send on");
+        // and once the grant's time is over, nothing is remembered
+        g.apply(&nat_grant("10.200.1.2", "10.200.3.2:22"), now)
+            .expect("granted");
+        g.handle_timeout(now + Duration::from_secs(31));
+        g.firewall().3.clear();
+        g.restore(now + Duration::from_secs(31));
+        assert!(g.firewall().3.is_empty());
     }
 
     #[test]
@@ -1196,7 +1551,7 @@ mod tests {
         let path = dir.join("access.conf");
         std::fs::write(&path, access).expect("access.conf");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-        crate::config::fwknop::doors::load(&path, None, crate::config::fwknop::Legacy::Refuse)
+        crate::config::fwknop::doors::load(&path, None, crate::config::fwknop::Legacy::Refuse, &[])
             .expect("loads")
             .0
     }
@@ -1215,6 +1570,7 @@ mod tests {
                 destination: "10.200.1.1".parse().expect("ip"),
                 timestamp: 1_795_266_816,
                 client_timeout: asked,
+                nat: None,
             }),
         }
     }

@@ -169,6 +169,15 @@ pub fn warnings(c: &Config) -> Vec<String> {
             ));
         }
     }
+    if let Some(d) = c.doors.iter().find(|d| !d.nat_networks.is_empty()) {
+        let sysctl = "/proc/sys/net/ipv4/ip_forward";
+        if std::fs::read_to_string(sysctl).is_ok_and(|v| v.trim() == "0") {
+            out.push(format!(
+                "{sysctl} is 0: this host does not forward, so door {} never sends a client on to the inner host it names (--fwknop-nat-targets); turn forwarding on (sysctl -w net.ipv4.ip_forward=1)",
+                d.spec.name
+            ));
+        }
+    }
     for d in c.doors.iter().filter(|d| published(d)) {
         out.push(format!(
             "door {} (line {}) uses a sequence printed in knocker's docs or Debian's knockd.conf, which anyone can read: choose your own",

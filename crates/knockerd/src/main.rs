@@ -103,6 +103,13 @@ struct ConfigArgs {
     /// minute, for packets taken; for switching daemons before the clients
     #[arg(help_heading = CONFIG_HEADING, long, requires = "fwknop_access")]
     fwknop_allow_legacy: bool,
+    /// With --fwknop-access and fwknopd.conf's ENABLE_IPT_FORWARDING Y: a network (CIDR, IPv4)
+    /// whose hosts a client's own NAT request (fwknop -N HOST:PORT) may name in a stanza without
+    /// FORCE_NAT; repeat it for more. The stanza's first requested port is then DNAT'd there for
+    /// that client alone, until its grant ends. Without it, such requests are refused. List only
+    /// the inner hosts clients may reach: never this host's own networks towards them
+    #[arg(help_heading = CONFIG_HEADING, long, value_name = "CIDR", requires = "fwknop_access", value_parser = parse_nat_target)]
+    fwknop_nat_targets: Vec<config::Net>,
     /// Run knockknock's profiles as they are (DIR is knockknock's /etc/knockknock.d: its config
     /// and profiles/): knockknock clients work unchanged
     #[arg(help_heading = CONFIG_HEADING, long, value_name = "DIR", conflicts_with_all = ["config", "knockd_conf", "fwknop_access"])]
@@ -179,6 +186,7 @@ impl Given for ConfigArgs {
             (self.fwknop_access.is_some(), "--fwknop-access"),
             (self.fwknopd_conf.is_some(), "--fwknopd-conf"),
             (self.fwknop_allow_legacy, "--fwknop-allow-legacy"),
+            (!self.fwknop_nat_targets.is_empty(), "--fwknop-nat-targets"),
             (self.knockknock_profiles.is_some(), "--knockknock-profiles"),
             (self.kernel_log, "--kernel-log"),
             (self.kernel_log_file.is_some(), "--kernel-log-file"),
@@ -205,6 +213,7 @@ impl ConfigArgs {
                 access,
                 fwknopd_conf: self.fwknopd_conf,
                 allow_legacy: self.fwknop_allow_legacy,
+                nat_networks: self.fwknop_nat_targets,
             },
             (None, None, Some(dir)) => ConfigFile::Knockknock {
                 dir,
@@ -887,6 +896,15 @@ fn parse_trusted(text: &str) -> Result<config::Net, config::NetError> {
     text.parse()
 }
 
+/// An IPv4 network: fwknop's NAT request names only IPv4 hosts.
+fn parse_nat_target(text: &str) -> Result<config::Net, String> {
+    let net: config::Net = text.parse().map_err(|e: config::NetError| e.to_string())?;
+    if !net.addr.is_ipv4() {
+        return Err("fwknop's NAT request names only IPv4 hosts: give an IPv4 network".into());
+    }
+    Ok(net)
+}
+
 fn check(
     source: &ConfigFile,
     overrides: &knockerd::daemon::Overrides,
@@ -1096,6 +1114,20 @@ fn check(
             to.join(", ")
         );
     }
+    let client_nat: Vec<&config::Door> = c
+        .doors
+        .iter()
+        .filter(|d| !d.nat_networks.is_empty())
+        .collect();
+    for d in &client_nat {
+        let nets: Vec<String> = d.nat_networks.iter().map(|n| n.to_string()).collect();
+        out!(
+            "door {} sends a granted client on to the inner host it names itself (fwknop -N: the first port it asks for, DNAT'd by map {} in chain {NAT_CHAIN} at priority {NAT_PRIORITY}, for that source alone and as long as its grant), in {} only (--fwknop-nat-targets; never this host's own addresses); the inner host must route its answers back through this host, and IP forwarding must be on",
+            d.spec.name,
+            ruleset::CLIENT_NAT4,
+            nets.join(", ")
+        );
+    }
     for (to, proto, source) in c.nat_sources() {
         let from = match source {
             config::NatSource::Masquerade => "the server's own address (masquerade)".to_string(),
@@ -1133,7 +1165,7 @@ fn check(
         } else {
             format!(", chain {FORWARD_CHAIN} at priority {FORWARD_PRIORITY}")
         },
-        if nat.is_empty() {
+        if nat.is_empty() && client_nat.is_empty() {
             String::new()
         } else {
             format!(", chain {NAT_CHAIN} at priority {NAT_PRIORITY}")
@@ -1153,7 +1185,7 @@ fn check(
         Ok(json) => {
             let mut warnings =
                 ruleset::drop_warnings(&json, c.grant_mark).map_err(|e| e.to_string())?;
-            if !c.nat_targets().is_empty() {
+            if !c.nat_targets().is_empty() || !client_nat.is_empty() {
                 warnings.extend(
                     ruleset::forward_drop_warnings(&json, c.grant_mark)
                         .map_err(|e| e.to_string())?,

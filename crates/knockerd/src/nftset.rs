@@ -13,7 +13,7 @@
 //! with a fresh timeout, whatever was there before.
 
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use knocker_engine::Service;
@@ -68,8 +68,29 @@ pub struct NftSets {
 enum ElemOp {
     /// NEWSETELEM with NLM_F_CREATE (not EXCL: an existing element is fine), optional timeout in ms.
     Add(Option<u64>),
+    /// The same in a map, with the elements' data ([`map_data`]).
+    AddMapped(Option<u64>, Vec<u8>),
     /// DELSETELEM.
     Delete,
+}
+
+/// What a grant does to its source's entry in a client NAT map (`ruleset::CLIENT_NAT4`/`6`),
+/// in the grant's own batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NatChange {
+    /// Nothing: a grant of a door without client NAT, whose source had no entry.
+    Untouched,
+    /// The grant sends its service on to `to` (an inner host the client named), with the
+    /// grant's timeout. `was`: the entry this process last wrote for the same source and
+    /// service, if any, so that a different target replaces it (the kernel refuses to add an
+    /// element whose data differs from the one there).
+    Set {
+        to: SocketAddr,
+        was: Option<SocketAddr>,
+    },
+    /// The grant is a plain one: the entry written earlier (with `was`) goes, so that the
+    /// source's new connections reach this host's own service as the grant says.
+    Clear { was: SocketAddr },
 }
 
 impl NftSets {
@@ -149,6 +170,45 @@ impl NftSets {
             services,
             &[ElemOp::Add(None), ElemOp::Delete, ElemOp::Add(Some(ms))],
         )
+    }
+
+    /// [`NftSets::grant`], with `nat` applied to the client NAT map of `to`'s family for every
+    /// service, in the same batch: the grant element and its inner host come and go together.
+    /// A target of the other family than `to` is refused (there is no NAT between families).
+    pub fn grant_nat(
+        &mut self,
+        to: IpAddr,
+        services: &[Service],
+        timeout: Duration,
+        nat: NatChange,
+        map: &str,
+    ) -> io::Result<()> {
+        if services.is_empty() {
+            return Ok(());
+        }
+        let ms = timeout_ms(timeout)?;
+        let set = self.set_for(to).to_string();
+        let mut ops: Vec<(&str, ElemOp)> =
+            [ElemOp::Add(None), ElemOp::Delete, ElemOp::Add(Some(ms))]
+                .map(|op| (set.as_str(), op))
+                .to_vec();
+        let data = |at: SocketAddr| map_data(to, at);
+        match nat {
+            NatChange::Untouched => {}
+            NatChange::Set { to: target, was } => {
+                // the first add makes the delete safe; with the old target, it is a no-op on an
+                // entry still there, so the delete removes whichever of the two it is
+                let first = data(was.unwrap_or(target))?;
+                ops.push((map, ElemOp::AddMapped(None, first)));
+                ops.push((map, ElemOp::Delete));
+                ops.push((map, ElemOp::AddMapped(Some(ms), data(target)?)));
+            }
+            NatChange::Clear { was } => {
+                ops.push((map, ElemOp::AddMapped(None, data(was)?)));
+                ops.push((map, ElemOp::Delete));
+            }
+        }
+        self.apply_in(to, services, &ops)
     }
 
     /// Opens `services` to `to` for `timeout` in each of `sets` (sets of `to`'s family, with the
@@ -400,6 +460,26 @@ pub fn element_key(to: IpAddr, service: Service) -> Vec<u8> {
     key
 }
 
+/// The data of a client NAT map's element for source `from`: `address . port` of the inner
+/// host, each field padded to 4 bytes (8 bytes for IPv4, 20 for IPv6), the port in network byte
+/// order. The inner host must be of `from`'s family.
+pub fn map_data(from: IpAddr, to: SocketAddr) -> io::Result<Vec<u8>> {
+    let mut data = Vec::with_capacity(20);
+    match (from.to_canonical(), to.ip().to_canonical()) {
+        (IpAddr::V4(_), IpAddr::V4(a)) => data.extend_from_slice(&a.octets()),
+        (IpAddr::V6(_), IpAddr::V6(a)) => data.extend_from_slice(&a.octets()),
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{from} cannot be sent on to {to}: no NAT between IPv4 and IPv6"),
+            ))
+        }
+    }
+    data.extend_from_slice(&to.port().to_be_bytes());
+    data.extend_from_slice(&[0, 0]);
+    Ok(data)
+}
+
 /// [`encode_ops`] with every message for the one set `set`.
 #[cfg(test)]
 fn encode_batch(
@@ -434,8 +514,13 @@ fn encode_ops(table: &str, keys: &[Vec<u8>], ops: &[(&str, ElemOp)], first_seq: 
             .iter()
             .map(|key| {
                 let mut attrs = vec![SetElementAttribute::Key(DataAttribute::Value(key.clone()))];
-                if let ElemOp::Add(Some(ms)) = op {
+                if let ElemOp::Add(Some(ms)) | ElemOp::AddMapped(Some(ms), _) = op {
                     attrs.push(SetElementAttribute::Timeout(*ms));
+                }
+                if let ElemOp::AddMapped(_, data) = op {
+                    attrs.push(SetElementAttribute::Data(DataAttribute::Value(
+                        data.clone(),
+                    )));
                 }
                 ListAttribute::Element(attrs)
             })
@@ -448,7 +533,7 @@ fn encode_ops(table: &str, keys: &[Vec<u8>], ops: &[(&str, ElemOp)], first_seq: 
             ],
         };
         let (inner, flags) = match op {
-            ElemOp::Add(_) => (
+            ElemOp::Add(_) | ElemOp::AddMapped(..) => (
                 NfTablesMessage::NewSetElement(body),
                 NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE,
             ),
@@ -484,6 +569,21 @@ fn encode_ops(table: &str, keys: &[Vec<u8>], ops: &[(&str, ElemOp)], first_seq: 
 mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn map_data_layout() {
+        let v4: IpAddr = "10.200.1.2".parse().unwrap();
+        let v6: IpAddr = "fd00:200:1::2".parse().unwrap();
+        assert_eq!(
+            map_data(v4, "10.200.3.2:22".parse().unwrap()).unwrap(),
+            [10, 200, 3, 2, 0, 22, 0, 0]
+        );
+        let d = map_data(v6, "[fd00:200:3::2]:2222".parse().unwrap()).unwrap();
+        assert_eq!(d.len(), 20);
+        assert_eq!(&d[16..], [0x08, 0xae, 0, 0]);
+        assert!(map_data(v4, "[fd00:200:3::2]:22".parse().unwrap()).is_err());
+        assert!(map_data(v6, "10.200.3.2:22".parse().unwrap()).is_err());
+    }
 
     #[test]
     fn key_layout_v4() {

@@ -18,6 +18,11 @@ use crate::frontends::{self, items};
 
 pub const SET4: &str = "allow4";
 pub const SET6: &str = "allow6";
+/// The maps of client-chosen inner hosts (fwknop's `-N`, `--fwknop-nat-targets`): `source .
+/// protocol . port : inner address . inner port`, with the grant's timeout, written by the
+/// gatekeeper in the grant's own batch; the nat chain DNATs a granted source by them.
+pub const CLIENT_NAT4: &str = "client_nat4";
+pub const CLIENT_NAT6: &str = "client_nat6";
 /// Sets of sources that knocker's protection never drops (`[daemon] trusted`).
 pub const TRUSTED4: &str = "trusted4";
 pub const TRUSTED6: &str = "trusted6";
@@ -68,6 +73,9 @@ pub struct TableSpec {
     /// Services DNAT'd to inner hosts for granted sources ([`Config::nat_targets`]). Empty:
     /// no nat chain.
     pub nat: Vec<(Service, std::net::SocketAddr)>,
+    /// Some door sends granted sources on to inner hosts they named themselves (a door with
+    /// `nat_networks`): the nat chain DNATs by the client NAT maps.
+    pub client_nat: bool,
     /// The inner hosts whose connections get a new source ([`Config::nat_sources`]): (target,
     /// protocol, source). Empty: no postrouting chain.
     pub snat: Vec<(
@@ -163,6 +171,7 @@ impl TableSpec {
             forward: c.forwarded(),
             routed: c.routed(),
             nat: c.nat_targets(),
+            client_nat: c.doors.iter().any(|d| !d.nat_networks.is_empty()),
             snat: c.nat_sources(),
             grant_mark: c.grant_mark,
             trusted: crate::config::Net::minimal(&c.trusted),
@@ -354,6 +363,13 @@ pub fn render(spec: &TableSpec) -> String {
             wide_set(v4, len)
         );
     }
+    // always there, as the allow sets are, so that the gatekeeper's batches find them
+    for (map, addr) in [(CLIENT_NAT4, "ipv4_addr"), (CLIENT_NAT6, "ipv6_addr")] {
+        let _ = writeln!(
+            s,
+            "add map {t} {map} {{ type {addr} . inet_proto . inet_service : {addr} . inet_service; flags timeout; }}"
+        );
+    }
     for (set, addr, v4) in [
         (TRUSTED4, "ipv4_addr", true),
         (TRUSTED6, "ipv6_addr", false),
@@ -431,7 +447,7 @@ pub fn render(spec: &TableSpec) -> String {
         );
     }
     forward_chain(&mut s, spec, &mark);
-    nat_chain(&mut s, spec);
+    nat_chain(&mut s, spec, &mark);
     snat_chain(&mut s, spec);
     s
 }
@@ -599,10 +615,28 @@ fn snat_chain(s: &mut String, spec: &TableSpec) {
 /// add or remove beside it, nothing to restore but the grant). A nat chain sees only the first
 /// packet of a connection: connections made meanwhile keep their DNAT. Without such doors, the
 /// chain is added and deleted in one transaction, as the prerouting chain is.
-fn nat_chain(s: &mut String, spec: &TableSpec) {
+///
+/// With client-chosen inner hosts (doors with `nat_networks`), one rule per family DNATs a new
+/// connection sent to this host whose source holds both the grant element and an element of
+/// the client NAT map for the same `source . protocol . port`, to that element's inner host:
+/// the gatekeeper adds, refreshes and removes the two in one batch with one timeout, and
+/// either missing (the kernel timed it out, a flush) sends nothing on. The rule also sets the
+/// grant mark, for an admin's forward chain that accepts by it: a DNAT'd packet never reaches
+/// the input chain, which marks the others.
+fn nat_chain(s: &mut String, spec: &TableSpec, mark: &str) {
     let t = format!("inet {TABLE}");
-    if !prerouting_chain(s, NAT_CHAIN, "nat", NAT_PRIORITY, !spec.nat.is_empty()) {
+    let wanted = !spec.nat.is_empty() || spec.client_nat;
+    if !prerouting_chain(s, NAT_CHAIN, "nat", NAT_PRIORITY, wanted) {
         return;
+    }
+    if spec.client_nat {
+        for (ip, set, map) in [("ip", SET4, CLIENT_NAT4), ("ip6", SET6, CLIENT_NAT6)] {
+            let key = format!("{ip} saddr . meta l4proto . th dport");
+            let _ = writeln!(
+                s,
+                "add rule {t} {NAT_CHAIN} fib daddr type local {key} @{set} {mark}dnat {ip} to {key} map @{map}"
+            );
+        }
     }
     // one rule per inner host and protocol (nft's DNAT to a port needs the protocol matched)
     let mut groups: Vec<(std::net::SocketAddr, knocker_engine::Proto, Vec<u16>)> = Vec::new();
@@ -808,7 +842,9 @@ pub fn teardown() -> Result<bool, NftError> {
 
 /// Withdraws every grant at once, those that count connections too.
 pub fn flush_grants(spec: &TableSpec) -> Result<(), NftError> {
-    let mut script = format!("flush set inet {TABLE} {SET4}\nflush set inet {TABLE} {SET6}\n");
+    let mut script = format!(
+        "flush set inet {TABLE} {SET4}\nflush set inet {TABLE} {SET6}\nflush map inet {TABLE} {CLIENT_NAT4}\nflush map inet {TABLE} {CLIENT_NAT6}\n"
+    );
     for k in 1..=spec.connection_slots {
         for v4 in [true, false] {
             let _ = writeln!(script, "flush set inet {TABLE} {}", slot_set(v4, k));
@@ -909,10 +945,10 @@ pub fn health_of(json: &str, spec: &TableSpec) -> Result<TableHealth, NftError> 
                 want_rules.remove(name);
                 gone.push(name);
             }
-            (Some("add"), Some("set"), Some(name), _)
-                if !items(&v, "set").filter(ours).any(|s| s["name"] == name) =>
+            (Some("add"), Some(kind @ ("set" | "map")), Some(name), _)
+                if !items(&v, kind).filter(ours).any(|s| s["name"] == name) =>
             {
-                return Ok(TableHealth::Differs(format!("set {name} is missing")));
+                return Ok(TableHealth::Differs(format!("{kind} {name} is missing")));
             }
             (Some("add"), Some("chain"), Some(name), _) => {
                 want_rules.entry(name).or_insert(0);
@@ -1044,6 +1080,51 @@ pub fn grants_of(json: &str) -> Result<Vec<LiveGrant>, NftError> {
                 expires_s: elem["expires"].as_u64().unwrap_or(0),
                 connections_left: None,
             });
+        }
+    }
+    Ok(out)
+}
+
+/// A live entry of a client NAT map: (source, service, inner host, time left, in whole seconds
+/// rounded down).
+pub type LiveClientNat = (
+    std::net::IpAddr,
+    Service,
+    std::net::SocketAddr,
+    std::time::Duration,
+);
+
+/// Lists the entries of the client NAT maps ([`CLIENT_NAT4`], [`CLIENT_NAT6`]).
+pub fn live_client_nat() -> Result<Vec<LiveClientNat>, NftError> {
+    match nft(&["-j", "list", "table", "inet", TABLE], None) {
+        Ok(json) => client_nat_of(&json),
+        Err(e) if e.is_missing() => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// [`live_client_nat`] on nft's JSON for the table; an element that does not read as one is
+/// skipped.
+pub fn client_nat_of(json: &str) -> Result<Vec<LiveClientNat>, NftError> {
+    let v: serde_json::Value = serde_json::from_str(json).map_err(NftError::Json)?;
+    let mut out = Vec::new();
+    for m in items(&v, "map")
+        .filter(|m| m["table"] == TABLE && (m["name"] == CLIENT_NAT4 || m["name"] == CLIENT_NAT6))
+    {
+        for e in m["elem"].as_array().into_iter().flatten() {
+            let (key, data) = (&e[0]["elem"], &e[1]["concat"]);
+            let concat = &key["val"]["concat"];
+            let parsed = (|| {
+                let from: std::net::IpAddr = concat[0].as_str()?.parse().ok()?;
+                let service: Service = format!("{}/{}", concat[1].as_str()?, concat[2].as_u64()?)
+                    .parse()
+                    .ok()?;
+                let ip: std::net::IpAddr = data[0].as_str()?.parse().ok()?;
+                let port = u16::try_from(data[1].as_u64()?).ok()?;
+                let left = std::time::Duration::from_secs(key["expires"].as_u64()?);
+                Some((from, service, std::net::SocketAddr::new(ip, port), left))
+            })();
+            out.extend(parsed);
         }
     }
     Ok(out)
@@ -1286,6 +1367,7 @@ mod tests {
             forward: Vec::new(),
             routed: Vec::new(),
             nat: Vec::new(),
+            client_nat: false,
             snat: Vec::new(),
             grant_mark: DEFAULT,
             trusted: vec![
@@ -1527,6 +1609,50 @@ mod tests {
                 health_of(&moved, &spec)
             );
         }
+    }
+
+    #[test]
+    fn live_client_nat_entries_are_read_from_nfts_json() {
+        let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"map": {"family": "inet", "name": "client_nat4", "table": "knocker", "type": ["ipv4_addr", "inet_proto", "inet_service"], "handle": 1, "map": "ipv4_addr . inet_service", "flags": ["timeout"], "elem": [[{"elem": {"val": {"concat": ["10.200.1.2", "tcp", 2222]}, "timeout": 30, "expires": 29}}, {"concat": ["10.200.3.2", 22]}], [{"elem": {"val": {"concat": ["10.200.1.3", "tcp", 99999]}, "timeout": 30, "expires": 29}}, {"concat": ["10.200.3.2", 22]}]]}}, {"map": {"family": "inet", "name": "other", "table": "knocker", "elem": [[{"elem": {"val": {"concat": ["10.200.1.4", "tcp", 22]}, "expires": 9}}, {"concat": ["10.200.3.2", 22]}]]}}]}"#;
+        assert_eq!(
+            client_nat_of(json).expect("json"),
+            [(
+                "10.200.1.2".parse().expect("ip"),
+                Service::tcp(2222),
+                "10.200.3.2:22".parse().expect("target"),
+                std::time::Duration::from_secs(29)
+            )]
+        );
+        assert!(client_nat_of("[").is_err());
+    }
+
+    #[test]
+    fn client_named_inner_hosts_are_dnatted_by_grant_and_map_together() {
+        let plain = render(&spec());
+        for map in [CLIENT_NAT4, CLIENT_NAT6] {
+            assert!(
+                plain.contains(&format!("add map inet knocker {map} {{")),
+                "{plain}"
+            );
+        }
+        assert!(plain.contains("add map inet knocker client_nat4 { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; flags timeout; }"), "{plain}");
+        assert!(plain.contains("delete chain inet knocker nat\n"), "{plain}");
+        let r = render(&TableSpec {
+            client_nat: true,
+            ..spec()
+        });
+        let rules: Vec<&str> = r
+            .lines()
+            .filter_map(|l| l.strip_prefix("add rule inet knocker nat "))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                "fib daddr type local ip saddr . meta l4proto . th dport @allow4 meta mark set meta mark | 0x4b4e0000 dnat ip to ip saddr . meta l4proto . th dport map @client_nat4",
+                "fib daddr type local ip6 saddr . meta l4proto . th dport @allow6 meta mark set meta mark | 0x4b4e0000 dnat ip6 to ip6 saddr . meta l4proto . th dport map @client_nat6",
+            ]
+        );
+        assert!(!r.contains("delete chain inet knocker nat\n"), "{r}");
     }
 
     #[test]
@@ -1804,6 +1930,15 @@ mod tests {
                 r#"{{"set": {{"family": "inet", "name": "{set}", "table": "knocker", "type": ["ipv4_addr", "inet_proto", "inet_service"], "handle": 2, "flags": ["timeout"]}}}}"#
             ));
         }
+        for map in script
+            .lines()
+            .filter(|l| l.starts_with("add map"))
+            .filter_map(|l| l.split_whitespace().nth(4))
+        {
+            objs.push(format!(
+                r#"{{"map": {{"family": "inet", "name": "{map}", "table": "knocker", "type": ["ipv4_addr", "inet_proto", "inet_service"], "handle": 2, "map": ["ipv4_addr", "inet_service"], "flags": ["timeout"]}}}}"#
+            ));
+        }
         objs.push(format!(
             r#"{{"chain": {{"family": "inet", "table": "knocker", "name": "input", "handle": 3, "type": "filter", "hook": "input", "prio": -10, "policy": "{policy}"}}}}"#
         ));
@@ -1861,6 +1996,12 @@ mod tests {
         assert_eq!(
             health_of(&no_set, &spec).ok(),
             Some(TableHealth::Differs("set allow6 is missing".into()))
+        );
+        let no_map =
+            live_json(want, "accept").replace(r#""name": "client_nat4""#, r#""name": "x""#);
+        assert_eq!(
+            health_of(&no_map, &spec).ok(),
+            Some(TableHealth::Differs("map client_nat4 is missing".into()))
         );
         assert_eq!(
             health_of(r#"{"nftables": [{"metainfo": {}}]}"#, &spec).ok(),

@@ -871,3 +871,377 @@ fn a_nat_door_that_masquerades_reaches_an_inner_host_with_no_route_back() {
         lab::assert_removed(&[n]);
     }
 }
+
+/// An access.conf whose one stanza opens tcp/NAT_PORT without FORCE_NAT: a client may name its
+/// own inner host (fwknop -N) where the daemon allows it.
+fn client_nat_access_conf(dir: &lab::TempDir) -> std::path::PathBuf {
+    dir.private(
+        "access.conf",
+        &format!(
+            "SOURCE ANY\nOPEN_PORTS tcp/{NAT_PORT}\nKEY {FWKNOP_KEY}\nHMAC_KEY {FWKNOP_HMAC}\nFW_ACCESS_TIMEOUT {OPEN_FOR}\n"
+        ),
+    )
+}
+
+/// fwknopd.conf with forwarding on (fwknopd's switch for NAT requests), for both daemons.
+fn forwarding_conf(dir: &lab::TempDir) -> std::path::PathBuf {
+    dir.private(
+        "fwknopd.conf",
+        "PCAP_INTF to-alice;\nENABLE_IPT_FORWARDING Y;\n",
+    )
+}
+
+/// The networks knockerd may send a client's NAT request to, in the client NAT test.
+const NAT_TARGETS: &str = "10.200.3.0/24";
+
+/// Waits until knockerd's table for this access.conf is intact again, up to 5 s.
+fn wait_for_fwknop_restore(w: &World, access: &str, conf: &str) {
+    let c = knockerd::config::fwknop::doors::load(
+        std::path::Path::new(access),
+        Some(std::path::Path::new(conf)),
+        knockerd::config::fwknop::Legacy::Refuse,
+        &[NAT_TARGETS.parse().expect("net")],
+    )
+    .expect("config")
+    .0;
+    let health = || {
+        let spec = ruleset::TableSpec::from_config(&c);
+        w.lab
+            .server
+            .enter(move || ruleset::verify(&spec))
+            .expect("enter")
+            .expect("nft list table")
+    };
+    let end = Instant::now() + Duration::from_secs(5);
+    while health() != TableHealth::Intact && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(health(), TableHealth::Intact, "{}", w.daemon.log());
+}
+
+/// The server's client NAT map for IPv4, as nft lists it.
+fn client_nat_map(w: &World) -> String {
+    w.lab
+        .server
+        .exec(
+            "nft",
+            &["list", "map", "inet", "knocker", ruleset::CLIENT_NAT4],
+        )
+        .expect("nft list map")
+}
+
+#[test]
+fn a_client_named_inner_host_takes_alice_alone_to_its_ssh_within_the_listed_networks() {
+    if !e2e(&["sysctl", "sshd", "ssh", "ssh-keygen", "fwknop"]) {
+        return;
+    }
+    let dir = lab::TempDir::new("fwd-client-nat");
+    let access = client_nat_access_conf(&dir).display().to_string();
+    let conf = forwarding_conf(&dir).display().to_string();
+    let mut inner = None;
+    let mut w = World::start_with("cnat", |lab| {
+        inner = Some(inner_namespace(lab));
+        Knockerd::start_args(
+            lab,
+            &[
+                "--fwknop-access",
+                &access,
+                "--fwknopd-conf",
+                &conf,
+                "--fwknop-nat-targets",
+                NAT_TARGETS,
+            ],
+        )
+    });
+    let _sshd = Sshd::start(inner.as_ref().expect("inner"), &dir);
+    let check = w
+        .lab
+        .server
+        .exec(
+            env!("CARGO_BIN_EXE_knockerd"),
+            &[
+                "check",
+                "--fwknop-access",
+                &access,
+                "--fwknopd-conf",
+                &conf,
+                "--fwknop-nat-targets",
+                NAT_TARGETS,
+            ],
+        )
+        .expect("knockerd check");
+    assert!(
+        check.contains("sends a granted client on to the inner host it names itself")
+            && check.contains(&format!("in {NAT_TARGETS} only (--fwknop-nat-targets")),
+        "{check}"
+    );
+    for (who, to) in [
+        (&w.lab.alice, Lab::SERVER_FOR_ALICE),
+        (&w.lab.mallory, Lab::SERVER_FOR_MALLORY),
+    ] {
+        assert_eq!(reach_nat(who, to, Duration::ZERO), Reach::Silent);
+    }
+    let port = format!("tcp/{NAT_PORT}");
+    let nat_request = |to: &str| {
+        fwknop_client(
+            &w.lab.alice,
+            "fwknop",
+            Lab::SERVER_FOR_ALICE,
+            &["-A", &port, "-N", to, "-a", Lab::ALICE],
+        );
+    };
+
+    // a host outside the listed networks (refused by the worker's decoder), and the server's
+    // own address on the inner link, inside them (refused by the gatekeeper): nothing opens
+    nat_request("10.200.4.2:22");
+    w.daemon.wait_log(
+        &format!("10.200.4.2:22 is in none of the door's networks (nat_networks, --fwknop-nat-targets: {NAT_TARGETS})"),
+        Duration::from_secs(5),
+    );
+    nat_request(&format!("{SERVER_FOR_INNER}:22"));
+    w.daemon.wait_log(
+        &format!("{SERVER_FOR_INNER} is one of this host's own addresses"),
+        Duration::from_secs(5),
+    );
+    assert!(w.grants().is_empty(), "{:?}", w.grants());
+    assert!(!client_nat_map(&w).contains(Lab::ALICE));
+    assert_eq!(
+        reach_nat(&w.lab.alice, Lab::SERVER_FOR_ALICE, Duration::ZERO),
+        Reach::Silent
+    );
+
+    // the inner host: alice's grant element and her map entry, and her ssh reaches it
+    nat_request(&format!("{INNER}:22"));
+    let g = w.wait_grants(1, Duration::from_secs(5));
+    assert_eq!(
+        g.iter()
+            .map(|g| (g.to.as_str(), g.service.as_str()))
+            .collect::<Vec<_>>(),
+        [(Lab::ALICE, port.as_str())],
+        "{}",
+        w.daemon.log()
+    );
+    let map = client_nat_map(&w);
+    assert!(
+        map.contains(&format!(
+            "{} . tcp . {NAT_PORT} timeout {OPEN_FOR}s",
+            Lab::ALICE
+        )) && map.contains(&format!(": {INNER} . 22")),
+        "{map}"
+    );
+    w.daemon
+        .wait_log(&format!("sent on to {INNER}:22"), Duration::from_secs(2));
+    let out = alice_ssh(&w, &dir, "cat /proc/net/dev | grep -c eth0");
+    assert!(
+        out.status.success(),
+        "alice's ssh through the server: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        w.daemon.log()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "1\n",
+        "on the inner host"
+    );
+    assert_eq!(
+        reach_nat(&w.lab.mallory, Lab::SERVER_FOR_MALLORY, Duration::ZERO),
+        Reach::Silent,
+        "alice's grant sends nobody else on"
+    );
+
+    // knockerd restarts (its grants kept, as on_stop says by default), takes over the live
+    // entry, and after a flush, which takes the map and the nat chain, puts both back with
+    // alice's grant
+    w.daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(w.daemon.wait_exit(Duration::from_secs(10)), Some(0));
+    w.daemon = Knockerd::start_args(
+        &w.lab,
+        &[
+            "--fwknop-access",
+            &access,
+            "--fwknopd-conf",
+            &conf,
+            "--fwknop-nat-targets",
+            NAT_TARGETS,
+        ],
+    );
+    w.daemon.wait_log(
+        "1 client NAT entry(ies) still open from before the restart",
+        Duration::from_secs(5),
+    );
+    w.lab
+        .server
+        .exec("nft", &["flush", "ruleset"])
+        .expect("nft flush ruleset");
+    wait_for_fwknop_restore(&w, &access, &conf);
+    assert_eq!(w.wait_grants(1, Duration::from_secs(2)).len(), 1);
+    assert!(
+        client_nat_map(&w).contains(&format!(": {INNER} . 22")),
+        "{}",
+        client_nat_map(&w)
+    );
+    let again = alice_ssh(&w, &dir, "echo again");
+    assert!(
+        again.status.success(),
+        "after the restore: {}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(
+        reach_nat(&w.lab.mallory, Lab::SERVER_FOR_MALLORY, Duration::ZERO),
+        Reach::Silent
+    );
+
+    // the kernel ends the map entry with the grant: alice is sent on no more
+    grant_expires_and_nat_closes(&w);
+    let map = client_nat_map(&w);
+    assert!(!map.contains(Lab::ALICE), "the entry must expire: {map}");
+
+    // knocker's own client sends the same NAT request
+    let knocker = knocker_client().display().to_string();
+    fwknop_client(
+        &w.lab.alice,
+        &knocker,
+        Lab::SERVER_FOR_ALICE,
+        &["-A", &port, "-N", &format!("{INNER}:22"), "-a", Lab::ALICE],
+    );
+    assert_eq!(w.wait_grants(1, Duration::from_secs(5)).len(), 1);
+    let out = alice_ssh(&w, &dir, "cat /proc/net/dev | grep -c eth0");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout) == "1\n",
+        "knocker spa --fwknop -N: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names = inner.as_ref().map(|n| n.name().to_string());
+    drop(_sshd);
+    w.finish();
+    drop(inner);
+    lab::assert_removed(&names.into_iter().collect::<Vec<_>>());
+}
+
+/// The same access.conf and fwknopd.conf under Debian's fwknopd: Debian's fwknop -N takes alice
+/// to the inner host's sshd there too (fwknopd checks no network: it sends a client wherever
+/// the packet says).
+#[test]
+fn the_same_client_nat_request_under_debians_fwknopd_reaches_the_inner_hosts_ssh() {
+    if !e2e(&[
+        "sysctl",
+        "sshd",
+        "ssh",
+        "ssh-keygen",
+        "fwknop",
+        "fwknopd",
+        "iptables",
+    ]) {
+        return;
+    }
+    let dir = lab::TempDir::new("fwd-fwknopd-cnat");
+    let access = client_nat_access_conf(&dir);
+    let conf = forwarding_conf(&dir);
+    let lab = Lab::new("fwdcnat").expect("lab");
+    let inner = inner_namespace(&lab);
+    let _sshd = Sshd::start(&inner, &dir);
+    let d = Fwknopd::start(
+        &lab.server,
+        &conf,
+        &access,
+        &dir.join("fwknopd"),
+        "to-alice",
+    );
+    let to = |addr: &str| SocketAddr::new(ip(addr), NAT_PORT);
+    assert_ne!(
+        connect_within(&lab.alice, to(Lab::SERVER_FOR_ALICE), Duration::ZERO),
+        Reach::Connected
+    );
+    let port = format!("tcp/{NAT_PORT}");
+    let nat = format!("{INNER}:22");
+    fwknop_client(
+        &lab.alice,
+        "fwknop",
+        Lab::SERVER_FOR_ALICE,
+        &["-A", &port, "-N", &nat, "-a", Lab::ALICE],
+    );
+    assert_eq!(
+        connect_within(
+            &lab.alice,
+            to(Lab::SERVER_FOR_ALICE),
+            Duration::from_secs(5)
+        ),
+        Reach::Connected,
+        "fwknopd's DNAT: {}",
+        lab.server
+            .exec("iptables", &["-t", "nat", "-n", "-L"])
+            .unwrap_or_default()
+    );
+    let out = alice_ssh_in(&lab, &dir, "cat /proc/net/dev | grep -c eth0");
+    assert!(
+        out.status.success(),
+        "alice's ssh through fwknopd's DNAT: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n");
+    assert_ne!(
+        connect_within(&lab.mallory, to(Lab::SERVER_FOR_MALLORY), Duration::ZERO),
+        Reach::Connected
+    );
+    drop(d);
+    let names = [inner.name().to_string()];
+    drop(inner);
+    drop(lab);
+    lab::assert_removed(&names);
+}
+
+#[test]
+fn a_force_masquerade_stanza_takes_debians_fwknop_client_to_an_inner_host_with_no_route_back() {
+    if !e2e(&["sysctl", "sshd", "ssh", "ssh-keygen", "fwknop"]) {
+        return;
+    }
+    let dir = lab::TempDir::new("fwd-fwknop-masq");
+    let access = dir
+        .private(
+            "access.conf",
+            &format!(
+                "SOURCE ANY\nOPEN_PORTS tcp/{NAT_PORT}\nFORCE_NAT {INNER} 22\nFORCE_MASQUERADE Y\nKEY {FWKNOP_KEY}\nHMAC_KEY {FWKNOP_HMAC}\nFW_ACCESS_TIMEOUT {OPEN_FOR}\n"
+            ),
+        )
+        .display()
+        .to_string();
+    let mut inner = None;
+    let w = World::start_with("fmasq", |lab| {
+        // no route from the inner host to alice: only a rewritten source gets an answer
+        inner = Some(inner_namespace_routed(lab, false));
+        Knockerd::start_args(lab, &["--fwknop-access", &access])
+    });
+    let _sshd = Sshd::start(inner.as_ref().expect("inner"), &dir);
+    let port = format!("tcp/{NAT_PORT}");
+    let nat = format!("{INNER}:22");
+    fwknop_client(
+        &w.lab.alice,
+        "fwknop",
+        Lab::SERVER_FOR_ALICE,
+        &["-A", &port, "-N", &nat, "-a", Lab::ALICE],
+    );
+    assert_eq!(w.wait_grants(1, Duration::from_secs(5)).len(), 1);
+    let out = alice_ssh(&w, &dir, "echo $SSH_CLIENT");
+    assert!(
+        out.status.success(),
+        "alice's ssh to an inner host with no route back: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        w.daemon.log()
+    );
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        seen.starts_with(&format!("{SERVER_FOR_INNER} ")),
+        "the inner host saw {seen:?}, not the server's {SERVER_FOR_INNER}"
+    );
+    assert_eq!(
+        reach_nat(&w.lab.mallory, Lab::SERVER_FOR_MALLORY, Duration::ZERO),
+        Reach::Silent
+    );
+    let names = inner.as_ref().map(|n| n.name().to_string());
+    drop(_sshd);
+    drop(inner);
+    w.finish();
+    if let Some(n) = names {
+        lab::assert_removed(&[n]);
+    }
+}

@@ -2005,7 +2005,7 @@ fn force_nat_sends_the_stanzas_open_ports_on_to_its_inner_host() {
         "access.conf",
         format!("SOURCE ANY\n{k}OPEN_PORTS tcp/2222\nFORCE_NAT 10.200.3.2 22\nSOURCE ANY\n{k}OPEN_PORTS tcp/22\n"),
     );
-    let (c, _) = fwknop::doors::load(&access, None, fwknop::Legacy::Refuse)
+    let (c, _) = fwknop::doors::load(&access, None, fwknop::Legacy::Refuse, &[])
         .unwrap_or_else(|e| panic!("{e}"));
     let to: std::net::SocketAddr = "10.200.3.2:22".parse().expect("address");
     assert_eq!(c.doors[0].forward, Some(knockerd::config::Forward::Nat(to)));
@@ -2026,7 +2026,7 @@ fn force_nat_sends_the_stanzas_open_ports_on_to_its_inner_host() {
             "clash.conf",
             format!("SOURCE ANY\n{k}OPEN_PORTS tcp/2222\nFORCE_NAT 10.200.3.2 22\nSOURCE 10.0.0.0/8\n{k}{other}"),
         );
-        let e = fwknop::doors::load(&access, None, fwknop::Legacy::Refuse)
+        let e = fwknop::doors::load(&access, None, fwknop::Legacy::Refuse, &[])
             .expect_err("a shared port")
             .to_string();
         assert!(
@@ -2038,13 +2038,15 @@ fn force_nat_sends_the_stanzas_open_ports_on_to_its_inner_host() {
         "restricted.conf",
         format!("SOURCE ANY\n{k}OPEN_PORTS tcp/2222\nFORCE_NAT 10.200.3.2 22\nSOURCE 10.0.0.0/8\n{k}RESTRICT_PORTS tcp/2222\n"),
     );
-    fwknop::doors::load(&access, None, fwknop::Legacy::Refuse).unwrap_or_else(|e| panic!("{e}"));
+    fwknop::doors::load(&access, None, fwknop::Legacy::Refuse, &[])
+        .unwrap_or_else(|e| panic!("{e}"));
     // the same inner host and port in two stanzas (two keys) is one DNAT
     let access = write(
         "two.conf",
         format!("SOURCE ANY\n{k}OPEN_PORTS tcp/2222\nFORCE_NAT 10.200.3.2 22\nSOURCE 10.0.0.0/8\n{k}OPEN_PORTS tcp/2222\nFORCE_NAT 10.200.3.2 22\n"),
     );
-    fwknop::doors::load(&access, None, fwknop::Legacy::Refuse).unwrap_or_else(|e| panic!("{e}"));
+    fwknop::doors::load(&access, None, fwknop::Legacy::Refuse, &[])
+        .unwrap_or_else(|e| panic!("{e}"));
 
     // what knockerd does not do is a reason, with its line
     let c = parse(&format!(
@@ -2122,4 +2124,114 @@ fn an_imported_force_nat_stanza_is_a_native_nat_door_that_takes_a_nat_request() 
     let packet = knocker_wire::fwknop::encode(&keys, &m, getrandom::fill).expect("encode");
     let r = (spa.decode)(packet.as_bytes(), 0).expect("a nat door takes fwknop -N");
     assert_eq!(r.access, [Service::tcp(2222)]);
+}
+
+#[test]
+fn a_native_fwknop_door_with_nat_networks_takes_a_clients_own_inner_host_there_only() {
+    use knocker_wire::fwknop::{FwknopKeys, MessageType, NatAccess, SpaMessage};
+    let d = TempDir::new("fwknop-nat-networks");
+    let k = keys();
+    let access = d.private(
+        "access.conf",
+        &format!("SOURCE ANY\n{k}OPEN_PORTS tcp/2222\n"),
+    );
+    let base = to_toml(&fwknop::load(&access, None).expect("loads"))
+        .replace("/etc/knocker/", &format!("{}/", d.join("").display()));
+    for (file, key) in [
+        ("fwknop-1.fwknop.key", ENC_B64),
+        ("fwknop-1.fwknop.hmac.key", HMAC_B64),
+    ] {
+        d.private(file, &format!("{key}\n"));
+    }
+    let with = |line: &str| base.replacen("open = [", &format!("{line}\nopen = ["), 1);
+    let toml = with("nat_networks = [\"10.200.3.0/24\"]");
+    let c = knockerd::config::native::parse(Path::new("k.toml"), &toml)
+        .unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    assert_eq!(
+        c.doors[0].nat_networks,
+        ["10.200.3.0/24"
+            .parse::<knockerd::config::Net>()
+            .expect("net")]
+    );
+    assert_eq!(c.doors[0].forward, None, "the port itself stays local");
+    assert!(knockerd::ruleset::TableSpec::from_config(&c).client_nat);
+    let knocker_engine::Kind::Spa(spa) = &c.doors[0].spec.kind else {
+        panic!("an SPA door")
+    };
+    let keys = FwknopKeys::new(
+        zeroize::Zeroizing::new(b"abcdefghijklmnop".to_vec()),
+        zeroize::Zeroizing::new(b"qrstuvwxyz0123456789".to_vec()),
+        Digest::Sha256,
+    )
+    .expect("keys");
+    let nat_packet = |host: &str| {
+        let mut m = SpaMessage::access(
+            "alice",
+            1_000_000,
+            std::net::Ipv4Addr::new(10, 200, 1, 2),
+            vec![Service::tcp(2222)],
+            None,
+        );
+        m.message_type = MessageType::NatAccess;
+        m.nat = Some(NatAccess {
+            host: host.into(),
+            port: 22,
+        });
+        knocker_wire::fwknop::encode(&keys, &m, getrandom::fill).expect("encode")
+    };
+    let r = (spa.decode)(nat_packet("10.200.3.2").as_bytes(), 0).expect("a listed inner host");
+    assert_eq!(r.nat, Some("10.200.3.2:22".parse().expect("target")));
+    match (spa.decode)(nat_packet("10.200.4.2").as_bytes(), 0) {
+        Err(knocker_engine::SpaError::Unsupported(why)) => {
+            assert!(why.contains("nat_networks"), "{why}")
+        }
+        other => panic!("an unlisted inner host must be refused: {other:?}"),
+    }
+    // without the key, a NAT request is refused and says which keys would take it
+    let c = knockerd::config::native::parse(Path::new("k.toml"), &base).expect("parses");
+    let knocker_engine::Kind::Spa(spa) = &c.doors[0].spec.kind else {
+        panic!("an SPA door")
+    };
+    match (spa.decode)(nat_packet("10.200.3.2").as_bytes(), 0) {
+        Err(knocker_engine::SpaError::Unsupported(why)) => {
+            assert!(why.contains("nat_networks = ["), "{why}")
+        }
+        other => panic!("refused without nat_networks: {other:?}"),
+    }
+    // what the key refuses, with the line
+    for (line, says) in [
+        ("nat_networks = [\"fd00:200:3::/64\"]", "only IPv4"),
+        ("nat_networks = []", "is empty"),
+        ("nat_networks = [\"any\"]", "nat_networks:"),
+        (
+            "nat_networks = [\"10.200.3.0/24\"]\nnat = \"10.200.3.2:22\"",
+            "without nat",
+        ),
+        (
+            "nat_networks = [\"10.200.3.0/24\"]\nconnections = 1",
+            "connections",
+        ),
+    ] {
+        let toml = with(line);
+        let e = knockerd::config::native::parse(Path::new("k.toml"), &toml)
+            .expect_err(line)
+            .to_string();
+        assert!(e.contains(says), "{line}: {e}");
+    }
+    let seq = knockerd::config::native::parse(
+        Path::new("k.toml"),
+        "[door.s]\nsequence = [\"8000\", \"7000\", \"9000\"]\nopen = [\"22\"]\nnat_networks = [\"10.200.3.0/24\"]\n",
+    )
+    .expect_err("a sequence door")
+    .to_string();
+    assert!(seq.contains("belongs to kind = \"fwknop\""), "{seq}");
+    // import-fwknop says where the key goes when fwknopd.conf turns forwarding on
+    let conf = d.private("fwknopd.conf", "ENABLE_IPT_FORWARDING Y;\n");
+    let imported =
+        to_toml(&fwknop::load_with(&access, Some(&conf), fwknop::Legacy::Refuse).expect("loads"));
+    assert!(
+        imported.contains("ENABLE_IPT_FORWARDING Y") && imported.contains("# nat_networks = ["),
+        "{imported}"
+    );
+    assert!(!base.contains("nat_networks"), "{base}");
 }

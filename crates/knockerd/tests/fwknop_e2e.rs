@@ -121,7 +121,7 @@ fn a_nat_request_to_a_stanza_without_force_nat_opens_nothing() {
     args.extend(keys());
     fwknop(&w, &args);
     w.daemon.wait_log(
-        "honours only in a stanza with FORCE_NAT",
+        "which this stanza does not take: fwknopd.conf has no ENABLE_IPT_FORWARDING Y",
         Duration::from_secs(5),
     );
     assert!(w.grants().is_empty(), "{:?}", w.grants());

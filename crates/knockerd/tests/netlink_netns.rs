@@ -214,6 +214,127 @@ fn grant_shows_in_nft_with_its_timeout_and_refreshes() {
     assert!(ns.elements("allow4").is_empty());
 }
 
+/// The entries of `inet knocker <map>` as nft lists them, one line each (`key timeout ... : data`).
+fn map_entries(ns: &Netns, map: &str) -> Vec<String> {
+    let out = ns
+        .exec("nft", &["list", "map", "inet", "knocker", map])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let Some(elements) = out.split("elements = {").nth(1) else {
+        return Vec::new();
+    };
+    elements
+        .split('}')
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .map(|e| e.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|e| !e.is_empty())
+        .collect()
+}
+
+#[test]
+fn a_client_nat_entry_is_set_replaced_and_cleared_with_its_grant_in_one_batch() {
+    use knockerd::nftset::NatChange;
+    if !knocker_lab::e2e(&[]) {
+        return;
+    }
+    let ns = netns();
+    ns.load(RULESET);
+    ns.load(
+        "add map inet knocker client_nat4 { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; flags timeout; }\n\
+         add map inet knocker client_nat6 { type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; flags timeout; }\n",
+    );
+    let mut sets = open_sets(&ns);
+    let to: IpAddr = "10.200.7.2".parse().expect("addr");
+    let inner: SocketAddr = "10.200.3.2:22".parse().expect("target");
+    let other: SocketAddr = "10.200.3.7:2200".parse().expect("target");
+    let ssh = [Service::tcp(2222)];
+    let grant = |sets: &mut NftSets, secs: u64, nat: NatChange| {
+        sets.grant_nat(to, &ssh, Duration::from_secs(secs), nat, "client_nat4")
+    };
+    // a first target, twice (the second a refresh of the same)
+    for _ in 0..2 {
+        grant(
+            &mut sets,
+            100,
+            NatChange::Set {
+                to: inner,
+                was: None,
+            },
+        )
+        .expect("first");
+        let e = map_entries(&ns, "client_nat4");
+        assert!(
+            e.len() == 1
+                && e[0].starts_with("10.200.7.2 . tcp . 2222 timeout 1m40s")
+                && e[0].ends_with(": 10.200.3.2 . 22"),
+            "{e:?}"
+        );
+    }
+    assert_eq!(ns.elements("allow4").len(), 1);
+    // the kernel refuses a second target over the first unless the batch names the first
+    assert!(grant(
+        &mut sets,
+        100,
+        NatChange::Set {
+            to: other,
+            was: None
+        }
+    )
+    .is_err());
+    let e = map_entries(&ns, "client_nat4");
+    assert!(
+        e.len() == 1 && e[0].ends_with(": 10.200.3.2 . 22"),
+        "refused whole: {e:?}"
+    );
+    grant(
+        &mut sets,
+        50,
+        NatChange::Set {
+            to: other,
+            was: Some(inner),
+        },
+    )
+    .expect("replaced");
+    let e = map_entries(&ns, "client_nat4");
+    assert!(
+        e.len() == 1 && e[0].contains("timeout 50s") && e[0].ends_with(": 10.200.3.7 . 2200"),
+        "{e:?}"
+    );
+    assert_eq!(
+        ns.elements("allow4")[0].1,
+        50,
+        "the grant element in the same batch"
+    );
+    // a plain grant clears it; clearing what the kernel already dropped is no error
+    grant(&mut sets, 60, NatChange::Clear { was: other }).expect("cleared");
+    assert!(map_entries(&ns, "client_nat4").is_empty());
+    assert_eq!(ns.elements("allow4")[0].1, 60);
+    grant(&mut sets, 60, NatChange::Clear { was: other }).expect("cleared again");
+    assert!(map_entries(&ns, "client_nat4").is_empty());
+    // a target of the other family is refused before anything is sent
+    let v6: SocketAddr = "[fd00:200:3::2]:22".parse().expect("target");
+    assert!(grant(&mut sets, 60, NatChange::Set { to: v6, was: None }).is_err());
+    assert!(map_entries(&ns, "client_nat4").is_empty());
+    // IPv6 in its own map
+    let to6: IpAddr = "fd00:200:7::2".parse().expect("addr");
+    sets.grant_nat(
+        to6,
+        &ssh,
+        Duration::from_secs(30),
+        NatChange::Set { to: v6, was: None },
+        "client_nat6",
+    )
+    .expect("v6");
+    let e = map_entries(&ns, "client_nat6");
+    assert!(
+        e.len() == 1
+            && e[0].starts_with("fd00:200:7::2 . tcp . 2222")
+            && e[0].ends_with(": fd00:200:3::2 . 22"),
+        "{e:?}"
+    );
+}
+
 #[test]
 fn grant_ipv6_and_mapped_ipv4() {
     if !knocker_lab::e2e(&[]) {

@@ -211,6 +211,7 @@ fn recorded_knocks_replay_to_the_same_grants_and_refusals() {
             access: access.clone(),
             fwknopd_conf: None,
             allow_legacy: false,
+            nat_networks: Vec::new(),
         });
         wait_watched(&f, &any, 2);
         wait_watched(&f, &veth, 2);

@@ -414,6 +414,7 @@ pub fn decoder(keys: Keys, next: u32, window: u32) -> (SpaPrecheck, SpaDecode) {
             client_timeout: None,
             replay_id: None,
             counter: Some(u64::from(opened.counter)),
+            nat: None,
         })
     });
     (precheck, decode)
@@ -479,6 +480,7 @@ pub fn load(
             protect: true,
             forward: None,
             nat_source: None,
+            nat_networks: Vec::new(),
             repeat_start_command: false,
             start_command: None,
             stop_command: None,

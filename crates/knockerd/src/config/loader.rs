@@ -23,6 +23,9 @@ pub enum ConfigFile {
         fwknopd_conf: Option<PathBuf>,
         /// `--fwknop-allow-legacy`: stanzas without an HMAC key run ([`fwknop::Legacy`]).
         allow_legacy: bool,
+        /// `--fwknop-nat-targets`: the networks a client's NAT request may name
+        /// ([`fwknop::FwknopConf::nat_networks`]).
+        nat_networks: Vec<crate::config::Net>,
     },
     /// knockknock's directory (`/etc/knockknock.d`: its `config` and `profiles/`), each profile
     /// run as knockknock runs it ([`knockknock::load`]); knocks seen through NFLOG, or through the
@@ -91,13 +94,15 @@ pub fn load(file: &ConfigFile) -> Result<Loaded, ConfigError> {
             access,
             fwknopd_conf,
             allow_legacy,
+            nat_networks,
         } => {
             let legacy = if *allow_legacy {
                 fwknop::Legacy::Allow
             } else {
                 fwknop::Legacy::Refuse
             };
-            let (config, warnings) = fwknop::doors::load(access, fwknopd_conf.as_deref(), legacy)?;
+            let (config, warnings) =
+                fwknop::doors::load(access, fwknopd_conf.as_deref(), legacy, nat_networks)?;
             Ok(Loaded {
                 config,
                 warnings,
@@ -230,6 +235,7 @@ mod tests {
             access: access.clone(),
             fwknopd_conf: None,
             allow_legacy: false,
+            nat_networks: Vec::new(),
         })
         .expect("loads");
         assert_eq!(l.config.file, access);
@@ -247,6 +253,7 @@ mod tests {
             access: access.clone(),
             fwknopd_conf: None,
             allow_legacy: true,
+            nat_networks: Vec::new(),
         })
         .expect("loads");
         assert_eq!(l.config.doors.len(), 2);

@@ -294,6 +294,11 @@ pub struct Door {
     pub forward: Option<Forward>,
     /// The source a `nat` door's connections get towards the inner host (`nat_source`).
     pub nat_source: Option<NatSource>,
+    /// The networks of the inner hosts a client may name itself (fwknop's `-N`, in an
+    /// access.conf stanza without FORCE_NAT, with `--fwknop-nat-targets`): a grant carrying such
+    /// a target is sent on there by the table's client NAT maps, for that source and service
+    /// only, and the gatekeeper refuses a target outside them. Empty: no client-chosen target.
+    pub nat_networks: Vec<Net>,
     /// Run the start command again when a knock completes while the door is already open for
     /// that address (knockd's behaviour); off by default, so repeated knocks never stack rules.
     pub repeat_start_command: bool,

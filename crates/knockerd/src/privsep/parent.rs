@@ -111,6 +111,7 @@ impl Worker {
                 access,
                 fwknopd_conf,
                 allow_legacy,
+                nat_networks,
             } => {
                 cmd.arg("--fwknop-access").arg(access);
                 if let Some(c) = fwknopd_conf {
@@ -118,6 +119,9 @@ impl Worker {
                 }
                 if *allow_legacy {
                     cmd.arg("--fwknop-allow-legacy");
+                }
+                for n in nat_networks {
+                    cmd.arg("--fwknop-nat-targets").arg(n.to_string());
                 }
                 &mut cmd
             }

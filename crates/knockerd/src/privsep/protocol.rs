@@ -109,6 +109,10 @@ pub struct Facts {
     pub destination: IpAddr,
     pub timestamp: u64,
     pub client_timeout: u64,
+    /// The inner host the client named (fwknop's `-N`), when its door takes one: the parent
+    /// checks it against the door's `nat_networks` before anything is applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat: Option<std::net::SocketAddr>,
 }
 
 impl From<knocker_engine::SpaFacts> for Facts {
@@ -118,6 +122,7 @@ impl From<knocker_engine::SpaFacts> for Facts {
             destination: f.destination,
             timestamp: f.timestamp,
             client_timeout: f.client_timeout,
+            nat: f.nat,
         }
     }
 }
@@ -129,6 +134,7 @@ impl From<Facts> for knocker_engine::SpaFacts {
             destination: f.destination,
             timestamp: f.timestamp,
             client_timeout: f.client_timeout,
+            nat: f.nat,
         }
     }
 }
@@ -376,6 +382,21 @@ mod tests {
                     destination: "fd00:200::1".parse().expect("ip"),
                     timestamp: 1_795_266_816,
                     client_timeout: 7,
+                    nat: None,
+                }),
+            },
+            Report::Grant {
+                door: door(4, "inner"),
+                to: "10.200.1.2".parse().expect("ip"),
+                open: Services::new(vec!["tcp/22".parse().expect("service")]).expect("one"),
+                millis: 7_000,
+                client: None,
+                spa: Some(Facts {
+                    packet_source: "10.200.1.2".parse().expect("ip"),
+                    destination: "10.200.0.1".parse().expect("ip"),
+                    timestamp: 1_795_266_816,
+                    client_timeout: 0,
+                    nat: Some("10.200.3.2:22".parse().expect("target")),
                 }),
             },
             Report::Tally {

@@ -476,14 +476,15 @@ impl Fwknopd {
         let log = Log::echoed("fwknopd");
         log.capture(&mut child, |_| {});
         let mut d = Fwknopd { child, log };
+        // pcap is open once fwknopd enters its loop (a fixed wait lost packets under load)
         if let Err(e) = d.log.wait_for(
-            "Starting fwknopd",
+            "Starting fwknopd main event loop",
             Duration::from_secs(10),
             Some(&mut d.child),
         ) {
             panic!("fwknopd did not start: it {e}");
         }
-        std::thread::sleep(Duration::from_millis(300)); // pcap is open once it logs its filter
+        std::thread::sleep(Duration::from_millis(100));
         d
     }
 }

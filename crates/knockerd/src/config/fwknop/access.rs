@@ -453,6 +453,8 @@ impl<'c> Parser<'c> {
             spa_port: fwknopd.spa_port,
             max_age: fwknopd.max_age,
             interface: fwknopd.interface.clone(),
+            forwarding: fwknopd.forwarding,
+            nat_networks: Vec::new(),
             warnings: all,
             global_warnings: global,
         })

@@ -15,11 +15,74 @@ use knocker_wire::fwknop::{self, FwknopKeys, MessageType};
 use crate::config::fwknop::{self as fwknop_conf, FwknopConf, Network, Stanza};
 use crate::config::{Command, CommandVars, Config, ConfigError, Door, DoorKind, DEFAULT_STATE_DIR};
 
-/// The decoder for one stanza's keys. `force_nat`: the stanza has FORCE_NAT, so a client's NAT
-/// request (`fwknop -N`) is taken as an access request to the stanza's own inner host, as
-/// fwknopd takes it; the inner host the client names is never used.
-pub fn decoder(keys: FwknopKeys, force_nat: bool) -> SpaDecode {
-    decoder_named(keys, String::new(), force_nat)
+/// What a stanza's decoder does with a client's NAT request (`fwknop -N inner,port`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientNat {
+    /// FORCE_NAT: taken as an access request to the stanza's own inner host, as fwknopd takes
+    /// it; the inner host the client names is never used.
+    Forced,
+    /// ENABLE_IPT_FORWARDING with `--fwknop-nat-targets`: the inner host the client names, if
+    /// it is an IPv4 address in one of these networks (the gatekeeper checks it again).
+    Networks(Vec<crate::config::Net>),
+    /// Refused; the reason names the setting that would allow it.
+    Refused(&'static str),
+}
+
+/// Why a stanza without FORCE_NAT refuses a client's NAT request when fwknopd.conf does not
+/// turn on forwarding.
+pub const NAT_NOT_ENABLED: &str =
+    "fwknopd.conf has no ENABLE_IPT_FORWARDING Y (fwknopd refuses it too)";
+/// The same when forwarding is on but knockerd was given no networks to send clients to.
+pub const NAT_NO_TARGETS: &str =
+    "knockerd sends a client on only to networks --fwknop-nat-targets lists, and it lists none";
+
+/// The same for a native `kind = "fwknop"` door without `nat`.
+pub const NAT_NATIVE: &str =
+    "a native fwknop door sends clients on only with nat = \"ADDRESS:PORT\" (to that host) or nat_networks = [\"NETWORK\"] (to their own host there)";
+
+/// The decoder for one stanza's keys; `nat` says what it does with a client's NAT request.
+pub fn decoder(keys: FwknopKeys, nat: ClientNat) -> SpaDecode {
+    decoder_named(keys, String::new(), nat)
+}
+
+/// The inner host a NAT request names, if `targets` allow it: an IPv4 address (fwknopd's
+/// check; no host names), never this host's loopback, a broadcast, multicast or unspecified
+/// address, and within one of the networks.
+pub fn client_target(
+    nat: &fwknop::NatAccess,
+    targets: &[crate::config::Net],
+) -> Result<SocketAddr, String> {
+    let ip: Ipv4Addr = nat.host.parse().map_err(|_| {
+        format!(
+            "the NAT request's inner host {:?} is not an IPv4 address (knockerd resolves no names)",
+            nat.host.escape_debug().to_string()
+        )
+    })?;
+    if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || ip.is_broadcast() {
+        return Err(format!(
+            "the NAT request's inner host {ip} is not an inner host's address"
+        ));
+    }
+    let to = SocketAddr::new(IpAddr::V4(ip), nat.port);
+    let host = crate::config::Net::of(IpAddr::V4(ip), 32);
+    if !targets.iter().any(|n| n.contains(&host)) {
+        return Err(format!(
+            "the NAT request's inner host {to} is in none of the door's networks (nat_networks, --fwknop-nat-targets{})",
+            if targets.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ": {}",
+                    targets
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        ));
+    }
+    Ok(to)
 }
 
 /// How often a legacy door says again that it decrypted a packet without authenticating it.
@@ -30,7 +93,7 @@ const LEGACY_WARNING_EVERY: u64 = 60;
 /// With legacy keys (no HMAC), a packet that decrypts is logged as such, at most once a
 /// minute with the count since the last line; its replay key is its plaintext's digest (see
 /// `fwknop::decode_with_replay_key`), which the engine remembers besides the packet's.
-fn decoder_named(keys: FwknopKeys, door: String, force_nat: bool) -> SpaDecode {
+fn decoder_named(keys: FwknopKeys, door: String, nat: ClientNat) -> SpaDecode {
     let keys = Arc::new(keys);
     let legacy = keys.is_legacy();
     // (the Unix second of the last warning, packets since)
@@ -55,31 +118,43 @@ fn decoder_named(keys: FwknopKeys, door: String, force_nat: bool) -> SpaDecode {
                 *s = (wall.max(1), 0);
             }
         }
-        match (msg.message_type, msg.request) {
+        let request = |access, nat| SpaRequest {
+            username: msg.username.clone(),
+            timestamp: msg.timestamp,
+            allow: msg.allow,
+            access,
+            client_timeout: msg.client_timeout,
+            replay_id: legacy.then_some(replay_key),
+            counter: None,
+            nat,
+        };
+        match (msg.message_type, &msg.request) {
             (
                 MessageType::Access | MessageType::ClientTimeoutAccess,
                 fwknop::SpaRequest::Access(access),
-            )
-            | (
-                MessageType::NatAccess | MessageType::ClientTimeoutNatAccess,
+            ) => Ok(request(access.clone(), None)),
+            (
+                t @ (MessageType::NatAccess | MessageType::ClientTimeoutNatAccess),
                 fwknop::SpaRequest::Access(access),
-            ) if force_nat || !msg.message_type.is_nat() => Ok(SpaRequest {
-                username: msg.username,
-                timestamp: msg.timestamp,
-                allow: msg.allow,
-                access,
-                client_timeout: msg.client_timeout,
-                replay_id: legacy.then_some(replay_key),
-                counter: None,
-            }),
+            ) => match (&nat, &msg.nat) {
+                (ClientNat::Forced, _) => Ok(request(access.clone(), None)),
+                (ClientNat::Networks(targets), Some(asked)) => {
+                    let to = client_target(asked, targets)
+                        .map_err(|why| SpaError::Unsupported(format!("{t}: {why}")))?;
+                    Ok(request(access.clone(), Some(to)))
+                }
+                (ClientNat::Networks(_), None) => Err(SpaError::Unsupported(format!(
+                    "{t}: the message names no inner host"
+                ))),
+                (ClientNat::Refused(why), _) => Err(SpaError::Unsupported(format!(
+                    "{t}: the packet names its own inner host (fwknop -N), which this stanza does not take: {why}; send a plain access request, or give the stanza FORCE_NAT, where the admin names the inner host"
+                ))),
+            },
             (t @ (MessageType::LocalNatAccess | MessageType::ClientTimeoutLocalNatAccess), _) => {
                 Err(SpaError::Unsupported(format!(
-                    "{t}: local NAT (fwknop --nat-local) is not supported; send a plain access request for the port itself"
+                    "{t}: local NAT (fwknop --nat-local) is not supported: it would open on this host whatever port the packet names (SECURITY.md); send a plain access request for the port itself"
                 )))
             }
-            (t, _) if t.is_nat() => Err(SpaError::Unsupported(format!(
-                "{t}: the packet names its own inner host (fwknop -N), which knockerd honours only in a stanza with FORCE_NAT, where the admin names the inner host; send a plain access request"
-            ))),
             (t, _) => Err(SpaError::Unsupported(format!(
                 "{t} messages are not supported: knockerd runs no command from a packet"
             ))),
@@ -153,6 +228,7 @@ pub(super) fn cycle_command(template: &str, timer: u64) -> Result<Command, Strin
             destination: probe.destination,
             timestamp: probe.timestamp,
             client_timeout: probe.client_timeout,
+            nat: None,
         }),
         stop_in: probe.client_timeout,
         client_timeout: probe.client_timeout,
@@ -216,7 +292,7 @@ fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option
         precheck: None,
         rate_limit: None,
         proto: knocker_engine::Proto::Udp,
-        decode: decoder_named(keys, s.door_name(), s.force_nat.is_some()),
+        decode: decoder_named(keys, s.door_name(), client_nat(s, conf)),
         port: conf.spa_port,
         allowed: networks(&s.sources),
         max_age: conf.max_age,
@@ -244,6 +320,10 @@ fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option
             .force_nat
             .map(|to| crate::config::Forward::Nat(SocketAddr::V4(to))),
         nat_source: s.nat_source,
+        nat_networks: match client_nat(s, conf) {
+            ClientNat::Networks(nets) => nets,
+            ClientNat::Forced | ClientNat::Refused(_) => Vec::new(),
+        },
         repeat_start_command: false,
         start_command,
         stop_command,
@@ -261,6 +341,20 @@ fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option
         },
         line: s.line,
     })
+}
+
+/// What a stanza does with a client's NAT request: FORCE_NAT's own host; else the client's,
+/// when fwknopd.conf turns forwarding on and knockerd was given networks to send clients to.
+fn client_nat(s: &Stanza, conf: &FwknopConf) -> ClientNat {
+    if s.force_nat.is_some() {
+        ClientNat::Forced
+    } else if !conf.forwarding {
+        ClientNat::Refused(NAT_NOT_ENABLED)
+    } else if conf.nat_networks.is_empty() {
+        ClientNat::Refused(NAT_NO_TARGETS)
+    } else {
+        ClientNat::Networks(conf.nat_networks.clone())
+    }
 }
 
 /// The doors of a parsed configuration, in fwknopd's order, and why a stanza became none.
@@ -310,12 +404,16 @@ fn check_nat(stanzas: &[Stanza]) -> Result<(), ConfigError> {
 }
 
 /// Reads an access.conf (and fwknopd.conf) into a configuration; warnings alongside.
+/// `nat_networks`: the networks a client's NAT request may name (`--fwknop-nat-targets`,
+/// [`FwknopConf::nat_networks`]).
 pub fn load(
     access: &Path,
     fwknopd_conf: Option<&Path>,
     legacy: fwknop_conf::Legacy,
+    nat_networks: &[crate::config::Net],
 ) -> Result<(Config, Vec<String>), ConfigError> {
-    let conf = fwknop_conf::load_with(access, fwknopd_conf, legacy)?;
+    let mut conf = fwknop_conf::load_with(access, fwknopd_conf, legacy)?;
+    conf.nat_networks = nat_networks.to_vec();
     let mut warnings = conf.warnings.clone();
     for r in &conf.refused {
         warnings.push(format!(
@@ -454,6 +552,7 @@ mod tests {
                 destination: "fd00:200:1::1".parse().unwrap(),
                 timestamp: 1_795_266_816,
                 client_timeout: 900,
+                nat: None,
             }),
             stop_in: 300,
             client_timeout: 300,
@@ -504,8 +603,8 @@ mod tests {
             });
             fwknop::encode(&keys(), &m, getrandom::fill).expect("encode")
         };
-        let forced = decoder(keys(), true);
-        let plain = decoder(keys(), false);
+        let forced = decoder(keys(), ClientNat::Forced);
+        let plain = decoder(keys(), ClientNat::Refused(NAT_NOT_ENABLED));
         for (t, timeout) in [
             (MessageType::NatAccess, None),
             (MessageType::ClientTimeoutNatAccess, Some(60)),
@@ -516,7 +615,7 @@ mod tests {
             assert_eq!(r.client_timeout, timeout);
             match plain(p.as_bytes(), 0) {
                 Err(SpaError::Unsupported(why)) => assert!(
-                    why.contains("honours only in a stanza with FORCE_NAT"),
+                    why.contains("does not take") && why.contains("ENABLE_IPT_FORWARDING"),
                     "{why}"
                 ),
                 other => panic!("a client-chosen inner host must be refused: {other:?}"),
@@ -531,5 +630,47 @@ mod tests {
         // a plain access request still opens a FORCE_NAT stanza (fwknopd's too)
         let access = packet(MessageType::Access, None);
         assert!(forced(access.as_bytes(), 0).is_ok() && plain(access.as_bytes(), 0).is_ok());
+
+        // with networks to send clients to: the client's inner host, if listed
+        let listed = decoder(
+            keys(),
+            ClientNat::Networks(vec!["192.0.2.0/24".parse().expect("net")]),
+        );
+        let r = listed(packet(MessageType::NatAccess, None).as_bytes(), 0).expect("listed");
+        assert_eq!(r.nat, Some("192.0.2.9:22".parse().expect("target")));
+        assert_eq!(r.access, [knocker_engine::Service::tcp(2222)]);
+        assert_eq!(
+            listed(access.as_bytes(), 0).expect("plain access").nat,
+            None
+        );
+        let elsewhere = decoder(
+            keys(),
+            ClientNat::Networks(vec!["10.200.3.0/24".parse().expect("net")]),
+        );
+        match elsewhere(packet(MessageType::NatAccess, None).as_bytes(), 0) {
+            Err(SpaError::Unsupported(why)) => {
+                assert!(why.contains("--fwknop-nat-targets"), "{why}")
+            }
+            other => panic!("an unlisted inner host must be refused: {other:?}"),
+        }
+        // hostile or odd NAT fields: refused with a reason, never a panic
+        let nets = [crate::config::Net {
+            addr: Ipv4Addr::UNSPECIFIED.into(),
+            len: 0,
+        }];
+        for host in [
+            "inner.example",
+            "10.200.3.2\n",
+            "::1",
+            "127.0.0.1",
+            "255.255.255.255",
+            "0.0.0.0",
+        ] {
+            let asked = fwknop::NatAccess {
+                host: host.into(),
+                port: 22,
+            };
+            assert!(client_target(&asked, &nets).is_err(), "{host}");
+        }
     }
 }

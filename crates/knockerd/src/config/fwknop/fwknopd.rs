@@ -139,6 +139,7 @@ pub fn parse_fwknopd_conf(file: &Path, text: &[u8]) -> Result<FwknopdConf, Confi
         conf.interface = Some(v.trim_end().to_string());
     }
     conf.nat_enabled = yes("ENABLE_IPT_FORWARDING") || yes("ENABLE_IPT_LOCAL_NAT");
+    conf.forwarding = yes("ENABLE_IPT_FORWARDING");
     if yes("ENABLE_UDP_SERVER") {
         let (port, n) = match get("UDPSERV_PORT") {
             Some((_, v, n)) => (
@@ -168,7 +169,7 @@ pub fn parse_fwknopd_conf(file: &Path, text: &[u8]) -> Result<FwknopdConf, Confi
         ("ENABLE_X_FORWARDED_FOR", true, "is Y: knockerd takes the source from the IP header only"),
         ("ENABLE_DESTINATION_RULE", true, "is Y: knockerd's grants open the service on every address of this host, not only on the one the SPA packet was sent to"),
         ("ENABLE_IPT_OUTPUT", true, "is Y: knockerd adds no OUTPUT rules; replies of granted connections pass through connection tracking"),
-        ("ENABLE_IPT_FORWARDING", true, "is Y: knockerd honours FORCE_NAT stanzas (its own DNAT, for granted sources only) and no client-chosen inner host (fwknop -N elsewhere is refused); turn on IP forwarding yourself (net.ipv4.ip_forward=1)"),
+        ("ENABLE_IPT_FORWARDING", true, "is Y: knockerd honours FORCE_NAT stanzas (its own DNAT, for granted sources only), and a client's own inner host (fwknop -N elsewhere) only in the networks --fwknop-nat-targets lists (a native door: nat_networks; without them, refused); turn on IP forwarding yourself (net.ipv4.ip_forward=1)"),
         ("ENABLE_IPT_LOCAL_NAT", true, "is Y: knockerd does no local NAT (fwknop --nat-local is refused); FORCE_NAT stanzas are honoured"),
         ("ENABLE_PCAP_ANY_DIRECTION", true, "is Y: knockerd sees only packets addressed to this host"),
     ];

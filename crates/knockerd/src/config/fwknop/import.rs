@@ -119,6 +119,15 @@ fn door(out: &mut String, c: &FwknopConf, s: &Stanza) {
         out.push_str(&format!("destinations = {}\n", list(&s.destinations)));
     }
     door_open(out, s);
+    if c.forwarding && s.force_nat.is_none() && s.cmd_cycle.is_none() {
+        comment(out, "note: ", "fwknopd.conf has ENABLE_IPT_FORWARDING Y: fwknopd sent a client's NAT request (fwknop -N)");
+        comment(
+            out,
+            "note: ",
+            "to any host it named. This door refuses it until you list the inner hosts' networks:",
+        );
+        comment(out, "", "nat_networks = [\"10.0.0.0/24\"]");
+    }
     door_keys(out, s);
     door_limits(out, c, s);
 }

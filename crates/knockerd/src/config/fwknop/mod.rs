@@ -434,6 +434,9 @@ pub struct FwknopdConf {
     pub interface: Option<String>,
     /// ENABLE_IPT_FORWARDING or ENABLE_IPT_LOCAL_NAT is Y (FORCE_NAT requires one of them).
     pub nat_enabled: bool,
+    /// ENABLE_IPT_FORWARDING is Y: fwknopd's switch for a client's own NAT request (`fwknop
+    /// -N`); knockerd wants its networks besides ([`FwknopConf::nat_networks`]).
+    pub forwarding: bool,
     pub warnings: Vec<String>,
 }
 
@@ -446,6 +449,7 @@ impl Default for FwknopdConf {
             max_age: Some(DEFAULT_MAX_AGE),
             interface: None,
             nat_enabled: false,
+            forwarding: false,
             warnings: Vec::new(),
         }
     }
@@ -463,6 +467,13 @@ pub struct FwknopConf {
     pub spa_port: u16,
     pub max_age: Option<u64>,
     pub interface: Option<String>,
+    /// fwknopd.conf's ENABLE_IPT_FORWARDING is Y ([`FwknopdConf::forwarding`]).
+    pub forwarding: bool,
+    /// The networks a client's NAT request (`fwknop -N`) may name in a stanza without
+    /// FORCE_NAT (`--fwknop-nat-targets`): with `forwarding`, such a stanza's door sends its
+    /// first requested service on to the inner host the client names, if it lies in one of them;
+    /// empty (the default), every such request is refused.
+    pub nat_networks: Vec<crate::config::Net>,
     /// Everything that deserves a look, each `file:line: what`, refused stanzas included.
     pub warnings: Vec<String>,
     /// The warnings that concern no single stanza (for import-fwknop's header).

@@ -989,6 +989,7 @@ fn build_door(
         protect: false,
         forward: None,
         nat_source: None,
+        nat_networks: Vec::new(),
         repeat_start_command: false,
         start_command: commands.start_command,
         stop_command: commands.stop_command,

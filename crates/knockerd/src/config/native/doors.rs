@@ -100,6 +100,7 @@ fn request(
         client_timeout,
         replay_id: Some(replay_id),
         counter: None,
+        nat: None,
     })
 }
 

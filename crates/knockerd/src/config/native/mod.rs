@@ -106,6 +106,7 @@ struct RawDoor {
     forward: Option<Spanned<RawForward>>,
     nat: Option<Spanned<String>>,
     nat_source: Option<Spanned<String>>,
+    nat_networks: Option<Spanned<Vec<Spanned<String>>>>,
     start_command: Option<Spanned<RawCommand>>,
     stop_command: Option<Spanned<RawCommand>>,
     stop_after: Option<Spanned<RawDuration>>,
@@ -796,6 +797,7 @@ fn door(
         protect: d.protect.unwrap_or(true),
         forward,
         nat_source,
+        nat_networks: nat_networks(cx, d, kind_name, connections, &grant_prefix)?,
         repeat_start_command: d.repeat_start_command.unwrap_or(false),
         start_command: commands.start,
         stop_command: commands.stop,
@@ -1109,6 +1111,55 @@ fn grant_prefix(
             );
         }
         *slot = (n < full).then_some(n);
+    }
+    Ok(out)
+}
+
+/// `nat_networks = ["10.0.0.0/24", ...]`: the networks of the inner hosts a `kind = "fwknop"`
+/// door's clients may name themselves (fwknop's `-N`), IPv4 only (fwknop's message carries
+/// nothing else); not beside `nat` (whose own host wins), `connections` or a widened grant.
+fn nat_networks(
+    cx: &Ctx<'_>,
+    d: &RawDoor,
+    kind_name: &str,
+    connections: Option<std::num::NonZeroU8>,
+    grant_prefix: &crate::config::GrantPrefix,
+) -> Result<Vec<crate::config::Net>, ConfigError> {
+    let Some(list) = &d.nat_networks else {
+        return Ok(Vec::new());
+    };
+    if kind_name != "fwknop" {
+        return cx.err(
+            list.span(),
+            "nat_networks belongs to kind = \"fwknop\" (a client's fwknop -N)",
+        );
+    }
+    if d.nat.is_some() {
+        return cx.err(list.span(), "nat_networks is for a door without nat: with nat, the door's own inner host is where every client goes; remove one of them");
+    }
+    if connections.is_some() || *grant_prefix != crate::config::GrantPrefix::default() {
+        return cx.err(list.span(), "nat_networks cannot be combined with connections or grant_prefix: a client's inner host is sent on for its own address, for the whole grant");
+    }
+    let mut out = Vec::new();
+    for item in list.get_ref() {
+        let net: crate::config::Net = item
+            .get_ref()
+            .trim()
+            .parse()
+            .or_else(|e| cx.err(item.span(), format!("nat_networks: {e}")))?;
+        if !net.addr.is_ipv4() {
+            return cx.err(
+                item.span(),
+                "nat_networks: fwknop's NAT request names only IPv4 hosts: give an IPv4 network",
+            );
+        }
+        out.push(net);
+    }
+    if out.is_empty() {
+        return cx.err(
+            list.span(),
+            "nat_networks is empty: list the networks clients may be sent on to, or remove it",
+        );
     }
     Ok(out)
 }
@@ -1437,7 +1488,15 @@ fn fwknop_door(
             .map_or_else(|| cx.err(p.span(), "port must be 1 to 65535"), Ok)?,
     };
     let spa = knocker_engine::Spa {
-        decode: crate::config::fwknop::doors::decoder(keys, d.nat.is_some()),
+        decode: crate::config::fwknop::doors::decoder(keys, {
+            use crate::config::fwknop::doors::{ClientNat, NAT_NATIVE};
+            let networks = nat_networks(cx, d, "fwknop", None, &Default::default())?;
+            match (&d.nat, networks.is_empty()) {
+                (Some(_), _) => ClientNat::Forced,
+                (None, false) => ClientNat::Networks(networks),
+                (None, true) => ClientNat::Refused(NAT_NATIVE),
+            }
+        }),
         precheck: None,
         rate_limit: None,
         proto: knocker_engine::Proto::Udp,

@@ -191,6 +191,12 @@ const EVERY_DOOR: Section = Section {
             about: "Send the door's `open` services on to an inner host (fwknop's FORCE_NAT): a new connection to one of them, sent to this host, is DNAT'd to ADDRESS:PORT (\"10.0.0.5:22\", \"[fd00::5]:22\") while its source holds a grant, so the DNAT ends with the grant, in the kernel. The services are forwarded (as with `forward = true`) and this door's alone. The inner host must route its answers back through this host (or see `nat_source`), and IP forwarding must be on. A `kind = \"fwknop\"` door with `nat` takes a client's NAT request (`fwknop -N`) as a request for its `open` services; the inner host the packet names is never used (without `nat`, such a request is refused).",
         },
         Key {
+            name: "nat_networks",
+            value: "[\"NETWORK\", ...]",
+            default: "none: a client's NAT request is refused",
+            about: "`kind = \"fwknop\"` without `nat`: the IPv4 networks of the inner hosts a client may name itself with `fwknop -N HOST:PORT` (fwknopd's ENABLE_IPT_FORWARDING). The first service the client asks for (one of `open`) is DNAT'd to HOST:PORT for the client's address alone, by an entry of the map client_nat4 added, refreshed and removed with the grant element in one batch; HOST must lie in one of these networks, not be their first or last address, and never be one of this host's own addresses (checked by the root process for every grant). Anyone holding the door's key can reach every host of these networks, on any port: list only the inner hosts. The inner host must route its answers back through this host, and IP forwarding must be on. Not with `connections` or `grant_prefix`.",
+        },
+        Key {
             name: "nat_source",
             value: "\"masquerade\" or \"ADDRESS\"",
             default: "the client's own address",

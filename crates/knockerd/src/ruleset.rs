@@ -1524,7 +1524,7 @@ mod tests {
         assert!(!r.contains("fib daddr"), "{r}");
     }
 
-    /// nft's JSON for the table exactly as `spec` renders it: its sets, its chains (base chains
+    /// nft's JSON for the table exactly as `spec` renders it: its sets and maps, its chains (base chains
     /// with the type, hook and priority the script gives them) and as many rules in each.
     fn live_json_of(spec: &TableSpec) -> String {
         let mut objs =
@@ -1534,8 +1534,8 @@ mod tests {
         for line in script.lines() {
             let words: Vec<&str> = line.split_whitespace().collect();
             match words.as_slice() {
-                ["add", "set", _, _, name, ..] => objs.push(format!(
-                    r#"{{"set": {{"family": "inet", "name": "{name}", "table": "knocker"}}}}"#
+                ["add", kind @ ("set" | "map"), _, _, name, ..] => objs.push(format!(
+                    r#"{{"{kind}": {{"family": "inet", "name": "{name}", "table": "knocker"}}}}"#
                 )),
                 ["add", "chain", _, _, name, "{", "type", kind, "hook", hook, "priority", prio, ..] => {
                     objs.push(format!(

@@ -145,6 +145,8 @@ pub fn run(
     config_source: &crate::config::loader::ConfigFile,
     overrides: &Overrides,
 ) -> Result<(), DaemonError> {
+    // before any key is read
+    crate::privsep::sandbox::forbid_core_dumps();
     if overrides.dry_run {
         return crate::dryrun::run(config_source, overrides);
     }

@@ -34,7 +34,7 @@ pub mod protocol;
 
 mod pacer;
 mod parent;
-mod sandbox;
+pub(crate) mod sandbox;
 mod worker;
 
 pub(crate) use parent::Worker;

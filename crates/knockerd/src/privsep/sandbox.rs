@@ -325,3 +325,46 @@ mod tests {
         assert_eq!(readable_dirs(Path::new("kern.log")), [PathBuf::from(".")]);
     }
 }
+
+/// Keeps this process out of core dumps (and from being traced by anyone but root): both of
+/// knockerd's processes hold keys, and a crash (a panic, which aborts in the packaged build, an
+/// abort, a fault) must not write them to a core file. Called first thing by the parent and by
+/// the worker; an `execve` of a command resets it for the command.
+pub fn forbid_core_dumps() {
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        tracing::warn!(
+            "cannot mark the process non-dumpable (PR_SET_DUMPABLE: {e}): a crash may leave a \
+             core dump with the keys in it"
+        );
+    }
+}
+
+#[cfg(test)]
+mod dumpable_tests {
+    /// Run twice: by the test harness, which runs itself again for this one test with
+    /// `KNOCKER_DUMPABLE_CHILD` set (so that the harness's own process stays dumpable), and in
+    /// that child, which checks the change and says so.
+    #[test]
+    fn the_process_is_no_longer_dumpable() {
+        const NAME: &str = "privsep::sandbox::dumpable_tests::the_process_is_no_longer_dumpable";
+        if std::env::var_os("KNOCKER_DUMPABLE_CHILD").is_some() {
+            assert!(nix::sys::prctl::get_dumpable().expect("PR_GET_DUMPABLE"));
+            super::forbid_core_dumps();
+            assert!(!nix::sys::prctl::get_dumpable().expect("PR_GET_DUMPABLE"));
+            println!("child: no longer dumpable");
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+            .env("KNOCKER_DUMPABLE_CHILD", "1")
+            .output()
+            .expect("run the test binary again");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("child: no longer dumpable"), "{stdout}");
+    }
+}

@@ -101,6 +101,8 @@ pub fn run(
     user: &str,
     parent: u32,
 ) -> Result<(), RunError> {
+    // before any key is read (the parent's mark does not survive the exec that started this)
+    crate::privsep::sandbox::forbid_core_dumps();
     // Ctrl-C in a terminal reaches the whole process group: the parent decides when to stop.
     let mut mask = nix::sys::signal::SigSet::empty();
     mask.add(nix::sys::signal::Signal::SIGINT);

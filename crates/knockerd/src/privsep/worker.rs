@@ -163,7 +163,8 @@ pub fn run(
     let mut datagrams: Vec<nflog::Datagram> = Vec::new();
     let mut refusals = RefusalLog::default();
     let mut reports: Vec<Report> = Vec::new();
-    // under a flood, a pause before each poll so that one wake-up takes many packets
+    // under a flood the kernel does not batch, a pause before each poll so that one wake-up
+    // takes many packets
     let mut pacer = super::pacer::Pacer::default();
     let mut overrun_reported = false;
     let mut too_long_reported = false;
@@ -179,6 +180,7 @@ pub fn run(
             std::thread::sleep(pause);
         }
         let mut read = 0;
+        let mut batched = false;
         // Deadline-driven: the engine's next expiry, a followed file's re-check, the next tally.
         // With none of them the worker sleeps until a knock or the parent (its pings) wakes it.
         let deadline = [engine.poll_timeout(), next_recheck, tally.due()]
@@ -231,6 +233,7 @@ pub fn run(
             datagrams.clear();
             match source.recv_batch(&mut knocks, &mut datagrams) {
                 Ok(stats) => {
+                    batched = stats.batched > 0;
                     totals.add(stats);
                     tally.source(stats);
                     if stats.overruns > 0 && !overrun_reported {
@@ -277,6 +280,9 @@ pub fn run(
             }
         }
         pacer.read(Instant::now(), read);
+        if read > 0 {
+            pacer.kernel_batches(batched);
+        }
         if let Some(on) = pacer.change() {
             reports.push(Report::Batching(on));
         }

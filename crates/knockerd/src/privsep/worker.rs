@@ -378,7 +378,7 @@ struct Tally {
     /// The doors (by index) each port is watched for, looked up once per knock: a door's fixed
     /// ports (sequence knocks, SPA and SYN ports) by service, its span (if any) in `spans`;
     /// never both for one door and one port, so a door is counted once per knock.
-    by_service: std::collections::HashMap<knocker_engine::Service, Vec<usize>>,
+    by_service: knocker_engine::ServiceMap<Vec<usize>>,
     /// Each span of ports (rotating and encoded doors), with its door's index.
     spans: Vec<(knocker_engine::Proto, u16, u16, usize)>,
     /// Door names to indexes (the engine's refusals name their door).
@@ -506,12 +506,11 @@ impl Tally {
 fn watched_index(
     config: &Config,
 ) -> (
-    std::collections::HashMap<knocker_engine::Service, Vec<usize>>,
+    knocker_engine::ServiceMap<Vec<usize>>,
     Vec<(knocker_engine::Proto, u16, u16, usize)>,
 ) {
     use crate::config::Watched;
-    let mut by_service: std::collections::HashMap<knocker_engine::Service, Vec<usize>> =
-        std::collections::HashMap::new();
+    let mut by_service: knocker_engine::ServiceMap<Vec<usize>> = Default::default();
     let mut spans = Vec::new();
     for (i, d) in config.doors.iter().enumerate() {
         let watched = d.watched();

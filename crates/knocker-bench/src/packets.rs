@@ -16,9 +16,11 @@ pub const SPOOF6_PREFIX: [u16; 4] = [0xfd00, 0x0200, 0x00ff, 0];
 /// IPv6 sources available (kept to a round, generous bound).
 pub const SPOOF6_MAX: u32 = 1 << 30;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Family {
+    #[value(name = "ipv4")]
     V4,
+    #[value(name = "ipv6")]
     V6,
 }
 

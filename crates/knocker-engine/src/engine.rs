@@ -9,7 +9,7 @@ use crate::encoded::{self, Assembly, Outcome};
 use crate::refusal::{Refusal, MAX_SEEN};
 use crate::sequence::{step, Clock, DoorSpec, Failure, Kind, SequenceError, Step};
 use crate::table::{Epoch, Progress, Src, Table, Ticks};
-use crate::types::{Grant, Knock, Service};
+use crate::types::{Grant, Knock, Service, ServiceMap};
 use knocker_wire::encoded::Reassembly;
 
 /// Default bound on tracked partial knocks: about 6 MiB at the ~60 bytes each measured in
@@ -162,7 +162,7 @@ fn candidates(
 pub struct Engine {
     doors: Vec<DoorState>,
     /// Which (door, candidate tag) each knock port belongs to right now.
-    by_service: HashMap<Service, Vec<(u16, u64)>>,
+    by_service: ServiceMap<Vec<(u16, u64)>>,
     table: Table,
     /// The encoded doors, by index.
     encoded_doors: Vec<u16>,
@@ -223,7 +223,7 @@ impl Engine {
             .collect();
         let mut e = Engine {
             doors,
-            by_service: HashMap::new(),
+            by_service: ServiceMap::default(),
             table: Table::new(config.max_tracked),
             encoded_doors,
             // a reassembly buffer is about 300 bytes, a partial knock about 60

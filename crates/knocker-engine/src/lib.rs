@@ -26,4 +26,6 @@ pub use sequence::{
     MAX_OPEN_FOR, MAX_WINDOW, MIN_KNOCKS,
 };
 pub use spa::{in_net, RateLimit, Spa, SpaDecode, SpaError, SpaPrecheck, SpaRequest};
-pub use types::{FlagFilter, Grant, Knock, ParseError, Proto, Service, SpaFacts, TcpFlags};
+pub use types::{
+    FlagFilter, Grant, Knock, ParseError, Proto, Service, ServiceMap, SpaFacts, TcpFlags,
+};

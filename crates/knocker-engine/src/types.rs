@@ -7,7 +7,7 @@ use std::time::Duration;
 
 // `Proto`, `Service` and `ParseError` are defined once, in knocker-wire (which the client
 // shares without the engine), and re-exported here so that every crate speaks one vocabulary.
-pub use knocker_wire::{ParseError, Proto, Service};
+pub use knocker_wire::{ParseError, Proto, Service, ServiceMap};
 
 /// TCP header flags, bit for bit as on the wire (FIN is bit 0).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -35,4 +35,4 @@ pub mod syn;
 pub use encoded::EncodedKey;
 pub use key::{KeyError, KEY_LEN};
 pub use rotate::RotateKey;
-pub use service::{ParseError, Proto, Service};
+pub use service::{ParseError, Proto, Service, ServiceHasher, ServiceMap};

@@ -89,6 +89,56 @@ impl Service {
     }
 }
 
+/// A map keyed by [`Service`] and hashed without a key ([`ServiceHasher`]), for the maps that
+/// hold a configuration's services and are looked up once or more a packet (the engine's and
+/// the packet worker's port indexes). A keyed hash is there to keep an attacker from growing a
+/// map's probe chains with keys of his choosing; a packet only looks these maps up and never
+/// adds to them, so whatever port it carries, a lookup probes at most the configured entries.
+/// SipHash, the default, took three hashes a packet and about a tenth of the packet worker's
+/// time under a flood (BENCHMARKS.md, "SYN flood").
+pub type ServiceMap<V> =
+    std::collections::HashMap<Service, V, std::hash::BuildHasherDefault<ServiceHasher>>;
+
+/// The hash of [`ServiceMap`]: a multiply and a rotate per word written (the one rustc's
+/// FxHash uses), no key. Only for maps whose keys no packet chooses.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ServiceHasher(u64);
+
+impl ServiceHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl std::hash::Hasher for ServiceHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.add(u64::from(*b));
+        }
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.add(n.into());
+    }
+    fn write_u16(&mut self, n: u16) {
+        self.add(n.into());
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.add(n.into());
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+    fn write_isize(&mut self, n: isize) {
+        self.add(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Displays as `tcp/22`, the form every log line and config uses (`icmp/100` for an echo step).
 impl fmt::Display for Service {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -129,6 +179,26 @@ impl FromStr for Service {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_service_has_its_own_hash_and_a_service_map_finds_it() {
+        use std::hash::BuildHasher as _;
+        let hasher = std::hash::BuildHasherDefault::<ServiceHasher>::default();
+        let mut seen = std::collections::HashSet::new();
+        for proto in [Proto::Tcp, Proto::Udp, Proto::Icmp] {
+            for port in 0..=u16::MAX {
+                let service = Service::new(proto, port);
+                assert!(seen.insert(hasher.hash_one(service)), "{service} collides");
+            }
+        }
+        let mut map: ServiceMap<u16> = ServiceMap::default();
+        for port in [22, 7000, 8000, 9000] {
+            map.insert(Service::tcp(port), port);
+        }
+        assert_eq!(map.get(&Service::tcp(7000)), Some(&7000));
+        assert_eq!(map.get(&Service::udp(7000)), None);
+        assert_eq!(map.get(&Service::tcp(7001)), None);
+    }
 
     #[test]
     fn service_syntaxes() {

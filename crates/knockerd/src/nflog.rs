@@ -66,9 +66,12 @@ pub const SYN_PREFIX: &str = "knocker-syn";
 pub const SPA_SNAPLEN: u16 = 1600;
 
 /// Packets the kernel puts in one datagram while a flood lasts: the instance's queue threshold.
-/// Each read then takes up to this many packets for one wake-up and one `recv`, and a datagram
-/// holds them in far less receive-buffer memory than as many datagrams of one packet each.
-pub const FLOOD_QTHRESH: u32 = 64;
+/// Each datagram then wakes the worker once and takes one `recv` for up to this many packets,
+/// and holds them in far less receive-buffer memory than as many datagrams of one packet each.
+/// 128: at 80 000 packets a second a batch fills in 1.6 ms (the timer flushes a slower flood's
+/// at the next tick); 64 cost 0.2 us more a packet in wake-ups, 256 a median opening of up to
+/// 3.8 ms under the flood (BENCHMARKS.md, "SYN flood").
+pub const FLOOD_QTHRESH: u32 = 128;
 /// The size of the datagrams the kernel builds while a flood lasts (the most it takes,
 /// nfnetlink_log's limit): room for [`FLOOD_QTHRESH`] SPA datagrams of a few hundred bytes.
 pub const FLOOD_NLBUFSIZ: u32 = 128 << 10;
@@ -181,6 +184,9 @@ pub struct RecvStats {
     /// Log lines or records that were not for knockerd: another prefix, another program's line,
     /// a line no format selects (line sources only).
     pub ignored: u64,
+    /// NFLOG datagrams that carried more than one logged packet: the kernel was batching (a
+    /// flood, [`batching_request`]). Always 0 from the other sources.
+    pub batched: u64,
 }
 
 impl RecvStats {
@@ -191,6 +197,7 @@ impl RecvStats {
         self.overruns += other.overruns;
         self.too_long += other.too_long;
         self.ignored += other.ignored;
+        self.batched += other.batched;
     }
 }
 
@@ -401,6 +408,7 @@ pub fn parse_datagram_with(
     spa: &mut Vec<Datagram>,
     stats: &mut RecvStats,
 ) {
+    let mut packets = 0u32;
     for msg in NetlinkMessages::new(datagram) {
         let Ok(msg) = msg else {
             stats.malformed += 1;
@@ -408,6 +416,10 @@ pub fn parse_datagram_with(
         };
         match msg.ty {
             NFLOG_PACKET_TYPE => {
+                packets += 1;
+                if packets == 2 {
+                    stats.batched += 1;
+                }
                 let attrs = msg.payload.get(NFGENMSG_LEN..).unwrap_or(&[]);
                 let prefix =
                     find_attr(attrs, NFULA_PREFIX).and_then(|p| p.split(|b| *b == 0).next());
@@ -855,11 +867,33 @@ mod tests {
             RecvStats {
                 knocks: 2,
                 malformed: 1,
+                batched: 1,
                 ..RecvStats::default()
             }
         );
         assert_eq!(out[0].dst_port, 7000);
         assert_eq!(out[1].dst_port, 9000);
+    }
+
+    #[test]
+    fn a_datagram_of_several_packets_is_the_kernel_batching() {
+        let mut stats = RecvStats::default();
+        parse_datagram(
+            &nflog_message(1, tcp4(true, b"")),
+            &mut Vec::new(),
+            &mut stats,
+        );
+        assert_eq!(stats.batched, 0, "one packet: not batched");
+        let mut datagram = Vec::new();
+        for seq in 0..3 {
+            datagram.extend(nflog_message(seq, tcp4(true, b"")));
+        }
+        parse_datagram(&datagram, &mut Vec::new(), &mut stats);
+        assert_eq!(
+            (stats.knocks, stats.batched),
+            (4, 1),
+            "counted once a datagram"
+        );
     }
 
     #[test]

@@ -19,8 +19,13 @@
 //! From [`Pacer::BATCH_PPS`] on the kernel batches too ([`Pacer::batching`]): each change is
 //! reported to the root parent ([`Pacer::change`]), which turns NFLOG's batching on and off on
 //! the worker's socket (configuring an NFLOG instance needs CAP_NET_ADMIN of the sender, which
-//! the worker gave up before it read its first packet; `nflog::BatchingHandle`). The pause then
-//! takes a few datagrams of many packets each instead of many datagrams of one. Not from the
+//! the worker gave up before it read its first packet; `nflog::BatchingHandle`). While a read
+//! finds the kernel batching ([`Pacer::kernel_batches`]: a datagram of more than one packet)
+//! the worker does not pause: each datagram is a batch already, one wake-up for many packets,
+//! and the pause only added a second wake-up (its timer's) to each read, which cost more than
+//! all the packets' parsing (BENCHMARKS.md, "SYN flood"). Whether the kernel batches is what
+//! the reads show, not what was asked: a request the parent could not send or the kernel
+//! refused, or a source that cannot batch, leaves the pause on. Not from the
 //! flood rate already: the kernel flushes a batch when it is full or at its next timer tick, so
 //! at 10 000 packets a second a knock would wait for the tick (up to 4 ms at HZ=250) where one
 //! packet per datagram keeps up well (BENCHMARKS.md, "SPA flood"). It stops below
@@ -41,6 +46,8 @@ pub struct Pacer {
     batching: bool,
     /// The batching last given out by [`Pacer::change`].
     told: bool,
+    /// Whether the last read that took packets found the kernel batching them.
+    kernel_batches: bool,
 }
 
 impl Pacer {
@@ -57,7 +64,7 @@ impl Pacer {
     /// The pause before each poll while a flood lasts: what one knock may wait more.
     pub const PAUSE: Duration = Duration::from_micros(500);
     /// From this many packets a second (in one window) the kernel is to batch: a batch of
-    /// `nflog::FLOOD_QTHRESH` (64) fills in 1.3 ms at most.
+    /// `nflog::FLOOD_QTHRESH` (128) fills in 2.6 ms at most.
     pub const BATCH_PPS: u64 = 50_000;
     /// Below this many packets a second (in one window) it is to stop.
     pub const UNBATCH_PPS: u64 = 10_000;
@@ -128,9 +135,16 @@ impl Pacer {
         })
     }
 
-    /// How long to sleep before the next poll: [`Pacer::PAUSE`] during a flood, else nothing.
+    /// Says whether the read just counted, one that took packets, found the kernel batching
+    /// them (a datagram of more than one packet). Holds until the next read with packets.
+    pub fn kernel_batches(&mut self, batched: bool) {
+        self.kernel_batches = batched;
+    }
+
+    /// How long to sleep before the next poll: [`Pacer::PAUSE`] during a flood that the kernel
+    /// does not batch, else nothing.
     pub fn pause(&self) -> Option<Duration> {
-        self.flooding.then_some(Self::PAUSE)
+        (self.flooding && !self.kernel_batches).then_some(Self::PAUSE)
     }
 }
 
@@ -236,6 +250,38 @@ mod tests {
         assert!(!p.flooding() && !p.batching());
         assert_eq!(p.change(), Some(false));
         assert_eq!(p.change(), None);
+    }
+
+    #[test]
+    fn no_pause_while_the_reads_find_the_kernel_batching() {
+        let mut p = Pacer::default();
+        let mut t = Instant::now();
+        p.read(t, 0);
+        feed(&mut p, &mut t, us(500), 50, Duration::from_millis(5));
+        assert_eq!(p.change(), Some(true));
+        assert_eq!(
+            p.pause(),
+            Some(Pacer::PAUSE),
+            "asked, not yet seen in a read"
+        );
+        p.kernel_batches(true);
+        assert_eq!(p.pause(), None, "each datagram is a batch");
+        // a wake-up with no packet (a timer, the parent) changes nothing
+        t += us(100);
+        p.read(t, 0);
+        assert_eq!(p.pause(), None);
+        // datagrams of one packet again (the request failed, or batching ended): the pause
+        p.read(t + us(100), 40);
+        p.kernel_batches(false);
+        assert!(p.flooding());
+        assert_eq!(p.pause(), Some(Pacer::PAUSE));
+        // and a quiet server never pauses, batched reads or not
+        let mut quiet = Pacer::default();
+        quiet.read(t, 2);
+        quiet.kernel_batches(true);
+        assert_eq!(quiet.pause(), None);
+        quiet.kernel_batches(false);
+        assert_eq!(quiet.pause(), None);
     }
 
     #[test]

@@ -165,7 +165,8 @@ pub fn run(
     let mut datagrams: Vec<nflog::Datagram> = Vec::new();
     let mut refusals = RefusalLog::default();
     let mut reports: Vec<Report> = Vec::new();
-    // under a flood, a pause before each poll so that one wake-up takes many packets
+    // under a flood the kernel does not batch, a pause before each poll so that one wake-up
+    // takes many packets
     let mut pacer = super::pacer::Pacer::default();
     let mut overrun_reported = false;
     let mut too_long_reported = false;
@@ -181,6 +182,7 @@ pub fn run(
             std::thread::sleep(pause);
         }
         let mut read = 0;
+        let mut batched = false;
         // Deadline-driven: the engine's next expiry, a followed file's re-check, the next tally.
         // With none of them the worker sleeps until a knock or the parent (its pings) wakes it.
         let deadline = [engine.poll_timeout(), next_recheck, tally.due()]
@@ -233,6 +235,7 @@ pub fn run(
             datagrams.clear();
             match source.recv_batch(&mut knocks, &mut datagrams) {
                 Ok(stats) => {
+                    batched = stats.batched > 0;
                     totals.add(stats);
                     tally.source(stats);
                     if stats.overruns > 0 && !overrun_reported {
@@ -279,6 +282,9 @@ pub fn run(
             }
         }
         pacer.read(Instant::now(), read);
+        if read > 0 {
+            pacer.kernel_batches(batched);
+        }
         if let Some(on) = pacer.change() {
             reports.push(Report::Batching(on));
         }
@@ -374,7 +380,7 @@ struct Tally {
     /// The doors (by index) each port is watched for, looked up once per knock: a door's fixed
     /// ports (sequence knocks, SPA and SYN ports) by service, its span (if any) in `spans`;
     /// never both for one door and one port, so a door is counted once per knock.
-    by_service: std::collections::HashMap<knocker_engine::Service, Vec<usize>>,
+    by_service: knocker_engine::ServiceMap<Vec<usize>>,
     /// Each span of ports (rotating and encoded doors), with its door's index.
     spans: Vec<(knocker_engine::Proto, u16, u16, usize)>,
     /// Door names to indexes (the engine's refusals name their door).
@@ -502,12 +508,11 @@ impl Tally {
 fn watched_index(
     config: &Config,
 ) -> (
-    std::collections::HashMap<knocker_engine::Service, Vec<usize>>,
+    knocker_engine::ServiceMap<Vec<usize>>,
     Vec<(knocker_engine::Proto, u16, u16, usize)>,
 ) {
     use crate::config::Watched;
-    let mut by_service: std::collections::HashMap<knocker_engine::Service, Vec<usize>> =
-        std::collections::HashMap::new();
+    let mut by_service: knocker_engine::ServiceMap<Vec<usize>> = Default::default();
     let mut spans = Vec::new();
     for (i, d) in config.doors.iter().enumerate() {
         let watched = d.watched();

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The idle bench (BENCHMARKS.md, "Idle memory and wake-ups"): knockerd with the example
+# The idle bench (BENCHMARKS.md, "Idle memory and wake-ups"): knockerd (the build that ships, Cargo.toml's dist profile) with the example
 # configuration (examples/knockerd.toml, its [door.ssh] uncommented), Debian's knockd with the same
 # door and Debian's fwknopd with one access.conf stanza, one after the other, each in network
 # namespaces of its own on an idle server. For each: ready, 5 s to settle, then a 30 s window with
@@ -20,5 +20,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ensure-packages.sh
 ensure nft:nftables ip:iproute2 knockd:knockd fwknopd:fwknop-server iptables:iptables
-cargo build --release --locked -p knockerd -p knocker-bench
-exec ./target/release/knocker-flood idle "$@"
+cargo build --release --locked -p knocker-bench
+# the knockerd that ships (Cargo.toml's dist profile), unless --knockerd names another
+cargo build --profile dist --locked -p knockerd
+for arg in "$@"; do
+  case "$arg" in --knockerd | --knockerd=*) exec ./target/release/knocker-flood idle "$@" ;; esac
+done
+exec ./target/release/knocker-flood idle --knockerd target/dist/knockerd "$@"

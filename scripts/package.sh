@@ -6,9 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo deb --version >/dev/null 2>&1 || cargo install cargo-deb --locked
-cargo build --release --locked -p knockerd -p knocker
+cargo build --profile dist --locked -p knockerd -p knocker
 for package in knockerd knocker; do
-	# the release profile keeps line tables for the benches' profiles: packages are stripped
-	cargo deb --no-build --strip --locked -p "$package"
+	# the dist profile (Cargo.toml) keeps line tables, as release does: packages are stripped
+	cargo deb --no-build --profile dist --strip --locked -p "$package"
 done
 ls -1 target/debian/*.deb

@@ -23,8 +23,9 @@ cargo check --manifest-path fuzz/Cargo.toml --locked --bins
 # (`--bench '*'`: the bench targets alone; `--benches` would run the libraries' unit tests again)
 cargo bench --workspace --bench '*' --locked -- --test
 
-# the release build, which the Debian packages' test (crates/knockerd/tests/deb_package.rs) packs
-cargo build --release --locked -p knockerd -p knocker
+# the build that ships (Cargo.toml's dist profile), which the Debian packages' test
+# (crates/knockerd/tests/deb_package.rs) packs
+cargo build --profile dist --locked -p knockerd -p knocker
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

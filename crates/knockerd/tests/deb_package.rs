@@ -47,12 +47,13 @@ fn cargo_deb() {
     }
 }
 
-/// Builds one package from the release build into `out`; returns the .deb.
+/// Builds one package from the build that ships (Cargo.toml's `dist` profile) into `out`;
+/// returns the .deb.
 fn build(package: &str, out: &Path) -> PathBuf {
-    let binary = workspace().join("target/release").join(package);
+    let binary = workspace().join("target/dist").join(package);
     assert!(
         binary.exists(),
-        "{} is missing: build it first with `cargo build --release --locked -p knockerd -p knocker` (scripts/test.sh does)",
+        "{} is missing: build it first with `cargo build --profile dist --locked -p knockerd -p knocker` (scripts/test.sh does)",
         binary.display()
     );
     ok(Command::new("cargo")
@@ -60,6 +61,8 @@ fn build(package: &str, out: &Path) -> PathBuf {
         .args([
             "deb",
             "--no-build",
+            "--profile",
+            "dist",
             "--strip",
             "--locked",
             "-p",

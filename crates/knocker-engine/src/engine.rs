@@ -606,11 +606,11 @@ impl Engine {
     /// first whose sources admit the packet and whose key authenticates it decides.
     pub fn handle_datagram(&mut self, now: Instant, knock: &Knock, payload: &[u8]) {
         let src = knock.src.to_canonical();
-        // the replay memory first: a digest of the raw packet, before any key is used
-        let digest: [u8; 32] = {
-            use sha2::Digest as _;
-            sha2::Sha256::digest(payload).into()
-        };
+        // The replay memory's key: a digest of the raw packet, made once, after the first
+        // door's precheck has passed (a tag or an HMAC, both cheaper than the digest and both
+        // without decrypting anything): noise costs no digest, a replay is refused before any
+        // decryption or public-key work.
+        let mut digest: Option<[u8; 32]> = None;
         let wall = self.wall;
         let mut tried: Option<usize> = None;
         for index in 0..self.doors.len() {
@@ -629,13 +629,17 @@ impl Engine {
                 src,
                 reason,
             };
-            if self.seen.get(&digest).is_some_and(|until| *until >= wall) {
-                self.events.push_back(refuse(Refusal::Replayed));
-                return;
-            }
             if spa.precheck.as_ref().is_some_and(|check| !check(payload)) {
                 tried = Some(index);
                 continue;
+            }
+            let digest = *digest.get_or_insert_with(|| {
+                use sha2::Digest as _;
+                sha2::Sha256::digest(payload).into()
+            });
+            if self.seen.get(&digest).is_some_and(|until| *until >= wall) {
+                self.events.push_back(refuse(Refusal::Replayed));
+                return;
             }
             if let Some(limit) = spa.rate_limit {
                 if !self.limiter.take(src, index, limit, now) {

@@ -3,9 +3,10 @@
 //! header fields carry the authenticator (the "payload" is then the packet from its IP header on).
 //!
 //! The decoder is injected ([`SpaDecode`]), so the engine holds no keys; the engine owns the
-//! policy, cheapest first: the replay memory (a digest of the raw packet, before any key is
-//! used), the networks the door allows, the door's cheap pre-check (knocker SPA's door tag), the per-source
-//! rate limit on what is expensive, the decoder (which checks the authenticator in constant time
+//! policy, cheapest first: the networks the door allows, the door's cheap pre-check (knocker
+//! SPA's door tag, a fwknop door's HMAC, a SYN's shape), the replay memory (a digest of the raw
+//! packet, made only once a pre-check has passed: noise costs none), the per-source rate limit
+//! on what is expensive, the decoder (which checks the authenticator in constant time
 //! *before* decrypting or any public-key math), the replay memory again (the request's own
 //! identity, which bit flips outside the authenticated part cannot change), then age, address
 //! binding, username, expiry, and what may be opened for how long.
@@ -58,7 +59,9 @@ pub enum SpaError {
 pub type SpaDecode = Arc<dyn Fn(&[u8], u64) -> Result<SpaRequest, SpaError> + Send + Sync>;
 
 /// A check cheap enough to run on every packet before anything expensive (knocker SPA's
-/// per-door tag, a keyed hash of the datagram): `false` means not for this door.
+/// per-door tag, a keyed hash of the datagram; a fwknop door's HMAC): `false` means not for
+/// this door. It runs before the replay memory's digest of the packet, so it must never be
+/// costlier than a SHA-256 of it, and it decrypts nothing.
 pub type SpaPrecheck = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
 
 /// How many expensive checks (public-key math, a SYN door's per-client MACs) one source may
@@ -84,7 +87,8 @@ impl Default for RateLimit {
 #[derive(Clone)]
 pub struct Spa {
     pub decode: SpaDecode,
-    /// Run before `decode` on every packet; `None` for fwknop (its HMAC is the first check).
+    /// Run before the replay memory and `decode` on every packet; `None` for a fwknop legacy
+    /// door (no HMAC: the digest is its first check, as in fwknopd).
     pub precheck: Option<SpaPrecheck>,
     /// Per-source limit on calls to `decode`; `None`: unlimited (fwknop's HMAC is cheap).
     pub rate_limit: Option<RateLimit>,

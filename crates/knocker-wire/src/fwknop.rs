@@ -27,7 +27,9 @@
 //!    tried.
 //! 2. The HMAC (its length follows from the door's HMAC digest type) is split off the end and
 //!    checked, in constant time, over the base64 ciphertext with `U2FsdGVkX1` put back. Nothing
-//!    is decrypted before this passes.
+//!    is decrypted before this passes. [`authenticate`] is steps 1 and 2 alone: knockerd checks
+//!    its replay memory after it, so that noise costs one HMAC and no digest, and a replay the
+//!    HMAC and the digest, still nothing decrypted.
 //! 3. Base64 decoding (leniently, exactly as fwknop's decoder: it stops at the first `=`),
 //!    a whole number of AES blocks, key derivation, decryption: of the first two blocks only
 //!    until the first check of step 4 passes, so that a wrong key costs the same whatever the
@@ -600,9 +602,28 @@ pub fn decode_with_replay_key(
 /// (`random:...:digest`, what fwknop's dumps call "Encoded Data" and "SPA Data Digest"), wiped
 /// when dropped. For diagnostics and tests; [`decode`] is what a receiver calls.
 pub fn decrypt(keys: &FwknopKeys, payload: &[u8]) -> Result<Zeroizing<Vec<u8>>, FwknopError> {
+    let ciphertext_b64 = authentic_ciphertext(keys, payload)?;
+    if keys.hmac.is_none() {
+        return decrypt_legacy(keys, payload);
+    }
+    decrypt_ciphertext(&keys.enc, ciphertext_b64)
+}
+
+/// Steps 1 and 2 of [`decode`], without decrypting: the cheap checks ([`precheck`]) and, with
+/// an HMAC key, the HMAC in constant time. `Ok` says the packet is authentic; with legacy keys,
+/// which have no HMAC, only that it passed the cheap checks. A receiver runs this first and its
+/// replay memory's digest of the packet only after it, so that noise costs one HMAC and nothing
+/// more ([`decode`] checks the HMAC again: it never relies on this having run).
+pub fn authenticate(keys: &FwknopKeys, payload: &[u8]) -> Result<(), FwknopError> {
+    authentic_ciphertext(keys, payload).map(|_| ())
+}
+
+/// [`authenticate`], giving the base64 ciphertext the HMAC covers (with legacy keys: the
+/// whole payload).
+fn authentic_ciphertext<'p>(keys: &FwknopKeys, payload: &'p [u8]) -> Result<&'p [u8], FwknopError> {
     precheck(payload)?;
     let Some(hmac_key) = &keys.hmac else {
-        return decrypt_legacy(keys, payload);
+        return Ok(payload);
     };
     let tag_len = keys.hmac_digest.b64_len();
     let ciphertext_len = payload
@@ -624,7 +645,7 @@ pub fn decrypt(keys: &FwknopKeys, payload: &[u8]) -> Result<Zeroizing<Vec<u8>>, 
     if !bool::from(expected[..n].ct_eq(tag)) {
         return Err(FwknopError::BadHmac);
     }
-    decrypt_ciphertext(&keys.enc, ciphertext_b64)
+    Ok(ciphertext_b64)
 }
 
 /// [`decrypt`] with legacy keys: the whole payload is the ciphertext, decrypted without any

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use knocker_engine::{DoorSpec, Kind, Spa, SpaDecode, SpaError, SpaRequest};
+use knocker_engine::{DoorSpec, Kind, Spa, SpaDecode, SpaError, SpaPrecheck, SpaRequest};
 use knocker_wire::fwknop::{self, FwknopKeys, MessageType};
 
 use crate::config::fwknop::{self as fwknop_conf, FwknopConf, Network, Stanza};
@@ -40,8 +40,9 @@ pub const NAT_NO_TARGETS: &str =
 pub const NAT_NATIVE: &str =
     "a native fwknop door sends clients on only with nat = \"ADDRESS:PORT\" (to that host) or nat_networks = [\"NETWORK\"] (to their own host there)";
 
-/// The decoder for one stanza's keys; `nat` says what it does with a client's NAT request.
-pub fn decoder(keys: FwknopKeys, nat: ClientNat) -> SpaDecode {
+/// The precheck and the decoder for one stanza's keys; `nat` says what the decoder does with a
+/// client's NAT request.
+pub fn decoder(keys: FwknopKeys, nat: ClientNat) -> (Option<SpaPrecheck>, SpaDecode) {
     decoder_named(keys, String::new(), nat)
 }
 
@@ -93,12 +94,27 @@ const LEGACY_WARNING_EVERY: u64 = 60;
 /// With legacy keys (no HMAC), a packet that decrypts is logged as such, at most once a
 /// minute with the count since the last line; its replay key is its plaintext's digest (see
 /// `fwknop::decode_with_replay_key`), which the engine remembers besides the packet's.
-fn decoder_named(keys: FwknopKeys, door: String, nat: ClientNat) -> SpaDecode {
+///
+/// The precheck is the HMAC alone ([`fwknop::authenticate`]), which the engine runs before its
+/// replay memory's digest of the packet: noise then costs one HMAC, a replay the HMAC and the
+/// digest, and only an authentic packet that is no replay is decrypted. A legacy door has no
+/// HMAC, so no precheck: the digest comes first, as in fwknopd.
+fn decoder_named(
+    keys: FwknopKeys,
+    door: String,
+    nat: ClientNat,
+) -> (Option<SpaPrecheck>, SpaDecode) {
     let keys = Arc::new(keys);
     let legacy = keys.is_legacy();
+    let precheck = (!legacy).then(|| {
+        let keys = Arc::clone(&keys);
+        let check: SpaPrecheck =
+            Arc::new(move |payload: &[u8]| fwknop::authenticate(&keys, payload).is_ok());
+        check
+    });
     // (the Unix second of the last warning, packets since)
     let said = Arc::new(Mutex::new((0u64, 0u64)));
-    Arc::new(move |payload: &[u8], wall: u64| {
+    let decode: SpaDecode = Arc::new(move |payload: &[u8], wall: u64| {
         let (msg, replay_key) = match fwknop::decode_with_replay_key(&keys, payload) {
             Ok(ok) => ok,
             // made with this stanza's HMAC key, but broken: the client's configuration is wrong
@@ -159,7 +175,8 @@ fn decoder_named(keys: FwknopKeys, door: String, nat: ClientNat) -> SpaDecode {
                 "{t} messages are not supported: knockerd runs no command from a packet"
             ))),
         }
-    })
+    });
+    (precheck, decode)
 }
 
 fn networks(list: &[Network]) -> Vec<(IpAddr, u8)> {
@@ -288,11 +305,12 @@ fn door_for(s: &Stanza, conf: &FwknopConf, warnings: &mut Vec<String>) -> Option
         }
     };
     let open_for = Duration::from_secs(s.fw_access_timeout.max(s.max_fw_timeout).clamp(1, 86_400));
+    let (precheck, decode) = decoder_named(keys, s.door_name(), client_nat(s, conf));
     let spa = Spa {
-        precheck: None,
+        precheck,
         rate_limit: None,
         proto: knocker_engine::Proto::Udp,
-        decode: decoder_named(keys, s.door_name(), client_nat(s, conf)),
+        decode,
         port: conf.spa_port,
         allowed: networks(&s.sources),
         max_age: conf.max_age,
@@ -603,8 +621,8 @@ mod tests {
             });
             fwknop::encode(&keys(), &m, getrandom::fill).expect("encode")
         };
-        let forced = decoder(keys(), ClientNat::Forced);
-        let plain = decoder(keys(), ClientNat::Refused(NAT_NOT_ENABLED));
+        let (_, forced) = decoder(keys(), ClientNat::Forced);
+        let (_, plain) = decoder(keys(), ClientNat::Refused(NAT_NOT_ENABLED));
         for (t, timeout) in [
             (MessageType::NatAccess, None),
             (MessageType::ClientTimeoutNatAccess, Some(60)),
@@ -632,7 +650,7 @@ mod tests {
         assert!(forced(access.as_bytes(), 0).is_ok() && plain(access.as_bytes(), 0).is_ok());
 
         // with networks to send clients to: the client's inner host, if listed
-        let listed = decoder(
+        let (_, listed) = decoder(
             keys(),
             ClientNat::Networks(vec!["192.0.2.0/24".parse().expect("net")]),
         );
@@ -643,7 +661,7 @@ mod tests {
             listed(access.as_bytes(), 0).expect("plain access").nat,
             None
         );
-        let elsewhere = decoder(
+        let (_, elsewhere) = decoder(
             keys(),
             ClientNat::Networks(vec!["10.200.3.0/24".parse().expect("net")]),
         );
@@ -672,5 +690,38 @@ mod tests {
             };
             assert!(client_target(&asked, &nets).is_err(), "{host}");
         }
+    }
+
+    #[test]
+    fn an_hmac_doors_precheck_is_its_hmac_and_a_legacy_door_has_none() {
+        use knocker_wire::fwknop::{Digest, SpaMessage};
+        let enc = || zeroize::Zeroizing::new(b"abcdefghijklmnop".to_vec());
+        let hmac = |k: &[u8]| {
+            FwknopKeys::new(enc(), zeroize::Zeroizing::new(k.to_vec()), Digest::Sha256)
+                .expect("keys")
+        };
+        let m = SpaMessage::access(
+            "alice",
+            1_000_000,
+            "10.200.1.2".parse().expect("ip"),
+            vec![knocker_engine::Service::tcp(22)],
+            None,
+        );
+        let packet = fwknop::encode(&hmac(b"qrstuvwxyz"), &m, getrandom::fill).expect("encode");
+        let (pre, decode) = decoder(hmac(b"qrstuvwxyz"), ClientNat::Refused(NAT_NOT_ENABLED));
+        let pre = pre.expect("an HMAC door has a precheck");
+        assert!(pre(packet.as_bytes()));
+        assert!(decode(packet.as_bytes(), 0).is_ok());
+        // another HMAC key, a changed character, noise: refused by the precheck alone
+        let (other, _) = decoder(hmac(b"another key"), ClientNat::Refused(NAT_NOT_ENABLED));
+        assert!(!other.expect("precheck")(packet.as_bytes()));
+        let mut changed = packet.clone().into_bytes();
+        changed[20] = if changed[20] == b'A' { b'B' } else { b'A' };
+        assert!(!pre(&changed));
+        assert!(!pre(&[b'A'; 200]));
+        let legacy = FwknopKeys::legacy(enc()).expect("legacy keys");
+        assert!(decoder(legacy, ClientNat::Refused(NAT_NOT_ENABLED))
+            .0
+            .is_none());
     }
 }

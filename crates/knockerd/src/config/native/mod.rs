@@ -1487,17 +1487,18 @@ fn fwknop_door(
             .filter(|p| *p > 0)
             .map_or_else(|| cx.err(p.span(), "port must be 1 to 65535"), Ok)?,
     };
+    let (precheck, decode) = crate::config::fwknop::doors::decoder(keys, {
+        use crate::config::fwknop::doors::{ClientNat, NAT_NATIVE};
+        let networks = nat_networks(cx, d, "fwknop", None, &Default::default())?;
+        match (&d.nat, networks.is_empty()) {
+            (Some(_), _) => ClientNat::Forced,
+            (None, false) => ClientNat::Networks(networks),
+            (None, true) => ClientNat::Refused(NAT_NATIVE),
+        }
+    });
     let spa = knocker_engine::Spa {
-        decode: crate::config::fwknop::doors::decoder(keys, {
-            use crate::config::fwknop::doors::{ClientNat, NAT_NATIVE};
-            let networks = nat_networks(cx, d, "fwknop", None, &Default::default())?;
-            match (&d.nat, networks.is_empty()) {
-                (Some(_), _) => ClientNat::Forced,
-                (None, false) => ClientNat::Networks(networks),
-                (None, true) => ClientNat::Refused(NAT_NATIVE),
-            }
-        }),
-        precheck: None,
+        decode,
+        precheck,
         rate_limit: None,
         proto: knocker_engine::Proto::Udp,
         port,
